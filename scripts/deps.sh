@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install what Gatehouse needs to build and test on Debian 12, idempotently and quietly:
+#   scripts/deps.sh build    C toolchain and libraries (make, make run)
+#   scripts/deps.sh test     + clang (fuzz, sanitizers), Node packages for the interop tests
+#   scripts/deps.sh bench    + wrk
+# Only packages that are missing are installed; apt-get update runs only when something is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-build}
+
+pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
+      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev curl ca-certificates)
+case "$what" in
+  test|bench) pkgs+=(clang llvm libclang-rt-14-dev nodejs npm python3) ;;&
+  bench) pkgs+=(wrk) ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node packages (interop tests, the example upstream servers). Reinstalled when the lock changes.
+need_node=0
+case "$what" in test|bench|run) need_node=1 ;; esac
+if [ "$need_node" = 1 ] && [ -f tests/interop/package-lock.json ]; then
+  stamp=tests/interop/node_modules/.lock-stamp
+  if [ ! -f "$stamp" ] || ! cmp -s tests/interop/package-lock.json "$stamp"; then
+    echo "deps: npm ci (tests/interop)" >&2
+    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp tests/interop/package-lock.json "$stamp"
+  fi
+fi

@@ -1,0 +1,113 @@
+/*
+ * Gatehouse configuration: one YAML file parsed with libfyaml into an immutable, reference-counted
+ * snapshot. A reload builds a new snapshot and swaps it in; requests in flight keep theirs.
+ * Loading refuses unknown keys and bad values with "file:line:column: what is wrong, what was
+ * expected" in the err_info. See docs/configuration.md for the file format.
+ */
+#ifndef GH_CONFIG_CONFIG_H
+#define GH_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define CONFIG_NAME_MAX 64 /* server names match ^[a-zA-Z0-9_-]{1,64}$ */
+
+enum config_prefix_mode {
+    PREFIX_WHEN_NEEDED = 0, /* prefix a name only when two servers expose it */
+    PREFIX_ALWAYS,          /* always "<server><sep><name>" */
+    PREFIX_NEVER,           /* never; a collision is an error naming both servers */
+};
+
+enum config_transport { TRANSPORT_STDIO = 0, TRANSPORT_HTTP };
+
+struct config_kv {
+    char *key;
+    char *value;
+};
+
+struct config_listener {
+    char *address; /* numeric IPv4/IPv6 literal or "localhost"; default 127.0.0.1 */
+    uint16_t port; /* 0 = ephemeral (the chosen port is logged and printed) */
+    char *tls_cert; /* PEM paths, both NULL or both set */
+    char *tls_key;
+};
+
+/* Durations are in milliseconds; 0 means "no limit" only where documented. */
+struct config_timeouts {
+    uint32_t connect_ms;    /* default 5000 */
+    uint32_t first_byte_ms; /* default 30000 */
+    uint32_t idle_ms;       /* default 60000: no byte for this long on a stream */
+    uint32_t total_ms;      /* default 300000: whole exchange */
+};
+
+struct config_server {
+    char *name;
+    enum config_transport transport;
+    /* stdio */
+    char *command;               /* looked up in PATH when it has no '/' */
+    char **args;                 /* NULL-terminated, may be empty */
+    size_t nargs;
+    struct config_kv *env;       /* added to (or replacing in) the inherited environment */
+    size_t nenv;
+    char *cwd;                   /* NULL = the gateway's */
+    uint32_t restart_initial_ms; /* default 500 */
+    uint32_t restart_max_ms;     /* default 30000 */
+    /* http */
+    char *url;
+    struct config_kv *headers;   /* static headers sent on every request */
+    size_t nheaders;
+    /* both */
+    struct config_timeouts timeouts;
+    uint32_t max_concurrency;    /* requests in flight to this server; default 64 */
+    size_t max_queue;            /* stdio write queue bytes; default 8 MiB */
+    size_t max_message;          /* largest message accepted from the server; default 16 MiB */
+    int prefix;                  /* -1 = inherit the global mode, else enum config_prefix_mode */
+};
+
+struct config {
+    int refcnt; /* atomic; use config_ref/config_unref */
+    char *source; /* file name the snapshot was loaded from, or "<string>" */
+
+    struct config_listener *listeners;
+    size_t nlisteners;
+    unsigned workers;  /* 0 = number of cores */
+    bool http2;        /* default false: Debian's h2o lacks post-2019 HTTP/2 DoS fixes */
+
+    char **allowed_hosts; /* Host header allow-list (host part, port ignored); default localhost,127.0.0.1,[::1] */
+    size_t nallowed_hosts;
+    char **allowed_origins; /* Origin allow-list (exact "scheme://host[:port]"); requests without Origin pass */
+    size_t nallowed_origins;
+
+    size_t max_body;            /* request body limit, default 4 MiB */
+    uint32_t session_idle_ms;   /* downstream session idle expiry, default 30 min */
+    uint32_t max_sessions;      /* default 100000 */
+    uint32_t replay_events;     /* SSE replay buffer per stream, default 256 events */
+    uint32_t sse_keepalive_ms;  /* SSE comment keep-alive interval, default 15000 */
+    uint32_t shutdown_grace_ms; /* SIGTERM drain deadline, default 10000 */
+
+    char *log_level; /* "debug" | "info" | "warn" | "error", default "info" */
+
+    enum config_prefix_mode prefix_mode; /* default PREFIX_WHEN_NEEDED */
+    char *prefix_separator;              /* default "__" */
+
+    struct config_server *servers;
+    size_t nservers;
+};
+
+/* Load and validate. On success *out holds a snapshot with refcnt 1. On failure returns
+   ERR_PARSE/ERR_INVAL/ERR_IO/ERR_NOMEM and fills ei (message with file:line:column). */
+int config_load_file(const char *path, struct config **out, struct err_info *ei);
+int config_load_string(const char *text, size_t len, const char *name, struct config **out,
+                       struct err_info *ei);
+
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+const struct config_server *config_find_server(const struct config *c, const char *name);
+/* The prefix mode in force for a server (its own, or the global one). */
+enum config_prefix_mode config_server_prefix(const struct config *c, const struct config_server *s);
+
+#endif

@@ -1,0 +1,28 @@
+/* Private to src/upstream: the vtable behind struct transport, filled by stdio.c and http.c. */
+#ifndef GH_UPSTREAM_TRANSPORT_INT_H
+#define GH_UPSTREAM_TRANSPORT_INT_H
+
+#include "upstream/transport.h"
+
+struct transport_ops {
+    int (*send)(struct transport *t, json_t *msg, void *related);
+    void (*cancel)(struct transport *t, void *related);
+    void (*set_protocol_version)(struct transport *t, const char *version);
+    void (*reset_session)(struct transport *t);
+    int (*listen)(struct transport *t);
+    enum transport_state (*state)(const struct transport *t);
+    unsigned (*restarts)(const struct transport *t);
+    void (*close)(struct transport *t);
+};
+
+/* Every concrete transport embeds this as its first member. */
+struct transport {
+    const struct transport_ops *ops;
+};
+
+struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_server *srv,
+                                      const struct transport_cbs *cbs);
+struct transport *http_transport_new(uv_loop_t *loop, const struct config_server *srv,
+                                     const struct transport_cbs *cbs);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * An upstream transport moves JSON-RPC messages between the gateway and one MCP server: a
+ * supervised child process over stdio (stdio.c) or a Streamable HTTP endpoint through libcurl
+ * (http.c), with the 2024-11-05 HTTP+SSE transport as the HTTP fallback. It knows framing,
+ * connections, sessions headers and timeouts; it does not know MCP semantics (initialize,
+ * id mapping, routing): that is the mcp module's job, above it.
+ *
+ * Threading: a transport lives on one libuv loop (its "home"). Every function below must be
+ * called on that loop's thread and every callback runs on it.
+ *
+ * Ownership of JSON: transport_send borrows `msg` (it serialises before returning). Callbacks
+ * lend `msg` for the duration of the call; json_incref it to keep it.
+ */
+#ifndef GH_UPSTREAM_TRANSPORT_H
+#define GH_UPSTREAM_TRANSPORT_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "config/config.h"
+
+enum transport_state {
+    TRANSPORT_STARTING = 0, /* spawning / not yet connected */
+    TRANSPORT_UP,           /* ready for transport_send */
+    TRANSPORT_DOWN,         /* lost; stdio: restart scheduled with back-off */
+    TRANSPORT_STOPPED,      /* closed by transport_close, or gave up */
+};
+const char *transport_state_str(enum transport_state st);
+
+struct transport;
+
+struct transport_cbs {
+    void *owner;
+    /*
+     * A message from the server: response, notification or request. `related` is the cookie of
+     * the transport_send whose response stream carried it (HTTP), or NULL when no exchange
+     * carried it (stdio; the HTTP GET stream; the old HTTP+SSE transport).
+     */
+    void (*message_cb)(void *owner, json_t *msg, void *related);
+    /*
+     * HTTP only: the exchange started by transport_send(…, related) is over. err is 0 when the
+     * server answered (202, a JSON body, or an SSE stream that ended), or negative with `why`
+     * naming the cause ("HTTP 500 from upstream", "no first byte within 30000 ms", "upstream
+     * session expired (HTTP 404)" with err = ERR_NOTFOUND). Never called for stdio.
+     */
+    void (*done_cb)(void *owner, void *related, int err, const char *why);
+    /* State changes, with a human-readable cause. */
+    void (*state_cb)(void *owner, enum transport_state st, const char *why);
+};
+
+/* Create and start (spawn / nothing to do for HTTP until the first send). The server config
+   must outlive the transport (hold a config_ref). Returns NULL on allocation failure. */
+struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv,
+                                const struct transport_cbs *cbs);
+
+/*
+ * Send one message. stdio: queued for the child's stdin as one line (ERR_LIMIT when the bounded
+ * queue is full, ERR_UNAVAILABLE when the child is not running). HTTP: one POST; its response
+ * messages come through message_cb(related) and the end through done_cb(related). Returns 0 or
+ * a negative error; on error no callback will mention `related`.
+ */
+int transport_send(struct transport *t, json_t *msg, void *related);
+
+/* HTTP: abort the exchange of `related` (its done_cb is then NOT called). stdio: no-op. */
+void transport_cancel(struct transport *t, void *related);
+
+/* HTTP session bookkeeping, set by the mcp layer after initialize. NULL clears. */
+void transport_set_protocol_version(struct transport *t, const char *version);
+/* HTTP: forget the Mcp-Session-Id (after a 404, before re-initialising). */
+void transport_reset_session(struct transport *t);
+/* HTTP: open the GET SSE stream for server-initiated messages (message_cb with related NULL);
+   reconnected with Last-Event-ID on loss. No-op for stdio. */
+int transport_listen(struct transport *t);
+
+enum transport_state transport_state(const struct transport *t);
+/* stdio: restarts so far; HTTP: 0. */
+unsigned transport_restarts(const struct transport *t);
+
+/* Stop: kill the child's process group (SIGTERM, then SIGKILL after 2 s) / abort transfers and
+   send DELETE for the session. Callbacks stop; the object frees itself once handles close. */
+void transport_close(struct transport *t);
+
+#endif
