@@ -14,6 +14,7 @@
 #include "core/err.h"
 
 #define CONFIG_NAME_MAX 64 /* server names match ^[a-zA-Z0-9_-]{1,64}$ */
+#define CONFIG_MAX_SIZE (1024 * 1024) /* a larger configuration file is refused (ERR_LIMIT) */
 
 enum config_prefix_mode {
     PREFIX_WHEN_NEEDED = 0, /* prefix a name only when two servers expose it */
@@ -68,7 +69,7 @@ struct config_server {
 };
 
 struct config {
-    int refcnt; /* atomic; use config_ref/config_unref */
+    _Atomic int refcnt; /* use config_ref/config_unref */
     char *source; /* file name the snapshot was loaded from, or "<string>" */
 
     struct config_listener *listeners;
@@ -98,16 +99,31 @@ struct config {
 };
 
 /* Load and validate. On success *out holds a snapshot with refcnt 1. On failure returns
-   ERR_PARSE/ERR_INVAL/ERR_IO/ERR_NOMEM and fills ei (message with file:line:column). */
+   ERR_PARSE (YAML syntax), ERR_INVAL (schema or value), ERR_LIMIT (input larger than
+   CONFIG_MAX_SIZE), ERR_IO or ERR_NOMEM and fills ei: msg is "file:line:column: what is wrong,
+   what was expected", where = the file name (or `name`), line/column 1-based (0 when the error
+   is about the whole file). Thread-safe; the snapshot owns every string and array in it. */
 int config_load_file(const char *path, struct config **out, struct err_info *ei);
 int config_load_string(const char *text, size_t len, const char *name, struct config **out,
                        struct err_info *ei);
 
+/* Take another reference (atomic; any thread). Returns c. */
 struct config *config_ref(struct config *c);
+/* Drop a reference (atomic; any thread); the last one frees the snapshot and everything in it.
+   NULL is ignored. */
 void config_unref(struct config *c);
 
+/* The server named `name`, or NULL. */
 const struct config_server *config_find_server(const struct config *c, const char *name);
 /* The prefix mode in force for a server (its own, or the global one). */
 enum config_prefix_mode config_server_prefix(const struct config *c, const struct config_server *s);
+
+/* The value syntaxes of the file, for other modules that accept the same notation.
+   Duration: "500ms", "30s", "5m", "1h" or a bare integer of milliseconds; at most UINT32_MAX ms.
+   Size: "100B", "512KiB", "4MiB", "1GiB" or a bare integer of bytes.
+   Both return 0 and set *out, ERR_INVAL when the text is not of that form, ERR_LIMIT on overflow.
+   `s` is NUL-terminated; no sign, no fraction, no space. */
+int config_parse_duration(const char *s, uint32_t *out_ms);
+int config_parse_size(const char *s, size_t *out);
 
 #endif

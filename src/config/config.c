@@ -1,0 +1,1370 @@
+/*
+ * The configuration loader. The YAML text goes through libfyaml's event parser into a small tree
+ * of our own (struct ynode) that carries a 1-based line:column for every node, including block
+ * mappings and empty values; libfyaml 0.7 has no public start mark for document collection
+ * nodes, and the tree also lets us refuse aliases (no billion laughs) and keep the walk simple.
+ * The schema walk then checks every mapping against a fixed list of keys and copies values into
+ * a struct config whose strings and arrays all live in one arena owned by the snapshot, so that
+ * the last config_unref frees everything with one call. Every refusal is one message of the form
+ * "file:line:column: what is wrong; what was expected".
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libfyaml.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- arena: every allocation of a snapshot (or of a parse tree) freed at once ---- */
+
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct arena {
+    struct arena_block *head;
+};
+
+#define ARENA_BLOCK 16384
+
+/* Zeroed memory aligned for any type, or NULL. */
+static void *arena_alloc(struct arena *a, size_t n)
+{
+    size_t al = alignof(max_align_t);
+    if (n > SIZE_MAX - al)
+        return NULL;
+    n = (n + al - 1) & ~(al - 1);
+    struct arena_block *b = a->head;
+    if (b == NULL || b->cap - b->used < n) {
+        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        b = malloc(sizeof(*b) + cap);
+        if (b == NULL)
+            return NULL;
+        b->used = 0;
+        b->cap = cap;
+        b->next = a->head;
+        a->head = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static char *arena_strndup(struct arena *a, const char *s, size_t len)
+{
+    if (len == SIZE_MAX)
+        return NULL;
+    char *p = arena_alloc(a, len + 1);
+    if (p != NULL) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+static void arena_release(struct arena *a)
+{
+    struct arena_block *b = a->head;
+    while (b != NULL) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->head = NULL;
+}
+
+/* The snapshot: the public struct first, then the arena that owns everything it points to. */
+struct snapshot {
+    struct config pub;
+    struct arena arena;
+};
+
+/* ---- the YAML tree ---- */
+
+enum ynode_type { YN_SCALAR, YN_SEQ, YN_MAP };
+
+struct ynode {
+    enum ynode_type type;
+    int line, col;     /* 1-based */
+    bool plain;        /* scalar written without quotes (so may mean null, a bool, a number) */
+    const char *text;  /* scalar: NUL-terminated copy of the value */
+    size_t len;        /* scalar: length, which may include NUL bytes from "\0" escapes */
+    size_t n;          /* children (a mapping has key, value, key, value, ...) */
+    struct ynode *first, *last, *next;
+};
+
+#define TREE_MAX_DEPTH 64
+
+struct loader {
+    const char *name; /* file name used in messages */
+    struct err_info *ei;
+    struct arena tree; /* ynodes, freed when loading ends */
+    struct arena *out; /* the snapshot's arena */
+    struct config *c;
+};
+
+/* Format "name:line:col: msg" into ei and return err. */
+static int fail(struct loader *L, int err, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail(struct loader *L, int err, int line, int col, const char *fmt, ...)
+{
+    struct err_info *ei = L->ei;
+    if (ei == NULL)
+        return err;
+    int o;
+    if (line > 0)
+        o = snprintf(ei->msg, sizeof(ei->msg), "%s:%d:%d: ", L->name, line, col);
+    else
+        o = snprintf(ei->msg, sizeof(ei->msg), "%s: ", L->name);
+    if (o < 0)
+        o = 0;
+    if ((size_t)o < sizeof(ei->msg)) { /* a message too long for msg is cut, never overrun */
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ei->msg + o, sizeof(ei->msg) - (size_t)o, fmt, ap);
+        va_end(ap);
+    }
+    snprintf(ei->where, sizeof(ei->where), "%s", L->name);
+    ei->line = line > 0 ? line : 0;
+    ei->column = line > 0 ? col : 0;
+    return err;
+}
+
+#define FAILN(L, node, ...) fail((L), ERR_INVAL, (node)->line, (node)->col, __VA_ARGS__)
+
+/* A user value made safe to quote inside a message: escaped, at most ~48 characters. */
+struct quoted {
+    char s[80];
+};
+
+static struct quoted quote_bytes(const char *p, size_t len)
+{
+    struct quoted q;
+    size_t o = 0;
+    q.s[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (o > 52) {
+            memcpy(q.s + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch == '"' || ch == '\\') {
+            q.s[o++] = '\\';
+            q.s[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(q.s + o, sizeof(q.s) - o, "\\x%02x", ch);
+        } else {
+            q.s[o++] = (char)ch;
+        }
+    }
+    q.s[o++] = '"';
+    q.s[o] = '\0';
+    return q;
+}
+
+static struct quoted quote(const struct ynode *n)
+{
+    return quote_bytes(n->text, n->len);
+}
+
+static bool is_null(const struct ynode *n)
+{
+    if (n->type != YN_SCALAR || !n->plain)
+        return false;
+    return n->len == 0 || strcmp(n->text, "~") == 0 || strcmp(n->text, "null") == 0 ||
+           strcmp(n->text, "Null") == 0 || strcmp(n->text, "NULL") == 0;
+}
+
+static const char *kind(const struct ynode *n)
+{
+    if (n->type == YN_MAP)
+        return "a mapping";
+    if (n->type == YN_SEQ)
+        return "a sequence";
+    return is_null(n) ? "empty" : "a scalar";
+}
+
+/* ---- building the tree from libfyaml events ---- */
+
+static struct ynode *node_new(struct loader *L, enum ynode_type t, const struct fy_mark *m,
+                              const struct ynode *prev)
+{
+    struct ynode *n = arena_alloc(&L->tree, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    n->type = t;
+    if (m != NULL && m->line >= 0) {
+        n->line = m->line + 1;
+        n->col = m->column + 1;
+    } else if (prev != NULL) { /* an empty value has no mark: point at what precedes it */
+        n->line = prev->line;
+        n->col = prev->col;
+    } else {
+        n->line = 1;
+        n->col = 1;
+    }
+    return n;
+}
+
+static void node_add(struct ynode *parent, struct ynode *child)
+{
+    if (parent->last)
+        parent->last->next = child;
+    else
+        parent->first = child;
+    parent->last = child;
+    parent->n++;
+}
+
+/* The first diagnostic libfyaml collected, as our message. */
+static int yaml_syntax_error(struct loader *L, struct fy_diag *diag, const struct ynode *last)
+{
+    void *it = NULL;
+    struct fy_diag_error *de;
+    while ((de = fy_diag_errors_iterate(diag, &it)) != NULL) {
+        if (de->type != FYET_ERROR)
+            continue;
+        int line = de->line > 0 ? de->line : 1, col = de->column > 0 ? de->column : 1;
+        return fail(L, ERR_PARSE, line, col, "invalid YAML: %s; expected well-formed YAML",
+                    de->msg ? de->msg : "syntax error");
+    }
+    return fail(L, ERR_PARSE, last ? last->line : 1, last ? last->col : 1,
+                "invalid YAML after this point; expected well-formed YAML");
+}
+
+static int tree_build(struct loader *L, const char *text, size_t len, struct ynode **rootp)
+{
+    int err = 0;
+    struct fy_diag *diag = NULL;
+    struct fy_parser *fyp = NULL;
+    struct fy_event *ev = NULL;
+    struct ynode *stack[TREE_MAX_DEPTH];
+    int depth = 0, ndocs = 0;
+    struct ynode *root = NULL, *prev = NULL;
+
+    /* No output at all: errors are collected and read back, never printed to stderr. */
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = NULL;
+    dcfg.colorize = false;
+    dcfg.level = FYET_ERROR;
+    diag = fy_diag_create(&dcfg);
+    if (diag == NULL) {
+        err = fail(L, ERR_NOMEM, 0, 0, "out of memory creating the YAML parser");
+        goto out;
+    }
+    fy_diag_set_collect_errors(diag, true);
+    struct fy_parse_cfg pcfg = {
+        .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_DISABLE_MMAP_OPT,
+        .diag = diag,
+    };
+    fyp = fy_parser_create(&pcfg);
+    if (fyp == NULL || fy_parser_set_string(fyp, text, len) != 0) {
+        err = fail(L, ERR_NOMEM, 0, 0, "out of memory creating the YAML parser");
+        goto out;
+    }
+
+    while ((ev = fy_parser_parse(fyp)) != NULL) {
+        const struct fy_mark *m = fy_event_start_mark(ev);
+        struct ynode *n = NULL;
+        struct fy_token *tag = NULL;
+        switch (ev->type) {
+        case FYET_DOCUMENT_START:
+            if (++ndocs > 1) {
+                err = fail(L, ERR_INVAL, m ? m->line + 1 : 1, m ? m->column + 1 : 1,
+                           "a second YAML document; expected exactly one document");
+                goto out;
+            }
+            break;
+        case FYET_ALIAS: /* libfyaml marks the name after '*'; point at the '*' */
+            err = fail(L, ERR_INVAL, m ? m->line + 1 : 1, m && m->column > 0 ? m->column : 1,
+                       "aliases (*name) are not supported; expected the value written out");
+            goto out;
+        case FYET_MAPPING_START:
+        case FYET_SEQUENCE_START:
+        case FYET_SCALAR:
+            if (ev->type == FYET_SCALAR) {
+                tag = ev->scalar.tag;
+                n = node_new(L, YN_SCALAR, m, prev);
+            } else if (ev->type == FYET_MAPPING_START) {
+                tag = ev->mapping_start.tag;
+                n = node_new(L, YN_MAP, m, prev);
+            } else {
+                tag = ev->sequence_start.tag;
+                n = node_new(L, YN_SEQ, m, prev);
+            }
+            if (n == NULL) {
+                err = fail(L, ERR_NOMEM, 0, 0, "out of memory reading the configuration");
+                goto out;
+            }
+            if (tag != NULL) {
+                const struct fy_mark *tm = fy_token_start_mark(tag);
+                err = fail(L, ERR_INVAL, tm ? tm->line + 1 : n->line, tm ? tm->column + 1 : n->col,
+                           "YAML tags (!tag) are not supported; expected a plain or quoted value");
+                goto out;
+            }
+            if (ev->type == FYET_SCALAR) {
+                size_t tl = 0;
+                const char *t = fy_token_get_text(ev->scalar.value, &tl);
+                enum fy_scalar_style st = fy_token_scalar_style(ev->scalar.value);
+                n->plain = st == FYSS_PLAIN;
+                /* a quoted scalar's mark is just inside the opening quote: point at the quote */
+                if ((st == FYSS_SINGLE_QUOTED || st == FYSS_DOUBLE_QUOTED) && n->col > 1 &&
+                    m != NULL && m->line >= 0)
+                    n->col--;
+                n->text = arena_strndup(&L->tree, t ? t : "", t ? tl : 0);
+                n->len = t ? tl : 0;
+                if (n->text == NULL) {
+                    err = fail(L, ERR_NOMEM, 0, 0, "out of memory reading the configuration");
+                    goto out;
+                }
+            }
+            if (depth > 0)
+                node_add(stack[depth - 1], n);
+            else if (root == NULL)
+                root = n;
+            if (n->type != YN_SCALAR) {
+                if (depth == TREE_MAX_DEPTH) {
+                    err = fail(L, ERR_INVAL, n->line, n->col,
+                               "nesting deeper than %d levels; expected a shallow configuration",
+                               TREE_MAX_DEPTH);
+                    goto out;
+                }
+                stack[depth++] = n;
+            }
+            prev = n;
+            break;
+        case FYET_MAPPING_END:
+        case FYET_SEQUENCE_END:
+            if (depth > 0)
+                depth--;
+            break;
+        default:
+            break;
+        }
+        fy_parser_event_free(fyp, ev);
+        ev = NULL;
+    }
+    if (fy_parser_get_stream_error(fyp)) {
+        err = yaml_syntax_error(L, diag, prev);
+        goto out;
+    }
+    *rootp = root;
+out:
+    if (ev != NULL)
+        fy_parser_event_free(fyp, ev);
+    if (fyp != NULL)
+        fy_parser_destroy(fyp);
+    if (diag != NULL)
+        fy_diag_destroy(diag);
+    return err;
+}
+
+/* ---- value syntaxes ---- */
+
+/* Leading decimal digits of s into *v; returns the number of digits, or -1 on overflow. */
+static int parse_digits(const char *s, uint64_t *v)
+{
+    uint64_t x = 0;
+    int i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return i;
+}
+
+int config_parse_duration(const char *s, uint32_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    uint64_t v;
+    int nd = parse_digits(s, &v);
+    if (nd == 0)
+        return ERR_INVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(s + (nd > 0 ? nd : (int)strspn(s, "0123456789")), units[i].unit) != 0)
+            continue;
+        if (nd < 0 || v > UINT32_MAX / units[i].ms)
+            return ERR_LIMIT;
+        *out_ms = (uint32_t)(v * units[i].ms);
+        return 0;
+    }
+    return ERR_INVAL;
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {{"", 1}, {"B", 1}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
+    uint64_t v;
+    int nd = parse_digits(s, &v);
+    if (nd == 0)
+        return ERR_INVAL;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(s + (nd > 0 ? nd : (int)strspn(s, "0123456789")), units[i].unit) != 0)
+            continue;
+        if (nd < 0 || v > SIZE_MAX / units[i].mul)
+            return ERR_LIMIT;
+        *out = (size_t)(v * units[i].mul);
+        return 0;
+    }
+    return ERR_INVAL;
+}
+
+/* ---- typed getters: each refuses with the node's location and says what was expected ---- */
+
+/* A scalar that is not null and holds no NUL byte. */
+static int want_scalar(struct loader *L, const struct ynode *n, const char *what)
+{
+    if (n->type != YN_SCALAR || is_null(n))
+        return FAILN(L, n, "%s is %s; expected a string", what, kind(n));
+    if (strlen(n->text) != n->len)
+        return FAILN(L, n, "%s contains a NUL byte; expected text without \\0", what);
+    return 0;
+}
+
+static int get_str(struct loader *L, const struct ynode *n, const char *what, char **out)
+{
+    int err = want_scalar(L, n, what);
+    if (err)
+        return err;
+    char *s = arena_strndup(L->out, n->text, n->len);
+    if (s == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    *out = s;
+    return 0;
+}
+
+static int get_nonempty_str(struct loader *L, const struct ynode *n, const char *what, char **out)
+{
+    int err = want_scalar(L, n, what);
+    if (err)
+        return err;
+    if (n->len == 0)
+        return FAILN(L, n, "%s is an empty string; expected a non-empty string", what);
+    return get_str(L, n, what, out);
+}
+
+static int get_bool(struct loader *L, const struct ynode *n, const char *what, bool *out)
+{
+    if (n->type == YN_SCALAR && n->plain) {
+        const char *t = n->text;
+        if (!strcmp(t, "true") || !strcmp(t, "True") || !strcmp(t, "TRUE")) {
+            *out = true;
+            return 0;
+        }
+        if (!strcmp(t, "false") || !strcmp(t, "False") || !strcmp(t, "FALSE")) {
+            *out = false;
+            return 0;
+        }
+    }
+    if (n->type != YN_SCALAR || is_null(n))
+        return FAILN(L, n, "%s is %s; expected true or false", what, kind(n));
+    return FAILN(L, n, "%s is not a boolean for %s; expected true or false", quote(n).s, what);
+}
+
+static int get_uint(struct loader *L, const struct ynode *n, const char *what, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    if (n->type != YN_SCALAR || is_null(n))
+        return FAILN(L, n, "%s is %s; expected an integer from %llu to %llu", what, kind(n),
+                     (unsigned long long)min, (unsigned long long)max);
+    uint64_t v;
+    int nd = parse_digits(n->text, &v);
+    if (nd == 0 || (nd > 0 && (size_t)nd != n->len) ||
+        (nd < 0 && strspn(n->text, "0123456789") != n->len))
+        return FAILN(L, n, "%s is not an integer for %s; expected an integer from %llu to %llu",
+                     quote(n).s, what, (unsigned long long)min, (unsigned long long)max);
+    if (nd < 0 || v < min || v > max)
+        return FAILN(L, n, "%s is out of range for %s; expected an integer from %llu to %llu",
+                     quote(n).s, what, (unsigned long long)min, (unsigned long long)max);
+    *out = v;
+    return 0;
+}
+
+static int get_duration(struct loader *L, const struct ynode *n, const char *what,
+                        bool zero_ok, uint32_t *out)
+{
+    static const char expect[] =
+        "expected a number with unit ms, s, m or h, or a bare number of milliseconds";
+    if (n->type != YN_SCALAR || is_null(n))
+        return FAILN(L, n, "%s is %s; %s", what, kind(n), expect);
+    uint32_t v;
+    int err = strlen(n->text) == n->len ? config_parse_duration(n->text, &v) : ERR_INVAL;
+    if (err == ERR_LIMIT)
+        return FAILN(L, n, "%s is too long for %s; expected at most 4294967295ms (about 49 days)",
+                     quote(n).s, what);
+    if (err)
+        return FAILN(L, n, "%s is not a duration for %s; %s", quote(n).s, what, expect);
+    if (v == 0 && !zero_ok)
+        return FAILN(L, n, "%s must not be zero; expected a duration such as \"30s\"", what);
+    *out = v;
+    return 0;
+}
+
+static int get_size(struct loader *L, const struct ynode *n, const char *what, size_t *out)
+{
+    static const char expect[] = "expected a number with optional unit B, KiB, MiB, GiB";
+    if (n->type != YN_SCALAR || is_null(n))
+        return FAILN(L, n, "%s is %s; %s", what, kind(n), expect);
+    size_t v;
+    int err = strlen(n->text) == n->len ? config_parse_size(n->text, &v) : ERR_INVAL;
+    if (err == ERR_LIMIT)
+        return FAILN(L, n, "%s is too large for %s; expected at most %zu bytes", quote(n).s, what,
+                     (size_t)SIZE_MAX);
+    if (err)
+        return FAILN(L, n, "%s is not a size; %s", quote(n).s, expect);
+    if (v == 0)
+        return FAILN(L, n, "%s must not be zero; expected a size such as \"4MiB\"", what);
+    *out = v;
+    return 0;
+}
+
+static int get_prefix_mode(struct loader *L, const struct ynode *n, const char *what, int *out)
+{
+    if (n->type == YN_SCALAR && !is_null(n)) {
+        if (!strcmp(n->text, "when-needed")) {
+            *out = PREFIX_WHEN_NEEDED;
+            return 0;
+        }
+        if (!strcmp(n->text, "always")) {
+            *out = PREFIX_ALWAYS;
+            return 0;
+        }
+        if (!strcmp(n->text, "never")) {
+            *out = PREFIX_NEVER;
+            return 0;
+        }
+        return FAILN(L, n, "%s is not a prefix mode for %s; expected always, when-needed or never",
+                     quote(n).s, what);
+    }
+    return FAILN(L, n, "%s is %s; expected always, when-needed or never", what, kind(n));
+}
+
+/* A sequence of strings into a NULL-terminated array in the snapshot. */
+static int get_str_list(struct loader *L, const struct ynode *n, const char *what, bool nonempty,
+                        char ***out, size_t *count)
+{
+    if (n->type != YN_SEQ)
+        return FAILN(L, n, "%s is %s; expected a sequence of strings", what, kind(n));
+    char **v = arena_alloc(L->out, (n->n + 1) * sizeof(*v));
+    if (v == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    char item[96];
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        snprintf(item, sizeof(item), "item %zu of %s", i + 1, what);
+        int err = nonempty ? get_nonempty_str(L, e, item, &v[i]) : get_str(L, e, item, &v[i]);
+        if (err)
+            return err;
+    }
+    *out = v;
+    *count = n->n;
+    return 0;
+}
+
+/* ---- mappings checked against their list of keys ---- */
+
+struct field {
+    const struct ynode *key, *val;
+};
+
+/* Check that n is a mapping whose keys are distinct members of keys[] (NULL-terminated) and
+   put each key's nodes in f[index]. `what` names the mapping in messages. */
+static int map_fields(struct loader *L, const struct ynode *n, const char *what,
+                      const char *const *keys, struct field *f)
+{
+    size_t nkeys = 0;
+    while (keys[nkeys] != NULL)
+        nkeys++;
+    char list[512];
+    size_t o = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < nkeys && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", keys[i]);
+
+    if (n->type != YN_MAP)
+        return FAILN(L, n, "%s is %s; expected a mapping with keys: %s", what, kind(n), list);
+    memset(f, 0, nkeys * sizeof(*f));
+    for (const struct ynode *k = n->first; k != NULL && k->next != NULL; k = k->next->next) {
+        const struct ynode *v = k->next;
+        if (k->type != YN_SCALAR)
+            return FAILN(L, k, "a key in %s is %s; expected one of: %s", what, kind(k), list);
+        size_t i = 0;
+        while (i < nkeys && (strlen(keys[i]) != k->len || memcmp(keys[i], k->text, k->len) != 0))
+            i++;
+        if (i == nkeys)
+            return FAILN(L, k, "unknown key %s in %s; expected one of: %s", quote(k).s, what,
+                         list);
+        if (f[i].key != NULL)
+            return FAILN(L, k, "duplicate key \"%s\" in %s (first at line %d column %d); "
+                               "expected each key once",
+                         keys[i], what, f[i].key->line, f[i].key->col);
+        f[i].key = k;
+        f[i].val = v;
+    }
+    return 0;
+}
+
+/* A mapping of string to string (env, headers) into key/value pairs in the snapshot. */
+static int get_kv(struct loader *L, const struct ynode *n, const char *what, bool is_header,
+                  struct config_kv **out, size_t *count)
+{
+    if (n->type != YN_MAP)
+        return FAILN(L, n, "%s is %s; expected a mapping of names to strings", what, kind(n));
+    size_t npairs = n->n / 2;
+    struct config_kv *kv = arena_alloc(L->out, (npairs ? npairs : 1) * sizeof(*kv));
+    if (kv == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    char item[128];
+    for (const struct ynode *k = n->first; k != NULL; k = k->next->next, i++) {
+        const struct ynode *v = k->next;
+        snprintf(item, sizeof(item), "a name in %s", what);
+        int err = get_nonempty_str(L, k, item, &kv[i].key);
+        if (err)
+            return err;
+        for (const char *p = kv[i].key; *p; p++) {
+            unsigned char ch = (unsigned char)*p;
+            bool ok = is_header ? (ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch))
+                                : (ch != '=');
+            if (!ok)
+                return FAILN(L, k, "%s is not a valid name in %s; expected %s", quote(k).s, what,
+                             is_header ? "an HTTP header name (letters, digits, - and _)"
+                                       : "a variable name without '='");
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (is_header ? strcasecmp(kv[j].key, kv[i].key) == 0
+                          : strcmp(kv[j].key, kv[i].key) == 0)
+                return FAILN(L, k, "duplicate name %s in %s; expected each name once",
+                             quote(k).s, what);
+        }
+        snprintf(item, sizeof(item), "the value of %s in %s", quote(k).s, what);
+        if (v->type != YN_SCALAR || is_null(v))
+            return FAILN(L, v, "%s is %s; expected a string (write \"\" for an empty value)",
+                         item, kind(v));
+        err = get_str(L, v, item, &kv[i].value);
+        if (err)
+            return err;
+        if (is_header && strpbrk(kv[i].value, "\r\n") != NULL)
+            return FAILN(L, v, "%s contains a line break; expected a single-line header value",
+                         item);
+    }
+    *out = kv;
+    *count = npairs;
+    return 0;
+}
+
+/* ---- sections ---- */
+
+static bool host_char_ok(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && !strchr("\"<>\\^`{|}/?#@", ch);
+}
+
+static int load_listener(struct loader *L, const struct ynode *n, size_t idx,
+                         struct config_listener *li)
+{
+    static const char *const keys[] = {"address", "port", "tls", NULL};
+    static const char *const tls_keys[] = {"cert", "key", NULL};
+    struct field f[3], t[2];
+    char what[64], sub[96];
+    snprintf(what, sizeof(what), "listener #%zu", idx + 1);
+    int err = map_fields(L, n, what, keys, f);
+    if (err)
+        return err;
+
+    li->port = 8080;
+    if (f[0].val) {
+        snprintf(sub, sizeof(sub), "address of %s", what);
+        char *a;
+        if ((err = get_nonempty_str(L, f[0].val, sub, &a)))
+            return err;
+        size_t al = strlen(a);
+        if (al > 2 && a[0] == '[' && a[al - 1] == ']') { /* "[::1]" is accepted as "::1" */
+            memmove(a, a + 1, al - 2);
+            a[al - 2] = '\0';
+        }
+        unsigned char tmp[16];
+        if (strcmp(a, "localhost") != 0 && inet_pton(AF_INET, a, tmp) != 1 &&
+            inet_pton(AF_INET6, a, tmp) != 1)
+            return FAILN(L, f[0].val,
+                         "%s is not an IP address for %s; expected a numeric IPv4 or IPv6 "
+                         "address or \"localhost\"",
+                         quote(f[0].val).s, what);
+        li->address = a;
+    } else if ((li->address = arena_strndup(L->out, "127.0.0.1", 9)) == NULL) {
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    }
+    if (f[1].val) {
+        uint64_t v;
+        snprintf(sub, sizeof(sub), "port of %s", what);
+        if ((err = get_uint(L, f[1].val, sub, 0, 65535, &v)))
+            return err;
+        li->port = (uint16_t)v;
+    }
+    if (f[2].val) {
+        snprintf(sub, sizeof(sub), "tls of %s", what);
+        if ((err = map_fields(L, f[2].val, sub, tls_keys, t)))
+            return err;
+        if (t[0].val && (err = get_nonempty_str(L, t[0].val, "tls.cert", &li->tls_cert)))
+            return err;
+        if (t[1].val && (err = get_nonempty_str(L, t[1].val, "tls.key", &li->tls_key)))
+            return err;
+        if ((li->tls_cert == NULL) != (li->tls_key == NULL))
+            return FAILN(L, f[2].val, "%s has %s but no %s; expected both cert and key, or neither",
+                         sub, li->tls_cert ? "cert" : "key", li->tls_cert ? "key" : "cert");
+    }
+    return 0;
+}
+
+static int load_listen(struct loader *L, const struct ynode *n)
+{
+    struct config *c = L->c;
+    if (n->type != YN_SEQ)
+        return FAILN(L, n, "listen is %s; expected a sequence of listeners "
+                           "({address, port, tls})",
+                     kind(n));
+    if (n->n == 0)
+        return FAILN(L, n, "listen is empty; expected at least one listener");
+    c->listeners = arena_alloc(L->out, n->n * sizeof(*c->listeners));
+    if (c->listeners == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        int err = load_listener(L, e, i, &c->listeners[i]);
+        if (err)
+            return err;
+        for (size_t j = 0; j < i; j++) {
+            const struct config_listener *a = &c->listeners[j], *b = &c->listeners[i];
+            if (a->port != 0 && a->port == b->port && strcmp(a->address, b->address) == 0)
+                return FAILN(L, e, "listener #%zu repeats %s port %u of listener #%zu; expected "
+                                   "distinct address and port pairs",
+                             i + 1, b->address, (unsigned)b->port, j + 1);
+        }
+    }
+    c->nlisteners = n->n;
+    return 0;
+}
+
+static int load_hosts(struct loader *L, const struct ynode *n)
+{
+    struct config *c = L->c;
+    int err = get_str_list(L, n, "allowed_hosts", true, &c->allowed_hosts, &c->nallowed_hosts);
+    if (err)
+        return err;
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        for (const char *p = c->allowed_hosts[i]; *p; p++)
+            if (!host_char_ok((unsigned char)*p))
+                return FAILN(L, e, "%s is not a host name in allowed_hosts; expected a host "
+                                   "such as \"example.com\" or \"[::1]\"",
+                             quote(e).s);
+    }
+    return 0;
+}
+
+static int load_origins(struct loader *L, const struct ynode *n)
+{
+    struct config *c = L->c;
+    int err = get_str_list(L, n, "allowed_origins", true, &c->allowed_origins,
+                           &c->nallowed_origins);
+    if (err)
+        return err;
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        const char *o = c->allowed_origins[i], *h = NULL;
+        if (strncmp(o, "http://", 7) == 0)
+            h = o + 7;
+        else if (strncmp(o, "https://", 8) == 0)
+            h = o + 8;
+        bool ok = h != NULL && *h != '\0';
+        for (const char *p = h; ok && *p; p++)
+            ok = host_char_ok((unsigned char)*p);
+        if (!ok)
+            return FAILN(L, e, "%s is not an origin in allowed_origins; expected "
+                               "\"scheme://host[:port]\" with scheme http or https and no path",
+                         quote(e).s);
+    }
+    return 0;
+}
+
+static int load_limits(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"max_body",      "session_idle_timeout", "max_sessions",
+                                       "replay_events", "sse_keepalive",        "shutdown_grace",
+                                       NULL};
+    struct config *c = L->c;
+    struct field f[6];
+    uint64_t v;
+    int err = map_fields(L, n, "limits", keys, f);
+    if (err)
+        return err;
+    if (f[0].val && (err = get_size(L, f[0].val, "limits.max_body", &c->max_body)))
+        return err;
+    if (f[1].val && (err = get_duration(L, f[1].val, "limits.session_idle_timeout", false,
+                                        &c->session_idle_ms)))
+        return err;
+    if (f[2].val) {
+        if ((err = get_uint(L, f[2].val, "limits.max_sessions", 1, UINT32_MAX, &v)))
+            return err;
+        c->max_sessions = (uint32_t)v;
+    }
+    if (f[3].val) {
+        if ((err = get_uint(L, f[3].val, "limits.replay_events", 0, 1000000, &v)))
+            return err;
+        c->replay_events = (uint32_t)v;
+    }
+    if (f[4].val && (err = get_duration(L, f[4].val, "limits.sse_keepalive", false,
+                                        &c->sse_keepalive_ms)))
+        return err;
+    if (f[5].val && (err = get_duration(L, f[5].val, "limits.shutdown_grace", true,
+                                        &c->shutdown_grace_ms)))
+        return err;
+    return 0;
+}
+
+static int load_log(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"level", NULL};
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    struct field f[1];
+    int err = map_fields(L, n, "log", keys, f);
+    if (err || f[0].val == NULL)
+        return err;
+    if ((err = get_str(L, f[0].val, "log.level", &L->c->log_level)))
+        return err;
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(L->c->log_level, levels[i]) == 0)
+            return 0;
+    return FAILN(L, f[0].val, "%s is not a log level; expected debug, info, warn or error",
+                 quote(f[0].val).s);
+}
+
+static int load_prefix(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"mode", "separator", NULL};
+    struct field f[2];
+    int err = map_fields(L, n, "prefix", keys, f);
+    if (err)
+        return err;
+    if (f[0].val) {
+        int mode;
+        if ((err = get_prefix_mode(L, f[0].val, "prefix.mode", &mode)))
+            return err;
+        L->c->prefix_mode = (enum config_prefix_mode)mode;
+    }
+    if (f[1].val) {
+        char *sep;
+        if ((err = get_nonempty_str(L, f[1].val, "prefix.separator", &sep)))
+            return err;
+        bool ok = strlen(sep) <= 8;
+        for (const char *p = sep; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || strchr("_-./", *p) != NULL;
+        if (!ok)
+            return FAILN(L, f[1].val, "%s is not a prefix separator; expected 1 to 8 characters "
+                                      "from letters, digits, _ - . /",
+                         quote(f[1].val).s);
+        L->c->prefix_separator = sep;
+    }
+    return 0;
+}
+
+enum {
+    SK_NAME,
+    SK_TRANSPORT,
+    SK_COMMAND,
+    SK_ARGS,
+    SK_ENV,
+    SK_CWD,
+    SK_URL,
+    SK_HEADERS,
+    SK_TIMEOUTS,
+    SK_RESTART,
+    SK_MAX_CONCURRENCY,
+    SK_MAX_QUEUE,
+    SK_MAX_MESSAGE,
+    SK_PREFIX,
+    SK_COUNT
+};
+
+static bool name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > CONFIG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
+                             const struct ynode *map, struct config_server *s)
+{
+    char sub[128];
+    int err;
+    if (f[SK_URL].key || f[SK_HEADERS].key) {
+        const struct ynode *k = f[SK_URL].key ? f[SK_URL].key : f[SK_HEADERS].key;
+        return FAILN(L, k, "%s is not allowed in %s with transport stdio; expected it only with "
+                           "transport: http",
+                     f[SK_URL].key ? "url" : "headers", what);
+    }
+    if (f[SK_COMMAND].val == NULL)
+        return FAILN(L, map, "%s has transport stdio but no command; expected command: "
+                             "<program to run>",
+                     what);
+    snprintf(sub, sizeof(sub), "command of %s", what);
+    if ((err = get_nonempty_str(L, f[SK_COMMAND].val, sub, &s->command)))
+        return err;
+    if (f[SK_ARGS].val) {
+        snprintf(sub, sizeof(sub), "args of %s", what);
+        if ((err = get_str_list(L, f[SK_ARGS].val, sub, false, &s->args, &s->nargs)))
+            return err;
+    } else if ((s->args = arena_alloc(L->out, sizeof(*s->args))) == NULL) {
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    }
+    if (f[SK_ENV].val) {
+        snprintf(sub, sizeof(sub), "env of %s", what);
+        if ((err = get_kv(L, f[SK_ENV].val, sub, false, &s->env, &s->nenv)))
+            return err;
+    }
+    if (f[SK_CWD].val) {
+        snprintf(sub, sizeof(sub), "cwd of %s", what);
+        if ((err = get_nonempty_str(L, f[SK_CWD].val, sub, &s->cwd)))
+            return err;
+    }
+    return 0;
+}
+
+static int load_server_http(struct loader *L, const struct field *f, const char *what,
+                            const struct ynode *map, struct config_server *s)
+{
+    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD};
+    static const char *const refused_names[] = {"command", "args", "env", "cwd"};
+    char sub[128];
+    int err;
+    for (size_t i = 0; i < 4; i++)
+        if (f[refused[i]].key)
+            return FAILN(L, f[refused[i]].key,
+                         "%s is not allowed in %s with transport http; expected it only with "
+                         "transport: stdio",
+                         refused_names[i], what);
+    if (f[SK_URL].val == NULL)
+        return FAILN(L, map, "%s has transport http but no url; expected url: "
+                             "http://host/path or https://host/path",
+                     what);
+    snprintf(sub, sizeof(sub), "url of %s", what);
+    if ((err = get_nonempty_str(L, f[SK_URL].val, sub, &s->url)))
+        return err;
+    const char *h = NULL;
+    if (strncmp(s->url, "http://", 7) == 0)
+        h = s->url + 7;
+    else if (strncmp(s->url, "https://", 8) == 0)
+        h = s->url + 8;
+    bool ok = h != NULL && *h != '\0' && *h != '/';
+    for (const char *p = s->url; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
+    if (!ok)
+        return FAILN(L, f[SK_URL].val, "%s is not a URL for %s; expected http://host/path or "
+                                       "https://host/path",
+                     quote(f[SK_URL].val).s, what);
+    if (f[SK_HEADERS].val) {
+        snprintf(sub, sizeof(sub), "headers of %s", what);
+        if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
+            return err;
+    }
+    return 0;
+}
+
+static int load_server(struct loader *L, const struct ynode *n, size_t idx,
+                       struct config_server *s)
+{
+    static const char *const keys[] = {
+        "name",    "transport", "command",         "args",      "env",         "cwd",    "url",
+        "headers", "timeouts",  "restart",         "max_concurrency", "max_queue", "max_message",
+        "prefix",  NULL};
+    static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
+    static const char *const rkeys[] = {"initial", "max", NULL};
+    struct field f[SK_COUNT], t[4], r[2];
+    char what[96], sub[160];
+    int err;
+
+    /* Name the server in every later message: find "name" before checking the other keys. */
+    snprintf(what, sizeof(what), "server #%zu", idx + 1);
+    if (n->type == YN_MAP) {
+        for (const struct ynode *k = n->first; k != NULL && k->next != NULL; k = k->next->next) {
+            const struct ynode *v = k->next;
+            if (k->type == YN_SCALAR && strcmp(k->text, "name") == 0 && v->type == YN_SCALAR &&
+                name_ok(v->text, v->len)) {
+                snprintf(what, sizeof(what), "server \"%s\"", v->text);
+                break;
+            }
+        }
+    }
+    if ((err = map_fields(L, n, what, keys, f)))
+        return err;
+
+    if (f[SK_NAME].val == NULL)
+        return FAILN(L, n, "%s has no name; expected name: matching ^[a-zA-Z0-9_-]{1,64}$", what);
+    const struct ynode *nm = f[SK_NAME].val;
+    if ((err = want_scalar(L, nm, "name of a server")))
+        return err;
+    if (!name_ok(nm->text, nm->len))
+        return FAILN(L, nm, "%s is not a valid server name; expected 1 to 64 characters from "
+                            "a-z A-Z 0-9 _ - (^[a-zA-Z0-9_-]{1,64}$)",
+                     quote(nm).s);
+    if ((err = get_str(L, nm, "name", &s->name)))
+        return err;
+
+    /* transport: explicit, or implied by command / url */
+    if (f[SK_TRANSPORT].val) {
+        const struct ynode *tv = f[SK_TRANSPORT].val;
+        snprintf(sub, sizeof(sub), "transport of %s", what);
+        if ((err = want_scalar(L, tv, sub)))
+            return err;
+        if (strcmp(tv->text, "stdio") == 0)
+            s->transport = TRANSPORT_STDIO;
+        else if (strcmp(tv->text, "http") == 0)
+            s->transport = TRANSPORT_HTTP;
+        else
+            return FAILN(L, tv, "%s is not a transport for %s; expected stdio or http",
+                         quote(tv).s, what);
+    } else if (f[SK_COMMAND].key && !f[SK_URL].key) {
+        s->transport = TRANSPORT_STDIO;
+    } else if (f[SK_URL].key && !f[SK_COMMAND].key) {
+        s->transport = TRANSPORT_HTTP;
+    } else {
+        return FAILN(L, n, "%s has no transport; expected transport: stdio with a command, or "
+                           "transport: http with a url",
+                     what);
+    }
+    err = s->transport == TRANSPORT_STDIO ? load_server_stdio(L, f, what, n, s)
+                                          : load_server_http(L, f, what, n, s);
+    if (err)
+        return err;
+
+    s->timeouts = (struct config_timeouts){5000, 30000, 60000, 300000};
+    if (f[SK_TIMEOUTS].val) {
+        snprintf(sub, sizeof(sub), "timeouts of %s", what);
+        if ((err = map_fields(L, f[SK_TIMEOUTS].val, sub, tkeys, t)))
+            return err;
+        uint32_t *dst[4] = {&s->timeouts.connect_ms, &s->timeouts.first_byte_ms,
+                            &s->timeouts.idle_ms, &s->timeouts.total_ms};
+        for (size_t i = 0; i < 4; i++) {
+            snprintf(sub, sizeof(sub), "timeouts.%s of %s", tkeys[i], what);
+            if (t[i].val && (err = get_duration(L, t[i].val, sub, false, dst[i])))
+                return err;
+        }
+    }
+
+    s->restart_initial_ms = 500;
+    s->restart_max_ms = 30000;
+    if (f[SK_RESTART].val) {
+        snprintf(sub, sizeof(sub), "restart of %s", what);
+        if ((err = map_fields(L, f[SK_RESTART].val, sub, rkeys, r)))
+            return err;
+        snprintf(sub, sizeof(sub), "restart.initial of %s", what);
+        if (r[0].val && (err = get_duration(L, r[0].val, sub, false, &s->restart_initial_ms)))
+            return err;
+        snprintf(sub, sizeof(sub), "restart.max of %s", what);
+        if (r[1].val && (err = get_duration(L, r[1].val, sub, false, &s->restart_max_ms)))
+            return err;
+        if (s->restart_initial_ms > s->restart_max_ms)
+            return FAILN(L, f[SK_RESTART].val,
+                         "restart.initial (%ums) is larger than restart.max (%ums) in %s; "
+                         "expected initial <= max",
+                         s->restart_initial_ms, s->restart_max_ms, what);
+    }
+
+    uint64_t v;
+    s->max_concurrency = 64;
+    if (f[SK_MAX_CONCURRENCY].val) {
+        snprintf(sub, sizeof(sub), "max_concurrency of %s", what);
+        if ((err = get_uint(L, f[SK_MAX_CONCURRENCY].val, sub, 1, 65536, &v)))
+            return err;
+        s->max_concurrency = (uint32_t)v;
+    }
+    s->max_queue = (size_t)8 << 20;
+    if (f[SK_MAX_QUEUE].val) {
+        snprintf(sub, sizeof(sub), "max_queue of %s", what);
+        if ((err = get_size(L, f[SK_MAX_QUEUE].val, sub, &s->max_queue)))
+            return err;
+    }
+    s->max_message = (size_t)16 << 20;
+    if (f[SK_MAX_MESSAGE].val) {
+        snprintf(sub, sizeof(sub), "max_message of %s", what);
+        if ((err = get_size(L, f[SK_MAX_MESSAGE].val, sub, &s->max_message)))
+            return err;
+    }
+    s->prefix = -1;
+    if (f[SK_PREFIX].val) {
+        snprintf(sub, sizeof(sub), "prefix of %s", what);
+        if ((err = get_prefix_mode(L, f[SK_PREFIX].val, sub, &s->prefix)))
+            return err;
+    }
+    return 0;
+}
+
+static int load_servers(struct loader *L, const struct ynode *n)
+{
+    struct config *c = L->c;
+    if (n->type != YN_SEQ)
+        return FAILN(L, n, "servers is %s; expected a sequence of servers", kind(n));
+    const struct ynode **names = arena_alloc(&L->tree, (n->n + 1) * sizeof(*names));
+    c->servers = arena_alloc(L->out, (n->n + 1) * sizeof(*c->servers));
+    if (names == NULL || c->servers == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        int err = load_server(L, e, i, &c->servers[i]);
+        if (err)
+            return err;
+        /* the name node, for the duplicate check's two locations */
+        for (const struct ynode *k = e->first; k != NULL && k->next != NULL; k = k->next->next)
+            if (strcmp(k->text, "name") == 0)
+                names[i] = k->next;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->servers[j].name, c->servers[i].name) == 0)
+                return FAILN(L, names[i],
+                             "duplicate server name \"%s\" (also at line %d column %d); "
+                             "expected unique server names",
+                             c->servers[i].name, names[j]->line, names[j]->col);
+    }
+    c->nservers = n->n;
+    return 0;
+}
+
+static int set_defaults(struct loader *L)
+{
+    static const char *const hosts[] = {"localhost", "127.0.0.1", "[::1]"};
+    struct config *c = L->c;
+    c->max_body = (size_t)4 << 20;
+    c->session_idle_ms = 30 * 60 * 1000;
+    c->max_sessions = 100000;
+    c->replay_events = 256;
+    c->sse_keepalive_ms = 15000;
+    c->shutdown_grace_ms = 10000;
+    c->prefix_mode = PREFIX_WHEN_NEEDED;
+    c->log_level = arena_strndup(L->out, "info", 4);
+    c->prefix_separator = arena_strndup(L->out, "__", 2);
+    c->allowed_hosts = arena_alloc(L->out, 4 * sizeof(char *));
+    c->allowed_origins = arena_alloc(L->out, sizeof(char *));
+    if (!c->log_level || !c->prefix_separator || !c->allowed_hosts || !c->allowed_origins)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    for (size_t i = 0; i < 3; i++)
+        if ((c->allowed_hosts[i] = arena_strndup(L->out, hosts[i], strlen(hosts[i]))) == NULL)
+            return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    c->nallowed_hosts = 3;
+    return 0;
+}
+
+enum {
+    TK_LISTEN,
+    TK_WORKERS,
+    TK_HTTP2,
+    TK_HOSTS,
+    TK_ORIGINS,
+    TK_LIMITS,
+    TK_LOG,
+    TK_PREFIX,
+    TK_SERVERS,
+    TK_COUNT
+};
+
+static int load_root(struct loader *L, const struct ynode *root)
+{
+    static const char *const keys[] = {"listen", "workers", "http2",  "allowed_hosts",
+                                       "allowed_origins", "limits", "log", "prefix", "servers",
+                                       NULL};
+    struct config *c = L->c;
+    struct field f[TK_COUNT];
+    int err = set_defaults(L);
+    if (err)
+        return err;
+    memset(f, 0, sizeof(f));
+    if (root != NULL && !is_null(root) && (err = map_fields(L, root, "the top level", keys, f)))
+        return err;
+
+    if (f[TK_LISTEN].val) {
+        if ((err = load_listen(L, f[TK_LISTEN].val)))
+            return err;
+    } else {
+        c->listeners = arena_alloc(L->out, sizeof(*c->listeners));
+        if (c->listeners == NULL ||
+            (c->listeners[0].address = arena_strndup(L->out, "127.0.0.1", 9)) == NULL)
+            return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+        c->listeners[0].port = 8080;
+        c->nlisteners = 1;
+    }
+    if (f[TK_WORKERS].val) {
+        uint64_t v;
+        if ((err = get_uint(L, f[TK_WORKERS].val, "workers", 0, 256, &v)))
+            return err;
+        c->workers = (unsigned)v;
+    }
+    if (f[TK_HTTP2].val && (err = get_bool(L, f[TK_HTTP2].val, "http2", &c->http2)))
+        return err;
+    if (f[TK_HOSTS].val && (err = load_hosts(L, f[TK_HOSTS].val)))
+        return err;
+    if (f[TK_ORIGINS].val && (err = load_origins(L, f[TK_ORIGINS].val)))
+        return err;
+    if (f[TK_LIMITS].val && (err = load_limits(L, f[TK_LIMITS].val)))
+        return err;
+    if (f[TK_LOG].val && (err = load_log(L, f[TK_LOG].val)))
+        return err;
+    if (f[TK_PREFIX].val && (err = load_prefix(L, f[TK_PREFIX].val)))
+        return err;
+    if (f[TK_SERVERS].val && (err = load_servers(L, f[TK_SERVERS].val)))
+        return err;
+    if (c->servers == NULL && (c->servers = arena_alloc(L->out, sizeof(*c->servers))) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    return 0;
+}
+
+/* ---- public API ---- */
+
+int config_load_string(const char *text, size_t len, const char *name, struct config **out,
+                       struct err_info *ei)
+{
+    struct loader L = {.name = name ? name : "<string>", .ei = ei};
+    struct snapshot *snap = NULL;
+    struct ynode *root = NULL;
+    int err;
+
+    if (len > CONFIG_MAX_SIZE) {
+        err = fail(&L, ERR_LIMIT, 0, 0,
+                   "the configuration is %zu bytes; expected at most %d bytes (1 MiB)", len,
+                   CONFIG_MAX_SIZE);
+        goto out;
+    }
+    snap = calloc(1, sizeof(*snap));
+    if (snap == NULL) {
+        err = fail(&L, ERR_NOMEM, 0, 0, "out of memory");
+        goto out;
+    }
+    L.out = &snap->arena;
+    L.c = &snap->pub;
+    atomic_init(&snap->pub.refcnt, 1);
+    snap->pub.source = arena_strndup(L.out, L.name, strlen(L.name));
+    if (snap->pub.source == NULL) {
+        err = fail(&L, ERR_NOMEM, 0, 0, "out of memory");
+        goto out;
+    }
+    if ((err = tree_build(&L, text ? text : "", text ? len : 0, &root)))
+        goto out;
+    if ((err = load_root(&L, root)))
+        goto out;
+    *out = &snap->pub;
+    snap = NULL;
+out:
+    if (snap != NULL) {
+        arena_release(&snap->arena);
+        free(snap);
+    }
+    arena_release(&L.tree);
+    return err;
+}
+
+int config_load_file(const char *path, struct config **out, struct err_info *ei)
+{
+    struct loader L = {.name = path, .ei = ei};
+    char *text = NULL;
+    size_t len = 0;
+    int fd = -1, err;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err = fail(&L, ERR_IO, 0, 0, "cannot open: %s; expected a readable YAML file",
+                   strerror(errno));
+        goto out;
+    }
+    /* Read at most one byte past the limit, so that an oversized (or endless) file is refused
+       without reading it all. */
+    text = malloc((size_t)CONFIG_MAX_SIZE + 1);
+    if (text == NULL) {
+        err = fail(&L, ERR_NOMEM, 0, 0, "out of memory");
+        goto out;
+    }
+    while (len <= CONFIG_MAX_SIZE) {
+        ssize_t n = read(fd, text + len, (size_t)CONFIG_MAX_SIZE + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = fail(&L, ERR_IO, 0, 0, "cannot read: %s; expected a readable YAML file",
+                       strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > CONFIG_MAX_SIZE) {
+        err = fail(&L, ERR_LIMIT, 0, 0,
+                   "the configuration is larger than %d bytes; expected at most 1 MiB",
+                   CONFIG_MAX_SIZE);
+        goto out;
+    }
+    err = config_load_string(text, len, path, out, ei);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    return err;
+}
+
+struct config *config_ref(struct config *c)
+{
+    atomic_fetch_add_explicit(&c->refcnt, 1, memory_order_relaxed);
+    return c;
+}
+
+void config_unref(struct config *c)
+{
+    if (c == NULL)
+        return;
+    /* acq_rel: every thread's reads of the snapshot happen before the free */
+    if (atomic_fetch_sub_explicit(&c->refcnt, 1, memory_order_acq_rel) != 1)
+        return;
+    struct snapshot *snap = (struct snapshot *)(void *)c;
+    arena_release(&snap->arena);
+    free(snap);
+}
+
+const struct config_server *config_find_server(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nservers; i++)
+        if (strcmp(c->servers[i].name, name) == 0)
+            return &c->servers[i];
+    return NULL;
+}
+
+enum config_prefix_mode config_server_prefix(const struct config *c, const struct config_server *s)
+{
+    return s->prefix >= 0 ? (enum config_prefix_mode)s->prefix : c->prefix_mode;
+}

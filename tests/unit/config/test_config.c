@@ -1,0 +1,579 @@
+/*
+ * Tests of the configuration loader: a full file with every key, the defaults, the example file,
+ * one test per class of refusal with its exact message and line:column, the duration and size
+ * notations at their edges, and the snapshot's reference count.
+ */
+#include "config/config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "test.h"
+
+static struct config *load_ok(const char *yaml)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    int err = config_load_string(yaml, strlen(yaml), "t.yaml", &c, &ei);
+    if (err != 0)
+        fprintf(stderr, "unexpected error %d: %s\n", err, ei.msg);
+    CHECK_INT(err, 0);
+    return c;
+}
+
+/* Load must fail with exactly this code, message and location. */
+#define EXPECT_ERR(yaml, code, ln, cl, message)                                                 \
+    do {                                                                                           \
+        struct config *c_ = NULL;                                                                  \
+        struct err_info ei_ = {0};                                                                 \
+        const char *y_ = (yaml);                                                                   \
+        CHECK_INT(config_load_string(y_, strlen(y_), "t.yaml", &c_, &ei_), code);                  \
+        CHECK(c_ == NULL);                                                                         \
+        CHECK_STR(ei_.msg, message);                                                               \
+        CHECK_INT(ei_.line, ln);                                                                 \
+        CHECK_INT(ei_.column, cl);                                                                \
+        CHECK_STR(ei_.where, "t.yaml");                                                            \
+    } while (0)
+
+static const char full_yaml[] =
+    "listen:\n"
+    "  - address: 0.0.0.0\n"
+    "    port: 8443\n"
+    "    tls: {cert: /etc/gh/cert.pem, key: /etc/gh/key.pem}\n"
+    "  - address: \"[::1]\"\n"
+    "    port: 0\n"
+    "workers: 8\n"
+    "http2: true\n"
+    "allowed_hosts: [gw.example.com, localhost]\n"
+    "allowed_origins: [\"https://app.example.com\", \"http://localhost:3000\"]\n"
+    "limits:\n"
+    "  max_body: 1MiB\n"
+    "  session_idle_timeout: 1h\n"
+    "  max_sessions: 500\n"
+    "  replay_events: 64\n"
+    "  sse_keepalive: 20s\n"
+    "  shutdown_grace: 0\n"
+    "log: {level: debug}\n"
+    "prefix: {mode: always, separator: \".\"}\n"
+    "servers:\n"
+    "  - name: everything\n"
+    "    transport: stdio\n"
+    "    command: /usr/bin/mcp\n"
+    "    args: [stdio, \"--flag=1\", \"\"]\n"
+    "    env: {A: \"1\", EMPTY: \"\"}\n"
+    "    cwd: /tmp\n"
+    "    timeouts: {connect: 1s, first_byte: 2s, idle: 3s, total: 4m}\n"
+    "    restart: {initial: 100ms, max: 1m}\n"
+    "    max_concurrency: 8\n"
+    "    max_queue: 512KiB\n"
+    "    max_message: 2MiB\n"
+    "    prefix: never\n"
+    "  - name: remote_1\n"
+    "    transport: http\n"
+    "    url: https://mcp.example.com/mcp\n"
+    "    headers:\n"
+    "      X-Team: blue\n"
+    "      User-Agent: gatehouse\n";
+
+static void test_full_file(void)
+{
+    struct config *c = load_ok(full_yaml);
+    if (c == NULL)
+        return;
+    CHECK_STR(c->source, "t.yaml");
+    CHECK_INT(c->nlisteners, 2);
+    CHECK_STR(c->listeners[0].address, "0.0.0.0");
+    CHECK_INT(c->listeners[0].port, 8443);
+    CHECK_STR(c->listeners[0].tls_cert, "/etc/gh/cert.pem");
+    CHECK_STR(c->listeners[0].tls_key, "/etc/gh/key.pem");
+    CHECK_STR(c->listeners[1].address, "::1");
+    CHECK_INT(c->listeners[1].port, 0);
+    CHECK(c->listeners[1].tls_cert == NULL && c->listeners[1].tls_key == NULL);
+    CHECK_INT(c->workers, 8);
+    CHECK(c->http2);
+    CHECK_INT(c->nallowed_hosts, 2);
+    CHECK_STR(c->allowed_hosts[0], "gw.example.com");
+    CHECK_STR(c->allowed_hosts[1], "localhost");
+    CHECK_INT(c->nallowed_origins, 2);
+    CHECK_STR(c->allowed_origins[1], "http://localhost:3000");
+    CHECK_INT(c->max_body, 1 << 20);
+    CHECK_INT(c->session_idle_ms, 3600000);
+    CHECK_INT(c->max_sessions, 500);
+    CHECK_INT(c->replay_events, 64);
+    CHECK_INT(c->sse_keepalive_ms, 20000);
+    CHECK_INT(c->shutdown_grace_ms, 0);
+    CHECK_STR(c->log_level, "debug");
+    CHECK_INT(c->prefix_mode, PREFIX_ALWAYS);
+    CHECK_STR(c->prefix_separator, ".");
+    CHECK_INT(c->nservers, 2);
+
+    const struct config_server *s = config_find_server(c, "everything");
+    CHECK(s == &c->servers[0]);
+    CHECK_INT(s->transport, TRANSPORT_STDIO);
+    CHECK_STR(s->command, "/usr/bin/mcp");
+    CHECK_INT(s->nargs, 3);
+    CHECK_STR(s->args[0], "stdio");
+    CHECK_STR(s->args[1], "--flag=1");
+    CHECK_STR(s->args[2], "");
+    CHECK(s->args[3] == NULL);
+    CHECK_INT(s->nenv, 2);
+    CHECK_STR(s->env[0].key, "A");
+    CHECK_STR(s->env[0].value, "1");
+    CHECK_STR(s->env[1].key, "EMPTY");
+    CHECK_STR(s->env[1].value, "");
+    CHECK_STR(s->cwd, "/tmp");
+    CHECK_INT(s->timeouts.connect_ms, 1000);
+    CHECK_INT(s->timeouts.first_byte_ms, 2000);
+    CHECK_INT(s->timeouts.idle_ms, 3000);
+    CHECK_INT(s->timeouts.total_ms, 240000);
+    CHECK_INT(s->restart_initial_ms, 100);
+    CHECK_INT(s->restart_max_ms, 60000);
+    CHECK_INT(s->max_concurrency, 8);
+    CHECK_INT(s->max_queue, 512 * 1024);
+    CHECK_INT(s->max_message, 2 << 20);
+    CHECK_INT(s->prefix, PREFIX_NEVER);
+    CHECK_INT(config_server_prefix(c, s), PREFIX_NEVER);
+    CHECK(s->url == NULL && s->nheaders == 0);
+
+    s = config_find_server(c, "remote_1");
+    CHECK(s == &c->servers[1]);
+    CHECK_INT(s->transport, TRANSPORT_HTTP);
+    CHECK_STR(s->url, "https://mcp.example.com/mcp");
+    CHECK_INT(s->nheaders, 2);
+    CHECK_STR(s->headers[0].key, "X-Team");
+    CHECK_STR(s->headers[1].value, "gatehouse");
+    CHECK(s->command == NULL && s->nargs == 0 && s->nenv == 0);
+    CHECK_INT(s->prefix, -1);
+    CHECK_INT(config_server_prefix(c, s), PREFIX_ALWAYS);
+    CHECK(config_find_server(c, "nope") == NULL);
+    config_unref(c);
+}
+
+static void check_defaults(const struct config *c)
+{
+    CHECK_INT(c->nlisteners, 1);
+    CHECK_STR(c->listeners[0].address, "127.0.0.1");
+    CHECK_INT(c->listeners[0].port, 8080);
+    CHECK(c->listeners[0].tls_cert == NULL);
+    CHECK_INT(c->workers, 0);
+    CHECK(!c->http2);
+    CHECK_INT(c->nallowed_hosts, 3);
+    CHECK_STR(c->allowed_hosts[0], "localhost");
+    CHECK_STR(c->allowed_hosts[1], "127.0.0.1");
+    CHECK_STR(c->allowed_hosts[2], "[::1]");
+    CHECK_INT(c->nallowed_origins, 0);
+    CHECK_INT(c->max_body, 4 << 20);
+    CHECK_INT(c->session_idle_ms, 30 * 60 * 1000);
+    CHECK_INT(c->max_sessions, 100000);
+    CHECK_INT(c->replay_events, 256);
+    CHECK_INT(c->sse_keepalive_ms, 15000);
+    CHECK_INT(c->shutdown_grace_ms, 10000);
+    CHECK_STR(c->log_level, "info");
+    CHECK_INT(c->prefix_mode, PREFIX_WHEN_NEEDED);
+    CHECK_STR(c->prefix_separator, "__");
+}
+
+static void test_defaults(void)
+{
+    static const char *const empties[] = {"", "# only a comment\n", "~\n", "{}\n", "---\n"};
+    for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        struct config *c = load_ok(empties[i]);
+        if (c == NULL)
+            continue;
+        check_defaults(c);
+        CHECK_INT(c->nservers, 0);
+        CHECK_STR(c->source, "t.yaml");
+        config_unref(c);
+    }
+
+    struct config *c = load_ok("servers:\n  - name: a\n    command: x\n");
+    if (c == NULL)
+        return;
+    check_defaults(c);
+    const struct config_server *s = &c->servers[0];
+    CHECK_INT(s->transport, TRANSPORT_STDIO); /* implied by command */
+    CHECK_INT(s->nargs, 0);
+    CHECK(s->args != NULL && s->args[0] == NULL);
+    CHECK(s->cwd == NULL);
+    CHECK_INT(s->timeouts.connect_ms, 5000);
+    CHECK_INT(s->timeouts.first_byte_ms, 30000);
+    CHECK_INT(s->timeouts.idle_ms, 60000);
+    CHECK_INT(s->timeouts.total_ms, 300000);
+    CHECK_INT(s->restart_initial_ms, 500);
+    CHECK_INT(s->restart_max_ms, 30000);
+    CHECK_INT(s->max_concurrency, 64);
+    CHECK_INT(s->max_queue, 8 << 20);
+    CHECK_INT(s->max_message, 16 << 20);
+    CHECK_INT(s->prefix, -1);
+    CHECK_INT(config_server_prefix(c, s), PREFIX_WHEN_NEEDED);
+    config_unref(c);
+
+    c = load_ok("servers: [{name: r, url: \"http://h:1/x\"}]\nlisten: [{port: 9000}]\n");
+    if (c == NULL)
+        return;
+    CHECK_INT(c->servers[0].transport, TRANSPORT_HTTP); /* implied by url */
+    CHECK_STR(c->listeners[0].address, "127.0.0.1");
+    CHECK_INT(c->listeners[0].port, 9000);
+    config_unref(c);
+}
+
+static void test_example_file(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    int err = config_load_file("examples/gatehouse.yaml", &c, &ei);
+    if (err)
+        fprintf(stderr, "%s\n", ei.msg);
+    CHECK_INT(err, 0);
+    if (c == NULL)
+        return;
+    CHECK_STR(c->source, "examples/gatehouse.yaml");
+    CHECK_INT(c->nlisteners, 1);
+    CHECK_STR(c->listeners[0].address, "127.0.0.1");
+    CHECK_INT(c->listeners[0].port, 8080);
+    CHECK_INT(c->prefix_mode, PREFIX_WHEN_NEEDED);
+    CHECK_INT(c->nservers, 2);
+    const struct config_server *s = config_find_server(c, "everything");
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_INT(s->transport, TRANSPORT_STDIO);
+        CHECK_STR(s->command, "tests/interop/node_modules/.bin/mcp-server-everything");
+        CHECK_INT(s->nargs, 1);
+        CHECK_STR(s->args[0], "stdio");
+    }
+    s = config_find_server(c, "fixture");
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_STR(s->command, "node");
+        CHECK_INT(s->nargs, 1);
+        CHECK_STR(s->args[0], "tests/interop/fixtures/server.mjs");
+    }
+    config_unref(c);
+}
+
+static void test_file_errors(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(config_load_file("/nonexistent/gh.yaml", &c, &ei), ERR_IO);
+    CHECK_STR(ei.msg, "/nonexistent/gh.yaml: cannot open: No such file or directory; expected a "
+                      "readable YAML file");
+    CHECK_INT(ei.line, 0);
+    CHECK_STR(ei.where, "/nonexistent/gh.yaml");
+    CHECK(c == NULL);
+
+    size_t n = CONFIG_MAX_SIZE + 1;
+    char *big = malloc(n);
+    memset(big, '#', n);
+    CHECK_INT(config_load_string(big, n, "big.yaml", &c, &ei), ERR_LIMIT);
+    CHECK_STR(ei.msg, "big.yaml: the configuration is 1048577 bytes; expected at most 1048576 "
+                      "bytes (1 MiB)");
+    free(big);
+    CHECK(c == NULL);
+    /* NULL err_info is allowed */
+    CHECK_INT(config_load_string("x: 1", 4, NULL, &c, NULL), ERR_INVAL);
+}
+
+static void test_yaml_syntax(void)
+{
+    EXPECT_ERR("servers: [a, b\n", ERR_PARSE, 2, 1,
+               "t.yaml:2:1: invalid YAML: flow sequence without a closing bracket; expected "
+               "well-formed YAML");
+    EXPECT_ERR("a:\n  - b\n  c: d\n", ERR_PARSE, 3, 3,
+               "t.yaml:3:3: invalid YAML: invalid scalar at the end of block sequence; expected "
+               "well-formed YAML");
+    EXPECT_ERR("log: &x {level: info}\nlimits: *x\n", ERR_INVAL, 2, 9,
+               "t.yaml:2:9: aliases (*name) are not supported; expected the value written out");
+    EXPECT_ERR("workers: !!int 3\n", ERR_INVAL, 1, 10,
+               "t.yaml:1:10: YAML tags (!tag) are not supported; expected a plain or quoted "
+               "value");
+    EXPECT_ERR("workers: 1\n---\nworkers: 2\n", ERR_INVAL, 2, 1,
+               "t.yaml:2:1: a second YAML document; expected exactly one document");
+}
+
+static void test_unknown_keys(void)
+{
+    EXPECT_ERR("servers:\n  - name: everything\n    comand: x\n", ERR_INVAL, 3, 5,
+               "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
+               "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
+               "max_concurrency, max_queue, max_message, prefix");
+    EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
+               "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
+               "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers");
+    EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
+               "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
+               "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
+               "shutdown_grace");
+    EXPECT_ERR("listen:\n  - port: 1\n    tls: {cert: a, key: b, ca: c}\n", ERR_INVAL, 3, 28,
+               "t.yaml:3:28: unknown key \"ca\" in tls of listener #1; expected one of: cert, "
+               "key");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    timeouts: {conect: 1s}\n", ERR_INVAL,
+               4, 16,
+               "t.yaml:4:16: unknown key \"conect\" in timeouts of server \"a\"; expected one "
+               "of: connect, first_byte, idle, total");
+    EXPECT_ERR("log: {level: info}\nlog: {level: debug}\n", ERR_INVAL, 2, 1,
+               "t.yaml:2:1: duplicate key \"log\" in the top level (first at line 1 column 1); "
+               "expected each key once");
+}
+
+static void test_wrong_types(void)
+{
+    EXPECT_ERR("servers: {name: a}\n", ERR_INVAL, 1, 10,
+               "t.yaml:1:10: servers is a mapping; expected a sequence of servers");
+    EXPECT_ERR("limits: [1]\n", ERR_INVAL, 1, 9,
+               "t.yaml:1:9: limits is a sequence; expected a mapping with keys: max_body, "
+               "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
+               "shutdown_grace");
+    EXPECT_ERR("http2: yes\n", ERR_INVAL, 1, 8,
+               "t.yaml:1:8: \"yes\" is not a boolean for http2; expected true or false");
+    EXPECT_ERR("servers:\n  - name: a\n    command: [x]\n", ERR_INVAL, 3, 14,
+               "t.yaml:3:14: command of server \"a\" is a sequence; expected a string");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    args: stdio\n", ERR_INVAL, 4, 11,
+               "t.yaml:4:11: args of server \"a\" is a scalar; expected a sequence of strings");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    env:\n      HOME:\n", ERR_INVAL, 5, 7,
+               "t.yaml:5:7: the value of \"HOME\" in env of server \"a\" is empty; expected a "
+               "string (write \"\" for an empty value)");
+    EXPECT_ERR("workers: 3x\n", ERR_INVAL, 1, 10,
+               "t.yaml:1:10: \"3x\" is not an integer for workers; expected an integer from 0 "
+               "to 256");
+    EXPECT_ERR("log: {level: loud}\n", ERR_INVAL, 1, 14,
+               "t.yaml:1:14: \"loud\" is not a log level; expected debug, info, warn or error");
+    EXPECT_ERR("prefix: {mode: sometimes}\n", ERR_INVAL, 1, 16,
+               "t.yaml:1:16: \"sometimes\" is not a prefix mode for prefix.mode; expected "
+               "always, when-needed or never");
+    EXPECT_ERR("allowed_origins: [\"https://a.com/path\"]\n", ERR_INVAL, 1, 19,
+               "t.yaml:1:19: \"https://a.com/path\" is not an origin in allowed_origins; "
+               "expected \"scheme://host[:port]\" with scheme http or https and no path");
+}
+
+static void test_servers(void)
+{
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n  - name: b\n    command: y\n"
+               "  - name: a\n    command: z\n",
+               ERR_INVAL, 6, 11,
+               "t.yaml:6:11: duplicate server name \"a\" (also at line 2 column 11); expected "
+               "unique server names");
+    EXPECT_ERR("servers:\n  - name: \"bad name\"\n    command: x\n", ERR_INVAL, 2, 11,
+               "t.yaml:2:11: \"bad name\" is not a valid server name; expected 1 to 64 "
+               "characters from a-z A-Z 0-9 _ - (^[a-zA-Z0-9_-]{1,64}$)");
+    EXPECT_ERR("servers:\n  - name: "
+               "a234567890123456789012345678901234567890123456789012345678901234X\n"
+               "    command: x\n",
+               ERR_INVAL, 2, 11,
+               "t.yaml:2:11: \"a234567890123456789012345678901234567890123456789012...\" is "
+               "not a valid server name; expected 1 to 64 characters from a-z A-Z 0-9 _ - "
+               "(^[a-zA-Z0-9_-]{1,64}$)");
+    EXPECT_ERR("servers:\n  - command: x\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server #1 has no name; expected name: matching "
+               "^[a-zA-Z0-9_-]{1,64}$");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server \"a\" has transport stdio but no command; expected command: "
+               "<program to run>");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n    command: \"\"\n", ERR_INVAL, 4,
+               14,
+               "t.yaml:4:14: command of server \"a\" is an empty string; expected a non-empty "
+               "string");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    url: http://h/\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server \"a\" has no transport; expected transport: stdio with a "
+               "command, or transport: http with a url");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n    command: x\n"
+               "    headers: {A: b}\n",
+               ERR_INVAL, 5, 5,
+               "t.yaml:5:5: headers is not allowed in server \"a\" with transport stdio; "
+               "expected it only with transport: http");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: http\n    url: http://h/\n"
+               "    cwd: /tmp\n",
+               ERR_INVAL, 5, 5,
+               "t.yaml:5:5: cwd is not allowed in server \"a\" with transport http; expected it "
+               "only with transport: stdio");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: http\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server \"a\" has transport http but no url; expected url: "
+               "http://host/path or https://host/path");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: http\n    url: ftp://h/x\n", ERR_INVAL, 4,
+               10,
+               "t.yaml:4:10: \"ftp://h/x\" is not a URL for server \"a\"; expected "
+               "http://host/path or https://host/path");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: pipe\n", ERR_INVAL, 3, 16,
+               "t.yaml:3:16: \"pipe\" is not a transport for server \"a\"; expected stdio or "
+               "http");
+    EXPECT_ERR("servers:\n  - name: a\n    url: http://h/\n    headers: {\"Bad Name\": x}\n",
+               ERR_INVAL, 4, 15,
+               "t.yaml:4:15: \"Bad Name\" is not a valid name in headers of server \"a\"; "
+               "expected an HTTP header name (letters, digits, - and _)");
+    EXPECT_ERR("servers:\n  - name: a\n    url: http://h/\n    headers: {X-A: \"1\\r\\nX: 2\"}\n",
+               ERR_INVAL, 4, 20,
+               "t.yaml:4:20: the value of \"X-A\" in headers of server \"a\" contains a line "
+               "break; expected a single-line header value");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    restart: {initial: 1m, max: 1s}\n",
+               ERR_INVAL, 4, 14,
+               "t.yaml:4:14: restart.initial (60000ms) is larger than restart.max (1000ms) in "
+               "server \"a\"; expected initial <= max");
+    EXPECT_ERR("servers:\n  - name: a\n    command: \"x\\0y\"\n", ERR_INVAL, 3, 14,
+               "t.yaml:3:14: command of server \"a\" contains a NUL byte; expected text without "
+               "\\0");
+}
+
+static void test_listeners(void)
+{
+    EXPECT_ERR("listen: []\n", ERR_INVAL, 1, 9,
+               "t.yaml:1:9: listen is empty; expected at least one listener");
+    EXPECT_ERR("listen:\n  - port: 65536\n", ERR_INVAL, 2, 11,
+               "t.yaml:2:11: \"65536\" is out of range for port of listener #1; expected an "
+               "integer from 0 to 65535");
+    EXPECT_ERR("listen:\n  - port: -1\n", ERR_INVAL, 2, 11,
+               "t.yaml:2:11: \"-1\" is not an integer for port of listener #1; expected an "
+               "integer from 0 to 65535");
+    EXPECT_ERR("workers: 257\n", ERR_INVAL, 1, 10,
+               "t.yaml:1:10: \"257\" is out of range for workers; expected an integer from 0 to "
+               "256");
+    EXPECT_ERR("listen:\n  - port: 1\n    tls:\n      cert: a.pem\n", ERR_INVAL, 4, 7,
+               "t.yaml:4:7: tls of listener #1 has cert but no key; expected both cert and key, "
+               "or neither");
+    EXPECT_ERR("listen:\n  - address: example.com\n", ERR_INVAL, 2, 14,
+               "t.yaml:2:14: \"example.com\" is not an IP address for listener #1; expected a "
+               "numeric IPv4 or IPv6 address or \"localhost\"");
+    EXPECT_ERR("listen:\n  - {port: 80}\n  - {address: 127.0.0.1, port: 80}\n", ERR_INVAL, 3, 5,
+               "t.yaml:3:5: listener #2 repeats 127.0.0.1 port 80 of listener #1; expected "
+               "distinct address and port pairs");
+}
+
+static void test_durations_sizes_in_file(void)
+{
+    EXPECT_ERR("limits:\n  max_body: 4XB\n", ERR_INVAL, 2, 13,
+               "t.yaml:2:13: \"4XB\" is not a size; expected a number with optional unit B, "
+               "KiB, MiB, GiB");
+    EXPECT_ERR("limits:\n  max_body: 0\n", ERR_INVAL, 2, 13,
+               "t.yaml:2:13: limits.max_body must not be zero; expected a size such as "
+               "\"4MiB\"");
+    EXPECT_ERR("limits:\n  max_body: 99999999999999999999\n", ERR_INVAL, 2, 13,
+               "t.yaml:2:13: \"99999999999999999999\" is too large for limits.max_body; expected "
+               "at most 18446744073709551615 bytes");
+    EXPECT_ERR("limits: {sse_keepalive: 10 s}\n", ERR_INVAL, 1, 25,
+               "t.yaml:1:25: \"10 s\" is not a duration for limits.sse_keepalive; expected a "
+               "number with unit ms, s, m or h, or a bare number of milliseconds");
+    EXPECT_ERR("limits: {session_idle_timeout: 0s}\n", ERR_INVAL, 1, 32,
+               "t.yaml:1:32: limits.session_idle_timeout must not be zero; expected a duration "
+               "such as \"30s\"");
+    EXPECT_ERR("limits: {shutdown_grace: 1200h}\n", ERR_INVAL, 1, 26,
+               "t.yaml:1:26: \"1200h\" is too long for limits.shutdown_grace; expected at most "
+               "4294967295ms (about 49 days)");
+    EXPECT_ERR("limits: {max_sessions: 0}\n", ERR_INVAL, 1, 24,
+               "t.yaml:1:24: \"0\" is out of range for limits.max_sessions; expected an integer "
+               "from 1 to 4294967295");
+    /* quoted numbers and durations are accepted */
+    struct config *c = load_ok("limits: {max_body: \"100B\", sse_keepalive: \"250\"}\n");
+    if (c) {
+        CHECK_INT(c->max_body, 100);
+        CHECK_INT(c->sse_keepalive_ms, 250);
+        config_unref(c);
+    }
+}
+
+static void test_duration_parse(void)
+{
+    uint32_t ms = 7;
+    CHECK_INT(config_parse_duration("500ms", &ms), 0);
+    CHECK_INT(ms, 500);
+    CHECK_INT(config_parse_duration("30s", &ms), 0);
+    CHECK_INT(ms, 30000);
+    CHECK_INT(config_parse_duration("5m", &ms), 0);
+    CHECK_INT(ms, 300000);
+    CHECK_INT(config_parse_duration("1h", &ms), 0);
+    CHECK_INT(ms, 3600000);
+    CHECK_INT(config_parse_duration("250", &ms), 0);
+    CHECK_INT(ms, 250);
+    CHECK_INT(config_parse_duration("0", &ms), 0);
+    CHECK_INT(ms, 0);
+    CHECK_INT(config_parse_duration("4294967295", &ms), 0);
+    CHECK_INT(ms, 4294967295u);
+    CHECK_INT(config_parse_duration("4294967295ms", &ms), 0);
+    CHECK_INT(config_parse_duration("4294967s", &ms), 0);
+    CHECK_INT(ms, 4294967000u);
+    CHECK_INT(config_parse_duration("1193h", &ms), 0);
+    ms = 7;
+    CHECK_INT(config_parse_duration("4294967296", &ms), ERR_LIMIT);
+    CHECK_INT(config_parse_duration("4294968s", &ms), ERR_LIMIT);
+    CHECK_INT(config_parse_duration("1194h", &ms), ERR_LIMIT);
+    CHECK_INT(config_parse_duration("99999999999999999999999h", &ms), ERR_LIMIT);
+    CHECK_INT(config_parse_duration("", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("s", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("-1s", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1.5s", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1S", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1sec", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration(" 1s", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1s ", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1d", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("99999999999999999999999x", &ms), ERR_INVAL);
+    CHECK_INT(ms, 7); /* untouched on failure */
+}
+
+static void test_size_parse(void)
+{
+    size_t n = 7;
+    CHECK_INT(config_parse_size("100B", &n), 0);
+    CHECK_INT(n, 100);
+    CHECK_INT(config_parse_size("100", &n), 0);
+    CHECK_INT(n, 100);
+    CHECK_INT(config_parse_size("512KiB", &n), 0);
+    CHECK_INT(n, 512 * 1024);
+    CHECK_INT(config_parse_size("4MiB", &n), 0);
+    CHECK_INT(n, 4 << 20);
+    CHECK_INT(config_parse_size("1GiB", &n), 0);
+    CHECK_INT(n, 1 << 30);
+    CHECK_INT(config_parse_size("0", &n), 0);
+    CHECK_INT(n, 0);
+    CHECK_INT(config_parse_size("18446744073709551615", &n), 0);
+    CHECK(n == SIZE_MAX);
+    CHECK_INT(config_parse_size("17179869183GiB", &n), 0);
+    n = 7;
+    CHECK_INT(config_parse_size("18446744073709551616", &n), ERR_LIMIT);
+    CHECK_INT(config_parse_size("17179869184GiB", &n), ERR_LIMIT);
+    CHECK_INT(config_parse_size("4MB", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("4mib", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("4 MiB", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("MiB", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("-4", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("0x10", &n), ERR_INVAL);
+    CHECK_INT(config_parse_size("", &n), ERR_INVAL);
+    CHECK_INT(n, 7);
+}
+
+static void *unref_worker(void *arg)
+{
+    struct config *c = arg;
+    for (int i = 0; i < 10000; i++)
+        config_unref(config_ref(c));
+    config_unref(c); /* the reference the main thread took for us */
+    return NULL;
+}
+
+static void test_refcount(void)
+{
+    struct config *c = load_ok(full_yaml);
+    if (c == NULL)
+        return;
+    CHECK_INT(atomic_load(&c->refcnt), 1);
+    CHECK(config_ref(c) == c);
+    CHECK_INT(atomic_load(&c->refcnt), 2);
+    config_unref(c);
+    CHECK_INT(atomic_load(&c->refcnt), 1);
+
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, unref_worker, config_ref(c));
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CHECK_INT(atomic_load(&c->refcnt), 1);
+    CHECK_STR(c->servers[1].headers[0].key, "X-Team"); /* still intact */
+    config_unref(c); /* frees: LeakSanitizer checks nothing is left */
+    config_unref(NULL);
+}
+
+TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
+          TEST(test_file_errors), TEST(test_yaml_syntax), TEST(test_unknown_keys),
+          TEST(test_wrong_types), TEST(test_servers), TEST(test_listeners),
+          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
+          TEST(test_refcount))
