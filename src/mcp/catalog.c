@@ -1,0 +1,322 @@
+/*
+ * Catalog construction and lookups; see catalog.h. Maps are jansson objects (hash tables keyed
+ * by exposed name), routes are small arrays [server index, original name].
+ */
+#include "mcp/catalog.h"
+#include "core/log.h"
+#include "core/rand.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
+
+struct view {
+    json_t *items[CAT_NKINDS]; /* arrays of exposed items */
+    json_t *routes[2];         /* tools, prompts: exposed name -> [server, original name] */
+    json_t *uris;              /* resource uri -> server */
+    json_t *templates;         /* array of [uriTemplate, server] */
+};
+
+struct catalog {
+    atomic_int refcnt;
+    uint64_t generation;
+    size_t nservers;
+    struct view agg;
+    struct view *own; /* per server */
+};
+
+static int view_init(struct view *v)
+{
+    for (int k = 0; k < CAT_NKINDS; k++)
+        v->items[k] = json_array();
+    v->routes[0] = json_object();
+    v->routes[1] = json_object();
+    v->uris = json_object();
+    v->templates = json_array();
+    for (int k = 0; k < CAT_NKINDS; k++)
+        if (!v->items[k])
+            return ERR_NOMEM;
+    return v->routes[0] && v->routes[1] && v->uris && v->templates ? 0 : ERR_NOMEM;
+}
+
+static void view_release(struct view *v)
+{
+    for (int k = 0; k < CAT_NKINDS; k++)
+        json_decref(v->items[k]);
+    json_decref(v->routes[0]);
+    json_decref(v->routes[1]);
+    json_decref(v->uris);
+    json_decref(v->templates);
+}
+
+/* Add one named item (tool or prompt) to a view under `exposed`. */
+static int add_named(struct view *v, int kind, json_t *item, const char *exposed, const char *orig,
+                     int server)
+{
+    json_t *copy = json_copy(item);
+    if (copy == NULL)
+        return ERR_NOMEM;
+    json_object_set_new(copy, "name", json_string(exposed));
+    json_array_append_new(v->items[kind], copy);
+    json_object_set_new(v->routes[kind], exposed, json_pack("[i,s]", server, orig));
+    return 0;
+}
+
+static void add_resourceish(struct view *v, int kind, json_t *item, int server)
+{
+    json_array_append(v->items[kind], item);
+    if (kind == CAT_RESOURCES) {
+        const char *uri = json_string_value(json_object_get(item, "uri"));
+        if (uri && !json_object_get(v->uris, uri))
+            json_object_set_new(v->uris, uri, json_integer(server));
+    } else {
+        const char *t = json_string_value(json_object_get(item, "uriTemplate"));
+        if (t)
+            json_array_append_new(v->templates, json_pack("[s,i]", t, server));
+    }
+}
+
+static const char *item_name(json_t *item)
+{
+    const char *n = json_string_value(json_object_get(item, "name"));
+    return n && *n ? n : NULL;
+}
+
+int catalog_build(const struct config *cfg, const struct catalog_source *sources, size_t n,
+                  uint64_t generation, int strict, struct catalog **out, struct err_info *ei)
+{
+    int err = ERR_NOMEM;
+    json_t *owners = NULL;
+    struct catalog *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ERR_NOMEM;
+    atomic_init(&c->refcnt, 1);
+    c->generation = generation;
+    c->nservers = n;
+    c->own = calloc(n ? n : 1, sizeof(*c->own));
+    if (c->own == NULL || view_init(&c->agg))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (view_init(&c->own[i]))
+            goto out;
+
+    for (int kind = CAT_TOOLS; kind <= CAT_PROMPTS; kind++) {
+        /* First pass: who offers each name (for when-needed, and for collisions). */
+        json_decref(owners);
+        owners = json_object();
+        for (size_t i = 0; i < n; i++) {
+            if (!sources[i].ready || !json_is_array(sources[i].lists[kind]))
+                continue;
+            size_t j;
+            json_t *item;
+            json_array_foreach(sources[i].lists[kind], j, item) {
+                const char *name = item_name(item);
+                if (name == NULL)
+                    continue;
+                json_t *o = json_object_get(owners, name);
+                if (o == NULL)
+                    json_object_set_new(owners, name, json_pack("[i]", (int)i));
+                else if (json_integer_value(json_array_get(o, json_array_size(o) - 1)) != (json_int_t)i)
+                    json_array_append_new(o, json_integer((json_int_t)i));
+            }
+        }
+        /* Second pass: place each item in the server's own view and the aggregate. */
+        for (size_t i = 0; i < n; i++) {
+            if (!sources[i].ready || !json_is_array(sources[i].lists[kind]))
+                continue;
+            const struct config_server *srv = &cfg->servers[i];
+            enum config_prefix_mode mode = config_server_prefix(cfg, srv);
+            size_t j;
+            json_t *item;
+            json_array_foreach(sources[i].lists[kind], j, item) {
+                const char *name = item_name(item);
+                if (name == NULL) {
+                    log_warn("catalog", "server %s listed a %s without a name; skipped",
+                             sources[i].server, kind == CAT_TOOLS ? "tool" : "prompt");
+                    continue;
+                }
+                if (json_object_get(c->own[i].routes[kind], name))
+                    continue; /* a server listing a name twice: first wins */
+                if (add_named(&c->own[i], kind, item, name, name, (int)i))
+                    goto out;
+                json_t *o = json_object_get(owners, name);
+                int shared = json_array_size(o) > 1;
+                char exposed[512];
+                if (mode == PREFIX_ALWAYS || (mode == PREFIX_WHEN_NEEDED && shared))
+                    snprintf(exposed, sizeof(exposed), "%s%s%s", srv->name, cfg->prefix_separator, name);
+                else
+                    snprintf(exposed, sizeof(exposed), "%s", name);
+                json_t *taken = json_object_get(c->agg.routes[kind], exposed);
+                if (taken != NULL) {
+                    const char *first = sources[json_integer_value(json_array_get(taken, 0))].server;
+                    if (strict) {
+                        err = err_info_set(ei, ERR_EXISTS, 0, 0,
+                                           "%s \"%s\" is offered by both server \"%s\" and server \"%s\", and prefixing is off "
+                                           "(prefix mode never); rename one, or set prefix mode to when-needed or always",
+                                           kind == CAT_TOOLS ? "tool" : "prompt", exposed, first, srv->name);
+                        goto out;
+                    }
+                    log_error("catalog_collision",
+                              "%s \"%s\" of server \"%s\" is hidden: server \"%s\" already exposes that name (prefix mode never)",
+                              kind == CAT_TOOLS ? "tool" : "prompt", exposed, srv->name, first);
+                    continue;
+                }
+                if (add_named(&c->agg, kind, item, exposed, name, (int)i))
+                    goto out;
+            }
+        }
+    }
+    for (int kind = CAT_RESOURCES; kind <= CAT_TEMPLATES; kind++)
+        for (size_t i = 0; i < n; i++) {
+            if (!sources[i].ready || !json_is_array(sources[i].lists[kind]))
+                continue;
+            size_t j;
+            json_t *item;
+            json_array_foreach(sources[i].lists[kind], j, item) {
+                add_resourceish(&c->own[i], kind, item, (int)i);
+                add_resourceish(&c->agg, kind, item, (int)i);
+            }
+        }
+    err = 0;
+out:
+    json_decref(owners);
+    if (err) {
+        catalog_unref(c);
+        return err;
+    }
+    *out = c;
+    return 0;
+}
+
+struct catalog *catalog_ref(struct catalog *c)
+{
+    atomic_fetch_add(&c->refcnt, 1);
+    return c;
+}
+
+void catalog_unref(struct catalog *c)
+{
+    if (c == NULL || atomic_fetch_sub(&c->refcnt, 1) != 1)
+        return;
+    view_release(&c->agg);
+    for (size_t i = 0; c->own && i < c->nservers; i++)
+        view_release(&c->own[i]);
+    free(c->own);
+    free(c);
+}
+
+uint64_t catalog_generation(const struct catalog *c)
+{
+    return c->generation;
+}
+
+static const struct view *get_view(const struct catalog *c, int view)
+{
+    if (view < 0)
+        return &c->agg;
+    if ((size_t)view >= c->nservers)
+        return NULL;
+    return &c->own[view];
+}
+
+/* Cursors are "o<offset>" in base64url: opaque to clients, checked on the way back in. */
+int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, const char *cursor,
+                 size_t page_size, json_t **result)
+{
+    const struct view *v = get_view(c, view);
+    if (v == NULL)
+        return ERR_NOTFOUND;
+    size_t offset = 0;
+    if (cursor != NULL) {
+        char raw[32];
+        long n = b64url_decode(raw, sizeof(raw) - 1, cursor, strlen(cursor));
+        if (n < 2 || raw[0] != 'o')
+            return ERR_INVAL;
+        raw[n] = '\0';
+        char *end;
+        unsigned long long off = strtoull(raw + 1, &end, 10);
+        if (*end != '\0' || off > json_array_size(v->items[kind]))
+            return ERR_INVAL;
+        offset = (size_t)off;
+    }
+    json_t *items = v->items[kind];
+    size_t total = json_array_size(items);
+    size_t end = page_size && total - offset > page_size ? offset + page_size : total;
+    json_t *page = json_array();
+    for (size_t i = offset; i < end; i++)
+        json_array_append(page, json_array_get(items, i));
+    json_t *res = json_object();
+    json_object_set_new(res, kind_key[kind], page);
+    if (end < total) {
+        char raw[32], enc[64];
+        int len = snprintf(raw, sizeof(raw), "o%zu", end);
+        b64url_encode(enc, sizeof(enc), raw, (size_t)len);
+        json_object_set_new(res, "nextCursor", json_string(enc));
+    }
+    *result = res;
+    return 0;
+}
+
+int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, const char *name,
+                  int *server, const char **orig_name)
+{
+    const struct view *v = get_view(c, view);
+    if (v == NULL || kind > CAT_PROMPTS || name == NULL)
+        return ERR_NOTFOUND;
+    json_t *r = json_object_get(v->routes[kind], name);
+    if (r == NULL)
+        return ERR_NOTFOUND;
+    *server = (int)json_integer_value(json_array_get(r, 0));
+    *orig_name = json_string_value(json_array_get(r, 1));
+    return 0;
+}
+
+int catalog_template_match(const char *t, const char *u)
+{
+    while (*t) {
+        if (*t == '{') {
+            const char *close = strchr(t, '}');
+            if (close == NULL)
+                return 0;
+            t = close + 1;
+            /* A variable matches one or more characters up to the next literal (not '/'). */
+            size_t taken = 0;
+            while (*u && *u != '/' && *u != *t) {
+                u++;
+                taken++;
+            }
+            if (taken == 0)
+                return 0;
+            continue;
+        }
+        if (*t != *u)
+            return 0;
+        t++;
+        u++;
+    }
+    return *u == '\0';
+}
+
+int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *server)
+{
+    const struct view *v = get_view(c, view);
+    if (v == NULL || uri == NULL)
+        return ERR_NOTFOUND;
+    json_t *r = json_object_get(v->uris, uri);
+    if (r != NULL) {
+        *server = (int)json_integer_value(r);
+        return 0;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(v->templates, i, t) {
+        if (catalog_template_match(json_string_value(json_array_get(t, 0)), uri)) {
+            *server = (int)json_integer_value(json_array_get(t, 1));
+            return 0;
+        }
+    }
+    return ERR_NOTFOUND;
+}

@@ -1,0 +1,1336 @@
+/*
+ * The MCP engine; see gateway.h for the model.
+ *
+ * Each upstream lives on its home worker's loop: its transport, its pending-request map and its
+ * list fetching are touched only there, so they need no lock. Requests from other workers reach
+ * it through the home mailbox; answers go back through streams. The only shared state is the
+ * catalog (swapped under gw.lock, noticed by workers through an atomic generation counter) and
+ * each upstream's published state (under gw.lock).
+ *
+ * Ids: every request the gateway sends upstream gets a fresh integer id from its upstream's
+ * counter; the client's id is restored on the answer. A client's progressToken is replaced by
+ * that same integer so that tokens of different clients never collide on a shared server.
+ */
+#include "mcp/gateway.h"
+#include "core/err.h"
+#include "core/idmap.h"
+#include "core/log.h"
+#include "mcp/catalog.h"
+#include "upstream/transport.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
+
+#define LIST_PAGE_SIZE 500     /* items per page of the gateway's own lists */
+#define MAX_UPSTREAM_PAGES 100 /* pages fetched from one server per list, at most */
+#define INIT_RETRY_MAX_MS 30000
+
+enum up_state { UP_STARTING = 0, UP_INITIALIZING, UP_READY, UP_DOWN, UP_FAILED, UP_STOPPED };
+static const char *const up_state_names[] = {"starting", "initializing", "ready", "down", "failed", "stopped"};
+
+struct pending;
+
+struct upstream {
+    int index;
+    const struct config_server *srv;
+    struct mcp_worker *home;
+    struct transport *t;
+    /* home thread only */
+    enum up_state state;
+    json_t *caps;
+    struct idmap pending;
+    _Atomic uint64_t next_id; /* any thread: ids are drawn where the request is built */
+    unsigned inflight;
+    struct pending *last_call; /* most recent client call, for relating stdio messages */
+    json_t *fetching[CAT_NKINDS];
+    int fetches_left;
+    unsigned announce; /* bit per kind: tell clients the list changed once the refresh is published */
+    uv_timer_t retry_timer;
+    unsigned init_failures;
+    bool closing;
+    /* under gw.lock */
+    enum up_state pub_state;
+    char why[256];
+    json_t *lists[CAT_NKINDS];
+};
+
+typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
+
+struct pending {
+    uint64_t id;
+    struct upstream *up;
+    bool answered;      /* the response (or a failure) was delivered */
+    bool exchange_open; /* HTTP: done_cb still to come; keeps this alive */
+    /* internal requests */
+    internal_cb cb;
+    void *arg;
+    /* client calls */
+    struct session *session;
+    struct stream *stream;
+    json_t *client_id;
+    json_t *client_token; /* the client's progressToken, or NULL */
+    uv_timer_t *timer;
+    struct pending *prev_call; /* for last_call bookkeeping */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct config *cfg;
+    struct mcp_worker **workers;
+    unsigned nworkers;
+    struct upstream *ups;
+    size_t nups;
+    struct catalog *catalog;
+    _Atomic uint64_t generation;
+} gw = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+bool mcp_version_supported(const char *v)
+{
+    for (int i = 0; v && mcp_supported_versions[i]; i++)
+        if (strcmp(v, mcp_supported_versions[i]) == 0)
+            return true;
+    return false;
+}
+
+/* --- catalog publication --- */
+
+/* With gw.lock held: rebuild the catalog from the published lists. */
+static int rebuild_locked(int strict, struct err_info *ei)
+{
+    struct catalog_source *src = calloc(gw.nups ? gw.nups : 1, sizeof(*src));
+    if (src == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < gw.nups; i++) {
+        src[i].server = gw.ups[i].srv->name;
+        src[i].ready = gw.ups[i].pub_state == UP_READY;
+        for (int k = 0; k < CAT_NKINDS; k++)
+            src[i].lists[k] = gw.ups[i].lists[k];
+    }
+    struct catalog *c;
+    uint64_t gen = atomic_load(&gw.generation) + 1;
+    int err = catalog_build(gw.cfg, src, gw.nups, gen, strict, &c, ei);
+    free(src);
+    if (err)
+        return err;
+    catalog_unref(gw.catalog);
+    gw.catalog = c;
+    atomic_store(&gw.generation, gen);
+    return 0;
+}
+
+static struct catalog *worker_catalog(struct mcp_worker *w)
+{
+    uint64_t gen = atomic_load(&gw.generation);
+    if (w->catalog == NULL || w->catalog_gen != gen) {
+        pthread_mutex_lock(&gw.lock);
+        struct catalog *c = gw.catalog ? catalog_ref(gw.catalog) : NULL;
+        pthread_mutex_unlock(&gw.lock);
+        if (c != NULL) {
+            catalog_unref(w->catalog);
+            w->catalog = c;
+            w->catalog_gen = catalog_generation(c);
+        }
+    }
+    return w->catalog;
+}
+
+/* Home thread: publish state (and lists, when given) and rebuild the catalog. */
+static void publish(struct upstream *up, enum up_state st, const char *why, json_t **lists)
+{
+    pthread_mutex_lock(&gw.lock);
+    up->pub_state = st;
+    snprintf(up->why, sizeof(up->why), "%s", why ? why : "");
+    if (lists != NULL)
+        for (int k = 0; k < CAT_NKINDS; k++) {
+            json_decref(up->lists[k]);
+            up->lists[k] = lists[k];
+            lists[k] = NULL;
+        }
+    struct err_info ei = {0};
+    if (rebuild_locked(0, &ei) != 0)
+        log_error("catalog", "could not rebuild the catalog: %s", ei.msg);
+    pthread_cond_broadcast(&gw.cond);
+    pthread_mutex_unlock(&gw.lock);
+}
+
+static void set_state(struct upstream *up, enum up_state st, const char *why)
+{
+    if (up->state == st)
+        return;
+    up->state = st;
+    json_t *f = json_pack("{s:s, s:s, s:s}", "server", up->srv->name, "state", up_state_names[st], "why", why ? why : "");
+    log_fields(st == UP_READY ? LOG_INFO : LOG_WARN, "upstream_state", f);
+    publish(up, st, why, NULL);
+}
+
+/* --- sending to clients --- */
+
+struct broadcast {
+    int server;
+    json_t *msg;
+    const char *uri; /* only sessions subscribed to it, when set */
+};
+
+static void broadcast_cb(struct session *s, void *arg)
+{
+    struct broadcast *b = arg;
+    int view = session_view(s);
+    if (view >= 0 && view != b->server)
+        return;
+    if (b->uri && !session_subscribed(s, b->uri))
+        return;
+    struct stream *st = session_standalone_stream(s);
+    if (st) {
+        stream_push(st, b->msg, false);
+        stream_unref(st);
+    }
+}
+
+/* Any thread: push a notification to the standalone stream of every session that sees server. */
+static void broadcast(int server, json_t *msg, const char *uri)
+{
+    struct broadcast b = {server, msg, uri};
+    session_foreach(broadcast_cb, &b);
+}
+
+/* --- pending requests (home thread) --- */
+
+/* What a session remembers of a client call, for cancellation: the server and our id, packed
+   into the pointer-sized cookie the session stores (never dereferenced). */
+#define CALL_ID_BITS 48
+static void *call_cookie(int server, uint64_t id)
+{
+    return (void *)(uintptr_t)(((uint64_t)server << CALL_ID_BITS) | (id & ((1ULL << CALL_ID_BITS) - 1)));
+}
+
+static void pending_free(struct pending *p)
+{
+    if (p->timer) {
+        uv_close((uv_handle_t *)p->timer, (uv_close_cb)free);
+        p->timer = NULL;
+    }
+    if (p->session && p->client_id && p->up)
+        session_untrack_call(p->session, p->client_id, call_cookie(p->up->index, p->id));
+    if (p->up && p->up->last_call == p)
+        p->up->last_call = p->prev_call;
+    if (p->stream)
+        stream_unref(p->stream);
+    if (p->session)
+        session_unref(p->session);
+    json_decref(p->client_id);
+    json_decref(p->client_token);
+    free(p);
+}
+
+static void pending_maybe_free(struct pending *p)
+{
+    if (p->answered && !p->exchange_open)
+        pending_free(p);
+}
+
+/* Deliver a client call's final answer (a result or error object with the upstream's id). */
+static void answer_client(struct pending *p, json_t *msg)
+{
+    json_t *copy = json_copy(msg);
+    json_object_set(copy, "id", p->client_id);
+    stream_push(p->stream, copy, true);
+    json_decref(copy);
+}
+
+static void fail_pending(struct pending *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail_pending(struct pending *p, int code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (p->answered)
+        return;
+    p->answered = true;
+    idmap_del(&p->up->pending, p->id);
+    if (p->cb) {
+        p->cb(p->up, NULL, code == JSONRPC_UPSTREAM_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAILABLE, msg, p->arg);
+    } else {
+        p->up->inflight--;
+        json_t *err = jsonrpc_error_new(p->client_id, code, msg, json_pack("{s:s}", "server", p->up->srv->name));
+        stream_push(p->stream, err, true);
+        json_decref(err);
+    }
+}
+
+static void call_timeout_cb(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+    /* Tell the server to stop, then answer the client. */
+    json_t *n = jsonrpc_notification_new("notifications/cancelled",
+                                         json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", "gateway timeout"));
+    transport_send(p->up->t, n, NULL);
+    json_decref(n);
+    if (p->exchange_open) {
+        transport_cancel(p->up->t, p);
+        p->exchange_open = false;
+    }
+    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT, "server \"%s\" did not answer within %u ms", p->up->srv->name,
+                 p->up->srv->timeouts.total_ms);
+    pending_maybe_free(p);
+}
+
+/* Send `msg` (whose id is replaced by a fresh one) to up as pending p. Takes ownership of p. */
+static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
+{
+    if (p->id == 0)
+        p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    p->up = up;
+    json_object_set_new(msg, "id", json_integer((json_int_t)p->id));
+    int err = idmap_put(&up->pending, p->id, p);
+    if (err)
+        return err;
+    if (up->srv->transport == TRANSPORT_HTTP)
+        p->exchange_open = true;
+    err = transport_send(up->t, msg, p);
+    if (err) {
+        idmap_del(&up->pending, p->id);
+        p->exchange_open = false;
+        return err;
+    }
+    uint32_t total = up->srv->timeouts.total_ms;
+    if (total && (p->timer = malloc(sizeof(*p->timer))) != NULL) {
+        uv_timer_init(up->home->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, call_timeout_cb, total, 0);
+    }
+    return 0;
+}
+
+static void internal_request(struct upstream *up, const char *method, json_t *params, internal_cb cb, void *arg)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    json_t *msg = jsonrpc_request_new(json_null(), method, params);
+    if (p == NULL || msg == NULL) {
+        free(p);
+        json_decref(msg);
+        cb(up, NULL, ERR_NOMEM, "out of memory", arg);
+        return;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    int err = send_pending(up, p, msg);
+    json_decref(msg);
+    if (err) {
+        free(p);
+        cb(up, NULL, err, err_str(err), arg);
+    }
+}
+
+static void send_notification(struct upstream *up, const char *method, json_t *params)
+{
+    json_t *n = jsonrpc_notification_new(method, params);
+    transport_send(up->t, n, NULL);
+    json_decref(n);
+}
+
+/* --- upstream lifecycle (home thread) --- */
+
+static void begin_init(struct upstream *up);
+
+static void retry_timer_cb(uv_timer_t *t)
+{
+    struct upstream *up = t->data;
+    if (!up->closing && transport_state(up->t) != TRANSPORT_STOPPED)
+        begin_init(up);
+}
+
+static void init_failed(struct upstream *up, const char *why)
+{
+    unsigned delay = 500u << (up->init_failures < 6 ? up->init_failures : 6);
+    if (delay > INIT_RETRY_MAX_MS)
+        delay = INIT_RETRY_MAX_MS;
+    up->init_failures++;
+    char msg[400];
+    snprintf(msg, sizeof(msg), "%s; retrying in %u ms", why, delay);
+    set_state(up, UP_FAILED, msg);
+    uv_timer_start(&up->retry_timer, retry_timer_cb, delay, 0);
+}
+
+struct fetch {
+    int kind;
+    unsigned pages;
+};
+
+static const char *const list_methods[CAT_NKINDS] = {"tools/list", "prompts/list", "resources/list",
+                                                     "resources/templates/list"};
+static const char *const list_keys[CAT_NKINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
+static const char *const changed_methods[CAT_NKINDS] = {"notifications/tools/list_changed",
+                                                        "notifications/prompts/list_changed",
+                                                        "notifications/resources/list_changed", NULL};
+
+static void fetch_page(struct upstream *up, struct fetch *f, const char *cursor);
+
+static void fetch_finished(struct upstream *up)
+{
+    if (--up->fetches_left > 0)
+        return;
+    up->init_failures = 0;
+    json_t *lists[CAT_NKINDS];
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        lists[k] = up->fetching[k];
+        up->fetching[k] = NULL;
+    }
+    if (up->state != UP_READY) {
+        up->state = UP_READY;
+        json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready", "tools",
+                              (int)json_array_size(lists[CAT_TOOLS]), "prompts", (int)json_array_size(lists[CAT_PROMPTS]));
+        log_fields(LOG_INFO, "upstream_state", f);
+    }
+    publish(up, UP_READY, "", lists);
+    for (int k = 0; k < CAT_NKINDS; k++)
+        json_decref(lists[k]);
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        if (!(up->announce & (1u << k)) || changed_methods[k] == NULL)
+            continue;
+        json_t *n = jsonrpc_notification_new(changed_methods[k], NULL);
+        broadcast(up->index, n, NULL);
+        json_decref(n);
+    }
+    up->announce = 0;
+}
+
+static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    struct fetch *f = arg;
+    json_t *result = msg ? json_object_get(msg, "result") : NULL;
+    if (err || !json_is_object(result)) {
+        const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
+        log_warn("upstream_list", "server %s: %s failed: %s", up->srv->name, list_methods[f->kind],
+                 why ? why : emsg ? emsg : "no result");
+        /* Keep what was fetched; a server that cannot list one kind still serves the others. */
+    } else {
+        json_t *items = json_object_get(result, list_keys[f->kind]);
+        if (json_is_array(items))
+            json_array_extend(up->fetching[f->kind], items);
+        const char *next = json_string_value(json_object_get(result, "nextCursor"));
+        if (next && *next && ++f->pages < MAX_UPSTREAM_PAGES) {
+            fetch_page(up, f, next);
+            return;
+        }
+        if (next && *next)
+            log_warn("upstream_list", "server %s: %s has more than %d pages; the rest is ignored", up->srv->name,
+                     list_methods[f->kind], MAX_UPSTREAM_PAGES);
+    }
+    free(f);
+    fetch_finished(up);
+}
+
+static void fetch_page(struct upstream *up, struct fetch *f, const char *cursor)
+{
+    json_t *params = cursor ? json_pack("{s:s}", "cursor", cursor) : json_object();
+    internal_request(up, list_methods[f->kind], params, fetch_cb, f);
+}
+
+/* Fetch the lists the server's capabilities announce; kinds < 0 = all. */
+static void refresh_lists(struct upstream *up, int only_kind)
+{
+    bool any = false;
+    up->fetches_left = 1; /* held until every fetch is issued */
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        const char *cap = k == CAT_TOOLS ? "tools" : k == CAT_PROMPTS ? "prompts" : "resources";
+        if (only_kind >= 0 && k != only_kind && !(only_kind == CAT_RESOURCES && k == CAT_TEMPLATES)) {
+            /* keep the other kinds as they are */
+            pthread_mutex_lock(&gw.lock);
+            json_decref(up->fetching[k]);
+            up->fetching[k] = up->lists[k] ? json_incref(up->lists[k]) : json_array();
+            pthread_mutex_unlock(&gw.lock);
+            continue;
+        }
+        json_decref(up->fetching[k]);
+        up->fetching[k] = json_array();
+        if (json_object_get(up->caps, cap) == NULL)
+            continue;
+        struct fetch *f = calloc(1, sizeof(*f));
+        if (f == NULL)
+            continue;
+        f->kind = k;
+        up->fetches_left++;
+        any = true;
+        fetch_page(up, f, NULL);
+    }
+    (void)any;
+    fetch_finished(up);
+}
+
+static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    if (up->closing)
+        return;
+    json_t *result = msg ? json_object_get(msg, "result") : NULL;
+    if (err || !json_is_object(result)) {
+        char reason[300];
+        const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
+        snprintf(reason, sizeof(reason), "initialize failed: %s", why ? why : emsg ? emsg : "no result");
+        init_failed(up, reason);
+        return;
+    }
+    const char *version = json_string_value(json_object_get(result, "protocolVersion"));
+    if (!mcp_version_supported(version)) {
+        char reason[300];
+        snprintf(reason, sizeof(reason), "server offered protocol version \"%s\", which the gateway does not speak",
+                 version ? version : "(none)");
+        init_failed(up, reason);
+        return;
+    }
+    json_decref(up->caps);
+    up->caps = json_incref(json_object_get(result, "capabilities"));
+    if (!json_is_object(up->caps)) {
+        json_decref(up->caps);
+        up->caps = json_object();
+    }
+    transport_set_protocol_version(up->t, version);
+    send_notification(up, "notifications/initialized", NULL);
+    transport_listen(up->t);
+    refresh_lists(up, -1);
+}
+
+static void begin_init(struct upstream *up)
+{
+    set_state(up, UP_INITIALIZING, "");
+    json_t *params = json_pack("{s:s, s:{s:{}, s:{s:{}, s:{}}, s:{s:b}}, s:{s:s, s:s}}", "protocolVersion",
+                               mcp_supported_versions[0], "capabilities", "sampling", "elicitation", "form", "url",
+                               "roots", "listChanged", 1, "clientInfo", "name", "gatehouse", "version",
+                               GATEHOUSE_VERSION);
+    internal_request(up, "initialize", params, init_cb, NULL);
+}
+
+static void fail_all_cb(uint64_t key, void *val, void *arg)
+{
+    struct pending *p = val;
+    const char *why = arg;
+    p->exchange_open = false; /* the transport forgets its exchanges when it goes down */
+    if (!p->answered) {
+        p->answered = true;
+        if (p->cb) {
+            p->cb(p->up, NULL, ERR_UNAVAILABLE, why, p->arg);
+        } else {
+            p->up->inflight--;
+            char msg[400];
+            snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", p->up->srv->name, why);
+            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg,
+                                            json_pack("{s:s}", "server", p->up->srv->name));
+            stream_push(p->stream, err, true);
+            json_decref(err);
+        }
+    }
+    pending_free(p);
+}
+
+static void fail_all(struct upstream *up, const char *why)
+{
+    char reason[300];
+    snprintf(reason, sizeof(reason), "%s", why);
+    struct idmap old = up->pending;
+    idmap_init(&up->pending);
+    idmap_foreach(&old, fail_all_cb, reason);
+    idmap_release(&old);
+    up->inflight = 0;
+    up->last_call = NULL;
+}
+
+static void state_cb(void *owner, enum transport_state st, const char *why)
+{
+    struct upstream *up = owner;
+    if (up->closing)
+        return;
+    switch (st) {
+    case TRANSPORT_UP:
+        if (up->srv->transport == TRANSPORT_STDIO) {
+            uv_timer_stop(&up->retry_timer);
+            begin_init(up);
+        }
+        break;
+    case TRANSPORT_DOWN:
+    case TRANSPORT_STOPPED:
+        if (up->srv->transport == TRANSPORT_STDIO || st == TRANSPORT_STOPPED) {
+            fail_all(up, why ? why : "transport down");
+            uv_timer_stop(&up->retry_timer);
+            set_state(up, st == TRANSPORT_STOPPED ? UP_STOPPED : UP_DOWN, why);
+        } else if (up->state == UP_READY) {
+            set_state(up, UP_DOWN, why); /* HTTP: the next exchange tells whether it is back */
+        }
+        break;
+    case TRANSPORT_STARTING:
+        break;
+    }
+}
+
+static void done_cb(void *owner, void *related, int err, const char *why)
+{
+    struct upstream *up = owner;
+    struct pending *p = related;
+    if (p == NULL)
+        return;
+    p->exchange_open = false;
+    if (!p->answered) {
+        if (err == 0)
+            fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" ended the exchange without answering", up->srv->name);
+        else
+            fail_pending(p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\": %s",
+                         up->srv->name, why ? why : err_str(err));
+    }
+    if (err == ERR_NOTFOUND && !up->closing && up->state == UP_READY) {
+        /* The server forgot our session: start a new one; the client's session is unaffected. */
+        transport_reset_session(up->t);
+        begin_init(up);
+    } else if (err == 0 && up->state == UP_DOWN && up->srv->transport == TRANSPORT_HTTP) {
+        begin_init(up);
+    }
+    pending_maybe_free(p);
+}
+
+/* The client call a server message relates to: the exchange that carried it, else the most
+   recent call in flight (stdio has no other way to relate messages). */
+static struct pending *related_call(struct upstream *up, void *related)
+{
+    struct pending *p = related;
+    if (p != NULL && p->cb == NULL && !p->answered)
+        return p;
+    return up->last_call;
+}
+
+static const char *required_capability(const char *method)
+{
+    if (strcmp(method, "sampling/createMessage") == 0)
+        return "sampling";
+    if (strcmp(method, "elicitation/create") == 0)
+        return "elicitation";
+    if (strcmp(method, "roots/list") == 0)
+        return "roots";
+    return NULL;
+}
+
+static void answer_server(struct upstream *up, json_t *id, int code, const char *message)
+{
+    json_t *r = code ? jsonrpc_error_new(id, code, message, NULL) : jsonrpc_result_new(id, json_object());
+    transport_send(up->t, r, NULL);
+    json_decref(r);
+}
+
+static void server_request(struct upstream *up, json_t *msg, void *related)
+{
+    json_t *id = json_object_get(msg, "id");
+    const char *method = jsonrpc_method(msg);
+    if (strcmp(method, "ping") == 0) {
+        answer_server(up, id, 0, NULL);
+        return;
+    }
+    struct pending *call = related_call(up, related);
+    if (call == NULL) {
+        answer_server(up, id, JSONRPC_INTERNAL_ERROR,
+                      "the gateway has no client request in flight to relay this request to");
+        return;
+    }
+    const char *cap = required_capability(method);
+    if (cap != NULL && !session_has_capability(call->session, cap)) {
+        char m[200];
+        snprintf(m, sizeof(m), "the client did not declare the \"%s\" capability", cap);
+        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        return;
+    }
+    uint64_t down_id = session_next_request_id(call->session);
+    if (session_track_request(call->session, down_id, up, id) != 0) {
+        answer_server(up, id, JSONRPC_INTERNAL_ERROR, "the client session is closed");
+        return;
+    }
+    json_t *copy = json_copy(msg);
+    json_object_set_new(copy, "id", json_integer((json_int_t)down_id));
+    stream_push(call->stream, copy, false);
+    json_decref(copy);
+}
+
+static void server_notification(struct upstream *up, json_t *msg, void *related)
+{
+    const char *method = jsonrpc_method(msg);
+    json_t *params = json_object_get(msg, "params");
+    if (strcmp(method, "notifications/progress") == 0) {
+        json_t *tok = json_object_get(params, "progressToken");
+        struct pending *p = json_is_integer(tok) ? idmap_get(&up->pending, (uint64_t)json_integer_value(tok)) : NULL;
+        if (p == NULL || p->cb || p->client_token == NULL)
+            return;
+        json_t *copy = json_deep_copy(msg);
+        json_object_set(json_object_get(copy, "params"), "progressToken", p->client_token);
+        stream_push(p->stream, copy, false);
+        json_decref(copy);
+        return;
+    }
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        if (changed_methods[k] && strcmp(method, changed_methods[k]) == 0) {
+            /* Clients hear of it once the new catalog is published, so that a client listing again
+               at once sees the change. */
+            up->announce |= 1u << k;
+            if (up->state == UP_READY && up->fetches_left == 0)
+                refresh_lists(up, k);
+            return;
+        }
+    }
+    if (strcmp(method, "notifications/resources/updated") == 0) {
+        broadcast(up->index, msg, json_string_value(json_object_get(params, "uri")));
+        return;
+    }
+    if (strcmp(method, "notifications/message") == 0) {
+        struct pending *call = related_call(up, related);
+        if (call)
+            stream_push(call->stream, msg, false);
+        else
+            broadcast(up->index, msg, NULL);
+        return;
+    }
+    log_debug("upstream_notification", "server %s sent %s; not relayed", up->srv->name, method);
+}
+
+static void message_cb(void *owner, json_t *msg, void *related)
+{
+    struct upstream *up = owner;
+    enum jsonrpc_kind kind;
+    struct err_info ei = {0};
+    if (up->closing)
+        return;
+    if (jsonrpc_classify(msg, &kind, &ei) != 0) {
+        log_warn("upstream_protocol", "server %s sent an invalid message: %s", up->srv->name, ei.msg);
+        return;
+    }
+    if (kind == JSONRPC_REQUEST) {
+        server_request(up, msg, related);
+        return;
+    }
+    if (kind == JSONRPC_NOTIFICATION) {
+        server_notification(up, msg, related);
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    struct pending *p = json_is_integer(id) ? idmap_del(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+    if (p == NULL) {
+        log_debug("upstream_protocol", "server %s answered an unknown id", up->srv->name);
+        return;
+    }
+    p->answered = true;
+    if (p->cb) {
+        p->cb(up, msg, 0, NULL, p->arg);
+    } else {
+        up->inflight--;
+        answer_client(p, msg);
+    }
+    pending_maybe_free(p);
+}
+
+static void start_upstream_cb(void *arg)
+{
+    struct upstream *up = arg;
+    static const struct transport_cbs cbs_template = {NULL, message_cb, done_cb, state_cb};
+    struct transport_cbs cbs = cbs_template;
+    cbs.owner = up;
+    uv_timer_init(up->home->loop, &up->retry_timer);
+    up->retry_timer.data = up;
+    up->t = transport_new(up->home->loop, up->srv, &cbs);
+    if (up->t == NULL) {
+        set_state(up, UP_FAILED, "could not create the transport (out of memory)");
+        return;
+    }
+    if (up->srv->transport == TRANSPORT_HTTP)
+        begin_init(up);
+}
+
+int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nworkers)
+{
+    gw.cfg = config_ref(cfg);
+    gw.workers = workers;
+    gw.nworkers = nworkers;
+    gw.nups = cfg->nservers;
+    gw.ups = calloc(gw.nups ? gw.nups : 1, sizeof(*gw.ups));
+    if (gw.ups == NULL)
+        return ERR_NOMEM;
+    pthread_mutex_lock(&gw.lock);
+    struct err_info ei = {0};
+    int err = rebuild_locked(0, &ei); /* an empty catalog until servers are ready */
+    pthread_mutex_unlock(&gw.lock);
+    if (err)
+        return err;
+    for (size_t i = 0; i < gw.nups; i++) {
+        struct upstream *up = &gw.ups[i];
+        up->index = (int)i;
+        up->srv = &cfg->servers[i];
+        up->home = workers[i % nworkers];
+        idmap_init(&up->pending);
+        up->caps = json_object();
+        snprintf(up->why, sizeof(up->why), "starting");
+        err = mailbox_post(up->home->mb, start_upstream_cb, up);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static bool all_settled_locked(void)
+{
+    for (size_t i = 0; i < gw.nups; i++) {
+        enum up_state st = gw.ups[i].pub_state;
+        if (st == UP_STARTING || st == UP_INITIALIZING)
+            return false;
+    }
+    return true;
+}
+
+int gateway_wait_ready(uint32_t timeout_ms, struct err_info *ei)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&gw.lock);
+    while (!all_settled_locked())
+        if (pthread_cond_timedwait(&gw.cond, &gw.lock, &deadline) != 0)
+            break;
+    int err = rebuild_locked(1, ei);
+    pthread_mutex_unlock(&gw.lock);
+    return err == ERR_EXISTS ? err : 0;
+}
+
+static void stop_upstream_cb(void *arg)
+{
+    struct upstream *up = arg;
+    up->closing = true;
+    fail_all(up, "the gateway is shutting down");
+    if (up->t) {
+        transport_close(up->t);
+        up->t = NULL;
+    }
+    uv_close((uv_handle_t *)&up->retry_timer, NULL);
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        json_decref(up->fetching[k]);
+        up->fetching[k] = NULL;
+    }
+    pthread_mutex_lock(&gw.lock);
+    up->pub_state = UP_STOPPED;
+    pthread_cond_broadcast(&gw.cond);
+    pthread_mutex_unlock(&gw.lock);
+}
+
+void gateway_stop(void)
+{
+    for (size_t i = 0; i < gw.nups; i++)
+        mailbox_post(gw.ups[i].home->mb, stop_upstream_cb, &gw.ups[i]);
+    /* Wait (bounded) until every home loop has run its stop. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&gw.lock);
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < gw.nups; i++)
+            all = all && gw.ups[i].pub_state == UP_STOPPED;
+        if (all || pthread_cond_timedwait(&gw.cond, &gw.lock, &deadline) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&gw.lock);
+}
+
+/* After the worker loops have stopped: free what the engine holds. */
+void gateway_free(void);
+void gateway_free(void)
+{
+    for (size_t i = 0; i < gw.nups; i++) {
+        struct upstream *up = &gw.ups[i];
+        for (int k = 0; k < CAT_NKINDS; k++)
+            json_decref(up->lists[k]);
+        json_decref(up->caps);
+        idmap_release(&up->pending);
+    }
+    free(gw.ups);
+    gw.ups = NULL;
+    gw.nups = 0;
+    catalog_unref(gw.catalog);
+    gw.catalog = NULL;
+    for (unsigned i = 0; i < gw.nworkers; i++) {
+        catalog_unref(gw.workers[i]->catalog);
+        gw.workers[i]->catalog = NULL;
+    }
+    config_unref(gw.cfg);
+    gw.cfg = NULL;
+}
+
+bool gateway_ready(void)
+{
+    pthread_mutex_lock(&gw.lock);
+    bool ready = true;
+    for (size_t i = 0; i < gw.nups; i++)
+        ready = ready && gw.ups[i].pub_state == UP_READY;
+    pthread_mutex_unlock(&gw.lock);
+    return ready;
+}
+
+json_t *gateway_status(void)
+{
+    json_t *servers = json_object();
+    bool ready = true;
+    pthread_mutex_lock(&gw.lock);
+    for (size_t i = 0; i < gw.nups; i++) {
+        struct upstream *up = &gw.ups[i];
+        ready = ready && up->pub_state == UP_READY;
+        json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
+                              up->srv->transport == TRANSPORT_STDIO ? "stdio" : "http", "why", up->why);
+        json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
+        json_object_set_new(servers, up->srv->name, s);
+    }
+    pthread_mutex_unlock(&gw.lock);
+    return json_pack("{s:b, s:o}", "ready", ready, "servers", servers);
+}
+
+int gateway_find_server(const char *name)
+{
+    for (size_t i = 0; i < gw.nups; i++)
+        if (strcmp(gw.ups[i].srv->name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *gateway_server_name(int index)
+{
+    return index >= 0 && (size_t)index < gw.nups ? gw.ups[index].srv->name : NULL;
+}
+
+/* --- downstream dispatch (worker thread) --- */
+
+struct forward {
+    struct upstream *up;
+    json_t *msg; /* the request as the server must see it (id replaced on send) */
+    struct pending *p;
+};
+
+static void forward_cb(void *arg)
+{
+    struct forward *f = arg;
+    struct upstream *up = f->up;
+    struct pending *p = f->p;
+    p->up = up;
+    if (up->state != UP_READY || up->t == NULL) {
+        p->answered = true;
+        char m[400];
+        snprintf(m, sizeof(m), "server \"%s\" is not available (%s)", up->srv->name, up_state_names[up->state]);
+        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m, json_pack("{s:s}", "server", up->srv->name));
+        stream_push(p->stream, err, true);
+        json_decref(err);
+        p->up = NULL;
+        pending_free(p);
+        goto out;
+    }
+    if (up->srv->transport == TRANSPORT_STDIO && up->inflight >= up->srv->max_concurrency) {
+        char m[300];
+        snprintf(m, sizeof(m), "server \"%s\" already has %u requests in flight (max_concurrency)", up->srv->name, up->inflight);
+        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m, NULL);
+        stream_push(p->stream, err, true);
+        json_decref(err);
+        p->up = NULL;
+        pending_free(p);
+        goto out;
+    }
+    int err = send_pending(up, p, f->msg);
+    if (err) {
+        char m[300];
+        snprintf(m, sizeof(m), "could not send to server \"%s\": %s", up->srv->name, err_str(err));
+        json_t *e = jsonrpc_error_new(p->client_id, err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE, m, NULL);
+        stream_push(p->stream, e, true);
+        json_decref(e);
+        p->up = NULL;
+        pending_free(p);
+        goto out;
+    }
+    up->inflight++;
+    p->prev_call = up->last_call;
+    up->last_call = p;
+out:
+    json_decref(f->msg);
+    free(f);
+}
+
+static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->status = 200;
+    r->body = jsonrpc_error_new(id, code, msg, NULL);
+}
+
+static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)
+{
+    r->status = 200;
+    r->body = jsonrpc_result_new(id, result);
+}
+
+static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg, struct mcp_reply *r)
+{
+    struct upstream *up = &gw.ups[server];
+    json_t *id = json_object_get(msg, "id");
+    struct pending *p = calloc(1, sizeof(*p));
+    struct forward *f = calloc(1, sizeof(*f));
+    struct stream *st = stream_new(s);
+    if (p == NULL || f == NULL || st == NULL) {
+        free(p);
+        free(f);
+        stream_unref(st);
+        reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    p->session = session_ref(s);
+    p->stream = stream_ref(st);
+    p->client_id = json_incref(id);
+    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    json_t *tok = json_object_get(meta, "progressToken");
+    if (json_is_string(tok) || json_is_integer(tok)) {
+        /* The server sees our id as the token, so tokens of different clients never collide. */
+        p->client_token = json_incref(tok);
+        json_object_set_new(meta, "progressToken", json_integer((json_int_t)p->id));
+    }
+    session_track_call(s, id, call_cookie(server, p->id));
+    f->up = up;
+    f->msg = msg; /* already a private copy */
+    f->p = p;
+    r->server = up->srv->name;
+    r->stream = st;
+    r->status = 200;
+    if (mailbox_post(up->home->mb, forward_cb, f) != 0) {
+        session_untrack_call(s, id, call_cookie(server, p->id));
+        json_decref(f->msg);
+        free(f);
+        p->answered = true;
+        json_t *e = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down", NULL);
+        stream_push(st, e, true);
+        json_decref(e);
+        pending_free(p);
+    }
+}
+
+/* A private deep copy of msg with params.<field> set to value (when value is not NULL). */
+static json_t *rewrite(json_t *msg, const char *field, const char *value)
+{
+    json_t *copy = json_deep_copy(msg);
+    if (value != NULL)
+        json_object_set_new(json_object_get(copy, "params"), field, json_string(value));
+    return copy;
+}
+
+static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
+{
+    json_t *id = json_object_get(msg, "id");
+    json_t *params = json_object_get(msg, "params");
+    const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
+    if (asked == NULL) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS, "initialize: params.protocolVersion is required");
+        r->status = 400;
+        return;
+    }
+    const char *version = mcp_version_supported(asked) ? asked : mcp_supported_versions[0];
+    int err = 0;
+    struct session *s = session_new(view, version, json_object_get(params, "capabilities"), &err);
+    if (s == NULL) {
+        reply_error(r, id, JSONRPC_GATEWAY_LIMIT, "cannot open a session: %s",
+                    err == ERR_LIMIT ? "the gateway's session limit (limits.max_sessions) is reached" : err_str(err));
+        r->status = 503;
+        return;
+    }
+    char name[160];
+    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view].srv->name : "");
+    json_t *result = json_pack("{s:s, s:{s:{s:b}, s:{s:b}, s:{s:b, s:b}, s:{}, s:{}}, s:{s:s, s:s}}", "protocolVersion", version,
+                               "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1, "resources",
+                               "subscribe", 1, "listChanged", 1, "completions", "logging", "serverInfo", "name", name,
+                               "version", GATEHOUSE_VERSION);
+    reply_result(r, id, result);
+    r->session = s;
+}
+
+static void cancel_on_home_cb(void *arg);
+static void gateway_relay_answer_cb(void *arg);
+static void gateway_set_level_cb(void *arg);
+
+static int view_has_server(int view, int server)
+{
+    return view < 0 || view == server;
+}
+
+void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
+                        enum jsonrpc_kind kind, struct mcp_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    json_t *id = json_object_get(msg, "id");
+    json_t *params = json_object_get(msg, "params");
+    const char *method = jsonrpc_method(msg);
+
+    if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
+        /* A client's answer to a request a server sent through us. */
+        void *upv;
+        json_t *up_id;
+        r->status = 202;
+        if (!json_is_integer(id) || session_take_request(s, (uint64_t)json_integer_value(id), &upv, &up_id) != 0) {
+            log_info("client_protocol", "client answered an id the gateway did not send; ignored");
+            return;
+        }
+        struct upstream *up = upv;
+        json_t *copy = json_copy(msg);
+        json_object_set_new(copy, "id", up_id);
+        struct forward *f = calloc(1, sizeof(*f));
+        if (f == NULL) {
+            json_decref(copy);
+            return;
+        }
+        f->up = up;
+        f->msg = copy;
+        if (mailbox_post(up->home->mb, gateway_relay_answer_cb, f) != 0) {
+            json_decref(copy);
+            free(f);
+        }
+        r->server = up->srv->name;
+        return;
+    }
+
+    if (kind == JSONRPC_NOTIFICATION) {
+        r->status = 202;
+        if (strcmp(method, "notifications/cancelled") == 0) {
+            json_t *rid = json_object_get(params, "requestId");
+            void *cookie = rid ? session_find_call(s, rid) : NULL;
+            if (cookie != NULL) {
+                uint64_t packed = (uint64_t)(uintptr_t)cookie;
+                size_t server = (size_t)(packed >> CALL_ID_BITS);
+                struct forward *f = calloc(1, sizeof(*f));
+                if (f != NULL && server < gw.nups) {
+                    f->up = &gw.ups[server];
+                    f->msg = json_integer((json_int_t)(packed & ((1ULL << CALL_ID_BITS) - 1)));
+                    if (mailbox_post(f->up->home->mb, cancel_on_home_cb, f) == 0)
+                        f = NULL;
+                    else
+                        json_decref(f->msg);
+                }
+                free(f);
+            }
+        } else if (strcmp(method, "notifications/roots/list_changed") == 0) {
+            for (size_t i = 0; i < gw.nups; i++)
+                if (view_has_server(view, (int)i)) {
+                    struct forward *f = calloc(1, sizeof(*f));
+                    if (f == NULL)
+                        continue;
+                    f->up = &gw.ups[i];
+                    f->msg = json_incref(msg);
+                    if (mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
+                        json_decref(f->msg);
+                        free(f);
+                    }
+                }
+        }
+        return;
+    }
+
+    /* Requests. */
+    snprintf(r->target, sizeof(r->target), "%s", "");
+    struct catalog *cat = worker_catalog(w);
+    if (strcmp(method, "initialize") == 0) {
+        if (s != NULL) {
+            reply_error(r, id, JSONRPC_INVALID_REQUEST, "this session is already initialized; send initialize without Mcp-Session-Id to start a new one");
+            r->status = 400;
+            return;
+        }
+        handle_initialize(view, msg, r);
+        return;
+    }
+    if (strcmp(method, "ping") == 0) {
+        reply_result(r, id, json_object());
+        return;
+    }
+    static const struct {
+        const char *method;
+        enum catalog_kind kind;
+    } lists[] = {{"tools/list", CAT_TOOLS}, {"prompts/list", CAT_PROMPTS}, {"resources/list", CAT_RESOURCES},
+                 {"resources/templates/list", CAT_TEMPLATES}};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        if (strcmp(method, lists[i].method) != 0)
+            continue;
+        json_t *cursor = json_object_get(params, "cursor");
+        if (cursor != NULL && !json_is_string(cursor)) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string", method);
+            return;
+        }
+        json_t *result = NULL;
+        int err = cat ? catalog_page(cat, view, lists[i].kind, json_string_value(cursor), LIST_PAGE_SIZE, &result) : ERR_NOTFOUND;
+        if (err == ERR_INVAL)
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: the cursor was not issued by this gateway", method);
+        else if (err)
+            reply_result(r, id, json_pack("{s:[]}", method[0] == 't' ? "tools" : method[0] == 'p' ? "prompts" : "resources"));
+        else
+            reply_result(r, id, result);
+        return;
+    }
+    if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
+        enum catalog_kind kind_ = method[0] == 't' ? CAT_TOOLS : CAT_PROMPTS;
+        const char *name = json_string_value(json_object_get(params, "name"));
+        int server;
+        const char *orig;
+        if (name == NULL) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.name must be a string", method);
+            return;
+        }
+        snprintf(r->target, sizeof(r->target), "%s", name);
+        if (cat == NULL || catalog_route(cat, view, kind_, name, &server, &orig) != 0) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s", kind_ == CAT_TOOLS ? "tool" : "prompt", name);
+            return;
+        }
+        forward(w, s, server, rewrite(msg, "name", orig), r);
+        return;
+    }
+    if (strncmp(method, "resources/", 10) == 0 &&
+        (strcmp(method + 10, "read") == 0 || strcmp(method + 10, "subscribe") == 0 || strcmp(method + 10, "unsubscribe") == 0)) {
+        const char *uri = json_string_value(json_object_get(params, "uri"));
+        int server;
+        if (uri == NULL) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.uri must be a string", method);
+            return;
+        }
+        snprintf(r->target, sizeof(r->target), "%s", uri);
+        if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+            reply_error(r, id, JSONRPC_RESOURCE_NOT_FOUND, "Resource not found: %s", uri);
+            r->body = jsonrpc_error_new(id, JSONRPC_RESOURCE_NOT_FOUND, "Resource not found", json_pack("{s:s}", "uri", uri));
+            return;
+        }
+        if (method[10] != 'r')
+            session_subscribe(s, uri, method[10] == 's');
+        forward(w, s, server, rewrite(msg, "uri", NULL), r);
+        return;
+    }
+    if (strcmp(method, "completion/complete") == 0) {
+        json_t *ref = json_object_get(params, "ref");
+        const char *type = json_string_value(json_object_get(ref, "type"));
+        int server;
+        const char *orig;
+        if (type && strcmp(type, "ref/prompt") == 0) {
+            const char *name = json_string_value(json_object_get(ref, "name"));
+            if (name == NULL || cat == NULL || catalog_route(cat, view, CAT_PROMPTS, name, &server, &orig) != 0) {
+                reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown prompt %s", name ? name : "(none)");
+                return;
+            }
+            json_t *copy = json_deep_copy(msg);
+            json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name", json_string(orig));
+            forward(w, s, server, copy, r);
+            return;
+        }
+        if (type && strcmp(type, "ref/resource") == 0) {
+            const char *uri = json_string_value(json_object_get(ref, "uri"));
+            if (uri == NULL || cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+                /* A template reference names the template itself: find its owner. */
+                server = -1;
+                for (size_t i = 0; uri && i < gw.nups && server < 0; i++) {
+                    if (!view_has_server(view, (int)i))
+                        continue;
+                    pthread_mutex_lock(&gw.lock);
+                    size_t j;
+                    json_t *t;
+                    json_array_foreach(gw.ups[i].lists[CAT_TEMPLATES], j, t) {
+                        const char *ut = json_string_value(json_object_get(t, "uriTemplate"));
+                        if (ut && strcmp(ut, uri) == 0)
+                            server = (int)i;
+                    }
+                    pthread_mutex_unlock(&gw.lock);
+                }
+                if (server < 0) {
+                    reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown resource %s", uri ? uri : "(none)");
+                    return;
+                }
+            }
+            forward(w, s, server, json_deep_copy(msg), r);
+            return;
+        }
+        reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: params.ref.type must be ref/prompt or ref/resource");
+        return;
+    }
+    if (strcmp(method, "logging/setLevel") == 0) {
+        if (!json_is_string(json_object_get(params, "level"))) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "logging/setLevel: params.level must be a string");
+            return;
+        }
+        for (size_t i = 0; i < gw.nups; i++) {
+            if (!view_has_server(view, (int)i))
+                continue;
+            struct forward *f = calloc(1, sizeof(*f));
+            if (f == NULL)
+                continue;
+            f->up = &gw.ups[i];
+            f->msg = json_incref(msg);
+            if (mailbox_post(f->up->home->mb, gateway_set_level_cb, f) != 0) {
+                json_decref(f->msg);
+                free(f);
+            }
+        }
+        reply_result(r, id, json_object());
+        return;
+    }
+    reply_error(r, id, JSONRPC_METHOD_NOT_FOUND, "Method not found: %s", method);
+}
+
+/* Home thread: pass a client's answer (or notification) to the server as it is. */
+static void gateway_relay_answer_cb(void *arg)
+{
+    struct forward *f = arg;
+    if (f->up->t && f->up->state == UP_READY)
+        transport_send(f->up->t, f->msg, NULL);
+    json_decref(f->msg);
+    free(f);
+}
+
+static void level_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    if (err || (msg && json_object_get(msg, "error")))
+        log_debug("upstream_log_level", "server %s did not accept logging/setLevel", up->srv->name);
+}
+
+static void gateway_set_level_cb(void *arg)
+{
+    struct forward *f = arg;
+    struct upstream *up = f->up;
+    if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging"))
+        internal_request(up, "logging/setLevel", json_deep_copy(json_object_get(f->msg, "params")), level_cb, NULL);
+    json_decref(f->msg);
+    free(f);
+}
+
+/* Home thread: the client cancelled call f->msg (our id) on f->up. It may have finished already. */
+static void cancel_on_home_cb(void *arg)
+{
+    struct forward *f = arg;
+    struct upstream *up = f->up;
+    uint64_t id = (uint64_t)json_integer_value(f->msg);
+    struct pending *target = idmap_get(&up->pending, id);
+    if (target != NULL && target->cb == NULL && !target->answered) {
+        send_notification(up, "notifications/cancelled",
+                          json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", "cancelled by the client"));
+        idmap_del(&up->pending, id);
+        target->answered = true;
+        up->inflight--;
+        stream_end(target->stream);
+        if (target->exchange_open) {
+            transport_cancel(up->t, target);
+            target->exchange_open = false;
+        }
+        pending_free(target);
+    }
+    json_decref(f->msg);
+    free(f);
+}

@@ -1,0 +1,131 @@
+/*
+ * JSON-RPC parsing and construction. Parsing is strict where ambiguity would be dangerous
+ * (duplicate keys are refused: two "method" keys could be read differently by the gateway and
+ * the server behind it) and tolerant where the spec is (unknown members are kept).
+ */
+#include "mcp/jsonrpc.h"
+
+#include <string.h>
+
+static int valid_id(json_t *id)
+{
+    /* MCP: id is a string or an integer, never null for requests. */
+    return json_is_string(id) || json_is_integer(id);
+}
+
+int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
+{
+    if (!json_is_object(msg))
+        return err_info_set(ei, ERR_INVAL, 0, 0, "a JSON-RPC message must be a JSON object");
+    json_t *v = json_object_get(msg, "jsonrpc");
+    if (!json_is_string(v) || strcmp(json_string_value(v), "2.0") != 0)
+        return err_info_set(ei, ERR_INVAL, 0, 0, "\"jsonrpc\" must be the string \"2.0\"");
+    json_t *method = json_object_get(msg, "method");
+    json_t *id = json_object_get(msg, "id");
+    json_t *result = json_object_get(msg, "result");
+    json_t *error = json_object_get(msg, "error");
+    if (method != NULL) {
+        if (!json_is_string(method) || json_string_length(method) == 0)
+            return err_info_set(ei, ERR_INVAL, 0, 0, "\"method\" must be a non-empty string");
+        if (result != NULL || error != NULL)
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "a request must not carry \"result\" or \"error\"");
+        json_t *params = json_object_get(msg, "params");
+        if (params != NULL && !json_is_object(params))
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "\"params\" must be an object (MCP uses named parameters)");
+        if (id == NULL) {
+            *kind = JSONRPC_NOTIFICATION;
+            return 0;
+        }
+        if (!valid_id(id))
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "\"id\" must be a string or an integer (MCP forbids null ids)");
+        *kind = JSONRPC_REQUEST;
+        return 0;
+    }
+    if (result != NULL && error != NULL)
+        return err_info_set(ei, ERR_INVAL, 0, 0, "a response must not carry both \"result\" and \"error\"");
+    if (result != NULL) {
+        if (!valid_id(id))
+            return err_info_set(ei, ERR_INVAL, 0, 0, "a result must carry a string or integer \"id\"");
+        *kind = JSONRPC_RESULT;
+        return 0;
+    }
+    if (error != NULL) {
+        if (!json_is_object(error) || !json_is_integer(json_object_get(error, "code")) ||
+            !json_is_string(json_object_get(error, "message")))
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "\"error\" must be an object with an integer \"code\" and a string \"message\"");
+        if (id != NULL && !json_is_null(id) && !valid_id(id))
+            return err_info_set(ei, ERR_INVAL, 0, 0, "an error must carry a string, integer or null \"id\"");
+        *kind = JSONRPC_ERROR;
+        return 0;
+    }
+    return err_info_set(ei, ERR_INVAL, 0, 0,
+                        "not a request (no \"method\") nor a response (no \"result\" or \"error\")");
+}
+
+int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind *kind,
+                  json_t **id_out, struct err_info *ei)
+{
+    json_error_t jerr;
+    *id_out = NULL;
+    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (msg == NULL)
+        return err_info_set(ei, ERR_PARSE, jerr.line, jerr.column, "body is not valid JSON: %s at line %d, column %d",
+                            jerr.text, jerr.line, jerr.column);
+    if (json_is_array(msg)) {
+        json_decref(msg);
+        return err_info_set(ei, ERR_INVAL, 0, 0,
+                            "JSON-RPC batches are not supported by MCP 2025-06-18 and later; send one message per request");
+    }
+    if (json_is_object(msg)) {
+        json_t *id = json_object_get(msg, "id");
+        if (valid_id(id))
+            *id_out = json_incref(id);
+    }
+    int err = jsonrpc_classify(msg, kind, ei);
+    if (err) {
+        json_decref(msg);
+        return err;
+    }
+    *out = msg;
+    return 0;
+}
+
+json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *data)
+{
+    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    if (err != NULL && data != NULL)
+        json_object_set_new(err, "data", data);
+    else if (data != NULL)
+        json_decref(data);
+    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
+}
+
+json_t *jsonrpc_result_new(json_t *id, json_t *result)
+{
+    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+}
+
+json_t *jsonrpc_request_new(json_t *id, const char *method, json_t *params)
+{
+    json_t *m = json_pack("{s:s, s:O, s:s}", "jsonrpc", "2.0", "id", id, "method", method);
+    if (params != NULL)
+        json_object_set_new(m, "params", params);
+    return m;
+}
+
+json_t *jsonrpc_notification_new(const char *method, json_t *params)
+{
+    json_t *m = json_pack("{s:s, s:s}", "jsonrpc", "2.0", "method", method);
+    if (params != NULL)
+        json_object_set_new(m, "params", params);
+    return m;
+}
+
+const char *jsonrpc_method(json_t *msg)
+{
+    return json_string_value(json_object_get(msg, "method"));
+}

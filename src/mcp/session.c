@@ -1,0 +1,775 @@
+/*
+ * Sessions and streams; see session.h for the model. Locking: one global mutex for the table
+ * (lookups and inserts only), one mutex per session guarding the session and all its streams.
+ * Neither lock is held while calling out (mailbox posts happen after unlocking).
+ */
+#include "mcp/session.h"
+#include "core/err.h"
+#include "core/idmap.h"
+#include "core/log.h"
+#include "core/rand.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STREAMS_PER_SESSION 32
+
+struct event {
+    uint64_t seq;
+    json_t *msg;
+    bool final;
+};
+
+struct stream {
+    atomic_int refcnt;
+    struct session *s; /* strong reference */
+    uint64_t number;
+    bool standalone;
+    bool listed;    /* in the session's list (for Last-Event-ID) */
+    bool finished;  /* the final event was pushed */
+    bool delivered; /* a writer pulled the final event */
+    struct event *ring;
+    size_t ring_cap, ring_len, ring_head; /* ring_head: index of the oldest event */
+    uint64_t next_seq;                   /* seq of the next event; events start at 1 */
+    struct stream_writer *writer;
+    bool wake_pending;
+    struct stream *next;
+};
+
+struct tracked_request {
+    void *upstream;
+    json_t *up_id;
+};
+
+struct session {
+    atomic_int refcnt;
+    pthread_mutex_t lock;
+    char id[SESSION_ID_LEN + 1];
+    uint64_t key;
+    int view;
+    char proto[32];
+    json_t *caps;
+    bool closed;
+    _Atomic uint64_t last_used;
+    uint64_t next_req_id;
+    struct idmap reqs;
+    json_t *subs;
+    json_t *calls;
+    uint64_t next_stream;
+    struct stream *streams; /* newest first */
+    unsigned nstreams;
+    struct stream *standalone;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct idmap map;
+    unsigned count;
+    uint32_t max;
+    uint32_t idle_ms;
+    uint32_t replay;
+    unsigned char hash_key[crypto_shorthash_KEYBYTES];
+} table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t now_ms(void)
+{
+    return clock_now_ns() / 1000000u;
+}
+
+static uint64_t id_key(const char *id, size_t len)
+{
+    uint64_t k;
+    crypto_shorthash((unsigned char *)&k, (const unsigned char *)id, len, table.hash_key);
+    /* 0 and UINT64_MAX are reserved by idmap. */
+    if (k == 0 || k == UINT64_MAX)
+        k = 1;
+    return k;
+}
+
+void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay_events)
+{
+    pthread_mutex_lock(&table.lock);
+    if (table.map.cap == 0) {
+        idmap_init(&table.map);
+        crypto_shorthash_keygen(table.hash_key);
+    }
+    table.max = max_sessions;
+    table.idle_ms = idle_ms;
+    table.replay = replay_events ? replay_events : 1;
+    pthread_mutex_unlock(&table.lock);
+}
+
+unsigned session_table_count(void)
+{
+    pthread_mutex_lock(&table.lock);
+    unsigned n = table.count;
+    pthread_mutex_unlock(&table.lock);
+    return n;
+}
+
+struct collect {
+    struct session **v;
+    size_t n, cap;
+    uint64_t older_than; /* 0 = all */
+};
+
+static void collect_cb(uint64_t key, void *val, void *arg)
+{
+    struct collect *c = arg;
+    struct session *s = val;
+    if (c->older_than && atomic_load(&s->last_used) >= c->older_than)
+        return;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        struct session **v = realloc(c->v, cap * sizeof(*v));
+        if (v == NULL)
+            return; /* the rest waits for the next sweep */
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = session_ref(s);
+}
+
+static unsigned close_collected(struct collect *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        session_close(c->v[i]);
+        session_unref(c->v[i]);
+    }
+    free(c->v);
+    return (unsigned)c->n;
+}
+
+unsigned session_table_sweep(void)
+{
+    struct collect c = {0};
+    uint64_t now = now_ms();
+    if (table.idle_ms == 0 || now < table.idle_ms)
+        return 0;
+    c.older_than = now - table.idle_ms;
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.map, collect_cb, &c);
+    pthread_mutex_unlock(&table.lock);
+    unsigned n = close_collected(&c);
+    if (n)
+        log_info("session_expired", "%u idle session(s) expired", n);
+    return n;
+}
+
+void session_table_close_all(void)
+{
+    struct collect c = {0};
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.map, collect_cb, &c);
+    pthread_mutex_unlock(&table.lock);
+    close_collected(&c);
+}
+
+struct foreach_arg {
+    void (*fn)(struct session *, void *);
+    void *arg;
+};
+
+void session_foreach(void (*fn)(struct session *s, void *arg), void *arg)
+{
+    struct collect c = {0};
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.map, collect_cb, &c);
+    pthread_mutex_unlock(&table.lock);
+    for (size_t i = 0; i < c.n; i++) {
+        fn(c.v[i], arg);
+        session_unref(c.v[i]);
+    }
+    free(c.v);
+}
+
+struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        *err = ERR_NOMEM;
+        return NULL;
+    }
+    atomic_init(&s->refcnt, 2); /* the table's and the caller's */
+    pthread_mutex_init(&s->lock, NULL);
+    s->view = view;
+    snprintf(s->proto, sizeof(s->proto), "%s", protocol_version);
+    s->caps = json_is_object(client_caps) ? json_deep_copy(client_caps) : json_object();
+    s->subs = json_object();
+    s->calls = json_object();
+    idmap_init(&s->reqs);
+    s->next_req_id = 1;
+    atomic_init(&s->last_used, now_ms());
+
+    pthread_mutex_lock(&table.lock);
+    if (table.count >= table.max) {
+        pthread_mutex_unlock(&table.lock);
+        *err = ERR_LIMIT;
+        goto fail;
+    }
+    for (;;) {
+        rand_token(s->id, sizeof(s->id), SESSION_ID_BYTES);
+        s->key = id_key(s->id, strlen(s->id));
+        int r = idmap_put(&table.map, s->key, s);
+        if (r == 0)
+            break;
+        if (r != ERR_EXISTS) { /* ERR_EXISTS: a 64-bit hash collision; draw again */
+            pthread_mutex_unlock(&table.lock);
+            *err = r;
+            goto fail;
+        }
+    }
+    table.count++;
+    pthread_mutex_unlock(&table.lock);
+    return s;
+fail:
+    json_decref(s->caps);
+    json_decref(s->subs);
+    json_decref(s->calls);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+}
+
+struct session *session_find(const char *id, size_t len)
+{
+    if (len != SESSION_ID_LEN)
+        return NULL;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    struct session *s = idmap_get(&table.map, key);
+    if (s != NULL && sodium_memcmp(s->id, id, len) == 0)
+        session_ref(s);
+    else
+        s = NULL;
+    pthread_mutex_unlock(&table.lock);
+    if (s != NULL)
+        atomic_store(&s->last_used, now_ms());
+    return s;
+}
+
+struct session *session_ref(struct session *s)
+{
+    atomic_fetch_add(&s->refcnt, 1);
+    return s;
+}
+
+static void free_tracked(uint64_t key, void *val, void *arg)
+{
+    struct tracked_request *t = val;
+    json_decref(t->up_id);
+    free(t);
+}
+
+void session_unref(struct session *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refcnt, 1) != 1)
+        return;
+    GH_ASSERT(s->streams == NULL && s->standalone == NULL);
+    idmap_foreach(&s->reqs, free_tracked, NULL);
+    idmap_release(&s->reqs);
+    json_decref(s->caps);
+    json_decref(s->subs);
+    json_decref(s->calls);
+    pthread_mutex_destroy(&s->lock);
+    sodium_memzero(s->id, sizeof(s->id));
+    free(s);
+}
+
+static void wake_writer(struct stream *st); /* below */
+
+void session_close(struct session *s)
+{
+    pthread_mutex_lock(&table.lock);
+    if (idmap_get(&table.map, s->key) == s) {
+        idmap_del(&table.map, s->key);
+        table.count--;
+        pthread_mutex_unlock(&table.lock);
+        session_unref(s); /* the table's reference */
+    } else {
+        pthread_mutex_unlock(&table.lock);
+    }
+
+    /* End every stream: writers are woken and find them finished. */
+    pthread_mutex_lock(&s->lock);
+    if (s->closed) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    s->closed = true;
+    struct stream *list = s->streams, *standalone = s->standalone;
+    s->streams = NULL;
+    s->standalone = NULL;
+    s->nstreams = 0;
+    for (struct stream *st = list; st; st = st->next) {
+        st->listed = false;
+        st->finished = true;
+    }
+    if (standalone)
+        standalone->finished = true;
+    pthread_mutex_unlock(&s->lock);
+
+    while (list) {
+        struct stream *next = list->next;
+        wake_writer(list);
+        stream_unref(list);
+        list = next;
+    }
+    if (standalone) {
+        wake_writer(standalone);
+        stream_unref(standalone);
+    }
+}
+
+bool session_closed(struct session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool c = s->closed;
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
+const char *session_id(const struct session *s)
+{
+    return s->id;
+}
+
+int session_view(const struct session *s)
+{
+    return s->view;
+}
+
+const char *session_protocol_version(const struct session *s)
+{
+    return s->proto;
+}
+
+bool session_has_capability(struct session *s, const char *name)
+{
+    /* caps is immutable after creation: no lock needed. */
+    return json_object_get(s->caps, name) != NULL;
+}
+
+uint64_t session_next_request_id(struct session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t id = s->next_req_id++;
+    pthread_mutex_unlock(&s->lock);
+    return id;
+}
+
+int session_track_request(struct session *s, uint64_t down_id, void *upstream, json_t *up_id)
+{
+    struct tracked_request *t = malloc(sizeof(*t));
+    if (t == NULL)
+        return ERR_NOMEM;
+    t->upstream = upstream;
+    t->up_id = json_incref(up_id);
+    pthread_mutex_lock(&s->lock);
+    int err = s->closed ? ERR_CLOSED : idmap_put(&s->reqs, down_id, t);
+    pthread_mutex_unlock(&s->lock);
+    if (err) {
+        json_decref(t->up_id);
+        free(t);
+    }
+    return err;
+}
+
+int session_take_request(struct session *s, uint64_t down_id, void **upstream, json_t **up_id)
+{
+    pthread_mutex_lock(&s->lock);
+    struct tracked_request *t = down_id ? idmap_del(&s->reqs, down_id) : NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (t == NULL)
+        return ERR_NOTFOUND;
+    *upstream = t->upstream;
+    *up_id = t->up_id;
+    free(t);
+    return 0;
+}
+
+int session_subscribe(struct session *s, const char *uri, bool on)
+{
+    pthread_mutex_lock(&s->lock);
+    int err = on ? json_object_set_new(s->subs, uri, json_true()) : json_object_del(s->subs, uri);
+    pthread_mutex_unlock(&s->lock);
+    return err && on ? ERR_NOMEM : 0;
+}
+
+bool session_subscribed(struct session *s, const char *uri)
+{
+    pthread_mutex_lock(&s->lock);
+    bool on = json_object_get(s->subs, uri) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return on;
+}
+
+/* A client id as a map key that keeps 1 and "1" apart. */
+static int call_key(json_t *id, char *out, size_t n)
+{
+    if (json_is_integer(id))
+        snprintf(out, n, "i:%" JSON_INTEGER_FORMAT, json_integer_value(id));
+    else if (json_is_string(id) && json_string_length(id) < n - 3)
+        snprintf(out, n, "s:%s", json_string_value(id));
+    else
+        return ERR_INVAL;
+    return 0;
+}
+
+int session_track_call(struct session *s, json_t *client_id, void *call)
+{
+    char key[300];
+    if (call_key(client_id, key, sizeof(key)))
+        return ERR_INVAL;
+    pthread_mutex_lock(&s->lock);
+    /* The pointer is kept as an integer: the map is jansson's hash table, used as one. */
+    int err = json_object_set_new(s->calls, key, json_integer((json_int_t)(intptr_t)call));
+    pthread_mutex_unlock(&s->lock);
+    return err ? ERR_NOMEM : 0;
+}
+
+void *session_find_call(struct session *s, json_t *client_id)
+{
+    char key[300];
+    if (call_key(client_id, key, sizeof(key)))
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    json_t *v = json_object_get(s->calls, key);
+    void *call = v ? (void *)(intptr_t)json_integer_value(v) : NULL;
+    pthread_mutex_unlock(&s->lock);
+    return call;
+}
+
+void session_untrack_call(struct session *s, json_t *client_id, void *call)
+{
+    char key[300];
+    if (call_key(client_id, key, sizeof(key)))
+        return;
+    pthread_mutex_lock(&s->lock);
+    json_t *v = json_object_get(s->calls, key);
+    if (v && (void *)(intptr_t)json_integer_value(v) == call)
+        json_object_del(s->calls, key);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --- streams --- */
+
+static struct stream *stream_alloc(struct session *s, bool standalone)
+{
+    struct stream *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->ring_cap = table.replay;
+    st->ring = calloc(st->ring_cap, sizeof(*st->ring));
+    if (st->ring == NULL) {
+        free(st);
+        return NULL;
+    }
+    atomic_init(&st->refcnt, 1);
+    st->s = session_ref(s);
+    st->standalone = standalone;
+    st->next_seq = 1;
+    return st;
+}
+
+/* Called with s->lock held: drop finished streams beyond the per-session bound. */
+static struct stream *trim_streams(struct session *s)
+{
+    if (s->nstreams <= MAX_STREAMS_PER_SESSION)
+        return NULL;
+    struct stream **pp = &s->streams, *victim = NULL, **victim_pp = NULL;
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->finished) {
+            victim = *pp;
+            victim_pp = pp;
+        }
+    if (victim == NULL)
+        victim_pp = &s->streams; /* none finished: drop the oldest anyway, bound wins */
+    if (victim == NULL) {
+        for (pp = &s->streams; (*pp)->next; pp = &(*pp)->next)
+            ;
+        victim_pp = pp;
+        victim = *pp;
+    }
+    *victim_pp = victim->next;
+    victim->listed = false;
+    s->nstreams--;
+    return victim;
+}
+
+struct stream *stream_new(struct session *s)
+{
+    struct stream *st = stream_alloc(s, false), *dropped = NULL;
+    if (st == NULL)
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->closed) {
+        st->finished = true;
+    } else {
+        st->number = ++s->next_stream;
+        st->listed = true;
+        atomic_fetch_add(&st->refcnt, 1); /* the session's list */
+        st->next = s->streams;
+        s->streams = st;
+        s->nstreams++;
+        dropped = trim_streams(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (dropped)
+        stream_unref(dropped);
+    return st;
+}
+
+struct stream *session_standalone_stream(struct session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct stream *st = s->standalone;
+    if (st == NULL && !s->closed) {
+        pthread_mutex_unlock(&s->lock);
+        struct stream *fresh = stream_alloc(s, true);
+        if (fresh == NULL)
+            return NULL;
+        pthread_mutex_lock(&s->lock);
+        if (s->standalone == NULL && !s->closed) {
+            fresh->number = ++s->next_stream;
+            s->standalone = fresh; /* the session's reference */
+            fresh = NULL;
+        }
+        st = s->standalone;
+        if (fresh) { /* lost a race, or closed meanwhile */
+            pthread_mutex_unlock(&s->lock);
+            stream_unref(fresh);
+            pthread_mutex_lock(&s->lock);
+            st = s->standalone;
+        }
+    }
+    if (st)
+        atomic_fetch_add(&st->refcnt, 1);
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+struct stream *session_find_stream(struct session *s, const char *last_event_id, uint64_t *after_seq)
+{
+    char *end;
+    unsigned long long number = strtoull(last_event_id, &end, 10);
+    if (end == last_event_id || *end != '-')
+        return NULL;
+    const char *p = end + 1;
+    unsigned long long seq = strtoull(p, &end, 10);
+    if (end == p || *end != '\0')
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    struct stream *found = NULL;
+    if (s->standalone && s->standalone->number == number)
+        found = s->standalone;
+    for (struct stream *st = s->streams; st && !found; st = st->next)
+        if (st->number == number)
+            found = st;
+    if (found)
+        atomic_fetch_add(&found->refcnt, 1);
+    pthread_mutex_unlock(&s->lock);
+    if (found)
+        *after_seq = seq;
+    return found;
+}
+
+struct stream *stream_ref(struct stream *st)
+{
+    atomic_fetch_add(&st->refcnt, 1);
+    return st;
+}
+
+void stream_unref(struct stream *st)
+{
+    if (st == NULL || atomic_fetch_sub(&st->refcnt, 1) != 1)
+        return;
+    for (size_t i = 0; i < st->ring_len; i++)
+        json_decref(st->ring[(st->ring_head + i) % st->ring_cap].msg);
+    free(st->ring);
+    session_unref(st->s);
+    free(st);
+}
+
+struct session *stream_session(struct stream *st)
+{
+    return st->s;
+}
+
+uint64_t stream_number(const struct stream *st)
+{
+    return st->number;
+}
+
+struct wake {
+    struct stream *st;
+    struct mailbox *mb;
+};
+
+static void wake_cb(void *arg)
+{
+    struct wake *wk = arg;
+    struct stream *st = wk->st;
+    pthread_mutex_lock(&st->s->lock);
+    struct stream_writer *w = st->writer;
+    st->wake_pending = false;
+    if (w != NULL && w->mb != wk->mb)
+        w = NULL; /* the writer moved to another worker meanwhile; it was woken there */
+    pthread_mutex_unlock(&st->s->lock);
+    if (w != NULL)
+        w->wake_cb(w);
+    stream_unref(st);
+    free(wk);
+}
+
+/* Post a wake to the attached writer, if any and none is pending. Takes s->lock itself. */
+static void wake_writer(struct stream *st)
+{
+    pthread_mutex_lock(&st->s->lock);
+    struct mailbox *mb = NULL;
+    if (st->writer && !st->wake_pending) {
+        st->wake_pending = true;
+        mb = st->writer->mb;
+    }
+    pthread_mutex_unlock(&st->s->lock);
+    if (mb == NULL)
+        return;
+    struct wake *wk = malloc(sizeof(*wk));
+    if (wk == NULL)
+        return;
+    wk->st = stream_ref(st);
+    wk->mb = mb;
+    if (mailbox_post(mb, wake_cb, wk) != 0) {
+        stream_unref(st);
+        free(wk);
+    }
+}
+
+int stream_push(struct stream *st, json_t *msg, bool final)
+{
+    pthread_mutex_lock(&st->s->lock);
+    if (st->finished) {
+        pthread_mutex_unlock(&st->s->lock);
+        return ERR_CLOSED;
+    }
+    struct event *e;
+    if (st->ring_len == st->ring_cap) { /* full: the oldest event can no longer be replayed */
+        e = &st->ring[st->ring_head];
+        json_decref(e->msg);
+        st->ring_head = (st->ring_head + 1) % st->ring_cap;
+        st->ring_len--;
+    }
+    e = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
+    e->seq = st->next_seq++;
+    e->msg = json_incref(msg);
+    e->final = final;
+    st->ring_len++;
+    if (final)
+        st->finished = true;
+    pthread_mutex_unlock(&st->s->lock);
+    wake_writer(st);
+    return 0;
+}
+
+void stream_end(struct stream *st)
+{
+    pthread_mutex_lock(&st->s->lock);
+    st->finished = true;
+    pthread_mutex_unlock(&st->s->lock);
+    wake_writer(st);
+}
+
+int stream_attach(struct stream *st, struct stream_writer *w)
+{
+    pthread_mutex_lock(&st->s->lock);
+    int err = 0;
+    if (st->writer != NULL && st->writer != w)
+        err = ERR_EXISTS;
+    else
+        st->writer = w;
+    pthread_mutex_unlock(&st->s->lock);
+    if (err == 0)
+        wake_writer(st); /* deliver what is already buffered */
+    return err;
+}
+
+void stream_detach(struct stream *st, struct stream_writer *w)
+{
+    pthread_mutex_lock(&st->s->lock);
+    if (st->writer == w)
+        st->writer = NULL;
+    pthread_mutex_unlock(&st->s->lock);
+}
+
+/* With s->lock held: unlist a delivered answer stream. Returns it if the list's ref must go. */
+static struct stream *unlist(struct stream *st)
+{
+    if (!st->listed)
+        return NULL;
+    for (struct stream **pp = &st->s->streams; *pp; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            st->listed = false;
+            st->s->nstreams--;
+            return st;
+        }
+    return NULL;
+}
+
+int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *finished,
+                bool json_if_single, json_t **single)
+{
+    int err = 0;
+    struct stream *drop = NULL;
+    *finished = false;
+    if (single)
+        *single = NULL;
+    pthread_mutex_lock(&st->s->lock);
+    uint64_t oldest = st->ring_len ? st->ring[st->ring_head].seq : st->next_seq;
+    if (*cursor + 1 < oldest) {
+        err = ERR_LIMIT;
+        goto out;
+    }
+    if (json_if_single && *cursor == 0 && st->ring_len > 0 && st->ring[st->ring_head].final &&
+        st->ring[st->ring_head].seq == 1) {
+        *single = json_incref(st->ring[st->ring_head].msg);
+        *cursor = 1;
+        *finished = true;
+        st->delivered = true;
+        drop = unlist(st);
+        goto out;
+    }
+    for (size_t i = 0; i < st->ring_len; i++) {
+        struct event *e = &st->ring[(st->ring_head + i) % st->ring_cap];
+        if (e->seq <= *cursor)
+            continue;
+        char *text = json_dumps(e->msg, JSON_COMPACT);
+        if (text == NULL) {
+            err = ERR_NOMEM;
+            goto out;
+        }
+        err = buf_printf(out, "id: %" PRIu64 "-%" PRIu64 "\ndata: %s\n\n", st->number, e->seq, text);
+        free(text);
+        if (err)
+            goto out;
+        *cursor = e->seq;
+        if (e->final) {
+            *finished = true;
+            st->delivered = true;
+            drop = unlist(st);
+        }
+    }
+    /* Ended without a final event (cancelled, or the session closed) and fully pulled. */
+    if (st->finished && *cursor + 1 >= st->next_seq)
+        *finished = true;
+out:
+    pthread_mutex_unlock(&st->s->lock);
+    if (drop)
+        stream_unref(drop);
+    return err;
+}

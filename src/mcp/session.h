@@ -1,0 +1,119 @@
+/*
+ * Downstream MCP sessions (2025-11-25 era) and their SSE streams.
+ *
+ * A session is created by `initialize` and named by a random id (256 bits, base64url) that the
+ * client echoes in Mcp-Session-Id. It is shared by every worker thread (any connection may carry
+ * any session), reference-counted, and protected by its own mutex, held only for short copies.
+ *
+ * A stream is one SSE stream of a session: the answer stream of one POSTed request, or the
+ * standalone stream a GET opens. Messages are pushed from any thread; each gets an event id
+ * "<stream>-<seq>" and stays in a bounded replay ring so that a client that lost the connection
+ * can resume with Last-Event-ID. A writer (the HTTP layer's response on some worker) attaches to
+ * a stream and is woken through its worker's mailbox when events arrive.
+ */
+#ifndef GH_MCP_SESSION_H
+#define GH_MCP_SESSION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/mailbox.h"
+
+#define SESSION_ID_BYTES 32
+#define SESSION_ID_LEN 43 /* base64url of 32 bytes, unpadded */
+
+struct session;
+struct stream;
+
+/* The HTTP layer's side of a stream. wake_cb runs on mb's thread, posted by stream_push. */
+struct stream_writer {
+    struct mailbox *mb;
+    void (*wake_cb)(struct stream_writer *w);
+};
+
+/* Global table; call once at start-up. max_sessions bounds it; idle_ms expires sessions. */
+void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay_events);
+/* Close every session (shutdown). */
+void session_table_close_all(void);
+/* Expire idle sessions; returns how many were closed. Any thread. */
+unsigned session_table_sweep(void);
+unsigned session_table_count(void);
+
+/*
+ * Create a session for `view` (-1 = the aggregate /mcp, else one upstream's index), with the
+ * negotiated protocol version and the client's declared capabilities (borrowed; copied).
+ * Returns a new reference, or NULL with *err = ERR_LIMIT (too many sessions) or ERR_NOMEM.
+ */
+struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err);
+/* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
+struct session *session_find(const char *id, size_t len);
+struct session *session_ref(struct session *s);
+void session_unref(struct session *s);
+/* DELETE or expiry: remove from the table and end its streams. Idempotent. */
+void session_close(struct session *s);
+bool session_closed(struct session *s);
+
+const char *session_id(const struct session *s);
+int session_view(const struct session *s);
+const char *session_protocol_version(const struct session *s);
+/* Did the client declare capability `name` ("sampling", "elicitation", "roots")? */
+bool session_has_capability(struct session *s, const char *name);
+
+/* Server-to-client requests in flight: the gateway sends `downstream id` to the client and must
+   route the answer to `upstream` with the server's own id. */
+uint64_t session_next_request_id(struct session *s);
+int session_track_request(struct session *s, uint64_t down_id, void *upstream, json_t *up_id);
+/* Take the tracked request (ownership of *up_id moves to the caller). ERR_NOTFOUND if none. */
+int session_take_request(struct session *s, uint64_t down_id, void **upstream, json_t **up_id);
+
+/* Resource subscriptions, for routing notifications/resources/updated. */
+int session_subscribe(struct session *s, const char *uri, bool on);
+bool session_subscribed(struct session *s, const char *uri);
+
+/* In-flight client requests, for notifications/cancelled: key is the client's id. The cookie is
+   opaque to the session (the mcp layer's call). */
+int session_track_call(struct session *s, json_t *client_id, void *call);
+void *session_find_call(struct session *s, json_t *client_id);
+void session_untrack_call(struct session *s, json_t *client_id, void *call);
+
+/* Call fn for every live session (under the table lock: fn must only take session refs). */
+void session_foreach(void (*fn)(struct session *s, void *arg), void *arg);
+
+/* --- streams --- */
+
+/* A new answer stream (standalone=false) or the session's standalone GET stream (created on
+   first use; the same one is returned afterwards). New reference. */
+struct stream *stream_new(struct session *s);
+struct stream *session_standalone_stream(struct session *s);
+/* Find a stream by the "<stream>-" prefix of a Last-Event-ID; *after_seq is set from it. */
+struct stream *session_find_stream(struct session *s, const char *last_event_id, uint64_t *after_seq);
+struct stream *stream_ref(struct stream *st);
+void stream_unref(struct stream *st);
+struct session *stream_session(struct stream *st);
+uint64_t stream_number(const struct stream *st);
+
+/* Any thread. Appends (a reference to) msg; `final` marks the response that ends an answer
+   stream. Returns 0, or ERR_CLOSED if the stream already ended. */
+int stream_push(struct stream *st, json_t *msg, bool final);
+
+/* Any thread: no more events will come (a cancelled request). Writers finish once drained. */
+void stream_end(struct stream *st);
+
+/* Writer side (on the writer's thread). attach fails with ERR_EXISTS if another writer is
+   attached. detach is idempotent. */
+int stream_attach(struct stream *st, struct stream_writer *w);
+void stream_detach(struct stream *st, struct stream_writer *w);
+
+/*
+ * Copy the events after *cursor into out as SSE ("id: …\ndata: …\n\n") and advance *cursor.
+ * *finished is set when the final event has been copied. If `json_if_single` is set, nothing was
+ * pulled before (*cursor == 0) and the first pending event is the final one, its message is
+ * returned in *single (new reference) instead, for a plain JSON answer. ERR_LIMIT if events the
+ * cursor needs were already dropped from the replay ring.
+ */
+int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *finished,
+                bool json_if_single, json_t **single);
+
+#endif
