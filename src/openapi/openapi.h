@@ -1,0 +1,275 @@
+/*
+ * OpenAPI import: turns a REST API description (OpenAPI 3.0 / 3.1 or Swagger 2.0, JSON or YAML)
+ * into a curated catalog of MCP tools, and turns a tool call back into the exact HTTP request the
+ * API expects. Four stages, each its own object:
+ *
+ *   document  (openapi_doc)        load + normalise + resolve local $refs into one model
+ *   editorial (openapi_editorial)  include/exclude rules, heuristics, overrides (data, not code)
+ *   catalog   (openapi_catalog)    the tools: names, descriptions, inputSchema, annotations,
+ *                                  token estimates, and the report of what was dropped and why
+ *   request   (openapi_request)    one tool call -> method, URL, headers, body
+ *
+ * Documents and catalogs are immutable once built and reference-counted, so a configuration
+ * snapshot can share them across worker threads; building a request only reads them.
+ *
+ * Every failure on untrusted input returns a negative ERR_* (src/core/err.h) and, when `ei` is not
+ * NULL, fills it with a message for the user and `ei->where` with the JSON pointer (or file
+ * position for YAML syntax errors) where the problem is.
+ */
+#ifndef GH_OPENAPI_H
+#define GH_OPENAPI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/err.h"
+
+/* ---- document model ------------------------------------------------------------------------ */
+
+enum openapi_in {
+    OPENAPI_IN_PATH,
+    OPENAPI_IN_QUERY,
+    OPENAPI_IN_HEADER,
+    OPENAPI_IN_COOKIE,
+    OPENAPI_IN_BODY,      /* one property of an object request body */
+    OPENAPI_IN_BODY_WHOLE /* the whole request body (non-object or free-form bodies) */
+};
+
+enum openapi_style {
+    OPENAPI_STYLE_FORM,
+    OPENAPI_STYLE_SIMPLE,
+    OPENAPI_STYLE_LABEL,
+    OPENAPI_STYLE_MATRIX,
+    OPENAPI_STYLE_SPACE_DELIMITED,
+    OPENAPI_STYLE_PIPE_DELIMITED,
+    OPENAPI_STYLE_DEEP_OBJECT
+};
+
+struct openapi_param {
+    enum openapi_in in; /* PATH, QUERY, HEADER or COOKIE */
+    char *name;
+    char *description; /* may be NULL */
+    bool required;
+    bool deprecated;
+    enum openapi_style style;
+    bool explode;
+    json_t *schema; /* resolved (no $ref), never NULL; shared, do not modify */
+};
+
+struct openapi_op {
+    char *method;       /* upper case: GET, POST, ... */
+    char *path;         /* as written in the document, e.g. /pets/{petId} */
+    char *operation_id; /* may be NULL */
+    char *summary;      /* may be NULL */
+    char *description;  /* may be NULL */
+    char **tags;
+    size_t ntags;
+    bool deprecated;
+    bool internal; /* x-internal: true */
+    struct openapi_param *params;
+    size_t nparams;
+    /* request body: media types in document order; the chosen one is body_media */
+    char **body_media_types;
+    size_t nbody_media_types;
+    const char *body_media; /* points into body_media_types, NULL without a body */
+    json_t *body_schema;    /* resolved schema of body_media, NULL without a body */
+    bool body_required;
+    /* success response (first 2xx, else "default"): media types and the JSON schema if any */
+    char **response_media_types;
+    size_t nresponse_media_types;
+    json_t *response_schema; /* may be NULL */
+    /* effective security requirements (operation's, else the document's): array of objects
+     * {scheme name: [scopes]}; an empty array means "no authentication". Never NULL. */
+    json_t *security;
+    char *pointer; /* JSON pointer of the operation object, for messages */
+};
+
+enum openapi_scheme_type {
+    OPENAPI_SCHEME_API_KEY,
+    OPENAPI_SCHEME_HTTP, /* basic, bearer, ... (Swagger "basic" maps here) */
+    OPENAPI_SCHEME_OAUTH2,
+    OPENAPI_SCHEME_OPENID,
+    OPENAPI_SCHEME_OTHER
+};
+
+struct openapi_security_scheme {
+    char *name; /* key under components/securitySchemes or securityDefinitions */
+    enum openapi_scheme_type type;
+    enum openapi_in in;  /* apiKey only: HEADER, QUERY or COOKIE */
+    char *param_name;    /* apiKey only */
+    char *http_scheme;   /* http only: "basic", "bearer", ... */
+};
+
+struct openapi_doc {
+    int refs;
+    char *version;   /* "2.0", "3.0.3", "3.1.0", ... */
+    char *title;     /* info.title, may be NULL */
+    char *api_version; /* info.version, may be NULL */
+    char *server_url; /* base URL without trailing slash; may be relative or "" */
+    struct openapi_op *ops;
+    size_t nops;
+    struct openapi_security_scheme *schemes;
+    size_t nschemes;
+    json_t *root; /* the raw document */
+};
+
+/* Limits applied while loading untrusted documents. */
+#define OPENAPI_MAX_DOC_BYTES (256u << 20) /* file size */
+#define OPENAPI_MAX_DEPTH 200              /* nesting of the raw document and of resolved schemas */
+
+/*
+ * Load a document from a file (JSON if its first non-blank byte is '{', YAML otherwise), resolve
+ * local $refs and build the model. `*out` gets a new reference (free with openapi_doc_unref).
+ * Errors: ERR_IO (file), ERR_PARSE (JSON/YAML syntax, ei has line/column), ERR_INVAL (not an
+ * OpenAPI document, or a structural error; ei->where is the JSON pointer), ERR_NOTFOUND (a broken
+ * $ref), ERR_DENIED (an external $ref), ERR_LIMIT (a bound was reached), ERR_NOMEM.
+ */
+int openapi_doc_load_file(const char *path, struct openapi_doc **out, struct err_info *ei);
+/* Same, from memory (`data` need not be NUL-terminated). */
+int openapi_doc_load_mem(const char *data, size_t len, struct openapi_doc **out,
+                         struct err_info *ei);
+struct openapi_doc *openapi_doc_ref(struct openapi_doc *doc);
+void openapi_doc_unref(struct openapi_doc *doc);
+
+/*
+ * Parse JSON or YAML text into a jansson tree (the same loader the documents use; also used for
+ * editorial files). YAML 1.2 core schema scalars; aliases are expanded within a node budget.
+ * Returns a new reference in *out.
+ */
+int openapi_parse_text(const char *data, size_t len, json_t **out, struct err_info *ei);
+
+/* ---- editorial layer ----------------------------------------------------------------------- */
+
+/* The default heuristics. Each can be switched off; each reports when it fires. */
+struct openapi_heuristics {
+    bool deprecated;     /* drop deprecated operations */
+    bool head_options;   /* drop HEAD and OPTIONS */
+    bool infra;          /* drop health/metrics/docs endpoints */
+    bool admin;          /* drop admin/internal paths, tags, x-internal */
+    bool auth_flow;      /* drop OAuth/login/token endpoints */
+    bool binary_only;    /* drop operations whose body or response is binary only */
+    bool first_sentence; /* keep only the first sentence of descriptions */
+    bool drop_examples;  /* drop example/examples from schemas */
+    bool drop_extensions; /* drop x-* keys from schemas */
+    unsigned enum_cap;   /* cap enums at this many values, 0 = off (default 20) */
+    unsigned max_depth;  /* collapse nested objects deeper than this, 0 = off (default 5) */
+};
+
+struct openapi_editorial;
+
+/* A new editorial layer with the default heuristics and no rules or overrides. */
+struct openapi_editorial *openapi_editorial_new(void);
+/* All heuristics off, no rules: the naive 1:1 mapping (for comparisons). */
+struct openapi_editorial *openapi_editorial_new_naive(void);
+/* Load rules, heuristics and overrides from a JSON or YAML file (format in docs/openapi.md). */
+int openapi_editorial_load_file(const char *path, struct openapi_editorial **out,
+                                struct err_info *ei);
+int openapi_editorial_from_json(const json_t *root, struct openapi_editorial **out,
+                                struct err_info *ei);
+void openapi_editorial_free(struct openapi_editorial *ed);
+/* Mutable access to the heuristics (before building a catalog). */
+struct openapi_heuristics *openapi_editorial_heuristics(struct openapi_editorial *ed);
+
+/* ---- catalog ------------------------------------------------------------------------------- */
+
+/* How one tool argument travels in the request. */
+struct openapi_arg {
+    char *name;      /* the name in inputSchema (after collision renaming) */
+    char *wire_name; /* the name in the request (parameter or body property name) */
+    enum openapi_in in;
+    const struct openapi_param *param; /* PATH/QUERY/HEADER/COOKIE; NULL for body */
+    json_t *schema;  /* the original (unedited) schema, shared */
+    bool required;
+    bool hidden;     /* not in inputSchema (override); sent with `fixed` if set */
+    json_t *fixed;   /* fixed value from an override, or NULL */
+};
+
+struct openapi_tool {
+    char *name;
+    char *description;
+    json_t *input_schema; /* JSON Schema object; owned by the tool */
+    bool read_only, destructive, idempotent;
+    size_t token_estimate; /* ceil(bytes of the compact MCP tool JSON / 4) */
+    const struct openapi_op *op;
+    struct openapi_arg *args;
+    size_t nargs;
+};
+
+/* One line of the report: an operation dropped, or a transformation applied to a tool. */
+struct openapi_note {
+    char *op;        /* "METHOD /path" */
+    char *tool;      /* the tool name, NULL when the operation was dropped */
+    char *reason;    /* "rule 2 (exclude)", "heuristic deprecated", "first_sentence", ... */
+    char *detail;    /* human-readable detail, may be NULL */
+    bool dropped;
+};
+
+struct openapi_catalog {
+    int refs;
+    struct openapi_doc *doc; /* a reference */
+    char *base_url;
+    struct openapi_tool *tools;
+    size_t ntools;
+    struct openapi_note *notes;
+    size_t nnotes;
+    size_t total_tokens;
+};
+
+/*
+ * Build the catalog of `doc` under `ed` (NULL = default heuristics). Tool names are unique and
+ * match ^[a-zA-Z0-9_-]{1,64}$; see docs/openapi.md for the naming rule. Errors: ERR_INVAL with
+ * a message naming the override/rule at fault (unknown operation in an override, a name clash
+ * between overrides, a hidden required parameter without a fixed value), ERR_NOMEM.
+ */
+int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editorial *ed,
+                          struct openapi_catalog **out, struct err_info *ei);
+struct openapi_catalog *openapi_catalog_ref(struct openapi_catalog *cat);
+void openapi_catalog_unref(struct openapi_catalog *cat);
+/* Replace the base URL (e.g. from the gateway configuration). Not thread-safe: before sharing. */
+int openapi_catalog_set_base_url(struct openapi_catalog *cat, const char *url);
+const struct openapi_tool *openapi_catalog_find(const struct openapi_catalog *cat,
+                                                const char *name);
+/* The MCP tool object {name, description, inputSchema, annotations}; a new reference. */
+json_t *openapi_tool_to_json(const struct openapi_tool *tool);
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+struct openapi_header {
+    char *name;
+    char *value;
+};
+
+struct openapi_request {
+    char *method;
+    char *url;
+    struct openapi_header *headers;
+    size_t nheaders;
+    char *body; /* NULL without a body; may contain NUL bytes (multipart) */
+    size_t body_len;
+};
+
+/*
+ * Build the HTTP request for one call of `tool` with `args` (a JSON object). Validates: unknown
+ * arguments, missing required ones and values of the wrong shape are refused with a message
+ * naming the argument (ERR_INVAL). The credential is not added here (the vault injects it).
+ * `*req` is written only on success; release it with openapi_request_release().
+ */
+int openapi_request_build(const struct openapi_catalog *cat, const struct openapi_tool *tool,
+                          const json_t *args, struct openapi_request *req, struct err_info *ei);
+void openapi_request_release(struct openapi_request *req);
+/* The value of header `name` (case-insensitive) or NULL. */
+const char *openapi_request_header(const struct openapi_request *req, const char *name);
+
+/* ---- inspection ---------------------------------------------------------------------------- */
+
+/*
+ * Print the catalog report of the document at `path` under the editorial file `overrides_path`
+ * (NULL = default heuristics): tools with one-line descriptions and token estimates, totals
+ * (also for the naive 1:1 mapping), dropped operations and applied transformations with reasons.
+ * Returns 0 or a negative ERR_* after printing the error to `out`.
+ */
+int openapi_inspect(const char *path, const char *overrides_path, FILE *out);
+
+#endif
