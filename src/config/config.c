@@ -106,6 +106,10 @@ struct ynode {
 };
 
 #define TREE_MAX_DEPTH 64
+/* Bounds on lists, so that a hostile file cannot make the quadratic duplicate checks slow. */
+#define MAX_LISTENERS 64
+#define MAX_SERVERS 1024
+#define MAX_LIST_ITEMS 1024 /* args, allowed_hosts, allowed_origins, env, headers */
 
 struct loader {
     const char *name; /* file name used in messages */
@@ -243,6 +247,48 @@ static int yaml_syntax_error(struct loader *L, struct fy_diag *diag, const struc
     }
     return fail(L, ERR_PARSE, last ? last->line : 1, last ? last->col : 1,
                 "invalid YAML after this point; expected well-formed YAML");
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 (overlong, surrogate, > U+10FFFF,
+   truncated, stray continuation byte). */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+        (c == 0xf4 && p[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/* Refuse input that is not UTF-8 before libfyaml sees it: the YAML spec requires Unicode, our
+   messages quote values, and libfyaml 0.7.12 loops forever on some invalid bytes (a '%'
+   directive line holding 0xff, found by fuzz_config). */
+static int check_utf8(struct loader *L, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+        if (n == 0)
+            return fail(L, ERR_PARSE, line, col,
+                        "byte 0x%02x is not valid UTF-8; expected a UTF-8 text file", p[i]);
+        if (p[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+        i += n;
+    }
+    return 0;
 }
 
 static int tree_build(struct loader *L, const char *text, size_t len, struct ynode **rootp)
@@ -569,6 +615,8 @@ static int get_str_list(struct loader *L, const struct ynode *n, const char *wha
 {
     if (n->type != YN_SEQ)
         return FAILN(L, n, "%s is %s; expected a sequence of strings", what, kind(n));
+    if (n->n > MAX_LIST_ITEMS)
+        return FAILN(L, n, "%s has %zu items; expected at most %d", what, n->n, MAX_LIST_ITEMS);
     char **v = arena_alloc(L->out, (n->n + 1) * sizeof(*v));
     if (v == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -635,6 +683,9 @@ static int get_kv(struct loader *L, const struct ynode *n, const char *what, boo
     if (n->type != YN_MAP)
         return FAILN(L, n, "%s is %s; expected a mapping of names to strings", what, kind(n));
     size_t npairs = n->n / 2;
+    if (npairs > MAX_LIST_ITEMS)
+        return FAILN(L, n, "%s has %zu entries; expected at most %d", what, npairs,
+                     MAX_LIST_ITEMS);
     struct config_kv *kv = arena_alloc(L->out, (npairs ? npairs : 1) * sizeof(*kv));
     if (kv == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -749,6 +800,8 @@ static int load_listen(struct loader *L, const struct ynode *n)
                      kind(n));
     if (n->n == 0)
         return FAILN(L, n, "listen is empty; expected at least one listener");
+    if (n->n > MAX_LISTENERS)
+        return FAILN(L, n, "listen has %zu listeners; expected at most %d", n->n, MAX_LISTENERS);
     c->listeners = arena_alloc(L->out, n->n * sizeof(*c->listeners));
     if (c->listeners == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -1136,6 +1189,8 @@ static int load_servers(struct loader *L, const struct ynode *n)
     struct config *c = L->c;
     if (n->type != YN_SEQ)
         return FAILN(L, n, "servers is %s; expected a sequence of servers", kind(n));
+    if (n->n > MAX_SERVERS)
+        return FAILN(L, n, "servers has %zu servers; expected at most %d", n->n, MAX_SERVERS);
     const struct ynode **names = arena_alloc(&L->tree, (n->n + 1) * sizeof(*names));
     c->servers = arena_alloc(L->out, (n->n + 1) * sizeof(*c->servers));
     if (names == NULL || c->servers == NULL)
@@ -1276,6 +1331,8 @@ int config_load_string(const char *text, size_t len, const char *name, struct co
         err = fail(&L, ERR_NOMEM, 0, 0, "out of memory");
         goto out;
     }
+    if ((err = check_utf8(&L, text ? text : "", text ? len : 0)))
+        goto out;
     if ((err = tree_build(&L, text ? text : "", text ? len : 0, &root)))
         goto out;
     if ((err = load_root(&L, root)))
