@@ -1,10 +1,228 @@
-/* The gatehouse command: parses the command line and hands over to the subsystems. */
+/*
+ * The gatehouse command. `main` only parses the command line and starts things; everything it
+ * calls lives in the internal library.
+ *
+ *   gatehouse run [-c FILE]          start the gateway (default FILE: examples/gatehouse.yaml)
+ *   gatehouse check-config FILE      validate a configuration and exit
+ *   gatehouse version
+ */
+#include "config/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "http/server.h"
+#include "mcp/gateway.h"
+#include "mcp/session.h"
+#include "upstream/upstream.h"
+
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define DEFAULT_CONFIG "examples/gatehouse.yaml"
+#define STARTUP_WAIT_MS 30000
+#define SWEEP_INTERVAL_MS 10000
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: gatehouse run [-c FILE]       start the gateway\n"
+                 "       gatehouse check-config FILE   validate a configuration file\n"
+                 "       gatehouse version\n");
+}
+
+static int load(const char *path, struct config **cfg)
+{
+    struct err_info ei = {0};
+    int err = config_load_file(path, cfg, &ei);
+    if (err)
+        fprintf(stderr, "gatehouse: %s\n", ei.msg[0] ? ei.msg : err_str(err));
+    return err;
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+    if (argc != 1) {
+        usage(stderr);
+        return 2;
+    }
+    struct config *cfg;
+    if (load(argv[0], &cfg) != 0)
+        return 1;
+    printf("%s: ok (%zu listener(s), %zu server(s))\n", argv[0], cfg->nlisteners, cfg->nservers);
+    config_unref(cfg);
+    return 0;
+}
+
+struct runtime {
+    const char *path;
+    struct config *cfg;
+    struct server *srv;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t sweep;
+    bool stopping;
+};
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct runtime *rt = h->data;
+    if (rt->stopping)
+        return;
+    rt->stopping = true;
+    log_info("shutdown", "signal %d: draining (at most %u ms)", signum, rt->cfg->shutdown_grace_ms);
+    uv_stop(h->loop);
+}
+
+static void on_reload_signal(uv_signal_t *h, int signum)
+{
+    struct runtime *rt = h->data;
+    struct config *cfg;
+    struct err_info ei = {0};
+    int err = config_load_file(rt->path, &cfg, &ei);
+    if (err) {
+        log_error("reload", "configuration not reloaded, the running one stays in force: %s", ei.msg[0] ? ei.msg : err_str(err));
+        return;
+    }
+    enum log_level lvl;
+    if (log_level_parse(cfg->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    server_reconfigure(rt->srv, cfg);
+    session_table_init(cfg->max_sessions, cfg->session_idle_ms, cfg->replay_events);
+    log_info("reload", "configuration reloaded from %s (log level, allowed hosts and origins, session limits; listeners and servers change on restart)",
+             rt->path);
+    config_unref(rt->cfg);
+    rt->cfg = cfg;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    session_table_sweep();
+}
+
+static void print_banner(struct runtime *rt)
+{
+    const struct config *cfg = rt->cfg;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        const char *scheme = l->tls_cert ? "https" : "http";
+        int v6 = strchr(l->address, ':') != NULL;
+        char url[300];
+        snprintf(url, sizeof(url), "%s://%s%s%s:%u/mcp", scheme, v6 ? "[" : "", l->address, v6 ? "]" : "", server_port(rt->srv, i));
+        json_t *f = json_pack("{s:s, s:s, s:i}", "url", url, "address", l->address, "port", server_port(rt->srv, i));
+        log_fields(LOG_WARN, "listening", f); /* at warn so that it shows at every log level */
+        printf("Gatehouse %s is listening. Point an MCP client at:\n  %s\n", GATEHOUSE_VERSION, url);
+    }
+    for (size_t i = 0; i < cfg->nservers; i++)
+        printf("  /mcp/%s  (%s: %s)\n", cfg->servers[i].name, cfg->servers[i].transport == TRANSPORT_STDIO ? "stdio" : "http",
+               cfg->servers[i].transport == TRANSPORT_STDIO ? cfg->servers[i].command : cfg->servers[i].url);
+    printf("Health: /healthz  Readiness: /readyz  Metrics: /metrics  (Ctrl-C or SIGTERM stops, SIGHUP reloads)\n");
+    fflush(stdout);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct runtime rt = {.path = DEFAULT_CONFIG};
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            rt.path = argv[++i];
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (load(rt.path, &rt.cfg) != 0)
+        return 1;
+    enum log_level lvl;
+    if (log_level_parse(rt.cfg->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    signal(SIGPIPE, SIG_IGN);
+    if (core_init() != 0 || upstream_global_init() != 0) {
+        fprintf(stderr, "gatehouse: could not initialise libsodium or libcurl\n");
+        return 1;
+    }
+    session_table_init(rt.cfg->max_sessions, rt.cfg->session_idle_ms, rt.cfg->replay_events);
+
+    struct err_info ei = {0};
+    int err = server_new(rt.cfg, &rt.srv, &ei);
+    if (err) {
+        fprintf(stderr, "gatehouse: %s\n", ei.msg[0] ? ei.msg : err_str(err));
+        config_unref(rt.cfg);
+        return 1;
+    }
+    int rc = 0;
+    unsigned nworkers;
+    if ((err = server_start(rt.srv)) != 0) {
+        fprintf(stderr, "gatehouse: cannot start the workers: %s\n", err_str(err));
+        rc = 1;
+        goto out;
+    }
+    struct mcp_worker **workers = server_workers(rt.srv, &nworkers);
+    if ((err = gateway_start(rt.cfg, workers, nworkers)) != 0) {
+        fprintf(stderr, "gatehouse: cannot start the servers: %s\n", err_str(err));
+        rc = 1;
+        goto stop;
+    }
+    if (gateway_wait_ready(STARTUP_WAIT_MS, &ei) != 0) {
+        fprintf(stderr, "gatehouse: %s\n", ei.msg);
+        rc = 1;
+        goto stop;
+    }
+    if (!gateway_ready())
+        log_warn("startup", "not every server is ready; see /readyz (the others are served meanwhile)");
+    server_listen(rt.srv);
+    print_banner(&rt);
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &rt.sigterm);
+    uv_signal_init(loop, &rt.sigint);
+    uv_signal_init(loop, &rt.sighup);
+    rt.sigterm.data = rt.sigint.data = rt.sighup.data = &rt;
+    uv_signal_start(&rt.sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&rt.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&rt.sighup, on_reload_signal, SIGHUP);
+    uv_timer_init(loop, &rt.sweep);
+    rt.sweep.data = &rt;
+    uv_timer_start(&rt.sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    server_drain(rt.srv, rt.cfg->shutdown_grace_ms);
+    uv_close((uv_handle_t *)&rt.sigterm, NULL);
+    uv_close((uv_handle_t *)&rt.sigint, NULL);
+    uv_close((uv_handle_t *)&rt.sighup, NULL);
+    uv_close((uv_handle_t *)&rt.sweep, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+stop:
+    gateway_stop();
+out:
+    session_table_close_all();
+    server_free(rt.srv);
+    gateway_free();
+    config_unref(rt.cfg);
+    log_info("shutdown", "stopped");
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "gatehouse: the daemon is being assembled; see issue 2\n");
-    return 1;
+    if (argc < 2)
+        return cmd_run(0, NULL);
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    if (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check-config") == 0)
+        return cmd_check_config(argc - 2, argv + 2);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("gatehouse %s\n", GATEHOUSE_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "gatehouse: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

@@ -754,6 +754,10 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
     gw.ups = calloc(gw.nups ? gw.nups : 1, sizeof(*gw.ups));
     if (gw.ups == NULL)
         return ERR_NOMEM;
+    for (size_t i = 0; i < gw.nups; i++) {
+        gw.ups[i].srv = &cfg->servers[i];
+        gw.ups[i].pub_state = UP_STARTING;
+    }
     pthread_mutex_lock(&gw.lock);
     struct err_info ei = {0};
     int err = rebuild_locked(0, &ei); /* an empty catalog until servers are ready */
@@ -843,8 +847,6 @@ void gateway_stop(void)
     pthread_mutex_unlock(&gw.lock);
 }
 
-/* After the worker loops have stopped: free what the engine holds. */
-void gateway_free(void);
 void gateway_free(void)
 {
     for (size_t i = 0; i < gw.nups; i++) {
@@ -1333,4 +1335,14 @@ static void cancel_on_home_cb(void *arg)
     }
     json_decref(f->msg);
     free(f);
+}
+
+void mcp_reply_release(struct mcp_reply *r)
+{
+    json_decref(r->body);
+    if (r->stream)
+        stream_unref(r->stream);
+    if (r->session)
+        session_unref(r->session);
+    memset(r, 0, sizeof(*r));
 }

@@ -49,6 +49,8 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
 int gateway_wait_ready(uint32_t timeout_ms, struct err_info *ei);
 /* Main thread: close every upstream (children killed with their process group). */
 void gateway_stop(void);
+/* After the worker loops have stopped: free what the engine holds. */
+void gateway_free(void);
 /* True when every upstream is ready. */
 bool gateway_ready(void);
 /* A new object for /readyz: {"ready": bool, "servers": {name: {"state":…, "why":…, "restarts":n}}}. */

@@ -1,0 +1,1000 @@
+/*
+ * HTTP server on h2o (libuv flavour); see server.h.
+ *
+ * A POST carrying a request either gets a JSON answer at once (answered by the gateway) or an
+ * answer stream (forwarded to a server). A writer attached to the stream sends what arrives: as
+ * a plain JSON body when the first thing to arrive is the final answer, otherwise as SSE. A GET
+ * attaches a writer to the session's standalone stream, or resumes an earlier stream from
+ * Last-Event-ID. h2o allows one h2o_send in flight per response, so a writer pulls more only from
+ * its proceed callback.
+ */
+#include "http/server.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/rand.h"
+#include "mcp/jsonrpc.h"
+#include "mcp/session.h"
+
+#define H2O_USE_EPOLL 0
+#include <h2o.h>
+#include <h2o/http1.h>
+#include <h2o/http2.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SSE_CHUNK_MAX (64u << 20) /* what one pull may gather for one send */
+
+struct server;
+
+struct listener {
+    uv_tcp_t handle;
+    int fd;
+    struct worker *w;
+    bool open;
+};
+
+struct worker {
+    struct mcp_worker mcp; /* first: the gateway sees this */
+    struct server *srv;
+    pthread_t thread;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t *accept; /* one per configured listener */
+    struct listener *listeners;
+    size_t nlisteners;
+    uv_timer_t keepalive;
+    h2o_linklist_t writers; /* SSE writers, for keep-alive comments and drain */
+    atomic_uint inflight;   /* MCP requests not yet finished */
+    uint64_t next_req;
+    bool draining;
+};
+
+struct server {
+    struct config *cfg; /* under cfg_lock: swapped by reload */
+    pthread_mutex_t cfg_lock;
+    h2o_globalconf_t globalconf;
+    SSL_CTX **ssl; /* per listener, NULL for plain */
+    int **fds;     /* fds[listener][worker] */
+    uint16_t *ports;
+    struct worker *workers;
+    struct mcp_worker **mcp_workers;
+    unsigned nworkers;
+    bool started;
+};
+
+static struct {
+    struct metric *http_requests, *mcp_requests, *mcp_duration, *sessions;
+} M;
+
+static void metrics_init(void)
+{
+    static const char *const http_labels[] = {"endpoint", "code"};
+    static const char *const mcp_labels[] = {"server", "method", "outcome"};
+    static const char *const dur_labels[] = {"server", "method"};
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    if (M.http_requests)
+        return;
+    M.http_requests = metrics_counter("gatehouse_http_requests_total", "HTTP requests by endpoint and status code", 2, http_labels);
+    M.mcp_requests = metrics_counter("gatehouse_mcp_requests_total", "MCP requests by server, method and outcome", 3, mcp_labels);
+    M.mcp_duration = metrics_histogram("gatehouse_mcp_request_duration_seconds",
+                                       "Time from the request to the end of its answer, by server and method", 2, dur_labels,
+                                       buckets, (int)(sizeof(buckets) / sizeof(buckets[0])));
+    M.sessions = metrics_gauge("gatehouse_sessions", "Open MCP sessions", 0, NULL);
+}
+
+/* --- small helpers --- */
+
+static h2o_iovec_t header_value(h2o_req_t *req, const char *name, size_t len)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, len, -1);
+    return i < 0 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
+}
+
+static bool iovec_contains(h2o_iovec_t v, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; v.base && i + n <= v.len; i++)
+        if (strncasecmp(v.base + i, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static struct config *server_config(struct server *srv)
+{
+    pthread_mutex_lock(&srv->cfg_lock);
+    struct config *c = config_ref(srv->cfg);
+    pthread_mutex_unlock(&srv->cfg_lock);
+    return c;
+}
+
+static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value)
+{
+    h2o_add_header(&req->pool, &req->res.headers, token, NULL, value, strlen(value));
+}
+
+static void add_header_str(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+}
+
+static void count_http(const char *endpoint, int status)
+{
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    const char *labels[] = {endpoint, code};
+    metrics_inc(M.http_requests, labels, 1);
+}
+
+/* Send a complete body (copied into the request's pool). */
+static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    static const char *const reasons[600] = {[200] = "OK", [202] = "Accepted", [204] = "No Content", [400] = "Bad Request",
+                                             [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
+                                             [406] = "Not Acceptable", [409] = "Conflict", [413] = "Payload Too Large",
+                                             [415] = "Unsupported Media Type", [500] = "Internal Server Error",
+                                             [503] = "Service Unavailable"};
+    req->res.status = status;
+    req->res.reason = status > 0 && status < 600 && reasons[status] ? reasons[status] : "Status";
+    if (content_type)
+        add_header(req, H2O_TOKEN_CONTENT_TYPE, content_type);
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    h2o_send_inline(req, body, len);
+}
+
+static void send_json(h2o_req_t *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (text == NULL) {
+        send_body(req, 500, "text/plain", "out of memory\n", 14);
+        return;
+    }
+    send_body(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* A JSON-RPC error (id null) as the body of an HTTP refusal. */
+static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *e = jsonrpc_error_new(NULL, code, msg, NULL);
+    send_json(req, status, e);
+    json_decref(e);
+}
+
+/* --- writers: streaming an answer or a GET stream to one HTTP response --- */
+
+struct writer {
+    struct stream_writer sw; /* first */
+    h2o_generator_t gen;
+    h2o_req_t *req;
+    struct worker *w;
+    struct stream *stream;
+    h2o_linklist_t link; /* in w->writers while streaming SSE */
+    struct buf out;      /* bytes handed to h2o_send, valid until proceed */
+    uint64_t cursor;
+    uint64_t started_ns;
+    bool json_ok;    /* a single final answer may go out as plain JSON */
+    bool started;    /* SSE response headers sent */
+    bool sending;    /* an h2o_send is in flight */
+    bool done;       /* final sent */
+    bool standalone; /* a GET stream */
+    const char *server;
+    char method[48];
+    char outcome[16];
+};
+
+static void writer_pump(struct writer *wr);
+
+static void writer_wake_cb(struct stream_writer *sw)
+{
+    writer_pump((struct writer *)sw);
+}
+
+static void writer_proceed_cb(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct writer *wr = H2O_STRUCT_FROM_MEMBER(struct writer, gen, gen);
+    wr->sending = false;
+    buf_reset(&wr->out);
+    writer_pump(wr);
+}
+
+static void writer_stop_cb(h2o_generator_t *gen, h2o_req_t *req)
+{
+    /* The client went away. The stream lives on for resumption; this writer is disposed with
+       the request's pool (writer_dispose). */
+    struct writer *wr = H2O_STRUCT_FROM_MEMBER(struct writer, gen, gen);
+    wr->done = true;
+    stream_detach(wr->stream, &wr->sw);
+}
+
+static void writer_dispose(void *p)
+{
+    struct writer *wr = p;
+    stream_detach(wr->stream, &wr->sw);
+    if (h2o_linklist_is_linked(&wr->link))
+        h2o_linklist_unlink(&wr->link);
+    if (!wr->standalone) {
+        double secs = (double)(clock_now_ns() - wr->started_ns) / 1e9;
+        const char *server = wr->server ? wr->server : "";
+        const char *l3[] = {server, wr->method, wr->outcome[0] ? wr->outcome : "disconnected"};
+        metrics_inc(M.mcp_requests, l3, 1);
+        const char *l2[] = {server, wr->method};
+        metrics_observe(M.mcp_duration, l2, secs);
+        atomic_fetch_sub(&wr->w->inflight, 1);
+    }
+    stream_unref(wr->stream);
+    buf_release(&wr->out);
+}
+
+static void note_outcome(struct writer *wr, json_t *final)
+{
+    json_t *res = json_object_get(final, "result");
+    if (json_object_get(final, "error"))
+        snprintf(wr->outcome, sizeof(wr->outcome), "error");
+    else if (json_is_true(json_object_get(res, "isError")))
+        snprintf(wr->outcome, sizeof(wr->outcome), "tool_error");
+    else
+        snprintf(wr->outcome, sizeof(wr->outcome), "ok");
+}
+
+static void writer_pump(struct writer *wr)
+{
+    if (wr->sending || wr->done)
+        return;
+    bool finished = false;
+    json_t *single = NULL;
+    int err = stream_pull(wr->stream, &wr->cursor, &wr->out, &finished, wr->json_ok && !wr->started, &single);
+    if (err == ERR_LIMIT && !wr->started) {
+        wr->done = true;
+        send_refusal(wr->req, 409, JSONRPC_INVALID_REQUEST,
+                     "the events after Last-Event-ID are no longer buffered (limits.replay_events); start over");
+        return;
+    }
+    if (single != NULL) {
+        note_outcome(wr, single);
+        wr->done = true;
+        send_json(wr->req, 200, single);
+        json_decref(single);
+        return;
+    }
+    if (err == ERR_LIMIT || err == ERR_NOMEM)
+        finished = true; /* cannot continue this stream; end it */
+    if (!wr->started) {
+        if (wr->out.len == 0 && !finished)
+            return;
+        wr->started = true;
+        wr->req->res.status = 200;
+        wr->req->res.reason = "OK";
+        add_header(wr->req, H2O_TOKEN_CONTENT_TYPE, "text/event-stream");
+        add_header(wr->req, H2O_TOKEN_CACHE_CONTROL, "no-cache, no-store");
+        add_header_str(wr->req, "x-accel-buffering", "no");
+        h2o_start_response(wr->req, &wr->gen);
+        /* Priming event: an id the client can resume from, and how soon to reconnect. */
+        struct buf prime;
+        buf_init(&prime, 256);
+        buf_printf(&prime, "id: %llu-0\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(wr->stream));
+        buf_append(&prime, wr->out.data ? wr->out.data : "", wr->out.len);
+        buf_release(&wr->out);
+        wr->out = prime;
+        wr->out.max = SSE_CHUNK_MAX;
+        h2o_linklist_insert(&wr->w->writers, &wr->link);
+    }
+    if (wr->out.len == 0 && !finished)
+        return;
+    if (finished) {
+        wr->done = true;
+        if (!wr->outcome[0])
+            snprintf(wr->outcome, sizeof(wr->outcome), "ok");
+        if (h2o_linklist_is_linked(&wr->link))
+            h2o_linklist_unlink(&wr->link);
+    }
+    h2o_iovec_t v = h2o_iovec_init(wr->out.data ? wr->out.data : "", wr->out.len);
+    wr->sending = true;
+    h2o_send(wr->req, &v, 1, finished ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream *st, bool standalone)
+{
+    struct writer *wr = h2o_mem_alloc_shared(&req->pool, sizeof(*wr), writer_dispose);
+    memset(wr, 0, sizeof(*wr));
+    wr->sw.mb = w->mcp.mb;
+    wr->sw.wake_cb = writer_wake_cb;
+    wr->gen.proceed = writer_proceed_cb;
+    wr->gen.stop = writer_stop_cb;
+    wr->req = req;
+    wr->w = w;
+    wr->stream = st; /* takes the reference */
+    wr->standalone = standalone;
+    wr->started_ns = clock_now_ns();
+    h2o_linklist_init_anchor(&wr->link);
+    buf_init(&wr->out, SSE_CHUNK_MAX);
+    if (!standalone)
+        atomic_fetch_add(&w->inflight, 1);
+    return wr;
+}
+
+static void keepalive_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    for (h2o_linklist_t *l = w->writers.next; l != &w->writers; l = l->next) {
+        struct writer *wr = H2O_STRUCT_FROM_MEMBER(struct writer, link, l);
+        if (wr->sending || wr->done || !wr->started)
+            continue;
+        buf_append_str(&wr->out, ": keep-alive\n\n");
+        h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
+        wr->sending = true;
+        h2o_send(wr->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+    }
+}
+
+/* --- request handling --- */
+
+static bool host_allowed(const struct config *cfg, const char *host, size_t len)
+{
+    /* Drop the port: "[::1]:8080" -> "[::1]", "localhost:8080" -> "localhost". */
+    size_t n = len;
+    if (len > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', len);
+        n = close ? (size_t)(close - host) + 1 : len;
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon)
+            n = (size_t)(colon - host);
+    }
+    for (size_t i = 0; i < cfg->nallowed_hosts; i++)
+        if (strlen(cfg->allowed_hosts[i]) == n && strncasecmp(cfg->allowed_hosts[i], host, n) == 0)
+            return true;
+    return false;
+}
+
+static bool origin_allowed(const struct config *cfg, h2o_iovec_t origin)
+{
+    for (size_t i = 0; i < cfg->nallowed_origins; i++)
+        if (strlen(cfg->allowed_origins[i]) == origin.len && strncasecmp(cfg->allowed_origins[i], origin.base, origin.len) == 0)
+            return true;
+    /* An origin on an allowed host (a local web client such as the Inspector) is allowed too. */
+    const char *p = memchr(origin.base, ':', origin.len);
+    if (p == NULL || (size_t)(p - origin.base) + 3 > origin.len || p[1] != '/' || p[2] != '/')
+        return false;
+    const char *host = p + 3;
+    size_t hlen = origin.len - (size_t)(host - origin.base);
+    return host_allowed(cfg, host, hlen);
+}
+
+/* DNS-rebinding protection: both Host and Origin must be ours. Answers and returns false if not. */
+static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
+{
+    h2o_iovec_t host = req->authority;
+    if (host.len == 0 || !host_allowed(cfg, host.base, host.len)) {
+        send_refusal(req, 403, JSONRPC_INVALID_REQUEST,
+                     "Host \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_hosts in the configuration",
+                     (int)(host.len > 200 ? 200 : host.len), host.base ? host.base : "");
+        return false;
+    }
+    h2o_iovec_t origin = header_value(req, H2O_STRLIT("origin"));
+    if (origin.base != NULL && !origin_allowed(cfg, origin)) {
+        send_refusal(req, 403, JSONRPC_INVALID_REQUEST,
+                     "Origin \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_origins in the configuration",
+                     (int)(origin.len > 200 ? 200 : origin.len), origin.base);
+        return false;
+    }
+    return true;
+}
+
+/* The session named by Mcp-Session-Id: answers 400/404 and returns NULL when there is none. */
+static struct session *require_session(h2o_req_t *req, int view)
+{
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    if (sid.base == NULL) {
+        send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "the Mcp-Session-Id header is required; send initialize first to get one");
+        return NULL;
+    }
+    struct session *s = session_find(sid.base, sid.len);
+    if (s == NULL) {
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "session not found: it expired or was closed; initialize a new one");
+        return NULL;
+    }
+    if (session_view(s) != view) {
+        session_unref(s);
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "session not found on this endpoint; it belongs to another /mcp path");
+        return NULL;
+    }
+    return s;
+}
+
+static bool check_protocol_header(h2o_req_t *req)
+{
+    h2o_iovec_t v = header_value(req, H2O_STRLIT("mcp-protocol-version"));
+    if (v.base == NULL)
+        return true; /* the spec says: assume 2025-03-26 */
+    char version[32];
+    if (v.len < sizeof(version)) {
+        memcpy(version, v.base, v.len);
+        version[v.len] = '\0';
+        if (mcp_version_supported(version))
+            return true;
+    }
+    char list[128] = "";
+    for (int i = 0; mcp_supported_versions[i]; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", mcp_supported_versions[i]);
+    send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version \"%.*s\"; supported: %s",
+                 (int)(v.len > 40 ? 40 : v.len), v.base, list);
+    return false;
+}
+
+static void log_request(struct worker *w, h2o_req_t *req, int status, const char *mcp_method, const char *server,
+                        const char *target, uint64_t start_ns)
+{
+    if (log_get_level() > LOG_INFO)
+        return;
+    char rid[32];
+    snprintf(rid, sizeof(rid), "%d-%llu", w->mcp.index, (unsigned long long)++w->next_req);
+    json_t *f = json_pack("{s:s, s:s%, s:s%, s:i, s:f}", "request_id", rid, "http_method", req->method.base, req->method.len, "path",
+                          req->path_normalized.base, req->path_normalized.len, "status", status, "duration_ms",
+                          (double)(clock_now_ns() - start_ns) / 1e6);
+    if (mcp_method)
+        json_object_set_new(f, "mcp_method", json_string(mcp_method));
+    if (server)
+        json_object_set_new(f, "server", json_string(server));
+    if (target && *target)
+        json_object_set_new(f, "target", json_string(target));
+    log_fields(LOG_INFO, "request", f);
+}
+
+static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+{
+    h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
+    if (!(iovec_contains(accept, "application/json") && iovec_contains(accept, "text/event-stream")) &&
+        !iovec_contains(accept, "*/*")) {
+        send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "the Accept header must list both application/json and text/event-stream");
+        count_http("mcp", 406);
+        return;
+    }
+    h2o_iovec_t ctype = header_value(req, H2O_STRLIT("content-type"));
+    if (ctype.base == NULL || ctype.len < 16 || strncasecmp(ctype.base, "application/json", 16) != 0) {
+        send_refusal(req, 415, JSONRPC_INVALID_REQUEST, "the Content-Type must be application/json");
+        count_http("mcp", 415);
+        return;
+    }
+    if (!check_protocol_header(req)) {
+        count_http("mcp", 400);
+        return;
+    }
+    json_t *msg = NULL, *id = NULL;
+    enum jsonrpc_kind kind;
+    struct err_info ei = {0};
+    int err = jsonrpc_parse(req->entity.base ? req->entity.base : "", req->entity.len, &msg, &kind, &id, &ei);
+    if (err) {
+        json_t *e = jsonrpc_error_new(id, err == ERR_PARSE ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST, ei.msg, NULL);
+        send_json(req, 400, e);
+        json_decref(e);
+        json_decref(id);
+        count_http("mcp", 400);
+        log_request(w, req, 400, NULL, NULL, NULL, start);
+        return;
+    }
+    json_decref(id);
+    const char *method = jsonrpc_method(msg);
+    bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
+    struct session *s = NULL;
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    if (!is_init || sid.base != NULL) {
+        s = require_session(req, view);
+        if (s == NULL) {
+            json_decref(msg);
+            count_http("mcp", req->res.status);
+            return;
+        }
+    }
+    struct mcp_reply r;
+    mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
+    char mname[48];
+    snprintf(mname, sizeof(mname), "%s", method ? method : kind == JSONRPC_RESULT ? "(result)" : "(error)");
+    if (r.session) {
+        add_header_str(req, "mcp-session-id", session_id(r.session));
+        metrics_set(M.sessions, NULL, session_table_count());
+    }
+    if (r.stream) {
+        struct writer *wr = writer_new(req, w, r.stream, false);
+        r.stream = NULL;
+        wr->json_ok = true;
+        wr->server = r.server;
+        snprintf(wr->method, sizeof(wr->method), "%s", mname);
+        count_http("mcp", 200);
+        log_request(w, req, 200, mname, r.server, r.target, start);
+        if (stream_attach(wr->stream, &wr->sw) != 0)
+            send_refusal(req, 500, JSONRPC_INTERNAL_ERROR, "internal error: stream already attached");
+    } else if (r.body) {
+        send_json(req, r.status, r.body);
+        count_http("mcp", r.status);
+        const char *server = r.server ? r.server : "gateway";
+        const char *labels[] = {server, mname, json_object_get(r.body, "error") ? "error" : "ok"};
+        metrics_inc(M.mcp_requests, labels, 1);
+        log_request(w, req, r.status, mname, r.server, r.target, start);
+    } else {
+        send_body(req, 202, NULL, "", 0);
+        count_http("mcp", 202);
+        log_request(w, req, 202, mname, r.server, NULL, start);
+    }
+    mcp_reply_release(&r);
+    session_unref(s);
+    json_decref(msg);
+}
+
+static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+{
+    h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
+    if (!iovec_contains(accept, "text/event-stream")) {
+        send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "a GET on the MCP endpoint opens an SSE stream: Accept must list text/event-stream");
+        return;
+    }
+    if (!check_protocol_header(req))
+        return;
+    struct session *s = require_session(req, view);
+    if (s == NULL)
+        return;
+    h2o_iovec_t last = header_value(req, H2O_STRLIT("last-event-id"));
+    struct stream *st = NULL;
+    uint64_t after = 0;
+    bool standalone = true;
+    if (last.base != NULL) {
+        char id[64];
+        if (last.len < sizeof(id)) {
+            memcpy(id, last.base, last.len);
+            id[last.len] = '\0';
+            st = session_find_stream(s, id, &after);
+        }
+        if (st == NULL) {
+            session_unref(s);
+            send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "Last-Event-ID \"%.*s\" names no stream of this session",
+                         (int)(last.len > 60 ? 60 : last.len), last.base);
+            return;
+        }
+        standalone = false;
+    } else {
+        st = session_standalone_stream(s);
+    }
+    session_unref(s);
+    if (st == NULL) {
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "session not found: it was closed");
+        return;
+    }
+    struct writer *wr = writer_new(req, w, st, true);
+    (void)standalone;
+    wr->cursor = after;
+    snprintf(wr->method, sizeof(wr->method), "GET");
+    if (stream_attach(st, &wr->sw) != 0) {
+        wr->done = true;
+        send_refusal(req, 409, JSONRPC_INVALID_REQUEST, "this session already has an open stream there; only one at a time");
+        return;
+    }
+    /* Send the headers and the priming event now: a GET stream may stay quiet for long. */
+    wr->started = true;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/event-stream");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-cache, no-store");
+    add_header_str(req, "x-accel-buffering", "no");
+    h2o_start_response(req, &wr->gen);
+    h2o_linklist_insert(&w->writers, &wr->link);
+    buf_printf(&wr->out, "id: %llu-%llu\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(st), (unsigned long long)after);
+    h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
+    wr->sending = true;
+    h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+    log_request(w, req, 200, "GET", NULL, NULL, start);
+}
+
+static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+{
+    struct session *s = require_session(req, view);
+    if (s == NULL)
+        return;
+    session_close(s);
+    session_unref(s);
+    metrics_set(M.sessions, NULL, session_table_count());
+    send_body(req, 200, NULL, "", 0);
+    log_request(w, req, 200, "DELETE", NULL, NULL, start);
+}
+
+static int on_mcp(struct worker *w, h2o_req_t *req, int view)
+{
+    uint64_t start = clock_now_ns();
+    struct config *cfg = server_config(w->srv);
+    if (!check_host_origin(req, cfg)) {
+        config_unref(cfg);
+        count_http("mcp", 403);
+        return 0;
+    }
+    config_unref(cfg);
+    if (w->draining) {
+        send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
+        return 0;
+    }
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+        handle_post(w, req, view, start);
+    else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
+        handle_get(w, req, view, start);
+    else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
+        handle_delete(w, req, view, start);
+    else {
+        add_header(req, H2O_TOKEN_ALLOW, "GET, POST, DELETE");
+        send_refusal(req, 405, JSONRPC_INVALID_REQUEST, "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
+                     (int)req->method.len, req->method.base);
+    }
+    return 0;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/mcp")))
+        return on_mcp(w, req, -1);
+    if (path.len > 5 && memcmp(path.base, "/mcp/", 5) == 0) {
+        char name[CONFIG_NAME_MAX + 1];
+        size_t n = path.len - 5;
+        int view = -1;
+        if (n <= CONFIG_NAME_MAX) {
+            memcpy(name, path.base + 5, n);
+            name[n] = '\0';
+            view = gateway_find_server(name);
+        }
+        if (view < 0) {
+            send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "no server named \"%.*s\" behind this gateway",
+                         (int)(n > 64 ? 64 : n), path.base + 5);
+            return 0;
+        }
+        return on_mcp(w, req, view);
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
+        send_body(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
+        json_t *st = gateway_status();
+        send_json(req, json_is_true(json_object_get(st, "ready")) ? 200 : 503, st);
+        json_decref(st);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
+        struct buf b;
+        buf_init(&b, 16u << 20);
+        metrics_set(M.sessions, NULL, session_table_count());
+        if (metrics_render(&b) == 0)
+            send_body(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+        else
+            send_body(req, 500, "text/plain", "metrics too large\n", 18);
+        buf_release(&b);
+        return 0;
+    }
+    send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "nothing here; the MCP endpoint is /mcp");
+    return 0;
+}
+
+/* --- sockets and threads --- */
+
+static int bind_socket(const struct config_listener *l, uint16_t port, int *fd_out, uint16_t *bound, struct err_info *ei)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    int r = getaddrinfo(l->address, portstr, &hints, &ai);
+    if (r != 0)
+        return err_info_set(ei, ERR_INVAL, 0, 0, "listen address \"%s\": %s", l->address, gai_strerror(r));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, 4096) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return err_info_set(ei, ERR_IO, 0, 0, "cannot listen on %s:%u: %s", l->address, port, strerror(e));
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
+    return 0;
+}
+
+static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err_info *ei)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1) {
+        err_info_set(ei, ERR_IO, 0, 0, "TLS certificate %s could not be loaded (PEM chain expected)", l->tls_cert);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        err_info_set(ei, ERR_IO, 0, 0, "TLS key %s could not be loaded or does not match the certificate", l->tls_key);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (http2)
+        h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
+int server_new(struct config *cfg, struct server **out, struct err_info *ei)
+{
+    int err = ERR_NOMEM;
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return ERR_NOMEM;
+    metrics_init();
+    pthread_mutex_init(&srv->cfg_lock, NULL);
+    srv->cfg = config_ref(cfg);
+    srv->nworkers = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    if (srv->nworkers == 0)
+        srv->nworkers = 1;
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.max_request_entity_size = cfg->max_body;
+    srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatehouse"));
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
+    h->on_req = on_req;
+
+    srv->ssl = calloc(cfg->nlisteners, sizeof(*srv->ssl));
+    srv->fds = calloc(cfg->nlisteners, sizeof(*srv->fds));
+    srv->ports = calloc(cfg->nlisteners, sizeof(*srv->ports));
+    if (!srv->ssl || !srv->fds || !srv->ports)
+        goto fail;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        srv->fds[i] = calloc(srv->nworkers, sizeof(int));
+        if (srv->fds[i] == NULL)
+            goto fail;
+        for (unsigned j = 0; j < srv->nworkers; j++)
+            srv->fds[i][j] = -1;
+        if (l->tls_cert && (srv->ssl[i] = make_ssl(l, cfg->http2, ei)) == NULL) {
+            err = ERR_IO;
+            goto fail;
+        }
+        /* The first socket picks the port (it may be 0); the others share it via SO_REUSEPORT. */
+        for (unsigned j = 0; j < srv->nworkers; j++) {
+            err = bind_socket(l, j == 0 ? l->port : srv->ports[i], &srv->fds[i][j], &srv->ports[i], ei);
+            if (err)
+                goto fail;
+        }
+    }
+    *out = srv;
+    return 0;
+fail:
+    server_free(srv);
+    return err;
+}
+
+static void worker_start_cb(void *arg);
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+int server_start(struct server *srv)
+{
+    srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+    srv->mcp_workers = calloc(srv->nworkers, sizeof(*srv->mcp_workers));
+    if (!srv->workers || !srv->mcp_workers)
+        return ERR_NOMEM;
+    const struct config *cfg = srv->cfg;
+    for (unsigned j = 0; j < srv->nworkers; j++) {
+        struct worker *w = &srv->workers[j];
+        w->srv = srv;
+        uv_loop_init(&w->loop);
+        w->mcp.index = (int)j;
+        w->mcp.loop = &w->loop;
+        w->mcp.mb = mailbox_new(&w->loop);
+        if (w->mcp.mb == NULL)
+            return ERR_NOMEM;
+        srv->mcp_workers[j] = &w->mcp;
+        h2o_context_init(&w->ctx, &w->loop, &srv->globalconf);
+        h2o_linklist_init_anchor(&w->writers);
+        w->nlisteners = cfg->nlisteners;
+        w->accept = calloc(cfg->nlisteners, sizeof(*w->accept));
+        w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
+        if (!w->accept || !w->listeners)
+            return ERR_NOMEM;
+        for (size_t i = 0; i < cfg->nlisteners; i++) {
+            w->accept[i].ctx = &w->ctx;
+            w->accept[i].hosts = srv->globalconf.hosts;
+            w->accept[i].ssl_ctx = srv->ssl[i];
+            w->listeners[i].fd = srv->fds[i][j];
+            w->listeners[i].w = w;
+        }
+        uv_timer_init(&w->loop, &w->keepalive);
+        w->keepalive.data = w;
+        if (cfg->sse_keepalive_ms)
+            uv_timer_start(&w->keepalive, keepalive_cb, cfg->sse_keepalive_ms, cfg->sse_keepalive_ms);
+        mailbox_post(w->mcp.mb, worker_start_cb, w);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return ERR_IO;
+    }
+    srv->started = true;
+    return 0;
+}
+
+static void worker_start_cb(void *arg)
+{
+    (void)arg; /* the loop is running: nothing else to do until server_listen */
+}
+
+struct mcp_worker **server_workers(struct server *srv, unsigned *n)
+{
+    *n = srv->nworkers;
+    return srv->mcp_workers;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct listener *l = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL)
+        return;
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    size_t idx = (size_t)(l - l->w->listeners);
+    h2o_accept(&l->w->accept[idx], sock);
+}
+
+static void worker_listen_cb(void *arg)
+{
+    struct worker *w = arg;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        struct listener *l = &w->listeners[i];
+        uv_tcp_init(&w->loop, &l->handle);
+        l->handle.data = l;
+        if (uv_tcp_open(&l->handle, l->fd) != 0 || uv_listen((uv_stream_t *)&l->handle, 4096, on_connection) != 0) {
+            log_error("listen", "worker %d could not accept on fd %d", w->mcp.index, l->fd);
+            continue;
+        }
+        l->open = true;
+    }
+}
+
+void server_listen(struct server *srv)
+{
+    for (unsigned j = 0; j < srv->nworkers; j++)
+        mailbox_post(srv->workers[j].mcp.mb, worker_listen_cb, &srv->workers[j]);
+}
+
+uint16_t server_port(struct server *srv, size_t i)
+{
+    return srv->ports[i];
+}
+
+static void worker_drain_cb(void *arg)
+{
+    struct worker *w = arg;
+    w->draining = true;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i].open) {
+            uv_close((uv_handle_t *)&w->listeners[i].handle, NULL);
+            w->listeners[i].open = false;
+            w->listeners[i].fd = -1; /* closed with the handle */
+        }
+}
+
+void server_drain(struct server *srv, uint32_t grace_ms)
+{
+    if (!srv->started)
+        return;
+    for (unsigned j = 0; j < srv->nworkers; j++)
+        mailbox_post(srv->workers[j].mcp.mb, worker_drain_cb, &srv->workers[j]);
+    /* Standalone streams never finish by themselves: closing every session ends them, after
+       the answers in flight (which do not need the session table) are let through. */
+    uint64_t deadline = clock_now_ns() + (uint64_t)grace_ms * 1000000u;
+    for (;;) {
+        unsigned busy = 0;
+        for (unsigned j = 0; j < srv->nworkers; j++)
+            busy += atomic_load(&srv->workers[j].inflight);
+        if (busy == 0 || clock_now_ns() >= deadline) {
+            if (busy)
+                log_warn("drain", "%u request(s) still in flight after %u ms; cutting them", busy, grace_ms);
+            break;
+        }
+        usleep(10000);
+    }
+    session_table_close_all();
+}
+
+void server_reconfigure(struct server *srv, struct config *cfg)
+{
+    pthread_mutex_lock(&srv->cfg_lock);
+    struct config *old = srv->cfg;
+    srv->cfg = config_ref(cfg);
+    pthread_mutex_unlock(&srv->cfg_lock);
+    config_unref(old);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void worker_stop_cb(void *arg)
+{
+    struct worker *w = arg;
+    uv_timer_stop(&w->keepalive);
+    uv_stop(&w->loop);
+}
+
+void server_free(struct server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->started) {
+        for (unsigned j = 0; j < srv->nworkers; j++)
+            mailbox_post(srv->workers[j].mcp.mb, worker_stop_cb, &srv->workers[j]);
+        for (unsigned j = 0; j < srv->nworkers; j++)
+            pthread_join(srv->workers[j].thread, NULL);
+    }
+    for (unsigned j = 0; srv->workers && j < srv->nworkers; j++) {
+        struct worker *w = &srv->workers[j];
+        if (w->mcp.mb == NULL)
+            continue;
+        /* Close what is left on the loop (connections, timers) and let the callbacks run. */
+        mailbox_close(w->mcp.mb);
+        uv_walk(&w->loop, close_walk_cb, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        h2o_context_dispose(&w->ctx);
+        uv_loop_close(&w->loop);
+        free(w->accept);
+        free(w->listeners);
+    }
+    for (size_t i = 0; srv->cfg && i < srv->cfg->nlisteners; i++) {
+        if (srv->fds && srv->fds[i]) {
+            for (unsigned j = 0; j < srv->nworkers; j++)
+                if (srv->fds[i][j] >= 0 && !(srv->workers && srv->workers[j].listeners))
+                    close(srv->fds[i][j]);
+            free(srv->fds[i]);
+        }
+        if (srv->ssl && srv->ssl[i])
+            SSL_CTX_free(srv->ssl[i]);
+    }
+    free(srv->fds);
+    free(srv->ssl);
+    free(srv->ports);
+    free(srv->workers);
+    free(srv->mcp_workers);
+    h2o_config_dispose(&srv->globalconf);
+    config_unref(srv->cfg);
+    pthread_mutex_destroy(&srv->cfg_lock);
+    free(srv);
+}

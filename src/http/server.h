@@ -1,0 +1,40 @@
+/*
+ * The HTTP front of the gateway: N worker threads, each with its own libuv loop, h2o context and
+ * listening sockets (SO_REUSEPORT), serving
+ *   /mcp, /mcp/<server>   the MCP Streamable HTTP transport (POST, GET stream, DELETE)
+ *   /healthz, /readyz     liveness, and readiness with each upstream's state
+ *   /metrics              Prometheus text
+ * with Host/Origin validation (DNS-rebinding protection) and a request body limit.
+ *
+ * Lifecycle, all on the main thread: server_new binds (so that a taken port fails early),
+ * server_start runs the workers, server_listen starts accepting, server_drain stops accepting
+ * and waits for requests in flight, server_free joins and frees.
+ */
+#ifndef GH_HTTP_SERVER_H
+#define GH_HTTP_SERVER_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/err.h"
+#include "mcp/gateway.h"
+
+struct server;
+
+int server_new(struct config *cfg, struct server **out, struct err_info *ei);
+/* Start the worker threads (loops running, not yet accepting). */
+int server_start(struct server *srv);
+struct mcp_worker **server_workers(struct server *srv, unsigned *n);
+/* Start accepting on every worker. */
+void server_listen(struct server *srv);
+/* The port actually bound by listener i (after port 0). */
+uint16_t server_port(struct server *srv, size_t i);
+/* Stop accepting, end standalone streams, wait for requests in flight (at most grace_ms). */
+void server_drain(struct server *srv, uint32_t grace_ms);
+/* Swap in a reloaded configuration for the settings that apply live (hosts, origins, limits
+   checked per request). Listeners and servers are not changed by a reload. */
+void server_reconfigure(struct server *srv, struct config *cfg);
+/* Stop the loops, join the threads, free everything. */
+void server_free(struct server *srv);
+
+#endif
