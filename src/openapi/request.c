@@ -1,0 +1,523 @@
+/*
+ * One tool call to one HTTP request, exactly as the document describes it: path parameters
+ * percent-escaped (simple, label, matrix), query parameters by style and explode (form,
+ * spaceDelimited, pipeDelimited, deepObject), headers and cookies, and the body as JSON,
+ * application/x-www-form-urlencoded with nested keys (metadata[key]=v, items[0][price]=v) or
+ * multipart/form-data. Arguments are validated first: unknown, missing and malformed ones are
+ * refused with the argument's name. Credentials are not handled here (the vault injects them).
+ */
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+#include "openapi/openapi-int.h"
+
+#define REQ_MAX (64u << 20) /* bound on any single part of a built request */
+
+enum enc { ENC_NONE, ENC_STRICT };
+
+static int enc(struct buf *b, const char *s, size_t n, enum enc mode)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int rc;
+        if (mode == ENC_NONE || isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            rc = buf_append(b, &s[i], 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, e, 3);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The text of a scalar (nested values as compact JSON). */
+static char *scalar_text(json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (json_is_null(v))
+        return strdup("");
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+static int enc_value(struct buf *b, json_t *v, enum enc mode)
+{
+    if (json_is_string(v))
+        return enc(b, json_string_value(v), json_string_length(v), mode);
+    char *s = scalar_text(v);
+    if (s == NULL)
+        return ERR_NOMEM;
+    int rc = enc(b, s, strlen(s), mode);
+    free(s);
+    return rc;
+}
+
+static int enc_str(struct buf *b, const char *s, enum enc mode)
+{
+    return enc(b, s, strlen(s), mode);
+}
+
+/* ---- path and header values (simple, label, matrix) ---- */
+
+static int ser_path(struct buf *b, const struct openapi_param *p, const char *name, json_t *v,
+                    enum enc mode)
+{
+    const char *prefix = "", *sep = ",";
+    enum openapi_style st = p ? p->style : OPENAPI_STYLE_SIMPLE;
+    bool explode = p && p->explode;
+    int rc = 0;
+    if (st == OPENAPI_STYLE_LABEL) {
+        prefix = ".";
+        sep = explode ? "." : ",";
+    } else if (st == OPENAPI_STYLE_MATRIX) {
+        prefix = ";";
+        sep = explode ? ";" : ",";
+    }
+    bool matrix = st == OPENAPI_STYLE_MATRIX;
+    if ((rc = buf_append_str(b, prefix)))
+        return rc;
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+            return rc;
+        json_array_foreach(v, i, e)
+        {
+            if (i && (rc = buf_append_str(b, sep)))
+                return rc;
+            if (matrix && explode && (rc = buf_printf(b, "%s=", name)))
+                return rc;
+            if ((rc = enc_value(b, e, mode)))
+                return rc;
+        }
+        return 0;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        bool first = true;
+        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+            return rc;
+        json_object_foreach(v, k, e)
+        {
+            if (!first && (rc = buf_append_str(b, sep)))
+                return rc;
+            first = false;
+            if ((rc = enc_str(b, k, mode)) || (rc = buf_append_str(b, explode ? "=" : ",")) ||
+                (rc = enc_value(b, e, mode)))
+                return rc;
+        }
+        return 0;
+    }
+    if (matrix && (rc = buf_printf(b, "%s=", name)))
+        return rc;
+    return enc_value(b, v, mode);
+}
+
+/* ---- query values ---- */
+
+static int q_pair(struct buf *q, const char *k, json_t *v)
+{
+    int rc;
+    if (q->len && (rc = buf_append_str(q, "&")))
+        return rc;
+    if ((rc = enc_str(q, k, ENC_STRICT)) || (rc = buf_append_str(q, "=")))
+        return rc;
+    return enc_value(q, v, ENC_STRICT);
+}
+
+static int ser_query(struct buf *q, const struct openapi_param *p, const char *name, json_t *v)
+{
+    int rc = 0;
+    if (json_is_array(v)) {
+        const char *sep = p->style == OPENAPI_STYLE_SPACE_DELIMITED  ? "%20"
+                          : p->style == OPENAPI_STYLE_PIPE_DELIMITED ? "|"
+                                                                     : ",";
+        bool explode = p->explode && p->style != OPENAPI_STYLE_SPACE_DELIMITED &&
+                       p->style != OPENAPI_STYLE_PIPE_DELIMITED;
+        size_t i;
+        json_t *e;
+        if (explode) {
+            json_array_foreach(v, i, e) if ((rc = q_pair(q, name, e))) return rc;
+            return 0;
+        }
+        if (json_array_size(v) == 0)
+            return 0;
+        if ((q->len && (rc = buf_append_str(q, "&"))) || (rc = enc_str(q, name, ENC_STRICT)) ||
+            (rc = buf_append_str(q, "=")))
+            return rc;
+        json_array_foreach(v, i, e)
+        {
+            if ((i && (rc = buf_append_str(q, sep))) || (rc = enc_value(q, e, ENC_STRICT)))
+                return rc;
+        }
+        return 0;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        if (p->style == OPENAPI_STYLE_DEEP_OBJECT) {
+            json_object_foreach(v, k, e)
+            {
+                if ((q->len && (rc = buf_append_str(q, "&"))) ||
+                    (rc = enc_str(q, name, ENC_STRICT)) || (rc = buf_append_str(q, "[")) ||
+                    (rc = enc_str(q, k, ENC_STRICT)) || (rc = buf_append_str(q, "]=")) ||
+                    (rc = enc_value(q, e, ENC_STRICT)))
+                    return rc;
+            }
+            return 0;
+        }
+        if (p->explode && p->style == OPENAPI_STYLE_FORM) {
+            json_object_foreach(v, k, e) if ((rc = q_pair(q, k, e))) return rc;
+            return 0;
+        }
+        const char *sep = p->style == OPENAPI_STYLE_SPACE_DELIMITED  ? "%20"
+                          : p->style == OPENAPI_STYLE_PIPE_DELIMITED ? "|"
+                                                                     : ",";
+        if ((q->len && (rc = buf_append_str(q, "&"))) || (rc = enc_str(q, name, ENC_STRICT)) ||
+            (rc = buf_append_str(q, "=")))
+            return rc;
+        bool first = true;
+        json_object_foreach(v, k, e)
+        {
+            if ((!first && (rc = buf_append_str(q, sep))) || (rc = enc_str(q, k, ENC_STRICT)) ||
+                (rc = buf_append_str(q, sep)) || (rc = enc_value(q, e, ENC_STRICT)))
+                return rc;
+            first = false;
+        }
+        return 0;
+    }
+    return q_pair(q, name, v);
+}
+
+/* ---- bodies ---- */
+
+/* application/x-www-form-urlencoded with nested keys: a[b]=1, a[0][c]=2 */
+static int form_flatten(struct buf *b, struct buf *key, json_t *v, int depth)
+{
+    int rc = 0;
+    if (depth > OPENAPI_MAX_DEPTH)
+        return ERR_LIMIT;
+    size_t klen = key->len;
+    if (json_is_object(v) || json_is_array(v)) {
+        const char *k;
+        size_t i;
+        json_t *e;
+        if (json_is_object(v)) {
+            json_object_foreach(v, k, e)
+            {
+                if ((rc = buf_printf(key, klen ? "[%s]" : "%s", k)) ||
+                    (rc = form_flatten(b, key, e, depth + 1)))
+                    return rc;
+                key->len = klen;
+                key->data[klen] = '\0';
+            }
+        } else {
+            json_array_foreach(v, i, e)
+            {
+                if ((rc = buf_printf(key, "[%zu]", i)) ||
+                    (rc = form_flatten(b, key, e, depth + 1)))
+                    return rc;
+                key->len = klen;
+                key->data[klen] = '\0';
+            }
+        }
+        return 0;
+    }
+    if (b->len && (rc = buf_append_str(b, "&")))
+        return rc;
+    /* brackets stay literal in keys, as the APIs that use them document */
+    for (size_t i = 0; i < key->len && rc == 0; i++) {
+        char c = key->data[i];
+        rc = c == '[' || c == ']' ? buf_append(b, &c, 1) : enc(b, &c, 1, ENC_STRICT);
+    }
+    if (rc || (rc = buf_append_str(b, "=")))
+        return rc;
+    return enc_value(b, v, ENC_STRICT);
+}
+
+static int multipart(struct buf *b, json_t *body, json_t *schema, char *boundary, size_t cap)
+{
+    /* a boundary derived from the content cannot occur in it (but for a SHA-256 collision) */
+    char *all = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    if (all == NULL)
+        return ERR_NOMEM;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(all, strlen(all), md, &mdlen, EVP_sha256(), NULL);
+    free(all);
+    size_t n = (size_t)snprintf(boundary, cap, "gatehouse-");
+    for (unsigned i = 0; i < 12 && n + 3 < cap; i++)
+        n += (size_t)snprintf(boundary + n, cap - n, "%02x", md[i]);
+    const char *k;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(body, k, v)
+    {
+        json_t *ps = json_object_get(json_object_get(schema, "properties"), k);
+        const char *fmt = json_string_value(json_object_get(ps, "format"));
+        bool file = fmt && (strcmp(fmt, "binary") == 0 || strcmp(fmt, "base64") == 0);
+        if ((rc = buf_printf(b, "--%s\r\nContent-Disposition: form-data; name=\"", boundary)) ||
+            (rc = enc(b, k, strlen(k), ENC_NONE)) ||
+            (rc = buf_printf(b, file ? "\"; filename=\"%s\"\r\nContent-Type: "
+                                       "application/octet-stream\r\n\r\n"
+                                     : "\"\r\n%s\r\n",
+                             file ? k
+                             : (json_is_object(v) || json_is_array(v))
+                                 ? "Content-Type: application/json\r\n"
+                                 : "")))
+            return rc;
+        char *s = scalar_text(v);
+        if (s == NULL)
+            return ERR_NOMEM;
+        rc = json_is_string(v) ? buf_append(b, json_string_value(v), json_string_length(v))
+                               : buf_append_str(b, s);
+        free(s);
+        if (rc || (rc = buf_append_str(b, "\r\n")))
+            return rc;
+    }
+    return buf_printf(b, "--%s--\r\n", boundary);
+}
+
+/* ---- the request ---- */
+
+static int header_add(struct openapi_request *r, const char *name, const char *value)
+{
+    struct openapi_header *h = realloc(r->headers, (r->nheaders + 1) * sizeof(*h));
+    if (h == NULL)
+        return ERR_NOMEM;
+    r->headers = h;
+    h[r->nheaders].name = strdup(name);
+    h[r->nheaders].value = strdup(value);
+    r->nheaders++;
+    return h[r->nheaders - 1].name && h[r->nheaders - 1].value ? 0 : ERR_NOMEM;
+}
+
+void openapi_request_release(struct openapi_request *r)
+{
+    free(r->method);
+    free(r->url);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *openapi_request_header(const struct openapi_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+static const struct openapi_arg *arg_by_name(const struct openapi_tool *t, const char *name)
+{
+    for (size_t i = 0; i < t->nargs; i++)
+        if (!t->args[i].hidden && strcmp(t->args[i].name, name) == 0)
+            return &t->args[i];
+    return NULL;
+}
+
+/* The value sent for arg a: fixed, given, or (hidden) the schema default; NULL = absent. */
+static json_t *arg_value(const struct openapi_arg *a, const json_t *args)
+{
+    if (a->fixed)
+        return a->fixed;
+    if (a->hidden)
+        return json_object_get(a->schema, "default");
+    json_t *v = json_object_get(args, a->name);
+    return json_is_null(v) && !a->required ? NULL : v;
+}
+
+static bool media_is(const char *m, const char *prefix)
+{
+    return m && strncasecmp(m, prefix, strlen(prefix)) == 0;
+}
+
+int openapi_request_build(const struct openapi_catalog *cat, const struct openapi_tool *t,
+                          const json_t *args_c, struct openapi_request *out, struct err_info *ei)
+{
+    json_t *args = (json_t *)(uintptr_t)args_c; /* jansson getters are not const-correct */
+    const struct openapi_op *op = t->op;
+    struct openapi_request r = {0};
+    struct buf url, query, cookie, body, key;
+    buf_init(&url, REQ_MAX);
+    buf_init(&query, REQ_MAX);
+    buf_init(&cookie, REQ_MAX);
+    buf_init(&body, REQ_MAX);
+    buf_init(&key, 4096);
+    json_t *jbody = NULL;
+    int rc = 0;
+    if (args && !json_is_object(args)) {
+        rc = oa_fail(ei, ERR_INVAL, t->name, "arguments of tool '%s' must be an object", t->name);
+        goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(args, k, v)
+    {
+        if (arg_by_name(t, k) == NULL) {
+            rc = oa_fail(ei, ERR_INVAL, k, "unknown argument '%.100s' for tool '%s'", k, t->name);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < t->nargs; i++) {
+        const struct openapi_arg *a = &t->args[i];
+        if (a->required && arg_value(a, args) == NULL) {
+            rc = oa_fail(ei, ERR_INVAL, a->name, "missing required argument '%s' for tool '%s'",
+                         a->name, t->name);
+            goto out;
+        }
+    }
+    /* URL: base + path template */
+    if ((rc = buf_append_str(&url, cat->base_url)))
+        goto out;
+    for (const char *p = op->path; *p; p++) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (close == NULL) {
+            if ((rc = buf_append(&url, p, 1)))
+                goto out;
+            continue;
+        }
+        const struct openapi_arg *a = NULL;
+        for (size_t i = 0; i < t->nargs; i++)
+            if (t->args[i].in == OPENAPI_IN_PATH &&
+                strlen(t->args[i].wire_name) == (size_t)(close - p - 1) &&
+                strncmp(t->args[i].wire_name, p + 1, (size_t)(close - p - 1)) == 0)
+                a = &t->args[i];
+        json_t *val = a ? arg_value(a, args) : NULL;
+        if (val == NULL) {
+            rc = oa_fail(ei, ERR_INVAL, op->pointer, "path parameter '%.*s' has no value",
+                         (int)(close - p - 1), p + 1);
+            goto out;
+        }
+        if (json_is_string(val) && json_string_length(val) == 0) {
+            rc = oa_fail(ei, ERR_INVAL, a->name, "path argument '%s' must not be empty", a->name);
+            goto out;
+        }
+        if ((rc = ser_path(&url, a->param, a->wire_name, val, ENC_STRICT)))
+            goto out;
+        p = close;
+    }
+    for (size_t i = 0; i < t->nargs; i++) {
+        const struct openapi_arg *a = &t->args[i];
+        json_t *val = arg_value(a, args);
+        if (val == NULL)
+            continue;
+        switch (a->in) {
+        case OPENAPI_IN_PATH:
+            break;
+        case OPENAPI_IN_QUERY:
+            rc = ser_query(&query, a->param, a->wire_name, val);
+            break;
+        case OPENAPI_IN_HEADER: {
+            struct buf hv;
+            buf_init(&hv, 16384);
+            rc = ser_path(&hv, NULL, a->wire_name, val, ENC_NONE);
+            if (rc == 0 && hv.len && strpbrk(hv.data, "\r\n") != NULL)
+                rc = oa_fail(ei, ERR_INVAL, a->name,
+                             "header argument '%s' contains a line break", a->name);
+            if (rc == 0)
+                rc = header_add(&r, a->wire_name, hv.data ? hv.data : "");
+            buf_release(&hv);
+            break;
+        }
+        case OPENAPI_IN_COOKIE:
+            if ((cookie.len && (rc = buf_append_str(&cookie, "; "))) ||
+                (rc = buf_printf(&cookie, "%s=", a->wire_name)) ||
+                (rc = ser_path(&cookie, NULL, a->wire_name, val, ENC_STRICT)))
+                break;
+            break;
+        case OPENAPI_IN_BODY:
+            if (jbody == NULL && (jbody = json_object()) == NULL)
+                rc = ERR_NOMEM;
+            else
+                rc = json_object_set(jbody, a->wire_name, val) ? ERR_NOMEM : 0;
+            break;
+        case OPENAPI_IN_BODY_WHOLE:
+            jbody = json_incref(val);
+            break;
+        }
+        if (rc)
+            goto out;
+    }
+    if (query.len && ((rc = buf_append_str(&url, "?")) ||
+                      (rc = buf_append(&url, query.data, query.len))))
+        goto out;
+    if (cookie.len && (rc = header_add(&r, "Cookie", cookie.data)))
+        goto out;
+    for (size_t i = 0; i < op->nresponse_media_types; i++)
+        if (strstr(op->response_media_types[i], "json")) {
+            if ((rc = header_add(&r, "Accept", "application/json")))
+                goto out;
+            break;
+        }
+    if (jbody == NULL && op->body_required)
+        jbody = json_object(); /* a required body with only optional fields */
+    if (jbody) {
+        const char *m = op->body_media;
+        char ctype[256];
+        snprintf(ctype, sizeof(ctype), "%s", m);
+        if (media_is(m, "application/x-www-form-urlencoded")) {
+            rc = form_flatten(&body, &key, jbody, 0);
+        } else if (media_is(m, "multipart/form-data")) {
+            char boundary[64];
+            if (!json_is_object(jbody))
+                rc = oa_fail(ei, ERR_INVAL, "body", "a multipart body must be an object");
+            else
+                rc = multipart(&body, jbody, op->body_schema, boundary, sizeof(boundary));
+            snprintf(ctype, sizeof(ctype), "multipart/form-data; boundary=%s", boundary);
+        } else if (json_is_string(jbody) && !strstr(m, "json") && strcmp(m, "*/*") != 0) {
+            rc = buf_append(&body, json_string_value(jbody), json_string_length(jbody));
+        } else {
+            char *s = json_dumps(jbody, JSON_COMPACT | JSON_ENCODE_ANY);
+            rc = s ? buf_append_str(&body, s) : ERR_NOMEM;
+            free(s);
+            if (strcmp(m, "*/*") == 0)
+                snprintf(ctype, sizeof(ctype), "application/json");
+        }
+        if (rc || (rc = header_add(&r, "Content-Type", ctype)))
+            goto out;
+        r.body = body.data ? body.data : strdup("");
+        r.body_len = body.len;
+        body.data = NULL;
+        if (r.body == NULL) {
+            rc = ERR_NOMEM;
+            goto out;
+        }
+    }
+    r.method = strdup(op->method);
+    r.url = url.data;
+    url.data = NULL;
+    if (r.method == NULL || r.url == NULL) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    *out = r;
+    memset(&r, 0, sizeof(r));
+out:
+    if (rc == ERR_LIMIT)
+        oa_fail(ei, rc, t->name, "request for tool '%s' exceeds the size limit", t->name);
+    else if (rc == ERR_NOMEM)
+        oa_fail(ei, rc, t->name, "out of memory");
+    openapi_request_release(&r);
+    json_decref(jbody);
+    buf_release(&url);
+    buf_release(&query);
+    buf_release(&cookie);
+    buf_release(&body);
+    buf_release(&key);
+    return rc;
+}
