@@ -25,7 +25,9 @@ static int record_cb(void *arg, const char *type, const char *d, size_t len, con
                      long long retry_ms)
 {
     struct run *r = arg;
-    if (len > r->max || strlen(type) > r->max || (id && strlen(id) > r->max))
+    /* "message" is the default type, not buffered bytes, so it may exceed a tiny bound. */
+    if (len > r->max || (strcmp(type, "message") != 0 && strlen(type) > r->max) ||
+        (id && strlen(id) > r->max))
         abort(); /* an event outgrew the bound */
     if (retry_ms < -1 || d[len] != '\0')
         abort();
