@@ -973,8 +973,10 @@ void server_free(struct server *srv)
         mailbox_close(w->mcp.mb);
         uv_walk(&w->loop, close_walk_cb, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
-        h2o_context_dispose(&w->ctx);
+        /* Not h2o_context_dispose: its timers were just closed with every other handle, and
+           h2o 2.2 closes them again. The process is exiting; the loop is closed cleanly. */
         uv_loop_close(&w->loop);
+        mcp_worker_release(&w->mcp);
         free(w->accept);
         free(w->listeners);
     }

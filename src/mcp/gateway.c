@@ -861,10 +861,8 @@ void gateway_free(void)
     gw.nups = 0;
     catalog_unref(gw.catalog);
     gw.catalog = NULL;
-    for (unsigned i = 0; i < gw.nworkers; i++) {
-        catalog_unref(gw.workers[i]->catalog);
-        gw.workers[i]->catalog = NULL;
-    }
+    gw.workers = NULL;
+    gw.nworkers = 0;
     config_unref(gw.cfg);
     gw.cfg = NULL;
 }
@@ -1345,4 +1343,10 @@ void mcp_reply_release(struct mcp_reply *r)
     if (r->session)
         session_unref(r->session);
     memset(r, 0, sizeof(*r));
+}
+
+void mcp_worker_release(struct mcp_worker *w)
+{
+    catalog_unref(w->catalog);
+    w->catalog = NULL;
 }

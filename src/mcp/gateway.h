@@ -49,6 +49,8 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
 int gateway_wait_ready(uint32_t timeout_ms, struct err_info *ei);
 /* Main thread: close every upstream (children killed with their process group). */
 void gateway_stop(void);
+/* The worker's loop has stopped: drop what the engine left in it (its catalog reference). */
+void mcp_worker_release(struct mcp_worker *w);
 /* After the worker loops have stopped: free what the engine holds. */
 void gateway_free(void);
 /* True when every upstream is ready. */

@@ -391,11 +391,14 @@ static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, i
             }
         }
         ptr[pl] = '\0';
-        if (rc == 0 && json_object_set_new(obj, k, rv) != 0)
-            rc = ERR_NOMEM;
         if (rc) {
+            json_decref(rv);
             json_decref(obj);
             return rc;
+        }
+        if (json_object_set_new(obj, k, rv) != 0) {
+            json_decref(obj);
+            return ERR_NOMEM;
         }
     }
     json_t *disc = json_object_get(node, "discriminator");

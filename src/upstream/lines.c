@@ -52,8 +52,7 @@ static void deliver(const struct line_splitter *ls, const char *p, size_t len, l
         cb(arg, p, len, false);
 }
 
-int line_splitter_feed(struct line_splitter *ls, const char *data, size_t n, line_cb cb,
-                       void *arg)
+int line_splitter_feed(struct line_splitter *ls, const char *data, size_t n, line_cb cb, void *arg)
 {
     int err = 0;
     while (n > 0) {
@@ -103,14 +102,20 @@ void line_splitter_finish(struct line_splitter *ls, line_cb cb, void *arg)
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
     case JSON_INTEGER:
-    case JSON_REAL: return "number";
+    case JSON_REAL:
+        return "number";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "value";
 }

@@ -30,7 +30,7 @@ typedef void (*line_cb)(void *arg, const char *line, size_t len, bool too_long);
 struct line_splitter {
     struct buf part; /* the unfinished line; bounded by max_line + 1 (room for a '\r') */
     size_t max_line;
-    bool skipping;   /* inside a line already reported as too long: drop bytes up to '\n' */
+    bool skipping; /* inside a line already reported as too long: drop bytes up to '\n' */
 };
 
 /* max_line >= 1; values above SIZE_MAX / 2 are clamped. Allocates nothing. */
@@ -43,8 +43,7 @@ void line_splitter_release(struct line_splitter *ls);
  * unfinished line could not be buffered: that line is dropped (skipped to its '\n') and the
  * stream stays usable.
  */
-int line_splitter_feed(struct line_splitter *ls, const char *data, size_t n, line_cb cb,
-                       void *arg);
+int line_splitter_feed(struct line_splitter *ls, const char *data, size_t n, line_cb cb, void *arg);
 
 /* End of stream: a last line without '\n' is delivered as if it had one. The splitter is left
    empty and may be fed again. */
