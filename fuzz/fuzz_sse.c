@@ -37,8 +37,8 @@ static int record_cb(void *arg, const char *type, const char *d, size_t len, con
     return 0;
 }
 
-static int parse(const uint8_t *data, size_t size, size_t max, const uint8_t *steps,
-                 size_t nsteps, struct run *r)
+static int parse(const uint8_t *data, size_t size, size_t max, const uint8_t *steps, size_t nsteps,
+                 struct run *r)
 {
     struct sse_parser p;
     sse_parser_init(&p, max);

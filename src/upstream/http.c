@@ -32,6 +32,10 @@
  * server, so the mcp layer must initialise again. If no endpoint comes, the initialize fails
  * with the original HTTP error.
  *
+ * State: STARTING until the first exchange gets a 2xx answer, then UP; DOWN when an exchange
+ * gets no HTTP answer at all (refused, DNS, TLS, reset: ERR_UNAVAILABLE) or 502/503/504, and UP
+ * again with the next 2xx. Other 4xx/5xx fail only their exchange (ERR_PROTOCOL).
+ *
  * Safety: no redirects are followed, only http/https, no proxy from the environment, the session
  * id and protocol version are checked to be header-safe before they are echoed.
  */
@@ -51,12 +55,12 @@
 #include "upstream/transport-int.h"
 #include "upstream/upstream.h"
 
-#define HTTP_QUEUE_FACTOR 4            /* queued exchanges allowed per unit of concurrency */
+#define HTTP_QUEUE_FACTOR 4             /* queued exchanges allowed per unit of concurrency */
 #define HTTP_ERROR_BODY_MAX (64 * 1024) /* bytes of a non-2xx body kept for diagnosis */
-#define HTTP_WHY_BODY 200              /* bytes of an error body quoted in `why` */
+#define HTTP_WHY_BODY 200               /* bytes of an error body quoted in `why` */
 #define HTTP_SESSION_ID_MAX 1024
-#define HTTP_DELETE_MS 1000            /* best-effort DELETE on close */
-#define HTTP_RECONNECT_MIN_MS 1000     /* GET stream back-off, doubled up to the cap */
+#define HTTP_DELETE_MS 1000        /* best-effort DELETE on close */
+#define HTTP_RECONNECT_MIN_MS 1000 /* GET stream back-off, doubled up to the cap */
 #define HTTP_RECONNECT_MAX_MS 30000
 #define HTTP_RECONNECT_SERVER_MAX_MS 300000 /* a server's `retry` is honoured up to this */
 
@@ -89,7 +93,7 @@ struct exchange {
     struct exchange *prev, *next; /* in t->active (started, any kind) or t->queue (POST) */
     enum ex_kind kind;
     void *related;
-    char *body;         /* compact JSON for POST */
+    char *body; /* compact JSON for POST */
     size_t body_len;
     bool is_initialize; /* a POST of method "initialize": may trigger the fallback */
     bool parked;        /* the initialize waiting for the HTTP+SSE endpoint */
@@ -98,11 +102,11 @@ struct exchange {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     bool sent_session;
-    bool cancelled;     /* by transport_cancel or close: no done_cb, removed at settle */
+    bool cancelled; /* by transport_cancel or close: no done_cb, removed at settle */
     bool in_multi;
 
-    uv_timer_t timer;   /* first byte / idle / total */
-    uint64_t started;   /* uv_now at start */
+    uv_timer_t timer;        /* first byte / idle / total */
+    uint64_t started;        /* uv_now at start */
     uint64_t total_deadline; /* 0 = none */
     bool first_byte;
 
@@ -112,7 +116,7 @@ struct exchange {
     struct sse_parser own_sse;
     struct sse_parser *sse; /* &own_sse, or the transport's stream parser for GETs */
 
-    int fail_err;       /* set when we abort the transfer ourselves */
+    int fail_err; /* set when we abort the transfer ourselves */
     char fail_why[512];
 };
 
@@ -149,19 +153,19 @@ struct http_transport {
     bool delete_done;
 
     /* GET stream (transport_listen) or HTTP+SSE stream */
-    bool listening;        /* transport_listen asked for it */
-    bool listen_refused;   /* 405: the server has no GET stream */
-    bool want_stream;      /* start the stream GET at the next settle */
-    bool stream_healthy;   /* the current stream got a 2xx event-stream */
+    bool listening;      /* transport_listen asked for it */
+    bool listen_refused; /* 405: the server has no GET stream */
+    bool want_stream;    /* start the stream GET at the next settle */
+    bool stream_healthy; /* the current stream got a 2xx event-stream */
     struct exchange *stream_ex;
     struct sse_parser stream_sse; /* persists across reconnects for Last-Event-ID and retry */
     uint64_t backoff_ms;
 
     enum http_mode mode;
-    bool probed;            /* the first POST got an answer: the fallback question is settled */
+    bool probed; /* the first POST got an answer: the fallback question is settled */
     bool legacy_established;
     char *legacy_endpoint;
-    char probe_why[512];    /* the HTTP error that started the fallback */
+    char probe_why[512]; /* the HTTP error that started the fallback */
 };
 
 static const struct transport_ops http_ops;
@@ -370,7 +374,7 @@ static void ex_arm_timer(struct exchange *ex)
     const struct config_timeouts *to = &ex->t->srv->timeouts;
     uint64_t now = uv_now(ex->t->loop);
     /* The HTTP+SSE stream is the old transport's session: silence there is not a failure. */
-    uint64_t phase = !ex->first_byte        ? to->first_byte_ms
+    uint64_t phase = !ex->first_byte             ? to->first_byte_ms
                      : ex->kind == EX_LEGACY_GET ? 0
                                                  : to->idle_ms;
     uint64_t due = phase ? now + phase : 0;
@@ -397,8 +401,8 @@ static void ex_timer_cb(uv_timer_t *h)
         snprintf(why, sizeof(why), "no first byte from upstream %s within %u ms", srv_name(t),
                  (unsigned)to->first_byte_ms);
     else
-        snprintf(why, sizeof(why), "upstream %s sent nothing for %u ms (idle stream)",
-                 srv_name(t), (unsigned)to->idle_ms);
+        snprintf(why, sizeof(why), "upstream %s sent nothing for %u ms (idle stream)", srv_name(t),
+                 (unsigned)to->idle_ms);
     if (ex->kind == EX_GET || ex->kind == EX_LEGACY_GET) {
         ex_fail(ex, ERR_TIMEOUT, "%s", why);
         stream_done(ex, CURLE_OK);
@@ -422,8 +426,10 @@ static void deliver(struct exchange *ex, json_t *msg, void *related)
     if (!callbacks_allowed(t) || ex->cancelled)
         return;
     if (!json_is_object(msg)) {
-        log_warn("upstream_bad_message", "upstream %s sent a JSON-RPC message that is not an "
-                 "object; skipped", srv_name(t));
+        log_warn("upstream_bad_message",
+                 "upstream %s sent a JSON-RPC message that is not an "
+                 "object; skipped",
+                 srv_name(t));
         return;
     }
     if (t->cbs.message_cb)
@@ -436,7 +442,8 @@ static void deliver_json(struct exchange *ex, json_t *v, void *related)
     if (json_is_array(v)) {
         size_t i;
         json_t *m;
-        json_array_foreach (v, i, m) {
+        json_array_foreach(v, i, m)
+        {
             deliver(ex, m, related);
             if (ex->cancelled || !callbacks_allowed(ex->t))
                 break;
@@ -468,8 +475,10 @@ static int sse_event(void *arg, const char *type, const char *data, size_t len, 
     json_error_t jerr;
     json_t *v = json_loadb(data, len, 0, &jerr);
     if (v == NULL) {
-        log_warn("upstream_bad_sse", "upstream %s sent an SSE message that is not JSON (%s); "
-                 "skipped", srv_name(t), jerr.text);
+        log_warn("upstream_bad_sse",
+                 "upstream %s sent an SSE message that is not JSON (%s); "
+                 "skipped",
+                 srv_name(t), jerr.text);
         return 0;
     }
     /* On the POST stream the messages belong to the exchange; elsewhere to nobody. */
@@ -532,15 +541,16 @@ static size_t header_cb(char *b, size_t size, size_t n, void *ud)
         const char *v = b + sizeof(name) - 1, *end = b + len;
         while (v < end && (*v == ' ' || *v == '\t'))
             v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
-                           end[-1] == '\t'))
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
             end--;
         if (header_safe(v, (size_t)(end - v), HTTP_SESSION_ID_MAX)) {
             t->session_id = strndup(v, (size_t)(end - v));
             log_debug("upstream_session", "upstream %s gave a session id", srv_name(t));
         } else {
-            log_warn("upstream_bad_session", "upstream %s sent an Mcp-Session-Id that is not "
-                     "1-%d visible ASCII characters; ignored", srv_name(t), HTTP_SESSION_ID_MAX);
+            log_warn("upstream_bad_session",
+                     "upstream %s sent an Mcp-Session-Id that is not "
+                     "1-%d visible ASCII characters; ignored",
+                     srv_name(t), HTTP_SESSION_ID_MAX);
         }
     }
     return len;
@@ -561,8 +571,10 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     case BODY_SSE:
         err = ex->sse ? sse_parser_feed(ex->sse, p, len, sse_event, ex) : ERR_INTERNAL;
         if (err == ERR_LIMIT)
-            ex_fail(ex, ERR_LIMIT, "an SSE event from upstream %s exceeds max_message "
-                    "(%zu bytes)", srv_name(t), t->srv->max_message);
+            ex_fail(ex, ERR_LIMIT,
+                    "an SSE event from upstream %s exceeds max_message "
+                    "(%zu bytes)",
+                    srv_name(t), t->srv->max_message);
         else if (err && err != ERR_CANCELLED)
             ex_fail(ex, err, "reading the SSE stream of upstream %s: %s", srv_name(t),
                     err_str(err));
@@ -810,8 +822,8 @@ static void post_done(struct exchange *ex, CURLcode cc)
     if (st >= 200 && st < 300) {
         if (ex->mode == BODY_JSON) {
             json_error_t jerr;
-            json_t *v = json_loadb(ex->body_in.data ? ex->body_in.data : "", ex->body_in.len, 0,
-                                   &jerr);
+            json_t *v =
+                json_loadb(ex->body_in.data ? ex->body_in.data : "", ex->body_in.len, 0, &jerr);
             if (v == NULL) {
                 snprintf(why, sizeof(why), "upstream %s sent invalid JSON: %s", name, jerr.text);
                 ex_finish(ex, ERR_PROTOCOL, why);
@@ -823,9 +835,10 @@ static void post_done(struct exchange *ex, CURLcode cc)
                    t->mode == MODE_STREAMABLE) {
             char *ct = NULL;
             curl_easy_getinfo(ex->easy, CURLINFO_CONTENT_TYPE, &ct);
-            snprintf(why, sizeof(why), "upstream %s answered HTTP %ld with Content-Type %s, "
-                     "expected application/json or text/event-stream", name, st,
-                     ct ? ct : "(none)");
+            snprintf(why, sizeof(why),
+                     "upstream %s answered HTTP %ld with Content-Type %s, "
+                     "expected application/json or text/event-stream",
+                     name, st, ct ? ct : "(none)");
             ex_finish(ex, ERR_PROTOCOL, why);
             return;
         }
@@ -960,9 +973,13 @@ static void check_multi_info(struct http_transport *t)
             continue;
         }
         switch (ex->kind) {
-        case EX_POST: post_done(ex, cc); break;
+        case EX_POST:
+            post_done(ex, cc);
+            break;
         case EX_GET:
-        case EX_LEGACY_GET: stream_done(ex, cc); break;
+        case EX_LEGACY_GET:
+            stream_done(ex, cc);
+            break;
         case EX_DELETE:
             ex_finish(ex, cc == CURLE_OK ? 0 : ERR_UNAVAILABLE, curl_easy_strerror(cc));
             break;
@@ -989,10 +1006,10 @@ static void stream_schedule(struct http_transport *t)
     uint64_t delay = t->backoff_ms;
     long long server = sse_parser_retry(&t->stream_sse);
     if (server > (long long)delay)
-        delay = server > HTTP_RECONNECT_SERVER_MAX_MS ? HTTP_RECONNECT_SERVER_MAX_MS
-                                                      : (uint64_t)server;
-    t->backoff_ms = t->backoff_ms * 2 > HTTP_RECONNECT_MAX_MS ? HTTP_RECONNECT_MAX_MS
-                                                              : t->backoff_ms * 2;
+        delay =
+            server > HTTP_RECONNECT_SERVER_MAX_MS ? HTTP_RECONNECT_SERVER_MAX_MS : (uint64_t)server;
+    t->backoff_ms =
+        t->backoff_ms * 2 > HTTP_RECONNECT_MAX_MS ? HTTP_RECONNECT_MAX_MS : t->backoff_ms * 2;
     log_debug("upstream_stream", "upstream %s: reconnecting the stream in %llu ms", srv_name(t),
               (unsigned long long)delay);
     uv_timer_start(&t->listen_timer, stream_timer_cb, delay, 0);
@@ -1036,8 +1053,10 @@ static int on_endpoint(struct exchange *ex, const char *data, size_t len)
         curl_url_set(u, CURLUPART_URL, t->srv->url, 0) != CURLUE_OK ||
         curl_url_set(u, CURLUPART_URL, r, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_URL, &resolved, 0) != CURLUE_OK) {
-        log_warn("upstream_legacy", "upstream %s announced an HTTP+SSE endpoint that is not a "
-                 "URL; ignored", srv_name(t));
+        log_warn("upstream_legacy",
+                 "upstream %s announced an HTTP+SSE endpoint that is not a "
+                 "URL; ignored",
+                 srv_name(t));
         goto out;
     }
     if (curl_url_get(base, CURLUPART_SCHEME, &s1, 0) || curl_url_get(u, CURLUPART_SCHEME, &s2, 0) ||
@@ -1045,9 +1064,10 @@ static int on_endpoint(struct exchange *ex, const char *data, size_t len)
         curl_url_get(base, CURLUPART_PORT, &p1, CURLU_DEFAULT_PORT) ||
         curl_url_get(u, CURLUPART_PORT, &p2, CURLU_DEFAULT_PORT) || strcasecmp(s1, s2) != 0 ||
         strcasecmp(h1, h2) != 0 || strcmp(p1, p2) != 0) {
-        log_warn("upstream_legacy", "upstream %s announced an HTTP+SSE endpoint on another "
-                 "origin (%s://%s:%s); refused", srv_name(t), s2 ? s2 : "?", h2 ? h2 : "?",
-                 p2 ? p2 : "?");
+        log_warn("upstream_legacy",
+                 "upstream %s announced an HTTP+SSE endpoint on another "
+                 "origin (%s://%s:%s); refused",
+                 srv_name(t), s2 ? s2 : "?", h2 ? h2 : "?", p2 ? p2 : "?");
         goto out;
     }
     free(t->legacy_endpoint);
@@ -1078,8 +1098,7 @@ out:
 
 static void start_fallback(struct http_transport *t, struct exchange *ex, const char *why)
 {
-    log_info("upstream_legacy", "%s to initialize; trying the 2024-11-05 HTTP+SSE transport",
-             why);
+    log_info("upstream_legacy", "%s to initialize; trying the 2024-11-05 HTTP+SSE transport", why);
     size_t n = strnlen(why, sizeof(t->probe_why) - 1);
     memcpy(t->probe_why, why, n);
     t->probe_why[n] = '\0';
@@ -1384,15 +1403,16 @@ static void close_now(struct http_transport *t)
         finish_close(t);
 }
 
-/* ---- the transport API ------------------------------------------------------------------------ */
+/* ---- the transport API ------------------------------------------------------------------------
+ */
 
 static int http_send(struct transport *base, json_t *msg, void *related)
 {
     struct http_transport *t = (struct http_transport *)base;
     if (t->closing != CLOSE_NONE)
         return ERR_CLOSED;
-    bool direct = !t->busy && t->queue == NULL && t->nactive < t->cap &&
-                  t->mode != MODE_LEGACY_PROBING;
+    bool direct =
+        !t->busy && t->queue == NULL && t->nactive < t->cap && t->mode != MODE_LEGACY_PROBING;
     if (!direct && t->nqueued >= (size_t)t->cap * HTTP_QUEUE_FACTOR)
         return ERR_LIMIT;
     struct exchange *ex = ex_new(t, EX_POST, related);

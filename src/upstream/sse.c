@@ -160,8 +160,7 @@ static const unsigned char *find_eol(const unsigned char *s, const unsigned char
     return end;
 }
 
-int sse_parser_feed(struct sse_parser *p, const void *data, size_t len, sse_event_cb cb,
-                    void *arg)
+int sse_parser_feed(struct sse_parser *p, const void *data, size_t len, sse_event_cb cb, void *arg)
 {
     const unsigned char *s = data, *end = s + len;
     int err = p->err;

@@ -36,17 +36,17 @@ typedef int (*sse_event_cb)(void *arg, const char *type, const char *data, size_
                             const char *id, long long retry_ms);
 
 struct sse_parser {
-    struct buf line;      /* the line in progress, without its terminator */
-    struct buf data;      /* the data buffer of the event being built */
-    struct buf type;      /* the event type buffer */
-    struct buf last_id;   /* the last event ID buffer; persists across events and resets */
-    size_t max;           /* bound on line + data + type bytes */
-    long long retry_ms;   /* the latest valid `retry` value, or -1 */
-    long long block_retry;/* `retry` seen since the last blank line, or -1 */
-    unsigned bom;         /* leading-BOM bytes matched so far; 3 once decided */
-    bool after_cr;        /* the last byte was CR: a following LF belongs to it */
-    bool skipping;        /* inside a comment line */
-    int err;              /* sticky: once set, feed returns it */
+    struct buf line;       /* the line in progress, without its terminator */
+    struct buf data;       /* the data buffer of the event being built */
+    struct buf type;       /* the event type buffer */
+    struct buf last_id;    /* the last event ID buffer; persists across events and resets */
+    size_t max;            /* bound on line + data + type bytes */
+    long long retry_ms;    /* the latest valid `retry` value, or -1 */
+    long long block_retry; /* `retry` seen since the last blank line, or -1 */
+    unsigned bom;          /* leading-BOM bytes matched so far; 3 once decided */
+    bool after_cr;         /* the last byte was CR: a following LF belongs to it */
+    bool skipping;         /* inside a comment line */
+    int err;               /* sticky: once set, feed returns it */
 };
 
 /* Prepare an embedded parser. max_event_bytes bounds what one event may buffer (> 0). */
@@ -58,8 +58,7 @@ void sse_parser_release(struct sse_parser *p);
  * Returns 0, ERR_LIMIT (an event outgrew the bound), ERR_NOMEM, or the callback's non-zero
  * return. After any error the parser is failed and every later call returns the same error.
  */
-int sse_parser_feed(struct sse_parser *p, const void *data, size_t len, sse_event_cb cb,
-                    void *arg);
+int sse_parser_feed(struct sse_parser *p, const void *data, size_t len, sse_event_cb cb, void *arg);
 
 /*
  * The stream ended or was replaced by a new connection (a reconnect): discard the incomplete

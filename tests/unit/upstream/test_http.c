@@ -376,8 +376,7 @@ static struct transport_cbs rec_cbs(struct rec *r)
 
 static json_t *request(int id, const char *method)
 {
-    return json_pack("{s:s,s:i,s:s,s:{}}", "jsonrpc", "2.0", "id", id, "method", method,
-                     "params");
+    return json_pack("{s:s,s:i,s:s,s:{}}", "jsonrpc", "2.0", "id", id, "method", method, "params");
 }
 
 static int send_req(struct transport *t, int id, const char *method, intptr_t related)
@@ -426,8 +425,9 @@ static void h_session(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
     int n = fi->counter++;
     if (n == 0)
-        fi_respond(c, 200, "application/json", "Mcp-Session-Id: s-123\r\n",
-                   "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}");
+        fi_respond(
+            c, 200, "application/json", "Mcp-Session-Id: s-123\r\n",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}");
     else if (n == 1)
         fi_respond(c, 202, NULL, "Mcp-Session-Id: other\r\n", "");
     else if (n == 2) /* a batch, as an older server may send */
@@ -498,11 +498,16 @@ static void test_json_session_and_expiry(void)
 static void h_errors(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
     switch (fi->counter++) {
-    case 0: fi_respond(c, 500, "text/plain", NULL, "boom\nsecond line"); break;
-    case 1: fi_respond(c, 503, "text/html", NULL, "<h1>overloaded</h1>"); break;
+    case 0:
+        fi_respond(c, 500, "text/plain", NULL, "boom\nsecond line");
+        break;
+    case 1:
+        fi_respond(c, 503, "text/html", NULL, "<h1>overloaded</h1>");
+        break;
     case 2:
-        fi_respond(c, 400, "application/json", NULL,
-                   "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":\"bad\"}}");
+        fi_respond(
+            c, 400, "application/json", NULL,
+            "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32602,\"message\":\"bad\"}}");
         break;
     case 3: {
         /* A long error body is quoted only in part. */
@@ -512,7 +517,9 @@ static void h_errors(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
         fi_respond(c, 502, "text/plain", NULL, body);
         break;
     }
-    default: fi_respond(c, 200, "text/plain", NULL, "hello"); break;
+    default:
+        fi_respond(c, 200, "text/plain", NULL, "hello");
+        break;
     }
 }
 
@@ -698,7 +705,8 @@ static void h_legacy(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
         fi_respond(c, 202, "text/plain", NULL, "Accepted");
         char ev[512];
         const char *id = strstr(rq->body, "\"id\":");
-        snprintf(ev, sizeof(ev), "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\n\n",
+        snprintf(ev, sizeof(ev),
+                 "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\n\n",
                  id ? atoi(id + 5) : 0);
         fi_push(fi->held, 20, ev, false);
     } else {
@@ -756,8 +764,9 @@ static void test_legacy_other_origin_refused(void)
 
 static void h_slow_ok(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
-    fi_push(c, 150, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 38\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    fi_push(c, 150,
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            "Content-Length: 38\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
             true);
 }
 
@@ -838,7 +847,8 @@ static void h_listen(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
     }
     if (fi->counter++ == 0) {
         fi_sse_start(c, NULL);
-        fi_push(c, 0, "retry: 100\nid: ev-5\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n", true);
+        fi_push(c, 0, "retry: 100\nid: ev-5\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n",
+                true);
     } else {
         fi_respond(c, 405, "text/plain", NULL, "no");
     }
@@ -918,10 +928,10 @@ static void test_reference_server(void)
     r.t = transport_new(&loop, &srv, &cbs);
 
     /* Wait for the server to listen: retry initialize while the connection is refused. */
-    json_t *init = json_pack("{s:s,s:i,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", 1,
-                             "method", "initialize", "params", "protocolVersion", "2025-11-25",
-                             "capabilities", "clientInfo", "name", "gatehouse-test", "version",
-                             "0");
+    json_t *init =
+        json_pack("{s:s,s:i,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", 1, "method",
+                  "initialize", "params", "protocolVersion", "2025-11-25", "capabilities",
+                  "clientInfo", "name", "gatehouse-test", "version", "0");
     for (int i = 0; i < 100; i++) {
         CHECK_INT(transport_send(r.t, init, (void *)1), 0);
         CHECK(run_until(&loop, &r.ndone, i + 1, 5000));
@@ -948,8 +958,8 @@ static void test_reference_server(void)
     CHECK(run_until(&loop, &r.ndone, d + 2, 5000));
     CHECK_INT(r.done_err[d + 1], 0);
     CHECK_INT(r.nmsg, 2);
-    json_t *tools = r.nmsg >= 2 ? json_object_get(json_object_get(r.msg[1], "result"), "tools")
-                                : NULL;
+    json_t *tools =
+        r.nmsg >= 2 ? json_object_get(json_object_get(r.msg[1], "result"), "tools") : NULL;
     CHECK(json_array_size(tools) > 3);
 
     m = json_pack("{s:s,s:i,s:s,s:{s:s,s:{s:s}}}", "jsonrpc", "2.0", "id", 3, "method",
@@ -964,9 +974,9 @@ static void test_reference_server(void)
     free(s);
 
     /* Progress streams over SSE while the call runs. */
-    m = json_pack("{s:s,s:i,s:s,s:{s:s,s:{s:i,s:i},s:{s:s}}}", "jsonrpc", "2.0", "id", 4,
-                  "method", "tools/call", "params", "name", "trigger-long-running-operation",
-                  "arguments", "duration", 1, "steps", 3, "_meta", "progressToken", "p1");
+    m = json_pack("{s:s,s:i,s:s,s:{s:s,s:{s:i,s:i},s:{s:s}}}", "jsonrpc", "2.0", "id", 4, "method",
+                  "tools/call", "params", "name", "trigger-long-running-operation", "arguments",
+                  "duration", 1, "steps", 3, "_meta", "progressToken", "p1");
     int before = r.nmsg;
     CHECK_INT(transport_send(r.t, m, (void *)5), 0);
     json_decref(m);

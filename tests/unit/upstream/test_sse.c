@@ -53,9 +53,9 @@ static void test_basic(void)
     expect("event: ping\ndata: x\nid: 7\nretry: 1500\n\n", "ping|1:x|7|1500\n");
     expect("data:nospace\n\n", "message|7:nospace|-|-1\n");
     expect("data:  two\n\n", "message|4: two|-|-1\n");
-    expect("data\n\n", "message|0:|-|-1\n");         /* a field with no colon: empty value */
+    expect("data\n\n", "message|0:|-|-1\n");           /* a field with no colon: empty value */
     expect("data:\ndata:\n\n", "message|1:\n|-|-1\n"); /* two empty lines join to "\n" */
-    expect("data: no blank line at the end\n", "");     /* an incomplete event is not dispatched */
+    expect("data: no blank line at the end\n", "");    /* an incomplete event is not dispatched */
     expect("foo: bar\ndata: y\nDATA: z\n\n", "message|1:y|-|-1\n"); /* unknown, case-sensitive */
 }
 
@@ -88,12 +88,20 @@ static void test_comments(void)
 
 static void test_bom(void)
 {
-    expect("\xEF\xBB\xBF" "data: x\n\n", "message|1:x|-|-1\n");
+    expect("\xEF\xBB\xBF"
+           "data: x\n\n",
+           "message|1:x|-|-1\n");
     /* Only one leading BOM is dropped; a second one is part of the field name (unknown field). */
-    expect("\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\ndata: y\n\n", "message|1:y|-|-1\n");
+    expect("\xEF\xBB\xBF\xEF\xBB\xBF"
+           "data: x\n\ndata: y\n\n",
+           "message|1:y|-|-1\n");
     /* A partial BOM is ordinary bytes. */
-    expect("\xEF\xBB" "data: x\n\ndata: y\n\n", "message|1:y|-|-1\n");
-    expect("\xEF\n" "data: y\n\n", "message|1:y|-|-1\n");
+    expect("\xEF\xBB"
+           "data: x\n\ndata: y\n\n",
+           "message|1:y|-|-1\n");
+    expect("\xEF\n"
+           "data: y\n\n",
+           "message|1:y|-|-1\n");
     /* BOM split over three feeds. */
     struct sse_parser p;
     struct buf out;
@@ -101,7 +109,11 @@ static void test_bom(void)
     sse_parser_init(&p, 4096);
     CHECK_INT(sse_parser_feed(&p, "\xEF", 1, record_cb, &out), 0);
     CHECK_INT(sse_parser_feed(&p, "\xBB", 1, record_cb, &out), 0);
-    CHECK_INT(sse_parser_feed(&p, "\xBF" "data: z\n\n", 10, record_cb, &out), 0);
+    CHECK_INT(sse_parser_feed(&p,
+                              "\xBF"
+                              "data: z\n\n",
+                              10, record_cb, &out),
+              0);
     CHECK_STR(out.data, "message|1:z|-|-1\n");
     sse_parser_release(&p);
     buf_release(&out);
@@ -125,8 +137,7 @@ static void test_id_and_retry(void)
     expect("retry: 12a\ndata: a\n\n", "message|1:a|-|-1\n");
     expect("retry: -5\ndata: a\n\n", "message|1:a|-|-1\n");
     expect("retry:\ndata: a\n\n", "message|1:a|-|-1\n");
-    expect("retry:99999999999999999999999\ndata: a\n\n",
-           "message|1:a|-|9223372036854775807\n");
+    expect("retry:99999999999999999999999\ndata: a\n\n", "message|1:a|-|9223372036854775807\n");
     /* A block with only retry/id does not dispatch, but the parser remembers both. */
     struct sse_parser p;
     struct buf out;
@@ -140,7 +151,11 @@ static void test_id_and_retry(void)
     /* Reset for a reconnect drops the partial event but keeps id and retry. */
     CHECK_INT(sse_parser_feed(&p, "data: partial\n", 14, record_cb, &out), 0);
     sse_parser_reset_stream(&p);
-    CHECK_INT(sse_parser_feed(&p, "\xEF\xBB\xBF" "data: b\n\n", 12, record_cb, &out), 0);
+    CHECK_INT(sse_parser_feed(&p,
+                              "\xEF\xBB\xBF"
+                              "data: b\n\n",
+                              12, record_cb, &out),
+              0);
     CHECK_STR(out.data, "message|1:a|42|-1\nmessage|1:b|42|-1\n");
     CHECK_INT(sse_parser_retry(&p), 3000);
     sse_parser_release(&p);
