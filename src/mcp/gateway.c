@@ -348,16 +348,24 @@ static void retry_timer_cb(uv_timer_t *t)
         begin_init(up);
 }
 
-static void init_failed(struct upstream *up, const char *why)
+/* Start the retry timer with exponential back-off; returns the delay. */
+static unsigned schedule_reinit(struct upstream *up)
 {
     unsigned delay = 500u << (up->init_failures < 6 ? up->init_failures : 6);
     if (delay > INIT_RETRY_MAX_MS)
         delay = INIT_RETRY_MAX_MS;
     up->init_failures++;
+    if (!uv_is_active((uv_handle_t *)&up->retry_timer))
+        uv_timer_start(&up->retry_timer, retry_timer_cb, delay, 0);
+    return delay;
+}
+
+static void init_failed(struct upstream *up, const char *why)
+{
+    unsigned delay = schedule_reinit(up);
     char msg[400];
     snprintf(msg, sizeof(msg), "%s; retrying in %u ms", why, delay);
     set_state(up, UP_FAILED, msg);
-    uv_timer_start(&up->retry_timer, retry_timer_cb, delay, 0);
 }
 
 struct fetch {
@@ -500,6 +508,7 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
 
 static void begin_init(struct upstream *up)
 {
+    uv_timer_stop(&up->retry_timer);
     set_state(up, UP_INITIALIZING, "");
     json_t *params = json_pack("{s:s, s:{s:{}, s:{s:{}, s:{}}, s:{s:b}}, s:{s:s, s:s}}", "protocolVersion",
                                mcp_supported_versions[0], "capabilities", "sampling", "elicitation", "form", "url",
@@ -560,8 +569,12 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
             fail_all(up, why ? why : "transport down");
             uv_timer_stop(&up->retry_timer);
             set_state(up, st == TRANSPORT_STOPPED ? UP_STOPPED : UP_DOWN, why);
-        } else if (up->state == UP_READY) {
-            set_state(up, UP_DOWN, why); /* HTTP: the next exchange tells whether it is back */
+        } else if (up->state == UP_READY || up->state == UP_INITIALIZING) {
+            /* HTTP: no exchange will be sent while it is down, so probe it again with a new
+               initialize after a back-off; a server that forgot us gets a new session. */
+            set_state(up, UP_DOWN, why);
+            transport_reset_session(up->t);
+            schedule_reinit(up);
         }
         break;
     case TRANSPORT_STARTING:
@@ -586,8 +599,6 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     if (err == ERR_NOTFOUND && !up->closing && up->state == UP_READY) {
         /* The server forgot our session: start a new one; the client's session is unaffected. */
         transport_reset_session(up->t);
-        begin_init(up);
-    } else if (err == 0 && up->state == UP_DOWN && up->srv->transport == TRANSPORT_HTTP) {
         begin_init(up);
     }
     pending_maybe_free(p);
