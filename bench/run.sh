@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# Gatehouse benchmark: the cost the gateway adds, measured side by side against the bench
+# fixture in one run (see docs/performance.md for the method and the targets).
+#
+#   bench/run.sh BUILD_DIR            (make bench runs it on build/)
+#
+# 1. fixed-rate tools/call at 1k and 5k req/s: straight to the fixture, then through the gateway
+#    (bench/loadgen, open loop, latency from the scheduled send time);
+# 2. saturation throughput, straight vs through (wrk + bench/tools_call.lua; loadgen --closed as
+#    a second opinion), with the server CPU time each run used;
+# 3. RSS per idle MCP session (10k sessions through the gateway);
+# 4. RSS with 10k open SSE streams (through the gateway; bare h2o in the fixture as reference).
+# The gateway parts run when BUILD_DIR/gatehouse answers MCP; otherwise they say
+# "gateway not available" and the direct figures are still printed.
+#
+# Knobs (environment): BENCH_DURATION (10 s per fixed-rate run), BENCH_WARMUP (2),
+# BENCH_RATES ("1000 5000"), BENCH_SAT_DURATION (10), BENCH_CONNS (16, fixed rate),
+# BENCH_SAT_CONNS (32), BENCH_SESSIONS (10000), BENCH_PIN (0: nothing pinned, the default, see
+# docs/performance.md; 1: load generator on CPU 0, fixture on CPU 1, gateway unpinned, for a
+# quiet dedicated machine), BENCH_OUT (BUILD_DIR/bench-results).
+# Every step is bounded in time; the whole run takes about three minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${1:-build}
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+RATES=${BENCH_RATES:-"1000 5000"}
+SAT_DURATION=${BENCH_SAT_DURATION:-10}
+CONNS=${BENCH_CONNS:-16}
+SAT_CONNS=${BENCH_SAT_CONNS:-32}
+SESSIONS=${BENCH_SESSIONS:-10000}
+PIN=${BENCH_PIN:-0}
+OUT=${BENCH_OUT:-$BUILD/bench-results}
+TEXT="hello from the benchmark"
+
+FIXTURE=$BUILD/fixture_server
+LOADGEN=$BUILD/loadgen
+GATEHOUSE=$BUILD/gatehouse
+
+die() { echo "bench: $*" >&2; exit 1; }
+for b in "$FIXTURE" "$LOADGEN"; do
+  [ -x "$b" ] || cmake --build "$BUILD" --target "$(basename "$b")" >/dev/null ||
+    die "$b is missing and could not be built"
+done
+command -v wrk >/dev/null || die "wrk is not installed (scripts/deps.sh bench)"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# Sessions and SSE streams need one descriptor each, in the gateway and in the load generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((SESSIONS + 1000)) ]; then
+  echo "bench: warning: ulimit -n is $(ulimit -n), below $SESSIONS sessions; raise the hard limit" >&2
+fi
+
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  ON_LOAD="taskset -c 0"
+  ON_FIXTURE="taskset -c 1"
+else
+  ON_LOAD=""
+  ON_FIXTURE=""
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# A free loopback port at or above $1.
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user+system, all threads) of a process, in milliseconds.
+cpu_ms() {
+  local t
+  t=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  echo $((t * 1000 / $(getconf CLK_TCK)))
+}
+# The value of key=... in the RESULT line of a loadgen output file.
+result() { awk -v k="$2" '/^RESULT/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' "$1"; }
+
+# Run a logged command: "$ command" goes to the log and to commands.txt, output to $1.
+run_logged() {
+  local out=$1
+  shift
+  { printf '$'; printf ' %q' "$@"; echo; } | tee -a "$OUT/commands.txt" >&2
+  "$@" >"$out" 2>&1 || true
+}
+
+tools_call_body() {
+  printf '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{"text":"%s"}}}' "$1" "$TEXT"
+}
+
+: >"$OUT/commands.txt"
+echo "== Gatehouse benchmark: $(date -u +%FT%TZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
+  echo "   warning: the machine is not idle (load average above 0.5); figures will be noisy"
+fi
+echo "   pinning: ${ON_LOAD:-none} (load) / ${ON_FIXTURE:-none} (fixture) / gateway unpinned; results in $OUT"
+
+# --- the fixture ------------------------------------------------------------------------------
+FIX_PORT=$(free_port 18931)
+$ON_FIXTURE "$FIXTURE" --port "$FIX_PORT" --threads 1 >"$OUT/fixture.log" 2>&1 &
+FIX_PID=$!
+pids+=("$FIX_PID")
+for _ in $(seq 50); do grep -q listening "$OUT/fixture.log" && break; sleep 0.1; done
+grep -q listening "$OUT/fixture.log" || die "fixture did not start: $(cat "$OUT/fixture.log")"
+FIX_URL=http://127.0.0.1:$FIX_PORT/mcp
+
+# --- the gateway, when it works ---------------------------------------------------------------
+GW=0
+GW_WHY="$GATEHOUSE not built"
+GW_PORT=$(free_port $((FIX_PORT + 1)))
+GW_URL=http://127.0.0.1:$GW_PORT/mcp
+TOOL=echo
+if [ -x "$GATEHOUSE" ]; then
+  cat >"$OUT/gatehouse.yaml" <<EOF
+listen: [{address: 127.0.0.1, port: $GW_PORT}]
+workers: 2
+log: {level: warn}
+servers:
+  - name: fixture
+    transport: http
+    url: $FIX_URL
+EOF
+  "$GATEHOUSE" run -c "$OUT/gatehouse.yaml" >"$OUT/gatehouse.log" 2>&1 &
+  GW_PID=$!
+  pids+=("$GW_PID")
+  GW_WHY="it did not answer initialize at $GW_URL within 10 s"
+  for _ in $(seq 100); do
+    if ! kill -0 "$GW_PID" 2>/dev/null; then
+      GW_WHY="'gatehouse run' exited: $(tail -n 1 "$OUT/gatehouse.log")"
+      break
+    fi
+    if "$LOADGEN" --url "$GW_URL" --init-only >"$OUT/gw-init.txt" 2>&1; then
+      GW=1
+      break
+    fi
+    sleep 0.1
+  done
+fi
+if [ "$GW" = 1 ]; then
+  # The tool may be exposed as "echo" or namespaced as "fixture__echo".
+  sid=$(sed -n 's/^session_id=//p' "$OUT/gw-init.txt")
+  ver=$(sed -n 's/^protocol_version=//p' "$OUT/gw-init.txt")
+  curl -s --max-time 5 -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, text/event-stream' -H "Mcp-Session-Id: $sid" \
+    -H "MCP-Protocol-Version: $ver" \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' "$GW_URL" >"$OUT/gw-tools.txt" || true
+  grep -q '"fixture__echo"' "$OUT/gw-tools.txt" && TOOL=fixture__echo
+  echo "   gateway: $GW_URL (pid $GW_PID), tool $TOOL"
+else
+  echo "   gateway not available: $GW_WHY"
+  echo "   (the direct-to-fixture figures below are still valid; rerun when 'gatehouse run' works)"
+fi
+
+declare -A R # R[key]=value, for the table
+
+# --- 1. fixed rate -------------------------------------------------------------------------------
+fixed_rate() { # fixed_rate NAME URL TOOL RATE
+  local f="$OUT/rate-$1-$4.txt"
+  run_logged "$f" $ON_LOAD "$LOADGEN" --url "$2" --mcp-init --rate "$4" --duration "$DURATION" \
+    --warmup "$WARMUP" -c "$CONNS" --body "$(tools_call_body "$3")" --expect "$TEXT"
+  R[$1.$4.p50]=$(result "$f" p50_us)
+  R[$1.$4.p99]=$(result "$f" p99_us)
+  R[$1.$4.achieved]=$(result "$f" achieved_rps)
+  R[$1.$4.errors]=$(result "$f" errors)
+  grep -E '^  (target|completed|latency|service)' "$f" | sed 's/^/  /'
+}
+echo
+echo "-- fixed-rate tools/call (latency from the scheduled send time, us)"
+for rate in $RATES; do
+  fixed_rate direct "$FIX_URL" echo "$rate"
+  if [ "$GW" = 1 ]; then fixed_rate gateway "$GW_URL" "$TOOL" "$rate"; fi
+done
+
+# --- 2. saturation ------------------------------------------------------------------------------
+saturate() { # saturate NAME URL TOOL SERVER_PIDS...
+  local name=$1 url=$2 tool=$3
+  shift 3
+  local sid ver c0=0 c1=0 p
+  "$LOADGEN" --url "$url" --init-only >"$OUT/init-$name.txt" 2>&1 || true
+  sid=$(sed -n 's/^session_id=//p' "$OUT/init-$name.txt")
+  ver=$(sed -n 's/^protocol_version=//p' "$OUT/init-$name.txt")
+  sed "s/\"name\":\"echo\"/\"name\":\"$tool\"/" bench/tools_call.lua >"$OUT/tools_call-$name.lua"
+  for p in "$@"; do c0=$((c0 + $(cpu_ms "$p"))); done
+  run_logged "$OUT/wrk-$name.txt" $ON_LOAD wrk -t1 -c "$SAT_CONNS" -d "${SAT_DURATION}s" \
+    -s "$OUT/tools_call-$name.lua" "$url" -- "$sid" "$ver"
+  for p in "$@"; do c1=$((c1 + $(cpu_ms "$p"))); done
+  R[$name.sat]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' "$OUT/wrk-$name.txt")
+  R[$name.sat_cpu]=$(awk -v n="${R[$name.sat]}" -v d="$SAT_DURATION" -v ms=$((c1 - c0)) \
+    'BEGIN {printf "%.0f", (ms > 0 ? n * d / (ms / 1000) : 0)}')
+  R[$name.sat_errors]=$(awk '/Non-2xx|Socket errors/' "$OUT/wrk-$name.txt" | tr -s ' ' | tr '\n' ';')
+  run_logged "$OUT/closed-$name.txt" $ON_LOAD "$LOADGEN" --url "$url" --mcp-init --closed \
+    -c "$SAT_CONNS" --duration 5 --warmup 1 --body "$(tools_call_body "$tool")" --expect "$TEXT"
+  R[$name.closed]=$(result "$OUT/closed-$name.txt" achieved_rps)
+  echo "    wrk ${R[$name.sat]} req/s (${R[$name.sat]:-0} x ${SAT_DURATION}s over $(((c1 - c0)))ms server CPU = ${R[$name.sat_cpu]} req per server CPU-second) ${R[$name.sat_errors]}; loadgen --closed ${R[$name.closed]} req/s"
+}
+echo
+echo "-- saturation, $SAT_CONNS connections"
+saturate direct "$FIX_URL" echo "$FIX_PID"
+if [ "$GW" = 1 ]; then saturate gateway "$GW_URL" "$TOOL" "$GW_PID" "$FIX_PID"; fi
+
+# --- 3 and 4. memory per session and per SSE stream ----------------------------------------------
+# open_sessions NAME URL SERVER_PID [--sse]: RSS before, K sessions, RSS while they exist.
+open_sessions() {
+  local name=$1 url=$2 pid=$3 sse=${4:-}
+  local f="$OUT/sessions-$name.txt" before after lg n
+  before=$(rss_kib "$pid")
+  echo "\$ $LOADGEN --url $url --sessions $SESSIONS $sse --hold 60 --open-timeout 60" |
+    tee -a "$OUT/commands.txt" >&2
+  "$LOADGEN" --url "$url" --sessions "$SESSIONS" $sse --hold 60 --open-timeout 60 >"$f" 2>&1 &
+  lg=$!
+  for _ in $(seq 700); do grep -q '^READY' "$f" && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
+  sleep 1 # let the server settle (lazy frees, buffers returned)
+  after=$(rss_kib "$pid")
+  kill -USR1 "$lg" 2>/dev/null || true
+  wait "$lg" 2>/dev/null || true
+  n=$(result "$f" established)
+  R[$name.before]=$before
+  R[$name.after]=$after
+  R[$name.n]=${n:-0}
+  R[$name.per]=$(awk -v b="$before" -v a="$after" -v n="${n:-0}" 'BEGIN {printf "%.0f", (n > 0 ? (a - b) * 1024 / n : 0)}')
+  echo "    $name: $(grep '^RESULT' "$f" | cut -d' ' -f2-)"
+  echo "    $name: VmRSS ${before} KiB -> ${after} KiB = ${R[$name.per]} B per session"
+}
+echo
+echo "-- memory: $SESSIONS sessions"
+if [ "$GW" = 1 ]; then
+  open_sessions gw-idle "$GW_URL" "$GW_PID"
+  open_sessions gw-sse "$GW_URL" "$GW_PID" --sse
+fi
+# Reference: what bare h2o holds per open event stream (the fixture with --sse-get).
+REF_PORT=$(free_port $((GW_PORT + 1)))
+$ON_FIXTURE "$FIXTURE" --port "$REF_PORT" --threads 1 --sse-get >"$OUT/fixture-sse.log" 2>&1 &
+REF_PID=$!
+pids+=("$REF_PID")
+for _ in $(seq 50); do grep -q listening "$OUT/fixture-sse.log" && break; sleep 0.1; done
+open_sessions fixture-sse "http://127.0.0.1:$REF_PORT/mcp" "$REF_PID" --sse
+
+# --- the table -------------------------------------------------------------------------------------
+v() { echo "${R[$1]:--}"; }
+ratio() { awk -v a="${R[$1]:-}" -v b="${R[$2]:-}" 'BEGIN {if (a == "" || b == "" || b == 0) print "-"; else printf "%.0f%%", 100 * a / b}'; }
+added() { awk -v a="${R[$1]:-}" -v b="${R[$2]:-}" 'BEGIN {if (a == "" || b == "") print "-"; else printf "%+d", a - b}'; }
+verdict() { # verdict VALUE OP LIMIT
+  awk -v x="$1" -v op="$2" -v l="$3" 'BEGIN {if (x == "-" || x == "") {print ""; exit}
+    sub(/%$/, "", x); sub(/^\+/, "", x); ok = (op == "<=") ? (x + 0 <= l) : (x + 0 >= l); print ok ? "PASS" : "FAIL"}'
+}
+echo
+echo "== results (one run; latency in us from the scheduled send time)"
+printf '%-34s %12s %12s %12s  %-14s %s\n' "measure" "direct" "gateway" "added/ratio" "target" ""
+for rate in $RATES; do
+  for q in p50 p99; do
+    a=$(added "gateway.$rate.$q" "direct.$rate.$q")
+    tgt=""
+    [ "$rate" = 1000 ] && [ $q = p50 ] && tgt="<= +100"
+    [ "$rate" = 1000 ] && [ $q = p99 ] && tgt="<= +500"
+    lim=${tgt#<= +}
+    printf '%-34s %12s %12s %12s  %-14s %s\n' "tools/call $q @ $rate req/s" "$(v "direct.$rate.$q")" \
+      "$(v "gateway.$rate.$q")" "$a" "$tgt" "$([ -n "$tgt" ] && verdict "$a" "<=" "$lim")"
+  done
+done
+printf '%-34s %12s %12s %12s  %-14s %s\n' "saturation, wrk (req/s)" "$(v direct.sat)" "$(v gateway.sat)" \
+  "$(ratio gateway.sat direct.sat)" ">= 50%" "$(verdict "$(ratio gateway.sat direct.sat)" ">=" 50)"
+printf '%-34s %12s %12s %12s\n' "saturation, loadgen --closed" "$(v direct.closed)" "$(v gateway.closed)" \
+  "$(ratio gateway.closed direct.closed)"
+printf '%-34s %12s %12s %12s\n' "req per server CPU-second" "$(v direct.sat_cpu)" "$(v gateway.sat_cpu)" \
+  "$(ratio gateway.sat_cpu direct.sat_cpu)"
+printf '%-34s %12s %12s %12s  %-14s %s\n' "RSS per idle session (B)" "stateless" "$(v gw-idle.per)" "" \
+  "<= 16384" "$(verdict "$(v gw-idle.per)" "<=" 16384)"
+printf '%-34s %12s %12s\n' "RSS with $SESSIONS SSE streams (KiB)" "$(v fixture-sse.after)" "$(v gw-sse.after)"
+printf '%-34s %12s %12s\n' "RSS per SSE stream (B)" "$(v fixture-sse.per)" "$(v gw-sse.per)"
+echo "   (SSE 'direct' = bare h2o holding the streams in the fixture with --sse-get: the floor)"
+if [ "$GW" != 1 ]; then echo "   gateway not available: $GW_WHY"; fi
+echo "   exact commands: $OUT/commands.txt; raw outputs beside it"
