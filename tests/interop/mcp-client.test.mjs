@@ -195,7 +195,7 @@ describe('SDK client through the gateway', () => {
             return { role: 'assistant', content: { type: 'text', text: 'sampled-by-interop-client' }, model: 'interop-model', stopReason: 'endTurn' };
           }),
       });
-      const r = await client.callTool({ name: ev('trigger-sampling-request'), arguments: { prompt: 'Say hi to the gateway', maxTokens: 12 } });
+      const r = await client.callTool({ name: ev('trigger-sampling-request'), arguments: { prompt: 'Say hi to the gateway', maxTokens: 12 } }, undefined, { timeout: 10000 });
       assert.equal(seen.length, 1, 'exactly one sampling request reached the client');
       assert.match(JSON.stringify(seen[0].messages), /Say hi to the gateway/);
       assert.equal(seen[0].maxTokens, 12);
@@ -214,7 +214,7 @@ describe('SDK client through the gateway', () => {
             return { action: 'accept', content: { name: 'Ada Lovelace', check: true, integer: 7 } };
           }),
       });
-      const r = await client.callTool({ name: ev('trigger-elicitation-request'), arguments: {} });
+      const r = await client.callTool({ name: ev('trigger-elicitation-request'), arguments: {} }, undefined, { timeout: 10000 });
       assert.equal(seen.length, 1);
       assert.equal(seen[0].requestedSchema.type, 'object');
       assert.ok(seen[0].requestedSchema.properties.name, 'requested schema has "name"');
@@ -422,7 +422,7 @@ describe('SDK client through the gateway', () => {
       const b = await connect('fixture', { transportOptions: { fetch: netB.fetch, sessionId } });
       b.transport.setProtocolVersion(protocolVersion);
       const r = await b.client.request({ method: 'tools/call', params: args }, CallToolResultSchema, {
-        timeout: 20000,
+        timeout: 10000,
         resumptionToken: lastToken,
         onresumptiontoken: () => {},
       });
