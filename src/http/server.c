@@ -74,7 +74,7 @@ struct server {
 };
 
 static struct {
-    struct metric *http_requests, *mcp_requests, *mcp_duration, *sessions;
+    struct metric *http_requests, *mcp_requests, *mcp_duration, *sessions, *upstream_up, *upstream_restarts;
 } M;
 
 static void metrics_init(void)
@@ -91,6 +91,10 @@ static void metrics_init(void)
                                        "Time from the request to the end of its answer, by server and method", 2, dur_labels,
                                        buckets, (int)(sizeof(buckets) / sizeof(buckets[0])));
     M.sessions = metrics_gauge("gatehouse_sessions", "Open MCP sessions", 0, NULL);
+    static const char *const server_label[] = {"server"};
+    M.upstream_up = metrics_gauge("gatehouse_upstream_up", "1 when the server is initialised and serving", 1, server_label);
+    M.upstream_restarts = metrics_gauge("gatehouse_upstream_restarts", "Restarts of the server's process since the gateway started", 1,
+                                        server_label);
 }
 
 /* --- small helpers --- */
@@ -126,6 +130,13 @@ static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *val
 static void add_header_str(h2o_req_t *req, const char *name, const char *value)
 {
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+}
+
+static void upstream_metrics_cb(const char *name, bool ready, unsigned restarts, void *arg)
+{
+    const char *labels[] = {name};
+    metrics_set(M.upstream_up, labels, ready ? 1 : 0);
+    metrics_set(M.upstream_restarts, labels, restarts);
 }
 
 static void count_http(const char *endpoint, int status)
@@ -197,7 +208,11 @@ struct writer {
     const char *server;
     char method[48];
     char outcome[16];
+    char target[128];
 };
+
+static void log_line(struct worker *w, const char *http_method, const char *path, int status, const char *mcp_method,
+                     const char *server, const char *target, const char *outcome, uint64_t start_ns);
 
 static void writer_pump(struct writer *wr);
 
@@ -236,6 +251,7 @@ static void writer_dispose(void *p)
         metrics_inc(M.mcp_requests, l3, 1);
         const char *l2[] = {server, wr->method};
         metrics_observe(M.mcp_duration, l2, secs);
+        log_line(wr->w, "POST", "/mcp", 200, wr->method, wr->server, wr->target, l3[2], wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
     stream_unref(wr->stream);
@@ -438,23 +454,34 @@ static bool check_protocol_header(h2o_req_t *req)
     return false;
 }
 
-static void log_request(struct worker *w, h2o_req_t *req, int status, const char *mcp_method, const char *server,
-                        const char *target, uint64_t start_ns)
+static void log_line(struct worker *w, const char *http_method, const char *path, int status, const char *mcp_method,
+                     const char *server, const char *target, const char *outcome, uint64_t start_ns)
 {
     if (log_get_level() > LOG_INFO)
         return;
     char rid[32];
     snprintf(rid, sizeof(rid), "%d-%llu", w->mcp.index, (unsigned long long)++w->next_req);
-    json_t *f = json_pack("{s:s, s:s%, s:s%, s:i, s:f}", "request_id", rid, "http_method", req->method.base, req->method.len, "path",
-                          req->path_normalized.base, req->path_normalized.len, "status", status, "duration_ms",
-                          (double)(clock_now_ns() - start_ns) / 1e6);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:f}", "request_id", rid, "http_method", http_method, "path", path, "status",
+                          status, "duration_ms", (double)(clock_now_ns() - start_ns) / 1e6);
     if (mcp_method)
         json_object_set_new(f, "mcp_method", json_string(mcp_method));
     if (server)
         json_object_set_new(f, "server", json_string(server));
     if (target && *target)
         json_object_set_new(f, "target", json_string(target));
+    if (outcome)
+        json_object_set_new(f, "outcome", json_string(outcome));
     log_fields(LOG_INFO, "request", f);
+}
+
+static void log_request(struct worker *w, h2o_req_t *req, int status, const char *mcp_method, const char *server,
+                        const char *target, uint64_t start_ns)
+{
+    char method[16], path[256];
+    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    snprintf(path, sizeof(path), "%.*s", (int)(req->path_normalized.len > 255 ? 255 : req->path_normalized.len),
+             req->path_normalized.base);
+    log_line(w, method, path, status, mcp_method, server, target, NULL, start_ns);
 }
 
 static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start)
@@ -515,9 +542,10 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         r.stream = NULL;
         wr->json_ok = true;
         wr->server = r.server;
+        wr->started_ns = start;
         snprintf(wr->method, sizeof(wr->method), "%s", mname);
-        count_http("mcp", 200);
-        log_request(w, req, 200, mname, r.server, r.target, start);
+        snprintf(wr->target, sizeof(wr->target), "%s", r.target);
+        count_http("mcp", 200); /* the access log line is written when the answer ends */
         if (stream_attach(wr->stream, &wr->sw) != 0)
             send_refusal(req, 500, JSONRPC_INTERNAL_ERROR, "internal error: stream already attached");
     } else if (r.body) {
@@ -676,6 +704,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         struct buf b;
         buf_init(&b, 16u << 20);
         metrics_set(M.sessions, NULL, session_table_count());
+        gateway_foreach_server(upstream_metrics_cb, NULL);
         if (metrics_render(&b) == 0)
             send_body(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
         else

@@ -56,6 +56,8 @@ struct upstream {
     bool closing;
     /* under gw.lock */
     enum up_state pub_state;
+    unsigned restarts; /* stdio: children started after the first */
+    bool was_up;
     char why[256];
     json_t *lists[CAT_NKINDS];
 };
@@ -558,6 +560,11 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
         return;
     switch (st) {
     case TRANSPORT_UP:
+        pthread_mutex_lock(&gw.lock);
+        if (up->was_up && up->srv->transport == TRANSPORT_STDIO)
+            up->restarts++;
+        up->was_up = true;
+        pthread_mutex_unlock(&gw.lock);
         if (up->srv->transport == TRANSPORT_STDIO) {
             uv_timer_stop(&up->retry_timer);
             begin_init(up);
@@ -899,6 +906,7 @@ json_t *gateway_status(void)
         json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
                               up->srv->transport == TRANSPORT_STDIO ? "stdio" : "http", "why", up->why);
         json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
+        json_object_set_new(s, "restarts", json_integer(up->restarts));
         json_object_set_new(servers, up->srv->name, s);
     }
     pthread_mutex_unlock(&gw.lock);
@@ -1360,4 +1368,12 @@ void mcp_worker_release(struct mcp_worker *w)
 {
     catalog_unref(w->catalog);
     w->catalog = NULL;
+}
+
+void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg), void *arg)
+{
+    pthread_mutex_lock(&gw.lock);
+    for (size_t i = 0; i < gw.nups; i++)
+        fn(gw.ups[i].srv->name, gw.ups[i].pub_state == UP_READY, gw.ups[i].restarts, arg);
+    pthread_mutex_unlock(&gw.lock);
 }

@@ -57,6 +57,9 @@ void gateway_free(void);
 bool gateway_ready(void);
 /* A new object for /readyz: {"ready": bool, "servers": {name: {"state":…, "why":…, "restarts":n}}}. */
 json_t *gateway_status(void);
+/* Call fn for every server with its readiness and restart count (under the engine's lock: fn
+   must not call back into the gateway). */
+void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg), void *arg);
 /* Index of the server named `name`, or -1. */
 int gateway_find_server(const char *name);
 const char *gateway_server_name(int index);

@@ -103,8 +103,11 @@ static char *make_name(const struct openapi_op *op, int level)
 
 /* ---- schema editing ---- */
 
+#define EDIT_BUDGET 20000 /* schema nodes per tool: shared subtrees must not blow up a copy */
+
 struct edit_stats {
     unsigned first_sentence, examples, extensions, enums, collapsed;
+    size_t budget; /* nodes left for this tool */
 };
 
 /* The first sentence: up to the first ". " (or end of paragraph), whitespace collapsed. */
@@ -167,15 +170,12 @@ static json_t *edit_value(const char *k, json_t *v, unsigned depth,
         json_t *arr = json_array();
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) json_array_append_new(arr, edit_schema(e, depth, h, st,
+        json_array_foreach(v, i, e) json_array_append_new(arr, edit_schema(e, depth + 1, h, st,
                                                                             false));
         return arr;
     }
     if (json_is_object(v))
-        return edit_schema(v, strcmp(k, "items") == 0 || strcmp(k, "additionalProperties") == 0
-                                  ? depth + 1
-                                  : depth,
-                           h, st, false);
+        return edit_schema(v, depth + 1, h, st, false);
     return json_incref(v);
 }
 
@@ -191,6 +191,14 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
     json_t *out = json_object();
     if (out == NULL)
         return NULL;
+    if (st->budget)
+        st->budget--;
+    if (!is_map && st->budget == 0) {
+        json_object_set_new(out, "type", json_string("object"));
+        json_object_set_new(out, "description", json_string("(schema too large, truncated)"));
+        st->collapsed++;
+        return out;
+    }
     if (!is_map && h->max_depth && depth > h->max_depth && !is_scalar_schema(s) &&
         (json_object_get(s, "properties") || json_object_get(s, "items") ||
          json_object_get(s, "oneOf") || json_object_get(s, "anyOf"))) {
@@ -842,7 +850,7 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         t->name = ov && ov->name ? strdup(ov->name) : make_name(op, 0);
         bool trimmed;
         t->description = tool_description(op, ov, h, &trimmed);
-        struct edit_stats st = {.first_sentence = trimmed};
+        struct edit_stats st = {.first_sentence = trimmed, .budget = EDIT_BUDGET};
         t->input_schema = build_input_schema(t, h, &st);
         if (t->name == NULL || t->description == NULL || t->input_schema == NULL) {
             rc = ERR_NOMEM;

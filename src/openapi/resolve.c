@@ -21,7 +21,7 @@
 #include "openapi/openapi-int.h"
 
 #define REF_STACK_MAX OPENAPI_MAX_DEPTH
-#define WORK_BUDGET 200000000u /* nodes visited per document, against pathological inputs */
+#define WORK_BUDGET 50000000u /* nodes visited per document, against pathological inputs */
 
 struct oa_resolver {
     json_t *root;

@@ -633,6 +633,7 @@ static void stdio_close(struct transport *base)
     GH_ASSERT(!t->closing);
     t->closing = true;
     t->state = TRANSPORT_STOPPED;
+    uv_update_time(t->loop); /* the grace periods count from now, also outside a callback */
     uv_timer_stop(&t->restart_timer);
     if (t->gen_active && !t->exited)
         log_server(t, LOG_INFO, "upstream_stopping", "stopping pid %d", t->pid);
