@@ -12,7 +12,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { INTEROP_DIR, startGateway, startFixtureHttp, fixtureStdio, withTimeout, DIRECT } from './lib/gateway.mjs';
+import { INTEROP_DIR, startGateway, startFixtureHttp, fixtureStdio, withTimeout, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
+
+// Counts as a failed test (not only cancelled ones) when the binary is missing.
+if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
 
 const RUNNER = path.join(INTEROP_DIR, 'conformance.mjs');
 const EXPECTED_GATEWAY = path.join(INTEROP_DIR, 'expected-failures-gateway.txt');

@@ -7,7 +7,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startTopology, node22Env, NODE22, INSPECTOR_ENTRY, withTimeout } from './lib/gateway.mjs';
+import { startTopology, node22Env, NODE22, INSPECTOR_ENTRY, withTimeout, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
+
+// Counts as a failed test (not only cancelled ones) when the binary is missing.
+if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
 
 let topo;
 let home;

@@ -16,8 +16,11 @@ import {
   ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { startTopology, withTimeout, sleep } from './lib/gateway.mjs';
+import { startTopology, withTimeout, sleep, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
 import { connectClient, listAll, resultText, eventually, cuttableFetch } from './lib/client.mjs';
+
+// Counts as a failed test (not only cancelled ones) when the binary is missing.
+if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
 
 const T = { timeout: 30000 };
 let topo;

@@ -4,8 +4,11 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTopology, DIRECT } from './lib/gateway.mjs';
+import { startTopology, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
 import { connectClient, listAll, resultText } from './lib/client.mjs';
+
+// Counts as a failed test (not only cancelled ones) when the binary is missing.
+if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
 
 describe('gateway prefix mode always', { skip: DIRECT && 'DIRECT=1: needs the gateway', timeout: 60000 }, () => {
   let topo;
