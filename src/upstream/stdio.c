@@ -17,8 +17,8 @@
  * STDIO_STDIN_GRACE_MS, SIGKILL it STDIO_TERM_GRACE_MS later. When the group leader exits on
  * its own, the rest of its group is SIGKILLed at once: a server that is gone has no helpers
  * worth keeping, and leaving them would run two copies after the restart. Its stdout and
- * stderr are still read to the end (a last response, a partial last stderr line), for at most
- * STDIO_DRAIN_MS.
+ * stderr are still read to the end, for at most STDIO_DRAIN_MS: a last response is still
+ * delivered (after the DOWN report), a partial last stderr line is still logged.
  *
  * Restart back-off: restart_initial_ms, doubled after each restart up to restart_max_ms, plus up
  * to 10% jitter (the result never exceeds restart_max_ms) and never below STDIO_RESTART_FLOOR_MS,
@@ -73,9 +73,10 @@ struct stdio_transport {
     bool timers_closed; /* uv_close called on the three timers */
     unsigned open;      /* handles initialised whose close callback has not run yet */
 
-    char **argv; /* command, args..., NULL; strings borrowed from srv */
-    char **envp; /* owned */
-    uint32_t backoff_ms;
+    char **argv;             /* command, args..., NULL; strings borrowed from srv */
+    char **envp;             /* owned */
+    uint32_t backoff_ms;     /* the next restart delay, before jitter */
+    uint32_t min_backoff_ms; /* restart_initial_ms, floored */
     uint32_t max_backoff_ms;
     uint64_t jitter_state;
 
@@ -372,7 +373,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
     log_fields(t->closing ? LOG_INFO : LOG_WARN, "upstream_exited", f);
 
     if (uptime >= STDIO_STABLE_MS)
-        t->backoff_ms = t->srv->restart_initial_ms;
+        t->backoff_ms = t->min_backoff_ms;
     close_handle((uv_handle_t *)&t->proc);
     close_handle((uv_handle_t *)&t->in);
     if (!uv_is_closing((uv_handle_t *)&t->out) || !uv_is_closing((uv_handle_t *)&t->err))
@@ -507,8 +508,13 @@ static void spawn_child(struct stdio_transport *t)
         return;
     }
     t->pid = t->proc.pid;
-    uv_read_start((uv_stream_t *)&t->out, on_alloc, on_stdout_read);
-    uv_read_start((uv_stream_t *)&t->err, on_alloc, on_stderr_read);
+    if (uv_read_start((uv_stream_t *)&t->err, on_alloc, on_stderr_read) < 0)
+        close_handle((uv_handle_t *)&t->err);
+    r = uv_read_start((uv_stream_t *)&t->out, on_alloc, on_stdout_read);
+    if (r < 0) { /* cannot happen with a fresh pipe; if it does, this child is of no use */
+        close_handle((uv_handle_t *)&t->out);
+        stdout_ended(t, uv_strerror(r));
+    }
 
     json_t *f = fields_new(t);
     json_object_set_new(f, "pid", json_integer(t->pid));
@@ -728,6 +734,7 @@ struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_serve
     t->backoff_ms = srv->restart_initial_ms;
     if (t->backoff_ms < STDIO_RESTART_FLOOR_MS)
         t->backoff_ms = STDIO_RESTART_FLOOR_MS;
+    t->min_backoff_ms = t->backoff_ms;
     t->max_backoff_ms = srv->restart_max_ms > t->backoff_ms ? srv->restart_max_ms : t->backoff_ms;
     t->jitter_state = uv_hrtime() ^ (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ull;
     line_splitter_init(&t->out_lines, 1);
