@@ -194,7 +194,10 @@ static int cmd_run(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
 stop:
+    /* Calls still in flight are answered "shutting down" by the engine; give the writers a
+       moment to send that, then end every stream by closing the sessions. */
     gateway_stop();
+    server_wait_idle(rt.srv, 1000);
 out:
     session_table_close_all();
     server_free(rt.srv);

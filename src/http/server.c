@@ -56,6 +56,8 @@ struct worker {
     uv_timer_t keepalive;
     h2o_linklist_t writers; /* SSE writers, for keep-alive comments and drain */
     atomic_uint inflight;   /* MCP requests not yet finished */
+    struct config *cfg;     /* this worker's reference to the configuration in force */
+    uint64_t cfg_gen;
     uint64_t next_req;
     bool draining;
 };
@@ -63,6 +65,7 @@ struct worker {
 struct server {
     struct config *cfg; /* under cfg_lock: swapped by reload */
     pthread_mutex_t cfg_lock;
+    _Atomic uint64_t cfg_gen; /* bumped by a reload; workers refresh their reference then */
     h2o_globalconf_t globalconf;
     SSL_CTX **ssl; /* per listener, NULL for plain */
     int **fds;     /* fds[listener][worker] */
@@ -114,12 +117,20 @@ static bool iovec_contains(h2o_iovec_t v, const char *needle)
     return false;
 }
 
-static struct config *server_config(struct server *srv)
+/* The configuration in force, as this worker holds it: no lock unless a reload happened. */
+static const struct config *worker_config(struct worker *w)
 {
-    pthread_mutex_lock(&srv->cfg_lock);
-    struct config *c = config_ref(srv->cfg);
-    pthread_mutex_unlock(&srv->cfg_lock);
-    return c;
+    uint64_t gen = atomic_load(&w->srv->cfg_gen);
+    if (w->cfg == NULL || w->cfg_gen != gen) {
+        pthread_mutex_lock(&w->srv->cfg_lock);
+        struct config *c = config_ref(w->srv->cfg);
+        pthread_mutex_unlock(&w->srv->cfg_lock);
+        if (w->cfg)
+            config_unref(w->cfg);
+        w->cfg = c;
+        w->cfg_gen = gen;
+    }
+    return w->cfg;
 }
 
 static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value)
@@ -643,13 +654,18 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
-    struct config *cfg = server_config(w->srv);
+    const struct config *cfg = worker_config(w);
     if (!check_host_origin(req, cfg)) {
-        config_unref(cfg);
         count_http("mcp", 403);
         return 0;
     }
-    config_unref(cfg);
+    if (req->entity.len > cfg->max_body) {
+        send_refusal(req, 413, JSONRPC_INVALID_REQUEST, "the request body has %zu bytes, more than limits.max_body (%zu bytes)",
+                     req->entity.len, cfg->max_body);
+        count_http("mcp", 413);
+        log_request(w, req, 413, NULL, NULL, NULL, start);
+        return 0;
+    }
     if (w->draining) {
         send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
         return 0;
@@ -781,7 +797,11 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     if (srv->nworkers == 0)
         srv->nworkers = 1;
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.max_request_entity_size = cfg->max_body;
+    /* h2o refuses bodies over its own limit with a plain-text 413 before any handler runs. Ours
+       is checked in the handler, with a JSON-RPC answer that names it; h2o's is set above it
+       (twice, at most 64 MiB more) so that only grossly oversized bodies get the plain one. */
+    size_t slack = cfg->max_body < (64u << 20) ? cfg->max_body : (64u << 20);
+    srv->globalconf.max_request_entity_size = cfg->max_body + slack;
     srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatehouse"));
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -945,21 +965,22 @@ void server_drain(struct server *srv, uint32_t grace_ms)
         return;
     for (unsigned j = 0; j < srv->nworkers; j++)
         mailbox_post(srv->workers[j].mcp.mb, worker_drain_cb, &srv->workers[j]);
-    /* Standalone streams never finish by themselves: closing every session ends them, after
-       the answers in flight (which do not need the session table) are let through. */
-    uint64_t deadline = clock_now_ns() + (uint64_t)grace_ms * 1000000u;
+    unsigned busy = server_wait_idle(srv, grace_ms);
+    if (busy)
+        log_warn("drain", "%u request(s) still in flight after %u ms; they will be answered with an error", busy, grace_ms);
+}
+
+unsigned server_wait_idle(struct server *srv, uint32_t timeout_ms)
+{
+    uint64_t deadline = clock_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         unsigned busy = 0;
-        for (unsigned j = 0; j < srv->nworkers; j++)
+        for (unsigned j = 0; srv->started && j < srv->nworkers; j++)
             busy += atomic_load(&srv->workers[j].inflight);
-        if (busy == 0 || clock_now_ns() >= deadline) {
-            if (busy)
-                log_warn("drain", "%u request(s) still in flight after %u ms; cutting them", busy, grace_ms);
-            break;
-        }
+        if (busy == 0 || clock_now_ns() >= deadline)
+            return busy;
         usleep(10000);
     }
-    session_table_close_all();
 }
 
 void server_reconfigure(struct server *srv, struct config *cfg)
@@ -967,6 +988,7 @@ void server_reconfigure(struct server *srv, struct config *cfg)
     pthread_mutex_lock(&srv->cfg_lock);
     struct config *old = srv->cfg;
     srv->cfg = config_ref(cfg);
+    atomic_fetch_add(&srv->cfg_gen, 1);
     pthread_mutex_unlock(&srv->cfg_lock);
     config_unref(old);
 }
@@ -1006,6 +1028,8 @@ void server_free(struct server *srv)
            h2o 2.2 closes them again. The process is exiting; the loop is closed cleanly. */
         uv_loop_close(&w->loop);
         mcp_worker_release(&w->mcp);
+        if (w->cfg)
+            config_unref(w->cfg);
         free(w->accept);
         free(w->listeners);
     }

@@ -29,8 +29,10 @@ struct mcp_worker **server_workers(struct server *srv, unsigned *n);
 void server_listen(struct server *srv);
 /* The port actually bound by listener i (after port 0). */
 uint16_t server_port(struct server *srv, size_t i);
-/* Stop accepting, end standalone streams, wait for requests in flight (at most grace_ms). */
+/* Stop accepting and wait for requests in flight (at most grace_ms). */
 void server_drain(struct server *srv, uint32_t grace_ms);
+/* Wait until no request is in flight, at most timeout_ms; returns how many still are. */
+unsigned server_wait_idle(struct server *srv, uint32_t timeout_ms);
 /* Swap in a reloaded configuration for the settings that apply live (hosts, origins, limits
    checked per request). Listeners and servers are not changed by a reload. */
 void server_reconfigure(struct server *srv, struct config *cfg);

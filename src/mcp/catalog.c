@@ -7,6 +7,7 @@
 #include "core/rand.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,18 +66,41 @@ static int add_named(struct view *v, int kind, json_t *item, const char *exposed
     return 0;
 }
 
-static void add_resourceish(struct view *v, int kind, json_t *item, int server)
+/* Resources are listed once per URI (templates once per template): the first server to offer
+   one owns it in this view, and a second offer is logged, since it could never be read here. */
+static void add_resourceish(struct view *v, int kind, json_t *item, int server, const struct catalog_source *sources,
+                            bool log_collisions)
 {
-    json_array_append(v->items[kind], item);
     if (kind == CAT_RESOURCES) {
         const char *uri = json_string_value(json_object_get(item, "uri"));
-        if (uri && !json_object_get(v->uris, uri))
-            json_object_set_new(v->uris, uri, json_integer(server));
+        if (uri == NULL)
+            return;
+        json_t *owner = json_object_get(v->uris, uri);
+        if (owner != NULL) {
+            if (log_collisions && json_integer_value(owner) != server)
+                log_warn("catalog_collision", "resource %s of server \"%s\" is hidden: server \"%s\" offers the same URI",
+                         uri, sources[server].server, sources[json_integer_value(owner)].server);
+            return;
+        }
+        json_object_set_new(v->uris, uri, json_integer(server));
     } else {
         const char *t = json_string_value(json_object_get(item, "uriTemplate"));
-        if (t)
-            json_array_append_new(v->templates, json_pack("[s,i]", t, server));
+        if (t == NULL)
+            return;
+        size_t i;
+        json_t *e;
+        json_array_foreach(v->templates, i, e) {
+            if (strcmp(json_string_value(json_array_get(e, 0)), t) == 0) {
+                if (log_collisions && json_integer_value(json_array_get(e, 1)) != server)
+                    log_warn("catalog_collision",
+                             "resource template %s of server \"%s\" is hidden: server \"%s\" offers the same template", t,
+                             sources[server].server, sources[json_integer_value(json_array_get(e, 1))].server);
+                return;
+            }
+        }
+        json_array_append_new(v->templates, json_pack("[s,i]", t, server));
     }
+    json_array_append(v->items[kind], item);
 }
 
 static const char *item_name(json_t *item)
@@ -176,8 +200,8 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
             size_t j;
             json_t *item;
             json_array_foreach(sources[i].lists[kind], j, item) {
-                add_resourceish(&c->own[i], kind, item, (int)i);
-                add_resourceish(&c->agg, kind, item, (int)i);
+                add_resourceish(&c->own[i], kind, item, (int)i, sources, false);
+                add_resourceish(&c->agg, kind, item, (int)i, sources, true);
             }
         }
     err = 0;

@@ -47,6 +47,8 @@ struct upstream {
     struct idmap pending;
     _Atomic uint64_t next_id; /* any thread: ids are drawn where the request is built */
     unsigned inflight;
+    struct forward *queue_head, *queue_tail; /* calls waiting for a place (max_concurrency) */
+    unsigned queued;
     struct pending *last_call; /* most recent client call, for relating stdio messages */
     json_t *fetching[CAT_NKINDS];
     int fetches_left;
@@ -58,11 +60,22 @@ struct upstream {
     enum up_state pub_state;
     unsigned restarts; /* stdio: children started after the first */
     bool was_up;
-    char why[256];
+    char why[512];
     json_t *lists[CAT_NKINDS];
 };
 
 typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
+
+/* A client's request on its way to a server's home thread (or waiting there for a place). */
+struct forward {
+    struct upstream *up;
+    json_t *msg; /* the request as the server must see it */
+    struct pending *p;
+    struct forward *next;
+};
+
+static void call_finished(struct upstream *up);
+static void forward_cb(void *arg);
 
 struct pending {
     uint64_t id;
@@ -261,7 +274,7 @@ static void fail_pending(struct pending *p, int code, const char *fmt, ...)
     if (p->cb) {
         p->cb(p->up, NULL, code == JSONRPC_UPSTREAM_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAILABLE, msg, p->arg);
     } else {
-        p->up->inflight--;
+        call_finished(p->up);
         json_t *err = jsonrpc_error_new(p->client_id, code, msg, json_pack("{s:s}", "server", p->up->srv->name));
         stream_push(p->stream, err, true);
         json_decref(err);
@@ -485,6 +498,11 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
         char reason[300];
         const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
         snprintf(reason, sizeof(reason), "initialize failed: %s", why ? why : emsg ? emsg : "no result");
+        if (up->srv->transport == TRANSPORT_STDIO && transport_state(up->t) != TRANSPORT_UP) {
+            /* The process died: its restart (with the server's own back-off) re-initialises. */
+            set_state(up, UP_DOWN, reason);
+            return;
+        }
         init_failed(up, reason);
         return;
     }
@@ -529,7 +547,6 @@ static void fail_all_cb(uint64_t key, void *val, void *arg)
         if (p->cb) {
             p->cb(p->up, NULL, ERR_UNAVAILABLE, why, p->arg);
         } else {
-            p->up->inflight--;
             char msg[400];
             snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", p->up->srv->name, why);
             json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg,
@@ -551,6 +568,24 @@ static void fail_all(struct upstream *up, const char *why)
     idmap_release(&old);
     up->inflight = 0;
     up->last_call = NULL;
+    /* Calls still waiting for a place go the same way. */
+    struct forward *f = up->queue_head;
+    up->queue_head = up->queue_tail = NULL;
+    up->queued = 0;
+    while (f != NULL) {
+        struct forward *next = f->next;
+        char msg[400];
+        snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", up->srv->name, reason);
+        json_t *err = jsonrpc_error_new(f->p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg, json_pack("{s:s}", "server", up->srv->name));
+        stream_push(f->p->stream, err, true);
+        json_decref(err);
+        f->p->answered = true;
+        f->p->up = up;
+        pending_free(f->p);
+        json_decref(f->msg);
+        free(f);
+        f = next;
+    }
 }
 
 static void state_cb(void *owner, enum transport_state st, const char *why)
@@ -740,8 +775,8 @@ static void message_cb(void *owner, json_t *msg, void *related)
     if (p->cb) {
         p->cb(up, msg, 0, NULL, p->arg);
     } else {
-        up->inflight--;
         answer_client(p, msg);
+        call_finished(up);
     }
     pending_maybe_free(p);
 }
@@ -928,11 +963,25 @@ const char *gateway_server_name(int index)
 
 /* --- downstream dispatch (worker thread) --- */
 
-struct forward {
-    struct upstream *up;
-    json_t *msg; /* the request as the server must see it (id replaced on send) */
-    struct pending *p;
-};
+static unsigned queue_limit(const struct upstream *up)
+{
+    return 4 * up->srv->max_concurrency;
+}
+
+/* A client call left the server (answered, failed, cancelled): let a waiting one in. */
+static void call_finished(struct upstream *up)
+{
+    if (up->inflight > 0)
+        up->inflight--;
+    while (up->queue_head != NULL && up->inflight < up->srv->max_concurrency) {
+        struct forward *f = up->queue_head;
+        up->queue_head = f->next;
+        if (up->queue_head == NULL)
+            up->queue_tail = NULL;
+        up->queued--;
+        forward_cb(f);
+    }
+}
 
 static void forward_cb(void *arg)
 {
@@ -947,19 +996,31 @@ static void forward_cb(void *arg)
         json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m, json_pack("{s:s}", "server", up->srv->name));
         stream_push(p->stream, err, true);
         json_decref(err);
-        p->up = NULL;
         pending_free(p);
         goto out;
     }
-    if (up->srv->transport == TRANSPORT_STDIO && up->inflight >= up->srv->max_concurrency) {
-        char m[300];
-        snprintf(m, sizeof(m), "server \"%s\" already has %u requests in flight (max_concurrency)", up->srv->name, up->inflight);
-        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m, NULL);
-        stream_push(p->stream, err, true);
-        json_decref(err);
-        p->up = NULL;
-        pending_free(p);
-        goto out;
+    if (up->inflight >= up->srv->max_concurrency) {
+        /* Wait for a place, in order; the queue is bounded so that a stuck server cannot make
+           the gateway hold requests without limit. */
+        if (up->queued >= queue_limit(up)) {
+            char m[300];
+            snprintf(m, sizeof(m), "server \"%s\" has %u requests in flight and %u waiting (max_concurrency %u); try again later",
+                     up->srv->name, up->inflight, up->queued, up->srv->max_concurrency);
+            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m, json_pack("{s:s}", "server", up->srv->name));
+            stream_push(p->stream, err, true);
+            json_decref(err);
+            p->answered = true;
+            pending_free(p);
+            goto out;
+        }
+        f->next = NULL;
+        if (up->queue_tail)
+            up->queue_tail->next = f;
+        else
+            up->queue_head = f;
+        up->queue_tail = f;
+        up->queued++;
+        return; /* f is owned by the queue */
     }
     int err = send_pending(up, p, f->msg);
     if (err) {
@@ -968,7 +1029,6 @@ static void forward_cb(void *arg)
         json_t *e = jsonrpc_error_new(p->client_id, err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE, m, NULL);
         stream_push(p->stream, e, true);
         json_decref(e);
-        p->up = NULL;
         pending_free(p);
         goto out;
     }
@@ -1201,11 +1261,17 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
     }
     if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
         enum catalog_kind kind_ = method[0] == 't' ? CAT_TOOLS : CAT_PROMPTS;
-        const char *name = json_string_value(json_object_get(params, "name"));
+        json_t *jname = json_object_get(params, "name");
+        const char *name = json_string_value(jname);
         int server;
         const char *orig;
-        if (name == NULL) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.name must be a string", method);
+        if (name == NULL || strlen(name) != json_string_length(jname)) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.name must be a string without NUL characters", method);
+            return;
+        }
+        json_t *args = json_object_get(params, "arguments");
+        if (args != NULL && !json_is_object(args)) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.arguments must be an object (named arguments)", method);
             return;
         }
         snprintf(r->target, sizeof(r->target), "%s", name);
@@ -1218,16 +1284,19 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
     }
     if (strncmp(method, "resources/", 10) == 0 &&
         (strcmp(method + 10, "read") == 0 || strcmp(method + 10, "subscribe") == 0 || strcmp(method + 10, "unsubscribe") == 0)) {
-        const char *uri = json_string_value(json_object_get(params, "uri"));
+        json_t *juri = json_object_get(params, "uri");
+        const char *uri = json_string_value(juri);
         int server;
-        if (uri == NULL) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.uri must be a string", method);
+        if (uri == NULL || strlen(uri) != json_string_length(juri)) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.uri must be a string without NUL characters", method);
             return;
         }
         snprintf(r->target, sizeof(r->target), "%s", uri);
         if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
-            reply_error(r, id, JSONRPC_RESOURCE_NOT_FOUND, "Resource not found: %s", uri);
-            r->body = jsonrpc_error_new(id, JSONRPC_RESOURCE_NOT_FOUND, "Resource not found", json_pack("{s:s}", "uri", uri));
+            char m[600];
+            snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)", uri);
+            r->status = 200;
+            r->body = jsonrpc_error_new(id, JSONRPC_RESOURCE_NOT_FOUND, m, json_pack("{s:s}", "uri", uri));
             return;
         }
         if (method[10] != 'r')
@@ -1342,13 +1411,13 @@ static void cancel_on_home_cb(void *arg)
                           json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", "cancelled by the client"));
         idmap_del(&up->pending, id);
         target->answered = true;
-        up->inflight--;
         stream_end(target->stream);
         if (target->exchange_open) {
             transport_cancel(up->t, target);
             target->exchange_open = false;
         }
         pending_free(target);
+        call_finished(up);
     }
     json_decref(f->msg);
     free(f);

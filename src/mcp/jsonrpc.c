@@ -40,7 +40,8 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
         }
         if (!valid_id(id))
             return err_info_set(ei, ERR_INVAL, 0, 0,
-                                "\"id\" must be a string or an integer (MCP forbids null ids)");
+                                json_is_null(id) ? "\"id\" must not be null (MCP forbids null request ids)"
+                                                 : "\"id\" must be a string or an integer");
         *kind = JSONRPC_REQUEST;
         return 0;
     }
@@ -71,7 +72,8 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
 {
     json_error_t jerr;
     *id_out = NULL;
-    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* \u0000 is valid JSON; the gateway refuses NUL where it routes (names, URIs) instead. */
+    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (msg == NULL)
         return err_info_set(ei, ERR_PARSE, jerr.line, jerr.column, "body is not valid JSON: %s at line %d, column %d",
                             jerr.text, jerr.line, jerr.column);

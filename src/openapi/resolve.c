@@ -104,7 +104,7 @@ static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, cha
 {
     size_t plen = strlen(ptr);
     oa_ptr_push(ptr, cap, "$ref");
-    json_t *target;
+    json_t *target = NULL;
     int rc = ref_target(r, ref, ptr, &target, ei);
     ptr[plen] = '\0';
     if (rc)
@@ -438,7 +438,7 @@ int oa_follow_ref(struct oa_resolver *r, json_t *obj, char *ptr, size_t cap, jso
             return 0;
         }
         oa_ptr_push(ptr, cap, "$ref");
-        json_t *t;
+        json_t *t = NULL;
         int rc = ref_target(r, ref, ptr, &t, ei);
         if (rc)
             return rc;
