@@ -27,6 +27,9 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
     if (method != NULL) {
         if (!json_is_string(method) || json_string_length(method) == 0)
             return err_info_set(ei, ERR_INVAL, 0, 0, "\"method\" must be a non-empty string");
+        /* A NUL would make the gateway read one method and the server another. */
+        if (strlen(json_string_value(method)) != json_string_length(method))
+            return err_info_set(ei, ERR_INVAL, 0, 0, "\"method\" must not contain NUL characters");
         if (result != NULL || error != NULL)
             return err_info_set(ei, ERR_INVAL, 0, 0,
                                 "a request must not carry \"result\" or \"error\"");
