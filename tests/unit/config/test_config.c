@@ -253,6 +253,70 @@ static void test_example_file(void)
     config_unref(c);
 }
 
+/* The complete example in docs/configuration.md must load, so the documentation stays true. */
+static void test_docs_example(void)
+{
+    FILE *f = fopen("docs/configuration.md", "rb");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    static char doc[65536];
+    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    char *start = strstr(doc, "## A complete example");
+    start = start ? strstr(start, "```yaml\n") : NULL;
+    char *end = start ? strstr(start + 8, "```") : NULL;
+    CHECK(start != NULL && end != NULL);
+    if (start == NULL || end == NULL)
+        return;
+    start += 8;
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    int err = config_load_string(start, (size_t)(end - start), "configuration.md", &c, &ei);
+    if (err)
+        fprintf(stderr, "%s\n", ei.msg);
+    CHECK_INT(err, 0);
+    if (c == NULL)
+        return;
+    CHECK_INT(c->nservers, 2);
+    CHECK_INT(c->nlisteners, 2);
+    config_unref(c);
+}
+
+static void test_quoting(void)
+{
+    struct config *c = load_ok("servers:\n"
+                               "  - name: q\n"
+                               "    command: 'it''s'\n"
+                               "    args:\n"
+                               "      - ''\n"
+                               "      - 'one  \n"
+                               "         two\n"
+                               "\n"
+                               "        three'\n"
+                               "      - \"tab\\there \\u00e9\"\n"
+                               "      - |\n"
+                               "        lit\n"
+                               "        block\n"
+                               "      - >\n"
+                               "        folded\n"
+                               "        block\n"
+                               "      - ''\n");
+    if (c == NULL)
+        return;
+    const struct config_server *s = &c->servers[0];
+    CHECK_STR(s->command, "it's");
+    CHECK_INT(s->nargs, 6);
+    CHECK_STR(s->args[0], ""); /* 18 quotes; libfyaml 0.7.12 leaked here */
+    CHECK_STR(s->args[1], "one two\nthree");
+    CHECK_STR(s->args[2], "tab\there \xc3\xa9");
+    CHECK_STR(s->args[3], "lit\nblock\n");
+    CHECK_STR(s->args[4], "folded block\n");
+    CHECK_STR(s->args[5], "");
+    config_unref(c);
+}
+
 static void test_file_errors(void)
 {
     struct config *c = NULL;
@@ -582,7 +646,7 @@ static void test_refcount(void)
     config_unref(NULL);
 }
 
-TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
+TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file), TEST(test_docs_example), TEST(test_quoting),
           TEST(test_file_errors), TEST(test_yaml_syntax), TEST(test_unknown_keys),
           TEST(test_wrong_types), TEST(test_servers), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
