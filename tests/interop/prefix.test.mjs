@@ -42,4 +42,14 @@ describe('gateway prefix mode always', { skip: DIRECT && 'DIRECT=1: needs the ga
     const r = await conn.client.callTool({ name: 'echo', arguments: { message: 'x' } }).catch((e) => ({ thrown: e }));
     assert.ok(r.thrown || r.isError === true, 'unprefixed echo rejected');
   });
+
+  test('SIGTERM stops the gateway and its stdio upstreams', { timeout: 20000 }, async () => {
+    await conn.close();
+    conn = undefined;
+    const r = await topo.gateway.stop();
+    assert.equal(r.signal, null, `gateway exited by itself on SIGTERM (not SIGKILLed): ${JSON.stringify(r)}`);
+    assert.equal(r.code, 0, `gateway exit code: ${JSON.stringify(r)}\n${topo.gateway.logs().slice(-3000)}`);
+    assert.deepEqual(r.leaked, [], 'no upstream process left running after the gateway exited');
+  });
+
 });

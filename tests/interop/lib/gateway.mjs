@@ -263,6 +263,50 @@ export function gatewayBinaryOrThrow() {
   return GATEHOUSE_BIN;
 }
 
+/** Pids of live processes whose working directory is dir (Linux /proc). */
+function processesIn(dir) {
+  const pids = [];
+  let real;
+  try {
+    real = fs.realpathSync(dir);
+  } catch {
+    return pids;
+  }
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cwd = fs.readlinkSync(`/proc/${name}/cwd`).replace(/ \(deleted\)$/, '');
+      if (cwd === real) pids.push(Number(name));
+    } catch {
+      /* gone or not ours */
+    }
+  }
+  return pids;
+}
+
+/** Gives stragglers in dir a moment to exit, then SIGKILLs them; returns their descriptions. */
+async function reapLeftovers(dir) {
+  for (let i = 0; i < 20 && processesIn(dir).length; i++) await sleep(100);
+  const left = processesIn(dir);
+  const described = left.map((pid) => {
+    let cmd = '';
+    try {
+      cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      /* gone */
+    }
+    return `${pid} ${cmd}`;
+  });
+  for (const pid of left) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  return described;
+}
+
 /**
  * Starts `gatehouse run -c CONFIG` with a generated config and waits for its
  * {"event":"listening","url":...} log line.
@@ -292,10 +336,15 @@ export async function startGateway({ servers, prefix = { mode: 'when-needed' }, 
     dir,
     logs: proc.logs,
     proc,
+    /**
+     * SIGTERM (SIGKILL after 10 s). Processes the gateway left behind in its working
+     * directory (its stdio upstreams run there) are killed and reported as `leaked`.
+     */
     async stop() {
       const r = await proc.stop(10000);
+      const leaked = await reapLeftovers(dir);
       cleanup();
-      return r;
+      return { ...r, leaked };
     },
   };
 }
@@ -309,7 +358,10 @@ export async function startGateway({ servers, prefix = { mode: 'when-needed' }, 
 export async function startTopology({ prefix = { mode: 'when-needed' } } = {}) {
   const started = [];
   const stopAll = async () => {
-    for (const s of started.reverse()) await s.stop().catch(() => {});
+    for (const s of started.reverse()) {
+      const r = await s.stop().catch(() => undefined);
+      if (r?.leaked?.length) process.stderr.write(`gatehouse left processes running after it exited (killed now): ${r.leaked.join('; ')}\n`);
+    }
   };
   try {
     const fixture = await startFixtureHttp();
