@@ -97,11 +97,11 @@ enum ynode_type { YN_SCALAR, YN_SEQ, YN_MAP };
 
 struct ynode {
     enum ynode_type type;
-    int line, col;     /* 1-based */
-    bool plain;        /* scalar written without quotes (so may mean null, a bool, a number) */
-    const char *text;  /* scalar: NUL-terminated copy of the value */
-    size_t len;        /* scalar: length, which may include NUL bytes from "\0" escapes */
-    size_t n;          /* children (a mapping has key, value, key, value, ...) */
+    int line, col;    /* 1-based */
+    bool plain;       /* scalar written without quotes (so may mean null, a bool, a number) */
+    const char *text; /* scalar: NUL-terminated copy of the value */
+    size_t len;       /* scalar: length, which may include NUL bytes from "\0" escapes */
+    size_t n;         /* children (a mapping has key, value, key, value, ...) */
     struct ynode *first, *last, *next;
 };
 
@@ -256,7 +256,10 @@ static size_t utf8_seq(const unsigned char *p, size_t left)
     unsigned char c = p[0];
     if (c < 0x80)
         return 1;
-    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (n == 0 || n > left)
         return 0;
     for (size_t i = 1; i < n; i++)
@@ -596,8 +599,8 @@ static int get_uint(struct loader *L, const struct ynode *n, const char *what, u
     return 0;
 }
 
-static int get_duration(struct loader *L, const struct ynode *n, const char *what,
-                        bool zero_ok, uint32_t *out)
+static int get_duration(struct loader *L, const struct ynode *n, const char *what, bool zero_ok,
+                        uint32_t *out)
 {
     static const char expect[] =
         "expected a number with unit ms, s, m or h, or a bare number of milliseconds";
@@ -710,11 +713,11 @@ static int map_fields(struct loader *L, const struct ynode *n, const char *what,
         while (i < nkeys && (strlen(keys[i]) != k->len || memcmp(keys[i], k->text, k->len) != 0))
             i++;
         if (i == nkeys)
-            return FAILN(L, k, "unknown key %s in %s; expected one of: %s", quote(k).s, what,
-                         list);
+            return FAILN(L, k, "unknown key %s in %s; expected one of: %s", quote(k).s, what, list);
         if (f[i].key != NULL)
-            return FAILN(L, k, "duplicate key \"%s\" in %s (first at line %d column %d); "
-                               "expected each key once",
+            return FAILN(L, k,
+                         "duplicate key \"%s\" in %s (first at line %d column %d); "
+                         "expected each key once",
                          keys[i], what, f[i].key->line, f[i].key->col);
         f[i].key = k;
         f[i].val = v;
@@ -730,8 +733,7 @@ static int get_kv(struct loader *L, const struct ynode *n, const char *what, boo
         return FAILN(L, n, "%s is %s; expected a mapping of names to strings", what, kind(n));
     size_t npairs = n->n / 2;
     if (npairs > MAX_LIST_ITEMS)
-        return FAILN(L, n, "%s has %zu entries; expected at most %d", what, npairs,
-                     MAX_LIST_ITEMS);
+        return FAILN(L, n, "%s has %zu entries; expected at most %d", what, npairs, MAX_LIST_ITEMS);
     struct config_kv *kv = arena_alloc(L->out, (npairs ? npairs : 1) * sizeof(*kv));
     if (kv == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -755,13 +757,13 @@ static int get_kv(struct loader *L, const struct ynode *n, const char *what, boo
         for (size_t j = 0; j < i; j++) {
             if (is_header ? strcasecmp(kv[j].key, kv[i].key) == 0
                           : strcmp(kv[j].key, kv[i].key) == 0)
-                return FAILN(L, k, "duplicate name %s in %s; expected each name once",
-                             quote(k).s, what);
+                return FAILN(L, k, "duplicate name %s in %s; expected each name once", quote(k).s,
+                             what);
         }
         snprintf(item, sizeof(item), "the value of %s in %s", quote(k).s, what);
         if (v->type != YN_SCALAR || is_null(v))
-            return FAILN(L, v, "%s is %s; expected a string (write \"\" for an empty value)",
-                         item, kind(v));
+            return FAILN(L, v, "%s is %s; expected a string (write \"\" for an empty value)", item,
+                         kind(v));
         err = get_str(L, v, item, &kv[i].value);
         if (err)
             return err;
@@ -841,8 +843,9 @@ static int load_listen(struct loader *L, const struct ynode *n)
 {
     struct config *c = L->c;
     if (n->type != YN_SEQ)
-        return FAILN(L, n, "listen is %s; expected a sequence of listeners "
-                           "({address, port, tls})",
+        return FAILN(L, n,
+                     "listen is %s; expected a sequence of listeners "
+                     "({address, port, tls})",
                      kind(n));
     if (n->n == 0)
         return FAILN(L, n, "listen is empty; expected at least one listener");
@@ -859,8 +862,9 @@ static int load_listen(struct loader *L, const struct ynode *n)
         for (size_t j = 0; j < i; j++) {
             const struct config_listener *a = &c->listeners[j], *b = &c->listeners[i];
             if (a->port != 0 && a->port == b->port && strcmp(a->address, b->address) == 0)
-                return FAILN(L, e, "listener #%zu repeats %s port %u of listener #%zu; expected "
-                                   "distinct address and port pairs",
+                return FAILN(L, e,
+                             "listener #%zu repeats %s port %u of listener #%zu; expected "
+                             "distinct address and port pairs",
                              i + 1, b->address, (unsigned)b->port, j + 1);
         }
     }
@@ -878,8 +882,9 @@ static int load_hosts(struct loader *L, const struct ynode *n)
     for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
         for (const char *p = c->allowed_hosts[i]; *p; p++)
             if (!host_char_ok((unsigned char)*p))
-                return FAILN(L, e, "%s is not a host name in allowed_hosts; expected a host "
-                                   "such as \"example.com\" or \"[::1]\"",
+                return FAILN(L, e,
+                             "%s is not a host name in allowed_hosts; expected a host "
+                             "such as \"example.com\" or \"[::1]\"",
                              quote(e).s);
     }
     return 0;
@@ -888,8 +893,8 @@ static int load_hosts(struct loader *L, const struct ynode *n)
 static int load_origins(struct loader *L, const struct ynode *n)
 {
     struct config *c = L->c;
-    int err = get_str_list(L, n, "allowed_origins", true, &c->allowed_origins,
-                           &c->nallowed_origins);
+    int err =
+        get_str_list(L, n, "allowed_origins", true, &c->allowed_origins, &c->nallowed_origins);
     if (err)
         return err;
     size_t i = 0;
@@ -903,8 +908,9 @@ static int load_origins(struct loader *L, const struct ynode *n)
         for (const char *p = h; ok && *p; p++)
             ok = host_char_ok((unsigned char)*p);
         if (!ok)
-            return FAILN(L, e, "%s is not an origin in allowed_origins; expected "
-                               "\"scheme://host[:port]\" with scheme http or https and no path",
+            return FAILN(L, e,
+                         "%s is not an origin in allowed_origins; expected "
+                         "\"scheme://host[:port]\" with scheme http or https and no path",
                          quote(e).s);
     }
     return 0;
@@ -912,8 +918,12 @@ static int load_origins(struct loader *L, const struct ynode *n)
 
 static int load_limits(struct loader *L, const struct ynode *n)
 {
-    static const char *const keys[] = {"max_body",      "session_idle_timeout", "max_sessions",
-                                       "replay_events", "sse_keepalive",        "shutdown_grace",
+    static const char *const keys[] = {"max_body",
+                                       "session_idle_timeout",
+                                       "max_sessions",
+                                       "replay_events",
+                                       "sse_keepalive",
+                                       "shutdown_grace",
                                        NULL};
     struct config *c = L->c;
     struct field f[6];
@@ -936,11 +946,11 @@ static int load_limits(struct loader *L, const struct ynode *n)
             return err;
         c->replay_events = (uint32_t)v;
     }
-    if (f[4].val && (err = get_duration(L, f[4].val, "limits.sse_keepalive", false,
-                                        &c->sse_keepalive_ms)))
+    if (f[4].val &&
+        (err = get_duration(L, f[4].val, "limits.sse_keepalive", false, &c->sse_keepalive_ms)))
         return err;
-    if (f[5].val && (err = get_duration(L, f[5].val, "limits.shutdown_grace", true,
-                                        &c->shutdown_grace_ms)))
+    if (f[5].val &&
+        (err = get_duration(L, f[5].val, "limits.shutdown_grace", true, &c->shutdown_grace_ms)))
         return err;
     return 0;
 }
@@ -981,11 +991,12 @@ static int load_prefix(struct loader *L, const struct ynode *n)
             return err;
         bool ok = strlen(sep) <= 8;
         for (const char *p = sep; ok && *p; p++)
-            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                 (*p >= '0' && *p <= '9') || strchr("_-./", *p) != NULL;
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr("_-./", *p) != NULL;
         if (!ok)
-            return FAILN(L, f[1].val, "%s is not a prefix separator; expected 1 to 8 characters "
-                                      "from letters, digits, _ - . /",
+            return FAILN(L, f[1].val,
+                         "%s is not a prefix separator; expected 1 to 8 characters "
+                         "from letters, digits, _ - . /",
                          quote(f[1].val).s);
         L->c->prefix_separator = sep;
     }
@@ -1030,13 +1041,15 @@ static int load_server_stdio(struct loader *L, const struct field *f, const char
     int err;
     if (f[SK_URL].key || f[SK_HEADERS].key) {
         const struct ynode *k = f[SK_URL].key ? f[SK_URL].key : f[SK_HEADERS].key;
-        return FAILN(L, k, "%s is not allowed in %s with transport stdio; expected it only with "
-                           "transport: http",
+        return FAILN(L, k,
+                     "%s is not allowed in %s with transport stdio; expected it only with "
+                     "transport: http",
                      f[SK_URL].key ? "url" : "headers", what);
     }
     if (f[SK_COMMAND].val == NULL)
-        return FAILN(L, map, "%s has transport stdio but no command; expected command: "
-                             "<program to run>",
+        return FAILN(L, map,
+                     "%s has transport stdio but no command; expected command: "
+                     "<program to run>",
                      what);
     snprintf(sub, sizeof(sub), "command of %s", what);
     if ((err = get_nonempty_str(L, f[SK_COMMAND].val, sub, &s->command)))
@@ -1075,8 +1088,9 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
                          "transport: stdio",
                          refused_names[i], what);
     if (f[SK_URL].val == NULL)
-        return FAILN(L, map, "%s has transport http but no url; expected url: "
-                             "http://host/path or https://host/path",
+        return FAILN(L, map,
+                     "%s has transport http but no url; expected url: "
+                     "http://host/path or https://host/path",
                      what);
     snprintf(sub, sizeof(sub), "url of %s", what);
     if ((err = get_nonempty_str(L, f[SK_URL].val, sub, &s->url)))
@@ -1090,8 +1104,9 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
     for (const char *p = s->url; ok && *p; p++)
         ok = (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
     if (!ok)
-        return FAILN(L, f[SK_URL].val, "%s is not a URL for %s; expected http://host/path or "
-                                       "https://host/path",
+        return FAILN(L, f[SK_URL].val,
+                     "%s is not a URL for %s; expected http://host/path or "
+                     "https://host/path",
                      quote(f[SK_URL].val).s, what);
     if (f[SK_HEADERS].val) {
         snprintf(sub, sizeof(sub), "headers of %s", what);
@@ -1101,13 +1116,23 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
     return 0;
 }
 
-static int load_server(struct loader *L, const struct ynode *n, size_t idx,
-                       struct config_server *s)
+static int load_server(struct loader *L, const struct ynode *n, size_t idx, struct config_server *s)
 {
-    static const char *const keys[] = {
-        "name",    "transport", "command",         "args",      "env",         "cwd",    "url",
-        "headers", "timeouts",  "restart",         "max_concurrency", "max_queue", "max_message",
-        "prefix",  NULL};
+    static const char *const keys[] = {"name",
+                                       "transport",
+                                       "command",
+                                       "args",
+                                       "env",
+                                       "cwd",
+                                       "url",
+                                       "headers",
+                                       "timeouts",
+                                       "restart",
+                                       "max_concurrency",
+                                       "max_queue",
+                                       "max_message",
+                                       "prefix",
+                                       NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
     struct field f[SK_COUNT], t[4], r[2];
@@ -1135,8 +1160,9 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx,
     if ((err = want_scalar(L, nm, "name of a server")))
         return err;
     if (!name_ok(nm->text, nm->len))
-        return FAILN(L, nm, "%s is not a valid server name; expected 1 to 64 characters from "
-                            "a-z A-Z 0-9 _ - (^[a-zA-Z0-9_-]{1,64}$)",
+        return FAILN(L, nm,
+                     "%s is not a valid server name; expected 1 to 64 characters from "
+                     "a-z A-Z 0-9 _ - (^[a-zA-Z0-9_-]{1,64}$)",
                      quote(nm).s);
     if ((err = get_str(L, nm, "name", &s->name)))
         return err;
@@ -1152,15 +1178,16 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx,
         else if (strcmp(tv->text, "http") == 0)
             s->transport = TRANSPORT_HTTP;
         else
-            return FAILN(L, tv, "%s is not a transport for %s; expected stdio or http",
-                         quote(tv).s, what);
+            return FAILN(L, tv, "%s is not a transport for %s; expected stdio or http", quote(tv).s,
+                         what);
     } else if (f[SK_COMMAND].key && !f[SK_URL].key) {
         s->transport = TRANSPORT_STDIO;
     } else if (f[SK_URL].key && !f[SK_COMMAND].key) {
         s->transport = TRANSPORT_HTTP;
     } else {
-        return FAILN(L, n, "%s has no transport; expected transport: stdio with a command, or "
-                           "transport: http with a url",
+        return FAILN(L, n,
+                     "%s has no transport; expected transport: stdio with a command, or "
+                     "transport: http with a url",
                      what);
     }
     err = s->transport == TRANSPORT_STDIO ? load_server_stdio(L, f, what, n, s)
@@ -1300,9 +1327,9 @@ enum {
 
 static int load_root(struct loader *L, const struct ynode *root)
 {
-    static const char *const keys[] = {"listen", "workers", "http2",  "allowed_hosts",
-                                       "allowed_origins", "limits", "log", "prefix", "servers",
-                                       NULL};
+    static const char *const keys[] = {"listen",          "workers", "http2", "allowed_hosts",
+                                       "allowed_origins", "limits",  "log",   "prefix",
+                                       "servers",         NULL};
     struct config *c = L->c;
     struct field f[TK_COUNT];
     int err = set_defaults(L);

@@ -30,8 +30,8 @@ enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
 struct series {
     struct series *next; /* creation order; written under the family lock */
     uint64_t hash;
-    char **values;            /* nlabels copies */
-    _Atomic uint64_t value;   /* counter/gauge value, or histogram sum, as double bits */
+    char **values;             /* nlabels copies */
+    _Atomic uint64_t value;    /* counter/gauge value, or histogram sum, as double bits */
     _Atomic uint64_t counts[]; /* histogram: one per bucket, then +Inf */
 };
 
@@ -53,9 +53,9 @@ struct metric {
     pthread_mutex_t lock; /* series creation and the list */
     _Atomic(struct series_table *) table;
     struct series *first, *last;
-    _Atomic size_t nseries;              /* not counting the "_other" series */
-    _Atomic(struct series *) other;      /* the overflow series, once created */
-    _Atomic uint64_t overflow;           /* updates folded into "_other" */
+    _Atomic size_t nseries;         /* not counting the "_other" series */
+    _Atomic(struct series *) other; /* the overflow series, once created */
+    _Atomic uint64_t overflow;      /* updates folded into "_other" */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,8 +80,8 @@ static double u2d(uint64_t u)
 static void atomic_add_double(_Atomic uint64_t *p, double v)
 {
     uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(p, &old, d2u(u2d(old) + v),
-                                                  memory_order_relaxed, memory_order_relaxed))
+    while (!atomic_compare_exchange_weak_explicit(p, &old, d2u(u2d(old) + v), memory_order_relaxed,
+                                                  memory_order_relaxed))
         ;
 }
 
@@ -255,8 +255,7 @@ struct metric *metrics_histogram(const char *name, const char *help, int nlabels
                                  const char *const *label_names, const double *buckets,
                                  int nbuckets)
 {
-    return metric_register(METRIC_HISTOGRAM, name, help, nlabels, label_names, buckets,
-                           nbuckets);
+    return metric_register(METRIC_HISTOGRAM, name, help, nlabels, label_names, buckets, nbuckets);
 }
 
 /* ---- series lookup ---- */
@@ -298,8 +297,8 @@ static bool values_equal(const struct metric *m, const struct series *s, const c
     return true;
 }
 
-static struct series *table_find(const struct metric *m, const struct series_table *t,
-                                 uint64_t h, const char *const *values)
+static struct series *table_find(const struct metric *m, const struct series_table *t, uint64_t h,
+                                 const char *const *values)
 {
     for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
         struct series *s = atomic_load_explicit(&t->slot[i], memory_order_acquire);
@@ -470,7 +469,10 @@ static int put_escaped(struct buf *out, const char *s, bool quote)
     int err = 0;
     const char *run = s;
     for (const char *p = s; *p && !err; p++) {
-        const char *esc = *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (quote && *p == '"') ? "\\\"" : NULL;
+        const char *esc = *p == '\\'             ? "\\\\"
+                          : *p == '\n'           ? "\\n"
+                          : (quote && *p == '"') ? "\\\""
+                                                 : NULL;
         if (esc == NULL)
             continue;
         if ((err = buf_append(out, run, (size_t)(p - run))) == 0)
@@ -533,7 +535,8 @@ static int render_family(struct buf *out, struct metric *m)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
     int err;
-    if ((err = buf_printf(out, "# HELP %s ", m->name)) || (err = put_escaped(out, m->help, false)) ||
+    if ((err = buf_printf(out, "# HELP %s ", m->name)) ||
+        (err = put_escaped(out, m->help, false)) ||
         (err = buf_printf(out, "\n# TYPE %s %s\n", m->name, types[m->type])))
         return err;
     pthread_mutex_lock(&m->lock);
@@ -558,10 +561,10 @@ int metrics_render(struct buf *out)
         if (n == 0)
             continue;
         if (!header) {
-            err = buf_append_str(out,
-                                 "# HELP gatehouse_metrics_series_overflow_total Updates folded "
-                                 "into the \"_other\" series of a metric at its series limit.\n"
-                                 "# TYPE gatehouse_metrics_series_overflow_total counter\n");
+            err =
+                buf_append_str(out, "# HELP gatehouse_metrics_series_overflow_total Updates folded "
+                                    "into the \"_other\" series of a metric at its series limit.\n"
+                                    "# TYPE gatehouse_metrics_series_overflow_total counter\n");
             header = true;
         }
         if (!err)

@@ -15,9 +15,9 @@
 
 #include "core/buf.h"
 
-#define METRICS_MAX_SERIES 10000   /* series per family before folding into "_other" */
-#define METRICS_MAX_LABELS 8       /* label names per family */
-#define METRICS_MAX_BUCKETS 64     /* histogram buckets, +Inf not counted */
+#define METRICS_MAX_SERIES 10000    /* series per family before folding into "_other" */
+#define METRICS_MAX_LABELS 8        /* label names per family */
+#define METRICS_MAX_BUCKETS 64      /* histogram buckets, +Inf not counted */
 #define METRICS_MAX_LABEL_VALUE 128 /* bytes kept of a label value; longer ones are cut */
 
 struct metric; /* a family: name, help, type, label names, and its series */

@@ -24,7 +24,7 @@ static struct config *load_ok(const char *yaml)
 }
 
 /* Load must fail with exactly this code, message and location. */
-#define EXPECT_ERR(yaml, code, ln, cl, message)                                                 \
+#define EXPECT_ERR(yaml, code, ln, cl, message)                                                    \
     do {                                                                                           \
         struct config *c_ = NULL;                                                                  \
         struct err_info ei_ = {0};                                                                 \
@@ -32,8 +32,8 @@ static struct config *load_ok(const char *yaml)
         CHECK_INT(config_load_string(y_, strlen(y_), "t.yaml", &c_, &ei_), code);                  \
         CHECK(c_ == NULL);                                                                         \
         CHECK_STR(ei_.msg, message);                                                               \
-        CHECK_INT(ei_.line, ln);                                                                 \
-        CHECK_INT(ei_.column, cl);                                                                \
+        CHECK_INT(ei_.line, ln);                                                                   \
+        CHECK_INT(ei_.column, cl);                                                                 \
         CHECK_STR(ei_.where, "t.yaml");                                                            \
     } while (0)
 
@@ -188,7 +188,8 @@ static void test_defaults(void)
         config_unref(c);
     }
 
-    struct config *c = load_ok("# caf\xc3\xa9 \xf0\x9f\x9a\xaa\nservers:\n  - name: a\n    command: x\n");
+    struct config *c =
+        load_ok("# caf\xc3\xa9 \xf0\x9f\x9a\xaa\nservers:\n  - name: a\n    command: x\n");
     if (c == NULL)
         return;
     check_defaults(c);
@@ -378,8 +379,8 @@ static void test_unknown_keys(void)
     EXPECT_ERR("listen:\n  - port: 1\n    tls: {cert: a, key: b, ca: c}\n", ERR_INVAL, 3, 28,
                "t.yaml:3:28: unknown key \"ca\" in tls of listener #1; expected one of: cert, "
                "key");
-    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    timeouts: {conect: 1s}\n", ERR_INVAL,
-               4, 16,
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    timeouts: {conect: 1s}\n", ERR_INVAL, 4,
+               16,
                "t.yaml:4:16: unknown key \"conect\" in timeouts of server \"a\"; expected one "
                "of: connect, first_byte, idle, total");
     EXPECT_ERR("log: {level: info}\nlog: {level: debug}\n", ERR_INVAL, 2, 1,
@@ -440,8 +441,7 @@ static void test_servers(void)
     EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n", ERR_INVAL, 2, 5,
                "t.yaml:2:5: server \"a\" has transport stdio but no command; expected command: "
                "<program to run>");
-    EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n    command: \"\"\n", ERR_INVAL, 4,
-               14,
+    EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n    command: \"\"\n", ERR_INVAL, 4, 14,
                "t.yaml:4:14: command of server \"a\" is an empty string; expected a non-empty "
                "string");
     EXPECT_ERR("servers:\n  - name: a\n    command: x\n    url: http://h/\n", ERR_INVAL, 2, 5,
@@ -460,8 +460,7 @@ static void test_servers(void)
     EXPECT_ERR("servers:\n  - name: a\n    transport: http\n", ERR_INVAL, 2, 5,
                "t.yaml:2:5: server \"a\" has transport http but no url; expected url: "
                "http://host/path or https://host/path");
-    EXPECT_ERR("servers:\n  - name: a\n    transport: http\n    url: ftp://h/x\n", ERR_INVAL, 4,
-               10,
+    EXPECT_ERR("servers:\n  - name: a\n    transport: http\n    url: ftp://h/x\n", ERR_INVAL, 4, 10,
                "t.yaml:4:10: \"ftp://h/x\" is not a URL for server \"a\"; expected "
                "http://host/path or https://host/path");
     EXPECT_ERR("servers:\n  - name: a\n    transport: pipe\n", ERR_INVAL, 3, 16,
@@ -489,8 +488,7 @@ static void test_listeners(void)
     char many[2048] = "listen:\n";
     for (int i = 0; i < 65; i++)
         snprintf(many + strlen(many), sizeof(many) - strlen(many), "  - {port: %d}\n", i + 1);
-    EXPECT_ERR(many, ERR_INVAL, 2, 3,
-               "t.yaml:2:3: listen has 65 listeners; expected at most 64");
+    EXPECT_ERR(many, ERR_INVAL, 2, 3, "t.yaml:2:3: listen has 65 listeners; expected at most 64");
     EXPECT_ERR("listen: []\n", ERR_INVAL, 1, 9,
                "t.yaml:1:9: listen is empty; expected at least one listener");
     EXPECT_ERR("listen:\n  - port: 65536\n", ERR_INVAL, 2, 11,
@@ -646,8 +644,8 @@ static void test_refcount(void)
     config_unref(NULL);
 }
 
-TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file), TEST(test_docs_example), TEST(test_quoting),
-          TEST(test_file_errors), TEST(test_yaml_syntax), TEST(test_unknown_keys),
-          TEST(test_wrong_types), TEST(test_servers), TEST(test_listeners),
-          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount))
+TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
+          TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
+          TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
+          TEST(test_servers), TEST(test_listeners), TEST(test_durations_sizes_in_file),
+          TEST(test_duration_parse), TEST(test_size_parse), TEST(test_refcount))

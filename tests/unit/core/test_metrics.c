@@ -30,9 +30,9 @@ static void test_counter_gauge_text(void)
     metrics_inc(req, (const char *const[]){"tools/call", "200"}, 1);
     metrics_inc(req, (const char *const[]){"tools/list", "200"}, 2);
     metrics_inc(req, (const char *const[]){"tools/call", "200"}, 1.5);
-    metrics_inc(req, (const char *const[]){"tools/call", "200"}, -1); /* ignored: counter */
+    metrics_inc(req, (const char *const[]){"tools/call", "200"}, -1);  /* ignored: counter */
     metrics_inc(req, (const char *const[]){"tools/call", "200"}, NAN); /* ignored */
-    metrics_set(req, (const char *const[]){"tools/call", "200"}, 99); /* ignored: not a gauge */
+    metrics_set(req, (const char *const[]){"tools/call", "200"}, 99);  /* ignored: not a gauge */
     metrics_inc(g, NULL, 3);
     metrics_inc(g, NULL, -1);
     metrics_set(g, NULL, 0.25);
@@ -58,7 +58,8 @@ static void test_counter_gauge_text(void)
 static void test_escaping(void)
 {
     static const char *const lbl[] = {"name"};
-    struct metric *m = metrics_counter("gh_esc_total", "Help with \\ and\nnewline \"quoted\".", 1, lbl);
+    struct metric *m =
+        metrics_counter("gh_esc_total", "Help with \\ and\nnewline \"quoted\".", 1, lbl);
     metrics_inc(m, (const char *const[]){"a\\b\"c\nd"}, 1);
     metrics_inc(m, (const char *const[]){""}, 1);
     metrics_inc(m, (const char *const[]){NULL}, 1); /* NULL is "" */
@@ -77,7 +78,8 @@ static void test_histogram_text(void)
     static const char *const lbl[] = {"server"};
     static const double bk[] = {0.005, 0.1, 1, 10};
     struct metric *h = metrics_histogram("gh_latency_seconds", "Upstream latency.", 1, lbl, bk, 4);
-    struct metric *h0 = metrics_histogram("gh_size_bytes", "Sizes.", 0, NULL, (const double[]){100}, 1);
+    struct metric *h0 =
+        metrics_histogram("gh_size_bytes", "Sizes.", 0, NULL, (const double[]){100}, 1);
     CHECK(h != NULL && h0 != NULL);
     const char *const ev[] = {"everything"};
     metrics_observe(h, ev, 0.001);
