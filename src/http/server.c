@@ -211,7 +211,7 @@ struct writer {
     struct buf out;      /* bytes handed to h2o_send, valid until proceed */
     uint64_t cursor;
     uint64_t started_ns;
-    bool json_ok;    /* a single final answer may go out as plain JSON */
+    bool json_ok;    /* a single final answer may go out as plain JSON (not used for /mcp answers) */
     bool started;    /* SSE response headers sent */
     bool sending;    /* an h2o_send is in flight */
     bool done;       /* final sent */
@@ -303,8 +303,8 @@ static void writer_pump(struct writer *wr)
     if (err == ERR_LIMIT || err == ERR_NOMEM)
         finished = true; /* cannot continue this stream; end it */
     if (!wr->started) {
-        if (wr->out.len == 0 && !finished)
-            return;
+        if (wr->out.len == 0 && !finished && wr->json_ok)
+            return; /* a plain JSON answer is still possible: wait for the first event */
         wr->started = true;
         wr->req->res.status = 200;
         wr->req->res.reason = "OK";
@@ -314,12 +314,16 @@ static void writer_pump(struct writer *wr)
         h2o_start_response(wr->req, &wr->gen);
         /* Priming event: an id the client can resume from, and how soon to reconnect. */
         struct buf prime;
-        buf_init(&prime, 256);
-        buf_printf(&prime, "id: %llu-0\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(wr->stream));
-        buf_append(&prime, wr->out.data ? wr->out.data : "", wr->out.len);
+        buf_init(&prime, SSE_CHUNK_MAX + 256);
+        if (buf_printf(&prime, "id: %llu-0\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(wr->stream)) != 0 ||
+            buf_append(&prime, wr->out.data ? wr->out.data : "", wr->out.len) != 0) {
+            buf_release(&prime);
+            wr->done = true;
+            h2o_send(wr->req, NULL, 0, H2O_SEND_STATE_ERROR);
+            return;
+        }
         buf_release(&wr->out);
         wr->out = prime;
-        wr->out.max = SSE_CHUNK_MAX;
         h2o_linklist_insert(&wr->w->writers, &wr->link);
     }
     if (wr->out.len == 0 && !finished)
@@ -363,10 +367,16 @@ static void keepalive_cb(uv_timer_t *t)
         struct writer *wr = H2O_STRUCT_FROM_MEMBER(struct writer, link, l);
         if (wr->sending || wr->done || !wr->started)
             continue;
-        buf_append_str(&wr->out, ": keep-alive\n\n");
+        bool superseded = !stream_has_writer(wr->stream, &wr->sw);
+        buf_append_str(&wr->out, superseded ? ": superseded by a newer connection\n\n" : ": keep-alive\n\n");
         h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
         wr->sending = true;
-        h2o_send(wr->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+        if (superseded) {
+            wr->done = true;
+            l = l->prev; /* unlinking below; keep the walk going */
+            h2o_linklist_unlink(&wr->link);
+        }
+        h2o_send(wr->req, &v, 1, superseded ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
     }
 }
 
@@ -549,16 +559,18 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         metrics_set(M.sessions, NULL, session_table_count());
     }
     if (r.stream) {
+        /* A forwarded request is answered as SSE from the start: the priming event gives the
+           client an event id, so it can resume with Last-Event-ID if the connection drops
+           during a long call (a plain JSON answer could not be resumed). */
         struct writer *wr = writer_new(req, w, r.stream, false);
         r.stream = NULL;
-        wr->json_ok = true;
+        wr->json_ok = false;
         wr->server = r.server;
         wr->started_ns = start;
         snprintf(wr->method, sizeof(wr->method), "%s", mname);
         snprintf(wr->target, sizeof(wr->target), "%s", r.target);
         count_http("mcp", 200); /* the access log line is written when the answer ends */
-        if (stream_attach(wr->stream, &wr->sw) != 0)
-            send_refusal(req, 500, JSONRPC_INTERNAL_ERROR, "internal error: stream already attached");
+        stream_attach(wr->stream, &wr->sw);
     } else if (r.body) {
         send_json(req, r.status, r.body);
         count_http("mcp", r.status);
@@ -618,11 +630,7 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     (void)standalone;
     wr->cursor = after;
     snprintf(wr->method, sizeof(wr->method), "GET");
-    if (stream_attach(st, &wr->sw) != 0) {
-        wr->done = true;
-        send_refusal(req, 409, JSONRPC_INVALID_REQUEST, "this session already has an open stream there; only one at a time");
-        return;
-    }
+    stream_attach(st, &wr->sw);
     /* Send the headers and the priming event now: a GET stream may stay quiet for long. */
     wr->started = true;
     req->res.status = 200;

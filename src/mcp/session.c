@@ -686,16 +686,23 @@ void stream_end(struct stream *st)
 
 int stream_attach(struct stream *st, struct stream_writer *w)
 {
+    /* The newest writer wins: a client that reconnects (Last-Event-ID, or a new GET) is more
+       likely alive than the connection it replaces, which HTTP cannot tell is dead until a
+       write fails. The replaced writer notices through stream_has_writer and ends itself. */
     pthread_mutex_lock(&st->s->lock);
-    int err = 0;
-    if (st->writer != NULL && st->writer != w)
-        err = ERR_EXISTS;
-    else
-        st->writer = w;
+    st->writer = w;
+    st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
-    if (err == 0)
-        wake_writer(st); /* deliver what is already buffered */
-    return err;
+    wake_writer(st); /* deliver what is already buffered */
+    return 0;
+}
+
+bool stream_has_writer(struct stream *st, struct stream_writer *w)
+{
+    pthread_mutex_lock(&st->s->lock);
+    bool yes = st->writer == w;
+    pthread_mutex_unlock(&st->s->lock);
+    return yes;
 }
 
 void stream_detach(struct stream *st, struct stream_writer *w)

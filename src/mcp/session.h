@@ -101,10 +101,12 @@ int stream_push(struct stream *st, json_t *msg, bool final);
 /* Any thread: no more events will come (a cancelled request). Writers finish once drained. */
 void stream_end(struct stream *st);
 
-/* Writer side (on the writer's thread). attach fails with ERR_EXISTS if another writer is
-   attached. detach is idempotent. */
+/* Writer side (on the writer's thread). attach replaces any writer already attached (the
+   newest connection wins; the old writer sees stream_has_writer turn false and should end its
+   response). detach is idempotent. Returns 0. */
 int stream_attach(struct stream *st, struct stream_writer *w);
 void stream_detach(struct stream *st, struct stream_writer *w);
+bool stream_has_writer(struct stream *st, struct stream_writer *w);
 
 /*
  * Copy the events after *cursor into out as SSE ("id: …\ndata: …\n\n") and advance *cursor.
