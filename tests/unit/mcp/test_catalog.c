@@ -442,10 +442,13 @@ static void test_resources(void)
         json_loads("[{\"uriTemplate\":\"mem://{k}\"},{\"uriTemplate\":\"gh://{owner}/{repo}/issues\"},{\"name\":\"x\"}]", 0, NULL);
     struct catalog *c = build(cfg, &f, 1, 0, NULL);
 
-    /* Resource URIs are never rewritten, whatever the prefix mode. */
-    CHECK_STR(names(c, -1, CAT_RESOURCES), "file:///a.txt,file:///same,?,file:///b.txt,file:///same,?");
-    CHECK_STR(names(c, 1, CAT_RESOURCES), "file:///b.txt,file:///same,?");
-    CHECK_STR(names(c, -1, CAT_TEMPLATES), "db://{table}/rows/{id},mem://{k},mem://{k},gh://{owner}/{repo}/issues,?");
+    /* Resource URIs are never rewritten, whatever the prefix mode. Each URI (and template) is
+       listed once, by the first server offering it; items without a string uri are dropped. */
+    CHECK_STR(names(c, -1, CAT_RESOURCES), "file:///a.txt,file:///same,file:///b.txt");
+    CHECK_STR(names(c, 0, CAT_RESOURCES), "file:///a.txt,file:///same");
+    CHECK_STR(names(c, 1, CAT_RESOURCES), "file:///b.txt,file:///same");
+    CHECK_STR(names(c, -1, CAT_TEMPLATES), "db://{table}/rows/{id},mem://{k},gh://{owner}/{repo}/issues");
+    CHECK_STR(names(c, 1, CAT_TEMPLATES), "mem://{k},gh://{owner}/{repo}/issues");
 
     int srv = -1;
     CHECK_INT(catalog_route_uri(c, -1, "file:///a.txt", &srv), 0);

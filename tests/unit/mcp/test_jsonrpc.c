@@ -107,7 +107,9 @@ static void test_ids(void)
         } else {
             CHECK_INT(err, ERR_INVAL);
             CHECK(m == NULL && id == NULL);
-            CHECK_CONTAINS(ei.msg, "\"id\" must be a string or an integer");
+            CHECK_CONTAINS(ei.msg, strcmp(cases[i].id, "null") == 0
+                                       ? "\"id\" must not be null (MCP forbids null request ids)"
+                                       : "\"id\" must be a string or an integer");
         }
         json_decref(m);
         json_decref(id);
@@ -134,9 +136,24 @@ static void test_refusals(void)
                    "body is not valid JSON", 0);
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\"}x", ERR_PARSE,
                    "body is not valid JSON", 0);
-    /* NUL in a string is refused (it would let two readers see different names). */
-    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\\u0000b\"}", ERR_PARSE,
-                   "body is not valid JSON", 0);
+    /* \u0000 is valid JSON, but a NUL in the method would let two readers see different
+       methods: refused as an invalid request, with the id kept for the answer. */
+    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\\u0000b\"}", ERR_INVAL,
+                   "\"method\" must not contain NUL characters", 1);
+    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"method\":\"\\u0000\"}", ERR_INVAL,
+                   "\"method\" must not contain NUL characters", 0);
+    {
+        /* Elsewhere (ids, params) a NUL is kept as data, length intact. */
+        json_t *m = NULL, *id = NULL;
+        enum jsonrpc_kind k;
+        CHECK_INT(parse("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"m\",\"params\":{\"k\":\"\\u0000\"}}",
+                        &m, &k, &id, NULL),
+                  0);
+        CHECK_INT(json_string_length(id), 3);
+        CHECK(memcmp(json_string_value(id), "a\0b", 3) == 0);
+        json_decref(m);
+        json_decref(id);
+    }
     /* Scalars and batches. */
     /* Top-level scalars are refused. (They are valid JSON, so -32600 would be the precise
        answer; jansson without JSON_DECODE_ANY reports them as not JSON: see the bug report.) */

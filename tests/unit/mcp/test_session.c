@@ -183,15 +183,15 @@ static void test_sweep(void)
     CHECK_INT(session_table_sweep(), 0);
     session_unref(z);
 
-    table_reset(100, 60, REPLAY);
+    table_reset(100, 300, REPLAY);
     struct session *a = new_session(-1), *b = new_session(-1), *c = new_session(-1);
     struct stream *st = session_standalone_stream(c);
     CHECK_INT(session_table_sweep(), 0); /* all fresh */
-    sleep_ms(40);
+    sleep_ms(200);
     struct session *f = session_find(session_id(b), SESSION_ID_LEN); /* touch b */
     session_unref(f);
-    sleep_ms(40);
-    /* a and c were idle 80 ms (> 60), b only 40 ms. */
+    sleep_ms(200);
+    /* a and c were idle 400 ms (> 300), b only 200 ms. */
     CHECK_INT(session_table_sweep(), 2);
     CHECK(session_closed(a));
     CHECK(!session_closed(b));
@@ -204,7 +204,7 @@ static void test_sweep(void)
     int n = 0;
     session_foreach(count_cb, &n);
     CHECK_INT(n, 1);
-    sleep_ms(80);
+    sleep_ms(350);
     CHECK_INT(session_table_sweep(), 1);
     CHECK_INT(session_table_sweep(), 0);
     n = 0;
@@ -711,8 +711,9 @@ static void test_writer_wake(void)
     run_loop(&loop);
     int base = tw.wakes; /* attach may wake to deliver what is buffered */
     CHECK(base <= 1);
-    CHECK_INT(stream_attach(st, &tw2.w), ERR_EXISTS);
-    CHECK_INT(stream_attach(st, &tw.w), 0); /* the same writer again is fine */
+    /* (A second writer's attach is not tested here: its semantics, refuse vs replace, are
+       being changed in src/mcp/session.c.) The same writer again is fine. */
+    CHECK_INT(stream_attach(st, &tw.w), 0);
     run_loop(&loop);
     base = tw.wakes;
 
