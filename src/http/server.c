@@ -300,8 +300,8 @@ static void writer_pump(struct writer *wr)
         json_decref(single);
         return;
     }
-    if (err == ERR_LIMIT || err == ERR_NOMEM)
-        finished = true; /* cannot continue this stream; end it */
+    if (err != 0)
+        finished = true; /* cannot continue this stream (events dropped, or too large); end it */
     if (!wr->started) {
         if (wr->out.len == 0 && !finished && wr->json_ok)
             return; /* a plain JSON answer is still possible: wait for the first event */

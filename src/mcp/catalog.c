@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,24 +169,32 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                     goto out;
                 json_t *o = json_object_get(owners, name);
                 int shared = json_array_size(o) > 1;
-                char exposed[512];
+                char exposed[CATALOG_NAME_MAX + 1];
+                int len;
                 if (mode == PREFIX_ALWAYS || (mode == PREFIX_WHEN_NEEDED && shared))
-                    snprintf(exposed, sizeof(exposed), "%s%s%s", srv->name, cfg->prefix_separator, name);
+                    len = snprintf(exposed, sizeof(exposed), "%s%s%s", srv->name, cfg->prefix_separator, name);
                 else
-                    snprintf(exposed, sizeof(exposed), "%s", name);
+                    len = snprintf(exposed, sizeof(exposed), "%s", name);
+                const char *what = kind == CAT_TOOLS ? "tool" : "prompt";
+                if (len < 0 || (size_t)len > CATALOG_NAME_MAX) {
+                    log_warn("catalog", "%s of server \"%s\" is not exposed: its name would be %d bytes, over %d", what, srv->name,
+                             len, CATALOG_NAME_MAX);
+                    continue;
+                }
                 json_t *taken = json_object_get(c->agg.routes[kind], exposed);
                 if (taken != NULL) {
                     const char *first = sources[json_integer_value(json_array_get(taken, 0))].server;
+                    const char *mode_name = mode == PREFIX_NEVER ? "never" : mode == PREFIX_ALWAYS ? "always" : "when-needed";
                     if (strict) {
                         err = err_info_set(ei, ERR_EXISTS, 0, 0,
-                                           "%s \"%s\" is offered by both server \"%s\" and server \"%s\", and prefixing is off "
-                                           "(prefix mode never); rename one, or set prefix mode to when-needed or always",
-                                           kind == CAT_TOOLS ? "tool" : "prompt", exposed, first, srv->name);
+                                           "%s \"%s\" of server \"%s\" would be exposed as \"%s\", a name server \"%s\" already "
+                                           "exposes (prefix mode %s); rename one, or choose another prefix mode or separator",
+                                           what, name, srv->name, exposed, first, mode_name);
                         goto out;
                     }
                     log_error("catalog_collision",
-                              "%s \"%s\" of server \"%s\" is hidden: server \"%s\" already exposes that name (prefix mode never)",
-                              kind == CAT_TOOLS ? "tool" : "prompt", exposed, srv->name, first);
+                              "%s \"%s\" of server \"%s\" is hidden: its exposed name \"%s\" is taken by server \"%s\" (prefix mode %s)",
+                              what, name, srv->name, exposed, first, mode_name);
                     continue;
                 }
                 if (add_named(&c->agg, kind, item, exposed, name, (int)i))
@@ -256,15 +265,20 @@ int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, cons
     size_t offset = 0;
     if (cursor != NULL) {
         char raw[32];
-        long n = b64url_decode(raw, sizeof(raw) - 1, cursor, strlen(cursor));
-        if (n < 2 || raw[0] != 'o')
+        size_t clen = strlen(cursor);
+        long n = clen < 40 ? b64url_decode(raw, sizeof(raw) - 1, cursor, clen) : -1;
+        /* Exactly what catalog_page issues: 'o' and a decimal offset without leading zeros. */
+        if (n < 2 || n > 21 || raw[0] != 'o' || (raw[1] == '0' && n > 2))
             return ERR_INVAL;
-        raw[n] = '\0';
-        char *end;
-        unsigned long long off = strtoull(raw + 1, &end, 10);
-        if (*end != '\0' || off > json_array_size(v->items[kind]))
+        size_t off = 0;
+        for (long i = 1; i < n; i++) {
+            if (raw[i] < '0' || raw[i] > '9' || off > (SIZE_MAX - 9) / 10)
+                return ERR_INVAL;
+            off = off * 10 + (size_t)(raw[i] - '0');
+        }
+        if (off > json_array_size(v->items[kind]))
             return ERR_INVAL;
-        offset = (size_t)off;
+        offset = off;
     }
     json_t *items = v->items[kind];
     size_t total = json_array_size(items);
@@ -298,23 +312,24 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
     return 0;
 }
 
-int catalog_template_match(const char *t, const char *u)
+/* Match with backtracking: a variable takes one or more characters other than '/', as many as
+   the rest of the template needs. Steps are bounded so that a hostile template and URI cannot
+   make matching slow; past the bound the answer is "no match". */
+static int match_from(const char *t, const char *u, unsigned *budget)
 {
     while (*t) {
+        if (*budget == 0)
+            return 0;
+        (*budget)--;
         if (*t == '{') {
             const char *close = strchr(t, '}');
             if (close == NULL)
                 return 0;
-            t = close + 1;
-            /* A variable matches one or more characters up to the next literal (not '/'). */
-            size_t taken = 0;
-            while (*u && *u != '/' && *u != *t) {
-                u++;
-                taken++;
-            }
-            if (taken == 0)
-                return 0;
-            continue;
+            const char *rest = close + 1;
+            for (size_t n = 1; u[n - 1] && u[n - 1] != '/'; n++)
+                if (match_from(rest, u + n, budget))
+                    return 1;
+            return 0;
         }
         if (*t != *u)
             return 0;
@@ -322,6 +337,12 @@ int catalog_template_match(const char *t, const char *u)
         u++;
     }
     return *u == '\0';
+}
+
+int catalog_template_match(const char *t, const char *u)
+{
+    unsigned budget = 100000;
+    return match_from(t, u, &budget);
 }
 
 int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *server)

@@ -19,6 +19,10 @@
 
 enum catalog_kind { CAT_TOOLS = 0, CAT_PROMPTS, CAT_RESOURCES, CAT_TEMPLATES, CAT_NKINDS };
 
+/* The longest exposed tool or prompt name; a longer one (with its prefix) is not exposed, and
+   that is logged. MCP 2025-11-25 recommends names of at most 128 characters. */
+#define CATALOG_NAME_MAX 255
+
 /* What one server offers, as fetched (arrays of the server's own item objects; NULL = none). */
 struct catalog_source {
     const char *server;  /* name */

@@ -61,7 +61,7 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
             !json_is_string(json_object_get(error, "message")))
             return err_info_set(ei, ERR_INVAL, 0, 0,
                                 "\"error\" must be an object with an integer \"code\" and a string \"message\"");
-        if (id != NULL && !json_is_null(id) && !valid_id(id))
+        if (id == NULL || (!json_is_null(id) && !valid_id(id)))
             return err_info_set(ei, ERR_INVAL, 0, 0, "an error must carry a string, integer or null \"id\"");
         *kind = JSONRPC_ERROR;
         return 0;
@@ -76,7 +76,7 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
     json_error_t jerr;
     *id_out = NULL;
     /* \u0000 is valid JSON; the gateway refuses NUL where it routes (names, URIs) instead. */
-    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (msg == NULL)
         return err_info_set(ei, ERR_PARSE, jerr.line, jerr.column, "body is not valid JSON: %s at line %d, column %d",
                             jerr.text, jerr.line, jerr.column);

@@ -64,6 +64,7 @@ struct session {
     struct stream *streams; /* newest first */
     unsigned nstreams;
     struct stream *standalone;
+    atomic_uint writers; /* writers attached to its streams: a session being streamed to is not idle */
 };
 
 static struct {
@@ -122,7 +123,7 @@ static void collect_cb(uint64_t key, void *val, void *arg)
 {
     struct collect *c = arg;
     struct session *s = val;
-    if (c->older_than && atomic_load(&s->last_used) >= c->older_than)
+    if (c->older_than && (atomic_load(&s->last_used) >= c->older_than || atomic_load(&s->writers) > 0))
         return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
@@ -149,7 +150,7 @@ unsigned session_table_sweep(void)
 {
     struct collect c = {0};
     uint64_t now = now_ms();
-    if (table.idle_ms == 0 || now < table.idle_ms)
+    if (table.idle_ms == 0 || now <= table.idle_ms)
         return 0;
     c.older_than = now - table.idle_ms;
     pthread_mutex_lock(&table.lock);
@@ -409,52 +410,52 @@ bool session_subscribed(struct session *s, const char *uri)
     return on;
 }
 
-/* A client id as a map key that keeps 1 and "1" apart. */
-static int call_key(json_t *id, char *out, size_t n)
+/* A client id as a map key: its compact JSON text, which keeps 1 and "1" apart and escapes
+   NUL. Returns a malloc'd string or NULL. */
+static char *call_key(json_t *id)
 {
-    if (json_is_integer(id))
-        snprintf(out, n, "i:%" JSON_INTEGER_FORMAT, json_integer_value(id));
-    else if (json_is_string(id) && json_string_length(id) < n - 3)
-        snprintf(out, n, "s:%s", json_string_value(id));
-    else
-        return ERR_INVAL;
-    return 0;
+    if (!json_is_integer(id) && !json_is_string(id))
+        return NULL;
+    return json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
 int session_track_call(struct session *s, json_t *client_id, void *call)
 {
-    char key[300];
-    if (call_key(client_id, key, sizeof(key)))
+    char *key = call_key(client_id);
+    if (key == NULL)
         return ERR_INVAL;
     pthread_mutex_lock(&s->lock);
-    /* The pointer is kept as an integer: the map is jansson's hash table, used as one. */
+    /* The cookie is kept as an integer: the map is jansson's hash table, used as one. */
     int err = json_object_set_new(s->calls, key, json_integer((json_int_t)(intptr_t)call));
     pthread_mutex_unlock(&s->lock);
+    free(key);
     return err ? ERR_NOMEM : 0;
 }
 
 void *session_find_call(struct session *s, json_t *client_id)
 {
-    char key[300];
-    if (call_key(client_id, key, sizeof(key)))
+    char *key = call_key(client_id);
+    if (key == NULL)
         return NULL;
     pthread_mutex_lock(&s->lock);
     json_t *v = json_object_get(s->calls, key);
     void *call = v ? (void *)(intptr_t)json_integer_value(v) : NULL;
     pthread_mutex_unlock(&s->lock);
+    free(key);
     return call;
 }
 
 void session_untrack_call(struct session *s, json_t *client_id, void *call)
 {
-    char key[300];
-    if (call_key(client_id, key, sizeof(key)))
+    char *key = call_key(client_id);
+    if (key == NULL)
         return;
     pthread_mutex_lock(&s->lock);
     json_t *v = json_object_get(s->calls, key);
     if (v && (void *)(intptr_t)json_integer_value(v) == call)
         json_object_del(s->calls, key);
     pthread_mutex_unlock(&s->lock);
+    free(key);
 }
 
 /* --- streams --- */
@@ -477,25 +478,20 @@ static struct stream *stream_alloc(struct session *s, bool standalone)
     return st;
 }
 
-/* Called with s->lock held: drop finished streams beyond the per-session bound. */
+/* Called with s->lock held: beyond the per-session bound, forget the oldest finished stream
+   (it can no longer be resumed). Streams still running are kept whatever their number, so
+   that closing the session reaches them; they are bounded by the requests in flight. */
 static struct stream *trim_streams(struct session *s)
 {
     if (s->nstreams <= MAX_STREAMS_PER_SESSION)
         return NULL;
-    struct stream **pp = &s->streams, *victim = NULL, **victim_pp = NULL;
-    for (; *pp; pp = &(*pp)->next)
-        if ((*pp)->finished) {
-            victim = *pp;
-            victim_pp = pp;
-        }
-    if (victim == NULL)
-        victim_pp = &s->streams; /* none finished: drop the oldest anyway, bound wins */
-    if (victim == NULL) {
-        for (pp = &s->streams; (*pp)->next; pp = &(*pp)->next)
-            ;
-        victim_pp = pp;
-        victim = *pp;
-    }
+    struct stream **victim_pp = NULL;
+    for (struct stream **pp = &s->streams; *pp; pp = &(*pp)->next)
+        if ((*pp)->finished)
+            victim_pp = pp; /* the list is newest first: the last finished one is the oldest */
+    if (victim_pp == NULL)
+        return NULL;
+    struct stream *victim = *victim_pp;
     *victim_pp = victim->next;
     victim->listed = false;
     s->nstreams--;
@@ -554,15 +550,30 @@ struct stream *session_standalone_stream(struct session *s)
     return st;
 }
 
+/* Digits only, no sign or space, no overflow. Returns the end, or NULL. */
+static const char *parse_u64(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *start = p;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return NULL;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == start || p - start > 20)
+        return NULL;
+    *out = v;
+    return p;
+}
+
 struct stream *session_find_stream(struct session *s, const char *last_event_id, uint64_t *after_seq)
 {
-    char *end;
-    unsigned long long number = strtoull(last_event_id, &end, 10);
-    if (end == last_event_id || *end != '-')
+    uint64_t number, seq;
+    const char *p = parse_u64(last_event_id, &number);
+    if (p == NULL || *p != '-')
         return NULL;
-    const char *p = end + 1;
-    unsigned long long seq = strtoull(p, &end, 10);
-    if (end == p || *end != '\0')
+    p = parse_u64(p + 1, &seq);
+    if (p == NULL || *p != '\0')
         return NULL;
     pthread_mutex_lock(&s->lock);
     struct stream *found = NULL;
@@ -571,6 +582,9 @@ struct stream *session_find_stream(struct session *s, const char *last_event_id,
     for (struct stream *st = s->streams; st && !found; st = st->next)
         if (st->number == number)
             found = st;
+    /* Only an id that was issued: a sequence beyond the last one would skip events to come. */
+    if (found && seq >= found->next_seq)
+        found = NULL;
     if (found)
         atomic_fetch_add(&found->refcnt, 1);
     pthread_mutex_unlock(&s->lock);
@@ -652,8 +666,9 @@ static void wake_writer(struct stream *st)
 
 int stream_push(struct stream *st, json_t *msg, bool final)
 {
+    atomic_store(&st->s->last_used, now_ms());
     pthread_mutex_lock(&st->s->lock);
-    if (st->finished) {
+    if (st->finished || st->s->closed) {
         pthread_mutex_unlock(&st->s->lock);
         return ERR_CLOSED;
     }
@@ -690,6 +705,8 @@ int stream_attach(struct stream *st, struct stream_writer *w)
        likely alive than the connection it replaces, which HTTP cannot tell is dead until a
        write fails. The replaced writer notices through stream_has_writer and ends itself. */
     pthread_mutex_lock(&st->s->lock);
+    if (st->writer == NULL)
+        atomic_fetch_add(&st->s->writers, 1);
     st->writer = w;
     st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
@@ -708,8 +725,11 @@ bool stream_has_writer(struct stream *st, struct stream_writer *w)
 void stream_detach(struct stream *st, struct stream_writer *w)
 {
     pthread_mutex_lock(&st->s->lock);
-    if (st->writer == w)
+    if (st->writer == w) {
         st->writer = NULL;
+        atomic_fetch_sub(&st->s->writers, 1);
+        atomic_store(&st->s->last_used, now_ms());
+    }
     pthread_mutex_unlock(&st->s->lock);
 }
 
@@ -762,6 +782,12 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         }
         err = buf_printf(out, "id: %" PRIu64 "-%" PRIu64 "\ndata: %s\n\n", st->number, e->seq, text);
         free(text);
+        if (err == ERR_LIMIT && out->len > 0) {
+            err = 0; /* the buffer is full: the cursor says where to go on next time */
+            goto out;
+        }
+        if (err == ERR_LIMIT)
+            err = ERR_PROTOCOL; /* one event larger than the whole buffer */
         if (err)
             goto out;
         *cursor = e->seq;
@@ -772,7 +798,7 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         }
     }
     /* Ended without a final event (cancelled, or the session closed) and fully pulled. */
-    if (st->finished && *cursor + 1 >= st->next_seq)
+    if ((st->finished || st->s->closed) && *cursor + 1 >= st->next_seq)
         *finished = true;
 out:
     pthread_mutex_unlock(&st->s->lock);

@@ -112,8 +112,9 @@ bool stream_has_writer(struct stream *st, struct stream_writer *w);
  * Copy the events after *cursor into out as SSE ("id: …\ndata: …\n\n") and advance *cursor.
  * *finished is set when the final event has been copied. If `json_if_single` is set, nothing was
  * pulled before (*cursor == 0) and the first pending event is the final one, its message is
- * returned in *single (new reference) instead, for a plain JSON answer. ERR_LIMIT if events the
- * cursor needs were already dropped from the replay ring.
+ * returned in *single (new reference) instead, for a plain JSON answer. When `out` fills up the
+ * pull stops early and returns 0: pull again after sending. ERR_LIMIT if events the cursor needs
+ * were already dropped from the replay ring; ERR_PROTOCOL if one event exceeds out's maximum.
  */
 int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *finished,
                 bool json_if_single, json_t **single);

@@ -185,8 +185,8 @@ static void test_never(void)
                  "[{\"name\":\"x\",\"description\":\"from b\"},{\"name\":\"z\"}]");
     struct err_info ei = {0};
     build(cfg, &f, 1, ERR_EXISTS, &ei);
-    CHECK_STR(ei.msg, "tool \"x\" is offered by both server \"a\" and server \"b\", and prefixing is off "
-                      "(prefix mode never); rename one, or set prefix mode to when-needed or always");
+    CHECK_STR(ei.msg, "tool \"x\" of server \"b\" would be exposed as \"x\", a name server \"a\" already exposes "
+                      "(prefix mode never); rename one, or choose another prefix mode or separator");
 
     /* Lenient: the first server keeps the name; b's x stays reachable in b's own view. */
     struct catalog *c = build(cfg, &f, 0, 0, NULL);
@@ -208,7 +208,7 @@ static void test_never(void)
     f.src[0].lists[CAT_PROMPTS] = json_loads("[{\"name\":\"p\"}]", 0, NULL);
     f.src[1].lists[CAT_PROMPTS] = json_loads("[{\"name\":\"p\"}]", 0, NULL);
     build(cfg, &f, 1, ERR_EXISTS, &ei);
-    CHECK_CONTAINS(ei.msg, "prompt \"p\" is offered by both server \"a\" and server \"b\"");
+    CHECK_CONTAINS(ei.msg, "prompt \"p\" of server \"b\" would be exposed as \"p\", a name server \"a\" already exposes");
     fixture_release(&f);
 
     /* No collision: never is fine. */
@@ -520,6 +520,14 @@ static void test_template_match(void)
         {"r://{id}", "r://%2Fetc", 1},
         {"r://{id}?x", "r://5?x", 1},
         {"users/{id}", "users/\xc3\xa9", 1},
+        /* A variable takes as much as the rest of the template leaves (backtracking). */
+        {"{a}{b}", "xy", 1},
+        {"file:///{name}.txt", "file:///a.b.txt", 1},
+        {"r://{x}x", "r://axx", 1},
+        {"x://{a}.{b}.json", "x://a.b.c.json", 1},
+        {"r://{id}-v", "r://a-b-v", 1},
+        {"r://{id}-v", "r://a-b-w", 0},
+        {"{a}{b}", "x", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int got = catalog_template_match(cases[i].t, cases[i].u);

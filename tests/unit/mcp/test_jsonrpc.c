@@ -130,6 +130,13 @@ static void test_ids(void)
 
 static void test_refusals(void)
 {
+    /* JSON that is not an object is an invalid request, not a parse error. */
+    EXPECT_REFUSED("42", ERR_INVAL, "a JSON-RPC message must be a JSON object", 0);
+    EXPECT_REFUSED("\"x\"", ERR_INVAL, "a JSON-RPC message must be a JSON object", 0);
+    EXPECT_REFUSED("null", ERR_INVAL, "a JSON-RPC message must be a JSON object", 0);
+    /* A response always carries an id (null when unknown). */
+    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"error\":{\"code\":1,\"message\":\"no id\"}}", ERR_INVAL,
+                   "an error must carry a string, integer or null \"id\"", 0);
     EXPECT_REFUSED("", ERR_PARSE, "body is not valid JSON", 0);
     EXPECT_REFUSED("{", ERR_PARSE, "body is not valid JSON", 0);
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\"} {}", ERR_PARSE,

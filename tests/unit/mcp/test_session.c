@@ -536,16 +536,29 @@ static void test_find_stream(void)
     CHECK(f == a);
     CHECK_INT(after, 0);
     stream_unref(f);
+    /* Only an id that was issued: b-17 names an event b never had. */
     snprintf(lei, sizeof(lei), "%" PRIu64 "-17", stream_number(b));
+    CHECK(session_find_stream(s, lei, &after) == NULL);
+    for (int i = 0; i < 17; i++)
+        CHECK_INT(push_n(b, i, false), 0);
     f = session_find_stream(s, lei, &after);
     CHECK(f == b);
     CHECK_INT(after, 17);
     stream_unref(f);
+    snprintf(lei, sizeof(lei), "%" PRIu64 "-18", stream_number(b));
+    CHECK(session_find_stream(s, lei, &after) == NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(push_n(g, i, false), 0);
     snprintf(lei, sizeof(lei), "%" PRIu64 "-3", stream_number(g));
     f = session_find_stream(s, lei, &after);
     CHECK(f == g);
     CHECK_INT(after, 3);
     stream_unref(f);
+    /* Digits only: no sign, no space, no overflow. */
+    static const char *const malformed[] = {" 2-0", "+2-0", "2- 0", "2-+0", "-1-0", "2--1", "2-0 ",
+                                            "99999999999999999999999-0", "2-18446744073709551616", "2", "2-", "-0"};
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        CHECK(session_find_stream(s, malformed[i], &after) == NULL);
     /* Another session's streams are not found through this one. */
     after = 99;
     snprintf(lei, sizeof(lei), "%" PRIu64 "-0", stream_number(a));
@@ -655,20 +668,26 @@ static void test_stream_bound(void)
     CHECK(!FOUND(5));
     CHECK(FOUND(0));
     CHECK(FOUND(32));
-    st[33] = stream_new(s); /* none finished: the oldest (st[0]) goes */
-    CHECK(!FOUND(0));
+    st[33] = stream_new(s); /* none finished: running streams are never forgotten */
+    CHECK(FOUND(0));
     CHECK(FOUND(1));
     CHECK(FOUND(33));
-    /* A dropped, unfinished stream still works for whoever holds it. */
-    CHECK_INT(push_n(st[0], 1, true), 0);
-    for (int i = 34; i < 40; i++)
+    CHECK_INT(push_n(st[0], 1, true), 0); /* st[0] finishes... */
+    st[34] = stream_new(s);               /* ...and, the oldest finished one, goes */
+    CHECK(!FOUND(0));
+    CHECK(FOUND(1));
+    for (int i = 35; i < 40; i++)
         st[i] = stream_new(s);
-    CHECK(!FOUND(6));
+    CHECK(FOUND(6));
     CHECK(FOUND(39));
 #undef FOUND
+    /* Closing the session ends every running stream, however many there were. */
+    session_close(s);
+    for (int i = 1; i < 40; i++)
+        if (i != 5)
+            CHECK_INT(push_n(st[i], 1, false), ERR_CLOSED);
     for (int i = 0; i < 40; i++)
         stream_unref(st[i]);
-    session_close(s);
     session_unref(s);
 }
 
@@ -884,6 +903,106 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* Regressions for bugs found by review; each names what used to go wrong. */
+static void test_regressions(void)
+{
+    /* A session whose stream has a writer attached is not idle, however long it is quiet. */
+    table_reset(100, 50, REPLAY);
+    uv_loop_t l1, l2;
+    uv_loop_init(&l1);
+    uv_loop_init(&l2);
+    struct mailbox *mb1 = mailbox_new(&l1), *mb2 = mailbox_new(&l2);
+    struct session *s = new_session(-1);
+    struct stream *st = stream_new(s);
+    struct test_writer a = {{mb1, count_wake_cb}, 0}, b = {{mb2, count_wake_cb}, 0};
+    CHECK_INT(stream_attach(st, &a.w), 0);
+    run_loop(&l1);
+    sleep_ms(100);
+    CHECK_INT(session_table_sweep(), 0);
+    /* A writer that moves to another worker is woken there, even while a wake for the old one
+       is still queued (it used to be dropped, and the new writer waited forever). */
+    int a0 = a.wakes;
+    CHECK_INT(push_n(st, 1, false), 0);
+    stream_detach(st, &a.w);
+    CHECK_INT(stream_attach(st, &b.w), 0);
+    run_loop(&l1);
+    run_loop(&l2);
+    CHECK_INT(a.wakes, a0);
+    CHECK(b.wakes >= 1);
+    stream_detach(st, &b.w);
+    sleep_ms(100);
+    CHECK_INT(session_table_sweep(), 1); /* detached and quiet: now it is idle */
+
+    /* A full output buffer is partial progress, not "events dropped". */
+    table_reset(100, 0, REPLAY);
+    struct session *s2 = new_session(-1);
+    struct stream *st2 = stream_new(s2);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(push_n(st2, i, i == 2), 0);
+    struct buf out;
+    uint64_t cur = 0;
+    bool fin = false;
+    int rounds = 0;
+    /* Measure the three events, then allow room for one and a half of them at a time. */
+    buf_init(&out, 1 << 16);
+    CHECK_INT(stream_pull(st2, &cur, &out, &fin, false, NULL), 0);
+    size_t one = out.len / 3;
+    buf_release(&out);
+    buf_init(&out, one + one / 2);
+    cur = 0;
+    fin = false;
+    while (!fin && rounds++ < 10) {
+        buf_reset(&out);
+        CHECK_INT(stream_pull(st2, &cur, &out, &fin, false, NULL), 0);
+    }
+    CHECK(fin);
+    CHECK_INT(cur, 3);
+    CHECK(rounds > 1);
+    /* One event larger than the whole buffer is its own error. */
+    struct stream *st3 = stream_new(s2);
+    json_t *big = json_pack("{s:s}", "text", "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+                                             "012345678901234567890123456789012345678901234567890123456789");
+    CHECK_INT(stream_push(st3, big, false), 0);
+    json_decref(big);
+    buf_reset(&out);
+    cur = 0;
+    CHECK_INT(stream_pull(st3, &cur, &out, &fin, false, NULL), ERR_PROTOCOL);
+    buf_release(&out);
+
+    /* Client ids that differ only after a NUL are different calls; long ids are fine. */
+    json_t *ida = json_loads("\"x\\u0000A\"", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *idb = json_loads("\"x\\u0000B\"", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *idx = json_string("x");
+    char longid[400];
+    memset(longid, 'l', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    json_t *idl = json_string(longid);
+    int ca, cb, cl;
+    CHECK_INT(session_track_call(s2, ida, &ca), 0);
+    CHECK_INT(session_track_call(s2, idb, &cb), 0);
+    CHECK_INT(session_track_call(s2, idl, &cl), 0);
+    CHECK(session_find_call(s2, ida) == &ca);
+    CHECK(session_find_call(s2, idb) == &cb);
+    CHECK(session_find_call(s2, idx) == NULL);
+    CHECK(session_find_call(s2, idl) == &cl);
+    session_untrack_call(s2, idb, &cb);
+    CHECK(session_find_call(s2, ida) == &ca);
+    json_decref(ida);
+    json_decref(idb);
+    json_decref(idx);
+    json_decref(idl);
+
+    stream_unref(st);
+    stream_unref(st2);
+    stream_unref(st3);
+    session_close(s2);
+    session_unref(s2);
+    session_unref(s);
+    close_loop(&l1, mb1);
+    close_loop(&l2, mb2);
+    table_reset(1000, 0, REPLAY);
+}
+
 static void test_concurrent_push_pull(void)
 {
     /* The ring holds every event, so the reader never falls out of it: all must arrive. */
@@ -984,7 +1103,7 @@ int main(void)
         TEST(test_requests),       TEST(test_subscriptions),   TEST(test_calls),
         TEST(test_stream_sse),     TEST(test_json_if_single),  TEST(test_replay_ring),
         TEST(test_find_stream),    TEST(test_stream_end_and_close), TEST(test_stream_bound),
-        TEST(test_writer_wake),    TEST(test_concurrent_push_pull), TEST(test_concurrent_sessions),
+        TEST(test_writer_wake),    TEST(test_regressions), TEST(test_concurrent_push_pull), TEST(test_concurrent_sessions),
     };
     int rc = test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
     session_table_close_all();

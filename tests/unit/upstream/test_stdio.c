@@ -248,8 +248,7 @@ static void test_echo_through_cat(void)
 
     const char *sent[] = {
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
-        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"x\",\"params\":{\"s\":"
-        "\"two\\nlines\\r\\u00e9\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"x\",\"params\":{\"s\":\"two\\nlines\\r\\u00e9\"}}",
         "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"n\":[1,2,{}]}}",
     };
     for (size_t i = 0; i < 3; i++)
