@@ -34,6 +34,10 @@
 #include <unistd.h>
 
 #define SSE_CHUNK_MAX (64u << 20) /* what one pull may gather for one send */
+/* A forwarded call's SSE response starts with its first event, priming event and all, in one
+   write; a call that has produced nothing after this long gets its priming event alone, so that a
+   client whose connection drops early still has an id to resume from. */
+#define PRIMING_DELAY_MS 100
 
 struct server;
 
@@ -54,7 +58,9 @@ struct worker {
     struct listener *listeners;
     size_t nlisteners;
     uv_timer_t keepalive;
+    uv_timer_t priming;
     h2o_linklist_t writers; /* SSE writers, for keep-alive comments and drain */
+    h2o_linklist_t waiting; /* answer writers not started yet, for the priming timer */
     atomic_uint inflight;   /* MCP requests not yet finished */
     struct config *cfg;     /* this worker's reference to the configuration in force */
     uint64_t cfg_gen;
@@ -207,7 +213,9 @@ struct writer {
     h2o_req_t *req;
     struct worker *w;
     struct stream *stream;
-    h2o_linklist_t link; /* in w->writers while streaming SSE */
+    h2o_linklist_t link; /* in w->writers while streaming SSE, in w->waiting before */
+    uint64_t attached_ns;
+    bool force_start; /* the priming delay passed: start even with nothing to send */
     struct buf out;      /* bytes handed to h2o_send, valid until proceed */
     uint64_t cursor;
     uint64_t started_ns;
@@ -303,8 +311,14 @@ static void writer_pump(struct writer *wr)
     if (err != 0)
         finished = true; /* cannot continue this stream (events dropped, or too large); end it */
     if (!wr->started) {
-        if (wr->out.len == 0 && !finished && wr->json_ok)
-            return; /* a plain JSON answer is still possible: wait for the first event */
+        if (wr->out.len == 0 && !finished && !wr->force_start) {
+            /* Nothing yet: wait for the first event (or the priming timer). */
+            if (!h2o_linklist_is_linked(&wr->link))
+                h2o_linklist_insert(&wr->w->waiting, &wr->link);
+            return;
+        }
+        if (h2o_linklist_is_linked(&wr->link))
+            h2o_linklist_unlink(&wr->link);
         wr->started = true;
         wr->req->res.status = 200;
         wr->req->res.reason = "OK";
@@ -353,11 +367,27 @@ static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream
     wr->stream = st; /* takes the reference */
     wr->standalone = standalone;
     wr->started_ns = clock_now_ns();
+    wr->attached_ns = wr->started_ns;
     h2o_linklist_init_anchor(&wr->link);
     buf_init(&wr->out, SSE_CHUNK_MAX);
     if (!standalone)
         atomic_fetch_add(&w->inflight, 1);
     return wr;
+}
+
+static void priming_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = clock_now_ns();
+    h2o_linklist_t *l = w->waiting.next;
+    while (l != &w->waiting) {
+        struct writer *wr = H2O_STRUCT_FROM_MEMBER(struct writer, link, l);
+        l = l->next;
+        if (now - wr->attached_ns >= (uint64_t)PRIMING_DELAY_MS * 1000000u) {
+            wr->force_start = true;
+            writer_pump(wr); /* unlinks it from waiting */
+        }
+    }
 }
 
 static void keepalive_cb(uv_timer_t *t)
@@ -875,6 +905,7 @@ int server_start(struct server *srv)
         srv->mcp_workers[j] = &w->mcp;
         h2o_context_init(&w->ctx, &w->loop, &srv->globalconf);
         h2o_linklist_init_anchor(&w->writers);
+        h2o_linklist_init_anchor(&w->waiting);
         w->nlisteners = cfg->nlisteners;
         w->accept = calloc(cfg->nlisteners, sizeof(*w->accept));
         w->listeners = calloc(cfg->nlisteners, sizeof(*w->listeners));
@@ -891,6 +922,9 @@ int server_start(struct server *srv)
         w->keepalive.data = w;
         if (cfg->sse_keepalive_ms)
             uv_timer_start(&w->keepalive, keepalive_cb, cfg->sse_keepalive_ms, cfg->sse_keepalive_ms);
+        uv_timer_init(&w->loop, &w->priming);
+        w->priming.data = w;
+        uv_timer_start(&w->priming, priming_cb, PRIMING_DELAY_MS / 2, PRIMING_DELAY_MS / 2);
         mailbox_post(w->mcp.mb, worker_start_cb, w);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
             return ERR_IO;
@@ -1011,6 +1045,7 @@ static void worker_stop_cb(void *arg)
 {
     struct worker *w = arg;
     uv_timer_stop(&w->keepalive);
+    uv_timer_stop(&w->priming);
     uv_stop(&w->loop);
 }
 

@@ -35,6 +35,7 @@ struct stream {
     bool delivered; /* a writer pulled the final event */
     struct event *ring;
     size_t ring_cap, ring_len, ring_head; /* ring_head: index of the oldest event */
+    size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
     uint64_t next_seq;                   /* seq of the next event; events start at 1 */
     struct stream_writer *writer;
     bool wake_pending;
@@ -465,7 +466,9 @@ static struct stream *stream_alloc(struct session *s, bool standalone)
     struct stream *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return NULL;
-    st->ring_cap = table.replay;
+    /* Most answer streams carry one event: start small, grow up to the replay bound. */
+    st->ring_max = table.replay;
+    st->ring_cap = st->ring_max < 4 ? st->ring_max : 4;
     st->ring = calloc(st->ring_cap, sizeof(*st->ring));
     if (st->ring == NULL) {
         free(st);
@@ -673,6 +676,18 @@ int stream_push(struct stream *st, json_t *msg, bool final)
         return ERR_CLOSED;
     }
     struct event *e;
+    if (st->ring_len == st->ring_cap && st->ring_cap < st->ring_max) {
+        size_t cap = st->ring_cap * 2 < st->ring_max ? st->ring_cap * 2 : st->ring_max;
+        struct event *ring = malloc(cap * sizeof(*ring));
+        if (ring != NULL) { /* lay the events out from index 0, oldest first */
+            for (size_t i = 0; i < st->ring_len; i++)
+                ring[i] = st->ring[(st->ring_head + i) % st->ring_cap];
+            free(st->ring);
+            st->ring = ring;
+            st->ring_cap = cap;
+            st->ring_head = 0;
+        } /* else: keep the smaller ring; replay reaches less far back */
+    }
     if (st->ring_len == st->ring_cap) { /* full: the oldest event can no longer be replayed */
         e = &st->ring[st->ring_head];
         json_decref(e->msg);

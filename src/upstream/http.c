@@ -127,12 +127,16 @@ struct sock_ctx {
     struct sock_ctx *prev, *next;
 };
 
+#define EASY_POOL_MAX 32 /* idle curl easy handles kept for reuse (curl_easy_init is costly) */
+
 struct http_transport {
     struct transport base;
     uv_loop_t *loop;
     const struct config_server *srv;
     struct transport_cbs cbs;
     CURLM *multi;
+    CURL *easy_pool[EASY_POOL_MAX];
+    int neasy_pool;
     uv_timer_t multi_timer;
     uv_timer_t listen_timer; /* GET stream reconnect */
     uv_timer_t close_timer;  /* DELETE deadline */
@@ -302,7 +306,12 @@ static void ex_reset_transfer(struct exchange *ex)
     if (ex->easy) {
         if (ex->in_multi && t->multi)
             curl_multi_remove_handle(t->multi, ex->easy);
-        curl_easy_cleanup(ex->easy);
+        if (t->multi && t->closing == CLOSE_NONE && t->neasy_pool < EASY_POOL_MAX) {
+            curl_easy_reset(ex->easy); /* every option goes; connections stay in the multi */
+            t->easy_pool[t->neasy_pool++] = ex->easy;
+        } else {
+            curl_easy_cleanup(ex->easy);
+        }
         ex->easy = NULL;
     }
     ex->in_multi = false;
@@ -659,7 +668,7 @@ static int ex_start(struct exchange *ex)
         url = t->legacy_endpoint;
     if (ex->kind == EX_GET || ex->kind == EX_LEGACY_GET)
         accept = "text/event-stream";
-    ex->easy = curl_easy_init();
+    ex->easy = t->neasy_pool > 0 ? t->easy_pool[--t->neasy_pool] : curl_easy_init();
     if (ex->easy == NULL)
         goto out;
     if ((err = build_headers(ex, accept, ex->kind == EX_POST)) != 0)
@@ -1364,6 +1373,8 @@ static void finish_close(struct http_transport *t)
     t->multi = NULL;
     if (m)
         curl_multi_cleanup(m);
+    while (t->neasy_pool > 0)
+        curl_easy_cleanup(t->easy_pool[--t->neasy_pool]);
     while (t->socks)
         sock_close(t->socks);
     uv_close((uv_handle_t *)&t->multi_timer, handle_closed);
