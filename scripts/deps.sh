@@ -11,8 +11,17 @@ what=${1:-build}
 pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
       libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev curl ca-certificates)
 case "$what" in
-  test|bench) pkgs+=(clang llvm libclang-rt-14-dev nodejs npm python3) ;;&
-  bench) pkgs+=(wrk) ;;
+  test|bench) pkgs+=(clang llvm libclang-rt-14-dev python3) ;;&
+  bench) pkgs+=(wrk linux-perf) ;;
+esac
+# Node runs the example servers (make run) and the test harness. A node already on PATH is used
+# as it is (it may come from elsewhere than Debian, with npm inside); Debian's is installed only
+# when there is none.
+case "$what" in
+  run|test|bench)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    ;;
 esac
 
 missing=()
