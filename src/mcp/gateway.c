@@ -293,8 +293,8 @@ static void call_timeout_cb(uv_timer_t *t)
         transport_cancel(p->up->t, p);
         p->exchange_open = false;
     }
-    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT, "server \"%s\" did not answer within %u ms", p->up->srv->name,
-                 p->up->srv->timeouts.total_ms);
+    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT, "server \"%s\" did not answer within %u ms (timeouts.%s)", p->up->srv->name,
+                 p->cb ? p->up->srv->timeouts.first_byte_ms : p->up->srv->timeouts.total_ms, p->cb ? "first_byte" : "total");
     pending_maybe_free(p);
 }
 
@@ -316,7 +316,9 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
         p->exchange_open = false;
         return err;
     }
-    uint32_t total = up->srv->timeouts.total_ms;
+    /* A client's call may run as long as `total`; the gateway's own requests (initialize,
+       lists) should answer quickly, so they get `first_byte`. */
+    uint32_t total = p->cb ? up->srv->timeouts.first_byte_ms : up->srv->timeouts.total_ms;
     if (total && (p->timer = malloc(sizeof(*p->timer))) != NULL) {
         uv_timer_init(up->home->loop, p->timer);
         p->timer->data = p;
@@ -383,10 +385,25 @@ static void init_failed(struct upstream *up, const char *why)
     set_state(up, UP_FAILED, msg);
 }
 
+#define LIST_RETRIES 2          /* a failed list page is fetched again at most this often */
+#define LIST_RETRY_BASE_MS 250  /* then 500 ms: back-off doubles */
+
 struct fetch {
     int kind;
     unsigned pages;
+    unsigned attempts; /* failed tries of the current page */
+    char *cursor;      /* of the current page, NULL for the first */
+    uv_timer_t *timer; /* retry back-off */
+    struct upstream *up_for_retry;
 };
+
+static void fetch_free(struct fetch *f)
+{
+    if (f->timer)
+        uv_close((uv_handle_t *)f->timer, (uv_close_cb)free);
+    free(f->cursor);
+    free(f);
+}
 
 static const char *const list_methods[CAT_NKINDS] = {"tools/list", "prompts/list", "resources/list",
                                                      "resources/templates/list"};
@@ -426,10 +443,34 @@ static void fetch_finished(struct upstream *up)
     up->announce = 0;
 }
 
+static void fetch_retry_cb(uv_timer_t *t)
+{
+    struct fetch *f = t->data;
+    struct upstream *up = f->up_for_retry;
+    fetch_page(up, f, f->cursor);
+}
+
 static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
 {
     struct fetch *f = arg;
     json_t *result = msg ? json_object_get(msg, "result") : NULL;
+    /* Lists are idempotent: a transport failure (not an error answer) is tried again, a bounded
+       number of times with back-off, while the server is still the one we initialised. */
+    if (err && err != ERR_NOMEM && f->attempts < LIST_RETRIES && !up->closing &&
+        (up->state == UP_INITIALIZING || up->state == UP_READY) && transport_state(up->t) == TRANSPORT_UP) {
+        unsigned delay = LIST_RETRY_BASE_MS << f->attempts++;
+        log_warn("upstream_list", "server %s: %s failed (%s); trying again in %u ms", up->srv->name,
+                 list_methods[f->kind], why ? why : err_str(err), delay);
+        if (f->timer == NULL && (f->timer = malloc(sizeof(*f->timer))) != NULL) {
+            uv_timer_init(up->home->loop, f->timer);
+            f->timer->data = f;
+        }
+        if (f->timer != NULL) {
+            f->up_for_retry = up;
+            uv_timer_start(f->timer, fetch_retry_cb, delay, 0);
+            return;
+        }
+    }
     if (err || !json_is_object(result)) {
         const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
         log_warn("upstream_list", "server %s: %s failed: %s", up->srv->name, list_methods[f->kind],
@@ -441,14 +482,17 @@ static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why,
             json_array_extend(up->fetching[f->kind], items);
         const char *next = json_string_value(json_object_get(result, "nextCursor"));
         if (next && *next && ++f->pages < MAX_UPSTREAM_PAGES) {
-            fetch_page(up, f, next);
+            free(f->cursor);
+            f->cursor = strdup(next);
+            f->attempts = 0;
+            fetch_page(up, f, f->cursor);
             return;
         }
         if (next && *next)
             log_warn("upstream_list", "server %s: %s has more than %d pages; the rest is ignored", up->srv->name,
                      list_methods[f->kind], MAX_UPSTREAM_PAGES);
     }
-    free(f);
+    fetch_free(f);
     fetch_finished(up);
 }
 

@@ -53,9 +53,10 @@ export async function until(fn, { timeout = 5000, interval = 50, what = 'conditi
 }
 
 /** A stdio server entry running the mini fixture. */
-export function miniServer(name, { label = name, garbage = false, extra, ...rest } = {}) {
+export function miniServer(name, { label = name, garbage = false, hangFirstList = false, extra, ...rest } = {}) {
   const args = [MINI, '--label', label];
   if (garbage) args.push('--garbage');
+  if (hangFirstList) args.push('--hang-first-list');
   if (extra) args.push('--extra', extra);
   return { name, command: process.execPath, args, ...rest };
 }
