@@ -74,6 +74,19 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_stop(h->loop);
 }
 
+static bool listeners_differ(const struct config *a, const struct config *b)
+{
+    if (a->nlisteners != b->nlisteners || a->workers != b->workers || a->http2 != b->http2 || a->max_body != b->max_body)
+        return true;
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        const struct config_listener *x = &a->listeners[i], *y = &b->listeners[i];
+        if (strcmp(x->address, y->address) != 0 || x->port != y->port || (x->tls_cert == NULL) != (y->tls_cert == NULL) ||
+            (x->tls_cert && strcmp(x->tls_cert, y->tls_cert) != 0) || (x->tls_key && y->tls_key && strcmp(x->tls_key, y->tls_key) != 0))
+            return true;
+    }
+    return false;
+}
+
 static void on_reload_signal(uv_signal_t *h, int signum)
 {
     struct runtime *rt = h->data;
@@ -84,13 +97,19 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         log_error("reload", "configuration not reloaded, the running one stays in force: %s", ei.msg[0] ? ei.msg : err_str(err));
         return;
     }
+    if ((err = gateway_reload(cfg, &ei)) != 0) {
+        log_error("reload", "servers not reloaded, the running ones stay in force: %s", ei.msg[0] ? ei.msg : err_str(err));
+        config_unref(cfg);
+        return;
+    }
     enum log_level lvl;
     if (log_level_parse(cfg->log_level, &lvl) == 0)
         log_set_level(lvl);
     server_reconfigure(rt->srv, cfg);
     session_table_init(cfg->max_sessions, cfg->session_idle_ms, cfg->replay_events);
-    log_info("reload", "configuration reloaded from %s (log level, allowed hosts and origins, session limits; listeners and servers change on restart)",
-             rt->path);
+    if (listeners_differ(rt->cfg, cfg))
+        log_warn("reload", "the listeners, workers or http2 setting changed in %s; they take effect on restart", rt->path);
+    log_info("reload", "configuration reloaded from %s (servers, log level, allowed hosts and origins, limits)", rt->path);
     config_unref(rt->cfg);
     rt->cfg = cfg;
 }

@@ -152,8 +152,9 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
         for (size_t i = 0; i < n; i++) {
             if (!sources[i].ready || !json_is_array(sources[i].lists[kind]))
                 continue;
-            const struct config_server *srv = &cfg->servers[i];
-            enum config_prefix_mode mode = config_server_prefix(cfg, srv);
+            /* A source without its own configuration follows the global prefix mode. */
+            const char *server = sources[i].server;
+            enum config_prefix_mode mode = sources[i].srv ? config_server_prefix(cfg, sources[i].srv) : cfg->prefix_mode;
             size_t j;
             json_t *item;
             json_array_foreach(sources[i].lists[kind], j, item) {
@@ -172,12 +173,12 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 char exposed[CATALOG_NAME_MAX + 1];
                 int len;
                 if (mode == PREFIX_ALWAYS || (mode == PREFIX_WHEN_NEEDED && shared))
-                    len = snprintf(exposed, sizeof(exposed), "%s%s%s", srv->name, cfg->prefix_separator, name);
+                    len = snprintf(exposed, sizeof(exposed), "%s%s%s", server, cfg->prefix_separator, name);
                 else
                     len = snprintf(exposed, sizeof(exposed), "%s", name);
                 const char *what = kind == CAT_TOOLS ? "tool" : "prompt";
                 if (len < 0 || (size_t)len > CATALOG_NAME_MAX) {
-                    log_warn("catalog", "%s of server \"%s\" is not exposed: its name would be %d bytes, over %d", what, srv->name,
+                    log_warn("catalog", "%s of server \"%s\" is not exposed: its name would be %d bytes, over %d", what, server,
                              len, CATALOG_NAME_MAX);
                     continue;
                 }
@@ -189,12 +190,12 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                         err = err_info_set(ei, ERR_EXISTS, 0, 0,
                                            "%s \"%s\" of server \"%s\" would be exposed as \"%s\", a name server \"%s\" already "
                                            "exposes (prefix mode %s); rename one, or choose another prefix mode or separator",
-                                           what, name, srv->name, exposed, first, mode_name);
+                                           what, name, server, exposed, first, mode_name);
                         goto out;
                     }
                     log_error("catalog_collision",
                               "%s \"%s\" of server \"%s\" is hidden: its exposed name \"%s\" is taken by server \"%s\" (prefix mode %s)",
-                              what, name, srv->name, exposed, first, mode_name);
+                              what, name, server, exposed, first, mode_name);
                     continue;
                 }
                 if (add_named(&c->agg, kind, item, exposed, name, (int)i))

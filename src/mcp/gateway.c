@@ -30,6 +30,7 @@ const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-
 #define LIST_PAGE_SIZE 500     /* items per page of the gateway's own lists */
 #define MAX_UPSTREAM_PAGES 100 /* pages fetched from one server per list, at most */
 #define INIT_RETRY_MAX_MS 30000
+#define GW_MAX_SERVERS 1024 /* servers configured over the gateway's life, reloads included */
 
 enum up_state { UP_STARTING = 0, UP_INITIALIZING, UP_READY, UP_DOWN, UP_FAILED, UP_STOPPED };
 static const char *const up_state_names[] = {"starting", "initializing", "ready", "down", "failed", "stopped"};
@@ -56,6 +57,8 @@ struct upstream {
     uv_timer_t retry_timer;
     unsigned init_failures;
     bool closing;
+    struct config *cfg; /* the snapshot srv points into */
+    bool retired;       /* removed or replaced by a reload: stopped, out of every view */
     /* under gw.lock */
     enum up_state pub_state;
     unsigned restarts; /* stdio: children started after the first */
@@ -100,8 +103,10 @@ static struct {
     struct config *cfg;
     struct mcp_worker **workers;
     unsigned nworkers;
-    struct upstream *ups;
-    size_t nups;
+    /* Append-only: a reload adds servers and retires others, so an index stays valid for the
+       catalogs and sessions that hold it. nups is published after the entry is complete. */
+    struct upstream *ups[GW_MAX_SERVERS];
+    _Atomic size_t nups;
     struct catalog *catalog;
     _Atomic uint64_t generation;
 } gw = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -119,18 +124,20 @@ bool mcp_version_supported(const char *v)
 /* With gw.lock held: rebuild the catalog from the published lists. */
 static int rebuild_locked(int strict, struct err_info *ei)
 {
-    struct catalog_source *src = calloc(gw.nups ? gw.nups : 1, sizeof(*src));
+    size_t n = atomic_load(&gw.nups);
+    struct catalog_source *src = calloc(n ? n : 1, sizeof(*src));
     if (src == NULL)
         return ERR_NOMEM;
-    for (size_t i = 0; i < gw.nups; i++) {
-        src[i].server = gw.ups[i].srv->name;
-        src[i].ready = gw.ups[i].pub_state == UP_READY;
+    for (size_t i = 0; i < n; i++) {
+        src[i].server = gw.ups[i]->srv->name;
+        src[i].srv = gw.ups[i]->srv;
+        src[i].ready = gw.ups[i]->pub_state == UP_READY && !gw.ups[i]->retired;
         for (int k = 0; k < CAT_NKINDS; k++)
-            src[i].lists[k] = gw.ups[i].lists[k];
+            src[i].lists[k] = gw.ups[i]->lists[k];
     }
     struct catalog *c;
     uint64_t gen = atomic_load(&gw.generation) + 1;
-    int err = catalog_build(gw.cfg, src, gw.nups, gen, strict, &c, ei);
+    int err = catalog_build(gw.cfg, src, n, gen, strict, &c, ei);
     free(src);
     if (err)
         return err;
@@ -197,7 +204,7 @@ static void broadcast_cb(struct session *s, void *arg)
 {
     struct broadcast *b = arg;
     int view = session_view(s);
-    if (view >= 0 && view != b->server)
+    if (b->server >= 0 && view >= 0 && view != b->server)
         return;
     if (b->uri && !session_subscribed(s, b->uri))
         return;
@@ -208,7 +215,8 @@ static void broadcast_cb(struct session *s, void *arg)
     }
 }
 
-/* Any thread: push a notification to the standalone stream of every session that sees server. */
+/* Any thread: push a notification to the standalone stream of every session that sees server
+   (server -1: every session). */
 static void broadcast(int server, json_t *msg, const char *uri)
 {
     struct broadcast b = {server, msg, uri};
@@ -644,7 +652,7 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
             up->restarts++;
         up->was_up = true;
         pthread_mutex_unlock(&gw.lock);
-        if (up->srv->transport == TRANSPORT_STDIO) {
+        if (up->srv->transport != TRANSPORT_HTTP) { /* stdio: child started; openapi: loaded */
             uv_timer_stop(&up->retry_timer);
             begin_init(up);
         }
@@ -842,44 +850,154 @@ static void start_upstream_cb(void *arg)
         begin_init(up);
 }
 
+/* Main thread: a new upstream for srv (inside cfg), published in the table but not started. */
+static struct upstream *add_upstream(struct config *cfg, const struct config_server *srv)
+{
+    size_t n = atomic_load(&gw.nups);
+    if (n >= GW_MAX_SERVERS)
+        return NULL;
+    struct upstream *up = calloc(1, sizeof(*up));
+    if (up == NULL)
+        return NULL;
+    up->index = (int)n;
+    up->srv = srv;
+    up->cfg = config_ref(cfg);
+    up->home = gw.workers[n % gw.nworkers];
+    up->pub_state = UP_STARTING;
+    idmap_init(&up->pending);
+    up->caps = json_object();
+    snprintf(up->why, sizeof(up->why), "starting");
+    pthread_mutex_lock(&gw.lock);
+    gw.ups[n] = up;
+    atomic_store(&gw.nups, n + 1); /* after the entry is complete: readers index below nups */
+    pthread_mutex_unlock(&gw.lock);
+    return up;
+}
+
 int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nworkers)
 {
     gw.cfg = config_ref(cfg);
     gw.workers = workers;
     gw.nworkers = nworkers;
-    gw.nups = cfg->nservers;
-    gw.ups = calloc(gw.nups ? gw.nups : 1, sizeof(*gw.ups));
-    if (gw.ups == NULL)
-        return ERR_NOMEM;
-    for (size_t i = 0; i < gw.nups; i++) {
-        gw.ups[i].srv = &cfg->servers[i];
-        gw.ups[i].pub_state = UP_STARTING;
-    }
+    struct upstream *fresh[GW_MAX_SERVERS];
+    size_t nfresh = 0;
+    for (size_t i = 0; i < cfg->nservers && nfresh < GW_MAX_SERVERS; i++)
+        if ((fresh[nfresh] = add_upstream(cfg, &cfg->servers[i])) != NULL)
+            nfresh++;
+        else
+            return ERR_NOMEM;
     pthread_mutex_lock(&gw.lock);
     struct err_info ei = {0};
     int err = rebuild_locked(0, &ei); /* an empty catalog until servers are ready */
     pthread_mutex_unlock(&gw.lock);
     if (err)
         return err;
-    for (size_t i = 0; i < gw.nups; i++) {
-        struct upstream *up = &gw.ups[i];
-        up->index = (int)i;
-        up->srv = &cfg->servers[i];
-        up->home = workers[i % nworkers];
-        idmap_init(&up->pending);
-        up->caps = json_object();
-        snprintf(up->why, sizeof(up->why), "starting");
-        err = mailbox_post(up->home->mb, start_upstream_cb, up);
-        if (err)
+    for (size_t i = 0; i < nfresh; i++)
+        if ((err = mailbox_post(fresh[i]->home->mb, start_upstream_cb, fresh[i])) != 0)
             return err;
-    }
     return 0;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool kv_eq(const struct config_kv *a, size_t na, const struct config_kv *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!str_eq(a[i].key, b[i].key) || !str_eq(a[i].value, b[i].value))
+            return false;
+    return true;
+}
+
+/* Would a server configured as b behave exactly like the running a? */
+static bool server_unchanged(const struct config_server *a, const struct config_server *b)
+{
+    if (!str_eq(a->name, b->name) || a->transport != b->transport || !str_eq(a->command, b->command) ||
+        a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) || !str_eq(a->url, b->url) ||
+        !kv_eq(a->env, a->nenv, b->env, b->nenv) || !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
+        memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 || a->restart_initial_ms != b->restart_initial_ms ||
+        a->restart_max_ms != b->restart_max_ms || a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
+        a->max_message != b->max_message || a->prefix != b->prefix)
+        return false;
+    for (size_t i = 0; i < a->nargs; i++)
+        if (!str_eq(a->args[i], b->args[i]))
+            return false;
+    return true;
+}
+
+static void stop_upstream_cb(void *arg);
+
+int gateway_reload(struct config *cfg, struct err_info *ei)
+{
+    size_t n = atomic_load(&gw.nups);
+    struct upstream *keep[GW_MAX_SERVERS] = {0}; /* per new server: the running one it keeps */
+    bool stays[GW_MAX_SERVERS] = {0};
+    size_t added = 0, retired = 0;
+    for (size_t j = 0; j < cfg->nservers; j++)
+        for (size_t i = 0; i < n; i++) {
+            struct upstream *up = gw.ups[i];
+            if (!up->retired && server_unchanged(up->srv, &cfg->servers[j])) {
+                keep[j] = up;
+                stays[i] = true;
+                break;
+            }
+        }
+    size_t need = 0;
+    for (size_t j = 0; j < cfg->nservers; j++)
+        need += keep[j] == NULL;
+    if (n + need > GW_MAX_SERVERS)
+        return err_info_set(ei, ERR_LIMIT, 0, 0,
+                            "this reload would take the gateway past %d servers over its life; restart it instead",
+                            GW_MAX_SERVERS);
+    /* Retire what is gone or changed: its calls in flight get an error naming it. */
+    for (size_t i = 0; i < n; i++) {
+        struct upstream *up = gw.ups[i];
+        if (up->retired || stays[i])
+            continue;
+        pthread_mutex_lock(&gw.lock);
+        up->retired = true;
+        pthread_mutex_unlock(&gw.lock);
+        mailbox_post(up->home->mb, stop_upstream_cb, up);
+        retired++;
+    }
+    struct upstream *fresh[GW_MAX_SERVERS];
+    for (size_t j = 0; j < cfg->nservers; j++)
+        if (keep[j] == NULL && (fresh[added] = add_upstream(cfg, &cfg->servers[j])) != NULL) {
+            /* Clients hear of its tools once they are fetched (see fetch_finished). */
+            fresh[added]->announce = (1u << CAT_TOOLS) | (1u << CAT_PROMPTS) | (1u << CAT_RESOURCES);
+            added++;
+        }
+    pthread_mutex_lock(&gw.lock);
+    struct config *old = gw.cfg;
+    gw.cfg = config_ref(cfg);
+    int err = rebuild_locked(0, ei);
+    pthread_mutex_unlock(&gw.lock);
+    config_unref(old);
+    for (size_t i = 0; i < added; i++)
+        mailbox_post(fresh[i]->home->mb, start_upstream_cb, fresh[i]);
+    if (retired > 0) { /* what they offered is gone from the catalog already */
+        for (int k = 0; k < CAT_NKINDS; k++) {
+            if (changed_methods[k] == NULL)
+                continue;
+            json_t *note = jsonrpc_notification_new(changed_methods[k], NULL);
+            broadcast(-1, note, NULL);
+            json_decref(note);
+        }
+    }
+    log_info("reload_servers", "servers: %zu kept, %zu started, %zu stopped", cfg->nservers - added, added, retired);
+    return err;
 }
 
 static bool all_settled_locked(void)
 {
-    for (size_t i = 0; i < gw.nups; i++) {
-        enum up_state st = gw.ups[i].pub_state;
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+        enum up_state st = gw.ups[i]->pub_state;
+        if (gw.ups[i]->retired)
+            continue;
         if (st == UP_STARTING || st == UP_INITIALIZING)
             return false;
     }
@@ -908,6 +1026,12 @@ int gateway_wait_ready(uint32_t timeout_ms, struct err_info *ei)
 static void stop_upstream_cb(void *arg)
 {
     struct upstream *up = arg;
+    if (up->closing) { /* retired by a reload, and now the gateway stops: already done */
+        pthread_mutex_lock(&gw.lock);
+        pthread_cond_broadcast(&gw.cond);
+        pthread_mutex_unlock(&gw.lock);
+        return;
+    }
     up->closing = true;
     fail_all(up, "the gateway is shutting down");
     if (up->t) {
@@ -921,14 +1045,17 @@ static void stop_upstream_cb(void *arg)
     }
     pthread_mutex_lock(&gw.lock);
     up->pub_state = UP_STOPPED;
+    snprintf(up->why, sizeof(up->why), "%s", up->retired ? "removed by a reload" : "the gateway is stopping");
     pthread_cond_broadcast(&gw.cond);
     pthread_mutex_unlock(&gw.lock);
+    log_info("upstream_stopped", "server %s stopped (%s)", up->srv->name, up->why);
 }
 
 void gateway_stop(void)
 {
-    for (size_t i = 0; i < gw.nups; i++)
-        mailbox_post(gw.ups[i].home->mb, stop_upstream_cb, &gw.ups[i]);
+    size_t n = atomic_load(&gw.nups);
+    for (size_t i = 0; i < n; i++)
+        mailbox_post(gw.ups[i]->home->mb, stop_upstream_cb, gw.ups[i]);
     /* Wait (bounded) until every home loop has run its stop. */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -936,8 +1063,8 @@ void gateway_stop(void)
     pthread_mutex_lock(&gw.lock);
     for (;;) {
         bool all = true;
-        for (size_t i = 0; i < gw.nups; i++)
-            all = all && gw.ups[i].pub_state == UP_STOPPED;
+        for (size_t i = 0; i < n; i++)
+            all = all && gw.ups[i]->pub_state == UP_STOPPED;
         if (all || pthread_cond_timedwait(&gw.cond, &gw.lock, &deadline) != 0)
             break;
     }
@@ -946,16 +1073,18 @@ void gateway_stop(void)
 
 void gateway_free(void)
 {
-    for (size_t i = 0; i < gw.nups; i++) {
-        struct upstream *up = &gw.ups[i];
+    size_t n = atomic_load(&gw.nups);
+    for (size_t i = 0; i < n; i++) {
+        struct upstream *up = gw.ups[i];
         for (int k = 0; k < CAT_NKINDS; k++)
             json_decref(up->lists[k]);
         json_decref(up->caps);
         idmap_release(&up->pending);
+        config_unref(up->cfg);
+        free(up);
+        gw.ups[i] = NULL;
     }
-    free(gw.ups);
-    gw.ups = NULL;
-    gw.nups = 0;
+    atomic_store(&gw.nups, 0);
     catalog_unref(gw.catalog);
     gw.catalog = NULL;
     gw.workers = NULL;
@@ -968,8 +1097,8 @@ bool gateway_ready(void)
 {
     pthread_mutex_lock(&gw.lock);
     bool ready = true;
-    for (size_t i = 0; i < gw.nups; i++)
-        ready = ready && gw.ups[i].pub_state == UP_READY;
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++)
+        ready = ready && (gw.ups[i]->retired || gw.ups[i]->pub_state == UP_READY);
     pthread_mutex_unlock(&gw.lock);
     return ready;
 }
@@ -979,11 +1108,13 @@ json_t *gateway_status(void)
     json_t *servers = json_object();
     bool ready = true;
     pthread_mutex_lock(&gw.lock);
-    for (size_t i = 0; i < gw.nups; i++) {
-        struct upstream *up = &gw.ups[i];
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+        struct upstream *up = gw.ups[i];
+        if (up->retired)
+            continue;
         ready = ready && up->pub_state == UP_READY;
         json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
-                              up->srv->transport == TRANSPORT_STDIO ? "stdio" : "http", "why", up->why);
+                              config_transport_str(up->srv->transport), "why", up->why);
         json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         json_object_set_new(servers, up->srv->name, s);
@@ -994,15 +1125,15 @@ json_t *gateway_status(void)
 
 int gateway_find_server(const char *name)
 {
-    for (size_t i = 0; i < gw.nups; i++)
-        if (strcmp(gw.ups[i].srv->name, name) == 0)
+    for (size_t i = atomic_load(&gw.nups); i-- > 0;) /* newest first: a reload's replacement */
+        if (!gw.ups[i]->retired && strcmp(gw.ups[i]->srv->name, name) == 0)
             return (int)i;
     return -1;
 }
 
 const char *gateway_server_name(int index)
 {
-    return index >= 0 && (size_t)index < gw.nups ? gw.ups[index].srv->name : NULL;
+    return index >= 0 && (size_t)index < atomic_load(&gw.nups) ? gw.ups[index]->srv->name : NULL;
 }
 
 /* --- downstream dispatch (worker thread) --- */
@@ -1104,7 +1235,7 @@ static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)
 
 static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg, struct mcp_reply *r)
 {
-    struct upstream *up = &gw.ups[server];
+    struct upstream *up = gw.ups[server];
     json_t *id = json_object_get(msg, "id");
     struct pending *p = calloc(1, sizeof(*p));
     struct forward *f = calloc(1, sizeof(*f));
@@ -1175,7 +1306,7 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
         return;
     }
     char name[160];
-    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view].srv->name : "");
+    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view]->srv->name : "");
     json_t *result = json_pack("{s:s, s:{s:{s:b}, s:{s:b}, s:{s:b, s:b}, s:{}, s:{}}, s:{s:s, s:s}}", "protocolVersion", version,
                                "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1, "resources",
                                "subscribe", 1, "listChanged", 1, "completions", "logging", "serverInfo", "name", name,
@@ -1237,8 +1368,8 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                 uint64_t packed = (uint64_t)(uintptr_t)cookie;
                 size_t server = (size_t)(packed >> CALL_ID_BITS);
                 struct forward *f = calloc(1, sizeof(*f));
-                if (f != NULL && server < gw.nups) {
-                    f->up = &gw.ups[server];
+                if (f != NULL && server < atomic_load(&gw.nups)) {
+                    f->up = gw.ups[server];
                     f->msg = json_integer((json_int_t)(packed & ((1ULL << CALL_ID_BITS) - 1)));
                     if (mailbox_post(f->up->home->mb, cancel_on_home_cb, f) == 0)
                         f = NULL;
@@ -1248,12 +1379,12 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                 free(f);
             }
         } else if (strcmp(method, "notifications/roots/list_changed") == 0) {
-            for (size_t i = 0; i < gw.nups; i++)
-                if (view_has_server(view, (int)i)) {
+            for (size_t i = 0; i < atomic_load(&gw.nups); i++)
+                if (view_has_server(view, (int)i) && !gw.ups[i]->retired) {
                     struct forward *f = calloc(1, sizeof(*f));
                     if (f == NULL)
                         continue;
-                    f->up = &gw.ups[i];
+                    f->up = gw.ups[i];
                     f->msg = json_incref(msg);
                     if (mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
                         json_decref(f->msg);
@@ -1369,13 +1500,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             if (uri == NULL || cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
                 /* A template reference names the template itself: find its owner. */
                 server = -1;
-                for (size_t i = 0; uri && i < gw.nups && server < 0; i++) {
-                    if (!view_has_server(view, (int)i))
+                for (size_t i = 0; uri && i < atomic_load(&gw.nups) && server < 0; i++) {
+                    if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
                         continue;
                     pthread_mutex_lock(&gw.lock);
                     size_t j;
                     json_t *t;
-                    json_array_foreach(gw.ups[i].lists[CAT_TEMPLATES], j, t) {
+                    json_array_foreach(gw.ups[i]->lists[CAT_TEMPLATES], j, t) {
                         const char *ut = json_string_value(json_object_get(t, "uriTemplate"));
                         if (ut && strcmp(ut, uri) == 0)
                             server = (int)i;
@@ -1398,13 +1529,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             reply_error(r, id, JSONRPC_INVALID_PARAMS, "logging/setLevel: params.level must be a string");
             return;
         }
-        for (size_t i = 0; i < gw.nups; i++) {
-            if (!view_has_server(view, (int)i))
+        for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+            if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
                 continue;
             struct forward *f = calloc(1, sizeof(*f));
             if (f == NULL)
                 continue;
-            f->up = &gw.ups[i];
+            f->up = gw.ups[i];
             f->msg = json_incref(msg);
             if (mailbox_post(f->up->home->mb, gateway_set_level_cb, f) != 0) {
                 json_decref(f->msg);
@@ -1486,7 +1617,8 @@ void mcp_worker_release(struct mcp_worker *w)
 void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg), void *arg)
 {
     pthread_mutex_lock(&gw.lock);
-    for (size_t i = 0; i < gw.nups; i++)
-        fn(gw.ups[i].srv->name, gw.ups[i].pub_state == UP_READY, gw.ups[i].restarts, arg);
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++)
+        if (!gw.ups[i]->retired)
+            fn(gw.ups[i]->srv->name, gw.ups[i]->pub_state == UP_READY, gw.ups[i]->restarts, arg);
     pthread_mutex_unlock(&gw.lock);
 }

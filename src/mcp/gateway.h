@@ -42,6 +42,13 @@ struct mcp_worker {
  */
 int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nworkers);
 /*
+ * Main thread, after a SIGHUP: apply cfg's server list. Servers whose configuration did not
+ * change keep running untouched; removed or changed ones are stopped (their calls in flight get
+ * an error naming them) and the new or changed ones started. The catalog is rebuilt; a name
+ * collision under prefix mode never is logged, not fatal. Returns 0, or ERR_LIMIT with ei.
+ */
+int gateway_reload(struct config *cfg, struct err_info *ei);
+/*
  * Main thread: wait until every upstream is ready or has failed, at most timeout_ms. Returns
  * ERR_EXISTS with ei filled when prefix mode "never" meets a name offered by two servers (the
  * caller refuses to start); 0 otherwise (servers still starting are reported by /readyz).
