@@ -1114,7 +1114,7 @@ json_t *gateway_status(void)
             continue;
         ready = ready && up->pub_state == UP_READY;
         json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
-                              config_transport_str(up->srv->transport), "why", up->why);
+                              up->srv->transport == TRANSPORT_STDIO ? "stdio" : "http", "why", up->why);
         json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         json_object_set_new(servers, up->srv->name, s);
