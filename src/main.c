@@ -4,6 +4,8 @@
  *
  *   gatehouse run [-c FILE]          start the gateway (default FILE: examples/gatehouse.yaml)
  *   gatehouse check-config FILE      validate a configuration and exit
+ *   gatehouse openapi inspect FILE [--overrides FILE] [--json]
+ *                                    the MCP tools an OpenAPI document would become
  *   gatehouse version
  */
 #include "config/config.h"
@@ -13,6 +15,7 @@
 #include "http/server.h"
 #include "mcp/gateway.h"
 #include "mcp/session.h"
+#include "openapi/openapi.h"
 #include "upstream/upstream.h"
 
 #include <signal.h>
@@ -29,6 +32,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: gatehouse run [-c FILE]       start the gateway\n"
                  "       gatehouse check-config FILE   validate a configuration file\n"
+                 "       gatehouse openapi inspect FILE [--overrides FILE] [--json]\n"
+                 "                                     the MCP tools an OpenAPI document becomes\n"
                  "       gatehouse version\n");
 }
 
@@ -53,6 +58,34 @@ static int cmd_check_config(int argc, char **argv)
     printf("%s: ok (%zu listener(s), %zu server(s))\n", argv[0], cfg->nlisteners, cfg->nservers);
     config_unref(cfg);
     return 0;
+}
+
+static int cmd_openapi(int argc, char **argv)
+{
+    const char *file = NULL, *overrides = NULL;
+    bool json = false;
+    if (argc < 1 || strcmp(argv[0], "inspect") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--overrides") == 0 && i + 1 < argc && overrides == NULL) {
+            overrides = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (argv[i][0] != '-' && file == NULL) {
+            file = argv[i];
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (file == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    int err = json ? openapi_inspect_json(file, overrides, stdout) : openapi_inspect(file, overrides, stdout);
+    return err ? 1 : 0;
 }
 
 struct runtime {
@@ -132,9 +165,11 @@ static void print_banner(struct runtime *rt)
         log_fields(LOG_WARN, "listening", f); /* at warn so that it shows at every log level */
         printf("Gatehouse %s is listening. Point an MCP client at:\n  %s\n", GATEHOUSE_VERSION, url);
     }
-    for (size_t i = 0; i < cfg->nservers; i++)
-        printf("  /mcp/%s  (%s: %s)\n", cfg->servers[i].name, cfg->servers[i].transport == TRANSPORT_STDIO ? "stdio" : "http",
-               cfg->servers[i].transport == TRANSPORT_STDIO ? cfg->servers[i].command : cfg->servers[i].url);
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        const struct config_server *s = &cfg->servers[i];
+        printf("  /mcp/%s  (%s: %s)\n", s->name, config_transport_str(s->transport),
+               s->transport == TRANSPORT_STDIO ? s->command : s->transport == TRANSPORT_HTTP ? s->url : s->spec);
+    }
     printf("Health: /healthz  Readiness: /readyz  Metrics: /metrics  (Ctrl-C or SIGTERM stops, SIGHUP reloads)\n");
     fflush(stdout);
 }
@@ -236,6 +271,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
+    if (strcmp(argv[1], "openapi") == 0)
+        return cmd_openapi(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("gatehouse %s\n", GATEHOUSE_VERSION);
         return 0;

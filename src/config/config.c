@@ -1018,6 +1018,9 @@ enum {
     SK_MAX_QUEUE,
     SK_MAX_MESSAGE,
     SK_PREFIX,
+    SK_SPEC,
+    SK_OVERRIDES,
+    SK_BASE_URL,
     SK_COUNT
 };
 
@@ -1037,15 +1040,18 @@ static bool name_ok(const char *s, size_t len)
 static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
                              const struct ynode *map, struct config_server *s)
 {
+    static const int refused[] = {SK_URL, SK_HEADERS, SK_SPEC, SK_OVERRIDES, SK_BASE_URL};
+    static const char *const refused_names[] = {"url", "headers", "spec", "overrides", "base_url"};
+    static const char *const only[] = {"transport: http", "transport: http or openapi",
+                                       "transport: openapi", "transport: openapi",
+                                       "transport: openapi"};
     char sub[128];
     int err;
-    if (f[SK_URL].key || f[SK_HEADERS].key) {
-        const struct ynode *k = f[SK_URL].key ? f[SK_URL].key : f[SK_HEADERS].key;
-        return FAILN(L, k,
-                     "%s is not allowed in %s with transport stdio; expected it only with "
-                     "transport: http",
-                     f[SK_URL].key ? "url" : "headers", what);
-    }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (f[refused[i]].key)
+            return FAILN(L, f[refused[i]].key,
+                         "%s is not allowed in %s with transport stdio; expected it only with %s",
+                         refused_names[i], what, only[i]);
     if (f[SK_COMMAND].val == NULL)
         return FAILN(L, map,
                      "%s has transport stdio but no command; expected command: "
@@ -1074,19 +1080,35 @@ static int load_server_stdio(struct loader *L, const struct field *f, const char
     return 0;
 }
 
+/* An http:// or https:// URL with a host and no space or control character. */
+static bool http_url_ok(const char *url)
+{
+    const char *h = NULL;
+    if (strncmp(url, "http://", 7) == 0)
+        h = url + 7;
+    else if (strncmp(url, "https://", 8) == 0)
+        h = url + 8;
+    bool ok = h != NULL && *h != '\0' && *h != '/';
+    for (const char *p = url; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
+    return ok;
+}
+
 static int load_server_http(struct loader *L, const struct field *f, const char *what,
                             const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD};
-    static const char *const refused_names[] = {"command", "args", "env", "cwd"};
+    static const int refused[] = {SK_COMMAND, SK_ARGS,      SK_ENV,     SK_CWD,
+                                  SK_SPEC,    SK_OVERRIDES, SK_BASE_URL};
+    static const char *const refused_names[] = {"command", "args",      "env",     "cwd",
+                                                "spec",    "overrides", "base_url"};
     char sub[128];
     int err;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
         if (f[refused[i]].key)
             return FAILN(L, f[refused[i]].key,
                          "%s is not allowed in %s with transport http; expected it only with "
-                         "transport: stdio",
-                         refused_names[i], what);
+                         "transport: %s",
+                         refused_names[i], what, i < 4 ? "stdio" : "openapi");
     if (f[SK_URL].val == NULL)
         return FAILN(L, map,
                      "%s has transport http but no url; expected url: "
@@ -1095,19 +1117,56 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
     snprintf(sub, sizeof(sub), "url of %s", what);
     if ((err = get_nonempty_str(L, f[SK_URL].val, sub, &s->url)))
         return err;
-    const char *h = NULL;
-    if (strncmp(s->url, "http://", 7) == 0)
-        h = s->url + 7;
-    else if (strncmp(s->url, "https://", 8) == 0)
-        h = s->url + 8;
-    bool ok = h != NULL && *h != '\0' && *h != '/';
-    for (const char *p = s->url; ok && *p; p++)
-        ok = (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
-    if (!ok)
+    if (!http_url_ok(s->url))
         return FAILN(L, f[SK_URL].val,
                      "%s is not a URL for %s; expected http://host/path or "
                      "https://host/path",
                      quote(f[SK_URL].val).s, what);
+    if (f[SK_HEADERS].val) {
+        snprintf(sub, sizeof(sub), "headers of %s", what);
+        if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
+            return err;
+    }
+    return 0;
+}
+
+static int load_server_openapi(struct loader *L, const struct field *f, const char *what,
+                               const struct ynode *map, struct config_server *s)
+{
+    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL};
+    static const char *const refused_names[] = {"command", "args", "env", "cwd", "url"};
+    char sub[128];
+    int err;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (f[refused[i]].key)
+            return FAILN(L, f[refused[i]].key,
+                         "%s is not allowed in %s with transport openapi; expected %s",
+                         refused_names[i], what,
+                         i == 4 ? "base_url: to replace the document's server URL"
+                                : "it only with transport: stdio");
+    if (f[SK_SPEC].val == NULL)
+        return FAILN(L, map,
+                     "%s has transport openapi but no spec; expected spec: <path of an OpenAPI "
+                     "document, JSON or YAML>",
+                     what);
+    snprintf(sub, sizeof(sub), "spec of %s", what);
+    if ((err = get_nonempty_str(L, f[SK_SPEC].val, sub, &s->spec)))
+        return err;
+    if (f[SK_OVERRIDES].val) {
+        snprintf(sub, sizeof(sub), "overrides of %s", what);
+        if ((err = get_nonempty_str(L, f[SK_OVERRIDES].val, sub, &s->overrides)))
+            return err;
+    }
+    if (f[SK_BASE_URL].val) {
+        snprintf(sub, sizeof(sub), "base_url of %s", what);
+        if ((err = get_nonempty_str(L, f[SK_BASE_URL].val, sub, &s->base_url)))
+            return err;
+        if (!http_url_ok(s->base_url))
+            return FAILN(L, f[SK_BASE_URL].val,
+                         "%s is not a base URL for %s; expected http://host[/path] or "
+                         "https://host[/path]",
+                         quote(f[SK_BASE_URL].val).s, what);
+    }
     if (f[SK_HEADERS].val) {
         snprintf(sub, sizeof(sub), "headers of %s", what);
         if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
@@ -1132,6 +1191,9 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "max_queue",
                                        "max_message",
                                        "prefix",
+                                       "spec",
+                                       "overrides",
+                                       "base_url",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -1177,21 +1239,24 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
             s->transport = TRANSPORT_STDIO;
         else if (strcmp(tv->text, "http") == 0)
             s->transport = TRANSPORT_HTTP;
+        else if (strcmp(tv->text, "openapi") == 0)
+            s->transport = TRANSPORT_OPENAPI;
         else
-            return FAILN(L, tv, "%s is not a transport for %s; expected stdio or http", quote(tv).s,
-                         what);
-    } else if (f[SK_COMMAND].key && !f[SK_URL].key) {
-        s->transport = TRANSPORT_STDIO;
-    } else if (f[SK_URL].key && !f[SK_COMMAND].key) {
-        s->transport = TRANSPORT_HTTP;
+            return FAILN(L, tv, "%s is not a transport for %s; expected stdio, http or openapi",
+                         quote(tv).s, what);
     } else {
-        return FAILN(L, n,
-                     "%s has no transport; expected transport: stdio with a command, or "
-                     "transport: http with a url",
-                     what);
+        /* Implied by the one key that only one transport has. */
+        bool cmd = f[SK_COMMAND].key, url = f[SK_URL].key, spec = f[SK_SPEC].key;
+        if (cmd + url + spec != 1)
+            return FAILN(L, n,
+                         "%s has no transport; expected transport: stdio with a command, "
+                         "transport: http with a url, or transport: openapi with a spec",
+                         what);
+        s->transport = cmd ? TRANSPORT_STDIO : url ? TRANSPORT_HTTP : TRANSPORT_OPENAPI;
     }
-    err = s->transport == TRANSPORT_STDIO ? load_server_stdio(L, f, what, n, s)
-                                          : load_server_http(L, f, what, n, s);
+    err = s->transport == TRANSPORT_STDIO  ? load_server_stdio(L, f, what, n, s)
+          : s->transport == TRANSPORT_HTTP ? load_server_http(L, f, what, n, s)
+                                           : load_server_openapi(L, f, what, n, s);
     if (err)
         return err;
 
@@ -1484,6 +1549,19 @@ void config_unref(struct config *c)
     struct snapshot *snap = (struct snapshot *)(void *)c;
     arena_release(&snap->arena);
     free(snap);
+}
+
+const char *config_transport_str(enum config_transport t)
+{
+    switch (t) {
+    case TRANSPORT_STDIO:
+        return "stdio";
+    case TRANSPORT_HTTP:
+        return "http";
+    case TRANSPORT_OPENAPI:
+        return "openapi";
+    }
+    return "?";
 }
 
 const struct config_server *config_find_server(const struct config *c, const char *name)

@@ -22,7 +22,9 @@ enum config_prefix_mode {
     PREFIX_NEVER,           /* never; a collision is an error naming both servers */
 };
 
-enum config_transport { TRANSPORT_STDIO = 0, TRANSPORT_HTTP };
+enum config_transport { TRANSPORT_STDIO = 0, TRANSPORT_HTTP, TRANSPORT_OPENAPI };
+/* "stdio", "http" or "openapi". */
+const char *config_transport_str(enum config_transport t);
 
 struct config_kv {
     char *key;
@@ -58,8 +60,13 @@ struct config_server {
     uint32_t restart_max_ms;     /* default 30000 */
     /* http */
     char *url;
+    /* http and openapi */
     struct config_kv *headers;   /* static headers sent on every request */
     size_t nheaders;
+    /* openapi: a REST API described by an OpenAPI document, served in-process */
+    char *spec;                  /* the document (JSON or YAML); not read at load time */
+    char *overrides;             /* the editorial file, or NULL */
+    char *base_url;              /* replaces the document's server URL, or NULL */
     /* both */
     struct config_timeouts timeouts;
     uint32_t max_concurrency;    /* requests in flight to this server; default 64 */

@@ -918,6 +918,7 @@ static bool server_unchanged(const struct config_server *a, const struct config_
 {
     if (!str_eq(a->name, b->name) || a->transport != b->transport || !str_eq(a->command, b->command) ||
         a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) || !str_eq(a->url, b->url) ||
+        !str_eq(a->spec, b->spec) || !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
         !kv_eq(a->env, a->nenv, b->env, b->nenv) || !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 || a->restart_initial_ms != b->restart_initial_ms ||
         a->restart_max_ms != b->restart_max_ms || a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
@@ -1114,7 +1115,7 @@ json_t *gateway_status(void)
             continue;
         ready = ready && up->pub_state == UP_READY;
         json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
-                              up->srv->transport == TRANSPORT_STDIO ? "stdio" : "http", "why", up->why);
+                              config_transport_str(up->srv->transport), "why", up->why);
         json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         json_object_set_new(servers, up->srv->name, s);

@@ -1,6 +1,6 @@
 /*
  * `gatehouse openapi inspect`: the catalog a document would produce, printed for a human who
- * curates it. Token counts here are estimates (compact JSON bytes / 4); the real tokenizer
+ * curates it (or, with --json, for a program). Token counts here are estimates (compact JSON bytes / 4); the real tokenizer
  * measurement lives in the test harness (docs/openapi.md).
  */
 #include <stdlib.h>
@@ -89,6 +89,84 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
                      n->detail ? n->detail : "");
     }
 out:
+    openapi_catalog_unref(cat);
+    openapi_catalog_unref(ncat);
+    openapi_editorial_free(ed);
+    openapi_editorial_free(naive);
+    openapi_doc_unref(doc);
+    return rc;
+}
+
+static json_t *tools_json(const struct openapi_catalog *cat, bool with_tokens)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < cat->ntools; i++) {
+        json_t *t = openapi_tool_to_json(&cat->tools[i]);
+        if (t && with_tokens)
+            json_object_set_new(t, "tokens", json_integer((json_int_t)cat->tools[i].token_estimate));
+        json_array_append_new(a, t);
+    }
+    return a;
+}
+
+static json_t *note_json(const struct openapi_note *n)
+{
+    json_t *o = json_pack("{s:s, s:s}", "operation", n->op, "reason", n->reason);
+    if (o && n->tool)
+        json_object_set_new(o, "tool", json_string(n->tool));
+    if (o && n->detail)
+        json_object_set_new(o, "detail", json_string(n->detail));
+    return o;
+}
+
+int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out)
+{
+    struct err_info ei = {0};
+    struct openapi_doc *doc = NULL;
+    struct openapi_editorial *ed = NULL, *naive = NULL;
+    struct openapi_catalog *cat = NULL, *ncat = NULL;
+    json_t *root = NULL;
+    const char *what = path;
+    int rc = openapi_doc_load_file(path, &doc, &ei);
+    if (rc == 0 && overrides_path) {
+        what = overrides_path;
+        rc = openapi_editorial_load_file(overrides_path, &ed, &ei);
+    }
+    if (rc == 0)
+        rc = openapi_catalog_build(doc, ed, &cat, &ei);
+    if (rc == 0 && (naive = openapi_editorial_new_naive()) == NULL)
+        rc = ERR_NOMEM;
+    if (rc == 0) {
+        what = path;
+        rc = openapi_catalog_build(doc, naive, &ncat, &ei);
+    }
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s: %s", what, ei.msg[0] ? ei.msg : err_str(rc));
+        root = json_pack("{s:s, s:s}", "error", msg, "where", ei.where);
+        goto out;
+    }
+    json_t *dropped = json_array(), *notes = json_array();
+    for (size_t i = 0; i < cat->nnotes; i++)
+        json_array_append_new(cat->notes[i].dropped ? dropped : notes, note_json(&cat->notes[i]));
+    root = json_pack("{s:{s:s?, s:s?, s:s, s:s, s:I, s:s}, s:o, s:{s:o}, s:{s:I, s:I, s:I, s:I},"
+                     " s:o, s:o}",
+                     "document", "title", doc->title, "version", doc->api_version, "format",
+                     strcmp(doc->version, "2.0") == 0 ? "swagger" : "openapi", "spec_version",
+                     doc->version, "operations", (json_int_t)doc->nops, "server", cat->base_url,
+                     "tools", tools_json(cat, true), "naive", "tools", tools_json(ncat, false),
+                     "totals", "tools", (json_int_t)cat->ntools, "estimated_tokens",
+                     (json_int_t)cat->total_tokens, "naive_tools", (json_int_t)ncat->ntools,
+                     "naive_estimated_tokens", (json_int_t)ncat->total_tokens, "dropped", dropped,
+                     "notes", notes);
+    if (root == NULL)
+        rc = ERR_NOMEM;
+out:
+    if (root) {
+        json_dumpf(root, out, JSON_COMPACT);
+        fputc('\n', out);
+    }
+    json_decref(root);
     openapi_catalog_unref(cat);
     openapi_catalog_unref(ncat);
     openapi_editorial_free(ed);

@@ -271,5 +271,13 @@ const char *openapi_request_header(const struct openapi_request *req, const char
  * Returns 0 or a negative ERR_* after printing the error to `out`.
  */
 int openapi_inspect(const char *path, const char *overrides_path, FILE *out);
+/*
+ * The same report as one JSON object for programs (bench/openapi_tokens.mjs):
+ * {document: {title, version, format, operations, server}, tools: [MCP tool + "tokens"],
+ *  naive: {tools: [MCP tool of every operation, all heuristics off]}, totals: {...},
+ *  dropped: [{operation, reason, detail}], notes: [{tool, operation, reason, detail}]}.
+ * On error prints {"error": message, "where": pointer} and returns the negative ERR_*.
+ */
+int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out);
 
 #endif

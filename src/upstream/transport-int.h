@@ -1,4 +1,5 @@
-/* Private to src/upstream: the vtable behind struct transport, filled by stdio.c and http.c. */
+/* Private to src/upstream: the vtable behind struct transport, filled by stdio.c, http.c and
+   openapi.c. */
 #ifndef GH_UPSTREAM_TRANSPORT_INT_H
 #define GH_UPSTREAM_TRANSPORT_INT_H
 
@@ -24,5 +25,8 @@ struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_serve
                                       const struct transport_cbs *cbs);
 struct transport *http_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                      const struct transport_cbs *cbs);
+
+struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_server *srv,
+                                        const struct transport_cbs *cbs);
 
 #endif

@@ -1,4 +1,4 @@
-/* Dispatch from the public transport API to the stdio or HTTP implementation. */
+/* Dispatch from the public transport API to the stdio, HTTP or OpenAPI implementation. */
 #include "upstream/transport-int.h"
 
 const char *transport_state_str(enum transport_state st)
@@ -15,8 +15,12 @@ const char *transport_state_str(enum transport_state st)
 struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv,
                                 const struct transport_cbs *cbs)
 {
-    return srv->transport == TRANSPORT_STDIO ? stdio_transport_new(loop, srv, cbs)
-                                             : http_transport_new(loop, srv, cbs);
+    switch (srv->transport) {
+    case TRANSPORT_STDIO: return stdio_transport_new(loop, srv, cbs);
+    case TRANSPORT_HTTP: return http_transport_new(loop, srv, cbs);
+    case TRANSPORT_OPENAPI: return openapi_transport_new(loop, srv, cbs);
+    }
+    return NULL;
 }
 
 int transport_send(struct transport *t, json_t *msg, void *related)

@@ -368,7 +368,7 @@ static void test_unknown_keys(void)
     EXPECT_ERR("servers:\n  - name: everything\n    comand: x\n", ERR_INVAL, 3, 5,
                "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
                "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
-               "max_concurrency, max_queue, max_message, prefix");
+               "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url");
     EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
                "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
                "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers");
@@ -446,12 +446,12 @@ static void test_servers(void)
                "string");
     EXPECT_ERR("servers:\n  - name: a\n    command: x\n    url: http://h/\n", ERR_INVAL, 2, 5,
                "t.yaml:2:5: server \"a\" has no transport; expected transport: stdio with a "
-               "command, or transport: http with a url");
+               "command, transport: http with a url, or transport: openapi with a spec");
     EXPECT_ERR("servers:\n  - name: a\n    transport: stdio\n    command: x\n"
                "    headers: {A: b}\n",
                ERR_INVAL, 5, 5,
                "t.yaml:5:5: headers is not allowed in server \"a\" with transport stdio; "
-               "expected it only with transport: http");
+               "expected it only with transport: http or openapi");
     EXPECT_ERR("servers:\n  - name: a\n    transport: http\n    url: http://h/\n"
                "    cwd: /tmp\n",
                ERR_INVAL, 5, 5,
@@ -464,8 +464,8 @@ static void test_servers(void)
                "t.yaml:4:10: \"ftp://h/x\" is not a URL for server \"a\"; expected "
                "http://host/path or https://host/path");
     EXPECT_ERR("servers:\n  - name: a\n    transport: pipe\n", ERR_INVAL, 3, 16,
-               "t.yaml:3:16: \"pipe\" is not a transport for server \"a\"; expected stdio or "
-               "http");
+               "t.yaml:3:16: \"pipe\" is not a transport for server \"a\"; expected stdio, "
+               "http or openapi");
     EXPECT_ERR("servers:\n  - name: a\n    url: http://h/\n    headers: {\"Bad Name\": x}\n",
                ERR_INVAL, 4, 15,
                "t.yaml:4:15: \"Bad Name\" is not a valid name in headers of server \"a\"; "
@@ -481,6 +481,78 @@ static void test_servers(void)
     EXPECT_ERR("servers:\n  - name: a\n    command: \"x\\0y\"\n", ERR_INVAL, 3, 14,
                "t.yaml:3:14: command of server \"a\" contains a NUL byte; expected text without "
                "\\0");
+}
+
+/* transport: openapi (docs/configuration.md, "servers"). */
+static void test_openapi_servers(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    const char *y = "servers:\n"
+                    "  - name: pets\n"
+                    "    spec: tests/openapi/petstore-3.0.yaml\n"
+                    "    overrides: tests/openapi/editorial.yaml\n"
+                    "    base_url: http://127.0.0.1:9/v1\n"
+                    "    headers: {X-API-Key: k}\n"
+                    "    timeouts: {total: 10s}\n"
+                    "    max_concurrency: 8\n"
+                    "  - name: bare\n"
+                    "    transport: openapi\n"
+                    "    spec: a.json\n";
+    CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
+    if (c == NULL)
+        return;
+    const struct config_server *s = &c->servers[0];
+    CHECK_INT(s->transport, TRANSPORT_OPENAPI); /* implied by spec */
+    CHECK_STR(config_transport_str(s->transport), "openapi");
+    CHECK_STR(s->spec, "tests/openapi/petstore-3.0.yaml");
+    CHECK_STR(s->overrides, "tests/openapi/editorial.yaml");
+    CHECK_STR(s->base_url, "http://127.0.0.1:9/v1");
+    CHECK_INT(s->nheaders, 1);
+    CHECK_STR(s->headers[0].key, "X-API-Key");
+    CHECK_INT(s->timeouts.total_ms, 10000);
+    CHECK_INT(s->timeouts.connect_ms, 5000);
+    CHECK_INT(s->max_concurrency, 8);
+    CHECK(s->url == NULL && s->command == NULL);
+    s = &c->servers[1];
+    CHECK_INT(s->transport, TRANSPORT_OPENAPI);
+    CHECK(s->overrides == NULL && s->base_url == NULL && s->nheaders == 0);
+    CHECK_INT(s->max_message, (size_t)16 << 20);
+    config_unref(c);
+
+    EXPECT_ERR("servers:\n  - name: a\n    transport: openapi\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server \"a\" has transport openapi but no spec; expected spec: <path "
+               "of an OpenAPI document, JSON or YAML>");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: \"\"\n", ERR_INVAL, 3, 11,
+               "t.yaml:3:11: spec of server \"a\" is an empty string; expected a non-empty "
+               "string");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    url: http://h/\n", ERR_INVAL, 2, 5,
+               "t.yaml:2:5: server \"a\" has no transport; expected transport: stdio with a "
+               "command, transport: http with a url, or transport: openapi with a spec");
+    EXPECT_ERR("servers:\n  - name: a\n    transport: openapi\n    spec: x.json\n"
+               "    url: http://h/\n",
+               ERR_INVAL, 5, 5,
+               "t.yaml:5:5: url is not allowed in server \"a\" with transport openapi; expected "
+               "base_url: to replace the document's server URL");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    command: x\n    transport: openapi\n",
+               ERR_INVAL, 4, 5,
+               "t.yaml:4:5: command is not allowed in server \"a\" with transport openapi; "
+               "expected it only with transport: stdio");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    overrides: o.yaml\n", ERR_INVAL, 4, 5,
+               "t.yaml:4:5: overrides is not allowed in server \"a\" with transport stdio; "
+               "expected it only with transport: openapi");
+    EXPECT_ERR("servers:\n  - name: a\n    url: http://h/\n    spec: x.json\n    transport: http\n",
+               ERR_INVAL, 4, 5,
+               "t.yaml:4:5: spec is not allowed in server \"a\" with transport http; expected it "
+               "only with transport: openapi");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    base_url: file:///etc\n", ERR_INVAL, 4,
+               15,
+               "t.yaml:4:15: \"file:///etc\" is not a base URL for server \"a\"; expected "
+               "http://host[/path] or https://host[/path]");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    headers: {X-A: \"1\\nX: 2\"}\n",
+               ERR_INVAL, 4, 20,
+               "t.yaml:4:20: the value of \"X-A\" in headers of server \"a\" contains a line "
+               "break; expected a single-line header value");
 }
 
 static void test_listeners(void)
@@ -647,5 +719,6 @@ static void test_refcount(void)
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
-          TEST(test_servers), TEST(test_listeners), TEST(test_durations_sizes_in_file),
-          TEST(test_duration_parse), TEST(test_size_parse), TEST(test_refcount))
+          TEST(test_servers), TEST(test_openapi_servers), TEST(test_listeners),
+          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
+          TEST(test_refcount))

@@ -1,0 +1,1012 @@
+/*
+ * The `openapi` upstream transport: a REST API described by an OpenAPI document, served
+ * in-process as if it were an MCP server. The gateway talks to it exactly as to a stdio server:
+ * it sends JSON-RPC requests and gets exactly one answer per request through message_cb (never
+ * done_cb), so the gateway's own `total` timeout and bookkeeping apply unchanged.
+ *
+ *   initialize   answered here: the requested protocol version if known, capabilities {tools}
+ *   ping         {}
+ *   tools/list   the curated catalog of src/openapi (one page)
+ *   tools/call   openapi_request_build → one HTTP request through libcurl multi on this loop →
+ *                an MCP tool result (2xx JSON as compact text, capped, plus structuredContent;
+ *                other 2xx summarised; 4xx/5xx and transport failures as isError results)
+ *   notifications/cancelled aborts the HTTP request of that id; other notifications are ignored
+ *
+ * The document is loaded on libuv's thread pool (a large one takes a second), then the state goes
+ * UP, or STOPPED with a `why` naming the file and the JSON pointer of the failure.
+ *
+ * Answers are never delivered from inside transport_send: the gateway registers a request after
+ * sending it, so every message goes through an outbox flushed by a zero-delay timer. User
+ * callbacks run only from that flush, never inside a curl callback; a transport_close from a
+ * callback is carried out once the flush unwinds.
+ *
+ * Safety as in http.c: no redirects, http/https only, no proxy from the environment. The static
+ * headers of the configuration usually hold the API credential: their values are never logged,
+ * never quoted in an error, and scrubbed from anything the API sends back.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "openapi/openapi.h"
+#include "upstream/transport-int.h"
+
+#define OA_RESULT_MAX (16 * 1024) /* bytes of response text given to the model */
+#define OA_ERROR_BODY_MAX 2048    /* bytes of an error body quoted in an isError result */
+#define OA_PREVIEW_MAX 1024       /* bytes of a non-JSON text body shown */
+#define OA_QUEUE_FACTOR 4         /* calls in flight allowed per unit of max_concurrency */
+#define OA_REDACTED "[redacted]"
+#define OA_MIN_SECRET 4 /* shorter header values are not scrubbed (would mangle any text) */
+
+static const char *const oa_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05",
+                                          NULL};
+
+struct oa_transport;
+
+struct oa_call {
+    struct oa_transport *t;
+    struct oa_call *prev, *next;
+    json_t *id;
+    char tool[72];
+    char host[256]; /* host[:port] of the URL, for messages */
+    struct openapi_request req;
+    CURL *easy;
+    struct curl_slist *headers;
+    char errbuf[CURL_ERROR_SIZE];
+    struct buf body;
+    bool too_big;
+    bool first_byte;
+    bool timed_out;
+    uv_timer_t timer; /* first byte, then idle */
+};
+
+struct oa_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct oa_transport *t;
+    struct oa_sock *prev, *next;
+};
+
+struct oa_transport {
+    struct transport base;
+    uv_loop_t *loop;
+    const struct config_server *srv;
+    struct transport_cbs cbs;
+    enum transport_state state;
+
+    /* loading (thread pool) */
+    uv_work_t work;
+    bool loading;
+    int load_err;                   /* written by the pool thread, read after it */
+    char load_why[1200];            /* likewise */
+    struct openapi_catalog *loaded; /* likewise; moved to `cat` on the loop */
+    struct openapi_catalog *cat;
+    json_t *tools; /* the tools/list array, built once */
+
+    CURLM *multi;
+    uv_timer_t multi_timer;
+    uv_timer_t flush_timer;
+    struct oa_sock *socks;
+    struct oa_call *calls;
+    unsigned ncalls;
+
+    json_t *outbox;     /* messages waiting for message_cb */
+    bool state_pending; /* state_cb owed for `state` */
+    char state_why[1200];
+    int busy; /* inside the flush */
+    bool closing, closed;
+    int open_handles; /* uv handles not yet closed (plus one while loading) */
+};
+
+static const char *srv_name(const struct oa_transport *t)
+{
+    return t->srv->name ? t->srv->name : "?";
+}
+
+/* ---- the outbox ------------------------------------------------------------------------------ */
+
+static void flush_cb(uv_timer_t *h);
+
+static void kick(struct oa_transport *t)
+{
+    if (!t->closing && !uv_is_active((uv_handle_t *)&t->flush_timer))
+        uv_timer_start(&t->flush_timer, flush_cb, 0, 0);
+}
+
+static void post(struct oa_transport *t, json_t *msg) /* steals msg */
+{
+    if (msg == NULL)
+        return;
+    json_array_append_new(t->outbox, msg);
+    kick(t);
+}
+
+static void set_state(struct oa_transport *t, enum transport_state st, const char *why)
+{
+    t->state = st;
+    snprintf(t->state_why, sizeof(t->state_why), "%s", why);
+    t->state_pending = true;
+    if (st == TRANSPORT_UP)
+        log_info("upstream_state", "upstream %s is %s: %s", srv_name(t), transport_state_str(st),
+                 why);
+    else
+        log_warn("upstream_state", "upstream %s is %s: %s", srv_name(t), transport_state_str(st),
+                 why);
+    kick(t);
+}
+
+static json_t *result_msg(json_t *id, json_t *result)
+{
+    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+}
+
+static json_t *error_msg(json_t *id, int code, const char *message)
+{
+    return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", code,
+                     "message", message);
+}
+
+/* ---- secrets --------------------------------------------------------------------------------- */
+
+/* Replace every occurrence of a configured header value in `s` (NUL-terminated, owned, may be
+   reallocated). Returns the new string, and sets *hit when something was replaced. */
+static char *scrub(const struct config_server *srv, char *s, bool *hit)
+{
+    for (size_t i = 0; s && i < srv->nheaders; i++) {
+        const char *secret = srv->headers[i].value;
+        size_t n = strlen(secret);
+        if (n < OA_MIN_SECRET || strstr(s, secret) == NULL)
+            continue;
+        struct buf b;
+        buf_init(&b, strlen(s) + 64 + strlen(s) / n * sizeof(OA_REDACTED));
+        const char *p = s, *q;
+        while ((q = strstr(p, secret)) != NULL) {
+            buf_append(&b, p, (size_t)(q - p));
+            buf_append_str(&b, OA_REDACTED);
+            p = q + n;
+        }
+        buf_append_str(&b, p);
+        free(s);
+        s = b.data ? b.data : strdup("");
+        *hit = true;
+    }
+    return s;
+}
+
+/* ---- results --------------------------------------------------------------------------------- */
+
+static bool media_is_json(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && isspace((unsigned char)ct[n - 1]))
+        n--;
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+static bool media_is_text(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    return strncasecmp(ct, "text/", 5) == 0 || strstr(ct, "xml") != NULL ||
+           strstr(ct, "javascript") != NULL || strstr(ct, "x-www-form-urlencoded") != NULL ||
+           media_is_json(ct);
+}
+
+/* Length of the longest prefix of s[0..len) that is at most max bytes and does not cut a UTF-8
+   sequence. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+/* Text of at most `max` bytes of s, with an explicit marker when cut. Control bytes other than
+   newline and tab become spaces (a body is untrusted). */
+static char *trimmed(const char *s, size_t len, size_t max)
+{
+    size_t n = utf8_cut(s, len, max);
+    struct buf b;
+    buf_init(&b, n + 128);
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (((unsigned char)ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7F)
+            ch = ' ';
+        buf_append(&b, &ch, 1);
+    }
+    if (n < len)
+        buf_printf(&b, "\n[truncated by gatehouse: %zu of %zu bytes shown]", n, len);
+    return b.data ? b.data : strdup("");
+}
+
+static json_t *tool_result(char *text, bool is_error, json_t *structured) /* frees text */
+{
+    json_t *r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text ? text : "");
+    free(text);
+    if (r == NULL) {
+        json_decref(structured);
+        return NULL;
+    }
+    if (is_error)
+        json_object_set_new(r, "isError", json_true());
+    if (structured)
+        json_object_set_new(r, "structuredContent", structured);
+    return r;
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, f);
+    if (vasprintf(&s, f, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* The tool result for a completed HTTP exchange. */
+static json_t *http_result(struct oa_call *c, long status, const char *ct)
+{
+    const struct config_server *srv = c->t->srv;
+    const char *data = c->body.data ? c->body.data : "";
+    size_t len = c->body.len;
+    bool hit = false;
+    json_t *v = NULL;
+    if (len > 0 && media_is_json(ct))
+        v = json_loadb(data, len, JSON_DECODE_ANY, NULL);
+
+    if (status < 200 || status > 299) {
+        char *body = NULL;
+        if (v) {
+            char *compact = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            body = compact ? trimmed(compact, strlen(compact), OA_ERROR_BODY_MAX) : NULL;
+            free(compact);
+        } else if (len > 0 && (ct == NULL || media_is_text(ct))) {
+            body = trimmed(data, len, OA_ERROR_BODY_MAX);
+        } else if (len > 0) {
+            body = fmt("%zu bytes of %s, not shown", len, ct);
+        }
+        char *text = fmt("HTTP %ld from %s (tool %s)%s%s", status, c->host, c->tool,
+                         body ? ": " : "", body ? body : "");
+        free(body);
+        json_decref(v);
+        return tool_result(scrub(srv, text, &hit), true, NULL);
+    }
+    if (len == 0) {
+        return tool_result(fmt("HTTP %ld, no content", status), false, NULL);
+    }
+    if (v) {
+        char *compact = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        size_t clen = compact ? strlen(compact) : 0;
+        char *text = compact ? trimmed(compact, clen, OA_RESULT_MAX) : NULL;
+        bool cut = clen > OA_RESULT_MAX;
+        free(compact);
+        text = scrub(srv, text, &hit);
+        /* structuredContent only when the model sees the same, whole and unredacted */
+        json_t *structured = json_is_object(v) && !cut && !hit ? json_incref(v) : NULL;
+        json_decref(v);
+        return tool_result(text, false, structured);
+    }
+    if (media_is_text(ct)) {
+        char *preview = trimmed(data, len, OA_PREVIEW_MAX);
+        char *text = fmt("HTTP %ld, %s, %zu bytes:\n%s", status, ct ? ct : "no Content-Type", len,
+                         preview ? preview : "");
+        free(preview);
+        return tool_result(scrub(srv, text, &hit), false, NULL);
+    }
+    return tool_result(fmt("HTTP %ld, %s, %zu bytes (binary content not shown)", status,
+                           ct ? ct : "no Content-Type", len),
+                       false, NULL);
+}
+
+/* ---- calls ----------------------------------------------------------------------------------- */
+
+static void call_timer_closed(uv_handle_t *h);
+
+/* Out of the books and freed (the memory goes when the timer has closed). No answer. */
+static void call_free(struct oa_call *c)
+{
+    struct oa_transport *t = c->t;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->ncalls--;
+    if (c->easy) {
+        if (t->multi)
+            curl_multi_remove_handle(t->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+    }
+    curl_slist_free_all(c->headers);
+    c->headers = NULL;
+    openapi_request_release(&c->req);
+    buf_release(&c->body);
+    json_decref(c->id);
+    c->id = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, call_timer_closed);
+}
+
+static void call_answer(struct oa_call *c, json_t *result)
+{
+    if (result == NULL)
+        post(c->t, error_msg(c->id, -32603, "out of memory building the tool result"));
+    else
+        post(c->t, result_msg(c->id, result));
+    call_free(c);
+}
+
+static void call_timer_cb(uv_timer_t *h)
+{
+    struct oa_call *c = h->data;
+    const struct config_timeouts *to = &c->t->srv->timeouts;
+    char *text = c->first_byte
+                     ? fmt("%s sent nothing for %u ms (timeouts.idle; tool %s)", c->host,
+                           (unsigned)to->idle_ms, c->tool)
+                     : fmt("no answer from %s within %u ms (timeouts.first_byte; tool %s)", c->host,
+                           (unsigned)to->first_byte_ms, c->tool);
+    call_answer(c, tool_result(text, true, NULL));
+}
+
+static void call_arm(struct oa_call *c)
+{
+    const struct config_timeouts *to = &c->t->srv->timeouts;
+    uint32_t ms = c->first_byte ? to->idle_ms : to->first_byte_ms;
+    if (ms)
+        uv_timer_start(&c->timer, call_timer_cb, ms, 0);
+}
+
+static size_t header_cb(char *b, size_t size, size_t n, void *ud)
+{
+    struct oa_call *c = ud;
+    if (!c->first_byte) {
+        c->first_byte = true;
+        call_arm(c);
+    }
+    return size * n;
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *ud)
+{
+    struct oa_call *c = ud;
+    size_t len = size * n;
+    c->first_byte = true;
+    call_arm(c);
+    if (buf_append(&c->body, p, len) != 0) {
+        c->too_big = true;
+        return 0; /* abort the transfer */
+    }
+    return len;
+}
+
+/* host[:port] of an absolute URL, without user info. */
+static void url_host(const char *url, char *out, size_t outsz)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    size_t n = strcspn(h, "/?#");
+    const char *at = memchr(h, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    if (n >= outsz)
+        n = outsz - 1;
+    memcpy(out, h, n);
+    out[n] = '\0';
+}
+
+static bool header_configured(const struct config_server *srv, const char *name)
+{
+    for (size_t i = 0; i < srv->nheaders; i++)
+        if (strcasecmp(srv->headers[i].key, name) == 0)
+            return true;
+    return false;
+}
+
+static int add_header(struct curl_slist **h, const char *name, const char *value)
+{
+    char *line = value[0] ? fmt("%s: %s", name, value) : fmt("%s;", name); /* curl's empty value */
+    if (line == NULL)
+        return ERR_NOMEM;
+    struct curl_slist *nh = curl_slist_append(*h, line);
+    free(line);
+    if (nh == NULL)
+        return ERR_NOMEM;
+    *h = nh;
+    return 0;
+}
+
+/* Start the HTTP request of a built call. On error the call is still the caller's to answer. */
+static int call_start(struct oa_call *c, char *why, size_t whysz)
+{
+    struct oa_transport *t = c->t;
+    const struct config_server *srv = t->srv;
+    const struct config_timeouts *to = &srv->timeouts;
+    int err = ERR_NOMEM;
+    if (strncasecmp(c->req.url, "http://", 7) != 0 && strncasecmp(c->req.url, "https://", 8) != 0) {
+        snprintf(why, whysz,
+                 "the API of server %s has no absolute http(s) base URL (the document says "
+                 "\"%.100s\"); set base_url in the configuration",
+                 srv_name(t), t->cat->base_url);
+        return ERR_INVAL;
+    }
+    /* The document's headers, then the configured ones (which win over a same-named one). */
+    for (size_t i = 0; i < c->req.nheaders; i++) {
+        if (header_configured(srv, c->req.headers[i].name))
+            continue;
+        if ((err = add_header(&c->headers, c->req.headers[i].name, c->req.headers[i].value)))
+            goto out;
+    }
+    for (size_t i = 0; i < srv->nheaders; i++)
+        if ((err = add_header(&c->headers, srv->headers[i].key, srv->headers[i].value)))
+            goto out;
+    struct curl_slist *nh = curl_slist_append(c->headers, "Expect:"); /* no 100-continue wait */
+    if (nh == NULL)
+        goto out;
+    c->headers = nh;
+    if ((c->easy = curl_easy_init()) == NULL)
+        goto out;
+    CURL *e = c->easy;
+    CURLcode cc = CURLE_OK;
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        if (cc == CURLE_OK)                                                                        \
+            cc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
+    SETOPT(CURLOPT_URL, c->req.url);
+    SETOPT(CURLOPT_PRIVATE, c);
+    SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
+    SETOPT(CURLOPT_HTTPHEADER, c->headers);
+    SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+    SETOPT(CURLOPT_HEADERDATA, c);
+    SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+    SETOPT(CURLOPT_WRITEDATA, c);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_NOPROXY, "*");
+    SETOPT(CURLOPT_USERAGENT, "gatehouse");
+    if (to->connect_ms)
+        SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
+    if (to->total_ms)
+        SETOPT(CURLOPT_TIMEOUT_MS, (long)to->total_ms);
+    if (strcmp(c->req.method, "GET") == 0 && c->req.body == NULL) {
+        SETOPT(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(c->req.method, "HEAD") == 0) {
+        SETOPT(CURLOPT_NOBODY, 1L);
+    } else {
+        if (strcmp(c->req.method, "POST") != 0)
+            SETOPT(CURLOPT_CUSTOMREQUEST, c->req.method);
+        if (c->req.body || strcmp(c->req.method, "POST") == 0) {
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->req.body_len);
+            SETOPT(CURLOPT_POSTFIELDS, c->req.body ? c->req.body : "");
+        }
+    }
+#undef SETOPT
+    if (cc != CURLE_OK) {
+        snprintf(why, whysz, "cannot prepare the request to %s: %s", c->host,
+                 curl_easy_strerror(cc));
+        err = ERR_INTERNAL;
+        goto out;
+    }
+    call_arm(c);
+    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+        snprintf(why, whysz, "cannot start the request to %s", c->host);
+        err = ERR_INTERNAL;
+        goto out;
+    }
+    err = 0;
+out:
+    if (err == ERR_NOMEM)
+        snprintf(why, whysz, "out of memory preparing the request to %s", c->host);
+    return err;
+}
+
+/* A transfer ended (in the multi's info queue). */
+static void call_done(struct oa_call *c, CURLcode cc)
+{
+    const struct config_server *srv = c->t->srv;
+    long status = 0;
+    char *ct = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct);
+    bool hit = false;
+    char *text = NULL;
+    if (c->too_big) {
+        text = fmt("the response from %s exceeds max_message (%zu bytes; tool %s)", c->host,
+                   c->body.max, c->tool);
+    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
+        text = status == 0 && !c->first_byte
+                   ? fmt("could not connect to %s within %u ms (timeouts.connect; tool %s): %s",
+                         c->host, (unsigned)srv->timeouts.connect_ms, c->tool,
+                         c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc))
+                   : fmt("%s did not complete the response within %u ms (timeouts.total; tool %s)",
+                         c->host, (unsigned)srv->timeouts.total_ms, c->tool);
+    } else if (cc != CURLE_OK) {
+        text = fmt("could not reach %s (tool %s): %s", c->host, c->tool,
+                   c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+    }
+    if (text) {
+        call_answer(c, tool_result(scrub(srv, text, &hit), true, NULL));
+        return;
+    }
+    /* `ct` lives in the easy handle, which call_answer frees: build the result first. */
+    json_t *r = http_result(c, status, ct);
+    call_answer(c, r);
+}
+
+static void check_multi_info(struct oa_transport *t)
+{
+    CURLMsg *m;
+    int left;
+    while (t->multi && (m = curl_multi_info_read(t->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        char *priv = NULL;
+        CURLcode cc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+        if (priv)
+            call_done((struct oa_call *)priv, cc);
+    }
+}
+
+/* ---- libuv glue for curl (the pattern of http.c) ----------------------------------------------
+ */
+
+static void handle_gone(struct oa_transport *t);
+
+static void call_timer_closed(uv_handle_t *h)
+{
+    struct oa_call *c = h->data;
+    struct oa_transport *t = c->t;
+    free(c);
+    handle_gone(t);
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+    struct oa_sock *s = h->data;
+    struct oa_transport *t = s->t;
+    free(s);
+    handle_gone(t);
+}
+
+static void sock_close(struct oa_sock *s)
+{
+    struct oa_transport *t = s->t;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct oa_sock *s = h->data;
+    struct oa_transport *t = s->t;
+    int flags = 0, running = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    if (t->multi) {
+        curl_multi_socket_action(t->multi, s->fd, flags, &running);
+        check_multi_info(t);
+    }
+}
+
+static int socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct oa_transport *t = userp;
+    struct oa_sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            sock_close(s);
+            if (t->multi)
+                curl_multi_assign(t->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        if ((s = calloc(1, sizeof(*s))) == NULL)
+            return -1;
+        if (uv_poll_init_socket(t->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->fd = fd;
+        s->t = t;
+        s->poll.data = s;
+        t->open_handles++;
+        s->next = t->socks;
+        if (t->socks)
+            t->socks->prev = s;
+        t->socks = s;
+        curl_multi_assign(t->multi, fd, s);
+    }
+    int ev = 0;
+    if (what & CURL_POLL_IN)
+        ev |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        ev |= UV_WRITABLE;
+    uv_poll_start(&s->poll, ev, poll_cb);
+    return 0;
+}
+
+static void multi_timer_cb(uv_timer_t *h)
+{
+    struct oa_transport *t = h->data;
+    int running = 0;
+    if (t->multi) {
+        curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        check_multi_info(t);
+    }
+}
+
+static int timer_fn(CURLM *m, long timeout_ms, void *userp)
+{
+    struct oa_transport *t = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&t->multi_timer);
+    else
+        uv_timer_start(&t->multi_timer, multi_timer_cb, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- loading (thread pool) ------------------------------------------------------------------- */
+
+static void load_work_cb(uv_work_t *w)
+{
+    struct oa_transport *t = w->data;
+    const struct config_server *srv = t->srv;
+    struct err_info ei = {0};
+    struct openapi_doc *doc = NULL;
+    struct openapi_editorial *ed = NULL;
+    const char *file = srv->spec;
+    int err = openapi_doc_load_file(srv->spec, &doc, &ei);
+    if (err == 0 && srv->overrides) {
+        file = srv->overrides;
+        err = openapi_editorial_load_file(srv->overrides, &ed, &ei);
+    }
+    if (err == 0)
+        err = openapi_catalog_build(doc, ed, &t->loaded, &ei);
+    if (err == 0 && srv->base_url)
+        err = openapi_catalog_set_base_url(t->loaded, srv->base_url);
+    if (err) {
+        snprintf(t->load_why, sizeof(t->load_why), "cannot load the OpenAPI %s %.200s: %s%s%s%s",
+                 file == srv->spec ? "document" : "overrides", file,
+                 ei.msg[0] ? ei.msg : err_str(err), ei.where[0] ? " (at " : "", ei.where,
+                 ei.where[0] ? ")" : "");
+        openapi_catalog_unref(t->loaded);
+        t->loaded = NULL;
+    }
+    t->load_err = err;
+    openapi_editorial_free(ed);
+    openapi_doc_unref(doc);
+}
+
+static void load_after_cb(uv_work_t *w, int status)
+{
+    struct oa_transport *t = w->data;
+    t->loading = false;
+    t->cat = t->loaded;
+    t->loaded = NULL;
+    if (t->closing) {
+        handle_gone(t);
+        return;
+    }
+    if (status != 0 && t->load_err == 0) {
+        t->load_err = ERR_CANCELLED;
+        snprintf(t->load_why, sizeof(t->load_why), "loading %s was cancelled", t->srv->spec);
+    }
+    if (t->load_err == 0) {
+        t->tools = json_array();
+        for (size_t i = 0; t->tools && i < t->cat->ntools; i++)
+            json_array_append_new(t->tools, openapi_tool_to_json(&t->cat->tools[i]));
+        if (t->tools == NULL) {
+            t->load_err = ERR_NOMEM;
+            snprintf(t->load_why, sizeof(t->load_why), "out of memory listing the tools of %s",
+                     t->srv->spec);
+        }
+    }
+    handle_gone(t); /* the load's share of open_handles */
+    if (t->load_err) {
+        set_state(t, TRANSPORT_STOPPED, t->load_why);
+        return;
+    }
+    char why[600];
+    snprintf(why, sizeof(why), "%zu tools from %s (%zu operations), API at %s", t->cat->ntools,
+             t->srv->spec, t->cat->doc->nops, t->cat->base_url[0] ? t->cat->base_url : "(none)");
+    set_state(t, TRANSPORT_UP, why);
+}
+
+/* ---- requests from the gateway ------------------------------------------------------------- */
+
+static json_t *answer_initialize(struct oa_transport *t, json_t *id, json_t *params)
+{
+    const char *want = json_string_value(json_object_get(params, "protocolVersion"));
+    const char *version = oa_versions[0];
+    for (int i = 0; want && oa_versions[i]; i++)
+        if (strcmp(want, oa_versions[i]) == 0)
+            version = oa_versions[i];
+    const struct openapi_doc *doc = t->cat->doc;
+    return result_msg(id, json_pack("{s:s, s:{s:{}}, s:{s:s, s:s}}", "protocolVersion", version,
+                                    "capabilities", "tools", "serverInfo", "name",
+                                    doc->title ? doc->title : srv_name(t), "version",
+                                    doc->api_version ? doc->api_version : "0"));
+}
+
+static void start_call(struct oa_transport *t, json_t *id, json_t *params)
+{
+    const char *name = json_string_value(json_object_get(params, "name"));
+    json_t *args = json_object_get(params, "arguments");
+    const struct openapi_tool *tool = name ? openapi_catalog_find(t->cat, name) : NULL;
+    char why[600];
+    if (tool == NULL) {
+        snprintf(why, sizeof(why), "unknown tool \"%.100s\" in server %s", name ? name : "",
+                 srv_name(t));
+        post(t, error_msg(id, -32602, why));
+        return;
+    }
+    if (args != NULL && !json_is_object(args)) {
+        snprintf(why, sizeof(why), "the arguments of tool %s must be an object", tool->name);
+        post(t, error_msg(id, -32602, why));
+        return;
+    }
+    json_t *empty = args ? NULL : json_object();
+    struct oa_call *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        json_decref(empty);
+        post(t, error_msg(id, -32603, "out of memory"));
+        return;
+    }
+    c->t = t;
+    c->id = json_incref(id);
+    snprintf(c->tool, sizeof(c->tool), "%s", tool->name);
+    buf_init(&c->body, t->srv->max_message ? t->srv->max_message : (size_t)16 << 20);
+    uv_timer_init(t->loop, &c->timer);
+    c->timer.data = c;
+    t->open_handles++;
+    c->next = t->calls;
+    if (t->calls)
+        t->calls->prev = c;
+    t->calls = c;
+    t->ncalls++;
+
+    struct err_info ei = {0};
+    int err = openapi_request_build(t->cat, tool, args ? args : empty, &c->req, &ei);
+    json_decref(empty);
+    if (err) {
+        /* A tool execution error, so that the model can correct its arguments. */
+        call_answer(c, tool_result(fmt("invalid arguments for tool %s: %s", tool->name,
+                                       ei.msg[0] ? ei.msg : err_str(err)),
+                                   true, NULL));
+        return;
+    }
+    url_host(c->req.url, c->host, sizeof(c->host));
+    if (call_start(c, why, sizeof(why)) != 0) {
+        log_warn("upstream_openapi", "upstream %s: %s", srv_name(t), why);
+        call_answer(c, tool_result(strdup(why), true, NULL));
+        return;
+    }
+}
+
+static void cancel_call(struct oa_transport *t, json_t *request_id)
+{
+    for (struct oa_call *c = t->calls; c; c = c->next) {
+        if (json_equal(c->id, request_id)) {
+            log_debug("upstream_openapi", "upstream %s: call of %s cancelled", srv_name(t),
+                      c->tool);
+            call_free(c);
+            return;
+        }
+    }
+}
+
+static int oa_send(struct transport *base, json_t *msg, void *related)
+{
+    struct oa_transport *t = (struct oa_transport *)base;
+    if (t->closing)
+        return ERR_CLOSED;
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    json_t *id = json_object_get(msg, "id");
+    json_t *params = json_object_get(msg, "params");
+    if (method == NULL)
+        return 0; /* an answer to a request of ours: we send none */
+    if (id == NULL || json_is_null(id)) {
+        if (strcmp(method, "notifications/cancelled") == 0)
+            cancel_call(t, json_object_get(params, "requestId"));
+        return 0;
+    }
+    if (t->state != TRANSPORT_UP || t->cat == NULL)
+        return ERR_UNAVAILABLE;
+    if (strcmp(method, "initialize") == 0) {
+        post(t, answer_initialize(t, id, params));
+    } else if (strcmp(method, "ping") == 0) {
+        post(t, result_msg(id, json_object()));
+    } else if (strcmp(method, "tools/list") == 0) {
+        post(t, result_msg(id, json_pack("{s:O}", "tools", t->tools)));
+    } else if (strcmp(method, "tools/call") == 0) {
+        unsigned cap = t->srv->max_concurrency ? t->srv->max_concurrency : 64;
+        if (t->ncalls >= cap * OA_QUEUE_FACTOR)
+            return ERR_LIMIT;
+        start_call(t, id, params);
+    } else {
+        char m[200];
+        snprintf(m, sizeof(m), "method %.80s is not offered by the OpenAPI server %s", method,
+                 srv_name(t));
+        post(t, error_msg(id, -32601, m));
+    }
+    return 0;
+}
+
+/* ---- flush, close ---------------------------------------------------------------------------- */
+
+static void close_now(struct oa_transport *t);
+
+static void flush_cb(uv_timer_t *h)
+{
+    struct oa_transport *t = h->data;
+    t->busy++;
+    if (t->state_pending && !t->closing) {
+        t->state_pending = false;
+        if (t->cbs.state_cb)
+            t->cbs.state_cb(t->cbs.owner, t->state, t->state_why);
+    }
+    while (!t->closing && json_array_size(t->outbox) > 0) {
+        json_t *msg = json_incref(json_array_get(t->outbox, 0));
+        json_array_remove(t->outbox, 0);
+        if (t->cbs.message_cb)
+            t->cbs.message_cb(t->cbs.owner, msg, NULL);
+        json_decref(msg);
+    }
+    t->busy--;
+    if (t->closing && !t->closed && t->busy == 0)
+        close_now(t);
+}
+
+static void handle_gone(struct oa_transport *t)
+{
+    if (--t->open_handles > 0 || !t->closed)
+        return;
+    json_decref(t->outbox);
+    json_decref(t->tools);
+    openapi_catalog_unref(t->cat);
+    free(t);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
+}
+
+static void close_now(struct oa_transport *t)
+{
+    t->closed = true;
+    t->state = TRANSPORT_STOPPED;
+    while (t->calls)
+        call_free(t->calls);
+    CURLM *m = t->multi;
+    t->multi = NULL;
+    if (m)
+        curl_multi_cleanup(m);
+    while (t->socks)
+        sock_close(t->socks);
+    json_array_clear(t->outbox);
+    uv_close((uv_handle_t *)&t->multi_timer, handle_closed);
+    uv_close((uv_handle_t *)&t->flush_timer, handle_closed);
+}
+
+static void oa_close(struct transport *base)
+{
+    struct oa_transport *t = (struct oa_transport *)base;
+    if (t->closing)
+        return;
+    t->closing = true; /* from here on, no callbacks */
+    if (t->busy == 0)
+        close_now(t);
+}
+
+static void oa_cancel(struct transport *base, void *related)
+{
+}
+
+static void oa_set_protocol_version(struct transport *base, const char *version)
+{
+}
+
+static void oa_reset_session(struct transport *base)
+{
+}
+
+static int oa_listen(struct transport *base)
+{
+    return 0;
+}
+
+static enum transport_state oa_state(const struct transport *base)
+{
+    return ((const struct oa_transport *)base)->state;
+}
+
+static unsigned oa_restarts(const struct transport *base)
+{
+    return 0;
+}
+
+static const struct transport_ops oa_ops = {
+    .send = oa_send,
+    .cancel = oa_cancel,
+    .set_protocol_version = oa_set_protocol_version,
+    .reset_session = oa_reset_session,
+    .listen = oa_listen,
+    .state = oa_state,
+    .restarts = oa_restarts,
+    .close = oa_close,
+};
+
+struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_server *srv,
+                                        const struct transport_cbs *cbs)
+{
+    struct oa_transport *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    if ((t->outbox = json_array()) == NULL || (t->multi = curl_multi_init()) == NULL) {
+        json_decref(t->outbox);
+        free(t);
+        return NULL;
+    }
+    t->base.ops = &oa_ops;
+    t->loop = loop;
+    t->srv = srv;
+    t->cbs = *cbs;
+    t->state = TRANSPORT_STARTING;
+    uv_timer_init(loop, &t->multi_timer);
+    uv_timer_init(loop, &t->flush_timer);
+    t->multi_timer.data = t->flush_timer.data = t;
+    t->open_handles = 2;
+    unsigned cap = srv->max_concurrency ? srv->max_concurrency : 64;
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
+    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
+    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cap);
+
+    t->work.data = t;
+    t->loading = true;
+    t->open_handles++; /* released by load_after_cb */
+    if (uv_queue_work(loop, &t->work, load_work_cb, load_after_cb) != 0) {
+        t->loading = false;
+        t->open_handles--;
+        set_state(t, TRANSPORT_STOPPED, "cannot queue the loading of the OpenAPI document");
+    }
+    return &t->base;
+}
