@@ -107,6 +107,8 @@ static struct catalog *build(struct config *cfg, struct fixture *f, int strict, 
                              struct err_info *ei)
 {
     struct catalog *c = NULL;
+    for (size_t i = 0; i < 2 && i < cfg->nservers; i++)
+        f->src[i].srv = &cfg->servers[i]; /* each source's own prefix mode */
     CHECK_INT(catalog_build(cfg, f->src, 2, 42, strict, &c, ei), expect_err);
     CHECK((c != NULL) == (expect_err == 0));
     return c;
