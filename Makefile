@@ -4,7 +4,8 @@
 #   make check    build and run every test: unit, fuzz-corpus replay, integration, interop
 #   make asan     the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   make fuzz     run every libFuzzer target for FUZZ_SECONDS each (build-fuzz/, clang)
-#   make bench    the benchmarks in bench/ (figures printed, see docs/performance.md)
+#   make bench    the benchmarks in bench/ (figures printed, see docs/performance.md and
+#                 docs/openapi.md for the OpenAPI token counts)
 #   make format   clang-format the C sources
 CONFIG ?= examples/gatehouse.yaml
 FUZZ_SECONDS ?= 60
@@ -44,6 +45,7 @@ fuzz:
 bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh build
+	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd tests/interop && npm ci)"
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
