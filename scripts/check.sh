@@ -10,6 +10,8 @@ build=${1:?usage: scripts/check.sh BUILD_DIR [phases...]}
 shift
 phases=${*:-unit integration interop}
 export GATEHOUSE_BIN="$PWD/$build/gatehouse"
+# Sanitizer builds: the only leaks tolerated are third-party ones listed (with reasons) here.
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 passed=0
 failed=0
 log_dir="$build/test-logs"

@@ -15,6 +15,7 @@
 #include "core/rand.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
+#include "upstream/upstream.h"
 
 #define H2O_USE_EPOLL 0
 #include <h2o.h>
@@ -62,6 +63,10 @@ struct worker {
     h2o_linklist_t writers; /* SSE writers, for keep-alive comments and drain */
     h2o_linklist_t waiting; /* answer writers not started yet, for the priming timer */
     atomic_uint inflight;   /* MCP requests not yet finished */
+    unsigned open_conns;    /* accepted connections not yet closed (worker thread only) */
+    uv_timer_t shutdown_poll;
+    uint64_t shutdown_deadline;
+    bool mailbox_closed;
     struct config *cfg;     /* this worker's reference to the configuration in force */
     uint64_t cfg_gen;
     uint64_t next_req;
@@ -228,6 +233,7 @@ struct writer {
     char method[48];
     char outcome[16];
     char target[128];
+    char path[80];
 };
 
 static void log_line(struct worker *w, const char *http_method, const char *path, int status, const char *mcp_method,
@@ -270,7 +276,7 @@ static void writer_dispose(void *p)
         metrics_inc(M.mcp_requests, l3, 1);
         const char *l2[] = {server, wr->method};
         metrics_observe(M.mcp_duration, l2, secs);
-        log_line(wr->w, "POST", "/mcp", 200, wr->method, wr->server, wr->target, l3[2], wr->started_ns);
+        log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2], wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
     stream_unref(wr->stream);
@@ -535,25 +541,30 @@ static void log_request(struct worker *w, h2o_req_t *req, int status, const char
     log_line(w, method, path, status, mcp_method, server, target, NULL, start_ns);
 }
 
-static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+/* What the access log line of one /mcp request says. Handlers fill it; on_mcp writes the line
+   and counts the status, except for a streamed answer, whose writer does both when it ends. */
+struct access {
+    char mcp_method[48];
+    const char *server;
+    char target[128];
+    bool streamed;
+};
+
+static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
 {
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
     if (!(iovec_contains(accept, "application/json") && iovec_contains(accept, "text/event-stream")) &&
         !iovec_contains(accept, "*/*")) {
         send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "the Accept header must list both application/json and text/event-stream");
-        count_http("mcp", 406);
         return;
     }
     h2o_iovec_t ctype = header_value(req, H2O_STRLIT("content-type"));
     if (ctype.base == NULL || ctype.len < 16 || strncasecmp(ctype.base, "application/json", 16) != 0) {
         send_refusal(req, 415, JSONRPC_INVALID_REQUEST, "the Content-Type must be application/json");
-        count_http("mcp", 415);
         return;
     }
-    if (!check_protocol_header(req)) {
-        count_http("mcp", 400);
+    if (!check_protocol_header(req))
         return;
-    }
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
     struct err_info ei = {0};
@@ -563,12 +574,11 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         send_json(req, 400, e);
         json_decref(e);
         json_decref(id);
-        count_http("mcp", 400);
-        log_request(w, req, 400, NULL, NULL, NULL, start);
         return;
     }
     json_decref(id);
     const char *method = jsonrpc_method(msg);
+    snprintf(a->mcp_method, sizeof(a->mcp_method), "%s", method ? method : kind == JSONRPC_RESULT ? "(result)" : "(error)");
     bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
     struct session *s = NULL;
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
@@ -576,50 +586,47 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         s = require_session(req, view);
         if (s == NULL) {
             json_decref(msg);
-            count_http("mcp", req->res.status);
             return;
         }
     }
     struct mcp_reply r;
     mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
-    char mname[48];
-    snprintf(mname, sizeof(mname), "%s", method ? method : kind == JSONRPC_RESULT ? "(result)" : "(error)");
+    a->server = r.server;
+    snprintf(a->target, sizeof(a->target), "%s", r.target);
     if (r.session) {
         add_header_str(req, "mcp-session-id", session_id(r.session));
         metrics_set(M.sessions, NULL, session_table_count());
     }
     if (r.stream) {
-        /* A forwarded request is answered as SSE from the start: the priming event gives the
-           client an event id, so it can resume with Last-Event-ID if the connection drops
-           during a long call (a plain JSON answer could not be resumed). */
+        /* A forwarded request is answered as SSE: the priming event gives the client an event
+           id, so it can resume with Last-Event-ID if the connection drops during a long call
+           (a plain JSON answer could not be resumed). */
         struct writer *wr = writer_new(req, w, r.stream, false);
         r.stream = NULL;
         wr->json_ok = false;
         wr->server = r.server;
         wr->started_ns = start;
-        snprintf(wr->method, sizeof(wr->method), "%s", mname);
+        snprintf(wr->method, sizeof(wr->method), "%s", a->mcp_method);
         snprintf(wr->target, sizeof(wr->target), "%s", r.target);
-        count_http("mcp", 200); /* the access log line is written when the answer ends */
+        snprintf(wr->path, sizeof(wr->path), "%.*s", (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len : sizeof(wr->path) - 1),
+                 req->path_normalized.base);
+        a->streamed = true;
         stream_attach(wr->stream, &wr->sw);
     } else if (r.body) {
         send_json(req, r.status, r.body);
-        count_http("mcp", r.status);
-        const char *server = r.server ? r.server : "gateway";
-        const char *labels[] = {server, mname, json_object_get(r.body, "error") ? "error" : "ok"};
+        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, json_object_get(r.body, "error") ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
-        log_request(w, req, r.status, mname, r.server, r.target, start);
     } else {
         send_body(req, 202, NULL, "", 0);
-        count_http("mcp", 202);
-        log_request(w, req, 202, mname, r.server, NULL, start);
     }
     mcp_reply_release(&r);
     session_unref(s);
     json_decref(msg);
 }
 
-static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
 {
+    snprintf(a->mcp_method, sizeof(a->mcp_method), "(stream)");
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
     if (!iovec_contains(accept, "text/event-stream")) {
         send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "a GET on the MCP endpoint opens an SSE stream: Accept must list text/event-stream");
@@ -633,7 +640,6 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     h2o_iovec_t last = header_value(req, H2O_STRLIT("last-event-id"));
     struct stream *st = NULL;
     uint64_t after = 0;
-    bool standalone = true;
     if (last.base != NULL) {
         char id[64];
         if (last.len < sizeof(id)) {
@@ -647,7 +653,6 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
                          (int)(last.len > 60 ? 60 : last.len), last.base);
             return;
         }
-        standalone = false;
     } else {
         st = session_standalone_stream(s);
     }
@@ -657,7 +662,6 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
         return;
     }
     struct writer *wr = writer_new(req, w, st, true);
-    (void)standalone;
     wr->cursor = after;
     snprintf(wr->method, sizeof(wr->method), "GET");
     stream_attach(st, &wr->sw);
@@ -674,11 +678,11 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
     wr->sending = true;
     h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
-    log_request(w, req, 200, "GET", NULL, NULL, start);
 }
 
-static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
 {
+    snprintf(a->mcp_method, sizeof(a->mcp_method), "(close session)");
     struct session *s = require_session(req, view);
     if (s == NULL)
         return;
@@ -686,39 +690,39 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     session_unref(s);
     metrics_set(M.sessions, NULL, session_table_count());
     send_body(req, 200, NULL, "", 0);
-    log_request(w, req, 200, "DELETE", NULL, NULL, start);
 }
 
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
+    struct access a = {0};
     const struct config *cfg = worker_config(w);
-    if (!check_host_origin(req, cfg)) {
-        count_http("mcp", 403);
-        return 0;
-    }
+    if (!check_host_origin(req, cfg))
+        goto out;
     if (req->entity.len > cfg->max_body) {
         send_refusal(req, 413, JSONRPC_INVALID_REQUEST, "the request body has %zu bytes, more than limits.max_body (%zu bytes)",
                      req->entity.len, cfg->max_body);
-        count_http("mcp", 413);
-        log_request(w, req, 413, NULL, NULL, NULL, start);
-        return 0;
+        goto out;
     }
     if (w->draining) {
         send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
-        return 0;
+        goto out;
     }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
-        handle_post(w, req, view, start);
+        handle_post(w, req, view, start, &a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-        handle_get(w, req, view, start);
+        handle_get(w, req, view, start, &a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
-        handle_delete(w, req, view, start);
+        handle_delete(w, req, view, start, &a);
     else {
         add_header(req, H2O_TOKEN_ALLOW, "GET, POST, DELETE");
         send_refusal(req, 405, JSONRPC_INVALID_REQUEST, "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
                      (int)req->method.len, req->method.base);
     }
+out:
+    count_http("mcp", a.streamed ? 200 : req->res.status);
+    if (!a.streamed)
+        log_request(w, req, req->res.status, a.mcp_method[0] ? a.mcp_method : NULL, a.server, a.target, start);
     return 0;
 }
 
@@ -740,6 +744,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (view < 0) {
             send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "no server named \"%.*s\" behind this gateway",
                          (int)(n > 64 ? 64 : n), path.base + 5);
+            count_http("mcp", 404);
             return 0;
         }
         return on_mcp(w, req, view);
@@ -807,6 +812,14 @@ static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err
     if (ctx == NULL)
         return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    const char *files[2] = {l->tls_cert, l->tls_key};
+    for (int i = 0; i < 2; i++) {
+        if (access(files[i], R_OK) != 0) {
+            err_info_set(ei, ERR_IO, 0, 0, "TLS %s %s: %s", i == 0 ? "certificate" : "key", files[i], strerror(errno));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1) {
         err_info_set(ei, ERR_IO, 0, 0, "TLS certificate %s could not be loaded (PEM chain expected)", l->tls_cert);
         SSL_CTX_free(ctx);
@@ -820,6 +833,19 @@ static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err
     if (http2)
         h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
     return ctx;
+}
+
+int server_check_tls(const struct config *cfg, struct err_info *ei)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (cfg->listeners[i].tls_cert == NULL)
+            continue;
+        SSL_CTX *ctx = make_ssl(&cfg->listeners[i], cfg->http2, ei);
+        if (ctx == NULL)
+            return ERR_IO;
+        SSL_CTX_free(ctx);
+    }
+    return 0;
 }
 
 int server_new(struct config *cfg, struct server **out, struct err_info *ei)
@@ -944,21 +970,37 @@ struct mcp_worker **server_workers(struct server *srv, unsigned *n)
     return srv->mcp_workers;
 }
 
+/* One accepted connection's libuv handle, counted so that shutdown knows when all are gone. */
+struct conn {
+    uv_tcp_t tcp; /* first: h2o hands this pointer back to conn_closed */
+    struct worker *w;
+};
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    c->w->open_conns--;
+    free(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct listener *l = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL)
+    struct conn *c = malloc(sizeof(*c));
+    if (c == NULL)
         return;
+    c->w = l->w;
+    uv_tcp_t *conn = &c->tcp;
     uv_tcp_init(listener->loop, conn);
+    l->w->open_conns++;
     if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        uv_close((uv_handle_t *)conn, conn_closed);
         return;
     }
     uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, conn_closed);
     size_t idx = (size_t)(l - l->w->listeners);
     h2o_accept(&l->w->accept[idx], sock);
 }
@@ -1041,12 +1083,50 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+#define SHUTDOWN_WAIT_MS 4000 /* connections and upstream transports get this long to close */
+
+static void shutdown_poll_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    bool quiet = w->open_conns == 0 && transport_live_count() <= 0;
+    if (!quiet && clock_now_ns() < w->shutdown_deadline)
+        return;
+    if (!quiet) {
+        log_warn("shutdown", "worker %d: %u connection(s) and %d upstream transport(s) still open after %d ms; stopping anyway",
+                 w->mcp.index, w->open_conns, transport_live_count(), SHUTDOWN_WAIT_MS);
+        uv_stop(&w->loop);
+        return;
+    }
+    /* Everything that carried traffic is closed: close our handles and stop; server_free closes
+       h2o's own timers. (h2o_context_dispose is not used: in h2o 2.2 it asserts that every
+       timeout list is empty, and a closed connection can leave an entry behind.) */
+    uv_close((uv_handle_t *)&w->shutdown_poll, NULL);
+    mailbox_close(w->mcp.mb);
+    w->mailbox_closed = true;
+    uv_stop(&w->loop);
+}
+
+/* On the worker: stop accepting, ask h2o to close its connections, and wait (bounded) until
+   they and the upstream transports (closed by gateway_stop) are gone. */
 static void worker_stop_cb(void *arg)
 {
     struct worker *w = arg;
-    uv_timer_stop(&w->keepalive);
-    uv_timer_stop(&w->priming);
-    uv_stop(&w->loop);
+    worker_drain_cb(w);
+    uv_close((uv_handle_t *)&w->keepalive, NULL);
+    uv_close((uv_handle_t *)&w->priming, NULL);
+    h2o_context_request_shutdown(&w->ctx);
+    /* h2o 2.2 closes an idle HTTP/1 keep-alive connection only when its request timeout
+       expires (and an HTTP/2 one on its idle timeout): make them expire now, so that idle
+       clients do not hold the shutdown for seconds. Busy connections close after their
+       response, keep-alive being off once shutdown is requested. */
+    w->ctx.http1.req_timeout.timeout = 0;
+    h2o_timeout_run(&w->loop, &w->ctx.http1.req_timeout, h2o_now(&w->loop));
+    w->ctx.http2.idle_timeout.timeout = 0;
+    h2o_timeout_run(&w->loop, &w->ctx.http2.idle_timeout, h2o_now(&w->loop));
+    w->shutdown_deadline = clock_now_ns() + (uint64_t)SHUTDOWN_WAIT_MS * 1000000u;
+    uv_timer_init(&w->loop, &w->shutdown_poll);
+    w->shutdown_poll.data = w;
+    uv_timer_start(&w->shutdown_poll, shutdown_poll_cb, 10, 10);
 }
 
 void server_free(struct server *srv)
@@ -1063,12 +1143,12 @@ void server_free(struct server *srv)
         struct worker *w = &srv->workers[j];
         if (w->mcp.mb == NULL)
             continue;
-        /* Close what is left on the loop (connections, timers) and let the callbacks run. */
-        mailbox_close(w->mcp.mb);
+        /* Close what is left (h2o's timers; after a timed-out wait, connections too) and let
+           the close callbacks run. */
+        if (!w->mailbox_closed)
+            mailbox_close(w->mcp.mb);
         uv_walk(&w->loop, close_walk_cb, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
-        /* Not h2o_context_dispose: its timers were just closed with every other handle, and
-           h2o 2.2 closes them again. The process is exiting; the loop is closed cleanly. */
         uv_loop_close(&w->loop);
         mcp_worker_release(&w->mcp);
         if (w->cfg)

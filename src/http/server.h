@@ -22,6 +22,9 @@
 struct server;
 
 int server_new(struct config *cfg, struct server **out, struct err_info *ei);
+/* Load every listener's TLS certificate and key, as server_new would, and discard them (for
+   check-config). 0, or ERR_IO with ei naming the file and the cause. */
+int server_check_tls(const struct config *cfg, struct err_info *ei);
 /* Start the worker threads (loops running, not yet accepting). */
 int server_start(struct server *srv);
 struct mcp_worker **server_workers(struct server *srv, unsigned *n);

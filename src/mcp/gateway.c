@@ -188,7 +188,7 @@ static void set_state(struct upstream *up, enum up_state st, const char *why)
         return;
     up->state = st;
     json_t *f = json_pack("{s:s, s:s, s:s}", "server", up->srv->name, "state", up_state_names[st], "why", why ? why : "");
-    log_fields(st == UP_READY ? LOG_INFO : LOG_WARN, "upstream_state", f);
+    log_fields(st == UP_READY || st == UP_INITIALIZING || st == UP_STARTING ? LOG_INFO : LOG_WARN, "upstream_state", f);
     publish(up, st, why, NULL);
 }
 

@@ -1345,6 +1345,7 @@ static void handle_gone(struct http_transport *t)
     free(t->protocol_version);
     free(t->legacy_endpoint);
     free(t);
+    transport_live_dec();
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -1601,6 +1602,7 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    transport_live_inc();
     return &t->base;
 }
 

@@ -27,6 +27,7 @@
  */
 #include "upstream/lines.h"
 #include "upstream/transport-int.h"
+#include "upstream/upstream.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -415,6 +416,7 @@ static void free_transport(struct stdio_transport *t)
     }
     free(t->argv);
     free(t);
+    transport_live_dec();
 }
 
 /* Called whenever a handle has closed or closing began: move the lifecycle on. */
@@ -759,5 +761,6 @@ struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_serve
     }
     /* Spawn from the loop, not from here: the owner gets its pointer before any callback. */
     uv_timer_start(&t->restart_timer, on_restart_timer, 0, 0);
+    transport_live_inc();
     return &t->base;
 }

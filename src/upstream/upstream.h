@@ -9,4 +9,10 @@
    initialised or lacks what the HTTP transport needs (libcurl >= 7.85). Idempotent. */
 int upstream_global_init(void);
 
+/* Transports alive (created, not yet freed; closing ones included). Implementations call inc
+   when created and dec when freed; shutdown waits for the count to reach 0. Any thread. */
+void transport_live_inc(void);
+void transport_live_dec(void);
+int transport_live_count(void);
+
 #endif
