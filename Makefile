@@ -45,7 +45,7 @@ fuzz:
 bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh build
-	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd tests/interop && npm ci)"
+	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd bench/node && npm ci)"
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -11,7 +11,7 @@
 // with the o200k_base encoding of gpt-tokenizer. Targets: curated <= 100 tokens per tool on
 // average and none over 1,000; >= 85% fewer tokens than naive (>= 95% above 200 operations).
 //
-// Needs the test harness packages: (cd tests/interop && npm ci). GATEHOUSE_BIN overrides
+// Needs the test harness packages: (scripts/deps.sh bench, or cd bench/node && npm ci). GATEHOUSE_BIN overrides
 // build/gatehouse.
 
 import { execFileSync } from 'node:child_process';
@@ -22,7 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.resolve(REPO, process.env.GATEHOUSE_BIN ?? 'build/gatehouse');
-const harness = createRequire(path.join(REPO, 'tests/interop/package.json'));
+const harness = createRequire(path.join(REPO, 'bench/node/package.json'));
 
 const args = process.argv.slice(2);
 const markdown = args.includes('--markdown');
@@ -32,7 +32,7 @@ if (files.length === 0) {
   try {
     files.push(harness.resolve('@octokit/openapi/generated/api.github.com.json'));
   } catch {
-    console.error('note: @octokit/openapi is not installed (cd tests/interop && npm ci); GitHub skipped');
+    console.error('note: @octokit/openapi is not installed (scripts/deps.sh bench, or cd bench/node && npm ci); GitHub skipped');
   }
 }
 
@@ -41,7 +41,7 @@ try {
   const dir = path.dirname(harness.resolve('gpt-tokenizer/package.json'));
   ({ encode } = await import(pathToFileURL(path.join(dir, 'esm/encoding/o200k_base.js')).href));
 } catch (e) {
-  console.error(`gpt-tokenizer is not installed (cd tests/interop && npm ci): ${e.message}`);
+  console.error(`gpt-tokenizer is not installed (scripts/deps.sh bench, or cd bench/node && npm ci): ${e.message}`);
   process.exit(2);
 }
 

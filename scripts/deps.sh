@@ -42,11 +42,16 @@ fi
 # Node packages (interop tests, the example upstream servers). Reinstalled when the lock changes.
 need_node=0
 case "$what" in test|bench|run) need_node=1 ;; esac
-if [ "$need_node" = 1 ] && [ -f tests/interop/package-lock.json ]; then
-  stamp=tests/interop/node_modules/.lock-stamp
-  if [ ! -f "$stamp" ] || ! cmp -s tests/interop/package-lock.json "$stamp"; then
-    echo "deps: npm ci (tests/interop)" >&2
-    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    cp tests/interop/package-lock.json "$stamp"
+npm_ci() { # dir: install from its lock file when the lock changed since the last install
+  local dir=$1 stamp=$1/node_modules/.lock-stamp
+  [ -f "$dir/package-lock.json" ] || return 0
+  if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "deps: npm ci ($dir)" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$dir/package-lock.json" "$stamp"
   fi
-fi
+}
+[ "$need_node" = 1 ] && npm_ci tests/interop
+# The benchmarks' own packages (GitHub's API description is 385 MB): only for make bench.
+[ "$what" = bench ] && npm_ci bench/node
+exit 0
