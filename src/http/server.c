@@ -374,7 +374,6 @@ static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream
     wr->standalone = standalone;
     wr->started_ns = clock_now_ns();
     wr->attached_ns = wr->started_ns;
-    h2o_linklist_init_anchor(&wr->link);
     buf_init(&wr->out, SSE_CHUNK_MAX);
     if (!standalone)
         atomic_fetch_add(&w->inflight, 1);
