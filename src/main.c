@@ -55,6 +55,12 @@ static int cmd_check_config(int argc, char **argv)
     struct config *cfg;
     if (load(argv[0], &cfg) != 0)
         return 1;
+    struct err_info ei = {0};
+    if (server_check_tls(cfg, &ei) != 0) { /* what `run` would refuse, check-config refuses too */
+        fprintf(stderr, "gatehouse: %s: %s\n", argv[0], ei.msg);
+        config_unref(cfg);
+        return 1;
+    }
     printf("%s: ok (%zu listener(s), %zu server(s))\n", argv[0], cfg->nlisteners, cfg->nservers);
     config_unref(cfg);
     return 0;
