@@ -1149,6 +1149,12 @@ void server_free(struct server *srv)
         uv_walk(&w->loop, close_walk_cb, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
+        /* The one piece of the context we can release without h2o_context_dispose (see
+           tests/lsan.supp for the rest): its cached Date string, a shared allocation. */
+        if (w->ctx._timestamp_cache.value != NULL) {
+            h2o_mem_release_shared(w->ctx._timestamp_cache.value);
+            w->ctx._timestamp_cache.value = NULL;
+        }
         mcp_worker_release(&w->mcp);
         if (w->cfg)
             config_unref(w->cfg);
