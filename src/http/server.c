@@ -182,6 +182,9 @@ static void send_body(h2o_req_t *req, int status, const char *content_type, cons
     if (content_type)
         add_header(req, H2O_TOKEN_CONTENT_TYPE, content_type);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    /* h2o_send_inline leaves the length unset on purpose (it also serves 304s); without it an
+       empty 202 goes out close-delimited and the client loses its keep-alive connection. */
+    req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
 
