@@ -53,6 +53,7 @@
 #include "core/log.h"
 #include "upstream/sse.h"
 #include "upstream/transport-int.h"
+#include "upstream/curl_loop.h"
 #include "upstream/upstream.h"
 
 #define HTTP_QUEUE_FACTOR 4             /* queued exchanges allowed per unit of concurrency */
@@ -120,13 +121,6 @@ struct exchange {
     char fail_why[512];
 };
 
-struct sock_ctx {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct http_transport *t;
-    struct sock_ctx *prev, *next;
-};
-
 #define EASY_POOL_MAX 32 /* idle curl easy handles kept for reuse (curl_easy_init is costly) */
 
 struct http_transport {
@@ -134,10 +128,9 @@ struct http_transport {
     uv_loop_t *loop;
     const struct config_server *srv;
     struct transport_cbs cbs;
-    CURLM *multi;
+    struct curl_loop cl; /* the multi handle on this loop (counts as one of open_handles) */
     CURL *easy_pool[EASY_POOL_MAX];
     int neasy_pool;
-    uv_timer_t multi_timer;
     uv_timer_t listen_timer; /* GET stream reconnect */
     uv_timer_t close_timer;  /* DELETE deadline */
     int open_handles;        /* uv handles not yet closed; freed when 0 after CLOSE_FINAL */
@@ -149,7 +142,6 @@ struct http_transport {
     struct exchange *active; /* started exchanges of every kind (or being reaped) */
     struct exchange *queue, *queue_tail;
     unsigned nactive, nqueued, cap; /* nactive counts POSTs only */
-    struct sock_ctx *socks;
 
     int busy;
     enum close_phase closing;
@@ -304,9 +296,9 @@ static void ex_reset_transfer(struct exchange *ex)
 {
     struct http_transport *t = ex->t;
     if (ex->easy) {
-        if (ex->in_multi && t->multi)
-            curl_multi_remove_handle(t->multi, ex->easy);
-        if (t->multi && t->closing == CLOSE_NONE && t->neasy_pool < EASY_POOL_MAX) {
+        if (ex->in_multi && t->cl.multi)
+            curl_multi_remove_handle(t->cl.multi, ex->easy);
+        if (t->cl.multi && t->closing == CLOSE_NONE && t->neasy_pool < EASY_POOL_MAX) {
             curl_easy_reset(ex->easy); /* every option goes; connections stay in the multi */
             t->easy_pool[t->neasy_pool++] = ex->easy;
         } else {
@@ -730,7 +722,7 @@ static int ex_start(struct exchange *ex)
         ex->total_deadline = ex->started + to->total_ms;
     if (ex->kind != EX_DELETE)
         ex_arm_timer(ex);
-    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(t->cl.multi, e) != CURLM_OK) {
         err = ERR_INTERNAL;
         goto out;
     }
@@ -963,7 +955,7 @@ static void check_multi_info(struct http_transport *t)
 {
     CURLMsg *m;
     int left;
-    while (t->multi && (m = curl_multi_info_read(t->multi, &left)) != NULL) {
+    while (t->cl.multi && (m = curl_multi_info_read(t->cl.multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
@@ -973,7 +965,7 @@ static void check_multi_info(struct http_transport *t)
         if (ex == NULL)
             continue;
         /* Out of the multi before anything else, so nothing reports it twice. */
-        curl_multi_remove_handle(t->multi, ex->easy);
+        curl_multi_remove_handle(t->cl.multi, ex->easy);
         ex->in_multi = false;
         if (ex->status == 0)
             curl_easy_getinfo(ex->easy, CURLINFO_RESPONSE_CODE, &ex->status);
@@ -1219,7 +1211,7 @@ static void leave(struct http_transport *t)
     t->busy--;
 }
 
-/* ---- libuv glue for curl -------------------------------------------------------------------- */
+/* ---- exchange timers and the curl loop's callbacks ------------------------------------------ */
 
 static void handle_gone(struct http_transport *t);
 
@@ -1231,106 +1223,25 @@ static void ex_timer_closed(uv_handle_t *h)
     handle_gone(t);
 }
 
-static void sock_closed(uv_handle_t *h)
+/* The curl loop's callbacks (src/upstream/curl_loop.h). */
+static void curl_progress_cb(void *owner)
 {
-    struct sock_ctx *sc = h->data;
-    struct http_transport *t = sc->t;
-    free(sc);
-    handle_gone(t);
+    check_multi_info(owner);
 }
 
-static void sock_close(struct sock_ctx *sc)
+static void curl_enter_cb(void *owner)
 {
-    struct http_transport *t = sc->t;
-    if (sc->prev)
-        sc->prev->next = sc->next;
-    else
-        t->socks = sc->next;
-    if (sc->next)
-        sc->next->prev = sc->prev;
-    uv_poll_stop(&sc->poll);
-    uv_close((uv_handle_t *)&sc->poll, sock_closed);
+    enter(owner);
 }
 
-static void poll_cb(uv_poll_t *h, int status, int events)
+static void curl_leave_cb(void *owner)
 {
-    struct sock_ctx *sc = h->data;
-    struct http_transport *t = sc->t;
-    int flags = 0, running = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    enter(t);
-    if (t->multi) {
-        curl_multi_socket_action(t->multi, sc->fd, flags, &running);
-        check_multi_info(t);
-    }
-    leave(t);
+    leave(owner);
 }
 
-static int socket_fn(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+static void curl_closed_cb(void *owner)
 {
-    struct http_transport *t = userp;
-    struct sock_ctx *sc = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (sc) {
-            sock_close(sc);
-            if (t->multi)
-                curl_multi_assign(t->multi, s, NULL);
-        }
-        return 0;
-    }
-    if (sc == NULL) {
-        sc = calloc(1, sizeof(*sc));
-        if (sc == NULL)
-            return -1;
-        if (uv_poll_init_socket(t->loop, &sc->poll, s) != 0) {
-            log_error("upstream_poll", "upstream %s: cannot watch socket %d", srv_name(t), (int)s);
-            free(sc);
-            return -1;
-        }
-        sc->fd = s;
-        sc->t = t;
-        sc->poll.data = sc;
-        t->open_handles++;
-        sc->next = t->socks;
-        if (t->socks)
-            t->socks->prev = sc;
-        t->socks = sc;
-        curl_multi_assign(t->multi, s, sc);
-    }
-    int ev = 0;
-    if (what & CURL_POLL_IN)
-        ev |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&sc->poll, ev, poll_cb);
-    return 0;
-}
-
-static void multi_timer_cb(uv_timer_t *h)
-{
-    struct http_transport *t = h->data;
-    int running = 0;
-    enter(t);
-    if (t->multi) {
-        curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        check_multi_info(t);
-    }
-    leave(t);
-}
-
-static int timer_fn(CURLM *m, long timeout_ms, void *userp)
-{
-    struct http_transport *t = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&t->multi_timer);
-    else
-        uv_timer_start(&t->multi_timer, multi_timer_cb, (uint64_t)timeout_ms, 0);
-    return 0;
+    handle_gone(owner);
 }
 
 /* ---- close ----------------------------------------------------------------------------------- */
@@ -1370,15 +1281,9 @@ static void finish_close(struct http_transport *t)
     t->closing = CLOSE_FINAL;
     if (t->delete_ex)
         ex_detach(t->delete_ex);
-    CURLM *m = t->multi;
-    t->multi = NULL;
-    if (m)
-        curl_multi_cleanup(m);
+    curl_loop_close(&t->cl); /* its closed_cb counts as one handle gone */
     while (t->neasy_pool > 0)
         curl_easy_cleanup(t->easy_pool[--t->neasy_pool]);
-    while (t->socks)
-        sock_close(t->socks);
-    uv_close((uv_handle_t *)&t->multi_timer, handle_closed);
     uv_close((uv_handle_t *)&t->listen_timer, handle_closed);
     uv_close((uv_handle_t *)&t->close_timer, handle_closed);
 }
@@ -1580,11 +1485,14 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
     struct http_transport *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
-    t->multi = curl_multi_init();
-    if (t->multi == NULL) {
+    if (curl_loop_init(&t->cl, loop, t) != 0) {
         free(t);
         return NULL;
     }
+    t->cl.progress_cb = curl_progress_cb;
+    t->cl.enter_cb = curl_enter_cb;
+    t->cl.leave_cb = curl_leave_cb;
+    t->cl.closed_cb = curl_closed_cb;
     t->base.ops = &http_ops;
     t->loop = loop;
     t->srv = srv;
@@ -1593,15 +1501,10 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
     t->cap = srv->max_concurrency ? srv->max_concurrency : 64;
     t->backoff_ms = HTTP_RECONNECT_MIN_MS;
     sse_parser_init(&t->stream_sse, (srv->max_message ? srv->max_message : 16 << 20) + 64);
-    uv_timer_init(loop, &t->multi_timer);
     uv_timer_init(loop, &t->listen_timer);
     uv_timer_init(loop, &t->close_timer);
-    t->multi_timer.data = t->listen_timer.data = t->close_timer.data = t;
-    t->open_handles = 3;
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+    t->listen_timer.data = t->close_timer.data = t;
+    t->open_handles = 3; /* the curl loop, listen_timer, close_timer */
     transport_live_inc();
     return &t->base;
 }

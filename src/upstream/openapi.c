@@ -37,7 +37,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "openapi/openapi.h"
+#include "upstream/curl_loop.h"
 #include "upstream/transport-int.h"
+#include "upstream/upstream.h"
 
 #define OA_RESULT_MAX (16 * 1024) /* bytes of response text given to the model */
 #define OA_ERROR_BODY_MAX 2048    /* bytes of an error body quoted in an isError result */
@@ -68,13 +70,6 @@ struct oa_call {
     uv_timer_t timer; /* first byte, then idle */
 };
 
-struct oa_sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct oa_transport *t;
-    struct oa_sock *prev, *next;
-};
-
 struct oa_transport {
     struct transport base;
     uv_loop_t *loop;
@@ -91,10 +86,8 @@ struct oa_transport {
     struct openapi_catalog *cat;
     json_t *tools; /* the tools/list array, built once */
 
-    CURLM *multi;
-    uv_timer_t multi_timer;
+    struct curl_loop cl; /* the multi handle on this loop (counts as one of open_handles) */
     uv_timer_t flush_timer;
-    struct oa_sock *socks;
     struct oa_call *calls;
     unsigned ncalls;
 
@@ -332,8 +325,8 @@ static void call_free(struct oa_call *c)
         c->next->prev = c->prev;
     t->ncalls--;
     if (c->easy) {
-        if (t->multi)
-            curl_multi_remove_handle(t->multi, c->easy);
+        if (t->cl.multi)
+            curl_multi_remove_handle(t->cl.multi, c->easy);
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
     }
@@ -512,7 +505,7 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
         goto out;
     }
     call_arm(c);
-    if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(t->cl.multi, e) != CURLM_OK) {
         snprintf(why, whysz, "cannot start the request to %s", c->host);
         err = ERR_INTERNAL;
         goto out;
@@ -561,7 +554,7 @@ static void check_multi_info(struct oa_transport *t)
 {
     CURLMsg *m;
     int left;
-    while (t->multi && (m = curl_multi_info_read(t->multi, &left)) != NULL) {
+    while (t->cl.multi && (m = curl_multi_info_read(t->cl.multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
@@ -572,8 +565,7 @@ static void check_multi_info(struct oa_transport *t)
     }
 }
 
-/* ---- libuv glue for curl (the pattern of http.c) ----------------------------------------------
- */
+/* ---- call timers and the curl loop's callbacks ----------------------------------------------- */
 
 static void handle_gone(struct oa_transport *t);
 
@@ -585,100 +577,15 @@ static void call_timer_closed(uv_handle_t *h)
     handle_gone(t);
 }
 
-static void sock_closed(uv_handle_t *h)
+/* The curl loop's callbacks (src/upstream/curl_loop.h). */
+static void curl_progress_cb(void *owner)
 {
-    struct oa_sock *s = h->data;
-    struct oa_transport *t = s->t;
-    free(s);
-    handle_gone(t);
+    check_multi_info(owner);
 }
 
-static void sock_close(struct oa_sock *s)
+static void curl_closed_cb(void *owner)
 {
-    struct oa_transport *t = s->t;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, sock_closed);
-}
-
-static void poll_cb(uv_poll_t *h, int status, int events)
-{
-    struct oa_sock *s = h->data;
-    struct oa_transport *t = s->t;
-    int flags = 0, running = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    if (t->multi) {
-        curl_multi_socket_action(t->multi, s->fd, flags, &running);
-        check_multi_info(t);
-    }
-}
-
-static int socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct oa_transport *t = userp;
-    struct oa_sock *s = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            sock_close(s);
-            if (t->multi)
-                curl_multi_assign(t->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (s == NULL) {
-        if ((s = calloc(1, sizeof(*s))) == NULL)
-            return -1;
-        if (uv_poll_init_socket(t->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->fd = fd;
-        s->t = t;
-        s->poll.data = s;
-        t->open_handles++;
-        s->next = t->socks;
-        if (t->socks)
-            t->socks->prev = s;
-        t->socks = s;
-        curl_multi_assign(t->multi, fd, s);
-    }
-    int ev = 0;
-    if (what & CURL_POLL_IN)
-        ev |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, poll_cb);
-    return 0;
-}
-
-static void multi_timer_cb(uv_timer_t *h)
-{
-    struct oa_transport *t = h->data;
-    int running = 0;
-    if (t->multi) {
-        curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        check_multi_info(t);
-    }
-}
-
-static int timer_fn(CURLM *m, long timeout_ms, void *userp)
-{
-    struct oa_transport *t = userp;
-    if (timeout_ms < 0)
-        uv_timer_stop(&t->multi_timer);
-    else
-        uv_timer_start(&t->multi_timer, multi_timer_cb, (uint64_t)timeout_ms, 0);
-    return 0;
+    handle_gone(owner);
 }
 
 /* ---- loading (thread pool) ------------------------------------------------------------------- */
@@ -901,6 +808,7 @@ static void handle_gone(struct oa_transport *t)
     json_decref(t->tools);
     openapi_catalog_unref(t->cat);
     free(t);
+    transport_live_dec();
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -914,14 +822,8 @@ static void close_now(struct oa_transport *t)
     t->state = TRANSPORT_STOPPED;
     while (t->calls)
         call_free(t->calls);
-    CURLM *m = t->multi;
-    t->multi = NULL;
-    if (m)
-        curl_multi_cleanup(m);
-    while (t->socks)
-        sock_close(t->socks);
+    curl_loop_close(&t->cl); /* its closed_cb counts as one handle gone */
     json_array_clear(t->outbox);
-    uv_close((uv_handle_t *)&t->multi_timer, handle_closed);
     uv_close((uv_handle_t *)&t->flush_timer, handle_closed);
 }
 
@@ -979,26 +881,23 @@ struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_ser
     struct oa_transport *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
-    if ((t->outbox = json_array()) == NULL || (t->multi = curl_multi_init()) == NULL) {
+    if ((t->outbox = json_array()) == NULL || curl_loop_init(&t->cl, loop, t) != 0) {
         json_decref(t->outbox);
         free(t);
         return NULL;
     }
+    t->cl.progress_cb = curl_progress_cb;
+    t->cl.closed_cb = curl_closed_cb;
     t->base.ops = &oa_ops;
     t->loop = loop;
     t->srv = srv;
     t->cbs = *cbs;
     t->state = TRANSPORT_STARTING;
-    uv_timer_init(loop, &t->multi_timer);
     uv_timer_init(loop, &t->flush_timer);
-    t->multi_timer.data = t->flush_timer.data = t;
-    t->open_handles = 2;
+    t->flush_timer.data = t;
+    t->open_handles = 2; /* the curl loop and flush_timer */
     unsigned cap = srv->max_concurrency ? srv->max_concurrency : 64;
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
-    curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
-    curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
-    curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cap);
+    curl_multi_setopt(t->cl.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cap);
 
     t->work.data = t;
     t->loading = true;
@@ -1008,5 +907,6 @@ struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_ser
         t->open_handles--;
         set_state(t, TRANSPORT_STOPPED, "cannot queue the loading of the OpenAPI document");
     }
+    transport_live_inc();
     return &t->base;
 }

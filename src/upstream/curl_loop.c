@@ -1,0 +1,157 @@
+/* curl's multi_socket interface on a libuv loop; see curl_loop.h. */
+#include "upstream/curl_loop.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+
+struct curl_loop_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct curl_loop *cl;
+    struct curl_loop_sock *prev, *next;
+};
+
+static void handle_closed(struct curl_loop *cl)
+{
+    if (--cl->open == 0 && cl->multi == NULL && cl->closed_cb)
+        cl->closed_cb(cl->owner);
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+    struct curl_loop_sock *s = h->data;
+    struct curl_loop *cl = s->cl;
+    free(s);
+    handle_closed(cl);
+}
+
+static void sock_close(struct curl_loop_sock *s)
+{
+    struct curl_loop *cl = s->cl;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        cl->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+/* Tell curl what happened on fd (or that its timeout passed), then let the owner reap. */
+static void drive(struct curl_loop *cl, curl_socket_t fd, int flags)
+{
+    int running = 0;
+    if (cl->enter_cb)
+        cl->enter_cb(cl->owner);
+    if (cl->multi) {
+        curl_multi_socket_action(cl->multi, fd, flags, &running);
+        if (cl->progress_cb)
+            cl->progress_cb(cl->owner);
+    }
+    if (cl->leave_cb)
+        cl->leave_cb(cl->owner);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct curl_loop_sock *s = h->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    drive(s->cl, s->fd, flags);
+}
+
+static int socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct curl_loop *cl = userp;
+    struct curl_loop_sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            sock_close(s);
+            if (cl->multi)
+                curl_multi_assign(cl->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        if ((s = calloc(1, sizeof(*s))) == NULL)
+            return -1;
+        if (uv_poll_init_socket(cl->loop, &s->poll, fd) != 0) {
+            log_error("upstream_poll", "cannot watch socket %d", (int)fd);
+            free(s);
+            return -1;
+        }
+        s->fd = fd;
+        s->cl = cl;
+        s->poll.data = s;
+        cl->open++;
+        s->next = cl->socks;
+        if (cl->socks)
+            cl->socks->prev = s;
+        cl->socks = s;
+        curl_multi_assign(cl->multi, fd, s);
+    }
+    int ev = 0;
+    if (what & CURL_POLL_IN)
+        ev |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        ev |= UV_WRITABLE;
+    uv_poll_start(&s->poll, ev, poll_cb);
+    return 0;
+}
+
+static void timer_cb(uv_timer_t *h)
+{
+    drive(h->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int timer_fn(CURLM *m, long timeout_ms, void *userp)
+{
+    struct curl_loop *cl = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&cl->timer);
+    else
+        uv_timer_start(&cl->timer, timer_cb, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner)
+{
+    cl->multi = curl_multi_init();
+    if (cl->multi == NULL)
+        return ERR_NOMEM;
+    cl->loop = loop;
+    cl->owner = owner;
+    cl->socks = NULL;
+    uv_timer_init(loop, &cl->timer);
+    cl->timer.data = cl;
+    cl->open = 1;
+    curl_multi_setopt(cl->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
+    curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
+    curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
+    curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
+    return 0;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+void curl_loop_close(struct curl_loop *cl)
+{
+    CURLM *m = cl->multi;
+    if (m == NULL)
+        return;
+    cl->multi = NULL; /* socket_fn may run from the cleanup: it must not touch the multi */
+    curl_multi_cleanup(m);
+    while (cl->socks)
+        sock_close(cl->socks);
+    uv_close((uv_handle_t *)&cl->timer, timer_closed);
+}

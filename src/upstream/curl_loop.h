@@ -1,0 +1,37 @@
+/*
+ * A libcurl multi handle driven by a libuv loop: curl's sockets are watched with uv_poll and its
+ * timeout with one uv_timer (the multi_socket interface). The HTTP and OpenAPI transports each
+ * embed one; everything runs on the loop's thread.
+ */
+#ifndef GH_UPSTREAM_CURL_LOOP_H
+#define GH_UPSTREAM_CURL_LOOP_H
+
+#include <curl/curl.h>
+#include <uv.h>
+
+struct curl_loop_sock;
+
+struct curl_loop {
+    CURLM *multi; /* NULL once curl_loop_close began */
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    struct curl_loop_sock *socks;
+    int open; /* uv handles not yet closed (sockets and the timer) */
+    void *owner;
+    /* After curl made progress: the owner reads finished transfers (curl_multi_info_read). */
+    void (*progress_cb)(void *owner);
+    /* Optional: called around every call into curl, for owners that defer re-entrant work. */
+    void (*enter_cb)(void *owner);
+    void (*leave_cb)(void *owner);
+    /* After curl_loop_close, once every handle has closed: the memory may go. */
+    void (*closed_cb)(void *owner);
+};
+
+/* Initialise an embedded curl_loop (the callbacks are set by the caller first, or after: they are
+   only used once transfers run). Returns 0 or ERR_NOMEM. */
+int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner);
+/* Clean the multi handle up (transfers must have been removed), stop watching, close the
+   handles; closed_cb runs once all have closed. */
+void curl_loop_close(struct curl_loop *cl);
+
+#endif
