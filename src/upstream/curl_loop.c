@@ -155,3 +155,19 @@ void curl_loop_close(struct curl_loop *cl)
         sock_close(cl->socks);
     uv_close((uv_handle_t *)&cl->timer, timer_closed);
 }
+
+CURLcode curl_loop_easy_defaults(CURL *e)
+{
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_USERAGENT, "gatehouse");
+    return cc;
+}

@@ -30,6 +30,13 @@ struct curl_loop {
 /* Initialise an embedded curl_loop (the callbacks are set by the caller first, or after: they are
    only used once transfers run). Returns 0 or ERR_NOMEM. */
 int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner);
+/*
+ * The options every outbound transfer gets, whatever it is for: no signals; no redirects (a
+ * server cannot send the gateway, or a credential it injected, elsewhere); http and https only;
+ * no proxy taken from the environment; the gateway's user agent. Returns curl's result.
+ */
+CURLcode curl_loop_easy_defaults(CURL *e);
+
 /* Clean the multi handle up (transfers must have been removed), stop watching, close the
    handles; closed_cb runs once all have closed. */
 void curl_loop_close(struct curl_loop *cl);

@@ -681,12 +681,8 @@ static int ex_start(struct exchange *ex)
     SETOPT(CURLOPT_HEADERDATA, ex);
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, ex);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_NOPROXY, "*");
-    SETOPT(CURLOPT_USERAGENT, "gatehouse");
+    if (cc == CURLE_OK)
+        cc = curl_loop_easy_defaults(e);
     if (to->connect_ms)
         SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
     switch (ex->kind) {

@@ -475,12 +475,8 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
     SETOPT(CURLOPT_HEADERDATA, c);
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, c);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SETOPT(CURLOPT_NOPROXY, "*");
-    SETOPT(CURLOPT_USERAGENT, "gatehouse");
+    if (cc == CURLE_OK)
+        cc = curl_loop_easy_defaults(e);
     if (to->connect_ms)
         SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
     if (to->total_ms)
