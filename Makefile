@@ -1,7 +1,7 @@
 # Thin front door over CMake + Ninja. Every target installs what it is missing first.
 #   make          build (build/)
 #   make run      start the gateway on examples/gatehouse.yaml
-#   make check    build and run every test: unit, fuzz-corpus replay, integration, interop
+#   make check    build and run every test: unit, fuzz-corpus replay, integration, interop, lint
 #   make asan     the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   make fuzz     run every libFuzzer target for FUZZ_SECONDS each (build-fuzz/, clang)
 #   make bench    the benchmarks in bench/ (figures printed, see docs/performance.md and

@@ -4,11 +4,12 @@
 # unit        ctest: the C unit tests and the replay of every fuzz target's seed corpus
 # integration node --test tests/integration: the real binary on ephemeral ports, bad input, faults
 # interop     node --test tests/interop: real MCP clients, servers, the Inspector and the conformance suite
+# lint        cppcheck over src/ (warnings are failures)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: scripts/check.sh BUILD_DIR [phases...]}
 shift
-phases=${*:-unit integration interop}
+phases=${*:-unit integration interop lint}
 export GATEHOUSE_BIN="$PWD/$build/gatehouse"
 # Sanitizer builds: the only leaks tolerated are third-party ones listed (with reasons) here.
 export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
@@ -58,6 +59,18 @@ for phase in $phases; do
       >"$log_dir/$phase.log" 2>&1
     grep -E '^not ok' -A12 "$log_dir/$phase.log" | head -60
     count_node "$log_dir/$phase.log"
+    ;;
+  lint)
+    echo "== lint (cppcheck)"
+    if cppcheck --quiet --enable=warning,portability --inline-suppr --std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=1 \
+        -I src --suppress=missingIncludeSystem --suppress=unknownMacro --error-exitcode=1 src/ >"$log_dir/lint.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "  1 passed, 0 failed"
+    else
+      head -20 "$log_dir/lint.log"
+      failed=$((failed + 1))
+      echo "  0 passed, 1 failed"
+    fi
     ;;
   *)
     echo "unknown phase $phase" >&2

@@ -277,6 +277,8 @@ static uint64_t values_hash(const struct metric *m, const char *const *values)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, with 0xff between values */
     for (int i = 0; i < m->nlabels; i++) {
+        /* values is NULL only for a metric without labels, where this loop does not run */
+        // cppcheck-suppress nullPointer
         const char *v = values[i] ? values[i] : "";
         size_t n = value_len(v);
         for (size_t j = 0; j < n; j++)
@@ -289,6 +291,8 @@ static uint64_t values_hash(const struct metric *m, const char *const *values)
 static bool values_equal(const struct metric *m, const struct series *s, const char *const *values)
 {
     for (int i = 0; i < m->nlabels; i++) {
+        /* values is NULL only for a metric without labels, where this loop does not run */
+        // cppcheck-suppress nullPointer
         const char *v = values[i] ? values[i] : "";
         size_t n = value_len(v);
         if (strncmp(s->values[i], v, n) != 0 || s->values[i][n] != '\0')

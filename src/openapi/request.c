@@ -473,7 +473,7 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
         if (media_is(m, "application/x-www-form-urlencoded")) {
             rc = form_flatten(&body, &key, jbody, 0);
         } else if (media_is(m, "multipart/form-data")) {
-            char boundary[64];
+            char boundary[64] = "";
             if (!json_is_object(jbody))
                 rc = oa_fail(ei, ERR_INVAL, "body", "a multipart body must be an object");
             else
