@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +60,18 @@ export function miniServer(name, { label = name, garbage = false, hangFirstList 
   if (hangFirstList) args.push('--hang-first-list');
   if (extra) args.push('--extra', extra);
   return { name, command: process.execPath, args, ...rest };
+}
+
+/** A loopback port that was free a moment ago and has nothing listening on it. */
+export function closedLoopbackPort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** A config object with one ephemeral loopback listener. */
@@ -309,7 +322,7 @@ export function request(url, { method = 'GET', headers = {}, body, timeout = 150
 }
 
 /** JSON body, or for an SSE body the last JSON-RPC response in it (or undefined). */
-function parseBody(type = '', text) {
+export function parseBody(type = '', text) {
   if (type.startsWith('text/event-stream')) {
     let last;
     for (const block of text.split(/\r?\n\r?\n/)) {

@@ -7,10 +7,9 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, baseConfig, openSession, readyz, runGatehouse, startGateway } from './lib.mjs';
+import { closedLoopbackPort, REPO, baseConfig, openSession, readyz, runGatehouse, startGateway } from './lib.mjs';
 
 const SPEC = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
 const BROKEN = path.join(REPO, 'tests/openapi/broken-ref.yaml');
@@ -53,17 +52,6 @@ function recordingServer() {
       if (u.pathname === '/v1/big') return json(200, { items: Array.from({ length: 5000 }, (_, i) => ({ i, s: 'x'.repeat(20) })) });
       res.writeHead(418);
       res.end();
-    });
-  });
-}
-
-function closedLoopbackPort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
     });
   });
 }

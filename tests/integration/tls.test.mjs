@@ -19,6 +19,7 @@ import {
   assertServing,
   baseConfig,
   miniServer,
+  parseBody,
   runGatehouse,
   startGateway,
   tempDir,
@@ -55,32 +56,6 @@ function tlsConfig(extra = {}, { cert = CERT.cert, key = CERT.key } = {}) {
 // ---------------------------------------------------------------------------
 // Clients
 
-/** JSON body, or for an SSE body the last JSON-RPC response in it. */
-function parseBody(type = '', text) {
-  if (type.startsWith('text/event-stream')) {
-    let last;
-    for (const block of text.split(/\r?\n\r?\n/)) {
-      const data = block
-        .split(/\r?\n/)
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(5).replace(/^ /, ''))
-        .join('\n');
-      if (!data) continue;
-      try {
-        const m = JSON.parse(data);
-        if (m && ('result' in m || 'error' in m)) last = m;
-      } catch {
-        /* priming event */
-      }
-    }
-    return last;
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 function mcpHeaders(session, version = PROTOCOL) {
   const h = { ...JSON_HEADERS };

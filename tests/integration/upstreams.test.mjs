@@ -2,24 +2,12 @@
 // answers the client with an error naming the server, and keeps serving the others.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { assertRpcError, assertServing, baseConfig, miniServer, openSession, readyz, startGateway, until } from './lib.mjs';
+import { closedLoopbackPort, assertRpcError, assertServing, baseConfig, miniServer, openSession, readyz, startGateway, until } from './lib.mjs';
 
 let gw;
 let s;
 let closedPort;
-
-function closedLoopbackPort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 before(async () => {
   closedPort = await closedLoopbackPort();
