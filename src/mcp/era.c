@@ -111,8 +111,24 @@ json_t *mcp_era_supported_versions(void)
 /* Printable form of a header value for a message: at most 120 bytes, quoted by the caller. */
 #define SHOW(p, n) (int)((n) > 120 ? 120 : (n)), (p)
 
-int mcp_era_validate(const struct mcp_era_headers *h, json_t *msg, struct mcp_era_refusal *r)
+/* HTTP field values carry no leading or trailing whitespace (RFC 9110 5.5): a client's stray
+   "name  " is the value "name". */
+static void trim(const char **p, size_t *n)
 {
+    while (*p && *n && (**p == ' ' || **p == '\t')) {
+        (*p)++;
+        (*n)--;
+    }
+    while (*p && *n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+        (*n)--;
+}
+
+int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp_era_refusal *r)
+{
+    struct mcp_era_headers hc = *hdrs, *h = &hc;
+    trim(&h->version, &h->version_len);
+    trim(&h->method, &h->method_len);
+    trim(&h->name, &h->name_len);
     memset(r, 0, sizeof(*r));
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
@@ -201,7 +217,8 @@ int mcp_era_validate(const struct mcp_era_headers *h, json_t *msg, struct mcp_er
 
 bool mcp_era_method_stateless(const char *method)
 {
-    static const char *const methods[] = {"server/discover", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get",
+    /* ping is gone in 2026-07-28 (404 like any removed method). */
+    static const char *const methods[] = {"server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get",
                                           "resources/list", "resources/templates/list", "resources/read", "completion/complete",
                                           NULL};
     for (int i = 0; method && methods[i]; i++)

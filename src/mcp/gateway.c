@@ -1517,7 +1517,9 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             char m[600];
             snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)", uri);
             r->status = 200;
-            r->body = jsonrpc_error_new(id, JSONRPC_RESOURCE_NOT_FOUND, m, json_pack("{s:s}", "uri", uri));
+            /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002. */
+            r->body = jsonrpc_error_new(id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
+                                        json_pack("{s:s}", "uri", uri));
             return;
         }
         if (method[10] != 'r')

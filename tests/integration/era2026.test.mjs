@@ -79,6 +79,12 @@ test('resources/read: Mcp-Name carries the URI; result gets cache hints', async 
   assert.equal(r.json.result.cacheScope, 'private');
 });
 
+test('header values are compared without surrounding whitespace; an unknown resource is -32602', async () => {
+  const r = await modern('tools/call', { name: 'tool', arguments: { text: 'w' } }, { headers: { 'Mcp-Name': 'tool  ' } });
+  assert.equal(r.status, 200, r.text);
+  assertRpcError(await modern('resources/read', { uri: 'mini://nope' }), { status: 200, code: -32602, message: [/Resource not found: mini:\/\/nope/] });
+});
+
 test('Mcp-Name in the base64 sentinel encoding is decoded before the comparison', async () => {
   const enc = `=?base64?${Buffer.from('tool').toString('base64')}?=`;
   const r = await modern('tools/call', { name: 'tool', arguments: { text: 'b' } }, { headers: { 'Mcp-Name': enc } });
@@ -141,6 +147,7 @@ test('validation: every refusal with its status, code and message', async () => 
   );
   assert.deepEqual(e.data, { supported: [V, '2025-11-25', '2025-06-18', '2025-03-26'], requested: '2099-01-01' });
   assertRpcError(await modern('initialize', {}), { status: 404, code: -32601, message: [/Method not found: initialize/] });
+  assertRpcError(await modern('ping', {}), { status: 404, code: -32601, message: [/Method not found: ping/] });
   assertRpcError(await modern('nonsense/method', {}), { status: 404, code: -32601, message: [/Method not found: nonsense\/method/] });
 });
 
