@@ -232,6 +232,9 @@ struct writer {
     bool sending;    /* an h2o_send is in flight */
     bool done;       /* final sent */
     bool standalone; /* a GET stream */
+    bool final_sent; /* the answer's last event went out (or the stream ended) */
+    struct session *transient; /* a 2026-07-28 request's own session: closed with the response */
+    json_t *client_id;         /* and its request id, to cancel it when the client hangs up */
     const char *server;
     char method[48];
     char outcome[16];
@@ -282,6 +285,14 @@ static void writer_dispose(void *p)
         log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2], wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
+    if (wr->transient != NULL) {
+        /* 2026-07-28: closing the response stream is cancellation. */
+        if (!wr->final_sent)
+            mcp_cancel_request(wr->transient, wr->client_id);
+        session_close(wr->transient);
+        session_unref(wr->transient);
+        json_decref(wr->client_id);
+    }
     stream_unref(wr->stream);
     buf_release(&wr->out);
 }
@@ -313,6 +324,7 @@ static void writer_pump(struct writer *wr)
     if (single != NULL) {
         note_outcome(wr, single);
         wr->done = true;
+        wr->final_sent = true;
         send_json(wr->req, 200, single);
         json_decref(single);
         return;
@@ -353,6 +365,7 @@ static void writer_pump(struct writer *wr)
         return;
     if (finished) {
         wr->done = true;
+        wr->final_sent = true;
         if (!wr->outcome[0])
             snprintf(wr->outcome, sizeof(wr->outcome), "ok");
         if (h2o_linklist_is_linked(&wr->link))
@@ -552,6 +565,111 @@ struct access {
     bool streamed;
 };
 
+static bool iovec_is(h2o_iovec_t v, const char *s)
+{
+    return v.base != NULL && strlen(s) == v.len && memcmp(v.base, s, v.len) == 0;
+}
+
+/* Stream r's answer on req. transient (with client_id): a 2026-07-28 request's session, whose
+   reference the writer takes and closes when the response ends. */
+static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_reply *r, uint64_t start, struct access *a,
+                                struct session *transient, json_t *client_id)
+{
+    /* A forwarded request is answered as SSE: the priming event gives the client an event
+       id, so it can resume with Last-Event-ID if the connection drops during a long call
+       (a plain JSON answer could not be resumed). */
+    struct writer *wr = writer_new(req, w, r->stream, false);
+    r->stream = NULL;
+    wr->json_ok = false;
+    wr->server = r->server;
+    wr->started_ns = start;
+    snprintf(wr->method, sizeof(wr->method), "%s", a->mcp_method);
+    snprintf(wr->target, sizeof(wr->target), "%s", r->target);
+    snprintf(wr->path, sizeof(wr->path), "%.*s", (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len : sizeof(wr->path) - 1),
+             req->path_normalized.base);
+    if (transient != NULL) {
+        wr->transient = session_ref(transient);
+        wr->client_id = json_incref(client_id);
+    }
+    a->streamed = true;
+    stream_attach(wr->stream, &wr->sw);
+}
+
+/*
+ * A 2026-07-28 request (stateless): validated against its headers, then run through the same
+ * engine as a legacy one, on a transient session made from its _meta. The session is closed
+ * when the answer has ended; a client that closes the response stream cancels the request.
+ */
+static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a, json_t *msg,
+                          enum jsonrpc_kind kind, const struct mcp_era_headers *h)
+{
+    if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
+        send_refusal(req, 400, JSONRPC_INVALID_REQUEST,
+                     "a 2026-07-28 client sends no JSON-RPC responses (server-to-client requests are MRTR results)");
+        return;
+    }
+    if (kind == JSONRPC_NOTIFICATION) {
+        /* 2026-07-28 defines no client notifications over HTTP (closing a stream cancels). */
+        send_body(req, 202, NULL, "", 0);
+        return;
+    }
+    struct mcp_era_refusal ref;
+    if (mcp_era_validate(h, msg, &ref) != 0) {
+        send_json(req, ref.status, ref.error);
+        json_decref(ref.error);
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    const char *method = jsonrpc_method(msg);
+    if (!mcp_era_method_stateless(method)) {
+        char m[300];
+        snprintf(m, sizeof(m), "Method not found: %.64s (not served to 2026-07-28 clients by this gateway)", method);
+        json_t *e = jsonrpc_error_new(id, JSONRPC_METHOD_NOT_FOUND, m, NULL);
+        send_json(req, 404, e);
+        json_decref(e);
+        return;
+    }
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    json_t *caps = json_deep_copy(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"));
+    mcp_era_strip_meta(msg);
+    int err = 0;
+    struct session *s = session_new_transient(view, MCP_VERSION_2026, caps, &err);
+    json_decref(caps);
+    if (s == NULL) {
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "cannot serve the request: %s", err_str(err));
+        return;
+    }
+    struct mcp_reply r;
+    mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
+    a->server = r.server;
+    snprintf(a->target, sizeof(a->target), "%s", r.target);
+    if (r.stream) {
+        start_answer_stream(w, req, &r, start, a, s, id);
+    } else if (r.body) {
+        json_t *result = json_object_get(r.body, "result");
+        if (json_is_object(result)) {
+            if (json_object_get(result, "resultType") == NULL)
+                json_object_set_new(result, "resultType", json_string("complete"));
+            if (strstr(method, "/list") != NULL && json_object_get(result, "ttlMs") == NULL) {
+                /* Never shared between callers: a view may one day depend on who asks. */
+                json_object_set_new(result, "ttlMs", json_integer(0));
+                json_object_set_new(result, "cacheScope", json_string("private"));
+            }
+        }
+        json_t *e = json_object_get(r.body, "error");
+        int status = json_integer_value(json_object_get(e, "code")) == JSONRPC_METHOD_NOT_FOUND ? 404 : r.status;
+        send_json(req, status, r.body);
+        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, e ? "error" : "ok"};
+        metrics_inc(M.mcp_requests, labels, 1);
+    } else {
+        send_body(req, 202, NULL, "", 0);
+    }
+    mcp_reply_release(&r);
+    if (!a->streamed)
+        session_close(s);
+    session_unref(s);
+}
+
 static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
 {
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
@@ -565,12 +683,21 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         send_refusal(req, 415, JSONRPC_INVALID_REQUEST, "the Content-Type must be application/json");
         return;
     }
-    if (!check_protocol_header(req))
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    h2o_iovec_t version = header_value(req, H2O_STRLIT("mcp-protocol-version"));
+    bool modern_header = sid.base == NULL && iovec_is(version, MCP_VERSION_2026);
+    /* With a session, the legacy order of checks; without one, the era is known only once the
+       body is parsed (its _meta may name the version). */
+    if (sid.base != NULL && !check_protocol_header(req))
         return;
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
     struct err_info ei = {0};
     int err = jsonrpc_parse(req->entity.base ? req->entity.base : "", req->entity.len, &msg, &kind, &id, &ei);
+    if (err && sid.base == NULL && !modern_header && !check_protocol_header(req)) {
+        json_decref(id);
+        return;
+    }
     if (err) {
         json_t *e = jsonrpc_error_new(id, err == ERR_PARSE ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST, ei.msg, NULL);
         send_json(req, 400, e);
@@ -581,9 +708,21 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     json_decref(id);
     const char *method = jsonrpc_method(msg);
     snprintf(a->mcp_method, sizeof(a->mcp_method), "%s", method ? method : kind == JSONRPC_RESULT ? "(result)" : "(error)");
+    if (sid.base == NULL) {
+        h2o_iovec_t m = header_value(req, H2O_STRLIT("mcp-method")), n = header_value(req, H2O_STRLIT("mcp-name"));
+        struct mcp_era_headers h = {false, version.base, version.len, m.base, m.len, n.base, n.len};
+        if (mcp_era_is_modern(&h, msg)) {
+            handle_modern(w, req, view, start, a, msg, kind, &h);
+            json_decref(msg);
+            return;
+        }
+        if (!check_protocol_header(req)) {
+            json_decref(msg);
+            return;
+        }
+    }
     bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
     struct session *s = NULL;
-    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     if (!is_init || sid.base != NULL) {
         s = require_session(req, view);
         if (s == NULL) {
@@ -600,20 +739,7 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         metrics_set(M.sessions, NULL, session_table_count());
     }
     if (r.stream) {
-        /* A forwarded request is answered as SSE: the priming event gives the client an event
-           id, so it can resume with Last-Event-ID if the connection drops during a long call
-           (a plain JSON answer could not be resumed). */
-        struct writer *wr = writer_new(req, w, r.stream, false);
-        r.stream = NULL;
-        wr->json_ok = false;
-        wr->server = r.server;
-        wr->started_ns = start;
-        snprintf(wr->method, sizeof(wr->method), "%s", a->mcp_method);
-        snprintf(wr->target, sizeof(wr->target), "%s", r.target);
-        snprintf(wr->path, sizeof(wr->path), "%.*s", (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len : sizeof(wr->path) - 1),
-                 req->path_normalized.base);
-        a->streamed = true;
-        stream_attach(wr->stream, &wr->sw);
+        start_answer_stream(w, req, &r, start, a, NULL, NULL);
     } else if (r.body) {
         send_json(req, r.status, r.body);
         const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, json_object_get(r.body, "error") ? "error" : "ok"};

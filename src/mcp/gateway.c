@@ -93,6 +93,7 @@ struct pending {
     struct stream *stream;
     json_t *client_id;
     json_t *client_token; /* the client's progressToken, or NULL */
+    bool cacheable;       /* resources/read: a 2026-07-28 answer carries cache hints */
     uv_timer_t *timer;
     struct pending *prev_call; /* for last_call bookkeeping */
 };
@@ -263,6 +264,19 @@ static void answer_client(struct pending *p, json_t *msg)
 {
     json_t *copy = json_copy(msg);
     json_object_set(copy, "id", p->client_id);
+    json_t *result = json_object_get(copy, "result");
+    if (p->session && session_transient(p->session) && json_is_object(result)) {
+        /* A 2026-07-28 client: the legacy server's result is complete by construction (it has
+           no MRTR), and a read is cacheable only by this caller, never shared. */
+        result = json_copy(result);
+        json_object_set_new(copy, "result", result);
+        if (json_object_get(result, "resultType") == NULL)
+            json_object_set_new(result, "resultType", json_string("complete"));
+        if (p->cacheable && json_object_get(result, "ttlMs") == NULL) {
+            json_object_set_new(result, "ttlMs", json_integer(0));
+            json_object_set_new(result, "cacheScope", json_string("private"));
+        }
+    }
     stream_push(p->stream, copy, true);
     json_decref(copy);
 }
@@ -738,6 +752,13 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (call == NULL) {
         answer_server(up, id, JSONRPC_INTERNAL_ERROR,
                       "the gateway has no client request in flight to relay this request to");
+        return;
+    }
+    if (session_transient(call->session)) {
+        /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
+           call, answered by a retry; the gateway does not bridge that yet. */
+        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND,
+                      "the client speaks 2026-07-28; MRTR bridging of server-to-client requests is not implemented yet by the gateway");
         return;
     }
     const char *cap = required_capability(method);
@@ -1251,6 +1272,7 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
     p->session = session_ref(s);
     p->stream = stream_ref(st);
     p->client_id = json_incref(id);
+    p->cacheable = strcmp(jsonrpc_method(msg), "resources/read") == 0;
     p->id = atomic_fetch_add(&up->next_id, 1) + 1;
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");
@@ -1325,6 +1347,38 @@ static int view_has_server(int view, int server)
     return view < 0 || view == server;
 }
 
+void mcp_cancel_request(struct session *s, json_t *client_id)
+{
+    void *cookie = session_find_call(s, client_id);
+    if (cookie == NULL)
+        return; /* finished already, or never forwarded */
+    uint64_t packed = (uint64_t)(uintptr_t)cookie;
+    size_t server = (size_t)(packed >> CALL_ID_BITS);
+    struct forward *f = calloc(1, sizeof(*f));
+    if (f != NULL && server < atomic_load(&gw.nups)) {
+        f->up = gw.ups[server];
+        f->msg = json_integer((json_int_t)(packed & ((1ULL << CALL_ID_BITS) - 1)));
+        if (mailbox_post(f->up->home->mb, cancel_on_home_cb, f) == 0)
+            f = NULL;
+        else
+            json_decref(f->msg);
+    }
+    free(f);
+}
+
+json_t *mcp_discover_result(int view)
+{
+    char name[160];
+    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view]->srv->name : "");
+    /* No listChanged or subscribe: their 2026-07-28 carrier (subscriptions/listen) is not served
+       yet. The aggregate may change with any server's lists, and a future authenticated view
+       depends on the caller: never cached across callers. */
+    return json_pack("{s:s, s:o, s:{s:{}, s:{}, s:{}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}", "resultType", "complete",
+                     "supportedVersions", mcp_era_supported_versions(), "capabilities", "tools", "prompts", "resources",
+                     "completions", "_meta", "io.modelcontextprotocol/serverInfo", "name", name, "version", GATEHOUSE_VERSION,
+                     "ttlMs", 0, "cacheScope", "private");
+}
+
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
                         enum jsonrpc_kind kind, struct mcp_reply *r)
 {
@@ -1364,21 +1418,8 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         r->status = 202;
         if (strcmp(method, "notifications/cancelled") == 0) {
             json_t *rid = json_object_get(params, "requestId");
-            void *cookie = rid ? session_find_call(s, rid) : NULL;
-            if (cookie != NULL) {
-                uint64_t packed = (uint64_t)(uintptr_t)cookie;
-                size_t server = (size_t)(packed >> CALL_ID_BITS);
-                struct forward *f = calloc(1, sizeof(*f));
-                if (f != NULL && server < atomic_load(&gw.nups)) {
-                    f->up = gw.ups[server];
-                    f->msg = json_integer((json_int_t)(packed & ((1ULL << CALL_ID_BITS) - 1)));
-                    if (mailbox_post(f->up->home->mb, cancel_on_home_cb, f) == 0)
-                        f = NULL;
-                    else
-                        json_decref(f->msg);
-                }
-                free(f);
-            }
+            if (rid != NULL)
+                mcp_cancel_request(s, rid);
         } else if (strcmp(method, "notifications/roots/list_changed") == 0) {
             for (size_t i = 0; i < atomic_load(&gw.nups); i++)
                 if (view_has_server(view, (int)i) && !gw.ups[i]->retired) {
@@ -1410,6 +1451,10 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
     }
     if (strcmp(method, "ping") == 0) {
         reply_result(r, id, json_object());
+        return;
+    }
+    if (strcmp(method, "server/discover") == 0) {
+        reply_result(r, id, mcp_discover_result(view));
         return;
     }
     static const struct {
@@ -1472,7 +1517,9 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             char m[600];
             snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)", uri);
             r->status = 200;
-            r->body = jsonrpc_error_new(id, JSONRPC_RESOURCE_NOT_FOUND, m, json_pack("{s:s}", "uri", uri));
+            /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002. */
+            r->body = jsonrpc_error_new(id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
+                                        json_pack("{s:s}", "uri", uri));
             return;
         }
         if (method[10] != 'r')

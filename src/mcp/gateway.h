@@ -27,6 +27,49 @@
 extern const char *const mcp_supported_versions[];
 bool mcp_version_supported(const char *v);
 
+/* --- protocol eras (era.c) --- */
+
+#define MCP_VERSION_2026 "2026-07-28"
+enum {
+    MCP_ERR_HEADER_MISMATCH = -32020,     /* 2026-07-28: headers do not mirror the body */
+    MCP_ERR_MISSING_CLIENT_CAP = -32021,  /* 2026-07-28: a required client capability is missing */
+    MCP_ERR_UNSUPPORTED_VERSION = -32022, /* 2026-07-28: data {supported, requested} */
+};
+/* The stateless revisions the gateway speaks downstream (newest first). */
+extern const char *const mcp_modern_versions[];
+
+/* The request headers the era checks read (pointers into the request; NULL when absent). */
+struct mcp_era_headers {
+    bool has_session; /* Mcp-Session-Id present */
+    const char *version;
+    size_t version_len;
+    const char *method;
+    size_t method_len;
+    const char *name;
+    size_t name_len;
+};
+struct mcp_era_refusal {
+    int status;    /* HTTP status */
+    json_t *error; /* a JSON-RPC error answer (new reference) */
+};
+/* Is this message a 2026-07-28 (stateless) request? Never when a session id is present. */
+bool mcp_era_is_modern(const struct mcp_era_headers *h, json_t *msg);
+/*
+ * The 2026-07-28 "Server Validation" of a modern request: version (header and _meta, -32022 when
+ * unsupported), required _meta fields (-32602), Mcp-Method and Mcp-Name against the body (-32020).
+ * Returns 0, or ERR_INVAL with *r filled (the caller owns r->error).
+ */
+int mcp_era_validate(const struct mcp_era_headers *h, json_t *msg, struct mcp_era_refusal *r);
+/* Decode a header value that may use the "=?base64?…?=" sentinel. Plain values must be visible
+   ASCII, space or tab. Returns 0 with out[0..*out_len), ERR_INVAL (malformed) or ERR_LIMIT. */
+int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *out_len);
+/* Every version the gateway accepts, modern first (new array). */
+json_t *mcp_era_supported_versions(void);
+/* Methods a 2026-07-28 client may send to the gateway. */
+bool mcp_era_method_stateless(const char *method);
+/* Remove the io.modelcontextprotocol/ keys from params._meta (a legacy server must not see them). */
+void mcp_era_strip_meta(json_t *msg);
+
 struct mcp_worker {
     int index;
     uv_loop_t *loop;
@@ -88,5 +131,11 @@ struct mcp_reply {
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *session, json_t *msg,
                         enum jsonrpc_kind kind, struct mcp_reply *reply);
 void mcp_reply_release(struct mcp_reply *reply);
+
+/* A 2026-07-28 client closed the response stream of request `client_id` of transient session s:
+   cancel it upstream (notifications/cancelled), as a legacy client's notification would. */
+void mcp_cancel_request(struct session *s, json_t *client_id);
+/* The server/discover answer for view (-1 = /mcp). New reference to the result object. */
+json_t *mcp_discover_result(int view);
 
 #endif

@@ -53,6 +53,7 @@ struct session {
     char id[SESSION_ID_LEN + 1];
     uint64_t key;
     int view;
+    bool transient; /* a 2026-07-28 request's session: never in the table, no id */
     char proto[32];
     json_t *caps;
     bool closed;
@@ -190,14 +191,13 @@ void session_foreach(void (*fn)(struct session *s, void *arg), void *arg)
     free(c.v);
 }
 
-struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err)
+/* The parts of a session that do not involve the table. */
+static struct session *session_alloc(int view, const char *protocol_version, json_t *client_caps, int refs)
 {
     struct session *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        *err = ERR_NOMEM;
+    if (s == NULL)
         return NULL;
-    }
-    atomic_init(&s->refcnt, 2); /* the table's and the caller's */
+    atomic_init(&s->refcnt, refs);
     pthread_mutex_init(&s->lock, NULL);
     s->view = view;
     snprintf(s->proto, sizeof(s->proto), "%s", protocol_version);
@@ -207,6 +207,32 @@ struct session *session_new(int view, const char *protocol_version, json_t *clie
     idmap_init(&s->reqs);
     s->next_req_id = 1;
     atomic_init(&s->last_used, now_ms());
+    return s;
+}
+
+struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps, int *err)
+{
+    struct session *s = session_alloc(view, protocol_version, client_caps, 1);
+    if (s == NULL) {
+        *err = ERR_NOMEM;
+        return NULL;
+    }
+    s->transient = true;
+    return s;
+}
+
+bool session_transient(const struct session *s)
+{
+    return s->transient;
+}
+
+struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err)
+{
+    struct session *s = session_alloc(view, protocol_version, client_caps, 2); /* the table's and the caller's */
+    if (s == NULL) {
+        *err = ERR_NOMEM;
+        return NULL;
+    }
 
     pthread_mutex_lock(&table.lock);
     if (table.count >= table.max) {
@@ -287,6 +313,8 @@ static void wake_writer(struct stream *st); /* below */
 
 void session_close(struct session *s)
 {
+    if (s->transient)
+        goto streams;
     pthread_mutex_lock(&table.lock);
     if (idmap_get(&table.map, s->key) == s) {
         idmap_del(&table.map, s->key);
@@ -297,6 +325,7 @@ void session_close(struct session *s)
         pthread_mutex_unlock(&table.lock);
     }
 
+streams:
     /* End every stream: writers are woken and find them finished. */
     pthread_mutex_lock(&s->lock);
     if (s->closed) {

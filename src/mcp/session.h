@@ -47,6 +47,14 @@ unsigned session_table_count(void);
  * Returns a new reference, or NULL with *err = ERR_LIMIT (too many sessions) or ERR_NOMEM.
  */
 struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err);
+/*
+ * A transient session for one 2026-07-28 request (stateless era): the client's capabilities come
+ * from the request's _meta. It is never in the table (no id, unreachable by any other request,
+ * never swept, never broadcast to); whoever created it closes it when the answer has ended.
+ * Returns a new reference, or NULL with *err = ERR_NOMEM.
+ */
+struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps, int *err);
+bool session_transient(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
 struct session *session_find(const char *id, size_t len);
 struct session *session_ref(struct session *s);

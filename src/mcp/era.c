@@ -1,0 +1,246 @@
+/*
+ * Protocol eras on the downstream side: telling a 2026-07-28 (stateless) request from a
+ * 2025-11-25 one, and the checks the 2026-07-28 Streamable HTTP transport makes before a request
+ * is processed (its "Server Validation": MCP-Protocol-Version, Mcp-Method and Mcp-Name mirror the
+ * body; the per-request _meta carries the version and the client's capabilities).
+ *
+ * Everything here works on values the HTTP layer extracted, so that it can be unit-tested and
+ * fuzzed without a server. Each refusal is a complete JSON-RPC error answer naming the header or
+ * field at fault and both values.
+ */
+#include "mcp/gateway.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const mcp_modern_versions[] = {MCP_VERSION_2026, NULL};
+
+#define META_VERSION "io.modelcontextprotocol/protocolVersion"
+#define META_CAPS "io.modelcontextprotocol/clientCapabilities"
+
+static bool span_eq(const char *a, size_t alen, const char *b)
+{
+    return a != NULL && b != NULL && strlen(b) == alen && memcmp(a, b, alen) == 0;
+}
+
+static bool version_known(const char *v, size_t len)
+{
+    for (int i = 0; mcp_modern_versions[i]; i++)
+        if (span_eq(v, len, mcp_modern_versions[i]))
+            return true;
+    for (int i = 0; mcp_supported_versions[i]; i++)
+        if (span_eq(v, len, mcp_supported_versions[i]))
+            return true;
+    return false;
+}
+
+static const char *meta_version(json_t *msg)
+{
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    return json_string_value(json_object_get(meta, META_VERSION));
+}
+
+bool mcp_era_is_modern(const struct mcp_era_headers *h, json_t *msg)
+{
+    if (h->has_session)
+        return false;
+    if (span_eq(h->version, h->version_len, MCP_VERSION_2026))
+        return true;
+    const char *mv = meta_version(msg);
+    if (mv != NULL && strcmp(mv, MCP_VERSION_2026) == 0)
+        return true;
+    /* A request (not initialize) with no session and a version nobody speaks: the era is
+       unknowable, and the modern answer (-32022 with the supported list) helps either kind of
+       client. initialize is the legacy handshake: it keeps its own negotiation. */
+    const char *method = jsonrpc_method(msg);
+    if (h->version != NULL && !version_known(h->version, h->version_len) && method != NULL &&
+        json_object_get(msg, "id") != NULL && strcmp(method, "initialize") != 0)
+        return true;
+    return false;
+}
+
+int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *out_len)
+{
+    static const char prefix[] = "=?base64?", suffix[] = "?=";
+    const size_t pl = sizeof(prefix) - 1, sl = sizeof(suffix) - 1;
+    if (len >= pl + sl && memcmp(v, prefix, pl) == 0 && memcmp(v + len - sl, suffix, sl) == 0) {
+        size_t n = 0;
+        if (sodium_base642bin((unsigned char *)out, cap, v + pl, len - pl - sl, NULL, &n, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+            return ERR_INVAL;
+        *out_len = n;
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!(c == '\t' || (c >= 0x20 && c <= 0x7e)))
+            return ERR_INVAL;
+    }
+    if (len > cap)
+        return ERR_LIMIT;
+    memcpy(out, v, len);
+    *out_len = len;
+    return 0;
+}
+
+static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data, const char *fmt, ...)
+{
+    char msg[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->status = status;
+    r->error = jsonrpc_error_new(id, code, msg, data);
+}
+
+json_t *mcp_era_supported_versions(void)
+{
+    json_t *a = json_array();
+    for (int i = 0; mcp_modern_versions[i]; i++)
+        json_array_append_new(a, json_string(mcp_modern_versions[i]));
+    for (int i = 0; mcp_supported_versions[i]; i++)
+        json_array_append_new(a, json_string(mcp_supported_versions[i]));
+    return a;
+}
+
+/* Printable form of a header value for a message: at most 120 bytes, quoted by the caller. */
+#define SHOW(p, n) (int)((n) > 120 ? 120 : (n)), (p)
+
+/* HTTP field values carry no leading or trailing whitespace (RFC 9110 5.5): a client's stray
+   "name  " is the value "name". */
+static void trim(const char **p, size_t *n)
+{
+    while (*p && *n && (**p == ' ' || **p == '\t')) {
+        (*p)++;
+        (*n)--;
+    }
+    while (*p && *n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+        (*n)--;
+}
+
+int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp_era_refusal *r)
+{
+    struct mcp_era_headers hc = *hdrs, *h = &hc;
+    trim(&h->version, &h->version_len);
+    trim(&h->method, &h->method_len);
+    trim(&h->name, &h->name_len);
+    memset(r, 0, sizeof(*r));
+    json_t *id = json_object_get(msg, "id");
+    const char *method = jsonrpc_method(msg);
+    json_t *params = json_object_get(msg, "params");
+    json_t *meta = json_object_get(params, "_meta");
+
+    /* The version first: a version nobody here speaks gets the list to choose from. */
+    if (h->version != NULL && !version_known(h->version, h->version_len)) {
+        char req[64];
+        snprintf(req, sizeof(req), "%.*s", SHOW(h->version, h->version_len));
+        refuse(r, id, 400, MCP_ERR_UNSUPPORTED_VERSION,
+               json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", req),
+               "Unsupported protocol version: %s (MCP-Protocol-Version); supported: see data.supported", req);
+        return ERR_INVAL;
+    }
+    json_t *jv = json_object_get(meta, META_VERSION);
+    if (!json_is_string(jv)) {
+        refuse(r, id, 400, JSONRPC_INVALID_PARAMS, json_pack("{s:s}", "field", "params._meta." META_VERSION),
+               "Invalid params: params._meta[\"" META_VERSION "\"] is %s; a 2026-07-28 request must carry its protocol version there",
+               jv == NULL ? "missing" : "not a string");
+        return ERR_INVAL;
+    }
+    const char *mv = json_string_value(jv);
+    if (h->version == NULL) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: the MCP-Protocol-Version header is missing (body _meta says '%.64s')", mv);
+        return ERR_INVAL;
+    }
+    if (!span_eq(h->version, h->version_len, mv)) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: MCP-Protocol-Version header value '%.*s' does not match body value '%.64s'",
+               SHOW(h->version, h->version_len), mv);
+        return ERR_INVAL;
+    }
+    if (strcmp(mv, MCP_VERSION_2026) != 0) {
+        /* A legacy version with per-request _meta and no session: not a combination that exists. */
+        refuse(r, id, 400, MCP_ERR_UNSUPPORTED_VERSION, json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", mv),
+               "Unsupported protocol version: %.64s without a session; versions before %s need initialize first", mv,
+               MCP_VERSION_2026);
+        return ERR_INVAL;
+    }
+    json_t *caps = json_object_get(meta, META_CAPS);
+    if (!json_is_object(caps)) {
+        refuse(r, id, 400, JSONRPC_INVALID_PARAMS, json_pack("{s:s}", "field", "params._meta." META_CAPS),
+               "Invalid params: params._meta[\"" META_CAPS "\"] is %s; it must be an object (empty when the client has none)",
+               caps == NULL ? "missing" : "not an object");
+        return ERR_INVAL;
+    }
+    if (h->method == NULL) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: the Mcp-Method header is missing (body method '%.64s')",
+               method ? method : "");
+        return ERR_INVAL;
+    }
+    if (method == NULL || !span_eq(h->method, h->method_len, method)) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: Mcp-Method header value '%.*s' does not match body value '%.64s'",
+               SHOW(h->method, h->method_len), method ? method : "");
+        return ERR_INVAL;
+    }
+    const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ? "name"
+                        : strcmp(method, "resources/read") == 0                                 ? "uri"
+                                                                                                 : NULL;
+    if (field == NULL)
+        return 0;
+    json_t *jbody = json_object_get(params, field);
+    const char *body = json_string_value(jbody);
+    if (h->name == NULL) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: the Mcp-Name header is missing (required for %s; body params.%s '%.120s')",
+               method, field, body ? body : "");
+        return ERR_INVAL;
+    }
+    char decoded[1024];
+    size_t dlen = 0;
+    if (mcp_header_decode(h->name, h->name_len, decoded, sizeof(decoded), &dlen) != 0) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: the Mcp-Name header value '%.*s' is not valid (bad =?base64?...?= encoding, invalid characters, or over 1024 bytes)",
+               SHOW(h->name, h->name_len));
+        return ERR_INVAL;
+    }
+    if (body == NULL || json_string_length(jbody) != dlen || memcmp(body, decoded, dlen) != 0) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: Mcp-Name header value '%.*s' does not match body value '%.120s'",
+               SHOW(decoded, dlen), body ? body : "");
+        return ERR_INVAL;
+    }
+    return 0;
+}
+
+bool mcp_era_method_stateless(const char *method)
+{
+    /* ping is gone in 2026-07-28 (404 like any removed method). */
+    static const char *const methods[] = {"server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get",
+                                          "resources/list", "resources/templates/list", "resources/read", "completion/complete",
+                                          NULL};
+    for (int i = 0; method && methods[i]; i++)
+        if (strcmp(method, methods[i]) == 0)
+            return true;
+    return false;
+}
+
+void mcp_era_strip_meta(json_t *msg)
+{
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    if (!json_is_object(meta))
+        return;
+    const char *key;
+    void *tmp;
+    json_t *val;
+    json_object_foreach_safe(meta, tmp, key, val)
+    {
+        (void)val;
+        if (strncmp(key, "io.modelcontextprotocol/", 24) == 0)
+            json_object_del(meta, key);
+    }
+    if (json_object_size(meta) == 0)
+        json_object_del(json_object_get(msg, "params"), "_meta");
+}
