@@ -1,0 +1,63 @@
+/*
+ * Fuzz MCP 2026-07-28 request handling before the engine sees it: the Mcp-Name header decoding
+ * ("=?base64?...?=" sentinel), era detection and the "Server Validation" checks, on arbitrary
+ * header values and bodies. Input layout: four fields separated by '\n' — MCP-Protocol-Version,
+ * Mcp-Method, Mcp-Name, then the JSON body. A first byte with bit 0 set means an Mcp-Session-Id
+ * is present.
+ */
+#include "mcp/gateway.h"
+#include "mcp/jsonrpc.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The next '\n'-terminated field of [*p, end) (or the rest). */
+static const char *field(const char **p, const char *end, size_t *len)
+{
+    const char *start = *p;
+    const char *nl = memchr(start, '\n', (size_t)(end - start));
+    const char *stop = nl ? nl : end;
+    *len = (size_t)(stop - start);
+    *p = nl ? nl + 1 : end;
+    return start;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > 65536)
+        return 0;
+    const char *p = (const char *)data + 1, *end = (const char *)data + size;
+    struct mcp_era_headers h = {.has_session = data[0] & 1};
+    h.version = field(&p, end, &h.version_len);
+    h.method = field(&p, end, &h.method_len);
+    h.name = field(&p, end, &h.name_len);
+    /* A header that was absent is NULL, not empty: let bit 1..3 say so. */
+    if (data[0] & 2)
+        h.version = NULL, h.version_len = 0;
+    if (data[0] & 4)
+        h.method = NULL, h.method_len = 0;
+    if (data[0] & 8)
+        h.name = NULL, h.name_len = 0;
+
+    char out[256];
+    size_t out_len;
+    if (h.name != NULL)
+        mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len);
+
+    json_t *msg = NULL, *id = NULL;
+    enum jsonrpc_kind kind;
+    if (jsonrpc_parse(p, (size_t)(end - p), &msg, &kind, &id, NULL) == 0) {
+        if (mcp_era_is_modern(&h, msg)) {
+            struct mcp_era_refusal r = {0};
+            if (mcp_era_validate(&h, msg, &r) != 0)
+                json_decref(r.error);
+        }
+        json_decref(msg);
+    }
+    json_decref(id);
+    return 0;
+}
