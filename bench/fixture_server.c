@@ -102,8 +102,8 @@ static void send_message(h2o_req_t *req, int status, const char *body, size_t le
 /* Reply {"jsonrpc":"2.0","id":id,<key>:value}; steals `value`. */
 static void reply(h2o_req_t *req, int status, json_t *id, const char *key, json_t *value)
 {
-    json_t *msg = json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
-                            key, value);
+    json_t *msg =
+        json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), key, value);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     if (text == NULL) {
         h2o_send_error_500(req, "Internal Server Error", "out of memory", 0);
@@ -370,17 +370,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "fixture: core_init failed\n");
         return 1;
     }
-    tools_list_result = json_pack(
-        "{s:[{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}}, s:[s]}}]}", "tools", "name", "echo",
-        "description", "Returns its text argument unchanged.", "inputSchema", "type", "object",
-        "properties", "text", "type", "string", "description", "Text to echo back.", "required",
-        "text");
+    tools_list_result =
+        json_pack("{s:[{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}}, s:[s]}}]}", "tools", "name", "echo",
+                  "description", "Returns its text argument unchanged.", "inputSchema", "type",
+                  "object", "properties", "text", "type", "string", "description",
+                  "Text to echo back.", "required", "text");
 
     h2o_config_init(&config);
     config.server_name = h2o_iovec_init(H2O_STRLIT("gatehouse-bench-fixture"));
     config.max_request_entity_size = FIXTURE_MAX_BODY;
-    h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")),
-                                                    65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/mcp", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = on_req;

@@ -275,7 +275,8 @@ static void rp_capture(struct resp_parser *p, const char *data, size_t len)
     if (p->capture == NULL || p->capture_len >= LG_CAPTURE_MAX - 1) {
         return;
     }
-    size_t n = len < LG_CAPTURE_MAX - 1 - p->capture_len ? len : LG_CAPTURE_MAX - 1 - p->capture_len;
+    size_t n =
+        len < LG_CAPTURE_MAX - 1 - p->capture_len ? len : LG_CAPTURE_MAX - 1 - p->capture_len;
     memcpy(p->capture + p->capture_len, data, n);
     p->capture_len += n;
     p->capture[p->capture_len] = '\0';
@@ -481,7 +482,7 @@ struct conn {
     /* sessions mode */
     enum session_step step;
     int opening; /* counted in G.openers: working towards a session */
-    char *out; /* the request being sent (rate mode uses the shared template) */
+    char *out;   /* the request being sent (rate mode uses the shared template) */
     size_t out_len;
 };
 
@@ -593,10 +594,10 @@ static char *build_request(const char *method, const char *body, size_t body_len
 
 static char *initialize_body(void)
 {
-    json_t *msg = json_pack("{s:s, s:i, s:s, s:{s:s, s:{}, s:{s:s, s:s}}}", "jsonrpc", "2.0", "id",
-                            0, "method", "initialize", "params", "protocolVersion",
-                            o.protocol_version, "capabilities", "clientInfo", "name",
-                            "gatehouse-loadgen", "version", "1.0.0");
+    json_t *msg =
+        json_pack("{s:s, s:i, s:s, s:{s:s, s:{}, s:{s:s, s:s}}}", "jsonrpc", "2.0", "id", 0,
+                  "method", "initialize", "params", "protocolVersion", o.protocol_version,
+                  "capabilities", "clientInfo", "name", "gatehouse-loadgen", "version", "1.0.0");
     char *s = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     return s;
@@ -681,8 +682,8 @@ static void mcp_initialize(void)
         exit(1);
     }
     json_t *msg = captured_message(&p);
-    const char *v = json_string_value(json_object_get(json_object_get(msg, "result"),
-                                                      "protocolVersion"));
+    const char *v =
+        json_string_value(json_object_get(json_object_get(msg, "result"), "protocolVersion"));
     if (v == NULL) {
         fprintf(stderr, "loadgen: initialize: no result.protocolVersion in: %.300s\n", capture);
         exit(1);
@@ -893,7 +894,8 @@ static void conn_open(struct conn *c)
     }
 }
 
-/* ---- sessions mode ---------------------------------------------------------------------------- */
+/* ---- sessions mode ----------------------------------------------------------------------------
+ */
 
 static void session_send(struct conn *c, enum session_step step)
 {
@@ -1017,14 +1019,14 @@ static void sessions_maybe_ready(int force)
     printf("READY established=%ld requested=%ld errors=%llu elapsed_s=%.2f\n", G.established,
            o.sessions,
            (unsigned long long)(G.err.connect + G.err.io + G.err.protocol + G.err.timeout +
-                                G.err.closed + G.err.non2xx + G.err.unexpected +
-                                G.err.no_session),
+                                G.err.closed + G.err.non2xx + G.err.unexpected + G.err.no_session),
            (double)(now_ns() - G.start_ns) / 1e9);
     fflush(stdout);
     uv_timer_start(&G.hold_timer, on_hold_done, (uint64_t)(o.hold_s * 1000), 0);
 }
 
-/* ---- rate and closed modes -------------------------------------------------------------------- */
+/* ---- rate and closed modes --------------------------------------------------------------------
+ */
 
 static uint64_t sched_of(uint64_t i)
 {
@@ -1214,16 +1216,16 @@ static void on_signal_cb(uv_signal_t *s, int signum)
     stop_run();
 }
 
-/* ---- report ----------------------------------------------------------------------------------- */
+/* ---- report -----------------------------------------------------------------------------------
+ */
 
 static void print_hist(const char *name, const struct hist *h)
 {
-    printf("  %-8s p50 %6llu  p90 %6llu  p99 %6llu  p99.9 %6llu  max %7llu  mean %7.1f us\n", name,
-           (unsigned long long)hist_percentile(h, 0.50),
-           (unsigned long long)hist_percentile(h, 0.90),
-           (unsigned long long)hist_percentile(h, 0.99),
-           (unsigned long long)hist_percentile(h, 0.999), (unsigned long long)h->max,
-           h->count ? (double)h->sum / (double)h->count : 0.0);
+    printf(
+        "  %-8s p50 %6llu  p90 %6llu  p99 %6llu  p99.9 %6llu  max %7llu  mean %7.1f us\n", name,
+        (unsigned long long)hist_percentile(h, 0.50), (unsigned long long)hist_percentile(h, 0.90),
+        (unsigned long long)hist_percentile(h, 0.99), (unsigned long long)hist_percentile(h, 0.999),
+        (unsigned long long)h->max, h->count ? (double)h->sum / (double)h->count : 0.0);
 }
 
 static void report_load(void)
@@ -1234,8 +1236,7 @@ static void report_load(void)
     double achieved = window > 0 ? (double)G.measured_done / window : 0;
     uint64_t unsent = o.mode == MODE_RATE ? G.total - G.sent : 0;
     if (o.mode == MODE_CLOSED && G.measured_done > 1) {
-        achieved = (double)G.measured_done /
-                   ((double)(G.end_ns - G.measure_from) / 1e9);
+        achieved = (double)G.measured_done / ((double)(G.end_ns - G.measure_from) / 1e9);
     }
     printf("%s %s:%d%s  connections=%d  %s\n", o.mode == MODE_RATE ? "rate" : "closed", o.host,
            o.port, o.path, o.connections, G.session_id[0] ? "(MCP session)" : "");
@@ -1261,19 +1262,18 @@ static void report_load(void)
         print_hist("latency", &G.svc);
     }
     const struct hist *h = o.mode == MODE_RATE ? &G.lat : &G.svc;
-    printf("RESULT mode=%s target_rps=%.0f achieved_rps=%.1f completed=%llu errors=%llu "
-           "non2xx=%llu unsent=%llu p50_us=%llu p90_us=%llu p99_us=%llu p999_us=%llu max_us=%llu "
-           "mean_us=%.1f svc_p50_us=%llu svc_p99_us=%llu\n",
-           o.mode == MODE_RATE ? "rate" : "closed", o.mode == MODE_RATE ? o.rate : 0, achieved,
-           (unsigned long long)G.measured_done, (unsigned long long)errors,
-           (unsigned long long)G.status_other, (unsigned long long)unsent,
-           (unsigned long long)hist_percentile(h, 0.50),
-           (unsigned long long)hist_percentile(h, 0.90),
-           (unsigned long long)hist_percentile(h, 0.99),
-           (unsigned long long)hist_percentile(h, 0.999), (unsigned long long)h->max,
-           h->count ? (double)h->sum / (double)h->count : 0.0,
-           (unsigned long long)hist_percentile(&G.svc, 0.50),
-           (unsigned long long)hist_percentile(&G.svc, 0.99));
+    printf(
+        "RESULT mode=%s target_rps=%.0f achieved_rps=%.1f completed=%llu errors=%llu "
+        "non2xx=%llu unsent=%llu p50_us=%llu p90_us=%llu p99_us=%llu p999_us=%llu max_us=%llu "
+        "mean_us=%.1f svc_p50_us=%llu svc_p99_us=%llu\n",
+        o.mode == MODE_RATE ? "rate" : "closed", o.mode == MODE_RATE ? o.rate : 0, achieved,
+        (unsigned long long)G.measured_done, (unsigned long long)errors,
+        (unsigned long long)G.status_other, (unsigned long long)unsent,
+        (unsigned long long)hist_percentile(h, 0.50), (unsigned long long)hist_percentile(h, 0.90),
+        (unsigned long long)hist_percentile(h, 0.99), (unsigned long long)hist_percentile(h, 0.999),
+        (unsigned long long)h->max, h->count ? (double)h->sum / (double)h->count : 0.0,
+        (unsigned long long)hist_percentile(&G.svc, 0.50),
+        (unsigned long long)hist_percentile(&G.svc, 0.99));
 }
 
 static void report_sessions(void)
@@ -1288,7 +1288,8 @@ static void report_sessions(void)
            (unsigned long long)G.err.unexpected);
 }
 
-/* ---- command line ----------------------------------------------------------------------------- */
+/* ---- command line -----------------------------------------------------------------------------
+ */
 
 static void usage(void)
 {
@@ -1423,8 +1424,8 @@ static void parse_args(int argc, char **argv)
     if (!have_url || o.rate <= 0 || o.rate > LG_MAX_RATE || o.duration_s <= 0 ||
         o.duration_s > LG_MAX_DURATION_S || o.warmup_s < 0 || o.warmup_s >= o.duration_s ||
         o.connections < 1 || o.connections > LG_MAX_CONNECTIONS || o.timeout_ms < 1 ||
-        o.sessions < 0 || o.sessions > LG_MAX_CONNECTIONS || o.concurrency < 1 ||
-        o.hold_s < 0 || o.hold_s > 3600 || o.open_timeout_s <= 0) {
+        o.sessions < 0 || o.sessions > LG_MAX_CONNECTIONS || o.concurrency < 1 || o.hold_s < 0 ||
+        o.hold_s > 3600 || o.open_timeout_s <= 0) {
         usage();
     }
     if (o.body == NULL) {

@@ -24,7 +24,8 @@ static void check_answer(json_t *id)
     char *text = json_dumps(e, JSON_COMPACT);
     json_t *m = NULL, *id2 = NULL;
     struct err_info ei;
-    if (text == NULL || jsonrpc_parse(text, strlen(text), &m, &k, &id2, &ei) != 0 || k != JSONRPC_ERROR)
+    if (text == NULL || jsonrpc_parse(text, strlen(text), &m, &k, &id2, &ei) != 0 ||
+        k != JSONRPC_ERROR)
         abort();
     json_decref(m);
     json_decref(id2);
@@ -35,7 +36,7 @@ static void check_answer(json_t *id)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *msg = NULL, *id = NULL;
-    enum jsonrpc_kind kind = (enum jsonrpc_kind)-1;
+    enum jsonrpc_kind kind = (enum jsonrpc_kind) - 1;
     struct err_info ei;
     memset(&ei, 0, sizeof(ei));
     int err = jsonrpc_parse((const char *)data, size, &msg, &kind, &id, &ei);

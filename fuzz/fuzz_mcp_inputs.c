@@ -30,9 +30,11 @@ static void setup(void)
         abort();
     struct catalog_source src[2] = {{.server = "a", .srv = &cfg->servers[0], .ready = 1},
                                     {.server = "b", .srv = &cfg->servers[1], .ready = 1}};
-    src[0].lists[CAT_TOOLS] = json_loads("[{\"name\":\"x\"},{\"name\":\"y\"},{\"name\":\"z\"}]", 0, NULL);
+    src[0].lists[CAT_TOOLS] =
+        json_loads("[{\"name\":\"x\"},{\"name\":\"y\"},{\"name\":\"z\"}]", 0, NULL);
     src[1].lists[CAT_TOOLS] = json_loads("[{\"name\":\"x\"}]", 0, NULL);
-    src[0].lists[CAT_TEMPLATES] = json_loads("[{\"uriTemplate\":\"r://{id}/{part}.json\"}]", 0, NULL);
+    src[0].lists[CAT_TEMPLATES] =
+        json_loads("[{\"uriTemplate\":\"r://{id}/{part}.json\"}]", 0, NULL);
     if (catalog_build(cfg, src, 2, 1, 0, &cat, NULL) != 0)
         abort();
     for (int i = 0; i < 2; i++)

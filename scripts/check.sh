@@ -4,7 +4,7 @@
 # unit        ctest: the C unit tests and the replay of every fuzz target's seed corpus
 # integration node --test tests/integration: the real binary on ephemeral ports, bad input, faults
 # interop     node --test tests/interop: real MCP clients, servers, the Inspector and the conformance suite
-# lint        cppcheck over src/ (warnings are failures)
+# lint        cppcheck over src/ (warnings are failures), and clang-format: the tree is formatted
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: scripts/check.sh BUILD_DIR [phases...]}
@@ -68,6 +68,16 @@ for phase in $phases; do
       echo "  1 passed, 0 failed"
     else
       head -20 "$log_dir/lint.log"
+      failed=$((failed + 1))
+      echo "  0 passed, 1 failed"
+    fi
+    echo "== lint (clang-format)"
+    if clang-format --dry-run --Werror $(git ls-files '*.c' '*.h') >"$log_dir/format.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "  1 passed, 0 failed"
+    else
+      head -20 "$log_dir/format.log"
+      echo "  (run make format)"
       failed=$((failed + 1))
       echo "  0 passed, 1 failed"
     fi

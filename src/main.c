@@ -90,7 +90,8 @@ static int cmd_openapi(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    int err = json ? openapi_inspect_json(file, overrides, stdout) : openapi_inspect(file, overrides, stdout);
+    int err = json ? openapi_inspect_json(file, overrides, stdout)
+                   : openapi_inspect(file, overrides, stdout);
     return err ? 1 : 0;
 }
 
@@ -115,12 +116,15 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 static bool listeners_differ(const struct config *a, const struct config *b)
 {
-    if (a->nlisteners != b->nlisteners || a->workers != b->workers || a->http2 != b->http2 || a->max_body != b->max_body)
+    if (a->nlisteners != b->nlisteners || a->workers != b->workers || a->http2 != b->http2 ||
+        a->max_body != b->max_body)
         return true;
     for (size_t i = 0; i < a->nlisteners; i++) {
         const struct config_listener *x = &a->listeners[i], *y = &b->listeners[i];
-        if (strcmp(x->address, y->address) != 0 || x->port != y->port || (x->tls_cert == NULL) != (y->tls_cert == NULL) ||
-            (x->tls_cert && strcmp(x->tls_cert, y->tls_cert) != 0) || (x->tls_key && y->tls_key && strcmp(x->tls_key, y->tls_key) != 0))
+        if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
+            (x->tls_cert == NULL) != (y->tls_cert == NULL) ||
+            (x->tls_cert && strcmp(x->tls_cert, y->tls_cert) != 0) ||
+            (x->tls_key && y->tls_key && strcmp(x->tls_key, y->tls_key) != 0))
             return true;
     }
     return false;
@@ -133,11 +137,13 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     struct err_info ei = {0};
     int err = config_load_file(rt->path, &cfg, &ei);
     if (err) {
-        log_error("reload", "configuration not reloaded, the running one stays in force: %s", ei.msg[0] ? ei.msg : err_str(err));
+        log_error("reload", "configuration not reloaded, the running one stays in force: %s",
+                  ei.msg[0] ? ei.msg : err_str(err));
         return;
     }
     if ((err = gateway_reload(cfg, &ei)) != 0) {
-        log_error("reload", "servers not reloaded, the running ones stay in force: %s", ei.msg[0] ? ei.msg : err_str(err));
+        log_error("reload", "servers not reloaded, the running ones stay in force: %s",
+                  ei.msg[0] ? ei.msg : err_str(err));
         config_unref(cfg);
         return;
     }
@@ -147,8 +153,14 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     server_reconfigure(rt->srv, cfg);
     session_table_init(cfg->max_sessions, cfg->session_idle_ms, cfg->replay_events);
     if (listeners_differ(rt->cfg, cfg))
-        log_warn("reload", "the listeners, workers or http2 setting changed in %s; they take effect on restart", rt->path);
-    log_info("reload", "configuration reloaded from %s (servers, log level, allowed hosts and origins, limits)", rt->path);
+        log_warn(
+            "reload",
+            "the listeners, workers or http2 setting changed in %s; they take effect on restart",
+            rt->path);
+    log_info(
+        "reload",
+        "configuration reloaded from %s (servers, log level, allowed hosts and origins, limits)",
+        rt->path);
     config_unref(rt->cfg);
     rt->cfg = cfg;
 }
@@ -166,17 +178,23 @@ static void print_banner(struct runtime *rt)
         const char *scheme = l->tls_cert ? "https" : "http";
         int v6 = strchr(l->address, ':') != NULL;
         char url[300];
-        snprintf(url, sizeof(url), "%s://%s%s%s:%u/mcp", scheme, v6 ? "[" : "", l->address, v6 ? "]" : "", server_port(rt->srv, i));
-        json_t *f = json_pack("{s:s, s:s, s:i}", "url", url, "address", l->address, "port", server_port(rt->srv, i));
+        snprintf(url, sizeof(url), "%s://%s%s%s:%u/mcp", scheme, v6 ? "[" : "", l->address,
+                 v6 ? "]" : "", server_port(rt->srv, i));
+        json_t *f = json_pack("{s:s, s:s, s:i}", "url", url, "address", l->address, "port",
+                              server_port(rt->srv, i));
         log_fields(LOG_WARN, "listening", f); /* at warn so that it shows at every log level */
-        printf("Gatehouse %s is listening. Point an MCP client at:\n  %s\n", GATEHOUSE_VERSION, url);
+        printf("Gatehouse %s is listening. Point an MCP client at:\n  %s\n", GATEHOUSE_VERSION,
+               url);
     }
     for (size_t i = 0; i < cfg->nservers; i++) {
         const struct config_server *s = &cfg->servers[i];
         printf("  /mcp/%s  (%s: %s)\n", s->name, config_transport_str(s->transport),
-               s->transport == TRANSPORT_STDIO ? s->command : s->transport == TRANSPORT_HTTP ? s->url : s->spec);
+               s->transport == TRANSPORT_STDIO  ? s->command
+               : s->transport == TRANSPORT_HTTP ? s->url
+                                                : s->spec);
     }
-    printf("Health: /healthz  Readiness: /readyz  Metrics: /metrics  (Ctrl-C or SIGTERM stops, SIGHUP reloads)\n");
+    printf(
+        "Health: /healthz  Readiness: /readyz  Metrics: /metrics  (Ctrl-C or SIGTERM stops, SIGHUP reloads)\n");
     fflush(stdout);
 }
 
@@ -229,7 +247,8 @@ static int cmd_run(int argc, char **argv)
         goto stop;
     }
     if (!gateway_ready())
-        log_warn("startup", "not every server is ready; see /readyz (the others are served meanwhile)");
+        log_warn("startup",
+                 "not every server is ready; see /readyz (the others are served meanwhile)");
     server_listen(rt.srv);
     print_banner(&rt);
 
@@ -283,7 +302,8 @@ int main(int argc, char **argv)
         printf("gatehouse %s\n", GATEHOUSE_VERSION);
         return 0;
     }
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;
     }

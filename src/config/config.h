@@ -13,7 +13,7 @@
 
 #include "core/err.h"
 
-#define CONFIG_NAME_MAX 64 /* server names match ^[a-zA-Z0-9_-]{1,64}$ */
+#define CONFIG_NAME_MAX 64            /* server names match ^[a-zA-Z0-9_-]{1,64}$ */
 #define CONFIG_MAX_SIZE (1024 * 1024) /* a larger configuration file is refused (ERR_LIMIT) */
 
 enum config_prefix_mode {
@@ -32,8 +32,8 @@ struct config_kv {
 };
 
 struct config_listener {
-    char *address; /* numeric IPv4/IPv6 literal or "localhost"; default 127.0.0.1 */
-    uint16_t port; /* 0 = ephemeral (the chosen port is logged and printed) */
+    char *address;  /* numeric IPv4/IPv6 literal or "localhost"; default 127.0.0.1 */
+    uint16_t port;  /* 0 = ephemeral (the chosen port is logged and printed) */
     char *tls_cert; /* PEM paths, both NULL or both set */
     char *tls_key;
 };
@@ -50,10 +50,10 @@ struct config_server {
     char *name;
     enum config_transport transport;
     /* stdio */
-    char *command;               /* looked up in PATH when it has no '/' */
-    char **args;                 /* NULL-terminated, may be empty */
+    char *command; /* looked up in PATH when it has no '/' */
+    char **args;   /* NULL-terminated, may be empty */
     size_t nargs;
-    struct config_kv *env;       /* added to (or replacing in) the inherited environment */
+    struct config_kv *env; /* added to (or replacing in) the inherited environment */
     size_t nenv;
     char *cwd;                   /* NULL = the gateway's */
     uint32_t restart_initial_ms; /* default 500 */
@@ -61,32 +61,34 @@ struct config_server {
     /* http */
     char *url;
     /* http and openapi */
-    struct config_kv *headers;   /* static headers sent on every request */
+    struct config_kv *headers; /* static headers sent on every request */
     size_t nheaders;
     /* openapi: a REST API described by an OpenAPI document, served in-process */
-    char *spec;                  /* the document (JSON or YAML); not read at load time */
-    char *overrides;             /* the editorial file, or NULL */
-    char *base_url;              /* replaces the document's server URL, or NULL */
+    char *spec;      /* the document (JSON or YAML); not read at load time */
+    char *overrides; /* the editorial file, or NULL */
+    char *base_url;  /* replaces the document's server URL, or NULL */
     /* both */
     struct config_timeouts timeouts;
-    uint32_t max_concurrency;    /* requests in flight to this server; default 64 */
-    size_t max_queue;            /* stdio write queue bytes; default 8 MiB */
-    size_t max_message;          /* largest message accepted from the server; default 16 MiB */
-    int prefix;                  /* -1 = inherit the global mode, else enum config_prefix_mode */
+    uint32_t max_concurrency; /* requests in flight to this server; default 64 */
+    size_t max_queue;         /* stdio write queue bytes; default 8 MiB */
+    size_t max_message;       /* largest message accepted from the server; default 16 MiB */
+    int prefix;               /* -1 = inherit the global mode, else enum config_prefix_mode */
 };
 
 struct config {
     _Atomic int refcnt; /* use config_ref/config_unref */
-    char *source; /* file name the snapshot was loaded from, or "<string>" */
+    char *source;       /* file name the snapshot was loaded from, or "<string>" */
 
     struct config_listener *listeners;
     size_t nlisteners;
-    unsigned workers;  /* 0 = number of cores */
-    bool http2;        /* default false: Debian's h2o lacks post-2019 HTTP/2 DoS fixes */
+    unsigned workers; /* 0 = number of cores */
+    bool http2;       /* default false: Debian's h2o lacks post-2019 HTTP/2 DoS fixes */
 
-    char **allowed_hosts; /* Host header allow-list (host part, port ignored); default localhost,127.0.0.1,[::1] */
+    char **allowed_hosts; /* Host header allow-list (host part, port ignored); default
+                             localhost,127.0.0.1,[::1] */
     size_t nallowed_hosts;
-    char **allowed_origins; /* Origin allow-list (exact "scheme://host[:port]"); requests without Origin pass */
+    char **allowed_origins; /* Origin allow-list (exact "scheme://host[:port]"); requests without
+                               Origin pass */
     size_t nallowed_origins;
 
     size_t max_body;            /* request body limit, default 4 MiB */

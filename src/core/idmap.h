@@ -22,6 +22,7 @@ void *idmap_get(const struct idmap *m, uint64_t key);
 /* Remove and return the value, or NULL. */
 void *idmap_del(struct idmap *m, uint64_t key);
 /* Iterate: call fn for every entry (do not modify the map inside). */
-void idmap_foreach(const struct idmap *m, void (*fn)(uint64_t key, void *val, void *arg), void *arg);
+void idmap_foreach(const struct idmap *m, void (*fn)(uint64_t key, void *val, void *arg),
+                   void *arg);
 
 #endif

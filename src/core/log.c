@@ -65,7 +65,8 @@ static void emit(enum log_level level, const char *event, json_t *obj)
     json_object_set_new(line, "event", json_string(event));
     if (obj != NULL)
         json_object_update_missing(line, obj);
-    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII |
+                                      JSON_REAL_PRECISION(6));
     json_decref(line);
     if (text == NULL)
         return;

@@ -67,7 +67,7 @@ struct worker {
     uv_timer_t shutdown_poll;
     uint64_t shutdown_deadline;
     bool mailbox_closed;
-    struct config *cfg;     /* this worker's reference to the configuration in force */
+    struct config *cfg; /* this worker's reference to the configuration in force */
     uint64_t cfg_gen;
     uint64_t next_req;
     bool draining;
@@ -88,7 +88,8 @@ struct server {
 };
 
 static struct {
-    struct metric *http_requests, *mcp_requests, *mcp_duration, *sessions, *upstream_up, *upstream_restarts;
+    struct metric *http_requests, *mcp_requests, *mcp_duration, *sessions, *upstream_up,
+        *upstream_restarts;
 } M;
 
 static void metrics_init(void)
@@ -96,19 +97,25 @@ static void metrics_init(void)
     static const char *const http_labels[] = {"endpoint", "code"};
     static const char *const mcp_labels[] = {"server", "method", "outcome"};
     static const char *const dur_labels[] = {"server", "method"};
-    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                     0.25,   0.5,   1,      2.5,   5,    10,    30};
     if (M.http_requests)
         return;
-    M.http_requests = metrics_counter("gatehouse_http_requests_total", "HTTP requests by endpoint and status code", 2, http_labels);
-    M.mcp_requests = metrics_counter("gatehouse_mcp_requests_total", "MCP requests by server, method and outcome", 3, mcp_labels);
-    M.mcp_duration = metrics_histogram("gatehouse_mcp_request_duration_seconds",
-                                       "Time from the request to the end of its answer, by server and method", 2, dur_labels,
-                                       buckets, (int)(sizeof(buckets) / sizeof(buckets[0])));
+    M.http_requests = metrics_counter("gatehouse_http_requests_total",
+                                      "HTTP requests by endpoint and status code", 2, http_labels);
+    M.mcp_requests = metrics_counter("gatehouse_mcp_requests_total",
+                                     "MCP requests by server, method and outcome", 3, mcp_labels);
+    M.mcp_duration =
+        metrics_histogram("gatehouse_mcp_request_duration_seconds",
+                          "Time from the request to the end of its answer, by server and method", 2,
+                          dur_labels, buckets, (int)(sizeof(buckets) / sizeof(buckets[0])));
     M.sessions = metrics_gauge("gatehouse_sessions", "Open MCP sessions", 0, NULL);
     static const char *const server_label[] = {"server"};
-    M.upstream_up = metrics_gauge("gatehouse_upstream_up", "1 when the server is initialised and serving", 1, server_label);
-    M.upstream_restarts = metrics_gauge("gatehouse_upstream_restarts", "Restarts of the server's process since the gateway started", 1,
-                                        server_label);
+    M.upstream_up = metrics_gauge("gatehouse_upstream_up",
+                                  "1 when the server is initialised and serving", 1, server_label);
+    M.upstream_restarts = metrics_gauge(
+        "gatehouse_upstream_restarts", "Restarts of the server's process since the gateway started",
+        1, server_label);
 }
 
 /* --- small helpers --- */
@@ -151,7 +158,8 @@ static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *val
 
 static void add_header_str(h2o_req_t *req, const char *name, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
+                          strlen(value));
 }
 
 static void upstream_metrics_cb(const char *name, bool ready, unsigned restarts, void *arg)
@@ -170,12 +178,21 @@ static void count_http(const char *endpoint, int status)
 }
 
 /* Send a complete body (copied into the request's pool). */
-static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body,
+                      size_t len)
 {
-    static const char *const reasons[600] = {[200] = "OK", [202] = "Accepted", [204] = "No Content", [400] = "Bad Request",
-                                             [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
-                                             [406] = "Not Acceptable", [409] = "Conflict", [413] = "Payload Too Large",
-                                             [415] = "Unsupported Media Type", [500] = "Internal Server Error",
+    static const char *const reasons[600] = {[200] = "OK",
+                                             [202] = "Accepted",
+                                             [204] = "No Content",
+                                             [400] = "Bad Request",
+                                             [403] = "Forbidden",
+                                             [404] = "Not Found",
+                                             [405] = "Method Not Allowed",
+                                             [406] = "Not Acceptable",
+                                             [409] = "Conflict",
+                                             [413] = "Payload Too Large",
+                                             [415] = "Unsupported Media Type",
+                                             [500] = "Internal Server Error",
                                              [503] = "Service Unavailable"};
     req->res.status = status;
     req->res.reason = status > 0 && status < 600 && reasons[status] ? reasons[status] : "Status";
@@ -200,7 +217,8 @@ static void send_json(h2o_req_t *req, int status, json_t *body)
 }
 
 /* A JSON-RPC error (id null) as the body of an HTTP refusal. */
-static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...)
 {
     char msg[600];
@@ -224,15 +242,15 @@ struct writer {
     h2o_linklist_t link; /* in w->writers while streaming SSE, in w->waiting before */
     uint64_t attached_ns;
     bool force_start; /* the priming delay passed: start even with nothing to send */
-    struct buf out;      /* bytes handed to h2o_send, valid until proceed */
+    struct buf out;   /* bytes handed to h2o_send, valid until proceed */
     uint64_t cursor;
     uint64_t started_ns;
-    bool json_ok;    /* a single final answer may go out as plain JSON (not used for /mcp answers) */
-    bool started;    /* SSE response headers sent */
-    bool sending;    /* an h2o_send is in flight */
-    bool done;       /* final sent */
-    bool standalone; /* a GET stream */
-    bool final_sent; /* the answer's last event went out (or the stream ended) */
+    bool json_ok; /* a single final answer may go out as plain JSON (not used for /mcp answers) */
+    bool started; /* SSE response headers sent */
+    bool sending; /* an h2o_send is in flight */
+    bool done;    /* final sent */
+    bool standalone;           /* a GET stream */
+    bool final_sent;           /* the answer's last event went out (or the stream ended) */
     struct session *transient; /* a 2026-07-28 request's own session: closed with the response */
     json_t *client_id;         /* and its request id, to cancel it when the client hangs up */
     const char *server;
@@ -242,8 +260,9 @@ struct writer {
     char path[80];
 };
 
-static void log_line(struct worker *w, const char *http_method, const char *path, int status, const char *mcp_method,
-                     const char *server, const char *target, const char *outcome, uint64_t start_ns);
+static void log_line(struct worker *w, const char *http_method, const char *path, int status,
+                     const char *mcp_method, const char *server, const char *target,
+                     const char *outcome, uint64_t start_ns);
 
 static void writer_pump(struct writer *wr);
 
@@ -282,7 +301,8 @@ static void writer_dispose(void *p)
         metrics_inc(M.mcp_requests, l3, 1);
         const char *l2[] = {server, wr->method};
         metrics_observe(M.mcp_duration, l2, secs);
-        log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2], wr->started_ns);
+        log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2],
+                 wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
     if (wr->transient != NULL) {
@@ -314,11 +334,13 @@ static void writer_pump(struct writer *wr)
         return;
     bool finished = false;
     json_t *single = NULL;
-    int err = stream_pull(wr->stream, &wr->cursor, &wr->out, &finished, wr->json_ok && !wr->started, &single);
+    int err = stream_pull(wr->stream, &wr->cursor, &wr->out, &finished, wr->json_ok && !wr->started,
+                          &single);
     if (err == ERR_LIMIT && !wr->started) {
         wr->done = true;
-        send_refusal(wr->req, 409, JSONRPC_INVALID_REQUEST,
-                     "the events after Last-Event-ID are no longer buffered (limits.replay_events); start over");
+        send_refusal(
+            wr->req, 409, JSONRPC_INVALID_REQUEST,
+            "the events after Last-Event-ID are no longer buffered (limits.replay_events); start over");
         return;
     }
     if (single != NULL) {
@@ -350,7 +372,8 @@ static void writer_pump(struct writer *wr)
         /* Priming event: an id the client can resume from, and how soon to reconnect. */
         struct buf prime;
         buf_init(&prime, SSE_CHUNK_MAX + 256);
-        if (buf_printf(&prime, "id: %llu-0\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(wr->stream)) != 0 ||
+        if (buf_printf(&prime, "id: %llu-0\nretry: 1000\ndata: \n\n",
+                       (unsigned long long)stream_number(wr->stream)) != 0 ||
             buf_append(&prime, wr->out.data ? wr->out.data : "", wr->out.len) != 0) {
             buf_release(&prime);
             wr->done = true;
@@ -376,7 +399,8 @@ static void writer_pump(struct writer *wr)
     h2o_send(wr->req, &v, 1, finished ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
-static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream *st, bool standalone)
+static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream *st,
+                                 bool standalone)
 {
     struct writer *wr = h2o_mem_alloc_shared(&req->pool, sizeof(*wr), writer_dispose);
     memset(wr, 0, sizeof(*wr));
@@ -419,7 +443,8 @@ static void keepalive_cb(uv_timer_t *t)
         if (wr->sending || wr->done || !wr->started)
             continue;
         bool superseded = !stream_has_writer(wr->stream, &wr->sw);
-        buf_append_str(&wr->out, superseded ? ": superseded by a newer connection\n\n" : ": keep-alive\n\n");
+        buf_append_str(&wr->out,
+                       superseded ? ": superseded by a newer connection\n\n" : ": keep-alive\n\n");
         h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
         wr->sending = true;
         if (superseded) {
@@ -454,7 +479,8 @@ static bool host_allowed(const struct config *cfg, const char *host, size_t len)
 static bool origin_allowed(const struct config *cfg, h2o_iovec_t origin)
 {
     for (size_t i = 0; i < cfg->nallowed_origins; i++)
-        if (strlen(cfg->allowed_origins[i]) == origin.len && strncasecmp(cfg->allowed_origins[i], origin.base, origin.len) == 0)
+        if (strlen(cfg->allowed_origins[i]) == origin.len &&
+            strncasecmp(cfg->allowed_origins[i], origin.base, origin.len) == 0)
             return true;
     /* An origin on an allowed host (a local web client such as the Inspector) is allowed too. */
     const char *p = memchr(origin.base, ':', origin.len);
@@ -470,16 +496,18 @@ static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
 {
     h2o_iovec_t host = req->authority;
     if (host.len == 0 || !host_allowed(cfg, host.base, host.len)) {
-        send_refusal(req, 403, JSONRPC_INVALID_REQUEST,
-                     "Host \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_hosts in the configuration",
-                     (int)(host.len > 200 ? 200 : host.len), host.base ? host.base : "");
+        send_refusal(
+            req, 403, JSONRPC_INVALID_REQUEST,
+            "Host \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_hosts in the configuration",
+            (int)(host.len > 200 ? 200 : host.len), host.base ? host.base : "");
         return false;
     }
     h2o_iovec_t origin = header_value(req, H2O_STRLIT("origin"));
     if (origin.base != NULL && !origin_allowed(cfg, origin)) {
-        send_refusal(req, 403, JSONRPC_INVALID_REQUEST,
-                     "Origin \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_origins in the configuration",
-                     (int)(origin.len > 200 ? 200 : origin.len), origin.base);
+        send_refusal(
+            req, 403, JSONRPC_INVALID_REQUEST,
+            "Origin \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_origins in the configuration",
+            (int)(origin.len > 200 ? 200 : origin.len), origin.base);
         return false;
     }
     return true;
@@ -490,17 +518,20 @@ static struct session *require_session(h2o_req_t *req, int view)
 {
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     if (sid.base == NULL) {
-        send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "the Mcp-Session-Id header is required; send initialize first to get one");
+        send_refusal(req, 400, JSONRPC_INVALID_REQUEST,
+                     "the Mcp-Session-Id header is required; send initialize first to get one");
         return NULL;
     }
     struct session *s = session_find(sid.base, sid.len);
     if (s == NULL) {
-        send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "session not found: it expired or was closed; initialize a new one");
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                     "session not found: it expired or was closed; initialize a new one");
         return NULL;
     }
     if (session_view(s) != view) {
         session_unref(s);
-        send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "session not found on this endpoint; it belongs to another /mcp path");
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                     "session not found on this endpoint; it belongs to another /mcp path");
         return NULL;
     }
     return s;
@@ -520,21 +551,25 @@ static bool check_protocol_header(h2o_req_t *req)
     }
     char list[128] = "";
     for (int i = 0; mcp_supported_versions[i]; i++)
-        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", mcp_supported_versions[i]);
-    send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "unsupported MCP-Protocol-Version \"%.*s\"; supported: %s",
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                 mcp_supported_versions[i]);
+    send_refusal(req, 400, JSONRPC_INVALID_REQUEST,
+                 "unsupported MCP-Protocol-Version \"%.*s\"; supported: %s",
                  (int)(v.len > 40 ? 40 : v.len), v.base, list);
     return false;
 }
 
-static void log_line(struct worker *w, const char *http_method, const char *path, int status, const char *mcp_method,
-                     const char *server, const char *target, const char *outcome, uint64_t start_ns)
+static void log_line(struct worker *w, const char *http_method, const char *path, int status,
+                     const char *mcp_method, const char *server, const char *target,
+                     const char *outcome, uint64_t start_ns)
 {
     if (log_get_level() > LOG_INFO)
         return;
     char rid[32];
     snprintf(rid, sizeof(rid), "%d-%llu", w->mcp.index, (unsigned long long)++w->next_req);
-    json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:f}", "request_id", rid, "http_method", http_method, "path", path, "status",
-                          status, "duration_ms", (double)(clock_now_ns() - start_ns) / 1e6);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:f}", "request_id", rid, "http_method",
+                          http_method, "path", path, "status", status, "duration_ms",
+                          (double)(clock_now_ns() - start_ns) / 1e6);
     if (mcp_method)
         json_object_set_new(f, "mcp_method", json_string(mcp_method));
     if (server)
@@ -546,12 +581,13 @@ static void log_line(struct worker *w, const char *http_method, const char *path
     log_fields(LOG_INFO, "request", f);
 }
 
-static void log_request(struct worker *w, h2o_req_t *req, int status, const char *mcp_method, const char *server,
-                        const char *target, uint64_t start_ns)
+static void log_request(struct worker *w, h2o_req_t *req, int status, const char *mcp_method,
+                        const char *server, const char *target, uint64_t start_ns)
 {
     char method[16], path[256];
     snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
-    snprintf(path, sizeof(path), "%.*s", (int)(req->path_normalized.len > 255 ? 255 : req->path_normalized.len),
+    snprintf(path, sizeof(path), "%.*s",
+             (int)(req->path_normalized.len > 255 ? 255 : req->path_normalized.len),
              req->path_normalized.base);
     log_line(w, method, path, status, mcp_method, server, target, NULL, start_ns);
 }
@@ -572,8 +608,9 @@ static bool iovec_is(h2o_iovec_t v, const char *s)
 
 /* Stream r's answer on req. transient (with client_id): a 2026-07-28 request's session, whose
    reference the writer takes and closes when the response ends. */
-static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_reply *r, uint64_t start, struct access *a,
-                                struct session *transient, json_t *client_id)
+static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_reply *r,
+                                uint64_t start, struct access *a, struct session *transient,
+                                json_t *client_id)
 {
     /* A forwarded request is answered as SSE: the priming event gives the client an event
        id, so it can resume with Last-Event-ID if the connection drops during a long call
@@ -585,7 +622,9 @@ static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_rep
     wr->started_ns = start;
     snprintf(wr->method, sizeof(wr->method), "%s", a->mcp_method);
     snprintf(wr->target, sizeof(wr->target), "%s", r->target);
-    snprintf(wr->path, sizeof(wr->path), "%.*s", (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len : sizeof(wr->path) - 1),
+    snprintf(wr->path, sizeof(wr->path), "%.*s",
+             (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len
+                                                               : sizeof(wr->path) - 1),
              req->path_normalized.base);
     if (transient != NULL) {
         wr->transient = session_ref(transient);
@@ -600,12 +639,14 @@ static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_rep
  * engine as a legacy one, on a transient session made from its _meta. The session is closed
  * when the answer has ended; a client that closes the response stream cancels the request.
  */
-static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a, json_t *msg,
-                          enum jsonrpc_kind kind, const struct mcp_era_headers *h)
+static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a, json_t *msg, enum jsonrpc_kind kind,
+                          const struct mcp_era_headers *h)
 {
     if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
-        send_refusal(req, 400, JSONRPC_INVALID_REQUEST,
-                     "a 2026-07-28 client sends no JSON-RPC responses (server-to-client requests are MRTR results)");
+        send_refusal(
+            req, 400, JSONRPC_INVALID_REQUEST,
+            "a 2026-07-28 client sends no JSON-RPC responses (server-to-client requests are MRTR results)");
         return;
     }
     if (kind == JSONRPC_NOTIFICATION) {
@@ -623,20 +664,24 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     const char *method = jsonrpc_method(msg);
     if (!mcp_era_method_stateless(method)) {
         char m[300];
-        snprintf(m, sizeof(m), "Method not found: %.64s (not served to 2026-07-28 clients by this gateway)", method);
+        snprintf(m, sizeof(m),
+                 "Method not found: %.64s (not served to 2026-07-28 clients by this gateway)",
+                 method);
         json_t *e = jsonrpc_error_new(id, JSONRPC_METHOD_NOT_FOUND, m, NULL);
         send_json(req, 404, e);
         json_decref(e);
         return;
     }
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
-    json_t *caps = json_deep_copy(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"));
+    json_t *caps =
+        json_deep_copy(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"));
     mcp_era_strip_meta(msg);
     int err = 0;
     struct session *s = session_new_transient(view, MCP_VERSION_2026, caps, &err);
     json_decref(caps);
     if (s == NULL) {
-        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "cannot serve the request: %s", err_str(err));
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "cannot serve the request: %s",
+                     err_str(err));
         return;
     }
     struct mcp_reply r;
@@ -657,7 +702,9 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
             }
         }
         json_t *e = json_object_get(r.body, "error");
-        int status = json_integer_value(json_object_get(e, "code")) == JSONRPC_METHOD_NOT_FOUND ? 404 : r.status;
+        int status = json_integer_value(json_object_get(e, "code")) == JSONRPC_METHOD_NOT_FOUND
+                         ? 404
+                         : r.status;
         send_json(req, status, r.body);
         const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, e ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
@@ -670,17 +717,22 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     session_unref(s);
 }
 
-static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
+static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                        struct access *a)
 {
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
-    if (!(iovec_contains(accept, "application/json") && iovec_contains(accept, "text/event-stream")) &&
+    if (!(iovec_contains(accept, "application/json") &&
+          iovec_contains(accept, "text/event-stream")) &&
         !iovec_contains(accept, "*/*")) {
-        send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "the Accept header must list both application/json and text/event-stream");
+        send_refusal(req, 406, JSONRPC_INVALID_REQUEST,
+                     "the Accept header must list both application/json and text/event-stream");
         return;
     }
     h2o_iovec_t ctype = header_value(req, H2O_STRLIT("content-type"));
-    if (ctype.base == NULL || ctype.len < 16 || strncasecmp(ctype.base, "application/json", 16) != 0) {
-        send_refusal(req, 415, JSONRPC_INVALID_REQUEST, "the Content-Type must be application/json");
+    if (ctype.base == NULL || ctype.len < 16 ||
+        strncasecmp(ctype.base, "application/json", 16) != 0) {
+        send_refusal(req, 415, JSONRPC_INVALID_REQUEST,
+                     "the Content-Type must be application/json");
         return;
     }
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
@@ -693,13 +745,15 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
     struct err_info ei = {0};
-    int err = jsonrpc_parse(req->entity.base ? req->entity.base : "", req->entity.len, &msg, &kind, &id, &ei);
+    int err = jsonrpc_parse(req->entity.base ? req->entity.base : "", req->entity.len, &msg, &kind,
+                            &id, &ei);
     if (err && sid.base == NULL && !modern_header && !check_protocol_header(req)) {
         json_decref(id);
         return;
     }
     if (err) {
-        json_t *e = jsonrpc_error_new(id, err == ERR_PARSE ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST, ei.msg, NULL);
+        json_t *e = jsonrpc_error_new(
+            id, err == ERR_PARSE ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST, ei.msg, NULL);
         send_json(req, 400, e);
         json_decref(e);
         json_decref(id);
@@ -707,9 +761,13 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     }
     json_decref(id);
     const char *method = jsonrpc_method(msg);
-    snprintf(a->mcp_method, sizeof(a->mcp_method), "%s", method ? method : kind == JSONRPC_RESULT ? "(result)" : "(error)");
+    snprintf(a->mcp_method, sizeof(a->mcp_method), "%s",
+             method                   ? method
+             : kind == JSONRPC_RESULT ? "(result)"
+                                      : "(error)");
     if (sid.base == NULL) {
-        h2o_iovec_t m = header_value(req, H2O_STRLIT("mcp-method")), n = header_value(req, H2O_STRLIT("mcp-name"));
+        h2o_iovec_t m = header_value(req, H2O_STRLIT("mcp-method")),
+                    n = header_value(req, H2O_STRLIT("mcp-name"));
         struct mcp_era_headers h = {false, version.base, version.len, m.base, m.len, n.base, n.len};
         if (mcp_era_is_modern(&h, msg)) {
             handle_modern(w, req, view, start, a, msg, kind, &h);
@@ -742,7 +800,8 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         start_answer_stream(w, req, &r, start, a, NULL, NULL);
     } else if (r.body) {
         send_json(req, r.status, r.body);
-        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, json_object_get(r.body, "error") ? "error" : "ok"};
+        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method,
+                                json_object_get(r.body, "error") ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
     } else {
         send_body(req, 202, NULL, "", 0);
@@ -757,7 +816,9 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     snprintf(a->mcp_method, sizeof(a->mcp_method), "(stream)");
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
     if (!iovec_contains(accept, "text/event-stream")) {
-        send_refusal(req, 406, JSONRPC_INVALID_REQUEST, "a GET on the MCP endpoint opens an SSE stream: Accept must list text/event-stream");
+        send_refusal(
+            req, 406, JSONRPC_INVALID_REQUEST,
+            "a GET on the MCP endpoint opens an SSE stream: Accept must list text/event-stream");
         return;
     }
     if (!check_protocol_header(req))
@@ -777,7 +838,8 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
         }
         if (st == NULL) {
             session_unref(s);
-            send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "Last-Event-ID \"%.*s\" names no stream of this session",
+            send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                         "Last-Event-ID \"%.*s\" names no stream of this session",
                          (int)(last.len > 60 ? 60 : last.len), last.base);
             return;
         }
@@ -802,13 +864,15 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     add_header_str(req, "x-accel-buffering", "no");
     h2o_start_response(req, &wr->gen);
     h2o_linklist_insert(&w->writers, &wr->link);
-    buf_printf(&wr->out, "id: %llu-%llu\nretry: 1000\ndata: \n\n", (unsigned long long)stream_number(st), (unsigned long long)after);
+    buf_printf(&wr->out, "id: %llu-%llu\nretry: 1000\ndata: \n\n",
+               (unsigned long long)stream_number(st), (unsigned long long)after);
     h2o_iovec_t v = h2o_iovec_init(wr->out.data, wr->out.len);
     wr->sending = true;
     h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
 
-static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a)
+static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a)
 {
     snprintf(a->mcp_method, sizeof(a->mcp_method), "(close session)");
     struct session *s = require_session(req, view);
@@ -828,7 +892,8 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
     if (!check_host_origin(req, cfg))
         goto out;
     if (req->entity.len > cfg->max_body) {
-        send_refusal(req, 413, JSONRPC_INVALID_REQUEST, "the request body has %zu bytes, more than limits.max_body (%zu bytes)",
+        send_refusal(req, 413, JSONRPC_INVALID_REQUEST,
+                     "the request body has %zu bytes, more than limits.max_body (%zu bytes)",
                      req->entity.len, cfg->max_body);
         goto out;
     }
@@ -844,13 +909,15 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         handle_delete(w, req, view, start, &a);
     else {
         add_header(req, H2O_TOKEN_ALLOW, "GET, POST, DELETE");
-        send_refusal(req, 405, JSONRPC_INVALID_REQUEST, "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
+        send_refusal(req, 405, JSONRPC_INVALID_REQUEST,
+                     "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
                      (int)req->method.len, req->method.base);
     }
 out:
     count_http("mcp", a.streamed ? 200 : req->res.status);
     if (!a.streamed)
-        log_request(w, req, req->res.status, a.mcp_method[0] ? a.mcp_method : NULL, a.server, a.target, start);
+        log_request(w, req, req->res.status, a.mcp_method[0] ? a.mcp_method : NULL, a.server,
+                    a.target, start);
     return 0;
 }
 
@@ -870,8 +937,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             view = gateway_find_server(name);
         }
         if (view < 0) {
-            send_refusal(req, 404, JSONRPC_INVALID_REQUEST, "no server named \"%.*s\" behind this gateway",
-                         (int)(n > 64 ? 64 : n), path.base + 5);
+            send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                         "no server named \"%.*s\" behind this gateway", (int)(n > 64 ? 64 : n),
+                         path.base + 5);
             count_http("mcp", 404);
             return 0;
         }
@@ -905,31 +973,37 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* --- sockets and threads --- */
 
-static int bind_socket(const struct config_listener *l, uint16_t port, int *fd_out, uint16_t *bound, struct err_info *ei)
+static int bind_socket(const struct config_listener *l, uint16_t port, int *fd_out, uint16_t *bound,
+                       struct err_info *ei)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai = NULL;
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);
     int r = getaddrinfo(l->address, portstr, &hints, &ai);
     if (r != 0)
-        return err_info_set(ei, ERR_INVAL, 0, 0, "listen address \"%s\": %s", l->address, gai_strerror(r));
+        return err_info_set(ei, ERR_INVAL, 0, 0, "listen address \"%s\": %s", l->address,
+                            gai_strerror(r));
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, 4096) != 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
-        return err_info_set(ei, ERR_IO, 0, 0, "cannot listen on %s:%u: %s", l->address, port, strerror(e));
+        return err_info_set(ei, ERR_IO, 0, 0, "cannot listen on %s:%u: %s", l->address, port,
+                            strerror(e));
     }
     freeaddrinfo(ai);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &len);
-    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
     *fd_out = fd;
     return 0;
 }
@@ -943,18 +1017,23 @@ static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err
     const char *files[2] = {l->tls_cert, l->tls_key};
     for (int i = 0; i < 2; i++) {
         if (access(files[i], R_OK) != 0) {
-            err_info_set(ei, ERR_IO, 0, 0, "TLS %s %s: %s", i == 0 ? "certificate" : "key", files[i], strerror(errno));
+            err_info_set(ei, ERR_IO, 0, 0, "TLS %s %s: %s", i == 0 ? "certificate" : "key",
+                         files[i], strerror(errno));
             SSL_CTX_free(ctx);
             return NULL;
         }
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1) {
-        err_info_set(ei, ERR_IO, 0, 0, "TLS certificate %s could not be loaded (PEM chain expected)", l->tls_cert);
+        err_info_set(ei, ERR_IO, 0, 0,
+                     "TLS certificate %s could not be loaded (PEM chain expected)", l->tls_cert);
         SSL_CTX_free(ctx);
         return NULL;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        err_info_set(ei, ERR_IO, 0, 0, "TLS key %s could not be loaded or does not match the certificate", l->tls_key);
+    if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        err_info_set(ei, ERR_IO, 0, 0,
+                     "TLS key %s could not be loaded or does not match the certificate",
+                     l->tls_key);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -996,7 +1075,8 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     srv->globalconf.max_request_entity_size = cfg->max_body + slack;
     srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatehouse"));
-    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
@@ -1019,7 +1099,8 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
         }
         /* The first socket picks the port (it may be 0); the others share it via SO_REUSEPORT. */
         for (unsigned j = 0; j < srv->nworkers; j++) {
-            err = bind_socket(l, j == 0 ? l->port : srv->ports[i], &srv->fds[i][j], &srv->ports[i], ei);
+            err = bind_socket(l, j == 0 ? l->port : srv->ports[i], &srv->fds[i][j], &srv->ports[i],
+                              ei);
             if (err)
                 goto fail;
         }
@@ -1075,7 +1156,8 @@ int server_start(struct server *srv)
         uv_timer_init(&w->loop, &w->keepalive);
         w->keepalive.data = w;
         if (cfg->sse_keepalive_ms)
-            uv_timer_start(&w->keepalive, keepalive_cb, cfg->sse_keepalive_ms, cfg->sse_keepalive_ms);
+            uv_timer_start(&w->keepalive, keepalive_cb, cfg->sse_keepalive_ms,
+                           cfg->sse_keepalive_ms);
         uv_timer_init(&w->loop, &w->priming);
         w->priming.data = w;
         uv_timer_start(&w->priming, priming_cb, PRIMING_DELAY_MS / 2, PRIMING_DELAY_MS / 2);
@@ -1140,7 +1222,8 @@ static void worker_listen_cb(void *arg)
         struct listener *l = &w->listeners[i];
         uv_tcp_init(&w->loop, &l->handle);
         l->handle.data = l;
-        if (uv_tcp_open(&l->handle, l->fd) != 0 || uv_listen((uv_stream_t *)&l->handle, 4096, on_connection) != 0) {
+        if (uv_tcp_open(&l->handle, l->fd) != 0 ||
+            uv_listen((uv_stream_t *)&l->handle, 4096, on_connection) != 0) {
             log_error("listen", "worker %d could not accept on fd %d", w->mcp.index, l->fd);
             continue;
         }
@@ -1179,7 +1262,9 @@ void server_drain(struct server *srv, uint32_t grace_ms)
         mailbox_post(srv->workers[j].mcp.mb, worker_drain_cb, &srv->workers[j]);
     unsigned busy = server_wait_idle(srv, grace_ms);
     if (busy)
-        log_warn("drain", "%u request(s) still in flight after %u ms; they will be answered with an error", busy, grace_ms);
+        log_warn("drain",
+                 "%u request(s) still in flight after %u ms; they will be answered with an error",
+                 busy, grace_ms);
 }
 
 unsigned server_wait_idle(struct server *srv, uint32_t timeout_ms)
@@ -1220,8 +1305,10 @@ static void shutdown_poll_cb(uv_timer_t *t)
     if (!quiet && clock_now_ns() < w->shutdown_deadline)
         return;
     if (!quiet) {
-        log_warn("shutdown", "worker %d: %u connection(s) and %d upstream transport(s) still open after %d ms; stopping anyway",
-                 w->mcp.index, w->open_conns, transport_live_count(), SHUTDOWN_WAIT_MS);
+        log_warn(
+            "shutdown",
+            "worker %d: %u connection(s) and %d upstream transport(s) still open after %d ms; stopping anyway",
+            w->mcp.index, w->open_conns, transport_live_count(), SHUTDOWN_WAIT_MS);
         uv_stop(&w->loop);
         return;
     }

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
+static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources",
+                                                 "resourceTemplates"};
 
 struct view {
     json_t *items[CAT_NKINDS]; /* arrays of exposed items */
@@ -69,8 +70,8 @@ static int add_named(struct view *v, int kind, json_t *item, const char *exposed
 
 /* Resources are listed once per URI (templates once per template): the first server to offer
    one owns it in this view, and a second offer is logged, since it could never be read here. */
-static void add_resourceish(struct view *v, int kind, json_t *item, int server, const struct catalog_source *sources,
-                            bool log_collisions)
+static void add_resourceish(struct view *v, int kind, json_t *item, int server,
+                            const struct catalog_source *sources, bool log_collisions)
 {
     if (kind == CAT_RESOURCES) {
         const char *uri = json_string_value(json_object_get(item, "uri"));
@@ -79,8 +80,10 @@ static void add_resourceish(struct view *v, int kind, json_t *item, int server, 
         json_t *owner = json_object_get(v->uris, uri);
         if (owner != NULL) {
             if (log_collisions && json_integer_value(owner) != server)
-                log_warn("catalog_collision", "resource %s of server \"%s\" is hidden: server \"%s\" offers the same URI",
-                         uri, sources[server].server, sources[json_integer_value(owner)].server);
+                log_warn(
+                    "catalog_collision",
+                    "resource %s of server \"%s\" is hidden: server \"%s\" offers the same URI",
+                    uri, sources[server].server, sources[json_integer_value(owner)].server);
             return;
         }
         json_object_set_new(v->uris, uri, json_integer(server));
@@ -90,12 +93,15 @@ static void add_resourceish(struct view *v, int kind, json_t *item, int server, 
             return;
         size_t i;
         json_t *e;
-        json_array_foreach(v->templates, i, e) {
+        json_array_foreach(v->templates, i, e)
+        {
             if (strcmp(json_string_value(json_array_get(e, 0)), t) == 0) {
                 if (log_collisions && json_integer_value(json_array_get(e, 1)) != server)
-                    log_warn("catalog_collision",
-                             "resource template %s of server \"%s\" is hidden: server \"%s\" offers the same template", t,
-                             sources[server].server, sources[json_integer_value(json_array_get(e, 1))].server);
+                    log_warn(
+                        "catalog_collision",
+                        "resource template %s of server \"%s\" is hidden: server \"%s\" offers the same template",
+                        t, sources[server].server,
+                        sources[json_integer_value(json_array_get(e, 1))].server);
                 return;
             }
         }
@@ -137,14 +143,16 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 continue;
             size_t j;
             json_t *item;
-            json_array_foreach(sources[i].lists[kind], j, item) {
+            json_array_foreach(sources[i].lists[kind], j, item)
+            {
                 const char *name = item_name(item);
                 if (name == NULL)
                     continue;
                 json_t *o = json_object_get(owners, name);
                 if (o == NULL)
                     json_object_set_new(owners, name, json_pack("[i]", (int)i));
-                else if (json_integer_value(json_array_get(o, json_array_size(o) - 1)) != (json_int_t)i)
+                else if (json_integer_value(json_array_get(o, json_array_size(o) - 1)) !=
+                         (json_int_t)i)
                     json_array_append_new(o, json_integer((json_int_t)i));
             }
         }
@@ -154,10 +162,12 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 continue;
             /* A source without its own configuration follows the global prefix mode. */
             const char *server = sources[i].server;
-            enum config_prefix_mode mode = sources[i].srv ? config_server_prefix(cfg, sources[i].srv) : cfg->prefix_mode;
+            enum config_prefix_mode mode =
+                sources[i].srv ? config_server_prefix(cfg, sources[i].srv) : cfg->prefix_mode;
             size_t j;
             json_t *item;
-            json_array_foreach(sources[i].lists[kind], j, item) {
+            json_array_foreach(sources[i].lists[kind], j, item)
+            {
                 const char *name = item_name(item);
                 if (name == NULL) {
                     log_warn("catalog", "server %s listed a %s without a name; skipped",
@@ -173,29 +183,37 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 char exposed[CATALOG_NAME_MAX + 1];
                 int len;
                 if (mode == PREFIX_ALWAYS || (mode == PREFIX_WHEN_NEEDED && shared))
-                    len = snprintf(exposed, sizeof(exposed), "%s%s%s", server, cfg->prefix_separator, name);
+                    len = snprintf(exposed, sizeof(exposed), "%s%s%s", server,
+                                   cfg->prefix_separator, name);
                 else
                     len = snprintf(exposed, sizeof(exposed), "%s", name);
                 const char *what = kind == CAT_TOOLS ? "tool" : "prompt";
                 if (len < 0 || (size_t)len > CATALOG_NAME_MAX) {
-                    log_warn("catalog", "%s of server \"%s\" is not exposed: its name would be %d bytes, over %d", what, server,
-                             len, CATALOG_NAME_MAX);
+                    log_warn(
+                        "catalog",
+                        "%s of server \"%s\" is not exposed: its name would be %d bytes, over %d",
+                        what, server, len, CATALOG_NAME_MAX);
                     continue;
                 }
                 json_t *taken = json_object_get(c->agg.routes[kind], exposed);
                 if (taken != NULL) {
-                    const char *first = sources[json_integer_value(json_array_get(taken, 0))].server;
-                    const char *mode_name = mode == PREFIX_NEVER ? "never" : mode == PREFIX_ALWAYS ? "always" : "when-needed";
+                    const char *first =
+                        sources[json_integer_value(json_array_get(taken, 0))].server;
+                    const char *mode_name = mode == PREFIX_NEVER    ? "never"
+                                            : mode == PREFIX_ALWAYS ? "always"
+                                                                    : "when-needed";
                     if (strict) {
-                        err = err_info_set(ei, ERR_EXISTS, 0, 0,
-                                           "%s \"%s\" of server \"%s\" would be exposed as \"%s\", a name server \"%s\" already "
-                                           "exposes (prefix mode %s); rename one, or choose another prefix mode or separator",
-                                           what, name, server, exposed, first, mode_name);
+                        err = err_info_set(
+                            ei, ERR_EXISTS, 0, 0,
+                            "%s \"%s\" of server \"%s\" would be exposed as \"%s\", a name server \"%s\" already "
+                            "exposes (prefix mode %s); rename one, or choose another prefix mode or separator",
+                            what, name, server, exposed, first, mode_name);
                         goto out;
                     }
-                    log_error("catalog_collision",
-                              "%s \"%s\" of server \"%s\" is hidden: its exposed name \"%s\" is taken by server \"%s\" (prefix mode %s)",
-                              what, name, server, exposed, first, mode_name);
+                    log_error(
+                        "catalog_collision",
+                        "%s \"%s\" of server \"%s\" is hidden: its exposed name \"%s\" is taken by server \"%s\" (prefix mode %s)",
+                        what, name, server, exposed, first, mode_name);
                     continue;
                 }
                 if (add_named(&c->agg, kind, item, exposed, name, (int)i))
@@ -209,7 +227,8 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 continue;
             size_t j;
             json_t *item;
-            json_array_foreach(sources[i].lists[kind], j, item) {
+            json_array_foreach(sources[i].lists[kind], j, item)
+            {
                 add_resourceish(&c->own[i], kind, item, (int)i, sources, false);
                 add_resourceish(&c->agg, kind, item, (int)i, sources, true);
             }
@@ -358,7 +377,8 @@ int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *s
     }
     size_t i;
     json_t *t;
-    json_array_foreach(v->templates, i, t) {
+    json_array_foreach(v->templates, i, t)
+    {
         if (catalog_template_match(json_string_value(json_array_get(t, 0)), uri)) {
             *server = (int)json_integer_value(json_array_get(t, 1));
             return 0;

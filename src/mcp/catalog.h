@@ -25,9 +25,10 @@ enum catalog_kind { CAT_TOOLS = 0, CAT_PROMPTS, CAT_RESOURCES, CAT_TEMPLATES, CA
 
 /* What one server offers, as fetched (arrays of the server's own item objects; NULL = none). */
 struct catalog_source {
-    const char *server;  /* name */
-    const struct config_server *srv; /* its configuration (its prefix mode), or NULL: the global mode */
-    int ready;           /* 0 = down: contributes nothing */
+    const char *server; /* name */
+    const struct config_server
+        *srv;  /* its configuration (its prefix mode), or NULL: the global mode */
+    int ready; /* 0 = down: contributes nothing */
     json_t *lists[CAT_NKINDS];
 };
 

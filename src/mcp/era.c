@@ -85,9 +85,10 @@ int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *
     return 0;
 }
 
-static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data, const char *fmt, ...)
+static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data,
+                   const char *fmt, ...)
 {
     char msg[700];
     va_list ap;
@@ -139,76 +140,94 @@ int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp
     if (h->version != NULL && !version_known(h->version, h->version_len)) {
         char req[64];
         snprintf(req, sizeof(req), "%.*s", SHOW(h->version, h->version_len));
-        refuse(r, id, 400, MCP_ERR_UNSUPPORTED_VERSION,
-               json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", req),
-               "Unsupported protocol version: %s (MCP-Protocol-Version); supported: see data.supported", req);
+        refuse(
+            r, id, 400, MCP_ERR_UNSUPPORTED_VERSION,
+            json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", req),
+            "Unsupported protocol version: %s (MCP-Protocol-Version); supported: see data.supported",
+            req);
         return ERR_INVAL;
     }
     json_t *jv = json_object_get(meta, META_VERSION);
     if (!json_is_string(jv)) {
-        refuse(r, id, 400, JSONRPC_INVALID_PARAMS, json_pack("{s:s}", "field", "params._meta." META_VERSION),
-               "Invalid params: params._meta[\"" META_VERSION "\"] is %s; a 2026-07-28 request must carry its protocol version there",
+        refuse(r, id, 400, JSONRPC_INVALID_PARAMS,
+               json_pack("{s:s}", "field", "params._meta." META_VERSION),
+               "Invalid params: params._meta[\"" META_VERSION
+               "\"] is %s; a 2026-07-28 request must carry its protocol version there",
                jv == NULL ? "missing" : "not a string");
         return ERR_INVAL;
     }
     const char *mv = json_string_value(jv);
     if (h->version == NULL) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
-               "Header mismatch: the MCP-Protocol-Version header is missing (body _meta says '%.64s')", mv);
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+            "Header mismatch: the MCP-Protocol-Version header is missing (body _meta says '%.64s')",
+            mv);
         return ERR_INVAL;
     }
     if (!span_eq(h->version, h->version_len, mv)) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
-               "Header mismatch: MCP-Protocol-Version header value '%.*s' does not match body value '%.64s'",
-               SHOW(h->version, h->version_len), mv);
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+            "Header mismatch: MCP-Protocol-Version header value '%.*s' does not match body value '%.64s'",
+            SHOW(h->version, h->version_len), mv);
         return ERR_INVAL;
     }
     if (strcmp(mv, MCP_VERSION_2026) != 0) {
         /* A legacy version with per-request _meta and no session: not a combination that exists. */
-        refuse(r, id, 400, MCP_ERR_UNSUPPORTED_VERSION, json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", mv),
-               "Unsupported protocol version: %.64s without a session; versions before %s need initialize first", mv,
-               MCP_VERSION_2026);
+        refuse(
+            r, id, 400, MCP_ERR_UNSUPPORTED_VERSION,
+            json_pack("{s:o, s:s}", "supported", mcp_era_supported_versions(), "requested", mv),
+            "Unsupported protocol version: %.64s without a session; versions before %s need initialize first",
+            mv, MCP_VERSION_2026);
         return ERR_INVAL;
     }
     json_t *caps = json_object_get(meta, META_CAPS);
     if (!json_is_object(caps)) {
-        refuse(r, id, 400, JSONRPC_INVALID_PARAMS, json_pack("{s:s}", "field", "params._meta." META_CAPS),
-               "Invalid params: params._meta[\"" META_CAPS "\"] is %s; it must be an object (empty when the client has none)",
+        refuse(r, id, 400, JSONRPC_INVALID_PARAMS,
+               json_pack("{s:s}", "field", "params._meta." META_CAPS),
+               "Invalid params: params._meta[\"" META_CAPS
+               "\"] is %s; it must be an object (empty when the client has none)",
                caps == NULL ? "missing" : "not an object");
         return ERR_INVAL;
     }
     if (h->method == NULL) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: the Mcp-Method header is missing (body method '%.64s')",
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: the Mcp-Method header is missing (body method '%.64s')",
                method ? method : "");
         return ERR_INVAL;
     }
     if (method == NULL || !span_eq(h->method, h->method_len, method)) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: Mcp-Method header value '%.*s' does not match body value '%.64s'",
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: Mcp-Method header value '%.*s' does not match body value '%.64s'",
                SHOW(h->method, h->method_len), method ? method : "");
         return ERR_INVAL;
     }
-    const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ? "name"
-                        : strcmp(method, "resources/read") == 0                                 ? "uri"
-                                                                                                 : NULL;
+    const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0
+                            ? "name"
+                        : strcmp(method, "resources/read") == 0 ? "uri"
+                                                                : NULL;
     if (field == NULL)
         return 0;
     json_t *jbody = json_object_get(params, field);
     const char *body = json_string_value(jbody);
     if (h->name == NULL) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: the Mcp-Name header is missing (required for %s; body params.%s '%.120s')",
-               method, field, body ? body : "");
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+            "Header mismatch: the Mcp-Name header is missing (required for %s; body params.%s '%.120s')",
+            method, field, body ? body : "");
         return ERR_INVAL;
     }
     char decoded[1024];
     size_t dlen = 0;
     if (mcp_header_decode(h->name, h->name_len, decoded, sizeof(decoded), &dlen) != 0) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
-               "Header mismatch: the Mcp-Name header value '%.*s' is not valid (bad =?base64?...?= encoding, invalid characters, or over 1024 bytes)",
-               SHOW(h->name, h->name_len));
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+            "Header mismatch: the Mcp-Name header value '%.*s' is not valid (bad =?base64?...?= encoding, invalid characters, or over 1024 bytes)",
+            SHOW(h->name, h->name_len));
         return ERR_INVAL;
     }
     if (body == NULL || json_string_length(jbody) != dlen || memcmp(body, decoded, dlen) != 0) {
-        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL, "Header mismatch: Mcp-Name header value '%.*s' does not match body value '%.120s'",
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH, NULL,
+               "Header mismatch: Mcp-Name header value '%.*s' does not match body value '%.120s'",
                SHOW(decoded, dlen), body ? body : "");
         return ERR_INVAL;
     }
@@ -218,8 +237,15 @@ int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp
 bool mcp_era_method_stateless(const char *method)
 {
     /* ping is gone in 2026-07-28 (404 like any removed method). */
-    static const char *const methods[] = {"server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get",
-                                          "resources/list", "resources/templates/list", "resources/read", "completion/complete",
+    static const char *const methods[] = {"server/discover",
+                                          "tools/list",
+                                          "tools/call",
+                                          "prompts/list",
+                                          "prompts/get",
+                                          "resources/list",
+                                          "resources/templates/list",
+                                          "resources/read",
+                                          "completion/complete",
                                           NULL};
     for (int i = 0; method && methods[i]; i++)
         if (strcmp(method, methods[i]) == 0)

@@ -33,7 +33,8 @@ const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-
 #define GW_MAX_SERVERS 1024 /* servers configured over the gateway's life, reloads included */
 
 enum up_state { UP_STARTING = 0, UP_INITIALIZING, UP_READY, UP_DOWN, UP_FAILED, UP_STOPPED };
-static const char *const up_state_names[] = {"starting", "initializing", "ready", "down", "failed", "stopped"};
+static const char *const up_state_names[] = {"starting", "initializing", "ready",
+                                             "down",     "failed",       "stopped"};
 
 struct pending;
 
@@ -53,7 +54,8 @@ struct upstream {
     struct pending *last_call; /* most recent client call, for relating stdio messages */
     json_t *fetching[CAT_NKINDS];
     int fetches_left;
-    unsigned announce; /* bit per kind: tell clients the list changed once the refresh is published */
+    unsigned
+        announce; /* bit per kind: tell clients the list changed once the refresh is published */
     uv_timer_t retry_timer;
     unsigned init_failures;
     bool closing;
@@ -188,8 +190,10 @@ static void set_state(struct upstream *up, enum up_state st, const char *why)
     if (up->state == st)
         return;
     up->state = st;
-    json_t *f = json_pack("{s:s, s:s, s:s}", "server", up->srv->name, "state", up_state_names[st], "why", why ? why : "");
-    log_fields(st == UP_READY || st == UP_INITIALIZING || st == UP_STARTING ? LOG_INFO : LOG_WARN, "upstream_state", f);
+    json_t *f = json_pack("{s:s, s:s, s:s}", "server", up->srv->name, "state", up_state_names[st],
+                          "why", why ? why : "");
+    log_fields(st == UP_READY || st == UP_INITIALIZING || st == UP_STARTING ? LOG_INFO : LOG_WARN,
+               "upstream_state", f);
     publish(up, st, why, NULL);
 }
 
@@ -231,7 +235,8 @@ static void broadcast(int server, json_t *msg, const char *uri)
 #define CALL_ID_BITS 48
 static void *call_cookie(int server, uint64_t id)
 {
-    return (void *)(uintptr_t)(((uint64_t)server << CALL_ID_BITS) | (id & ((1ULL << CALL_ID_BITS) - 1)));
+    return (void *)(uintptr_t)(((uint64_t)server << CALL_ID_BITS) |
+                               (id & ((1ULL << CALL_ID_BITS) - 1)));
 }
 
 static void pending_free(struct pending *p)
@@ -281,7 +286,8 @@ static void answer_client(struct pending *p, json_t *msg)
     json_decref(copy);
 }
 
-static void fail_pending(struct pending *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail_pending(struct pending *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void fail_pending(struct pending *p, int code, const char *fmt, ...)
 {
     char msg[600];
@@ -294,10 +300,12 @@ static void fail_pending(struct pending *p, int code, const char *fmt, ...)
     p->answered = true;
     idmap_del(&p->up->pending, p->id);
     if (p->cb) {
-        p->cb(p->up, NULL, code == JSONRPC_UPSTREAM_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAILABLE, msg, p->arg);
+        p->cb(p->up, NULL, code == JSONRPC_UPSTREAM_TIMEOUT ? ERR_TIMEOUT : ERR_UNAVAILABLE, msg,
+              p->arg);
     } else {
         call_finished(p->up);
-        json_t *err = jsonrpc_error_new(p->client_id, code, msg, json_pack("{s:s}", "server", p->up->srv->name));
+        json_t *err = jsonrpc_error_new(p->client_id, code, msg,
+                                        json_pack("{s:s}", "server", p->up->srv->name));
         stream_push(p->stream, err, true);
         json_decref(err);
     }
@@ -307,16 +315,19 @@ static void call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
     /* Tell the server to stop, then answer the client. */
-    json_t *n = jsonrpc_notification_new("notifications/cancelled",
-                                         json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", "gateway timeout"));
+    json_t *n = jsonrpc_notification_new(
+        "notifications/cancelled",
+        json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", "gateway timeout"));
     transport_send(p->up->t, n, NULL);
     json_decref(n);
     if (p->exchange_open) {
         transport_cancel(p->up->t, p);
         p->exchange_open = false;
     }
-    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT, "server \"%s\" did not answer within %u ms (timeouts.%s)", p->up->srv->name,
-                 p->cb ? p->up->srv->timeouts.first_byte_ms : p->up->srv->timeouts.total_ms, p->cb ? "first_byte" : "total");
+    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT,
+                 "server \"%s\" did not answer within %u ms (timeouts.%s)", p->up->srv->name,
+                 p->cb ? p->up->srv->timeouts.first_byte_ms : p->up->srv->timeouts.total_ms,
+                 p->cb ? "first_byte" : "total");
     pending_maybe_free(p);
 }
 
@@ -349,7 +360,8 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
     return 0;
 }
 
-static void internal_request(struct upstream *up, const char *method, json_t *params, internal_cb cb, void *arg)
+static void internal_request(struct upstream *up, const char *method, json_t *params,
+                             internal_cb cb, void *arg)
 {
     struct pending *p = calloc(1, sizeof(*p));
     json_t *msg = jsonrpc_request_new(json_null(), method, params);
@@ -407,8 +419,8 @@ static void init_failed(struct upstream *up, const char *why)
     set_state(up, UP_FAILED, msg);
 }
 
-#define LIST_RETRIES 2          /* a failed list page is fetched again at most this often */
-#define LIST_RETRY_BASE_MS 250  /* then 500 ms: back-off doubles */
+#define LIST_RETRIES 2         /* a failed list page is fetched again at most this often */
+#define LIST_RETRY_BASE_MS 250 /* then 500 ms: back-off doubles */
 
 struct fetch {
     int kind;
@@ -429,10 +441,11 @@ static void fetch_free(struct fetch *f)
 
 static const char *const list_methods[CAT_NKINDS] = {"tools/list", "prompts/list", "resources/list",
                                                      "resources/templates/list"};
-static const char *const list_keys[CAT_NKINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
-static const char *const changed_methods[CAT_NKINDS] = {"notifications/tools/list_changed",
-                                                        "notifications/prompts/list_changed",
-                                                        "notifications/resources/list_changed", NULL};
+static const char *const list_keys[CAT_NKINDS] = {"tools", "prompts", "resources",
+                                                  "resourceTemplates"};
+static const char *const changed_methods[CAT_NKINDS] = {
+    "notifications/tools/list_changed", "notifications/prompts/list_changed",
+    "notifications/resources/list_changed", NULL};
 
 static void fetch_page(struct upstream *up, struct fetch *f, const char *cursor);
 
@@ -448,8 +461,9 @@ static void fetch_finished(struct upstream *up)
     }
     if (up->state != UP_READY) {
         up->state = UP_READY;
-        json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready", "tools",
-                              (int)json_array_size(lists[CAT_TOOLS]), "prompts", (int)json_array_size(lists[CAT_PROMPTS]));
+        json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready",
+                              "tools", (int)json_array_size(lists[CAT_TOOLS]), "prompts",
+                              (int)json_array_size(lists[CAT_PROMPTS]));
         log_fields(LOG_INFO, "upstream_state", f);
     }
     publish(up, UP_READY, "", lists);
@@ -479,7 +493,8 @@ static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why,
     /* Lists are idempotent: a transport failure (not an error answer) is tried again, a bounded
        number of times with back-off, while the server is still the one we initialised. */
     if (err && err != ERR_NOMEM && f->attempts < LIST_RETRIES && !up->closing &&
-        (up->state == UP_INITIALIZING || up->state == UP_READY) && transport_state(up->t) == TRANSPORT_UP) {
+        (up->state == UP_INITIALIZING || up->state == UP_READY) &&
+        transport_state(up->t) == TRANSPORT_UP) {
         unsigned delay = LIST_RETRY_BASE_MS << f->attempts++;
         log_warn("upstream_list", "server %s: %s failed (%s); trying again in %u ms", up->srv->name,
                  list_methods[f->kind], why ? why : err_str(err), delay);
@@ -494,9 +509,13 @@ static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why,
         }
     }
     if (err || !json_is_object(result)) {
-        const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
+        const char *emsg =
+            msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message"))
+                : NULL;
         log_warn("upstream_list", "server %s: %s failed: %s", up->srv->name, list_methods[f->kind],
-                 why ? why : emsg ? emsg : "no result");
+                 why    ? why
+                 : emsg ? emsg
+                        : "no result");
         /* Keep what was fetched; a server that cannot list one kind still serves the others. */
     } else {
         json_t *items = json_object_get(result, list_keys[f->kind]);
@@ -511,8 +530,8 @@ static void fetch_cb(struct upstream *up, json_t *msg, int err, const char *why,
             return;
         }
         if (next && *next)
-            log_warn("upstream_list", "server %s: %s has more than %d pages; the rest is ignored", up->srv->name,
-                     list_methods[f->kind], MAX_UPSTREAM_PAGES);
+            log_warn("upstream_list", "server %s: %s has more than %d pages; the rest is ignored",
+                     up->srv->name, list_methods[f->kind], MAX_UPSTREAM_PAGES);
     }
     fetch_free(f);
     fetch_finished(up);
@@ -531,7 +550,8 @@ static void refresh_lists(struct upstream *up, int only_kind)
     up->fetches_left = 1; /* held until every fetch is issued */
     for (int k = 0; k < CAT_NKINDS; k++) {
         const char *cap = k == CAT_TOOLS ? "tools" : k == CAT_PROMPTS ? "prompts" : "resources";
-        if (only_kind >= 0 && k != only_kind && !(only_kind == CAT_RESOURCES && k == CAT_TEMPLATES)) {
+        if (only_kind >= 0 && k != only_kind &&
+            !(only_kind == CAT_RESOURCES && k == CAT_TEMPLATES)) {
             /* keep the other kinds as they are */
             pthread_mutex_lock(&gw.lock);
             json_decref(up->fetching[k]);
@@ -562,8 +582,13 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
     json_t *result = msg ? json_object_get(msg, "result") : NULL;
     if (err || !json_is_object(result)) {
         char reason[300];
-        const char *emsg = msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message")) : NULL;
-        snprintf(reason, sizeof(reason), "initialize failed: %s", why ? why : emsg ? emsg : "no result");
+        const char *emsg =
+            msg ? json_string_value(json_object_get(json_object_get(msg, "error"), "message"))
+                : NULL;
+        snprintf(reason, sizeof(reason), "initialize failed: %s",
+                 why    ? why
+                 : emsg ? emsg
+                        : "no result");
         if (up->srv->transport == TRANSPORT_STDIO && transport_state(up->t) != TRANSPORT_UP) {
             /* The process died: its restart (with the server's own back-off) re-initialises. */
             set_state(up, UP_DOWN, reason);
@@ -575,7 +600,8 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
     const char *version = json_string_value(json_object_get(result, "protocolVersion"));
     if (!mcp_version_supported(version)) {
         char reason[300];
-        snprintf(reason, sizeof(reason), "server offered protocol version \"%s\", which the gateway does not speak",
+        snprintf(reason, sizeof(reason),
+                 "server offered protocol version \"%s\", which the gateway does not speak",
                  version ? version : "(none)");
         init_failed(up, reason);
         return;
@@ -596,10 +622,10 @@ static void begin_init(struct upstream *up)
 {
     uv_timer_stop(&up->retry_timer);
     set_state(up, UP_INITIALIZING, "");
-    json_t *params = json_pack("{s:s, s:{s:{}, s:{s:{}, s:{}}, s:{s:b}}, s:{s:s, s:s}}", "protocolVersion",
-                               mcp_supported_versions[0], "capabilities", "sampling", "elicitation", "form", "url",
-                               "roots", "listChanged", 1, "clientInfo", "name", "gatehouse", "version",
-                               GATEHOUSE_VERSION);
+    json_t *params = json_pack("{s:s, s:{s:{}, s:{s:{}, s:{}}, s:{s:b}}, s:{s:s, s:s}}",
+                               "protocolVersion", mcp_supported_versions[0], "capabilities",
+                               "sampling", "elicitation", "form", "url", "roots", "listChanged", 1,
+                               "clientInfo", "name", "gatehouse", "version", GATEHOUSE_VERSION);
     internal_request(up, "initialize", params, init_cb, NULL);
 }
 
@@ -642,7 +668,8 @@ static void fail_all(struct upstream *up, const char *why)
         struct forward *next = f->next;
         char msg[400];
         snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", up->srv->name, reason);
-        json_t *err = jsonrpc_error_new(f->p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg, json_pack("{s:s}", "server", up->srv->name));
+        json_t *err = jsonrpc_error_new(f->p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg,
+                                        json_pack("{s:s}", "server", up->srv->name));
         stream_push(f->p->stream, err, true);
         json_decref(err);
         f->p->answered = true;
@@ -699,10 +726,12 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     p->exchange_open = false;
     if (!p->answered) {
         if (err == 0)
-            fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" ended the exchange without answering", up->srv->name);
+            fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
+                         "server \"%s\" ended the exchange without answering", up->srv->name);
         else
-            fail_pending(p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\": %s",
-                         up->srv->name, why ? why : err_str(err));
+            fail_pending(
+                p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE,
+                "server \"%s\": %s", up->srv->name, why ? why : err_str(err));
     }
     if (err == ERR_NOTFOUND && !up->closing && up->state == UP_READY) {
         /* The server forgot our session: start a new one; the client's session is unaffected. */
@@ -735,7 +764,8 @@ static const char *required_capability(const char *method)
 
 static void answer_server(struct upstream *up, json_t *id, int code, const char *message)
 {
-    json_t *r = code ? jsonrpc_error_new(id, code, message, NULL) : jsonrpc_result_new(id, json_object());
+    json_t *r =
+        code ? jsonrpc_error_new(id, code, message, NULL) : jsonrpc_result_new(id, json_object());
     transport_send(up->t, r, NULL);
     json_decref(r);
 }
@@ -757,8 +787,9 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
            call, answered by a retry; the gateway does not bridge that yet. */
-        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND,
-                      "the client speaks 2026-07-28; MRTR bridging of server-to-client requests is not implemented yet by the gateway");
+        answer_server(
+            up, id, JSONRPC_METHOD_NOT_FOUND,
+            "the client speaks 2026-07-28; MRTR bridging of server-to-client requests is not implemented yet by the gateway");
         return;
     }
     const char *cap = required_capability(method);
@@ -785,7 +816,9 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
     json_t *params = json_object_get(msg, "params");
     if (strcmp(method, "notifications/progress") == 0) {
         json_t *tok = json_object_get(params, "progressToken");
-        struct pending *p = json_is_integer(tok) ? idmap_get(&up->pending, (uint64_t)json_integer_value(tok)) : NULL;
+        struct pending *p = json_is_integer(tok)
+                                ? idmap_get(&up->pending, (uint64_t)json_integer_value(tok))
+                                : NULL;
         if (p == NULL || p->cb || p->client_token == NULL)
             return;
         json_t *copy = json_deep_copy(msg);
@@ -827,7 +860,8 @@ static void message_cb(void *owner, json_t *msg, void *related)
     if (up->closing)
         return;
     if (jsonrpc_classify(msg, &kind, &ei) != 0) {
-        log_warn("upstream_protocol", "server %s sent an invalid message: %s", up->srv->name, ei.msg);
+        log_warn("upstream_protocol", "server %s sent an invalid message: %s", up->srv->name,
+                 ei.msg);
         return;
     }
     if (kind == JSONRPC_REQUEST) {
@@ -839,7 +873,8 @@ static void message_cb(void *owner, json_t *msg, void *related)
         return;
     }
     json_t *id = json_object_get(msg, "id");
-    struct pending *p = json_is_integer(id) ? idmap_del(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+    struct pending *p =
+        json_is_integer(id) ? idmap_del(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
     if (p == NULL) {
         log_debug("upstream_protocol", "server %s answered an unknown id", up->srv->name);
         return;
@@ -937,12 +972,15 @@ static bool kv_eq(const struct config_kv *a, size_t na, const struct config_kv *
 /* Would a server configured as b behave exactly like the running a? */
 static bool server_unchanged(const struct config_server *a, const struct config_server *b)
 {
-    if (!str_eq(a->name, b->name) || a->transport != b->transport || !str_eq(a->command, b->command) ||
-        a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) || !str_eq(a->url, b->url) ||
-        !str_eq(a->spec, b->spec) || !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
-        !kv_eq(a->env, a->nenv, b->env, b->nenv) || !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
-        memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 || a->restart_initial_ms != b->restart_initial_ms ||
-        a->restart_max_ms != b->restart_max_ms || a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
+    if (!str_eq(a->name, b->name) || a->transport != b->transport ||
+        !str_eq(a->command, b->command) || a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) ||
+        !str_eq(a->url, b->url) || !str_eq(a->spec, b->spec) ||
+        !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
+        !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
+        !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
+        memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
+        a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
+        a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
         a->max_message != b->max_message || a->prefix != b->prefix)
         return false;
     for (size_t i = 0; i < a->nargs; i++)
@@ -972,9 +1010,10 @@ int gateway_reload(struct config *cfg, struct err_info *ei)
     for (size_t j = 0; j < cfg->nservers; j++)
         need += keep[j] == NULL;
     if (n + need > GW_MAX_SERVERS)
-        return err_info_set(ei, ERR_LIMIT, 0, 0,
-                            "this reload would take the gateway past %d servers over its life; restart it instead",
-                            GW_MAX_SERVERS);
+        return err_info_set(
+            ei, ERR_LIMIT, 0, 0,
+            "this reload would take the gateway past %d servers over its life; restart it instead",
+            GW_MAX_SERVERS);
     /* Retire what is gone or changed: its calls in flight get an error naming it. */
     for (size_t i = 0; i < n; i++) {
         struct upstream *up = gw.ups[i];
@@ -990,7 +1029,8 @@ int gateway_reload(struct config *cfg, struct err_info *ei)
     for (size_t j = 0; j < cfg->nservers; j++)
         if (keep[j] == NULL && (fresh[added] = add_upstream(cfg, &cfg->servers[j])) != NULL) {
             /* Clients hear of its tools once they are fetched (see fetch_finished). */
-            fresh[added]->announce = (1u << CAT_TOOLS) | (1u << CAT_PROMPTS) | (1u << CAT_RESOURCES);
+            fresh[added]->announce =
+                (1u << CAT_TOOLS) | (1u << CAT_PROMPTS) | (1u << CAT_RESOURCES);
             added++;
         }
     pthread_mutex_lock(&gw.lock);
@@ -1010,7 +1050,8 @@ int gateway_reload(struct config *cfg, struct err_info *ei)
             json_decref(note);
         }
     }
-    log_info("reload_servers", "servers: %zu kept, %zu started, %zu stopped", cfg->nservers - added, added, retired);
+    log_info("reload_servers", "servers: %zu kept, %zu started, %zu stopped", cfg->nservers - added,
+             added, retired);
     return err;
 }
 
@@ -1067,7 +1108,8 @@ static void stop_upstream_cb(void *arg)
     }
     pthread_mutex_lock(&gw.lock);
     up->pub_state = UP_STOPPED;
-    snprintf(up->why, sizeof(up->why), "%s", up->retired ? "removed by a reload" : "the gateway is stopping");
+    snprintf(up->why, sizeof(up->why), "%s",
+             up->retired ? "removed by a reload" : "the gateway is stopping");
     pthread_cond_broadcast(&gw.cond);
     pthread_mutex_unlock(&gw.lock);
     log_info("upstream_stopped", "server %s stopped (%s)", up->srv->name, up->why);
@@ -1135,9 +1177,11 @@ json_t *gateway_status(void)
         if (up->retired)
             continue;
         ready = ready && up->pub_state == UP_READY;
-        json_t *s = json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
-                              config_transport_str(up->srv->transport), "why", up->why);
-        json_object_set_new(s, "tools", json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
+        json_t *s =
+            json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
+                      config_transport_str(up->srv->transport), "why", up->why);
+        json_object_set_new(s, "tools",
+                            json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         json_object_set_new(servers, up->srv->name, s);
     }
@@ -1189,8 +1233,10 @@ static void forward_cb(void *arg)
     if (up->state != UP_READY || up->t == NULL) {
         p->answered = true;
         char m[400];
-        snprintf(m, sizeof(m), "server \"%s\" is not available (%s)", up->srv->name, up_state_names[up->state]);
-        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m, json_pack("{s:s}", "server", up->srv->name));
+        snprintf(m, sizeof(m), "server \"%s\" is not available (%s)", up->srv->name,
+                 up_state_names[up->state]);
+        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
+                                        json_pack("{s:s}", "server", up->srv->name));
         stream_push(p->stream, err, true);
         json_decref(err);
         pending_free(p);
@@ -1201,9 +1247,12 @@ static void forward_cb(void *arg)
            the gateway hold requests without limit. */
         if (up->queued >= queue_limit(up)) {
             char m[300];
-            snprintf(m, sizeof(m), "server \"%s\" has %u requests in flight and %u waiting (max_concurrency %u); try again later",
-                     up->srv->name, up->inflight, up->queued, up->srv->max_concurrency);
-            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m, json_pack("{s:s}", "server", up->srv->name));
+            snprintf(
+                m, sizeof(m),
+                "server \"%s\" has %u requests in flight and %u waiting (max_concurrency %u); try again later",
+                up->srv->name, up->inflight, up->queued, up->srv->max_concurrency);
+            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
+                                            json_pack("{s:s}", "server", up->srv->name));
             stream_push(p->stream, err, true);
             json_decref(err);
             p->answered = true;
@@ -1223,7 +1272,9 @@ static void forward_cb(void *arg)
     if (err) {
         char m[300];
         snprintf(m, sizeof(m), "could not send to server \"%s\": %s", up->srv->name, err_str(err));
-        json_t *e = jsonrpc_error_new(p->client_id, err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE, m, NULL);
+        json_t *e = jsonrpc_error_new(
+            p->client_id, err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE,
+            m, NULL);
         stream_push(p->stream, e, true);
         json_decref(e);
         pending_free(p);
@@ -1237,7 +1288,8 @@ out:
     free(f);
 }
 
-static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
 {
     char msg[600];
@@ -1255,7 +1307,8 @@ static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)
     r->body = jsonrpc_result_new(id, result);
 }
 
-static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg, struct mcp_reply *r)
+static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg,
+                    struct mcp_reply *r)
 {
     struct upstream *up = gw.ups[server];
     json_t *id = json_object_get(msg, "id");
@@ -1293,7 +1346,8 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
         json_decref(f->msg);
         free(f);
         p->answered = true;
-        json_t *e = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down", NULL);
+        json_t *e = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE,
+                                      "the gateway is shutting down", NULL);
         stream_push(st, e, true);
         json_decref(e);
         pending_free(p);
@@ -1315,7 +1369,8 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
     json_t *params = json_object_get(msg, "params");
     const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
     if (asked == NULL) {
-        reply_error(r, id, JSONRPC_INVALID_PARAMS, "initialize: params.protocolVersion is required");
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "initialize: params.protocolVersion is required");
         r->status = 400;
         return;
     }
@@ -1324,16 +1379,20 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
     struct session *s = session_new(view, version, json_object_get(params, "capabilities"), &err);
     if (s == NULL) {
         reply_error(r, id, JSONRPC_GATEWAY_LIMIT, "cannot open a session: %s",
-                    err == ERR_LIMIT ? "the gateway's session limit (limits.max_sessions) is reached" : err_str(err));
+                    err == ERR_LIMIT
+                        ? "the gateway's session limit (limits.max_sessions) is reached"
+                        : err_str(err));
         r->status = 503;
         return;
     }
     char name[160];
-    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view]->srv->name : "");
-    json_t *result = json_pack("{s:s, s:{s:{s:b}, s:{s:b}, s:{s:b, s:b}, s:{}, s:{}}, s:{s:s, s:s}}", "protocolVersion", version,
-                               "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1, "resources",
-                               "subscribe", 1, "listChanged", 1, "completions", "logging", "serverInfo", "name", name,
-                               "version", GATEHOUSE_VERSION);
+    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
+             view >= 0 ? gw.ups[view]->srv->name : "");
+    json_t *result =
+        json_pack("{s:s, s:{s:{s:b}, s:{s:b}, s:{s:b, s:b}, s:{}, s:{}}, s:{s:s, s:s}}",
+                  "protocolVersion", version, "capabilities", "tools", "listChanged", 1, "prompts",
+                  "listChanged", 1, "resources", "subscribe", 1, "listChanged", 1, "completions",
+                  "logging", "serverInfo", "name", name, "version", GATEHOUSE_VERSION);
     reply_result(r, id, result);
     r->session = s;
 }
@@ -1369,14 +1428,16 @@ void mcp_cancel_request(struct session *s, json_t *client_id)
 json_t *mcp_discover_result(int view)
 {
     char name[160];
-    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "", view >= 0 ? gw.ups[view]->srv->name : "");
+    snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
+             view >= 0 ? gw.ups[view]->srv->name : "");
     /* No listChanged or subscribe: their 2026-07-28 carrier (subscriptions/listen) is not served
        yet. The aggregate may change with any server's lists, and a future authenticated view
        depends on the caller: never cached across callers. */
-    return json_pack("{s:s, s:o, s:{s:{}, s:{}, s:{}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}", "resultType", "complete",
-                     "supportedVersions", mcp_era_supported_versions(), "capabilities", "tools", "prompts", "resources",
-                     "completions", "_meta", "io.modelcontextprotocol/serverInfo", "name", name, "version", GATEHOUSE_VERSION,
-                     "ttlMs", 0, "cacheScope", "private");
+    return json_pack("{s:s, s:o, s:{s:{}, s:{}, s:{}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}",
+                     "resultType", "complete", "supportedVersions", mcp_era_supported_versions(),
+                     "capabilities", "tools", "prompts", "resources", "completions", "_meta",
+                     "io.modelcontextprotocol/serverInfo", "name", name, "version",
+                     GATEHOUSE_VERSION, "ttlMs", 0, "cacheScope", "private");
 }
 
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
@@ -1392,7 +1453,8 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         void *upv;
         json_t *up_id;
         r->status = 202;
-        if (!json_is_integer(id) || session_take_request(s, (uint64_t)json_integer_value(id), &upv, &up_id) != 0) {
+        if (!json_is_integer(id) ||
+            session_take_request(s, (uint64_t)json_integer_value(id), &upv, &up_id) != 0) {
             log_info("client_protocol", "client answered an id the gateway did not send; ignored");
             return;
         }
@@ -1442,7 +1504,9 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
     struct catalog *cat = worker_catalog(w);
     if (strcmp(method, "initialize") == 0) {
         if (s != NULL) {
-            reply_error(r, id, JSONRPC_INVALID_REQUEST, "this session is already initialized; send initialize without Mcp-Session-Id to start a new one");
+            reply_error(
+                r, id, JSONRPC_INVALID_REQUEST,
+                "this session is already initialized; send initialize without Mcp-Session-Id to start a new one");
             r->status = 400;
             return;
         }
@@ -1460,22 +1524,31 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
     static const struct {
         const char *method;
         enum catalog_kind kind;
-    } lists[] = {{"tools/list", CAT_TOOLS}, {"prompts/list", CAT_PROMPTS}, {"resources/list", CAT_RESOURCES},
+    } lists[] = {{"tools/list", CAT_TOOLS},
+                 {"prompts/list", CAT_PROMPTS},
+                 {"resources/list", CAT_RESOURCES},
                  {"resources/templates/list", CAT_TEMPLATES}};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         if (strcmp(method, lists[i].method) != 0)
             continue;
         json_t *cursor = json_object_get(params, "cursor");
         if (cursor != NULL && !json_is_string(cursor)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string", method);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string",
+                        method);
             return;
         }
         json_t *result = NULL;
-        int err = cat ? catalog_page(cat, view, lists[i].kind, json_string_value(cursor), LIST_PAGE_SIZE, &result) : ERR_NOTFOUND;
+        int err = cat ? catalog_page(cat, view, lists[i].kind, json_string_value(cursor),
+                                     LIST_PAGE_SIZE, &result)
+                      : ERR_NOTFOUND;
         if (err == ERR_INVAL)
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: the cursor was not issued by this gateway", method);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "%s: the cursor was not issued by this gateway", method);
         else if (err)
-            reply_result(r, id, json_pack("{s:[]}", method[0] == 't' ? "tools" : method[0] == 'p' ? "prompts" : "resources"));
+            reply_result(r, id,
+                         json_pack("{s:[]}", method[0] == 't'   ? "tools"
+                                             : method[0] == 'p' ? "prompts"
+                                                                : "resources"));
         else
             reply_result(r, id, result);
         return;
@@ -1487,39 +1560,47 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         int server;
         const char *orig;
         if (name == NULL || strlen(name) != json_string_length(jname)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.name must be a string without NUL characters", method);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "%s: params.name must be a string without NUL characters", method);
             return;
         }
         json_t *args = json_object_get(params, "arguments");
         if (args != NULL && !json_is_object(args)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.arguments must be an object (named arguments)", method);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "%s: params.arguments must be an object (named arguments)", method);
             return;
         }
         snprintf(r->target, sizeof(r->target), "%s", name);
         if (cat == NULL || catalog_route(cat, view, kind_, name, &server, &orig) != 0) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s", kind_ == CAT_TOOLS ? "tool" : "prompt", name);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s",
+                        kind_ == CAT_TOOLS ? "tool" : "prompt", name);
             return;
         }
         forward(w, s, server, rewrite(msg, "name", orig), r);
         return;
     }
     if (strncmp(method, "resources/", 10) == 0 &&
-        (strcmp(method + 10, "read") == 0 || strcmp(method + 10, "subscribe") == 0 || strcmp(method + 10, "unsubscribe") == 0)) {
+        (strcmp(method + 10, "read") == 0 || strcmp(method + 10, "subscribe") == 0 ||
+         strcmp(method + 10, "unsubscribe") == 0)) {
         json_t *juri = json_object_get(params, "uri");
         const char *uri = json_string_value(juri);
         int server;
         if (uri == NULL || strlen(uri) != json_string_length(juri)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.uri must be a string without NUL characters", method);
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "%s: params.uri must be a string without NUL characters", method);
             return;
         }
         snprintf(r->target, sizeof(r->target), "%s", uri);
         if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
             char m[600];
-            snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)", uri);
+            snprintf(m, sizeof(m),
+                     "Resource not found: %s (no server behind this endpoint offers it)", uri);
             r->status = 200;
-            /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002. */
-            r->body = jsonrpc_error_new(id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
-                                        json_pack("{s:s}", "uri", uri));
+            /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002.
+             */
+            r->body = jsonrpc_error_new(
+                id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
+                json_pack("{s:s}", "uri", uri));
             return;
         }
         if (method[10] != 'r')
@@ -1534,12 +1615,15 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         const char *orig;
         if (type && strcmp(type, "ref/prompt") == 0) {
             const char *name = json_string_value(json_object_get(ref, "name"));
-            if (name == NULL || cat == NULL || catalog_route(cat, view, CAT_PROMPTS, name, &server, &orig) != 0) {
-                reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown prompt %s", name ? name : "(none)");
+            if (name == NULL || cat == NULL ||
+                catalog_route(cat, view, CAT_PROMPTS, name, &server, &orig) != 0) {
+                reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown prompt %s",
+                            name ? name : "(none)");
                 return;
             }
             json_t *copy = json_deep_copy(msg);
-            json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name", json_string(orig));
+            json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name",
+                                json_string(orig));
             forward(w, s, server, copy, r);
             return;
         }
@@ -1554,7 +1638,8 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                     pthread_mutex_lock(&gw.lock);
                     size_t j;
                     json_t *t;
-                    json_array_foreach(gw.ups[i]->lists[CAT_TEMPLATES], j, t) {
+                    json_array_foreach(gw.ups[i]->lists[CAT_TEMPLATES], j, t)
+                    {
                         const char *ut = json_string_value(json_object_get(t, "uriTemplate"));
                         if (ut && strcmp(ut, uri) == 0)
                             server = (int)i;
@@ -1562,19 +1647,22 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                     pthread_mutex_unlock(&gw.lock);
                 }
                 if (server < 0) {
-                    reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown resource %s", uri ? uri : "(none)");
+                    reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                                "completion/complete: unknown resource %s", uri ? uri : "(none)");
                     return;
                 }
             }
             forward(w, s, server, json_deep_copy(msg), r);
             return;
         }
-        reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: params.ref.type must be ref/prompt or ref/resource");
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "completion/complete: params.ref.type must be ref/prompt or ref/resource");
         return;
     }
     if (strcmp(method, "logging/setLevel") == 0) {
         if (!json_is_string(json_object_get(params, "level"))) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "logging/setLevel: params.level must be a string");
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "logging/setLevel: params.level must be a string");
             return;
         }
         for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
@@ -1617,7 +1705,8 @@ static void gateway_set_level_cb(void *arg)
     struct forward *f = arg;
     struct upstream *up = f->up;
     if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging"))
-        internal_request(up, "logging/setLevel", json_deep_copy(json_object_get(f->msg, "params")), level_cb, NULL);
+        internal_request(up, "logging/setLevel", json_deep_copy(json_object_get(f->msg, "params")),
+                         level_cb, NULL);
     json_decref(f->msg);
     free(f);
 }
@@ -1631,7 +1720,8 @@ static void cancel_on_home_cb(void *arg)
     struct pending *target = idmap_get(&up->pending, id);
     if (target != NULL && target->cb == NULL && !target->answered) {
         send_notification(up, "notifications/cancelled",
-                          json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", "cancelled by the client"));
+                          json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason",
+                                    "cancelled by the client"));
         idmap_del(&up->pending, id);
         target->answered = true;
         stream_end(target->stream);
@@ -1662,7 +1752,8 @@ void mcp_worker_release(struct mcp_worker *w)
     w->catalog = NULL;
 }
 
-void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg), void *arg)
+void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg),
+                            void *arg)
 {
     pthread_mutex_lock(&gw.lock);
     for (size_t i = 0; i < atomic_load(&gw.nups); i++)

@@ -67,7 +67,8 @@ int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *
 json_t *mcp_era_supported_versions(void);
 /* Methods a 2026-07-28 client may send to the gateway. */
 bool mcp_era_method_stateless(const char *method);
-/* Remove the io.modelcontextprotocol/ keys from params._meta (a legacy server must not see them). */
+/* Remove the io.modelcontextprotocol/ keys from params._meta (a legacy server must not see them).
+ */
 void mcp_era_strip_meta(json_t *msg);
 
 struct mcp_worker {
@@ -105,11 +106,13 @@ void mcp_worker_release(struct mcp_worker *w);
 void gateway_free(void);
 /* True when every upstream is ready. */
 bool gateway_ready(void);
-/* A new object for /readyz: {"ready": bool, "servers": {name: {"state":…, "why":…, "restarts":n}}}. */
+/* A new object for /readyz: {"ready": bool, "servers": {name: {"state":…, "why":…, "restarts":n}}}.
+ */
 json_t *gateway_status(void);
 /* Call fn for every server with its readiness and restart count (under the engine's lock: fn
    must not call back into the gateway). */
-void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg), void *arg);
+void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg),
+                            void *arg);
 /* Index of the server named `name`, or -1. */
 int gateway_find_server(const char *name);
 const char *gateway_server_name(int index);

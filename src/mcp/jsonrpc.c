@@ -43,31 +43,37 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
         }
         if (!valid_id(id))
             return err_info_set(ei, ERR_INVAL, 0, 0,
-                                json_is_null(id) ? "\"id\" must not be null (MCP forbids null request ids)"
-                                                 : "\"id\" must be a string or an integer");
+                                json_is_null(id)
+                                    ? "\"id\" must not be null (MCP forbids null request ids)"
+                                    : "\"id\" must be a string or an integer");
         *kind = JSONRPC_REQUEST;
         return 0;
     }
     if (result != NULL && error != NULL)
-        return err_info_set(ei, ERR_INVAL, 0, 0, "a response must not carry both \"result\" and \"error\"");
+        return err_info_set(ei, ERR_INVAL, 0, 0,
+                            "a response must not carry both \"result\" and \"error\"");
     if (result != NULL) {
         if (!valid_id(id))
-            return err_info_set(ei, ERR_INVAL, 0, 0, "a result must carry a string or integer \"id\"");
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "a result must carry a string or integer \"id\"");
         *kind = JSONRPC_RESULT;
         return 0;
     }
     if (error != NULL) {
         if (!json_is_object(error) || !json_is_integer(json_object_get(error, "code")) ||
             !json_is_string(json_object_get(error, "message")))
-            return err_info_set(ei, ERR_INVAL, 0, 0,
-                                "\"error\" must be an object with an integer \"code\" and a string \"message\"");
+            return err_info_set(
+                ei, ERR_INVAL, 0, 0,
+                "\"error\" must be an object with an integer \"code\" and a string \"message\"");
         if (id == NULL || (!json_is_null(id) && !valid_id(id)))
-            return err_info_set(ei, ERR_INVAL, 0, 0, "an error must carry a string, integer or null \"id\"");
+            return err_info_set(ei, ERR_INVAL, 0, 0,
+                                "an error must carry a string, integer or null \"id\"");
         *kind = JSONRPC_ERROR;
         return 0;
     }
-    return err_info_set(ei, ERR_INVAL, 0, 0,
-                        "not a request (no \"method\") nor a response (no \"result\" or \"error\")");
+    return err_info_set(
+        ei, ERR_INVAL, 0, 0,
+        "not a request (no \"method\") nor a response (no \"result\" or \"error\")");
 }
 
 int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind *kind,
@@ -76,14 +82,17 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
     json_error_t jerr;
     *id_out = NULL;
     /* \u0000 is valid JSON; the gateway refuses NUL where it routes (names, URIs) instead. */
-    json_t *msg = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+    json_t *msg =
+        json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (msg == NULL)
-        return err_info_set(ei, ERR_PARSE, jerr.line, jerr.column, "body is not valid JSON: %s at line %d, column %d",
-                            jerr.text, jerr.line, jerr.column);
+        return err_info_set(ei, ERR_PARSE, jerr.line, jerr.column,
+                            "body is not valid JSON: %s at line %d, column %d", jerr.text,
+                            jerr.line, jerr.column);
     if (json_is_array(msg)) {
         json_decref(msg);
-        return err_info_set(ei, ERR_INVAL, 0, 0,
-                            "JSON-RPC batches are not supported by MCP 2025-06-18 and later; send one message per request");
+        return err_info_set(
+            ei, ERR_INVAL, 0, 0,
+            "JSON-RPC batches are not supported by MCP 2025-06-18 and later; send one message per request");
     }
     if (json_is_object(msg)) {
         json_t *id = json_object_get(msg, "id");
@@ -106,7 +115,8 @@ json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *dat
         json_object_set_new(err, "data", data);
     else if (data != NULL)
         json_decref(data);
-    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
+    return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
+                     err);
 }
 
 json_t *jsonrpc_result_new(json_t *id, json_t *result)

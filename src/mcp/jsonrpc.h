@@ -47,7 +47,8 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei);
 /* New references. `id` is borrowed (may be NULL → null). `data` is stolen (may be NULL). */
 json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *data);
 json_t *jsonrpc_result_new(json_t *id, json_t *result /* stolen */);
-json_t *jsonrpc_request_new(json_t *id, const char *method, json_t *params /* stolen, may be NULL */);
+json_t *jsonrpc_request_new(json_t *id, const char *method,
+                            json_t *params /* stolen, may be NULL */);
 json_t *jsonrpc_notification_new(const char *method, json_t *params /* stolen, may be NULL */);
 
 /* The method of a request/notification, or NULL. */

@@ -36,7 +36,7 @@ struct stream {
     struct event *ring;
     size_t ring_cap, ring_len, ring_head; /* ring_head: index of the oldest event */
     size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
-    uint64_t next_seq;                   /* seq of the next event; events start at 1 */
+    uint64_t next_seq;                    /* seq of the next event; events start at 1 */
     struct stream_writer *writer;
     bool wake_pending;
     struct stream *next;
@@ -66,7 +66,8 @@ struct session {
     struct stream *streams; /* newest first */
     unsigned nstreams;
     struct stream *standalone;
-    atomic_uint writers; /* writers attached to its streams: a session being streamed to is not idle */
+    atomic_uint
+        writers; /* writers attached to its streams: a session being streamed to is not idle */
 };
 
 static struct {
@@ -125,7 +126,8 @@ static void collect_cb(uint64_t key, void *val, void *arg)
 {
     struct collect *c = arg;
     struct session *s = val;
-    if (c->older_than && (atomic_load(&s->last_used) >= c->older_than || atomic_load(&s->writers) > 0))
+    if (c->older_than &&
+        (atomic_load(&s->last_used) >= c->older_than || atomic_load(&s->writers) > 0))
         return;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
@@ -192,7 +194,8 @@ void session_foreach(void (*fn)(struct session *s, void *arg), void *arg)
 }
 
 /* The parts of a session that do not involve the table. */
-static struct session *session_alloc(int view, const char *protocol_version, json_t *client_caps, int refs)
+static struct session *session_alloc(int view, const char *protocol_version, json_t *client_caps,
+                                     int refs)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -210,7 +213,8 @@ static struct session *session_alloc(int view, const char *protocol_version, jso
     return s;
 }
 
-struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps, int *err)
+struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps,
+                                      int *err)
 {
     struct session *s = session_alloc(view, protocol_version, client_caps, 1);
     if (s == NULL) {
@@ -228,7 +232,8 @@ bool session_transient(const struct session *s)
 
 struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err)
 {
-    struct session *s = session_alloc(view, protocol_version, client_caps, 2); /* the table's and the caller's */
+    struct session *s =
+        session_alloc(view, protocol_version, client_caps, 2); /* the table's and the caller's */
     if (s == NULL) {
         *err = ERR_NOMEM;
         return NULL;
@@ -598,7 +603,8 @@ static const char *parse_u64(const char *p, uint64_t *out)
     return p;
 }
 
-struct stream *session_find_stream(struct session *s, const char *last_event_id, uint64_t *after_seq)
+struct stream *session_find_stream(struct session *s, const char *last_event_id,
+                                   uint64_t *after_seq)
 {
     uint64_t number, seq;
     const char *p = parse_u64(last_event_id, &number);
@@ -824,7 +830,8 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
             err = ERR_NOMEM;
             goto out;
         }
-        err = buf_printf(out, "id: %" PRIu64 "-%" PRIu64 "\ndata: %s\n\n", st->number, e->seq, text);
+        err =
+            buf_printf(out, "id: %" PRIu64 "-%" PRIu64 "\ndata: %s\n\n", st->number, e->seq, text);
         free(text);
         if (err == ERR_LIMIT && out->len > 0) {
             err = 0; /* the buffer is full: the cursor says where to go on next time */

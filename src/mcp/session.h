@@ -53,7 +53,8 @@ struct session *session_new(int view, const char *protocol_version, json_t *clie
  * never swept, never broadcast to); whoever created it closes it when the answer has ended.
  * Returns a new reference, or NULL with *err = ERR_NOMEM.
  */
-struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps, int *err);
+struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps,
+                                      int *err);
 bool session_transient(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
 struct session *session_find(const char *id, size_t len);
@@ -96,7 +97,8 @@ void session_foreach(void (*fn)(struct session *s, void *arg), void *arg);
 struct stream *stream_new(struct session *s);
 struct stream *session_standalone_stream(struct session *s);
 /* Find a stream by the "<stream>-" prefix of a Last-Event-ID; *after_seq is set from it. */
-struct stream *session_find_stream(struct session *s, const char *last_event_id, uint64_t *after_seq);
+struct stream *session_find_stream(struct session *s, const char *last_event_id,
+                                   uint64_t *after_seq);
 struct stream *stream_ref(struct stream *st);
 void stream_unref(struct stream *st);
 struct session *stream_session(struct stream *st);

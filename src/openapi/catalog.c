@@ -14,8 +14,8 @@
 
 #include "openapi/openapi-int.h"
 
-#define NAME_AIM 48     /* clients add prefixes: aim below the 64 allowed */
-#define HASH_SHORT 8    /* hex digits of the disambiguating hash */
+#define NAME_AIM 48  /* clients add prefixes: aim below the 64 allowed */
+#define HASH_SHORT 8 /* hex digits of the disambiguating hash */
 #define HASH_LONG 16
 
 /* ---- names ---- */
@@ -170,8 +170,8 @@ static json_t *edit_value(const char *k, json_t *v, unsigned depth,
         json_t *arr = json_array();
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) json_array_append_new(arr, edit_schema(e, depth + 1, h, st,
-                                                                            false));
+        json_array_foreach(v, i, e)
+            json_array_append_new(arr, edit_schema(e, depth + 1, h, st, false));
         return arr;
     }
     if (json_is_object(v))
@@ -349,20 +349,20 @@ static bool all_binary(char **types, size_t n)
 static const char *heuristic_drop(const struct openapi_heuristics *h, const struct openapi_op *op,
                                   char *buf, size_t cap)
 {
-    static const char *const infra[] = {"health",  "healthz", "healthcheck", "livez", "readyz",
-                                        "ping",    "metrics", "docs",        "swagger",
-                                        "api-docs", "openapi", "openapi.json", "openapi.yaml",
-                                        "swagger.json", "redoc", NULL};
+    static const char *const infra[] = {
+        "health",       "healthz",      "healthcheck", "livez",    "readyz",  "ping",
+        "metrics",      "docs",         "swagger",     "api-docs", "openapi", "openapi.json",
+        "openapi.yaml", "swagger.json", "redoc",       NULL};
     static const char *const admin[] = {"admin", "internal", "_internal", "__internal", NULL};
-    static const char *const auth[] = {"oauth",  "oauth2", "login",     "logout",
-                                       "signin", "signout", "authorize", "token",
-                                       ".well-known", NULL};
+    static const char *const auth[] = {"oauth",   "oauth2",    "login", "logout",      "signin",
+                                       "signout", "authorize", "token", ".well-known", NULL};
     char hit[128];
     if (h->deprecated && op->deprecated) {
         snprintf(buf, cap, "marked deprecated");
         return "deprecated";
     }
-    if (h->head_options && (strcmp(op->method, "HEAD") == 0 || strcmp(op->method, "OPTIONS") == 0)) {
+    if (h->head_options &&
+        (strcmp(op->method, "HEAD") == 0 || strcmp(op->method, "OPTIONS") == 0)) {
         snprintf(buf, cap, "method %s", op->method);
         return "head_options";
     }
@@ -429,8 +429,8 @@ static void sanitize_arg_name(const char *in, char *out, size_t cap)
 {
     size_t n = 0;
     for (; *in && n + 1 < cap && n < 64; in++)
-        out[n++] = isalnum((unsigned char)*in) || *in == '_' || *in == '-' || *in == '.' ? *in
-                                                                                         : '_';
+        out[n++] =
+            isalnum((unsigned char)*in) || *in == '_' || *in == '-' || *in == '.' ? *in : '_';
     out[n] = '\0';
     if (n == 0)
         snprintf(out, cap, "arg");
@@ -484,8 +484,7 @@ static bool body_is_flat(const struct openapi_op *op)
 static int build_args(const struct openapi_doc *doc, const struct openapi_op *op,
                       struct openapi_tool *t)
 {
-    size_t max = op->nparams + 1 + json_object_size(json_object_get(op->body_schema,
-                                                                    "properties"));
+    size_t max = op->nparams + 1 + json_object_size(json_object_get(op->body_schema, "properties"));
     t->args = calloc(max, sizeof(*t->args));
     if (t->args == NULL)
         return ERR_NOMEM;
@@ -514,8 +513,8 @@ static int build_args(const struct openapi_doc *doc, const struct openapi_op *op
         bool required = false;
         size_t i;
         json_t *r;
-        json_array_foreach(req, i, r) required |= json_is_string(r) &&
-                                                  strcmp(json_string_value(r), k) == 0;
+        json_array_foreach(req, i, r) required |=
+            json_is_string(r) && strcmp(json_string_value(r), k) == 0;
         if ((rc = arg_add(t, k, OPENAPI_IN_BODY, NULL, v, required && op->body_required)) != 0)
             return rc;
     }
@@ -676,8 +675,7 @@ int openapi_catalog_set_base_url(struct openapi_catalog *cat, const char *url)
     return 0;
 }
 
-const struct openapi_tool *openapi_catalog_find(const struct openapi_catalog *cat,
-                                                const char *name)
+const struct openapi_tool *openapi_catalog_find(const struct openapi_catalog *cat, const char *name)
 {
     for (size_t i = 0; i < cat->ntools; i++)
         if (strcmp(cat->tools[i].name, name) == 0)
@@ -735,8 +733,7 @@ static int tool_names(struct openapi_catalog *cat, const bool *fixed, int *level
             }
             if (level[i] >= 2) {
                 rc = oa_fail(ei, ERR_INTERNAL, t->op->pointer,
-                             "cannot give '%s %s' a unique tool name", t->op->method,
-                             t->op->path);
+                             "cannot give '%s %s' a unique tool name", t->op->method, t->op->path);
                 break;
             }
             char *n = make_name(t->op, ++level[i]);
@@ -807,7 +804,8 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         const struct openapi_op *op = &doc->ops[i];
         /* duplicate operationIds are tolerated (names are disambiguated) but reported */
         for (size_t j = 0; op->operation_id && j < i; j++)
-            if (doc->ops[j].operation_id && strcmp(doc->ops[j].operation_id, op->operation_id) == 0) {
+            if (doc->ops[j].operation_id &&
+                strcmp(doc->ops[j].operation_id, op->operation_id) == 0) {
                 rc = note_add(cat, &ncap, op, NULL, false, "duplicate operationId",
                               "'%s' also at %s", op->operation_id, doc->ops[j].pointer);
                 break;
@@ -867,15 +865,14 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
             rc = note_add(cat, &ncap, op, t->name, false, "drop_examples", "%u examples dropped",
                           st.examples);
         if (rc == 0 && st.extensions)
-            rc = note_add(cat, &ncap, op, t->name, false, "drop_extensions",
-                          "%u x-* keys dropped", st.extensions);
+            rc = note_add(cat, &ncap, op, t->name, false, "drop_extensions", "%u x-* keys dropped",
+                          st.extensions);
         if (rc == 0 && st.enums)
             rc = note_add(cat, &ncap, op, t->name, false, "enum_cap",
                           "%u enums capped at %u values", st.enums, h->enum_cap);
         if (rc == 0 && st.collapsed)
             rc = note_add(cat, &ncap, op, t->name, false, "max_depth",
-                          "%u nested schemas collapsed below depth %u", st.collapsed,
-                          h->max_depth);
+                          "%u nested schemas collapsed below depth %u", st.collapsed, h->max_depth);
     }
     if (rc)
         goto out;

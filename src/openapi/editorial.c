@@ -103,8 +103,8 @@ static bool rule_matches(const struct oa_rule *r, const struct openapi_op *op)
         return false;
     if (r->path && !oa_glob_match(r->path, op->path))
         return false;
-    if (r->operation_id && (op->operation_id == NULL ||
-                            !oa_glob_match(r->operation_id, op->operation_id)))
+    if (r->operation_id &&
+        (op->operation_id == NULL || !oa_glob_match(r->operation_id, op->operation_id)))
         return false;
     if (r->tag) {
         bool any = false;
@@ -146,8 +146,7 @@ const struct oa_override *oa_override_find(const struct openapi_editorial *ed,
 
 /* ---- loading ---- */
 
-static int opt_str(json_t *obj, const char *key, char **out, const char *where,
-                   struct err_info *ei)
+static int opt_str(json_t *obj, const char *key, char **out, const char *where, struct err_info *ei)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL)
@@ -189,8 +188,7 @@ static int load_heuristics(struct openapi_editorial *ed, json_t *h, struct err_i
                 return oa_fail(ei, ERR_INVAL, where, "heuristic '%s' must be true or false", k);
             *(bool *)((char *)&ed->h + flags[i].off) = json_is_true(v);
         } else if (strcmp(k, "enum_cap") == 0 || strcmp(k, "max_depth") == 0) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-                json_integer_value(v) > 100000)
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
                 return oa_fail(ei, ERR_INVAL, where, "'%s' must be an integer >= 0 (0 = off)", k);
             unsigned n = (unsigned)json_integer_value(v);
             if (k[0] == 'e')
@@ -260,8 +258,10 @@ static int load_override(struct oa_override *o, const char *key, json_t *j, stru
         for (size_t i = 0; ok && i < n; i++)
             ok = isalnum((unsigned char)o->name[i]) || o->name[i] == '_' || o->name[i] == '-';
         if (!ok)
-            return oa_fail(ei, ERR_INVAL, where, "tool name '%.80s' does not match "
-                                                 "^[a-zA-Z0-9_-]{1,64}$", o->name);
+            return oa_fail(ei, ERR_INVAL, where,
+                           "tool name '%.80s' does not match "
+                           "^[a-zA-Z0-9_-]{1,64}$",
+                           o->name);
     }
     json_t *hide = json_object_get(j, "hide");
     if (hide) {
@@ -291,8 +291,9 @@ int openapi_editorial_from_json(const json_t *root_c, struct openapi_editorial *
 {
     json_t *root = (json_t *)(uintptr_t)root_c; /* jansson's getters are not const-correct */
     if (!json_is_object(root))
-        return oa_fail(ei, ERR_INVAL, "", "an editorial file is an object with rules, "
-                                          "heuristics and overrides");
+        return oa_fail(ei, ERR_INVAL, "",
+                       "an editorial file is an object with rules, "
+                       "heuristics and overrides");
     struct openapi_editorial *ed = openapi_editorial_new();
     if (ed == NULL)
         return ERR_NOMEM;

@@ -1,7 +1,7 @@
 /*
  * `gatehouse openapi inspect`: the catalog a document would produce, printed for a human who
- * curates it (or, with --json, for a program). Token counts here are estimates (compact JSON bytes / 4); the real tokenizer
- * measurement lives in the test harness (docs/openapi.md).
+ * curates it (or, with --json, for a program). Token counts here are estimates (compact JSON bytes
+ * / 4); the real tokenizer measurement lives in the test harness (docs/openapi.md).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +46,9 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
         goto out;
     }
     fprintf(out, "%s %s (%s %s), %zu operations, server %s\n\n",
-             doc->title ? doc->title : "(untitled)", doc->api_version ? doc->api_version : "",
-             strcmp(doc->version, "2.0") == 0 ? "swagger" : "openapi", doc->version, doc->nops,
-             cat->base_url[0] ? cat->base_url : "(none)");
+            doc->title ? doc->title : "(untitled)", doc->api_version ? doc->api_version : "",
+            strcmp(doc->version, "2.0") == 0 ? "swagger" : "openapi", doc->version, doc->nops,
+            cat->base_url[0] ? cat->base_url : "(none)");
     size_t width = 4, maxtok = 0;
     for (size_t i = 0; i < cat->ntools; i++) {
         size_t n = strlen(cat->tools[i].name);
@@ -65,8 +65,8 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
     }
     fprintf(out, "\ntotals (estimated tokens = compact JSON bytes / 4):\n");
     fprintf(out, "  curated static: %zu tools, %zu tokens, %zu per tool on average, max %zu\n",
-             cat->ntools, cat->total_tokens, cat->ntools ? cat->total_tokens / cat->ntools : 0,
-             maxtok);
+            cat->ntools, cat->total_tokens, cat->ntools ? cat->total_tokens / cat->ntools : 0,
+            maxtok);
     fprintf(out, "  naive 1:1:      %zu tools, %zu tokens", ncat->ntools, ncat->total_tokens);
     if (ncat->total_tokens)
         fprintf(out, " (curated saves %.1f%%)",
@@ -86,7 +86,7 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
         const struct openapi_note *n = &cat->notes[i];
         if (!n->dropped)
             fprintf(out, "  %-40s %s: %s\n", n->tool ? n->tool : n->op, n->reason,
-                     n->detail ? n->detail : "");
+                    n->detail ? n->detail : "");
     }
 out:
     openapi_catalog_unref(cat);
@@ -103,7 +103,8 @@ static json_t *tools_json(const struct openapi_catalog *cat, bool with_tokens)
     for (size_t i = 0; a && i < cat->ntools; i++) {
         json_t *t = openapi_tool_to_json(&cat->tools[i]);
         if (t && with_tokens)
-            json_object_set_new(t, "tokens", json_integer((json_int_t)cat->tools[i].token_estimate));
+            json_object_set_new(t, "tokens",
+                                json_integer((json_int_t)cat->tools[i].token_estimate));
         json_array_append_new(a, t);
     }
     return a;

@@ -20,8 +20,8 @@ struct loader {
     struct err_info *ei;
 };
 
-static const char *const methods[] = {"get",  "put",   "post",  "delete",
-                                      "options", "head", "patch", "trace", NULL};
+static const char *const methods[] = {"get",  "put",   "post",  "delete", "options",
+                                      "head", "patch", "trace", NULL};
 
 static const char *jstr(json_t *obj, const char *key)
 {
@@ -199,9 +199,9 @@ static enum openapi_in in_from_str(const char *s, bool *ok)
 
 static int security_schemes(struct loader *l, struct openapi_doc *doc)
 {
-    json_t *defs = l->v2 ? json_object_get(l->root, "securityDefinitions")
-                         : json_object_get(json_object_get(l->root, "components"),
-                                           "securitySchemes");
+    json_t *defs = l->v2
+                       ? json_object_get(l->root, "securityDefinitions")
+                       : json_object_get(json_object_get(l->root, "components"), "securitySchemes");
     size_t n = json_object_size(defs);
     if (n == 0)
         return 0;
@@ -254,10 +254,23 @@ static int security_schemes(struct loader *l, struct openapi_doc *doc)
 /* Swagger 2.0 non-body parameters carry their schema inline. */
 static json_t *v2_param_schema(json_t *p)
 {
-    static const char *const keys[] = {
-        "type",      "format",    "items",     "enum",      "default",   "minimum",
-        "maximum",   "exclusiveMinimum",       "exclusiveMaximum",      "minLength",
-        "maxLength", "pattern",   "minItems",  "maxItems",  "uniqueItems", "multipleOf", NULL};
+    static const char *const keys[] = {"type",
+                                       "format",
+                                       "items",
+                                       "enum",
+                                       "default",
+                                       "minimum",
+                                       "maximum",
+                                       "exclusiveMinimum",
+                                       "exclusiveMaximum",
+                                       "minLength",
+                                       "maxLength",
+                                       "pattern",
+                                       "minItems",
+                                       "maxItems",
+                                       "uniqueItems",
+                                       "multipleOf",
+                                       NULL};
     json_t *s = json_object();
     for (int i = 0; s && keys[i]; i++) {
         json_t *v = json_object_get(p, keys[i]);
@@ -477,8 +490,8 @@ static int v2_body(struct loader *l, struct openapi_op *op, json_t *opj, json_t 
             rc = strv_push(&op->body_media_types, &op->nbody_media_types, "application/json");
         if (rc)
             return rc;
-        op->body_media = op->body_media_types[media_pick(op->body_media_types,
-                                                         op->nbody_media_types)];
+        op->body_media =
+            op->body_media_types[media_pick(op->body_media_types, op->nbody_media_types)];
         op->body_required = json_is_true(json_object_get(body, "required"));
         char ptr[512];
         snprintf(ptr, sizeof(ptr), "%s", body_ptr);
@@ -518,8 +531,7 @@ static int v2_body(struct loader *l, struct openapi_op *op, json_t *opj, json_t 
     return 0;
 }
 
-static int success_response(struct loader *l, struct openapi_op *op, json_t *opj,
-                            const char *opptr)
+static int success_response(struct loader *l, struct openapi_op *op, json_t *opj, const char *opptr)
 {
     json_t *responses = json_object_get(opj, "responses");
     const char *best = NULL, *code;
@@ -707,7 +719,8 @@ static int load_paths(struct loader *l, struct openapi_doc *doc)
 static int doc_build(json_t *root, struct openapi_doc **out, struct err_info *ei)
 {
     if (!json_is_object(root))
-        return oa_fail(ei, ERR_INVAL, "", "not an OpenAPI document: the top level is not an object");
+        return oa_fail(ei, ERR_INVAL, "",
+                       "not an OpenAPI document: the top level is not an object");
     struct loader l = {.root = root, .ei = ei};
     const char *oa = jstr(root, "openapi"), *sw = jstr(root, "swagger");
     if (sw && strcmp(sw, "2.0") == 0)
@@ -776,8 +789,8 @@ int oa_read_file(const char *path, char **data, size_t *len, struct err_info *ei
         goto out;
     }
     if ((unsigned long long)st.st_size > OPENAPI_MAX_DOC_BYTES) {
-        rc = oa_fail(ei, ERR_LIMIT, path, "%s is larger than %u bytes", path,
-                     OPENAPI_MAX_DOC_BYTES);
+        rc =
+            oa_fail(ei, ERR_LIMIT, path, "%s is larger than %u bytes", path, OPENAPI_MAX_DOC_BYTES);
         goto out;
     }
     buf = malloc((size_t)st.st_size + 1);

@@ -97,17 +97,17 @@ enum openapi_scheme_type {
 struct openapi_security_scheme {
     char *name; /* key under components/securitySchemes or securityDefinitions */
     enum openapi_scheme_type type;
-    enum openapi_in in;  /* apiKey only: HEADER, QUERY or COOKIE */
-    char *param_name;    /* apiKey only */
-    char *http_scheme;   /* http only: "basic", "bearer", ... */
+    enum openapi_in in; /* apiKey only: HEADER, QUERY or COOKIE */
+    char *param_name;   /* apiKey only */
+    char *http_scheme;  /* http only: "basic", "bearer", ... */
 };
 
 struct openapi_doc {
     int refs;
-    char *version;   /* "2.0", "3.0.3", "3.1.0", ... */
-    char *title;     /* info.title, may be NULL */
+    char *version;     /* "2.0", "3.0.3", "3.1.0", ... */
+    char *title;       /* info.title, may be NULL */
     char *api_version; /* info.version, may be NULL */
-    char *server_url; /* base URL without trailing slash; may be relative or "" */
+    char *server_url;  /* base URL without trailing slash; may be relative or "" */
     struct openapi_op *ops;
     size_t nops;
     struct openapi_security_scheme *schemes;
@@ -144,17 +144,17 @@ int openapi_parse_text(const char *data, size_t len, json_t **out, struct err_in
 
 /* The default heuristics. Each can be switched off; each reports when it fires. */
 struct openapi_heuristics {
-    bool deprecated;     /* drop deprecated operations */
-    bool head_options;   /* drop HEAD and OPTIONS */
-    bool infra;          /* drop health/metrics/docs endpoints */
-    bool admin;          /* drop admin/internal paths, tags, x-internal */
-    bool auth_flow;      /* drop OAuth/login/token endpoints */
-    bool binary_only;    /* drop operations whose body or response is binary only */
-    bool first_sentence; /* keep only the first sentence of descriptions */
-    bool drop_examples;  /* drop example/examples from schemas */
+    bool deprecated;      /* drop deprecated operations */
+    bool head_options;    /* drop HEAD and OPTIONS */
+    bool infra;           /* drop health/metrics/docs endpoints */
+    bool admin;           /* drop admin/internal paths, tags, x-internal */
+    bool auth_flow;       /* drop OAuth/login/token endpoints */
+    bool binary_only;     /* drop operations whose body or response is binary only */
+    bool first_sentence;  /* keep only the first sentence of descriptions */
+    bool drop_examples;   /* drop example/examples from schemas */
     bool drop_extensions; /* drop x-* keys from schemas */
-    unsigned enum_cap;   /* cap enums at this many values, 0 = off (default 20) */
-    unsigned max_depth;  /* collapse nested objects deeper than this, 0 = off (default 5) */
+    unsigned enum_cap;    /* cap enums at this many values, 0 = off (default 20) */
+    unsigned max_depth;   /* collapse nested objects deeper than this, 0 = off (default 5) */
 };
 
 struct openapi_editorial;
@@ -180,10 +180,10 @@ struct openapi_arg {
     char *wire_name; /* the name in the request (parameter or body property name) */
     enum openapi_in in;
     const struct openapi_param *param; /* PATH/QUERY/HEADER/COOKIE; NULL for body */
-    json_t *schema;  /* the original (unedited) schema, shared */
+    json_t *schema;                    /* the original (unedited) schema, shared */
     bool required;
-    bool hidden;     /* not in inputSchema (override); sent with `fixed` if set */
-    json_t *fixed;   /* fixed value from an override, or NULL */
+    bool hidden;   /* not in inputSchema (override); sent with `fixed` if set */
+    json_t *fixed; /* fixed value from an override, or NULL */
 };
 
 struct openapi_tool {
@@ -199,10 +199,10 @@ struct openapi_tool {
 
 /* One line of the report: an operation dropped, or a transformation applied to a tool. */
 struct openapi_note {
-    char *op;        /* "METHOD /path" */
-    char *tool;      /* the tool name, NULL when the operation was dropped */
-    char *reason;    /* "rule 2 (exclude)", "heuristic deprecated", "first_sentence", ... */
-    char *detail;    /* human-readable detail, may be NULL */
+    char *op;     /* "METHOD /path" */
+    char *tool;   /* the tool name, NULL when the operation was dropped */
+    char *reason; /* "rule 2 (exclude)", "heuristic deprecated", "first_sentence", ... */
+    char *detail; /* human-readable detail, may be NULL */
     bool dropped;
 };
 

@@ -335,8 +335,11 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         unsigned char c = s[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                               : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4
+                                        : 0;
         if (n == 0 || c == 0 || c == 0xC0 || c == 0xC1 || c > 0xF4 || i + n > len)
             return i;
         for (size_t k = 1; k < n; k++)
@@ -361,8 +364,8 @@ static int parse_yaml(const char *data, size_t len, json_t **out, struct err_inf
         return oa_fail(ei, ERR_PARSE, where, "invalid YAML: not UTF-8 text (byte %zu)", bad);
     }
 
-    struct fy_diag_cfg dcfg = {.fp = NULL, .output_fn = diag_quiet_cb, .level = FYET_ERROR,
-                               .module_mask = ~0u};
+    struct fy_diag_cfg dcfg = {
+        .fp = NULL, .output_fn = diag_quiet_cb, .level = FYET_ERROR, .module_mask = ~0u};
     struct fy_diag *diag = fy_diag_create(&dcfg);
     if (diag == NULL)
         return ERR_NOMEM;

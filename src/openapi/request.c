@@ -223,8 +223,7 @@ static int form_flatten(struct buf *b, struct buf *key, json_t *v, int depth)
         } else {
             json_array_foreach(v, i, e)
             {
-                if ((rc = buf_printf(key, "[%zu]", i)) ||
-                    (rc = form_flatten(b, key, e, depth + 1)))
+                if ((rc = buf_printf(key, "[%zu]", i)) || (rc = form_flatten(b, key, e, depth + 1)))
                     return rc;
                 key->len = klen;
                 key->data[klen] = '\0';
@@ -267,9 +266,10 @@ static int multipart(struct buf *b, json_t *body, json_t *schema, char *boundary
         bool file = fmt && (strcmp(fmt, "binary") == 0 || strcmp(fmt, "base64") == 0);
         if ((rc = buf_printf(b, "--%s\r\nContent-Disposition: form-data; name=\"", boundary)) ||
             (rc = enc(b, k, strlen(k), ENC_NONE)) ||
-            (rc = buf_printf(b, file ? "\"; filename=\"%s\"\r\nContent-Type: "
-                                       "application/octet-stream\r\n\r\n"
-                                     : "\"\r\n%s\r\n",
+            (rc = buf_printf(b,
+                             file ? "\"; filename=\"%s\"\r\nContent-Type: "
+                                    "application/octet-stream\r\n\r\n"
+                                  : "\"\r\n%s\r\n",
                              file ? k
                              : (json_is_object(v) || json_is_array(v))
                                  ? "Content-Type: application/json\r\n"
@@ -427,8 +427,8 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
             buf_init(&hv, 16384);
             rc = ser_path(&hv, NULL, a->wire_name, val, ENC_NONE);
             if (rc == 0 && hv.len && strpbrk(hv.data, "\r\n") != NULL)
-                rc = oa_fail(ei, ERR_INVAL, a->name,
-                             "header argument '%s' contains a line break", a->name);
+                rc = oa_fail(ei, ERR_INVAL, a->name, "header argument '%s' contains a line break",
+                             a->name);
             if (rc == 0)
                 rc = header_add(&r, a->wire_name, hv.data ? hv.data : "");
             buf_release(&hv);
@@ -453,8 +453,8 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
         if (rc)
             goto out;
     }
-    if (query.len && ((rc = buf_append_str(&url, "?")) ||
-                      (rc = buf_append(&url, query.data, query.len))))
+    if (query.len &&
+        ((rc = buf_append_str(&url, "?")) || (rc = buf_append(&url, query.data, query.len))))
         goto out;
     if (cookie.len && (rc = header_add(&r, "Cookie", cookie.data)))
         goto out;

@@ -11,8 +11,8 @@
  * an expansion cut at an outer schema depends on the path that led to it and is rebuilt. Reusing
  * a memoised expansion means a cycle entered in its middle (B in A->B->A) is unrolled once more
  * before its cut; the depth stays bounded by twice the cycle length, and the catalog collapses
- * deep nesting anyway (heuristic max_depth). External references (other files, URLs) are refused: fetching
- * them would let a document make the gateway open arbitrary URLs (SSRF).
+ * deep nesting anyway (heuristic max_depth). External references (other files, URLs) are refused:
+ * fetching them would let a document make the gateway open arbitrary URLs (SSRF).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -99,8 +99,8 @@ static bool is_verbatim_key(const char *k)
            strcmp(k, "externalDocs") == 0 || (k[0] == 'x' && k[1] == '-');
 }
 
-static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, char *ptr,
-                       size_t cap, int depth, json_t **out, int *low, struct err_info *ei)
+static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, char *ptr, size_t cap,
+                       int depth, json_t **out, int *low, struct err_info *ei)
 {
     size_t plen = strlen(ptr);
     oa_ptr_push(ptr, cap, "$ref");
@@ -114,8 +114,8 @@ static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, cha
         if (strcmp(r->stack[i], ref) == 0) {
             char name[128];
             ref_name(ref, name, sizeof(name));
-            res = json_pack("{s:s, s:s++}", "type", "object", "description", "(recursive: ",
-                            name, ")");
+            res = json_pack("{s:s, s:s++}", "type", "object", "description", "(recursive: ", name,
+                            ")");
             if (res == NULL)
                 return ERR_NOMEM;
             if ((int)i < *low)

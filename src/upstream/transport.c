@@ -4,10 +4,14 @@
 const char *transport_state_str(enum transport_state st)
 {
     switch (st) {
-    case TRANSPORT_STARTING: return "starting";
-    case TRANSPORT_UP: return "up";
-    case TRANSPORT_DOWN: return "down";
-    case TRANSPORT_STOPPED: return "stopped";
+    case TRANSPORT_STARTING:
+        return "starting";
+    case TRANSPORT_UP:
+        return "up";
+    case TRANSPORT_DOWN:
+        return "down";
+    case TRANSPORT_STOPPED:
+        return "stopped";
     }
     return "unknown";
 }
@@ -16,9 +20,12 @@ struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv
                                 const struct transport_cbs *cbs)
 {
     switch (srv->transport) {
-    case TRANSPORT_STDIO: return stdio_transport_new(loop, srv, cbs);
-    case TRANSPORT_HTTP: return http_transport_new(loop, srv, cbs);
-    case TRANSPORT_OPENAPI: return openapi_transport_new(loop, srv, cbs);
+    case TRANSPORT_STDIO:
+        return stdio_transport_new(loop, srv, cbs);
+    case TRANSPORT_HTTP:
+        return http_transport_new(loop, srv, cbs);
+    case TRANSPORT_OPENAPI:
+        return openapi_transport_new(loop, srv, cbs);
     }
     return NULL;
 }

@@ -22,7 +22,7 @@ static int test_failures_;
     do {                                                                                           \
         long long a_ = (long long)(a), b_ = (long long)(b);                                        \
         if (a_ != b_) {                                                                            \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a,   \
+            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a,    \
                     a_, #b, b_);                                                                   \
             test_failures_++;                                                                      \
         }                                                                                          \
@@ -31,7 +31,7 @@ static int test_failures_;
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
         if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
-            fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,     \
+            fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,      \
                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                       \
             test_failures_++;                                                                      \
         }                                                                                          \
@@ -40,7 +40,7 @@ static int test_failures_;
     do {                                                                                           \
         const char *h_ = (hay), *n_ = (needle);                                                    \
         if (h_ == NULL || strstr(h_, n_) == NULL) {                                                \
-            fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__,        \
+            fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__,         \
                     h_ ? h_ : "(null)", n_);                                                       \
             test_failures_++;                                                                      \
         }                                                                                          \
@@ -65,7 +65,10 @@ static inline int test_run_all(const struct test_case *cases, size_t n)
     return failed ? 1 : 0;
 }
 
-#define TEST(fn) {#fn, fn}
+#define TEST(fn)                                                                                   \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 #define TEST_MAIN(...)                                                                             \
     int main(void)                                                                                 \
     {                                                                                              \

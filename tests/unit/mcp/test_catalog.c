@@ -70,7 +70,8 @@ static char *names(const struct catalog *c, int view, enum catalog_kind kind)
     out[0] = '\0';
     size_t i;
     json_t *it;
-    json_array_foreach(json_object_get(res, keys[kind]), i, it) {
+    json_array_foreach(json_object_get(res, keys[kind]), i, it)
+    {
         if (i)
             strcat(out, ",");
         const char *n = json_string_value(json_object_get(it, field[kind]));
@@ -81,8 +82,8 @@ static char *names(const struct catalog *c, int view, enum catalog_kind kind)
     return out;
 }
 
-static void expect_route(const struct catalog *c, int view, enum catalog_kind kind, const char *exposed,
-                         int server, const char *orig)
+static void expect_route(const struct catalog *c, int view, enum catalog_kind kind,
+                         const char *exposed, int server, const char *orig)
 {
     int srv = -1;
     const char *o = NULL;
@@ -94,7 +95,8 @@ static void expect_route(const struct catalog *c, int view, enum catalog_kind ki
     CHECK_STR(o, orig);
 }
 
-static void expect_no_route(const struct catalog *c, int view, enum catalog_kind kind, const char *exposed)
+static void expect_no_route(const struct catalog *c, int view, enum catalog_kind kind,
+                            const char *exposed)
 {
     int srv = 77;
     const char *o = "untouched";
@@ -129,7 +131,7 @@ static void test_when_needed(void)
     expect_route(c, -1, CAT_TOOLS, "b__x", 1, "x");
     expect_route(c, -1, CAT_TOOLS, "y", 0, "y");
     expect_route(c, -1, CAT_TOOLS, "z", 1, "z");
-    expect_no_route(c, -1, CAT_TOOLS, "x");   /* ambiguous, so only the prefixed names exist */
+    expect_no_route(c, -1, CAT_TOOLS, "x");    /* ambiguous, so only the prefixed names exist */
     expect_no_route(c, -1, CAT_TOOLS, "a__y"); /* unique names are not prefixed */
     expect_route(c, 0, CAT_TOOLS, "x", 0, "x");
     expect_route(c, 1, CAT_TOOLS, "x", 1, "x");
@@ -147,7 +149,9 @@ static void test_when_needed(void)
     json_t *first = json_array_get(json_object_get(res, "tools"), 0);
     CHECK_STR(json_string_value(json_object_get(first, "description")), "ax");
     json_decref(res);
-    CHECK_STR(json_string_value(json_object_get(json_array_get(f.src[0].lists[CAT_TOOLS], 0), "name")), "x");
+    CHECK_STR(
+        json_string_value(json_object_get(json_array_get(f.src[0].lists[CAT_TOOLS], 0), "name")),
+        "x");
 
     /* The catalog outlives its sources; references count. */
     fixture_release(&f);
@@ -187,8 +191,10 @@ static void test_never(void)
                  "[{\"name\":\"x\",\"description\":\"from b\"},{\"name\":\"z\"}]");
     struct err_info ei = {0};
     build(cfg, &f, 1, ERR_EXISTS, &ei);
-    CHECK_STR(ei.msg, "tool \"x\" of server \"b\" would be exposed as \"x\", a name server \"a\" already exposes "
-                      "(prefix mode never); rename one, or choose another prefix mode or separator");
+    CHECK_STR(
+        ei.msg,
+        "tool \"x\" of server \"b\" would be exposed as \"x\", a name server \"a\" already exposes "
+        "(prefix mode never); rename one, or choose another prefix mode or separator");
 
     /* Lenient: the first server keeps the name; b's x stays reachable in b's own view. */
     struct catalog *c = build(cfg, &f, 0, 0, NULL);
@@ -198,7 +204,8 @@ static void test_never(void)
     CHECK_STR(names(c, 1, CAT_TOOLS), "x,z");
     json_t *res;
     CHECK_INT(catalog_page(c, -1, CAT_TOOLS, NULL, 0, &res), 0);
-    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(res, "tools"), 0), "description")),
+    CHECK_STR(json_string_value(
+                  json_object_get(json_array_get(json_object_get(res, "tools"), 0), "description")),
               "from a");
     json_decref(res);
     catalog_unref(c);
@@ -210,7 +217,9 @@ static void test_never(void)
     f.src[0].lists[CAT_PROMPTS] = json_loads("[{\"name\":\"p\"}]", 0, NULL);
     f.src[1].lists[CAT_PROMPTS] = json_loads("[{\"name\":\"p\"}]", 0, NULL);
     build(cfg, &f, 1, ERR_EXISTS, &ei);
-    CHECK_CONTAINS(ei.msg, "prompt \"p\" of server \"b\" would be exposed as \"p\", a name server \"a\" already exposes");
+    CHECK_CONTAINS(
+        ei.msg,
+        "prompt \"p\" of server \"b\" would be exposed as \"p\", a name server \"a\" already exposes");
     fixture_release(&f);
 
     /* No collision: never is fine. */
@@ -256,22 +265,26 @@ static void test_duplicate_in_one_server(void)
     for (int m = 0; m < 3; m++) {
         struct config *cfg = cfg_new(modes[m], NULL);
         struct fixture f;
-        fixture_init(&f, "[{\"name\":\"x\",\"description\":\"1\"},{\"name\":\"x\",\"description\":\"2\"}]",
-                     "[{\"name\":\"y\"},{\"name\":\"y\"}]");
+        fixture_init(
+            &f, "[{\"name\":\"x\",\"description\":\"1\"},{\"name\":\"x\",\"description\":\"2\"}]",
+            "[{\"name\":\"y\"},{\"name\":\"y\"}]");
         struct catalog *c = build(cfg, &f, 1, 0, NULL);
         CHECK_STR(names(c, -1, CAT_TOOLS), want[m]);
         CHECK_STR(names(c, 0, CAT_TOOLS), "x");
         CHECK_STR(names(c, 1, CAT_TOOLS), "y");
         json_t *res;
         CHECK_INT(catalog_page(c, -1, CAT_TOOLS, NULL, 0, &res), 0);
-        CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(res, "tools"), 0), "description")), "1");
+        CHECK_STR(json_string_value(json_object_get(
+                      json_array_get(json_object_get(res, "tools"), 0), "description")),
+                  "1");
         json_decref(res);
         expect_route(c, -1, CAT_TOOLS, xname[m], 0, "x");
         catalog_unref(c);
         fixture_release(&f);
 
         /* Both list it, one of them twice: still one entry per server, both prefixed. */
-        fixture_init(&f, "[{\"name\":\"x\"},{\"name\":\"x\"}]", "[{\"name\":\"x\"},{\"name\":\"x\"}]");
+        fixture_init(&f, "[{\"name\":\"x\"},{\"name\":\"x\"}]",
+                     "[{\"name\":\"x\"},{\"name\":\"x\"}]");
         struct err_info ei = {0};
         c = build(cfg, &f, 1, m == 2 ? ERR_EXISTS : 0, &ei);
         if (m != 2) {
@@ -281,9 +294,12 @@ static void test_duplicate_in_one_server(void)
         fixture_release(&f);
 
         /* a, b, a again in the owners list (a lists x, b lists x, a lists x after other names). */
-        fixture_init(&f, "[{\"name\":\"x\"},{\"name\":\"q\"},{\"name\":\"x\"}]", "[{\"name\":\"x\"}]");
+        fixture_init(&f, "[{\"name\":\"x\"},{\"name\":\"q\"},{\"name\":\"x\"}]",
+                     "[{\"name\":\"x\"}]");
         c = build(cfg, &f, 0, 0, NULL);
-        CHECK_STR(names(c, -1, CAT_TOOLS), m == 2 ? "x,q" : m == 1 ? "a__x,a__q,b__x" : "a__x,q,b__x");
+        CHECK_STR(names(c, -1, CAT_TOOLS), m == 2   ? "x,q"
+                                           : m == 1 ? "a__x,a__q,b__x"
+                                                    : "a__x,q,b__x");
         catalog_unref(c);
         fixture_release(&f);
         config_unref(cfg);
@@ -307,8 +323,10 @@ static void test_down_and_junk(void)
 
     /* Items without a usable name are skipped (not crashed on); a list that is not an array is
        ignored. */
-    fixture_init(&f, "[{\"name\":\"\"},{\"description\":\"no name\"},{\"name\":5},\"str\",null,[1],{\"name\":\"ok\"}]",
-                 "{\"name\":\"not an array\"}");
+    fixture_init(
+        &f,
+        "[{\"name\":\"\"},{\"description\":\"no name\"},{\"name\":5},\"str\",null,[1],{\"name\":\"ok\"}]",
+        "{\"name\":\"not an array\"}");
     c = build(cfg, &f, 1, 0, NULL);
     CHECK_STR(names(c, -1, CAT_TOOLS), "ok");
     CHECK_STR(names(c, 1, CAT_TOOLS), "");
@@ -335,8 +353,10 @@ static void test_pagination(void)
 {
     struct config *cfg = cfg_new("prefix: {mode: when-needed}", NULL);
     struct fixture f;
-    fixture_init(&f, "[{\"name\":\"t0\"},{\"name\":\"t1\"},{\"name\":\"t2\"},{\"name\":\"t3\"},{\"name\":\"t4\"}]",
-                 "[{\"name\":\"u0\"},{\"name\":\"u1\"}]");
+    fixture_init(
+        &f,
+        "[{\"name\":\"t0\"},{\"name\":\"t1\"},{\"name\":\"t2\"},{\"name\":\"t3\"},{\"name\":\"t4\"}]",
+        "[{\"name\":\"u0\"},{\"name\":\"u1\"}]");
     struct catalog *c = build(cfg, &f, 1, 0, NULL);
 
     for (size_t ps = 1; ps <= 8; ps++) {
@@ -353,7 +373,8 @@ static void test_pagination(void)
             CHECK(json_array_size(arr) >= 1 && json_array_size(arr) <= ps);
             size_t i;
             json_t *it;
-            json_array_foreach(arr, i, it) {
+            json_array_foreach(arr, i, it)
+            {
                 strcat(seen, json_string_value(json_object_get(it, "name")));
                 strcat(seen, " ");
             }
@@ -391,8 +412,16 @@ static void test_pagination(void)
     CHECK_INT(json_array_size(json_object_get(res, "tools")), 4);
     json_decref(res);
 
-    static const char *const bad_raw[] = {"o8", "o99999999999999999999999", "o18446744073709551615",
-                                          "o18446744073709551616", "x1", "o", "oo", "o1x", "o0x10", "O1",
+    static const char *const bad_raw[] = {"o8",
+                                          "o99999999999999999999999",
+                                          "o18446744073709551615",
+                                          "o18446744073709551616",
+                                          "x1",
+                                          "o",
+                                          "oo",
+                                          "o1x",
+                                          "o0x10",
+                                          "O1",
                                           "o3141592653589793238462643383279"};
     for (size_t i = 0; i < sizeof(bad_raw) / sizeof(bad_raw[0]); i++) {
         b64url_encode(enc, sizeof(enc), bad_raw[i], strlen(bad_raw[i]));
@@ -403,8 +432,8 @@ static void test_pagination(void)
         CHECK_INT(err, ERR_INVAL);
         CHECK(res == NULL);
     }
-    static const char *const bad_enc[] = {"", "!!!!", "bzE=", "bzE====", "bz", "b", "bzE\n", " bzE",
-                                          "bzE\xff", "bzE/", "bzE+"};
+    static const char *const bad_enc[] = {"",      "!!!!", "bzE=",    "bzE====", "bz",  "b",
+                                          "bzE\n", " bzE", "bzE\xff", "bzE/",    "bzE+"};
     for (size_t i = 0; i < sizeof(bad_enc) / sizeof(bad_enc[0]); i++) {
         res = NULL;
         int err = catalog_page(c, -1, CAT_TOOLS, bad_enc[i], 2, &res);
@@ -434,14 +463,16 @@ static void test_resources(void)
     struct config *cfg = cfg_new("prefix: {mode: always}", NULL);
     struct fixture f;
     fixture_init(&f, NULL, NULL);
-    f.src[0].lists[CAT_RESOURCES] =
-        json_loads("[{\"uri\":\"file:///a.txt\",\"name\":\"a\"},{\"uri\":\"file:///same\"},{\"name\":\"no uri\"}]", 0, NULL);
+    f.src[0].lists[CAT_RESOURCES] = json_loads(
+        "[{\"uri\":\"file:///a.txt\",\"name\":\"a\"},{\"uri\":\"file:///same\"},{\"name\":\"no uri\"}]",
+        0, NULL);
     f.src[1].lists[CAT_RESOURCES] =
         json_loads("[{\"uri\":\"file:///b.txt\"},{\"uri\":\"file:///same\"},{\"uri\":7}]", 0, NULL);
-    f.src[0].lists[CAT_TEMPLATES] =
-        json_loads("[{\"uriTemplate\":\"db://{table}/rows/{id}\"},{\"uriTemplate\":\"mem://{k}\"}]", 0, NULL);
-    f.src[1].lists[CAT_TEMPLATES] =
-        json_loads("[{\"uriTemplate\":\"mem://{k}\"},{\"uriTemplate\":\"gh://{owner}/{repo}/issues\"},{\"name\":\"x\"}]", 0, NULL);
+    f.src[0].lists[CAT_TEMPLATES] = json_loads(
+        "[{\"uriTemplate\":\"db://{table}/rows/{id}\"},{\"uriTemplate\":\"mem://{k}\"}]", 0, NULL);
+    f.src[1].lists[CAT_TEMPLATES] = json_loads(
+        "[{\"uriTemplate\":\"mem://{k}\"},{\"uriTemplate\":\"gh://{owner}/{repo}/issues\"},{\"name\":\"x\"}]",
+        0, NULL);
     struct catalog *c = build(cfg, &f, 1, 0, NULL);
 
     /* Resource URIs are never rewritten, whatever the prefix mode. Each URI (and template) is
@@ -449,7 +480,8 @@ static void test_resources(void)
     CHECK_STR(names(c, -1, CAT_RESOURCES), "file:///a.txt,file:///same,file:///b.txt");
     CHECK_STR(names(c, 0, CAT_RESOURCES), "file:///a.txt,file:///same");
     CHECK_STR(names(c, 1, CAT_RESOURCES), "file:///b.txt,file:///same");
-    CHECK_STR(names(c, -1, CAT_TEMPLATES), "db://{table}/rows/{id},mem://{k},gh://{owner}/{repo}/issues");
+    CHECK_STR(names(c, -1, CAT_TEMPLATES),
+              "db://{table}/rows/{id},mem://{k},gh://{owner}/{repo}/issues");
     CHECK_STR(names(c, 1, CAT_TEMPLATES), "mem://{k},gh://{owner}/{repo}/issues");
 
     int srv = -1;
@@ -459,7 +491,7 @@ static void test_resources(void)
     CHECK_INT(srv, 1);
     CHECK_INT(catalog_route_uri(c, -1, "file:///same", &srv), 0); /* first server keeps it */
     CHECK_INT(srv, 0);
-    CHECK_INT(catalog_route_uri(c, 1, "file:///same", &srv), 0);  /* in b's own view: b */
+    CHECK_INT(catalog_route_uri(c, 1, "file:///same", &srv), 0); /* in b's own view: b */
     CHECK_INT(srv, 1);
     CHECK_INT(catalog_route_uri(c, 0, "file:///b.txt", &srv), ERR_NOTFOUND);
     CHECK_INT(catalog_route_uri(c, -1, "db://users/rows/42", &srv), 0);
@@ -500,11 +532,11 @@ static void test_template_match(void)
         {"ab", "abc", 0},
         {"{x}", "v", 1},
         {"{x}", "value", 1},
-        {"{x}", "", 0},          /* a variable takes at least one character */
-        {"{x}", "a/b", 0},       /* and never a '/' (level 1 percent-encodes it) */
+        {"{x}", "", 0},    /* a variable takes at least one character */
+        {"{x}", "a/b", 0}, /* and never a '/' (level 1 percent-encodes it) */
         {"r://{id}", "r://42", 1},
         {"r://{id}", "r://", 0},
-        {"r://{id}/", "r://42/", 1},   /* trailing literal */
+        {"r://{id}/", "r://42/", 1}, /* trailing literal */
         {"r://{id}/", "r://42", 0},
         {"r://{id}.json", "r://42.json", 1},
         {"r://{id}.json", "r://42.jso", 0},
@@ -515,9 +547,9 @@ static void test_template_match(void)
         {"a/{x}/b/{y}", "a//b/2", 0},
         {"x://{a}-{b}", "x://1-2", 1},
         {"x://{a}-{b}", "x://1-2-3", 1},
-        {"r://{id", "r://{id", 0},   /* unclosed brace: never matches */
+        {"r://{id", "r://{id", 0}, /* unclosed brace: never matches */
         {"r://{id", "r://5", 0},
-        {"r://}{id}", "r://}5", 1},  /* a lone '}' is a literal */
+        {"r://}{id}", "r://}5", 1}, /* a lone '}' is a literal */
         {"{}", "z", 1},
         {"r://{id}", "r://%2Fetc", 1},
         {"r://{id}?x", "r://5?x", 1},
@@ -534,8 +566,8 @@ static void test_template_match(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int got = catalog_template_match(cases[i].t, cases[i].u);
         if (got != cases[i].want)
-            fprintf(stderr, "template \"%s\" uri \"%s\": %d, expected %d\n", cases[i].t, cases[i].u, got,
-                    cases[i].want);
+            fprintf(stderr, "template \"%s\" uri \"%s\": %d, expected %d\n", cases[i].t, cases[i].u,
+                    got, cases[i].want);
         CHECK_INT(got, cases[i].want);
     }
 }
@@ -545,9 +577,15 @@ int main(void)
     if (core_init() != 0)
         return 1;
     static const struct test_case cases[] = {
-        TEST(test_when_needed), TEST(test_always), TEST(test_never), TEST(test_per_server_mode),
-        TEST(test_duplicate_in_one_server), TEST(test_down_and_junk), TEST(test_pagination),
-        TEST(test_resources), TEST(test_template_match),
+        TEST(test_when_needed),
+        TEST(test_always),
+        TEST(test_never),
+        TEST(test_per_server_mode),
+        TEST(test_duplicate_in_one_server),
+        TEST(test_down_and_junk),
+        TEST(test_pagination),
+        TEST(test_resources),
+        TEST(test_template_match),
     };
     return test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -22,7 +22,7 @@ static int parse(const char *body, json_t **msg, enum jsonrpc_kind *kind, json_t
 #define EXPECT_KIND(body, k)                                                                       \
     do {                                                                                           \
         json_t *m_, *id_;                                                                          \
-        enum jsonrpc_kind k_ = (enum jsonrpc_kind)-1;                                              \
+        enum jsonrpc_kind k_ = (enum jsonrpc_kind) - 1;                                            \
         struct err_info ei_ = {0};                                                                 \
         int e_ = parse((body), &m_, &k_, &id_, &ei_);                                              \
         if (e_)                                                                                    \
@@ -58,8 +58,9 @@ static void test_kinds(void)
     EXPECT_KIND("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":null}", JSONRPC_RESULT);
     EXPECT_KIND("{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32601,\"message\":\"no\"}}",
                 JSONRPC_ERROR);
-    EXPECT_KIND("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"x\",\"data\":[1]}}",
-                JSONRPC_ERROR);
+    EXPECT_KIND(
+        "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"x\",\"data\":[1]}}",
+        JSONRPC_ERROR);
     /* Unknown members are kept, whitespace around the object is fine. */
     json_t *m, *id;
     enum jsonrpc_kind k;
@@ -95,7 +96,8 @@ static void test_ids(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[256];
-        snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"method\":\"m\"}", cases[i].id);
+        snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%s,\"method\":\"m\"}",
+                 cases[i].id);
         json_t *m = NULL, *id = NULL;
         enum jsonrpc_kind k;
         struct err_info ei = {0};
@@ -153,9 +155,11 @@ static void test_refusals(void)
         /* Elsewhere (ids, params) a NUL is kept as data, length intact. */
         json_t *m = NULL, *id = NULL;
         enum jsonrpc_kind k;
-        CHECK_INT(parse("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"m\",\"params\":{\"k\":\"\\u0000\"}}",
-                        &m, &k, &id, NULL),
-                  0);
+        CHECK_INT(
+            parse(
+                "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"m\",\"params\":{\"k\":\"\\u0000\"}}",
+                &m, &k, &id, NULL),
+            0);
         CHECK_INT(json_string_length(id), 3);
         CHECK(memcmp(json_string_value(id), "a\0b", 3) == 0);
         json_decref(m);
@@ -177,7 +181,8 @@ static void test_refusals(void)
     EXPECT_REFUSED("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\"}]", ERR_INVAL,
                    "JSON-RPC batches are not supported", 0);
     /* Version. */
-    EXPECT_REFUSED("{\"id\":1,\"method\":\"m\"}", ERR_INVAL, "\"jsonrpc\" must be the string \"2.0\"", 1);
+    EXPECT_REFUSED("{\"id\":1,\"method\":\"m\"}", ERR_INVAL,
+                   "\"jsonrpc\" must be the string \"2.0\"", 1);
     EXPECT_REFUSED("{\"jsonrpc\":2.0,\"id\":1,\"method\":\"m\"}", ERR_INVAL,
                    "\"jsonrpc\" must be the string \"2.0\"", 1);
     EXPECT_REFUSED("{\"jsonrpc\":\"2.00\",\"id\":\"z\",\"method\":\"m\"}", ERR_INVAL,
@@ -203,8 +208,9 @@ static void test_refusals(void)
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\",\"params\":\"x\"}", ERR_INVAL,
                    "\"params\" must be an object", 1);
     /* Responses. */
-    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1,\"error\":{\"code\":1,\"message\":\"m\"}}",
-                   ERR_INVAL, "must not carry both \"result\" and \"error\"", 1);
+    EXPECT_REFUSED(
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1,\"error\":{\"code\":1,\"message\":\"m\"}}",
+        ERR_INVAL, "must not carry both \"result\" and \"error\"", 1);
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":\"1\",\"message\":\"m\"}}",
                    ERR_INVAL, "\"error\" must be an object with an integer \"code\"", 1);
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1}}", ERR_INVAL,
@@ -225,11 +231,12 @@ static void test_duplicates(void)
     EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}", ERR_PARSE,
                    "duplicate object key", 0);
     /* Nested objects too: "name" twice in tools/call params would route one way, run another. */
-    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"name\":\"b\"}}",
-                   ERR_PARSE, "duplicate object key", 0);
+    EXPECT_REFUSED(
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\",\"name\":\"b\"}}",
+        ERR_PARSE, "duplicate object key", 0);
     /* An escaped spelling of the same key is the same key. */
-    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\",\"m\\u0065thod\":\"b\"}", ERR_PARSE,
-                   "duplicate object key", 0);
+    EXPECT_REFUSED("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\",\"m\\u0065thod\":\"b\"}",
+                   ERR_PARSE, "duplicate object key", 0);
     /* The location is reported. */
     json_t *m, *id;
     enum jsonrpc_kind k;
@@ -250,12 +257,14 @@ static void test_id_returned_on_inval(void)
     CHECK(m == NULL);
     CHECK_STR(json_string_value(id), "req-9");
     json_decref(id);
-    CHECK_INT(parse("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"m\",\"params\":1}", &m, &k, &id, &ei),
-              ERR_INVAL);
+    CHECK_INT(
+        parse("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"m\",\"params\":1}", &m, &k, &id, &ei),
+        ERR_INVAL);
     CHECK(json_is_integer(id) && json_integer_value(id) == 0);
     json_decref(id);
     /* A refused id (a float) is not handed back. */
-    CHECK_INT(parse("{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"m\"}", &m, &k, &id, &ei), ERR_INVAL);
+    CHECK_INT(parse("{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"m\"}", &m, &k, &id, &ei),
+              ERR_INVAL);
     CHECK(id == NULL);
     /* Not an object: no id. */
     CHECK_INT(parse("[{\"id\":1}]", &m, &k, &id, &ei), ERR_INVAL);
@@ -275,7 +284,8 @@ static void test_classify(void)
 {
     enum jsonrpc_kind k;
     struct err_info ei = {0};
-    json_t *m = json_pack("{s:s, s:I, s:o}", "jsonrpc", "2.0", "id", (json_int_t)-5, "result", json_object());
+    json_t *m = json_pack("{s:s, s:I, s:o}", "jsonrpc", "2.0", "id", (json_int_t)-5, "result",
+                          json_object());
     CHECK_INT(jsonrpc_classify(m, &k, &ei), 0);
     CHECK_INT(k, JSONRPC_RESULT);
     json_decref(m);
@@ -292,15 +302,18 @@ static void test_builders(void)
     json_t *e = jsonrpc_error_new(id, JSONRPC_METHOD_NOT_FOUND, "no such method",
                                   json_pack("{s:s}", "method", "x"));
     char *s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
-    CHECK_STR(s, "{\"error\":{\"code\":-32601,\"data\":{\"method\":\"x\"},\"message\":\"no such method\"},"
-                 "\"id\":0,\"jsonrpc\":\"2.0\"}");
+    CHECK_STR(
+        s,
+        "{\"error\":{\"code\":-32601,\"data\":{\"method\":\"x\"},\"message\":\"no such method\"},"
+        "\"id\":0,\"jsonrpc\":\"2.0\"}");
     free(s);
     json_decref(e);
     CHECK_INT(id->refcount, 1); /* borrowed, not stolen */
 
     e = jsonrpc_error_new(NULL, JSONRPC_PARSE_ERROR, "bad", NULL);
     s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
-    CHECK_STR(s, "{\"error\":{\"code\":-32700,\"message\":\"bad\"},\"id\":null,\"jsonrpc\":\"2.0\"}");
+    CHECK_STR(s,
+              "{\"error\":{\"code\":-32700,\"message\":\"bad\"},\"id\":null,\"jsonrpc\":\"2.0\"}");
     free(s);
     /* An error we build is one we accept. */
     enum jsonrpc_kind k;

@@ -288,7 +288,8 @@ static void test_calls(void)
     table_reset(100, 0, REPLAY);
     struct session *s = new_session(-1);
     int c1, c2, c3;
-    json_t *i1 = json_integer(1), *s1 = json_string("1"), *neg = json_integer(-1), *zero = json_integer(0);
+    json_t *i1 = json_integer(1), *s1 = json_string("1"), *neg = json_integer(-1),
+           *zero = json_integer(0);
     json_t *big = json_integer(INT64_MIN), *empty = json_string("");
     CHECK_INT(session_track_call(s, i1, &c1), 0);
     CHECK_INT(session_track_call(s, s1, &c2), 0);
@@ -368,10 +369,13 @@ static void test_stream_sse(void)
     CHECK(!fin);
     CHECK_INT(cur, 2);
     char want[512];
-    snprintf(want, sizeof(want),
-             "id: %" PRIu64 "-1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"n\":1}}\n\n"
-             "id: %" PRIu64 "-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"n\":2}}\n\n",
-             num, num);
+    snprintf(
+        want, sizeof(want),
+        "id: %" PRIu64
+        "-1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"n\":1}}\n\n"
+        "id: %" PRIu64
+        "-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"n\":2}}\n\n",
+        num, num);
     CHECK_STR(out.data, want);
     buf_reset(&out);
     /* Nothing new: nothing copied. */
@@ -379,14 +383,18 @@ static void test_stream_sse(void)
     CHECK(out.len == 0 && !fin && cur == 2);
 
     /* A message with a newline in a string stays on one data line (compact JSON escapes it). */
-    json_t *m = json_pack("{s:s, s:i, s:{s:s}}", "jsonrpc", "2.0", "id", 5, "result", "text", "a\nb\r\nc");
+    json_t *m =
+        json_pack("{s:s, s:i, s:{s:s}}", "jsonrpc", "2.0", "id", 5, "result", "text", "a\nb\r\nc");
     CHECK_INT(stream_push(st, m, true), 0);
     json_decref(m);
     CHECK_INT(push_n(st, 9, false), ERR_CLOSED); /* ended by the final event */
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
     CHECK(fin);
     CHECK_INT(cur, 3);
-    snprintf(want, sizeof(want), "id: %" PRIu64 "-3\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"text\":\"a\\nb\\r\\nc\"}}\n\n", num);
+    snprintf(want, sizeof(want),
+             "id: %" PRIu64
+             "-3\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"text\":\"a\\nb\\r\\nc\"}}\n\n",
+             num);
     CHECK_STR(out.data, want);
     /* Delivered: the stream is no longer found by Last-Event-ID. */
     uint64_t after = 0;
@@ -474,7 +482,8 @@ static void test_replay_ring(void)
     CHECK_INT(out.len, 0);
     cur = 1;
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), ERR_LIMIT);
-    /* A json_if_single reader at 0 gets ERR_LIMIT too, not a later event as if it were the only one. */
+    /* A json_if_single reader at 0 gets ERR_LIMIT too, not a later event as if it were the only
+     * one. */
     cur = 0;
     json_t *single = NULL;
     CHECK_INT(stream_pull(st, &cur, &out, &fin, true, &single), ERR_LIMIT);
@@ -555,8 +564,18 @@ static void test_find_stream(void)
     CHECK_INT(after, 3);
     stream_unref(f);
     /* Digits only: no sign, no space, no overflow. */
-    static const char *const malformed[] = {" 2-0", "+2-0", "2- 0", "2-+0", "-1-0", "2--1", "2-0 ",
-                                            "99999999999999999999999-0", "2-18446744073709551616", "2", "2-", "-0"};
+    static const char *const malformed[] = {" 2-0",
+                                            "+2-0",
+                                            "2- 0",
+                                            "2-+0",
+                                            "-1-0",
+                                            "2--1",
+                                            "2-0 ",
+                                            "99999999999999999999999-0",
+                                            "2-18446744073709551616",
+                                            "2",
+                                            "2-",
+                                            "-0"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
         CHECK(session_find_stream(s, malformed[i], &after) == NULL);
     /* Another session's streams are not found through this one. */
@@ -565,12 +584,24 @@ static void test_find_stream(void)
     CHECK(session_find_stream(other, lei, &after) == NULL);
     CHECK_INT(after, 99);
     /* Malformed ids. */
-    static const char *const bad[] = {"", "-", "1", "1-", "-1", "1-2-3", "a-1", "1-a", "1-1x", "1_1", "99-1",
-                                      "0-0", "18446744073709551616-0"};
+    static const char *const bad[] = {"",
+                                      "-",
+                                      "1",
+                                      "1-",
+                                      "-1",
+                                      "1-2-3",
+                                      "a-1",
+                                      "1-a",
+                                      "1-1x",
+                                      "1_1",
+                                      "99-1",
+                                      "0-0",
+                                      "18446744073709551616-0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         f = session_find_stream(s, bad[i], &after);
         if (f != NULL)
-            fprintf(stderr, "Last-Event-ID \"%s\" found stream %" PRIu64 "\n", bad[i], stream_number(f));
+            fprintf(stderr, "Last-Event-ID \"%s\" found stream %" PRIu64 "\n", bad[i],
+                    stream_number(f));
         CHECK(f == NULL);
         stream_unref(f);
         CHECK_INT(after, 99);
@@ -663,7 +694,7 @@ static void test_stream_bound(void)
     uint64_t after;
     struct stream *f;
 #define FOUND(i)                                                                                   \
-    (snprintf(lei, sizeof(lei), "%" PRIu64 "-0", stream_number(st[i])),                          \
+    (snprintf(lei, sizeof(lei), "%" PRIu64 "-0", stream_number(st[i])),                            \
      f = session_find_stream(s, lei, &after), stream_unref(f), f != NULL)
     CHECK(!FOUND(5));
     CHECK(FOUND(0));
@@ -887,8 +918,8 @@ static void *pusher_main(void *arg)
 {
     struct pusher *p = arg;
     for (int n = 0; n < PER_PUSHER; n++) {
-        json_t *m = json_pack("{s:s, s:s, s:{s:i, s:i}}", "jsonrpc", "2.0", "method", "notifications/message",
-                              "params", "t", p->t, "n", n);
+        json_t *m = json_pack("{s:s, s:s, s:{s:i, s:i}}", "jsonrpc", "2.0", "method",
+                              "notifications/message", "params", "t", p->t, "n", n);
         if (stream_push(p->st, m, false) != 0)
             abort();
         json_decref(m);
@@ -960,8 +991,10 @@ static void test_regressions(void)
     CHECK(rounds > 1);
     /* One event larger than the whole buffer is its own error. */
     struct stream *st3 = stream_new(s2);
-    json_t *big = json_pack("{s:s}", "text", "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
-                                             "012345678901234567890123456789012345678901234567890123456789");
+    json_t *big = json_pack(
+        "{s:s}", "text",
+        "012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
+        "012345678901234567890123456789012345678901234567890123456789");
     CHECK_INT(stream_push(st3, big, false), 0);
     json_decref(big);
     buf_reset(&out);
@@ -1099,11 +1132,22 @@ int main(void)
         return 1;
     session_table_init(1000, 0, REPLAY);
     static const struct test_case cases[] = {
-        TEST(test_new_and_find),   TEST(test_limit),           TEST(test_sweep),
-        TEST(test_requests),       TEST(test_subscriptions),   TEST(test_calls),
-        TEST(test_stream_sse),     TEST(test_json_if_single),  TEST(test_replay_ring),
-        TEST(test_find_stream),    TEST(test_stream_end_and_close), TEST(test_stream_bound),
-        TEST(test_writer_wake),    TEST(test_regressions), TEST(test_concurrent_push_pull), TEST(test_concurrent_sessions),
+        TEST(test_new_and_find),
+        TEST(test_limit),
+        TEST(test_sweep),
+        TEST(test_requests),
+        TEST(test_subscriptions),
+        TEST(test_calls),
+        TEST(test_stream_sse),
+        TEST(test_json_if_single),
+        TEST(test_replay_ring),
+        TEST(test_find_stream),
+        TEST(test_stream_end_and_close),
+        TEST(test_stream_bound),
+        TEST(test_writer_wake),
+        TEST(test_regressions),
+        TEST(test_concurrent_push_pull),
+        TEST(test_concurrent_sessions),
     };
     int rc = test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
     session_table_close_all();

@@ -121,8 +121,8 @@ static void test_editorial_file(void)
     CHECK(cat != NULL);
     if (cat == NULL)
         goto out;
-    CHECK(openapi_catalog_find(cat, "delete_pet") == NULL);   /* rule 3 */
-    CHECK(openapi_catalog_find(cat, "get_health") != NULL);   /* rule 2, forced */
+    CHECK(openapi_catalog_find(cat, "delete_pet") == NULL);       /* rule 3 */
+    CHECK(openapi_catalog_find(cat, "get_health") != NULL);       /* rule 2, forced */
     CHECK(openapi_catalog_find(cat, "admin_list_users") != NULL); /* heuristic off */
     const struct openapi_tool *t = openapi_catalog_find(cat, "pets_list");
     CHECK(t != NULL);
@@ -234,8 +234,7 @@ static void test_names_stable_and_unique(void)
 }
 
 static void expect_request(struct openapi_catalog *cat, const char *tool, const char *args,
-                           const char *method, const char *url, const char *ctype,
-                           const char *body)
+                           const char *method, const char *url, const char *ctype, const char *body)
 {
     const struct openapi_tool *t = openapi_catalog_find(cat, tool);
     CHECK(t != NULL);
@@ -269,8 +268,7 @@ static void expect_refusal(struct openapi_catalog *cat, const char *tool, const 
     json_t *a = json_loads(args, 0, NULL);
     struct openapi_request req;
     struct err_info ei = {0};
-    CHECK_INT(openapi_request_build(cat, openapi_catalog_find(cat, tool), a, &req, &ei),
-              ERR_INVAL);
+    CHECK_INT(openapi_request_build(cat, openapi_catalog_find(cat, tool), a, &req, &ei), ERR_INVAL);
     CHECK_CONTAINS(ei.msg, msg);
     json_decref(a);
 }
@@ -351,10 +349,9 @@ static void test_requests_swagger(void)
     if (cat == NULL)
         goto out;
     /* api_key (the query credential) is not an argument */
-    expect_request(cat, "list_files",
-                   "{\"ids\":[1,2],\"names\":[\"a\",\"b\"],\"words\":[\"x\",\"y\"]}", "GET",
-                   "https://files.example/api/files?ids=1,2&names=a&names=b&words=x%20y", NULL,
-                   NULL);
+    expect_request(
+        cat, "list_files", "{\"ids\":[1,2],\"names\":[\"a\",\"b\"],\"words\":[\"x\",\"y\"]}", "GET",
+        "https://files.example/api/files?ids=1,2&names=a&names=b&words=x%20y", NULL, NULL);
     expect_refusal(cat, "list_files", "{\"api_key\":\"k\"}", "unknown argument 'api_key'");
     expect_request(cat, "set_meta", "{\"fileId\":\"a/b\",\"title\":\"T 1\"}", "PUT",
                    "https://files.example/api/files/a%2Fb/meta",

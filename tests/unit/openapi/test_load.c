@@ -91,9 +91,9 @@ static void test_openapi30_model(void)
     /* cycles cut at the first re-entry */
     CHECK_JSON(json_object_get(json_object_get(op->response_schema, "properties"), "parent"),
                "{\"description\":\"(recursive: Category)\",\"type\":\"object\"}");
-    CHECK_JSON(json_object_get(json_object_get(json_object_get(op->response_schema, "properties"),
-                                               "children"),
-                               "items"),
+    CHECK_JSON(json_object_get(
+                   json_object_get(json_object_get(op->response_schema, "properties"), "children"),
+                   "items"),
                "{\"description\":\"(recursive: Category)\",\"type\":\"object\"}");
 
     /* oneOf kept, branches titled, discriminator mapping preserved */
@@ -221,8 +221,8 @@ static void test_bad_documents_mem(void)
     expect_mem_error("openapi: 3.0.0\npaths:\n  /a:\n    get:\n      parameters:\n"
                      "        - $ref: '#/components/parameters/nope'\n",
                      ERR_NOTFOUND, "/paths/~1a/get/parameters/0/$ref", "points to nothing");
-    expect_mem_error("openapi: 3.0.0\npaths:\n  /a:\n    $ref: 'other.yaml#/paths/a'\n",
-                     ERR_DENIED, "/paths/~1a/$ref", "external $ref");
+    expect_mem_error("openapi: 3.0.0\npaths:\n  /a:\n    $ref: 'other.yaml#/paths/a'\n", ERR_DENIED,
+                     "/paths/~1a/$ref", "external $ref");
     /* a broken ref inside a component reports the component's location */
     expect_mem_error("openapi: 3.0.0\npaths:\n  /a:\n    get:\n      parameters:\n"
                      "        - {name: x, in: query, schema: {$ref: '#/components/schemas/A'}}\n"
@@ -235,8 +235,7 @@ static void test_bad_documents_mem(void)
                      "        - name: x\n          in: query\n          schema:\n"
                      "            oneOf: [{type: string}]\n"
                      "            discriminator: {propertyName: k, mapping: {a: '#/nope'}}\n",
-                     ERR_NOTFOUND,
-                     "/paths/~1a/get/parameters/0/schema/discriminator/mapping/a",
+                     ERR_NOTFOUND, "/paths/~1a/get/parameters/0/schema/discriminator/mapping/a",
                      "'#/nope' points to nothing");
 }
 
@@ -258,8 +257,8 @@ static void test_yaml_scalars_and_aliases(void)
     int n = snprintf(bomb, sizeof(bomb), "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for (int i = 1; i < 12; i++)
         n += snprintf(bomb + n, sizeof(bomb) - (size_t)n,
-                      "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n",
-                      i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+                      "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i,
+                      i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
     j = NULL;
     CHECK_INT(openapi_parse_text(bomb, (size_t)n, &j, &ei), ERR_LIMIT);
     CHECK(j == NULL);
@@ -315,6 +314,6 @@ static void test_large_document(void)
     free(s);
 }
 
-TEST_MAIN(TEST(test_openapi30_model), TEST(test_swagger20_normalised),
-          TEST(test_openapi31_styles), TEST(test_bad_documents), TEST(test_bad_documents_mem),
+TEST_MAIN(TEST(test_openapi30_model), TEST(test_swagger20_normalised), TEST(test_openapi31_styles),
+          TEST(test_bad_documents), TEST(test_bad_documents_mem),
           TEST(test_yaml_scalars_and_aliases), TEST(test_large_document))
