@@ -89,6 +89,46 @@ const ERROR_EXPECTED = new Set(['tools-call-error/tools-call-error']);
 // Checks whose details legitimately carry a JSON-RPC/HTTP rejection.
 const REJECTION_EXPECTED = new Set(['dns-rebinding-protection/localhost-host-rebinding-rejected']);
 
+// 2026-07-28 negative checks: their SUCCESS *is* a JSON-RPC error, so an error in their details
+// is not a hidden failure — but only the error code the spec prescribes for that check; any
+// other code still counts as one. Keyed by scenario/check id, never by a pattern: a new check
+// that answers with an error stays suspicious until it is listed here with its reason.
+const REJECTION_CODES = new Map([
+  // basic/transports/streamable-http "Server Validation": _meta missing or incomplete → 400 -32602.
+  ['server-stateless/sep-2575-request-meta-invalid-missing-meta', [-32602]],
+  ['server-stateless/sep-2575-request-meta-invalid-missing-protocol-version', [-32602]],
+  ['server-stateless/sep-2575-request-meta-invalid-missing-client-capabilities', [-32602]],
+  ['server-stateless/sep-2575-http-server-meta-invalid-400', [-32602]],
+  // Unsupported protocol version → 400 -32022 with the supported list.
+  ['server-stateless/sep-2575-server-unsupported-version-error', [-32022]],
+  ['server-stateless/sep-2575-http-server-unsupported-version-400', [-32022]],
+  // MCP-Protocol-Version header unlike the body's _meta → 400 -32020.
+  ['server-stateless/sep-2575-http-server-header-mismatch-400', [-32020]],
+  // Methods removed in 2026-07-28 (initialize, ping, logging/setLevel, resources/(un)subscribe)
+  // and unknown methods → 404 -32601.
+  ['server-stateless/sep-2575-http-server-method-not-found-404', [-32601]],
+  ['server-stateless/sep-2575-http-server-method-not-found-404-initialize', [-32601]],
+  ['server-stateless/sep-2575-http-server-method-not-found-404-ping', [-32601]],
+  ['server-stateless/sep-2575-http-server-method-not-found-404-logging-setlevel', [-32601]],
+  ['server-stateless/sep-2575-http-server-method-not-found-404-resources-subscribe', [-32601]],
+  ['server-stateless/sep-2575-http-server-method-not-found-404-resources-unsubscribe', [-32601]],
+  // Mcp-Method / Mcp-Name missing or unlike the body → 400 -32020.
+  ['http-header-validation/sep-2243-server-reject-invalid-headers', [-32020]],
+  ['http-header-validation/sep-2243-server-reject-error-code', [-32020]],
+]);
+
+/** True when a JSON-RPC error in a check's details is that check's expected answer. */
+export function rejectionExpected(key, code) {
+  if (REJECTION_EXPECTED.has(key)) return true;
+  return expectedRejectionCode(key, code);
+}
+
+/** The error is the code REJECTION_CODES prescribes for this check (its message, e.g. "Method not
+    found: ping", is then the expected answer too, not a sign of a missing fixture). */
+function expectedRejectionCode(key, code) {
+  return REJECTION_CODES.get(key)?.includes(code) ?? false;
+}
+
 const NOT_FOUND_RE = /\b(?:tool|prompt|resource|method)\b[^\n]{0,120}?\bnot found\b|\bunknown (?:tool|prompt|resource)\b|\bnot found\b[^\n]{0,40}\b(?:tool|prompt|resource)\b/i;
 
 /** Looks through a check's details for signs the scenario did not really exercise the server. */
@@ -106,11 +146,14 @@ export function suspiciousDetails(scenario, check) {
     seen.add(v);
     if (!Array.isArray(v)) {
       if (v.isError === true && !ERROR_EXPECTED.has(key)) findings.push(`${where || 'details'} has isError: true`);
-      if (v.jsonrpc === '2.0' && v.error && !REJECTION_EXPECTED.has(key)) {
+      if (v.jsonrpc === '2.0' && v.error && !rejectionExpected(key, v.error.code)) {
         findings.push(`${where || 'details'} is a JSON-RPC error ${v.error.code}: ${v.error.message}`);
       }
     }
-    for (const [k, child] of Object.entries(v)) walk(child, where ? `${where}.${k}` : k, depth + 1);
+    for (const [k, child] of Object.entries(v)) {
+      if (k === 'error' && v.jsonrpc === '2.0' && expectedRejectionCode(key, child?.code)) continue;
+      walk(child, where ? `${where}.${k}` : k, depth + 1);
+    }
   };
   walk(check.details, '', 0);
   return findings;
