@@ -306,8 +306,9 @@ static void writer_dispose(void *p)
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
     if (wr->transient != NULL) {
-        /* 2026-07-28: closing the response stream is cancellation. */
-        if (!wr->final_sent)
+        /* 2026-07-28: closing the response stream is cancellation (of a call; of a listen
+           stream, the end of the subscription: session_close unlists the listener). */
+        if (!wr->final_sent && wr->client_id != NULL)
             mcp_cancel_request(wr->transient, wr->client_id);
         session_close(wr->transient);
         session_unref(wr->transient);
@@ -635,6 +636,77 @@ static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_rep
 }
 
 /*
+ * 2026-07-28 subscriptions/listen: the answer is a long-lived SSE stream. Its first event is
+ * notifications/subscriptions/acknowledged with the part of the filter the gateway honours; then
+ * come the change notifications the client opted in to. The stream is the standalone stream of a
+ * transient session registered as a listener (session_listen), so the gateway's broadcasts reach
+ * it; keep-alive comments flow as on any SSE stream; the client closing it ends the subscription
+ * (writer_dispose closes the session).
+ */
+static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct access *a, json_t *msg)
+{
+    static const struct {
+        const char *key;
+        unsigned bit;
+    } kinds[] = {{"toolsListChanged", SESSION_LISTEN_TOOLS},
+                 {"promptsListChanged", SESSION_LISTEN_PROMPTS},
+                 {"resourcesListChanged", SESSION_LISTEN_RESOURCES}};
+    json_t *id = json_object_get(msg, "id");
+    json_t *params = json_object_get(msg, "params");
+    json_t *filter = json_object_get(params, "notifications");
+    if (!json_is_object(filter)) {
+        json_t *e = jsonrpc_error_new(
+            id, JSONRPC_INVALID_PARAMS,
+            "Invalid params: subscriptions/listen needs params.notifications (the notification filter) as an object",
+            NULL);
+        send_json(req, 400, e);
+        json_decref(e);
+        return;
+    }
+    /* The honoured subset: the list changes. resourceSubscriptions is left out (the gateway does
+       not subscribe upstream on a listener's behalf yet), so the client knows not to wait. */
+    unsigned mask = 0;
+    json_t *honoured = json_object();
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (json_is_true(json_object_get(filter, kinds[i].key))) {
+            mask |= kinds[i].bit;
+            json_object_set_new(honoured, kinds[i].key, json_true());
+        }
+    }
+    json_t *caps = json_deep_copy(json_object_get(json_object_get(params, "_meta"),
+                                                  "io.modelcontextprotocol/clientCapabilities"));
+    int err = 0;
+    struct session *s = session_new_transient(view, MCP_VERSION_2026, caps, &err);
+    json_decref(caps);
+    struct stream *st = NULL;
+    if (s != NULL && (err = session_listen(s, mask, id)) == 0)
+        st = session_standalone_stream(s);
+    if (st == NULL) {
+        json_decref(honoured);
+        if (s != NULL) {
+            session_close(s);
+            session_unref(s);
+        }
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "cannot open the listen stream: %s",
+                     err_str(err ? err : ERR_NOMEM));
+        return;
+    }
+    json_t *ack = jsonrpc_notification_new("notifications/subscriptions/acknowledged",
+                                           json_pack("{s:{s:O}, s:o}", "_meta",
+                                                     "io.modelcontextprotocol/subscriptionId", id,
+                                                     "notifications", honoured));
+    if (ack != NULL)
+        stream_push(st, ack, false);
+    json_decref(ack);
+    struct writer *wr = writer_new(req, w, st, true); /* takes st */
+    wr->transient = s;                                /* takes the reference */
+    snprintf(wr->method, sizeof(wr->method), "subscriptions/listen");
+    a->streamed = true;
+    stream_attach(st, &wr->sw);
+    writer_pump(wr); /* the acknowledgement is pending: the response starts now */
+}
+
+/*
  * A 2026-07-28 request (stateless): validated against its headers, then run through the same
  * engine as a legacy one, on a transient session made from its _meta. The session is closed
  * when the answer has ended; a client that closes the response stream cancels the request.
@@ -662,6 +734,10 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     }
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
+    if (method != NULL && strcmp(method, "subscriptions/listen") == 0) {
+        handle_listen(w, req, view, a, msg);
+        return;
+    }
     if (!mcp_era_method_stateless(method)) {
         char m[300];
         snprintf(m, sizeof(m),
@@ -675,6 +751,8 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *caps =
         json_deep_copy(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"));
+    int log_level = mcp_log_level_rank(
+        json_string_value(json_object_get(meta, "io.modelcontextprotocol/logLevel")));
     mcp_era_strip_meta(msg);
     int err = 0;
     struct session *s = session_new_transient(view, MCP_VERSION_2026, caps, &err);
@@ -684,6 +762,7 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
                      err_str(err));
         return;
     }
+    session_set_log_level(s, log_level);
     struct mcp_reply r;
     mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
     a->server = r.server;

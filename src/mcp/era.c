@@ -270,3 +270,13 @@ void mcp_era_strip_meta(json_t *msg)
     if (json_object_size(meta) == 0)
         json_object_del(json_object_get(msg, "params"), "_meta");
 }
+
+int mcp_log_level_rank(const char *level)
+{
+    static const char *const levels[] = {"debug", "info",     "notice", "warning",
+                                         "error", "critical", "alert",  "emergency"};
+    for (int i = 0; level && i < (int)(sizeof(levels) / sizeof(levels[0])); i++)
+        if (strcmp(level, levels[i]) == 0)
+            return i;
+    return -1;
+}

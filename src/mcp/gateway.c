@@ -205,6 +205,22 @@ struct broadcast {
     const char *uri; /* only sessions subscribed to it, when set */
 };
 
+/* The SESSION_LISTEN_* bit that lets a subscriptions/listen stream carry notification `method`;
+   0 for anything else (request-scoped notifications never go on a listen stream). */
+static unsigned listen_bit(const char *method)
+{
+    static const struct {
+        const char *method;
+        unsigned bit;
+    } kinds[] = {{"notifications/tools/list_changed", SESSION_LISTEN_TOOLS},
+                 {"notifications/prompts/list_changed", SESSION_LISTEN_PROMPTS},
+                 {"notifications/resources/list_changed", SESSION_LISTEN_RESOURCES}};
+    for (size_t i = 0; method && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strcmp(method, kinds[i].method) == 0)
+            return kinds[i].bit;
+    return 0;
+}
+
 static void broadcast_cb(struct session *s, void *arg)
 {
     struct broadcast *b = arg;
@@ -213,11 +229,33 @@ static void broadcast_cb(struct session *s, void *arg)
         return;
     if (b->uri && !session_subscribed(s, b->uri))
         return;
+    json_t *msg = b->msg, *tagged = NULL;
+    if (session_transient(s)) {
+        /* A 2026-07-28 listener: only what it opted in to, tagged with its subscription id. */
+        if ((session_listen_mask(s) & listen_bit(jsonrpc_method(b->msg))) == 0 ||
+            session_listen_id(s) == NULL)
+            return;
+        msg = tagged = json_deep_copy(b->msg);
+        if (msg == NULL)
+            return;
+        json_t *params = json_object_get(msg, "params");
+        if (!json_is_object(params)) {
+            params = json_object();
+            json_object_set_new(msg, "params", params);
+        }
+        json_t *meta = json_object_get(params, "_meta");
+        if (!json_is_object(meta)) {
+            meta = json_object();
+            json_object_set_new(params, "_meta", meta);
+        }
+        json_object_set(meta, "io.modelcontextprotocol/subscriptionId", session_listen_id(s));
+    }
     struct stream *st = session_standalone_stream(s);
     if (st) {
-        stream_push(st, b->msg, false);
+        stream_push(st, msg, false);
         stream_unref(st);
     }
+    json_decref(tagged);
 }
 
 /* Any thread: push a notification to the standalone stream of every session that sees server
@@ -843,7 +881,13 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
     }
     if (strcmp(method, "notifications/message") == 0) {
         struct pending *call = related_call(up, related);
-        if (call)
+        if (call && session_transient(call->session)) {
+            /* 2026-07-28: only at or above the request's _meta logLevel; none without one. */
+            int min = session_log_level(call->session);
+            int level = mcp_log_level_rank(json_string_value(json_object_get(params, "level")));
+            if (min >= 0 && level >= min)
+                stream_push(call->stream, msg, false);
+        } else if (call)
             stream_push(call->stream, msg, false);
         else
             broadcast(up->index, msg, NULL);
@@ -1430,12 +1474,14 @@ json_t *mcp_discover_result(int view)
     char name[160];
     snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
              view >= 0 ? gw.ups[view]->srv->name : "");
-    /* No listChanged or subscribe: their 2026-07-28 carrier (subscriptions/listen) is not served
-       yet. The aggregate may change with any server's lists, and a future authenticated view
-       depends on the caller: never cached across callers. */
-    return json_pack("{s:s, s:o, s:{s:{}, s:{}, s:{}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}",
+    /* listChanged: subscriptions/listen carries the list changes. No resources.subscribe yet: a
+       listener's resourceSubscriptions would need the gateway to subscribe upstream for it. The
+       aggregate may change with any server's lists, and a future authenticated view depends on
+       the caller: never cached across callers. */
+    return json_pack("{s:s, s:o, s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}",
                      "resultType", "complete", "supportedVersions", mcp_era_supported_versions(),
-                     "capabilities", "tools", "prompts", "resources", "completions", "_meta",
+                     "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1,
+                     "resources", "listChanged", 1, "completions", "_meta",
                      "io.modelcontextprotocol/serverInfo", "name", name, "version",
                      GATEHOUSE_VERSION, "ttlMs", 0, "cacheScope", "private");
 }

@@ -70,6 +70,8 @@ bool mcp_era_method_stateless(const char *method);
 /* Remove the io.modelcontextprotocol/ keys from params._meta (a legacy server must not see them).
  */
 void mcp_era_strip_meta(json_t *msg);
+/* A logging level's rank, "debug" 0 … "emergency" 7 (RFC 5424 order); -1 if level is not one. */
+int mcp_log_level_rank(const char *level);
 
 struct mcp_worker {
     int index;

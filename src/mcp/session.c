@@ -66,6 +66,11 @@ struct session {
     struct stream *streams; /* newest first */
     unsigned nstreams;
     struct stream *standalone;
+    unsigned listen_mask; /* subscriptions/listen filter; set once, before it is listed */
+    json_t *listen_id;    /* the listen request's id */
+    int log_level;        /* transient: least severe notifications/message relayed; -1 none */
+    bool listening;       /* in table.listeners (under table.lock) */
+    struct session *next_listener;
     atomic_uint
         writers; /* writers attached to its streams: a session being streamed to is not idle */
 };
@@ -78,6 +83,7 @@ static struct {
     uint32_t idle_ms;
     uint32_t replay;
     unsigned char hash_key[crypto_shorthash_KEYBYTES];
+    struct session *listeners; /* transient sessions of open subscriptions/listen streams */
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t now_ms(void)
@@ -166,11 +172,19 @@ unsigned session_table_sweep(void)
     return n;
 }
 
+/* Under table.lock. */
+static void collect_listeners(struct collect *c)
+{
+    for (struct session *l = table.listeners; l; l = l->next_listener)
+        collect_cb(0, l, c);
+}
+
 void session_table_close_all(void)
 {
     struct collect c = {0};
     pthread_mutex_lock(&table.lock);
     idmap_foreach(&table.map, collect_cb, &c);
+    collect_listeners(&c);
     pthread_mutex_unlock(&table.lock);
     close_collected(&c);
 }
@@ -185,6 +199,7 @@ void session_foreach(void (*fn)(struct session *s, void *arg), void *arg)
     struct collect c = {0};
     pthread_mutex_lock(&table.lock);
     idmap_foreach(&table.map, collect_cb, &c);
+    collect_listeners(&c);
     pthread_mutex_unlock(&table.lock);
     for (size_t i = 0; i < c.n; i++) {
         fn(c.v[i], arg);
@@ -222,12 +237,53 @@ struct session *session_new_transient(int view, const char *protocol_version, js
         return NULL;
     }
     s->transient = true;
+    s->log_level = -1;
     return s;
 }
 
 bool session_transient(const struct session *s)
 {
     return s->transient;
+}
+
+void session_set_log_level(struct session *s, int rank)
+{
+    s->log_level = rank;
+}
+
+int session_log_level(const struct session *s)
+{
+    return s->log_level;
+}
+
+int session_listen(struct session *s, unsigned mask, json_t *sub_id)
+{
+    if (!s->transient || s->listen_id != NULL)
+        return ERR_INVAL;
+    s->listen_mask = mask;
+    s->listen_id = json_deep_copy(sub_id);
+    if (s->listen_id == NULL)
+        return ERR_NOMEM;
+    pthread_mutex_lock(&table.lock);
+    if (session_closed(s)) {
+        pthread_mutex_unlock(&table.lock);
+        return ERR_CLOSED;
+    }
+    s->listening = true;
+    s->next_listener = table.listeners;
+    table.listeners = s;
+    pthread_mutex_unlock(&table.lock);
+    return 0;
+}
+
+unsigned session_listen_mask(const struct session *s)
+{
+    return s->listen_mask;
+}
+
+json_t *session_listen_id(const struct session *s)
+{
+    return s->listen_id;
 }
 
 struct session *session_new(int view, const char *protocol_version, json_t *client_caps, int *err)
@@ -309,6 +365,7 @@ void session_unref(struct session *s)
     json_decref(s->caps);
     json_decref(s->subs);
     json_decref(s->calls);
+    json_decref(s->listen_id);
     pthread_mutex_destroy(&s->lock);
     sodium_memzero(s->id, sizeof(s->id));
     free(s);
@@ -318,8 +375,18 @@ static void wake_writer(struct stream *st); /* below */
 
 void session_close(struct session *s)
 {
-    if (s->transient)
+    if (s->transient) {
+        pthread_mutex_lock(&table.lock);
+        if (s->listening) {
+            struct session **pp = &table.listeners;
+            while (*pp != s)
+                pp = &(*pp)->next_listener;
+            *pp = s->next_listener;
+            s->listening = false;
+        }
+        pthread_mutex_unlock(&table.lock);
         goto streams;
+    }
     pthread_mutex_lock(&table.lock);
     if (idmap_get(&table.map, s->key) == s) {
         idmap_del(&table.map, s->key);

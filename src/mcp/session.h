@@ -56,6 +56,11 @@ struct session *session_new(int view, const char *protocol_version, json_t *clie
 struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps,
                                       int *err);
 bool session_transient(const struct session *s);
+/* A transient session's least severe notifications/message level to relay (mcp_log_level_rank),
+   from the request's _meta logLevel; -1 (the default): relay none, as 2026-07-28 asks of a request
+   without logLevel. Set before the request is handled. */
+void session_set_log_level(struct session *s, int rank);
+int session_log_level(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
 struct session *session_find(const char *id, size_t len);
 struct session *session_ref(struct session *s);
@@ -87,8 +92,28 @@ int session_track_call(struct session *s, json_t *client_id, void *call);
 void *session_find_call(struct session *s, json_t *client_id);
 void session_untrack_call(struct session *s, json_t *client_id, void *call);
 
-/* Call fn for every live session (under the table lock: fn must only take session refs). */
+/* Call fn for every live session, listeners included (under the table lock: fn must only take
+   session refs). */
 void session_foreach(void (*fn)(struct session *s, void *arg), void *arg);
+
+/*
+ * 2026-07-28 subscriptions/listen. A listener is a transient session whose standalone stream is
+ * the listen response: session_listen makes it visible to session_foreach (so the gateway's
+ * broadcasts reach it) until session_close, which the listen response's writer calls when the
+ * stream ends. `mask` is the notifications the client opted in to (SESSION_LISTEN_*); sub_id is
+ * the listen request's id (copied), which every notification on the stream carries in _meta.
+ * Returns 0, ERR_INVAL (not a transient session, or already listening) or ERR_CLOSED.
+ */
+enum {
+    SESSION_LISTEN_TOOLS = 1u << 0,
+    SESSION_LISTEN_PROMPTS = 1u << 1,
+    SESSION_LISTEN_RESOURCES = 1u << 2,
+};
+int session_listen(struct session *s, unsigned mask, json_t *sub_id);
+/* The filter of a listener; 0 for any other session. */
+unsigned session_listen_mask(const struct session *s);
+/* A listener's subscription id (borrowed: valid while s is referenced); NULL for others. */
+json_t *session_listen_id(const struct session *s);
 
 /* --- streams --- */
 
