@@ -460,6 +460,20 @@ static json_t *do_search(const struct openapi_discovery *d, const json_t *args)
     return text_result(s, false);
 }
 
+/* Is `name` one of the navigation tools of the mode? */
+static bool is_nav_tool(const struct openapi_discovery *d, const char *name)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(d->tools, i, t)
+    {
+        if (d->mode != OPENAPI_DISCOVERY_STATIC &&
+            strcmp(json_string_value(json_object_get(t, "name")), name) == 0)
+            return true;
+    }
+    return false;
+}
+
 int openapi_discovery_call(const struct openapi_discovery *d, const char *name, json_t *args,
                            json_t **result, const struct openapi_tool **tool, json_t **tool_args)
 {
@@ -470,7 +484,8 @@ int openapi_discovery_call(const struct openapi_discovery *d, const char *name, 
     *tool_args = NULL;
     if (name == NULL)
         return ERR_NOTFOUND;
-    if (d->mode != OPENAPI_DISCOVERY_STATIC && args && !json_is_object(args)) {
+    if (d->mode != OPENAPI_DISCOVERY_STATIC && args && !json_is_object(args) &&
+        (is_nav_tool(d, name) || openapi_catalog_find(d->cat, name))) {
         r = text_result(oa_asprintf("the arguments of %.100s must be an object", name), true);
         nav = true;
     } else if (d->mode == OPENAPI_DISCOVERY_HIERARCHICAL) {

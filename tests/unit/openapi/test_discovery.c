@@ -222,6 +222,13 @@ static void test_hierarchical(void)
     CHECK_INT(dcall(d, "search_operations", "{\"query\":\"pet\"}", &r, &tool, &ta, &args),
               ERR_NOTFOUND);
     json_decref(args);
+    CHECK_INT(dcall(d, "list_operations", "[1]", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "the arguments of list_operations must be an object");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+    CHECK_INT(dcall(d, "nope", "[1]", &r, &tool, &ta, &args), ERR_NOTFOUND);
+    json_decref(args);
 
     openapi_discovery_free(d);
     openapi_catalog_unref(cat);
