@@ -4,7 +4,7 @@
  *
  *   gatehouse run [-c FILE]          start the gateway (default FILE: examples/gatehouse.yaml)
  *   gatehouse check-config FILE      validate a configuration and exit
- *   gatehouse openapi inspect FILE [--overrides FILE] [--json]
+ *   gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]
  *                                    the MCP tools an OpenAPI document would become
  *   gatehouse version
  */
@@ -30,11 +30,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: gatehouse run [-c FILE]       start the gateway\n"
-                 "       gatehouse check-config FILE   validate a configuration file\n"
-                 "       gatehouse openapi inspect FILE [--overrides FILE] [--json]\n"
-                 "                                     the MCP tools an OpenAPI document becomes\n"
-                 "       gatehouse version\n");
+    fprintf(out,
+            "usage: gatehouse run [-c FILE]       start the gateway\n"
+            "       gatehouse check-config FILE   validate a configuration file\n"
+            "       gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]\n"
+            "                                     the MCP tools an OpenAPI document becomes\n"
+            "       gatehouse version\n");
 }
 
 static int load(const char *path, struct config **cfg)
@@ -70,6 +71,7 @@ static int cmd_openapi(int argc, char **argv)
 {
     const char *file = NULL, *overrides = NULL;
     bool json = false;
+    int mode = -1; /* --discovery: print the tools/list of that mode */
     if (argc < 1 || strcmp(argv[0], "inspect") != 0) {
         usage(stderr);
         return 2;
@@ -79,6 +81,14 @@ static int cmd_openapi(int argc, char **argv)
             overrides = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--discovery") == 0 && i + 1 < argc && mode < 0) {
+            if ((mode = openapi_discovery_mode_parse(argv[++i])) < 0) {
+                fprintf(stderr,
+                        "gatehouse: unknown discovery mode \"%s\"; expected static, "
+                        "hierarchical or search\n",
+                        argv[i]);
+                return 2;
+            }
         } else if (argv[i][0] != '-' && file == NULL) {
             file = argv[i];
         } else {
@@ -90,8 +100,14 @@ static int cmd_openapi(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    int err = json ? openapi_inspect_json(file, overrides, stdout)
-                   : openapi_inspect(file, overrides, stdout);
+    if (json && mode >= 0) {
+        usage(stderr);
+        return 2;
+    }
+    int err = mode >= 0 ? openapi_inspect_discovery(file, overrides,
+                                                    (enum openapi_discovery_mode)mode, stdout)
+              : json    ? openapi_inspect_json(file, overrides, stdout)
+                        : openapi_inspect(file, overrides, stdout);
     return err ? 1 : 0;
 }
 

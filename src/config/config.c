@@ -1021,6 +1021,7 @@ enum {
     SK_SPEC,
     SK_OVERRIDES,
     SK_BASE_URL,
+    SK_DISCOVERY,
     SK_COUNT
 };
 
@@ -1040,11 +1041,13 @@ static bool name_ok(const char *s, size_t len)
 static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
                              const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_URL, SK_HEADERS, SK_SPEC, SK_OVERRIDES, SK_BASE_URL};
-    static const char *const refused_names[] = {"url", "headers", "spec", "overrides", "base_url"};
-    static const char *const only[] = {"transport: http", "transport: http or openapi",
+    static const int refused[] = {SK_URL,       SK_HEADERS,  SK_SPEC,
+                                  SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY};
+    static const char *const refused_names[] = {"url",       "headers",  "spec",
+                                                "overrides", "base_url", "discovery"};
+    static const char *const only[] = {"transport: http",    "transport: http or openapi",
                                        "transport: openapi", "transport: openapi",
-                                       "transport: openapi"};
+                                       "transport: openapi", "transport: openapi"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1097,10 +1100,10 @@ static bool http_url_ok(const char *url)
 static int load_server_http(struct loader *L, const struct field *f, const char *what,
                             const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND, SK_ARGS,      SK_ENV,     SK_CWD,
-                                  SK_SPEC,    SK_OVERRIDES, SK_BASE_URL};
-    static const char *const refused_names[] = {"command", "args",      "env",     "cwd",
-                                                "spec",    "overrides", "base_url"};
+    static const int refused[] = {SK_COMMAND, SK_ARGS,      SK_ENV,      SK_CWD,
+                                  SK_SPEC,    SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY};
+    static const char *const refused_names[] = {"command", "args",      "env",      "cwd",
+                                                "spec",    "overrides", "base_url", "discovery"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1167,6 +1170,23 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
                          "https://host[/path]",
                          quote(f[SK_BASE_URL].val).s, what);
     }
+    if (f[SK_DISCOVERY].val) {
+        const struct ynode *dv = f[SK_DISCOVERY].val;
+        snprintf(sub, sizeof(sub), "discovery of %s", what);
+        if ((err = want_scalar(L, dv, sub)))
+            return err;
+        if (strcmp(dv->text, "static") == 0)
+            s->discovery = DISCOVERY_STATIC;
+        else if (strcmp(dv->text, "hierarchical") == 0)
+            s->discovery = DISCOVERY_HIERARCHICAL;
+        else if (strcmp(dv->text, "search") == 0)
+            s->discovery = DISCOVERY_SEARCH;
+        else
+            return FAILN(L, dv,
+                         "%s is not a discovery mode for %s; expected static, hierarchical or "
+                         "search",
+                         quote(dv).s, what);
+    }
     if (f[SK_HEADERS].val) {
         snprintf(sub, sizeof(sub), "headers of %s", what);
         if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
@@ -1194,6 +1214,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "spec",
                                        "overrides",
                                        "base_url",
+                                       "discovery",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -1549,6 +1570,19 @@ void config_unref(struct config *c)
     struct snapshot *snap = (struct snapshot *)(void *)c;
     arena_release(&snap->arena);
     free(snap);
+}
+
+const char *config_discovery_str(enum config_discovery d)
+{
+    switch (d) {
+    case DISCOVERY_STATIC:
+        return "static";
+    case DISCOVERY_HIERARCHICAL:
+        return "hierarchical";
+    case DISCOVERY_SEARCH:
+        return "search";
+    }
+    return "?";
 }
 
 const char *config_transport_str(enum config_transport t)

@@ -23,6 +23,16 @@ enum config_prefix_mode {
 };
 
 enum config_transport { TRANSPORT_STDIO = 0, TRANSPORT_HTTP, TRANSPORT_OPENAPI };
+
+/* How an openapi server presents its tools (docs/openapi.md, "Discovery modes"). */
+enum config_discovery {
+    DISCOVERY_STATIC = 0,   /* tools/list is the curated catalog */
+    DISCOVERY_HIERARCHICAL, /* list_categories, list_operations, describe_operation, call_operation
+                             */
+    DISCOVERY_SEARCH,       /* search_operations, call_operation */
+};
+/* "static", "hierarchical" or "search". */
+const char *config_discovery_str(enum config_discovery d);
 /* "stdio", "http" or "openapi". */
 const char *config_transport_str(enum config_transport t);
 
@@ -64,9 +74,10 @@ struct config_server {
     struct config_kv *headers; /* static headers sent on every request */
     size_t nheaders;
     /* openapi: a REST API described by an OpenAPI document, served in-process */
-    char *spec;      /* the document (JSON or YAML); not read at load time */
-    char *overrides; /* the editorial file, or NULL */
-    char *base_url;  /* replaces the document's server URL, or NULL */
+    char *spec;                      /* the document (JSON or YAML); not read at load time */
+    char *overrides;                 /* the editorial file, or NULL */
+    char *base_url;                  /* replaces the document's server URL, or NULL */
+    enum config_discovery discovery; /* default static */
     /* both */
     struct config_timeouts timeouts;
     uint32_t max_concurrency; /* requests in flight to this server; default 64 */

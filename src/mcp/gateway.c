@@ -1020,7 +1020,7 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         !str_eq(a->command, b->command) || a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) ||
         !str_eq(a->url, b->url) || !str_eq(a->spec, b->spec) ||
         !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
-        !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
+        a->discovery != b->discovery || !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
         !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||

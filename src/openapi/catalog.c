@@ -110,8 +110,7 @@ struct edit_stats {
     size_t budget; /* nodes left for this tool */
 };
 
-/* The first sentence: up to the first ". " (or end of paragraph), whitespace collapsed. */
-static char *first_sentence(const char *s, bool *trimmed)
+char *oa_first_sentence(const char *s, bool *trimmed)
 {
     size_t len = strlen(s);
     char *out = malloc(len + 1);
@@ -208,7 +207,7 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
         json_t *d = json_object_get(s, "description");
         if (d && h->first_sentence && json_is_string(d)) {
             bool trimmed;
-            char *fs = first_sentence(json_string_value(d), &trimmed);
+            char *fs = oa_first_sentence(json_string_value(d), &trimmed);
             json_object_set_new(out, "description", json_string(fs ? fs : ""));
             free(fs);
         } else if (d) {
@@ -239,7 +238,7 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
             continue; /* never useful to a model */
         if (strcmp(k, "description") == 0 && h->first_sentence && json_is_string(v)) {
             bool trimmed;
-            char *fs = first_sentence(json_string_value(v), &trimmed);
+            char *fs = oa_first_sentence(json_string_value(v), &trimmed);
             if (fs == NULL) {
                 json_decref(out);
                 return NULL;
@@ -579,7 +578,7 @@ static json_t *build_input_schema(struct openapi_tool *t, const struct openapi_h
         const struct openapi_param *p = a->param;
         if (s && p && p->description && json_object_get(s, "description") == NULL) {
             bool trimmed = false;
-            char *d = h->first_sentence ? first_sentence(p->description, &trimmed)
+            char *d = h->first_sentence ? oa_first_sentence(p->description, &trimmed)
                                         : strdup(p->description);
             st->first_sentence += trimmed;
             json_object_set_new(s, "description", json_string(d ? d : ""));
@@ -606,7 +605,7 @@ static char *tool_description(const struct openapi_op *op, const struct oa_overr
     const char *desc = op->description && *op->description ? op->description : NULL;
     if (h->first_sentence) {
         bool t2 = false;
-        char *d = first_sentence(sum ? sum : desc ? desc : "", &t2);
+        char *d = oa_first_sentence(sum ? sum : desc ? desc : "", &t2);
         *trimmed = t2 || (sum && desc);
         if (d && *d == '\0') {
             free(d);

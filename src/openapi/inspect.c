@@ -72,6 +72,20 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
         fprintf(out, " (curated saves %.1f%%)",
                 100.0 * (1.0 - (double)cat->total_tokens / (double)ncat->total_tokens));
     fprintf(out, "\n");
+    for (int m = OPENAPI_DISCOVERY_HIERARCHICAL; m <= OPENAPI_DISCOVERY_SEARCH; m++) {
+        struct openapi_discovery *d = NULL;
+        char label[32];
+        if (openapi_discovery_new(cat, (enum openapi_discovery_mode)m, &d) != 0)
+            continue;
+        json_t *tools = openapi_discovery_tools(d);
+        char *js = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
+        snprintf(label, sizeof(label), "%s:", openapi_discovery_mode_str(m));
+        fprintf(out, "  %-16s%zu tools, %zu tokens to start (tools/list)\n", label,
+                json_array_size(tools), js ? (strlen(js) + 3) / 4 : 0);
+        free(js);
+        json_decref(tools);
+        openapi_discovery_free(d);
+    }
     size_t ndrop = 0;
     for (size_t i = 0; i < cat->nnotes; i++)
         ndrop += cat->notes[i].dropped;
@@ -172,6 +186,48 @@ out:
     openapi_catalog_unref(ncat);
     openapi_editorial_free(ed);
     openapi_editorial_free(naive);
+    openapi_doc_unref(doc);
+    return rc;
+}
+
+int openapi_inspect_discovery(const char *path, const char *overrides_path,
+                              enum openapi_discovery_mode mode, FILE *out)
+{
+    struct err_info ei = {0};
+    struct openapi_doc *doc = NULL;
+    struct openapi_editorial *ed = NULL;
+    struct openapi_catalog *cat = NULL;
+    struct openapi_discovery *d = NULL;
+    json_t *root = NULL;
+    const char *what = path;
+    int rc = openapi_doc_load_file(path, &doc, &ei);
+    if (rc == 0 && overrides_path) {
+        what = overrides_path;
+        rc = openapi_editorial_load_file(overrides_path, &ed, &ei);
+    }
+    if (rc == 0)
+        rc = openapi_catalog_build(doc, ed, &cat, &ei);
+    if (rc == 0)
+        rc = openapi_discovery_new(cat, mode, &d);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s: %s", what, ei.msg[0] ? ei.msg : err_str(rc));
+        root = json_pack("{s:s, s:s}", "error", msg, "where", ei.where);
+        goto out;
+    }
+    root = json_pack("{s:s, s:o}", "mode", openapi_discovery_mode_str(mode), "tools",
+                     openapi_discovery_tools(d));
+    if (root == NULL)
+        rc = ERR_NOMEM;
+out:
+    if (root) {
+        json_dumpf(root, out, JSON_COMPACT);
+        fputc('\n', out);
+    }
+    json_decref(root);
+    openapi_discovery_free(d);
+    openapi_catalog_unref(cat);
+    openapi_editorial_free(ed);
     openapi_doc_unref(doc);
     return rc;
 }

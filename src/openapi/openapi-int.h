@@ -45,6 +45,10 @@ int oa_follow_ref(struct oa_resolver *r, json_t *obj, char *ptr, size_t cap, jso
 
 /* ---- naming (catalog.c) ---- */
 
+/* The first sentence of s: up to the first ". " (or the end of a paragraph), whitespace
+   collapsed; *trimmed tells whether anything was cut. A new string, NULL when out of memory. */
+char *oa_first_sentence(const char *s, bool *trimmed);
+
 /* snake_case an identifier into buf (cap bytes); returns the length. */
 size_t oa_snake_case(const char *in, char *buf, size_t cap);
 /* The first `nhex` hex digits of SHA-256(method " " path). */

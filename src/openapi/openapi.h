@@ -262,6 +262,67 @@ void openapi_request_release(struct openapi_request *req);
 /* The value of header `name` (case-insensitive) or NULL. */
 const char *openapi_request_header(const struct openapi_request *req, const char *name);
 
+/* ---- discovery modes ------------------------------------------------------------------------ */
+
+/*
+ * How a catalog is presented to a client (docs/openapi.md, "Discovery modes"). Every mode keeps
+ * the whole curated catalog internally, so tool names and the requests they build are identical;
+ * the lazy modes only change what tools/list shows and add navigation tools.
+ */
+enum openapi_discovery_mode {
+    OPENAPI_DISCOVERY_STATIC,       /* tools/list is the catalog */
+    OPENAPI_DISCOVERY_HIERARCHICAL, /* list_categories, list_operations, describe_operation,
+                                       call_operation */
+    OPENAPI_DISCOVERY_SEARCH        /* search_operations, call_operation */
+};
+/* "static", "hierarchical", "search"; openapi_discovery_mode_parse returns -1 for other text. */
+const char *openapi_discovery_mode_str(enum openapi_discovery_mode mode);
+int openapi_discovery_mode_parse(const char *s);
+
+struct openapi_discovery;
+
+/*
+ * The state of one mode over `cat` (a reference is taken): categories, the search index. Built
+ * once (on a worker thread for large catalogs), then read-only and safe to share.
+ * Errors: ERR_NOMEM.
+ */
+int openapi_discovery_new(struct openapi_catalog *cat, enum openapi_discovery_mode mode,
+                          struct openapi_discovery **out);
+void openapi_discovery_free(struct openapi_discovery *d);
+/* The tools/list array of the mode (a new reference), NULL when out of memory. */
+json_t *openapi_discovery_tools(const struct openapi_discovery *d);
+
+/*
+ * One tools/call of tool `name` with `args` (an object or NULL) in the mode. Three outcomes:
+ *  - answered here (a navigation tool, or a call_operation naming no operation): returns 0 and
+ *    *result is an MCP tool result (new reference; isError for unknown categories/operations);
+ *  - a call of an operation (a catalog tool called by name, or through call_operation): returns
+ *    0, *result NULL, *tool the catalog tool and *tool_args its arguments (borrowed from `args`,
+ *    or NULL for none); the caller builds and performs the request as in static mode;
+ *  - ERR_NOTFOUND when `name` is neither a tool of the mode nor of the catalog.
+ * ERR_NOMEM otherwise.
+ */
+int openapi_discovery_call(const struct openapi_discovery *d, const char *name, json_t *args,
+                           json_t **result, const struct openapi_tool **tool, json_t **tool_args);
+
+/*
+ * BM25 ranking over small text documents (the search mode's index; src/openapi/search.c).
+ * Tokens are maximal runs of ASCII letters and digits, lower-cased; k1 = 1.2, b = 0.75,
+ * idf = ln(1 + (N - df + 0.5) / (df + 0.5)); a query term counts once however often it repeats.
+ * Ties are broken by document name (byte order), so results are deterministic.
+ */
+struct openapi_bm25;
+
+/* An index of `n` documents, names[i] (borrowed, must outlive the index) and texts[i] (copied
+   as tokens). Errors: ERR_NOMEM. */
+int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
+                     struct openapi_bm25 **out);
+void openapi_bm25_free(struct openapi_bm25 *ix);
+/* The indexes of the at most `max` best documents with a positive score for `query`, best
+   first, in out[] (and their scores in scores[] when not NULL). Returns how many. */
+size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_t max, size_t *out,
+                         double *scores);
+
 /* ---- inspection ---------------------------------------------------------------------------- */
 
 /*
@@ -279,5 +340,11 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out);
  * On error prints {"error": message, "where": pointer} and returns the negative ERR_*.
  */
 int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out);
+/*
+ * The tools/list answer a server in discovery `mode` would give, as one JSON object
+ * {"mode": "...", "tools": [...]} (compact, one line); errors as openapi_inspect_json.
+ */
+int openapi_inspect_discovery(const char *path, const char *overrides_path,
+                              enum openapi_discovery_mode mode, FILE *out);
 
 #endif

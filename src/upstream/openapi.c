@@ -6,8 +6,11 @@
  *
  *   initialize   answered here: the requested protocol version if known, capabilities {tools}
  *   ping         {}
- *   tools/list   the curated catalog of src/openapi (one page)
- *   tools/call   openapi_request_build → one HTTP request through libcurl multi on this loop →
+ *   tools/list   the curated catalog of src/openapi (one page), or in a lazy discovery mode
+ *                (configuration key `discovery`) its navigation tools
+ *   tools/call   a navigation tool is answered here (src/openapi/discovery.c); a call of an
+ *                operation (directly, or through call_operation) goes
+ *                openapi_request_build → one HTTP request through libcurl multi on this loop →
  *                an MCP tool result (2xx JSON as compact text, capped, plus structuredContent;
  *                other 2xx summarised; 4xx/5xx and transport failures as isError results)
  *   notifications/cancelled aborts the HTTP request of that id; other notifications are ignored
@@ -80,11 +83,13 @@ struct oa_transport {
     /* loading (thread pool) */
     uv_work_t work;
     bool loading;
-    int load_err;                   /* written by the pool thread, read after it */
-    char load_why[1200];            /* likewise */
-    struct openapi_catalog *loaded; /* likewise; moved to `cat` on the loop */
+    int load_err;                          /* written by the pool thread, read after it */
+    char load_why[1200];                   /* likewise */
+    struct openapi_catalog *loaded;        /* likewise; moved to `cat` on the loop */
+    struct openapi_discovery *loaded_disc; /* likewise */
     struct openapi_catalog *cat;
-    json_t *tools; /* the tools/list array, built once */
+    struct openapi_discovery *disc; /* the discovery mode over `cat` */
+    json_t *tools;                  /* the tools/list array, built once */
 
     struct curl_loop cl; /* the multi handle on this loop (counts as one of open_handles) */
     uv_timer_t flush_timer;
@@ -586,6 +591,19 @@ static void curl_closed_cb(void *owner)
 
 /* ---- loading (thread pool) ------------------------------------------------------------------- */
 
+static enum openapi_discovery_mode discovery_mode(enum config_discovery d)
+{
+    switch (d) {
+    case DISCOVERY_HIERARCHICAL:
+        return OPENAPI_DISCOVERY_HIERARCHICAL;
+    case DISCOVERY_SEARCH:
+        return OPENAPI_DISCOVERY_SEARCH;
+    case DISCOVERY_STATIC:
+        break;
+    }
+    return OPENAPI_DISCOVERY_STATIC;
+}
+
 static void load_work_cb(uv_work_t *w)
 {
     struct oa_transport *t = w->data;
@@ -603,6 +621,8 @@ static void load_work_cb(uv_work_t *w)
         err = openapi_catalog_build(doc, ed, &t->loaded, &ei);
     if (err == 0 && srv->base_url)
         err = openapi_catalog_set_base_url(t->loaded, srv->base_url);
+    if (err == 0) /* the categories or the search index: built here, off the loop */
+        err = openapi_discovery_new(t->loaded, discovery_mode(srv->discovery), &t->loaded_disc);
     if (err) {
         snprintf(t->load_why, sizeof(t->load_why), "cannot load the OpenAPI %s %.200s: %s%s%s%s",
                  file == srv->spec ? "document" : "overrides", file,
@@ -622,6 +642,8 @@ static void load_after_cb(uv_work_t *w, int status)
     t->loading = false;
     t->cat = t->loaded;
     t->loaded = NULL;
+    t->disc = t->loaded_disc;
+    t->loaded_disc = NULL;
     if (t->closing) {
         handle_gone(t);
         return;
@@ -631,9 +653,7 @@ static void load_after_cb(uv_work_t *w, int status)
         snprintf(t->load_why, sizeof(t->load_why), "loading %s was cancelled", t->srv->spec);
     }
     if (t->load_err == 0) {
-        t->tools = json_array();
-        for (size_t i = 0; t->tools && i < t->cat->ntools; i++)
-            json_array_append_new(t->tools, openapi_tool_to_json(&t->cat->tools[i]));
+        t->tools = openapi_discovery_tools(t->disc);
         if (t->tools == NULL) {
             t->load_err = ERR_NOMEM;
             snprintf(t->load_why, sizeof(t->load_why), "out of memory listing the tools of %s",
@@ -646,8 +666,10 @@ static void load_after_cb(uv_work_t *w, int status)
         return;
     }
     char why[600];
-    snprintf(why, sizeof(why), "%zu tools from %s (%zu operations), API at %s", t->cat->ntools,
-             t->srv->spec, t->cat->doc->nops, t->cat->base_url[0] ? t->cat->base_url : "(none)");
+    snprintf(why, sizeof(why), "%zu tools from %s (%zu operations, discovery %s), API at %s",
+             t->cat->ntools, t->srv->spec, t->cat->doc->nops,
+             config_discovery_str(t->srv->discovery),
+             t->cat->base_url[0] ? t->cat->base_url : "(none)");
     set_state(t, TRANSPORT_UP, why);
 }
 
@@ -671,12 +693,29 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
 {
     const char *name = json_string_value(json_object_get(params, "name"));
     json_t *args = json_object_get(params, "arguments");
-    const struct openapi_tool *tool = name ? openapi_catalog_find(t->cat, name) : NULL;
+    const struct openapi_tool *tool = NULL;
+    json_t *answer = NULL;
     char why[600];
-    if (tool == NULL) {
+    int derr = openapi_discovery_call(t->disc, name, args, &answer, &tool, &args);
+    if (derr == ERR_NOTFOUND) {
         snprintf(why, sizeof(why), "unknown tool \"%.100s\" in server %s", name ? name : "",
                  srv_name(t));
         post(t, error_msg(id, -32602, why));
+        return;
+    }
+    if (derr) {
+        post(t, error_msg(id, -32603, "out of memory"));
+        return;
+    }
+    if (answer) { /* a navigation tool of a lazy mode: nothing goes to the API */
+        bool hit = false;
+        json_t *item = json_array_get(json_object_get(answer, "content"), 0);
+        const char *text = json_string_value(json_object_get(item, "text"));
+        char *clean = text ? scrub(t->srv, strdup(text), &hit) : NULL;
+        if (hit && clean) /* a document that quotes the credential: never shown */
+            json_object_set_new(item, "text", json_string(clean));
+        free(clean);
+        post(t, result_msg(id, answer));
         return;
     }
     if (args != NULL && !json_is_object(args)) {
@@ -802,6 +841,8 @@ static void handle_gone(struct oa_transport *t)
         return;
     json_decref(t->outbox);
     json_decref(t->tools);
+    openapi_discovery_free(t->disc);
+    openapi_discovery_free(t->loaded_disc);
     openapi_catalog_unref(t->cat);
     free(t);
     transport_live_dec();

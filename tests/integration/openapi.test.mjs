@@ -67,6 +67,8 @@ before(async () => {
         { name: 'pets', spec: SPEC, base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET }, timeouts: { total: '10s' } },
         { name: 'deadapi', transport: 'openapi', spec: SPEC, base_url: `http://127.0.0.1:${closedPort}/v1`, headers: { 'X-API-Key': SECRET }, timeouts: { connect: '2s' } },
         { name: 'broken', spec: BROKEN },
+        { name: 'pets_tree', spec: SPEC, discovery: 'hierarchical', base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
+        { name: 'pets_find', spec: SPEC, discovery: 'search', base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
       ],
     }),
   );
@@ -190,6 +192,82 @@ describe('openapi transport: requests are exactly what the document demands', ()
   });
 });
 
+describe('openapi transport: lazy discovery modes', () => {
+  let tree;
+  let find;
+  before(async () => {
+    tree = await openSession(`${gw.base}/mcp/pets_tree`);
+    find = await openSession(`${gw.base}/mcp/pets_find`);
+  });
+  const list = async (session) => {
+    const r = await session.rpc('tools/list', {});
+    responses.push(r.text);
+    assert.equal(r.status, 200, r.text);
+    return r.json.result.tools;
+  };
+  const text = (res) => res.content[0].text;
+  // The request as the API saw it, for comparing a lazy call with the static one.
+  const wire = (q) => ({ method: q.method, url: q.url, headers: q.headers, body: q.body });
+
+  test('tools/list in each mode: the catalog, four navigation tools, search + call', async () => {
+    assert.equal((await list(s)).length, 6);
+    assert.deepEqual((await list(tree)).map((t) => t.name), ['list_categories', 'list_operations', 'describe_operation', 'call_operation']);
+    assert.deepEqual((await list(find)).map((t) => t.name), ['search_operations', 'call_operation']);
+  });
+
+  test('hierarchical: categories → operations → description → call, the request exactly the static one', async () => {
+    const cats = await call('list_categories', {}, tree);
+    assert.equal(text(cats.res), '2 categories (name (operations): description); list_operations lists one:\nbig (1): Operations on /big.\npets (5): Operations on /pets.');
+    assert.equal(cats.reqs.length, 0, 'navigation sends nothing to the API');
+    const ops = await call('list_operations', { category: 'pets' }, tree);
+    assert.match(text(ops.res), /\ncreate_pet: Create a pet\.\n/);
+    const desc = await call('describe_operation', { name: 'create_pet' }, tree);
+    const staticTool = (await list(s)).find((t) => t.name === 'create_pet');
+    assert.deepEqual(JSON.parse(text(desc.res)), staticTool);
+
+    const lazy = await call('call_operation', { name: 'create_pet', arguments: { name: 'Bo', age: 3 } }, tree);
+    const direct = await call('create_pet', { name: 'Bo', age: 3 });
+    assert.equal(lazy.reqs.length, 1);
+    assert.deepEqual(wire(lazy.reqs[0]), wire(direct.reqs[0]));
+    assert.deepEqual(lazy.res, direct.res);
+
+    const err404 = await call('call_operation', { name: 'get_pet', arguments: { petId: 'missing' } }, tree);
+    assert.equal(err404.res.isError, true);
+    assert.equal(text(err404.res), `HTTP 404 from 127.0.0.1:${apiPort} (tool get_pet): {"message":"no such pet"}`);
+    const echo = await call('call_operation', { name: 'get_pet', arguments: { petId: 'echo' } }, tree);
+    assert.ok(text(echo.res).includes('[redacted]'), 'the same secret scrubbing');
+  });
+
+  test('hierarchical: unknown category or operation → isError naming it and where to look', async () => {
+    const c = await call('list_operations', { category: 'cats' }, tree);
+    assert.equal(c.res.isError, true);
+    assert.equal(text(c.res), 'unknown category "cats"; call list_categories for the categories');
+    const o = await call('call_operation', { name: 'get_cat', arguments: {} }, tree);
+    assert.equal(o.res.isError, true);
+    assert.match(text(o.res), /^unknown operation "get_cat"; call list_operations .*list_categories/);
+    assert.equal(o.reqs.length, 0);
+    const bad = await call('call_operation', { name: 'get_pet', arguments: { nope: 1 } }, tree);
+    assert.match(text(bad.res), /^invalid arguments for tool get_pet: .*nope/);
+  });
+
+  test('search: find an operation, then call it; the request exactly the static one', async () => {
+    const found = await call('search_operations', { query: 'delete a pet', limit: 3 }, find);
+    const defs = JSON.parse(text(found.res));
+    assert.ok(defs.length >= 1 && defs.length <= 3, text(found.res));
+    assert.equal(defs[0].name, 'delete_pet');
+    assert.deepEqual(defs[0], (await list(s)).find((t) => t.name === 'delete_pet'));
+    const lazy = await call('call_operation', { name: defs[0].name, arguments: { petId: '9' } }, find);
+    const direct = await call('delete_pet', { petId: '9' });
+    assert.deepEqual(wire(lazy.reqs[0]), wire(direct.reqs[0]));
+    assert.equal(lazy.reqs[0].url, '/v1/pets/9');
+    assert.deepEqual(lazy.res, direct.res);
+    const none = await call('search_operations', { query: 'zebra' }, find);
+    assert.equal(text(none.res), 'no operation matches "zebra"; try other keywords');
+    const o = await call('call_operation', { name: 'get_cat' }, find);
+    assert.equal(text(o.res), 'unknown operation "get_cat"; call search_operations to find its name');
+  });
+});
+
 describe('openapi transport: errors', () => {
   test('404 → isError with the status and the body', async () => {
     const { res } = await call('get_pet', { petId: 'missing' });
@@ -249,5 +327,16 @@ describe('gatehouse openapi inspect', () => {
     assert.equal(JSON.parse(bad.stdout).where, '/paths/~1a/get/responses/200/content/application~1json/schema/$ref');
     const usage = await runGatehouse(['openapi', 'inspect']);
     assert.equal(usage.code, 2);
+    assert.match(r.stdout, /hierarchical: +4 tools, \d+ tokens to start/);
+    const tree = await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'hierarchical']);
+    assert.equal(tree.code, 0, tree.stderr);
+    const t = JSON.parse(tree.stdout);
+    assert.equal(t.mode, 'hierarchical');
+    assert.deepEqual(t.tools.map((x) => x.name), ['list_categories', 'list_operations', 'describe_operation', 'call_operation']);
+    const flat = JSON.parse((await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'static'])).stdout);
+    assert.deepEqual(flat.tools, d.tools.map(({ tokens, ...tool }) => tool));
+    const bogus = await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'lazy']);
+    assert.equal(bogus.code, 2);
+    assert.match(bogus.stderr, /unknown discovery mode "lazy"; expected static, hierarchical or search/);
   });
 });

@@ -365,10 +365,11 @@ static void test_yaml_syntax(void)
 
 static void test_unknown_keys(void)
 {
-    EXPECT_ERR("servers:\n  - name: everything\n    comand: x\n", ERR_INVAL, 3, 5,
-               "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
-               "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
-               "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url");
+    EXPECT_ERR(
+        "servers:\n  - name: everything\n    comand: x\n", ERR_INVAL, 3, 5,
+        "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
+        "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
+        "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery");
     EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
                "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
                "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers");
@@ -498,7 +499,16 @@ static void test_openapi_servers(void)
                     "    max_concurrency: 8\n"
                     "  - name: bare\n"
                     "    transport: openapi\n"
-                    "    spec: a.json\n";
+                    "    spec: a.json\n"
+                    "  - name: tree\n"
+                    "    spec: a.json\n"
+                    "    discovery: hierarchical\n"
+                    "  - name: find\n"
+                    "    spec: a.json\n"
+                    "    discovery: search\n"
+                    "  - name: flat\n"
+                    "    spec: a.json\n"
+                    "    discovery: static\n";
     CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
     if (c == NULL)
         return;
@@ -518,7 +528,25 @@ static void test_openapi_servers(void)
     CHECK_INT(s->transport, TRANSPORT_OPENAPI);
     CHECK(s->overrides == NULL && s->base_url == NULL && s->nheaders == 0);
     CHECK_INT(s->max_message, (size_t)16 << 20);
+    CHECK_INT(s->discovery, DISCOVERY_STATIC); /* the default */
+    CHECK_INT(c->servers[2].discovery, DISCOVERY_HIERARCHICAL);
+    CHECK_INT(c->servers[3].discovery, DISCOVERY_SEARCH);
+    CHECK_INT(c->servers[4].discovery, DISCOVERY_STATIC);
+    CHECK_STR(config_discovery_str(c->servers[3].discovery), "search");
     config_unref(c);
+
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    discovery: lazy\n", ERR_INVAL, 4, 16,
+               "t.yaml:4:16: \"lazy\" is not a discovery mode for server \"a\"; expected static, "
+               "hierarchical or search");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    discovery: [search]\n", ERR_INVAL, 4,
+               16, "t.yaml:4:16: discovery of server \"a\" is a sequence; expected a string");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    discovery: search\n", ERR_INVAL, 4, 5,
+               "t.yaml:4:5: discovery is not allowed in server \"a\" with transport stdio; "
+               "expected it only with transport: openapi");
+    EXPECT_ERR("servers:\n  - name: a\n    url: http://h/\n    discovery: search\n", ERR_INVAL, 4,
+               5,
+               "t.yaml:4:5: discovery is not allowed in server \"a\" with transport http; "
+               "expected it only with transport: openapi");
 
     EXPECT_ERR("servers:\n  - name: a\n    transport: openapi\n", ERR_INVAL, 2, 5,
                "t.yaml:2:5: server \"a\" has transport openapi but no spec; expected spec: <path "

@@ -1,0 +1,301 @@
+/*
+ * Discovery modes: BM25 ranking on a small fixed corpus (expected orders and scores worked out
+ * by hand from the formula in src/openapi/search.c), the tool set of each mode, navigation of the
+ * hierarchical mode down to the catalog tool a static call would use, and the search mode.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "openapi/openapi.h"
+#include "test.h"
+
+static const char *const corpus_names[] = {"list_pets", "get_pet", "delete_pet", "create_user",
+                                           "list_users"};
+static const char *const corpus_texts[] = {"list pets list all the pets", "get one pet by id",
+                                           "delete a pet by id", "create a user account",
+                                           "list users"};
+
+static void test_bm25(void)
+{
+    struct openapi_bm25 *ix = NULL;
+    CHECK_INT(openapi_bm25_new(corpus_names, corpus_texts, 5, &ix), 0);
+    if (ix == NULL)
+        return;
+    size_t out[5];
+    double sc[5];
+    /* a tie (same length, same frequencies) is broken by name */
+    CHECK_INT(openapi_bm25_rank(ix, "pet id", 5, out, sc), 2);
+    CHECK_STR(corpus_names[out[0]], "delete_pet");
+    CHECK_STR(corpus_names[out[1]], "get_pet");
+    CHECK(fabs(sc[0] - 1.6584221873944722) < 1e-9);
+    CHECK(sc[0] == sc[1]);
+    /* length normalisation: one "list" in 2 tokens beats two in 6 */
+    CHECK_INT(openapi_bm25_rank(ix, "list", 5, out, sc), 2);
+    CHECK_STR(corpus_names[out[0]], "list_users");
+    CHECK_STR(corpus_names[out[1]], "list_pets");
+    CHECK(fabs(sc[0] - 1.126933161912999) < 1e-9);
+    CHECK(fabs(sc[1] - 1.0920795589672359) < 1e-9);
+    /* case and punctuation do not matter; a repeated query term counts once */
+    CHECK_INT(openapi_bm25_rank(ix, "LIST Pets!", 5, out, sc), 2);
+    CHECK_STR(corpus_names[out[0]], "list_pets");
+    CHECK(fabs(sc[0] - 2.821374586755965) < 1e-9);
+    CHECK_INT(openapi_bm25_rank(ix, "users list list", 5, out, sc), 2);
+    CHECK_STR(corpus_names[out[0]], "list_users");
+    CHECK(fabs(sc[0] - 2.9114184565460497) < 1e-9);
+    /* the limit, unknown terms, nothing to search for */
+    CHECK_INT(openapi_bm25_rank(ix, "pet id", 1, out, NULL), 1);
+    CHECK_STR(corpus_names[out[0]], "delete_pet");
+    CHECK_INT(openapi_bm25_rank(ix, "zebra", 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, " -- ", 5, out, NULL), 0);
+    openapi_bm25_free(ix);
+
+    /* an empty index ranks nothing */
+    CHECK_INT(openapi_bm25_new(NULL, NULL, 0, &ix), 0);
+    CHECK_INT(openapi_bm25_rank(ix, "pet", 5, out, NULL), 0);
+    openapi_bm25_free(ix);
+}
+
+static struct openapi_catalog *pets(void)
+{
+    struct openapi_doc *doc = NULL;
+    struct openapi_catalog *cat = NULL;
+    struct err_info ei = {0};
+    if (openapi_doc_load_file("tests/openapi/gateway-pets.yaml", &doc, &ei) == 0)
+        openapi_catalog_build(doc, NULL, &cat, &ei);
+    openapi_doc_unref(doc);
+    return cat;
+}
+
+static char *names_of(const json_t *tools)
+{
+    size_t len = 0, i;
+    json_t *t;
+    static char buf[512];
+    buf[0] = '\0';
+    json_array_foreach(tools, i, t)
+    {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "," : "", n ? n : "?");
+    }
+    return buf;
+}
+
+/* The text of a tool result, and whether it is an error. */
+static const char *text_of(const json_t *r, bool *is_error)
+{
+    *is_error = json_is_true(json_object_get(r, "isError"));
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(r, "content"), 0), "text"));
+}
+
+static void test_mode_tool_sets(void)
+{
+    struct openapi_catalog *cat = pets();
+    CHECK(cat != NULL);
+    if (cat == NULL)
+        return;
+    struct openapi_discovery *d = NULL;
+    CHECK_INT(openapi_discovery_new(cat, OPENAPI_DISCOVERY_STATIC, &d), 0);
+    json_t *tools = openapi_discovery_tools(d);
+    CHECK_STR(names_of(tools), "list_pets,create_pet,get_pet,delete_pet,add_note,get_big");
+    json_decref(tools);
+    openapi_discovery_free(d);
+
+    CHECK_INT(openapi_discovery_new(cat, OPENAPI_DISCOVERY_HIERARCHICAL, &d), 0);
+    tools = openapi_discovery_tools(d);
+    CHECK_STR(names_of(tools), "list_categories,list_operations,describe_operation,call_operation");
+    CHECK_CONTAINS(json_string_value(json_object_get(json_array_get(tools, 0), "description")),
+                   "Gateway Pets API (6 operations)");
+    json_decref(tools);
+    openapi_discovery_free(d);
+
+    CHECK_INT(openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d), 0);
+    tools = openapi_discovery_tools(d);
+    CHECK_STR(names_of(tools), "search_operations,call_operation");
+    json_t *limit = json_object_get(
+        json_object_get(json_object_get(json_array_get(tools, 0), "inputSchema"), "properties"),
+        "limit");
+    CHECK_INT(json_integer_value(json_object_get(limit, "maximum")), 10);
+    CHECK_INT(json_integer_value(json_object_get(limit, "default")), 5);
+    json_decref(tools);
+    openapi_discovery_free(d);
+
+    CHECK_STR(openapi_discovery_mode_str(OPENAPI_DISCOVERY_SEARCH), "search");
+    CHECK_INT(openapi_discovery_mode_parse("hierarchical"), OPENAPI_DISCOVERY_HIERARCHICAL);
+    CHECK_INT(openapi_discovery_mode_parse("lazy"), -1);
+    openapi_catalog_unref(cat);
+}
+
+/* One call through openapi_discovery_call with arguments given as JSON text. */
+static int dcall(const struct openapi_discovery *d, const char *name, const char *args_json,
+                 json_t **result, const struct openapi_tool **tool, json_t **tool_args,
+                 json_t **args)
+{
+    *args = args_json ? json_loads(args_json, 0, NULL) : NULL;
+    return openapi_discovery_call(d, name, *args, result, tool, tool_args);
+}
+
+static void test_hierarchical(void)
+{
+    struct openapi_catalog *cat = pets();
+    struct openapi_discovery *d = NULL;
+    if (cat == NULL || openapi_discovery_new(cat, OPENAPI_DISCOVERY_HIERARCHICAL, &d) != 0) {
+        CHECK(0);
+        openapi_catalog_unref(cat);
+        return;
+    }
+    json_t *r = NULL, *ta = NULL, *args = NULL;
+    const struct openapi_tool *tool = NULL;
+    bool err;
+
+    CHECK_INT(dcall(d, "list_categories", NULL, &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "2 categories (name (operations): description); list_operations "
+                                "lists one:\nbig (1): Operations on /big.\npets (5): Operations "
+                                "on /pets.");
+    CHECK(!err && tool == NULL);
+    json_decref(r);
+
+    CHECK_INT(dcall(d, "list_operations", "{\"category\":\"pets\"}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err),
+              "5 operations in pets (describe_operation gives one's arguments):\nlist_pets: List "
+              "pets.\ncreate_pet: Create a pet.\nget_pet: One pet.\ndelete_pet: Delete a "
+              "pet.\nadd_note: Add a note to a pet (form body).");
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "list_operations", "{\"category\":\"cats\"}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err),
+              "unknown category \"cats\"; call list_categories for the categories");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "list_operations", "{}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "list_operations needs the string argument \"category\"");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+
+    /* describe_operation gives exactly the static tool definition */
+    CHECK_INT(dcall(d, "describe_operation", "{\"name\":\"get_pet\"}", &r, &tool, &ta, &args), 0);
+    json_t *def = json_loads(text_of(r, &err), 0, NULL);
+    json_t *want = openapi_tool_to_json(openapi_catalog_find(cat, "get_pet"));
+    CHECK(def != NULL && json_equal(def, want));
+    json_decref(def);
+    json_decref(want);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "describe_operation", "{\"name\":\"get_cat\"}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "unknown operation \"get_cat\"; call list_operations to find its "
+                                "name (list_categories gives the categories)");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+
+    /* call_operation resolves to the catalog tool, with the inner arguments */
+    CHECK_INT(dcall(d, "call_operation", "{\"name\":\"get_pet\",\"arguments\":{\"petId\":\"7\"}}",
+                    &r, &tool, &ta, &args),
+              0);
+    CHECK(r == NULL && tool == openapi_catalog_find(cat, "get_pet"));
+    CHECK(ta == json_object_get(args, "arguments"));
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "call_operation", "{\"name\":\"get_pet\",\"arguments\":[1]}", &r, &tool, &ta,
+                    &args),
+              0);
+    CHECK_STR(text_of(r, &err), "the arguments of operation get_pet must be an object");
+    CHECK(err && tool == NULL);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "call_operation", "{\"name\":\"nope\"}", &r, &tool, &ta, &args), 0);
+    CHECK_CONTAINS(text_of(r, &err), "unknown operation \"nope\"; call list_operations");
+    CHECK(err && tool == NULL);
+    json_decref(r);
+    json_decref(args);
+
+    /* a catalog name called directly still works; an unknown tool is not found */
+    CHECK_INT(dcall(d, "delete_pet", "{\"petId\":\"1\"}", &r, &tool, &ta, &args), 0);
+    CHECK(r == NULL && tool == openapi_catalog_find(cat, "delete_pet") && ta == args);
+    json_decref(args);
+    CHECK_INT(dcall(d, "search_operations", "{\"query\":\"pet\"}", &r, &tool, &ta, &args),
+              ERR_NOTFOUND);
+    json_decref(args);
+    CHECK_INT(dcall(d, "list_operations", "[1]", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "the arguments of list_operations must be an object");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+    CHECK_INT(dcall(d, "nope", "[1]", &r, &tool, &ta, &args), ERR_NOTFOUND);
+    json_decref(args);
+
+    openapi_discovery_free(d);
+    openapi_catalog_unref(cat);
+}
+
+static void test_search(void)
+{
+    struct openapi_catalog *cat = pets();
+    struct openapi_discovery *d = NULL;
+    if (cat == NULL || openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d) != 0) {
+        CHECK(0);
+        openapi_catalog_unref(cat);
+        return;
+    }
+    json_t *r = NULL, *ta = NULL, *args = NULL;
+    const struct openapi_tool *tool = NULL;
+    bool err;
+
+    CHECK_INT(
+        dcall(d, "search_operations", "{\"query\":\"note\",\"limit\":2}", &r, &tool, &ta, &args),
+        0);
+    json_t *hits = json_loads(text_of(r, &err), 0, NULL);
+    CHECK(!err && json_array_size(hits) == 1);
+    json_t *want = openapi_tool_to_json(openapi_catalog_find(cat, "add_note"));
+    CHECK(json_equal(json_array_get(hits, 0), want));
+    json_decref(want);
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "search_operations", "{\"query\":\"delete a pet\"}", &r, &tool, &ta, &args),
+              0);
+    hits = json_loads(text_of(r, &err), 0, NULL);
+    CHECK(json_array_size(hits) >= 1 && json_array_size(hits) <= 5);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(hits, 0), "name")), "delete_pet");
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "search_operations", "{\"query\":\"zebra\"}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "no operation matches \"zebra\"; try other keywords");
+    CHECK(!err);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(
+        dcall(d, "search_operations", "{\"query\":\"pet\",\"limit\":11}", &r, &tool, &ta, &args),
+        0);
+    CHECK_STR(text_of(r, &err), "the limit of search_operations must be an integer from 1 to 10");
+    CHECK(err);
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "call_operation", "{\"name\":\"nope\"}", &r, &tool, &ta, &args), 0);
+    CHECK_STR(text_of(r, &err), "unknown operation \"nope\"; call search_operations to find its "
+                                "name");
+    json_decref(r);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "call_operation", "{\"name\":\"list_pets\"}", &r, &tool, &ta, &args), 0);
+    CHECK(r == NULL && tool == openapi_catalog_find(cat, "list_pets") && ta == NULL);
+    json_decref(args);
+
+    CHECK_INT(dcall(d, "list_categories", NULL, &r, &tool, &ta, &args), ERR_NOTFOUND);
+
+    openapi_discovery_free(d);
+    openapi_catalog_unref(cat);
+}
+
+TEST_MAIN(TEST(test_bm25), TEST(test_mode_tool_sets), TEST(test_hierarchical), TEST(test_search))
