@@ -9,7 +9,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { startTopology, withTimeout, sleep, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
+import { startTopology, startGateway, fixtureStdio, withTimeout, sleep, DIRECT, gatewayBinaryOrThrow } from './lib/gateway.mjs';
 import { resultText, eventually } from './lib/client.mjs';
 
 if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
@@ -61,8 +61,8 @@ function recordingFetch() {
  * Connects a v2 client. mode: 'legacy' | 'auto' | {pin}; which: 'everything' | 'fixture'.
  * setup(client) runs before connect (request/notification handlers).
  */
-async function connect(mode, { which = 'everything', capabilities = {}, setup, timeoutMs = 15000 } = {}) {
-  const url = which === 'fixture' ? topo.fixtureUrl : topo.everythingUrl;
+async function connect(mode, { which = 'everything', url: urlOverride, capabilities = {}, setup, timeoutMs = 15000 } = {}) {
+  const url = urlOverride ?? (which === 'fixture' ? topo.fixtureUrl : topo.everythingUrl);
   const client = new Client({ name: 'gatehouse-interop-sdk2', version: '1.0.0' }, { capabilities, versionNegotiation: { mode } });
   if (setup) setup(client);
   const fetchRec = recordingFetch();
@@ -144,8 +144,8 @@ async function progressBody(mode) {
   assert.ok(progress.every((p) => p.total === 4));
 }
 
-async function cancellationBody(mode) {
-  const { client } = await connect(mode, { which: 'fixture' });
+async function cancellationBody(mode, url) {
+  const { client } = await connect(mode, { which: 'fixture', url });
   const count = async () => (await client.callTool({ name: fx('test_cancelled_count'), arguments: {} })).structuredContent.cancelled;
   const before = await count();
   const ac = new AbortController();
@@ -196,6 +196,28 @@ describe('SDK v2 client, era legacy (2025-11-25)', () => {
       assert.match(JSON.stringify(seen[0].messages), /Say hi from sdk2/);
       assert.match(resultText(r), /sampled-by-sdk2/);
     }));
+
+  test('elicitation: server-to-client elicitation/create (form) from both upstreams', T, () =>
+    withLogs(async () => {
+      const seen = [];
+      const content = { username: 'ada', email: 'ada@example.org', name: 'Ada Lovelace', check: true, integer: 7 };
+      const opts = {
+        capabilities: { elicitation: { form: {} } },
+        setup: (c) =>
+          c.setRequestHandler('elicitation/create', async (req) => {
+            seen.push(req.params);
+            return { action: 'accept', content };
+          }),
+      };
+      const { client } = await connect('legacy', opts);
+      const r = await client.callTool({ name: ev('trigger-elicitation-request'), arguments: {} }, { timeout: 10000 });
+      assert.match(resultText(r), /Favorite Integer: 7/);
+      const { client: f } = await connect('legacy', { ...opts, which: 'fixture' });
+      const e = await f.callTool({ name: fx('test_elicitation'), arguments: { message: 'who?' } }, { timeout: 10000 });
+      assert.match(resultText(e), /action=accept/);
+      assert.match(resultText(e), /ada@example\.org/);
+      assert.equal(seen.length, 2);
+    }));
 });
 
 // Modern era (pinned) ------------------------------------------------------------------
@@ -238,6 +260,19 @@ describe('SDK v2 client, pinned 2026-07-28', NO_GATEWAY, () => {
   test('resources/read and prompts/get', T, () => withLogs(() => resourcesPromptsBody(PIN)));
   test('progress: onprogress in order', T, () => withLogs(() => progressBody(PIN)));
   test('cancellation: AbortSignal rejects the call and the gateway cancels it upstream', T, () => withLogs(() => cancellationBody(PIN)));
+  test('cancellation with a stdio upstream: the closed stream becomes notifications/cancelled on the pipe', T, () =>
+    withLogs(async () => {
+      const gw = await startGateway({ servers: [fixtureStdio('fixture')], prefix: { mode: 'when-needed' } });
+      try {
+        await cancellationBody(PIN, gw.url);
+      } catch (err) {
+        err.message += `\n--- gatehouse (fixture over stdio) ---\n${gw.logs().slice(-4000)}`;
+        throw err;
+      } finally {
+        const r = await gw.stop();
+        assert.deepEqual(r.leaked, [], 'the gateway stopped its stdio upstream');
+      }
+    }));
 
   test('subscriptions/listen: acknowledged filter, tools/list_changed from test_dynamic_tool', T, () =>
     withLogs(async () => {
