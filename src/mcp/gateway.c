@@ -876,7 +876,7 @@ static int post_cancel(struct upstream *up, uint64_t id, const char *reason, jso
 #define MRTR_MAX_INPUTS 16   /* server requests one call may have awaiting the client */
 
 struct input_request {
-    char key[32];    /* the inputRequests key the client answers under */
+    char key[64];    /* the inputRequests key the client answers under */
     json_t *up_id;   /* the server's id for the request */
     json_t *request; /* {method, params} as the client sees it */
     bool asked;      /* sent to the client in an InputRequiredResult */
@@ -1123,7 +1123,17 @@ static void mrtr_input_request(struct upstream *up, struct pending *p, json_t *m
     }
     json_t *params = json_object_get(msg, "params");
     struct input_request *q = &mr->reqs[mr->n++];
-    snprintf(q->key, sizeof(q->key), "%s-%u", cap, ++mr->next_key);
+    /* The key is the server's own name for the request (its id, when a string that fits and is
+       not in use in this call), else "<capability>-<n>". */
+    const char *sid = json_string_value(id);
+    bool taken =
+        sid == NULL || strlen(sid) >= sizeof(q->key) || strlen(sid) != json_string_length(id);
+    for (unsigned i = 0; !taken && i + 1 < mr->n; i++)
+        taken = strcmp(mr->reqs[i].key, sid) == 0;
+    if (taken)
+        snprintf(q->key, sizeof(q->key), "%s-%u", cap, ++mr->next_key);
+    else
+        snprintf(q->key, sizeof(q->key), "%s", sid);
     q->up_id = json_incref(id);
     q->request = json_pack("{s:s, s:o}", "method", method, "params",
                            json_is_object(params) ? json_deep_copy(params) : json_object());

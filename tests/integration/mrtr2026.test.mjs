@@ -83,6 +83,7 @@ test('sampling: the round trip, the server sees the client result under its own 
   const first = inputRequired(await call('ask', {}, { id: 7, caps }), 7);
   const [key, req] = first.inputs[0];
   assert.equal(req.method, 'sampling/createMessage');
+  assert.match(key, /^ask-\d+-0$/, 'keyed by the server\'s own (string) request id');
   assert.deepEqual(req.params, { messages: [], maxTokens: 5 });
   const answer = { role: 'assistant', content: { type: 'text', text: 'Paris' }, model: 'm', stopReason: 'endTurn' };
   const r = await call('ask', {}, { id: 8, caps, more: { inputResponses: { [key]: answer }, requestState: first.state } });
