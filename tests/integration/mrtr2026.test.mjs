@@ -2,9 +2,11 @@
 // call becomes an InputRequiredResult; the client's retry (inputResponses + requestState) answers
 // the server under its own ids and receives the call's progress and final result. Also: repeated
 // input requests, unknown / mismatched / expired requestState (limits.mrtr_ttl), a missing client
-// capability (-32021, the call cancelled upstream), and legacy sessions unaffected.
+// capability (-32021, the call cancelled upstream), the retry owning the call (closing its stream
+// cancels upstream), and legacy sessions unaffected.
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, test } from 'node:test';
 import { assertRpcError, baseConfig, MINI, openSession, post, startGateway, until } from './lib.mjs';
 
@@ -13,7 +15,8 @@ let gw;
 before(async () => {
   gw = await startGateway(
     baseConfig({
-      limits: { shutdown_grace: '5s', mrtr_ttl: '1s' },
+      // sse_keepalive: a hung-up response is noticed at the next write.
+      limits: { shutdown_grace: '5s', mrtr_ttl: '1s', sse_keepalive: '1s' },
       servers: [{ name: 'a', command: process.execPath, args: [MINI, '--label', 'a', '--era-tools'] }],
     }),
   );
@@ -148,6 +151,39 @@ test('a parked call whose client never retries is cancelled upstream after limit
   assertRpcError(await call('ask', { kind: 'elicitation' }, { id: 't2', caps, more: { inputResponses: { [first.inputs[0][0]]: { action: 'decline' } }, requestState: first.state } }), {
     code: -32602,
     message: [/requestState is unknown or expired/],
+  });
+});
+
+test('the retry owns the call: closing its response stream cancels the call upstream', async () => {
+  const caps = { sampling: {} };
+  const first = inputRequired(await call('ask', { hang: true }, { id: 'h1', caps }), 'h1');
+  const mark = gw.lines.length;
+  const params = { name: 'ask', arguments: { hang: true }, inputResponses: { [first.inputs[0][0]]: { role: 'assistant', content: { type: 'text', text: 'x' }, model: 'm' } }, requestState: first.state, _meta: meta(caps) };
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 'h2', method: 'tools/call', params });
+  const u = new URL(gw.url);
+  await new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': V, 'mcp-method': 'tools/call', 'mcp-name': 'ask', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        assert.equal(res.statusCode, 200);
+        res.once('data', () => {
+          req.destroy(); // the retry's stream is open: hang up
+          resolve();
+        });
+      },
+    );
+    req.on('error', (e) => (e.code === 'ECONNRESET' ? resolve() : reject(e)));
+    req.end(body);
+  });
+  await until(() => gw.lines.slice(mark).find((l) => l.includes('mini-server: got notifications/cancelled') && l.includes('cancelled by the client')), {
+    timeout: 5000,
+    what: `notifications/cancelled upstream\n${gw.tail()}`,
   });
 });
 
