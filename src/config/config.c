@@ -918,15 +918,11 @@ static int load_origins(struct loader *L, const struct ynode *n)
 
 static int load_limits(struct loader *L, const struct ynode *n)
 {
-    static const char *const keys[] = {"max_body",
-                                       "session_idle_timeout",
-                                       "max_sessions",
-                                       "replay_events",
-                                       "sse_keepalive",
-                                       "shutdown_grace",
-                                       NULL};
+    static const char *const keys[] = {
+        "max_body",      "session_idle_timeout", "max_sessions", "replay_events",
+        "sse_keepalive", "shutdown_grace",       "mrtr_ttl",     NULL};
     struct config *c = L->c;
-    struct field f[6];
+    struct field f[7];
     uint64_t v;
     int err = map_fields(L, n, "limits", keys, f);
     if (err)
@@ -951,6 +947,8 @@ static int load_limits(struct loader *L, const struct ynode *n)
         return err;
     if (f[5].val &&
         (err = get_duration(L, f[5].val, "limits.shutdown_grace", true, &c->shutdown_grace_ms)))
+        return err;
+    if (f[6].val && (err = get_duration(L, f[6].val, "limits.mrtr_ttl", false, &c->mrtr_ttl_ms)))
         return err;
     return 0;
 }
@@ -1384,6 +1382,7 @@ static int set_defaults(struct loader *L)
     c->replay_events = 256;
     c->sse_keepalive_ms = 15000;
     c->shutdown_grace_ms = 10000;
+    c->mrtr_ttl_ms = 60000;
     c->prefix_mode = PREFIX_WHEN_NEEDED;
     c->log_level = arena_strndup(L->out, "info", 4);
     c->prefix_separator = arena_strndup(L->out, "__", 2);

@@ -10,16 +10,24 @@
  * Ids: every request the gateway sends upstream gets a fresh integer id from its upstream's
  * counter; the client's id is restored on the answer. A client's progressToken is replaced by
  * that same integer so that tokens of different clients never collide on a shared server.
+ *
+ * MRTR bridging: a 2026-07-28 client cannot be sent requests, so when a legacy server asks for
+ * sampling, elicitation or roots during such a client's call, the call is parked (still pending
+ * upstream) and the client's POST is answered with an InputRequiredResult whose requestState is a
+ * random token; the client's retry carries the answers, which go to the server under its own
+ * ids, and the retry's response stream takes the call over.
  */
 #include "mcp/gateway.h"
 #include "core/err.h"
 #include "core/idmap.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "mcp/catalog.h"
 #include "upstream/transport.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +89,12 @@ struct forward {
 
 static void call_finished(struct upstream *up);
 static void forward_cb(void *arg);
+static void cancel_on_home_cb(void *arg);
+static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+struct mrtr;
+static void mrtr_free(struct mrtr *m);
 
 struct pending {
     uint64_t id;
@@ -98,6 +112,12 @@ struct pending {
     bool cacheable;       /* resources/read: a 2026-07-28 answer carries cache hints */
     uv_timer_t *timer;
     struct pending *prev_call; /* for last_call bookkeeping */
+    /* 2026-07-28 client calls (MRTR bridging) */
+    bool mrtr_ok;         /* tools/call, prompts/get or resources/read: may be parked */
+    bool cancelling;      /* a cancellation is posted: no more input requests */
+    char call_method[16]; /* and the call, as the server sees it, that a retry must repeat */
+    char *call_target;    /* tool/prompt name or uri */
+    struct mrtr *mrtr;    /* server requests awaiting the client's input, or NULL */
 };
 
 static struct {
@@ -293,6 +313,8 @@ static void pending_free(struct pending *p)
         session_unref(p->session);
     json_decref(p->client_id);
     json_decref(p->client_token);
+    mrtr_free(p->mrtr);
+    free(p->call_target);
     free(p);
 }
 
@@ -808,6 +830,462 @@ static void answer_server(struct upstream *up, json_t *id, int code, const char 
     json_decref(r);
 }
 
+/* Home thread: stop client call p upstream (notifications/cancelled) and forget it. */
+static void cancel_call(struct upstream *up, struct pending *p, const char *reason)
+{
+    send_notification(up, "notifications/cancelled",
+                      json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", reason));
+    idmap_del(&up->pending, p->id);
+    p->answered = true;
+    stream_end(p->stream);
+    if (p->exchange_open) {
+        transport_cancel(up->t, p);
+        p->exchange_open = false;
+    }
+    pending_free(p);
+    call_finished(up);
+}
+
+/* Any thread: have call `id` of up cancelled on its home thread (where it may be gone by then).
+   With refuse_id (borrowed), the server's request of that id is then refused with `refusal`. */
+static int post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refuse_id,
+                       const char *refusal)
+{
+    struct forward *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return ERR_NOMEM;
+    f->up = up;
+    f->msg = json_pack("{s:I, s:s}", "id", (json_int_t)id, "reason", reason);
+    if (f->msg != NULL && refuse_id != NULL) {
+        json_object_set(f->msg, "refuse_id", refuse_id);
+        json_object_set_new(f->msg, "refusal", json_string(refusal));
+    }
+    if (f->msg == NULL || mailbox_post(up->home->mb, cancel_on_home_cb, f) != 0) {
+        json_decref(f->msg);
+        free(f);
+        return ERR_CLOSED;
+    }
+    return 0;
+}
+
+/* --- MRTR bridging: a legacy server's requests during a 2026-07-28 client's call --- */
+
+#define MRTR_TOKEN_BYTES 32  /* requestState: 256 random bits */
+#define MRTR_TOKEN_LEN 43    /* their unpadded base64url */
+#define MRTR_MAX_PARKED 1024 /* calls waiting for a client's retry, gateway-wide */
+#define MRTR_MAX_INPUTS 16   /* server requests one call may have awaiting the client */
+
+struct input_request {
+    char key[64];    /* the inputRequests key the client answers under */
+    json_t *up_id;   /* the server's id for the request */
+    json_t *request; /* {method, params} as the client sees it */
+    bool asked;      /* sent to the client in an InputRequiredResult */
+};
+
+/* Home thread: a call's server requests awaiting the client. */
+struct mrtr {
+    struct input_request reqs[MRTR_MAX_INPUTS];
+    unsigned n;
+    unsigned next_key;
+    bool parked; /* no client stream: waiting for the retry that carries `token` */
+    char token[MRTR_TOKEN_LEN + 1];
+};
+
+/* What a retry needs to find its call; any thread, under parked.lock. Taking an entry out of
+   the table is what decides between a retry and the expiry: whoever takes it owns the call's
+   next step. */
+struct park_entry {
+    char token[MRTR_TOKEN_LEN + 1];
+    int server;
+    uint64_t call_id;
+    char method[16];
+    char *target;
+    struct park_entry *next;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct park_entry *head;
+    unsigned count;
+} parked = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void park_entry_free(struct park_entry *e)
+{
+    if (e == NULL)
+        return;
+    free(e->target);
+    sodium_memzero(e->token, sizeof(e->token));
+    free(e);
+}
+
+/* Returns 0, ERR_NOMEM, or ERR_LIMIT when MRTR_MAX_PARKED calls are parked already. */
+static int park_insert(const char *token, int server, uint64_t call_id, const char *method,
+                       const char *target)
+{
+    struct park_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->target = strdup(target ? target : "")) == NULL) {
+        free(e);
+        return ERR_NOMEM;
+    }
+    memcpy(e->token, token, MRTR_TOKEN_LEN);
+    e->server = server;
+    e->call_id = call_id;
+    snprintf(e->method, sizeof(e->method), "%s", method);
+    pthread_mutex_lock(&parked.lock);
+    if (parked.count >= MRTR_MAX_PARKED) {
+        pthread_mutex_unlock(&parked.lock);
+        park_entry_free(e);
+        return ERR_LIMIT;
+    }
+    e->next = parked.head;
+    parked.head = e;
+    parked.count++;
+    pthread_mutex_unlock(&parked.lock);
+    return 0;
+}
+
+/* Take the entry of `token` out of the table (the caller frees it), or NULL. With `method`, only
+   an entry for that same server, method and target is taken; another one is left in place and
+   *mismatch set. */
+static struct park_entry *park_take(const char *token, size_t len, int server, const char *method,
+                                    const char *target, bool *mismatch)
+{
+    struct park_entry *e = NULL;
+    if (len != MRTR_TOKEN_LEN)
+        return NULL;
+    pthread_mutex_lock(&parked.lock);
+    for (struct park_entry **pp = &parked.head; *pp != NULL; pp = &(*pp)->next) {
+        if (sodium_memcmp((*pp)->token, token, MRTR_TOKEN_LEN) != 0)
+            continue;
+        if (method != NULL && ((*pp)->server != server || strcmp((*pp)->method, method) != 0 ||
+                               strcmp((*pp)->target, target) != 0)) {
+            *mismatch = true;
+            break;
+        }
+        e = *pp;
+        *pp = e->next;
+        parked.count--;
+        break;
+    }
+    pthread_mutex_unlock(&parked.lock);
+    return e;
+}
+
+static void mrtr_free(struct mrtr *m)
+{
+    if (m == NULL)
+        return;
+    if (m->parked) /* the call ends while parked: a late retry finds nothing */
+        park_entry_free(park_take(m->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL));
+    for (unsigned i = 0; i < m->n; i++) {
+        json_decref(m->reqs[i].up_id);
+        json_decref(m->reqs[i].request);
+    }
+    free(m);
+}
+
+/* (Re)start p's timer with cb after ms; ms 0 stops it. */
+static void arm_call_timer(struct pending *p, uv_timer_cb cb, uint32_t ms)
+{
+    if (p->timer == NULL) {
+        if (ms == 0 || (p->timer = malloc(sizeof(*p->timer))) == NULL)
+            return;
+        uv_timer_init(p->up->home->loop, p->timer);
+        p->timer->data = p;
+    }
+    uv_timer_stop(p->timer);
+    if (ms)
+        uv_timer_start(p->timer, cb, ms, 0);
+}
+
+/* Home thread: the client did not retry within limits.mrtr_ttl. */
+static void mrtr_expired_cb(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+    struct park_entry *e = park_take(p->mrtr->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL);
+    if (e == NULL)
+        return; /* a retry took it: its resume is on the way to this thread */
+    park_entry_free(e);
+    p->mrtr->parked = false;
+    log_info("mrtr_expired",
+             "server %s: a call waited for a 2026-07-28 client's input longer than "
+             "limits.mrtr_ttl; cancelled",
+             p->up->srv->name);
+    cancel_call(p->up, p, "the client did not retry with the requested input in time");
+}
+
+/* Home thread: end client call p with error `err` (stolen) and cancel it upstream; the server's
+   request refuse_id (may be NULL) is refused after the cancellation, so that the server cannot
+   finish the call first. */
+static void mrtr_abandon(struct upstream *up, struct pending *p, json_t *err, const char *reason,
+                         json_t *refuse_id, const char *refusal)
+{
+    stream_push(p->stream, err, true);
+    json_decref(err);
+    p->cancelling = true;
+    /* Deferred: this runs inside the transport's delivery of the server's message. */
+    if (post_cancel(up, p->id, reason, refuse_id, refusal) != 0 && refuse_id != NULL)
+        answer_server(up, refuse_id, JSONRPC_METHOD_NOT_FOUND, refusal);
+}
+
+/* Home thread: answer the client's POST with an InputRequiredResult carrying the requests not
+   asked yet, and park the call until the retry (or limits.mrtr_ttl). */
+static void mrtr_park(struct upstream *up, struct pending *p)
+{
+    struct mrtr *m = p->mrtr;
+    char token[MRTR_TOKEN_LEN + 4];
+    rand_token(token, sizeof(token), MRTR_TOKEN_BYTES);
+    int err = park_insert(token, up->index, p->id, p->call_method, p->call_target);
+    if (err) {
+        char msg[300];
+        snprintf(msg, sizeof(msg),
+                 "server \"%s\" needs the client's input, but the gateway cannot hold the call: %s",
+                 up->srv->name,
+                 err == ERR_LIMIT ? "too many calls already wait for a client's input (1024)"
+                                  : err_str(err));
+        mrtr_abandon(up, p,
+                     jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, msg,
+                                       json_pack("{s:s}", "server", up->srv->name)),
+                     "the gateway cannot hold the call", NULL, NULL);
+        sodium_memzero(token, sizeof(token));
+        return;
+    }
+    json_t *inputs = json_object();
+    for (unsigned i = 0; i < m->n; i++) {
+        if (!m->reqs[i].asked) {
+            json_object_set(inputs, m->reqs[i].key, m->reqs[i].request);
+            m->reqs[i].asked = true;
+        }
+    }
+    json_t *res = jsonrpc_result_new(p->client_id,
+                                     json_pack("{s:s, s:o, s:s}", "resultType", "input_required",
+                                               "inputRequests", inputs, "requestState", token));
+    stream_push(p->stream, res, true);
+    json_decref(res);
+    /* The POST is answered: its end is no longer a cancellation. */
+    session_untrack_call(p->session, p->client_id, call_cookie(up->index, p->id));
+    stream_unref(p->stream);
+    p->stream = NULL;
+    m->parked = true;
+    memcpy(m->token, token, sizeof(m->token));
+    sodium_memzero(token, sizeof(token));
+    pthread_mutex_lock(&gw.lock);
+    uint32_t ttl = gw.cfg ? gw.cfg->mrtr_ttl_ms : 60000;
+    pthread_mutex_unlock(&gw.lock);
+    arm_call_timer(p, mrtr_expired_cb, ttl);
+}
+
+/* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p. */
+static void mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg)
+{
+    json_t *id = json_object_get(msg, "id");
+    const char *method = jsonrpc_method(msg);
+    const char *cap = required_capability(method);
+    char m[400];
+    if (cap == NULL || p->cancelling) {
+        snprintf(m, sizeof(m), "%s: %s", method,
+                 cap ? "the client's call is being cancelled"
+                     : "the client speaks 2026-07-28, which has no such request");
+        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        return;
+    }
+    if (!p->mrtr_ok) {
+        snprintf(m, sizeof(m),
+                 "the client speaks 2026-07-28: only its tools/call, prompts/get and "
+                 "resources/read can carry a request for input, not this call");
+        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        return;
+    }
+    if (!session_has_capability(p->session, cap)) {
+        char refusal[100];
+        snprintf(refusal, sizeof(refusal), "the client did not declare the \"%s\" capability", cap);
+        snprintf(m, sizeof(m),
+                 "Missing required client capability: %s (server \"%s\" sent %s during this "
+                 "call; declare it in _meta io.modelcontextprotocol/clientCapabilities)",
+                 cap, up->srv->name, method);
+        mrtr_abandon(up, p,
+                     jsonrpc_error_new(p->client_id, MCP_ERR_MISSING_CLIENT_CAP, m,
+                                       json_pack("{s:{s:{}}, s:s}", "requiredCapabilities", cap,
+                                                 "server", up->srv->name)),
+                     "the client lacks a capability the server needs", id, refusal);
+        return;
+    }
+    if (p->mrtr == NULL && (p->mrtr = calloc(1, sizeof(*p->mrtr))) == NULL) {
+        answer_server(up, id, JSONRPC_INTERNAL_ERROR, "the gateway is out of memory");
+        return;
+    }
+    struct mrtr *mr = p->mrtr;
+    if (mr->n >= MRTR_MAX_INPUTS) {
+        snprintf(m, sizeof(m), "the call already has %u requests awaiting the client (the limit)",
+                 mr->n);
+        answer_server(up, id, JSONRPC_GATEWAY_LIMIT, m);
+        return;
+    }
+    json_t *params = json_object_get(msg, "params");
+    struct input_request *q = &mr->reqs[mr->n++];
+    /* The key is the server's own name for the request (its id, when a string that fits and is
+       not in use in this call), else "<capability>-<n>". */
+    const char *sid = json_string_value(id);
+    bool taken =
+        sid == NULL || strlen(sid) >= sizeof(q->key) || strlen(sid) != json_string_length(id);
+    for (unsigned i = 0; !taken && i + 1 < mr->n; i++)
+        taken = strcmp(mr->reqs[i].key, sid) == 0;
+    if (taken)
+        snprintf(q->key, sizeof(q->key), "%s-%u", cap, ++mr->next_key);
+    else
+        snprintf(q->key, sizeof(q->key), "%s", sid);
+    q->up_id = json_incref(id);
+    q->request = json_pack("{s:s, s:o}", "method", method, "params",
+                           json_is_object(params) ? json_deep_copy(params) : json_object());
+    q->asked = false;
+    /* While parked, a request waits for the retry, which is answered with it. */
+    if (!mr->parked)
+        mrtr_park(up, p);
+}
+
+/* A retry on its way to the call's home thread. */
+struct resume {
+    struct upstream *up;
+    uint64_t call_id;
+    struct session *session;
+    struct stream *stream;
+    json_t *client_id;
+    json_t *client_token;
+    json_t *responses;
+};
+
+static void resume_free(struct resume *rs)
+{
+    session_unref(rs->session);
+    stream_unref(rs->stream);
+    json_decref(rs->client_id);
+    json_decref(rs->client_token);
+    json_decref(rs->responses);
+    free(rs);
+}
+
+/* Home thread: the retry takes the parked call over; the answers go to the server. */
+static void mrtr_resume_cb(void *arg)
+{
+    struct resume *rs = arg;
+    struct upstream *up = rs->up;
+    struct pending *p = idmap_get(&up->pending, rs->call_id);
+    if (p == NULL || p->cb != NULL || p->answered || p->mrtr == NULL || !p->mrtr->parked) {
+        char m[300];
+        snprintf(m, sizeof(m), "the call that waited for this input has ended (server \"%s\")",
+                 up->srv->name);
+        json_t *e = jsonrpc_error_new(rs->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
+                                      json_pack("{s:s}", "server", up->srv->name));
+        stream_push(rs->stream, e, true);
+        json_decref(e);
+        session_untrack_call(rs->session, rs->client_id, call_cookie(up->index, rs->call_id));
+        resume_free(rs);
+        return;
+    }
+    struct mrtr *m = p->mrtr;
+    m->parked = false;
+    session_unref(p->session);
+    p->session = rs->session;
+    p->stream = rs->stream;
+    json_decref(p->client_id);
+    p->client_id = rs->client_id;
+    json_decref(p->client_token);
+    p->client_token = rs->client_token;
+    rs->session = NULL;
+    rs->stream = NULL;
+    rs->client_id = rs->client_token = NULL;
+    arm_call_timer(p, call_timeout_cb, up->srv->timeouts.total_ms);
+    unsigned kept = 0;
+    for (unsigned i = 0; i < m->n; i++) {
+        struct input_request q = m->reqs[i];
+        json_t *answer = q.asked ? json_object_get(rs->responses, q.key) : NULL;
+        if (json_is_object(answer)) {
+            json_t *reply = jsonrpc_result_new(q.up_id, json_incref(answer));
+            transport_send(up->t, reply, NULL);
+            json_decref(reply);
+            json_decref(q.up_id);
+            json_decref(q.request);
+            continue;
+        }
+        q.asked = false; /* not answered: asked again, as the spec wants of a server */
+        m->reqs[kept++] = q;
+    }
+    m->n = kept;
+    if (kept > 0)
+        mrtr_park(up, p);
+    resume_free(rs);
+}
+
+/* Worker thread: a 2026-07-28 retry (params.requestState) of `method` on `target` at `server`. */
+static void mrtr_resume(struct session *s, int server, json_t *msg, const char *target,
+                        struct mcp_reply *r)
+{
+    json_t *id = json_object_get(msg, "id");
+    json_t *params = json_object_get(msg, "params");
+    json_t *state = json_object_get(params, "requestState");
+    json_t *responses = json_object_get(params, "inputResponses");
+    const char *method = jsonrpc_method(msg);
+    struct upstream *up = gw.ups[server];
+    r->server = up->srv->name;
+    if (!json_is_string(state)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "Invalid params: params.requestState must be the string the gateway issued");
+        return;
+    }
+    if (responses != NULL && !json_is_object(responses)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "Invalid params: params.inputResponses must be an object keyed like the "
+                    "inputRequests it answers");
+        return;
+    }
+    bool mismatch = false;
+    struct park_entry *e = park_take(json_string_value(state), json_string_length(state), server,
+                                     method, target, &mismatch);
+    if (e == NULL) {
+        if (mismatch)
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "Invalid params: params.requestState was issued for another request; "
+                        "retry the same %s with the same %s",
+                        method, method[0] == 'r' ? "uri" : "name");
+        else
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "Invalid params: params.requestState is unknown or expired (the gateway "
+                        "holds a call waiting for input for limits.mrtr_ttl, and each state "
+                        "serves one retry); send the request again without requestState");
+        return;
+    }
+    uint64_t call_id = e->call_id;
+    park_entry_free(e);
+    struct resume *rs = calloc(1, sizeof(*rs));
+    struct stream *st = stream_new(s);
+    if (rs == NULL || st == NULL) {
+        free(rs);
+        stream_unref(st);
+        post_cancel(up, call_id, "the gateway is out of memory", NULL, NULL);
+        reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    json_t *tok = json_object_get(json_object_get(params, "_meta"), "progressToken");
+    rs->up = up;
+    rs->call_id = call_id;
+    rs->session = session_ref(s);
+    rs->stream = stream_ref(st);
+    rs->client_id = json_incref(id);
+    rs->client_token = json_is_string(tok) || json_is_integer(tok) ? json_incref(tok) : NULL;
+    rs->responses = responses ? json_deep_copy(responses) : json_object();
+    session_track_call(s, id, call_cookie(server, call_id));
+    r->stream = st;
+    r->status = 200;
+    if (mailbox_post(up->home->mb, mrtr_resume_cb, rs) != 0) {
+        session_untrack_call(s, id, call_cookie(server, call_id));
+        json_t *err = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE,
+                                        "the gateway is shutting down", NULL);
+        stream_push(st, err, true);
+        json_decref(err);
+        resume_free(rs);
+    }
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
@@ -824,10 +1302,8 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     }
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
-           call, answered by a retry; the gateway does not bridge that yet. */
-        answer_server(
-            up, id, JSONRPC_METHOD_NOT_FOUND,
-            "the client speaks 2026-07-28; MRTR bridging of server-to-client requests is not implemented yet by the gateway");
+           call, answered by a retry. */
+        mrtr_input_request(up, call, msg);
         return;
     }
     const char *cap = required_capability(method);
@@ -1369,7 +1845,17 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
     p->session = session_ref(s);
     p->stream = stream_ref(st);
     p->client_id = json_incref(id);
-    p->cacheable = strcmp(jsonrpc_method(msg), "resources/read") == 0;
+    const char *method = jsonrpc_method(msg);
+    p->cacheable = strcmp(method, "resources/read") == 0;
+    if (session_transient(s) &&
+        (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 || p->cacheable)) {
+        /* A call a server may ask the client's input during (MRTR, 2026-07-28). */
+        const char *t = json_string_value(
+            json_object_get(json_object_get(msg, "params"), p->cacheable ? "uri" : "name"));
+        p->call_target = strdup(t ? t : "");
+        p->mrtr_ok = p->call_target != NULL;
+        snprintf(p->call_method, sizeof(p->call_method), "%s", method);
+    }
     p->id = atomic_fetch_add(&up->next_id, 1) + 1;
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");
@@ -1441,7 +1927,6 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
     r->session = s;
 }
 
-static void cancel_on_home_cb(void *arg);
 static void gateway_relay_answer_cb(void *arg);
 static void gateway_set_level_cb(void *arg);
 
@@ -1457,16 +1942,9 @@ void mcp_cancel_request(struct session *s, json_t *client_id)
         return; /* finished already, or never forwarded */
     uint64_t packed = (uint64_t)(uintptr_t)cookie;
     size_t server = (size_t)(packed >> CALL_ID_BITS);
-    struct forward *f = calloc(1, sizeof(*f));
-    if (f != NULL && server < atomic_load(&gw.nups)) {
-        f->up = gw.ups[server];
-        f->msg = json_integer((json_int_t)(packed & ((1ULL << CALL_ID_BITS) - 1)));
-        if (mailbox_post(f->up->home->mb, cancel_on_home_cb, f) == 0)
-            f = NULL;
-        else
-            json_decref(f->msg);
-    }
-    free(f);
+    if (server < atomic_load(&gw.nups))
+        post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1),
+                    "cancelled by the client", NULL, NULL);
 }
 
 json_t *mcp_discover_result(int view)
@@ -1622,7 +2100,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                         kind_ == CAT_TOOLS ? "tool" : "prompt", name);
             return;
         }
-        forward(w, s, server, rewrite(msg, "name", orig), r);
+        json_t *routed = rewrite(msg, "name", orig);
+        if (session_transient(s) && json_object_get(params, "requestState") != NULL) {
+            mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */
+            json_decref(routed);
+            return;
+        }
+        forward(w, s, server, routed, r);
         return;
     }
     if (strncmp(method, "resources/", 10) == 0 &&
@@ -1651,6 +2135,10 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         if (method[10] != 'r')
             session_subscribe(s, uri, method[10] == 's');
+        else if (session_transient(s) && json_object_get(params, "requestState") != NULL) {
+            mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
+            return;
+        }
         forward(w, s, server, rewrite(msg, "uri", NULL), r);
         return;
     }
@@ -1757,27 +2245,19 @@ static void gateway_set_level_cb(void *arg)
     free(f);
 }
 
-/* Home thread: the client cancelled call f->msg (our id) on f->up. It may have finished already. */
+/* Home thread: cancel call f->msg {id (ours), reason} on f->up. It may have finished already. */
 static void cancel_on_home_cb(void *arg)
 {
     struct forward *f = arg;
     struct upstream *up = f->up;
-    uint64_t id = (uint64_t)json_integer_value(f->msg);
+    uint64_t id = (uint64_t)json_integer_value(json_object_get(f->msg, "id"));
     struct pending *target = idmap_get(&up->pending, id);
-    if (target != NULL && target->cb == NULL && !target->answered) {
-        send_notification(up, "notifications/cancelled",
-                          json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason",
-                                    "cancelled by the client"));
-        idmap_del(&up->pending, id);
-        target->answered = true;
-        stream_end(target->stream);
-        if (target->exchange_open) {
-            transport_cancel(up->t, target);
-            target->exchange_open = false;
-        }
-        pending_free(target);
-        call_finished(up);
-    }
+    if (target != NULL && target->cb == NULL && !target->answered)
+        cancel_call(up, target, json_string_value(json_object_get(f->msg, "reason")));
+    json_t *refuse = json_object_get(f->msg, "refuse_id");
+    if (refuse != NULL && up->t != NULL)
+        answer_server(up, refuse, JSONRPC_METHOD_NOT_FOUND,
+                      json_string_value(json_object_get(f->msg, "refusal")));
     json_decref(f->msg);
     free(f);
 }

@@ -771,6 +771,8 @@ static void wake_writer(struct stream *st)
 
 int stream_push(struct stream *st, json_t *msg, bool final)
 {
+    if (st == NULL)
+        return ERR_CLOSED;
     atomic_store(&st->s->last_used, now_ms());
     pthread_mutex_lock(&st->s->lock);
     if (st->finished || st->s->closed) {
@@ -810,6 +812,8 @@ int stream_push(struct stream *st, json_t *msg, bool final)
 
 void stream_end(struct stream *st)
 {
+    if (st == NULL)
+        return;
     pthread_mutex_lock(&st->s->lock);
     st->finished = true;
     pthread_mutex_unlock(&st->s->lock);

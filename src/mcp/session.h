@@ -130,10 +130,12 @@ struct session *stream_session(struct stream *st);
 uint64_t stream_number(const struct stream *st);
 
 /* Any thread. Appends (a reference to) msg; `final` marks the response that ends an answer
-   stream. Returns 0, or ERR_CLOSED if the stream already ended. */
+   stream. Returns 0, or ERR_CLOSED if the stream already ended or is NULL (a call parked for a
+   2026-07-28 client's input has no stream until the client retries). */
 int stream_push(struct stream *st, json_t *msg, bool final);
 
-/* Any thread: no more events will come (a cancelled request). Writers finish once drained. */
+/* Any thread: no more events will come (a cancelled request). Writers finish once drained.
+   NULL is ignored. */
 void stream_end(struct stream *st);
 
 /* Writer side (on the writer's thread). attach replaces any writer already attached (the

@@ -151,10 +151,11 @@ test('validation: every refusal with its status, code and message', async () => 
   assertRpcError(await modern('nonsense/method', {}), { status: 404, code: -32601, message: [/Method not found: nonsense\/method/] });
 });
 
-test('a server-to-client request for a modern client is refused clearly (MRTR not bridged yet)', async () => {
+test('a server-to-client request for a modern client becomes an InputRequiredResult (MRTR; more in mrtr2026.test.mjs)', async () => {
   const r = await modern('tools/call', { name: 'ask', arguments: {} }, { meta: { ...META, 'io.modelcontextprotocol/clientCapabilities': { sampling: {} } } });
   assert.equal(r.status, 200, r.text);
-  assert.match(r.json.result.content[0].text, /error -32601: the client speaks 2026-07-28; MRTR bridging/);
+  assert.equal(r.json.result.resultType, 'input_required');
+  assert.deepEqual(Object.values(r.json.result.inputRequests), [{ method: 'sampling/createMessage', params: { messages: [], maxTokens: 5 } }]);
 });
 
 test('closing the response stream cancels the call upstream', async () => {

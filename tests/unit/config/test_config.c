@@ -55,6 +55,7 @@ static const char full_yaml[] =
     "  replay_events: 64\n"
     "  sse_keepalive: 20s\n"
     "  shutdown_grace: 0\n"
+    "  mrtr_ttl: 2s\n"
     "log: {level: debug}\n"
     "prefix: {mode: always, separator: \".\"}\n"
     "servers:\n"
@@ -104,6 +105,7 @@ static void test_full_file(void)
     CHECK_INT(c->replay_events, 64);
     CHECK_INT(c->sse_keepalive_ms, 20000);
     CHECK_INT(c->shutdown_grace_ms, 0);
+    CHECK_INT(c->mrtr_ttl_ms, 2000);
     CHECK_STR(c->log_level, "debug");
     CHECK_INT(c->prefix_mode, PREFIX_ALWAYS);
     CHECK_STR(c->prefix_separator, ".");
@@ -170,6 +172,7 @@ static void check_defaults(const struct config *c)
     CHECK_INT(c->replay_events, 256);
     CHECK_INT(c->sse_keepalive_ms, 15000);
     CHECK_INT(c->shutdown_grace_ms, 10000);
+    CHECK_INT(c->mrtr_ttl_ms, 60000);
     CHECK_STR(c->log_level, "info");
     CHECK_INT(c->prefix_mode, PREFIX_WHEN_NEEDED);
     CHECK_STR(c->prefix_separator, "__");
@@ -376,7 +379,7 @@ static void test_unknown_keys(void)
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
-               "shutdown_grace");
+               "shutdown_grace, mrtr_ttl");
     EXPECT_ERR("listen:\n  - port: 1\n    tls: {cert: a, key: b, ca: c}\n", ERR_INVAL, 3, 28,
                "t.yaml:3:28: unknown key \"ca\" in tls of listener #1; expected one of: cert, "
                "key");
@@ -396,7 +399,7 @@ static void test_wrong_types(void)
     EXPECT_ERR("limits: [1]\n", ERR_INVAL, 1, 9,
                "t.yaml:1:9: limits is a sequence; expected a mapping with keys: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
-               "shutdown_grace");
+               "shutdown_grace, mrtr_ttl");
     EXPECT_ERR("http2: yes\n", ERR_INVAL, 1, 8,
                "t.yaml:1:8: \"yes\" is not a boolean for http2; expected true or false");
     EXPECT_ERR("servers:\n  - name: a\n    command: [x]\n", ERR_INVAL, 3, 14,
@@ -628,6 +631,9 @@ static void test_durations_sizes_in_file(void)
     EXPECT_ERR("limits: {session_idle_timeout: 0s}\n", ERR_INVAL, 1, 32,
                "t.yaml:1:32: limits.session_idle_timeout must not be zero; expected a duration "
                "such as \"30s\"");
+    EXPECT_ERR("limits: {mrtr_ttl: 0}\n", ERR_INVAL, 1, 20,
+               "t.yaml:1:20: limits.mrtr_ttl must not be zero; expected a duration such as "
+               "\"30s\"");
     EXPECT_ERR("limits: {shutdown_grace: 1200h}\n", ERR_INVAL, 1, 26,
                "t.yaml:1:26: \"1200h\" is too long for limits.shutdown_grace; expected at most "
                "4294967295ms (about 49 days)");
