@@ -486,46 +486,51 @@ static int parse_digits(const char *s, uint64_t *v)
     return i;
 }
 
-int config_parse_duration(const char *s, uint32_t *out_ms)
+struct unit {
+    const char *name;
+    uint64_t mul;
+};
+
+/* digits + one of units[] (the empty unit is the bare number) → value * mul, at most max. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t nunits, uint64_t max,
+                           uint64_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ms;
-    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
     uint64_t v;
     int nd = parse_digits(s, &v);
     if (nd == 0)
         return ERR_INVAL;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(s + (nd > 0 ? nd : (int)strspn(s, "0123456789")), units[i].unit) != 0)
+    const char *suffix = s + (nd > 0 ? nd : (int)strspn(s, "0123456789"));
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(suffix, units[i].name) != 0)
             continue;
-        if (nd < 0 || v > UINT32_MAX / units[i].ms)
+        if (nd < 0 || v > max / units[i].mul)
             return ERR_LIMIT;
-        *out_ms = (uint32_t)(v * units[i].ms);
+        *out = v * units[i].mul;
         return 0;
     }
     return ERR_INVAL;
 }
 
+int config_parse_duration(const char *s, uint32_t *out_ms)
+{
+    static const struct unit units[] = {
+        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    uint64_t v;
+    int err = parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), UINT32_MAX, &v);
+    if (err == 0)
+        *out_ms = (uint32_t)v;
+    return err;
+}
+
 int config_parse_size(const char *s, size_t *out)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mul;
-    } units[] = {{"", 1}, {"B", 1}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
+    static const struct unit units[] = {
+        {"", 1}, {"B", 1}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
     uint64_t v;
-    int nd = parse_digits(s, &v);
-    if (nd == 0)
-        return ERR_INVAL;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(s + (nd > 0 ? nd : (int)strspn(s, "0123456789")), units[i].unit) != 0)
-            continue;
-        if (nd < 0 || v > SIZE_MAX / units[i].mul)
-            return ERR_LIMIT;
-        *out = (size_t)(v * units[i].mul);
-        return 0;
-    }
-    return ERR_INVAL;
+    int err = parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), SIZE_MAX, &v);
+    if (err == 0)
+        *out = (size_t)v;
+    return err;
 }
 
 /* ---- typed getters: each refuses with the node's location and says what was expected ---- */
