@@ -18,28 +18,47 @@ static void one_line(const char *s, char *buf, size_t cap)
     buf[n] = '\0';
 }
 
+/*
+ * The curated catalog of the document at path (with the overrides file, if any). On failure
+ * *what names the file at fault (the overrides file for its own errors and for catalog errors it
+ * may have caused). Whatever was built is returned for the caller to free either way.
+ */
+static int load_catalog(const char *path, const char *overrides_path, struct openapi_doc **doc,
+                        struct openapi_editorial **ed, struct openapi_catalog **cat,
+                        const char **what, struct err_info *ei)
+{
+    *what = path;
+    int rc = openapi_doc_load_file(path, doc, ei);
+    if (rc == 0 && overrides_path) {
+        *what = overrides_path;
+        rc = openapi_editorial_load_file(overrides_path, ed, ei);
+    }
+    if (rc == 0)
+        rc = openapi_catalog_build(*doc, *ed, cat, ei);
+    return rc;
+}
+
+/* The naive 1:1 catalog of the same document, for comparison; *what becomes path. */
+static int load_naive(struct openapi_doc *doc, struct openapi_editorial **naive,
+                      struct openapi_catalog **ncat, const char *path, const char **what,
+                      struct err_info *ei)
+{
+    if ((*naive = openapi_editorial_new_naive()) == NULL)
+        return ERR_NOMEM;
+    *what = path;
+    return openapi_catalog_build(doc, *naive, ncat, ei);
+}
+
 int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
 {
     struct err_info ei = {0};
     struct openapi_doc *doc = NULL;
     struct openapi_editorial *ed = NULL, *naive = NULL;
     struct openapi_catalog *cat = NULL, *ncat = NULL;
-    int rc = openapi_doc_load_file(path, &doc, &ei);
-    const char *what = path;
-    if (rc == 0 && overrides_path) {
-        what = overrides_path;
-        rc = openapi_editorial_load_file(overrides_path, &ed, &ei);
-    }
-    if (rc == 0) {
-        what = overrides_path ? overrides_path : path;
-        rc = openapi_catalog_build(doc, ed, &cat, &ei);
-    }
-    if (rc == 0 && (naive = openapi_editorial_new_naive()) == NULL)
-        rc = ERR_NOMEM;
-    if (rc == 0) {
-        what = path;
-        rc = openapi_catalog_build(doc, naive, &ncat, &ei);
-    }
+    const char *what;
+    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
+    if (rc == 0)
+        rc = load_naive(doc, &naive, &ncat, path, &what, &ei);
     if (rc) {
         fprintf(out, "error: %s: %s%s%s%s\n", what, ei.msg[0] ? ei.msg : err_str(rc),
                 ei.where[0] ? " (at " : "", ei.where, ei.where[0] ? ")" : "");
@@ -141,20 +160,10 @@ int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out
     struct openapi_editorial *ed = NULL, *naive = NULL;
     struct openapi_catalog *cat = NULL, *ncat = NULL;
     json_t *root = NULL;
-    const char *what = path;
-    int rc = openapi_doc_load_file(path, &doc, &ei);
-    if (rc == 0 && overrides_path) {
-        what = overrides_path;
-        rc = openapi_editorial_load_file(overrides_path, &ed, &ei);
-    }
+    const char *what;
+    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
     if (rc == 0)
-        rc = openapi_catalog_build(doc, ed, &cat, &ei);
-    if (rc == 0 && (naive = openapi_editorial_new_naive()) == NULL)
-        rc = ERR_NOMEM;
-    if (rc == 0) {
-        what = path;
-        rc = openapi_catalog_build(doc, naive, &ncat, &ei);
-    }
+        rc = load_naive(doc, &naive, &ncat, path, &what, &ei);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s: %s", what, ei.msg[0] ? ei.msg : err_str(rc));
@@ -199,14 +208,8 @@ int openapi_inspect_discovery(const char *path, const char *overrides_path,
     struct openapi_catalog *cat = NULL;
     struct openapi_discovery *d = NULL;
     json_t *root = NULL;
-    const char *what = path;
-    int rc = openapi_doc_load_file(path, &doc, &ei);
-    if (rc == 0 && overrides_path) {
-        what = overrides_path;
-        rc = openapi_editorial_load_file(overrides_path, &ed, &ei);
-    }
-    if (rc == 0)
-        rc = openapi_catalog_build(doc, ed, &cat, &ei);
+    const char *what;
+    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
     if (rc == 0)
         rc = openapi_discovery_new(cat, mode, &d);
     if (rc) {
