@@ -86,6 +86,62 @@ struct config_server {
     int prefix;               /* -1 = inherit the global mode, else enum config_prefix_mode */
 };
 
+/* The durable store (docs/configuration.md, "store"). */
+struct config_store {
+    char *sqlite;   /* SQLite database path; default "gatehouse.db" */
+    char *key_file; /* the master key sealing signing keys (and later the vault); default
+                       "<sqlite>.key", created 0600 when missing */
+};
+
+/* A client registered in the configuration (RFC 6749 §2). */
+struct config_oauth_client {
+    char *client_id;
+    char *name;
+    char **redirect_uris; /* exact match; at least one */
+    size_t nredirect_uris;
+    char *secret_file; /* a confidential client's secret (first line of the file), or NULL for a
+                          public client (PKCE only) */
+};
+
+/* An OpenID Connect identity provider Gatehouse delegates login to (SSO). */
+struct config_idp {
+    char *name;   /* shown on the login page and in /oauth/sso/<name>; name syntax as servers */
+    char *issuer; /* discovery at <issuer>/.well-known/openid-configuration */
+    char *client_id;
+    char *client_secret_file; /* NULL = public client at the IdP (PKCE only) */
+    char **scopes;            /* default openid, profile, email */
+    size_t nscopes;
+    char *username_claim; /* default "preferred_username" (falling back to "email", then "sub") */
+    char *groups_claim;   /* NULL = no group → team sync */
+    bool jit;             /* create unknown users at first login; default true */
+};
+
+/* Gatehouse as the OAuth 2.1 authorization server for MCP clients (docs/auth.md). */
+struct config_auth {
+    bool enabled; /* an `auth:` section without `enabled: false`; off = no authentication */
+    char *issuer; /* public base URL ("https://gw.example", no path, no trailing slash); default
+                     http://<first listener address>:<port> */
+    uint32_t access_token_ttl_s;  /* default 600 */
+    uint32_t refresh_token_ttl_s; /* absolute lifetime of a refresh family; default 30 days */
+    uint32_t code_ttl_s;          /* default 60 */
+    uint32_t login_ttl_s;         /* browser login session; default 8 hours */
+    char *signing_alg;            /* "ES256" (default) or "EdDSA" */
+    char **scopes;                /* scopes_supported; default "mcp" */
+    size_t nscopes;
+    char *required_scope;      /* scope every MCP request needs; default "mcp"; must be in scopes */
+    bool dynamic_registration; /* RFC 7591 at /oauth/register; default true */
+    bool cimd;                 /* Client ID Metadata Documents; default true */
+    bool cimd_allow_private;   /* allow loopback/private/link-local CIMD targets; default false */
+    size_t cimd_max_size;      /* default 16 KiB */
+    uint32_t cimd_timeout_ms;  /* default 5000 */
+    uint32_t cimd_cache_s;     /* default 600 (a response's Cache-Control max-age wins if lower) */
+    bool local_login;          /* the local user store's password form; default true */
+    struct config_oauth_client *clients;
+    size_t nclients;
+    struct config_idp *providers;
+    size_t nproviders;
+};
+
 struct config {
     _Atomic int refcnt; /* use config_ref/config_unref */
     char *source;       /* file name the snapshot was loaded from, or "<string>" */
@@ -118,6 +174,9 @@ struct config {
 
     struct config_server *servers;
     size_t nservers;
+
+    struct config_store store;
+    struct config_auth auth;
 };
 
 /* Load and validate. On success *out holds a snapshot with refcnt 1. On failure returns

@@ -1,0 +1,126 @@
+/*
+ * Tokens: the signing keys, the access tokens Gatehouse issues (short-lived JWTs, RFC 9068
+ * shape, ES256 or EdDSA through OpenSSL EVP), their validation on every MCP request, and the
+ * verification of identity providers' id_tokens against their JWKS.
+ *
+ * Keys live in the store sealed with the master key (XChaCha20-Poly1305, libsodium) read from
+ * store.key_file. Rotation adds a key that signs from then on; the previous one keeps verifying
+ * (and stays in the JWKS) until every token it signed has expired, so a rotation never refuses a
+ * valid token.
+ *
+ * Validation is per worker thread (struct auth_validator, no locks): a verdict is cached by the
+ * SHA-256 of the presented credential until the token expires or the store's revocation
+ * sequence moves (a revocation from any thread or process flushes every cache on its next
+ * request), so the steady-state cost is a hash and a table lookup.
+ */
+#ifndef GH_AUTH_AUTH_H
+#define GH_AUTH_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/err.h"
+#include "store/store.h"
+
+/* ---- the master key and sealing ---- */
+
+#define AUTH_MASTER_KEY_LEN 32
+/* Read the 32-byte master key from `path` (raw or base64url text). When the file is missing and
+   create is true, make one (0600, random). A file readable by group or others is refused
+   (ERR_DENIED, ei names the mode). */
+int auth_master_key_load(const char *path, bool create, unsigned char key[AUTH_MASTER_KEY_LEN],
+                         struct err_info *ei);
+/* Seal/unseal with the master key; *out is malloc'd (unseal output is wiped on free by the
+   caller with sodium_memzero). ERR_DENIED when unsealing fails (wrong key or tampering). */
+int auth_seal(const unsigned char key[AUTH_MASTER_KEY_LEN], const void *in, size_t n,
+              unsigned char **out, size_t *out_len);
+int auth_unseal(const unsigned char key[AUTH_MASTER_KEY_LEN], const unsigned char *in, size_t n,
+                unsigned char **out, size_t *out_len);
+
+/* ---- signing keys ---- */
+
+/* Generate a key of `alg` ("ES256" or "EdDSA"), seal it, store it as the current one (the
+   previous one is retired). kid_out receives its kid (the JWK thumbprint, RFC 7638). */
+int auth_key_rotate(struct store *st, const unsigned char master[AUTH_MASTER_KEY_LEN],
+                    const char *alg, char kid_out[64], struct err_info *ei);
+
+/* An immutable snapshot of the keys: the current one signs, every key not retired for longer
+   than `verify_grace_s` verifies. Reference-counted; any thread may use it. */
+struct auth_keyring;
+int auth_keyring_load(struct store *st, const unsigned char master[AUTH_MASTER_KEY_LEN],
+                      uint32_t verify_grace_s, struct auth_keyring **out, struct err_info *ei);
+struct auth_keyring *auth_keyring_ref(struct auth_keyring *kr);
+void auth_keyring_unref(struct auth_keyring *kr);
+/* {"keys":[public JWKs]} for /oauth/jwks (new reference). */
+json_t *auth_keyring_jwks(const struct auth_keyring *kr);
+
+/* ---- JWT ---- */
+
+/* Sign claims as a compact JWS with the current key (header: alg, kid, typ "at+jwt").
+ *out is malloc'd. */
+int auth_jwt_sign(const struct auth_keyring *kr, const json_t *claims, char **out);
+/* Split and decode a compact JWS without verifying it (header and payload must be JSON
+   objects). Bounded: tokens over 8 KiB are refused. For the fuzzer and for the verifiers. */
+int auth_jwt_decode(const char *tok, size_t len, json_t **header, json_t **payload,
+                    struct err_info *ei);
+/* Verify a token against our keyring: the header's alg must equal the key's ("none", HS*, and
+   any mismatch are refused), kid must name a key we hold, the signature must verify. Fills
+   *claims (new reference) on success. Claims are not checked here. ei says why, safe to show. */
+int auth_jwt_verify(const struct auth_keyring *kr, const char *tok, size_t len, json_t **claims,
+                    struct err_info *ei);
+/* Verify against an external JWKS (an identity provider's): RS256, PS256, ES256 or EdDSA, by
+   kid (or the only key of the right type when the token has no kid). */
+int auth_jwt_verify_jwks(const json_t *jwks, const char *tok, size_t len, json_t **claims,
+                         struct err_info *ei);
+
+/* ---- principals and access tokens ---- */
+
+enum principal_kind { PRINCIPAL_USER = 0, PRINCIPAL_SERVICE };
+
+/* Who is calling: what every later stage (policy, limits, audit) keys on. */
+struct principal {
+    enum principal_kind kind;
+    int64_t id; /* user id or service-account id */
+    char name[STORE_NAME_MAX + 1];
+    char client_id[STORE_CLIENT_ID_MAX + 1]; /* "" for API keys */
+    char scope[STORE_SCOPE_MAX + 1];         /* space-separated */
+    char credential_id[48]; /* the token's jti or the API key's id: for revocation and audit */
+    int64_t expires_at;     /* 0 for API keys */
+};
+
+/* Issue an access token for p (kind user) at `resource` (the aud), valid ttl_s seconds. *out is
+   malloc'd; p->credential_id is set to its jti. */
+int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct principal *p,
+                      const char *resource, uint32_t ttl_s, char **out);
+
+/* ---- validation on every request (one validator per worker thread) ---- */
+
+struct auth_validator;
+/* st: this thread's store connection (borrowed); issuer: our issuer URL (copied). The validator
+   loads the keyring itself and reloads it when the store's revocation sequence moves. */
+int auth_validator_new(struct store *st, const unsigned char master[AUTH_MASTER_KEY_LEN],
+                       const char *issuer, uint32_t access_ttl_s, struct auth_validator **out,
+                       struct err_info *ei);
+void auth_validator_free(struct auth_validator *v);
+/* The current keyring (borrowed until the next call on v): the token endpoint signs with it. */
+const struct auth_keyring *auth_validator_keyring(struct auth_validator *v);
+
+enum auth_verdict {
+    AUTH_OK = 0,
+    AUTH_MISSING,            /* no credential: 401 with resource_metadata, no error code */
+    AUTH_INVALID,            /* malformed, forged, expired, wrong audience/issuer, revoked:
+                                401 error="invalid_token" */
+    AUTH_INSUFFICIENT_SCOPE, /* 403 error="insufficient_scope" with scope="<required>" */
+};
+/* Check the credential in an Authorization header value ("Bearer <JWT>" or "Bearer ghk_..."
+   API key) for `resource` (the exact aud expected) and `required_scope` (NULL = none). On
+   AUTH_OK fills *p. Otherwise ei->msg is the error_description (names the cause, contains no
+   part of the credential). */
+enum auth_verdict auth_validate(struct auth_validator *v, const char *authorization, size_t len,
+                                const char *resource, const char *required_scope,
+                                struct principal *p, struct err_info *ei);
+
+#endif

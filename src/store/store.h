@@ -1,0 +1,235 @@
+/*
+ * The store: Gatehouse's durable state behind one interface. Identity (organisation, teams,
+ * users, service accounts and their API keys), OAuth state (clients, authorization codes,
+ * refresh-token families, revoked access tokens, signing keys) and short-lived browser state
+ * (login sessions, pending authorizations) all live here.
+ *
+ * SQLite (WAL, synchronous=NORMAL, foreign keys on) is the backend today; the functions below are
+ * the whole contract so that a PostgreSQL backend can sit behind them later. A `struct store` is
+ * one connection: it belongs to one thread at a time. Each worker thread opens its own; the CLI
+ * opens one too, and changes it makes (a revocation, a disabled user, a new signing key) are
+ * seen by the running daemon through store_revocation_seq() without any message passing.
+ *
+ * Every write is one transaction, durable across kill -9 (WAL). Secrets are never stored in
+ * clear: argon2id for passwords, client secrets and API keys' secret part, SHA-256 for
+ * high-entropy tokens (core/secret.h); signing keys are stored sealed (auth/auth.h).
+ *
+ * Times are Unix seconds. Functions return 0 or a negative ERR_* code (core/err.h); out-params
+ * are written only on success. Names are bounded (STORE_NAME_MAX etc.); longer input is
+ * ERR_INVAL with a message in ei.
+ */
+#ifndef GH_STORE_STORE_H
+#define GH_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/err.h"
+#include "core/secret.h"
+
+#define STORE_NAME_MAX 128 /* user, team, account, provider names; [A-Za-z0-9._@+-] */
+#define STORE_EMAIL_MAX 256
+#define STORE_CLIENT_ID_MAX 512 /* a CIMD client_id is an https URL */
+#define STORE_SCOPE_MAX 512
+#define STORE_RESOURCE_MAX 512
+
+struct store;
+
+/* Open (creating the file and schema when missing, migrating an older schema) the SQLite store
+   at `path`. The file is created 0600. Returns 0, ERR_IO (cannot open/create; ei says why),
+   ERR_PROTOCOL (a newer schema than this binary knows), ERR_NOMEM. */
+int store_open(const char *path, struct store **out, struct err_info *ei);
+void store_close(struct store *st);
+
+/* A counter that moves whenever something that can invalidate a cached token verdict changes,
+   from any process: a user disabled or revoked, a client revoked, an access token revoked, an
+   API key revoked, a signing key added or retired. Cheap enough to call on every request (it
+   reads SQLite's data_version first and the counter only when the file changed). */
+int store_revocation_seq(struct store *st, uint64_t *seq);
+
+/* ---- users, teams, service accounts ---- */
+
+enum store_role { STORE_ROLE_MEMBER = 0, STORE_ROLE_ADMIN = 1 };
+
+struct store_user {
+    int64_t id;
+    char name[STORE_NAME_MAX + 1];
+    char email[STORE_EMAIL_MAX + 1];
+    bool admin;    /* organisation administrator */
+    bool disabled; /* cannot log in; every token refused */
+    int64_t created_at;
+    int64_t tokens_valid_after; /* tokens issued before this are refused (revoke --user) */
+};
+
+/* Add a user. password may be NULL (SSO-only user). ERR_EXISTS when the name is taken. */
+int store_user_add(struct store *st, const char *name, const char *email, const char *password,
+                   bool admin, struct store_user *out, struct err_info *ei);
+int store_user_get(struct store *st, int64_t id, struct store_user *out);        /* ERR_NOTFOUND */
+int store_user_find(struct store *st, const char *name, struct store_user *out); /* ERR_NOTFOUND */
+/* Local login: ERR_DENIED for an unknown user, a wrong password, a user without a password or a
+   disabled user, all in the same time (secret_verify_dummy), so no user-name oracle. */
+int store_user_check_password(struct store *st, const char *name, const char *password,
+                              struct store_user *out);
+int store_user_set_password(struct store *st, int64_t id, const char *password);
+int store_user_set_disabled(struct store *st, int64_t id, bool disabled);
+/* Calls cb for each user in name order; stops early when cb returns non-zero (returned). */
+int store_user_list(struct store *st, int (*cb)(const struct store_user *u, void *arg), void *arg);
+
+/* Federated identities: (provider name, subject) → user. */
+int store_identity_find(struct store *st, const char *provider, const char *subject,
+                        struct store_user *out); /* ERR_NOTFOUND */
+int store_identity_link(struct store *st, int64_t user_id, const char *provider,
+                        const char *subject);
+
+int store_team_add(struct store *st, const char *name, struct err_info *ei); /* ERR_EXISTS */
+int store_team_add_member(struct store *st, const char *team, int64_t user_id, enum store_role role,
+                          struct err_info *ei);
+int store_team_remove_member(struct store *st, const char *team, int64_t user_id);
+/* SSO group sync: make the user a member of these teams (created when missing, marked as
+   managed by sync) and remove them from other sync-managed teams; teams created by hand are left
+   alone. */
+int store_team_sync(struct store *st, int64_t user_id, const char *const *teams, size_t nteams);
+int store_team_list(struct store *st, int (*cb)(const char *team, size_t members, void *arg),
+                    void *arg);
+/* The teams a user belongs to, calling cb for each. */
+int store_user_teams(struct store *st, int64_t user_id,
+                     int (*cb)(const char *team, enum store_role role, void *arg), void *arg);
+
+struct store_account {
+    int64_t id;
+    char name[STORE_NAME_MAX + 1];
+    bool disabled;
+    int64_t created_at;
+};
+int store_account_add(struct store *st, const char *name, struct store_account *out,
+                      struct err_info *ei);
+int store_account_find(struct store *st, const char *name, struct store_account *out);
+
+/* API keys for service accounts: "ghk_<key id>_<secret>". The key is written to key_out
+   (STORE_APIKEY_SIZE bytes) once and never again; the store keeps the id and an argon2id of the
+   secret. */
+#define STORE_APIKEY_SIZE 96
+int store_apikey_create(struct store *st, int64_t account_id, const char *label,
+                        char key_out[STORE_APIKEY_SIZE], char id_out[32]);
+/* Check a presented key: ERR_DENIED (malformed, unknown, revoked, wrong secret, account
+   disabled; same time for all). On success fills the account. Slow (argon2id): cache it. */
+int store_apikey_check(struct store *st, const char *key, size_t len, struct store_account *out,
+                       char id_out[32]);
+int store_apikey_revoke(struct store *st, const char *key_id); /* ERR_NOTFOUND */
+
+/* ---- OAuth clients ---- */
+
+enum store_client_kind {
+    STORE_CLIENT_CONFIG = 0, /* pre-registered in the configuration */
+    STORE_CLIENT_DCR,        /* RFC 7591 dynamic registration */
+    STORE_CLIENT_CIMD,       /* Client ID Metadata Document: client_id is its https URL */
+    STORE_CLIENT_USER,       /* a user's own credentials (gatehouse client create --user) */
+};
+
+struct store_client {
+    char client_id[STORE_CLIENT_ID_MAX + 1];
+    enum store_client_kind kind;
+    int64_t user_id;   /* owner for STORE_CLIENT_USER, else 0 */
+    bool confidential; /* has a secret (client_secret_basic/post), else public ("none") */
+    bool revoked;
+    int64_t created_at;
+    int64_t expires_at; /* CIMD cache expiry, else 0 */
+    json_t *metadata;   /* the registered metadata (client_name, redirect_uris, grant_types,
+                           token_endpoint_auth_method, scope, ...); owned: store_client_release */
+};
+void store_client_release(struct store_client *c);
+
+/* Insert or replace (CIMD refresh, config sync) a client. secret may be NULL (public client). */
+int store_client_put(struct store *st, const struct store_client *c, const char *secret);
+int store_client_get(struct store *st, const char *client_id, struct store_client *out);
+/* ERR_DENIED for unknown, revoked, public or wrong secret (same time for all). */
+int store_client_check_secret(struct store *st, const char *client_id, const char *secret,
+                              size_t len);
+int store_client_revoke(struct store *st, const char *client_id);
+int store_client_list(struct store *st, int64_t user_id, /* 0 = all */
+                      int (*cb)(const struct store_client *c, void *arg), void *arg);
+
+/* ---- authorization codes (single use) ---- */
+
+struct store_code {
+    char client_id[STORE_CLIENT_ID_MAX + 1];
+    int64_t user_id;
+    char redirect_uri[1024];
+    char code_challenge[64]; /* S256 only */
+    char resource[STORE_RESOURCE_MAX + 1];
+    char scope[STORE_SCOPE_MAX + 1];
+    int64_t expires_at;
+    char family_id[32]; /* set when the code was exchanged: the refresh family it started */
+};
+/* Keyed by token_hash(code). */
+int store_code_put(struct store *st, const char *code_hash, const struct store_code *c);
+/* Take a code for exchange: ERR_NOTFOUND (unknown or expired); ERR_EXISTS when it was already
+   used — out is then filled so the caller can revoke the family it started (RFC 6749 §4.1.2). */
+int store_code_take(struct store *st, const char *code_hash, struct store_code *out);
+int store_code_set_family(struct store *st, const char *code_hash, const char *family_id);
+
+/* ---- refresh-token families (rotation with reuse detection) ---- */
+
+struct store_family {
+    char id[32];
+    char client_id[STORE_CLIENT_ID_MAX + 1];
+    int64_t user_id;
+    char resource[STORE_RESOURCE_MAX + 1];
+    char scope[STORE_SCOPE_MAX + 1];
+    int64_t created_at;
+    int64_t expires_at; /* absolute lifetime of the family */
+    bool revoked;
+};
+int store_family_new(struct store *st, struct store_family *f); /* fills f->id, created_at */
+/* Record a refresh token (by hash) as the family's current one. */
+int store_refresh_put(struct store *st, const char *family_id, const char *token_hash,
+                      int64_t expires_at);
+/* Use a refresh token: on success it is marked used and fam is filled. ERR_NOTFOUND (unknown or
+   expired), ERR_DENIED (family revoked), ERR_EXISTS (already used: the whole family is revoked
+   in the same transaction; fam is filled so the caller can say which). */
+int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam);
+int store_family_revoke(struct store *st, const char *family_id);
+
+/* ---- revocation ---- */
+
+/* Access tokens revoked before their expiry (RFC 7009), by jti. */
+int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at);
+int store_jti_revoked(struct store *st, const char *jti, bool *revoked);
+/* Everything a user holds, effective at once: tokens_valid_after = now, their clients revoked,
+   refresh families revoked, browser login sessions deleted. Bumps the revocation seq. */
+int store_revoke_user(struct store *st, int64_t user_id);
+
+/* ---- signing keys ---- */
+
+struct store_key {
+    char kid[64];
+    char alg[16];          /* "ES256" | "EdDSA" */
+    unsigned char *sealed; /* the private key, sealed (auth_seal); owned: store_key_release */
+    size_t sealed_len;
+    char *public_jwk; /* JSON text of the public JWK; owned */
+    int64_t created_at;
+    int64_t retired_at; /* 0 = current; a retired key still verifies until retired_at + the
+                           access-token lifetime, then is dropped from the JWKS */
+};
+void store_key_release(struct store_key *k);
+int store_key_add(struct store *st, const struct store_key *k); /* also retires the previous */
+int store_key_list(struct store *st, int (*cb)(const struct store_key *k, void *arg), void *arg);
+int store_key_delete_retired_before(struct store *st, int64_t t);
+
+/* ---- short-lived browser and flow state ---- */
+
+/* A small JSON value under (kind, key hash) until expires_at: browser login sessions ("login"),
+   pending authorization requests and SSO round trips ("authz", "sso"), consent CSRF tokens.
+   take = get and delete in one transaction (single use). ERR_NOTFOUND when absent or expired. */
+int store_ephemeral_put(struct store *st, const char *kind, const char *key_hash,
+                        const json_t *value, int64_t expires_at);
+int store_ephemeral_get(struct store *st, const char *kind, const char *key_hash, json_t **out);
+int store_ephemeral_take(struct store *st, const char *kind, const char *key_hash, json_t **out);
+int store_ephemeral_delete(struct store *st, const char *kind, const char *key_hash);
+/* Drop expired ephemeral rows, codes, revoked jtis and dead families; call now and then. */
+int store_sweep(struct store *st, int64_t now);
+
+#endif
