@@ -9,6 +9,7 @@
  * else, and the buffers that held them are wiped.
  */
 #include "admin/cli.h"
+#include "auth/auth.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -42,7 +43,7 @@ enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
 struct args {
     const char *pos[MAX_ARGS];
     size_t npos;
-    const char *email, *account, *label, *user, *name, *role;
+    const char *email, *account, *label, *user, *name, *role, *alg;
     const char *redirects[MAX_REDIRECTS];
     size_t nredirects;
     bool admin, json, password_stdin, random, no_password;
@@ -59,6 +60,7 @@ enum opt_bit {
     O_USER = 1 << 7,
     O_NAME = 1 << 8,
     O_REDIRECT = 1 << 9,
+    O_ALG = 1 << 10,
 };
 
 struct command;
@@ -620,6 +622,54 @@ static int revoke_everything(struct cli *c, const struct args *a)
     return 0;
 }
 
+/* ---- signing keys ---- */
+
+static int keys_rotate(struct cli *c, const struct args *a)
+{
+    const char *alg = a->alg                     ? a->alg
+                      : c->cfg->auth.signing_alg ? c->cfg->auth.signing_alg
+                                                 : "ES256";
+    if (strcmp(alg, "ES256") != 0 && strcmp(alg, "EdDSA") != 0)
+        return usage_error(c->cmd, "unknown algorithm \"%s\"; expected ES256 or EdDSA", alg);
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    struct err_info ei = {0};
+    char kid[64];
+    int rc = 0, err = auth_master_key_load(c->cfg->store.key_file, true, master, &ei);
+    if (err == 0)
+        err = auth_key_rotate(c->st, master, alg, kid, &ei);
+    sodium_memzero(master, sizeof(master));
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    /* keys retired longer ago than a token lives verify nothing any more */
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    if ((err = store_key_delete_retired_before(c->st, (int64_t)time(NULL) - grace)) != 0)
+        rc = store_failed("the new key is current, but old keys could not be pruned", err);
+    printf("signing key %s (%s) is current; a previous key still verifies for %lld s "
+           "(access_token_ttl); a running gateway picks the new one up on its next request\n",
+           kid, alg, (long long)grace);
+    return rc;
+}
+
+static int key_list_cb(const struct store_key *k, void *arg)
+{
+    int64_t grace = *(const int64_t *)arg;
+    char t1[32], t2[32];
+    const char *state = k->retired_at == 0                            ? "current"
+                        : k->retired_at + grace > (int64_t)time(NULL) ? "verifies"
+                                                                      : "expired";
+    printf("%-44s %-6s %-9s %-20s %s\n", k->kid, k->alg, state, iso_time(k->created_at, t1),
+           iso_time(k->retired_at, t2));
+    return 0;
+}
+
+static int keys_list(struct cli *c, const struct args *a)
+{
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    printf("%-44s %-6s %-9s %-20s %s\n", "KID", "ALG", "STATE", "CREATED", "RETIRED");
+    int err = store_key_list(c->st, key_list_cb, &grace);
+    return err ? store_failed("cannot list keys", err) : 0;
+}
+
 /* ---- the table, argument parsing, dispatch ---- */
 
 static const struct command commands[] = {
@@ -659,6 +709,8 @@ static const struct command commands[] = {
     {{"client", "list"}, 0, O_USER, "client list [--user U]", client_list},
     {{"client", "revoke"}, 1, 0, "client revoke CLIENT_ID", client_revoke},
     {{"revoke"}, 0, O_USER, "revoke --user U", revoke_everything},
+    {{"keys", "rotate"}, 0, O_ALG, "keys rotate [--alg ES256|EdDSA]", keys_rotate},
+    {{"keys", "list"}, 0, 0, "keys list", keys_list},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -714,6 +766,7 @@ static const struct option_def options[] = {
     {"--label", O_LABEL, VAL(label)},
     {"--user", O_USER, VAL(user)},
     {"--name", O_NAME, VAL(name)},
+    {"--alg", O_ALG, VAL(alg)},
     {"--redirect-uri", O_REDIRECT, 0, 0}, /* repeated: handled below */
 };
 

@@ -193,6 +193,18 @@ describe('gatehouse client and revoke', () => {
     refused(['revoke'], 2, /--user is required/);
   });
 
+  test('keys rotate and keys list; the master key file is created 0600', () => {
+    const r = ok(['keys', 'rotate']);
+    const kid = r.stdout.match(/signing key (\S+) \(ES256\) is current/)?.[1];
+    assert.ok(kid, r.stdout);
+    assert.equal(fs.statSync(`${dbFile}.key`).mode & 0o777, 0o600);
+    const kid2 = ok(['keys', 'rotate', '--alg', 'EdDSA']).stdout.match(/signing key (\S+) \(EdDSA\)/)[1];
+    const list = ok(['keys', 'list']).stdout;
+    assert.match(list, new RegExp(`${kid2}\\s+EdDSA\\s+current`));
+    assert.match(list, new RegExp(`${kid}\\s+ES256\\s+verifies`));
+    refused(['keys', 'rotate', '--alg', 'RS256'], 2, /unknown algorithm "RS256"; expected ES256 or EdDSA/);
+  });
+
   test('a store path that cannot be created is refused naming it', () => {
     const cfg = writeConfig({ store: { sqlite: '/nonexistent-dir/x.sqlite' } }, tempDir());
     const r = spawnSync(BIN, ['user', 'list', '-c', cfg], { encoding: 'utf8' });
