@@ -364,6 +364,57 @@ out:
     return rc;
 }
 
+static int has_admin_cb(const struct store_user *u, void *arg)
+{
+    return u->admin && !u->disabled;
+}
+
+/* `make run`: the first administrator, so that a fresh checkout can log in. Does nothing when
+   authentication is off or an active administrator exists. */
+static int user_bootstrap(struct cli *c, const struct args *a)
+{
+    if (!c->cfg->auth.enabled)
+        return 0;
+    int err = store_user_list(c->st, has_admin_cb, NULL);
+    if (err == 1)
+        return 0;
+    if (err)
+        return store_failed("cannot list users", err);
+    char pw[RANDOM_PASSWORD_BYTES * 2];
+    rand_token(pw, sizeof(pw), RANDOM_PASSWORD_BYTES);
+    struct store_user u;
+    struct err_info ei = {0};
+    err = store_user_add(c->st, "admin", NULL, pw, true, &u, &ei);
+    if (err == ERR_EXISTS) {
+        sodium_memzero(pw, sizeof(pw));
+        fprintf(stderr,
+                "gatehouse: no active administrator, and the name \"admin\" is taken; make one "
+                "with: gatehouse user add NAME --admin\n");
+        return 0;
+    }
+    if (err) {
+        sodium_memzero(pw, sizeof(pw));
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    }
+    char issuer[300];
+    const struct config_listener *l = c->cfg->nlisteners ? &c->cfg->listeners[0] : NULL;
+    if (c->cfg->auth.issuer)
+        snprintf(issuer, sizeof(issuer), "%s", c->cfg->auth.issuer);
+    else if (l && strchr(l->address, ':')) /* IPv6 */
+        snprintf(issuer, sizeof(issuer), "%s://[%s]:%u", l->tls_cert ? "https" : "http", l->address,
+                 l->port);
+    else
+        snprintf(issuer, sizeof(issuer), "%s://%s:%u", l && l->tls_cert ? "https" : "http",
+                 l ? l->address : "127.0.0.1", l ? l->port : 8080);
+    printf("First start: created the administrator \"admin\" with the password\n  %s\n"
+           "(shown once; change it with: gatehouse user passwd admin). Log in on the page an MCP "
+           "client opens at %s/oauth/authorize.\n",
+           pw, issuer);
+    fflush(stdout);
+    sodium_memzero(pw, sizeof(pw));
+    return 0;
+}
+
 /* ---- teams ---- */
 
 static int team_add(struct cli *c, const struct args *a)
@@ -679,6 +730,7 @@ static const struct command commands[] = {
      "user add NAME [--email E] [--admin] [--password-stdin | --random | --no-password]",
      user_add},
     {{"user", "list"}, 0, O_JSON, "user list [--json]", user_list},
+    {{"user", "bootstrap"}, 0, 0, "user bootstrap", user_bootstrap},
     {{"user", "disable"}, 1, 0, "user disable NAME", user_disable},
     {{"user", "enable"}, 1, 0, "user enable NAME", user_enable},
     {{"user", "passwd"},

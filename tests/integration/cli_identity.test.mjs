@@ -205,6 +205,27 @@ describe('gatehouse client and revoke', () => {
     refused(['keys', 'rotate', '--alg', 'RS256'], 2, /unknown algorithm "RS256"; expected ES256 or EdDSA/);
   });
 
+  test('user bootstrap (make run): the first administrator once, only with auth on', () => {
+    const d = tempDir();
+    const db = path.join(d, 'b.sqlite');
+    const cfgOff = writeConfig({ store: { sqlite: db } }, d);
+    let r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfgOff], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    const cfg = path.join(d, 'on.yaml');
+    fs.writeFileSync(cfg, JSON.stringify({ store: { sqlite: db }, listen: [{ address: '127.0.0.1', port: 8080 }], auth: {} }));
+    r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfg], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const pw = r.stdout.match(/administrator "admin" with the password\n {2}(\S+)\n/)?.[1];
+    assert.ok(pw, r.stdout);
+    assert.match(r.stdout, /http:\/\/127\.0\.0\.1:8080\/oauth\/authorize/);
+    r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfg], { encoding: 'utf8' });
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout, ''); /* once */
+    const bytes = fs.readFileSync(db);
+    assert.equal(bytes.indexOf(Buffer.from(pw)), -1);
+  });
+
   test('a store path that cannot be created is refused naming it', () => {
     const cfg = writeConfig({ store: { sqlite: '/nonexistent-dir/x.sqlite' } }, tempDir());
     const r = spawnSync(BIN, ['user', 'list', '-c', cfg], { encoding: 'utf8' });
