@@ -405,7 +405,7 @@ static int user_bootstrap(struct cli *c, const struct args *a)
                  l->port);
     else
         snprintf(issuer, sizeof(issuer), "%s://%s:%u", l && l->tls_cert ? "https" : "http",
-                 l ? l->address : "127.0.0.1", l ? l->port : 8080);
+                 l ? l->address : "127.0.0.1", (unsigned)(l ? l->port : 8080));
     printf("First start: created the administrator \"admin\" with the password\n  %s\n"
            "(shown once; change it with: gatehouse user passwd admin). Log in on the page an MCP "
            "client opens at %s/oauth/authorize.\n",
