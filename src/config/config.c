@@ -513,8 +513,8 @@ static int parse_with_unit(const char *s, const struct unit *units, size_t nunit
 
 int config_parse_duration(const char *s, uint32_t *out_ms)
 {
-    static const struct unit units[] = {
-        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    static const struct unit units[] = {{"", 1},      {"ms", 1},      {"s", 1000},
+                                        {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     uint64_t v;
     int err = parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), UINT32_MAX, &v);
     if (err == 0)
@@ -608,7 +608,7 @@ static int get_duration(struct loader *L, const struct ynode *n, const char *wha
                         uint32_t *out)
 {
     static const char expect[] =
-        "expected a number with unit ms, s, m or h, or a bare number of milliseconds";
+        "expected a number with unit ms, s, m, h or d, or a bare number of milliseconds";
     if (n->type != YN_SCALAR || is_null(n))
         return FAILN(L, n, "%s is %s; %s", what, kind(n), expect);
     uint32_t v;
@@ -1377,6 +1377,372 @@ static int load_servers(struct loader *L, const struct ynode *n)
     return 0;
 }
 
+/* ---- store and auth ---- */
+
+/* A duration of at least one second, in whole seconds (the token lifetimes). */
+static int get_duration_s(struct loader *L, const struct ynode *n, const char *what, uint32_t *out)
+{
+    uint32_t ms;
+    int err = get_duration(L, n, what, false, &ms);
+    if (err)
+        return err;
+    if (ms < 1000)
+        return FAILN(L, n, "%s is %ums; expected at least 1s", what, (unsigned)ms);
+    *out = ms / 1000;
+    return 0;
+}
+
+static int load_store(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"sqlite", "key_file", NULL};
+    struct field f[2];
+    int err = map_fields(L, n, "store", keys, f);
+    if (err)
+        return err;
+    if (f[0].val && (err = get_nonempty_str(L, f[0].val, "store.sqlite", &L->c->store.sqlite)))
+        return err;
+    if (f[1].val && (err = get_nonempty_str(L, f[1].val, "store.key_file", &L->c->store.key_file)))
+        return err;
+    return 0;
+}
+
+/* "https://host[:port]" or "http://host[:port]", nothing after the authority. */
+static bool issuer_ok(const char *s)
+{
+    if (!http_url_ok(s))
+        return false;
+    const char *h = s + (s[4] == 's' ? 8 : 7);
+    return strpbrk(h, "/?#") == NULL;
+}
+
+static int load_registration(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {
+        "dynamic",    "cimd", "cimd_allow_private", "cimd_max_size", "cimd_timeout",
+        "cimd_cache", NULL};
+    struct config_auth *a = &L->c->auth;
+    struct field f[6];
+    int err = map_fields(L, n, "auth.registration", keys, f);
+    if (err)
+        return err;
+    if (f[0].val &&
+        (err = get_bool(L, f[0].val, "auth.registration.dynamic", &a->dynamic_registration)))
+        return err;
+    if (f[1].val && (err = get_bool(L, f[1].val, "auth.registration.cimd", &a->cimd)))
+        return err;
+    if (f[2].val && (err = get_bool(L, f[2].val, "auth.registration.cimd_allow_private",
+                                    &a->cimd_allow_private)))
+        return err;
+    if (f[3].val &&
+        (err = get_size(L, f[3].val, "auth.registration.cimd_max_size", &a->cimd_max_size)))
+        return err;
+    if (f[3].val && a->cimd_max_size > (1u << 20))
+        return FAILN(L, f[3].val,
+                     "auth.registration.cimd_max_size is %zu bytes; expected at most 1MiB",
+                     a->cimd_max_size);
+    if (f[4].val && (err = get_duration(L, f[4].val, "auth.registration.cimd_timeout", false,
+                                        &a->cimd_timeout_ms)))
+        return err;
+    if (f[5].val &&
+        (err = get_duration_s(L, f[5].val, "auth.registration.cimd_cache", &a->cimd_cache_s)))
+        return err;
+    return 0;
+}
+
+static int load_idp(struct loader *L, const struct ynode *n, size_t idx, struct config_idp *p)
+{
+    static const char *const keys[] = {
+        "name",         "issuer", "client_id", "client_secret_file", "scopes", "username_claim",
+        "groups_claim", "jit",    NULL};
+    static const char *const default_scopes[] = {"openid", "profile", "email"};
+    char what[96], sub[160];
+    struct field f[8];
+    snprintf(what, sizeof(what), "identity provider %zu of auth.login.providers", idx + 1);
+    int err = map_fields(L, n, what, keys, f);
+    if (err)
+        return err;
+    for (size_t i = 0; i < 3; i++)
+        if (f[i].val == NULL)
+            return FAILN(L, n, "%s has no %s; expected name, issuer and client_id", what, keys[i]);
+    if ((err = get_nonempty_str(L, f[0].val, "the name of an identity provider", &p->name)))
+        return err;
+    if (!name_ok(p->name, strlen(p->name)))
+        return FAILN(L, f[0].val,
+                     "%s is not a valid name for %s; expected 1-%d characters "
+                     "from a-z A-Z 0-9 _ -",
+                     quote(f[0].val).s, what, CONFIG_NAME_MAX);
+    snprintf(what, sizeof(what), "identity provider \"%s\"", p->name);
+    snprintf(sub, sizeof(sub), "issuer of %s", what);
+    if ((err = get_nonempty_str(L, f[1].val, sub, &p->issuer)))
+        return err;
+    if (!http_url_ok(p->issuer))
+        return FAILN(L, f[1].val, "%s is not a URL for %s; expected https://idp.example[/path]",
+                     quote(f[1].val).s, sub);
+    snprintf(sub, sizeof(sub), "client_id of %s", what);
+    if ((err = get_nonempty_str(L, f[2].val, sub, &p->client_id)))
+        return err;
+    snprintf(sub, sizeof(sub), "client_secret_file of %s", what);
+    if (f[3].val && (err = get_nonempty_str(L, f[3].val, sub, &p->client_secret_file)))
+        return err;
+    snprintf(sub, sizeof(sub), "scopes of %s", what);
+    if (f[4].val) {
+        if ((err = get_str_list(L, f[4].val, sub, true, &p->scopes, &p->nscopes)))
+            return err;
+    } else {
+        if ((p->scopes = arena_alloc(L->out, 4 * sizeof(char *))) == NULL)
+            return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+        for (size_t i = 0; i < 3; i++)
+            if ((p->scopes[i] =
+                     arena_strndup(L->out, default_scopes[i], strlen(default_scopes[i]))) == NULL)
+                return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+        p->nscopes = 3;
+    }
+    snprintf(sub, sizeof(sub), "username_claim of %s", what);
+    if (f[5].val && (err = get_nonempty_str(L, f[5].val, sub, &p->username_claim)))
+        return err;
+    snprintf(sub, sizeof(sub), "groups_claim of %s", what);
+    if (f[6].val && (err = get_nonempty_str(L, f[6].val, sub, &p->groups_claim)))
+        return err;
+    p->jit = true;
+    snprintf(sub, sizeof(sub), "jit of %s", what);
+    if (f[7].val && (err = get_bool(L, f[7].val, sub, &p->jit)))
+        return err;
+    return 0;
+}
+
+static int load_login(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"local", "providers", NULL};
+    struct config_auth *a = &L->c->auth;
+    struct field f[2];
+    int err = map_fields(L, n, "auth.login", keys, f);
+    if (err)
+        return err;
+    if (f[0].val && (err = get_bool(L, f[0].val, "auth.login.local", &a->local_login)))
+        return err;
+    if (f[1].val == NULL)
+        return 0;
+    const struct ynode *s = f[1].val;
+    if (s->type != YN_SEQ)
+        return FAILN(L, s, "auth.login.providers is %s; expected a sequence of identity providers",
+                     kind(s));
+    if (s->n > MAX_LIST_ITEMS)
+        return FAILN(L, s, "auth.login.providers has %zu items; expected at most %d", s->n,
+                     MAX_LIST_ITEMS);
+    if ((a->providers = arena_alloc(L->out, (s->n + 1) * sizeof(*a->providers))) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *e = s->first; e != NULL; e = e->next, i++) {
+        if ((err = load_idp(L, e, i, &a->providers[i])))
+            return err;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(a->providers[j].name, a->providers[i].name) == 0)
+                return FAILN(L, e, "duplicate identity provider name \"%s\"; expected unique names",
+                             a->providers[i].name);
+    }
+    a->nproviders = s->n;
+    return 0;
+}
+
+static int load_client(struct loader *L, const struct ynode *n, size_t idx,
+                       struct config_oauth_client *cl)
+{
+    static const char *const keys[] = {"client_id", "name", "redirect_uris", "secret_file", NULL};
+    char what[160], sub[224];
+    struct field f[4];
+    snprintf(what, sizeof(what), "client %zu of auth.clients", idx + 1);
+    int err = map_fields(L, n, what, keys, f);
+    if (err)
+        return err;
+    if (f[0].val == NULL || f[2].val == NULL)
+        return FAILN(L, n, "%s has no %s; expected client_id and redirect_uris", what,
+                     f[0].val == NULL ? "client_id" : "redirect_uris");
+    if ((err = get_nonempty_str(L, f[0].val, "a client_id in auth.clients", &cl->client_id)))
+        return err;
+    if (strlen(cl->client_id) > 128 || strpbrk(cl->client_id, " \t\r\n:/") != NULL)
+        return FAILN(L, f[0].val,
+                     "%s is not a valid client_id; expected at most 128 characters without "
+                     "spaces, ':' or '/' (URL client ids are Client ID Metadata Documents)",
+                     quote(f[0].val).s);
+    snprintf(what, sizeof(what), "client \"%s\"", cl->client_id);
+    snprintf(sub, sizeof(sub), "name of %s", what);
+    if (f[1].val && (err = get_nonempty_str(L, f[1].val, sub, &cl->name)))
+        return err;
+    snprintf(sub, sizeof(sub), "redirect_uris of %s", what);
+    if ((err = get_str_list(L, f[2].val, sub, true, &cl->redirect_uris, &cl->nredirect_uris)))
+        return err;
+    if (cl->nredirect_uris == 0)
+        return FAILN(L, f[2].val, "%s is empty; expected at least one redirect URI", sub);
+    for (size_t i = 0; i < cl->nredirect_uris; i++)
+        if (!http_url_ok(cl->redirect_uris[i]) && strstr(cl->redirect_uris[i], "://") == NULL)
+            return FAILN(L, f[2].val,
+                         "\"%s\" in %s is not an absolute URI; expected e.g. "
+                         "https://app.example/callback or http://127.0.0.1/callback",
+                         cl->redirect_uris[i], sub);
+    snprintf(sub, sizeof(sub), "secret_file of %s", what);
+    if (f[3].val && (err = get_nonempty_str(L, f[3].val, sub, &cl->secret_file)))
+        return err;
+    return 0;
+}
+
+static int load_clients(struct loader *L, const struct ynode *n)
+{
+    struct config_auth *a = &L->c->auth;
+    if (n->type != YN_SEQ)
+        return FAILN(L, n, "auth.clients is %s; expected a sequence of clients", kind(n));
+    if (n->n > MAX_LIST_ITEMS)
+        return FAILN(L, n, "auth.clients has %zu items; expected at most %d", n->n, MAX_LIST_ITEMS);
+    if ((a->clients = arena_alloc(L->out, (n->n + 1) * sizeof(*a->clients))) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        int err = load_client(L, e, i, &a->clients[i]);
+        if (err)
+            return err;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(a->clients[j].client_id, a->clients[i].client_id) == 0)
+                return FAILN(L, e,
+                             "duplicate client_id \"%s\" in auth.clients; expected unique ids",
+                             a->clients[i].client_id);
+    }
+    a->nclients = n->n;
+    return 0;
+}
+
+/* scopes defaults to ["mcp"], required_scope to the first scope. */
+static int load_auth_scope_defaults(struct loader *L)
+{
+    struct config_auth *a = &L->c->auth;
+    if (a->scopes == NULL) {
+        if ((a->scopes = arena_alloc(L->out, 2 * sizeof(char *))) == NULL ||
+            (a->scopes[0] = arena_strndup(L->out, "mcp", 3)) == NULL)
+            return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+        a->nscopes = 1;
+    }
+    if (a->required_scope == NULL)
+        a->required_scope = a->scopes[0];
+    return 0;
+}
+
+static int load_auth(struct loader *L, const struct ynode *n)
+{
+    enum {
+        AK_ENABLED,
+        AK_ISSUER,
+        AK_ACCESS_TTL,
+        AK_REFRESH_TTL,
+        AK_CODE_TTL,
+        AK_LOGIN_TTL,
+        AK_ALG,
+        AK_SCOPES,
+        AK_REQUIRED_SCOPE,
+        AK_REGISTRATION,
+        AK_LOGIN,
+        AK_CLIENTS,
+        AK_COUNT
+    };
+    static const char *const keys[] = {
+        "enabled",     "issuer", "access_token_ttl", "refresh_token_ttl", "code_ttl", "login_ttl",
+        "signing_alg", "scopes", "required_scope",   "registration",      "login",    "clients",
+        NULL};
+    struct config_auth *a = &L->c->auth;
+    struct field f[AK_COUNT];
+    int err = map_fields(L, n, "auth", keys, f);
+    if (err)
+        return err;
+    a->enabled = true;
+    if (f[AK_ENABLED].val && (err = get_bool(L, f[AK_ENABLED].val, "auth.enabled", &a->enabled)))
+        return err;
+    if (f[AK_ISSUER].val) {
+        if ((err = get_nonempty_str(L, f[AK_ISSUER].val, "auth.issuer", &a->issuer)))
+            return err;
+        if (!issuer_ok(a->issuer))
+            return FAILN(L, f[AK_ISSUER].val,
+                         "%s is not an issuer URL; expected https://host[:port] with no path, "
+                         "query or trailing slash",
+                         quote(f[AK_ISSUER].val).s);
+    }
+    if (f[AK_ACCESS_TTL].val &&
+        (err = get_duration_s(L, f[AK_ACCESS_TTL].val, "auth.access_token_ttl",
+                              &a->access_token_ttl_s)))
+        return err;
+    if (f[AK_REFRESH_TTL].val &&
+        (err = get_duration_s(L, f[AK_REFRESH_TTL].val, "auth.refresh_token_ttl",
+                              &a->refresh_token_ttl_s)))
+        return err;
+    if (f[AK_CODE_TTL].val &&
+        (err = get_duration_s(L, f[AK_CODE_TTL].val, "auth.code_ttl", &a->code_ttl_s)))
+        return err;
+    if (f[AK_LOGIN_TTL].val &&
+        (err = get_duration_s(L, f[AK_LOGIN_TTL].val, "auth.login_ttl", &a->login_ttl_s)))
+        return err;
+    if (f[AK_ALG].val) {
+        if ((err = get_nonempty_str(L, f[AK_ALG].val, "auth.signing_alg", &a->signing_alg)))
+            return err;
+        if (strcmp(a->signing_alg, "ES256") != 0 && strcmp(a->signing_alg, "EdDSA") != 0)
+            return FAILN(L, f[AK_ALG].val, "%s is not a signing algorithm; expected ES256 or EdDSA",
+                         quote(f[AK_ALG].val).s);
+    }
+    if (f[AK_SCOPES].val) {
+        if ((err = get_str_list(L, f[AK_SCOPES].val, "auth.scopes", true, &a->scopes, &a->nscopes)))
+            return err;
+        for (size_t i = 0; i < a->nscopes; i++)
+            for (const char *p = a->scopes[i]; *p; p++)
+                if ((unsigned char)*p <= 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
+                    return FAILN(L, f[AK_SCOPES].val,
+                                 "scope \"%s\" in auth.scopes has a character OAuth does not "
+                                 "allow in a scope; expected printable ASCII without space, \" "
+                                 "or \\",
+                                 a->scopes[i]);
+    }
+    if (f[AK_REQUIRED_SCOPE].val &&
+        (err = get_nonempty_str(L, f[AK_REQUIRED_SCOPE].val, "auth.required_scope",
+                                &a->required_scope)))
+        return err;
+    if (f[AK_REGISTRATION].val && (err = load_registration(L, f[AK_REGISTRATION].val)))
+        return err;
+    if (f[AK_LOGIN].val && (err = load_login(L, f[AK_LOGIN].val)))
+        return err;
+    if (f[AK_CLIENTS].val && (err = load_clients(L, f[AK_CLIENTS].val)))
+        return err;
+
+    if ((err = load_auth_scope_defaults(L)))
+        return err;
+    bool known = false;
+    for (size_t i = 0; i < a->nscopes && !known; i++)
+        known = strcmp(a->scopes[i], a->required_scope) == 0;
+    if (!known)
+        return FAILN(L, f[AK_REQUIRED_SCOPE].val ? f[AK_REQUIRED_SCOPE].val : n,
+                     "auth.required_scope \"%s\" is not in auth.scopes; expected one of the "
+                     "scopes the server offers",
+                     a->required_scope);
+    if (!a->local_login && a->nproviders == 0 && a->enabled)
+        return FAILN(L, f[AK_LOGIN].val ? f[AK_LOGIN].val : n,
+                     "auth.login has local: false and no providers, so nobody could log in; "
+                     "expected local: true or at least one identity provider");
+    return 0;
+}
+
+/* Defaults that depend on other values: the key file next to the database. */
+static int finish_store_auth(struct loader *L)
+{
+    struct config *c = L->c;
+    char tmp[600];
+    if (c->store.sqlite == NULL &&
+        (c->store.sqlite = arena_strndup(L->out, "gatehouse.db", 12)) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    if (c->store.key_file == NULL) {
+        int n = snprintf(tmp, sizeof(tmp), "%s.key", c->store.sqlite);
+        if (n < 0 || (size_t)n >= sizeof(tmp))
+            return fail(L, ERR_INVAL, 0, 0,
+                        "store.sqlite is too long to derive store.key_file; "
+                        "expected a path under 590 bytes or an explicit key_file");
+        if ((c->store.key_file = arena_strndup(L->out, tmp, (size_t)n)) == NULL)
+            return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    }
+    return 0;
+}
+
 static int set_defaults(struct loader *L)
 {
     static const char *const hosts[] = {"localhost", "127.0.0.1", "[::1]"};
@@ -1389,11 +1755,23 @@ static int set_defaults(struct loader *L)
     c->shutdown_grace_ms = 10000;
     c->mrtr_ttl_ms = 60000;
     c->prefix_mode = PREFIX_WHEN_NEEDED;
+    c->auth.access_token_ttl_s = 600;
+    c->auth.refresh_token_ttl_s = 30u * 24 * 3600;
+    c->auth.code_ttl_s = 60;
+    c->auth.login_ttl_s = 8u * 3600;
+    c->auth.dynamic_registration = true;
+    c->auth.cimd = true;
+    c->auth.cimd_max_size = 16u << 10;
+    c->auth.cimd_timeout_ms = 5000;
+    c->auth.cimd_cache_s = 600;
+    c->auth.local_login = true;
     c->log_level = arena_strndup(L->out, "info", 4);
+    c->auth.signing_alg = arena_strndup(L->out, "ES256", 5);
     c->prefix_separator = arena_strndup(L->out, "__", 2);
     c->allowed_hosts = arena_alloc(L->out, 4 * sizeof(char *));
     c->allowed_origins = arena_alloc(L->out, sizeof(char *));
-    if (!c->log_level || !c->prefix_separator || !c->allowed_hosts || !c->allowed_origins)
+    if (!c->log_level || !c->auth.signing_alg || !c->prefix_separator || !c->allowed_hosts ||
+        !c->allowed_origins)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
     for (size_t i = 0; i < 3; i++)
         if ((c->allowed_hosts[i] = arena_strndup(L->out, hosts[i], strlen(hosts[i]))) == NULL)
@@ -1412,6 +1790,8 @@ enum {
     TK_LOG,
     TK_PREFIX,
     TK_SERVERS,
+    TK_STORE,
+    TK_AUTH,
     TK_COUNT
 };
 
@@ -1419,7 +1799,7 @@ static int load_root(struct loader *L, const struct ynode *root)
 {
     static const char *const keys[] = {"listen",          "workers", "http2", "allowed_hosts",
                                        "allowed_origins", "limits",  "log",   "prefix",
-                                       "servers",         NULL};
+                                       "servers",         "store",   "auth",  NULL};
     struct config *c = L->c;
     struct field f[TK_COUNT];
     int err = set_defaults(L);
@@ -1462,7 +1842,13 @@ static int load_root(struct loader *L, const struct ynode *root)
         return err;
     if (c->servers == NULL && (c->servers = arena_alloc(L->out, sizeof(*c->servers))) == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
-    return 0;
+    if (f[TK_STORE].val && (err = load_store(L, f[TK_STORE].val)))
+        return err;
+    if (f[TK_AUTH].val && !is_null(f[TK_AUTH].val) && (err = load_auth(L, f[TK_AUTH].val)))
+        return err;
+    if ((err = load_auth_scope_defaults(L)))
+        return err;
+    return finish_store_auth(L);
 }
 
 /* ---- public API ---- */

@@ -119,8 +119,8 @@ struct config_idp {
 /* Gatehouse as the OAuth 2.1 authorization server for MCP clients (docs/auth.md). */
 struct config_auth {
     bool enabled; /* an `auth:` section without `enabled: false`; off = no authentication */
-    char *issuer; /* public base URL ("https://gw.example", no path, no trailing slash); default
-                     http://<first listener address>:<port> */
+    char *issuer; /* public base URL ("https://gw.example", no path, no trailing slash); NULL =
+                     derived at start from the first listener's bound address and port */
     uint32_t access_token_ttl_s;  /* default 600 */
     uint32_t refresh_token_ttl_s; /* absolute lifetime of a refresh family; default 30 days */
     uint32_t code_ttl_s;          /* default 60 */

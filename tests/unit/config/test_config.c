@@ -375,7 +375,7 @@ static void test_unknown_keys(void)
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery");
     EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
                "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
-               "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers");
+               "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
@@ -627,7 +627,7 @@ static void test_durations_sizes_in_file(void)
                "at most 18446744073709551615 bytes");
     EXPECT_ERR("limits: {sse_keepalive: 10 s}\n", ERR_INVAL, 1, 25,
                "t.yaml:1:25: \"10 s\" is not a duration for limits.sse_keepalive; expected a "
-               "number with unit ms, s, m or h, or a bare number of milliseconds");
+               "number with unit ms, s, m, h or d, or a bare number of milliseconds");
     EXPECT_ERR("limits: {session_idle_timeout: 0s}\n", ERR_INVAL, 1, 32,
                "t.yaml:1:32: limits.session_idle_timeout must not be zero; expected a duration "
                "such as \"30s\"");
@@ -660,6 +660,8 @@ static void test_duration_parse(void)
     CHECK_INT(ms, 300000);
     CHECK_INT(config_parse_duration("1h", &ms), 0);
     CHECK_INT(ms, 3600000);
+    CHECK_INT(config_parse_duration("2d", &ms), 0);
+    CHECK_INT(ms, 172800000);
     CHECK_INT(config_parse_duration("250", &ms), 0);
     CHECK_INT(ms, 250);
     CHECK_INT(config_parse_duration("0", &ms), 0);
@@ -683,7 +685,7 @@ static void test_duration_parse(void)
     CHECK_INT(config_parse_duration("1sec", &ms), ERR_INVAL);
     CHECK_INT(config_parse_duration(" 1s", &ms), ERR_INVAL);
     CHECK_INT(config_parse_duration("1s ", &ms), ERR_INVAL);
-    CHECK_INT(config_parse_duration("1d", &ms), ERR_INVAL);
+    CHECK_INT(config_parse_duration("1w", &ms), ERR_INVAL);
     CHECK_INT(config_parse_duration("99999999999999999999999x", &ms), ERR_INVAL);
     CHECK_INT(ms, 7); /* untouched on failure */
 }
@@ -750,9 +752,91 @@ static void test_refcount(void)
     config_unref(NULL);
 }
 
+static void test_store_auth(void)
+{
+    /* Without the sections: no authentication, the store next to the working directory. */
+    struct config *c = load_ok("servers: []\n");
+    CHECK(!c->auth.enabled);
+    CHECK_STR(c->store.sqlite, "gatehouse.db");
+    CHECK_STR(c->store.key_file, "gatehouse.db.key");
+    CHECK_STR(c->auth.required_scope, "mcp");
+    CHECK_INT(c->auth.access_token_ttl_s, 600);
+    CHECK_INT(c->auth.refresh_token_ttl_s, 30 * 24 * 3600);
+    CHECK_STR(c->auth.signing_alg, "ES256");
+    CHECK(c->auth.dynamic_registration && c->auth.cimd && !c->auth.cimd_allow_private);
+    CHECK(c->auth.issuer == NULL);
+    config_unref(c);
+
+    c = load_ok("store: {sqlite: /var/lib/gh/gh.db, key_file: /etc/gh/master.key}\n"
+                "auth:\n"
+                "  issuer: https://gw.example\n"
+                "  access_token_ttl: 5m\n"
+                "  refresh_token_ttl: 14d\n"
+                "  signing_alg: EdDSA\n"
+                "  scopes: [mcp, mcp.admin]\n"
+                "  registration: {dynamic: false, cimd_allow_private: true, cimd_max_size: 4KiB}\n"
+                "  login:\n"
+                "    local: false\n"
+                "    providers:\n"
+                "      - {name: corp, issuer: \"https://idp.example\", client_id: gh,\n"
+                "         groups_claim: groups, jit: false}\n"
+                "  clients:\n"
+                "    - {client_id: cli, name: CLI, redirect_uris: [\"http://127.0.0.1/cb\"]}\n");
+    CHECK(c->auth.enabled);
+    CHECK_STR(c->store.sqlite, "/var/lib/gh/gh.db");
+    CHECK_STR(c->store.key_file, "/etc/gh/master.key");
+    CHECK_STR(c->auth.issuer, "https://gw.example");
+    CHECK_INT(c->auth.access_token_ttl_s, 300);
+    CHECK_INT(c->auth.refresh_token_ttl_s, 14 * 24 * 3600);
+    CHECK_STR(c->auth.signing_alg, "EdDSA");
+    CHECK_INT(c->auth.nscopes, 2);
+    CHECK_STR(c->auth.required_scope, "mcp");
+    CHECK(!c->auth.dynamic_registration && c->auth.cimd_allow_private);
+    CHECK_INT(c->auth.cimd_max_size, 4096);
+    CHECK(!c->auth.local_login);
+    CHECK_INT(c->auth.nproviders, 1);
+    CHECK_STR(c->auth.providers[0].name, "corp");
+    CHECK_INT(c->auth.providers[0].nscopes, 3);
+    CHECK_STR(c->auth.providers[0].scopes[0], "openid");
+    CHECK_STR(c->auth.providers[0].groups_claim, "groups");
+    CHECK(!c->auth.providers[0].jit);
+    CHECK_INT(c->auth.nclients, 1);
+    CHECK_STR(c->auth.clients[0].redirect_uris[0], "http://127.0.0.1/cb");
+    CHECK(c->auth.clients[0].secret_file == NULL);
+    config_unref(c);
+
+    c = load_ok("auth: {enabled: false}\n");
+    CHECK(!c->auth.enabled);
+    config_unref(c);
+
+    EXPECT_ERR("auth: {issuer: \"https://gw.example/\"}\n", ERR_INVAL, 1, 16,
+               "t.yaml:1:16: \"https://gw.example/\" is not an issuer URL; expected "
+               "https://host[:port] with no path, query or trailing slash");
+    EXPECT_ERR("auth: {signing_alg: HS256}\n", ERR_INVAL, 1, 21,
+               "t.yaml:1:21: \"HS256\" is not a signing algorithm; expected ES256 or EdDSA");
+    EXPECT_ERR("auth: {scopes: [a], required_scope: mcp}\n", ERR_INVAL, 1, 37,
+               "t.yaml:1:37: auth.required_scope \"mcp\" is not in auth.scopes; expected one of "
+               "the scopes the server offers");
+    EXPECT_ERR("auth: {login: {local: false}}\n", ERR_INVAL, 1, 15,
+               "t.yaml:1:15: auth.login has local: false and no providers, so nobody could log "
+               "in; expected local: true or at least one identity provider");
+    EXPECT_ERR("auth: {access_token_ttl: 500ms}\n", ERR_INVAL, 1, 26,
+               "t.yaml:1:26: auth.access_token_ttl is 500ms; expected at least 1s");
+    EXPECT_ERR("auth: {clients: [{client_id: \"https://x/y\", redirect_uris: [\"http://a/\"]}]}\n",
+               ERR_INVAL, 1, 30,
+               "t.yaml:1:30: \"https://x/y\" is not a valid client_id; expected at most 128 "
+               "characters without spaces, ':' or '/' (URL client ids are Client ID Metadata "
+               "Documents)");
+    EXPECT_ERR("auth: {login: {providers: [{name: a, issuer: \"https://i\"}]}}\n", ERR_INVAL, 1, 28,
+               "t.yaml:1:28: identity provider 1 of auth.login.providers has no client_id; "
+               "expected name, issuer and client_id");
+    EXPECT_ERR("store: {sqlite: \"\"}\n", ERR_INVAL, 1, 17,
+               "t.yaml:1:17: store.sqlite is an empty string; expected a non-empty string");
+}
+
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount))
+          TEST(test_refcount), TEST(test_store_auth))
