@@ -1,0 +1,500 @@
+/*
+ * Access tokens: issuing them (RFC 9068 claims) and validating the credential of every MCP
+ * request. A validator belongs to one worker thread and takes no lock. Its cache maps the
+ * SHA-256 of a presented credential to the verdict reached for it (the principal, or the
+ * refusal's message), so a token costs one signature check and a few store reads the first
+ * time and a hash and a table probe afterwards. The cache is flushed, and the keyring reloaded,
+ * whenever the store's revocation sequence moves, which any revocation, disabled user or key
+ * change does from any thread or process. Refusals are cached briefly too, so a flood of one
+ * forged token costs one signature check per NEG_TTL_S; an absent credential is never cached.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "auth/auth-int.h"
+#include "core/log.h"
+#include "core/rand.h"
+
+#define CACHE_SLOTS 32768 /* power of two; at most half used */
+#define CACHE_MAX (CACHE_SLOTS / 2)
+#define NEG_TTL_S 10     /* how long a refusal is remembered */
+#define APIKEY_TTL_S 300 /* how long an API key's argon2id verdict is remembered */
+#define APIKEY_PREFIX "ghk_"
+
+/* One remembered verdict. The strings (name, client_id, scope, resource; or msg, resource) sit
+   in one allocation after the struct. */
+struct cache_entry {
+    char key[TOKEN_HASH_SIZE];
+    enum auth_verdict verdict;
+    enum principal_kind kind;
+    int64_t id, expires_at, cache_until;
+    char credential_id[48];
+    const char *name, *client_id, *scope, *msg;
+    const char *resource; /* the audience it was checked against; NULL for API keys */
+};
+
+struct auth_validator {
+    struct store *st;
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    char *issuer;
+    uint32_t access_ttl_s;
+    struct auth_keyring *kr;
+    uint64_t seq;
+    bool seq_known;
+    struct cache_entry **slots;
+    size_t count;
+};
+
+int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct principal *p,
+                      const char *resource, uint32_t ttl_s, char **out)
+{
+    char sub[32], jti[32];
+    if (p->kind != PRINCIPAL_USER)
+        return ERR_INVAL;
+    int64_t now = (int64_t)time(NULL), exp = now + (int64_t)ttl_s;
+    snprintf(sub, sizeof(sub), "user:%lld", (long long)p->id);
+    rand_token(jti, sizeof(jti), 16);
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "iss", issuer,
+                               "sub", sub, "aud", resource, "exp", (json_int_t)exp, "iat",
+                               (json_int_t)now, "nbf", (json_int_t)now, "jti", jti, "client_id",
+                               p->client_id, "scope", p->scope, "name", p->name);
+    if (!claims)
+        return ERR_NOMEM;
+    int rc = auth_jwt_sign(kr, claims, out);
+    json_decref(claims);
+    if (rc == 0) {
+        snprintf(p->credential_id, sizeof(p->credential_id), "%s", jti);
+        p->expires_at = exp;
+    }
+    return rc;
+}
+
+/* ---- the cache ---- */
+
+static size_t slot_of(const char *key)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the (already uniform) hash text */
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    return (size_t)h & (CACHE_SLOTS - 1);
+}
+
+static void cache_flush(struct auth_validator *v)
+{
+    if (v->count == 0)
+        return;
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        free(v->slots[i]);
+        v->slots[i] = NULL;
+    }
+    v->count = 0;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static struct cache_entry **cache_probe(struct auth_validator *v, const char *key)
+{
+    size_t i = slot_of(key);
+    while (v->slots[i] && strcmp(v->slots[i]->key, key) != 0)
+        i = (i + 1) & (CACHE_SLOTS - 1);
+    return &v->slots[i];
+}
+
+static char *put_str(char **at, const char *s)
+{
+    char *r = *at;
+    size_t n = strlen(s) + 1;
+    memcpy(r, s, n);
+    *at += n;
+    return r;
+}
+
+/* Remember a verdict: p on AUTH_OK, else msg. resource NULL = any resource (API keys). */
+static void cache_put(struct auth_validator *v, const char *key, enum auth_verdict verdict,
+                      const struct principal *p, const char *msg, const char *resource,
+                      int64_t until)
+{
+    if (v->count >= CACHE_MAX)
+        cache_flush(v); /* rare and bounded: every entry is one verification away */
+    size_t n = sizeof(struct cache_entry) + (resource ? strlen(resource) + 1 : 0) +
+               (verdict == AUTH_OK ? strlen(p->name) + strlen(p->client_id) + strlen(p->scope) + 3
+                                   : strlen(msg) + 1);
+    struct cache_entry *e = malloc(n);
+    if (!e)
+        return;
+    char *at = (char *)(e + 1);
+    memset(e, 0, sizeof(*e));
+    memcpy(e->key, key, sizeof(e->key));
+    e->verdict = verdict;
+    e->cache_until = until;
+    e->resource = resource ? put_str(&at, resource) : NULL;
+    if (verdict == AUTH_OK) {
+        e->kind = p->kind;
+        e->id = p->id;
+        e->expires_at = p->expires_at;
+        memcpy(e->credential_id, p->credential_id, sizeof(e->credential_id));
+        e->name = put_str(&at, p->name);
+        e->client_id = put_str(&at, p->client_id);
+        e->scope = put_str(&at, p->scope);
+    } else {
+        e->msg = put_str(&at, msg);
+    }
+    struct cache_entry **slot = cache_probe(v, key);
+    if (*slot)
+        free(*slot); /* an expired verdict, or one for another resource */
+    else
+        v->count++;
+    *slot = e;
+}
+
+static void entry_principal(const struct cache_entry *e, struct principal *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = e->kind;
+    p->id = e->id;
+    p->expires_at = e->expires_at;
+    memcpy(p->credential_id, e->credential_id, sizeof(p->credential_id));
+    snprintf(p->name, sizeof(p->name), "%s", e->name);
+    snprintf(p->client_id, sizeof(p->client_id), "%s", e->client_id);
+    snprintf(p->scope, sizeof(p->scope), "%s", e->scope);
+}
+
+/* ---- the validator ---- */
+
+/* Follow the store: when its revocation sequence moved, forget every verdict and reload the
+   keys (a key rotation moves it too). A failure keeps the previous keyring and is logged. */
+static void validator_sync(struct auth_validator *v)
+{
+    uint64_t seq;
+    struct err_info ei = {0};
+    struct auth_keyring *kr;
+    if (store_revocation_seq(v->st, &seq) != 0) {
+        log_warn("auth.seq", "cannot read the revocation sequence; cached verdicts flushed");
+        cache_flush(v);
+        return;
+    }
+    if (v->seq_known && seq == v->seq && v->kr)
+        return;
+    cache_flush(v);
+    if (auth_keyring_load(v->st, v->master, v->access_ttl_s + AUTH_LEEWAY_S, &kr, &ei) == 0) {
+        auth_keyring_unref(v->kr);
+        v->kr = kr;
+    } else {
+        log_error("auth.keyring", "cannot reload the signing keys: %s", ei.msg);
+    }
+    v->seq = seq;
+    v->seq_known = true;
+}
+
+int auth_validator_new(struct store *st, const unsigned char master[AUTH_MASTER_KEY_LEN],
+                       const char *issuer, uint32_t access_ttl_s, struct auth_validator **out,
+                       struct err_info *ei)
+{
+    struct auth_validator *v = calloc(1, sizeof(*v));
+    if (!v || !(v->issuer = strdup(issuer)) ||
+        !(v->slots = calloc(CACHE_SLOTS, sizeof(*v->slots)))) {
+        auth_validator_free(v);
+        return ERR_NOMEM;
+    }
+    v->st = st;
+    memcpy(v->master, master, AUTH_MASTER_KEY_LEN);
+    v->access_ttl_s = access_ttl_s;
+    int rc = auth_keyring_load(st, master, access_ttl_s + AUTH_LEEWAY_S, &v->kr, ei);
+    if (rc == 0)
+        rc = store_revocation_seq(st, &v->seq);
+    if (rc) {
+        auth_validator_free(v);
+        return rc;
+    }
+    v->seq_known = true;
+    *out = v;
+    return 0;
+}
+
+void auth_validator_free(struct auth_validator *v)
+{
+    if (!v)
+        return;
+    if (v->slots) {
+        cache_flush(v);
+        free(v->slots);
+    }
+    auth_keyring_unref(v->kr);
+    free(v->issuer);
+    sodium_memzero(v->master, sizeof(v->master));
+    free(v);
+}
+
+const struct auth_keyring *auth_validator_keyring(struct auth_validator *v)
+{
+    validator_sync(v);
+    return v->kr;
+}
+
+static void iso_time(int64_t t, char *out, size_t n)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (!gmtime_r(&tt, &tm) || !strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, n, "%lld", (long long)t);
+}
+
+/* Why a check could not be completed (not the token's fault): never cached. */
+#define UNCACHEABLE (-1)
+
+/* An integer-valued NumericDate claim; false when absent or not a number. */
+static bool claim_time(const json_t *claims, const char *name, int64_t *out)
+{
+    const json_t *j = json_object_get(claims, name);
+    if (!json_is_number(j))
+        return false;
+    *out = (int64_t)json_number_value(j);
+    return true;
+}
+
+static bool aud_has(const json_t *aud, const char *resource)
+{
+    size_t i;
+    const json_t *a;
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), resource) == 0;
+    json_array_foreach(aud, i, a) if (json_is_string(a) &&
+                                      strcmp(json_string_value(a), resource) == 0) return true;
+    return false;
+}
+
+/* The claims of a verified token (RFC 9068 §4), then the store's word on its user, client and
+   jti. Returns 0 (p filled, *until set), ERR_DENIED (refused, cacheable) or UNCACHEABLE. */
+static int check_claims(struct auth_validator *v, const json_t *header, const json_t *claims,
+                        const char *resource, int64_t now, struct principal *p, int64_t *until,
+                        struct err_info *ei)
+{
+    char q[STORE_RESOURCE_MAX + 8], t[40];
+    int64_t exp, nbf, iat;
+    long long uid;
+    int n = 0;
+    const char *typ = json_string_value(json_object_get(header, "typ"));
+    if (!typ || (strcasecmp(typ, "at+jwt") != 0 && strcasecmp(typ, "application/at+jwt") != 0))
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token is not an access token (typ %s)",
+                            typ ? "is not at+jwt" : "is missing");
+    const char *iss = json_string_value(json_object_get(claims, "iss"));
+    if (!iss || strcmp(iss, v->issuer) != 0) {
+        auth_quote(iss ? iss : "(none)", q, sizeof(q));
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's issuer is %s, not %s", q, v->issuer);
+    }
+    const json_t *aud = json_object_get(claims, "aud");
+    if (!aud_has(aud, resource)) {
+        auth_quote(json_is_string(aud) ? json_string_value(aud) : "not this resource", q,
+                   sizeof(q));
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's audience is %s, not %s", q,
+                            resource);
+    }
+    if (!claim_time(claims, "exp", &exp) || !claim_time(claims, "iat", &iat))
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks the exp or iat claim");
+    if (now > exp + AUTH_LEEWAY_S) {
+        iso_time(exp, t, sizeof(t));
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token has expired (exp %s)", t);
+    }
+    if (claim_time(claims, "nbf", &nbf) && now + AUTH_LEEWAY_S < nbf) {
+        iso_time(nbf, t, sizeof(t));
+        err_info_set(ei, ERR_DENIED, 0, 0, "the token is not valid yet (nbf %s)", t);
+        return UNCACHEABLE; /* it will be */
+    }
+    if (iat > now + AUTH_LEEWAY_S)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token was issued in the future (iat)");
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const char *jti = json_string_value(json_object_get(claims, "jti"));
+    const char *cid = json_string_value(json_object_get(claims, "client_id"));
+    const char *scope = json_string_value(json_object_get(claims, "scope"));
+    if (!sub || sscanf(sub, "user:%lld%n", &uid, &n) != 1 || sub[n] != '\0' || uid <= 0)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's sub does not name a user");
+    if (!jti || !*jti || strlen(jti) >= sizeof(p->credential_id) || !cid ||
+        strlen(cid) > STORE_CLIENT_ID_MAX || (scope && strlen(scope) > STORE_SCOPE_MAX))
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks a valid jti or client_id");
+
+    struct store_user u;
+    struct store_client c;
+    bool revoked = false;
+    int rc = store_user_get(v->st, (int64_t)uid, &u);
+    if (rc == ERR_NOTFOUND)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's user no longer exists");
+    if (rc)
+        goto store_failed;
+    if (u.disabled)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "user %s is disabled", u.name);
+    if (u.tokens_valid_after > iat) {
+        iso_time(u.tokens_valid_after, t, sizeof(t));
+        return err_info_set(ei, ERR_DENIED, 0, 0,
+                            "the token was revoked (every token of user %s issued before %s)",
+                            u.name, t);
+    }
+    rc = store_client_get(v->st, cid, &c);
+    if (rc == ERR_NOTFOUND)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's client is no longer registered");
+    if (rc)
+        goto store_failed;
+    revoked = c.revoked;
+    store_client_release(&c);
+    if (revoked)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's client was revoked");
+    if ((rc = store_jti_revoked(v->st, jti, &revoked)))
+        goto store_failed;
+    if (revoked)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token was revoked");
+
+    memset(p, 0, sizeof(*p));
+    p->kind = PRINCIPAL_USER;
+    p->id = u.id;
+    snprintf(p->name, sizeof(p->name), "%s", u.name);
+    snprintf(p->client_id, sizeof(p->client_id), "%s", cid);
+    snprintf(p->scope, sizeof(p->scope), "%s", scope ? scope : "");
+    snprintf(p->credential_id, sizeof(p->credential_id), "%s", jti);
+    p->expires_at = exp;
+    *until = exp + AUTH_LEEWAY_S;
+    return 0;
+store_failed:
+    err_info_set(ei, ERR_DENIED, 0, 0, "the token could not be checked: the store failed (%s)",
+                 err_str(rc));
+    return UNCACHEABLE;
+}
+
+static int check_jwt(struct auth_validator *v, const char *tok, size_t len, const char *resource,
+                     int64_t now, struct principal *p, int64_t *until, struct err_info *ei)
+{
+    json_t *header = NULL, *claims = NULL;
+    if (!v->kr)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "no signing keys are available");
+    int rc = auth_jwt_verify_full(v->kr, tok, len, &header, &claims, ei);
+    if (rc == ERR_NOMEM)
+        rc = UNCACHEABLE;
+    else if (rc)
+        rc = ERR_DENIED;
+    else
+        rc = check_claims(v, header, claims, resource, now, p, until, ei);
+    json_decref(header);
+    json_decref(claims);
+    return rc;
+}
+
+static int check_apikey(struct auth_validator *v, const char *key, size_t len, int64_t now,
+                        struct principal *p, int64_t *until, struct err_info *ei)
+{
+    struct store_account a;
+    char id[32];
+    int rc = store_apikey_check(v->st, key, len, &a, id);
+    if (rc == ERR_DENIED)
+        return err_info_set(ei, ERR_DENIED, 0, 0,
+                            "the API key is not valid (unknown, revoked, or its account is "
+                            "disabled)");
+    if (rc) {
+        err_info_set(ei, ERR_DENIED, 0, 0,
+                     "the API key could not be checked: the store failed (%s)", err_str(rc));
+        return UNCACHEABLE;
+    }
+    memset(p, 0, sizeof(*p));
+    p->kind = PRINCIPAL_SERVICE;
+    p->id = a.id;
+    snprintf(p->name, sizeof(p->name), "%s", a.name);
+    snprintf(p->credential_id, sizeof(p->credential_id), "%s", id);
+    *until = now + APIKEY_TTL_S;
+    return 0;
+}
+
+/* "Bearer <token>": the scheme case-insensitively, one space, one token68 (RFC 7235 §2.1). */
+static enum auth_verdict parse_bearer(const char *h, size_t len, const char **tok, size_t *tlen,
+                                      struct err_info *ei)
+{
+    char q[24];
+    size_t i = 0;
+    while (i < len && h[i] != ' ')
+        i++;
+    if (i != 6 || strncasecmp(h, "Bearer", 6) != 0) {
+        snprintf(q, sizeof(q), "%.*s", (int)(i < 16 ? i : 16), h);
+        auth_quote(q, q, sizeof(q));
+        err_info_set(ei, ERR_DENIED, 0, 0,
+                     "the Authorization scheme \"%s\" is not accepted; send \"Bearer <token>\"", q);
+        return AUTH_INVALID;
+    }
+    *tok = h + 7;
+    *tlen = len > 7 ? len - 7 : 0;
+    if (*tlen == 0) {
+        err_info_set(ei, ERR_DENIED, 0, 0, "the Authorization header has no token after Bearer");
+        return AUTH_INVALID;
+    }
+    for (i = 0; i < *tlen; i++) {
+        char c = (*tok)[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              strchr("-._~+/=", c))) {
+            err_info_set(ei, ERR_DENIED, 0, 0,
+                         "the Authorization header holds more than one bearer token, or "
+                         "characters a token cannot have");
+            return AUTH_INVALID;
+        }
+    }
+    return AUTH_OK;
+}
+
+static bool scope_has(const char *scopes, const char *want)
+{
+    size_t n = strlen(want);
+    for (const char *s = scopes; *s;) {
+        size_t l = strcspn(s, " ");
+        if (l == n && memcmp(s, want, n) == 0)
+            return true;
+        s += l;
+        s += strspn(s, " ");
+    }
+    return false;
+}
+
+enum auth_verdict auth_validate(struct auth_validator *v, const char *authorization, size_t len,
+                                const char *resource, const char *required_scope,
+                                struct principal *p, struct err_info *ei)
+{
+    const char *tok;
+    size_t tlen;
+    char key[TOKEN_HASH_SIZE];
+    struct principal got;
+    struct err_info local;
+    int64_t now = (int64_t)time(NULL), until = 0;
+    if (!ei)
+        ei = &local; /* the message is cached with the verdict */
+    if (!authorization || len == 0) {
+        err_info_set(ei, ERR_DENIED, 0, 0, "no credential: send \"Authorization: Bearer <token>\"");
+        return AUTH_MISSING;
+    }
+    if (parse_bearer(authorization, len, &tok, &tlen, ei) != AUTH_OK)
+        return AUTH_INVALID;
+    validator_sync(v);
+    bool apikey =
+        tlen > strlen(APIKEY_PREFIX) && memcmp(tok, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0;
+    token_hash(tok, tlen, key);
+    struct cache_entry **slot = cache_probe(v, key), *e = *slot;
+    if (!e || e->cache_until < now || (e->resource && strcmp(e->resource, resource) != 0)) {
+        int rc = apikey ? check_apikey(v, tok, tlen, now, &got, &until, ei)
+                        : check_jwt(v, tok, tlen, resource, now, &got, &until, ei);
+        if (rc == UNCACHEABLE)
+            return AUTH_INVALID;
+        cache_put(v, key, rc ? AUTH_INVALID : AUTH_OK, &got, ei->msg, apikey ? NULL : resource,
+                  rc ? now + NEG_TTL_S : until);
+        if (rc)
+            return AUTH_INVALID;
+    } else if (e->verdict != AUTH_OK) {
+        err_info_set(ei, ERR_DENIED, 0, 0, "%s", e->msg);
+        return e->verdict;
+    } else {
+        entry_principal(e, &got);
+    }
+    if (got.kind == PRINCIPAL_USER && required_scope && !scope_has(got.scope, required_scope)) {
+        char q[STORE_SCOPE_MAX + 8];
+        auth_quote(required_scope, q, sizeof(q));
+        err_info_set(ei, ERR_DENIED, 0, 0, "scope \"%s\" is required", q);
+        return AUTH_INSUFFICIENT_SCOPE;
+    }
+    *p = got;
+    return AUTH_OK;
+}
