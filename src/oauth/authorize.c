@@ -19,6 +19,7 @@
 #include "core/rand.h"
 #include "core/secret.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,11 +349,11 @@ static void cimd_done_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, int err
     store_client_release(&c);
 }
 
-int oauth_authorize(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
 {
     struct authz_req *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), authz_req_dispose);
     memset(a, 0, sizeof(*a));
-    a->cfg = config_ref((struct config *)cfg);
+    a->cfg = config_ref(cfg);
     if (!oauth_read_form(req, true, &a->f))
         return req->res.status;
     const char *client_id = oauth_form_get(&a->f, "client_id");

@@ -9,9 +9,11 @@
 #include "core/rand.h"
 #include "core/secret.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REGISTER_MAX_BODY (16u << 10)
 #define MAX_REDIRECT_URIS 16
@@ -322,10 +324,7 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     }
     sodium_memzero(secret, sizeof(secret));
     oauth_send_json(req, 201, res);
-    /* The response held the secret: wipe jansson's copy too. */
-    json_t *sv = json_object_get(res, "client_secret");
-    if (sv)
-        sodium_memzero((char *)json_string_value(sv), json_string_length(sv));
+    oauth_json_wipe(res, "client_secret");
     json_decref(res);
     log_msg(LOG_INFO, "oauth", "registered client %s (dynamic registration)", id);
     status = 201;
@@ -333,4 +332,63 @@ out:
     json_decref(m);
     json_decref(in);
     return status;
+}
+
+/* The first line of a secret file, malloc'd (secret_free). */
+static int read_secret_file(const char *path, char **out, struct err_info *ei)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return err_info_set(ei, ERR_IO, 0, 0, "client secret file %s cannot be read", path);
+    char line[512];
+    bool ok = fgets(line, sizeof(line), fp) != NULL;
+    fclose(fp);
+    if (ok)
+        line[strcspn(line, "\r\n")] = '\0';
+    if (!ok || line[0] == '\0') {
+        sodium_memzero(line, sizeof(line));
+        return err_info_set(ei, ERR_INVAL, 0, 0, "client secret file %s is empty", path);
+    }
+    *out = strdup(line);
+    sodium_memzero(line, sizeof(line));
+    return *out ? 0 : ERR_NOMEM;
+}
+
+int oauth_clients_sync(struct store *st, const struct config *cfg, struct err_info *ei)
+{
+    for (size_t i = 0; i < cfg->auth.nclients; i++) {
+        const struct config_oauth_client *cc = &cfg->auth.clients[i];
+        json_t *in = json_pack("{s:s, s:s}", "client_name", cc->name ? cc->name : cc->client_id,
+                               "token_endpoint_auth_method",
+                               cc->secret_file ? "client_secret_basic" : "none");
+        json_t *uris = json_array();
+        for (size_t k = 0; k < cc->nredirect_uris; k++)
+            json_array_append_new(uris, json_string(cc->redirect_uris[k]));
+        json_object_set_new(in, "redirect_uris", uris);
+        json_t *m = NULL;
+        struct err_info e = {0};
+        int err = oauth_client_metadata_check(in, false, &m, &e);
+        json_decref(in);
+        if (err)
+            return err_info_set(ei, err, 0, 0, "auth.clients %s: %s", cc->client_id, e.msg);
+        json_object_del(m, "grant_types"); /* every grant of its kind */
+        char *secret = NULL;
+        if (cc->secret_file && (err = read_secret_file(cc->secret_file, &secret, ei)) != 0) {
+            json_decref(m);
+            return err;
+        }
+        struct store_client c = {0};
+        snprintf(c.client_id, sizeof(c.client_id), "%s", cc->client_id);
+        c.kind = STORE_CLIENT_CONFIG;
+        c.confidential = secret != NULL;
+        c.created_at = oauth_now();
+        c.metadata = m;
+        err = store_client_put(st, &c, secret);
+        secret_free(secret);
+        json_decref(m);
+        if (err)
+            return err_info_set(ei, err, 0, 0, "auth.clients %s: cannot store it: %s",
+                                cc->client_id, err_str(err));
+    }
+    return 0;
 }

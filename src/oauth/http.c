@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,8 @@ int oauth_prepare(const struct config *cfg, unsigned char master[AUTH_MASTER_KEY
     } else if (err > 0) {
         err = 0;
     }
+    if (err == 0)
+        err = oauth_clients_sync(st, cfg, ei);
     store_close(st);
     return err;
 }
@@ -143,6 +146,13 @@ int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *f
     oauth_send_json(req, status, e);
     json_decref(e);
     return status;
+}
+
+void oauth_json_wipe(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v))
+        sodium_memzero((void *)(uintptr_t)json_string_value(v), json_string_length(v));
 }
 
 int oauth_html_escape(struct buf *b, const char *s)
@@ -426,7 +436,7 @@ static bool method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-int oauth_handle(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
 {
     h2o_iovec_t p = req->path_normalized;
     if (!cfg->auth.enabled)

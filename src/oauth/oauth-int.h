@@ -11,7 +11,6 @@
 
 #include "core/buf.h"
 #include "oauth/oauth.h"
-#include "upstream/curl_loop.h"
 
 #define OAUTH_ISSUER_MAX 256
 #define OAUTH_HTML_MAX (256u << 10)
@@ -24,8 +23,7 @@ struct oauth_ctx {
     struct auth_validator *v;
     char issuer[OAUTH_ISSUER_MAX];
     bool secure_cookie; /* the issuer is https: __Host- cookie with Secure */
-    struct curl_loop cl;
-    bool cl_ready;
+    struct fetcher *fetcher; /* CIMD fetches; made at the first one */
     bool closing;
     struct cimd_fetch *fetches; /* in flight */
     int64_t next_sweep;
@@ -51,6 +49,9 @@ int oauth_error_page(h2o_req_t *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* 302/303 to `location`. */
 void oauth_send_redirect(h2o_req_t *req, int status, const char *location);
+/* Wipe the string value under `key` of a response object that carried a secret (jansson keeps
+   its own copy), before it is freed. */
+void oauth_json_wipe(json_t *obj, const char *key);
 /* Append s HTML-escaped. */
 int oauth_html_escape(struct buf *b, const char *s);
 /* Append s form/query-encoded. */
@@ -93,12 +94,15 @@ bool oauth_client_redirect_ok(const struct store_client *c, const char *uri);
    with ei naming the field. */
 int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struct err_info *ei);
 
+/* Put the clients of auth.clients into the store (replacing earlier versions). */
+int oauth_clients_sync(struct store *st, const struct config *cfg, struct err_info *ei);
+
 /* --- endpoints --- */
 
 int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
 int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                              const char *server);
-int oauth_authorize(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
 int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
 int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
 int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);

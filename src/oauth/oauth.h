@@ -96,8 +96,8 @@ void oauth_ctx_free(struct oauth_ctx *o);
 bool oauth_owns_path(const char *path, size_t len);
 /* Answer a request on such a path (possibly later: a CIMD fetch holds the request, and a client
    that hangs up meanwhile is handled). Returns the status sent, or 0 when the answer is
-   pending. */
-int oauth_handle(struct oauth_ctx *o, const struct config *cfg, struct st_h2o_req_t *req);
+   pending (the request holds a reference to cfg meanwhile). */
+int oauth_handle(struct oauth_ctx *o, struct config *cfg, struct st_h2o_req_t *req);
 
 /* The bearer check in front of /mcp (server NULL) and /mcp/<server>: on success fills *p and
    returns true; otherwise answers the request (401 with WWW-Authenticate and resource_metadata,

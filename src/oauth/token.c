@@ -103,13 +103,8 @@ static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_
     if (family != NULL)
         json_object_set_new(res, "refresh_token", json_string(rt));
     oauth_send_json(req, 200, res);
-    /* jansson copied the secrets: wipe those copies before freeing. */
-    const char *keys[] = {"access_token", "refresh_token"};
-    for (int i = 0; i < 2; i++) {
-        json_t *v = json_object_get(res, keys[i]);
-        if (v)
-            sodium_memzero((char *)json_string_value(v), json_string_length(v));
-    }
+    oauth_json_wipe(res, "access_token");
+    oauth_json_wipe(res, "refresh_token");
     json_decref(res);
     sodium_memzero(rt, sizeof(rt));
     secret_free(at);
