@@ -440,8 +440,7 @@ int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
              oauth_login_cookie_name(o), session, cfg->auth.login_ttl_s,
              o->secure_cookie ? "; Secure" : "");
     sodium_memzero(session, sizeof(session));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, cookie,
-                   strlen(cookie));
+    oauth_add_header(req, "set-cookie", cookie);
     sodium_memzero(cookie, sizeof(cookie));
     struct buf loc;
     buf_init(&loc, 512);

@@ -105,19 +105,21 @@ void oauth_ctx_free(struct oauth_ctx *o)
 
 /* ---- responses ---- */
 
-static void add_header(h2o_req_t *req, const char *name, const char *value)
+void oauth_add_header(h2o_req_t *req, const char *name, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
-                          strlen(value));
+    /* h2o keeps the pointer: the value is copied into the request's pool. */
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v.base,
+                          v.len);
 }
 
 static void send_text(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = status < 300 ? "OK" : status < 400 ? "Found" : "Error";
-    add_header(req, "content-type", ctype);
-    add_header(req, "cache-control", "no-store");
-    add_header(req, "pragma", "no-cache");
+    oauth_add_header(req, "content-type", ctype);
+    oauth_add_header(req, "cache-control", "no-store");
+    oauth_add_header(req, "pragma", "no-cache");
     req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }
@@ -141,7 +143,7 @@ int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *f
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (status == 401)
-        add_header(req, "www-authenticate", "Basic realm=\"gatehouse\"");
+        oauth_add_header(req, "www-authenticate", "Basic realm=\"gatehouse\"");
     json_t *e = json_pack("{s:s, s:s}", "error", code, "error_description", msg);
     oauth_send_json(req, status, e);
     json_decref(e);
@@ -205,10 +207,10 @@ void oauth_send_page(h2o_req_t *req, int status, const char *title, const char *
              "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'%s%s; "
              "frame-ancestors 'none'; base-uri 'none'",
              form_action ? " " : "", form_action ? form_action : "");
-    add_header(req, "content-security-policy", csp);
-    add_header(req, "x-frame-options", "DENY");
-    add_header(req, "referrer-policy", "no-referrer");
-    add_header(req, "x-content-type-options", "nosniff");
+    oauth_add_header(req, "content-security-policy", csp);
+    oauth_add_header(req, "x-frame-options", "DENY");
+    oauth_add_header(req, "referrer-policy", "no-referrer");
+    oauth_add_header(req, "x-content-type-options", "nosniff");
     send_text(req, status, "text/html; charset=utf-8", b.data ? b.data : "", b.len);
     buf_release(&b);
 }
@@ -233,8 +235,8 @@ int oauth_error_page(h2o_req_t *req, int status, const char *fmt, ...)
 
 void oauth_send_redirect(h2o_req_t *req, int status, const char *location)
 {
-    add_header(req, "location", location);
-    add_header(req, "referrer-policy", "no-referrer");
+    oauth_add_header(req, "location", location);
+    oauth_add_header(req, "referrer-policy", "no-referrer");
     send_text(req, status, "text/plain", "", 0);
 }
 
@@ -408,8 +410,8 @@ static int jwks(struct oauth_ctx *o, h2o_req_t *req)
         return oauth_send_error(req, 500, "server_error", "out of memory");
     req->res.status = 200;
     req->res.reason = "OK";
-    add_header(req, "content-type", "application/jwk-set+json");
-    add_header(req, "cache-control", "max-age=300");
+    oauth_add_header(req, "content-type", "application/jwk-set+json");
+    oauth_add_header(req, "cache-control", "max-age=300");
     req->res.content_length = strlen(text);
     h2o_send_inline(req, text, strlen(text));
     free(text);
@@ -525,7 +527,7 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
     const char *required = cfg->auth.required_scope ? cfg->auth.required_scope : "mcp";
     if (query_has_token(req)) {
         snprintf(hdr + n, sizeof(hdr) - (size_t)n, ", error=\"invalid_request\"");
-        add_header(req, "www-authenticate", hdr);
+        oauth_add_header(req, "www-authenticate", hdr);
         oauth_send_error(req, 400, "invalid_request",
                          "an access token in the query string is refused (it ends up in logs and "
                          "histories); send it in the Authorization header");
@@ -554,7 +556,7 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
         snprintf(hdr + n, sizeof(hdr) - (size_t)n, ", error=\"invalid_token\", "
                  "error_description=\"%s\"", desc);
     }
-    add_header(req, "www-authenticate", hdr);
+    oauth_add_header(req, "www-authenticate", hdr);
     json_t *e = json_pack("{s:s, s:s}", "error", code, "error_description", desc);
     req->res.status = status;
     oauth_send_json(req, status, e);

@@ -34,6 +34,8 @@ int64_t oauth_now(void);
 
 /* --- responses --- */
 
+/* Add a response header; the value is copied. */
+void oauth_add_header(h2o_req_t *req, const char *name, const char *value);
 /* JSON with Cache-Control: no-store. Takes no reference. */
 void oauth_send_json(h2o_req_t *req, int status, json_t *body);
 /* {"error": code, "error_description": ...}; a 401 invalid_client also gets
