@@ -19,13 +19,13 @@ export function storeTool(db, ...args) {
 }
 
 /** A gateway with auth enabled, servers a and b, and user alice (and bob) in its store. */
-export async function startAuthGateway(t, { auth = {}, extra = {} } = {}) {
+export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2 } = {}) {
   const dir = tempDir();
   const db = path.join(dir, 'gh.db');
   storeTool(db, 'user-add', 'alice', PASSWORD);
   storeTool(db, 'user-add', 'bob', PASSWORD);
   const gw = await startGateway(
-    baseConfig({ workers: 2, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra }),
+    baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra }),
     { t, dir },
   );
   gw.db = db;
