@@ -88,7 +88,7 @@ struct server {
     struct mcp_worker **mcp_workers;
     unsigned nworkers;
     bool started;
-    bool auth;                                /* auth.enabled at start */
+    bool auth;                                 /* auth.enabled at start */
     unsigned char master[AUTH_MASTER_KEY_LEN]; /* wiped in server_free */
     char issuer[256];                          /* the effective issuer */
 };

@@ -182,7 +182,8 @@ static int consent_page(struct oauth_ctx *o, h2o_req_t *req, const char *authz_i
     oauth_html_escape(&b, u->name);
     buf_append_str(&b, "</strong>.</p>\n<p><strong id=\"client-name\">");
     oauth_html_escape(&b, jstr(authz, "client_name"));
-    buf_append_str(&b, "</strong> asks to act on your behalf.</p>\n<dl>\n<dt>Client</dt><dd><code>");
+    buf_append_str(&b,
+                   "</strong> asks to act on your behalf.</p>\n<dl>\n<dt>Client</dt><dd><code>");
     oauth_html_escape(&b, client_id);
     buf_append_str(&b, "</code>");
     if (oauth_cimd_client_id(client_id)) {
@@ -202,14 +203,16 @@ static int consent_page(struct oauth_ctx *o, h2o_req_t *req, const char *authz_i
     buf_append_str(&b, "</code></dd>\n</dl>\n");
     static const char *const decisions[][2] = {{"approve", "Allow"}, {"deny", "Deny"}};
     for (int i = 0; i < 2; i++) {
-        buf_printf(&b, "<form method=\"post\" action=\"/oauth/consent\" id=\"%s\">"
-                       "<input type=\"hidden\" name=\"authz\" value=\"",
+        buf_printf(&b,
+                   "<form method=\"post\" action=\"/oauth/consent\" id=\"%s\">"
+                   "<input type=\"hidden\" name=\"authz\" value=\"",
                    decisions[i][0]);
         oauth_html_escape(&b, authz_id);
         buf_append_str(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
         oauth_html_escape(&b, csrf);
-        buf_printf(&b, "\"><input type=\"hidden\" name=\"decision\" value=\"%s\">"
-                       "<button type=\"submit\">%s</button></form>\n",
+        buf_printf(&b,
+                   "\"><input type=\"hidden\" name=\"decision\" value=\"%s\">"
+                   "<button type=\"submit\">%s</button></form>\n",
                    decisions[i][0], decisions[i][1]);
     }
     sodium_memzero(csrf, sizeof(csrf));
@@ -270,7 +273,8 @@ static int authorize_client(struct oauth_ctx *o, const struct config *cfg, h2o_r
     if (!oauth_client_redirect_ok(c, redirect_uri)) {
         const char *first =
             json_string_value(json_array_get(json_object_get(c->metadata, "redirect_uris"), 0));
-        return oauth_error_page(req, 400, "redirect_uri \"%.300s\" does not match the registered "
+        return oauth_error_page(req, 400,
+                                "redirect_uri \"%.300s\" does not match the registered "
                                 "%s for client \"%.200s\"",
                                 redirect_uri, first ? first : "(none)", client_id);
     }
@@ -360,11 +364,11 @@ int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
     if (client_id == NULL)
         return oauth_error_page(req, 400, "client_id is required");
     if (strlen(client_id) > STORE_CLIENT_ID_MAX)
-        return oauth_error_page(req, 400, "client_id is longer than %d bytes",
-                                STORE_CLIENT_ID_MAX);
+        return oauth_error_page(req, 400, "client_id is longer than %d bytes", STORE_CLIENT_ID_MAX);
     if (oauth_cimd_client_id(client_id)) {
         if (!cfg->auth.cimd)
-            return oauth_error_page(req, 400, "client_id \"%s\" is a metadata document URL, but "
+            return oauth_error_page(req, 400,
+                                    "client_id \"%s\" is a metadata document URL, but "
                                     "Client ID Metadata Documents are disabled here "
                                     "(auth.registration.cimd)",
                                     client_id);
@@ -407,19 +411,20 @@ int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
     }
     hash_of(id, id_hash);
     if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0) {
-        status = oauth_error_page(req, 400, "this sign-in request expired or was already used; "
+        status = oauth_error_page(req, 400,
+                                  "this sign-in request expired or was already used; "
                                   "start again from the application");
         goto out;
     }
     const char *want = jstr(authz, "login_csrf");
     if (!secret_equal(want, strlen(want), csrf, strlen(csrf))) {
-        status = oauth_error_page(req, 403, "the sign-in form's CSRF token does not match; "
+        status = oauth_error_page(req, 403,
+                                  "the sign-in form's CSRF token does not match; "
                                   "reload the page from the application");
         goto out;
     }
     struct store_user u;
-    if (name == NULL || pw == NULL ||
-        store_user_check_password(o->st, name, pw, &u) != 0) {
+    if (name == NULL || pw == NULL || store_user_check_password(o->st, name, pw, &u) != 0) {
         status = login_page(o, cfg, req, id, authz, "Wrong user name or password.");
         log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name ? name : "");
         goto out;
@@ -427,8 +432,8 @@ int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
     char session[RAND_TOKEN_SIZE], session_hash[TOKEN_HASH_SIZE];
     new_token(session, session_hash);
     json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u.id, "name", u.name);
-    int err = store_ephemeral_put(o->st, "login", session_hash, rec,
-                                  oauth_now() + cfg->auth.login_ttl_s);
+    int err =
+        store_ephemeral_put(o->st, "login", session_hash, rec, oauth_now() + cfg->auth.login_ttl_s);
     json_decref(rec);
     if (err) {
         sodium_memzero(session, sizeof(session));
@@ -466,7 +471,8 @@ static int consent_show(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
     json_t *authz = NULL;
     hash_of(id, id_hash);
     if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0)
-        return oauth_error_page(req, 400, "this authorization request expired or was already "
+        return oauth_error_page(req, 400,
+                                "this authorization request expired or was already "
                                 "decided; start again from the application");
     int status = next_step(o, cfg, req, id, authz);
     json_decref(authz);
@@ -527,23 +533,27 @@ int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
     hash_of(csrf, csrf_hash);
     hash_of(id, id_hash);
     if (store_ephemeral_take(o->st, "csrf", csrf_hash, &csrf_rec) != 0) {
-        status = oauth_error_page(req, 403, "the consent form's CSRF token is unknown, expired or "
+        status = oauth_error_page(req, 403,
+                                  "the consent form's CSRF token is unknown, expired or "
                                   "already used; start again from the application");
         goto out;
     }
     if (!login_user(o, req, &u, login_hash)) {
-        status = oauth_error_page(req, 403, "you are not signed in any more; start again from "
+        status = oauth_error_page(req, 403,
+                                  "you are not signed in any more; start again from "
                                   "the application");
         goto out;
     }
     if (strcmp(jstr(csrf_rec, "login"), login_hash) != 0 ||
         strcmp(jstr(csrf_rec, "authz"), id) != 0) {
-        status = oauth_error_page(req, 403, "the consent form was not issued to this sign-in "
+        status = oauth_error_page(req, 403,
+                                  "the consent form was not issued to this sign-in "
                                   "session for this request");
         goto out;
     }
     if (store_ephemeral_take(o->st, "authz", id_hash, &authz) != 0) {
-        status = oauth_error_page(req, 400, "this authorization request expired or was already "
+        status = oauth_error_page(req, 400,
+                                  "this authorization request expired or was already "
                                   "decided; start again from the application");
         goto out;
     }

@@ -96,8 +96,10 @@ static void fetched_cb(void *arg, int err, const struct fetch_response *r, const
     struct cimd_fetch *f = arg;
     f->x = NULL;
     if (err == ERR_LIMIT && why && strstr(why, "redirect") == NULL)
-        return cimd_finish(f, err, "the document is larger than %zu bytes "
-                           "(auth.registration.cimd_max_size)", f->max);
+        return cimd_finish(f, err,
+                           "the document is larger than %zu bytes "
+                           "(auth.registration.cimd_max_size)",
+                           f->max);
     if (err)
         return cimd_finish(f, err, "%s%s", why ? why : err_str(err),
                            err == ERR_DENIED ? " (SSRF protection; "
@@ -190,8 +192,8 @@ int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
     struct fetch_request fr = {.url = client_id,
                                .accept = "application/json",
                                .max_size = f->max,
-                               .timeout_ms = cfg->auth.cimd_timeout_ms ? cfg->auth.cimd_timeout_ms
-                                                                       : 5000,
+                               .timeout_ms =
+                                   cfg->auth.cimd_timeout_ms ? cfg->auth.cimd_timeout_ms : 5000,
                                .max_redirects = CIMD_MAX_REDIRECTS,
                                .allow_private = cfg->auth.cimd_allow_private};
     int err = fetch_start(o->fetcher, &fr, fetched_cb, f, &f->x);

@@ -43,8 +43,9 @@ bool oauth_client_auth(struct oauth_ctx *o, h2o_req_t *req, const struct oauth_f
     const char *id = bid ? bid : fid;
     const char *secret = bsecret ? bsecret : fsecret;
     if (bid && fsecret) {
-        oauth_send_error(req, 400, "invalid_request",
-                         "the client authenticated twice (Basic and client_secret); use one method");
+        oauth_send_error(
+            req, 400, "invalid_request",
+            "the client authenticated twice (Basic and client_secret); use one method");
         goto out;
     }
     if (bid && fid && strcmp(bid, fid) != 0) {
@@ -127,8 +128,10 @@ bool oauth_scope_allowed(const struct config *cfg, const char *scope, struct err
         for (size_t i = 0; i < cfg->auth.nscopes && !found; i++)
             found = strlen(cfg->auth.scopes[i]) == len && memcmp(cfg->auth.scopes[i], p, len) == 0;
         if (!found) {
-            err_info_set(ei, ERR_INVAL, 0, 0, "scope \"%.*s\" is not offered here (scopes: see "
-                         "scopes_supported)", (int)(len > 64 ? 64 : len), p);
+            err_info_set(ei, ERR_INVAL, 0, 0,
+                         "scope \"%.*s\" is not offered here (scopes: see "
+                         "scopes_supported)",
+                         (int)(len > 64 ? 64 : len), p);
             return false;
         }
         p += len;
@@ -168,9 +171,9 @@ int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struc
     static const char *const grants[] = {"authorization_code", "refresh_token", NULL};
     static const char *const methods[] = {"none", "client_secret_basic", "client_secret_post",
                                           NULL};
-    static const char *const copied[] = {"client_name", "client_uri", "logo_uri", "scope",
-                                         "software_id", "software_version", "contacts", "tos_uri",
-                                         "policy_uri", NULL};
+    static const char *const copied[] = {
+        "client_name",      "client_uri", "logo_uri", "scope",      "software_id",
+        "software_version", "contacts",   "tos_uri",  "policy_uri", NULL};
     if (!json_is_object(in))
         return err_info_set(ei, ERR_INVAL, 0, 0, "the client metadata must be a JSON object");
     json_t *m = json_object();
@@ -178,9 +181,9 @@ int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struc
     json_t *uris = json_object_get(in, "redirect_uris");
     if (!json_is_array(uris) || json_array_size(uris) == 0 ||
         json_array_size(uris) > MAX_REDIRECT_URIS) {
-        err = err_info_set(ei, ERR_INVAL, 0, 0,
-                           "redirect_uris is required: an array of 1 to %d URIs",
-                           MAX_REDIRECT_URIS);
+        err =
+            err_info_set(ei, ERR_INVAL, 0, 0, "redirect_uris is required: an array of 1 to %d URIs",
+                         MAX_REDIRECT_URIS);
         goto out;
     }
     size_t i;
@@ -228,13 +231,13 @@ int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struc
         }
         json_object_set(m, "grant_types", gt);
     } else {
-        json_object_set_new(m, "grant_types", json_pack("[s,s]", "authorization_code",
-                                                        "refresh_token"));
+        json_object_set_new(m, "grant_types",
+                            json_pack("[s,s]", "authorization_code", "refresh_token"));
     }
     json_t *rt = json_object_get(in, "response_types");
-    if (rt != NULL && !(json_is_array(rt) && json_array_size(rt) == 1 &&
-                        json_is_string(json_array_get(rt, 0)) &&
-                        strcmp(json_string_value(json_array_get(rt, 0)), "code") == 0)) {
+    if (rt != NULL &&
+        !(json_is_array(rt) && json_array_size(rt) == 1 && json_is_string(json_array_get(rt, 0)) &&
+          strcmp(json_string_value(json_array_get(rt, 0)), "code") == 0)) {
         err = err_info_set(ei, ERR_INVAL, 0, 0, "response_types must be [\"code\"]");
         goto out;
     }
@@ -243,9 +246,9 @@ int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struc
         json_t *val = json_object_get(in, *k);
         if (val == NULL)
             continue;
-        if (strcmp(*k, "contacts") == 0 ? !json_is_array(val)
-                                        : !json_is_string(val) ||
-                                              strlen(json_string_value(val)) > 512) {
+        if (strcmp(*k, "contacts") == 0
+                ? !json_is_array(val)
+                : !json_is_string(val) || strlen(json_string_value(val)) > 512) {
             err = err_info_set(ei, ERR_INVAL, 0, 0, "%s has the wrong type or is too long", *k);
             goto out;
         }
@@ -285,9 +288,10 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     struct err_info ei = {0};
     int status;
     if (oauth_client_metadata_check(in, false, &m, &ei) != 0) {
-        status = oauth_send_error(
-            req, 400, strstr(ei.msg, "redirect") ? "invalid_redirect_uri" : "invalid_client_metadata",
-            "%s", ei.msg);
+        status = oauth_send_error(req, 400,
+                                  strstr(ei.msg, "redirect") ? "invalid_redirect_uri"
+                                                             : "invalid_client_metadata",
+                                  "%s", ei.msg);
         goto out;
     }
     const char *scope = json_string_value(json_object_get(m, "scope"));
@@ -301,8 +305,8 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     memcpy(id, "dcr_", 4);
     snprintf(c.client_id, sizeof(c.client_id), "%s", id);
     c.kind = STORE_CLIENT_DCR;
-    c.confidential = strcmp(json_string_value(json_object_get(m, "token_endpoint_auth_method")),
-                            "none") != 0;
+    c.confidential =
+        strcmp(json_string_value(json_object_get(m, "token_endpoint_auth_method")), "none") != 0;
     c.created_at = oauth_now();
     c.metadata = m;
     char secret[64] = "";
@@ -311,8 +315,8 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     int err = store_client_put(o->st, &c, c.confidential ? secret : NULL);
     if (err) {
         sodium_memzero(secret, sizeof(secret));
-        status = oauth_send_error(req, 500, "server_error", "cannot store the client: %s",
-                                  err_str(err));
+        status =
+            oauth_send_error(req, 500, "server_error", "cannot store the client: %s", err_str(err));
         goto out;
     }
     json_t *res = json_deep_copy(m);

@@ -23,8 +23,7 @@ static int hexval(char c)
 }
 
 /* Decode one form-encoded component into a new string. */
-static int form_decode(const char *s, size_t len, char **out, const char *what,
-                       struct err_info *ei)
+static int form_decode(const char *s, size_t len, char **out, const char *what, struct err_info *ei)
 {
     char *d = malloc(len + 1);
     if (d == NULL)
@@ -88,8 +87,8 @@ int oauth_form_parse(const char *s, size_t len, struct oauth_form *f, struct err
         const char *eq = memchr(s + i, '=', end - i);
         size_t nend = eq ? (size_t)(eq - s) : end;
         if (f->n == OAUTH_FORM_MAX_PARAMS) {
-            err = err_info_set(ei, ERR_LIMIT, 0, 0, "more than %d parameters",
-                               OAUTH_FORM_MAX_PARAMS);
+            err =
+                err_info_set(ei, ERR_LIMIT, 0, 0, "more than %d parameters", OAUTH_FORM_MAX_PARAMS);
             goto out;
         }
         char *name = NULL, *value = NULL;
@@ -102,8 +101,8 @@ int oauth_form_parse(const char *s, size_t len, struct oauth_form *f, struct err
         }
         char what[80];
         snprintf(what, sizeof(what), "parameter %.40s", name);
-        if ((err = form_decode(eq ? eq + 1 : s + end, eq ? end - nend - 1 : 0, &value, what,
-                               ei)) != 0) {
+        if ((err = form_decode(eq ? eq + 1 : s + end, eq ? end - nend - 1 : 0, &value, what, ei)) !=
+            0) {
             free(name);
             goto out;
         }
@@ -166,8 +165,8 @@ int oauth_basic_decode(const char *hdr, size_t len, char **id, char **secret, st
     }
     if ((err = form_decode(raw, (size_t)(colon - raw), &i, "Basic client_id", ei)) != 0)
         goto out;
-    if ((err = form_decode(colon + 1, rlen - (size_t)(colon + 1 - raw), &s, "Basic secret",
-                           ei)) != 0)
+    if ((err = form_decode(colon + 1, rlen - (size_t)(colon + 1 - raw), &s, "Basic secret", ei)) !=
+        0)
         goto out;
     if (i[0] == '\0') {
         err = err_info_set(ei, ERR_PARSE, 0, 0, "the Basic credentials have an empty client_id");

@@ -162,12 +162,23 @@ int oauth_html_escape(struct buf *b, const char *s)
     int err = 0;
     for (; *s && err == 0; s++) {
         switch (*s) {
-        case '<': err = buf_append_str(b, "&lt;"); break;
-        case '>': err = buf_append_str(b, "&gt;"); break;
-        case '&': err = buf_append_str(b, "&amp;"); break;
-        case '"': err = buf_append_str(b, "&quot;"); break;
-        case '\'': err = buf_append_str(b, "&#39;"); break;
-        default: err = buf_append(b, s, 1);
+        case '<':
+            err = buf_append_str(b, "&lt;");
+            break;
+        case '>':
+            err = buf_append_str(b, "&gt;");
+            break;
+        case '&':
+            err = buf_append_str(b, "&amp;");
+            break;
+        case '"':
+            err = buf_append_str(b, "&quot;");
+            break;
+        case '\'':
+            err = buf_append_str(b, "&#39;");
+            break;
+        default:
+            err = buf_append(b, s, 1);
         }
     }
     return err;
@@ -314,8 +325,8 @@ const char *oauth_login_cookie_name(const struct oauth_ctx *o)
 bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req)
 {
     h2o_iovec_t origin = oauth_header(req, H2O_STRLIT("origin"));
-    if (origin.base == NULL || (origin.len == strlen(o->issuer) &&
-                                strncasecmp(origin.base, o->issuer, origin.len) == 0))
+    if (origin.base == NULL ||
+        (origin.len == strlen(o->issuer) && strncasecmp(origin.base, o->issuer, origin.len) == 0))
         return true;
     oauth_error_page(req, 403,
                      "this form was posted from another site (Origin %.*s); forms are accepted "
@@ -362,9 +373,9 @@ int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     json_object_set_new(m, "scopes_supported", scopes_supported(cfg));
     json_object_set_new(m, "response_types_supported", json_pack("[s]", "code"));
     json_object_set_new(m, "response_modes_supported", json_pack("[s]", "query"));
-    json_object_set_new(m, "grant_types_supported",
-                        json_pack("[s,s,s]", "authorization_code", "refresh_token",
-                                  "client_credentials"));
+    json_object_set_new(
+        m, "grant_types_supported",
+        json_pack("[s,s,s]", "authorization_code", "refresh_token", "client_credentials"));
     json_t *methods = json_pack("[s,s,s]", "client_secret_basic", "client_secret_post", "none");
     json_object_set(m, "token_endpoint_auth_methods_supported", methods);
     json_object_set(m, "revocation_endpoint_auth_methods_supported", methods);
@@ -383,15 +394,17 @@ int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_
                              const char *server)
 {
     if (server != NULL && config_find_server(cfg, server) == NULL)
-        return oauth_send_error(req, 404, "not_found", "no server named \"%.64s\" behind this "
-                                "gateway", server);
+        return oauth_send_error(req, 404, "not_found",
+                                "no server named \"%.64s\" behind this "
+                                "gateway",
+                                server);
     char resource[OAUTH_ISSUER_MAX + CONFIG_NAME_MAX + 8];
     snprintf(resource, sizeof(resource), "%s/mcp%s%s", o->issuer, server ? "/" : "",
              server ? server : "");
-    json_t *m = json_pack("{s:s, s:[s], s:o, s:[s], s:s}", "resource", resource,
-                          "authorization_servers", o->issuer, "scopes_supported",
-                          scopes_supported(cfg), "bearer_methods_supported", "header",
-                          "resource_name", server ? server : "Gatehouse MCP gateway");
+    json_t *m =
+        json_pack("{s:s, s:[s], s:o, s:[s], s:s}", "resource", resource, "authorization_servers",
+                  o->issuer, "scopes_supported", scopes_supported(cfg), "bearer_methods_supported",
+                  "header", "resource_name", server ? server : "Gatehouse MCP gateway");
     oauth_send_json(req, 200, m);
     json_decref(m);
     return 200;
@@ -457,7 +470,8 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
                    : oauth_send_error(req, 405, "invalid_request", "use GET");
     if (path_is(p, WK_PR) || path_is(p, WK_PR "/mcp"))
         return oauth_protected_resource(o, cfg, req, NULL);
-    if (p.len > sizeof(WK_PR "/mcp/") - 1 && memcmp(p.base, WK_PR "/mcp/", sizeof(WK_PR "/mcp/") - 1) == 0) {
+    if (p.len > sizeof(WK_PR "/mcp/") - 1 &&
+        memcmp(p.base, WK_PR "/mcp/", sizeof(WK_PR "/mcp/") - 1) == 0) {
         char name[CONFIG_NAME_MAX + 1];
         size_t n = p.len - (sizeof(WK_PR "/mcp/") - 1);
         if (n > CONFIG_NAME_MAX)
@@ -475,8 +489,9 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
     if (path_is(p, "/oauth/consent"))
         return oauth_consent(o, cfg, req);
     if (path_is(p, "/oauth/token"))
-        return post ? oauth_token(o, cfg, req)
-                    : oauth_send_error(req, 405, "invalid_request", "the token endpoint takes POST");
+        return post
+                   ? oauth_token(o, cfg, req)
+                   : oauth_send_error(req, 405, "invalid_request", "the token endpoint takes POST");
     if (path_is(p, "/oauth/register"))
         return post ? oauth_register(o, cfg, req)
                     : oauth_send_error(req, 405, "invalid_request", "registration takes POST");
@@ -521,7 +536,8 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
     snprintf(resource, sizeof(resource), "%s/mcp%s%s", o->issuer, server ? "/" : "",
              server ? server : "");
     char hdr[1400];
-    int n = snprintf(hdr, sizeof(hdr), "Bearer resource_metadata=\"%s/.well-known/"
+    int n = snprintf(hdr, sizeof(hdr),
+                     "Bearer resource_metadata=\"%s/.well-known/"
                      "oauth-protected-resource/mcp%s%s\"",
                      o->issuer, server ? "/" : "", server ? server : "");
     const char *required = cfg->auth.required_scope ? cfg->auth.required_scope : "mcp";
@@ -535,8 +551,8 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
     }
     h2o_iovec_t a = oauth_header(req, H2O_STRLIT("authorization"));
     struct err_info ei = {0};
-    enum auth_verdict v = auth_validate(o->v, a.base, a.base ? a.len : 0, resource, required, p,
-                                        &ei);
+    enum auth_verdict v =
+        auth_validate(o->v, a.base, a.base ? a.len : 0, resource, required, p, &ei);
     if (v == AUTH_OK)
         return true;
     char desc[600];
@@ -553,8 +569,10 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
                  ", error=\"insufficient_scope\", scope=\"%s\", error_description=\"%s\"", required,
                  desc);
     } else {
-        snprintf(hdr + n, sizeof(hdr) - (size_t)n, ", error=\"invalid_token\", "
-                 "error_description=\"%s\"", desc);
+        snprintf(hdr + n, sizeof(hdr) - (size_t)n,
+                 ", error=\"invalid_token\", "
+                 "error_description=\"%s\"",
+                 desc);
     }
     oauth_add_header(req, "www-authenticate", hdr);
     json_t *e = json_pack("{s:s, s:s}", "error", code, "error_description", desc);

@@ -22,7 +22,7 @@ struct oauth_ctx {
     struct store *st;
     struct auth_validator *v;
     char issuer[OAUTH_ISSUER_MAX];
-    bool secure_cookie; /* the issuer is https: __Host- cookie with Secure */
+    bool secure_cookie;      /* the issuer is https: __Host- cookie with Secure */
     struct fetcher *fetcher; /* CIMD fetches; made at the first one */
     bool closing;
     struct cimd_fetch *fetches; /* in flight */

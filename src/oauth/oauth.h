@@ -58,7 +58,7 @@ struct oauth_url {
     bool https;
     bool loopback; /* host is 127.0.0.0/8, [::1] or localhost */
     char host[256];
-    unsigned port; /* 0 when absent */
+    unsigned port;   /* 0 when absent */
     size_t path_off; /* offset of the path (after the authority) in the URL text */
 };
 /* Parse an absolute URL: scheme http or https, a host, an optional port, no user-info, no

@@ -94,8 +94,10 @@ static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_
         token_hash(rt, strlen(rt), rt_hash);
         if ((err = store_refresh_put(o->st, family->id, rt_hash, family->expires_at)) != 0) {
             secret_free(at);
-            return oauth_send_error(req, 500, "server_error", "cannot record the refresh token: "
-                                    "%s", err_str(err));
+            return oauth_send_error(req, 500, "server_error",
+                                    "cannot record the refresh token: "
+                                    "%s",
+                                    err_str(err));
         }
     }
     json_t *res = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at, "token_type", "Bearer",
@@ -133,8 +135,7 @@ static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
     if (code == NULL)
         return oauth_send_error(req, 400, "invalid_request", "code is required");
     if (verifier == NULL)
-        return oauth_send_error(req, 400, "invalid_request",
-                                "code_verifier is required (PKCE)");
+        return oauth_send_error(req, 400, "invalid_request", "code_verifier is required (PKCE)");
     if (redirect_uri == NULL)
         return oauth_send_error(req, 400, "invalid_request",
                                 "redirect_uri is required (the one of the authorization request)");
@@ -217,7 +218,8 @@ static int grant_refresh(struct oauth_ctx *o, const struct config *cfg, h2o_req_
     if (err == ERR_DENIED)
         return oauth_send_error(req, 400, "invalid_grant", "the refresh token's grant was revoked");
     if (err)
-        return oauth_send_error(req, 400, "invalid_grant", "the refresh token is unknown or "
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the refresh token is unknown or "
                                 "expired");
     if (strcmp(fam.client_id, client->client_id) != 0) {
         store_family_revoke(o->st, fam.id);

@@ -56,8 +56,8 @@ int main(int argc, char **argv)
         c.user_id = u.id;
         c.confidential = true;
         c.created_at = (int64_t)time(NULL);
-        c.metadata = json_pack("{s:s, s:[s]}", "client_name", name, "grant_types",
-                               "client_credentials");
+        c.metadata =
+            json_pack("{s:s, s:[s]}", "client_name", name, "grant_types", "client_credentials");
         err = store_client_put(st, &c, secret);
         json_decref(c.metadata);
         if (err)
