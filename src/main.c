@@ -6,8 +6,11 @@
  *   gatehouse check-config FILE      validate a configuration and exit
  *   gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]
  *                                    the MCP tools an OpenAPI document would become
+ *   gatehouse user|team|account|apikey|client|revoke ...
+ *                                    administration of the store (src/admin/cli.c)
  *   gatehouse version
  */
+#include "admin/cli.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -36,6 +39,10 @@ static void usage(FILE *out)
             "       gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]\n"
             "                                     the MCP tools an OpenAPI document becomes\n"
             "       gatehouse version\n");
+    admin_cli_usage(out);
+    fprintf(out, "The administration commands use the store of -c FILE (default ./gatehouse.yaml "
+                 "when present, else gatehouse.db).\n"
+                 "Exit codes: 0 done, 1 refused, 2 usage error.\n");
 }
 
 static int load(const char *path, struct config **cfg)
@@ -308,12 +315,17 @@ int main(int argc, char **argv)
         return cmd_run(0, NULL);
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 2, argv + 2);
-    if (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)
+    if (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0) {
+        if (argc >= 4 && admin_cli_handles(argv[3])) /* gatehouse -c FILE user list */
+            return admin_cli_main(argc - 1, argv + 1);
         return cmd_run(argc - 1, argv + 1);
+    }
     if (strcmp(argv[1], "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "openapi") == 0)
         return cmd_openapi(argc - 2, argv + 2);
+    if (admin_cli_handles(argv[1]))
+        return admin_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("gatehouse %s\n", GATEHOUSE_VERSION);
         return 0;

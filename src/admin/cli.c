@@ -1,0 +1,946 @@
+/*
+ * `gatehouse user|team|account|apikey|client|revoke ...`: the administration commands, run in
+ * their own process against the store the configuration names. Each command is a row of the
+ * table at the bottom: its words, its usage line and a handler that gets the positional
+ * arguments and the options already parsed.
+ *
+ * Secrets (passwords, API keys, client secrets) are printed once on stdout, alone on their line
+ * so that scripts can take them, with the explanation on stderr; they are never written anywhere
+ * else, and the buffers that held them are wiped.
+ */
+#include "admin/cli.h"
+#include "auth/auth.h"
+#include "config/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/secret.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG_FILE "gatehouse.yaml"
+#define MAX_ARGS 16
+#define MAX_REDIRECTS 16
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+#define RANDOM_PASSWORD_BYTES 18 /* 24 base64url characters */
+#define CLIENT_ID_BYTES 8        /* "ghc_" and 16 hex characters */
+
+enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
+
+/* What a command line carried, parsed once for every command; a command refuses the options it
+   does not take (see `takes` in the table). */
+struct args {
+    const char *pos[MAX_ARGS];
+    size_t npos;
+    const char *email, *account, *label, *user, *name, *role, *alg;
+    const char *redirects[MAX_REDIRECTS];
+    size_t nredirects;
+    bool admin, json, password_stdin, random, no_password;
+};
+
+enum opt_bit {
+    O_EMAIL = 1 << 0,
+    O_ADMIN = 1 << 1,
+    O_PASSWORD = 1 << 2, /* --password-stdin, --random, --no-password */
+    O_JSON = 1 << 3,
+    O_ROLE = 1 << 4,
+    O_ACCOUNT = 1 << 5,
+    O_LABEL = 1 << 6,
+    O_USER = 1 << 7,
+    O_NAME = 1 << 8,
+    O_REDIRECT = 1 << 9,
+    O_ALG = 1 << 10,
+};
+
+struct command;
+
+struct cli {
+    struct config *cfg;
+    struct store *st;
+    const struct command *cmd; /* the one running */
+};
+
+struct command {
+    const char *words[3]; /* "team", "member", "add" */
+    size_t npos;          /* positional arguments after the words */
+    unsigned takes;       /* enum opt_bit */
+    const char *usage;
+    int (*run)(struct cli *c, const struct args *a);
+};
+
+__attribute__((format(printf, 1, 2))) static int refuse(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gatehouse: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_REFUSED;
+}
+
+static void print_usage(FILE *out, const struct command *cmd)
+{
+    fprintf(out, "usage: gatehouse %s\n", cmd->usage);
+}
+
+__attribute__((format(printf, 2, 3))) static int usage_error(const struct command *cmd,
+                                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gatehouse: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    print_usage(stderr, cmd);
+    return EXIT_USAGE;
+}
+
+static const char *iso_time(int64_t t, char buf[32])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+        return "-";
+    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+/* ---- looking things up by name, with the refusal naming what is missing ---- */
+
+static int find_user(struct cli *c, const char *name, struct store_user *u)
+{
+    int err = store_user_find(c->st, name, u);
+    if (err == ERR_NOTFOUND)
+        return refuse("no user named \"%s\"", name);
+    if (err)
+        return refuse("cannot read user \"%s\": %s", name, err_str(err));
+    return 0;
+}
+
+static int store_failed(const char *what, int err)
+{
+    return refuse("%s: %s", what, err_str(err));
+}
+
+/* ---- passwords ---- */
+
+/* Read one line (without its newline) from fd into out; false when empty or too long. */
+static bool read_line(int fd, char *out, size_t size)
+{
+    size_t n = 0;
+    char ch;
+    ssize_t r;
+    while ((r = read(fd, &ch, 1)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 || ch == '\n')
+            break;
+        if (n + 1 >= size) {
+            sodium_memzero(out, size);
+            return false;
+        }
+        out[n++] = ch;
+    }
+    if (n > 0 && out[n - 1] == '\r')
+        n--;
+    out[n] = '\0';
+    return n > 0;
+}
+
+/* Ask on the terminal, echo off. */
+static bool prompt_line(int tty, const char *prompt, char *out, size_t size)
+{
+    struct termios old, quiet;
+    bool restore = tcgetattr(tty, &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL;
+        tcsetattr(tty, TCSAFLUSH, &quiet);
+    }
+    if (write(tty, prompt, strlen(prompt)) < 0) {
+        /* the read below fails the same way */
+    }
+    bool ok = read_line(tty, out, size);
+    if (restore)
+        tcsetattr(tty, TCSAFLUSH, &old);
+    return ok;
+}
+
+/* The password for `user add` / `user passwd`, by the options given: --password-stdin (first
+   line of stdin), --random (generated; *generated set so that the caller prints it once),
+   --no-password (none: out stays ""), or asked twice on the terminal. Returns 0, EXIT_REFUSED or
+   EXIT_USAGE. */
+static int get_password(const struct command *cmd, const struct args *a, char *out, size_t size,
+                        bool *generated)
+{
+    *generated = false;
+    if (a->password_stdin + a->random + a->no_password > 1)
+        return usage_error(cmd, "--password-stdin, --random and --no-password exclude each other");
+    if (a->no_password)
+        return 0;
+    if (a->random) {
+        rand_token(out, size, RANDOM_PASSWORD_BYTES);
+        *generated = true;
+        return 0;
+    }
+    if (a->password_stdin) {
+        if (!read_line(STDIN_FILENO, out, size))
+            return refuse("no password on stdin (expected one line of at most %d bytes)",
+                          PASSWORD_MAX);
+    } else {
+        int tty = isatty(STDIN_FILENO) ? open("/dev/tty", O_RDWR | O_CLOEXEC) : -1;
+        if (tty < 0)
+            return usage_error(cmd, "no terminal to ask for the password on; use "
+                                    "--password-stdin or --random");
+        char again[PASSWORD_MAX + 2];
+        bool ok = prompt_line(tty, "Password: ", out, size) &&
+                  prompt_line(tty, "Again: ", again, sizeof(again));
+        bool same = ok && secret_equal(out, strlen(out), again, strlen(again));
+        sodium_memzero(again, sizeof(again));
+        close(tty);
+        if (!ok)
+            return refuse("no password entered");
+        if (!same)
+            return refuse("the two passwords differ; nothing changed");
+    }
+    if (strlen(out) < PASSWORD_MIN)
+        return refuse("the password is shorter than %d characters", PASSWORD_MIN);
+    return 0;
+}
+
+static void print_generated_password(const char *user, const char *pw)
+{
+    fprintf(stderr, "The password of user \"%s\" (shown once; store it now):\n", user);
+    printf("%s\n", pw);
+    fflush(stdout);
+}
+
+/* ---- users ---- */
+
+static int user_add(struct cli *c, const struct args *a)
+{
+    char pw[PASSWORD_MAX + 2] = "";
+    bool generated = false;
+    int rc = get_password(c->cmd, a, pw, sizeof(pw), &generated);
+    if (rc != 0)
+        goto out;
+    struct store_user u;
+    struct err_info ei = {0};
+    int err =
+        store_user_add(c->st, a->pos[0], a->email, a->no_password ? NULL : pw, a->admin, &u, &ei);
+    if (err) {
+        rc = refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+        goto out;
+    }
+    if (generated)
+        print_generated_password(u.name, pw);
+    fprintf(stderr, "user \"%s\" added (id %lld%s%s)\n", u.name, (long long)u.id,
+            u.admin ? ", administrator" : "", a->no_password ? ", no password: SSO only" : "");
+out:
+    sodium_memzero(pw, sizeof(pw));
+    return rc;
+}
+
+struct list_ctx {
+    struct cli *c;
+    json_t *arr; /* --json */
+};
+
+static int team_json_cb(const char *team, enum store_role role, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:s, s:s}", "name", team, "role",
+                                         role == STORE_ROLE_ADMIN ? "admin" : "member"));
+    return 0;
+}
+
+static int team_text_cb(const char *team, enum store_role role, void *arg)
+{
+    size_t *n = arg;
+    printf("%s%s%s", (*n)++ ? "," : "", team, role == STORE_ROLE_ADMIN ? "(admin)" : "");
+    return 0;
+}
+
+static int user_list_cb(const struct store_user *u, void *arg)
+{
+    struct list_ctx *l = arg;
+    char t1[32];
+    if (l->arr) {
+        json_t *teams = json_array();
+        int err = store_user_teams(l->c->st, u->id, team_json_cb, teams);
+        json_array_append_new(l->arr,
+                              json_pack("{s:I, s:s, s:s, s:b, s:b, s:I, s:I, s:o}", "id",
+                                        (json_int_t)u->id, "name", u->name, "email", u->email,
+                                        "admin", u->admin, "disabled", u->disabled, "created_at",
+                                        (json_int_t)u->created_at, "tokens_valid_after",
+                                        (json_int_t)u->tokens_valid_after, "teams", teams));
+        return err;
+    }
+    printf("%-20s %-28s %-5s %-8s %-20s ", u->name, u->email[0] ? u->email : "-",
+           u->admin ? "yes" : "no", u->disabled ? "disabled" : "active",
+           iso_time(u->created_at, t1));
+    size_t n = 0;
+    int err = store_user_teams(l->c->st, u->id, team_text_cb, &n);
+    printf("%s\n", n ? "" : "-");
+    return err;
+}
+
+static int user_list(struct cli *c, const struct args *a)
+{
+    struct list_ctx l = {c, a->json ? json_array() : NULL};
+    if (!a->json)
+        printf("%-20s %-28s %-5s %-8s %-20s %s\n", "NAME", "EMAIL", "ADMIN", "STATE", "CREATED",
+               "TEAMS");
+    int err = store_user_list(c->st, user_list_cb, &l);
+    if (err == 0 && l.arr) {
+        json_dumpf(l.arr, stdout, JSON_INDENT(2));
+        putchar('\n');
+    }
+    json_decref(l.arr);
+    return err ? store_failed("cannot list users", err) : 0;
+}
+
+static int user_set_disabled(struct cli *c, const struct args *a, bool disabled)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    int err = store_user_set_disabled(c->st, u.id, disabled);
+    if (err)
+        return store_failed("cannot change the user", err);
+    if (disabled)
+        printf("user \"%s\" disabled: they cannot log in and every token they hold is refused\n",
+               u.name);
+    else
+        printf("user \"%s\" enabled\n", u.name);
+    return 0;
+}
+
+static int user_disable(struct cli *c, const struct args *a)
+{
+    return user_set_disabled(c, a, true);
+}
+
+static int user_enable(struct cli *c, const struct args *a)
+{
+    return user_set_disabled(c, a, false);
+}
+
+static int user_passwd(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    char pw[PASSWORD_MAX + 2] = "";
+    bool generated;
+    if ((rc = get_password(c->cmd, a, pw, sizeof(pw), &generated)) != 0)
+        goto out;
+    int err = store_user_set_password(c->st, u.id, a->no_password ? NULL : pw);
+    if (err) {
+        rc = store_failed("cannot set the password", err);
+        goto out;
+    }
+    if (generated)
+        print_generated_password(u.name, pw);
+    fprintf(stderr, "password of user \"%s\" %s\n", u.name,
+            a->no_password ? "removed: SSO only" : "changed");
+out:
+    sodium_memzero(pw, sizeof(pw));
+    return rc;
+}
+
+static int has_admin_cb(const struct store_user *u, void *arg)
+{
+    return u->admin && !u->disabled;
+}
+
+/* `make run`: the first administrator, so that a fresh checkout can log in. Does nothing when
+   authentication is off or an active administrator exists. */
+static int user_bootstrap(struct cli *c, const struct args *a)
+{
+    if (!c->cfg->auth.enabled)
+        return 0;
+    int err = store_user_list(c->st, has_admin_cb, NULL);
+    if (err == 1)
+        return 0;
+    if (err)
+        return store_failed("cannot list users", err);
+    char pw[RANDOM_PASSWORD_BYTES * 2];
+    rand_token(pw, sizeof(pw), RANDOM_PASSWORD_BYTES);
+    struct store_user u;
+    struct err_info ei = {0};
+    err = store_user_add(c->st, "admin", NULL, pw, true, &u, &ei);
+    if (err == ERR_EXISTS) {
+        sodium_memzero(pw, sizeof(pw));
+        fprintf(stderr,
+                "gatehouse: no active administrator, and the name \"admin\" is taken; make one "
+                "with: gatehouse user add NAME --admin\n");
+        return 0;
+    }
+    if (err) {
+        sodium_memzero(pw, sizeof(pw));
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    }
+    char issuer[300];
+    const struct config_listener *l = c->cfg->nlisteners ? &c->cfg->listeners[0] : NULL;
+    if (c->cfg->auth.issuer)
+        snprintf(issuer, sizeof(issuer), "%s", c->cfg->auth.issuer);
+    else if (l && strchr(l->address, ':')) /* IPv6 */
+        snprintf(issuer, sizeof(issuer), "%s://[%s]:%u", l->tls_cert ? "https" : "http", l->address,
+                 l->port);
+    else
+        snprintf(issuer, sizeof(issuer), "%s://%s:%u", l && l->tls_cert ? "https" : "http",
+                 l ? l->address : "127.0.0.1", (unsigned)(l ? l->port : 8080));
+    printf("First start: created the administrator \"admin\" with the password\n  %s\n"
+           "(shown once; change it with: gatehouse user passwd admin). Log in on the page an MCP "
+           "client opens at %s/oauth/authorize.\n",
+           pw, issuer);
+    fflush(stdout);
+    sodium_memzero(pw, sizeof(pw));
+    return 0;
+}
+
+/* ---- teams ---- */
+
+static int team_add(struct cli *c, const struct args *a)
+{
+    struct err_info ei = {0};
+    int err = store_team_add(c->st, a->pos[0], &ei);
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    printf("team \"%s\" added\n", a->pos[0]);
+    return 0;
+}
+
+static int team_list_cb(const char *team, size_t members, void *arg)
+{
+    printf("%-28s %zu\n", team, members);
+    return 0;
+}
+
+static int team_list(struct cli *c, const struct args *a)
+{
+    printf("%-28s %s\n", "TEAM", "MEMBERS");
+    int err = store_team_list(c->st, team_list_cb, NULL);
+    return err ? store_failed("cannot list teams", err) : 0;
+}
+
+static int team_member_add(struct cli *c, const struct args *a)
+{
+    enum store_role role = STORE_ROLE_MEMBER;
+    if (a->role && strcmp(a->role, "admin") == 0)
+        role = STORE_ROLE_ADMIN;
+    else if (a->role && strcmp(a->role, "member") != 0)
+        return usage_error(c->cmd, "unknown role \"%s\"; expected admin or member", a->role);
+    struct store_user u;
+    int rc = find_user(c, a->pos[1], &u);
+    if (rc)
+        return rc;
+    struct err_info ei = {0};
+    int err = store_team_add_member(c->st, a->pos[0], u.id, role, &ei);
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    printf("user \"%s\" is a%s of team \"%s\"\n", u.name,
+           role == STORE_ROLE_ADMIN ? "n administrator" : " member", a->pos[0]);
+    return 0;
+}
+
+static int team_member_remove(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[1], &u);
+    if (rc)
+        return rc;
+    int err = store_team_remove_member(c->st, a->pos[0], u.id);
+    if (err == ERR_NOTFOUND)
+        return refuse("user \"%s\" is not a member of a team named \"%s\"", u.name, a->pos[0]);
+    if (err)
+        return store_failed("cannot remove the member", err);
+    printf("user \"%s\" removed from team \"%s\"\n", u.name, a->pos[0]);
+    return 0;
+}
+
+/* ---- service accounts and API keys ---- */
+
+static int account_add(struct cli *c, const struct args *a)
+{
+    struct store_account acc;
+    struct err_info ei = {0};
+    int err = store_account_add(c->st, a->pos[0], &acc, &ei);
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    printf("service account \"%s\" added (id %lld); create a key with: gatehouse apikey create "
+           "--account %s\n",
+           acc.name, (long long)acc.id, acc.name);
+    return 0;
+}
+
+static int apikey_create(struct cli *c, const struct args *a)
+{
+    if (a->account == NULL)
+        return usage_error(c->cmd, "--account is required");
+    if (a->label && strlen(a->label) > STORE_NAME_MAX)
+        return refuse("the label is longer than %d bytes", STORE_NAME_MAX);
+    struct store_account acc;
+    int err = store_account_find(c->st, a->account, &acc);
+    if (err == ERR_NOTFOUND)
+        return refuse("no service account named \"%s\" (create it with: gatehouse account add "
+                      "%s)",
+                      a->account, a->account);
+    if (err)
+        return store_failed("cannot read the account", err);
+    char key[STORE_APIKEY_SIZE], id[32];
+    if ((err = store_apikey_create(c->st, acc.id, a->label, key, id)) != 0)
+        return store_failed("cannot create the API key", err);
+    fprintf(stderr,
+            "API key %s for service account \"%s\" (shown once; store it now; send it as "
+            "\"Authorization: Bearer <key>\"):\n",
+            id, acc.name);
+    printf("%s\n", key);
+    fflush(stdout);
+    sodium_memzero(key, sizeof(key));
+    return 0;
+}
+
+static int apikey_revoke(struct cli *c, const struct args *a)
+{
+    int err = store_apikey_revoke(c->st, a->pos[0]);
+    if (err == ERR_NOTFOUND)
+        return refuse("no API key with id \"%s\"", a->pos[0]);
+    if (err)
+        return store_failed("cannot revoke the API key", err);
+    printf("API key %s revoked\n", a->pos[0]);
+    return 0;
+}
+
+/* ---- per-user OAuth clients ---- */
+
+static bool redirect_uri_ok(const char *uri)
+{
+    static const char *const loopback[] = {"http://127.0.0.1", "http://localhost", "http://[::1]"};
+    if (strlen(uri) >= 1024 || strchr(uri, '#') != NULL)
+        return false;
+    if (strncmp(uri, "https://", 8) == 0)
+        return uri[8] != '\0' && uri[8] != '/';
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        size_t n = strlen(loopback[i]);
+        if (strncmp(uri, loopback[i], n) == 0 && (uri[n] == '\0' || uri[n] == ':' || uri[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+static int client_create(struct cli *c, const struct args *a)
+{
+    if (a->user == NULL)
+        return usage_error(c->cmd, "--user is required");
+    if (a->name && strlen(a->name) > STORE_NAME_MAX)
+        return refuse("the client name is longer than %d bytes", STORE_NAME_MAX);
+    for (size_t i = 0; i < a->nredirects; i++) {
+        if (!redirect_uri_ok(a->redirects[i]))
+            return refuse("redirect URI \"%s\" is not https:// (or http:// on a loopback "
+                          "address) without a fragment",
+                          a->redirects[i]);
+    }
+    struct store_user u;
+    int rc = find_user(c, a->user, &u);
+    if (rc)
+        return rc;
+    if (u.disabled)
+        return refuse("user \"%s\" is disabled; enable them first", u.name);
+
+    unsigned char raw[CLIENT_ID_BYTES];
+    char id[2 * CLIENT_ID_BYTES + 1], secret[64];
+    struct store_client cl = {.kind = STORE_CLIENT_USER, .user_id = u.id, .confidential = true};
+    rand_bytes(raw, sizeof(raw));
+    sodium_bin2hex(id, sizeof(id), raw, sizeof(raw));
+    snprintf(cl.client_id, sizeof(cl.client_id), "ghc_%s", id);
+    memcpy(secret, "ghs_", 4);
+    rand_token(secret + 4, sizeof(secret) - 4, 32);
+
+    json_t *uris = json_array(), *grants = json_array();
+    for (size_t i = 0; i < a->nredirects; i++)
+        json_array_append_new(uris, json_string(a->redirects[i]));
+    json_array_append_new(grants, json_string("client_credentials"));
+    if (a->nredirects) {
+        json_array_append_new(grants, json_string("authorization_code"));
+        json_array_append_new(grants, json_string("refresh_token"));
+    }
+    char defname[STORE_NAME_MAX + 16];
+    snprintf(defname, sizeof(defname), "%s's client", u.name);
+    cl.metadata = json_pack("{s:s, s:o, s:o, s:s}", "client_name", a->name ? a->name : defname,
+                            "redirect_uris", uris, "grant_types", grants,
+                            "token_endpoint_auth_method", "client_secret_basic");
+    int err = cl.metadata ? store_client_put(c->st, &cl, secret) : ERR_NOMEM;
+    json_decref(cl.metadata);
+    if (err) {
+        rc = store_failed("cannot create the client", err);
+        goto out;
+    }
+    fprintf(stderr, "OAuth client of user \"%s\" (the secret is shown once; store it now):\n",
+            u.name);
+    printf("client_id: %s\nclient_secret: %s\n", cl.client_id, secret);
+    fflush(stdout);
+out:
+    sodium_memzero(secret, sizeof(secret));
+    return rc;
+}
+
+static const char *client_kind_str(enum store_client_kind k)
+{
+    switch (k) {
+    case STORE_CLIENT_CONFIG:
+        return "config";
+    case STORE_CLIENT_DCR:
+        return "dcr";
+    case STORE_CLIENT_CIMD:
+        return "cimd";
+    case STORE_CLIENT_USER:
+        return "user";
+    }
+    return "?";
+}
+
+static int client_list_cb(const struct store_client *cl, void *arg)
+{
+    struct cli *c = arg;
+    struct store_user u;
+    char t1[32];
+    const char *owner = "-";
+    if (cl->user_id && store_user_get(c->st, cl->user_id, &u) == 0)
+        owner = u.name;
+    const char *name = json_string_value(json_object_get(cl->metadata, "client_name"));
+    printf("%-36s %-6s %-16s %-8s %-20s %s\n", cl->client_id, client_kind_str(cl->kind), owner,
+           cl->revoked ? "revoked" : "active", iso_time(cl->created_at, t1), name ? name : "-");
+    return 0;
+}
+
+static int client_list(struct cli *c, const struct args *a)
+{
+    struct store_user u = {0};
+    int rc;
+    if (a->user && (rc = find_user(c, a->user, &u)) != 0)
+        return rc;
+    printf("%-36s %-6s %-16s %-8s %-20s %s\n", "CLIENT_ID", "KIND", "USER", "STATE", "CREATED",
+           "NAME");
+    int err = store_client_list(c->st, u.id, client_list_cb, c);
+    return err ? store_failed("cannot list clients", err) : 0;
+}
+
+static int client_revoke(struct cli *c, const struct args *a)
+{
+    int err = store_client_revoke(c->st, a->pos[0]);
+    if (err == ERR_NOTFOUND)
+        return refuse("no client with client_id \"%s\"", a->pos[0]);
+    if (err)
+        return store_failed("cannot revoke the client", err);
+    printf("client %s revoked, and every grant it held\n", a->pos[0]);
+    return 0;
+}
+
+/* ---- revocation ---- */
+
+static int revoke_everything(struct cli *c, const struct args *a)
+{
+    if (a->user == NULL)
+        return usage_error(c->cmd, "--user is required");
+    struct store_user u;
+    int rc = find_user(c, a->user, &u);
+    if (rc)
+        return rc;
+    int err = store_revoke_user(c->st, u.id);
+    if (err)
+        return store_failed("cannot revoke", err);
+    printf("everything user \"%s\" held is revoked: tokens issued until now are refused, their "
+           "clients, refresh grants and login sessions are gone (a running gateway sees it on "
+           "its next request)\n",
+           u.name);
+    return 0;
+}
+
+/* ---- signing keys ---- */
+
+static int keys_rotate(struct cli *c, const struct args *a)
+{
+    const char *alg = a->alg                     ? a->alg
+                      : c->cfg->auth.signing_alg ? c->cfg->auth.signing_alg
+                                                 : "ES256";
+    if (strcmp(alg, "ES256") != 0 && strcmp(alg, "EdDSA") != 0)
+        return usage_error(c->cmd, "unknown algorithm \"%s\"; expected ES256 or EdDSA", alg);
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    struct err_info ei = {0};
+    char kid[64];
+    int rc = 0, err = auth_master_key_load(c->cfg->store.key_file, true, master, &ei);
+    if (err == 0)
+        err = auth_key_rotate(c->st, master, alg, kid, &ei);
+    sodium_memzero(master, sizeof(master));
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    /* keys retired longer ago than a token lives verify nothing any more */
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    if ((err = store_key_delete_retired_before(c->st, (int64_t)time(NULL) - grace)) != 0)
+        rc = store_failed("the new key is current, but old keys could not be pruned", err);
+    printf("signing key %s (%s) is current; a previous key still verifies for %lld s "
+           "(access_token_ttl); a running gateway picks the new one up on its next request\n",
+           kid, alg, (long long)grace);
+    return rc;
+}
+
+static int key_list_cb(const struct store_key *k, void *arg)
+{
+    int64_t grace = *(const int64_t *)arg;
+    char t1[32], t2[32];
+    const char *state = k->retired_at == 0                            ? "current"
+                        : k->retired_at + grace > (int64_t)time(NULL) ? "verifies"
+                                                                      : "expired";
+    printf("%-44s %-6s %-9s %-20s %s\n", k->kid, k->alg, state, iso_time(k->created_at, t1),
+           iso_time(k->retired_at, t2));
+    return 0;
+}
+
+static int keys_list(struct cli *c, const struct args *a)
+{
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    printf("%-44s %-6s %-9s %-20s %s\n", "KID", "ALG", "STATE", "CREATED", "RETIRED");
+    int err = store_key_list(c->st, key_list_cb, &grace);
+    return err ? store_failed("cannot list keys", err) : 0;
+}
+
+/* ---- the table, argument parsing, dispatch ---- */
+
+static const struct command commands[] = {
+    {{"user", "add"},
+     1,
+     O_EMAIL | O_ADMIN | O_PASSWORD,
+     "user add NAME [--email E] [--admin] [--password-stdin | --random | --no-password]",
+     user_add},
+    {{"user", "list"}, 0, O_JSON, "user list [--json]", user_list},
+    {{"user", "bootstrap"}, 0, 0, "user bootstrap", user_bootstrap},
+    {{"user", "disable"}, 1, 0, "user disable NAME", user_disable},
+    {{"user", "enable"}, 1, 0, "user enable NAME", user_enable},
+    {{"user", "passwd"},
+     1,
+     O_PASSWORD,
+     "user passwd NAME [--password-stdin | --random | --no-password]",
+     user_passwd},
+    {{"team", "add"}, 1, 0, "team add NAME", team_add},
+    {{"team", "list"}, 0, 0, "team list", team_list},
+    {{"team", "member", "add"},
+     2,
+     O_ROLE,
+     "team member add TEAM USER [--role admin|member]",
+     team_member_add},
+    {{"team", "member", "remove"}, 2, 0, "team member remove TEAM USER", team_member_remove},
+    {{"account", "add"}, 1, 0, "account add NAME", account_add},
+    {{"apikey", "create"},
+     0,
+     O_ACCOUNT | O_LABEL,
+     "apikey create --account A [--label L]",
+     apikey_create},
+    {{"apikey", "revoke"}, 1, 0, "apikey revoke ID", apikey_revoke},
+    {{"client", "create"},
+     0,
+     O_USER | O_NAME | O_REDIRECT,
+     "client create --user U [--name N] [--redirect-uri URI]...",
+     client_create},
+    {{"client", "list"}, 0, O_USER, "client list [--user U]", client_list},
+    {{"client", "revoke"}, 1, 0, "client revoke CLIENT_ID", client_revoke},
+    {{"revoke"}, 0, O_USER, "revoke --user U", revoke_everything},
+    {{"keys", "rotate"}, 0, O_ALG, "keys rotate [--alg ES256|EdDSA]", keys_rotate},
+    {{"keys", "list"}, 0, 0, "keys list", keys_list},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+void admin_cli_usage(FILE *out)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "       gatehouse %s [-c FILE]\n", commands[i].usage);
+}
+
+bool admin_cli_handles(const char *cmd)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].words[0], cmd) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The command whose words start argv; *nwords says how many it took. */
+static const struct command *find_command(int argc, char **argv, size_t *nwords)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        size_t n = 0;
+        while (n < 3 && commands[i].words[n] && (int)n < argc &&
+               strcmp(commands[i].words[n], argv[n]) == 0)
+            n++;
+        if (n == 3 || commands[i].words[n] == NULL) {
+            *nwords = n;
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+struct option_def {
+    const char *name;
+    unsigned bit;
+    size_t value_off; /* offset of the const char * in struct args, or 0 */
+    size_t flag_off;  /* offset of the bool, or 0 */
+};
+
+#define VAL(f) offsetof(struct args, f), 0
+#define FLAG(f) 0, offsetof(struct args, f)
+static const struct option_def options[] = {
+    {"--email", O_EMAIL, VAL(email)},
+    {"--admin", O_ADMIN, FLAG(admin)},
+    {"--password-stdin", O_PASSWORD, FLAG(password_stdin)},
+    {"--random", O_PASSWORD, FLAG(random)},
+    {"--no-password", O_PASSWORD, FLAG(no_password)},
+    {"--json", O_JSON, FLAG(json)},
+    {"--role", O_ROLE, VAL(role)},
+    {"--account", O_ACCOUNT, VAL(account)},
+    {"--label", O_LABEL, VAL(label)},
+    {"--user", O_USER, VAL(user)},
+    {"--name", O_NAME, VAL(name)},
+    {"--alg", O_ALG, VAL(alg)},
+    {"--redirect-uri", O_REDIRECT, 0, 0}, /* repeated: handled below */
+};
+
+/* Options and positional arguments of `cmd` (argv after its words; -c already removed). */
+static int parse_args(const struct command *cmd, int argc, char **argv, struct args *a)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (a->npos >= cmd->npos)
+                return usage_error(cmd, "unexpected argument \"%s\"", arg);
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        const struct option_def *o = NULL;
+        for (size_t k = 0; k < sizeof(options) / sizeof(options[0]); k++) {
+            if (strcmp(options[k].name, arg) == 0)
+                o = &options[k];
+        }
+        if (o == NULL || !(cmd->takes & o->bit))
+            return usage_error(cmd, "unknown option \"%s\" for this command", arg);
+        if (o->flag_off) {
+            *(bool *)((char *)a + o->flag_off) = true;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return usage_error(cmd, "%s needs a value", arg);
+        const char *v = argv[++i];
+        if (o->bit == O_REDIRECT) {
+            if (a->nredirects >= MAX_REDIRECTS)
+                return usage_error(cmd, "at most %d --redirect-uri", MAX_REDIRECTS);
+            a->redirects[a->nredirects++] = v;
+            continue;
+        }
+        const char **slot = (const char **)((char *)a + o->value_off);
+        if (*slot != NULL)
+            return usage_error(cmd, "%s given twice", arg);
+        *slot = v;
+    }
+    if (a->npos < cmd->npos) { /* name the missing one by its word in the usage line */
+        size_t skip = a->npos;
+        while (skip - a->npos < 3 && cmd->words[skip - a->npos])
+            skip++;
+        const char *u = cmd->usage;
+        for (size_t w = 0; w < skip && *u; w++) {
+            u += strcspn(u, " ");
+            u += strspn(u, " ");
+        }
+        return usage_error(cmd, "missing %.*s", (int)strcspn(u, " "), u);
+    }
+    return 0;
+}
+
+/* -c/--config FILE anywhere on the line; the default is ./gatehouse.yaml when it exists, else
+   the built-in defaults. */
+static int load_config(const char *path, struct config **cfg)
+{
+    struct err_info ei = {0};
+    int err;
+    if (path == NULL && access(DEFAULT_CONFIG_FILE, F_OK) == 0)
+        path = DEFAULT_CONFIG_FILE;
+    if (path)
+        err = config_load_file(path, cfg, &ei);
+    else
+        err = config_load_string("{}", 2, "<defaults>", cfg, &ei);
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    return 0;
+}
+
+int admin_cli_main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    char *rest[64];
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "gatehouse: %s needs a file name\n", argv[i]);
+                return EXIT_USAGE;
+            }
+            config_path = argv[++i];
+        } else if (nrest < (int)(sizeof(rest) / sizeof(rest[0]))) {
+            rest[nrest++] = argv[i];
+        } else {
+            fprintf(stderr, "gatehouse: too many arguments\n");
+            return EXIT_USAGE;
+        }
+    }
+    size_t nwords;
+    const struct command *cmd = find_command(nrest, rest, &nwords);
+    if (cmd == NULL) {
+        fprintf(stderr, "gatehouse: unknown command \"");
+        for (int i = 0; i < nrest && i < 3 && rest[i][0] != '-'; i++)
+            fprintf(stderr, "%s%s", i ? " " : "", rest[i]);
+        fprintf(stderr, "\"; the %s commands are:\n", nrest ? rest[0] : "");
+        for (size_t i = 0; i < NCOMMANDS; i++) {
+            if (nrest && strcmp(commands[i].words[0], rest[0]) == 0)
+                fprintf(stderr, "  gatehouse %s\n", commands[i].usage);
+        }
+        return EXIT_USAGE;
+    }
+    struct args a = {0};
+    int rc = parse_args(cmd, nrest - (int)nwords, rest + nwords, &a);
+    if (rc)
+        return rc;
+
+    struct cli c = {.cmd = cmd};
+    log_set_level(LOG_WARN); /* a CLI: no info lines around its output */
+    if (core_init() != 0)
+        return refuse("cannot initialise libsodium");
+    if ((rc = load_config(config_path, &c.cfg)) != 0)
+        return rc;
+    struct err_info ei = {0};
+    int err = store_open(c.cfg->store.sqlite, &c.st, &ei);
+    if (err) {
+        rc = refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+        goto out;
+    }
+    rc = cmd->run(&c, &a);
+out:
+    store_close(c.st);
+    config_unref(c.cfg);
+    return rc;
+}
