@@ -4,6 +4,10 @@
  * against a fixed keyring (one ES256 and one EdDSA key, fixed so that the seed corpus holds
  * tokens that verify) and auth_jwt_verify_jwks against that keyring's JWKS. Whatever the input,
  * a success must hand back JSON objects, and a token that verifies must also decode.
+ *
+ * An input starting with byte 0x01 is "header JSON \0 payload JSON \0 signature bytes", which is
+ * base64url-encoded into a token first: mutations then reach the JSON and the key selection
+ * instead of dying in base64url.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "auth/auth-int.h"
+#include "core/rand.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,9 +55,33 @@ static void keyring_init(void)
     EVP_PKEY_free(ed);
 }
 
+/* Encode up to three NUL-separated parts as base64url segments joined by dots. */
+static size_t structured(const uint8_t *data, size_t size, char *out, size_t out_size)
+{
+    size_t n = 0;
+    for (int part = 0; part < 3; part++) {
+        const uint8_t *end = part < 2 ? memchr(data, 0, size) : NULL;
+        size_t len = end ? (size_t)(end - data) : size;
+        if (b64url_encoded_len(len) + 2 > out_size - n)
+            return n;
+        b64url_encode(out + n, out_size - n, data, len);
+        n += strlen(out + n);
+        if (part < 2)
+            out[n++] = '.';
+        data += len + (end != NULL);
+        size -= len + (end != NULL);
+    }
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static char enc[AUTH_JWT_MAX + 64];
     const char *tok = (const char *)data;
+    if (size > 0 && data[0] == 0x01) {
+        size = structured(data + 1, size - 1, enc, sizeof(enc));
+        tok = enc;
+    }
     json_t *h = NULL, *p = NULL, *c = NULL;
     struct err_info ei;
     memset(&ei, 0, sizeof(ei));

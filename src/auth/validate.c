@@ -158,9 +158,10 @@ static void entry_principal(const struct cache_entry *e, struct principal *p)
     p->id = e->id;
     p->expires_at = e->expires_at;
     memcpy(p->credential_id, e->credential_id, sizeof(p->credential_id));
-    snprintf(p->name, sizeof(p->name), "%s", e->name);
-    snprintf(p->client_id, sizeof(p->client_id), "%s", e->client_id);
-    snprintf(p->scope, sizeof(p->scope), "%s", e->scope);
+    /* the lengths were bounded by the same fields when the entry was made */
+    memcpy(p->name, e->name, strlen(e->name) + 1);
+    memcpy(p->client_id, e->client_id, strlen(e->client_id) + 1);
+    memcpy(p->scope, e->scope, strlen(e->scope) + 1);
 }
 
 /* ---- the validator ---- */
@@ -404,6 +405,19 @@ static int check_apikey(struct auth_validator *v, const char *key, size_t len, i
     return 0;
 }
 
+/* The characters of a token68 (RFC 7235 §2.1): letters, digits, -._~+/ and trailing =. */
+static const bool token68[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['+'] = 1, ['/'] = 1, ['='] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 /* "Bearer <token>": the scheme case-insensitively, one space, one token68 (RFC 7235 §2.1). */
 static enum auth_verdict parse_bearer(const char *h, size_t len, const char **tok, size_t *tlen,
                                       struct err_info *ei)
@@ -426,9 +440,7 @@ static enum auth_verdict parse_bearer(const char *h, size_t len, const char **to
         return AUTH_INVALID;
     }
     for (i = 0; i < *tlen; i++) {
-        char c = (*tok)[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              strchr("-._~+/=", c))) {
+        if (!token68[(unsigned char)(*tok)[i]]) {
             err_info_set(ei, ERR_DENIED, 0, 0,
                          "the Authorization header holds more than one bearer token, or "
                          "characters a token cannot have");
