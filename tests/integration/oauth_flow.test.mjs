@@ -81,9 +81,9 @@ test('oauth: sessions are bound to their user; a token for /mcp/a is refused at 
 });
 
 test('oauth: client_credentials for a per-user client, then revoke --user cuts it off at once', async (t) => {
-  // One worker: with two, a worker that cached the token's verdict kept accepting it after an
-  // out-of-process revoke-user in this test (see docs/auth.md, "not done yet"; under study).
-  const gw = await startAuthGateway(t, { workers: 1 });
+  // Two workers, each with its own store connection: the revocation comes from another process
+  // and every worker must see it at once.
+  const gw = await startAuthGateway(t);
   const [id, secret] = storeTool(gw.db, 'client-user', 'alice').split(' ');
   const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
   assert.equal(r.status, 200, JSON.stringify(r.json));
