@@ -373,9 +373,10 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery");
-    EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
-               "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
-               "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
+    EXPECT_ERR(
+        "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
+        "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
+        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
