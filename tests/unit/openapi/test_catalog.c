@@ -373,7 +373,9 @@ static void test_inspect(void)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    CHECK_INT(openapi_inspect("tests/openapi/petstore-3.0.yaml", NULL, f), 0);
+    CHECK_INT(
+        openapi_inspect(&(struct openapi_sources){.spec = "tests/openapi/petstore-3.0.yaml"}, f),
+        0);
     fclose(f);
     CHECK_CONTAINS(text, "curated static: 7 tools");
     CHECK_CONTAINS(text, "naive 1:1:      13 tools");
@@ -381,7 +383,9 @@ static void test_inspect(void)
                          "'health'");
     free(text);
     f = open_memstream(&text, &len);
-    CHECK_INT(openapi_inspect("tests/openapi/broken-ref.yaml", NULL, f), ERR_NOTFOUND);
+    CHECK_INT(
+        openapi_inspect(&(struct openapi_sources){.spec = "tests/openapi/broken-ref.yaml"}, f),
+        ERR_NOTFOUND);
     fclose(f);
     CHECK_CONTAINS(text, "points to nothing in the document (at /paths/~1a/get/responses/200/");
     free(text);
