@@ -46,8 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(path);
     json_t *ovj = NULL;
     struct openapi_overlay *ov = NULL;
-    if (nl && root &&
-        openapi_parse_text(nl + 1, size - plen - 1, &ovj, &ei) == 0 &&
+    if (nl && root && openapi_parse_text(nl + 1, size - plen - 1, &ovj, &ei) == 0 &&
         openapi_overlay_from_json(ovj, "fuzz", &ov, &ei) == 0) {
         json_t *w = json_array();
         if (openapi_overlay_apply(ov, root, w, &ei) == 0) {

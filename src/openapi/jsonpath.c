@@ -161,8 +161,9 @@ static int parse_string(struct parser *ps, char **out)
             break;
         default:
             free(buf);
-            return perr(ps, ps->p - 2,
-                        "unsupported escape in a string (\\' \\\" \\\\ \\/ \\b \\f \\n \\r \\t are)");
+            return perr(
+                ps, ps->p - 2,
+                "unsupported escape in a string (\\' \\\" \\\\ \\/ \\b \\f \\n \\r \\t are)");
         }
     }
     buf[n] = '\0';
@@ -217,8 +218,9 @@ static int parse_bracket(struct parser *ps, struct jp_segment *s)
     }
     skip_ws(ps);
     if (*ps->p == ',')
-        return perr(ps, ps->p, "unions of selectors ([a,b]) are not supported; use one action "
-                               "per target");
+        return perr(ps, ps->p,
+                    "unions of selectors ([a,b]) are not supported; use one action "
+                    "per target");
     if (*ps->p != ']')
         return perr(ps, ps->p, "expected ']'");
     ps->p++;
@@ -527,7 +529,8 @@ static json_t *singular(const struct openapi_jsonpath *q, json_t *from)
         if (s->kind == SEL_NAME) {
             cur = json_is_object(cur) ? json_object_get(cur, s->name) : NULL;
         } else {
-            long long n = (long long)json_array_size(cur), k = s->index < 0 ? n + s->index : s->index;
+            long long n = (long long)json_array_size(cur),
+                      k = s->index < 0 ? n + s->index : s->index;
             cur = json_is_array(cur) && k >= 0 && k < n ? json_array_get(cur, (size_t)k) : NULL;
         }
     }

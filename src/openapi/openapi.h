@@ -199,17 +199,23 @@ int openapi_overlay_apply(const struct openapi_overlay *ov, json_t *root, json_t
 
 /* The default heuristics. Each can be switched off; each reports when it fires. */
 struct openapi_heuristics {
-    bool deprecated;      /* drop deprecated operations */
-    bool head_options;    /* drop HEAD and OPTIONS */
-    bool infra;           /* drop health/metrics/docs endpoints */
-    bool admin;           /* drop admin/internal paths, tags, x-internal */
-    bool auth_flow;       /* drop OAuth/login/token endpoints */
-    bool binary_only;     /* drop operations whose body or response is binary only */
-    bool first_sentence;  /* keep only the first sentence of descriptions */
-    bool drop_examples;   /* drop example/examples from schemas */
-    bool drop_extensions; /* drop x-* keys from schemas */
-    unsigned enum_cap;    /* cap enums at this many values, 0 = off (default 20) */
-    unsigned max_depth;   /* collapse nested objects deeper than this, 0 = off (default 5) */
+    bool deprecated;        /* drop deprecated operations */
+    bool head_options;      /* drop HEAD and OPTIONS */
+    bool infra;             /* drop health/metrics/docs endpoints */
+    bool admin;             /* drop admin/internal paths, tags, x-internal */
+    bool auth_flow;         /* drop OAuth/login/token endpoints */
+    bool binary_only;       /* drop operations whose body or response is binary only */
+    bool first_sentence;    /* keep only the first sentence of descriptions */
+    bool drop_examples;     /* drop example/examples from schemas */
+    bool drop_extensions;   /* drop x-* keys from schemas */
+    unsigned enum_cap;      /* cap enums at this many values, 0 = off (default 10) */
+    unsigned max_depth;     /* collapse nested objects deeper than this, 0 = off (default 3) */
+    unsigned desc_max;      /* argument and schema descriptions cut to this many bytes, 0 = off
+                               (default 80) */
+    unsigned repeated_desc; /* drop an argument description repeated under the same name on this
+                               many tools or more, 0 = off (default 5) */
+    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 250): a tool
+                               over it is collapsed and stripped further (docs/openapi.md) */
 };
 
 struct openapi_editorial;

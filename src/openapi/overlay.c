@@ -69,8 +69,9 @@ static int load_action(struct overlay_action *a, json_t *j, size_t idx, struct e
     snprintf(where, sizeof(where), "/actions/%zu", idx);
     const char *bad;
     if (!json_is_object(j))
-        return oa_fail(ei, ERR_INVAL, where, "an action is an object with target and update or "
-                                             "remove");
+        return oa_fail(ei, ERR_INVAL, where,
+                       "an action is an object with target and update or "
+                       "remove");
     if (!only_keys(j, keys, &bad))
         return oa_fail(ei, ERR_INVAL, where,
                        "unknown action field '%.100s' (target, description, update, remove and "
@@ -95,7 +96,8 @@ static int load_action(struct overlay_action *a, json_t *j, size_t idx, struct e
     if (!a->remove && a->update == NULL)
         return oa_fail(ei, ERR_INVAL, where, "action %zu has neither update nor remove: true",
                        idx + 1);
-    if ((a->target = strdup(t)) == NULL || (d && (a->description = strdup(json_string_value(d))) == NULL))
+    if ((a->target = strdup(t)) == NULL ||
+        (d && (a->description = strdup(json_string_value(d))) == NULL))
         return ERR_NOMEM;
     struct err_info pe = {0};
     int rc = openapi_jsonpath_compile(t, &a->path, &pe);
@@ -108,8 +110,8 @@ static int load_action(struct overlay_action *a, json_t *j, size_t idx, struct e
     return 0;
 }
 
-int openapi_overlay_from_json(const json_t *root_c, const char *name,
-                              struct openapi_overlay **out, struct err_info *ei)
+int openapi_overlay_from_json(const json_t *root_c, const char *name, struct openapi_overlay **out,
+                              struct err_info *ei)
 {
     static const char *const keys[] = {"overlay", "info", "extends", "actions", NULL};
     json_t *root = (json_t *)(uintptr_t)root_c; /* jansson's getters are not const-correct */
@@ -236,7 +238,7 @@ static int apply_one(const struct overlay_action *a, const struct openapi_jsonpa
     if (json_is_array(n->node)) {
         /* an array target gets the update appended; an array update is appended item by item */
         json_t *copy = json_deep_copy(a->update);
-        int rc = copy == NULL                 ? -1
+        int rc = copy == NULL               ? -1
                  : json_is_array(a->update) ? json_array_extend(n->node, copy)
                                             : json_array_append(n->node, copy);
         json_decref(copy);
@@ -289,10 +291,8 @@ int openapi_overlay_apply(const struct openapi_overlay *ov, json_t *root, json_t
         if (n == 0 && warnings) {
             char *w = oa_asprintf("overlay %s: action %zu (target %s%s%s%s) matches nothing in "
                                   "the document; it was not applied",
-                                  ov->name, i + 1, a->target,
-                                  a->description ? ", \"" : "",
-                                  a->description ? a->description : "",
-                                  a->description ? "\"" : "");
+                                  ov->name, i + 1, a->target, a->description ? ", \"" : "",
+                                  a->description ? a->description : "", a->description ? "\"" : "");
             if (w == NULL || json_array_append_new(warnings, json_string(w)) != 0) {
                 free(w);
                 return oa_fail(ei, ERR_NOMEM, "", "out of memory");

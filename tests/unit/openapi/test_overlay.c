@@ -70,8 +70,7 @@ static void test_jsonpath_selectors(void)
     CHECK_SELECT("$.paths.*[?(@.operationId == 'delA')].x-n", "[7]");
     CHECK_SELECT("$.paths.*[?@.deprecated].operationId", "[\"delA\"]");
     CHECK_SELECT("$.paths.*[?(!@.deprecated)].operationId", "[\"getA\",\"postB\"]");
-    CHECK_SELECT("$.paths.*[?(@['x-n'] > 3 && @['x-n'] <= 7)].operationId",
-                 "[\"delA\",\"postB\"]");
+    CHECK_SELECT("$.paths.*[?(@['x-n'] > 3 && @['x-n'] <= 7)].operationId", "[\"delA\",\"postB\"]");
     CHECK_SELECT("$.paths.*[?(@.x-n < 4 || @.operationId == \"postB\")].operationId",
                  "[\"getA\",\"postB\"]");
     CHECK_SELECT("$.paths.*[?(@.x-n == 5.0)].operationId", "[\"postB\"]");
@@ -125,8 +124,9 @@ static json_t *apply(const char *doc, const char *overlay, json_t *warnings, int
     return root;
 }
 
-#define OV(actions) "{\"overlay\":\"1.0.0\",\"info\":{\"title\":\"t\",\"version\":\"1\"},"        \
-                    "\"actions\":" actions "}"
+#define OV(actions)                                                                                \
+    "{\"overlay\":\"1.0.0\",\"info\":{\"title\":\"t\",\"version\":\"1\"},"                         \
+    "\"actions\":" actions "}"
 
 static void check_applied(const char *doc, const char *overlay, const char *expect)
 {
@@ -150,8 +150,7 @@ static void test_overlay_actions(void)
                   "{\"a\":{\"b\":{\"c\":1,\"d\":[9],\"f\":3},\"e\":2,\"g\":4}}");
     /* arrays get the update appended; an array update item by item */
     check_applied("{\"t\":[1]}", OV("[{\"target\":\"$.t\",\"update\":2}]"), "{\"t\":[1,2]}");
-    check_applied("{\"t\":[1]}", OV("[{\"target\":\"$.t\",\"update\":[2,3]}]"),
-                  "{\"t\":[1,2,3]}");
+    check_applied("{\"t\":[1]}", OV("[{\"target\":\"$.t\",\"update\":[2,3]}]"), "{\"t\":[1,2,3]}");
     /* a scalar is replaced */
     check_applied("{\"info\":{\"title\":\"old\"}}",
                   OV("[{\"target\":\"$.info.title\",\"update\":\"new\"}]"),
@@ -161,8 +160,7 @@ static void test_overlay_actions(void)
                   OV("[{\"target\":\"$.p[?(@.x == 1)]\",\"remove\":true}]"),
                   "{\"p\":{\"b\":{\"x\":2}}}");
     check_applied("{\"l\":[{\"n\":1},{\"n\":2},{\"n\":3},{\"n\":4}]}",
-                  OV("[{\"target\":\"$.l[?(@.n != 3)]\",\"remove\":true}]"),
-                  "{\"l\":[{\"n\":3}]}");
+                  OV("[{\"target\":\"$.l[?(@.n != 3)]\",\"remove\":true}]"), "{\"l\":[{\"n\":3}]}");
     /* a node and one inside it removed by one action */
     check_applied("{\"a\":{\"x\":{\"x\":{}}}}", OV("[{\"target\":\"$..x\",\"remove\":true}]"),
                   "{\"a\":{}}");
