@@ -20,7 +20,7 @@
 
 #define DISC_SEARCH_DEFAULT 5
 #define DISC_SEARCH_MAX 10
-#define DISC_PAGE 40 /* operations per list_operations answer */
+#define DISC_PAGE 40               /* operations per list_operations answer */
 #define DISC_CATEGORY_DESC_MAX 120 /* bytes of a category's one-line description */
 #define DISC_TITLE_MAX 60          /* bytes of the API title quoted in tool descriptions */
 #define DISC_TEXT_MAX (1u << 20)   /* bytes of one search document or one answer */
@@ -406,15 +406,18 @@ static json_t *do_list_operations(const struct openapi_discovery *d, const json_
                                            c->ntools ? c->ntools - 1 : 0, c->name),
                                true);
     }
-    size_t first = (size_t)from, end = first + DISC_PAGE < c->ntools ? first + DISC_PAGE : c->ntools;
+    size_t first = (size_t)from,
+           end = first + DISC_PAGE < c->ntools ? first + DISC_PAGE : c->ntools;
     struct buf b;
     buf_init(&b, DISC_TEXT_MAX);
     if (first == 0 && end == c->ntools)
-        buf_printf(&b, "%zu operations in %s (describe_operation gives one's arguments):",
-                   c->ntools, c->name);
+        buf_printf(&b,
+                   "%zu operations in %s (describe_operation gives one's arguments):", c->ntools,
+                   c->name);
     else
-        buf_printf(&b, "%zu operations in %s, %zu to %zu shown (describe_operation gives one's "
-                       "arguments):",
+        buf_printf(&b,
+                   "%zu operations in %s, %zu to %zu shown (describe_operation gives one's "
+                   "arguments):",
                    c->ntools, c->name, first + 1, end);
     for (size_t i = first; i < end; i++) {
         const struct openapi_tool *t = &d->cat->tools[c->tools[i]];
