@@ -4,9 +4,10 @@
  *
  *   gatehouse run [-c FILE]          start the gateway (default FILE: examples/gatehouse.yaml)
  *   gatehouse check-config FILE      validate a configuration and exit
- *   gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE] [--json | --discovery
- * MODE] the MCP tools an OpenAPI document would become gatehouse
- * user|team|account|apikey|client|revoke|keys ... administration of the store (src/admin/cli.c)
+ *   gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE] [--json]
+ *                                    the MCP tools an OpenAPI document would become
+ *   gatehouse user|team|account|apikey|client|revoke|keys ...
+ *                                    administration of the store (src/admin/cli.c)
  *   gatehouse version
  */
 #include "admin/cli.h"
