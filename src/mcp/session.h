@@ -72,6 +72,8 @@ bool session_closed(struct session *s);
 const char *session_id(const struct session *s);
 int session_view(const struct session *s);
 const char *session_protocol_version(const struct session *s);
+/* The capabilities the client declared (borrowed; immutable while s is referenced). */
+json_t *session_client_capabilities(const struct session *s);
 /* Did the client declare capability `name` ("sampling", "elicitation", "roots")? */
 bool session_has_capability(struct session *s, const char *name);
 
