@@ -79,6 +79,8 @@ struct upstream {
     bool was_up;
     char why[512];
     json_t *lists[CAT_NKINDS];
+    json_t *pub_caps;  /* the server's capabilities when its lists were last published */
+    char protocol[16]; /* the version spoken with it ("2026-07-28", or initialize's), or "" */
 };
 
 typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
@@ -203,12 +205,15 @@ static void publish(struct upstream *up, enum up_state st, const char *why, json
     pthread_mutex_lock(&gw.lock);
     up->pub_state = st;
     snprintf(up->why, sizeof(up->why), "%s", why ? why : "");
-    if (lists != NULL)
+    if (lists != NULL) {
         for (int k = 0; k < CAT_NKINDS; k++) {
             json_decref(up->lists[k]);
             up->lists[k] = lists[k];
             lists[k] = NULL;
         }
+        json_decref(up->pub_caps);
+        up->pub_caps = json_deep_copy(up->caps);
+    }
     struct err_info ei = {0};
     if (rebuild_locked(0, &ei) != 0)
         log_error("catalog", "could not rebuild the catalog: %s", ei.msg);
@@ -746,6 +751,9 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
         up->caps = json_object();
     }
     transport_set_protocol_version(up->t, version);
+    pthread_mutex_lock(&gw.lock);
+    snprintf(up->protocol, sizeof(up->protocol), "%s", version);
+    pthread_mutex_unlock(&gw.lock);
     send_notification(up, "notifications/initialized", NULL);
     transport_listen(up->t);
     refresh_lists(up, -1);
@@ -844,6 +852,9 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
     json_decref(up->caps);
     up->caps = json_is_object(caps) ? json_incref(caps) : json_object();
     atomic_store(&up->modern, true);
+    pthread_mutex_lock(&gw.lock);
+    snprintf(up->protocol, sizeof(up->protocol), "%s", MCP_VERSION_2026);
+    pthread_mutex_unlock(&gw.lock);
     log_info("upstream_era", "server %s speaks %s (%s)", up->srv->name, MCP_VERSION_2026, account);
     up->listen_failures = 0;
     open_listen(up);
@@ -2072,6 +2083,7 @@ void gateway_free(void)
         for (int k = 0; k < CAT_NKINDS; k++)
             json_decref(up->lists[k]);
         json_decref(up->caps);
+        json_decref(up->pub_caps);
         idmap_release(&up->pending);
         config_unref(up->cfg);
         free(up);
@@ -2112,6 +2124,8 @@ json_t *gateway_status(void)
         json_object_set_new(s, "tools",
                             json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
+        if (up->protocol[0] && up->pub_state == UP_READY)
+            json_object_set_new(s, "protocol", json_string(up->protocol));
         json_object_set_new(servers, up->srv->name, s);
     }
     pthread_mutex_unlock(&gw.lock);
@@ -2416,15 +2430,30 @@ json_t *mcp_discover_result(int view)
     char name[160];
     snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
              view >= 0 ? gw.ups[view]->srv->name : "");
-    /* listChanged: subscriptions/listen carries the list changes. No resources.subscribe yet: a
-       listener's resourceSubscriptions would need the gateway to subscribe upstream for it. The
-       aggregate may change with any server's lists, and a future authenticated view depends on
-       the caller: never cached across callers. */
-    return json_pack("{s:s, s:o, s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}",
-                     "resultType", "complete", "supportedVersions", mcp_era_supported_versions(),
-                     "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1,
-                     "resources", "listChanged", 1, "completions", "_meta",
-                     "io.modelcontextprotocol/serverInfo", "name", name, "version",
+    /* The capabilities are those the servers behind the view offer (listChanged always:
+       subscriptions/listen carries the gateway's own list changes). No resources.subscribe yet:
+       a listener's resourceSubscriptions would need the gateway to subscribe upstream for it.
+       The versions: every server, of either era, is reachable in both through the bridges, so
+       the view speaks every version the gateway speaks. The aggregate may change with any
+       server's lists, and a future authenticated view depends on the caller: never cached across
+       callers. */
+    static const char *const kinds[] = {"tools", "prompts", "resources", "completions"};
+    json_t *caps = json_object();
+    pthread_mutex_lock(&gw.lock);
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+        struct upstream *up = gw.ups[i];
+        if (!view_has_server(view, (int)i) || up->retired || up->pub_state != UP_READY)
+            continue;
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+            if (json_object_get(up->pub_caps, kinds[k]) != NULL &&
+                json_object_get(caps, kinds[k]) == NULL)
+                json_object_set_new(caps, kinds[k],
+                                    k < 3 ? json_pack("{s:b}", "listChanged", 1) : json_object());
+    }
+    pthread_mutex_unlock(&gw.lock);
+    return json_pack("{s:s, s:o, s:o, s:{s:{s:s, s:s}}, s:i, s:s}", "resultType", "complete",
+                     "supportedVersions", mcp_era_supported_versions(), "capabilities", caps,
+                     "_meta", "io.modelcontextprotocol/serverInfo", "name", name, "version",
                      GATEHOUSE_VERSION, "ttlMs", 0, "cacheScope", "private");
 }
 

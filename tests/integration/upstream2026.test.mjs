@@ -117,6 +117,8 @@ describe('probe and fallback (stdio)', () => {
     assert.match(era('m'), /^server m speaks 2026-07-28 \(server\/discover lists 2026-07-28\)/);
     assert.match(era('l'), /server\/discover answered -32601: Method not found.*falling back to initialize/);
     assert.match(era('s'), /no answer to server\/discover: .*did not answer within 5000 ms; falling back to initialize/);
+    const ready = JSON.parse((await request(`${gw.base}/readyz`)).text).servers;
+    assert.deepEqual([ready.m.protocol, ready.l.protocol, ready.s.protocol], [V, '2025-11-25', '2025-11-25']);
     const s = await openSession(gw.url);
     for (const name of ['m', 'l', 's']) {
       const r = await s.callTool(`${name}__tool`, { text: 'x' });
@@ -211,6 +213,13 @@ describe('a modern stdio server behind the gateway', () => {
     assertRpcError(tampered, { code: -32602, message: /requestState is not valid for this tools\/call/ });
     const other = await modernCall(gw.url, 'tool', {}, { id: 4, caps, more });
     assertRpcError(other, { code: -32602, message: /issued for another server or name/ });
+  });
+
+  test('server/discover of the view: the modern server\'s capabilities, every version of both eras', async () => {
+    const body = { jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: meta() } };
+    const r = await post(`${gw.url}/m`, body, { version: V, headers: { 'Mcp-Method': 'server/discover' } });
+    assert.deepEqual(r.json.result.supportedVersions, [V, '2025-11-25', '2025-06-18', '2025-03-26']);
+    assert.deepEqual(Object.keys(r.json.result.capabilities).sort(), ['prompts', 'resources', 'tools']);
   });
 
   test('list changes arrive through subscriptions/listen', async () => {
