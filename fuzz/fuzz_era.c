@@ -4,6 +4,10 @@
  * header values and bodies. Input layout: four fields separated by '\n' — MCP-Protocol-Version,
  * Mcp-Method, Mcp-Name, then the JSON body. A first byte with bit 0 set means an Mcp-Session-Id
  * is present.
+ *
+ * The upstream side gets the same input: the body as a server's answer to the server/discover
+ * probe (mcp_era_probe_outcome), and the Mcp-Name field as a requestState a client sends back
+ * (mcp_era_open_state, which must refuse anything the gateway did not seal).
  */
 #include "mcp/gateway.h"
 #include "mcp/jsonrpc.h"
@@ -50,7 +54,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
+    if (h.name != NULL && h.name_len < sizeof(out)) {
+        memcpy(out, h.name, h.name_len);
+        out[h.name_len] = '\0';
+        json_t *state = mcp_era_open_state(out, "s", "tools/call", "t");
+        if (state != NULL)
+            abort(); /* nothing here was sealed by this process */
+    }
     if (jsonrpc_parse(p, (size_t)(end - p), &msg, &kind, &id, NULL) == 0) {
+        char why[400];
+        mcp_era_probe_outcome(msg, why, sizeof(why));
         if (mcp_era_is_modern(&h, msg)) {
             struct mcp_era_refusal r = {0};
             if (mcp_era_validate(&h, msg, &r) != 0)

@@ -1026,6 +1026,7 @@ enum {
     SK_BASE_URL,
     SK_DISCOVERY,
     SK_OVERLAYS,
+    SK_PROTOCOL,
     SK_COUNT
 };
 
@@ -1141,8 +1142,8 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
 static int load_server_openapi(struct loader *L, const struct field *f, const char *what,
                                const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL};
-    static const char *const refused_names[] = {"command", "args", "env", "cwd", "url"};
+    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL, SK_PROTOCOL};
+    static const char *const refused_names[] = {"command", "args", "env", "cwd", "url", "protocol"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1150,8 +1151,10 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
             return FAILN(L, f[refused[i]].key,
                          "%s is not allowed in %s with transport openapi; expected %s",
                          refused_names[i], what,
-                         i == 4 ? "base_url: to replace the document's server URL"
-                                : "it only with transport: stdio");
+                         i == 4   ? "base_url: to replace the document's server URL"
+                         : i == 5 ? "it only with transport: stdio or http (the gateway serves an "
+                                    "OpenAPI document in every protocol era itself)"
+                                  : "it only with transport: stdio");
     if (f[SK_SPEC].val == NULL)
         return FAILN(L, map,
                      "%s has transport openapi but no spec; expected spec: <path of an OpenAPI "
@@ -1226,6 +1229,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "base_url",
                                        "discovery",
                                        "overlays",
+                                       "protocol",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -1350,6 +1354,23 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
         snprintf(sub, sizeof(sub), "prefix of %s", what);
         if ((err = get_prefix_mode(L, f[SK_PREFIX].val, sub, &s->prefix)))
             return err;
+    }
+    s->protocol = PROTOCOL_AUTO;
+    if (f[SK_PROTOCOL].val) {
+        const struct ynode *pv = f[SK_PROTOCOL].val;
+        snprintf(sub, sizeof(sub), "protocol of %s", what);
+        if ((err = want_scalar(L, pv, sub)))
+            return err;
+        if (strcmp(pv->text, "auto") == 0)
+            s->protocol = PROTOCOL_AUTO;
+        else if (strcmp(pv->text, "2025-11-25") == 0)
+            s->protocol = PROTOCOL_LEGACY;
+        else if (strcmp(pv->text, "2026-07-28") == 0)
+            s->protocol = PROTOCOL_MODERN;
+        else
+            return FAILN(L, pv,
+                         "%s is not a protocol for %s; expected auto, 2025-11-25 or 2026-07-28",
+                         quote(pv).s, what);
     }
     return 0;
 }
@@ -1968,6 +1989,19 @@ void config_unref(struct config *c)
     struct snapshot *snap = (struct snapshot *)(void *)c;
     arena_release(&snap->arena);
     free(snap);
+}
+
+const char *config_protocol_str(enum config_protocol p)
+{
+    switch (p) {
+    case PROTOCOL_AUTO:
+        return "auto";
+    case PROTOCOL_LEGACY:
+        return "2025-11-25";
+    case PROTOCOL_MODERN:
+        return "2026-07-28";
+    }
+    return "?";
 }
 
 const char *config_discovery_str(enum config_discovery d)

@@ -31,6 +31,14 @@ enum config_discovery {
                              */
     DISCOVERY_SEARCH,       /* search_operations, call_operation */
 };
+/* Which MCP era the gateway speaks to a server (stdio and http). */
+enum config_protocol {
+    PROTOCOL_AUTO = 0, /* probe with server/discover (2026-07-28), fall back to initialize */
+    PROTOCOL_LEGACY,   /* "2025-11-25": initialize only */
+    PROTOCOL_MODERN,   /* "2026-07-28": server/discover only, no fallback */
+};
+/* "auto", "2025-11-25" or "2026-07-28". */
+const char *config_protocol_str(enum config_protocol p);
 /* "static", "hierarchical" or "search". */
 const char *config_discovery_str(enum config_discovery d);
 /* "stdio", "http" or "openapi". */
@@ -82,10 +90,11 @@ struct config_server {
     enum config_discovery discovery; /* default static */
     /* both */
     struct config_timeouts timeouts;
-    uint32_t max_concurrency; /* requests in flight to this server; default 64 */
-    size_t max_queue;         /* stdio write queue bytes; default 8 MiB */
-    size_t max_message;       /* largest message accepted from the server; default 16 MiB */
-    int prefix;               /* -1 = inherit the global mode, else enum config_prefix_mode */
+    uint32_t max_concurrency;      /* requests in flight to this server; default 64 */
+    size_t max_queue;              /* stdio write queue bytes; default 8 MiB */
+    size_t max_message;            /* largest message accepted from the server; default 16 MiB */
+    int prefix;                    /* -1 = inherit the global mode, else enum config_prefix_mode */
+    enum config_protocol protocol; /* stdio and http; default auto */
 };
 
 /* The durable store (docs/configuration.md, "store"). */

@@ -7,13 +7,19 @@
  * Everything here works on values the HTTP layer extracted, so that it can be unit-tested and
  * fuzzed without a server. Each refusal is a complete JSON-RPC error answer naming the header or
  * field at fault and both values.
+ *
+ * The upstream side lives here too: the per-request _meta the gateway sends a 2026-07-28 server,
+ * the reading of a server/discover probe's answer (the era fallback of basic/versioning), and the
+ * sealing of a modern server's requestState for a modern client.
  */
 #include "mcp/gateway.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 const char *const mcp_modern_versions[] = {MCP_VERSION_2026, NULL};
 
@@ -279,4 +285,225 @@ int mcp_log_level_rank(const char *level)
         if (strcmp(level, levels[i]) == 0)
             return i;
     return -1;
+}
+
+const char *mcp_log_level_name(int rank)
+{
+    static const char *const levels[] = {"debug", "info",     "notice", "warning",
+                                         "error", "critical", "alert",  "emergency"};
+    return rank >= 0 && rank < (int)(sizeof(levels) / sizeof(levels[0])) ? levels[rank] : NULL;
+}
+
+/* --- the upstream side --- */
+
+int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank)
+{
+    json_t *params = json_object_get(msg, "params");
+    if (!json_is_object(params)) {
+        params = json_object();
+        if (params == NULL || json_object_set_new(msg, "params", params) != 0)
+            return ERR_NOMEM;
+    }
+    json_t *meta = json_object_get(params, "_meta");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        if (meta == NULL || json_object_set_new(params, "_meta", meta) != 0)
+            return ERR_NOMEM;
+    }
+    int err = json_object_set_new(meta, META_VERSION, json_string(MCP_VERSION_2026));
+    err |= json_object_set_new(
+        meta, "io.modelcontextprotocol/clientInfo",
+        json_pack("{s:s, s:s}", "name", "gatehouse", "version", GATEHOUSE_VERSION));
+    err |= json_object_set_new(meta, META_CAPS,
+                               json_is_object(caps) ? json_deep_copy(caps) : json_object());
+    const char *level = mcp_log_level_name(log_rank);
+    if (level != NULL)
+        err |= json_object_set_new(meta, "io.modelcontextprotocol/logLevel", json_string(level));
+    return err ? ERR_NOMEM : 0;
+}
+
+static bool lists_version(json_t *list, const char *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        if (json_is_string(e) && strcmp(json_string_value(e), v) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A printable copy of a list of versions for a message. */
+static void show_versions(json_t *list, char *out, size_t len)
+{
+    size_t i, used = 0;
+    json_t *e;
+    out[0] = '\0';
+    json_array_foreach(list, i, e)
+    {
+        if (used + 2 >= len)
+            break;
+        int n = snprintf(out + used, len - used, "%s%.32s", i ? ", " : "",
+                         json_is_string(e) ? json_string_value(e) : "?");
+        if (n < 0)
+            break;
+        used += (size_t)n < len - used ? (size_t)n : len - used - 1;
+    }
+    if (used == 0)
+        snprintf(out, len, "none");
+}
+
+enum mcp_probe_outcome mcp_era_probe_outcome(json_t *msg, char *why, size_t whylen)
+{
+    char versions[200];
+    json_t *result = json_object_get(msg, "result");
+    json_t *error = json_object_get(msg, "error");
+    if (json_is_object(result)) {
+        json_t *sv = json_object_get(result, "supportedVersions");
+        if (!json_is_array(sv)) {
+            snprintf(why, whylen, "server/discover answered without supportedVersions");
+            return MCP_PROBE_LEGACY;
+        }
+        show_versions(sv, versions, sizeof(versions));
+        if (lists_version(sv, MCP_VERSION_2026)) {
+            snprintf(why, whylen, "server/discover lists %s", versions);
+            return MCP_PROBE_MODERN;
+        }
+        for (int i = 0; mcp_supported_versions[i]; i++)
+            if (lists_version(sv, mcp_supported_versions[i])) {
+                snprintf(why, whylen, "server/discover lists only %s: using initialize", versions);
+                return MCP_PROBE_LEGACY;
+            }
+        snprintf(why, whylen,
+                 "the server speaks %s (server/discover), none of which the gateway speaks",
+                 versions);
+        return MCP_PROBE_REFUSED;
+    }
+    if (json_is_object(error)) {
+        json_t *jcode = json_object_get(error, "code");
+        json_int_t code = json_is_integer(jcode) ? json_integer_value(jcode) : 0;
+        const char *m = json_string_value(json_object_get(error, "message"));
+        json_t *sv = json_object_get(json_object_get(error, "data"), "supported");
+        if (code == MCP_ERR_UNSUPPORTED_VERSION) {
+            /* A modern server: no falling back, unless it also names a legacy version. */
+            show_versions(json_is_array(sv) ? sv : NULL, versions, sizeof(versions));
+            for (int i = 0; json_is_array(sv) && mcp_supported_versions[i]; i++)
+                if (lists_version(sv, mcp_supported_versions[i])) {
+                    snprintf(why, whylen, "server/discover: unsupported version; it speaks %s",
+                             versions);
+                    return MCP_PROBE_LEGACY;
+                }
+            snprintf(why, whylen,
+                     "the server refused %s (-32022) and speaks %s, none of which the gateway "
+                     "speaks",
+                     MCP_VERSION_2026, versions);
+            return MCP_PROBE_REFUSED;
+        }
+        if (code == MCP_ERR_HEADER_MISMATCH || code == MCP_ERR_MISSING_CLIENT_CAP) {
+            snprintf(why, whylen, "server/discover refused with %lld: %.200s", (long long)code,
+                     m ? m : "(no message)");
+            return MCP_PROBE_REFUSED;
+        }
+        snprintf(why, whylen, "server/discover answered %lld: %.200s", (long long)code,
+                 m ? m : "(no message)");
+        return MCP_PROBE_LEGACY;
+    }
+    snprintf(why, whylen, "no answer to server/discover");
+    return MCP_PROBE_LEGACY;
+}
+
+#define SEAL_MAX_STATE (64 * 1024)
+
+static unsigned char seal_key[crypto_secretbox_KEYBYTES];
+static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
+
+static void seal_key_init(void)
+{
+    randombytes_buf(seal_key, sizeof(seal_key));
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+bool mcp_era_is_sealed(const char *s)
+{
+    return s != NULL && strncmp(s, MCP_SEALED_PREFIX, sizeof(MCP_SEALED_PREFIX) - 1) == 0;
+}
+
+char *mcp_era_seal_state(const char *server, const char *method, const char *target, json_t *state,
+                         uint64_t ttl_ms)
+{
+    pthread_once(&seal_once, seal_key_init);
+    char *plain = NULL, *out = NULL;
+    unsigned char *box = NULL;
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:I, s:O}", "s", server, "m", method, "t",
+                            target ? target : "", "x", (json_int_t)(now_ms() + ttl_ms), "r", state);
+    if (doc == NULL || (plain = json_dumps(doc, JSON_COMPACT)) == NULL)
+        goto out;
+    size_t plen = strlen(plain);
+    if (plen > SEAL_MAX_STATE)
+        goto out;
+    size_t blen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plen;
+    if ((box = malloc(blen)) == NULL)
+        goto out;
+    randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, (unsigned char *)plain, plen, box,
+                          seal_key);
+    size_t olen = sizeof(MCP_SEALED_PREFIX) - 1 +
+                  sodium_base64_ENCODED_LEN(blen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if ((out = malloc(olen)) == NULL)
+        goto out;
+    memcpy(out, MCP_SEALED_PREFIX, sizeof(MCP_SEALED_PREFIX) - 1);
+    sodium_bin2base64(out + sizeof(MCP_SEALED_PREFIX) - 1, olen - (sizeof(MCP_SEALED_PREFIX) - 1),
+                      box, blen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+out:
+    json_decref(doc);
+    free(plain);
+    free(box);
+    return out;
+}
+
+json_t *mcp_era_open_state(const char *sealed, const char *server, const char *method,
+                           const char *target)
+{
+    pthread_once(&seal_once, seal_key_init);
+    if (!mcp_era_is_sealed(sealed))
+        return NULL;
+    const char *b64 = sealed + sizeof(MCP_SEALED_PREFIX) - 1;
+    size_t b64len = strlen(b64);
+    if (b64len > 2 * SEAL_MAX_STATE)
+        return NULL;
+    size_t cap = b64len * 3 / 4 + 3, blen = 0;
+    unsigned char *box = malloc(cap), *plain = NULL;
+    json_t *doc = NULL, *state = NULL;
+    if (box == NULL ||
+        sodium_base642bin(box, cap, b64, b64len, NULL, &blen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        blen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+        goto out;
+    size_t plen = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+    if ((plain = malloc(plen + 1)) == NULL ||
+        crypto_secretbox_open_easy(plain, box + crypto_secretbox_NONCEBYTES,
+                                   blen - crypto_secretbox_NONCEBYTES, box, seal_key) != 0)
+        goto out;
+    doc = json_loadb((const char *)plain, plen, 0, NULL);
+    const char *s = json_string_value(json_object_get(doc, "s"));
+    const char *m = json_string_value(json_object_get(doc, "m"));
+    const char *t = json_string_value(json_object_get(doc, "t"));
+    json_t *x = json_object_get(doc, "x");
+    if (s == NULL || m == NULL || t == NULL || !json_is_integer(x) || strcmp(s, server) != 0 ||
+        strcmp(m, method) != 0 || strcmp(t, target ? target : "") != 0 ||
+        (uint64_t)json_integer_value(x) < now_ms())
+        goto out;
+    state = json_incref(json_object_get(doc, "r"));
+out:
+    json_decref(doc);
+    free(box);
+    free(plain);
+    return state;
 }

@@ -66,6 +66,10 @@ struct upstream {
         announce; /* bit per kind: tell clients the list changed once the refresh is published */
     uv_timer_t retry_timer;
     unsigned init_failures;
+    _Atomic bool modern;    /* speaks 2026-07-28 (server/discover answered); else initialized */
+    struct pending *listen; /* modern: the subscriptions/listen request in flight, or NULL */
+    uv_timer_t listen_timer;
+    unsigned listen_failures;
     bool closing;
     struct config *cfg; /* the snapshot srv points into */
     bool retired;       /* removed or replaced by a reload: stopped, out of every view */
@@ -75,6 +79,8 @@ struct upstream {
     bool was_up;
     char why[512];
     json_t *lists[CAT_NKINDS];
+    json_t *pub_caps;  /* the server's capabilities when its lists were last published */
+    char protocol[16]; /* the version spoken with it ("2026-07-28", or initialize's), or "" */
 };
 
 typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
@@ -118,6 +124,13 @@ struct pending {
     char call_method[16]; /* and the call, as the server sees it, that a retry must repeat */
     char *call_target;    /* tool/prompt name or uri */
     struct mrtr *mrtr;    /* server requests awaiting the client's input, or NULL */
+    /* calls to a 2026-07-28 server */
+    uint32_t timeout_ms; /* internal requests: instead of timeouts.first_byte; UINT32_MAX none */
+    json_t *call_msg;    /* the call as first sent, for an MRTR retry with the client's answers */
+    json_t *answers;     /* legacy client: the inputResponses collected so far */
+    json_t *up_state;    /* the server's requestState for the retry, or NULL */
+    unsigned waiting;    /* input requests the legacy client has not answered yet */
+    unsigned rounds;     /* InputRequiredResults met so far */
 };
 
 static struct {
@@ -192,12 +205,15 @@ static void publish(struct upstream *up, enum up_state st, const char *why, json
     pthread_mutex_lock(&gw.lock);
     up->pub_state = st;
     snprintf(up->why, sizeof(up->why), "%s", why ? why : "");
-    if (lists != NULL)
+    if (lists != NULL) {
         for (int k = 0; k < CAT_NKINDS; k++) {
             json_decref(up->lists[k]);
             up->lists[k] = lists[k];
             lists[k] = NULL;
         }
+        json_decref(up->pub_caps);
+        up->pub_caps = json_deep_copy(up->caps);
+    }
     struct err_info ei = {0};
     if (rebuild_locked(0, &ei) != 0)
         log_error("catalog", "could not rebuild the catalog: %s", ei.msg);
@@ -315,6 +331,9 @@ static void pending_free(struct pending *p)
     json_decref(p->client_token);
     mrtr_free(p->mrtr);
     free(p->call_target);
+    json_decref(p->call_msg);
+    json_decref(p->answers);
+    json_decref(p->up_state);
     free(p);
 }
 
@@ -341,6 +360,13 @@ static void answer_client(struct pending *p, json_t *msg)
             json_object_set_new(result, "ttlMs", json_integer(0));
             json_object_set_new(result, "cacheScope", json_string("private"));
         }
+    } else if (p->session && atomic_load(&p->up->modern) && json_is_object(result)) {
+        /* A legacy client of a 2026-07-28 server: the fields its revision does not have go. */
+        result = json_copy(result);
+        json_object_set_new(copy, "result", result);
+        json_object_del(result, "resultType");
+        json_object_del(result, "ttlMs");
+        json_object_del(result, "cacheScope");
     }
     stream_push(p->stream, copy, true);
     json_decref(copy);
@@ -371,23 +397,36 @@ static void fail_pending(struct pending *p, int code, const char *fmt, ...)
     }
 }
 
+/* Tell the server to stop call `id`: notifications/cancelled, except to a 2026-07-28 server over
+   HTTP, where closing the call's response stream (transport_cancel) is the cancellation. */
+static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
+{
+    if (atomic_load(&up->modern) && up->srv->transport == TRANSPORT_HTTP)
+        return;
+    json_t *n = jsonrpc_notification_new(
+        "notifications/cancelled",
+        json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", reason));
+    transport_send(up->t, n, NULL);
+    json_decref(n);
+}
+
 static void call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
     /* Tell the server to stop, then answer the client. */
-    json_t *n = jsonrpc_notification_new(
-        "notifications/cancelled",
-        json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", "gateway timeout"));
-    transport_send(p->up->t, n, NULL);
-    json_decref(n);
+    send_cancelled(p->up, p->id, "gateway timeout");
     if (p->exchange_open) {
         transport_cancel(p->up->t, p);
         p->exchange_open = false;
     }
-    fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT,
-                 "server \"%s\" did not answer within %u ms (timeouts.%s)", p->up->srv->name,
-                 p->cb ? p->up->srv->timeouts.first_byte_ms : p->up->srv->timeouts.total_ms,
-                 p->cb ? "first_byte" : "total");
+    if (p->timeout_ms)
+        fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT, "server \"%s\" did not answer within %u ms",
+                     p->up->srv->name, p->timeout_ms);
+    else
+        fail_pending(p, JSONRPC_UPSTREAM_TIMEOUT,
+                     "server \"%s\" did not answer within %u ms (timeouts.%s)", p->up->srv->name,
+                     p->cb ? p->up->srv->timeouts.first_byte_ms : p->up->srv->timeouts.total_ms,
+                     p->cb ? "first_byte" : "total");
     pending_maybe_free(p);
 }
 
@@ -410,9 +449,11 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
         return err;
     }
     /* A client's call may run as long as `total`; the gateway's own requests (initialize,
-       lists) should answer quickly, so they get `first_byte`. */
+       lists) should answer quickly, so they get `first_byte`. A retry keeps its call's timer. */
     uint32_t total = p->cb ? up->srv->timeouts.first_byte_ms : up->srv->timeouts.total_ms;
-    if (total && (p->timer = malloc(sizeof(*p->timer))) != NULL) {
+    if (p->timeout_ms)
+        total = p->timeout_ms == UINT32_MAX ? 0 : p->timeout_ms;
+    if (total && p->timer == NULL && (p->timer = malloc(sizeof(*p->timer))) != NULL) {
         uv_timer_init(up->home->loop, p->timer);
         p->timer->data = p;
         uv_timer_start(p->timer, call_timeout_cb, total, 0);
@@ -420,25 +461,62 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
     return 0;
 }
 
-static void internal_request(struct upstream *up, const char *method, json_t *params,
-                             internal_cb cb, void *arg)
+/* The client capabilities the gateway declares to a server: what it can relay or bridge. With a
+   client (session not NULL), only those that client declared. New reference. */
+static json_t *relay_capabilities(struct session *s)
+{
+    static const char *const relayed[] = {"sampling", "elicitation", "roots"};
+    json_t *caps = json_object();
+    json_t *client = s ? session_client_capabilities(s) : NULL;
+    for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++) {
+        json_t *c = json_object_get(client, relayed[i]);
+        if (s == NULL)
+            c = strcmp(relayed[i], "elicitation") == 0 ? json_pack("{s:{}, s:{}}", "form", "url")
+                : strcmp(relayed[i], "roots") == 0     ? json_pack("{s:b}", "listChanged", 1)
+                                                       : json_object();
+        else
+            c = json_is_object(c) ? json_deep_copy(c) : NULL;
+        if (c != NULL)
+            json_object_set_new(caps, relayed[i], c);
+    }
+    return caps;
+}
+
+/* Send the gateway's own request `method` (params stolen) to up; cb gets the answer. A
+   2026-07-28 server gets the per-request _meta. timeout_ms 0: timeouts.first_byte; UINT32_MAX:
+   none. Returns the pending request (home thread; valid until cb), or NULL after cb ran. */
+static struct pending *internal_request_ex(struct upstream *up, const char *method, json_t *params,
+                                           internal_cb cb, void *arg, bool modern,
+                                           uint32_t timeout_ms)
 {
     struct pending *p = calloc(1, sizeof(*p));
     json_t *msg = jsonrpc_request_new(json_null(), method, params);
-    if (p == NULL || msg == NULL) {
+    json_t *caps = modern ? relay_capabilities(NULL) : NULL;
+    if (p == NULL || msg == NULL || (modern && mcp_era_add_meta(msg, caps, -1) != 0)) {
         free(p);
         json_decref(msg);
+        json_decref(caps);
         cb(up, NULL, ERR_NOMEM, "out of memory", arg);
-        return;
+        return NULL;
     }
+    json_decref(caps);
     p->cb = cb;
     p->arg = arg;
+    p->timeout_ms = timeout_ms;
     int err = send_pending(up, p, msg);
     json_decref(msg);
     if (err) {
         free(p);
         cb(up, NULL, err, err_str(err), arg);
+        return NULL;
     }
+    return p;
+}
+
+static void internal_request(struct upstream *up, const char *method, json_t *params,
+                             internal_cb cb, void *arg)
+{
+    internal_request_ex(up, method, params, cb, arg, atomic_load(&up->modern), 0);
 }
 
 static void send_notification(struct upstream *up, const char *method, json_t *params)
@@ -673,8 +751,113 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
         up->caps = json_object();
     }
     transport_set_protocol_version(up->t, version);
+    pthread_mutex_lock(&gw.lock);
+    snprintf(up->protocol, sizeof(up->protocol), "%s", version);
+    pthread_mutex_unlock(&gw.lock);
     send_notification(up, "notifications/initialized", NULL);
     transport_listen(up->t);
+    refresh_lists(up, -1);
+}
+
+#define PROBE_STDIO_TIMEOUT_MS 5000 /* a silent stdio server is a legacy one (basic/transports) */
+#define LISTEN_RETRY_MAX_MS 30000
+
+static void open_listen(struct upstream *up);
+
+static void listen_timer_cb(uv_timer_t *t)
+{
+    open_listen(t->data);
+}
+
+/* The subscriptions/listen request ended (the server closed it, the exchange broke, the server
+   went away): open another one after a pause while the server is still the modern one. */
+static void listen_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    (void)msg;
+    (void)arg;
+    up->listen = NULL;
+    if (up->closing || !atomic_load(&up->modern) ||
+        !(up->state == UP_READY || up->state == UP_INITIALIZING))
+        return;
+    unsigned delay = 1000u << (up->listen_failures < 5 ? up->listen_failures : 5);
+    if (delay > LISTEN_RETRY_MAX_MS)
+        delay = LISTEN_RETRY_MAX_MS;
+    if (err)
+        up->listen_failures++;
+    log_info("upstream_listen",
+             "server %s: subscriptions/listen ended (%s); listening again in %u ms", up->srv->name,
+             err ? (why ? why : err_str(err)) : "the server closed it", delay);
+    uv_timer_start(&up->listen_timer, listen_timer_cb, delay, 0);
+}
+
+/* Modern server: ask for the list changes the gateway acts on (the 2026-07-28 replacement of the
+   GET stream); they arrive as notifications like any other. */
+static void open_listen(struct upstream *up)
+{
+    if (up->listen != NULL || up->closing || !atomic_load(&up->modern) ||
+        transport_state(up->t) == TRANSPORT_STOPPED)
+        return;
+    json_t *filter = json_object();
+    static const char *const caps[] = {"tools", "prompts", "resources"};
+    static const char *const keys[] = {"toolsListChanged", "promptsListChanged",
+                                       "resourcesListChanged"};
+    for (int i = 0; i < 3; i++)
+        if (json_is_true(json_object_get(json_object_get(up->caps, caps[i]), "listChanged")))
+            json_object_set_new(filter, keys[i], json_true());
+    if (json_object_size(filter) == 0) {
+        json_decref(filter);
+        return;
+    }
+    up->listen =
+        internal_request_ex(up, "subscriptions/listen", json_pack("{s:o}", "notifications", filter),
+                            listen_cb, NULL, true, UINT32_MAX);
+}
+
+static void send_initialize(struct upstream *up);
+
+/* The answer to the server/discover probe: a modern server is ready for its lists; anything
+   else that is not a modern refusal means a legacy server, which gets initialize. */
+static void discover_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    (void)arg;
+    if (up->closing)
+        return;
+    char account[400], reason[600];
+    enum mcp_probe_outcome o = mcp_era_probe_outcome(msg, account, sizeof(account));
+    if (msg == NULL && why != NULL)
+        snprintf(account, sizeof(account), "no answer to server/discover: %s", why);
+    if (err && up->srv->transport == TRANSPORT_STDIO && transport_state(up->t) != TRANSPORT_UP) {
+        snprintf(reason, sizeof(reason), "server/discover failed: %s", account);
+        set_state(up, UP_DOWN, reason); /* the restart probes again */
+        return;
+    }
+    if (o == MCP_PROBE_LEGACY && up->srv->protocol == PROTOCOL_MODERN) {
+        snprintf(reason, sizeof(reason),
+                 "the server does not speak %s (%s), and protocol: %s allows no fallback",
+                 MCP_VERSION_2026, account, MCP_VERSION_2026);
+        init_failed(up, reason);
+        return;
+    }
+    if (o == MCP_PROBE_REFUSED) {
+        init_failed(up, account);
+        return;
+    }
+    if (o == MCP_PROBE_LEGACY) {
+        log_info("upstream_era", "server %s: %s; falling back to initialize", up->srv->name,
+                 account);
+        send_initialize(up);
+        return;
+    }
+    json_t *caps = json_object_get(json_object_get(msg, "result"), "capabilities");
+    json_decref(up->caps);
+    up->caps = json_is_object(caps) ? json_incref(caps) : json_object();
+    atomic_store(&up->modern, true);
+    pthread_mutex_lock(&gw.lock);
+    snprintf(up->protocol, sizeof(up->protocol), "%s", MCP_VERSION_2026);
+    pthread_mutex_unlock(&gw.lock);
+    log_info("upstream_era", "server %s speaks %s (%s)", up->srv->name, MCP_VERSION_2026, account);
+    up->listen_failures = 0;
+    open_listen(up);
     refresh_lists(up, -1);
 }
 
@@ -682,6 +865,19 @@ static void begin_init(struct upstream *up)
 {
     uv_timer_stop(&up->retry_timer);
     set_state(up, UP_INITIALIZING, "");
+    atomic_store(&up->modern, false);
+    if (up->srv->transport != TRANSPORT_OPENAPI && up->srv->protocol != PROTOCOL_LEGACY) {
+        uint32_t t = up->srv->timeouts.first_byte_ms;
+        if (up->srv->transport == TRANSPORT_STDIO && (t == 0 || t > PROBE_STDIO_TIMEOUT_MS))
+            t = PROBE_STDIO_TIMEOUT_MS;
+        internal_request_ex(up, "server/discover", json_object(), discover_cb, NULL, true, t);
+        return;
+    }
+    send_initialize(up);
+}
+
+static void send_initialize(struct upstream *up)
+{
     json_t *params = json_pack("{s:s, s:{s:{}, s:{s:{}, s:{}}, s:{s:b}}, s:{s:s, s:s}}",
                                "protocolVersion", mcp_supported_versions[0], "capabilities",
                                "sampling", "elicitation", "form", "url", "roots", "listChanged", 1,
@@ -833,8 +1029,7 @@ static void answer_server(struct upstream *up, json_t *id, int code, const char 
 /* Home thread: stop client call p upstream (notifications/cancelled) and forget it. */
 static void cancel_call(struct upstream *up, struct pending *p, const char *reason)
 {
-    send_notification(up, "notifications/cancelled",
-                      json_pack("{s:I, s:s}", "requestId", (json_int_t)p->id, "reason", reason));
+    send_cancelled(up, p->id, reason);
     idmap_del(&up->pending, p->id);
     p->answered = true;
     stream_end(p->stream);
@@ -984,6 +1179,15 @@ static void mrtr_free(struct mrtr *m)
     free(m);
 }
 
+/* limits.mrtr_ttl of the configuration in force. */
+static uint32_t mrtr_ttl(void)
+{
+    pthread_mutex_lock(&gw.lock);
+    uint32_t ttl = gw.cfg ? gw.cfg->mrtr_ttl_ms : 60000;
+    pthread_mutex_unlock(&gw.lock);
+    return ttl;
+}
+
 /* (Re)start p's timer with cb after ms; ms 0 stops it. */
 static void arm_call_timer(struct pending *p, uv_timer_cb cb, uint32_t ms)
 {
@@ -1069,10 +1273,7 @@ static void mrtr_park(struct upstream *up, struct pending *p)
     m->parked = true;
     memcpy(m->token, token, sizeof(m->token));
     sodium_memzero(token, sizeof(token));
-    pthread_mutex_lock(&gw.lock);
-    uint32_t ttl = gw.cfg ? gw.cfg->mrtr_ttl_ms : 60000;
-    pthread_mutex_unlock(&gw.lock);
-    arm_call_timer(p, mrtr_expired_cb, ttl);
+    arm_call_timer(p, mrtr_expired_cb, mrtr_ttl());
 }
 
 /* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p. */
@@ -1286,6 +1487,218 @@ static void mrtr_resume(struct session *s, int server, json_t *msg, const char *
     }
 }
 
+/* --- MRTR from a 2026-07-28 server (home thread) --- */
+
+#define MRTR_MAX_ROUNDS 16 /* InputRequiredResults one call may meet */
+
+/* End client call p (answered by the server, or waiting for the legacy client's input) with an
+   error naming the server; the caller frees p (pending_maybe_free). */
+static void bridge_fail(struct upstream *up, struct pending *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void bridge_fail(struct upstream *up, struct pending *p, int code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (idmap_get(&up->pending, p->id) == p)
+        idmap_del(&up->pending, p->id);
+    if (p->answered)
+        return;
+    p->answered = true;
+    json_t *err =
+        jsonrpc_error_new(p->client_id, code, msg, json_pack("{s:s}", "server", up->srv->name));
+    stream_push(p->stream, err, true);
+    json_decref(err);
+    call_finished(up);
+}
+
+/* The legacy client answered every input request: send the call again, with a new id, the
+   answers as inputResponses and the server's requestState exactly as it came. */
+static void bridge_retry(struct upstream *up, struct pending *p)
+{
+    json_t *msg = json_deep_copy(p->call_msg);
+    json_t *params = json_object_get(msg, "params");
+    if (msg == NULL || !json_is_object(params)) {
+        json_decref(msg);
+        bridge_fail(up, p, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    json_object_set_new(params, "inputResponses", p->answers ? p->answers : json_object());
+    p->answers = NULL;
+    if (p->up_state != NULL)
+        json_object_set(params, "requestState", p->up_state);
+    idmap_del(&up->pending, p->id);
+    session_untrack_call(p->session, p->client_id, call_cookie(up->index, p->id));
+    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    if (p->client_token != NULL) /* progress of the retry reaches the same client token */
+        json_object_set_new(json_object_get(params, "_meta"), "progressToken",
+                            json_integer((json_int_t)p->id));
+    session_track_call(p->session, p->client_id, call_cookie(up->index, p->id));
+    int err = send_pending(up, p, msg);
+    json_decref(msg);
+    if (err)
+        bridge_fail(up, p, JSONRPC_UPSTREAM_UNAVAILABLE,
+                    "could not send the retry to server \"%s\": %s", up->srv->name, err_str(err));
+}
+
+/* An InputRequiredResult for a legacy client: each input request becomes a request on the
+   client's call stream, answered through gateway_relay_answer_cb (the tracked "server id" is
+   {"gatehouse/call": id, "key": key}, which no server id can be). */
+static void bridge_ask(struct upstream *up, struct pending *p, json_t *result)
+{
+    json_t *reqs = json_object_get(result, "inputRequests");
+    json_t *state = json_object_get(result, "requestState");
+    const char *key;
+    json_t *q;
+    if (p->call_msg == NULL) {
+        bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
+                    "server \"%s\" answered with input_required a request that cannot carry it "
+                    "(only tools/call, prompts/get and resources/read can)",
+                    up->srv->name);
+        return;
+    }
+    if (++p->rounds > MRTR_MAX_ROUNDS) {
+        bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
+                    "server \"%s\" asked for the client's input more than %d times in one call",
+                    up->srv->name, MRTR_MAX_ROUNDS);
+        return;
+    }
+    if ((reqs != NULL && !json_is_object(reqs)) || (state != NULL && !json_is_string(state)) ||
+        (reqs == NULL && state == NULL) || json_object_size(reqs) > MRTR_MAX_INPUTS) {
+        bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
+                    "server \"%s\" sent an InputRequiredResult the gateway cannot use "
+                    "(inputRequests must be an object of at most %d requests, requestState a "
+                    "string, and one of them present)",
+                    up->srv->name, MRTR_MAX_INPUTS);
+        return;
+    }
+    json_object_foreach(reqs, key, q)
+    {
+        const char *method = json_string_value(json_object_get(q, "method"));
+        const char *cap = method ? required_capability(method) : NULL;
+        if (cap == NULL) {
+            bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
+                        "server \"%s\" asked for input \"%.64s\" with method %.64s, which is not "
+                        "sampling/createMessage, elicitation/create or roots/list",
+                        up->srv->name, key, method ? method : "(none)");
+            return;
+        }
+        if (!session_has_capability(p->session, cap)) {
+            bridge_fail(up, p, MCP_ERR_MISSING_CLIENT_CAP,
+                        "server \"%s\" needs %s from the client, which did not declare the "
+                        "\"%s\" capability",
+                        up->srv->name, method, cap);
+            return;
+        }
+    }
+    json_decref(p->answers);
+    p->answers = json_object();
+    json_decref(p->up_state);
+    p->up_state = state ? json_incref(state) : NULL;
+    p->waiting = 0;
+    json_object_foreach(reqs, key, q)
+    {
+        uint64_t down_id = session_next_request_id(p->session);
+        json_t *tag = json_pack("{s:I, s:s}", "gatehouse/call", (json_int_t)p->id, "key", key);
+        int err = tag ? session_track_request(p->session, down_id, up, tag) : ERR_NOMEM;
+        json_decref(tag);
+        if (err) {
+            bridge_fail(up, p, JSONRPC_INTERNAL_ERROR, "the client session is closed");
+            return;
+        }
+        json_t *params = json_object_get(q, "params");
+        json_t *jid = json_integer((json_int_t)down_id);
+        json_t *req =
+            jsonrpc_request_new(jid, json_string_value(json_object_get(q, "method")),
+                                json_is_object(params) ? json_deep_copy(params) : json_object());
+        json_decref(jid);
+        stream_push(p->stream, req, false);
+        json_decref(req);
+        p->waiting++;
+    }
+    if (p->waiting == 0)
+        bridge_retry(up, p); /* only a requestState: the server wants the call again at once */
+}
+
+/* A legacy client's answer msg to a bridged input request (its id is the tag of bridge_ask). */
+static void bridge_answer(struct upstream *up, json_t *msg)
+{
+    json_t *tag = json_object_get(msg, "id");
+    json_t *jcall = json_object_get(tag, "gatehouse/call");
+    const char *key = json_string_value(json_object_get(tag, "key"));
+    struct pending *p = json_is_integer(jcall)
+                            ? idmap_get(&up->pending, (uint64_t)json_integer_value(jcall))
+                            : NULL;
+    if (p == NULL || p->cb != NULL || p->answered || p->answers == NULL || key == NULL ||
+        json_object_get(p->answers, key) != NULL)
+        return; /* the call ended meanwhile, or a duplicate */
+    json_t *result = json_object_get(msg, "result");
+    if (!json_is_object(result)) {
+        json_t *e = json_object_get(msg, "error");
+        json_t *code = json_object_get(e, "code");
+        const char *m = json_string_value(json_object_get(e, "message"));
+        bridge_fail(up, p, json_is_integer(code) ? (int)json_integer_value(code) : -32603,
+                    "the client could not answer server \"%s\"'s request for input \"%.64s\": "
+                    "%.300s",
+                    up->srv->name, key, m ? m : "(no message)");
+        pending_maybe_free(p);
+        return;
+    }
+    json_object_set(p->answers, key, result);
+    if (--p->waiting == 0) {
+        bridge_retry(up, p);
+        pending_maybe_free(p); /* when the retry could not be sent */
+    }
+}
+
+/* Home thread: a 2026-07-28 server answered client call p with msg. When it is an
+   InputRequiredResult, a modern client gets it with the server's requestState sealed to this
+   call, and a legacy client is asked the server's questions (bridge_ask). Returns false when msg
+   is any other answer, for the caller to deliver. */
+static bool input_required(struct upstream *up, struct pending *p, json_t *msg)
+{
+    json_t *result = json_object_get(msg, "result");
+    const char *rt = json_string_value(json_object_get(result, "resultType"));
+    if (!atomic_load(&up->modern) || rt == NULL || strcmp(rt, "input_required") != 0)
+        return false;
+    if (p->exchange_open) { /* HTTP: this answer ends the server's side of the exchange */
+        transport_cancel(up->t, p);
+        p->exchange_open = false;
+    }
+    p->answered = false; /* until the client has it, or the call goes on with its answers */
+    if (session_transient(p->session)) {
+        json_t *state = json_object_get(result, "requestState");
+        char *sealed = NULL;
+        if (state != NULL && (!p->mrtr_ok || (sealed = mcp_era_seal_state(
+                                                  up->srv->name, p->call_method, p->call_target,
+                                                  state, mrtr_ttl())) == NULL)) {
+            bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
+                        "server \"%s\" sent a requestState the gateway cannot pass on (not a "
+                        "tools/call, prompts/get or resources/read, or over 64 KiB)",
+                        up->srv->name);
+            return true;
+        }
+        json_t *copy = json_deep_copy(msg);
+        if (sealed != NULL)
+            json_object_set_new(json_object_get(copy, "result"), "requestState",
+                                json_string(sealed));
+        free(sealed);
+        p->answered = true;
+        answer_client(p, copy);
+        json_decref(copy);
+        call_finished(up);
+        return true;
+    }
+    if (idmap_put(&up->pending, p->id, p) != 0) {
+        bridge_fail(up, p, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return true;
+    }
+    bridge_ask(up, p, result);
+    return true;
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
@@ -1355,6 +1768,10 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         broadcast(up->index, msg, json_string_value(json_object_get(params, "uri")));
         return;
     }
+    if (strcmp(method, "notifications/subscriptions/acknowledged") == 0) {
+        up->listen_failures = 0;
+        return;
+    }
     if (strcmp(method, "notifications/message") == 0) {
         struct pending *call = related_call(up, related);
         if (call && session_transient(call->session)) {
@@ -1402,7 +1819,7 @@ static void message_cb(void *owner, json_t *msg, void *related)
     p->answered = true;
     if (p->cb) {
         p->cb(up, msg, 0, NULL, p->arg);
-    } else {
+    } else if (!input_required(up, p, msg)) {
         answer_client(p, msg);
         call_finished(up);
     }
@@ -1417,6 +1834,8 @@ static void start_upstream_cb(void *arg)
     cbs.owner = up;
     uv_timer_init(up->home->loop, &up->retry_timer);
     up->retry_timer.data = up;
+    uv_timer_init(up->home->loop, &up->listen_timer);
+    up->listen_timer.data = up;
     up->t = transport_new(up->home->loop, up->srv, &cbs);
     if (up->t == NULL) {
         set_state(up, UP_FAILED, "could not create the transport (out of memory)");
@@ -1501,7 +1920,7 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
         a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
-        a->max_message != b->max_message || a->prefix != b->prefix)
+        a->max_message != b->max_message || a->prefix != b->prefix || a->protocol != b->protocol)
         return false;
     for (size_t i = 0; i < a->nargs; i++)
         if (!str_eq(a->args[i], b->args[i]))
@@ -1627,6 +2046,7 @@ static void stop_upstream_cb(void *arg)
         up->t = NULL;
     }
     uv_close((uv_handle_t *)&up->retry_timer, NULL);
+    uv_close((uv_handle_t *)&up->listen_timer, NULL);
     for (int k = 0; k < CAT_NKINDS; k++) {
         json_decref(up->fetching[k]);
         up->fetching[k] = NULL;
@@ -1668,6 +2088,7 @@ void gateway_free(void)
         for (int k = 0; k < CAT_NKINDS; k++)
             json_decref(up->lists[k]);
         json_decref(up->caps);
+        json_decref(up->pub_caps);
         idmap_release(&up->pending);
         config_unref(up->cfg);
         free(up);
@@ -1708,6 +2129,8 @@ json_t *gateway_status(void)
         json_object_set_new(s, "tools",
                             json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
+        if (up->protocol[0] && up->pub_state == UP_READY)
+            json_object_set_new(s, "protocol", json_string(up->protocol));
         json_object_set_new(servers, up->srv->name, s);
     }
     pthread_mutex_unlock(&gw.lock);
@@ -1747,6 +2170,34 @@ static void call_finished(struct upstream *up)
         up->queued--;
         forward_cb(f);
     }
+}
+
+/* Home thread: make client call p (msg) one a 2026-07-28 server takes: per-request _meta with
+   the capabilities the client declared (the gateway bridges them) and, for a modern client, its
+   logLevel. resources/subscribe and unsubscribe, which that revision does not have, are answered
+   here (the gateway's own record routes notifications/resources/updated). Returns false when p
+   was answered (and freed). */
+static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
+{
+    const char *method = jsonrpc_method(msg);
+    if (strncmp(method, "resources/", 10) == 0 &&
+        (strcmp(method + 10, "subscribe") == 0 || strcmp(method + 10, "unsubscribe") == 0)) {
+        json_t *res = jsonrpc_result_new(p->client_id, json_object());
+        stream_push(p->stream, res, true);
+        json_decref(res);
+        p->answered = true;
+        pending_free(p);
+        return false;
+    }
+    json_t *caps = relay_capabilities(p->session);
+    int rank = session_transient(p->session) ? session_log_level(p->session) : -1;
+    int err = mcp_era_add_meta(msg, caps, rank);
+    json_decref(caps);
+    if (err == 0 && !session_transient(p->session) &&
+        (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ||
+         strcmp(method, "resources/read") == 0))
+        p->call_msg = json_deep_copy(msg); /* an InputRequiredResult is retried from it */
+    return true;
 }
 
 static void forward_cb(void *arg)
@@ -1793,6 +2244,8 @@ static void forward_cb(void *arg)
         up->queued++;
         return; /* f is owned by the queue */
     }
+    if (atomic_load(&up->modern) && !modern_call(up, p, f->msg))
+        goto out;
     int err = send_pending(up, p, f->msg);
     if (err) {
         char m[300];
@@ -1898,6 +2351,31 @@ static json_t *rewrite(json_t *msg, const char *field, const char *value)
     return copy;
 }
 
+/* Worker thread: a 2026-07-28 client's retry (routed, a private copy) of a 2026-07-28 server's
+   InputRequiredResult carries the state the gateway sealed: it goes back to that server, for
+   that same method and target, as the server issued it. Returns 0 (no sealed state, or
+   unsealed), or ERR_INVAL with the -32602 answer in r. */
+static int unseal_state(int server, json_t *routed, const char *target, struct mcp_reply *r)
+{
+    json_t *params = json_object_get(routed, "params");
+    const char *sealed = json_string_value(json_object_get(params, "requestState"));
+    if (!mcp_era_is_sealed(sealed))
+        return 0;
+    const char *method = jsonrpc_method(routed);
+    json_t *state = mcp_era_open_state(sealed, gw.ups[server]->srv->name, method, target);
+    if (state == NULL) {
+        reply_error(r, json_object_get(routed, "id"), JSONRPC_INVALID_PARAMS,
+                    "Invalid params: params.requestState is not valid for this %s: it was issued "
+                    "for another server or %s, was altered, or is older than limits.mrtr_ttl; "
+                    "send the request again without requestState",
+                    method, method[0] == 'r' ? "uri" : "name");
+        r->server = gw.ups[server]->srv->name;
+        return ERR_INVAL;
+    }
+    json_object_set_new(params, "requestState", state);
+    return 0;
+}
+
 static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
 {
     json_t *id = json_object_get(msg, "id");
@@ -1957,15 +2435,30 @@ json_t *mcp_discover_result(int view)
     char name[160];
     snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
              view >= 0 ? gw.ups[view]->srv->name : "");
-    /* listChanged: subscriptions/listen carries the list changes. No resources.subscribe yet: a
-       listener's resourceSubscriptions would need the gateway to subscribe upstream for it. The
-       aggregate may change with any server's lists, and a future authenticated view depends on
-       the caller: never cached across callers. */
-    return json_pack("{s:s, s:o, s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{}}, s:{s:{s:s, s:s}}, s:i, s:s}",
-                     "resultType", "complete", "supportedVersions", mcp_era_supported_versions(),
-                     "capabilities", "tools", "listChanged", 1, "prompts", "listChanged", 1,
-                     "resources", "listChanged", 1, "completions", "_meta",
-                     "io.modelcontextprotocol/serverInfo", "name", name, "version",
+    /* The capabilities are those the servers behind the view offer (listChanged always:
+       subscriptions/listen carries the gateway's own list changes). No resources.subscribe yet:
+       a listener's resourceSubscriptions would need the gateway to subscribe upstream for it.
+       The versions: every server, of either era, is reachable in both through the bridges, so
+       the view speaks every version the gateway speaks. The aggregate may change with any
+       server's lists, and a future authenticated view depends on the caller: never cached across
+       callers. */
+    static const char *const kinds[] = {"tools", "prompts", "resources", "completions"};
+    json_t *caps = json_object();
+    pthread_mutex_lock(&gw.lock);
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+        struct upstream *up = gw.ups[i];
+        if (!view_has_server(view, (int)i) || up->retired || up->pub_state != UP_READY)
+            continue;
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+            if (json_object_get(up->pub_caps, kinds[k]) != NULL &&
+                json_object_get(caps, kinds[k]) == NULL)
+                json_object_set_new(caps, kinds[k],
+                                    k < 3 ? json_pack("{s:b}", "listChanged", 1) : json_object());
+    }
+    pthread_mutex_unlock(&gw.lock);
+    return json_pack("{s:s, s:o, s:o, s:{s:{s:s, s:s}}, s:i, s:s}", "resultType", "complete",
+                     "supportedVersions", mcp_era_supported_versions(), "capabilities", caps,
+                     "_meta", "io.modelcontextprotocol/serverInfo", "name", name, "version",
                      GATEHOUSE_VERSION, "ttlMs", 0, "cacheScope", "private");
 }
 
@@ -2106,8 +2599,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             return;
         }
         json_t *routed = rewrite(msg, "name", orig);
-        if (session_transient(s) && json_object_get(params, "requestState") != NULL) {
+        if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
+            !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
             mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */
+            json_decref(routed);
+            return;
+        }
+        if (session_transient(s) && unseal_state(server, routed, orig, r) != 0) {
             json_decref(routed);
             return;
         }
@@ -2140,11 +2638,18 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         if (method[10] != 'r')
             session_subscribe(s, uri, method[10] == 's');
-        else if (session_transient(s) && json_object_get(params, "requestState") != NULL) {
+        else if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
+                 !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
             mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
             return;
         }
-        forward(w, s, server, rewrite(msg, "uri", NULL), r);
+        json_t *routed = rewrite(msg, "uri", NULL);
+        if (method[10] == 'r' && session_transient(s) &&
+            unseal_state(server, routed, uri, r) != 0) {
+            json_decref(routed);
+            return;
+        }
+        forward(w, s, server, routed, r);
         return;
     }
     if (strcmp(method, "completion/complete") == 0) {
@@ -2227,8 +2732,11 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
 static void gateway_relay_answer_cb(void *arg)
 {
     struct forward *f = arg;
-    if (f->up->t && f->up->state == UP_READY)
-        transport_send(f->up->t, f->msg, NULL);
+    if (json_is_object(json_object_get(f->msg, "id")))
+        bridge_answer(f->up, f->msg); /* for an InputRequiredResult of a 2026-07-28 server */
+    else if (f->up->t && f->up->state == UP_READY &&
+             !(atomic_load(&f->up->modern) && jsonrpc_method(f->msg) != NULL))
+        transport_send(f->up->t, f->msg, NULL); /* a modern server takes no notifications */
     json_decref(f->msg);
     free(f);
 }
@@ -2243,7 +2751,8 @@ static void gateway_set_level_cb(void *arg)
 {
     struct forward *f = arg;
     struct upstream *up = f->up;
-    if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging"))
+    if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging") &&
+        !atomic_load(&up->modern)) /* 2026-07-28: the level travels in each request's _meta */
         internal_request(up, "logging/setLevel", json_deep_copy(json_object_get(f->msg, "params")),
                          level_cb, NULL);
     json_decref(f->msg);

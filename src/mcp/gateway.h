@@ -72,6 +72,40 @@ bool mcp_era_method_stateless(const char *method);
 void mcp_era_strip_meta(json_t *msg);
 /* A logging level's rank, "debug" 0 … "emergency" 7 (RFC 5424 order); -1 if level is not one. */
 int mcp_log_level_rank(const char *level);
+/* The level of a rank (the inverse of mcp_log_level_rank), or NULL. */
+const char *mcp_log_level_name(int rank);
+
+/* --- the upstream side of the eras (era.c) --- */
+
+/*
+ * Give request msg the 2026-07-28 per-request _meta (protocol version, the gateway as clientInfo,
+ * client capabilities `caps` (borrowed, copied; NULL = none), and logLevel when log_rank >= 0),
+ * keeping the keys already there (progressToken). Returns 0 or ERR_NOMEM.
+ */
+int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank);
+/* What a server/discover probe said about a server's era. */
+enum mcp_probe_outcome {
+    MCP_PROBE_MODERN, /* a DiscoverResult that lists 2026-07-28 */
+    MCP_PROBE_LEGACY, /* any other answer, or none: fall back to initialize */
+    MCP_PROBE_REFUSED /* a modern server that speaks no version the gateway speaks */
+};
+/* Classify the answer to a server/discover probe (msg NULL: no answer, the probe failed). `why`
+   gets a human-readable account naming what the server said. Works on untrusted input. */
+enum mcp_probe_outcome mcp_era_probe_outcome(json_t *msg, char *why, size_t whylen);
+/*
+ * requestState of a 2026-07-28 server, passed to a 2026-07-28 client sealed (AEAD, a key of this
+ * process) together with the server, method and target it was issued for and an expiry, so
+ * that a retry can only reach the call it belongs to. seal returns a new string (the caller
+ * frees it) or NULL (ERR_NOMEM, or a state over 64 KiB); open returns the server's state (new
+ * reference) when `sealed` is one of ours, for that server/method/target and not expired, else
+ * NULL. mcp_era_is_sealed tells the gateway's format from anything else.
+ */
+#define MCP_SEALED_PREFIX "ghs1."
+char *mcp_era_seal_state(const char *server, const char *method, const char *target, json_t *state,
+                         uint64_t ttl_ms);
+json_t *mcp_era_open_state(const char *sealed, const char *server, const char *method,
+                           const char *target);
+bool mcp_era_is_sealed(const char *s);
 
 struct mcp_worker {
     int index;

@@ -463,6 +463,11 @@ const char *session_protocol_version(const struct session *s)
     return s->proto;
 }
 
+json_t *session_client_capabilities(const struct session *s)
+{
+    return s->caps; /* immutable after creation */
+}
+
 bool session_has_capability(struct session *s, const char *name)
 {
     /* caps is immutable after creation: no lock needed. */

@@ -79,6 +79,8 @@ int session_view(const struct session *s);
 void session_set_owner(struct session *s, const char *owner);
 bool session_owned_by(const struct session *s, const char *owner);
 const char *session_protocol_version(const struct session *s);
+/* The capabilities the client declared (borrowed; immutable while s is referenced). */
+json_t *session_client_capabilities(const struct session *s);
 /* Did the client declare capability `name` ("sampling", "elicitation", "roots")? */
 bool session_has_capability(struct session *s, const char *name);
 

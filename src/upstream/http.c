@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -97,6 +98,7 @@ struct exchange {
     char *body; /* compact JSON for POST */
     size_t body_len;
     bool is_initialize; /* a POST of method "initialize": may trigger the fallback */
+    char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
     bool parked;        /* the initialize waiting for the HTTP+SSE endpoint */
 
     CURL *easy;
@@ -328,6 +330,10 @@ static void ex_free(struct exchange *ex)
     ex_reset_transfer(ex);
     free(ex->body);
     ex->body = NULL;
+    for (int i = 0; i < 3; i++) {
+        free(ex->mirror[i]);
+        ex->mirror[i] = NULL;
+    }
     uv_close((uv_handle_t *)&ex->timer, ex_timer_closed);
 }
 
@@ -629,9 +635,17 @@ static int build_headers(struct exchange *ex, const char *accept, bool json_body
         err = add_header(&ex->headers, "Content-Type: application/json");
     if (!err)
         err = add_header(&ex->headers, "Expect:"); /* no 100-continue round trip */
-    if (!err && t->protocol_version && !legacy)
+    for (int i = 0; !err && i < 3 && ex->mirror[i]; i++) {
+        struct curl_slist *nh = curl_slist_append(ex->headers, ex->mirror[i]);
+        if (nh == NULL)
+            err = ERR_NOMEM;
+        else
+            ex->headers = nh;
+    }
+    /* A 2026-07-28 request is stateless: its own version, no session. */
+    if (!err && t->protocol_version && !legacy && ex->mirror[0] == NULL)
         err = add_header(&ex->headers, "MCP-Protocol-Version: %s", t->protocol_version);
-    if (!err && t->session_id && !legacy) {
+    if (!err && t->session_id && !legacy && ex->mirror[0] == NULL) {
         err = add_header(&ex->headers, "Mcp-Session-Id: %s", t->session_id);
         ex->sent_session = true;
     }
@@ -814,8 +828,11 @@ static void post_done(struct exchange *ex, CURLcode cc)
         return;
     }
     long st = ex->status;
+    /* A 2026-07-28 probe (server/discover) that fails leaves the question open for the
+       initialize that follows it. */
     bool first = !t->probed;
-    t->probed = true;
+    if (ex->mirror[0] == NULL || (st >= 200 && st < 300))
+        t->probed = true;
     if (st >= 200 && st < 300) {
         if (ex->mode == BODY_JSON) {
             json_error_t jerr;
@@ -1319,6 +1336,61 @@ static void close_now(struct http_transport *t)
 /* ---- the transport API ------------------------------------------------------------------------
  */
 
+/* One "Name: value" header line (new string); the value is sent as is when it is plain visible
+   ASCII (inner spaces allowed), else in the "=?base64?…?=" form of the 2026-07-28 transport. */
+static char *mirror_line(const char *name, const char *v, size_t len)
+{
+    bool plain = len > 0 && v[0] != ' ' && v[len - 1] != ' ' &&
+                 !(len >= 11 && strncmp(v, "=?base64?", 9) == 0 && strcmp(v + len - 2, "?=") == 0);
+    for (size_t i = 0; plain && i < len; i++)
+        plain = (unsigned char)v[i] >= 0x20 && (unsigned char)v[i] <= 0x7E;
+    size_t cap =
+        strlen(name) + 2 +
+        (plain ? len : sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL) + 11) + 1;
+    char *line = malloc(cap);
+    if (line == NULL)
+        return NULL;
+    int n = snprintf(line, cap, "%s: %s", name, plain ? "" : "=?base64?");
+    if (plain) {
+        memcpy(line + n, v, len);
+        line[n + len] = '\0';
+    } else {
+        sodium_bin2base64(line + n, cap - (size_t)n, (const unsigned char *)v, len,
+                          sodium_base64_VARIANT_ORIGINAL);
+        strcat(line, "?=");
+    }
+    return line;
+}
+
+/* A request carrying the 2026-07-28 per-request _meta gets the transport's mirror headers:
+   MCP-Protocol-Version, Mcp-Method and, for tools/call, prompts/get and resources/read,
+   Mcp-Name. Returns 0, ERR_INVAL (a value that cannot go in a header) or ERR_NOMEM. */
+static int mirror_headers(struct exchange *ex, json_t *msg)
+{
+    json_t *params = json_object_get(msg, "params");
+    json_t *jv = json_object_get(json_object_get(params, "_meta"),
+                                 "io.modelcontextprotocol/protocolVersion");
+    const char *version = json_string_value(jv);
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    if (version == NULL || method == NULL || json_object_get(msg, "id") == NULL)
+        return 0;
+    if (!header_safe(version, strlen(version), 64) || !header_safe(method, strlen(method), 256))
+        return ERR_INVAL;
+    const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0
+                            ? "name"
+                        : strcmp(method, "resources/read") == 0 ? "uri"
+                                                                : NULL;
+    json_t *jname = field ? json_object_get(params, field) : NULL;
+    ex->mirror[0] = mirror_line("MCP-Protocol-Version", version, strlen(version));
+    ex->mirror[1] = mirror_line("Mcp-Method", method, strlen(method));
+    if (ex->mirror[0] == NULL || ex->mirror[1] == NULL)
+        return ERR_NOMEM;
+    if (json_is_string(jname) && (ex->mirror[2] = mirror_line("Mcp-Name", json_string_value(jname),
+                                                              json_string_length(jname))) == NULL)
+        return ERR_NOMEM;
+    return 0;
+}
+
 static int http_send(struct transport *base, json_t *msg, void *related)
 {
     struct http_transport *t = (struct http_transport *)base;
@@ -1338,6 +1410,8 @@ static int http_send(struct transport *base, json_t *msg, void *related)
     ex->body_len = strlen(ex->body);
     const char *method = json_string_value(json_object_get(msg, "method"));
     ex->is_initialize = method && strcmp(method, "initialize") == 0;
+    if ((err = mirror_headers(ex, msg)) != 0)
+        goto out;
     if (direct) {
         if ((err = ex_start(ex)) != 0)
             goto out;

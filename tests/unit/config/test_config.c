@@ -373,7 +373,7 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
-        "overlays");
+        "overlays, protocol");
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
@@ -487,6 +487,34 @@ static void test_servers(void)
     EXPECT_ERR("servers:\n  - name: a\n    command: \"x\\0y\"\n", ERR_INVAL, 3, 14,
                "t.yaml:3:14: command of server \"a\" contains a NUL byte; expected text without "
                "\\0");
+}
+
+/* protocol: which MCP era the gateway speaks to a server (docs/configuration.md). */
+static void test_protocol(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    const char *y = "servers:\n"
+                    "  - {name: a, command: x}\n"
+                    "  - {name: b, command: x, protocol: auto}\n"
+                    "  - {name: c, url: http://127.0.0.1:9/mcp, protocol: 2025-11-25}\n"
+                    "  - {name: d, command: x, protocol: \"2026-07-28\"}\n";
+    CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
+    if (c == NULL)
+        return;
+    CHECK_INT(c->servers[0].protocol, PROTOCOL_AUTO); /* the default */
+    CHECK_INT(c->servers[1].protocol, PROTOCOL_AUTO);
+    CHECK_INT(c->servers[2].protocol, PROTOCOL_LEGACY);
+    CHECK_INT(c->servers[3].protocol, PROTOCOL_MODERN);
+    CHECK_STR(config_protocol_str(c->servers[3].protocol), "2026-07-28");
+    config_unref(c);
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    protocol: 2026\n", ERR_INVAL, 4, 15,
+               "t.yaml:4:15: \"2026\" is not a protocol for server \"a\"; expected auto, "
+               "2025-11-25 or 2026-07-28");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    protocol: auto\n", ERR_INVAL, 4, 5,
+               "t.yaml:4:5: protocol is not allowed in server \"a\" with transport openapi; "
+               "expected it only with transport: stdio or http (the gateway serves an OpenAPI "
+               "document in every protocol era itself)");
 }
 
 /* transport: openapi (docs/configuration.md, "servers"). */
@@ -843,6 +871,6 @@ static void test_store_auth(void)
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
-          TEST(test_servers), TEST(test_openapi_servers), TEST(test_listeners),
+          TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
           TEST(test_refcount), TEST(test_store_auth))
