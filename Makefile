@@ -1,6 +1,7 @@
 # Thin front door over CMake + Ninja. Every target installs what it is missing first.
 #   make          build (build/)
-#   make run      start the gateway on examples/gatehouse.yaml
+#   make run      start the gateway on examples/gatehouse.yaml (with auth on, the first start
+#                 creates the administrator "admin" and prints its password once)
 #   make check    build and run every test: unit, fuzz-corpus replay, integration, interop, lint
 #   make asan     the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   make fuzz     run every libFuzzer target for FUZZ_SECONDS each (build-fuzz/, clang)
@@ -24,6 +25,7 @@ build: deps
 
 run: build
 	@scripts/deps.sh run
+	@./build/gatehouse user bootstrap -c $(CONFIG)
 	./build/gatehouse run -c $(CONFIG)
 
 check: build

@@ -9,6 +9,7 @@
  * else, and the buffers that held them are wiped.
  */
 #include "admin/cli.h"
+#include "auth/auth.h"
 #include "config/config.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -42,7 +43,7 @@ enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
 struct args {
     const char *pos[MAX_ARGS];
     size_t npos;
-    const char *email, *account, *label, *user, *name, *role;
+    const char *email, *account, *label, *user, *name, *role, *alg;
     const char *redirects[MAX_REDIRECTS];
     size_t nredirects;
     bool admin, json, password_stdin, random, no_password;
@@ -59,6 +60,7 @@ enum opt_bit {
     O_USER = 1 << 7,
     O_NAME = 1 << 8,
     O_REDIRECT = 1 << 9,
+    O_ALG = 1 << 10,
 };
 
 struct command;
@@ -362,6 +364,57 @@ out:
     return rc;
 }
 
+static int has_admin_cb(const struct store_user *u, void *arg)
+{
+    return u->admin && !u->disabled;
+}
+
+/* `make run`: the first administrator, so that a fresh checkout can log in. Does nothing when
+   authentication is off or an active administrator exists. */
+static int user_bootstrap(struct cli *c, const struct args *a)
+{
+    if (!c->cfg->auth.enabled)
+        return 0;
+    int err = store_user_list(c->st, has_admin_cb, NULL);
+    if (err == 1)
+        return 0;
+    if (err)
+        return store_failed("cannot list users", err);
+    char pw[RANDOM_PASSWORD_BYTES * 2];
+    rand_token(pw, sizeof(pw), RANDOM_PASSWORD_BYTES);
+    struct store_user u;
+    struct err_info ei = {0};
+    err = store_user_add(c->st, "admin", NULL, pw, true, &u, &ei);
+    if (err == ERR_EXISTS) {
+        sodium_memzero(pw, sizeof(pw));
+        fprintf(stderr,
+                "gatehouse: no active administrator, and the name \"admin\" is taken; make one "
+                "with: gatehouse user add NAME --admin\n");
+        return 0;
+    }
+    if (err) {
+        sodium_memzero(pw, sizeof(pw));
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    }
+    char issuer[300];
+    const struct config_listener *l = c->cfg->nlisteners ? &c->cfg->listeners[0] : NULL;
+    if (c->cfg->auth.issuer)
+        snprintf(issuer, sizeof(issuer), "%s", c->cfg->auth.issuer);
+    else if (l && strchr(l->address, ':')) /* IPv6 */
+        snprintf(issuer, sizeof(issuer), "%s://[%s]:%u", l->tls_cert ? "https" : "http", l->address,
+                 l->port);
+    else
+        snprintf(issuer, sizeof(issuer), "%s://%s:%u", l && l->tls_cert ? "https" : "http",
+                 l ? l->address : "127.0.0.1", (unsigned)(l ? l->port : 8080));
+    printf("First start: created the administrator \"admin\" with the password\n  %s\n"
+           "(shown once; change it with: gatehouse user passwd admin). Log in on the page an MCP "
+           "client opens at %s/oauth/authorize.\n",
+           pw, issuer);
+    fflush(stdout);
+    sodium_memzero(pw, sizeof(pw));
+    return 0;
+}
+
 /* ---- teams ---- */
 
 static int team_add(struct cli *c, const struct args *a)
@@ -620,6 +673,54 @@ static int revoke_everything(struct cli *c, const struct args *a)
     return 0;
 }
 
+/* ---- signing keys ---- */
+
+static int keys_rotate(struct cli *c, const struct args *a)
+{
+    const char *alg = a->alg                     ? a->alg
+                      : c->cfg->auth.signing_alg ? c->cfg->auth.signing_alg
+                                                 : "ES256";
+    if (strcmp(alg, "ES256") != 0 && strcmp(alg, "EdDSA") != 0)
+        return usage_error(c->cmd, "unknown algorithm \"%s\"; expected ES256 or EdDSA", alg);
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    struct err_info ei = {0};
+    char kid[64];
+    int rc = 0, err = auth_master_key_load(c->cfg->store.key_file, true, master, &ei);
+    if (err == 0)
+        err = auth_key_rotate(c->st, master, alg, kid, &ei);
+    sodium_memzero(master, sizeof(master));
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    /* keys retired longer ago than a token lives verify nothing any more */
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    if ((err = store_key_delete_retired_before(c->st, (int64_t)time(NULL) - grace)) != 0)
+        rc = store_failed("the new key is current, but old keys could not be pruned", err);
+    printf("signing key %s (%s) is current; a previous key still verifies for %lld s "
+           "(access_token_ttl); a running gateway picks the new one up on its next request\n",
+           kid, alg, (long long)grace);
+    return rc;
+}
+
+static int key_list_cb(const struct store_key *k, void *arg)
+{
+    int64_t grace = *(const int64_t *)arg;
+    char t1[32], t2[32];
+    const char *state = k->retired_at == 0                            ? "current"
+                        : k->retired_at + grace > (int64_t)time(NULL) ? "verifies"
+                                                                      : "expired";
+    printf("%-44s %-6s %-9s %-20s %s\n", k->kid, k->alg, state, iso_time(k->created_at, t1),
+           iso_time(k->retired_at, t2));
+    return 0;
+}
+
+static int keys_list(struct cli *c, const struct args *a)
+{
+    int64_t grace = c->cfg->auth.access_token_ttl_s ? c->cfg->auth.access_token_ttl_s : 600;
+    printf("%-44s %-6s %-9s %-20s %s\n", "KID", "ALG", "STATE", "CREATED", "RETIRED");
+    int err = store_key_list(c->st, key_list_cb, &grace);
+    return err ? store_failed("cannot list keys", err) : 0;
+}
+
 /* ---- the table, argument parsing, dispatch ---- */
 
 static const struct command commands[] = {
@@ -629,6 +730,7 @@ static const struct command commands[] = {
      "user add NAME [--email E] [--admin] [--password-stdin | --random | --no-password]",
      user_add},
     {{"user", "list"}, 0, O_JSON, "user list [--json]", user_list},
+    {{"user", "bootstrap"}, 0, 0, "user bootstrap", user_bootstrap},
     {{"user", "disable"}, 1, 0, "user disable NAME", user_disable},
     {{"user", "enable"}, 1, 0, "user enable NAME", user_enable},
     {{"user", "passwd"},
@@ -659,6 +761,8 @@ static const struct command commands[] = {
     {{"client", "list"}, 0, O_USER, "client list [--user U]", client_list},
     {{"client", "revoke"}, 1, 0, "client revoke CLIENT_ID", client_revoke},
     {{"revoke"}, 0, O_USER, "revoke --user U", revoke_everything},
+    {{"keys", "rotate"}, 0, O_ALG, "keys rotate [--alg ES256|EdDSA]", keys_rotate},
+    {{"keys", "list"}, 0, 0, "keys list", keys_list},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -714,6 +818,7 @@ static const struct option_def options[] = {
     {"--label", O_LABEL, VAL(label)},
     {"--user", O_USER, VAL(user)},
     {"--name", O_NAME, VAL(name)},
+    {"--alg", O_ALG, VAL(alg)},
     {"--redirect-uri", O_REDIRECT, 0, 0}, /* repeated: handled below */
 };
 

@@ -286,12 +286,12 @@ int store_team_sync(struct store *st, int64_t user_id, const char *const *teams,
     if (err)
         goto out;
     static const char *const steps[] = {
-        "INSERT INTO teams (name, synced, created_at) SELECT value, 1, ?3 FROM json_each(?2) "
-        "WHERE true ON CONFLICT DO NOTHING",
-        "INSERT INTO team_members (team_id, user_id, role) SELECT t.id, ?1, 0 "
-        "FROM teams t JOIN json_each(?2) j ON t.name = j.value WHERE true ON CONFLICT DO NOTHING",
-        "DELETE FROM team_members WHERE user_id = ?1 AND team_id IN (SELECT id FROM teams "
-        "WHERE synced = 1 AND name NOT IN (SELECT value FROM json_each(?2)))",
+        ("INSERT INTO teams (name, synced, created_at) SELECT value, 1, ?3 FROM json_each(?2) "
+         "WHERE true ON CONFLICT DO NOTHING"),
+        ("INSERT INTO team_members (team_id, user_id, role) SELECT t.id, ?1, 0 "
+         "FROM teams t JOIN json_each(?2) j ON t.name = j.value WHERE true ON CONFLICT DO NOTHING"),
+        ("DELETE FROM team_members WHERE user_id = ?1 AND team_id IN (SELECT id FROM teams "
+         "WHERE synced = 1 AND name NOT IN (SELECT value FROM json_each(?2)))"),
     };
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         sqlite3_stmt *s = store_stmt(st, steps[i]);

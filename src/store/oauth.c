@@ -56,7 +56,7 @@ int store_client_put(struct store *st, const struct store_client *c, const char 
     int err;
     if (secret && (err = secret_hash(secret, strlen(secret), hash)) != 0)
         return err;
-    if ((md = json_dumps(c->metadata ? c->metadata : json_object(), JSON_COMPACT)) == NULL) {
+    if ((md = c->metadata ? json_dumps(c->metadata, JSON_COMPACT) : strdup("{}")) == NULL) {
         err = ERR_NOMEM;
         goto out;
     }

@@ -391,8 +391,8 @@ int store_sweep(struct store *st, int64_t now)
         "DELETE FROM families WHERE expires_at <= ?1", /* their refresh tokens go with them */
         "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
         /* a used code stays while its family lives, so that a replay still revokes it */
-        "DELETE FROM codes WHERE expires_at <= ?1 AND (family_id IS NULL OR family_id NOT IN "
-        "(SELECT id FROM families))",
+        ("DELETE FROM codes WHERE expires_at <= ?1 AND (family_id IS NULL OR family_id NOT IN "
+         "(SELECT id FROM families))"),
     };
     int err = store_begin(st);
     if (err)

@@ -75,7 +75,9 @@ int store_user_check_password(struct store *st, const char *name, const char *pa
                               struct store_user *out);
 int store_user_set_password(struct store *st, int64_t id, const char *password);
 int store_user_set_disabled(struct store *st, int64_t id, bool disabled);
-/* Calls cb for each user in name order; stops early when cb returns non-zero (returned). */
+/* Calls cb for each user in name order; stops early when cb returns non-zero (returned).
+   In every *_list function the record passed to cb lives only during the call, and cb may call
+   other store functions on the same connection but not the same list function. */
 int store_user_list(struct store *st, int (*cb)(const struct store_user *u, void *arg), void *arg);
 
 /* Federated identities: (provider name, subject) → user. */
@@ -148,6 +150,7 @@ int store_client_get(struct store *st, const char *client_id, struct store_clien
 /* ERR_DENIED for unknown, revoked, public or wrong secret (same time for all). */
 int store_client_check_secret(struct store *st, const char *client_id, const char *secret,
                               size_t len);
+/* Also revokes the client's refresh families and drops its unused codes. ERR_NOTFOUND. */
 int store_client_revoke(struct store *st, const char *client_id);
 int store_client_list(struct store *st, int64_t user_id, /* 0 = all */
                       int (*cb)(const struct store_client *c, void *arg), void *arg);
@@ -184,7 +187,8 @@ struct store_family {
     bool revoked;
 };
 int store_family_new(struct store *st, struct store_family *f); /* fills f->id, created_at */
-/* Record a refresh token (by hash) as the family's current one. */
+/* Record a refresh token (by hash) as the family's current one; any earlier unused token of the
+   family is marked used (presenting it later counts as reuse). ERR_NOTFOUND: no such family. */
 int store_refresh_put(struct store *st, const char *family_id, const char *token_hash,
                       int64_t expires_at);
 /* Use a refresh token: on success it is marked used and fam is filled. ERR_NOTFOUND (unknown or
@@ -198,8 +202,11 @@ int store_family_revoke(struct store *st, const char *family_id);
 /* Access tokens revoked before their expiry (RFC 7009), by jti. */
 int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at);
 int store_jti_revoked(struct store *st, const char *jti, bool *revoked);
-/* Everything a user holds, effective at once: tokens_valid_after = now, their clients revoked,
-   refresh families revoked, browser login sessions deleted. Bumps the revocation seq. */
+/* Everything a user holds, effective at once: tokens_valid_after = now + 1 (so a token with
+   iat == now, issued in the same second, is refused too: refuse iat < tokens_valid_after), their
+   clients revoked, refresh families revoked, unused codes and ephemeral rows whose value has an
+   integer "user_id" member (browser login sessions) deleted. Bumps the revocation seq.
+   ERR_NOTFOUND for an unknown user. */
 int store_revoke_user(struct store *st, int64_t user_id);
 
 /* ---- signing keys ---- */
