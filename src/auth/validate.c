@@ -264,13 +264,16 @@ static void iso_time(int64_t t, char *out, size_t n)
 /* Why a check could not be completed (not the token's fault): never cached. */
 #define UNCACHEABLE (-1)
 
-/* An integer-valued NumericDate claim; false when absent or not a number. */
+#define TIME_MAX 253402300799.0 /* 9999-12-31T23:59:59Z: keeps the arithmetic below in range */
+
+/* A NumericDate claim in [0, TIME_MAX] (fractions truncated); false when absent or not one. */
 static bool claim_time(const json_t *claims, const char *name, int64_t *out)
 {
     const json_t *j = json_object_get(claims, name);
-    if (!json_is_number(j))
+    double t = json_number_value(j);
+    if (!json_is_number(j) || !(t >= 0 && t <= TIME_MAX)) /* NaN fails too */
         return false;
-    *out = (int64_t)json_number_value(j);
+    *out = json_is_integer(j) ? (int64_t)json_integer_value(j) : (int64_t)t;
     return true;
 }
 
@@ -312,12 +315,14 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
                             resource);
     }
     if (!claim_time(claims, "exp", &exp) || !claim_time(claims, "iat", &iat))
-        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks the exp or iat claim");
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks a valid exp or iat claim");
     if (now > exp + AUTH_LEEWAY_S) {
         iso_time(exp, t, sizeof(t));
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token has expired (exp %s)", t);
     }
-    if (claim_time(claims, "nbf", &nbf) && now + AUTH_LEEWAY_S < nbf) {
+    if (json_object_get(claims, "nbf") && !claim_time(claims, "nbf", &nbf))
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's nbf is not a valid time");
+    if (json_object_get(claims, "nbf") && now + AUTH_LEEWAY_S < nbf) {
         iso_time(nbf, t, sizeof(t));
         err_info_set(ei, ERR_DENIED, 0, 0, "the token is not valid yet (nbf %s)", t);
         return UNCACHEABLE; /* it will be */
