@@ -4,9 +4,9 @@
  *
  *   gatehouse run [-c FILE]          start the gateway (default FILE: examples/gatehouse.yaml)
  *   gatehouse check-config FILE      validate a configuration and exit
- *   gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]
+ *   gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE] [--json]
  *                                    the MCP tools an OpenAPI document would become
- *   gatehouse user|team|account|apikey|client|revoke ...
+ *   gatehouse user|team|account|apikey|client|revoke|keys ...
  *                                    administration of the store (src/admin/cli.c)
  *   gatehouse version
  */
@@ -33,12 +33,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: gatehouse run [-c FILE]       start the gateway\n"
-            "       gatehouse check-config FILE   validate a configuration file\n"
-            "       gatehouse openapi inspect FILE [--overrides FILE] [--json | --discovery MODE]\n"
-            "                                     the MCP tools an OpenAPI document becomes\n"
-            "       gatehouse version\n");
+    fprintf(out, "usage: gatehouse run [-c FILE]       start the gateway\n"
+                 "       gatehouse check-config FILE   validate a configuration file\n"
+                 "       gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE]\n"
+                 "                                     [--json | --discovery MODE]\n"
+                 "                                     the MCP tools an OpenAPI document becomes\n"
+                 "       gatehouse version\n");
     admin_cli_usage(out);
     fprintf(out, "The administration commands use the store of -c FILE (default ./gatehouse.yaml "
                  "when present, else gatehouse.db).\n"
@@ -76,7 +76,8 @@ static int cmd_check_config(int argc, char **argv)
 
 static int cmd_openapi(int argc, char **argv)
 {
-    const char *file = NULL, *overrides = NULL;
+    const char *file = NULL, *overrides = NULL, *overlays[16];
+    size_t noverlays = 0;
     bool json = false;
     int mode = -1; /* --discovery: print the tools/list of that mode */
     if (argc < 1 || strcmp(argv[0], "inspect") != 0) {
@@ -86,6 +87,9 @@ static int cmd_openapi(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--overrides") == 0 && i + 1 < argc && overrides == NULL) {
             overrides = argv[++i];
+        } else if (strcmp(argv[i], "--overlay") == 0 && i + 1 < argc &&
+                   noverlays < sizeof(overlays) / sizeof(overlays[0])) {
+            overlays[noverlays++] = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (strcmp(argv[i], "--discovery") == 0 && i + 1 < argc && mode < 0) {
@@ -111,10 +115,11 @@ static int cmd_openapi(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    int err = mode >= 0 ? openapi_inspect_discovery(file, overrides,
-                                                    (enum openapi_discovery_mode)mode, stdout)
-              : json    ? openapi_inspect_json(file, overrides, stdout)
-                        : openapi_inspect(file, overrides, stdout);
+    const struct openapi_sources src = {
+        .spec = file, .overlays = overlays, .noverlays = noverlays, .overrides = overrides};
+    int err = mode >= 0 ? openapi_inspect_discovery(&src, (enum openapi_discovery_mode)mode, stdout)
+              : json    ? openapi_inspect_json(&src, stdout)
+                        : openapi_inspect(&src, stdout);
     return err ? 1 : 0;
 }
 

@@ -1025,6 +1025,7 @@ enum {
     SK_OVERRIDES,
     SK_BASE_URL,
     SK_DISCOVERY,
+    SK_OVERLAYS,
     SK_COUNT
 };
 
@@ -1044,13 +1045,14 @@ static bool name_ok(const char *s, size_t len)
 static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
                              const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_URL,       SK_HEADERS,  SK_SPEC,
-                                  SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY};
-    static const char *const refused_names[] = {"url",       "headers",  "spec",
-                                                "overrides", "base_url", "discovery"};
+    static const int refused[] = {SK_URL,      SK_HEADERS,   SK_SPEC,    SK_OVERRIDES,
+                                  SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS};
+    static const char *const refused_names[] = {"url",      "headers",   "spec",    "overrides",
+                                                "base_url", "discovery", "overlays"};
     static const char *const only[] = {"transport: http",    "transport: http or openapi",
                                        "transport: openapi", "transport: openapi",
-                                       "transport: openapi", "transport: openapi"};
+                                       "transport: openapi", "transport: openapi",
+                                       "transport: openapi"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1103,10 +1105,10 @@ static bool http_url_ok(const char *url)
 static int load_server_http(struct loader *L, const struct field *f, const char *what,
                             const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND, SK_ARGS,      SK_ENV,      SK_CWD,
-                                  SK_SPEC,    SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY};
-    static const char *const refused_names[] = {"command", "args",      "env",      "cwd",
-                                                "spec",    "overrides", "base_url", "discovery"};
+    static const int refused[] = {SK_COMMAND,   SK_ARGS,     SK_ENV,       SK_CWD,     SK_SPEC,
+                                  SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS};
+    static const char *const refused_names[] = {
+        "command", "args", "env", "cwd", "spec", "overrides", "base_url", "discovery", "overlays"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1161,6 +1163,11 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
     if (f[SK_OVERRIDES].val) {
         snprintf(sub, sizeof(sub), "overrides of %s", what);
         if ((err = get_nonempty_str(L, f[SK_OVERRIDES].val, sub, &s->overrides)))
+            return err;
+    }
+    if (f[SK_OVERLAYS].val) {
+        snprintf(sub, sizeof(sub), "overlays of %s", what);
+        if ((err = get_str_list(L, f[SK_OVERLAYS].val, sub, true, &s->overlays, &s->noverlays)))
             return err;
     }
     if (f[SK_BASE_URL].val) {
@@ -1218,6 +1225,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "overrides",
                                        "base_url",
                                        "discovery",
+                                       "overlays",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};

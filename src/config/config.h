@@ -74,8 +74,10 @@ struct config_server {
     struct config_kv *headers; /* static headers sent on every request */
     size_t nheaders;
     /* openapi: a REST API described by an OpenAPI document, served in-process */
-    char *spec;                      /* the document (JSON or YAML); not read at load time */
-    char *overrides;                 /* the editorial file, or NULL */
+    char *spec;      /* the document (JSON or YAML); not read at load time */
+    char *overrides; /* the editorial file, or NULL */
+    char **overlays; /* OpenAPI Overlay files applied in order, or NULL */
+    size_t noverlays;
     char *base_url;                  /* replaces the document's server URL, or NULL */
     enum config_discovery discovery; /* default static */
     /* both */

@@ -15,6 +15,7 @@
 #include "core/rand.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
+#include "oauth/oauth.h"
 #include "upstream/upstream.h"
 
 #define H2O_USE_EPOLL 0
@@ -27,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,7 @@ struct worker {
     uint64_t cfg_gen;
     uint64_t next_req;
     bool draining;
+    struct oauth_ctx *oauth; /* when auth is enabled */
 };
 
 struct server {
@@ -85,6 +88,9 @@ struct server {
     struct mcp_worker **mcp_workers;
     unsigned nworkers;
     bool started;
+    bool auth;                                 /* auth.enabled at start */
+    unsigned char master[AUTH_MASTER_KEY_LEN]; /* wiped in server_free */
+    char issuer[256];                          /* the effective issuer */
 };
 
 static struct {
@@ -515,7 +521,7 @@ static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
 }
 
 /* The session named by Mcp-Session-Id: answers 400/404 and returns NULL when there is none. */
-static struct session *require_session(h2o_req_t *req, int view)
+static struct session *require_session(h2o_req_t *req, int view, const char *owner)
 {
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     if (sid.base == NULL) {
@@ -525,6 +531,13 @@ static struct session *require_session(h2o_req_t *req, int view)
     }
     struct session *s = session_find(sid.base, sid.len);
     if (s == NULL) {
+        send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                     "session not found: it expired or was closed; initialize a new one");
+        return NULL;
+    }
+    if (!session_owned_by(s, owner)) {
+        /* Another principal's session: as good as unknown (no oracle for ids). */
+        session_unref(s);
         send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
                      "session not found: it expired or was closed; initialize a new one");
         return NULL;
@@ -596,6 +609,7 @@ static void log_request(struct worker *w, h2o_req_t *req, int status, const char
 /* What the access log line of one /mcp request says. Handlers fill it; on_mcp writes the line
    and counts the status, except for a streamed answer, whose writer does both when it ends. */
 struct access {
+    const char *owner; /* the principal's session-owner key, "" without authentication */
     char mcp_method[48];
     const char *server;
     char target[128];
@@ -861,7 +875,7 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
     struct session *s = NULL;
     if (!is_init || sid.base != NULL) {
-        s = require_session(req, view);
+        s = require_session(req, view, a->owner);
         if (s == NULL) {
             json_decref(msg);
             return;
@@ -872,6 +886,8 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     a->server = r.server;
     snprintf(a->target, sizeof(a->target), "%s", r.target);
     if (r.session) {
+        if (is_init && sid.base == NULL)
+            session_set_owner(r.session, a->owner);
         add_header_str(req, "mcp-session-id", session_id(r.session));
         metrics_set(M.sessions, NULL, session_table_count());
     }
@@ -902,7 +918,7 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     }
     if (!check_protocol_header(req))
         return;
-    struct session *s = require_session(req, view);
+    struct session *s = require_session(req, view, a->owner);
     if (s == NULL)
         return;
     h2o_iovec_t last = header_value(req, H2O_STRLIT("last-event-id"));
@@ -954,7 +970,7 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
                           struct access *a)
 {
     snprintf(a->mcp_method, sizeof(a->mcp_method), "(close session)");
-    struct session *s = require_session(req, view);
+    struct session *s = require_session(req, view, a->owner);
     if (s == NULL)
         return;
     session_close(s);
@@ -979,6 +995,21 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
     if (w->draining) {
         send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
         goto out;
+    }
+    char owner[SESSION_OWNER_MAX + 1] = "";
+    a.owner = owner;
+    if (cfg->auth.enabled) {
+        if (w->oauth == NULL) {
+            send_refusal(req, 503, JSONRPC_INTERNAL_ERROR,
+                         "authentication was enabled by a reload; restart the gateway to apply it");
+            goto out;
+        }
+        struct principal p;
+        if (!oauth_authenticate(w->oauth, cfg, req, view < 0 ? NULL : gateway_server_name(view),
+                                &p))
+            goto out;
+        snprintf(owner, sizeof(owner), "%c:%lld", p.kind == PRINCIPAL_USER ? 'u' : 's',
+                 (long long)p.id);
     }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
         handle_post(w, req, view, start, &a);
@@ -1023,6 +1054,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
         return on_mcp(w, req, view);
+    }
+    if (oauth_owns_path(path.base, path.len)) {
+        worker_config(w);
+        struct config *cfg = w->cfg;
+        h2o_iovec_t host = req->authority;
+        if (host.len == 0 || !host_allowed(cfg, host.base, host.len)) {
+            check_host_origin(req, cfg);
+        } else if (w->oauth == NULL) {
+            send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
+                         "authentication is not enabled on this gateway (auth:)");
+        } else {
+            int status = oauth_handle(w->oauth, cfg, req);
+            if (status)
+                count_http("oauth", status);
+        }
+        return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/healthz"))) {
         send_body(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
@@ -1134,6 +1181,28 @@ int server_check_tls(const struct config *cfg, struct err_info *ei)
     return 0;
 }
 
+/* auth.issuer, or http(s)://<first listener>:<its bound port> (a wildcard address becomes
+   localhost). Fixed for the life of the process: tokens carry it. */
+static void set_issuer(struct server *srv, const struct config *cfg)
+{
+    if (cfg->auth.issuer) {
+        snprintf(srv->issuer, sizeof(srv->issuer), "%s", cfg->auth.issuer);
+        return;
+    }
+    const struct config_listener *l = &cfg->listeners[0];
+    const char *host = l->address;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || host[0] == '\0')
+        host = "localhost";
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(srv->issuer, sizeof(srv->issuer), "%s://%s%s%s:%u", l->tls_cert ? "https" : "http",
+             v6 ? "[" : "", host, v6 ? "]" : "", srv->ports[0]);
+}
+
+const char *server_issuer(struct server *srv)
+{
+    return srv->auth ? srv->issuer : NULL;
+}
+
 int server_new(struct config *cfg, struct server **out, struct err_info *ei)
 {
     int err = ERR_NOMEM;
@@ -1184,6 +1253,12 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
                 goto fail;
         }
     }
+    if (cfg->auth.enabled) {
+        if ((err = oauth_prepare(cfg, srv->master, ei)) != 0)
+            goto fail;
+        srv->auth = true;
+        set_issuer(srv, cfg);
+    }
     *out = srv;
     return 0;
 fail:
@@ -1231,6 +1306,13 @@ int server_start(struct server *srv)
             w->accept[i].ssl_ctx = srv->ssl[i];
             w->listeners[i].fd = srv->fds[i][j];
             w->listeners[i].w = w;
+        }
+        if (srv->auth) {
+            struct err_info ei = {0};
+            if (oauth_ctx_new(&w->loop, srv->master, srv->issuer, cfg, &w->oauth, &ei) != 0) {
+                log_error("auth", "worker %u: %s", j, ei.msg);
+                return ERR_IO;
+            }
         }
         uv_timer_init(&w->loop, &w->keepalive);
         w->keepalive.data = w;
@@ -1406,6 +1488,7 @@ static void worker_stop_cb(void *arg)
 {
     struct worker *w = arg;
     worker_drain_cb(w);
+    oauth_ctx_shutdown(w->oauth);
     uv_close((uv_handle_t *)&w->keepalive, NULL);
     uv_close((uv_handle_t *)&w->priming, NULL);
     h2o_context_request_shutdown(&w->ctx);
@@ -1451,6 +1534,7 @@ void server_free(struct server *srv)
             w->ctx._timestamp_cache.value = NULL;
         }
         mcp_worker_release(&w->mcp);
+        oauth_ctx_free(w->oauth);
         if (w->cfg)
             config_unref(w->cfg);
         free(w->accept);
@@ -1474,5 +1558,6 @@ void server_free(struct server *srv)
     h2o_config_dispose(&srv->globalconf);
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
+    sodium_memzero(srv->master, sizeof(srv->master));
     free(srv);
 }

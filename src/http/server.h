@@ -32,6 +32,9 @@ struct mcp_worker **server_workers(struct server *srv, unsigned *n);
 void server_listen(struct server *srv);
 /* The port actually bound by listener i (after port 0). */
 uint16_t server_port(struct server *srv, size_t i);
+/* The effective OAuth issuer (auth.issuer or derived from the first listener), or NULL when
+   authentication is off. */
+const char *server_issuer(struct server *srv);
 /* Stop accepting and wait for requests in flight (at most grace_ms). */
 void server_drain(struct server *srv, uint32_t grace_ms);
 /* Wait until no request is in flight, at most timeout_ms; returns how many still are. */

@@ -1506,6 +1506,11 @@ static bool server_unchanged(const struct config_server *a, const struct config_
     for (size_t i = 0; i < a->nargs; i++)
         if (!str_eq(a->args[i], b->args[i]))
             return false;
+    if (a->noverlays != b->noverlays)
+        return false;
+    for (size_t i = 0; i < a->noverlays; i++)
+        if (!str_eq(a->overlays[i], b->overlays[i]))
+            return false;
     return true;
 }
 

@@ -53,6 +53,7 @@ struct session {
     char id[SESSION_ID_LEN + 1];
     uint64_t key;
     int view;
+    char owner[SESSION_OWNER_MAX + 1]; /* the principal's key; immutable once the id is out */
     bool transient; /* a 2026-07-28 request's session: never in the table, no id */
     char proto[32];
     json_t *caps;
@@ -445,6 +446,16 @@ const char *session_id(const struct session *s)
 int session_view(const struct session *s)
 {
     return s->view;
+}
+
+void session_set_owner(struct session *s, const char *owner)
+{
+    snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
+}
+
+bool session_owned_by(const struct session *s, const char *owner)
+{
+    return strcmp(s->owner, owner ? owner : "") == 0;
 }
 
 const char *session_protocol_version(const struct session *s)

@@ -71,6 +71,13 @@ bool session_closed(struct session *s);
 
 const char *session_id(const struct session *s);
 int session_view(const struct session *s);
+/* The principal a session belongs to ("" when authentication is off): set once, right after
+   initialize created it, before its id is handed out. A request presenting the session's id
+   under another principal is answered as if the session did not exist. `owner` is copied
+   (at most SESSION_OWNER_MAX bytes). */
+#define SESSION_OWNER_MAX 64
+void session_set_owner(struct session *s, const char *owner);
+bool session_owned_by(const struct session *s, const char *owner);
 const char *session_protocol_version(const struct session *s);
 /* Did the client declare capability `name` ("sampling", "elicitation", "roots")? */
 bool session_has_capability(struct session *s, const char *name);

@@ -106,8 +106,14 @@ static char *make_name(const struct openapi_op *op, int level)
 #define EDIT_BUDGET 20000 /* schema nodes per tool: shared subtrees must not blow up a copy */
 
 struct edit_stats {
-    unsigned first_sentence, examples, extensions, enums, collapsed;
+    unsigned first_sentence, shortened, examples, extensions, enums, collapsed, dropped_desc;
     size_t budget; /* nodes left for this tool */
+    /* set by the tool_tokens budget (fit_tool) */
+    unsigned depth_cap;     /* collapse below this depth instead of max_depth, 0 = max_depth */
+    bool flat;              /* collapse the arguments themselves to their type */
+    bool optional_bare;     /* optional arguments keep their type only */
+    bool nested_desc_off;   /* no descriptions below the arguments */
+    bool optional_desc_off; /* no descriptions on optional arguments either */
 };
 
 char *oa_first_sentence(const char *s, bool *trimmed)
@@ -146,6 +152,37 @@ char *oa_first_sentence(const char *s, bool *trimmed)
     }
     out[n] = '\0';
     return out;
+}
+
+/*
+ * A schema or parameter description as the catalog ships it: the first sentence (heuristic
+ * first_sentence), then at most desc_max bytes, cut at a word boundary (never inside a UTF-8
+ * sequence) and ended with "...". NULL when out of memory; the counters say what was done.
+ */
+static char *trim_description(const char *s, const struct openapi_heuristics *h,
+                              struct edit_stats *st)
+{
+    bool trimmed = false;
+    char *d = h->first_sentence ? oa_first_sentence(s, &trimmed) : strdup(s);
+    if (d == NULL)
+        return NULL;
+    st->first_sentence += trimmed;
+    size_t n = strlen(d);
+    if (h->desc_max == 0 || n <= h->desc_max)
+        return d;
+    size_t cut = h->desc_max > 3 ? h->desc_max - 3 : 0;
+    while (cut > 0 && ((unsigned char)d[cut] & 0xc0) == 0x80)
+        cut--; /* not inside a UTF-8 sequence */
+    size_t sp = cut;
+    while (sp > 0 && d[sp] != ' ')
+        sp--;
+    if (sp > cut / 2) /* a word boundary, unless that would lose most of the text */
+        cut = sp;
+    while (cut > 0 && (d[cut - 1] == ' ' || d[cut - 1] == ',' || d[cut - 1] == ';'))
+        cut--;
+    memcpy(d + cut, "...", 4);
+    st->shortened++;
+    return d;
 }
 
 static bool is_scalar_schema(json_t *s)
@@ -198,20 +235,21 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
         st->collapsed++;
         return out;
     }
-    if (!is_map && h->max_depth && depth > h->max_depth && !is_scalar_schema(s) &&
+    unsigned max_depth = st->depth_cap && (st->depth_cap < h->max_depth || !h->max_depth)
+                             ? st->depth_cap
+                             : h->max_depth;
+    if (!is_map && (max_depth || st->flat) && depth > (st->flat ? 0 : max_depth) &&
+        !is_scalar_schema(s) &&
         (json_object_get(s, "properties") || json_object_get(s, "items") ||
          json_object_get(s, "oneOf") || json_object_get(s, "anyOf"))) {
         /* collapse: keep the type and what it is, drop the structure */
         const char *t = json_string_value(json_object_get(s, "type"));
         json_object_set_new(out, "type", json_string(t ? t : "object"));
         json_t *d = json_object_get(s, "description");
-        if (d && h->first_sentence && json_is_string(d)) {
-            bool trimmed;
-            char *fs = oa_first_sentence(json_string_value(d), &trimmed);
+        if (json_is_string(d) && !(st->nested_desc_off && depth > 1)) {
+            char *fs = trim_description(json_string_value(d), h, st);
             json_object_set_new(out, "description", json_string(fs ? fs : ""));
             free(fs);
-        } else if (d) {
-            json_object_set(out, "description", d);
         }
         st->collapsed++;
         return out;
@@ -236,14 +274,16 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
         }
         if (strcmp(k, "xml") == 0 || strcmp(k, "externalDocs") == 0)
             continue; /* never useful to a model */
-        if (strcmp(k, "description") == 0 && h->first_sentence && json_is_string(v)) {
-            bool trimmed;
-            char *fs = oa_first_sentence(json_string_value(v), &trimmed);
+        if (strcmp(k, "description") == 0 && json_is_string(v)) {
+            if (st->nested_desc_off && depth > 1) {
+                st->dropped_desc++;
+                continue;
+            }
+            char *fs = trim_description(json_string_value(v), h, st);
             if (fs == NULL) {
                 json_decref(out);
                 return NULL;
             }
-            st->first_sentence += trimmed;
             json_object_set_new(out, k, json_string(fs));
             free(fs);
             continue;
@@ -576,11 +616,15 @@ static json_t *build_input_schema(struct openapi_tool *t, const struct openapi_h
             continue;
         json_t *s = edit_schema(a->schema, 1, h, st, false);
         const struct openapi_param *p = a->param;
-        if (s && p && p->description && json_object_get(s, "description") == NULL) {
-            bool trimmed = false;
-            char *d = h->first_sentence ? oa_first_sentence(p->description, &trimmed)
-                                        : strdup(p->description);
-            st->first_sentence += trimmed;
+        if (s && st->optional_bare && !a->required) {
+            json_t *ty = json_incref(json_object_get(s, "type"));
+            json_object_clear(s);
+            if (ty)
+                json_object_set_new(s, "type", ty);
+        } else if (s && st->optional_desc_off && !a->required) {
+            st->dropped_desc += json_object_del(s, "description") == 0;
+        } else if (s && p && p->description && json_object_get(s, "description") == NULL) {
+            char *d = trim_description(p->description, h, st);
             json_object_set_new(s, "description", json_string(d ? d : ""));
             free(d);
         }
@@ -593,6 +637,52 @@ static json_t *build_input_schema(struct openapi_tool *t, const struct openapi_h
         json_object_set(schema, "required", req);
     json_decref(req);
     return schema;
+}
+
+static size_t token_estimate(const struct openapi_tool *t);
+
+/*
+ * The inputSchema of t, within the tool_tokens budget when there is one: the default editing
+ * first; if the tool's estimate is over the budget, the schema is rebuilt with nested schemas
+ * collapsed at shallower and shallower depths, then without descriptions below the arguments,
+ * then without descriptions on optional arguments, until it fits (or nothing is left to cut).
+ * Arguments are never removed, so the operation stays callable with everything it accepts.
+ * *step is 0 when the default editing fitted.
+ */
+static int fit_tool(struct openapi_tool *t, const struct openapi_heuristics *h, bool trimmed,
+                    struct edit_stats *st, size_t *step)
+{
+    struct plan {
+        unsigned depth;
+        bool nested, optional, flat, bare;
+    } plan[16];
+    size_t n = 0;
+    plan[n++] = (struct plan){0, false, false, false, false};
+    unsigned start = h->max_depth && h->max_depth < 8 ? h->max_depth : 8;
+    for (unsigned d = start - 1; d >= 2; d--)
+        plan[n++] = (struct plan){d, false, false, false, false};
+    plan[n++] = (struct plan){2, true, false, false, false};
+    plan[n++] = (struct plan){1, true, false, false, false};
+    plan[n++] = (struct plan){1, true, true, false, false};
+    plan[n++] = (struct plan){1, true, true, true, false};
+    plan[n++] = (struct plan){1, true, true, true, true};
+    for (size_t i = 0; i < n; i++) {
+        struct edit_stats s2 = {.first_sentence = trimmed,
+                                .budget = EDIT_BUDGET,
+                                .depth_cap = plan[i].depth,
+                                .nested_desc_off = plan[i].nested,
+                                .optional_desc_off = plan[i].optional,
+                                .flat = plan[i].flat,
+                                .optional_bare = plan[i].bare};
+        json_decref(t->input_schema);
+        if ((t->input_schema = build_input_schema(t, h, &s2)) == NULL)
+            return ERR_NOMEM;
+        *st = s2;
+        *step = i;
+        if (h->tool_tokens == 0 || token_estimate(t) <= h->tool_tokens)
+            break;
+    }
+    return 0;
 }
 
 static char *tool_description(const struct openapi_op *op, const struct oa_override *ov,
@@ -753,6 +843,49 @@ static int tool_names(struct openapi_catalog *cat, const bool *fixed, int *level
     return oa_fail(ei, ERR_INTERNAL, "", "tool names did not converge");
 }
 
+/*
+ * Heuristic repeated_desc: an argument description repeated word for word under the same
+ * argument name on `min` or more tools ("The account owner of the repository." on 500 GitHub
+ * tools) is boilerplate the name already carries; it is dropped from every one of them.
+ */
+static int drop_repeated_descriptions(struct openapi_catalog *cat, unsigned min, size_t *ncap)
+{
+    json_t *count = json_object();
+    if (count == NULL)
+        return ERR_NOMEM;
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++)
+        for (size_t i = 0; i < cat->ntools && rc == 0; i++) {
+            struct openapi_tool *t = &cat->tools[i];
+            const char *k;
+            json_t *v;
+            unsigned dropped = 0;
+            json_object_foreach(json_object_get(t->input_schema, "properties"), k, v)
+            {
+                const char *d = json_string_value(json_object_get(v, "description"));
+                char *key = d ? oa_asprintf("%s\x1f%s", k, d) : NULL;
+                if (d && key == NULL) {
+                    rc = ERR_NOMEM;
+                    break;
+                }
+                if (key == NULL)
+                    continue;
+                json_int_t c = json_integer_value(json_object_get(count, key));
+                if (pass == 0)
+                    json_object_set_new(count, key, json_integer(c + 1));
+                else if (c >= (json_int_t)min)
+                    dropped += json_object_del(v, "description") == 0;
+                free(key);
+            }
+            if (rc == 0 && dropped)
+                rc = note_add(cat, ncap, t->op, t->name, false, "repeated_desc",
+                              "%u argument descriptions repeated on %u or more tools dropped",
+                              dropped, min);
+        }
+    json_decref(count);
+    return rc;
+}
+
 static size_t token_estimate(const struct openapi_tool *t)
 {
     json_t *j = openapi_tool_to_json(t);
@@ -847,9 +980,9 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         t->name = ov && ov->name ? strdup(ov->name) : make_name(op, 0);
         bool trimmed;
         t->description = tool_description(op, ov, h, &trimmed);
-        struct edit_stats st = {.first_sentence = trimmed, .budget = EDIT_BUDGET};
-        t->input_schema = build_input_schema(t, h, &st);
-        if (t->name == NULL || t->description == NULL || t->input_schema == NULL) {
+        struct edit_stats st = {0};
+        size_t step = 0;
+        if (t->name == NULL || t->description == NULL || fit_tool(t, h, trimmed, &st, &step) != 0) {
             rc = ERR_NOMEM;
             break;
         }
@@ -869,10 +1002,24 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         if (rc == 0 && st.enums)
             rc = note_add(cat, &ncap, op, t->name, false, "enum_cap",
                           "%u enums capped at %u values", st.enums, h->enum_cap);
-        if (rc == 0 && st.collapsed)
+        if (rc == 0 && st.shortened)
+            rc = note_add(cat, &ncap, op, t->name, false, "desc_max",
+                          "%u descriptions cut to %u bytes", st.shortened, h->desc_max);
+        if (rc == 0 && st.collapsed && step == 0)
             rc = note_add(cat, &ncap, op, t->name, false, "max_depth",
                           "%u nested schemas collapsed below depth %u", st.collapsed, h->max_depth);
+        if (rc == 0 && step > 0)
+            rc = note_add(cat, &ncap, op, t->name, false, "tool_tokens",
+                          "over %u estimated tokens: %u nested schemas collapsed below depth "
+                          "%u%s%s",
+                          h->tool_tokens, st.collapsed, st.flat ? 0 : st.depth_cap,
+                          st.nested_desc_off ? ", descriptions below the arguments dropped" : "",
+                          st.optional_bare       ? ", optional arguments reduced to their type"
+                          : st.optional_desc_off ? ", descriptions of optional arguments dropped"
+                                                 : "");
     }
+    if (rc == 0 && h->repeated_desc)
+        rc = drop_repeated_descriptions(cat, h->repeated_desc, &ncap);
     if (rc)
         goto out;
     if ((rc = tool_names(cat, fixed, level, ei)) != 0)

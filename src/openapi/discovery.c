@@ -20,6 +20,7 @@
 
 #define DISC_SEARCH_DEFAULT 5
 #define DISC_SEARCH_MAX 10
+#define DISC_PAGE 40               /* operations per list_operations answer */
 #define DISC_CATEGORY_DESC_MAX 120 /* bytes of a category's one-line description */
 #define DISC_TITLE_MAX 60          /* bytes of the API title quoted in tool descriptions */
 #define DISC_TEXT_MAX (1u << 20)   /* bytes of one search document or one answer */
@@ -262,8 +263,11 @@ static json_t *build_tools(const struct openapi_discovery *d)
             json_array_append_new(
                 a, nav_tool("list_operations",
                             oa_asprintf("List the operations of one category: name and "
-                                        "one-line description."),
-                            json_pack("{s:o}", "category", string_prop("from list_categories")),
+                                        "one-line description, %d at a time.",
+                                        DISC_PAGE),
+                            json_pack("{s:o, s:{s:s, s:i}}", "category",
+                                      string_prop("from list_categories"), "offset", "type",
+                                      "integer", "minimum", 0),
                             json_pack("[s]", "category"), true)) != 0 ||
             json_array_append_new(
                 a, nav_tool("describe_operation",
@@ -392,17 +396,39 @@ static json_t *do_list_operations(const struct openapi_discovery *d, const json_
                                        "the categories",
                                        name),
                            true);
+    json_t *off = json_object_get(args, "offset");
+    json_int_t from = 0;
+    if (off && !json_is_null(off)) {
+        from = json_is_integer(off) ? json_integer_value(off) : -1;
+        if (from < 0 || (from > 0 && (size_t)from >= c->ntools))
+            return text_result(oa_asprintf("the offset of list_operations must be an integer from "
+                                           "0 to %zu for category %s",
+                                           c->ntools ? c->ntools - 1 : 0, c->name),
+                               true);
+    }
+    size_t first = (size_t)from,
+           end = first + DISC_PAGE < c->ntools ? first + DISC_PAGE : c->ntools;
     struct buf b;
     buf_init(&b, DISC_TEXT_MAX);
-    buf_printf(&b, "%zu operations in %s (describe_operation gives one's arguments):", c->ntools,
-               c->name);
-    for (size_t i = 0; i < c->ntools; i++) {
+    if (first == 0 && end == c->ntools)
+        buf_printf(&b,
+                   "%zu operations in %s (describe_operation gives one's arguments):", c->ntools,
+                   c->name);
+    else
+        buf_printf(&b,
+                   "%zu operations in %s, %zu to %zu shown (describe_operation gives one's "
+                   "arguments):",
+                   c->ntools, c->name, first + 1, end);
+    for (size_t i = first; i < end; i++) {
         const struct openapi_tool *t = &d->cat->tools[c->tools[i]];
         bool trimmed;
         char *fs = oa_first_sentence(t->description ? t->description : "", &trimmed);
         buf_printf(&b, "\n%s: %s", t->name, fs ? fs : "");
         free(fs);
     }
+    if (end < c->ntools)
+        buf_printf(&b, "\n(more: call list_operations with category %s and offset %zu)", c->name,
+                   end);
     return text_result(b.data, false);
 }
 

@@ -22,8 +22,11 @@ static const struct openapi_heuristics defaults = {
     .first_sentence = true,
     .drop_examples = true,
     .drop_extensions = true,
-    .enum_cap = 20,
-    .max_depth = 5,
+    .enum_cap = 10,
+    .max_depth = 3,
+    .desc_max = 80,
+    .repeated_desc = 5,
+    .tool_tokens = 250,
 };
 
 struct openapi_editorial *openapi_editorial_new(void)
@@ -187,14 +190,17 @@ static int load_heuristics(struct openapi_editorial *ed, json_t *h, struct err_i
             if (!json_is_boolean(v))
                 return oa_fail(ei, ERR_INVAL, where, "heuristic '%s' must be true or false", k);
             *(bool *)((char *)&ed->h + flags[i].off) = json_is_true(v);
-        } else if (strcmp(k, "enum_cap") == 0 || strcmp(k, "max_depth") == 0) {
+        } else if (strcmp(k, "enum_cap") == 0 || strcmp(k, "max_depth") == 0 ||
+                   strcmp(k, "desc_max") == 0 || strcmp(k, "tool_tokens") == 0 ||
+                   strcmp(k, "repeated_desc") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
                 return oa_fail(ei, ERR_INVAL, where, "'%s' must be an integer >= 0 (0 = off)", k);
             unsigned n = (unsigned)json_integer_value(v);
-            if (k[0] == 'e')
-                ed->h.enum_cap = n;
-            else
-                ed->h.max_depth = n;
+            *(k[0] == 'e'   ? &ed->h.enum_cap
+              : k[0] == 'm' ? &ed->h.max_depth
+              : k[0] == 'd' ? &ed->h.desc_max
+              : k[0] == 'r' ? &ed->h.repeated_desc
+                            : &ed->h.tool_tokens) = n;
         } else {
             return oa_fail(ei, ERR_INVAL, where, "unknown heuristic '%s'", k);
         }

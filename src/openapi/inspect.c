@@ -23,15 +23,15 @@ static void one_line(const char *s, char *buf, size_t cap)
  * *what names the file at fault (the overrides file for its own errors and for catalog errors it
  * may have caused). Whatever was built is returned for the caller to free either way.
  */
-static int load_catalog(const char *path, const char *overrides_path, struct openapi_doc **doc,
+static int load_catalog(const struct openapi_sources *src, struct openapi_doc **doc,
                         struct openapi_editorial **ed, struct openapi_catalog **cat,
                         const char **what, struct err_info *ei)
 {
-    *what = path;
-    int rc = openapi_doc_load_file(path, doc, ei);
-    if (rc == 0 && overrides_path) {
-        *what = overrides_path;
-        rc = openapi_editorial_load_file(overrides_path, ed, ei);
+    *what = src->spec;
+    int rc = openapi_doc_load_overlaid(src->spec, src->overlays, src->noverlays, doc, ei);
+    if (rc == 0 && src->overrides) {
+        *what = src->overrides;
+        rc = openapi_editorial_load_file(src->overrides, ed, ei);
     }
     if (rc == 0)
         rc = openapi_catalog_build(*doc, *ed, cat, ei);
@@ -49,16 +49,16 @@ static int load_naive(struct openapi_doc *doc, struct openapi_editorial **naive,
     return openapi_catalog_build(doc, *naive, ncat, ei);
 }
 
-int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
+int openapi_inspect(const struct openapi_sources *src, FILE *out)
 {
     struct err_info ei = {0};
     struct openapi_doc *doc = NULL;
     struct openapi_editorial *ed = NULL, *naive = NULL;
     struct openapi_catalog *cat = NULL, *ncat = NULL;
     const char *what;
-    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
+    int rc = load_catalog(src, &doc, &ed, &cat, &what, &ei);
     if (rc == 0)
-        rc = load_naive(doc, &naive, &ncat, path, &what, &ei);
+        rc = load_naive(doc, &naive, &ncat, src->spec, &what, &ei);
     if (rc) {
         fprintf(out, "error: %s: %s%s%s%s\n", what, ei.msg[0] ? ei.msg : err_str(rc),
                 ei.where[0] ? " (at " : "", ei.where, ei.where[0] ? ")" : "");
@@ -105,6 +105,10 @@ int openapi_inspect(const char *path, const char *overrides_path, FILE *out)
         json_decref(tools);
         openapi_discovery_free(d);
     }
+    if (doc->nwarnings)
+        fprintf(out, "\nwarnings (%zu):\n", doc->nwarnings);
+    for (size_t i = 0; i < doc->nwarnings; i++)
+        fprintf(out, "  %s\n", doc->warnings[i]);
     size_t ndrop = 0;
     for (size_t i = 0; i < cat->nnotes; i++)
         ndrop += cat->notes[i].dropped;
@@ -153,7 +157,7 @@ static json_t *note_json(const struct openapi_note *n)
     return o;
 }
 
-int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out)
+int openapi_inspect_json(const struct openapi_sources *src, FILE *out)
 {
     struct err_info ei = {0};
     struct openapi_doc *doc = NULL;
@@ -161,9 +165,9 @@ int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out
     struct openapi_catalog *cat = NULL, *ncat = NULL;
     json_t *root = NULL;
     const char *what;
-    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
+    int rc = load_catalog(src, &doc, &ed, &cat, &what, &ei);
     if (rc == 0)
-        rc = load_naive(doc, &naive, &ncat, path, &what, &ei);
+        rc = load_naive(doc, &naive, &ncat, src->spec, &what, &ei);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s: %s", what, ei.msg[0] ? ei.msg : err_str(rc));
@@ -183,7 +187,10 @@ int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out
                      (json_int_t)cat->total_tokens, "naive_tools", (json_int_t)ncat->ntools,
                      "naive_estimated_tokens", (json_int_t)ncat->total_tokens, "dropped", dropped,
                      "notes", notes);
-    if (root == NULL)
+    json_t *warnings = json_array();
+    for (size_t i = 0; i < doc->nwarnings; i++)
+        json_array_append_new(warnings, json_string(doc->warnings[i]));
+    if (root == NULL || json_object_set_new(root, "warnings", warnings) != 0)
         rc = ERR_NOMEM;
 out:
     if (root) {
@@ -199,8 +206,8 @@ out:
     return rc;
 }
 
-int openapi_inspect_discovery(const char *path, const char *overrides_path,
-                              enum openapi_discovery_mode mode, FILE *out)
+int openapi_inspect_discovery(const struct openapi_sources *src, enum openapi_discovery_mode mode,
+                              FILE *out)
 {
     struct err_info ei = {0};
     struct openapi_doc *doc = NULL;
@@ -209,7 +216,7 @@ int openapi_inspect_discovery(const char *path, const char *overrides_path,
     struct openapi_discovery *d = NULL;
     json_t *root = NULL;
     const char *what;
-    int rc = load_catalog(path, overrides_path, &doc, &ed, &cat, &what, &ei);
+    int rc = load_catalog(src, &doc, &ed, &cat, &what, &ei);
     if (rc == 0)
         rc = openapi_discovery_new(cat, mode, &d);
     if (rc) {

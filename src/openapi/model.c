@@ -93,6 +93,9 @@ void openapi_doc_unref(struct openapi_doc *doc)
     free(doc->api_version);
     free(doc->server_url);
     json_decref(doc->root);
+    for (size_t i = 0; i < doc->nwarnings; i++)
+        free(doc->warnings[i]);
+    free(doc->warnings);
     free(doc);
 }
 
@@ -716,7 +719,7 @@ static int load_paths(struct loader *l, struct openapi_doc *doc)
     return 0;
 }
 
-static int doc_build(json_t *root, struct openapi_doc **out, struct err_info *ei)
+static int doc_build(json_t *root, json_t *warnings, struct openapi_doc **out, struct err_info *ei)
 {
     if (!json_is_object(root))
         return oa_fail(ei, ERR_INVAL, "",
@@ -752,6 +755,16 @@ static int doc_build(json_t *root, struct openapi_doc **out, struct err_info *ei
     if ((rc = server_url(&l, doc)) != 0 || (rc = security_schemes(&l, doc)) != 0 ||
         (rc = load_paths(&l, doc)) != 0)
         goto out;
+    if (json_array_size(warnings)) {
+        rc = ERR_NOMEM;
+        if ((doc->warnings = calloc(json_array_size(warnings), sizeof(char *))) == NULL)
+            goto out;
+        for (; doc->nwarnings < json_array_size(warnings); doc->nwarnings++)
+            if ((doc->warnings[doc->nwarnings] =
+                     strdup(json_string_value(json_array_get(warnings, doc->nwarnings)))) == NULL)
+                goto out;
+        rc = 0;
+    }
     *out = doc;
     doc = NULL;
 out:
@@ -771,7 +784,7 @@ int openapi_doc_load_mem(const char *data, size_t len, struct openapi_doc **out,
     int rc = openapi_parse_text(data, len, &root, ei);
     if (rc)
         return rc;
-    rc = doc_build(root, out, ei);
+    rc = doc_build(root, NULL, out, ei);
     json_decref(root);
     return rc;
 }
@@ -815,12 +828,37 @@ out:
 
 int openapi_doc_load_file(const char *path, struct openapi_doc **out, struct err_info *ei)
 {
+    return openapi_doc_load_overlaid(path, NULL, 0, out, ei);
+}
+
+int openapi_doc_load_overlaid(const char *path, const char *const *overlays, size_t noverlays,
+                              struct openapi_doc **out, struct err_info *ei)
+{
     char *data;
     size_t len;
+    json_t *root = NULL, *warnings = NULL;
     int rc = oa_read_file(path, &data, &len, ei);
     if (rc)
         return rc;
-    rc = openapi_doc_load_mem(data, len, out, ei);
+    rc = openapi_parse_text(data, len, &root, ei);
     free(data);
+    if (rc == 0 && noverlays && (warnings = json_array()) == NULL)
+        rc = oa_fail(ei, ERR_NOMEM, "", "out of memory");
+    for (size_t i = 0; rc == 0 && i < noverlays; i++) {
+        struct openapi_overlay *ov = NULL;
+        struct err_info oe = {0};
+        rc = openapi_overlay_load_file(overlays[i], &ov, &oe);
+        if (rc == 0)
+            rc = openapi_overlay_apply(ov, root, warnings, &oe);
+        if (rc) /* every message names the overlay file, once */
+            oa_fail(ei, rc, oe.where, "%s%s%s%s", strstr(oe.msg, overlays[i]) ? "" : "overlay ",
+                    strstr(oe.msg, overlays[i]) ? "" : overlays[i],
+                    strstr(oe.msg, overlays[i]) ? "" : ": ", oe.msg);
+        openapi_overlay_free(ov);
+    }
+    if (rc == 0)
+        rc = doc_build(root, warnings, out, ei);
+    json_decref(warnings);
+    json_decref(root);
     return rc;
 }

@@ -43,6 +43,11 @@ int oa_resolve_schema(struct oa_resolver *r, json_t *schema, const char *ptr, js
 int oa_follow_ref(struct oa_resolver *r, json_t *obj, char *ptr, size_t cap, json_t **out,
                   struct err_info *ei);
 
+/* ---- JSONPath (jsonpath.c) ---- */
+
+/* True when the path is `$` alone (it selects the document root). */
+bool oa_jsonpath_is_root(const struct openapi_jsonpath *jp);
+
 /* ---- naming (catalog.c) ---- */
 
 /* The first sentence of s: up to the first ". " (or the end of a paragraph), whitespace

@@ -112,7 +112,10 @@ struct openapi_doc {
     size_t nops;
     struct openapi_security_scheme *schemes;
     size_t nschemes;
-    json_t *root; /* the raw document */
+    json_t *root;    /* the raw document (after overlays) */
+    char **warnings; /* what loading reported without failing (overlay actions that matched
+                        nothing), for the operator's log and `openapi inspect` */
+    size_t nwarnings;
 };
 
 /* Limits applied while loading untrusted documents. */
@@ -127,6 +130,14 @@ struct openapi_doc {
  * $ref), ERR_DENIED (an external $ref), ERR_LIMIT (a bound was reached), ERR_NOMEM.
  */
 int openapi_doc_load_file(const char *path, struct openapi_doc **out, struct err_info *ei);
+/*
+ * The same with OpenAPI Overlay 1.0 documents applied, in order, to the raw document before it
+ * is converted (see "Overlays" below). An overlay that does not load, or an action that fails, is
+ * an error whose message names the overlay file and the action (ei->where is the JSON pointer in
+ * the overlay); an action whose target matches nothing is a warning in doc->warnings.
+ */
+int openapi_doc_load_overlaid(const char *path, const char *const *overlays, size_t noverlays,
+                              struct openapi_doc **out, struct err_info *ei);
 /* Same, from memory (`data` need not be NUL-terminated). */
 int openapi_doc_load_mem(const char *data, size_t len, struct openapi_doc **out,
                          struct err_info *ei);
@@ -140,21 +151,71 @@ void openapi_doc_unref(struct openapi_doc *doc);
  */
 int openapi_parse_text(const char *data, size_t len, json_t **out, struct err_info *ei);
 
+/* ---- overlays (OpenAPI Overlay 1.0; src/openapi/overlay.c, src/openapi/jsonpath.c) ---------- */
+
+/*
+ * A compiled JSONPath of the subset overlays use (docs/openapi.md, "Overlays"): $, .name,
+ * ['name'], [*] and .*, [index], .. and filters [?(@.x == 'y')] with == != < <= > >= && || ! and
+ * parentheses over literals and singular queries. Anything else fails with ERR_INVAL and a message
+ * naming the construct and the character where it starts ("array slices ... are not supported").
+ */
+struct openapi_jsonpath;
+int openapi_jsonpath_compile(const char *text, struct openapi_jsonpath **out, struct err_info *ei);
+void openapi_jsonpath_free(struct openapi_jsonpath *jp);
+
+/* One selected node: its parent (NULL for the root) and its key (objects) or index (arrays). */
+struct openapi_jsonpath_node {
+    json_t *parent;
+    const char *key; /* borrowed from the parent: valid while the parent keeps that member */
+    size_t index;
+    json_t *node;
+};
+/*
+ * The nodes `jp` selects in `root`, in document order, each once. *out is malloc'ed (free it);
+ * the pointers are borrowed from `root`. Errors: ERR_LIMIT (over 500,000 nodes, or nesting),
+ * ERR_NOMEM.
+ */
+int openapi_jsonpath_query(const struct openapi_jsonpath *jp, json_t *root,
+                           struct openapi_jsonpath_node **out, size_t *count);
+
+struct openapi_overlay;
+/* Load an Overlay document (JSON or YAML). Errors name the field or the action and its target. */
+int openapi_overlay_load_file(const char *path, struct openapi_overlay **out, struct err_info *ei);
+/* The same from a parsed tree; `name` names it in messages (NULL: "<memory>"). */
+int openapi_overlay_from_json(const json_t *root, const char *name, struct openapi_overlay **out,
+                              struct err_info *ei);
+void openapi_overlay_free(struct openapi_overlay *ov);
+/*
+ * Apply the actions in order to `root` (modified in place): `update` merged into each selected
+ * object (objects recursively, other values replaced), appended to a selected array (an array
+ * update item by item), or replacing a selected scalar; `remove: true` deletes each selected node
+ * from its parent. An action matching nothing appends a message naming it to `warnings` (a JSON
+ * array; may be NULL). Errors: ERR_INVAL, ERR_LIMIT, ERR_NOMEM with ei naming the action.
+ */
+int openapi_overlay_apply(const struct openapi_overlay *ov, json_t *root, json_t *warnings,
+                          struct err_info *ei);
+
 /* ---- editorial layer ----------------------------------------------------------------------- */
 
 /* The default heuristics. Each can be switched off; each reports when it fires. */
 struct openapi_heuristics {
-    bool deprecated;      /* drop deprecated operations */
-    bool head_options;    /* drop HEAD and OPTIONS */
-    bool infra;           /* drop health/metrics/docs endpoints */
-    bool admin;           /* drop admin/internal paths, tags, x-internal */
-    bool auth_flow;       /* drop OAuth/login/token endpoints */
-    bool binary_only;     /* drop operations whose body or response is binary only */
-    bool first_sentence;  /* keep only the first sentence of descriptions */
-    bool drop_examples;   /* drop example/examples from schemas */
-    bool drop_extensions; /* drop x-* keys from schemas */
-    unsigned enum_cap;    /* cap enums at this many values, 0 = off (default 20) */
-    unsigned max_depth;   /* collapse nested objects deeper than this, 0 = off (default 5) */
+    bool deprecated;        /* drop deprecated operations */
+    bool head_options;      /* drop HEAD and OPTIONS */
+    bool infra;             /* drop health/metrics/docs endpoints */
+    bool admin;             /* drop admin/internal paths, tags, x-internal */
+    bool auth_flow;         /* drop OAuth/login/token endpoints */
+    bool binary_only;       /* drop operations whose body or response is binary only */
+    bool first_sentence;    /* keep only the first sentence of descriptions */
+    bool drop_examples;     /* drop example/examples from schemas */
+    bool drop_extensions;   /* drop x-* keys from schemas */
+    unsigned enum_cap;      /* cap enums at this many values, 0 = off (default 10) */
+    unsigned max_depth;     /* collapse nested objects deeper than this, 0 = off (default 3) */
+    unsigned desc_max;      /* argument and schema descriptions cut to this many bytes, 0 = off
+                               (default 80) */
+    unsigned repeated_desc; /* drop an argument description repeated under the same name on this
+                               many tools or more, 0 = off (default 5) */
+    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 250): a tool
+                               over it is collapsed and stripped further (docs/openapi.md) */
 };
 
 struct openapi_editorial;
@@ -325,26 +386,34 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
 
 /* ---- inspection ---------------------------------------------------------------------------- */
 
+/* What to inspect: the document, its overlays (applied in order) and the editorial file. */
+struct openapi_sources {
+    const char *spec;
+    const char *const *overlays;
+    size_t noverlays;
+    const char *overrides; /* NULL = default heuristics */
+};
+
 /*
- * Print the catalog report of the document at `path` under the editorial file `overrides_path`
- * (NULL = default heuristics): tools with one-line descriptions and token estimates, totals
- * (also for the naive 1:1 mapping), dropped operations and applied transformations with reasons.
- * Returns 0 or a negative ERR_* after printing the error to `out`.
+ * Print the catalog report of `src`: tools with one-line descriptions and token estimates,
+ * totals (also for the naive 1:1 mapping), overlay warnings, dropped operations and applied
+ * transformations with reasons. Returns 0 or a negative ERR_* after printing the error to `out`.
  */
-int openapi_inspect(const char *path, const char *overrides_path, FILE *out);
+int openapi_inspect(const struct openapi_sources *src, FILE *out);
 /*
  * The same report as one JSON object for programs (bench/openapi_tokens.mjs):
  * {document: {title, version, format, operations, server}, tools: [MCP tool + "tokens"],
  *  naive: {tools: [MCP tool of every operation, all heuristics off]}, totals: {...},
- *  dropped: [{operation, reason, detail}], notes: [{tool, operation, reason, detail}]}.
- * On error prints {"error": message, "where": pointer} and returns the negative ERR_*.
+ *  dropped: [{operation, reason, detail}], notes: [{tool, operation, reason, detail}],
+ *  warnings: [text]}. On error prints {"error": message, "where": pointer} and returns the
+ * negative ERR_*.
  */
-int openapi_inspect_json(const char *path, const char *overrides_path, FILE *out);
+int openapi_inspect_json(const struct openapi_sources *src, FILE *out);
 /*
  * The tools/list answer a server in discovery `mode` would give, as one JSON object
  * {"mode": "...", "tools": [...]} (compact, one line); errors as openapi_inspect_json.
  */
-int openapi_inspect_discovery(const char *path, const char *overrides_path,
-                              enum openapi_discovery_mode mode, FILE *out);
+int openapi_inspect_discovery(const struct openapi_sources *src, enum openapi_discovery_mode mode,
+                              FILE *out);
 
 #endif

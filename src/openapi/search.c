@@ -40,7 +40,56 @@ struct openapi_bm25 {
     double avgdl;
 };
 
-/* The next token of *p into buf (NUL-terminated); false at the end of the text. */
+static bool is_vowel(char c)
+{
+    return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u';
+}
+
+/*
+ * A light English stemmer, enough for API vocabulary ("issues" and "issue", "created" and
+ * "create", "listing" and "list", "repositories" and "repository" meet): plurals (-ies -> -y,
+ * -sses -> -ss, -s but not -ss, -us, -is), then -ing and -ed when a syllable is left (a doubled
+ * final consonant undone: mapped -> map), then a final -e. Words under four letters and words
+ * with digits are left alone. Applied to documents and queries alike, so it only has to be
+ * consistent, not linguistically right.
+ */
+static void stem(char *w)
+{
+    size_t n = strlen(w);
+    for (size_t i = 0; i < n; i++)
+        if (!isalpha((unsigned char)w[i]))
+            return;
+    if (n < 4)
+        return;
+    if (n > 4 && strcmp(w + n - 3, "ies") == 0) {
+        strcpy(w + n - 3, "y");
+        n -= 2;
+    } else if (strcmp(w + n - 4, "sses") == 0) {
+        w[n -= 2] = '\0';
+    } else if (w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i') {
+        w[--n] = '\0';
+    }
+    size_t cut = 0;
+    if (n > 5 && strcmp(w + n - 3, "ing") == 0)
+        cut = 3;
+    else if (n > 4 && strcmp(w + n - 2, "ed") == 0 && w[n - 3] != 'e')
+        cut = 2;
+    if (cut) {
+        bool vowel = false; /* a syllable must be left */
+        for (size_t i = 0; i < n - cut; i++)
+            vowel |= is_vowel(w[i]);
+        if (vowel) {
+            w[n -= cut] = '\0';
+            if (n >= 3 && w[n - 1] == w[n - 2] && !is_vowel(w[n - 1]) && w[n - 1] != 'l' &&
+                w[n - 1] != 's' && w[n - 1] != 'z')
+                w[--n] = '\0';
+        }
+    }
+    if (n > 3 && w[n - 1] == 'e')
+        w[--n] = '\0';
+}
+
+/* The next token of *p into buf (NUL-terminated, stemmed); false at the end of the text. */
 static bool next_token(const char **p, char *buf)
 {
     const unsigned char *s = (const unsigned char *)*p;
@@ -55,6 +104,7 @@ static bool next_token(const char **p, char *buf)
         if (n < BM25_TOKEN_MAX)
             buf[n++] = (char)tolower(*s);
     buf[n] = '\0';
+    stem(buf);
     *p = (const char *)s;
     return true;
 }

@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -242,6 +244,7 @@ int store_exec_change(struct store *st, sqlite3_stmt *s, const char *what)
 
 int store_revocation_seq(struct store *st, uint64_t *seq)
 {
+
     /* data_version moves when another connection (thread or process) committed; our own
        commits do not move it, hence total_changes. Reading it costs a WAL-index check, no I/O. */
     sqlite3_stmt *s = store_stmt(st, "PRAGMA data_version");
@@ -340,20 +343,26 @@ int store_open(const char *path, struct store **out, struct err_info *ei)
         err = ERR_NOMEM;
         goto out;
     }
-    /* Create the file ourselves so that it is 0600 from its first byte; SQLite gives the -wal
-       and -shm files the database file's mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        err = err_info_set(ei, ERR_IO, 0, 0, "cannot open the store %s: %s", path, strerror(errno));
-        goto out;
-    }
-    close(fd);
-    int rc = sqlite3_open_v2(
-        path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
+    /* A new file is made 0600 before anything is written to it (SQLite gives the -wal and -shm
+       files the database file's mode when it creates them). Never open() and close() the file
+       ourselves: closing any descriptor of a file drops every POSIX lock this process holds on
+       it, including those of the other connections' (other threads'), after which another
+       process would think itself alone and delete the WAL under us. */
+    struct stat sb;
+    bool fresh = stat(path, &sb) != 0 && errno == ENOENT;
+    int rc = sqlite3_open_v2(path, &st->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_EXRESCODE,
+                             NULL);
     if (rc != SQLITE_OK) {
         err = err_info_set(ei, rc == SQLITE_NOMEM ? ERR_NOMEM : ERR_IO, 0, 0,
                            "cannot open the store %s: %s", path,
                            st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        goto out;
+    }
+    if (fresh && chmod(path, 0600) != 0) {
+        err = err_info_set(ei, ERR_IO, 0, 0, "cannot make the new store %s private: %s", path,
+                           strerror(errno));
         goto out;
     }
     sqlite3_extended_result_codes(st->db, 1);

@@ -612,7 +612,8 @@ static void load_work_cb(uv_work_t *w)
     struct openapi_doc *doc = NULL;
     struct openapi_editorial *ed = NULL;
     const char *file = srv->spec;
-    int err = openapi_doc_load_file(srv->spec, &doc, &ei);
+    int err = openapi_doc_load_overlaid(srv->spec, (const char *const *)srv->overlays,
+                                        srv->noverlays, &doc, &ei);
     if (err == 0 && srv->overrides) {
         file = srv->overrides;
         err = openapi_editorial_load_file(srv->overrides, &ed, &ei);
@@ -665,6 +666,8 @@ static void load_after_cb(uv_work_t *w, int status)
         set_state(t, TRANSPORT_STOPPED, t->load_why);
         return;
     }
+    for (size_t i = 0; i < t->cat->doc->nwarnings; i++) /* overlay actions that did nothing */
+        log_warn("openapi_overlay", "upstream %s: %s", srv_name(t), t->cat->doc->warnings[i]);
     char why[600];
     snprintf(why, sizeof(why), "%zu tools from %s (%zu operations, discovery %s), API at %s",
              t->cat->ntools, t->srv->spec, t->cat->doc->nops,

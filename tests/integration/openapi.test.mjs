@@ -13,6 +13,8 @@ import { closedLoopbackPort, REPO, baseConfig, openSession, readyz, runGatehouse
 
 const SPEC = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
 const BROKEN = path.join(REPO, 'tests/openapi/broken-ref.yaml');
+const OVERLAY = path.join(REPO, 'tests/openapi/gateway-pets-overlay.yaml');
+const BAD_OVERLAY = path.join(REPO, 'tests/openapi/overlay-bad.yaml');
 const SECRET = `sk-test-${Math.random().toString(36).slice(2)}${Date.now()}`;
 
 let api;
@@ -69,6 +71,8 @@ before(async () => {
         { name: 'broken', spec: BROKEN },
         { name: 'pets_tree', spec: SPEC, discovery: 'hierarchical', base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
         { name: 'pets_find', spec: SPEC, discovery: 'search', base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
+        { name: 'pets_trim', spec: SPEC, overlays: [OVERLAY], base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
+        { name: 'pets_badov', spec: SPEC, overlays: [BAD_OVERLAY] },
       ],
     }),
   );
@@ -119,6 +123,23 @@ describe('openapi transport: catalog', () => {
     assert.ok(b.why.includes('broken-ref.yaml'), r.text);
     assert.ok(b.why.includes('/paths/~1a/get/responses/200/content/application~1json/schema/$ref'), r.text);
     assert.equal(r.status, 503, r.text);
+  });
+
+  test('overlays: applied before conversion; an unmatched action is logged; a bad one stops the server', async () => {
+    const t = await openSession(`${gw.base}/mcp/pets_trim`);
+    const r = await t.rpc('tools/list', {});
+    assert.equal(r.status, 200, r.text);
+    const tools = r.json.result.tools;
+    assert.deepEqual(tools.map((x) => x.name).sort(), ['add_note', 'create_pet', 'get_big', 'get_pet', 'list_pets']);
+    assert.equal(tools.find((x) => x.name === 'list_pets').description, 'List the pets of the shop.');
+    const warn = gw.events.find((l) => l.event === 'openapi_overlay');
+    assert.ok(warn, gw.tail(50));
+    assert.equal(warn.level, 'warn');
+    assert.match(warn.msg, /upstream pets_trim: overlay .*gateway-pets-overlay\.yaml: action 3 \(target \$\.paths\['\/kennels'\], "removed upstream"\) matches nothing/);
+    const rz = await readyz(gw);
+    const b = rz.body.servers.pets_badov;
+    assert.equal(b.state, 'stopped', rz.text);
+    assert.match(b.why, /overlay-bad\.yaml: JSONPath '\$\.paths\[0:2\]' at character 8: array slices \(\[start:end\]\) are not supported \(at \/actions\/1\/target\)/);
   });
 
   test('initialize through the server view and ping are answered', async () => {
@@ -335,6 +356,10 @@ describe('gatehouse openapi inspect', () => {
     assert.deepEqual(t.tools.map((x) => x.name), ['list_categories', 'list_operations', 'describe_operation', 'call_operation']);
     const flat = JSON.parse((await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'static'])).stdout);
     assert.deepEqual(flat.tools, d.tools.map(({ tokens, ...tool }) => tool));
+    const ov = JSON.parse((await runGatehouse(['openapi', 'inspect', SPEC, '--overlay', OVERLAY, '--json'])).stdout);
+    assert.equal(ov.tools.length, 5);
+    assert.equal(ov.warnings.length, 1);
+    assert.match(ov.warnings[0], /action 3 \(target \$\.paths\['\/kennels'\]/);
     const bogus = await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'lazy']);
     assert.equal(bogus.code, 2);
     assert.match(bogus.stderr, /unknown discovery mode "lazy"; expected static, hierarchical or search/);

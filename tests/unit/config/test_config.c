@@ -372,10 +372,12 @@ static void test_unknown_keys(void)
         "servers:\n  - name: everything\n    comand: x\n", ERR_INVAL, 3, 5,
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
-        "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery");
-    EXPECT_ERR("workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
-               "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
-               "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
+        "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
+        "overlays");
+    EXPECT_ERR(
+        "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
+        "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
+        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
@@ -496,6 +498,7 @@ static void test_openapi_servers(void)
                     "  - name: pets\n"
                     "    spec: tests/openapi/petstore-3.0.yaml\n"
                     "    overrides: tests/openapi/editorial.yaml\n"
+                    "    overlays: [tests/openapi/petstore-overlay.yaml, b.yaml]\n"
                     "    base_url: http://127.0.0.1:9/v1\n"
                     "    headers: {X-API-Key: k}\n"
                     "    timeouts: {total: 10s}\n"
@@ -520,6 +523,9 @@ static void test_openapi_servers(void)
     CHECK_STR(config_transport_str(s->transport), "openapi");
     CHECK_STR(s->spec, "tests/openapi/petstore-3.0.yaml");
     CHECK_STR(s->overrides, "tests/openapi/editorial.yaml");
+    CHECK_INT(s->noverlays, 2);
+    CHECK_STR(s->overlays[0], "tests/openapi/petstore-overlay.yaml");
+    CHECK_STR(s->overlays[1], "b.yaml");
     CHECK_STR(s->base_url, "http://127.0.0.1:9/v1");
     CHECK_INT(s->nheaders, 1);
     CHECK_STR(s->headers[0].key, "X-API-Key");
@@ -529,7 +535,7 @@ static void test_openapi_servers(void)
     CHECK(s->url == NULL && s->command == NULL);
     s = &c->servers[1];
     CHECK_INT(s->transport, TRANSPORT_OPENAPI);
-    CHECK(s->overrides == NULL && s->base_url == NULL && s->nheaders == 0);
+    CHECK(s->overrides == NULL && s->base_url == NULL && s->nheaders == 0 && s->noverlays == 0);
     CHECK_INT(s->max_message, (size_t)16 << 20);
     CHECK_INT(s->discovery, DISCOVERY_STATIC); /* the default */
     CHECK_INT(c->servers[2].discovery, DISCOVERY_HIERARCHICAL);

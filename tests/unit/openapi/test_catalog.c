@@ -368,12 +368,99 @@ out:
     openapi_doc_unref(doc);
 }
 
+/* The heuristics that keep a large API's tools small: desc_max, repeated_desc, tool_tokens. */
+static void test_token_heuristics(void)
+{
+    char *doc_text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&doc_text, &len);
+    fprintf(f, "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"T\",\"version\":\"1\"},\"paths\":{");
+    /* six operations sharing one boilerplate parameter description */
+    for (int i = 0; i < 6; i++)
+        fprintf(f,
+                "\"/r%d/{owner}\":{\"get\":{\"operationId\":\"get%d\",\"parameters\":[{\"name\":"
+                "\"owner\",\"in\":\"path\",\"required\":true,\"description\":\"The account owner."
+                "\",\"schema\":{\"type\":\"string\"}},{\"name\":\"q%d\",\"in\":\"query\","
+                "\"description\":\"Only the results whose title or body mentions these words, "
+                "compared without regard to case or accents\",\"schema\":{\"type\":\"string\"}}],"
+                "\"responses\":{\"200\":{\"description\":\"ok\"}}}},",
+                i, i, i);
+    /* one operation whose body is far over the per-tool budget */
+    fprintf(f, "\"/big\":{\"post\":{\"operationId\":\"big\",\"requestBody\":{\"content\":{"
+               "\"application/json\":{\"schema\":{\"type\":\"object\",\"required\":[\"p0\"],"
+               "\"properties\":{");
+    for (int i = 0; i < 30; i++)
+        fprintf(f,
+                "%s\"p%d\":{\"type\":\"object\",\"description\":\"Setting number %d of the "
+                "thing.\",\"properties\":{\"mode\":{\"type\":\"string\",\"enum\":[\"on\","
+                "\"off\",\"auto\"],\"description\":\"How it runs.\"},\"level\":{\"type\":"
+                "\"integer\"}}}",
+                i ? "," : "", i, i);
+    fprintf(f, "}}}}},\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}");
+    fclose(f);
+    struct openapi_doc *doc = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(openapi_doc_load_mem(doc_text, len, &doc, &ei), 0);
+    free(doc_text);
+    if (doc == NULL)
+        return;
+    struct openapi_catalog *cat = build(doc, NULL);
+    if (cat == NULL)
+        goto out;
+    const struct openapi_tool *t = openapi_catalog_find(cat, "get0");
+    json_t *props = json_object_get(t->input_schema, "properties");
+    /* repeated on 6 >= 5 tools: dropped; the name says it */
+    CHECK(json_object_get(json_object_get(props, "owner"), "description") == NULL);
+    /* cut to 80 bytes at a word boundary */
+    CHECK_STR(json_string_value(json_object_get(json_object_get(props, "q0"), "description")),
+              "Only the results whose title or body mentions these words, compared without...");
+    const struct openapi_tool *big = openapi_catalog_find(cat, "big");
+    CHECK(big->token_estimate <= 250);
+    /* every argument is still there, so the operation is still callable with all of them */
+    CHECK_INT(json_object_size(json_object_get(big->input_schema, "properties")), 30);
+    CHECK_JSON(json_object_get(json_object_get(big->input_schema, "properties"), "p1"),
+               "{\"type\":\"object\"}");
+    bool budget = false, repeated = false, cut = false;
+    for (size_t i = 0; i < cat->nnotes; i++) {
+        const struct openapi_note *n = &cat->notes[i];
+        budget |= strcmp(n->reason, "tool_tokens") == 0 && strcmp(n->tool, "big") == 0 &&
+                  strstr(n->detail, "over 250 estimated tokens") != NULL;
+        repeated |= strcmp(n->reason, "repeated_desc") == 0 && strcmp(n->tool, "get3") == 0;
+        cut |= strcmp(n->reason, "desc_max") == 0;
+    }
+    CHECK(budget && repeated && cut);
+    /* the request still carries what the model sends, nested objects included */
+    expect_request(cat, "big", "{\"p0\":{\"mode\":\"on\",\"level\":2},\"p7\":{\"mode\":\"off\"}}",
+                   "POST", "/big", "application/json",
+                   "{\"p0\":{\"mode\":\"on\",\"level\":2},\"p7\":{\"mode\":\"off\"}}");
+    openapi_catalog_unref(cat);
+    /* each can be switched off */
+    struct openapi_editorial *ed = openapi_editorial_new();
+    openapi_editorial_heuristics(ed)->repeated_desc = 0;
+    openapi_editorial_heuristics(ed)->desc_max = 0;
+    openapi_editorial_heuristics(ed)->tool_tokens = 0;
+    cat = build(doc, ed);
+    if (cat) {
+        props = json_object_get(openapi_catalog_find(cat, "get0")->input_schema, "properties");
+        CHECK_STR(
+            json_string_value(json_object_get(json_object_get(props, "owner"), "description")),
+            "The account owner.");
+        CHECK(openapi_catalog_find(cat, "big")->token_estimate > 250);
+        openapi_catalog_unref(cat);
+    }
+    openapi_editorial_free(ed);
+out:
+    openapi_doc_unref(doc);
+}
+
 static void test_inspect(void)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    CHECK_INT(openapi_inspect("tests/openapi/petstore-3.0.yaml", NULL, f), 0);
+    CHECK_INT(
+        openapi_inspect(&(struct openapi_sources){.spec = "tests/openapi/petstore-3.0.yaml"}, f),
+        0);
     fclose(f);
     CHECK_CONTAINS(text, "curated static: 7 tools");
     CHECK_CONTAINS(text, "naive 1:1:      13 tools");
@@ -381,7 +468,9 @@ static void test_inspect(void)
                          "'health'");
     free(text);
     f = open_memstream(&text, &len);
-    CHECK_INT(openapi_inspect("tests/openapi/broken-ref.yaml", NULL, f), ERR_NOTFOUND);
+    CHECK_INT(
+        openapi_inspect(&(struct openapi_sources){.spec = "tests/openapi/broken-ref.yaml"}, f),
+        ERR_NOTFOUND);
     fclose(f);
     CHECK_CONTAINS(text, "points to nothing in the document (at /paths/~1a/get/responses/200/");
     free(text);
@@ -389,4 +478,4 @@ static void test_inspect(void)
 
 TEST_MAIN(TEST(test_default_catalog), TEST(test_editorial_file), TEST(test_editorial_errors),
           TEST(test_names_stable_and_unique), TEST(test_requests_styles),
-          TEST(test_requests_swagger), TEST(test_inspect))
+          TEST(test_requests_swagger), TEST(test_token_heuristics), TEST(test_inspect))

@@ -654,6 +654,48 @@ static void test_kill9(void)
     store_close(st);
 }
 
+/* The other process of test_other_process_sees_through: a fresh exec of this binary (a fork
+   would inherit SQLite's in-process lock bookkeeping and prove nothing), selected by an
+   environment variable before main runs. It adds a user and revokes them. */
+__attribute__((constructor)) static void other_process_main(void)
+{
+    const char *db = getenv("GH_TEST_STORE_CHILD");
+    if (db == NULL)
+        return;
+    struct store *st = NULL;
+    struct store_user u;
+    core_init();
+    if (store_open(db, &st, NULL) != 0 ||
+        store_user_add(st, "other-process", NULL, NULL, false, &u, NULL) != 0 ||
+        store_revoke_user(st, u.id) != 0)
+        _exit(3);
+    store_close(st);
+    _exit(0);
+}
+
+/* Two connections in this process (as two worker threads have), then another process revokes:
+   both must see it. Opening the second connection once closed a descriptor of the database file,
+   which silently dropped the process's POSIX locks; the other process then believed itself alone
+   and deleted the WAL ours were still using, so they never saw its write (nor any later one). */
+static void test_other_process_sees_through(void)
+{
+    struct store *a = open_store();
+    uint64_t before = seq_of(a);
+    struct store *b = open_store();
+    CHECK_INT(seq_of(b), before);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "GH_TEST_STORE_CHILD='%s' /proc/%d/exe", path, (int)getpid());
+    CHECK_INT(system(cmd), 0);
+    CHECK(seq_of(a) > before);
+    CHECK(seq_of(b) > before);
+    char wal[160];
+    struct stat sb;
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    CHECK_INT(stat(wal, &sb), 0); /* still there: nobody deleted it under us */
+    store_close(b);
+    store_close(a);
+}
+
 /* The figure docs/performance.md quotes: store_revocation_seq per call when nothing changed. */
 static void test_seq_cost(void)
 {
@@ -679,4 +721,5 @@ static void test_cleanup(void)
 TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_user_list_identities), TEST(test_teams),
           TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes), TEST(test_refresh),
           TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
-          TEST(test_refresh_race), TEST(test_kill9), TEST(test_seq_cost), TEST(test_cleanup))
+          TEST(test_refresh_race), TEST(test_kill9), TEST(test_other_process_sees_through),
+          TEST(test_seq_cost), TEST(test_cleanup))

@@ -1,0 +1,570 @@
+/*
+ * The browser part of the authorization code flow: /oauth/authorize validates the request,
+ * /oauth/login signs the user in (local password form; the SSO buttons lead to
+ * /oauth/sso/<provider>), /oauth/consent shows what is asked and turns an approval into a code.
+ *
+ * Until the redirect URI is known to be the client's, errors are shown as a page (an unverified
+ * URI never receives a redirect); after, they go back to the client with error,
+ * error_description, state and iss (RFC 9207). Every piece of browser state is in the store's
+ * ephemeral table under the SHA-256 of a 256-bit random value, so any worker of any replica can
+ * serve the next step:
+ *   "authz"  the pending authorization request (taken, i.e. single use, at the consent decision)
+ *   "login"  a browser login session (the cookie's value)
+ *   "csrf"   a consent form's token, bound to the login session and the request (single use)
+ * The login form carries the pending request's id and a token stored with it; every POST must
+ * come from our own origin when the browser says where it comes from (Origin).
+ */
+#include "oauth/oauth-int.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/secret.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AUTHZ_TTL_S 900 /* time to sign in and decide */
+#define RAND_TOKEN_SIZE 48
+
+/* ---- small helpers ---- */
+
+static void new_token(char out[RAND_TOKEN_SIZE], char hash[TOKEN_HASH_SIZE])
+{
+    rand_token(out, RAND_TOKEN_SIZE, 32);
+    token_hash(out, strlen(out), hash);
+}
+
+static void hash_of(const char *s, char hash[TOKEN_HASH_SIZE])
+{
+    token_hash(s, strlen(s), hash);
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* The origin (scheme://host[:port]) of a URL, for CSP form-action. */
+static void url_origin(const char *url, char *out, size_t size)
+{
+    struct oauth_url u;
+    if (oauth_url_parse(url, &u, NULL) != 0) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, size, "%.*s", (int)u.path_off, url);
+}
+
+/* Send the browser back to the client: redirect_uri?k=v&...&iss=<issuer>. */
+static int redirect_back(struct oauth_ctx *o, h2o_req_t *req, const char *redirect_uri,
+                         const char *state, const char *k1, const char *v1, const char *k2,
+                         const char *v2)
+{
+    struct buf b;
+    buf_init(&b, 8192);
+    buf_append_str(&b, redirect_uri);
+    buf_append_str(&b, strchr(redirect_uri, '?') ? "&" : "?");
+    buf_printf(&b, "%s=", k1);
+    oauth_url_encode(&b, v1);
+    if (k2 && v2) {
+        buf_printf(&b, "&%s=", k2);
+        oauth_url_encode(&b, v2);
+    }
+    if (state && *state) {
+        buf_append_str(&b, "&state=");
+        oauth_url_encode(&b, state);
+    }
+    buf_append_str(&b, "&iss=");
+    oauth_url_encode(&b, o->issuer);
+    buf_append(&b, "", 1);
+    oauth_send_redirect(req, 302, b.data);
+    buf_release(&b);
+    return 302;
+}
+
+static int redirect_error(struct oauth_ctx *o, h2o_req_t *req, const char *redirect_uri,
+                          const char *state, const char *error, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int redirect_error(struct oauth_ctx *o, h2o_req_t *req, const char *redirect_uri,
+                          const char *state, const char *error, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return redirect_back(o, req, redirect_uri, state, "error", error, "error_description", msg);
+}
+
+/* The user of the browser's login session, if any (and still enabled). login_hash receives
+   the session's key. */
+static bool login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u,
+                       char login_hash[TOKEN_HASH_SIZE])
+{
+    char cookie[RAND_TOKEN_SIZE];
+    if (!oauth_cookie(req, oauth_login_cookie_name(o), cookie, sizeof(cookie)))
+        return false;
+    hash_of(cookie, login_hash);
+    sodium_memzero(cookie, sizeof(cookie));
+    json_t *v = NULL;
+    if (store_ephemeral_get(o->st, "login", login_hash, &v) != 0)
+        return false;
+    int64_t uid = json_integer_value(json_object_get(v, "user_id"));
+    json_decref(v);
+    struct store_user got;
+    if (store_user_get(o->st, uid, &got) != 0 || got.disabled)
+        return false;
+    *u = got;
+    return true;
+}
+
+/* ---- pages ---- */
+
+static int login_page(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                      const char *authz_id, const json_t *authz, const char *error)
+{
+    struct buf b;
+    buf_init(&b, OAUTH_HTML_MAX);
+    buf_append_str(&b, "<h1>Sign in to Gatehouse</h1>\n<p><strong>");
+    oauth_html_escape(&b, jstr(authz, "client_name"));
+    buf_append_str(&b, "</strong> asks to use your tools.</p>\n");
+    if (error) {
+        buf_append_str(&b, "<p id=\"error\" role=\"alert\">");
+        oauth_html_escape(&b, error);
+        buf_append_str(&b, "</p>\n");
+    }
+    if (cfg->auth.local_login) {
+        buf_append_str(&b, "<form method=\"post\" action=\"/oauth/login\">\n"
+                           "<input type=\"hidden\" name=\"authz\" value=\"");
+        oauth_html_escape(&b, authz_id);
+        buf_append_str(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
+        oauth_html_escape(&b, jstr(authz, "login_csrf"));
+        buf_append_str(&b, "\">\n<label>User name <input name=\"username\" "
+                           "autocomplete=\"username\" required autofocus></label>\n"
+                           "<label>Password <input name=\"password\" type=\"password\" "
+                           "autocomplete=\"current-password\" required></label>\n"
+                           "<button type=\"submit\">Sign in</button>\n</form>\n");
+    }
+    for (size_t i = 0; i < cfg->auth.nproviders; i++) {
+        /* The SSO round trip starts at /oauth/sso/<name> with the pending request's id. */
+        buf_append_str(&b, "<p><a class=\"sso\" href=\"/oauth/sso/");
+        oauth_url_encode(&b, cfg->auth.providers[i].name);
+        buf_append_str(&b, "?authz=");
+        oauth_url_encode(&b, authz_id);
+        buf_append_str(&b, "\">Sign in with ");
+        oauth_html_escape(&b, cfg->auth.providers[i].name);
+        buf_append_str(&b, "</a></p>\n");
+    }
+    if (!cfg->auth.local_login && cfg->auth.nproviders == 0)
+        buf_append_str(&b, "<p>No sign-in method is configured (auth.login).</p>");
+    oauth_send_page(req, error ? 401 : 200, "Sign in", b.data ? b.data : "", NULL);
+    buf_release(&b);
+    return error ? 401 : 200;
+}
+
+static int consent_page(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id,
+                        const json_t *authz, const struct store_user *u,
+                        const char login_hash[TOKEN_HASH_SIZE])
+{
+    char csrf[RAND_TOKEN_SIZE], csrf_hash[TOKEN_HASH_SIZE];
+    new_token(csrf, csrf_hash);
+    json_t *rec = json_pack("{s:s, s:s}", "login", login_hash, "authz", authz_id);
+    int err = store_ephemeral_put(o->st, "csrf", csrf_hash, rec, oauth_now() + AUTHZ_TTL_S);
+    json_decref(rec);
+    if (err)
+        return oauth_error_page(req, 500, "cannot record the consent form: %s", err_str(err));
+    const char *client_id = jstr(authz, "client_id");
+    struct buf b;
+    buf_init(&b, OAUTH_HTML_MAX);
+    buf_append_str(&b, "<h1>Allow access?</h1>\n<p>Signed in as <strong>");
+    oauth_html_escape(&b, u->name);
+    buf_append_str(&b, "</strong>.</p>\n<p><strong id=\"client-name\">");
+    oauth_html_escape(&b, jstr(authz, "client_name"));
+    buf_append_str(&b,
+                   "</strong> asks to act on your behalf.</p>\n<dl>\n<dt>Client</dt><dd><code>");
+    oauth_html_escape(&b, client_id);
+    buf_append_str(&b, "</code>");
+    if (oauth_cimd_client_id(client_id)) {
+        struct oauth_url cu;
+        if (oauth_url_parse(client_id, &cu, NULL) == 0) {
+            buf_append_str(&b, " (described by <strong>");
+            oauth_html_escape(&b, cu.host);
+            buf_append_str(&b, "</strong>)");
+        }
+    }
+    buf_append_str(&b, "</dd>\n<dt>Returns to</dt><dd><code>");
+    oauth_html_escape(&b, jstr(authz, "redirect_uri"));
+    buf_append_str(&b, "</code></dd>\n<dt>Resource</dt><dd><code id=\"resource\">");
+    oauth_html_escape(&b, jstr(authz, "resource"));
+    buf_append_str(&b, "</code></dd>\n<dt>Scopes</dt><dd><code id=\"scope\">");
+    oauth_html_escape(&b, jstr(authz, "scope"));
+    buf_append_str(&b, "</code></dd>\n</dl>\n");
+    static const char *const decisions[][2] = {{"approve", "Allow"}, {"deny", "Deny"}};
+    for (int i = 0; i < 2; i++) {
+        buf_printf(&b,
+                   "<form method=\"post\" action=\"/oauth/consent\" id=\"%s\">"
+                   "<input type=\"hidden\" name=\"authz\" value=\"",
+                   decisions[i][0]);
+        oauth_html_escape(&b, authz_id);
+        buf_append_str(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
+        oauth_html_escape(&b, csrf);
+        buf_printf(&b,
+                   "\"><input type=\"hidden\" name=\"decision\" value=\"%s\">"
+                   "<button type=\"submit\">%s</button></form>\n",
+                   decisions[i][0], decisions[i][1]);
+    }
+    sodium_memzero(csrf, sizeof(csrf));
+    char origin[OAUTH_URL_MAX];
+    url_origin(jstr(authz, "redirect_uri"), origin, sizeof(origin));
+    oauth_send_page(req, 200, "Allow access?", b.data ? b.data : "", origin[0] ? origin : NULL);
+    buf_release(&b);
+    return 200;
+}
+
+/* Login or consent for a pending request, depending on whether the browser is signed in. */
+static int next_step(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                     const char *authz_id, const json_t *authz)
+{
+    struct store_user u;
+    char login_hash[TOKEN_HASH_SIZE];
+    if (login_user(o, req, &u, login_hash))
+        return consent_page(o, req, authz_id, authz, &u, login_hash);
+    return login_page(o, cfg, req, authz_id, authz, NULL);
+}
+
+/* ---- /oauth/authorize ---- */
+
+struct authz_req {
+    struct oauth_form f;
+    struct config *cfg; /* the snapshot the request started with */
+};
+
+static void authz_req_dispose(void *p)
+{
+    struct authz_req *a = p;
+    oauth_form_release(&a->f);
+    config_unref(a->cfg);
+}
+
+static bool valid_challenge(const char *c)
+{
+    size_t n = strlen(c);
+    if (n != 43) /* base64url of a SHA-256, the only S256 value */
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((c[i] >= 'A' && c[i] <= 'Z') || (c[i] >= 'a' && c[i] <= 'z') ||
+              (c[i] >= '0' && c[i] <= '9') || c[i] == '-' || c[i] == '_'))
+            return false;
+    return true;
+}
+
+/* The client is known: check the rest and record the pending request. */
+static int authorize_client(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                            const struct oauth_form *f, const struct store_client *c)
+{
+    const char *client_id = c->client_id;
+    const char *redirect_uri = oauth_form_get(f, "redirect_uri");
+    if (c->revoked)
+        return oauth_error_page(req, 400, "the client \"%s\" was revoked", client_id);
+    if (redirect_uri == NULL)
+        return oauth_error_page(req, 400, "redirect_uri is required");
+    if (!oauth_client_redirect_ok(c, redirect_uri)) {
+        const char *first =
+            json_string_value(json_array_get(json_object_get(c->metadata, "redirect_uris"), 0));
+        return oauth_error_page(req, 400,
+                                "redirect_uri \"%.300s\" does not match the registered "
+                                "%s for client \"%.200s\"",
+                                redirect_uri, first ? first : "(none)", client_id);
+    }
+    /* From here on, errors go back to the client. */
+    const char *state = oauth_form_get(f, "state");
+    const char *rt = oauth_form_get(f, "response_type");
+    if (rt == NULL || strcmp(rt, "code") != 0)
+        return redirect_error(o, req, redirect_uri, state, "unsupported_response_type",
+                              "response_type must be code (got %.40s)", rt ? rt : "nothing");
+    const char *challenge = oauth_form_get(f, "code_challenge");
+    const char *method = oauth_form_get(f, "code_challenge_method");
+    if (challenge == NULL)
+        return redirect_error(o, req, redirect_uri, state, "invalid_request",
+                              "PKCE is required: send code_challenge with code_challenge_method "
+                              "S256");
+    if (method == NULL || strcmp(method, "S256") != 0)
+        return redirect_error(o, req, redirect_uri, state, "invalid_request",
+                              "code_challenge_method must be S256 (%s is refused)",
+                              method ? "plain" : "a missing method, meaning plain,");
+    if (!valid_challenge(challenge))
+        return redirect_error(o, req, redirect_uri, state, "invalid_request",
+                              "code_challenge must be the 43-character base64url SHA-256 of the "
+                              "code_verifier");
+    const char *resource = oauth_form_get(f, "resource");
+    if (resource == NULL)
+        return redirect_error(o, req, redirect_uri, state, "invalid_target",
+                              "resource is required (RFC 8707): the MCP endpoint's URL, e.g. "
+                              "%s/mcp",
+                              o->issuer);
+    if (!oauth_resource_known(o, cfg, resource))
+        return redirect_error(o, req, redirect_uri, state, "invalid_target",
+                              "resource \"%.300s\" is not an MCP endpoint of this gateway (%s/mcp "
+                              "or %s/mcp/<server>)",
+                              resource, o->issuer, o->issuer);
+    const char *scope = oauth_form_get(f, "scope");
+    if (scope == NULL)
+        scope = cfg->auth.required_scope ? cfg->auth.required_scope : "mcp";
+    struct err_info ei = {0};
+    if (strlen(scope) > STORE_SCOPE_MAX || !oauth_scope_allowed(cfg, scope, &ei))
+        return redirect_error(o, req, redirect_uri, state, "invalid_scope", "%s",
+                              ei.msg[0] ? ei.msg : "scope is too long");
+    if (state && strlen(state) > 1024)
+        return redirect_error(o, req, redirect_uri, NULL, "invalid_request",
+                              "state is longer than 1024 bytes");
+    char id[RAND_TOKEN_SIZE], id_hash[TOKEN_HASH_SIZE], login_csrf[RAND_TOKEN_SIZE];
+    new_token(id, id_hash);
+    rand_token(login_csrf, sizeof(login_csrf), 32);
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "client_id", client_id,
+                            "client_name", oauth_client_name(c), "redirect_uri", redirect_uri,
+                            "state", state ? state : "", "code_challenge", challenge, "resource",
+                            resource, "scope", scope, "login_csrf", login_csrf);
+    int err = rec ? store_ephemeral_put(o->st, "authz", id_hash, rec, oauth_now() + AUTHZ_TTL_S)
+                  : ERR_NOMEM;
+    int status = err ? redirect_error(o, req, redirect_uri, state, "server_error",
+                                      "cannot record the request: %s", err_str(err))
+                     : next_step(o, cfg, req, id, rec);
+    json_decref(rec);
+    return status;
+}
+
+static void cimd_done_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, int err, const char *msg)
+{
+    struct authz_req *a = arg;
+    const char *client_id = oauth_form_get(&a->f, "client_id");
+    if (err) {
+        oauth_error_page(req, 400, "the client's metadata document %s could not be used: %s",
+                         client_id, msg);
+        return;
+    }
+    struct store_client c = {0};
+    if (store_client_get(o->st, client_id, &c) != 0) {
+        oauth_error_page(req, 500, "the client's metadata document was fetched but not stored");
+        return;
+    }
+    authorize_client(o, a->cfg, req, &a->f, &c);
+    store_client_release(&c);
+}
+
+int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
+{
+    struct authz_req *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), authz_req_dispose);
+    memset(a, 0, sizeof(*a));
+    a->cfg = config_ref(cfg);
+    if (!oauth_read_form(req, true, &a->f))
+        return req->res.status;
+    const char *client_id = oauth_form_get(&a->f, "client_id");
+    if (client_id == NULL)
+        return oauth_error_page(req, 400, "client_id is required");
+    if (strlen(client_id) > STORE_CLIENT_ID_MAX)
+        return oauth_error_page(req, 400, "client_id is longer than %d bytes", STORE_CLIENT_ID_MAX);
+    if (oauth_cimd_client_id(client_id)) {
+        if (!cfg->auth.cimd)
+            return oauth_error_page(req, 400,
+                                    "client_id \"%s\" is a metadata document URL, but "
+                                    "Client ID Metadata Documents are disabled here "
+                                    "(auth.registration.cimd)",
+                                    client_id);
+        int err = oauth_cimd_resolve(o, cfg, req, client_id, cimd_done_cb, a);
+        if (err)
+            return oauth_error_page(req, 503, "cannot fetch the client's metadata document: %s",
+                                    err_str(err));
+        return req->res.status; /* 0 while the fetch runs */
+    }
+    struct store_client c = {0};
+    if (store_client_get(o->st, client_id, &c) != 0)
+        return oauth_error_page(req, 400, "unknown client_id \"%s\": register the client first",
+                                client_id);
+    int status = authorize_client(o, cfg, req, &a->f, &c);
+    store_client_release(&c);
+    return status;
+}
+
+/* ---- /oauth/login ---- */
+
+int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+{
+    if (!oauth_same_origin(o, req))
+        return 403;
+    struct oauth_form f;
+    if (!oauth_read_form(req, true, &f))
+        return req->res.status;
+    int status;
+    json_t *authz = NULL;
+    const char *id = oauth_form_get(&f, "authz"), *csrf = oauth_form_get(&f, "csrf");
+    const char *name = oauth_form_get(&f, "username"), *pw = oauth_form_get(&f, "password");
+    char id_hash[TOKEN_HASH_SIZE];
+    if (!cfg->auth.local_login) {
+        status = oauth_error_page(req, 403, "local sign-in is disabled (auth.login.local)");
+        goto out;
+    }
+    if (id == NULL || csrf == NULL) {
+        status = oauth_error_page(req, 400, "the sign-in form is incomplete (authz, csrf)");
+        goto out;
+    }
+    hash_of(id, id_hash);
+    if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0) {
+        status = oauth_error_page(req, 400,
+                                  "this sign-in request expired or was already used; "
+                                  "start again from the application");
+        goto out;
+    }
+    const char *want = jstr(authz, "login_csrf");
+    if (!secret_equal(want, strlen(want), csrf, strlen(csrf))) {
+        status = oauth_error_page(req, 403,
+                                  "the sign-in form's CSRF token does not match; "
+                                  "reload the page from the application");
+        goto out;
+    }
+    struct store_user u;
+    if (name == NULL || pw == NULL || store_user_check_password(o->st, name, pw, &u) != 0) {
+        status = login_page(o, cfg, req, id, authz, "Wrong user name or password.");
+        log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name ? name : "");
+        goto out;
+    }
+    char session[RAND_TOKEN_SIZE], session_hash[TOKEN_HASH_SIZE];
+    new_token(session, session_hash);
+    json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u.id, "name", u.name);
+    int err =
+        store_ephemeral_put(o->st, "login", session_hash, rec, oauth_now() + cfg->auth.login_ttl_s);
+    json_decref(rec);
+    if (err) {
+        sodium_memzero(session, sizeof(session));
+        status = oauth_error_page(req, 500, "cannot record the sign-in: %s", err_str(err));
+        goto out;
+    }
+    char cookie[256];
+    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Max-Age=%u; HttpOnly; SameSite=Lax%s",
+             oauth_login_cookie_name(o), session, cfg->auth.login_ttl_s,
+             o->secure_cookie ? "; Secure" : "");
+    sodium_memzero(session, sizeof(session));
+    oauth_add_header(req, "set-cookie", cookie);
+    sodium_memzero(cookie, sizeof(cookie));
+    struct buf loc;
+    buf_init(&loc, 512);
+    buf_append_str(&loc, "/oauth/consent?authz=");
+    oauth_url_encode(&loc, id);
+    buf_append(&loc, "", 1);
+    oauth_send_redirect(req, 303, loc.data);
+    buf_release(&loc);
+    log_msg(LOG_INFO, "oauth", "user %s signed in (local)", u.name);
+    status = 303;
+out:
+    json_decref(authz);
+    oauth_form_release(&f);
+    return status;
+}
+
+/* ---- /oauth/consent ---- */
+
+static int consent_show(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                        const char *id)
+{
+    char id_hash[TOKEN_HASH_SIZE];
+    json_t *authz = NULL;
+    hash_of(id, id_hash);
+    if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0)
+        return oauth_error_page(req, 400,
+                                "this authorization request expired or was already "
+                                "decided; start again from the application");
+    int status = next_step(o, cfg, req, id, authz);
+    json_decref(authz);
+    return status;
+}
+
+static int issue_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                      const json_t *authz, const struct store_user *u)
+{
+    const char *redirect_uri = jstr(authz, "redirect_uri"), *state = jstr(authz, "state");
+    struct store_code c = {0};
+    snprintf(c.client_id, sizeof(c.client_id), "%s", jstr(authz, "client_id"));
+    c.user_id = u->id;
+    snprintf(c.redirect_uri, sizeof(c.redirect_uri), "%s", redirect_uri);
+    snprintf(c.code_challenge, sizeof(c.code_challenge), "%s", jstr(authz, "code_challenge"));
+    snprintf(c.resource, sizeof(c.resource), "%s", jstr(authz, "resource"));
+    snprintf(c.scope, sizeof(c.scope), "%s", jstr(authz, "scope"));
+    c.expires_at = oauth_now() + (cfg->auth.code_ttl_s ? cfg->auth.code_ttl_s : 60);
+    char code[RAND_TOKEN_SIZE], code_hash[TOKEN_HASH_SIZE];
+    new_token(code, code_hash);
+    int err = store_code_put(o->st, code_hash, &c);
+    int status = err ? redirect_error(o, req, redirect_uri, state, "server_error",
+                                      "cannot record the authorization code: %s", err_str(err))
+                     : redirect_back(o, req, redirect_uri, state, "code", code, NULL, NULL);
+    sodium_memzero(code, sizeof(code));
+    if (!err)
+        log_msg(LOG_INFO, "oauth", "user %s authorized client %s for %s", u->name, c.client_id,
+                c.resource);
+    return status;
+}
+
+int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+{
+    bool post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (post && !oauth_same_origin(o, req))
+        return 403;
+    struct oauth_form f;
+    if (!oauth_read_form(req, true, &f))
+        return req->res.status;
+    int status;
+    json_t *csrf_rec = NULL, *authz = NULL;
+    const char *id = oauth_form_get(&f, "authz");
+    if (id == NULL) {
+        status = oauth_error_page(req, 400, "authz is missing");
+        goto out;
+    }
+    if (!post) {
+        status = consent_show(o, cfg, req, id);
+        goto out;
+    }
+    const char *csrf = oauth_form_get(&f, "csrf"), *decision = oauth_form_get(&f, "decision");
+    char csrf_hash[TOKEN_HASH_SIZE], id_hash[TOKEN_HASH_SIZE], login_hash[TOKEN_HASH_SIZE];
+    struct store_user u;
+    if (csrf == NULL || decision == NULL) {
+        status = oauth_error_page(req, 400, "the consent form is incomplete (csrf, decision)");
+        goto out;
+    }
+    hash_of(csrf, csrf_hash);
+    hash_of(id, id_hash);
+    if (store_ephemeral_take(o->st, "csrf", csrf_hash, &csrf_rec) != 0) {
+        status = oauth_error_page(req, 403,
+                                  "the consent form's CSRF token is unknown, expired or "
+                                  "already used; start again from the application");
+        goto out;
+    }
+    if (!login_user(o, req, &u, login_hash)) {
+        status = oauth_error_page(req, 403,
+                                  "you are not signed in any more; start again from "
+                                  "the application");
+        goto out;
+    }
+    if (strcmp(jstr(csrf_rec, "login"), login_hash) != 0 ||
+        strcmp(jstr(csrf_rec, "authz"), id) != 0) {
+        status = oauth_error_page(req, 403,
+                                  "the consent form was not issued to this sign-in "
+                                  "session for this request");
+        goto out;
+    }
+    if (store_ephemeral_take(o->st, "authz", id_hash, &authz) != 0) {
+        status = oauth_error_page(req, 400,
+                                  "this authorization request expired or was already "
+                                  "decided; start again from the application");
+        goto out;
+    }
+    if (strcmp(decision, "approve") == 0)
+        status = issue_code(o, cfg, req, authz, &u);
+    else
+        status = redirect_error(o, req, jstr(authz, "redirect_uri"), jstr(authz, "state"),
+                                "access_denied", "the user denied the request");
+out:
+    json_decref(csrf_rec);
+    json_decref(authz);
+    oauth_form_release(&f);
+    return status;
+}

@@ -1,0 +1,129 @@
+/*
+ * What the files of src/oauth share: the per-worker context, the response helpers (JSON errors
+ * per RFC 6749 §5.2, HTML pages with their security headers, redirects), request helpers (form,
+ * cookie, client authentication) and the entry points each file serves.
+ */
+#ifndef GH_OAUTH_INT_H
+#define GH_OAUTH_INT_H
+
+#define H2O_USE_EPOLL 0
+#include <h2o.h>
+
+#include "core/buf.h"
+#include "oauth/oauth.h"
+
+#define OAUTH_ISSUER_MAX 256
+#define OAUTH_HTML_MAX (256u << 10)
+
+struct cimd_fetch;
+
+struct oauth_ctx {
+    uv_loop_t *loop;
+    struct store *st;
+    struct auth_validator *v;
+    char issuer[OAUTH_ISSUER_MAX];
+    bool secure_cookie;      /* the issuer is https: __Host- cookie with Secure */
+    struct fetcher *fetcher; /* CIMD fetches; made at the first one */
+    bool closing;
+    struct cimd_fetch *fetches; /* in flight */
+    int64_t next_sweep;
+};
+
+/* The current time in Unix seconds. */
+int64_t oauth_now(void);
+
+/* --- responses --- */
+
+/* Add a response header; the value is copied. */
+void oauth_add_header(h2o_req_t *req, const char *name, const char *value);
+/* JSON with Cache-Control: no-store. Takes no reference. */
+void oauth_send_json(h2o_req_t *req, int status, json_t *body);
+/* {"error": code, "error_description": ...}; a 401 invalid_client also gets
+   WWW-Authenticate: Basic. Returns status. */
+int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* An HTML page with the security headers (CSP with `form_action` added to 'self' when not
+   NULL, no framing, no caching, no referrer). `body` is the inside of <body>. */
+void oauth_send_page(h2o_req_t *req, int status, const char *title, const char *body,
+                     const char *form_action);
+/* An error page (before the redirect URI is trusted): the message is escaped. */
+int oauth_error_page(h2o_req_t *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 302/303 to `location`. */
+void oauth_send_redirect(h2o_req_t *req, int status, const char *location);
+/* Wipe the string value under `key` of a response object that carried a secret (jansson keeps
+   its own copy), before it is freed. */
+void oauth_json_wipe(json_t *obj, const char *key);
+/* Append s HTML-escaped. */
+int oauth_html_escape(struct buf *b, const char *s);
+/* Append s form/query-encoded. */
+int oauth_url_encode(struct buf *b, const char *s);
+
+/* --- requests --- */
+
+/* The query string (GET) or the form body (POST; its Content-Type must be
+   application/x-www-form-urlencoded): answers a 400 (JSON error, or an error page when `html`)
+   and returns false when it cannot be parsed. */
+bool oauth_read_form(h2o_req_t *req, bool html, struct oauth_form *f);
+h2o_iovec_t oauth_header(h2o_req_t *req, const char *name, size_t len);
+/* The value of cookie `name` copied into out, or false. */
+bool oauth_cookie(h2o_req_t *req, const char *name, char *out, size_t size);
+/* The login cookie's name for this issuer. */
+const char *oauth_login_cookie_name(const struct oauth_ctx *o);
+/* A POST from a page of ours: its Origin (when sent) must be the issuer. Answers 403 if not. */
+bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req);
+
+/* Authenticate the client of a token/revoke/introspect request (client_secret_basic,
+   client_secret_post or none). On success fills *c (release it). Otherwise answers (401
+   invalid_client or 400 invalid_request) and returns false. `require_secret`: public clients
+   are refused (introspection). */
+bool oauth_client_auth(struct oauth_ctx *o, h2o_req_t *req, const struct oauth_form *f,
+                       bool require_secret, struct store_client *c);
+
+/* --- clients --- */
+
+/* Is `resource` one of our MCP resources (issuer + "/mcp" or "/mcp/<configured server>")? */
+bool oauth_resource_known(struct oauth_ctx *o, const struct config *cfg, const char *resource);
+/* Is every scope of the space-separated list in auth.scopes? ei names the first one that is
+   not. */
+bool oauth_scope_allowed(const struct config *cfg, const char *scope, struct err_info *ei);
+/* The name to show for a client. */
+const char *oauth_client_name(const struct store_client *c);
+/* Does the client's registered metadata list this redirect URI? */
+bool oauth_client_redirect_ok(const struct store_client *c, const char *uri);
+/* Validate a client's metadata (registration or a CIMD document) and normalise it into a new
+   object: redirect_uris, token_endpoint_auth_method, grant_types, client_name, ... ERR_INVAL
+   with ei naming the field. */
+int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struct err_info *ei);
+
+/* Put the clients of auth.clients into the store (replacing earlier versions). */
+int oauth_clients_sync(struct store *st, const struct config *cfg, struct err_info *ei);
+
+/* --- endpoints --- */
+
+int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                             const char *server);
+int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_introspect(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+
+/* --- CIMD --- */
+
+/* Is this client_id a CIMD URL (https with a path)? */
+bool oauth_cimd_client_id(const char *client_id);
+/* Fetch (or take from the store's cache) the client behind a CIMD client_id, then call
+   done_cb on the worker thread with the outcome (0 and the client, or an error and a message)
+   — unless the request ended first, in which case done_cb is not called. Returns 0 (done_cb
+   will run, possibly before this returns) or an error. */
+typedef void (*oauth_cimd_cb)(struct oauth_ctx *o, h2o_req_t *req, void *arg, int err,
+                              const char *msg);
+int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                       const char *client_id, oauth_cimd_cb done_cb, void *arg);
+void oauth_cimd_shutdown(struct oauth_ctx *o);
+
+#endif

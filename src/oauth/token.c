@@ -1,0 +1,416 @@
+/*
+ * The back-channel endpoints: /oauth/token (authorization_code with PKCE, refresh_token with
+ * rotation and reuse detection, client_credentials for a user's own clients), /oauth/revoke
+ * (RFC 7009) and /oauth/introspect (RFC 7662). Every refusal is an RFC 6749 §5.2 error whose
+ * error_description names the cause; no response or log line carries a token or a secret.
+ */
+#include "oauth/oauth-int.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/secret.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REFRESH_SIZE 48
+
+static bool grant_allowed(const struct store_client *c, const char *grant)
+{
+    json_t *gt = json_object_get(c->metadata, "grant_types");
+    if (!json_is_array(gt))
+        return true; /* pre-registered clients: every grant of their kind */
+    size_t i;
+    json_t *v;
+    json_array_foreach(gt, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), grant) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Is every scope of `want` in `have` (both space-separated)? */
+static bool scope_subset(const char *want, const char *have)
+{
+    for (const char *p = want; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, " ");
+        if (len == 0)
+            break;
+        bool found = false;
+        for (const char *q = have; *q && !found;) {
+            while (*q == ' ')
+                q++;
+            size_t l2 = strcspn(q, " ");
+            found = l2 == len && memcmp(p, q, len) == 0;
+            q += l2;
+        }
+        if (!found)
+            return false;
+        p += len;
+    }
+    return true;
+}
+
+/* The user behind a grant, refused when gone or disabled. */
+static bool grant_user(struct oauth_ctx *o, h2o_req_t *req, int64_t user_id, struct store_user *u)
+{
+    if (store_user_get(o->st, user_id, u) != 0) {
+        oauth_send_error(req, 400, "invalid_grant", "the user of this grant no longer exists");
+        return false;
+    }
+    if (u->disabled) {
+        oauth_send_error(req, 400, "invalid_grant", "the user of this grant is disabled");
+        return false;
+    }
+    return true;
+}
+
+/* Sign an access token (and make a refresh token in `family` when not NULL) and answer. */
+static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct store_user *u, const char *client_id, const char *resource,
+                         const char *scope, const struct store_family *family)
+{
+    struct principal p = {0};
+    p.kind = PRINCIPAL_USER;
+    p.id = u->id;
+    snprintf(p.name, sizeof(p.name), "%s", u->name);
+    snprintf(p.client_id, sizeof(p.client_id), "%s", client_id);
+    snprintf(p.scope, sizeof(p.scope), "%s", scope);
+    uint32_t ttl = cfg->auth.access_token_ttl_s ? cfg->auth.access_token_ttl_s : 600;
+    const struct auth_keyring *kr = auth_validator_keyring(o->v);
+    char *at = NULL;
+    int err = kr ? auth_issue_access(kr, o->issuer, &p, resource, ttl, &at) : ERR_UNAVAILABLE;
+    if (err)
+        return oauth_send_error(req, 500, "server_error", "cannot sign the access token: %s",
+                                err_str(err));
+    char rt[REFRESH_SIZE] = "";
+    if (family != NULL) {
+        char rt_hash[TOKEN_HASH_SIZE];
+        rand_token(rt, sizeof(rt), 32);
+        token_hash(rt, strlen(rt), rt_hash);
+        if ((err = store_refresh_put(o->st, family->id, rt_hash, family->expires_at)) != 0) {
+            secret_free(at);
+            return oauth_send_error(req, 500, "server_error",
+                                    "cannot record the refresh token: "
+                                    "%s",
+                                    err_str(err));
+        }
+    }
+    json_t *res = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at, "token_type", "Bearer",
+                            "expires_in", (json_int_t)ttl, "scope", scope);
+    if (family != NULL)
+        json_object_set_new(res, "refresh_token", json_string(rt));
+    oauth_send_json(req, 200, res);
+    oauth_json_wipe(res, "access_token");
+    oauth_json_wipe(res, "refresh_token");
+    json_decref(res);
+    sodium_memzero(rt, sizeof(rt));
+    secret_free(at);
+    return 200;
+}
+
+static bool valid_verifier(const char *v)
+{
+    size_t n = strlen(v);
+    if (n < 43 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= 'a' && v[i] <= 'z') ||
+              (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '.' || v[i] == '_' ||
+              v[i] == '~'))
+            return false;
+    return true;
+}
+
+static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                      const struct oauth_form *f, const struct store_client *client)
+{
+    const char *code = oauth_form_get(f, "code"), *redirect_uri = oauth_form_get(f, "redirect_uri");
+    const char *verifier = oauth_form_get(f, "code_verifier");
+    const char *resource = oauth_form_get(f, "resource");
+    if (code == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "code is required");
+    if (verifier == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "code_verifier is required (PKCE)");
+    if (redirect_uri == NULL)
+        return oauth_send_error(req, 400, "invalid_request",
+                                "redirect_uri is required (the one of the authorization request)");
+    char code_hash[TOKEN_HASH_SIZE];
+    token_hash(code, strlen(code), code_hash);
+    struct store_code c;
+    int err = store_code_take(o->st, code_hash, &c);
+    if (err == ERR_EXISTS) {
+        if (c.family_id[0])
+            store_family_revoke(o->st, c.family_id);
+        log_msg(LOG_WARN, "oauth", "authorization code for client %s reused; its grant is revoked",
+                c.client_id);
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the authorization code was already used; the tokens issued for "
+                                "it are revoked");
+    }
+    if (err)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the authorization code is unknown or expired");
+    if (strcmp(c.client_id, client->client_id) != 0)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the authorization code was issued to another client");
+    if (c.expires_at < oauth_now())
+        return oauth_send_error(req, 400, "invalid_grant", "the authorization code expired");
+    if (strcmp(c.redirect_uri, redirect_uri) != 0)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "redirect_uri does not match the one of the authorization request "
+                                "(%s)",
+                                c.redirect_uri);
+    char challenge[TOKEN_HASH_SIZE];
+    if (!valid_verifier(verifier))
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "code_verifier must be 43 to 128 unreserved characters (RFC 7636)");
+    token_hash(verifier, strlen(verifier), challenge);
+    if (!secret_equal(challenge, strlen(challenge), c.code_challenge, strlen(c.code_challenge)))
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "code_verifier does not match the code_challenge (PKCE S256)");
+    if (resource && strcmp(resource, c.resource) != 0)
+        return oauth_send_error(req, 400, "invalid_target",
+                                "resource differs from the one authorized (%s)", c.resource);
+    struct store_user u;
+    if (!grant_user(o, req, c.user_id, &u))
+        return 400;
+    struct store_family fam = {0};
+    bool refresh = grant_allowed(client, "refresh_token");
+    if (refresh) {
+        snprintf(fam.client_id, sizeof(fam.client_id), "%s", c.client_id);
+        fam.user_id = c.user_id;
+        snprintf(fam.resource, sizeof(fam.resource), "%s", c.resource);
+        snprintf(fam.scope, sizeof(fam.scope), "%s", c.scope);
+        fam.expires_at =
+            oauth_now() + (cfg->auth.refresh_token_ttl_s ? cfg->auth.refresh_token_ttl_s : 2592000);
+        if ((err = store_family_new(o->st, &fam)) != 0 ||
+            (err = store_code_set_family(o->st, code_hash, fam.id)) != 0)
+            return oauth_send_error(req, 500, "server_error", "cannot record the grant: %s",
+                                    err_str(err));
+    }
+    return answer_tokens(o, cfg, req, &u, c.client_id, c.resource, c.scope, refresh ? &fam : NULL);
+}
+
+static int grant_refresh(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct oauth_form *f, const struct store_client *client)
+{
+    const char *rt = oauth_form_get(f, "refresh_token"), *scope = oauth_form_get(f, "scope");
+    const char *resource = oauth_form_get(f, "resource");
+    if (rt == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "refresh_token is required");
+    char h[TOKEN_HASH_SIZE];
+    token_hash(rt, strlen(rt), h);
+    struct store_family fam;
+    int err = store_refresh_use(o->st, h, &fam);
+    if (err == ERR_EXISTS) {
+        log_msg(LOG_WARN, "oauth",
+                "refresh token replayed for client %s, user %lld: grant %s revoked", fam.client_id,
+                (long long)fam.user_id, fam.id);
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "refresh token was already used; all tokens of this grant are "
+                                "revoked");
+    }
+    if (err == ERR_DENIED)
+        return oauth_send_error(req, 400, "invalid_grant", "the refresh token's grant was revoked");
+    if (err)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the refresh token is unknown or "
+                                "expired");
+    if (strcmp(fam.client_id, client->client_id) != 0) {
+        store_family_revoke(o->st, fam.id);
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the refresh token was issued to another client; its grant is "
+                                "revoked");
+    }
+    if (resource && strcmp(resource, fam.resource) != 0)
+        return oauth_send_error(req, 400, "invalid_target",
+                                "resource differs from the one of the grant (%s)", fam.resource);
+    if (scope && !scope_subset(scope, fam.scope))
+        return oauth_send_error(req, 400, "invalid_scope",
+                                "scope \"%.200s\" is wider than the grant's (%s)", scope,
+                                fam.scope);
+    struct store_user u;
+    if (!grant_user(o, req, fam.user_id, &u))
+        return 400;
+    return answer_tokens(o, cfg, req, &u, fam.client_id, fam.resource, scope ? scope : fam.scope,
+                         &fam);
+}
+
+static int grant_client_credentials(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                                    const struct oauth_form *f, const struct store_client *client)
+{
+    if (client->kind != STORE_CLIENT_USER || !client->confidential)
+        return oauth_send_error(req, 400, "unauthorized_client",
+                                "client_credentials is only for a user's own confidential client "
+                                "(gatehouse client create --user)");
+    struct store_user u;
+    if (!grant_user(o, req, client->user_id, &u))
+        return 400;
+    char def[OAUTH_ISSUER_MAX + 8];
+    snprintf(def, sizeof(def), "%s/mcp", o->issuer);
+    const char *resource = oauth_form_get(f, "resource");
+    if (resource == NULL)
+        resource = def;
+    if (!oauth_resource_known(o, cfg, resource))
+        return oauth_send_error(req, 400, "invalid_target",
+                                "resource \"%.300s\" is not an MCP endpoint of this gateway",
+                                resource);
+    const char *scope = oauth_form_get(f, "scope");
+    if (scope == NULL)
+        scope = cfg->auth.required_scope ? cfg->auth.required_scope : "mcp";
+    struct err_info ei = {0};
+    if (strlen(scope) > STORE_SCOPE_MAX || !oauth_scope_allowed(cfg, scope, &ei))
+        return oauth_send_error(req, 400, "invalid_scope", "%s",
+                                ei.msg[0] ? ei.msg : "scope is too long");
+    return answer_tokens(o, cfg, req, &u, client->client_id, resource, scope, NULL);
+}
+
+int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+{
+    struct oauth_form f;
+    if (!oauth_read_form(req, false, &f))
+        return req->res.status;
+    struct store_client client = {0};
+    int status;
+    const char *grant = oauth_form_get(&f, "grant_type");
+    if (grant == NULL) {
+        status = oauth_send_error(req, 400, "invalid_request", "grant_type is required");
+        goto out;
+    }
+    if (!oauth_client_auth(o, req, &f, false, &client)) {
+        status = req->res.status;
+        goto out;
+    }
+    if (strcmp(grant, "authorization_code") == 0 || strcmp(grant, "refresh_token") == 0) {
+        if (!grant_allowed(&client, grant)) {
+            status = oauth_send_error(req, 400, "unauthorized_client",
+                                      "the client did not register the %s grant", grant);
+            goto out;
+        }
+        status = grant[0] == 'a' ? grant_code(o, cfg, req, &f, &client)
+                                 : grant_refresh(o, cfg, req, &f, &client);
+    } else if (strcmp(grant, "client_credentials") == 0) {
+        status = grant_client_credentials(o, cfg, req, &f, &client);
+    } else {
+        status = oauth_send_error(req, 400, "unsupported_grant_type",
+                                  "grant_type %.40s is not supported (authorization_code, "
+                                  "refresh_token, client_credentials)",
+                                  grant);
+    }
+out:
+    store_client_release(&client);
+    oauth_form_release(&f);
+    return status;
+}
+
+/* ---- revocation and introspection ---- */
+
+static bool looks_like_jwt(const char *t)
+{
+    const char *d = strchr(t, '.');
+    return d != NULL && strchr(d + 1, '.') != NULL;
+}
+
+int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+{
+    (void)cfg;
+    struct oauth_form f;
+    if (!oauth_read_form(req, false, &f))
+        return req->res.status;
+    struct store_client client = {0};
+    int status;
+    if (!oauth_client_auth(o, req, &f, false, &client)) {
+        status = req->res.status;
+        goto out;
+    }
+    const char *tok = oauth_form_get(&f, "token");
+    if (tok == NULL) {
+        status = oauth_send_error(req, 400, "invalid_request", "token is required");
+        goto out;
+    }
+    if (looks_like_jwt(tok)) {
+        json_t *claims = NULL;
+        const struct auth_keyring *kr = auth_validator_keyring(o->v);
+        if (kr && auth_jwt_verify(kr, tok, strlen(tok), &claims, NULL) == 0) {
+            const char *jti = json_string_value(json_object_get(claims, "jti"));
+            const char *cid = json_string_value(json_object_get(claims, "client_id"));
+            json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
+            if (jti && cid && strcmp(cid, client.client_id) == 0)
+                store_jti_revoke(o->st, jti, exp);
+            else if (jti && cid) {
+                json_decref(claims);
+                status = oauth_send_error(req, 400, "invalid_request",
+                                          "the token was issued to another client");
+                goto out;
+            }
+        }
+        json_decref(claims);
+    } else {
+        char h[TOKEN_HASH_SIZE];
+        struct store_family fam;
+        token_hash(tok, strlen(tok), h);
+        /* Using it marks it spent; revoking the family makes the whole grant unusable. A
+           replayed or already revoked token's family is revoked by the store already. */
+        if (store_refresh_use(o->st, h, &fam) == 0)
+            store_family_revoke(o->st, fam.id);
+    }
+    /* RFC 7009 §2.2: 200 whether or not the token was known. */
+    json_t *empty = json_object();
+    oauth_send_json(req, 200, empty);
+    json_decref(empty);
+    status = 200;
+out:
+    store_client_release(&client);
+    oauth_form_release(&f);
+    return status;
+}
+
+int oauth_introspect(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+{
+    (void)cfg;
+    struct oauth_form f;
+    if (!oauth_read_form(req, false, &f))
+        return req->res.status;
+    struct store_client client = {0};
+    json_t *claims = NULL, *res = NULL;
+    int status;
+    if (!oauth_client_auth(o, req, &f, true, &client)) {
+        status = req->res.status;
+        goto out;
+    }
+    const char *tok = oauth_form_get(&f, "token");
+    if (tok == NULL) {
+        status = oauth_send_error(req, 400, "invalid_request", "token is required");
+        goto out;
+    }
+    const struct auth_keyring *kr = auth_validator_keyring(o->v);
+    bool active = false;
+    if (looks_like_jwt(tok) && kr && auth_jwt_verify(kr, tok, strlen(tok), &claims, NULL) == 0) {
+        const char *iss = json_string_value(json_object_get(claims, "iss"));
+        const char *jti = json_string_value(json_object_get(claims, "jti"));
+        json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
+        bool revoked = true;
+        active = iss && strcmp(iss, o->issuer) == 0 && exp > oauth_now() && jti &&
+                 store_jti_revoked(o->st, jti, &revoked) == 0 && !revoked;
+    }
+    if (active) {
+        res = json_deep_copy(claims);
+        json_object_set_new(res, "active", json_true());
+        json_object_set_new(res, "token_type", json_string("Bearer"));
+    } else {
+        res = json_pack("{s:b}", "active", 0);
+    }
+    oauth_send_json(req, 200, res);
+    status = 200;
+out:
+    json_decref(res);
+    json_decref(claims);
+    store_client_release(&client);
+    oauth_form_release(&f);
+    return status;
+}
