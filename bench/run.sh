@@ -279,3 +279,7 @@ printf '%-34s %12s %12s\n' "RSS per SSE stream (B)" "$(v fixture-sse.per)" "$(v 
 echo "   (SSE 'direct' = bare h2o holding the streams in the fixture with --sse-get: the floor)"
 if [ "$GW" != 1 ]; then echo "   gateway not available: $GW_WHY"; fi
 echo "   exact commands: $OUT/commands.txt; raw outputs beside it"
+
+# 5. what authenticating one request costs (token cold vs cached, API key), in-process.
+echo
+"$BUILD/auth_validate" 2>/dev/null | tee "$OUT/auth_validate.txt"

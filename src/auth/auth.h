@@ -60,7 +60,8 @@ json_t *auth_keyring_jwks(const struct auth_keyring *kr);
 /* ---- JWT ---- */
 
 /* Sign claims as a compact JWS with the current key (header: alg, kid, typ "at+jwt").
- *out is malloc'd. */
+ *out is malloc'd. ERR_NOTFOUND when the keyring has no current key (the store holds none yet:
+   auth_key_rotate makes one). */
 int auth_jwt_sign(const struct auth_keyring *kr, const json_t *claims, char **out);
 /* Split and decode a compact JWS without verifying it (header and payload must be JSON
    objects). Bounded: tokens over 8 KiB are refused. For the fuzzer and for the verifiers. */
@@ -91,8 +92,9 @@ struct principal {
     int64_t expires_at;     /* 0 for API keys */
 };
 
-/* Issue an access token for p (kind user) at `resource` (the aud), valid ttl_s seconds. *out is
-   malloc'd; p->credential_id is set to its jti. */
+/* Issue an access token for p (kind user; ERR_INVAL otherwise) at `resource` (the aud), valid
+   ttl_s seconds. *out is malloc'd; p->credential_id is set to its jti and p->expires_at to its
+   exp. ERR_NOTFOUND as auth_jwt_sign. */
 int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct principal *p,
                       const char *resource, uint32_t ttl_s, char **out);
 

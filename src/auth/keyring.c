@@ -145,6 +145,6 @@ json_t *auth_keyring_jwks(const struct auth_keyring *kr)
 {
     json_t *keys = json_array();
     for (size_t i = 0; keys && i < kr->n; i++)
-        json_array_append(keys, kr->keys[i].jwk);
+        json_array_append_new(keys, json_deep_copy(kr->keys[i].jwk)); /* the caller's to edit */
     return keys ? json_pack("{s:o}", "keys", keys) : NULL;
 }

@@ -28,8 +28,10 @@
 
 /* One remembered verdict. The strings (name, client_id, scope, resource; or msg, resource) sit
    in one allocation after the struct. */
+#define KEY_LEN 32 /* SHA-256 of the credential */
+
 struct cache_entry {
-    char key[TOKEN_HASH_SIZE];
+    unsigned char key[KEY_LEN];
     enum auth_verdict verdict;
     enum principal_kind kind;
     int64_t id, expires_at, cache_until;
@@ -48,6 +50,8 @@ struct auth_validator {
     bool seq_known;
     struct cache_entry **slots;
     size_t count;
+    EVP_MD *sha256; /* fetched once: OpenSSL's (SHA-NI) SHA-256 is 4x libsodium's here */
+    EVP_MD_CTX *md;
 };
 
 int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct principal *p,
@@ -76,12 +80,22 @@ int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct 
 
 /* ---- the cache ---- */
 
-static size_t slot_of(const char *key)
+static size_t slot_of(const unsigned char *key)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the (already uniform) hash text */
-    for (size_t i = 0; i < 16; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+    uint64_t h;
+    memcpy(&h, key, sizeof(h)); /* a SHA-256 is uniform already */
     return (size_t)h & (CACHE_SLOTS - 1);
+}
+
+static int credential_key(struct auth_validator *v, const char *cred, size_t len,
+                          unsigned char key[KEY_LEN])
+{
+    unsigned int n;
+    return EVP_DigestInit_ex(v->md, v->sha256, NULL) == 1 &&
+                   EVP_DigestUpdate(v->md, cred, len) == 1 &&
+                   EVP_DigestFinal_ex(v->md, key, &n) == 1 && n == KEY_LEN
+               ? 0
+               : ERR_INTERNAL;
 }
 
 static void cache_flush(struct auth_validator *v)
@@ -96,10 +110,10 @@ static void cache_flush(struct auth_validator *v)
 }
 
 /* The slot holding key, or the empty slot where it would go. */
-static struct cache_entry **cache_probe(struct auth_validator *v, const char *key)
+static struct cache_entry **cache_probe(struct auth_validator *v, const unsigned char *key)
 {
     size_t i = slot_of(key);
-    while (v->slots[i] && strcmp(v->slots[i]->key, key) != 0)
+    while (v->slots[i] && memcmp(v->slots[i]->key, key, KEY_LEN) != 0)
         i = (i + 1) & (CACHE_SLOTS - 1);
     return &v->slots[i];
 }
@@ -114,7 +128,7 @@ static char *put_str(char **at, const char *s)
 }
 
 /* Remember a verdict: p on AUTH_OK, else msg. resource NULL = any resource (API keys). */
-static void cache_put(struct auth_validator *v, const char *key, enum auth_verdict verdict,
+static void cache_put(struct auth_validator *v, const unsigned char *key, enum auth_verdict verdict,
                       const struct principal *p, const char *msg, const char *resource,
                       int64_t until)
 {
@@ -197,7 +211,8 @@ int auth_validator_new(struct store *st, const unsigned char master[AUTH_MASTER_
 {
     struct auth_validator *v = calloc(1, sizeof(*v));
     if (!v || !(v->issuer = strdup(issuer)) ||
-        !(v->slots = calloc(CACHE_SLOTS, sizeof(*v->slots)))) {
+        !(v->slots = calloc(CACHE_SLOTS, sizeof(*v->slots))) ||
+        !(v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(v->md = EVP_MD_CTX_new())) {
         auth_validator_free(v);
         return ERR_NOMEM;
     }
@@ -225,6 +240,8 @@ void auth_validator_free(struct auth_validator *v)
         free(v->slots);
     }
     auth_keyring_unref(v->kr);
+    EVP_MD_CTX_free(v->md);
+    EVP_MD_free(v->sha256);
     free(v->issuer);
     sodium_memzero(v->master, sizeof(v->master));
     free(v);
@@ -247,13 +264,16 @@ static void iso_time(int64_t t, char *out, size_t n)
 /* Why a check could not be completed (not the token's fault): never cached. */
 #define UNCACHEABLE (-1)
 
-/* An integer-valued NumericDate claim; false when absent or not a number. */
+#define TIME_MAX 253402300799.0 /* 9999-12-31T23:59:59Z: keeps the arithmetic below in range */
+
+/* A NumericDate claim in [0, TIME_MAX] (fractions truncated); false when absent or not one. */
 static bool claim_time(const json_t *claims, const char *name, int64_t *out)
 {
     const json_t *j = json_object_get(claims, name);
-    if (!json_is_number(j))
+    double t = json_number_value(j);
+    if (!json_is_number(j) || !(t >= 0 && t <= TIME_MAX)) /* NaN fails too */
         return false;
-    *out = (int64_t)json_number_value(j);
+    *out = json_is_integer(j) ? (int64_t)json_integer_value(j) : (int64_t)t;
     return true;
 }
 
@@ -295,12 +315,14 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
                             resource);
     }
     if (!claim_time(claims, "exp", &exp) || !claim_time(claims, "iat", &iat))
-        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks the exp or iat claim");
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token lacks a valid exp or iat claim");
     if (now > exp + AUTH_LEEWAY_S) {
         iso_time(exp, t, sizeof(t));
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token has expired (exp %s)", t);
     }
-    if (claim_time(claims, "nbf", &nbf) && now + AUTH_LEEWAY_S < nbf) {
+    if (json_object_get(claims, "nbf") && !claim_time(claims, "nbf", &nbf))
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's nbf is not a valid time");
+    if (json_object_get(claims, "nbf") && now + AUTH_LEEWAY_S < nbf) {
         iso_time(nbf, t, sizeof(t));
         err_info_set(ei, ERR_DENIED, 0, 0, "the token is not valid yet (nbf %s)", t);
         return UNCACHEABLE; /* it will be */
@@ -469,7 +491,7 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
 {
     const char *tok;
     size_t tlen;
-    char key[TOKEN_HASH_SIZE];
+    unsigned char key[KEY_LEN];
     struct principal got;
     struct err_info local;
     int64_t now = (int64_t)time(NULL), until = 0;
@@ -484,7 +506,10 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
     validator_sync(v);
     bool apikey =
         tlen > strlen(APIKEY_PREFIX) && memcmp(tok, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0;
-    token_hash(tok, tlen, key);
+    if (credential_key(v, tok, tlen, key) != 0) {
+        err_info_set(ei, ERR_INTERNAL, 0, 0, "the credential could not be hashed");
+        return AUTH_INVALID;
+    }
     struct cache_entry **slot = cache_probe(v, key), *e = *slot;
     if (!e || e->cache_until < now || (e->resource && strcmp(e->resource, resource) != 0)) {
         int rc = apikey ? check_apikey(v, tok, tlen, now, &got, &until, ei)

@@ -245,7 +245,16 @@ static void test_claims(void)
              "\"client_id\":\"client-1\"}",
              ISSUER, aud, now + 60);
     CHECK_INT(check(&f, forge(&f, "at+jwt", noiat), RESOURCE, "mcp", &p, &ei), AUTH_INVALID);
-    CHECK_CONTAINS(ei.msg, "lacks the exp or iat");
+    CHECK_CONTAINS(ei.msg, "lacks a valid exp or iat");
+    const char *bad_times[] = {"1e300", "-1", "\"2030-01-01\"", "9223372036854775807"};
+    for (size_t i = 0; i < sizeof(bad_times) / sizeof(bad_times[0]); i++) {
+        snprintf(noiat, sizeof(noiat),
+                 "{\"iss\":\"%s\",\"aud\":%s,\"sub\":\"user:1\",\"exp\":%s,\"iat\":%lld,"
+                 "\"jti\":\"j\",\"client_id\":\"client-1\"}",
+                 ISSUER, aud, bad_times[i], now);
+        CHECK_INT(check(&f, forge(&f, "at+jwt", noiat), RESOURCE, "mcp", &p, &ei), AUTH_INVALID);
+        CHECK_CONTAINS(ei.msg, "lacks a valid exp or iat");
+    }
     teardown(&f);
 }
 
