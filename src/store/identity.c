@@ -120,13 +120,7 @@ int store_user_check_password(struct store *st, const char *name, const char *pa
         }
         store_done(s);
     }
-    if (!found) {
-        secret_verify_dummy(password, plen);
-        return ERR_DENIED;
-    }
-    bool ok = secret_verify(hash, password, plen);
-    sodium_memzero(hash, sizeof(hash));
-    if (!ok || u.disabled)
+    if (!store_secret_matches(found, hash, password, plen) || u.disabled)
         return ERR_DENIED;
     if (out)
         *out = u;
@@ -485,13 +479,7 @@ int store_apikey_check(struct store *st, const char *key, size_t len, struct sto
         }
         store_done(s);
     }
-    if (!found) {
-        secret_verify_dummy(secret, slen);
-        return ERR_DENIED;
-    }
-    bool ok = secret_verify(hash, secret, slen);
-    sodium_memzero(hash, sizeof(hash));
-    if (!ok || !usable)
+    if (!store_secret_matches(found, hash, secret, slen) || !usable)
         return ERR_DENIED;
     if (out)
         *out = a;

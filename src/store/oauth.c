@@ -119,13 +119,7 @@ int store_client_check_secret(struct store *st, const char *client_id, const cha
         }
         store_done(s);
     }
-    if (!found) {
-        secret_verify_dummy(secret, len);
-        return ERR_DENIED;
-    }
-    bool ok = secret_verify(hash, secret, len);
-    sodium_memzero(hash, sizeof(hash));
-    return ok && usable ? 0 : ERR_DENIED;
+    return store_secret_matches(found, hash, secret, len) && usable ? 0 : ERR_DENIED;
 }
 
 int store_client_revoke(struct store *st, const char *client_id)

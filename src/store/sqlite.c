@@ -12,7 +12,6 @@
 #include "core/rand.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -99,6 +98,17 @@ static const char *const migrations[] = {
     "  DELETE FROM codes WHERE client_id = new.client_id AND used = 0; END;",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+bool store_secret_matches(bool found, char hash[SECRET_HASH_MAX], const char *secret, size_t len)
+{
+    if (!found) {
+        secret_verify_dummy(secret, len);
+        return false;
+    }
+    bool ok = secret_verify(hash, secret, len);
+    sodium_memzero(hash, SECRET_HASH_MAX);
+    return ok;
+}
 
 int64_t store_now(void)
 {

@@ -68,4 +68,9 @@ bool store_name_valid(const char *name);
 
 int64_t store_now(void);
 
+/* The common end of every secret check: true when `found` and secret matches the argon2id string
+   in hash; when nothing was found, the same time is spent on a dummy hash so that the answer
+   is no oracle for which names exist. hash is wiped either way. */
+bool store_secret_matches(bool found, char hash[SECRET_HASH_MAX], const char *secret, size_t len);
+
 #endif
