@@ -29,33 +29,36 @@ static int form_decode(const char *s, size_t len, char **out, const char *what, 
     if (d == NULL)
         return ERR_NOMEM;
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
+    const char *why = NULL;
+    char ctl[32];
+    for (size_t i = 0; i < len && why == NULL; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '+') {
             d[n++] = ' ';
         } else if (c == '%') {
             int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
             int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                secret_free(d);
-                return err_info_set(ei, ERR_PARSE, 0, 0,
-                                    "%s: '%%' must be followed by two hexadecimal digits", what);
-            }
-            c = (unsigned char)(hi << 4 | lo);
-            if (c == 0) {
-                secret_free(d);
-                return err_info_set(ei, ERR_PARSE, 0, 0, "%s: %%00 is not allowed", what);
-            }
-            d[n++] = (char)c;
+            if (hi >= 0 && lo >= 0)
+                c = (unsigned char)(hi << 4 | lo);
+            if (hi < 0 || lo < 0)
+                why = "'%' must be followed by two hexadecimal digits";
+            else if (c == 0)
+                why = "%00 is not allowed";
+            else
+                d[n++] = (char)c;
             i += 2;
         } else if (c < 0x20 || c == 0x7f) {
-            secret_free(d);
-            return err_info_set(ei, ERR_PARSE, 0, 0, "%s: control character 0x%02x", what, c);
+            snprintf(ctl, sizeof(ctl), "control character 0x%02x", c);
+            why = ctl;
         } else {
             d[n++] = (char)c;
         }
     }
-    d[n] = '\0';
+    d[n] = '\0'; /* also on failure: secret_free wipes up to the NUL */
+    if (why != NULL) {
+        secret_free(d);
+        return err_info_set(ei, ERR_PARSE, 0, 0, "%s: %s", what, why);
+    }
     *out = d;
     return 0;
 }
