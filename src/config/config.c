@@ -1479,6 +1479,11 @@ static int load_idp(struct loader *L, const struct ynode *n, size_t idx, struct 
                      "%s is not a valid name for %s; expected 1-%d characters "
                      "from a-z A-Z 0-9 _ -",
                      quote(f[0].val).s, what, CONFIG_NAME_MAX);
+    if (strcmp(p->name, "callback") == 0)
+        return FAILN(L, f[0].val,
+                     "%s cannot be called \"callback\": /oauth/sso/callback is where every "
+                     "provider sends the browser back",
+                     what);
     snprintf(what, sizeof(what), "identity provider \"%s\"", p->name);
     snprintf(sub, sizeof(sub), "issuer of %s", what);
     if ((err = get_nonempty_str(L, f[1].val, sub, &p->issuer)))
@@ -1496,6 +1501,12 @@ static int load_idp(struct loader *L, const struct ynode *n, size_t idx, struct 
     if (f[4].val) {
         if ((err = get_str_list(L, f[4].val, sub, true, &p->scopes, &p->nscopes)))
             return err;
+        bool openid = false;
+        for (size_t i = 0; i < p->nscopes; i++)
+            openid |= strcmp(p->scopes[i], "openid") == 0;
+        if (!openid)
+            return FAILN(L, f[4].val,
+                         "%s has no \"openid\"; without it the provider sends no id_token", sub);
     } else {
         if ((p->scopes = arena_alloc(L->out, 4 * sizeof(char *))) == NULL)
             return fail(L, ERR_NOMEM, 0, 0, "out of memory");

@@ -389,6 +389,51 @@ int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
 
 /* ---- /oauth/login ---- */
 
+int oauth_login_complete(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct store_user *u, const char *authz_id, const char *how)
+{
+    char session[RAND_TOKEN_SIZE], session_hash[TOKEN_HASH_SIZE];
+    new_token(session, session_hash);
+    json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u->id, "name", u->name);
+    int err =
+        store_ephemeral_put(o->st, "login", session_hash, rec, oauth_now() + cfg->auth.login_ttl_s);
+    json_decref(rec);
+    if (err) {
+        sodium_memzero(session, sizeof(session));
+        return oauth_error_page(req, 500, "cannot record the sign-in: %s", err_str(err));
+    }
+    char cookie[256];
+    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Max-Age=%u; HttpOnly; SameSite=Lax%s",
+             oauth_login_cookie_name(o), session, cfg->auth.login_ttl_s,
+             o->secure_cookie ? "; Secure" : "");
+    sodium_memzero(session, sizeof(session));
+    oauth_add_header(req, "set-cookie", cookie);
+    sodium_memzero(cookie, sizeof(cookie));
+    struct buf loc;
+    buf_init(&loc, 512);
+    buf_append_str(&loc, "/oauth/consent?authz=");
+    oauth_url_encode(&loc, authz_id);
+    oauth_send_redirect(req, 303, loc.data);
+    buf_release(&loc);
+    log_msg(LOG_INFO, "oauth", "user %s signed in (%s)", u->name, how);
+    return 303;
+}
+
+bool oauth_authz_pending(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id)
+{
+    char id_hash[TOKEN_HASH_SIZE];
+    json_t *authz = NULL;
+    hash_of(authz_id, id_hash);
+    if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0) {
+        oauth_error_page(req, 400,
+                         "this sign-in request expired or was already used; start again from the "
+                         "application");
+        return false;
+    }
+    json_decref(authz);
+    return true;
+}
+
 int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
 {
     if (!oauth_same_origin(o, req))
@@ -429,33 +474,7 @@ int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
         log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name ? name : "");
         goto out;
     }
-    char session[RAND_TOKEN_SIZE], session_hash[TOKEN_HASH_SIZE];
-    new_token(session, session_hash);
-    json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u.id, "name", u.name);
-    int err =
-        store_ephemeral_put(o->st, "login", session_hash, rec, oauth_now() + cfg->auth.login_ttl_s);
-    json_decref(rec);
-    if (err) {
-        sodium_memzero(session, sizeof(session));
-        status = oauth_error_page(req, 500, "cannot record the sign-in: %s", err_str(err));
-        goto out;
-    }
-    char cookie[256];
-    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Max-Age=%u; HttpOnly; SameSite=Lax%s",
-             oauth_login_cookie_name(o), session, cfg->auth.login_ttl_s,
-             o->secure_cookie ? "; Secure" : "");
-    sodium_memzero(session, sizeof(session));
-    oauth_add_header(req, "set-cookie", cookie);
-    sodium_memzero(cookie, sizeof(cookie));
-    struct buf loc;
-    buf_init(&loc, 512);
-    buf_append_str(&loc, "/oauth/consent?authz=");
-    oauth_url_encode(&loc, id);
-    buf_append(&loc, "", 1);
-    oauth_send_redirect(req, 303, loc.data);
-    buf_release(&loc);
-    log_msg(LOG_INFO, "oauth", "user %s signed in (local)", u.name);
-    status = 303;
+    status = oauth_login_complete(o, cfg, req, &u, id, "local");
 out:
     json_decref(authz);
     oauth_form_release(&f);

@@ -16,9 +16,12 @@
 #define OAUTH_HTML_MAX (256u << 10)
 
 struct cimd_fetch;
+struct sso;
+struct sso_wait;
 
 struct oauth_ctx {
     uv_loop_t *loop;
+    struct config *cfg0; /* the snapshot at start: auth settings change on restart only */
     struct store *st;
     struct auth_validator *v;
     char issuer[OAUTH_ISSUER_MAX];
@@ -26,6 +29,8 @@ struct oauth_ctx {
     struct fetcher *fetcher; /* CIMD fetches; made at the first one */
     bool closing;
     struct cimd_fetch *fetches; /* in flight */
+    struct sso *sso;            /* when auth.login.providers is not empty */
+    struct sso_wait *sso_waits; /* requests waiting on an identity provider */
     int64_t next_sweep;
 };
 
@@ -106,6 +111,13 @@ int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_
                              const char *server);
 int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
 int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+/* The browser signed in as u (by password or SSO, `how` says which for the log): record a login
+   session, set its cookie and send the browser on (303) to the consent page of the pending
+   authorization request `authz_id`. Returns the status sent. */
+int oauth_login_complete(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct store_user *u, const char *authz_id, const char *how);
+/* Is authz_id a pending authorization request? Otherwise answers an error page. */
+bool oauth_authz_pending(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id);
 int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
 int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
 int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
@@ -125,5 +137,15 @@ typedef void (*oauth_cimd_cb)(struct oauth_ctx *o, h2o_req_t *req, void *arg, in
 int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                        const char *client_id, oauth_cimd_cb done_cb, void *arg);
 void oauth_cimd_shutdown(struct oauth_ctx *o);
+
+/* --- SSO (sso_http.c; the relying party itself is sso.h) --- */
+
+/* GET /oauth/sso/<provider>?authz=... (`name` is the rest of the path) and GET
+   /oauth/sso/callback. Return the status sent, or 0 while an identity provider is asked. */
+int oauth_sso_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req, const char *name);
+int oauth_sso_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+/* At shutdown: cancel what waits on a provider (those requests get no answer) and free the
+   relying party (its curl handles close on the loop). */
+void oauth_sso_shutdown(struct oauth_ctx *o);
 
 #endif

@@ -211,6 +211,28 @@ int store_identity_link(struct store *st, int64_t user_id, const char *provider,
     return err;
 }
 
+int store_identity_adopt(struct store *st, const char *provider, const char *subject,
+                         const char *name, struct store_user *out)
+{
+    if (!store_name_valid(name))
+        return ERR_NOTFOUND;
+    /* One statement, so two logins racing for the same name cannot both adopt it. */
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
+                                     "SELECT ?1, ?2, u.id FROM users u WHERE u.name = ?3 AND "
+                                     "u.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                                     "identities i WHERE i.provider = ?1 AND i.user_id = u.id) "
+                                     "ON CONFLICT DO NOTHING");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_text(s, 1, provider, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+    int err = store_exec_step(st, s, "identity adopt");
+    if (err == 0 && sqlite3_changes(st->db) == 0)
+        err = ERR_NOTFOUND;
+    return err ? err : store_identity_find(st, provider, subject, out);
+}
+
 /* ---- teams ---- */
 
 int store_team_add(struct store *st, const char *name, struct err_info *ei)

@@ -85,6 +85,12 @@ int store_identity_find(struct store *st, const char *provider, const char *subj
                         struct store_user *out); /* ERR_NOTFOUND */
 int store_identity_link(struct store *st, int64_t user_id, const char *provider,
                         const char *subject);
+/* Provisioning by an administrator (a provider with jit: false): link (provider, subject) to the
+   user called `name` when that user has no password (created for SSO: user add --no-password)
+   and no identity at this provider yet, and fill *out. ERR_NOTFOUND when there is no such user
+   (unknown, a local account with a password, or linked to another subject already). */
+int store_identity_adopt(struct store *st, const char *provider, const char *subject,
+                         const char *name, struct store_user *out);
 
 int store_team_add(struct store *st, const char *name, struct err_info *ei); /* ERR_EXISTS */
 int store_team_add_member(struct store *st, const char *team, int64_t user_id, enum store_role role,
