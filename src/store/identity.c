@@ -102,25 +102,34 @@ int store_user_find(struct store *st, const char *name, struct store_user *out)
     return one_user(st, s, out);
 }
 
+int store_user_password_hash(struct store *st, const char *name, struct store_user *out,
+                             char hash[SECRET_HASH_MAX])
+{
+    if (!store_name_valid(name))
+        return ERR_NOTFOUND;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT " USER_COLS ", password_hash FROM users WHERE name = ? "
+                       "AND password_hash IS NOT NULL");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int err = ERR_NOTFOUND;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        user_row(s, out);
+        store_col_text(s, 7, hash, SECRET_HASH_MAX);
+        err = 0;
+    }
+    store_done(s);
+    return err;
+}
+
 int store_user_check_password(struct store *st, const char *name, const char *password,
                               struct store_user *out)
 {
     size_t plen = strlen(password);
-    char hash[SECRET_HASH_MAX] = "";
+    char hash[SECRET_HASH_MAX];
     struct store_user u;
-    bool found = false;
-    sqlite3_stmt *s = NULL;
-    if (store_name_valid(name) &&
-        (s = store_stmt(st, "SELECT " USER_COLS ", password_hash FROM users WHERE name = ?"))) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 7) == SQLITE_TEXT) {
-            user_row(s, &u);
-            store_col_text(s, 7, hash, sizeof(hash));
-            found = true;
-        }
-        store_done(s);
-    }
-    if (!found) {
+    if (store_user_password_hash(st, name, &u, hash) != 0) {
         secret_verify_dummy(password, plen);
         return ERR_DENIED;
     }
