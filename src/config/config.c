@@ -1414,6 +1414,19 @@ static int load_store(struct loader *L, const struct ynode *n)
     return 0;
 }
 
+static int load_outbound(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"ca_file", NULL};
+    struct field f[1];
+    int err = map_fields(L, n, "outbound", keys, f);
+    if (err)
+        return err;
+    if (f[0].val &&
+        (err = get_nonempty_str(L, f[0].val, "outbound.ca_file", &L->c->outbound.ca_file)))
+        return err;
+    return 0;
+}
+
 /* "https://host[:port]" or "http://host[:port]", nothing after the authority. */
 static bool issuer_ok(const char *s)
 {
@@ -1811,14 +1824,15 @@ enum {
     TK_SERVERS,
     TK_STORE,
     TK_AUTH,
+    TK_OUTBOUND,
     TK_COUNT
 };
 
 static int load_root(struct loader *L, const struct ynode *root)
 {
-    static const char *const keys[] = {"listen",          "workers", "http2", "allowed_hosts",
-                                       "allowed_origins", "limits",  "log",   "prefix",
-                                       "servers",         "store",   "auth",  NULL};
+    static const char *const keys[] = {
+        "listen", "workers", "http2", "allowed_hosts", "allowed_origins", "limits", "log",
+        "prefix", "servers", "store", "auth",          "outbound",        NULL};
     struct config *c = L->c;
     struct field f[TK_COUNT];
     int err = set_defaults(L);
@@ -1862,6 +1876,8 @@ static int load_root(struct loader *L, const struct ynode *root)
     if (c->servers == NULL && (c->servers = arena_alloc(L->out, sizeof(*c->servers))) == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
     if (f[TK_STORE].val && (err = load_store(L, f[TK_STORE].val)))
+        return err;
+    if (f[TK_OUTBOUND].val && (err = load_outbound(L, f[TK_OUTBOUND].val)))
         return err;
     if (f[TK_AUTH].val && !is_null(f[TK_AUTH].val) && (err = load_auth(L, f[TK_AUTH].val)))
         return err;

@@ -177,8 +177,8 @@ int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
     }
     if (o->closing)
         return ERR_CLOSED;
-    if (o->fetcher == NULL && fetcher_new(o->loop, &o->fetcher) != 0)
-        return ERR_NOMEM;
+    if (o->fetcher == NULL)
+        return ERR_CLOSED;
     struct cimd_fetch *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return ERR_NOMEM;

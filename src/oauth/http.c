@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "oauth/sso.h"
+#include "upstream/fetch.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -81,6 +82,11 @@ int oauth_ctx_new(uv_loop_t *loop, const unsigned char master[AUTH_MASTER_KEY_LE
     int err = store_open(cfg->store.sqlite ? cfg->store.sqlite : "gatehouse.db", &o->st, ei);
     if (err == 0)
         err = auth_validator_new(o->st, master, issuer, cfg->auth.access_token_ttl_s, &o->v, ei);
+    /* The fetcher of CIMD documents, made now so that a bad outbound.ca_file stops the start. */
+    if (err == 0 && (err = fetcher_new(loop, &o->fetcher)) != 0)
+        err_info_set(ei, err, 0, 0, "cannot set up outbound requests: %s", err_str(err));
+    if (err == 0 && cfg->outbound.ca_file)
+        err = fetcher_trust(o->fetcher, cfg->outbound.ca_file, ei);
     if (err == 0 && cfg->auth.nproviders > 0)
         err = sso_new(loop, o->cfg0, issuer, o->st, &o->sso, ei);
     if (err) {
@@ -104,7 +110,8 @@ void oauth_ctx_free(struct oauth_ctx *o)
 {
     if (o == NULL)
         return;
-    sso_free(o->sso); /* only when the worker never started (shutdown frees it) */
+    sso_free(o->sso); /* only when the worker never started (shutdown frees these) */
+    fetcher_free(o->fetcher);
     auth_validator_free(o->v);
     store_close(o->st);
     if (o->cfg0)

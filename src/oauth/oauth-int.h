@@ -26,7 +26,7 @@ struct oauth_ctx {
     struct auth_validator *v;
     char issuer[OAUTH_ISSUER_MAX];
     bool secure_cookie;      /* the issuer is https: __Host- cookie with Secure */
-    struct fetcher *fetcher; /* CIMD fetches; made at the first one */
+    struct fetcher *fetcher; /* CIMD fetches (trusting outbound.ca_file) */
     bool closing;
     struct cimd_fetch *fetches; /* in flight */
     struct sso *sso;            /* when auth.login.providers is not empty */

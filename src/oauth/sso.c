@@ -244,6 +244,8 @@ int sso_new(uv_loop_t *loop, const struct config *cfg, const char *issuer, struc
     }
     if ((err = fetcher_new(loop, &s->fetcher)) != 0)
         goto fail;
+    if (cfg->outbound.ca_file && (err = fetcher_trust(s->fetcher, cfg->outbound.ca_file, ei)) != 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
