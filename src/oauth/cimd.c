@@ -216,6 +216,8 @@ void oauth_cimd_shutdown(struct oauth_ctx *o)
         if (f->x)
             fetch_cancel(f->x);
         cimd_unlink(f);
+        if (f->req != NULL)
+            oauth_error_page(f->req, 503, "the gateway is shutting down; try again");
         free(f);
     }
     if (o->fetcher) {

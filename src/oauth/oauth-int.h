@@ -158,7 +158,7 @@ void oauth_cimd_shutdown(struct oauth_ctx *o);
    /oauth/sso/callback. Return the status sent, or 0 while an identity provider is asked. */
 int oauth_sso_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req, const char *name);
 int oauth_sso_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
-/* At shutdown: cancel what waits on a provider (those requests get no answer) and free the
+/* At shutdown: cancel what waits on a provider (those requests are answered 503) and free the
    relying party (its curl handles close on the loop). */
 void oauth_sso_shutdown(struct oauth_ctx *o);
 

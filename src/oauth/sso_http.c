@@ -201,11 +201,12 @@ void oauth_sso_shutdown(struct oauth_ctx *o)
 {
     while (o->sso_waits) {
         struct sso_wait *w = o->sso_waits;
+        wait_unlink(w);
         if (w->op != NULL) {
             sso_op_cancel(w->op);
             w->op = NULL;
+            oauth_error_page(w->req, 503, "the gateway is shutting down; sign in again");
         }
-        wait_unlink(w);
     }
     sso_free(o->sso);
     o->sso = NULL;

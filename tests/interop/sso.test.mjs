@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Browser, startAuthGateway } from '../integration/oauth_lib.mjs';
 import { freePort } from './lib/gateway.mjs';
@@ -181,4 +182,35 @@ test('SSO: jit: false refuses an unknown user, and signs in one an administrator
   assert.deepEqual(list.map((u) => u.name), ['bob']);
   assert.deepEqual(list[0].teams.map((x) => x.name), ['support']);
   assert.ok(!gw.tail(100000).includes(secret), 'the IdP client secret is in the gateway log');
+});
+
+test('SSO: a browser that goes away while the provider is slow, and a shutdown with a login pending', async (t) => {
+  // A provider that accepts connections and never answers.
+  const sockets = new Set();
+  const silent = net.createServer((s) => sockets.add(s));
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const gw = await startAuthGateway(t, {
+    workers: 1,
+    auth: { login: { providers: [{ name: 'slow', issuer: `http://127.0.0.1:${silent.address().port}`, client_id: 'gh' }] } },
+  });
+  const browser = new Browser();
+  const { page } = await browser.follow((await authorizeUrlFor(gw)).toString());
+  const href = page.text.match(/<a class="sso" href="([^"]+)"/)[1].replace(/&amp;/g, '&');
+  const start = new URL(href, page.url).toString();
+  // The browser gives up while the discovery document is awaited: the gateway drops the wait.
+  await assert.rejects(fetch(start, { redirect: 'manual', signal: AbortSignal.timeout(300) }));
+  const health = await fetch(`${gw.base}/healthz`);
+  assert.equal(health.status, 200);
+  // Another one still waits when the gateway is told to stop: it is answered 503 at once.
+  const pending = fetch(start, { redirect: 'manual' }).catch((e) => e);
+  await new Promise((r) => setTimeout(r, 200));
+  const exit = await gw.stop();
+  assert.equal(exit.code, 0, JSON.stringify(exit));
+  const res = await pending;
+  assert.equal(res.status, 503, String(res));
+  assert.match(await res.text(), /shutting down/);
 });
