@@ -22,6 +22,13 @@ static int hexval(char c)
     return -1;
 }
 
+/* Wipe and free a partly decoded value (n bytes so far, not yet terminated). */
+static void discard(char *d, size_t n)
+{
+    d[n] = '\0';
+    secret_free(d);
+}
+
 /* Decode one form-encoded component into a new string. */
 static int form_decode(const char *s, size_t len, char **out, const char *what, struct err_info *ei)
 {
@@ -37,19 +44,19 @@ static int form_decode(const char *s, size_t len, char **out, const char *what, 
             int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
             int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
-                secret_free(d);
+                discard(d, n);
                 return err_info_set(ei, ERR_PARSE, 0, 0,
                                     "%s: '%%' must be followed by two hexadecimal digits", what);
             }
             c = (unsigned char)(hi << 4 | lo);
             if (c == 0) {
-                secret_free(d);
+                discard(d, n);
                 return err_info_set(ei, ERR_PARSE, 0, 0, "%s: %%00 is not allowed", what);
             }
             d[n++] = (char)c;
             i += 2;
         } else if (c < 0x20 || c == 0x7f) {
-            secret_free(d);
+            discard(d, n);
             return err_info_set(ei, ERR_PARSE, 0, 0, "%s: control character 0x%02x", what, c);
         } else {
             d[n++] = (char)c;
