@@ -1435,6 +1435,19 @@ static int load_store(struct loader *L, const struct ynode *n)
     return 0;
 }
 
+static int load_outbound(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"ca_file", NULL};
+    struct field f[1];
+    int err = map_fields(L, n, "outbound", keys, f);
+    if (err)
+        return err;
+    if (f[0].val &&
+        (err = get_nonempty_str(L, f[0].val, "outbound.ca_file", &L->c->outbound.ca_file)))
+        return err;
+    return 0;
+}
+
 /* "https://host[:port]" or "http://host[:port]", nothing after the authority. */
 static bool issuer_ok(const char *s)
 {
@@ -1500,6 +1513,11 @@ static int load_idp(struct loader *L, const struct ynode *n, size_t idx, struct 
                      "%s is not a valid name for %s; expected 1-%d characters "
                      "from a-z A-Z 0-9 _ -",
                      quote(f[0].val).s, what, CONFIG_NAME_MAX);
+    if (strcmp(p->name, "callback") == 0)
+        return FAILN(L, f[0].val,
+                     "%s cannot be called \"callback\": /oauth/sso/callback is where every "
+                     "provider sends the browser back",
+                     what);
     snprintf(what, sizeof(what), "identity provider \"%s\"", p->name);
     snprintf(sub, sizeof(sub), "issuer of %s", what);
     if ((err = get_nonempty_str(L, f[1].val, sub, &p->issuer)))
@@ -1517,6 +1535,12 @@ static int load_idp(struct loader *L, const struct ynode *n, size_t idx, struct 
     if (f[4].val) {
         if ((err = get_str_list(L, f[4].val, sub, true, &p->scopes, &p->nscopes)))
             return err;
+        bool openid = false;
+        for (size_t i = 0; i < p->nscopes; i++)
+            openid |= strcmp(p->scopes[i], "openid") == 0;
+        if (!openid)
+            return FAILN(L, f[4].val,
+                         "%s has no \"openid\"; without it the provider sends no id_token", sub);
     } else {
         if ((p->scopes = arena_alloc(L->out, 4 * sizeof(char *))) == NULL)
             return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -1821,14 +1845,15 @@ enum {
     TK_SERVERS,
     TK_STORE,
     TK_AUTH,
+    TK_OUTBOUND,
     TK_COUNT
 };
 
 static int load_root(struct loader *L, const struct ynode *root)
 {
-    static const char *const keys[] = {"listen",          "workers", "http2", "allowed_hosts",
-                                       "allowed_origins", "limits",  "log",   "prefix",
-                                       "servers",         "store",   "auth",  NULL};
+    static const char *const keys[] = {
+        "listen", "workers", "http2", "allowed_hosts", "allowed_origins", "limits", "log",
+        "prefix", "servers", "store", "auth",          "outbound",        NULL};
     struct config *c = L->c;
     struct field f[TK_COUNT];
     int err = set_defaults(L);
@@ -1872,6 +1897,8 @@ static int load_root(struct loader *L, const struct ynode *root)
     if (c->servers == NULL && (c->servers = arena_alloc(L->out, sizeof(*c->servers))) == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
     if (f[TK_STORE].val && (err = load_store(L, f[TK_STORE].val)))
+        return err;
+    if (f[TK_OUTBOUND].val && (err = load_outbound(L, f[TK_OUTBOUND].val)))
         return err;
     if (f[TK_AUTH].val && !is_null(f[TK_AUTH].val) && (err = load_auth(L, f[TK_AUTH].val)))
         return err;

@@ -188,6 +188,11 @@ struct config {
 
     struct config_store store;
     struct config_auth auth;
+    struct {
+        /* PEM certificates trusted, besides the system's, by the gateway's own HTTPS requests
+           (CIMD documents, identity providers); read when a worker starts. NULL = none. */
+        char *ca_file;
+    } outbound;
 };
 
 /* Load and validate. On success *out holds a snapshot with refcnt 1. On failure returns

@@ -1309,7 +1309,7 @@ int server_start(struct server *srv)
         }
         if (srv->auth) {
             struct err_info ei = {0};
-            if (oauth_ctx_new(&w->loop, srv->master, srv->issuer, cfg, &w->oauth, &ei) != 0) {
+            if (oauth_ctx_new(&w->loop, srv->master, srv->issuer, srv->cfg, &w->oauth, &ei) != 0) {
                 log_error("auth", "worker %u: %s", j, ei.msg);
                 return ERR_IO;
             }

@@ -389,56 +389,18 @@ int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
 
 /* ---- /oauth/login ---- */
 
-int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+int oauth_login_complete(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct store_user *u, const char *authz_id, const char *how)
 {
-    if (!oauth_same_origin(o, req))
-        return 403;
-    struct oauth_form f;
-    if (!oauth_read_form(req, true, &f))
-        return req->res.status;
-    int status;
-    json_t *authz = NULL;
-    const char *id = oauth_form_get(&f, "authz"), *csrf = oauth_form_get(&f, "csrf");
-    const char *name = oauth_form_get(&f, "username"), *pw = oauth_form_get(&f, "password");
-    char id_hash[TOKEN_HASH_SIZE];
-    if (!cfg->auth.local_login) {
-        status = oauth_error_page(req, 403, "local sign-in is disabled (auth.login.local)");
-        goto out;
-    }
-    if (id == NULL || csrf == NULL) {
-        status = oauth_error_page(req, 400, "the sign-in form is incomplete (authz, csrf)");
-        goto out;
-    }
-    hash_of(id, id_hash);
-    if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0) {
-        status = oauth_error_page(req, 400,
-                                  "this sign-in request expired or was already used; "
-                                  "start again from the application");
-        goto out;
-    }
-    const char *want = jstr(authz, "login_csrf");
-    if (!secret_equal(want, strlen(want), csrf, strlen(csrf))) {
-        status = oauth_error_page(req, 403,
-                                  "the sign-in form's CSRF token does not match; "
-                                  "reload the page from the application");
-        goto out;
-    }
-    struct store_user u;
-    if (name == NULL || pw == NULL || store_user_check_password(o->st, name, pw, &u) != 0) {
-        status = login_page(o, cfg, req, id, authz, "Wrong user name or password.");
-        log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name ? name : "");
-        goto out;
-    }
     char session[RAND_TOKEN_SIZE], session_hash[TOKEN_HASH_SIZE];
     new_token(session, session_hash);
-    json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u.id, "name", u.name);
+    json_t *rec = json_pack("{s:I, s:s}", "user_id", (json_int_t)u->id, "name", u->name);
     int err =
         store_ephemeral_put(o->st, "login", session_hash, rec, oauth_now() + cfg->auth.login_ttl_s);
     json_decref(rec);
     if (err) {
         sodium_memzero(session, sizeof(session));
-        status = oauth_error_page(req, 500, "cannot record the sign-in: %s", err_str(err));
-        goto out;
+        return oauth_error_page(req, 500, "cannot record the sign-in: %s", err_str(err));
     }
     char cookie[256];
     snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Max-Age=%u; HttpOnly; SameSite=Lax%s",
@@ -450,16 +412,94 @@ int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
     struct buf loc;
     buf_init(&loc, 512);
     buf_append_str(&loc, "/oauth/consent?authz=");
-    oauth_url_encode(&loc, id);
-    buf_append(&loc, "", 1);
+    oauth_url_encode(&loc, authz_id);
     oauth_send_redirect(req, 303, loc.data);
     buf_release(&loc);
-    log_msg(LOG_INFO, "oauth", "user %s signed in (local)", u.name);
-    status = 303;
-out:
+    log_msg(LOG_INFO, "oauth", "user %s signed in (%s)", u->name, how);
+    return 303;
+}
+
+bool oauth_authz_pending(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id)
+{
+    char id_hash[TOKEN_HASH_SIZE];
+    json_t *authz = NULL;
+    hash_of(authz_id, id_hash);
+    if (store_ephemeral_get(o->st, "authz", id_hash, &authz) != 0) {
+        oauth_error_page(req, 400,
+                         "this sign-in request expired or was already used; start again from the "
+                         "application");
+        return false;
+    }
     json_decref(authz);
-    oauth_form_release(&f);
-    return status;
+    return true;
+}
+
+/* A sign-in whose password is being checked; in the request's pool. */
+struct login_call {
+    struct oauth_form f;
+    struct config *cfg;
+    json_t *authz;
+    struct store_user u;
+};
+
+static void login_call_dispose(void *p)
+{
+    struct login_call *l = p;
+    oauth_form_release(&l->f);
+    json_decref(l->authz);
+    config_unref(l->cfg);
+}
+
+static void password_checked_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, bool ok)
+{
+    struct login_call *l = arg;
+    const char *id = oauth_form_get(&l->f, "authz"), *name = oauth_form_get(&l->f, "username");
+    if (!ok || l->u.disabled) {
+        /* One answer for every cause: no oracle for user names or disabled accounts. */
+        login_page(o, l->cfg, req, id, l->authz, "Wrong user name or password.");
+        log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name);
+        return;
+    }
+    oauth_login_complete(o, l->cfg, req, &l->u, id, "local");
+}
+
+int oauth_login(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
+{
+    if (!oauth_same_origin(o, req))
+        return 403;
+    struct login_call *l = h2o_mem_alloc_shared(&req->pool, sizeof(*l), login_call_dispose);
+    memset(l, 0, sizeof(*l));
+    l->cfg = config_ref(cfg);
+    if (!oauth_read_form(req, true, &l->f))
+        return req->res.status;
+    const char *id = oauth_form_get(&l->f, "authz"), *csrf = oauth_form_get(&l->f, "csrf");
+    const char *name = oauth_form_get(&l->f, "username"), *pw = oauth_form_get(&l->f, "password");
+    char id_hash[TOKEN_HASH_SIZE];
+    if (!cfg->auth.local_login)
+        return oauth_error_page(req, 403, "local sign-in is disabled (auth.login.local)");
+    if (id == NULL || csrf == NULL)
+        return oauth_error_page(req, 400, "the sign-in form is incomplete (authz, csrf)");
+    hash_of(id, id_hash);
+    if (store_ephemeral_get(o->st, "authz", id_hash, &l->authz) != 0)
+        return oauth_error_page(req, 400,
+                                "this sign-in request expired or was already used; start again "
+                                "from the application");
+    const char *want = jstr(l->authz, "login_csrf");
+    if (!secret_equal(want, strlen(want), csrf, strlen(csrf)))
+        return oauth_error_page(req, 403,
+                                "the sign-in form's CSRF token does not match; reload the page "
+                                "from the application");
+    if (name == NULL || pw == NULL)
+        return login_page(o, cfg, req, id, l->authz, "Enter a user name and a password.");
+    /* The argon2id check runs on the thread pool (an unknown user costs the same time). */
+    char hash[SECRET_HASH_MAX];
+    bool found = store_user_password_hash(o->st, name, &l->u, hash) == 0;
+    int err = oauth_verify_secret(o, req, found ? hash : NULL, pw, password_checked_cb, l);
+    if (found)
+        sodium_memzero(hash, sizeof(hash));
+    if (err)
+        return oauth_error_page(req, 500, "cannot check the password: %s", err_str(err));
+    return 0;
 }
 
 /* ---- /oauth/consent ---- */

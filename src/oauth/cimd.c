@@ -177,8 +177,8 @@ int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
     }
     if (o->closing)
         return ERR_CLOSED;
-    if (o->fetcher == NULL && fetcher_new(o->loop, &o->fetcher) != 0)
-        return ERR_NOMEM;
+    if (o->fetcher == NULL)
+        return ERR_CLOSED;
     struct cimd_fetch *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return ERR_NOMEM;
@@ -216,6 +216,8 @@ void oauth_cimd_shutdown(struct oauth_ctx *o)
         if (f->x)
             fetch_cancel(f->x);
         cimd_unlink(f);
+        if (f->req != NULL)
+            oauth_error_page(f->req, 503, "the gateway is shutting down; try again");
         free(f);
     }
     if (o->fetcher) {

@@ -18,88 +18,137 @@
 #define REGISTER_MAX_BODY (16u << 10)
 #define MAX_REDIRECT_URIS 16
 
-bool oauth_client_auth(struct oauth_ctx *o, h2o_req_t *req, const struct oauth_form *f,
-                       bool require_secret, struct store_client *c)
+/* A back-channel request whose client is being authenticated; in the request's pool. */
+struct client_call {
+    struct oauth_form f;
+    struct config *cfg;
+    struct store_client c; /* filled once the client is known */
+    oauth_client_next next;
+    bool usable; /* the secret's client may authenticate (not revoked, owner enabled) */
+    char id[STORE_CLIENT_ID_MAX + 1];
+};
+
+static void call_dispose(void *p)
 {
+    struct client_call *k = p;
+    oauth_form_release(&k->f);
+    store_client_release(&k->c);
+    config_unref(k->cfg);
+}
+
+/* After the argon2id check of a known confidential client's secret. */
+static void secret_checked_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, bool ok)
+{
+    struct client_call *k = arg;
+    if (!ok)
+        oauth_send_error(req, 401, "invalid_client",
+                         "client authentication failed for \"%.200s\" (wrong secret)", k->id);
+    else if (!k->usable)
+        oauth_send_error(req, 401, "invalid_client",
+                         "the client \"%.200s\" cannot authenticate: its user is disabled", k->id);
+    else
+        k->next(o, k->cfg, req, &k->f, &k->c);
+}
+
+/* After the same time was spent on an unknown client's secret (no client_id oracle). */
+static void unknown_checked_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, bool ok)
+{
+    (void)o;
+    (void)ok;
+    struct client_call *k = arg;
+    oauth_send_error(req, 401, "invalid_client", "unknown client_id \"%.200s\"", k->id);
+}
+
+/* Check `secret` against the client's hash on the thread pool; the answer comes from cb. */
+static int check_secret_later(struct oauth_ctx *o, h2o_req_t *req, struct client_call *k,
+                              const char *secret, bool known)
+{
+    char hash[SECRET_HASH_MAX];
+    bool found = known && store_client_secret_hash(o->st, k->id, hash, &k->usable) == 0;
+    int err = oauth_verify_secret(o, req, found ? hash : NULL, secret,
+                                  known ? secret_checked_cb : unknown_checked_cb, k);
+    if (found)
+        sodium_memzero(hash, sizeof(hash));
+    if (err)
+        return oauth_send_error(req, 500, "server_error", "cannot check the client secret: %s",
+                                err_str(err));
+    return 0;
+}
+
+int oauth_client_auth(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req, bool require_secret,
+                      oauth_client_next next)
+{
+    struct client_call *k = h2o_mem_alloc_shared(&req->pool, sizeof(*k), call_dispose);
+    memset(k, 0, sizeof(*k));
+    k->cfg = config_ref(cfg);
+    k->next = next;
+    if (!oauth_read_form(req, false, &k->f))
+        return req->res.status;
     char *bid = NULL, *bsecret = NULL;
-    bool ok = false;
+    int status;
     struct err_info ei = {0};
     h2o_iovec_t a = oauth_header(req, H2O_STRLIT("authorization"));
     if (a.base != NULL) {
         int err = oauth_basic_decode(a.base, a.len, &bid, &bsecret, &ei);
-        if (err == ERR_NOTFOUND) {
-            oauth_send_error(req, 401, "invalid_client",
-                             "only Basic client authentication is accepted in the Authorization "
-                             "header here");
-            return false;
-        }
-        if (err) {
-            oauth_send_error(req, 401, "invalid_client", "%s", ei.msg);
-            return false;
-        }
+        if (err == ERR_NOTFOUND)
+            return oauth_send_error(req, 401, "invalid_client",
+                                    "only Basic client authentication is accepted in the "
+                                    "Authorization header here");
+        if (err)
+            return oauth_send_error(req, 401, "invalid_client", "%s", ei.msg);
     }
-    const char *fid = oauth_form_get(f, "client_id");
-    const char *fsecret = oauth_form_get(f, "client_secret");
+    const char *fid = oauth_form_get(&k->f, "client_id");
+    const char *fsecret = oauth_form_get(&k->f, "client_secret");
     const char *id = bid ? bid : fid;
     const char *secret = bsecret ? bsecret : fsecret;
     if (bid && fsecret) {
-        oauth_send_error(
+        status = oauth_send_error(
             req, 400, "invalid_request",
             "the client authenticated twice (Basic and client_secret); use one method");
         goto out;
     }
     if (bid && fid && strcmp(bid, fid) != 0) {
-        oauth_send_error(req, 400, "invalid_request",
-                         "client_id in the form differs from the one in the Basic credentials");
+        status =
+            oauth_send_error(req, 400, "invalid_request",
+                             "client_id in the form differs from the one in the Basic credentials");
         goto out;
     }
     if (id == NULL) {
-        oauth_send_error(req, 401, "invalid_client",
-                         "client_id is required (in the form, or in Basic credentials)");
+        status = oauth_send_error(req, 401, "invalid_client",
+                                  "client_id is required (in the form, or in Basic credentials)");
         goto out;
     }
-    struct store_client got = {0};
-    if (store_client_get(o->st, id, &got) != 0) {
-        if (secret)
-            secret_verify_dummy(secret, strlen(secret));
-        oauth_send_error(req, 401, "invalid_client", "unknown client_id \"%.200s\"", id);
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    if (store_client_get(o->st, id, &k->c) != 0) {
+        status = secret ? check_secret_later(o, req, k, secret, false)
+                        : oauth_send_error(req, 401, "invalid_client",
+                                           "unknown client_id \"%.200s\"", id);
         goto out;
     }
-    if (got.revoked) {
-        oauth_send_error(req, 401, "invalid_client", "the client \"%.200s\" was revoked", id);
-        store_client_release(&got);
-        goto out;
-    }
-    if (got.confidential) {
-        if (secret == NULL) {
-            oauth_send_error(req, 401, "invalid_client",
-                             "the client \"%.200s\" is confidential: authenticate with "
-                             "client_secret_basic or client_secret_post",
-                             id);
-            store_client_release(&got);
-            goto out;
-        }
-        if (store_client_check_secret(o->st, id, secret, strlen(secret)) != 0) {
-            oauth_send_error(req, 401, "invalid_client",
-                             "client authentication failed for \"%.200s\" (wrong secret)", id);
-            store_client_release(&got);
-            goto out;
-        }
+    if (k->c.revoked) {
+        status =
+            oauth_send_error(req, 401, "invalid_client", "the client \"%.200s\" was revoked", id);
+    } else if (k->c.confidential && secret == NULL) {
+        status = oauth_send_error(req, 401, "invalid_client",
+                                  "the client \"%.200s\" is confidential: authenticate with "
+                                  "client_secret_basic or client_secret_post",
+                                  id);
+    } else if (k->c.confidential) {
+        status = check_secret_later(o, req, k, secret, true);
     } else if (secret != NULL || require_secret) {
-        oauth_send_error(req, 401, "invalid_client",
-                         require_secret ? "this endpoint requires a confidential client"
-                                        : "the client \"%.200s\" is public and has no secret; "
-                                          "send client_id only",
-                         id);
-        store_client_release(&got);
-        goto out;
+        status =
+            oauth_send_error(req, 401, "invalid_client",
+                             require_secret ? "this endpoint requires a confidential client"
+                                            : "the client \"%.200s\" is public and has no secret; "
+                                              "send client_id only",
+                             id);
+    } else {
+        status = next(o, k->cfg, req, &k->f, &k->c);
     }
-    *c = got;
-    ok = true;
 out:
     free(bid);
     secret_free(bsecret);
-    return ok;
+    return status;
 }
 
 bool oauth_resource_known(struct oauth_ctx *o, const struct config *cfg, const char *resource)

@@ -7,6 +7,8 @@
 #include "oauth/oauth-int.h"
 #include "core/log.h"
 #include "core/secret.h"
+#include "oauth/sso.h"
+#include "upstream/fetch.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -66,7 +68,7 @@ int oauth_prepare(const struct config *cfg, unsigned char master[AUTH_MASTER_KEY
 }
 
 int oauth_ctx_new(uv_loop_t *loop, const unsigned char master[AUTH_MASTER_KEY_LEN],
-                  const char *issuer, const struct config *cfg, struct oauth_ctx **out,
+                  const char *issuer, struct config *cfg, struct oauth_ctx **out,
                   struct err_info *ei)
 {
     struct oauth_ctx *o = calloc(1, sizeof(*o));
@@ -75,9 +77,18 @@ int oauth_ctx_new(uv_loop_t *loop, const unsigned char master[AUTH_MASTER_KEY_LE
     o->loop = loop;
     snprintf(o->issuer, sizeof(o->issuer), "%s", issuer);
     o->secure_cookie = strncmp(issuer, "https://", 8) == 0;
+    /* The providers (and their secrets) are read once: auth settings change on restart only. */
+    o->cfg0 = config_ref(cfg);
     int err = store_open(cfg->store.sqlite ? cfg->store.sqlite : "gatehouse.db", &o->st, ei);
     if (err == 0)
         err = auth_validator_new(o->st, master, issuer, cfg->auth.access_token_ttl_s, &o->v, ei);
+    /* The fetcher of CIMD documents, made now so that a bad outbound.ca_file stops the start. */
+    if (err == 0 && (err = fetcher_new(loop, &o->fetcher)) != 0)
+        err_info_set(ei, err, 0, 0, "cannot set up outbound requests: %s", err_str(err));
+    if (err == 0 && cfg->outbound.ca_file)
+        err = fetcher_trust(o->fetcher, cfg->outbound.ca_file, ei);
+    if (err == 0 && cfg->auth.nproviders > 0)
+        err = sso_new(loop, o->cfg0, issuer, o->st, &o->sso, ei);
     if (err) {
         oauth_ctx_free(o);
         return err;
@@ -92,14 +103,19 @@ void oauth_ctx_shutdown(struct oauth_ctx *o)
         return;
     o->closing = true;
     oauth_cimd_shutdown(o);
+    oauth_sso_shutdown(o);
 }
 
 void oauth_ctx_free(struct oauth_ctx *o)
 {
     if (o == NULL)
         return;
+    sso_free(o->sso); /* only when the worker never started (shutdown frees these) */
+    fetcher_free(o->fetcher);
     auth_validator_free(o->v);
     store_close(o->st);
+    if (o->cfg0)
+        config_unref(o->cfg0);
     free(o);
 }
 
@@ -434,6 +450,7 @@ static int jwks(struct oauth_ctx *o, h2o_req_t *req)
 /* ---- dispatch ---- */
 
 #define WK_PR "/.well-known/oauth-protected-resource"
+#define SSO_PREFIX "/oauth/sso/"
 
 bool oauth_owns_path(const char *path, size_t len)
 {
@@ -503,6 +520,19 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
                     : oauth_send_error(req, 405, "invalid_request", "introspection takes POST");
     if (path_is(p, "/oauth/jwks"))
         return jwks(o, req);
+    if (p.len > sizeof(SSO_PREFIX) - 1 && memcmp(p.base, SSO_PREFIX, sizeof(SSO_PREFIX) - 1) == 0) {
+        if (!get)
+            return oauth_error_page(req, 405, "use GET on %s", SSO_PREFIX "...");
+        if (path_is(p, SSO_CALLBACK_PATH))
+            return oauth_sso_callback(o, cfg, req);
+        char name[CONFIG_NAME_MAX + 1];
+        size_t n = p.len - (sizeof(SSO_PREFIX) - 1);
+        if (n > CONFIG_NAME_MAX)
+            return oauth_error_page(req, 404, "no such identity provider");
+        memcpy(name, p.base + sizeof(SSO_PREFIX) - 1, n);
+        name[n] = '\0';
+        return oauth_sso_start(o, cfg, req, name);
+    }
     return oauth_send_error(req, 404, "not_found", "nothing here");
 }
 

@@ -16,16 +16,21 @@
 #define OAUTH_HTML_MAX (256u << 10)
 
 struct cimd_fetch;
+struct sso;
+struct sso_wait;
 
 struct oauth_ctx {
     uv_loop_t *loop;
+    struct config *cfg0; /* the snapshot at start: auth settings change on restart only */
     struct store *st;
     struct auth_validator *v;
     char issuer[OAUTH_ISSUER_MAX];
     bool secure_cookie;      /* the issuer is https: __Host- cookie with Secure */
-    struct fetcher *fetcher; /* CIMD fetches; made at the first one */
+    struct fetcher *fetcher; /* CIMD fetches (trusting outbound.ca_file) */
     bool closing;
     struct cimd_fetch *fetches; /* in flight */
+    struct sso *sso;            /* when auth.login.providers is not empty */
+    struct sso_wait *sso_waits; /* requests waiting on an identity provider */
     int64_t next_sweep;
 };
 
@@ -73,12 +78,26 @@ const char *oauth_login_cookie_name(const struct oauth_ctx *o);
 /* A POST from a page of ours: its Origin (when sent) must be the issuer. Answers 403 if not. */
 bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req);
 
-/* Authenticate the client of a token/revoke/introspect request (client_secret_basic,
-   client_secret_post or none). On success fills *c (release it). Otherwise answers (401
-   invalid_client or 400 invalid_request) and returns false. `require_secret`: public clients
-   are refused (introspection). */
-bool oauth_client_auth(struct oauth_ctx *o, h2o_req_t *req, const struct oauth_form *f,
-                       bool require_secret, struct store_client *c);
+/* A back-channel request (token, revocation, introspection) once its client is authenticated:
+   answer it and return the status. */
+typedef int (*oauth_client_next)(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                                 const struct oauth_form *f, const struct store_client *c);
+/* Read the form of a back-channel request and authenticate its client (client_secret_basic,
+   client_secret_post or none), then call next with both: at once for a public client, after
+   the argon2id check on the thread pool for a secret (an unknown client_id with a secret costs
+   the same time). Refusals are answered here (401 invalid_client, 400 invalid_request).
+   `require_secret`: public clients are refused (introspection). Returns the status sent, or 0
+   while the secret is checked (the form, the client and a reference to cfg stay in the
+   request's pool until the answer). */
+int oauth_client_auth(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req, bool require_secret,
+                      oauth_client_next next);
+
+/* Check `secret` against an argon2id string (`hash` NULL: spend the same time, then fail) on
+   libuv's thread pool; done_cb then runs on the worker's thread, unless the request ended first
+   (arg is then not touched). Returns 0 or ERR_NOMEM. */
+typedef void (*oauth_verify_cb)(struct oauth_ctx *o, h2o_req_t *req, void *arg, bool ok);
+int oauth_verify_secret(struct oauth_ctx *o, h2o_req_t *req, const char *hash, const char *secret,
+                        oauth_verify_cb done_cb, void *arg);
 
 /* --- clients --- */
 
@@ -105,12 +124,19 @@ int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
 int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                              const char *server);
 int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
-int oauth_login(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_login(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+/* The browser signed in as u (by password or SSO, `how` says which for the log): record a login
+   session, set its cookie and send the browser on (303) to the consent page of the pending
+   authorization request `authz_id`. Returns the status sent. */
+int oauth_login_complete(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const struct store_user *u, const char *authz_id, const char *how);
+/* Is authz_id a pending authorization request? Otherwise answers an error page. */
+bool oauth_authz_pending(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id);
 int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
-int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_token(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
 int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
-int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
-int oauth_introspect(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+int oauth_revoke(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+int oauth_introspect(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
 
 /* --- CIMD --- */
 
@@ -125,5 +151,15 @@ typedef void (*oauth_cimd_cb)(struct oauth_ctx *o, h2o_req_t *req, void *arg, in
 int oauth_cimd_resolve(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                        const char *client_id, oauth_cimd_cb done_cb, void *arg);
 void oauth_cimd_shutdown(struct oauth_ctx *o);
+
+/* --- SSO (sso_http.c; the relying party itself is sso.h) --- */
+
+/* GET /oauth/sso/<provider>?authz=... (`name` is the rest of the path) and GET
+   /oauth/sso/callback. Return the status sent, or 0 while an identity provider is asked. */
+int oauth_sso_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req, const char *name);
+int oauth_sso_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+/* At shutdown: cancel what waits on a provider (those requests are answered 503) and free the
+   relying party (its curl handles close on the loop). */
+void oauth_sso_shutdown(struct oauth_ctx *o);
 
 #endif

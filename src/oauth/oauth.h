@@ -81,10 +81,12 @@ struct oauth_ctx;
 int oauth_prepare(const struct config *cfg, unsigned char master[AUTH_MASTER_KEY_LEN],
                   struct err_info *ei);
 
-/* A worker's context: its own store connection and validator. `issuer` is the effective issuer
-   (copied; fixed for the life of the process). Call on the worker's thread from then on. */
+/* A worker's context: its own store connection, validator and SSO relying party (which reads
+   the providers' client secret files now). `issuer` is the effective issuer (copied; fixed for
+   the life of the process); cfg is referenced for the life of the context. Call on the worker's
+   thread from then on. */
 int oauth_ctx_new(uv_loop_t *loop, const unsigned char master[AUTH_MASTER_KEY_LEN],
-                  const char *issuer, const struct config *cfg, struct oauth_ctx **out,
+                  const char *issuer, struct config *cfg, struct oauth_ctx **out,
                   struct err_info *ei);
 /* On the worker's thread at shutdown: abandon CIMD fetches and close the curl loop's handles. */
 void oauth_ctx_shutdown(struct oauth_ctx *o);

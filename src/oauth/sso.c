@@ -7,6 +7,7 @@
  */
 #include "oauth/sso.h"
 #include "auth/auth.h"
+#include "oauth/oauth-int.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/rand.h"
@@ -125,10 +126,11 @@ struct sso_op {
     sso_finish_cb finish_cb;
     void *arg;
     char return_to[513];
-    json_t *flow;    /* finish: the state's record (nonce, verifier, provider) */
-    char *code;      /* finish: the authorization code (wiped) */
-    char *id_token;  /* finish: from the token response */
-    bool jwks_fresh; /* finish: the JWKS in hand was fetched by this operation */
+    char browser[TOKEN_HASH_SIZE]; /* begin: the hash of the browser's binding cookie */
+    json_t *flow;                  /* finish: the state's record (nonce, verifier, provider) */
+    char *code;                    /* finish: the authorization code (wiped) */
+    char *id_token;                /* finish: from the token response */
+    bool jwks_fresh;               /* finish: the JWKS in hand was fetched by this operation */
 };
 
 static void op_unlink(struct sso_op *op)
@@ -242,6 +244,8 @@ int sso_new(uv_loop_t *loop, const struct config *cfg, const char *issuer, struc
     }
     if ((err = fetcher_new(loop, &s->fetcher)) != 0)
         goto fail;
+    if (cfg->outbound.ca_file && (err = fetcher_trust(s->fetcher, cfg->outbound.ca_file, ei)) != 0)
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -287,33 +291,16 @@ void sso_op_cancel(struct sso_op *op)
 
 /* ---- helpers ---- */
 
-/* Append v form-encoded (RFC 3986 unreserved characters kept, all else percent-encoded). */
-static int form_encode(struct buf *b, const char *v)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int err = 0;
-    for (const unsigned char *p = (const unsigned char *)v; *p && err == 0; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            err = buf_append(b, p, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            err = buf_append(b, e, 3);
-        }
-    }
-    return err;
-}
-
 /* Append "k=v" to a form, with "&" before it unless the buffer is empty. */
 static int form_add(struct buf *b, const char *k, const char *v)
 {
     int err = b->len ? buf_append(b, "&", 1) : 0;
     if (err == 0)
-        err = form_encode(b, k);
+        err = oauth_url_encode(b, k);
     if (err == 0)
         err = buf_append(b, "=", 1);
     if (err == 0)
-        err = form_encode(b, v);
+        err = oauth_url_encode(b, v);
     return err;
 }
 
@@ -327,15 +314,17 @@ static bool op_is_live(const struct sso *s, const struct sso_op *op)
     return false;
 }
 
-/* The provider's discovery document must name the configured issuer and the endpoints we use. */
-static const char *check_discovery(const json_t *d, const struct config_idp *idp)
+/* The provider's discovery document must name the configured issuer and the endpoints we use.
+   NULL when it does, else the reason (in why, which every worker thread has its own of). */
+#define SSO_WHY_MAX 800
+static const char *check_discovery(const json_t *d, const struct config_idp *idp,
+                                   char why[SSO_WHY_MAX])
 {
-    static char why[640];
     const char *iss = json_string_value(json_object_get(d, "issuer"));
     if (!json_is_object(d))
         return "the discovery document is not a JSON object";
     if (iss == NULL || strcmp(iss, idp->issuer) != 0) {
-        snprintf(why, sizeof(why),
+        snprintf(why, SSO_WHY_MAX,
                  "the discovery document names issuer \"%.200s\", not the "
                  "configured %.200s",
                  iss ? iss : "(none)", idp->issuer);
@@ -345,7 +334,7 @@ static const char *check_discovery(const json_t *d, const struct config_idp *idp
     for (size_t i = 0; i < 3; i++) {
         const char *u = json_string_value(json_object_get(d, need[i]));
         if (u == NULL || (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)) {
-            snprintf(why, sizeof(why), "the discovery document has no usable %s", need[i]);
+            snprintf(why, SSO_WHY_MAX, "the discovery document has no usable %s", need[i]);
             return why;
         }
     }
@@ -361,7 +350,8 @@ static void begin_with_discovery(struct sso_op *op, json_t *d)
 {
     struct sso *s = op->s;
     const struct config_idp *idp = op->idp;
-    const char *why = check_discovery(d, idp);
+    char buf[SSO_WHY_MAX];
+    const char *why = check_discovery(d, idp, buf);
     if (why != NULL) {
         begin_done(op, ERR_PROTOCOL, NULL, why);
         return;
@@ -375,9 +365,9 @@ static void begin_with_discovery(struct sso_op *op, json_t *d)
     b64url_encode(challenge, sizeof(challenge), digest, sizeof(digest));
     token_hash(state, strlen(state), state_hash);
 
-    json_t *flow =
-        json_pack("{s:s, s:s, s:s, s:s, s:s}", "provider", idp->name, "issuer", idp->issuer,
-                  "nonce", nonce, "verifier", verifier, "return_to", op->return_to);
+    json_t *flow = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "provider", idp->name, "issuer",
+                             idp->issuer, "nonce", nonce, "verifier", verifier, "return_to",
+                             op->return_to, "browser", op->browser);
     int err = flow ? store_ephemeral_put(s->st, "sso", state_hash, flow,
                                          (int64_t)time(NULL) + SSO_FLOW_TTL_S)
                    : ERR_NOMEM;
@@ -425,16 +415,18 @@ static void begin_with_discovery(struct sso_op *op, json_t *d)
     buf_release(&q);
 }
 
-int sso_begin(struct sso *s, const struct config_idp *idp, const char *return_to, sso_begin_cb cb,
-              void *arg, struct sso_op **opp)
+int sso_begin(struct sso *s, const struct config_idp *idp, const char *return_to,
+              const char *browser, sso_begin_cb cb, void *arg, struct sso_op **opp)
 {
-    if (strlen(return_to) >= sizeof(((struct sso_op *)0)->return_to))
+    if (strlen(return_to) >= sizeof(((struct sso_op *)0)->return_to) || browser == NULL ||
+        browser[0] == '\0')
         return ERR_INVAL;
     struct sso_op *op = op_new(s, idp, arg);
     if (op == NULL)
         return ERR_NOMEM;
     op->begin_cb = cb;
     snprintf(op->return_to, sizeof(op->return_to), "%s", return_to);
+    token_hash(browser, strlen(browser), op->browser);
     if (opp)
         *opp = NULL;
     char *text = meta_get(idp->issuer, false, SSO_META_TTL_MS, NULL);
@@ -460,6 +452,21 @@ int sso_begin(struct sso *s, const struct config_idp *idp, const char *return_to
 static void finish_token(struct sso_op *op, json_t *d);
 static void finish_verify(struct sso_op *op, const char *jwks_text);
 
+/* The user name for verified claims: the configured claim, else preferred_username, else a
+   verified email, else the subject. An unverified email is never a name: with jit: false the
+   name decides which prepared account is taken. */
+static const char *claims_name(const struct config_idp *idp, const json_t *claims)
+{
+    const char *name = NULL;
+    if (idp->username_claim)
+        name = json_string_value(json_object_get(claims, idp->username_claim));
+    if (name == NULL)
+        name = json_string_value(json_object_get(claims, "preferred_username"));
+    if (name == NULL && json_is_true(json_object_get(claims, "email_verified")))
+        name = json_string_value(json_object_get(claims, "email"));
+    return name ? name : json_string_value(json_object_get(claims, "sub"));
+}
+
 /* Find or create the user the verified claims describe, sync their teams. */
 static void finish_user(struct sso_op *op, json_t *claims)
 {
@@ -469,24 +476,23 @@ static void finish_user(struct sso_op *op, json_t *claims)
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     struct store_user u;
     int err = store_identity_find(s->st, idp->name, sub, &u);
+    const char *name = claims_name(idp, claims);
     if (err == ERR_NOTFOUND) {
-        const char *name = NULL;
-        if (idp->username_claim)
-            name = json_string_value(json_object_get(claims, idp->username_claim));
-        if (name == NULL)
-            name = json_string_value(json_object_get(claims, "preferred_username"));
-        if (name == NULL)
-            name = json_string_value(json_object_get(claims, "email"));
-        if (name == NULL)
-            name = sub;
-        if (!idp->jit) {
-            snprintf(why, sizeof(why),
-                     "%.128s is not provisioned in Gatehouse and provider \"%s\" has jit: false; "
-                     "an administrator must add the user first",
-                     name, idp->name);
-            finish_done(op, ERR_DENIED, NULL, why);
-            return;
-        }
+        /* An account an administrator prepared for this person (no password, not linked yet). */
+        err = store_identity_adopt(s->st, idp->name, sub, name, &u);
+        if (err == 0)
+            log_info("sso", "user \"%s\" linked at first login through provider \"%s\"", u.name,
+                     idp->name);
+    }
+    if (err == ERR_NOTFOUND && !idp->jit) {
+        snprintf(why, sizeof(why),
+                 "\"%.128s\" is not provisioned in Gatehouse and provider \"%s\" has jit: false; "
+                 "an administrator must add the user first (gatehouse user add %.128s "
+                 "--no-password)",
+                 name, idp->name, name);
+        finish_done(op, ERR_DENIED, NULL, why);
+        return;
+    } else if (err == ERR_NOTFOUND) {
         const char *email = json_string_value(json_object_get(claims, "email"));
         struct err_info ei = {0};
         err = store_user_add(s->st, name, email ? email : "", NULL, false, &u, &ei);
@@ -631,7 +637,8 @@ static void finish_token(struct sso_op *op, json_t *d)
 {
     struct sso *s = op->s;
     const struct config_idp *idp = op->idp;
-    const char *why = check_discovery(d, idp);
+    char buf[SSO_WHY_MAX];
+    const char *why = check_discovery(d, idp, buf);
     if (why != NULL) {
         finish_done(op, ERR_PROTOCOL, NULL, why);
         return;
@@ -654,11 +661,11 @@ static void finish_token(struct sso_op *op, json_t *d)
         /* client_secret_basic: id and secret are form-encoded before base64 (RFC 6749 §2.3.1) */
         struct buf cred;
         buf_init(&cred, 4096);
-        err = form_encode(&cred, idp->client_id);
+        err = oauth_url_encode(&cred, idp->client_id);
         if (err == 0)
             err = buf_append(&cred, ":", 1);
         if (err == 0)
-            err = form_encode(&cred, secret);
+            err = oauth_url_encode(&cred, secret);
         if (err == 0) {
             size_t outlen = sodium_base64_ENCODED_LEN(cred.len, sodium_base64_VARIANT_ORIGINAL) + 6;
             if ((authz = malloc(outlen)) != NULL) {
@@ -687,8 +694,8 @@ static void finish_token(struct sso_op *op, json_t *d)
 }
 
 int sso_finish(struct sso *s, const char *state, const char *code, const char *iss,
-               const char *error, const char *error_description, sso_finish_cb cb, void *arg,
-               struct sso_op **opp)
+               const char *error, const char *error_description, const char *browser,
+               sso_finish_cb cb, void *arg, struct sso_op **opp)
 {
     char why[700];
     char state_hash[TOKEN_HASH_SIZE];
@@ -713,6 +720,18 @@ int sso_finish(struct sso *s, const char *state, const char *code, const char *i
         json_decref(flow);
         cb(arg, ERR_NOTFOUND, NULL, NULL,
            "the identity provider of this login is no longer configured; start again");
+        return 0;
+    }
+    /* Login CSRF: the callback must come back to the browser that started this login. */
+    const char *want = json_string_value(json_object_get(flow, "browser"));
+    char got[TOKEN_HASH_SIZE] = "";
+    if (browser != NULL && browser[0] != '\0')
+        token_hash(browser, strlen(browser), got);
+    if (want == NULL || !secret_equal(want, strlen(want), got, strlen(got))) {
+        json_decref(flow);
+        cb(arg, ERR_DENIED, NULL, NULL,
+           "this login was started in another browser (its sign-in cookie is missing or "
+           "different), so its answer is refused; start again from the application");
         return 0;
     }
     struct sso_op *op = op_new(s, idp, arg);
@@ -820,7 +839,7 @@ static void fetch_done(void *arg, int err, const struct fetch_response *r, const
     }
     switch (op->stage) {
     case STAGE_DISCOVERY:
-        if (check_discovery(j, idp) == NULL) {
+        if (check_discovery(j, idp, why) == NULL) {
             char *text = json_dumps(j, JSON_COMPACT);
             if (text)
                 meta_put(idp->issuer, false, text);

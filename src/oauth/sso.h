@@ -40,21 +40,25 @@ const struct config_idp *sso_provider(const struct sso *s, const char *name);
    is a sentence for the user (the provider is unreachable, its discovery document is bad). */
 typedef void (*sso_begin_cb)(void *arg, int err, const char *location, const char *why);
 /* Start a login at `idp`. return_to (at most 512 bytes) is handed back by sso_finish: the
-   caller's reference to what the login was for (a pending authorization). When the provider's
+   caller's reference to what the login was for (a pending authorization). browser is a random
+   value the caller also gives the browser (a cookie): only its hash is kept with the login, and
+   sso_finish refuses an answer that does not come back with it (login CSRF). When the provider's
    discovery document is cached the callback runs before sso_begin returns (and *op is NULL);
    otherwise after a fetch, and *op can cancel it until then. */
-int sso_begin(struct sso *s, const struct config_idp *idp, const char *return_to, sso_begin_cb cb,
-              void *arg, struct sso_op **op);
+int sso_begin(struct sso *s, const struct config_idp *idp, const char *return_to,
+              const char *browser, sso_begin_cb cb, void *arg, struct sso_op **op);
 
 /* err 0: u is the logged-in user (created or updated), return_to what sso_begin was given.
    Otherwise why names the cause (state unknown or expired, the provider refused, the id_token
    did not verify and why, the user is disabled or not provisioned). */
 typedef void (*sso_finish_cb)(void *arg, int err, const struct store_user *u, const char *return_to,
                               const char *why);
-/* Finish at the callback with its query parameters (any may be NULL). */
+/* Finish at the callback with its query parameters (any may be NULL) and the browser value
+   sso_begin was given, as the browser presents it (NULL when it has none). The state is taken
+   once: a replayed callback is refused. The callback may run before this returns (*op NULL). */
 int sso_finish(struct sso *s, const char *state, const char *code, const char *iss,
-               const char *error, const char *error_description, sso_finish_cb cb, void *arg,
-               struct sso_op **op);
+               const char *error, const char *error_description, const char *browser,
+               sso_finish_cb cb, void *arg, struct sso_op **op);
 
 /* Cancel an operation: its callback will not run. */
 void sso_op_cancel(struct sso_op *op);

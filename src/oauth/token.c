@@ -270,42 +270,30 @@ static int grant_client_credentials(struct oauth_ctx *o, const struct config *cf
     return answer_tokens(o, cfg, req, &u, client->client_id, resource, scope, NULL);
 }
 
-int oauth_token(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+static int token_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                      const struct oauth_form *f, const struct store_client *client)
 {
-    struct oauth_form f;
-    if (!oauth_read_form(req, false, &f))
-        return req->res.status;
-    struct store_client client = {0};
-    int status;
-    const char *grant = oauth_form_get(&f, "grant_type");
-    if (grant == NULL) {
-        status = oauth_send_error(req, 400, "invalid_request", "grant_type is required");
-        goto out;
-    }
-    if (!oauth_client_auth(o, req, &f, false, &client)) {
-        status = req->res.status;
-        goto out;
-    }
+    const char *grant = oauth_form_get(f, "grant_type");
+    if (grant == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "grant_type is required");
     if (strcmp(grant, "authorization_code") == 0 || strcmp(grant, "refresh_token") == 0) {
-        if (!grant_allowed(&client, grant)) {
-            status = oauth_send_error(req, 400, "unauthorized_client",
-                                      "the client did not register the %s grant", grant);
-            goto out;
-        }
-        status = grant[0] == 'a' ? grant_code(o, cfg, req, &f, &client)
-                                 : grant_refresh(o, cfg, req, &f, &client);
-    } else if (strcmp(grant, "client_credentials") == 0) {
-        status = grant_client_credentials(o, cfg, req, &f, &client);
-    } else {
-        status = oauth_send_error(req, 400, "unsupported_grant_type",
-                                  "grant_type %.40s is not supported (authorization_code, "
-                                  "refresh_token, client_credentials)",
-                                  grant);
+        if (!grant_allowed(client, grant))
+            return oauth_send_error(req, 400, "unauthorized_client",
+                                    "the client did not register the %s grant", grant);
+        return grant[0] == 'a' ? grant_code(o, cfg, req, f, client)
+                               : grant_refresh(o, cfg, req, f, client);
     }
-out:
-    store_client_release(&client);
-    oauth_form_release(&f);
-    return status;
+    if (strcmp(grant, "client_credentials") == 0)
+        return grant_client_credentials(o, cfg, req, f, client);
+    return oauth_send_error(req, 400, "unsupported_grant_type",
+                            "grant_type %.40s is not supported (authorization_code, "
+                            "refresh_token, client_credentials)",
+                            grant);
+}
+
+int oauth_token(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
+{
+    return oauth_client_auth(o, cfg, req, false, token_next);
 }
 
 /* ---- revocation and introspection ---- */
@@ -316,23 +304,13 @@ static bool looks_like_jwt(const char *t)
     return d != NULL && strchr(d + 1, '.') != NULL;
 }
 
-int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                       const struct oauth_form *f, const struct store_client *client)
 {
     (void)cfg;
-    struct oauth_form f;
-    if (!oauth_read_form(req, false, &f))
-        return req->res.status;
-    struct store_client client = {0};
-    int status;
-    if (!oauth_client_auth(o, req, &f, false, &client)) {
-        status = req->res.status;
-        goto out;
-    }
-    const char *tok = oauth_form_get(&f, "token");
-    if (tok == NULL) {
-        status = oauth_send_error(req, 400, "invalid_request", "token is required");
-        goto out;
-    }
+    const char *tok = oauth_form_get(f, "token");
+    if (tok == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "token is required");
     if (looks_like_jwt(tok)) {
         json_t *claims = NULL;
         const struct auth_keyring *kr = auth_validator_keyring(o->v);
@@ -340,14 +318,13 @@ int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
             const char *jti = json_string_value(json_object_get(claims, "jti"));
             const char *cid = json_string_value(json_object_get(claims, "client_id"));
             json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
-            if (jti && cid && strcmp(cid, client.client_id) == 0)
-                store_jti_revoke(o->st, jti, exp);
-            else if (jti && cid) {
+            if (jti && cid && strcmp(cid, client->client_id) != 0) {
                 json_decref(claims);
-                status = oauth_send_error(req, 400, "invalid_request",
-                                          "the token was issued to another client");
-                goto out;
+                return oauth_send_error(req, 400, "invalid_request",
+                                        "the token was issued to another client");
             }
+            if (jti && cid)
+                store_jti_revoke(o->st, jti, exp);
         }
         json_decref(claims);
     } else {
@@ -363,54 +340,62 @@ int oauth_revoke(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
     json_t *empty = json_object();
     oauth_send_json(req, 200, empty);
     json_decref(empty);
-    status = 200;
-out:
-    store_client_release(&client);
-    oauth_form_release(&f);
-    return status;
+    return 200;
 }
 
-int oauth_introspect(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+int oauth_revoke(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
+{
+    return oauth_client_auth(o, cfg, req, false, revoke_next);
+}
+
+/* RFC 7662 for a refresh token: active while it could be used, described by its grant. */
+static json_t *introspect_refresh(struct oauth_ctx *o, const char *tok)
+{
+    char h[TOKEN_HASH_SIZE];
+    struct store_family fam;
+    struct store_user u;
+    token_hash(tok, strlen(tok), h);
+    if (store_refresh_peek(o->st, h, &fam) != 0 || store_user_get(o->st, fam.user_id, &u) != 0)
+        return NULL;
+    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "active", 1, "token_type",
+                     "refresh_token", "client_id", fam.client_id, "scope", fam.scope, "aud",
+                     fam.resource, "username", u.name, "exp", (json_int_t)fam.expires_at, "iat",
+                     (json_int_t)fam.created_at, "iss", o->issuer);
+}
+
+static int introspect_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                           const struct oauth_form *f, const struct store_client *client)
 {
     (void)cfg;
-    struct oauth_form f;
-    if (!oauth_read_form(req, false, &f))
-        return req->res.status;
-    struct store_client client = {0};
-    json_t *claims = NULL, *res = NULL;
-    int status;
-    if (!oauth_client_auth(o, req, &f, true, &client)) {
-        status = req->res.status;
-        goto out;
-    }
-    const char *tok = oauth_form_get(&f, "token");
-    if (tok == NULL) {
-        status = oauth_send_error(req, 400, "invalid_request", "token is required");
-        goto out;
-    }
+    (void)client;
+    const char *tok = oauth_form_get(f, "token");
+    if (tok == NULL)
+        return oauth_send_error(req, 400, "invalid_request", "token is required");
     const struct auth_keyring *kr = auth_validator_keyring(o->v);
-    bool active = false;
-    if (looks_like_jwt(tok) && kr && auth_jwt_verify(kr, tok, strlen(tok), &claims, NULL) == 0) {
+    json_t *claims = NULL, *res = NULL;
+    if (!looks_like_jwt(tok)) {
+        res = introspect_refresh(o, tok);
+    } else if (kr && auth_jwt_verify(kr, tok, strlen(tok), &claims, NULL) == 0) {
         const char *iss = json_string_value(json_object_get(claims, "iss"));
         const char *jti = json_string_value(json_object_get(claims, "jti"));
         json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
         bool revoked = true;
-        active = iss && strcmp(iss, o->issuer) == 0 && exp > oauth_now() && jti &&
-                 store_jti_revoked(o->st, jti, &revoked) == 0 && !revoked;
+        if (iss && strcmp(iss, o->issuer) == 0 && exp > oauth_now() && jti &&
+            store_jti_revoked(o->st, jti, &revoked) == 0 && !revoked) {
+            res = json_deep_copy(claims);
+            json_object_set_new(res, "active", json_true());
+            json_object_set_new(res, "token_type", json_string("Bearer"));
+        }
     }
-    if (active) {
-        res = json_deep_copy(claims);
-        json_object_set_new(res, "active", json_true());
-        json_object_set_new(res, "token_type", json_string("Bearer"));
-    } else {
+    if (res == NULL)
         res = json_pack("{s:b}", "active", 0);
-    }
     oauth_send_json(req, 200, res);
-    status = 200;
-out:
     json_decref(res);
     json_decref(claims);
-    store_client_release(&client);
-    oauth_form_release(&f);
-    return status;
+    return 200;
+}
+
+int oauth_introspect(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
+{
+    return oauth_client_auth(o, cfg, req, true, introspect_next);
 }

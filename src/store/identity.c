@@ -102,24 +102,34 @@ int store_user_find(struct store *st, const char *name, struct store_user *out)
     return one_user(st, s, out);
 }
 
+int store_user_password_hash(struct store *st, const char *name, struct store_user *out,
+                             char hash[SECRET_HASH_MAX])
+{
+    if (!store_name_valid(name))
+        return ERR_NOTFOUND;
+    sqlite3_stmt *s =
+        store_stmt(st, "SELECT " USER_COLS ", password_hash FROM users WHERE name = ? "
+                       "AND password_hash IS NOT NULL");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    int err = ERR_NOTFOUND;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        user_row(s, out);
+        store_col_text(s, 7, hash, SECRET_HASH_MAX);
+        err = 0;
+    }
+    store_done(s);
+    return err;
+}
+
 int store_user_check_password(struct store *st, const char *name, const char *password,
                               struct store_user *out)
 {
     size_t plen = strlen(password);
-    char hash[SECRET_HASH_MAX] = "";
+    char hash[SECRET_HASH_MAX];
     struct store_user u;
-    bool found = false;
-    sqlite3_stmt *s = NULL;
-    if (store_name_valid(name) &&
-        (s = store_stmt(st, "SELECT " USER_COLS ", password_hash FROM users WHERE name = ?"))) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 7) == SQLITE_TEXT) {
-            user_row(s, &u);
-            store_col_text(s, 7, hash, sizeof(hash));
-            found = true;
-        }
-        store_done(s);
-    }
+    bool found = store_user_password_hash(st, name, &u, hash) == 0;
     if (!store_secret_matches(found, hash, password, plen) || u.disabled)
         return ERR_DENIED;
     if (out)
@@ -203,6 +213,28 @@ int store_identity_link(struct store *st, int64_t user_id, const char *provider,
     if (err == 0 && sqlite3_changes(st->db) == 0)
         err = ERR_EXISTS;
     return err;
+}
+
+int store_identity_adopt(struct store *st, const char *provider, const char *subject,
+                         const char *name, struct store_user *out)
+{
+    if (!store_name_valid(name))
+        return ERR_NOTFOUND;
+    /* One statement, so two logins racing for the same name cannot both adopt it. */
+    sqlite3_stmt *s = store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
+                                     "SELECT ?1, ?2, u.id FROM users u WHERE u.name = ?3 AND "
+                                     "u.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                                     "identities i WHERE i.provider = ?1 AND i.user_id = u.id) "
+                                     "ON CONFLICT DO NOTHING");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_text(s, 1, provider, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+    int err = store_exec_step(st, s, "identity adopt");
+    if (err == 0 && sqlite3_changes(st->db) == 0)
+        err = ERR_NOTFOUND;
+    return err ? err : store_identity_find(st, provider, subject, out);
 }
 
 /* ---- teams ---- */

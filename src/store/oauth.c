@@ -101,24 +101,32 @@ int store_client_get(struct store *st, const char *client_id, struct store_clien
     return err;
 }
 
-int store_client_check_secret(struct store *st, const char *client_id, const char *secret,
-                              size_t len)
+int store_client_secret_hash(struct store *st, const char *client_id, char hash[SECRET_HASH_MAX],
+                             bool *usable)
 {
-    char hash[SECRET_HASH_MAX];
-    bool found = false, usable = false;
     sqlite3_stmt *s = store_stmt(st, "SELECT c.secret_hash, c.revoked = 0 AND "
                                      "coalesce(u.disabled, 0) = 0 FROM clients c "
                                      "LEFT JOIN users u ON u.id = c.user_id "
                                      "WHERE c.client_id = ? AND c.secret_hash IS NOT NULL");
-    if (s != NULL) {
-        sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            store_col_text(s, 0, hash, sizeof(hash));
-            usable = sqlite3_column_int(s, 1) != 0;
-            found = true;
-        }
-        store_done(s);
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
+    int err = ERR_NOTFOUND;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        store_col_text(s, 0, hash, SECRET_HASH_MAX);
+        *usable = sqlite3_column_int(s, 1) != 0;
+        err = 0;
     }
+    store_done(s);
+    return err;
+}
+
+int store_client_check_secret(struct store *st, const char *client_id, const char *secret,
+                              size_t len)
+{
+    char hash[SECRET_HASH_MAX];
+    bool usable = false;
+    bool found = store_client_secret_hash(st, client_id, hash, &usable) == 0;
     return store_secret_matches(found, hash, secret, len) && usable ? 0 : ERR_DENIED;
 }
 
@@ -292,43 +300,72 @@ out:
     return err;
 }
 
-int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam)
-{
+/* The refresh token's row and its family. ERR_NOTFOUND when unknown. */
+struct refresh_row {
     struct store_family f;
-    int64_t used, token_expires, now = store_now();
-    bool user_disabled;
-    int err = store_begin(st), rc;
-    if (err)
-        return err;
+    bool used, user_disabled;
+    int64_t expires_at;
+};
+
+static int refresh_read(struct store *st, const char *token_hash, struct refresh_row *r)
+{
     sqlite3_stmt *s = store_stmt(st, "SELECT r.used, r.expires_at, f.id, f.client_id, "
                                      "f.user_id, f.resource, f.scope, f.created_at, "
                                      "f.expires_at, f.revoked, coalesce(u.disabled, 0) "
                                      "FROM refresh_tokens r JOIN families f ON f.id = r.family_id "
                                      "LEFT JOIN users u ON u.id = f.user_id WHERE r.hash = ?");
-    if (s == NULL) {
-        err = ERR_IO;
-        goto out;
-    }
+    if (s == NULL)
+        return ERR_IO;
     sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
-    if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
-        err = rc == SQLITE_DONE ? ERR_NOTFOUND
-                                : store_err(st, sqlite3_extended_errcode(st->db), "refresh use");
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        int err = rc == SQLITE_DONE ? ERR_NOTFOUND
+                                    : store_err(st, sqlite3_extended_errcode(st->db), "refresh");
         store_done(s);
-        goto out;
+        return err;
     }
-    memset(&f, 0, sizeof(f));
-    used = sqlite3_column_int64(s, 0);
-    token_expires = sqlite3_column_int64(s, 1);
-    store_col_text(s, 2, f.id, sizeof(f.id));
-    store_col_text(s, 3, f.client_id, sizeof(f.client_id));
-    f.user_id = sqlite3_column_int64(s, 4);
-    store_col_text(s, 5, f.resource, sizeof(f.resource));
-    store_col_text(s, 6, f.scope, sizeof(f.scope));
-    f.created_at = sqlite3_column_int64(s, 7);
-    f.expires_at = sqlite3_column_int64(s, 8);
-    f.revoked = sqlite3_column_int(s, 9) != 0;
-    user_disabled = sqlite3_column_int(s, 10) != 0;
+    memset(r, 0, sizeof(*r));
+    r->used = sqlite3_column_int64(s, 0) != 0;
+    r->expires_at = sqlite3_column_int64(s, 1);
+    store_col_text(s, 2, r->f.id, sizeof(r->f.id));
+    store_col_text(s, 3, r->f.client_id, sizeof(r->f.client_id));
+    r->f.user_id = sqlite3_column_int64(s, 4);
+    store_col_text(s, 5, r->f.resource, sizeof(r->f.resource));
+    store_col_text(s, 6, r->f.scope, sizeof(r->f.scope));
+    r->f.created_at = sqlite3_column_int64(s, 7);
+    r->f.expires_at = sqlite3_column_int64(s, 8);
+    r->f.revoked = sqlite3_column_int(s, 9) != 0;
+    r->user_disabled = sqlite3_column_int(s, 10) != 0;
     store_done(s);
+    return 0;
+}
+
+int store_refresh_peek(struct store *st, const char *token_hash, struct store_family *fam)
+{
+    struct refresh_row r;
+    int err = refresh_read(st, token_hash, &r);
+    if (err)
+        return err;
+    int64_t now = store_now();
+    if (r.used || r.f.revoked || r.user_disabled || r.expires_at <= now || r.f.expires_at <= now)
+        return ERR_DENIED;
+    *fam = r.f;
+    return 0;
+}
+
+int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam)
+{
+    struct refresh_row r;
+    int64_t now = store_now();
+    int err = store_begin(st);
+    if (err)
+        return err;
+    sqlite3_stmt *s;
+    if ((err = refresh_read(st, token_hash, &r)) != 0)
+        goto out;
+    struct store_family f = r.f;
+    bool used = r.used, user_disabled = r.user_disabled;
+    int64_t token_expires = r.expires_at;
 
     if (used) { /* a replay: the token leaked or a client misbehaves; the whole grant dies */
         s = store_stmt(st, "UPDATE families SET revoked = 1 WHERE id = ?");

@@ -73,6 +73,11 @@ int store_user_find(struct store *st, const char *name, struct store_user *out);
    disabled user, all in the same time (secret_verify_dummy), so no user-name oracle. */
 int store_user_check_password(struct store *st, const char *name, const char *password,
                               struct store_user *out);
+/* The same in two halves, so that the slow argon2id check can run on another thread: the user
+   (disabled or not) and their password's argon2id string. ERR_NOTFOUND for an unknown user or
+   one without a password (then burn the time with secret_verify_dummy). */
+int store_user_password_hash(struct store *st, const char *name, struct store_user *out,
+                             char hash[SECRET_HASH_MAX]);
 int store_user_set_password(struct store *st, int64_t id, const char *password);
 int store_user_set_disabled(struct store *st, int64_t id, bool disabled);
 /* Calls cb for each user in name order; stops early when cb returns non-zero (returned).
@@ -85,6 +90,12 @@ int store_identity_find(struct store *st, const char *provider, const char *subj
                         struct store_user *out); /* ERR_NOTFOUND */
 int store_identity_link(struct store *st, int64_t user_id, const char *provider,
                         const char *subject);
+/* Provisioning by an administrator (a provider with jit: false): link (provider, subject) to the
+   user called `name` when that user has no password (created for SSO: user add --no-password)
+   and no identity at this provider yet, and fill *out. ERR_NOTFOUND when there is no such user
+   (unknown, a local account with a password, or linked to another subject already). */
+int store_identity_adopt(struct store *st, const char *provider, const char *subject,
+                         const char *name, struct store_user *out);
 
 int store_team_add(struct store *st, const char *name, struct err_info *ei); /* ERR_EXISTS */
 int store_team_add_member(struct store *st, const char *team, int64_t user_id, enum store_role role,
@@ -150,6 +161,11 @@ int store_client_get(struct store *st, const char *client_id, struct store_clien
 /* ERR_DENIED for unknown, revoked, public or wrong secret (same time for all). */
 int store_client_check_secret(struct store *st, const char *client_id, const char *secret,
                               size_t len);
+/* The same in two halves (the argon2id check on another thread): the client's secret hash, and
+   whether it may authenticate (not revoked, its owner not disabled). ERR_NOTFOUND for an unknown
+   or public client. */
+int store_client_secret_hash(struct store *st, const char *client_id, char hash[SECRET_HASH_MAX],
+                             bool *usable);
 /* Also revokes the client's refresh families and drops its unused codes. ERR_NOTFOUND. */
 int store_client_revoke(struct store *st, const char *client_id);
 int store_client_list(struct store *st, int64_t user_id, /* 0 = all */
@@ -195,6 +211,9 @@ int store_refresh_put(struct store *st, const char *family_id, const char *token
    expired), ERR_DENIED (family revoked), ERR_EXISTS (already used: the whole family is revoked
    in the same transaction; fam is filled so the caller can say which). */
 int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam);
+/* Look at a refresh token without using it (introspection): 0 and fam when it would be accepted
+   now, ERR_DENIED when used, revoked, expired or its user disabled, ERR_NOTFOUND. */
+int store_refresh_peek(struct store *st, const char *token_hash, struct store_family *fam);
 int store_family_revoke(struct store *st, const char *family_id);
 
 /* ---- revocation ---- */

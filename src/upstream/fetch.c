@@ -10,7 +10,12 @@
 #include "upstream/curl_loop.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +28,7 @@ struct fetcher {
     struct curl_loop cl;
     struct fetch *list;
     bool freeing;
+    STACK_OF(X509) * extra_ca; /* fetcher_trust: added to the system's trust store */
 };
 
 struct fetch {
@@ -297,7 +303,46 @@ static void progress_cb(void *owner)
 
 static void closed_cb(void *owner)
 {
-    free(owner);
+    struct fetcher *f = owner;
+    sk_X509_pop_free(f->extra_ca, X509_free);
+    free(f);
+}
+
+int fetcher_trust(struct fetcher *f, const char *ca_file, struct err_info *ei)
+{
+    FILE *fp = fopen(ca_file, "re");
+    if (fp == NULL)
+        return err_info_set(ei, ERR_IO, 0, 0, "cannot read the CA file %s: %s", ca_file,
+                            strerror(errno));
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    X509 *x;
+    while (sk != NULL && (x = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL)
+        if (sk_X509_push(sk, x) == 0)
+            X509_free(x);
+    ERR_clear_error(); /* the end of the file reads as an error */
+    fclose(fp);
+    if (sk == NULL)
+        return ERR_NOMEM;
+    if (sk_X509_num(sk) == 0) {
+        sk_X509_free(sk);
+        return err_info_set(ei, ERR_PARSE, 0, 0, "the CA file %s holds no PEM certificate",
+                            ca_file);
+    }
+    sk_X509_pop_free(f->extra_ca, X509_free);
+    f->extra_ca = sk;
+    return 0;
+}
+
+/* curl's OpenSSL context for a new connection: add the extra CAs to the default trust store. */
+static CURLcode ssl_ctx_cb(CURL *e, void *ssl_ctx, void *arg)
+{
+    (void)e;
+    const struct fetcher *f = arg;
+    X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
+    for (int i = 0; i < sk_X509_num(f->extra_ca); i++)
+        X509_STORE_add_cert(store, sk_X509_value(f->extra_ca, i)); /* a duplicate is harmless */
+    ERR_clear_error();
+    return CURLE_OK;
 }
 
 int fetcher_new(uv_loop_t *loop, struct fetcher **out)
@@ -400,6 +445,10 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req, fetch_cb cb,
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->resp.max) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK)
+        goto fail;
+    if (f->extra_ca != NULL &&
+        (curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb) != CURLE_OK ||
+         curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, f) != CURLE_OK))
         goto fail;
     if (post &&
         (curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK ||

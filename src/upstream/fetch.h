@@ -19,6 +19,8 @@
 
 #include <uv.h>
 
+#include "core/err.h"
+
 struct fetcher;
 struct fetch;
 
@@ -52,6 +54,10 @@ struct fetch_response {
 typedef void (*fetch_cb)(void *arg, int err, const struct fetch_response *r, const char *why);
 
 int fetcher_new(uv_loop_t *loop, struct fetcher **out);
+/* Trust the PEM certificates of ca_file too (besides the system's store) for this fetcher's
+   https requests: an organisation's private CA, a test CA. ERR_IO / ERR_PARSE with ei naming the
+   file. */
+int fetcher_trust(struct fetcher *f, const char *ca_file, struct err_info *ei);
 /* Cancel every fetch in flight (their callbacks are not called) and free once curl's handles
    have closed. */
 void fetcher_free(struct fetcher *f);

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PASSWORD, REDIRECT, browse, authorizeUrl, fullFlow, mcpCall, mcpInit, pkce, register, startAuthGateway, storeTool, token } from './oauth_lib.mjs';
+import { PASSWORD, REDIRECT, browse, authorizeUrl, fullFlow, mcpCall, mcpInit, pkce, register, startAuthGateway, createUserClient, token } from './oauth_lib.mjs';
 
 test('oauth: discovery from the 401, DCR, login, consent, code, /mcp, refresh rotation and replay', async (t) => {
   const gw = await startAuthGateway(t);
@@ -84,7 +84,7 @@ test('oauth: client_credentials for a per-user client, then revoke --user cuts i
   // Two workers, each with its own store connection: the revocation comes from another process
   // and every worker must see it at once.
   const gw = await startAuthGateway(t);
-  const [id, secret] = storeTool(gw.db, 'client-user', 'alice').split(' ');
+  const { id, secret } = createUserClient(gw.configFile, 'alice');
   const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
   assert.equal(r.status, 200, JSON.stringify(r.json));
   assert.equal(r.json.refresh_token, undefined);
@@ -94,7 +94,7 @@ test('oauth: client_credentials for a per-user client, then revoke --user cuts i
   assert.equal(bad.status, 401);
   assert.equal(bad.json.error, 'invalid_client');
   await new Promise((r) => setTimeout(r, 1100)); // tokens_valid_after has a one-second grain
-  storeTool(gw.db, "revoke-user", "alice");
+  gw.cli(['revoke', '--user', 'alice']);
   const sid = init.headers['mcp-session-id'];
   const denied = await mcpCall(gw.url, r.json.access_token, sid, 'tools/list');
   assert.equal(denied.status, 401, denied.text);

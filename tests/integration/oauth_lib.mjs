@@ -3,32 +3,42 @@
 // token endpoint, and MCP requests with a bearer token.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { Browser } from '../interop/lib/browser.mjs';
-import { REPO, baseConfig, miniServer, post, startGateway, tempDir } from './lib.mjs';
+import { BIN, baseConfig, miniServer, post, startGateway, tempDir, writeConfig } from './lib.mjs';
 
 export { Browser };
-export const TOOL = path.resolve(REPO, process.env.GH_STORE_TOOL ?? 'build/gh_store_tool');
 export const REDIRECT = 'http://127.0.0.1:9/callback';
 export const PASSWORD = 'correct horse battery staple';
 
-export function storeTool(db, ...args) {
-  return execFileSync(TOOL, [db, ...args], { encoding: 'utf8' }).trim();
+/** The real administration CLI on the store of a configuration file: `gatehouse ARGS -c FILE`.
+    Returns stdout (trimmed); throws with the output when it exits non-zero. */
+export function cli(configFile, args, { input = '' } = {}) {
+  const r = spawnSync(BIN, [...args, '-c', configFile], { input, encoding: 'utf8', timeout: 20000 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`gatehouse ${args.join(' ')} → ${r.status}\n${r.stdout}${r.stderr}`);
+  return r.stdout.trim();
 }
 
-/** A gateway with auth enabled, servers a and b, and user alice (and bob) in its store. */
-export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2 } = {}) {
+/** `gatehouse client create --user U`: the new client's id and secret. */
+export function createUserClient(configFile, user) {
+  const out = cli(configFile, ['client', 'create', '--user', user]);
+  return { id: out.match(/^client_id: (\S+)$/m)[1], secret: out.match(/^client_secret: (\S+)$/m)[1] };
+}
+
+/** A gateway with auth enabled, servers a and b, and `users` (default alice and bob, with
+    PASSWORD) added to its store by the CLI before it starts. */
+export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2, users = ['alice', 'bob'] } = {}) {
   const dir = tempDir();
   const db = path.join(dir, 'gh.db');
-  storeTool(db, 'user-add', 'alice', PASSWORD);
-  storeTool(db, 'user-add', 'bob', PASSWORD);
-  const gw = await startGateway(
-    baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra }),
-    { t, dir },
-  );
+  const config = baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra });
+  const file = writeConfig(config, dir);
+  for (const u of users) cli(file, ['user', 'add', u, '--password-stdin'], { input: `${PASSWORD}\n` });
+  const gw = await startGateway(config, { t, dir });
   gw.db = db;
+  gw.cli = (args, opts) => cli(gw.configFile, args, opts);
   return gw;
 }
 

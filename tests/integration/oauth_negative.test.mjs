@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { test } from 'node:test';
-import { REDIRECT, authorizeUrl, browse, fullFlow, mcpInit, pkce, register, startAuthGateway, token } from './oauth_lib.mjs';
-import { request } from './lib.mjs';
+import { REDIRECT, authorizeUrl, browse, createUserClient, fullFlow, mcpInit, pkce, register, startAuthGateway, token } from './oauth_lib.mjs';
+import { request, sleep } from './lib.mjs';
 
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
@@ -115,4 +115,74 @@ test('oauth negative: DCR validation and switch', async (t) => {
   res = await fetch(`${gw2.base}/oauth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [REDIRECT] }) });
   assert.equal(res.status, 403);
   assert.match((await res.json()).error_description, /disabled/);
+});
+
+test('oauth negative: expired token, insufficient_scope, revoke --user, API keys, refresh-token introspection', async (t) => {
+  // Access tokens live 1 s here; the validator tolerates 30 s of clock skew on exp (replicas),
+  // so the expiry is checked at the end, after the other cases.
+  const gw = await startAuthGateway(t, { auth: { access_token_ttl: '1s', scopes: ['mcp', 'admin'], required_scope: 'mcp' } });
+  const issued = Date.now();
+  const tok = await fullFlow(gw);
+  assert.equal((await mcpInit(gw.url, tok.access_token)).status, 200);
+
+  // Introspection (a user's confidential client asks) answers for refresh tokens too.
+  const { id, secret } = createUserClient(gw.configFile, 'bob');
+  const introspect = async (token) => {
+    const res = await fetch(`${gw.base}/oauth/introspect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from(`${id}:${secret}`).toString('base64') },
+      body: new URLSearchParams({ token }),
+    });
+    assert.equal(res.status, 200);
+    return res.json();
+  };
+  let info = await introspect(tok.refresh_token);
+  assert.equal(info.active, true, JSON.stringify(info));
+  assert.equal(info.token_type, 'refresh_token');
+  assert.equal(info.client_id, tok.client.client_id);
+  assert.equal(info.username, 'alice');
+  assert.equal(info.aud, `${gw.base}/mcp`);
+  const rotated = await token(gw, { grant_type: 'refresh_token', refresh_token: tok.refresh_token, client_id: tok.client.client_id });
+  assert.equal(rotated.status, 200, JSON.stringify(rotated.json));
+  assert.deepEqual(await introspect(tok.refresh_token), { active: false }, 'a used refresh token is not active');
+  assert.equal((await introspect(rotated.json.refresh_token)).active, true);
+
+  // API keys of a service account: accepted at /mcp, refused once revoked.
+  gw.cli(['account', 'add', 'ci-bot']);
+  const key = gw.cli(['apikey', 'create', '--account', 'ci-bot', '--label', 'deploys']);
+  assert.match(key, /^ghk_[^_\s]+_\S+$/);
+  let r = await mcpInit(gw.url, key);
+  assert.equal(r.status, 200, r.text);
+  gw.cli(['apikey', 'revoke', key.split('_')[1]]);
+  r = await mcpInit(gw.url, key);
+  assert.equal(r.status, 401, r.text);
+  assert.match(r.headers['www-authenticate'], /error="invalid_token"/);
+  assert.match(r.json.error_description, /revoked|unknown|API key/i);
+
+  // A user's own client asking for a token without the required scope: 403 insufficient_scope.
+  const narrow = await token(gw, { grant_type: 'client_credentials', scope: 'admin' }, { basic: [id, secret] });
+  assert.equal(narrow.status, 200, JSON.stringify(narrow.json));
+  r = await mcpInit(gw.url, narrow.json.access_token);
+  assert.equal(r.status, 403, r.text);
+  assert.match(r.headers['www-authenticate'], /error="insufficient_scope"/);
+  assert.match(r.headers['www-authenticate'], /scope="mcp"/);
+  assert.equal(r.json.error, 'insufficient_scope');
+
+  // revoke --user with the real CLI: bob's tokens die at once, on every worker.
+  const bobs = await token(gw, { grant_type: 'client_credentials' }, { basic: [id, secret] });
+  assert.equal((await mcpInit(gw.url, bobs.json.access_token)).status, 200);
+  await sleep(1100); // tokens_valid_after has a one-second grain
+  gw.cli(['revoke', '--user', 'bob']);
+  r = await mcpInit(gw.url, bobs.json.access_token);
+  assert.equal(r.status, 401, r.text);
+  assert.match(r.json.error_description, /revoked/);
+
+  // The first access token, now past exp + the 30 s leeway.
+  await sleep(Math.max(0, issued + 32500 - Date.now()));
+  r = await mcpInit(gw.url, tok.access_token);
+  assert.equal(r.status, 401, r.text);
+  assert.match(r.headers['www-authenticate'], /error="invalid_token"/);
+  assert.match(r.json.error_description, /expired/);
+  const log = gw.tail(100000);
+  for (const s of [key, secret, tok.refresh_token, rotated.json.refresh_token]) assert.ok(!log.includes(s), 'a secret is in the log');
 });

@@ -377,7 +377,7 @@ static void test_unknown_keys(void)
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
-        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth");
+        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth, outbound");
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
@@ -864,6 +864,19 @@ static void test_store_auth(void)
     EXPECT_ERR("auth: {login: {providers: [{name: a, issuer: \"https://i\"}]}}\n", ERR_INVAL, 1, 28,
                "t.yaml:1:28: identity provider 1 of auth.login.providers has no client_id; "
                "expected name, issuer and client_id");
+    EXPECT_ERR(
+        "auth: {login: {providers: [{name: callback, issuer: \"https://i\", client_id: c}]}}\n",
+        ERR_INVAL, 1, 35,
+        "t.yaml:1:35: identity provider 1 of auth.login.providers cannot be called "
+        "\"callback\": /oauth/sso/callback is where every provider sends the browser back");
+    EXPECT_ERR("auth: {login: {providers: [{name: a, issuer: \"https://i\", client_id: c, scopes: "
+               "[email]}]}}\n",
+               ERR_INVAL, 1, 81,
+               "t.yaml:1:81: scopes of identity provider \"a\" has no \"openid\"; without it the "
+               "provider sends no id_token");
+    c = load_ok("outbound: {ca_file: /etc/gh/ca.pem}\n");
+    CHECK_STR(c->outbound.ca_file, "/etc/gh/ca.pem");
+    config_unref(c);
     EXPECT_ERR("store: {sqlite: \"\"}\n", ERR_INVAL, 1, 17,
                "t.yaml:1:17: store.sqlite is an empty string; expected a non-empty string");
 }
