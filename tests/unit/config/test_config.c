@@ -238,6 +238,8 @@ static void test_example_file(void)
     CHECK_STR(c->listeners[0].address, "127.0.0.1");
     CHECK_INT(c->listeners[0].port, 8080);
     CHECK_INT(c->prefix_mode, PREFIX_WHEN_NEEDED);
+    CHECK(c->auth.enabled && c->auth.local_login);
+    CHECK_STR(c->store.sqlite, "gatehouse.db");
     CHECK_INT(c->nservers, 2);
     const struct config_server *s = config_find_server(c, "everything");
     CHECK(s != NULL);
