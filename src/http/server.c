@@ -10,6 +10,7 @@
  */
 #include "http/server.h"
 #include "core/buf.h"
+#include "core/http_reason.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rand.h"
@@ -187,21 +188,8 @@ static void count_http(const char *endpoint, int status)
 static void send_body(h2o_req_t *req, int status, const char *content_type, const char *body,
                       size_t len)
 {
-    static const char *const reasons[600] = {[200] = "OK",
-                                             [202] = "Accepted",
-                                             [204] = "No Content",
-                                             [400] = "Bad Request",
-                                             [403] = "Forbidden",
-                                             [404] = "Not Found",
-                                             [405] = "Method Not Allowed",
-                                             [406] = "Not Acceptable",
-                                             [409] = "Conflict",
-                                             [413] = "Payload Too Large",
-                                             [415] = "Unsupported Media Type",
-                                             [500] = "Internal Server Error",
-                                             [503] = "Service Unavailable"};
     req->res.status = status;
-    req->res.reason = status > 0 && status < 600 && reasons[status] ? reasons[status] : "Status";
+    req->res.reason = http_reason(status);
     if (content_type)
         add_header(req, H2O_TOKEN_CONTENT_TYPE, content_type);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");

@@ -5,6 +5,7 @@
  * helpers the endpoints share.
  */
 #include "oauth/oauth-int.h"
+#include "core/http_reason.h"
 #include "core/log.h"
 #include "core/secret.h"
 #include "oauth/sso.h"
@@ -132,7 +133,7 @@ void oauth_add_header(h2o_req_t *req, const char *name, const char *value)
 static void send_text(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = status < 300 ? "OK" : status < 400 ? "Found" : "Error";
+    req->res.reason = http_reason(status);
     oauth_add_header(req, "content-type", ctype);
     oauth_add_header(req, "cache-control", "no-store");
     oauth_add_header(req, "pragma", "no-cache");
