@@ -792,6 +792,7 @@ static void tool_release(struct openapi_tool *t)
         json_decref(t->args[i].fixed);
     }
     free(t->args);
+    openapi_fields_free(t->response_fields);
 }
 
 struct openapi_catalog *openapi_catalog_ref(struct openapi_catalog *cat)
@@ -980,6 +981,7 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
     if (cat == NULL || fixed == NULL || level == NULL)
         goto out;
     cat->refs = 1;
+    cat->heuristics = *h;
     cat->doc = openapi_doc_ref(doc);
     cat->base_url = strdup(doc->server_url ? doc->server_url : "");
     cat->tools = calloc(doc->nops + 1, sizeof(*cat->tools));
@@ -1043,6 +1045,13 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
             oa_ptr_push(where, sizeof(where), ov->key);
             if ((rc = apply_override(ov, t, where, sizeof(where), ei)) != 0)
                 break;
+            if (ov->response_fields) {
+                oa_ptr_push(where, sizeof(where), "response");
+                oa_ptr_push(where, sizeof(where), "fields");
+                if ((rc = openapi_fields_parse(ov->response_fields, where, &t->response_fields,
+                                               ei)) != 0)
+                    break;
+            }
         }
         fixed[cat->ntools - 1] = ov && ov->name;
         t->name = ov && ov->name ? strdup(ov->name) : make_name(op, 0);
@@ -1067,6 +1076,10 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         if (rc == 0 && st.extensions)
             rc = note_add(cat, &ncap, op, t->name, false, "drop_extensions", "%u x-* keys dropped",
                           st.extensions);
+        if (rc == 0 && ov && ov->response_fields)
+            rc =
+                note_add(cat, &ncap, op, t->name, false, "response_fields",
+                         "responses projected to %zu fields", json_array_size(ov->response_fields));
         if (rc == 0 && st.enums)
             rc = note_add(cat, &ncap, op, t->name, false, "enum_cap",
                           "%u enums capped at %u values", st.enums, h->enum_cap);
