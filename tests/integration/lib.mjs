@@ -266,7 +266,10 @@ export async function startGateway(config, { t, timeout = 20000, dir } = {}) {
 /** Runs the binary to completion (bounded); resolves {code, signal, stdout, stderr}. */
 export async function runGatehouse(args, { timeout = 15000, input } = {}) {
   const child = spawnGatehouse(args, { stdin: input === undefined ? 'ignore' : 'pipe' });
-  if (input !== undefined) child.stdin.end(input);
+  if (input !== undefined) {
+    child.stdin.on('error', () => {}); // EPIPE: a command that fails early need not read its input
+    child.stdin.end(input);
+  }
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => (stdout += c));
