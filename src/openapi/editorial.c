@@ -27,6 +27,9 @@ static const struct openapi_heuristics defaults = {
     .desc_max = 80,
     .repeated_desc = 5,
     .tool_tokens = 250,
+    .response_array_max = 20,
+    .response_drop_empty = true,
+    .response_drop_links = true,
 };
 
 struct openapi_editorial *openapi_editorial_new(void)
@@ -67,6 +70,7 @@ void openapi_editorial_free(struct openapi_editorial *ed)
             free(o->hide[k]);
         free(o->hide);
         json_decref(o->fixed);
+        json_decref(o->response_fields);
     }
     free(ed->overrides);
     free(ed);
@@ -175,6 +179,19 @@ static int load_heuristics(struct openapi_editorial *ed, json_t *h, struct err_i
         {"first_sentence", offsetof(struct openapi_heuristics, first_sentence)},
         {"drop_examples", offsetof(struct openapi_heuristics, drop_examples)},
         {"drop_extensions", offsetof(struct openapi_heuristics, drop_extensions)},
+        {"response_drop_empty", offsetof(struct openapi_heuristics, response_drop_empty)},
+        {"response_drop_links", offsetof(struct openapi_heuristics, response_drop_links)},
+    };
+    static const struct {
+        const char *name;
+        size_t off;
+    } counts[] = {
+        {"enum_cap", offsetof(struct openapi_heuristics, enum_cap)},
+        {"max_depth", offsetof(struct openapi_heuristics, max_depth)},
+        {"desc_max", offsetof(struct openapi_heuristics, desc_max)},
+        {"repeated_desc", offsetof(struct openapi_heuristics, repeated_desc)},
+        {"tool_tokens", offsetof(struct openapi_heuristics, tool_tokens)},
+        {"response_array_max", offsetof(struct openapi_heuristics, response_array_max)},
     };
     const char *k;
     json_t *v;
@@ -190,17 +207,15 @@ static int load_heuristics(struct openapi_editorial *ed, json_t *h, struct err_i
             if (!json_is_boolean(v))
                 return oa_fail(ei, ERR_INVAL, where, "heuristic '%s' must be true or false", k);
             *(bool *)((char *)&ed->h + flags[i].off) = json_is_true(v);
-        } else if (strcmp(k, "enum_cap") == 0 || strcmp(k, "max_depth") == 0 ||
-                   strcmp(k, "desc_max") == 0 || strcmp(k, "tool_tokens") == 0 ||
-                   strcmp(k, "repeated_desc") == 0) {
+            continue;
+        }
+        for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+            if (strcmp(k, counts[i].name) == 0)
+                break;
+        if (i < sizeof(counts) / sizeof(counts[0])) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
                 return oa_fail(ei, ERR_INVAL, where, "'%s' must be an integer >= 0 (0 = off)", k);
-            unsigned n = (unsigned)json_integer_value(v);
-            *(k[0] == 'e'   ? &ed->h.enum_cap
-              : k[0] == 'm' ? &ed->h.max_depth
-              : k[0] == 'd' ? &ed->h.desc_max
-              : k[0] == 'r' ? &ed->h.repeated_desc
-                            : &ed->h.tool_tokens) = n;
+            *(unsigned *)((char *)&ed->h + counts[i].off) = (unsigned)json_integer_value(v);
         } else {
             return oa_fail(ei, ERR_INVAL, where, "unknown heuristic '%s'", k);
         }
@@ -251,7 +266,7 @@ static int load_override(struct oa_override *o, const char *key, json_t *j, stru
     json_object_foreach(j, k, v)
     {
         if (strcmp(k, "name") && strcmp(k, "description") && strcmp(k, "hide") &&
-            strcmp(k, "fixed"))
+            strcmp(k, "fixed") && strcmp(k, "response"))
             return oa_fail(ei, ERR_INVAL, where, "unknown override field '%s'", k);
     }
     int rc;
@@ -289,6 +304,29 @@ static int load_override(struct oa_override *o, const char *key, json_t *j, stru
     if (fixed && !json_is_object(fixed))
         return oa_fail(ei, ERR_INVAL, where, "'fixed' maps parameter names to values");
     o->fixed = json_incref(fixed);
+    json_t *resp = json_object_get(j, "response");
+    if (resp) {
+        /* checked here, so that the error points into the editorial file; compiled per tool */
+        size_t wl = strlen(where);
+        const char *rk;
+        json_object_foreach(resp, rk, v)
+        {
+            if (strcmp(rk, "fields"))
+                return oa_fail(ei, ERR_INVAL, where, "unknown response field '%s' (fields only)",
+                               rk);
+        }
+        if (!json_is_object(resp))
+            return oa_fail(ei, ERR_INVAL, where, "'response' is an object: {fields: [...]}");
+        oa_ptr_push(where, sizeof(where), "response");
+        oa_ptr_push(where, sizeof(where), "fields");
+        struct openapi_fields *f = NULL;
+        int rc2 = openapi_fields_parse(json_object_get(resp, "fields"), where, &f, ei);
+        where[wl] = '\0';
+        if (rc2)
+            return rc2;
+        openapi_fields_free(f);
+        o->response_fields = json_incref(json_object_get(resp, "fields"));
+    }
     return 0;
 }
 

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "openapi/openapi-int.h"
 
@@ -236,6 +237,67 @@ out:
     }
     json_decref(root);
     openapi_discovery_free(d);
+    openapi_catalog_unref(cat);
+    openapi_editorial_free(ed);
+    openapi_doc_unref(doc);
+    return rc;
+}
+
+int openapi_inspect_project(const struct openapi_sources *src, const char *tool, FILE *in,
+                            FILE *out, FILE *err)
+{
+    struct err_info ei = {0};
+    struct openapi_doc *doc = NULL;
+    struct openapi_editorial *ed = NULL;
+    struct openapi_catalog *cat = NULL;
+    json_t *body = NULL, *projected = NULL;
+    char *text = NULL, *note = NULL;
+    const char *what;
+    int rc = load_catalog(src, &doc, &ed, &cat, &what, &ei);
+    if (rc) {
+        fprintf(err, "error: %s: %s%s%s%s\n", what, ei.msg[0] ? ei.msg : err_str(rc),
+                ei.where[0] ? " (at " : "", ei.where, ei.where[0] ? ")" : "");
+        goto out;
+    }
+    /* the tool's name, its operationId, or "METHOD /path" */
+    const struct openapi_tool *t = openapi_catalog_find(cat, tool);
+    for (size_t i = 0; t == NULL && i < cat->ntools; i++) {
+        const struct openapi_op *op = cat->tools[i].op;
+        size_t ml = strlen(op->method);
+        if ((op->operation_id && strcmp(op->operation_id, tool) == 0) ||
+            (strncasecmp(tool, op->method, ml) == 0 && tool[ml] == ' ' &&
+             strcmp(tool + ml + 1, op->path) == 0))
+            t = &cat->tools[i];
+    }
+    if (t == NULL) {
+        fprintf(err,
+                "error: %s has no tool, operationId or \"METHOD /path\" \"%s\" (openapi inspect "
+                "lists the tools)\n",
+                src->spec, tool);
+        rc = ERR_NOTFOUND;
+        goto out;
+    }
+    json_error_t je;
+    if ((body = json_loadf(in, JSON_DECODE_ANY, &je)) == NULL) {
+        fprintf(err, "error: the response on standard input is not JSON: %s (line %d)\n", je.text,
+                je.line);
+        rc = ERR_PARSE;
+        goto out;
+    }
+    struct openapi_projection_stats st;
+    projected = openapi_response_project(cat, t, body, &st);
+    text = projected ? json_dumps(projected, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (text == NULL) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    note = openapi_projection_note(&st);
+    fprintf(out, "%s\n%s%s", text, note ? note : "", note ? "\n" : "");
+out:
+    free(note);
+    free(text);
+    json_decref(projected);
+    json_decref(body);
     openapi_catalog_unref(cat);
     openapi_editorial_free(ed);
     openapi_doc_unref(doc);

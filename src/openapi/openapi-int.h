@@ -67,7 +67,8 @@ struct oa_override {
     char *description;
     char **hide;
     size_t nhide;
-    json_t *fixed; /* object: argument/wire name -> value */
+    json_t *fixed;           /* object: argument/wire name -> value */
+    json_t *response_fields; /* response.fields as written (checked when loaded), or NULL */
     bool used;
 };
 

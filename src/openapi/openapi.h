@@ -216,6 +216,11 @@ struct openapi_heuristics {
                                many tools or more, 0 = off (default 5) */
     unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 250): a tool
                                over it is collapsed and stripped further (docs/openapi.md) */
+    /* response projection (openapi_response_project) */
+    unsigned response_array_max; /* arrays in responses cut to this many items, 0 = off
+                                    (default 20) */
+    bool response_drop_empty;    /* drop null, "", [] and {} members */
+    bool response_drop_links;    /* drop _links, and url / *_url members into the API itself */
 };
 
 struct openapi_editorial;
@@ -247,6 +252,9 @@ struct openapi_arg {
     json_t *fixed; /* fixed value from an override, or NULL */
 };
 
+/* A compiled selection of response fields (override `response: {fields: [...]}`). */
+struct openapi_fields;
+
 struct openapi_tool {
     char *name;
     char *description;
@@ -256,6 +264,7 @@ struct openapi_tool {
     const struct openapi_op *op;
     struct openapi_arg *args;
     size_t nargs;
+    struct openapi_fields *response_fields; /* owned; NULL: the default projection */
 };
 
 /* One line of the report: an operation dropped, or a transformation applied to a tool. */
@@ -276,6 +285,7 @@ struct openapi_catalog {
     struct openapi_note *notes;
     size_t nnotes;
     size_t total_tokens;
+    struct openapi_heuristics heuristics; /* those it was built with (response projection) */
 };
 
 /*
@@ -322,6 +332,39 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
 void openapi_request_release(struct openapi_request *req);
 /* The value of header `name` (case-insensitive) or NULL. */
 const char *openapi_request_header(const struct openapi_request *req, const char *name);
+
+/* ---- response projection (src/openapi/project.c) ------------------------------------------- */
+
+/*
+ * Compile a list of response fields: JSON pointers (`/user/login`, ~0 ~1 escapes) or dotted paths
+ * (`user.login`), with `[]` after a name for every element of an array (`items[].title`, `[].id`).
+ * `where` is the JSON pointer of the list, for messages. Errors (ERR_INVAL) name the field, its
+ * index and the character where it goes wrong. Limits: 64 fields, 256 bytes and 16 steps each.
+ */
+int openapi_fields_parse(const json_t *list, const char *where, struct openapi_fields **out,
+                         struct err_info *ei);
+void openapi_fields_free(struct openapi_fields *f);
+
+/* What a projection left out, for the note the model reads. */
+struct openapi_projection_stats {
+    const char *fields; /* the selected fields as written (borrowed from the tool), or NULL */
+    size_t empty;       /* null/empty members dropped */
+    size_t links;       /* links into the API dropped */
+    size_t arrays_cut;  /* arrays cut to response_array_max */
+    size_t items_cut;   /* items of those not shown */
+};
+
+/*
+ * The part of a JSON response `v` of `tool` a model is given (a new reference; NULL when out of
+ * memory): the tool's response fields if it has some, else the default projection of the
+ * catalog's heuristics (docs/openapi.md, "Response projection"). `v` is not modified. Read-only
+ * on the catalog: any thread.
+ */
+json_t *openapi_response_project(const struct openapi_catalog *cat, const struct openapi_tool *tool,
+                                 json_t *v, struct openapi_projection_stats *st);
+/* The line that tells the model what was left out, "[projected by gatehouse: ...]", or NULL
+   when nothing was (or out of memory). Free it. */
+char *openapi_projection_note(const struct openapi_projection_stats *st);
 
 /* ---- discovery modes ------------------------------------------------------------------------ */
 
@@ -415,5 +458,12 @@ int openapi_inspect_json(const struct openapi_sources *src, FILE *out);
  */
 int openapi_inspect_discovery(const struct openapi_sources *src, enum openapi_discovery_mode mode,
                               FILE *out);
+/*
+ * Read one JSON response of `tool` from `in` and print what the model would be given: the
+ * projected compact JSON, then the projection's note line when something was left out (before
+ * the transport's 16 KiB cap). Errors are printed to `err`; returns 0 or the negative ERR_*.
+ */
+int openapi_inspect_project(const struct openapi_sources *src, const char *tool, FILE *in,
+                            FILE *out, FILE *err);
 
 #endif

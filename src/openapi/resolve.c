@@ -5,16 +5,17 @@
  * names something the reader can see.
  *
  * Cycles are cut at the first re-entry: while resolving #/components/schemas/Node, a $ref back to
- * Node is replaced by {"type":"object","description":"(recursive: Node)"}. Expansions are memoised
- * per $ref and shared between callers (the trees are DAGs: read-only) when they are
- * self-contained, i.e. every cut inside points at the schema itself or at one entered below it;
- * an expansion cut at an outer schema depends on the path that led to it and is rebuilt. Reusing
- * a memoised expansion means a cycle entered in its middle (B in A->B->A) is unrolled once more
- * before its cut; the depth stays bounded by twice the cycle length, and the catalog collapses
- * deep nesting anyway (heuristic max_depth). External references (other files, URLs) are refused:
- * fetching them would let a document make the gateway open arbitrary URLs (SSRF).
+ * Node is replaced by {"type":"object","description":"(recursive: Node)"}. Every expansion is
+ * memoised per $ref and shared between callers (the trees are DAGs: read-only), including one
+ * that was cut at a schema entered above it: rebuilding those for each path that reaches them is
+ * exponential in a large strongly connected set of schemas (Stripe's 86 took over 50 million
+ * nodes before the budget stopped them). So a memoised B may carry a cut at A where A is not an
+ * ancestor of this use; A and B are always in one cycle (B reached A and A reached B), so the
+ * stub names a schema that really recurses, and the nesting stays bounded by the number of
+ * schemas; the catalog collapses deep nesting anyway (heuristic max_depth). External references
+ * (other files, URLs) are refused: fetching them would let a document make the gateway open
+ * arbitrary URLs (SSRF).
  */
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,7 +89,7 @@ static int ref_target(struct oa_resolver *r, const char *ref, const char *where,
 }
 
 static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, int depth,
-                   json_t **out, int *low, struct err_info *ei);
+                   json_t **out, struct err_info *ei);
 
 /* Keys whose values are data, not schemas: copied as they are. */
 static bool is_verbatim_key(const char *k)
@@ -100,7 +101,7 @@ static bool is_verbatim_key(const char *k)
 }
 
 static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, char *ptr, size_t cap,
-                       int depth, json_t **out, int *low, struct err_info *ei)
+                       int depth, json_t **out, struct err_info *ei)
 {
     size_t plen = strlen(ptr);
     oa_ptr_push(ptr, cap, "$ref");
@@ -118,8 +119,6 @@ static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, cha
                             ")");
             if (res == NULL)
                 return ERR_NOMEM;
-            if ((int)i < *low)
-                *low = (int)i;
             *out = res;
             return 0;
         }
@@ -130,16 +129,12 @@ static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, cha
             return oa_fail(ei, ERR_LIMIT, ptr, "$ref chain deeper than %d", REF_STACK_MAX);
         char tptr[512];
         snprintf(tptr, sizeof(tptr), "%s", ref + 1);
-        int sublow = INT_MAX, me = (int)r->nstack;
         r->stack[r->nstack++] = ref;
-        rc = resolve(r, target, tptr, sizeof(tptr), depth + 1, &res, &sublow, ei);
+        rc = resolve(r, target, tptr, sizeof(tptr), depth + 1, &res, ei);
         r->nstack--;
         if (rc)
             return rc;
-        if (sublow < me) {
-            if (sublow < *low)
-                *low = sublow;
-        } else if (json_object_set(r->memo, ref, res) != 0) {
+        if (json_object_set(r->memo, ref, res) != 0) {
             json_decref(res);
             return ERR_NOMEM;
         }
@@ -160,7 +155,7 @@ static int resolve_ref(struct oa_resolver *r, json_t *node, const char *ref, cha
             size_t pl = strlen(ptr);
             oa_ptr_push(ptr, cap, k);
             rc = is_verbatim_key(k) ? (rv = json_incref(v), 0)
-                                    : resolve(r, v, ptr, cap, depth + 1, &rv, low, ei);
+                                    : resolve(r, v, ptr, cap, depth + 1, &rv, ei);
             ptr[pl] = '\0';
             if (rc == 0 && json_object_set_new(copy, k, rv) != 0)
                 rc = ERR_NOMEM;
@@ -292,7 +287,7 @@ static int check_discriminator(struct oa_resolver *r, json_t *disc, char *ptr, s
 }
 
 static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, int depth,
-                   json_t **out, int *low, struct err_info *ei)
+                   json_t **out, struct err_info *ei)
 {
     if (++r->work > WORK_BUDGET)
         return oa_fail(ei, ERR_LIMIT, ptr, "schema expansion exceeds %u nodes", WORK_BUDGET);
@@ -312,7 +307,7 @@ static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, i
             snprintf(idx, sizeof(idx), "%zu", i);
             oa_ptr_push(ptr, cap, idx);
             json_t *rv = NULL;
-            rc = resolve(r, v, ptr, cap, depth + 1, &rv, low, ei);
+            rc = resolve(r, v, ptr, cap, depth + 1, &rv, ei);
             ptr[pl] = '\0';
             if (rc == 0 && json_array_append_new(arr, rv) != 0)
                 rc = ERR_NOMEM;
@@ -330,7 +325,7 @@ static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, i
     }
     const char *ref = json_string_value(json_object_get(node, "$ref"));
     if (ref)
-        return resolve_ref(r, node, ref, ptr, cap, depth, out, low, ei);
+        return resolve_ref(r, node, ref, ptr, cap, depth, out, ei);
 
     json_t *obj = json_object();
     if (obj == NULL)
@@ -357,7 +352,7 @@ static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, i
                     break;
                 json_t *rpv = NULL;
                 oa_ptr_push(ptr, cap, pk);
-                rc = resolve(r, pv, ptr, cap, depth + 1, &rpv, low, ei);
+                rc = resolve(r, pv, ptr, cap, depth + 1, &rpv, ei);
                 ptr[ql] = '\0';
                 if (rc == 0 && json_object_set_new(rv, pk, rpv) != 0)
                     rc = ERR_NOMEM;
@@ -367,7 +362,7 @@ static int resolve(struct oa_resolver *r, json_t *node, char *ptr, size_t cap, i
             if (rv == NULL)
                 rc = ERR_NOMEM;
         } else {
-            rc = resolve(r, v, ptr, cap, depth + 1, &rv, low, ei);
+            rc = resolve(r, v, ptr, cap, depth + 1, &rv, ei);
             /* name each oneOf/anyOf branch after its component so a discriminator reads well */
             if (rc == 0 && (strcmp(k, "oneOf") == 0 || strcmp(k, "anyOf") == 0) &&
                 json_is_array(v)) {
@@ -423,9 +418,8 @@ int oa_resolve_schema(struct oa_resolver *r, json_t *schema, const char *ptr, js
 {
     char buf[512];
     snprintf(buf, sizeof(buf), "%s", ptr);
-    int low = INT_MAX;
     r->nstack = 0;
-    return resolve(r, schema, buf, sizeof(buf), 0, out, &low, ei);
+    return resolve(r, schema, buf, sizeof(buf), 0, out, ei);
 }
 
 int oa_follow_ref(struct oa_resolver *r, json_t *obj, char *ptr, size_t cap, json_t **out,

@@ -11,7 +11,8 @@
  *   tools/call   a navigation tool is answered here (src/openapi/discovery.c); a call of an
  *                operation (directly, or through call_operation) goes
  *                openapi_request_build → one HTTP request through libcurl multi on this loop →
- *                an MCP tool result (2xx JSON as compact text, capped, plus structuredContent;
+ *                an MCP tool result (2xx JSON projected by openapi_response_project, as compact
+ *                text with the projection's note, capped, plus structuredContent;
  *                other 2xx summarised; 4xx/5xx and transport failures as isError results)
  *   notifications/cancelled aborts the HTTP request of that id; other notifications are ignored
  *
@@ -60,6 +61,7 @@ struct oa_call {
     struct oa_transport *t;
     struct oa_call *prev, *next;
     json_t *id;
+    const struct openapi_tool *op_tool; /* in t->cat, which outlives the call */
     char tool[72];
     char host[256]; /* host[:port] of the URL, for messages */
     struct openapi_request req;
@@ -291,11 +293,24 @@ static json_t *http_result(struct oa_call *c, long status, const char *ct)
         return tool_result(fmt("HTTP %ld, no content", status), false, NULL);
     }
     if (v) {
+        /* what the model reads: the projection (fields, defaults, array cap), then the cap */
+        struct openapi_projection_stats ps;
+        json_t *pv = openapi_response_project(c->t->cat, c->op_tool, v, &ps);
+        json_decref(v);
+        if ((v = pv) == NULL)
+            return NULL;
+        char *note = openapi_projection_note(&ps);
         char *compact = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
         size_t clen = compact ? strlen(compact) : 0;
         char *text = compact ? trimmed(compact, clen, OA_RESULT_MAX) : NULL;
         bool cut = clen > OA_RESULT_MAX;
         free(compact);
+        if (note && text) {
+            char *both = fmt("%s\n%s", text, note);
+            free(text);
+            text = both;
+        }
+        free(note);
         text = scrub(srv, text, &hit);
         /* structuredContent only when the model sees the same, whole and unredacted */
         json_t *structured = json_is_object(v) && !cut && !hit ? json_incref(v) : NULL;
@@ -735,6 +750,7 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
     }
     c->t = t;
     c->id = json_incref(id);
+    c->op_tool = tool;
     snprintf(c->tool, sizeof(c->tool), "%s", tool->name);
     buf_init(&c->body, t->srv->max_message ? t->srv->max_message : (size_t)16 << 20);
     uv_timer_init(t->loop, &c->timer);

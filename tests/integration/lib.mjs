@@ -217,9 +217,9 @@ class Gateway {
 }
 
 /** Spawns the binary with args; returns the child (tracked). */
-export function spawnGatehouse(args, { cwd } = {}) {
+export function spawnGatehouse(args, { cwd, stdin = 'ignore' } = {}) {
   requireBinary();
-  const child = spawn(BIN, args, { cwd: cwd ?? REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BIN, args, { cwd: cwd ?? REPO, detached: true, stdio: [stdin, 'pipe', 'pipe'] });
   live.add(child);
   return child;
 }
@@ -264,8 +264,12 @@ export async function startGateway(config, { t, timeout = 20000, dir } = {}) {
 }
 
 /** Runs the binary to completion (bounded); resolves {code, signal, stdout, stderr}. */
-export async function runGatehouse(args, { timeout = 15000 } = {}) {
-  const child = spawnGatehouse(args);
+export async function runGatehouse(args, { timeout = 15000, input } = {}) {
+  const child = spawnGatehouse(args, { stdin: input === undefined ? 'ignore' : 'pipe' });
+  if (input !== undefined) {
+    child.stdin.on('error', () => {}); // EPIPE: a command that fails early need not read its input
+    child.stdin.end(input);
+  }
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => (stdout += c));

@@ -6,7 +6,9 @@
 // tool's schema, not in any answer (even when the API echoes it), not in the gateway's log.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { closedLoopbackPort, REPO, baseConfig, openSession, readyz, runGatehouse, startGateway } from './lib.mjs';
@@ -15,6 +17,7 @@ const SPEC = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
 const BROKEN = path.join(REPO, 'tests/openapi/broken-ref.yaml');
 const OVERLAY = path.join(REPO, 'tests/openapi/gateway-pets-overlay.yaml');
 const BAD_OVERLAY = path.join(REPO, 'tests/openapi/overlay-bad.yaml');
+const FIELDS = path.join(REPO, 'tests/openapi/gateway-pets-fields.yaml');
 const SECRET = `sk-test-${Math.random().toString(36).slice(2)}${Date.now()}`;
 
 let api;
@@ -42,6 +45,20 @@ function recordingServer() {
       if (req.method === 'GET' && u.pathname === '/v1/pets/missing') return json(404, { message: 'no such pet' });
       if (req.method === 'GET' && u.pathname === '/v1/pets/echo') return json(200, { headers: req.headers });
       if (req.method === 'GET' && u.pathname === '/v1/pets/boom') return json(500, { error: `internal, key was ${req.headers['x-api-key']}` });
+      if (req.method === 'GET' && u.pathname === '/v1/pets/noisy')
+        return json(200, {
+          id: 'noisy',
+          name: 'Rex',
+          tag: null,
+          owner: {},
+          nick: '',
+          alive: false,
+          _links: { self: { href: '/v1/pets/noisy' } },
+          url: `http://127.0.0.1:${apiPort}/v1/pets/noisy`,
+          toys_url: `http://127.0.0.1:${apiPort}/v1/pets/noisy/toys{/toy}`,
+          html_url: 'https://pets.example/noisy',
+          photos: Array.from({ length: 25 }, (_, i) => ({ w: i, h: null })),
+        });
       if (req.method === 'GET' && u.pathname.startsWith('/v1/pets/')) return json(200, { id: u.pathname.slice(9), name: 'Rex', tag: 'dog' });
       if (req.method === 'DELETE') {
         res.writeHead(204);
@@ -51,7 +68,7 @@ function recordingServer() {
         res.writeHead(200, { 'Content-Type': 'text/plain' });
         return res.end('noted');
       }
-      if (u.pathname === '/v1/big') return json(200, { items: Array.from({ length: 5000 }, (_, i) => ({ i, s: 'x'.repeat(20) })) });
+      if (u.pathname === '/v1/big') return json(200, { items: Array.from({ length: 5000 }, (_, i) => ({ i, s: 'x'.repeat(1000) })) });
       res.writeHead(418);
       res.end();
     });
@@ -73,6 +90,7 @@ before(async () => {
         { name: 'pets_find', spec: SPEC, discovery: 'search', base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
         { name: 'pets_trim', spec: SPEC, overlays: [OVERLAY], base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
         { name: 'pets_badov', spec: SPEC, overlays: [BAD_OVERLAY] },
+        { name: 'pets_fields', spec: SPEC, overrides: FIELDS, base_url: `http://127.0.0.1:${apiPort}/v1`, headers: { 'X-API-Key': SECRET } },
       ],
     }),
   );
@@ -204,12 +222,52 @@ describe('openapi transport: requests are exactly what the document demands', ()
     assert.ok(!res.isError);
   });
 
-  test('a large JSON answer is cut with an explicit marker and no structuredContent', async () => {
+  test('a large JSON answer: 20 items kept with a note, then cut at 16 KiB with a marker, no structuredContent', async () => {
     const { res } = await call('get_big', {});
     const text = res.content[0].text;
-    assert.match(text, /\[truncated by gatehouse: 16384 of \d+ bytes shown\]$/);
+    assert.match(text, /\[truncated by gatehouse: 16384 of \d+ bytes shown\]\n\[projected by gatehouse: 4980 array items not shown \(1 arrays cut\)\]$/);
     assert.ok(text.length < 17000, `${text.length}`);
     assert.equal(res.structuredContent, undefined);
+  });
+});
+
+describe('openapi transport: response projection', () => {
+  test('defaults: empty values, _links and links into the API dropped, arrays cut with a note', async () => {
+    const { res } = await call('get_pet', { petId: 'noisy' });
+    const photos = [...Array.from({ length: 20 }, (_, i) => ({ w: i })), '[gatehouse: 5 more items not shown, 25 in all]'];
+    const projected = { id: 'noisy', name: 'Rex', alive: false, html_url: 'https://pets.example/noisy', photos };
+    assert.equal(
+      res.content[0].text,
+      `${JSON.stringify(projected)}\n[projected by gatehouse: 5 array items not shown (1 arrays cut); 23 empty or null fields omitted; 3 links into the API omitted]`,
+    );
+    assert.deepEqual(res.structuredContent, projected);
+  });
+
+  test('fields chosen in the overrides file: only those, the array cap of that file', async () => {
+    const fs2 = await openSession(`${gw.base}/mcp/pets_fields`);
+    const { res, reqs } = await call('get_pet', { petId: 'noisy' }, fs2);
+    assert.equal(reqs[0].url, '/v1/pets/noisy');
+    const projected = { name: 'Rex', photos: [{ w: 0 }, { w: 1 }, { w: 2 }, '[gatehouse: 22 more items not shown, 25 in all]'] };
+    assert.equal(
+      res.content[0].text,
+      `${JSON.stringify(projected)}\n[projected by gatehouse: only the response fields chosen by the operator: name, /photos/[]/w; 22 array items not shown (1 arrays cut)]`,
+    );
+    assert.deepEqual(res.structuredContent, projected);
+  });
+
+  test('openapi inspect --project previews it; a bad field is refused with its position', async () => {
+    const r = await runGatehouse(['openapi', 'inspect', SPEC, '--overrides', FIELDS, '--project', 'getPet'], { input: '{"name":"Rex","age":3}' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '{"name":"Rex"}\n[projected by gatehouse: only the response fields chosen by the operator: name, /photos/[]/w]\n');
+    const bad = path.join(os.tmpdir(), `gh-fields-${process.pid}.yaml`);
+    fs.writeFileSync(bad, 'overrides:\n  getPet:\n    response: {fields: [name, "a..b"]}\n');
+    const e = await runGatehouse(['openapi', 'inspect', SPEC, '--overrides', bad, '--project', 'getPet'], { input: '{}' });
+    fs.rmSync(bad);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /response field 'a\.\.b' at character 3: empty segment \(at \/overrides\/getPet\/response\/fields\/1\)/);
+    const unknown = await runGatehouse(['openapi', 'inspect', SPEC, '--project', 'getCat'], { input: '{}' });
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no tool, operationId or "METHOD \/path" "getCat"/);
   });
 });
 

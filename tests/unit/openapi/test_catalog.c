@@ -476,6 +476,32 @@ static void test_inspect(void)
     free(text);
 }
 
-TEST_MAIN(TEST(test_default_catalog), TEST(test_editorial_file), TEST(test_editorial_errors),
-          TEST(test_names_stable_and_unique), TEST(test_requests_styles),
-          TEST(test_requests_swagger), TEST(test_token_heuristics), TEST(test_inspect))
+/* Stripe writes descriptions in HTML: first_sentence ships plain text. */
+static void test_html_descriptions(void)
+{
+    static const char doc_text[] =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"h\",\"version\":\"1\"},\"paths\":{"
+        "\"/c\":{\"get\":{\"operationId\":\"listConfigs\",\"description\":\"<p>Returns a list "
+        "of <code>Configuration</code> objects &amp; more.</p>\\n<p>Second paragraph.</p>\","
+        "\"parameters\":[{\"name\":\"q\",\"in\":\"query\",\"description\":\"<p>Only "
+        "<a href=\\\"/docs\\\">these</a><br>items, a &lt; b</p><p>More.</p>\",\"schema\":{"
+        "\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}";
+    struct openapi_doc *doc = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(openapi_doc_load_mem(doc_text, strlen(doc_text), &doc, &ei), 0);
+    struct openapi_catalog *cat = doc ? build(doc, NULL) : NULL;
+    const struct openapi_tool *t = cat ? openapi_catalog_find(cat, "list_configs") : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        CHECK_STR(t->description, "Returns a list of Configuration objects & more.");
+        json_t *q = json_object_get(json_object_get(t->input_schema, "properties"), "q");
+        CHECK_STR(json_string_value(json_object_get(q, "description")), "Only these items, a < b");
+    }
+    openapi_catalog_unref(cat);
+    openapi_doc_unref(doc);
+}
+
+TEST_MAIN(TEST(test_default_catalog), TEST(test_html_descriptions), TEST(test_editorial_file),
+          TEST(test_editorial_errors), TEST(test_names_stable_and_unique),
+          TEST(test_requests_styles), TEST(test_requests_swagger), TEST(test_token_heuristics),
+          TEST(test_inspect))

@@ -314,6 +314,52 @@ static void test_large_document(void)
     free(s);
 }
 
+/* 24 schemas each referring to every other (Stripe has 86 in cycles): the paths through them are
+   exponential in number, the expansion must not be. Every reference is expanded or cut. */
+static void test_dense_cycles(void)
+{
+    enum { N = 24 };
+    size_t cap = 1u << 20, n = 0;
+    char *s = malloc(cap);
+    n += (size_t)snprintf(s + n, cap - n,
+                          "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"dense\",\"version\":\"1\"},"
+                          "\"paths\":{\"/s\":{\"post\":{\"operationId\":\"make\",\"requestBody\":{"
+                          "\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/"
+                          "schemas/S0\"}}}},\"responses\":{\"200\":{\"description\":\"ok\"}}}}},"
+                          "\"components\":{\"schemas\":{");
+    for (int k = 0; k < N; k++) {
+        n += (size_t)snprintf(s + n, cap - n, "%s\"S%d\":{\"type\":\"object\",\"properties\":{",
+                              k ? "," : "", k);
+        for (int j = 0; j < N; j++)
+            n += (size_t)snprintf(s + n, cap - n,
+                                  "%s\"p%d\":{\"$ref\":\"#/components/schemas/S%d\"}", j ? "," : "",
+                                  j, j);
+        n += (size_t)snprintf(s + n, cap - n, "}}");
+    }
+    n += (size_t)snprintf(s + n, cap - n, "}}}");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct openapi_doc *doc = NULL;
+    struct err_info ei = {0};
+    int rc = openapi_doc_load_mem(s, n, &doc, &ei);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK_INT(rc, 0);
+    CHECK(secs < 2.0);
+    if (doc && doc->nops == 1) {
+        json_t *props = json_object_get(doc->ops[0].body_schema, "properties");
+        CHECK_INT(json_object_size(props), N);
+        CHECK_JSON(json_object_get(props, "p0"),
+                   "{\"description\":\"(recursive: S0)\",\"type\":\"object\"}");
+        /* S1 is expanded below S0, and its own reference to S0 is the cut */
+        CHECK_JSON(
+            json_object_get(json_object_get(json_object_get(props, "p1"), "properties"), "p0"),
+            "{\"description\":\"(recursive: S0)\",\"type\":\"object\"}");
+    }
+    openapi_doc_unref(doc);
+    free(s);
+}
+
 TEST_MAIN(TEST(test_openapi30_model), TEST(test_swagger20_normalised), TEST(test_openapi31_styles),
           TEST(test_bad_documents), TEST(test_bad_documents_mem),
-          TEST(test_yaml_scalars_and_aliases), TEST(test_large_document))
+          TEST(test_yaml_scalars_and_aliases), TEST(test_large_document), TEST(test_dense_cycles))
