@@ -152,6 +152,16 @@ void oauth_send_json(h2o_req_t *req, int status, json_t *body)
     free(text);
 }
 
+/* Every refusal is logged with its cause and the endpoint, so that an operator sees what the
+   client was told (descriptions name the client or user where it matters, never a secret). */
+static void log_refusal(h2o_req_t *req, int status, const char *code, const char *msg)
+{
+    json_t *f =
+        json_pack("{s:i, s:s, s:s, s:s%}", "status", status, "error", code, "error_description",
+                  msg, "path", req->path_normalized.base, req->path_normalized.len);
+    log_fields(LOG_INFO, "oauth_refused", f); /* takes f, even NULL */
+}
+
 int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...)
 {
     char msg[600];
@@ -161,6 +171,7 @@ int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *f
     va_end(ap);
     if (status == 401)
         oauth_add_header(req, "www-authenticate", "Basic realm=\"gatehouse\"");
+    log_refusal(req, status, code, msg);
     json_t *e = json_pack("{s:s, s:s}", "error", code, "error_description", msg);
     oauth_send_json(req, status, e);
     json_decref(e);
@@ -250,6 +261,7 @@ int oauth_error_page(h2o_req_t *req, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    log_refusal(req, status, "page", msg);
     struct buf b;
     buf_init(&b, 4096);
     buf_append_str(&b, "<h1>Authorization refused</h1>\n<p id=\"error\">");
