@@ -331,10 +331,17 @@ static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
         char h[TOKEN_HASH_SIZE];
         struct store_family fam;
         token_hash(tok, strlen(tok), h);
-        /* Using it marks it spent; revoking the family makes the whole grant unusable. A
-           replayed or already revoked token's family is revoked by the store already. */
-        if (store_refresh_use(o->st, h, &fam) == 0)
-            store_family_revoke(o->st, fam.id);
+        /* RFC 7009 §2.1: only the client the token was issued to may revoke it (a public
+           client's id is no secret, so anyone could otherwise end anyone's grant). A token
+           that is spent, revoked or unknown has nothing left to revoke. */
+        if (store_refresh_peek(o->st, h, &fam) == 0) {
+            if (strcmp(fam.client_id, client->client_id) != 0)
+                return oauth_send_error(req, 400, "invalid_request",
+                                        "the token was issued to another client");
+            /* Using it marks it spent; revoking the family makes the whole grant unusable. */
+            if (store_refresh_use(o->st, h, &fam) == 0)
+                store_family_revoke(o->st, fam.id);
+        }
     }
     /* RFC 7009 §2.2: 200 whether or not the token was known. */
     json_t *empty = json_object();

@@ -36,3 +36,27 @@ test('oauth review: introspection follows revoke --user and a disabled user', as
   assert.deepEqual(await introspect(gw, [rs.id, rs.secret], b.access_token), { active: false }, 'disabled user');
   assert.deepEqual(await introspect(gw, [rs.id, rs.secret], b.refresh_token), { active: false }, 'disabled user (refresh)');
 });
+
+test('oauth review: a client cannot revoke the refresh token of another client', async (t) => {
+  const gw = await startAuthGateway(t);
+  const victim = await fullFlow(gw);
+  const other = await register(gw, { client_name: 'Other' });
+  const res = await fetch(`${gw.base}/oauth/revoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: victim.refresh_token, client_id: other.client_id }),
+  });
+  assert.equal(res.status, 400);
+  assert.match((await res.json()).error_description, /another client/);
+  const r = await token(gw, { grant_type: 'refresh_token', refresh_token: victim.refresh_token, client_id: victim.client.client_id });
+  assert.equal(r.status, 200, `the victim's grant must survive: ${JSON.stringify(r.json)}`);
+  // Its own client may revoke it (and the whole grant).
+  const own = await fetch(`${gw.base}/oauth/revoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: r.json.refresh_token, client_id: victim.client.client_id }),
+  });
+  assert.equal(own.status, 200);
+  const dead = await token(gw, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: victim.client.client_id });
+  assert.equal(dead.status, 400);
+});
