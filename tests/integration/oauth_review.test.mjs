@@ -60,3 +60,19 @@ test('oauth review: a client cannot revoke the refresh token of another client',
   const dead = await token(gw, { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: victim.client.client_id });
   assert.equal(dead.status, 400);
 });
+
+test('oauth review: bogus API keys cost no password hash (no unauthenticated CPU exhaustion)', async (t) => {
+  const gw = await startAuthGateway(t, { workers: 1 });
+  const bogus = () => `ghk_${crypto.randomBytes(8).toString('hex')}_${crypto.randomBytes(32).toString('base64url')}`;
+  await mcpInit(gw.url, bogus()); // warm up
+  const n = 20;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const r = await mcpInit(gw.url, i % 2 ? bogus() : `ghk_${crypto.randomBytes(6).toString('hex')}`);
+    assert.equal(r.status, 401);
+    assert.match(r.json.error_description, /API key/);
+  }
+  const per = (performance.now() - t0) / n;
+  // An argon2id (64 MiB) takes tens of milliseconds; a table lookup well under one.
+  assert.ok(per < 15, `a bogus API key took ${per.toFixed(1)} ms on the worker`);
+});
