@@ -76,3 +76,27 @@ test('oauth review: bogus API keys cost no password hash (no unauthenticated CPU
   // An argon2id (64 MiB) takes tens of milliseconds; a table lookup well under one.
   assert.ok(per < 15, `a bogus API key took ${per.toFixed(1)} ms on the worker`);
 });
+
+test('oauth review: failed sign-ins back off per user, without locking out other users', async (t) => {
+  const gw = await startAuthGateway(t);
+  const client = await register(gw);
+  const { challenge } = pkce();
+  const browser = new Browser();
+  let { page } = await browser.follow(authorizeUrl(gw, { client_id: client.client_id, challenge }));
+  assert.match(page.text, /action="\/oauth\/login"/);
+  for (let i = 0; i < 5; i++) {
+    ({ page } = await browser.submit(page, { username: 'alice', password: `wrong-${i}` }, { match: '/oauth/login' }));
+    assert.equal(page.status, 401, page.text);
+    assert.match(page.text, /Wrong user name or password/);
+  }
+  // Even the right password now waits: the guesser cannot tell.
+  ({ page } = await browser.submit(page, { username: 'alice', password: PASSWORD }, { match: '/oauth/login' }));
+  assert.equal(page.status, 429, page.text);
+  assert.match(page.text, /Too many failed sign-ins for this user name; wait \d+ s/);
+  // Another user from the same address is not locked out.
+  const b2 = new Browser();
+  ({ page } = await b2.follow(authorizeUrl(gw, { client_id: client.client_id, challenge })));
+  ({ page } = await b2.submit(page, { username: 'bob', password: PASSWORD }, { match: '/oauth/login', stop: (u) => u.startsWith('http://127.0.0.1:9/') }));
+  assert.ok(page.status === 200 || page.status === 303, `bob: ${page.status} ${page.text.slice(0, 200)}`);
+  assert.ok(!gw.tail(100000).includes(PASSWORD), 'a password is in the log');
+});
