@@ -124,5 +124,11 @@ enum auth_verdict {
 enum auth_verdict auth_validate(struct auth_validator *v, const char *authorization, size_t len,
                                 const char *resource, const char *required_scope,
                                 struct principal *p, struct err_info *ei);
+/* RFC 7662 for one of our access tokens: every check auth_validate makes (signature, typ,
+   issuer, expiry, the user's state and revocations, the client, the jti) except the audience,
+   which introspection reports instead. 0 and *claims (new reference) when active; otherwise
+   ERR_DENIED with ei naming why. Never cached. */
+int auth_introspect(struct auth_validator *v, const char *tok, size_t len, json_t **claims,
+                    struct err_info *ei);
 
 #endif

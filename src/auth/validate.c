@@ -535,3 +535,30 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
     *p = got;
     return AUTH_OK;
 }
+
+int auth_introspect(struct auth_validator *v, const char *tok, size_t len, json_t **claims,
+                    struct err_info *ei)
+{
+    json_t *header = NULL, *c = NULL;
+    struct principal p;
+    int64_t until = 0;
+    validator_sync(v);
+    if (!v->kr)
+        return err_info_set(ei, ERR_DENIED, 0, 0, "no signing keys are available");
+    int rc = auth_jwt_verify_full(v->kr, tok, len, &header, &c, ei);
+    if (rc == 0) {
+        /* the audience the token names, so that check_claims' audience test is moot */
+        const json_t *aud = json_object_get(c, "aud");
+        const char *res = json_is_string(aud) ? json_string_value(aud)
+                                              : json_string_value(json_array_get(aud, 0));
+        rc = res ? check_claims(v, header, c, res, (int64_t)time(NULL), &p, &until, ei)
+                 : err_info_set(ei, ERR_DENIED, 0, 0, "the token has no audience");
+    }
+    json_decref(header);
+    if (rc) {
+        json_decref(c);
+        return ERR_DENIED;
+    }
+    *claims = c;
+    return 0;
+}

@@ -19,6 +19,7 @@
 #include "core/rand.h"
 #include "core/secret.h"
 
+#include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,8 +123,9 @@ static bool login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u
 
 /* ---- pages ---- */
 
-static int login_page(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
-                      const char *authz_id, const json_t *authz, const char *error)
+/* The sign-in page; with an error, answered with `status` (else 200). */
+static int login_page_as(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                         const char *authz_id, const json_t *authz, const char *error, int status)
 {
     struct buf b;
     buf_init(&b, OAUTH_HTML_MAX);
@@ -159,9 +161,15 @@ static int login_page(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
     }
     if (!cfg->auth.local_login && cfg->auth.nproviders == 0)
         buf_append_str(&b, "<p>No sign-in method is configured (auth.login).</p>");
-    oauth_send_page(req, error ? 401 : 200, "Sign in", b.data ? b.data : "", NULL);
+    oauth_send_page(req, error ? status : 200, "Sign in", b.data ? b.data : "", NULL);
     buf_release(&b);
-    return error ? 401 : 200;
+    return error ? status : 200;
+}
+
+static int login_page(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
+                      const char *authz_id, const json_t *authz, const char *error)
+{
+    return login_page_as(o, cfg, req, authz_id, authz, error, 401);
 }
 
 static int consent_page(struct oauth_ctx *o, h2o_req_t *req, const char *authz_id,
@@ -434,12 +442,77 @@ bool oauth_authz_pending(struct oauth_ctx *o, h2o_req_t *req, const char *authz_
     return true;
 }
 
+/* ---- back-off of failed sign-ins ----
+ *
+ * Password guessing is slowed per user name and per client address: after FAIL_USER_FREE
+ * (resp. FAIL_IP_FREE) failures, each further one closes the door for FAIL_BASE_S seconds,
+ * doubling up to FAIL_MAX_S; a closed door is answered 429 before any password is hashed (the
+ * right password too, so a guesser learns nothing). A success clears the user name's count.
+ * The counts live in the store's ephemeral table ("loginfail", under the SHA-256 of "u:<name>"
+ * or "a:<address>"), so every worker and replica sees them; the read-then-write is not atomic,
+ * which can only let a few concurrent guesses through uncounted. Behind a reverse proxy every
+ * browser shares the proxy's address, hence the far higher per-address allowance. */
+#define FAIL_USER_FREE 5
+#define FAIL_IP_FREE 50
+#define FAIL_BASE_S 30
+#define FAIL_MAX_S 900
+#define FAIL_WINDOW_S 900 /* a count is forgotten this long after its last failure */
+
+static void fail_key(const char *prefix, const char *v, char hash[TOKEN_HASH_SIZE])
+{
+    char buf[320];
+    snprintf(buf, sizeof(buf), "%s:%.300s", prefix, v);
+    hash_of(buf, hash);
+}
+
+static void peer_address(h2o_req_t *req, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    out[0] = '\0';
+    if (len == 0 || h2o_socket_getnumerichost((struct sockaddr *)&ss, len, out) == SIZE_MAX)
+        snprintf(out, size, "unknown");
+}
+
+/* Seconds the door stays closed for this key, 0 when open. */
+static int64_t fail_wait(struct oauth_ctx *o, const char hash[TOKEN_HASH_SIZE])
+{
+    json_t *v = NULL;
+    if (store_ephemeral_get(o->st, "loginfail", hash, &v) != 0)
+        return 0;
+    int64_t until = json_integer_value(json_object_get(v, "until")), now = oauth_now();
+    json_decref(v);
+    return until > now ? until - now : 0;
+}
+
+static void fail_count(struct oauth_ctx *o, const char hash[TOKEN_HASH_SIZE], int free_tries)
+{
+    json_t *v = NULL;
+    int64_t n = 0, now = oauth_now(), until = 0;
+    if (store_ephemeral_get(o->st, "loginfail", hash, &v) == 0)
+        n = json_integer_value(json_object_get(v, "n"));
+    json_decref(v);
+    n++;
+    if (n >= free_tries) {
+        int64_t wait = FAIL_BASE_S;
+        for (int64_t i = n - free_tries; i > 0 && wait < FAIL_MAX_S; i--)
+            wait *= 2;
+        until = now + (wait < FAIL_MAX_S ? wait : FAIL_MAX_S);
+    }
+    json_t *rec = json_pack("{s:I, s:I}", "n", (json_int_t)n, "until", (json_int_t)until);
+    if (rec)
+        store_ephemeral_put(o->st, "loginfail", hash, rec,
+                            (until > now ? until : now) + FAIL_WINDOW_S);
+    json_decref(rec);
+}
+
 /* A sign-in whose password is being checked; in the request's pool. */
 struct login_call {
     struct oauth_form f;
     struct config *cfg;
     json_t *authz;
     struct store_user u;
+    char user_key[TOKEN_HASH_SIZE], addr_key[TOKEN_HASH_SIZE];
 };
 
 static void login_call_dispose(void *p)
@@ -456,10 +529,13 @@ static void password_checked_cb(struct oauth_ctx *o, h2o_req_t *req, void *arg, 
     const char *id = oauth_form_get(&l->f, "authz"), *name = oauth_form_get(&l->f, "username");
     if (!ok || l->u.disabled) {
         /* One answer for every cause: no oracle for user names or disabled accounts. */
+        fail_count(o, l->user_key, FAIL_USER_FREE);
+        fail_count(o, l->addr_key, FAIL_IP_FREE);
         login_page(o, l->cfg, req, id, l->authz, "Wrong user name or password.");
         log_msg(LOG_INFO, "oauth", "local sign-in refused for user \"%.64s\"", name);
         return;
     }
+    store_ephemeral_delete(o->st, "loginfail", l->user_key);
     oauth_login_complete(o, l->cfg, req, &l->u, id, "local");
 }
 
@@ -491,6 +567,26 @@ int oauth_login(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
                                 "from the application");
     if (name == NULL || pw == NULL)
         return login_page(o, cfg, req, id, l->authz, "Enter a user name and a password.");
+    char addr[NI_MAXHOST];
+    peer_address(req, addr, sizeof(addr));
+    fail_key("u", name, l->user_key);
+    fail_key("a", addr, l->addr_key);
+    int64_t wait;
+    if ((wait = fail_wait(o, l->user_key)) > 0 || (wait = fail_wait(o, l->addr_key)) > 0) {
+        bool user = fail_wait(o, l->user_key) > 0;
+        log_msg(LOG_WARN, "oauth",
+                "local sign-in for user \"%.64s\" from %s held back: too many "
+                "failures %s",
+                name, addr, user ? "for this user name" : "from this address");
+        struct buf msg;
+        buf_init(&msg, 256);
+        buf_printf(&msg, "Too many failed sign-ins for this %s; wait %lld s and try again.",
+                   user ? "user name" : "address", (long long)wait);
+        login_page_as(o, cfg, req, id, l->authz, msg.data ? msg.data : "Too many failed sign-ins.",
+                      429);
+        buf_release(&msg);
+        return 429;
+    }
     /* The argon2id check runs on the thread pool (an unknown user costs the same time). */
     char hash[SECRET_HASH_MAX];
     bool found = store_user_password_hash(o->st, name, &l->u, hash) == 0;

@@ -198,6 +198,26 @@ static bool host_is_loopback(const char *h)
     return true;
 }
 
+/* A DNS name (LDH labels; '_' too, which some hosts carry) or a bracketed IPv6 literal without
+   a zone id. Nothing else: the host is echoed into the consent page's Content-Security-Policy
+   (where ';' and ',' separate directives and policies) and handed to curl. */
+static bool host_chars_ok(const char *h, size_t n)
+{
+    bool v6 = h[0] == '[';
+    if (v6 && n < 4) /* "[::]" at least */
+        return false;
+    for (size_t i = v6 ? 1 : 0; i < (v6 ? n - 1 : n); i++) {
+        char c = h[i];
+        bool ok = v6 ? (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                           c == ':' || c == '.'
+                     : (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           c == '-' || c == '_' || c == '.';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 int oauth_url_parse(const char *s, struct oauth_url *u, struct err_info *ei)
 {
     size_t len = strlen(s);
@@ -238,6 +258,10 @@ int oauth_url_parse(const char *s, struct oauth_url *u, struct err_info *ei)
         return err_info_set(ei, ERR_PARSE, 0, 0, "the URL's host is empty or too long");
     memcpy(r.host, p, hlen);
     r.host[hlen] = '\0';
+    if (!host_chars_ok(r.host, hlen))
+        return err_info_set(ei, ERR_PARSE, 0, 0,
+                            "the URL's host must be a DNS name (letters, digits, '-', '_', '.') or "
+                            "an IP literal");
     if (hlen < alen) {
         if (p[hlen] != ':' || hlen + 1 == alen || alen - hlen - 1 > 5)
             return err_info_set(ei, ERR_PARSE, 0, 0, "the URL's port is not a number");

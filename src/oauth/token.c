@@ -331,10 +331,17 @@ static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
         char h[TOKEN_HASH_SIZE];
         struct store_family fam;
         token_hash(tok, strlen(tok), h);
-        /* Using it marks it spent; revoking the family makes the whole grant unusable. A
-           replayed or already revoked token's family is revoked by the store already. */
-        if (store_refresh_use(o->st, h, &fam) == 0)
-            store_family_revoke(o->st, fam.id);
+        /* RFC 7009 §2.1: only the client the token was issued to may revoke it (a public
+           client's id is no secret, so anyone could otherwise end anyone's grant). A token
+           that is spent, revoked or unknown has nothing left to revoke. */
+        if (store_refresh_peek(o->st, h, &fam) == 0) {
+            if (strcmp(fam.client_id, client->client_id) != 0)
+                return oauth_send_error(req, 400, "invalid_request",
+                                        "the token was issued to another client");
+            /* Using it marks it spent; revoking the family makes the whole grant unusable. */
+            if (store_refresh_use(o->st, h, &fam) == 0)
+                store_family_revoke(o->st, fam.id);
+        }
     }
     /* RFC 7009 §2.2: 200 whether or not the token was known. */
     json_t *empty = json_object();
@@ -371,17 +378,14 @@ static int introspect_next(struct oauth_ctx *o, const struct config *cfg, h2o_re
     const char *tok = oauth_form_get(f, "token");
     if (tok == NULL)
         return oauth_send_error(req, 400, "invalid_request", "token is required");
-    const struct auth_keyring *kr = auth_validator_keyring(o->v);
     json_t *claims = NULL, *res = NULL;
     if (!looks_like_jwt(tok)) {
         res = introspect_refresh(o, tok);
-    } else if (kr && auth_jwt_verify(kr, tok, strlen(tok), &claims, NULL) == 0) {
-        const char *iss = json_string_value(json_object_get(claims, "iss"));
-        const char *jti = json_string_value(json_object_get(claims, "jti"));
+    } else if (auth_introspect(o->v, tok, strlen(tok), &claims, NULL) == 0) {
+        /* the same verdict as at /mcp: revoke --user, a disabled user or a revoked client
+           make the token inactive here too */
         json_int_t exp = json_integer_value(json_object_get(claims, "exp"));
-        bool revoked = true;
-        if (iss && strcmp(iss, o->issuer) == 0 && exp > oauth_now() && jti &&
-            store_jti_revoked(o->st, jti, &revoked) == 0 && !revoked) {
+        if (exp > oauth_now()) {
             res = json_deep_copy(claims);
             json_object_set_new(res, "active", json_true());
             json_object_set_new(res, "token_type", json_string("Bearer"));
