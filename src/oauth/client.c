@@ -162,28 +162,42 @@ bool oauth_resource_known(struct oauth_ctx *o, const struct config *cfg, const c
     return *rest == '/' && config_find_server(cfg, rest + 1) != NULL;
 }
 
+bool oauth_scope_next(const char **cursor, const char **word, size_t *len)
+{
+    const char *p = *cursor;
+    while (*p == ' ')
+        p++;
+    size_t n = strcspn(p, " ");
+    *cursor = p + n;
+    *word = p;
+    *len = n;
+    return n > 0;
+}
+
+bool oauth_scope_has(const char *list, const char *word, size_t len)
+{
+    const char *w;
+    size_t n;
+    for (const char *q = list; oauth_scope_next(&q, &w, &n);)
+        if (n == len && memcmp(w, word, len) == 0)
+            return true;
+    return false;
+}
+
 bool oauth_scope_allowed(const struct config *cfg, const char *scope, struct err_info *ei)
 {
-    const char *p = scope;
-    while (*p) {
-        while (*p == ' ')
-            p++;
-        size_t len = strcspn(p, " ");
-        if (len == 0)
-            break;
-        bool found = false;
-        if (cfg->auth.nscopes == 0)
-            found = len == 3 && memcmp(p, "mcp", 3) == 0;
+    const char *w;
+    size_t len;
+    for (const char *p = scope; oauth_scope_next(&p, &w, &len);) {
+        bool found = cfg->auth.nscopes == 0 && len == 3 && memcmp(w, "mcp", 3) == 0;
         for (size_t i = 0; i < cfg->auth.nscopes && !found; i++)
-            found = strlen(cfg->auth.scopes[i]) == len && memcmp(cfg->auth.scopes[i], p, len) == 0;
+            found = strlen(cfg->auth.scopes[i]) == len && memcmp(cfg->auth.scopes[i], w, len) == 0;
         if (!found) {
             err_info_set(ei, ERR_INVAL, 0, 0,
-                         "scope \"%.*s\" is not offered here (scopes: see "
-                         "scopes_supported)",
-                         (int)(len > 64 ? 64 : len), p);
+                         "scope \"%.*s\" is not offered here (scopes: see scopes_supported)",
+                         (int)(len > 64 ? 64 : len), w);
             return false;
         }
-        p += len;
     }
     return true;
 }

@@ -106,6 +106,11 @@ bool oauth_resource_known(struct oauth_ctx *o, const struct config *cfg, const c
 /* Is every scope of the space-separated list in auth.scopes? ei names the first one that is
    not. */
 bool oauth_scope_allowed(const struct config *cfg, const char *scope, struct err_info *ei);
+/* The words of a space-separated scope list: sets *word and *len to the next one and moves
+ *cursor past it; false at the end. */
+bool oauth_scope_next(const char **cursor, const char **word, size_t *len);
+/* Whether the space-separated list holds exactly this word. */
+bool oauth_scope_has(const char *list, const char *word, size_t len);
 /* The name to show for a client. */
 const char *oauth_client_name(const struct store_client *c);
 /* Does the client's registered metadata list this redirect URI? */

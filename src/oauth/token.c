@@ -34,24 +34,11 @@ static bool grant_allowed(const struct store_client *c, const char *grant)
 /* Is every scope of `want` in `have` (both space-separated)? */
 static bool scope_subset(const char *want, const char *have)
 {
-    for (const char *p = want; *p;) {
-        while (*p == ' ')
-            p++;
-        size_t len = strcspn(p, " ");
-        if (len == 0)
-            break;
-        bool found = false;
-        for (const char *q = have; *q && !found;) {
-            while (*q == ' ')
-                q++;
-            size_t l2 = strcspn(q, " ");
-            found = l2 == len && memcmp(p, q, len) == 0;
-            q += l2;
-        }
-        if (!found)
+    const char *w;
+    size_t len;
+    for (const char *p = want; oauth_scope_next(&p, &w, &len);)
+        if (!oauth_scope_has(have, w, len))
             return false;
-        p += len;
-    }
     return true;
 }
 
