@@ -115,6 +115,7 @@ struct mcp_worker {
     /* private to gateway.c */
     struct catalog *catalog;
     uint64_t catalog_gen;
+    struct store *store; /* this thread's store connection, for per-user settings (auth on) */
 };
 
 /*
