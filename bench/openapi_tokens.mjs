@@ -54,7 +54,7 @@ try {
 }
 
 const tokens = (tool) => {
-  const { tokens: _estimate, ...mcp } = tool;
+  const { tokens: _estimate, operation: _op, ...mcp } = tool;
   return encode(JSON.stringify(mcp)).length;
 };
 

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/secret.h"
+#include "mcp/gateway.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -43,10 +44,10 @@ enum { EXIT_OK = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2 };
 struct args {
     const char *pos[MAX_ARGS];
     size_t npos;
-    const char *email, *account, *label, *user, *name, *role, *alg;
+    const char *email, *account, *label, *user, *name, *role, *alg, *server, *discovery, *select;
     const char *redirects[MAX_REDIRECTS];
     size_t nredirects;
-    bool admin, json, password_stdin, random, no_password;
+    bool admin, json, password_stdin, random, no_password, select_all;
 };
 
 enum opt_bit {
@@ -61,6 +62,7 @@ enum opt_bit {
     O_NAME = 1 << 8,
     O_REDIRECT = 1 << 9,
     O_ALG = 1 << 10,
+    O_SETTINGS = 1 << 11, /* --server, --discovery, --select, --select-all */
 };
 
 struct command;
@@ -338,6 +340,65 @@ static int user_disable(struct cli *c, const struct args *a)
 static int user_enable(struct cli *c, const struct args *a)
 {
     return user_set_disabled(c, a, false);
+}
+
+/* `user settings USER --server S [--discovery M] [--select a,b | --select-all]`: without a change,
+   prints the settings; with one, changes them (mcp_settings_update: the rules the gateway's
+   gatehouse__settings tool follows too). A running gateway reads them at the user's next list or
+   call. */
+static int user_settings(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    if (a->server == NULL)
+        return usage_error(c->cmd, "--server is required");
+    if (a->select && a->select_all)
+        return usage_error(c->cmd, "--select and --select-all exclude each other");
+    json_t *select = a->select_all ? json_null() : NULL;
+    if (a->select) {
+        select = json_array();
+        for (const char *p = a->select; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n > 128) {
+                json_decref(select);
+                return usage_error(c->cmd, "--select takes tool names separated by commas");
+            }
+            json_array_append_new(select, json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+    }
+    struct store_settings v = {0};
+    struct err_info ei = {0};
+    int err;
+    if (a->discovery || select)
+        err = mcp_settings_update(c->cfg, c->st, u.id, a->server, a->discovery, select, &v, &ei);
+    else if ((err = store_settings_get(c->st, u.id, a->server, &v)) == ERR_NOTFOUND)
+        err = 0; /* no row: every default */
+    json_decref(select);
+    if (err)
+        return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    json_t *d = mcp_settings_describe(a->server, &v);
+    if (a->json) {
+        json_dumpf(d, stdout, JSON_INDENT(2));
+        putchar('\n');
+    } else {
+        printf("user \"%s\", server \"%s\": discovery %s; ", u.name, a->server,
+               json_string_value(json_object_get(d, "discovery")));
+        if (v.tools == NULL)
+            printf("every tool selected\n");
+        else {
+            printf("%zu tools selected:", json_array_size(v.tools));
+            size_t i;
+            json_t *t;
+            json_array_foreach(v.tools, i, t) printf(" %s", json_string_value(t));
+            putchar('\n');
+        }
+    }
+    json_decref(d);
+    store_settings_release(&v);
+    return 0;
 }
 
 static int user_passwd(struct cli *c, const struct args *a)
@@ -738,6 +799,12 @@ static const struct command commands[] = {
      O_PASSWORD,
      "user passwd NAME [--password-stdin | --random | --no-password]",
      user_passwd},
+    {{"user", "settings"},
+     1,
+     O_SETTINGS | O_JSON,
+     "user settings NAME --server S [--discovery static|hierarchical|search] "
+     "[--select TOOL,... | --select-all] [--json]",
+     user_settings},
     {{"team", "add"}, 1, 0, "team add NAME", team_add},
     {{"team", "list"}, 0, 0, "team list", team_list},
     {{"team", "member", "add"},
@@ -819,6 +886,10 @@ static const struct option_def options[] = {
     {"--user", O_USER, VAL(user)},
     {"--name", O_NAME, VAL(name)},
     {"--alg", O_ALG, VAL(alg)},
+    {"--server", O_SETTINGS, VAL(server)},
+    {"--discovery", O_SETTINGS, VAL(discovery)},
+    {"--select", O_SETTINGS, VAL(select)},
+    {"--select-all", O_SETTINGS, FLAG(select_all)},
     {"--redirect-uri", O_REDIRECT, 0, 0}, /* repeated: handled below */
 };
 

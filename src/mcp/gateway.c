@@ -238,7 +238,8 @@ static void set_state(struct upstream *up, enum up_state st, const char *why)
 struct broadcast {
     int server;
     json_t *msg;
-    const char *uri; /* only sessions subscribed to it, when set */
+    const char *owner; /* only this principal's sessions, when set */
+    const char *uri;   /* only sessions subscribed to it, when set */
 };
 
 /* The SESSION_LISTEN_* bit that lets a subscriptions/listen stream carry notification `method`;
@@ -264,6 +265,8 @@ static void broadcast_cb(struct session *s, void *arg)
     if (b->server >= 0 && view >= 0 && view != b->server)
         return;
     if (b->uri && !session_subscribed(s, b->uri))
+        return;
+    if (b->owner && !session_owned_by(s, b->owner))
         return;
     json_t *msg = b->msg, *tagged = NULL;
     if (session_transient(s)) {
@@ -298,7 +301,7 @@ static void broadcast_cb(struct session *s, void *arg)
    (server -1: every session). */
 static void broadcast(int server, json_t *msg, const char *uri)
 {
-    struct broadcast b = {server, msg, uri};
+    struct broadcast b = {server, msg, NULL, uri};
     session_foreach(broadcast_cb, &b);
 }
 
@@ -2462,6 +2465,161 @@ json_t *mcp_discover_result(int view)
                      GATEHOUSE_VERSION, "ttlMs", 0, "cacheScope", "private");
 }
 
+/* --- per-user views (auth on): the user's tool selection, the settings tool --- */
+
+#define SETTINGS_TOOL "gatehouse__settings"
+
+/* The user id of the session's principal; false without authentication or for a service
+   account (their view is the configured one). */
+static bool session_user(const struct session *s, int64_t *uid)
+{
+    const char *o = s ? session_owner(s) : "";
+    if (!gw.cfg->auth.enabled || o[0] != 'u' || o[1] != ':')
+        return false;
+    *uid = strtoll(o + 2, NULL, 10);
+    return *uid > 0;
+}
+
+static struct store *worker_store(struct mcp_worker *w)
+{
+    if (w->store == NULL) {
+        struct err_info ei = {0};
+        if (store_open(gw.cfg->store.sqlite, &w->store, &ei) != 0)
+            log_warn("settings", "cannot open the store for per-user settings: %s", ei.msg);
+    }
+    return w->store;
+}
+
+/* Is `tool` (a server's own name) in the user's selection of server `server`? */
+static bool user_selected(struct mcp_worker *w, int64_t uid, int server, const char *tool,
+                          size_t *nselected)
+{
+    struct store *st = worker_store(w);
+    struct store_settings v = {0};
+    if (st == NULL || store_settings_get(st, uid, gw.ups[server]->srv->name, &v) != 0)
+        return true;
+    bool found = v.tools == NULL;
+    size_t i;
+    json_t *t;
+    json_array_foreach(v.tools, i, t) found |= strcmp(json_string_value(t), tool) == 0;
+    if (nselected)
+        *nselected = json_array_size(v.tools);
+    store_settings_release(&v);
+    return found;
+}
+
+static json_t *settings_tool(void)
+{
+    return json_pack(
+        "{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}, s:{s:s, s:[s,s,s], s:s}, s:{s:s, s:{s:s}, s:s},"
+        " s:{s:s, s:s}}, s:[s]}, s:{s:b}}",
+        "name", SETTINGS_TOOL, "description",
+        "Your own view of one server behind this gateway: select the tools you want (only those "
+        "are listed and callable for you) and, for a REST API server, its discovery mode. With "
+        "only `server`, shows your settings.",
+        "inputSchema", "type", "object", "properties", "server", "type", "string", "description",
+        "the server's name", "discovery", "type", "string", "enum", "static", "hierarchical",
+        "search", "description", "how a REST API server lists its tools", "select", "type", "array",
+        "items", "type", "string", "description", "the tools to keep, by the server's own names",
+        "select_all", "type", "boolean", "description", "true: every tool again", "required",
+        "server", "annotations", "idempotentHint", 1);
+}
+
+static json_t *settings_result(const char *text, bool is_error)
+{
+    return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", text, "isError",
+                     is_error);
+}
+
+/* A tools/call of the settings tool by user uid. */
+static void handle_settings_call(struct mcp_worker *w, struct session *s, int64_t uid, json_t *id,
+                                 json_t *args, struct mcp_reply *r)
+{
+    const char *server = json_string_value(json_object_get(args, "server"));
+    json_t *disc = json_object_get(args, "discovery");
+    json_t *select = json_object_get(args, "select");
+    json_t *all = json_object_get(args, "select_all");
+    struct store *st = worker_store(w);
+    struct catalog *cat = worker_catalog(w);
+    char why[700] = "";
+    int server_ix = server ? gateway_find_server(server) : -1;
+    if (server == NULL)
+        snprintf(why, sizeof(why), "%s needs the string argument \"server\"", SETTINGS_TOOL);
+    else if (server_ix < 0)
+        snprintf(why, sizeof(why), "no server named \"%.64s\" behind this gateway", server);
+    else if (disc != NULL && !json_is_string(disc))
+        snprintf(why, sizeof(why), "\"discovery\" is static, hierarchical or search");
+    else if (select != NULL && !json_is_array(select))
+        snprintf(why, sizeof(why), "\"select\" is a list of tool names");
+    else if (select != NULL && json_is_true(all))
+        snprintf(why, sizeof(why), "\"select\" and \"select_all\" exclude each other");
+    else if (st == NULL)
+        snprintf(why, sizeof(why), "the settings store is not available");
+    size_t i;
+    json_t *t;
+    json_array_foreach(why[0] ? NULL : select, i, t)
+    {
+        int srv;
+        const char *orig;
+        const char *name = json_string_value(t);
+        if (name == NULL || cat == NULL ||
+            catalog_route(cat, server_ix, CAT_TOOLS, name, &srv, &orig) != 0)
+            snprintf(why, sizeof(why), "server \"%s\" has no tool \"%.100s\"", server,
+                     name ? name : "(not a string)");
+    }
+    struct store_settings v = {0};
+    struct err_info ei = {0};
+    bool change = disc != NULL || select != NULL || json_is_true(all);
+    if (why[0] == '\0') {
+        int err = change ? mcp_settings_update(gw.cfg, st, uid, server, json_string_value(disc),
+                                               json_is_true(all) ? json_null() : select, &v, &ei)
+                         : store_settings_get(st, uid, server, &v);
+        if (err && !(err == ERR_NOTFOUND && !change))
+            snprintf(why, sizeof(why), "%s", ei.msg[0] ? ei.msg : err_str(err));
+    }
+    if (why[0]) {
+        reply_result(r, id, settings_result(why, true));
+        return;
+    }
+    json_t *d = mcp_settings_describe(server, &v);
+    char *text = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    store_settings_release(&v);
+    reply_result(r, id, settings_result(text ? text : "{}", false));
+    free(text);
+    if (change) {
+        /* this user's sessions (on any endpoint) list again; nobody else's view changed */
+        json_t *n = jsonrpc_notification_new("notifications/tools/list_changed", NULL);
+        struct broadcast b = {-1, n, session_owner(s), NULL};
+        session_foreach(broadcast_cb, &b);
+        json_decref(n);
+    }
+}
+
+/* The tools/list page of user uid: tools outside their selection removed, the settings tool
+   first on the first page. */
+static void user_tools_page(struct mcp_worker *w, struct catalog *cat, int view, int64_t uid,
+                            bool first, json_t *result)
+{
+    json_t *tools = json_object_get(result, "tools");
+    json_t *kept = json_array();
+    if (first)
+        json_array_append_new(kept, settings_tool());
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        int server;
+        const char *orig;
+        const char *name = json_string_value(json_object_get(t, "name"));
+        if (name && catalog_route(cat, view, CAT_TOOLS, name, &server, &orig) == 0 &&
+            !user_selected(w, uid, server, orig, NULL))
+            continue;
+        json_array_append(kept, t);
+    }
+    json_object_set_new(result, "tools", kept);
+}
+
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
                         enum jsonrpc_kind kind, struct mcp_reply *r)
 {
@@ -2571,8 +2729,12 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                          json_pack("{s:[]}", method[0] == 't'   ? "tools"
                                              : method[0] == 'p' ? "prompts"
                                                                 : "resources"));
-        else
+        else {
+            int64_t uid;
+            if (lists[i].kind == CAT_TOOLS && session_user(s, &uid))
+                user_tools_page(w, cat, view, uid, cursor == NULL, result);
             reply_result(r, id, result);
+        }
         return;
     }
     if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
@@ -2593,9 +2755,23 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             return;
         }
         snprintf(r->target, sizeof(r->target), "%s", name);
+        int64_t uid = 0;
+        bool user = kind_ == CAT_TOOLS && session_user(s, &uid);
+        if (user && strcmp(name, SETTINGS_TOOL) == 0) {
+            handle_settings_call(w, s, uid, id, args, r);
+            return;
+        }
         if (cat == NULL || catalog_route(cat, view, kind_, name, &server, &orig) != 0) {
             reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s",
                         kind_ == CAT_TOOLS ? "tool" : "prompt", name);
+            return;
+        }
+        size_t nselected = 0;
+        if (user && !user_selected(w, uid, server, orig, &nselected)) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "tool %s is not in your selection of server %s (%zu tools selected); "
+                        "add it with the %s tool or `gatehouse user settings`",
+                        name, gw.ups[server]->srv->name, nselected, SETTINGS_TOOL);
             return;
         }
         json_t *routed = rewrite(msg, "name", orig);
@@ -2790,6 +2966,8 @@ void mcp_worker_release(struct mcp_worker *w)
 {
     catalog_unref(w->catalog);
     w->catalog = NULL;
+    store_close(w->store);
+    w->store = NULL;
 }
 
 void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned restarts, void *arg),

@@ -20,6 +20,7 @@
 #include "core/mailbox.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
+#include "store/store.h"
 
 #define GATEHOUSE_VERSION "0.1.0"
 
@@ -114,6 +115,7 @@ struct mcp_worker {
     /* private to gateway.c */
     struct catalog *catalog;
     uint64_t catalog_gen;
+    struct store *store; /* this thread's store connection, for per-user settings (auth on) */
 };
 
 /*
@@ -174,6 +176,21 @@ void mcp_reply_release(struct mcp_reply *reply);
 /* A 2026-07-28 client closed the response stream of request `client_id` of transient session s:
    cancel it upstream (notifications/cancelled), as a legacy client's notification would. */
 void mcp_cancel_request(struct session *s, json_t *client_id);
+/* --- per-user settings (settings.c) --- */
+
+/*
+ * Change a user's settings of `server` and store them: `discovery` (NULL = keep; only for
+ * openapi servers), `select` (NULL = keep, JSON null = every tool, else an array of the server's
+ * own tool names). *out gets the result (store_settings_release it). Refusals name their cause
+ * in ei: ERR_NOTFOUND (no such server), ERR_INVAL (a mode for a non-openapi server, a bad mode
+ * or list), or the store's error.
+ */
+int mcp_settings_update(const struct config *cfg, struct store *st, int64_t user_id,
+                        const char *server, const char *discovery, json_t *select,
+                        struct store_settings *out, struct err_info *ei);
+/* {"server", "discovery", "selected"} for people and the settings tool (new reference). */
+json_t *mcp_settings_describe(const char *server, const struct store_settings *v);
+
 /* The server/discover answer for view (-1 = /mcp). New reference to the result object. */
 json_t *mcp_discover_result(int view);
 

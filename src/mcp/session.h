@@ -78,6 +78,8 @@ int session_view(const struct session *s);
 #define SESSION_OWNER_MAX 64
 void session_set_owner(struct session *s, const char *owner);
 bool session_owned_by(const struct session *s, const char *owner);
+/* The owner key ("u:<user id>", "s:<account id>", or "" without authentication). */
+const char *session_owner(const struct session *s);
 const char *session_protocol_version(const struct session *s);
 /* The capabilities the client declared (borrowed; immutable while s is referenced). */
 json_t *session_client_capabilities(const struct session *s);

@@ -140,9 +140,12 @@ static json_t *tools_json(const struct openapi_catalog *cat, bool with_tokens)
     json_t *a = json_array();
     for (size_t i = 0; a && i < cat->ntools; i++) {
         json_t *t = openapi_tool_to_json(&cat->tools[i]);
-        if (t && with_tokens)
+        if (t && with_tokens) {
+            const struct openapi_op *op = cat->tools[i].op;
             json_object_set_new(t, "tokens",
                                 json_integer((json_int_t)cat->tools[i].token_estimate));
+            json_object_set_new(t, "operation", json_sprintf("%s %s", op->method, op->path));
+        }
         json_array_append_new(a, t);
     }
     return a;

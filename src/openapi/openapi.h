@@ -445,7 +445,8 @@ struct openapi_sources {
 int openapi_inspect(const struct openapi_sources *src, FILE *out);
 /*
  * The same report as one JSON object for programs (bench/openapi_tokens.mjs):
- * {document: {title, version, format, operations, server}, tools: [MCP tool + "tokens"],
+ * {document: {title, version, format, operations, server}, tools: [MCP tool + "tokens" and
+ * "operation" ("METHOD /path")],
  *  naive: {tools: [MCP tool of every operation, all heuristics off]}, totals: {...},
  *  dropped: [{operation, reason, detail}], notes: [{tool, operation, reason, detail}],
  *  warnings: [text]}. On error prints {"error": message, "where": pointer} and returns the

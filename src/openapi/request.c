@@ -124,6 +124,8 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
 
 /* ---- query values ---- */
 
+static int form_flatten(struct buf *b, struct buf *key, json_t *v, int depth);
+
 static int q_pair(struct buf *q, const char *k, json_t *v)
 {
     int rc;
@@ -137,6 +139,16 @@ static int q_pair(struct buf *q, const char *k, json_t *v)
 static int ser_query(struct buf *q, const struct openapi_param *p, const char *name, json_t *v)
 {
     int rc = 0;
+    if (p->style == OPENAPI_STYLE_DEEP_OBJECT && (json_is_object(v) || json_is_array(v))) {
+        /* name[k]=v, nested and for arrays name[0]=v, as in form bodies (Stripe's expand[0]) */
+        struct buf key;
+        buf_init(&key, 4096);
+        rc = enc_str(&key, name, ENC_STRICT);
+        if (rc == 0)
+            rc = form_flatten(q, &key, v, 0);
+        buf_release(&key);
+        return rc;
+    }
     if (json_is_array(v)) {
         const char *sep = p->style == OPENAPI_STYLE_SPACE_DELIMITED  ? "%20"
                           : p->style == OPENAPI_STYLE_PIPE_DELIMITED ? "|"
@@ -164,17 +176,6 @@ static int ser_query(struct buf *q, const struct openapi_param *p, const char *n
     if (json_is_object(v)) {
         const char *k;
         json_t *e;
-        if (p->style == OPENAPI_STYLE_DEEP_OBJECT) {
-            json_object_foreach(v, k, e)
-            {
-                if ((q->len && (rc = buf_append_str(q, "&"))) ||
-                    (rc = enc_str(q, name, ENC_STRICT)) || (rc = buf_append_str(q, "[")) ||
-                    (rc = enc_str(q, k, ENC_STRICT)) || (rc = buf_append_str(q, "]=")) ||
-                    (rc = enc_value(q, e, ENC_STRICT)))
-                    return rc;
-            }
-            return 0;
-        }
         if (p->explode && p->style == OPENAPI_STYLE_FORM) {
             json_object_foreach(v, k, e) if ((rc = q_pair(q, k, e))) return rc;
             return 0;
@@ -214,7 +215,9 @@ static int form_flatten(struct buf *b, struct buf *key, json_t *v, int depth)
         if (json_is_object(v)) {
             json_object_foreach(v, k, e)
             {
-                if ((rc = buf_printf(key, klen ? "[%s]" : "%s", k)) ||
+                if ((klen && (rc = buf_append_str(key, "["))) ||
+                    (rc = enc_str(key, k, ENC_STRICT)) ||
+                    (klen && (rc = buf_append_str(key, "]"))) ||
                     (rc = form_flatten(b, key, e, depth + 1)))
                     return rc;
                 key->len = klen;
@@ -231,14 +234,10 @@ static int form_flatten(struct buf *b, struct buf *key, json_t *v, int depth)
         }
         return 0;
     }
-    if (b->len && (rc = buf_append_str(b, "&")))
-        return rc;
-    /* brackets stay literal in keys, as the APIs that use them document */
-    for (size_t i = 0; i < key->len && rc == 0; i++) {
-        char c = key->data[i];
-        rc = c == '[' || c == ']' ? buf_append(b, &c, 1) : enc(b, &c, 1, ENC_STRICT);
-    }
-    if (rc || (rc = buf_append_str(b, "=")))
+    /* the key is encoded already, with literal brackets, as the APIs that use them document
+       (a bracket inside a name is escaped, so the nesting stays unambiguous) */
+    if ((b->len && (rc = buf_append_str(b, "&"))) || (rc = buf_append(b, key->data, key->len)) ||
+        (rc = buf_append_str(b, "=")))
         return rc;
     return enc_value(b, v, ENC_STRICT);
 }
@@ -425,7 +424,7 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
         case OPENAPI_IN_HEADER: {
             struct buf hv;
             buf_init(&hv, 16384);
-            rc = ser_path(&hv, NULL, a->wire_name, val, ENC_NONE);
+            rc = ser_path(&hv, a->param, a->wire_name, val, ENC_NONE);
             if (rc == 0 && hv.len && strpbrk(hv.data, "\r\n") != NULL)
                 rc = oa_fail(ei, ERR_INVAL, a->name, "header argument '%s' contains a line break",
                              a->name);

@@ -534,3 +534,107 @@ int store_apikey_revoke(struct store *st, const char *key_id)
     sqlite3_bind_text(s, 2, key_id, -1, SQLITE_STATIC);
     return store_exec_change(st, s, "apikey revoke");
 }
+
+/* ---- per-user settings ---- */
+
+void store_settings_release(struct store_settings *s)
+{
+    json_decref(s->tools);
+    s->tools = NULL;
+}
+
+/* Fill *out from a row (discovery, tools, updated_at) at column `col`. */
+static int settings_row(sqlite3_stmt *s, int col, struct store_settings *out)
+{
+    struct store_settings v = {0};
+    store_col_text(s, col, v.discovery, sizeof(v.discovery));
+    const char *tools = (const char *)sqlite3_column_text(s, col + 1);
+    if (tools != NULL && (v.tools = json_loads(tools, 0, NULL)) == NULL)
+        return ERR_NOMEM;
+    v.updated_at = sqlite3_column_int64(s, col + 2);
+    *out = v;
+    return 0;
+}
+
+int store_settings_get(struct store *st, int64_t user_id, const char *server,
+                       struct store_settings *out)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT discovery, tools, updated_at FROM user_settings "
+                                     "WHERE user_id = ? AND server = ?");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_int64(s, 1, user_id);
+    sqlite3_bind_text(s, 2, server, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s), err;
+    if (rc == SQLITE_ROW)
+        err = settings_row(s, 0, out);
+    else
+        err = rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(st, rc, "settings get");
+    store_done(s);
+    return err;
+}
+
+int store_settings_put(struct store *st, int64_t user_id, const char *server,
+                       const struct store_settings *v, struct err_info *ei)
+{
+    if (server == NULL || *server == '\0' || strlen(server) > STORE_SERVER_MAX)
+        return err_info_set(ei, ERR_INVAL, 0, 0, "a server name has 1 to %d characters",
+                            STORE_SERVER_MAX);
+    if (v->discovery[0] && strcmp(v->discovery, "static") != 0 &&
+        strcmp(v->discovery, "hierarchical") != 0 && strcmp(v->discovery, "search") != 0)
+        return err_info_set(ei, ERR_INVAL, 0, 0,
+                            "discovery mode \"%.20s\" is not static, hierarchical or search",
+                            v->discovery);
+    char *tools = NULL;
+    if (v->tools != NULL) {
+        size_t i;
+        json_t *t;
+        if (!json_is_array(v->tools) || json_array_size(v->tools) > STORE_SETTINGS_TOOLS_MAX)
+            return err_info_set(ei, ERR_INVAL, 0, 0, "the selection is a list of at most %d tools",
+                                STORE_SETTINGS_TOOLS_MAX);
+        json_array_foreach(v->tools, i, t) if (!json_is_string(t)) return err_info_set(
+            ei, ERR_INVAL, 0, 0, "selected tool %zu is not a name", i + 1);
+        if ((tools = json_dumps(v->tools, JSON_COMPACT)) == NULL)
+            return ERR_NOMEM;
+    }
+    sqlite3_stmt *s = store_stmt(
+        st, "INSERT OR REPLACE INTO user_settings (user_id, server, discovery, tools, updated_at) "
+            "SELECT id, ?, ?, ?, ? FROM users WHERE id = ?");
+    int err = ERR_IO;
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, server, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, v->discovery, -1, SQLITE_STATIC);
+        if (tools)
+            sqlite3_bind_text(s, 3, tools, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, 3);
+        sqlite3_bind_int64(s, 4, store_now());
+        sqlite3_bind_int64(s, 5, user_id);
+        err = store_exec_change(st, s, "settings put");
+    }
+    free(tools);
+    return err;
+}
+
+int store_settings_list(struct store *st, int64_t user_id,
+                        int (*cb)(const char *server, const struct store_settings *s, void *arg),
+                        void *arg)
+{
+    sqlite3_stmt *s = store_stmt(st, "SELECT server, discovery, tools, updated_at "
+                                     "FROM user_settings WHERE user_id = ? ORDER BY server");
+    if (s == NULL)
+        return ERR_IO;
+    sqlite3_bind_int64(s, 1, user_id);
+    int rc, ret = 0;
+    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char server[STORE_SERVER_MAX + 1];
+        struct store_settings v;
+        store_col_text(s, 0, server, sizeof(server));
+        if ((ret = settings_row(s, 1, &v)) != 0)
+            break;
+        ret = cb(server, &v, arg);
+        store_settings_release(&v);
+    }
+    store_done(s);
+    return ret;
+}

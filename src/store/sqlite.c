@@ -96,6 +96,11 @@ static const char *const migrations[] = {
     "CREATE TRIGGER clients_revoke AFTER UPDATE OF revoked ON clients WHEN new.revoked = 1 BEGIN "
     "  UPDATE families SET revoked = 1 WHERE client_id = new.client_id; "
     "  DELETE FROM codes WHERE client_id = new.client_id AND used = 0; END;",
+    /* 2: per-user settings of one server: discovery mode and tool selection (issue 5) */
+    "CREATE TABLE user_settings ("
+    "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  server TEXT NOT NULL, discovery TEXT NOT NULL DEFAULT '', tools TEXT,"
+    "  updated_at INTEGER NOT NULL, PRIMARY KEY (user_id, server));",
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -245,6 +245,33 @@ int store_key_add(struct store *st, const struct store_key *k); /* also retires 
 int store_key_list(struct store *st, int (*cb)(const struct store_key *k, void *arg), void *arg);
 int store_key_delete_retired_before(struct store *st, int64_t t);
 
+/* ---- per-user settings of a server (discovery mode, tool selection) ---- */
+
+#define STORE_SERVER_MAX 64 /* CONFIG_NAME_MAX */
+#define STORE_SETTINGS_TOOLS_MAX 4096
+
+struct store_settings {
+    char discovery[16]; /* "static", "hierarchical" or "search"; "" = the server's own mode */
+    json_t *tools;      /* the selected tool names (the server's own names), an array of strings;
+                           NULL = every tool. Owned: store_settings_release */
+    int64_t updated_at;
+};
+void store_settings_release(struct store_settings *s);
+/* A user's settings of `server`. ERR_NOTFOUND when they have none (every default applies). */
+int store_settings_get(struct store *st, int64_t user_id, const char *server,
+                       struct store_settings *out);
+/* Insert or replace them (updated_at is set to now). Neither the mode nor the tool names are
+   checked against the running servers here: the caller does that (the gateway knows them).
+   ERR_INVAL (ei says why) for a server name or mode out of bounds, more than
+   STORE_SETTINGS_TOOLS_MAX tools or a tool that is not a string; ERR_NOTFOUND for an unknown
+   user. */
+int store_settings_put(struct store *st, int64_t user_id, const char *server,
+                       const struct store_settings *s, struct err_info *ei);
+/* Calls cb for each server a user has settings for, in server-name order. */
+int store_settings_list(struct store *st, int64_t user_id,
+                        int (*cb)(const char *server, const struct store_settings *s, void *arg),
+                        void *arg);
+
 /* ---- short-lived browser and flow state ---- */
 
 /* A small JSON value under (kind, key hash) until expires_at: browser login sessions ("login"),

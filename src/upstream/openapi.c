@@ -478,6 +478,12 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
     if (nh == NULL)
         goto out;
     c->headers = nh;
+    /* A POST without a body: no Content-Type (libcurl would claim a form). */
+    if (c->req.body == NULL) {
+        if ((nh = curl_slist_append(c->headers, "Content-Type:")) == NULL)
+            goto out;
+        c->headers = nh;
+    }
     if ((c->easy = curl_easy_init()) == NULL)
         goto out;
     CURL *e = c->easy;

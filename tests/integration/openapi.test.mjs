@@ -401,6 +401,7 @@ describe('gatehouse openapi inspect', () => {
     assert.equal(d.tools.length, 6);
     assert.equal(d.naive.tools.length, 6);
     assert.equal(typeof d.tools[0].tokens, 'number');
+    assert.equal(d.tools.find((x) => x.name === 'list_pets').operation, 'GET /pets');
     const bad = await runGatehouse(['openapi', 'inspect', BROKEN, '--json']);
     assert.equal(bad.code, 1);
     assert.equal(JSON.parse(bad.stdout).where, '/paths/~1a/get/responses/200/content/application~1json/schema/$ref');
@@ -413,7 +414,7 @@ describe('gatehouse openapi inspect', () => {
     assert.equal(t.mode, 'hierarchical');
     assert.deepEqual(t.tools.map((x) => x.name), ['list_categories', 'list_operations', 'describe_operation', 'call_operation']);
     const flat = JSON.parse((await runGatehouse(['openapi', 'inspect', SPEC, '--discovery', 'static'])).stdout);
-    assert.deepEqual(flat.tools, d.tools.map(({ tokens, ...tool }) => tool));
+    assert.deepEqual(flat.tools, d.tools.map(({ tokens, operation, ...tool }) => tool));
     const ov = JSON.parse((await runGatehouse(['openapi', 'inspect', SPEC, '--overlay', OVERLAY, '--json'])).stdout);
     assert.equal(ov.tools.length, 5);
     assert.equal(ov.warnings.length, 1);

@@ -711,6 +711,58 @@ static void test_seq_cost(void)
     store_close(st);
 }
 
+static int settings_count_cb(const char *server, const struct store_settings *v, void *arg)
+{
+    (void)v;
+    CHECK(strcmp(server, "api") == 0 || strcmp(server, "github") == 0);
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_settings(void)
+{
+    struct store *st = open_store();
+    struct store_user u, b;
+    struct err_info ei = {0};
+    CHECK_INT(store_user_find(st, "alice", &u), 0);
+    CHECK_INT(store_user_find(st, "bob", &b), 0);
+    struct store_settings v = {0}, got;
+    CHECK_INT(store_settings_get(st, u.id, "github", &got), ERR_NOTFOUND);
+    snprintf(v.discovery, sizeof(v.discovery), "search");
+    CHECK_INT(store_settings_put(st, u.id, "github", &v, &ei), 0);
+    CHECK_INT(store_settings_get(st, u.id, "github", &got), 0);
+    CHECK_STR(got.discovery, "search");
+    CHECK(got.tools == NULL && got.updated_at > 0);
+    /* replaced as a whole: a selection, the server's own mode */
+    v.discovery[0] = '\0';
+    v.tools = json_pack("[s,s]", "issues_create", "repos_get");
+    CHECK_INT(store_settings_put(st, u.id, "github", &v, &ei), 0);
+    CHECK_INT(store_settings_get(st, u.id, "github", &got), 0);
+    CHECK_STR(got.discovery, "");
+    CHECK(json_equal(got.tools, v.tools));
+    store_settings_release(&got);
+    CHECK_INT(store_settings_put(st, u.id, "api", &v, &ei), 0);
+    /* others' settings are theirs */
+    CHECK_INT(store_settings_get(st, b.id, "github", &got), ERR_NOTFOUND);
+    int n = 0;
+    CHECK_INT(store_settings_list(st, u.id, settings_count_cb, &n), 0);
+    CHECK_INT(n, 2);
+    /* refusals name the cause */
+    snprintf(v.discovery, sizeof(v.discovery), "lazy");
+    CHECK_INT(store_settings_put(st, u.id, "github", &v, &ei), ERR_INVAL);
+    CHECK_CONTAINS(ei.msg, "\"lazy\" is not static, hierarchical or search");
+    v.discovery[0] = '\0';
+    CHECK_INT(store_settings_put(st, u.id, "", &v, &ei), ERR_INVAL);
+    CHECK_CONTAINS(ei.msg, "server name");
+    json_array_append_new(v.tools, json_integer(3));
+    CHECK_INT(store_settings_put(st, u.id, "github", &v, &ei), ERR_INVAL);
+    CHECK_CONTAINS(ei.msg, "selected tool 3 is not a name");
+    json_decref(v.tools);
+    v.tools = NULL;
+    CHECK_INT(store_settings_put(st, 99999, "github", &v, &ei), ERR_NOTFOUND);
+    store_close(st);
+}
+
 static void test_cleanup(void)
 {
     char cmd[160];
@@ -718,8 +770,8 @@ static void test_cleanup(void)
     CHECK_INT(system(cmd), 0);
 }
 
-TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_user_list_identities), TEST(test_teams),
-          TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes), TEST(test_refresh),
-          TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
+TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user_list_identities),
+          TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
+          TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
           TEST(test_refresh_race), TEST(test_kill9), TEST(test_other_process_sees_through),
           TEST(test_seq_cost), TEST(test_cleanup))

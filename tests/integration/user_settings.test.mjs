@@ -1,0 +1,105 @@
+// Per-user views with authentication on (issue 5, dynamic filtering): a user's tool selection
+// decides what tools/list shows them and what tools/call lets through, set with
+// `gatehouse user settings` or from the MCP client with the gateway's gatehouse__settings tool;
+// another user's view is untouched, and only the changing user's sessions get
+// notifications/tools/list_changed. Without auth there is no settings tool.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO, miniServer, openSession, startGateway, baseConfig, until } from './lib.mjs';
+import { createUserClient, mcpCall, mcpInit, startAuthGateway, token } from './oauth_lib.mjs';
+
+const SPEC = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
+
+async function login(gw, user) {
+  const { id, secret } = createUserClient(gw.configFile, user);
+  const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const tok = r.json.access_token;
+  const init = await mcpInit(`${gw.base}/mcp`, tok);
+  assert.equal(init.status, 200, init.text);
+  const sid = init.headers['mcp-session-id'];
+  const call = async (method, params) => {
+    const res = await mcpCall(`${gw.base}/mcp`, tok, sid, method, params);
+    assert.equal(res.status, 200, res.text);
+    return res.json;
+  };
+  await mcpCall(`${gw.base}/mcp`, tok, sid, 'notifications/initialized');
+  return { tok, sid, call, names: async () => (await call('tools/list', {})).result.tools.map((t) => t.name) };
+}
+
+/** The session's GET stream; `.text` grows as events arrive. */
+function listen(gw, u) {
+  const s = { text: '' };
+  const req = http.get(`${gw.base}/mcp`, { headers: { accept: 'text/event-stream', 'mcp-session-id': u.sid, 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${u.tok}` } }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (c) => (s.text += c));
+  });
+  req.on('error', () => {});
+  s.close = () => req.destroy();
+  return s;
+}
+
+test('per-user selection: listing, refusal, the settings tool, list_changed to that user only', async (t) => {
+  const gw = await startAuthGateway(t, {
+    extra: { servers: [miniServer('a'), { name: 'pets', spec: SPEC, base_url: 'http://127.0.0.1:9/v1' }] },
+  });
+  const alice = await login(gw, 'alice');
+  const bob = await login(gw, 'bob');
+  const all = await bob.names();
+  assert.ok(all.includes('gatehouse__settings'), all.join());
+  assert.ok(all.includes('list_pets') && all.includes('create_pet'), all.join());
+
+  // The CLI: alice keeps two tools of pets.
+  const out = gw.cli(['user', 'settings', 'alice', '--server', 'pets', '--select', 'list_pets,get_pet']);
+  assert.match(out, /user "alice", server "pets": discovery \(the server's\); 2 tools selected: list_pets get_pet/);
+  const a1 = await alice.names();
+  assert.ok(a1.includes('list_pets') && a1.includes('get_pet'), a1.join());
+  assert.ok(!a1.includes('create_pet'), a1.join());
+  assert.ok(a1.some((n) => n !== 'gatehouse__settings' && !['list_pets', 'get_pet'].includes(n) && all.includes(n)), 'server a untouched');
+  assert.deepEqual(await bob.names(), all, "bob's view is unaffected");
+  const refused = await alice.call('tools/call', { name: 'create_pet', arguments: { name: 'Rex' } });
+  assert.equal(refused.error.code, -32602);
+  assert.match(refused.error.message, /tool create_pet is not in your selection of server pets \(2 tools selected\); add it with the gatehouse__settings tool/);
+
+  // From the client: the settings tool; alice's stream hears list_changed, bob's does not.
+  const sa = listen(gw, alice);
+  const sb = listen(gw, bob);
+  t.after(() => (sa.close(), sb.close()));
+  await new Promise((r) => setTimeout(r, 200));
+  const set = await alice.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', select: ['list_pets', 'create_pet'] } });
+  assert.equal(set.result.isError, false, JSON.stringify(set));
+  assert.deepEqual(JSON.parse(set.result.content[0].text).selected, ['list_pets', 'create_pet']);
+  await until(() => sa.text.includes('notifications/tools/list_changed'), { what: "alice's list_changed" });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!sb.text.includes('list_changed'), `bob heard: ${sb.text}`);
+  const a2 = await alice.names();
+  assert.ok(a2.includes('create_pet') && !a2.includes('get_pet'), a2.join());
+
+  // Refusals name the cause; select_all restores everything.
+  const bad = async (args, re) => {
+    const r = await alice.call('tools/call', { name: 'gatehouse__settings', arguments: args });
+    assert.equal(r.result.isError, true, JSON.stringify(r));
+    assert.match(r.result.content[0].text, re);
+  };
+  await bad({ server: 'nope' }, /no server named "nope"/);
+  await bad({ server: 'pets', select: ['no_such_tool'] }, /server "pets" has no tool "no_such_tool"/);
+  await bad({ server: 'a', discovery: 'search' }, /discovery modes apply to openapi servers; "a" is a stdio server/);
+  await bad({ server: 'pets', discovery: 'lazy' }, /"lazy" is not static, hierarchical or search/);
+  await bad({}, /needs the string argument "server"/);
+  await alice.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', select_all: true } });
+  assert.deepEqual((await alice.names()).sort(), [...all].sort());
+  assert.match(gw.cli(['user', 'settings', 'alice', '--server', 'pets']), /every tool selected/);
+  assert.throws(() => gw.cli(['user', 'settings', 'alice', '--server', 'nope', '--select-all']), /no server named "nope" is configured/);
+});
+
+test('without auth there is no settings tool', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [miniServer('a')] }), { t });
+  const s = await openSession(gw.url);
+  const r = await s.rpc('tools/list', {});
+  assert.ok(!r.json.result.tools.some((x) => x.name === 'gatehouse__settings'));
+  const c = await s.callTool('gatehouse__settings', { server: 'a' });
+  assert.match(c.json.error.message, /Unknown tool: gatehouse__settings/);
+});
