@@ -1188,12 +1188,9 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
         snprintf(sub, sizeof(sub), "discovery of %s", what);
         if ((err = want_scalar(L, dv, sub)))
             return err;
-        if (strcmp(dv->text, "static") == 0)
-            s->discovery = DISCOVERY_STATIC;
-        else if (strcmp(dv->text, "hierarchical") == 0)
-            s->discovery = DISCOVERY_HIERARCHICAL;
-        else if (strcmp(dv->text, "search") == 0)
-            s->discovery = DISCOVERY_SEARCH;
+        int mode = config_discovery_parse(dv->text);
+        if (mode >= 0)
+            s->discovery = (enum config_discovery)mode;
         else
             return FAILN(L, dv,
                          "%s is not a discovery mode for %s; expected static, hierarchical or "
@@ -2029,6 +2026,14 @@ const char *config_protocol_str(enum config_protocol p)
         return "2026-07-28";
     }
     return "?";
+}
+
+int config_discovery_parse(const char *s)
+{
+    for (int d = DISCOVERY_STATIC; d <= DISCOVERY_SEARCH; d++)
+        if (s && strcmp(s, config_discovery_str((enum config_discovery)d)) == 0)
+            return d;
+    return -1;
 }
 
 const char *config_discovery_str(enum config_discovery d)

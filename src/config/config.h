@@ -41,6 +41,16 @@ enum config_protocol {
 const char *config_protocol_str(enum config_protocol p);
 /* "static", "hierarchical" or "search". */
 const char *config_discovery_str(enum config_discovery d);
+/* The mode named s (as config_discovery_str writes it), or -1. */
+int config_discovery_parse(const char *s);
+/* The gateway's namespace in _meta, and its keys between the gateway and an openapi server's
+   transport (docs/openapi.md, "Per-user views"): the modes a listed tool belongs to (an array of
+   mode names), and the mode and selection (an array of tool names) a call is served in. The
+   gateway strips every key of the namespace from what a client sends. */
+#define CONFIG_META_NS "gatehouse/"
+#define CONFIG_META_MODES CONFIG_META_NS "modes"
+#define CONFIG_META_DISCOVERY CONFIG_META_NS "discovery"
+#define CONFIG_META_SELECTION CONFIG_META_NS "selection"
 /* "stdio", "http" or "openapi". */
 const char *config_transport_str(enum config_transport t);
 

@@ -18,7 +18,7 @@ static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources"
 
 struct view {
     json_t *items[CAT_NKINDS]; /* arrays of exposed items */
-    json_t *routes[2];         /* tools, prompts: exposed name -> [server, original name] */
+    json_t *routes[2]; /* tools, prompts: exposed name -> [server, original name, modes] */
     json_t *uris;              /* resource uri -> server */
     json_t *templates;         /* array of [uriTemplate, server] */
 };
@@ -55,6 +55,34 @@ static void view_release(struct view *v)
     json_decref(v->templates);
 }
 
+/* The discovery modes of an item, from its _meta tag, which is removed from `copy` (it is the
+   gateway's business, not the client's). */
+static unsigned take_modes(json_t *copy)
+{
+    json_t *meta = json_object_get(copy, "_meta");
+    json_t *tag = json_object_get(meta, CONFIG_META_MODES);
+    unsigned modes = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(tag, i, m)
+    {
+        int d = config_discovery_parse(json_string_value(m));
+        if (d >= 0)
+            modes |= 1u << d;
+    }
+    if (tag) {
+        json_t *rest = json_copy(meta);
+        json_object_del(rest, CONFIG_META_MODES);
+        if (json_object_size(rest))
+            json_object_set_new(copy, "_meta", rest);
+        else {
+            json_object_del(copy, "_meta");
+            json_decref(rest);
+        }
+    }
+    return modes;
+}
+
 /* Add one named item (tool or prompt) to a view under `exposed`. */
 static int add_named(struct view *v, int kind, json_t *item, const char *exposed, const char *orig,
                      int server)
@@ -63,8 +91,9 @@ static int add_named(struct view *v, int kind, json_t *item, const char *exposed
     if (copy == NULL)
         return ERR_NOMEM;
     json_object_set_new(copy, "name", json_string(exposed));
+    unsigned modes = take_modes(copy);
     json_array_append_new(v->items[kind], copy);
-    json_object_set_new(v->routes[kind], exposed, json_pack("[i,s]", server, orig));
+    json_object_set_new(v->routes[kind], exposed, json_pack("[i,s,i]", server, orig, (int)modes));
     return 0;
 }
 
@@ -276,8 +305,28 @@ static const struct view *get_view(const struct catalog *c, int view)
 }
 
 /* Cursors are "o<offset>" in base64url: opaque to clients, checked on the way back in. */
+/* Should item i of a tools/prompts list go in the page? */
+static bool keep_item(const struct view *v, enum catalog_kind kind, json_t *item,
+                      catalog_keep_cb keep, void *ud)
+{
+    if (keep == NULL || kind > CAT_PROMPTS)
+        return true;
+    json_t *r = json_object_get(v->routes[kind], json_string_value(json_object_get(item, "name")));
+    return r == NULL ||
+           keep(ud, (int)json_integer_value(json_array_get(r, 0)),
+                json_string_value(json_array_get(r, 1)),
+                (unsigned)json_integer_value(json_array_get(r, 2)));
+}
+
 int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, const char *cursor,
                  size_t page_size, json_t **result)
+{
+    return catalog_page_filtered(c, view, kind, cursor, page_size, NULL, NULL, result);
+}
+
+int catalog_page_filtered(const struct catalog *c, int view, enum catalog_kind kind,
+                          const char *cursor, size_t page_size, catalog_keep_cb keep, void *ud,
+                          json_t **result)
 {
     const struct view *v = get_view(c, view);
     if (v == NULL)
@@ -300,12 +349,19 @@ int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, cons
             return ERR_INVAL;
         offset = off;
     }
+    /* offsets count every item; a page holds page_size kept ones, and ends where the next kept
+       one is (or at the end: no cursor) */
     json_t *items = v->items[kind];
-    size_t total = json_array_size(items);
-    size_t end = page_size && total - offset > page_size ? offset + page_size : total;
+    size_t total = json_array_size(items), end = offset;
     json_t *page = json_array();
-    for (size_t i = offset; i < end; i++)
-        json_array_append(page, json_array_get(items, i));
+    for (; end < total; end++) {
+        json_t *item = json_array_get(items, end);
+        if (!keep_item(v, kind, item, keep, ud))
+            continue;
+        if (page_size && json_array_size(page) == page_size)
+            break;
+        json_array_append(page, item);
+    }
     json_t *res = json_object();
     json_object_set_new(res, kind_key[kind], page);
     if (end < total) {
@@ -330,6 +386,14 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
     *server = (int)json_integer_value(json_array_get(r, 0));
     *orig_name = json_string_value(json_array_get(r, 1));
     return 0;
+}
+
+unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind,
+                       const char *name)
+{
+    const struct view *v = get_view(c, view);
+    json_t *r = v && kind <= CAT_PROMPTS && name ? json_object_get(v->routes[kind], name) : NULL;
+    return (unsigned)json_integer_value(json_array_get(r, 2));
 }
 
 /* Match with backtracking: a variable takes one or more characters other than '/', as many as

@@ -13,6 +13,7 @@
 #define GH_MCP_CATALOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -51,11 +52,24 @@ uint64_t catalog_generation(const struct catalog *c);
  */
 int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, const char *cursor,
                  size_t page_size, json_t **result);
+/* Whether a tool or prompt goes in a page: `server` and `orig` as catalog_route gives them,
+   `modes` as catalog_modes. */
+typedef bool (*catalog_keep_cb)(void *ud, int server, const char *orig, unsigned modes);
+/* catalog_page of the items `keep` keeps (every one when NULL): each page has page_size of them
+   but the last, and cursors stay valid across calls with different filters. */
+int catalog_page_filtered(const struct catalog *c, int view, enum catalog_kind kind,
+                          const char *cursor, size_t page_size, catalog_keep_cb keep, void *ud,
+                          json_t **result);
 
 /* Route an exposed tool/prompt name in a view to (server index, the server's own name). The name
    pointer stays valid while the catalog is referenced. ERR_NOTFOUND. */
 int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, const char *name,
                   int *server, const char **orig_name);
+/* The discovery modes an exposed tool belongs to, a bit (1u << enum config_discovery) each, from
+   the _meta CONFIG_META_MODES tag its server listed it with (the catalog strips the tag from
+   what clients see); 0 for an untagged tool (every server but openapi ones), or an unknown name. */
+unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind,
+                       const char *name);
 /* Route a resource URI (exact, then template match). ERR_NOTFOUND. */
 int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *server);
 

@@ -2490,22 +2490,107 @@ static struct store *worker_store(struct mcp_worker *w)
     return w->store;
 }
 
-/* Is `tool` (a server's own name) in the user's selection of server `server`? */
-static bool user_selected(struct mcp_worker *w, int64_t uid, int server, const char *tool,
-                          size_t *nselected)
+/* What one principal sees of the servers during one request: a user's settings of the server
+   last asked about (lists come grouped by server, so one is enough), or the configured view
+   (uid 0: no authentication, a service account). */
+struct user_view {
+    struct mcp_worker *w;
+    int64_t uid;
+    int server; /* whose settings `v` holds; -1: none yet */
+    struct store_settings v;
+};
+
+static void user_view_init(struct user_view *u, struct mcp_worker *w, int64_t uid)
 {
-    struct store *st = worker_store(w);
-    struct store_settings v = {0};
-    if (st == NULL || store_settings_get(st, uid, gw.ups[server]->srv->name, &v) != 0)
-        return true;
-    bool found = v.tools == NULL;
+    *u = (struct user_view){.w = w, .uid = uid, .server = -1};
+}
+
+static void user_view_release(struct user_view *u)
+{
+    store_settings_release(&u->v);
+    u->server = -1;
+}
+
+static const struct store_settings *user_view_settings(struct user_view *u, int server)
+{
+    if (u->uid > 0 && server != u->server) {
+        user_view_release(u);
+        struct store *st = worker_store(u->w);
+        if (st == NULL || store_settings_get(st, u->uid, gw.ups[server]->srv->name, &u->v) != 0)
+            memset(&u->v, 0, sizeof(u->v));
+        u->server = server;
+    }
+    return &u->v;
+}
+
+/* The discovery mode the principal is served in by `server`: the user's, else the configured. */
+static enum config_discovery user_view_mode(struct user_view *u, int server)
+{
+    const struct config_server *srv = gw.ups[server]->srv;
+    int mode = u->uid > 0 && srv->transport == TRANSPORT_OPENAPI
+                   ? config_discovery_parse(user_view_settings(u, server)->discovery)
+                   : -1;
+    return mode >= 0 ? (enum config_discovery)mode : srv->discovery;
+}
+
+/* Is `tool` (a server's own name) in the user's selection of server `server`? */
+static bool user_view_selected(struct user_view *u, int server, const char *tool,
+                               size_t *nselected)
+{
+    const json_t *sel = u->uid > 0 ? user_view_settings(u, server)->tools : NULL;
+    bool found = sel == NULL;
     size_t i;
     json_t *t;
-    json_array_foreach(v.tools, i, t) found |= strcmp(json_string_value(t), tool) == 0;
+    json_array_foreach(sel, i, t) found |= strcmp(json_string_value(t), tool) == 0;
     if (nselected)
-        *nselected = json_array_size(v.tools);
-    store_settings_release(&v);
+        *nselected = json_array_size(sel);
     return found;
+}
+
+/* A navigation tool of a lazy mode (tagged, not in the static mode): never subject to the
+   selection, which is of operations. */
+static bool is_navigation(unsigned modes)
+{
+    return modes != 0 && !(modes & (1u << DISCOVERY_STATIC));
+}
+
+/* catalog_keep_cb: the tools of the principal's mode (untagged ones always), and of those the
+   operations in their selection. */
+static bool user_view_keep_cb(void *ud, int server, const char *orig, unsigned modes)
+{
+    struct user_view *u = ud;
+    if (modes != 0 && !(modes & (1u << user_view_mode(u, server))))
+        return false;
+    return is_navigation(modes) || user_view_selected(u, server, orig, NULL);
+}
+
+/* params._meta of a call going to `server` (routed is the gateway's own copy): the client's keys
+   in the gateway's namespace removed (a client does not pick its mode by forging them), then for
+   a user of an openapi server their mode and selection. */
+static void set_call_meta(json_t *routed, struct user_view *u, int server)
+{
+    json_t *params = json_object_get(routed, "params");
+    json_t *meta = json_object_get(params, "_meta");
+    const char *k;
+    void *tmp;
+    json_t *v;
+    json_object_foreach_safe(meta, tmp, k, v)
+    {
+        if (strncmp(k, CONFIG_META_NS, strlen(CONFIG_META_NS)) == 0)
+            json_object_del(meta, k);
+    }
+    if (u->uid <= 0 || gw.ups[server]->srv->transport != TRANSPORT_OPENAPI ||
+        !json_is_object(params))
+        return;
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(params, "_meta", meta);
+    }
+    json_object_set_new(meta, CONFIG_META_DISCOVERY,
+                        json_string(config_discovery_str(user_view_mode(u, server))));
+    const json_t *sel = user_view_settings(u, server)->tools;
+    if (sel)
+        json_object_set_new(meta, CONFIG_META_SELECTION, json_deep_copy(sel));
 }
 
 static json_t *settings_tool(void)
@@ -2566,6 +2651,11 @@ static void handle_settings_call(struct mcp_worker *w, struct session *s, int64_
             catalog_route(cat, server_ix, CAT_TOOLS, name, &srv, &orig) != 0)
             snprintf(why, sizeof(why), "server \"%s\" has no tool \"%.100s\"", server,
                      name ? name : "(not a string)");
+        else if (is_navigation(catalog_modes(cat, server_ix, CAT_TOOLS, name)))
+            snprintf(why, sizeof(why),
+                     "\"%.100s\" is a navigation tool of server \"%s\", always there in its "
+                     "mode; select operations",
+                     name, server);
     }
     struct store_settings v = {0};
     struct err_info ei = {0};
@@ -2594,30 +2684,6 @@ static void handle_settings_call(struct mcp_worker *w, struct session *s, int64_
         session_foreach(broadcast_cb, &b);
         json_decref(n);
     }
-}
-
-/* The tools/list page of user uid: tools outside their selection removed, the settings tool
-   first on the first page. */
-static void user_tools_page(struct mcp_worker *w, struct catalog *cat, int view, int64_t uid,
-                            bool first, json_t *result)
-{
-    json_t *tools = json_object_get(result, "tools");
-    json_t *kept = json_array();
-    if (first)
-        json_array_append_new(kept, settings_tool());
-    size_t i;
-    json_t *t;
-    json_array_foreach(tools, i, t)
-    {
-        int server;
-        const char *orig;
-        const char *name = json_string_value(json_object_get(t, "name"));
-        if (name && catalog_route(cat, view, CAT_TOOLS, name, &server, &orig) == 0 &&
-            !user_selected(w, uid, server, orig, NULL))
-            continue;
-        json_array_append(kept, t);
-    }
-    json_object_set_new(result, "tools", kept);
 }
 
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
@@ -2718,9 +2784,14 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             return;
         }
         json_t *result = NULL;
-        int err = cat ? catalog_page(cat, view, lists[i].kind, json_string_value(cursor),
-                                     LIST_PAGE_SIZE, &result)
+        int64_t uid = 0;
+        bool user = lists[i].kind == CAT_TOOLS && session_user(s, &uid);
+        struct user_view u;
+        user_view_init(&u, w, user ? uid : 0);
+        int err = cat ? catalog_page_filtered(cat, view, lists[i].kind, json_string_value(cursor),
+                                              LIST_PAGE_SIZE, user_view_keep_cb, &u, &result)
                       : ERR_NOTFOUND;
+        user_view_release(&u);
         if (err == ERR_INVAL)
             reply_error(r, id, JSONRPC_INVALID_PARAMS,
                         "%s: the cursor was not issued by this gateway", method);
@@ -2730,9 +2801,8 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                                              : method[0] == 'p' ? "prompts"
                                                                 : "resources"));
         else {
-            int64_t uid;
-            if (lists[i].kind == CAT_TOOLS && session_user(s, &uid))
-                user_tools_page(w, cat, view, uid, cursor == NULL, result);
+            if (user && cursor == NULL) /* the settings tool first on the first page */
+                json_array_insert_new(json_object_get(result, "tools"), 0, settings_tool());
             reply_result(r, id, result);
         }
         return;
@@ -2767,14 +2837,35 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             return;
         }
         size_t nselected = 0;
-        if (user && !user_selected(w, uid, server, orig, &nselected)) {
+        struct user_view u;
+        user_view_init(&u, w, user ? uid : 0);
+        unsigned modes = kind_ == CAT_TOOLS ? catalog_modes(cat, view, kind_, name) : 0;
+        enum config_discovery mode = user_view_mode(&u, server);
+        if (is_navigation(modes) && !(modes & (1u << mode))) {
+            /* an operation stays callable by name in a lazy mode (docs/openapi.md) */
+            reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                        "tool %s is not offered in discovery mode %s of server %s (%s); change "
+                        "the mode with the %s tool",
+                        name, config_discovery_str(mode), gw.ups[server]->srv->name,
+                        user && user_view_settings(&u, server)->discovery[0]
+                            ? "your setting"
+                            : "the server's configured mode",
+                        SETTINGS_TOOL);
+            user_view_release(&u);
+            return;
+        }
+        if (user && !is_navigation(modes) &&
+            !user_view_selected(&u, server, orig, &nselected)) {
             reply_error(r, id, JSONRPC_INVALID_PARAMS,
                         "tool %s is not in your selection of server %s (%zu tools selected); "
                         "add it with the %s tool or `gatehouse user settings`",
                         name, gw.ups[server]->srv->name, nselected, SETTINGS_TOOL);
+            user_view_release(&u);
             return;
         }
         json_t *routed = rewrite(msg, "name", orig);
+        set_call_meta(routed, &u, server);
+        user_view_release(&u);
         if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
             !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
             mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */

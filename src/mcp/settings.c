@@ -41,12 +41,7 @@ int mcp_settings_update(const struct config *cfg, struct store *st, int64_t user
 
 json_t *mcp_settings_describe(const char *server, const struct store_settings *v)
 {
-    json_t *d = json_pack("{s:s, s:s, s:O?}", "server", server, "discovery",
-                          v->discovery[0] ? v->discovery : "(the server's)", "selected",
-                          v->tools ? v->tools : NULL);
-    if (d && v->discovery[0]) /* docs/openapi.md, "Per-user views": not applied yet */
-        json_object_set_new(d, "note",
-                            json_string("the discovery mode is recorded; this version still serves "
-                                        "the server's configured mode"));
-    return d;
+    return json_pack("{s:s, s:s, s:O?}", "server", server, "discovery",
+                     v->discovery[0] ? v->discovery : "(the server's)", "selected",
+                     v->tools ? v->tools : NULL);
 }

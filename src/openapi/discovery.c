@@ -225,14 +225,12 @@ static json_t *string_prop(const char *description)
     return json_pack("{s:s, s:s}", "type", "string", "description", description);
 }
 
-static json_t *call_operation_tool(const struct openapi_discovery *d)
+/* The same in both lazy modes (one tool in the transport's union of the modes' tools). */
+static json_t *call_operation_tool(void)
 {
-    const char *how =
-        d->mode == OPENAPI_DISCOVERY_SEARCH ? "search_operations" : "describe_operation";
     return nav_tool("call_operation",
                     oa_asprintf("Call an operation by name with arguments matching its "
-                                "inputSchema (from %s).",
-                                how),
+                                "inputSchema."),
                     json_pack("{s:o, s:{s:s, s:s}}", "name", string_prop("operation name"),
                               "arguments", "type", "object", "description",
                               "the operation's arguments"),
@@ -275,7 +273,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
                                         "inputSchema, annotations."),
                             json_pack("{s:o}", "name", string_prop("from list_operations")),
                             json_pack("[s]", "name"), true)) != 0 ||
-            json_array_append_new(a, call_operation_tool(d)) != 0)
+            json_array_append_new(a, call_operation_tool()) != 0)
             goto fail;
         break;
     case OPENAPI_DISCOVERY_SEARCH:
@@ -289,7 +287,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
                                    string_prop("keywords"), "limit", "type", "integer", "minimum",
                                    1, "maximum", DISC_SEARCH_MAX, "default", DISC_SEARCH_DEFAULT),
                          json_pack("[s]", "query"), true)) != 0 ||
-            json_array_append_new(a, call_operation_tool(d)) != 0)
+            json_array_append_new(a, call_operation_tool()) != 0)
             goto fail;
         break;
     }
@@ -372,6 +370,28 @@ static const char *want_string(const json_t *args, const char *tool, const char 
     return s;
 }
 
+/* Is operation `name` in the user's selection (an array of names; NULL = every operation)? */
+static bool selected(const json_t *sel, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(sel, i, v)
+    {
+        if (strcmp(json_string_value(v) ? json_string_value(v) : "", name) == 0)
+            return true;
+    }
+    return sel == NULL;
+}
+
+static json_t *not_selected(const json_t *sel, const char *name)
+{
+    return text_result(oa_asprintf("operation %.100s is not in your selection of this server (%zu "
+                                   "operations selected); change it with the gatehouse__settings "
+                                   "tool",
+                                   name, json_array_size(sel)),
+                       true);
+}
+
 static json_t *do_list_categories(const struct openapi_discovery *d)
 {
     struct buf b;
@@ -384,7 +404,8 @@ static json_t *do_list_categories(const struct openapi_discovery *d)
     return text_result(b.data, false);
 }
 
-static json_t *do_list_operations(const struct openapi_discovery *d, const json_t *args)
+static json_t *do_list_operations(const struct openapi_discovery *d, const json_t *args,
+                                  const json_t *sel)
 {
     json_t *r = NULL;
     const char *name = want_string(args, "list_operations", "category", &r);
@@ -396,39 +417,48 @@ static json_t *do_list_operations(const struct openapi_discovery *d, const json_
                                        "the categories",
                                        name),
                            true);
+    /* the operations of the category in the user's selection */
+    size_t n = 0, *ops = calloc(c->ntools ? c->ntools : 1, sizeof(*ops));
+    if (ops == NULL)
+        return NULL;
+    for (size_t i = 0; i < c->ntools; i++)
+        if (selected(sel, d->cat->tools[c->tools[i]].name))
+            ops[n++] = c->tools[i];
+    const char *of = sel ? " selected" : "";
     json_t *off = json_object_get(args, "offset");
     json_int_t from = 0;
     if (off && !json_is_null(off)) {
         from = json_is_integer(off) ? json_integer_value(off) : -1;
-        if (from < 0 || (from > 0 && (size_t)from >= c->ntools))
+        if (from < 0 || (from > 0 && (size_t)from >= n)) {
+            free(ops);
             return text_result(oa_asprintf("the offset of list_operations must be an integer from "
                                            "0 to %zu for category %s",
-                                           c->ntools ? c->ntools - 1 : 0, c->name),
+                                           n ? n - 1 : 0, c->name),
                                true);
+        }
     }
-    size_t first = (size_t)from,
-           end = first + DISC_PAGE < c->ntools ? first + DISC_PAGE : c->ntools;
+    size_t first = (size_t)from, end = first + DISC_PAGE < n ? first + DISC_PAGE : n;
     struct buf b;
     buf_init(&b, DISC_TEXT_MAX);
-    if (first == 0 && end == c->ntools)
-        buf_printf(&b,
-                   "%zu operations in %s (describe_operation gives one's arguments):", c->ntools,
+    if (first == 0 && end == n)
+        buf_printf(&b, "%zu%s operations in %s (describe_operation gives one's arguments):", n, of,
                    c->name);
     else
         buf_printf(&b,
-                   "%zu operations in %s, %zu to %zu shown (describe_operation gives one's "
+                   "%zu%s operations in %s, %zu to %zu shown (describe_operation gives one's "
                    "arguments):",
-                   c->ntools, c->name, first + 1, end);
+                   n, of, c->name, first + 1, end);
     for (size_t i = first; i < end; i++) {
-        const struct openapi_tool *t = &d->cat->tools[c->tools[i]];
+        const struct openapi_tool *t = &d->cat->tools[ops[i]];
         bool trimmed;
         char *fs = oa_first_sentence(t->description ? t->description : "", &trimmed);
         buf_printf(&b, "\n%s: %s", t->name, fs ? fs : "");
         free(fs);
     }
-    if (end < c->ntools)
+    if (end < n)
         buf_printf(&b, "\n(more: call list_operations with category %s and offset %zu)", c->name,
                    end);
+    free(ops);
     return text_result(b.data, false);
 }
 
@@ -442,7 +472,8 @@ static json_t *unknown_operation(const struct openapi_discovery *d, const char *
                        true);
 }
 
-static json_t *do_describe(const struct openapi_discovery *d, const json_t *args)
+static json_t *do_describe(const struct openapi_discovery *d, const json_t *args,
+                           const json_t *sel)
 {
     json_t *r = NULL;
     const char *name = want_string(args, "describe_operation", "name", &r);
@@ -451,13 +482,16 @@ static json_t *do_describe(const struct openapi_discovery *d, const json_t *args
     const struct openapi_tool *t = openapi_catalog_find(d->cat, name);
     if (t == NULL)
         return unknown_operation(d, name);
+    if (!selected(sel, t->name))
+        return not_selected(sel, t->name);
     json_t *j = openapi_tool_to_json(t);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return text_result(s, false);
 }
 
-static json_t *do_search(const struct openapi_discovery *d, const json_t *args)
+static json_t *do_search(const struct openapi_discovery *d, const json_t *args,
+                         const json_t *sel)
 {
     json_t *r = NULL;
     const char *query = want_string(args, "search_operations", "query", &r);
@@ -473,14 +507,29 @@ static json_t *do_search(const struct openapi_discovery *d, const json_t *args)
                                            DISC_SEARCH_MAX),
                                true);
     }
-    size_t hits[DISC_SEARCH_MAX];
-    size_t n = openapi_bm25_rank(d->ix, query, (size_t)limit, hits, NULL);
-    if (n == 0)
+    /* with a selection, rank them all and keep the best selected ones */
+    size_t max = sel ? d->cat->ntools : (size_t)limit;
+    size_t *hits = calloc(max ? max : 1, sizeof(*hits));
+    if (hits == NULL)
+        return NULL;
+    size_t ranked = openapi_bm25_rank(d->ix, query, max, hits, NULL), n = 0;
+    for (size_t i = 0; i < ranked && n < (size_t)limit; i++)
+        if (selected(sel, d->cat->tools[hits[i]].name))
+            hits[n++] = hits[i];
+    if (n == 0) {
+        free(hits);
+        if (sel)
+            return text_result(oa_asprintf("none of your %zu selected operations matches "
+                                           "\"%.100s\"; try other keywords",
+                                           json_array_size(sel), query),
+                               false);
         return text_result(
             oa_asprintf("no operation matches \"%.100s\"; try other keywords", query), false);
+    }
     json_t *a = json_array();
     for (size_t i = 0; a && i < n; i++)
         json_array_append_new(a, openapi_tool_to_json(&d->cat->tools[hits[i]]));
+    free(hits);
     char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return text_result(s, false);
@@ -501,7 +550,8 @@ static bool is_nav_tool(const struct openapi_discovery *d, const char *name)
 }
 
 int openapi_discovery_call(const struct openapi_discovery *d, const char *name, json_t *args,
-                           json_t **result, const struct openapi_tool **tool, json_t **tool_args)
+                           const json_t *selection, json_t **result,
+                           const struct openapi_tool **tool, json_t **tool_args)
 {
     json_t *r = NULL;
     bool nav = false;
@@ -519,15 +569,15 @@ int openapi_discovery_call(const struct openapi_discovery *d, const char *name, 
         if (strcmp(name, "list_categories") == 0)
             r = do_list_categories(d);
         else if (strcmp(name, "list_operations") == 0)
-            r = do_list_operations(d, args);
+            r = do_list_operations(d, args, selection);
         else if (strcmp(name, "describe_operation") == 0)
-            r = do_describe(d, args);
+            r = do_describe(d, args, selection);
         else
             nav = false;
     } else if (d->mode == OPENAPI_DISCOVERY_SEARCH) {
         nav = strcmp(name, "search_operations") == 0;
         if (nav)
-            r = do_search(d, args);
+            r = do_search(d, args, selection);
     }
     if (!nav && d->mode != OPENAPI_DISCOVERY_STATIC && strcmp(name, "call_operation") == 0) {
         nav = true;
@@ -538,6 +588,8 @@ int openapi_discovery_call(const struct openapi_discovery *d, const char *name, 
             /* r says what is missing */
         } else if (t == NULL) {
             r = unknown_operation(d, op);
+        } else if (!selected(selection, t->name)) {
+            r = not_selected(selection, t->name);
         } else if (inner && !json_is_null(inner) && !json_is_object(inner)) {
             r = text_result(oa_asprintf("the arguments of operation %s must be an object", t->name),
                             true);

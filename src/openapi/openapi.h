@@ -404,10 +404,14 @@ json_t *openapi_discovery_tools(const struct openapi_discovery *d);
  *    0, *result NULL, *tool the catalog tool and *tool_args its arguments (borrowed from `args`,
  *    or NULL for none); the caller builds and performs the request as in static mode;
  *  - ERR_NOTFOUND when `name` is neither a tool of the mode nor of the catalog.
- * ERR_NOMEM otherwise.
+ * ERR_NOMEM otherwise. `selection` (an array of operation names, or NULL for all) is the user's:
+ * list_operations and search_operations show only those, describe_operation and call_operation
+ * refuse the others (an isError result naming the cause). A catalog tool called by its own name
+ * is not checked here (the gateway checks it, as for any server).
  */
 int openapi_discovery_call(const struct openapi_discovery *d, const char *name, json_t *args,
-                           json_t **result, const struct openapi_tool **tool, json_t **tool_args);
+                           const json_t *selection, json_t **result,
+                           const struct openapi_tool **tool, json_t **tool_args);
 
 /*
  * BM25 ranking over small text documents (the search mode's index; src/openapi/search.c).

@@ -6,9 +6,14 @@
  *
  *   initialize   answered here: the requested protocol version if known, capabilities {tools}
  *   ping         {}
- *   tools/list   the curated catalog of src/openapi (one page), or in a lazy discovery mode
- *                (configuration key `discovery`) its navigation tools
- *   tools/call   a navigation tool is answered here (src/openapi/discovery.c); a call of an
+ *   tools/list   the union of the three discovery modes' tools (the curated catalog of
+ *                src/openapi, and the navigation tools of the lazy modes), one page, each tool
+ *                tagged in _meta "gatehouse/modes" with the modes it belongs to: the gateway
+ *                lists per principal the tools of one mode (docs/openapi.md, "Per-user views")
+ *   tools/call   in the mode of params._meta "gatehouse/discovery" (set by the gateway only),
+ *                else the configured one (key `discovery`), with the user's selection of
+ *                "gatehouse/selection" narrowing the navigation answers;
+ *                a navigation tool is answered here (src/openapi/discovery.c); a call of an
  *                operation (directly, or through call_operation) goes
  *                openapi_request_build → one HTTP request through libcurl multi on this loop →
  *                an MCP tool result (2xx JSON projected by openapi_response_project, as compact
@@ -51,6 +56,7 @@
 #define OA_QUEUE_FACTOR 4         /* calls in flight allowed per unit of max_concurrency */
 #define OA_REDACTED "[redacted]"
 #define OA_MIN_SECRET 4 /* shorter header values are not scrubbed (would mangle any text) */
+#define OA_NMODES (OPENAPI_DISCOVERY_SEARCH + 1)
 
 static const char *const oa_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05",
                                           NULL};
@@ -88,10 +94,10 @@ struct oa_transport {
     int load_err;                          /* written by the pool thread, read after it */
     char load_why[1200];                   /* likewise */
     struct openapi_catalog *loaded;        /* likewise; moved to `cat` on the loop */
-    struct openapi_discovery *loaded_disc; /* likewise */
+    struct openapi_discovery *loaded_disc[OA_NMODES]; /* likewise */
     struct openapi_catalog *cat;
-    struct openapi_discovery *disc; /* the discovery mode over `cat` */
-    json_t *tools;                  /* the tools/list array, built once */
+    struct openapi_discovery *disc[OA_NMODES]; /* each discovery mode over `cat` */
+    json_t *tools; /* the tools/list array (the union of the modes' tools), built once */
 
     struct curl_loop cl; /* the multi handle on this loop (counts as one of open_handles) */
     uv_timer_t flush_timer;
@@ -643,8 +649,10 @@ static void load_work_cb(uv_work_t *w)
         err = openapi_catalog_build(doc, ed, &t->loaded, &ei);
     if (err == 0 && srv->base_url)
         err = openapi_catalog_set_base_url(t->loaded, srv->base_url);
-    if (err == 0) /* the categories or the search index: built here, off the loop */
-        err = openapi_discovery_new(t->loaded, discovery_mode(srv->discovery), &t->loaded_disc);
+    /* every mode (a user may pick any): the categories and the search index built here, off the
+       loop */
+    for (int m = 0; err == 0 && m < OA_NMODES; m++)
+        err = openapi_discovery_new(t->loaded, (enum openapi_discovery_mode)m, &t->loaded_disc[m]);
     if (err) {
         snprintf(t->load_why, sizeof(t->load_why), "cannot load the OpenAPI %s %.200s: %s%s%s%s",
                  file == srv->spec ? "document" : "overrides", file,
@@ -658,14 +666,52 @@ static void load_work_cb(uv_work_t *w)
     openapi_doc_unref(doc);
 }
 
+/* The tools of every mode, each once, tagged with its modes in _meta "gatehouse/modes". A name
+   in two modes (call_operation) moves to the end, so that each mode's tools keep their order. */
+static json_t *union_tools(const struct oa_transport *t)
+{
+    json_t *all = json_array();
+    for (int m = 0; all && m < OA_NMODES; m++) {
+        json_t *tools = openapi_discovery_tools(t->disc[m]);
+        const char *mode = openapi_discovery_mode_str((enum openapi_discovery_mode)m);
+        size_t i, k;
+        json_t *tool, *seen;
+        json_array_foreach(tools, i, tool)
+        {
+            const char *name = json_string_value(json_object_get(tool, "name"));
+            json_t *modes = json_array();
+            json_array_foreach(all, k, seen)
+            {
+                if (strcmp(json_string_value(json_object_get(seen, "name")), name) == 0) {
+                    json_array_extend(modes, json_object_get(json_object_get(seen, "_meta"),
+                                                             CONFIG_META_MODES));
+                    json_array_remove(all, k);
+                    break;
+                }
+            }
+            json_t *copy = json_copy(tool);
+            json_array_append_new(modes, json_string(mode));
+            if (copy == NULL || json_object_set_new(copy, "_meta", json_pack("{s:o}", CONFIG_META_MODES,
+                                                                            modes)) != 0 ||
+                json_array_append_new(all, copy) != 0) {
+                json_decref(all);
+                all = NULL;
+                break;
+            }
+        }
+        json_decref(tools);
+    }
+    return all;
+}
+
 static void load_after_cb(uv_work_t *w, int status)
 {
     struct oa_transport *t = w->data;
     t->loading = false;
     t->cat = t->loaded;
     t->loaded = NULL;
-    t->disc = t->loaded_disc;
-    t->loaded_disc = NULL;
+    memcpy(t->disc, t->loaded_disc, sizeof(t->disc));
+    memset(t->loaded_disc, 0, sizeof(t->loaded_disc));
     if (t->closing) {
         handle_gone(t);
         return;
@@ -675,7 +721,7 @@ static void load_after_cb(uv_work_t *w, int status)
         snprintf(t->load_why, sizeof(t->load_why), "loading %s was cancelled", t->srv->spec);
     }
     if (t->load_err == 0) {
-        t->tools = openapi_discovery_tools(t->disc);
+        t->tools = union_tools(t);
         if (t->tools == NULL) {
             t->load_err = ERR_NOMEM;
             snprintf(t->load_why, sizeof(t->load_why), "out of memory listing the tools of %s",
@@ -717,10 +763,18 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
 {
     const char *name = json_string_value(json_object_get(params, "name"));
     json_t *args = json_object_get(params, "arguments");
+    json_t *meta = json_object_get(params, "_meta");
     const struct openapi_tool *tool = NULL;
     json_t *answer = NULL;
     char why[600];
-    int derr = openapi_discovery_call(t->disc, name, args, &answer, &tool, &args);
+    /* the user's mode and selection, from the gateway (which strips what a client sends) */
+    int mode = openapi_discovery_mode_parse(
+        json_string_value(json_object_get(meta, CONFIG_META_DISCOVERY)));
+    if (mode < 0)
+        mode = (int)discovery_mode(t->srv->discovery);
+    json_t *sel = json_object_get(meta, CONFIG_META_SELECTION);
+    int derr = openapi_discovery_call(t->disc[mode], name, args, json_is_array(sel) ? sel : NULL,
+                                      &answer, &tool, &args);
     if (derr == ERR_NOTFOUND) {
         snprintf(why, sizeof(why), "unknown tool \"%.100s\" in server %s", name ? name : "",
                  srv_name(t));
@@ -866,8 +920,10 @@ static void handle_gone(struct oa_transport *t)
         return;
     json_decref(t->outbox);
     json_decref(t->tools);
-    openapi_discovery_free(t->disc);
-    openapi_discovery_free(t->loaded_disc);
+    for (int m = 0; m < OA_NMODES; m++) {
+        openapi_discovery_free(t->disc[m]);
+        openapi_discovery_free(t->loaded_disc[m]);
+    }
     openapi_catalog_unref(t->cat);
     free(t);
     transport_live_dec();

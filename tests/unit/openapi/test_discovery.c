@@ -140,7 +140,7 @@ static int dcall(const struct openapi_discovery *d, const char *name, const char
                  json_t **args)
 {
     *args = args_json ? json_loads(args_json, 0, NULL) : NULL;
-    return openapi_discovery_call(d, name, *args, result, tool, tool_args);
+    return openapi_discovery_call(d, name, *args, NULL, result, tool, tool_args);
 }
 
 static void test_hierarchical(void)
