@@ -103,3 +103,56 @@ test('without auth there is no settings tool', async (t) => {
   const c = await s.callTool('gatehouse__settings', { server: 'a' });
   assert.match(c.json.error.message, /Unknown tool: gatehouse__settings/);
 });
+
+test('per-user discovery mode: each user sees and uses their mode; switching lists again; forged _meta ignored', async (t) => {
+  const gw = await startAuthGateway(t, { extra: { servers: [{ name: 'pets', spec: SPEC, base_url: 'http://127.0.0.1:9/v1' }] } });
+  const alice = await login(gw, 'alice'); // the configured mode: static
+  const bob = await login(gw, 'bob');
+  const sb = listen(gw, bob);
+  t.after(() => sb.close());
+  await new Promise((r) => setTimeout(r, 200));
+  const set = await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', discovery: 'search' } });
+  assert.equal(set.result.isError, false, JSON.stringify(set));
+  assert.equal(JSON.parse(set.result.content[0].text).discovery, 'search');
+  await until(() => sb.text.includes('notifications/tools/list_changed'), { what: "bob's list_changed" });
+
+  const a = await alice.names();
+  assert.ok(a.includes('list_pets') && a.includes('create_pet'), a.join());
+  assert.ok(!a.includes('search_operations') && !a.includes('call_operation') && !a.includes('list_categories'), a.join());
+  assert.deepEqual(await bob.names(), ['gatehouse__settings', 'search_operations', 'call_operation']);
+  const listed = (await bob.call('tools/list', {})).result.tools;
+  assert.ok(listed.every((x) => !x._meta || !Object.keys(x._meta).some((k) => k.startsWith('gatehouse/'))), 'no gatehouse/ tags shown');
+
+  // Each uses their own mode's tools; the other mode's are refused, naming the cause.
+  const found = await bob.call('tools/call', { name: 'search_operations', arguments: { query: 'pet' } });
+  assert.equal(found.result.isError, undefined, JSON.stringify(found));
+  assert.match(found.result.content[0].text, /"name":"create_pet"/);
+  const no = await alice.call('tools/call', { name: 'search_operations', arguments: { query: 'pet' } });
+  assert.match(no.error.message, /tool search_operations is not offered in discovery mode static of server pets \(the server's configured mode\); change the mode with the gatehouse__settings tool/);
+  const no2 = await bob.call('tools/call', { name: 'list_categories', arguments: {} });
+  assert.match(no2.error.message, /not offered in discovery mode search of server pets \(your setting\)/);
+  const via = await bob.call('tools/call', { name: 'call_operation', arguments: { name: 'list_pets', arguments: {} } });
+  assert.ok(via.result, JSON.stringify(via)); // reaches the API (none listens: an isError result)
+  assert.match(via.result.content[0].text, /could not reach 127\.0\.0\.1:9/);
+
+  // Forged _meta: alice cannot pick search; bob's forged selection does not narrow his search.
+  const forged = { 'gatehouse/discovery': 'search', 'gatehouse/selection': ['create_pet'] };
+  const f1 = await alice.call('tools/call', { name: 'search_operations', arguments: { query: 'pet' }, _meta: forged });
+  assert.match(f1.error.message, /not offered in discovery mode static/);
+  const f2 = await bob.call('tools/call', { name: 'search_operations', arguments: { query: 'pet', limit: 10 }, _meta: forged });
+  assert.match(f2.result.content[0].text, /"name":"list_pets"/);
+
+  // The selection narrows search_operations and call_operation in the lazy mode.
+  await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', select: ['get_pet'] } });
+  const f3 = await bob.call('tools/call', { name: 'search_operations', arguments: { query: 'pet', limit: 10 } });
+  assert.deepEqual(JSON.parse(f3.result.content[0].text).map((x) => x.name), ['get_pet']);
+  const f4 = await bob.call('tools/call', { name: 'call_operation', arguments: { name: 'create_pet', arguments: {} } });
+  assert.equal(f4.result.isError, true);
+  assert.match(f4.result.content[0].text, /operation create_pet is not in your selection of this server \(1 operations selected\)/);
+  const nav = await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', select: ['search_operations'] } });
+  assert.match(nav.result.content[0].text, /"search_operations" is a navigation tool of server "pets"/);
+
+  // Switching back: bob sees the static tools again.
+  await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', discovery: 'static', select_all: true } });
+  assert.deepEqual((await bob.names()).sort(), [...a].sort());
+});
