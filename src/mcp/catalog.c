@@ -18,7 +18,7 @@ static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources"
 
 struct view {
     json_t *items[CAT_NKINDS]; /* arrays of exposed items */
-    json_t *routes[2]; /* tools, prompts: exposed name -> [server, original name, modes] */
+    json_t *routes[2];         /* tools, prompts: exposed name -> [server, original name, modes] */
     json_t *uris;              /* resource uri -> server */
     json_t *templates;         /* array of [uriTemplate, server] */
 };
@@ -312,10 +312,9 @@ static bool keep_item(const struct view *v, enum catalog_kind kind, json_t *item
     if (keep == NULL || kind > CAT_PROMPTS)
         return true;
     json_t *r = json_object_get(v->routes[kind], json_string_value(json_object_get(item, "name")));
-    return r == NULL ||
-           keep(ud, (int)json_integer_value(json_array_get(r, 0)),
-                json_string_value(json_array_get(r, 1)),
-                (unsigned)json_integer_value(json_array_get(r, 2)));
+    return r == NULL || keep(ud, (int)json_integer_value(json_array_get(r, 0)),
+                             json_string_value(json_array_get(r, 1)),
+                             (unsigned)json_integer_value(json_array_get(r, 2)));
 }
 
 int catalog_page(const struct catalog *c, int view, enum catalog_kind kind, const char *cursor,
@@ -388,8 +387,7 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
     return 0;
 }
 
-unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind,
-                       const char *name)
+unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind, const char *name)
 {
     const struct view *v = get_view(c, view);
     json_t *r = v && kind <= CAT_PROMPTS && name ? json_object_get(v->routes[kind], name) : NULL;

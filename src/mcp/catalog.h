@@ -68,8 +68,7 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
 /* The discovery modes an exposed tool belongs to, a bit (1u << enum config_discovery) each, from
    the _meta CONFIG_META_MODES tag its server listed it with (the catalog strips the tag from
    what clients see); 0 for an untagged tool (every server but openapi ones), or an unknown name. */
-unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind,
-                       const char *name);
+unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind, const char *name);
 /* Route a resource URI (exact, then template match). ERR_NOTFOUND. */
 int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *server);
 

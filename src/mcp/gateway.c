@@ -2534,8 +2534,7 @@ static enum config_discovery user_view_mode(struct user_view *u, int server)
 }
 
 /* Is `tool` (a server's own name) in the user's selection of server `server`? */
-static bool user_view_selected(struct user_view *u, int server, const char *tool,
-                               size_t *nselected)
+static bool user_view_selected(struct user_view *u, int server, const char *tool, size_t *nselected)
 {
     const json_t *sel = u->uid > 0 ? user_view_settings(u, server)->tools : NULL;
     bool found = sel == NULL;
@@ -2854,8 +2853,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             user_view_release(&u);
             return;
         }
-        if (user && !is_navigation(modes) &&
-            !user_view_selected(&u, server, orig, &nselected)) {
+        if (user && !is_navigation(modes) && !user_view_selected(&u, server, orig, &nselected)) {
             reply_error(r, id, JSONRPC_INVALID_PARAMS,
                         "tool %s is not in your selection of server %s (%zu tools selected); "
                         "add it with the %s tool or `gatehouse user settings`",

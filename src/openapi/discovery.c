@@ -472,8 +472,7 @@ static json_t *unknown_operation(const struct openapi_discovery *d, const char *
                        true);
 }
 
-static json_t *do_describe(const struct openapi_discovery *d, const json_t *args,
-                           const json_t *sel)
+static json_t *do_describe(const struct openapi_discovery *d, const json_t *args, const json_t *sel)
 {
     json_t *r = NULL;
     const char *name = want_string(args, "describe_operation", "name", &r);
@@ -490,8 +489,7 @@ static json_t *do_describe(const struct openapi_discovery *d, const json_t *args
     return text_result(s, false);
 }
 
-static json_t *do_search(const struct openapi_discovery *d, const json_t *args,
-                         const json_t *sel)
+static json_t *do_search(const struct openapi_discovery *d, const json_t *args, const json_t *sel)
 {
     json_t *r = NULL;
     const char *query = want_string(args, "search_operations", "query", &r);

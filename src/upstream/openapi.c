@@ -91,9 +91,9 @@ struct oa_transport {
     /* loading (thread pool) */
     uv_work_t work;
     bool loading;
-    int load_err;                          /* written by the pool thread, read after it */
-    char load_why[1200];                   /* likewise */
-    struct openapi_catalog *loaded;        /* likewise; moved to `cat` on the loop */
+    int load_err;                   /* written by the pool thread, read after it */
+    char load_why[1200];            /* likewise */
+    struct openapi_catalog *loaded; /* likewise; moved to `cat` on the loop */
     struct openapi_discovery *loaded_disc[OA_NMODES]; /* likewise */
     struct openapi_catalog *cat;
     struct openapi_discovery *disc[OA_NMODES]; /* each discovery mode over `cat` */
@@ -683,16 +683,17 @@ static json_t *union_tools(const struct oa_transport *t)
             json_array_foreach(all, k, seen)
             {
                 if (strcmp(json_string_value(json_object_get(seen, "name")), name) == 0) {
-                    json_array_extend(modes, json_object_get(json_object_get(seen, "_meta"),
-                                                             CONFIG_META_MODES));
+                    json_array_extend(
+                        modes, json_object_get(json_object_get(seen, "_meta"), CONFIG_META_MODES));
                     json_array_remove(all, k);
                     break;
                 }
             }
             json_t *copy = json_copy(tool);
             json_array_append_new(modes, json_string(mode));
-            if (copy == NULL || json_object_set_new(copy, "_meta", json_pack("{s:o}", CONFIG_META_MODES,
-                                                                            modes)) != 0 ||
+            if (copy == NULL ||
+                json_object_set_new(copy, "_meta", json_pack("{s:o}", CONFIG_META_MODES, modes)) !=
+                    0 ||
                 json_array_append_new(all, copy) != 0) {
                 json_decref(all);
                 all = NULL;
