@@ -57,10 +57,9 @@ static void view_release(struct view *v)
 
 /* The discovery modes of an item, from its _meta tag, which is removed from `copy` (it is the
    gateway's business, not the client's). */
-static unsigned take_modes(json_t *copy)
+static unsigned modes_of(const json_t *item)
 {
-    json_t *meta = json_object_get(copy, "_meta");
-    json_t *tag = json_object_get(meta, CONFIG_META_MODES);
+    json_t *tag = json_object_get(json_object_get(item, "_meta"), CONFIG_META_MODES);
     unsigned modes = 0;
     size_t i;
     json_t *m;
@@ -70,6 +69,26 @@ static unsigned take_modes(json_t *copy)
         if (d >= 0)
             modes |= 1u << d;
     }
+    return modes;
+}
+
+size_t catalog_count_in_mode(const json_t *tools, enum config_discovery mode)
+{
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        unsigned modes = modes_of(t);
+        n += modes == 0 || (modes & (1u << mode));
+    }
+    return n;
+}
+
+static unsigned take_modes(json_t *copy)
+{
+    json_t *meta = json_object_get(copy, "_meta");
+    json_t *tag = json_object_get(meta, CONFIG_META_MODES);
+    unsigned modes = modes_of(copy);
     if (tag) {
         json_t *rest = json_copy(meta);
         json_object_del(rest, CONFIG_META_MODES);

@@ -602,9 +602,10 @@ static void fetch_finished(struct upstream *up)
     }
     if (up->state != UP_READY) {
         up->state = UP_READY;
-        json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready",
-                              "tools", (int)json_array_size(lists[CAT_TOOLS]), "prompts",
-                              (int)json_array_size(lists[CAT_PROMPTS]));
+        json_t *f =
+            json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready", "tools",
+                      (int)catalog_count_in_mode(lists[CAT_TOOLS], up->srv->discovery), "prompts",
+                      (int)json_array_size(lists[CAT_PROMPTS]));
         log_fields(LOG_INFO, "upstream_state", f);
     }
     publish(up, UP_READY, "", lists);
@@ -2130,7 +2131,8 @@ json_t *gateway_status(void)
             json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
                       config_transport_str(up->srv->transport), "why", up->why);
         json_object_set_new(s, "tools",
-                            json_integer((json_int_t)json_array_size(up->lists[CAT_TOOLS])));
+                            json_integer((json_int_t)catalog_count_in_mode(up->lists[CAT_TOOLS],
+                                                                           up->srv->discovery)));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         if (up->protocol[0] && up->pub_state == UP_READY)
             json_object_set_new(s, "protocol", json_string(up->protocol));
