@@ -69,7 +69,7 @@ struct session {
     struct stream *standalone;
     unsigned listen_mask; /* subscriptions/listen filter; set once, before it is listed */
     json_t *listen_id;    /* the listen request's id */
-    int log_level;        /* transient: least severe notifications/message relayed; -1 none */
+    atomic_int log_level; /* least severe notifications/message level wanted; -1 none */
     bool listening;       /* in table.listeners (under table.lock) */
     struct session *next_listener;
     atomic_uint
@@ -512,10 +512,11 @@ int session_take_request(struct session *s, uint64_t down_id, void **upstream, j
     return 0;
 }
 
-int session_subscribe(struct session *s, const char *uri, bool on)
+int session_subscribe(struct session *s, const char *uri, int server, bool on)
 {
     pthread_mutex_lock(&s->lock);
-    int err = on ? json_object_set_new(s->subs, uri, json_true()) : json_object_del(s->subs, uri);
+    int err = on ? json_object_set_new(s->subs, uri, json_integer(server))
+                 : json_object_del(s->subs, uri);
     pthread_mutex_unlock(&s->lock);
     return err && on ? ERR_NOMEM : 0;
 }
@@ -526,6 +527,19 @@ bool session_subscribed(struct session *s, const char *uri)
     bool on = json_object_get(s->subs, uri) != NULL;
     pthread_mutex_unlock(&s->lock);
     return on;
+}
+
+void session_collect_subscriptions(struct session *s, int server, json_t *set)
+{
+    const char *uri;
+    json_t *v;
+    pthread_mutex_lock(&s->lock);
+    json_object_foreach(s->subs, uri, v)
+    {
+        if (json_integer_value(v) == server)
+            json_object_set_new(set, uri, json_true());
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* A client id as a map key: its compact JSON text, which keeps 1 and "1" apart and escapes

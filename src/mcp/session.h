@@ -56,9 +56,10 @@ struct session *session_new(int view, const char *protocol_version, json_t *clie
 struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps,
                                       int *err);
 bool session_transient(const struct session *s);
-/* A transient session's least severe notifications/message level to relay (mcp_log_level_rank),
-   from the request's _meta logLevel; -1 (the default): relay none, as 2026-07-28 asks of a request
-   without logLevel. Set before the request is handled. */
+/* The least severe notifications/message level the client wants (mcp_log_level_rank). A
+   transient session's comes from the request's _meta logLevel; -1 (the default): relay none, as
+   2026-07-28 asks of a request without logLevel. A legacy session's is its last
+   logging/setLevel (-1: never set), sent as _meta logLevel to 2026-07-28 servers. Any thread. */
 void session_set_log_level(struct session *s, int rank);
 int session_log_level(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
@@ -91,8 +92,11 @@ int session_track_request(struct session *s, uint64_t down_id, void *upstream, j
 /* Take the tracked request (ownership of *up_id moves to the caller). ERR_NOTFOUND if none. */
 int session_take_request(struct session *s, uint64_t down_id, void **upstream, json_t **up_id);
 
-/* Resource subscriptions, for routing notifications/resources/updated. */
-int session_subscribe(struct session *s, const char *uri, bool on);
+/* Resource subscriptions, for routing notifications/resources/updated and for replaying them to
+   a server that was re-initialised: `server` is the index of the server the URI routes to. */
+int session_subscribe(struct session *s, const char *uri, int server, bool on);
+/* Add (as keys of the object `set`) every URI s is subscribed to on `server`. Takes s's lock. */
+void session_collect_subscriptions(struct session *s, int server, json_t *set);
 bool session_subscribed(struct session *s, const char *uri);
 
 /* In-flight client requests, for notifications/cancelled: key is the client's id. The cookie is
