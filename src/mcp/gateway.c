@@ -2048,9 +2048,10 @@ static bool input_required(struct upstream *up, struct pending *p, json_t *msg)
     if (session_transient(p->session)) {
         json_t *state = json_object_get(result, "requestState");
         char *sealed = NULL;
-        if (state != NULL && (!p->mrtr_ok || (sealed = mcp_era_seal_state(
-                                                  up->srv->name, p->call_method, p->call_target,
-                                                  state, mrtr_ttl())) == NULL)) {
+        if (state != NULL &&
+            (!p->mrtr_ok ||
+             (sealed = mcp_era_seal_state(up->srv->name, p->call_method, p->call_target,
+                                          session_owner(p->session), state, mrtr_ttl())) == NULL)) {
             bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
                         "server \"%s\" sent a requestState the gateway cannot pass on (not a "
                         "tools/call, prompts/get or resources/read, or over 64 KiB)",
@@ -2759,18 +2760,21 @@ static json_t *rewrite(json_t *msg, const char *field, const char *value)
    InputRequiredResult carries the state the gateway sealed: it goes back to that server, for
    that same method and target, as the server issued it. Returns 0 (no sealed state, or
    unsealed), or ERR_INVAL with the -32602 answer in r. */
-static int unseal_state(int server, json_t *routed, const char *target, struct mcp_reply *r)
+static int unseal_state(struct session *s, int server, json_t *routed, const char *target,
+                        struct mcp_reply *r)
 {
     json_t *params = json_object_get(routed, "params");
     const char *sealed = json_string_value(json_object_get(params, "requestState"));
     if (!mcp_era_is_sealed(sealed))
         return 0;
     const char *method = jsonrpc_method(routed);
-    json_t *state = mcp_era_open_state(sealed, gw.ups[server]->srv->name, method, target);
+    json_t *state =
+        mcp_era_open_state(sealed, gw.ups[server]->srv->name, method, target, session_owner(s));
     if (state == NULL) {
         reply_error(r, json_object_get(routed, "id"), JSONRPC_INVALID_PARAMS,
                     "Invalid params: params.requestState is not valid for this %s: it was issued "
-                    "for another server or %s, was altered, or is older than limits.mrtr_ttl; "
+                    "for another server, %s or principal, was altered, or is older than "
+                    "limits.mrtr_ttl; "
                     "send the request again without requestState",
                     method, method[0] == 'r' ? "uri" : "name");
         r->server = gw.ups[server]->srv->name;
@@ -2802,6 +2806,7 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
         r->status = 503;
         return;
     }
+    session_set_client_info(s, json_object_get(params, "clientInfo"));
     char name[160];
     snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
              view >= 0 ? gw.ups[view]->srv->name : "");
@@ -3009,7 +3014,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             json_decref(routed);
             return;
         }
-        if (session_transient(s) && unseal_state(server, routed, orig, r) != 0) {
+        if (session_transient(s) && unseal_state(s, server, routed, orig, r) != 0) {
             json_decref(routed);
             return;
         }
@@ -3049,7 +3054,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         json_t *routed = rewrite(msg, "uri", NULL);
         if (method[10] == 'r' && session_transient(s) &&
-            unseal_state(server, routed, uri, r) != 0) {
+            unseal_state(s, server, routed, uri, r) != 0) {
             json_decref(routed);
             return;
         }

@@ -22,7 +22,8 @@
 #include "core/mailbox.h"
 
 #define SESSION_ID_BYTES 32
-#define SESSION_ID_LEN 43 /* base64url of 32 bytes, unpadded */
+#define SESSION_ID_LEN 43   /* base64url of 32 bytes, unpadded: an id before it is sealed */
+#define SESSION_ID_MAX 1024 /* a sealed id (see session_set_owner) is at most this long */
 
 struct session;
 struct stream;
@@ -73,11 +74,20 @@ bool session_closed(struct session *s);
 const char *session_id(const struct session *s);
 int session_view(const struct session *s);
 /* The principal a session belongs to ("" when authentication is off): set once, right after
-   initialize created it, before its id is handed out. A request presenting the session's id
-   under another principal is answered as if the session did not exist. `owner` is copied
-   (at most SESSION_OWNER_MAX bytes). */
+   initialize created it, before its id is handed out. It also gives the session its final id:
+   "gs1." + base64url of its minimal state (view, protocol version, the client's sampling/
+   elicitation/roots capabilities and clientInfo, owner, created, expiry) sealed with the
+   session key of mcp_seal_init, so that a replica sharing the key resumes it (session_find)
+   without having seen it; the replay ring, streams and subscriptions are not carried. A request
+   presenting the session's id under another principal is answered as if the session did not exist.
+   `owner` is copied (at most SESSION_OWNER_MAX bytes). */
 #define SESSION_OWNER_MAX 64
 void session_set_owner(struct session *s, const char *owner);
+/* The owner key ("" without authentication, or before session_set_owner). */
+const char *session_owner(const struct session *s);
+/* The client's clientInfo from initialize (name and version are kept, truncated); call before
+   session_set_owner. */
+void session_set_client_info(struct session *s, json_t *client_info);
 bool session_owned_by(const struct session *s, const char *owner);
 const char *session_protocol_version(const struct session *s);
 /* The capabilities the client declared (borrowed; immutable while s is referenced). */

@@ -212,7 +212,7 @@ describe('a modern stdio server behind the gateway', () => {
     const tampered = await modernCall(gw.url, 'ask', {}, { id: 3, caps, more: { ...more, requestState: ir.requestState.slice(0, -2) + 'AA' } });
     assertRpcError(tampered, { code: -32602, message: /requestState is not valid for this tools\/call/ });
     const other = await modernCall(gw.url, 'tool', {}, { id: 4, caps, more });
-    assertRpcError(other, { code: -32602, message: /issued for another server or name/ });
+    assertRpcError(other, { code: -32602, message: /issued for another server, name or principal/ });
   });
 
   test('server/discover of the view: the modern server\'s capabilities, every version of both eras', async () => {
