@@ -40,7 +40,7 @@ const char *auth_alg_name(enum auth_alg alg)
 void auth_quote(const char *s, char *out, size_t out_size)
 {
     size_t i = 0, max = out_size > 4 ? out_size - 4 : 0;
-    for (; s[i] && i < max; i++)
+    for (; i < max && s[i]; i++)
         out[i] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\') ? s[i] : '?';
     if (s[i] && out_size >= 4) {
         memcpy(out + i, "...", 3);

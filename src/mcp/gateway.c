@@ -449,9 +449,8 @@ static void call_timeout_cb(uv_timer_t *t)
     struct pending *p = t->data;
     if (p->held) {
         /* Waiting for the server's session to come back, and out of time. */
-        unhold(p->up, p);
+        unhold(p->up, p); /* not counted in flight while held */
         p->answered = true;
-        call_finished(p->up);
         char m[600];
         snprintf(m, sizeof(m),
                  "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
@@ -1143,6 +1142,14 @@ static bool hold_call(struct upstream *up, struct pending *p, bool sent)
     }
     p->answered = false;
     p->held = true;
+    if (!sent && p->timer == NULL && up->srv->timeouts.total_ms) {
+        /* Its timeouts.total runs from now, as it would have from the send; it goes on after. */
+        if ((p->timer = malloc(sizeof(*p->timer))) != NULL) {
+            uv_timer_init(up->home->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, call_timeout_cb, up->srv->timeouts.total_ms, 0);
+        }
+    }
     struct pending **tail = &up->held;
     while (*tail != NULL)
         tail = &(*tail)->held_next;
@@ -1165,7 +1172,6 @@ static void release_held(struct upstream *up)
         struct forward *f = calloc(1, sizeof(*f));
         if (f == NULL) {
             p->answered = true;
-            call_finished(up);
             json_t *e =
                 jsonrpc_error_new(p->client_id, JSONRPC_INTERNAL_ERROR, "out of memory", NULL);
             stream_push(p->stream, e, true);
@@ -1283,7 +1289,7 @@ static const char *dead_session_rule(json_t *msg)
     size_t i;
     if (m == NULL)
         return NULL;
-    for (i = 0; m[i] && i < sizeof(lower) - 1; i++)
+    for (i = 0; i < sizeof(lower) - 1 && m[i]; i++)
         lower[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] - 'A' + 'a' : m[i]);
     lower[i] = '\0';
     for (i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)

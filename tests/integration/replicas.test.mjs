@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { baseConfig, miniServer, post, startGateway, tempDir } from './lib.mjs';
+import { baseConfig, miniServer, post, startGateway, tempDir, until } from './lib.mjs';
 import { PASSWORD, storeTool, token } from './oauth_lib.mjs';
 
 const ISSUER = 'http://127.0.0.1:9'; // the public URL both replicas stand behind
@@ -46,7 +46,7 @@ test('a session initialised on replica A is served by replica B; tampered or for
   const r = await call(b.url, alice, sid, 'tools/call', { name: 'tool', arguments: { text: 'on B' } });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json?.result?.content?.[0]?.text, 'a:on B', r.text);
-  assert.ok(b.lines.some((l) => l.includes('resumed a session sealed by a replica')), b.tail());
+  await until(() => b.lines.some((l) => l.includes('resumed a session sealed by a replica')), { what: `the resume logged\n${b.tail()}` });
   // And A still does.
   const back = await call(a.url, alice, sid, 'tools/list', {});
   assert.equal(back.status, 200, back.text);
