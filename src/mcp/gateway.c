@@ -1158,16 +1158,32 @@ static bool hold_call(struct upstream *up, struct pending *p, bool sent)
     return true;
 }
 
+/* Take the next call off a list of held calls (detached from its server), or NULL. */
+static struct pending *pop_held(struct pending **list)
+{
+    struct pending *p = *list;
+    if (p != NULL) {
+        *list = p->held_next;
+        p->held = false;
+        p->held_next = NULL;
+    }
+    return p;
+}
+
+/* Detach every held call of up, in order. */
+static struct pending *take_held(struct upstream *up)
+{
+    struct pending *list = up->held;
+    up->held = NULL;
+    up->nheld = 0;
+    return list;
+}
+
 /* The session is back: send the held calls again, in order, through the usual path. */
 static void release_held(struct upstream *up)
 {
-    struct pending *p = up->held;
-    up->held = NULL;
-    up->nheld = 0;
-    while (p != NULL) {
-        struct pending *next = p->held_next;
-        p->held = false;
-        p->held_next = NULL;
+    struct pending *list = take_held(up), *p;
+    while ((p = pop_held(&list)) != NULL) {
         p->resent = true;
         struct forward *f = calloc(1, sizeof(*f));
         if (f == NULL) {
@@ -1183,20 +1199,14 @@ static void release_held(struct upstream *up)
             f->msg = json_incref(p->sent);
             forward_cb(f);
         }
-        p = next;
     }
 }
 
 /* Fail every held call with the reason the session could not be brought back. */
 static void fail_held(struct upstream *up, const char *why)
 {
-    struct pending *p = up->held;
-    up->held = NULL;
-    up->nheld = 0;
-    while (p != NULL) {
-        struct pending *next = p->held_next;
-        p->held = false;
-        p->held_next = NULL;
+    struct pending *list = take_held(up), *p;
+    while ((p = pop_held(&list)) != NULL) {
         p->answered = true;
         char m[600];
         snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
@@ -1206,7 +1216,6 @@ static void fail_held(struct upstream *up, const char *why)
         stream_push(p->stream, e, true);
         json_decref(e);
         pending_maybe_free(p);
-        p = next;
     }
 }
 

@@ -7,12 +7,10 @@
 // and log level reach a 2026-07-28 server (subscriptions/listen filter, _meta logLevel).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { test } from 'node:test';
-import { assertRpcError, baseConfig, MINI, miniServer, openSession, PROTOCOL, startGateway, until } from './lib.mjs';
+import { assertRpcError, baseConfig, miniHttp, miniServer, openSession, PROTOCOL, startGateway, until } from './lib.mjs';
 
-const node = process.execPath;
 const faulty = (name, extra = {}) => {
   const s = miniServer(name, extra);
   s.args.push('--fault-tools');
@@ -20,22 +18,7 @@ const faulty = (name, extra = {}) => {
 };
 const text = (r) => r.json?.result?.content?.[0]?.text;
 
-/** Starts the fixture over HTTP (legacy unless args has --modern); resolves {url, stderr(), kill()}. */
-async function httpFixture(args) {
-  const child = spawn(node, [MINI, '--http', '--fault-tools', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (c) => (err += c));
-  const port = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`fixture exited ${code}: ${err}`)));
-  });
-  return { url: `http://127.0.0.1:${port}/mcp`, stderr: () => err, kill: () => child.kill('SIGKILL') };
-}
+const httpFixture = (args) => miniHttp(['--fault-tools', ...args]);
 
 const count = (hay, needle) => hay.split(needle).length - 1;
 /** The fixture's stderr lines as the gateway logged them (stdio servers). */
