@@ -37,12 +37,14 @@ static int form_decode(const char *s, size_t len, char **out, const char *what, 
             int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
             int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
+                d[n] = '\0'; /* secret_free wipes up to the NUL */
                 secret_free(d);
                 return err_info_set(ei, ERR_PARSE, 0, 0,
                                     "%s: '%%' must be followed by two hexadecimal digits", what);
             }
             c = (unsigned char)(hi << 4 | lo);
             if (c == 0) {
+                d[n] = '\0';
                 secret_free(d);
                 return err_info_set(ei, ERR_PARSE, 0, 0, "%s: %%00 is not allowed", what);
             }
