@@ -2495,6 +2495,7 @@ void gateway_free(void)
             json_decref(up->lists[k]);
         json_decref(up->caps);
         json_decref(up->pub_caps);
+        json_decref(up->listen_subs);
         idmap_release(&up->pending);
         config_unref(up->cfg);
         free(up);
