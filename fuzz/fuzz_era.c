@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (h.name != NULL && h.name_len < sizeof(out)) {
         memcpy(out, h.name, h.name_len);
         out[h.name_len] = '\0';
-        json_t *state = mcp_era_open_state(out, "s", "tools/call", "t");
+        json_t *state = mcp_era_open_state(out, "s", "tools/call", "t", "");
         if (state != NULL)
             abort(); /* nothing here was sealed by this process */
     }

@@ -765,6 +765,7 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
         return;
     }
     session_set_log_level(s, log_level);
+    session_set_owner(s, a->owner); /* binds the requestState it is given to this principal */
     struct mcp_reply r;
     mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
     a->server = r.server;
@@ -1246,6 +1247,14 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
             goto fail;
         srv->auth = true;
         set_issuer(srv, cfg);
+        mcp_seal_init(srv->master);
+    } else if (cfg->store.key_file != NULL) {
+        /* Replicas without authentication share session ids through the same key file. */
+        if ((err = auth_master_key_load(cfg->store.key_file, true, srv->master, ei)) != 0)
+            goto fail;
+        mcp_seal_init(srv->master);
+    } else {
+        mcp_seal_init(NULL);
     }
     *out = srv;
     return 0;

@@ -414,13 +414,34 @@ enum mcp_probe_outcome mcp_era_probe_outcome(json_t *msg, char *why, size_t whyl
 }
 
 #define SEAL_MAX_STATE (64 * 1024)
+#define SEAL_KDF_CONTEXT "ghseal01" /* crypto_kdf context: 8 bytes, the family of these keys */
 
-static unsigned char seal_key[crypto_secretbox_KEYBYTES];
+/* One key per use (MCP_SEAL_*), so that nothing sealed for one use opens as another. */
+static unsigned char seal_keys[MCP_SEAL_NKEYS][crypto_secretbox_KEYBYTES];
+static bool seal_shared;
 static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
 
 static void seal_key_init(void)
 {
-    randombytes_buf(seal_key, sizeof(seal_key));
+    if (!seal_shared)
+        for (int i = 0; i < MCP_SEAL_NKEYS; i++)
+            randombytes_buf(seal_keys[i], sizeof(seal_keys[i]));
+}
+
+void mcp_seal_init(const unsigned char *master)
+{
+    if (master != NULL) {
+        for (int i = 0; i < MCP_SEAL_NKEYS; i++)
+            crypto_kdf_derive_from_key(seal_keys[i], sizeof(seal_keys[i]), (uint64_t)i + 1,
+                                       SEAL_KDF_CONTEXT, master);
+        seal_shared = true;
+    }
+    pthread_once(&seal_once, seal_key_init);
+}
+
+bool mcp_seal_shared(void)
+{
+    return seal_shared;
 }
 
 static uint64_t now_ms(void)
@@ -435,75 +456,100 @@ bool mcp_era_is_sealed(const char *s)
     return s != NULL && strncmp(s, MCP_SEALED_PREFIX, sizeof(MCP_SEALED_PREFIX) - 1) == 0;
 }
 
-char *mcp_era_seal_state(const char *server, const char *method, const char *target, json_t *state,
-                         uint64_t ttl_ms)
+char *mcp_seal(int key, const char *prefix, json_t *doc)
 {
     pthread_once(&seal_once, seal_key_init);
     char *plain = NULL, *out = NULL;
     unsigned char *box = NULL;
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:I, s:O}", "s", server, "m", method, "t",
-                            target ? target : "", "x", (json_int_t)(now_ms() + ttl_ms), "r", state);
-    if (doc == NULL || (plain = json_dumps(doc, JSON_COMPACT)) == NULL)
-        goto out;
-    size_t plen = strlen(plain);
-    if (plen > SEAL_MAX_STATE)
+    size_t plen, prelen = strlen(prefix);
+    if (key < 0 || key >= MCP_SEAL_NKEYS || (plain = json_dumps(doc, JSON_COMPACT)) == NULL ||
+        (plen = strlen(plain)) > SEAL_MAX_STATE)
         goto out;
     size_t blen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plen;
     if ((box = malloc(blen)) == NULL)
         goto out;
     randombytes_buf(box, crypto_secretbox_NONCEBYTES);
     crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, (unsigned char *)plain, plen, box,
-                          seal_key);
-    size_t olen = sizeof(MCP_SEALED_PREFIX) - 1 +
-                  sodium_base64_ENCODED_LEN(blen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+                          seal_keys[key]);
+    size_t olen =
+        prelen + sodium_base64_ENCODED_LEN(blen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     if ((out = malloc(olen)) == NULL)
         goto out;
-    memcpy(out, MCP_SEALED_PREFIX, sizeof(MCP_SEALED_PREFIX) - 1);
-    sodium_bin2base64(out + sizeof(MCP_SEALED_PREFIX) - 1, olen - (sizeof(MCP_SEALED_PREFIX) - 1),
-                      box, blen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    memcpy(out, prefix, prelen);
+    sodium_bin2base64(out + prelen, olen - prelen, box, blen,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 out:
-    json_decref(doc);
+    if (plain != NULL)
+        sodium_memzero(plain, strlen(plain));
     free(plain);
     free(box);
     return out;
 }
 
-json_t *mcp_era_open_state(const char *sealed, const char *server, const char *method,
-                           const char *target)
+json_t *mcp_unseal(int key, const char *prefix, const char *sealed, size_t len)
 {
     pthread_once(&seal_once, seal_key_init);
-    if (!mcp_era_is_sealed(sealed))
+    size_t prelen = strlen(prefix);
+    if (key < 0 || key >= MCP_SEAL_NKEYS || sealed == NULL || len < prelen ||
+        memcmp(sealed, prefix, prelen) != 0 || len - prelen > 2 * SEAL_MAX_STATE)
         return NULL;
-    const char *b64 = sealed + sizeof(MCP_SEALED_PREFIX) - 1;
-    size_t b64len = strlen(b64);
-    if (b64len > 2 * SEAL_MAX_STATE)
-        return NULL;
-    size_t cap = b64len * 3 / 4 + 3, blen = 0;
+    const char *b64 = sealed + prelen;
+    size_t b64len = len - prelen;
+    size_t cap = b64len * 3 / 4 + 3, blen = 0, plen = 0;
     unsigned char *box = malloc(cap), *plain = NULL;
-    json_t *doc = NULL, *state = NULL;
+    json_t *doc = NULL;
     if (box == NULL ||
         sodium_base642bin(box, cap, b64, b64len, NULL, &blen, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         blen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
         goto out;
-    size_t plen = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+    plen = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
     if ((plain = malloc(plen + 1)) == NULL ||
         crypto_secretbox_open_easy(plain, box + crypto_secretbox_NONCEBYTES,
-                                   blen - crypto_secretbox_NONCEBYTES, box, seal_key) != 0)
+                                   blen - crypto_secretbox_NONCEBYTES, box, seal_keys[key]) != 0)
         goto out;
-    doc = json_loadb((const char *)plain, plen, 0, NULL);
+    doc = json_loadb((const char *)plain, plen, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        doc = NULL;
+    }
+out:
+    if (plain != NULL)
+        sodium_memzero(plain, plen);
+    free(box);
+    free(plain);
+    return doc;
+}
+
+char *mcp_era_seal_state(const char *server, const char *method, const char *target,
+                         const char *owner, json_t *state, uint64_t ttl_ms)
+{
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "s", server, "m", method, "t",
+                            target ? target : "", "o", owner ? owner : "", "x",
+                            (json_int_t)(now_ms() + ttl_ms), "r", state);
+    char *out = doc ? mcp_seal(MCP_SEAL_STATE, MCP_SEALED_PREFIX, doc) : NULL;
+    json_decref(doc);
+    return out;
+}
+
+json_t *mcp_era_open_state(const char *sealed, const char *server, const char *method,
+                           const char *target, const char *owner)
+{
+    if (!mcp_era_is_sealed(sealed))
+        return NULL;
+    json_t *doc = mcp_unseal(MCP_SEAL_STATE, MCP_SEALED_PREFIX, sealed, strlen(sealed));
+    json_t *state = NULL;
     const char *s = json_string_value(json_object_get(doc, "s"));
     const char *m = json_string_value(json_object_get(doc, "m"));
     const char *t = json_string_value(json_object_get(doc, "t"));
+    const char *o = json_string_value(json_object_get(doc, "o"));
     json_t *x = json_object_get(doc, "x");
-    if (s == NULL || m == NULL || t == NULL || !json_is_integer(x) || strcmp(s, server) != 0 ||
-        strcmp(m, method) != 0 || strcmp(t, target ? target : "") != 0 ||
-        (uint64_t)json_integer_value(x) < now_ms())
+    if (s == NULL || m == NULL || t == NULL || o == NULL || !json_is_integer(x) ||
+        strcmp(s, server) != 0 || strcmp(m, method) != 0 || strcmp(t, target ? target : "") != 0 ||
+        strcmp(o, owner ? owner : "") != 0 || (uint64_t)json_integer_value(x) < now_ms())
         goto out;
     state = json_incref(json_object_get(doc, "r"));
 out:
     json_decref(doc);
-    free(box);
-    free(plain);
     return state;
 }

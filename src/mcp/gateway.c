@@ -70,11 +70,21 @@ struct upstream {
     struct pending *listen; /* modern: the subscriptions/listen request in flight, or NULL */
     uv_timer_t listen_timer;
     unsigned listen_failures;
+    json_t *listen_subs; /* modern: the resourceSubscriptions the open listen carries */
+    /* session recovery (see "Upstream session recovery" in docs/architecture.md) */
+    bool recovering;           /* the session was lost: calls are held until it is back */
+    bool gave_up;              /* RECOVERY_MAX_ATTEMPTS failed: calls fail until one retries */
+    unsigned recover_attempts; /* initializations that failed during this recovery */
+    char recover_why[256];     /* how the session was lost */
+    struct pending *held;      /* client calls to send (again) once the session is back */
+    unsigned nheld;
+    char log_level[16]; /* the last logging/setLevel a client sent through us, replayed */
     bool closing;
     struct config *cfg; /* the snapshot srv points into */
     bool retired;       /* removed or replaced by a reload: stopped, out of every view */
     /* under gw.lock */
     enum up_state pub_state;
+    bool routable;     /* ready, or recovering (its calls wait or fail naming it): in the catalog */
     unsigned restarts; /* stdio: children started after the first */
     bool was_up;
     char why[512];
@@ -101,6 +111,10 @@ static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *f
 
 struct mrtr;
 static void mrtr_free(struct mrtr *m);
+static void finish_recovery(struct upstream *up);
+static unsigned replay_session_state(struct upstream *up);
+static unsigned queue_limit(const struct upstream *up);
+static bool give_up_recovery(struct upstream *up, const char *why);
 
 struct pending {
     uint64_t id;
@@ -126,11 +140,15 @@ struct pending {
     struct mrtr *mrtr;    /* server requests awaiting the client's input, or NULL */
     /* calls to a 2026-07-28 server */
     uint32_t timeout_ms; /* internal requests: instead of timeouts.first_byte; UINT32_MAX none */
-    json_t *call_msg;    /* the call as first sent, for an MRTR retry with the client's answers */
-    json_t *answers;     /* legacy client: the inputResponses collected so far */
-    json_t *up_state;    /* the server's requestState for the retry, or NULL */
-    unsigned waiting;    /* input requests the legacy client has not answered yet */
-    unsigned rounds;     /* InputRequiredResults met so far */
+    json_t *sent;        /* client calls: the request as sent (id aside), to send again */
+    bool held;           /* in up->held, waiting for the session to come back */
+    bool resent;         /* already sent again once after a lost session */
+    struct pending *held_next;
+    json_t *call_msg; /* the call as first sent, for an MRTR retry with the client's answers */
+    json_t *answers;  /* legacy client: the inputResponses collected so far */
+    json_t *up_state; /* the server's requestState for the retry, or NULL */
+    unsigned waiting; /* input requests the legacy client has not answered yet */
+    unsigned rounds;  /* InputRequiredResults met so far */
 };
 
 static struct {
@@ -167,7 +185,7 @@ static int rebuild_locked(int strict, struct err_info *ei)
     for (size_t i = 0; i < n; i++) {
         src[i].server = gw.ups[i]->srv->name;
         src[i].srv = gw.ups[i]->srv;
-        src[i].ready = gw.ups[i]->pub_state == UP_READY && !gw.ups[i]->retired;
+        src[i].ready = gw.ups[i]->routable && !gw.ups[i]->retired;
         for (int k = 0; k < CAT_NKINDS; k++)
             src[i].lists[k] = gw.ups[i]->lists[k];
     }
@@ -204,6 +222,7 @@ static void publish(struct upstream *up, enum up_state st, const char *why, json
 {
     pthread_mutex_lock(&gw.lock);
     up->pub_state = st;
+    up->routable = st == UP_READY || up->recovering || up->gave_up;
     snprintf(up->why, sizeof(up->why), "%s", why ? why : "");
     if (lists != NULL) {
         for (int k = 0; k < CAT_NKINDS; k++) {
@@ -316,6 +335,20 @@ static void *call_cookie(int server, uint64_t id)
                                (id & ((1ULL << CALL_ID_BITS) - 1)));
 }
 
+/* Take p out of its server's chain of client calls in flight (wherever it is in it: calls end
+   in any order). The chain is as long as the calls in flight, at most max_concurrency. */
+static void unlink_call(struct upstream *up, struct pending *p)
+{
+    for (struct pending **pp = &up->last_call; *pp != NULL; pp = &(*pp)->prev_call)
+        if (*pp == p) {
+            *pp = p->prev_call;
+            break;
+        }
+    p->prev_call = NULL;
+}
+
+static void unhold(struct upstream *up, struct pending *p);
+
 static void pending_free(struct pending *p)
 {
     if (p->timer) {
@@ -324,8 +357,8 @@ static void pending_free(struct pending *p)
     }
     if (p->session && p->client_id && p->up)
         session_untrack_call(p->session, p->client_id, call_cookie(p->up->index, p->id));
-    if (p->up && p->up->last_call == p)
-        p->up->last_call = p->prev_call;
+    if (p->up)
+        unlink_call(p->up, p);
     if (p->stream)
         stream_unref(p->stream);
     if (p->session)
@@ -337,6 +370,7 @@ static void pending_free(struct pending *p)
     json_decref(p->call_msg);
     json_decref(p->answers);
     json_decref(p->up_state);
+    json_decref(p->sent);
     free(p);
 }
 
@@ -416,6 +450,22 @@ static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
 static void call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
+    if (p->held) {
+        /* Waiting for the server's session to come back, and out of time. */
+        unhold(p->up, p); /* not counted in flight while held */
+        p->answered = true;
+        char m[600];
+        snprintf(m, sizeof(m),
+                 "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
+                 "(timeouts.total)",
+                 p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
+        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
+                                        json_pack("{s:s}", "server", p->up->srv->name));
+        stream_push(p->stream, err, true);
+        json_decref(err);
+        pending_maybe_free(p);
+        return;
+    }
     /* Tell the server to stop, then answer the client. */
     send_cancelled(p->up, p->id, "gateway timeout");
     if (p->exchange_open) {
@@ -440,6 +490,10 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
         p->id = atomic_fetch_add(&up->next_id, 1) + 1;
     p->up = up;
     json_object_set_new(msg, "id", json_integer((json_int_t)p->id));
+    if (p->cb == NULL && p->sent != msg) {
+        json_decref(p->sent);
+        p->sent = json_incref(msg); /* sent again if the server refuses it for a lost session */
+    }
     int err = idmap_put(&up->pending, p->id, p);
     if (err)
         return err;
@@ -554,6 +608,8 @@ static unsigned schedule_reinit(struct upstream *up)
 
 static void init_failed(struct upstream *up, const char *why)
 {
+    if (give_up_recovery(up, why))
+        return;
     unsigned delay = schedule_reinit(up);
     char msg[400];
     snprintf(msg, sizeof(msg), "%s; retrying in %u ms", why, delay);
@@ -611,6 +667,9 @@ static void fetch_finished(struct upstream *up)
     publish(up, UP_READY, "", lists);
     for (int k = 0; k < CAT_NKINDS; k++)
         json_decref(lists[k]);
+    if (up->recovering)
+        finish_recovery(up);
+    up->gave_up = false;
     for (int k = 0; k < CAT_NKINDS; k++) {
         if (!(up->announce & (1u << k)) || changed_methods[k] == NULL)
             continue;
@@ -760,7 +819,74 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
     pthread_mutex_unlock(&gw.lock);
     send_notification(up, "notifications/initialized", NULL);
     transport_listen(up->t);
+    unsigned n = replay_session_state(up);
+    if (n > 0 || (up->recovering && up->log_level[0]))
+        log_info("upstream_replay", "server %s: replayed %u resource subscriptions%s%s",
+                 up->srv->name, n, up->log_level[0] ? " and log level " : "", up->log_level);
     refresh_lists(up, -1);
+}
+
+struct sub_collect {
+    int server;
+    json_t *set;
+};
+
+static void collect_subs_cb(struct session *s, void *arg)
+{
+    struct sub_collect *c = arg;
+    session_collect_subscriptions(s, c->server, c->set);
+}
+
+/* Every URI some client session is subscribed to on up, as the keys of a new object. */
+static json_t *subscriptions_of(struct upstream *up)
+{
+    struct sub_collect c = {up->index, json_object()};
+    session_foreach(collect_subs_cb, &c);
+    return c.set;
+}
+
+static void replay_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    const char *what = arg;
+    json_t *error = msg ? json_object_get(msg, "error") : NULL;
+    if (err || error != NULL)
+        log_warn("upstream_replay", "server %s refused the replayed %s: %s", up->srv->name, what,
+                 why ? why
+                 : json_string_value(json_object_get(error, "message")) != NULL
+                     ? json_string_value(json_object_get(error, "message"))
+                     : "no result");
+}
+
+/* A legacy server has a new session (its first, or after it lost one): send it what the
+   clients set on the old one that the protocol lets a client set again, the log level and the
+   resource subscriptions. Returns how many subscriptions were replayed. */
+static char what_level[] = "logging/setLevel", what_subscribe[] = "resources/subscribe";
+
+static unsigned replay_session_state(struct upstream *up)
+{
+    if (up->log_level[0] && json_object_get(up->caps, "logging") != NULL)
+        internal_request(up, "logging/setLevel", json_pack("{s:s}", "level", up->log_level),
+                         replay_cb, what_level);
+    json_t *subs = subscriptions_of(up);
+    unsigned n = 0;
+    if (json_is_true(json_object_get(json_object_get(up->caps, "resources"), "subscribe"))) {
+        const char *uri;
+        json_t *v;
+        json_object_foreach(subs, uri, v)
+        {
+            (void)v;
+            internal_request(up, "resources/subscribe", json_pack("{s:s}", "uri", uri), replay_cb,
+                             what_subscribe);
+            n++;
+        }
+    } else if (json_object_size(subs) > 0) {
+        log_warn("upstream_replay",
+                 "server %s: %zu resource subscriptions not replayed: its capabilities no longer "
+                 "announce resources.subscribe",
+                 up->srv->name, json_object_size(subs));
+    }
+    json_decref(subs);
+    return n;
 }
 
 #define PROBE_STDIO_TIMEOUT_MS 5000 /* a silent stdio server is a legacy one (basic/transports) */
@@ -808,6 +934,22 @@ static void open_listen(struct upstream *up)
     for (int i = 0; i < 3; i++)
         if (json_is_true(json_object_get(json_object_get(up->caps, caps[i]), "listChanged")))
             json_object_set_new(filter, keys[i], json_true());
+    /* The resources the gateway's (legacy) clients subscribed to on this server: 2026-07-28 has
+       no resources/subscribe, the listen filter carries them. */
+    json_t *subs = subscriptions_of(up), *uris = json_array();
+    const char *uri;
+    json_t *v;
+    json_object_foreach(subs, uri, v)
+    {
+        (void)v;
+        json_array_append_new(uris, json_string(uri));
+    }
+    json_decref(up->listen_subs);
+    up->listen_subs = subs;
+    if (json_array_size(uris) > 0)
+        json_object_set_new(filter, "resourceSubscriptions", uris);
+    else
+        json_decref(uris);
     if (json_object_size(filter) == 0) {
         json_decref(filter);
         return;
@@ -815,6 +957,33 @@ static void open_listen(struct upstream *up)
     up->listen =
         internal_request_ex(up, "subscriptions/listen", json_pack("{s:o}", "notifications", filter),
                             listen_cb, NULL, true, UINT32_MAX);
+}
+
+/* Modern server: the set of subscriptions changed; replace the listen request with one that
+   carries the new filter (the old one is cancelled: closed over HTTP, notifications/cancelled on
+   stdio). */
+static void relisten(struct upstream *up)
+{
+    json_t *now = subscriptions_of(up);
+    bool same = up->listen != NULL && json_equal(now, up->listen_subs);
+    json_decref(now);
+    if (same || up->closing || !atomic_load(&up->modern) || up->state != UP_READY)
+        return;
+    struct pending *l = up->listen;
+    if (l != NULL) {
+        up->listen = NULL;
+        send_cancelled(up, l->id, "the gateway's subscriptions changed");
+        idmap_del(&up->pending, l->id);
+        if (l->exchange_open) {
+            transport_cancel(up->t, l);
+            l->exchange_open = false;
+        }
+        l->answered = true;
+        pending_free(l);
+    }
+    uv_timer_stop(&up->listen_timer);
+    up->listen_failures = 0;
+    open_listen(up);
 }
 
 static void send_initialize(struct upstream *up);
@@ -941,6 +1110,207 @@ static void fail_all(struct upstream *up, const char *why)
     }
 }
 
+/* --- upstream session recovery (home thread) --- */
+
+#define RECOVERY_MAX_ATTEMPTS 5 /* failed re-initialisations before calls fail */
+
+static void unhold(struct upstream *up, struct pending *p)
+{
+    for (struct pending **pp = &up->held; *pp != NULL; pp = &(*pp)->held_next)
+        if (*pp == p) {
+            *pp = p->held_next;
+            up->nheld--;
+            break;
+        }
+    p->held = false;
+    p->held_next = NULL;
+}
+
+/* Keep client call p (in flight when `sent`, else never sent) to send once the server has a
+   session again. A call the server refused once for a lost session and that was sent again is
+   not held twice. False when p cannot be held: the caller answers it. */
+static bool hold_call(struct upstream *up, struct pending *p, bool sent)
+{
+    if (p->cb != NULL || p->sent == NULL || p->resent || p->held || up->gave_up ||
+        up->nheld >= queue_limit(up) || up->closing)
+        return false;
+    if (sent) {
+        idmap_del(&up->pending, p->id);
+        if (p->exchange_open) {
+            transport_cancel(up->t, p);
+            p->exchange_open = false;
+        }
+        unlink_call(up, p);
+        if (up->inflight > 0)
+            up->inflight--;
+    }
+    p->answered = false;
+    p->held = true;
+    if (!sent && p->timer == NULL && up->srv->timeouts.total_ms) {
+        /* Its timeouts.total runs from now, as it would have from the send; it goes on after. */
+        if ((p->timer = malloc(sizeof(*p->timer))) != NULL) {
+            uv_timer_init(up->home->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, call_timeout_cb, up->srv->timeouts.total_ms, 0);
+        }
+    }
+    struct pending **tail = &up->held;
+    while (*tail != NULL)
+        tail = &(*tail)->held_next;
+    *tail = p;
+    up->nheld++;
+    return true;
+}
+
+/* Take the next call off a list of held calls (detached from its server), or NULL. */
+static struct pending *pop_held(struct pending **list)
+{
+    struct pending *p = *list;
+    if (p != NULL) {
+        *list = p->held_next;
+        p->held = false;
+        p->held_next = NULL;
+    }
+    return p;
+}
+
+/* Detach every held call of up, in order. */
+static struct pending *take_held(struct upstream *up)
+{
+    struct pending *list = up->held;
+    up->held = NULL;
+    up->nheld = 0;
+    return list;
+}
+
+/* The session is back: send the held calls again, in order, through the usual path. */
+static void release_held(struct upstream *up)
+{
+    struct pending *list = take_held(up), *p;
+    while ((p = pop_held(&list)) != NULL) {
+        p->resent = true;
+        struct forward *f = calloc(1, sizeof(*f));
+        if (f == NULL) {
+            p->answered = true;
+            json_t *e =
+                jsonrpc_error_new(p->client_id, JSONRPC_INTERNAL_ERROR, "out of memory", NULL);
+            stream_push(p->stream, e, true);
+            json_decref(e);
+            pending_maybe_free(p);
+        } else {
+            f->up = up;
+            f->p = p;
+            f->msg = json_incref(p->sent);
+            forward_cb(f);
+        }
+    }
+}
+
+/* Fail every held call with the reason the session could not be brought back. */
+static void fail_held(struct upstream *up, const char *why)
+{
+    struct pending *list = take_held(up), *p;
+    while ((p = pop_held(&list)) != NULL) {
+        p->answered = true;
+        char m[600];
+        snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
+                 up->recover_why, why);
+        json_t *e = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
+                                      json_pack("{s:s}", "server", up->srv->name));
+        stream_push(p->stream, e, true);
+        json_decref(e);
+        pending_maybe_free(p);
+    }
+}
+
+/* The server's session is gone (`why` says how): from now on calls are held, and what the
+   clients set on the old session is replayed on the next one. */
+static void mark_lost(struct upstream *up, const char *why)
+{
+    if (up->closing || up->srv->transport == TRANSPORT_OPENAPI)
+        return;
+    if (!up->recovering) {
+        up->recovering = true;
+        up->gave_up = false;
+        up->recover_attempts = 0;
+        snprintf(up->recover_why, sizeof(up->recover_why), "%s", why);
+        json_t *f = json_pack("{s:s, s:s}", "server", up->srv->name, "why", why);
+        log_fields(LOG_WARN, "upstream_session_lost", f);
+    }
+}
+
+/* mark_lost, then re-initialise it now (unless that is under way, or a restart of its process
+   will: stdio). */
+static void begin_recovery(struct upstream *up, const char *why)
+{
+    mark_lost(up, why);
+    if (!up->recovering || up->state == UP_INITIALIZING || up->t == NULL ||
+        transport_state(up->t) == TRANSPORT_STOPPED ||
+        (up->srv->transport == TRANSPORT_STDIO && transport_state(up->t) != TRANSPORT_UP))
+        return;
+    transport_reset_session(up->t);
+    begin_init(up);
+}
+
+/* A re-initialisation failed: true when that was the last attempt (the held calls have their
+   error, no retry is scheduled: the next client call starts a new round). */
+static bool give_up_recovery(struct upstream *up, const char *why)
+{
+    if (!up->recovering || ++up->recover_attempts < RECOVERY_MAX_ATTEMPTS)
+        return false;
+    char m[600];
+    snprintf(m, sizeof(m),
+             "could not be re-initialised in %u attempts (last: %s); the next call tries again",
+             up->recover_attempts, why);
+    up->recovering = false;
+    up->gave_up = true;
+    uv_timer_stop(&up->retry_timer);
+    fail_held(up, m);
+    char state[1000];
+    snprintf(state, sizeof(state), "lost its session (%.250s) and %.600s", up->recover_why, m);
+    set_state(up, UP_FAILED, state);
+    return true;
+}
+
+static void finish_recovery(struct upstream *up)
+{
+    json_t *f =
+        json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "was", up->recover_why,
+                  "failed_attempts", (int)up->recover_attempts, "held_calls", (int)up->nheld);
+    log_fields(LOG_INFO, "upstream_recovered", f);
+    up->recovering = false;
+    up->gave_up = false;
+    up->recover_attempts = 0;
+    release_held(up);
+}
+
+/*
+ * Does error answer msg say, in prose only, that the server no longer knows our session? Some
+ * servers (and proxies in front of them) answer a stale session with a JSON-RPC error instead
+ * of HTTP 404. Only these phrasings of the message count, matched without regard to case, so
+ * that a tool's own error is never taken for one. Returns the phrase that matched, or NULL.
+ */
+static const char *dead_session_rule(json_t *msg)
+{
+    static const char *const phrases[] = {
+        "session expired",    "session has expired",   "session not found",
+        "no such session",    "unknown session",       "invalid session",
+        "session is invalid", "session id is invalid", "session is no longer valid",
+    };
+    const char *m = json_string_value(json_object_get(json_object_get(msg, "error"), "message"));
+    char lower[256];
+    size_t i;
+    if (m == NULL)
+        return NULL;
+    for (i = 0; i < sizeof(lower) - 1 && m[i]; i++)
+        lower[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] - 'A' + 'a' : m[i]);
+    lower[i] = '\0';
+    for (i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)
+        if (strstr(lower, phrases[i]) != NULL)
+            return phrases[i];
+    return NULL;
+}
+
 static void state_cb(void *owner, enum transport_state st, const char *why)
 {
     struct upstream *up = owner;
@@ -961,15 +1331,32 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
     case TRANSPORT_DOWN:
     case TRANSPORT_STOPPED:
         if (up->srv->transport == TRANSPORT_STDIO || st == TRANSPORT_STOPPED) {
+            if (st == TRANSPORT_STOPPED) {
+                fail_held(up, "the server was stopped");
+                up->recovering = false;
+            } else if (up->state == UP_READY || up->recovering) {
+                char m[300];
+                snprintf(m, sizeof(m), "the process ended: %s", why ? why : "transport down");
+                mark_lost(up, m); /* the restart re-initialises; calls wait for it */
+                if (up->recovering && ++up->recover_attempts >= RECOVERY_MAX_ATTEMPTS + 1) {
+                    up->recovering = false;
+                    up->gave_up = true;
+                    fail_held(up, "its process kept ending; calls fail until it is back");
+                }
+            }
             fail_all(up, why ? why : "transport down");
             uv_timer_stop(&up->retry_timer);
             set_state(up, st == TRANSPORT_STOPPED ? UP_STOPPED : UP_DOWN, why);
         } else if (up->state == UP_READY || up->state == UP_INITIALIZING) {
             /* HTTP: no exchange will be sent while it is down, so probe it again with a new
                initialize after a back-off; a server that forgot us gets a new session. */
+            char m[300];
+            snprintf(m, sizeof(m), "the server went down: %s", why ? why : "transport down");
+            mark_lost(up, m);
             set_state(up, UP_DOWN, why);
             transport_reset_session(up->t);
-            schedule_reinit(up);
+            if (!give_up_recovery(up, why ? why : "the server is down"))
+                schedule_reinit(up);
         }
         break;
     case TRANSPORT_STARTING:
@@ -984,6 +1371,14 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     if (p == NULL)
         return;
     p->exchange_open = false;
+    bool lost = err == ERR_NOTFOUND && !up->closing &&
+                (up->state == UP_READY || up->state == UP_INITIALIZING);
+    if (lost && !p->answered && hold_call(up, p, true)) {
+        /* The server refused the call for the session it forgot: it never ran it, so it is sent
+           again on the new session. */
+        begin_recovery(up, "the server answered HTTP 404 for its session");
+        return;
+    }
     if (!p->answered) {
         if (err == 0)
             fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
@@ -993,11 +1388,8 @@ static void done_cb(void *owner, void *related, int err, const char *why)
                 p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE,
                 "server \"%s\": %s", up->srv->name, why ? why : err_str(err));
     }
-    if (err == ERR_NOTFOUND && !up->closing && up->state == UP_READY) {
-        /* The server forgot our session: start a new one; the client's session is unaffected. */
-        transport_reset_session(up->t);
-        begin_init(up);
-    }
+    if (lost) /* the server forgot our session: a new one; the client's session is unaffected */
+        begin_recovery(up, "the server answered HTTP 404 for its session");
     pending_maybe_free(p);
 }
 
@@ -1675,9 +2067,10 @@ static bool input_required(struct upstream *up, struct pending *p, json_t *msg)
     if (session_transient(p->session)) {
         json_t *state = json_object_get(result, "requestState");
         char *sealed = NULL;
-        if (state != NULL && (!p->mrtr_ok || (sealed = mcp_era_seal_state(
-                                                  up->srv->name, p->call_method, p->call_target,
-                                                  state, mrtr_ttl())) == NULL)) {
+        if (state != NULL &&
+            (!p->mrtr_ok ||
+             (sealed = mcp_era_seal_state(up->srv->name, p->call_method, p->call_target,
+                                          session_owner(p->session), state, mrtr_ttl())) == NULL)) {
             bridge_fail(up, p, JSONRPC_INTERNAL_ERROR,
                         "server \"%s\" sent a requestState the gateway cannot pass on (not a "
                         "tools/call, prompts/get or resources/read, or over 64 KiB)",
@@ -1821,6 +2214,19 @@ static void message_cb(void *owner, json_t *msg, void *related)
         return;
     }
     p->answered = true;
+    const char *rule = NULL;
+    if (json_object_get(msg, "error") != NULL && !atomic_load(&up->modern) &&
+        up->state == UP_READY && (rule = dead_session_rule(msg)) != NULL) {
+        char why[400];
+        snprintf(why, sizeof(why), "its error \"%.200s\" matched the rule \"%s\"",
+                 json_string_value(json_object_get(json_object_get(msg, "error"), "message")),
+                 rule);
+        if (p->cb == NULL && hold_call(up, p, true)) {
+            begin_recovery(up, why);
+            return;
+        }
+        begin_recovery(up, why);
+    }
     if (p->cb) {
         p->cb(up, msg, 0, NULL, p->arg);
     } else if (!input_required(up, p, msg)) {
@@ -2093,6 +2499,7 @@ void gateway_free(void)
             json_decref(up->lists[k]);
         json_decref(up->caps);
         json_decref(up->pub_caps);
+        json_decref(up->listen_subs);
         idmap_release(&up->pending);
         config_unref(up->cfg);
         free(up);
@@ -2187,6 +2594,8 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
     const char *method = jsonrpc_method(msg);
     if (strncmp(method, "resources/", 10) == 0 &&
         (strcmp(method + 10, "subscribe") == 0 || strcmp(method + 10, "unsubscribe") == 0)) {
+        /* The session's record is already updated: the listen filter follows it. */
+        relisten(up);
         json_t *res = jsonrpc_result_new(p->client_id, json_object());
         stream_push(p->stream, res, true);
         json_decref(res);
@@ -2195,10 +2604,10 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
         return false;
     }
     json_t *caps = relay_capabilities(p->session);
-    int rank = session_transient(p->session) ? session_log_level(p->session) : -1;
+    int rank = session_log_level(p->session); /* a legacy client's: its logging/setLevel */
     int err = mcp_era_add_meta(msg, caps, rank);
     json_decref(caps);
-    if (err == 0 && !session_transient(p->session) &&
+    if (err == 0 && !session_transient(p->session) && p->call_msg == NULL &&
         (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0 ||
          strcmp(method, "resources/read") == 0))
         p->call_msg = json_deep_copy(msg); /* an InputRequiredResult is retried from it */
@@ -2211,11 +2620,23 @@ static void forward_cb(void *arg)
     struct upstream *up = f->up;
     struct pending *p = f->p;
     p->up = up;
+    if (up->state != UP_READY && up->recovering && p->sent == NULL)
+        p->sent = json_incref(f->msg);
+    if (up->state != UP_READY && up->recovering && hold_call(up, p, false))
+        goto out; /* sent once the session is back */
     if (up->state != UP_READY || up->t == NULL) {
         p->answered = true;
-        char m[400];
-        snprintf(m, sizeof(m), "server \"%s\" is not available (%s)", up->srv->name,
-                 up_state_names[up->state]);
+        char m[800];
+        if (up->gave_up)
+            snprintf(m, sizeof(m), "server \"%s\" is not available: %s", up->srv->name, up->why);
+        else
+            snprintf(m, sizeof(m), "server \"%s\" is not available (%s)", up->srv->name,
+                     up_state_names[up->state]);
+        if (up->gave_up && up->state == UP_FAILED && up->t != NULL &&
+            transport_state(up->t) != TRANSPORT_STOPPED) {
+            up->gave_up = false; /* a new, bounded round, started by demand rather than a loop */
+            begin_recovery(up, "a client called it after recovery had given up");
+        }
         json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
                                         json_pack("{s:s}", "server", up->srv->name));
         stream_push(p->stream, err, true);
@@ -2360,18 +2781,21 @@ static json_t *rewrite(json_t *msg, const char *field, const char *value)
    InputRequiredResult carries the state the gateway sealed: it goes back to that server, for
    that same method and target, as the server issued it. Returns 0 (no sealed state, or
    unsealed), or ERR_INVAL with the -32602 answer in r. */
-static int unseal_state(int server, json_t *routed, const char *target, struct mcp_reply *r)
+static int unseal_state(struct session *s, int server, json_t *routed, const char *target,
+                        struct mcp_reply *r)
 {
     json_t *params = json_object_get(routed, "params");
     const char *sealed = json_string_value(json_object_get(params, "requestState"));
     if (!mcp_era_is_sealed(sealed))
         return 0;
     const char *method = jsonrpc_method(routed);
-    json_t *state = mcp_era_open_state(sealed, gw.ups[server]->srv->name, method, target);
+    json_t *state =
+        mcp_era_open_state(sealed, gw.ups[server]->srv->name, method, target, session_owner(s));
     if (state == NULL) {
         reply_error(r, json_object_get(routed, "id"), JSONRPC_INVALID_PARAMS,
                     "Invalid params: params.requestState is not valid for this %s: it was issued "
-                    "for another server or %s, was altered, or is older than limits.mrtr_ttl; "
+                    "for another server, %s or principal, was altered, or is older than "
+                    "limits.mrtr_ttl; "
                     "send the request again without requestState",
                     method, method[0] == 'r' ? "uri" : "name");
         r->server = gw.ups[server]->srv->name;
@@ -2403,6 +2827,7 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
         r->status = 503;
         return;
     }
+    session_set_client_info(s, json_object_get(params, "clientInfo"));
     char name[160];
     snprintf(name, sizeof(name), "%s%s%s", "gatehouse", view >= 0 ? "/" : "",
              view >= 0 ? gw.ups[view]->srv->name : "");
@@ -2872,7 +3297,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             json_decref(routed);
             return;
         }
-        if (session_transient(s) && unseal_state(server, routed, orig, r) != 0) {
+        if (session_transient(s) && unseal_state(s, server, routed, orig, r) != 0) {
             json_decref(routed);
             return;
         }
@@ -2904,7 +3329,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             return;
         }
         if (method[10] != 'r')
-            session_subscribe(s, uri, method[10] == 's');
+            session_subscribe(s, uri, server, method[10] == 's');
         else if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
                  !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
             mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
@@ -2912,7 +3337,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         json_t *routed = rewrite(msg, "uri", NULL);
         if (method[10] == 'r' && session_transient(s) &&
-            unseal_state(server, routed, uri, r) != 0) {
+            unseal_state(s, server, routed, uri, r) != 0) {
             json_decref(routed);
             return;
         }
@@ -2971,11 +3396,14 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         return;
     }
     if (strcmp(method, "logging/setLevel") == 0) {
-        if (!json_is_string(json_object_get(params, "level"))) {
+        const char *level = json_string_value(json_object_get(params, "level"));
+        if (level == NULL || mcp_log_level_rank(level) < 0) {
             reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "logging/setLevel: params.level must be a string");
+                        "logging/setLevel: params.level must be one of debug, info, notice, "
+                        "warning, error, critical, alert, emergency");
             return;
         }
+        session_set_log_level(s, mcp_log_level_rank(level)); /* for 2026-07-28 servers' _meta */
         for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
             if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
                 continue;
@@ -3018,6 +3446,10 @@ static void gateway_set_level_cb(void *arg)
 {
     struct forward *f = arg;
     struct upstream *up = f->up;
+    const char *level =
+        json_string_value(json_object_get(json_object_get(f->msg, "params"), "level"));
+    if (level != NULL && mcp_log_level_rank(level) >= 0)
+        snprintf(up->log_level, sizeof(up->log_level), "%s", level); /* replayed on a new session */
     if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging") &&
         !atomic_load(&up->modern)) /* 2026-07-28: the level travels in each request's _meta */
         internal_request(up, "logging/setLevel", json_deep_copy(json_object_get(f->msg, "params")),

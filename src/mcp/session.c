@@ -8,6 +8,7 @@
 #include "core/idmap.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "mcp/gateway.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -18,6 +19,9 @@
 #include <string.h>
 
 #define MAX_STREAMS_PER_SESSION 32
+#define SESSION_SEALED_PREFIX "gs1."
+#define SESSION_SEALED_TTL_S (24 * 3600) /* a sealed id is resumable this long after initialize */
+#define SESSION_ENDED_MAX (1u << 20)     /* ended sealed ids remembered; beyond, none is resumed */
 
 struct event {
     uint64_t seq;
@@ -50,13 +54,15 @@ struct tracked_request {
 struct session {
     atomic_int refcnt;
     pthread_mutex_t lock;
-    char id[SESSION_ID_LEN + 1];
+    char id[SESSION_ID_MAX + 1];
     uint64_t key;
+    uint64_t sealed_until; /* a sealed id: its expiry (s since the epoch); 0 for a random id */
     int view;
     char owner[SESSION_OWNER_MAX + 1]; /* the principal's key; immutable once the id is out */
     bool transient; /* a 2026-07-28 request's session: never in the table, no id */
     char proto[32];
     json_t *caps;
+    json_t *client_info; /* {name, version} from initialize, or NULL */
     bool closed;
     _Atomic uint64_t last_used;
     uint64_t next_req_id;
@@ -69,7 +75,7 @@ struct session {
     struct stream *standalone;
     unsigned listen_mask; /* subscriptions/listen filter; set once, before it is listed */
     json_t *listen_id;    /* the listen request's id */
-    int log_level;        /* transient: least severe notifications/message relayed; -1 none */
+    atomic_int log_level; /* least severe notifications/message level wanted; -1 none */
     bool listening;       /* in table.listeners (under table.lock) */
     struct session *next_listener;
     atomic_uint
@@ -85,6 +91,10 @@ static struct {
     uint32_t replay;
     unsigned char hash_key[crypto_shorthash_KEYBYTES];
     struct session *listeners; /* transient sessions of open subscriptions/listen streams */
+    /* Sealed ids of sessions ended here (DELETE, idle expiry): never resumed again by this
+       replica. key: id_key; value: the id's expiry (s), after which the seal refuses it anyway. */
+    struct idmap ended;
+    size_t nended;
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t now_ms(void)
@@ -107,6 +117,7 @@ void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay
     pthread_mutex_lock(&table.lock);
     if (table.map.cap == 0) {
         idmap_init(&table.map);
+        idmap_init(&table.ended);
         crypto_shorthash_keygen(table.hash_key);
     }
     table.max = max_sessions;
@@ -157,10 +168,38 @@ static unsigned close_collected(struct collect *c)
     return (unsigned)c->n;
 }
 
+struct keep_ended {
+    struct idmap *into;
+    size_t n;
+    uint64_t now_s;
+};
+
+static void keep_ended_cb(uint64_t key, void *val, void *arg)
+{
+    struct keep_ended *k = arg;
+    if ((uint64_t)(uintptr_t)val >= k->now_s && idmap_put(k->into, key, val) == 0)
+        k->n++;
+}
+
+/* Forget the ended ids whose seal has expired (the seal refuses them by itself now). */
+static void sweep_ended(void)
+{
+    struct idmap fresh;
+    idmap_init(&fresh);
+    struct keep_ended k = {&fresh, 0, now_ms() / 1000};
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.ended, keep_ended_cb, &k);
+    idmap_release(&table.ended);
+    table.ended = fresh;
+    table.nended = k.n;
+    pthread_mutex_unlock(&table.lock);
+}
+
 unsigned session_table_sweep(void)
 {
     struct collect c = {0};
     uint64_t now = now_ms();
+    sweep_ended();
     if (table.idle_ms == 0 || now <= table.idle_ms)
         return 0;
     c.older_than = now - table.idle_ms;
@@ -226,6 +265,7 @@ static struct session *session_alloc(int view, const char *protocol_version, jso
     idmap_init(&s->reqs);
     s->next_req_id = 1;
     atomic_init(&s->last_used, now_ms());
+    s->log_level = -1;
     return s;
 }
 
@@ -326,18 +366,22 @@ fail:
     return NULL;
 }
 
+static struct session *session_resume(const char *id, size_t len);
+
 struct session *session_find(const char *id, size_t len)
 {
-    if (len != SESSION_ID_LEN)
+    if (len == 0 || len > SESSION_ID_MAX)
         return NULL;
     uint64_t key = id_key(id, len);
     pthread_mutex_lock(&table.lock);
     struct session *s = idmap_get(&table.map, key);
-    if (s != NULL && sodium_memcmp(s->id, id, len) == 0)
+    if (s != NULL && s->id[len] == '\0' && sodium_memcmp(s->id, id, len) == 0)
         session_ref(s);
     else
         s = NULL;
     pthread_mutex_unlock(&table.lock);
+    if (s == NULL)
+        s = session_resume(id, len); /* initialised by another replica, or before a restart */
     if (s != NULL)
         atomic_store(&s->last_used, now_ms());
     return s;
@@ -364,6 +408,7 @@ void session_unref(struct session *s)
     idmap_foreach(&s->reqs, free_tracked, NULL);
     idmap_release(&s->reqs);
     json_decref(s->caps);
+    json_decref(s->client_info);
     json_decref(s->subs);
     json_decref(s->calls);
     json_decref(s->listen_id);
@@ -392,6 +437,9 @@ void session_close(struct session *s)
     if (idmap_get(&table.map, s->key) == s) {
         idmap_del(&table.map, s->key);
         table.count--;
+        if (s->sealed_until != 0 && table.nended < SESSION_ENDED_MAX &&
+            idmap_put(&table.ended, s->key, (void *)(uintptr_t)s->sealed_until) == 0)
+            table.nended++;
         pthread_mutex_unlock(&table.lock);
         session_unref(s); /* the table's reference */
     } else {
@@ -448,9 +496,125 @@ int session_view(const struct session *s)
     return s->view;
 }
 
+void session_set_client_info(struct session *s, json_t *client_info)
+{
+    const char *name = json_string_value(json_object_get(client_info, "name"));
+    const char *version = json_string_value(json_object_get(client_info, "version"));
+    json_decref(s->client_info);
+    s->client_info =
+        json_pack("{s:s%, s:s%}", "name", name ? name : "", name ? strnlen(name, 64) : 0, "version",
+                  version ? version : "", version ? strnlen(version, 32) : 0);
+}
+
+const char *session_owner(const struct session *s)
+{
+    return s->owner;
+}
+
+/* The capabilities a sealed id keeps: those the gateway acts on (it relays or bridges them). */
+static json_t *sealed_caps(json_t *caps)
+{
+    static const char *const kept[] = {"sampling", "elicitation", "roots"};
+    json_t *out = json_object();
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        json_t *c = json_object_get(caps, kept[i]);
+        if (json_is_object(c))
+            json_object_set_new(out, kept[i], json_deep_copy(c));
+    }
+    return out;
+}
+
+/* Give s an id that carries, sealed, what a replica that never saw it needs to serve it. The
+   table's entry is moved to the new id (under table.lock). Keeps the random id when the sealed
+   one would be too long (the session then lives on this replica only). */
+static void seal_id(struct session *s)
+{
+    const char *view = s->view >= 0 ? gateway_server_name(s->view) : "";
+    uint64_t now = now_ms() / 1000;
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:O?, s:s, s:I, s:I}", "v", view ? view : "", "p",
+                            s->proto, "c", sealed_caps(s->caps), "i", s->client_info, "o", s->owner,
+                            "t", (json_int_t)now, "x", (json_int_t)(now + SESSION_SEALED_TTL_S));
+    char *id = doc ? mcp_seal(MCP_SEAL_SESSION, SESSION_SEALED_PREFIX, doc) : NULL;
+    json_decref(doc);
+    if (id == NULL || strlen(id) > SESSION_ID_MAX) {
+        log_warn("session",
+                 "session state too large to seal into its id (%zu bytes); it can be "
+                 "resumed by this replica only",
+                 id ? strlen(id) : 0);
+        free(id);
+        return;
+    }
+    uint64_t key = id_key(id, strlen(id));
+    pthread_mutex_lock(&table.lock);
+    if (idmap_get(&table.map, s->key) == s && idmap_put(&table.map, key, s) == 0) {
+        idmap_del(&table.map, s->key);
+        s->key = key;
+        s->sealed_until = now + SESSION_SEALED_TTL_S;
+        snprintf(s->id, sizeof(s->id), "%s", id);
+    }
+    pthread_mutex_unlock(&table.lock);
+    free(id);
+}
+
 void session_set_owner(struct session *s, const char *owner)
 {
     snprintf(s->owner, sizeof(s->owner), "%s", owner ? owner : "");
+    if (!s->transient)
+        seal_id(s);
+}
+
+/* A sealed id this replica does not know: rebuild its session from what the id carries. */
+static struct session *session_resume(const char *id, size_t len)
+{
+    json_t *doc = mcp_unseal(MCP_SEAL_SESSION, SESSION_SEALED_PREFIX, id, len);
+    if (doc == NULL)
+        return NULL;
+    struct session *s = NULL;
+    const char *view = json_string_value(json_object_get(doc, "v"));
+    const char *proto = json_string_value(json_object_get(doc, "p"));
+    const char *owner = json_string_value(json_object_get(doc, "o"));
+    json_t *x = json_object_get(doc, "x");
+    int v = view && *view ? gateway_find_server(view) : -1;
+    if (view == NULL || proto == NULL || owner == NULL || strlen(owner) > SESSION_OWNER_MAX ||
+        !json_is_integer(x) || (uint64_t)json_integer_value(x) < now_ms() / 1000 ||
+        (*view && v < 0) || !mcp_version_supported(proto))
+        goto out;
+    if ((s = session_alloc(v, proto, json_object_get(doc, "c"), 2)) == NULL)
+        goto out;
+    memcpy(s->id, id, len);
+    s->id[len] = '\0';
+    s->key = id_key(s->id, len);
+    s->sealed_until = (uint64_t)json_integer_value(x);
+    snprintf(s->owner, sizeof(s->owner), "%s", owner);
+    if (json_is_object(json_object_get(doc, "i")))
+        s->client_info = json_incref(json_object_get(doc, "i"));
+    pthread_mutex_lock(&table.lock);
+    struct session *other = idmap_get(&table.map, s->key);
+    if (other != NULL && sodium_memcmp(other->id, s->id, len) == 0 && strlen(other->id) == len) {
+        session_ref(other); /* resumed meanwhile by another worker */
+        pthread_mutex_unlock(&table.lock);
+        atomic_store(&s->refcnt, 1);
+        session_unref(s);
+        s = other;
+        goto out;
+    }
+    /* Ended here (DELETE, idle expiry), or too many ended to remember: not resumed. */
+    bool ended = idmap_get(&table.ended, s->key) != NULL || table.nended >= SESSION_ENDED_MAX;
+    if (other != NULL || ended || table.count >= table.max ||
+        idmap_put(&table.map, s->key, s) != 0) {
+        pthread_mutex_unlock(&table.lock);
+        atomic_store(&s->refcnt, 1);
+        session_unref(s);
+        s = NULL;
+        goto out;
+    }
+    table.count++;
+    pthread_mutex_unlock(&table.lock);
+    log_info("session", "resumed a session sealed by a replica (server view \"%s\")",
+             *view ? view : "/mcp");
+out:
+    json_decref(doc);
+    return s;
 }
 
 bool session_owned_by(const struct session *s, const char *owner)
@@ -517,10 +681,11 @@ int session_take_request(struct session *s, uint64_t down_id, void **upstream, j
     return 0;
 }
 
-int session_subscribe(struct session *s, const char *uri, bool on)
+int session_subscribe(struct session *s, const char *uri, int server, bool on)
 {
     pthread_mutex_lock(&s->lock);
-    int err = on ? json_object_set_new(s->subs, uri, json_true()) : json_object_del(s->subs, uri);
+    int err = on ? json_object_set_new(s->subs, uri, json_integer(server))
+                 : json_object_del(s->subs, uri);
     pthread_mutex_unlock(&s->lock);
     return err && on ? ERR_NOMEM : 0;
 }
@@ -531,6 +696,19 @@ bool session_subscribed(struct session *s, const char *uri)
     bool on = json_object_get(s->subs, uri) != NULL;
     pthread_mutex_unlock(&s->lock);
     return on;
+}
+
+void session_collect_subscriptions(struct session *s, int server, json_t *set)
+{
+    const char *uri;
+    json_t *v;
+    pthread_mutex_lock(&s->lock);
+    json_object_foreach(s->subs, uri, v)
+    {
+        if (json_integer_value(v) == server)
+            json_object_set_new(set, uri, json_true());
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* A client id as a map key: its compact JSON text, which keeps 1 and "1" apart and escapes

@@ -22,7 +22,8 @@
 #include "core/mailbox.h"
 
 #define SESSION_ID_BYTES 32
-#define SESSION_ID_LEN 43 /* base64url of 32 bytes, unpadded */
+#define SESSION_ID_LEN 43   /* base64url of 32 bytes, unpadded: an id before it is sealed */
+#define SESSION_ID_MAX 1024 /* a sealed id (see session_set_owner) is at most this long */
 
 struct session;
 struct stream;
@@ -56,9 +57,10 @@ struct session *session_new(int view, const char *protocol_version, json_t *clie
 struct session *session_new_transient(int view, const char *protocol_version, json_t *client_caps,
                                       int *err);
 bool session_transient(const struct session *s);
-/* A transient session's least severe notifications/message level to relay (mcp_log_level_rank),
-   from the request's _meta logLevel; -1 (the default): relay none, as 2026-07-28 asks of a request
-   without logLevel. Set before the request is handled. */
+/* The least severe notifications/message level the client wants (mcp_log_level_rank). A
+   transient session's comes from the request's _meta logLevel; -1 (the default): relay none, as
+   2026-07-28 asks of a request without logLevel. A legacy session's is its last
+   logging/setLevel (-1: never set), sent as _meta logLevel to 2026-07-28 servers. Any thread. */
 void session_set_log_level(struct session *s, int rank);
 int session_log_level(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
@@ -72,11 +74,20 @@ bool session_closed(struct session *s);
 const char *session_id(const struct session *s);
 int session_view(const struct session *s);
 /* The principal a session belongs to ("" when authentication is off): set once, right after
-   initialize created it, before its id is handed out. A request presenting the session's id
-   under another principal is answered as if the session did not exist. `owner` is copied
-   (at most SESSION_OWNER_MAX bytes). */
+   initialize created it, before its id is handed out. It also gives the session its final id:
+   "gs1." + base64url of its minimal state (view, protocol version, the client's sampling/
+   elicitation/roots capabilities and clientInfo, owner, created, expiry) sealed with the
+   session key of mcp_seal_init, so that a replica sharing the key resumes it (session_find)
+   without having seen it; the replay ring, streams and subscriptions are not carried. A request
+   presenting the session's id under another principal is answered as if the session did not exist.
+   `owner` is copied (at most SESSION_OWNER_MAX bytes). */
 #define SESSION_OWNER_MAX 64
 void session_set_owner(struct session *s, const char *owner);
+/* The owner key ("" without authentication, or before session_set_owner). */
+const char *session_owner(const struct session *s);
+/* The client's clientInfo from initialize (name and version are kept, truncated); call before
+   session_set_owner. */
+void session_set_client_info(struct session *s, json_t *client_info);
 bool session_owned_by(const struct session *s, const char *owner);
 /* The owner key ("u:<user id>", "s:<account id>", or "" without authentication). */
 const char *session_owner(const struct session *s);
@@ -93,8 +104,11 @@ int session_track_request(struct session *s, uint64_t down_id, void *upstream, j
 /* Take the tracked request (ownership of *up_id moves to the caller). ERR_NOTFOUND if none. */
 int session_take_request(struct session *s, uint64_t down_id, void **upstream, json_t **up_id);
 
-/* Resource subscriptions, for routing notifications/resources/updated. */
-int session_subscribe(struct session *s, const char *uri, bool on);
+/* Resource subscriptions, for routing notifications/resources/updated and for replaying them to
+   a server that was re-initialised: `server` is the index of the server the URI routes to. */
+int session_subscribe(struct session *s, const char *uri, int server, bool on);
+/* Add (as keys of the object `set`) every URI s is subscribed to on `server`. Takes s's lock. */
+void session_collect_subscriptions(struct session *s, int server, json_t *set);
 bool session_subscribed(struct session *s, const char *uri);
 
 /* In-flight client requests, for notifications/cancelled: key is the client's id. The cookie is

@@ -62,6 +62,8 @@
 #define HTTP_WHY_BODY 200               /* bytes of an error body quoted in `why` */
 #define HTTP_SESSION_ID_MAX 1024
 #define HTTP_DELETE_MS 1000        /* best-effort DELETE on close */
+#define HTTP_KEEPALIVE_IDLE_S 30   /* long-lived streams: TCP keep-alive probes after 30 s idle */
+#define HTTP_KEEPALIVE_INTVL_S 10  /* and every 10 s after that */
 #define HTTP_RECONNECT_MIN_MS 1000 /* GET stream back-off, doubled up to the cap */
 #define HTTP_RECONNECT_MAX_MS 30000
 #define HTTP_RECONNECT_SERVER_MAX_MS 300000 /* a server's `retry` is honoured up to this */
@@ -98,6 +100,8 @@ struct exchange {
     char *body; /* compact JSON for POST */
     size_t body_len;
     bool is_initialize; /* a POST of method "initialize": may trigger the fallback */
+    bool long_lived;    /* subscriptions/listen: a stream, not an exchange (no total or idle
+                           deadline once it started; TCP keep-alive finds a dead peer) */
     char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
     bool parked;        /* the initialize waiting for the HTTP+SSE endpoint */
 
@@ -381,9 +385,9 @@ static void ex_arm_timer(struct exchange *ex)
     const struct config_timeouts *to = &ex->t->srv->timeouts;
     uint64_t now = uv_now(ex->t->loop);
     /* The HTTP+SSE stream is the old transport's session: silence there is not a failure. */
-    uint64_t phase = !ex->first_byte             ? to->first_byte_ms
-                     : ex->kind == EX_LEGACY_GET ? 0
-                                                 : to->idle_ms;
+    uint64_t phase = !ex->first_byte                               ? to->first_byte_ms
+                     : ex->kind == EX_LEGACY_GET || ex->long_lived ? 0
+                                                                   : to->idle_ms;
     uint64_t due = phase ? now + phase : 0;
     if (ex->total_deadline && (due == 0 || ex->total_deadline < due))
         due = ex->total_deadline;
@@ -702,6 +706,11 @@ static int ex_start(struct exchange *ex)
     switch (ex->kind) {
     case EX_POST:
         SETOPT(CURLOPT_POST, 1L);
+        if (ex->long_lived) {
+            SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+            SETOPT(CURLOPT_TCP_KEEPIDLE, (long)HTTP_KEEPALIVE_IDLE_S);
+            SETOPT(CURLOPT_TCP_KEEPINTVL, (long)HTTP_KEEPALIVE_INTVL_S);
+        }
         SETOPT(CURLOPT_POSTFIELDS, ex->body);
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)ex->body_len);
         break;
@@ -728,7 +737,7 @@ static int ex_start(struct exchange *ex)
     }
     ex->started = uv_now(t->loop);
     ex->total_deadline = 0;
-    if (ex->kind == EX_POST && to->total_ms)
+    if (ex->kind == EX_POST && to->total_ms && !ex->long_lived)
         ex->total_deadline = ex->started + to->total_ms;
     if (ex->kind != EX_DELETE)
         ex_arm_timer(ex);
@@ -1410,6 +1419,7 @@ static int http_send(struct transport *base, json_t *msg, void *related)
     ex->body_len = strlen(ex->body);
     const char *method = json_string_value(json_object_get(msg, "method"));
     ex->is_initialize = method && strcmp(method, "initialize") == 0;
+    ex->long_lived = method && strcmp(method, "subscriptions/listen") == 0;
     if ((err = mirror_headers(ex, msg)) != 0)
         goto out;
     if (direct) {

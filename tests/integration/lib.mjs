@@ -62,6 +62,26 @@ export function miniServer(name, { label = name, garbage = false, hangFirstList 
   return { name, command: process.execPath, args, ...rest };
 }
 
+/**
+ * Starts the mini fixture over HTTP (`--http` plus args: `--modern`, `--label X`, …) as a child of
+ * the test; resolves {url, stderr(), kill()} once it prints its port.
+ */
+export async function miniHttp(args) {
+  const child = spawn(process.execPath, [MINI, '--http', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`fixture exited ${code}: ${err}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, stderr: () => err, kill: () => child.kill('SIGKILL') };
+}
+
 /** A loopback port that was free a moment ago and has nothing listening on it. */
 export function closedLoopbackPort() {
   return new Promise((resolve, reject) => {

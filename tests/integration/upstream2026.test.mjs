@@ -9,31 +9,16 @@
 // HTTP, and a modern server that dies mid-call fails that call with its name, nothing more.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { assertRpcError, baseConfig, JSON_HEADERS, MINI, openSession, post, request, startGateway, until } from './lib.mjs';
+import { assertRpcError, baseConfig, JSON_HEADERS, MINI, miniHttp, openSession, post, request, startGateway, until } from './lib.mjs';
 
 const V = '2026-07-28';
 const node = process.execPath;
 const modernStdio = (name, extra = []) => ({ name, command: node, args: [MINI, '--modern', '--label', name, ...extra] });
 
 /** Starts the modern fixture over HTTP; resolves {url, stderr(), kill()}. */
-async function modernHttp(label) {
-  const child = spawn(node, [MINI, '--modern', '--http', '--label', label], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (c) => (err += c));
-  const port = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`fixture exited ${code}: ${err}`)));
-  });
-  return { url: `http://127.0.0.1:${port}/mcp`, stderr: () => err, kill: () => child.kill('SIGKILL') };
-}
+const modernHttp = (label) => miniHttp(['--modern', '--label', label]);
 
 /** Opens a legacy session declaring caps. */
 async function legacySession(url, caps) {
@@ -212,7 +197,7 @@ describe('a modern stdio server behind the gateway', () => {
     const tampered = await modernCall(gw.url, 'ask', {}, { id: 3, caps, more: { ...more, requestState: ir.requestState.slice(0, -2) + 'AA' } });
     assertRpcError(tampered, { code: -32602, message: /requestState is not valid for this tools\/call/ });
     const other = await modernCall(gw.url, 'tool', {}, { id: 4, caps, more });
-    assertRpcError(other, { code: -32602, message: /issued for another server or name/ });
+    assertRpcError(other, { code: -32602, message: /issued for another server, name or principal/ });
   });
 
   test('server/discover of the view: the modern server\'s capabilities, every version of both eras', async () => {

@@ -6,6 +6,7 @@
  * writers woken through a real mailbox on a uv loop, and four threads pushing into one stream
  * while a woken reader pulls, every event seen exactly once and in order.
  */
+#include "mcp/gateway.h"
 #include "mcp/session.h"
 
 #include <inttypes.h>
@@ -269,15 +270,15 @@ static void test_subscriptions(void)
     table_reset(100, 0, REPLAY);
     struct session *s = new_session(-1);
     CHECK(!session_subscribed(s, "file:///a"));
-    CHECK_INT(session_subscribe(s, "file:///a", true), 0);
-    CHECK_INT(session_subscribe(s, "file:///a", true), 0);
+    CHECK_INT(session_subscribe(s, "file:///a", 0, true), 0);
+    CHECK_INT(session_subscribe(s, "file:///a", 0, true), 0);
     CHECK(session_subscribed(s, "file:///a"));
     CHECK(!session_subscribed(s, "file:///A"));
     CHECK(!session_subscribed(s, "file:///a/"));
-    CHECK_INT(session_subscribe(s, "file:///a", false), 0);
+    CHECK_INT(session_subscribe(s, "file:///a", 0, false), 0);
     CHECK(!session_subscribed(s, "file:///a"));
-    CHECK_INT(session_subscribe(s, "file:///never", false), 0);
-    CHECK_INT(session_subscribe(s, "", true), 0);
+    CHECK_INT(session_subscribe(s, "file:///never", 0, false), 0);
+    CHECK_INT(session_subscribe(s, "", 0, true), 0);
     CHECK(session_subscribed(s, ""));
     session_close(s);
     session_unref(s);
@@ -1126,6 +1127,52 @@ static void test_concurrent_sessions(void)
     CHECK_INT(session_table_count(), 0);
 }
 
+/* Sealed ids: a session resumes from its id alone (as on another replica), a DELETEd one does
+   not, an altered one does not; requestState seals are bound to the principal. */
+static void test_sealed(void)
+{
+    static const unsigned char master[32] = {1, 2, 3};
+    mcp_seal_init(master);
+    CHECK(mcp_seal_shared());
+    int err = 0;
+    json_t *caps = json_pack("{s:{}, s:{s:b}}", "sampling", "experimental", "x", 1);
+    struct session *s = session_new(-1, "2025-11-25", caps, &err);
+    json_decref(caps);
+    CHECK(s != NULL);
+    json_t *info = json_pack("{s:s, s:s}", "name", "unit", "version", "9");
+    session_set_client_info(s, info);
+    json_decref(info);
+    session_set_owner(s, "u:1");
+    char id[SESSION_ID_MAX + 1];
+    snprintf(id, sizeof(id), "%s", session_id(s));
+    CHECK(strncmp(id, "gs1.", 4) == 0);
+    /* Forget it without ending it (another replica never saw it): drop the table's entry. */
+    struct session *f = session_find(id, strlen(id));
+    CHECK(f == s);
+    session_unref(f);
+    char bad[SESSION_ID_MAX + 1];
+    snprintf(bad, sizeof(bad), "%s", id);
+    bad[strlen(bad) - 5] = bad[strlen(bad) - 5] == 'A' ? 'B' : 'A';
+    CHECK(session_find(bad, strlen(bad)) == NULL);
+    session_close(s); /* DELETE: this replica never resumes it */
+    session_unref(s);
+    CHECK(session_find(id, strlen(id)) == NULL);
+
+    json_t *state = json_string("opaque");
+    char *sealed = mcp_era_seal_state("srv", "tools/call", "t", "u:1", state, 60000);
+    CHECK(sealed != NULL);
+    json_t *open = mcp_era_open_state(sealed, "srv", "tools/call", "t", "u:1");
+    CHECK(json_equal(open, state));
+    json_decref(open);
+    CHECK(mcp_era_open_state(sealed, "srv", "tools/call", "t", "u:2") == NULL);
+    CHECK(mcp_era_open_state(sealed, "srv", "tools/call", "t", "") == NULL);
+    /* A session key never opens a state seal, nor the other way round. */
+    CHECK(mcp_unseal(MCP_SEAL_SESSION, MCP_SEALED_PREFIX, sealed, strlen(sealed)) == NULL);
+    CHECK(mcp_unseal(MCP_SEAL_STATE, "gs1.", id, strlen(id)) == NULL);
+    free(sealed);
+    json_decref(state);
+}
+
 int main(void)
 {
     if (core_init() != 0)
@@ -1148,6 +1195,7 @@ int main(void)
         TEST(test_regressions),
         TEST(test_concurrent_push_pull),
         TEST(test_concurrent_sessions),
+        TEST(test_sealed),
     };
     int rc = test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
     session_table_close_all();

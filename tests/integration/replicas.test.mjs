@@ -1,0 +1,72 @@
+// Session ids any replica can resume (docs/architecture.md, "Sessions any replica resumes"): two
+// gateway processes share one store and its key file (as replicas behind a load balancer do).
+// A session initialised on A is used on B, which never saw it; a tampered id, or A's id under
+// another user's token, is 404 on either.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import { baseConfig, miniServer, post, startGateway, tempDir, until } from './lib.mjs';
+import { PASSWORD, storeTool, token } from './oauth_lib.mjs';
+
+const ISSUER = 'http://127.0.0.1:9'; // the public URL both replicas stand behind
+
+function call(url, tok, sid, method, params, id = 1) {
+  return post(url, { jsonrpc: '2.0', id, method, params }, { session: sid, headers: { Authorization: `Bearer ${tok}` } });
+}
+
+test('a session initialised on replica A is served by replica B; tampered or foreign ids are 404', async (t) => {
+  const dir = tempDir();
+  const db = path.join(dir, 'gh.db');
+  const keyFile = path.join(dir, 'master.key');
+  storeTool(db, 'user-add', 'alice', PASSWORD);
+  storeTool(db, 'user-add', 'bob', PASSWORD);
+  const cfg = baseConfig({ workers: 2, servers: [miniServer('a')], store: { sqlite: db, key_file: keyFile }, auth: { enabled: true, issuer: ISSUER } });
+  const a = await startGateway(cfg, { t, dir: tempDir() });
+  const b = await startGateway(cfg, { t, dir: tempDir() });
+  const tok = async (user) => {
+    const [id, secret] = storeTool(db, 'client-user', user).split(' ');
+    const r = await token(a, { grant_type: 'client_credentials', resource: `${ISSUER}/mcp` }, { basic: [id, secret] });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    return r.json.access_token;
+  };
+  const alice = await tok('alice');
+  const bob = await tok('bob');
+
+  const init = await post(
+    a.url,
+    { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: { sampling: {} }, clientInfo: { name: 'replica-test', version: '1' } } },
+    { version: null, headers: { Authorization: `Bearer ${alice}` } },
+  );
+  assert.equal(init.status, 200, init.text);
+  const sid = init.headers['mcp-session-id'];
+  assert.match(sid, /^gs1\.[A-Za-z0-9_-]+$/);
+
+  // B never saw it, and serves it.
+  const r = await call(b.url, alice, sid, 'tools/call', { name: 'tool', arguments: { text: 'on B' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json?.result?.content?.[0]?.text, 'a:on B', r.text);
+  await until(() => b.lines.some((l) => l.includes('resumed a session sealed by a replica')), { what: `the resume logged\n${b.tail()}` });
+  // And A still does.
+  const back = await call(a.url, alice, sid, 'tools/list', {});
+  assert.equal(back.status, 200, back.text);
+
+  // A tampered id: one character of the sealed part changed.
+  const i = sid.length - 10;
+  const tampered = sid.slice(0, i) + (sid[i] === 'A' ? 'B' : 'A') + sid.slice(i + 1);
+  for (const gw of [a, b]) {
+    const x = await call(gw.url, alice, tampered, 'tools/list', {});
+    assert.equal(x.status, 404, x.text);
+  }
+  // Another user presenting alice's session id.
+  for (const gw of [a, b]) {
+    const x = await call(gw.url, bob, sid, 'tools/list', {});
+    assert.equal(x.status, 404, x.text);
+    assert.match(x.json?.error?.message ?? '', /session not found/);
+  }
+  // A third replica started fresh resumes it too (nothing but the key is shared).
+  const c = await startGateway(cfg, { t, dir: tempDir() });
+  const onC = await call(c.url, alice, sid, 'tools/call', { name: 'tool', arguments: { text: 'on C' } });
+  assert.equal(onC.json?.result?.content?.[0]?.text, 'a:on C', onC.text);
+  await Promise.all([a.stop(), b.stop(), c.stop()]);
+});
