@@ -383,9 +383,13 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
     /* URL: base + path template */
     if ((rc = buf_append_str(&url, cat->base_url)))
         goto out;
-    for (const char *p = op->path; *p; p++) {
+    /* A path key may carry a fragment (never sent: "/cookies#exploded" names a second operation
+     * on /cookies) or a fixed query ("/search?v=2", to which the query arguments are added). */
+    bool fixed_query = false;
+    for (const char *p = op->path; *p && *p != '#'; p++) {
         const char *close = *p == '{' ? strchr(p, '}') : NULL;
         if (close == NULL) {
+            fixed_query = fixed_query || *p == '?';
             if ((rc = buf_append(&url, p, 1)))
                 goto out;
             continue;
@@ -452,8 +456,8 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
         if (rc)
             goto out;
     }
-    if (query.len &&
-        ((rc = buf_append_str(&url, "?")) || (rc = buf_append(&url, query.data, query.len))))
+    if (query.len && ((rc = buf_append_str(&url, fixed_query ? "&" : "?")) ||
+                      (rc = buf_append(&url, query.data, query.len))))
         goto out;
     if (cookie.len && (rc = header_add(&r, "Cookie", cookie.data)))
         goto out;

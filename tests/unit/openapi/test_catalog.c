@@ -501,7 +501,37 @@ static void test_html_descriptions(void)
     openapi_doc_unref(doc);
 }
 
+/* Path keys with a fragment or a fixed query (as @readme/oas-examples writes them): the fragment
+ * is never sent, the query arguments join the fixed query with '&'. */
+static void test_requests_path_key_suffixes(void)
+{
+    static const char doc_text[] =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"s\",\"version\":\"1\"},"
+        "\"servers\":[{\"url\":\"https://api.example\"}],\"paths\":{"
+        "\"/c#exploded\":{\"get\":{\"operationId\":\"frag\",\"parameters\":[{\"name\":"
+        "\"q\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{"
+        "\"200\":{\"description\":\"ok\"}}}},"
+        "\"/s?v=2\":{\"get\":{\"operationId\":\"fixed\",\"parameters\":[{\"name\":\"q\","
+        "\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],\"responses\":{\"200\":{"
+        "\"description\":\"ok\"}}}}}}";
+    struct openapi_doc *doc = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(openapi_doc_load_mem(doc_text, strlen(doc_text), &doc, &ei), 0);
+    struct openapi_catalog *cat = doc ? build(doc, NULL) : NULL;
+    CHECK(cat != NULL);
+    if (cat) {
+        expect_request(cat, "frag", "{\"q\":\"a\"}", "GET", "https://api.example/c?q=a", NULL,
+                       NULL);
+        expect_request(cat, "frag", "{}", "GET", "https://api.example/c", NULL, NULL);
+        expect_request(cat, "fixed", "{\"q\":\"a\"}", "GET", "https://api.example/s?v=2&q=a", NULL,
+                       NULL);
+        expect_request(cat, "fixed", "{}", "GET", "https://api.example/s?v=2", NULL, NULL);
+    }
+    openapi_catalog_unref(cat);
+    openapi_doc_unref(doc);
+}
+
 TEST_MAIN(TEST(test_default_catalog), TEST(test_html_descriptions), TEST(test_editorial_file),
           TEST(test_editorial_errors), TEST(test_names_stable_and_unique),
-          TEST(test_requests_styles), TEST(test_requests_swagger), TEST(test_token_heuristics),
-          TEST(test_inspect))
+          TEST(test_requests_styles), TEST(test_requests_path_key_suffixes),
+          TEST(test_requests_swagger), TEST(test_token_heuristics), TEST(test_inspect))
