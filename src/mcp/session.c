@@ -622,11 +622,6 @@ bool session_owned_by(const struct session *s, const char *owner)
     return strcmp(s->owner, owner ? owner : "") == 0;
 }
 
-const char *session_owner(const struct session *s)
-{
-    return s->owner;
-}
-
 const char *session_protocol_version(const struct session *s)
 {
     return s->proto;

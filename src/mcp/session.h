@@ -83,14 +83,13 @@ int session_view(const struct session *s);
    `owner` is copied (at most SESSION_OWNER_MAX bytes). */
 #define SESSION_OWNER_MAX 64
 void session_set_owner(struct session *s, const char *owner);
-/* The owner key ("" without authentication, or before session_set_owner). */
+/* The owner key ("u:<user id>", "s:<account id>"; "" without authentication, or before
+   session_set_owner). */
 const char *session_owner(const struct session *s);
 /* The client's clientInfo from initialize (name and version are kept, truncated); call before
    session_set_owner. */
 void session_set_client_info(struct session *s, json_t *client_info);
 bool session_owned_by(const struct session *s, const char *owner);
-/* The owner key ("u:<user id>", "s:<account id>", or "" without authentication). */
-const char *session_owner(const struct session *s);
 const char *session_protocol_version(const struct session *s);
 /* The capabilities the client declared (borrowed; immutable while s is referenced). */
 json_t *session_client_capabilities(const struct session *s);
