@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { baseConfig, miniServer, post, startGateway, tempDir, until } from './lib.mjs';
-import { PASSWORD, storeTool, token } from './oauth_lib.mjs';
+import { baseConfig, miniServer, post, startGateway, tempDir, until, writeConfig } from './lib.mjs';
+import { PASSWORD, cli, createUserClient, token } from './oauth_lib.mjs';
 
 const ISSUER = 'http://127.0.0.1:9'; // the public URL both replicas stand behind
 
@@ -19,13 +19,13 @@ test('a session initialised on replica A is served by replica B; tampered or for
   const dir = tempDir();
   const db = path.join(dir, 'gh.db');
   const keyFile = path.join(dir, 'master.key');
-  storeTool(db, 'user-add', 'alice', PASSWORD);
-  storeTool(db, 'user-add', 'bob', PASSWORD);
   const cfg = baseConfig({ workers: 2, servers: [miniServer('a')], store: { sqlite: db, key_file: keyFile }, auth: { enabled: true, issuer: ISSUER } });
+  const file = writeConfig(cfg, dir);
+  for (const u of ['alice', 'bob']) cli(file, ['user', 'add', u, '--password-stdin'], { input: `${PASSWORD}\n` });
   const a = await startGateway(cfg, { t, dir: tempDir() });
   const b = await startGateway(cfg, { t, dir: tempDir() });
   const tok = async (user) => {
-    const [id, secret] = storeTool(db, 'client-user', user).split(' ');
+    const { id, secret } = createUserClient(file, user);
     const r = await token(a, { grant_type: 'client_credentials', resource: `${ISSUER}/mcp` }, { basic: [id, secret] });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     return r.json.access_token;
