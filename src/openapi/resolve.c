@@ -11,7 +11,7 @@
  * exponential in a large strongly connected set of schemas (Stripe's 86 took over 50 million
  * nodes before the budget stopped them). So a memoised B may carry a cut at A where A is not an
  * ancestor of this use; A and B are always in one cycle (B reached A and A reached B), so the
- * stub names a schema that really recurses, and the nesting stays bounded by the number of
+ * cut names a schema that really recurses, and the nesting stays bounded by the number of
  * schemas; the catalog collapses deep nesting anyway (heuristic max_depth). External references
  * (other files, URLs) are refused: fetching them would let a document make the gateway open
  * arbitrary URLs (SSRF).
