@@ -5,6 +5,9 @@
  * Mcp-Method, Mcp-Name, then the JSON body. A first byte with bit 0 set means an Mcp-Session-Id
  * is present.
  *
+ * The Mcp-Name field is also an Mcp-Param-Region header checked against the body's arguments
+ * (mcp_era_validate_params: "=?base64?…?=" decoding, numbers, presence).
+ *
  * The upstream side gets the same input: the body as a server's answer to the server/discover
  * probe (mcp_era_probe_outcome), and the Mcp-Name field as a requestState a client sends back
  * (mcp_era_open_state, which must refuse anything the gateway did not seal).
@@ -32,6 +35,12 @@ static const char *field(const char **p, const char *end, size_t *len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static json_t *param_schema;
+    if (param_schema == NULL)
+        param_schema = json_loads(
+            "{\"properties\":{\"region\":{\"type\":\"string\",\"x-mcp-header\":\"Region\"},"
+            "\"n\":{\"properties\":{\"priority\":{\"type\":\"integer\",\"x-mcp-header\":\"Priority\"}}}}}",
+            0, NULL);
     if (size < 1 || size > 65536)
         return 0;
     const char *p = (const char *)data + 1, *end = (const char *)data + size;
@@ -64,6 +73,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (jsonrpc_parse(p, (size_t)(end - p), &msg, &kind, &id, NULL) == 0) {
         char why[400];
         mcp_era_probe_outcome(msg, why, sizeof(why));
+        /* The Mcp-Name field doubles as an Mcp-Param-Region header of a call whose tool marks
+           arguments.region (string) and arguments.n.priority (integer) with x-mcp-header. */
+        struct mcp_era_refusal pr = {0};
+        struct mcp_param_header ph = {"region", 6, h.name, h.name_len};
+        if (param_schema != NULL &&
+            mcp_era_validate_params(&ph, h.name ? 1 : 0, param_schema, msg, &pr) != 0)
+            json_decref(pr.error);
         if (mcp_era_is_modern(&h, msg)) {
             struct mcp_era_refusal r = {0};
             if (mcp_era_validate(&h, msg, &r) != 0)

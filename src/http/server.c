@@ -708,6 +708,40 @@ static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct acc
     writer_pump(wr); /* the acknowledgement is pending: the response starts now */
 }
 
+/* The Mcp-Param-* headers of a tools/call from a 2026-07-28 client, checked against the called
+   tool's x-mcp-header parameters. Returns 0, or ERR_INVAL with *ref filled. */
+static int check_param_headers(struct worker *w, h2o_req_t *req, int view, json_t *msg,
+                               struct mcp_era_refusal *ref)
+{
+    static const char prefix[] = "mcp-param-";
+    const size_t pl = sizeof(prefix) - 1;
+    memset(ref, 0, sizeof(*ref));
+    json_t *schema = mcp_tool_input_schema(
+        &w->mcp, view, json_string_value(json_object_get(json_object_get(msg, "params"), "name")));
+    if (schema == NULL)
+        return 0;
+    size_t n = 0;
+    struct mcp_param_header *hs = calloc(req->headers.size + 1, sizeof(*hs));
+    int err = ERR_NOMEM;
+    if (hs == NULL) {
+        ref->status = 500;
+        ref->error = jsonrpc_error_new(json_object_get(msg, "id"), JSONRPC_INTERNAL_ERROR,
+                                       "out of memory checking the Mcp-Param-* headers", NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len > pl && strncasecmp(h->name->base, prefix, pl) == 0)
+            hs[n++] = (struct mcp_param_header){h->name->base + pl, h->name->len - pl,
+                                                h->value.base, h->value.len};
+    }
+    err = mcp_era_validate_params(hs, n, schema, msg, ref);
+out:
+    free(hs);
+    json_decref(schema);
+    return err;
+}
+
 /*
  * A 2026-07-28 request (stateless): validated against its headers, then run through the same
  * engine as a legacy one, on a transient session made from its _meta. The session is closed
@@ -736,6 +770,12 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     }
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
+    if (method != NULL && strcmp(method, "tools/call") == 0 &&
+        check_param_headers(w, req, view, msg, &ref) != 0) {
+        send_json(req, ref.status, ref.error);
+        json_decref(ref.error);
+        return;
+    }
     if (method != NULL && strcmp(method, "subscriptions/listen") == 0) {
         handle_listen(w, req, view, a, msg);
         return;

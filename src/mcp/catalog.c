@@ -18,9 +18,10 @@ static const char *const kind_key[CAT_NKINDS] = {"tools", "prompts", "resources"
 
 struct view {
     json_t *items[CAT_NKINDS]; /* arrays of exposed items */
-    json_t *routes[2];         /* tools, prompts: exposed name -> [server, original name, modes] */
-    json_t *uris;              /* resource uri -> server */
-    json_t *templates;         /* array of [uriTemplate, server] */
+    json_t *
+        routes[2]; /* tools, prompts: exposed name -> [server, original name, modes, inputSchema] */
+    json_t *uris;  /* resource uri -> server */
+    json_t *templates; /* array of [uriTemplate, server] */
 };
 
 struct catalog {
@@ -112,7 +113,10 @@ static int add_named(struct view *v, int kind, json_t *item, const char *exposed
     json_object_set_new(copy, "name", json_string(exposed));
     unsigned modes = take_modes(copy);
     json_array_append_new(v->items[kind], copy);
-    json_object_set_new(v->routes[kind], exposed, json_pack("[i,s,i]", server, orig, (int)modes));
+    json_t *schema = json_object_get(copy, "inputSchema");
+    json_object_set_new(
+        v->routes[kind], exposed,
+        json_pack("[i,s,i,O]", server, orig, (int)modes, schema ? schema : json_null()));
     return 0;
 }
 
@@ -411,6 +415,14 @@ unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind
     const struct view *v = get_view(c, view);
     json_t *r = v && kind <= CAT_PROMPTS && name ? json_object_get(v->routes[kind], name) : NULL;
     return (unsigned)json_integer_value(json_array_get(r, 2));
+}
+
+json_t *catalog_input_schema(const struct catalog *c, int view, const char *name)
+{
+    const struct view *v = get_view(c, view);
+    json_t *r = v && name ? json_object_get(v->routes[CAT_TOOLS], name) : NULL;
+    json_t *schema = json_array_get(r, 3);
+    return json_is_object(schema) ? schema : NULL;
 }
 
 /* Match with backtracking: a variable takes one or more characters other than '/', as many as

@@ -69,6 +69,8 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
    the _meta CONFIG_META_MODES tag its server listed it with (the catalog strips the tag from
    what clients see); 0 for an untagged tool (every server but openapi ones), or an unknown name. */
 unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind, const char *name);
+/* An exposed tool's inputSchema (borrowed: valid while the catalog is referenced), or NULL. */
+json_t *catalog_input_schema(const struct catalog *c, int view, const char *name);
 /* How many of a server's listed tools (as it sent them) a client sees in discovery mode `mode`. */
 size_t catalog_count_in_mode(const json_t *tools, enum config_discovery mode);
 /* Route a resource URI (exact, then template match). ERR_NOTFOUND. */

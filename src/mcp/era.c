@@ -18,7 +18,9 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 const char *const mcp_modern_versions[] = {MCP_VERSION_2026, NULL};
@@ -238,6 +240,225 @@ int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp
         return ERR_INVAL;
     }
     return 0;
+}
+
+/* --- Mcp-Param-* headers (x-mcp-header in a tool's inputSchema) --- */
+
+/* How deep a chain of "properties" keys is followed: a schema is untrusted input. */
+#define PARAM_DEPTH 8
+
+/* RFC 9110 5.1: an HTTP field-name is 1*tchar. */
+static bool is_token(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              strchr("!#$%&'*+-.^_`|~", c) != NULL))
+            return false;
+    }
+    return true;
+}
+
+static bool header_type(const char *type)
+{
+    return type != NULL && (strcmp(type, "string") == 0 || strcmp(type, "integer") == 0 ||
+                            strcmp(type, "boolean") == 0);
+}
+
+static void param_walk(json_t *schema, json_t *args, char *path, size_t plen, size_t cap, int depth,
+                       json_t *out)
+{
+    json_t *props = json_object_get(schema, "properties");
+    if (!json_is_object(props) || depth > PARAM_DEPTH)
+        return;
+    const char *key;
+    json_t *sub;
+    json_object_foreach(props, key, sub)
+    {
+        int n = snprintf(path + plen, cap - plen, "%s%s", plen ? "." : "", key);
+        if (n < 0 || (size_t)n >= cap - plen) {
+            path[plen] = '\0';
+            continue;
+        }
+        json_t *arg = json_is_object(args) ? json_object_get(args, key) : NULL;
+        const char *hdr = json_string_value(json_object_get(sub, "x-mcp-header"));
+        if (is_token(hdr) && header_type(json_string_value(json_object_get(sub, "type")))) {
+            json_t *e = json_pack("{s:s, s:s}", "header", hdr, "path", path);
+            if (e != NULL && arg != NULL && !json_is_null(arg))
+                json_object_set(e, "value", arg);
+            json_array_append_new(out, e);
+        }
+        param_walk(sub, arg, path, plen + (size_t)n, cap, depth + 1, out);
+        path[plen] = '\0';
+    }
+}
+
+json_t *mcp_param_list(json_t *schema, json_t *args)
+{
+    char path[512] = "";
+    json_t *out = json_array();
+    if (out != NULL)
+        param_walk(schema, args, path, 0, sizeof(path), 0, out);
+    return out;
+}
+
+int mcp_param_text(json_t *value, char *buf, size_t cap, const char **text, size_t *len)
+{
+    int n = -1;
+    if (json_is_string(value)) {
+        *text = json_string_value(value);
+        *len = json_string_length(value);
+        return 0;
+    }
+    if (json_is_boolean(value)) {
+        *text = json_is_true(value) ? "true" : "false";
+        *len = strlen(*text);
+        return 0;
+    }
+    if (json_is_integer(value))
+        n = snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+    else if (json_is_real(value))
+        n = snprintf(buf, cap, "%.17g", json_real_value(value));
+    if (n < 0 || (size_t)n >= cap)
+        return ERR_INVAL;
+    *text = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* Does the decoded header text equal the body value? Numbers compare as numbers ("42.0" is 42),
+   everything else byte for byte with the value's header text. */
+static bool param_matches(json_t *value, const char *dec, size_t dlen)
+{
+    if (json_is_number(value)) {
+        char num[64], *end = NULL;
+        if (dlen == 0 || dlen >= sizeof(num))
+            return false;
+        memcpy(num, dec, dlen);
+        num[dlen] = '\0';
+        double h = strtod(num, &end), b = json_number_value(value);
+        if (*end != '\0' || num[0] == ' ' || num[0] == '\t')
+            return false;
+        return json_is_integer(value) ? h == b : (h - b <= 1e-9 && b - h <= 1e-9);
+    }
+    char buf[64];
+    const char *text;
+    size_t len;
+    return mcp_param_text(value, buf, sizeof(buf), &text, &len) == 0 && len == dlen &&
+           memcmp(text, dec, dlen) == 0;
+}
+
+/* The one header hs[] has for `name` (case-insensitive); *count says how many there were. */
+static const struct mcp_param_header *find_param(const struct mcp_param_header *hs, size_t n,
+                                                 const char *name, int *count)
+{
+    const struct mcp_param_header *found = NULL;
+    size_t nl = strlen(name);
+    *count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (hs[i].name_len == nl && strncasecmp(hs[i].name, name, nl) == 0) {
+            found = found ? found : &hs[i];
+            (*count)++;
+        }
+    return found;
+}
+
+/* Check one annotated parameter `e` ({header, path, value?}) against its header. */
+static int check_param(const struct mcp_param_header *hs, size_t n, json_t *e, const char *tool,
+                       json_t *id, struct mcp_era_refusal *r)
+{
+    const char *hdr = json_string_value(json_object_get(e, "header"));
+    const char *path = json_string_value(json_object_get(e, "path"));
+    json_t *value = json_object_get(e, "value");
+    int count = 0;
+    const struct mcp_param_header *h = find_param(hs, n, hdr, &count);
+    char buf[64], shown[130];
+    const char *text = "";
+    size_t tlen = 0;
+    if (value != NULL && mcp_param_text(value, buf, sizeof(buf), &text, &tlen) != 0)
+        text = "(not a primitive)", tlen = strlen(text);
+    snprintf(shown, sizeof(shown), "%.*s", SHOW(text, tlen));
+    if (h == NULL) {
+        if (value == NULL)
+            return 0; /* no value, no header: nothing to mirror */
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, json_pack("{s:s+}", "header", "Mcp-Param-", hdr),
+            "Header mismatch: the Mcp-Param-%.64s header is missing (tool '%.120s' mirrors arguments.%.120s into it; body value '%s')",
+            hdr, tool, path, shown);
+        return ERR_INVAL;
+    }
+    if (count > 1) {
+        refuse(r, id, 400, MCP_ERR_HEADER_MISMATCH,
+               json_pack("{s:s+}", "header", "Mcp-Param-", hdr),
+               "Header mismatch: the Mcp-Param-%.64s header appears %d times; it must appear once",
+               hdr, count);
+        return ERR_INVAL;
+    }
+    if (value == NULL) {
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, json_pack("{s:s+}", "header", "Mcp-Param-", hdr),
+            "Header mismatch: the Mcp-Param-%.64s header is present but arguments.%.120s has no value",
+            hdr, path);
+        return ERR_INVAL;
+    }
+    const char *v = h->value;
+    size_t vlen = h->value_len;
+    trim(&v, &vlen);
+    char *dec = malloc(vlen + 1);
+    size_t dlen = 0;
+    int err = ERR_NOMEM;
+    if (dec == NULL) {
+        refuse(r, id, 500, JSONRPC_INTERNAL_ERROR, NULL,
+               "out of memory checking the Mcp-Param-%.64s header", hdr);
+        goto out;
+    }
+    err = ERR_INVAL;
+    if (mcp_header_decode(v, vlen, dec, vlen + 1, &dlen) != 0) {
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, json_pack("{s:s+}", "header", "Mcp-Param-", hdr),
+            "Header mismatch: the Mcp-Param-%.64s header value '%.*s' is not valid (bad =?base64?...?= encoding or invalid characters)",
+            hdr, SHOW(v, vlen));
+        goto out;
+    }
+    if (!param_matches(value, dec, dlen)) {
+        refuse(
+            r, id, 400, MCP_ERR_HEADER_MISMATCH, json_pack("{s:s+}", "header", "Mcp-Param-", hdr),
+            "Header mismatch: Mcp-Param-%.64s header value '%.*s' does not match body value '%s' (arguments.%.120s)",
+            hdr, SHOW(dec, dlen), shown, path);
+        goto out;
+    }
+    err = 0;
+out:
+    free(dec);
+    return err;
+}
+
+int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t *schema,
+                            json_t *msg, struct mcp_era_refusal *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (schema == NULL)
+        return 0;
+    json_t *params = json_object_get(msg, "params");
+    json_t *list = mcp_param_list(schema, json_object_get(params, "arguments"));
+    if (list == NULL) {
+        refuse(r, json_object_get(msg, "id"), 500, JSONRPC_INTERNAL_ERROR, NULL,
+               "out of memory checking the Mcp-Param-* headers");
+        return ERR_NOMEM;
+    }
+    const char *tool = json_string_value(json_object_get(params, "name"));
+    int err = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        if ((err = check_param(hs, n, e, tool ? tool : "", json_object_get(msg, "id"), r)) != 0)
+            break;
+    }
+    json_decref(list);
+    return err;
 }
 
 bool mcp_era_method_stateless(const char *method)

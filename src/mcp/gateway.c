@@ -3112,6 +3112,13 @@ static void handle_settings_call(struct mcp_worker *w, struct session *s, int64_
     }
 }
 
+json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name)
+{
+    struct catalog *cat = worker_catalog(w);
+    json_t *schema = cat ? catalog_input_schema(cat, view, name) : NULL;
+    return json_incref(schema);
+}
+
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
                         enum jsonrpc_kind kind, struct mcp_reply *r)
 {

@@ -64,6 +64,36 @@ int mcp_era_validate(const struct mcp_era_headers *h, json_t *msg, struct mcp_er
 /* Decode a header value that may use the "=?base64?…?=" sentinel. Plain values must be visible
    ASCII, space or tab. Returns 0 with out[0..*out_len), ERR_INVAL (malformed) or ERR_LIMIT. */
 int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *out_len);
+/*
+ * Mcp-Param-{Name} headers (2026-07-28 "Custom Headers from Tool Parameters"): a tool's
+ * inputSchema marks parameters with "x-mcp-header": Name, reachable from the root through
+ * "properties" keys only.
+ *
+ * mcp_param_list: every such parameter of `schema`, as a new array of objects
+ * {"header": Name, "path": "a.b", "value": the argument at that path (absent when args has none,
+ * or null)}; an annotation on a non-primitive type or with a value that is not a token is left
+ * out (a client must not call such a tool). mcp_param_text: the header text of a primitive value
+ * ("true", "42", the string), or ERR_INVAL for any other type.
+ */
+json_t *mcp_param_list(json_t *schema, json_t *args);
+int mcp_param_text(json_t *value, char *buf, size_t cap, const char **text, size_t *len);
+/* One Mcp-Param-* header of a request: its name after "Mcp-Param-", and its value. */
+struct mcp_param_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+/*
+ * The server-side check of a tools/call's Mcp-Param-* headers hs[0..n) against its arguments,
+ * for the tool whose inputSchema is `schema` (NULL: nothing to check). A parameter with a value
+ * needs its header (missing: refused); the header, trimmed and decoded from "=?base64?…?=", must
+ * equal the value (integers compared as numbers); a header for a parameter with no value, a
+ * repeated one or an undecodable one is refused. Refusals are 400 + -32020 naming the header.
+ * Returns 0, or ERR_INVAL with *r filled (the caller owns r->error).
+ */
+int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t *schema,
+                            json_t *msg, struct mcp_era_refusal *r);
 /* Every version the gateway accepts, modern first (new array). */
 json_t *mcp_era_supported_versions(void);
 /* Methods a 2026-07-28 client may send to the gateway. */
@@ -187,6 +217,9 @@ struct mcp_reply {
 void mcp_handle_message(struct mcp_worker *w, int view, struct session *session, json_t *msg,
                         enum jsonrpc_kind kind, struct mcp_reply *reply);
 void mcp_reply_release(struct mcp_reply *reply);
+/* The inputSchema of the tool `name` exposed in `view`, as the worker's catalog has it (a new
+   reference), or NULL: what a tools/call's Mcp-Param-* headers are checked against. */
+json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name);
 
 /* A 2026-07-28 client closed the response stream of request `client_id` of transient session s:
    cancel it upstream (notifications/cancelled), as a legacy client's notification would. */

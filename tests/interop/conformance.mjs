@@ -115,6 +115,11 @@ const REJECTION_CODES = new Map([
   // Mcp-Method / Mcp-Name missing or unlike the body → 400 -32020.
   ['http-header-validation/sep-2243-server-reject-invalid-headers', [-32020]],
   ['http-header-validation/sep-2243-server-reject-error-code', [-32020]],
+  // Mcp-Param-* headers (x-mcp-header parameters): bad =?base64?…?= encoding, or missing while
+  // the body has the value → 400 -32020. The accept checks are not listed: an error fails them.
+  ['http-custom-header-server-validation/sep-2243-server-reject-invalid-param-chars', [-32020]],
+  ['http-custom-header-server-validation/sep-2243-server-reject-param-mismatch', [-32020]],
+  ['http-custom-header-server-validation/sep-2243-server-validate-param-match', [-32020]],
 ]);
 
 /** True when a JSON-RPC error in a check's details is that check's expected answer. */
