@@ -328,6 +328,29 @@ int mcp_param_text(json_t *value, char *buf, size_t cap, const char **text, size
     return 0;
 }
 
+json_t *mcp_param_headers(json_t *schema, json_t *args)
+{
+    json_t *list = schema ? mcp_param_list(schema, args) : NULL;
+    json_t *out = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        char buf[64];
+        const char *text;
+        size_t len;
+        json_t *value = json_object_get(e, "value");
+        if (value == NULL || mcp_param_text(value, buf, sizeof(buf), &text, &len) != 0)
+            continue;
+        if (out == NULL && (out = json_object()) == NULL)
+            break;
+        json_object_set_new(out, json_string_value(json_object_get(e, "header")),
+                            json_stringn(text, len));
+    }
+    json_decref(list);
+    return out;
+}
+
 /* Does the decoded header text equal the body value? Numbers compare as numbers ("42.0" is 42),
    everything else byte for byte with the value's header text. */
 static bool param_matches(json_t *value, const char *dec, size_t dlen)

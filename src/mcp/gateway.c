@@ -141,6 +141,8 @@ struct pending {
     /* calls to a 2026-07-28 server */
     uint32_t timeout_ms; /* internal requests: instead of timeouts.first_byte; UINT32_MAX none */
     json_t *sent;        /* client calls: the request as sent (id aside), to send again */
+    json_t *params;      /* tools/call over HTTP: its Mcp-Param-* headers (Name -> text), sent
+                            with it every time (retry, resend after recovery), or NULL */
     bool held;           /* in up->held, waiting for the session to come back */
     bool resent;         /* already sent again once after a lost session */
     struct pending *held_next;
@@ -371,6 +373,7 @@ static void pending_free(struct pending *p)
     json_decref(p->answers);
     json_decref(p->up_state);
     json_decref(p->sent);
+    json_decref(p->params);
     free(p);
 }
 
@@ -499,7 +502,7 @@ static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
         return err;
     if (up->srv->transport == TRANSPORT_HTTP)
         p->exchange_open = true;
-    err = transport_send(up->t, msg, p);
+    err = transport_send_call(up->t, msg, p, p->params);
     if (err) {
         idmap_del(&up->pending, p->id);
         p->exchange_open = false;
@@ -2711,8 +2714,10 @@ static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)
     r->body = jsonrpc_result_new(id, result);
 }
 
+/* Send a client's request (a private copy, taken) to `server`; `params` (taken, may be NULL)
+   are its Mcp-Param-* headers. */
 static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg,
-                    struct mcp_reply *r)
+                    json_t *params, struct mcp_reply *r)
 {
     struct upstream *up = gw.ups[server];
     json_t *id = json_object_get(msg, "id");
@@ -2723,9 +2728,11 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
         free(p);
         free(f);
         stream_unref(st);
+        json_decref(params);
         reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
         return;
     }
+    p->params = params;
     p->session = session_ref(s);
     p->stream = stream_ref(st);
     p->client_id = json_incref(id);
@@ -3308,7 +3315,12 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             json_decref(routed);
             return;
         }
-        forward(w, s, server, routed, r);
+        /* A 2026-07-28 HTTP server wants the x-mcp-header arguments of its tool as headers
+           too: the gateway sends them whether or not the client did (a legacy one cannot). */
+        json_t *hdrs = kind_ == CAT_TOOLS && gw.ups[server]->srv->transport == TRANSPORT_HTTP
+                           ? mcp_param_headers(catalog_input_schema(cat, view, name), args)
+                           : NULL;
+        forward(w, s, server, routed, hdrs, r);
         return;
     }
     if (strncmp(method, "resources/", 10) == 0 &&
@@ -3348,7 +3360,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             json_decref(routed);
             return;
         }
-        forward(w, s, server, routed, r);
+        forward(w, s, server, routed, NULL, r);
         return;
     }
     if (strcmp(method, "completion/complete") == 0) {
@@ -3367,7 +3379,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
             json_t *copy = json_deep_copy(msg);
             json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name",
                                 json_string(orig));
-            forward(w, s, server, copy, r);
+            forward(w, s, server, copy, NULL, r);
             return;
         }
         if (type && strcmp(type, "ref/resource") == 0) {
@@ -3395,7 +3407,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
                     return;
                 }
             }
-            forward(w, s, server, json_deep_copy(msg), r);
+            forward(w, s, server, json_deep_copy(msg), NULL, r);
             return;
         }
         reply_error(r, id, JSONRPC_INVALID_PARAMS,

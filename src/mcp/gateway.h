@@ -77,6 +77,10 @@ int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *
  */
 json_t *mcp_param_list(json_t *schema, json_t *args);
 int mcp_param_text(json_t *value, char *buf, size_t cap, const char **text, size_t *len);
+/* The Mcp-Param-* headers a client sends for a call with `args` to the tool of `schema`: a new
+   object of Name -> header text (before any base64), one per parameter with a primitive value;
+   NULL when there are none (or out of memory: the server then refuses the call by name). */
+json_t *mcp_param_headers(json_t *schema, json_t *args);
 /* One Mcp-Param-* header of a request: its name after "Mcp-Param-", and its value. */
 struct mcp_param_header {
     const char *name;

@@ -103,7 +103,8 @@ struct exchange {
     bool long_lived;    /* subscriptions/listen: a stream, not an exchange (no total or idle
                            deadline once it started; TCP keep-alive finds a dead peer) */
     char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
-    bool parked;        /* the initialize waiting for the HTTP+SSE endpoint */
+    struct curl_slist *param_lines; /* and its Mcp-Param-* headers (transport_send_call) */
+    bool parked;                    /* the initialize waiting for the HTTP+SSE endpoint */
 
     CURL *easy;
     struct curl_slist *headers;
@@ -338,6 +339,8 @@ static void ex_free(struct exchange *ex)
         free(ex->mirror[i]);
         ex->mirror[i] = NULL;
     }
+    curl_slist_free_all(ex->param_lines);
+    ex->param_lines = NULL;
     uv_close((uv_handle_t *)&ex->timer, ex_timer_closed);
 }
 
@@ -610,6 +613,16 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
 
 /* ---- starting transfers ------------------------------------------------------------------- */
 
+/* Append one whole header line, of any length (the mirror lines are not bounded by 2048). */
+static int append_line(struct curl_slist **h, const char *line)
+{
+    struct curl_slist *nh = curl_slist_append(*h, line);
+    if (nh == NULL)
+        return ERR_NOMEM;
+    *h = nh;
+    return 0;
+}
+
 static int add_header(struct curl_slist **h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -622,11 +635,7 @@ static int add_header(struct curl_slist **h, const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(line))
         return ERR_LIMIT;
-    struct curl_slist *nh = curl_slist_append(*h, line);
-    if (nh == NULL)
-        return ERR_NOMEM;
-    *h = nh;
-    return 0;
+    return append_line(h, line);
 }
 
 static int build_headers(struct exchange *ex, const char *accept, bool json_body)
@@ -639,13 +648,10 @@ static int build_headers(struct exchange *ex, const char *accept, bool json_body
         err = add_header(&ex->headers, "Content-Type: application/json");
     if (!err)
         err = add_header(&ex->headers, "Expect:"); /* no 100-continue round trip */
-    for (int i = 0; !err && i < 3 && ex->mirror[i]; i++) {
-        struct curl_slist *nh = curl_slist_append(ex->headers, ex->mirror[i]);
-        if (nh == NULL)
-            err = ERR_NOMEM;
-        else
-            ex->headers = nh;
-    }
+    for (int i = 0; !err && i < 3 && ex->mirror[i]; i++)
+        err = append_line(&ex->headers, ex->mirror[i]);
+    for (struct curl_slist *l = ex->param_lines; !err && l; l = l->next)
+        err = append_line(&ex->headers, l->data);
     /* A 2026-07-28 request is stateless: its own version, no session. */
     if (!err && t->protocol_version && !legacy && ex->mirror[0] == NULL)
         err = add_header(&ex->headers, "MCP-Protocol-Version: %s", t->protocol_version);
@@ -1371,10 +1377,33 @@ static char *mirror_line(const char *name, const char *v, size_t len)
     return line;
 }
 
+/* One "Mcp-Param-<name>: text" line per member of `param_hdrs` (see transport_send_call). */
+static int param_lines(struct exchange *ex, json_t *param_hdrs)
+{
+    const char *name;
+    json_t *text;
+    json_object_foreach(param_hdrs, name, text)
+    {
+        char hdr[256];
+        int n = snprintf(hdr, sizeof(hdr), "Mcp-Param-%s", name);
+        if (n < 0 || (size_t)n >= sizeof(hdr) || !header_safe(hdr, (size_t)n, sizeof(hdr)) ||
+            strchr(hdr, ':') != NULL || !json_is_string(text))
+            return ERR_INVAL;
+        char *line = mirror_line(hdr, json_string_value(text), json_string_length(text));
+        struct curl_slist *nl = line ? curl_slist_append(ex->param_lines, line) : NULL;
+        free(line);
+        if (nl == NULL)
+            return ERR_NOMEM;
+        ex->param_lines = nl;
+    }
+    return 0;
+}
+
 /* A request carrying the 2026-07-28 per-request _meta gets the transport's mirror headers:
    MCP-Protocol-Version, Mcp-Method and, for tools/call, prompts/get and resources/read,
-   Mcp-Name. Returns 0, ERR_INVAL (a value that cannot go in a header) or ERR_NOMEM. */
-static int mirror_headers(struct exchange *ex, json_t *msg)
+   Mcp-Name, then the call's Mcp-Param-* headers. Returns 0, ERR_INVAL (a value that cannot go
+   in a header) or ERR_NOMEM. */
+static int mirror_headers(struct exchange *ex, json_t *msg, json_t *param_hdrs)
 {
     json_t *params = json_object_get(msg, "params");
     json_t *jv = json_object_get(json_object_get(params, "_meta"),
@@ -1397,10 +1426,10 @@ static int mirror_headers(struct exchange *ex, json_t *msg)
     if (json_is_string(jname) && (ex->mirror[2] = mirror_line("Mcp-Name", json_string_value(jname),
                                                               json_string_length(jname))) == NULL)
         return ERR_NOMEM;
-    return 0;
+    return param_lines(ex, param_hdrs);
 }
 
-static int http_send(struct transport *base, json_t *msg, void *related)
+static int http_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
 {
     struct http_transport *t = (struct http_transport *)base;
     if (t->closing != CLOSE_NONE)
@@ -1420,7 +1449,7 @@ static int http_send(struct transport *base, json_t *msg, void *related)
     const char *method = json_string_value(json_object_get(msg, "method"));
     ex->is_initialize = method && strcmp(method, "initialize") == 0;
     ex->long_lived = method && strcmp(method, "subscriptions/listen") == 0;
-    if ((err = mirror_headers(ex, msg)) != 0)
+    if ((err = mirror_headers(ex, msg, param_hdrs)) != 0)
         goto out;
     if (direct) {
         if ((err = ex_start(ex)) != 0)

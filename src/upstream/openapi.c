@@ -853,9 +853,10 @@ static void cancel_call(struct oa_transport *t, json_t *request_id)
     }
 }
 
-static int oa_send(struct transport *base, json_t *msg, void *related)
+static int oa_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
 {
     struct oa_transport *t = (struct oa_transport *)base;
+    (void)param_hdrs; /* the operation's own parameters carry the arguments */
     if (t->closing)
         return ERR_CLOSED;
     const char *method = json_string_value(json_object_get(msg, "method"));

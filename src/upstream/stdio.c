@@ -547,13 +547,14 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-static int stdio_send(struct transport *base, json_t *msg, void *related)
+static int stdio_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
 {
     struct stdio_transport *t = from_base(base);
     struct stdio_write *w = NULL;
     char *text = NULL;
     int err = 0;
     (void)related;
+    (void)param_hdrs; /* Mcp-Param-* headers are an HTTP matter */
 
     if (t->closing || !t->gen_active || t->exited || t->stop != STOP_NONE ||
         t->state != TRANSPORT_UP) {

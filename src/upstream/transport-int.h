@@ -6,7 +6,7 @@
 #include "upstream/transport.h"
 
 struct transport_ops {
-    int (*send)(struct transport *t, json_t *msg, void *related);
+    int (*send)(struct transport *t, json_t *msg, void *related, json_t *param_hdrs);
     void (*cancel)(struct transport *t, void *related);
     void (*set_protocol_version)(struct transport *t, const char *version);
     void (*reset_session)(struct transport *t);

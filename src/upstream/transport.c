@@ -32,7 +32,12 @@ struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv
 
 int transport_send(struct transport *t, json_t *msg, void *related)
 {
-    return t->ops->send(t, msg, related);
+    return t->ops->send(t, msg, related, NULL);
+}
+
+int transport_send_call(struct transport *t, json_t *msg, void *related, json_t *params)
+{
+    return t->ops->send(t, msg, related, params);
 }
 
 void transport_cancel(struct transport *t, void *related)

@@ -60,6 +60,13 @@ struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv
  * a negative error; on error no callback will mention `related`.
  */
 int transport_send(struct transport *t, json_t *msg, void *related);
+/*
+ * transport_send for a client's call, with `params` (borrowed; NULL for none): an object of
+ * header name suffix -> header text, the call's x-mcp-header arguments. HTTP sends each as
+ * "Mcp-Param-<Name>" on a 2026-07-28 request (one whose params._meta carries the protocol
+ * version), base64-encoded when not plain ASCII; legacy requests, stdio and OpenAPI ignore them.
+ */
+int transport_send_call(struct transport *t, json_t *msg, void *related, json_t *params);
 
 /* HTTP: abort the exchange of `related` (its done_cb is then NOT called). stdio: no-op. */
 void transport_cancel(struct transport *t, void *related);

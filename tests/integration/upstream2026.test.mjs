@@ -255,6 +255,30 @@ describe('a modern HTTP server behind the gateway', () => {
     assert.ok(!/Mcp-Session-Id/.test(up.stderr()), up.stderr());
   });
 
+  test('Mcp-Param-* headers: the gateway adds them from the arguments, base64 when not plain ASCII', async () => {
+    const b64 = (s) => `=?base64?${Buffer.from(s).toString('base64')}?=`;
+    const got = (r) => JSON.parse(r.json?.result?.content?.[0]?.text ?? 'null');
+    // A legacy client sends no Mcp-Param-* header: the fixture refuses a call without them, so
+    // these answers prove the gateway added them, one per x-mcp-header argument with a value.
+    const s = await openSession(gw.url);
+    const plain = await s.callTool('params', { region: 'us-west1', priority: 3, opts: { dry: true }, note: 'n' });
+    assert.deepEqual(got(plain), { 'mcp-param-region': 'us-west1', 'mcp-param-priority': '3', 'mcp-param-dry-run': 'true' }, plain.text);
+    const some = await s.callTool('params', { region: 'Zürich' });
+    assert.deepEqual(got(some), { 'mcp-param-region': b64('Zürich') }, some.text);
+    assert.deepEqual(got(await s.callTool('params', { region: ' padded ' })), { 'mcp-param-region': b64(' padded ') });
+    assert.deepEqual(got(await s.callTool('params', {})), {});
+    // A 2026-07-28 client sends its own (checked by the gateway); the server gets the gateway's.
+    const args = { region: 'Zürich', priority: 7 };
+    const body = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'params', arguments: args, _meta: meta() } };
+    const headers = { 'Mcp-Method': 'tools/call', 'Mcp-Name': 'params', 'Mcp-Param-Region': b64('Zürich'), 'Mcp-Param-Priority': '7' };
+    const modern = await post(gw.url, body, { version: V, headers });
+    assert.deepEqual(got(modern), { 'mcp-param-region': b64('Zürich'), 'mcp-param-priority': '7' }, modern.text);
+    assert.equal(modern.json.result.resultType, 'complete');
+    const noPriority = Object.fromEntries(Object.entries(headers).filter(([h]) => h !== 'Mcp-Param-Priority'));
+    const missing = await post(gw.url, body, { version: V, headers: noPriority });
+    assertRpcError(missing, { code: -32020, message: /Mcp-Param-Priority header is missing/ });
+  });
+
   test('legacy client bridged over HTTP; modern client passes through', async () => {
     const sid = await legacySession(gw.url, { sampling: {} });
     const f = final(await streamCall(gw.url, sid, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'ask', arguments: { times: 2 } } }, () => ({ role: 'assistant', content: { type: 'text', text: 'ok' }, model: 'm' })));

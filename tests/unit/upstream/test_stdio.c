@@ -221,7 +221,7 @@ static int send_text(struct fixture *f, const char *text)
     json_error_t je;
     json_t *m = json_loads(text, 0, &je);
     CHECK(m != NULL);
-    int err = f->t->ops->send(f->t, m, NULL);
+    int err = f->t->ops->send(f->t, m, NULL, NULL);
     json_decref(m);
     return err;
 }
@@ -254,7 +254,7 @@ static void test_echo_through_cat(void)
     for (size_t i = 0; i < 3; i++)
         CHECK_INT(send_text(&f, sent[i]), 0);
     json_t *scalar = json_integer(1);
-    CHECK_INT(f.t->ops->send(f.t, scalar, NULL), ERR_INVAL);
+    CHECK_INT(f.t->ops->send(f.t, scalar, NULL, NULL), ERR_INVAL);
     json_decref(scalar);
 
     want_msgs = 3;
@@ -528,19 +528,19 @@ static void test_queue_limit(void)
     pad[sizeof(pad) - 1] = '\0';
     json_t *m = json_pack("{s:s}", "pad", pad); /* 1000 bytes + '\n' on the wire */
     int ok = 0, err = 0;
-    while (ok < 100 && (err = f.t->ops->send(f.t, m, NULL)) == 0)
+    while (ok < 100 && (err = f.t->ops->send(f.t, m, NULL, NULL)) == 0)
         ok++;
     CHECK_INT(ok, 4);
     CHECK_INT(err, ERR_LIMIT);
     /* the bytes fit in the socket buffer: once the loop has run their callbacks, room again */
     uv_run(&f.loop, UV_RUN_NOWAIT);
-    CHECK_INT(f.t->ops->send(f.t, m, NULL), 0);
+    CHECK_INT(f.t->ops->send(f.t, m, NULL, NULL), 0);
     json_decref(m);
 
     char *big = calloc(1, 5000);
     memset(big, 'b', 4999);
     m = json_pack("{s:s}", "big", big);
-    CHECK_INT(f.t->ops->send(f.t, m, NULL), ERR_LIMIT); /* larger than the whole queue */
+    CHECK_INT(f.t->ops->send(f.t, m, NULL, NULL), ERR_LIMIT); /* larger than the whole queue */
     json_decref(m);
     free(big);
     CHECK(fx_close_and_drain(&f) >= 0);
