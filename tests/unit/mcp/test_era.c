@@ -77,6 +77,26 @@ static void test_text(void)
     json_decref(v);
 }
 
+/* What the gateway sends upstream: header text per parameter with a primitive value only. */
+static void test_headers(void)
+{
+    json_t *schema = load(SCHEMA);
+    json_t *args =
+        load("{\"region\":\"Z\u00fcrich\",\"priority\":3,\"verbose\":null,\"plain\":\"p\","
+             "\"nested\":{\"tenant\":{\"not\":\"primitive\"}}}");
+    json_t *h = mcp_param_headers(schema, args);
+    CHECK_INT((int)json_object_size(h), 2);
+    CHECK_STR(json_string_value(json_object_get(h, "Region")), "Z\xc3\xbcrich");
+    CHECK_STR(json_string_value(json_object_get(h, "Priority")), "3");
+    json_decref(h);
+    json_t *none = json_object();
+    CHECK(mcp_param_headers(schema, none) == NULL);
+    CHECK(mcp_param_headers(NULL, args) == NULL);
+    json_decref(none);
+    json_decref(args);
+    json_decref(schema);
+}
+
 /* Validate a call with `args` and the given header (name NULL: none); returns the refusal's
    message (caller frees) or NULL when accepted. */
 static char *run(const char *args, const char *name, const char *value, const char *name2,
@@ -155,4 +175,4 @@ static void test_validate(void)
     free(m);
 }
 
-TEST_MAIN(TEST(test_list), TEST(test_text), TEST(test_validate))
+TEST_MAIN(TEST(test_list), TEST(test_text), TEST(test_headers), TEST(test_validate))
