@@ -114,6 +114,8 @@ struct edit_stats {
     bool optional_bare;     /* optional arguments keep their type only */
     bool nested_desc_off;   /* no descriptions below the arguments */
     bool optional_desc_off; /* no descriptions on optional arguments either */
+    bool lean;              /* no length/count bounds (maxLength, minLength, maxItems, minItems) */
+    unsigned bounds;        /* bounds dropped by lean */
 };
 
 /* Length of the HTML tag at s (`<p>`, `</code>`, `<a href="…">`), 0 when s is not one. */
@@ -342,6 +344,11 @@ static json_t *edit_schema(json_t *s, unsigned depth, const struct openapi_heuri
         }
         if (strcmp(k, "xml") == 0 || strcmp(k, "externalDocs") == 0)
             continue; /* never useful to a model */
+        if (st->lean && (strcmp(k, "maxLength") == 0 || strcmp(k, "minLength") == 0 ||
+                         strcmp(k, "maxItems") == 0 || strcmp(k, "minItems") == 0)) {
+            st->bounds++; /* still enforced: requests are checked against the document */
+            continue;
+        }
         if (strcmp(k, "description") == 0 && json_is_string(v)) {
             if (st->nested_desc_off && depth > 1) {
                 st->dropped_desc++;
@@ -726,6 +733,7 @@ static int fit_tool(struct openapi_tool *t, const struct openapi_heuristics *h, 
     } plan[16];
     size_t n = 0;
     plan[n++] = (struct plan){0, false, false, false, false};
+    plan[n++] = (struct plan){0, false, false, false, false}; /* lean: bounds dropped */
     unsigned start = h->max_depth && h->max_depth < 8 ? h->max_depth : 8;
     for (unsigned d = start - 1; d >= 2; d--)
         plan[n++] = (struct plan){d, false, false, false, false};
@@ -741,7 +749,8 @@ static int fit_tool(struct openapi_tool *t, const struct openapi_heuristics *h, 
                                 .nested_desc_off = plan[i].nested,
                                 .optional_desc_off = plan[i].optional,
                                 .flat = plan[i].flat,
-                                .optional_bare = plan[i].bare};
+                                .optional_bare = plan[i].bare,
+                                .lean = i > 0};
         json_decref(t->input_schema);
         if ((t->input_schema = build_input_schema(t, h, &s2)) == NULL)
             return ERR_NOMEM;
@@ -1091,9 +1100,10 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
                           "%u nested schemas collapsed below depth %u", st.collapsed, h->max_depth);
         if (rc == 0 && step > 0)
             rc = note_add(cat, &ncap, op, t->name, false, "tool_tokens",
-                          "over %u estimated tokens: %u nested schemas collapsed below depth "
-                          "%u%s%s",
-                          h->tool_tokens, st.collapsed, st.flat ? 0 : st.depth_cap,
+                          "over %u estimated tokens: %u length/count bounds dropped, %u nested "
+                          "schemas collapsed below depth %u%s%s",
+                          h->tool_tokens, st.bounds, st.collapsed,
+                          st.flat ? 0 : st.depth_cap ? st.depth_cap : h->max_depth,
                           st.nested_desc_off ? ", descriptions below the arguments dropped" : "",
                           st.optional_bare       ? ", optional arguments reduced to their type"
                           : st.optional_desc_off ? ", descriptions of optional arguments dropped"

@@ -214,7 +214,7 @@ struct openapi_heuristics {
                                (default 80) */
     unsigned repeated_desc; /* drop an argument description repeated under the same name on this
                                many tools or more, 0 = off (default 5) */
-    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 250): a tool
+    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 100): a tool
                                over it is collapsed and stripped further (docs/openapi.md) */
     /* response projection (openapi_response_project) */
     unsigned response_array_max; /* arrays in responses cut to this many items, 0 = off
