@@ -1183,18 +1183,22 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
                          "https://host[/path]",
                          quote(f[SK_BASE_URL].val).s, what);
     }
+    s->discovery_auto = true;
     if (f[SK_DISCOVERY].val) {
         const struct ynode *dv = f[SK_DISCOVERY].val;
         snprintf(sub, sizeof(sub), "discovery of %s", what);
         if ((err = want_scalar(L, dv, sub)))
             return err;
         int mode = config_discovery_parse(dv->text);
-        if (mode >= 0)
+        if (mode >= 0) {
             s->discovery = (enum config_discovery)mode;
+            s->discovery_auto = false;
+        } else if (dv->text && strcmp(dv->text, "auto") == 0)
+            s->discovery_auto = true;
         else
             return FAILN(L, dv,
-                         "%s is not a discovery mode for %s; expected static, hierarchical or "
-                         "search",
+                         "%s is not a discovery mode for %s; expected auto, static, hierarchical "
+                         "or search",
                          quote(dv).s, what);
     }
     if (f[SK_HEADERS].val) {
@@ -2034,6 +2038,14 @@ int config_discovery_parse(const char *s)
         if (s && strcmp(s, config_discovery_str((enum config_discovery)d)) == 0)
             return d;
     return -1;
+}
+
+enum config_discovery config_discovery_effective(const struct config_server *srv,
+                                                 size_t static_tools)
+{
+    if (!srv->discovery_auto)
+        return srv->discovery;
+    return static_tools <= CONFIG_DISCOVERY_AUTO_MAX ? DISCOVERY_STATIC : DISCOVERY_SEARCH;
 }
 
 const char *config_discovery_str(enum config_discovery d)

@@ -43,6 +43,13 @@ const char *config_protocol_str(enum config_protocol p);
 const char *config_discovery_str(enum config_discovery d);
 /* The mode named s (as config_discovery_str writes it), or -1. */
 int config_discovery_parse(const char *s);
+struct config_server;
+/* discovery: auto serves the curated tools (static) up to this many, else search. */
+#define CONFIG_DISCOVERY_AUTO_MAX 40
+/* The mode an openapi server is served in by default once its catalog has static_tools tools:
+   the configured one, or for auto static up to CONFIG_DISCOVERY_AUTO_MAX tools, else search. */
+enum config_discovery config_discovery_effective(const struct config_server *srv,
+                                                 size_t static_tools);
 /* The gateway's namespace in _meta, and its keys between the gateway and an openapi server's
    transport (docs/openapi.md, "Per-user views"): the modes a listed tool belongs to (an array of
    mode names), and the mode and selection (an array of tool names) a call is served in. The
@@ -97,7 +104,9 @@ struct config_server {
     char **overlays; /* OpenAPI Overlay files applied in order, or NULL */
     size_t noverlays;
     char *base_url;                  /* replaces the document's server URL, or NULL */
-    enum config_discovery discovery; /* default static */
+    enum config_discovery discovery; /* when !discovery_auto */
+    bool discovery_auto; /* default ("auto"): static up to CONFIG_DISCOVERY_AUTO_MAX curated tools,
+                            else search (config_discovery_effective) */
     /* both */
     struct config_timeouts timeouts;
     uint32_t max_concurrency;      /* requests in flight to this server; default 64 */

@@ -91,7 +91,15 @@ struct upstream {
     json_t *lists[CAT_NKINDS];
     json_t *pub_caps;  /* the server's capabilities when its lists were last published */
     char protocol[16]; /* the version spoken with it ("2026-07-28", or initialize's), or "" */
+    _Atomic int mode;  /* its default discovery mode (enum config_discovery), set when ready */
 };
+
+/* The discovery mode `up` serves by default (discovery: auto resolved on its last tools). */
+static enum config_discovery up_mode(struct upstream *up)
+{
+    return up->srv->discovery_auto ? (enum config_discovery)atomic_load(&up->mode)
+                                   : up->srv->discovery;
+}
 
 typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
 
@@ -659,11 +667,14 @@ static void fetch_finished(struct upstream *up)
         lists[k] = up->fetching[k];
         up->fetching[k] = NULL;
     }
+    atomic_store(&up->mode,
+                 (int)config_discovery_effective(
+                     up->srv, catalog_count_in_mode(lists[CAT_TOOLS], DISCOVERY_STATIC)));
     if (up->state != UP_READY) {
         up->state = UP_READY;
         json_t *f =
             json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready", "tools",
-                      (int)catalog_count_in_mode(lists[CAT_TOOLS], up->srv->discovery), "prompts",
+                      (int)catalog_count_in_mode(lists[CAT_TOOLS], up_mode(up)), "prompts",
                       (int)json_array_size(lists[CAT_PROMPTS]));
         log_fields(LOG_INFO, "upstream_state", f);
     }
@@ -2328,7 +2339,7 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         !str_eq(a->command, b->command) || a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) ||
         !str_eq(a->url, b->url) || !str_eq(a->spec, b->spec) ||
         !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
-        a->discovery != b->discovery || !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
+        a->discovery != b->discovery || a->discovery_auto != b->discovery_auto || !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
         !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
@@ -2542,7 +2553,7 @@ json_t *gateway_status(void)
                       config_transport_str(up->srv->transport), "why", up->why);
         json_object_set_new(s, "tools",
                             json_integer((json_int_t)catalog_count_in_mode(up->lists[CAT_TOOLS],
-                                                                           up->srv->discovery)));
+                                                                           up_mode(up))));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         if (up->protocol[0] && up->pub_state == UP_READY)
             json_object_set_new(s, "protocol", json_string(up->protocol));
@@ -2964,7 +2975,7 @@ static enum config_discovery user_view_mode(struct user_view *u, int server)
     int mode = u->uid > 0 && srv->transport == TRANSPORT_OPENAPI
                    ? config_discovery_parse(user_view_settings(u, server)->discovery)
                    : -1;
-    return mode >= 0 ? (enum config_discovery)mode : srv->discovery;
+    return mode >= 0 ? (enum config_discovery)mode : up_mode(gw.ups[server]);
 }
 
 /* Is `tool` (a server's own name) in the user's selection of server `server`? */

@@ -739,7 +739,7 @@ static void load_after_cb(uv_work_t *w, int status)
     char why[600];
     snprintf(why, sizeof(why), "%zu tools from %s (%zu operations, discovery %s), API at %s",
              t->cat->ntools, t->srv->spec, t->cat->doc->nops,
-             config_discovery_str(t->srv->discovery),
+             config_discovery_str(config_discovery_effective(t->srv, t->cat->ntools)),
              t->cat->base_url[0] ? t->cat->base_url : "(none)");
     set_state(t, TRANSPORT_UP, why);
 }
@@ -772,7 +772,7 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
     int mode = openapi_discovery_mode_parse(
         json_string_value(json_object_get(meta, CONFIG_META_DISCOVERY)));
     if (mode < 0)
-        mode = (int)discovery_mode(t->srv->discovery);
+        mode = (int)discovery_mode(config_discovery_effective(t->srv, t->cat->ntools));
     json_t *sel = json_object_get(meta, CONFIG_META_SELECTION);
     int derr = openapi_discovery_call(t->disc[mode], name, args, json_is_array(sel) ? sel : NULL,
                                       &answer, &tool, &args);

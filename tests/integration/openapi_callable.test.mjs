@@ -43,7 +43,7 @@ before(async () => {
   await new Promise((r) => api.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${api.address().port}/base`;
   gw = await startGateway(
-    baseConfig({ servers: present.map((d) => ({ name: d.name, spec: d.file, base_url: base, timeouts: { total: '20s' }, max_message: '64MiB' })) }),
+    baseConfig({ servers: present.map((d) => ({ name: d.name, spec: d.file, base_url: base, discovery: 'static', timeouts: { total: '20s' }, max_message: '64MiB' })) }),
     { timeout: 60000 },
   );
 });

@@ -567,7 +567,12 @@ static void test_openapi_servers(void)
     CHECK_INT(s->transport, TRANSPORT_OPENAPI);
     CHECK(s->overrides == NULL && s->base_url == NULL && s->nheaders == 0 && s->noverlays == 0);
     CHECK_INT(s->max_message, (size_t)16 << 20);
-    CHECK_INT(s->discovery, DISCOVERY_STATIC); /* the default */
+    CHECK(s->discovery_auto); /* the default: static when small, else search */
+    CHECK_INT(config_discovery_effective(s, CONFIG_DISCOVERY_AUTO_MAX), DISCOVERY_STATIC);
+    CHECK_INT(config_discovery_effective(s, CONFIG_DISCOVERY_AUTO_MAX + 1), DISCOVERY_SEARCH);
+    CHECK(!c->servers[2].discovery_auto && !c->servers[4].discovery_auto);
+    CHECK_INT(config_discovery_effective(&c->servers[4], 1000), DISCOVERY_STATIC); /* explicit */
+    CHECK_INT(config_discovery_effective(&c->servers[2], 1), DISCOVERY_HIERARCHICAL);
     CHECK_INT(c->servers[2].discovery, DISCOVERY_HIERARCHICAL);
     CHECK_INT(c->servers[3].discovery, DISCOVERY_SEARCH);
     CHECK_INT(c->servers[4].discovery, DISCOVERY_STATIC);
@@ -575,8 +580,8 @@ static void test_openapi_servers(void)
     config_unref(c);
 
     EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    discovery: lazy\n", ERR_INVAL, 4, 16,
-               "t.yaml:4:16: \"lazy\" is not a discovery mode for server \"a\"; expected static, "
-               "hierarchical or search");
+               "t.yaml:4:16: \"lazy\" is not a discovery mode for server \"a\"; expected auto, "
+               "static, hierarchical or search");
     EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    discovery: [search]\n", ERR_INVAL, 4,
                16, "t.yaml:4:16: discovery of server \"a\" is a sequence; expected a string");
     EXPECT_ERR("servers:\n  - name: a\n    command: x\n    discovery: search\n", ERR_INVAL, 4, 5,
