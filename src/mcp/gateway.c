@@ -672,10 +672,9 @@ static void fetch_finished(struct upstream *up)
                      up->srv, catalog_count_in_mode(lists[CAT_TOOLS], DISCOVERY_STATIC)));
     if (up->state != UP_READY) {
         up->state = UP_READY;
-        json_t *f =
-            json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready", "tools",
-                      (int)catalog_count_in_mode(lists[CAT_TOOLS], up_mode(up)), "prompts",
-                      (int)json_array_size(lists[CAT_PROMPTS]));
+        json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "state", "ready",
+                              "tools", (int)catalog_count_in_mode(lists[CAT_TOOLS], up_mode(up)),
+                              "prompts", (int)json_array_size(lists[CAT_PROMPTS]));
         log_fields(LOG_INFO, "upstream_state", f);
     }
     publish(up, UP_READY, "", lists);
@@ -2339,7 +2338,8 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         !str_eq(a->command, b->command) || a->nargs != b->nargs || !str_eq(a->cwd, b->cwd) ||
         !str_eq(a->url, b->url) || !str_eq(a->spec, b->spec) ||
         !str_eq(a->overrides, b->overrides) || !str_eq(a->base_url, b->base_url) ||
-        a->discovery != b->discovery || a->discovery_auto != b->discovery_auto || !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
+        a->discovery != b->discovery || a->discovery_auto != b->discovery_auto ||
+        !kv_eq(a->env, a->nenv, b->env, b->nenv) ||
         !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
@@ -2551,9 +2551,9 @@ json_t *gateway_status(void)
         json_t *s =
             json_pack("{s:s, s:s, s:s}", "state", up_state_names[up->pub_state], "transport",
                       config_transport_str(up->srv->transport), "why", up->why);
-        json_object_set_new(s, "tools",
-                            json_integer((json_int_t)catalog_count_in_mode(up->lists[CAT_TOOLS],
-                                                                           up_mode(up))));
+        json_object_set_new(
+            s, "tools",
+            json_integer((json_int_t)catalog_count_in_mode(up->lists[CAT_TOOLS], up_mode(up))));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
         if (up->protocol[0] && up->pub_state == UP_READY)
             json_object_set_new(s, "protocol", json_string(up->protocol));

@@ -1103,7 +1103,9 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
                           "over %u estimated tokens: %u length/count bounds dropped, %u nested "
                           "schemas collapsed below depth %u%s%s",
                           h->tool_tokens, st.bounds, st.collapsed,
-                          st.flat ? 0 : st.depth_cap ? st.depth_cap : h->max_depth,
+                          st.flat        ? 0
+                          : st.depth_cap ? st.depth_cap
+                                         : h->max_depth,
                           st.nested_desc_off ? ", descriptions below the arguments dropped" : "",
                           st.optional_bare       ? ", optional arguments reduced to their type"
                           : st.optional_desc_off ? ", descriptions of optional arguments dropped"
