@@ -981,7 +981,13 @@ int openapi_catalog_build(struct openapi_doc *doc, const struct openapi_editoria
     const struct openapi_editorial *ed = ed_in;
     if (ed == NULL && (ed = own = openapi_editorial_new()) == NULL)
         return ERR_NOMEM;
-    const struct openapi_heuristics *h = &ed->h;
+    /* A large API lists many tools: each one's tokens count many times over, so its tools get
+       the tighter budget (large_tool_tokens); a small one keeps richer schemas. */
+    struct openapi_heuristics hh = ed->h;
+    if (doc->nops > OPENAPI_LARGE_OPS && hh.large_tool_tokens &&
+        (hh.tool_tokens == 0 || hh.large_tool_tokens < hh.tool_tokens))
+        hh.tool_tokens = hh.large_tool_tokens;
+    const struct openapi_heuristics *h = &hh;
     struct openapi_catalog *cat = calloc(1, sizeof(*cat));
     bool *fixed = calloc(doc->nops + 1, sizeof(*fixed));
     int *level = calloc(doc->nops + 1, sizeof(*level));

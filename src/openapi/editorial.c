@@ -26,7 +26,8 @@ static const struct openapi_heuristics defaults = {
     .max_depth = 3,
     .desc_max = 80,
     .repeated_desc = 5,
-    .tool_tokens = 100,
+    .tool_tokens = 250,
+    .large_tool_tokens = 100,
     .response_array_max = 20,
     .response_drop_empty = true,
     .response_drop_links = true,
@@ -191,6 +192,7 @@ static int load_heuristics(struct openapi_editorial *ed, json_t *h, struct err_i
         {"desc_max", offsetof(struct openapi_heuristics, desc_max)},
         {"repeated_desc", offsetof(struct openapi_heuristics, repeated_desc)},
         {"tool_tokens", offsetof(struct openapi_heuristics, tool_tokens)},
+        {"large_tool_tokens", offsetof(struct openapi_heuristics, large_tool_tokens)},
         {"response_array_max", offsetof(struct openapi_heuristics, response_array_max)},
     };
     const char *k;

@@ -198,6 +198,9 @@ int openapi_overlay_apply(const struct openapi_overlay *ov, json_t *root, json_t
 /* ---- editorial layer ----------------------------------------------------------------------- */
 
 /* The default heuristics. Each can be switched off; each reports when it fires. */
+/* Documents with more operations than this are "large": their tools get large_tool_tokens. */
+#define OPENAPI_LARGE_OPS 40
+
 struct openapi_heuristics {
     bool deprecated;        /* drop deprecated operations */
     bool head_options;      /* drop HEAD and OPTIONS */
@@ -214,8 +217,10 @@ struct openapi_heuristics {
                                (default 80) */
     unsigned repeated_desc; /* drop an argument description repeated under the same name on this
                                many tools or more, 0 = off (default 5) */
-    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 100): a tool
+    unsigned tool_tokens;   /* per-tool budget in estimated tokens, 0 = off (default 250): a tool
                                over it is collapsed and stripped further (docs/openapi.md) */
+    unsigned large_tool_tokens; /* the tighter budget for documents with more than
+                                   OPENAPI_LARGE_OPS operations, 0 = off (default 100) */
     /* response projection (openapi_response_project) */
     unsigned response_array_max; /* arrays in responses cut to this many items, 0 = off
                                     (default 20) */

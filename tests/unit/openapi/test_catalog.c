@@ -424,7 +424,7 @@ static void test_token_heuristics(void)
     for (size_t i = 0; i < cat->nnotes; i++) {
         const struct openapi_note *n = &cat->notes[i];
         budget |= strcmp(n->reason, "tool_tokens") == 0 && strcmp(n->tool, "big") == 0 &&
-                  strstr(n->detail, "over 100 estimated tokens") != NULL;
+                  strstr(n->detail, "over 250 estimated tokens") != NULL;
         repeated |= strcmp(n->reason, "repeated_desc") == 0 && strcmp(n->tool, "get3") == 0;
         cut |= strcmp(n->reason, "desc_max") == 0;
     }
