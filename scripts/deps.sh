@@ -11,7 +11,7 @@ what=${1:-build}
 pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
       libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev curl ca-certificates)
 case "$what" in
-  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 cppcheck) ;;&
+  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 cppcheck chromium) ;;&
   bench) pkgs+=(wrk linux-perf) ;;
 esac
 # Node runs the example servers (make run) and the test harness. A node already on PATH is used
