@@ -12,18 +12,20 @@ export const SDK_REDIRECT = 'http://127.0.0.1:9/oauth/callback';
 export const isClientCallback = (u) => u.startsWith(SDK_REDIRECT);
 
 /** An OAuthClientProvider that keeps everything in memory and "redirects" by recording.
-    With clientMetadataUrl the SDK registers by Client ID Metadata Document instead of DCR. */
+    With clientMetadataUrl the SDK registers by Client ID Metadata Document instead of DCR;
+    redirectUrl replaces SDK_REDIRECT (e.g. a loopback server a real browser can reach). */
 export class MemoryProvider {
-  constructor({ clientMetadataUrl } = {}) {
+  constructor({ clientMetadataUrl, redirectUrl = SDK_REDIRECT } = {}) {
     this.saved = {};
+    this.redirect = redirectUrl;
     this.authorizationUrl = null;
     if (clientMetadataUrl) this.clientMetadataUrl = clientMetadataUrl;
   }
   get redirectUrl() {
-    return SDK_REDIRECT;
+    return this.redirect;
   }
   get clientMetadata() {
-    return { client_name: 'SDK interop', redirect_uris: [SDK_REDIRECT], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+    return { client_name: 'SDK interop', redirect_uris: [this.redirect], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
   }
   clientInformation() {
     return this.saved.client;

@@ -1,0 +1,201 @@
+// The page flows in a real browser: Debian's Chromium driven by playwright-core (lib/chromium.mjs).
+// A scripted HTTP walk sends whatever headers it likes and ignores cookie attributes; Chromium
+// does not. Here it walks:
+//   - the official SDK v1 client's authorization: the SDK registers (DCR), Chromium opens the
+//     authorization URL, signs in on the local password form and consents, the SDK finishes and
+//     lists tools; the login form is single-use (a replayed POST does not sign in again);
+//   - the refusals a browser can provoke: a form posted from another origin, from a page whose
+//     referrer policy hides its origin (Origin: null), with a wrong or missing CSRF token;
+//   - single sign-on through a real OpenID provider (oidc-provider) and then the gateway's
+//     consent page; a login page that offers only that provider sends the browser straight to it,
+//     one that offers the password form as well shows the provider as a button;
+//   - the cookies as Chromium keeps them: HttpOnly, SameSite=Lax, host-only, Path=/, over plain
+//     HTTP without Secure and without the __Host- prefix, over TLS with both.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PASSWORD, startAuthGateway } from '../integration/oauth_lib.mjs';
+import { tempDir } from '../integration/lib.mjs';
+import { freePort } from './lib/gateway.mjs';
+import { startIdp } from './lib/idp.mjs';
+import { STEP_MS, clickAndWait, lastPostHeaders, launchChromium, newProfile, startCallback, startSite, text } from './lib/chromium.mjs';
+import { MemoryProvider, sdkAuthorize, sdkConnect } from './lib/oauth.mjs';
+
+const LOGIN_BUTTON = 'form[action="/oauth/login"] button[type=submit]';
+
+/** On Gatehouse's login page: type the user name and password and press Sign in. */
+async function signIn(page, user = 'alice', password = PASSWORD) {
+  assert.equal(await page.title(), 'Sign in', await text(page));
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', password);
+  return clickAndWait(page, LOGIN_BUTTON);
+}
+
+/** Where the page is, and what it says, for assertion messages. */
+async function where(page) {
+  return `${page.url()}\n${(await text(page)).slice(0, 500)}`;
+}
+
+/** On Gatehouse's consent page: press Allow; resolves the client callback's parameters. */
+async function allow(page, cb) {
+  assert.equal(await page.title(), 'Allow access?', await where(page));
+  const [params] = await Promise.all([cb.next(), page.click('#approve button', { timeout: STEP_MS })]);
+  return params;
+}
+
+/** The Set-Cookie header of the response to the last request to a URL containing `part`. */
+async function setCookieOf(requests, part) {
+  const r = requests.filter((x) => x.url().includes(part)).at(-1);
+  assert.ok(r, `no request to ${part}`);
+  const res = await r.response();
+  return (await res?.headerValue('set-cookie')) ?? '';
+}
+
+test('Chromium: the SDK client registers, the user signs in and consents, the client lists tools; the login form is single-use', async (t) => {
+  const gw = await startAuthGateway(t);
+  const browser = await launchChromium(t);
+  const ctx = await newProfile(browser);
+  const requests = [];
+  ctx.on('request', (r) => requests.push(r));
+  const page = await ctx.newPage();
+  const cb = await startCallback(t);
+  const provider = new MemoryProvider({ redirectUrl: cb.url });
+  let replay;
+
+  const params = await sdkAuthorize(gw.url, provider, async (au) => {
+    assert.match(provider.saved.client.client_id, /^dcr_/);
+    const res = await page.goto(au.toString());
+    assert.equal(res.status(), 200, await where(page));
+    assert.equal(res.headers()['referrer-policy'], 'same-origin');
+    await signIn(page);
+    // Chromium posted the form with the page's own origin, and the gateway took it.
+    assert.equal((await lastPostHeaders(ctx, '/oauth/login')).origin, gw.base);
+    assert.equal(new URL(page.url()).pathname, '/oauth/consent', await where(page));
+    replay = ctx.posts.filter((r) => r.url().includes('/oauth/login')).at(-1).postData();
+
+    // The session cookie as Chromium keeps it: plain HTTP, so no Secure and no __Host- prefix.
+    const setCookie = await setCookieOf(requests, '/oauth/login');
+    assert.match(setCookie, /^gh_login=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Lax$/, setCookie);
+    const cookies = await ctx.cookies(gw.base);
+    const login = cookies.find((c) => c.name === 'gh_login');
+    assert.ok(login, JSON.stringify(cookies));
+    assert.deepEqual([login.httpOnly, login.secure, login.sameSite, login.path, login.domain], [true, false, 'Lax', '/', '127.0.0.1']);
+    assert.equal(await page.evaluate(() => document.cookie), '', 'a script on the page can read the session cookie');
+
+    // A replay of the same sign-in form does not sign in again.
+    const again = await fetch(`${gw.base}/oauth/login`, {
+      method: 'POST',
+      headers: { origin: gw.base, 'content-type': 'application/x-www-form-urlencoded' },
+      body: replay,
+      redirect: 'manual',
+    });
+    const body = await again.text();
+    assert.equal(again.status, 403, body);
+    assert.equal(again.headers.get('set-cookie'), null);
+    assert.match(body, /this sign-in form was already used/);
+
+    const got = await allow(page, cb);
+    assert.equal((await lastPostHeaders(ctx, '/oauth/consent')).origin, gw.base);
+    return got;
+  });
+  assert.equal(params.get('iss'), gw.base);
+  const client = await sdkConnect(gw.url, provider);
+  const tools = await client.listTools();
+  assert.ok(tools.tools.some((x) => x.name === 'a__tool'), JSON.stringify(tools.tools.map((x) => x.name)));
+  await client.close();
+});
+
+/** A pending authorization request in Chromium: the login page of a freshly registered client. */
+async function loginPageFor(gw, page, redirectUri = 'http://127.0.0.1:9/oauth/callback') {
+  const reg = await fetch(`${gw.base}/oauth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: 'Browser test', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none' }),
+  }).then((r) => r.json());
+  const challenge = crypto.createHash('sha256').update(crypto.randomBytes(32).toString('base64url')).digest('base64url');
+  const u = new URL(`${gw.base}/oauth/authorize`);
+  const q = { response_type: 'code', client_id: reg.client_id, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', resource: `${gw.base}/mcp`, state: 's' };
+  for (const [k, v] of Object.entries(q)) u.searchParams.set(k, v);
+  const res = await page.goto(u.toString());
+  assert.equal(res.status(), 200, await where(page));
+  return page;
+}
+
+/** A page on another site holding `fields` in a form that posts to `action` (no script). */
+function formPage(action, fields, { meta = '' } = {}) {
+  const inputs = Object.entries(fields).map(([k, v]) => `<input type="hidden" name="${k}" value="${v}">`).join('');
+  return `<!doctype html><html><head>${meta}<title>Win a prize</title></head><body><form method="post" action="${action}">${inputs}<button type="submit">Claim</button></form></body></html>`;
+}
+
+test('Chromium: sign-in and consent posts from another origin, with Origin null, or with a wrong or missing CSRF token are refused, each with its cause', async (t) => {
+  const gw = await startAuthGateway(t);
+  const browser = await launchChromium(t);
+  const ctx = await newProfile(browser);
+  const page = await ctx.newPage();
+  const cb = await startCallback(t);
+
+  // The attacker's pages hold the fields of a real form, read from a real login page.
+  await loginPageFor(gw, page, cb.url);
+  const fields = { authz: await page.inputValue('input[name=authz]'), csrf: await page.inputValue('input[name=csrf]'), username: 'alice', password: PASSWORD };
+  let forms = {};
+  const site = await startSite(t, (p) => forms[p]);
+  forms['/login'] = formPage(`${gw.base}/oauth/login`, fields);
+  forms['/login-null'] = formPage(`${gw.base}/oauth/login`, fields, { meta: '<meta name="referrer" content="no-referrer">' });
+
+  const attacker = await ctx.newPage();
+  await attacker.goto(`${site}/login`);
+  let res = await clickAndWait(attacker, 'button');
+  assert.equal(res.status(), 403, await where(attacker));
+  assert.equal((await lastPostHeaders(ctx, '/oauth/login')).origin, site);
+  assert.match(await text(attacker), new RegExp(`this form was posted from another site \\(Origin ${site}\\); forms are accepted only from ${gw.base}`));
+
+  await attacker.goto(`${site}/login-null`);
+  res = await clickAndWait(attacker, 'button');
+  assert.equal(res.status(), 403, await where(attacker));
+  assert.equal((await lastPostHeaders(ctx, '/oauth/login')).origin, 'null');
+  assert.match(await text(attacker), /the page that posted this form hid its origin \(Origin: null\)/);
+  assert.equal((await ctx.cookies(gw.base)).length, 0, 'a refused post signed the browser in');
+
+  // On the real page: a wrong token, then none at all.
+  await page.evaluate(() => (document.querySelector('input[name=csrf]').value = 'forged-token'));
+  res = await signIn(page);
+  assert.equal(res.status(), 403, await where(page));
+  assert.match(await text(page), /the sign-in form's CSRF token is unknown, expired or already used/);
+  await loginPageFor(gw, page, cb.url);
+  await page.evaluate(() => document.querySelector('input[name=csrf]').remove());
+  res = await signIn(page);
+  assert.equal(res.status(), 400, await where(page));
+  assert.match(await text(page), /the sign-in form is incomplete \(authz, csrf\)/);
+  assert.equal((await ctx.cookies(gw.base)).length, 0, 'a refused post signed the browser in');
+
+  // Signed in for real; now the consent form.
+  await loginPageFor(gw, page, cb.url);
+  await signIn(page);
+  assert.equal(await page.title(), 'Allow access?', await where(page));
+  const consentUrl = page.url();
+  const authz = await page.inputValue('#approve input[name=authz]');
+  forms = { '/consent': formPage(`${gw.base}/oauth/consent`, { authz, csrf: 'guessed', decision: 'approve' }) };
+  await attacker.goto(`${site}/consent`);
+  res = await clickAndWait(attacker, 'button');
+  assert.equal(res.status(), 403, await where(attacker));
+  assert.match(await text(attacker), new RegExp(`this form was posted from another site \\(Origin ${site}\\)`));
+
+  await page.evaluate(() => (document.querySelector('#approve input[name=csrf]').value = 'forged-token'));
+  res = await clickAndWait(page, '#approve button');
+  assert.equal(res.status(), 403, await where(page));
+  assert.match(await text(page), /the consent form's CSRF token is unknown, expired or already used/);
+  await page.goto(consentUrl);
+  await page.evaluate(() => document.querySelector('#approve input[name=csrf]').remove());
+  res = await clickAndWait(page, '#approve button');
+  assert.equal(res.status(), 400, await where(page));
+  assert.match(await text(page), /the consent form is incomplete \(csrf, decision\)/);
+
+  // None of that spent the request: the real form still works.
+  await page.goto(consentUrl);
+  const params = await allow(page, cb);
+  assert.ok(params.get('code'), String(params));
+});
