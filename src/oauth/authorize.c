@@ -10,9 +10,11 @@
  * serve the next step:
  *   "authz"  the pending authorization request (taken, i.e. single use, at the consent decision)
  *   "login"  a browser login session (the cookie's value)
+ *   "loginform" a sign-in form's token, bound to the request (single use: taken when the form
+ *            is posted, whatever the outcome; a page shown again gets a new one)
  *   "csrf"   a consent form's token, bound to the login session and the request (single use)
- * The login form carries the pending request's id and a token stored with it; every POST must
- * come from our own origin when the browser says where it comes from (Origin).
+ * So a sign-in form, once posted, cannot be posted again (a replay signs nobody in), and every
+ * POST must come from our own origin when the browser says where it comes from (Origin).
  */
 #include "oauth/oauth-int.h"
 #include "core/log.h"
@@ -123,10 +125,42 @@ static bool login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u
 
 /* ---- pages ---- */
 
-/* The sign-in page; with an error, answered with `status` (else 200). */
+/* The start of the SSO round trip for a pending request: /oauth/sso/<name>?authz=<id>. */
+static void sso_start_url(struct buf *b, const char *provider, const char *authz_id)
+{
+    buf_append_str(b, "/oauth/sso/");
+    oauth_url_encode(b, provider);
+    buf_append_str(b, "?authz=");
+    oauth_url_encode(b, authz_id);
+}
+
+/* The sign-in page; with an error, answered with `status` (else 200). When the only way in is
+   one identity provider, there is nothing to choose: the browser goes straight to it. */
 static int login_page_as(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                          const char *authz_id, const json_t *authz, const char *error, int status)
 {
+    if (error == NULL && !cfg->auth.local_login && cfg->auth.nproviders == 1) {
+        struct buf loc;
+        buf_init(&loc, 1024);
+        sso_start_url(&loc, cfg->auth.providers[0].name, authz_id);
+        buf_append(&loc, "", 1);
+        oauth_send_redirect(req, 302, loc.data ? loc.data : "/");
+        buf_release(&loc);
+        return 302;
+    }
+    char csrf[RAND_TOKEN_SIZE] = "", csrf_hash[TOKEN_HASH_SIZE];
+    if (cfg->auth.local_login) {
+        new_token(csrf, csrf_hash);
+        json_t *rec = json_pack("{s:s}", "authz", authz_id);
+        int err =
+            rec ? store_ephemeral_put(o->st, "loginform", csrf_hash, rec, oauth_now() + AUTHZ_TTL_S)
+                : ERR_NOMEM;
+        json_decref(rec);
+        if (err) {
+            sodium_memzero(csrf, sizeof(csrf));
+            return oauth_error_page(req, 500, "cannot record the sign-in form: %s", err_str(err));
+        }
+    }
     struct buf b;
     buf_init(&b, OAUTH_HTML_MAX);
     buf_append_str(&b, "<h1>Sign in to Gatehouse</h1>\n<p><strong>");
@@ -142,7 +176,8 @@ static int login_page_as(struct oauth_ctx *o, const struct config *cfg, h2o_req_
                            "<input type=\"hidden\" name=\"authz\" value=\"");
         oauth_html_escape(&b, authz_id);
         buf_append_str(&b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
-        oauth_html_escape(&b, jstr(authz, "login_csrf"));
+        oauth_html_escape(&b, csrf);
+        sodium_memzero(csrf, sizeof(csrf));
         buf_append_str(&b, "\">\n<label>User name <input name=\"username\" "
                            "autocomplete=\"username\" required autofocus></label>\n"
                            "<label>Password <input name=\"password\" type=\"password\" "
@@ -150,12 +185,11 @@ static int login_page_as(struct oauth_ctx *o, const struct config *cfg, h2o_req_
                            "<button type=\"submit\">Sign in</button>\n</form>\n");
     }
     for (size_t i = 0; i < cfg->auth.nproviders; i++) {
-        /* The SSO round trip starts at /oauth/sso/<name> with the pending request's id. */
-        buf_append_str(&b, "<p><a class=\"sso\" href=\"/oauth/sso/");
-        oauth_url_encode(&b, cfg->auth.providers[i].name);
-        buf_append_str(&b, "?authz=");
-        oauth_url_encode(&b, authz_id);
-        buf_append_str(&b, "\">Sign in with ");
+        /* A link drawn as a button, not a form: a form's redirect to the provider would need
+           the provider's origin in the page's CSP form-action. */
+        buf_append_str(&b, "<p><a class=\"sso\" href=\"");
+        sso_start_url(&b, cfg->auth.providers[i].name, authz_id);
+        buf_append_str(&b, "\" role=\"button\">Sign in with ");
         oauth_html_escape(&b, cfg->auth.providers[i].name);
         buf_append_str(&b, "</a></p>\n");
     }
@@ -327,13 +361,12 @@ static int authorize_client(struct oauth_ctx *o, const struct config *cfg, h2o_r
     if (state && strlen(state) > 1024)
         return redirect_error(o, req, redirect_uri, NULL, "invalid_request",
                               "state is longer than 1024 bytes");
-    char id[RAND_TOKEN_SIZE], id_hash[TOKEN_HASH_SIZE], login_csrf[RAND_TOKEN_SIZE];
+    char id[RAND_TOKEN_SIZE], id_hash[TOKEN_HASH_SIZE];
     new_token(id, id_hash);
-    rand_token(login_csrf, sizeof(login_csrf), 32);
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "client_id", client_id,
-                            "client_name", oauth_client_name(c), "redirect_uri", redirect_uri,
-                            "state", state ? state : "", "code_challenge", challenge, "resource",
-                            resource, "scope", scope, "login_csrf", login_csrf);
+    json_t *rec =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "client_id", client_id, "client_name",
+                  oauth_client_name(c), "redirect_uri", redirect_uri, "state", state ? state : "",
+                  "code_challenge", challenge, "resource", resource, "scope", scope);
     int err = rec ? store_ephemeral_put(o->st, "authz", id_hash, rec, oauth_now() + AUTHZ_TTL_S)
                   : ERR_NOMEM;
     int status = err ? redirect_error(o, req, redirect_uri, state, "server_error",
@@ -550,20 +583,29 @@ int oauth_login(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
         return req->res.status;
     const char *id = oauth_form_get(&l->f, "authz"), *csrf = oauth_form_get(&l->f, "csrf");
     const char *name = oauth_form_get(&l->f, "username"), *pw = oauth_form_get(&l->f, "password");
-    char id_hash[TOKEN_HASH_SIZE];
+    char id_hash[TOKEN_HASH_SIZE], csrf_hash[TOKEN_HASH_SIZE];
     if (!cfg->auth.local_login)
         return oauth_error_page(req, 403, "local sign-in is disabled (auth.login.local)");
     if (id == NULL || csrf == NULL)
         return oauth_error_page(req, 400, "the sign-in form is incomplete (authz, csrf)");
+    /* The form's token is spent now, whatever comes next: a replay of this post finds nothing. */
+    json_t *form = NULL;
+    hash_of(csrf, csrf_hash);
+    if (store_ephemeral_take(o->st, "loginform", csrf_hash, &form) != 0)
+        return oauth_error_page(req, 403,
+                                "the sign-in form's CSRF token is unknown, expired or already "
+                                "used: this sign-in form was already used (a form is accepted "
+                                "once) or is not one of ours; start again from the application");
+    bool ours = strcmp(jstr(form, "authz"), id) == 0;
+    json_decref(form);
+    if (!ours)
+        return oauth_error_page(req, 403,
+                                "the sign-in form's CSRF token was issued for another "
+                                "authorization request; start again from the application");
     hash_of(id, id_hash);
     if (store_ephemeral_get(o->st, "authz", id_hash, &l->authz) != 0)
         return oauth_error_page(req, 400,
                                 "this sign-in request expired or was already used; start again "
-                                "from the application");
-    const char *want = jstr(l->authz, "login_csrf");
-    if (!secret_equal(want, strlen(want), csrf, strlen(csrf)))
-        return oauth_error_page(req, 403,
-                                "the sign-in form's CSRF token does not match; reload the page "
                                 "from the application");
     if (name == NULL || pw == NULL)
         return login_page(o, cfg, req, id, l->authz, "Enter a user name and a password.");

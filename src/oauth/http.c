@@ -238,7 +238,9 @@ void oauth_send_page(h2o_req_t *req, int status, const char *title, const char *
     oauth_html_escape(&b, title);
     buf_append_str(&b, "</title><style>body{font-family:sans-serif;max-width:32em;margin:3em "
                        "auto;padding:0 1em}input,button{font-size:1em;margin:.3em 0}"
-                       "label{display:block}code{word-break:break-all}</style></head><body>\n");
+                       "label{display:block}code{word-break:break-all}a.sso{display:inline-block;"
+                       "padding:.4em 1em;border:1px solid #555;border-radius:4px;background:#eee;"
+                       "color:inherit;text-decoration:none}</style></head><body>\n");
     buf_append_str(&b, body);
     buf_append_str(&b, "\n</body></html>\n");
     char csp[OAUTH_URL_MAX + 200];
@@ -248,7 +250,7 @@ void oauth_send_page(h2o_req_t *req, int status, const char *title, const char *
              form_action ? " " : "", form_action ? form_action : "");
     oauth_add_header(req, "content-security-policy", csp);
     oauth_add_header(req, "x-frame-options", "DENY");
-    oauth_add_header(req, "referrer-policy", "no-referrer");
+    oauth_add_header(req, "referrer-policy", OAUTH_REFERRER_POLICY);
     oauth_add_header(req, "x-content-type-options", "nosniff");
     send_text(req, status, "text/html; charset=utf-8", b.data ? b.data : "", b.len);
     buf_release(&b);
@@ -276,7 +278,7 @@ int oauth_error_page(h2o_req_t *req, int status, const char *fmt, ...)
 void oauth_send_redirect(h2o_req_t *req, int status, const char *location)
 {
     oauth_add_header(req, "location", location);
-    oauth_add_header(req, "referrer-policy", "no-referrer");
+    oauth_add_header(req, "referrer-policy", OAUTH_REFERRER_POLICY);
     send_text(req, status, "text/plain", "", 0);
 }
 
@@ -357,6 +359,17 @@ bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req)
     if (origin.base == NULL ||
         (origin.len == strlen(o->issuer) && strncasecmp(origin.base, o->issuer, origin.len) == 0))
         return true;
+    /* "null" is what a browser sends when the posting page's origin is hidden from us (a
+       sandboxed frame, a data: URL, a page whose referrer policy withholds its origin): it may
+       be any site, so it is refused like one. Our own pages never cause it (OAUTH_REFERRER_POLICY
+       keeps the origin on same-origin posts). */
+    if (h2o_memis(origin.base, origin.len, H2O_STRLIT("null"))) {
+        oauth_error_page(req, 403,
+                         "the page that posted this form hid its origin (Origin: null), so it may "
+                         "be another site; forms are accepted only from pages of %s",
+                         o->issuer);
+        return false;
+    }
     oauth_error_page(req, 403,
                      "this form was posted from another site (Origin %.*s); forms are accepted "
                      "only from %s",
@@ -381,7 +394,27 @@ static json_t *scopes_supported(const struct config *cfg)
     return string_array(cfg->auth.scopes, cfg->auth.nscopes);
 }
 
-int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
+/* The distinct "alg" of the keys in our JWKS: what the tokens we sign are signed with. */
+static json_t *signing_algs(struct oauth_ctx *o)
+{
+    json_t *algs = json_array();
+    const struct auth_keyring *kr = auth_validator_keyring(o->v);
+    json_t *jwks = kr ? auth_keyring_jwks(kr) : NULL;
+    size_t i, j;
+    json_t *k, *a;
+    json_array_foreach(json_object_get(jwks, "keys"), i, k)
+    {
+        const char *alg = json_string_value(json_object_get(k, "alg"));
+        bool seen = alg == NULL;
+        json_array_foreach(algs, j, a) seen |= alg && strcmp(json_string_value(a), alg) == 0;
+        if (!seen)
+            json_array_append_new(algs, json_string(alg));
+    }
+    json_decref(jwks);
+    return algs;
+}
+
+int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req, bool openid)
 {
     char url[OAUTH_ISSUER_MAX + 64];
     json_t *m = json_object();
@@ -414,6 +447,14 @@ int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     json_object_set_new(m, "code_challenge_methods_supported", json_pack("[s]", "S256"));
     json_object_set_new(m, "authorization_response_iss_parameter_supported", json_true());
     json_object_set_new(m, "client_id_metadata_document_supported", json_boolean(cfg->auth.cimd));
+    if (openid) {
+        /* What OpenID Connect Discovery 1.0 §3 requires beyond RFC 8414, and only what is true:
+           a user's "sub" (user:<id>) is the same for every client, and our tokens are signed
+           with these algorithms. No ID token or userinfo is served (scopes_supported has no
+           "openid"), so neither is the RS256 that an OpenID Provider must offer. */
+        json_object_set_new(m, "subject_types_supported", json_pack("[s]", "public"));
+        json_object_set_new(m, "id_token_signing_alg_values_supported", signing_algs(o));
+    }
     oauth_send_json(req, 200, m);
     json_decref(m);
     return 200;
@@ -496,7 +537,7 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
     bool post = method_is(req, "POST");
     if (path_is(p, "/.well-known/oauth-authorization-server") ||
         path_is(p, "/.well-known/openid-configuration"))
-        return get ? oauth_metadata(o, cfg, req)
+        return get ? oauth_metadata(o, cfg, req, path_is(p, "/.well-known/openid-configuration"))
                    : oauth_send_error(req, 405, "invalid_request", "use GET");
     if (path_is(p, WK_PR) || path_is(p, WK_PR "/mcp"))
         return oauth_protected_resource(o, cfg, req, NULL);

@@ -14,6 +14,11 @@
 
 #define OAUTH_ISSUER_MAX 256
 #define OAUTH_HTML_MAX (256u << 10)
+/* The Referrer-Policy of every page and redirect. "same-origin": no Referer leaves for another
+   site (the client, the identity provider: our URLs carry pending requests' ids), while a form
+   posted from our own page keeps its Origin. "no-referrer" made browsers send "Origin: null" on
+   those posts, which oauth_same_origin must refuse, as any page could cause it. */
+#define OAUTH_REFERRER_POLICY "same-origin"
 
 struct cimd_fetch;
 struct sso;
@@ -48,7 +53,7 @@ void oauth_send_json(h2o_req_t *req, int status, json_t *body);
 int oauth_send_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* An HTML page with the security headers (CSP with `form_action` added to 'self' when not
-   NULL, no framing, no caching, no referrer). `body` is the inside of <body>. */
+   NULL, no framing, no caching, OAUTH_REFERRER_POLICY). `body` is the inside of <body>. */
 void oauth_send_page(h2o_req_t *req, int status, const char *title, const char *body,
                      const char *form_action);
 /* An error page (before the redirect URI is trusted): the message is escaped. */
@@ -75,7 +80,8 @@ h2o_iovec_t oauth_header(h2o_req_t *req, const char *name, size_t len);
 bool oauth_cookie(h2o_req_t *req, const char *name, char *out, size_t size);
 /* The login cookie's name for this issuer. */
 const char *oauth_login_cookie_name(const struct oauth_ctx *o);
-/* A POST from a page of ours: its Origin (when sent) must be the issuer. Answers 403 if not. */
+/* A POST from a page of ours: its Origin (when sent) must be the issuer; "null" (a hidden
+   origin) is refused like a foreign one. Answers 403 naming the Origin if not. */
 bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req);
 
 /* A back-channel request (token, revocation, introspection) once its client is authenticated:
@@ -125,7 +131,9 @@ int oauth_clients_sync(struct store *st, const struct config *cfg, struct err_in
 
 /* --- endpoints --- */
 
-int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req);
+/* RFC 8414 metadata; `openid`: as /.well-known/openid-configuration, with the fields OpenID
+   Connect Discovery requires on top. */
+int oauth_metadata(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req, bool openid);
 int oauth_protected_resource(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                              const char *server);
 int oauth_authorize(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
