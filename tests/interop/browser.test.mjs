@@ -20,8 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PASSWORD, startAuthGateway } from '../integration/oauth_lib.mjs';
 import { tempDir } from '../integration/lib.mjs';
-import { freePort } from './lib/gateway.mjs';
-import { startIdp } from './lib/idp.mjs';
+import { startSsoGateway } from './lib/idp.mjs';
 import { STEP_MS, clickAndWait, lastPostHeaders, launchChromium, newProfile, startCallback, startSite, text } from './lib/chromium.mjs';
 import { MemoryProvider, sdkAuthorize, sdkConnect } from './lib/oauth.mjs';
 
@@ -109,19 +108,20 @@ test('Chromium: the SDK client registers, the user signs in and consents, the cl
   await client.close();
 });
 
-/** A pending authorization request in Chromium: the login page of a freshly registered client. */
+/** A pending authorization request in Chromium: the first page for a freshly registered client
+    (registered through the profile's own request context, which trusts what Chromium trusts). */
 async function loginPageFor(gw, page, redirectUri = 'http://127.0.0.1:9/oauth/callback') {
-  const reg = await fetch(`${gw.base}/oauth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ client_name: 'Browser test', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none' }),
-  }).then((r) => r.json());
+  const r = await page.context().request.post(`${gw.base}/oauth/register`, {
+    data: { client_name: 'Browser test', redirect_uris: [redirectUri], token_endpoint_auth_method: 'none' },
+  });
+  assert.equal(r.status(), 201, await r.text());
+  const reg = await r.json();
   const challenge = crypto.createHash('sha256').update(crypto.randomBytes(32).toString('base64url')).digest('base64url');
   const u = new URL(`${gw.base}/oauth/authorize`);
   const q = { response_type: 'code', client_id: reg.client_id, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', resource: `${gw.base}/mcp`, state: 's' };
   for (const [k, v] of Object.entries(q)) u.searchParams.set(k, v);
   const res = await page.goto(u.toString());
-  assert.equal(res.status(), 200, await where(page));
+  assert.ok(res.ok(), await where(page));
   return page;
 }
 
@@ -198,4 +198,101 @@ test('Chromium: sign-in and consent posts from another origin, with Origin null,
   await page.goto(consentUrl);
   const params = await allow(page, cb);
   assert.ok(params.get('code'), String(params));
+});
+
+/** On oidc-provider's development pages (login, then consent) as `account`, until the browser
+    is back at the gateway. */
+async function atIdp(page, idp, account) {
+  for (let step = 0; step < 4 && new URL(page.url()).origin === idp.issuer; step++) {
+    if (await page.locator('input[name=login]').count()) {
+      await page.fill('input[name=login]', account);
+      await page.fill('input[name=password]', 'x');
+    }
+    await clickAndWait(page, 'button[type=submit]');
+  }
+  assert.notEqual(new URL(page.url()).origin, idp.issuer, `stuck at the IdP: ${await where(page)}`);
+}
+
+test('Chromium: single sign-on through oidc-provider, then the consent page; with only that provider the browser goes straight to it', async (t) => {
+  const { gw, idp, secret } = await startSsoGateway(t);
+  const browser = await launchChromium(t);
+  const ctx = await newProfile(browser);
+  const requests = [];
+  ctx.on('request', (r) => requests.push(r));
+  const page = await ctx.newPage();
+  const cb = await startCallback(t);
+  const provider = new MemoryProvider({ redirectUrl: cb.url });
+  const params = await sdkAuthorize(gw.url, provider, async (au) => {
+    await page.goto(au.toString());
+    // Nothing to choose: no login page, the browser is at the provider's.
+    assert.equal(new URL(page.url()).origin, idp.issuer, await where(page));
+    const setCookie = await setCookieOf(requests, '/oauth/sso/corp');
+    assert.match(setCookie, /^gh_sso=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=600; HttpOnly; SameSite=Lax$/, setCookie);
+    const sso = (await ctx.cookies(gw.base)).find((c) => c.name === 'gh_sso');
+    assert.ok(sso, 'Chromium did not keep the SSO cookie');
+    assert.deepEqual([sso.httpOnly, sso.secure, sso.sameSite, sso.path], [true, false, 'Lax', '/']);
+
+    await atIdp(page, idp, 'alice');
+    assert.equal(new URL(page.url()).pathname, '/oauth/consent', await where(page));
+    assert.match(await text(page), /Signed in as alice\./);
+    assert.ok(!(await ctx.cookies(gw.base)).some((c) => c.name === 'gh_sso'), 'the SSO cookie outlived its callback');
+    const login = (await ctx.cookies(gw.base)).find((c) => c.name === 'gh_login');
+    assert.deepEqual([login?.httpOnly, login?.secure, login?.sameSite, login?.path], [true, false, 'Lax', '/']);
+    const got = await allow(page, cb);
+    assert.equal((await lastPostHeaders(ctx, '/oauth/consent')).origin, gw.base);
+    return got;
+  });
+  assert.equal(params.get('iss'), gw.base);
+  const client = await sdkConnect(gw.url, provider);
+  assert.ok((await client.listTools()).tools.some((x) => x.name === 'a__tool'));
+  await client.close();
+  assert.ok(!gw.tail(100000).includes(secret), 'the IdP client secret is in the gateway log');
+});
+
+/** A self-signed certificate for 127.0.0.1 (openssl CLI) in a temporary directory. */
+function certificate(t) {
+  const dir = tempDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cert = path.join(dir, 'gw.crt');
+  const key = path.join(dir, 'gw.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'pipe', timeout: 15000 });
+  return { cert, key };
+}
+
+test('Chromium over TLS: __Host- cookies with Secure for the session and the SSO round trip; the login page shows the provider as a button next to the password form', async (t) => {
+  const { gw, idp } = await startSsoGateway(t, { local: true, tls: certificate(t) });
+  assert.match(gw.base, /^https:/);
+  const browser = await launchChromium(t);
+  const cb = await startCallback(t);
+
+  // The password form.
+  const ctx = await newProfile(browser, { ignoreHTTPSErrors: true });
+  const requests = [];
+  ctx.on('request', (r) => requests.push(r));
+  const page = await loginPageFor(gw, await ctx.newPage(), cb.url);
+  assert.ok(await page.getByRole('button', { name: 'Sign in with corp' }).isVisible(), await where(page));
+  await signIn(page);
+  assert.equal(new URL(page.url()).pathname, '/oauth/consent', await where(page));
+  assert.equal((await lastPostHeaders(ctx, '/oauth/login')).origin, gw.base);
+  const setCookie = await setCookieOf(requests, '/oauth/login');
+  assert.match(setCookie, /^__Host-gh_login=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Lax; Secure$/, setCookie);
+  let cookies = await ctx.cookies(gw.base);
+  const login = cookies.find((c) => c.name === '__Host-gh_login');
+  assert.ok(login, `Chromium refused the __Host- cookie: ${JSON.stringify(cookies)}`);
+  assert.deepEqual([login.httpOnly, login.secure, login.sameSite, login.path, login.domain], [true, true, 'Lax', '/', '127.0.0.1']);
+  assert.ok(!cookies.some((c) => c.name === 'gh_login'));
+  assert.ok((await allow(page, cb)).get('code'));
+
+  // The provider's button, in a browser that is not signed in.
+  const ctx2 = await newProfile(browser, { ignoreHTTPSErrors: true });
+  const page2 = await loginPageFor(gw, await ctx2.newPage(), cb.url);
+  await Promise.all([page2.waitForURL((u) => u.origin === idp.issuer, { timeout: STEP_MS }), page2.getByRole('button', { name: 'Sign in with corp' }).click()]);
+  cookies = await ctx2.cookies(gw.base);
+  const sso = cookies.find((c) => c.name === '__Host-gh_sso');
+  assert.ok(sso, `Chromium refused the __Host- SSO cookie: ${JSON.stringify(cookies)}`);
+  assert.deepEqual([sso.httpOnly, sso.secure, sso.sameSite, sso.path, sso.domain], [true, true, 'Lax', '/', '127.0.0.1']);
+  await atIdp(page2, idp, 'carol'); // not a local user: alice and bob are, and are not taken over
+  assert.match(await text(page2), /Signed in as carol\./, await where(page2));
+  assert.ok((await ctx2.cookies(gw.base)).some((c) => c.name === '__Host-gh_login'));
+  assert.ok((await allow(page2, cb)).get('code'));
 });

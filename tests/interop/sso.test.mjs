@@ -1,7 +1,7 @@
 // Single sign-on with a real identity provider: oidc-provider (fixtures/idp.mjs) is the
 // organisation's IdP and Gatehouse its relying party. The official SDK client connects to a
-// gateway that has no local sign-in (login.local: false): its authorization URL leads the
-// browser to Gatehouse's login page, the SSO button to the IdP, the IdP's login and consent pages
+// gateway whose only sign-in is that IdP (login.local: false): its authorization URL sends the
+// browser straight on to the IdP (nothing to choose on a login page), the IdP's login and consent pages
 // back to /oauth/sso/callback, then to Gatehouse's consent page; the SDK exchanges the code and
 // lists tools through /mcp. Then what the relying party must refuse, each with a page that names
 // the cause, and the IdP's client secret nowhere in the gateway's log.
@@ -9,38 +9,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { Browser, startAuthGateway } from '../integration/oauth_lib.mjs';
-import { freePort } from './lib/gateway.mjs';
 import { idpLogin } from './lib/browser.mjs';
-import { startIdp } from './lib/idp.mjs';
+import { startSsoGateway } from './lib/idp.mjs';
 import { MemoryProvider, approve, isClientCallback, sdkAuthorize, sdkConnect } from './lib/oauth.mjs';
 
 /** An IdP and a gateway whose only sign-in is provider "corp" at that IdP. */
-async function startSso(t, provider = {}) {
-  const port = await freePort('127.0.0.1');
-  const base = `http://127.0.0.1:${port}`;
-  const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'gatehouse-sso-'));
-  const secret = `idp-secret-${crypto.randomBytes(18).toString('base64url')}`;
-  const secretFile = path.join(dir, 'idp-secret');
-  fs.writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
-  const idp = await startIdp({ redirectUri: `${base}/oauth/sso/callback`, secretFile });
-  t.after(() => idp.stop());
-  const gw = await startAuthGateway(t, {
-    users: [],
-    extra: { listen: [{ address: '127.0.0.1', port }] },
-    auth: {
-      login: {
-        local: false,
-        providers: [{ name: 'corp', issuer: idp.issuer, client_id: idp.client_id, client_secret_file: secretFile, scopes: ['openid', 'profile', 'email', 'groups'], groups_claim: 'groups', ...provider }],
-      },
-    },
-  });
-  assert.equal(gw.base, base);
-  return { gw, idp, secret };
-}
+const startSso = (t, provider = {}) => startSsoGateway(t, { provider });
 
 const isSsoCallback = (gw) => (u) => u.startsWith(`${gw.base}/oauth/sso/callback`);
 
