@@ -106,6 +106,7 @@ test('Chromium: the SDK client registers, the user signs in and consents, the cl
   const tools = await client.listTools();
   assert.ok(tools.tools.some((x) => x.name === 'a__tool'), JSON.stringify(tools.tools.map((x) => x.name)));
   await client.close();
+  assert.equal((await gw.stop()).code, 0, 'the gateway did not exit cleanly (under ASan: a leak)');
 });
 
 /** A pending authorization request in Chromium: the first page for a freshly registered client
@@ -198,6 +199,7 @@ test('Chromium: sign-in and consent posts from another origin, with Origin null,
   await page.goto(consentUrl);
   const params = await allow(page, cb);
   assert.ok(params.get('code'), String(params));
+  assert.equal((await gw.stop()).code, 0, 'the gateway did not exit cleanly (under ASan: a leak)');
 });
 
 /** On oidc-provider's development pages (login, then consent) as `account`, until the browser
@@ -247,6 +249,7 @@ test('Chromium: single sign-on through oidc-provider, then the consent page; wit
   assert.ok((await client.listTools()).tools.some((x) => x.name === 'a__tool'));
   await client.close();
   assert.ok(!gw.tail(100000).includes(secret), 'the IdP client secret is in the gateway log');
+  assert.equal((await gw.stop()).code, 0, 'the gateway did not exit cleanly (under ASan: a leak)');
 });
 
 /** A self-signed certificate for 127.0.0.1 (openssl CLI) in a temporary directory. */
@@ -295,4 +298,5 @@ test('Chromium over TLS: __Host- cookies with Secure for the session and the SSO
   assert.match(await text(page2), /Signed in as carol\./, await where(page2));
   assert.ok((await ctx2.cookies(gw.base)).some((c) => c.name === '__Host-gh_login'));
   assert.ok((await allow(page2, cb)).get('code'));
+  assert.equal((await gw.stop()).code, 0, 'the gateway did not exit cleanly (under ASan: a leak)');
 });
