@@ -25,6 +25,9 @@ import { STEP_MS, clickAndWait, lastPostHeaders, launchChromium, newProfile, sta
 import { MemoryProvider, sdkAuthorize, sdkConnect } from './lib/oauth.mjs';
 
 const LOGIN_BUTTON = 'form[action="/oauth/login"] button[type=submit]';
+// A whole test: above the sum of its bounded waits (Chromium 30 s to start, the gateway 20 s, the
+// IdP 15 s, a dozen steps of STEP_MS at most in the longest), so a stuck step fails as itself.
+const TEST_MS = 240000;
 
 /** On Gatehouse's login page: type the user name and password and press Sign in. */
 async function signIn(page, user = 'alice', password = PASSWORD) {
@@ -54,7 +57,7 @@ async function setCookieOf(requests, part) {
   return (await res?.headerValue('set-cookie')) ?? '';
 }
 
-test('Chromium: the SDK client registers, the user signs in and consents, the client lists tools; the login form is single-use', async (t) => {
+test('Chromium: the SDK client registers, the user signs in and consents, the client lists tools; the login form is single-use', { timeout: TEST_MS }, async (t) => {
   const gw = await startAuthGateway(t);
   const browser = await launchChromium(t);
   const ctx = await newProfile(browser);
@@ -91,6 +94,7 @@ test('Chromium: the SDK client registers, the user signs in and consents, the cl
       headers: { origin: gw.base, 'content-type': 'application/x-www-form-urlencoded' },
       body: replay,
       redirect: 'manual',
+      signal: AbortSignal.timeout(STEP_MS),
     });
     const body = await again.text();
     assert.equal(again.status, 403, body);
@@ -132,7 +136,7 @@ function formPage(action, fields, { meta = '' } = {}) {
   return `<!doctype html><html><head>${meta}<title>Win a prize</title></head><body><form method="post" action="${action}">${inputs}<button type="submit">Claim</button></form></body></html>`;
 }
 
-test('Chromium: sign-in and consent posts from another origin, with Origin null, or with a wrong or missing CSRF token are refused, each with its cause', async (t) => {
+test('Chromium: sign-in and consent posts from another origin, with Origin null, or with a wrong or missing CSRF token are refused, each with its cause', { timeout: TEST_MS }, async (t) => {
   const gw = await startAuthGateway(t);
   const browser = await launchChromium(t);
   const ctx = await newProfile(browser);
@@ -215,7 +219,7 @@ async function atIdp(page, idp, account) {
   assert.notEqual(new URL(page.url()).origin, idp.issuer, `stuck at the IdP: ${await where(page)}`);
 }
 
-test('Chromium: single sign-on through oidc-provider, then the consent page; with only that provider the browser goes straight to it', async (t) => {
+test('Chromium: single sign-on through oidc-provider, then the consent page; with only that provider the browser goes straight to it', { timeout: TEST_MS }, async (t) => {
   const { gw, idp, secret } = await startSsoGateway(t);
   const browser = await launchChromium(t);
   const ctx = await newProfile(browser);
@@ -262,7 +266,7 @@ function certificate(t) {
   return { cert, key };
 }
 
-test('Chromium over TLS: __Host- cookies with Secure for the session and the SSO round trip; the login page shows the provider as a button next to the password form', async (t) => {
+test('Chromium over TLS: __Host- cookies with Secure for the session and the SSO round trip; the login page shows the provider as a button next to the password form', { timeout: TEST_MS }, async (t) => {
   const { gw, idp } = await startSsoGateway(t, { local: true, tls: certificate(t) });
   assert.match(gw.base, /^https:/);
   const browser = await launchChromium(t);

@@ -19,7 +19,7 @@ async function json(url) {
   return res.json();
 }
 
-test('discovery: openid-configuration has the OpenID Connect Discovery fields, truthfully; RFC 8414 metadata stays as it was', async (t) => {
+test('discovery: openid-configuration has the OpenID Connect Discovery fields, truthfully; RFC 8414 metadata stays as it was', { timeout: 60000 }, async (t) => {
   const gw = await startAuthGateway(t, { users: [] });
   const oidc = await json(`${gw.base}/.well-known/openid-configuration`);
   const parsed = OpenIdProviderDiscoveryMetadataSchema.safeParse(oidc);
@@ -46,7 +46,7 @@ test('discovery: openid-configuration has the OpenID Connect Discovery fields, t
   for (const [k, v] of Object.entries(meta)) assert.deepEqual(oidc[k], v, k);
 });
 
-test('discovery: a gateway signing with EdDSA says so', async (t) => {
+test('discovery: a gateway signing with EdDSA says so', { timeout: 60000 }, async (t) => {
   const gw = await startAuthGateway(t, { users: [], auth: { signing_alg: 'EdDSA' } });
   const oidc = await json(`${gw.base}/.well-known/openid-configuration`);
   assert.deepEqual(oidc.id_token_signing_alg_values_supported, ['EdDSA']);
