@@ -1029,8 +1029,10 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
         return;
     }
     if (o == MCP_PROBE_LEGACY) {
-        log_info("upstream_era", "server %s: %s; falling back to initialize", up->srv->name,
-                 account);
+        /* The usual case today, not a failure: say legacy at info, the probe's answer at debug. */
+        log_info("upstream_era", "server %s speaks the legacy era (%s): using initialize",
+                 up->srv->name, mcp_supported_versions[0]);
+        log_debug("upstream_era", "server %s: %s", up->srv->name, account);
         send_initialize(up);
         return;
     }
@@ -2118,6 +2120,15 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         return;
     }
     struct pending *call = related_call(up, related);
+    if (call == NULL && strcmp(method, "roots/list") == 0) {
+        /* Outside a client's call (a server asks at start, after initialized), the roots are the
+           gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
+           client/roots); an empty list is the true answer. */
+        json_t *r = jsonrpc_result_new(id, json_pack("{s:[]}", "roots"));
+        transport_send(up->t, r, NULL);
+        json_decref(r);
+        return;
+    }
     if (call == NULL) {
         answer_server(up, id, JSONRPC_INTERNAL_ERROR,
                       "the gateway has no client request in flight to relay this request to");
