@@ -143,10 +143,13 @@ static size_t check_warnings(const struct config *cfg)
     size_t n = 0;
     for (size_t i = 0; i < cfg->nservers; i++) {
         const struct config_server *s = &cfg->servers[i];
-        if (s->transport == TRANSPORT_STDIO && strchr(s->command, '/') &&
-            access(s->command, X_OK) != 0) {
-            fprintf(stderr, "gatehouse: warning: server \"%s\": command %s: %s\n", s->name,
-                    s->command, strerror(errno));
+        char file[4096];
+        if (s->transport == TRANSPORT_STDIO && strchr(s->command, '/'))
+            snprintf(file, sizeof(file), "%s%s%s", s->command[0] == '/' || !s->cwd ? "" : s->cwd,
+                     s->command[0] == '/' || !s->cwd ? "" : "/", s->command);
+        if (s->transport == TRANSPORT_STDIO && strchr(s->command, '/') && access(file, X_OK) != 0) {
+            fprintf(stderr, "gatehouse: warning: server \"%s\": command %s: %s\n", s->name, file,
+                    strerror(errno));
             n++;
         } else if (s->transport == TRANSPORT_STDIO && !strchr(s->command, '/') &&
                    !in_path(s->command)) {

@@ -1935,9 +1935,9 @@ static int resolve_one(struct loader *L, char **p)
 
 /* Every path in the file is relative to the file's folder, not to the current directory, so
    that `cd elsewhere && gatehouse -c /etc/gh/gatehouse.yaml ...` finds the same store, keys and
-   documents as the gateway does. A stdio server's command is a path when it has a slash (else it
-   is looked up in PATH), and the server runs in that folder unless it names its own cwd, so that
-   its relative arguments mean the same thing too. */
+   documents as the gateway does. A stdio server runs in that folder unless it names its own cwd
+   (itself relative to the folder), so that a relative command (one with a slash; else it is
+   looked up in PATH) and relative arguments mean the same thing too. */
 static int resolve_paths(struct loader *L)
 {
     struct config *c = L->c;
@@ -1962,8 +1962,6 @@ static int resolve_paths(struct loader *L)
     for (size_t i = 0; i < c->nservers; i++) {
         struct config_server *s = &c->servers[i];
         if (s->transport == TRANSPORT_STDIO) {
-            if (strchr(s->command, '/') && (err = resolve_one(L, &s->command)))
-                return err;
             if (s->cwd == NULL &&
                 (s->cwd = arena_strndup(L->out, L->base, strlen(L->base))) == NULL)
                 return fail(L, ERR_NOMEM, 0, 0, "out of memory");

@@ -234,8 +234,9 @@ int config_load_string(const char *text, size_t len, const char *name, struct co
 const char *config_locate(const char *given, const char **how);
 
 /* Relative paths in a file loaded with config_load_file (store, key file, TLS files, OpenAPI
-   documents, secret files, a stdio server's command and cwd) are resolved against the file's
-   folder, and a stdio server without cwd runs there. */
+   documents, secret files, a stdio server's cwd) are resolved against the file's folder, and a
+   stdio server without cwd runs there (its relative command and arguments are relative to its
+   cwd). */
 
 /* Take another reference (atomic; any thread). Returns c. */
 struct config *config_ref(struct config *c);
