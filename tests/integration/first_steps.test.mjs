@@ -49,6 +49,7 @@ describe('help', () => {
     assert.match(r.stdout, /-c FILE, else \$GATEHOUSE_CONFIG, else\s+\.\/gatehouse\.yaml/);
     assert.match(gh(['run', '--help']).stdout, /--share/);
     assert.match(gh(['user', 'add', '--help']).stdout, /^usage: gatehouse user add NAME/);
+    assert.match(gh(['help', 'user', 'add']).stdout, /^usage: gatehouse user add NAME/);
   });
 
   test('a missing subcommand or an unknown option is still a usage error on stderr', () => {
@@ -132,11 +133,18 @@ describe('configuration: one rule, paths relative to the file', () => {
     assert.match(r.stdout, /ok \(1 listener\(s\), 2 server\(s\), 2 warning\(s\) on stderr\)/);
   });
 
-  test('without auth and key_file, run writes no key file', async (t) => {
+  test('without auth and key_file, run writes no key file (neither beside the file nor in the current folder)', async (t) => {
     const dir = tempDir();
-    const gw = await startGateway({ ...baseConfig(), servers: [miniServer('a')] }, { t, dir });
-    await gw.stop();
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f !== 'gatehouse.yaml'), []);
+    const file = writeConfig({ ...baseConfig(), servers: [miniServer('a')] }, dir);
+    const child = spawnGatehouse(['run', '-c', file], { cwd: dir });
+    t.after(() => child.kill('SIGKILL'));
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    await until(() => err.includes('"event":"listening"'), { timeout: 15000, what: `listening\n${err}` });
+    const exited = new Promise((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, err);
+    assert.deepEqual(fs.readdirSync(dir), ['gatehouse.yaml']);
   });
 });
 
