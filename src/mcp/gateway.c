@@ -1029,10 +1029,17 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
         return;
     }
     if (o == MCP_PROBE_LEGACY) {
-        /* The usual case today, not a failure: say legacy at info, the probe's answer at debug. */
-        log_info("upstream_era", "server %s speaks the legacy era (%s): using initialize",
-                 up->srv->name, mcp_supported_versions[0]);
-        log_debug("upstream_era", "server %s: %s", up->srv->name, account);
+        /* The usual case today, not a failure: a server without server/discover (-32601) is
+           simply legacy; any other answer is worth its detail. */
+        json_t *code = json_object_get(json_object_get(msg, "error"), "code");
+        if (json_is_integer(code) && json_integer_value(code) == JSONRPC_METHOD_NOT_FOUND)
+            log_info("upstream_era",
+                     "server %s speaks the legacy era (%s; it has no server/discover): using "
+                     "initialize",
+                     up->srv->name, mcp_supported_versions[0]);
+        else
+            log_info("upstream_era", "server %s speaks the legacy era (%s): %s; using initialize",
+                     up->srv->name, mcp_supported_versions[0], account);
         send_initialize(up);
         return;
     }
