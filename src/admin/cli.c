@@ -1050,6 +1050,8 @@ int admin_cli_main(int argc, char **argv)
         return refuse("cannot initialise libsodium");
     if ((rc = load_config(config_path, &path, &c.cfg)) != 0)
         return rc;
+    if (cmd->run == user_bootstrap && !c.cfg->auth.enabled) /* nothing to do: no store made */
+        goto out;
     const char *db = c.cfg->store.sqlite;
     const char *which = path ? path : "none (the built-in defaults)";
     if (access(db, F_OK) != 0 && strcmp(db, ":memory:") != 0 && strncmp(db, "file:", 5) != 0) {

@@ -212,6 +212,7 @@ describe('gatehouse client and revoke', () => {
     let r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfgOff], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '');
+    assert.ok(!fs.existsSync(db), 'without auth, bootstrap creates no store');
     const cfg = path.join(d, 'on.yaml');
     fs.writeFileSync(cfg, JSON.stringify({ store: { sqlite: db }, listen: [{ address: '127.0.0.1', port: 8080 }], auth: {} }));
     r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfg], { encoding: 'utf8' });
