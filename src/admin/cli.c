@@ -980,6 +980,20 @@ static bool is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+/* true when the words of argv (up to its first option) begin a command without completing it */
+static bool is_prefix(int argc, char **argv)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        int n = 0;
+        while (n < argc && n < 3 && commands[i].words[n] && argv[n][0] != '-' &&
+               strcmp(commands[i].words[n], argv[n]) == 0)
+            n++;
+        if (n > 0 && (n == argc || argv[n][0] == '-') && n < 3 && commands[i].words[n])
+            return true;
+    }
+    return false;
+}
+
 /* The commands whose first word is `group`, on out. */
 static void group_usage(FILE *out, const char *group)
 {
@@ -1028,7 +1042,7 @@ int admin_cli_main(int argc, char **argv)
             fprintf(out, "usage: the %s commands are:\n", nrest ? rest[0] : "");
         } else {
             fprintf(out, "gatehouse: %s \"",
-                    nrest > 1 ? "unknown command" : "missing a command after");
+                    is_prefix(nrest, rest) ? "missing a command after" : "unknown command");
             for (int i = 0; i < nrest && i < 3 && rest[i][0] != '-'; i++)
                 fprintf(out, "%s%s", i ? " " : "", rest[i]);
             fprintf(out, "\"; the %s commands are:\n", nrest ? rest[0] : "");

@@ -56,6 +56,12 @@ describe('help', () => {
     let r = gh(['user']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /missing a command after "user"; the user commands are:\n {2}gatehouse user add/);
+    r = gh(['team', 'member']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /missing a command after "team member"/);
+    r = gh(['user', 'frob']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /unknown command "user frob"; the user commands are:/);
     r = gh(['run', '--bogus']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unexpected argument "--bogus" for run/);
