@@ -1,7 +1,8 @@
 # Thin front door over CMake + Ninja. Every target installs what it is missing first.
 #   make          build (build/)
-#   make run      start the gateway on examples/gatehouse.yaml (with auth on, the first start
-#                 creates the administrator "admin" and prints its password once)
+#   make run      build the gateway alone and start it on examples/gatehouse.yaml (with auth on,
+#                 the first start creates the administrator "admin" and prints its password
+#                 once, in a box, after the build output and before the gateway's log)
 #   make check    build and run every test: unit, fuzz-corpus replay, integration, interop, lint
 #   make asan     the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   make fuzz     run every libFuzzer target for FUZZ_SECONDS each (build-fuzz/, clang)
@@ -23,10 +24,13 @@ build: deps
 	@[ -f build/build.ninja ] || cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
 	@cmake --build build
 
-run: build
+# Only what `run` needs: the gatehouse target, not the tests, fuzzers and benchmarks.
+run:
 	@scripts/deps.sh run
+	@[ -f build/build.ninja ] || cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build build --target gatehouse
 	@./build/gatehouse user bootstrap -c $(CONFIG)
-	./build/gatehouse run -c $(CONFIG)
+	@./build/gatehouse run -c $(CONFIG)
 
 check: build
 	@scripts/deps.sh test

@@ -64,6 +64,7 @@ int phr_parse_response(const char *buf, size_t len, int *minor_version, int *sta
 #define LG_IN_INITIAL 4096
 #define LG_IN_MAX (64 * 1024)     /* a response head must fit in this */
 #define LG_CAPTURE_MAX (8 * 1024) /* body bytes kept for --expect and for initialize */
+#define LG_SESSION_ID_MAX 4096    /* longest Mcp-Session-Id accepted */
 #define LG_MAX_CONNECTIONS 60000
 #define LG_MAX_DURATION_S 600
 #define LG_MAX_RATE 1000000
@@ -175,14 +176,15 @@ struct resp_parser {
     uint64_t remaining;
     enum ck_state ck;
     int ck_digits;
-    char session_id[160];
-    char *capture; /* NULL, or LG_CAPTURE_MAX bytes: the start of the body is kept here */
+    char *session_id; /* Mcp-Session-Id of the response (malloc'd to its length), or NULL */
+    char *capture;    /* NULL, or LG_CAPTURE_MAX bytes: the start of the body is kept here */
     size_t capture_len;
 };
 
 static void rp_reset(struct resp_parser *p)
 {
     char *capture = p->capture;
+    free(p->session_id);
     memset(p, 0, sizeof(*p));
     p->capture = capture;
 }
@@ -250,9 +252,17 @@ static int rp_head(struct resp_parser *p, const char *buf, size_t len)
             }
         } else if (header_is(h, "content-type")) {
             p->event_stream = value_has(h, "text/event-stream");
-        } else if (header_is(h, "mcp-session-id") && h->value_len < sizeof(p->session_id)) {
-            memcpy(p->session_id, h->value, h->value_len);
-            p->session_id[h->value_len] = '\0';
+        } else if (header_is(h, "mcp-session-id")) {
+            /* Sized from the header: a gateway's session id carries sealed state and may be
+               a few hundred characters long; refused only beyond LG_SESSION_ID_MAX. */
+            if (h->value_len > LG_SESSION_ID_MAX) {
+                fprintf(stderr, "loadgen: Mcp-Session-Id of %zu bytes, over %d\n", h->value_len,
+                        LG_SESSION_ID_MAX);
+                return -1;
+            }
+            free(p->session_id);
+            if ((p->session_id = strndup(h->value, h->value_len)) == NULL)
+                return -1;
         }
     }
     if (status == 204 || status == 304) {
@@ -508,7 +518,7 @@ static struct {
     int nidle;
     char *request; /* rate and closed modes: the one request, sent verbatim */
     size_t request_len;
-    char session_id[160];
+    char *session_id; /* --mcp-init, --init-only: from the initialize response, or NULL */
     char negotiated_version[32];
     /* schedule */
     uint64_t t0, measure_from, end_ns;
@@ -690,14 +700,16 @@ static void mcp_initialize(void)
     }
     snprintf(G.negotiated_version, sizeof(G.negotiated_version), "%s", v);
     json_decref(msg);
-    snprintf(G.session_id, sizeof(G.session_id), "%s", p.session_id);
+    G.session_id = p.session_id; /* taken: the next exchange resets p */
+    p.session_id = NULL;
 
-    req = build_request("POST", initialized_body, strlen(initialized_body),
-                        G.session_id[0] ? G.session_id : NULL, G.negotiated_version, &len);
+    req = build_request("POST", initialized_body, strlen(initialized_body), G.session_id,
+                        G.negotiated_version, &len);
     if (blocking_exchange(fd, req, len, &p) != 0 || p.status < 200 || p.status > 299) {
         fprintf(stderr, "loadgen: notifications/initialized: HTTP %d\n", p.status);
         exit(1);
     }
+    free(p.session_id);
     free(req);
     close(fd);
 }
@@ -901,8 +913,11 @@ static void session_send(struct conn *c, enum session_step step)
 {
     static char *init_body;
     /* The id the initialize response gave, kept across the parser reset of the next request. */
-    char sid_copy[sizeof(c->rp.session_id)];
-    snprintf(sid_copy, sizeof(sid_copy), "%s", step == SS_INIT ? "" : c->rp.session_id);
+    char *sid_copy = NULL;
+    if (step != SS_INIT) { /* kept across the reset conn_send makes */
+        sid_copy = c->rp.session_id;
+        c->rp.session_id = NULL;
+    }
     if (init_body == NULL) {
         init_body = initialize_body();
     }
@@ -917,7 +932,7 @@ static void session_send(struct conn *c, enum session_step step)
     }
     c->step = step;
     conn_send(c, c->out, c->out_len, now_ns());
-    snprintf(c->rp.session_id, sizeof(c->rp.session_id), "%s", sid_copy);
+    c->rp.session_id = sid_copy;
 }
 
 static void sessions_maybe_ready(int force);
@@ -968,7 +983,7 @@ static void session_response(struct conn *c)
         return;
     }
     if (c->step == SS_INIT) {
-        if (p->session_id[0] == '\0') {
+        if (p->session_id == NULL || p->session_id[0] == '\0') {
             G.err.no_session++;
             opener_done(c);
             conn_close(c);
@@ -1239,7 +1254,7 @@ static void report_load(void)
         achieved = (double)G.measured_done / ((double)(G.end_ns - G.measure_from) / 1e9);
     }
     printf("%s %s:%d%s  connections=%d  %s\n", o.mode == MODE_RATE ? "rate" : "closed", o.host,
-           o.port, o.path, o.connections, G.session_id[0] ? "(MCP session)" : "");
+           o.port, o.path, o.connections, G.session_id ? "(MCP session)" : "");
     if (o.mode == MODE_RATE) {
         printf("  target %.0f req/s, achieved %.1f req/s over %.1f s (after %.1f s warm-up)\n",
                o.rate, achieved, window, o.warmup_s);
@@ -1459,7 +1474,8 @@ int main(int argc, char **argv)
     if (o.mode == MODE_INIT_ONLY || o.mcp_init) {
         mcp_initialize();
         if (o.mode == MODE_INIT_ONLY) {
-            printf("session_id=%s\nprotocol_version=%s\n", G.session_id, G.negotiated_version);
+            printf("session_id=%s\nprotocol_version=%s\n", G.session_id ? G.session_id : "",
+                   G.negotiated_version);
             return 0;
         }
     }
@@ -1477,7 +1493,7 @@ int main(int argc, char **argv)
         }
     }
     if (o.mode != MODE_SESSIONS) {
-        G.request = build_request("POST", o.body, o.body_len, G.session_id[0] ? G.session_id : NULL,
+        G.request = build_request("POST", o.body, o.body_len, G.session_id,
                                   o.mcp_init ? G.negotiated_version : NULL, &G.request_len);
     }
 

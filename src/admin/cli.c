@@ -29,7 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_CONFIG_FILE "gatehouse.yaml"
 #define MAX_ARGS 16
 #define MAX_REDIRECTS 16
 #define PASSWORD_MIN 8
@@ -63,6 +62,7 @@ enum opt_bit {
     O_REDIRECT = 1 << 9,
     O_ALG = 1 << 10,
     O_SETTINGS = 1 << 11, /* --server, --discovery, --select, --select-all */
+    C_CREATES = 1 << 16,  /* not an option: the command may create the store when it is missing */
 };
 
 struct command;
@@ -76,7 +76,7 @@ struct cli {
 struct command {
     const char *words[3]; /* "team", "member", "add" */
     size_t npos;          /* positional arguments after the words */
-    unsigned takes;       /* enum opt_bit */
+    unsigned takes;       /* enum opt_bit, and C_CREATES */
     const char *usage;
     int (*run)(struct cli *c, const struct args *a);
 };
@@ -94,7 +94,7 @@ __attribute__((format(printf, 1, 2))) static int refuse(const char *fmt, ...)
 
 static void print_usage(FILE *out, const struct command *cmd)
 {
-    fprintf(out, "usage: gatehouse %s\n", cmd->usage);
+    fprintf(out, "usage: gatehouse %s [-c FILE]\n", cmd->usage);
 }
 
 __attribute__((format(printf, 2, 3))) static int usage_error(const struct command *cmd,
@@ -467,10 +467,26 @@ static int user_bootstrap(struct cli *c, const struct args *a)
     else
         snprintf(issuer, sizeof(issuer), "%s://%s:%u", l && l->tls_cert ? "https" : "http",
                  l ? l->address : "127.0.0.1", (unsigned)(l ? l->port : 8080));
-    printf("First start: created the administrator \"admin\" with the password\n  %s\n"
-           "(shown once; change it with: gatehouse user passwd admin). Log in on the page an MCP "
-           "client opens at %s/oauth/authorize.\n",
-           pw, issuer);
+    /* A box of its own, so that it stands out after the build output and before the
+       gateway's log lines. */
+    char line1[200], line3[360];
+    snprintf(line1, sizeof(line1), "Administrator \"admin\" created. Password (shown once):");
+    snprintf(line3, sizeof(line3), "Log in at %s/oauth/authorize", issuer);
+    const char *lines[] = {line1, pw, line3,
+                           "Change the password with: gatehouse user passwd admin"};
+    size_t width = 0;
+    for (size_t i = 0; i < 4; i++)
+        width = strlen(lines[i]) > width ? strlen(lines[i]) : width;
+    printf("\n+");
+    for (size_t k = 0; k < width + 2; k++)
+        putchar('-');
+    printf("+\n");
+    for (size_t i = 0; i < 4; i++)
+        printf("| %s%*s |\n", lines[i], (int)(width - strlen(lines[i])), "");
+    putchar('+');
+    for (size_t k = 0; k < width + 2; k++)
+        putchar('-');
+    printf("+\n\n");
     fflush(stdout);
     sodium_memzero(pw, sizeof(pw));
     return 0;
@@ -787,11 +803,11 @@ static int keys_list(struct cli *c, const struct args *a)
 static const struct command commands[] = {
     {{"user", "add"},
      1,
-     O_EMAIL | O_ADMIN | O_PASSWORD,
+     O_EMAIL | O_ADMIN | O_PASSWORD | C_CREATES,
      "user add NAME [--email E] [--admin] [--password-stdin | --random | --no-password]",
      user_add},
     {{"user", "list"}, 0, O_JSON, "user list [--json]", user_list},
-    {{"user", "bootstrap"}, 0, 0, "user bootstrap", user_bootstrap},
+    {{"user", "bootstrap"}, 0, C_CREATES, "user bootstrap", user_bootstrap},
     {{"user", "disable"}, 1, 0, "user disable NAME", user_disable},
     {{"user", "enable"}, 1, 0, "user enable NAME", user_enable},
     {{"user", "passwd"},
@@ -805,7 +821,7 @@ static const struct command commands[] = {
      "user settings NAME --server S [--discovery static|hierarchical|search] "
      "[--select TOOL,... | --select-all] [--json]",
      user_settings},
-    {{"team", "add"}, 1, 0, "team add NAME", team_add},
+    {{"team", "add"}, 1, C_CREATES, "team add NAME", team_add},
     {{"team", "list"}, 0, 0, "team list", team_list},
     {{"team", "member", "add"},
      2,
@@ -813,7 +829,7 @@ static const struct command commands[] = {
      "team member add TEAM USER [--role admin|member]",
      team_member_add},
     {{"team", "member", "remove"}, 2, 0, "team member remove TEAM USER", team_member_remove},
-    {{"account", "add"}, 1, 0, "account add NAME", account_add},
+    {{"account", "add"}, 1, C_CREATES, "account add NAME", account_add},
     {{"apikey", "create"},
      0,
      O_ACCOUNT | O_LABEL,
@@ -828,7 +844,7 @@ static const struct command commands[] = {
     {{"client", "list"}, 0, O_USER, "client list [--user U]", client_list},
     {{"client", "revoke"}, 1, 0, "client revoke CLIENT_ID", client_revoke},
     {{"revoke"}, 0, O_USER, "revoke --user U", revoke_everything},
-    {{"keys", "rotate"}, 0, O_ALG, "keys rotate [--alg ES256|EdDSA]", keys_rotate},
+    {{"keys", "rotate"}, 0, O_ALG | C_CREATES, "keys rotate [--alg ES256|EdDSA]", keys_rotate},
     {{"keys", "list"}, 0, 0, "keys list", keys_list},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -943,28 +959,60 @@ static int parse_args(const struct command *cmd, int argc, char **argv, struct a
     return 0;
 }
 
-/* -c/--config FILE anywhere on the line; the default is ./gatehouse.yaml when it exists, else
-   the built-in defaults. */
-static int load_config(const char *path, struct config **cfg)
+/* The configuration by the one rule of every command (config_locate): -c FILE, else
+   $GATEHOUSE_CONFIG, else ./gatehouse.yaml, else the built-in defaults. *path_out: the file, or
+   NULL for the defaults. */
+static int load_config(const char *given, const char **path_out, struct config **cfg)
 {
     struct err_info ei = {0};
-    int err;
-    if (path == NULL && access(DEFAULT_CONFIG_FILE, F_OK) == 0)
-        path = DEFAULT_CONFIG_FILE;
-    if (path)
-        err = config_load_file(path, cfg, &ei);
-    else
-        err = config_load_string("{}", 2, "<defaults>", cfg, &ei);
+    const char *how;
+    const char *path = config_locate(given, &how);
+    int err = path ? config_load_file(path, cfg, &ei)
+                   : config_load_string("{}", 2, "<built-in defaults>", cfg, &ei);
     if (err)
         return refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
+    *path_out = path;
     return 0;
 }
+
+static bool is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* true when the words of argv (up to its first option) begin a command without completing it */
+static bool is_prefix(int argc, char **argv)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        int n = 0;
+        while (n < argc && n < 3 && commands[i].words[n] && argv[n][0] != '-' &&
+               strcmp(commands[i].words[n], argv[n]) == 0)
+            n++;
+        if (n > 0 && (n == argc || argv[n][0] == '-') && n < 3 && commands[i].words[n])
+            return true;
+    }
+    return false;
+}
+
+/* The commands whose first word is `group`, on out. */
+static void group_usage(FILE *out, const char *group)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].words[0], group) == 0)
+            fprintf(out, "  gatehouse %s [-c FILE]\n", commands[i].usage);
+}
+
+static const char help_tail[] =
+    "The store is the one the configuration names (store.sqlite, relative to the file's folder):\n"
+    "-c FILE, else $GATEHOUSE_CONFIG, else ./gatehouse.yaml, else ./gatehouse.db. Only commands\n"
+    "that add something create a missing store. Reference: docs/cli.md\n";
 
 int admin_cli_main(int argc, char **argv)
 {
     const char *config_path = NULL;
     char *rest[64];
     int nrest = 0;
+    bool help = false;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc) {
@@ -972,6 +1020,8 @@ int admin_cli_main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             config_path = argv[++i];
+        } else if (is_help(argv[i])) {
+            help = true;
         } else if (nrest < (int)(sizeof(rest) / sizeof(rest[0]))) {
             rest[nrest++] = argv[i];
         } else {
@@ -981,16 +1031,26 @@ int admin_cli_main(int argc, char **argv)
     }
     size_t nwords;
     const struct command *cmd = find_command(nrest, rest, &nwords);
+    if (help && cmd) {
+        print_usage(stdout, cmd);
+        fputs(help_tail, stdout);
+        return EXIT_OK;
+    }
     if (cmd == NULL) {
-        fprintf(stderr, "gatehouse: unknown command \"");
-        for (int i = 0; i < nrest && i < 3 && rest[i][0] != '-'; i++)
-            fprintf(stderr, "%s%s", i ? " " : "", rest[i]);
-        fprintf(stderr, "\"; the %s commands are:\n", nrest ? rest[0] : "");
-        for (size_t i = 0; i < NCOMMANDS; i++) {
-            if (nrest && strcmp(commands[i].words[0], rest[0]) == 0)
-                fprintf(stderr, "  gatehouse %s\n", commands[i].usage);
+        FILE *out = help ? stdout : stderr;
+        if (help) {
+            fprintf(out, "usage: the %s commands are:\n", nrest ? rest[0] : "");
+        } else {
+            fprintf(out, "gatehouse: %s \"",
+                    is_prefix(nrest, rest) ? "missing a command after" : "unknown command");
+            for (int i = 0; i < nrest && i < 3 && rest[i][0] != '-'; i++)
+                fprintf(out, "%s%s", i ? " " : "", rest[i]);
+            fprintf(out, "\"; the %s commands are:\n", nrest ? rest[0] : "");
         }
-        return EXIT_USAGE;
+        group_usage(out, nrest ? rest[0] : "");
+        if (help)
+            fputs(help_tail, out);
+        return help ? EXIT_OK : EXIT_USAGE;
     }
     struct args a = {0};
     int rc = parse_args(cmd, nrest - (int)nwords, rest + nwords, &a);
@@ -998,13 +1058,28 @@ int admin_cli_main(int argc, char **argv)
         return rc;
 
     struct cli c = {.cmd = cmd};
+    const char *path = NULL;
     log_set_level(LOG_WARN); /* a CLI: no info lines around its output */
     if (core_init() != 0)
         return refuse("cannot initialise libsodium");
-    if ((rc = load_config(config_path, &c.cfg)) != 0)
+    if ((rc = load_config(config_path, &path, &c.cfg)) != 0)
         return rc;
+    if (cmd->run == user_bootstrap && !c.cfg->auth.enabled) /* nothing to do: no store made */
+        goto out;
+    const char *db = c.cfg->store.sqlite;
+    const char *which = path ? path : "none (the built-in defaults)";
+    if (access(db, F_OK) != 0 && strcmp(db, ":memory:") != 0 && strncmp(db, "file:", 5) != 0) {
+        if (!(cmd->takes & C_CREATES)) {
+            rc = refuse("there is no store at %s (configuration: %s); nothing to show or "
+                        "change. Give the configuration the gateway runs with (-c FILE), or "
+                        "create the store by adding a user (gatehouse user add NAME)",
+                        db, which);
+            goto out;
+        }
+        fprintf(stderr, "gatehouse: creating a new store at %s (configuration: %s)\n", db, which);
+    }
     struct err_info ei = {0};
-    int err = store_open(c.cfg->store.sqlite, &c.st, &ei);
+    int err = store_open(db, &c.st, &ei);
     if (err) {
         rc = refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
         goto out;

@@ -113,6 +113,7 @@ struct ynode {
 
 struct loader {
     const char *name; /* file name used in messages */
+    const char *base; /* folder relative paths are resolved against, or NULL (config_load_string) */
     struct err_info *ei;
     struct arena tree; /* ynodes, freed when loading ends */
     struct arena *out; /* the snapshot's arena */
@@ -791,9 +792,9 @@ static bool host_char_ok(unsigned char ch)
 static int load_listener(struct loader *L, const struct ynode *n, size_t idx,
                          struct config_listener *li)
 {
-    static const char *const keys[] = {"address", "port", "tls", NULL};
+    static const char *const keys[] = {"address", "port", "tls", "share", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
-    struct field f[3], t[2];
+    struct field f[4], t[2];
     char what[64], sub[96];
     snprintf(what, sizeof(what), "listener #%zu", idx + 1);
     int err = map_fields(L, n, what, keys, f);
@@ -840,6 +841,11 @@ static int load_listener(struct loader *L, const struct ynode *n, size_t idx,
         if ((li->tls_cert == NULL) != (li->tls_key == NULL))
             return FAILN(L, f[2].val, "%s has %s but no %s; expected both cert and key, or neither",
                          sub, li->tls_cert ? "cert" : "key", li->tls_cert ? "key" : "cert");
+    }
+    if (f[3].val) {
+        snprintf(sub, sizeof(sub), "share of %s", what);
+        if ((err = get_bool(L, f[3].val, sub, &li->share)))
+            return err;
     }
     return 0;
 }
@@ -1433,6 +1439,7 @@ static int load_store(struct loader *L, const struct ynode *n)
         return err;
     if (f[1].val && (err = get_nonempty_str(L, f[1].val, "store.key_file", &L->c->store.key_file)))
         return err;
+    L->c->store.key_file_set = f[1].val != NULL;
     return 0;
 }
 
@@ -1908,12 +1915,77 @@ static int load_root(struct loader *L, const struct ynode *root)
     return finish_store_auth(L);
 }
 
+/* ---- relative paths ---- */
+
+/* *p made absolute against L->base when it is relative (a file loaded with config_load_file). */
+static int resolve_one(struct loader *L, char **p)
+{
+    if (L->base == NULL || *p == NULL || (*p)[0] == '/')
+        return 0;
+    size_t bl = strlen(L->base), pl = strlen(*p);
+    char *abs = arena_alloc(L->out, bl + pl + 2);
+    if (abs == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    memcpy(abs, L->base, bl);
+    abs[bl] = '/';
+    memcpy(abs + bl + 1, *p, pl + 1);
+    *p = abs;
+    return 0;
+}
+
+/* Every path in the file is relative to the file's folder, not to the current directory, so
+   that `cd elsewhere && gatehouse -c /etc/gh/gatehouse.yaml ...` finds the same store, keys and
+   documents as the gateway does. A stdio server runs in that folder unless it names its own cwd
+   (itself relative to the folder), so that a relative command (one with a slash; else it is
+   looked up in PATH) and relative arguments mean the same thing too. */
+static int resolve_paths(struct loader *L)
+{
+    struct config *c = L->c;
+    int err = 0;
+    if (L->base == NULL)
+        return 0;
+    if (strcmp(c->store.sqlite, ":memory:") != 0 && strncmp(c->store.sqlite, "file:", 5) != 0)
+        err = resolve_one(L, &c->store.sqlite);
+    if (err || (err = resolve_one(L, &c->store.key_file)) ||
+        (err = resolve_one(L, &c->outbound.ca_file)))
+        return err;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if ((err = resolve_one(L, &c->listeners[i].tls_cert)) ||
+            (err = resolve_one(L, &c->listeners[i].tls_key)))
+            return err;
+    for (size_t i = 0; i < c->auth.nclients; i++)
+        if ((err = resolve_one(L, &c->auth.clients[i].secret_file)))
+            return err;
+    for (size_t i = 0; i < c->auth.nproviders; i++)
+        if ((err = resolve_one(L, &c->auth.providers[i].client_secret_file)))
+            return err;
+    for (size_t i = 0; i < c->nservers; i++) {
+        struct config_server *s = &c->servers[i];
+        if (s->transport == TRANSPORT_STDIO) {
+            if (s->cwd == NULL &&
+                (s->cwd = arena_strndup(L->out, L->base, strlen(L->base))) == NULL)
+                return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+            if ((err = resolve_one(L, &s->cwd)))
+                return err;
+        }
+        if (s->transport == TRANSPORT_OPENAPI) {
+            if ((!strstr(s->spec, "://") && (err = resolve_one(L, &s->spec))) ||
+                (err = resolve_one(L, &s->overrides)))
+                return err;
+            for (size_t k = 0; k < s->noverlays; k++)
+                if ((err = resolve_one(L, &s->overlays[k])))
+                    return err;
+        }
+    }
+    return 0;
+}
+
 /* ---- public API ---- */
 
-int config_load_string(const char *text, size_t len, const char *name, struct config **out,
-                       struct err_info *ei)
+static int load_text(const char *text, size_t len, const char *name, const char *base,
+                     struct config **out, struct err_info *ei)
 {
-    struct loader L = {.name = name ? name : "<string>", .ei = ei};
+    struct loader L = {.name = name ? name : "<string>", .base = base, .ei = ei};
     struct snapshot *snap = NULL;
     struct ynode *root = NULL;
     int err;
@@ -1941,7 +2013,7 @@ int config_load_string(const char *text, size_t len, const char *name, struct co
         goto out;
     if ((err = tree_build(&L, text ? text : "", text ? len : 0, &root)))
         goto out;
-    if ((err = load_root(&L, root)))
+    if ((err = load_root(&L, root)) || (err = resolve_paths(&L)))
         goto out;
     *out = &snap->pub;
     snap = NULL;
@@ -1952,6 +2024,12 @@ out:
     }
     arena_release(&L.tree);
     return err;
+}
+
+int config_load_string(const char *text, size_t len, const char *name, struct config **out,
+                       struct err_info *ei)
+{
+    return load_text(text, len, name, NULL, out, ei);
 }
 
 int config_load_file(const char *path, struct config **out, struct err_info *ei)
@@ -1993,12 +2071,43 @@ int config_load_file(const char *path, struct config **out, struct err_info *ei)
                    CONFIG_MAX_SIZE);
         goto out;
     }
-    err = config_load_string(text, len, path, out, ei);
+    /* the folder of the file, with symbolic links resolved, for its relative paths */
+    char *real = realpath(path, NULL);
+    if (real == NULL) {
+        err = fail(&L, ERR_IO, 0, 0, "cannot resolve the folder of the file: %s", strerror(errno));
+        goto out;
+    }
+    char *slash = strrchr(real, '/');
+    if (slash == real)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    err = load_text(text, len, path, real, out, ei);
+    free(real);
 out:
     if (fd >= 0)
         close(fd);
     free(text);
     return err;
+}
+
+const char *config_locate(const char *given, const char **how)
+{
+    const char *env = getenv("GATEHOUSE_CONFIG");
+    if (given) {
+        *how = "-c";
+        return given;
+    }
+    if (env && env[0]) {
+        *how = "GATEHOUSE_CONFIG";
+        return env;
+    }
+    if (access("gatehouse.yaml", F_OK) == 0) {
+        *how = "./gatehouse.yaml";
+        return "gatehouse.yaml";
+    }
+    *how = "none";
+    return NULL;
 }
 
 struct config *config_ref(struct config *c)

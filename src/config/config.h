@@ -71,6 +71,8 @@ struct config_listener {
     uint16_t port;  /* 0 = ephemeral (the chosen port is logged and printed) */
     char *tls_cert; /* PEM paths, both NULL or both set */
     char *tls_key;
+    bool share; /* another process may listen on the same address and port (SO_REUSEPORT across
+                   processes, for a zero-downtime restart); default false: "address in use" */
 };
 
 /* Durations are in milliseconds; 0 means "no limit" only where documented. */
@@ -118,9 +120,11 @@ struct config_server {
 
 /* The durable store (docs/configuration.md, "store"). */
 struct config_store {
-    char *sqlite;   /* SQLite database path; default "gatehouse.db" */
-    char *key_file; /* the master key sealing signing keys (and later the vault); default
-                       "<sqlite>.key", created 0600 when missing */
+    char *sqlite;      /* SQLite database path; default "gatehouse.db" */
+    char *key_file;    /* the master key sealing signing keys (and later the vault); default
+                          "<sqlite>.key", created 0600 when missing */
+    bool key_file_set; /* key_file is in the file (without `auth`, the key file is read, or
+                          created, only then) */
 };
 
 /* A client registered in the configuration (RFC 6749 §2). */
@@ -222,6 +226,17 @@ struct config {
 int config_load_file(const char *path, struct config **out, struct err_info *ei);
 int config_load_string(const char *text, size_t len, const char *name, struct config **out,
                        struct err_info *ei);
+
+/* The configuration file every command reads, by one rule: `given` (-c FILE) when not NULL, else
+   $GATEHOUSE_CONFIG when set and not empty, else ./gatehouse.yaml when it exists, else NULL (the
+   built-in defaults). *how is set to the rule that decided: "-c", "GATEHOUSE_CONFIG",
+   "./gatehouse.yaml" or "none". */
+const char *config_locate(const char *given, const char **how);
+
+/* Relative paths in a file loaded with config_load_file (store, key file, TLS files, OpenAPI
+   documents, secret files, a stdio server's cwd) are resolved against the file's folder, and a
+   stdio server without cwd runs there (its relative command and arguments are relative to its
+   cwd). */
 
 /* Take another reference (atomic; any thread). Returns c. */
 struct config *config_ref(struct config *c);

@@ -107,3 +107,9 @@ void log_fields(enum log_level level, const char *event, json_t *fields)
         emit(level, event, fields);
     json_decref(fields);
 }
+
+void log_fields_always(enum log_level level, const char *event, json_t *fields)
+{
+    emit(level, event, fields);
+    json_decref(fields);
+}

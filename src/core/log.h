@@ -24,6 +24,10 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 /* {"ts":…,"level":…,"event":event, ...fields}. Steals the reference to `fields` (may be NULL). */
 void log_fields(enum log_level level, const char *event, json_t *fields);
 
+/* The same, at every log level: for the few milestones of a normal start (listening) that
+   operators and scripts wait for, logged at their true level rather than raised to warn. */
+void log_fields_always(enum log_level level, const char *event, json_t *fields);
+
 #define log_debug(ev, ...) log_msg(LOG_DEBUG, ev, __VA_ARGS__)
 #define log_info(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)

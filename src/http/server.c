@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define SSE_CHUNK_MAX (64u << 20) /* what one pull may gather for one send */
@@ -84,6 +86,8 @@ struct server {
     h2o_globalconf_t globalconf;
     SSL_CTX **ssl; /* per listener, NULL for plain */
     int **fds;     /* fds[listener][worker] */
+    int *locks;    /* locks[listener]: claim_address's lock, or -1 */
+    size_t nlocks;
     uint16_t *ports;
     struct worker *workers;
     struct mcp_worker **mcp_workers;
@@ -1128,8 +1132,66 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* --- sockets and threads --- */
 
-static int bind_socket(const struct config_listener *l, uint16_t port, int *fd_out, uint16_t *bound,
-                       struct err_info *ei)
+static int address_in_use(const struct config_listener *l, uint16_t port, struct err_info *ei)
+{
+    bool v6 = strchr(l->address, ':') != NULL;
+    return err_info_set(ei, ERR_IO, 0, 0,
+                        "cannot listen on %s%s%s:%u: address in use (another process listens "
+                        "there). To share the port on purpose, as in a zero-downtime restart, "
+                        "start with --share or set share: true on the listener",
+                        v6 ? "[" : "", l->address, v6 ? "]" : "", port);
+}
+
+static int bind_socket(const struct config_listener *l, uint16_t port, bool reuseport, int *fd_out,
+                       uint16_t *bound, struct err_info *ei);
+
+/* The workers' sockets share their port through SO_REUSEPORT, and the kernel lets any process of
+   the same user join such a group: a second gatehouse on the same port would start silently and
+   take part of the traffic. Unless the listener is shared on purpose (share: true, --share),
+   the address is claimed first, in two steps:
+   - a lock: an abstract Unix socket named after the address and port, bound for the life of the
+     process (the kernel drops it when the process ends, however it ends), so that two gatehouses
+     starting at the same instant cannot both pass the probe below;
+   - a probe: a socket bound without SO_REUSEPORT, which the kernel refuses (EADDRINUSE) while
+     any socket listens on that address and port, a gatehouse's or another program's.
+   Port 0 needs neither: the kernel picks a free port. *lock_fd is -1 when there is no lock. */
+static int claim_address(const struct config_listener *l, int *lock_fd, struct err_info *ei)
+{
+    *lock_fd = -1;
+    if (l->share || l->port == 0)
+        return 0;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int n = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "gatehouse/%u/%s/%u",
+                     (unsigned)getuid(), l->address, l->port);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_info_set(ei, ERR_IO, 0, 0, "cannot claim %s:%u: %s", l->address, l->port,
+                            strerror(errno));
+    if (bind(fd, (struct sockaddr *)&un, len) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE)
+            return address_in_use(l, l->port, ei);
+        return err_info_set(ei, ERR_IO, 0, 0, "cannot claim %s:%u: %s", l->address, l->port,
+                            strerror(e));
+    }
+    int probe;
+    uint16_t bound;
+    int err = bind_socket(l, l->port, false, &probe, &bound, ei);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    close(probe);
+    *lock_fd = fd;
+    return 0;
+}
+
+/* A socket bound to l's address and `port`, listening, with SO_REUSEPORT when `reuseport` (every
+   worker has its own socket on the same port). */
+static int bind_socket(const struct config_listener *l, uint16_t port, bool reuseport, int *fd_out,
+                       uint16_t *bound, struct err_info *ei)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -1144,12 +1206,14 @@ static int bind_socket(const struct config_listener *l, uint16_t port, int *fd_o
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
+        if (e == EADDRINUSE)
+            return address_in_use(l, port, ei);
         return err_info_set(ei, ERR_IO, 0, 0, "cannot listen on %s:%u: %s", l->address, port,
                             strerror(e));
     }
@@ -1261,8 +1325,12 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     srv->ssl = calloc(cfg->nlisteners, sizeof(*srv->ssl));
     srv->fds = calloc(cfg->nlisteners, sizeof(*srv->fds));
     srv->ports = calloc(cfg->nlisteners, sizeof(*srv->ports));
-    if (!srv->ssl || !srv->fds || !srv->ports)
+    srv->locks = malloc(cfg->nlisteners * sizeof(*srv->locks));
+    if (!srv->ssl || !srv->fds || !srv->ports || !srv->locks)
         goto fail;
+    srv->nlocks = cfg->nlisteners;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        srv->locks[i] = -1;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         srv->fds[i] = calloc(srv->nworkers, sizeof(int));
@@ -1274,10 +1342,12 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
             err = ERR_IO;
             goto fail;
         }
+        if ((err = claim_address(l, &srv->locks[i], ei)) != 0)
+            goto fail;
         /* The first socket picks the port (it may be 0); the others share it via SO_REUSEPORT. */
         for (unsigned j = 0; j < srv->nworkers; j++) {
-            err = bind_socket(l, j == 0 ? l->port : srv->ports[i], &srv->fds[i][j], &srv->ports[i],
-                              ei);
+            err = bind_socket(l, j == 0 ? l->port : srv->ports[i], true, &srv->fds[i][j],
+                              &srv->ports[i], ei);
             if (err)
                 goto fail;
         }
@@ -1288,8 +1358,10 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
         srv->auth = true;
         set_issuer(srv, cfg);
         mcp_seal_init(srv->master);
-    } else if (cfg->store.key_file != NULL) {
-        /* Replicas without authentication share session ids through the same key file. */
+    } else if (cfg->store.key_file_set) {
+        /* Replicas without authentication share session ids through the same key file; without
+           one named, nothing is written to disk (session ids are sealed with a key of this
+           process only, docs/configuration.md). */
         if ((err = auth_master_key_load(cfg->store.key_file, true, srv->master, ei)) != 0)
             goto fail;
         mcp_seal_init(srv->master);
@@ -1587,6 +1659,10 @@ void server_free(struct server *srv)
         if (srv->ssl && srv->ssl[i])
             SSL_CTX_free(srv->ssl[i]);
     }
+    for (size_t i = 0; srv->locks && i < srv->nlocks; i++)
+        if (srv->locks[i] >= 0)
+            close(srv->locks[i]);
+    free(srv->locks);
     free(srv->fds);
     free(srv->ssl);
     free(srv->ports);

@@ -1029,8 +1029,17 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
         return;
     }
     if (o == MCP_PROBE_LEGACY) {
-        log_info("upstream_era", "server %s: %s; falling back to initialize", up->srv->name,
-                 account);
+        /* The usual case today, not a failure: a server without server/discover (-32601) is
+           simply legacy; any other answer is worth its detail. */
+        json_t *code = json_object_get(json_object_get(msg, "error"), "code");
+        if (json_is_integer(code) && json_integer_value(code) == JSONRPC_METHOD_NOT_FOUND)
+            log_info("upstream_era",
+                     "server %s speaks the legacy era (%s; it has no server/discover): using "
+                     "initialize",
+                     up->srv->name, mcp_supported_versions[0]);
+        else
+            log_info("upstream_era", "server %s speaks the legacy era (%s): %s; using initialize",
+                     up->srv->name, mcp_supported_versions[0], account);
         send_initialize(up);
         return;
     }
@@ -2118,6 +2127,15 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         return;
     }
     struct pending *call = related_call(up, related);
+    if (call == NULL && strcmp(method, "roots/list") == 0) {
+        /* Outside a client's call (a server asks at start, after initialized), the roots are the
+           gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
+           client/roots); an empty list is the true answer. */
+        json_t *r = jsonrpc_result_new(id, json_pack("{s:[]}", "roots"));
+        transport_send(up->t, r, NULL);
+        json_decref(r);
+        return;
+    }
     if (call == NULL) {
         answer_server(up, id, JSONRPC_INTERNAL_ERROR,
                       "the gateway has no client request in flight to relay this request to");

@@ -212,12 +212,14 @@ describe('gatehouse client and revoke', () => {
     let r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfgOff], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '');
+    assert.ok(!fs.existsSync(db), 'without auth, bootstrap creates no store');
     const cfg = path.join(d, 'on.yaml');
     fs.writeFileSync(cfg, JSON.stringify({ store: { sqlite: db }, listen: [{ address: '127.0.0.1', port: 8080 }], auth: {} }));
     r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfg], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    const pw = r.stdout.match(/administrator "admin" with the password\n {2}(\S+)\n/)?.[1];
+    const pw = r.stdout.match(/Administrator "admin" created\. Password \(shown once\): *\|\n\| (\S+) +\|\n/)?.[1];
     assert.ok(pw, r.stdout);
+    assert.match(r.stdout, /^\n\+-+\+\n/, 'in a box of its own');
     assert.match(r.stdout, /http:\/\/127\.0\.0\.1:8080\/oauth\/authorize/);
     r = spawnSync(BIN, ['user', 'bootstrap', '-c', cfg], { encoding: 'utf8' });
     assert.equal(r.status, 0);
@@ -228,7 +230,7 @@ describe('gatehouse client and revoke', () => {
 
   test('a store path that cannot be created is refused naming it', () => {
     const cfg = writeConfig({ store: { sqlite: '/nonexistent-dir/x.sqlite' } }, tempDir());
-    const r = spawnSync(BIN, ['user', 'list', '-c', cfg], { encoding: 'utf8' });
+    const r = spawnSync(BIN, ['team', 'add', 'ops', '-c', cfg], { encoding: 'utf8' });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /cannot open the store \/nonexistent-dir\/x\.sqlite/);
   });

@@ -100,8 +100,8 @@ describe('probe and fallback (stdio)', () => {
     const era = (name) => gw.events.find((e) => e.event === 'upstream_era' && e.msg.startsWith(`server ${name}`))?.msg;
     await until(() => era('m') && era('l') && era('s'), { timeout: 10000, what: 'three probes' });
     assert.match(era('m'), /^server m speaks 2026-07-28 \(server\/discover lists 2026-07-28\)/);
-    assert.match(era('l'), /server\/discover answered -32601: Method not found.*falling back to initialize/);
-    assert.match(era('s'), /no answer to server\/discover: .*did not answer within 5000 ms; falling back to initialize/);
+    assert.match(era('l'), /speaks the legacy era \(2025-11-25; it has no server\/discover\): using initialize/);
+    assert.match(era('s'), /speaks the legacy era \(2025-11-25\): no answer to server\/discover: .*did not answer within 5000 ms; using initialize/);
     const ready = JSON.parse((await request(`${gw.base}/readyz`)).text).servers;
     assert.deepEqual([ready.m.protocol, ready.l.protocol, ready.s.protocol], [V, '2025-11-25', '2025-11-25']);
     const s = await openSession(gw.url);

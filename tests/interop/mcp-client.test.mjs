@@ -225,8 +225,13 @@ describe('SDK client through the gateway', () => {
       assert.match(resultText(r), /Favorite Integer: 7/);
     }));
 
-  test('roots: the client answers roots/list and the upstream sees its roots', T, () =>
+  test('roots: a server asking during a call gets the client\'s roots; outside a call, the gateway\'s (none)', T, () =>
     withLogs(async () => {
+      // The reference server asks for roots just after initialized, usually before any client
+      // call, and caches the answer for every client of its shared session. Outside a call the
+      // gateway answers with its own roots, an empty list (not an error, which the server logs
+      // as a failure at every start). Which of the two the server cached depends on timing, so
+      // both are accepted here; the fixture below asks during the call, deterministically.
       let asked = 0;
       const { client } = await connect('everything', {
         capabilities: { roots: { listChanged: true } },
@@ -239,8 +244,9 @@ describe('SDK client through the gateway', () => {
       const tools = (await listAll(client, 'tools')).map((t) => t.name);
       assert.ok(tools.includes(ev('get-roots-list')), 'get-roots-list offered to a client with roots');
       const r = await client.callTool({ name: ev('get-roots-list'), arguments: {} });
-      assert.match(resultText(r), /file:\/\/\/tmp\/gatehouse-interop-root/);
-      assert.ok(asked >= 1, 'roots/list reached the client');
+      assert.ok(!r.isError, resultText(r));
+      if (asked > 0) assert.match(resultText(r), /file:\/\/\/tmp\/gatehouse-interop-root/);
+      else assert.match(resultText(r), /no roots are currently configured/);
       // fixture asks on demand
       const { client: f } = await connect('fixture', {
         capabilities: { roots: {} },

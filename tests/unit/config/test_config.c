@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -239,13 +241,16 @@ static void test_example_file(void)
     CHECK_INT(c->listeners[0].port, 8080);
     CHECK_INT(c->prefix_mode, PREFIX_WHEN_NEEDED);
     CHECK(c->auth.enabled && c->auth.local_login);
-    CHECK_STR(c->store.sqlite, "gatehouse.db");
+    char *dir = realpath("examples", NULL), want[4096];
+    snprintf(want, sizeof(want), "%s/gatehouse.db", dir);
+    CHECK_STR(c->store.sqlite, want); /* next to the file, not in the working directory */
     CHECK_INT(c->nservers, 2);
     const struct config_server *s = config_find_server(c, "everything");
     CHECK(s != NULL);
     if (s) {
         CHECK_INT(s->transport, TRANSPORT_STDIO);
-        CHECK_STR(s->command, "tests/interop/node_modules/.bin/mcp-server-everything");
+        CHECK_STR(s->command, "../tests/interop/node_modules/.bin/mcp-server-everything");
+        CHECK_STR(s->cwd, dir);
         CHECK_INT(s->nargs, 1);
         CHECK_STR(s->args[0], "stdio");
     }
@@ -254,9 +259,77 @@ static void test_example_file(void)
     if (s) {
         CHECK_STR(s->command, "node");
         CHECK_INT(s->nargs, 1);
-        CHECK_STR(s->args[0], "tests/interop/fixtures/server.mjs");
+        CHECK_STR(s->args[0], "../tests/interop/fixtures/server.mjs");
     }
+    free(dir);
     config_unref(c);
+}
+
+/* Relative paths of a file are relative to its folder; absolute ones, URLs and the paths of a
+   configuration given as a string stay as written. */
+static void test_relative_paths(void)
+{
+    char tmpl[] = "/tmp/gh-config-XXXXXX", file[600], want[700];
+    char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    if (dir == NULL)
+        return;
+    char *real = realpath(dir, NULL);
+    snprintf(file, sizeof(file), "%s/gh.yaml", dir);
+    FILE *f = fopen(file, "w");
+    fputs("listen: [{port: 9, tls: {cert: tls/c.pem, key: /abs/k.pem}}, {port: 10, share: true}]\n"
+          "store: {sqlite: data/gh.db}\n"
+          "outbound: {ca_file: ca.pem}\n"
+          "servers:\n"
+          "  - {name: a, command: ./bin/srv, args: [x.js]}\n"
+          "  - {name: b, command: node, cwd: sub}\n"
+          "  - {name: c, command: node, cwd: /srv}\n"
+          "  - {name: d, spec: api.yaml, overrides: ed.yaml, overlays: [o1.yaml]}\n"
+          "  - {name: e, spec: \"https://api.example/openapi.json\"}\n",
+          f);
+    fclose(f);
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(config_load_file(file, &c, &ei), 0);
+    if (c) {
+        snprintf(want, sizeof(want), "%s/data/gh.db", real);
+        CHECK_STR(c->store.sqlite, want);
+        snprintf(want, sizeof(want), "%s/data/gh.db.key", real);
+        CHECK_STR(c->store.key_file, want);
+        CHECK(!c->store.key_file_set);
+        snprintf(want, sizeof(want), "%s/tls/c.pem", real);
+        CHECK_STR(c->listeners[0].tls_cert, want);
+        CHECK_STR(c->listeners[0].tls_key, "/abs/k.pem");
+        CHECK(!c->listeners[0].share && c->listeners[1].share);
+        snprintf(want, sizeof(want), "%s/ca.pem", real);
+        CHECK_STR(c->outbound.ca_file, want);
+        CHECK_STR(c->servers[0].command, "./bin/srv"); /* relative to its cwd: */
+        CHECK_STR(c->servers[0].cwd, real);
+        CHECK_STR(c->servers[0].args[0], "x.js");
+        snprintf(want, sizeof(want), "%s/sub", real);
+        CHECK_STR(c->servers[1].cwd, want);
+        CHECK_STR(c->servers[2].cwd, "/srv");
+        snprintf(want, sizeof(want), "%s/api.yaml", real);
+        CHECK_STR(c->servers[3].spec, want);
+        snprintf(want, sizeof(want), "%s/ed.yaml", real);
+        CHECK_STR(c->servers[3].overrides, want);
+        snprintf(want, sizeof(want), "%s/o1.yaml", real);
+        CHECK_STR(c->servers[3].overlays[0], want);
+        CHECK_STR(c->servers[4].spec, "https://api.example/openapi.json");
+        config_unref(c);
+    }
+    unlink(file);
+    rmdir(dir);
+    free(real);
+
+    c = load_ok("store: {key_file: k.key}\nservers: [{name: a, command: node}]\n");
+    CHECK_STR(c->store.key_file, "k.key"); /* a string has no folder */
+    CHECK(c->store.key_file_set);
+    CHECK(c->servers[0].cwd == NULL);
+    config_unref(c);
+    EXPECT_ERR(
+        "listen: [{share: 1}]\n", ERR_INVAL, 1, 18,
+        "t.yaml:1:18: \"1\" is not a boolean for share of listener #1; expected true or false");
 }
 
 /* The complete example in docs/configuration.md must load, so the documentation stays true. */
@@ -893,4 +966,4 @@ TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount), TEST(test_store_auth))
+          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths))
