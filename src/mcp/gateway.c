@@ -2249,10 +2249,34 @@ static void message_cb(void *owner, json_t *msg, void *related)
     pending_maybe_free(p);
 }
 
+/*
+ * A server sent something that cannot be read. The call it answers must fail now, naming the
+ * cause, rather than wait for timeouts.total. Which call: the exchange that carried it (HTTP: a
+ * POST's response belongs to exactly one call), else the call whose id the bytes carry at their
+ * top level (stdio: one line is one message). A line with no id is not taken for anyone's answer:
+ * servers also write banners and log lines to stdout, and failing the one call in flight for
+ * those would break calls that are about to be answered.
+ */
+static void bad_message_cb(void *owner, void *related, long long id, const char *why)
+{
+    struct upstream *up = owner;
+    if (up->closing)
+        return;
+    struct pending *p = related;
+    if (p == NULL || p->answered)
+        p = id >= 0 ? idmap_get(&up->pending, (uint64_t)id) : NULL;
+    if (p == NULL || p->answered)
+        return;
+    fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
+                 "server \"%s\" sent an answer that cannot be read: %s", up->srv->name, why);
+    pending_maybe_free(p);
+}
+
 static void start_upstream_cb(void *arg)
 {
     struct upstream *up = arg;
-    static const struct transport_cbs cbs_template = {NULL, message_cb, done_cb, state_cb};
+    static const struct transport_cbs cbs_template = {NULL, message_cb, done_cb, state_cb,
+                                                      bad_message_cb};
     struct transport_cbs cbs = cbs_template;
     cbs.owner = up;
     uv_timer_init(up->home->loop, &up->retry_timer);
