@@ -42,6 +42,7 @@ struct stream {
     size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
     uint64_t next_seq;                    /* seq of the next event; events start at 1 */
     struct stream_writer *writer;
+    bool left; /* a writer detached and none has attached since: the client went away */
     bool wake_pending;
     struct stream *next;
 };
@@ -1023,6 +1024,7 @@ int stream_attach(struct stream *st, struct stream_writer *w)
     if (st->writer == NULL)
         atomic_fetch_add(&st->s->writers, 1);
     st->writer = w;
+    st->left = false;
     st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
     wake_writer(st); /* deliver what is already buffered */
@@ -1042,10 +1044,21 @@ void stream_detach(struct stream *st, struct stream_writer *w)
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
         st->writer = NULL;
+        st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
         atomic_store(&st->s->last_used, now_ms());
     }
     pthread_mutex_unlock(&st->s->lock);
+}
+
+bool stream_abandoned(struct stream *st)
+{
+    if (st == NULL)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    bool gone = (st->left && st->writer == NULL) || st->finished;
+    pthread_mutex_unlock(&st->s->lock);
+    return gone;
 }
 
 /* With s->lock held: unlist a delivered answer stream. Returns it if the list's ref must go. */

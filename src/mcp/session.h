@@ -168,6 +168,10 @@ void stream_end(struct stream *st);
 int stream_attach(struct stream *st, struct stream_writer *w);
 void stream_detach(struct stream *st, struct stream_writer *w);
 bool stream_has_writer(struct stream *st, struct stream_writer *w);
+/* Any thread: did the client go away from st? True when the connection that wrote it closed and
+   no other has taken it over (a resumption clears it), or when st has ended (its session closed,
+   or it was cancelled). False for NULL and for a stream no writer has attached to yet. */
+bool stream_abandoned(struct stream *st);
 
 /*
  * Copy the events after *cursor into out as SSE ("id: …\ndata: …\n\n") and advance *cursor.

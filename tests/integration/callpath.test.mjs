@@ -4,9 +4,9 @@
 // method and tool names that must not mint metric series.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import http from 'node:http';
 import { test } from 'node:test';
-import { assertRpcError, baseConfig, miniHttp, miniServer, openSession, readyz, request, startGateway, until } from './lib.mjs';
+import { assertRpcError, baseConfig, JSON_HEADERS, miniHttp, miniServer, openSession, PROTOCOL, readyz, request, startGateway, until } from './lib.mjs';
 
 const faulty = (name, extra = {}) => {
   const s = miniServer(name, extra);
@@ -54,3 +54,70 @@ for (const kind of ['stdio', 'http']) {
     assert.equal(text(await s.callTool('tool', { text: 'after' })), 'b:after');
   });
 }
+
+/** A tools/call on its own connection, which the test can drop: {done (the response), drop()}. */
+function droppableCall(url, session, name, args, id) {
+  const body = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+  const u = new URL(url);
+  let req;
+  const done = new Promise((resolve, reject) => {
+    req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        agent: false,
+        headers: { ...JSON_HEADERS, 'Mcp-Session-Id': session, 'MCP-Protocol-Version': PROTOCOL, 'Content-Length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.on('data', () => {});
+        res.on('end', () => resolve(res.statusCode));
+        res.on('error', () => resolve('dropped'));
+      },
+    );
+    req.on('error', () => resolve('dropped'));
+    req.end(body);
+  });
+  return { done, drop: () => req.destroy() };
+}
+
+test('a saturated server shows in /readyz; calls whose clients went away while they waited are never sent', async (t) => {
+  const gw = await startGateway(
+    baseConfig({ limits: { sse_keepalive: '200ms', shutdown_grace: '5s' }, servers: [faulty('c', { max_concurrency: 2, timeouts: { total: '3s' } })] }),
+    { t },
+  );
+  const s = await openSession(gw.url);
+  assert.equal((await readyz(gw)).status, 200);
+  const inflight = [droppableCall(gw.url, s.id, 'hang', {}, 'a1'), droppableCall(gw.url, s.id, 'hang', {}, 'a2')];
+  let rz = await until(async () => {
+    const r = await readyz(gw);
+    return r.body?.servers?.c?.inflight === 2 ? r : undefined;
+  }, { what: 'two calls in flight' });
+  assert.equal(rz.status, 503, rz.text);
+  assert.equal(rz.body.ready, false);
+  assert.deepEqual(rz.body.saturated, ['c']);
+  assert.equal(rz.body.servers.c.saturated, true);
+  assert.equal(rz.body.servers.c.max_concurrency, 2);
+  const waiting = [droppableCall(gw.url, s.id, 'hang', {}, 'q1'), droppableCall(gw.url, s.id, 'hang', {}, 'q2')];
+  rz = await until(async () => {
+    const r = await readyz(gw);
+    return r.body?.servers?.c?.queued === 2 ? r : undefined;
+  }, { what: 'two calls waiting' });
+  // Every client goes away.
+  const t0 = Date.now();
+  for (const c of [...inflight, ...waiting]) c.drop();
+  await Promise.all([...inflight, ...waiting].map((c) => c.done));
+  // A new client's call waits for the hung calls to time out (3 s), then is sent at once: the
+  // waiting calls of the clients that left are dropped, not sent (they would hang 3 s more).
+  const e = await openSession(gw.url);
+  const r = await e.callTool('tool', { text: 'served' }, { timeout: 15000 });
+  assert.equal(text(r), 'c:served', r.text);
+  const ms = Date.now() - t0;
+  assert.ok(ms < 5000, `served after ${ms} ms`);
+  assert.equal(gw.events.filter((ev) => ev.event === 'call_dropped' && /client went away/.test(ev.msg)).length, 2, gw.tail());
+  rz = await readyz(gw);
+  assert.equal(rz.status, 200, rz.text);
+  assert.equal(rz.body.servers.c.saturated, false);
+  assert.deepEqual(rz.body.saturated, []);
+});
