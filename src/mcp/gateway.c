@@ -2321,6 +2321,7 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
     gw.cfg = config_ref(cfg);
     gw.workers = workers;
     gw.nworkers = nworkers;
+    session_table_set_store(cfg->store.sqlite); /* ended sessions outlive a restart */
     struct upstream *fresh[GW_MAX_SERVERS];
     size_t nfresh = 0;
     for (size_t i = 0; i < cfg->nservers && nfresh < GW_MAX_SERVERS; i++)
@@ -2530,6 +2531,7 @@ void gateway_stop(void)
 
 void gateway_free(void)
 {
+    session_table_close_store();
     size_t n = atomic_load(&gw.nups);
     for (size_t i = 0; i < n; i++) {
         struct upstream *up = gw.ups[i];

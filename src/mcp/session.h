@@ -36,8 +36,14 @@ struct stream_writer {
 
 /* Global table; call once at start-up. max_sessions bounds it; idle_ms expires sessions. */
 void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay_events);
-/* Close every session (shutdown). */
+/* Close every session (shutdown). Shutting down ends none: a restart may resume them. */
 void session_table_close_all(void);
+/* Keep the ended sealed ids (DELETE, idle expiry) in the SQLite store at sqlite_path as well
+   (copied; NULL: memory only), so that a restart on the same store never resumes them. Used only
+   when the seal keys are shared (mcp_seal_shared); opened on first use. close_store closes it
+   (after the workers have stopped). */
+void session_table_set_store(const char *sqlite_path);
+void session_table_close_store(void);
 /* Expire idle sessions; returns how many were closed. Any thread. */
 unsigned session_table_sweep(void);
 unsigned session_table_count(void);

@@ -5,8 +5,9 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import path from 'node:path';
 import { test } from 'node:test';
-import { assertRpcError, baseConfig, JSON_HEADERS, miniHttp, miniServer, openSession, PROTOCOL, readyz, request, startGateway, until } from './lib.mjs';
+import { assertRpcError, baseConfig, JSON_HEADERS, miniHttp, miniServer, openSession, post, PROTOCOL, readyz, request, startGateway, tempDir, until } from './lib.mjs';
 
 const faulty = (name, extra = {}) => {
   const s = miniServer(name, extra);
@@ -120,4 +121,22 @@ test('a saturated server shows in /readyz; calls whose clients went away while t
   assert.equal(rz.status, 200, rz.text);
   assert.equal(rz.body.servers.c.saturated, false);
   assert.deepEqual(rz.body.saturated, []);
+});
+
+test('a session ended with DELETE stays ended after a restart on the same store; one not ended is resumed', async (t) => {
+  const dir = tempDir();
+  const cfg = baseConfig({ servers: [miniServer('a')], store: { sqlite: path.join(dir, 'gh.db'), key_file: path.join(dir, 'master.key') } });
+  let gw = await startGateway(cfg, { t, dir: tempDir() });
+  const ended = await openSession(gw.url);
+  const kept = await openSession(gw.url);
+  assert.match(ended.id, /^gs1\./);
+  const del = await ended.close();
+  assert.ok(del.status === 200 || del.status === 204, `DELETE: ${del.status} ${del.text}`);
+  assert.equal((await ended.rpc('ping')).status, 404);
+  await gw.stop();
+  gw = await startGateway(cfg, { t, dir: tempDir() });
+  const again = await post(gw.url, { jsonrpc: '2.0', id: 1, method: 'ping' }, { session: ended.id });
+  assertRpcError(again, { status: 404 });
+  const live = await post(gw.url, { jsonrpc: '2.0', id: 2, method: 'ping' }, { session: kept.id });
+  assert.equal(live.status, 200, live.text);
 });
