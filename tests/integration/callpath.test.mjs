@@ -140,3 +140,17 @@ test('a session ended with DELETE stays ended after a restart on the same store;
   const live = await post(gw.url, { jsonrpc: '2.0', id: 2, method: 'ping' }, { session: kept.id });
   assert.equal(live.status, 200, live.text);
 });
+
+test('a path with bytes that are not a server name (%ff, %00, UTF-8) is 404 naming it, escaped', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [miniServer('a')] }), { t });
+  const h = { Accept: 'application/json, text/event-stream', 'Content-Type': 'application/json' };
+  const body = '{"jsonrpc":"2.0","id":1,"method":"ping"}';
+  for (const [p, shown] of [['/mcp/%ff', '\\xff'], ['/mcp/a%00b', 'a\\x00b'], ['/mcp/a%FFb/x', 'a\\xffb/x'], ['/mcp/%c3%a9', '\\xc3\\xa9']]) {
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const r = await request(gw.base + p, { method, headers: h, body: method === 'POST' ? body : undefined });
+      assertRpcError(r, { status: 404, code: -32600 });
+      assert.equal(r.json.error.message, `no server named "${shown}" behind this gateway`, `${method} ${p}`);
+    }
+  }
+  assert.ok(gw.alive);
+});
