@@ -318,9 +318,10 @@ static void writer_dispose(void *p)
     if (!wr->standalone) {
         double secs = (double)(clock_now_ns() - wr->started_ns) / 1e9;
         const char *server = wr->server ? wr->server : "";
-        const char *l3[] = {server, wr->method, wr->outcome[0] ? wr->outcome : "disconnected"};
+        const char *method = mcp_era_method_label(wr->method);
+        const char *l3[] = {server, method, wr->outcome[0] ? wr->outcome : "disconnected"};
         metrics_inc(M.mcp_requests, l3, 1);
-        const char *l2[] = {server, wr->method};
+        const char *l2[] = {server, method};
         metrics_observe(M.mcp_duration, l2, secs);
         log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2],
                  wr->started_ns);
@@ -855,7 +856,8 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
                          ? 404
                          : r.status;
         send_json(req, status, r.body);
-        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, e ? "error" : "ok"};
+        const char *labels[] = {r.server ? r.server : "gateway",
+                                mcp_era_method_label(a->mcp_method), e ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
     } else {
         send_body(req, 202, NULL, "", 0);
@@ -951,7 +953,8 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         start_answer_stream(w, req, &r, start, a, NULL, NULL);
     } else if (r.body) {
         send_json(req, r.status, r.body);
-        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method,
+        const char *labels[] = {r.server ? r.server : "gateway",
+                                mcp_era_method_label(a->mcp_method),
                                 json_object_get(r.body, "error") ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
     } else {

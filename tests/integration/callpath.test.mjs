@@ -154,3 +154,22 @@ test('a path with bytes that are not a server name (%ff, %00, UTF-8) is 404 nami
   }
   assert.ok(gw.alive);
 });
+
+test('10,000 made-up method names mint no metric series: a real call still gets its own', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [miniServer('a')], log: { level: 'warn' } }), { t });
+  const s = await openSession(gw.url);
+  const N = 10000;
+  for (let i = 0; i < N; i += 100) {
+    await Promise.all(
+      Array.from({ length: 100 }, (_, k) => s.rpc(`bogus/${i + k}`, {}).then((r) => assert.equal(r.json?.error?.code, -32601, r.text))),
+    );
+  }
+  const r = await s.callTool('tool', { text: 'counted' });
+  assert.equal(text(r), 'a:counted', r.text);
+  const m = (await request(`${gw.base}/metrics`)).text;
+  assert.ok(!m.includes('bogus/'), 'a made-up method became a label');
+  assert.ok(!m.includes('_other'), 'series were folded into _other');
+  assert.ok(!m.includes('gatehouse_metrics_series_overflow_total'), 'the series cap was reached');
+  assert.match(m, /gatehouse_mcp_requests_total\{server="gateway",method="\(other\)",outcome="error"\} 10000/);
+  assert.match(m, /gatehouse_mcp_requests_total\{server="a",method="tools\/call",outcome="ok"\} 1/);
+});
