@@ -2944,16 +2944,18 @@ static int view_has_server(int view, int server)
     return view < 0 || view == server;
 }
 
-void mcp_cancel_request(struct session *s, json_t *client_id)
+void mcp_cancel_call(void *cookie, const char *reason)
 {
-    void *cookie = session_find_call(s, client_id);
-    if (cookie == NULL)
-        return; /* finished already, or never forwarded */
     uint64_t packed = (uint64_t)(uintptr_t)cookie;
     size_t server = (size_t)(packed >> CALL_ID_BITS);
-    if (server < atomic_load(&gw.nups))
-        post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1),
-                    "cancelled by the client", NULL, NULL);
+    if (cookie != NULL && server < atomic_load(&gw.nups))
+        post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1), reason, NULL, NULL);
+}
+
+void mcp_cancel_request(struct session *s, json_t *client_id)
+{
+    /* NULL: finished already, or never forwarded */
+    mcp_cancel_call(session_find_call(s, client_id), "cancelled by the client");
 }
 
 json_t *mcp_discover_result(int view)

@@ -232,6 +232,9 @@ json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name);
 /* A 2026-07-28 client closed the response stream of request `client_id` of transient session s:
    cancel it upstream (notifications/cancelled), as a legacy client's notification would. */
 void mcp_cancel_request(struct session *s, json_t *client_id);
+/* Cancel the call of a session_track_call cookie (session_close does so for every call of a
+   session that ended): stopped upstream if sent, taken out of the queue if waiting. Any thread. */
+void mcp_cancel_call(void *cookie, const char *reason);
 /* --- per-user settings (settings.c) --- */
 
 /*

@@ -531,9 +531,31 @@ void session_close(struct session *s)
     close_session(s, true);
 }
 
+/* A session that ended has nobody to answer: its calls in flight are cancelled upstream and
+   its waiting ones never sent. (A 2026-07-28 request's are cancelled by its writer.) */
+static void cancel_calls(struct session *s)
+{
+    const char *key;
+    json_t *v;
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    void **cookies = malloc((json_object_size(s->calls) + 1) * sizeof(*cookies));
+    json_object_foreach(s->calls, key, v)
+    {
+        (void)key;
+        if (cookies != NULL)
+            cookies[n++] = (void *)(intptr_t)json_integer_value(v);
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+        mcp_cancel_call(cookies[i], "the client ended its session");
+    free(cookies);
+}
+
 /* ended: DELETE or expiry (remembered, never resumed); else shutdown. */
 static void close_session(struct session *s, bool ended)
 {
+    bool cancel = false;
     if (s->transient) {
         pthread_mutex_lock(&table.lock);
         if (s->listening) {
@@ -556,6 +578,7 @@ static void close_session(struct session *s, bool ended)
         pthread_mutex_unlock(&table.lock);
         if (ended && s->sealed_until != 0)
             ended_store_put(s->id, s->sealed_until);
+        cancel = ended;
         session_unref(s); /* the table's reference */
     } else {
         pthread_mutex_unlock(&table.lock);
@@ -580,6 +603,8 @@ streams:
     if (standalone)
         standalone->finished = true;
     pthread_mutex_unlock(&s->lock);
+    if (cancel) /* after its streams have ended: a waiting call sees its client gone */
+        cancel_calls(s);
 
     while (list) {
         struct stream *next = list->next;

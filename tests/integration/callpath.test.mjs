@@ -173,3 +173,24 @@ test('10,000 made-up method names mint no metric series: a real call still gets 
   assert.match(m, /gatehouse_mcp_requests_total\{server="gateway",method="\(other\)",outcome="error"\} 10000/);
   assert.match(m, /gatehouse_mcp_requests_total\{server="a",method="tools\/call",outcome="ok"\} 1/);
 });
+
+test('DELETE of a session cancels its call in flight upstream and never sends its waiting one', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [faulty('d', { max_concurrency: 1, timeouts: { total: '60s' } })] }), { t });
+  const s = await openSession(gw.url);
+  const first = droppableCall(gw.url, s.id, 'hang', {}, 'first');
+  await until(async () => (await readyz(gw)).body?.servers?.d?.inflight === 1, { what: 'the call in flight' });
+  const second = droppableCall(gw.url, s.id, 'hang', {}, 'second');
+  await until(async () => (await readyz(gw)).body?.servers?.d?.queued === 1, { what: 'the call waiting' });
+  const del = await s.close();
+  assert.equal(del.status, 200, del.text);
+  await Promise.all([first.done, second.done]);
+  await gw.waitForEvent((e) => e.event === 'upstream_stderr' && /got notifications\/cancelled .*the client ended its session/.test(e.line), { what: 'notifications/cancelled upstream' });
+  await gw.waitForEvent((e) => e.event === 'call_dropped' && /client went away|client ended its session/.test(e.msg), { what: 'the waiting call dropped' });
+  const rz = await readyz(gw);
+  assert.equal(rz.body.servers.d.inflight, 0, rz.text);
+  assert.equal(rz.body.servers.d.queued, 0, rz.text);
+  const e = await openSession(gw.url);
+  const t0 = Date.now();
+  assert.equal(text(await e.callTool('tool', { text: 'next' }, { timeout: 5000 })), 'd:next');
+  assert.ok(Date.now() - t0 < 2000);
+});
