@@ -194,3 +194,20 @@ test('DELETE of a session cancels its call in flight upstream and never sends it
   assert.equal(text(await e.callTool('tool', { text: 'next' }, { timeout: 5000 })), 'd:next');
   assert.ok(Date.now() - t0 < 2000);
 });
+
+test('notifications/cancelled for a call still waiting for a place takes it out of the queue unsent', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [faulty('w', { max_concurrency: 1, timeouts: { total: '60s' } })] }), { t });
+  const s = await openSession(gw.url);
+  const first = droppableCall(gw.url, s.id, 'sleep', { ms: 1500 }, 'first');
+  await until(async () => (await readyz(gw)).body?.servers?.w?.inflight === 1, { what: 'the call in flight' });
+  const second = s.callTool('hang', {}, { id: 'second', timeout: 10000 });
+  await until(async () => (await readyz(gw)).body?.servers?.w?.queued === 1, { what: 'the call waiting' });
+  const note = await s.raw({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'second', reason: 'changed my mind' } });
+  assert.equal(note.status, 202);
+  const r = await second;
+  assertRpcError(r, { code: -32003, id: 'second', message: [/not sent to server "w"/, /cancelled by the client while it waited for a place/] });
+  assert.equal((await readyz(gw)).body.servers.w.queued, 0);
+  assert.equal(await first.done, 200);
+  // The hang call never reached the server: only the sleep and the next call did.
+  assert.equal(text(await s.callTool('tool', { text: 'after' }, { timeout: 5000 })), 'w:after');
+});
