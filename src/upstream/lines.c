@@ -197,7 +197,7 @@ long long line_find_id(const char *line, size_t len)
                 i++;
                 digits++;
             }
-            bool ends = i == len || line[i] == ',' || line[i] == '}' || line[i] == ' ';
+            bool ends = i == len || (line[i] != '\0' && strchr(",} \t\r\n", line[i]) != NULL);
             return digits > 0 && ends ? id : -1;
         } else if (c != ',' && c != ' ' && c != '\t' && c != ':') {
             key_is_id = false;

@@ -148,6 +148,7 @@ static void test_find_id(void)
         {"{\"id\":\"abc\",\"result\":{}}", -1},                /* not an integer */
         {"{\"id\":-3}", -1},
         {"{\"id\":12x}", -1},
+        {"{\"id\":12\t,\"result\":{}}", 12},
         {"this is not json", -1},
         {"[{\"id\":1}]", -1},
         {"{\"text\":\"unterminated", -1},
