@@ -73,7 +73,9 @@ int session_log_level(const struct session *s);
 struct session *session_find(const char *id, size_t len);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
-/* DELETE or expiry: remove from the table and end its streams. Idempotent. */
+/* DELETE or expiry: remove from the table, end its streams and cancel its calls (mcp_cancel_call);
+   a sealed id is remembered as ended (in memory, and in the store of session_table_set_store)
+   and never resumed. Idempotent. */
 void session_close(struct session *s);
 bool session_closed(struct session *s);
 
