@@ -33,6 +33,12 @@ static void line_seen(void *arg, const char *line, size_t len, bool too_long)
         abort();
     if (err != 0 && err != ERR_LIMIT && (msg != NULL || ei.msg[0] == '\0'))
         abort(); /* a refusal always says why and yields nothing */
+    /* An id found in a readable message is its top-level integer id. */
+    long long id = line_find_id(line, len);
+    json_t *mid = json_object_get(msg, "id");
+    if (id < -1 ||
+        (err == 0 && id >= 0 && !(json_is_integer(mid) && json_integer_value(mid) == id)))
+        abort();
     json_decref(msg);
 
     char preview[4 * 200 + 8];

@@ -217,6 +217,29 @@ static void send_json(h2o_req_t *req, int status, json_t *body)
 /* A JSON-RPC error (id null) as the body of an HTTP refusal. */
 static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* in[0..n) as printable ASCII into out (NUL-terminated): other bytes become \xNN, a '\\' is
+   doubled, and "..." ends a text cut short by out_size. Returns out. */
+static char *printable(char *out, size_t out_size, const char *in, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char tmp[5];
+        int k = c == '\\'               ? snprintf(tmp, sizeof(tmp), "\\\\")
+                : c >= 0x20 && c < 0x7f ? snprintf(tmp, sizeof(tmp), "%c", c)
+                                        : snprintf(tmp, sizeof(tmp), "\\x%02x", c);
+        if (o + (size_t)k + 4 > out_size) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(out + o, tmp, (size_t)k);
+        o += (size_t)k;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, ...)
 {
     char msg[600];
@@ -225,6 +248,10 @@ static void send_refusal(h2o_req_t *req, int status, int code, const char *fmt, 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     json_t *e = jsonrpc_error_new(NULL, code, msg, NULL);
+    if (e == NULL) { /* the message quotes bytes of the request that are not UTF-8 */
+        char safe[4 * sizeof(msg) + 8];
+        e = jsonrpc_error_new(NULL, code, printable(safe, sizeof(safe), msg, strlen(msg)), NULL);
+    }
     send_json(req, status, e);
     json_decref(e);
 }
@@ -295,9 +322,10 @@ static void writer_dispose(void *p)
     if (!wr->standalone) {
         double secs = (double)(clock_now_ns() - wr->started_ns) / 1e9;
         const char *server = wr->server ? wr->server : "";
-        const char *l3[] = {server, wr->method, wr->outcome[0] ? wr->outcome : "disconnected"};
+        const char *method = mcp_era_method_label(wr->method);
+        const char *l3[] = {server, method, wr->outcome[0] ? wr->outcome : "disconnected"};
         metrics_inc(M.mcp_requests, l3, 1);
-        const char *l2[] = {server, wr->method};
+        const char *l2[] = {server, method};
         metrics_observe(M.mcp_duration, l2, secs);
         log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2],
                  wr->started_ns);
@@ -832,7 +860,8 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
                          ? 404
                          : r.status;
         send_json(req, status, r.body);
-        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method, e ? "error" : "ok"};
+        const char *labels[] = {r.server ? r.server : "gateway",
+                                mcp_era_method_label(a->mcp_method), e ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
     } else {
         send_body(req, 202, NULL, "", 0);
@@ -928,7 +957,8 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         start_answer_stream(w, req, &r, start, a, NULL, NULL);
     } else if (r.body) {
         send_json(req, r.status, r.body);
-        const char *labels[] = {r.server ? r.server : "gateway", a->mcp_method,
+        const char *labels[] = {r.server ? r.server : "gateway",
+                                mcp_era_method_label(a->mcp_method),
                                 json_object_get(r.body, "error") ? "error" : "ok"};
         metrics_inc(M.mcp_requests, labels, 1);
     } else {
@@ -1074,15 +1104,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         char name[CONFIG_NAME_MAX + 1];
         size_t n = path.len - 5;
         int view = -1;
-        if (n <= CONFIG_NAME_MAX) {
+        /* A server name is printable ASCII: any other byte (a decoded %00 or %ff) names none,
+           and is quoted escaped. */
+        bool plain = true;
+        for (size_t i = 0; i < n && plain; i++)
+            plain =
+                (unsigned char)path.base[5 + i] > 0x20 && (unsigned char)path.base[5 + i] < 0x7f;
+        if (plain && n <= CONFIG_NAME_MAX) {
             memcpy(name, path.base + 5, n);
             name[n] = '\0';
             view = gateway_find_server(name);
         }
         if (view < 0) {
+            char shown[4 * 64 + 8];
             send_refusal(req, 404, JSONRPC_INVALID_REQUEST,
-                         "no server named \"%.*s\" behind this gateway", (int)(n > 64 ? 64 : n),
-                         path.base + 5);
+                         "no server named \"%s\" behind this gateway",
+                         printable(shown, sizeof(shown), path.base + 5, n > 64 ? 64 : n));
             count_http("mcp", 404);
             return 0;
         }

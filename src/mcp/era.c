@@ -503,6 +503,22 @@ bool mcp_era_method_stateless(const char *method)
     return false;
 }
 
+const char *mcp_era_method_label(const char *method)
+{
+    static const char *const known[] = {
+        "initialize", "ping", "server/discover", "subscriptions/listen", "tools/list", "tools/call",
+        "prompts/list", "prompts/get", "resources/list", "resources/templates/list",
+        "resources/read", "resources/subscribe", "resources/unsubscribe", "logging/setLevel",
+        "completion/complete", "notifications/initialized", "notifications/cancelled",
+        "notifications/progress", "notifications/roots/list_changed",
+        /* the gateway's own labels (a client's answer, a GET stream, a DELETE) */
+        "(result)", "(error)", "(stream)", "(close session)", NULL};
+    for (int i = 0; method != NULL && known[i]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "(other)";
+}
+
 void mcp_era_strip_meta(json_t *msg)
 {
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");

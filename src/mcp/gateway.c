@@ -55,10 +55,10 @@ struct upstream {
     enum up_state state;
     json_t *caps;
     struct idmap pending;
-    _Atomic uint64_t next_id; /* any thread: ids are drawn where the request is built */
-    unsigned inflight;
+    _Atomic uint64_t next_id;  /* any thread: ids are drawn where the request is built */
+    _Atomic unsigned inflight; /* atomic: /readyz reads both from any thread */
     struct forward *queue_head, *queue_tail; /* calls waiting for a place (max_concurrency) */
-    unsigned queued;
+    _Atomic unsigned queued;
     struct pending *last_call; /* most recent client call, for relating stdio messages */
     json_t *fetching[CAT_NKINDS];
     int fetches_left;
@@ -2267,10 +2267,34 @@ static void message_cb(void *owner, json_t *msg, void *related)
     pending_maybe_free(p);
 }
 
+/*
+ * A server sent something that cannot be read. The call it answers must fail now, naming the
+ * cause, rather than wait for timeouts.total. Which call: the exchange that carried it (HTTP: a
+ * POST's response belongs to exactly one call), else the call whose id the bytes carry at their
+ * top level (stdio: one line is one message). A line with no id is not taken for anyone's answer:
+ * servers also write banners and log lines to stdout, and failing the one call in flight for
+ * those would break calls that are about to be answered.
+ */
+static void bad_message_cb(void *owner, void *related, long long id, const char *why)
+{
+    struct upstream *up = owner;
+    if (up->closing)
+        return;
+    struct pending *p = related;
+    if (p == NULL || p->answered)
+        p = id >= 0 ? idmap_get(&up->pending, (uint64_t)id) : NULL;
+    if (p == NULL || p->answered)
+        return;
+    fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
+                 "server \"%s\" sent an answer that cannot be read: %s", up->srv->name, why);
+    pending_maybe_free(p);
+}
+
 static void start_upstream_cb(void *arg)
 {
     struct upstream *up = arg;
-    static const struct transport_cbs cbs_template = {NULL, message_cb, done_cb, state_cb};
+    static const struct transport_cbs cbs_template = {NULL, message_cb, done_cb, state_cb,
+                                                      bad_message_cb};
     struct transport_cbs cbs = cbs_template;
     cbs.owner = up;
     uv_timer_init(up->home->loop, &up->retry_timer);
@@ -2315,6 +2339,7 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
     gw.cfg = config_ref(cfg);
     gw.workers = workers;
     gw.nworkers = nworkers;
+    session_table_set_store(cfg->store.sqlite); /* ended sessions outlive a restart */
     struct upstream *fresh[GW_MAX_SERVERS];
     size_t nfresh = 0;
     for (size_t i = 0; i < cfg->nservers && nfresh < GW_MAX_SERVERS; i++)
@@ -2524,6 +2549,7 @@ void gateway_stop(void)
 
 void gateway_free(void)
 {
+    session_table_close_store();
     size_t n = atomic_load(&gw.nups);
     for (size_t i = 0; i < n; i++) {
         struct upstream *up = gw.ups[i];
@@ -2559,6 +2585,7 @@ bool gateway_ready(void)
 json_t *gateway_status(void)
 {
     json_t *servers = json_object();
+    json_t *saturated_list = json_array();
     bool ready = true;
     pthread_mutex_lock(&gw.lock);
     for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
@@ -2573,12 +2600,25 @@ json_t *gateway_status(void)
             s, "tools",
             json_integer((json_int_t)catalog_count_in_mode(up->lists[CAT_TOOLS], up_mode(up))));
         json_object_set_new(s, "restarts", json_integer(up->restarts));
+        /* Saturated: every place is taken, so a new call waits (or is refused when the queue
+           is full) instead of being sent. Not ready, so a load balancer sends calls elsewhere. */
+        unsigned inflight = atomic_load(&up->inflight), queued = atomic_load(&up->queued);
+        bool saturated = up->pub_state == UP_READY && inflight >= up->srv->max_concurrency;
+        json_object_set_new(s, "inflight", json_integer(inflight));
+        json_object_set_new(s, "queued", json_integer(queued));
+        json_object_set_new(s, "max_concurrency", json_integer(up->srv->max_concurrency));
+        json_object_set_new(s, "saturated", json_boolean(saturated));
+        if (saturated) {
+            ready = false;
+            json_array_append_new(saturated_list, json_string(up->srv->name));
+        }
         if (up->protocol[0] && up->pub_state == UP_READY)
             json_object_set_new(s, "protocol", json_string(up->protocol));
         json_object_set_new(servers, up->srv->name, s);
     }
     pthread_mutex_unlock(&gw.lock);
-    return json_pack("{s:b, s:o}", "ready", ready, "servers", servers);
+    return json_pack("{s:b, s:o, s:o}", "ready", ready, "saturated", saturated_list, "servers",
+                     servers);
 }
 
 int gateway_find_server(const char *name)
@@ -2601,17 +2641,55 @@ static unsigned queue_limit(const struct upstream *up)
     return 4 * up->srv->max_concurrency;
 }
 
-/* A client call left the server (answered, failed, cancelled): let a waiting one in. */
+/* Take f out of up's queue of calls waiting for a place; prev is the entry before it or NULL. */
+static void unqueue(struct upstream *up, struct forward *prev, struct forward *f)
+{
+    if (prev != NULL)
+        prev->next = f->next;
+    else
+        up->queue_head = f->next;
+    if (up->queue_tail == f)
+        up->queue_tail = prev;
+    f->next = NULL;
+    up->queued--;
+}
+
+/* Answer a call taken out of the queue, never sent, with `why`, and free it. */
+static void drop_queued(struct upstream *up, struct forward *f, const char *why)
+{
+    struct pending *p = f->p;
+    log_info("call_dropped", "a call to server %s was not sent: %s", up->srv->name, why);
+    char m[400];
+    snprintf(m, sizeof(m), "the call was not sent to server \"%s\": %s", up->srv->name, why);
+    json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
+                                    json_pack("{s:s}", "server", up->srv->name));
+    stream_push(p->stream, err, true); /* for a client that resumes the stream */
+    json_decref(err);
+    p->answered = true;
+    p->up = up;
+    pending_free(p);
+    json_decref(f->msg);
+    free(f);
+}
+
+/* A client call left the server (answered, failed, cancelled): let a waiting one in. A waiting
+   call whose client went away (its connection closed and was not resumed, its session ended) is
+   not sent: a server saturated by calls nobody waits for would stay saturated for everyone. */
 static void call_finished(struct upstream *up)
 {
     if (up->inflight > 0)
         up->inflight--;
     while (up->queue_head != NULL && up->inflight < up->srv->max_concurrency) {
         struct forward *f = up->queue_head;
-        up->queue_head = f->next;
-        if (up->queue_head == NULL)
-            up->queue_tail = NULL;
-        up->queued--;
+        unqueue(up, NULL, f);
+        if (stream_abandoned(f->p->stream)) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "its client went away while it waited for a place (max_concurrency %u)",
+                     up->srv->max_concurrency);
+            drop_queued(up, f, why);
+            continue;
+        }
         forward_cb(f);
     }
 }
@@ -2884,16 +2962,18 @@ static int view_has_server(int view, int server)
     return view < 0 || view == server;
 }
 
-void mcp_cancel_request(struct session *s, json_t *client_id)
+void mcp_cancel_call(void *cookie, const char *reason)
 {
-    void *cookie = session_find_call(s, client_id);
-    if (cookie == NULL)
-        return; /* finished already, or never forwarded */
     uint64_t packed = (uint64_t)(uintptr_t)cookie;
     size_t server = (size_t)(packed >> CALL_ID_BITS);
-    if (server < atomic_load(&gw.nups))
-        post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1),
-                    "cancelled by the client", NULL, NULL);
+    if (cookie != NULL && server < atomic_load(&gw.nups))
+        post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1), reason, NULL, NULL);
+}
+
+void mcp_cancel_request(struct session *s, json_t *client_id)
+{
+    /* NULL: finished already, or never forwarded */
+    mcp_cancel_call(session_find_call(s, client_id), "cancelled by the client");
 }
 
 json_t *mcp_discover_result(int view)
@@ -3515,6 +3595,18 @@ static void cancel_on_home_cb(void *arg)
     struct pending *target = idmap_get(&up->pending, id);
     if (target != NULL && target->cb == NULL && !target->answered)
         cancel_call(up, target, json_string_value(json_object_get(f->msg, "reason")));
+    /* Still waiting for a place: it leaves the queue unsent. */
+    for (struct forward *q = up->queue_head, *prev = NULL; target == NULL && q != NULL;
+         prev = q, q = q->next) {
+        if (q->p->id == id) {
+            unqueue(up, prev, q);
+            char why[200];
+            snprintf(why, sizeof(why), "%s while it waited for a place",
+                     json_string_value(json_object_get(f->msg, "reason")));
+            drop_queued(up, q, why);
+            break;
+        }
+    }
     json_t *refuse = json_object_get(f->msg, "refuse_id");
     if (refuse != NULL && up->t != NULL)
         answer_server(up, refuse, JSONRPC_METHOD_NOT_FOUND,

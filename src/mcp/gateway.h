@@ -102,6 +102,10 @@ int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t 
 json_t *mcp_era_supported_versions(void);
 /* Methods a 2026-07-28 client may send to the gateway. */
 bool mcp_era_method_stateless(const char *method);
+/* The metrics label of a client's method: the method itself when it is one MCP defines (either
+   revision) or one of the gateway's own "(…)" labels, else "(other)". Static string or `method`.
+   A client choosing method names must not mint metric series. */
+const char *mcp_era_method_label(const char *method);
 /* Remove the io.modelcontextprotocol/ keys from params._meta (a legacy server must not see them).
  */
 void mcp_era_strip_meta(json_t *msg);
@@ -228,6 +232,9 @@ json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name);
 /* A 2026-07-28 client closed the response stream of request `client_id` of transient session s:
    cancel it upstream (notifications/cancelled), as a legacy client's notification would. */
 void mcp_cancel_request(struct session *s, json_t *client_id);
+/* Cancel the call of a session_track_call cookie (session_close does so for every call of a
+   session that ended): stopped upstream if sent, taken out of the queue if waiting. Any thread. */
+void mcp_cancel_call(void *cookie, const char *reason);
 /* --- per-user settings (settings.c) --- */
 
 /*

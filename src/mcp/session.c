@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/rand.h"
 #include "mcp/gateway.h"
+#include "store/store.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_STREAMS_PER_SESSION 32
 #define SESSION_SEALED_PREFIX "gs1."
@@ -42,6 +44,7 @@ struct stream {
     size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
     uint64_t next_seq;                    /* seq of the next event; events start at 1 */
     struct stream_writer *writer;
+    bool left; /* a writer detached and none has attached since: the client went away */
     bool wake_pending;
     struct stream *next;
 };
@@ -96,6 +99,107 @@ static struct {
     struct idmap ended;
     size_t nended;
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/*
+ * The ended sealed ids, also in the store, so that a restart (and a replica sharing the SQLite
+ * file) honours them: an ephemeral row (kind ENDED_KIND, key: hex BLAKE2b of the id, never the id
+ * itself, which is a bearer credential) that expires with the seal and is pruned by store_sweep.
+ * Only with shared seal keys (mcp_seal_shared): with per-process keys no id outlives the process.
+ * One connection, opened on first use, behind its own mutex: ending a session and resuming an
+ * unknown id are rare next to the requests of live sessions.
+ */
+#define ENDED_KIND "mcp_session_ended"
+static struct {
+    pthread_mutex_t lock;
+    char *path;       /* SQLite file; NULL: not kept */
+    struct store *st; /* opened on first use */
+    bool open_failed; /* logged once; not tried again */
+} ended_store = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void session_table_set_store(const char *sqlite_path)
+{
+    pthread_mutex_lock(&ended_store.lock);
+    free(ended_store.path);
+    ended_store.path = sqlite_path ? strdup(sqlite_path) : NULL;
+    ended_store.open_failed = false;
+    pthread_mutex_unlock(&ended_store.lock);
+}
+
+void session_table_close_store(void)
+{
+    pthread_mutex_lock(&ended_store.lock);
+    store_close(ended_store.st);
+    ended_store.st = NULL;
+    free(ended_store.path);
+    ended_store.path = NULL;
+    pthread_mutex_unlock(&ended_store.lock);
+}
+
+/* With ended_store.lock held: the store, or NULL. */
+static struct store *ended_store_get(void)
+{
+    if (ended_store.st == NULL && ended_store.path != NULL && !ended_store.open_failed &&
+        mcp_seal_shared()) {
+        struct err_info ei = {0};
+        if (store_open(ended_store.path, &ended_store.st, &ei) != 0) {
+            ended_store.open_failed = true;
+            log_warn("session_store",
+                     "cannot open the store to remember ended sessions (%s); a restart may "
+                     "resume them",
+                     ei.msg[0] ? ei.msg : "unknown error");
+        }
+    }
+    return ended_store.st;
+}
+
+static void ended_hash(const char *id, size_t len, char hex[65])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)id, len, NULL, 0);
+    sodium_bin2hex(hex, 65, h, sizeof(h));
+}
+
+static void ended_store_put(const char *id, uint64_t until_s)
+{
+    char hex[65];
+    ended_hash(id, strlen(id), hex);
+    pthread_mutex_lock(&ended_store.lock);
+    struct store *st = ended_store_get();
+    json_t *v = json_object();
+    if (st != NULL && v != NULL && store_ephemeral_put(st, ENDED_KIND, hex, v, (int64_t)until_s))
+        log_warn("session_store", "could not record an ended session in the store");
+    json_decref(v);
+    pthread_mutex_unlock(&ended_store.lock);
+}
+
+/* Was this sealed id ended (here before a restart, or by a replica on the same store)? */
+static bool ended_store_has(const char *id, size_t len)
+{
+    char hex[65];
+    ended_hash(id, len, hex);
+    pthread_mutex_lock(&ended_store.lock);
+    struct store *st = ended_store_get();
+    json_t *v = NULL;
+    bool ended = st != NULL && store_ephemeral_get(st, ENDED_KIND, hex, &v) == 0;
+    json_decref(v);
+    pthread_mutex_unlock(&ended_store.lock);
+    return ended;
+}
+
+static void ended_store_sweep(void)
+{
+    pthread_mutex_lock(&ended_store.lock);
+    if (ended_store.st != NULL)
+        store_sweep(ended_store.st, (int64_t)time(NULL));
+    pthread_mutex_unlock(&ended_store.lock);
+}
+
+/* Seconds since the epoch: what a sealed id's created and expiry are in, so that another replica
+   (another machine, another boot) reads them alike. now_ms is monotonic, for idle times only. */
+static uint64_t wall_s(void)
+{
+    return (uint64_t)time(NULL);
+}
 
 static uint64_t now_ms(void)
 {
@@ -158,10 +262,12 @@ static void collect_cb(uint64_t key, void *val, void *arg)
     c->v[c->n++] = session_ref(s);
 }
 
-static unsigned close_collected(struct collect *c)
+static void close_session(struct session *s, bool ended);
+
+static unsigned close_collected(struct collect *c, bool ended)
 {
     for (size_t i = 0; i < c->n; i++) {
-        session_close(c->v[i]);
+        close_session(c->v[i], ended);
         session_unref(c->v[i]);
     }
     free(c->v);
@@ -186,7 +292,7 @@ static void sweep_ended(void)
 {
     struct idmap fresh;
     idmap_init(&fresh);
-    struct keep_ended k = {&fresh, 0, now_ms() / 1000};
+    struct keep_ended k = {&fresh, 0, wall_s()};
     pthread_mutex_lock(&table.lock);
     idmap_foreach(&table.ended, keep_ended_cb, &k);
     idmap_release(&table.ended);
@@ -200,13 +306,14 @@ unsigned session_table_sweep(void)
     struct collect c = {0};
     uint64_t now = now_ms();
     sweep_ended();
+    ended_store_sweep();
     if (table.idle_ms == 0 || now <= table.idle_ms)
         return 0;
     c.older_than = now - table.idle_ms;
     pthread_mutex_lock(&table.lock);
     idmap_foreach(&table.map, collect_cb, &c);
     pthread_mutex_unlock(&table.lock);
-    unsigned n = close_collected(&c);
+    unsigned n = close_collected(&c, true);
     if (n)
         log_info("session_expired", "%u idle session(s) expired", n);
     return n;
@@ -226,7 +333,7 @@ void session_table_close_all(void)
     idmap_foreach(&table.map, collect_cb, &c);
     collect_listeners(&c);
     pthread_mutex_unlock(&table.lock);
-    close_collected(&c);
+    close_collected(&c, false); /* shutting down ends no session: a restart resumes them */
 }
 
 struct foreach_arg {
@@ -421,6 +528,34 @@ static void wake_writer(struct stream *st); /* below */
 
 void session_close(struct session *s)
 {
+    close_session(s, true);
+}
+
+/* A session that ended has nobody to answer: its calls in flight are cancelled upstream and
+   its waiting ones never sent. (A 2026-07-28 request's are cancelled by its writer.) */
+static void cancel_calls(struct session *s)
+{
+    const char *key;
+    json_t *v;
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    void **cookies = malloc((json_object_size(s->calls) + 1) * sizeof(*cookies));
+    json_object_foreach(s->calls, key, v)
+    {
+        (void)key;
+        if (cookies != NULL)
+            cookies[n++] = (void *)(intptr_t)json_integer_value(v);
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+        mcp_cancel_call(cookies[i], "the client ended its session");
+    free(cookies);
+}
+
+/* ended: DELETE or expiry (remembered, never resumed); else shutdown. */
+static void close_session(struct session *s, bool ended)
+{
+    bool cancel = false;
     if (s->transient) {
         pthread_mutex_lock(&table.lock);
         if (s->listening) {
@@ -441,6 +576,9 @@ void session_close(struct session *s)
             idmap_put(&table.ended, s->key, (void *)(uintptr_t)s->sealed_until) == 0)
             table.nended++;
         pthread_mutex_unlock(&table.lock);
+        if (ended && s->sealed_until != 0)
+            ended_store_put(s->id, s->sealed_until);
+        cancel = ended;
         session_unref(s); /* the table's reference */
     } else {
         pthread_mutex_unlock(&table.lock);
@@ -465,6 +603,8 @@ streams:
     if (standalone)
         standalone->finished = true;
     pthread_mutex_unlock(&s->lock);
+    if (cancel) /* after its streams have ended: a waiting call sees its client gone */
+        cancel_calls(s);
 
     while (list) {
         struct stream *next = list->next;
@@ -530,7 +670,7 @@ static json_t *sealed_caps(json_t *caps)
 static void seal_id(struct session *s)
 {
     const char *view = s->view >= 0 ? gateway_server_name(s->view) : "";
-    uint64_t now = now_ms() / 1000;
+    uint64_t now = wall_s();
     json_t *doc = json_pack("{s:s, s:s, s:o, s:O?, s:s, s:I, s:I}", "v", view ? view : "", "p",
                             s->proto, "c", sealed_caps(s->caps), "i", s->client_info, "o", s->owner,
                             "t", (json_int_t)now, "x", (json_int_t)(now + SESSION_SEALED_TTL_S));
@@ -576,8 +716,10 @@ static struct session *session_resume(const char *id, size_t len)
     json_t *x = json_object_get(doc, "x");
     int v = view && *view ? gateway_find_server(view) : -1;
     if (view == NULL || proto == NULL || owner == NULL || strlen(owner) > SESSION_OWNER_MAX ||
-        !json_is_integer(x) || (uint64_t)json_integer_value(x) < now_ms() / 1000 ||
-        (*view && v < 0) || !mcp_version_supported(proto))
+        !json_is_integer(x) || (uint64_t)json_integer_value(x) < wall_s() || (*view && v < 0) ||
+        !mcp_version_supported(proto))
+        goto out;
+    if (ended_store_has(id, len)) /* ended before a restart, or by a replica on this store */
         goto out;
     if ((s = session_alloc(v, proto, json_object_get(doc, "c"), 2)) == NULL)
         goto out;
@@ -1023,6 +1165,7 @@ int stream_attach(struct stream *st, struct stream_writer *w)
     if (st->writer == NULL)
         atomic_fetch_add(&st->s->writers, 1);
     st->writer = w;
+    st->left = false;
     st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
     wake_writer(st); /* deliver what is already buffered */
@@ -1042,10 +1185,21 @@ void stream_detach(struct stream *st, struct stream_writer *w)
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
         st->writer = NULL;
+        st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
         atomic_store(&st->s->last_used, now_ms());
     }
     pthread_mutex_unlock(&st->s->lock);
+}
+
+bool stream_abandoned(struct stream *st)
+{
+    if (st == NULL)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    bool gone = (st->left && st->writer == NULL) || st->finished;
+    pthread_mutex_unlock(&st->s->lock);
+    return gone;
 }
 
 /* With s->lock held: unlist a delivered answer stream. Returns it if the list's ref must go. */

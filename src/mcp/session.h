@@ -36,8 +36,14 @@ struct stream_writer {
 
 /* Global table; call once at start-up. max_sessions bounds it; idle_ms expires sessions. */
 void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay_events);
-/* Close every session (shutdown). */
+/* Close every session (shutdown). Shutting down ends none: a restart may resume them. */
 void session_table_close_all(void);
+/* Keep the ended sealed ids (DELETE, idle expiry) in the SQLite store at sqlite_path as well
+   (copied; NULL: memory only), so that a restart on the same store never resumes them. Used only
+   when the seal keys are shared (mcp_seal_shared); opened on first use. close_store closes it
+   (after the workers have stopped). */
+void session_table_set_store(const char *sqlite_path);
+void session_table_close_store(void);
 /* Expire idle sessions; returns how many were closed. Any thread. */
 unsigned session_table_sweep(void);
 unsigned session_table_count(void);
@@ -67,7 +73,9 @@ int session_log_level(const struct session *s);
 struct session *session_find(const char *id, size_t len);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
-/* DELETE or expiry: remove from the table and end its streams. Idempotent. */
+/* DELETE or expiry: remove from the table, end its streams and cancel its calls (mcp_cancel_call);
+   a sealed id is remembered as ended (in memory, and in the store of session_table_set_store)
+   and never resumed. Idempotent. */
 void session_close(struct session *s);
 bool session_closed(struct session *s);
 
@@ -168,6 +176,10 @@ void stream_end(struct stream *st);
 int stream_attach(struct stream *st, struct stream_writer *w);
 void stream_detach(struct stream *st, struct stream_writer *w);
 bool stream_has_writer(struct stream *st, struct stream_writer *w);
+/* Any thread: did the client go away from st? True when the connection that wrote it closed and
+   no other has taken it over (a resumption clears it), or when st has ended (its session closed,
+   or it was cancelled). False for NULL and for a stream no writer has attached to yet. */
+bool stream_abandoned(struct stream *st);
 
 /*
  * Copy the events after *cursor into out as SSE ("id: …\ndata: …\n\n") and advance *cursor.

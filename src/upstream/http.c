@@ -55,6 +55,7 @@
 #include "upstream/sse.h"
 #include "upstream/transport-int.h"
 #include "upstream/curl_loop.h"
+#include "upstream/lines.h"
 #include "upstream/upstream.h"
 
 #define HTTP_QUEUE_FACTOR 4             /* queued exchanges allowed per unit of concurrency */
@@ -487,13 +488,17 @@ static int sse_event(void *arg, const char *type, const char *data, size_t len, 
     if (i == len)
         return 0; /* an empty event (servers prime Last-Event-ID with one) */
     json_error_t jerr;
-    json_t *v = json_loadb(data, len, 0, &jerr);
+    json_t *v = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
     if (v == NULL) {
-        log_warn("upstream_bad_sse",
-                 "upstream %s sent an SSE message that is not JSON (%s); "
-                 "skipped",
-                 srv_name(t), jerr.text);
-        return 0;
+        /* The cause and the size, never the bytes: they may be a tool's secret output. */
+        char reason[JSON_ERROR_TEXT_LENGTH], why[256];
+        snprintf(why, sizeof(why), "an SSE message that is not JSON: %s (byte %d of %zu)",
+                 line_json_reason(reason, sizeof(reason), &jerr), jerr.position, len);
+        log_warn("upstream_bad_message", "upstream %s sent %s; skipped", srv_name(t), why);
+        if (t->cbs.bad_message_cb != NULL)
+            t->cbs.bad_message_cb(t->cbs.owner, ex->kind == EX_POST ? ex->related : NULL,
+                                  line_find_id(data, len), why);
+        return ex->cancelled || !callbacks_allowed(t) ? ERR_CANCELLED : 0;
     }
     /* On the POST stream the messages belong to the exchange; elsewhere to nobody. */
     deliver_json(ex, v, ex->kind == EX_POST ? ex->related : NULL);
@@ -851,10 +856,13 @@ static void post_done(struct exchange *ex, CURLcode cc)
     if (st >= 200 && st < 300) {
         if (ex->mode == BODY_JSON) {
             json_error_t jerr;
-            json_t *v =
-                json_loadb(ex->body_in.data ? ex->body_in.data : "", ex->body_in.len, 0, &jerr);
+            json_t *v = json_loadb(ex->body_in.data ? ex->body_in.data : "", ex->body_in.len,
+                                   JSON_ALLOW_NUL, &jerr);
             if (v == NULL) {
-                snprintf(why, sizeof(why), "upstream %s sent invalid JSON: %s", name, jerr.text);
+                char reason[JSON_ERROR_TEXT_LENGTH];
+                snprintf(why, sizeof(why), "upstream %s sent invalid JSON: %s (byte %d of %zu)",
+                         name, line_json_reason(reason, sizeof(reason), &jerr), jerr.position,
+                         ex->body_in.len);
                 ex_finish(ex, ERR_PROTOCOL, why);
                 return;
             }
@@ -891,7 +899,7 @@ static void post_done(struct exchange *ex, CURLcode cc)
     }
     /* A JSON-RPC error response in the body is the server's answer: pass it on. */
     if (ex->body_in.len > 0) {
-        json_t *v = json_loadb(ex->body_in.data, ex->body_in.len, 0, NULL);
+        json_t *v = json_loadb(ex->body_in.data, ex->body_in.len, JSON_ALLOW_NUL, NULL);
         bool is_error = json_is_object(v) && json_object_get(v, "error") != NULL &&
                         json_object_get(v, "result") == NULL;
         if (is_error)

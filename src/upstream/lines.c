@@ -124,12 +124,14 @@ int line_parse_message(const char *line, size_t len, json_t **out, struct err_in
 {
     int err = 0;
     json_error_t je;
-    json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    json_t *v =
+        json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (ei != NULL)
         ei->where[0] = '\0';
     if (v == NULL) {
-        err = err_info_set(ei, ERR_PARSE, 1, je.position, "not JSON: %s (byte %d)", je.text,
-                           je.position);
+        char why[JSON_ERROR_TEXT_LENGTH];
+        err = err_info_set(ei, ERR_PARSE, 1, je.position, "not JSON: %s (byte %d of %zu)",
+                           line_json_reason(why, sizeof(why), &je), je.position, len);
         goto out;
     }
     if (json_is_array(v)) {
@@ -148,6 +150,61 @@ int line_parse_message(const char *line, size_t len, json_t **out, struct err_in
 out:
     json_decref(v);
     return err;
+}
+
+char *line_json_reason(char *out, size_t out_size, const json_error_t *je)
+{
+    /* jansson appends " near '<token>'" (the offending bytes) or " near end of file". */
+    const char *near = strstr(je->text, " near ");
+    size_t n = near != NULL ? (size_t)(near - je->text) : strlen(je->text);
+    if (n >= out_size)
+        n = out_size - 1;
+    memcpy(out, je->text, n);
+    out[n] = '\0';
+    return out;
+}
+
+long long line_find_id(const char *line, size_t len)
+{
+    int depth = 0;
+    bool key_is_id = false; /* the last string closed at depth 1 was the key "id" */
+    size_t i = 0;
+    while (i < len) {
+        char c = line[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < len && line[i] != '"')
+                i += line[i] == '\\' ? 2 : 1;
+            if (i >= len)
+                return -1;
+            key_is_id = depth == 1 && i - start == 2 && memcmp(line + start, "id", 2) == 0;
+            i++;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth <= 0)
+                return -1;
+        } else if (c == ':' && key_is_id) {
+            i++;
+            while (i < len && (line[i] == ' ' || line[i] == '\t'))
+                i++;
+            long long id = 0;
+            size_t digits = 0;
+            while (i < len && line[i] >= '0' && line[i] <= '9' && digits < 18) {
+                id = id * 10 + (line[i] - '0');
+                i++;
+                digits++;
+            }
+            bool ends = i == len || (line[i] != '\0' && strchr(",} \t\r\n", line[i]) != NULL);
+            return digits > 0 && ends ? id : -1;
+        } else if (c != ',' && c != ' ' && c != '\t' && c != ':') {
+            key_is_id = false;
+        }
+        i++;
+    }
+    return -1;
 }
 
 char *line_escape(char *out, size_t out_size, const char *in, size_t n, size_t max_in)

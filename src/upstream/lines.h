@@ -50,14 +50,31 @@ int line_splitter_feed(struct line_splitter *ls, const char *data, size_t n, lin
 void line_splitter_finish(struct line_splitter *ls, line_cb cb, void *arg);
 
 /*
- * Parse one line as a JSON-RPC message. On success returns 0 and stores a new reference to a
- * JSON object in *out. Refuses, filling ei->msg (if ei is not NULL) with the reason:
- *   ERR_PARSE    not JSON: syntax, invalid UTF-8, "\u0000" in a string, a duplicate key,
- *                trailing bytes (ei->column is the 1-based byte position jansson reports);
+ * Parse one line as a JSON-RPC message. "\u0000" in a string is accepted (JSON allows it; the
+ * string keeps its length). On success returns 0 and stores a new reference to a JSON object in
+ * *out. Refuses, filling ei->msg (if ei is not NULL) with the reason:
+ *   ERR_PARSE    not JSON: syntax, invalid UTF-8, a raw NUL byte, a duplicate key, trailing
+ *                bytes (ei->column is the 1-based byte position jansson reports);
  *   ERR_PROTOCOL valid JSON that is not an object: an array (a JSON-RPC batch, which MCP no
  *                longer allows) or a scalar.
+ * The reason never quotes the line: a server's output may carry secrets (tool output), and the
+ * reason is logged and shown to clients.
  */
 int line_parse_message(const char *line, size_t len, json_t **out, struct err_info *ei);
+
+/*
+ * jansson's reason for refusing a text (je->text) without the " near '…'" part that quotes the
+ * text itself, into out (NUL-terminated). Returns out.
+ */
+char *line_json_reason(char *out, size_t out_size, const json_error_t *je);
+
+/*
+ * The integer "id" member of the top-level object of a line that is not valid JSON, found by a
+ * tolerant scan that follows strings and nesting (so an "id" inside params or a result is not
+ * taken), up to the first byte the scan cannot follow. Returns the id (>= 0), or -1 when there
+ * is none. For relating an unreadable answer to the call it answers.
+ */
+long long line_find_id(const char *line, size_t len);
 
 /*
  * Write a printable ASCII preview of at most `max_in` bytes of `in` into out (NUL-terminated,

@@ -51,7 +51,6 @@ extern char **environ;
 #define STDIO_STABLE_MS 10000      /* uptime after which the back-off starts over */
 #define STDIO_RESTART_FLOOR_MS 50  /* no restart sooner than this, whatever the config says */
 #define STDIO_STDERR_LINE_MAX 4096 /* longer stderr lines are logged truncated */
-#define STDIO_PREVIEW_BYTES 200    /* of a refused stdout line, in the warning */
 #define STDIO_READ_BUF (64 * 1024)
 #define STDIO_DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
 #define STDIO_DEFAULT_MAX_QUEUE (8u * 1024 * 1024)
@@ -227,39 +226,40 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(t->readbuf, sizeof(t->readbuf));
 }
 
+static void bad_message(struct stdio_transport *t, const char *line, size_t len, const char *why)
+{
+    /* Log the first few, then every power of two, so a server spewing garbage cannot flood
+       the log. Never the bytes themselves: they may be a tool's output, secrets and all. */
+    t->bad_lines++;
+    if (t->bad_lines <= 10 || (t->bad_lines & (t->bad_lines - 1)) == 0) {
+        json_t *f = fields_new(t);
+        json_object_set_new(f, "msg", json_string(why));
+        json_object_set_new(f, "bytes", json_integer((json_int_t)len));
+        json_object_set_new(f, "dropped", json_integer(t->bad_lines));
+        log_fields(LOG_WARN, "upstream_bad_message", f);
+    }
+    if (t->cbs.bad_message_cb != NULL)
+        t->cbs.bad_message_cb(t->cbs.owner, NULL, line_find_id(line, len), why);
+}
+
 static void on_stdout_line(void *arg, const char *line, size_t len, bool too_long)
 {
     struct stdio_transport *t = arg;
-    char preview[4 * STDIO_PREVIEW_BYTES + 8];
     struct err_info ei;
     json_t *msg = NULL;
 
     if (t->closing)
         return;
     if (too_long) {
-        json_t *f = fields_new(t);
-        json_object_set_new(f, "limit", json_integer((json_int_t)t->out_lines.max_line));
-        json_object_set_new(
-            f, "line",
-            json_string(line_escape(preview, sizeof(preview), line, len, STDIO_PREVIEW_BYTES)));
-        json_object_set_new(f, "msg", json_string("message longer than max_message dropped"));
-        log_fields(LOG_WARN, "upstream_message_too_long", f);
+        char why[160];
+        snprintf(why, sizeof(why), "a message longer than max_message (%zu bytes) was dropped",
+                 t->out_lines.max_line);
+        bad_message(t, line, len, why);
         return;
     }
     int err = line_parse_message(line, len, &msg, &ei);
     if (err) {
-        /* Log the first few in full, then every power of two, so a server spewing garbage
-           cannot flood the log. */
-        t->bad_lines++;
-        if (t->bad_lines <= 10 || (t->bad_lines & (t->bad_lines - 1)) == 0) {
-            json_t *f = fields_new(t);
-            json_object_set_new(f, "msg", json_string(ei.msg));
-            json_object_set_new(
-                f, "line",
-                json_string(line_escape(preview, sizeof(preview), line, len, STDIO_PREVIEW_BYTES)));
-            json_object_set_new(f, "dropped", json_integer(t->bad_lines));
-            log_fields(LOG_WARN, "upstream_bad_message", f);
-        }
+        bad_message(t, line, len, ei.msg);
         return;
     }
     t->cbs.message_cb(t->cbs.owner, msg, NULL);

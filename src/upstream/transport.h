@@ -46,6 +46,15 @@ struct transport_cbs {
     void (*done_cb)(void *owner, void *related, int err, const char *why);
     /* State changes, with a human-readable cause. */
     void (*state_cb)(void *owner, enum transport_state st, const char *why);
+    /*
+     * A message from the server that cannot be read (not JSON, not an object, too long), so
+     * that the call it answers fails at once instead of at its timeout. `related` as for
+     * message_cb; `id` is the integer top-level "id" the bytes seem to carry (line_find_id), or
+     * -1. `why` names the cause and the size, never the bytes (they may be a tool's secret
+     * output). Optional (NULL: such messages are only logged). HTTP: a POST's plain JSON body
+     * that cannot be read ends its exchange through done_cb instead.
+     */
+    void (*bad_message_cb)(void *owner, void *related, long long id, const char *why);
 };
 
 /* Create and start (spawn / nothing to do for HTTP until the first send). The server config

@@ -175,4 +175,17 @@ static void test_validate(void)
     free(m);
 }
 
-TEST_MAIN(TEST(test_list), TEST(test_text), TEST(test_headers), TEST(test_validate))
+static void test_method_label(void)
+{
+    CHECK_STR(mcp_era_method_label("tools/call"), "tools/call");
+    CHECK_STR(mcp_era_method_label("server/discover"), "server/discover");
+    CHECK_STR(mcp_era_method_label("(close session)"), "(close session)");
+    CHECK_STR(mcp_era_method_label("bogus/1"), "(other)");
+    CHECK_STR(mcp_era_method_label("(made up)"), "(other)"); /* only the gateway's own */
+    CHECK_STR(mcp_era_method_label("tools/call "), "(other)");
+    CHECK_STR(mcp_era_method_label(""), "(other)");
+    CHECK_STR(mcp_era_method_label(NULL), "(other)");
+}
+
+TEST_MAIN(TEST(test_list), TEST(test_text), TEST(test_headers), TEST(test_validate),
+          TEST(test_method_label))

@@ -287,22 +287,25 @@ static void test_garbage_lines_dropped(void)
             "exec sleep 10",
             NULL);
     fx_start(&f);
-    want_msgs = 3;
+    want_msgs = 4;
     CHECK(wait_for(&f, has_msgs, 3000));
-    CHECK_INT(json_array_size(f.msgs), 3);
+    CHECK_INT(json_array_size(f.msgs), 4);
     CHECK(json_integer_value(json_object_get(json_array_get(f.msgs, 0), "ok")) == 1);
-    CHECK(json_is_true(json_object_get(json_array_get(f.msgs, 1), "part")));
-    CHECK(json_integer_value(json_object_get(json_array_get(f.msgs, 2), "last")) == 1);
+    /* \u0000 is JSON: delivered, the string keeps its length */
+    CHECK_INT((int)json_string_length(json_object_get(json_array_get(f.msgs, 1), "bad")), 1);
+    CHECK(json_is_true(json_object_get(json_array_get(f.msgs, 2), "part")));
+    CHECK(json_integer_value(json_object_get(json_array_get(f.msgs, 3), "last")) == 1);
     CHECK_INT(f.downs, 0); /* garbage never stops the reading */
     CHECK(fx_close_and_drain(&f) >= 0);
 
     char *log = log_text(&f);
-    CHECK_INT(count_of(log, "\"event\":\"upstream_bad_message\""), 6);
+    CHECK_INT(count_of(log, "\"event\":\"upstream_bad_message\""), 5);
     CHECK_CONTAINS(log, "\"server\":\"test-srv\"");
-    CHECK_CONTAINS(log, "\"line\":\"not json\"");
     CHECK_CONTAINS(log, "batches are not allowed");
     CHECK_CONTAINS(log, "duplicate");
-    CHECK_CONTAINS(log, "\\\\xff\\\\xfe{}"); /* escaped preview, JSON-escaped again in the log */
+    CHECK_CONTAINS(log, "\"bytes\":8,"); /* the size of "not json", never its bytes */
+    CHECK(strstr(log, "not json\"") == NULL);
+    CHECK(strstr(log, "xfe{}") == NULL);
     free(log);
     fx_release(&f);
 }
@@ -329,8 +332,8 @@ static void test_huge_line_skipped(void)
     CHECK(json_object_get(json_array_get(f.msgs, 2), "end") != NULL);
     CHECK(fx_close_and_drain(&f) >= 0);
     char *log = log_text(&f);
-    CHECK_INT(count_of(log, "\"event\":\"upstream_message_too_long\""), 2);
-    CHECK_CONTAINS(log, "\"limit\":1000");
+    CHECK_INT(count_of(log, "longer than max_message (1000 bytes)"), 2);
+    CHECK(strstr(log, "xxxx") == NULL && strstr(log, "yyyy") == NULL);
     free(log);
     fx_release(&f);
 }
