@@ -59,6 +59,9 @@ static const struct row rows[] = {
      "path argument 'a' would make the path segment '..'"},
     {"get_pair", "{\"a\":\".\",\"b\":\"x\"}", BASE "/v1/pair/.x/end", NULL},
     {"get_file", "{\"name\":\".\"}", BASE "/v1/files/..json", NULL},
+    /* a dot segment written in the document's path key is the document's: sent as written */
+    {"get_literal_dots", "{\"id\":\"x\"}", BASE "/v1/dots/./a/../x", NULL},
+    {"get_literal_dots", "{\"id\":\"..\"}", NULL, "path argument 'id' would make"},
     /* label: the style's own "." prefix counts */
     {"get_label", "{\"l\":\".\"}", NULL, "path argument 'l' would make the path segment '..'"},
     {"get_label", "{\"l\":\"\"}", NULL, "path argument 'l' would make the path segment '.'"},
