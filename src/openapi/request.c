@@ -69,6 +69,13 @@ static int enc_str(struct buf *b, const char *s, enum enc mode)
 
 /* ---- path and header values (simple, label, matrix) ---- */
 
+/* "name=" of the matrix style; the name is the document's, encoded all the same */
+static int name_eq(struct buf *b, const char *name, enum enc mode)
+{
+    int rc = enc_str(b, name, mode);
+    return rc ? rc : buf_append_str(b, "=");
+}
+
 static int ser_path(struct buf *b, const struct openapi_param *p, const char *name, json_t *v,
                     enum enc mode)
 {
@@ -89,13 +96,13 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
     if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+        if (matrix && !explode && (rc = name_eq(b, name, mode)))
             return rc;
         json_array_foreach(v, i, e)
         {
             if (i && (rc = buf_append_str(b, sep)))
                 return rc;
-            if (matrix && explode && (rc = buf_printf(b, "%s=", name)))
+            if (matrix && explode && (rc = name_eq(b, name, mode)))
                 return rc;
             if ((rc = enc_value(b, e, mode)))
                 return rc;
@@ -106,7 +113,7 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
         const char *k;
         json_t *e;
         bool first = true;
-        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+        if (matrix && !explode && (rc = name_eq(b, name, mode)))
             return rc;
         json_object_foreach(v, k, e)
         {
@@ -119,7 +126,7 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
         }
         return 0;
     }
-    if (matrix && (rc = buf_printf(b, "%s=", name)))
+    if (matrix && (rc = name_eq(b, name, mode)))
         return rc;
     return enc_value(b, v, mode);
 }
@@ -572,6 +579,14 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
             goto out;
         }
     }
+    /* Whatever the document says, no header name or value may start another header. */
+    for (size_t i = 0; i < r.nheaders; i++)
+        if (strpbrk(r.headers[i].name, "\r\n") || strpbrk(r.headers[i].value, "\r\n")) {
+            rc = oa_fail(ei, ERR_INVAL, op->pointer,
+                         "the document gives tool '%s' a header name or value with a line break",
+                         t->name);
+            goto out;
+        }
     r.method = strdup(op->method);
     r.url = url.data;
     url.data = NULL;

@@ -180,4 +180,56 @@ out:
     openapi_doc_unref(doc);
 }
 
-TEST_MAIN(TEST(test_hostile_values), TEST(test_long_value))
+/* What the document itself says cannot start a header or add a path segment either. */
+static void test_hostile_document(void)
+{
+    const char *text =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"T\",\"version\":\"1\"},"
+        "\"servers\":[{\"url\":\"https://api.example\"}],\"paths\":{"
+        "\"/m/{a/b}\":{\"get\":{\"operationId\":\"mat\",\"parameters\":[{\"name\":\"a/b\","
+        "\"in\":\"path\",\"required\":true,\"style\":\"matrix\",\"schema\":{}}],"
+        "\"responses\":{\"200\":{\"description\":\"ok\"}}}},"
+        "\"/c\":{\"get\":{\"operationId\":\"ck\",\"parameters\":[{\"name\":\"a\\r\\nX\","
+        "\"in\":\"cookie\",\"schema\":{}}],\"responses\":{\"200\":{\"description\":\"ok\"}}}},"
+        "\"/p\":{\"post\":{\"operationId\":\"post\",\"requestBody\":{\"content\":{"
+        "\"text/plain\\r\\nX-Evil: 1\":{\"schema\":{\"type\":\"string\"}}}},"
+        "\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}";
+    struct openapi_doc *doc = NULL;
+    struct openapi_catalog *cat = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(openapi_doc_load_mem(text, strlen(text), &doc, &ei), 0);
+    if (doc == NULL || openapi_catalog_build(doc, NULL, &cat, &ei)) {
+        fprintf(stderr, "%s at %s\n", ei.msg, ei.where);
+        CHECK(cat != NULL);
+        goto out;
+    }
+    const struct row ok = {"mat", "{\"a_b\":\"x\"}", "https://api.example/m/;a%2Fb=x", NULL};
+    const struct openapi_tool *t = openapi_catalog_find(cat, "mat");
+    if (t && t->nargs == 1) {
+        struct row r = ok;
+        char args[64];
+        snprintf(args, sizeof(args), "{\"%s\":\"x\"}", t->args[0].name);
+        r.args = args;
+        check_row(cat, &r);
+    } else {
+        CHECK(t != NULL && t->nargs == 1);
+    }
+    const struct openapi_tool *ck = openapi_catalog_find(cat, "ck");
+    if (ck && ck->nargs == 1) {
+        char args[64];
+        snprintf(args, sizeof(args), "{\"%s\":\"v\"}", ck->args[0].name);
+        const struct row r = {"ck", args, NULL, "a header name or value with a line break"};
+        check_row(cat, &r);
+    } else {
+        CHECK(ck != NULL && ck->nargs == 1);
+    }
+    const struct row body = {"post", "{\"body\":\"x\"}", NULL,
+                             "the document gives tool 'post' a header name or value with a line "
+                             "break"};
+    check_row(cat, &body);
+out:
+    openapi_catalog_unref(cat);
+    openapi_doc_unref(doc);
+}
+
+TEST_MAIN(TEST(test_hostile_values), TEST(test_long_value), TEST(test_hostile_document))
