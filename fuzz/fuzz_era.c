@@ -52,8 +52,12 @@ static void refusal_named(const struct mcp_era_refusal *r)
     json_t *e = json_object_get(r->error, "error");
     const char *m = json_string_value(json_object_get(e, "message"));
     if (r->status < 400 || r->status > 499 || !json_is_integer(json_object_get(e, "code")) ||
-        m == NULL || m[0] == '\0')
+        m == NULL || m[0] == '\0') {
+        char *dump = json_dumps(r->error, JSON_COMPACT);
+        fprintf(stderr, "status %d, error %s\n", r->status, dump ? dump : "(null)");
+        free(dump);
         fail("a refusal without a 4xx status, an error code or a message");
+    }
 }
 
 /* What was decoded, encoded again with the sentinel, decodes to the same bytes. */
