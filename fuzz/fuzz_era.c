@@ -11,12 +11,19 @@
  * The upstream side gets the same input: the body as a server's answer to the server/discover
  * probe (mcp_era_probe_outcome), and the Mcp-Name field as a requestState a client sends back
  * (mcp_era_open_state, which must refuse anything the gateway did not seal).
+ *
+ * Properties, abort() on violation: a decoded header value round-trips (encoded again with the
+ * base64 sentinel it decodes to the same bytes; a plain value decodes to itself); a refusal
+ * names why (a 4xx status and a JSON-RPC error with an integer code and a non-empty message);
+ * an accepted modern request has an Mcp-Method header equal (trimmed) to the body's method.
  */
 #include "mcp/gateway.h"
 #include "mcp/jsonrpc.h"
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +38,54 @@ static const char *field(const char **p, const char *end, size_t *len)
     *len = (size_t)(stop - start);
     *p = nl ? nl + 1 : end;
     return start;
+}
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "fuzz_era: %s\n", what);
+    abort();
+}
+
+/* A refusal names why: a 4xx status and an error object with a code and a message. */
+static void refusal_named(const struct mcp_era_refusal *r)
+{
+    json_t *e = json_object_get(r->error, "error");
+    const char *m = json_string_value(json_object_get(e, "message"));
+    if (r->status < 400 || r->status > 499 || !json_is_integer(json_object_get(e, "code")) ||
+        m == NULL || m[0] == '\0') {
+        char *dump = json_dumps(r->error, JSON_COMPACT);
+        fprintf(stderr, "status %d, error %s\n", r->status, dump ? dump : "(null)");
+        free(dump);
+        fail("a refusal without a 4xx status, an error code or a message");
+    }
+}
+
+/* What was decoded, encoded again with the sentinel, decodes to the same bytes. */
+static void decode_round_trip(const char *v, size_t len, const char *out, size_t out_len)
+{
+    if (len < 9 || memcmp(v, "=?base64?", 9) != 0) {
+        if (out_len != len || memcmp(out, v, len) != 0)
+            fail("a plain header value does not decode to itself");
+    }
+    unsigned char enc[9 + 4 * (256 / 3 + 1) + 3];
+    memcpy(enc, "=?base64?", 9);
+    int n = EVP_EncodeBlock(enc + 9, (const unsigned char *)out, (int)out_len);
+    memcpy(enc + 9 + n, "?=", 2);
+    char again[256];
+    size_t again_len = 0;
+    if (mcp_header_decode((const char *)enc, 9 + (size_t)n + 2, again, sizeof(again), &again_len) !=
+            0 ||
+        again_len != out_len || memcmp(again, out, out_len) != 0)
+        fail("a decoded header value does not round-trip through the base64 sentinel");
+}
+
+static bool trimmed_eq(const char *h, size_t hl, const char *s)
+{
+    while (hl && (*h == ' ' || *h == '\t'))
+        h++, hl--;
+    while (hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t'))
+        hl--;
+    return s && strlen(s) == hl && memcmp(h, s, hl) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -58,8 +113,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char out[256];
     size_t out_len;
-    if (h.name != NULL)
-        mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len);
+    if (h.name != NULL && mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len) == 0)
+        decode_round_trip(h.name, h.name_len, out, out_len);
 
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
@@ -78,12 +133,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct mcp_era_refusal pr = {0};
         struct mcp_param_header ph = {"region", 6, h.name, h.name_len};
         if (param_schema != NULL &&
-            mcp_era_validate_params(&ph, h.name ? 1 : 0, param_schema, msg, &pr) != 0)
+            mcp_era_validate_params(&ph, h.name ? 1 : 0, param_schema, msg, &pr) != 0) {
+            refusal_named(&pr);
             json_decref(pr.error);
+        }
         if (mcp_era_is_modern(&h, msg)) {
             struct mcp_era_refusal r = {0};
-            if (mcp_era_validate(&h, msg, &r) != 0)
+            if (mcp_era_validate(&h, msg, &r) != 0) {
+                refusal_named(&r);
                 json_decref(r.error);
+            } else if (h.method == NULL ||
+                       !trimmed_eq(h.method, h.method_len, jsonrpc_method(msg))) {
+                fail("an accepted request's Mcp-Method header is not its body's method");
+            }
         }
         json_decref(msg);
     }

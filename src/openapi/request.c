@@ -4,7 +4,9 @@
  * spaceDelimited, pipeDelimited, deepObject), headers and cookies, and the body as JSON,
  * application/x-www-form-urlencoded with nested keys (metadata[key]=v, items[0][price]=v) or
  * multipart/form-data. Arguments are validated first: unknown, missing and malformed ones are
- * refused with the argument's name. Credentials are not handled here (the vault injects them).
+ * refused with the argument's name. No argument can change the request's structure: values are
+ * percent-encoded into their place, and a path segment that would be "." or ".." is refused.
+ * Credentials are not handled here (the vault injects them).
  */
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -67,6 +69,13 @@ static int enc_str(struct buf *b, const char *s, enum enc mode)
 
 /* ---- path and header values (simple, label, matrix) ---- */
 
+/* "name=" of the matrix style; the name is the document's, encoded all the same */
+static int name_eq(struct buf *b, const char *name, enum enc mode)
+{
+    int rc = enc_str(b, name, mode);
+    return rc ? rc : buf_append_str(b, "=");
+}
+
 static int ser_path(struct buf *b, const struct openapi_param *p, const char *name, json_t *v,
                     enum enc mode)
 {
@@ -87,13 +96,13 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
     if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+        if (matrix && !explode && (rc = name_eq(b, name, mode)))
             return rc;
         json_array_foreach(v, i, e)
         {
             if (i && (rc = buf_append_str(b, sep)))
                 return rc;
-            if (matrix && explode && (rc = buf_printf(b, "%s=", name)))
+            if (matrix && explode && (rc = name_eq(b, name, mode)))
                 return rc;
             if ((rc = enc_value(b, e, mode)))
                 return rc;
@@ -104,7 +113,7 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
         const char *k;
         json_t *e;
         bool first = true;
-        if (matrix && !explode && (rc = buf_printf(b, "%s=", name)))
+        if (matrix && !explode && (rc = name_eq(b, name, mode)))
             return rc;
         json_object_foreach(v, k, e)
         {
@@ -117,9 +126,65 @@ static int ser_path(struct buf *b, const struct openapi_param *p, const char *na
         }
         return 0;
     }
-    if (matrix && (rc = buf_printf(b, "%s=", name)))
+    if (matrix && (rc = name_eq(b, name, mode)))
         return rc;
     return enc_value(b, v, mode);
+}
+
+/*
+ * A path segment that holds an expansion must not be a dot segment. Every value is
+ * percent-encoded except the unreserved characters, so "/", "?", "#", ";" and "%" in a value can
+ * never add a segment, a query or a fragment; but "." is unreserved, and a segment that is "."
+ * or ".." (or their %2E forms, which RFC 3986 6.2.2.2 makes equivalent and which servers such as
+ * nginx decode before removing dot segments) would move the request to another resource:
+ * DELETE /v1/invoices/{id} with id ".." is DELETE /v1/. Encoding the dots is not enough (the
+ * server may decode them), so such a value is refused, naming the argument.
+ */
+static bool dot_segment(const char *s, size_t n)
+{
+    size_t dots = 0;
+    for (size_t i = 0; i < n; dots++) {
+        if (s[i] == '.')
+            i++;
+        else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' &&
+                 (s[i + 2] == 'e' || s[i + 2] == 'E'))
+            i += 3;
+        else
+            return false;
+    }
+    return dots == 1 || dots == 2;
+}
+
+static int segment_check(const struct buf *url, size_t seg, const struct openapi_arg *a,
+                         struct err_info *ei)
+{
+    if (!dot_segment(url->data + seg, url->len - seg))
+        return 0;
+    return oa_fail(ei, ERR_INVAL, a->name,
+                   "path argument '%s' would make the path segment '%.*s', a dot segment that "
+                   "names another resource; it is refused",
+                   a->name, (int)(url->len - seg), url->data + seg);
+}
+
+/*
+ * A header value is sent as it is (no encoding is defined for headers): a line break would start
+ * a new header, a NUL would cut the value, and other control characters are not allowed by RFC
+ * 9110 5.5; all are refused, naming the argument. Horizontal tab is allowed.
+ */
+static int header_value_check(const struct buf *hv, const struct openapi_arg *a,
+                              struct err_info *ei)
+{
+    for (size_t i = 0; i < hv->len; i++) {
+        unsigned char c = (unsigned char)hv->data[i];
+        if (c == '\r' || c == '\n')
+            return oa_fail(ei, ERR_INVAL, a->name, "header argument '%s' contains a line break",
+                           a->name);
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return oa_fail(ei, ERR_INVAL, a->name,
+                           "header argument '%s' contains the control character 0x%02x", a->name,
+                           c);
+    }
+    return 0;
 }
 
 /* ---- query values ---- */
@@ -384,11 +449,23 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
     if ((rc = buf_append_str(&url, cat->base_url)))
         goto out;
     /* A path key may carry a fragment (never sent: "/cookies#exploded" names a second operation
-     * on /cookies) or a fixed query ("/search?v=2", to which the query arguments are added). */
+     * on /cookies) or a fixed query ("/search?v=2", to which the query arguments are added).
+     * The segment being built starts at seg; seg_arg is the first argument expanded into it. */
     bool fixed_query = false;
-    for (const char *p = op->path; *p && *p != '#'; p++) {
+    size_t seg = url.len;
+    const struct openapi_arg *seg_arg = NULL;
+    for (const char *p = op->path;; p++) {
         const char *close = *p == '{' ? strchr(p, '}') : NULL;
         if (close == NULL) {
+            bool end = *p == '\0' || *p == '#';
+            if (!fixed_query && (end || *p == '/' || *p == '?')) {
+                if (seg_arg && (rc = segment_check(&url, seg, seg_arg, ei)))
+                    goto out;
+                seg = url.len + 1;
+                seg_arg = NULL;
+            }
+            if (end)
+                break;
             fixed_query = fixed_query || *p == '?';
             if ((rc = buf_append(&url, p, 1)))
                 goto out;
@@ -406,12 +483,14 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
                          (int)(close - p - 1), p + 1);
             goto out;
         }
-        if (json_is_string(val) && json_string_length(val) == 0) {
+        size_t before = url.len;
+        if ((rc = ser_path(&url, a->param, a->wire_name, val, ENC_STRICT)))
+            goto out;
+        if (url.len == before) { /* "", null, [], {}, [""]: the segment would vanish */
             rc = oa_fail(ei, ERR_INVAL, a->name, "path argument '%s' must not be empty", a->name);
             goto out;
         }
-        if ((rc = ser_path(&url, a->param, a->wire_name, val, ENC_STRICT)))
-            goto out;
+        seg_arg = seg_arg ? seg_arg : a;
         p = close;
     }
     for (size_t i = 0; i < t->nargs; i++) {
@@ -429,9 +508,8 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
             struct buf hv;
             buf_init(&hv, 16384);
             rc = ser_path(&hv, a->param, a->wire_name, val, ENC_NONE);
-            if (rc == 0 && hv.len && strpbrk(hv.data, "\r\n") != NULL)
-                rc = oa_fail(ei, ERR_INVAL, a->name, "header argument '%s' contains a line break",
-                             a->name);
+            if (rc == 0)
+                rc = header_value_check(&hv, a, ei);
             if (rc == 0)
                 rc = header_add(&r, a->wire_name, hv.data ? hv.data : "");
             buf_release(&hv);
@@ -501,6 +579,14 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
             goto out;
         }
     }
+    /* Whatever the document says, no header name or value may start another header. */
+    for (size_t i = 0; i < r.nheaders; i++)
+        if (strpbrk(r.headers[i].name, "\r\n") || strpbrk(r.headers[i].value, "\r\n")) {
+            rc = oa_fail(ei, ERR_INVAL, op->pointer,
+                         "the document gives tool '%s' a header name or value with a line break",
+                         t->name);
+            goto out;
+        }
     r.method = strdup(op->method);
     r.url = url.data;
     url.data = NULL;

@@ -169,5 +169,9 @@ CURLcode curl_loop_easy_defaults(CURL *e)
         cc = curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
     if (cc == CURLE_OK)
         cc = curl_easy_setopt(e, CURLOPT_USERAGENT, "gatehouse");
+    /* The path goes exactly as built: libcurl would otherwise remove "." and ".." segments,
+     * and a request must reach the resource it was built (and allowed) for, not another. */
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     return cc;
 }
