@@ -5,6 +5,8 @@
  */
 #include "mcp/jsonrpc.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int valid_id(json_t *id)
@@ -108,9 +110,35 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
     return 0;
 }
 
+/* A message that quotes bytes of the request may not be UTF-8, which a JSON string cannot hold:
+ * every byte from 0x80 up is then written as \xNN, so the refusal still goes out and still
+ * names its cause. */
+static json_t *message_string(const char *message)
+{
+    json_t *s = json_string(message);
+    if (s != NULL)
+        return s;
+    size_t n = strlen(message);
+    char *safe = malloc(4 * n + 1);
+    if (safe == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)message[i];
+        if (c < 0x80)
+            safe[o++] = (char)c;
+        else
+            o += (size_t)snprintf(safe + o, 5, "\\x%02x", c);
+    }
+    safe[o] = '\0';
+    s = json_string(safe);
+    free(safe);
+    return s;
+}
+
 json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *data)
 {
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message", message_string(message));
     if (err != NULL && data != NULL)
         json_object_set_new(err, "data", data);
     else if (data != NULL)

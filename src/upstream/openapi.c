@@ -276,7 +276,7 @@ static json_t *http_result(struct oa_call *c, long status, const char *ct)
     bool hit = false;
     json_t *v = NULL;
     if (len > 0 && media_is_json(ct))
-        v = json_loadb(data, len, JSON_DECODE_ANY, NULL);
+        v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 
     if (status < 200 || status > 299) {
         char *body = NULL;
