@@ -22,14 +22,16 @@ failed=0
 log_dir="$build/test-logs"
 mkdir -p "$log_dir"
 
+# The limit on one node test file (seconds): 3x the slowest file under ASan on a 2-core machine.
+file_limit=${GH_TEST_FILE_LIMIT:-300}
 durations="$log_dir/durations.tsv" # seconds<TAB>phase: test, for the slowest-ten list
 : >"$durations"
 
 # node's TAP summary value: "# pass 12" -> 12 (empty when absent)
 tap_count() { grep -E "^# $2 [0-9]+" "$1" | tail -1 | awk '{print $3}'; }
 
-count_node() { # phase file exit_code → adds a node --test run to the totals
-  local phase=$1 log=$2 rc=$3 tests p f c s t tf
+count_node() { # phase log exit_code file → adds one node --test run to the totals
+  local phase=$1 log=$2 rc=$3 file=$4 tests p f c s t tf empty
   tests=$(tap_count "$log" tests)
   p=$(tap_count "$log" pass)
   f=$(tap_count "$log" fail)
@@ -37,33 +39,35 @@ count_node() { # phase file exit_code → adds a node --test run to the totals
   s=$(tap_count "$log" skipped)   # could not run: a failure
   t=$(tap_count "$log" todo)      # counted by its result: ok # TODO passed, not ok # TODO failed
   tf=$(grep -cE '^ *not ok [0-9]+ - .* # TODO' "$log")
-  p=$(( ${p:-0} + ${t:-0} - tf ))
+  # A file that defines no test is reported as one passing test named by its path.
+  empty=$(grep -cE '^ok [0-9]+ - /.*\.test\.mjs$' "$log")
+  p=$(( ${p:-0} + ${t:-0} - tf - empty ))
   f=$(( ${f:-0} + ${c:-0} + ${s:-0} + tf ))
   if [ -z "$tests" ]; then
-    echo "  (no test summary: the run itself failed, exit $rc; counted as one failure)"
+    echo "    (no test summary: the run itself failed, exit $rc; counted as one failure)"
     tail -20 "$log"
     f=$((f + 1))
-  elif [ "$tests" -eq 0 ]; then
-    echo "  (no tests found in tests/$phase: counted as one failure)"
+  elif [ "$tests" -eq 0 ] || [ "$empty" -gt 0 ]; then
+    echo "    (no tests found in tests/$phase/$file: counted as one failure)"
     f=$((f + 1))
   elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-    echo "  (node --test exited $rc with no failed test: counted as one failure)"
+    echo "    (node --test exited $rc with no failed test: counted as one failure)"
     f=$((f + 1))
   fi
-  [ "${c:-0}" -gt 0 ] && echo "  $c cancelled (ran past a time limit): counted as failed"
-  [ "${s:-0}" -gt 0 ] && echo "  $s skipped (could not run): counted as failed"
-  [ "${t:-0}" -gt 0 ] && echo "  ${t} todo: $((t - tf)) passed, $tf failed"
-  grep -E '^ *ok [0-9]+ - .* # (SKIP|TODO)' "$log" | sed 's/^ */  /' | head -10
+  [ "${c:-0}" -gt 0 ] && echo "    $c cancelled (ran past a time limit): counted as failed"
+  [ "${s:-0}" -gt 0 ] && echo "    $s skipped (could not run): counted as failed"
+  [ "${t:-0}" -gt 0 ] && echo "    ${t} todo: $((t - tf)) passed, $tf failed"
+  grep -E '^ *ok [0-9]+ - .* # (SKIP|TODO)' "$log" | sed 's/^ */    /' | head -10
   # Every test (not suite) with its duration: "ok N - name" ... "duration_ms: X" ... [type: 'suite']
-  awk -v phase="$phase" '
-    function flush() { if (name != "" && !suite && ms != "") printf "%.1f\t%s: %s\n", ms / 1000, phase, name; name = ""; ms = ""; suite = 0 }
+  awk -v phase="$phase" -v file="$file" '
+    function flush() { if (name != "" && name !~ /^\// && !suite && ms != "") printf "%.1f\t%s/%s: %s\n", ms / 1000, phase, file, name; name = ""; ms = ""; suite = 0 }
     /^ *(not )?ok [0-9]+ - / { flush(); sub(/^ *(not )?ok [0-9]+ - /, ""); name = $0; next }
     /^ *duration_ms: / { ms = $2; next }
     /^ *type: .suite./ { suite = 1; next }
     END { flush() }' "$log" >>"$durations"
   passed=$((passed + p))
   failed=$((failed + f))
-  echo "  $p passed, $f failed"
+  echo "    $p passed, $f failed"
 }
 
 for phase in $phases; do
@@ -102,11 +106,24 @@ for phase in $phases; do
       failed=$((failed + 1))
       continue
     fi
-    (cd "tests/$phase" && timeout 1800 node --test --test-reporter=tap --test-concurrency=1 ./*.test.mjs) \
-      >"$log_dir/$phase.log" 2>&1
-    rc=$?
-    grep -E '^ *not ok' -A12 "$log_dir/$phase.log" | head -60
-    count_node "$phase" "$log_dir/$phase.log" "$rc"
+    # One node --test run per file: its own exit code, its own log, and a limit on the whole
+    # file (node's --test-timeout applies to a file as a whole; each test's own limit is set in
+    # the file where it waits on something). A file cut off by it shows as cancelled.
+    : >"$log_dir/$phase.log"
+    p0=$passed f0=$failed
+    for file in tests/$phase/*.test.mjs; do
+      name=$(basename "$file")
+      flog="$log_dir/$phase-${name%.test.mjs}.log"
+      start_s=$(date +%s)
+      (cd "tests/$phase" && timeout $((file_limit + 60)) node --test --test-reporter=tap \
+        --test-timeout=$((file_limit * 1000)) "./$name") >"$flog" 2>&1
+      rc=$?
+      cat "$flog" >>"$log_dir/$phase.log"
+      grep -E '^ *not ok' -A12 "$flog" | head -40
+      echo "  $name ($(($(date +%s) - start_s)) s):"
+      count_node "$phase" "$flog" "$rc" "$name"
+    done
+    echo "  $phase: $((passed - p0)) passed, $((failed - f0)) failed"
     ;;
   lint)
     echo "== lint (cppcheck)"
