@@ -72,19 +72,42 @@ static bool origin_allowed(const struct config *cfg, const char *origin, size_t 
     return http_host_allowed(cfg, origin + skip, len - skip);
 }
 
+/* A header value as a message quotes it: at most QUOTE_MAX bytes, each byte outside visible
+   ASCII written as \xNN, so that the message is plain ASCII whatever the client sent (a JSON
+   string must be UTF-8, and a log line must not take a client's control characters). */
+static const char *quote(const char *v, size_t len, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; v != NULL && i < len && i < QUOTE_MAX && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c >= 0x20 && c <= 0x7e && c != '\\') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 int http_check_host_origin(const struct config *cfg, const char *host, size_t host_len,
                            const char *origin, size_t origin_len, struct err_info *ei)
 {
+    char q[4 * QUOTE_MAX + 1];
     if (host == NULL || host_len == 0 || !http_host_allowed(cfg, host, host_len))
         return err_info_set(ei, ERR_DENIED, 0, 0,
-                            "Host \"%.*s\" is not allowed (DNS-rebinding protection); add it to "
+                            "Host \"%s\" is not allowed (DNS-rebinding protection); add it to "
                             "allowed_hosts in the configuration",
-                            (int)(host_len > QUOTE_MAX ? QUOTE_MAX : host_len), host ? host : "");
+                            quote(host, host_len, q, sizeof(q)));
     if (origin != NULL && !origin_allowed(cfg, origin, origin_len))
         return err_info_set(ei, ERR_DENIED, 0, 0,
-                            "Origin \"%.*s\" is not allowed (DNS-rebinding protection); add it to "
+                            "Origin \"%s\" is not allowed (DNS-rebinding protection); add it to "
                             "allowed_origins in the configuration",
-                            (int)(origin_len > QUOTE_MAX ? QUOTE_MAX : origin_len), origin);
+                            quote(origin, origin_len, q, sizeof(q)));
     return 0;
 }
 
