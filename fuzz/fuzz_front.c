@@ -10,7 +10,8 @@
  *   - an Origin is accepted exactly when it is an allowed origin or "http://" / "https://"
  *     followed by an accepted Host;
  *   - what is refused names why: ERR_DENIED and a message that quotes the header by name and
- *     names the configuration key to change; nothing is written on acceptance;
+ *     names the configuration key to change, in plain ASCII whatever bytes the value held;
+ *     nothing is written on acceptance;
  *   - a POST's headers are accepted only with a Content-Type whose media type is
  *     application/json and an Accept naming both types or the wildcard; a refusal carries 406 or
  *     415 and a message naming the header.
@@ -140,6 +141,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *key = !host_ok ? "allowed_hosts" : "allowed_origins";
         if (strncmp(ei.msg, named, strlen(named)) != 0 || strstr(ei.msg, key) == NULL)
             violated("a refusal that does not name its header and key", ei.msg, strlen(ei.msg));
+        for (const char *m = ei.msg; *m; m++)
+            if (*m < 0x20 || *m > 0x7e)
+                violated("a refusal message that is not plain ASCII", ei.msg, strlen(ei.msg));
     }
 
     int status = 0;
