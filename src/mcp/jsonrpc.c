@@ -5,6 +5,7 @@
  */
 #include "mcp/jsonrpc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int valid_id(json_t *id)
@@ -108,9 +109,38 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
     return 0;
 }
 
+/* A message that quotes a client's bytes may not be UTF-8, which a JSON string must be: such a
+   message is kept with every byte outside ASCII written as \xNN (a new string, or NULL). */
+static json_t *message_string(const char *message)
+{
+    json_t *m = json_string(message);
+    if (m != NULL || message == NULL)
+        return m;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(message), o = 0;
+    char *out = malloc(4 * n + 1);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)message[i];
+        if (c < 0x80) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    m = json_string(out);
+    free(out);
+    return m;
+}
+
 json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *data)
 {
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    json_t *err = json_pack("{s:i, s:o*}", "code", code, "message", message_string(message));
     if (err != NULL && data != NULL)
         json_object_set_new(err, "data", data);
     else if (data != NULL)
