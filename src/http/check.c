@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define QUOTE_MAX 200 /* how much of a refused value a message quotes */
+#define QUOTE_MAX 200 /* how much of a message a refused value may take */
 
 static bool all_digits(const char *p, size_t n)
 {
@@ -72,16 +72,20 @@ static bool origin_allowed(const struct config *cfg, const char *origin, size_t 
     return http_host_allowed(cfg, origin + skip, len - skip);
 }
 
-/* A header value as a message quotes it: at most QUOTE_MAX bytes, each byte outside visible
-   ASCII written as \xNN, so that the message is plain ASCII whatever the client sent (a JSON
-   string must be UTF-8, and a log line must not take a client's control characters). */
-static const char *quote(const char *v, size_t len, char *out, size_t cap)
+/* A header value as a message quotes it: at most QUOTE_MAX characters of message (then "..."),
+   each byte outside visible ASCII written as \\xNN, so that the message is plain ASCII whatever
+   the client sent (a JSON string must be UTF-8, and a log line must not take a client's control
+   characters), and short enough that the rest of the message is never cut off. */
+static const char *quote(const char *v, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; v != NULL && i < len && i < QUOTE_MAX && o + 5 < cap; i++) {
+    size_t o = 0, i;
+    for (i = 0; v != NULL && i < len; i++) {
         unsigned char c = (unsigned char)v[i];
-        if (c >= 0x20 && c <= 0x7e && c != '\\') {
+        bool plain = c >= 0x20 && c <= 0x7e && c != '\\';
+        if (o + (plain ? 1 : 4) > QUOTE_MAX)
+            break;
+        if (plain) {
             out[o++] = (char)c;
         } else {
             out[o++] = '\\';
@@ -90,6 +94,8 @@ static const char *quote(const char *v, size_t len, char *out, size_t cap)
             out[o++] = hex[c & 15];
         }
     }
+    if (v != NULL && i < len)
+        memcpy(out + o, "...", 3), o += 3;
     out[o] = '\0';
     return out;
 }
@@ -97,17 +103,17 @@ static const char *quote(const char *v, size_t len, char *out, size_t cap)
 int http_check_host_origin(const struct config *cfg, const char *host, size_t host_len,
                            const char *origin, size_t origin_len, struct err_info *ei)
 {
-    char q[4 * QUOTE_MAX + 1];
+    char q[QUOTE_MAX + 4];
     if (host == NULL || host_len == 0 || !http_host_allowed(cfg, host, host_len))
         return err_info_set(ei, ERR_DENIED, 0, 0,
                             "Host \"%s\" is not allowed (DNS-rebinding protection); add it to "
                             "allowed_hosts in the configuration",
-                            quote(host, host_len, q, sizeof(q)));
+                            quote(host, host_len, q));
     if (origin != NULL && !origin_allowed(cfg, origin, origin_len))
         return err_info_set(ei, ERR_DENIED, 0, 0,
                             "Origin \"%s\" is not allowed (DNS-rebinding protection); add it to "
                             "allowed_origins in the configuration",
-                            quote(origin, origin_len, q, sizeof(q)));
+                            quote(origin, origin_len, q));
     return 0;
 }
 
