@@ -88,6 +88,13 @@ static void test_hosts_refused(void)
     longhost[sizeof(longhost) - 1] = '\0';
     CHECK_INT(check(longhost, NULL, &ei), ERR_DENIED);
     CHECK(strlen(ei.msg) < 400);
+    CHECK_CONTAINS(ei.msg, "aaa...\" is not allowed");
+    CHECK_CONTAINS(ei.msg, "allowed_hosts");
+    /* ... also when every byte is quoted as \xNN: the message still names the key. */
+    memset(longhost, 0xff, sizeof(longhost) - 1);
+    CHECK_INT(check(longhost, NULL, &ei), ERR_DENIED);
+    CHECK_CONTAINS(ei.msg, "\\xff...\" is not allowed");
+    CHECK_CONTAINS(ei.msg, "allowed_hosts in the configuration");
 }
 
 static void test_origins(void)
