@@ -22,7 +22,8 @@ failed=0
 log_dir="$build/test-logs"
 mkdir -p "$log_dir"
 
-# The limit on one node test file (seconds): 3x the slowest file under ASan on a 2-core machine.
+# The limit on one node test file (seconds): at least 3x the slowest file under ASan on this 2-core
+# machine (measured: integration/oauth_negative.test.mjs 45 s, every other file under 25 s).
 file_limit=${GH_TEST_FILE_LIMIT:-300}
 durations="$log_dir/durations.tsv" # seconds<TAB>phase: test, for the slowest-ten list
 : >"$durations"
