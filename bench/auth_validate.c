@@ -3,7 +3,8 @@
  * in a temporary directory: an access token seen for the first time (signature check, claim
  * checks, the user/client/jti lookups) against one already in the validator's cache, for ES256
  * and EdDSA keys; the bare signature check for comparison; and an API key first seen (argon2id)
- * against cached. Prints ns/op and the cold/cached ratio.
+ * against cached. Prints ns/op and the cold/cached ratio, and what store_revocation_seq (the
+ * part of every cached validation that asks SQLite whether anything was revoked) costs alone.
  *   build/auth_validate [tokens]      (default 2000 tokens per cold run)
  */
 #include <stdio.h>
@@ -85,6 +86,19 @@ static void bench_tokens(struct store *st, struct auth_validator *v, const struc
     free(hdrs);
 }
 
+/* store_revocation_seq per call when nothing changed (a PRAGMA data_version step). */
+static void bench_revocation_seq(struct store *st)
+{
+    uint64_t seq = 0;
+    int n = CACHED_RUNS;
+    uint64_t t0 = clock_now_ns();
+    for (int i = 0; i < n; i++)
+        if (store_revocation_seq(st, &seq) != 0)
+            die("store_revocation_seq", ERR_IO);
+    double ns = (double)(clock_now_ns() - t0) / n;
+    printf("store_revocation_seq %.0f ns/op (%d calls)\n", ns, n);
+}
+
 static void bench_apikeys(struct store *st, struct auth_validator *v, size_t n)
 {
     struct store_account a;
@@ -144,6 +158,7 @@ int main(int argc, char **argv)
     bench_tokens(st, v, &who, "ES256", n);
     bench_tokens(st, v, &who, "EdDSA", n);
     bench_apikeys(st, v, n / 100 ? n / 100 : 1);
+    bench_revocation_seq(st);
     auth_validator_free(v);
     store_close(st);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -12,16 +12,22 @@
  * probe (mcp_era_probe_outcome), and the Mcp-Name field as a requestState a client sends back
  * (mcp_era_open_state, which must refuse anything the gateway did not seal).
  *
- * Properties, abort() on violation: a decoded header value round-trips (encoded again with the
- * base64 sentinel it decodes to the same bytes; a plain value decodes to itself); a refusal
- * names why (a 4xx status and a JSON-RPC error with an integer code and a non-empty message);
- * an accepted modern request has an Mcp-Method header equal (trimmed) to the body's method.
+ * Beyond not crashing, the results are held to their contract (a violation aborts):
+ *   - mcp_header_decode: what it accepts round-trips (a plain value is returned as it is, and
+ *     only visible ASCII, space or tab; a "=?base64?...?=" value is the canonical encoding of
+ *     what it returns); a refusal is ERR_INVAL or ERR_LIMIT;
+ *   - mcp_era_validate: an accepted request carries 2026-07-28 in the header and in _meta, a
+ *     capabilities object, an Mcp-Method equal to its method, and for tools/call, prompts/get and
+ *     resources/read an Mcp-Name that decodes to params.name / params.uri exactly; a refusal is a
+ *     400 with a JSON-RPC error whose code is one of the three the validation uses, whose message
+ *     is not empty, and whose id is the request's;
+ *   - mcp_era_validate_params: a refusal is a 4xx with a JSON-RPC error and a message.
  */
 #include "mcp/gateway.h"
 #include "mcp/jsonrpc.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,52 +46,106 @@ static const char *field(const char **p, const char *end, size_t *len)
     return start;
 }
 
-static void fail(const char *what)
+static void violated(const char *what, const char *v, size_t n)
 {
-    fprintf(stderr, "fuzz_era: %s\n", what);
+    fprintf(stderr, "fuzz_era: property violated: %s (\"%.*s\")\n", what, (int)(n > 300 ? 300 : n),
+            v ? v : "");
     abort();
 }
 
-/* A refusal names why: a 4xx status and an error object with a code and a message. */
-static void refusal_named(const struct mcp_era_refusal *r)
+/* A header value without leading or trailing blanks, as the validation reads it. */
+static void trimmed(const char **p, size_t *n)
 {
-    json_t *e = json_object_get(r->error, "error");
-    const char *m = json_string_value(json_object_get(e, "message"));
-    if (r->status < 400 || r->status > 499 || !json_is_integer(json_object_get(e, "code")) ||
-        m == NULL || m[0] == '\0') {
-        char *dump = json_dumps(r->error, JSON_COMPACT);
-        fprintf(stderr, "status %d, error %s\n", r->status, dump ? dump : "(null)");
-        free(dump);
-        fail("a refusal without a 4xx status, an error code or a message");
+    while (*p && *n && (**p == ' ' || **p == '\t'))
+        (*p)++, (*n)--;
+    while (*p && *n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+        (*n)--;
+}
+
+static bool span_is(const char *p, size_t n, const char *s)
+{
+    return p != NULL && s != NULL && strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+static void check_decode(const char *v, size_t len)
+{
+    char out[256], enc[512];
+    size_t out_len = 0;
+    int rc = mcp_header_decode(v, len, out, sizeof(out), &out_len);
+    if (rc != 0) {
+        if (rc != ERR_INVAL && rc != ERR_LIMIT)
+            violated("mcp_header_decode refused with an unexpected code", v, len);
+        return;
+    }
+    if (out_len > sizeof(out))
+        violated("mcp_header_decode wrote past its buffer", v, len);
+    if (len >= 11 && memcmp(v, "=?base64?", 9) == 0 && memcmp(v + len - 2, "?=", 2) == 0) {
+        sodium_bin2base64(enc, sizeof(enc), (const unsigned char *)out, out_len,
+                          sodium_base64_VARIANT_ORIGINAL);
+        if (strlen(enc) != len - 11 || memcmp(enc, v + 9, len - 11) != 0)
+            violated("an accepted base64 value is not the encoding of what it decoded to", v, len);
+        return;
+    }
+    if (out_len != len || memcmp(out, v, len) != 0)
+        violated("an accepted plain value did not come back as it was", v, len);
+    for (size_t i = 0; i < len; i++)
+        if (!(v[i] == '\t' || (v[i] >= 0x20 && v[i] <= 0x7e)))
+            violated("a plain value with a control or non-ASCII byte was accepted", v, len);
+}
+
+static void check_refusal(const struct mcp_era_refusal *r, json_t *msg, bool era)
+{
+    json_t *err = json_object_get(r->error, "error");
+    json_t *code = json_object_get(err, "code");
+    const char *m = json_string_value(json_object_get(err, "message"));
+    if (r->status < 400 || r->status > 499 || !json_is_integer(code) || m == NULL || *m == '\0')
+        violated("a refusal without a 4xx status, a code and a message", m, m ? strlen(m) : 0);
+    if (era) {
+        json_int_t c = json_integer_value(code);
+        if (r->status != 400 || (c != MCP_ERR_UNSUPPORTED_VERSION && c != MCP_ERR_HEADER_MISMATCH &&
+                                 c != JSONRPC_INVALID_PARAMS))
+            violated("an era refusal that is not a 400 with -32022, -32020 or -32602", m,
+                     strlen(m));
+        json_t *id = json_object_get(msg, "id"), *rid = json_object_get(r->error, "id");
+        if (id != NULL && !json_equal(id, rid))
+            violated("an era refusal that does not answer the request's id", m, strlen(m));
     }
 }
 
-/* What was decoded, encoded again with the sentinel, decodes to the same bytes. */
-static void decode_round_trip(const char *v, size_t len, const char *out, size_t out_len)
+/* What mcp_era_validate accepted holds: both versions 2026-07-28, capabilities, the method, and
+   the name or uri the headers carry. */
+static void check_accepted(const struct mcp_era_headers *h0, json_t *msg)
 {
-    if (len < 9 || memcmp(v, "=?base64?", 9) != 0) {
-        if (out_len != len || memcmp(out, v, len) != 0)
-            fail("a plain header value does not decode to itself");
-    }
-    unsigned char enc[9 + 4 * (256 / 3 + 1) + 3];
-    memcpy(enc, "=?base64?", 9);
-    int n = EVP_EncodeBlock(enc + 9, (const unsigned char *)out, (int)out_len);
-    memcpy(enc + 9 + n, "?=", 2);
-    char again[256];
-    size_t again_len = 0;
-    if (mcp_header_decode((const char *)enc, 9 + (size_t)n + 2, again, sizeof(again), &again_len) !=
-            0 ||
-        again_len != out_len || memcmp(again, out, out_len) != 0)
-        fail("a decoded header value does not round-trip through the base64 sentinel");
-}
-
-static bool trimmed_eq(const char *h, size_t hl, const char *s)
-{
-    while (hl && (*h == ' ' || *h == '\t'))
-        h++, hl--;
-    while (hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t'))
-        hl--;
-    return s && strlen(s) == hl && memcmp(h, s, hl) == 0;
+    struct mcp_era_headers h = *h0;
+    trimmed(&h.version, &h.version_len);
+    trimmed(&h.method, &h.method_len);
+    trimmed(&h.name, &h.name_len);
+    json_t *params = json_object_get(msg, "params");
+    json_t *meta = json_object_get(params, "_meta");
+    json_t *mv = json_object_get(meta, "io.modelcontextprotocol/protocolVersion");
+    const char *method = jsonrpc_method(msg);
+    if (!span_is(h.version, h.version_len, MCP_VERSION_2026) || !json_is_string(mv) ||
+        strcmp(json_string_value(mv), MCP_VERSION_2026) != 0)
+        violated("accepted without 2026-07-28 in both header and _meta", h.version, h.version_len);
+    if (!json_is_object(json_object_get(meta, "io.modelcontextprotocol/clientCapabilities")))
+        violated("accepted without a clientCapabilities object", h.version, h.version_len);
+    if (!span_is(h.method, h.method_len, method))
+        violated("accepted with an Mcp-Method that is not the body's method", h.method,
+                 h.method_len);
+    const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0
+                            ? "name"
+                        : strcmp(method, "resources/read") == 0 ? "uri"
+                                                                : NULL;
+    if (field == NULL)
+        return;
+    json_t *jb = json_object_get(params, field);
+    char out[1024];
+    size_t out_len = 0;
+    if (h.name == NULL || !json_is_string(jb) ||
+        mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len) != 0 ||
+        out_len != json_string_length(jb) || memcmp(out, json_string_value(jb), out_len) != 0)
+        violated("accepted with an Mcp-Name that does not decode to the body's name or uri", h.name,
+                 h.name_len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -113,8 +173,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char out[256];
     size_t out_len;
-    if (h.name != NULL && mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len) == 0)
-        decode_round_trip(h.name, h.name_len, out, out_len);
+    if (h.name != NULL) {
+        mcp_header_decode(h.name, h.name_len, out, sizeof(out), &out_len);
+        check_decode(h.name, h.name_len);
+    }
+    if (h.version != NULL)
+        check_decode(h.version, h.version_len);
 
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
@@ -134,17 +198,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct mcp_param_header ph = {"region", 6, h.name, h.name_len};
         if (param_schema != NULL &&
             mcp_era_validate_params(&ph, h.name ? 1 : 0, param_schema, msg, &pr) != 0) {
-            refusal_named(&pr);
+            check_refusal(&pr, msg, false);
             json_decref(pr.error);
         }
         if (mcp_era_is_modern(&h, msg)) {
             struct mcp_era_refusal r = {0};
             if (mcp_era_validate(&h, msg, &r) != 0) {
-                refusal_named(&r);
+                check_refusal(&r, msg, true);
                 json_decref(r.error);
-            } else if (h.method == NULL ||
-                       !trimmed_eq(h.method, h.method_len, jsonrpc_method(msg))) {
-                fail("an accepted request's Mcp-Method header is not its body's method");
+            } else {
+                check_accepted(&h, msg);
             }
         }
         json_decref(msg);

@@ -8,6 +8,7 @@
  *   the same order (with distinct names, at most OAUTH_FORM_MAX_PARAMS); decoded Basic
  *   credentials, re-encoded, decode to the same id and secret; a parsed URL, rebuilt from its
  *   parts, parses to the same parts, and a valid redirect URI matches itself;
+ * - accepted Basic credentials are spelled in canonical base64 (one credential, one spelling);
  * - what is refused names why: a non-empty message (a Basic header that is not Basic at all,
  *   ERR_NOTFOUND, is not a refusal), and a refused URL matches no registered redirect URI.
  */
@@ -15,6 +16,7 @@
 #include "oauth/oauth.h"
 
 #include <openssl/evp.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +105,24 @@ out:
     oauth_form_release(&f);
 }
 
+/* An accepted Basic header: its base64 (after "Basic " and spaces) re-encodes from its bytes. */
+static void basic_canonical(const char *s, size_t n)
+{
+    const char *b64 = s + 6;
+    size_t blen = n - 6;
+    while (blen > 0 && *b64 == ' ')
+        b64++, blen--;
+    unsigned char raw[4096];
+    size_t rlen = 0;
+    if (sodium_base642bin(raw, sizeof(raw), b64, blen, NULL, &rlen, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0)
+        fail("accepted Basic credentials that are not base64");
+    char enc[8192];
+    sodium_bin2base64(enc, sizeof(enc), raw, rlen, sodium_base64_VARIANT_ORIGINAL);
+    if (strlen(enc) != blen || memcmp(enc, b64, blen) != 0)
+        fail("accepted Basic credentials in a non-canonical base64 spelling");
+}
+
 static void basic_check(const char *s, size_t n)
 {
     char *id = NULL, *secret = NULL;
@@ -116,6 +136,7 @@ static void basic_check(const char *s, size_t n)
     }
     if (id == NULL || secret == NULL)
         fail("accepted Basic credentials without an id or a secret");
+    basic_canonical(s, n);
     size_t il = strlen(id), sl = strlen(secret);
     char *plain = malloc(3 * (il + sl) + 2);
     char *hdr = malloc(6 + 4 * ((3 * (il + sl) + 1) / 3 + 1) + 1);

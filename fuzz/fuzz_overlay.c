@@ -3,15 +3,29 @@
  * input is a JSONPath, compiled and run against a small fixed document; the rest is an Overlay
  * document (JSON or YAML), loaded and applied to a copy of that document, then the result is
  * turned into a model and a catalog. Errors are expected; crashes, leaks, hangs and sanitizer
- * reports are not.
+ * reports are not, nor a refusal that does not say why (a non-empty message: a violation
+ * aborts).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "openapi/openapi.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int refused(int rc, const struct err_info *ei, const char *what)
+{
+    if (rc != 0 && rc != ERR_NOMEM && ei->msg[0] == '\0') {
+        fprintf(stderr, "%s: property violated: %s refused (%d) without saying why\n",
+                "fuzz_overlay", what, rc);
+        abort();
+    }
+    return rc;
+}
+/* Run a call that fills ei, from a clean ei, and check its refusal. */
+#define TRY(call) (memset(&ei, 0, sizeof(ei)), refused((call), &ei, #call))
 
 static const char base[] =
     "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"F\",\"version\":\"1\"},"
@@ -36,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *root = json_loads(base, 0, NULL);
     struct err_info ei;
     struct openapi_jsonpath *jp = NULL;
-    if (path && root && openapi_jsonpath_compile(path, &jp, &ei) == 0) {
+    if (path && root && TRY(openapi_jsonpath_compile(path, &jp, &ei)) == 0) {
         struct openapi_jsonpath_node *nodes = NULL;
         size_t n = 0;
         if (openapi_jsonpath_query(jp, root, &nodes, &n) == 0)
@@ -46,15 +60,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(path);
     json_t *ovj = NULL;
     struct openapi_overlay *ov = NULL;
-    if (nl && root && openapi_parse_text(nl + 1, size - plen - 1, &ovj, &ei) == 0 &&
-        openapi_overlay_from_json(ovj, "fuzz", &ov, &ei) == 0) {
+    if (nl && root && TRY(openapi_parse_text(nl + 1, size - plen - 1, &ovj, &ei)) == 0 &&
+        TRY(openapi_overlay_from_json(ovj, "fuzz", &ov, &ei)) == 0) {
         json_t *w = json_array();
-        if (openapi_overlay_apply(ov, root, w, &ei) == 0) {
+        if (TRY(openapi_overlay_apply(ov, root, w, &ei)) == 0) {
             char *text = json_dumps(root, JSON_COMPACT);
             struct openapi_doc *doc = NULL;
-            if (text && openapi_doc_load_mem(text, strlen(text), &doc, &ei) == 0) {
+            if (text && TRY(openapi_doc_load_mem(text, strlen(text), &doc, &ei)) == 0) {
                 struct openapi_catalog *cat = NULL;
-                if (openapi_catalog_build(doc, NULL, &cat, &ei) == 0)
+                if (TRY(openapi_catalog_build(doc, NULL, &cat, &ei)) == 0)
                     openapi_catalog_unref(cat);
                 openapi_doc_unref(doc);
             }

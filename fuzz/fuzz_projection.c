@@ -3,15 +3,29 @@
  * and the JSON an API answers (untrusted). The input's lines up to the first empty line are
  * field paths, set as `response.fields` of the one operation of a small fixed document; the
  * rest is a response body, projected with those fields and with the default projection. Errors
- * are expected; crashes, leaks, hangs and sanitizer reports are not.
+ * are expected; crashes, leaks, hangs and sanitizer reports are not, nor a refusal that does
+ * not say why (a non-empty message: a violation aborts).
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "openapi/openapi.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int refused(int rc, const struct err_info *ei, const char *what)
+{
+    if (rc != 0 && rc != ERR_NOMEM && ei->msg[0] == '\0') {
+        fprintf(stderr, "%s: property violated: %s refused (%d) without saying why\n",
+                "fuzz_projection", what, rc);
+        abort();
+    }
+    return rc;
+}
+/* Run a call that fills ei, from a clean ei, and check its refusal. */
+#define TRY(call) (memset(&ei, 0, sizeof(ei)), refused((call), &ei, #call))
 
 static const char doc_text[] =
     "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"F\",\"version\":\"1\"},"
@@ -23,8 +37,8 @@ static void project_with(struct openapi_doc *doc, json_t *editorial, json_t *bod
     struct openapi_editorial *ed = NULL;
     struct openapi_catalog *cat = NULL;
     struct err_info ei;
-    if ((editorial == NULL || openapi_editorial_from_json(editorial, &ed, &ei) == 0) &&
-        openapi_catalog_build(doc, ed, &cat, &ei) == 0 && cat->ntools == 1) {
+    if ((editorial == NULL || TRY(openapi_editorial_from_json(editorial, &ed, &ei)) == 0) &&
+        TRY(openapi_catalog_build(doc, ed, &cat, &ei)) == 0 && cat->ntools == 1) {
         struct openapi_projection_stats st;
         json_t *p = openapi_response_project(cat, &cat->tools[0], body, &st);
         char *s = p ? json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -56,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, NULL);
     struct openapi_doc *doc = NULL;
     struct err_info ei;
-    if (body && openapi_doc_load_mem(doc_text, sizeof(doc_text) - 1, &doc, &ei) == 0) {
+    if (body && TRY(openapi_doc_load_mem(doc_text, sizeof(doc_text) - 1, &doc, &ei)) == 0) {
         json_t *ed = json_pack("{s:{s:{s:{s:O}}}, s:{s:i}}", "overrides", "listI", "response",
                                "fields", fields, "heuristics", "response_array_max", 3);
         project_with(doc, ed, body);
@@ -65,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* the parser alone, on whatever the lines were */
     struct openapi_fields *f = NULL;
-    if (openapi_fields_parse(fields, "/f", &f, &ei) == 0)
+    if (TRY(openapi_fields_parse(fields, "/f", &f, &ei)) == 0)
         openapi_fields_free(f);
     openapi_doc_unref(doc);
     json_decref(body);

@@ -40,6 +40,14 @@ long b64url_decode(void *out, size_t out_size, const char *in, size_t n)
 {
     size_t len;
     const char *end;
+    /* libsodium 1.0.18 (Debian 12) decodes every byte from 0x80 up as the digit 63: without this
+       check a JWS signature with a '_' in it verified as well with any such byte in its place. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return -1;
+    }
     if (sodium_base642bin(out, out_size, in, n, NULL, &len, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         end != in + n)

@@ -138,15 +138,6 @@ static h2o_iovec_t header_value(h2o_req_t *req, const char *name, size_t len)
     return i < 0 ? h2o_iovec_init(NULL, 0) : req->headers.entries[i].value;
 }
 
-static bool iovec_contains(h2o_iovec_t v, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; v.base && i + n <= v.len; i++)
-        if (strncasecmp(v.base + i, needle, n) == 0)
-            return true;
-    return false;
-}
-
 /* The configuration in force, as this worker holds it: no lock unless a reload happened. */
 static const struct config *worker_config(struct worker *w)
 {
@@ -486,59 +477,16 @@ static void keepalive_cb(uv_timer_t *t)
 
 /* --- request handling --- */
 
-static bool host_allowed(const struct config *cfg, const char *host, size_t len)
-{
-    /* Drop the port: "[::1]:8080" -> "[::1]", "localhost:8080" -> "localhost". */
-    size_t n = len;
-    if (len > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', len);
-        n = close ? (size_t)(close - host) + 1 : len;
-    } else {
-        const char *colon = memchr(host, ':', len);
-        if (colon)
-            n = (size_t)(colon - host);
-    }
-    for (size_t i = 0; i < cfg->nallowed_hosts; i++)
-        if (strlen(cfg->allowed_hosts[i]) == n && strncasecmp(cfg->allowed_hosts[i], host, n) == 0)
-            return true;
-    return false;
-}
-
-static bool origin_allowed(const struct config *cfg, h2o_iovec_t origin)
-{
-    for (size_t i = 0; i < cfg->nallowed_origins; i++)
-        if (strlen(cfg->allowed_origins[i]) == origin.len &&
-            strncasecmp(cfg->allowed_origins[i], origin.base, origin.len) == 0)
-            return true;
-    /* An origin on an allowed host (a local web client such as the Inspector) is allowed too. */
-    const char *p = memchr(origin.base, ':', origin.len);
-    if (p == NULL || (size_t)(p - origin.base) + 3 > origin.len || p[1] != '/' || p[2] != '/')
-        return false;
-    const char *host = p + 3;
-    size_t hlen = origin.len - (size_t)(host - origin.base);
-    return host_allowed(cfg, host, hlen);
-}
-
 /* DNS-rebinding protection: both Host and Origin must be ours. Answers and returns false if not. */
 static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
 {
-    h2o_iovec_t host = req->authority;
-    if (host.len == 0 || !host_allowed(cfg, host.base, host.len)) {
-        send_refusal(
-            req, 403, JSONRPC_INVALID_REQUEST,
-            "Host \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_hosts in the configuration",
-            (int)(host.len > 200 ? 200 : host.len), host.base ? host.base : "");
-        return false;
-    }
     h2o_iovec_t origin = header_value(req, H2O_STRLIT("origin"));
-    if (origin.base != NULL && !origin_allowed(cfg, origin)) {
-        send_refusal(
-            req, 403, JSONRPC_INVALID_REQUEST,
-            "Origin \"%.*s\" is not allowed (DNS-rebinding protection); add it to allowed_origins in the configuration",
-            (int)(origin.len > 200 ? 200 : origin.len), origin.base);
-        return false;
-    }
-    return true;
+    struct err_info ei = {0};
+    if (http_check_host_origin(cfg, req->authority.base, req->authority.len, origin.base,
+                               origin.len, &ei) == 0)
+        return true;
+    send_refusal(req, 403, JSONRPC_INVALID_REQUEST, "%s", ei.msg);
+    return false;
 }
 
 /* The session named by Mcp-Session-Id: answers 400/404 and returns NULL when there is none. */
@@ -877,18 +825,11 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
                         struct access *a)
 {
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
-    if (!(iovec_contains(accept, "application/json") &&
-          iovec_contains(accept, "text/event-stream")) &&
-        !iovec_contains(accept, "*/*")) {
-        send_refusal(req, 406, JSONRPC_INVALID_REQUEST,
-                     "the Accept header must list both application/json and text/event-stream");
-        return;
-    }
     h2o_iovec_t ctype = header_value(req, H2O_STRLIT("content-type"));
-    if (ctype.base == NULL || ctype.len < 16 ||
-        strncasecmp(ctype.base, "application/json", 16) != 0) {
-        send_refusal(req, 415, JSONRPC_INVALID_REQUEST,
-                     "the Content-Type must be application/json");
+    int status = 0;
+    struct err_info hei = {0};
+    if (http_check_post_headers(accept.base, accept.len, ctype.base, ctype.len, &status, &hei)) {
+        send_refusal(req, status, JSONRPC_INVALID_REQUEST, "%s", hei.msg);
         return;
     }
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
@@ -974,7 +915,7 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
 {
     snprintf(a->mcp_method, sizeof(a->mcp_method), "(stream)");
     h2o_iovec_t accept = header_value(req, H2O_STRLIT("accept"));
-    if (!iovec_contains(accept, "text/event-stream")) {
+    if (!http_accept_lists(accept.base, accept.len, "text/event-stream")) {
         send_refusal(
             req, 406, JSONRPC_INVALID_REQUEST,
             "a GET on the MCP endpoint opens an SSE stream: Accept must list text/event-stream");
@@ -1130,7 +1071,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         worker_config(w);
         struct config *cfg = w->cfg;
         h2o_iovec_t host = req->authority;
-        if (host.len == 0 || !host_allowed(cfg, host.base, host.len)) {
+        if (host.len == 0 || !http_host_allowed(cfg, host.base, host.len)) {
             check_host_origin(req, cfg);
         } else if (w->oauth == NULL) {
             send_refusal(req, 404, JSONRPC_INVALID_REQUEST,

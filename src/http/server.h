@@ -13,6 +13,8 @@
 #ifndef GH_HTTP_SERVER_H
 #define GH_HTTP_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -44,5 +46,23 @@ unsigned server_wait_idle(struct server *srv, uint32_t timeout_ms);
 void server_reconfigure(struct server *srv, struct config *cfg);
 /* Stop the loops, join the threads, free everything. */
 void server_free(struct server *srv);
+
+/* The front door's header checks (check.c): pure functions of the header values, any thread. */
+
+/* Whether a Host value ("host", "host:port", "[v6]:port"; the port digits only) names one of
+   cfg->allowed_hosts (case-insensitively). */
+bool http_host_allowed(const struct config *cfg, const char *host, size_t len);
+/* DNS-rebinding protection: 0 when Host is allowed and Origin (NULL: the header is absent) is
+   on cfg->allowed_origins or is an http(s) origin on an allowed host. Otherwise ERR_DENIED, and
+   ei->msg names the header, quotes its value and names the configuration key. */
+int http_check_host_origin(const struct config *cfg, const char *host, size_t host_len,
+                           const char *origin, size_t origin_len, struct err_info *ei);
+/* Whether an Accept value lists this media type (parameters such as q= are ignored). */
+bool http_accept_lists(const char *accept, size_t len, const char *type);
+/* The headers of an MCP POST: Accept lists application/json and text/event-stream (or the
+   wildcard), Content-Type is application/json (parameters allowed). 0, or ERR_INVAL with
+   *status (406 or 415) and ei->msg naming the header. NULL values are absent headers. */
+int http_check_post_headers(const char *accept, size_t accept_len, const char *ctype,
+                            size_t ctype_len, int *status, struct err_info *ei);
 
 #endif

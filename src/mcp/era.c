@@ -75,6 +75,13 @@ int mcp_header_decode(const char *v, size_t len, char *out, size_t cap, size_t *
     const size_t pl = sizeof(prefix) - 1, sl = sizeof(suffix) - 1;
     if (len >= pl + sl && memcmp(v, prefix, pl) == 0 && memcmp(v + len - sl, suffix, sl) == 0) {
         size_t n = 0;
+        /* libsodium 1.0.18 reads every byte from 0x80 up as the digit 63: check the alphabet. */
+        for (size_t i = pl; i < len - sl; i++) {
+            unsigned char c = (unsigned char)v[i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '/' || c == '='))
+                return ERR_INVAL;
+        }
         if (sodium_base642bin((unsigned char *)out, cap, v + pl, len - pl - sl, NULL, &n, NULL,
                               sodium_base64_VARIANT_ORIGINAL) != 0)
             return ERR_INVAL;

@@ -154,8 +154,17 @@ int oauth_basic_decode(const char *hdr, size_t len, char **id, char **secret, st
     size_t rlen = 0;
     int err = 0;
     char *i = NULL, *s = NULL;
-    if (sodium_base642bin((unsigned char *)raw, cap, b64, blen, NULL, &rlen, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+    /* libsodium 1.0.18 reads every byte from 0x80 up as the digit 63: check the alphabet, so that
+       one credential has one spelling. */
+    bool alphabet = true;
+    for (size_t k = 0; k < blen; k++) {
+        unsigned char c = (unsigned char)b64[k];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '='))
+            alphabet = false;
+    }
+    if (!alphabet || sodium_base642bin((unsigned char *)raw, cap, b64, blen, NULL, &rlen, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL) != 0) {
         err = err_info_set(ei, ERR_PARSE, 0, 0, "the Basic credentials are not valid base64");
         goto out;
     }

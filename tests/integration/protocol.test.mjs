@@ -4,6 +4,7 @@
 // still serve a normal request.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { assertRpcError, assertServing, baseConfig, miniServer, openSession, post, request, startGateway, JSON_HEADERS, PROTOCOL } from './lib.mjs';
 
@@ -83,6 +84,16 @@ describe('HTTP header rules', () => {
     const r = await s.raw(PING, { headers: { 'Content-Type': 'text/plain' } });
     assertRpcError(r, { status: 415, message: /Content-Type/ });
     await assertServing(gw);
+  });
+
+  test('Content-Type application/jsonx (a look-alike) → 415', async () => {
+    const r = await s.raw(PING, { headers: { 'Content-Type': 'application/jsonx' } });
+    assertRpcError(r, { status: 415, message: /Content-Type must be application\/json/ });
+  });
+
+  test('Accept of look-alike types → 406', async () => {
+    const r = await s.raw(PING, { headers: { Accept: 'application/jsonx, text/event-streamy' } });
+    assertRpcError(r, { status: 406, message: /Accept.*text\/event-stream/ });
   });
 
   test('Content-Type with charset parameter is accepted', async () => {
@@ -172,6 +183,31 @@ describe('Host and Origin (DNS rebinding)', () => {
     const r = await s.raw(PING, { headers: { Origin: 'http://evil.example' } });
     assertRpcError(r, { status: 403, message: /evil\.example/ });
     await assertServing(gw);
+  });
+
+  test('Host: localhost:evil (a port that is not a number) → 403', async () => {
+    const r = await s.raw(PING, { headers: { Host: 'localhost:evil' } });
+    assertRpcError(r, { status: 403, message: /Host "localhost:evil" is not allowed/ });
+  });
+
+  test('Host with a byte that is not UTF-8 → 403 quoting it as \\xff (it was a 500 "out of memory")', async () => {
+    // Raw bytes on a socket: an HTTP client library would send the header as UTF-8.
+    const head = `POST /mcp HTTP/1.1\r\nHost: evil\xff.example\r\nContent-Type: application/json\r\nAccept: */*\r\nContent-Length: ${PING.length}\r\nConnection: close\r\n\r\n`;
+    const out = await new Promise((resolve, reject) => {
+      const sock = net.connect(gw.port, '127.0.0.1', () => sock.end(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(PING)])));
+      let d = '';
+      sock.on('data', (c) => (d += c.toString('latin1')));
+      sock.on('close', () => resolve(d));
+      sock.on('error', reject);
+    });
+    assert.match(out, /^HTTP\/1\.1 403 /, out);
+    assert.match(out, /Host \\"evil\\\\xff\.example\\" is not allowed/, out);
+    await assertServing(gw);
+  });
+
+  test('Origin http://localhost:evil.example → 403', async () => {
+    const r = await s.raw(PING, { headers: { Origin: 'http://localhost:evil.example' } });
+    assertRpcError(r, { status: 403, message: /Origin "http:\/\/localhost:evil\.example"/ });
   });
 
   test('Origin http://localhost:6274 (the Inspector) is allowed', async () => {

@@ -11,9 +11,11 @@
 // Output: DIR/<scenario>/checks.json (normalised from the suite's timestamped dirs),
 // DIR/conformance.log (the suite's own output), one line per check
 // (`PASS scenario/check` | `FAIL scenario/check: reason` | `XFAIL ...` for listed
-// expected failures), and a last line `N passed, N failed`.
+// expected failures), a line `checks: N SUCCESS, N INFO`, and a last line `N passed, N failed`.
 // Exit status: 0 when every failed check is listed in the expected-failures file
 // (one `scenario/check  # reason` per line; `scenario/*` matches a whole scenario).
+// A SKIPPED check did not run, so it is a failure like any other (list it there, with the
+// reason, if that is understood); INFO checks report without judging and count as passed.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -173,16 +175,17 @@ export function judge(scenario, check, { warningsPass = false } = {}) {
     case 'WARNING':
       if (!warningsPass) return { ok: false, reason: `WARNING${msg}` };
       break;
+    case 'SKIPPED':
+      return { ok: false, reason: `SKIPPED (the check did not run)${msg}` };
     case 'SUCCESS':
     case 'INFO':
-    case 'SKIPPED':
       break;
     default:
       return { ok: false, reason: `unknown status ${JSON.stringify(check.status)}${msg}` };
   }
   const findings = suspiciousDetails(scenario, check);
   if (findings.length) return { ok: false, reason: `status ${check.status} but ${findings.join('; ')}` };
-  const note = check.status === 'SKIPPED' ? ` (skipped${msg})` : check.status === 'WARNING' ? ` (warning${msg})` : '';
+  const note = check.status === 'WARNING' ? ` (warning${msg})` : check.status === 'INFO' ? ` (info${msg})` : '';
   return { ok: true, note };
 }
 
@@ -272,6 +275,7 @@ export async function main(argv = process.argv.slice(2)) {
   let unexpected = 0;
   const usedExpectations = new Set();
   const lines = [];
+  const statuses = { SUCCESS: 0, INFO: 0 };
   const record = (scenario, check, res) => {
     if (res.ok) {
       passed++;
@@ -319,7 +323,10 @@ export async function main(argv = process.argv.slice(2)) {
       const why = checks.map((c) => `${c.id}=${c.status}`).join(', ');
       record(scenario, '(no-success)', { ok: false, reason: `no SUCCESS check (${why})` });
     }
-    for (const check of checks) record(scenario, check.id ?? '(no-id)', judge(scenario, check, o));
+    for (const check of checks) {
+      if (check.status in statuses) statuses[check.status]++;
+      record(scenario, check.id ?? '(no-id)', judge(scenario, check, o));
+    }
   }
   for (const key of expected.keys()) {
     if (!usedExpectations.has(key)) lines.push(`NOTE expected failure ${key} did not fail (stale entry?)`);
@@ -327,6 +334,8 @@ export async function main(argv = process.argv.slice(2)) {
 
   for (const l of lines) process.stdout.write(`${l}\n`);
   if (failed > unexpected) process.stdout.write(`(${failed - unexpected} of the failures are listed as expected in ${o.expectFail})\n`);
+  // What the passes are made of: SUCCESS proved something, INFO only reported.
+  process.stdout.write(`checks: ${statuses.SUCCESS} SUCCESS, ${statuses.INFO} INFO\n`);
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   return unexpected === 0 ? 0 : 1;
 }

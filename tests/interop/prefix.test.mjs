@@ -10,7 +10,8 @@ import { connectClient, listAll, resultText } from './lib/client.mjs';
 // Counts as a failed test (not only cancelled ones) when the binary is missing.
 if (!DIRECT) test('the gatehouse binary exists', () => void gatewayBinaryOrThrow());
 
-describe('gateway prefix mode always', { skip: DIRECT && 'DIRECT=1: needs the gateway', timeout: 60000 }, () => {
+// The suite's limit allows its start-up and each test's own 20 s limit in full.
+describe('gateway prefix mode always', { skip: DIRECT && 'DIRECT=1: needs the gateway', timeout: 4 * 20000 + 60000 }, () => {
   let topo;
   let conn;
   before(async () => {

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int test_failures_;
 
@@ -51,14 +52,25 @@ struct test_case {
     void (*fn)(void);
 };
 
+static inline double test_now_ms_(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Runs every case, printing "ok  name (N ms)" or "FAIL name (N ms)": the time is what a ctest
+   limit has to allow for, per case. */
 static inline int test_run_all(const struct test_case *cases, size_t n)
 {
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
         int before = test_failures_;
+        double t0 = test_now_ms_();
         cases[i].fn();
         int ok = test_failures_ == before;
-        printf("%s %s\n", ok ? "ok  " : "FAIL", cases[i].name);
+        printf("%s %s (%.0f ms)\n", ok ? "ok  " : "FAIL", cases[i].name, test_now_ms_() - t0);
+        fflush(stdout);
         failed += !ok;
     }
     printf("%zu passed, %d failed\n", n - (size_t)failed, failed);

@@ -3,10 +3,11 @@
  *
  * Normal behaviour is checked against the reference MCP server ("everything") when it is
  * installed: tests/interop/node_modules/.bin/mcp-server-everything, or $MCP_EVERYTHING_BIN;
- * otherwise that test says why it is skipped. Faults a real server cannot be made to produce
- * come from the fault injector below: a tiny HTTP/1.1 server on libuv (raw TCP, canned responses
- * written in timed steps, one request per connection) that records every request it gets.
- * A watchdog bounds every wait, so a bug shows up as a failed check, never a hung test.
+ * without it that test fails, naming what to install (a test that could not run is no pass). Faults
+ * a real server cannot be made to produce come from the fault injector below: a tiny HTTP/1.1
+ * server on libuv (raw TCP, canned responses written in timed steps, one request per connection)
+ * that records every request it gets. A watchdog bounds every wait, so a bug shows up as a failed
+ * check, never a hung test.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -891,8 +892,11 @@ static void test_reference_server(void)
 {
     const char *bin = everything_bin();
     if (bin == NULL) {
-        printf("skip test_reference_server: no %s and no $MCP_EVERYTHING_BIN\n",
-               "tests/interop/node_modules/.bin/mcp-server-everything");
+        fprintf(stderr,
+                "test_reference_server could not run: no %s and no $MCP_EVERYTHING_BIN "
+                "(install it: scripts/deps.sh test)\n",
+                "tests/interop/node_modules/.bin/mcp-server-everything");
+        CHECK(bin != NULL);
         return;
     }
     uv_loop_t loop;
