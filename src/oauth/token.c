@@ -52,6 +52,14 @@ static int store_unavailable(h2o_req_t *req, int err, const char *what)
                             err_str(err));
 }
 
+/* The store failed after something was consumed (an authorization code): retrying cannot
+   help, so no 503. */
+static int store_failed(h2o_req_t *req, int err, const char *what)
+{
+    return oauth_send_error(req, 500, "server_error", "%s: the store failed (%s)", what,
+                            err_str(err));
+}
+
 /* The user behind a grant, refused when gone or disabled. */
 static bool grant_user(struct oauth_ctx *o, h2o_req_t *req, int64_t user_id, struct store_user *u)
 {
@@ -112,7 +120,7 @@ static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_
         } else if ((err = store_refresh_put(o->st, family->id, rt_hash, family->expires_at)) != 0) {
             secret_free(at);
             sodium_memzero(rt, sizeof(rt));
-            return store_unavailable(req, err, "the refresh token cannot be recorded");
+            return store_failed(req, err, "the refresh token cannot be recorded");
         }
     }
     json_t *res = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at, "token_type", "Bearer",
@@ -207,8 +215,7 @@ static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
             oauth_now() + (cfg->auth.refresh_token_ttl_s ? cfg->auth.refresh_token_ttl_s : 2592000);
         if ((err = store_family_new(o->st, &fam)) != 0 ||
             (err = store_code_set_family(o->st, code_hash, fam.id)) != 0)
-            return oauth_send_error(req, 500, "server_error", "cannot record the grant: %s",
-                                    err_str(err));
+            return store_failed(req, err, "the grant cannot be recorded");
     }
     return answer_tokens(o, cfg, req, &u, c.client_id, c.resource, c.scope, refresh ? &fam : NULL,
                          NULL);
