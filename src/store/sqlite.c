@@ -401,6 +401,7 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    (void)store_unsaved_flush(st); /* a last chance for revocations not written yet */
     for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
         sqlite3_finalize(st->stmts[i].stmt);
     sqlite3_close(st->db);

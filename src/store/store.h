@@ -225,7 +225,8 @@ int store_family_revoke(struct store *st, const char *family_id);
 
 /* Access tokens revoked before their expiry (RFC 7009), by jti. A revocation (of a jti, or of a
    family by store_family_revoke) that cannot be written is still in force for every connection
-   of this process at once, and written by a later store_sweep; the error is returned so that
+   of this process at once, and written by a later store_sweep (or store_close, at the latest);
+   the error is returned so that
    the caller can say it was not stored. */
 int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at);
 int store_jti_revoked(struct store *st, const char *jti, bool *revoked);

@@ -5,7 +5,7 @@
  * - a revocation that cannot be written returns the error but is in force at once, for every
  *   connection of the process, and moves the revocation sequence (cached verdicts go);
  * - a refresh rotation that cannot be written spends nothing (the token stays usable);
- * - once space is back, store_sweep writes the remembered revocations.
+ * - once space is back, store_sweep (or store_close) writes the remembered revocations.
  */
 #include "core/rand.h"
 #include "store/store-int.h"
@@ -118,8 +118,15 @@ static void test_full_disk(void)
     CHECK_STR(g.id, a.id);
     CHECK_INT(store_refresh_peek(st, "rt-a2", &g), 0);
     CHECK_INT(store_refresh_use(st, "rt-a", &g), ERR_EXISTS); /* the old one is spent now */
-    store_close(other);
+
+    /* Full again: a revocation that fails, then space, then the connection closes before any
+       sweep: closing writes it. */
+    fill();
+    CHECK(store_jti_revoke(st, "jti-close", store_now() + 600) != 0);
+    CHECK_INT(unlink(filler), 0);
     store_close(st);
+    CHECK_INT(count(other, "SELECT count(*) FROM revoked_jtis WHERE jti = ?", "jti-close"), 1);
+    store_close(other);
 }
 
 static void test_cleanup(void)
