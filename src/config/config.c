@@ -1608,9 +1608,10 @@ static int load_login(struct loader *L, const struct ynode *n)
 static int load_client(struct loader *L, const struct ynode *n, size_t idx,
                        struct config_oauth_client *cl)
 {
-    static const char *const keys[] = {"client_id", "name", "redirect_uris", "secret_file", NULL};
+    static const char *const keys[] = {"client_id",   "name",       "redirect_uris",
+                                       "secret_file", "introspect", NULL};
     char what[160], sub[224];
-    struct field f[4];
+    struct field f[5];
     snprintf(what, sizeof(what), "client %zu of auth.clients", idx + 1);
     int err = map_fields(L, n, what, keys, f);
     if (err)
@@ -1643,6 +1644,14 @@ static int load_client(struct loader *L, const struct ynode *n, size_t idx,
     snprintf(sub, sizeof(sub), "secret_file of %s", what);
     if (f[3].val && (err = get_nonempty_str(L, f[3].val, sub, &cl->secret_file)))
         return err;
+    snprintf(sub, sizeof(sub), "introspect of %s", what);
+    if (f[4].val && (err = get_bool(L, f[4].val, sub, &cl->introspect)))
+        return err;
+    if (cl->introspect && cl->secret_file == NULL)
+        return FAILN(L, f[4].val,
+                     "%s is true but the client has no secret_file; a resource server that "
+                     "introspects tokens must be a confidential client",
+                     sub);
     return 0;
 }
 

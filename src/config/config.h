@@ -135,6 +135,7 @@ struct config_oauth_client {
     size_t nredirect_uris;
     char *secret_file; /* a confidential client's secret (first line of the file), or NULL for a
                           public client (PKCE only) */
+    bool introspect;   /* a resource server: may introspect every token (others: their own) */
 };
 
 /* An OpenID Connect identity provider Gatehouse delegates login to (SSO). */

@@ -51,6 +51,22 @@ bool oauth_cimd_client_id(const char *client_id)
     return strncmp(client_id, "https://", 8) == 0 || strncmp(client_id, "http://", 7) == 0;
 }
 
+int oauth_cimd_document_check(const char *body, size_t len, const char *client_id, json_t **out,
+                              struct err_info *ei)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (doc == NULL)
+        return err_info_set(ei, ERR_PARSE, je.line, je.column, "the document is not JSON: %s",
+                            je.text);
+    const char *cid = json_string_value(json_object_get(doc, "client_id"));
+    int err = cid == NULL || strcmp(cid, client_id) != 0
+                  ? err_info_set(ei, ERR_INVAL, 0, 0, "the document's client_id must equal its URL")
+                  : oauth_client_metadata_check(doc, true, out, ei);
+    json_decref(doc);
+    return err;
+}
+
 static void cimd_unlink(struct cimd_fetch *f)
 {
     for (struct cimd_fetch **p = &f->o->fetches; *p; p = &(*p)->next)
@@ -111,20 +127,9 @@ static void fetched_cb(void *arg, int err, const struct fetch_response *r, const
     if (strncasecmp(ct, "application/json", 16) != 0 && strstr(ct, "+json") == NULL)
         return cimd_finish(f, ERR_PROTOCOL, "the content type is \"%.60s\", not application/json",
                            ct);
-    json_error_t je;
-    json_t *doc = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &je);
-    if (doc == NULL)
-        return cimd_finish(f, ERR_PARSE, "the document is not JSON: %s", je.text);
-    const char *cid = json_string_value(json_object_get(doc, "client_id"));
-    if (cid == NULL || strcmp(cid, f->client_id) != 0) {
-        json_decref(doc);
-        return cimd_finish(f, ERR_INVAL, "the document's client_id must equal its URL");
-    }
     json_t *m = NULL;
     struct err_info ei = {0};
-    err = oauth_client_metadata_check(doc, true, &m, &ei);
-    json_decref(doc);
-    if (err)
+    if ((err = oauth_cimd_document_check(r->body, r->len, f->client_id, &m, &ei)) != 0)
         return cimd_finish(f, err, "%s", ei.msg);
     struct store_client c = {0};
     snprintf(c.client_id, sizeof(c.client_id), "%s", f->client_id);

@@ -326,6 +326,17 @@ out:
     return 0;
 }
 
+int oauth_register_parse(const char *body, size_t len, json_t **out, struct err_info *ei)
+{
+    json_error_t je;
+    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (in == NULL)
+        return err_info_set(ei, ERR_PARSE, je.line, je.column, "the body is not JSON: %s", je.text);
+    int err = oauth_client_metadata_check(in, false, out, ei);
+    json_decref(in);
+    return err;
+}
+
 int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
 {
     if (!cfg->auth.dynamic_registration)
@@ -341,16 +352,11 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     if (ct.base == NULL || ct.len < 16 || strncasecmp(ct.base, "application/json", 16) != 0)
         return oauth_send_error(req, 400, "invalid_client_metadata",
                                 "the registration request must be application/json");
-    json_error_t je;
-    json_t *in = json_loadb(req->entity.base ? req->entity.base : "", req->entity.len,
-                            JSON_REJECT_DUPLICATES, &je);
-    if (in == NULL)
-        return oauth_send_error(req, 400, "invalid_client_metadata", "the body is not JSON: %s",
-                                je.text);
     json_t *m = NULL;
     struct err_info ei = {0};
     int status;
-    if (oauth_client_metadata_check(in, false, &m, &ei) != 0) {
+    if (oauth_register_parse(req->entity.base ? req->entity.base : "", req->entity.len, &m, &ei) !=
+        0) {
         status = oauth_send_error(req, 400,
                                   strstr(ei.msg, "redirect") ? "invalid_redirect_uri"
                                                              : "invalid_client_metadata",
@@ -397,7 +403,6 @@ int oauth_register(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req
     status = 201;
 out:
     json_decref(m);
-    json_decref(in);
     return status;
 }
 

@@ -121,10 +121,6 @@ bool oauth_scope_has(const char *list, const char *word, size_t len);
 const char *oauth_client_name(const struct store_client *c);
 /* Does the client's registered metadata list this redirect URI? */
 bool oauth_client_redirect_ok(const struct store_client *c, const char *uri);
-/* Validate a client's metadata (registration or a CIMD document) and normalise it into a new
-   object: redirect_uris, token_endpoint_auth_method, grant_types, client_name, ... ERR_INVAL
-   with ei naming the field. */
-int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struct err_info *ei);
 
 /* Put the clients of auth.clients into the store (replacing earlier versions). */
 int oauth_clients_sync(struct store *st, const struct config *cfg, struct err_info *ei);

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -70,6 +71,21 @@ int oauth_redirect_uri_check(const char *uri, struct err_info *ei);
 /* Does a presented redirect_uri match a registered one? Exact string match, except that for an
    http loopback IP literal the port may differ (OAuth 2.1 §8.4.2). */
 bool oauth_redirect_uri_match(const char *registered, const char *presented);
+
+/* A dynamic registration request's body (RFC 7591): JSON (duplicate members refused), then the
+   client metadata rules of oauth_client_metadata_check (cimd false). 0 and *out (the
+   normalised metadata, new reference), or ERR_PARSE / ERR_INVAL with ei naming the cause. */
+int oauth_register_parse(const char *body, size_t len, json_t **out, struct err_info *ei);
+/* A Client ID Metadata Document fetched from `client_id` (its URL): JSON (duplicate members
+   refused), its client_id equal to the URL, and the client metadata rules (cimd true: no
+   secret). 0 and *out (normalised, new reference), or ERR_PARSE / ERR_INVAL with ei. */
+int oauth_cimd_document_check(const char *body, size_t len, const char *client_id, json_t **out,
+                              struct err_info *ei);
+/* Validate a client's metadata (registration or a CIMD document) and normalise it into a new
+   object: redirect_uris, token_endpoint_auth_method, grant_types, response_types, client_name,
+   ... ERR_INVAL with ei naming the field. Applying it to its own output gives the same
+   output. */
+int oauth_client_metadata_check(const json_t *in, bool cimd, json_t **out, struct err_info *ei);
 
 /* ---- the per-worker server side ---- */
 

@@ -42,11 +42,34 @@ static bool scope_subset(const char *want, const char *have)
     return true;
 }
 
+/* The store failed (a full disk, a lock held too long): a temporary condition, not the client's
+   fault, so never an invalid_grant that would make it throw a valid token away. */
+static int store_unavailable(h2o_req_t *req, int err, const char *what)
+{
+    oauth_add_header(req, "retry-after", "30");
+    return oauth_send_error(req, 503, "temporarily_unavailable",
+                            "%s: the store failed (%s); nothing was consumed, retry later", what,
+                            err_str(err));
+}
+
+/* The store failed after something was consumed (an authorization code): retrying cannot
+   help, so no 503. */
+static int store_failed(h2o_req_t *req, int err, const char *what)
+{
+    return oauth_send_error(req, 500, "server_error", "%s: the store failed (%s)", what,
+                            err_str(err));
+}
+
 /* The user behind a grant, refused when gone or disabled. */
 static bool grant_user(struct oauth_ctx *o, h2o_req_t *req, int64_t user_id, struct store_user *u)
 {
-    if (store_user_get(o->st, user_id, u) != 0) {
+    int err = store_user_get(o->st, user_id, u);
+    if (err == ERR_NOTFOUND) {
         oauth_send_error(req, 400, "invalid_grant", "the user of this grant no longer exists");
+        return false;
+    }
+    if (err) {
+        store_unavailable(req, err, "the grant's user cannot be read");
         return false;
     }
     if (u->disabled) {
@@ -56,10 +79,17 @@ static bool grant_user(struct oauth_ctx *o, h2o_req_t *req, int64_t user_id, str
     return true;
 }
 
-/* Sign an access token (and make a refresh token in `family` when not NULL) and answer. */
+static int refresh_refused(struct oauth_ctx *o, h2o_req_t *req, int err,
+                           const struct store_family *fam);
+
+/* Sign an access token (and make a refresh token in `family` when not NULL) and answer. With
+   `rotate_from` (the hash of the refresh token presented), that token is spent in the same
+   transaction that records the new one, and only once the access token is signed: a refusal
+   or a failure before leaves it usable. */
 static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                          const struct store_user *u, const char *client_id, const char *resource,
-                         const char *scope, const struct store_family *family)
+                         const char *scope, const struct store_family *family,
+                         const char *rotate_from)
 {
     struct principal p = {0};
     p.kind = PRINCIPAL_USER;
@@ -79,12 +109,18 @@ static int answer_tokens(struct oauth_ctx *o, const struct config *cfg, h2o_req_
         char rt_hash[TOKEN_HASH_SIZE];
         rand_token(rt, sizeof(rt), 32);
         token_hash(rt, strlen(rt), rt_hash);
-        if ((err = store_refresh_put(o->st, family->id, rt_hash, family->expires_at)) != 0) {
+        if (rotate_from != NULL) {
+            struct store_family now;
+            err = store_refresh_rotate(o->st, rotate_from, rt_hash, &now);
+            if (err) {
+                secret_free(at);
+                sodium_memzero(rt, sizeof(rt));
+                return refresh_refused(o, req, err, &now);
+            }
+        } else if ((err = store_refresh_put(o->st, family->id, rt_hash, family->expires_at)) != 0) {
             secret_free(at);
-            return oauth_send_error(req, 500, "server_error",
-                                    "cannot record the refresh token: "
-                                    "%s",
-                                    err_str(err));
+            sodium_memzero(rt, sizeof(rt));
+            return store_failed(req, err, "the refresh token cannot be recorded");
         }
     }
     json_t *res = json_pack("{s:s, s:s, s:I, s:s}", "access_token", at, "token_type", "Bearer",
@@ -139,9 +175,11 @@ static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
                                 "the authorization code was already used; the tokens issued for "
                                 "it are revoked");
     }
-    if (err)
+    if (err == ERR_NOTFOUND)
         return oauth_send_error(req, 400, "invalid_grant",
                                 "the authorization code is unknown or expired");
+    if (err)
+        return store_unavailable(req, err, "the authorization code cannot be read");
     if (strcmp(c.client_id, client->client_id) != 0)
         return oauth_send_error(req, 400, "invalid_grant",
                                 "the authorization code was issued to another client");
@@ -165,7 +203,7 @@ static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
                                 "resource differs from the one authorized (%s)", c.resource);
     struct store_user u;
     if (!grant_user(o, req, c.user_id, &u))
-        return 400;
+        return req->res.status;
     struct store_family fam = {0};
     bool refresh = grant_allowed(client, "refresh_token");
     if (refresh) {
@@ -177,10 +215,32 @@ static int grant_code(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *
             oauth_now() + (cfg->auth.refresh_token_ttl_s ? cfg->auth.refresh_token_ttl_s : 2592000);
         if ((err = store_family_new(o->st, &fam)) != 0 ||
             (err = store_code_set_family(o->st, code_hash, fam.id)) != 0)
-            return oauth_send_error(req, 500, "server_error", "cannot record the grant: %s",
-                                    err_str(err));
+            return store_failed(req, err, "the grant cannot be recorded");
     }
-    return answer_tokens(o, cfg, req, &u, c.client_id, c.resource, c.scope, refresh ? &fam : NULL);
+    return answer_tokens(o, cfg, req, &u, c.client_id, c.resource, c.scope, refresh ? &fam : NULL,
+                         NULL);
+}
+
+/* Why a refresh token was not accepted (an error of store_refresh_use or _rotate). */
+static int refresh_refused(struct oauth_ctx *o, h2o_req_t *req, int err,
+                           const struct store_family *fam)
+{
+    (void)o;
+    if (err == ERR_EXISTS) {
+        log_msg(LOG_WARN, "oauth",
+                "refresh token replayed for client %s, user %lld: grant %s revoked", fam->client_id,
+                (long long)fam->user_id, fam->id);
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "refresh token was already used; all tokens of this grant are "
+                                "revoked");
+    }
+    if (err == ERR_DENIED)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the refresh token's grant was revoked (or its user disabled)");
+    if (err == ERR_NOTFOUND)
+        return oauth_send_error(req, 400, "invalid_grant",
+                                "the refresh token is unknown or expired");
+    return store_unavailable(req, err, "the refresh token cannot be checked");
 }
 
 static int grant_refresh(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
@@ -193,23 +253,21 @@ static int grant_refresh(struct oauth_ctx *o, const struct config *cfg, h2o_req_
     char h[TOKEN_HASH_SIZE];
     token_hash(rt, strlen(rt), h);
     struct store_family fam;
-    int err = store_refresh_use(o->st, h, &fam);
-    if (err == ERR_EXISTS) {
-        log_msg(LOG_WARN, "oauth",
-                "refresh token replayed for client %s, user %lld: grant %s revoked", fam.client_id,
-                (long long)fam.user_id, fam.id);
-        return oauth_send_error(req, 400, "invalid_grant",
-                                "refresh token was already used; all tokens of this grant are "
-                                "revoked");
+    /* Look first, consume last: a request refused for its resource or scope must leave the
+       token usable, or the client's next, correct, refresh would count as a replay. */
+    int err = store_refresh_peek(o->st, h, &fam);
+    bool spent = false;
+    if (err == ERR_DENIED) {
+        /* used, revoked, expired or its user disabled: using it says which, and a replay
+           revokes the grant */
+        if ((err = store_refresh_use(o->st, h, &fam)) != 0)
+            return refresh_refused(o, req, err, &fam);
+        spent = true; /* a race: it became usable again between both reads */
+    } else if (err) {
+        return refresh_refused(o, req, err, &fam);
     }
-    if (err == ERR_DENIED)
-        return oauth_send_error(req, 400, "invalid_grant", "the refresh token's grant was revoked");
-    if (err)
-        return oauth_send_error(req, 400, "invalid_grant",
-                                "the refresh token is unknown or "
-                                "expired");
     if (strcmp(fam.client_id, client->client_id) != 0) {
-        store_family_revoke(o->st, fam.id);
+        store_family_revoke(o->st, fam.id); /* a stolen token: in memory at least on failure */
         return oauth_send_error(req, 400, "invalid_grant",
                                 "the refresh token was issued to another client; its grant is "
                                 "revoked");
@@ -223,9 +281,9 @@ static int grant_refresh(struct oauth_ctx *o, const struct config *cfg, h2o_req_
                                 fam.scope);
     struct store_user u;
     if (!grant_user(o, req, fam.user_id, &u))
-        return 400;
+        return req->res.status;
     return answer_tokens(o, cfg, req, &u, fam.client_id, fam.resource, scope ? scope : fam.scope,
-                         &fam);
+                         &fam, spent ? NULL : h);
 }
 
 static int grant_client_credentials(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
@@ -237,7 +295,7 @@ static int grant_client_credentials(struct oauth_ctx *o, const struct config *cf
                                 "(gatehouse client create --user)");
     struct store_user u;
     if (!grant_user(o, req, client->user_id, &u))
-        return 400;
+        return req->res.status;
     char def[OAUTH_ISSUER_MAX + 8];
     snprintf(def, sizeof(def), "%s/mcp", o->issuer);
     const char *resource = oauth_form_get(f, "resource");
@@ -254,7 +312,7 @@ static int grant_client_credentials(struct oauth_ctx *o, const struct config *cf
     if (strlen(scope) > STORE_SCOPE_MAX || !oauth_scope_allowed(cfg, scope, &ei))
         return oauth_send_error(req, 400, "invalid_scope", "%s",
                                 ei.msg[0] ? ei.msg : "scope is too long");
-    return answer_tokens(o, cfg, req, &u, client->client_id, resource, scope, NULL);
+    return answer_tokens(o, cfg, req, &u, client->client_id, resource, scope, NULL, NULL);
 }
 
 static int token_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
@@ -291,6 +349,19 @@ static bool looks_like_jwt(const char *t)
     return d != NULL && strchr(d + 1, '.') != NULL;
 }
 
+/* RFC 7009 §2.2.1: the revocation could not be stored. It is in force on this process all the
+   same (the store remembers it and writes it later), but the client must not believe it done
+   everywhere: 503, so that it retries. */
+static int revoke_unstored(h2o_req_t *req, int err)
+{
+    oauth_add_header(req, "retry-after", "30");
+    return oauth_send_error(req, 503, "temporarily_unavailable",
+                            "the revocation could not be written to the store (%s); it is in "
+                            "force on this gateway process and will be written when the store "
+                            "accepts it: retry the revocation later",
+                            err_str(err));
+}
+
 static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                        const struct oauth_form *f, const struct store_client *client)
 {
@@ -298,6 +369,7 @@ static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
     const char *tok = oauth_form_get(f, "token");
     if (tok == NULL)
         return oauth_send_error(req, 400, "invalid_request", "token is required");
+    int err = 0;
     if (looks_like_jwt(tok)) {
         json_t *claims = NULL;
         const struct auth_keyring *kr = auth_validator_keyring(o->v);
@@ -310,8 +382,8 @@ static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
                 return oauth_send_error(req, 400, "invalid_request",
                                         "the token was issued to another client");
             }
-            if (jti && cid)
-                store_jti_revoke(o->st, jti, exp);
+            if (jti && cid && exp > oauth_now())
+                err = store_jti_revoke(o->st, jti, exp);
         }
         json_decref(claims);
     } else {
@@ -321,15 +393,19 @@ static int revoke_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t 
         /* RFC 7009 §2.1: only the client the token was issued to may revoke it (a public
            client's id is no secret, so anyone could otherwise end anyone's grant). A token
            that is spent, revoked or unknown has nothing left to revoke. */
-        if (store_refresh_peek(o->st, h, &fam) == 0) {
+        int peek = store_refresh_peek(o->st, h, &fam);
+        if (peek == 0) {
             if (strcmp(fam.client_id, client->client_id) != 0)
                 return oauth_send_error(req, 400, "invalid_request",
                                         "the token was issued to another client");
-            /* Using it marks it spent; revoking the family makes the whole grant unusable. */
-            if (store_refresh_use(o->st, h, &fam) == 0)
-                store_family_revoke(o->st, fam.id);
+            /* the whole grant: its refresh tokens and what they would refresh */
+            err = store_family_revoke(o->st, fam.id);
+        } else if (peek != ERR_NOTFOUND && peek != ERR_DENIED) {
+            err = peek; /* cannot even tell whether there is something to revoke */
         }
     }
+    if (err)
+        return revoke_unstored(req, err);
     /* RFC 7009 §2.2: 200 whether or not the token was known. */
     json_t *empty = json_object();
     oauth_send_json(req, 200, empty);
@@ -357,11 +433,19 @@ static json_t *introspect_refresh(struct oauth_ctx *o, const char *tok)
                      (json_int_t)fam.created_at, "iss", o->issuer);
 }
 
+/* A configured client with `introspect: true`: a resource server, which may look at any token. */
+static bool resource_server(const struct config *cfg, const char *client_id)
+{
+    for (size_t i = 0; i < cfg->auth.nclients; i++)
+        if (cfg->auth.clients[i].introspect &&
+            strcmp(cfg->auth.clients[i].client_id, client_id) == 0)
+            return true;
+    return false;
+}
+
 static int introspect_next(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                            const struct oauth_form *f, const struct store_client *client)
 {
-    (void)cfg;
-    (void)client;
     const char *tok = oauth_form_get(f, "token");
     if (tok == NULL)
         return oauth_send_error(req, 400, "invalid_request", "token is required");
@@ -376,6 +460,21 @@ static int introspect_next(struct oauth_ctx *o, const struct config *cfg, h2o_re
             res = json_deep_copy(claims);
             json_object_set_new(res, "active", json_true());
             json_object_set_new(res, "token_type", json_string("Bearer"));
+        }
+    }
+    /* A client sees its own tokens; only a configured resource server sees anybody's (else a
+       client registered anonymously could read every token's user, scope and audience). The
+       answer for a foreign token is the one for an unknown token (RFC 7662 §2.2). */
+    bool rs = client->kind == STORE_CLIENT_CONFIG && resource_server(cfg, client->client_id);
+    if (res != NULL && !rs) {
+        const char *cid = json_string_value(json_object_get(res, "client_id"));
+        if (cid == NULL || strcmp(cid, client->client_id) != 0) {
+            log_info("oauth.introspect",
+                     "client %s asked about a token of client %s: answered inactive (not a "
+                     "resource server with introspect: true)",
+                     client->client_id, cid ? cid : "(none)");
+            json_decref(res);
+            res = NULL;
         }
     }
     if (res == NULL)

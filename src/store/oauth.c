@@ -267,34 +267,35 @@ int store_family_new(struct store *st, struct store_family *f)
     return 0;
 }
 
-int store_refresh_put(struct store *st, const char *family_id, const char *token_hash,
-                      int64_t expires_at)
+/* Make token_hash the family's only live refresh token, inside the caller's transaction. */
+static int refresh_put_locked(struct store *st, const char *family_id, const char *token_hash,
+                              int64_t expires_at)
 {
-    /* The new token becomes the family's only live one. */
-    int err = store_begin(st);
-    if (err)
-        return err;
     sqlite3_stmt *s = store_stmt(st, "UPDATE refresh_tokens SET used = 1 "
                                      "WHERE family_id = ? AND used = 0");
-    if (s == NULL) {
-        err = ERR_IO;
-        goto out;
-    }
+    if (s == NULL)
+        return ERR_IO;
     sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
-    if ((err = store_exec_step(st, s, "refresh put")) != 0)
-        goto out;
+    int err = store_exec_step(st, s, "refresh put");
+    if (err)
+        return err;
     s = store_stmt(st, "INSERT INTO refresh_tokens (hash, family_id, expires_at) VALUES (?, ?, ?)");
-    if (s == NULL) {
-        err = ERR_IO;
-        goto out;
-    }
+    if (s == NULL)
+        return ERR_IO;
     sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, family_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, expires_at);
-    if ((err = store_exec_step(st, s, "refresh put")) != 0)
-        goto out;
-    err = store_commit(st);
-out:
+    return store_exec_step(st, s, "refresh put");
+}
+
+int store_refresh_put(struct store *st, const char *family_id, const char *token_hash,
+                      int64_t expires_at)
+{
+    int err = store_begin(st);
+    if (err)
+        return err;
+    if ((err = refresh_put_locked(st, family_id, token_hash, expires_at)) == 0)
+        err = store_commit(st);
     if (err)
         store_rollback(st);
     return err;
@@ -337,6 +338,8 @@ static int refresh_read(struct store *st, const char *token_hash, struct refresh
     r->f.revoked = sqlite3_column_int(s, 9) != 0;
     r->user_disabled = sqlite3_column_int(s, 10) != 0;
     store_done(s);
+    if (!r->f.revoked && store_unsaved_has(true, r->f.id))
+        r->f.revoked = true; /* revoked, but not written yet */
     return 0;
 }
 
@@ -353,7 +356,8 @@ int store_refresh_peek(struct store *st, const char *token_hash, struct store_fa
     return 0;
 }
 
-int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam)
+int store_refresh_rotate(struct store *st, const char *token_hash, const char *new_hash,
+                         struct store_family *fam)
 {
     struct refresh_row r;
     int64_t now = store_now();
@@ -369,13 +373,17 @@ int store_refresh_use(struct store *st, const char *token_hash, struct store_fam
 
     if (used) { /* a replay: the token leaked or a client misbehaves; the whole grant dies */
         s = store_stmt(st, "UPDATE families SET revoked = 1 WHERE id = ?");
-        if (s == NULL) {
+        if (s == NULL)
             err = ERR_IO;
-            goto out;
+        else {
+            sqlite3_bind_text(s, 1, f.id, -1, SQLITE_STATIC);
+            if ((err = store_exec_step(st, s, "refresh reuse")) == 0)
+                err = store_commit(st);
         }
-        sqlite3_bind_text(s, 1, f.id, -1, SQLITE_STATIC);
-        if ((err = store_exec_step(st, s, "refresh reuse")) != 0 || (err = store_commit(st)) != 0)
-            goto out;
+        if (err) { /* not written: the grant is dead in this process all the same */
+            store_rollback(st);
+            store_unsaved_add(true, f.id, f.expires_at);
+        }
         f.revoked = true;
         *fam = f;
         return ERR_EXISTS;
@@ -394,7 +402,11 @@ int store_refresh_use(struct store *st, const char *token_hash, struct store_fam
         goto out;
     }
     sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
-    if ((err = store_exec_step(st, s, "refresh use")) != 0 || (err = store_commit(st)) != 0)
+    if ((err = store_exec_step(st, s, "refresh use")) != 0)
+        goto out;
+    if (new_hash != NULL && (err = refresh_put_locked(st, f.id, new_hash, f.expires_at)) != 0)
+        goto out;
+    if ((err = store_commit(st)) != 0)
         goto out;
     *fam = f;
     return 0;
@@ -403,13 +415,22 @@ out:
     return err;
 }
 
+int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam)
+{
+    return store_refresh_rotate(st, token_hash, NULL, fam);
+}
+
 int store_family_revoke(struct store *st, const char *family_id)
 {
     sqlite3_stmt *s = store_stmt(st, "UPDATE families SET revoked = 1 WHERE id = ?");
-    if (s == NULL)
-        return ERR_IO;
-    sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
-    return store_exec_change(st, s, "family revoke");
+    int err = ERR_IO;
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
+        err = store_exec_change(st, s, "family revoke");
+    }
+    if (err && err != ERR_NOTFOUND) /* in force in this process until it can be written */
+        store_unsaved_add(true, family_id, store_now() + UNSAVED_FAMILY_KEEP_S);
+    return err;
 }
 
 /* ---- revocation ---- */
@@ -418,15 +439,23 @@ int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at)
 {
     sqlite3_stmt *s = store_stmt(st, "INSERT INTO revoked_jtis (jti, expires_at) VALUES (?, ?) "
                                      "ON CONFLICT DO NOTHING");
-    if (s == NULL)
-        return ERR_IO;
-    sqlite3_bind_text(s, 1, jti, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, expires_at);
-    return store_exec_step(st, s, "jti revoke");
+    int err = ERR_IO;
+    if (s != NULL) {
+        sqlite3_bind_text(s, 1, jti, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, expires_at);
+        err = store_exec_step(st, s, "jti revoke");
+    }
+    if (err) /* in force in this process until it can be written */
+        store_unsaved_add(false, jti, expires_at);
+    return err;
 }
 
 int store_jti_revoked(struct store *st, const char *jti, bool *revoked)
 {
+    if (store_unsaved_has(false, jti)) {
+        *revoked = true;
+        return 0;
+    }
     sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM revoked_jtis WHERE jti = ?");
     if (s == NULL)
         return ERR_IO;

@@ -286,7 +286,8 @@ int store_revocation_seq(struct store *st, uint64_t *seq)
         st->own_changes = changes;
         st->seq_known = true;
     }
-    *seq = st->seq;
+    /* a revocation held in memory (not written: the disk is full) moves it too */
+    *seq = st->seq + (store_unsaved_generation() << 32);
     return 0;
 }
 
@@ -400,6 +401,7 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    (void)store_unsaved_flush(st); /* a last chance for revocations not written yet */
     for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
         sqlite3_finalize(st->stmts[i].stmt);
     sqlite3_close(st->db);
@@ -418,6 +420,7 @@ int store_sweep(struct store *st, int64_t now)
         ("DELETE FROM codes WHERE expires_at <= ?1 AND (family_id IS NULL OR family_id NOT IN "
          "(SELECT id FROM families))"),
     };
+    (void)store_unsaved_flush(st); /* revocations that could not be written before */
     int err = store_begin(st);
     if (err)
         return err;

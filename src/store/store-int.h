@@ -73,4 +73,23 @@ int64_t store_now(void);
    is no oracle for which names exist. hash is wiped either way. */
 bool store_secret_matches(bool found, char hash[SECRET_HASH_MAX], const char *secret, size_t len);
 
+/* ---- revocations not written yet (unsaved.c) ---- */
+
+/* How long a refresh family revoked in memory only is remembered at most (longer than any
+   refresh_token_ttl: the entry goes as soon as it is written). */
+#define UNSAVED_FAMILY_KEEP_S (400 * 86400)
+
+/* Remember a revocation the database refused (family: a refresh family id, else a jti), in
+   force for every connection of this process from now on. ERR_LIMIT when the list is full of
+   live entries, ERR_INVAL for an id too long. Thread-safe. */
+int store_unsaved_add(bool family, const char *id, int64_t expires_at);
+/* Is this jti (or family) revoked in memory? Thread-safe; lock-free while the list is empty. */
+bool store_unsaved_has(bool family, const char *id);
+/* Moves with every store_unsaved_add, so that cached verdicts are flushed (it is part of
+   store_revocation_seq). */
+uint64_t store_unsaved_generation(void);
+/* Write the remembered revocations through st; each one written leaves the list. Returns 0 or
+   the error of the last one that still failed. */
+int store_unsaved_flush(struct store *st);
+
 #endif

@@ -211,6 +211,11 @@ int store_refresh_put(struct store *st, const char *family_id, const char *token
    expired), ERR_DENIED (family revoked), ERR_EXISTS (already used: the whole family is revoked
    in the same transaction; fam is filled so the caller can say which). */
 int store_refresh_use(struct store *st, const char *token_hash, struct store_family *fam);
+/* store_refresh_use and, in the same transaction, store_refresh_put of new_hash (with the
+   family's expiry) when new_hash is not NULL: the old token is spent only if the new one is
+   recorded, so a failed write (a full disk: ERR_IO) leaves the old token usable. */
+int store_refresh_rotate(struct store *st, const char *token_hash, const char *new_hash,
+                         struct store_family *fam);
 /* Look at a refresh token without using it (introspection): 0 and fam when it would be accepted
    now, ERR_DENIED when used, revoked, expired or its user disabled, ERR_NOTFOUND. */
 int store_refresh_peek(struct store *st, const char *token_hash, struct store_family *fam);
@@ -218,7 +223,11 @@ int store_family_revoke(struct store *st, const char *family_id);
 
 /* ---- revocation ---- */
 
-/* Access tokens revoked before their expiry (RFC 7009), by jti. */
+/* Access tokens revoked before their expiry (RFC 7009), by jti. A revocation (of a jti, or of a
+   family by store_family_revoke) that cannot be written is still in force for every connection
+   of this process at once, and written by a later store_sweep (or store_close, at the latest);
+   the error is returned so that
+   the caller can say it was not stored. */
 int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at);
 int store_jti_revoked(struct store *st, const char *jti, bool *revoked);
 /* Everything a user holds, effective at once: tokens_valid_after = now + 1 (so a token with

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Browser } from '../interop/lib/browser.mjs';
 import { BIN, baseConfig, miniServer, post, startGateway, tempDir, writeConfig } from './lib.mjs';
@@ -29,15 +30,23 @@ export function createUserClient(configFile, user) {
 }
 
 /** A gateway with auth enabled, servers a and b, and `users` (default alice and bob, with
-    PASSWORD) added to its store by the CLI before it starts. */
-export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2, users = ['alice', 'bob'] } = {}) {
-  const dir = tempDir();
+    PASSWORD) added to its store by the CLI before it starts. `resourceServer`: also a
+    configured confidential client with `introspect: true` (gw.rs = [id, secret]), the only
+    kind of client that may introspect tokens issued to others. `dir`: where the store and the
+    configuration go (default: a new temporary directory). */
+export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2, users = ['alice', 'bob'], resourceServer = false, dir = tempDir() } = {}) {
   const db = path.join(dir, 'gh.db');
+  const rs = ['resource-server', crypto.randomBytes(24).toString('base64url')];
+  if (resourceServer) {
+    fs.writeFileSync(path.join(dir, 'rs.secret'), rs[1] + '\n', { mode: 0o600 });
+    auth = { ...auth, clients: [...(auth.clients ?? []), { client_id: rs[0], name: 'Resource server', redirect_uris: ['https://rs.example/cb'], secret_file: path.join(dir, 'rs.secret'), introspect: true }] };
+  }
   const config = baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra });
   const file = writeConfig(config, dir);
   for (const u of users) cli(file, ['user', 'add', u, '--password-stdin'], { input: `${PASSWORD}\n` });
   const gw = await startGateway(config, { t, dir });
   gw.db = db;
+  if (resourceServer) gw.rs = rs;
   gw.cli = (args, opts) => cli(gw.configFile, args, opts);
   return gw;
 }

@@ -120,13 +120,13 @@ test('oauth negative: DCR validation and switch', async (t) => {
 test('oauth negative: expired token, insufficient_scope, revoke --user, API keys, refresh-token introspection', async (t) => {
   // Access tokens live 1 s here; the validator tolerates 30 s of clock skew on exp (replicas),
   // so the expiry is checked at the end, after the other cases.
-  const gw = await startAuthGateway(t, { auth: { access_token_ttl: '1s', scopes: ['mcp', 'admin'], required_scope: 'mcp' } });
+  const gw = await startAuthGateway(t, { auth: { access_token_ttl: '1s', scopes: ['mcp', 'admin'], required_scope: 'mcp' }, resourceServer: true });
   const issued = Date.now();
   const tok = await fullFlow(gw);
   assert.equal((await mcpInit(gw.url, tok.access_token)).status, 200);
 
-  // Introspection (a user's confidential client asks) answers for refresh tokens too.
-  const { id, secret } = createUserClient(gw.configFile, 'bob');
+  // Introspection (a configured resource server asks) answers for refresh tokens too.
+  let [id, secret] = gw.rs;
   const introspect = async (token) => {
     const res = await fetch(`${gw.base}/oauth/introspect`, {
       method: 'POST',
@@ -160,6 +160,7 @@ test('oauth negative: expired token, insufficient_scope, revoke --user, API keys
   assert.match(r.json.error_description, /revoked|unknown|API key/i);
 
   // A user's own client asking for a token without the required scope: 403 insufficient_scope.
+  ({ id, secret } = createUserClient(gw.configFile, 'bob'));
   const narrow = await token(gw, { grant_type: 'client_credentials', scope: 'admin' }, { basic: [id, secret] });
   assert.equal(narrow.status, 200, JSON.stringify(narrow.json));
   r = await mcpInit(gw.url, narrow.json.access_token);

@@ -20,8 +20,8 @@ async function introspect(gw, [id, secret], tok) {
 }
 
 test('oauth review: introspection follows revoke --user and a disabled user', async (t) => {
-  const gw = await startAuthGateway(t, { users: ['alice', 'bob', 'carol'] });
-  const rs = createUserClient(gw.configFile, 'carol'); // the resource server asking
+  const gw = await startAuthGateway(t, { users: ['alice', 'bob'], resourceServer: true });
+  const rs = { id: gw.rs[0], secret: gw.rs[1] }; // the resource server asking
   const a = await fullFlow(gw, { user: 'alice' });
   const b = await fullFlow(gw, { user: 'bob' });
   for (const x of [a, b]) assert.equal((await introspect(gw, [rs.id, rs.secret], x.access_token)).active, true);

@@ -11,9 +11,11 @@ import { INTEROP_DIR, freePort, spawnTracked, withTimeout } from './gateway.mjs'
 const IDP = path.join(INTEROP_DIR, 'fixtures', 'idp.mjs');
 
 /** Start the IdP with one confidential client whose redirect URI is `redirectUri` and whose
-    secret is in `secretFile`; resolves { issuer, client_id, logs(), stop() }. */
-export async function startIdp({ redirectUri, secretFile }) {
-  const proc = spawnTracked(process.execPath, [IDP, '--redirect-uri', redirectUri, '--client-secret-file', secretFile], { name: 'idp', stdin: 'pipe' });
+    secret is in `secretFile`; resolves { issuer, client_id, logs(), stop() }. `clockSkew`
+    (seconds) runs it on a wrong clock; `idTokenTtl` (seconds) sets its id_token lifetime. */
+export async function startIdp({ redirectUri, secretFile, clockSkew = 0, idTokenTtl }) {
+  const extra = [...(clockSkew ? [`--clock-skew=${clockSkew}`] : []), ...(idTokenTtl ? [`--id-token-ttl=${idTokenTtl}`] : [])];
+  const proc = spawnTracked(process.execPath, [IDP, '--redirect-uri', redirectUri, '--client-secret-file', secretFile, ...extra], { name: 'idp', stdin: 'pipe' });
   const info = await withTimeout(
     new Promise((resolve, reject) => {
       proc.onLine((line) => {

@@ -917,7 +917,19 @@ static void test_store_auth(void)
     CHECK_INT(c->auth.nclients, 1);
     CHECK_STR(c->auth.clients[0].redirect_uris[0], "http://127.0.0.1/cb");
     CHECK(c->auth.clients[0].secret_file == NULL);
+    CHECK(!c->auth.clients[0].introspect);
     config_unref(c);
+
+    c = load_ok("auth:\n  clients:\n    - {client_id: rs, redirect_uris: [\"https://rs/cb\"], "
+                "secret_file: /etc/gh/rs.secret, introspect: true}\n");
+    CHECK(c->auth.clients[0].introspect);
+    config_unref(c);
+    EXPECT_ERR("auth: {clients: [{client_id: rs, redirect_uris: [\"https://rs/cb\"], introspect: "
+               "true}]}\n",
+               ERR_INVAL, 1, 80,
+               "t.yaml:1:80: introspect of client \"rs\" is true but the client has no "
+               "secret_file; a resource server that introspects tokens must be a confidential "
+               "client");
 
     c = load_ok("auth: {enabled: false}\n");
     CHECK(!c->auth.enabled);
