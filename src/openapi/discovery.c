@@ -160,12 +160,54 @@ static int build_categories(struct openapi_discovery *d)
 
 /* ---- the search index ------------------------------------------------------------------------ */
 
-/* The text a tool is found by: name, description, argument names and their descriptions. */
-static char *search_text(const struct openapi_tool *t)
+/*
+ * What a tool is found by, in three fields of decreasing weight (search.c, BM25F): what the
+ * tool is called and says it does (name, description); what the document says of the operation
+ * (summary, whole description, operationId, the literal segments of its path, its tags and the
+ * action its method implies: GET of a collection "list", of one item "get", POST "create", PUT
+ * and PATCH "update", DELETE "delete"); and its arguments (names and descriptions), which say
+ * more about what an operation takes than about what it does.
+ */
+#define SEARCH_W_TOOL 3.0
+#define SEARCH_W_OPERATION 0.3
+#define SEARCH_W_ARGS 0.1
+#define SEARCH_FIELDS 3
+
+static const char *method_action(const struct openapi_op *op)
 {
+    size_t n = strlen(op->path);
+    if (strcmp(op->method, "GET") == 0)
+        return n && op->path[n - 1] == '}' ? "get" : "list";
+    if (strcmp(op->method, "POST") == 0)
+        return "create";
+    if (strcmp(op->method, "PUT") == 0 || strcmp(op->method, "PATCH") == 0)
+        return "update";
+    if (strcmp(op->method, "DELETE") == 0)
+        return "delete";
+    return "";
+}
+
+static int search_fields(const struct openapi_tool *t, char **out)
+{
+    const struct openapi_op *op = t->op;
     struct buf b;
     buf_init(&b, DISC_TEXT_MAX);
     buf_printf(&b, "%s %s", t->name, t->description ? t->description : "");
+    out[0] = b.data;
+    buf_init(&b, DISC_TEXT_MAX);
+    buf_printf(&b, "%s %s %s %s", method_action(op), op->summary ? op->summary : "",
+               op->description ? op->description : "", op->operation_id ? op->operation_id : "");
+    for (const char *p = op->path; *p;) { /* the path without its {parameters} */
+        size_t lit = strcspn(p, "{");
+        buf_printf(&b, " %.*s", (int)lit, p);
+        p += lit;
+        if (*p == '{')
+            p += strcspn(p, "}") + (p[strcspn(p, "}")] == '}');
+    }
+    for (size_t i = 0; i < op->ntags; i++)
+        buf_printf(&b, " %s", op->tags[i]);
+    out[1] = b.data;
+    buf_init(&b, DISC_TEXT_MAX);
     const char *k;
     json_t *v;
     json_object_foreach(json_object_get(t->input_schema, "properties"), k, v)
@@ -173,7 +215,8 @@ static char *search_text(const struct openapi_tool *t)
         const char *desc = json_string_value(json_object_get(v, "description"));
         buf_printf(&b, " %s %s", k, desc ? desc : "");
     }
-    return b.data ? b.data : oa_strdup("");
+    out[2] = b.data ? b.data : oa_strdup("");
+    return out[0] && out[1] && out[2] ? 0 : ERR_NOMEM;
 }
 
 static int build_index(struct openapi_discovery *d)
@@ -181,20 +224,32 @@ static int build_index(struct openapi_discovery *d)
     const struct openapi_catalog *cat = d->cat;
     size_t n = cat->ntools;
     const char **names = calloc(n ? n : 1, sizeof(*names));
-    char **texts = calloc(n ? n : 1, sizeof(*texts));
+    char **texts = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*texts));
+    struct openapi_bm25_field *fields = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*fields));
+    const struct openapi_bm25_field **docs = calloc(n ? n : 1, sizeof(*docs));
+    size_t *nfields = calloc(n ? n : 1, sizeof(*nfields));
+    static const double weights[SEARCH_FIELDS] = {SEARCH_W_TOOL, SEARCH_W_OPERATION, SEARCH_W_ARGS};
     int err = ERR_NOMEM;
-    if (names == NULL || texts == NULL)
+    if (names == NULL || texts == NULL || fields == NULL || docs == NULL || nfields == NULL)
         goto out;
     for (size_t i = 0; i < n; i++) {
         names[i] = cat->tools[i].name;
-        if ((texts[i] = search_text(&cat->tools[i])) == NULL)
+        if ((err = search_fields(&cat->tools[i], texts + i * SEARCH_FIELDS)) != 0)
             goto out;
+        for (size_t f = 0; f < SEARCH_FIELDS; f++)
+            fields[i * SEARCH_FIELDS + f] =
+                (struct openapi_bm25_field){texts[i * SEARCH_FIELDS + f], weights[f]};
+        docs[i] = fields + i * SEARCH_FIELDS;
+        nfields[i] = SEARCH_FIELDS;
     }
-    err = openapi_bm25_new(names, (const char *const *)texts, n, &d->ix);
+    err = openapi_bm25_new_fields(names, docs, nfields, n, &d->ix);
 out:
-    for (size_t i = 0; texts && i < n; i++)
+    for (size_t i = 0; texts && i < n * SEARCH_FIELDS; i++)
         free(texts[i]);
     free(texts);
+    free(fields);
+    free(docs);
+    free(nfields);
     free(names);
     return err;
 }

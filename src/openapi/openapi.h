@@ -430,6 +430,22 @@ struct openapi_bm25;
    as tokens). Errors: ERR_NOMEM. */
 int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
                      struct openapi_bm25 **out);
+
+/* One field of a document: its text and its weight (each of its tokens counts `weight` times
+   in the term frequency and the document length, BM25F-style). */
+struct openapi_bm25_field {
+    const char *text;
+    double weight;
+};
+/* The index the search mode uses: documents made of weighted fields (docs[i][0..nfields[i]))
+   and the API vocabulary analyzer on documents and queries alike: English stop words dropped,
+   camelCase split, words of the document that are two other words of it run together also
+   counted as those (worklog = work + log), and each word of a group of the built-in API
+   vocabulary (remove/delete/erase, ticket/issue, ...) also counted as its group, at a lower
+   weight than the word itself. Errors: ERR_NOMEM. */
+int openapi_bm25_new_fields(const char *const *names,
+                            const struct openapi_bm25_field *const *docs, const size_t *nfields,
+                            size_t n, struct openapi_bm25 **out);
 void openapi_bm25_free(struct openapi_bm25 *ix);
 /* The indexes of the at most `max` best documents with a positive score for `query`, best
    first, in out[] (and their scores in scores[] when not NULL). Returns how many. */

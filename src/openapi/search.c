@@ -17,18 +17,22 @@
 
 #define BM25_K1 1.2
 #define BM25_B 0.75
-#define BM25_TOKEN_MAX 64 /* longer runs are cut (still one token) */
+#define BM25_TOKEN_MAX 64        /* longer runs are cut (still one token) */
+#define BM25_GROUP_WEIGHT 0.5    /* a group token counts half as much as the word itself */
+#define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
+#define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
 struct posting {
     size_t term;
-    unsigned tf;
+    double tf; /* weighted */
 };
 
 struct bm25_doc {
     const char *name;
     struct posting *terms; /* sorted by term */
-    size_t nterms;
-    size_t len; /* tokens */
+    size_t nterms, cap;
+    double len; /* weighted tokens */
 };
 
 struct openapi_bm25 {
@@ -38,7 +42,103 @@ struct openapi_bm25 {
     struct bm25_doc *docs;
     size_t ndocs;
     double avgdl;
+    bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *groups; /* expand: stem -> [group tokens] */
 };
+
+/*
+ * English words that carry nothing about which operation is meant ("the", "my", "please").
+ * Only in the expanding analyzer; documents and queries alike.
+ */
+static const char *const stop_words[] = {
+    "a",    "about", "an",    "and",   "any",  "are",   "as",    "at",     "be",    "been",
+    "but",  "by",    "can",   "could", "did",  "do",    "does",  "for",    "from",  "has",
+    "have", "he",    "her",   "here",  "his",  "how",   "i",     "if",     "in",    "into",
+    "is",   "it",    "its",   "just",  "may",  "me",    "might", "mine",   "must",  "my",
+    "need", "now",   "of",    "on",    "onto", "or",    "our",   "please", "she",   "should",
+    "so",   "some",  "than",  "that",  "the",  "their", "them",  "then",   "there", "these",
+    "they", "this",  "those", "to",    "us",   "via",   "want",  "was",    "we",    "were",
+    "what", "when",  "where", "which", "will", "with",  "would", "you",    "your",
+};
+
+/*
+ * The built-in API vocabulary: groups of words that name the same action or the same kind of
+ * thing in API documents and in what people ask (written for this gateway, not mined from any
+ * particular API). The first word names the group; a word may be in several groups. Words are
+ * stemmed like the text, so "removes" and "removing" are in the group of "remove".
+ */
+static const char *const word_groups[] = {
+    /* actions */
+    "get fetch retrieve read show view see display look inspect describe detail info "
+    "information details",
+    "list all every enumerate browse",
+    "search find lookup query filter locate",
+    "create add new make insert register build generate setup",
+    "update edit change modify set patch alter adjust fix replace rename",
+    "delete remove erase destroy discard purge drop trash",
+    "send post publish deliver dispatch broadcast notify email mail",
+    "cancel stop abort terminate end halt void",
+    "move transition progress advance",
+    "copy duplicate clone fork",
+    "download export",
+    "upload attach import",
+    "join enter",
+    "leave exit quit depart",
+    "restore unarchive undelete recover reopen",
+    "close resolve finish complete done",
+    "approve accept",
+    "subscribe watch follow monitor",
+    "unsubscribe unwatch unfollow",
+    "share grant permission permissions access collaborate collaborator",
+    "pay charge bill purchase buy",
+    "refund reimburse",
+    "star favorite favourite bookmark",
+    "schedule later scheduled",
+    "snooze mute silence pause quiet dnd disturb",
+    "vote upvote",
+    "invite",
+    /* things */
+    "message messages msg chat",
+    "channel conversation room",
+    "user person people member someone somebody colleague teammate everyone who",
+    "issue ticket bug incident",
+    "repository repo",
+    "file document doc spreadsheet",
+    "comment reply note remark",
+    "version revision",
+    "history log changelog timeline",
+    "balance money funds fund cash",
+    "payment transaction",
+    "customer client buyer",
+    "link url permalink",
+    "notification alert",
+    "presence online offline availability",
+    "label tag",
+    "team workspace organization organisation org company",
+    "secret credential password",
+    "webhook hook callback",
+    "reminder alarm",
+    "storage quota space usage",
+    "picture photo image avatar",
+    "owner author creator",
+};
+
+static bool is_stop_word(const char *w)
+{
+    size_t lo = 0, hi = sizeof(stop_words) / sizeof(*stop_words);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(stop_words[mid], w);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
 
 static bool is_vowel(char c)
 {
@@ -89,8 +189,12 @@ static void stem(char *w)
         w[--n] = '\0';
 }
 
-/* The next token of *p into buf (NUL-terminated, stemmed); false at the end of the text. */
-static bool next_token(const char **p, char *buf)
+/*
+ * The next word of *p into buf (NUL-terminated, lower-cased, not stemmed); false at the end of
+ * the text. With `camel`, a lower-case letter followed by an upper-case one ends a word
+ * (postMessage -> post, message).
+ */
+static bool next_word(const char **p, char *buf, bool camel)
 {
     const unsigned char *s = (const unsigned char *)*p;
     while (*s && !(isascii(*s) && isalnum(*s)))
@@ -100,13 +204,69 @@ static bool next_token(const char **p, char *buf)
         return false;
     }
     size_t n = 0;
-    for (; *s && isascii(*s) && isalnum(*s); s++)
+    for (; *s && isascii(*s) && isalnum(*s); s++) {
+        if (camel && n > 0 && isupper(*s) && islower(s[-1]))
+            break;
         if (n < BM25_TOKEN_MAX)
             buf[n++] = (char)tolower(*s);
+    }
     buf[n] = '\0';
-    stem(buf);
     *p = (const char *)s;
     return true;
+}
+
+typedef int (*emit_fn)(void *ctx, const char *term, double weight);
+
+/* A word (stemmed) and, when expanding, its groups. */
+static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, emit_fn emit,
+                     void *ctx)
+{
+    char t[BM25_TOKEN_MAX + 1];
+    snprintf(t, sizeof(t), "%s", word);
+    stem(t);
+    int err = emit(ctx, t, w);
+    if (err || !ix->expand)
+        return err;
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(ix->groups, t), i, g)
+    {
+        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT)) != 0)
+            return err;
+    }
+    return 0;
+}
+
+/*
+ * The terms of `text` with their weights: each word, and when expanding no stop words, the
+ * groups of each word, and the two parts of a word that is two words of the documents run
+ * together (the longest first part wins).
+ */
+static int analyze(const struct openapi_bm25 *ix, const char *text, double w, emit_fn emit,
+                   void *ctx)
+{
+    char word[BM25_TOKEN_MAX + 1];
+    const char *p = text ? text : "";
+    int err = 0;
+    while (err == 0 && next_word(&p, word, ix->expand)) {
+        if (ix->expand && is_stop_word(word))
+            continue;
+        if ((err = emit_word(ix, word, w, emit, ctx)) != 0 || !ix->expand)
+            continue;
+        size_t n = strlen(word);
+        for (size_t cut = n - BM25_COMPOUND_PART_MIN;
+             n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
+            char left[BM25_TOKEN_MAX + 1];
+            snprintf(left, sizeof(left), "%.*s", (int)cut, word);
+            if (json_object_get(ix->words, left) && json_object_get(ix->words, word + cut) &&
+                !is_stop_word(left) && !is_stop_word(word + cut)) {
+                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, emit, ctx)) == 0)
+                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, emit, ctx);
+                break;
+            }
+        }
+    }
+    return err;
 }
 
 static int posting_cmp(const void *a, const void *b)
@@ -115,68 +275,128 @@ static int posting_cmp(const void *a, const void *b)
     return x->term < y->term ? -1 : x->term > y->term;
 }
 
-static int index_doc(struct openapi_bm25 *ix, struct bm25_doc *d, const char *text)
+struct index_ctx {
+    struct openapi_bm25 *ix;
+    struct bm25_doc *d;
+};
+
+static int index_term(void *ctx, const char *tok, double w)
 {
-    char tok[BM25_TOKEN_MAX + 1];
-    size_t cap = 0;
-    const char *p = text ? text : "";
-    while (next_token(&p, tok)) {
-        d->len++;
-        json_t *id = json_object_get(ix->vocab, tok);
-        size_t term;
-        if (id) {
-            term = (size_t)json_integer_value(id);
-        } else {
-            term = ix->nvocab;
-            if (json_object_set_new(ix->vocab, tok, json_integer((json_int_t)term)) != 0)
-                return ERR_NOMEM;
-            size_t *df = realloc(ix->df, (term + 1) * sizeof(*df));
-            if (df == NULL)
-                return ERR_NOMEM;
-            ix->df = df;
-            ix->df[term] = 0;
-            ix->nvocab++;
-        }
-        size_t i = 0;
-        while (i < d->nterms && d->terms[i].term != term)
-            i++;
-        if (i < d->nterms) {
-            d->terms[i].tf++;
-            continue;
-        }
-        if (d->nterms == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct posting *t = realloc(d->terms, cap * sizeof(*t));
-            if (t == NULL)
-                return ERR_NOMEM;
-            d->terms = t;
-        }
-        d->terms[d->nterms++] = (struct posting){term, 1};
-        ix->df[term]++;
+    struct openapi_bm25 *ix = ((struct index_ctx *)ctx)->ix;
+    struct bm25_doc *d = ((struct index_ctx *)ctx)->d;
+    d->len += w;
+    json_t *id = json_object_get(ix->vocab, tok);
+    size_t term;
+    if (id) {
+        term = (size_t)json_integer_value(id);
+    } else {
+        term = ix->nvocab;
+        if (json_object_set_new(ix->vocab, tok, json_integer((json_int_t)term)) != 0)
+            return ERR_NOMEM;
+        size_t *df = realloc(ix->df, (term + 1) * sizeof(*df));
+        if (df == NULL)
+            return ERR_NOMEM;
+        ix->df = df;
+        ix->df[term] = 0;
+        ix->nvocab++;
     }
-    if (d->nterms > 1)
-        qsort(d->terms, d->nterms, sizeof(*d->terms), posting_cmp);
+    for (size_t i = 0; i < d->nterms; i++)
+        if (d->terms[i].term == term) {
+            d->terms[i].tf += w;
+            return 0;
+        }
+    if (d->nterms == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        struct posting *t = realloc(d->terms, cap * sizeof(*t));
+        if (t == NULL)
+            return ERR_NOMEM;
+        d->terms = t;
+        d->cap = cap;
+    }
+    d->terms[d->nterms++] = (struct posting){term, w};
+    ix->df[term]++;
     return 0;
 }
 
-int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
-                     struct openapi_bm25 **out)
+static int collect_word(void *ctx, const char *word, double w)
+{
+    (void)w;
+    json_t *words = ctx;
+    return json_object_get(words, word) || json_object_set_new(words, word, json_true()) == 0
+               ? 0
+               : ERR_NOMEM;
+}
+
+/* The word groups, keyed by stem: stem -> ["_" + first word of each group it is in]. */
+static int build_groups(struct openapi_bm25 *ix)
+{
+    if ((ix->groups = json_object()) == NULL)
+        return ERR_NOMEM;
+    for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
+        char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
+        const char *p = word_groups[g];
+        bool first = true;
+        while (next_word(&p, word, false)) {
+            if (first)
+                snprintf(name + 1, sizeof(name) - 1, "%s", word);
+            first = false;
+            stem(word);
+            json_t *a = json_object_get(ix->groups, word);
+            if (a == NULL &&
+                (json_object_set_new(ix->groups, word, a = json_array()) != 0 || a == NULL))
+                return ERR_NOMEM;
+            size_t i;
+            json_t *v;
+            bool have = false;
+            json_array_foreach(a, i, v)
+            {
+                have |= strcmp(json_string_value(v), name) == 0;
+            }
+            if (!have && json_array_append_new(a, json_string(name)) != 0)
+                return ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
+static int build(const char *const *names, const struct openapi_bm25_field *const *docs,
+                 const size_t *nfields, size_t n, bool expand, struct openapi_bm25 **out)
 {
     int err = ERR_NOMEM;
     struct openapi_bm25 *ix = calloc(1, sizeof(*ix));
     if (ix == NULL || (ix->vocab = json_object()) == NULL)
         goto out;
+    ix->expand = expand;
+    if (expand) {
+        /* every word of the documents first, for the parts of compound words */
+        if ((ix->words = json_object()) == NULL || (err = build_groups(ix)) != 0)
+            goto out;
+        for (size_t i = 0; i < n; i++)
+            for (size_t f = 0; f < nfields[i]; f++) {
+                const char *p = docs[i][f].text ? docs[i][f].text : "";
+                char word[BM25_TOKEN_MAX + 1];
+                while (next_word(&p, word, true))
+                    if (strlen(word) >= BM25_COMPOUND_PART_MIN &&
+                        (err = collect_word(ix->words, word, 1)) != 0)
+                        goto out;
+            }
+        err = ERR_NOMEM;
+    }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
     ix->ndocs = n;
-    size_t total = 0;
+    double total = 0;
     for (size_t i = 0; i < n; i++) {
         ix->docs[i].name = names[i];
-        if ((err = index_doc(ix, &ix->docs[i], texts[i])) != 0)
-            goto out;
+        struct index_ctx ctx = {ix, &ix->docs[i]};
+        for (size_t f = 0; f < nfields[i]; f++)
+            if ((err = analyze(ix, docs[i][f].text, docs[i][f].weight, index_term, &ctx)) != 0)
+                goto out;
+        if (ix->docs[i].nterms > 1)
+            qsort(ix->docs[i].terms, ix->docs[i].nterms, sizeof(*ix->docs[i].terms), posting_cmp);
         total += ix->docs[i].len;
     }
-    ix->avgdl = n ? (double)total / (double)n : 0;
+    ix->avgdl = n ? total / (double)n : 0;
     err = 0;
 out:
     if (err) {
@@ -185,6 +405,33 @@ out:
     }
     *out = ix;
     return 0;
+}
+
+int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
+                     struct openapi_bm25 **out)
+{
+    struct openapi_bm25_field *fields = calloc(n ? n : 1, sizeof(*fields));
+    const struct openapi_bm25_field **docs = calloc(n ? n : 1, sizeof(*docs));
+    size_t *nfields = calloc(n ? n : 1, sizeof(*nfields));
+    int err = ERR_NOMEM;
+    if (fields && docs && nfields) {
+        for (size_t i = 0; i < n; i++) {
+            fields[i] = (struct openapi_bm25_field){texts[i], 1.0};
+            docs[i] = &fields[i];
+            nfields[i] = 1;
+        }
+        err = build(names, docs, nfields, n, false, out);
+    }
+    free(fields);
+    free(docs);
+    free(nfields);
+    return err;
+}
+
+int openapi_bm25_new_fields(const char *const *names, const struct openapi_bm25_field *const *docs,
+                            const size_t *nfields, size_t n, struct openapi_bm25 **out)
+{
+    return build(names, docs, nfields, n, true, out);
 }
 
 void openapi_bm25_free(struct openapi_bm25 *ix)
@@ -196,10 +443,12 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     free(ix->docs);
     free(ix->df);
     json_decref(ix->vocab);
+    json_decref(ix->words);
+    json_decref(ix->groups);
     free(ix);
 }
 
-static unsigned doc_tf(const struct bm25_doc *d, size_t term)
+static double doc_tf(const struct bm25_doc *d, size_t term)
 {
     size_t lo = 0, hi = d->nterms;
     while (lo < hi) {
@@ -209,7 +458,7 @@ static unsigned doc_tf(const struct bm25_doc *d, size_t term)
         else
             hi = mid;
     }
-    return lo < d->nterms && d->terms[lo].term == term ? d->terms[lo].tf : 0;
+    return lo < d->nterms && d->terms[lo].term == term ? d->terms[lo].tf : 0.0;
 }
 
 struct hit {
@@ -229,6 +478,60 @@ static int hit_cmp(const void *a, const void *b)
     return x->doc < y->doc ? -1 : x->doc > y->doc;
 }
 
+static int query_term(void *ctx, const char *tok, double w);
+
+/*
+ * Coordination: a document that matches more of the query's words (by the word, a part of it or
+ * its group) is what was asked for more than one that matches one word many times. Each score
+ * is multiplied by (matched words / words)^2, the words being the query's words that are not
+ * stop words and occur in some document.
+ */
+static int coverage(const struct openapi_bm25 *ix, const char *query, double *acc)
+{
+    char word[BM25_TOKEN_MAX + 1];
+    const char *p = query;
+    unsigned *matched = calloc(ix->ndocs, sizeof(*matched));
+    unsigned nwords = 0;
+    if (matched == NULL)
+        return ERR_NOMEM;
+    while (next_word(&p, word, true)) {
+        json_t *terms = json_object();
+        if (terms == NULL || analyze(ix, word, 1.0, query_term, terms) != 0) {
+            json_decref(terms);
+            free(matched);
+            return ERR_NOMEM;
+        }
+        bool known = false;
+        for (size_t i = 0; i < ix->ndocs; i++) {
+            const char *tok;
+            json_t *v;
+            json_object_foreach(terms, tok, v)
+            {
+                json_t *id = json_object_get(ix->vocab, tok);
+                if (id && doc_tf(&ix->docs[i], (size_t)json_integer_value(id)) > 0) {
+                    matched[i]++;
+                    known = true;
+                    break;
+                }
+            }
+        }
+        nwords += known;
+        json_decref(terms);
+    }
+    for (size_t i = 0; nwords && i < ix->ndocs; i++)
+        acc[i] *= pow((double)matched[i] / (double)nwords, BM25_COVERAGE_EXP);
+    free(matched);
+    return 0;
+}
+
+static int query_term(void *ctx, const char *tok, double w)
+{
+    json_t *seen = ctx, *had = json_object_get(seen, tok);
+    if (had && json_real_value(had) >= w)
+        return 0;
+    return json_object_set_new(seen, tok, json_real(w)) == 0 ? 0 : ERR_NOMEM;
+}
+
 size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_t max, size_t *out,
                          double *scores)
 {
@@ -240,25 +543,30 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
     struct hit *hits = NULL;
     if (acc == NULL || seen == NULL)
         goto out;
-    char tok[BM25_TOKEN_MAX + 1];
-    const char *p = query;
+    /* the query's terms, each once, with its highest weight */
+    if (analyze(ix, query, 1.0, query_term, seen) != 0)
+        goto out;
     double N = (double)ix->ndocs;
-    while (next_token(&p, tok)) {
+    const char *tok;
+    json_t *qw;
+    json_object_foreach(seen, tok, qw)
+    {
         json_t *id = json_object_get(ix->vocab, tok);
-        if (id == NULL || json_object_get(seen, tok))
-            continue; /* unknown terms score nothing; repeats count once */
-        json_object_set_new(seen, tok, json_true());
+        if (id == NULL)
+            continue; /* unknown terms score nothing */
         size_t term = (size_t)json_integer_value(id);
         double df = (double)ix->df[term];
-        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5)) * json_real_value(qw);
         for (size_t i = 0; i < ix->ndocs; i++) {
-            unsigned tf = doc_tf(&ix->docs[i], term);
-            if (tf == 0)
+            double tf = doc_tf(&ix->docs[i], term);
+            if (tf <= 0)
                 continue;
-            double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * (double)ix->docs[i].len / ix->avgdl);
-            acc[i] += idf * (double)tf * (BM25_K1 + 1.0) / ((double)tf + norm);
+            double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * ix->docs[i].len / ix->avgdl);
+            acc[i] += idf * tf * (BM25_K1 + 1.0) / (tf + norm);
         }
     }
+    if (ix->expand && coverage(ix, query, acc) != 0)
+        goto out;
     for (size_t i = 0; i < ix->ndocs; i++)
         nhits += acc[i] > 0;
     if (nhits == 0 || (hits = malloc(nhits * sizeof(*hits))) == NULL) {

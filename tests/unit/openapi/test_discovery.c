@@ -96,6 +96,46 @@ static const char *text_of(const json_t *r, bool *is_error)
         json_object_get(json_array_get(json_object_get(r, "content"), 0), "text"));
 }
 
+/* The search mode's analyzer and fields (openapi_bm25_new_fields). */
+static void test_bm25_fields(void)
+{
+    static const char *const names[] = {"chat_delete", "chat_post", "add_worklog", "get_user",
+                                        "set_topic"};
+    static const struct openapi_bm25_field d0[] = {{"chat_delete Deletes a message.", 3},
+                                                   {"ts of the message", 0.1}};
+    static const struct openapi_bm25_field d1[] = {{"chat_postMessage Sends a message.", 3},
+                                                   {"channel to post to", 0.1}};
+    static const struct openapi_bm25_field d2[] = {{"add_worklog Adds a worklog.", 3},
+                                                   {"time spent on the work", 0.1}};
+    static const struct openapi_bm25_field d3[] = {{"get_user Returns a user.", 3},
+                                                   {"the log of the user", 0.1}};
+    static const struct openapi_bm25_field d4[] = {{"set_topic Sets the topic.", 3},
+                                                   {"the message to delete", 0.1}};
+    static const struct openapi_bm25_field *const docs[] = {d0, d1, d2, d3, d4};
+    static const size_t nf[] = {2, 2, 2, 2, 2};
+    struct openapi_bm25 *ix = NULL;
+    CHECK_INT(openapi_bm25_new_fields(names, docs, nf, 5, &ix), 0);
+    if (ix == NULL)
+        return;
+    size_t out[5];
+    /* a word of the vocabulary finds its group (remove -> delete), the name field outweighs the
+       argument text (set_topic's "delete" is an argument's) */
+    CHECK_INT(openapi_bm25_rank(ix, "remove", 5, out, NULL), 2);
+    CHECK_STR(names[out[0]], "chat_delete");
+    /* camelCase is split: "post message" meets postMessage; "send" is post's group */
+    CHECK_INT(openapi_bm25_rank(ix, "send a message", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "chat_post");
+    /* a compound of two words of the documents counts as them: worklog = work + log */
+    CHECK_INT(openapi_bm25_rank(ix, "log work", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "add_worklog");
+    /* who -> the user group */
+    CHECK_INT(openapi_bm25_rank(ix, "who is it", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "get_user");
+    /* stop words alone match nothing */
+    CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
+    openapi_bm25_free(ix);
+}
+
 static void test_mode_tool_sets(void)
 {
     struct openapi_catalog *cat = pets();
@@ -366,5 +406,5 @@ static void test_search(void)
     openapi_catalog_unref(cat);
 }
 
-TEST_MAIN(TEST(test_bm25), TEST(test_mode_tool_sets), TEST(test_hierarchical),
-          TEST(test_list_operations_pages), TEST(test_search))
+TEST_MAIN(TEST(test_bm25), TEST(test_bm25_fields), TEST(test_mode_tool_sets),
+          TEST(test_hierarchical), TEST(test_list_operations_pages), TEST(test_search))
