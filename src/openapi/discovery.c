@@ -11,9 +11,11 @@
  * static tools/call would use; this file never builds requests, it only says which tool to call
  * (the transport does the rest, with the same result mapping and secret scrubbing).
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/buf.h"
 #include "openapi/openapi-int.h"
@@ -292,11 +294,25 @@ static json_t *call_operation_tool(void)
                     json_pack("[s]", "name"), false);
 }
 
+/* "the X API" for the tool descriptions: the title (at most DISC_TITLE_MAX bytes) with " API"
+   added unless it already ends with the word API ("Slack Web API", not "Slack Web API API"). */
+static char *api_name(const char *doc_title)
+{
+    char *t = cut_utf8(doc_title && doc_title[0] ? doc_title : "this", DISC_TITLE_MAX);
+    size_t n = t ? strlen(t) : 0;
+    if (t == NULL || (n >= 3 && strcasecmp(t + n - 3, "api") == 0 &&
+                      (n == 3 || !isalnum((unsigned char)t[n - 4]))))
+        return t;
+    char *out = oa_asprintf("%s API", t);
+    free(t);
+    return out;
+}
+
 static json_t *build_tools(const struct openapi_discovery *d)
 {
     const struct openapi_catalog *cat = d->cat;
     const struct openapi_doc *doc = cat->doc;
-    char *title = cut_utf8(doc->title && doc->title[0] ? doc->title : "this", DISC_TITLE_MAX);
+    char *title = api_name(doc->title);
     json_t *a = json_array();
     if (title == NULL || a == NULL)
         goto fail;
@@ -309,7 +325,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
     case OPENAPI_DISCOVERY_HIERARCHICAL:
         if (json_array_append_new(
                 a, nav_tool("list_categories",
-                            oa_asprintf("List the categories of the %s API (%zu operations), "
+                            oa_asprintf("List the categories of the %s (%zu operations), "
                                         "each with its count and a summary. Start here.",
                                         title, cat->ntools),
                             json_object(), NULL, true)) != 0 ||
@@ -335,7 +351,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
         if (json_array_append_new(
                 a,
                 nav_tool("search_operations",
-                         oa_asprintf("Search the %zu operations of the %s API by keywords; "
+                         oa_asprintf("Search the %zu operations of the %s by keywords; "
                                      "returns the full definitions of the best matches.",
                                      cat->ntools, title),
                          json_pack("{s:o, s:{s:s, s:i, s:i, s:i}}", "query",

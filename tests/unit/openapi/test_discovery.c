@@ -5,7 +5,9 @@
  * hierarchical mode down to the catalog tool a static call would use, and the search mode.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "openapi/openapi.h"
 #include "test.h"
@@ -134,6 +136,49 @@ static void test_bm25_fields(void)
     /* stop words alone match nothing */
     CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
     openapi_bm25_free(ix);
+}
+
+static char *oa_test_doc(const char *title)
+{
+    static const char fmt[] =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"%s\",\"version\":\"1\"},\"paths\":{\"/a\":"
+        "{\"get\":{\"operationId\":\"a\",\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}";
+    size_t n = sizeof(fmt) + strlen(title);
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, fmt, title);
+    return s;
+}
+
+/* The API's name in the navigation tools: " API" is not added to a title that ends with it. */
+static void test_title_api(void)
+{
+    static const char *const titles[] = {"Slack Web API", "Pets", "Rapid", "api"};
+    static const char *const want[] = {"Search the 1 operations of the Slack Web API by",
+                                       "Search the 1 operations of the Pets API by",
+                                       "Search the 1 operations of the Rapid API by",
+                                       "Search the 1 operations of the api by"};
+    for (size_t i = 0; i < 4; i++) {
+        char *text = oa_test_doc(titles[i]);
+        struct openapi_doc *doc = NULL;
+        struct openapi_catalog *cat = NULL;
+        struct openapi_discovery *d = NULL;
+        struct err_info ei = {0};
+        CHECK_INT(openapi_doc_load_mem(text, strlen(text), &doc, &ei), 0);
+        if (doc && openapi_catalog_build(doc, NULL, &cat, &ei) == 0 &&
+            openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d) == 0) {
+            json_t *tools = openapi_discovery_tools(d);
+            const char *desc =
+                json_string_value(json_object_get(json_array_get(tools, 0), "description"));
+            CHECK(desc && strncmp(desc, want[i], strlen(want[i])) == 0);
+            CHECK(desc && strstr(desc, "API API") == NULL);
+            json_decref(tools);
+        }
+        openapi_discovery_free(d);
+        openapi_catalog_unref(cat);
+        openapi_doc_unref(doc);
+        free(text);
+    }
 }
 
 static void test_mode_tool_sets(void)
@@ -406,5 +451,5 @@ static void test_search(void)
     openapi_catalog_unref(cat);
 }
 
-TEST_MAIN(TEST(test_bm25), TEST(test_bm25_fields), TEST(test_mode_tool_sets),
+TEST_MAIN(TEST(test_bm25), TEST(test_bm25_fields), TEST(test_title_api), TEST(test_mode_tool_sets),
           TEST(test_hierarchical), TEST(test_list_operations_pages), TEST(test_search))
