@@ -180,8 +180,8 @@ static const char *method_action(const struct openapi_op *op)
     size_t n = strlen(op->path);
     if (strcmp(op->method, "GET") == 0)
         return n && op->path[n - 1] == '}' ? "get" : "list";
-    if (strcmp(op->method, "POST") == 0)
-        return "create";
+    if (strcmp(op->method, "POST") == 0) /* on one item: an update (Stripe, Google) */
+        return n && op->path[n - 1] == '}' ? "update" : "create";
     if (strcmp(op->method, "PUT") == 0 || strcmp(op->method, "PATCH") == 0)
         return "update";
     if (strcmp(op->method, "DELETE") == 0)

@@ -18,9 +18,10 @@
 #define BM25_K1 1.2
 #define BM25_B 0.75
 #define BM25_TOKEN_MAX 64        /* longer runs are cut (still one token) */
-#define BM25_GROUP_WEIGHT 0.5    /* a group token counts half as much as the word itself */
+#define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
 #define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
 struct posting {
@@ -48,18 +49,17 @@ struct openapi_bm25 {
 };
 
 /*
- * English words that carry nothing about which operation is meant ("the", "my", "please").
+ * English words that carry nothing about which operation is meant ("the", "please").
  * Only in the expanding analyzer; documents and queries alike.
  */
 static const char *const stop_words[] = {
-    "a",    "about", "an",    "and",   "any",  "are",   "as",    "at",     "be",    "been",
-    "but",  "by",    "can",   "could", "did",  "do",    "does",  "for",    "from",  "has",
-    "have", "he",    "her",   "here",  "his",  "how",   "i",     "if",     "in",    "into",
-    "is",   "it",    "its",   "just",  "may",  "me",    "might", "mine",   "must",  "my",
-    "need", "now",   "of",    "on",    "onto", "or",    "our",   "please", "she",   "should",
-    "so",   "some",  "than",  "that",  "the",  "their", "them",  "then",   "there", "these",
-    "they", "this",  "those", "to",    "us",   "via",   "want",  "was",    "we",    "were",
-    "what", "when",  "where", "which", "will", "with",  "would", "you",    "your",
+    "a",     "about",  "an",    "and",   "any",  "are",  "as",    "at",    "be",   "been", "but",
+    "by",    "can",    "could", "did",   "do",   "does", "for",   "from",  "has",  "have", "he",
+    "her",   "here",   "his",   "how",   "if",   "in",   "into",  "is",    "it",   "its",  "just",
+    "may",   "might",  "must",  "need",  "now",  "of",   "on",    "onto",  "or",   "our",  "please",
+    "she",   "should", "so",    "some",  "than", "that", "the",   "their", "them", "then", "there",
+    "these", "they",   "this",  "those", "to",   "us",   "via",   "want",  "was",  "we",   "were",
+    "what",  "when",   "where", "which", "will", "with", "would", "you",   "your",
 };
 
 /*
@@ -72,11 +72,12 @@ static const char *const word_groups[] = {
     /* actions */
     "get fetch retrieve read show view see display look inspect describe detail info "
     "information details",
-    "list all every enumerate browse",
+    "list all every enumerate browse show see view display read",
     "search find lookup query filter locate",
-    "create add new make insert register build generate setup",
+    "create add new make insert register build generate setup open initiate start begin launch "
+    "leave",
     "update edit change modify set patch alter adjust fix replace rename",
-    "delete remove erase destroy discard purge drop trash",
+    "delete remove erase destroy discard purge drop trash revoke unshare",
     "send post publish deliver dispatch broadcast notify email mail",
     "cancel stop abort terminate end halt void",
     "move transition progress advance",
@@ -98,6 +99,8 @@ static const char *const word_groups[] = {
     "snooze mute silence pause quiet dnd disturb",
     "vote upvote",
     "invite",
+    "me my mine myself i current authenticated self",
+    "bulk batch many multiple several",
     /* things */
     "message messages msg chat",
     "channel conversation room",
@@ -118,7 +121,7 @@ static const char *const word_groups[] = {
     "team workspace organization organisation org company",
     "secret credential password",
     "webhook hook callback",
-    "reminder alarm",
+    "reminder remind alarm",
     "storage quota space usage",
     "picture photo image avatar",
     "owner author creator",
@@ -185,6 +188,8 @@ static void stem(char *w)
                 w[--n] = '\0';
         }
     }
+    if (n > 6 && strcmp(w + n - 2, "ee") == 0) /* assignee -> assign, employee -> employ */
+        w[n -= 2] = '\0';
     if (n > 3 && w[n - 1] == 'e')
         w[--n] = '\0';
 }
@@ -567,6 +572,14 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
     }
     if (ix->expand && coverage(ix, query, acc) != 0)
         goto out;
+    /* the plainer operation first: a longer name is a more specific operation (check_if_merged
+       against merge, a nested resource against the resource) */
+    for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
+        size_t parts = 1;
+        for (const char *c = ix->docs[i].name; *c; c++)
+            parts += *c == '_' || *c == '-';
+        acc[i] /= 1.0 + BM25_NAME_PRIOR * (double)(parts - 1);
+    }
     for (size_t i = 0; i < ix->ndocs; i++)
         nhits += acc[i] > 0;
     if (nhits == 0 || (hits = malloc(nhits * sizeof(*hits))) == NULL) {
