@@ -8,12 +8,14 @@
  * estimated tokens (ceil(bytes / 4), the catalog's estimate; bench/openapi_tokens.mjs counts the
  * start cost with a real tokenizer).
  *
- *   build/search_recall [-v] [-m] [--modules DIR] [TASKFILE...]
+ *   build/search_recall [-v] [-m] [--modules DIR] [--answers FILE] [TASKFILE...]
  *
  * Defaults: every bench/search_tasks/NAME.json, documents under bench/node/node_modules (each task
  * file names its document relative to it). -v prints every task with its rank; -m a Markdown
- * table. Exit status 1 when a document or a task file cannot be read, or a task expects an
- * operation the catalog does not have.
+ * table. --answers writes one JSON object per line, {api, kind:
+ * "start" | "answer", text}: the tools/list of the search mode and each answer's text, for
+ * bench/search_tokens.mjs to count with a real tokenizer. Exit status 1 when a document or a task
+ * file cannot be read, or a task expects an operation the catalog does not have.
  */
 #include <glob.h>
 #include <stdio.h>
@@ -79,6 +81,20 @@ static size_t dumped_bytes(const json_t *j)
     return n;
 }
 
+static FILE *answers_out;
+
+static void dump_line(const char *api, const char *kind, const char *text)
+{
+    if (answers_out == NULL)
+        return;
+    json_t *j = json_pack("{s:s, s:s, s:s}", "api", api, "kind", kind, "text", text ? text : "");
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s)
+        fprintf(answers_out, "%s\n", s);
+    free(s);
+    json_decref(j);
+}
+
 static int run_file(const char *file, const char *modules, bool verbose, bool markdown,
                     struct totals *all)
 {
@@ -114,6 +130,9 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
     }
     json_t *start = openapi_discovery_tools(d);
     struct totals t = {.start_bytes = dumped_bytes(start)};
+    char *start_text = json_dumps(start, JSON_COMPACT);
+    dump_line(api, "start", start_text);
+    free(start_text);
     json_decref(start);
     int failed = 0;
     size_t i;
@@ -142,6 +161,7 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
         t.at5 += r >= 1 && r <= 5;
         t.answers++;
         t.answer_bytes += text ? strlen(text) : 0;
+        dump_line(api, "answer", text);
         if (verbose) {
             printf("  %s %-60s", r == 1 ? "1" : r ? "5" : "-", q);
             size_t k;
@@ -193,8 +213,14 @@ int main(int argc, char **argv)
             markdown = true;
         } else if (strcmp(argv[first], "--modules") == 0 && first + 1 < argc) {
             modules = argv[++first];
+        } else if (strcmp(argv[first], "--answers") == 0 && first + 1 < argc) {
+            if ((answers_out = fopen(argv[++first], "w")) == NULL) {
+                perror(argv[first]);
+                return 1;
+            }
         } else {
-            fprintf(stderr, "usage: search_recall [-v] [-m] [--modules DIR] [TASKFILE...]\n");
+            fprintf(stderr, "usage: search_recall [-v] [-m] [--modules DIR] [--answers FILE] "
+                            "[TASKFILE...]\n");
             return 2;
         }
     }
@@ -228,5 +254,7 @@ int main(int argc, char **argv)
                "%zu B (~%zu tokens)\n",
                "all", all.tasks, r1, r5, all.start_bytes, avg, (avg + 3) / 4);
     globfree(&g);
+    if (answers_out)
+        fclose(answers_out);
     return failed;
 }

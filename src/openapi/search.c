@@ -70,12 +70,12 @@ static const char *const stop_words[] = {
  */
 static const char *const word_groups[] = {
     /* actions */
-    "get fetch retrieve read show view see display look inspect describe detail info "
-    "information details",
+    ("get fetch retrieve read show view see display look inspect describe detail info "
+     "information details"),
     "list all every enumerate browse show see view display read",
     "search find lookup query filter locate",
-    "create add new make insert register build generate setup open initiate start begin launch "
-    "leave",
+    ("create add new make insert register build generate setup open initiate start begin launch "
+     "leave"),
     "update edit change modify set patch alter adjust fix replace rename",
     "delete remove erase destroy discard purge drop trash revoke unshare",
     "send post publish deliver dispatch broadcast notify email mail",
