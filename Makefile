@@ -47,7 +47,7 @@ fuzz:
 bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh build
-	@build/search_recall || echo "search recall skipped (cd bench/node && npm ci)"
+	@node bench/search_tokens.mjs || echo "search recall skipped (cd bench/node && npm ci)"
 	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd bench/node && npm ci)"
 
 format:
