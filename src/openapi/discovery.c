@@ -227,31 +227,21 @@ static int build_index(struct openapi_discovery *d)
     size_t n = cat->ntools;
     const char **names = calloc(n ? n : 1, sizeof(*names));
     char **texts = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*texts));
-    struct openapi_bm25_field *fields = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*fields));
-    const struct openapi_bm25_field **docs = calloc(n ? n : 1, sizeof(*docs));
-    size_t *nfields = calloc(n ? n : 1, sizeof(*nfields));
     static const double weights[SEARCH_FIELDS] = {SEARCH_W_TOOL, SEARCH_W_OPERATION, SEARCH_W_ARGS};
     int err = ERR_NOMEM;
-    if (names == NULL || texts == NULL || fields == NULL || docs == NULL || nfields == NULL)
+    if (names == NULL || texts == NULL)
         goto out;
     for (size_t i = 0; i < n; i++) {
         names[i] = cat->tools[i].name;
         if ((err = search_fields(&cat->tools[i], texts + i * SEARCH_FIELDS)) != 0)
             goto out;
-        for (size_t f = 0; f < SEARCH_FIELDS; f++)
-            fields[i * SEARCH_FIELDS + f] =
-                (struct openapi_bm25_field){texts[i * SEARCH_FIELDS + f], weights[f]};
-        docs[i] = fields + i * SEARCH_FIELDS;
-        nfields[i] = SEARCH_FIELDS;
     }
-    err = openapi_bm25_new_fields(names, docs, nfields, n, &d->ix);
+    err = openapi_bm25_new_fields(names, (const char *const *)texts, SEARCH_FIELDS, weights, n,
+                                  &d->ix);
 out:
     for (size_t i = 0; texts && i < n * SEARCH_FIELDS; i++)
         free(texts[i]);
     free(texts);
-    free(fields);
-    free(docs);
-    free(nfields);
     free(names);
     return err;
 }

@@ -431,21 +431,20 @@ struct openapi_bm25;
 int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
                      struct openapi_bm25 **out);
 
-/* One field of a document: its text and its weight (each of its tokens counts `weight` times
-   in the term frequency and the document length, BM25F-style). */
-struct openapi_bm25_field {
-    const char *text;
-    double weight;
-};
-/* The index the search mode uses: documents made of weighted fields (docs[i][0..nfields[i]))
-   and the API vocabulary analyzer on documents and queries alike: English stop words dropped,
-   camelCase split, words of the document that are two other words of it run together also
-   counted as those (worklog = work + log), and each word of a group of the built-in API
-   vocabulary (remove/delete/erase, ticket/issue, ...) also counted as its group, at a lower
-   weight than the word itself. Errors: ERR_NOMEM. */
-int openapi_bm25_new_fields(const char *const *names,
-                            const struct openapi_bm25_field *const *docs, const size_t *nfields,
-                            size_t n, struct openapi_bm25 **out);
+/*
+ * The index the search mode uses: each document is `nfields` (1 to 4) texts,
+ * texts[i * nfields + f], each field scored by BM25 on its own (its own average length) and the
+ * field scores added with weights[f]; and the API vocabulary analyzer on documents and queries
+ * alike: English stop words dropped, camelCase split, a phrasal verb made one word (look up ->
+ * lookup), words of the documents that are two other words of them run together also counted as
+ * those (worklog = work + log), each word of a group of the built-in API vocabulary
+ * (remove/delete/erase, ticket/issue, ...) also counted as its group; in queries, words with
+ * digits (values such as PROJ-123) dropped; a document's score multiplied by the square of the
+ * share of the query's words it matches, and divided by 1 + 0.06 per extra word in its name.
+ * Errors: ERR_INVAL (nfields), ERR_NOMEM.
+ */
+int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
+                            const double *weights, size_t n, struct openapi_bm25 **out);
 void openapi_bm25_free(struct openapi_bm25 *ix);
 /* The indexes of the at most `max` best documents with a positive score for `query`, best
    first, in out[] (and their scores in scores[] when not NULL). Returns how many. */

@@ -24,16 +24,18 @@
 #define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
 #define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
+#define BM25_FIELDS_MAX 4
+
 struct posting {
     size_t term;
-    double tf; /* weighted */
+    double tf[BM25_FIELDS_MAX]; /* per field */
 };
 
 struct bm25_doc {
     const char *name;
     struct posting *terms; /* sorted by term */
     size_t nterms, cap;
-    double len; /* weighted tokens */
+    double len[BM25_FIELDS_MAX]; /* tokens per field */
 };
 
 struct openapi_bm25 {
@@ -42,7 +44,9 @@ struct openapi_bm25 {
     size_t nvocab;
     struct bm25_doc *docs;
     size_t ndocs;
-    double avgdl;
+    size_t nfields;
+    double weight[BM25_FIELDS_MAX]; /* of each field's score */
+    double avgdl[BM25_FIELDS_MAX];
     bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
     json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
     json_t *groups; /* expand: stem -> [group tokens] */
@@ -53,13 +57,13 @@ struct openapi_bm25 {
  * Only in the expanding analyzer; documents and queries alike.
  */
 static const char *const stop_words[] = {
-    "a",     "about",  "an",    "and",   "any",  "are",  "as",    "at",    "be",   "been", "but",
-    "by",    "can",    "could", "did",   "do",   "does", "for",   "from",  "has",  "have", "he",
-    "her",   "here",   "his",   "how",   "if",   "in",   "into",  "is",    "it",   "its",  "just",
-    "may",   "might",  "must",  "need",  "now",  "of",   "on",    "onto",  "or",   "our",  "please",
-    "she",   "should", "so",    "some",  "than", "that", "the",   "their", "them", "then", "there",
-    "these", "they",   "this",  "those", "to",   "us",   "via",   "want",  "was",  "we",   "were",
-    "what",  "when",   "where", "which", "will", "with", "would", "you",   "your",
+    "a",      "about", "am",     "an",    "and",   "any",  "are",  "as",    "at",    "be",   "been",
+    "but",    "by",    "can",    "could", "did",   "do",   "does", "for",   "from",  "has",  "have",
+    "he",     "her",   "here",   "his",   "how",   "if",   "in",   "into",  "is",    "it",   "its",
+    "just",   "may",   "might",  "must",  "need",  "now",  "of",   "on",    "onto",  "or",   "our",
+    "please", "she",   "should", "so",    "some",  "than", "that", "the",   "their", "them", "then",
+    "there",  "these", "they",   "this",  "those", "to",   "us",   "via",   "want",  "was",  "we",
+    "were",   "what",  "when",   "where", "which", "will", "with", "would", "you",   "your",
 };
 
 /*
@@ -78,7 +82,7 @@ static const char *const word_groups[] = {
      "leave"),
     "update edit change modify set patch alter adjust fix replace rename",
     "delete remove erase destroy discard purge drop trash revoke unshare",
-    "send post publish deliver dispatch broadcast notify email mail",
+    "send post publish deliver dispatch broadcast notify",
     "cancel stop abort terminate end halt void",
     "move transition progress advance",
     "copy duplicate clone fork",
@@ -99,7 +103,7 @@ static const char *const word_groups[] = {
     "snooze mute silence pause quiet dnd disturb",
     "vote upvote",
     "invite",
-    "me my mine myself i current authenticated self",
+    "me my mine myself i current authenticated self login signin",
     "bulk batch many multiple several",
     /* things */
     "message messages msg chat",
@@ -220,43 +224,81 @@ static bool next_word(const char **p, char *buf, bool camel)
     return true;
 }
 
-typedef int (*emit_fn)(void *ctx, const char *term, double weight);
+/* One term of a text, its weight, and the number of the (non-stop) word it came from. */
+typedef int (*emit_fn)(void *ctx, const char *term, double weight, size_t word);
 
 /* A word (stemmed) and, when expanding, its groups. */
-static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, emit_fn emit,
-                     void *ctx)
+static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                     emit_fn emit, void *ctx)
 {
     char t[BM25_TOKEN_MAX + 1];
     snprintf(t, sizeof(t), "%s", word);
     stem(t);
-    int err = emit(ctx, t, w);
+    int err = emit(ctx, t, w, no);
     if (err || !ix->expand)
         return err;
     size_t i;
     json_t *g;
     json_array_foreach(json_object_get(ix->groups, t), i, g)
     {
-        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT)) != 0)
+        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
             return err;
     }
     return 0;
 }
 
+/* Particles that make a phrasal verb with the word before them (look up, set up, log in). */
+static bool is_particle(const char *w)
+{
+    return strcmp(w, "up") == 0 || strcmp(w, "in") == 0 || strcmp(w, "out") == 0 ||
+           strcmp(w, "on") == 0 || strcmp(w, "off") == 0;
+}
+
+/*
+ * The phrasal verb that `word` makes with the particle after it (look up -> lookup, set up ->
+ * setup, logged in -> login, check out -> checkout) into `joined`, when it is a word of the
+ * documents or of the vocabulary; *p then moves past the particle.
+ */
+static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char **p, char *joined)
+{
+    char next[BM25_TOKEN_MAX + 1], st[BM25_TOKEN_MAX + 1];
+    const char *q = *p;
+    if (!next_word(&q, next, true) || !is_particle(next))
+        return false;
+    snprintf(st, sizeof(st), "%s", word);
+    stem(st);
+    size_t ls = strlen(st), ln = strlen(next);
+    if (ls + ln > BM25_TOKEN_MAX)
+        return false;
+    memcpy(joined, st, ls);
+    memcpy(joined + ls, next, ln + 1);
+    char js[BM25_TOKEN_MAX + 1];
+    snprintf(js, sizeof(js), "%s", joined);
+    stem(js);
+    if (!json_object_get(ix->words, joined) && !json_object_get(ix->groups, js))
+        return false;
+    *p = q;
+    return true;
+}
+
 /*
  * The terms of `text` with their weights: each word, and when expanding no stop words, the
- * groups of each word, and the two parts of a word that is two words of the documents run
- * together (the longest first part wins).
+ * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
+ * is two words of the documents run together (the longest first part wins).
  */
 static int analyze(const struct openapi_bm25 *ix, const char *text, double w, emit_fn emit,
                    void *ctx)
 {
-    char word[BM25_TOKEN_MAX + 1];
+    char word[BM25_TOKEN_MAX + 1], joined[BM25_TOKEN_MAX + 1];
     const char *p = text ? text : "";
     int err = 0;
+    size_t no = 0;
     while (err == 0 && next_word(&p, word, ix->expand)) {
-        if (ix->expand && is_stop_word(word))
+        if (ix->expand && phrasal(ix, word, &p, joined))
+            snprintf(word, sizeof(word), "%s", joined);
+        else if (ix->expand && is_stop_word(word))
             continue;
-        if ((err = emit_word(ix, word, w, emit, ctx)) != 0 || !ix->expand)
+        if ((err = emit_word(ix, word, w, no++, emit, ctx)) != 0 || !ix->expand)
             continue;
         size_t n = strlen(word);
         for (size_t cut = n - BM25_COMPOUND_PART_MIN;
@@ -265,8 +307,8 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
             snprintf(left, sizeof(left), "%.*s", (int)cut, word);
             if (json_object_get(ix->words, left) && json_object_get(ix->words, word + cut) &&
                 !is_stop_word(left) && !is_stop_word(word + cut)) {
-                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, emit, ctx)) == 0)
-                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, emit, ctx);
+                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) == 0)
+                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx);
                 break;
             }
         }
@@ -283,13 +325,16 @@ static int posting_cmp(const void *a, const void *b)
 struct index_ctx {
     struct openapi_bm25 *ix;
     struct bm25_doc *d;
+    size_t field;
 };
 
-static int index_term(void *ctx, const char *tok, double w)
+static int index_term(void *ctx, const char *tok, double w, size_t word)
 {
+    (void)word;
     struct openapi_bm25 *ix = ((struct index_ctx *)ctx)->ix;
     struct bm25_doc *d = ((struct index_ctx *)ctx)->d;
-    d->len += w;
+    size_t f = ((struct index_ctx *)ctx)->field;
+    d->len[f] += w;
     json_t *id = json_object_get(ix->vocab, tok);
     size_t term;
     if (id) {
@@ -307,7 +352,7 @@ static int index_term(void *ctx, const char *tok, double w)
     }
     for (size_t i = 0; i < d->nterms; i++)
         if (d->terms[i].term == term) {
-            d->terms[i].tf += w;
+            d->terms[i].tf[f] += w;
             return 0;
         }
     if (d->nterms == d->cap) {
@@ -318,14 +363,14 @@ static int index_term(void *ctx, const char *tok, double w)
         d->terms = t;
         d->cap = cap;
     }
-    d->terms[d->nterms++] = (struct posting){term, w};
+    d->terms[d->nterms] = (struct posting){.term = term};
+    d->terms[d->nterms++].tf[f] = w;
     ix->df[term]++;
     return 0;
 }
 
-static int collect_word(void *ctx, const char *word, double w)
+static int collect_word(void *ctx, const char *word)
 {
-    (void)w;
     json_t *words = ctx;
     return json_object_get(words, word) || json_object_set_new(words, word, json_true()) == 0
                ? 0
@@ -364,44 +409,50 @@ static int build_groups(struct openapi_bm25 *ix)
     return 0;
 }
 
-static int build(const char *const *names, const struct openapi_bm25_field *const *docs,
-                 const size_t *nfields, size_t n, bool expand, struct openapi_bm25 **out)
+static int build(const char *const *names, const char *const *texts, size_t nfields,
+                 const double *weights, size_t n, bool expand, struct openapi_bm25 **out)
 {
+    if (nfields == 0 || nfields > BM25_FIELDS_MAX)
+        return ERR_INVAL;
     int err = ERR_NOMEM;
     struct openapi_bm25 *ix = calloc(1, sizeof(*ix));
     if (ix == NULL || (ix->vocab = json_object()) == NULL)
         goto out;
     ix->expand = expand;
+    ix->nfields = nfields;
+    for (size_t f = 0; f < nfields; f++)
+        ix->weight[f] = weights ? weights[f] : 1.0;
     if (expand) {
         /* every word of the documents first, for the parts of compound words */
         if ((ix->words = json_object()) == NULL || (err = build_groups(ix)) != 0)
             goto out;
-        for (size_t i = 0; i < n; i++)
-            for (size_t f = 0; f < nfields[i]; f++) {
-                const char *p = docs[i][f].text ? docs[i][f].text : "";
-                char word[BM25_TOKEN_MAX + 1];
-                while (next_word(&p, word, true))
-                    if (strlen(word) >= BM25_COMPOUND_PART_MIN &&
-                        (err = collect_word(ix->words, word, 1)) != 0)
-                        goto out;
-            }
+        for (size_t i = 0; i < n * nfields; i++) {
+            const char *p = texts[i] ? texts[i] : "";
+            char word[BM25_TOKEN_MAX + 1];
+            while (next_word(&p, word, true))
+                if (strlen(word) >= BM25_COMPOUND_PART_MIN &&
+                    (err = collect_word(ix->words, word)) != 0)
+                    goto out;
+        }
         err = ERR_NOMEM;
     }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
     ix->ndocs = n;
-    double total = 0;
+    double total[BM25_FIELDS_MAX] = {0};
     for (size_t i = 0; i < n; i++) {
         ix->docs[i].name = names[i];
-        struct index_ctx ctx = {ix, &ix->docs[i]};
-        for (size_t f = 0; f < nfields[i]; f++)
-            if ((err = analyze(ix, docs[i][f].text, docs[i][f].weight, index_term, &ctx)) != 0)
+        for (size_t f = 0; f < nfields; f++) {
+            struct index_ctx ctx = {ix, &ix->docs[i], f};
+            if ((err = analyze(ix, texts[i * nfields + f], 1.0, index_term, &ctx)) != 0)
                 goto out;
+            total[f] += ix->docs[i].len[f];
+        }
         if (ix->docs[i].nterms > 1)
             qsort(ix->docs[i].terms, ix->docs[i].nterms, sizeof(*ix->docs[i].terms), posting_cmp);
-        total += ix->docs[i].len;
     }
-    ix->avgdl = n ? total / (double)n : 0;
+    for (size_t f = 0; f < nfields; f++)
+        ix->avgdl[f] = n ? total[f] / (double)n : 0;
     err = 0;
 out:
     if (err) {
@@ -415,28 +466,13 @@ out:
 int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
                      struct openapi_bm25 **out)
 {
-    struct openapi_bm25_field *fields = calloc(n ? n : 1, sizeof(*fields));
-    const struct openapi_bm25_field **docs = calloc(n ? n : 1, sizeof(*docs));
-    size_t *nfields = calloc(n ? n : 1, sizeof(*nfields));
-    int err = ERR_NOMEM;
-    if (fields && docs && nfields) {
-        for (size_t i = 0; i < n; i++) {
-            fields[i] = (struct openapi_bm25_field){texts[i], 1.0};
-            docs[i] = &fields[i];
-            nfields[i] = 1;
-        }
-        err = build(names, docs, nfields, n, false, out);
-    }
-    free(fields);
-    free(docs);
-    free(nfields);
-    return err;
+    return build(names, texts, 1, NULL, n, false, out);
 }
 
-int openapi_bm25_new_fields(const char *const *names, const struct openapi_bm25_field *const *docs,
-                            const size_t *nfields, size_t n, struct openapi_bm25 **out)
+int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
+                            const double *weights, size_t n, struct openapi_bm25 **out)
 {
-    return build(names, docs, nfields, n, true, out);
+    return build(names, texts, nfields, weights, n, true, out);
 }
 
 void openapi_bm25_free(struct openapi_bm25 *ix)
@@ -453,7 +489,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     free(ix);
 }
 
-static double doc_tf(const struct bm25_doc *d, size_t term)
+static const struct posting *doc_term(const struct bm25_doc *d, size_t term)
 {
     size_t lo = 0, hi = d->nterms;
     while (lo < hi) {
@@ -463,7 +499,7 @@ static double doc_tf(const struct bm25_doc *d, size_t term)
         else
             hi = mid;
     }
-    return lo < d->nterms && d->terms[lo].term == term ? d->terms[lo].tf : 0.0;
+    return lo < d->nterms && d->terms[lo].term == term ? &d->terms[lo] : NULL;
 }
 
 struct hit {
@@ -483,7 +519,7 @@ static int hit_cmp(const void *a, const void *b)
     return x->doc < y->doc ? -1 : x->doc > y->doc;
 }
 
-static int query_term(void *ctx, const char *tok, double w);
+static int query_term(void *ctx, const char *tok, double w, size_t word);
 
 /*
  * Coordination: a document that matches more of the query's words (by the word, a part of it or
@@ -491,21 +527,30 @@ static int query_term(void *ctx, const char *tok, double w);
  * is multiplied by (matched words / words)^2, the words being the query's words that are not
  * stop words and occur in some document.
  */
+/* The terms of each query word: words[no] is an object term -> weight. */
+static int word_term(void *ctx, const char *tok, double w, size_t word)
+{
+    json_t *words = ctx;
+    while (json_array_size(words) <= word)
+        if (json_array_append_new(words, json_object()) != 0)
+            return ERR_NOMEM;
+    return query_term(json_array_get(words, word), tok, w, word);
+}
+
 static int coverage(const struct openapi_bm25 *ix, const char *query, double *acc)
 {
-    char word[BM25_TOKEN_MAX + 1];
-    const char *p = query;
+    json_t *words = json_array();
     unsigned *matched = calloc(ix->ndocs, sizeof(*matched));
     unsigned nwords = 0;
-    if (matched == NULL)
+    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, word_term, words) != 0) {
+        json_decref(words);
+        free(matched);
         return ERR_NOMEM;
-    while (next_word(&p, word, true)) {
-        json_t *terms = json_object();
-        if (terms == NULL || analyze(ix, word, 1.0, query_term, terms) != 0) {
-            json_decref(terms);
-            free(matched);
-            return ERR_NOMEM;
-        }
+    }
+    size_t k;
+    json_t *terms;
+    json_array_foreach(words, k, terms)
+    {
         bool known = false;
         for (size_t i = 0; i < ix->ndocs; i++) {
             const char *tok;
@@ -513,7 +558,7 @@ static int coverage(const struct openapi_bm25 *ix, const char *query, double *ac
             json_object_foreach(terms, tok, v)
             {
                 json_t *id = json_object_get(ix->vocab, tok);
-                if (id && doc_tf(&ix->docs[i], (size_t)json_integer_value(id)) > 0) {
+                if (id && doc_term(&ix->docs[i], (size_t)json_integer_value(id))) {
                     matched[i]++;
                     known = true;
                     break;
@@ -521,32 +566,53 @@ static int coverage(const struct openapi_bm25 *ix, const char *query, double *ac
             }
         }
         nwords += known;
-        json_decref(terms);
     }
     for (size_t i = 0; nwords && i < ix->ndocs; i++)
         acc[i] *= pow((double)matched[i] / (double)nwords, BM25_COVERAGE_EXP);
+    json_decref(words);
     free(matched);
     return 0;
 }
 
-static int query_term(void *ctx, const char *tok, double w)
+static int query_term(void *ctx, const char *tok, double w, size_t word)
 {
+    (void)word;
     json_t *seen = ctx, *had = json_object_get(seen, tok);
     if (had && json_real_value(had) >= w)
         return 0;
     return json_object_set_new(seen, tok, json_real(w)) == 0 ? 0 : ERR_NOMEM;
 }
 
-size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_t max, size_t *out,
+/*
+ * The query without the values it carries: a word with a digit in it (PROJ-123, 9am, v2.0) names
+ * a thing to act on, not the operation, and would only match examples in the documents.
+ */
+static char *query_words(const char *query)
+{
+    char *q = oa_strdup(query);
+    for (char *s = q; s && *s;) {
+        size_t n = strcspn(s, " \t\r\n");
+        bool digit = false;
+        for (size_t i = 0; i < n; i++)
+            digit |= isdigit((unsigned char)s[i]) != 0;
+        if (digit)
+            memset(s, ' ', n);
+        s += n ? n : 1;
+    }
+    return q;
+}
+
+size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t max, size_t *out,
                          double *scores)
 {
-    if (ix == NULL || ix->ndocs == 0 || max == 0 || query == NULL)
+    if (ix == NULL || ix->ndocs == 0 || max == 0 || text == NULL)
         return 0;
     double *acc = calloc(ix->ndocs, sizeof(*acc));
     json_t *seen = json_object();
+    char *query = ix->expand ? query_words(text) : oa_strdup(text);
     size_t nhits = 0;
     struct hit *hits = NULL;
-    if (acc == NULL || seen == NULL)
+    if (acc == NULL || seen == NULL || query == NULL)
         goto out;
     /* the query's terms, each once, with its highest weight */
     if (analyze(ix, query, 1.0, query_term, seen) != 0)
@@ -563,11 +629,14 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
         double df = (double)ix->df[term];
         double idf = log(1.0 + (N - df + 0.5) / (df + 0.5)) * json_real_value(qw);
         for (size_t i = 0; i < ix->ndocs; i++) {
-            double tf = doc_tf(&ix->docs[i], term);
-            if (tf <= 0)
-                continue;
-            double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * ix->docs[i].len / ix->avgdl);
-            acc[i] += idf * tf * (BM25_K1 + 1.0) / (tf + norm);
+            const struct posting *pt = doc_term(&ix->docs[i], term);
+            for (size_t f = 0; pt && f < ix->nfields; f++) {
+                double tf = pt->tf[f];
+                if (tf <= 0)
+                    continue;
+                double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * ix->docs[i].len[f] / ix->avgdl[f]);
+                acc[i] += ix->weight[f] * idf * tf * (BM25_K1 + 1.0) / (tf + norm);
+            }
         }
     }
     if (ix->expand && coverage(ix, query, acc) != 0)
@@ -601,6 +670,7 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
 out:
     free(hits);
     free(acc);
+    free(query);
     json_decref(seen);
     return nhits;
 }

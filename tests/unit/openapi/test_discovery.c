@@ -103,20 +103,15 @@ static void test_bm25_fields(void)
 {
     static const char *const names[] = {"chat_delete", "chat_post", "add_worklog", "get_user",
                                         "set_topic"};
-    static const struct openapi_bm25_field d0[] = {{"chat_delete Deletes a message.", 3},
-                                                   {"ts of the message", 0.1}};
-    static const struct openapi_bm25_field d1[] = {{"chat_postMessage Sends a message.", 3},
-                                                   {"channel to post to", 0.1}};
-    static const struct openapi_bm25_field d2[] = {{"add_worklog Adds a worklog.", 3},
-                                                   {"time spent on the work", 0.1}};
-    static const struct openapi_bm25_field d3[] = {{"get_user Returns a user.", 3},
-                                                   {"the log of the user", 0.1}};
-    static const struct openapi_bm25_field d4[] = {{"set_topic Sets the topic.", 3},
-                                                   {"the message to delete", 0.1}};
-    static const struct openapi_bm25_field *const docs[] = {d0, d1, d2, d3, d4};
-    static const size_t nf[] = {2, 2, 2, 2, 2};
+    static const char *const texts[] = {
+        "chat_delete Deletes a message.",    "ts of the message",
+        "chat_postMessage Sends a message.", "channel to post to",
+        "add_worklog Adds a worklog.",       "time spent on the work",
+        "get_user Returns a user.",          "the log of the user",
+        "set_topic Sets the topic.",         "the message to delete"};
+    static const double weights[] = {3, 0.1};
     struct openapi_bm25 *ix = NULL;
-    CHECK_INT(openapi_bm25_new_fields(names, docs, nf, 5, &ix), 0);
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 2, weights, 5, &ix), 0);
     if (ix == NULL)
         return;
     size_t out[5];
@@ -133,9 +128,13 @@ static void test_bm25_fields(void)
     /* who -> the user group */
     CHECK_INT(openapi_bm25_rank(ix, "who is it", 1, out, NULL), 1);
     CHECK_STR(names[out[0]], "get_user");
-    /* stop words alone match nothing */
+    /* stop words alone match nothing; a value (a word with a digit) is not searched for */
     CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
+    /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
+    CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
     openapi_bm25_free(ix);
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 0, weights, 5, &ix), ERR_INVAL);
 }
 
 static char *oa_test_doc(const char *title)
