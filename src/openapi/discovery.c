@@ -226,22 +226,25 @@ static int build_index(struct openapi_discovery *d)
     const struct openapi_catalog *cat = d->cat;
     size_t n = cat->ntools;
     const char **names = calloc(n ? n : 1, sizeof(*names));
+    bool *reads = calloc(n ? n : 1, sizeof(*reads));
     char **texts = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*texts));
     static const double weights[SEARCH_FIELDS] = {SEARCH_W_TOOL, SEARCH_W_OPERATION, SEARCH_W_ARGS};
     int err = ERR_NOMEM;
-    if (names == NULL || texts == NULL)
+    if (names == NULL || reads == NULL || texts == NULL)
         goto out;
     for (size_t i = 0; i < n; i++) {
         names[i] = cat->tools[i].name;
+        reads[i] = strcmp(cat->tools[i].op->method, "GET") == 0;
         if ((err = search_fields(&cat->tools[i], texts + i * SEARCH_FIELDS)) != 0)
             goto out;
     }
-    err = openapi_bm25_new_fields(names, (const char *const *)texts, SEARCH_FIELDS, weights, n,
-                                  &d->ix);
+    err = openapi_bm25_new_fields(names, (const char *const *)texts, SEARCH_FIELDS, weights, reads,
+                                  n, &d->ix);
 out:
     for (size_t i = 0; texts && i < n * SEARCH_FIELDS; i++)
         free(texts[i]);
     free(texts);
+    free(reads);
     free(names);
     return err;
 }

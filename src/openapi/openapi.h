@@ -440,11 +440,14 @@ int openapi_bm25_new(const char *const *names, const char *const *texts, size_t 
  * those (worklog = work + log), each word of a group of the built-in API vocabulary
  * (remove/delete/erase, ticket/issue, ...) also counted as its group; in queries, words with
  * digits (values such as PROJ-123) dropped; a document's score multiplied by the square of the
- * share of the query's words it matches, and divided by 1 + 0.06 per extra word in its name.
+ * share of the query's words it matches, divided by 1 + 0.06 per extra word in its name, and
+ * halved when the query's first word is a verb that reads (show, list, find) and reads[i] is
+ * false, or one that writes (cancel, add, send) and reads[i] is true (reads may be NULL).
  * Errors: ERR_INVAL (nfields), ERR_NOMEM.
  */
 int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
-                            const double *weights, size_t n, struct openapi_bm25 **out);
+                            const double *weights, const bool *reads, size_t n,
+                            struct openapi_bm25 **out);
 void openapi_bm25_free(struct openapi_bm25 *ix);
 /* The indexes of the at most `max` best documents with a positive score for `query`, best
    first, in out[] (and their scores in scores[] when not NULL). Returns how many. */

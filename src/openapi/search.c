@@ -22,6 +22,7 @@
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
 #define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_INTENT_MISMATCH 0.5 /* a reading operation for a writing verb, or the reverse */
 #define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
 #define BM25_FIELDS_MAX 4
@@ -36,6 +37,7 @@ struct bm25_doc {
     struct posting *terms; /* sorted by term */
     size_t nterms, cap;
     double len[BM25_FIELDS_MAX]; /* tokens per field */
+    char kind;                   /* 'r' reads (GET), 'w' writes, 0 unknown */
 };
 
 struct openapi_bm25 {
@@ -50,6 +52,7 @@ struct openapi_bm25 {
     bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
     json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
     json_t *groups; /* expand: stem -> [group tokens] */
+    json_t *intent; /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
 };
 
 /*
@@ -73,39 +76,40 @@ static const char *const stop_words[] = {
  * stemmed like the text, so "removes" and "removing" are in the group of "remove".
  */
 static const char *const word_groups[] = {
-    /* actions */
-    ("get fetch retrieve read show view see display look inspect describe detail info "
+    /* actions that read ("=") */
+    ("=get fetch retrieve read show view see display look inspect describe detail info "
      "information details"),
-    "list all every enumerate browse show see view display read",
-    "search find lookup query filter locate",
-    ("create add new make insert register build generate setup open initiate start begin launch "
-     "leave"),
-    "update edit change modify set patch alter adjust fix replace rename",
-    "delete remove erase destroy discard purge drop trash revoke unshare",
-    "send post publish deliver dispatch broadcast notify",
-    "cancel stop abort terminate end halt void",
-    "move transition progress advance",
-    "copy duplicate clone fork",
-    "download export",
-    "upload attach import",
-    "join enter",
-    "leave exit quit depart",
-    "restore unarchive undelete recover reopen",
-    "close resolve finish complete done",
-    "approve accept",
-    "subscribe watch follow monitor",
-    "unsubscribe unwatch unfollow",
+    "=list all every enumerate browse show see view display read",
+    "=search find lookup query filter locate",
+    "=download export",
+    /* actions that write ("+") */
+    ("+create add new make insert register build generate setup open initiate start begin "
+     "launch leave save"),
+    "+update edit change modify set patch alter adjust fix replace rename",
+    "+delete remove erase destroy discard purge drop trash revoke unshare",
+    "+send post publish deliver dispatch broadcast notify submit",
+    "+cancel stop abort terminate end halt void",
+    "+move transition progress advance",
+    "+copy duplicate clone fork",
+    "+upload attach import",
+    "+join enter",
+    "+leave exit quit depart",
+    "+restore unarchive undelete recover reopen",
+    "+close resolve finish complete done",
+    "+approve accept",
+    "+subscribe watch follow monitor",
+    "+unsubscribe unwatch unfollow",
+    "+pay charge bill purchase buy",
+    "+refund reimburse",
+    "+star favorite favourite bookmark",
+    "+schedule later scheduled",
+    "+snooze mute silence pause quiet dnd disturb",
+    "+vote upvote",
+    "+invite",
+    /* things, and words that are both */
     "share grant permission permissions access collaborate collaborator",
-    "pay charge bill purchase buy",
-    "refund reimburse",
-    "star favorite favourite bookmark",
-    "schedule later scheduled",
-    "snooze mute silence pause quiet dnd disturb",
-    "vote upvote",
-    "invite",
     "me my mine myself i current authenticated self login signin",
     "bulk batch many multiple several",
-    /* things */
     "message messages msg chat",
     "channel conversation room",
     "user person people member someone somebody colleague teammate everyone who",
@@ -380,17 +384,24 @@ static int collect_word(void *ctx, const char *word)
 /* The word groups, keyed by stem: stem -> ["_" + first word of each group it is in]. */
 static int build_groups(struct openapi_bm25 *ix)
 {
-    if ((ix->groups = json_object()) == NULL)
+    if ((ix->groups = json_object()) == NULL || (ix->intent = json_object()) == NULL)
         return ERR_NOMEM;
     for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
         char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
         const char *p = word_groups[g];
+        const char *kind = *p == '=' ? "r" : *p == '+' ? "w" : NULL;
         bool first = true;
         while (next_word(&p, word, false)) {
             if (first)
                 snprintf(name + 1, sizeof(name) - 1, "%s", word);
             first = false;
             stem(word);
+            if (kind) { /* a word of both kinds (read, a list or a get) has none */
+                const char *had = json_string_value(json_object_get(ix->intent, word));
+                if (json_object_set_new(ix->intent, word,
+                                        json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
+                    return ERR_NOMEM;
+            }
             json_t *a = json_object_get(ix->groups, word);
             if (a == NULL &&
                 (json_object_set_new(ix->groups, word, a = json_array()) != 0 || a == NULL))
@@ -410,7 +421,8 @@ static int build_groups(struct openapi_bm25 *ix)
 }
 
 static int build(const char *const *names, const char *const *texts, size_t nfields,
-                 const double *weights, size_t n, bool expand, struct openapi_bm25 **out)
+                 const double *weights, const bool *reads, size_t n, bool expand,
+                 struct openapi_bm25 **out)
 {
     if (nfields == 0 || nfields > BM25_FIELDS_MAX)
         return ERR_INVAL;
@@ -442,6 +454,7 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
     double total[BM25_FIELDS_MAX] = {0};
     for (size_t i = 0; i < n; i++) {
         ix->docs[i].name = names[i];
+        ix->docs[i].kind = reads ? (reads[i] ? 'r' : 'w') : 0;
         for (size_t f = 0; f < nfields; f++) {
             struct index_ctx ctx = {ix, &ix->docs[i], f};
             if ((err = analyze(ix, texts[i * nfields + f], 1.0, index_term, &ctx)) != 0)
@@ -466,13 +479,14 @@ out:
 int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
                      struct openapi_bm25 **out)
 {
-    return build(names, texts, 1, NULL, n, false, out);
+    return build(names, texts, 1, NULL, NULL, n, false, out);
 }
 
 int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
-                            const double *weights, size_t n, struct openapi_bm25 **out)
+                            const double *weights, const bool *reads, size_t n,
+                            struct openapi_bm25 **out)
 {
-    return build(names, texts, nfields, weights, n, true, out);
+    return build(names, texts, nfields, weights, reads, n, true, out);
 }
 
 void openapi_bm25_free(struct openapi_bm25 *ix)
@@ -486,6 +500,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     json_decref(ix->vocab);
     json_decref(ix->words);
     json_decref(ix->groups);
+    json_decref(ix->intent);
     free(ix);
 }
 
@@ -520,6 +535,29 @@ static int hit_cmp(const void *a, const void *b)
 }
 
 static int query_term(void *ctx, const char *tok, double w, size_t word);
+
+/* The first term of the query's first word: its own stem (emit_word emits it first). */
+static int first_term(void *ctx, const char *tok, double w, size_t word)
+{
+    (void)w;
+    char *first = ctx;
+    if (word == 0 && first[0] == '\0')
+        snprintf(first, BM25_TOKEN_MAX + 1, "%s", tok);
+    return 0;
+}
+
+/*
+ * What the query asks for, from its first word, the verb of a request ("cancel a
+ * subscription", "show my notifications"): 'r' to read, 'w' to write, 0 when it does not say.
+ */
+static char query_intent(const struct openapi_bm25 *ix, const char *query)
+{
+    char first[BM25_TOKEN_MAX + 1] = "";
+    if (analyze(ix, query, 1.0, first_term, first) != 0)
+        return 0;
+    const char *k = json_string_value(json_object_get(ix->intent, first));
+    return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
+}
 
 /*
  * Coordination: a document that matches more of the query's words (by the word, a part of it or
@@ -641,6 +679,11 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     }
     if (ix->expand && coverage(ix, query, acc) != 0)
         goto out;
+    /* an operation of the other kind (a GET for "cancel ...", a POST for "list ...") last */
+    char intent = ix->expand ? query_intent(ix, query) : 0;
+    for (size_t i = 0; intent && i < ix->ndocs; i++)
+        if (ix->docs[i].kind && ix->docs[i].kind != intent)
+            acc[i] *= BM25_INTENT_MISMATCH;
     /* the plainer operation first: a longer name is a more specific operation (check_if_merged
        against merge, a nested resource against the resource) */
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {

@@ -111,7 +111,7 @@ static void test_bm25_fields(void)
         "set_topic Sets the topic.",         "the message to delete"};
     static const double weights[] = {3, 0.1};
     struct openapi_bm25 *ix = NULL;
-    CHECK_INT(openapi_bm25_new_fields(names, texts, 2, weights, 5, &ix), 0);
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 2, weights, NULL, 5, &ix), 0);
     if (ix == NULL)
         return;
     size_t out[5];
@@ -134,7 +134,21 @@ static void test_bm25_fields(void)
     /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
     CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
     openapi_bm25_free(ix);
-    CHECK_INT(openapi_bm25_new_fields(names, texts, 0, weights, 5, &ix), ERR_INVAL);
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 0, weights, NULL, 5, &ix), ERR_INVAL);
+
+    /* the first word's kind: "show" reads, so of two equal matches the GET comes first (else
+       the tie would go to the name, create_widget) */
+    static const char *const kn[] = {"create_widget", "list_widgets"};
+    static const char *const kt[] = {"widget things", "widget things"};
+    static const bool reads[] = {false, true};
+    CHECK_INT(openapi_bm25_new_fields(kn, kt, 1, weights, reads, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "show widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "list_widgets");
+        CHECK_INT(openapi_bm25_rank(ix, "cancel widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "create_widget");
+        openapi_bm25_free(ix);
+    }
 }
 
 static char *oa_test_doc(const char *title)
