@@ -60,13 +60,14 @@ struct openapi_bm25 {
  * Only in the expanding analyzer; documents and queries alike.
  */
 static const char *const stop_words[] = {
-    "a",      "about", "am",     "an",    "and",   "any",  "are",  "as",    "at",    "be",   "been",
-    "but",    "by",    "can",    "could", "did",   "do",   "does", "for",   "from",  "has",  "have",
-    "he",     "her",   "here",   "his",   "how",   "if",   "in",   "into",  "is",    "it",   "its",
-    "just",   "may",   "might",  "must",  "need",  "now",  "of",   "on",    "onto",  "or",   "our",
-    "please", "she",   "should", "so",    "some",  "than", "that", "the",   "their", "them", "then",
-    "there",  "these", "they",   "this",  "those", "to",   "us",   "via",   "want",  "was",  "we",
-    "were",   "what",  "when",   "where", "which", "will", "with", "would", "you",   "your",
+    "a",      "about", "am",   "an",    "and",   "any",  "are",   "as",    "at",     "be",
+    "been",   "but",   "by",   "can",   "could", "did",  "do",    "does",  "for",    "from",
+    "has",    "have",  "he",   "her",   "here",  "his",  "how",   "i",     "if",     "in",
+    "into",   "is",    "it",   "its",   "just",  "may",  "me",    "might", "mine",   "must",
+    "my",     "need",  "now",  "of",    "on",    "onto", "or",    "our",   "please", "she",
+    "should", "so",    "some", "than",  "that",  "the",  "their", "them",  "then",   "there",
+    "these",  "they",  "this", "those", "to",    "us",   "via",   "want",  "was",    "we",
+    "were",   "what",  "when", "where", "which", "will", "with",  "would", "you",    "your",
 };
 
 /*
@@ -108,7 +109,7 @@ static const char *const word_groups[] = {
     "+invite",
     /* things, and words that are both */
     "share grant permission permissions access collaborate collaborator",
-    "me my mine myself i current authenticated self login signin",
+    "myself current authenticated self login signin whoami",
     "bulk batch many multiple several",
     "message messages msg chat",
     "channel conversation room",
@@ -305,6 +306,17 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
         if ((err = emit_word(ix, word, w, no++, emit, ctx)) != 0 || !ix->expand)
             continue;
         size_t n = strlen(word);
+        /* an agent noun also counts as its verb when the document has it (watcher -> watch) */
+        size_t er = n > 6 && strcmp(word + n - 3, "ers") == 0  ? 3
+                    : n > 5 && strcmp(word + n - 2, "er") == 0 ? 2
+                                                               : 0;
+        if (er) {
+            char base[BM25_TOKEN_MAX + 1];
+            snprintf(base, sizeof(base), "%.*s", (int)(n - er), word);
+            if (json_object_get(ix->words, base) &&
+                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                break;
+        }
         for (size_t cut = n - BM25_COMPOUND_PART_MIN;
              n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
             char left[BM25_TOKEN_MAX + 1];
