@@ -560,11 +560,20 @@ static int first_term(void *ctx, const char *tok, double w, size_t word)
 
 /*
  * What the query asks for, from its first word, the verb of a request ("cancel a
- * subscription", "show my notifications"): 'r' to read, 'w' to write, 0 when it does not say.
+ * subscription", "show my notifications") or a question word ("who is in this channel"): 'r' to
+ * read, 'w' to write, 0 when it does not say.
  */
 static char query_intent(const struct openapi_bm25 *ix, const char *query)
 {
+    static const char *const questions[] = {"who", "what", "which", "how",  "is",
+                                            "are", "when", "where", "whose"};
     char first[BM25_TOKEN_MAX + 1] = "";
+    const char *p = query;
+    if (next_word(&p, first, false)) /* a question asks to read */
+        for (size_t i = 0; i < sizeof(questions) / sizeof(*questions); i++)
+            if (strcmp(first, questions[i]) == 0)
+                return 'r';
+    first[0] = '\0';
     if (analyze(ix, query, 1.0, first_term, first) != 0)
         return 0;
     const char *k = json_string_value(json_object_get(ix->intent, first));

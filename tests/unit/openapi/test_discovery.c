@@ -147,6 +147,9 @@ static void test_bm25_fields(void)
         CHECK_STR(kn[out[0]], "list_widgets");
         CHECK_INT(openapi_bm25_rank(ix, "cancel widget things", 2, out, NULL), 2);
         CHECK_STR(kn[out[0]], "create_widget");
+        /* a question reads */
+        CHECK_INT(openapi_bm25_rank(ix, "which widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "list_widgets");
         openapi_bm25_free(ix);
     }
 }
