@@ -317,6 +317,16 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
                 (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
                 break;
         }
+        /* and a noun in -ion its verb's stem (reaction -> react, creation -> creat) */
+        size_t ion = n >= 9 && strcmp(word + n - 4, "ions") == 0  ? 4
+                     : n >= 8 && strcmp(word + n - 3, "ion") == 0 ? 3
+                                                                  : 0;
+        if (ion) {
+            char base[BM25_TOKEN_MAX + 1];
+            snprintf(base, sizeof(base), "%.*s", (int)(n - ion), word);
+            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                break;
+        }
         for (size_t cut = n - BM25_COMPOUND_PART_MIN;
              n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
             char left[BM25_TOKEN_MAX + 1];
