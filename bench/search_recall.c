@@ -18,6 +18,7 @@
  * file cannot be read, or a task expects an operation the catalog does not have.
  */
 #include <glob.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,13 @@
 struct totals {
     size_t tasks, at1, at5, answer_bytes, answers, start_bytes;
 };
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static int rank_of(const json_t *answer, const struct openapi_catalog *cat, const json_t *expect)
 {
@@ -118,8 +126,10 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
     int rc = openapi_doc_load_file(path, &doc, &ei);
     if (rc == 0)
         rc = openapi_catalog_build(doc, NULL, &cat, &ei);
+    double t0 = now_ms(), index_ms = 0, query_ms = 0;
     if (rc == 0)
         rc = openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d);
+    index_ms = now_ms() - t0;
     if (rc) {
         fprintf(stderr, "search_recall: %s: %s %s (bench/node installed? scripts/deps.sh bench)\n",
                 path, err_str(rc), ei.msg);
@@ -151,7 +161,9 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
         }
         json_t *args = json_pack("{s:s}", "query", q), *res = NULL, *targs = NULL;
         const struct openapi_tool *tool = NULL;
+        double q0 = now_ms();
         rc = openapi_discovery_call(d, "search_operations", args, NULL, &res, &tool, &targs);
+        query_ms += now_ms() - q0;
         const char *text = json_string_value(
             json_object_get(json_array_get(json_object_get(res, "content"), 0), "text"));
         json_t *answer = text && text[0] == '[' ? json_loads(text, 0, NULL) : NULL;
@@ -184,9 +196,9 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
                r5, (t.start_bytes + 3) / 4, (avg + 3) / 4);
     else
         printf("%-32s %5zu tools %4zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start %4zu B "
-               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)\n",
+               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)  index %.0f ms, query %.2f ms\n",
                api, cat->ntools, t.tasks, r1, r5, t.start_bytes, (t.start_bytes + 3) / 4, avg,
-               (avg + 3) / 4);
+               (avg + 3) / 4, index_ms, t.tasks ? query_ms / (double)t.tasks : 0);
     all->tasks += t.tasks;
     all->at1 += t.at1;
     all->at5 += t.at5;

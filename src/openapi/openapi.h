@@ -438,11 +438,13 @@ int openapi_bm25_new(const char *const *names, const char *const *texts, size_t 
  * alike: English stop words dropped, camelCase split, a phrasal verb made one word (look up ->
  * lookup), words of the documents that are two other words of them run together also counted as
  * those (worklog = work + log), each word of a group of the built-in API vocabulary
- * (remove/delete/erase, ticket/issue, ...) also counted as its group; in queries, words with
- * digits (values such as PROJ-123) dropped; a document's score multiplied by the square of the
- * share of the query's words it matches, divided by 1 + 0.06 per extra word in its name, and
- * halved when the query's first word is a verb that reads (show, list, find) and reads[i] is
- * false, or one that writes (cancel, add, send) and reads[i] is true (reads may be NULL).
+ * (remove/delete/erase, ticket/issue, ...) also counted as its group, an agent noun as its verb
+ * when the documents have it (watcher -> watch) and a noun in -ion as its verb's stem; in queries,
+ * words with digits (values such as PROJ-123) dropped; a document's score multiplied by the square
+ * of the share of the query's words it matches, divided by 1 + 0.06 per extra word in its name, and
+ * multiplied by 0.3 when the query's first word is a verb that reads (show, list, find) or a
+ * question word and reads[i] is false, or a verb that writes (cancel, add, send) and reads[i]
+ * is true (reads may be NULL).
  * Errors: ERR_INVAL (nfields), ERR_NOMEM.
  */
 int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,

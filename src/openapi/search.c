@@ -22,7 +22,7 @@
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
 #define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
-#define BM25_INTENT_MISMATCH 0.5 /* a reading operation for a writing verb, or the reverse */
+#define BM25_INTENT_MISMATCH 0.3 /* a reading operation for a writing verb, or the reverse */
 #define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
 #define BM25_FIELDS_MAX 4
