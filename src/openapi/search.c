@@ -2,11 +2,19 @@
  * BM25 ranking for the search discovery mode: a small inverted-free index (one sorted term list
  * per document) over the curated operations, which number at most a few thousand, so a linear
  * scan per query term is fast enough and keeps the code obvious. Terms are interned in one
- * jansson object (term -> id); documents hold (id, frequency) pairs sorted by id.
+ * jansson object (term -> id); documents hold (id, frequency per field) sorted by id.
  *
- * Scoring is textbook Okapi BM25 with the non-negative idf of Lucene:
- *   score(D, Q) = sum over distinct q in Q of idf(q) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * |D|
- * / avgdl)) idf(q)      = ln(1 + (N - df + 0.5) / (df + 0.5))
+ * Scoring is Okapi BM25 with the non-negative idf of Lucene, per field f of weight w_f:
+ *
+ *   score(D, Q) = sum over distinct q in Q, over fields f, of
+ *                 w_f * wq * idf(q) * tf_f * (k1 + 1) / (tf_f + k1 * (1 - b + b * |D_f| / avgdl_f))
+ *   idf(q)      = ln(1 + (N - df + 0.5) / (df + 0.5))
+ *
+ * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
+ * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
+ * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs) and
+ * three factors after the sum: coverage, the name prior and the verb's kind (see openapi.h and
+ * docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
