@@ -30,6 +30,7 @@
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
 #define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_QUERY_WORDS 64      /* words of a query searched for; the rest is ignored */
 #define BM25_INTENT_MISMATCH 0.3 /* a reading operation for a writing verb, or the reverse */
 #define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
 
@@ -667,6 +668,7 @@ static int query_term(void *ctx, const char *tok, double w, size_t word)
 static char *query_words(const char *query)
 {
     char *q = oa_strdup(query);
+    size_t words = 0;
     for (char *s = q; s && *s;) {
         size_t n = strcspn(s, " \t\r\n");
         bool digit = false;
@@ -674,6 +676,10 @@ static char *query_words(const char *query)
             digit |= isdigit((unsigned char)s[i]) != 0;
         if (digit)
             memset(s, ' ', n);
+        if (n && ++words > BM25_QUERY_WORDS) { /* a request is a sentence, not a document */
+            *s = '\0';
+            break;
+        }
         s += n ? n : 1;
     }
     return q;

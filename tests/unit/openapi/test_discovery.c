@@ -133,6 +133,12 @@ static void test_bm25_fields(void)
     CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
     /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
     CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
+    /* only the first 64 words of a query are searched for */
+    char longq[64 * 6 + 16] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(longq, "zebra ");
+    CHECK_INT(openapi_bm25_rank(ix, strcat(longq, "remove"), 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, longq + 6, 5, out, NULL), 2);
     openapi_bm25_free(ix);
     CHECK_INT(openapi_bm25_new_fields(names, texts, 0, weights, NULL, 5, &ix), ERR_INVAL);
 
