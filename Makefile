@@ -51,6 +51,7 @@ fuzz:
 bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh build
+	@node bench/search_tokens.mjs || echo "search recall skipped (cd bench/node && npm ci)"
 	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd bench/node && npm ci)"
 
 format:

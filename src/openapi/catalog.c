@@ -518,11 +518,57 @@ static const char *heuristic_drop(const struct openapi_heuristics *h, const stru
 
 /* ---- arguments ---- */
 
-/* Parameters that carry a credential: never exposed, the vault injects them. */
+/*
+ * Does the operation require authentication by OAuth 2 / OpenID Connect only, schemes that do
+ * not say where the token travels (so an API may take it as a parameter)? An apiKey or http
+ * scheme says where it goes, and a parameter of the same name is then something else (Stripe's
+ * card `token`).
+ */
+static bool op_oauth_only(const struct openapi_doc *doc, const struct openapi_op *op)
+{
+    size_t i, n = 0;
+    json_t *req;
+    json_array_foreach(op->security, i, req)
+    {
+        const char *name;
+        json_t *scopes;
+        json_object_foreach(req, name, scopes)
+        {
+            for (size_t k = 0; k < doc->nschemes; k++)
+                if (strcmp(doc->schemes[k].name, name) == 0) {
+                    if (doc->schemes[k].type != OPENAPI_SCHEME_OAUTH2 &&
+                        doc->schemes[k].type != OPENAPI_SCHEME_OPENID)
+                        return false;
+                    n++;
+                }
+        }
+    }
+    return n > 0;
+}
+
+/*
+ * The names APIs give the credential when they take it as an ordinary parameter (Slack's
+ * `token` on every method, Google's `access_token`, next to an OAuth 2 scheme that does not
+ * name them). Only counted as the credential on an operation that op_oauth_only() says takes one.
+ */
+static bool is_credential_name(const char *name)
+{
+    static const char *const names[] = {"token",   "access_token", "api_key",  "apikey",
+                                        "api-key", "x-api-key",    "api_token"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+        if (strcasecmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Parameters that carry a credential: never exposed, the gateway's configured credential (the
+   vault later) is what authenticates the call. */
 static bool is_security_param(const struct openapi_doc *doc, const struct openapi_op *op,
                               const struct openapi_param *p)
 {
     if (p->in == OPENAPI_IN_HEADER && strcasecmp(p->name, "Authorization") == 0)
+        return true;
+    if (p->in != OPENAPI_IN_PATH && op_oauth_only(doc, op) && is_credential_name(p->name))
         return true;
     for (size_t i = 0; i < doc->nschemes; i++) {
         const struct openapi_security_scheme *s = &doc->schemes[i];
@@ -618,12 +664,16 @@ static int build_args(const struct openapi_doc *doc, const struct openapi_op *op
     if (!body_is_flat(op))
         return arg_add(t, "body", OPENAPI_IN_BODY_WHOLE, NULL, op->body_schema, op->body_required);
     json_t *req = json_object_get(op->body_schema, "required");
+    bool form = op->body_media && (strstr(op->body_media, "x-www-form-urlencoded") ||
+                                   strstr(op->body_media, "multipart/form-data"));
     const char *k;
     json_t *v;
     json_object_foreach(json_object_get(op->body_schema, "properties"), k, v)
     {
         if (json_is_true(json_object_get(v, "readOnly")))
             continue; /* server-assigned: never sent */
+        if (form && op_oauth_only(doc, op) && is_credential_name(k))
+            continue; /* the credential as a form field (Slack's token) */
         bool required = false;
         size_t i;
         json_t *r;

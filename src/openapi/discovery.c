@@ -11,9 +11,11 @@
  * static tools/call would use; this file never builds requests, it only says which tool to call
  * (the transport does the rest, with the same result mapping and secret scrubbing).
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/buf.h"
 #include "openapi/openapi-int.h"
@@ -160,12 +162,54 @@ static int build_categories(struct openapi_discovery *d)
 
 /* ---- the search index ------------------------------------------------------------------------ */
 
-/* The text a tool is found by: name, description, argument names and their descriptions. */
-static char *search_text(const struct openapi_tool *t)
+/*
+ * What a tool is found by, in three fields of decreasing weight (search.c, BM25F): what the
+ * tool is called and says it does (name, description); what the document says of the operation
+ * (summary, whole description, operationId, the literal segments of its path, its tags and the
+ * action its method implies: GET of a collection "list", of one item "get", POST "create", PUT
+ * and PATCH "update", DELETE "delete"); and its arguments (names and descriptions), which say
+ * more about what an operation takes than about what it does.
+ */
+#define SEARCH_W_TOOL 3.0
+#define SEARCH_W_OPERATION 0.3
+#define SEARCH_W_ARGS 0.1
+#define SEARCH_FIELDS 3
+
+static const char *method_action(const struct openapi_op *op)
 {
+    size_t n = strlen(op->path);
+    if (strcmp(op->method, "GET") == 0)
+        return n && op->path[n - 1] == '}' ? "get" : "list";
+    if (strcmp(op->method, "POST") == 0) /* on one item: an update (Stripe, Google) */
+        return n && op->path[n - 1] == '}' ? "update" : "create";
+    if (strcmp(op->method, "PUT") == 0 || strcmp(op->method, "PATCH") == 0)
+        return "update";
+    if (strcmp(op->method, "DELETE") == 0)
+        return "delete";
+    return "";
+}
+
+static int search_fields(const struct openapi_tool *t, char **out)
+{
+    const struct openapi_op *op = t->op;
     struct buf b;
     buf_init(&b, DISC_TEXT_MAX);
     buf_printf(&b, "%s %s", t->name, t->description ? t->description : "");
+    out[0] = b.data;
+    buf_init(&b, DISC_TEXT_MAX);
+    buf_printf(&b, "%s %s %s %s", method_action(op), op->summary ? op->summary : "",
+               op->description ? op->description : "", op->operation_id ? op->operation_id : "");
+    for (const char *p = op->path; *p;) { /* the path without its {parameters} */
+        size_t lit = strcspn(p, "{");
+        buf_printf(&b, " %.*s", (int)lit, p);
+        p += lit;
+        if (*p == '{')
+            p += strcspn(p, "}") + (p[strcspn(p, "}")] == '}');
+    }
+    for (size_t i = 0; i < op->ntags; i++)
+        buf_printf(&b, " %s", op->tags[i]);
+    out[1] = b.data;
+    buf_init(&b, DISC_TEXT_MAX);
     const char *k;
     json_t *v;
     json_object_foreach(json_object_get(t->input_schema, "properties"), k, v)
@@ -173,7 +217,8 @@ static char *search_text(const struct openapi_tool *t)
         const char *desc = json_string_value(json_object_get(v, "description"));
         buf_printf(&b, " %s %s", k, desc ? desc : "");
     }
-    return b.data ? b.data : oa_strdup("");
+    out[2] = b.data ? b.data : oa_strdup("");
+    return out[0] && out[1] && out[2] ? 0 : ERR_NOMEM;
 }
 
 static int build_index(struct openapi_discovery *d)
@@ -181,20 +226,25 @@ static int build_index(struct openapi_discovery *d)
     const struct openapi_catalog *cat = d->cat;
     size_t n = cat->ntools;
     const char **names = calloc(n ? n : 1, sizeof(*names));
-    char **texts = calloc(n ? n : 1, sizeof(*texts));
+    bool *reads = calloc(n ? n : 1, sizeof(*reads));
+    char **texts = calloc((n ? n : 1) * SEARCH_FIELDS, sizeof(*texts));
+    static const double weights[SEARCH_FIELDS] = {SEARCH_W_TOOL, SEARCH_W_OPERATION, SEARCH_W_ARGS};
     int err = ERR_NOMEM;
-    if (names == NULL || texts == NULL)
+    if (names == NULL || reads == NULL || texts == NULL)
         goto out;
     for (size_t i = 0; i < n; i++) {
         names[i] = cat->tools[i].name;
-        if ((texts[i] = search_text(&cat->tools[i])) == NULL)
+        reads[i] = strcmp(cat->tools[i].op->method, "GET") == 0;
+        if ((err = search_fields(&cat->tools[i], texts + i * SEARCH_FIELDS)) != 0)
             goto out;
     }
-    err = openapi_bm25_new(names, (const char *const *)texts, n, &d->ix);
+    err = openapi_bm25_new_fields(names, (const char *const *)texts, SEARCH_FIELDS, weights, reads,
+                                  n, &d->ix);
 out:
-    for (size_t i = 0; texts && i < n; i++)
+    for (size_t i = 0; texts && i < n * SEARCH_FIELDS; i++)
         free(texts[i]);
     free(texts);
+    free(reads);
     free(names);
     return err;
 }
@@ -237,11 +287,25 @@ static json_t *call_operation_tool(void)
                     json_pack("[s]", "name"), false);
 }
 
+/* "the X API" for the tool descriptions: the title (at most DISC_TITLE_MAX bytes) with " API"
+   added unless it already ends with the word API ("Slack Web API", not "Slack Web API API"). */
+static char *api_name(const char *doc_title)
+{
+    char *t = cut_utf8(doc_title && doc_title[0] ? doc_title : "this", DISC_TITLE_MAX);
+    size_t n = t ? strlen(t) : 0;
+    if (t == NULL || (n >= 3 && strcasecmp(t + n - 3, "api") == 0 &&
+                      (n == 3 || !isalnum((unsigned char)t[n - 4]))))
+        return t;
+    char *out = oa_asprintf("%s API", t);
+    free(t);
+    return out;
+}
+
 static json_t *build_tools(const struct openapi_discovery *d)
 {
     const struct openapi_catalog *cat = d->cat;
     const struct openapi_doc *doc = cat->doc;
-    char *title = cut_utf8(doc->title && doc->title[0] ? doc->title : "this", DISC_TITLE_MAX);
+    char *title = api_name(doc->title);
     json_t *a = json_array();
     if (title == NULL || a == NULL)
         goto fail;
@@ -254,7 +318,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
     case OPENAPI_DISCOVERY_HIERARCHICAL:
         if (json_array_append_new(
                 a, nav_tool("list_categories",
-                            oa_asprintf("List the categories of the %s API (%zu operations), "
+                            oa_asprintf("List the categories of the %s (%zu operations), "
                                         "each with its count and a summary. Start here.",
                                         title, cat->ntools),
                             json_object(), NULL, true)) != 0 ||
@@ -280,7 +344,7 @@ static json_t *build_tools(const struct openapi_discovery *d)
         if (json_array_append_new(
                 a,
                 nav_tool("search_operations",
-                         oa_asprintf("Search the %zu operations of the %s API by keywords; "
+                         oa_asprintf("Search the %zu operations of the %s by keywords; "
                                      "returns the full definitions of the best matches.",
                                      cat->ntools, title),
                          json_pack("{s:o, s:{s:s, s:i, s:i, s:i}}", "query",

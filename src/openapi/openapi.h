@@ -430,6 +430,26 @@ struct openapi_bm25;
    as tokens). Errors: ERR_NOMEM. */
 int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
                      struct openapi_bm25 **out);
+
+/*
+ * The index the search mode uses: each document is `nfields` (1 to 4) texts,
+ * texts[i * nfields + f], each field scored by BM25 on its own (its own average length) and the
+ * field scores added with weights[f]; and the API vocabulary analyzer on documents and queries
+ * alike: English stop words dropped, camelCase split, a phrasal verb made one word (look up ->
+ * lookup), words of the documents that are two other words of them run together also counted as
+ * those (worklog = work + log), each word of a group of the built-in API vocabulary
+ * (remove/delete/erase, ticket/issue, ...) also counted as its group, an agent noun as its verb
+ * when the documents have it (watcher -> watch) and a noun in -ion as its verb's stem; in queries,
+ * words with digits (values such as PROJ-123) dropped; a document's score multiplied by the square
+ * of the share of the query's words it matches, divided by 1 + 0.06 per extra word in its name, and
+ * multiplied by 0.3 when the query's first word is a verb that reads (show, list, find) or a
+ * question word and reads[i] is false, or a verb that writes (cancel, add, send) and reads[i]
+ * is true (reads may be NULL).
+ * Errors: ERR_INVAL (nfields), ERR_NOMEM.
+ */
+int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
+                            const double *weights, const bool *reads, size_t n,
+                            struct openapi_bm25 **out);
 void openapi_bm25_free(struct openapi_bm25 *ix);
 /* The indexes of the at most `max` best documents with a positive score for `query`, best
    first, in out[] (and their scores in scores[] when not NULL). Returns how many. */

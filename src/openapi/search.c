@@ -2,11 +2,19 @@
  * BM25 ranking for the search discovery mode: a small inverted-free index (one sorted term list
  * per document) over the curated operations, which number at most a few thousand, so a linear
  * scan per query term is fast enough and keeps the code obvious. Terms are interned in one
- * jansson object (term -> id); documents hold (id, frequency) pairs sorted by id.
+ * jansson object (term -> id); documents hold (id, frequency per field) sorted by id.
  *
- * Scoring is textbook Okapi BM25 with the non-negative idf of Lucene:
- *   score(D, Q) = sum over distinct q in Q of idf(q) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * |D|
- * / avgdl)) idf(q)      = ln(1 + (N - df + 0.5) / (df + 0.5))
+ * Scoring is Okapi BM25 with the non-negative idf of Lucene, per field f of weight w_f:
+ *
+ *   score(D, Q) = sum over distinct q in Q, over fields f, of
+ *                 w_f * wq * idf(q) * tf_f * (k1 + 1) / (tf_f + k1 * (1 - b + b * |D_f| / avgdl_f))
+ *   idf(q)      = ln(1 + (N - df + 0.5) / (df + 0.5))
+ *
+ * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
+ * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
+ * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs) and
+ * three factors after the sum: coverage, the name prior and the verb's kind (see openapi.h and
+ * docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
@@ -17,18 +25,28 @@
 
 #define BM25_K1 1.2
 #define BM25_B 0.75
-#define BM25_TOKEN_MAX 64 /* longer runs are cut (still one token) */
+#define BM25_TOKEN_MAX 64        /* longer runs are cut (still one token) */
+#define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
+#define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
+#define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_QUERY_WORDS 64      /* words of a query searched for; the rest is ignored */
+#define BM25_INTENT_MISMATCH 0.3 /* a reading operation for a writing verb, or the reverse */
+#define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
+
+#define BM25_FIELDS_MAX 4
 
 struct posting {
     size_t term;
-    unsigned tf;
+    double tf[BM25_FIELDS_MAX]; /* per field */
 };
 
 struct bm25_doc {
     const char *name;
     struct posting *terms; /* sorted by term */
-    size_t nterms;
-    size_t len; /* tokens */
+    size_t nterms, cap;
+    double len[BM25_FIELDS_MAX]; /* tokens per field */
+    char kind;                   /* 'r' reads (GET), 'w' writes, 0 unknown */
 };
 
 struct openapi_bm25 {
@@ -37,8 +55,111 @@ struct openapi_bm25 {
     size_t nvocab;
     struct bm25_doc *docs;
     size_t ndocs;
-    double avgdl;
+    size_t nfields;
+    double weight[BM25_FIELDS_MAX]; /* of each field's score */
+    double avgdl[BM25_FIELDS_MAX];
+    bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *groups; /* expand: stem -> [group tokens] */
+    json_t *intent; /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
 };
+
+/*
+ * English words that carry nothing about which operation is meant ("the", "please").
+ * Only in the expanding analyzer; documents and queries alike.
+ */
+static const char *const stop_words[] = {
+    "a",      "about", "am",   "an",    "and",   "any",  "are",   "as",    "at",     "be",
+    "been",   "but",   "by",   "can",   "could", "did",  "do",    "does",  "for",    "from",
+    "has",    "have",  "he",   "her",   "here",  "his",  "how",   "i",     "if",     "in",
+    "into",   "is",    "it",   "its",   "just",  "may",  "me",    "might", "mine",   "must",
+    "my",     "need",  "now",  "of",    "on",    "onto", "or",    "our",   "please", "she",
+    "should", "so",    "some", "than",  "that",  "the",  "their", "them",  "then",   "there",
+    "these",  "they",  "this", "those", "to",    "us",   "via",   "want",  "was",    "we",
+    "were",   "what",  "when", "where", "which", "will", "with",  "would", "you",    "your",
+};
+
+/*
+ * The built-in API vocabulary: groups of words that name the same action or the same kind of
+ * thing in API documents and in what people ask (written for this gateway, not mined from any
+ * particular API). The first word names the group; a word may be in several groups. Words are
+ * stemmed like the text, so "removes" and "removing" are in the group of "remove".
+ */
+static const char *const word_groups[] = {
+    /* actions that read ("=") */
+    ("=get fetch retrieve read show view see display look inspect describe detail info "
+     "information details"),
+    "=list all every enumerate browse show see view display read",
+    "=search find lookup query filter locate",
+    "=download export",
+    /* actions that write ("+") */
+    ("+create add new make insert register build generate setup open initiate start begin "
+     "launch leave save"),
+    "+update edit change modify set patch alter adjust fix replace rename",
+    "+delete remove erase destroy discard purge drop trash revoke unshare",
+    "+send post publish deliver dispatch broadcast notify submit",
+    "+cancel stop abort terminate end halt void",
+    "+move transition progress advance",
+    "+copy duplicate clone fork",
+    "+upload attach import",
+    "+join enter",
+    "+leave exit quit depart",
+    "+restore unarchive undelete recover reopen",
+    "+close resolve finish complete done",
+    "+approve accept",
+    "+subscribe watch follow monitor",
+    "+unsubscribe unwatch unfollow",
+    "+pay charge bill purchase buy",
+    "+refund reimburse",
+    "+star favorite favourite bookmark",
+    "+schedule later scheduled",
+    "+snooze mute silence pause quiet dnd disturb",
+    "+vote upvote",
+    "+invite",
+    /* things, and words that are both */
+    "share grant permission permissions access collaborate collaborator",
+    "myself current authenticated self login signin whoami",
+    "bulk batch many multiple several",
+    "message messages msg chat",
+    "channel conversation room",
+    "user person people member someone somebody colleague teammate everyone who",
+    "issue ticket bug incident",
+    "repository repo",
+    "file document doc spreadsheet",
+    "comment reply note remark",
+    "version revision",
+    "history log changelog timeline",
+    "balance money funds fund cash",
+    "payment transaction",
+    "customer client buyer",
+    "link url permalink",
+    "notification alert",
+    "presence online offline availability",
+    "label tag",
+    "team workspace organization organisation org company",
+    "secret credential password",
+    "webhook hook callback",
+    "reminder remind alarm",
+    "storage quota space usage",
+    "picture photo image avatar",
+    "owner author creator",
+};
+
+static bool is_stop_word(const char *w)
+{
+    size_t lo = 0, hi = sizeof(stop_words) / sizeof(*stop_words);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(stop_words[mid], w);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
 
 static bool is_vowel(char c)
 {
@@ -85,12 +206,18 @@ static void stem(char *w)
                 w[--n] = '\0';
         }
     }
+    if (n > 6 && strcmp(w + n - 2, "ee") == 0) /* assignee -> assign, employee -> employ */
+        w[n -= 2] = '\0';
     if (n > 3 && w[n - 1] == 'e')
         w[--n] = '\0';
 }
 
-/* The next token of *p into buf (NUL-terminated, stemmed); false at the end of the text. */
-static bool next_token(const char **p, char *buf)
+/*
+ * The next word of *p into buf (NUL-terminated, lower-cased, not stemmed); false at the end of
+ * the text. With `camel`, a lower-case letter followed by an upper-case one ends a word
+ * (postMessage -> post, message).
+ */
+static bool next_word(const char **p, char *buf, bool camel)
 {
     const unsigned char *s = (const unsigned char *)*p;
     while (*s && !(isascii(*s) && isalnum(*s)))
@@ -100,13 +227,128 @@ static bool next_token(const char **p, char *buf)
         return false;
     }
     size_t n = 0;
-    for (; *s && isascii(*s) && isalnum(*s); s++)
+    for (; *s && isascii(*s) && isalnum(*s); s++) {
+        if (camel && n > 0 && isupper(*s) && islower(s[-1]))
+            break;
         if (n < BM25_TOKEN_MAX)
             buf[n++] = (char)tolower(*s);
+    }
     buf[n] = '\0';
-    stem(buf);
     *p = (const char *)s;
     return true;
+}
+
+/* One term of a text, its weight, and the number of the (non-stop) word it came from. */
+typedef int (*emit_fn)(void *ctx, const char *term, double weight, size_t word);
+
+/* A word (stemmed) and, when expanding, its groups. */
+static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                     emit_fn emit, void *ctx)
+{
+    char t[BM25_TOKEN_MAX + 1];
+    snprintf(t, sizeof(t), "%s", word);
+    stem(t);
+    int err = emit(ctx, t, w, no);
+    if (err || !ix->expand)
+        return err;
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(ix->groups, t), i, g)
+    {
+        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
+            return err;
+    }
+    return 0;
+}
+
+/* Particles that make a phrasal verb with the word before them (look up, set up, log in). */
+static bool is_particle(const char *w)
+{
+    return strcmp(w, "up") == 0 || strcmp(w, "in") == 0 || strcmp(w, "out") == 0 ||
+           strcmp(w, "on") == 0 || strcmp(w, "off") == 0;
+}
+
+/*
+ * The phrasal verb that `word` makes with the particle after it (look up -> lookup, set up ->
+ * setup, logged in -> login, check out -> checkout) into `joined`, when it is a word of the
+ * documents or of the vocabulary; *p then moves past the particle.
+ */
+static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char **p, char *joined)
+{
+    char next[BM25_TOKEN_MAX + 1], st[BM25_TOKEN_MAX + 1];
+    const char *q = *p;
+    if (!next_word(&q, next, true) || !is_particle(next))
+        return false;
+    snprintf(st, sizeof(st), "%s", word);
+    stem(st);
+    size_t ls = strlen(st), ln = strlen(next);
+    if (ls + ln > BM25_TOKEN_MAX)
+        return false;
+    memcpy(joined, st, ls);
+    memcpy(joined + ls, next, ln + 1);
+    char js[BM25_TOKEN_MAX + 1];
+    snprintf(js, sizeof(js), "%s", joined);
+    stem(js);
+    if (!json_object_get(ix->words, joined) && !json_object_get(ix->groups, js))
+        return false;
+    *p = q;
+    return true;
+}
+
+/*
+ * The terms of `text` with their weights: each word, and when expanding no stop words, the
+ * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
+ * is two words of the documents run together (the longest first part wins).
+ */
+static int analyze(const struct openapi_bm25 *ix, const char *text, double w, emit_fn emit,
+                   void *ctx)
+{
+    char word[BM25_TOKEN_MAX + 1], joined[BM25_TOKEN_MAX + 1];
+    const char *p = text ? text : "";
+    int err = 0;
+    size_t no = 0;
+    while (err == 0 && next_word(&p, word, ix->expand)) {
+        if (ix->expand && phrasal(ix, word, &p, joined))
+            snprintf(word, sizeof(word), "%s", joined);
+        else if (ix->expand && is_stop_word(word))
+            continue;
+        if ((err = emit_word(ix, word, w, no++, emit, ctx)) != 0 || !ix->expand)
+            continue;
+        size_t n = strlen(word);
+        /* an agent noun also counts as its verb when the document has it (watcher -> watch) */
+        size_t er = n > 6 && strcmp(word + n - 3, "ers") == 0  ? 3
+                    : n > 5 && strcmp(word + n - 2, "er") == 0 ? 2
+                                                               : 0;
+        if (er) {
+            char base[BM25_TOKEN_MAX + 1];
+            snprintf(base, sizeof(base), "%.*s", (int)(n - er), word);
+            if (json_object_get(ix->words, base) &&
+                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                break;
+        }
+        /* and a noun in -ion its verb's stem (reaction -> react, creation -> creat) */
+        size_t ion = n >= 9 && strcmp(word + n - 4, "ions") == 0  ? 4
+                     : n >= 8 && strcmp(word + n - 3, "ion") == 0 ? 3
+                                                                  : 0;
+        if (ion) {
+            char base[BM25_TOKEN_MAX + 1];
+            snprintf(base, sizeof(base), "%.*s", (int)(n - ion), word);
+            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                break;
+        }
+        for (size_t cut = n - BM25_COMPOUND_PART_MIN;
+             n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
+            char left[BM25_TOKEN_MAX + 1];
+            snprintf(left, sizeof(left), "%.*s", (int)cut, word);
+            if (json_object_get(ix->words, left) && json_object_get(ix->words, word + cut) &&
+                !is_stop_word(left) && !is_stop_word(word + cut)) {
+                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) == 0)
+                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx);
+                break;
+            }
+        }
+    }
+    return err;
 }
 
 static int posting_cmp(const void *a, const void *b)
@@ -115,68 +357,146 @@ static int posting_cmp(const void *a, const void *b)
     return x->term < y->term ? -1 : x->term > y->term;
 }
 
-static int index_doc(struct openapi_bm25 *ix, struct bm25_doc *d, const char *text)
+struct index_ctx {
+    struct openapi_bm25 *ix;
+    struct bm25_doc *d;
+    size_t field;
+};
+
+static int index_term(void *ctx, const char *tok, double w, size_t word)
 {
-    char tok[BM25_TOKEN_MAX + 1];
-    size_t cap = 0;
-    const char *p = text ? text : "";
-    while (next_token(&p, tok)) {
-        d->len++;
-        json_t *id = json_object_get(ix->vocab, tok);
-        size_t term;
-        if (id) {
-            term = (size_t)json_integer_value(id);
-        } else {
-            term = ix->nvocab;
-            if (json_object_set_new(ix->vocab, tok, json_integer((json_int_t)term)) != 0)
-                return ERR_NOMEM;
-            size_t *df = realloc(ix->df, (term + 1) * sizeof(*df));
-            if (df == NULL)
-                return ERR_NOMEM;
-            ix->df = df;
-            ix->df[term] = 0;
-            ix->nvocab++;
-        }
-        size_t i = 0;
-        while (i < d->nterms && d->terms[i].term != term)
-            i++;
-        if (i < d->nterms) {
-            d->terms[i].tf++;
-            continue;
-        }
-        if (d->nterms == cap) {
-            cap = cap ? cap * 2 : 16;
-            struct posting *t = realloc(d->terms, cap * sizeof(*t));
-            if (t == NULL)
-                return ERR_NOMEM;
-            d->terms = t;
-        }
-        d->terms[d->nterms++] = (struct posting){term, 1};
-        ix->df[term]++;
+    (void)word;
+    struct openapi_bm25 *ix = ((struct index_ctx *)ctx)->ix;
+    struct bm25_doc *d = ((struct index_ctx *)ctx)->d;
+    size_t f = ((struct index_ctx *)ctx)->field;
+    d->len[f] += w;
+    json_t *id = json_object_get(ix->vocab, tok);
+    size_t term;
+    if (id) {
+        term = (size_t)json_integer_value(id);
+    } else {
+        term = ix->nvocab;
+        if (json_object_set_new(ix->vocab, tok, json_integer((json_int_t)term)) != 0)
+            return ERR_NOMEM;
+        size_t *df = realloc(ix->df, (term + 1) * sizeof(*df));
+        if (df == NULL)
+            return ERR_NOMEM;
+        ix->df = df;
+        ix->df[term] = 0;
+        ix->nvocab++;
     }
-    if (d->nterms > 1)
-        qsort(d->terms, d->nterms, sizeof(*d->terms), posting_cmp);
+    for (size_t i = 0; i < d->nterms; i++)
+        if (d->terms[i].term == term) {
+            d->terms[i].tf[f] += w;
+            return 0;
+        }
+    if (d->nterms == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        struct posting *t = realloc(d->terms, cap * sizeof(*t));
+        if (t == NULL)
+            return ERR_NOMEM;
+        d->terms = t;
+        d->cap = cap;
+    }
+    d->terms[d->nterms] = (struct posting){.term = term};
+    d->terms[d->nterms++].tf[f] = w;
+    ix->df[term]++;
     return 0;
 }
 
-int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
-                     struct openapi_bm25 **out)
+static int collect_word(void *ctx, const char *word)
 {
+    json_t *words = ctx;
+    return json_object_get(words, word) || json_object_set_new(words, word, json_true()) == 0
+               ? 0
+               : ERR_NOMEM;
+}
+
+/* The word groups, keyed by stem: stem -> ["_" + first word of each group it is in]. */
+static int build_groups(struct openapi_bm25 *ix)
+{
+    if ((ix->groups = json_object()) == NULL || (ix->intent = json_object()) == NULL)
+        return ERR_NOMEM;
+    for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
+        char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
+        const char *p = word_groups[g];
+        const char *kind = *p == '=' ? "r" : *p == '+' ? "w" : NULL;
+        bool first = true;
+        while (next_word(&p, word, false)) {
+            if (first)
+                snprintf(name + 1, sizeof(name) - 1, "%s", word);
+            first = false;
+            stem(word);
+            if (kind) { /* a word of both kinds (read, a list or a get) has none */
+                const char *had = json_string_value(json_object_get(ix->intent, word));
+                if (json_object_set_new(ix->intent, word,
+                                        json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
+                    return ERR_NOMEM;
+            }
+            json_t *a = json_object_get(ix->groups, word);
+            if (a == NULL &&
+                (json_object_set_new(ix->groups, word, a = json_array()) != 0 || a == NULL))
+                return ERR_NOMEM;
+            size_t i;
+            json_t *v;
+            bool have = false;
+            json_array_foreach(a, i, v)
+            {
+                have |= strcmp(json_string_value(v), name) == 0;
+            }
+            if (!have && json_array_append_new(a, json_string(name)) != 0)
+                return ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
+static int build(const char *const *names, const char *const *texts, size_t nfields,
+                 const double *weights, const bool *reads, size_t n, bool expand,
+                 struct openapi_bm25 **out)
+{
+    if (nfields == 0 || nfields > BM25_FIELDS_MAX)
+        return ERR_INVAL;
     int err = ERR_NOMEM;
     struct openapi_bm25 *ix = calloc(1, sizeof(*ix));
     if (ix == NULL || (ix->vocab = json_object()) == NULL)
         goto out;
+    ix->expand = expand;
+    ix->nfields = nfields;
+    for (size_t f = 0; f < nfields; f++)
+        ix->weight[f] = weights ? weights[f] : 1.0;
+    if (expand) {
+        /* every word of the documents first, for the parts of compound words */
+        if ((ix->words = json_object()) == NULL || (err = build_groups(ix)) != 0)
+            goto out;
+        for (size_t i = 0; i < n * nfields; i++) {
+            const char *p = texts[i] ? texts[i] : "";
+            char word[BM25_TOKEN_MAX + 1];
+            while (next_word(&p, word, true))
+                if (strlen(word) >= BM25_COMPOUND_PART_MIN &&
+                    (err = collect_word(ix->words, word)) != 0)
+                    goto out;
+        }
+        err = ERR_NOMEM;
+    }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
     ix->ndocs = n;
-    size_t total = 0;
+    double total[BM25_FIELDS_MAX] = {0};
     for (size_t i = 0; i < n; i++) {
         ix->docs[i].name = names[i];
-        if ((err = index_doc(ix, &ix->docs[i], texts[i])) != 0)
-            goto out;
-        total += ix->docs[i].len;
+        ix->docs[i].kind = reads ? (reads[i] ? 'r' : 'w') : 0;
+        for (size_t f = 0; f < nfields; f++) {
+            struct index_ctx ctx = {ix, &ix->docs[i], f};
+            if ((err = analyze(ix, texts[i * nfields + f], 1.0, index_term, &ctx)) != 0)
+                goto out;
+            total[f] += ix->docs[i].len[f];
+        }
+        if (ix->docs[i].nterms > 1)
+            qsort(ix->docs[i].terms, ix->docs[i].nterms, sizeof(*ix->docs[i].terms), posting_cmp);
     }
-    ix->avgdl = n ? (double)total / (double)n : 0;
+    for (size_t f = 0; f < nfields; f++)
+        ix->avgdl[f] = n ? total[f] / (double)n : 0;
     err = 0;
 out:
     if (err) {
@@ -185,6 +505,19 @@ out:
     }
     *out = ix;
     return 0;
+}
+
+int openapi_bm25_new(const char *const *names, const char *const *texts, size_t n,
+                     struct openapi_bm25 **out)
+{
+    return build(names, texts, 1, NULL, NULL, n, false, out);
+}
+
+int openapi_bm25_new_fields(const char *const *names, const char *const *texts, size_t nfields,
+                            const double *weights, const bool *reads, size_t n,
+                            struct openapi_bm25 **out)
+{
+    return build(names, texts, nfields, weights, reads, n, true, out);
 }
 
 void openapi_bm25_free(struct openapi_bm25 *ix)
@@ -196,10 +529,13 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     free(ix->docs);
     free(ix->df);
     json_decref(ix->vocab);
+    json_decref(ix->words);
+    json_decref(ix->groups);
+    json_decref(ix->intent);
     free(ix);
 }
 
-static unsigned doc_tf(const struct bm25_doc *d, size_t term)
+static const struct posting *doc_term(const struct bm25_doc *d, size_t term)
 {
     size_t lo = 0, hi = d->nterms;
     while (lo < hi) {
@@ -209,7 +545,7 @@ static unsigned doc_tf(const struct bm25_doc *d, size_t term)
         else
             hi = mid;
     }
-    return lo < d->nterms && d->terms[lo].term == term ? d->terms[lo].tf : 0;
+    return lo < d->nterms && d->terms[lo].term == term ? &d->terms[lo] : NULL;
 }
 
 struct hit {
@@ -229,35 +565,177 @@ static int hit_cmp(const void *a, const void *b)
     return x->doc < y->doc ? -1 : x->doc > y->doc;
 }
 
-size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_t max, size_t *out,
+static int query_term(void *ctx, const char *tok, double w, size_t word);
+
+/* The first term of the query's first word: its own stem (emit_word emits it first). */
+static int first_term(void *ctx, const char *tok, double w, size_t word)
+{
+    (void)w;
+    char *first = ctx;
+    if (word == 0 && first[0] == '\0')
+        snprintf(first, BM25_TOKEN_MAX + 1, "%s", tok);
+    return 0;
+}
+
+/*
+ * What the query asks for, from its first word, the verb of a request ("cancel a
+ * subscription", "show my notifications") or a question word ("who is in this channel"): 'r' to
+ * read, 'w' to write, 0 when it does not say.
+ */
+static char query_intent(const struct openapi_bm25 *ix, const char *query)
+{
+    static const char *const questions[] = {"who", "what", "which", "how",  "is",
+                                            "are", "when", "where", "whose"};
+    char first[BM25_TOKEN_MAX + 1] = "";
+    const char *p = query;
+    if (next_word(&p, first, false)) /* a question asks to read */
+        for (size_t i = 0; i < sizeof(questions) / sizeof(*questions); i++)
+            if (strcmp(first, questions[i]) == 0)
+                return 'r';
+    first[0] = '\0';
+    if (analyze(ix, query, 1.0, first_term, first) != 0)
+        return 0;
+    const char *k = json_string_value(json_object_get(ix->intent, first));
+    return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
+}
+
+/*
+ * Coordination: a document that matches more of the query's words (by the word, a part of it or
+ * its group) is what was asked for more than one that matches one word many times. Each score
+ * is multiplied by (matched words / words)^2, the words being the query's words that are not
+ * stop words and occur in some document.
+ */
+/* The terms of each query word: words[no] is an object term -> weight. */
+static int word_term(void *ctx, const char *tok, double w, size_t word)
+{
+    json_t *words = ctx;
+    while (json_array_size(words) <= word)
+        if (json_array_append_new(words, json_object()) != 0)
+            return ERR_NOMEM;
+    return query_term(json_array_get(words, word), tok, w, word);
+}
+
+static int coverage(const struct openapi_bm25 *ix, const char *query, double *acc)
+{
+    json_t *words = json_array();
+    unsigned *matched = calloc(ix->ndocs, sizeof(*matched));
+    unsigned nwords = 0;
+    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, word_term, words) != 0) {
+        json_decref(words);
+        free(matched);
+        return ERR_NOMEM;
+    }
+    size_t k;
+    json_t *terms;
+    json_array_foreach(words, k, terms)
+    {
+        bool known = false;
+        for (size_t i = 0; i < ix->ndocs; i++) {
+            const char *tok;
+            json_t *v;
+            json_object_foreach(terms, tok, v)
+            {
+                json_t *id = json_object_get(ix->vocab, tok);
+                if (id && doc_term(&ix->docs[i], (size_t)json_integer_value(id))) {
+                    matched[i]++;
+                    known = true;
+                    break;
+                }
+            }
+        }
+        nwords += known;
+    }
+    for (size_t i = 0; nwords && i < ix->ndocs; i++)
+        acc[i] *= pow((double)matched[i] / (double)nwords, BM25_COVERAGE_EXP);
+    json_decref(words);
+    free(matched);
+    return 0;
+}
+
+static int query_term(void *ctx, const char *tok, double w, size_t word)
+{
+    (void)word;
+    json_t *seen = ctx, *had = json_object_get(seen, tok);
+    if (had && json_real_value(had) >= w)
+        return 0;
+    return json_object_set_new(seen, tok, json_real(w)) == 0 ? 0 : ERR_NOMEM;
+}
+
+/*
+ * The query without the values it carries: a word with a digit in it (PROJ-123, 9am, v2.0) names
+ * a thing to act on, not the operation, and would only match examples in the documents.
+ */
+static char *query_words(const char *query)
+{
+    char *q = oa_strdup(query);
+    size_t words = 0;
+    for (char *s = q; s && *s;) {
+        size_t n = strcspn(s, " \t\r\n");
+        bool digit = false;
+        for (size_t i = 0; i < n; i++)
+            digit |= isdigit((unsigned char)s[i]) != 0;
+        if (digit)
+            memset(s, ' ', n);
+        if (n && ++words > BM25_QUERY_WORDS) { /* a request is a sentence, not a document */
+            *s = '\0';
+            break;
+        }
+        s += n ? n : 1;
+    }
+    return q;
+}
+
+size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t max, size_t *out,
                          double *scores)
 {
-    if (ix == NULL || ix->ndocs == 0 || max == 0 || query == NULL)
+    if (ix == NULL || ix->ndocs == 0 || max == 0 || text == NULL)
         return 0;
     double *acc = calloc(ix->ndocs, sizeof(*acc));
     json_t *seen = json_object();
+    char *query = ix->expand ? query_words(text) : oa_strdup(text);
     size_t nhits = 0;
     struct hit *hits = NULL;
-    if (acc == NULL || seen == NULL)
+    if (acc == NULL || seen == NULL || query == NULL)
         goto out;
-    char tok[BM25_TOKEN_MAX + 1];
-    const char *p = query;
+    /* the query's terms, each once, with its highest weight */
+    if (analyze(ix, query, 1.0, query_term, seen) != 0)
+        goto out;
     double N = (double)ix->ndocs;
-    while (next_token(&p, tok)) {
+    const char *tok;
+    json_t *qw;
+    json_object_foreach(seen, tok, qw)
+    {
         json_t *id = json_object_get(ix->vocab, tok);
-        if (id == NULL || json_object_get(seen, tok))
-            continue; /* unknown terms score nothing; repeats count once */
-        json_object_set_new(seen, tok, json_true());
+        if (id == NULL)
+            continue; /* unknown terms score nothing */
         size_t term = (size_t)json_integer_value(id);
         double df = (double)ix->df[term];
-        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5)) * json_real_value(qw);
         for (size_t i = 0; i < ix->ndocs; i++) {
-            unsigned tf = doc_tf(&ix->docs[i], term);
-            if (tf == 0)
-                continue;
-            double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * (double)ix->docs[i].len / ix->avgdl);
-            acc[i] += idf * (double)tf * (BM25_K1 + 1.0) / ((double)tf + norm);
+            const struct posting *pt = doc_term(&ix->docs[i], term);
+            for (size_t f = 0; pt && f < ix->nfields; f++) {
+                double tf = pt->tf[f];
+                if (tf <= 0)
+                    continue;
+                double norm = BM25_K1 * (1.0 - BM25_B + BM25_B * ix->docs[i].len[f] / ix->avgdl[f]);
+                acc[i] += ix->weight[f] * idf * tf * (BM25_K1 + 1.0) / (tf + norm);
+            }
         }
+    }
+    if (ix->expand && coverage(ix, query, acc) != 0)
+        goto out;
+    /* an operation of the other kind (a GET for "cancel ...", a POST for "list ...") last */
+    char intent = ix->expand ? query_intent(ix, query) : 0;
+    for (size_t i = 0; intent && i < ix->ndocs; i++)
+        if (ix->docs[i].kind && ix->docs[i].kind != intent)
+            acc[i] *= BM25_INTENT_MISMATCH;
+    /* the plainer operation first: a longer name is a more specific operation (check_if_merged
+       against merge, a nested resource against the resource) */
+    for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
+        size_t parts = 1;
+        for (const char *c = ix->docs[i].name; *c; c++)
+            parts += *c == '_' || *c == '-';
+        acc[i] /= 1.0 + BM25_NAME_PRIOR * (double)(parts - 1);
     }
     for (size_t i = 0; i < ix->ndocs; i++)
         nhits += acc[i] > 0;
@@ -280,6 +758,7 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_
 out:
     free(hits);
     free(acc);
+    free(query);
     json_decref(seen);
     return nhits;
 }

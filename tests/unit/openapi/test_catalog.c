@@ -531,7 +531,63 @@ static void test_requests_path_key_suffixes(void)
     openapi_doc_unref(doc);
 }
 
-TEST_MAIN(TEST(test_default_catalog), TEST(test_html_descriptions), TEST(test_editorial_file),
-          TEST(test_editorial_errors), TEST(test_names_stable_and_unique),
-          TEST(test_requests_styles), TEST(test_requests_path_key_suffixes),
-          TEST(test_requests_swagger), TEST(test_token_heuristics), TEST(test_inspect))
+/* A parameter that carries the credential is never a tool argument: apiKey schemes by name, and
+ * under an OAuth 2-only operation a parameter or form field named like a token (Slack's `token`,
+ * Google's `access_token`); under an http (bearer) scheme a `token` field is data (Stripe's card
+ * token) and stays. Calls without it are accepted. */
+static void test_credential_params(void)
+{
+    static const char doc_text[] =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"c\",\"version\":\"1\"},"
+        "\"servers\":[{\"url\":\"https://api.example\"}],"
+        "\"components\":{\"securitySchemes\":{\"o\":{\"type\":\"oauth2\",\"flows\":{"
+        "\"implicit\":{\"authorizationUrl\":\"https://a.example\",\"scopes\":{}}}},"
+        "\"b\":{\"type\":\"http\",\"scheme\":\"bearer\"}}},"
+        "\"security\":[{\"o\":[]}],\"paths\":{"
+        "\"/chat.history\":{\"get\":{\"operationId\":\"history\",\"parameters\":["
+        "{\"name\":\"token\",\"in\":\"query\",\"required\":true,\"schema\":{\"type\":\"string\"}},"
+        "{\"name\":\"channel\",\"in\":\"query\",\"schema\":{\"type\":\"string\"}}],"
+        "\"responses\":{\"200\":{\"description\":\"ok\"}}}},"
+        "\"/chat.post\":{\"post\":{\"operationId\":\"post\",\"parameters\":["
+        "{\"name\":\"token\",\"in\":\"header\",\"required\":true,\"schema\":{\"type\":\"string\"}}],"
+        "\"requestBody\":{\"content\":{\"application/x-www-form-urlencoded\":{\"schema\":{"
+        "\"type\":\"object\",\"required\":[\"token\",\"text\"],\"properties\":{"
+        "\"token\":{\"type\":\"string\"},\"text\":{\"type\":\"string\"}}}}}},"
+        "\"responses\":{\"200\":{\"description\":\"ok\"}}}},"
+        "\"/sources\":{\"post\":{\"operationId\":\"sources\",\"security\":[{\"b\":[]}],"
+        "\"requestBody\":{\"content\":{\"application/x-www-form-urlencoded\":{\"schema\":{"
+        "\"type\":\"object\",\"properties\":{\"token\":{\"type\":\"string\"}}}}}},"
+        "\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}";
+    struct openapi_doc *doc = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(openapi_doc_load_mem(doc_text, strlen(doc_text), &doc, &ei), 0);
+    struct openapi_catalog *cat = doc ? build(doc, NULL) : NULL;
+    CHECK(cat != NULL);
+    if (cat == NULL) {
+        openapi_doc_unref(doc);
+        return;
+    }
+    const struct openapi_tool *h = openapi_catalog_find(cat, "history");
+    const struct openapi_tool *p = openapi_catalog_find(cat, "post");
+    const struct openapi_tool *s = openapi_catalog_find(cat, "sources");
+    CHECK(h && p && s);
+    if (h && p && s) {
+        json_t *hp = json_object_get(h->input_schema, "properties");
+        CHECK(json_object_get(hp, "token") == NULL);
+        CHECK(json_object_get(hp, "channel") != NULL);
+        CHECK(json_object_get(h->input_schema, "required") == NULL);
+        CHECK(json_object_get(json_object_get(p->input_schema, "properties"), "token") == NULL);
+        CHECK(json_object_get(json_object_get(p->input_schema, "properties"), "text") != NULL);
+        CHECK(json_object_get(json_object_get(s->input_schema, "properties"), "token") != NULL);
+        expect_request(cat, "history", "{\"channel\":\"C1\"}", "GET",
+                       "https://api.example/chat.history?channel=C1", NULL, NULL);
+    }
+    openapi_catalog_unref(cat);
+    openapi_doc_unref(doc);
+}
+
+TEST_MAIN(TEST(test_default_catalog), TEST(test_credential_params), TEST(test_html_descriptions),
+          TEST(test_editorial_file), TEST(test_editorial_errors),
+          TEST(test_names_stable_and_unique), TEST(test_requests_styles),
+          TEST(test_requests_path_key_suffixes), TEST(test_requests_swagger),
+          TEST(test_token_heuristics), TEST(test_inspect))

@@ -5,7 +5,9 @@
  * hierarchical mode down to the catalog tool a static call would use, and the search mode.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "openapi/openapi.h"
 #include "test.h"
@@ -94,6 +96,111 @@ static const char *text_of(const json_t *r, bool *is_error)
     *is_error = json_is_true(json_object_get(r, "isError"));
     return json_string_value(
         json_object_get(json_array_get(json_object_get(r, "content"), 0), "text"));
+}
+
+/* The search mode's analyzer and fields (openapi_bm25_new_fields). */
+static void test_bm25_fields(void)
+{
+    static const char *const names[] = {"chat_delete", "chat_post", "add_worklog", "get_user",
+                                        "set_topic"};
+    static const char *const texts[] = {
+        "chat_delete Deletes a message.",    "ts of the message",
+        "chat_postMessage Sends a message.", "channel to post to",
+        "add_worklog Adds a worklog.",       "time spent on the work",
+        "get_user Returns a user.",          "the log of the user",
+        "set_topic Sets the topic.",         "the message to delete"};
+    static const double weights[] = {3, 0.1};
+    struct openapi_bm25 *ix = NULL;
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 2, weights, NULL, 5, &ix), 0);
+    if (ix == NULL)
+        return;
+    size_t out[5];
+    /* a word of the vocabulary finds its group (remove -> delete), the name field outweighs the
+       argument text (set_topic's "delete" is an argument's) */
+    CHECK_INT(openapi_bm25_rank(ix, "remove", 5, out, NULL), 2);
+    CHECK_STR(names[out[0]], "chat_delete");
+    /* camelCase is split: "post message" meets postMessage; "send" is post's group */
+    CHECK_INT(openapi_bm25_rank(ix, "send a message", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "chat_post");
+    /* a compound of two words of the documents counts as them: worklog = work + log */
+    CHECK_INT(openapi_bm25_rank(ix, "log work", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "add_worklog");
+    /* who -> the user group */
+    CHECK_INT(openapi_bm25_rank(ix, "who is it", 1, out, NULL), 1);
+    CHECK_STR(names[out[0]], "get_user");
+    /* stop words alone match nothing; a value (a word with a digit) is not searched for */
+    CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
+    /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
+    CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
+    /* only the first 64 words of a query are searched for */
+    char longq[64 * 6 + 16] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(longq, "zebra ");
+    CHECK_INT(openapi_bm25_rank(ix, strcat(longq, "remove"), 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, longq + 6, 5, out, NULL), 2);
+    openapi_bm25_free(ix);
+    CHECK_INT(openapi_bm25_new_fields(names, texts, 0, weights, NULL, 5, &ix), ERR_INVAL);
+
+    /* the first word's kind: "show" reads, so of two equal matches the GET comes first (else
+       the tie would go to the name, create_widget) */
+    static const char *const kn[] = {"create_widget", "list_widgets"};
+    static const char *const kt[] = {"widget things", "widget things"};
+    static const bool reads[] = {false, true};
+    CHECK_INT(openapi_bm25_new_fields(kn, kt, 1, weights, reads, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "show widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "list_widgets");
+        CHECK_INT(openapi_bm25_rank(ix, "cancel widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "create_widget");
+        /* a question reads */
+        CHECK_INT(openapi_bm25_rank(ix, "which widget things", 2, out, NULL), 2);
+        CHECK_STR(kn[out[0]], "list_widgets");
+        openapi_bm25_free(ix);
+    }
+}
+
+static char *oa_test_doc(const char *title)
+{
+    static const char fmt[] =
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"%s\",\"version\":\"1\"},\"paths\":{\"/a\":"
+        "{\"get\":{\"operationId\":\"a\",\"responses\":{\"200\":{\"description\":\"ok\"}}}}}}";
+    size_t n = sizeof(fmt) + strlen(title);
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, fmt, title);
+    return s;
+}
+
+/* The API's name in the navigation tools: " API" is not added to a title that ends with it. */
+static void test_title_api(void)
+{
+    static const char *const titles[] = {"Slack Web API", "Pets", "Rapid", "api"};
+    static const char *const want[] = {"Search the 1 operations of the Slack Web API by",
+                                       "Search the 1 operations of the Pets API by",
+                                       "Search the 1 operations of the Rapid API by",
+                                       "Search the 1 operations of the api by"};
+    for (size_t i = 0; i < 4; i++) {
+        char *text = oa_test_doc(titles[i]);
+        struct openapi_doc *doc = NULL;
+        struct openapi_catalog *cat = NULL;
+        struct openapi_discovery *d = NULL;
+        struct err_info ei = {0};
+        CHECK_INT(openapi_doc_load_mem(text, strlen(text), &doc, &ei), 0);
+        if (doc && openapi_catalog_build(doc, NULL, &cat, &ei) == 0 &&
+            openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d) == 0) {
+            json_t *tools = openapi_discovery_tools(d);
+            const char *desc =
+                json_string_value(json_object_get(json_array_get(tools, 0), "description"));
+            CHECK(desc && strncmp(desc, want[i], strlen(want[i])) == 0);
+            CHECK(desc && strstr(desc, "API API") == NULL);
+            json_decref(tools);
+        }
+        openapi_discovery_free(d);
+        openapi_catalog_unref(cat);
+        openapi_doc_unref(doc);
+        free(text);
+    }
 }
 
 static void test_mode_tool_sets(void)
@@ -366,5 +473,5 @@ static void test_search(void)
     openapi_catalog_unref(cat);
 }
 
-TEST_MAIN(TEST(test_bm25), TEST(test_mode_tool_sets), TEST(test_hierarchical),
-          TEST(test_list_operations_pages), TEST(test_search))
+TEST_MAIN(TEST(test_bm25), TEST(test_bm25_fields), TEST(test_title_api), TEST(test_mode_tool_sets),
+          TEST(test_hierarchical), TEST(test_list_operations_pages), TEST(test_search))
