@@ -1,0 +1,185 @@
+// Strict HTTP/1.1 framing at the front door (RFC 9112): the smuggling corpus in
+// fixtures/smuggling-corpus.mjs is written byte for byte on raw sockets, and no entry may ever
+// get a second answer. Ambiguous framing gets a 400 that names its cause, with the connection
+// closed after it; a normal keep-alive sequence still works; absolute-form targets are served.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { baseConfig, startGateway } from './lib.mjs';
+import { corpus } from './fixtures/smuggling-corpus.mjs';
+
+let gw;
+let port;
+
+before(async () => {
+  gw = await startGateway(baseConfig());
+  port = Number(new URL(gw.url).port);
+});
+after(async () => {
+  if (!gw) return;
+  try {
+    await gw.stop();
+  } finally {
+    if (gw.alive) await gw.kill();
+  }
+});
+
+/**
+ * Writes `raw` on a fresh connection and reads until the gateway closes it or `quiet` ms pass
+ * without the connection closing. Resolves {responses, closed, reset}; each response is
+ * {status, headers (lower-case names), body}; 1xx interim answers are dropped.
+ */
+function exchange(raw, { quiet = 1500 } = {}) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    let reset = false;
+    let done = false;
+    const finish = (closed) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ responses: parseResponses(Buffer.concat(chunks)), closed, reset });
+    };
+    const timer = setTimeout(() => finish(false), quiet);
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('end', () => finish(true));
+    sock.on('error', (e) => {
+      reset = e.code === 'ECONNRESET';
+      finish(true);
+    });
+    sock.write(Buffer.from(raw, 'latin1'));
+  });
+}
+
+function parseResponses(buf) {
+  const out = [];
+  let at = 0;
+  while (at < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', at);
+    if (end < 0) {
+      out.push({ status: -1, headers: {}, body: buf.subarray(at).toString('latin1'), partial: true });
+      break;
+    }
+    const lines = buf.subarray(at, end).toString('latin1').split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+    const headers = {};
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(':');
+      headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+    }
+    at = end + 4;
+    const status = m ? Number(m[1]) : -1;
+    if (status >= 100 && status < 200) continue;
+    let body;
+    if (headers['content-length'] !== undefined) {
+      const n = Number(headers['content-length']);
+      body = buf.subarray(at, at + n).toString('utf8');
+      at += n;
+    } else {
+      body = buf.subarray(at).toString('utf8');
+      at = buf.length;
+    }
+    out.push({ status, headers, body });
+  }
+  return out;
+}
+
+const describe = (r) =>
+  JSON.stringify(r.responses.map((x) => `${x.status} ${x.headers.connection ?? ''} ${x.body.slice(0, 160)}`)) +
+  ` closed=${r.closed} reset=${r.reset}`;
+
+for (const e of corpus) {
+  test(`${e.family}: ${e.name} → ${e.refuse ? 'refused, connection closed' : 'one answer'}`, async () => {
+    const r = await exchange(e.raw);
+    assert.ok(!r.responses.some((x) => /smuggled-canary|nothing here/.test(x.body)), `the smuggled request was answered: ${describe(r)}`);
+    assert.equal(r.responses.length, 1, `exactly one answer: ${describe(r)}`);
+    const [res] = r.responses;
+    if (e.refuse) {
+      assert.ok(res.status >= 400 && res.status < 500, `a 4xx: ${describe(r)}`);
+      assert.equal(res.headers.connection, 'close', `Connection: close: ${describe(r)}`);
+      assert.ok(r.closed, `the gateway closed the connection: ${describe(r)}`);
+      assert.ok(!r.reset, `closed without a reset: ${describe(r)}`);
+    } else {
+      assert.equal(res.status, 200, describe(r));
+    }
+  });
+}
+
+/** The JSON-RPC error message of a gateway refusal. */
+function refusal(res) {
+  assert.match(res.headers['content-type'] ?? '', /application\/json/, JSON.stringify(res));
+  return JSON.parse(res.body).error.message;
+}
+
+test('each framing refusal names its cause', async () => {
+  const cases = [
+    [`POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, /both Content-Length and Transfer-Encoding/],
+    [`POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n`, /2 Content-Length headers/],
+    [`POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, /2 Transfer-Encoding headers/],
+    [`GET /healthz HTTP/1.1\r\nHost: evil.example\r\nHost: 127.0.0.1\r\n\r\n`, /2 Host headers/],
+    [`GET /healthz HTTP/1.1\r\n\r\n`, /must carry a Host header/],
+    [`POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 05\r\n\r\nhello`, /not a plain decimal number/],
+    [`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n b\r\n\r\n`, /obs-fold/],
+    [`GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n`, /bare LF/],
+    [`POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, /HTTP\/1\.0/],
+    [`GET https://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, /https scheme on an http connection/],
+    [`GET http://user@127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, /userinfo/],
+  ];
+  for (const [raw, cause] of cases) {
+    const r = await exchange(raw);
+    assert.equal(r.responses.length, 1, `${JSON.stringify(raw)}: ${describe(r)}`);
+    assert.equal(r.responses[0].status, 400, `${JSON.stringify(raw)}: ${describe(r)}`);
+    assert.match(refusal(r.responses[0]), cause, JSON.stringify(raw));
+  }
+});
+
+test('bare CR, NUL and whitespace before the colon stay refused', async () => {
+  for (const raw of [
+    `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\rb\r\n\r\n`,
+    `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\0b\r\n\r\n`,
+    `GET /healthz HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n`,
+  ]) {
+    const r = await exchange(raw);
+    assert.equal(r.responses.length, 1, describe(r));
+    assert.equal(r.responses[0].status, 400, describe(r));
+    assert.ok(r.closed, describe(r));
+  }
+});
+
+test('a keep-alive sequence (GET, Content-Length, chunked, pipelined) still works', async () => {
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+  const mcp = 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n';
+  const chunked = `${Buffer.byteLength(init).toString(16)}\r\n${init}\r\n0\r\n\r\n`;
+  const raw =
+    `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n` +
+    `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n${mcp}Content-Length: ${Buffer.byteLength(init)}\r\n\r\n${init}` +
+    `POST /mcp HTTP/1.1\r\nHost: localhost:${port}\r\n${mcp}Transfer-Encoding: chunked\r\n\r\n${chunked}` +
+    `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+  const r = await exchange(raw, { quiet: 1500 });
+  assert.deepEqual(r.responses.map((x) => x.status), [200, 200, 200, 200], describe(r));
+  for (const x of r.responses) assert.equal(x.headers.connection, 'keep-alive', describe(r));
+  assert.match(r.responses[1].body, /"protocolVersion"/);
+  assert.ok(!r.closed, 'the connection stays open for more');
+});
+
+test('absolute-form targets that name this server are served (RFC 9112 §3.2.2)', async () => {
+  let r = await exchange(`GET http://127.0.0.1:${port}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
+  assert.match(r.responses[0].body, /"ok"/);
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+  r = await exchange(
+    `POST HTTP://localhost:${port}/mcp HTTP/1.1\r\nHost: localhost:${port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
+  );
+  assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
+  assert.match(r.responses[0].body, /"protocolVersion"/);
+  // The target's authority replaces Host: a foreign one is judged by the Host check, even when
+  // the Host header itself is allowed.
+  r = await exchange(
+    `POST http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
+  );
+  assert.deepEqual(r.responses.map((x) => x.status), [403], describe(r));
+  assert.match(refusal(r.responses[0]), /evil\.example/);
+});
