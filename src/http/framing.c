@@ -81,15 +81,13 @@ static int parse_absolute(const char *t, size_t n, struct framing_head *h, struc
         h->https = true;
     }
     size_t a = skip, e = skip;
-    while (e < n && t[e] != '/' && t[e] != '?' && t[e] != '#')
+    while (e < n && t[e] != '/' && t[e] != '?')
         e++;
     if (e == a)
         return err_info_set(ei, ERR_PARSE, 1, 0, "the absolute-form request target has no host");
     if (memchr(t + a, '@', e - a) != NULL)
         return err_info_set(ei, ERR_PARSE, 1, 0,
                             "the absolute-form request target carries userinfo (user@host)");
-    if (e < n && t[e] == '#')
-        return err_info_set(ei, ERR_PARSE, 1, 0, "the request target carries a fragment");
     h->absolute_form = true;
     h->authority = t + a;
     h->authority_len = e - a;
@@ -121,6 +119,8 @@ static int parse_request_line(const char *l, size_t n, struct framing_head *h, s
         return err_info_set(ei, ERR_PARSE, 1, 0,
                             "the request line does not end in HTTP/1.0 or HTTP/1.1");
     h->minor_version = l[i + 7] - '0';
+    if (memchr(t, '#', tn) != NULL)
+        return err_info_set(ei, ERR_PARSE, 1, 0, "the request target carries a fragment (#)");
     if (t[0] == '/')
         return 0;
     if ((tn >= 7 && strncasecmp(t, "http://", 7) == 0) ||
