@@ -4,24 +4,39 @@
 // closed after it; a normal keep-alive sequence still works; absolute-form targets are served.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, test } from 'node:test';
-import { baseConfig, startGateway } from './lib.mjs';
+import { baseConfig, startGateway, tempDir } from './lib.mjs';
 import { corpus } from './fixtures/smuggling-corpus.mjs';
 
 let gw;
 let port;
+let gwTls; // a TLS listener: the head is read from h2o's decrypted input
+let tlsPort;
+const DIR = tempDir();
+process.on('exit', () => fs.rmSync(DIR, { recursive: true, force: true }));
 
 before(async () => {
   gw = await startGateway(baseConfig());
   port = Number(new URL(gw.url).port);
+  const cert = path.join(DIR, 's.crt');
+  const key = path.join(DIR, 's.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 15000 });
+  gwTls = await startGateway(baseConfig({ listen: [{ address: '127.0.0.1', port: 0, tls: { cert, key } }] }));
+  tlsPort = Number(new URL(gwTls.url).port);
 });
 after(async () => {
-  if (!gw) return;
-  try {
-    await gw.stop();
-  } finally {
-    if (gw.alive) await gw.kill();
+  for (const g of [gw, gwTls]) {
+    if (!g) continue;
+    try {
+      await g.stop();
+    } finally {
+      if (g.alive) await g.kill();
+    }
   }
 });
 
@@ -30,9 +45,11 @@ after(async () => {
  * without the connection closing. Resolves {responses, closed, reset}; each response is
  * {status, headers (lower-case names), body}; 1xx interim answers are dropped.
  */
-function exchange(raw, { quiet = 1500 } = {}) {
+function exchange(raw, { quiet = 1500, overTls = false } = {}) {
   return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1');
+    const sock = overTls
+      ? tls.connect({ port: tlsPort, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+      : net.connect(port, '127.0.0.1');
     const chunks = [];
     let reset = false;
     let done = false;
@@ -182,4 +199,21 @@ test('absolute-form targets that name this server are served (RFC 9112 §3.2.2)'
   );
   assert.deepEqual(r.responses.map((x) => x.status), [403], describe(r));
   assert.match(refusal(r.responses[0]), /evil\.example/);
+});
+
+test('over TLS: CL.TE refused and closed, keep-alive and absolute-form https served', async () => {
+  const cl = 5 + 'GET /smuggled-canary HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'.length;
+  let r = await exchange(
+    `POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${cl}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled-canary HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    { overTls: true },
+  );
+  assert.deepEqual(r.responses.map((x) => x.status), [400], describe(r));
+  assert.match(refusal(r.responses[0]), /both Content-Length and Transfer-Encoding/);
+  assert.ok(r.closed, describe(r));
+  r = await exchange(
+    `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET https://127.0.0.1:${tlsPort}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET http://127.0.0.1:${tlsPort}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    { overTls: true },
+  );
+  assert.deepEqual(r.responses.map((x) => x.status), [200, 200, 400], describe(r));
+  assert.match(refusal(r.responses[2]), /http scheme on an https connection/);
 });
