@@ -183,19 +183,19 @@ test('a keep-alive sequence (GET, Content-Length, chunked, pipelined) still work
 });
 
 test('absolute-form targets that name this server are served (RFC 9112 §3.2.2)', async () => {
-  let r = await exchange(`GET http://127.0.0.1:${port}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  let r = await exchange(`GET http://127.0.0.1:${port}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
   assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
   assert.match(r.responses[0].body, /"ok"/);
   const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
   r = await exchange(
-    `POST HTTP://localhost:${port}/mcp HTTP/1.1\r\nHost: localhost:${port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
+    `POST HTTP://localhost:${port}/mcp HTTP/1.1\r\nHost: localhost:${port}\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
   );
   assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
   assert.match(r.responses[0].body, /"protocolVersion"/);
   // The target's authority replaces Host: a foreign one is judged by the Host check, even when
   // the Host header itself is allowed.
   r = await exchange(
-    `POST http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
+    `POST http://evil.example/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${init.length}\r\n\r\n${init}`,
   );
   assert.deepEqual(r.responses.map((x) => x.status), [403], describe(r));
   assert.match(refusal(r.responses[0]), /evil\.example/);
@@ -216,4 +216,36 @@ test('over TLS: CL.TE refused and closed, keep-alive and absolute-form https ser
   );
   assert.deepEqual(r.responses.map((x) => x.status), [200, 200, 400], describe(r));
   assert.match(refusal(r.responses[2]), /http scheme on an https connection/);
+});
+
+test('the lingering close after a 413 is bounded: a client that never stops sending is cut off', async () => {
+  // h2o refuses a declared body over its hard limit at once; the gateway then half-closes and
+  // drains. A client that keeps its side open and keeps sending is closed after the bound (2 s).
+  const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => sock.once('connect', r));
+  const t0 = Date.now();
+  let got = '';
+  let ended = 0;
+  sock.on('data', (c) => (got += c.toString('latin1')));
+  sock.on('end', () => (ended = Date.now() - t0));
+  const cut = new Promise((resolve) => {
+    sock.on('error', () => resolve(Date.now() - t0));
+    sock.on('close', () => resolve(Date.now() - t0));
+  });
+  const chunk = Buffer.alloc(16 * 1024, 0x61);
+  // The head and the start of the body in one write: unread input when h2o closes.
+  sock.write(Buffer.concat([Buffer.from('POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n'), chunk]));
+  const pump = setInterval(() => {
+    if (!sock.destroyed) sock.write(chunk, () => {});
+  }, 20);
+  const ms = await Promise.race([cut, new Promise((r) => setTimeout(() => r(-1), 10000))]);
+  clearInterval(pump);
+  sock.destroy();
+  assert.match(got, /^HTTP\/1\.1 413 /, `the 413 was read: ${JSON.stringify(got.slice(0, 200))}`);
+  assert.match(got, /Connection: close/i);
+  assert.ok(ended > 0 && ended < 1000, `the gateway half-closed right after the 413 (FIN after ${ended} ms)`);
+  assert.ok(ms > 1000, `the gateway kept reading what the client sent for a while (cut after ${ms} ms)`);
+  assert.ok(ms < 6000, `the drain ended within its bound (cut after ${ms} ms)`);
+  const r = await exchange(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
 });
