@@ -21,11 +21,16 @@
 
 /* --- the head parser --- */
 
+/* tchar (RFC 9110 §5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1,         ['&'] = 1,         ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,         ['^'] = 1,         ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar[c] != 0;
 }
 
 /* A field value may hold HTAB, SP, VCHAR and obs-text (RFC 9110 §5.5). */
@@ -47,26 +52,23 @@ static bool name_is(const char *name, size_t len, const char *lit)
 static int next_line(const char *buf, size_t len, size_t *pos, size_t *end, int lineno,
                      struct err_info *ei)
 {
-    for (size_t i = *pos; i < len; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c == '\n')
-            return err_info_set(ei, ERR_PARSE, lineno, 0,
-                                "line %d of the request head ends in a bare LF, not CRLF", lineno);
-        if (c == '\r') {
-            if (i + 1 >= len)
-                break;
-            if (buf[i + 1] != '\n')
-                return err_info_set(ei, ERR_PARSE, lineno, 0,
-                                    "line %d of the request head holds a bare CR", lineno);
-            *end = i;
-            *pos = i + 2;
-            return 0;
-        }
-        if (c == '\0')
-            return err_info_set(ei, ERR_PARSE, lineno, 0,
-                                "line %d of the request head holds a NUL byte", lineno);
-    }
-    return err_info_set(ei, ERR_PARSE, lineno, 0, "the request head is incomplete");
+    const char *start = buf + *pos;
+    const char *cr = memchr(start, '\r', len - *pos);
+    size_t n = cr != NULL ? (size_t)(cr - start) : len - *pos;
+    if (memchr(start, '\n', n) != NULL)
+        return err_info_set(ei, ERR_PARSE, lineno, 0,
+                            "line %d of the request head ends in a bare LF, not CRLF", lineno);
+    if (memchr(start, '\0', n) != NULL)
+        return err_info_set(ei, ERR_PARSE, lineno, 0,
+                            "line %d of the request head holds a NUL byte", lineno);
+    if (cr == NULL || *pos + n + 1 >= len)
+        return err_info_set(ei, ERR_PARSE, lineno, 0, "the request head is incomplete");
+    if (cr[1] != '\n')
+        return err_info_set(ei, ERR_PARSE, lineno, 0, "line %d of the request head holds a bare CR",
+                            lineno);
+    *end = *pos + n;
+    *pos += n + 2;
+    return 0;
 }
 
 /* Splits an absolute http(s) URI; refuses one without a host or with userinfo. */
