@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -248,4 +249,57 @@ test('the lingering close after a 413 is bounded: a client that never stops send
   assert.ok(ms < 6000, `the drain ended within its bound (cut after ${ms} ms)`);
   const r = await exchange(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
   assert.deepEqual(r.responses.map((x) => x.status), [200], describe(r));
+});
+
+// Differential: Node's llhttp (strict mode, as a Node reverse proxy in front of the gateway would
+// parse) reads every corpus entry too. Whatever the gateway accepts, llhttp must read as the same
+// single request; what llhttp makes of each refused entry is reported, not judged (the gateway
+// refuses and closes whatever a proxy in front decided).
+test('differential: llhttp reads each accepted corpus entry as the same single request', async (t) => {
+  const seen = [];
+  const srv = http.createServer({ keepAliveTimeout: 500 }, (req, res) => {
+    let n = 0;
+    req.on('data', (c) => (n += c.length));
+    req.on('end', () => {
+      seen.push({ url: req.url, body: n });
+      res.end('ok');
+    });
+  });
+  let clientErrors = 0;
+  srv.on('clientError', (err, sock) => {
+    clientErrors++;
+    sock.destroy();
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const llPort = srv.address().port;
+  const readAll = (raw) =>
+    new Promise((resolve) => {
+      seen.length = 0;
+      clientErrors = 0;
+      const sock = net.connect(llPort, '127.0.0.1');
+      const timer = setTimeout(() => sock.destroy(), 700);
+      sock.on('data', () => {});
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve({ requests: [...seen], refused: clientErrors > 0 });
+      });
+      sock.on('error', () => {});
+      sock.write(Buffer.from(raw, 'latin1'));
+    });
+  const report = [];
+  try {
+    for (const e of corpus) {
+      const ll = await readAll(e.raw);
+      if (!e.refuse) {
+        assert.equal(ll.requests.length, 1, `${e.name}: llhttp read ${JSON.stringify(ll)}`);
+        assert.ok(!ll.refused, `${e.name}: llhttp refused it`);
+      } else {
+        report.push(`${e.family} ${e.name}: llhttp ${ll.refused ? 'refuses' : `reads ${ll.requests.length} request(s)`}`);
+      }
+    }
+  } finally {
+    srv.close();
+    srv.closeAllConnections?.();
+  }
+  for (const line of report) t.diagnostic(line);
 });
