@@ -299,13 +299,16 @@ int framing_check_request(h2o_req_t *req, struct err_info *ei)
 #define LINGER_MAX_MS 2000u          /* drain at most this long after the answer */
 #define LINGER_MAX_BYTES (64u << 20) /* ... and at most this much */
 #define LINGER_MAX_SOCKETS 1024u     /* per worker; past it, close at once as before */
+#define LINGER_TICK_MS 100u          /* how often a drain looks at its deadline and at shutdown */
 
 struct lingerer {
     uv_tcp_t tcp; /* first: the handle's close callback frees the struct */
     uv_timer_t timer;
-    int fd;           /* the duplicate descriptor, until the handle owns it */
-    size_t drained;   /* bytes read and discarded */
-    unsigned closing; /* handles closed so far (two) */
+    int fd;             /* the duplicate descriptor, until the handle owns it */
+    size_t drained;     /* bytes read and discarded */
+    uint64_t deadline;  /* uv_now, ms */
+    h2o_context_t *ctx; /* the worker's: a shutdown ends the drain at once */
+    unsigned closing;   /* handles closed so far (two) */
 };
 
 static _Thread_local unsigned lingering;
@@ -355,7 +358,9 @@ static void linger_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void linger_timer_cb(uv_timer_t *t)
 {
-    linger_end(t->data);
+    struct lingerer *l = t->data;
+    if (l->ctx->shutdown_requested || uv_now(t->loop) >= l->deadline)
+        linger_end(l);
 }
 
 /* h2o has closed its descriptor (h2o_socket_t.on_close, after the answer was written): the
@@ -371,7 +376,8 @@ static void linger_start_cb(void *data)
     }
     /* the handle owns the duplicate now */
     uv_read_start((uv_stream_t *)&l->tcp, linger_alloc_cb, linger_read_cb);
-    uv_timer_start(&l->timer, linger_timer_cb, LINGER_MAX_MS, 0);
+    l->deadline = uv_now(l->timer.loop) + LINGER_MAX_MS;
+    uv_timer_start(&l->timer, linger_timer_cb, LINGER_TICK_MS, LINGER_TICK_MS);
 }
 
 /* Arms a lingering close for this connection: a duplicate descriptor and h2o's close hook. */
@@ -397,6 +403,7 @@ static void linger_arm(h2o_req_t *req)
     uv_tcp_init(loop, &l->tcp);
     uv_timer_init(loop, &l->timer);
     l->tcp.data = l->timer.data = l;
+    l->ctx = req->conn->ctx;
     lingering++;
     sock->on_close.cb = linger_start_cb;
     sock->on_close.data = l;
