@@ -24,6 +24,8 @@
 #include <h2o/http1.h>
 #include <h2o/http2.h>
 
+#include "http/framing.h" /* after h2o.h: its h2o glue */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <link.h>
@@ -1039,6 +1041,11 @@ out:
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, req->conn->ctx);
+    struct err_info fe;
+    if (framing_check_request(req, &fe) != 0) { /* 400, then the connection closes */
+        send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "%s", fe.msg);
+        return 0;
+    }
     h2o_iovec_t path = req->path_normalized;
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/mcp")))
         return on_mcp(w, req, -1);
@@ -1300,6 +1307,8 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
+    framing_register_linger(path);
+    framing_register_linger(&host->fallback_path);
 
     srv->ssl = calloc(cfg->nlisteners, sizeof(*srv->ssl));
     srv->fds = calloc(cfg->nlisteners, sizeof(*srv->fds));
@@ -1593,7 +1602,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 static void shutdown_poll_cb(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    bool quiet = w->open_conns == 0 && transport_live_count() <= 0;
+    bool quiet = w->open_conns == 0 && transport_live_count() <= 0 && framing_lingering() == 0;
     if (!quiet && clock_now_ns() < w->shutdown_deadline)
         return;
     if (!quiet) {
