@@ -1694,8 +1694,13 @@ static void mrtr_park(struct upstream *up, struct pending *p)
     arm_call_timer(p, mrtr_expired_cb, mrtr_ttl());
 }
 
-/* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p. */
-static void mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg)
+/* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p.
+   `guessed`: the transport could not say which call the request belongs to (stdio), and p is
+   only the most recent call. Roots are the client's, not an input of one call, and servers ask
+   for them on their own schedule (server-everything asks 350 ms after it starts, whatever call
+   is in flight then): a guessed roots/list the client cannot answer fails the request, not the
+   call. Sampling and elicitation are asked for the call in flight. */
+static void mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed)
 {
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
@@ -1712,6 +1717,11 @@ static void mrtr_input_request(struct upstream *up, struct pending *p, json_t *m
         snprintf(m, sizeof(m),
                  "the client speaks 2026-07-28: only its tools/call, prompts/get and "
                  "resources/read can carry a request for input, not this call");
+        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        return;
+    }
+    if (!session_has_capability(p->session, cap) && guessed && strcmp(cap, "roots") == 0) {
+        snprintf(m, sizeof(m), "the client did not declare the \"%s\" capability", cap);
         answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
         return;
     }
@@ -2144,7 +2154,7 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
            call, answered by a retry. */
-        mrtr_input_request(up, call, msg);
+        mrtr_input_request(up, call, msg, call != related);
         return;
     }
     const char *cap = required_capability(method);

@@ -201,6 +201,16 @@ test('a client without the capability gets -32021 naming it, and the call is can
   });
 });
 
+test('a roots/list over stdio during a call of a client without roots fails the request, not the call', async () => {
+  // stdio cannot say which call a server request belongs to, and servers ask for roots on their
+  // own schedule (server-everything, 350 ms after it starts): the call goes on, the server is told.
+  const r = await call('ask', { kind: 'roots' }, { id: 'r1', caps: { sampling: {} } });
+  assert.equal(r.status, 200, r.text);
+  const body = r.json ?? JSON.parse(r.text.split('\n').find((l) => l.startsWith('data: {')).slice(6));
+  assert.equal(body.error, undefined, r.text);
+  assert.deepEqual(body.result.content, [{ type: 'text', text: 'error -32601: the client did not declare the "roots" capability' }]);
+});
+
 test('legacy sessions are unaffected: the server request is refused as before when the capability is missing', async () => {
   const s = await openSession(gw.url);
   const r = await s.callTool('ask', {});
