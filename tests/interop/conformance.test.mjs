@@ -9,7 +9,8 @@
 //              the gateway is what serves 2026-07-28 in front of it.
 // Known gateway gaps go in expected-failures-gateway-<revision>.txt (`scenario/check  # reason`);
 // a listed check that passes, or an entry that matches no failure, fails the run (conformance.mjs).
-// A SKIPPED check is a failure; each run also has a floor on SUCCESS checks.
+// A SKIPPED check is a failure; each run also has a floor on SUCCESS checks. A last test proves
+// the runner fails on a listed check that passes and on a stale entry (one scenario, fixture).
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -134,6 +135,33 @@ describe('conformance 2026-07-28 (server scenarios)', { timeout: TEST_LIMIT.time
       fs.rmSync(r.out, { recursive: true, force: true });
     } finally {
       await target.stop();
+    }
+  });
+});
+
+describe('conformance.mjs keeps an expected-failures list exact', { timeout: TEST_LIMIT.timeout + 30000 }, () => {
+  test('a listed check that passes (XPASS) and an entry that matches no failure (STALE) fail the run', TEST_LIMIT, async () => {
+    const fixture = await startFixtureHttp();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-expected-'));
+    try {
+      const list = path.join(dir, 'expected.txt');
+      fs.writeFileSync(list, 'tools-list/tools-list  # listed, but it passes\n');
+      let r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, /^XPASS tools-list\/tools-list: /m);
+      fs.rmSync(r.out, { recursive: true, force: true });
+      fs.writeFileSync(list, 'tools-list/no-such-check  # matches nothing\n');
+      r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, /^STALE expected failure tools-list\/no-such-check /m);
+      fs.rmSync(r.out, { recursive: true, force: true });
+      fs.writeFileSync(list, '# nothing expected\n');
+      r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 0, r.stdout);
+      fs.rmSync(r.out, { recursive: true, force: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await fixture.stop();
     }
   });
 });
