@@ -265,6 +265,7 @@ struct writer {
     uint64_t cursor;
     uint64_t started_ns;
     bool json_ok; /* a single final answer may go out as plain JSON (not used for /mcp answers) */
+    int status;   /* the HTTP status sent, for the access log */
     bool started; /* SSE response headers sent */
     bool sending; /* an h2o_send is in flight */
     bool done;    /* final sent */
@@ -321,7 +322,7 @@ static void writer_dispose(void *p)
         metrics_inc(M.mcp_requests, l3, 1);
         const char *l2[] = {server, method};
         metrics_observe(M.mcp_duration, l2, secs);
-        log_line(wr->w, "POST", wr->path, 200, wr->method, wr->server, wr->target, l3[2],
+        log_line(wr->w, "POST", wr->path, wr->status, wr->method, wr->server, wr->target, l3[2],
                  wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
@@ -349,14 +350,24 @@ static void note_outcome(struct writer *wr, json_t *final)
         snprintf(wr->outcome, sizeof(wr->outcome), "ok");
 }
 
+/* msg is a JSON-RPC error -32021 (a 2026-07-28 request needs a client capability it did not
+   declare). */
+static bool missing_capability(json_t *msg)
+{
+    json_t *code = json_object_get(json_object_get(msg, "error"), "code");
+    return json_is_integer(code) && json_integer_value(code) == MCP_ERR_MISSING_CLIENT_CAP;
+}
+
 static void writer_pump(struct writer *wr)
 {
     if (wr->sending || wr->done)
         return;
     bool finished = false;
     json_t *single = NULL;
-    int err = stream_pull(wr->stream, &wr->cursor, &wr->out, &finished, wr->json_ok && !wr->started,
-                          &single);
+    /* A 2026-07-28 answer is looked at whole when it is the stream's only event: a missing
+       client capability then goes out as 400 (below). */
+    int err = stream_pull(wr->stream, &wr->cursor, &wr->out, &finished,
+                          (wr->json_ok || wr->transient != NULL) && !wr->started, &single);
     if (err == ERR_LIMIT && !wr->started) {
         wr->done = true;
         send_refusal(
@@ -364,11 +375,25 @@ static void writer_pump(struct writer *wr)
             "the events after Last-Event-ID are no longer buffered (limits.replay_events); start over");
         return;
     }
+    if (single != NULL && !wr->json_ok && !missing_capability(single)) {
+        /* Not one to send as JSON: the SSE event stream_pull would have written. */
+        char *text = json_dumps(single, JSON_COMPACT);
+        json_decref(single);
+        single = NULL;
+        if (text == NULL || buf_printf(&wr->out, "id: %llu-1\ndata: %s\n\n",
+                                       (unsigned long long)stream_number(wr->stream), text) != 0)
+            err = ERR_PROTOCOL;
+        free(text);
+    }
     if (single != NULL) {
         note_outcome(wr, single);
         wr->done = true;
         wr->final_sent = true;
-        send_json(wr->req, 200, single);
+        /* 2026-07-28 over HTTP: MissingRequiredClientCapabilityError is 400 Bad Request. It can
+           be only while the response has not started, i.e. when the server asked for the
+           capability before the priming delay passed; later it goes in-band on the 200. */
+        wr->status = wr->json_ok ? 200 : 400;
+        send_json(wr->req, wr->status, single);
         json_decref(single);
         return;
     }
@@ -433,6 +458,7 @@ static struct writer *writer_new(h2o_req_t *req, struct worker *w, struct stream
     wr->w = w;
     wr->stream = st; /* takes the reference */
     wr->standalone = standalone;
+    wr->status = 200;
     wr->started_ns = clock_now_ns();
     wr->attached_ns = wr->started_ns;
     buf_init(&wr->out, SSE_CHUNK_MAX);

@@ -13,7 +13,9 @@
 // (`PASS scenario/check` | `FAIL scenario/check: reason` | `XFAIL ...` for listed
 // expected failures), a line `checks: N SUCCESS, N INFO`, and a last line `N passed, N failed`.
 // Exit status: 0 when every failed check is listed in the expected-failures file
-// (one `scenario/check  # reason` per line; `scenario/*` matches a whole scenario).
+// (one `scenario/check  # reason` per line; `scenario/*` matches a whole scenario) and every
+// entry of that file failed: a listed check that passes (XPASS) or an entry that matched no
+// failure (STALE) makes the run fail too, so the list stays exact.
 // A SKIPPED check did not run, so it is a failure like any other (list it there, with the
 // reason, if that is understood); INFO checks report without judging and count as passed.
 
@@ -106,6 +108,10 @@ const REJECTION_CODES = new Map([
   ['server-stateless/sep-2575-http-server-unsupported-version-400', [-32022]],
   // MCP-Protocol-Version header unlike the body's _meta → 400 -32020.
   ['server-stateless/sep-2575-http-server-header-mismatch-400', [-32020]],
+  // A call that needs a capability the client's _meta does not declare (test_missing_capability
+  // asks for sampling) → -32021 with data.requiredCapabilities.
+  ['server-stateless/sep-2575-server-rejects-undeclared-capability', [-32021]],
+  ['server-stateless/sep-2575-missing-capability-http-400', [-32021]],
   // Methods removed in 2026-07-28 (initialize, ping, logging/setLevel, resources/(un)subscribe)
   // and unknown methods → 404 -32601.
   ['server-stateless/sep-2575-http-server-method-not-found-404', [-32601]],
@@ -273,6 +279,7 @@ export async function main(argv = process.argv.slice(2)) {
   let passed = 0;
   let failed = 0;
   let unexpected = 0;
+  let xpassed = 0;
   const usedExpectations = new Set();
   const lines = [];
   const statuses = { SUCCESS: 0, INFO: 0 };
@@ -280,7 +287,10 @@ export async function main(argv = process.argv.slice(2)) {
     if (res.ok) {
       passed++;
       const xp = expectedReason(expected, scenario, check);
-      if (xp && xp.key === `${scenario}/${check}`) lines.push(`XPASS ${scenario}/${check}: listed as expected failure (${xp.reason}) but passed`);
+      if (xp && xp.key === `${scenario}/${check}`) {
+        xpassed++;
+        lines.push(`XPASS ${scenario}/${check}: listed as expected failure (${xp.reason}) but passed`);
+      }
       lines.push(`PASS ${scenario}/${check}${res.note ?? ''}`);
       return;
     }
@@ -328,8 +338,14 @@ export async function main(argv = process.argv.slice(2)) {
       record(scenario, check.id ?? '(no-id)', judge(scenario, check, o));
     }
   }
+  // The list stays honest: an entry whose check passed, or that matched no failure at all, fails
+  // the run like an unexpected failure (remove it from the file).
+  let stale = 0;
   for (const key of expected.keys()) {
-    if (!usedExpectations.has(key)) lines.push(`NOTE expected failure ${key} did not fail (stale entry?)`);
+    if (!usedExpectations.has(key)) {
+      stale++;
+      lines.push(`STALE expected failure ${key} did not fail: remove it from ${o.expectFail}`);
+    }
   }
 
   for (const l of lines) process.stdout.write(`${l}\n`);
@@ -337,7 +353,7 @@ export async function main(argv = process.argv.slice(2)) {
   // What the passes are made of: SUCCESS proved something, INFO only reported.
   process.stdout.write(`checks: ${statuses.SUCCESS} SUCCESS, ${statuses.INFO} INFO\n`);
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return unexpected === 0 ? 0 : 1;
+  return unexpected === 0 && xpassed === 0 && stale === 0 ? 0 : 1;
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('conformance.mjs')) {

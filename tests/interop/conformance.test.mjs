@@ -1,10 +1,16 @@
-// The official conformance suite (2025-11-25 server scenarios), judged check by check
-// by conformance.mjs:
-//  1. against the fixture directly (proves the fixture and the runner);
-//  2. through the gateway, fronting the fixture over stdio with prefixing off for it
-//     (per-server `prefix: never`; docs/configuration.md makes the per-server key a scalar)
-//     (DIRECT=1: against the fixture over HTTP instead).
-// Known gateway gaps go in expected-failures-gateway.txt (`scenario/check  # reason`).
+// The official conformance suite's server scenarios, judged check by check by conformance.mjs
+// (never by the suite's pass count):
+//  2025-11-25  1. against the fixture directly (proves the fixture and the runner);
+//              2. through the gateway, fronting the fixture over stdio with prefixing off for it
+//                 (per-server `prefix: never`; docs/configuration.md makes the per-server key a
+//                 scalar) (DIRECT=1: against the fixture over HTTP instead).
+//  2026-07-28  through the gateway only: the fixture is a legacy (SDK v1) server, so a direct run
+//              has nothing to judge (no server/discover, sessions required: every check fails);
+//              the gateway is what serves 2026-07-28 in front of it.
+// Known gateway gaps go in expected-failures-gateway-<revision>.txt (`scenario/check  # reason`);
+// a listed check that passes, or an entry that matches no failure, fails the run (conformance.mjs).
+// A SKIPPED check is a failure; each run also has a floor on SUCCESS checks. A last test proves
+// the runner fails on a listed check that passes and on a stale entry (one scenario, fixture).
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,11 +38,16 @@ const TEST_LIMIT = { timeout: RUN_LIMIT_MS + 60000 };
 // (server-sse-polling/server-sse-disconnect-resume), so the resumption is not exercised.
 const SUCCESS_DIRECT = 84;
 const SUCCESS_GATEWAY = 82;
-const EXPECTED_GATEWAY = path.join(INTEROP_DIR, 'expected-failures-gateway.txt');
+const EXPECTED_GATEWAY = path.join(INTEROP_DIR, 'expected-failures-gateway-2025-11-25.txt');
+// 2026-07-28 through the gateway: 165 SUCCESS of 197 checks (and 1 INFO: server-sse-multiple-
+// streams, answered with JSON); the checks that fail are exactly those listed in
+// EXPECTED_GATEWAY_2026, which the floor does not count. Measured: 3 s per run (2-core machine).
+const SUCCESS_GATEWAY_2026 = 165;
+const EXPECTED_GATEWAY_2026 = path.join(INTEROP_DIR, 'expected-failures-gateway-2026-07-28.txt');
 
-function runConformance(url, extra = []) {
+function runConformance(url, extra = [], spec = '2025-11-25') {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-conformance-'));
-  const child = spawn(process.execPath, [RUNNER, '--url', url, '--spec', '2025-11-25', '--out', out, '--timeout', '10000', ...extra], {
+  const child = spawn(process.execPath, [RUNNER, '--url', url, '--spec', spec, '--out', out, '--timeout', '10000', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -106,6 +117,51 @@ describe('conformance 2025-11-25 (server scenarios)', { timeout: 2 * TEST_LIMIT.
       fs.rmSync(r.out, { recursive: true, force: true });
     } finally {
       await target.stop();
+    }
+  });
+});
+
+describe('conformance 2026-07-28 (server scenarios)', { timeout: TEST_LIMIT.timeout + 30000 }, () => {
+  test('through the gateway (fixture over stdio, its prefix: never)', { ...TEST_LIMIT, skip: DIRECT && 'the fixture alone is legacy (SDK v1): nothing to judge directly' }, async () => {
+    const target = await startGateway({ servers: [fixtureStdio('fixture', { prefix: 'never' })] });
+    try {
+      const r = await runConformance(target.url, ['--expect-fail', EXPECTED_GATEWAY_2026], '2026-07-28');
+      const s = summary(r.stdout);
+      assert.ok(s, `runner printed its summary line:\n${r.stdout.slice(-2000)}`);
+      // Non-zero: an unlisted failure, a listed check that passed (XPASS) or a stale entry.
+      assert.equal(r.code, 0, `${problems(r.stdout).split('\n').filter((l) => !l.startsWith('XFAIL ')).join('\n')}\n(results in ${r.out})\n--- target log ---\n${target.logs().slice(-4000)}`);
+      assert.equal(s.failed, readExpected(EXPECTED_GATEWAY_2026), `every listed check failed, and only those:\n${problems(r.stdout)}`);
+      assert.ok(s.success >= SUCCESS_GATEWAY_2026, `expected >= ${SUCCESS_GATEWAY_2026} SUCCESS checks, got ${s.success}:\n${infos(r.stdout)}`);
+      fs.rmSync(r.out, { recursive: true, force: true });
+    } finally {
+      await target.stop();
+    }
+  });
+});
+
+describe('conformance.mjs keeps an expected-failures list exact', { timeout: TEST_LIMIT.timeout + 30000 }, () => {
+  test('a listed check that passes (XPASS) and an entry that matches no failure (STALE) fail the run', TEST_LIMIT, async () => {
+    const fixture = await startFixtureHttp();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-expected-'));
+    try {
+      const list = path.join(dir, 'expected.txt');
+      fs.writeFileSync(list, 'tools-list/tools-list  # listed, but it passes\n');
+      let r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, /^XPASS tools-list\/tools-list: /m);
+      fs.rmSync(r.out, { recursive: true, force: true });
+      fs.writeFileSync(list, 'tools-list/no-such-check  # matches nothing\n');
+      r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, /^STALE expected failure tools-list\/no-such-check /m);
+      fs.rmSync(r.out, { recursive: true, force: true });
+      fs.writeFileSync(list, '# nothing expected\n');
+      r = await runConformance(fixture.url, ['--scenario', 'tools-list', '--expect-fail', list]);
+      assert.equal(r.code, 0, r.stdout);
+      fs.rmSync(r.out, { recursive: true, force: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await fixture.stop();
     }
   });
 });
