@@ -3012,14 +3012,13 @@ json_t *mcp_discover_result(int view)
 
 #define SETTINGS_TOOL "gatehouse__settings"
 
-/* The user id of the session's principal; false without authentication or for a service
+/* The user id of the calling principal; false without authentication or for a service
    account (their view is the configured one). */
-static bool session_user(const struct session *s, int64_t *uid)
+static bool principal_user(const struct principal *who, int64_t *uid)
 {
-    const char *o = s ? session_owner(s) : "";
-    if (!gw.cfg->auth.enabled || o[0] != 'u' || o[1] != ':')
+    if (!gw.cfg->auth.enabled)
         return false;
-    *uid = strtoll(o + 2, NULL, 10);
+    *uid = principal_user_id(who);
     return *uid > 0;
 }
 
@@ -3235,8 +3234,8 @@ json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name)
     return json_incref(schema);
 }
 
-void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_t *msg,
-                        enum jsonrpc_kind kind, struct mcp_reply *r)
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
 {
     memset(r, 0, sizeof(*r));
     json_t *id = json_object_get(msg, "id");
@@ -3334,7 +3333,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         json_t *result = NULL;
         int64_t uid = 0;
-        bool user = lists[i].kind == CAT_TOOLS && session_user(s, &uid);
+        bool user = lists[i].kind == CAT_TOOLS && principal_user(who, &uid);
         struct user_view u;
         user_view_init(&u, w, user ? uid : 0);
         int err = cat ? catalog_page_filtered(cat, view, lists[i].kind, json_string_value(cursor),
@@ -3375,7 +3374,7 @@ void mcp_handle_message(struct mcp_worker *w, int view, struct session *s, json_
         }
         snprintf(r->target, sizeof(r->target), "%s", name);
         int64_t uid = 0;
-        bool user = kind_ == CAT_TOOLS && session_user(s, &uid);
+        bool user = kind_ == CAT_TOOLS && principal_user(who, &uid);
         if (user && strcmp(name, SETTINGS_TOOL) == 0) {
             handle_settings_call(w, s, uid, id, args, r);
             return;

@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "core/mailbox.h"
+#include "core/principal.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
 #include "store/store.h"
@@ -219,11 +220,13 @@ struct mcp_reply {
 };
 
 /*
- * Handle one parsed downstream message. `session` is NULL only for initialize. `view` is -1 for
- * /mcp or a server index for /mcp/<server>. Fills *reply; never fails (errors are answers).
+ * Handle one parsed downstream message from principal `who` (borrowed for the call; the
+ * anonymous principal without authentication). `session` is NULL only for initialize. `view` is
+ * -1 for /mcp or a server index for /mcp/<server>. Fills *reply; never fails (errors are answers).
  */
-void mcp_handle_message(struct mcp_worker *w, int view, struct session *session, json_t *msg,
-                        enum jsonrpc_kind kind, struct mcp_reply *reply);
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *session, json_t *msg, enum jsonrpc_kind kind,
+                        struct mcp_reply *reply);
 void mcp_reply_release(struct mcp_reply *reply);
 /* The inputSchema of the tool `name` exposed in `view`, as the worker's catalog has it (a new
    reference), or NULL: what a tools/call's Mcp-Param-* headers are checked against. */
