@@ -3011,6 +3011,7 @@ json_t *mcp_discover_result(int view)
 /* --- per-user views (auth on): the user's tool selection, the settings tool --- */
 
 #define SETTINGS_TOOL "gatehouse__settings"
+#define SETTINGS_CACHE_MAX 16384 /* (user, server) pairs per worker */
 
 /* The user id of the calling principal; false without authentication or for a service
    account (their view is the configured one). */
@@ -3058,7 +3059,14 @@ static const struct store_settings *user_view_settings(struct user_view *u, int 
     if (u->uid > 0 && server != u->server) {
         user_view_release(u);
         struct store *st = worker_store(u->w);
-        if (st == NULL || store_settings_get(st, u->uid, gw.ups[server]->srv->name, &u->v) != 0)
+        const char *name = gw.ups[server]->srv->name;
+        if (st != NULL && u->w->settings == NULL)
+            u->w->settings = mcp_settings_cache_new(SETTINGS_CACHE_MAX);
+        int err = st == NULL ? ERR_IO
+                  : u->w->settings == NULL
+                      ? store_settings_get(st, u->uid, name, &u->v)
+                      : mcp_settings_cache_get(u->w->settings, st, u->uid, name, &u->v);
+        if (err != 0)
             memset(&u->v, 0, sizeof(u->v));
         u->server = server;
     }
@@ -3628,6 +3636,8 @@ void mcp_worker_release(struct mcp_worker *w)
 {
     catalog_unref(w->catalog);
     w->catalog = NULL;
+    mcp_settings_cache_free(w->settings);
+    w->settings = NULL;
     store_close(w->store);
     w->store = NULL;
 }

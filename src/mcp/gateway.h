@@ -170,6 +170,7 @@ struct mcp_worker {
     struct catalog *catalog;
     uint64_t catalog_gen;
     struct store *store; /* this thread's store connection, for per-user settings (auth on) */
+    struct mcp_settings_cache *settings; /* the users' settings read through `store` */
 };
 
 /*
@@ -250,6 +251,21 @@ void mcp_cancel_call(void *cookie, const char *reason);
 int mcp_settings_update(const struct config *cfg, struct store *st, int64_t user_id,
                         const char *server, const char *discovery, json_t *select,
                         struct store_settings *out, struct err_info *ei);
+/*
+ * The settings cache of one worker thread (no lock: one thread uses it). Holds at most
+ * max_entries (user, server) pairs, emptied when full and whenever the store's revocation
+ * counter moves (every change of a settings row moves it, from any process).
+ * mcp_settings_cache_get: the user's settings of `server` into *out (store_settings_release it;
+ * all defaults when the user has none), from the cache or read from st (this thread's store
+ * connection) and kept. Returns 0 or the store's error (nothing is cached then).
+ */
+struct mcp_settings_cache;
+struct mcp_settings_cache *mcp_settings_cache_new(size_t max_entries);
+void mcp_settings_cache_free(struct mcp_settings_cache *c);
+int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
+                           const char *server, struct store_settings *out);
+/* Lookups answered from the cache and lookups that read the store, since it was made. */
+void mcp_settings_cache_stats(const struct mcp_settings_cache *c, uint64_t *hits, uint64_t *misses);
 /* {"server", "discovery", "selected"} for people and the settings tool (new reference). */
 json_t *mcp_settings_describe(const char *server, const struct store_settings *v);
 
