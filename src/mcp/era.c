@@ -493,21 +493,10 @@ int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t 
 
 bool mcp_era_method_stateless(const char *method)
 {
-    /* ping is gone in 2026-07-28 (404 like any removed method). */
-    static const char *const methods[] = {"server/discover",
-                                          "tools/list",
-                                          "tools/call",
-                                          "prompts/list",
-                                          "prompts/get",
-                                          "resources/list",
-                                          "resources/templates/list",
-                                          "resources/read",
-                                          "completion/complete",
-                                          NULL};
-    for (int i = 0; method && methods[i]; i++)
-        if (strcmp(method, methods[i]) == 0)
-            return true;
-    return false;
+    /* the method table's era flag (ping, for one, is gone in 2026-07-28: 404 like any removed
+       method) */
+    const struct mcp_method *m = mcp_method_find(method);
+    return m != NULL && (m->flags & MCP_METHOD_MODERN) && (m->flags & MCP_METHOD_REQUEST);
 }
 
 const char *mcp_era_method_label(const char *method)

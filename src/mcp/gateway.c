@@ -3242,320 +3242,464 @@ json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name)
     return json_incref(schema);
 }
 
-void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
-                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+/* --- the method table --- */
+
+/* One downstream message being dispatched: what every method handler gets. */
+struct dispatch {
+    struct mcp_worker *w;
+    int view;
+    const struct principal *who;
+    struct session *s;
+    json_t *msg, *id, *params;
+    const char *method;
+    struct catalog *cat; /* the worker's catalog (requests only) */
+    struct mcp_reply *r;
+};
+
+/* A client's answer to a request a server sent through us. */
+static void relay_answer(struct dispatch *d)
 {
-    memset(r, 0, sizeof(*r));
-    json_t *id = json_object_get(msg, "id");
-    json_t *params = json_object_get(msg, "params");
-    const char *method = jsonrpc_method(msg);
+    void *upv;
+    json_t *up_id;
+    struct mcp_reply *r = d->r;
+    r->status = 202;
+    if (!json_is_integer(d->id) ||
+        session_take_request(d->s, (uint64_t)json_integer_value(d->id), &upv, &up_id) != 0) {
+        log_info("client_protocol", "client answered an id the gateway did not send; ignored");
+        return;
+    }
+    struct upstream *up = upv;
+    json_t *copy = json_copy(d->msg);
+    json_object_set_new(copy, "id", up_id);
+    struct forward *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        json_decref(copy);
+        return;
+    }
+    f->up = up;
+    f->msg = copy;
+    if (mailbox_post(up->home->mb, gateway_relay_answer_cb, f) != 0) {
+        json_decref(copy);
+        free(f);
+    }
+    r->server = up->srv->name;
+}
 
-    if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
-        /* A client's answer to a request a server sent through us. */
-        void *upv;
-        json_t *up_id;
-        r->status = 202;
-        if (!json_is_integer(id) ||
-            session_take_request(s, (uint64_t)json_integer_value(id), &upv, &up_id) != 0) {
-            log_info("client_protocol", "client answered an id the gateway did not send; ignored");
-            return;
-        }
-        struct upstream *up = upv;
-        json_t *copy = json_copy(msg);
-        json_object_set_new(copy, "id", up_id);
-        struct forward *f = calloc(1, sizeof(*f));
-        if (f == NULL) {
-            json_decref(copy);
-            return;
-        }
-        f->up = up;
-        f->msg = copy;
-        if (mailbox_post(up->home->mb, gateway_relay_answer_cb, f) != 0) {
-            json_decref(copy);
-            free(f);
-        }
-        r->server = up->srv->name;
-        return;
-    }
+static void on_cancelled(struct dispatch *d)
+{
+    json_t *rid = json_object_get(d->params, "requestId");
+    if (rid != NULL)
+        mcp_cancel_request(d->s, rid);
+}
 
-    if (kind == JSONRPC_NOTIFICATION) {
-        r->status = 202;
-        if (strcmp(method, "notifications/cancelled") == 0) {
-            json_t *rid = json_object_get(params, "requestId");
-            if (rid != NULL)
-                mcp_cancel_request(s, rid);
-        } else if (strcmp(method, "notifications/roots/list_changed") == 0) {
-            for (size_t i = 0; i < atomic_load(&gw.nups); i++)
-                if (view_has_server(view, (int)i) && !gw.ups[i]->retired) {
-                    struct forward *f = calloc(1, sizeof(*f));
-                    if (f == NULL)
-                        continue;
-                    f->up = gw.ups[i];
-                    f->msg = json_incref(msg);
-                    if (mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
-                        json_decref(f->msg);
-                        free(f);
-                    }
-                }
-        }
-        return;
-    }
-
-    /* Requests. */
-    snprintf(r->target, sizeof(r->target), "%s", "");
-    struct catalog *cat = worker_catalog(w);
-    if (strcmp(method, "initialize") == 0) {
-        if (s != NULL) {
-            reply_error(
-                r, id, JSONRPC_INVALID_REQUEST,
-                "this session is already initialized; send initialize without Mcp-Session-Id to start a new one");
-            r->status = 400;
-            return;
-        }
-        handle_initialize(view, msg, r);
-        return;
-    }
-    if (strcmp(method, "ping") == 0) {
-        reply_result(r, id, json_object());
-        return;
-    }
-    if (strcmp(method, "server/discover") == 0) {
-        reply_result(r, id, mcp_discover_result(view));
-        return;
-    }
-    static const struct {
-        const char *method;
-        enum catalog_kind kind;
-    } lists[] = {{"tools/list", CAT_TOOLS},
-                 {"prompts/list", CAT_PROMPTS},
-                 {"resources/list", CAT_RESOURCES},
-                 {"resources/templates/list", CAT_TEMPLATES}};
-    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-        if (strcmp(method, lists[i].method) != 0)
-            continue;
-        json_t *cursor = json_object_get(params, "cursor");
-        if (cursor != NULL && !json_is_string(cursor)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string",
-                        method);
-            return;
-        }
-        json_t *result = NULL;
-        int64_t uid = 0;
-        bool user = lists[i].kind == CAT_TOOLS && principal_user(who, &uid);
-        struct user_view u;
-        user_view_init(&u, w, user ? uid : 0);
-        int err = cat ? catalog_page_filtered(cat, view, lists[i].kind, json_string_value(cursor),
-                                              LIST_PAGE_SIZE, user_view_keep_cb, &u, &result)
-                      : ERR_NOTFOUND;
-        user_view_release(&u);
-        if (err == ERR_INVAL)
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "%s: the cursor was not issued by this gateway", method);
-        else if (err)
-            reply_result(r, id,
-                         json_pack("{s:[]}", method[0] == 't'   ? "tools"
-                                             : method[0] == 'p' ? "prompts"
-                                                                : "resources"));
-        else {
-            if (user && cursor == NULL) /* the settings tool first on the first page */
-                json_array_insert_new(json_object_get(result, "tools"), 0, settings_tool());
-            reply_result(r, id, result);
-        }
-        return;
-    }
-    if (strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0) {
-        enum catalog_kind kind_ = method[0] == 't' ? CAT_TOOLS : CAT_PROMPTS;
-        json_t *jname = json_object_get(params, "name");
-        const char *name = json_string_value(jname);
-        int server;
-        const char *orig;
-        if (name == NULL || strlen(name) != json_string_length(jname)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "%s: params.name must be a string without NUL characters", method);
-            return;
-        }
-        json_t *args = json_object_get(params, "arguments");
-        if (args != NULL && !json_is_object(args)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "%s: params.arguments must be an object (named arguments)", method);
-            return;
-        }
-        snprintf(r->target, sizeof(r->target), "%s", name);
-        int64_t uid = 0;
-        bool user = kind_ == CAT_TOOLS && principal_user(who, &uid);
-        if (user && strcmp(name, SETTINGS_TOOL) == 0) {
-            handle_settings_call(w, s, uid, id, args, r);
-            return;
-        }
-        if (cat == NULL || catalog_route(cat, view, kind_, name, &server, &orig) != 0) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s",
-                        kind_ == CAT_TOOLS ? "tool" : "prompt", name);
-            return;
-        }
-        size_t nselected = 0;
-        struct user_view u;
-        user_view_init(&u, w, user ? uid : 0);
-        unsigned modes = kind_ == CAT_TOOLS ? catalog_modes(cat, view, kind_, name) : 0;
-        enum config_discovery mode = user_view_mode(&u, server);
-        if (is_navigation(modes) && !(modes & (1u << mode))) {
-            /* an operation stays callable by name in a lazy mode (docs/openapi.md) */
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "tool %s is not offered in discovery mode %s of server %s (%s); change "
-                        "the mode with the %s tool",
-                        name, config_discovery_str(mode), gw.ups[server]->srv->name,
-                        user && user_view_settings(&u, server)->discovery[0]
-                            ? "your setting"
-                            : "the server's configured mode",
-                        SETTINGS_TOOL);
-            user_view_release(&u);
-            return;
-        }
-        if (user && !is_navigation(modes) && !user_view_selected(&u, server, orig, &nselected)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "tool %s is not in your selection of server %s (%zu tools selected); "
-                        "add it with the %s tool or `gatehouse user settings`",
-                        name, gw.ups[server]->srv->name, nselected, SETTINGS_TOOL);
-            user_view_release(&u);
-            return;
-        }
-        json_t *routed = rewrite(msg, "name", orig);
-        set_call_meta(routed, &u, server);
-        user_view_release(&u);
-        if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
-            !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
-            mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */
-            json_decref(routed);
-            return;
-        }
-        if (session_transient(s) && unseal_state(s, server, routed, orig, r) != 0) {
-            json_decref(routed);
-            return;
-        }
-        /* A 2026-07-28 HTTP server wants the x-mcp-header arguments of its tool as headers
-           too: the gateway sends them whether or not the client did (a legacy one cannot). */
-        json_t *hdrs = kind_ == CAT_TOOLS && gw.ups[server]->srv->transport == TRANSPORT_HTTP
-                           ? mcp_param_headers(catalog_input_schema(cat, view, name), args)
-                           : NULL;
-        forward(w, s, server, routed, hdrs, r);
-        return;
-    }
-    if (strncmp(method, "resources/", 10) == 0 &&
-        (strcmp(method + 10, "read") == 0 || strcmp(method + 10, "subscribe") == 0 ||
-         strcmp(method + 10, "unsubscribe") == 0)) {
-        json_t *juri = json_object_get(params, "uri");
-        const char *uri = json_string_value(juri);
-        int server;
-        if (uri == NULL || strlen(uri) != json_string_length(juri)) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "%s: params.uri must be a string without NUL characters", method);
-            return;
-        }
-        snprintf(r->target, sizeof(r->target), "%s", uri);
-        if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
-            char m[600];
-            snprintf(m, sizeof(m),
-                     "Resource not found: %s (no server behind this endpoint offers it)", uri);
-            r->status = 200;
-            /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002.
-             */
-            r->body = jsonrpc_error_new(
-                id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
-                json_pack("{s:s}", "uri", uri));
-            return;
-        }
-        if (method[10] != 'r')
-            session_subscribe(s, uri, server, method[10] == 's');
-        else if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
-                 !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
-            mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
-            return;
-        }
-        json_t *routed = rewrite(msg, "uri", NULL);
-        if (method[10] == 'r' && session_transient(s) &&
-            unseal_state(s, server, routed, uri, r) != 0) {
-            json_decref(routed);
-            return;
-        }
-        forward(w, s, server, routed, NULL, r);
-        return;
-    }
-    if (strcmp(method, "completion/complete") == 0) {
-        json_t *ref = json_object_get(params, "ref");
-        const char *type = json_string_value(json_object_get(ref, "type"));
-        int server;
-        const char *orig;
-        if (type && strcmp(type, "ref/prompt") == 0) {
-            const char *name = json_string_value(json_object_get(ref, "name"));
-            if (name == NULL || cat == NULL ||
-                catalog_route(cat, view, CAT_PROMPTS, name, &server, &orig) != 0) {
-                reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown prompt %s",
-                            name ? name : "(none)");
-                return;
-            }
-            json_t *copy = json_deep_copy(msg);
-            json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name",
-                                json_string(orig));
-            forward(w, s, server, copy, NULL, r);
-            return;
-        }
-        if (type && strcmp(type, "ref/resource") == 0) {
-            const char *uri = json_string_value(json_object_get(ref, "uri"));
-            if (uri == NULL || cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
-                /* A template reference names the template itself: find its owner. */
-                server = -1;
-                for (size_t i = 0; uri && i < atomic_load(&gw.nups) && server < 0; i++) {
-                    if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
-                        continue;
-                    pthread_mutex_lock(&gw.lock);
-                    size_t j;
-                    json_t *t;
-                    json_array_foreach(gw.ups[i]->lists[CAT_TEMPLATES], j, t)
-                    {
-                        const char *ut = json_string_value(json_object_get(t, "uriTemplate"));
-                        if (ut && strcmp(ut, uri) == 0)
-                            server = (int)i;
-                    }
-                    pthread_mutex_unlock(&gw.lock);
-                }
-                if (server < 0) {
-                    reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                                "completion/complete: unknown resource %s", uri ? uri : "(none)");
-                    return;
-                }
-            }
-            forward(w, s, server, json_deep_copy(msg), NULL, r);
-            return;
-        }
-        reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                    "completion/complete: params.ref.type must be ref/prompt or ref/resource");
-        return;
-    }
-    if (strcmp(method, "logging/setLevel") == 0) {
-        const char *level = json_string_value(json_object_get(params, "level"));
-        if (level == NULL || mcp_log_level_rank(level) < 0) {
-            reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                        "logging/setLevel: params.level must be one of debug, info, notice, "
-                        "warning, error, critical, alert, emergency");
-            return;
-        }
-        session_set_log_level(s, mcp_log_level_rank(level)); /* for 2026-07-28 servers' _meta */
-        for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
-            if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
-                continue;
+static void on_roots_list_changed(struct dispatch *d)
+{
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++)
+        if (view_has_server(d->view, (int)i) && !gw.ups[i]->retired) {
             struct forward *f = calloc(1, sizeof(*f));
             if (f == NULL)
                 continue;
             f->up = gw.ups[i];
-            f->msg = json_incref(msg);
-            if (mailbox_post(f->up->home->mb, gateway_set_level_cb, f) != 0) {
+            f->msg = json_incref(d->msg);
+            if (mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
                 json_decref(f->msg);
                 free(f);
             }
         }
-        reply_result(r, id, json_object());
+}
+
+static void on_initialized(struct dispatch *d)
+{
+    (void)d; /* nothing to do: the gateway answered initialize itself */
+}
+
+static void on_initialize(struct dispatch *d)
+{
+    if (d->s != NULL) {
+        reply_error(
+            d->r, d->id, JSONRPC_INVALID_REQUEST,
+            "this session is already initialized; send initialize without Mcp-Session-Id to start a new one");
+        d->r->status = 400;
         return;
     }
-    reply_error(r, id, JSONRPC_METHOD_NOT_FOUND, "Method not found: %s", method);
+    handle_initialize(d->view, d->msg, d->r);
+}
+
+static void on_ping(struct dispatch *d)
+{
+    reply_result(d->r, d->id, json_object());
+}
+
+static void on_discover(struct dispatch *d)
+{
+    reply_result(d->r, d->id, mcp_discover_result(d->view));
+}
+
+/* tools/list, prompts/list, resources/list, resources/templates/list: from the catalog. */
+static void on_list(struct dispatch *d)
+{
+    struct mcp_reply *r = d->r;
+    json_t *id = d->id;
+    const char *method = d->method;
+    enum catalog_kind kind = method[0] == 't'                   ? CAT_TOOLS
+                             : method[0] == 'p'                 ? CAT_PROMPTS
+                             : strchr(method + 10, '/') == NULL ? CAT_RESOURCES
+                                                                : CAT_TEMPLATES;
+    json_t *cursor = json_object_get(d->params, "cursor");
+    if (cursor != NULL && !json_is_string(cursor)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string", method);
+        return;
+    }
+    json_t *result = NULL;
+    int64_t uid = 0;
+    bool user = kind == CAT_TOOLS && principal_user(d->who, &uid);
+    struct user_view u;
+    user_view_init(&u, d->w, user ? uid : 0);
+    int err = d->cat ? catalog_page_filtered(d->cat, d->view, kind, json_string_value(cursor),
+                                             LIST_PAGE_SIZE, user_view_keep_cb, &u, &result)
+                     : ERR_NOTFOUND;
+    user_view_release(&u);
+    if (err == ERR_INVAL)
+        reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: the cursor was not issued by this gateway",
+                    method);
+    else if (err)
+        reply_result(r, id,
+                     json_pack("{s:[]}", method[0] == 't'   ? "tools"
+                                         : method[0] == 'p' ? "prompts"
+                                                            : "resources"));
+    else {
+        if (user && cursor == NULL) /* the settings tool first on the first page */
+            json_array_insert_new(json_object_get(result, "tools"), 0, settings_tool());
+        reply_result(r, id, result);
+    }
+}
+
+/* tools/call, prompts/get: routed by name. */
+static void on_call(struct dispatch *d)
+{
+    struct mcp_worker *w = d->w;
+    struct session *s = d->s;
+    struct mcp_reply *r = d->r;
+    struct catalog *cat = d->cat;
+    json_t *id = d->id, *msg = d->msg, *params = d->params;
+    const char *method = d->method;
+    int view = d->view;
+    enum catalog_kind kind_ = method[0] == 't' ? CAT_TOOLS : CAT_PROMPTS;
+    json_t *jname = json_object_get(params, "name");
+    const char *name = json_string_value(jname);
+    int server;
+    const char *orig;
+    if (name == NULL || strlen(name) != json_string_length(jname)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "%s: params.name must be a string without NUL characters", method);
+        return;
+    }
+    json_t *args = json_object_get(params, "arguments");
+    if (args != NULL && !json_is_object(args)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "%s: params.arguments must be an object (named arguments)", method);
+        return;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", name);
+    int64_t uid = 0;
+    bool user = kind_ == CAT_TOOLS && principal_user(d->who, &uid);
+    if (user && strcmp(name, SETTINGS_TOOL) == 0) {
+        handle_settings_call(w, s, uid, id, args, r);
+        return;
+    }
+    if (cat == NULL || catalog_route(cat, view, kind_, name, &server, &orig) != 0) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS, "Unknown %s: %s",
+                    kind_ == CAT_TOOLS ? "tool" : "prompt", name);
+        return;
+    }
+    size_t nselected = 0;
+    struct user_view u;
+    user_view_init(&u, w, user ? uid : 0);
+    unsigned modes = kind_ == CAT_TOOLS ? catalog_modes(cat, view, kind_, name) : 0;
+    enum config_discovery mode = user_view_mode(&u, server);
+    if (is_navigation(modes) && !(modes & (1u << mode))) {
+        /* an operation stays callable by name in a lazy mode (docs/openapi.md) */
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "tool %s is not offered in discovery mode %s of server %s (%s); change "
+                    "the mode with the %s tool",
+                    name, config_discovery_str(mode), gw.ups[server]->srv->name,
+                    user && user_view_settings(&u, server)->discovery[0]
+                        ? "your setting"
+                        : "the server's configured mode",
+                    SETTINGS_TOOL);
+        user_view_release(&u);
+        return;
+    }
+    if (user && !is_navigation(modes) && !user_view_selected(&u, server, orig, &nselected)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "tool %s is not in your selection of server %s (%zu tools selected); "
+                    "add it with the %s tool or `gatehouse user settings`",
+                    name, gw.ups[server]->srv->name, nselected, SETTINGS_TOOL);
+        user_view_release(&u);
+        return;
+    }
+    json_t *routed = rewrite(msg, "name", orig);
+    set_call_meta(routed, &u, server);
+    user_view_release(&u);
+    if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
+        !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
+        mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */
+        json_decref(routed);
+        return;
+    }
+    if (session_transient(s) && unseal_state(s, server, routed, orig, r) != 0) {
+        json_decref(routed);
+        return;
+    }
+    /* A 2026-07-28 HTTP server wants the x-mcp-header arguments of its tool as headers
+       too: the gateway sends them whether or not the client did (a legacy one cannot). */
+    json_t *hdrs = kind_ == CAT_TOOLS && gw.ups[server]->srv->transport == TRANSPORT_HTTP
+                       ? mcp_param_headers(catalog_input_schema(cat, view, name), args)
+                       : NULL;
+    forward(w, s, server, routed, hdrs, r);
+}
+
+/* resources/read, resources/subscribe, resources/unsubscribe: routed by URI. */
+static void on_resource(struct dispatch *d)
+{
+    struct mcp_worker *w = d->w;
+    struct session *s = d->s;
+    struct mcp_reply *r = d->r;
+    struct catalog *cat = d->cat;
+    json_t *id = d->id, *msg = d->msg, *params = d->params;
+    const char *method = d->method;
+    int view = d->view;
+    json_t *juri = json_object_get(params, "uri");
+    const char *uri = json_string_value(juri);
+    int server;
+    if (uri == NULL || strlen(uri) != json_string_length(juri)) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "%s: params.uri must be a string without NUL characters", method);
+        return;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", uri);
+    if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+        char m[600];
+        snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)",
+                 uri);
+        r->status = 200;
+        /* 2026-07-28 (SEP-2164) says -32602 for an unknown resource; earlier revisions -32002.
+         */
+        r->body = jsonrpc_error_new(
+            id, session_transient(s) ? JSONRPC_INVALID_PARAMS : JSONRPC_RESOURCE_NOT_FOUND, m,
+            json_pack("{s:s}", "uri", uri));
+        return;
+    }
+    if (method[10] != 'r')
+        session_subscribe(s, uri, server, method[10] == 's');
+    else if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
+             !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
+        mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
+        return;
+    }
+    json_t *routed = rewrite(msg, "uri", NULL);
+    if (method[10] == 'r' && session_transient(s) && unseal_state(s, server, routed, uri, r) != 0) {
+        json_decref(routed);
+        return;
+    }
+    forward(w, s, server, routed, NULL, r);
+}
+
+/* completion/complete: routed by the prompt or resource it completes. */
+static void on_complete(struct dispatch *d)
+{
+    struct mcp_worker *w = d->w;
+    struct session *s = d->s;
+    struct mcp_reply *r = d->r;
+    struct catalog *cat = d->cat;
+    json_t *id = d->id, *msg = d->msg, *params = d->params;
+    int view = d->view;
+    json_t *ref = json_object_get(params, "ref");
+    const char *type = json_string_value(json_object_get(ref, "type"));
+    int server;
+    const char *orig;
+    if (type && strcmp(type, "ref/prompt") == 0) {
+        const char *name = json_string_value(json_object_get(ref, "name"));
+        if (name == NULL || cat == NULL ||
+            catalog_route(cat, view, CAT_PROMPTS, name, &server, &orig) != 0) {
+            reply_error(r, id, JSONRPC_INVALID_PARAMS, "completion/complete: unknown prompt %s",
+                        name ? name : "(none)");
+            return;
+        }
+        json_t *copy = json_deep_copy(msg);
+        json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name",
+                            json_string(orig));
+        forward(w, s, server, copy, NULL, r);
+        return;
+    }
+    if (type && strcmp(type, "ref/resource") == 0) {
+        const char *uri = json_string_value(json_object_get(ref, "uri"));
+        if (uri == NULL || cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+            /* A template reference names the template itself: find its owner. */
+            server = -1;
+            for (size_t i = 0; uri && i < atomic_load(&gw.nups) && server < 0; i++) {
+                if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
+                    continue;
+                pthread_mutex_lock(&gw.lock);
+                size_t j;
+                json_t *t;
+                json_array_foreach(gw.ups[i]->lists[CAT_TEMPLATES], j, t)
+                {
+                    const char *ut = json_string_value(json_object_get(t, "uriTemplate"));
+                    if (ut && strcmp(ut, uri) == 0)
+                        server = (int)i;
+                }
+                pthread_mutex_unlock(&gw.lock);
+            }
+            if (server < 0) {
+                reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                            "completion/complete: unknown resource %s", uri ? uri : "(none)");
+                return;
+            }
+        }
+        forward(w, s, server, json_deep_copy(msg), NULL, r);
+        return;
+    }
+    reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                "completion/complete: params.ref.type must be ref/prompt or ref/resource");
+}
+
+/* logging/setLevel: kept for the session (2026-07-28 servers' _meta) and sent to every server
+   of the view; answered by the gateway. */
+static void on_set_level(struct dispatch *d)
+{
+    struct session *s = d->s;
+    struct mcp_reply *r = d->r;
+    json_t *id = d->id, *msg = d->msg, *params = d->params;
+    int view = d->view;
+    const char *level = json_string_value(json_object_get(params, "level"));
+    if (level == NULL || mcp_log_level_rank(level) < 0) {
+        reply_error(r, id, JSONRPC_INVALID_PARAMS,
+                    "logging/setLevel: params.level must be one of debug, info, notice, "
+                    "warning, error, critical, alert, emergency");
+        return;
+    }
+    session_set_log_level(s, mcp_log_level_rank(level)); /* for 2026-07-28 servers' _meta */
+    for (size_t i = 0; i < atomic_load(&gw.nups); i++) {
+        if (!view_has_server(view, (int)i) || gw.ups[i]->retired)
+            continue;
+        struct forward *f = calloc(1, sizeof(*f));
+        if (f == NULL)
+            continue;
+        f->up = gw.ups[i];
+        f->msg = json_incref(msg);
+        if (mailbox_post(f->up->home->mb, gateway_set_level_cb, f) != 0) {
+            json_decref(f->msg);
+            free(f);
+        }
+    }
+    reply_result(r, id, json_object());
+}
+
+/*
+ * Every method the engine serves, one row each, sorted by name (looked up by binary search; a
+ * unit test checks the order). Flags: a request or a notification; whether it may come without
+ * a session (initialize only); whether it is forwarded to one server or answered by the gateway;
+ * the eras whose clients may send it. A method that is not here is -32601 as a request and
+ * ignored as a notification. A new method is a new row, not a new branch.
+ */
+#define REQ MCP_METHOD_REQUEST
+#define FWD MCP_METHOD_FORWARDED
+#define LEGACY MCP_METHOD_LEGACY
+#define BOTH (MCP_METHOD_LEGACY | MCP_METHOD_MODERN)
+static const struct method_row {
+    struct mcp_method m;
+    void (*fn)(struct dispatch *d);
+} methods[] = {
+    {{"completion/complete", REQ | FWD | BOTH}, on_complete},
+    {{"initialize", REQ | MCP_METHOD_NO_SESSION | LEGACY}, on_initialize},
+    {{"logging/setLevel", REQ | LEGACY}, on_set_level},
+    {{"notifications/cancelled", LEGACY}, on_cancelled},
+    {{"notifications/initialized", LEGACY}, on_initialized},
+    {{"notifications/roots/list_changed", LEGACY}, on_roots_list_changed},
+    {{"ping", REQ | LEGACY}, on_ping},
+    {{"prompts/get", REQ | FWD | BOTH}, on_call},
+    {{"prompts/list", REQ | BOTH}, on_list},
+    {{"resources/list", REQ | BOTH}, on_list},
+    {{"resources/read", REQ | FWD | BOTH}, on_resource},
+    {{"resources/subscribe", REQ | FWD | LEGACY}, on_resource},
+    {{"resources/templates/list", REQ | BOTH}, on_list},
+    {{"resources/unsubscribe", REQ | FWD | LEGACY}, on_resource},
+    {{"server/discover", REQ | BOTH}, on_discover},
+    {{"tools/call", REQ | FWD | BOTH}, on_call},
+    {{"tools/list", REQ | BOTH}, on_list},
+};
+#undef REQ
+#undef FWD
+#undef LEGACY
+#undef BOTH
+
+static int method_cmp(const void *key, const void *row)
+{
+    return strcmp(key, ((const struct method_row *)row)->m.name);
+}
+
+static const struct method_row *method_row(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    return bsearch(name, methods, sizeof(methods) / sizeof(methods[0]), sizeof(methods[0]),
+                   method_cmp);
+}
+
+const struct mcp_method *mcp_method_find(const char *name)
+{
+    const struct method_row *row = method_row(name);
+    return row ? &row->m : NULL;
+}
+
+const struct mcp_method *mcp_method_at(size_t i)
+{
+    return i < sizeof(methods) / sizeof(methods[0]) ? &methods[i].m : NULL;
+}
+
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct dispatch d = {.w = w,
+                         .view = view,
+                         .who = who,
+                         .s = s,
+                         .msg = msg,
+                         .id = json_object_get(msg, "id"),
+                         .params = json_object_get(msg, "params"),
+                         .method = jsonrpc_method(msg),
+                         .r = r};
+    if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
+        relay_answer(&d);
+        return;
+    }
+    const struct method_row *row = method_row(d.method);
+    bool request = kind != JSONRPC_NOTIFICATION;
+    unsigned era = s != NULL && session_transient(s) ? MCP_METHOD_MODERN : MCP_METHOD_LEGACY;
+    if (row != NULL &&
+        (((row->m.flags & MCP_METHOD_REQUEST) != 0) != request || !(row->m.flags & era)))
+        row = NULL; /* a notification's name as a request, or a method of the other era */
+    if (!request) {
+        r->status = 202; /* a notification gets no answer, known or not */
+        if (row != NULL)
+            row->fn(&d);
+        return;
+    }
+    snprintf(r->target, sizeof(r->target), "%s", "");
+    if (row == NULL) {
+        reply_error(r, d.id, JSONRPC_METHOD_NOT_FOUND, "Method not found: %s", d.method);
+        return;
+    }
+    if (s == NULL && !(row->m.flags & MCP_METHOD_NO_SESSION)) {
+        reply_error(r, d.id, JSONRPC_INVALID_REQUEST,
+                    "%s needs a session; send initialize first to get one", d.method);
+        r->status = 400;
+        return;
+    }
+    d.cat = worker_catalog(w);
+    row->fn(&d);
 }
 
 /* Home thread: pass a client's answer (or notification) to the server as it is. */

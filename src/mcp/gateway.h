@@ -3,7 +3,8 @@
  * lists fetched and kept current), the catalog built from them, and the dispatch of every
  * downstream message: answered by the gateway (initialize, ping, lists), routed to one server
  * with its id rewritten (tools/call, prompts/get, resources/read, completion/complete, …), or
- * relayed back (a client's answer to a server's sampling/elicitation/roots request).
+ * relayed back (a client's answer to a server's sampling/elicitation/roots request). The
+ * dispatch is a table of methods (mcp_method_find): a new method is a new row.
  *
  * Threads: gateway_start/gateway_wait_ready/gateway_stop run on the main thread; the
  * mcp_handle_* functions on a worker thread (the one the HTTP request arrived on). Answers reach
@@ -219,6 +220,26 @@ struct mcp_reply {
     const char *server;      /* for the access log: the server it went to, or NULL */
     char target[128];        /* for the access log: tool/prompt/uri, or "" */
 };
+
+/*
+ * The method table: one row per method the engine serves (mcp_handle_message dispatches on it).
+ * mcp_method_find: the row of `name`, or NULL when the engine does not serve it (then a request
+ * is -32601 and a notification is ignored). mcp_method_at: row i in name order, NULL past the
+ * end (for tests and documentation).
+ */
+enum {
+    MCP_METHOD_REQUEST = 1u << 0,    /* a request (else a notification) */
+    MCP_METHOD_NO_SESSION = 1u << 1, /* served without a session: initialize */
+    MCP_METHOD_FORWARDED = 1u << 2,  /* routed to one server (else answered by the gateway) */
+    MCP_METHOD_LEGACY = 1u << 3,     /* served to 2025-11-25 clients (sessions) */
+    MCP_METHOD_MODERN = 1u << 4,     /* served to 2026-07-28 clients (stateless requests) */
+};
+struct mcp_method {
+    const char *name;
+    unsigned flags;
+};
+const struct mcp_method *mcp_method_find(const char *name);
+const struct mcp_method *mcp_method_at(size_t i);
 
 /*
  * Handle one parsed downstream message from principal `who` (borrowed for the call; the

@@ -241,5 +241,80 @@ static void test_notifications_and_answers(void)
     session_unref(s);
 }
 
+/* The table: sorted (it is binary-searched), one row per name, and its flags say what the
+   engine does: which methods go to a server, which 2026-07-28 clients may send. */
+static void test_table(void)
+{
+    size_t n = 0;
+    for (const struct mcp_method *m; (m = mcp_method_at(n)) != NULL; n++) {
+        if (n > 0 && strcmp(mcp_method_at(n - 1)->name, m->name) >= 0)
+            fprintf(stderr, "row %zu (%s) is out of order\n", n, m->name);
+        CHECK(n == 0 || strcmp(mcp_method_at(n - 1)->name, m->name) < 0);
+        CHECK(mcp_method_find(m->name) == m);
+        CHECK(m->flags & (MCP_METHOD_LEGACY | MCP_METHOD_MODERN));
+        CHECK(!(m->flags & MCP_METHOD_FORWARDED) || (m->flags & MCP_METHOD_REQUEST));
+    }
+    CHECK_INT(n, 17);
+    CHECK(mcp_method_find("no/such") == NULL);
+    CHECK(mcp_method_find(NULL) == NULL);
+    CHECK(mcp_method_find("tools/cal") == NULL);
+    CHECK(mcp_method_find("subscriptions/listen") == NULL); /* the HTTP layer serves it */
+    static const char *const forwarded[] = {
+        "tools/call",          "prompts/get",           "resources/read",
+        "resources/subscribe", "resources/unsubscribe", "completion/complete"};
+    size_t nfwd = 0;
+    for (size_t i = 0; i < n; i++)
+        nfwd += (mcp_method_at(i)->flags & MCP_METHOD_FORWARDED) != 0;
+    CHECK_INT(nfwd, sizeof(forwarded) / sizeof(forwarded[0]));
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        CHECK(mcp_method_find(forwarded[i])->flags & MCP_METHOD_FORWARDED);
+    /* what a 2026-07-28 client may send, as the era checks (server.c) read it */
+    static const char *const modern[] = {"server/discover",
+                                         "tools/list",
+                                         "tools/call",
+                                         "prompts/list",
+                                         "prompts/get",
+                                         "resources/list",
+                                         "resources/templates/list",
+                                         "resources/read",
+                                         "completion/complete"};
+    size_t nmodern = 0;
+    for (size_t i = 0; i < n; i++)
+        nmodern += mcp_era_method_stateless(mcp_method_at(i)->name);
+    CHECK_INT(nmodern, sizeof(modern) / sizeof(modern[0]));
+    for (size_t i = 0; i < sizeof(modern) / sizeof(modern[0]); i++)
+        CHECK(mcp_era_method_stateless(modern[i]));
+    CHECK(!mcp_era_method_stateless("ping"));
+    CHECK(!mcp_era_method_stateless("initialize"));
+    CHECK(!mcp_era_method_stateless("notifications/cancelled"));
+    CHECK(mcp_method_find("initialize")->flags & MCP_METHOD_NO_SESSION);
+    CHECK_INT(mcp_method_find("notifications/cancelled")->flags & MCP_METHOD_REQUEST, 0);
+}
+
+/* Only initialize comes without a session; a notification's name sent as a request is unknown. */
+static void test_session_and_kind(void)
+{
+    struct mcp_reply r;
+    const char *m;
+    handle(NULL, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}", &r);
+    CHECK_INT(r.status, 400);
+    CHECK_INT(error_of(&r, &m), JSONRPC_INVALID_REQUEST);
+    CHECK_STR(m, "tools/list needs a session; send initialize first to get one");
+    mcp_reply_release(&r);
+    struct session *s = new_session();
+    handle(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"notifications/cancelled\"}", &r);
+    CHECK_INT(error_of(&r, &m), JSONRPC_METHOD_NOT_FOUND);
+    CHECK_STR(m, "Method not found: notifications/cancelled");
+    mcp_reply_release(&r);
+    /* a request's name sent as a notification: ignored */
+    handle(s, "{\"jsonrpc\":\"2.0\",\"method\":\"tools/list\"}", &r);
+    CHECK_INT(r.status, 202);
+    CHECK(r.body == NULL);
+    mcp_reply_release(&r);
+    session_close(s);
+    session_unref(s);
+}
+
 TEST_MAIN(TEST(setup), TEST(test_initialize), TEST(test_answered_by_the_gateway),
-          TEST(test_refusals), TEST(test_notifications_and_answers), TEST(teardown))
+          TEST(test_refusals), TEST(test_notifications_and_answers), TEST(test_table),
+          TEST(test_session_and_kind), TEST(teardown))
