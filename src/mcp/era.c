@@ -491,6 +491,16 @@ int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t 
     return err;
 }
 
+const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
+
+bool mcp_version_supported(const char *v)
+{
+    for (int i = 0; v && mcp_supported_versions[i]; i++)
+        if (strcmp(v, mcp_supported_versions[i]) == 0)
+            return true;
+    return false;
+}
+
 bool mcp_era_method_stateless(const char *method)
 {
     /* the method table's era flag (ping, for one, is gone in 2026-07-28: 404 like any removed

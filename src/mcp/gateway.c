@@ -33,8 +33,6 @@
 #include <string.h>
 #include <time.h>
 
-const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
-
 #define LIST_PAGE_SIZE 500     /* items per page of the gateway's own lists */
 #define MAX_UPSTREAM_PAGES 100 /* pages fetched from one server per list, at most */
 #define INIT_RETRY_MAX_MS 30000
@@ -174,14 +172,6 @@ static struct {
     struct catalog *catalog;
     _Atomic uint64_t generation;
 } gw = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-bool mcp_version_supported(const char *v)
-{
-    for (int i = 0; v && mcp_supported_versions[i]; i++)
-        if (strcmp(v, mcp_supported_versions[i]) == 0)
-            return true;
-    return false;
-}
 
 /* --- catalog publication --- */
 
@@ -2340,6 +2330,9 @@ int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nwor
     gw.workers = workers;
     gw.nworkers = nworkers;
     session_table_set_store(cfg->store.sqlite); /* ended sessions outlive a restart */
+    static const struct session_engine engine = {mcp_cancel_call, gateway_server_name,
+                                                 gateway_find_server};
+    session_table_set_engine(&engine);
     struct upstream *fresh[GW_MAX_SERVERS];
     size_t nfresh = 0;
     for (size_t i = 0; i < cfg->nservers && nfresh < GW_MAX_SERVERS; i++)
