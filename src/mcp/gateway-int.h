@@ -193,7 +193,7 @@ void gw_cancel_on_home_cb(void *arg);
 
 /* mrtr.c: the MRTR bridge */
 void gw_mrtr_free(struct mrtr *m);
-void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg);
+void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed);
 void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *target,
                     struct mcp_reply *r);
 void gw_bridge_answer(struct upstream *up, json_t *msg);

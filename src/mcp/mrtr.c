@@ -31,6 +31,9 @@
 #define MRTR_TOKEN_LEN 43    /* their unpadded base64url */
 #define MRTR_MAX_PARKED 1024 /* calls waiting for a client's retry, gateway-wide */
 #define MRTR_MAX_INPUTS 16   /* server requests one call may have awaiting the client */
+/* A server often asks for several inputs at once (one write each): the InputRequiredResult waits
+   this long after the first for the others, so that one round carries them all. */
+#define MRTR_GATHER_MS 20
 
 struct input_request {
     char key[64];    /* the inputRequests key the client answers under */
@@ -44,7 +47,8 @@ struct mrtr {
     struct input_request reqs[MRTR_MAX_INPUTS];
     unsigned n;
     unsigned next_key;
-    bool parked; /* no client stream: waiting for the retry that carries `token` */
+    bool parked;    /* no client stream: waiting for the retry that carries `token` */
+    bool gathering; /* a request arrived: the InputRequiredResult goes after MRTR_GATHER_MS */
     char token[MRTR_TOKEN_LEN + 1];
 };
 
@@ -238,8 +242,26 @@ static void mrtr_park(struct upstream *up, struct pending *p)
     arm_call_timer(p, mrtr_expired_cb, mrtr_ttl());
 }
 
-/* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p. */
-void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg)
+/* Home thread: the requests the server sent together go to the client in one
+   InputRequiredResult. */
+static void mrtr_gathered_cb(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+    p->mrtr->gathering = false;
+    if (p->cancelling || p->mrtr->parked || p->stream == NULL) {
+        arm_call_timer(p, gw_call_timeout_cb, p->up->srv->timeouts.total_ms);
+        return;
+    }
+    mrtr_park(p->up, p);
+}
+
+/* Home thread: server request msg (sampling, elicitation, roots) during 2026-07-28 call p.
+   `guessed`: the transport could not say which call the request belongs to (stdio), and p is
+   only the most recent call. Roots are the client's, not an input of one call, and servers ask
+   for them on their own schedule (server-everything asks 350 ms after it starts, whatever call
+   is in flight then): a guessed roots/list the client cannot answer fails the request, not the
+   call. Sampling and elicitation are asked for the call in flight. */
+void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed)
 {
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
@@ -256,6 +278,11 @@ void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg)
         snprintf(m, sizeof(m),
                  "the client speaks 2026-07-28: only its tools/call, prompts/get and "
                  "resources/read can carry a request for input, not this call");
+        gw_answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        return;
+    }
+    if (!session_has_capability(p->session, cap) && guessed && strcmp(cap, "roots") == 0) {
+        snprintf(m, sizeof(m), "the client did not declare the \"%s\" capability", cap);
         gw_answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
         return;
     }
@@ -301,9 +328,13 @@ void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg)
     q->request = json_pack("{s:s, s:o}", "method", method, "params",
                            json_is_object(params) ? json_deep_copy(params) : json_object());
     q->asked = false;
-    /* While parked, a request waits for the retry, which is answered with it. */
-    if (!mr->parked)
-        mrtr_park(up, p);
+    /* While parked, a request waits for the retry, which is answered with it. Else the requests
+       the server sends within MRTR_GATHER_MS go out together (the call's timer meanwhile: its
+       total timeout is suspended while the call waits for the client anyway). */
+    if (!mr->parked && !mr->gathering) {
+        mr->gathering = true;
+        arm_call_timer(p, mrtr_gathered_cb, MRTR_GATHER_MS);
+    }
 }
 
 /* A retry on its way to the call's home thread. */

@@ -1343,7 +1343,7 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
            call, answered by a retry. */
-        gw_mrtr_input_request(up, call, msg);
+        gw_mrtr_input_request(up, call, msg, call != related);
         return;
     }
     const char *cap = gw_required_capability(method);
