@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "core/err.h"
+#include "core/principal.h"
 #include "store/store.h"
 
 /* ---- the master key and sealing ---- */
@@ -79,18 +80,11 @@ int auth_jwt_verify_jwks(const json_t *jwks, const char *tok, size_t len, json_t
 
 /* ---- principals and access tokens ---- */
 
-enum principal_kind { PRINCIPAL_USER = 0, PRINCIPAL_SERVICE };
-
-/* Who is calling: what every later stage (policy, limits, audit) keys on. */
-struct principal {
-    enum principal_kind kind;
-    int64_t id; /* user id or service-account id */
-    char name[STORE_NAME_MAX + 1];
-    char client_id[STORE_CLIENT_ID_MAX + 1]; /* "" for API keys */
-    char scope[STORE_SCOPE_MAX + 1];         /* space-separated */
-    char credential_id[48]; /* the token's jti or the API key's id: for revocation and audit */
-    int64_t expires_at;     /* 0 for API keys */
-};
+/* struct principal (core/principal.h) is what validation fills: its identity fields have the
+   store's bounds. */
+_Static_assert(PRINCIPAL_NAME_MAX == STORE_NAME_MAX, "principal name bound");
+_Static_assert(PRINCIPAL_CLIENT_ID_MAX == STORE_CLIENT_ID_MAX, "principal client_id bound");
+_Static_assert(PRINCIPAL_SCOPE_MAX == STORE_SCOPE_MAX, "principal scope bound");
 
 /* Issue an access token for p (kind user; ERR_INVAL otherwise) at `resource` (the aud), valid
    ttl_s seconds. *out is malloc'd; p->credential_id is set to its jti and p->expires_at to its

@@ -517,8 +517,10 @@ static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
     return false;
 }
 
-/* The session named by Mcp-Session-Id: answers 400/404 and returns NULL when there is none. */
-static struct session *require_session(h2o_req_t *req, int view, const char *owner)
+/* The session named by Mcp-Session-Id, owned by `owner` (the binding key of `who`, whose session
+   it then records): answers 400/404 and returns NULL when there is none. */
+static struct session *require_session(h2o_req_t *req, int view, const char *owner,
+                                       struct principal *who)
 {
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     if (sid.base == NULL) {
@@ -545,6 +547,7 @@ static struct session *require_session(h2o_req_t *req, int view, const char *own
                      "session not found on this endpoint; it belongs to another /mcp path");
         return NULL;
     }
+    principal_set_session(who, sid.base, sid.len);
     return s;
 }
 
@@ -606,7 +609,8 @@ static void log_request(struct worker *w, h2o_req_t *req, int status, const char
 /* What the access log line of one /mcp request says. Handlers fill it; on_mcp writes the line
    and counts the status, except for a streamed answer, whose writer does both when it ends. */
 struct access {
-    const char *owner; /* the principal's session-owner key, "" without authentication */
+    struct principal *who; /* the caller (anonymous without authentication) */
+    const char *owner;     /* its binding key (principal_key): a session's owner */
     char mcp_method[48];
     const char *server;
     char target[128];
@@ -816,7 +820,7 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     session_set_log_level(s, log_level);
     session_set_owner(s, a->owner); /* binds the requestState it is given to this principal */
     struct mcp_reply r;
-    mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
+    mcp_handle_message(&w->mcp, view, a->who, s, msg, kind, &r);
     a->server = r.server;
     snprintf(a->target, sizeof(a->target), "%s", r.target);
     if (r.stream) {
@@ -907,19 +911,21 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
     bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
     struct session *s = NULL;
     if (!is_init || sid.base != NULL) {
-        s = require_session(req, view, a->owner);
+        s = require_session(req, view, a->owner, a->who);
         if (s == NULL) {
             json_decref(msg);
             return;
         }
     }
     struct mcp_reply r;
-    mcp_handle_message(&w->mcp, view, s, msg, kind, &r);
+    mcp_handle_message(&w->mcp, view, a->who, s, msg, kind, &r);
     a->server = r.server;
     snprintf(a->target, sizeof(a->target), "%s", r.target);
     if (r.session) {
-        if (is_init && sid.base == NULL)
+        if (is_init && sid.base == NULL) {
             session_set_owner(r.session, a->owner);
+            principal_set_session(a->who, session_id(r.session), strlen(session_id(r.session)));
+        }
         add_header_str(req, "mcp-session-id", session_id(r.session));
         metrics_set(M.sessions, NULL, session_table_count());
     }
@@ -951,7 +957,7 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     }
     if (!check_protocol_header(req))
         return;
-    struct session *s = require_session(req, view, a->owner);
+    struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
     h2o_iovec_t last = header_value(req, H2O_STRLIT("last-event-id"));
@@ -1003,7 +1009,7 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
                           struct access *a)
 {
     snprintf(a->mcp_method, sizeof(a->mcp_method), "(close session)");
-    struct session *s = require_session(req, view, a->owner);
+    struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
     session_close(s);
@@ -1029,7 +1035,10 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
         goto out;
     }
-    char owner[SESSION_OWNER_MAX + 1] = "";
+    struct principal who;
+    char owner[PRINCIPAL_KEY_MAX + 1] = "";
+    principal_init_anonymous(&who);
+    a.who = &who;
     a.owner = owner;
     if (cfg->auth.enabled) {
         if (w->oauth == NULL) {
@@ -1037,13 +1046,12 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
                          "authentication was enabled by a reload; restart the gateway to apply it");
             goto out;
         }
-        struct principal p;
         if (!oauth_authenticate(w->oauth, cfg, req, view < 0 ? NULL : gateway_server_name(view),
-                                &p))
+                                &who))
             goto out;
-        snprintf(owner, sizeof(owner), "%c:%lld", p.kind == PRINCIPAL_USER ? 'u' : 's',
-                 (long long)p.id);
+        principal_key(&who, owner, sizeof(owner));
     }
+    who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
         handle_post(w, req, view, start, &a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))

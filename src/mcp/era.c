@@ -491,23 +491,22 @@ int mcp_era_validate_params(const struct mcp_param_header *hs, size_t n, json_t 
     return err;
 }
 
-bool mcp_era_method_stateless(const char *method)
+const char *const mcp_supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
+
+bool mcp_version_supported(const char *v)
 {
-    /* ping is gone in 2026-07-28 (404 like any removed method). */
-    static const char *const methods[] = {"server/discover",
-                                          "tools/list",
-                                          "tools/call",
-                                          "prompts/list",
-                                          "prompts/get",
-                                          "resources/list",
-                                          "resources/templates/list",
-                                          "resources/read",
-                                          "completion/complete",
-                                          NULL};
-    for (int i = 0; method && methods[i]; i++)
-        if (strcmp(method, methods[i]) == 0)
+    for (int i = 0; v && mcp_supported_versions[i]; i++)
+        if (strcmp(v, mcp_supported_versions[i]) == 0)
             return true;
     return false;
+}
+
+bool mcp_era_method_stateless(const char *method)
+{
+    /* the method table's era flag (ping, for one, is gone in 2026-07-28: 404 like any removed
+       method) */
+    const struct mcp_method *m = mcp_method_find(method);
+    return m != NULL && (m->flags & MCP_METHOD_MODERN) && (m->flags & MCP_METHOD_REQUEST);
 }
 
 const char *mcp_era_method_label(const char *method)

@@ -3,7 +3,8 @@
  * lists fetched and kept current), the catalog built from them, and the dispatch of every
  * downstream message: answered by the gateway (initialize, ping, lists), routed to one server
  * with its id rewritten (tools/call, prompts/get, resources/read, completion/complete, …), or
- * relayed back (a client's answer to a server's sampling/elicitation/roots request).
+ * relayed back (a client's answer to a server's sampling/elicitation/roots request). The
+ * dispatch is a table of methods (mcp_method_find): a new method is a new row.
  *
  * Threads: gateway_start/gateway_wait_ready/gateway_stop run on the main thread; the
  * mcp_handle_* functions on a worker thread (the one the HTTP request arrived on). Answers reach
@@ -18,15 +19,13 @@
 
 #include "config/config.h"
 #include "core/mailbox.h"
+#include "core/principal.h"
 #include "mcp/jsonrpc.h"
+#include "mcp/protocol.h"
 #include "mcp/session.h"
 #include "store/store.h"
 
 #define GATEHOUSE_VERSION "0.1.0"
-
-/* The protocol revisions the gateway speaks downstream, newest first. */
-extern const char *const mcp_supported_versions[];
-bool mcp_version_supported(const char *v);
 
 /* --- protocol eras (era.c) --- */
 
@@ -131,35 +130,6 @@ enum mcp_probe_outcome {
 /* Classify the answer to a server/discover probe (msg NULL: no answer, the probe failed). `why`
    gets a human-readable account naming what the server said. Works on untrusted input. */
 enum mcp_probe_outcome mcp_era_probe_outcome(json_t *msg, char *why, size_t whylen);
-/*
- * Sealing (era.c): what the gateway hands a client to give back later (a 2026-07-28 server's
- * requestState, a resumable session id) is sealed with libsodium's secretbox under one key per
- * use. mcp_seal_init(master) derives those keys from the store's master key (crypto_kdf,
- * context "ghseal01", subkey MCP_SEAL_* + 1), so every replica sharing the store and its key file
- * opens what another sealed; mcp_seal_init(NULL), or no call, uses random keys of this process.
- * Call it once at start-up, before any worker runs. mcp_seal returns "<prefix><base64url>" (new
- * string) or NULL (ERR_NOMEM, or over 64 KiB); mcp_unseal returns the object (new reference) or
- * NULL when `sealed` is not one of ours for that key (wrong prefix, key, or altered).
- */
-enum { MCP_SEAL_SESSION = 0, MCP_SEAL_STATE = 1, MCP_SEAL_NKEYS = 2 };
-void mcp_seal_init(const unsigned char *master);
-bool mcp_seal_shared(void); /* keys derived from a master key (replicas can open each other's) */
-char *mcp_seal(int key, const char *prefix, json_t *doc);
-json_t *mcp_unseal(int key, const char *prefix, const char *sealed, size_t len);
-/*
- * requestState of a 2026-07-28 server, passed to a 2026-07-28 client sealed together with the
- * server, method and target it was issued for, the principal it was issued to (the session
- * owner key, "" without authentication) and an expiry, so that a retry can only reach the call
- * it belongs to, by the same principal. seal returns a new string (the caller frees it) or NULL;
- * open returns the server's state (new reference) when everything matches and it has not
- * expired, else NULL. mcp_era_is_sealed tells the gateway's format from anything else.
- */
-#define MCP_SEALED_PREFIX "ghs1."
-char *mcp_era_seal_state(const char *server, const char *method, const char *target,
-                         const char *owner, json_t *state, uint64_t ttl_ms);
-json_t *mcp_era_open_state(const char *sealed, const char *server, const char *method,
-                           const char *target, const char *owner);
-bool mcp_era_is_sealed(const char *s);
 
 struct mcp_worker {
     int index;
@@ -169,6 +139,7 @@ struct mcp_worker {
     struct catalog *catalog;
     uint64_t catalog_gen;
     struct store *store; /* this thread's store connection, for per-user settings (auth on) */
+    struct mcp_settings_cache *settings; /* the users' settings read through `store` */
 };
 
 /*
@@ -219,11 +190,33 @@ struct mcp_reply {
 };
 
 /*
- * Handle one parsed downstream message. `session` is NULL only for initialize. `view` is -1 for
- * /mcp or a server index for /mcp/<server>. Fills *reply; never fails (errors are answers).
+ * The method table: one row per method the engine serves (mcp_handle_message dispatches on it).
+ * mcp_method_find: the row of `name`, or NULL when the engine does not serve it (then a request
+ * is -32601 and a notification is ignored). mcp_method_at: row i in name order, NULL past the
+ * end (for tests and documentation).
  */
-void mcp_handle_message(struct mcp_worker *w, int view, struct session *session, json_t *msg,
-                        enum jsonrpc_kind kind, struct mcp_reply *reply);
+enum {
+    MCP_METHOD_REQUEST = 1u << 0,    /* a request (else a notification) */
+    MCP_METHOD_NO_SESSION = 1u << 1, /* served without a session: initialize */
+    MCP_METHOD_FORWARDED = 1u << 2,  /* routed to one server (else answered by the gateway) */
+    MCP_METHOD_LEGACY = 1u << 3,     /* served to 2025-11-25 clients (sessions) */
+    MCP_METHOD_MODERN = 1u << 4,     /* served to 2026-07-28 clients (stateless requests) */
+};
+struct mcp_method {
+    const char *name;
+    unsigned flags;
+};
+const struct mcp_method *mcp_method_find(const char *name);
+const struct mcp_method *mcp_method_at(size_t i);
+
+/*
+ * Handle one parsed downstream message from principal `who` (borrowed for the call; the
+ * anonymous principal without authentication). `session` is NULL only for initialize. `view` is
+ * -1 for /mcp or a server index for /mcp/<server>. Fills *reply; never fails (errors are answers).
+ */
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *session, json_t *msg, enum jsonrpc_kind kind,
+                        struct mcp_reply *reply);
 void mcp_reply_release(struct mcp_reply *reply);
 /* The inputSchema of the tool `name` exposed in `view`, as the worker's catalog has it (a new
    reference), or NULL: what a tools/call's Mcp-Param-* headers are checked against. */
@@ -247,6 +240,21 @@ void mcp_cancel_call(void *cookie, const char *reason);
 int mcp_settings_update(const struct config *cfg, struct store *st, int64_t user_id,
                         const char *server, const char *discovery, json_t *select,
                         struct store_settings *out, struct err_info *ei);
+/*
+ * The settings cache of one worker thread (no lock: one thread uses it). Holds at most
+ * max_entries (user, server) pairs, emptied when full and whenever the store's revocation
+ * counter moves (every change of a settings row moves it, from any process).
+ * mcp_settings_cache_get: the user's settings of `server` into *out (store_settings_release it;
+ * all defaults when the user has none), from the cache or read from st (this thread's store
+ * connection) and kept. Returns 0 or the store's error (nothing is cached then).
+ */
+struct mcp_settings_cache;
+struct mcp_settings_cache *mcp_settings_cache_new(size_t max_entries);
+void mcp_settings_cache_free(struct mcp_settings_cache *c);
+int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
+                           const char *server, struct store_settings *out);
+/* Lookups answered from the cache and lookups that read the store, since it was made. */
+void mcp_settings_cache_stats(const struct mcp_settings_cache *c, uint64_t *hits, uint64_t *misses);
 /* {"server", "discovery", "selected"} for people and the settings tool (new reference). */
 json_t *mcp_settings_describe(const char *server, const struct store_settings *v);
 

@@ -8,7 +8,7 @@
 #include "core/idmap.h"
 #include "core/log.h"
 #include "core/rand.h"
-#include "mcp/gateway.h"
+#include "mcp/protocol.h"
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -531,6 +531,26 @@ void session_close(struct session *s)
     close_session(s, true);
 }
 
+/* What the session table asks of the engine (session_table_set_engine); NULL before. */
+static const struct session_engine *_Atomic engine;
+
+void session_table_set_engine(const struct session_engine *e)
+{
+    engine = e;
+}
+
+static const char *server_name(int view)
+{
+    const struct session_engine *e = engine;
+    return e != NULL ? e->server_name(view) : NULL;
+}
+
+static int find_server(const char *name)
+{
+    const struct session_engine *e = engine;
+    return e != NULL ? e->find_server(name) : -1;
+}
+
 /* A session that ended has nobody to answer: its calls in flight are cancelled upstream and
    its waiting ones never sent. (A 2026-07-28 request's are cancelled by its writer.) */
 static void cancel_calls(struct session *s)
@@ -548,7 +568,8 @@ static void cancel_calls(struct session *s)
     }
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < n; i++)
-        mcp_cancel_call(cookies[i], "the client ended its session");
+        if (engine != NULL)
+            engine->cancel_call(cookies[i], "the client ended its session");
     free(cookies);
 }
 
@@ -669,7 +690,7 @@ static json_t *sealed_caps(json_t *caps)
    one would be too long (the session then lives on this replica only). */
 static void seal_id(struct session *s)
 {
-    const char *view = s->view >= 0 ? gateway_server_name(s->view) : "";
+    const char *view = s->view >= 0 ? server_name(s->view) : "";
     uint64_t now = wall_s();
     json_t *doc = json_pack("{s:s, s:s, s:o, s:O?, s:s, s:I, s:I}", "v", view ? view : "", "p",
                             s->proto, "c", sealed_caps(s->caps), "i", s->client_info, "o", s->owner,
@@ -714,7 +735,7 @@ static struct session *session_resume(const char *id, size_t len)
     const char *proto = json_string_value(json_object_get(doc, "p"));
     const char *owner = json_string_value(json_object_get(doc, "o"));
     json_t *x = json_object_get(doc, "x");
-    int v = view && *view ? gateway_find_server(view) : -1;
+    int v = view && *view ? find_server(view) : -1;
     if (view == NULL || proto == NULL || owner == NULL || strlen(owner) > SESSION_OWNER_MAX ||
         !json_is_integer(x) || (uint64_t)json_integer_value(x) < wall_s() || (*view && v < 0) ||
         !mcp_version_supported(proto))

@@ -34,6 +34,20 @@ struct stream_writer {
     void (*wake_cb)(struct stream_writer *w);
 };
 
+/*
+ * What the session table needs of the engine, registered by the engine when it starts (the
+ * table does not depend on the engine; before, no server exists): cancel_call cancels a call a
+ * closed session still has (its session_track_call cookie: mcp_cancel_call); server_name and
+ * find_server map a view's index to its server's name and back (NULL / -1 when none), for the
+ * sealed ids. e must outlive the table.
+ */
+struct session_engine {
+    void (*cancel_call)(void *cookie, const char *reason);
+    const char *(*server_name)(int view);
+    int (*find_server)(const char *name);
+};
+void session_table_set_engine(const struct session_engine *e);
+
 /* Global table; call once at start-up. max_sessions bounds it; idle_ms expires sessions. */
 void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay_events);
 /* Close every session (shutdown). Shutting down ends none: a restart may resume them. */

@@ -4,10 +4,128 @@
  * the others) and the discovery mode they asked for. The rules for changing them live here once,
  * for both ways of changing them: `gatehouse user settings` and the gateway's own
  * gatehouse__settings tool. The rows are in the store (store_settings_*).
+ *
+ * The gateway reads them through a per-worker cache (mcp_settings_cache_*): a tools/call or a
+ * tools/list must not run a SQLite query and a JSON parse on the event loop each time. The cache
+ * is emptied whenever the store's revocation counter moves, which every change of a settings row
+ * does (a trigger, from any process: the CLI, another worker's settings tool), so a change is
+ * seen on the next call, the way a revoked token is.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "mcp/gateway.h"
+
+#define CACHE_BUCKETS 1024 /* a power of two */
+
+struct settings_entry {
+    struct settings_entry *next;
+    int64_t user_id;
+    bool found; /* false: the user has no settings of this server (every default applies) */
+    struct store_settings v;
+    char server[STORE_SERVER_MAX + 1];
+};
+
+struct mcp_settings_cache {
+    struct settings_entry *buckets[CACHE_BUCKETS];
+    size_t count, max;
+    uint64_t seq;
+    bool seq_known;
+    uint64_t hits, misses;
+};
+
+struct mcp_settings_cache *mcp_settings_cache_new(size_t max_entries)
+{
+    struct mcp_settings_cache *c = calloc(1, sizeof(*c));
+    if (c != NULL)
+        c->max = max_entries ? max_entries : 1;
+    return c;
+}
+
+static void cache_clear(struct mcp_settings_cache *c)
+{
+    for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+        for (struct settings_entry *e = c->buckets[i], *n; e != NULL; e = n) {
+            n = e->next;
+            store_settings_release(&e->v);
+            free(e);
+        }
+        c->buckets[i] = NULL;
+    }
+    c->count = 0;
+}
+
+void mcp_settings_cache_free(struct mcp_settings_cache *c)
+{
+    if (c == NULL)
+        return;
+    cache_clear(c);
+    free(c);
+}
+
+void mcp_settings_cache_stats(const struct mcp_settings_cache *c, uint64_t *hits, uint64_t *misses)
+{
+    *hits = c->hits;
+    *misses = c->misses;
+}
+
+static size_t bucket_of(int64_t user_id, const char *server)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)user_id; /* FNV-1a over the server name */
+    for (const unsigned char *p = (const unsigned char *)server; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h ^ (h >> 29)) & (CACHE_BUCKETS - 1);
+}
+
+static void entry_copy(const struct settings_entry *e, struct store_settings *out)
+{
+    *out = e->v;
+    out->tools = json_incref(e->v.tools); /* never changed once read: shared, not copied */
+}
+
+int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
+                           const char *server, struct store_settings *out)
+{
+    uint64_t seq;
+    int err = store_revocation_seq(st, &seq);
+    if (err)
+        return err;
+    if (!c->seq_known || seq != c->seq) {
+        cache_clear(c);
+        c->seq = seq;
+        c->seq_known = true;
+    }
+    size_t b = bucket_of(user_id, server);
+    for (struct settings_entry *e = c->buckets[b]; e != NULL; e = e->next) {
+        if (e->user_id == user_id && strcmp(e->server, server) == 0) {
+            c->hits++;
+            entry_copy(e, out);
+            return 0;
+        }
+    }
+    c->misses++;
+    struct store_settings v = {0};
+    err = store_settings_get(st, user_id, server, &v);
+    if (err && err != ERR_NOTFOUND)
+        return err; /* a store failure is never cached */
+    struct settings_entry *e = NULL;
+    if (strlen(server) <= STORE_SERVER_MAX && (e = calloc(1, sizeof(*e))) != NULL) {
+        if (c->count >= c->max)
+            cache_clear(c); /* bounded: emptied when full, refilled by the calls that follow */
+        e->user_id = user_id;
+        e->found = err == 0;
+        e->v = v;
+        memcpy(e->server, server, strlen(server) + 1);
+        e->next = c->buckets[b];
+        c->buckets[b] = e;
+        c->count++;
+        entry_copy(e, out);
+    } else {
+        *out = v; /* not kept: handed over as read */
+    }
+    return 0;
+}
 
 int mcp_settings_update(const struct config *cfg, struct store *st, int64_t user_id,
                         const char *server, const char *discovery, json_t *select,

@@ -101,6 +101,12 @@ static const char *const migrations[] = {
     "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
     "  server TEXT NOT NULL, discovery TEXT NOT NULL DEFAULT '', tools TEXT,"
     "  updated_at INTEGER NOT NULL, PRIMARY KEY (user_id, server));",
+    /* 3: a change of a user's settings moves the revocation counter too, so that the workers'
+       caches of settings (src/mcp/settings.c) see it on their next call, like a revocation.
+       INSERT OR REPLACE fires the insert trigger (its delete half fires none). */
+    "CREATE TRIGGER settings_ins_seq AFTER INSERT ON user_settings BEGIN " SEQ_BUMP
+    "CREATE TRIGGER settings_upd_seq AFTER UPDATE ON user_settings BEGIN " SEQ_BUMP
+    "CREATE TRIGGER settings_del_seq AFTER DELETE ON user_settings BEGIN " SEQ_BUMP,
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

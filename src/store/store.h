@@ -46,7 +46,8 @@ void store_close(struct store *st);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
-   API key revoked, a signing key added or retired. Cheap enough to call on every request (it
+   API key revoked, a signing key added or retired, a user's settings of a server changed (the
+   settings cache in src/mcp keys on it too). Cheap enough to call on every request (it
    reads SQLite's data_version first and the counter only when the file changed). */
 int store_revocation_seq(struct store *st, uint64_t *seq);
 

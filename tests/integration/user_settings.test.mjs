@@ -156,3 +156,30 @@ test('per-user discovery mode: each user sees and uses their mode; switching lis
   await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', discovery: 'static', select_all: true } });
   assert.deepEqual((await bob.names()).sort(), [...a].sort());
 });
+
+// Each worker keeps users' settings in a cache, emptied when the store's revocation counter
+// moves (every change of a settings row moves it). A change made by the CLI, another process,
+// reaches every worker's warm cache on the next call: listing and calling, with many
+// connections spread over the workers.
+test('settings cache: a CLI change is seen on the very next call by a running gateway', async (t) => {
+  const gw = await startAuthGateway(t, {
+    extra: { servers: [{ name: 'pets', spec: SPEC, base_url: 'http://127.0.0.1:9/v1' }] },
+  });
+  const alice = await login(gw, 'alice');
+  const all = await alice.names();
+  assert.ok(all.includes('create_pet'), all.join());
+  // Warm the cache on every worker (each request may arrive on either).
+  for (let i = 0; i < 6; i++) {
+    assert.deepEqual(await alice.names(), all);
+    const ok = await alice.call('tools/call', { name: 'create_pet', arguments: { name: 'Rex' } });
+    assert.ok(ok.result, JSON.stringify(ok)); // selected: reaches the API (none listens)
+  }
+  gw.cli(['user', 'settings', 'alice', '--server', 'pets', '--select', 'list_pets']);
+  for (let i = 0; i < 6; i++) {
+    const refused = await alice.call('tools/call', { name: 'create_pet', arguments: { name: 'Rex' } });
+    assert.match(refused.error?.message ?? '', /tool create_pet is not in your selection of server pets \(1 tools selected\)/, `call ${i}: ${JSON.stringify(refused)}`);
+    assert.deepEqual(await alice.names(), ['gatehouse__settings', 'list_pets'], `list ${i}`);
+  }
+  gw.cli(['user', 'settings', 'alice', '--server', 'pets', '--select-all']);
+  for (let i = 0; i < 6; i++) assert.deepEqual(await alice.names(), all, `list ${i} after --select-all`);
+});

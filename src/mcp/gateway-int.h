@@ -1,0 +1,202 @@
+/*
+ * What the engine's three files share (private to src/mcp): gateway.c (the downstream dispatch,
+ * per-user views, the method table), upstreams.c (each upstream's life, its pending requests,
+ * recovery, the catalog, start/reload/stop) and mrtr.c (the MRTR bridge). The threads each
+ * field belongs to are noted on it; see gateway.c's header for the model.
+ */
+#ifndef GH_MCP_GATEWAY_INT_H
+#define GH_MCP_GATEWAY_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/idmap.h"
+#include "mcp/catalog.h"
+#include "mcp/gateway.h"
+#include "upstream/transport.h"
+
+#define LIST_PAGE_SIZE 500     /* items per page of the gateway's own lists */
+#define MAX_UPSTREAM_PAGES 100 /* pages fetched from one server per list, at most */
+#define INIT_RETRY_MAX_MS 30000
+#define GW_MAX_SERVERS 1024 /* servers configured over the gateway's life, reloads included */
+
+enum up_state { UP_STARTING = 0, UP_INITIALIZING, UP_READY, UP_DOWN, UP_FAILED, UP_STOPPED };
+
+struct pending;
+
+struct upstream {
+    int index;
+    const struct config_server *srv;
+    struct mcp_worker *home;
+    struct transport *t;
+    /* home thread only */
+    enum up_state state;
+    json_t *caps;
+    struct idmap pending;
+    _Atomic uint64_t next_id;  /* any thread: ids are drawn where the request is built */
+    _Atomic unsigned inflight; /* atomic: /readyz reads both from any thread */
+    struct forward *queue_head, *queue_tail; /* calls waiting for a place (max_concurrency) */
+    _Atomic unsigned queued;
+    struct pending *last_call; /* most recent client call, for relating stdio messages */
+    json_t *fetching[CAT_NKINDS];
+    int fetches_left;
+    unsigned
+        announce; /* bit per kind: tell clients the list changed once the refresh is published */
+    uv_timer_t retry_timer;
+    unsigned init_failures;
+    _Atomic bool modern;    /* speaks 2026-07-28 (server/discover answered); else initialized */
+    struct pending *listen; /* modern: the subscriptions/listen request in flight, or NULL */
+    uv_timer_t listen_timer;
+    unsigned listen_failures;
+    json_t *listen_subs; /* modern: the resourceSubscriptions the open listen carries */
+    /* session recovery (see "Upstream session recovery" in docs/architecture.md) */
+    bool recovering;           /* the session was lost: calls are held until it is back */
+    bool gave_up;              /* RECOVERY_MAX_ATTEMPTS failed: calls fail until one retries */
+    unsigned recover_attempts; /* initializations that failed during this recovery */
+    char recover_why[256];     /* how the session was lost */
+    struct pending *held;      /* client calls to send (again) once the session is back */
+    unsigned nheld;
+    char log_level[16]; /* the last logging/setLevel a client sent through us, replayed */
+    bool closing;
+    struct config *cfg; /* the snapshot srv points into */
+    bool retired;       /* removed or replaced by a reload: stopped, out of every view */
+    /* under gw.lock */
+    enum up_state pub_state;
+    bool routable;     /* ready, or recovering (its calls wait or fail naming it): in the catalog */
+    unsigned restarts; /* stdio: children started after the first */
+    bool was_up;
+    char why[512];
+    json_t *lists[CAT_NKINDS];
+    json_t *pub_caps;  /* the server's capabilities when its lists were last published */
+    char protocol[16]; /* the version spoken with it ("2026-07-28", or initialize's), or "" */
+    _Atomic int mode;  /* its default discovery mode (enum config_discovery), set when ready */
+};
+
+/* The discovery mode `up` serves by default (discovery: auto resolved on its last tools). */
+static inline enum config_discovery up_mode(struct upstream *up)
+{
+    return up->srv->discovery_auto ? (enum config_discovery)atomic_load(&up->mode)
+                                   : up->srv->discovery;
+}
+
+typedef void (*internal_cb)(struct upstream *up, json_t *msg, int err, const char *why, void *arg);
+
+/* A client's request on its way to a server's home thread (or waiting there for a place). */
+struct forward {
+    struct upstream *up;
+    json_t *msg; /* the request as the server must see it */
+    struct pending *p;
+    struct forward *next;
+};
+
+struct mrtr;
+
+struct pending {
+    uint64_t id;
+    struct upstream *up;
+    bool answered;      /* the response (or a failure) was delivered */
+    bool exchange_open; /* HTTP: done_cb still to come; keeps this alive */
+    /* internal requests */
+    internal_cb cb;
+    void *arg;
+    /* client calls */
+    struct session *session;
+    struct stream *stream;
+    json_t *client_id;
+    json_t *client_token; /* the client's progressToken, or NULL */
+    bool cacheable;       /* resources/read: a 2026-07-28 answer carries cache hints */
+    uv_timer_t *timer;
+    struct pending *prev_call; /* for last_call bookkeeping */
+    /* 2026-07-28 client calls (MRTR bridging) */
+    bool mrtr_ok;         /* tools/call, prompts/get or resources/read: may be parked */
+    bool cancelling;      /* a cancellation is posted: no more input requests */
+    char call_method[16]; /* and the call, as the server sees it, that a retry must repeat */
+    char *call_target;    /* tool/prompt name or uri */
+    struct mrtr *mrtr;    /* server requests awaiting the client's input, or NULL */
+    /* calls to a 2026-07-28 server */
+    uint32_t timeout_ms; /* internal requests: instead of timeouts.first_byte; UINT32_MAX none */
+    json_t *sent;        /* client calls: the request as sent (id aside), to send again */
+    json_t *params;      /* tools/call over HTTP: its Mcp-Param-* headers (Name -> text), sent
+                            with it every time (retry, resend after recovery), or NULL */
+    bool held;           /* in up->held, waiting for the session to come back */
+    bool resent;         /* already sent again once after a lost session */
+    struct pending *held_next;
+    json_t *call_msg; /* the call as first sent, for an MRTR retry with the client's answers */
+    json_t *answers;  /* legacy client: the inputResponses collected so far */
+    json_t *up_state; /* the server's requestState for the retry, or NULL */
+    unsigned waiting; /* input requests the legacy client has not answered yet */
+    unsigned rounds;  /* InputRequiredResults met so far */
+};
+
+struct gateway_state {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct config *cfg;
+    struct mcp_worker **workers;
+    unsigned nworkers;
+    /* Append-only: a reload adds servers and retires others, so an index stays valid for the
+       catalogs and sessions that hold it. nups is published after the entry is complete. */
+    struct upstream *ups[GW_MAX_SERVERS];
+    _Atomic size_t nups;
+    struct catalog *catalog;
+    _Atomic uint64_t generation;
+};
+/* The engine's state (defined in upstreams.c). */
+extern struct gateway_state gw;
+
+extern const char *const up_state_names[];
+#define CALL_ID_BITS 48
+
+/* A notification for every session that should hear it (gw_broadcast_cb). */
+struct broadcast {
+    int server;
+    json_t *msg;
+    const char *owner; /* only this principal's sessions, when set */
+    const char *uri;   /* only sessions subscribed to it, when set */
+};
+
+/* --- what each file offers the others; the contracts are at the definitions --- */
+
+/* upstreams.c: the catalog, pending requests, upstream life and recovery (home thread unless
+   noted) */
+struct catalog *gw_worker_catalog(struct mcp_worker *w);
+void gw_broadcast_cb(struct session *s, void *arg);
+void *gw_call_cookie(int server, uint64_t id);
+void gw_pending_free(struct pending *p);
+void gw_pending_maybe_free(struct pending *p);
+void gw_answer_client(struct pending *p, json_t *msg);
+void gw_call_timeout_cb(uv_timer_t *t);
+int gw_send_pending(struct upstream *up, struct pending *p, json_t *msg);
+json_t *gw_relay_capabilities(struct session *s);
+void gw_internal_request(struct upstream *up, const char *method, json_t *params, internal_cb cb,
+                         void *arg);
+unsigned gw_replay_session_state(struct upstream *up);
+void gw_relisten(struct upstream *up);
+bool gw_hold_call(struct upstream *up, struct pending *p, bool sent);
+void gw_begin_recovery(struct upstream *up, const char *why);
+bool gw_give_up_recovery(struct upstream *up, const char *why);
+void gw_finish_recovery(struct upstream *up);
+const char *gw_required_capability(const char *method);
+void gw_answer_server(struct upstream *up, json_t *id, int code, const char *message);
+void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason);
+int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refuse_id,
+                   const char *refusal);
+
+/* gateway.c: the calls' queue per server and the downstream replies (worker or home thread as
+   noted at the definitions) */
+unsigned gw_queue_limit(const struct upstream *up);
+void gw_call_finished(struct upstream *up);
+void gw_forward_cb(void *arg);
+void gw_reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void gw_cancel_on_home_cb(void *arg);
+
+/* mrtr.c: the MRTR bridge */
+void gw_mrtr_free(struct mrtr *m);
+void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed);
+void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *target,
+                    struct mcp_reply *r);
+void gw_bridge_answer(struct upstream *up, json_t *msg);
+bool gw_input_required(struct upstream *up, struct pending *p, json_t *msg);
+
+#endif
