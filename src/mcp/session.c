@@ -21,6 +21,7 @@
 #include <time.h>
 
 #define MAX_STREAMS_PER_SESSION 32
+#define STREAM_HELD_PROGRESS_MAX 64 /* progress tokens held back per congested stream */
 #define SESSION_SEALED_PREFIX "gs1."
 #define SESSION_SEALED_TTL_S (24 * 3600) /* a sealed id is resumable this long after initialize */
 #define SESSION_ENDED_MAX (1u << 20)     /* ended sealed ids remembered; beyond, none is resumed */
@@ -43,6 +44,12 @@ struct stream {
     size_t ring_cap, ring_len, ring_head; /* ring_head: index of the oldest event */
     size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
     uint64_t next_seq;                    /* seq of the next event; events start at 1 */
+    uint64_t pulled; /* highest seq a writer has taken: events after it are undelivered */
+    /* Held back while the ring is full of undelivered events (see stream_push): the latest
+       progress per token (dumped token -> message), and what was dropped. */
+    json_t *held_progress;
+    uint64_t dropped_log, dropped_other, dropped_progress;
+    bool summary_due; /* something was dropped since the last summary */
     struct stream_writer *writer;
     bool left; /* a writer detached and none has attached since: the client went away */
     bool wake_pending;
@@ -1047,6 +1054,7 @@ void stream_unref(struct stream *st)
     for (size_t i = 0; i < st->ring_len; i++)
         json_decref(st->ring[(st->ring_head + i) % st->ring_cap].msg);
     free(st->ring);
+    json_decref(st->held_progress);
     session_unref(st->s);
     free(st);
 }
@@ -1105,6 +1113,127 @@ static void wake_writer(struct stream *st)
     }
 }
 
+/* With s->lock held: make room for `cap` events, laying them out from index 0, oldest first.
+   Returns false when memory is short (the ring is unchanged). */
+static bool ring_resize(struct stream *st, size_t cap)
+{
+    struct event *ring = malloc(cap * sizeof(*ring));
+    if (ring == NULL)
+        return false;
+    for (size_t i = 0; i < st->ring_len; i++)
+        ring[i] = st->ring[(st->ring_head + i) % st->ring_cap];
+    free(st->ring);
+    st->ring = ring;
+    st->ring_cap = cap;
+    st->ring_head = 0;
+    return true;
+}
+
+/* With s->lock held: append an event. Evicts the oldest event when it was delivered already
+   (only replay loses it); when the ring is full of undelivered events it grows past ring_max
+   (the callers bound how often: responses, requests and the held-back summary only). */
+static int ring_put(struct stream *st, json_t *msg, bool final)
+{
+    if (st->ring_len == st->ring_cap && st->ring_cap < st->ring_max) {
+        size_t cap = st->ring_cap * 2 < st->ring_max ? st->ring_cap * 2 : st->ring_max;
+        (void)ring_resize(st, cap); /* on failure: keep the smaller ring */
+    }
+    if (st->ring_len == st->ring_cap) {
+        struct event *old = &st->ring[st->ring_head];
+        if (old->seq <= st->pulled) { /* delivered: it can no longer be replayed, that is all */
+            json_decref(old->msg);
+            st->ring_head = (st->ring_head + 1) % st->ring_cap;
+            st->ring_len--;
+        } else if (!ring_resize(st, st->ring_cap * 2)) {
+            return ERR_NOMEM;
+        }
+    }
+    struct event *e = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
+    e->seq = st->next_seq++;
+    e->msg = json_incref(msg);
+    e->final = final;
+    st->ring_len++;
+    return 0;
+}
+
+/* With s->lock held: is every slot of a full ring an event no writer has taken yet? */
+static bool ring_congested(const struct stream *st)
+{
+    if (st->ring_len < st->ring_max)
+        return false;
+    return st->ring_len > 0 && st->ring[st->ring_head].seq > st->pulled;
+}
+
+/* With s->lock held: put what was held back into the ring: a summary of what was dropped (a
+   notifications/message from the logger "gatehouse" with the counts so far), then the latest
+   progress of each token. Bounded: one summary and STREAM_HELD_PROGRESS_MAX progress events. */
+static void flush_held(struct stream *st)
+{
+    if (st->summary_due) {
+        char text[400];
+        snprintf(text, sizeof(text),
+                 "the gateway dropped %" PRIu64 " log messages, %" PRIu64
+                 " progress notifications and %" PRIu64
+                 " other notifications of this stream so far: the client read more slowly than "
+                 "the server wrote, and at most %zu undelivered events are held per stream "
+                 "(limits.replay_events); progress keeps the latest of each token, responses "
+                 "and requests are never dropped",
+                 st->dropped_log, st->dropped_progress, st->dropped_other, st->ring_max);
+        json_t *note = json_pack(
+            "{s:s, s:s, s:{s:s, s:s, s:s, s:{s:I, s:I, s:I}}}", "jsonrpc", "2.0", "method",
+            "notifications/message", "params", "level", "warning", "logger", "gatehouse", "data",
+            text, "_meta", "dropped", (json_int_t)st->dropped_log, "droppedProgress",
+            (json_int_t)st->dropped_progress, "droppedOther", (json_int_t)st->dropped_other);
+        if (note != NULL && ring_put(st, note, false) == 0)
+            st->summary_due = false;
+        json_decref(note);
+    }
+    if (st->held_progress != NULL) {
+        const char *key;
+        json_t *msg;
+        json_object_foreach(st->held_progress, key, msg)(void) ring_put(st, msg, false);
+        json_decref(st->held_progress);
+        st->held_progress = NULL;
+    }
+}
+
+/* With s->lock held: the ring is full of undelivered events and msg is a notification. Progress
+   keeps the latest per token; a notification equal to one still waiting is redundant; anything
+   else is dropped and counted. */
+static void hold_back(struct stream *st, json_t *msg, const char *method)
+{
+    if (strcmp(method, "notifications/progress") == 0) {
+        json_t *token = json_object_get(json_object_get(msg, "params"), "progressToken");
+        char *key = token ? json_dumps(token, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (st->held_progress == NULL)
+            st->held_progress = json_object();
+        if (key != NULL && st->held_progress != NULL &&
+            (json_object_get(st->held_progress, key) != NULL ||
+             json_object_size(st->held_progress) < STREAM_HELD_PROGRESS_MAX)) {
+            if (json_object_get(st->held_progress, key) != NULL)
+                st->dropped_progress++; /* superseded by this one */
+            json_object_set(st->held_progress, key, msg);
+        } else {
+            st->dropped_progress++;
+            st->summary_due = true;
+        }
+        free(key);
+        return;
+    }
+    if (strcmp(method, "notifications/message") == 0) {
+        st->dropped_log++;
+        st->summary_due = true;
+        return;
+    }
+    for (size_t i = 0; i < st->ring_len; i++) {
+        struct event *e = &st->ring[(st->ring_head + i) % st->ring_cap];
+        if (e->seq > st->pulled && json_equal(e->msg, msg))
+            return; /* the same notification is still on its way */
+    }
+    st->dropped_other++;
+    st->summary_due = true;
+}
+
 int stream_push(struct stream *st, json_t *msg, bool final)
 {
     if (st == NULL)
@@ -1115,35 +1244,25 @@ int stream_push(struct stream *st, json_t *msg, bool final)
         pthread_mutex_unlock(&st->s->lock);
         return ERR_CLOSED;
     }
-    struct event *e;
-    if (st->ring_len == st->ring_cap && st->ring_cap < st->ring_max) {
-        size_t cap = st->ring_cap * 2 < st->ring_max ? st->ring_cap * 2 : st->ring_max;
-        struct event *ring = malloc(cap * sizeof(*ring));
-        if (ring != NULL) { /* lay the events out from index 0, oldest first */
-            for (size_t i = 0; i < st->ring_len; i++)
-                ring[i] = st->ring[(st->ring_head + i) % st->ring_cap];
-            free(st->ring);
-            st->ring = ring;
-            st->ring_cap = cap;
-            st->ring_head = 0;
-        } /* else: keep the smaller ring; replay reaches less far back */
+    int err = 0;
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    bool notification = !final && method != NULL && json_object_get(msg, "id") == NULL;
+    if (notification && ring_congested(st)) {
+        /* The client has not taken what is waiting: never evict an undelivered event (that
+           would cost the client events, and the response after them its place in the order),
+           hold this one back instead. The writer wakes anyway: it is already behind. */
+        hold_back(st, msg, method);
+        pthread_mutex_unlock(&st->s->lock);
+        return 0;
     }
-    if (st->ring_len == st->ring_cap) { /* full: the oldest event can no longer be replayed */
-        e = &st->ring[st->ring_head];
-        json_decref(e->msg);
-        st->ring_head = (st->ring_head + 1) % st->ring_cap;
-        st->ring_len--;
-    }
-    e = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
-    e->seq = st->next_seq++;
-    e->msg = json_incref(msg);
-    e->final = final;
-    st->ring_len++;
-    if (final)
+    if (final || !ring_congested(st))
+        flush_held(st); /* there is room again, or this is the last chance */
+    err = ring_put(st, msg, final);
+    if (err == 0 && final)
         st->finished = true;
     pthread_mutex_unlock(&st->s->lock);
     wake_writer(st);
-    return 0;
+    return err;
 }
 
 void stream_end(struct stream *st)
@@ -1235,11 +1354,14 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         st->ring[st->ring_head].seq == 1) {
         *single = json_incref(st->ring[st->ring_head].msg);
         *cursor = 1;
+        st->pulled = 1;
         *finished = true;
         st->delivered = true;
         drop = unlist(st);
         goto out;
     }
+    bool flushed = false;
+again:
     for (size_t i = 0; i < st->ring_len; i++) {
         struct event *e = &st->ring[(st->ring_head + i) % st->ring_cap];
         if (e->seq <= *cursor)
@@ -1261,11 +1383,19 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         if (err)
             goto out;
         *cursor = e->seq;
+        if (e->seq > st->pulled)
+            st->pulled = e->seq;
         if (e->final) {
             *finished = true;
             st->delivered = true;
             drop = unlist(st);
         }
+    }
+    /* The writer caught up: what was held back while it was behind goes out now. */
+    if (!flushed && !st->finished && (st->summary_due || st->held_progress != NULL)) {
+        flushed = true;
+        flush_held(st);
+        goto again;
     }
     /* Ended without a final event (cancelled, or the session closed) and fully pulled. */
     if ((st->finished || st->s->closed) && *cursor + 1 >= st->next_seq)

@@ -1,0 +1,119 @@
+// What a chatty, buggy or hostile upstream does to other users: a server that floods a call
+// with notifications, a body built to blow up the parser, server-to-client requests by the
+// thousand. The upstream is tests/integration/fixtures/hostile-http.mjs (a fixture, because no
+// well-behaved server floods on purpose). Figures are printed with `#` so a run shows them.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { test } from 'node:test';
+import { HERE, JSON_HEADERS, PROTOCOL, baseConfig, openSession, request, startGateway, withTimeout } from './lib.mjs';
+
+async function hostile(t) {
+  const child = spawn(process.execPath, [path.join(HERE, 'fixtures', 'hostile-http.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`fixture exited ${code}`)));
+  });
+  return `http://127.0.0.1:${port}/mcp`;
+}
+
+/** Splits an SSE body into its JSON messages. */
+function events(text) {
+  const out = [];
+  for (const block of text.split(/\n\n/)) {
+    const data = block
+      .split('\n')
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).replace(/^ /, ''))
+      .join('\n');
+    if (data) out.push(JSON.parse(data));
+  }
+  return out;
+}
+
+function tally(msgs, id) {
+  const c = { log: 0, progress: 0, summary: null, result: null, other: 0 };
+  for (const m of msgs) {
+    if (m.id === id && ('result' in m || 'error' in m)) c.result = m;
+    else if (m.method === 'notifications/message' && m.params?.logger === 'gatehouse') c.summary = m.params.data;
+    else if (m.method === 'notifications/message') c.log++;
+    else if (m.method === 'notifications/progress') c.progress++;
+    else c.other++;
+  }
+  return c;
+}
+
+/** POSTs a tools/call and reads the SSE answer slowly: pauses `pauseMs` after each chunk. */
+function slowCall(url, sid, body, pauseMs) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const b = JSON.stringify(body);
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { ...JSON_HEADERS, 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': PROTOCOL, 'Content-Length': Buffer.byteLength(b) } },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => {
+          chunks.push(c);
+          res.pause();
+          setTimeout(() => res.resume(), pauseMs);
+        });
+        res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(b);
+  });
+}
+
+test('a burst of notifications before the result never loses the result', async (t) => {
+  const up = await hostile(t);
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'h', url: up, timeouts: { total: '120s' } }] }), { t });
+  const s = await openSession(gw.url);
+  for (const n of [300, 1000, 100000]) {
+    const started = Date.now();
+    const r = await s.callTool('burst', { n }, { timeout: 120000 });
+    const c = tally(events(r.text), r.json?.id);
+    console.log(`# burst n=${n}: HTTP ${r.status}, ${c.log} log messages delivered, summary ${JSON.stringify(c.summary)}, result ${c.result ? 'yes' : 'NO'}, ${Date.now() - started} ms`);
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.ok(c.result, `n=${n}: no result in ${r.text.length} bytes`);
+    assert.equal(c.result.result.content[0].text, `burst ${n}`);
+    if (c.log < n) assert.match(c.summary ?? '', new RegExp(`${n - c.log} log messages`), 'the dropped ones are counted in a summary');
+  }
+  // A fresh POST after the bursts is answered (no 409 for a request that resumes nothing).
+  const p = await s.rpc('ping');
+  assert.equal(p.status, 200, p.text);
+});
+
+test('a slow client gets the result and the latest progress of a flood', async (t) => {
+  const up = await hostile(t);
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'h', url: up, timeouts: { total: '120s' } }] }), { t });
+  const s = await openSession(gw.url);
+  const n = 100000;
+  const id = 77;
+  const started = Date.now();
+  const r = await withTimeout(
+    slowCall(gw.url, s.id, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'burst', arguments: { n, progress: true }, _meta: { progressToken: 'p1' } } }, 20),
+    120000,
+    'slow client',
+  );
+  const msgs = events(r.text);
+  const c = tally(msgs, id);
+  const progress = msgs.filter((m) => m.method === 'notifications/progress');
+  const lastProgress = progress.at(-1)?.params?.progress;
+  console.log(`# slow client, n=${n} (+${n} progress): ${c.log} log messages and ${c.progress} progress delivered (last ${lastProgress}), summary ${JSON.stringify(c.summary)}, result ${c.result ? 'yes' : 'NO'}, ${Date.now() - started} ms`);
+  assert.equal(r.status, 200);
+  assert.ok(c.result, 'the result reaches a slow client');
+  assert.equal(c.result.result.content[0].text, `burst ${n}`);
+  assert.equal(lastProgress, n, 'progress keeps the latest');
+  assert.ok(c.log < n, 'a slow client is not sent every log line');
+  assert.match(c.summary ?? '', new RegExp(`${n - c.log} log messages`));
+});
