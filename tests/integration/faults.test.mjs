@@ -5,10 +5,11 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { HERE, JSON_HEADERS, PROTOCOL, baseConfig, openSession, request, startGateway, withTimeout } from './lib.mjs';
+import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, openSession, post, sleep, startGateway, withTimeout } from './lib.mjs';
 
 async function hostile(t) {
   const child = spawn(process.execPath, [path.join(HERE, 'fixtures', 'hostile-http.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -116,4 +117,38 @@ test('a slow client gets the result and the latest progress of a flood', async (
   assert.equal(lastProgress, n, 'progress keeps the latest');
   assert.ok(c.log < n, 'a slow client is not sent every log line');
   assert.match(c.summary ?? '', new RegExp(`${n - c.log} log messages`));
+});
+
+function rssKiB(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)[1]), hwm: Number(/VmHWM:\s+(\d+)/.exec(status)[1]) };
+}
+
+test('a body built to blow up the parser is refused before it costs memory', async (t) => {
+  const gw = await startGateway(baseConfig(), { t });
+  const s = await openSession(gw.url);
+  await s.rpc('ping');
+  // 4 MB (limits.max_body) of empty objects inside one JSON-RPC request.
+  const n = Math.floor((4 * 1024 * 1024 - 200) / 3);
+  const bomb = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":[${'{},'.repeat(n - 1)}{}]}}}`;
+  const before = rssKiB(gw.pid);
+  // Without a session, with an unknown session, and with a real one; 8 at once.
+  const tries = [
+    post(gw.url, bomb),
+    post(gw.url, bomb, { session: 'gs1.nope' }),
+    ...Array.from({ length: 6 }, () => post(gw.url, bomb, { session: s.id })),
+  ];
+  const answers = await Promise.all(tries);
+  await sleep(200);
+  const after = rssKiB(gw.pid);
+  console.log(`# 8 bodies of ${bomb.length} bytes (${n} empty objects): RSS before ${before.rss} KiB, peak ${after.hwm} KiB, after ${after.rss} KiB; answers ${answers.map((a) => a.status).join(' ')}`);
+  // An unknown session is refused before the parse; without one the era is in the body, whose
+  // bytes are bounded before it is parsed.
+  assertRpcError(answers[1], { status: 404, message: /session not found/ });
+  for (const a of [answers[0], ...answers.slice(2)]) assertRpcError(a, { status: 413, message: /limit of \d+/ });
+  assert.ok(after.hwm - before.rss < 64 * 1024, `peak RSS rose by ${after.hwm - before.rss} KiB (bound 64 MiB)`);
+  assert.ok(after.rss - before.rss < 32 * 1024, `RSS stayed ${after.rss - before.rss} KiB higher (bound 32 MiB)`);
+  // A large legitimate body (one 3 MB string) still goes through the parser.
+  const big = await s.rpc('tools/call', { name: 'nope', arguments: { text: 'x'.repeat(3 * 1024 * 1024) } });
+  assertRpcError(big, { code: -32602, message: /nope/ });
 });
