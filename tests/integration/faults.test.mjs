@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, openSession, post, sleep, startGateway, withTimeout } from './lib.mjs';
@@ -151,4 +152,65 @@ test('a body built to blow up the parser is refused before it costs memory', asy
   // A large legitimate body (one 3 MB string) still goes through the parser.
   const big = await s.rpc('tools/call', { name: 'nope', arguments: { text: 'x'.repeat(3 * 1024 * 1024) } });
   assertRpcError(big, { code: -32602, message: /nope/ });
+});
+
+// A REST API that answers with bytes that are not UTF-8, behind the openapi transport.
+const BAD_SPEC = {
+  openapi: '3.0.3',
+  info: { title: 'bad bytes', version: '1' },
+  paths: {
+    '/text/{id}': {
+      get: {
+        operationId: 'get_text',
+        parameters: [
+          { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+          { name: 'status', in: 'query', schema: { type: 'integer' } },
+          { name: 'type', in: 'query', schema: { type: 'string' } },
+        ],
+        responses: { 200: { description: 'bytes' } },
+      },
+    },
+  },
+};
+
+async function badBytesApi(t) {
+  const seen = [];
+  const api = http.createServer((req, res) => {
+    req.resume();
+    const u = new URL(req.url, 'http://x');
+    seen.push(req.url.length);
+    const body = Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from(' ok '), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from(' end')]);
+    res.writeHead(Number(u.searchParams.get('status') ?? 200), { 'Content-Type': u.searchParams.get('type') ?? 'text/plain' });
+    res.end(body);
+  });
+  await new Promise((r) => api.listen(0, '127.0.0.1', r));
+  t.after(() => api.close());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-faults-'));
+  const spec = path.join(dir, 'bad.json');
+  fs.writeFileSync(spec, JSON.stringify(BAD_SPEC));
+  return { spec, base: `http://127.0.0.1:${api.address().port}`, seen };
+}
+
+test('invalid UTF-8 from a REST API becomes U+FFFD with the HTTP status kept', async (t) => {
+  const api = await badBytesApi(t);
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'api', spec: api.spec, base_url: api.base, discovery: 'static' }] }), { t });
+  const s = await openSession(`${gw.base}/mcp/api`);
+  for (const [status, type] of [[200, 'text/plain'], [500, 'text/plain'], [200, 'application/json']]) {
+    const r = await s.callTool('get_text', { id: 'a', status, type });
+    assert.ok(r.json?.result, `HTTP ${status} ${type}: ${r.text.slice(0, 300)}`);
+    const text = r.json.result.content[0].text;
+    assert.match(text, new RegExp(`HTTP ${status}`), text);
+    assert.match(text, /caf\uFFFD ok \uFFFD+ end/, text);
+    assert.doesNotMatch(text, /out of memory/i);
+    assert.equal(r.json.result.isError === true, status >= 400, text);
+  }
+  // A path parameter of 1 MB: the refusal names the limit, not memory; nothing is sent.
+  const before = api.seen.length;
+  const r = await s.callTool('get_text', { id: 'x'.repeat(1 << 20) });
+  const text = r.json?.result?.content?.[0]?.text ?? r.text;
+  console.log(`# 1 MB path parameter: ${text.slice(0, 200)}`);
+  assert.equal(r.json?.result?.isError, true, r.text.slice(0, 300));
+  assert.doesNotMatch(text, /out of memory/i);
+  assert.match(text, /URL.*\d+ bytes.*limit/);
+  assert.equal(api.seen.length, before);
 });
