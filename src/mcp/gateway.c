@@ -122,6 +122,7 @@ static void mrtr_free(struct mrtr *m);
 static void finish_recovery(struct upstream *up);
 static unsigned replay_session_state(struct upstream *up);
 static unsigned queue_limit(const struct upstream *up);
+static void unqueue(struct upstream *up, struct forward *prev, struct forward *f);
 static bool give_up_recovery(struct upstream *up, const char *why);
 
 struct pending {
@@ -461,6 +462,32 @@ static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
 static void call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
+    if (p->id == 0) { /* never sent: still waiting for a place (max_concurrency) */
+        struct upstream *up = p->up;
+        for (struct forward *q = up->queue_head, *prev = NULL; q != NULL; prev = q, q = q->next) {
+            if (q->p != p)
+                continue;
+            unqueue(up, prev, q);
+            char m[400];
+            snprintf(m, sizeof(m),
+                     "server \"%s\" did not answer within %u ms (timeouts.total, counted from the "
+                     "call's arrival): the call waited all that time for a place (max_concurrency "
+                     "%u) and was not sent",
+                     up->srv->name, up->srv->timeouts.total_ms, up->srv->max_concurrency);
+            log_info("call_dropped",
+                     "a call to server %s was not sent: it waited %u ms for a place", up->srv->name,
+                     up->srv->timeouts.total_ms);
+            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
+                                            json_pack("{s:s}", "server", up->srv->name));
+            stream_push(p->stream, err, true);
+            json_decref(err);
+            p->answered = true;
+            pending_free(p);
+            json_decref(q->msg);
+            free(q);
+            return;
+        }
+    }
     if (p->held) {
         /* Waiting for the server's session to come back, and out of time. */
         unhold(p->up, p); /* not counted in flight while held */
@@ -2770,6 +2797,14 @@ static void forward_cb(void *arg)
             p->answered = true;
             pending_free(p);
             goto out;
+        }
+        /* timeouts.total counts from the call's arrival, so its timer runs while it waits
+           (send_pending keeps a running timer). */
+        if (p->cb == NULL && p->timer == NULL && up->srv->timeouts.total_ms &&
+            (p->timer = malloc(sizeof(*p->timer))) != NULL) {
+            uv_timer_init(up->home->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, call_timeout_cb, up->srv->timeouts.total_ms, 0);
         }
         f->next = NULL;
         if (up->queue_tail)

@@ -10,7 +10,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, openSession, post, sleep, startGateway, withTimeout } from './lib.mjs';
+import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, miniServer, openSession, post, sleep, startGateway, withTimeout } from './lib.mjs';
 
 async function hostile(t) {
   const child = spawn(process.execPath, [path.join(HERE, 'fixtures', 'hostile-http.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -213,4 +213,22 @@ test('invalid UTF-8 from a REST API becomes U+FFFD with the HTTP status kept', a
   assert.doesNotMatch(text, /out of memory/i);
   assert.match(text, /URL.*\d+ bytes.*limit/);
   assert.equal(api.seen.length, before);
+});
+
+test('timeouts.total counts from arrival: a queued call is not given a fresh total', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [miniServer('m', { max_concurrency: 1, timeouts: { total: '1s' } })] }), { t });
+  const s = await openSession(gw.url);
+  const started = Date.now();
+  // One place: the first call takes it for 700 ms, the second waits 700 ms, then needs 700 ms
+  // more; the third waits until the second is done. Each must end by its 1 s from arrival.
+  const calls = [0, 1, 2].map((i) =>
+    s.callTool('sleep', { ms: 700 }, { timeout: 10000 }).then((r) => ({ i, r, ms: Date.now() - started })),
+  );
+  const done = await Promise.all(calls);
+  for (const { i, r, ms } of done) console.log(`# call ${i}: ${ms} ms, ${r.json?.error ? `error ${r.json.error.code} ${r.json.error.message}` : 'ok'}`);
+  assert.ok(done[0].r.json?.result, done[0].r.text);
+  for (const { i, r, ms } of done.slice(1)) {
+    assert.ok(ms < 1600, `call ${i} answered after ${ms} ms, beyond its timeouts.total of 1 s from arrival`);
+    assertRpcError(r, { code: -32004, message: /timeouts\.total/ });
+  }
 });
