@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/idmap.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rand.h"
 #include "mcp/catalog.h"
 #include "upstream/transport.h"
@@ -2145,12 +2146,51 @@ static bool input_required(struct upstream *up, struct pending *p, json_t *msg)
     return true;
 }
 
+/* Count a request the server sent to a client, by what became of it, in
+   gatehouse_server_requests_total{server, method, outcome}. The method label is one MCP defines
+   for that direction or "(other)": a label never takes a value the server chooses. */
+static void count_server_request(struct upstream *up, const char *method, const char *outcome)
+{
+    static const char *const names[] = {"server", "method", "outcome"};
+    static const char *const known[] = {"ping", "roots/list", "sampling/createMessage",
+                                        "elicitation/create"};
+    const char *label = "(other)";
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(method, known[i]) == 0)
+            label = known[i];
+    struct metric *m = metrics_counter(
+        "gatehouse_server_requests_total",
+        "Requests servers sent to clients, by server, method and what the gateway did with them "
+        "(relayed, answered by the gateway, refused, unanswered when the answer could not be sent)",
+        3, names);
+    const char *values[] = {up->srv->name, label, outcome};
+    metrics_inc(m, values, 1);
+}
+
+/* Answer the server's request `id` (code 0: an empty result) and count it under `outcome`; an
+   answer that cannot be sent is logged and counted "unanswered", never lost without a trace. */
+static void answer_server_request(struct upstream *up, json_t *id, const char *method, int code,
+                                  const char *message, const char *outcome)
+{
+    json_t *r =
+        code ? jsonrpc_error_new(id, code, message, NULL) : jsonrpc_result_new(id, json_object());
+    int err = r ? transport_send(up->t, r, NULL) : ERR_NOMEM;
+    json_decref(r);
+    if (err) {
+        log_warn("server_request_unanswered",
+                 "server %s sent %s, which the gateway could not answer: %s", up->srv->name, method,
+                 err_str(err));
+        outcome = "unanswered";
+    }
+    count_server_request(up, method, outcome);
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
     if (strcmp(method, "ping") == 0) {
-        answer_server(up, id, 0, NULL);
+        answer_server_request(up, id, method, 0, NULL, "answered");
         return;
     }
     struct pending *call = related_call(up, related);
@@ -2159,18 +2199,25 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
            gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
            client/roots); an empty list is the true answer. */
         json_t *r = jsonrpc_result_new(id, json_pack("{s:[]}", "roots"));
-        transport_send(up->t, r, NULL);
+        int err = transport_send(up->t, r, NULL);
         json_decref(r);
+        if (err)
+            log_warn("server_request_unanswered",
+                     "server %s sent %s, which the gateway could not answer: %s", up->srv->name,
+                     method, err_str(err));
+        count_server_request(up, method, err ? "unanswered" : "answered");
         return;
     }
     if (call == NULL) {
-        answer_server(up, id, JSONRPC_INTERNAL_ERROR,
-                      "the gateway has no client request in flight to relay this request to");
+        answer_server_request(
+            up, id, method, JSONRPC_INTERNAL_ERROR,
+            "the gateway has no client request in flight to relay this request to", "refused");
         return;
     }
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
            call, answered by a retry. */
+        count_server_request(up, method, "relayed");
         mrtr_input_request(up, call, msg);
         return;
     }
@@ -2178,18 +2225,20 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (cap != NULL && !session_has_capability(call->session, cap)) {
         char m[200];
         snprintf(m, sizeof(m), "the client did not declare the \"%s\" capability", cap);
-        answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        answer_server_request(up, id, method, JSONRPC_METHOD_NOT_FOUND, m, "refused");
         return;
     }
     uint64_t down_id = session_next_request_id(call->session);
     if (session_track_request(call->session, down_id, up, id) != 0) {
-        answer_server(up, id, JSONRPC_INTERNAL_ERROR, "the client session is closed");
+        answer_server_request(up, id, method, JSONRPC_INTERNAL_ERROR,
+                              "the client session is closed", "refused");
         return;
     }
     json_t *copy = json_copy(msg);
     json_object_set_new(copy, "id", json_integer((json_int_t)down_id));
     stream_push(call->stream, copy, false);
     json_decref(copy);
+    count_server_request(up, method, "relayed");
 }
 
 static void server_notification(struct upstream *up, json_t *msg, void *related)

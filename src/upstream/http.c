@@ -59,6 +59,7 @@
 #include "upstream/upstream.h"
 
 #define HTTP_QUEUE_FACTOR 4             /* queued exchanges allowed per unit of concurrency */
+#define HTTP_ANSWERS_QUEUED_MAX 65536   /* more queued answers to the server's own requests */
 #define HTTP_ERROR_BODY_MAX (64 * 1024) /* bytes of a non-2xx body kept for diagnosis */
 #define HTTP_WHY_BODY 200               /* bytes of an error body quoted in `why` */
 #define HTTP_SESSION_ID_MAX 1024
@@ -1444,7 +1445,12 @@ static int http_send(struct transport *base, json_t *msg, void *related, json_t 
         return ERR_CLOSED;
     bool direct =
         !t->busy && t->queue == NULL && t->nactive < t->cap && t->mode != MODE_LEGACY_PROBING;
-    if (!direct && t->nqueued >= (size_t)t->cap * HTTP_QUEUE_FACTOR)
+    /* The gateway's answers to the server's own requests (no method) are the server's doing:
+       a server that sends thousands of requests at once is owed thousands of answers, which
+       must not be lost to the bound on calls. They have a larger bound of their own. */
+    bool answer = json_object_get(msg, "method") == NULL;
+    size_t bound = (size_t)t->cap * HTTP_QUEUE_FACTOR + (answer ? HTTP_ANSWERS_QUEUED_MAX : 0);
+    if (!direct && t->nqueued >= bound)
         return ERR_LIMIT;
     struct exchange *ex = ex_new(t, EX_POST, related);
     if (ex == NULL)

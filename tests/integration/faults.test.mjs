@@ -10,7 +10,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, miniServer, openSession, post, sleep, startGateway, withTimeout } from './lib.mjs';
+import { HERE, JSON_HEADERS, PROTOCOL, assertRpcError, baseConfig, miniServer, openSession, post, request, sleep, startGateway, withTimeout } from './lib.mjs';
 
 async function hostile(t) {
   const child = spawn(process.execPath, [path.join(HERE, 'fixtures', 'hostile-http.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -231,4 +231,22 @@ test('timeouts.total counts from arrival: a queued call is not given a fresh tot
     assert.ok(ms < 1600, `call ${i} answered after ${ms} ms, beyond its timeouts.total of 1 s from arrival`);
     assertRpcError(r, { code: -32004, message: /timeouts\.total/ });
   }
+});
+
+test('every server-to-client request to a client without the capability is answered and counted', async (t) => {
+  const up = await hostile(t);
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'h', url: up, timeouts: { total: '60s' } }] }), { t });
+  const s = await openSession(gw.url);
+  const n = 10000;
+  for (const method of ['roots/list', 'sampling/createMessage', 'elicitation/create']) {
+    const started = Date.now();
+    const r = await s.callTool('requests', { n, method }, { timeout: 60000 });
+    const text = r.json?.result?.content?.[0]?.text ?? r.text.slice(0, 300);
+    console.log(`# ${n} ${method} requests: ${text}, ${Date.now() - started} ms`);
+    assert.equal(text, `answered ${n}: errors ${n}, results 0`);
+  }
+  const m = await request(`${gw.base}/metrics`);
+  const line = m.text.split('\n').find((l) => l.startsWith('gatehouse_server_requests_total') && l.includes('server="h"') && l.includes('method="roots/list"') && l.includes('outcome="refused"'));
+  console.log(`# ${line}`);
+  assert.ok(line && Number(line.split(' ').at(-1)) === n, `metrics: ${line}`);
 });
