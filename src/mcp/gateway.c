@@ -154,6 +154,7 @@ struct pending {
     json_t *params;      /* tools/call over HTTP: its Mcp-Param-* headers (Name -> text), sent
                             with it every time (retry, resend after recovery), or NULL */
     bool held;           /* in up->held, waiting for the session to come back */
+    bool paused;         /* HTTP: its exchange is not read while its client is behind */
     bool resent;         /* already sent again once after a lost session */
     struct pending *held_next;
     json_t *call_msg; /* the call as first sent, for an MRTR retry with the client's answers */
@@ -2241,6 +2242,47 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     count_server_request(up, method, "relayed");
 }
 
+/* Home thread: the client of a stream is resuming reading; read call `id`'s exchange again. */
+struct backpressure {
+    struct upstream *up;
+    uint64_t id;
+};
+
+static void resume_reading_cb(void *arg)
+{
+    struct backpressure *bp = arg;
+    struct pending *p = idmap_get(&bp->up->pending, bp->id);
+    if (p != NULL && p->paused) {
+        p->paused = false;
+        if (bp->up->t != NULL)
+            transport_resume(bp->up->t, p);
+    }
+    free(bp);
+}
+
+/* Home thread, after pushing a message of call p that arrived on p's own HTTP exchange: when its
+   client has fallen behind, stop reading the exchange until the client catches up (or leaves),
+   rather than fill the stream's buffer and drop notifications. stdio has one pipe for every
+   call and is not paused; its notifications meet session.c's hold-back rule instead. */
+static void apply_backpressure(struct upstream *up, struct pending *p, void *related)
+{
+    if (p == NULL || p != related || p->paused || up->t == NULL || !p->exchange_open ||
+        !stream_backlogged(p->stream))
+        return;
+    struct backpressure *bp = malloc(sizeof(*bp));
+    if (bp == NULL)
+        return;
+    bp->up = up;
+    bp->id = p->id;
+    p->paused = true;
+    transport_pause(up->t, p);
+    if (stream_on_drain(p->stream, up->home->mb, resume_reading_cb, bp) != 0) {
+        free(bp);
+        p->paused = false;
+        transport_resume(up->t, p);
+    }
+}
+
 static void server_notification(struct upstream *up, json_t *msg, void *related)
 {
     const char *method = jsonrpc_method(msg);
@@ -2256,6 +2298,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         json_object_set(json_object_get(copy, "params"), "progressToken", p->client_token);
         stream_push(p->stream, copy, false);
         json_decref(copy);
+        apply_backpressure(up, p, related);
         return;
     }
     for (int k = 0; k < CAT_NKINDS; k++) {
@@ -2288,6 +2331,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
             stream_push(call->stream, msg, false);
         else
             broadcast(up->index, msg, NULL);
+        apply_backpressure(up, call, related);
         return;
     }
     log_debug("upstream_notification", "server %s sent %s; not relayed", up->srv->name, method);

@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/idmap.h"
 #include "core/log.h"
+#include "core/mailbox.h"
 #include "core/rand.h"
 #include "mcp/gateway.h"
 #include "store/store.h"
@@ -49,7 +50,12 @@ struct stream {
        progress per token (dumped token -> message), and what was dropped. */
     json_t *held_progress;
     uint64_t dropped_log, dropped_other, dropped_progress;
-    bool summary_due; /* something was dropped since the last summary */
+    bool summary_due;         /* something was dropped since the last summary */
+    uint64_t evicted_message; /* seq of the last request or response evicted from the ring */
+    /* stream_on_drain: whom to tell when the backlog is gone */
+    struct mailbox *drain_mb;
+    void (*drain_fn)(void *arg);
+    void *drain_arg;
     struct stream_writer *writer;
     bool left; /* a writer detached and none has attached since: the client went away */
     bool wake_pending;
@@ -1055,6 +1061,7 @@ void stream_unref(struct stream *st)
         json_decref(st->ring[(st->ring_head + i) % st->ring_cap].msg);
     free(st->ring);
     json_decref(st->held_progress);
+    free(st->drain_arg); /* a drain never posted */
     session_unref(st->s);
     free(st);
 }
@@ -1141,6 +1148,8 @@ static int ring_put(struct stream *st, json_t *msg, bool final)
     if (st->ring_len == st->ring_cap) {
         struct event *old = &st->ring[st->ring_head];
         if (old->seq <= st->pulled) { /* delivered: it can no longer be replayed, that is all */
+            if (json_object_get(old->msg, "id") != NULL)
+                st->evicted_message = old->seq; /* a resumption from before it lost a message */
             json_decref(old->msg);
             st->ring_head = (st->ring_head + 1) % st->ring_cap;
             st->ring_len--;
@@ -1234,6 +1243,66 @@ static void hold_back(struct stream *st, json_t *msg, const char *method)
     st->summary_due = true;
 }
 
+/* With s->lock held: events no writer has taken yet. */
+static size_t undelivered(const struct stream *st)
+{
+    return st->next_seq - 1 > st->pulled ? (size_t)(st->next_seq - 1 - st->pulled) : 0;
+}
+
+bool stream_backlogged(struct stream *st)
+{
+    if (st == NULL)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    bool yes = st->writer != NULL && !st->finished && undelivered(st) * 2 >= st->ring_max;
+    pthread_mutex_unlock(&st->s->lock);
+    return yes;
+}
+
+/* With s->lock held: if a drain is registered and due, take it for posting after unlock. */
+static bool take_drain(struct stream *st, struct mailbox **mb, void (**fn)(void *), void **arg)
+{
+    if (st->drain_fn == NULL)
+        return false;
+    bool due =
+        st->writer == NULL || st->finished || st->s->closed || undelivered(st) * 4 <= st->ring_max;
+    if (!due)
+        return false;
+    *mb = st->drain_mb;
+    *fn = st->drain_fn;
+    *arg = st->drain_arg;
+    st->drain_mb = NULL;
+    st->drain_fn = NULL;
+    st->drain_arg = NULL;
+    return true;
+}
+
+static void post_drain(struct mailbox *mb, void (*fn)(void *), void *arg)
+{
+    if (mailbox_post(mb, fn, arg) != 0)
+        free(arg); /* the loop is gone: so is whatever was paused */
+}
+
+int stream_on_drain(struct stream *st, struct mailbox *mb, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&st->s->lock);
+    if (st->drain_fn != NULL) {
+        pthread_mutex_unlock(&st->s->lock);
+        return ERR_LIMIT;
+    }
+    st->drain_mb = mb;
+    st->drain_fn = fn;
+    st->drain_arg = arg;
+    struct mailbox *pmb;
+    void (*pfn)(void *);
+    void *parg;
+    bool post = take_drain(st, &pmb, &pfn, &parg);
+    pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(pmb, pfn, parg);
+    return 0;
+}
+
 int stream_push(struct stream *st, json_t *msg, bool final)
 {
     if (st == NULL)
@@ -1269,9 +1338,15 @@ void stream_end(struct stream *st)
 {
     if (st == NULL)
         return;
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
     pthread_mutex_lock(&st->s->lock);
     st->finished = true;
+    bool post = take_drain(st, &mb, &fn, &arg);
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
     wake_writer(st);
 }
 
@@ -1301,14 +1376,27 @@ bool stream_has_writer(struct stream *st, struct stream_writer *w)
 
 void stream_detach(struct stream *st, struct stream_writer *w)
 {
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
+    bool post = false;
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
         st->writer = NULL;
         st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
+        /* What the writer took may not have reached the client: keep what the ring still
+           holds for a resumption (only notifications are held back from now on). */
+        if (st->ring_len > 0 && st->pulled >= st->ring[st->ring_head].seq)
+            st->pulled = st->ring[st->ring_head].seq - 1;
         atomic_store(&st->s->last_used, now_ms());
+        /* Nobody reads now: holding the server back would only make the answer wait for a
+           resumption that may never come; the held-back rule bounds the buffer instead. */
+        post = take_drain(st, &mb, &fn, &arg);
     }
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
 }
 
 bool stream_abandoned(struct stream *st)
@@ -1346,9 +1434,28 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         *single = NULL;
     pthread_mutex_lock(&st->s->lock);
     uint64_t oldest = st->ring_len ? st->ring[st->ring_head].seq : st->next_seq;
-    if (*cursor + 1 < oldest) {
-        err = ERR_LIMIT;
+    if (*cursor + 1 < oldest && *cursor < st->evicted_message) {
+        err = ERR_LIMIT; /* a request or response it never saw is gone: a real loss */
         goto out;
+    }
+    if (*cursor + 1 < oldest) {
+        /* Only notifications are gone (the client read more slowly than the server wrote, then
+           resumed): say how many, without an event id, and go on from the oldest kept. */
+        json_t *note = json_pack(
+            "{s:s, s:s, s:{s:s, s:s, s:s, s:{s:I}}}", "jsonrpc", "2.0", "method",
+            "notifications/message", "params", "level", "warning", "logger", "gatehouse", "data",
+            "notifications of this stream after Last-Event-ID are no longer buffered "
+            "(limits.replay_events); the events that follow are the oldest kept, and no request "
+            "or response was lost",
+            "_meta", "missed", (json_int_t)(oldest - 1 - *cursor));
+        char *text = note ? json_dumps(note, JSON_COMPACT) : NULL;
+        json_decref(note);
+        err = text ? buf_printf(out, "data: %s\n\n", text) : ERR_NOMEM;
+        free(text);
+        if (err)
+            goto out;
+        *cursor = oldest - 1;
+        json_if_single = false;
     }
     if (json_if_single && *cursor == 0 && st->ring_len > 0 && st->ring[st->ring_head].final &&
         st->ring[st->ring_head].seq == 1) {
@@ -1400,8 +1507,14 @@ again:
     /* Ended without a final event (cancelled, or the session closed) and fully pulled. */
     if ((st->finished || st->s->closed) && *cursor + 1 >= st->next_seq)
         *finished = true;
-out:
+out:;
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
+    bool post = take_drain(st, &mb, &fn, &arg);
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
     if (drop)
         stream_unref(drop);
     return err;

@@ -112,7 +112,9 @@ struct exchange {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     bool sent_session;
-    bool cancelled; /* by transport_cancel or close: no done_cb, removed at settle */
+    bool cancelled;    /* by transport_cancel or close: no done_cb, removed at settle */
+    bool pause_wanted; /* transport_pause: the next bytes are refused (CURL_WRITEFUNC_PAUSE) */
+    bool paused;       /* and libcurl holds the transfer paused */
     bool in_multi;
 
     uv_timer_t timer;        /* first byte / idle / total */
@@ -392,7 +394,8 @@ static void ex_arm_timer(struct exchange *ex)
     /* The HTTP+SSE stream is the old transport's session: silence there is not a failure. */
     uint64_t phase = !ex->first_byte                               ? to->first_byte_ms
                      : ex->kind == EX_LEGACY_GET || ex->long_lived ? 0
-                                                                   : to->idle_ms;
+                     : ex->paused ? 0 /* silent because the gateway stopped reading */
+                                  : to->idle_ms;
     uint64_t due = phase ? now + phase : 0;
     if (ex->total_deadline && (due == 0 || ex->total_deadline < due))
         due = ex->total_deadline;
@@ -583,6 +586,13 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (ex->cancelled || t->closing != CLOSE_NONE)
         return 0; /* abort the transfer */
+    if (ex->pause_wanted && ex->mode == BODY_SSE) {
+        /* Back-pressure: nothing of this chunk is taken; libcurl delivers it again once
+           transport_resume unpauses the transfer. */
+        ex->paused = true;
+        ex_arm_timer(ex);
+        return CURL_WRITEFUNC_PAUSE;
+    }
     mark_bytes(ex);
     if (ex->mode == BODY_NONE)
         classify(ex);
@@ -1591,9 +1601,35 @@ static void http_close(struct transport *base)
     }
 }
 
+static void http_pause(struct transport *base, void *related, bool on)
+{
+    struct http_transport *t = (struct http_transport *)base;
+    if (related == NULL || t->closing != CLOSE_NONE)
+        return;
+    struct exchange *ex = find_related(t->active, related);
+    if (ex == NULL)
+        return;
+    ex->pause_wanted = on;
+    if (on || !ex->paused)
+        return;
+    ex->paused = false;
+    enter(t);
+    ex_arm_timer(ex);
+    /* libcurl may deliver the held chunk from inside this call */
+    CURLcode cc = curl_easy_pause(ex->easy, CURLPAUSE_CONT);
+    if (cc != CURLE_OK) {
+        char why[256];
+        snprintf(why, sizeof(why), "cannot resume reading the response of upstream %s: %s",
+                 srv_name(t), curl_easy_strerror(cc));
+        ex_finish(ex, ERR_INTERNAL, why);
+    }
+    leave(t);
+}
+
 static const struct transport_ops http_ops = {
     .send = http_send,
     .cancel = http_cancel,
+    .pause = http_pause,
     .set_protocol_version = http_set_protocol_version,
     .reset_session = http_reset_session,
     .listen = http_listen,
