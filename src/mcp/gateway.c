@@ -2359,7 +2359,21 @@ static void message_cb(void *owner, json_t *msg, void *related)
     }
     json_t *id = json_object_get(msg, "id");
     struct pending *p =
-        json_is_integer(id) ? idmap_del(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+        json_is_integer(id) ? idmap_get(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+    if (p != NULL && related != NULL && related != p) {
+        /* Over HTTP a POST's response stream belongs to the one request it carried: an answer
+           to another request there (whose id the server knows: it is one of its sessions'
+           calls, maybe another user's) is not that request's answer. The request keeps
+           waiting for its own. */
+        const struct pending *carrier = related;
+        log_warn("upstream_crossed_answer",
+                 "server %s answered request %" PRIu64 " on the exchange of request %" PRIu64
+                 "; dropped: an answer is accepted only on the exchange that carried its request",
+                 up->srv->name, p->id, carrier->id);
+        return;
+    }
+    if (p != NULL)
+        idmap_del(&up->pending, p->id);
     if (p == NULL) {
         log_debug("upstream_protocol", "server %s answered an unknown id", up->srv->name);
         return;

@@ -313,3 +313,20 @@ test('every server-to-client request to a client without the capability is answe
   assert.ok(line && Number(line.split(' ').at(-1)) === n, `metrics: ${line}`);
   await gw.stop();
 });
+
+test("an answer on another call's exchange is dropped: the call gets its own", async (t) => {
+  const up = await hostile(t);
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'h', url: up }] }), { t });
+  const a = await openSession(gw.url);
+  const b = await openSession(gw.url);
+  const victim = a.callTool('hold', { ms: 1500 });
+  await sleep(300);
+  const attacker = await b.callTool('cross', {});
+  const mine = await victim;
+  const textOf = (r) => r.json?.result?.content?.[0]?.text ?? r.text.slice(0, 200);
+  console.log(`# A's call: ${textOf(mine)}; B's call: ${textOf(attacker)}`);
+  assert.equal(textOf(attacker), 'cross');
+  assert.equal(textOf(mine), 'held', "A gets its own answer, not the one put on B's exchange");
+  assert.match(gw.tail(), /upstream_crossed_answer/);
+  await gw.stop();
+});
