@@ -273,6 +273,16 @@ test('invalid UTF-8 from a REST API becomes U+FFFD with the HTTP status kept', a
   assert.doesNotMatch(text, /out of memory/i);
   assert.match(text, /URL.*\d+ bytes.*limit/);
   assert.equal(api.seen.length, before);
+  // Arguments are checked against the tool's inputSchema, naming the field; nothing is sent.
+  for (const [args, want] of [
+    [{ id: 'a', status: '500' }, /argument 'status' of tool 'get_text' must be an integer, not a string/],
+    [{ id: { x: 1 } }, /argument 'id' of tool 'get_text' must be a string, not an object/],
+  ]) {
+    const bad = await s.callTool('get_text', args);
+    assert.equal(bad.json?.result?.isError, true, bad.text.slice(0, 300));
+    assert.match(bad.json.result.content[0].text, want);
+  }
+  assert.equal(api.seen.length, before);
   await gw.stop();
 });
 
