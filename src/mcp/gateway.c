@@ -56,8 +56,7 @@ struct upstream {
     enum up_state state;
     json_t *caps;
     struct idmap pending;
-    _Atomic uint64_t next_id;  /* any thread: ids are drawn where the request is built */
-    _Atomic unsigned inflight; /* atomic: /readyz reads both from any thread */
+    _Atomic unsigned inflight;               /* atomic: /readyz reads both from any thread */
     struct forward *queue_head, *queue_tail; /* calls waiting for a place (max_concurrency) */
     _Atomic unsigned queued;
     struct pending *last_call; /* most recent client call, for relating stdio messages */
@@ -114,6 +113,22 @@ struct forward {
 
 static void call_finished(struct upstream *up);
 static void forward_cb(void *arg);
+
+#define CALL_ID_BITS 48 /* bits of a request id (call_cookie packs it with the server) */
+
+/* Any thread: an id for a request to a server, also its progress token there. Random (48 bits,
+   CALL_ID_BITS, which every JSON reader keeps exact; never 0), not a counter: one upstream session
+   carries every user's calls, and a server must not be able to guess the id of another user's
+   call in flight. */
+static uint64_t draw_id(void)
+{
+    uint64_t id = 0;
+    while (id == 0) {
+        rand_bytes(&id, sizeof(id));
+        id &= (UINT64_C(1) << CALL_ID_BITS) - 1;
+    }
+    return id;
+}
 static void cancel_on_home_cb(void *arg);
 static void reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -341,7 +356,6 @@ static void broadcast(int server, json_t *msg, const char *uri)
 
 /* What a session remembers of a client call, for cancellation: the server and our id, packed
    into the pointer-sized cookie the session stores (never dereferenced). */
-#define CALL_ID_BITS 48
 static void *call_cookie(int server, uint64_t id)
 {
     return (void *)(uintptr_t)(((uint64_t)server << CALL_ID_BITS) |
@@ -527,7 +541,7 @@ static void call_timeout_cb(uv_timer_t *t)
 static int send_pending(struct upstream *up, struct pending *p, json_t *msg)
 {
     if (p->id == 0)
-        p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+        p->id = draw_id();
     p->up = up;
     json_object_set_new(msg, "id", json_integer((json_int_t)p->id));
     if (p->cb == NULL && p->sent != msg) {
@@ -1978,7 +1992,7 @@ static void bridge_retry(struct upstream *up, struct pending *p)
         json_object_set(params, "requestState", p->up_state);
     idmap_del(&up->pending, p->id);
     session_untrack_call(p->session, p->client_id, call_cookie(up->index, p->id));
-    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    p->id = draw_id();
     if (p->client_token != NULL) /* progress of the retry reaches the same client token */
         json_object_set_new(json_object_get(params, "_meta"), "progressToken",
                             json_integer((json_int_t)p->id));
@@ -2996,7 +3010,7 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
         p->mrtr_ok = p->call_target != NULL;
         snprintf(p->call_method, sizeof(p->call_method), "%s", method);
     }
-    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    p->id = draw_id();
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");
     if (json_is_string(tok) || json_is_integer(tok)) {

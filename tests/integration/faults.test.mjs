@@ -338,5 +338,10 @@ test("an answer on another call's exchange is dropped: the call gets its own", a
   assert.equal(textOf(attacker), 'cross');
   assert.equal(textOf(mine), 'held', "A gets its own answer, not the one put on B's exchange");
   assert.match(gw.tail(), /upstream_crossed_answer/);
+  // The ids a server sees are not a counter it could extrapolate to another user's call.
+  const ids = [];
+  for (let i = 0; i < 5; i++) ids.push(Number((await (i % 2 ? a : b).callTool('whoami', {})).json.result.content[0].text));
+  console.log(`# ids the server saw: ${ids.join(' ')}`);
+  assert.ok(ids.slice(1).every((id, i) => Math.abs(id - ids[i]) > 1000), `ids ${ids.join(' ')}`);
   await gw.stop();
 });
