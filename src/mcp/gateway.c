@@ -378,6 +378,8 @@ static void unhold(struct upstream *up, struct pending *p);
 
 static void pending_free(struct pending *p)
 {
+    if (p->paused && p->up != NULL && p->up->t != NULL)
+        transport_resume(p->up->t, p); /* stdio: the pipe serves other calls too */
     if (p->timer) {
         uv_close((uv_handle_t *)p->timer, (uv_close_cb)free);
         p->timer = NULL;
@@ -2274,14 +2276,16 @@ static void resume_reading_cb(void *arg)
     free(bp);
 }
 
-/* Home thread, after pushing a message of call p that arrived on p's own HTTP exchange: when its
-   client has fallen behind, stop reading the exchange until the client catches up (or leaves),
-   rather than fill the stream's buffer and drop notifications. stdio has one pipe for every
-   call and is not paused; its notifications meet session.c's hold-back rule instead. */
+/* Home thread, after pushing a message of call p: when its client has fallen behind, stop
+   reading what carries p's messages until the client catches up (or leaves), rather than fill
+   the stream's buffer and drop notifications. Over HTTP that is p's own exchange (only a message
+   that came on it counts); over stdio the one pipe of every call. */
 static void apply_backpressure(struct upstream *up, struct pending *p, void *related)
 {
-    if (p == NULL || p != related || p->paused || up->t == NULL || !p->exchange_open ||
-        !stream_backlogged(p->stream))
+    bool stdio = up->srv->transport == TRANSPORT_STDIO;
+    if (p == NULL || p->paused || up->t == NULL || !stream_backlogged(p->stream))
+        return;
+    if (stdio ? related != NULL : (p != related || !p->exchange_open))
         return;
     struct backpressure *bp = malloc(sizeof(*bp));
     if (bp == NULL)

@@ -84,7 +84,8 @@ void transport_cancel(struct transport *t, void *related);
  * Back-pressure. HTTP: stop reading the response of `related`'s exchange (what was already
  * received is still delivered; the next bytes wait in the kernel and the server's own send
  * buffer, until the server blocks) until transport_resume. While paused, the exchange's idle
- * timeout does not run; its total deadline does. Unknown `related`, stdio and OpenAPI: no-op.
+ * timeout does not run; its total deadline does. stdio: stop reading the child's stdout, which
+ * carries every call (`related` is ignored). Unknown `related` and OpenAPI: no-op.
  */
 void transport_pause(struct transport *t, void *related);
 void transport_resume(struct transport *t, void *related);

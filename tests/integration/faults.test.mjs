@@ -126,6 +126,29 @@ test('a slow client holds the server back and gets every message', async (t) => 
   await gw.stop();
 });
 
+test('a slow client holds a stdio server back too (its pipe is not read)', async (t) => {
+  const server = { name: 's', command: process.execPath, args: [path.join(HERE, 'fixtures', 'hostile-http.mjs'), '--stdio'], timeouts: { total: '120s' } };
+  const gw = await startGateway(baseConfig({ servers: [server] }), { t });
+  const s = await openSession(gw.url);
+  const n = 20000;
+  const id = 79;
+  const started = Date.now();
+  const r = await withTimeout(
+    slowCall(gw.url, s.id, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'burst', arguments: { n, progress: true }, _meta: { progressToken: 'p3' } } }, 5),
+    120000,
+    'slow client',
+  );
+  const msgs = events(r.text);
+  const c = tally(msgs, id);
+  console.log(`# slow client, stdio server, n=${n} (+${n} progress): ${c.log} log messages and ${c.progress} progress delivered, summary ${JSON.stringify(c.summary?.slice(0, 60))}, result ${c.result ? 'yes' : 'NO'}, ${Date.now() - started} ms`);
+  assert.ok(c.result, 'the result reaches a slow client');
+  assert.equal(c.log, n, 'back-pressure on the pipe: nothing dropped while the client reads');
+  // The server still answers once the flood is over.
+  const again = await s.callTool('burst', { n: 1 });
+  assert.equal(again.json?.result?.content?.[0]?.text, 'burst 1');
+  await gw.stop();
+});
+
 test('a client that leaves during a flood resumes to the result; only notifications are dropped', async (t) => {
   const up = await hostile(t);
   const gw = await startGateway(baseConfig({ servers: [{ name: 'h', url: up, timeouts: { total: '120s' } }] }), { t });
