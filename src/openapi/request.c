@@ -228,9 +228,10 @@ static bool type_matches(const char *type, const json_t *v)
 {
     if (strcmp(type, "string") == 0)
         return json_is_string(v);
-    if (strcmp(type, "integer") == 0)
-        return json_is_integer(v) ||
-               (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v));
+    if (strcmp(type, "integer") == 0) {
+        double x = json_is_real(v) ? json_real_value(v) : 0.5;
+        return json_is_integer(v) || (x > -9e15 && x < 9e15 && x == (double)(long long)x);
+    }
     if (strcmp(type, "number") == 0)
         return json_is_number(v);
     if (strcmp(type, "boolean") == 0)
