@@ -1,7 +1,10 @@
-// What a chatty, buggy or hostile upstream does to other users: a server that floods a call
-// with notifications, a body built to blow up the parser, server-to-client requests by the
-// thousand. The upstream is tests/integration/fixtures/hostile-http.mjs (a fixture, because no
-// well-behaved server floods on purpose). Figures are printed with `#` so a run shows them.
+// What a chatty, buggy or hostile upstream does to other users: a server that floods a call with
+// notifications (over HTTP and stdio, to a fast, a slow and a departed client), a body built to
+// blow up the parser, a REST API that answers bytes that are not UTF-8 and a path parameter of
+// 1 MB, arguments of the wrong type, calls that wait in the queue past their total timeout,
+// server-to-client requests by the ten thousand, and an answer put on another call's exchange.
+// The HTTP and stdio upstream is tests/integration/fixtures/hostile-http.mjs (a fixture, because
+// no well-behaved server floods on purpose). Figures are printed with `#` so a run shows them.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
