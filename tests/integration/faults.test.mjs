@@ -323,8 +323,10 @@ test('timeouts.total counts from arrival: a queued call is not given a fresh tot
   );
   const done = await Promise.all(calls);
   for (const { i, r, ms } of done) console.log(`# call ${i}: ${ms} ms, ${r.json?.error ? `error ${r.json.error.code} ${r.json.error.message}` : 'ok'}`);
-  assert.ok(done[0].r.json?.result, done[0].r.text);
-  for (const { i, r, ms } of done.slice(1)) {
+  // Whichever reached the server first ran; the two that waited ended at their total.
+  const ran = done.filter((d) => d.r.json?.result);
+  assert.equal(ran.length, 1, 'one call had the place');
+  for (const { i, r, ms } of done.filter((d) => !d.r.json?.result)) {
     assert.ok(ms < 1600, `call ${i} answered after ${ms} ms, beyond its timeouts.total of 1 s from arrival`);
     assertRpcError(r, { code: -32004, message: /timeouts\.total/ });
   }
