@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <link.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -517,6 +518,9 @@ static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
     return false;
 }
 
+/* Bodies at least this large are followed by malloc_trim (see on_mcp). */
+#define TRIM_AFTER_BODY (256u * 1024)
+
 /* The session named by Mcp-Session-Id, owned by `owner` (the binding key of `who`, whose session
    it then records): answers 400/404 and returns NULL when there is none. */
 static struct session *require_session(h2o_req_t *req, int view, const char *owner,
@@ -871,6 +875,11 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
        body is parsed (its _meta may name the version). */
     if (sid.base != NULL && !check_protocol_header(req))
         return;
+    /* A session named by header is checked before the body is parsed: an unknown one costs
+       the sender no parse. */
+    struct session *s = NULL;
+    if (sid.base != NULL && (s = require_session(req, view, a->owner, a->who)) == NULL)
+        return;
     json_t *msg = NULL, *id = NULL;
     enum jsonrpc_kind kind;
     struct err_info ei = {0};
@@ -881,11 +890,15 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         return;
     }
     if (err) {
-        json_t *e = jsonrpc_error_new(
-            id, err == ERR_PARSE ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST, ei.msg, NULL);
-        send_json(req, 400, e);
+        json_t *e = jsonrpc_error_new(id,
+                                      err == ERR_PARSE   ? JSONRPC_PARSE_ERROR
+                                      : err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT
+                                                         : JSONRPC_INVALID_REQUEST,
+                                      ei.msg, NULL);
+        send_json(req, err == ERR_LIMIT ? 413 : 400, e);
         json_decref(e);
         json_decref(id);
+        session_unref(s);
         return;
     }
     json_decref(id);
@@ -909,8 +922,7 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
         }
     }
     bool is_init = kind == JSONRPC_REQUEST && strcmp(method, "initialize") == 0;
-    struct session *s = NULL;
-    if (!is_init || sid.base != NULL) {
+    if (s == NULL && !is_init) {
         s = require_session(req, view, a->owner, a->who);
         if (s == NULL) {
             json_decref(msg);
@@ -1052,9 +1064,13 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         principal_key(&who, owner, sizeof(owner));
     }
     who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         handle_post(w, req, view, start, &a);
-    else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
+        /* A large body leaves the parse's memory in malloc's free lists, where glibc keeps it
+           (per-thread arenas are rarely trimmed on their own): hand it back to the system. */
+        if (req->entity.len >= TRIM_AFTER_BODY)
+            malloc_trim(0);
+    } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
         handle_get(w, req, view, start, &a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
         handle_delete(w, req, view, start, &a);

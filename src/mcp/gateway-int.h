@@ -33,8 +33,7 @@ struct upstream {
     enum up_state state;
     json_t *caps;
     struct idmap pending;
-    _Atomic uint64_t next_id;  /* any thread: ids are drawn where the request is built */
-    _Atomic unsigned inflight; /* atomic: /readyz reads both from any thread */
+    _Atomic unsigned inflight;               /* atomic: /readyz reads both from any thread */
     struct forward *queue_head, *queue_tail; /* calls waiting for a place (max_concurrency) */
     _Atomic unsigned queued;
     struct pending *last_call; /* most recent client call, for relating stdio messages */
@@ -119,6 +118,7 @@ struct pending {
     json_t *params;      /* tools/call over HTTP: its Mcp-Param-* headers (Name -> text), sent
                             with it every time (retry, resend after recovery), or NULL */
     bool held;           /* in up->held, waiting for the session to come back */
+    bool paused;         /* HTTP: its exchange is not read while its client is behind */
     bool resent;         /* already sent again once after a lost session */
     struct pending *held_next;
     json_t *call_msg; /* the call as first sent, for an MRTR retry with the client's answers */
@@ -162,6 +162,7 @@ struct broadcast {
 struct catalog *gw_worker_catalog(struct mcp_worker *w);
 void gw_broadcast_cb(struct session *s, void *arg);
 void *gw_call_cookie(int server, uint64_t id);
+uint64_t gw_draw_id(void);
 void gw_pending_free(struct pending *p);
 void gw_pending_maybe_free(struct pending *p);
 void gw_answer_client(struct pending *p, json_t *msg);
@@ -185,6 +186,7 @@ int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t 
 /* gateway.c: the calls' queue per server and the downstream replies (worker or home thread as
    noted at the definitions) */
 unsigned gw_queue_limit(const struct upstream *up);
+void gw_unqueue(struct upstream *up, struct forward *prev, struct forward *f);
 void gw_call_finished(struct upstream *up);
 void gw_forward_cb(void *arg);
 void gw_reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)

@@ -39,7 +39,7 @@ unsigned gw_queue_limit(const struct upstream *up)
 }
 
 /* Take f out of up's queue of calls waiting for a place; prev is the entry before it or NULL. */
-static void unqueue(struct upstream *up, struct forward *prev, struct forward *f)
+void gw_unqueue(struct upstream *up, struct forward *prev, struct forward *f)
 {
     if (prev != NULL)
         prev->next = f->next;
@@ -78,7 +78,7 @@ void gw_call_finished(struct upstream *up)
         up->inflight--;
     while (up->queue_head != NULL && up->inflight < up->srv->max_concurrency) {
         struct forward *f = up->queue_head;
-        unqueue(up, NULL, f);
+        gw_unqueue(up, NULL, f);
         if (stream_abandoned(f->p->stream)) {
             char why[160];
             snprintf(why, sizeof(why),
@@ -168,6 +168,14 @@ void gw_forward_cb(void *arg)
             gw_pending_free(p);
             goto out;
         }
+        /* timeouts.total counts from the call's arrival, so its timer runs while it waits
+           (gw_send_pending keeps a running timer). */
+        if (p->cb == NULL && p->timer == NULL && up->srv->timeouts.total_ms &&
+            (p->timer = malloc(sizeof(*p->timer))) != NULL) {
+            uv_timer_init(up->home->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, gw_call_timeout_cb, up->srv->timeouts.total_ms, 0);
+        }
         f->next = NULL;
         if (up->queue_tail)
             up->queue_tail->next = f;
@@ -249,7 +257,7 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
         p->mrtr_ok = p->call_target != NULL;
         snprintf(p->call_method, sizeof(p->call_method), "%s", method);
     }
-    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    p->id = gw_draw_id();
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");
     if (json_is_string(tok) || json_is_integer(tok)) {
@@ -1146,7 +1154,7 @@ void gw_cancel_on_home_cb(void *arg)
     for (struct forward *q = up->queue_head, *prev = NULL; target == NULL && q != NULL;
          prev = q, q = q->next) {
         if (q->p->id == id) {
-            unqueue(up, prev, q);
+            gw_unqueue(up, prev, q);
             char why[200];
             snprintf(why, sizeof(why), "%s while it waited for a place",
                      json_string_value(json_object_get(f->msg, "reason")));

@@ -5,6 +5,7 @@
  */
 #include "mcp/jsonrpc.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,11 +79,68 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei)
         "not a request (no \"method\") nor a response (no \"result\" or \"error\")");
 }
 
+/* One pass over the bytes, following strings, that bounds nesting, containers and values
+   (values are counted as containers plus separators, which bounds them from above). Not a
+   validator: jansson still parses what passes, and refuses what is not JSON. */
+static int prescan(const char *body, size_t len, struct err_info *ei)
+{
+    size_t depth = 0, containers = 0, values = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = body[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            in_string = true;
+            break;
+        case '{':
+        case '[':
+            if (++depth > JSONRPC_MAX_DEPTH)
+                return err_info_set(ei, ERR_INVAL, 0, 0,
+                                    "the body nests JSON deeper than the gateway's limit of %d "
+                                    "levels (at byte %zu)",
+                                    JSONRPC_MAX_DEPTH, i);
+            if (++containers > JSONRPC_MAX_CONTAINERS)
+                return err_info_set(ei, ERR_LIMIT, 0, 0,
+                                    "the body holds more JSON objects and arrays than the "
+                                    "gateway's limit of %d per message (at byte %zu)",
+                                    JSONRPC_MAX_CONTAINERS, i);
+            values++;
+            break;
+        case '}':
+        case ']':
+            if (depth > 0)
+                depth--;
+            break;
+        case ',':
+        case ':':
+            if (++values > JSONRPC_MAX_VALUES)
+                return err_info_set(ei, ERR_LIMIT, 0, 0,
+                                    "the body holds more JSON values than the gateway's limit "
+                                    "of %d per message (at byte %zu)",
+                                    JSONRPC_MAX_VALUES, i);
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
 int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind *kind,
                   json_t **id_out, struct err_info *ei)
 {
     json_error_t jerr;
     *id_out = NULL;
+    int err = prescan(body, len, ei);
+    if (err)
+        return err;
     /* \u0000 is valid JSON; the gateway refuses NUL where it routes (names, URIs) instead. */
     json_t *msg =
         json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
@@ -101,7 +159,7 @@ int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind 
         if (valid_id(id))
             *id_out = json_incref(id);
     }
-    int err = jsonrpc_classify(msg, kind, ei);
+    err = jsonrpc_classify(msg, kind, ei);
     if (err) {
         json_decref(msg);
         return err;

@@ -37,7 +37,16 @@ enum jsonrpc_kind {
  * ERR_INVAL (JSON, but not a valid JSON-RPC message: answer -32600) with ei->msg naming the cause.
  * If the body was an object with a usable id, *id_out receives a new reference to it even on
  * ERR_INVAL (so the error answer can carry it); otherwise *id_out is NULL.
+ *
+ * Before the parse, one pass over the bytes bounds what the parse may cost: at most
+ * JSONRPC_MAX_DEPTH levels of nesting, JSONRPC_MAX_CONTAINERS objects and arrays and
+ * JSONRPC_MAX_VALUES values in all (an empty object costs jansson some 200 bytes, so 4 MB of
+ * them would cost 300 MB). Too deep: ERR_INVAL (answer 400); too many containers or values:
+ * ERR_LIMIT (answer 413); either names the bound, and nothing is parsed.
  */
+#define JSONRPC_MAX_DEPTH 128
+#define JSONRPC_MAX_CONTAINERS 20000
+#define JSONRPC_MAX_VALUES 250000
 int jsonrpc_parse(const char *body, size_t len, json_t **out, enum jsonrpc_kind *kind,
                   json_t **id_out, struct err_info *ei);
 

@@ -524,7 +524,7 @@ static void bridge_retry(struct upstream *up, struct pending *p)
         json_object_set(params, "requestState", p->up_state);
     idmap_del(&up->pending, p->id);
     session_untrack_call(p->session, p->client_id, gw_call_cookie(up->index, p->id));
-    p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+    p->id = gw_draw_id();
     if (p->client_token != NULL) /* progress of the retry reaches the same client token */
         json_object_set_new(json_object_get(params, "_meta"), "progressToken",
                             json_integer((json_int_t)p->id));

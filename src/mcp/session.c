@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/idmap.h"
 #include "core/log.h"
+#include "core/mailbox.h"
 #include "core/rand.h"
 #include "mcp/protocol.h"
 #include "store/store.h"
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #define MAX_STREAMS_PER_SESSION 32
+#define STREAM_HELD_PROGRESS_MAX 64 /* progress tokens held back per congested stream */
 #define SESSION_SEALED_PREFIX "gs1."
 #define SESSION_SEALED_TTL_S (24 * 3600) /* a sealed id is resumable this long after initialize */
 #define SESSION_ENDED_MAX (1u << 20)     /* ended sealed ids remembered; beyond, none is resumed */
@@ -43,6 +45,17 @@ struct stream {
     size_t ring_cap, ring_len, ring_head; /* ring_head: index of the oldest event */
     size_t ring_max;                      /* ring_cap grows on demand up to this (replay_events) */
     uint64_t next_seq;                    /* seq of the next event; events start at 1 */
+    uint64_t pulled; /* highest seq a writer has taken: events after it are undelivered */
+    /* Held back while the ring is full of undelivered events (see stream_push): the latest
+       progress per token (dumped token -> message), and what was dropped. */
+    json_t *held_progress;
+    uint64_t dropped_log, dropped_other, dropped_progress;
+    bool summary_due;         /* something was dropped since the last summary */
+    uint64_t evicted_message; /* seq of the last request or response evicted from the ring */
+    /* stream_on_drain: whom to tell when the backlog is gone */
+    struct mailbox *drain_mb;
+    void (*drain_fn)(void *arg);
+    void *drain_arg;
     struct stream_writer *writer;
     bool left; /* a writer detached and none has attached since: the client went away */
     bool wake_pending;
@@ -1068,6 +1081,8 @@ void stream_unref(struct stream *st)
     for (size_t i = 0; i < st->ring_len; i++)
         json_decref(st->ring[(st->ring_head + i) % st->ring_cap].msg);
     free(st->ring);
+    json_decref(st->held_progress);
+    free(st->drain_arg); /* a drain never posted */
     session_unref(st->s);
     free(st);
 }
@@ -1126,6 +1141,189 @@ static void wake_writer(struct stream *st)
     }
 }
 
+/* With s->lock held: make room for `cap` events, laying them out from index 0, oldest first.
+   Returns false when memory is short (the ring is unchanged). */
+static bool ring_resize(struct stream *st, size_t cap)
+{
+    struct event *ring = malloc(cap * sizeof(*ring));
+    if (ring == NULL)
+        return false;
+    for (size_t i = 0; i < st->ring_len; i++)
+        ring[i] = st->ring[(st->ring_head + i) % st->ring_cap];
+    free(st->ring);
+    st->ring = ring;
+    st->ring_cap = cap;
+    st->ring_head = 0;
+    return true;
+}
+
+/* With s->lock held: append an event. Evicts the oldest event when it was delivered already
+   (only replay loses it); when the ring is full of undelivered events it grows past ring_max
+   (the callers bound how often: responses, requests and the held-back summary only). */
+static int ring_put(struct stream *st, json_t *msg, bool final)
+{
+    if (st->ring_len == st->ring_cap && st->ring_cap < st->ring_max) {
+        size_t cap = st->ring_cap * 2 < st->ring_max ? st->ring_cap * 2 : st->ring_max;
+        (void)ring_resize(st, cap); /* on failure: keep the smaller ring */
+    }
+    if (st->ring_len == st->ring_cap) {
+        struct event *old = &st->ring[st->ring_head];
+        if (old->seq <= st->pulled) { /* delivered: it can no longer be replayed, that is all */
+            if (json_object_get(old->msg, "id") != NULL)
+                st->evicted_message = old->seq; /* a resumption from before it lost a message */
+            json_decref(old->msg);
+            st->ring_head = (st->ring_head + 1) % st->ring_cap;
+            st->ring_len--;
+        } else if (!ring_resize(st, st->ring_cap * 2)) {
+            return ERR_NOMEM;
+        }
+    }
+    struct event *e = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
+    e->seq = st->next_seq++;
+    e->msg = json_incref(msg);
+    e->final = final;
+    st->ring_len++;
+    return 0;
+}
+
+/* With s->lock held: is every slot of a full ring an event no writer has taken yet? */
+static bool ring_congested(const struct stream *st)
+{
+    if (st->ring_len < st->ring_max)
+        return false;
+    return st->ring_len > 0 && st->ring[st->ring_head].seq > st->pulled;
+}
+
+/* With s->lock held: put what was held back into the ring: a summary of what was dropped (a
+   notifications/message from the logger "gatehouse" with the counts so far), then the latest
+   progress of each token. Bounded: one summary and STREAM_HELD_PROGRESS_MAX progress events. */
+static void flush_held(struct stream *st)
+{
+    if (st->summary_due) {
+        char text[400];
+        snprintf(text, sizeof(text),
+                 "the gateway dropped %" PRIu64 " log messages, %" PRIu64
+                 " progress notifications and %" PRIu64
+                 " other notifications of this stream so far: the client read more slowly than "
+                 "the server wrote, and at most %zu undelivered events are held per stream "
+                 "(limits.replay_events); progress keeps the latest of each token, responses "
+                 "and requests are never dropped",
+                 st->dropped_log, st->dropped_progress, st->dropped_other, st->ring_max);
+        json_t *note = json_pack(
+            "{s:s, s:s, s:{s:s, s:s, s:s, s:{s:I, s:I, s:I}}}", "jsonrpc", "2.0", "method",
+            "notifications/message", "params", "level", "warning", "logger", "gatehouse", "data",
+            text, "_meta", "dropped", (json_int_t)st->dropped_log, "droppedProgress",
+            (json_int_t)st->dropped_progress, "droppedOther", (json_int_t)st->dropped_other);
+        if (note != NULL && ring_put(st, note, false) == 0)
+            st->summary_due = false;
+        json_decref(note);
+    }
+    if (st->held_progress != NULL) {
+        const char *key;
+        json_t *msg;
+        json_object_foreach(st->held_progress, key, msg)(void) ring_put(st, msg, false);
+        json_decref(st->held_progress);
+        st->held_progress = NULL;
+    }
+}
+
+/* With s->lock held: the ring is full of undelivered events and msg is a notification. Progress
+   keeps the latest per token; a notification equal to one still waiting is redundant; anything
+   else is dropped and counted. */
+static void hold_back(struct stream *st, json_t *msg, const char *method)
+{
+    if (strcmp(method, "notifications/progress") == 0) {
+        json_t *token = json_object_get(json_object_get(msg, "params"), "progressToken");
+        char *key = token ? json_dumps(token, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (st->held_progress == NULL)
+            st->held_progress = json_object();
+        if (key != NULL && st->held_progress != NULL &&
+            (json_object_get(st->held_progress, key) != NULL ||
+             json_object_size(st->held_progress) < STREAM_HELD_PROGRESS_MAX)) {
+            if (json_object_get(st->held_progress, key) != NULL)
+                st->dropped_progress++; /* superseded by this one */
+            json_object_set(st->held_progress, key, msg);
+        } else {
+            st->dropped_progress++;
+            st->summary_due = true;
+        }
+        free(key);
+        return;
+    }
+    if (strcmp(method, "notifications/message") == 0) {
+        st->dropped_log++;
+        st->summary_due = true;
+        return;
+    }
+    for (size_t i = 0; i < st->ring_len; i++) {
+        struct event *e = &st->ring[(st->ring_head + i) % st->ring_cap];
+        if (e->seq > st->pulled && json_equal(e->msg, msg))
+            return; /* the same notification is still on its way */
+    }
+    st->dropped_other++;
+    st->summary_due = true;
+}
+
+/* With s->lock held: events no writer has taken yet. */
+static size_t undelivered(const struct stream *st)
+{
+    return st->next_seq - 1 > st->pulled ? (size_t)(st->next_seq - 1 - st->pulled) : 0;
+}
+
+bool stream_backlogged(struct stream *st)
+{
+    if (st == NULL)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    bool yes = st->writer != NULL && !st->finished && undelivered(st) * 2 >= st->ring_max;
+    pthread_mutex_unlock(&st->s->lock);
+    return yes;
+}
+
+/* With s->lock held: if a drain is registered and due, take it for posting after unlock. */
+static bool take_drain(struct stream *st, struct mailbox **mb, void (**fn)(void *), void **arg)
+{
+    if (st->drain_fn == NULL)
+        return false;
+    bool due =
+        st->writer == NULL || st->finished || st->s->closed || undelivered(st) * 4 <= st->ring_max;
+    if (!due)
+        return false;
+    *mb = st->drain_mb;
+    *fn = st->drain_fn;
+    *arg = st->drain_arg;
+    st->drain_mb = NULL;
+    st->drain_fn = NULL;
+    st->drain_arg = NULL;
+    return true;
+}
+
+static void post_drain(struct mailbox *mb, void (*fn)(void *), void *arg)
+{
+    if (mailbox_post(mb, fn, arg) != 0)
+        free(arg); /* the loop is gone: so is whatever was paused */
+}
+
+int stream_on_drain(struct stream *st, struct mailbox *mb, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&st->s->lock);
+    if (st->drain_fn != NULL) {
+        pthread_mutex_unlock(&st->s->lock);
+        return ERR_LIMIT;
+    }
+    st->drain_mb = mb;
+    st->drain_fn = fn;
+    st->drain_arg = arg;
+    struct mailbox *pmb;
+    void (*pfn)(void *);
+    void *parg;
+    bool post = take_drain(st, &pmb, &pfn, &parg);
+    pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(pmb, pfn, parg);
+    return 0;
+}
+
 int stream_push(struct stream *st, json_t *msg, bool final)
 {
     if (st == NULL)
@@ -1136,44 +1334,40 @@ int stream_push(struct stream *st, json_t *msg, bool final)
         pthread_mutex_unlock(&st->s->lock);
         return ERR_CLOSED;
     }
-    struct event *e;
-    if (st->ring_len == st->ring_cap && st->ring_cap < st->ring_max) {
-        size_t cap = st->ring_cap * 2 < st->ring_max ? st->ring_cap * 2 : st->ring_max;
-        struct event *ring = malloc(cap * sizeof(*ring));
-        if (ring != NULL) { /* lay the events out from index 0, oldest first */
-            for (size_t i = 0; i < st->ring_len; i++)
-                ring[i] = st->ring[(st->ring_head + i) % st->ring_cap];
-            free(st->ring);
-            st->ring = ring;
-            st->ring_cap = cap;
-            st->ring_head = 0;
-        } /* else: keep the smaller ring; replay reaches less far back */
+    int err = 0;
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    bool notification = !final && method != NULL && json_object_get(msg, "id") == NULL;
+    if (notification && ring_congested(st)) {
+        /* The client has not taken what is waiting: never evict an undelivered event (that
+           would cost the client events, and the response after them its place in the order),
+           hold this one back instead. The writer wakes anyway: it is already behind. */
+        hold_back(st, msg, method);
+        pthread_mutex_unlock(&st->s->lock);
+        return 0;
     }
-    if (st->ring_len == st->ring_cap) { /* full: the oldest event can no longer be replayed */
-        e = &st->ring[st->ring_head];
-        json_decref(e->msg);
-        st->ring_head = (st->ring_head + 1) % st->ring_cap;
-        st->ring_len--;
-    }
-    e = &st->ring[(st->ring_head + st->ring_len) % st->ring_cap];
-    e->seq = st->next_seq++;
-    e->msg = json_incref(msg);
-    e->final = final;
-    st->ring_len++;
-    if (final)
+    if (final || !ring_congested(st))
+        flush_held(st); /* there is room again, or this is the last chance */
+    err = ring_put(st, msg, final);
+    if (err == 0 && final)
         st->finished = true;
     pthread_mutex_unlock(&st->s->lock);
     wake_writer(st);
-    return 0;
+    return err;
 }
 
 void stream_end(struct stream *st)
 {
     if (st == NULL)
         return;
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
     pthread_mutex_lock(&st->s->lock);
     st->finished = true;
+    bool post = take_drain(st, &mb, &fn, &arg);
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
     wake_writer(st);
 }
 
@@ -1203,14 +1397,27 @@ bool stream_has_writer(struct stream *st, struct stream_writer *w)
 
 void stream_detach(struct stream *st, struct stream_writer *w)
 {
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
+    bool post = false;
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
         st->writer = NULL;
         st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
+        /* What the writer took may not have reached the client: keep what the ring still
+           holds for a resumption (only notifications are held back from now on). */
+        if (st->ring_len > 0 && st->pulled >= st->ring[st->ring_head].seq)
+            st->pulled = st->ring[st->ring_head].seq - 1;
         atomic_store(&st->s->last_used, now_ms());
+        /* Nobody reads now: holding the server back would only make the answer wait for a
+           resumption that may never come; the held-back rule bounds the buffer instead. */
+        post = take_drain(st, &mb, &fn, &arg);
     }
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
 }
 
 bool stream_abandoned(struct stream *st)
@@ -1248,19 +1455,41 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         *single = NULL;
     pthread_mutex_lock(&st->s->lock);
     uint64_t oldest = st->ring_len ? st->ring[st->ring_head].seq : st->next_seq;
-    if (*cursor + 1 < oldest) {
-        err = ERR_LIMIT;
+    if (*cursor + 1 < oldest && *cursor < st->evicted_message) {
+        err = ERR_LIMIT; /* a request or response it never saw is gone: a real loss */
         goto out;
+    }
+    if (*cursor + 1 < oldest) {
+        /* Only notifications are gone (the client read more slowly than the server wrote, then
+           resumed): say how many, without an event id, and go on from the oldest kept. */
+        json_t *note = json_pack(
+            "{s:s, s:s, s:{s:s, s:s, s:s, s:{s:I}}}", "jsonrpc", "2.0", "method",
+            "notifications/message", "params", "level", "warning", "logger", "gatehouse", "data",
+            "notifications of this stream after Last-Event-ID are no longer buffered "
+            "(limits.replay_events); the events that follow are the oldest kept, and no request "
+            "or response was lost",
+            "_meta", "missed", (json_int_t)(oldest - 1 - *cursor));
+        char *text = note ? json_dumps(note, JSON_COMPACT) : NULL;
+        json_decref(note);
+        err = text ? buf_printf(out, "data: %s\n\n", text) : ERR_NOMEM;
+        free(text);
+        if (err)
+            goto out;
+        *cursor = oldest - 1;
+        json_if_single = false;
     }
     if (json_if_single && *cursor == 0 && st->ring_len > 0 && st->ring[st->ring_head].final &&
         st->ring[st->ring_head].seq == 1) {
         *single = json_incref(st->ring[st->ring_head].msg);
         *cursor = 1;
+        st->pulled = 1;
         *finished = true;
         st->delivered = true;
         drop = unlist(st);
         goto out;
     }
+    bool flushed = false;
+again:
     for (size_t i = 0; i < st->ring_len; i++) {
         struct event *e = &st->ring[(st->ring_head + i) % st->ring_cap];
         if (e->seq <= *cursor)
@@ -1282,17 +1511,31 @@ int stream_pull(struct stream *st, uint64_t *cursor, struct buf *out, bool *fini
         if (err)
             goto out;
         *cursor = e->seq;
+        if (e->seq > st->pulled)
+            st->pulled = e->seq;
         if (e->final) {
             *finished = true;
             st->delivered = true;
             drop = unlist(st);
         }
     }
+    /* The writer caught up: what was held back while it was behind goes out now. */
+    if (!flushed && !st->finished && (st->summary_due || st->held_progress != NULL)) {
+        flushed = true;
+        flush_held(st);
+        goto again;
+    }
     /* Ended without a final event (cancelled, or the session closed) and fully pulled. */
     if ((st->finished || st->s->closed) && *cursor + 1 >= st->next_seq)
         *finished = true;
-out:
+out:;
+    struct mailbox *mb;
+    void (*fn)(void *);
+    void *arg;
+    bool post = take_drain(st, &mb, &fn, &arg);
     pthread_mutex_unlock(&st->s->lock);
+    if (post)
+        post_drain(mb, fn, arg);
     if (drop)
         stream_unref(drop);
     return err;

@@ -180,6 +180,16 @@ uint64_t stream_number(const struct stream *st);
    2026-07-28 client's input has no stream until the client retries). */
 int stream_push(struct stream *st, json_t *msg, bool final);
 
+/*
+ * Back-pressure, any thread. stream_backlogged: a writer is attached and at least half of
+ * limits.replay_events wait for it (the client reads more slowly than the server writes).
+ * stream_on_drain: post fn(arg) to mb once, when the backlog has drained to a quarter, the
+ * writer left or the stream ended (at once if it is not backlogged now). One registration per
+ * stream: returns ERR_LIMIT when one is pending, else 0. A stream freed first frees arg.
+ */
+bool stream_backlogged(struct stream *st);
+int stream_on_drain(struct stream *st, struct mailbox *mb, void (*fn)(void *arg), void *arg);
+
 /* Any thread: no more events will come (a cancelled request). Writers finish once drained.
    NULL is ignored. */
 void stream_end(struct stream *st);

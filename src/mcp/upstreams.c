@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/idmap.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rand.h"
 #include "mcp/catalog.h"
 #include "mcp/gateway-int.h"
@@ -181,6 +182,20 @@ void *gw_call_cookie(int server, uint64_t id)
                                (id & ((1ULL << CALL_ID_BITS) - 1)));
 }
 
+/* Any thread: an id for a request to a server, also its progress token there. Random (48 bits,
+   CALL_ID_BITS, which every JSON reader keeps exact; never 0), not a counter: one upstream session
+   carries every user's calls, and a server must not be able to guess the id of another user's
+   call in flight. */
+uint64_t gw_draw_id(void)
+{
+    uint64_t id = 0;
+    while (id == 0) {
+        rand_bytes(&id, sizeof(id));
+        id &= (UINT64_C(1) << CALL_ID_BITS) - 1;
+    }
+    return id;
+}
+
 /* Take p out of its server's chain of client calls in flight (wherever it is in it: calls end
    in any order). The chain is as long as the calls in flight, at most max_concurrency. */
 static void unlink_call(struct upstream *up, struct pending *p)
@@ -197,6 +212,8 @@ static void unhold(struct upstream *up, struct pending *p);
 
 void gw_pending_free(struct pending *p)
 {
+    if (p->paused && p->up != NULL && p->up->t != NULL)
+        transport_resume(p->up->t, p); /* stdio: the pipe serves other calls too */
     if (p->timer) {
         uv_close((uv_handle_t *)p->timer, (uv_close_cb)free);
         p->timer = NULL;
@@ -297,6 +314,34 @@ static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
 void gw_call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
+    {
+        /* Never sent: still waiting for a place (max_concurrency). Its id is drawn already
+           (forward), so only the queue can tell; it is at most gw_queue_limit long. */
+        struct upstream *up = p->up;
+        for (struct forward *q = up->queue_head, *prev = NULL; q != NULL; prev = q, q = q->next) {
+            if (q->p != p)
+                continue;
+            gw_unqueue(up, prev, q);
+            char m[400];
+            snprintf(m, sizeof(m),
+                     "server \"%s\" did not answer within %u ms (timeouts.total, counted from the "
+                     "call's arrival): the call waited all that time for a place (max_concurrency "
+                     "%u) and was not sent",
+                     up->srv->name, up->srv->timeouts.total_ms, up->srv->max_concurrency);
+            log_info("call_dropped",
+                     "a call to server %s was not sent: it waited %u ms for a place", up->srv->name,
+                     up->srv->timeouts.total_ms);
+            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
+                                            json_pack("{s:s}", "server", up->srv->name));
+            stream_push(p->stream, err, true);
+            json_decref(err);
+            p->answered = true;
+            gw_pending_free(p);
+            json_decref(q->msg);
+            free(q);
+            return;
+        }
+    }
     if (p->held) {
         /* Waiting for the server's session to come back, and out of time. */
         unhold(p->up, p); /* not counted in flight while held */
@@ -334,7 +379,7 @@ void gw_call_timeout_cb(uv_timer_t *t)
 int gw_send_pending(struct upstream *up, struct pending *p, json_t *msg)
 {
     if (p->id == 0)
-        p->id = atomic_fetch_add(&up->next_id, 1) + 1;
+        p->id = gw_draw_id();
     p->up = up;
     json_object_set_new(msg, "id", json_integer((json_int_t)p->id));
     if (p->cb == NULL && p->sent != msg) {
@@ -1317,12 +1362,59 @@ int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t 
     return 0;
 }
 
+/* Count a request the server sent to a client, by what became of it, in
+   gatehouse_server_requests_total{server, method, outcome}. The method label is one MCP defines
+   for that direction or "(other)": a label never takes a value the server chooses. */
+static void count_server_request(struct upstream *up, const char *method, const char *outcome)
+{
+    static const char *const names[] = {"server", "method", "outcome"};
+    static const char *const known[] = {"ping", "roots/list", "sampling/createMessage",
+                                        "elicitation/create"};
+    const char *label = "(other)";
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(method, known[i]) == 0)
+            label = known[i];
+    struct metric *m = metrics_counter(
+        "gatehouse_server_requests_total",
+        "Requests servers sent to clients, by server, method and what the gateway did with them "
+        "(relayed, answered by the gateway, refused, unanswered when the answer could not be sent)",
+        3, names);
+    const char *values[] = {up->srv->name, label, outcome};
+    metrics_inc(m, values, 1);
+}
+
+/* Send r (an answer to the server's request `method`) and count it under `outcome`; an answer
+   that cannot be sent is logged and counted "unanswered", never lost without a trace. */
+static void send_server_answer(struct upstream *up, json_t *r, const char *method,
+                               const char *outcome)
+{
+    int err = r ? transport_send(up->t, r, NULL) : ERR_NOMEM;
+    json_decref(r);
+    if (err) {
+        log_warn("server_request_unanswered",
+                 "server %s sent %s, which the gateway could not answer: %s", up->srv->name, method,
+                 err_str(err));
+        outcome = "unanswered";
+    }
+    count_server_request(up, method, outcome);
+}
+
+/* Answer the server's request `id` (code 0: an empty result) and count it under `outcome`. */
+static void answer_server_request(struct upstream *up, json_t *id, const char *method, int code,
+                                  const char *message, const char *outcome)
+{
+    send_server_answer(up,
+                       code ? jsonrpc_error_new(id, code, message, NULL)
+                            : jsonrpc_result_new(id, json_object()),
+                       method, outcome);
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
     const char *method = jsonrpc_method(msg);
     if (strcmp(method, "ping") == 0) {
-        gw_answer_server(up, id, 0, NULL);
+        answer_server_request(up, id, method, 0, NULL, "answered");
         return;
     }
     struct pending *call = related_call(up, related);
@@ -1330,19 +1422,20 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         /* Outside a client's call (a server asks at start, after initialized), the roots are the
            gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
            client/roots); an empty list is the true answer. */
-        json_t *r = jsonrpc_result_new(id, json_pack("{s:[]}", "roots"));
-        transport_send(up->t, r, NULL);
-        json_decref(r);
+        send_server_answer(up, jsonrpc_result_new(id, json_pack("{s:[]}", "roots")), method,
+                           "answered");
         return;
     }
     if (call == NULL) {
-        gw_answer_server(up, id, JSONRPC_INTERNAL_ERROR,
-                         "the gateway has no client request in flight to relay this request to");
+        answer_server_request(
+            up, id, method, JSONRPC_INTERNAL_ERROR,
+            "the gateway has no client request in flight to relay this request to", "refused");
         return;
     }
     if (session_transient(call->session)) {
         /* The 2026-07-28 carrier for this is an InputRequiredResult (MRTR) on the client's
            call, answered by a retry. */
+        count_server_request(up, method, "relayed");
         gw_mrtr_input_request(up, call, msg, call != related);
         return;
     }
@@ -1350,18 +1443,63 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     if (cap != NULL && !session_has_capability(call->session, cap)) {
         char m[200];
         snprintf(m, sizeof(m), "the client did not declare the \"%s\" capability", cap);
-        gw_answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
+        answer_server_request(up, id, method, JSONRPC_METHOD_NOT_FOUND, m, "refused");
         return;
     }
     uint64_t down_id = session_next_request_id(call->session);
     if (session_track_request(call->session, down_id, up, id) != 0) {
-        gw_answer_server(up, id, JSONRPC_INTERNAL_ERROR, "the client session is closed");
+        answer_server_request(up, id, method, JSONRPC_INTERNAL_ERROR,
+                              "the client session is closed", "refused");
         return;
     }
     json_t *copy = json_copy(msg);
     json_object_set_new(copy, "id", json_integer((json_int_t)down_id));
     stream_push(call->stream, copy, false);
     json_decref(copy);
+    count_server_request(up, method, "relayed");
+}
+
+/* Home thread: the client of a stream is resuming reading; read call `id`'s exchange again. */
+struct backpressure {
+    struct upstream *up;
+    uint64_t id;
+};
+
+static void resume_reading_cb(void *arg)
+{
+    struct backpressure *bp = arg;
+    struct pending *p = idmap_get(&bp->up->pending, bp->id);
+    if (p != NULL && p->paused) {
+        p->paused = false;
+        if (bp->up->t != NULL)
+            transport_resume(bp->up->t, p);
+    }
+    free(bp);
+}
+
+/* Home thread, after pushing a message of call p: when its client has fallen behind, stop
+   reading what carries p's messages until the client catches up (or leaves), rather than fill
+   the stream's buffer and drop notifications. Over HTTP that is p's own exchange (only a message
+   that came on it counts); over stdio the one pipe of every call. */
+static void apply_backpressure(struct upstream *up, struct pending *p, void *related)
+{
+    bool stdio = up->srv->transport == TRANSPORT_STDIO;
+    if (p == NULL || p->paused || up->t == NULL || !stream_backlogged(p->stream))
+        return;
+    if (stdio ? related != NULL : (p != related || !p->exchange_open))
+        return;
+    struct backpressure *bp = malloc(sizeof(*bp));
+    if (bp == NULL)
+        return;
+    bp->up = up;
+    bp->id = p->id;
+    p->paused = true;
+    transport_pause(up->t, p);
+    if (stream_on_drain(p->stream, up->home->mb, resume_reading_cb, bp) != 0) {
+        free(bp);
+        p->paused = false;
+        transport_resume(up->t, p);
+    }
 }
 
 static void server_notification(struct upstream *up, json_t *msg, void *related)
@@ -1379,6 +1517,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         json_object_set(json_object_get(copy, "params"), "progressToken", p->client_token);
         stream_push(p->stream, copy, false);
         json_decref(copy);
+        apply_backpressure(up, p, related);
         return;
     }
     for (int k = 0; k < CAT_NKINDS; k++) {
@@ -1411,6 +1550,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
             stream_push(call->stream, msg, false);
         else
             broadcast(up->index, msg, NULL);
+        apply_backpressure(up, call, related);
         return;
     }
     log_debug("upstream_notification", "server %s sent %s; not relayed", up->srv->name, method);
@@ -1438,7 +1578,21 @@ static void message_cb(void *owner, json_t *msg, void *related)
     }
     json_t *id = json_object_get(msg, "id");
     struct pending *p =
-        json_is_integer(id) ? idmap_del(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+        json_is_integer(id) ? idmap_get(&up->pending, (uint64_t)json_integer_value(id)) : NULL;
+    if (p != NULL && related != NULL && related != p) {
+        /* Over HTTP a POST's response stream belongs to the one request it carried: an answer
+           to another request there (whose id the server knows: it is one of its sessions'
+           calls, maybe another user's) is not that request's answer. The request keeps
+           waiting for its own. */
+        const struct pending *carrier = related;
+        log_warn("upstream_crossed_answer",
+                 "server %s answered request %" PRIu64 " on the exchange of request %" PRIu64
+                 "; dropped: an answer is accepted only on the exchange that carried its request",
+                 up->srv->name, p->id, carrier->id);
+        return;
+    }
+    if (p != NULL)
+        idmap_del(&up->pending, p->id);
     if (p == NULL) {
         log_debug("upstream_protocol", "server %s answered an unknown id", up->srv->name);
         return;

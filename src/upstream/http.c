@@ -59,6 +59,7 @@
 #include "upstream/upstream.h"
 
 #define HTTP_QUEUE_FACTOR 4             /* queued exchanges allowed per unit of concurrency */
+#define HTTP_ANSWERS_QUEUED_MAX 65536   /* more queued answers to the server's own requests */
 #define HTTP_ERROR_BODY_MAX (64 * 1024) /* bytes of a non-2xx body kept for diagnosis */
 #define HTTP_WHY_BODY 200               /* bytes of an error body quoted in `why` */
 #define HTTP_SESSION_ID_MAX 1024
@@ -111,7 +112,9 @@ struct exchange {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     bool sent_session;
-    bool cancelled; /* by transport_cancel or close: no done_cb, removed at settle */
+    bool cancelled;    /* by transport_cancel or close: no done_cb, removed at settle */
+    bool pause_wanted; /* transport_pause: the next bytes are refused (CURL_WRITEFUNC_PAUSE) */
+    bool paused;       /* and libcurl holds the transfer paused */
     bool in_multi;
 
     uv_timer_t timer;        /* first byte / idle / total */
@@ -391,7 +394,8 @@ static void ex_arm_timer(struct exchange *ex)
     /* The HTTP+SSE stream is the old transport's session: silence there is not a failure. */
     uint64_t phase = !ex->first_byte                               ? to->first_byte_ms
                      : ex->kind == EX_LEGACY_GET || ex->long_lived ? 0
-                                                                   : to->idle_ms;
+                     : ex->paused ? 0 /* silent because the gateway stopped reading */
+                                  : to->idle_ms;
     uint64_t due = phase ? now + phase : 0;
     if (ex->total_deadline && (due == 0 || ex->total_deadline < due))
         due = ex->total_deadline;
@@ -582,6 +586,13 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (ex->cancelled || t->closing != CLOSE_NONE)
         return 0; /* abort the transfer */
+    if (ex->pause_wanted && ex->mode == BODY_SSE) {
+        /* Back-pressure: nothing of this chunk is taken; libcurl delivers it again once
+           transport_resume unpauses the transfer. */
+        ex->paused = true;
+        ex_arm_timer(ex);
+        return CURL_WRITEFUNC_PAUSE;
+    }
     mark_bytes(ex);
     if (ex->mode == BODY_NONE)
         classify(ex);
@@ -1444,7 +1455,12 @@ static int http_send(struct transport *base, json_t *msg, void *related, json_t 
         return ERR_CLOSED;
     bool direct =
         !t->busy && t->queue == NULL && t->nactive < t->cap && t->mode != MODE_LEGACY_PROBING;
-    if (!direct && t->nqueued >= (size_t)t->cap * HTTP_QUEUE_FACTOR)
+    /* The gateway's answers to the server's own requests (no method) are the server's doing:
+       a server that sends thousands of requests at once is owed thousands of answers, which
+       must not be lost to the bound on calls. They have a larger bound of their own. */
+    bool answer = json_object_get(msg, "method") == NULL;
+    size_t bound = (size_t)t->cap * HTTP_QUEUE_FACTOR + (answer ? HTTP_ANSWERS_QUEUED_MAX : 0);
+    if (!direct && t->nqueued >= bound)
         return ERR_LIMIT;
     struct exchange *ex = ex_new(t, EX_POST, related);
     if (ex == NULL)
@@ -1585,9 +1601,35 @@ static void http_close(struct transport *base)
     }
 }
 
+static void http_pause(struct transport *base, void *related, bool on)
+{
+    struct http_transport *t = (struct http_transport *)base;
+    if (related == NULL || t->closing != CLOSE_NONE)
+        return;
+    struct exchange *ex = find_related(t->active, related);
+    if (ex == NULL)
+        return;
+    ex->pause_wanted = on;
+    if (on || !ex->paused)
+        return;
+    ex->paused = false;
+    enter(t);
+    ex_arm_timer(ex);
+    /* libcurl may deliver the held chunk from inside this call */
+    CURLcode cc = curl_easy_pause(ex->easy, CURLPAUSE_CONT);
+    if (cc != CURLE_OK) {
+        char why[256];
+        snprintf(why, sizeof(why), "cannot resume reading the response of upstream %s: %s",
+                 srv_name(t), curl_easy_strerror(cc));
+        ex_finish(ex, ERR_INTERNAL, why);
+    }
+    leave(t);
+}
+
 static const struct transport_ops http_ops = {
     .send = http_send,
     .cancel = http_cancel,
+    .pause = http_pause,
     .set_protocol_version = http_set_protocol_version,
     .reset_session = http_reset_session,
     .listen = http_listen,

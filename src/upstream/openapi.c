@@ -53,6 +53,7 @@
 #define OA_RESULT_MAX (16 * 1024) /* bytes of response text given to the model */
 #define OA_ERROR_BODY_MAX 2048    /* bytes of an error body quoted in an isError result */
 #define OA_PREVIEW_MAX 1024       /* bytes of a non-JSON text body shown */
+#define OA_URL_MAX (64u * 1024)   /* longest request URL sent (servers refuse far less) */
 #define OA_QUEUE_FACTOR 4         /* calls in flight allowed per unit of max_concurrency */
 #define OA_REDACTED "[redacted]"
 #define OA_MIN_SECRET 4 /* shorter header values are not scrubbed (would mangle any text) */
@@ -240,8 +241,77 @@ static char *trimmed(const char *s, size_t len, size_t max)
     return b.data ? b.data : strdup("");
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..len) (RFC 3629: no overlong forms, no
+   surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* bounds of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+        return 0;
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Text a JSON string can hold: each ill-formed sequence of s (a REST API may send any bytes
+   under any Content-Type) becomes U+FFFD, one per maximal bad run of bytes, and a note counts
+   them. Frees s; returns s itself when it is well-formed, NULL when memory is short. */
+static char *utf8_fix(char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t len = strlen(s), bad = 0;
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = utf8_seq((const unsigned char *)s + i, len - i)) == 0) {
+            bad++;
+            n = 1;
+        }
+    if (bad == 0)
+        return s;
+    struct buf b;
+    buf_init(&b, len * 3 + 128);
+    size_t runs = 0;
+    bool in_bad = false;
+    for (size_t i = 0, n; i < len; i += n) {
+        n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            n = 1;
+            if (!in_bad) {
+                buf_append_str(&b, "\xEF\xBF\xBD");
+                runs++;
+            }
+            in_bad = true;
+            continue;
+        }
+        in_bad = false;
+        buf_append(&b, s + i, n);
+    }
+    buf_printf(&b, "\n[gatehouse: %zu bytes that were not UTF-8 shown as U+FFFD in %zu places]",
+               bad, runs);
+    free(s);
+    return b.data; /* NULL only when memory is short */
+}
+
 static json_t *tool_result(char *text, bool is_error, json_t *structured) /* frees text */
 {
+    text = utf8_fix(text);
     json_t *r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text ? text : "");
     free(text);
     if (r == NULL) {
@@ -565,6 +635,11 @@ static void call_done(struct oa_call *c, CURLcode cc)
                          c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc))
                    : fmt("%s did not complete the response within %u ms (timeouts.total; tool %s)",
                          c->host, (unsigned)srv->timeouts.total_ms, c->tool);
+    } else if (cc == CURLE_OUT_OF_MEMORY) {
+        /* libcurl's name for a request line or header past its own 1 MiB buffer, too */
+        text = fmt("libcurl could not build the request to %s (tool %s): a header or the request "
+                   "line is too long for it, or memory is short",
+                   c->host, c->tool);
     } else if (cc != CURLE_OK) {
         text = fmt("could not reach %s (tool %s): %s", c->host, c->tool,
                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
@@ -830,6 +905,17 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
         /* A tool execution error, so that the model can correct its arguments. */
         call_answer(c, tool_result(fmt("invalid arguments for tool %s: %s", tool->name,
                                        ei.msg[0] ? ei.msg : err_str(err)),
+                                   true, NULL));
+        return;
+    }
+    size_t url_len = strlen(c->req.url);
+    if (url_len > OA_URL_MAX) {
+        /* libcurl would refuse it with "Out of memory" (its request buffer stops at 1 MiB), and
+           servers refuse far shorter ones: say what is too long, send nothing. */
+        call_answer(c, tool_result(fmt("invalid arguments for tool %s: the request URL would be "
+                                       "%zu bytes, more than the gateway's limit of %u bytes "
+                                       "(path and query parameters, encoded)",
+                                       tool->name, url_len, (unsigned)OA_URL_MAX),
                                    true, NULL));
         return;
     }

@@ -52,6 +52,7 @@ extern char **environ;
 #define STDIO_RESTART_FLOOR_MS 50  /* no restart sooner than this, whatever the config says */
 #define STDIO_STDERR_LINE_MAX 4096 /* longer stderr lines are logged truncated */
 #define STDIO_READ_BUF (64 * 1024)
+#define STDIO_STDOUT_READ (8 * 1024) /* see on_alloc */
 #define STDIO_DEFAULT_MAX_MESSAGE (16u * 1024 * 1024)
 #define STDIO_DEFAULT_MAX_QUEUE (8u * 1024 * 1024)
 
@@ -85,6 +86,7 @@ struct stdio_transport {
     bool exited;       /* the child is gone (or never started) */
     bool stdout_ended; /* stdout reached EOF or failed while the child was alive */
     bool write_failed; /* a write to stdin failed (logged once) */
+    bool paused;       /* transport_pause: stdout is not read (back-pressure) */
     enum stop_phase stop;
     int pid;
     uint64_t started_at; /* uv_now at spawn */
@@ -223,7 +225,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     struct stdio_transport *t = h->data;
     (void)suggested;
-    *b = uv_buf_init(t->readbuf, sizeof(t->readbuf));
+    /* stdout in smaller reads: back-pressure (transport_pause) stops the next read, but every
+       line of the current one is delivered, so a read must not hold more messages than a
+       stream has room for past its back-pressure mark (half of limits.replay_events). */
+    size_t n = h == (uv_handle_t *)&t->out ? STDIO_STDOUT_READ : sizeof(t->readbuf);
+    *b = uv_buf_init(t->readbuf, (unsigned)n);
 }
 
 static void bad_message(struct stdio_transport *t, const char *line, size_t len, const char *why)
@@ -357,6 +363,11 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
     t->exited = true;
     uv_timer_stop(&t->stop_timer);
     signal_group(t, SIGKILL); /* helpers left behind by the leader */
+    if (t->paused) {          /* what it wrote before it went is read (and bounded) as usual */
+        t->paused = false;
+        if (!uv_is_closing((uv_handle_t *)&t->out))
+            (void)uv_read_start((uv_stream_t *)&t->out, on_alloc, on_stdout_read);
+    }
 
     json_t *f = fields_new(t);
     json_object_set_new(f, "pid", json_integer(t->pid));
@@ -462,6 +473,7 @@ static void spawn_child(struct stdio_transport *t)
     t->gen_active = true;
     t->exited = false;
     t->stdout_ended = false;
+    t->paused = false;
     t->write_failed = false;
     t->stop = STOP_NONE;
     t->pid = 0;
@@ -652,9 +664,26 @@ static void stdio_close(struct transport *base)
     progress(t);
 }
 
+/* Back-pressure: one pipe carries every call, so pausing holds back the whole server until the
+   slow client catches up (the child blocks on a full pipe; its stdin is still written). */
+static void stdio_pause(struct transport *base, void *related, bool on)
+{
+    struct stdio_transport *t = from_base(base);
+    (void)related;
+    if (t->closing || !t->gen_active || t->exited || t->stdout_ended || t->paused == on ||
+        uv_is_closing((uv_handle_t *)&t->out))
+        return;
+    t->paused = on;
+    if (on)
+        uv_read_stop((uv_stream_t *)&t->out);
+    else if (uv_read_start((uv_stream_t *)&t->out, on_alloc, on_stdout_read) < 0)
+        t->paused = false;
+}
+
 static const struct transport_ops stdio_ops = {
     .send = stdio_send,
     .cancel = stdio_cancel,
+    .pause = stdio_pause,
     .set_protocol_version = stdio_set_protocol_version,
     .reset_session = stdio_reset_session,
     .listen = stdio_listen,

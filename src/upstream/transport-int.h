@@ -5,9 +5,12 @@
 
 #include "upstream/transport.h"
 
+#include <stdbool.h>
+
 struct transport_ops {
     int (*send)(struct transport *t, json_t *msg, void *related, json_t *param_hdrs);
     void (*cancel)(struct transport *t, void *related);
+    void (*pause)(struct transport *t, void *related, bool on); /* optional */
     void (*set_protocol_version)(struct transport *t, const char *version);
     void (*reset_session)(struct transport *t);
     int (*listen)(struct transport *t);

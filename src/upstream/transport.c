@@ -45,6 +45,18 @@ void transport_cancel(struct transport *t, void *related)
     t->ops->cancel(t, related);
 }
 
+void transport_pause(struct transport *t, void *related)
+{
+    if (t->ops->pause)
+        t->ops->pause(t, related, true);
+}
+
+void transport_resume(struct transport *t, void *related)
+{
+    if (t->ops->pause)
+        t->ops->pause(t, related, false);
+}
+
 void transport_set_protocol_version(struct transport *t, const char *version)
 {
     t->ops->set_protocol_version(t, version);

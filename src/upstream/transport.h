@@ -80,6 +80,16 @@ int transport_send_call(struct transport *t, json_t *msg, void *related, json_t 
 /* HTTP: abort the exchange of `related` (its done_cb is then NOT called). stdio: no-op. */
 void transport_cancel(struct transport *t, void *related);
 
+/*
+ * Back-pressure. HTTP: stop reading the response of `related`'s exchange (what was already
+ * received is still delivered; the next bytes wait in the kernel and the server's own send
+ * buffer, until the server blocks) until transport_resume. While paused, the exchange's idle
+ * timeout does not run; its total deadline does. stdio: stop reading the child's stdout, which
+ * carries every call (`related` is ignored). Unknown `related` and OpenAPI: no-op.
+ */
+void transport_pause(struct transport *t, void *related);
+void transport_resume(struct transport *t, void *related);
+
 /* HTTP session bookkeeping, set by the mcp layer after initialize. NULL clears. */
 void transport_set_protocol_version(struct transport *t, const char *version);
 /* HTTP: forget the Mcp-Session-Id (after a 404, before re-initialising). */

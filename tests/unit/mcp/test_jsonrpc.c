@@ -380,12 +380,51 @@ static void test_large_and_deep(void)
         deep[p++] = ']';
     deep[p++] = '}';
     deep[p++] = '}';
-    CHECK_INT(jsonrpc_parse(deep, p, &m, &k, &id, &ei), ERR_PARSE);
-    CHECK_CONTAINS(ei.msg, "maximum parsing depth");
+    CHECK_INT(jsonrpc_parse(deep, p, &m, &k, &id, &ei), ERR_INVAL);
+    CHECK_CONTAINS(ei.msg, "deeper than the gateway's limit of 128 levels");
     free(deep);
+    free(body);
+}
+
+/* The pre-scan bounds containers and values before jansson allocates anything; brackets, commas
+   and escaped quotes inside strings are not counted. */
+static void test_parse_cost_bounds(void)
+{
+    json_t *m, *id;
+    enum jsonrpc_kind k;
+    struct err_info ei = {0};
+    size_t n = JSONRPC_MAX_CONTAINERS + 1;
+    char *body = malloc(3 * n + 128);
+    size_t p = (size_t)sprintf(body, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":[");
+    for (size_t i = 0; i < n; i++)
+        p += (size_t)sprintf(body + p, "%s{}", i ? "," : "");
+    p += (size_t)sprintf(body + p, "]}");
+    CHECK_INT(jsonrpc_parse(body, p, &m, &k, &id, &ei), ERR_LIMIT);
+    CHECK_CONTAINS(ei.msg, "objects and arrays than the gateway's limit of 20000");
+    free(body);
+
+    n = JSONRPC_MAX_VALUES + 1;
+    body = malloc(2 * n + 128);
+    p = (size_t)sprintf(body, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":[");
+    for (size_t i = 0; i < n; i++)
+        p += (size_t)sprintf(body + p, "%s0", i ? "," : "");
+    p += (size_t)sprintf(body + p, "]}");
+    CHECK_INT(jsonrpc_parse(body, p, &m, &k, &id, &ei), ERR_LIMIT);
+    CHECK_CONTAINS(ei.msg, "more JSON values than the gateway's limit of 250000");
+    free(body);
+
+    /* The same bytes inside a string cost one value. */
+    n = 1 << 20;
+    body = malloc(n + 128);
+    p = (size_t)sprintf(body, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"s\":\"\\\"");
+    for (size_t i = 0; i < n / 4; i++)
+        p += (size_t)sprintf(body + p, "{[,:");
+    p += (size_t)sprintf(body + p, "\"}}");
+    CHECK_INT(jsonrpc_parse(body, p, &m, &k, &id, &ei), 0);
+    json_decref(m);
     free(body);
 }
 
 TEST_MAIN(TEST(test_kinds), TEST(test_ids), TEST(test_refusals), TEST(test_duplicates),
           TEST(test_id_returned_on_inval), TEST(test_classify), TEST(test_builders),
-          TEST(test_large_and_deep))
+          TEST(test_large_and_deep), TEST(test_parse_cost_bounds))

@@ -466,60 +466,137 @@ static void test_json_if_single(void)
     session_unref(s);
 }
 
+static int push_json(struct stream *st, json_t *m, bool final) /* steals m */
+{
+    int err = stream_push(st, m, final);
+    json_decref(m);
+    return err;
+}
+
 static void test_replay_ring(void)
 {
     table_reset(100, 0, 4);
     struct session *s = new_session(-1);
     struct stream *st = stream_new(s);
-    for (int i = 1; i <= 6; i++)
-        CHECK_INT(push_n(st, i, false), 0);
-    /* Events 1 and 2 were dropped: a reader that still needs them gets ERR_LIMIT. */
     struct buf out;
     buf_init(&out, 1 << 16);
     bool fin;
-    uint64_t cur = 0;
-    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), ERR_LIMIT);
-    CHECK_INT(cur, 0);
-    CHECK_INT(out.len, 0);
-    cur = 1;
-    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), ERR_LIMIT);
-    /* A json_if_single reader at 0 gets ERR_LIMIT too, not a later event as if it were the only
-     * one. */
+    uint64_t cur = 0, taken = 0;
+    /* A writer takes every event as it comes: the ring keeps the last 4 for replay. */
+    for (int i = 1; i <= 6; i++) {
+        CHECK_INT(push_n(st, i, false), 0);
+        CHECK_INT(stream_pull(st, &taken, &out, &fin, false, NULL), 0);
+    }
+    CHECK_INT(taken, 6);
+    buf_reset(&out);
+    /* Events 1 and 2 are gone, and they were notifications: a reader from before them is told
+       how many it missed (no event id) and goes on from 3. */
     cur = 0;
-    json_t *single = NULL;
-    CHECK_INT(stream_pull(st, &cur, &out, &fin, true, &single), ERR_LIMIT);
-    CHECK(single == NULL);
-    cur = 2; /* has seen 1 and 2: 3..6 are all still buffered */
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
     CHECK_INT(cur, 6);
+    CHECK(strncmp(out.data, "data: ", 6) == 0);
+    CHECK_CONTAINS(out.data, "\"missed\":2");
     char want[64];
+    snprintf(want, sizeof(want), "id: %" PRIu64 "-3\n", stream_number(st));
+    CHECK_CONTAINS(out.data, want);
+    CHECK(strstr(out.data, "-2\n") == NULL);
+    buf_reset(&out);
+    /* A json_if_single reader at 0 is not given a later event as if it were the only one. */
+    cur = 0;
+    json_t *single = NULL;
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, true, &single), 0);
+    CHECK(single == NULL && cur == 6);
+    buf_reset(&out);
+    cur = 2; /* has seen 1 and 2: 3..6 are all still buffered, nothing missed */
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
+    CHECK_INT(cur, 6);
     snprintf(want, sizeof(want), "id: %" PRIu64 "-3\n", stream_number(st));
     CHECK(strncmp(out.data, want, strlen(want)) == 0);
     snprintf(want, sizeof(want), "id: %" PRIu64 "-6\n", stream_number(st));
     CHECK_CONTAINS(out.data, want);
-    CHECK(strstr(out.data, "-2\n") == NULL);
     buf_reset(&out);
     cur = 4;
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
     CHECK_INT(cur, 6);
     CHECK(strstr(out.data, "-5\n") != NULL && strstr(out.data, "-4\n") == NULL);
     buf_reset(&out);
-    /* The final event still fits after drops. */
-    CHECK_INT(push_n(st, 7, true), 0);
+    /* A server request (it has an id) taken and then pushed out: a reader from before it lost a
+       message, a real loss (ERR_LIMIT, the 409). */
+    CHECK_INT(
+        push_json(st,
+                  json_pack("{s:s, s:i, s:s}", "jsonrpc", "2.0", "id", 9, "method", "roots/list"),
+                  false),
+        0);
+    CHECK_INT(stream_pull(st, &taken, &out, &fin, false, NULL), 0);
+    for (int i = 8; i <= 11; i++) {
+        CHECK_INT(push_n(st, i, false), 0);
+        CHECK_INT(stream_pull(st, &taken, &out, &fin, false, NULL), 0);
+    }
+    buf_reset(&out);
     cur = 6;
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), ERR_LIMIT);
+    CHECK_INT(cur, 6);
+    CHECK_INT(out.len, 0);
+    cur = 7; /* has seen the request */
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
-    CHECK(fin && cur == 7);
+    buf_reset(&out);
+    /* The final event still fits after drops. */
+    CHECK_INT(push_n(st, 12, true), 0);
+    cur = 11;
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
+    CHECK(fin && cur == 12);
+    buf_reset(&out);
+    stream_unref(st);
+
+    /* Nobody takes the events: the ring keeps what it holds, later notifications meet the
+       held-back rule, and the response comes after a summary and the latest progress. */
+    st = stream_new(s);
+    for (int i = 1; i <= 4; i++)
+        CHECK_INT(push_n(st, i, false), 0);
+    for (int i = 0; i < 10; i++)
+        CHECK_INT(
+            push_json(st,
+                      json_pack("{s:s, s:s, s:{s:s, s:i}}", "jsonrpc", "2.0", "method",
+                                "notifications/message", "params", "level", "info", "data", i),
+                      false),
+            0);
+    for (int i = 1; i <= 5; i++)
+        CHECK_INT(push_json(st,
+                            json_pack("{s:s, s:s, s:{s:s, s:i}}", "jsonrpc", "2.0", "method",
+                                      "notifications/progress", "params", "progressToken", "t",
+                                      "progress", i),
+                            false),
+                  0);
+    CHECK_INT(
+        push_json(st, json_pack("{s:s, s:i, s:{}}", "jsonrpc", "2.0", "id", 1, "result"), true), 0);
+    cur = 0;
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
+    CHECK(fin);
+    snprintf(want, sizeof(want), "id: %" PRIu64 "-1\n", stream_number(st));
+    CHECK(strncmp(out.data, want, strlen(want)) == 0);
+    CHECK_CONTAINS(out.data, "dropped 10 log messages, 4 progress notifications");
+    CHECK_CONTAINS(out.data, "\"progress\":5");
+    CHECK(strstr(out.data, "\"progress\":4") == NULL);
+    const char *sum = strstr(out.data, "dropped 10"), *res = strstr(out.data, "\"result\"");
+    CHECK(sum != NULL && res != NULL && sum < res);
     buf_release(&out);
     stream_unref(st);
 
     /* A ring of one (replay 0 is raised to 1). */
     session_table_init(100, 0, 0);
     st = stream_new(s);
-    CHECK_INT(push_n(st, 1, false), 0);
-    CHECK_INT(push_n(st, 2, false), 0);
     buf_init(&out, 1 << 16);
+    taken = 0;
+    CHECK_INT(push_n(st, 1, false), 0);
+    CHECK_INT(stream_pull(st, &taken, &out, &fin, false, NULL), 0);
+    CHECK_INT(push_n(st, 2, false), 0);
+    CHECK_INT(stream_pull(st, &taken, &out, &fin, false, NULL), 0);
+    buf_reset(&out);
     cur = 0;
-    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), ERR_LIMIT);
+    CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
+    CHECK_CONTAINS(out.data, "\"missed\":1");
+    CHECK_INT(cur, 2);
+    buf_reset(&out);
     cur = 1;
     CHECK_INT(stream_pull(st, &cur, &out, &fin, false, NULL), 0);
     CHECK_INT(cur, 2);
@@ -549,8 +626,12 @@ static void test_find_stream(void)
     /* Only an id that was issued: b-17 names an event b never had. */
     snprintf(lei, sizeof(lei), "%" PRIu64 "-17", stream_number(b));
     CHECK(session_find_stream(s, lei, &after) == NULL);
-    for (int i = 0; i < 17; i++)
-        CHECK_INT(push_n(b, i, false), 0);
+    for (int i = 0; i < 17; i++) /* requests: never held back, each gets an event id */
+        CHECK_INT(push_json(b,
+                            json_pack("{s:s, s:i, s:s}", "jsonrpc", "2.0", "id", i, "method",
+                                      "roots/list"),
+                            false),
+                  0);
     f = session_find_stream(s, lei, &after);
     CHECK(f == b);
     CHECK_INT(after, 17);

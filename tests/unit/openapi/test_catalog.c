@@ -332,9 +332,35 @@ static void test_requests_styles(void)
     expect_refusal(cat, "replace_tags", "{\"tags\":[]}",
                    "unknown argument 'tags' for tool 'replace_tags'");
     expect_refusal(cat, "update_customer", "{\"id\":\"\"}", "path argument 'id' must not be empty");
-    expect_refusal(cat, "get_items_by_style",
-                   "{\"ids\":[1],\"label\":[\"a\"],\"matrix\":[\"b\"],\"X-Trace\":\"a\\r\\nX: y\"}",
-                   "header argument 'X-Trace' contains a line break");
+    expect_refusal(
+        cat, "get_items_by_style",
+        "{\"ids\":[1],\"label\":[\"a\"],\"matrix\":[\"b\"],\"X-Trace\":[\"a\\r\\nX: y\"]}",
+        "header argument 'X-Trace' contains a line break");
+    /* Control characters other than HTAB, and the Unicode line breaks, never reach a header. */
+    static const char *const controls[][2] = {
+        {"a\\u000bb", "control character 0x0b"},
+        {"a\\u000cb", "control character 0x0c"},
+        {"a\\u001bb", "control character 0x1b"},
+        {"a\\u0085b", "U+0085"},
+        {"a\\u2028b", "U+2028"},
+        {"a\\u2029b", "U+2029"},
+    };
+    for (size_t i = 0; i < sizeof(controls) / sizeof(controls[0]); i++) {
+        char args[256];
+        snprintf(args, sizeof(args),
+                 "{\"ids\":[1],\"label\":[\"a\"],\"matrix\":[\"b\"],\"X-Trace\":[\"%s\"]}",
+                 controls[i][0]);
+        expect_refusal(cat, "get_items_by_style", args, controls[i][1]);
+    }
+    /* Arguments are checked against their schema, naming the field. */
+    expect_refusal(
+        cat, "get_items_by_style",
+        "{\"ids\":[1],\"label\":[\"a\"],\"matrix\":[\"b\"],\"X-Trace\":\"t\"}",
+        "argument 'X-Trace' of tool 'get_items_by_style' must be an array, not a string");
+    expect_refusal(
+        cat, "get_items_by_style",
+        "{\"ids\":[1],\"label\":[\"a\"],\"matrix\":[\"b\"],\"X-Trace\":[\"t\",{}]}",
+        "argument 'X-Trace[1]' of tool 'get_items_by_style' must be a string, not an object");
     expect_refusal(cat, "get_items_by_style", "{\"sid\":\"stolen\"}", "unknown argument 'sid'");
 out:
     openapi_catalog_unref(cat);
