@@ -4,13 +4,15 @@
  * refresh-token families, revoked access tokens, signing keys) and short-lived browser state
  * (login sessions, pending authorizations) all live here.
  *
- * SQLite (WAL, synchronous=NORMAL, foreign keys on) is the backend today; the functions below are
- * the whole contract so that a PostgreSQL backend can sit behind them later. A `struct store` is
- * one connection: it belongs to one thread at a time. Each worker thread opens its own; the CLI
- * opens one too, and changes it makes (a revocation, a disabled user, a new signing key) are
- * seen by the running daemon through store_revocation_seq() without any message passing.
+ The functions below are the whole contract; the database engine is a backend behind them
+ * (store-int.h): SQLite (the default: WAL, synchronous=NORMAL, foreign keys on) or PostgreSQL
+ * (libpq), chosen by the location given to store_open. A `struct store` is one connection: it
+ * belongs to one thread at a time. Each worker thread opens its own; the CLI opens one too, and
+ * changes it makes (a revocation, a disabled user, a new signing key) are seen by the running
+ * daemon through store_revocation_seq() without any message passing.
  *
- * Every write is one transaction, durable across kill -9 (WAL). Secrets are never stored in
+ * Every write is one transaction, durable across kill -9 (SQLite's WAL, PostgreSQL's). Secrets are
+ never stored in
  * clear: argon2id for passwords, client secrets and API keys' secret part, SHA-256 for
  * high-entropy tokens (core/secret.h); signing keys are stored sealed (auth/auth.h).
  *
@@ -38,16 +40,21 @@
 
 struct store;
 
-/* Open (creating the file and schema when missing, migrating an older schema) the SQLite store
-   at `path`. The file is created 0600. Returns 0, ERR_IO (cannot open/create; ei says why),
-   ERR_PROTOCOL (a newer schema than this binary knows), ERR_NOMEM. */
-int store_open(const char *path, struct store **out, struct err_info *ei);
+/* Open the store at `where`, creating the schema when missing and migrating an older one. A
+   "postgresql://" or "postgres://" connection string (libpq's URI syntax) opens PostgreSQL;
+   anything else is the path of a SQLite file, created 0600. Returns 0, ERR_IO (cannot connect,
+   open or create; ei names the backend and says why, never with the password), ERR_PROTOCOL (a
+   newer schema than this binary knows), ERR_NOMEM. */
+int store_open(const char *where, struct store **out, struct err_info *ei);
 void store_close(struct store *st);
+/* "sqlite" or "postgres". */
+const char *store_backend_name(const struct store *st);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
-   API key revoked, a signing key added or retired. Cheap enough to call on every request (it
-   reads SQLite's data_version first and the counter only when the file changed). */
+   API key revoked, a signing key added or retired. Cheap enough to call on every request (on
+   SQLite it reads data_version first and the counter only when the file changed; on PostgreSQL
+   it is one indexed read of one row). */
 int store_revocation_seq(struct store *st, uint64_t *seq);
 
 /* ---- users, teams, service accounts ---- */

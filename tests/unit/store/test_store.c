@@ -71,8 +71,7 @@ static void test_open(void)
     char newer[160];
     snprintf(newer, sizeof(newer), "%s/newer.sqlite", dir);
     CHECK_INT(store_open(newer, &bad, &ei), 0);
-    CHECK_INT(sqlite3_exec(bad->db, "UPDATE schema_version SET version = 999", NULL, NULL, NULL),
-              SQLITE_OK);
+    CHECK_INT(store_exec_sql(bad, "UPDATE schema_version SET version = 999"), 0);
     store_close(bad);
     CHECK_INT(store_open(newer, &bad, &ei), ERR_PROTOCOL);
     CHECK_CONTAINS(ei.msg, "schema version 999 is newer");
@@ -123,13 +122,11 @@ static void test_users(void)
     CHECK_INT(store_user_set_disabled(st, 9999, true), ERR_NOTFOUND);
 
     /* the password is stored as argon2id only */
-    sqlite3_stmt *s;
-    CHECK_INT(sqlite3_prepare_v2(st->db, "SELECT password_hash FROM users WHERE name = 'alice'", -1,
-                                 &s, NULL),
-              SQLITE_OK);
-    CHECK_INT(sqlite3_step(s), SQLITE_ROW);
-    CHECK(strncmp((const char *)sqlite3_column_text(s, 0), "$argon2id$", 10) == 0);
-    sqlite3_finalize(s);
+    struct store_stmt *s = store_stmt(st, "SELECT password_hash FROM users WHERE name = 'alice'");
+    CHECK(s != NULL);
+    CHECK_INT(store_step(st, s), STORE_ROW);
+    CHECK(strncmp(store_col_str(s, 0), "$argon2id$", 10) == 0);
+    store_done(s);
     store_close(st);
 }
 
@@ -549,20 +546,18 @@ static void test_ephemeral_sweep(void)
 
     CHECK_INT(store_jti_revoke(st, "jti-old", store_now() - 1), 0);
     CHECK_INT(store_sweep(st, store_now()), 0);
-    sqlite3_stmt *s;
-    CHECK_INT(sqlite3_prepare_v2(st->db,
-                                 "SELECT (SELECT count(*) FROM ephemeral WHERE key_hash = 'old'),"
-                                 " (SELECT count(*) FROM revoked_jtis WHERE jti = 'jti-old'),"
-                                 " (SELECT count(*) FROM revoked_jtis WHERE jti = 'jti-1'),"
-                                 " (SELECT count(*) FROM refresh_tokens WHERE hash = 'rt-old')",
-                                 -1, &s, NULL),
-              SQLITE_OK);
-    CHECK_INT(sqlite3_step(s), SQLITE_ROW);
-    CHECK_INT(sqlite3_column_int(s, 0), 0);
-    CHECK_INT(sqlite3_column_int(s, 1), 0);
-    CHECK_INT(sqlite3_column_int(s, 2), 1); /* not expired: kept */
-    CHECK_INT(sqlite3_column_int(s, 3), 0);
-    sqlite3_finalize(s);
+    struct store_stmt *s =
+        store_stmt(st, "SELECT (SELECT count(*) FROM ephemeral WHERE key_hash = 'old'),"
+                       " (SELECT count(*) FROM revoked_jtis WHERE jti = 'jti-old'),"
+                       " (SELECT count(*) FROM revoked_jtis WHERE jti = 'jti-1'),"
+                       " (SELECT count(*) FROM refresh_tokens WHERE hash = 'rt-old')");
+    CHECK(s != NULL);
+    CHECK_INT(store_step(st, s), STORE_ROW);
+    CHECK_INT(store_col_int64(s, 0), 0);
+    CHECK_INT(store_col_int64(s, 1), 0);
+    CHECK_INT(store_col_int64(s, 2), 1); /* not expired: kept */
+    CHECK_INT(store_col_int64(s, 3), 0);
+    store_done(s);
     store_close(st);
 }
 
@@ -636,10 +631,9 @@ static void test_kill9(void)
             if (write(fds[1], &i, sizeof(i)) != (ssize_t)sizeof(i))
                 _exit(5);
         }
-        sqlite3_exec(st->db,
-                     "BEGIN IMMEDIATE; INSERT INTO users (name, created_at) "
-                     "VALUES ('k9-uncommitted', 0)",
-                     NULL, NULL, NULL);
+        if (store_begin(st) != 0 || store_exec_sql(st, "INSERT INTO users (name, created_at) "
+                                                       "VALUES ('k9-uncommitted', 0)") != 0)
+            _exit(6);
         raise(SIGKILL);
         _exit(6);
     }
