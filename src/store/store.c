@@ -152,8 +152,7 @@ int store_open(const char *where, struct store **out, struct err_info *ei)
         err = ERR_NOMEM;
         goto out;
     }
-    (void)is_postgres;
-    st->be = &store_sqlite_backend;
+    st->be = is_postgres(where) ? &store_postgres_backend : &store_sqlite_backend;
     if ((err = st->be->open(st, where, ei)) != 0) {
         free(st->where);
         free(st);
