@@ -3,6 +3,10 @@
  * properties the rest of Gatehouse relies on: single-use codes, refresh rotation with reuse
  * detection (also when two threads race), revocation seen by a second connection, and rows that
  * survive kill -9.
+ *
+ * With GH_TEST_STORE=postgres the same tests run against a real PostgreSQL server: the throwaway
+ * cluster that tests/unit/store/with-postgres.sh starts (GH_TEST_PG_HOST, GH_TEST_PG_PORT), plus
+ * the errors of a wrong connection string or password, which never show the password.
  */
 #include "core/rand.h"
 #include "core/secret.h"
@@ -18,7 +22,15 @@
 #include <unistd.h>
 
 static char dir[64];
-static char path[128];
+static char path[512];
+static bool postgres; /* GH_TEST_STORE=postgres */
+
+/* The connection string of database `db` of the test cluster. */
+static void pg_location(char *out, size_t size, const char *db)
+{
+    snprintf(out, size, "postgresql:///%s?host=%s&port=%s&user=postgres", db,
+             getenv("GH_TEST_PG_HOST"), getenv("GH_TEST_PG_PORT"));
+}
 
 static struct store *open_store(void)
 {
@@ -47,12 +59,82 @@ static void remove_dir(void)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* PostgreSQL: open, reopen, a newer schema refused, and connection errors that name the backend
+   and the cause but never the password. */
+static void test_open_postgres(void)
+{
+    const char *test_store = getenv("GH_TEST_STORE");
+    CHECK(getenv("GH_TEST_PG_HOST") != NULL && getenv("GH_TEST_PG_PORT") != NULL);
+    if (getenv("GH_TEST_PG_HOST") == NULL || getenv("GH_TEST_PG_PORT") == NULL) {
+        fprintf(stderr, "GH_TEST_STORE=%s needs the cluster of with-postgres.sh\n", test_store);
+        exit(1);
+    }
+    pg_location(path, sizeof(path), "gh_store");
+    struct store *st = open_store();
+    CHECK_STR(store_backend_name(st), "postgres");
+    store_close(st);
+    st = open_store(); /* reopening migrates nothing */
+    store_close(st);
+
+    struct store *bad;
+    struct err_info ei = {0};
+    char newer[512];
+    pg_location(newer, sizeof(newer), "gh_newer");
+    CHECK_INT(store_open(newer, &bad, &ei), 0);
+    CHECK_INT(store_exec_sql(bad, "UPDATE schema_version SET version = 999"), 0);
+    store_close(bad);
+    CHECK_INT(store_open(newer, &bad, &ei), ERR_PROTOCOL);
+    CHECK_CONTAINS(ei.msg, "schema version 999 is newer");
+
+    /* credentials: the right password opens (and migrates, as a role that is no superuser) */
+    const char *role = getenv("GH_TEST_PG_PASSWORD_ROLE"), *pw = getenv("GH_TEST_PG_PASSWORD");
+    CHECK(role != NULL && pw != NULL);
+    char loc[512];
+    snprintf(loc, sizeof(loc), "postgresql://%s:%s@127.0.0.1:%s/gh_full", role, pw,
+             getenv("GH_TEST_PG_PORT"));
+    CHECK_INT(store_open(loc, &bad, &ei), 0);
+    store_close(bad);
+    /* a wrong one: the backend and the cause, never the password */
+    snprintf(loc, sizeof(loc), "postgresql://%s:Wrong-Pw-7Q2@127.0.0.1:%s/gh_full", role,
+             getenv("GH_TEST_PG_PORT"));
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(store_open(loc, &bad, &ei), ERR_IO);
+    CHECK_CONTAINS(ei.msg, "postgres store postgresql://gh_pw@127.0.0.1:");
+    CHECK_CONTAINS(ei.msg, "password authentication failed");
+    CHECK(strstr(ei.msg, "Wrong-Pw-7Q2") == NULL);
+    /* as a password= parameter, and in a string libpq cannot parse */
+    snprintf(loc, sizeof(loc), "postgresql://127.0.0.1:%s/gh_full?user=%s&password=Wrong-Pw-7Q2",
+             getenv("GH_TEST_PG_PORT"), role);
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(store_open(loc, &bad, &ei), ERR_IO);
+    CHECK_CONTAINS(ei.msg, "password authentication failed");
+    CHECK(strstr(ei.msg, "Wrong-Pw-7Q2") == NULL);
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(store_open("postgresql://gh:Wrong-Pw-7Q2@127.0.0.1:Wrong-Pw-7Q2/x", &bad, &ei),
+              ERR_IO);
+    CHECK_CONTAINS(ei.msg, "postgres store");
+    CHECK_CONTAINS(ei.msg, "port");
+    CHECK(strstr(ei.msg, "Wrong-Pw-7Q2") == NULL);
+    /* nobody listening */
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(store_open("postgresql://gh:Wrong-Pw-7Q2@127.0.0.1:1/x?connect_timeout=2", &bad, &ei),
+              ERR_IO);
+    CHECK_CONTAINS(ei.msg, "cannot connect");
+    CHECK(strstr(ei.msg, "Wrong-Pw-7Q2") == NULL);
+}
+
 static void test_open(void)
 {
     CHECK_INT(core_init(), 0);
     snprintf(dir, sizeof(dir), "/tmp/gh-store-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
     atexit(remove_dir);
+    const char *test_store = getenv("GH_TEST_STORE");
+    if (test_store != NULL && strcmp(test_store, "postgres") == 0) {
+        postgres = true;
+        test_open_postgres();
+        return;
+    }
     snprintf(path, sizeof(path), "%s/store.sqlite", dir);
     struct store *st = open_store();
     struct stat sb;
@@ -687,15 +769,17 @@ static void test_other_process_sees_through(void)
     uint64_t before = seq_of(a);
     struct store *b = open_store();
     CHECK_INT(seq_of(b), before);
-    char cmd[256];
+    char cmd[768];
     snprintf(cmd, sizeof(cmd), "GH_TEST_STORE_CHILD='%s' /proc/%d/exe", path, (int)getpid());
     CHECK_INT(system(cmd), 0);
     CHECK(seq_of(a) > before);
     CHECK(seq_of(b) > before);
-    char wal[160];
-    struct stat sb;
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-    CHECK_INT(stat(wal, &sb), 0); /* still there: nobody deleted it under us */
+    if (!postgres) {
+        char wal[600];
+        struct stat sb;
+        snprintf(wal, sizeof(wal), "%s-wal", path);
+        CHECK_INT(stat(wal, &sb), 0); /* still there: nobody deleted it under us */
+    }
     store_close(b);
     store_close(a);
 }
