@@ -692,6 +692,62 @@ static void test_refresh_race(void)
     store_close(st);
 }
 
+/* Replicas starting together on a new, empty database: each opens it at the same moment; the
+   schema is made once (PostgreSQL: under an advisory lock; SQLite: BEGIN IMMEDIATE) and every
+   one of them opens it without an error. */
+struct opener {
+    pthread_barrier_t *barrier;
+    const char *where;
+    int result;
+};
+
+static void *open_cb(void *arg)
+{
+    struct opener *o = arg;
+    struct store *st = NULL;
+    struct err_info ei = {0};
+    pthread_barrier_wait(o->barrier);
+    o->result = store_open(o->where, &st, &ei);
+    if (o->result)
+        fprintf(stderr, "concurrent store_open: %s\n", ei.msg);
+    store_close(st);
+    return NULL;
+}
+
+static void test_concurrent_open(void)
+{
+    char fresh[512];
+    if (postgres)
+        pg_location(fresh, sizeof(fresh), "gh_fresh");
+    else
+        snprintf(fresh, sizeof(fresh), "%s/fresh.sqlite", dir);
+    enum { N = 4 };
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    struct opener o[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (struct opener){&barrier, fresh, -1};
+        pthread_create(&t[i], NULL, open_cb, &o[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT(o[i].result, 0);
+    }
+    pthread_barrier_destroy(&barrier);
+    struct store *st = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(store_open(fresh, &st, &ei), 0);
+    struct store_stmt *s = store_stmt(st, "SELECT count(*), max(version) FROM schema_version");
+    CHECK(s != NULL);
+    CHECK_INT(store_step(st, s), STORE_ROW);
+    CHECK_INT(store_col_int64(s, 0), 1); /* one row: migrated once */
+    CHECK(store_col_int64(s, 1) >= 2);
+    store_done(s);
+    CHECK_INT(store_user_add(st, "after-race", NULL, NULL, false, NULL, &ei), 0);
+    store_close(st);
+}
+
 /* A child commits users one by one, reporting each after its commit returned, then opens a
    transaction it never finishes and dies by SIGKILL. Every reported row is there afterwards; the
    unfinished one is not, and the store opens and writes as before. */
@@ -839,4 +895,5 @@ static void test_settings(void)
 TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user_list_identities),
           TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
           TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
-          TEST(test_refresh_race), TEST(test_kill9), TEST(test_other_process_sees_through))
+          TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_kill9),
+          TEST(test_other_process_sees_through))
