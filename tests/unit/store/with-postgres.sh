@@ -11,6 +11,8 @@
 #   GH_TEST_PG_PASSWORD_ROLE  "gh_pw", a role that logs in over TCP with the password in
 #                    GH_TEST_PG_PASSWORD (scram-sha-256), to test credentials right and wrong
 # The cluster is stopped and its directory removed when the command ends, whatever its exit.
+# It runs with fsync=off (throwaway data); GH_PG_SERVER_OPTS adds server options, e.g.
+# "-c fsync=on" to measure writes as a real server makes them.
 # initdb and pg_ctl refuse to run as root: as root, the cluster runs as the unprivileged
 # "postgres" user (runuser). The system's own PostgreSQL service is never touched.
 set -euo pipefail
@@ -47,7 +49,7 @@ trap cleanup EXIT INT TERM
 for attempt in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 40000))
   if "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off ${GH_PG_SERVER_OPTS:-}" \
     start >/dev/null 2>&1; then
     started=1
     break
