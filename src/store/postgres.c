@@ -23,6 +23,9 @@
  *   without it). Only the primary message of a server error is logged, never its DETAIL (which
  *   can quote a row's values).
  *
+ * - A connection lost (the server restarted) is made again by the call that finds it lost;
+ *   that call fails with ERR_TIMEOUT, and statements are prepared anew on the new connection.
+ *
  * Calls are synchronous, as on SQLite: a store call blocks the calling thread for one round
  * trip to the server per statement.
  */
@@ -45,6 +48,7 @@ struct pg_conn {
     PGconn *pg;
     int64_t changes; /* rows changed by the last INSERT/UPDATE/DELETE */
     unsigned next_stmt;
+    unsigned gen;   /* moves when the connection is made again: statements are prepared anew */
     char *password; /* of the connection string, to scrub from messages; wiped on close */
     char *decoded;  /* the same, percent-decoded as libpq reads it */
 };
@@ -54,6 +58,9 @@ struct pg_stmt {
     struct pg_conn *c;
     const char *sql; /* the model's text, for messages */
     char name[16];
+    char *text; /* the statement in PostgreSQL's syntax */
+    Oid types[PG_MAX_PARAMS];
+    unsigned gen; /* the connection's gen when it was prepared on the server */
     int nparams;
     const char *values[PG_MAX_PARAMS];
     int lengths[PG_MAX_PARAMS];
@@ -271,9 +278,23 @@ static char *where_of(const char *where)
 /* ---- statements ---- */
 
 /* Map a failed result to ERR_* and log it (the primary message only). */
+static void reconnect(struct store *st);
+
 static int pg_err(struct store *st, const PGresult *res, const char *what)
 {
     struct pg_conn *c = CONN(st);
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        /* the server restarted, or the network failed: this call fails with a temporary
+           error (it may or may not have been done: never retried), the next one runs on a new
+           connection */
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        scrub(c, msg, sizeof(msg));
+        log_warn("store", "postgres store %s: the connection is lost (%s); connecting again",
+                 st->where, msg);
+        reconnect(st);
+        return ERR_TIMEOUT;
+    }
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (state != NULL && strcmp(state, "23505") == 0)
         return ERR_EXISTS;
@@ -340,6 +361,21 @@ static int translate(const char *sql, char **out, bool used[PG_MAX_PARAMS])
     return max;
 }
 
+/* PQprepare the statement on the current connection. 0 or ERR_*. */
+static int prepare_on_server(struct store *st, struct pg_stmt *x)
+{
+    struct pg_conn *c = CONN(st);
+    unsigned gen = c->gen;
+    PGresult *res = PQprepare(c->pg, x->name, x->text, x->nparams, x->types);
+    int err = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = pg_err(st, res, x->sql);
+    else
+        x->gen = gen;
+    PQclear(res);
+    return err;
+}
+
 static struct store_stmt *pg_prepare(struct store *st, const char *sql)
 {
     struct pg_conn *c = CONN(st);
@@ -357,21 +393,18 @@ static struct store_stmt *pg_prepare(struct store *st, const char *sql)
     }
     snprintf(x->name, sizeof(x->name), "gh%u", c->next_stmt++);
     /* a parameter the statement does not use (its number is skipped) has no type to infer */
-    Oid types[PG_MAX_PARAMS] = {0};
     for (int i = 0; i < x->nparams; i++)
         if (!used[i])
-            types[i] = PG_TEXTOID;
-    PGresult *res = PQprepare(c->pg, x->name, text, x->nparams, types);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        (void)pg_err(st, res, sql);
-        PQclear(res);
+            x->types[i] = PG_TEXTOID;
+    x->text = text;
+    text = NULL;
+    if (prepare_on_server(st, x) != 0)
         goto fail;
-    }
-    PQclear(res);
-    free(text);
     return &x->base;
 fail:
     free(text);
+    if (x)
+        free(x->text);
     free(x);
     return NULL;
 }
@@ -392,6 +425,7 @@ static void pg_finalize(struct store_stmt *s)
 {
     /* the server's prepared statement goes with the connection */
     pg_reset(s);
+    free(PGS(s)->text);
     free(s);
 }
 
@@ -440,11 +474,14 @@ static int pg_step(struct store *st, struct store_stmt *s)
 {
     struct pg_stmt *x = PGS(s);
     if (x->res == NULL) {
+        int err;
+        if (x->gen != x->c->gen && (err = prepare_on_server(st, x)) != 0)
+            return err; /* a new connection since it was prepared */
         PGresult *res =
             PQexecPrepared(x->c->pg, x->name, x->nparams, x->values, x->lengths, x->formats, 0);
         ExecStatusType status = PQresultStatus(res);
         if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-            int err = pg_err(st, res, x->sql);
+            err = pg_err(st, res, x->sql);
             PQclear(res);
             return err;
         }
@@ -567,6 +604,23 @@ static void quiet_notice_cb(void *arg, const char *message)
 {
     (void)arg;
     (void)message; /* "relation already exists, skipping" and the like */
+}
+
+static void reconnect(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        scrub(c, msg, sizeof(msg));
+        log_error("store", "postgres store %s: cannot connect again yet: %s", st->where, msg);
+        return;
+    }
+    c->gen++;
+    PGresult *res = PQexec(c->pg, "SET lock_timeout = '5s'");
+    PQclear(res);
+    log_info("store", "postgres store %s: connected again", st->where);
 }
 
 /* Run one step of the migration; fill ei (backend, location, cause) when it fails. */

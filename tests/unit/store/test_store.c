@@ -748,6 +748,31 @@ static void test_concurrent_open(void)
     store_close(st);
 }
 
+/* PostgreSQL restarted under a connection: the call that meets the lost connection fails with a
+   temporary error (ERR_TIMEOUT, never retried: it may have been done), and the connection is
+   made again, so the next calls work, the prepared statements prepared anew. */
+static void test_reconnect(void)
+{
+    if (!postgres)
+        return; /* SQLite has no server to lose */
+    struct store *st = open_store();
+    struct store_user u;
+    struct err_info ei = {0};
+    CHECK_INT(store_user_add(st, "before-restart", NULL, NULL, false, &u, &ei), 0);
+    CHECK_INT(store_user_get(st, u.id, &u), 0);
+    CHECK(getenv("GH_TEST_PG_RESTART") != NULL);
+    CHECK_INT(system(getenv("GH_TEST_PG_RESTART")), 0);
+    CHECK_INT(store_user_get(st, u.id, &u), ERR_TIMEOUT);
+    CHECK_INT(store_user_get(st, u.id, &u), 0);
+    CHECK_STR(u.name, "before-restart");
+    CHECK_INT(store_user_add(st, "after-restart", NULL, NULL, false, NULL, &ei), 0);
+    uint64_t seq = 0;
+    CHECK_INT(store_revocation_seq(st, &seq), 0);
+    CHECK_INT(store_revoke_user(st, u.id), 0); /* a transaction on the new connection */
+    CHECK(seq_of(st) > seq);
+    store_close(st);
+}
+
 /* A child commits users one by one, reporting each after its commit returned, then opens a
    transaction it never finishes and dies by SIGKILL. Every reported row is there afterwards; the
    unfinished one is not, and the store opens and writes as before. */
@@ -896,4 +921,4 @@ TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user
           TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
           TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
           TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_kill9),
-          TEST(test_other_process_sees_through))
+          TEST(test_other_process_sees_through), TEST(test_reconnect))

@@ -10,6 +10,8 @@
 #                    as "postgres"), gh_full (owned by the role below)
 #   GH_TEST_PG_PASSWORD_ROLE  "gh_pw", a role that logs in over TCP with the password in
 #                    GH_TEST_PG_PASSWORD (scram-sha-256), to test credentials right and wrong
+#   GH_TEST_PG_RESTART  a shell command that restarts the server (its clients lose their
+#                    connections), to test that the store connects again
 # The cluster is stopped and its directory removed when the command ends, whatever its exit.
 # It runs with fsync=off (throwaway data); GH_PG_SERVER_OPTS adds server options, e.g.
 # "-c fsync=on" to measure writes as a real server makes them.
@@ -69,6 +71,8 @@ password="gh-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 export GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_full"
 export GH_TEST_PG_PASSWORD_ROLE=gh_pw GH_TEST_PG_PASSWORD=$password
+GH_TEST_PG_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 30 -m fast restart"
+export GH_TEST_PG_RESTART
 set +e
 "$@"
 rc=$?
