@@ -50,6 +50,30 @@ void store_close(struct store *st);
 /* "sqlite" or "postgres". */
 const char *store_backend_name(const struct store *st);
 
+/* ---- a pool of connections off the event loop ---- */
+
+/* A store call on PostgreSQL waits for the server; on a worker's event loop that wait stalls
+   every connection of the worker. A pool runs store calls on threads of its own, each with its
+   own connection to `where`, and posts each result back to the submitter's loop through its
+   mailbox (core/mailbox.h). */
+struct store_pool;
+struct mailbox;
+/* Runs on a pool thread with that thread's connection: any store function; returns 0 or ERR_*. */
+typedef int (*store_job_fn)(struct store *st, void *arg);
+/* Runs on the loop of the mailbox given at submission, with what the job returned (ERR_CLOSED
+   when the pool stopped before running it). Never called when that mailbox is closed. */
+typedef void (*store_done_cb)(int rc, void *arg);
+/* Open nthreads connections (ei names the backend and the cause when one fails) and start the
+   threads. */
+int store_pool_new(const char *where, unsigned nthreads, struct store_pool **out,
+                   struct err_info *ei);
+/* Any thread. ERR_LIMIT when 4096 jobs are queued already, ERR_CLOSED once the pool stops,
+   ERR_NOMEM; done is then not called. `arg` must live until done runs. */
+int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
+                      store_done_cb done, void *arg);
+/* Let running jobs finish, complete queued ones with ERR_CLOSED, close the connections. */
+void store_pool_free(struct store_pool *p);
+
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
    API key revoked, a signing key added or retired. Cheap enough to call on every request (on
