@@ -2,10 +2,12 @@
  * What one store call costs on each backend (src/store): the calls a request makes most — the
  * revocation counter (every authenticated request), an access token's revocation check, a
  * user's settings of a server (every tools/list), a user by id — and one write (a token
- * revoked). SQLite runs on a file in a temporary directory; PostgreSQL on the server named by
- * GH_TEST_PG_HOST / GH_TEST_PG_PORT (the throwaway cluster of tests/unit/store/with-postgres.sh),
- * over its Unix socket, when those are set. Prints µs per call and the PostgreSQL/SQLite ratio.
- *   build/store_call [calls]                                    (SQLite only; default 20000)
+ * revoked); and the settings read once more through a store pool (src/store/pool.c: the call
+ * runs on a pool thread, its result is posted back to the calling loop), one call at a time. SQLite
+ * runs on a file in a temporary directory; PostgreSQL on the server named by GH_TEST_PG_HOST /
+ * GH_TEST_PG_PORT (the throwaway cluster of tests/unit/store/with-postgres.sh), over its Unix
+ * socket, when those are set. Prints µs per call and the PostgreSQL/SQLite ratio. build/store_call
+ * [calls]                                    (SQLite only; default 20000)
  *   tests/unit/store/with-postgres.sh build/store_call [calls]  (both, and the ratio)
  */
 #include <stdio.h>
@@ -14,19 +16,75 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/mailbox.h"
 #include "core/rand.h"
 #include "store/store.h"
 
-enum { OP_SEQ, OP_JTI, OP_SETTINGS, OP_USER, OP_REVOKE, NOPS };
+enum { OP_SEQ, OP_JTI, OP_SETTINGS, OP_USER, OP_REVOKE, OP_POOL, NOPS };
 static const char *const op_names[NOPS] = {
     "store_revocation_seq", "store_jti_revoked",        "store_settings_get",
-    "store_user_get",       "store_jti_revoke (write)",
+    "store_user_get",       "store_jti_revoke (write)", "store_settings_get, pool",
 };
 
 static void die(const char *what, int rc, const char *msg)
 {
     fprintf(stderr, "store_call: %s failed: %s %s\n", what, err_str(rc), msg ? msg : "");
     exit(1);
+}
+
+/* ---- the same read through a store pool: submitted from a loop, the result posted back ---- */
+
+struct pool_call {
+    int64_t user_id;
+    bool done;
+    int rc;
+};
+
+static int settings_job(struct store *st, void *arg)
+{
+    struct pool_call *c = arg;
+    struct store_settings got;
+    int rc = store_settings_get(st, c->user_id, "github", &got);
+    if (rc == 0)
+        store_settings_release(&got);
+    return rc;
+}
+
+static void settings_done_cb(int rc, void *arg)
+{
+    struct pool_call *c = arg;
+    c->rc = rc;
+    c->done = true;
+}
+
+/* µs per call, one call at a time (the latency a request sees, not the throughput). */
+static double pool_us(const char *where, int64_t user_id, size_t calls)
+{
+    uv_loop_t loop;
+    struct store_pool *pool = NULL;
+    struct err_info ei = {0};
+    int rc;
+    if (uv_loop_init(&loop) != 0)
+        die("uv_loop_init", ERR_NOMEM, NULL);
+    struct mailbox *mb = mailbox_new(&loop);
+    if (mb == NULL || (rc = store_pool_new(where, 1, &pool, &ei)) != 0)
+        die("store_pool_new", ERR_NOMEM, ei.msg);
+    uint64_t t0 = clock_now_ns();
+    for (size_t i = 0; i < calls; i++) {
+        struct pool_call c = {.user_id = user_id};
+        if ((rc = store_pool_submit(pool, mb, settings_job, settings_done_cb, &c)) != 0)
+            die("store_pool_submit", rc, NULL);
+        while (!c.done)
+            uv_run(&loop, UV_RUN_ONCE);
+        if (c.rc)
+            die("store_settings_get (pool)", c.rc, NULL);
+    }
+    double us = (double)(clock_now_ns() - t0) / 1e3 / (double)calls;
+    store_pool_free(pool);
+    mailbox_close(mb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return us;
 }
 
 /* µs per call of each operation on the store at `where`. */
@@ -53,7 +111,7 @@ static void measure(const char *where, size_t calls, double us[NOPS])
         if ((rc = store_jti_revoke(st, jti, (int64_t)time(NULL) + 3600)) != 0)
             die("store_jti_revoke", rc, NULL);
     }
-    for (int op = 0; op < NOPS; op++) {
+    for (int op = 0; op < OP_POOL; op++) {
         size_t n = op == OP_REVOKE ? calls / 4 : calls;
         uint64_t t0 = clock_now_ns();
         for (size_t i = 0; i < n; i++) {
@@ -89,6 +147,7 @@ static void measure(const char *where, size_t calls, double us[NOPS])
         us[op] = (double)(clock_now_ns() - t0) / 1e3 / (double)n;
     }
     store_close(st);
+    us[OP_POOL] = pool_us(where, u.id, calls);
 }
 
 int main(int argc, char **argv)
