@@ -6,6 +6,8 @@
 # initdb makes a cluster in a new temporary directory, pg_ctl starts it listening on a Unix socket
 # in that directory and on a free loopback port, and the command runs with
 #   GH_TEST_PG_HOST  the socket directory      GH_TEST_PG_PORT  the port
+#   GH_TEST_PG_BINDIR  where psql and the server's programs are (superuser "postgres", trust
+#                    over the socket: a test may create databases of its own)
 #   GH_TEST_PG_DBS   the databases made for it: gh_store, gh_newer, gh_fresh (trust over the socket,
 #                    as "postgres"), gh_full (owned by the role below)
 #   GH_TEST_PG_PASSWORD_ROLE  "gh_pw", a role that logs in over TCP with the password in
@@ -69,7 +71,7 @@ password="gh-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   -c "CREATE DATABASE gh_fresh" \
   -c "CREATE ROLE gh_pw LOGIN PASSWORD '$password'" -c "CREATE DATABASE gh_full OWNER gh_pw" >/dev/null
 
-export GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_full"
+export GH_TEST_PG_BINDIR=$bindir GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_full"
 export GH_TEST_PG_PASSWORD_ROLE=gh_pw GH_TEST_PG_PASSWORD=$password
 GH_TEST_PG_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 30 -m fast restart"
 export GH_TEST_PG_RESTART
