@@ -13,8 +13,10 @@
 #include "store/store-int.h"
 #include "test.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -41,6 +43,29 @@ static struct store *open_store(void)
         fprintf(stderr, "store_open: %s\n", ei.msg);
     CHECK_INT(err, 0);
     return st;
+}
+
+/* The first column of the first row of sql, read without the store (which would migrate). */
+static int64_t raw_count(const char *where, const char *sql)
+{
+    int64_t n = -1;
+    if (postgres) {
+        PGconn *pg = PQconnectdb(where);
+        PGresult *r = PQexec(pg, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(pg);
+    } else {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_open(where, &db) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            n = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        sqlite3_close(db);
+    }
+    return n;
 }
 
 static uint64_t seq_of(struct store *st)
@@ -748,6 +773,55 @@ static void test_concurrent_open(void)
     store_close(st);
 }
 
+/* A migration that fails leaves the schema as it was: here the database has a table of its own
+   called "users" already, so migration 1 fails half-way through; the tables it made before are
+   gone with it, the error names the migration and the cause, and nothing is recorded as done. */
+static void test_failed_migration(void)
+{
+    char broken[512];
+    if (postgres)
+        pg_location(broken, sizeof(broken), "gh_broken");
+    else
+        snprintf(broken, sizeof(broken), "%s/broken.sqlite", dir);
+    struct store *st = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(store_open(broken, &st, &ei), 0); /* made, then emptied by hand */
+    CHECK_INT(store_exec_sql(st, "DROP TABLE user_settings"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE ephemeral"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE signing_keys"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE revoked_jtis"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE refresh_tokens"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE families"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE codes"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE clients"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE apikeys"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE accounts"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE team_members"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE teams"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE identities"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE users"), 0);
+    CHECK_INT(store_exec_sql(st, "DROP TABLE revocation"), 0);
+    if (postgres)
+        CHECK_INT(store_exec_sql(st, "DROP FUNCTION gh_seq_bump; DROP FUNCTION gh_clients_revoke"),
+                  0);
+    CHECK_INT(store_exec_sql(st, "UPDATE schema_version SET version = 0"), 0);
+    CHECK_INT(store_exec_sql(st, "CREATE TABLE users (somebody_elses INTEGER)"), 0);
+    store_close(st);
+
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(store_open(broken, &st, &ei), ERR_IO);
+    CHECK_CONTAINS(ei.msg, postgres ? "postgres store" : "sqlite store");
+    if (postgres)
+        CHECK_CONTAINS(ei.msg, "migration 1: relation \"users\" already exists");
+    /* as it was: no table of migration 1 (revocation comes first in it), the version still 0 */
+    CHECK_INT(raw_count(broken, "SELECT count(*) FROM schema_version WHERE version = 0"), 1);
+    CHECK_INT(raw_count(broken, postgres ? "SELECT count(*) FROM pg_tables WHERE tablename = "
+                                           "'revocation'"
+                                         : "SELECT count(*) FROM sqlite_master WHERE name = "
+                                           "'revocation'"),
+              0);
+}
+
 /* PostgreSQL restarted under a connection: the call that meets the lost connection fails with a
    temporary error (ERR_TIMEOUT, never retried: it may have been done), and the connection is
    made again, so the next calls work, the prepared statements prepared anew. */
@@ -920,5 +994,5 @@ static void test_settings(void)
 TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user_list_identities),
           TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
           TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
-          TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_kill9),
-          TEST(test_other_process_sees_through), TEST(test_reconnect))
+          TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_failed_migration),
+          TEST(test_kill9), TEST(test_other_process_sees_through), TEST(test_reconnect))

@@ -8,8 +8,8 @@
 #   GH_TEST_PG_HOST  the socket directory      GH_TEST_PG_PORT  the port
 #   GH_TEST_PG_BINDIR  where psql and the server's programs are (superuser "postgres", trust
 #                    over the socket: a test may create databases of its own)
-#   GH_TEST_PG_DBS   the databases made for it: gh_store, gh_newer, gh_fresh (trust over the socket,
-#                    as "postgres"), gh_full (owned by the role below)
+#   GH_TEST_PG_DBS   the databases made for it: gh_store, gh_newer, gh_fresh, gh_broken (trust
+#                    over the socket, as "postgres"), gh_full (owned by the role below)
 #   GH_TEST_PG_PASSWORD_ROLE  "gh_pw", a role that logs in over TCP with the password in
 #                    GH_TEST_PG_PASSWORD (scram-sha-256), to test credentials right and wrong
 #   GH_TEST_PG_RESTART  a shell command that restarts the server (its clients lose their
@@ -68,10 +68,10 @@ fi
 psql=("$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres)
 password="gh-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "${as[@]}" "${psql[@]}" -c "CREATE DATABASE gh_store" -c "CREATE DATABASE gh_newer" \
-  -c "CREATE DATABASE gh_fresh" \
+  -c "CREATE DATABASE gh_fresh" -c "CREATE DATABASE gh_broken" \
   -c "CREATE ROLE gh_pw LOGIN PASSWORD '$password'" -c "CREATE DATABASE gh_full OWNER gh_pw" >/dev/null
 
-export GH_TEST_PG_BINDIR=$bindir GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_full"
+export GH_TEST_PG_BINDIR=$bindir GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_broken gh_full"
 export GH_TEST_PG_PASSWORD_ROLE=gh_pw GH_TEST_PG_PASSWORD=$password
 GH_TEST_PG_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 30 -m fast restart"
 export GH_TEST_PG_RESTART
