@@ -23,14 +23,20 @@
  *   without it). Only the primary message of a server error is logged, never its DETAIL (which
  *   can quote a row's values).
  *
- * - A connection lost (the server restarted) is made again by the call that finds it lost;
- *   that call fails with ERR_TIMEOUT, and statements are prepared anew on the new connection.
+ * - A connection lost (the server restarted) is made again: the call that finds it lost while
+ *   its statement was in flight fails with ERR_TIMEOUT (never retried: it may have been done),
+ *   a transaction open on it is gone (its later statements and its COMMIT fail too, never run
+ *   on the new connection), and the next call runs on a new connection, its statements
+ *   prepared anew. While the server cannot be reached, calls fail at once with ERR_TIMEOUT
+ *   and a new connection is tried at most once a second. Every wait is bounded
+ *   (connect_timeout, tcp_user_timeout, keepalives; the URI may set its own).
  *
  * Calls are synchronous, as on SQLite: a store call blocks the calling thread for one round
  * trip to the server per statement.
  */
 #include "store/store-int.h"
 #include "core/log.h"
+#include "core/rand.h"
 
 #include <libpq-fe.h>
 #include <sodium.h>
@@ -40,6 +46,9 @@
 
 #define PG_MAX_PARAMS 16
 #define PG_TEXTOID 25
+/* While the server cannot be reached, a store call fails at once (ERR_TIMEOUT) and a new
+   connection is tried at most this often: a down server must not cost every call a connect. */
+#define PG_RETRY_NS (1000ull * 1000 * 1000)
 /* advisory lock keys (bigint), chosen not to collide by chance with another application's */
 #define PG_LOCK_MIGRATE "7164970001"
 #define PG_LOCK_WRITE "7164970002"
@@ -48,9 +57,12 @@ struct pg_conn {
     PGconn *pg;
     int64_t changes; /* rows changed by the last INSERT/UPDATE/DELETE */
     unsigned next_stmt;
-    unsigned gen;   /* moves when the connection is made again: statements are prepared anew */
-    char *password; /* of the connection string, to scrub from messages; wiped on close */
-    char *decoded;  /* the same, percent-decoded as libpq reads it */
+    unsigned gen;      /* moves when the connection is made again: statements are prepared anew */
+    uint64_t retry_ns; /* the connection is lost: no new attempt before this (clock_now_ns) */
+    bool in_tx;        /* between store_begin and its commit or rollback */
+    bool tx_lost;      /* the connection was lost in that transaction: it is gone */
+    char *password;    /* of the connection string, to scrub from messages; wiped on close */
+    char *decoded;     /* the same, percent-decoded as libpq reads it */
 };
 
 struct pg_stmt {
@@ -60,7 +72,8 @@ struct pg_stmt {
     char name[16];
     char *text; /* the statement in PostgreSQL's syntax */
     Oid types[PG_MAX_PARAMS];
-    unsigned gen; /* the connection's gen when it was prepared on the server */
+    unsigned gen;  /* the connection's gen when it was prepared on the server */
+    bool prepared; /* on the server, in gen; else at the next step */
     int nparams;
     const char *values[PG_MAX_PARAMS];
     int lengths[PG_MAX_PARAMS];
@@ -287,6 +300,8 @@ static int pg_err(struct store *st, const PGresult *res, const char *what)
         /* the server restarted, or the network failed: this call fails with a temporary
            error (it may or may not have been done: never retried), the next one runs on a new
            connection */
+        if (clock_now_ns() < c->retry_ns)
+            return ERR_TIMEOUT; /* tried a moment ago: fail fast, quietly */
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
         scrub(c, msg, sizeof(msg));
@@ -370,8 +385,10 @@ static int prepare_on_server(struct store *st, struct pg_stmt *x)
     int err = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         err = pg_err(st, res, x->sql);
-    else
+    else {
         x->gen = gen;
+        x->prepared = true;
+    }
     PQclear(res);
     return err;
 }
@@ -397,14 +414,11 @@ static struct store_stmt *pg_prepare(struct store *st, const char *sql)
         if (!used[i])
             x->types[i] = PG_TEXTOID;
     x->text = text;
-    text = NULL;
-    if (prepare_on_server(st, x) != 0)
-        goto fail;
+    /* prepared on the server at its first step, so that a connection lost meanwhile is one
+       error path (a temporary error), as for any step */
     return &x->base;
 fail:
     free(text);
-    if (x)
-        free(x->text);
     free(x);
     return NULL;
 }
@@ -470,13 +484,36 @@ static bool changes_rows(PGresult *res)
            strncmp(tag, "DELETE", 6) == 0;
 }
 
+/* Before a statement is sent: a connection known lost is made again first (the statement was
+   never sent, so it runs on the new one), unless a transaction was open on the old one (then
+   it is gone, and so is every statement of it) or an attempt failed less than PG_RETRY_NS
+   ago. 0 or ERR_TIMEOUT. */
+static int ensure_connected(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    if (c->tx_lost)
+        return ERR_TIMEOUT;
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    if (c->in_tx) {
+        c->tx_lost = true;
+        return ERR_TIMEOUT;
+    }
+    if (clock_now_ns() < c->retry_ns)
+        return ERR_TIMEOUT;
+    reconnect(st);
+    return PQstatus(c->pg) == CONNECTION_OK ? 0 : ERR_TIMEOUT;
+}
+
 static int pg_step(struct store *st, struct store_stmt *s)
 {
     struct pg_stmt *x = PGS(s);
     if (x->res == NULL) {
-        int err;
-        if (x->gen != x->c->gen && (err = prepare_on_server(st, x)) != 0)
-            return err; /* a new connection since it was prepared */
+        int err = ensure_connected(st);
+        if (err)
+            return err;
+        if ((!x->prepared || x->gen != x->c->gen) && (err = prepare_on_server(st, x)) != 0)
+            return err; /* first use, or a new connection since it was prepared */
         PGresult *res =
             PQexecPrepared(x->c->pg, x->name, x->nparams, x->values, x->lengths, x->formats, 0);
         ExecStatusType status = PQresultStatus(res);
@@ -540,9 +577,11 @@ static int64_t pg_changes(struct store *st)
 /* SQL text with no parameters, on the connection directly. */
 static int pg_exec(struct store *st, const char *sql)
 {
+    int err = ensure_connected(st);
+    if (err)
+        return err;
     PGresult *res = PQexec(CONN(st)->pg, sql);
     ExecStatusType status = PQresultStatus(res);
-    int err = 0;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
         err = pg_err(st, res, sql);
     else if (changes_rows(res))
@@ -553,7 +592,9 @@ static int pg_exec(struct store *st, const char *sql)
 
 static void pg_rollback(struct store *st)
 {
-    if (PQtransactionStatus(CONN(st)->pg) != PQTRANS_IDLE)
+    struct pg_conn *c = CONN(st);
+    c->in_tx = c->tx_lost = false; /* a lost connection took its transaction with it */
+    if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         (void)pg_exec(st, "ROLLBACK");
 }
 
@@ -562,6 +603,7 @@ static int pg_begin(struct store *st)
     /* one writer at a time, across replicas, as BEGIN IMMEDIATE on SQLite */
     int err = pg_exec(st, "BEGIN");
     if (err == 0) {
+        CONN(st)->in_tx = true;
         struct store_stmt *s = store_stmt(st, "SELECT pg_advisory_xact_lock(" PG_LOCK_WRITE ")");
         err = s ? store_exec_step(st, s, "write lock") : ERR_IO;
         if (err)
@@ -572,7 +614,12 @@ static int pg_begin(struct store *st)
 
 static int pg_commit(struct store *st)
 {
-    PGresult *res = PQexec(CONN(st)->pg, "COMMIT");
+    struct pg_conn *c = CONN(st);
+    bool lost = c->tx_lost || PQstatus(c->pg) != CONNECTION_OK;
+    c->in_tx = c->tx_lost = false;
+    if (lost) /* never COMMIT on a new connection: the transaction died with the old one */
+        return ERR_TIMEOUT;
+    PGresult *res = PQexec(c->pg, "COMMIT");
     int err = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         err = pg_err(st, res, "COMMIT");
@@ -609,14 +656,21 @@ static void quiet_notice_cb(void *arg, const char *message)
 static void reconnect(struct store *st)
 {
     struct pg_conn *c = CONN(st);
+    if (c->in_tx)
+        c->tx_lost = true; /* whatever the transaction did is gone with the old connection */
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
         scrub(c, msg, sizeof(msg));
-        log_error("store", "postgres store %s: cannot connect again yet: %s", st->where, msg);
+        log_error("store",
+                  "postgres store %s: cannot connect again yet (store calls fail meanwhile; "
+                  "next attempt in 1 s): %s",
+                  st->where, msg);
+        c->retry_ns = clock_now_ns() + PG_RETRY_NS;
         return;
     }
+    c->retry_ns = 0;
     c->gen++;
     PGresult *res = PQexec(c->pg, "SET lock_timeout = '5s'");
     PQclear(res);
@@ -728,7 +782,18 @@ static int pg_open(struct store *st, const char *where, struct err_info *ei)
         err = ERR_NOMEM;
         goto out;
     }
-    c->pg = PQconnectdb(where);
+    /* Bounds on every wait for the server, so that a store call cannot hang a worker for
+       minutes on a dead network (TCP's own timeouts); the URI's own settings win (dbname is
+       expanded last). */
+    static const char *const keys[] = {"connect_timeout",
+                                       "tcp_user_timeout",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "dbname",
+                                       NULL};
+    const char *const values[] = {"5", "10000", "30", "10", "3", where, NULL};
+    c->pg = PQconnectdbParams(keys, values, 1);
     if (c->pg == NULL) {
         err = err_info_set(ei, ERR_NOMEM, 0, 0, "postgres store %s: out of memory", st->where);
         goto out;

@@ -847,6 +847,30 @@ static void test_reconnect(void)
     store_close(st);
 }
 
+/* PostgreSQL down for a while: calls fail at once with a temporary error (no hang, no connect
+   attempt per call), and work again once the server is back, without reopening the store. */
+static void test_server_down(void)
+{
+    if (!postgres)
+        return;
+    struct store *st = open_store();
+    struct store_user u;
+    struct err_info ei = {0};
+    CHECK_INT(store_user_add(st, "through-outage", NULL, NULL, false, &u, &ei), 0);
+    CHECK_INT(system(getenv("GH_TEST_PG_STOP")), 0);
+    CHECK_INT(store_user_get(st, u.id, &u), ERR_TIMEOUT); /* finds it lost, cannot reconnect */
+    uint64_t t0 = clock_now_ns();
+    for (int i = 0; i < 200; i++)
+        CHECK_INT(store_user_get(st, u.id, &u), ERR_TIMEOUT);
+    CHECK(clock_now_ns() - t0 < 200ull * 1000 * 1000); /* fast: no attempt within the second */
+    CHECK_INT(system(getenv("GH_TEST_PG_START")), 0);
+    usleep(1100 * 1000); /* past the pause between attempts */
+    CHECK_INT(store_user_get(st, u.id, &u), 0);
+    CHECK_STR(u.name, "through-outage");
+    CHECK_INT(store_user_add(st, "after-outage", NULL, NULL, false, NULL, &ei), 0);
+    store_close(st);
+}
+
 /* A child commits users one by one, reporting each after its commit returned, then opens a
    transaction it never finishes and dies by SIGKILL. Every reported row is there afterwards; the
    unfinished one is not, and the store opens and writes as before. */
@@ -995,4 +1019,5 @@ TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user
           TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
           TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
           TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_failed_migration),
-          TEST(test_kill9), TEST(test_other_process_sees_through), TEST(test_reconnect))
+          TEST(test_kill9), TEST(test_other_process_sees_through), TEST(test_reconnect),
+          TEST(test_server_down))

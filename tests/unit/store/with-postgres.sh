@@ -12,8 +12,9 @@
 #                    over the socket, as "postgres"), gh_full (owned by the role below)
 #   GH_TEST_PG_PASSWORD_ROLE  "gh_pw", a role that logs in over TCP with the password in
 #                    GH_TEST_PG_PASSWORD (scram-sha-256), to test credentials right and wrong
-#   GH_TEST_PG_RESTART  a shell command that restarts the server (its clients lose their
-#                    connections), to test that the store connects again
+#   GH_TEST_PG_RESTART, GH_TEST_PG_STOP, GH_TEST_PG_START  shell commands that restart, stop
+#                    and start the server (its clients lose their connections), to test that
+#                    the store connects again
 # The cluster is stopped and its directory removed when the command ends, whatever its exit.
 # It runs with fsync=off (throwaway data); GH_PG_SERVER_OPTS adds server options, e.g.
 # "-c fsync=on" to measure writes as a real server makes them.
@@ -52,8 +53,9 @@ trap cleanup EXIT INT TERM
 # a free loopback port: a random one, another if the server cannot listen on it
 for attempt in 1 2 3 4 5; do
   port=$((20000 + RANDOM % 40000))
-  if "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off ${GH_PG_SERVER_OPTS:-}" \
+  opts="-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c fsync=off"
+  opts+=" ${GH_PG_SERVER_OPTS:-}"
+  if "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$opts" \
     start >/dev/null 2>&1; then
     started=1
     break
@@ -73,8 +75,9 @@ password="gh-test-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 export GH_TEST_PG_BINDIR=$bindir GH_TEST_PG_HOST=$dir GH_TEST_PG_PORT=$port GH_TEST_PG_DBS="gh_store gh_newer gh_fresh gh_broken gh_full"
 export GH_TEST_PG_PASSWORD_ROLE=gh_pw GH_TEST_PG_PASSWORD=$password
-GH_TEST_PG_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 30 -m fast restart"
-export GH_TEST_PG_RESTART
+ctl="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 30"
+export GH_TEST_PG_RESTART="$ctl -m fast restart" GH_TEST_PG_STOP="$ctl -m fast stop"
+export GH_TEST_PG_START="$ctl -o '$opts' start"
 set +e
 "$@"
 rc=$?
