@@ -844,6 +844,19 @@ static void test_reconnect(void)
     CHECK_INT(store_revocation_seq(st, &seq), 0);
     CHECK_INT(store_revoke_user(st, u.id), 0); /* a transaction on the new connection */
     CHECK(seq_of(st) > seq);
+
+    /* lost inside a transaction: it is gone, and nothing of it runs on the new connection */
+    CHECK_INT(store_begin(st), 0);
+    CHECK_INT(store_exec_sql(st, "INSERT INTO users (name, created_at) VALUES ('tx-1', 0)"), 0);
+    CHECK_INT(system(getenv("GH_TEST_PG_RESTART")), 0);
+    CHECK_INT(store_exec_sql(st, "INSERT INTO users (name, created_at) VALUES ('tx-2', 0)"),
+              ERR_TIMEOUT); /* in flight when the connection went */
+    CHECK_INT(store_exec_sql(st, "INSERT INTO users (name, created_at) VALUES ('tx-3', 0)"),
+              ERR_TIMEOUT); /* never run outside its transaction */
+    CHECK_INT(store_commit(st), ERR_TIMEOUT);
+    CHECK_INT(store_user_find(st, "tx-1", &u), ERR_NOTFOUND);
+    CHECK_INT(store_user_find(st, "tx-3", &u), ERR_NOTFOUND);
+    CHECK_INT(store_user_find(st, "before-restart", &u), 0);
     store_close(st);
 }
 
