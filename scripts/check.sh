@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Run every test against one build directory and print one closing line "N passed, N failed".
-#   scripts/check.sh BUILD_DIR [phases...]     phases: unit integration interop (default: all)
+#   scripts/check.sh BUILD_DIR [phases...]     phases: unit integration postgres interop lint
+#                                              (default: all)
 # unit        ctest: the C unit tests and the replay of every fuzz target's seed corpus
 # integration node --test tests/integration: the real binary on ephemeral ports, bad input, faults
+# postgres    the integration tests that live on the store (OAuth, settings, replicas) once more
+#             with the store on PostgreSQL: a throwaway cluster per file (tests/unit/store/
+#             with-postgres.sh; the store's unit tests run on it in the unit phase already)
 # interop     node --test tests/interop: real MCP clients, servers, the Inspector and the conformance suite
 # lint        cppcheck over src/ (warnings are failures), and clang-format: the tree is formatted
 # Every test counts: a node test that ran past its time limit (cancelled) or could not run
@@ -13,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: scripts/check.sh BUILD_DIR [phases...]}
 shift
-phases=${*:-unit integration interop lint}
+phases=${*:-unit integration postgres interop lint}
 export GATEHOUSE_BIN="$PWD/$build/gatehouse"
 # Sanitizer builds: the only leaks tolerated are third-party ones listed (with reasons) here.
 export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
@@ -99,6 +103,24 @@ for phase in $phases; do
     # "  1/32 Test  #1: unit/auth/test_jwt .....   Passed    0.57 sec"
     sed -nE 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: ([^ ]+) .* ([0-9.]+) sec$/\2\tunit: \1/p' \
       "$log_dir/unit.log" >>"$durations"
+    ;;
+  postgres)
+    echo "== integration tests on a PostgreSQL store ($build)"
+    p0=$passed f0=$failed
+    : >"$log_dir/postgres.log"
+    for name in oauth_flow oauth_tokens oauth_negative oauth_review user_settings replicas; do
+      flog="$log_dir/postgres-$name.log"
+      start_s=$(date +%s)
+      (cd tests/integration && GATEHOUSE_TEST_STORE=postgres timeout $((file_limit + 90)) \
+        ../unit/store/with-postgres.sh node --test --test-reporter=tap \
+        --test-timeout=$((file_limit * 1000)) "./$name.test.mjs") >"$flog" 2>&1
+      rc=$?
+      cat "$flog" >>"$log_dir/postgres.log"
+      grep -E '^ *not ok' -A12 "$flog" | head -40
+      echo "  $name.test.mjs ($(($(date +%s) - start_s)) s):"
+      count_node postgres "$flog" "$rc" "$name.test.mjs"
+    done
+    echo "  postgres: $((passed - p0)) passed, $((failed - f0)) failed"
     ;;
   integration | interop)
     echo "== $phase tests ($build)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what Gatehouse needs to build and test on Debian 12, idempotently and quietly:
 #   scripts/deps.sh build    C toolchain and libraries (make, make run)
-#   scripts/deps.sh test     + clang (fuzz, sanitizers), Node packages for the interop tests
+#   scripts/deps.sh test     + clang (fuzz, sanitizers), Node packages for the interop tests,
+#                            PostgreSQL's server (the store's tests start a throwaway cluster of
+#                            their own; the system service is never used)
 #   scripts/deps.sh bench    + wrk
 # Only packages that are missing are installed; apt-get update runs only when something is.
 set -euo pipefail
@@ -9,9 +11,10 @@ cd "$(dirname "$0")/.."
 what=${1:-build}
 
 pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
-      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev curl ca-certificates)
+      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev curl ca-certificates)
 case "$what" in
-  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 cppcheck chromium) ;;&
+  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 cppcheck chromium
+                    postgresql) ;;&
   bench) pkgs+=(wrk linux-perf) ;;
 esac
 # Node runs the example servers (make run) and the test harness. A node already on PATH is used

@@ -1068,7 +1068,9 @@ int admin_cli_main(int argc, char **argv)
         goto out;
     const char *db = c.cfg->store.sqlite;
     const char *which = path ? path : "none (the built-in defaults)";
-    if (access(db, F_OK) != 0 && strcmp(db, ":memory:") != 0 && strncmp(db, "file:", 5) != 0) {
+    /* a PostgreSQL store is a server, not a file (and its URI is never printed: a password) */
+    if (c.cfg->store.postgres == NULL && access(db, F_OK) != 0 && strcmp(db, ":memory:") != 0 &&
+        strncmp(db, "file:", 5) != 0) {
         if (!(cmd->takes & C_CREATES)) {
             rc = refuse("there is no store at %s (configuration: %s); nothing to show or "
                         "change. Give the configuration the gateway runs with (-c FILE), or "

@@ -1430,8 +1430,8 @@ static int get_duration_s(struct loader *L, const struct ynode *n, const char *w
 
 static int load_store(struct loader *L, const struct ynode *n)
 {
-    static const char *const keys[] = {"sqlite", "key_file", NULL};
-    struct field f[2];
+    static const char *const keys[] = {"sqlite", "key_file", "postgres", NULL};
+    struct field f[3];
     int err = map_fields(L, n, "store", keys, f);
     if (err)
         return err;
@@ -1440,6 +1440,26 @@ static int load_store(struct loader *L, const struct ynode *n)
     if (f[1].val && (err = get_nonempty_str(L, f[1].val, "store.key_file", &L->c->store.key_file)))
         return err;
     L->c->store.key_file_set = f[1].val != NULL;
+    if (f[2].val) {
+        /* the value is never quoted in a message: it may hold a password */
+        if (f[0].val)
+            return FAILN(L, f[2].val,
+                         "store.postgres and store.sqlite are exclusive; "
+                         "expected one of them");
+        if ((err = get_nonempty_str(L, f[2].val, "store.postgres", &L->c->store.postgres)))
+            return err;
+        if (strncmp(L->c->store.postgres, "postgresql://", 13) != 0 &&
+            strncmp(L->c->store.postgres, "postgres://", 11) != 0)
+            return FAILN(L, f[2].val,
+                         "store.postgres is not a connection URI; expected "
+                         "postgresql://[user[:password]@]host[:port]/database[?...]");
+        if (!f[1].val)
+            return FAILN(L, f[2].val,
+                         "store.postgres needs store.key_file (the master key: the "
+                         "same file on every replica)");
+        /* what store_open opens */
+        L->c->store.sqlite = L->c->store.postgres;
+    }
     return 0;
 }
 
@@ -1953,7 +1973,8 @@ static int resolve_paths(struct loader *L)
     int err = 0;
     if (L->base == NULL)
         return 0;
-    if (strcmp(c->store.sqlite, ":memory:") != 0 && strncmp(c->store.sqlite, "file:", 5) != 0)
+    if (c->store.postgres == NULL && strcmp(c->store.sqlite, ":memory:") != 0 &&
+        strncmp(c->store.sqlite, "file:", 5) != 0)
         err = resolve_one(L, &c->store.sqlite);
     if (err || (err = resolve_one(L, &c->store.key_file)) ||
         (err = resolve_one(L, &c->outbound.ca_file)))

@@ -120,7 +120,10 @@ struct config_server {
 
 /* The durable store (docs/configuration.md, "store"). */
 struct config_store {
-    char *sqlite;      /* SQLite database path; default "gatehouse.db" */
+    char *sqlite;      /* what store_open opens: the SQLite database path (default
+                          "gatehouse.db"), or the same string as `postgres` when that is set */
+    char *postgres;    /* a postgresql:// connection URI (may hold a password: never print it),
+                          or NULL; key_file is then required */
     char *key_file;    /* the master key sealing signing keys (and later the vault); default
                           "<sqlite>.key", created 0600 when missing */
     bool key_file_set; /* key_file is in the file (without `auth`, the key file is read, or

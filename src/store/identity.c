@@ -17,27 +17,25 @@
 #define APIKEY_ID_BYTES 8      /* 16 hex characters */
 #define APIKEY_SECRET_BYTES 32 /* 43 base64url characters */
 
-static void user_row(sqlite3_stmt *s, struct store_user *u)
+static void user_row(struct store_stmt *s, struct store_user *u)
 {
     memset(u, 0, sizeof(*u));
-    u->id = sqlite3_column_int64(s, 0);
+    u->id = store_col_int64(s, 0);
     store_col_text(s, 1, u->name, sizeof(u->name));
     store_col_text(s, 2, u->email, sizeof(u->email));
-    u->admin = sqlite3_column_int(s, 3) != 0;
-    u->disabled = sqlite3_column_int(s, 4) != 0;
-    u->created_at = sqlite3_column_int64(s, 5);
-    u->tokens_valid_after = sqlite3_column_int64(s, 6);
+    u->admin = store_col_int64(s, 3) != 0;
+    u->disabled = store_col_int64(s, 4) != 0;
+    u->created_at = store_col_int64(s, 5);
+    u->tokens_valid_after = store_col_int64(s, 6);
 }
 
 /* Step a statement expected to yield at most one row: fills via row() on ROW, ERR_NOTFOUND on
    none. */
-static int one_user(struct store *st, sqlite3_stmt *s, struct store_user *out)
+static int one_user(struct store *st, struct store_stmt *s, struct store_user *out)
 {
-    int rc = sqlite3_step(s);
-    int err = rc == SQLITE_ROW    ? 0
-              : rc == SQLITE_DONE ? ERR_NOTFOUND
-                                  : store_err(st, sqlite3_extended_errcode(st->db), "user");
-    if (rc == SQLITE_ROW)
+    int rc = store_step(st, s);
+    int err = rc == STORE_ROW ? 0 : rc == STORE_DONE ? ERR_NOTFOUND : store_rc_err(rc);
+    if (rc == STORE_ROW)
         user_row(s, out);
     store_done(s);
     return err;
@@ -61,15 +59,16 @@ int store_user_add(struct store *st, const char *name, const char *email, const 
     int err;
     if (password && (err = hash_password(password, hash)) != 0)
         return err_info_set(ei, err, 0, 0, "cannot hash the password: out of memory");
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO users (name, email, password_hash, admin, "
-                                     "created_at) VALUES (?, ?, ?, ?, ?) RETURNING " USER_COLS);
+    struct store_stmt *s =
+        store_stmt(st, "INSERT INTO users (name, email, password_hash, admin, "
+                       "created_at) VALUES (?, ?, ?, ?, ?) RETURNING " USER_COLS);
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, email ? email : "", -1, SQLITE_STATIC);
+    store_bind_text(s, 1, name);
+    store_bind_text(s, 2, email ? email : "");
     store_bind_text(s, 3, password ? hash : NULL);
-    sqlite3_bind_int(s, 4, admin);
-    sqlite3_bind_int64(s, 5, store_now());
+    store_bind_int64(s, 4, admin);
+    store_bind_int64(s, 5, store_now());
     struct store_user u;
     err = one_user(st, s, &u);
     sodium_memzero(hash, sizeof(hash));
@@ -84,10 +83,10 @@ int store_user_add(struct store *st, const char *name, const char *email, const 
 
 int store_user_get(struct store *st, int64_t id, struct store_user *out)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users WHERE id = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users WHERE id = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, id);
+    store_bind_int64(s, 1, id);
     return one_user(st, s, out);
 }
 
@@ -95,10 +94,10 @@ int store_user_find(struct store *st, const char *name, struct store_user *out)
 {
     if (!store_name_valid(name))
         return ERR_NOTFOUND;
-    sqlite3_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users WHERE name = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users WHERE name = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, name);
     return one_user(st, s, out);
 }
 
@@ -107,14 +106,14 @@ int store_user_password_hash(struct store *st, const char *name, struct store_us
 {
     if (!store_name_valid(name))
         return ERR_NOTFOUND;
-    sqlite3_stmt *s =
+    struct store_stmt *s =
         store_stmt(st, "SELECT " USER_COLS ", password_hash FROM users WHERE name = ? "
                        "AND password_hash IS NOT NULL");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, name);
     int err = ERR_NOTFOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (store_step(st, s) == STORE_ROW) {
         user_row(s, out);
         store_col_text(s, 7, hash, SECRET_HASH_MAX);
         err = 0;
@@ -143,11 +142,11 @@ int store_user_set_password(struct store *st, int64_t id, const char *password)
     int err;
     if (password && (err = hash_password(password, hash)) != 0)
         return err;
-    sqlite3_stmt *s = store_stmt(st, "UPDATE users SET password_hash = ? WHERE id = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE users SET password_hash = ? WHERE id = ?");
     if (s == NULL)
         return ERR_IO;
     store_bind_text(s, 1, password ? hash : NULL);
-    sqlite3_bind_int64(s, 2, id);
+    store_bind_int64(s, 2, id);
     err = store_exec_change(st, s, "set password");
     sodium_memzero(hash, sizeof(hash));
     return err;
@@ -155,28 +154,28 @@ int store_user_set_password(struct store *st, int64_t id, const char *password)
 
 int store_user_set_disabled(struct store *st, int64_t id, bool disabled)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE users SET disabled = ? WHERE id = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE users SET disabled = ? WHERE id = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int(s, 1, disabled);
-    sqlite3_bind_int64(s, 2, id);
+    store_bind_int64(s, 1, disabled);
+    store_bind_int64(s, 2, id);
     return store_exec_change(st, s, "set disabled");
 }
 
 int store_user_list(struct store *st, int (*cb)(const struct store_user *u, void *arg), void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users ORDER BY name");
+    struct store_stmt *s = store_stmt(st, "SELECT " USER_COLS " FROM users ORDER BY name");
     if (s == NULL)
         return ERR_IO;
     int rc, ret = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = store_step(st, s)) == STORE_ROW) {
         struct store_user u;
         user_row(s, &u);
         if ((ret = cb(&u, arg)) != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = store_err(st, sqlite3_extended_errcode(st->db), "user list");
+    if (ret == 0 && rc != STORE_DONE)
+        ret = store_rc_err(rc);
     store_done(s);
     return ret;
 }
@@ -186,14 +185,14 @@ int store_user_list(struct store *st, int (*cb)(const struct store_user *u, void
 int store_identity_find(struct store *st, const char *provider, const char *subject,
                         struct store_user *out)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT u.id, u.name, u.email, u.admin, u.disabled, "
-                                     "u.created_at, u.tokens_valid_after FROM identities i "
-                                     "JOIN users u ON u.id = i.user_id "
-                                     "WHERE i.provider = ? AND i.subject = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT u.id, u.name, u.email, u.admin, u.disabled, "
+                                          "u.created_at, u.tokens_valid_after FROM identities i "
+                                          "JOIN users u ON u.id = i.user_id "
+                                          "WHERE i.provider = ? AND i.subject = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, provider, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, provider);
+    store_bind_text(s, 2, subject);
     return one_user(st, s, out);
 }
 
@@ -201,16 +200,17 @@ int store_identity_link(struct store *st, int64_t user_id, const char *provider,
                         const char *subject)
 {
     /* A subject links to one user for good: linking it to another is ERR_EXISTS. */
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
-                                     "VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET user_id = "
-                                     "user_id WHERE user_id = ?3");
+    struct store_stmt *s = store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
+                                          "VALUES (?1, ?2, ?3) ON CONFLICT (provider, subject) "
+                                          "DO UPDATE SET user_id = identities.user_id "
+                                          "WHERE identities.user_id = ?3");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, provider, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, user_id);
+    store_bind_text(s, 1, provider);
+    store_bind_text(s, 2, subject);
+    store_bind_int64(s, 3, user_id);
     int err = store_exec_step(st, s, "identity link");
-    if (err == 0 && sqlite3_changes(st->db) == 0)
+    if (err == 0 && store_changes(st) == 0)
         err = ERR_EXISTS;
     return err;
 }
@@ -221,18 +221,19 @@ int store_identity_adopt(struct store *st, const char *provider, const char *sub
     if (!store_name_valid(name))
         return ERR_NOTFOUND;
     /* One statement, so two logins racing for the same name cannot both adopt it. */
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
-                                     "SELECT ?1, ?2, u.id FROM users u WHERE u.name = ?3 AND "
-                                     "u.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                                     "identities i WHERE i.provider = ?1 AND i.user_id = u.id) "
-                                     "ON CONFLICT DO NOTHING");
+    struct store_stmt *s =
+        store_stmt(st, "INSERT INTO identities (provider, subject, user_id) "
+                       "SELECT ?1, ?2, u.id FROM users u WHERE u.name = ?3 AND "
+                       "u.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                       "identities i WHERE i.provider = ?1 AND i.user_id = u.id) "
+                       "ON CONFLICT DO NOTHING");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, provider, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, subject, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, provider);
+    store_bind_text(s, 2, subject);
+    store_bind_text(s, 3, name);
     int err = store_exec_step(st, s, "identity adopt");
-    if (err == 0 && sqlite3_changes(st->db) == 0)
+    if (err == 0 && store_changes(st) == 0)
         err = ERR_NOTFOUND;
     return err ? err : store_identity_find(st, provider, subject, out);
 }
@@ -245,11 +246,11 @@ int store_team_add(struct store *st, const char *name, struct err_info *ei)
         return err_info_set(ei, ERR_INVAL, 0, 0,
                             "team name \"%.*s\" is not 1 to %d of A-Z a-z 0-9 . _ @ + -",
                             STORE_NAME_MAX, name ? name : "", STORE_NAME_MAX);
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO teams (name, created_at) VALUES (?, ?)");
+    struct store_stmt *s = store_stmt(st, "INSERT INTO teams (name, created_at) VALUES (?, ?)");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, store_now());
+    store_bind_text(s, 1, name);
+    store_bind_int64(s, 2, store_now());
     int err = store_exec_step(st, s, "team add");
     if (err == ERR_EXISTS)
         return err_info_set(ei, err, 0, 0, "team \"%s\" exists already", name);
@@ -262,32 +263,34 @@ int store_team_add_member(struct store *st, const char *team, int64_t user_id, e
                           struct err_info *ei)
 {
     /* Adding a member again sets their role. */
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO team_members (team_id, user_id, role) "
-                                     "SELECT id, ?2, ?3 FROM teams WHERE name = ?1 "
-                                     "ON CONFLICT DO UPDATE SET role = excluded.role");
+    struct store_stmt *s = store_stmt(st, "INSERT INTO team_members (team_id, user_id, role) "
+                                          "SELECT id, CAST(?2 AS BIGINT), CAST(?3 AS BIGINT) "
+                                          "FROM teams WHERE name = ?1 ON CONFLICT (team_id, "
+                                          "user_id) DO UPDATE SET role = excluded.role");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, team, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, user_id);
-    sqlite3_bind_int(s, 3, role);
+    store_bind_text(s, 1, team);
+    store_bind_int64(s, 2, user_id);
+    store_bind_int64(s, 3, role);
     int err = store_exec_step(st, s, "team member add");
     if (err == ERR_NOTFOUND)
         return err_info_set(ei, err, 0, 0, "no user with id %lld", (long long)user_id);
     if (err)
         return err_info_set(ei, err, 0, 0, "cannot add to team \"%s\": %s", team, err_str(err));
-    if (sqlite3_changes(st->db) == 0)
+    if (store_changes(st) == 0)
         return err_info_set(ei, ERR_NOTFOUND, 0, 0, "no team named \"%s\"", team);
     return 0;
 }
 
 int store_team_remove_member(struct store *st, const char *team, int64_t user_id)
 {
-    sqlite3_stmt *s = store_stmt(st, "DELETE FROM team_members WHERE user_id = ? AND team_id = "
-                                     "(SELECT id FROM teams WHERE name = ?)");
+    struct store_stmt *s =
+        store_stmt(st, "DELETE FROM team_members WHERE user_id = ? AND team_id = "
+                       "(SELECT id FROM teams WHERE name = ?)");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, user_id);
-    sqlite3_bind_text(s, 2, team, -1, SQLITE_STATIC);
+    store_bind_int64(s, 1, user_id);
+    store_bind_text(s, 2, team);
     return store_exec_change(st, s, "team member remove");
 }
 
@@ -311,24 +314,34 @@ int store_team_sync(struct store *st, int64_t user_id, const char *const *teams,
     int err = store_begin(st);
     if (err)
         goto out;
-    static const char *const steps[] = {
-        ("INSERT INTO teams (name, synced, created_at) SELECT value, 1, ?3 FROM json_each(?2) "
-         "WHERE true ON CONFLICT DO NOTHING"),
-        ("INSERT INTO team_members (team_id, user_id, role) SELECT t.id, ?1, 0 "
-         "FROM teams t JOIN json_each(?2) j ON t.name = j.value WHERE true ON CONFLICT DO NOTHING"),
-        ("DELETE FROM team_members WHERE user_id = ?1 AND team_id IN (SELECT id FROM teams "
-         "WHERE synced = 1 AND name NOT IN (SELECT value FROM json_each(?2)))"),
+    /* ?2 is the JSON array of names: json_each on SQLite, json_array_elements_text on
+       PostgreSQL */
+    static const char *const steps[][2] = {
+        {("INSERT INTO teams (name, synced, created_at) SELECT value, 1, ?3 FROM json_each(?2) "
+          "WHERE true ON CONFLICT DO NOTHING"),
+         ("INSERT INTO teams (name, synced, created_at) SELECT j.value, 1, CAST(?3 AS BIGINT) "
+          "FROM json_array_elements_text(CAST(?2 AS json)) AS j (value) ON CONFLICT DO NOTHING")},
+        {("INSERT INTO team_members (team_id, user_id, role) SELECT t.id, ?1, 0 FROM teams t "
+          "JOIN json_each(?2) j ON t.name = j.value WHERE true ON CONFLICT DO NOTHING"),
+         ("INSERT INTO team_members (team_id, user_id, role) SELECT t.id, CAST(?1 AS BIGINT), 0 "
+          "FROM teams t JOIN json_array_elements_text(CAST(?2 AS json)) AS j (value) "
+          "ON t.name = j.value ON CONFLICT DO NOTHING")},
+        {("DELETE FROM team_members WHERE user_id = ?1 AND team_id IN (SELECT id FROM teams "
+          "WHERE synced = 1 AND name NOT IN (SELECT value FROM json_each(?2)))"),
+         ("DELETE FROM team_members WHERE user_id = ?1 AND team_id IN (SELECT id FROM teams "
+          "WHERE synced = 1 AND name NOT IN (SELECT j.value FROM "
+          "json_array_elements_text(CAST(?2 AS json)) AS j (value)))")},
     };
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-        sqlite3_stmt *s = store_stmt(st, steps[i]);
+        struct store_stmt *s = store_stmt(st, store_sql(st, steps[i][0], steps[i][1]));
         if (s == NULL) {
             err = ERR_IO;
             goto out;
         }
-        sqlite3_bind_int64(s, 1, user_id);
-        sqlite3_bind_text(s, 2, list, -1, SQLITE_STATIC);
-        if (sqlite3_bind_parameter_count(s) >= 3)
-            sqlite3_bind_int64(s, 3, store_now());
+        store_bind_int64(s, 1, user_id);
+        store_bind_text(s, 2, list);
+        if (store_param_count(s) >= 3)
+            store_bind_int64(s, 3, store_now());
         if ((err = store_exec_step(st, s, "team sync")) != 0)
             goto out;
     }
@@ -343,19 +356,18 @@ out:
 int store_team_list(struct store *st, int (*cb)(const char *team, size_t members, void *arg),
                     void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT t.name, count(m.user_id) FROM teams t "
-                                     "LEFT JOIN team_members m ON m.team_id = t.id "
-                                     "GROUP BY t.id ORDER BY t.name");
+    struct store_stmt *s = store_stmt(st, "SELECT t.name, count(m.user_id) FROM teams t "
+                                          "LEFT JOIN team_members m ON m.team_id = t.id "
+                                          "GROUP BY t.id ORDER BY t.name");
     if (s == NULL)
         return ERR_IO;
     int rc, ret = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if ((ret = cb((const char *)sqlite3_column_text(s, 0), (size_t)sqlite3_column_int64(s, 1),
-                      arg)) != 0)
+    while ((rc = store_step(st, s)) == STORE_ROW) {
+        if ((ret = cb(store_col_str(s, 0), (size_t)store_col_int64(s, 1), arg)) != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = store_err(st, sqlite3_extended_errcode(st->db), "team list");
+    if (ret == 0 && rc != STORE_DONE)
+        ret = store_rc_err(rc);
     store_done(s);
     return ret;
 }
@@ -363,34 +375,34 @@ int store_team_list(struct store *st, int (*cb)(const char *team, size_t members
 int store_user_teams(struct store *st, int64_t user_id,
                      int (*cb)(const char *team, enum store_role role, void *arg), void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT t.name, m.role FROM team_members m "
-                                     "JOIN teams t ON t.id = m.team_id WHERE m.user_id = ? "
-                                     "ORDER BY t.name");
+    struct store_stmt *s = store_stmt(st, "SELECT t.name, m.role FROM team_members m "
+                                          "JOIN teams t ON t.id = m.team_id WHERE m.user_id = ? "
+                                          "ORDER BY t.name");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, user_id);
+    store_bind_int64(s, 1, user_id);
     int rc, ret = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = store_step(st, s)) == STORE_ROW) {
         enum store_role role =
-            sqlite3_column_int(s, 1) == STORE_ROLE_ADMIN ? STORE_ROLE_ADMIN : STORE_ROLE_MEMBER;
-        if ((ret = cb((const char *)sqlite3_column_text(s, 0), role, arg)) != 0)
+            store_col_int64(s, 1) == STORE_ROLE_ADMIN ? STORE_ROLE_ADMIN : STORE_ROLE_MEMBER;
+        if ((ret = cb(store_col_str(s, 0), role, arg)) != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = store_err(st, sqlite3_extended_errcode(st->db), "user teams");
+    if (ret == 0 && rc != STORE_DONE)
+        ret = store_rc_err(rc);
     store_done(s);
     return ret;
 }
 
 /* ---- service accounts and API keys ---- */
 
-static void account_row(sqlite3_stmt *s, int col, struct store_account *a)
+static void account_row(struct store_stmt *s, int col, struct store_account *a)
 {
     memset(a, 0, sizeof(*a));
-    a->id = sqlite3_column_int64(s, col);
+    a->id = store_col_int64(s, col);
     store_col_text(s, col + 1, a->name, sizeof(a->name));
-    a->disabled = sqlite3_column_int(s, col + 2) != 0;
-    a->created_at = sqlite3_column_int64(s, col + 3);
+    a->disabled = store_col_int64(s, col + 2) != 0;
+    a->created_at = store_col_int64(s, col + 3);
 }
 
 int store_account_add(struct store *st, const char *name, struct store_account *out,
@@ -400,17 +412,17 @@ int store_account_add(struct store *st, const char *name, struct store_account *
         return err_info_set(ei, ERR_INVAL, 0, 0,
                             "account name \"%.*s\" is not 1 to %d of A-Z a-z 0-9 . _ @ + -",
                             STORE_NAME_MAX, name ? name : "", STORE_NAME_MAX);
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO accounts (name, created_at) VALUES (?, ?) "
-                                     "RETURNING id, name, disabled, created_at");
+    struct store_stmt *s = store_stmt(st, "INSERT INTO accounts (name, created_at) VALUES (?, ?) "
+                                          "RETURNING id, name, disabled, created_at");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, store_now());
+    store_bind_text(s, 1, name);
+    store_bind_int64(s, 2, store_now());
     struct store_account a;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    int rc = store_step(st, s);
+    if (rc == STORE_ROW)
         account_row(s, 0, &a);
-    int err = rc == SQLITE_ROW ? 0 : store_err(st, sqlite3_extended_errcode(st->db), "account");
+    int err = rc == STORE_ROW ? 0 : store_rc_err(rc);
     store_done(s);
     if (err == ERR_EXISTS)
         return err_info_set(ei, err, 0, 0, "account \"%s\" exists already", name);
@@ -425,17 +437,15 @@ int store_account_find(struct store *st, const char *name, struct store_account 
 {
     if (!store_name_valid(name))
         return ERR_NOTFOUND;
-    sqlite3_stmt *s =
+    struct store_stmt *s =
         store_stmt(st, "SELECT id, name, disabled, created_at FROM accounts WHERE name = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    store_bind_text(s, 1, name);
+    int rc = store_step(st, s);
+    if (rc == STORE_ROW)
         account_row(s, 0, out);
-    int err = rc == SQLITE_ROW    ? 0
-              : rc == SQLITE_DONE ? ERR_NOTFOUND
-                                  : store_err(st, sqlite3_extended_errcode(st->db), "account");
+    int err = rc == STORE_ROW ? 0 : rc == STORE_DONE ? ERR_NOTFOUND : store_rc_err(rc);
     store_done(s);
     return err;
 }
@@ -449,17 +459,18 @@ int store_apikey_create(struct store *st, int64_t account_id, const char *label,
     int err = secret_hash(secret, strlen(secret), hash);
     if (err)
         goto out;
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO apikeys (id, account_id, label, secret_hash, "
-                                     "created_at) VALUES (?, ?, ?, ?, ?)");
+    struct store_stmt *s =
+        store_stmt(st, "INSERT INTO apikeys (id, account_id, label, secret_hash, "
+                       "created_at) VALUES (?, ?, ?, ?, ?)");
     if (s == NULL) {
         err = ERR_IO;
         goto out;
     }
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, account_id);
-    sqlite3_bind_text(s, 3, label ? label : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, store_now());
+    store_bind_text(s, 1, id);
+    store_bind_int64(s, 2, account_id);
+    store_bind_text(s, 3, label ? label : "");
+    store_bind_text(s, 4, hash);
+    store_bind_int64(s, 5, store_now());
     if ((err = store_exec_step(st, s, "apikey create")) != 0)
         goto out;
     snprintf(key_out, STORE_APIKEY_SIZE, APIKEY_PREFIX "%s_%s", id, secret);
@@ -497,16 +508,16 @@ int store_apikey_check(struct store *st, const char *key, size_t len, struct sto
     size_t slen = len;
     struct store_account a;
     bool found = false, usable = false;
-    sqlite3_stmt *s;
+    struct store_stmt *s;
     if (apikey_parse(key, len, id, &secret, &slen) &&
         (s = store_stmt(st, "SELECT k.secret_hash, k.revoked_at IS NULL, a.id, a.name, "
                             "a.disabled, a.created_at FROM apikeys k "
                             "JOIN accounts a ON a.id = k.account_id WHERE k.id = ?"))) {
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(s) == SQLITE_ROW) {
+        store_bind_text(s, 1, id);
+        if (store_step(st, s) == STORE_ROW) {
             store_col_text(s, 0, hash, sizeof(hash));
             account_row(s, 2, &a);
-            usable = sqlite3_column_int(s, 1) != 0 && !a.disabled;
+            usable = store_col_int64(s, 1) != 0 && !a.disabled;
             found = true;
         }
         store_done(s);
@@ -526,12 +537,12 @@ int store_apikey_check(struct store *st, const char *key, size_t len, struct sto
 
 int store_apikey_revoke(struct store *st, const char *key_id)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE apikeys SET revoked_at = coalesce(revoked_at, ?) "
-                                     "WHERE id = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE apikeys SET revoked_at = coalesce(revoked_at, ?) "
+                                          "WHERE id = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, store_now());
-    sqlite3_bind_text(s, 2, key_id, -1, SQLITE_STATIC);
+    store_bind_int64(s, 1, store_now());
+    store_bind_text(s, 2, key_id);
     return store_exec_change(st, s, "apikey revoke");
 }
 
@@ -544,14 +555,14 @@ void store_settings_release(struct store_settings *s)
 }
 
 /* Fill *out from a row (discovery, tools, updated_at) at column `col`. */
-static int settings_row(sqlite3_stmt *s, int col, struct store_settings *out)
+static int settings_row(struct store_stmt *s, int col, struct store_settings *out)
 {
     struct store_settings v = {0};
     store_col_text(s, col, v.discovery, sizeof(v.discovery));
-    const char *tools = (const char *)sqlite3_column_text(s, col + 1);
+    const char *tools = store_col_str(s, col + 1);
     if (tools != NULL && (v.tools = json_loads(tools, 0, NULL)) == NULL)
         return ERR_NOMEM;
-    v.updated_at = sqlite3_column_int64(s, col + 2);
+    v.updated_at = store_col_int64(s, col + 2);
     *out = v;
     return 0;
 }
@@ -559,17 +570,17 @@ static int settings_row(sqlite3_stmt *s, int col, struct store_settings *out)
 int store_settings_get(struct store *st, int64_t user_id, const char *server,
                        struct store_settings *out)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT discovery, tools, updated_at FROM user_settings "
-                                     "WHERE user_id = ? AND server = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT discovery, tools, updated_at FROM user_settings "
+                                          "WHERE user_id = ? AND server = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, user_id);
-    sqlite3_bind_text(s, 2, server, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s), err;
-    if (rc == SQLITE_ROW)
+    store_bind_int64(s, 1, user_id);
+    store_bind_text(s, 2, server);
+    int rc = store_step(st, s), err;
+    if (rc == STORE_ROW)
         err = settings_row(s, 0, out);
     else
-        err = rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(st, rc, "settings get");
+        err = rc == STORE_DONE ? ERR_NOTFOUND : store_rc_err(rc);
     store_done(s);
     return err;
 }
@@ -597,19 +608,22 @@ int store_settings_put(struct store *st, int64_t user_id, const char *server,
         if ((tools = json_dumps(v->tools, JSON_COMPACT)) == NULL)
             return ERR_NOMEM;
     }
-    sqlite3_stmt *s = store_stmt(
-        st, "INSERT OR REPLACE INTO user_settings (user_id, server, discovery, tools, updated_at) "
-            "SELECT id, ?, ?, ?, ? FROM users WHERE id = ?");
+    struct store_stmt *s = store_stmt(
+        st, "INSERT INTO user_settings (user_id, server, discovery, tools, updated_at) "
+            "SELECT id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT) "
+            "FROM users WHERE id = ? ON CONFLICT (user_id, server) DO UPDATE SET "
+            "discovery = excluded.discovery, tools = excluded.tools, "
+            "updated_at = excluded.updated_at");
     int err = ERR_IO;
     if (s != NULL) {
-        sqlite3_bind_text(s, 1, server, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, v->discovery, -1, SQLITE_STATIC);
+        store_bind_text(s, 1, server);
+        store_bind_text(s, 2, v->discovery);
         if (tools)
-            sqlite3_bind_text(s, 3, tools, -1, SQLITE_STATIC);
+            store_bind_text(s, 3, tools);
         else
-            sqlite3_bind_null(s, 3);
-        sqlite3_bind_int64(s, 4, store_now());
-        sqlite3_bind_int64(s, 5, user_id);
+            store_bind_text(s, 3, NULL);
+        store_bind_int64(s, 4, store_now());
+        store_bind_int64(s, 5, user_id);
         err = store_exec_change(st, s, "settings put");
     }
     free(tools);
@@ -620,13 +634,13 @@ int store_settings_list(struct store *st, int64_t user_id,
                         int (*cb)(const char *server, const struct store_settings *s, void *arg),
                         void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT server, discovery, tools, updated_at "
-                                     "FROM user_settings WHERE user_id = ? ORDER BY server");
+    struct store_stmt *s = store_stmt(st, "SELECT server, discovery, tools, updated_at "
+                                          "FROM user_settings WHERE user_id = ? ORDER BY server");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, user_id);
+    store_bind_int64(s, 1, user_id);
     int rc, ret = 0;
-    while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while (ret == 0 && (rc = store_step(st, s)) == STORE_ROW) {
         char server[STORE_SERVER_MAX + 1];
         struct store_settings v;
         store_col_text(s, 0, server, sizeof(server));

@@ -27,20 +27,20 @@ void store_client_release(struct store_client *c)
     "client_id, kind, coalesce(user_id, 0), secret_hash IS NOT NULL, revoked, created_at, "        \
     "expires_at, metadata"
 
-static int client_row(sqlite3_stmt *s, struct store_client *c)
+static int client_row(struct store_stmt *s, struct store_client *c)
 {
     memset(c, 0, sizeof(*c));
     store_col_text(s, 0, c->client_id, sizeof(c->client_id));
-    int kind = sqlite3_column_int(s, 1);
+    int kind = store_col_int64(s, 1);
     c->kind = kind >= STORE_CLIENT_CONFIG && kind <= STORE_CLIENT_USER
                   ? (enum store_client_kind)kind
                   : STORE_CLIENT_CONFIG;
-    c->user_id = sqlite3_column_int64(s, 2);
-    c->confidential = sqlite3_column_int(s, 3) != 0;
-    c->revoked = sqlite3_column_int(s, 4) != 0;
-    c->created_at = sqlite3_column_int64(s, 5);
-    c->expires_at = sqlite3_column_int64(s, 6);
-    const char *md = (const char *)sqlite3_column_text(s, 7);
+    c->user_id = store_col_int64(s, 2);
+    c->confidential = store_col_int64(s, 3) != 0;
+    c->revoked = store_col_int64(s, 4) != 0;
+    c->created_at = store_col_int64(s, 5);
+    c->expires_at = store_col_int64(s, 6);
+    const char *md = store_col_str(s, 7);
     c->metadata = md ? json_loads(md, 0, NULL) : json_object();
     if (c->metadata == NULL)
         c->metadata = json_object();
@@ -60,24 +60,25 @@ int store_client_put(struct store *st, const struct store_client *c, const char 
         err = ERR_NOMEM;
         goto out;
     }
-    sqlite3_stmt *s = store_stmt(
-        st, "INSERT INTO clients (client_id, kind, user_id, secret_hash, revoked, created_at, "
-            "expires_at, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-            "ON CONFLICT DO UPDATE SET kind = ?2, user_id = ?3, secret_hash = ?4, revoked = ?5, "
-            "expires_at = ?7, metadata = ?8");
+    struct store_stmt *s = store_stmt(
+        st,
+        "INSERT INTO clients (client_id, kind, user_id, secret_hash, revoked, created_at, "
+        "expires_at, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+        "ON CONFLICT (client_id) DO UPDATE SET kind = ?2, user_id = ?3, secret_hash = ?4, revoked = ?5, "
+        "expires_at = ?7, metadata = ?8");
     if (s == NULL) {
         err = ERR_IO;
         goto out;
     }
-    sqlite3_bind_text(s, 1, c->client_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, c->kind);
+    store_bind_text(s, 1, c->client_id);
+    store_bind_int64(s, 2, c->kind);
     if (c->user_id)
-        sqlite3_bind_int64(s, 3, c->user_id);
+        store_bind_int64(s, 3, c->user_id);
     store_bind_text(s, 4, secret ? hash : NULL);
-    sqlite3_bind_int(s, 5, c->revoked);
-    sqlite3_bind_int64(s, 6, c->created_at ? c->created_at : store_now());
-    sqlite3_bind_int64(s, 7, c->expires_at);
-    sqlite3_bind_text(s, 8, md, -1, SQLITE_STATIC);
+    store_bind_int64(s, 5, c->revoked);
+    store_bind_int64(s, 6, c->created_at ? c->created_at : store_now());
+    store_bind_int64(s, 7, c->expires_at);
+    store_bind_text(s, 8, md);
     err = store_exec_step(st, s, "client put");
 out:
     sodium_memzero(hash, sizeof(hash));
@@ -87,16 +88,16 @@ out:
 
 int store_client_get(struct store *st, const char *client_id, struct store_client *out)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT " CLIENT_COLS " FROM clients WHERE client_id = ?");
+    struct store_stmt *s =
+        store_stmt(st, "SELECT " CLIENT_COLS " FROM clients WHERE client_id = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s), err;
-    if (rc == SQLITE_ROW)
+    store_bind_text(s, 1, client_id);
+    int rc = store_step(st, s), err;
+    if (rc == STORE_ROW)
         err = client_row(s, out);
     else
-        err = rc == SQLITE_DONE ? ERR_NOTFOUND
-                                : store_err(st, sqlite3_extended_errcode(st->db), "client get");
+        err = rc == STORE_DONE ? ERR_NOTFOUND : store_rc_err(rc);
     store_done(s);
     return err;
 }
@@ -104,17 +105,17 @@ int store_client_get(struct store *st, const char *client_id, struct store_clien
 int store_client_secret_hash(struct store *st, const char *client_id, char hash[SECRET_HASH_MAX],
                              bool *usable)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT c.secret_hash, c.revoked = 0 AND "
-                                     "coalesce(u.disabled, 0) = 0 FROM clients c "
-                                     "LEFT JOIN users u ON u.id = c.user_id "
-                                     "WHERE c.client_id = ? AND c.secret_hash IS NOT NULL");
+    struct store_stmt *s = store_stmt(st, "SELECT c.secret_hash, c.revoked = 0 AND "
+                                          "coalesce(u.disabled, 0) = 0 FROM clients c "
+                                          "LEFT JOIN users u ON u.id = c.user_id "
+                                          "WHERE c.client_id = ? AND c.secret_hash IS NOT NULL");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, client_id);
     int err = ERR_NOTFOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
+    if (store_step(st, s) == STORE_ROW) {
         store_col_text(s, 0, hash, SECRET_HASH_MAX);
-        *usable = sqlite3_column_int(s, 1) != 0;
+        *usable = store_col_int64(s, 1) != 0;
         err = 0;
     }
     store_done(s);
@@ -133,23 +134,24 @@ int store_client_check_secret(struct store *st, const char *client_id, const cha
 int store_client_revoke(struct store *st, const char *client_id)
 {
     /* the schema's trigger revokes the client's refresh families and unused codes too */
-    sqlite3_stmt *s = store_stmt(st, "UPDATE clients SET revoked = 1 WHERE client_id = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE clients SET revoked = 1 WHERE client_id = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, client_id);
     return store_exec_change(st, s, "client revoke");
 }
 
 int store_client_list(struct store *st, int64_t user_id,
                       int (*cb)(const struct store_client *c, void *arg), void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT " CLIENT_COLS " FROM clients "
-                                     "WHERE ?1 = 0 OR user_id = ?1 ORDER BY created_at, client_id");
+    struct store_stmt *s = store_stmt(
+        st, "SELECT " CLIENT_COLS " FROM clients "
+            "WHERE CAST(?1 AS BIGINT) = 0 OR user_id = ?1 ORDER BY created_at, client_id");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, user_id);
+    store_bind_int64(s, 1, user_id);
     int rc, ret = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = store_step(st, s)) == STORE_ROW) {
         struct store_client c;
         if ((ret = client_row(s, &c)) != 0)
             break;
@@ -158,8 +160,8 @@ int store_client_list(struct store *st, int64_t user_id,
         if (ret != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = store_err(st, sqlite3_extended_errcode(st->db), "client list");
+    if (ret == 0 && rc != STORE_DONE)
+        ret = store_rc_err(rc);
     store_done(s);
     return ret;
 }
@@ -168,19 +170,20 @@ int store_client_list(struct store *st, int64_t user_id,
 
 int store_code_put(struct store *st, const char *code_hash, const struct store_code *c)
 {
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO codes (hash, client_id, user_id, redirect_uri, "
-                                     "code_challenge, resource, scope, expires_at) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    struct store_stmt *s =
+        store_stmt(st, "INSERT INTO codes (hash, client_id, user_id, redirect_uri, "
+                       "code_challenge, resource, scope, expires_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, code_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, c->client_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, c->user_id);
-    sqlite3_bind_text(s, 4, c->redirect_uri, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, c->code_challenge, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 6, c->resource, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 7, c->scope, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 8, c->expires_at);
+    store_bind_text(s, 1, code_hash);
+    store_bind_text(s, 2, c->client_id);
+    store_bind_int64(s, 3, c->user_id);
+    store_bind_text(s, 4, c->redirect_uri);
+    store_bind_text(s, 5, c->code_challenge);
+    store_bind_text(s, 6, c->resource);
+    store_bind_text(s, 7, c->scope);
+    store_bind_int64(s, 8, c->expires_at);
     return store_exec_step(st, s, "code put");
 }
 
@@ -188,30 +191,30 @@ int store_code_take(struct store *st, const char *code_hash, struct store_code *
 {
     /* One statement takes the write lock, marks the code and reports how often it was taken:
        exactly one caller ever sees used == 1. */
-    sqlite3_stmt *s = store_stmt(st, "UPDATE codes SET used = used + 1 WHERE hash = ? "
-                                     "RETURNING used, client_id, user_id, redirect_uri, "
-                                     "code_challenge, resource, scope, expires_at, family_id");
+    struct store_stmt *s = store_stmt(st, "UPDATE codes SET used = used + 1 WHERE hash = ? "
+                                          "RETURNING used, client_id, user_id, redirect_uri, "
+                                          "code_challenge, resource, scope, expires_at, family_id");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, code_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, code_hash);
     struct store_code c;
     int64_t used = 0;
-    int rc = sqlite3_step(s), err = 0;
-    if (rc == SQLITE_ROW) {
+    int rc = store_step(st, s), err = 0;
+    if (rc == STORE_ROW) {
         memset(&c, 0, sizeof(c));
-        used = sqlite3_column_int64(s, 0);
+        used = store_col_int64(s, 0);
         store_col_text(s, 1, c.client_id, sizeof(c.client_id));
-        c.user_id = sqlite3_column_int64(s, 2);
+        c.user_id = store_col_int64(s, 2);
         store_col_text(s, 3, c.redirect_uri, sizeof(c.redirect_uri));
         store_col_text(s, 4, c.code_challenge, sizeof(c.code_challenge));
         store_col_text(s, 5, c.resource, sizeof(c.resource));
         store_col_text(s, 6, c.scope, sizeof(c.scope));
-        c.expires_at = sqlite3_column_int64(s, 7);
+        c.expires_at = store_col_int64(s, 7);
         store_col_text(s, 8, c.family_id, sizeof(c.family_id));
-        rc = sqlite3_step(s); /* to DONE: the autocommit transaction ends at the reset */
+        rc = store_step(st, s); /* to DONE: the autocommit transaction ends at the reset */
     }
-    if (rc != SQLITE_DONE)
-        err = store_err(st, sqlite3_extended_errcode(st->db), "code take");
+    if (rc != STORE_DONE)
+        err = store_rc_err(rc);
     store_done(s);
     if (err)
         return err;
@@ -229,11 +232,11 @@ int store_code_take(struct store *st, const char *code_hash, struct store_code *
 
 int store_code_set_family(struct store *st, const char *code_hash, const char *family_id)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE codes SET family_id = ? WHERE hash = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE codes SET family_id = ? WHERE hash = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, code_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, family_id);
+    store_bind_text(s, 2, code_hash);
     return store_exec_change(st, s, "code family");
 }
 
@@ -246,18 +249,18 @@ int store_family_new(struct store *st, struct store_family *f)
     char id[2 * FAMILY_ID_BYTES + 1];
     store_random_id(id, FAMILY_ID_BYTES);
     int64_t now = store_now();
-    sqlite3_stmt *s =
+    struct store_stmt *s =
         store_stmt(st, "INSERT INTO families (id, client_id, user_id, resource, scope, "
                        "created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, 0)");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, f->client_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, f->user_id);
-    sqlite3_bind_text(s, 4, f->resource, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, f->scope, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 6, now);
-    sqlite3_bind_int64(s, 7, f->expires_at);
+    store_bind_text(s, 1, id);
+    store_bind_text(s, 2, f->client_id);
+    store_bind_int64(s, 3, f->user_id);
+    store_bind_text(s, 4, f->resource);
+    store_bind_text(s, 5, f->scope);
+    store_bind_int64(s, 6, now);
+    store_bind_int64(s, 7, f->expires_at);
     int err = store_exec_step(st, s, "family new");
     if (err)
         return err;
@@ -271,20 +274,20 @@ int store_family_new(struct store *st, struct store_family *f)
 static int refresh_put_locked(struct store *st, const char *family_id, const char *token_hash,
                               int64_t expires_at)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE refresh_tokens SET used = 1 "
-                                     "WHERE family_id = ? AND used = 0");
+    struct store_stmt *s = store_stmt(st, "UPDATE refresh_tokens SET used = 1 "
+                                          "WHERE family_id = ? AND used = 0");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, family_id);
     int err = store_exec_step(st, s, "refresh put");
     if (err)
         return err;
     s = store_stmt(st, "INSERT INTO refresh_tokens (hash, family_id, expires_at) VALUES (?, ?, ?)");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, family_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, expires_at);
+    store_bind_text(s, 1, token_hash);
+    store_bind_text(s, 2, family_id);
+    store_bind_int64(s, 3, expires_at);
     return store_exec_step(st, s, "refresh put");
 }
 
@@ -310,33 +313,33 @@ struct refresh_row {
 
 static int refresh_read(struct store *st, const char *token_hash, struct refresh_row *r)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT r.used, r.expires_at, f.id, f.client_id, "
-                                     "f.user_id, f.resource, f.scope, f.created_at, "
-                                     "f.expires_at, f.revoked, coalesce(u.disabled, 0) "
-                                     "FROM refresh_tokens r JOIN families f ON f.id = r.family_id "
-                                     "LEFT JOIN users u ON u.id = f.user_id WHERE r.hash = ?");
+    struct store_stmt *s =
+        store_stmt(st, "SELECT r.used, r.expires_at, f.id, f.client_id, "
+                       "f.user_id, f.resource, f.scope, f.created_at, "
+                       "f.expires_at, f.revoked, coalesce(u.disabled, 0) "
+                       "FROM refresh_tokens r JOIN families f ON f.id = r.family_id "
+                       "LEFT JOIN users u ON u.id = f.user_id WHERE r.hash = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        int err = rc == SQLITE_DONE ? ERR_NOTFOUND
-                                    : store_err(st, sqlite3_extended_errcode(st->db), "refresh");
+    store_bind_text(s, 1, token_hash);
+    int rc = store_step(st, s);
+    if (rc != STORE_ROW) {
+        int err = rc == STORE_DONE ? ERR_NOTFOUND : store_rc_err(rc);
         store_done(s);
         return err;
     }
     memset(r, 0, sizeof(*r));
-    r->used = sqlite3_column_int64(s, 0) != 0;
-    r->expires_at = sqlite3_column_int64(s, 1);
+    r->used = store_col_int64(s, 0) != 0;
+    r->expires_at = store_col_int64(s, 1);
     store_col_text(s, 2, r->f.id, sizeof(r->f.id));
     store_col_text(s, 3, r->f.client_id, sizeof(r->f.client_id));
-    r->f.user_id = sqlite3_column_int64(s, 4);
+    r->f.user_id = store_col_int64(s, 4);
     store_col_text(s, 5, r->f.resource, sizeof(r->f.resource));
     store_col_text(s, 6, r->f.scope, sizeof(r->f.scope));
-    r->f.created_at = sqlite3_column_int64(s, 7);
-    r->f.expires_at = sqlite3_column_int64(s, 8);
-    r->f.revoked = sqlite3_column_int(s, 9) != 0;
-    r->user_disabled = sqlite3_column_int(s, 10) != 0;
+    r->f.created_at = store_col_int64(s, 7);
+    r->f.expires_at = store_col_int64(s, 8);
+    r->f.revoked = store_col_int64(s, 9) != 0;
+    r->user_disabled = store_col_int64(s, 10) != 0;
     store_done(s);
     if (!r->f.revoked && store_unsaved_has(true, r->f.id))
         r->f.revoked = true; /* revoked, but not written yet */
@@ -364,7 +367,7 @@ int store_refresh_rotate(struct store *st, const char *token_hash, const char *n
     int err = store_begin(st);
     if (err)
         return err;
-    sqlite3_stmt *s;
+    struct store_stmt *s;
     if ((err = refresh_read(st, token_hash, &r)) != 0)
         goto out;
     struct store_family f = r.f;
@@ -376,7 +379,7 @@ int store_refresh_rotate(struct store *st, const char *token_hash, const char *n
         if (s == NULL)
             err = ERR_IO;
         else {
-            sqlite3_bind_text(s, 1, f.id, -1, SQLITE_STATIC);
+            store_bind_text(s, 1, f.id);
             if ((err = store_exec_step(st, s, "refresh reuse")) == 0)
                 err = store_commit(st);
         }
@@ -401,7 +404,7 @@ int store_refresh_rotate(struct store *st, const char *token_hash, const char *n
         err = ERR_IO;
         goto out;
     }
-    sqlite3_bind_text(s, 1, token_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, token_hash);
     if ((err = store_exec_step(st, s, "refresh use")) != 0)
         goto out;
     if (new_hash != NULL && (err = refresh_put_locked(st, f.id, new_hash, f.expires_at)) != 0)
@@ -422,10 +425,10 @@ int store_refresh_use(struct store *st, const char *token_hash, struct store_fam
 
 int store_family_revoke(struct store *st, const char *family_id)
 {
-    sqlite3_stmt *s = store_stmt(st, "UPDATE families SET revoked = 1 WHERE id = ?");
+    struct store_stmt *s = store_stmt(st, "UPDATE families SET revoked = 1 WHERE id = ?");
     int err = ERR_IO;
     if (s != NULL) {
-        sqlite3_bind_text(s, 1, family_id, -1, SQLITE_STATIC);
+        store_bind_text(s, 1, family_id);
         err = store_exec_change(st, s, "family revoke");
     }
     if (err && err != ERR_NOTFOUND) /* in force in this process until it can be written */
@@ -437,12 +440,13 @@ int store_family_revoke(struct store *st, const char *family_id)
 
 int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at)
 {
-    sqlite3_stmt *s = store_stmt(st, "INSERT INTO revoked_jtis (jti, expires_at) VALUES (?, ?) "
-                                     "ON CONFLICT DO NOTHING");
+    struct store_stmt *s =
+        store_stmt(st, "INSERT INTO revoked_jtis (jti, expires_at) VALUES (?, ?) "
+                       "ON CONFLICT DO NOTHING");
     int err = ERR_IO;
     if (s != NULL) {
-        sqlite3_bind_text(s, 1, jti, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, expires_at);
+        store_bind_text(s, 1, jti);
+        store_bind_int64(s, 2, expires_at);
         err = store_exec_step(st, s, "jti revoke");
     }
     if (err) /* in force in this process until it can be written */
@@ -456,17 +460,15 @@ int store_jti_revoked(struct store *st, const char *jti, bool *revoked)
         *revoked = true;
         return 0;
     }
-    sqlite3_stmt *s = store_stmt(st, "SELECT 1 FROM revoked_jtis WHERE jti = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT 1 FROM revoked_jtis WHERE jti = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, jti, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    int err = rc == SQLITE_ROW || rc == SQLITE_DONE
-                  ? 0
-                  : store_err(st, sqlite3_extended_errcode(st->db), "jti revoked");
+    store_bind_text(s, 1, jti);
+    int rc = store_step(st, s);
+    int err = rc == STORE_ROW || rc == STORE_DONE ? 0 : store_rc_err(rc);
     store_done(s);
     if (err == 0)
-        *revoked = rc == SQLITE_ROW;
+        *revoked = rc == STORE_ROW;
     return err;
 }
 
@@ -475,7 +477,8 @@ int store_revoke_user(struct store *st, int64_t user_id)
     /* tokens_valid_after is one second ahead: a token issued in this very second (before the
        revocation or racing it) carries iat == now and is refused too. */
     static const char *const steps[] = {
-        "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2 + 1) WHERE id = ?1",
+        ("UPDATE users SET tokens_valid_after = CASE WHEN tokens_valid_after > CAST(?2 AS BIGINT) "
+         "THEN tokens_valid_after ELSE CAST(?2 AS BIGINT) + 1 END WHERE id = ?1"),
         "UPDATE clients SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
         "UPDATE families SET revoked = 1 WHERE user_id = ?1 AND revoked = 0",
         "DELETE FROM codes WHERE user_id = ?1 AND used = 0",
@@ -485,14 +488,14 @@ int store_revoke_user(struct store *st, int64_t user_id)
     if (err)
         return err;
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-        sqlite3_stmt *s = store_stmt(st, steps[i]);
+        struct store_stmt *s = store_stmt(st, steps[i]);
         if (s == NULL) {
             err = ERR_IO;
             goto out;
         }
-        sqlite3_bind_int64(s, 1, user_id);
-        if (sqlite3_bind_parameter_count(s) >= 2)
-            sqlite3_bind_int64(s, 2, store_now());
+        store_bind_int64(s, 1, user_id);
+        if (store_param_count(s) >= 2)
+            store_bind_int64(s, 2, store_now());
         if ((err = i == 0 ? store_exec_change(st, s, "revoke user")
                           : store_exec_step(st, s, "revoke user")) != 0)
             goto out;
@@ -523,12 +526,13 @@ int store_key_add(struct store *st, const struct store_key *k)
     int err = store_begin(st);
     if (err)
         return err;
-    sqlite3_stmt *s = store_stmt(st, "UPDATE signing_keys SET retired_at = ? WHERE retired_at = 0");
+    struct store_stmt *s =
+        store_stmt(st, "UPDATE signing_keys SET retired_at = ? WHERE retired_at = 0");
     if (s == NULL) {
         err = ERR_IO;
         goto out;
     }
-    sqlite3_bind_int64(s, 1, store_now());
+    store_bind_int64(s, 1, store_now());
     if ((err = store_exec_step(st, s, "key retire")) != 0)
         goto out;
     s = store_stmt(st, "INSERT INTO signing_keys (kid, alg, sealed, public_jwk, created_at, "
@@ -537,12 +541,12 @@ int store_key_add(struct store *st, const struct store_key *k)
         err = ERR_IO;
         goto out;
     }
-    sqlite3_bind_text(s, 1, k->kid, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, k->alg, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 3, k->sealed, (int)k->sealed_len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, k->public_jwk, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, k->created_at ? k->created_at : store_now());
-    sqlite3_bind_int64(s, 6, k->retired_at);
+    store_bind_text(s, 1, k->kid);
+    store_bind_text(s, 2, k->alg);
+    store_bind_blob(s, 3, k->sealed, k->sealed_len);
+    store_bind_text(s, 4, k->public_jwk);
+    store_bind_int64(s, 5, k->created_at ? k->created_at : store_now());
+    store_bind_int64(s, 6, k->retired_at);
     if ((err = store_exec_step(st, s, "key add")) != 0)
         goto out;
     err = store_commit(st);
@@ -554,19 +558,18 @@ out:
 
 int store_key_list(struct store *st, int (*cb)(const struct store_key *k, void *arg), void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT kid, alg, sealed, public_jwk, created_at, "
-                                     "retired_at FROM signing_keys "
-                                     "ORDER BY retired_at = 0 DESC, created_at DESC, kid");
+    struct store_stmt *s = store_stmt(st, "SELECT kid, alg, sealed, public_jwk, created_at, "
+                                          "retired_at FROM signing_keys "
+                                          "ORDER BY retired_at = 0 DESC, created_at DESC, kid");
     if (s == NULL)
         return ERR_IO;
     int rc, ret = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = store_step(st, s)) == STORE_ROW) {
         struct store_key k = {0};
         store_col_text(s, 0, k.kid, sizeof(k.kid));
         store_col_text(s, 1, k.alg, sizeof(k.alg));
-        k.sealed_len = (size_t)sqlite3_column_bytes(s, 2);
-        const void *blob = sqlite3_column_blob(s, 2);
-        const char *jwk = (const char *)sqlite3_column_text(s, 3);
+        const void *blob = store_col_blob(s, 2, &k.sealed_len);
+        const char *jwk = store_col_str(s, 3);
         k.sealed = malloc(k.sealed_len ? k.sealed_len : 1);
         k.public_jwk = strdup(jwk ? jwk : "");
         if (k.sealed == NULL || k.public_jwk == NULL) {
@@ -576,26 +579,26 @@ int store_key_list(struct store *st, int (*cb)(const struct store_key *k, void *
         }
         if (k.sealed_len)
             memcpy(k.sealed, blob, k.sealed_len);
-        k.created_at = sqlite3_column_int64(s, 4);
-        k.retired_at = sqlite3_column_int64(s, 5);
+        k.created_at = store_col_int64(s, 4);
+        k.retired_at = store_col_int64(s, 5);
         ret = cb(&k, arg);
         store_key_release(&k);
         if (ret != 0)
             break;
     }
-    if (ret == 0 && rc != SQLITE_DONE)
-        ret = store_err(st, sqlite3_extended_errcode(st->db), "key list");
+    if (ret == 0 && rc != STORE_DONE)
+        ret = store_rc_err(rc);
     store_done(s);
     return ret;
 }
 
 int store_key_delete_retired_before(struct store *st, int64_t t)
 {
-    sqlite3_stmt *s =
+    struct store_stmt *s =
         store_stmt(st, "DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_int64(s, 1, t);
+    store_bind_int64(s, 1, t);
     return store_exec_step(st, s, "key delete");
 }
 
@@ -608,17 +611,20 @@ int store_ephemeral_put(struct store *st, const char *kind, const char *key_hash
     if (text == NULL)
         return ERR_NOMEM;
     int err = ERR_IO;
-    sqlite3_stmt *s = store_stmt(st, "INSERT OR REPLACE INTO ephemeral (kind, key_hash, value, "
-                                     "expires_at, user_id) VALUES (?, ?, ?, ?, ?)");
+    struct store_stmt *s = store_stmt(st, "INSERT INTO ephemeral (kind, key_hash, value, "
+                                          "expires_at, user_id) VALUES (?, ?, ?, ?, ?) "
+                                          "ON CONFLICT (kind, key_hash) DO UPDATE SET "
+                                          "value = excluded.value, expires_at = "
+                                          "excluded.expires_at, user_id = excluded.user_id");
     if (s != NULL) {
         /* a value naming a user ("user_id") is deleted by store_revoke_user */
         json_t *uid = json_is_object(value) ? json_object_get(value, "user_id") : NULL;
-        sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, key_hash, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, expires_at);
+        store_bind_text(s, 1, kind);
+        store_bind_text(s, 2, key_hash);
+        store_bind_text(s, 3, text);
+        store_bind_int64(s, 4, expires_at);
         if (json_is_integer(uid))
-            sqlite3_bind_int64(s, 5, json_integer_value(uid));
+            store_bind_int64(s, 5, json_integer_value(uid));
         err = store_exec_step(st, s, "ephemeral put");
     }
     sodium_memzero(text, strlen(text));
@@ -627,22 +633,22 @@ int store_ephemeral_put(struct store *st, const char *kind, const char *key_hash
 }
 
 /* Step a statement that yields (value, expires_at) at most once; parse the value if live. */
-static int ephemeral_value(struct store *st, sqlite3_stmt *s, json_t **out)
+static int ephemeral_value(struct store *st, struct store_stmt *s, json_t **out)
 {
-    int rc = sqlite3_step(s), err = 0;
+    int rc = store_step(st, s), err = 0;
     json_t *v = NULL;
-    if (rc == SQLITE_ROW) {
-        if (sqlite3_column_int64(s, 1) > store_now())
-            v = json_loads((const char *)sqlite3_column_text(s, 0), JSON_DECODE_ANY, NULL);
-        rc = sqlite3_step(s);
+    if (rc == STORE_ROW) {
+        if (store_col_int64(s, 1) > store_now())
+            v = json_loads(store_col_str(s, 0), JSON_DECODE_ANY, NULL);
+        rc = store_step(st, s);
         err = v ? 0 : ERR_NOTFOUND;
     } else {
         err = ERR_NOTFOUND;
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != STORE_DONE) {
         json_decref(v);
         v = NULL;
-        err = store_err(st, sqlite3_extended_errcode(st->db), "ephemeral");
+        err = store_rc_err(rc);
     }
     store_done(s);
     if (err == 0)
@@ -652,32 +658,32 @@ static int ephemeral_value(struct store *st, sqlite3_stmt *s, json_t **out)
 
 int store_ephemeral_get(struct store *st, const char *kind, const char *key_hash, json_t **out)
 {
-    sqlite3_stmt *s = store_stmt(st, "SELECT value, expires_at FROM ephemeral "
-                                     "WHERE kind = ? AND key_hash = ?");
+    struct store_stmt *s = store_stmt(st, "SELECT value, expires_at FROM ephemeral "
+                                          "WHERE kind = ? AND key_hash = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, kind);
+    store_bind_text(s, 2, key_hash);
     return ephemeral_value(st, s, out);
 }
 
 int store_ephemeral_take(struct store *st, const char *kind, const char *key_hash, json_t **out)
 {
-    sqlite3_stmt *s = store_stmt(st, "DELETE FROM ephemeral WHERE kind = ? AND key_hash = ? "
-                                     "RETURNING value, expires_at");
+    struct store_stmt *s = store_stmt(st, "DELETE FROM ephemeral WHERE kind = ? AND key_hash = ? "
+                                          "RETURNING value, expires_at");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, kind);
+    store_bind_text(s, 2, key_hash);
     return ephemeral_value(st, s, out);
 }
 
 int store_ephemeral_delete(struct store *st, const char *kind, const char *key_hash)
 {
-    sqlite3_stmt *s = store_stmt(st, "DELETE FROM ephemeral WHERE kind = ? AND key_hash = ?");
+    struct store_stmt *s = store_stmt(st, "DELETE FROM ephemeral WHERE kind = ? AND key_hash = ?");
     if (s == NULL)
         return ERR_IO;
-    sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, key_hash, -1, SQLITE_STATIC);
+    store_bind_text(s, 1, kind);
+    store_bind_text(s, 2, key_hash);
     return store_exec_step(st, s, "ephemeral delete");
 }

@@ -1,15 +1,17 @@
 /*
- * The SQLite connection behind struct store: opening (file created 0600, WAL, synchronous=NORMAL,
- * foreign keys, busy timeout), the schema and its forward migrations, the per-connection cache of
- * prepared statements, transactions, the revocation counter and the sweep of expired rows. The
- * functions of each part of the data model live in identity.c and oauth.c.
+ * The SQLite backend of the store (the default: embedded, nothing to set up): opening (file
+ * created 0600, WAL, synchronous=NORMAL, foreign keys, busy timeout), the schema and its forward
+ * migrations, statements, transactions (BEGIN IMMEDIATE: one writer at a time, across threads
+ * and processes) and the revocation counter read cheaply through PRAGMA data_version. The data
+ * model itself lives in identity.c and oauth.c, behind the backend table (store-int.h).
  *
  * The schema is a list of migrations applied in order; `schema_version` records how many ran.
  * Never edit a released migration: append a new one.
  */
 #include "store/store-int.h"
 #include "core/log.h"
-#include "core/rand.h"
+
+#include <sqlite3.h>
 
 #include <errno.h>
 #include <sodium.h>
@@ -110,45 +112,24 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-bool store_secret_matches(bool found, char hash[SECRET_HASH_MAX], const char *secret, size_t len)
-{
-    if (!found) {
-        secret_verify_dummy(secret, len);
-        return false;
-    }
-    bool ok = secret_verify(hash, secret, len);
-    sodium_memzero(hash, SECRET_HASH_MAX);
-    return ok;
-}
+struct sqlite_conn {
+    sqlite3 *db;
+    uint64_t seq;         /* the revocation counter as last read */
+    int64_t data_version; /* PRAGMA data_version when seq was read */
+    int64_t own_changes; /* sqlite3_total_changes64 then: our own commits don't move data_version */
+    bool seq_known;      /* seq, data_version and own_changes hold a reading */
+};
 
-int64_t store_now(void)
-{
-    return (int64_t)time(NULL);
-}
+struct sqlite_stmt {
+    struct store_stmt base;
+    sqlite3_stmt *s;
+};
 
-bool store_name_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > STORE_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '@' || c == '+' || c == '-'))
-            return false;
-    }
-    return true;
-}
+#define CONN(st) ((struct sqlite_conn *)(st)->conn)
+#define STMT(x) (((struct sqlite_stmt *)(x))->s)
 
-void store_random_id(char *out, size_t nbytes)
-{
-    unsigned char raw[32];
-    GH_ASSERT(nbytes <= sizeof(raw));
-    rand_bytes(raw, nbytes);
-    sodium_bin2hex(out, 2 * nbytes + 1, raw, nbytes);
-}
-
-int store_err(struct store *st, int rc, const char *what)
+/* Map an SQLite result code to 0 or ERR_* (see store_step). */
+static int sqlite_err(struct store *st, int rc, const char *what)
 {
     switch (rc) {
     case SQLITE_OK:
@@ -166,143 +147,169 @@ int store_err(struct store *st, int rc, const char *what)
         break;
     }
     int primary = rc & 0xff;
-    log_error("store", "%s: %s (%s)", what, sqlite3_errmsg(st->db), sqlite3_errstr(rc));
+    log_error("store", "sqlite: %.60s: %s (%s)", what, sqlite3_errmsg(CONN(st)->db),
+              sqlite3_errstr(rc));
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
         return ERR_TIMEOUT;
     return ERR_IO;
 }
 
-static uint32_t slot_of(const char *sql)
+static struct store_stmt *sq_prepare(struct store *st, const char *sql)
 {
-    uint64_t h = (uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(h >> 40) & (STORE_STMT_SLOTS - 1);
-}
-
-sqlite3_stmt *store_stmt(struct store *st, const char *sql)
-{
-    uint32_t i = slot_of(sql);
-    for (uint32_t n = 0; n < STORE_STMT_SLOTS; n++, i = (i + 1) & (STORE_STMT_SLOTS - 1)) {
-        struct store_stmt_slot *s = &st->stmts[i];
-        if (s->sql == sql)
-            return s->stmt;
-        if (s->sql != NULL)
-            continue;
-        int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt, NULL);
-        if (rc != SQLITE_OK) {
-            log_error("store", "cannot prepare \"%.60s\": %s", sql, sqlite3_errmsg(st->db));
-            return NULL;
-        }
-        s->sql = sql;
-        return s->stmt;
+    struct sqlite_stmt *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->base.be = &store_sqlite_backend;
+    int rc = sqlite3_prepare_v3(CONN(st)->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &x->s, NULL);
+    if (rc != SQLITE_OK) {
+        log_error("store", "sqlite: cannot prepare \"%.60s\": %s", sql,
+                  sqlite3_errmsg(CONN(st)->db));
+        sqlite3_finalize(x->s);
+        free(x);
+        return NULL;
     }
-    GH_UNREACHABLE(); /* STORE_STMT_SLOTS is smaller than the number of statements */
+    return &x->base;
 }
 
-void store_done(sqlite3_stmt *s)
+static void sq_finalize(struct store_stmt *s)
 {
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    sqlite3_finalize(STMT(s));
+    free(s);
 }
 
-int store_exec_step(struct store *st, sqlite3_stmt *s, const char *what)
+static void sq_bind_int64(struct store_stmt *s, int i, int64_t v)
 {
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        ;
-    int err = rc == SQLITE_DONE ? 0 : store_err(st, sqlite3_extended_errcode(st->db), what);
-    store_done(s);
-    return err;
+    sqlite3_bind_int64(STMT(s), i, v);
 }
 
-int store_bind_text(sqlite3_stmt *s, int i, const char *v)
+static void sq_bind_text(struct store_stmt *s, int i, const char *v)
 {
-    return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(s, i);
+    if (v)
+        sqlite3_bind_text(STMT(s), i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(STMT(s), i);
 }
 
-void store_col_text(sqlite3_stmt *s, int col, char *out, size_t size)
+static void sq_bind_blob(struct store_stmt *s, int i, const void *v, size_t n)
 {
-    const unsigned char *t = sqlite3_column_text(s, col);
-    size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
-    if (n >= size)
-        n = size - 1;
-    if (n)
-        memcpy(out, t, n);
-    out[n] = '\0';
+    sqlite3_bind_blob64(STMT(s), i, v, n, SQLITE_STATIC);
 }
 
-static int exec(struct store *st, const char *sql, const char *what)
+static int sq_param_count(struct store_stmt *s)
 {
-    sqlite3_stmt *s = store_stmt(st, sql);
-    return s ? store_exec_step(st, s, what) : ERR_IO;
+    return sqlite3_bind_parameter_count(STMT(s));
 }
 
-int store_begin(struct store *st)
+static int sq_step(struct store *st, struct store_stmt *s)
 {
-    return exec(st, "BEGIN IMMEDIATE", "begin");
+    int rc = sqlite3_step(STMT(s));
+    if (rc == SQLITE_ROW)
+        return STORE_ROW;
+    if (rc == SQLITE_DONE)
+        return STORE_DONE;
+    int err = sqlite_err(st, sqlite3_extended_errcode(CONN(st)->db), sqlite3_sql(STMT(s)));
+    return err ? err : ERR_IO;
 }
 
-int store_commit(struct store *st)
+static int64_t sq_col_int64(struct store_stmt *s, int col)
 {
-    int err = exec(st, "COMMIT", "commit");
-    if (err)
-        store_rollback(st);
-    return err;
+    return sqlite3_column_int64(STMT(s), col);
 }
 
-void store_rollback(struct store *st)
+static const char *sq_col_text(struct store_stmt *s, int col)
 {
-    if (!sqlite3_get_autocommit(st->db))
-        (void)exec(st, "ROLLBACK", "rollback");
+    return (const char *)sqlite3_column_text(STMT(s), col);
 }
 
-int store_exec_change(struct store *st, sqlite3_stmt *s, const char *what)
+static const void *sq_col_blob(struct store_stmt *s, int col, size_t *len)
 {
-    int err = store_exec_step(st, s, what);
-    if (err == 0 && sqlite3_changes(st->db) == 0)
-        err = ERR_NOTFOUND;
-    return err;
+    const void *b = sqlite3_column_blob(STMT(s), col);
+    *len = (size_t)sqlite3_column_bytes(STMT(s), col);
+    return b;
 }
 
-int store_revocation_seq(struct store *st, uint64_t *seq)
+static void sq_reset(struct store_stmt *s)
 {
+    sqlite3_reset(STMT(s));
+    sqlite3_clear_bindings(STMT(s));
+}
 
+static int64_t sq_changes(struct store *st)
+{
+    return sqlite3_changes64(CONN(st)->db);
+}
+
+static int exec(struct store *st, const char *sql)
+{
+    struct store_stmt *s = store_stmt(st, sql);
+    return s ? store_exec_step(st, s, sql) : ERR_IO;
+}
+
+static int sq_begin(struct store *st)
+{
+    return exec(st, "BEGIN IMMEDIATE");
+}
+
+static int sq_commit(struct store *st)
+{
+    return exec(st, "COMMIT");
+}
+
+static void sq_rollback(struct store *st)
+{
+    if (!sqlite3_get_autocommit(CONN(st)->db))
+        (void)exec(st, "ROLLBACK");
+}
+
+static int sq_exec(struct store *st, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(CONN(st)->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        log_error("store", "sqlite: %.60s: %s", sql, msg ? msg : "failed");
+    sqlite3_free(msg);
+    int err = rc == SQLITE_OK ? 0 : sqlite_err(st, sqlite3_extended_errcode(CONN(st)->db), sql);
+    return rc == SQLITE_OK ? 0 : (err ? err : ERR_IO);
+}
+
+static int sq_revocation_seq(struct store *st, uint64_t *seq)
+{
+    struct sqlite_conn *c = CONN(st);
     /* data_version moves when another connection (thread or process) committed; our own
        commits do not move it, hence total_changes. Reading it costs a WAL-index check, no I/O. */
-    sqlite3_stmt *s = store_stmt(st, "PRAGMA data_version");
+    struct store_stmt *s = store_stmt(st, "PRAGMA data_version");
     if (s == NULL)
         return ERR_IO;
-    int rc = sqlite3_step(s);
-    int64_t dv = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    int rc = store_step(st, s);
+    int64_t dv = rc == STORE_ROW ? store_col_int64(s, 0) : -1;
     store_done(s);
-    if (rc != SQLITE_ROW)
-        return store_err(st, sqlite3_extended_errcode(st->db), "data_version");
-    int64_t changes = sqlite3_total_changes64(st->db);
-    if (!st->seq_known || dv != st->data_version || changes != st->own_changes) {
+    if (rc != STORE_ROW)
+        return rc < 0 ? rc : ERR_INTERNAL;
+    int64_t changes = sqlite3_total_changes64(c->db);
+    if (!c->seq_known || dv != c->data_version || changes != c->own_changes) {
         s = store_stmt(st, "SELECT seq FROM revocation WHERE id = 1");
         if (s == NULL)
             return ERR_IO;
-        rc = sqlite3_step(s);
-        uint64_t v = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+        rc = store_step(st, s);
+        uint64_t v = rc == STORE_ROW ? (uint64_t)store_col_int64(s, 0) : 0;
         store_done(s);
-        if (rc != SQLITE_ROW)
-            return rc == SQLITE_DONE ? ERR_INTERNAL
-                                     : store_err(st, sqlite3_extended_errcode(st->db), "seq");
-        st->seq = v;
-        st->data_version = dv;
-        st->own_changes = changes;
-        st->seq_known = true;
+        if (rc != STORE_ROW)
+            return rc == STORE_DONE ? ERR_INTERNAL : rc;
+        c->seq = v;
+        c->data_version = dv;
+        c->own_changes = changes;
+        c->seq_known = true;
     }
-    /* a revocation held in memory (not written: the disk is full) moves it too */
-    *seq = st->seq + (store_unsaved_generation() << 32);
+    *seq = c->seq;
     return 0;
 }
 
 static int pragma(struct store *st, const char *sql, struct err_info *ei)
 {
     char *msg = NULL;
-    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+    if (sqlite3_exec(CONN(st)->db, sql, NULL, NULL, &msg) == SQLITE_OK)
         return 0;
-    err_info_set(ei, ERR_IO, 0, 0, "%s: %s: %s", st->path, sql, msg ? msg : "failed");
+    err_info_set(ei, ERR_IO, 0, 0, "sqlite store %s: %s: %s", st->where, sql, msg ? msg : "failed");
     sqlite3_free(msg);
     return ERR_IO;
 }
@@ -317,21 +324,21 @@ static int migrate(struct store *st, struct err_info *ei)
                      ei);
     if (err)
         goto out;
-    sqlite3_stmt *s = store_stmt(st, "SELECT version FROM schema_version");
-    if (s == NULL || sqlite3_step(s) != SQLITE_ROW) {
-        err = err_info_set(ei, ERR_IO, 0, 0, "%s: cannot read the schema version: %s", st->path,
-                           sqlite3_errmsg(st->db));
+    struct store_stmt *s = store_stmt(st, "SELECT version FROM schema_version");
+    if (s == NULL || store_step(st, s) != STORE_ROW) {
+        err = err_info_set(ei, ERR_IO, 0, 0, "sqlite store %s: cannot read the schema version: %s",
+                           st->where, sqlite3_errmsg(CONN(st)->db));
         if (s)
             store_done(s);
         goto out;
     }
-    int64_t version = sqlite3_column_int64(s, 0);
+    int64_t version = store_col_int64(s, 0);
     store_done(s);
     if (version > (int64_t)NMIGRATIONS) {
         err = err_info_set(ei, ERR_PROTOCOL, 0, 0,
                            "%s: schema version %lld is newer than this gatehouse knows (%zu); "
                            "run a newer gatehouse",
-                           st->path, (long long)version, NMIGRATIONS);
+                           st->where, (long long)version, NMIGRATIONS);
         goto out;
     }
     for (size_t v = (size_t)version; v < NMIGRATIONS; v++) {
@@ -344,27 +351,38 @@ static int migrate(struct store *st, struct err_info *ei)
             err = ERR_IO;
             goto out;
         }
-        sqlite3_bind_int64(s, 1, (int64_t)NMIGRATIONS);
+        store_bind_int64(s, 1, (int64_t)NMIGRATIONS);
         if ((err = store_exec_step(st, s, "schema version")) != 0)
             goto out;
-        log_info("store", "%s: schema migrated from version %lld to %zu", st->path,
+        log_info("store", "%s: schema migrated from version %lld to %zu", st->where,
                  (long long)version, NMIGRATIONS);
     }
     err = pragma(st, "COMMIT", ei);
 out:
     if (err)
-        store_rollback(st);
+        sq_rollback(st);
     return err;
 }
 
-int store_open(const char *path, struct store **out, struct err_info *ei)
+static void sq_close(struct store *st)
+{
+    struct sqlite_conn *c = CONN(st);
+    if (c == NULL)
+        return;
+    sqlite3_close(c->db);
+    free(c);
+    st->conn = NULL;
+}
+
+static int sq_open(struct store *st, const char *path, struct err_info *ei)
 {
     int err = 0;
-    struct store *st = calloc(1, sizeof(*st));
-    if (st == NULL || (st->path = strdup(path)) == NULL) {
-        err = ERR_NOMEM;
-        goto out;
+    struct sqlite_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || (st->where = strdup(path)) == NULL) {
+        free(c);
+        return ERR_NOMEM;
     }
+    st->conn = c;
     /* A new file is made 0600 before anything is written to it (SQLite gives the -wal and -shm
        files the database file's mode when it creates them). Never open() and close() the file
        ourselves: closing any descriptor of a file drops every POSIX lock this process holds on
@@ -372,14 +390,14 @@ int store_open(const char *path, struct store **out, struct err_info *ei)
        process would think itself alone and delete the WAL under us. */
     struct stat sb;
     bool fresh = stat(path, &sb) != 0 && errno == ENOENT;
-    int rc = sqlite3_open_v2(path, &st->db,
+    int rc = sqlite3_open_v2(path, &c->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                  SQLITE_OPEN_EXRESCODE,
                              NULL);
     if (rc != SQLITE_OK) {
         err = err_info_set(ei, rc == SQLITE_NOMEM ? ERR_NOMEM : ERR_IO, 0, 0,
                            "cannot open the store %s: %s", path,
-                           st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+                           c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         goto out;
     }
     if (fresh && chmod(path, 0600) != 0) {
@@ -387,62 +405,47 @@ int store_open(const char *path, struct store **out, struct err_info *ei)
                            strerror(errno));
         goto out;
     }
-    sqlite3_extended_result_codes(st->db, 1);
-    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
     if ((err = pragma(st, "PRAGMA journal_mode = WAL", ei)) != 0 ||
         (err = pragma(st, "PRAGMA synchronous = NORMAL", ei)) != 0 ||
         (err = pragma(st, "PRAGMA foreign_keys = ON", ei)) != 0 ||
         (err = pragma(st, "PRAGMA secure_delete = ON", ei)) != 0)
         goto out;
-    if ((err = migrate(st, ei)) != 0)
-        goto out;
-    *out = st;
-    st = NULL;
+    err = migrate(st, ei);
 out:
-    store_close(st);
+    if (err) {
+        for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
+            if (st->stmts[i].stmt) {
+                sq_finalize(st->stmts[i].stmt);
+                st->stmts[i].stmt = NULL;
+                st->stmts[i].sql = NULL;
+            }
+        sq_close(st);
+    }
     return err;
 }
 
-void store_close(struct store *st)
-{
-    if (st == NULL)
-        return;
-    (void)store_unsaved_flush(st); /* a last chance for revocations not written yet */
-    for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
-        sqlite3_finalize(st->stmts[i].stmt);
-    sqlite3_close(st->db);
-    free(st->path);
-    free(st);
-}
-
-int store_sweep(struct store *st, int64_t now)
-{
-    static const char *const sweeps[] = {
-        "DELETE FROM ephemeral WHERE expires_at <= ?1",
-        "DELETE FROM revoked_jtis WHERE expires_at <= ?1",
-        "DELETE FROM families WHERE expires_at <= ?1", /* their refresh tokens go with them */
-        "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
-        /* a used code stays while its family lives, so that a replay still revokes it */
-        ("DELETE FROM codes WHERE expires_at <= ?1 AND (family_id IS NULL OR family_id NOT IN "
-         "(SELECT id FROM families))"),
-    };
-    (void)store_unsaved_flush(st); /* revocations that could not be written before */
-    int err = store_begin(st);
-    if (err)
-        return err;
-    for (size_t i = 0; i < sizeof(sweeps) / sizeof(sweeps[0]); i++) {
-        sqlite3_stmt *s = store_stmt(st, sweeps[i]);
-        if (s == NULL) {
-            err = ERR_IO;
-            break;
-        }
-        sqlite3_bind_int64(s, 1, now);
-        if ((err = store_exec_step(st, s, "sweep")) != 0)
-            break;
-    }
-    if (err) {
-        store_rollback(st);
-        return err;
-    }
-    return store_commit(st);
-}
+const struct store_backend store_sqlite_backend = {
+    .name = "sqlite",
+    .dialect = STORE_SQLITE,
+    .open = sq_open,
+    .close = sq_close,
+    .prepare = sq_prepare,
+    .finalize = sq_finalize,
+    .bind_int64 = sq_bind_int64,
+    .bind_text = sq_bind_text,
+    .bind_blob = sq_bind_blob,
+    .param_count = sq_param_count,
+    .step = sq_step,
+    .col_int64 = sq_col_int64,
+    .col_text = sq_col_text,
+    .col_blob = sq_col_blob,
+    .reset = sq_reset,
+    .changes = sq_changes,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .revocation_seq = sq_revocation_seq,
+    .exec = sq_exec,
+};

@@ -4,13 +4,15 @@
  * refresh-token families, revoked access tokens, signing keys) and short-lived browser state
  * (login sessions, pending authorizations) all live here.
  *
- * SQLite (WAL, synchronous=NORMAL, foreign keys on) is the backend today; the functions below are
- * the whole contract so that a PostgreSQL backend can sit behind them later. A `struct store` is
- * one connection: it belongs to one thread at a time. Each worker thread opens its own; the CLI
- * opens one too, and changes it makes (a revocation, a disabled user, a new signing key) are
- * seen by the running daemon through store_revocation_seq() without any message passing.
+ The functions below are the whole contract; the database engine is a backend behind them
+ * (store-int.h): SQLite (the default: WAL, synchronous=NORMAL, foreign keys on) or PostgreSQL
+ * (libpq), chosen by the location given to store_open. A `struct store` is one connection: it
+ * belongs to one thread at a time. Each worker thread opens its own; the CLI opens one too, and
+ * changes it makes (a revocation, a disabled user, a new signing key) are seen by the running
+ * daemon through store_revocation_seq() without any message passing.
  *
- * Every write is one transaction, durable across kill -9 (WAL). Secrets are never stored in
+ * Every write is one transaction, durable across kill -9 (SQLite's WAL, PostgreSQL's). Secrets are
+ never stored in
  * clear: argon2id for passwords, client secrets and API keys' secret part, SHA-256 for
  * high-entropy tokens (core/secret.h); signing keys are stored sealed (auth/auth.h).
  *
@@ -38,17 +40,46 @@
 
 struct store;
 
-/* Open (creating the file and schema when missing, migrating an older schema) the SQLite store
-   at `path`. The file is created 0600. Returns 0, ERR_IO (cannot open/create; ei says why),
-   ERR_PROTOCOL (a newer schema than this binary knows), ERR_NOMEM. */
-int store_open(const char *path, struct store **out, struct err_info *ei);
+/* Open the store at `where`, creating the schema when missing and migrating an older one. A
+   "postgresql://" or "postgres://" connection string (libpq's URI syntax) opens PostgreSQL;
+   anything else is the path of a SQLite file, created 0600. Returns 0, ERR_IO (cannot connect,
+   open or create; ei names the backend and says why, never with the password), ERR_PROTOCOL (a
+   newer schema than this binary knows), ERR_NOMEM. */
+int store_open(const char *where, struct store **out, struct err_info *ei);
 void store_close(struct store *st);
+/* "sqlite" or "postgres". */
+const char *store_backend_name(const struct store *st);
+
+/* ---- a pool of connections off the event loop ---- */
+
+/* A store call on PostgreSQL waits for the server; on a worker's event loop that wait stalls
+   every connection of the worker. A pool runs store calls on threads of its own, each with its
+   own connection to `where`, and posts each result back to the submitter's loop through its
+   mailbox (core/mailbox.h). */
+struct store_pool;
+struct mailbox;
+/* Runs on a pool thread with that thread's connection: any store function; returns 0 or ERR_*. */
+typedef int (*store_job_fn)(struct store *st, void *arg);
+/* Runs on the loop of the mailbox given at submission, with what the job returned (ERR_CLOSED
+   when the pool stopped before running it). Never called when that mailbox is closed. */
+typedef void (*store_done_cb)(int rc, void *arg);
+/* Open nthreads connections (ei names the backend and the cause when one fails) and start the
+   threads. */
+int store_pool_new(const char *where, unsigned nthreads, struct store_pool **out,
+                   struct err_info *ei);
+/* Any thread. ERR_LIMIT when 4096 jobs are queued already, ERR_CLOSED once the pool stops,
+   ERR_NOMEM; done is then not called. `arg` must live until done runs. */
+int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
+                      store_done_cb done, void *arg);
+/* Let running jobs finish, complete queued ones with ERR_CLOSED, close the connections. */
+void store_pool_free(struct store_pool *p);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
    API key revoked, a signing key added or retired, a user's settings of a server changed (the
-   settings cache in src/mcp keys on it too). Cheap enough to call on every request (it
-   reads SQLite's data_version first and the counter only when the file changed). */
+   settings cache in src/mcp keys on it too). Cheap enough to call on every request (on SQLite it
+   reads data_version first and the counter only when the file changed; on PostgreSQL it is one
+   indexed read of one row). */
 int store_revocation_seq(struct store *st, uint64_t *seq);
 
 /* ---- users, teams, service accounts ---- */

@@ -34,14 +34,27 @@ export function createUserClient(configFile, user) {
     configured confidential client with `introspect: true` (gw.rs = [id, secret]), the only
     kind of client that may introspect tokens issued to others. `dir`: where the store and the
     configuration go (default: a new temporary directory). */
+/** The store of a test gateway: a SQLite file in `dir`; with GATEHOUSE_TEST_STORE=postgres (under
+    tests/unit/store/with-postgres.sh), a new database of the throwaway PostgreSQL cluster. */
+export function testStore(dir) {
+  if (process.env.GATEHOUSE_TEST_STORE !== 'postgres') return { sqlite: path.join(dir, 'gh.db') };
+  const { GH_TEST_PG_BINDIR: bin, GH_TEST_PG_HOST: host, GH_TEST_PG_PORT: port } = process.env;
+  assert.ok(bin && host && port, 'GATEHOUSE_TEST_STORE=postgres runs under tests/unit/store/with-postgres.sh');
+  const name = `gh_${crypto.randomBytes(6).toString('hex')}`;
+  const r = spawnSync(path.join(bin, 'psql'), ['-X', '-q', '-h', host, '-p', port, '-U', 'postgres', '-d', 'postgres', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `createdb ${name}: ${r.stderr}`);
+  return { postgres: `postgresql:///${name}?host=${encodeURIComponent(host)}&port=${port}&user=postgres`, key_file: path.join(dir, 'master.key') };
+}
+
 export async function startAuthGateway(t, { auth = {}, extra = {}, workers = 2, users = ['alice', 'bob'], resourceServer = false, dir = tempDir() } = {}) {
-  const db = path.join(dir, 'gh.db');
+  const store = testStore(dir);
+  const db = store.sqlite;
   const rs = ['resource-server', crypto.randomBytes(24).toString('base64url')];
   if (resourceServer) {
     fs.writeFileSync(path.join(dir, 'rs.secret'), rs[1] + '\n', { mode: 0o600 });
     auth = { ...auth, clients: [...(auth.clients ?? []), { client_id: rs[0], name: 'Resource server', redirect_uris: ['https://rs.example/cb'], secret_file: path.join(dir, 'rs.secret'), introspect: true }] };
   }
-  const config = baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store: { sqlite: db }, auth: { enabled: true, ...auth }, ...extra });
+  const config = baseConfig({ workers, servers: [miniServer('a'), miniServer('b')], store, auth: { enabled: true, ...auth }, ...extra });
   const file = writeConfig(config, dir);
   for (const u of users) cli(file, ['user', 'add', u, '--password-stdin'], { input: `${PASSWORD}\n` });
   const gw = await startGateway(config, { t, dir });

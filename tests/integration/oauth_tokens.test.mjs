@@ -103,7 +103,9 @@ function fillDisk(dir) {
   return () => fs.rmSync(file);
 }
 
-test('oauth tokens: on a full disk, revocation answers 503 yet takes effect, and refresh is a temporary error', async (t) => {
+// (Not on a PostgreSQL store, GATEHOUSE_TEST_STORE=postgres: the full disk would be the server's.)
+const onThisDisk = process.env.GATEHOUSE_TEST_STORE !== 'postgres';
+(onThisDisk ? test : () => {})('oauth tokens: on a full disk, revocation answers 503 yet takes effect, and refresh is a temporary error', async (t) => {
   const m = mountSmallTmpfs(t);
   if (m.skip) return t.skip(m.skip);
   const gw = await startAuthGateway(t, { dir: m.dir, workers: 2 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { baseConfig, miniServer, post, startGateway, tempDir, until, writeConfig } from './lib.mjs';
-import { PASSWORD, cli, createUserClient, token } from './oauth_lib.mjs';
+import { PASSWORD, cli, createUserClient, testStore, token } from './oauth_lib.mjs';
 
 const ISSUER = 'http://127.0.0.1:9'; // the public URL both replicas stand behind
 
@@ -17,9 +17,9 @@ function call(url, tok, sid, method, params, id = 1) {
 
 test('a session initialised on replica A is served by replica B; tampered or foreign ids are 404', async (t) => {
   const dir = tempDir();
-  const db = path.join(dir, 'gh.db');
   const keyFile = path.join(dir, 'master.key');
-  const cfg = baseConfig({ workers: 2, servers: [miniServer('a')], store: { sqlite: db, key_file: keyFile }, auth: { enabled: true, issuer: ISSUER } });
+  const store = { ...testStore(dir), key_file: keyFile }; // one SQLite file, or one PostgreSQL database
+  const cfg = baseConfig({ workers: 2, servers: [miniServer('a')], store, auth: { enabled: true, issuer: ISSUER } });
   const file = writeConfig(cfg, dir);
   for (const u of ['alice', 'bob']) cli(file, ['user', 'add', u, '--password-stdin'], { input: `${PASSWORD}\n` });
   const a = await startGateway(cfg, { t, dir: tempDir() });

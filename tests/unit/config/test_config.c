@@ -973,9 +973,41 @@ static void test_store_auth(void)
                "t.yaml:1:17: store.sqlite is an empty string; expected a non-empty string");
 }
 
+/* store.postgres: what store_open opens, never made a path, and never quoted in an error. */
+static void test_store_postgres(void)
+{
+    struct config *c =
+        load_ok("store: {postgres: \"postgresql://gh:S3cret-pw@db.internal:5432/gatehouse\","
+                " key_file: /etc/gh/master.key}\n");
+    CHECK_STR(c->store.postgres, "postgresql://gh:S3cret-pw@db.internal:5432/gatehouse");
+    CHECK_STR(c->store.sqlite, c->store.postgres);
+    CHECK_STR(c->store.key_file, "/etc/gh/master.key");
+    config_unref(c);
+    static const struct {
+        const char *yaml, *msg;
+    } bad[] = {
+        {"store: {postgres: \"host=db password=S3cret-pw\", key_file: k}\n",
+         "store.postgres is not a connection URI"},
+        {"store: {postgres: \"postgresql://gh:S3cret-pw@db/gh\"}\n",
+         "store.postgres needs store.key_file"},
+        {"store: {sqlite: a.db, postgres: \"postgresql://gh:S3cret-pw@db/gh\", key_file: k}\n",
+         "store.postgres and store.sqlite are exclusive"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct err_info ei = {0};
+        c = NULL;
+        CHECK_INT(config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &c, &ei),
+                  ERR_INVAL);
+        CHECK(c == NULL);
+        CHECK_CONTAINS(ei.msg, bad[i].msg);
+        CHECK(strstr(ei.msg, "S3cret") == NULL);
+    }
+}
+
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths))
+          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths),
+          TEST(test_store_postgres))

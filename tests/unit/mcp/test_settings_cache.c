@@ -123,7 +123,7 @@ static void test_hits_until_a_change(void)
     /* rows deleted (a user deleted: ON DELETE CASCADE) move the counter as well */
     char sql[96];
     snprintf(sql, sizeof(sql), "DELETE FROM user_settings WHERE user_id = %lld", (long long)bob);
-    CHECK_INT(sqlite3_exec(cli->db, sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT(store_exec_sql(cli, sql), 0);
     CHECK_SEL(c, worker, bob, "pets", "", "null");
     check_stats(c, 3, 8);
     mcp_settings_cache_free(c);

@@ -59,11 +59,11 @@ static void new_family(struct store *st, struct store_family *f, const char *rt)
 
 static int64_t count(struct store *st, const char *sql, const char *arg)
 {
-    sqlite3_stmt *s = NULL;
-    CHECK_INT(sqlite3_prepare_v2(st->db, sql, -1, &s, NULL), SQLITE_OK);
-    sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_finalize(s);
+    struct store_stmt *s = store_stmt(st, sql); /* sql is a literal: cached by its address */
+    CHECK(s != NULL);
+    store_bind_text(s, 1, arg);
+    int64_t n = store_step(st, s) == STORE_ROW ? store_col_int64(s, 0) : -1;
+    store_done(s);
     return n;
 }
 

@@ -1,0 +1,855 @@
+/*
+ * The PostgreSQL backend of the store (libpq), for replicas on several machines: the same data
+ * model and the same guarantees as SQLite's, on a server that every replica shares.
+ *
+ * - The schema is SQLite's, translated (INTEGER PRIMARY KEY → bigint generated identity,
+ *   INTEGER → bigint or integer, BLOB → bytea, text that is listed in order → COLLATE "C" so that
+ *   lists sort as on SQLite), in its own numbered list of migrations. They run in one
+ *   transaction under a transaction-scoped advisory lock, so that replicas starting together
+ *   migrate once and a migration that fails leaves the schema as it was (PostgreSQL's DDL is
+ *   transactional).
+ * - The revocation counter moves in the transaction of the change it records, by triggers as on
+ *   SQLite (PL/pgSQL functions).
+ * - Every statement is prepared once per connection (PQprepare) and run with its parameters
+ *   out of line (PQexecPrepared): values never become SQL text. The model's "?" and "?N"
+ *   placeholders are rewritten to "$N" when the statement is prepared.
+ * - A write transaction (store_begin) takes a transaction-scoped advisory lock first: writers of
+ *   the store are serialized across every connection and replica, exactly as BEGIN IMMEDIATE
+ *   serializes them on SQLite, so each read-modify-write sequence (a refresh-token rotation, a
+ *   key rotation) is race-free. Single statements run on their own (autocommit) and are atomic
+ *   by themselves (row locks).
+ * - Errors name the backend and the cause; the password of the connection string is never
+ *   printed (every message from libpq is scrubbed of it, and the location shown is rebuilt
+ *   without it). Only the primary message of a server error is logged, never its DETAIL (which
+ *   can quote a row's values).
+ *
+ * - A connection lost (the server restarted) is made again: the call that finds it lost while
+ *   its statement was in flight fails with ERR_TIMEOUT (never retried: it may have been done),
+ *   a transaction open on it is gone (its later statements and its COMMIT fail too, never run
+ *   on the new connection), and the next call runs on a new connection, its statements
+ *   prepared anew. While the server cannot be reached, calls fail at once with ERR_TIMEOUT
+ *   and a new connection is tried at most once a second. Every wait is bounded
+ *   (connect_timeout, tcp_user_timeout, keepalives; the URI may set its own).
+ *
+ * Calls are synchronous, as on SQLite: a store call blocks the calling thread for one round
+ * trip to the server per statement.
+ */
+#include "store/store-int.h"
+#include "core/log.h"
+#include "core/rand.h"
+
+#include <libpq-fe.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_MAX_PARAMS 16
+#define PG_TEXTOID 25
+/* While the server cannot be reached, a store call fails at once (ERR_TIMEOUT) and a new
+   connection is tried at most this often: a down server must not cost every call a connect. */
+#define PG_RETRY_NS (1000ull * 1000 * 1000)
+/* advisory lock keys (bigint), chosen not to collide by chance with another application's */
+#define PG_LOCK_MIGRATE "7164970001"
+#define PG_LOCK_WRITE "7164970002"
+
+struct pg_conn {
+    PGconn *pg;
+    int64_t changes; /* rows changed by the last INSERT/UPDATE/DELETE */
+    unsigned next_stmt;
+    unsigned gen;      /* moves when the connection is made again: statements are prepared anew */
+    uint64_t retry_ns; /* the connection is lost: no new attempt before this (clock_now_ns) */
+    bool in_tx;        /* between store_begin and its commit or rollback */
+    bool tx_lost;      /* the connection was lost in that transaction: it is gone */
+    char *password;    /* of the connection string, to scrub from messages; wiped on close */
+    char *decoded;     /* the same, percent-decoded as libpq reads it */
+};
+
+struct pg_stmt {
+    struct store_stmt base;
+    struct pg_conn *c;
+    const char *sql; /* the model's text, for messages */
+    char name[16];
+    char *text; /* the statement in PostgreSQL's syntax */
+    Oid types[PG_MAX_PARAMS];
+    unsigned gen;  /* the connection's gen when it was prepared on the server */
+    bool prepared; /* on the server, in gen; else at the next step */
+    int nparams;
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
+    char ints[PG_MAX_PARAMS][24];
+    PGresult *res;
+    int row, nrows;
+    unsigned char *blob; /* the last bytea read, unescaped */
+};
+
+#define CONN(st) ((struct pg_conn *)(st)->conn)
+#define PGS(x) ((struct pg_stmt *)(x))
+
+/* ---- the schema ---- */
+
+#define SEQ_BUMP " FOR EACH ROW EXECUTE FUNCTION gh_seq_bump();"
+
+static const char *const migrations[] = {
+    /* 1: the identity store, OAuth state, revocation, signing keys, ephemeral state */
+    "CREATE TABLE revocation (id bigint PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);"
+    "INSERT INTO revocation (id, seq) VALUES (1, 1);"
+    "CREATE TABLE users ("
+    "  id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name text COLLATE \"C\" NOT NULL UNIQUE, email text NOT NULL DEFAULT '',"
+    "  password_hash text, admin integer NOT NULL DEFAULT 0, disabled integer NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL, tokens_valid_after bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE identities ("
+    "  provider text NOT NULL, subject text NOT NULL,"
+    "  user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  PRIMARY KEY (provider, subject));"
+    "CREATE TABLE teams ("
+    "  id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name text COLLATE \"C\" NOT NULL UNIQUE, synced integer NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL);"
+    "CREATE TABLE team_members ("
+    "  team_id bigint NOT NULL REFERENCES teams (id) ON DELETE CASCADE,"
+    "  user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  role integer NOT NULL DEFAULT 0, PRIMARY KEY (team_id, user_id));"
+    "CREATE INDEX team_members_user ON team_members (user_id);"
+    "CREATE TABLE accounts ("
+    "  id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name text COLLATE \"C\" NOT NULL UNIQUE, disabled integer NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL);"
+    "CREATE TABLE apikeys ("
+    "  id text PRIMARY KEY,"
+    "  account_id bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,"
+    "  label text NOT NULL DEFAULT '', secret_hash text NOT NULL, created_at bigint NOT NULL,"
+    "  revoked_at bigint);"
+    "CREATE TABLE clients ("
+    "  client_id text COLLATE \"C\" PRIMARY KEY, kind integer NOT NULL,"
+    "  user_id bigint REFERENCES users (id) ON DELETE CASCADE, secret_hash text,"
+    "  revoked integer NOT NULL DEFAULT 0, created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL DEFAULT 0, metadata text NOT NULL DEFAULT '{}');"
+    "CREATE INDEX clients_user ON clients (user_id);"
+    "CREATE TABLE codes ("
+    "  hash text PRIMARY KEY, client_id text NOT NULL, user_id bigint NOT NULL,"
+    "  redirect_uri text NOT NULL, code_challenge text NOT NULL, resource text NOT NULL,"
+    "  scope text NOT NULL, expires_at bigint NOT NULL, used integer NOT NULL DEFAULT 0,"
+    "  family_id text);"
+    "CREATE INDEX codes_user ON codes (user_id);"
+    "CREATE TABLE families ("
+    "  id text PRIMARY KEY, client_id text NOT NULL, user_id bigint NOT NULL,"
+    "  resource text NOT NULL, scope text NOT NULL, created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL, revoked integer NOT NULL DEFAULT 0);"
+    "CREATE INDEX families_user ON families (user_id);"
+    "CREATE INDEX families_client ON families (client_id);"
+    "CREATE TABLE refresh_tokens ("
+    "  hash text PRIMARY KEY,"
+    "  family_id text NOT NULL REFERENCES families (id) ON DELETE CASCADE,"
+    "  expires_at bigint NOT NULL, used integer NOT NULL DEFAULT 0);"
+    "CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);"
+    "CREATE TABLE revoked_jtis (jti text PRIMARY KEY, expires_at bigint NOT NULL);"
+    "CREATE TABLE signing_keys ("
+    "  kid text COLLATE \"C\" PRIMARY KEY, alg text NOT NULL, sealed bytea NOT NULL,"
+    "  public_jwk text NOT NULL, created_at bigint NOT NULL,"
+    "  retired_at bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE ephemeral ("
+    "  kind text NOT NULL, key_hash text NOT NULL, value text NOT NULL,"
+    "  expires_at bigint NOT NULL, user_id bigint, PRIMARY KEY (kind, key_hash));"
+    "CREATE INDEX ephemeral_user ON ephemeral (user_id) WHERE user_id IS NOT NULL;"
+    /* The revocation counter moves in the transaction of every change that can invalidate a
+       cached token verdict, whichever code path (or replica) makes it. */
+    "CREATE FUNCTION gh_seq_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "  UPDATE revocation SET seq = seq + 1 WHERE id = 1; RETURN NULL; END $$;"
+    "CREATE TRIGGER users_seq AFTER UPDATE OF disabled, tokens_valid_after ON users" SEQ_BUMP
+    "CREATE TRIGGER accounts_seq AFTER UPDATE OF disabled ON accounts" SEQ_BUMP
+    "CREATE TRIGGER apikeys_seq AFTER UPDATE OF revoked_at ON apikeys" SEQ_BUMP
+    "CREATE TRIGGER apikeys_del_seq AFTER DELETE ON apikeys" SEQ_BUMP
+    "CREATE TRIGGER clients_seq AFTER UPDATE OF revoked ON clients" SEQ_BUMP
+    "CREATE TRIGGER clients_del_seq AFTER DELETE ON clients" SEQ_BUMP
+    "CREATE TRIGGER jtis_seq AFTER INSERT ON revoked_jtis" SEQ_BUMP
+    "CREATE TRIGGER keys_ins_seq AFTER INSERT ON signing_keys" SEQ_BUMP
+    "CREATE TRIGGER keys_upd_seq AFTER UPDATE OF retired_at ON signing_keys" SEQ_BUMP
+    "CREATE TRIGGER keys_del_seq AFTER DELETE ON signing_keys" SEQ_BUMP
+    /* a revoked client's grants die with it */
+    "CREATE FUNCTION gh_clients_revoke() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "  UPDATE families SET revoked = 1 WHERE client_id = NEW.client_id; "
+    "  DELETE FROM codes WHERE client_id = NEW.client_id AND used = 0; RETURN NULL; END $$;"
+    "CREATE TRIGGER clients_revoke AFTER UPDATE OF revoked ON clients FOR EACH ROW "
+    "  WHEN (NEW.revoked = 1) EXECUTE FUNCTION gh_clients_revoke();",
+    /* 2: per-user settings of one server: discovery mode and tool selection */
+    "CREATE TABLE user_settings ("
+    "  user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    "  server text COLLATE \"C\" NOT NULL, discovery text NOT NULL DEFAULT '', tools text,"
+    "  updated_at bigint NOT NULL, PRIMARY KEY (user_id, server));",
+    /* 3: a change of a user's settings moves the revocation counter too, so that the workers'
+       caches of settings (src/mcp/settings.c) see it on their next call, like a revocation. */
+    "CREATE TRIGGER settings_ins_seq AFTER INSERT ON user_settings" SEQ_BUMP
+    "CREATE TRIGGER settings_upd_seq AFTER UPDATE ON user_settings" SEQ_BUMP
+    "CREATE TRIGGER settings_del_seq AFTER DELETE ON user_settings" SEQ_BUMP,
+};
+#define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* ---- messages without the password ---- */
+
+static void scrub_one(const char *secret, char *msg, size_t size)
+{
+    if (secret == NULL || secret[0] == '\0')
+        return;
+    size_t plen = strlen(secret), o = 0;
+    char out[1024];
+    for (const char *p = msg; *p && o + 4 < sizeof(out);) {
+        if (strncmp(p, secret, plen) == 0) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+            p += plen;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    size_t n = o < size ? o : size - 1;
+    memcpy(msg, out, n);
+    msg[n] = '\0';
+    sodium_memzero(out, sizeof(out));
+}
+
+/* Replace every occurrence of the password in msg (in place) by "***", and line breaks and tabs
+   by spaces (one line in the log). */
+static void scrub(const struct pg_conn *c, char *msg, size_t size)
+{
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == ' ')
+        msg[--n] = '\0';
+    scrub_one(c->password, msg, size);
+    scrub_one(c->decoded, msg, size);
+}
+
+static char *percent_decode(const char *s)
+{
+    char *out = s ? malloc(strlen(s) + 1) : NULL, *o = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        unsigned v;
+        if (*s == '%' && s[1] && s[2] && sscanf(s + 1, "%2x", &v) == 1) {
+            *o++ = (char)v;
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The password of a connection string, if it has one: the userinfo's in a URI, or a password=
+   parameter (in the URI's query or key=value form). Parsed by hand, so that it is known even
+   when libpq cannot parse the string (its message may quote it). */
+static char *password_of(const char *where)
+{
+    const char *p = strstr(where, "://");
+    if (p != NULL) {
+        p += 3;
+        const char *end = p + strcspn(p, "/?");
+        const char *at = NULL;
+        for (const char *q = p; q < end; q++)
+            if (*q == '@')
+                at = q;
+        const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+        if (colon != NULL && at > colon + 1)
+            return strndup(colon + 1, (size_t)(at - colon - 1));
+    }
+    const char *kw = strstr(where, "password=");
+    if (kw != NULL) {
+        kw += 9;
+        return strndup(kw, strcspn(kw, "& \t"));
+    }
+    return NULL;
+}
+
+/* The location to show: the connection string's user, host, port and database, no password. */
+static char *where_of(const char *where)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(where, &err);
+    PQfreemem(err);
+    const char *user = NULL, *host = NULL, *port = NULL, *db = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    char buf[512];
+    snprintf(buf, sizeof(buf), "postgresql://%s%s%s%s%s/%s", user ? user : "", user ? "@" : "",
+             host ? host : "", port ? ":" : "", port ? port : "", db ? db : "");
+    PQconninfoFree(opts);
+    return strdup(buf);
+}
+
+/* ---- statements ---- */
+
+/* Map a failed result to ERR_* and log it (the primary message only). */
+static void reconnect(struct store *st);
+
+static int pg_err(struct store *st, const PGresult *res, const char *what)
+{
+    struct pg_conn *c = CONN(st);
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        /* the server restarted, or the network failed: this call fails with a temporary
+           error (it may or may not have been done: never retried), the next one runs on a new
+           connection */
+        if (clock_now_ns() < c->retry_ns)
+            return ERR_TIMEOUT; /* tried a moment ago: fail fast, quietly */
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        scrub(c, msg, sizeof(msg));
+        log_warn("store", "postgres store %s: the connection is lost (%s); connecting again",
+                 st->where, msg);
+        reconnect(st);
+        return ERR_TIMEOUT;
+    }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && strcmp(state, "23505") == 0)
+        return ERR_EXISTS;
+    if (state != NULL && strcmp(state, "23503") == 0)
+        return ERR_NOTFOUND;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(c->pg));
+    scrub(c, msg, sizeof(msg));
+    log_error("store", "postgres: %.60s: %s (%s)", what, msg, state ? state : "no SQLSTATE");
+    if (state != NULL && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+                          strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0))
+        return ERR_TIMEOUT;
+    if (state != NULL && strcmp(state, "53200") == 0)
+        return ERR_NOMEM;
+    return ERR_IO;
+}
+
+/* "?" and "?N" → "$N" (SQLite's numbering: a bare "?" is one more than the largest so far),
+   outside quoted literals. Fills used[] and returns the number of parameters, -1 when too many
+   or out of memory. */
+static int translate(const char *sql, char **out, bool used[PG_MAX_PARAMS])
+{
+    size_t n = strlen(sql);
+    char *t = malloc(n * 2 + 1), *o = t;
+    if (t == NULL)
+        return -1;
+    int max = 0;
+    char quote = 0;
+    for (const char *p = sql; *p;) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+            *o++ = *p++;
+            continue;
+        }
+        if (*p == '\'' || *p == '"') {
+            quote = *p;
+            *o++ = *p++;
+            continue;
+        }
+        if (*p != '?') {
+            *o++ = *p++;
+            continue;
+        }
+        p++;
+        int num = 0;
+        if (*p >= '0' && *p <= '9')
+            while (*p >= '0' && *p <= '9')
+                num = num * 10 + (*p++ - '0');
+        else
+            num = max + 1;
+        if (num < 1 || num > PG_MAX_PARAMS) {
+            free(t);
+            return -1;
+        }
+        used[num - 1] = true;
+        if (num > max)
+            max = num;
+        o += sprintf(o, "$%d", num);
+    }
+    *o = '\0';
+    *out = t;
+    return max;
+}
+
+/* PQprepare the statement on the current connection. 0 or ERR_*. */
+static int prepare_on_server(struct store *st, struct pg_stmt *x)
+{
+    struct pg_conn *c = CONN(st);
+    unsigned gen = c->gen;
+    PGresult *res = PQprepare(c->pg, x->name, x->text, x->nparams, x->types);
+    int err = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = pg_err(st, res, x->sql);
+    else {
+        x->gen = gen;
+        x->prepared = true;
+    }
+    PQclear(res);
+    return err;
+}
+
+static struct store_stmt *pg_prepare(struct store *st, const char *sql)
+{
+    struct pg_conn *c = CONN(st);
+    struct pg_stmt *x = calloc(1, sizeof(*x));
+    char *text = NULL;
+    bool used[PG_MAX_PARAMS] = {0};
+    if (x == NULL)
+        goto fail;
+    x->base.be = &store_postgres_backend;
+    x->c = c;
+    x->sql = sql;
+    if ((x->nparams = translate(sql, &text, used)) < 0) {
+        log_error("store", "postgres: cannot prepare \"%.60s\": too many parameters", sql);
+        goto fail;
+    }
+    snprintf(x->name, sizeof(x->name), "gh%u", c->next_stmt++);
+    /* a parameter the statement does not use (its number is skipped) has no type to infer */
+    for (int i = 0; i < x->nparams; i++)
+        if (!used[i])
+            x->types[i] = PG_TEXTOID;
+    x->text = text;
+    /* prepared on the server at its first step, so that a connection lost meanwhile is one
+       error path (a temporary error), as for any step */
+    return &x->base;
+fail:
+    free(text);
+    free(x);
+    return NULL;
+}
+
+static void pg_reset(struct store_stmt *s)
+{
+    struct pg_stmt *x = PGS(s);
+    PQclear(x->res);
+    x->res = NULL;
+    PQfreemem(x->blob);
+    x->blob = NULL;
+    memset(x->values, 0, sizeof(x->values));
+    memset(x->lengths, 0, sizeof(x->lengths));
+    memset(x->formats, 0, sizeof(x->formats));
+}
+
+static void pg_finalize(struct store_stmt *s)
+{
+    /* the server's prepared statement goes with the connection */
+    pg_reset(s);
+    free(PGS(s)->text);
+    free(s);
+}
+
+static void pg_bind_int64(struct store_stmt *s, int i, int64_t v)
+{
+    struct pg_stmt *x = PGS(s);
+    if (i < 1 || i > x->nparams)
+        return;
+    snprintf(x->ints[i - 1], sizeof(x->ints[i - 1]), "%lld", (long long)v);
+    x->values[i - 1] = x->ints[i - 1];
+    x->formats[i - 1] = 0;
+}
+
+static void pg_bind_text(struct store_stmt *s, int i, const char *v)
+{
+    struct pg_stmt *x = PGS(s);
+    if (i < 1 || i > x->nparams)
+        return;
+    x->values[i - 1] = v;
+    x->formats[i - 1] = 0;
+}
+
+static void pg_bind_blob(struct store_stmt *s, int i, const void *v, size_t n)
+{
+    struct pg_stmt *x = PGS(s);
+    if (i < 1 || i > x->nparams)
+        return;
+    x->values[i - 1] = n ? v : "";
+    x->lengths[i - 1] = (int)n;
+    x->formats[i - 1] = 1; /* binary: bytea as is */
+}
+
+static int pg_param_count(struct store_stmt *s)
+{
+    return PGS(s)->nparams;
+}
+
+static bool changes_rows(PGresult *res)
+{
+    const char *tag = PQcmdStatus(res);
+    return strncmp(tag, "INSERT", 6) == 0 || strncmp(tag, "UPDATE", 6) == 0 ||
+           strncmp(tag, "DELETE", 6) == 0;
+}
+
+/* Before a statement is sent: a connection known lost is made again first (the statement was
+   never sent, so it runs on the new one), unless a transaction was open on the old one (then
+   it is gone, and so is every statement of it) or an attempt failed less than PG_RETRY_NS
+   ago. 0 or ERR_TIMEOUT. */
+static int ensure_connected(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    if (c->tx_lost)
+        return ERR_TIMEOUT;
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
+    if (c->in_tx) {
+        c->tx_lost = true;
+        return ERR_TIMEOUT;
+    }
+    if (clock_now_ns() < c->retry_ns)
+        return ERR_TIMEOUT;
+    reconnect(st);
+    return PQstatus(c->pg) == CONNECTION_OK ? 0 : ERR_TIMEOUT;
+}
+
+static int pg_step(struct store *st, struct store_stmt *s)
+{
+    struct pg_stmt *x = PGS(s);
+    if (x->res == NULL) {
+        int err = ensure_connected(st);
+        if (err)
+            return err;
+        if ((!x->prepared || x->gen != x->c->gen) && (err = prepare_on_server(st, x)) != 0)
+            return err; /* first use, or a new connection since it was prepared */
+        PGresult *res =
+            PQexecPrepared(x->c->pg, x->name, x->nparams, x->values, x->lengths, x->formats, 0);
+        ExecStatusType status = PQresultStatus(res);
+        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+            err = pg_err(st, res, x->sql);
+            PQclear(res);
+            return err;
+        }
+        if (changes_rows(res))
+            x->c->changes = strtoll(PQcmdTuples(res), NULL, 10);
+        x->res = res;
+        x->nrows = status == PGRES_TUPLES_OK ? PQntuples(res) : 0;
+        x->row = -1;
+    }
+    if (x->row < x->nrows)
+        x->row++;
+    return x->row < x->nrows ? STORE_ROW : STORE_DONE;
+}
+
+static bool in_row(const struct pg_stmt *x, int col)
+{
+    return x->res && x->row >= 0 && x->row < x->nrows && col >= 0 && col < PQnfields(x->res) &&
+           !PQgetisnull(x->res, x->row, col);
+}
+
+static int64_t pg_col_int64(struct store_stmt *s, int col)
+{
+    struct pg_stmt *x = PGS(s);
+    if (!in_row(x, col))
+        return 0;
+    const char *v = PQgetvalue(x->res, x->row, col);
+    if (v[0] == 't' && v[1] == '\0') /* a boolean expression */
+        return 1;
+    if (v[0] == 'f' && v[1] == '\0')
+        return 0;
+    return strtoll(v, NULL, 10);
+}
+
+static const char *pg_col_text(struct store_stmt *s, int col)
+{
+    struct pg_stmt *x = PGS(s);
+    return in_row(x, col) ? PQgetvalue(x->res, x->row, col) : NULL;
+}
+
+static const void *pg_col_blob(struct store_stmt *s, int col, size_t *len)
+{
+    struct pg_stmt *x = PGS(s);
+    *len = 0;
+    if (!in_row(x, col))
+        return NULL;
+    PQfreemem(x->blob);
+    x->blob = PQunescapeBytea((const unsigned char *)PQgetvalue(x->res, x->row, col), len);
+    return x->blob;
+}
+
+static int64_t pg_changes(struct store *st)
+{
+    return CONN(st)->changes;
+}
+
+/* SQL text with no parameters, on the connection directly. */
+static int pg_exec(struct store *st, const char *sql)
+{
+    int err = ensure_connected(st);
+    if (err)
+        return err;
+    PGresult *res = PQexec(CONN(st)->pg, sql);
+    ExecStatusType status = PQresultStatus(res);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+        err = pg_err(st, res, sql);
+    else if (changes_rows(res))
+        CONN(st)->changes = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return err;
+}
+
+static void pg_rollback(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    c->in_tx = c->tx_lost = false; /* a lost connection took its transaction with it */
+    if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        (void)pg_exec(st, "ROLLBACK");
+}
+
+static int pg_begin(struct store *st)
+{
+    /* one writer at a time, across replicas, as BEGIN IMMEDIATE on SQLite */
+    int err = pg_exec(st, "BEGIN");
+    if (err == 0) {
+        CONN(st)->in_tx = true;
+        struct store_stmt *s = store_stmt(st, "SELECT pg_advisory_xact_lock(" PG_LOCK_WRITE ")");
+        err = s ? store_exec_step(st, s, "write lock") : ERR_IO;
+        if (err)
+            pg_rollback(st);
+    }
+    return err;
+}
+
+static int pg_commit(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    bool lost = c->tx_lost || PQstatus(c->pg) != CONNECTION_OK;
+    c->in_tx = c->tx_lost = false;
+    if (lost) /* never COMMIT on a new connection: the transaction died with the old one */
+        return ERR_TIMEOUT;
+    PGresult *res = PQexec(c->pg, "COMMIT");
+    int err = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = pg_err(st, res, "COMMIT");
+    else if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0) { /* the transaction had failed */
+        log_error("store", "postgres: COMMIT of a failed transaction: rolled back");
+        err = ERR_IO;
+    }
+    PQclear(res);
+    return err;
+}
+
+static int pg_revocation_seq(struct store *st, uint64_t *seq)
+{
+    struct store_stmt *s = store_stmt(st, "SELECT seq FROM revocation WHERE id = 1");
+    if (s == NULL)
+        return ERR_IO;
+    int rc = store_step(st, s);
+    uint64_t v = rc == STORE_ROW ? (uint64_t)store_col_int64(s, 0) : 0;
+    store_done(s);
+    if (rc != STORE_ROW)
+        return rc == STORE_DONE ? ERR_INTERNAL : rc;
+    *seq = v;
+    return 0;
+}
+
+/* ---- connection and migrations ---- */
+
+static void quiet_notice_cb(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message; /* "relation already exists, skipping" and the like */
+}
+
+static void reconnect(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    if (c->in_tx)
+        c->tx_lost = true; /* whatever the transaction did is gone with the old connection */
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        scrub(c, msg, sizeof(msg));
+        log_error("store",
+                  "postgres store %s: cannot connect again yet (store calls fail meanwhile; "
+                  "next attempt in 1 s): %s",
+                  st->where, msg);
+        c->retry_ns = clock_now_ns() + PG_RETRY_NS;
+        return;
+    }
+    c->retry_ns = 0;
+    c->gen++;
+    PGresult *res = PQexec(c->pg, "SET lock_timeout = '5s'");
+    PQclear(res);
+    log_info("store", "postgres store %s: connected again", st->where);
+}
+
+/* Run one step of the migration; fill ei (backend, location, cause) when it fails. */
+static int migrate_exec(struct store *st, const char *sql, const char *what, struct err_info *ei)
+{
+    PGresult *res = PQexec(CONN(st)->pg, sql);
+    ExecStatusType status = PQresultStatus(res);
+    int err = 0;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(CONN(st)->pg));
+        scrub(CONN(st), msg, sizeof(msg));
+        err = err_info_set(ei, ERR_IO, 0, 0, "postgres store %s: %s: %s", st->where, what, msg);
+    }
+    PQclear(res);
+    return err;
+}
+
+static int migrate(struct store *st, struct err_info *ei)
+{
+    /* Replicas starting together: the first to take the lock migrates, the others wait for it
+       and then find the schema current. The lock goes with the transaction. */
+    int err = migrate_exec(st,
+                           "BEGIN; SELECT pg_advisory_xact_lock(" PG_LOCK_MIGRATE ");"
+                           "CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL);"
+                           "INSERT INTO schema_version SELECT 0 WHERE NOT EXISTS "
+                           "(SELECT 1 FROM schema_version)",
+                           "cannot lock the schema", ei);
+    if (err)
+        goto out;
+    PGresult *res = PQexec(CONN(st)->pg, "SELECT version FROM schema_version");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        PQclear(res);
+        err = err_info_set(ei, ERR_IO, 0, 0, "postgres store %s: cannot read the schema version",
+                           st->where);
+        goto out;
+    }
+    int64_t version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    if (version > (int64_t)NMIGRATIONS) {
+        err = err_info_set(ei, ERR_PROTOCOL, 0, 0,
+                           "%s: schema version %lld is newer than this gatehouse knows (%zu); "
+                           "run a newer gatehouse",
+                           st->where, (long long)version, NMIGRATIONS);
+        goto out;
+    }
+    for (size_t v = (size_t)version; v < NMIGRATIONS; v++) {
+        char what[64];
+        snprintf(what, sizeof(what), "migration %zu", v + 1);
+        if ((err = migrate_exec(st, migrations[v], what, ei)) != 0)
+            goto out;
+    }
+    if (version < (int64_t)NMIGRATIONS) {
+        char sql[96];
+        snprintf(sql, sizeof(sql), "UPDATE schema_version SET version = %zu", NMIGRATIONS);
+        if ((err = migrate_exec(st, sql, "cannot record the schema version", ei)) != 0)
+            goto out;
+    }
+    if ((err = migrate_exec(st, "COMMIT", "cannot commit the schema", ei)) != 0)
+        goto out;
+    if (version < (int64_t)NMIGRATIONS)
+        log_info("store", "%s: schema migrated from version %lld to %zu", st->where,
+                 (long long)version, NMIGRATIONS);
+out:
+    if (err)
+        pg_rollback(st); /* the schema is as it was */
+    return err;
+}
+
+static void pg_close(struct store *st)
+{
+    struct pg_conn *c = CONN(st);
+    if (c == NULL)
+        return;
+    PQfinish(c->pg);
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+    }
+    if (c->decoded) {
+        memset(c->decoded, 0, strlen(c->decoded));
+        free(c->decoded);
+    }
+    free(c);
+    st->conn = NULL;
+}
+
+static int pg_open(struct store *st, const char *where, struct err_info *ei)
+{
+    int err = 0;
+    struct pg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || (st->where = where_of(where)) == NULL) {
+        free(c);
+        return ERR_NOMEM;
+    }
+    st->conn = c;
+    c->password = password_of(where);
+    c->decoded = percent_decode(c->password);
+    char shown[512]; /* a password in the wrong place (a port, a host) stays hidden */
+    snprintf(shown, sizeof(shown), "%s", st->where);
+    scrub(c, shown, sizeof(shown));
+    free(st->where);
+    if ((st->where = strdup(shown)) == NULL) {
+        err = ERR_NOMEM;
+        goto out;
+    }
+    /* Bounds on every wait for the server, so that a store call cannot hang a worker for
+       minutes on a dead network (TCP's own timeouts); the URI's own settings win (dbname is
+       expanded last). */
+    static const char *const keys[] = {"connect_timeout",
+                                       "tcp_user_timeout",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "dbname",
+                                       NULL};
+    const char *const values[] = {"5", "10000", "30", "10", "3", where, NULL};
+    c->pg = PQconnectdbParams(keys, values, 1);
+    if (c->pg == NULL) {
+        err = err_info_set(ei, ERR_NOMEM, 0, 0, "postgres store %s: out of memory", st->where);
+        goto out;
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c->pg));
+        scrub(c, msg, sizeof(msg));
+        err =
+            err_info_set(ei, ERR_IO, 0, 0, "postgres store %s: cannot connect: %s", st->where, msg);
+        goto out;
+    }
+    PQsetNoticeProcessor(c->pg, quiet_notice_cb, NULL);
+    /* Times are bigint seconds and text is compared byte-wise: the session's settings do not
+       matter, except a statement that waits too long on a lock. */
+    if ((err = migrate_exec(st, "SET lock_timeout = '5s'", "cannot set up the session", ei)) != 0 ||
+        (err = migrate(st, ei)) != 0)
+        goto out;
+out:
+    if (err) {
+        for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
+            if (st->stmts[i].stmt) {
+                pg_finalize(st->stmts[i].stmt);
+                st->stmts[i].stmt = NULL;
+                st->stmts[i].sql = NULL;
+            }
+        pg_close(st);
+    }
+    return err;
+}
+
+const struct store_backend store_postgres_backend = {
+    .name = "postgres",
+    .dialect = STORE_POSTGRES,
+    .open = pg_open,
+    .close = pg_close,
+    .prepare = pg_prepare,
+    .finalize = pg_finalize,
+    .bind_int64 = pg_bind_int64,
+    .bind_text = pg_bind_text,
+    .bind_blob = pg_bind_blob,
+    .param_count = pg_param_count,
+    .step = pg_step,
+    .col_int64 = pg_col_int64,
+    .col_text = pg_col_text,
+    .col_blob = pg_col_blob,
+    .reset = pg_reset,
+    .changes = pg_changes,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .revocation_seq = pg_revocation_seq,
+    .exec = pg_exec,
+};

@@ -1,0 +1,216 @@
+/*
+ * The store's connection, whatever the engine: store_open picks the backend from the location
+ * (a postgresql:// or postgres:// connection string is PostgreSQL, anything else a SQLite
+ * path), keeps the per-connection cache of prepared statements, and provides the transaction and
+ * statement helpers the data model (identity.c, oauth.c) is written with, the sweep of expired
+ * rows and small helpers common to every part.
+ */
+#include "store/store-int.h"
+#include "core/log.h"
+#include "core/rand.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+bool store_secret_matches(bool found, char hash[SECRET_HASH_MAX], const char *secret, size_t len)
+{
+    if (!found) {
+        secret_verify_dummy(secret, len);
+        return false;
+    }
+    bool ok = secret_verify(hash, secret, len);
+    sodium_memzero(hash, SECRET_HASH_MAX);
+    return ok;
+}
+
+int64_t store_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+bool store_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > STORE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '@' || c == '+' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+void store_random_id(char *out, size_t nbytes)
+{
+    unsigned char raw[32];
+    GH_ASSERT(nbytes <= sizeof(raw));
+    rand_bytes(raw, nbytes);
+    sodium_bin2hex(out, 2 * nbytes + 1, raw, nbytes);
+}
+
+static uint32_t slot_of(const char *sql)
+{
+    uint64_t h = (uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(h >> 40) & (STORE_STMT_SLOTS - 1);
+}
+
+struct store_stmt *store_stmt(struct store *st, const char *sql)
+{
+    uint32_t i = slot_of(sql);
+    for (uint32_t n = 0; n < STORE_STMT_SLOTS; n++, i = (i + 1) & (STORE_STMT_SLOTS - 1)) {
+        struct store_stmt_slot *s = &st->stmts[i];
+        if (s->sql == sql)
+            return s->stmt;
+        if (s->sql != NULL)
+            continue;
+        if ((s->stmt = st->be->prepare(st, sql)) == NULL)
+            return NULL; /* logged by the backend */
+        s->sql = sql;
+        return s->stmt;
+    }
+    GH_UNREACHABLE(); /* STORE_STMT_SLOTS is smaller than the number of statements */
+}
+
+int store_exec_step(struct store *st, struct store_stmt *s, const char *what)
+{
+    (void)what; /* the backend logs the statement that failed */
+    int rc;
+    while ((rc = store_step(st, s)) == STORE_ROW)
+        ;
+    store_done(s);
+    return store_rc_err(rc);
+}
+
+void store_col_text(struct store_stmt *s, int col, char *out, size_t size)
+{
+    const char *t = store_col_str(s, col);
+    size_t n = t ? strlen(t) : 0;
+    if (n >= size)
+        n = size - 1;
+    if (n)
+        memcpy(out, t, n);
+    out[n] = '\0';
+}
+
+int store_begin(struct store *st)
+{
+    return st->be->begin(st);
+}
+
+int store_commit(struct store *st)
+{
+    int err = st->be->commit(st);
+    if (err)
+        store_rollback(st);
+    return err;
+}
+
+void store_rollback(struct store *st)
+{
+    st->be->rollback(st);
+}
+
+int store_exec_change(struct store *st, struct store_stmt *s, const char *what)
+{
+    int err = store_exec_step(st, s, what);
+    if (err == 0 && store_changes(st) == 0)
+        err = ERR_NOTFOUND;
+    return err;
+}
+
+int store_exec_sql(struct store *st, const char *sql)
+{
+    return st->be->exec(st, sql);
+}
+
+int store_revocation_seq(struct store *st, uint64_t *seq)
+{
+    uint64_t v;
+    int err = st->be->revocation_seq(st, &v);
+    if (err)
+        return err;
+    /* a revocation held in memory (not written: the disk is full) moves it too */
+    *seq = v + (store_unsaved_generation() << 32);
+    return 0;
+}
+
+static bool is_postgres(const char *where)
+{
+    return strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0;
+}
+
+int store_open(const char *where, struct store **out, struct err_info *ei)
+{
+    int err = 0;
+    struct store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        err = ERR_NOMEM;
+        goto out;
+    }
+    st->be = is_postgres(where) ? &store_postgres_backend : &store_sqlite_backend;
+    if ((err = st->be->open(st, where, ei)) != 0) {
+        free(st->where);
+        free(st);
+        st = NULL;
+        goto out;
+    }
+    *out = st;
+    st = NULL;
+out:
+    return err;
+}
+
+void store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    (void)store_unsaved_flush(st); /* a last chance for revocations not written yet */
+    for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
+        if (st->stmts[i].stmt)
+            st->be->finalize(st->stmts[i].stmt);
+    st->be->close(st);
+    free(st->where);
+    free(st);
+}
+
+const char *store_backend_name(const struct store *st)
+{
+    return st->be->name;
+}
+
+int store_sweep(struct store *st, int64_t now)
+{
+    static const char *const sweeps[] = {
+        "DELETE FROM ephemeral WHERE expires_at <= ?1",
+        "DELETE FROM revoked_jtis WHERE expires_at <= ?1",
+        "DELETE FROM families WHERE expires_at <= ?1", /* their refresh tokens go with them */
+        "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+        /* a used code stays while its family lives, so that a replay still revokes it */
+        ("DELETE FROM codes WHERE expires_at <= ?1 AND (family_id IS NULL OR family_id NOT IN "
+         "(SELECT id FROM families))"),
+    };
+    (void)store_unsaved_flush(st); /* revocations that could not be written before */
+    int err = store_begin(st);
+    if (err)
+        return err;
+    for (size_t i = 0; i < sizeof(sweeps) / sizeof(sweeps[0]); i++) {
+        struct store_stmt *s = store_stmt(st, sweeps[i]);
+        if (s == NULL) {
+            err = ERR_IO;
+            break;
+        }
+        store_bind_int64(s, 1, now);
+        if ((err = store_exec_step(st, s, "sweep")) != 0)
+            break;
+    }
+    if (err) {
+        store_rollback(st);
+        return err;
+    }
+    return store_commit(st);
+}
