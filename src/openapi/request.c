@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/schema.h"
 #include "openapi/openapi-int.h"
 
 #define REQ_MAX (64u << 20) /* bound on any single part of a built request */
@@ -195,144 +196,6 @@ static int header_value_check(const struct buf *hv, const struct openapi_arg *a,
             return oa_fail(ei, ERR_INVAL, a->name,
                            "header argument '%s' contains the control character 0x%02x", a->name,
                            c);
-    }
-    return 0;
-}
-
-/* ---- argument values against their schema ---- */
-
-#define CHECK_DEPTH_MAX 16 /* nesting checked; deeper values are sent as given */
-
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
-static bool type_matches(const char *type, const json_t *v)
-{
-    if (strcmp(type, "string") == 0)
-        return json_is_string(v);
-    if (strcmp(type, "integer") == 0) {
-        double x = json_is_real(v) ? json_real_value(v) : 0.5;
-        return json_is_integer(v) || (x > -9e15 && x < 9e15 && x == (double)(long long)x);
-    }
-    if (strcmp(type, "number") == 0)
-        return json_is_number(v);
-    if (strcmp(type, "boolean") == 0)
-        return json_is_boolean(v);
-    if (strcmp(type, "array") == 0)
-        return json_is_array(v);
-    if (strcmp(type, "object") == 0)
-        return json_is_object(v);
-    if (strcmp(type, "null") == 0)
-        return json_is_null(v);
-    return true; /* a type this check does not know: not its business */
-}
-
-/* Check v against the parts of a JSON Schema (OpenAPI 3.0 or 3.1) that decide what the API can
-   parse: type (a name or a list; 3.0's nullable), enum, an object's required properties and
-   the properties and items it holds. Anything else (formats, patterns, bounds, combinators) is
-   left to the API. `path` names the value ("limit", "filter.status", "ids[2]"); the refusal
-   names it, what was expected and what came, so that the model can correct itself. */
-static int check_value(const json_t *schema, const json_t *v, char *path, size_t pathsz, int depth,
-                       const char *tool, struct err_info *ei)
-{
-    if (!json_is_object(schema) || depth > CHECK_DEPTH_MAX)
-        return 0;
-    json_t *type = json_object_get(schema, "type");
-    bool nullable = json_is_true(json_object_get(schema, "nullable"));
-    if (type != NULL && !(nullable && json_is_null(v))) {
-        bool ok = false;
-        char want[128] = "";
-        if (json_is_string(type)) {
-            ok = type_matches(json_string_value(type), v);
-            snprintf(want, sizeof(want), "%s", json_string_value(type));
-        } else if (json_is_array(type)) {
-            size_t i;
-            json_t *t;
-            json_array_foreach(type, i, t)
-            {
-                if (!json_is_string(t))
-                    continue;
-                ok = ok || type_matches(json_string_value(t), v);
-                size_t n = strlen(want);
-                snprintf(want + n, sizeof(want) - n, "%s%s", n ? " or " : "", json_string_value(t));
-            }
-        } else {
-            ok = true;
-        }
-        if (!ok)
-            return oa_fail(ei, ERR_INVAL, path, "argument '%s' of tool '%s' must be %s %s, not %s",
-                           path, tool, strchr("aeiou", want[0]) ? "an" : "a", want, json_kind(v));
-    }
-    json_t *en = json_object_get(schema, "enum");
-    if (json_is_array(en) && json_array_size(en) > 0) {
-        bool found = false;
-        size_t i;
-        json_t *e;
-        json_array_foreach(en, i, e) found = found || json_equal(e, (json_t *)(uintptr_t)v);
-        if (!found) {
-            char *list = json_dumps(en, JSON_COMPACT);
-            int rc =
-                oa_fail(ei, ERR_INVAL, path, "argument '%s' of tool '%s' must be one of %.300s",
-                        path, tool, list ? list : "the values its schema lists");
-            free(list);
-            return rc;
-        }
-    }
-    size_t len = strlen(path);
-    if (json_is_object(v)) {
-        json_t *props = json_object_get(schema, "properties");
-        size_t i;
-        json_t *r;
-        json_array_foreach(json_object_get(schema, "required"), i, r)
-        {
-            if (json_is_string(r) && json_object_get(v, json_string_value(r)) == NULL)
-                return oa_fail(ei, ERR_INVAL, path,
-                               "argument '%s' of tool '%s' lacks its required member '%.100s'",
-                               path, tool, json_string_value(r));
-        }
-        const char *k;
-        json_t *m;
-        json_object_foreach((json_t *)(uintptr_t)v, k, m)
-        {
-            json_t *ps = json_object_get(props, k);
-            if (ps == NULL)
-                continue;
-            snprintf(path + len, pathsz - len, ".%.100s", k);
-            int rc = check_value(ps, m, path, pathsz, depth + 1, tool, ei);
-            path[len] = '\0';
-            if (rc)
-                return rc;
-        }
-    } else if (json_is_array(v)) {
-        json_t *items = json_object_get(schema, "items");
-        size_t i;
-        json_t *m;
-        json_array_foreach((json_t *)(uintptr_t)v, i, m)
-        {
-            snprintf(path + len, pathsz - len, "[%zu]", i);
-            int rc = check_value(items, m, path, pathsz, depth + 1, tool, ei);
-            path[len] = '\0';
-            if (rc)
-                return rc;
-        }
     }
     return 0;
 }
@@ -596,9 +459,8 @@ int openapi_request_build(const struct openapi_catalog *cat, const struct openap
         }
         json_t *given = a->hidden || a->fixed ? NULL : json_object_get(args, a->name);
         if (given != NULL && !json_is_null(given)) {
-            char path[512];
-            snprintf(path, sizeof(path), "%s", a->name);
-            if ((rc = check_value(a->schema, given, path, sizeof(path), 0, t->name, ei)))
+            /* type, enum, required, properties, items (src/core/schema.h) */
+            if ((rc = schema_check(a->schema, given, a->name, t->name, ei)))
                 goto out;
         }
     }
