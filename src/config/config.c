@@ -1033,6 +1033,7 @@ enum {
     SK_DISCOVERY,
     SK_OVERLAYS,
     SK_PROTOCOL,
+    SK_VALIDATE_ARGUMENTS,
     SK_COUNT
 };
 
@@ -1148,8 +1149,10 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
 static int load_server_openapi(struct loader *L, const struct field *f, const char *what,
                                const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL, SK_PROTOCOL};
-    static const char *const refused_names[] = {"command", "args", "env", "cwd", "url", "protocol"};
+    static const int refused[] = {
+        SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL, SK_PROTOCOL, SK_VALIDATE_ARGUMENTS};
+    static const char *const refused_names[] = {
+        "command", "args", "env", "cwd", "url", "protocol", "validate_arguments"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1160,6 +1163,8 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
                          i == 4   ? "base_url: to replace the document's server URL"
                          : i == 5 ? "it only with transport: stdio or http (the gateway serves an "
                                     "OpenAPI document in every protocol era itself)"
+                         : i == 6 ? "it only with transport: stdio or http (the arguments of an "
+                                    "OpenAPI tool are always checked against its schema)"
                                   : "it only with transport: stdio");
     if (f[SK_SPEC].val == NULL)
         return FAILN(L, map,
@@ -1237,6 +1242,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "discovery",
                                        "overlays",
                                        "protocol",
+                                       "validate_arguments",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -1378,6 +1384,11 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
             return FAILN(L, pv,
                          "%s is not a protocol for %s; expected auto, 2025-11-25 or 2026-07-28",
                          quote(pv).s, what);
+    }
+    if (f[SK_VALIDATE_ARGUMENTS].val) {
+        snprintf(sub, sizeof(sub), "validate_arguments of %s", what);
+        if ((err = get_bool(L, f[SK_VALIDATE_ARGUMENTS].val, sub, &s->validate_arguments)))
+            return err;
     }
     return 0;
 }

@@ -116,6 +116,9 @@ struct config_server {
     size_t max_message;            /* largest message accepted from the server; default 16 MiB */
     int prefix;                    /* -1 = inherit the global mode, else enum config_prefix_mode */
     enum config_protocol protocol; /* stdio and http; default auto */
+    bool validate_arguments;       /* check tools/call arguments against the tool's published
+                                      inputSchema before sending (docs/configuration.md); default
+                                      false. OpenAPI servers always check theirs. */
 };
 
 /* The durable store (docs/configuration.md, "store"). */

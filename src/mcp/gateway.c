@@ -19,6 +19,7 @@
 #include "core/idmap.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "core/schema.h"
 #include "mcp/catalog.h"
 #include "mcp/gateway-int.h"
 #include "upstream/transport.h"
@@ -778,6 +779,31 @@ static void on_list(struct dispatch *d)
     }
 }
 
+/*
+ * The arguments step of a tools/call (a server with validate_arguments): the arguments are
+ * checked against the inputSchema the server published for the tool in its tools/list, as the
+ * catalog holds it, before anything is sent. Absent arguments are checked as {}. A tool without
+ * a schema is not checked; what a malformed schema does is schema.h's rule (it never refuses).
+ * Returns true when the call was refused: -32602 naming the argument and the rule broken, and
+ * the call never reaches the server.
+ */
+static bool arguments_refused(struct dispatch *d, int server, const char *name, json_t *args)
+{
+    if (!gw.ups[server]->srv->validate_arguments)
+        return false;
+    json_t *schema = catalog_input_schema(d->cat, d->view, name);
+    if (schema == NULL)
+        return false;
+    json_t *empty = args ? NULL : json_object();
+    struct err_info ei = {0};
+    int err = schema_check(schema, args ? args : empty, NULL, name, &ei);
+    json_decref(empty);
+    if (err == 0)
+        return false;
+    gw_reply_error(d->r, d->id, JSONRPC_INVALID_PARAMS, "%s", ei.msg);
+    return true;
+}
+
 /* tools/call, prompts/get: routed by name. */
 static void on_call(struct dispatch *d)
 {
@@ -839,6 +865,10 @@ static void on_call(struct dispatch *d)
                        "tool %s is not in your selection of server %s (%zu tools selected); "
                        "add it with the %s tool or `gatehouse user settings`",
                        name, gw.ups[server]->srv->name, nselected, SETTINGS_TOOL);
+        user_view_release(&u);
+        return;
+    }
+    if (kind_ == CAT_TOOLS && arguments_refused(d, server, name, args)) {
         user_view_release(&u);
         return;
     }

@@ -1743,7 +1743,8 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         memcmp(&a->timeouts, &b->timeouts, sizeof(a->timeouts)) != 0 ||
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
         a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
-        a->max_message != b->max_message || a->prefix != b->prefix || a->protocol != b->protocol)
+        a->max_message != b->max_message || a->prefix != b->prefix || a->protocol != b->protocol ||
+        a->validate_arguments != b->validate_arguments)
         return false;
     for (size_t i = 0; i < a->nargs; i++)
         if (!str_eq(a->args[i], b->args[i]))

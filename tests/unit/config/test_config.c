@@ -448,7 +448,7 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
-        "overlays, protocol");
+        "overlays, protocol, validate_arguments");
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
@@ -590,6 +590,37 @@ static void test_protocol(void)
                "t.yaml:4:5: protocol is not allowed in server \"a\" with transport openapi; "
                "expected it only with transport: stdio or http (the gateway serves an OpenAPI "
                "document in every protocol era itself)");
+}
+
+/* validate_arguments: tools/call arguments checked against the tool's inputSchema. */
+static void test_validate_arguments(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    const char *y = "servers:\n"
+                    "  - {name: a, command: x}\n"
+                    "  - {name: b, command: x, validate_arguments: true}\n"
+                    "  - {name: c, url: http://127.0.0.1:9/mcp, validate_arguments: false}\n";
+    CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
+    if (c == NULL)
+        return;
+    CHECK(!c->servers[0].validate_arguments); /* the default */
+    CHECK(c->servers[1].validate_arguments);
+    CHECK(!c->servers[2].validate_arguments);
+    config_unref(c);
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    validate_arguments: yes\n", ERR_INVAL, 4,
+               25,
+               "t.yaml:4:25: \"yes\" is not a boolean for validate_arguments of server \"a\"; "
+               "expected true or false");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    validate_arguments: [true]\n", ERR_INVAL,
+               4, 25,
+               "t.yaml:4:25: validate_arguments of server \"a\" is a sequence; expected true or "
+               "false");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    validate_arguments: true\n", ERR_INVAL,
+               4, 5,
+               "t.yaml:4:5: validate_arguments is not allowed in server \"a\" with transport "
+               "openapi; expected it only with transport: stdio or http (the arguments of an "
+               "OpenAPI tool are always checked against its schema)");
 }
 
 /* transport: openapi (docs/configuration.md, "servers"). */
@@ -1007,7 +1038,7 @@ static void test_store_postgres(void)
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
-          TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol), TEST(test_listeners),
-          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths),
-          TEST(test_store_postgres))
+          TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol),
+          TEST(test_validate_arguments), TEST(test_listeners), TEST(test_durations_sizes_in_file),
+          TEST(test_duration_parse), TEST(test_size_parse), TEST(test_refcount),
+          TEST(test_store_auth), TEST(test_relative_paths), TEST(test_store_postgres))
