@@ -268,7 +268,7 @@ static int cred_read(const struct config_server *srv, const struct config_creden
         }
         memcpy(buf, v, n + 1);
     } else {
-        int fd = open(cc->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int fd = open(cc->file, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
             snprintf(why, whysz, "credential %s of server %s: cannot read %s: %s", cc->scheme,
