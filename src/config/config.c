@@ -1034,6 +1034,7 @@ enum {
     SK_OVERLAYS,
     SK_PROTOCOL,
     SK_VALIDATE_ARGUMENTS,
+    SK_CREDENTIALS,
     SK_COUNT
 };
 
@@ -1050,17 +1051,63 @@ static bool name_ok(const char *s, size_t len)
     return true;
 }
 
+/* credentials: {<apiKey scheme>: {file: PATH} | {env: VAR}}. Only where the value comes from is
+   configured; the value itself is read by the transport when it starts (never into the
+   snapshot, so it is in no dump of the configuration). */
+static int get_credentials(struct loader *L, const struct ynode *n, const char *what,
+                           struct config_credential **out, size_t *count)
+{
+    static const char *const ckeys[] = {"file", "env", NULL};
+    char sub[200];
+    if (n->type != YN_MAP)
+        return FAILN(L, n,
+                     "credentials of %s is %s; expected a mapping of the document's apiKey "
+                     "security scheme names to {file: PATH} or {env: VARIABLE}",
+                     what, kind(n));
+    size_t nc = n->n / 2;
+    if (nc > MAX_LIST_ITEMS)
+        return FAILN(L, n, "credentials of %s has %zu entries; expected at most %d", what, nc,
+                     MAX_LIST_ITEMS);
+    struct config_credential *c = arena_alloc(L->out, (nc ? nc : 1) * sizeof(*c));
+    if (c == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *k = n->first; k != NULL; k = k->next->next, i++) {
+        struct field f[2];
+        int err;
+        snprintf(sub, sizeof(sub), "a scheme name in credentials of %s", what);
+        if ((err = get_nonempty_str(L, k, sub, &c[i].scheme)))
+            return err;
+        snprintf(sub, sizeof(sub), "credential %s of %s", quote(k).s, what);
+        if ((err = map_fields(L, k->next, sub, ckeys, f)))
+            return err;
+        if ((f[0].val != NULL) == (f[1].val != NULL))
+            return FAILN(L, k->next,
+                         "%s has %s; expected exactly one of file: PATH (a file only its owner "
+                         "can read, the value on its first line) or env: VARIABLE",
+                         sub, f[0].val ? "both file and env" : "neither file nor env");
+        char sub2[240];
+        snprintf(sub2, sizeof(sub2), "%s of %s", f[0].val ? "file" : "env", sub);
+        if ((err = get_nonempty_str(L, f[0].val ? f[0].val : f[1].val, sub2,
+                                    f[0].val ? &c[i].file : &c[i].env)))
+            return err;
+    }
+    *out = c;
+    *count = nc;
+    return 0;
+}
+
 static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
                              const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_URL,      SK_HEADERS,   SK_SPEC,    SK_OVERRIDES,
-                                  SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS};
-    static const char *const refused_names[] = {"url",      "headers",   "spec",    "overrides",
-                                                "base_url", "discovery", "overlays"};
+    static const int refused[] = {SK_URL,      SK_HEADERS,   SK_SPEC,     SK_OVERRIDES,
+                                  SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS, SK_CREDENTIALS};
+    static const char *const refused_names[] = {"url",      "headers",   "spec",     "overrides",
+                                                "base_url", "discovery", "overlays", "credentials"};
     static const char *const only[] = {"transport: http",    "transport: http or openapi",
                                        "transport: openapi", "transport: openapi",
                                        "transport: openapi", "transport: openapi",
-                                       "transport: openapi"};
+                                       "transport: openapi", "transport: openapi"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1113,10 +1160,12 @@ static bool http_url_ok(const char *url)
 static int load_server_http(struct loader *L, const struct field *f, const char *what,
                             const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_COMMAND,   SK_ARGS,     SK_ENV,       SK_CWD,     SK_SPEC,
-                                  SK_OVERRIDES, SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS};
-    static const char *const refused_names[] = {
-        "command", "args", "env", "cwd", "spec", "overrides", "base_url", "discovery", "overlays"};
+    static const int refused[] = {SK_COMMAND,  SK_ARGS,       SK_ENV,      SK_CWD,
+                                  SK_SPEC,     SK_OVERRIDES,  SK_BASE_URL, SK_DISCOVERY,
+                                  SK_OVERLAYS, SK_CREDENTIALS};
+    static const char *const refused_names[] = {"command",  "args",       "env",      "cwd",
+                                                "spec",     "overrides",  "base_url", "discovery",
+                                                "overlays", "credentials"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1217,6 +1266,9 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
         if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
             return err;
     }
+    if (f[SK_CREDENTIALS].val &&
+        (err = get_credentials(L, f[SK_CREDENTIALS].val, what, &s->credentials, &s->ncredentials)))
+        return err;
     return 0;
 }
 
@@ -1243,6 +1295,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "overlays",
                                        "protocol",
                                        "validate_arguments",
+                                       "credentials",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -2015,6 +2068,9 @@ static int resolve_paths(struct loader *L)
                 return err;
             for (size_t k = 0; k < s->noverlays; k++)
                 if ((err = resolve_one(L, &s->overlays[k])))
+                    return err;
+            for (size_t k = 0; k < s->ncredentials; k++)
+                if ((err = resolve_one(L, &s->credentials[k].file)))
                     return err;
         }
     }

@@ -66,6 +66,14 @@ struct config_kv {
     char *value;
 };
 
+/* An API key an openapi server's requests carry where the document's apiKey security scheme
+   says (query, header or cookie). Only its source is configured; the transport reads the value. */
+struct config_credential {
+    char *scheme; /* the scheme's name under components/securitySchemes (securityDefinitions) */
+    char *file;   /* the value is this file's first line (the file readable by its owner only) */
+    char *env;    /* or this environment variable's value */
+};
+
 struct config_listener {
     char *address;  /* numeric IPv4/IPv6 literal or "localhost"; default 127.0.0.1 */
     uint16_t port;  /* 0 = ephemeral (the chosen port is logged and printed) */
@@ -105,7 +113,9 @@ struct config_server {
     char *overrides; /* the editorial file, or NULL */
     char **overlays; /* OpenAPI Overlay files applied in order, or NULL */
     size_t noverlays;
-    char *base_url;                  /* replaces the document's server URL, or NULL */
+    char *base_url;                        /* replaces the document's server URL, or NULL */
+    struct config_credential *credentials; /* apiKey credentials the gateway fills in */
+    size_t ncredentials;
     enum config_discovery discovery; /* when !discovery_auto */
     bool discovery_auto; /* default ("auto"): static up to CONFIG_DISCOVERY_AUTO_MAX curated tools,
                             else search (config_discovery_effective) */

@@ -22,6 +22,7 @@ struct view {
         routes[2]; /* tools, prompts: exposed name -> [server, original name, modes, inputSchema] */
     json_t *uris;  /* resource uri -> server */
     json_t *templates; /* array of [uriTemplate, server] */
+    bool choice;       /* catalog_offers_choice */
 };
 
 struct catalog {
@@ -285,6 +286,18 @@ int catalog_build(const struct config *cfg, const struct catalog_source *sources
                 add_resourceish(&c->agg, kind, item, (int)i, sources, true);
             }
         }
+    for (size_t i = 0; i < n; i++) {
+        const char *name;
+        json_t *r;
+        json_object_foreach(c->own[i].routes[CAT_TOOLS], name, r)
+        {
+            if (json_integer_value(json_array_get(r, 2)) != 0)
+                c->own[i].choice = true;
+        }
+        if (json_object_size(c->own[i].routes[CAT_TOOLS]) >= 2)
+            c->own[i].choice = true;
+        c->agg.choice = c->agg.choice || c->own[i].choice;
+    }
     err = 0;
 out:
     json_decref(owners);
@@ -478,4 +491,10 @@ int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *s
         }
     }
     return ERR_NOTFOUND;
+}
+
+bool catalog_offers_choice(const struct catalog *c, int view)
+{
+    const struct view *v = c ? get_view(c, view) : NULL;
+    return v != NULL && v->choice;
 }

@@ -71,6 +71,10 @@ int catalog_route(const struct catalog *c, int view, enum catalog_kind kind, con
 unsigned catalog_modes(const struct catalog *c, int view, enum catalog_kind kind, const char *name);
 /* An exposed tool's inputSchema (borrowed: valid while the catalog is referenced), or NULL. */
 json_t *catalog_input_schema(const struct catalog *c, int view, const char *name);
+/* Whether a user has anything to choose in a view: one of its servers has discovery modes (an
+   openapi server: tools tagged with modes) or at least two tools to select among. Computed once
+   per catalog. */
+bool catalog_offers_choice(const struct catalog *c, int view);
 /* How many of a server's listed tools (as it sent them) a client sees in discovery mode `mode`. */
 size_t catalog_count_in_mode(const json_t *tools, enum config_discovery mode);
 /* Route a resource URI (exact, then template match). ERR_NOTFOUND. */

@@ -547,21 +547,19 @@ static void set_call_meta(json_t *routed, struct user_view *u, int server)
         json_object_set_new(meta, CONFIG_META_SELECTION, json_deep_copy(sel));
 }
 
+/* Kept terse: every user's tools/list carries it (docs/openapi.md has its measured cost, and
+   tests/integration/user_settings.test.mjs holds it to that budget). */
 static json_t *settings_tool(void)
 {
-    return json_pack(
-        "{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}, s:{s:s, s:[s,s,s], s:s}, s:{s:s, s:{s:s}, s:s},"
-        " s:{s:s, s:s}}, s:[s]}, s:{s:b}}",
-        "name", SETTINGS_TOOL, "description",
-        "Your own view of one server behind this gateway: select the tools you want (only those "
-        "are listed and callable for you) and, for a REST API server, its discovery mode. With "
-        "only `server`, shows your settings.",
-        "inputSchema", "type", "object", "properties", "server", "type", "string", "description",
-        "the server's name", "discovery", "type", "string", "enum", "static", "hierarchical",
-        "search", "description", "how a REST API server lists its tools", "select", "type", "array",
-        "items", "type", "string", "description", "the tools to keep, by the server's own names",
-        "select_all", "type", "boolean", "description", "true: every tool again", "required",
-        "server", "annotations", "idempotentHint", 1);
+    return json_pack("{s:s, s:s, s:{s:s, s:{s:{s:s}, s:{s:s, s:[s,s,s]}, s:{s:s, s:{s:s}},"
+                     " s:{s:s}}, s:[s]}}",
+                     "name", SETTINGS_TOOL, "description",
+                     "Choose the tools you see of a server (select; select_all undoes) and a REST "
+                     "API server's discovery mode; server alone shows your settings.",
+                     "inputSchema", "type", "object", "properties", "server", "type", "string",
+                     "discovery", "type", "string", "enum", "static", "hierarchical", "search",
+                     "select", "type", "array", "items", "type", "string", "select_all", "type",
+                     "boolean", "required", "server");
 }
 
 static json_t *settings_result(const char *text, bool is_error)
@@ -773,7 +771,8 @@ static void on_list(struct dispatch *d)
                                          : method[0] == 'p' ? "prompts"
                                                             : "resources"));
     else {
-        if (user && cursor == NULL) /* the settings tool first on the first page */
+        /* the settings tool first on the first page, where the view offers a choice */
+        if (user && cursor == NULL && catalog_offers_choice(d->cat, d->view))
             json_array_insert_new(json_object_get(result, "tools"), 0, settings_tool());
         reply_result(r, id, result);
     }

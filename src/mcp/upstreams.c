@@ -1754,6 +1754,13 @@ static bool server_unchanged(const struct config_server *a, const struct config_
     for (size_t i = 0; i < a->noverlays; i++)
         if (!str_eq(a->overlays[i], b->overlays[i]))
             return false;
+    if (a->ncredentials != b->ncredentials)
+        return false;
+    for (size_t i = 0; i < a->ncredentials; i++)
+        if (!str_eq(a->credentials[i].scheme, b->credentials[i].scheme) ||
+            !str_eq(a->credentials[i].file, b->credentials[i].file) ||
+            !str_eq(a->credentials[i].env, b->credentials[i].env))
+            return false;
     return true;
 }
 

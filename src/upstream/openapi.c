@@ -31,9 +31,13 @@
  *
  * Safety as in http.c: no redirects, http/https only, no proxy from the environment. The static
  * headers of the configuration usually hold the API credential: their values are never logged,
- * never quoted in an error, and scrubbed from anything the API sends back.
+ * never quoted in an error, and scrubbed from anything the API sends back. So are the apiKey
+ * credentials of `credentials:` (read from their file or variable when the document loads), which
+ * the gateway puts where the document's security scheme says (query, header or cookie) on every
+ * operation whose security names that scheme; the catalog never shows the model that parameter.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +45,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -63,6 +71,13 @@ static const char *const oa_versions[] = {"2025-11-25", "2025-06-18", "2025-03-2
                                           NULL};
 
 struct oa_transport;
+
+/* A configured apiKey credential, resolved against the loaded document. */
+struct oa_cred {
+    const struct openapi_security_scheme *scheme; /* in cat->doc */
+    char *value;                                  /* wiped on free */
+    char *query;                                  /* value percent-encoded (query), wiped */
+};
 
 struct oa_call {
     struct oa_transport *t;
@@ -96,6 +111,8 @@ struct oa_transport {
     char load_why[1200];            /* likewise */
     struct openapi_catalog *loaded; /* likewise; moved to `cat` on the loop */
     struct openapi_discovery *loaded_disc[OA_NMODES]; /* likewise */
+    struct oa_cred *creds;                            /* likewise, then kept: srv->credentials */
+    size_t ncreds;
     struct openapi_catalog *cat;
     struct openapi_discovery *disc[OA_NMODES]; /* each discovery mode over `cat` */
     json_t *tools; /* the tools/list array (the union of the modes' tools), built once */
@@ -163,29 +180,197 @@ static json_t *error_msg(json_t *id, int code, const char *message)
 
 /* ---- secrets --------------------------------------------------------------------------------- */
 
-/* Replace every occurrence of a configured header value in `s` (NUL-terminated, owned, may be
-   reallocated). Returns the new string, and sets *hit when something was replaced. */
-static char *scrub(const struct config_server *srv, char *s, bool *hit)
+/* Replace every occurrence of `secret` in `s` (owned, may be reallocated). */
+static char *scrub_one(char *s, const char *secret, bool *hit)
 {
-    for (size_t i = 0; s && i < srv->nheaders; i++) {
-        const char *secret = srv->headers[i].value;
-        size_t n = strlen(secret);
-        if (n < OA_MIN_SECRET || strstr(s, secret) == NULL)
-            continue;
-        struct buf b;
-        buf_init(&b, strlen(s) + 64 + strlen(s) / n * sizeof(OA_REDACTED));
-        const char *p = s, *q;
-        while ((q = strstr(p, secret)) != NULL) {
-            buf_append(&b, p, (size_t)(q - p));
-            buf_append_str(&b, OA_REDACTED);
-            p = q + n;
-        }
-        buf_append_str(&b, p);
-        free(s);
-        s = b.data ? b.data : strdup("");
-        *hit = true;
+    size_t n = strlen(secret);
+    if (s == NULL || n < OA_MIN_SECRET || strstr(s, secret) == NULL)
+        return s;
+    struct buf b;
+    buf_init(&b, strlen(s) + 64 + strlen(s) / n * sizeof(OA_REDACTED));
+    const char *p = s, *q;
+    while ((q = strstr(p, secret)) != NULL) {
+        buf_append(&b, p, (size_t)(q - p));
+        buf_append_str(&b, OA_REDACTED);
+        p = q + n;
+    }
+    buf_append_str(&b, p);
+    free(s);
+    *hit = true;
+    return b.data ? b.data : strdup("");
+}
+
+/* Replace every occurrence of a configured header value and of a credential (as configured and
+   as sent in a query) in `s` (NUL-terminated, owned, may be reallocated). Returns the new string,
+   and sets *hit when something was replaced. */
+static char *scrub(const struct oa_transport *t, char *s, bool *hit)
+{
+    for (size_t i = 0; s && i < t->srv->nheaders; i++)
+        s = scrub_one(s, t->srv->headers[i].value, hit);
+    for (size_t i = 0; s && i < t->ncreds; i++) {
+        s = scrub_one(s, t->creds[i].value, hit);
+        s = scrub_one(s, t->creds[i].query, hit);
     }
     return s;
+}
+
+static void creds_free(struct oa_cred *creds, size_t n)
+{
+    for (size_t i = 0; creds && i < n; i++) {
+        if (creds[i].value)
+            sodium_memzero(creds[i].value, strlen(creds[i].value));
+        if (creds[i].query)
+            sodium_memzero(creds[i].query, strlen(creds[i].query));
+        free(creds[i].value);
+        free(creds[i].query);
+    }
+    free(creds);
+}
+
+/* Percent-encode for a query component: RFC 3986 unreserved characters stay. */
+static char *query_encode(const char *v)
+{
+    size_t n = strlen(v);
+    char *out = malloc(3 * n + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (isalnum(*p) || strchr("-._~", *p))
+            *o++ = (char)*p;
+        else
+            o += sprintf(o, "%%%02X", *p);
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Read a credential's value (the first line of an owner-only file, or a variable). The value is
+   never put in `why`. On the pool thread. */
+static int cred_read(const struct config_server *srv, const struct config_credential *cc,
+                     char **out, char *why, size_t whysz)
+{
+    char buf[8192];
+    size_t n = 0;
+    if (cc->env) {
+        const char *v = getenv(cc->env);
+        if (v == NULL || v[0] == '\0') {
+            snprintf(why, whysz, "credential %s of server %s: the environment variable %s is %s",
+                     cc->scheme, srv->name, cc->env, v ? "empty" : "not set");
+            return ERR_INVAL;
+        }
+        n = strlen(v);
+        if (n >= sizeof(buf)) {
+            snprintf(why, whysz,
+                     "credential %s of server %s: the environment variable %s holds %zu bytes; "
+                     "expected at most %zu",
+                     cc->scheme, srv->name, cc->env, n, sizeof(buf) - 1);
+            return ERR_LIMIT;
+        }
+        memcpy(buf, v, n + 1);
+    } else {
+        int fd = open(cc->file, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            snprintf(why, whysz, "credential %s of server %s: cannot read %s: %s", cc->scheme,
+                     srv->name, cc->file, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return ERR_IO;
+        }
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+            snprintf(why, whysz,
+                     "credential %s of server %s: %s is %s (mode %04o); expected a regular file "
+                     "only its owner can read or write (chmod 600)",
+                     cc->scheme, srv->name, cc->file,
+                     S_ISREG(st.st_mode) ? "open to others" : "not a regular file",
+                     (unsigned)(st.st_mode & 07777));
+            close(fd);
+            return ERR_DENIED;
+        }
+        ssize_t r;
+        while (n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+            n += (size_t)r;
+        close(fd);
+        buf[n] = '\0';
+        n = strcspn(buf, "\r\n");
+        buf[n] = '\0';
+        if (n == 0) {
+            sodium_memzero(buf, sizeof(buf));
+            snprintf(why, whysz, "credential %s of server %s: the first line of %s is empty",
+                     cc->scheme, srv->name, cc->file);
+            return ERR_INVAL;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+            sodium_memzero(buf, sizeof(buf));
+            snprintf(why, whysz,
+                     "credential %s of server %s: the value holds a control character (byte %zu); "
+                     "expected printable text",
+                     cc->scheme, srv->name, i + 1);
+            return ERR_INVAL;
+        }
+    *out = strdup(buf);
+    sodium_memzero(buf, sizeof(buf));
+    return *out ? 0 : ERR_NOMEM;
+}
+
+/* Resolve srv->credentials against the document: each names one of its apiKey schemes. */
+static int creds_load(const struct config_server *srv, const struct openapi_doc *doc,
+                      struct oa_cred **out, size_t *nout, char *why, size_t whysz)
+{
+    if (srv->ncredentials == 0)
+        return 0;
+    struct oa_cred *creds = calloc(srv->ncredentials, sizeof(*creds));
+    if (creds == NULL)
+        return ERR_NOMEM;
+    int err = 0;
+    for (size_t i = 0; err == 0 && i < srv->ncredentials; i++) {
+        const struct config_credential *cc = &srv->credentials[i];
+        for (size_t k = 0; k < doc->nschemes; k++)
+            if (strcmp(doc->schemes[k].name, cc->scheme) == 0)
+                creds[i].scheme = &doc->schemes[k];
+        if (creds[i].scheme == NULL || creds[i].scheme->type != OPENAPI_SCHEME_API_KEY) {
+            char list[400] = "";
+            size_t o = 0;
+            for (size_t k = 0; k < doc->nschemes && o < sizeof(list); k++)
+                if (doc->schemes[k].type == OPENAPI_SCHEME_API_KEY)
+                    o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "",
+                                          doc->schemes[k].name);
+            snprintf(why, whysz,
+                     "credential %s of server %s: the document has %s \"%s\"; expected the name "
+                     "of one of its apiKey security schemes (%s)",
+                     cc->scheme, srv->name,
+                     creds[i].scheme ? "a security scheme that is not apiKey:"
+                                     : "no security scheme",
+                     cc->scheme, list[0] ? list : "it has none");
+            err = ERR_INVAL;
+            break;
+        }
+        if ((err = cred_read(srv, cc, &creds[i].value, why, whysz)) == 0 &&
+            (creds[i].query = query_encode(creds[i].value)) == NULL)
+            err = ERR_NOMEM;
+    }
+    if (err) {
+        creds_free(creds, srv->ncredentials);
+        return err;
+    }
+    *out = creds;
+    *nout = srv->ncredentials;
+    return 0;
+}
+
+/* Does the operation's security (any alternative) name the scheme? */
+static bool op_uses_scheme(const struct openapi_op *op, const char *scheme)
+{
+    size_t i;
+    json_t *req;
+    json_array_foreach(op->security, i, req)
+    {
+        if (json_object_get(req, scheme) != NULL)
+            return true;
+    }
+    return false;
 }
 
 /* ---- results --------------------------------------------------------------------------------- */
@@ -340,7 +525,6 @@ static char *fmt(const char *f, ...)
 /* The tool result for a completed HTTP exchange. */
 static json_t *http_result(struct oa_call *c, long status, const char *ct)
 {
-    const struct config_server *srv = c->t->srv;
     const char *data = c->body.data ? c->body.data : "";
     size_t len = c->body.len;
     bool hit = false;
@@ -363,7 +547,7 @@ static json_t *http_result(struct oa_call *c, long status, const char *ct)
                          body ? ": " : "", body ? body : "");
         free(body);
         json_decref(v);
-        return tool_result(scrub(srv, text, &hit), true, NULL);
+        return tool_result(scrub(c->t, text, &hit), true, NULL);
     }
     if (len == 0) {
         return tool_result(fmt("HTTP %ld, no content", status), false, NULL);
@@ -387,7 +571,7 @@ static json_t *http_result(struct oa_call *c, long status, const char *ct)
             text = both;
         }
         free(note);
-        text = scrub(srv, text, &hit);
+        text = scrub(c->t, text, &hit);
         /* structuredContent only when the model sees the same, whole and unredacted */
         json_t *structured = json_is_object(v) && !cut && !hit ? json_incref(v) : NULL;
         json_decref(v);
@@ -398,7 +582,7 @@ static json_t *http_result(struct oa_call *c, long status, const char *ct)
         char *text = fmt("HTTP %ld, %s, %zu bytes:\n%s", status, ct ? ct : "no Content-Type", len,
                          preview ? preview : "");
         free(preview);
-        return tool_result(scrub(srv, text, &hit), false, NULL);
+        return tool_result(scrub(c->t, text, &hit), false, NULL);
     }
     return tool_result(fmt("HTTP %ld, %s, %zu bytes (binary content not shown)", status,
                            ct ? ct : "no Content-Type", len),
@@ -533,23 +717,66 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
     const struct config_server *srv = t->srv;
     const struct config_timeouts *to = &srv->timeouts;
     int err = ERR_NOMEM;
+    struct buf cookie; /* the Cookie header when a credential goes in one; wiped */
+    buf_init(&cookie, 64 * 1024);
     if (strncasecmp(c->req.url, "http://", 7) != 0 && strncasecmp(c->req.url, "https://", 8) != 0) {
         snprintf(why, whysz,
                  "the API of server %s has no absolute http(s) base URL (the document says "
                  "\"%.100s\"); set base_url in the configuration",
                  srv_name(t), t->cat->base_url);
-        return ERR_INVAL;
+        err = ERR_INVAL;
+        goto out;
+    }
+    /* The credentials the operation's security names, where their schemes say: a query one on
+       the URL, header ones as headers, cookie ones joined with the document's cookies. */
+    const struct openapi_op *op = c->op_tool->op;
+    bool cred_header[64] = {false};
+    for (size_t i = 0; i < t->ncreds; i++) {
+        const struct oa_cred *cr = &t->creds[i];
+        if (!op_uses_scheme(op, cr->scheme->name))
+            continue;
+        if (cr->scheme->in == OPENAPI_IN_QUERY) {
+            char *name = query_encode(cr->scheme->param_name);
+            char *url = name ? fmt("%s%c%s=%s", c->req.url, strchr(c->req.url, '?') ? '&' : '?',
+                                   name, cr->query)
+                             : NULL;
+            free(name);
+            if (url == NULL)
+                goto out;
+            free(c->req.url);
+            c->req.url = url;
+        } else if (cr->scheme->in == OPENAPI_IN_COOKIE) {
+            buf_append_str(&cookie, cookie.len ? "; " : "");
+            buf_append_str(&cookie, cr->scheme->param_name);
+            buf_append_str(&cookie, "=");
+            buf_append_str(&cookie, cr->value);
+        } else if (i < sizeof(cred_header) / sizeof(*cred_header)) {
+            cred_header[i] = true;
+        }
     }
     /* The document's headers, then the configured ones (which win over a same-named one). */
     for (size_t i = 0; i < c->req.nheaders; i++) {
-        if (header_configured(srv, c->req.headers[i].name))
+        const char *name = c->req.headers[i].name;
+        if (header_configured(srv, name))
             continue;
-        if ((err = add_header(&c->headers, c->req.headers[i].name, c->req.headers[i].value)))
+        if (cookie.len && strcasecmp(name, "Cookie") == 0) {
+            buf_append_str(&cookie, "; ");
+            buf_append_str(&cookie, c->req.headers[i].value);
+            continue;
+        }
+        if ((err = add_header(&c->headers, name, c->req.headers[i].value)))
             goto out;
     }
     for (size_t i = 0; i < srv->nheaders; i++)
         if ((err = add_header(&c->headers, srv->headers[i].key, srv->headers[i].value)))
             goto out;
+    for (size_t i = 0; i < t->ncreds && i < sizeof(cred_header) / sizeof(*cred_header); i++)
+        if (cred_header[i] &&
+            (err = add_header(&c->headers, t->creds[i].scheme->param_name, t->creds[i].value)))
+            goto out;
+    if (cookie.len && (err = add_header(&c->headers, "Cookie", cookie.data)))
+        goto out;
+    err = ERR_NOMEM;
     struct curl_slist *nh = curl_slist_append(c->headers, "Expect:"); /* no 100-continue wait */
     if (nh == NULL)
         goto out;
@@ -610,6 +837,9 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
     }
     err = 0;
 out:
+    if (cookie.data)
+        sodium_memzero(cookie.data, cookie.len);
+    buf_release(&cookie);
     if (err == ERR_NOMEM)
         snprintf(why, whysz, "out of memory preparing the request to %s", c->host);
     return err;
@@ -645,7 +875,7 @@ static void call_done(struct oa_call *c, CURLcode cc)
                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
     }
     if (text) {
-        call_answer(c, tool_result(scrub(srv, text, &hit), true, NULL));
+        call_answer(c, tool_result(scrub(c->t, text, &hit), true, NULL));
         return;
     }
     /* `ct` lives in the easy handle, which call_answer frees: build the result first. */
@@ -728,11 +958,17 @@ static void load_work_cb(uv_work_t *w)
        loop */
     for (int m = 0; err == 0 && m < OA_NMODES; m++)
         err = openapi_discovery_new(t->loaded, (enum openapi_discovery_mode)m, &t->loaded_disc[m]);
+    bool cred_err = false;
+    if (err == 0 && (err = creds_load(srv, t->loaded->doc, &t->creds, &t->ncreds, t->load_why,
+                                      sizeof(t->load_why))) != 0)
+        cred_err = true; /* load_why says which credential and why */
     if (err) {
-        snprintf(t->load_why, sizeof(t->load_why), "cannot load the OpenAPI %s %.200s: %s%s%s%s",
-                 file == srv->spec ? "document" : "overrides", file,
-                 ei.msg[0] ? ei.msg : err_str(err), ei.where[0] ? " (at " : "", ei.where,
-                 ei.where[0] ? ")" : "");
+        if (!cred_err)
+            snprintf(t->load_why, sizeof(t->load_why),
+                     "cannot load the OpenAPI %s %.200s: %s%s%s%s",
+                     file == srv->spec ? "document" : "overrides", file,
+                     ei.msg[0] ? ei.msg : err_str(err), ei.where[0] ? " (at " : "", ei.where,
+                     ei.where[0] ? ")" : "");
         openapi_catalog_unref(t->loaded);
         t->loaded = NULL;
     }
@@ -865,7 +1101,7 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
         bool hit = false;
         json_t *item = json_array_get(json_object_get(answer, "content"), 0);
         const char *text = json_string_value(json_object_get(item, "text"));
-        char *clean = text ? scrub(t->srv, strdup(text), &hit) : NULL;
+        char *clean = text ? scrub(t, strdup(text), &hit) : NULL;
         if (hit && clean) /* a document that quotes the credential: never shown */
             json_object_set_new(item, "text", json_string(clean));
         free(clean);
@@ -1013,6 +1249,7 @@ static void handle_gone(struct oa_transport *t)
         openapi_discovery_free(t->loaded_disc[m]);
     }
     openapi_catalog_unref(t->cat);
+    creds_free(t->creds, t->ncreds);
     free(t);
     transport_live_dec();
 }

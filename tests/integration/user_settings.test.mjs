@@ -13,20 +13,21 @@ import { createUserClient, mcpCall, mcpInit, startAuthGateway, token } from './o
 
 const SPEC = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
 
-async function login(gw, user) {
+async function login(gw, user, endpoint = '/mcp') {
   const { id, secret } = createUserClient(gw.configFile, user);
-  const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
+  const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}${endpoint}` }, { basic: [id, secret] });
   assert.equal(r.status, 200, JSON.stringify(r.json));
   const tok = r.json.access_token;
-  const init = await mcpInit(`${gw.base}/mcp`, tok);
+  const url = `${gw.base}${endpoint}`;
+  const init = await mcpInit(url, tok);
   assert.equal(init.status, 200, init.text);
   const sid = init.headers['mcp-session-id'];
   const call = async (method, params) => {
-    const res = await mcpCall(`${gw.base}/mcp`, tok, sid, method, params);
+    const res = await mcpCall(url, tok, sid, method, params);
     assert.equal(res.status, 200, res.text);
     return res.json;
   };
-  await mcpCall(`${gw.base}/mcp`, tok, sid, 'notifications/initialized');
+  await mcpCall(url, tok, sid, 'notifications/initialized');
   return { tok, sid, call, names: async () => (await call('tools/list', {})).result.tools.map((t) => t.name) };
 }
 
@@ -93,6 +94,49 @@ test('per-user selection: listing, refusal, the settings tool, list_changed to t
   assert.deepEqual((await alice.names()).sort(), [...all].sort());
   assert.match(gw.cli(['user', 'settings', 'alice', '--server', 'pets']), /every tool selected/);
   assert.throws(() => gw.cli(['user', 'settings', 'alice', '--server', 'nope', '--select-all']), /no server named "nope" is configured/);
+});
+
+// Its measured cost (o200k, the tool object as listed; docs/openapi.md): the budget it must stay
+// under, and the character length that goes with it where gpt-tokenizer is not installed.
+const SETTINGS_TOKENS = 100;
+const SETTINGS_CHARS = 437;
+async function o200k() {
+  try {
+    const { createRequire } = await import('node:module');
+    const { pathToFileURL } = await import('node:url');
+    const req = createRequire(path.join(REPO, 'bench/node/package.json'));
+    const dir = path.dirname(req.resolve('gpt-tokenizer/package.json'));
+    return (await import(pathToFileURL(path.join(dir, 'esm/encoding/o200k_base.js')).href)).encode;
+  } catch {
+    return null;
+  }
+}
+
+test('the settings tool is listed only where there is a choice, and stays cheap', async (t) => {
+  // `one` has a single tool (nothing to select), `many` four, `pets` is a REST API (modes).
+  const gw = await startAuthGateway(t, {
+    extra: {
+      servers: [{ ...miniServer('one'), args: [...miniServer('one').args, '--one-tool'] }, miniServer('many'), { name: 'pets', spec: SPEC, base_url: 'http://127.0.0.1:9/v1' }],
+    },
+  });
+  const bob = await login(gw, 'bob');
+  const listed = (await bob.call('tools/list', {})).result.tools;
+  const tool = listed.find((x) => x.name === 'gatehouse__settings');
+  assert.ok(tool, 'listed in the aggregate view: many and pets offer choices');
+  assert.equal(listed[0].name, 'gatehouse__settings', 'first');
+  const text = JSON.stringify(tool);
+  assert.ok(text.length <= SETTINGS_CHARS, `${text.length} characters: ${text}`);
+  const encode = await o200k();
+  if (encode) assert.ok(encode(text).length <= SETTINGS_TOKENS, `${encode(text).length} tokens: ${text}`);
+  else t.diagnostic('gpt-tokenizer not installed: only the character budget checked');
+
+  const viewNames = async (server) => (await login(gw, 'bob', `/mcp/${server}`)).names();
+  assert.deepEqual(await viewNames('one'), ['tool'], 'one tool and no modes: nothing to choose, no settings tool');
+  assert.equal((await viewNames('many'))[0], 'gatehouse__settings');
+  assert.equal((await viewNames('pets'))[0], 'gatehouse__settings');
+  // Still callable where it is not listed (a user can always read or undo a setting).
+  const r = await bob.call('tools/call', { name: 'gatehouse__settings', arguments: { server: 'one' } });
+  assert.equal(r.result.isError, false, JSON.stringify(r));
 });
 
 test('without auth there is no settings tool', async (t) => {

@@ -284,7 +284,8 @@ static void test_relative_paths(void)
           "  - {name: a, command: ./bin/srv, args: [x.js]}\n"
           "  - {name: b, command: node, cwd: sub}\n"
           "  - {name: c, command: node, cwd: /srv}\n"
-          "  - {name: d, spec: api.yaml, overrides: ed.yaml, overlays: [o1.yaml]}\n"
+          "  - {name: d, spec: api.yaml, overrides: ed.yaml, overlays: [o1.yaml],\n"
+          "     credentials: {k: {file: keys/k.key}, e: {env: API_KEY}}}\n"
           "  - {name: e, spec: \"https://api.example/openapi.json\"}\n",
           f);
     fclose(f);
@@ -315,6 +316,13 @@ static void test_relative_paths(void)
         CHECK_STR(c->servers[3].overrides, want);
         snprintf(want, sizeof(want), "%s/o1.yaml", real);
         CHECK_STR(c->servers[3].overlays[0], want);
+        CHECK_INT(c->servers[3].ncredentials, 2);
+        snprintf(want, sizeof(want), "%s/keys/k.key", real);
+        CHECK_STR(c->servers[3].credentials[0].scheme, "k");
+        CHECK_STR(c->servers[3].credentials[0].file, want);
+        CHECK(c->servers[3].credentials[0].env == NULL);
+        CHECK_STR(c->servers[3].credentials[1].env, "API_KEY");
+        CHECK(c->servers[3].credentials[1].file == NULL);
         CHECK_STR(c->servers[4].spec, "https://api.example/openapi.json");
         config_unref(c);
     }
@@ -330,6 +338,22 @@ static void test_relative_paths(void)
     EXPECT_ERR(
         "listen: [{share: 1}]\n", ERR_INVAL, 1, 18,
         "t.yaml:1:18: \"1\" is not a boolean for share of listener #1; expected true or false");
+    EXPECT_ERR("servers: [{name: a, spec: x.yaml, credentials: {k: {file: f, env: V}}}]\n",
+               ERR_INVAL, 1, 52,
+               "t.yaml:1:52: credential \"k\" of server \"a\" has both file and env; expected ex"
+               "actly one of file: PATH (a file only its owner can read, the value on its first "
+               "line) or env: VARIABLE");
+    EXPECT_ERR("servers: [{name: a, spec: x.yaml, credentials: {k: {}}}]\n", ERR_INVAL, 1, 52,
+               "t.yaml:1:52: credential \"k\" of server \"a\" has neither file nor env; expected"
+               " exactly one of file: PATH (a file only its owner can read, the value on its fir"
+               "st line) or env: VARIABLE");
+    EXPECT_ERR("servers: [{name: a, spec: x.yaml, credentials: {k: {value: s}}}]\n", ERR_INVAL, 1,
+               53,
+               "t.yaml:1:53: unknown key \"value\" in credential \"k\" of server \"a\"; expected"
+               " one of: file, env");
+    EXPECT_ERR("servers: [{name: a, command: x, credentials: {k: {env: V}}}]\n", ERR_INVAL, 1, 33,
+               "t.yaml:1:33: credentials is not allowed in server \"a\" with transport stdio; ex"
+               "pected it only with transport: openapi");
 }
 
 /* The complete example in docs/configuration.md must load, so the documentation stays true. */
@@ -448,7 +472,7 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
-        "overlays, protocol, validate_arguments");
+        "overlays, protocol, validate_arguments, credentials");
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "

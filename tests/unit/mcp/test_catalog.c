@@ -348,6 +348,36 @@ static void test_down_and_junk(void)
     config_unref(cfg);
 }
 
+/* Where a user has something to choose (the settings tool is listed): a server with two tools or
+   more (a selection), or one with discovery modes (tools tagged with them). */
+static void test_offers_choice(void)
+{
+    struct config *cfg = cfg_new("prefix: {mode: when-needed}", NULL);
+    struct fixture f;
+    fixture_init(&f, "[{\"name\":\"x\"}]", "[{\"name\":\"y\"},{\"name\":\"z\"}]");
+    struct catalog *c = build(cfg, &f, 1, 0, NULL);
+    CHECK(catalog_offers_choice(c, -1));
+    CHECK(!catalog_offers_choice(c, 0));
+    CHECK(catalog_offers_choice(c, 1));
+    CHECK(!catalog_offers_choice(c, 7)); /* no such view */
+    catalog_unref(c);
+    f.src[1].ready = 0; /* down: nothing to choose there */
+    c = build(cfg, &f, 1, 0, NULL);
+    CHECK(!catalog_offers_choice(c, -1));
+    CHECK(!catalog_offers_choice(c, 1));
+    catalog_unref(c);
+    fixture_release(&f);
+    fixture_init(&f, "[{\"name\":\"s\",\"_meta\":{\"" CONFIG_META_MODES "\":[\"search\"]}}]", "[]");
+    c = build(cfg, &f, 1, 0, NULL);
+    CHECK(catalog_offers_choice(c, -1));
+    CHECK(catalog_offers_choice(c, 0));
+    CHECK(!catalog_offers_choice(c, 1));
+    catalog_unref(c);
+    fixture_release(&f);
+    CHECK(!catalog_offers_choice(NULL, -1));
+    config_unref(cfg);
+}
+
 /* Follow nextCursor through a list, and refuse cursors we did not make. */
 static void test_pagination(void)
 {
@@ -583,6 +613,7 @@ int main(void)
         TEST(test_per_server_mode),
         TEST(test_duplicate_in_one_server),
         TEST(test_down_and_junk),
+        TEST(test_offers_choice),
         TEST(test_pagination),
         TEST(test_resources),
         TEST(test_template_match),
