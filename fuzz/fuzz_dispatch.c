@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,10 +46,26 @@ static void violated(const char *what, const char *body, size_t n, const json_t 
     abort();
 }
 
+static char dir[] = "/tmp/gh-fuzz-dispatch-XXXXXX";
+
+/* At exit: stop the engine and remove its store. */
+static void stop_engine(void)
+{
+    mcp_worker_release(&worker);
+    session_table_close_all();
+    gateway_free();
+    static const char *const files[] = {"gh.db", "gh.db-wal", "gh.db-shm", "gh.db-journal"};
+    char path[sizeof(dir) + 32];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 /* The engine, once per process: no servers, authentication on, a store in a private directory. */
 static int start_engine(void)
 {
-    static char dir[] = "/tmp/gh-fuzz-dispatch-XXXXXX";
     if (core_init() != 0 || mkdtemp(dir) == NULL)
         return -1;
     session_table_init(100, 0, 16);
@@ -67,6 +84,7 @@ static int start_engine(void)
     config_unref(cfg);
     if (err)
         return -1;
+    atexit(stop_engine);
     principal_init_anonymous(&anon);
     principal_init_anonymous(&user);
     user.kind = PRINCIPAL_USER;
