@@ -1104,6 +1104,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *
                          .params = json_object_get(msg, "params"),
                          .method = jsonrpc_method(msg),
                          .r = r};
+    if (kind != JSONRPC_REQUEST && s == NULL) {
+        /* A notification or an answer outside a session: nothing to cancel or relay to. */
+        r->status = 202;
+        log_info("client_protocol", "client sent a %s without a session; ignored",
+                 kind == JSONRPC_NOTIFICATION ? "notification" : "answer");
+        return;
+    }
     if (kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) {
         relay_answer(&d);
         return;

@@ -211,7 +211,8 @@ const struct mcp_method *mcp_method_at(size_t i);
 
 /*
  * Handle one parsed downstream message from principal `who` (borrowed for the call; the
- * anonymous principal without authentication). `session` is NULL only for initialize. `view` is
+ * anonymous principal without authentication). `session` is NULL before initialize: then a
+ * request other than initialize is refused and a notification or an answer is ignored. `view` is
  * -1 for /mcp or a server index for /mcp/<server>. Fills *reply; never fails (errors are answers).
  */
 void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,

@@ -301,6 +301,19 @@ static void test_session_and_kind(void)
     CHECK_INT(error_of(&r, &m), JSONRPC_INVALID_REQUEST);
     CHECK_STR(m, "tools/list needs a session; send initialize first to get one");
     mcp_reply_release(&r);
+    /* a notification or an answer before initialize: ignored (nothing to cancel or relay to) */
+    static const char *const sessionless[] = {
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":1}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1,\"message\":\"no\"}}",
+    };
+    for (size_t i = 0; i < sizeof(sessionless) / sizeof(sessionless[0]); i++) {
+        handle(NULL, sessionless[i], &r);
+        CHECK_INT(r.status, 202);
+        CHECK(r.body == NULL && r.stream == NULL && r.session == NULL && r.server == NULL);
+        mcp_reply_release(&r);
+    }
     struct session *s = new_session();
     handle(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"notifications/cancelled\"}", &r);
     CHECK_INT(error_of(&r, &m), JSONRPC_METHOD_NOT_FOUND);
