@@ -818,16 +818,7 @@ static int pg_open(struct store *st, const char *where, struct err_info *ei)
         (err = migrate(st, ei)) != 0)
         goto out;
 out:
-    if (err) {
-        for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
-            if (st->stmts[i].stmt) {
-                pg_finalize(st->stmts[i].stmt);
-                st->stmts[i].stmt = NULL;
-                st->stmts[i].sql = NULL;
-            }
-        pg_close(st);
-    }
-    return err;
+    return err; /* on failure store_open releases what was opened */
 }
 
 const struct store_backend store_postgres_backend = {

@@ -414,16 +414,7 @@ static int sq_open(struct store *st, const char *path, struct err_info *ei)
         goto out;
     err = migrate(st, ei);
 out:
-    if (err) {
-        for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
-            if (st->stmts[i].stmt) {
-                sq_finalize(st->stmts[i].stmt);
-                st->stmts[i].stmt = NULL;
-                st->stmts[i].sql = NULL;
-            }
-        sq_close(st);
-    }
-    return err;
+    return err; /* on failure store_open releases what was opened */
 }
 
 const struct store_backend store_sqlite_backend = {

@@ -144,6 +144,19 @@ static bool is_postgres(const char *where)
     return strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0;
 }
 
+/* Finalize the prepared statements and close the backend's connection, whatever state a failed
+   open left it in (the backends' close functions accept a connection never opened). */
+static void release(struct store *st)
+{
+    for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
+        if (st->stmts[i].stmt) {
+            st->be->finalize(st->stmts[i].stmt);
+            st->stmts[i].stmt = NULL;
+            st->stmts[i].sql = NULL;
+        }
+    st->be->close(st);
+}
+
 int store_open(const char *where, struct store **out, struct err_info *ei)
 {
     int err = 0;
@@ -154,6 +167,7 @@ int store_open(const char *where, struct store **out, struct err_info *ei)
     }
     st->be = is_postgres(where) ? &store_postgres_backend : &store_sqlite_backend;
     if ((err = st->be->open(st, where, ei)) != 0) {
+        release(st);
         free(st->where);
         free(st);
         st = NULL;
@@ -170,10 +184,7 @@ void store_close(struct store *st)
     if (st == NULL)
         return;
     (void)store_unsaved_flush(st); /* a last chance for revocations not written yet */
-    for (size_t i = 0; i < STORE_STMT_SLOTS; i++)
-        if (st->stmts[i].stmt)
-            st->be->finalize(st->stmts[i].stmt);
-    st->be->close(st);
+    release(st);
     free(st->where);
     free(st);
 }
