@@ -757,11 +757,11 @@ static void pg_close(struct store *st)
         return;
     PQfinish(c->pg);
     if (c->password) {
-        memset(c->password, 0, strlen(c->password));
+        sodium_memzero(c->password, strlen(c->password));
         free(c->password);
     }
     if (c->decoded) {
-        memset(c->decoded, 0, strlen(c->decoded));
+        sodium_memzero(c->decoded, strlen(c->decoded));
         free(c->decoded);
     }
     free(c);
