@@ -54,12 +54,19 @@ bool http_host_allowed(const struct config *cfg, const char *host, size_t len)
     return false;
 }
 
-static bool origin_allowed(const struct config *cfg, const char *origin, size_t len)
+bool http_origin_listed(const struct config *cfg, const char *origin, size_t len)
 {
-    for (size_t i = 0; i < cfg->nallowed_origins; i++)
+    for (size_t i = 0; origin != NULL && i < cfg->nallowed_origins; i++)
         if (strlen(cfg->allowed_origins[i]) == len &&
             strncasecmp(cfg->allowed_origins[i], origin, len) == 0)
             return true;
+    return false;
+}
+
+static bool origin_allowed(const struct config *cfg, const char *origin, size_t len)
+{
+    if (http_origin_listed(cfg, origin, len))
+        return true;
     /* An http(s) origin on an allowed host (a local web client such as the Inspector) is
        allowed too. An origin is "scheme://host[:port]" and nothing more. */
     size_t skip;

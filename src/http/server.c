@@ -518,6 +518,158 @@ static bool check_host_origin(h2o_req_t *req, const struct config *cfg)
     return false;
 }
 
+/* --- CORS: browser-based clients on another origin ---
+   The one list is allowed_origins: an Origin listed there exactly gets CORS answers on /mcp and
+   on the OAuth endpoints a client calls from script (metadata, registration, token, revocation,
+   keys); no other origin does, and with the list empty no CORS header is ever sent. The
+   authorization pages (/oauth/authorize, login, consent, sso) are navigations, never fetches,
+   and get none. /mcp takes a bearer token in Authorization, not a cookie, so the answers never
+   carry Access-Control-Allow-Credentials: a page can act only with a token it already holds. */
+
+enum cors_kind { CORS_NONE, CORS_MCP, CORS_OAUTH_GET, CORS_OAUTH_POST };
+
+#define CORS_MAX_AGE "600"
+#define CORS_EXPOSE "Mcp-Session-Id, WWW-Authenticate, Mcp-Protocol-Version"
+
+static enum cors_kind cors_kind(h2o_iovec_t p)
+{
+    static const char wk_pr[] = "/.well-known/oauth-protected-resource";
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/mcp")) || (p.len > 5 && !memcmp(p.base, "/mcp/", 5)))
+        return CORS_MCP;
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/.well-known/oauth-authorization-server")) ||
+        h2o_memis(p.base, p.len, H2O_STRLIT("/.well-known/openid-configuration")) ||
+        h2o_memis(p.base, p.len, H2O_STRLIT("/oauth/jwks")) ||
+        (p.len >= sizeof(wk_pr) - 1 && !memcmp(p.base, wk_pr, sizeof(wk_pr) - 1)))
+        return CORS_OAUTH_GET;
+    if (h2o_memis(p.base, p.len, H2O_STRLIT("/oauth/register")) ||
+        h2o_memis(p.base, p.len, H2O_STRLIT("/oauth/token")) ||
+        h2o_memis(p.base, p.len, H2O_STRLIT("/oauth/revoke")))
+        return CORS_OAUTH_POST;
+    return CORS_NONE;
+}
+
+static const char *cors_methods(enum cors_kind k)
+{
+    return k == CORS_MCP ? "GET, POST, DELETE" : k == CORS_OAUTH_GET ? "GET" : "POST";
+}
+
+/* Whether a request header (by name, any case) may be sent from another origin to this kind of
+   endpoint: what an MCP client sends on /mcp (Mcp-Param-* included), what an OAuth client sends
+   elsewhere. */
+static bool cors_header_allowed(enum cors_kind k, const char *h, size_t n)
+{
+    static const char *const mcp[] = {"authorization",        "content-type", "accept",
+                                      "mcp-session-id",       "mcp-method",   "mcp-name",
+                                      "mcp-protocol-version", "last-event-id"};
+    size_t count = k == CORS_MCP ? sizeof(mcp) / sizeof(mcp[0]) : 4;
+    for (size_t i = 0; i < count; i++) {
+        const char *a = k == CORS_MCP || i < 3 ? mcp[i] : "mcp-protocol-version";
+        if (strlen(a) == n && strncasecmp(a, h, n) == 0)
+            return true;
+    }
+    return k == CORS_MCP && n > 10 && strncasecmp(h, "mcp-param-", 10) == 0;
+}
+
+/* Headers every answer to a listed origin carries, added before the handler runs so that every
+   answer (errors, 401s with WWW-Authenticate, SSE streams) has them. */
+static void cors_add_headers(h2o_req_t *req, const struct config *cfg, h2o_iovec_t origin)
+{
+    if (cfg->nallowed_origins > 0)
+        add_header(req, H2O_TOKEN_VARY, "Origin");
+    if (origin.base == NULL || !http_origin_listed(cfg, origin.base, origin.len))
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
+                   origin.base, origin.len);
+    add_header_str(req, "access-control-expose-headers", CORS_EXPOSE);
+}
+
+/* A preflight (OPTIONS with Origin and Access-Control-Request-Method): 204 with the methods and
+   the requested headers when the origin is listed and asks for what the endpoint takes; 403
+   naming the origin, the method or the header otherwise. */
+static void cors_preflight(h2o_req_t *req, const struct config *cfg, enum cors_kind k,
+                           h2o_iovec_t origin, h2o_iovec_t method)
+{
+    char shown[4 * 64 + 8];
+    h2o_iovec_t asked = header_value(req, H2O_STRLIT("access-control-request-headers"));
+    if (req->authority.len == 0 ||
+        !http_host_allowed(cfg, req->authority.base, req->authority.len)) {
+        check_host_origin(req, cfg);
+        return;
+    }
+    if (!http_origin_listed(cfg, origin.base, origin.len)) {
+        send_refusal(
+            req, 403, JSONRPC_INVALID_REQUEST,
+            "CORS preflight refused: Origin \"%s\" is not in allowed_origins",
+            printable(shown, sizeof(shown), origin.base, origin.len > 64 ? 64 : origin.len));
+        return;
+    }
+    const char *methods = cors_methods(k);
+    bool method_ok = false;
+    for (const char *m = methods; *m && !method_ok;) {
+        size_t n = strcspn(m, ",");
+        method_ok = n == method.len && memcmp(m, method.base, n) == 0;
+        m += n;
+        while (*m == ',' || *m == ' ')
+            m++;
+    }
+    if (!method_ok) {
+        send_refusal(
+            req, 403, JSONRPC_INVALID_REQUEST,
+            "CORS preflight refused: method \"%s\" is not allowed here; use %s",
+            printable(shown, sizeof(shown), method.base, method.len > 64 ? 64 : method.len),
+            methods);
+        return;
+    }
+    const char *p = asked.base, *end = asked.base ? asked.base + asked.len : NULL;
+    while (p != NULL && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t n = (size_t)(e - p);
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n > 0 && !cors_header_allowed(k, p, n)) {
+            send_refusal(req, 403, JSONRPC_INVALID_REQUEST,
+                         "CORS preflight refused: request header \"%s\" is not allowed here",
+                         printable(shown, sizeof(shown), p, n > 64 ? 64 : n));
+            return;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
+                   origin.base, origin.len);
+    add_header_str(req, "access-control-allow-methods", methods);
+    if (asked.len > 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers,
+                              H2O_STRLIT("access-control-allow-headers"), 0, NULL, asked.base,
+                              asked.len);
+    add_header_str(req, "access-control-max-age", CORS_MAX_AGE);
+    send_body(req, 204, NULL, "", 0);
+}
+
+/* CORS for one request: adds the common headers and answers a preflight. Returns true when it
+   answered. */
+static bool cors_apply(struct worker *w, h2o_req_t *req)
+{
+    enum cors_kind k = cors_kind(req->path_normalized);
+    if (k == CORS_NONE)
+        return false;
+    const struct config *cfg = worker_config(w);
+    h2o_iovec_t origin = header_value(req, H2O_STRLIT("origin"));
+    h2o_iovec_t method = header_value(req, H2O_STRLIT("access-control-request-method"));
+    if (origin.base != NULL && method.base != NULL &&
+        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
+        if (cfg->nallowed_origins > 0)
+            add_header(req, H2O_TOKEN_VARY, "Origin");
+        cors_preflight(req, cfg, k, origin, method);
+        count_http(k == CORS_MCP ? "mcp" : "oauth", req->res.status);
+        return true;
+    }
+    cors_add_headers(req, cfg, origin);
+    return false;
+}
+
 /* Bodies at least this large are followed by malloc_trim (see on_mcp). */
 #define TRIM_AFTER_BODY (256u * 1024)
 
@@ -1096,6 +1248,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_refusal(req, 400, JSONRPC_INVALID_REQUEST, "%s", fe.msg);
         return 0;
     }
+    if (cors_apply(w, req))
+        return 0;
     h2o_iovec_t path = req->path_normalized;
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/mcp")))
         return on_mcp(w, req, -1);

@@ -52,6 +52,10 @@ void server_free(struct server *srv);
 /* Whether a Host value ("host", "host:port", "[v6]:port"; the port digits only) names one of
    cfg->allowed_hosts (case-insensitively). */
 bool http_host_allowed(const struct config *cfg, const char *host, size_t len);
+/* Whether an Origin value is exactly (case-insensitively) one of cfg->allowed_origins: such an
+   origin, and no other, gets CORS answers (an origin that passes the rebinding check only by
+   being on an allowed host does not). */
+bool http_origin_listed(const struct config *cfg, const char *origin, size_t len);
 /* DNS-rebinding protection: 0 when Host is allowed and Origin (NULL: the header is absent) is
    on cfg->allowed_origins or is an http(s) origin on an allowed host. Otherwise ERR_DENIED, and
    ei->msg names the header, quotes its value and names the configuration key. */
