@@ -314,6 +314,24 @@ static int pragma(struct store *st, const char *sql, struct err_info *ei)
     return ERR_IO;
 }
 
+/* PRAGMA journal_mode = WAL, retried while another connection holds the lock it needs. Switching
+   a new file to WAL takes an exclusive lock, and SQLite does not call the busy handler where
+   waiting could deadlock (a connection that holds a shared lock and wants more), so replicas or
+   threads opening a new store together can get SQLITE_BUSY at once: wait for them here, for at
+   most STORE_BUSY_TIMEOUT_MS. */
+static int journal_wal(struct store *st, struct err_info *ei)
+{
+    for (int waited_ms = 0;; waited_ms += 5) {
+        int rc = sqlite3_exec(CONN(st)->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return 0;
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= STORE_BUSY_TIMEOUT_MS)
+            return pragma(st, "PRAGMA journal_mode = WAL", ei); /* the error, with its message */
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static int migrate(struct store *st, struct err_info *ei)
 {
     int err = pragma(st,
@@ -407,7 +425,7 @@ static int sq_open(struct store *st, const char *path, struct err_info *ei)
     }
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
-    if ((err = pragma(st, "PRAGMA journal_mode = WAL", ei)) != 0 ||
+    if ((err = journal_wal(st, ei)) != 0 ||
         (err = pragma(st, "PRAGMA synchronous = NORMAL", ei)) != 0 ||
         (err = pragma(st, "PRAGMA foreign_keys = ON", ei)) != 0 ||
         (err = pragma(st, "PRAGMA secure_delete = ON", ei)) != 0)
