@@ -194,7 +194,11 @@ describe('a modern stdio server behind the gateway', () => {
     const done = await modernCall(gw.url, 'ask', { kind: 'elicitation' }, { id: 2, caps, more });
     assert.equal(done.json.result.resultType, 'complete', done.text);
     assert.equal(done.json.result.content[0].text, '{"action":"accept","content":{"name":"eve"}}');
-    const tampered = await modernCall(gw.url, 'ask', {}, { id: 3, caps, more: { ...more, requestState: ir.requestState.slice(0, -2) + 'AA' } });
+    // One character of the sealed part changed (never the last ones, which may end in bits the
+    // decoder ignores or already read 'AA': the test must always alter the bytes).
+    const rs = ir.requestState;
+    const altered = rs.slice(0, 10) + (rs[10] === 'A' ? 'B' : 'A') + rs.slice(11);
+    const tampered = await modernCall(gw.url, 'ask', {}, { id: 3, caps, more: { ...more, requestState: altered } });
     assertRpcError(tampered, { code: -32602, message: /requestState is not valid for this tools\/call/ });
     const other = await modernCall(gw.url, 'tool', {}, { id: 4, caps, more });
     assertRpcError(other, { code: -32602, message: /issued for another server, name or principal/ });
