@@ -26,7 +26,7 @@
 # BENCH_SAT_CONNS (32), BENCH_SESSIONS (10000), BENCH_PIN (0: nothing pinned, the default, see
 # docs/performance.md; 1: load generator on CPU 0, fixture on CPU 1, gateway unpinned, for a
 # quiet dedicated machine), BENCH_OUT (BUILD_DIR/bench-results).
-# Every step is bounded in time; the whole run takes about three minutes.
+# Every step is bounded in time; the whole run takes about four minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
