@@ -1,5 +1,5 @@
 -- wrk script: MCP tools/call echo over Streamable HTTP, for saturation runs.
---   wrk -t1 -c32 -d10s -s bench/tools_call.lua http://127.0.0.1:PORT/mcp -- [SESSION_ID [PROTOCOL_VERSION]]
+--   wrk -t1 -c32 -d10s -s bench/tools_call.lua http://127.0.0.1:PORT/mcp -- [SESSION_ID [PROTOCOL_VERSION [TOKEN]]]
 -- The session id comes from an initialize done beforehand (bench/run.sh uses loadgen --init-only);
 -- without one, no Mcp-Session-Id header is sent (fine for the stateless fixture).
 wrk.method = "POST"
@@ -12,4 +12,7 @@ function init(args)
       wrk.headers["Mcp-Session-Id"] = args[1]
    end
    wrk.headers["MCP-Protocol-Version"] = args[2] or "2025-11-25"
+   if args[3] and args[3] ~= "" then
+      wrk.headers["Authorization"] = "Bearer " .. args[3]
+   end
 end

@@ -2,6 +2,7 @@
 # Install what Gatehouse needs to build and test on Debian 12, idempotently and quietly:
 #   scripts/deps.sh build    C toolchain and libraries (make, make run)
 #   scripts/deps.sh test     + clang (fuzz, sanitizers), Node packages for the interop tests,
+#                            Python h2 (HTTP/2 abuse frames),
 #                            PostgreSQL's server (the store's tests start a throwaway cluster of
 #                            their own; the system service is never used)
 #   scripts/deps.sh bench    + wrk
@@ -11,9 +12,9 @@ cd "$(dirname "$0")/.."
 what=${1:-build}
 
 pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
-      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev curl ca-certificates)
+      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev libnghttp2-dev curl ca-certificates)
 case "$what" in
-  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 cppcheck chromium
+  test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 python3-h2 cppcheck chromium
                     postgresql) ;;&
   bench) pkgs+=(wrk linux-perf) ;;
 esac

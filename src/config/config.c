@@ -1901,6 +1901,7 @@ static int set_defaults(struct loader *L)
 {
     static const char *const hosts[] = {"localhost", "127.0.0.1", "[::1]"};
     struct config *c = L->c;
+    c->http2 = true; /* HTTP/2 through nghttp2 (src/http/h2.c) */
     c->max_body = (size_t)4 << 20;
     c->session_idle_ms = 30 * 60 * 1000;
     c->max_sessions = 100000;

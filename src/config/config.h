@@ -200,7 +200,7 @@ struct config {
     struct config_listener *listeners;
     size_t nlisteners;
     unsigned workers; /* 0 = number of cores */
-    bool http2;       /* default false: Debian's h2o lacks post-2019 HTTP/2 DoS fixes */
+    bool http2;       /* default true: HTTP/2 through nghttp2 (h2.c) */
 
     char **allowed_hosts; /* Host header allow-list (host part, port ignored); default
                              localhost,127.0.0.1,[::1] */

@@ -22,9 +22,9 @@
 #define H2O_USE_EPOLL 0
 #include <h2o.h>
 #include <h2o/http1.h>
-#include <h2o/http2.h>
 
 #include "http/framing.h" /* after h2o.h: its h2o glue */
+#include "http/h2.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,6 +81,7 @@ struct worker {
     uint64_t next_req;
     bool draining;
     struct oauth_ctx *oauth; /* when auth is enabled */
+    struct h2_server *h2;    /* HTTP/2 (nghttp2) when http2 is on, else NULL */
 };
 
 struct server {
@@ -279,10 +280,11 @@ struct writer {
     char outcome[16];
     char target[128];
     char path[80];
+    bool http2; /* the request came over HTTP/2 */
 };
 
-static void log_line(struct worker *w, const char *http_method, const char *path, int status,
-                     const char *mcp_method, const char *server, const char *target,
+static void log_line(struct worker *w, bool http2, const char *http_method, const char *path,
+                     int status, const char *mcp_method, const char *server, const char *target,
                      const char *outcome, uint64_t start_ns);
 
 static void writer_pump(struct writer *wr);
@@ -323,8 +325,8 @@ static void writer_dispose(void *p)
         metrics_inc(M.mcp_requests, l3, 1);
         const char *l2[] = {server, method};
         metrics_observe(M.mcp_duration, l2, secs);
-        log_line(wr->w, "POST", wr->path, wr->status, wr->method, wr->server, wr->target, l3[2],
-                 wr->started_ns);
+        log_line(wr->w, wr->http2, "POST", wr->path, wr->status, wr->method, wr->server, wr->target,
+                 l3[2], wr->started_ns);
         atomic_fetch_sub(&wr->w->inflight, 1);
     }
     if (wr->transient != NULL) {
@@ -729,17 +731,17 @@ static bool check_protocol_header(h2o_req_t *req)
     return false;
 }
 
-static void log_line(struct worker *w, const char *http_method, const char *path, int status,
-                     const char *mcp_method, const char *server, const char *target,
+static void log_line(struct worker *w, bool http2, const char *http_method, const char *path,
+                     int status, const char *mcp_method, const char *server, const char *target,
                      const char *outcome, uint64_t start_ns)
 {
     if (log_get_level() > LOG_INFO)
         return;
     char rid[32];
     snprintf(rid, sizeof(rid), "%d-%llu", w->mcp.index, (unsigned long long)++w->next_req);
-    json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:f}", "request_id", rid, "http_method",
-                          http_method, "path", path, "status", status, "duration_ms",
-                          (double)(clock_now_ns() - start_ns) / 1e6);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f}", "request_id", rid, "http_version",
+                          http2 ? "2" : "1.1", "http_method", http_method, "path", path, "status",
+                          status, "duration_ms", (double)(clock_now_ns() - start_ns) / 1e6);
     if (mcp_method)
         json_object_set_new(f, "mcp_method", json_string(mcp_method));
     if (server)
@@ -759,7 +761,8 @@ static void log_request(struct worker *w, h2o_req_t *req, int status, const char
     snprintf(path, sizeof(path), "%.*s",
              (int)(req->path_normalized.len > 255 ? 255 : req->path_normalized.len),
              req->path_normalized.base);
-    log_line(w, method, path, status, mcp_method, server, target, NULL, start_ns);
+    log_line(w, req->version >= 0x200, method, path, status, mcp_method, server, target, NULL,
+             start_ns);
 }
 
 /* What the access log line of one /mcp request says. Handlers fill it; on_mcp writes the line
@@ -794,6 +797,7 @@ static void start_answer_stream(struct worker *w, h2o_req_t *req, struct mcp_rep
     wr->started_ns = start;
     snprintf(wr->method, sizeof(wr->method), "%s", a->mcp_method);
     snprintf(wr->target, sizeof(wr->target), "%s", r->target);
+    wr->http2 = req->version >= 0x200;
     snprintf(wr->path, sizeof(wr->path), "%.*s",
              (int)(req->path_normalized.len < sizeof(wr->path) ? req->path_normalized.len
                                                                : sizeof(wr->path) - 1),
@@ -1447,7 +1451,7 @@ static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err
         return NULL;
     }
     if (http2)
-        h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+        h2o_ssl_register_alpn_protocols(ctx, h2_alpn_protocols);
     return ctx;
 }
 
@@ -1504,7 +1508,8 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
        (twice, at most 64 MiB more) so that only grossly oversized bodies get the plain one. */
     size_t slack = cfg->max_body < (64u << 20) ? cfg->max_body : (64u << 20);
     srv->globalconf.max_request_entity_size = cfg->max_body + slack;
-    srv->globalconf.http1.upgrade_to_http2 = cfg->http2;
+    /* HTTP/2 is ours (h2.c, on nghttp2), never h2o's: no Upgrade: h2c, no preface in HTTP/1. */
+    srv->globalconf.http1.upgrade_to_http2 = 0;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("gatehouse"));
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -1651,6 +1656,20 @@ int server_start(struct server *srv)
             w->listeners[i].fd = srv->fds[i][j];
             w->listeners[i].w = w;
         }
+        if (cfg->http2) {
+            struct h2_limits lim = {
+                .max_streams = 100,
+                .max_header_list = 64u * 1024u,
+                .max_body = srv->globalconf.max_request_entity_size,
+                .idle_timeout_ms = 60000,
+                .write_timeout_ms = 60000,
+                .handshake_timeout_ms = 10000,
+                .reset_burst = 1000,
+                .reset_rate = 33,
+            };
+            if ((w->h2 = h2_server_new(&w->loop, &lim)) == NULL)
+                return ERR_NOMEM;
+        }
         if (srv->auth) {
             struct err_info ei = {0};
             if (oauth_ctx_new(&w->loop, srv->master, srv->issuer, srv->cfg, &w->oauth, &ei) != 0) {
@@ -1717,7 +1736,10 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_tcp_nodelay(conn, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, conn_closed);
     size_t idx = (size_t)(l - l->w->listeners);
-    h2o_accept(&l->w->accept[idx], sock);
+    if (l->w->h2 != NULL)
+        h2_accept(l->w->h2, &l->w->accept[idx], sock);
+    else
+        h2o_accept(&l->w->accept[idx], sock);
 }
 
 static void worker_listen_cb(void *arg)
@@ -1842,8 +1864,8 @@ static void worker_stop_cb(void *arg)
        response, keep-alive being off once shutdown is requested. */
     w->ctx.http1.req_timeout.timeout = 0;
     h2o_timeout_run(&w->loop, &w->ctx.http1.req_timeout, h2o_now(&w->loop));
-    w->ctx.http2.idle_timeout.timeout = 0;
-    h2o_timeout_run(&w->loop, &w->ctx.http2.idle_timeout, h2o_now(&w->loop));
+    if (w->h2 != NULL)
+        h2_server_shutdown(w->h2); /* GOAWAY; each connection closes when its streams end */
     w->shutdown_deadline = clock_now_ns() + (uint64_t)SHUTDOWN_WAIT_MS * 1000000u;
     uv_timer_init(&w->loop, &w->shutdown_poll);
     w->shutdown_poll.data = w;
@@ -1893,6 +1915,7 @@ void server_free(struct server *srv)
             config_unref(w->cfg);
         free(w->accept);
         free(w->listeners);
+        h2_server_free(w->h2);
     }
     for (size_t i = 0; srv->cfg && i < srv->cfg->nlisteners; i++) {
         if (srv->fds && srv->fds[i]) {

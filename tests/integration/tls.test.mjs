@@ -266,8 +266,8 @@ test('a certificate file that is not PEM: exit 1 and a message naming the file',
 // ---------------------------------------------------------------------------
 // HTTP/2
 
-test('http2 off (the default): ALPN over TLS does not negotiate h2, HTTP/1.1 still works', async (t) => {
-  const gw = await startGateway(tlsConfig(), { t });
+test('http2: false: ALPN over TLS does not negotiate h2, HTTP/1.1 still works', async (t) => {
+  const gw = await startGateway(tlsConfig({ http2: false }), { t });
   try {
     const a = await alpnOf(gw.port);
     assert.notEqual(a.alpn, 'h2', 'h2 negotiated although http2 is off');
@@ -291,8 +291,8 @@ test('http2 off (the default): ALPN over TLS does not negotiate h2, HTTP/1.1 sti
   }
 });
 
-test('http2: true: ALPN negotiates h2 and MCP works over HTTP/2 with TLS', async (t) => {
-  const gw = await startGateway(tlsConfig({ http2: true }), { t });
+test('http2 on (the default): ALPN negotiates h2 and MCP works over HTTP/2 with TLS', async (t) => {
+  const gw = await startGateway(tlsConfig(), { t });
   let client;
   try {
     const a = await alpnOf(gw.port);
@@ -313,8 +313,8 @@ test('http2: true: ALPN negotiates h2 and MCP works over HTTP/2 with TLS', async
   }
 });
 
-test('http2: true on a cleartext listener: prior-knowledge h2c carries MCP', async (t) => {
-  const gw = await startGateway(baseConfig({ http2: true, servers: [miniServer('a')] }), { t });
+test('http2 on (the default) on a cleartext listener: prior-knowledge h2c carries MCP', async (t) => {
+  const gw = await startGateway(baseConfig({ servers: [miniServer('a')] }), { t });
   let client;
   try {
     client = await h2Connect(`http://127.0.0.1:${gw.port}`);
@@ -344,19 +344,20 @@ function rawExchange(port, payload, ms = 1000) {
 
 const UPGRADE = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n';
 
-test('http2: true on a cleartext listener: Upgrade: h2c is answered 101', async (t) => {
-  const gw = await startGateway(baseConfig({ http2: true }), { t });
+// RFC 9113 §3.1 deprecates the h2c upgrade; the request is answered over HTTP/1.1 instead.
+test('http2 on: Upgrade: h2c is not taken up, the request is answered over HTTP/1.1', async (t) => {
+  const gw = await startGateway(baseConfig({}), { t });
   try {
     const got = await rawExchange(gw.port, UPGRADE);
-    assert.match(got, /^HTTP\/1\.1 101 /, JSON.stringify(got.slice(0, 200)));
-    assert.match(got, /upgrade: h2c/i);
+    assert.match(got, /^HTTP\/1\.1 200 /, JSON.stringify(got.slice(0, 200)));
+    assert.doesNotMatch(got, /101 Switching/);
   } finally {
     await gw.stop();
   }
 });
 
-test('http2 off on a cleartext listener: neither prior-knowledge h2c nor Upgrade: h2c gets HTTP/2', async (t) => {
-  const gw = await startGateway(baseConfig({ servers: [miniServer('a')] }), { t });
+test('http2: false on a cleartext listener: neither prior-knowledge h2c nor Upgrade: h2c gets HTTP/2', async (t) => {
+  const gw = await startGateway(baseConfig({ http2: false, servers: [miniServer('a')] }), { t });
   try {
     const pri = await rawExchange(gw.port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     // an HTTP/2 server answers the preface with a SETTINGS frame (type 0x04 at byte 3)
