@@ -162,7 +162,7 @@ static void check_defaults(const struct config *c)
     CHECK_INT(c->listeners[0].port, 8080);
     CHECK(c->listeners[0].tls_cert == NULL);
     CHECK_INT(c->workers, 0);
-    CHECK(!c->http2);
+    CHECK(c->http2); /* on by default: HTTP/2 through nghttp2 */
     CHECK_INT(c->nallowed_hosts, 3);
     CHECK_STR(c->allowed_hosts[0], "localhost");
     CHECK_STR(c->allowed_hosts[1], "127.0.0.1");
