@@ -1186,6 +1186,25 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     send_body(req, 200, NULL, "", 0);
 }
 
+/* The caller's credential: the bearer token when the request has an Authorization header (a
+   token wins over a certificate); otherwise the client certificate of a TLS connection that
+   presented one (tls.client_ca), which is a service account or a 401 naming why not, never
+   anonymous; otherwise the bearer check, which answers 401. */
+static bool authenticate(struct worker *w, const struct config *cfg, h2o_req_t *req, int view,
+                         struct principal *who)
+{
+    const char *server = view < 0 ? NULL : gateway_server_name(view);
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
+        struct tls_client tc;
+        tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
+        if (tc.state != TLS_CLIENT_NONE)
+            return oauth_authenticate_certificate(w->oauth, req, server,
+                                                  tc.state == TLS_CLIENT_REFUSED ? tc.cause : NULL,
+                                                  tc.account, tc.credential_id, tc.not_after, who);
+    }
+    return oauth_authenticate(w->oauth, cfg, req, server, who);
+}
+
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
@@ -1214,8 +1233,7 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
                          "authentication was enabled by a reload; restart the gateway to apply it");
             goto out;
         }
-        if (!oauth_authenticate(w->oauth, cfg, req, view < 0 ? NULL : gateway_server_name(view),
-                                &who))
+        if (!authenticate(w, cfg, req, view, &who))
             goto out;
         principal_key(&who, owner, sizeof(owner));
     }

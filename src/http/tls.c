@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -268,6 +269,19 @@ void tls_client_identify(h2o_socket_t *sock, const struct config *cfg, struct tl
                      : "");
         return;
     }
+    /* Verified at the handshake; a connection can outlive its certificate. */
+    int64_t not_after = 0;
+    struct tm tm;
+    const ASN1_TIME *na = X509_get0_notAfter(cert);
+    if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
+        not_after = (int64_t)timegm(&tm);
+    if (not_after != 0 && not_after < (int64_t)time(NULL)) {
+        snprintf(out->cause, sizeof(out->cause),
+                 "the client certificate \"%s\" is not valid: certificate has expired (during "
+                 "this connection)",
+                 subj);
+        return;
+    }
     const struct config_client_cert *m = NULL;
     for (size_t i = 0; i < cfg->auth.nclient_certs && m == NULL; i++) {
         const struct config_client_cert *c = &cfg->auth.client_certs[i];
@@ -286,8 +300,5 @@ void tls_client_identify(h2o_socket_t *sock, const struct config *cfg, struct tl
     char fp[33];
     fingerprint(cert, fp, sizeof(fp), false, 16);
     snprintf(out->credential_id, sizeof(out->credential_id), "cert:%s", fp);
-    const ASN1_TIME *na = X509_get0_notAfter(cert);
-    struct tm tm;
-    if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
-        out->not_after = (int64_t)timegm(&tm);
+    out->not_after = not_after;
 }
