@@ -9,10 +9,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BIN, JSON_HEADERS, PROTOCOL, baseConfig, miniServer, parseBody, startGateway, tempDir, writeConfig } from './lib.mjs';
+import { BIN, JSON_HEADERS, PROTOCOL, baseConfig, miniServer, parseBody, sleep, startGateway, tempDir, withTimeout, writeConfig } from './lib.mjs';
 
 const DIR = tempDir();
 process.on('exit', () => fs.rmSync(DIR, { recursive: true, force: true }));
@@ -28,14 +29,15 @@ function makeCA(name, cn) {
 }
 
 /** A client certificate signed by ca; san e.g. 'URI:spiffe://example.org/ci'. */
-function makeClient(name, ca, subj, { san, expired = false } = {}) {
+function makeClient(name, ca, subj, { san, expired = false, start, end } = {}) {
   ossl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subj]);
   const ext = f(`${name}.ext`);
   fs.writeFileSync(ext, `basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n${san ? `subjectAltName=${san}\n` : ''}`);
-  if (!expired) {
+  if (expired) [start, end] = ['20200101000000Z', '20200102000000Z'];
+  if (!start) {
     ossl(['x509', '-req', '-in', f(`${name}.csr`), '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', f(`${name}.crt`), '-days', '2', '-extfile', ext]);
   } else {
-    // `openssl ca` can back-date: valid for one day in 2020
+    // `openssl ca` can set both dates (an expired certificate: one day in 2020)
     const db = f(`${name}-db`);
     fs.mkdirSync(db, { recursive: true });
     fs.writeFileSync(path.join(db, 'index.txt'), '');
@@ -45,7 +47,7 @@ function makeClient(name, ca, subj, { san, expired = false } = {}) {
       cnf,
       `[ca]\ndefault_ca=d\n[d]\ndatabase=${db}/index.txt\nnew_certs_dir=${db}\nserial=${db}/serial\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\norganizationName=optional\ncommonName=supplied\n[x]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n`,
     );
-    ossl(['ca', '-batch', '-config', cnf, '-cert', ca.cert, '-keyfile', ca.key, '-in', f(`${name}.csr`), '-out', f(`${name}.crt`), '-startdate', '20200101000000Z', '-enddate', '20200102000000Z', '-extensions', 'x', '-notext']);
+    ossl(['ca', '-batch', '-config', cnf, '-cert', ca.cert, '-keyfile', ca.key, '-in', f(`${name}.csr`), '-out', f(`${name}.crt`), '-startdate', start, '-enddate', end, '-extensions', 'x', '-notext']);
   }
   return { cert: fs.readFileSync(f(`${name}.crt`)), key: fs.readFileSync(f(`${name}.key`)) };
 }
@@ -67,18 +69,19 @@ function gh(config, args) {
   return r.stdout.trim();
 }
 
-function post(port, body, { client, session, headers = {} } = {}) {
+function post(port, body, { client, session, headers = {}, agent = false } = {}) {
   return new Promise((resolve, reject) => {
     const h = { ...JSON_HEADERS, 'MCP-Protocol-Version': PROTOCOL, ...headers, 'Content-Length': Buffer.byteLength(body) };
     if (session) h['Mcp-Session-Id'] = session;
     const req = https.request(
-      { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: h, ca: SERVER_PEM, servername: 'localhost', agent: false, cert: client?.cert, key: client?.key },
+      { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: h, ca: SERVER_PEM, servername: 'localhost', agent, cert: client?.cert, key: client?.key },
       (res) => {
+        const reused = req.reusedSocket;
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode, headers: res.headers, text, json: parseBody(res.headers['content-type'], text) });
+          resolve({ status: res.statusCode, headers: res.headers, text, json: parseBody(res.headers['content-type'], text), reused });
         });
       },
     );
@@ -91,7 +94,7 @@ function post(port, body, { client, session, headers = {} } = {}) {
 const INIT = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: PROTOCOL, capabilities: {}, clientInfo: { name: 'mtls', version: '1' } } });
 const LIST = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
 
-async function setup(t) {
+async function setup(t, extra = {}) {
   const dir = tempDir();
   const config = baseConfig({
     listen: [{ address: '127.0.0.1', port: 0, tls: { cert: f('server.crt'), key: f('server.key'), client_ca: CA.cert } }],
@@ -104,6 +107,7 @@ async function setup(t) {
         { subject: 'CN=ghost', account: 'nobody-here' },
       ],
     },
+    ...extra,
   });
   const gw = await startGateway(config, { t, dir });
   for (const a of ['ci-bot', 'deployer']) gh(gw.configFile, ['account', 'add', a]);
@@ -183,6 +187,64 @@ test('an expired certificate, one from another CA, an unmapped one and one mappe
     for (const k of [CI.key, EXPIRED.key, FOREIGN.key]) assert.ok(!log.includes(k.toString().split('\n')[1]), 'a client key in the log');
     assert.ok(!/PRIVATE KEY/.test(log));
   } finally {
+    await gw.stop();
+  }
+});
+
+/** openssl ca's date notation for t (ms since the epoch). */
+const caDate = (t) => new Date(t).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+
+test('a certificate that expires during a kept-alive connection is refused from then on', async (t) => {
+  const { gw } = await setup(t);
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const end = Date.now() + 6000;
+    const short = makeClient('short', CA, '/O=Example/CN=ci-bot', { start: caDate(Date.now() - 3600e3), end: caDate(end) });
+    const first = await post(gw.port, INIT, { client: short, agent });
+    assert.equal(first.status, 200, first.text);
+    await sleep(Math.max(0, end - Date.now()) + 1500);
+    const second = await post(gw.port, INIT, { client: short, agent });
+    assert.equal(second.reused, true, 'the second request went out on a new connection');
+    assertRefused(second, /client certificate .CN=ci-bot,O=Example. is not valid: certificate has expired \(during this connection\)/);
+  } finally {
+    agent.destroy();
+    await gw.stop();
+  }
+});
+
+test('a client certificate authenticates over HTTP/2 too', async (t) => {
+  const { gw } = await setup(t, { http2: true });
+  let c;
+  try {
+    c = await withTimeout(
+      new Promise((resolve, reject) => {
+        const s = http2.connect(`https://127.0.0.1:${gw.port}`, { ca: SERVER_PEM, servername: 'localhost', cert: CI.cert, key: CI.key });
+        s.once('connect', () => resolve(s));
+        s.once('error', reject);
+      }),
+      5000,
+      'HTTP/2 connect',
+    );
+    assert.equal(c.alpnProtocol, 'h2');
+    const ask = (body) =>
+      withTimeout(
+        new Promise((resolve, reject) => {
+          const r = c.request({ ':method': 'POST', ':path': '/mcp', ...JSON_HEADERS, 'mcp-protocol-version': PROTOCOL });
+          let status;
+          let text = '';
+          r.on('response', (h) => (status = h[':status']));
+          r.on('data', (d) => (text += d));
+          r.on('end', () => resolve({ status, text }));
+          r.on('error', reject);
+          r.end(body);
+        }),
+        10000,
+        'HTTP/2 request',
+      );
+    const init = await ask(INIT);
+    assert.equal(init.status, 200, init.text);
+  } finally {
+    c?.close();
     await gw.stop();
   }
 });
