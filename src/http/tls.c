@@ -251,7 +251,7 @@ void tls_client_identify(h2o_socket_t *sock, const struct config *cfg, struct tl
     X509 *cert = SSL_get0_peer_certificate(ssl);
     if (cert == NULL)
         return;
-    char subject[256], subj[160];
+    char subject[1024], subj[160];
     if (!subject_text(cert, subject, sizeof(subject)))
         snprintf(subject, sizeof(subject), "(unreadable)");
     shown(subject, subj, sizeof(subj));
