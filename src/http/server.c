@@ -1439,12 +1439,18 @@ static int bind_socket(const struct config_listener *l, uint16_t port, bool reus
     return 0;
 }
 
+/* What TLS listeners offer in ALPN besides HTTP/1.1 (the HTTP/2 switch). */
+static const h2o_iovec_t *alpn_of(const struct config *cfg)
+{
+    return cfg->http2 ? h2o_http2_alpn_protocols : NULL;
+}
+
 int server_check_tls(const struct config *cfg, struct err_info *ei)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (cfg->listeners[i].tls_cert == NULL)
             continue;
-        SSL_CTX *ctx = tls_ctx_new(&cfg->listeners[i], cfg->http2, ei);
+        SSL_CTX *ctx = tls_ctx_new(&cfg->listeners[i], alpn_of(cfg), ei);
         if (ctx == NULL)
             return ERR_IO;
         SSL_CTX_free(ctx);
@@ -1484,7 +1490,7 @@ int server_reload_tls(struct server *srv)
         if (l->tls_cert == NULL)
             continue;
         struct err_info ei = {0};
-        if ((fresh[i] = tls_ctx_new(l, cfg->http2, &ei)) == NULL) {
+        if ((fresh[i] = tls_ctx_new(l, alpn_of(cfg), &ei)) == NULL) {
             log_error("tls_reload", "listener #%zu (%s:%u) keeps the certificate it has: %s", i + 1,
                       l->address, srv->ports[i], ei.msg[0] ? ei.msg : "TLS context failed");
             failed++;
@@ -1586,7 +1592,7 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
             goto fail;
         for (unsigned j = 0; j < srv->nworkers; j++)
             srv->fds[i][j] = -1;
-        if (l->tls_cert && (srv->ssl[i] = tls_ctx_new(l, cfg->http2, ei)) == NULL) {
+        if (l->tls_cert && (srv->ssl[i] = tls_ctx_new(l, alpn_of(cfg), ei)) == NULL) {
             err = ERR_IO;
             goto fail;
         }

@@ -76,7 +76,7 @@ static bool key_mismatch(void)
     return true;
 }
 
-SSL_CTX *tls_ctx_new(const struct config_listener *l, bool http2, struct err_info *ei)
+SSL_CTX *tls_ctx_new(const struct config_listener *l, const h2o_iovec_t *alpn, struct err_info *ei)
 {
     pthread_once(&verify_once, verify_idx_init);
     ERR_clear_error();
@@ -140,8 +140,8 @@ SSL_CTX *tls_ctx_new(const struct config_listener *l, bool http2, struct err_inf
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
         SSL_CTX_set_verify_depth(ctx, CLIENT_VERIFY_DEPTH);
     }
-    if (http2)
-        h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    if (alpn != NULL)
+        h2o_ssl_register_alpn_protocols(ctx, alpn);
     return ctx;
 fail:
     ERR_clear_error();

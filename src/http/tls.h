@@ -19,13 +19,15 @@
 #include "core/err.h"
 
 struct st_h2o_socket_t;
+struct st_h2o_iovec_t;
 
 /* A new SSL_CTX for listener l (l->tls_cert set): TLS 1.2 (or l->tls_min_version) to 1.3,
    ECDHE+AEAD suites for 1.2, server preference, no compression, renegotiation, session tickets
-   or session cache; ALPN h2 when http2. With l->tls_client_ca, client certificates are requested
-   (not required) and their verification result kept for tls_client_identify. NULL with ei
-   naming the file and the cause. Any thread. */
-SSL_CTX *tls_ctx_new(const struct config_listener *l, bool http2, struct err_info *ei);
+   or session cache; ALPN offers alpn (h2o's list form; NULL: none, HTTP/1.1). With
+   l->tls_client_ca, client certificates are requested (not required) and their verification result
+   kept for tls_client_identify. NULL with ei naming the file and the cause. Any thread. */
+SSL_CTX *tls_ctx_new(const struct config_listener *l, const struct st_h2o_iovec_t *alpn,
+                     struct err_info *ei);
 
 /* The SHA-256 fingerprint of ctx's certificate as "AB:CD:..." (for the log; 96 bytes). */
 void tls_ctx_fingerprint(SSL_CTX *ctx, char out[96]);

@@ -63,7 +63,7 @@ function sClient(port, args, input = 'Q\n') {
 }
 
 test('TLS 1.1 is refused, 1.2 and 1.3 are served', async (t) => {
-  const gw = await tlsGateway(t, EC);
+  const gw = await tlsGateway(t, EC, {}, { http2: false });
   try {
     const v11 = await sClient(gw.port, ['-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0']);
     assert.equal(v11.ok, false, `TLS 1.1 accepted:\n${v11.out}`);
@@ -74,7 +74,7 @@ test('TLS 1.1 is refused, 1.2 and 1.3 are served', async (t) => {
     const v13 = await sClient(gw.port, ['-tls1_3']);
     assert.equal(v13.ok, true, v13.out);
     assert.match(v13.out, /TLSv1\.3/);
-    // Node: a 1.3 handshake, the certificate checked, ALPN as before (http2 off: no h2)
+    // Node: a 1.3 handshake, the certificate checked, ALPN as before (http2: false: no h2)
     const s = await withTimeout(
       new Promise((resolve, reject) => {
         const c = tls.connect({ host: '127.0.0.1', port: gw.port, ca: EC.pem, ALPNProtocols: ['h2', 'http/1.1'], servername: 'localhost' }, () => resolve(c));
