@@ -15,7 +15,7 @@ pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl
       libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev libnghttp2-dev curl ca-certificates)
 case "$what" in
   test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 python3-h2 cppcheck chromium
-                    postgresql) ;;&
+                    postgresql openssl) ;;&
   bench) pkgs+=(wrk linux-perf) ;;
 esac
 # Node runs the example servers (make run) and the test harness. A node already on PATH is used

@@ -293,7 +293,10 @@ static bool listeners_differ(const struct config *a, const struct config *b)
         if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
             (x->tls_cert == NULL) != (y->tls_cert == NULL) ||
             (x->tls_cert && strcmp(x->tls_cert, y->tls_cert) != 0) ||
-            (x->tls_key && y->tls_key && strcmp(x->tls_key, y->tls_key) != 0))
+            (x->tls_key && y->tls_key && strcmp(x->tls_key, y->tls_key) != 0) ||
+            x->tls_min_version != y->tls_min_version ||
+            (x->tls_client_ca == NULL) != (y->tls_client_ca == NULL) ||
+            (x->tls_client_ca && strcmp(x->tls_client_ca, y->tls_client_ca) != 0))
             return true;
     }
     return false;
@@ -304,6 +307,9 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     struct runtime *rt = h->data;
     struct config *cfg;
     struct err_info ei = {0};
+    /* The listeners' certificates first, and whatever becomes of the configuration: a renewed
+       certificate must not wait for a configuration that loads (tls_reload log lines). */
+    server_reload_tls(rt->srv);
     if (rt->path == NULL) {
         log_warn("reload", "no configuration file to reload (the built-in defaults are in force)");
         return;

@@ -118,6 +118,13 @@ enum auth_verdict {
 enum auth_verdict auth_validate(struct auth_validator *v, const char *authorization, size_t len,
                                 const char *resource, const char *required_scope,
                                 struct principal *p, struct err_info *ei);
+/* A verified client certificate that auth.client_certificates maps to service account `account`
+   (credential_id names the certificate: "cert:<hex>"; not_after is its expiry, 0 unknown): the
+   account exists and is not disabled. AUTH_OK fills *p (a service account, as with an API key);
+   otherwise AUTH_INVALID with ei naming the cause. Verdicts are cached like API keys'. */
+enum auth_verdict auth_validate_account(struct auth_validator *v, const char *account,
+                                        const char *credential_id, int64_t not_after,
+                                        struct principal *p, struct err_info *ei);
 /* RFC 7662 for one of our access tokens: every check auth_validate makes (signature, typ,
    issuer, expiry, the user's state and revocations, the client, the jti) except the audience,
    which introspection reports instead. 0 and *claims (new reference) when active; otherwise

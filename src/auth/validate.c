@@ -536,6 +536,65 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
     return AUTH_OK;
 }
 
+enum auth_verdict auth_validate_account(struct auth_validator *v, const char *account,
+                                        const char *credential_id, int64_t not_after,
+                                        struct principal *p, struct err_info *ei)
+{
+    unsigned char key[KEY_LEN];
+    char cred[48 + STORE_NAME_MAX + 8];
+    struct err_info local;
+    int64_t now = (int64_t)time(NULL);
+    if (!ei)
+        ei = &local;
+    /* Cached apart from bearer credentials: the text cannot be a token (it holds a space). */
+    int n = snprintf(cred, sizeof(cred), "x509 %s %s", credential_id, account);
+    validator_sync(v);
+    if (n < 0 || (size_t)n >= sizeof(cred) || credential_key(v, cred, (size_t)n, key) != 0) {
+        err_info_set(ei, ERR_INTERNAL, 0, 0, "the client certificate could not be checked");
+        return AUTH_INVALID;
+    }
+    struct cache_entry **slot = cache_probe(v, key), *e = *slot;
+    if (e && e->cache_until >= now) {
+        if (e->verdict != AUTH_OK) {
+            err_info_set(ei, ERR_DENIED, 0, 0, "%s", e->msg);
+            return e->verdict;
+        }
+        entry_principal(e, p);
+        return AUTH_OK;
+    }
+    struct store_account a;
+    char q[STORE_NAME_MAX + 8];
+    auth_quote(account, q, sizeof(q));
+    int rc = store_account_find(v->st, account, &a);
+    if (rc != 0 && rc != ERR_NOTFOUND) {
+        err_info_set(ei, ERR_DENIED, 0, 0,
+                     "the client certificate could not be checked: the store failed (%s)",
+                     err_str(rc));
+        return AUTH_INVALID; /* not cached */
+    }
+    struct principal got;
+    memset(&got, 0, sizeof(got));
+    if (rc == ERR_NOTFOUND || a.disabled) {
+        err_info_set(ei, ERR_DENIED, 0, 0,
+                     "the client certificate maps to service account \"%s\" "
+                     "(auth.client_certificates), which %s",
+                     q, rc ? "does not exist" : "is disabled");
+        cache_put(v, key, AUTH_INVALID, &got, ei->msg, NULL, now + NEG_TTL_S);
+        return AUTH_INVALID;
+    }
+    got.kind = PRINCIPAL_SERVICE;
+    got.id = a.id;
+    snprintf(got.name, sizeof(got.name), "%s", a.name);
+    snprintf(got.credential_id, sizeof(got.credential_id), "%s", credential_id);
+    got.expires_at = not_after;
+    int64_t until = now + APIKEY_TTL_S;
+    if (not_after > 0 && not_after < until)
+        until = not_after;
+    cache_put(v, key, AUTH_OK, &got, NULL, NULL, until);
+    *p = got;
+    return AUTH_OK;
+}
+
 int auth_introspect(struct auth_validator *v, const char *tok, size_t len, json_t **claims,
                     struct err_info *ei)
 {

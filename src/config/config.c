@@ -793,8 +793,8 @@ static int load_listener(struct loader *L, const struct ynode *n, size_t idx,
                          struct config_listener *li)
 {
     static const char *const keys[] = {"address", "port", "tls", "share", NULL};
-    static const char *const tls_keys[] = {"cert", "key", NULL};
-    struct field f[4], t[2];
+    static const char *const tls_keys[] = {"cert", "key", "min_version", "client_ca", NULL};
+    struct field f[4], t[4];
     char what[64], sub[96];
     snprintf(what, sizeof(what), "listener #%zu", idx + 1);
     int err = map_fields(L, n, what, keys, f);
@@ -841,7 +841,28 @@ static int load_listener(struct loader *L, const struct ynode *n, size_t idx,
         if ((li->tls_cert == NULL) != (li->tls_key == NULL))
             return FAILN(L, f[2].val, "%s has %s but no %s; expected both cert and key, or neither",
                          sub, li->tls_cert ? "cert" : "key", li->tls_cert ? "key" : "cert");
+        if (li->tls_cert == NULL && (t[2].val || t[3].val))
+            return FAILN(L, f[2].val, "%s has %s but no cert and key; expected cert and key too",
+                         sub, t[2].val ? "min_version" : "client_ca");
+        if (t[2].val) {
+            char *v;
+            if ((err = get_nonempty_str(L, t[2].val, "tls.min_version", &v)))
+                return err;
+            if (strcmp(v, "1.2") == 0)
+                li->tls_min_version = 0x0303;
+            else if (strcmp(v, "1.3") == 0)
+                li->tls_min_version = 0x0304;
+            else
+                return FAILN(L, t[2].val,
+                             "%s is not a TLS version for tls.min_version of %s; expected \"1.2\" "
+                             "or \"1.3\" (older versions are never offered)",
+                             quote(t[2].val).s, what);
+        }
+        if (t[3].val && (err = get_nonempty_str(L, t[3].val, "tls.client_ca", &li->tls_client_ca)))
+            return err;
     }
+    if (li->tls_min_version == 0)
+        li->tls_min_version = 0x0303;
     if (f[3].val) {
         snprintf(sub, sizeof(sub), "share of %s", what);
         if ((err = get_bool(L, f[3].val, sub, &li->share)))
@@ -1763,6 +1784,75 @@ static int load_clients(struct loader *L, const struct ynode *n)
     return 0;
 }
 
+static bool account_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("._@+-", *s)))
+            return false;
+    return true;
+}
+
+/* auth.client_certificates: [{subject | uri, account}] */
+static int load_client_certs(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"subject", "uri", "account", NULL};
+    struct config_auth *a = &L->c->auth;
+    if (n->type != YN_SEQ)
+        return FAILN(L, n,
+                     "auth.client_certificates is %s; expected a sequence of {subject or uri, "
+                     "account}",
+                     kind(n));
+    if (n->n > MAX_LIST_ITEMS)
+        return FAILN(L, n, "auth.client_certificates has %zu items; expected at most %d", n->n,
+                     MAX_LIST_ITEMS);
+    if ((a->client_certs = arena_alloc(L->out, (n->n + 1) * sizeof(*a->client_certs))) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    size_t i = 0;
+    for (const struct ynode *e = n->first; e != NULL; e = e->next, i++) {
+        struct config_client_cert *cc = &a->client_certs[i];
+        struct field f[3];
+        char what[96];
+        snprintf(what, sizeof(what), "item %zu of auth.client_certificates", i + 1);
+        int err = map_fields(L, e, what, keys, f);
+        if (err)
+            return err;
+        if ((f[0].val == NULL) == (f[1].val == NULL))
+            return FAILN(L, e, "%s has %s; expected exactly one of subject and uri", what,
+                         f[0].val ? "both subject and uri" : "neither subject nor uri");
+        if (f[2].val == NULL)
+            return FAILN(L, e,
+                         "%s has no account; expected the service account it authenticates "
+                         "as",
+                         what);
+        if (f[0].val && (err = get_nonempty_str(L, f[0].val, "subject", &cc->subject)))
+            return err;
+        if (f[1].val && (err = get_nonempty_str(L, f[1].val, "uri", &cc->uri)))
+            return err;
+        if ((err = get_nonempty_str(L, f[2].val, "account", &cc->account)))
+            return err;
+        if (!account_name_ok(cc->account))
+            return FAILN(L, f[2].val,
+                         "%s is not a service account name for %s; expected 1 to 128 of "
+                         "A-Z a-z 0-9 . _ @ + -",
+                         quote(f[2].val).s, what);
+        for (size_t j = 0; j < i; j++) {
+            const struct config_client_cert *o = &a->client_certs[j];
+            if ((cc->subject && o->subject && strcmp(cc->subject, o->subject) == 0) ||
+                (cc->uri && o->uri && strcmp(cc->uri, o->uri) == 0))
+                return FAILN(L, e,
+                             "%s \"%s\" is mapped twice in auth.client_certificates; "
+                             "expected each once",
+                             cc->subject ? "subject" : "uri", cc->subject ? cc->subject : cc->uri);
+        }
+    }
+    a->nclient_certs = n->n;
+    return 0;
+}
+
 /* scopes defaults to ["mcp"], required_scope to the first scope. */
 static int load_auth_scope_defaults(struct loader *L)
 {
@@ -1793,12 +1883,23 @@ static int load_auth(struct loader *L, const struct ynode *n)
         AK_REGISTRATION,
         AK_LOGIN,
         AK_CLIENTS,
+        AK_CLIENT_CERTS,
         AK_COUNT
     };
-    static const char *const keys[] = {
-        "enabled",     "issuer", "access_token_ttl", "refresh_token_ttl", "code_ttl", "login_ttl",
-        "signing_alg", "scopes", "required_scope",   "registration",      "login",    "clients",
-        NULL};
+    static const char *const keys[] = {"enabled",
+                                       "issuer",
+                                       "access_token_ttl",
+                                       "refresh_token_ttl",
+                                       "code_ttl",
+                                       "login_ttl",
+                                       "signing_alg",
+                                       "scopes",
+                                       "required_scope",
+                                       "registration",
+                                       "login",
+                                       "clients",
+                                       "client_certificates",
+                                       NULL};
     struct config_auth *a = &L->c->auth;
     struct field f[AK_COUNT];
     int err = map_fields(L, n, "auth", keys, f);
@@ -1859,6 +1960,8 @@ static int load_auth(struct loader *L, const struct ynode *n)
         return err;
     if (f[AK_CLIENTS].val && (err = load_clients(L, f[AK_CLIENTS].val)))
         return err;
+    if (f[AK_CLIENT_CERTS].val && (err = load_client_certs(L, f[AK_CLIENT_CERTS].val)))
+        return err;
 
     if ((err = load_auth_scope_defaults(L)))
         return err;
@@ -1882,6 +1985,15 @@ static int finish_store_auth(struct loader *L)
 {
     struct config *c = L->c;
     char tmp[600];
+    /* A client certificate authenticates as a service account, which lives in the store that
+       authentication opens: without it a verified certificate would have nobody to be. */
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (c->listeners[i].tls_client_ca && !c->auth.enabled)
+            return fail(L, ERR_INVAL, 0, 0,
+                        "listener #%zu has tls.client_ca but authentication is off; expected an "
+                        "auth section (a client certificate authenticates as a service account "
+                        "mapped in auth.client_certificates)",
+                        i + 1);
     if (c->store.sqlite == NULL &&
         (c->store.sqlite = arena_strndup(L->out, "gatehouse.db", 12)) == NULL)
         return fail(L, ERR_NOMEM, 0, 0, "out of memory");
@@ -2046,7 +2158,8 @@ static int resolve_paths(struct loader *L)
         return err;
     for (size_t i = 0; i < c->nlisteners; i++)
         if ((err = resolve_one(L, &c->listeners[i].tls_cert)) ||
-            (err = resolve_one(L, &c->listeners[i].tls_key)))
+            (err = resolve_one(L, &c->listeners[i].tls_key)) ||
+            (err = resolve_one(L, &c->listeners[i].tls_client_ca)))
             return err;
     for (size_t i = 0; i < c->auth.nclients; i++)
         if ((err = resolve_one(L, &c->auth.clients[i].secret_file)))

@@ -79,6 +79,9 @@ struct config_listener {
     uint16_t port;  /* 0 = ephemeral (the chosen port is logged and printed) */
     char *tls_cert; /* PEM paths, both NULL or both set */
     char *tls_key;
+    int tls_min_version; /* tls.min_version as the protocol number: 0x0303 (1.2, default), 0x0304 */
+    char *tls_client_ca; /* PEM CA file: client certificates are requested (not required) and
+                            verified against it; NULL = none requested */
     bool share; /* another process may listen on the same address and port (SO_REUSEPORT across
                    processes, for a zero-downtime restart); default false: "address in use" */
 };
@@ -167,6 +170,14 @@ struct config_idp {
     bool jit;             /* create unknown users at first login; default true */
 };
 
+/* A client certificate (verified against a listener's tls.client_ca) that authenticates as a
+   service account. Exactly one of subject and uri is set. */
+struct config_client_cert {
+    char *subject; /* the certificate's subject as RFC 4514 text ("CN=ci,O=Example"), exact */
+    char *uri;     /* or a URI subjectAltName of the certificate ("spiffe://example/ci"), exact */
+    char *account; /* the service account's name in the store */
+};
+
 /* Gatehouse as the OAuth 2.1 authorization server for MCP clients (docs/auth.md). */
 struct config_auth {
     bool enabled; /* an `auth:` section without `enabled: false`; off = no authentication */
@@ -191,6 +202,8 @@ struct config_auth {
     size_t nclients;
     struct config_idp *providers;
     size_t nproviders;
+    struct config_client_cert *client_certs; /* auth.client_certificates */
+    size_t nclient_certs;
 };
 
 struct config {

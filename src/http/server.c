@@ -25,6 +25,7 @@
 
 #include "http/framing.h" /* after h2o.h: its h2o glue */
 #include "http/h2.h"
+#include "http/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,6 +90,9 @@ struct server {
     pthread_mutex_t cfg_lock;
     _Atomic uint64_t cfg_gen; /* bumped by a reload; workers refresh their reference then */
     h2o_globalconf_t globalconf;
+    /* The configuration the listeners were made from: a reload changes them on restart only,
+       so a certificate reload reads these. */
+    struct config *listen_cfg;
     SSL_CTX **ssl; /* per listener, NULL for plain */
     int **fds;     /* fds[listener][worker] */
     int *locks;    /* locks[listener]: claim_address's lock, or -1 */
@@ -1186,6 +1190,25 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     send_body(req, 200, NULL, "", 0);
 }
 
+/* The caller's credential: the bearer token when the request has an Authorization header (a
+   token wins over a certificate); otherwise the client certificate of a TLS connection that
+   presented one (tls.client_ca), which is a service account or a 401 naming why not, never
+   anonymous; otherwise the bearer check, which answers 401. */
+static bool authenticate(struct worker *w, const struct config *cfg, h2o_req_t *req, int view,
+                         struct principal *who)
+{
+    const char *server = view < 0 ? NULL : gateway_server_name(view);
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
+        struct tls_client tc;
+        tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
+        if (tc.state != TLS_CLIENT_NONE)
+            return oauth_authenticate_certificate(w->oauth, req, server,
+                                                  tc.state == TLS_CLIENT_REFUSED ? tc.cause : NULL,
+                                                  tc.account, tc.credential_id, tc.not_after, who);
+    }
+    return oauth_authenticate(w->oauth, cfg, req, server, who);
+}
+
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
@@ -1214,8 +1237,7 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
                          "authentication was enabled by a reload; restart the gateway to apply it");
             goto out;
         }
-        if (!oauth_authenticate(w->oauth, cfg, req, view < 0 ? NULL : gateway_server_name(view),
-                                &who))
+        if (!authenticate(w, cfg, req, view, &who))
             goto out;
         principal_key(&who, owner, sizeof(owner));
     }
@@ -1421,38 +1443,10 @@ static int bind_socket(const struct config_listener *l, uint16_t port, bool reus
     return 0;
 }
 
-static SSL_CTX *make_ssl(const struct config_listener *l, bool http2, struct err_info *ei)
+/* What TLS listeners offer in ALPN besides HTTP/1.1 (the HTTP/2 switch). */
+static const h2o_iovec_t *alpn_of(const struct config *cfg)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    const char *files[2] = {l->tls_cert, l->tls_key};
-    for (int i = 0; i < 2; i++) {
-        if (access(files[i], R_OK) != 0) {
-            err_info_set(ei, ERR_IO, 0, 0, "TLS %s %s: %s", i == 0 ? "certificate" : "key",
-                         files[i], strerror(errno));
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-    }
-    if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert) != 1) {
-        err_info_set(ei, ERR_IO, 0, 0,
-                     "TLS certificate %s could not be loaded (PEM chain expected)", l->tls_cert);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        err_info_set(ei, ERR_IO, 0, 0,
-                     "TLS key %s could not be loaded or does not match the certificate",
-                     l->tls_key);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (http2)
-        h2o_ssl_register_alpn_protocols(ctx, h2_alpn_protocols);
-    return ctx;
+    return cfg->http2 ? h2_alpn_protocols : NULL;
 }
 
 int server_check_tls(const struct config *cfg, struct err_info *ei)
@@ -1460,12 +1454,79 @@ int server_check_tls(const struct config *cfg, struct err_info *ei)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (cfg->listeners[i].tls_cert == NULL)
             continue;
-        SSL_CTX *ctx = make_ssl(&cfg->listeners[i], cfg->http2, ei);
+        SSL_CTX *ctx = tls_ctx_new(&cfg->listeners[i], alpn_of(cfg), ei);
         if (ctx == NULL)
             return ERR_IO;
         SSL_CTX_free(ctx);
     }
     return 0;
+}
+
+/* A worker's switch to new SSL_CTXs (ctx[i] NULL: listener i unchanged); references owned. */
+struct tls_swap {
+    struct worker *w;
+    SSL_CTX *ctx[];
+};
+
+static void worker_tls_swap_cb(void *arg)
+{
+    struct tls_swap *sw = arg;
+    for (size_t i = 0; i < sw->w->nlisteners; i++) {
+        if (sw->ctx[i] == NULL)
+            continue;
+        /* Connections made with the old context hold references of their own (SSL_new). */
+        SSL_CTX_free(sw->w->accept[i].ssl_ctx);
+        sw->w->accept[i].ssl_ctx = sw->ctx[i];
+    }
+    free(sw);
+}
+
+int server_reload_tls(struct server *srv)
+{
+    const struct config *cfg = srv->listen_cfg;
+    size_t n = cfg ? cfg->nlisteners : 0;
+    int failed = 0;
+    SSL_CTX **fresh = calloc(n ? n : 1, sizeof(*fresh));
+    if (fresh == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        if (l->tls_cert == NULL)
+            continue;
+        struct err_info ei = {0};
+        if ((fresh[i] = tls_ctx_new(l, alpn_of(cfg), &ei)) == NULL) {
+            log_error("tls_reload", "listener #%zu (%s:%u) keeps the certificate it has: %s", i + 1,
+                      l->address, srv->ports[i], ei.msg[0] ? ei.msg : "TLS context failed");
+            failed++;
+            continue;
+        }
+        char fp[96];
+        tls_ctx_fingerprint(fresh[i], fp);
+        log_info("tls_reload", "listener #%zu (%s:%u) serves the certificate %s (SHA-256 %s)",
+                 i + 1, l->address, srv->ports[i], l->tls_cert, fp);
+    }
+    for (unsigned j = 0; srv->started && j < srv->nworkers; j++) {
+        struct tls_swap *sw = calloc(1, sizeof(*sw) + n * sizeof(SSL_CTX *));
+        if (sw == NULL)
+            continue; /* that worker keeps the old certificate; nothing else breaks */
+        sw->w = &srv->workers[j];
+        for (size_t i = 0; i < n; i++)
+            if ((sw->ctx[i] = fresh[i]) != NULL)
+                SSL_CTX_up_ref(fresh[i]);
+        if (mailbox_post(sw->w->mcp.mb, worker_tls_swap_cb, sw) != 0) {
+            for (size_t i = 0; i < n; i++)
+                SSL_CTX_free(sw->ctx[i]);
+            free(sw);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fresh[i] == NULL)
+            continue;
+        SSL_CTX_free(srv->ssl[i]);
+        srv->ssl[i] = fresh[i];
+    }
+    free(fresh);
+    return failed ? ERR_IO : 0;
 }
 
 /* auth.issuer, or http(s)://<first listener>:<its bound port> (a wildcard address becomes
@@ -1499,6 +1560,7 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     metrics_init();
     pthread_mutex_init(&srv->cfg_lock, NULL);
     srv->cfg = config_ref(cfg);
+    srv->listen_cfg = config_ref(cfg);
     srv->nworkers = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (srv->nworkers == 0)
         srv->nworkers = 1;
@@ -1535,7 +1597,7 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
             goto fail;
         for (unsigned j = 0; j < srv->nworkers; j++)
             srv->fds[i][j] = -1;
-        if (l->tls_cert && (srv->ssl[i] = make_ssl(l, cfg->http2, ei)) == NULL) {
+        if (l->tls_cert && (srv->ssl[i] = tls_ctx_new(l, alpn_of(cfg), ei)) == NULL) {
             err = ERR_IO;
             goto fail;
         }
@@ -1652,7 +1714,9 @@ int server_start(struct server *srv)
         for (size_t i = 0; i < cfg->nlisteners; i++) {
             w->accept[i].ctx = &w->ctx;
             w->accept[i].hosts = srv->globalconf.hosts;
-            w->accept[i].ssl_ctx = srv->ssl[i];
+            w->accept[i].ssl_ctx = srv->ssl[i]; /* the worker's own reference */
+            if (srv->ssl[i] != NULL)
+                SSL_CTX_up_ref(srv->ssl[i]);
             w->listeners[i].fd = srv->fds[i][j];
             w->listeners[i].w = w;
         }
@@ -1913,11 +1977,13 @@ void server_free(struct server *srv)
         oauth_ctx_free(w->oauth);
         if (w->cfg)
             config_unref(w->cfg);
+        for (size_t i = 0; w->accept && i < w->nlisteners; i++)
+            SSL_CTX_free(w->accept[i].ssl_ctx); /* NULL for plain listeners */
         free(w->accept);
         free(w->listeners);
         h2_server_free(w->h2);
     }
-    for (size_t i = 0; srv->cfg && i < srv->cfg->nlisteners; i++) {
+    for (size_t i = 0; srv->listen_cfg && i < srv->listen_cfg->nlisteners; i++) {
         if (srv->fds && srv->fds[i]) {
             for (unsigned j = 0; j < srv->nworkers; j++)
                 if (srv->fds[i][j] >= 0 && !(srv->workers && srv->workers[j].listeners))
@@ -1938,6 +2004,8 @@ void server_free(struct server *srv)
     free(srv->mcp_workers);
     h2o_config_dispose(&srv->globalconf);
     config_unref(srv->cfg);
+    if (srv->listen_cfg)
+        config_unref(srv->listen_cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     sodium_memzero(srv->master, sizeof(srv->master));
     free(srv);

@@ -44,6 +44,11 @@ unsigned server_wait_idle(struct server *srv, uint32_t timeout_ms);
 /* Swap in a reloaded configuration for the settings that apply live (hosts, origins, limits
    checked per request). Listeners and servers are not changed by a reload. */
 void server_reconfigure(struct server *srv, struct config *cfg);
+/* Load every TLS listener's certificate and key again from the files the running listeners
+   name (SIGHUP): new connections get the new ones, open connections keep theirs. A listener
+   whose files fail (unreadable, not PEM, a key that does not match) keeps the certificate it
+   has, and the log names the file and the cause. Main thread. 0, or ERR_IO when any failed. */
+int server_reload_tls(struct server *srv);
 /* Stop the loops, join the threads, free everything. */
 void server_free(struct server *srv);
 

@@ -665,3 +665,26 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
     json_decref(e);
     return false;
 }
+
+bool oauth_authenticate_certificate(struct oauth_ctx *o, h2o_req_t *req, const char *server,
+                                    const char *refusal, const char *account,
+                                    const char *credential_id, int64_t not_after,
+                                    struct principal *p)
+{
+    struct err_info ei = {0};
+    if (refusal == NULL &&
+        auth_validate_account(o->v, account, credential_id, not_after, p, &ei) == AUTH_OK)
+        return true;
+    char desc[600], hdr[1400];
+    quoted(desc, sizeof(desc), refusal ? refusal : ei.msg[0] ? ei.msg : "certificate refused");
+    snprintf(hdr, sizeof(hdr),
+             "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp%s%s\", "
+             "error=\"invalid_token\", error_description=\"%s\"",
+             o->issuer, server ? "/" : "", server ? server : "", desc);
+    oauth_add_header(req, "www-authenticate", hdr);
+    json_t *e = json_pack("{s:s, s:s}", "error", "invalid_token", "error_description", desc);
+    req->res.status = 401;
+    oauth_send_json(req, 401, e);
+    json_decref(e);
+    return false;
+}

@@ -122,5 +122,15 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, struct st_h2o_req_t *r
    403 insufficient_scope, 400 for a token in the query string) and returns false. */
 bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, struct st_h2o_req_t *req,
                         const char *server, struct principal *p);
+/* The same check for a request that carries no Authorization header on a connection with a
+   client certificate (a listener's tls.client_ca): refusal non-NULL is the TLS layer's reason
+   to refuse the certificate (not verified, expired, mapped to no account); otherwise account
+   is the service account auth.client_certificates maps it to, credential_id and not_after name
+   the certificate. Success fills *p (a service account); a refusal answers 401 invalid_token
+   with WWW-Authenticate and resource_metadata, naming the cause, and returns false. */
+bool oauth_authenticate_certificate(struct oauth_ctx *o, struct st_h2o_req_t *req,
+                                    const char *server, const char *refusal, const char *account,
+                                    const char *credential_id, int64_t not_after,
+                                    struct principal *p);
 
 #endif

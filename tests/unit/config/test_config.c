@@ -483,7 +483,7 @@ static void test_unknown_keys(void)
                "shutdown_grace, mrtr_ttl");
     EXPECT_ERR("listen:\n  - port: 1\n    tls: {cert: a, key: b, ca: c}\n", ERR_INVAL, 3, 28,
                "t.yaml:3:28: unknown key \"ca\" in tls of listener #1; expected one of: cert, "
-               "key");
+               "key, min_version, client_ca");
     EXPECT_ERR("servers:\n  - name: a\n    command: x\n    timeouts: {conect: 1s}\n", ERR_INVAL, 4,
                16,
                "t.yaml:4:16: unknown key \"conect\" in timeouts of server \"a\"; expected one "
@@ -1059,10 +1059,64 @@ static void test_store_postgres(void)
     }
 }
 
+/* listen[].tls.min_version and client_ca, auth.client_certificates (docs/configuration.md, TLS). */
+static void test_tls_keys(void)
+{
+    struct config *c =
+        load_ok("listen:\n"
+                "  - {port: 1, tls: {cert: c, key: k}}\n"
+                "  - {port: 2, tls: {cert: c, key: k, min_version: '1.3', client_ca: ca}}\n"
+                "auth:\n"
+                "  client_certificates:\n"
+                "    - {subject: 'CN=ci,O=Example', account: ci-bot}\n"
+                "    - {uri: 'spiffe://example.org/x', account: x}\n");
+    if (c != NULL) {
+        CHECK_INT(c->listeners[0].tls_min_version, 0x0303);
+        CHECK(c->listeners[0].tls_client_ca == NULL);
+        CHECK_INT(c->listeners[1].tls_min_version, 0x0304);
+        CHECK_STR(c->listeners[1].tls_client_ca, "ca");
+        CHECK_INT(c->auth.nclient_certs, 2);
+        CHECK_STR(c->auth.client_certs[0].subject, "CN=ci,O=Example");
+        CHECK(c->auth.client_certs[0].uri == NULL);
+        CHECK_STR(c->auth.client_certs[0].account, "ci-bot");
+        CHECK_STR(c->auth.client_certs[1].uri, "spiffe://example.org/x");
+        config_unref(c);
+    }
+    EXPECT_ERR("listen:\n  - {port: 1, tls: {cert: c, key: k, min_version: '1.1'}}\n", ERR_INVAL, 2,
+               51,
+               "t.yaml:2:51: \"1.1\" is not a TLS version for tls.min_version of listener #1; "
+               "expected \"1.2\" or \"1.3\" (older versions are never offered)");
+    EXPECT_ERR("listen:\n  - {port: 1, tls: {client_ca: ca}}\n", ERR_INVAL, 2, 20,
+               "t.yaml:2:20: tls of listener #1 has client_ca but no cert and key; expected cert "
+               "and key too");
+    EXPECT_ERR(
+        "listen:\n  - {port: 1, tls: {cert: c, key: k, client_ca: ca}}\n", ERR_INVAL, 0, 0,
+        "t.yaml: listener #1 has tls.client_ca but authentication is off; expected an auth section "
+        "(a client certificate authenticates as a service account mapped in "
+        "auth.client_certificates)");
+    EXPECT_ERR("auth:\n  client_certificates:\n    - {subject: a, uri: b, account: c}\n", ERR_INVAL,
+               3, 7,
+               "t.yaml:3:7: item 1 of auth.client_certificates has both subject and uri; "
+               "expected exactly one of subject and uri");
+    EXPECT_ERR("auth:\n  client_certificates:\n    - {subject: a}\n", ERR_INVAL, 3, 7,
+               "t.yaml:3:7: item 1 of auth.client_certificates has no account; expected the "
+               "service account it authenticates as");
+    EXPECT_ERR("auth:\n  client_certificates:\n    - {uri: a, account: 'no way'}\n", ERR_INVAL, 3,
+               25,
+               "t.yaml:3:25: \"no way\" is not a service account name for item 1 of "
+               "auth.client_certificates; expected 1 to 128 of A-Z a-z 0-9 . _ @ + -");
+    EXPECT_ERR("auth:\n  client_certificates:\n    - {uri: a, account: b}\n    - {uri: a, account: "
+               "c}\n",
+               ERR_INVAL, 4, 7,
+               "t.yaml:4:7: uri \"a\" is mapped twice in auth.client_certificates; expected each "
+               "once");
+}
+
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol),
           TEST(test_validate_arguments), TEST(test_listeners), TEST(test_durations_sizes_in_file),
           TEST(test_duration_parse), TEST(test_size_parse), TEST(test_refcount),
-          TEST(test_store_auth), TEST(test_relative_paths), TEST(test_store_postgres))
+          TEST(test_store_auth), TEST(test_relative_paths), TEST(test_store_postgres),
+          TEST(test_tls_keys))
