@@ -1744,7 +1744,8 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
         a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
         a->max_message != b->max_message || a->prefix != b->prefix || a->protocol != b->protocol ||
-        a->validate_arguments != b->validate_arguments)
+        a->validate_arguments != b->validate_arguments || a->sessions != b->sessions ||
+        a->user_idle_ms != b->user_idle_ms || a->user_max != b->user_max)
         return false;
     for (size_t i = 0; i < a->nargs; i++)
         if (!str_eq(a->args[i], b->args[i]))
