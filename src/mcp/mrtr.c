@@ -362,7 +362,7 @@ static void resume_free(struct resume *rs)
 static void mrtr_resume_cb(void *arg)
 {
     struct resume *rs = arg;
-    struct upstream *up = rs->up;
+    struct upstream *up = gw_instance_with_call(rs->up, rs->call_id); /* per_user: the user's */
     struct pending *p = idmap_get(&up->pending, rs->call_id);
     if (p == NULL || p->cb != NULL || p->answered || p->mrtr == NULL || !p->mrtr->parked) {
         char m[300];
@@ -595,7 +595,7 @@ static void bridge_ask(struct upstream *up, struct pending *p, json_t *result)
     {
         uint64_t down_id = session_next_request_id(p->session);
         json_t *tag = json_pack("{s:I, s:s}", "gatehouse/call", (json_int_t)p->id, "key", key);
-        int err = tag ? session_track_request(p->session, down_id, up, tag) : ERR_NOMEM;
+        int err = tag ? session_track_request(p->session, down_id, up_server(up), tag) : ERR_NOMEM;
         json_decref(tag);
         if (err) {
             bridge_fail(up, p, JSONRPC_INTERNAL_ERROR, "the client session is closed");
