@@ -77,6 +77,7 @@ struct upstream {
     struct upstream *base;             /* an instance: its server's entry; NULL otherwise */
     char owner[PRINCIPAL_KEY_MAX + 1]; /* an instance: whose it is ("u:<id>", "s:<id>") */
     uint64_t last_used;                /* an instance: uv_now of its last call's start or end */
+    bool opened;                       /* an instance: its session was ready once */
     unsigned closing_handles;          /* an instance being closed: its timers not yet closed */
     struct upstream **users;           /* the server's entry: its users' instances */
     unsigned nusers;

@@ -196,6 +196,12 @@ static void tell_audience(struct upstream *up, json_t *msg, const char *uri)
     session_foreach(gw_broadcast_cb, &b);
 }
 
+/* A user's instance whose session has not been ready yet: its calls wait for it to open. */
+static bool opening(const struct upstream *up)
+{
+    return up->base != NULL && !up->opened;
+}
+
 /* --- pending requests (home thread) --- */
 
 /* What a session remembers of a client call, for cancellation: the server and our id, packed
@@ -373,10 +379,16 @@ void gw_call_timeout_cb(uv_timer_t *t)
         unhold(p->up, p); /* not counted in flight while held */
         p->answered = true;
         char m[600];
-        snprintf(m, sizeof(m),
-                 "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
-                 "(timeouts.total)",
-                 p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
+        if (opening(p->up))
+            snprintf(m, sizeof(m),
+                     "server \"%s\" did not open a session for this user within %u ms "
+                     "(timeouts.total)",
+                     p->up->srv->name, p->up->srv->timeouts.total_ms);
+        else
+            snprintf(m, sizeof(m),
+                     "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
+                     "(timeouts.total)",
+                     p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
         json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
                                         json_pack("{s:s}", "server", p->up->srv->name));
         stream_push(p->stream, err, true);
@@ -575,6 +587,7 @@ static void fetch_finished(struct upstream *up)
             set_state(up, UP_READY, "");
         if (up->recovering)
             gw_finish_recovery(up);
+        up->opened = true;
         up->gave_up = false;
         return;
     }
@@ -1160,8 +1173,12 @@ static void fail_held(struct upstream *up, const char *why)
     while ((p = pop_held(&list)) != NULL) {
         p->answered = true;
         char m[600];
-        snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
-                 up->recover_why, why);
+        if (opening(up))
+            snprintf(m, sizeof(m), "server \"%s\" could not open a session for this user: %s",
+                     up->srv->name, why);
+        else
+            snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
+                     up->recover_why, why);
         json_t *e = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
                                       json_pack("{s:s}", "server", up->srv->name));
         stream_push(p->stream, e, true);
@@ -1224,7 +1241,10 @@ void gw_finish_recovery(struct upstream *up)
     json_t *f =
         json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "was", up->recover_why,
                   "failed_attempts", (int)up->recover_attempts, "held_calls", (int)up->nheld);
-    log_fields(LOG_INFO, "upstream_recovered", f);
+    if (up->base != NULL)
+        json_object_set_new(f, "user", json_string(up->owner));
+    log_fields(LOG_INFO, opening(up) ? "upstream_user_session_ready" : "upstream_recovered", f);
+    up->opened = true;
     up->recovering = false;
     up->gave_up = false;
     up->recover_attempts = 0;
@@ -1789,7 +1809,7 @@ static struct upstream *instance_new(struct upstream *up, const char *owner)
     in->caps = json_object();
     in->last_used = uv_now(up->home->loop);
     in->recovering = true; /* its calls wait for the session, as after a lost one */
-    snprintf(in->recover_why, sizeof(in->recover_why), "a new session for user %s", owner);
+    snprintf(in->recover_why, sizeof(in->recover_why), "opening a session for user %s", owner);
     up->users[up->nusers++] = in;
     atomic_store(&up->users_open, up->nusers);
     json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "user", owner, "open",

@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { baseConfig, miniHttp, miniServer, openSession, readyz, sleep, startGateway, until } from './lib.mjs';
-import { createUserClient, mcpCall, mcpInit, startAuthGateway, token } from './oauth_lib.mjs';
+import { baseConfig, miniHttp, miniServer, openSession, post, readyz, sleep, startGateway, until } from './lib.mjs';
+import { createUserClient, mcpCall, startAuthGateway, token } from './oauth_lib.mjs';
 
-/** A stdio server of the mini fixture with the whoami, grow and fault tools. */
+/** A stdio server of the mini fixture with the whoami, grow, fault and era tools. */
 function perUser(name, extra = {}) {
   const m = miniServer(name);
-  return { ...m, args: [...m.args, '--whoami', '--grow-tools', '--fault-tools'], sessions: 'per_user', ...extra };
+  return { ...m, args: [...m.args, '--whoami', '--grow-tools', '--fault-tools', '--era-tools'], sessions: 'per_user', ...extra };
 }
 
 async function login(gw, user) {
@@ -23,7 +23,11 @@ async function login(gw, user) {
   const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
   assert.equal(r.status, 200, JSON.stringify(r.json));
   const tok = r.json.access_token;
-  const init = await mcpInit(gw.url, tok);
+  const init = await post(
+    gw.url,
+    { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: { sampling: {} }, clientInfo: { name: 'per-user-test', version: '1' } } },
+    { version: null, headers: { Authorization: `Bearer ${tok}` } },
+  );
   assert.equal(init.status, 200, init.text);
   const sid = init.headers['mcp-session-id'];
   await mcpCall(gw.url, tok, sid, 'notifications/initialized');
@@ -39,6 +43,57 @@ async function login(gw, user) {
     return JSON.parse(r.result.content[0].text);
   };
   return { user, tok, sid, call, tool, who };
+}
+
+/**
+ * tools/call `name` on u's session, read as it streams: each request the server sends during it
+ * is answered with answer(request) on u's session. Resolves the call's final answer.
+ */
+function streamCall(gw, u, name, args, answer) {
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 'sc', method: 'tools/call', params: { name, arguments: args } });
+  return new Promise((resolve, reject) => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': u.sid, 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${u.tok}` };
+    const req = http.request(gw.url, { method: 'POST', headers }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => {
+        buf += c;
+        for (let i; (i = buf.indexOf('\n\n')) >= 0; ) {
+          const data = buf
+            .slice(0, i)
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
+          buf = buf.slice(i + 2);
+          if (!data) continue;
+          const msg = JSON.parse(data);
+          if (msg.method !== undefined && msg.id !== undefined)
+            post(gw.url, { jsonrpc: '2.0', id: msg.id, result: answer(msg) }, { session: u.sid, headers: { Authorization: `Bearer ${u.tok}` } }).catch(reject);
+          else if (msg.id === 'sc') {
+            resolve(msg);
+            req.destroy();
+          }
+        }
+      });
+    });
+    req.on('error', (e) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+    req.end(body);
+  });
+}
+
+/** A 2026-07-28 (stateless) tools/call by u; `more` adds params (inputResponses, requestState). */
+function modernCall(gw, u, name, args, { id = 1, more = {} } = {}) {
+  const _meta = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientInfo': { name: 't', version: '1' },
+    'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+  };
+  return post(
+    gw.url,
+    { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...more, _meta } },
+    { version: '2026-07-28', headers: { 'Mcp-Method': 'tools/call', 'Mcp-Name': name, Authorization: `Bearer ${u.tok}` } },
+  );
 }
 
 /** The session's GET stream; `.text` grows as events arrive. */
@@ -99,6 +154,41 @@ test('stdio per_user: a child process per user; their notifications and log leve
   // ...and bob's own do reach bob.
   assert.equal((await bob.tool('touch')).result.content[0].text, 'touched');
   await until(() => sb.text.includes('notifications/resources/updated'), { what: "bob's resources/updated" });
+});
+
+test("per_user: a server's requests go to its user, whose answers go back to that user's session", async (t) => {
+  const gw = await startAuthGateway(t, { extra: { servers: [perUser('p')] } });
+  const alice = await login(gw, 'alice');
+  const bob = await login(gw, 'bob');
+  const a1 = await alice.who();
+  const b1 = await bob.who();
+  // A legacy client: the sampling request comes on alice's call stream; her answer reaches her
+  // own process, which completes the call with it.
+  const final = await streamCall(gw, alice, 'ask', {}, (req) => {
+    assert.equal(req.method, 'sampling/createMessage');
+    return { role: 'assistant', content: { type: 'text', text: 'for alice' }, model: 'm' };
+  });
+  assert.match(final.result?.content?.[0]?.text ?? JSON.stringify(final), /for alice/);
+  // A 2026-07-28 client of the same user: the same process, and its multi round-trip call
+  // (parked, then resumed by the retry) completes there too.
+  const w = await modernCall(gw, alice, 'whoami', {}, { id: 'w' });
+  assert.equal(JSON.parse(w.json.result.content[0].text).pid, a1.pid, w.text);
+  const first = await modernCall(gw, alice, 'ask', {}, { id: 'm1' });
+  assert.equal(first.json?.result?.resultType, 'input_required', first.text);
+  const [key] = Object.keys(first.json.result.inputRequests);
+  const answer = { role: 'assistant', content: { type: 'text', text: 'modern alice' }, model: 'm' };
+  // Bob cannot resume alice's call with her requestState.
+  const stolen = await modernCall(gw, bob, 'ask', {}, { id: 'm2', more: { inputResponses: { [key]: answer }, requestState: first.json.result.requestState } });
+  assert.equal(stolen.json?.error?.code, -32602, stolen.text);
+  assert.match(stolen.json.error.message, /requestState was issued for another request or another principal/);
+  const done = await modernCall(gw, alice, 'ask', {}, { id: 'm3', more: { inputResponses: { [key]: answer }, requestState: first.json.result.requestState } });
+  assert.match(done.json?.result?.content?.[0]?.text ?? done.text, /modern alice/);
+  // A child that dies is restarted for its user (back-off, as for a shared server); bob's stays.
+  const died = await alice.tool('die');
+  assert.ok(died.error, JSON.stringify(died));
+  const a2 = await alice.who();
+  assert.notEqual(a2.pid, a1.pid);
+  assert.equal((await bob.who()).pid, b1.pid);
 });
 
 test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404', async (t) => {
