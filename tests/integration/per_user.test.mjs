@@ -96,6 +96,22 @@ function modernCall(gw, u, name, args, { id = 1, more = {} } = {}) {
   );
 }
 
+/** A 2026-07-28 subscriptions/listen stream of u for tool list changes; `.text` grows. */
+function listenModern(gw, u) {
+  const _meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 't', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 'l', method: 'subscriptions/listen', params: { notifications: { toolsListChanged: true }, _meta } });
+  const s = { text: '' };
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen', authorization: `Bearer ${u.tok}` };
+  const req = http.request(gw.url, { method: 'POST', headers }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (c) => (s.text += c));
+  });
+  req.on('error', () => {});
+  req.end(body);
+  s.close = () => req.destroy();
+  return s;
+}
+
 /** The session's GET stream; `.text` grows as events arrive. */
 function listen(gw, u) {
   const s = { text: '' };
@@ -140,7 +156,10 @@ test('stdio per_user: a child process per user; their notifications and log leve
   // Notifications from alice's process reach alice's GET stream, never bob's.
   const sa = listen(gw, alice);
   const sb = listen(gw, bob);
-  t.after(() => (sa.close(), sb.close()));
+  const la = listenModern(gw, alice); // 2026-07-28 clients of the same users
+  const lb = listenModern(gw, bob);
+  t.after(() => (sa.close(), sb.close(), la.close(), lb.close()));
+  await until(() => la.text.includes('acknowledged') && lb.text.includes('acknowledged'), { what: 'listen streams' });
   await sleep(200);
   assert.ok((await alice.call('resources/subscribe', { uri: 'mini://hello' })).result);
   assert.ok((await bob.call('resources/subscribe', { uri: 'mini://hello' })).result);
@@ -148,7 +167,9 @@ test('stdio per_user: a child process per user; their notifications and log leve
   await until(() => sa.text.includes('notifications/resources/updated'), { what: "alice's resources/updated" });
   assert.equal((await alice.tool('grow')).result.content[0].text, 'grown-1');
   await until(() => sa.text.includes('notifications/tools/list_changed'), { what: "alice's list_changed" });
+  await until(() => la.text.includes('notifications/tools/list_changed'), { what: "alice's list_changed on her listen stream" });
   await sleep(300);
+  assert.ok(!lb.text.includes('list_changed'), `bob's listen stream heard alice's list change: ${lb.text}`);
   assert.ok(!sb.text.includes('notifications/resources/updated'), `bob heard alice's update: ${sb.text}`);
   assert.ok(!sb.text.includes('list_changed'), `bob heard alice's list change: ${sb.text}`);
   // ...and bob's own do reach bob.
