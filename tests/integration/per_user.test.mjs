@@ -7,6 +7,7 @@
 // only the sender's session. Without authentication a per_user server has its one shared session.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import { test } from 'node:test';
 import { baseConfig, miniHttp, miniServer, openSession, post, readyz, sleep, startGateway, until } from './lib.mjs';
@@ -175,6 +176,9 @@ test('stdio per_user: a child process per user; their notifications and log leve
   // ...and bob's own do reach bob.
   assert.equal((await bob.tool('touch')).result.content[0].text, 'touched');
   await until(() => sb.text.includes('notifications/resources/updated'), { what: "bob's resources/updated" });
+  // Stopping the gateway ends every user's process.
+  await gw.stop();
+  await until(() => !alive(a1.pid) && !alive(b1.pid), { what: "the users' processes to end" });
 });
 
 test("per_user: a server's requests go to its user, whose answers go back to that user's session", async (t) => {
@@ -210,6 +214,7 @@ test("per_user: a server's requests go to its user, whose answers go back to tha
   const a2 = await alice.who();
   assert.notEqual(a2.pid, a1.pid);
   assert.equal((await bob.who()).pid, b1.pid);
+  await gw.stop();
 });
 
 test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404', async (t) => {
@@ -233,6 +238,7 @@ test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404
   assert.notEqual(b2.session, b1.session);
   assert.notEqual(a2.session, b2.session);
   assert.match(fx.stderr(), /404 for session/);
+  await gw.stop();
 });
 
 test('per_user: an idle session is closed, and user_sessions.max is a clear refusal', async (t) => {
@@ -253,6 +259,26 @@ test('per_user: an idle session is closed, and user_sessions.max is a clear refu
   assert.equal((await bob.tool('sleep', { ms: 2200 })).result.content[0].text, 'slept 2200');
   assert.equal((await bob.who()).pid, b1.pid, "bob's session was closed during his call");
   assert.match(gw.tail(), /upstream_user_session_closed/);
+  await gw.stop();
+});
+
+test("per_user: a reload that changes the server closes its users' sessions", async (t) => {
+  const gw = await startAuthGateway(t, { extra: { servers: [perUser('p')] } });
+  const alice = await login(gw, 'alice');
+  const a1 = await alice.who();
+  const cfg = JSON.parse(fs.readFileSync(gw.configFile, 'utf8'));
+  cfg.servers[0].user_sessions = { max: 5 };
+  fs.writeFileSync(gw.configFile, JSON.stringify(cfg, null, 2));
+  const mark = gw.events.length;
+  gw.signal('SIGHUP');
+  const done = await gw.waitForEvent((e) => e.event === 'reload_servers', { from: mark, what: 'the reload' });
+  assert.match(done.msg, /0 kept, 1 started, 1 stopped/);
+  await until(() => !alive(a1.pid), { what: "alice's process of the old server to end" });
+  await until(async () => (await readyz(gw)).body.servers.p?.state === 'ready', { timeout: 10000, what: 'the new server' });
+  const a2 = await alice.who();
+  assert.notEqual(a2.pid, a1.pid);
+  assert.equal((await readyz(gw)).body.servers.p.user_sessions_max, 5);
+  await gw.stop();
 });
 
 test('per_user without authentication: every caller shares the server session', async (t) => {
@@ -262,4 +288,5 @@ test('per_user without authentication: every caller shares the server session', 
   const pid = async (s) => JSON.parse((await s.callTool('whoami')).json.result.content[0].text).pid;
   assert.equal(await pid(one), await pid(two));
   assert.equal((await readyz(gw)).body.servers.p.user_sessions, 0);
+  await gw.stop();
 });
