@@ -217,6 +217,27 @@ test("per_user: a server's requests go to its user, whose answers go back to tha
   await gw.stop();
 });
 
+test('per_user with a 2026-07-28 stdio server: a process and a listen stream per user', async (t) => {
+  const gw = await startAuthGateway(t, { extra: { servers: [perUser('p', { args: [...perUser('p').args, '--modern'] })] } });
+  const alice = await login(gw, 'alice');
+  const bob = await login(gw, 'bob');
+  const a1 = await alice.who();
+  const b1 = await bob.who();
+  assert.notEqual(a1.pid, b1.pid);
+  const sa = listen(gw, alice);
+  const sb = listen(gw, bob);
+  t.after(() => (sa.close(), sb.close()));
+  await sleep(200);
+  assert.ok((await alice.call('resources/subscribe', { uri: 'mini://hello' })).result);
+  assert.ok((await bob.call('resources/subscribe', { uri: 'mini://hello' })).result);
+  // Each process has one listen stream, its user's, whose filter carries that user's subscription.
+  await until(async () => (await alice.tool('touch')).result.content[0].text === 'touched 1', { what: "alice's listen filter" });
+  await until(() => sa.text.includes('notifications/resources/updated'), { what: "alice's resources/updated" });
+  await sleep(300);
+  assert.ok(!sb.text.includes('notifications/resources/updated'), `bob heard alice's update: ${sb.text}`);
+  await gw.stop();
+});
+
 test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404', async (t) => {
   const fx = await miniHttp(['--whoami', '--fault-tools', '--label', 'h']);
   t.after(() => fx.kill());
