@@ -1742,6 +1742,18 @@ static void start_upstream_cb(void *arg)
 
 /* --- per-user instances (sessions: per_user; home thread) --- */
 
+/* The number of up's users' sessions changed: /readyz and gatehouse_upstream_user_sessions. */
+static void users_changed(struct upstream *up)
+{
+    static const char *const names[] = {"server"};
+    atomic_store(&up->users_open, up->nusers);
+    struct metric *m =
+        metrics_gauge("gatehouse_upstream_user_sessions",
+                      "Users' upstream sessions open, by server (sessions: per_user)", 1, names);
+    const char *values[] = {up->srv->name};
+    metrics_set(m, values, up->nusers);
+}
+
 static void reap_cb(uv_timer_t *t);
 
 /* Every handle of instance `in` is closed: free what is left of it. */
@@ -1770,7 +1782,7 @@ static void instance_close(struct upstream *in, const char *why)
             up->users[i] = up->users[--up->nusers];
             break;
         }
-    atomic_store(&up->users_open, up->nusers);
+    users_changed(up);
     json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "server", up->srv->name, "user", in->owner, "why",
                           why, "open", (int)up->nusers);
     log_fields(LOG_INFO, "upstream_user_session_closed", f);
@@ -1811,7 +1823,7 @@ static struct upstream *instance_new(struct upstream *up, const char *owner)
     in->recovering = true; /* its calls wait for the session, as after a lost one */
     snprintf(in->recover_why, sizeof(in->recover_why), "opening a session for user %s", owner);
     up->users[up->nusers++] = in;
-    atomic_store(&up->users_open, up->nusers);
+    users_changed(up);
     json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "user", owner, "open",
                           (int)up->nusers, "max", (int)up->srv->user_max);
     log_fields(LOG_INFO, "upstream_user_session_opened", f);
@@ -1867,6 +1879,13 @@ bool gw_pick_instance(struct forward *f)
                  "could not open a session of server \"%s\" for the user: out of memory",
                  up->srv->name);
     if (in == NULL) {
+        static const char *const names[] = {"server"};
+        const char *values[] = {up->srv->name};
+        metrics_inc(metrics_counter("gatehouse_upstream_user_sessions_refused_total",
+                                    "Calls refused because their server had user_sessions.max "
+                                    "users' sessions open (or could not open one), by server",
+                                    1, names),
+                    values, 1);
         struct pending *p = f->p;
         log_info("call_dropped", "a call to server %s was not sent: %s", up->srv->name, m);
         json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import { test } from 'node:test';
-import { baseConfig, miniHttp, miniServer, openSession, post, readyz, sleep, startGateway, until } from './lib.mjs';
+import { baseConfig, miniHttp, miniServer, openSession, post, readyz, request, sleep, startGateway, until } from './lib.mjs';
 import { createUserClient, mcpCall, startAuthGateway, token } from './oauth_lib.mjs';
 
 /** A stdio server of the mini fixture with the whoami, grow, fault and era tools. */
@@ -271,9 +271,15 @@ test('per_user: an idle session is closed, and user_sessions.max is a clear refu
   assert.equal(refused.error?.code, -32003, JSON.stringify(refused));
   assert.match(refused.error.message, /server "p" has 1 user sessions open, its limit \(user_sessions\.max 1\)/);
   assert.equal(refused.error.data?.server, 'p');
+  const metrics = async () => (await request(`${gw.base}/metrics`)).text;
+  let m = await metrics();
+  assert.match(m, /^gatehouse_upstream_user_sessions\{server="p"\} 1$/m, m);
+  assert.match(m, /^gatehouse_upstream_user_sessions_refused_total\{server="p"\} 1$/m, m);
   // Alice's session closes after 1 s without calls: its process ends, and bob gets a place.
   await until(() => !alive(a1.pid), { timeout: 5000, what: "alice's idle process to end" });
   await until(async () => (await readyz(gw)).body.servers.p.user_sessions === 0, { what: 'no user session open' });
+  m = await metrics();
+  assert.match(m, /^gatehouse_upstream_user_sessions\{server="p"\} 0$/m, m);
   const b1 = await bob.who();
   assert.notEqual(b1.pid, a1.pid);
   // A session with a call in flight is not idle, however long the call.
