@@ -23,7 +23,11 @@ async function login(gw, user) {
   const { id, secret } = createUserClient(gw.configFile, user);
   const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
   assert.equal(r.status, 200, JSON.stringify(r.json));
-  const tok = r.json.access_token;
+  return connect(gw, r.json.access_token, user);
+}
+
+/** A session of the bearer of `tok` (an access token or an API key), with call helpers. */
+async function connect(gw, tok, user) {
   const init = await post(
     gw.url,
     { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: { sampling: {} }, clientInfo: { name: 'per-user-test', version: '1' } } },
@@ -145,9 +149,14 @@ test('stdio per_user: a child process per user; their notifications and log leve
   assert.equal((await alice.who()).pid, a1.pid, "alice's calls stay in alice's process");
   const alice2 = await login(gw, 'alice'); // another client session of the same user
   assert.equal((await alice2.who()).pid, a1.pid, "a user's sessions share the user's process");
+  // A service account (an API key) is a principal of its own.
+  gw.cli(['account', 'add', 'ci-bot']);
+  const bot = await connect(gw, gw.cli(['apikey', 'create', '--account', 'ci-bot', '--label', 't']), 'ci-bot');
+  const c1 = await bot.who();
+  assert.ok(c1.pid !== a1.pid && c1.pid !== b1.pid, 'the service account has its own process');
   const rz = await readyz(gw);
   assert.equal(rz.body.servers.p.sessions, 'per_user', rz.text);
-  assert.equal(rz.body.servers.p.user_sessions, 2, rz.text);
+  assert.equal(rz.body.servers.p.user_sessions, 3, rz.text);
 
   // logging/setLevel reaches the sender's own process only.
   await alice.call('logging/setLevel', { level: 'warning' });
@@ -178,7 +187,7 @@ test('stdio per_user: a child process per user; their notifications and log leve
   await until(() => sb.text.includes('notifications/resources/updated'), { what: "bob's resources/updated" });
   // Stopping the gateway ends every user's process.
   await gw.stop();
-  await until(() => !alive(a1.pid) && !alive(b1.pid), { what: "the users' processes to end" });
+  await until(() => !alive(a1.pid) && !alive(b1.pid) && !alive(c1.pid), { what: "the users' processes to end" });
 });
 
 test("per_user: a server's requests go to its user, whose answers go back to that user's session", async (t) => {
@@ -263,7 +272,7 @@ test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404
 });
 
 test('per_user: an idle session is closed, and user_sessions.max is a clear refusal', async (t) => {
-  const gw = await startAuthGateway(t, { extra: { servers: [perUser('p', { user_sessions: { idle_timeout: '1s', max: 1 } })] } });
+  const gw = await startAuthGateway(t, { extra: { servers: [perUser('p', { user_sessions: { idle_timeout: '2s', max: 1 } })] } });
   const alice = await login(gw, 'alice');
   const bob = await login(gw, 'bob');
   const a1 = await alice.who();
@@ -275,7 +284,7 @@ test('per_user: an idle session is closed, and user_sessions.max is a clear refu
   let m = await metrics();
   assert.match(m, /^gatehouse_upstream_user_sessions\{server="p"\} 1$/m, m);
   assert.match(m, /^gatehouse_upstream_user_sessions_refused_total\{server="p"\} 1$/m, m);
-  // Alice's session closes after 1 s without calls: its process ends, and bob gets a place.
+  // Alice's session closes after 2 s without calls: its process ends, and bob gets a place.
   await until(() => !alive(a1.pid), { timeout: 5000, what: "alice's idle process to end" });
   await until(async () => (await readyz(gw)).body.servers.p.user_sessions === 0, { what: 'no user session open' });
   m = await metrics();
@@ -283,7 +292,7 @@ test('per_user: an idle session is closed, and user_sessions.max is a clear refu
   const b1 = await bob.who();
   assert.notEqual(b1.pid, a1.pid);
   // A session with a call in flight is not idle, however long the call.
-  assert.equal((await bob.tool('sleep', { ms: 2200 })).result.content[0].text, 'slept 2200');
+  assert.equal((await bob.tool('sleep', { ms: 3000 })).result.content[0].text, 'slept 3000');
   assert.equal((await bob.who()).pid, b1.pid, "bob's session was closed during his call");
   assert.match(gw.tail(), /upstream_user_session_closed/);
   await gw.stop();
