@@ -247,10 +247,10 @@ test('per_user with a 2026-07-28 stdio server: a process and a listen stream per
   await gw.stop();
 });
 
-test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404', async (t) => {
+test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404 and deleted when idle', async (t) => {
   const fx = await miniHttp(['--whoami', '--fault-tools', '--label', 'h']);
   t.after(() => fx.kill());
-  const gw = await startAuthGateway(t, { extra: { servers: [{ name: 'h', url: fx.url, sessions: 'per_user' }] } });
+  const gw = await startAuthGateway(t, { extra: { servers: [{ name: 'h', url: fx.url, sessions: 'per_user', user_sessions: { idle_timeout: '1500ms' } }] } });
   const alice = await login(gw, 'alice');
   const bob = await login(gw, 'bob');
   const a1 = await alice.who();
@@ -268,6 +268,8 @@ test('HTTP per_user: an Mcp-Session-Id per user, each re-initialised after a 404
   assert.notEqual(b2.session, b1.session);
   assert.notEqual(a2.session, b2.session);
   assert.match(fx.stderr(), /404 for session/);
+  // Idle, each user's session is deleted upstream.
+  await until(() => fx.stderr().includes(`DELETE session ${a2.session}`) && fx.stderr().includes(`DELETE session ${b2.session}`), { what: 'the idle sessions deleted' });
   await gw.stop();
 });
 
