@@ -2232,6 +2232,7 @@ void gateway_free(void)
         json_decref(up->pub_caps);
         json_decref(up->listen_subs);
         idmap_release(&up->pending);
+        free(up->users); /* NULL once its stop closed them (close_instances) */
         config_unref(up->cfg);
         free(up);
         gw.ups[i] = NULL;
