@@ -1056,6 +1056,8 @@ enum {
     SK_PROTOCOL,
     SK_VALIDATE_ARGUMENTS,
     SK_CREDENTIALS,
+    SK_SESSIONS,
+    SK_USER_SESSIONS,
     SK_COUNT
 };
 
@@ -1293,6 +1295,59 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
     return 0;
 }
 
+/* sessions and user_sessions {idle_timeout, max} of a server (stdio and http). */
+static int load_server_sessions(struct loader *L, const struct field *f, const char *what,
+                                struct config_server *s)
+{
+    static const char *const ukeys[] = {"idle_timeout", "max", NULL};
+    struct field u[2];
+    char sub[160];
+    int err;
+    s->sessions = SESSIONS_SHARED;
+    s->user_idle_ms = 10 * 60 * 1000;
+    s->user_max = 100;
+    const struct ynode *sv = f[SK_SESSIONS].val;
+    if (sv != NULL) {
+        snprintf(sub, sizeof(sub), "sessions of %s", what);
+        if ((err = want_scalar(L, sv, sub)))
+            return err;
+        if (strcmp(sv->text, "shared") == 0)
+            s->sessions = SESSIONS_SHARED;
+        else if (strcmp(sv->text, "per_user") == 0)
+            s->sessions = SESSIONS_PER_USER;
+        else
+            return FAILN(L, sv, "%s is not a sessions mode for %s; expected shared or per_user",
+                         quote(sv).s, what);
+        if (s->sessions == SESSIONS_PER_USER && s->transport == TRANSPORT_OPENAPI)
+            return FAILN(L, sv,
+                         "sessions: per_user is not allowed in %s with transport openapi; expected "
+                         "it only with transport: stdio or http (an openapi server has no upstream "
+                         "session: each call is its own HTTP request)",
+                         what);
+    }
+    if (f[SK_USER_SESSIONS].val == NULL)
+        return 0;
+    if (s->sessions != SESSIONS_PER_USER)
+        return FAILN(L, f[SK_USER_SESSIONS].key,
+                     "user_sessions is not allowed in %s without sessions: per_user; expected it "
+                     "only with sessions: per_user",
+                     what);
+    snprintf(sub, sizeof(sub), "user_sessions of %s", what);
+    if ((err = map_fields(L, f[SK_USER_SESSIONS].val, sub, ukeys, u)))
+        return err;
+    snprintf(sub, sizeof(sub), "user_sessions.idle_timeout of %s", what);
+    if (u[0].val && (err = get_duration(L, u[0].val, sub, false, &s->user_idle_ms)))
+        return err;
+    uint64_t v;
+    snprintf(sub, sizeof(sub), "user_sessions.max of %s", what);
+    if (u[1].val) {
+        if ((err = get_uint(L, u[1].val, sub, 1, CONFIG_USER_SESSIONS_MAX, &v)))
+            return err;
+        s->user_max = (uint32_t)v;
+    }
+    return 0;
+}
+
 static int load_server(struct loader *L, const struct ynode *n, size_t idx, struct config_server *s)
 {
     static const char *const keys[] = {"name",
@@ -1317,6 +1372,8 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "protocol",
                                        "validate_arguments",
                                        "credentials",
+                                       "sessions",
+                                       "user_sessions",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -1464,7 +1521,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
         if ((err = get_bool(L, f[SK_VALIDATE_ARGUMENTS].val, sub, &s->validate_arguments)))
             return err;
     }
-    return 0;
+    return load_server_sessions(L, f, what, s);
 }
 
 static int load_servers(struct loader *L, const struct ynode *n)

@@ -37,6 +37,12 @@ enum config_protocol {
     PROTOCOL_LEGACY,   /* "2025-11-25": initialize only */
     PROTOCOL_MODERN,   /* "2026-07-28": server/discover only, no fallback */
 };
+/* Who shares a server's upstream session (docs/configuration.md, "Upstream sessions per user"). */
+enum config_sessions {
+    SESSIONS_SHARED = 0, /* one upstream session (or child process) for every caller */
+    SESSIONS_PER_USER,   /* one per user, created at the user's first call, reaped when idle */
+};
+#define CONFIG_USER_SESSIONS_MAX 10000 /* the largest user_sessions.max */
 /* "auto", "2025-11-25" or "2026-07-28". */
 const char *config_protocol_str(enum config_protocol p);
 /* "static", "hierarchical" or "search". */
@@ -132,6 +138,11 @@ struct config_server {
     bool validate_arguments;       /* check tools/call arguments against the tool's published
                                       inputSchema before sending (docs/configuration.md); default
                                       false. OpenAPI servers always check theirs. */
+    enum config_sessions sessions; /* stdio and http; default shared */
+    uint32_t user_idle_ms;         /* per_user: an idle user's session is closed after this;
+                                      default 10 minutes (user_sessions.idle_timeout) */
+    uint32_t user_max;             /* per_user: users' sessions open at once, at most; default 100
+                                      (user_sessions.max) */
 };
 
 /* The durable store (docs/configuration.md, "store"). */

@@ -53,7 +53,8 @@ void principal_init_anonymous(struct principal *p);
 int64_t principal_user_id(const struct principal *p);
 /* The binding key of p: "u:<id>" for a user, "s:<id>" for a service account, "" anonymous.
    Written into key (at least PRINCIPAL_KEY_MAX + 1 bytes). What a session's owner and a sealed
-   requestState are bound to; the format is part of sealed session ids, so it never changes. */
+   requestState are bound to, and what a per_user server's upstream sessions are keyed by; the
+   format is part of sealed session ids, so it never changes. */
 const char *principal_key(const struct principal *p, char *key, size_t cap);
 /* Record the MCP session id (id[0..len)) as its fingerprint. len 0 clears it. */
 void principal_set_session(struct principal *p, const char *id, size_t len);

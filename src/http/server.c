@@ -858,6 +858,8 @@ static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct acc
     struct session *s = session_new_transient(view, MCP_VERSION_2026, caps, &err);
     json_decref(caps);
     struct stream *st = NULL;
+    if (s != NULL)
+        session_set_owner(s, a->owner); /* what is one user's (per_user servers) reaches theirs */
     if (s != NULL && (err = session_listen(s, mask, id)) == 0)
         st = session_standalone_stream(s);
     if (st == NULL) {

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "core/idmap.h"
+#include "core/principal.h"
 #include "mcp/catalog.h"
 #include "mcp/gateway.h"
 #include "upstream/transport.h"
@@ -69,7 +70,26 @@ struct upstream {
     json_t *pub_caps;  /* the server's capabilities when its lists were last published */
     char protocol[16]; /* the version spoken with it ("2026-07-28", or initialize's), or "" */
     _Atomic int mode;  /* its default discovery mode (enum config_discovery), set when ready */
+    /* sessions: per_user (see "Upstream sessions per user" in docs/architecture.md). Each
+       user's session is an instance: a struct upstream of its own (transport, pending calls,
+       recovery) on the server's home thread, outside gw.ups; the server's entry in gw.ups keeps
+       the lists and serves callers without a principal. Home thread unless noted. */
+    struct upstream *base;             /* an instance: its server's entry; NULL otherwise */
+    char owner[PRINCIPAL_KEY_MAX + 1]; /* an instance: whose it is ("u:<id>", "s:<id>") */
+    uint64_t last_used;                /* an instance: uv_now of its last call's start or end */
+    bool opened;                       /* an instance: its session was ready once */
+    unsigned closing_handles;          /* an instance being closed: its timers not yet closed */
+    struct upstream **users;           /* the server's entry: its users' instances */
+    unsigned nusers;
+    _Atomic unsigned users_open; /* nusers, for /readyz (any thread) */
+    uv_timer_t *reap_timer;      /* the server's entry: closes idle instances, or NULL */
 };
+
+/* The server's entry of up (itself, or the server of an instance). */
+static inline struct upstream *up_server(struct upstream *up)
+{
+    return up->base ? up->base : up;
+}
 
 /* The discovery mode `up` serves by default (discovery: auto resolved on its last tools). */
 static inline enum config_discovery up_mode(struct upstream *up)
@@ -86,6 +106,9 @@ struct forward {
     json_t *msg; /* the request as the server must see it */
     struct pending *p;
     struct forward *next;
+    /* The principal it is for (principal_key): on a per_user server the home thread sends it
+       to that user's instance (gw_pick_instance). "" for the server's own session. */
+    char owner[PRINCIPAL_KEY_MAX + 1];
 };
 
 struct mrtr;
@@ -182,6 +205,9 @@ void gw_answer_server(struct upstream *up, json_t *id, int code, const char *mes
 void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason);
 int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refuse_id,
                    const char *refusal);
+struct upstream *gw_instance_for(struct upstream *up, const char *owner);
+struct upstream *gw_instance_with_call(struct upstream *up, uint64_t id);
+bool gw_pick_instance(struct forward *f);
 
 /* gateway.c: the calls' queue per server and the downstream replies (worker or home thread as
    noted at the definitions) */

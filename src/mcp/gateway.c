@@ -125,6 +125,8 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
 void gw_forward_cb(void *arg)
 {
     struct forward *f = arg;
+    if (!gw_pick_instance(f)) /* per_user: the caller's own session of the server */
+        return;
     struct upstream *up = f->up;
     struct pending *p = f->p;
     p->up = up;
@@ -268,6 +270,7 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
     }
     session_track_call(s, id, gw_call_cookie(server, p->id));
     f->up = up;
+    snprintf(f->owner, sizeof(f->owner), "%s", session_owner(s));
     f->msg = msg; /* already a private copy */
     f->p = p;
     r->server = up->srv->name;
@@ -681,6 +684,7 @@ static void relay_answer(struct dispatch *d)
     }
     f->up = up;
     f->msg = copy;
+    snprintf(f->owner, sizeof(f->owner), "%s", session_owner(d->s));
     if (mailbox_post(up->home->mb, gateway_relay_answer_cb, f) != 0) {
         json_decref(copy);
         free(f);
@@ -704,6 +708,7 @@ static void on_roots_list_changed(struct dispatch *d)
                 continue;
             f->up = gw.ups[i];
             f->msg = json_incref(d->msg);
+            snprintf(f->owner, sizeof(f->owner), "%s", session_owner(d->s));
             if (mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
                 json_decref(f->msg);
                 free(f);
@@ -1021,6 +1026,7 @@ static void on_set_level(struct dispatch *d)
             continue;
         f->up = gw.ups[i];
         f->msg = json_incref(msg);
+        snprintf(f->owner, sizeof(f->owner), "%s", session_owner(s));
         if (mailbox_post(f->up->home->mb, gateway_set_level_cb, f) != 0) {
             json_decref(f->msg);
             free(f);
@@ -1146,11 +1152,13 @@ void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *
 static void gateway_relay_answer_cb(void *arg)
 {
     struct forward *f = arg;
-    if (json_is_object(json_object_get(f->msg, "id")))
-        gw_bridge_answer(f->up, f->msg); /* for an InputRequiredResult of a 2026-07-28 server */
-    else if (f->up->t && f->up->state == UP_READY &&
-             !(atomic_load(&f->up->modern) && jsonrpc_method(f->msg) != NULL))
-        transport_send(f->up->t, f->msg, NULL); /* a modern server takes no notifications */
+    /* per_user: the sender's own session of the server (NULL: none open, nobody to tell) */
+    struct upstream *up = gw_instance_for(f->up, f->owner);
+    if (up != NULL && json_is_object(json_object_get(f->msg, "id")))
+        gw_bridge_answer(up, f->msg); /* for an InputRequiredResult of a 2026-07-28 server */
+    else if (up != NULL && up->t && up->state == UP_READY &&
+             !(atomic_load(&up->modern) && jsonrpc_method(f->msg) != NULL))
+        transport_send(up->t, f->msg, NULL); /* a modern server takes no notifications */
     json_decref(f->msg);
     free(f);
 }
@@ -1164,9 +1172,16 @@ static void level_cb(struct upstream *up, json_t *msg, int err, const char *why,
 static void gateway_set_level_cb(void *arg)
 {
     struct forward *f = arg;
-    struct upstream *up = f->up;
+    /* per_user: only the sender's own session of the server; one opened later takes the level
+       from the client session that opens it (gw_pick_instance) */
+    struct upstream *up = gw_instance_for(f->up, f->owner);
     const char *level =
         json_string_value(json_object_get(json_object_get(f->msg, "params"), "level"));
+    if (up == NULL) {
+        json_decref(f->msg);
+        free(f);
+        return;
+    }
     if (level != NULL && mcp_log_level_rank(level) >= 0)
         snprintf(up->log_level, sizeof(up->log_level), "%s", level); /* replayed on a new session */
     if (up->t && up->state == UP_READY && json_object_get(up->caps, "logging") &&
@@ -1181,8 +1196,16 @@ static void gateway_set_level_cb(void *arg)
 void gw_cancel_on_home_cb(void *arg)
 {
     struct forward *f = arg;
-    struct upstream *up = f->up;
     uint64_t id = (uint64_t)json_integer_value(json_object_get(f->msg, "id"));
+    /* per_user: the instance that has the call (or, by its principal, asked the refused
+       request); f->up is the server's entry */
+    struct upstream *up =
+        f->owner[0] ? gw_instance_for(f->up, f->owner) : gw_instance_with_call(f->up, id);
+    if (up == NULL) { /* that user's session is closed: nothing left to cancel or answer */
+        json_decref(f->msg);
+        free(f);
+        return;
+    }
     struct pending *target = idmap_get(&up->pending, id);
     if (target != NULL && target->cb == NULL && !target->answered)
         gw_cancel_call(up, target, json_string_value(json_object_get(f->msg, "reason")));

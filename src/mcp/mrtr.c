@@ -61,6 +61,7 @@ struct park_entry {
     uint64_t call_id;
     char method[16];
     char *target;
+    char owner[PRINCIPAL_KEY_MAX + 1]; /* the principal whose call it is: only theirs resumes it */
     struct park_entry *next;
 };
 
@@ -81,7 +82,7 @@ static void park_entry_free(struct park_entry *e)
 
 /* Returns 0, ERR_NOMEM, or ERR_LIMIT when MRTR_MAX_PARKED calls are parked already. */
 static int park_insert(const char *token, int server, uint64_t call_id, const char *method,
-                       const char *target)
+                       const char *target, const char *owner)
 {
     struct park_entry *e = calloc(1, sizeof(*e));
     if (e == NULL || (e->target = strdup(target ? target : "")) == NULL) {
@@ -92,6 +93,7 @@ static int park_insert(const char *token, int server, uint64_t call_id, const ch
     e->server = server;
     e->call_id = call_id;
     snprintf(e->method, sizeof(e->method), "%s", method);
+    snprintf(e->owner, sizeof(e->owner), "%s", owner ? owner : "");
     pthread_mutex_lock(&parked.lock);
     if (parked.count >= MRTR_MAX_PARKED) {
         pthread_mutex_unlock(&parked.lock);
@@ -106,10 +108,10 @@ static int park_insert(const char *token, int server, uint64_t call_id, const ch
 }
 
 /* Take the entry of `token` out of the table (the caller frees it), or NULL. With `method`, only
-   an entry for that same server, method and target is taken; another one is left in place and
-   *mismatch set. */
+   an entry for that same server, method, target and owner (principal_key) is taken; another one
+   is left in place and *mismatch set. */
 static struct park_entry *park_take(const char *token, size_t len, int server, const char *method,
-                                    const char *target, bool *mismatch)
+                                    const char *target, const char *owner, bool *mismatch)
 {
     struct park_entry *e = NULL;
     if (len != MRTR_TOKEN_LEN)
@@ -118,8 +120,9 @@ static struct park_entry *park_take(const char *token, size_t len, int server, c
     for (struct park_entry **pp = &parked.head; *pp != NULL; pp = &(*pp)->next) {
         if (sodium_memcmp((*pp)->token, token, MRTR_TOKEN_LEN) != 0)
             continue;
-        if (method != NULL && ((*pp)->server != server || strcmp((*pp)->method, method) != 0 ||
-                               strcmp((*pp)->target, target) != 0)) {
+        if (method != NULL &&
+            ((*pp)->server != server || strcmp((*pp)->method, method) != 0 ||
+             strcmp((*pp)->target, target) != 0 || strcmp((*pp)->owner, owner) != 0)) {
             *mismatch = true;
             break;
         }
@@ -137,7 +140,7 @@ void gw_mrtr_free(struct mrtr *m)
     if (m == NULL)
         return;
     if (m->parked) /* the call ends while parked: a late retry finds nothing */
-        park_entry_free(park_take(m->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL));
+        park_entry_free(park_take(m->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL, NULL));
     for (unsigned i = 0; i < m->n; i++) {
         json_decref(m->reqs[i].up_id);
         json_decref(m->reqs[i].request);
@@ -172,7 +175,7 @@ static void arm_call_timer(struct pending *p, uv_timer_cb cb, uint32_t ms)
 static void mrtr_expired_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
-    struct park_entry *e = park_take(p->mrtr->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL);
+    struct park_entry *e = park_take(p->mrtr->token, MRTR_TOKEN_LEN, 0, NULL, NULL, NULL, NULL);
     if (e == NULL)
         return; /* a retry took it: its resume is on the way to this thread */
     park_entry_free(e);
@@ -205,7 +208,8 @@ static void mrtr_park(struct upstream *up, struct pending *p)
     struct mrtr *m = p->mrtr;
     char token[MRTR_TOKEN_LEN + 4];
     rand_token(token, sizeof(token), MRTR_TOKEN_BYTES);
-    int err = park_insert(token, up->index, p->id, p->call_method, p->call_target);
+    int err = park_insert(token, up->index, p->id, p->call_method, p->call_target,
+                          session_owner(p->session));
     if (err) {
         char msg[300];
         snprintf(msg, sizeof(msg),
@@ -362,7 +366,7 @@ static void resume_free(struct resume *rs)
 static void mrtr_resume_cb(void *arg)
 {
     struct resume *rs = arg;
-    struct upstream *up = rs->up;
+    struct upstream *up = gw_instance_with_call(rs->up, rs->call_id); /* per_user: the user's */
     struct pending *p = idmap_get(&up->pending, rs->call_id);
     if (p == NULL || p->cb != NULL || p->answered || p->mrtr == NULL || !p->mrtr->parked) {
         char m[300];
@@ -434,12 +438,13 @@ void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *targ
     }
     bool mismatch = false;
     struct park_entry *e = park_take(json_string_value(state), json_string_length(state), server,
-                                     method, target, &mismatch);
+                                     method, target, session_owner(s), &mismatch);
     if (e == NULL) {
         if (mismatch)
             gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                           "Invalid params: params.requestState was issued for another request; "
-                           "retry the same %s with the same %s",
+                           "Invalid params: params.requestState was issued for another request "
+                           "or another principal; retry the same %s with the same %s, as the "
+                           "caller who made it",
                            method, method[0] == 'r' ? "uri" : "name");
         else
             gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
@@ -595,7 +600,7 @@ static void bridge_ask(struct upstream *up, struct pending *p, json_t *result)
     {
         uint64_t down_id = session_next_request_id(p->session);
         json_t *tag = json_pack("{s:I, s:s}", "gatehouse/call", (json_int_t)p->id, "key", key);
-        int err = tag ? session_track_request(p->session, down_id, up, tag) : ERR_NOMEM;
+        int err = tag ? session_track_request(p->session, down_id, up_server(up), tag) : ERR_NOMEM;
         json_decref(tag);
         if (err) {
             bridge_fail(up, p, JSONRPC_INTERNAL_ERROR, "the client session is closed");

@@ -75,6 +75,11 @@ struct catalog *gw_worker_catalog(struct mcp_worker *w)
 /* Home thread: publish state (and lists, when given) and rebuild the catalog. */
 static void publish(struct upstream *up, enum up_state st, const char *why, json_t **lists)
 {
+    if (up->base != NULL) { /* a user's instance: in no catalog, no /readyz of its own */
+        up->pub_state = st;
+        snprintf(up->why, sizeof(up->why), "%s", why ? why : "");
+        return;
+    }
     pthread_mutex_lock(&gw.lock);
     up->pub_state = st;
     up->routable = st == UP_READY || up->recovering || up->gave_up;
@@ -102,6 +107,8 @@ static void set_state(struct upstream *up, enum up_state st, const char *why)
     up->state = st;
     json_t *f = json_pack("{s:s, s:s, s:s}", "server", up->srv->name, "state", up_state_names[st],
                           "why", why ? why : "");
+    if (up->base != NULL)
+        json_object_set_new(f, "user", json_string(up->owner));
     log_fields(st == UP_READY || st == UP_INITIALIZING || st == UP_STARTING ? LOG_INFO : LOG_WARN,
                "upstream_state", f);
     publish(up, st, why, NULL);
@@ -172,6 +179,29 @@ static void broadcast(int server, json_t *msg, const char *uri)
     session_foreach(gw_broadcast_cb, &b);
 }
 
+/* Whose sessions hear what up sends outside a client's call (a resource update, a log message):
+   an instance's user's only; for the entry of a per_user server, the sessions without a
+   principal (authentication off) that it serves; for a shared server every session (NULL). */
+static const char *audience(const struct upstream *up)
+{
+    if (up->base != NULL)
+        return up->owner;
+    return up->srv->sessions == SESSIONS_PER_USER ? "" : NULL;
+}
+
+/* broadcast to the sessions of server `up` that hear it (audience), subscribed to uri if set. */
+static void tell_audience(struct upstream *up, json_t *msg, const char *uri)
+{
+    struct broadcast b = {up->index, msg, audience(up), uri};
+    session_foreach(gw_broadcast_cb, &b);
+}
+
+/* A user's instance whose session has not been ready yet: its calls wait for it to open. */
+static bool opening(const struct upstream *up)
+{
+    return up->base != NULL && !up->opened;
+}
+
 /* --- pending requests (home thread) --- */
 
 /* What a session remembers of a client call, for cancellation: the server and our id, packed
@@ -222,6 +252,8 @@ void gw_pending_free(struct pending *p)
         session_untrack_call(p->session, p->client_id, gw_call_cookie(p->up->index, p->id));
     if (p->up)
         unlink_call(p->up, p);
+    if (p->up && p->up->base != NULL && p->cb == NULL)
+        p->up->last_used = uv_now(p->up->home->loop); /* idle from now (user_sessions) */
     if (p->stream)
         stream_unref(p->stream);
     if (p->session)
@@ -347,10 +379,16 @@ void gw_call_timeout_cb(uv_timer_t *t)
         unhold(p->up, p); /* not counted in flight while held */
         p->answered = true;
         char m[600];
-        snprintf(m, sizeof(m),
-                 "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
-                 "(timeouts.total)",
-                 p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
+        if (opening(p->up))
+            snprintf(m, sizeof(m),
+                     "server \"%s\" did not open a session for this user within %u ms "
+                     "(timeouts.total)",
+                     p->up->srv->name, p->up->srv->timeouts.total_ms);
+        else
+            snprintf(m, sizeof(m),
+                     "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
+                     "(timeouts.total)",
+                     p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
         json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
                                         json_pack("{s:s}", "server", p->up->srv->name));
         stream_push(p->stream, err, true);
@@ -543,6 +581,16 @@ static void fetch_finished(struct upstream *up)
     if (--up->fetches_left > 0)
         return;
     up->init_failures = 0;
+    if (up->base != NULL) {
+        /* A user's instance: the lists are its server's (see refresh_lists); it is ready. */
+        if (up->state != UP_READY)
+            set_state(up, UP_READY, "");
+        if (up->recovering)
+            gw_finish_recovery(up);
+        up->opened = true;
+        up->gave_up = false;
+        return;
+    }
     json_t *lists[CAT_NKINDS];
     for (int k = 0; k < CAT_NKINDS; k++) {
         lists[k] = up->fetching[k];
@@ -643,6 +691,12 @@ static void refresh_lists(struct upstream *up, int only_kind)
 {
     bool any = false;
     up->fetches_left = 1; /* held until every fetch is issued */
+    if (up->base != NULL) {
+        /* A user's instance fetches no lists: the catalog is its server's, discovered by the
+           server's own session (docs/architecture.md, "Upstream sessions per user"). */
+        fetch_finished(up);
+        return;
+    }
     for (int k = 0; k < CAT_NKINDS; k++) {
         const char *cap = k == CAT_TOOLS ? "tools" : k == CAT_PROMPTS ? "prompts" : "resources";
         if (only_kind >= 0 && k != only_kind &&
@@ -723,18 +777,21 @@ static void init_cb(struct upstream *up, json_t *msg, int err, const char *why, 
 struct sub_collect {
     int server;
     json_t *set;
+    const char *owner; /* only this principal's sessions, when set */
 };
 
 static void collect_subs_cb(struct session *s, void *arg)
 {
     struct sub_collect *c = arg;
-    session_collect_subscriptions(s, c->server, c->set);
+    if (c->owner == NULL || session_owned_by(s, c->owner))
+        session_collect_subscriptions(s, c->server, c->set);
 }
 
-/* Every URI some client session is subscribed to on up, as the keys of a new object. */
+/* Every URI some client session that up serves (audience) is subscribed to on up, as the keys
+   of a new object. */
 static json_t *subscriptions_of(struct upstream *up)
 {
-    struct sub_collect c = {up->index, json_object()};
+    struct sub_collect c = {up->index, json_object(), audience(up)};
     session_foreach(collect_subs_cb, &c);
     return c.set;
 }
@@ -1116,8 +1173,12 @@ static void fail_held(struct upstream *up, const char *why)
     while ((p = pop_held(&list)) != NULL) {
         p->answered = true;
         char m[600];
-        snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
-                 up->recover_why, why);
+        if (opening(up))
+            snprintf(m, sizeof(m), "server \"%s\" could not open a session for this user: %s",
+                     up->srv->name, why);
+        else
+            snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
+                     up->recover_why, why);
         json_t *e = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
                                       json_pack("{s:s}", "server", up->srv->name));
         stream_push(p->stream, e, true);
@@ -1180,7 +1241,10 @@ void gw_finish_recovery(struct upstream *up)
     json_t *f =
         json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "was", up->recover_why,
                   "failed_attempts", (int)up->recover_attempts, "held_calls", (int)up->nheld);
-    log_fields(LOG_INFO, "upstream_recovered", f);
+    if (up->base != NULL)
+        json_object_set_new(f, "user", json_string(up->owner));
+    log_fields(LOG_INFO, opening(up) ? "upstream_user_session_ready" : "upstream_recovered", f);
+    up->opened = true;
     up->recovering = false;
     up->gave_up = false;
     up->recover_attempts = 0;
@@ -1348,7 +1412,8 @@ int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t 
     struct forward *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return ERR_NOMEM;
-    f->up = up;
+    f->up = up_server(up); /* an instance may be closed by the time this runs */
+    snprintf(f->owner, sizeof(f->owner), "%s", up->base != NULL ? up->owner : "");
     f->msg = json_pack("{s:I, s:s}", "id", (json_int_t)id, "reason", reason);
     if (f->msg != NULL && refuse_id != NULL) {
         json_object_set(f->msg, "refuse_id", refuse_id);
@@ -1447,7 +1512,9 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         return;
     }
     uint64_t down_id = session_next_request_id(call->session);
-    if (session_track_request(call->session, down_id, up, id) != 0) {
+    /* The server's entry, not the instance: the client's answer finds the instance again by
+       its principal (gateway_relay_answer_cb), and an instance may close meanwhile. */
+    if (session_track_request(call->session, down_id, up_server(up), id) != 0) {
         answer_server_request(up, id, method, JSONRPC_INTERNAL_ERROR,
                               "the client session is closed", "refused");
         return;
@@ -1468,11 +1535,12 @@ struct backpressure {
 static void resume_reading_cb(void *arg)
 {
     struct backpressure *bp = arg;
-    struct pending *p = idmap_get(&bp->up->pending, bp->id);
+    struct upstream *up = gw_instance_with_call(bp->up, bp->id);
+    struct pending *p = idmap_get(&up->pending, bp->id);
     if (p != NULL && p->paused) {
         p->paused = false;
-        if (bp->up->t != NULL)
-            transport_resume(bp->up->t, p);
+        if (up->t != NULL)
+            transport_resume(up->t, p);
     }
     free(bp);
 }
@@ -1491,7 +1559,7 @@ static void apply_backpressure(struct upstream *up, struct pending *p, void *rel
     struct backpressure *bp = malloc(sizeof(*bp));
     if (bp == NULL)
         return;
-    bp->up = up;
+    bp->up = up_server(up); /* found again by the call's id: an instance may close meanwhile */
     bp->id = p->id;
     p->paused = true;
     transport_pause(up->t, p);
@@ -1522,6 +1590,12 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
     }
     for (int k = 0; k < CAT_NKINDS; k++) {
         if (changed_methods[k] && strcmp(method, changed_methods[k]) == 0) {
+            if (up->base != NULL) {
+                /* A user's instance: its user's sessions hear it, nobody else's; the catalog
+                   stays the server's. */
+                tell_audience(up, msg, NULL);
+                return;
+            }
             /* Clients hear of it once the new catalog is published, so that a client listing again
                at once sees the change. */
             up->announce |= 1u << k;
@@ -1531,7 +1605,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         }
     }
     if (strcmp(method, "notifications/resources/updated") == 0) {
-        broadcast(up->index, msg, json_string_value(json_object_get(params, "uri")));
+        tell_audience(up, msg, json_string_value(json_object_get(params, "uri")));
         return;
     }
     if (strcmp(method, "notifications/subscriptions/acknowledged") == 0) {
@@ -1549,7 +1623,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         } else if (call)
             stream_push(call->stream, msg, false);
         else
-            broadcast(up->index, msg, NULL);
+            tell_audience(up, msg, NULL);
         apply_backpressure(up, call, related);
         return;
     }
@@ -1643,6 +1717,8 @@ static void bad_message_cb(void *owner, void *related, long long id, const char 
     gw_pending_maybe_free(p);
 }
 
+static void start_reaper(struct upstream *up);
+
 static void start_upstream_cb(void *arg)
 {
     struct upstream *up = arg;
@@ -1650,6 +1726,7 @@ static void start_upstream_cb(void *arg)
                                                       bad_message_cb};
     struct transport_cbs cbs = cbs_template;
     cbs.owner = up;
+    start_reaper(up);
     uv_timer_init(up->home->loop, &up->retry_timer);
     up->retry_timer.data = up;
     uv_timer_init(up->home->loop, &up->listen_timer);
@@ -1661,6 +1738,235 @@ static void start_upstream_cb(void *arg)
     }
     if (up->srv->transport == TRANSPORT_HTTP)
         begin_init(up);
+}
+
+/* --- per-user instances (sessions: per_user; home thread) --- */
+
+/* The number of up's users' sessions changed: /readyz and gatehouse_upstream_user_sessions. */
+static void users_changed(struct upstream *up)
+{
+    static const char *const names[] = {"server"};
+    atomic_store(&up->users_open, up->nusers);
+    struct metric *m =
+        metrics_gauge("gatehouse_upstream_user_sessions",
+                      "Users' upstream sessions open, by server (sessions: per_user)", 1, names);
+    const char *values[] = {up->srv->name};
+    metrics_set(m, values, up->nusers);
+}
+
+static void reap_cb(uv_timer_t *t);
+
+/* Every handle of instance `in` is closed: free what is left of it. */
+static void instance_closed_cb(uv_handle_t *h)
+{
+    struct upstream *in = h->data;
+    if (--in->closing_handles > 0)
+        return;
+    for (int k = 0; k < CAT_NKINDS; k++) {
+        json_decref(in->lists[k]);
+        json_decref(in->fetching[k]);
+    }
+    json_decref(in->caps);
+    json_decref(in->pub_caps);
+    json_decref(in->listen_subs);
+    idmap_release(&in->pending);
+    free(in);
+}
+
+/* Close instance `in` (why: for the log and its calls' errors), out of its server's table. */
+static void instance_close(struct upstream *in, const char *why)
+{
+    struct upstream *up = in->base;
+    for (unsigned i = 0; i < up->nusers; i++)
+        if (up->users[i] == in) {
+            up->users[i] = up->users[--up->nusers];
+            break;
+        }
+    users_changed(up);
+    json_t *f = json_pack("{s:s, s:s, s:s, s:i}", "server", up->srv->name, "user", in->owner, "why",
+                          why, "open", (int)up->nusers);
+    log_fields(LOG_INFO, "upstream_user_session_closed", f);
+    in->closing = true;
+    fail_held(in, why);
+    fail_all(in, why);
+    if (in->t != NULL) {
+        transport_close(in->t); /* stdio: the child's process group ends; HTTP: DELETE */
+        in->t = NULL;
+    }
+    in->closing_handles = 2;
+    uv_close((uv_handle_t *)&in->retry_timer, instance_closed_cb);
+    uv_close((uv_handle_t *)&in->listen_timer, instance_closed_cb);
+}
+
+/* A new instance of server up for owner, started (its session opens as a stdio child starts or
+   at once over HTTP). Calls sent to it meanwhile are held, as during a recovery, and go out
+   once it is ready. NULL: out of memory. */
+static struct upstream *instance_new(struct upstream *up, const char *owner)
+{
+    struct upstream **users = realloc(up->users, (up->nusers + 1) * sizeof(*users));
+    if (users == NULL)
+        return NULL;
+    up->users = users;
+    struct upstream *in = calloc(1, sizeof(*in));
+    if (in == NULL)
+        return NULL;
+    in->index = up->index;
+    in->srv = up->srv;
+    in->cfg = up->cfg; /* the server's entry holds the reference and outlives its instances */
+    in->home = up->home;
+    in->base = up;
+    snprintf(in->owner, sizeof(in->owner), "%s", owner);
+    in->pub_state = UP_STARTING;
+    idmap_init(&in->pending);
+    in->caps = json_object();
+    in->last_used = uv_now(up->home->loop);
+    in->recovering = true; /* its calls wait for the session, as after a lost one */
+    snprintf(in->recover_why, sizeof(in->recover_why), "opening a session for user %s", owner);
+    up->users[up->nusers++] = in;
+    users_changed(up);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "server", up->srv->name, "user", owner, "open",
+                          (int)up->nusers, "max", (int)up->srv->user_max);
+    log_fields(LOG_INFO, "upstream_user_session_opened", f);
+    start_upstream_cb(in);
+    return in;
+}
+
+/* The instance of server up that serves `owner` (a principal_key), if it has one: up itself
+   for a shared server and for "" (no principal: authentication off); NULL when that user has
+   no session open. */
+struct upstream *gw_instance_for(struct upstream *up, const char *owner)
+{
+    up = up_server(up);
+    if (up->srv->sessions != SESSIONS_PER_USER || owner == NULL || owner[0] == '\0')
+        return up;
+    for (unsigned i = 0; i < up->nusers; i++)
+        if (strcmp(up->users[i]->owner, owner) == 0)
+            return up->users[i];
+    return NULL;
+}
+
+/* The instance of server up (its entry or a user's) that has request id in flight; the server's
+   entry when none has. */
+struct upstream *gw_instance_with_call(struct upstream *up, uint64_t id)
+{
+    up = up_server(up);
+    for (unsigned i = 0; i < up->nusers; i++)
+        if (idmap_get(&up->users[i]->pending, id) != NULL)
+            return up->users[i];
+    return up;
+}
+
+/* Home thread, before a call is sent: send it to its principal's instance (f->owner) of a
+   per_user server, opening the instance at the user's first call. False when the call was
+   answered instead (user_sessions.max reached, out of memory); f and its call are then freed. */
+bool gw_pick_instance(struct forward *f)
+{
+    struct upstream *up = f->up;
+    if (f->owner[0] == '\0' || up->base != NULL || up->srv->sessions != SESSIONS_PER_USER)
+        return true;
+    struct upstream *in = gw_instance_for(up, f->owner);
+    char m[400] = "";
+    if (in == NULL && up->closing)
+        snprintf(m, sizeof(m), "server \"%s\" is stopping", up->srv->name);
+    else if (in == NULL && up->nusers >= up->srv->user_max)
+        snprintf(m, sizeof(m),
+                 "server \"%s\" has %u user sessions open, its limit (user_sessions.max %u); a "
+                 "session closes after user_sessions.idle_timeout (%u s) without calls; try again "
+                 "later",
+                 up->srv->name, up->nusers, up->srv->user_max, up->srv->user_idle_ms / 1000);
+    else if (in == NULL && (in = instance_new(up, f->owner)) == NULL)
+        snprintf(m, sizeof(m),
+                 "could not open a session of server \"%s\" for the user: out of memory",
+                 up->srv->name);
+    if (in == NULL) {
+        static const char *const names[] = {"server"};
+        const char *values[] = {up->srv->name};
+        metrics_inc(metrics_counter("gatehouse_upstream_user_sessions_refused_total",
+                                    "Calls refused because their server had user_sessions.max "
+                                    "users' sessions open (or could not open one), by server",
+                                    1, names),
+                    values, 1);
+        struct pending *p = f->p;
+        log_info("call_dropped", "a call to server %s was not sent: %s", up->srv->name, m);
+        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
+                                        json_pack("{s:s}", "server", up->srv->name));
+        stream_push(p->stream, err, true);
+        json_decref(err);
+        p->answered = true;
+        p->up = up;
+        gw_pending_free(p);
+        json_decref(f->msg);
+        free(f);
+        return false;
+    }
+    if (in->log_level[0] == '\0' && f->p->session != NULL) {
+        /* The level this client set before the instance existed, replayed when it is ready. */
+        const char *level = mcp_log_level_name(session_log_level(f->p->session));
+        if (level != NULL)
+            snprintf(in->log_level, sizeof(in->log_level), "%s", level);
+    }
+    in->last_used = uv_now(in->home->loop);
+    f->up = in;
+    f->owner[0] = '\0';
+    return true;
+}
+
+/* Does instance in have a client's call in flight or waiting? */
+static void count_calls_cb(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    *(unsigned *)arg += ((struct pending *)val)->cb == NULL;
+}
+
+static bool instance_busy(struct upstream *in)
+{
+    unsigned calls = in->inflight + in->queued + in->nheld;
+    if (calls == 0)
+        idmap_foreach(&in->pending, count_calls_cb, &calls); /* parked MRTR calls too */
+    return calls > 0;
+}
+
+/* The sweep of a per_user server: close the instances idle for user_sessions.idle_timeout. */
+static void reap_cb(uv_timer_t *t)
+{
+    struct upstream *up = t->data;
+    uint64_t now = uv_now(up->home->loop);
+    for (unsigned i = up->nusers; i-- > 0;) {
+        struct upstream *in = up->users[i];
+        if (!instance_busy(in) && now - in->last_used >= up->srv->user_idle_ms) {
+            char why[160];
+            snprintf(why, sizeof(why), "idle for %u ms (user_sessions.idle_timeout)",
+                     up->srv->user_idle_ms);
+            instance_close(in, why);
+        }
+    }
+}
+
+/* Start the idle sweep of a per_user server's entry: four times per idle_timeout, between
+   100 ms and 30 s apart. */
+static void start_reaper(struct upstream *up)
+{
+    if (up->base != NULL || up->srv->sessions != SESSIONS_PER_USER ||
+        (up->reap_timer = malloc(sizeof(*up->reap_timer))) == NULL)
+        return;
+    uint64_t every = up->srv->user_idle_ms / 4;
+    every = every < 100 ? 100 : every > 30000 ? 30000 : every;
+    uv_timer_init(up->home->loop, up->reap_timer);
+    up->reap_timer->data = up;
+    uv_timer_start(up->reap_timer, reap_cb, every, every);
+}
+
+/* Close every instance of server up and its sweep (the gateway stops, or a reload retires it). */
+static void close_instances(struct upstream *up, const char *why)
+{
+    while (up->nusers > 0)
+        instance_close(up->users[up->nusers - 1], why);
+    free(up->users);
+    up->users = NULL;
+    if (up->reap_timer != NULL) {
+        uv_close((uv_handle_t *)up->reap_timer, (uv_close_cb)free);
+        up->reap_timer = NULL;
+    }
 }
 
 /* Main thread: a new upstream for srv (inside cfg), published in the table but not started. */
@@ -1744,7 +2050,8 @@ static bool server_unchanged(const struct config_server *a, const struct config_
         a->restart_initial_ms != b->restart_initial_ms || a->restart_max_ms != b->restart_max_ms ||
         a->max_concurrency != b->max_concurrency || a->max_queue != b->max_queue ||
         a->max_message != b->max_message || a->prefix != b->prefix || a->protocol != b->protocol ||
-        a->validate_arguments != b->validate_arguments)
+        a->validate_arguments != b->validate_arguments || a->sessions != b->sessions ||
+        a->user_idle_ms != b->user_idle_ms || a->user_max != b->user_max)
         return false;
     for (size_t i = 0; i < a->nargs; i++)
         if (!str_eq(a->args[i], b->args[i]))
@@ -1871,6 +2178,8 @@ static void stop_upstream_cb(void *arg)
         return;
     }
     up->closing = true;
+    close_instances(up, up->retired ? "the server was removed or changed by a reload"
+                                    : "the gateway is shutting down");
     fail_all(up, "the gateway is shutting down");
     if (up->t) {
         transport_close(up->t);
@@ -1923,6 +2232,7 @@ void gateway_free(void)
         json_decref(up->pub_caps);
         json_decref(up->listen_subs);
         idmap_release(&up->pending);
+        free(up->users); /* NULL once its stop closed them (close_instances) */
         config_unref(up->cfg);
         free(up);
         gw.ups[i] = NULL;
@@ -1978,6 +2288,11 @@ json_t *gateway_status(void)
         }
         if (up->protocol[0] && up->pub_state == UP_READY)
             json_object_set_new(s, "protocol", json_string(up->protocol));
+        if (up->srv->sessions == SESSIONS_PER_USER) {
+            json_object_set_new(s, "sessions", json_string("per_user"));
+            json_object_set_new(s, "user_sessions", json_integer(atomic_load(&up->users_open)));
+            json_object_set_new(s, "user_sessions_max", json_integer(up->srv->user_max));
+        }
         json_object_set_new(servers, up->srv->name, s);
     }
     pthread_mutex_unlock(&gw.lock);

@@ -472,7 +472,7 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
-        "overlays, protocol, validate_arguments, credentials");
+        "overlays, protocol, validate_arguments, credentials, sessions, user_sessions");
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
@@ -645,6 +645,60 @@ static void test_validate_arguments(void)
                "t.yaml:4:5: validate_arguments is not allowed in server \"a\" with transport "
                "openapi; expected it only with transport: stdio or http (the arguments of an "
                "OpenAPI tool are always checked against its schema)");
+}
+
+/* sessions: shared | per_user, and user_sessions {idle_timeout, max}. */
+static void test_sessions(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    const char *y = "servers:\n"
+                    "  - {name: a, command: x}\n"
+                    "  - {name: b, command: x, sessions: shared}\n"
+                    "  - {name: c, url: http://127.0.0.1:9/mcp, sessions: per_user}\n"
+                    "  - name: d\n"
+                    "    command: x\n"
+                    "    sessions: per_user\n"
+                    "    user_sessions: {idle_timeout: 30s, max: 2}\n";
+    CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
+    if (c == NULL)
+        return;
+    CHECK_INT(c->servers[0].sessions, SESSIONS_SHARED); /* the default */
+    CHECK_INT(c->servers[1].sessions, SESSIONS_SHARED);
+    CHECK_INT(c->servers[2].sessions, SESSIONS_PER_USER);
+    CHECK_INT(c->servers[2].user_idle_ms, 600000); /* the defaults */
+    CHECK_INT(c->servers[2].user_max, 100);
+    CHECK_INT(c->servers[3].sessions, SESSIONS_PER_USER);
+    CHECK_INT(c->servers[3].user_idle_ms, 30000);
+    CHECK_INT(c->servers[3].user_max, 2);
+    config_unref(c);
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    sessions: per-user\n", ERR_INVAL, 4, 15,
+               "t.yaml:4:15: \"per-user\" is not a sessions mode for server \"a\"; expected "
+               "shared or per_user");
+    EXPECT_ERR("servers:\n  - name: a\n    spec: x.json\n    sessions: per_user\n", ERR_INVAL, 4,
+               15,
+               "t.yaml:4:15: sessions: per_user is not allowed in server \"a\" with transport "
+               "openapi; expected it only with transport: stdio or http (an openapi server has no "
+               "upstream session: each call is its own HTTP request)");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    user_sessions: {max: 3}\n", ERR_INVAL, 4,
+               5,
+               "t.yaml:4:5: user_sessions is not allowed in server \"a\" without sessions: "
+               "per_user; expected it only with sessions: per_user");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    sessions: per_user\n"
+               "    user_sessions: {max: 0}\n",
+               ERR_INVAL, 5, 26,
+               "t.yaml:5:26: \"0\" is out of range for user_sessions.max of server \"a\"; "
+               "expected an integer from 1 to 10000");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    sessions: per_user\n"
+               "    user_sessions: {idle_timeout: 0}\n",
+               ERR_INVAL, 5, 35,
+               "t.yaml:5:35: user_sessions.idle_timeout of server \"a\" must not be zero; "
+               "expected a duration such as \"30s\"");
+    EXPECT_ERR("servers:\n  - name: a\n    command: x\n    sessions: per_user\n"
+               "    user_sessions: {idle: 1m}\n",
+               ERR_INVAL, 5, 21,
+               "t.yaml:5:21: unknown key \"idle\" in user_sessions of server \"a\"; expected one "
+               "of: idle_timeout, max");
 }
 
 /* transport: openapi (docs/configuration.md, "servers"). */
@@ -1116,7 +1170,7 @@ TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol),
-          TEST(test_validate_arguments), TEST(test_listeners), TEST(test_durations_sizes_in_file),
-          TEST(test_duration_parse), TEST(test_size_parse), TEST(test_refcount),
-          TEST(test_store_auth), TEST(test_relative_paths), TEST(test_store_postgres),
-          TEST(test_tls_keys))
+          TEST(test_validate_arguments), TEST(test_sessions), TEST(test_listeners),
+          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
+          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths),
+          TEST(test_store_postgres), TEST(test_tls_keys))
