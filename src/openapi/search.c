@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "openapi/openapi-int.h"
 
@@ -661,21 +662,66 @@ static int query_term(void *ctx, const char *tok, double w, size_t word)
     return json_object_set_new(seen, tok, json_real(w)) == 0 ? 0 : ERR_NOMEM;
 }
 
+/* Words after which a request gives a name or a text, not what to do ("a list called Blocked"). */
+static bool names_next(const char *w, size_t n)
+{
+    static const char *const markers[] = {"called", "named", "titled", "entitled"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(*markers); i++)
+        if (strlen(markers[i]) == n && strncasecmp(w, markers[i], n) == 0)
+            return true;
+    return false;
+}
+
+/* Words after which the rest of a request is the text to send ("... saying the deploy is done"). */
+static bool text_follows(const char *w, size_t n)
+{
+    static const char *const markers[] = {"saying", "says", "reading", "stating"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(*markers); i++)
+        if (strlen(markers[i]) == n && strncasecmp(w, markers[i], n) == 0)
+            return true;
+    return false;
+}
+
 /*
- * The query without the values it carries: a word with a digit in it (PROJ-123, 9am, v2.0) names
- * a thing to act on, not the operation, and would only match examples in the documents.
+ * The query without the values it carries, which name a thing to act on, not the operation, and
+ * would only match examples in the documents: a word with a digit (PROJ-123, 9am, v2.0), an
+ * address or a handle (ana@example.com, #general, @bob, https://...), quoted text, the name after
+ * "called" or "named" (one word, or a run of capitalised ones: "a playlist called Road Trip"), and
+ * the text after "saying".
  */
 static char *query_words(const char *query)
 {
     char *q = oa_strdup(query);
     size_t words = 0;
+    int name = 0; /* 1: a name comes next, 2: a capitalised name goes on */
     for (char *s = q; s && *s;) {
+        if (*s == '"' || (*s == '\'' && (s == q || isspace((unsigned char)s[-1])))) {
+            char *end = strchr(s + 1, *s); /* quoted text, up to its closing quote */
+            if (end) {
+                memset(s, ' ', (size_t)(end - s + 1));
+                s = end + 1;
+                continue;
+            }
+        }
         size_t n = strcspn(s, " \t\r\n");
-        bool digit = false;
+        bool value = n && (s[0] == '#' || s[0] == '@');
         for (size_t i = 0; i < n; i++)
-            digit |= isdigit((unsigned char)s[i]) != 0;
-        if (digit)
+            value |= isdigit((unsigned char)s[i]) || s[i] == '@' || s[i] == '/';
+        if (name && n) { /* a name is one word, or goes on while it is capitalised */
+            bool cap = isupper((unsigned char)s[0]);
+            value = name == 1 || cap;
+            name = value && cap && s[n - 1] != ',' && s[n - 1] != '.' ? 2 : 0;
+        }
+        if (n && text_follows(s, n)) {
+            *s = '\0';
+            break;
+        }
+        if (n && names_next(s, n)) {
             memset(s, ' ', n);
+            name = 1;
+        } else if (value) {
+            memset(s, ' ', n);
+        }
         if (n && ++words > BM25_QUERY_WORDS) { /* a request is a sentence, not a document */
             *s = '\0';
             break;

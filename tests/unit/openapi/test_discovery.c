@@ -131,6 +131,16 @@ static void test_bm25_fields(void)
     /* stop words alone match nothing; a value (a word with a digit) is not searched for */
     CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
     CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
+    /* nor are names and texts: after "called"/"named" (a word, or a run of capitalised ones),
+       quoted, addresses and handles, the text after "saying" */
+    CHECK_INT(openapi_bm25_rank(ix, "a topic called message", 5, out, NULL), 1);
+    CHECK_STR(names[out[0]], "set_topic");
+    CHECK_INT(openapi_bm25_rank(ix, "a topic named Message Log", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "a topic named Log for the user", 5, out, NULL), 2);
+    CHECK_INT(openapi_bm25_rank(ix, "topic 'message log'", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic \"message\"", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic user@example.com #message @log", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic saying the message is a log", 5, out, NULL), 1);
     /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
     CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
     /* only the first 64 words of a query are searched for */
