@@ -30,10 +30,13 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
-#define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
-#define BM25_QUERY_WORDS 64      /* words of a query searched for; the rest is ignored */
-#define BM25_INTENT_MISMATCH 0.3 /* a reading operation for a writing verb, or the reverse */
-#define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
+#define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
+#define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
+#define BM25_ABBREV_MAX 3         /* longer words it may be short for */
+#define BM25_NAME_PRIOR 0.06      /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_QUERY_WORDS 64       /* words of a query searched for; the rest is ignored */
+#define BM25_INTENT_MISMATCH 0.3  /* a reading operation for a writing verb, or the reverse */
+#define BM25_COVERAGE_EXP 2.0     /* score * (query words matched / query words)^2 */
 
 #define BM25_FIELDS_MAX 4
 
@@ -97,6 +100,9 @@ static const char *const word_groups[] = {
     ("+create add new make insert register build generate setup open initiate start begin "
      "launch leave save"),
     "+update edit change modify set patch alter adjust fix replace rename",
+    /* a change of state is often done by an update of the thing (close an issue: its state) */
+    ("+update close archive mark complete finish resolve reopen lock unlock enable disable "
+     "activate deactivate assign unassign reassign toggle turn rename"),
     "+delete remove erase destroy discard purge drop trash revoke unshare",
     "+send post publish deliver dispatch broadcast notify submit",
     "+cancel stop abort terminate end halt void",
@@ -296,13 +302,43 @@ static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char 
     return true;
 }
 
+/* The document words that `word` is short for, when they have at most BM25_ABBREV_MAX stems. */
+static int abbreviation(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                        emit_fn emit, void *ctx)
+{
+    char full[BM25_ABBREV_MAX][BM25_TOKEN_MAX + 1];
+    const char *k;
+    size_t nfull = 0, n = strlen(word);
+    json_t *v;
+    json_object_foreach(ix->words, k, v)
+    {
+        if (strlen(k) < n + 2 || strncmp(k, word, n) != 0)
+            continue;
+        char st[BM25_TOKEN_MAX + 1];
+        snprintf(st, sizeof(st), "%s", k);
+        stem(st);
+        bool have = false;
+        for (size_t i = 0; i < nfull; i++)
+            have |= strcmp(full[i], st) == 0;
+        if (have)
+            continue;
+        if (nfull == BM25_ABBREV_MAX)
+            return 0; /* short for too many things: for none */
+        memcpy(full[nfull++], st, sizeof(st));
+    }
+    int err = 0;
+    for (size_t i = 0; i < nfull && err == 0; i++)
+        err = emit_word(ix, full[i], w, no, emit, ctx);
+    return err;
+}
+
 /*
  * The terms of `text` with their weights: each word, and when expanding no stop words, the
  * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
  * is two words of the documents run together (the longest first part wins).
  */
-static int analyze(const struct openapi_bm25 *ix, const char *text, double w, emit_fn emit,
-                   void *ctx)
+static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bool query,
+                   emit_fn emit, void *ctx)
 {
     char word[BM25_TOKEN_MAX + 1], joined[BM25_TOKEN_MAX + 1];
     const char *p = text ? text : "";
@@ -337,6 +373,11 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
             if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
                 break;
         }
+        /* in a query, a word the documents do not have that begins a few of their words is
+           short for them (promo -> promotion, repo -> repository, config -> configuration) */
+        if (query && n >= BM25_ABBREV_MIN && !json_object_get(ix->words, word) &&
+            (err = abbreviation(ix, word, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+            break;
         for (size_t cut = n - BM25_COMPOUND_PART_MIN;
              n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
             char left[BM25_TOKEN_MAX + 1];
@@ -489,7 +530,7 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
         ix->docs[i].kind = reads ? (reads[i] ? 'r' : 'w') : 0;
         for (size_t f = 0; f < nfields; f++) {
             struct index_ctx ctx = {ix, &ix->docs[i], f};
-            if ((err = analyze(ix, texts[i * nfields + f], 1.0, index_term, &ctx)) != 0)
+            if ((err = analyze(ix, texts[i * nfields + f], 1.0, false, index_term, &ctx)) != 0)
                 goto out;
             total[f] += ix->docs[i].len[f];
         }
@@ -581,7 +622,8 @@ static int first_term(void *ctx, const char *tok, double w, size_t word)
 /*
  * What the query asks for, from its first word, the verb of a request ("cancel a
  * subscription", "show my notifications") or a question word ("who is in this channel"): 'r' to
- * read, 'w' to write, 0 when it does not say.
+ * read, 'w' to write, 'c' when it starts with a word of the documents that is no action (a noun
+ * used as a verb: "comment on the ticket", "tag the task" add one), 0 when it does not say.
  */
 static char query_intent(const struct openapi_bm25 *ix, const char *query)
 {
@@ -594,9 +636,16 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
             if (strcmp(first, questions[i]) == 0)
                 return 'r';
     first[0] = '\0';
-    if (analyze(ix, query, 1.0, first_term, first) != 0)
+    if (analyze(ix, query, 1.0, true, first_term, first) != 0)
         return 0;
     const char *k = json_string_value(json_object_get(ix->intent, first));
+    char word[BM25_TOKEN_MAX + 1];
+    for (p = query; k == NULL && next_word(&p, word, false);) {
+        if (is_stop_word(word))
+            continue;
+        /* a request that starts with a thing: "comment on the ticket" adds one */
+        return json_object_get(ix->words, word) ? 'c' : 0;
+    }
     return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
 }
 
@@ -621,7 +670,7 @@ static int coverage(const struct openapi_bm25 *ix, const char *query, double *ac
     json_t *words = json_array();
     unsigned *matched = calloc(ix->ndocs, sizeof(*matched));
     unsigned nwords = 0;
-    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, word_term, words) != 0) {
+    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, true, word_term, words) != 0) {
         json_decref(words);
         free(matched);
         return ERR_NOMEM;
@@ -744,8 +793,14 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     if (acc == NULL || seen == NULL || query == NULL)
         goto out;
     /* the query's terms, each once, with its highest weight */
-    if (analyze(ix, query, 1.0, query_term, seen) != 0)
+    if (analyze(ix, query, 1.0, true, query_term, seen) != 0)
         goto out;
+    char intent = ix->expand ? query_intent(ix, query) : 0;
+    if (intent == 'c') { /* a noun used as a verb asks to add one */
+        if (query_term(seen, "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
+            goto out;
+        intent = 'w';
+    }
     double N = (double)ix->ndocs;
     const char *tok;
     json_t *qw;
@@ -771,7 +826,6 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     if (ix->expand && coverage(ix, query, acc) != 0)
         goto out;
     /* an operation of the other kind (a GET for "cancel ...", a POST for "list ...") last */
-    char intent = ix->expand ? query_intent(ix, query) : 0;
     for (size_t i = 0; intent && i < ix->ndocs; i++)
         if (ix->docs[i].kind && ix->docs[i].kind != intent)
             acc[i] *= BM25_INTENT_MISMATCH;

@@ -168,6 +168,24 @@ static void test_bm25_fields(void)
         CHECK_STR(kn[out[0]], "list_widgets");
         openapi_bm25_free(ix);
     }
+
+    /* a change of state is an update; a noun used as a verb adds one; an abbreviation of a word
+       of the documents counts as it */
+    static const char *const sn[] = {"drop_note", "make_note", "update_promotion", "get_promotion"};
+    static const char *const st[] = {"drop_note Drops a note.", "make_note Makes a note.",
+                                     "update_promotion Updates a promotion.",
+                                     "get_promotion Returns a promotion."};
+    static const bool sr[] = {false, false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(sn, st, 1, weights, sr, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "archive the promotion", 2, out, NULL), 2);
+        CHECK_STR(sn[out[0]], "update_promotion");
+        CHECK_INT(openapi_bm25_rank(ix, "note on the promotion", 4, out, NULL), 4);
+        CHECK_STR(sn[out[0]], "make_note");
+        CHECK_INT(openapi_bm25_rank(ix, "show the promo", 4, out, NULL), 2);
+        CHECK_STR(sn[out[0]], "get_promotion");
+        openapi_bm25_free(ix);
+    }
 }
 
 static char *oa_test_doc(const char *title)
