@@ -92,42 +92,47 @@ static const char *const stop_words[] = {
 static const char *const word_groups[] = {
     /* actions that read ("=") */
     ("=get fetch retrieve read show view see display look inspect describe detail info "
-     "information details"),
+     "information details check preview peek"),
     "=list all every enumerate browse show see view display read",
-    "=search find lookup query filter locate",
+    "=search find lookup query filter locate seek discover match",
     "=download export",
     /* actions that write ("+") */
     ("+create add new make insert register build generate setup open initiate start begin "
-     "launch leave save"),
-    "+update edit change modify set patch alter adjust fix replace rename",
+     "launch leave save compose write draft establish provision instantiate"),
+    ("+update edit change modify set patch alter adjust fix replace rename rewrite amend correct "
+     "tweak configure customize customise"),
     /* a change of state is often done by an update of the thing (close an issue: its state) */
     ("+update close archive mark complete finish resolve reopen lock unlock enable disable "
      "activate deactivate assign unassign reassign toggle turn rename"),
-    "+delete remove erase destroy discard purge drop trash revoke unshare",
-    "+send post publish deliver dispatch broadcast notify submit",
+    "+delete remove erase destroy discard purge drop trash revoke unshare junk scrap wipe clear",
+    "+send post publish deliver dispatch broadcast notify submit forward",
     "+cancel stop abort terminate end halt void",
-    "+move transition progress advance",
-    "+copy duplicate clone fork",
+    "+move transition progress advance transfer relocate shift reorder migrate",
+    "+copy duplicate clone fork replicate",
     "+upload attach import",
     "+join enter",
     "+leave exit quit depart",
-    "+restore unarchive undelete recover reopen",
+    "+restore unarchive undelete recover reopen untrash revert rollback undo unhide",
     "+close resolve finish complete done",
     "+approve accept",
     "+subscribe watch follow monitor",
     "+unsubscribe unwatch unfollow",
     "+pay charge bill purchase buy",
     "+refund reimburse",
-    "+star favorite favourite bookmark",
+    "+star favorite favourite bookmark like",
     "+schedule later scheduled",
-    "+snooze mute silence pause quiet dnd disturb",
+    "+snooze mute silence pause quiet dnd disturb suspend",
+    "+run start begin launch trigger execute resume play unpause continue",
+    "+assign delegate allocate",
+    "+merge combine",
+    "+archive hide shelve",
     "+vote upvote",
     "+invite",
     /* things, and words that are both */
     "share grant permission permissions access collaborate collaborator",
     "myself current authenticated self login signin whoami",
     "bulk batch many multiple several",
-    "message messages msg chat",
+    "message messages msg chat email mail",
     "channel conversation room",
     "user person people member someone somebody colleague teammate everyone who",
     "issue ticket bug incident",
@@ -150,6 +155,10 @@ static const char *const word_groups[] = {
     "storage quota space usage",
     "picture photo image avatar",
     "owner author creator",
+    "folder directory",
+    "task todo chore",
+    "event meeting appointment calendar",
+    "setting settings preference preferences option options configuration config",
 };
 
 static bool is_stop_word(const char *w)

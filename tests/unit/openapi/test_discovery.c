@@ -119,6 +119,10 @@ static void test_bm25_fields(void)
        argument text (set_topic's "delete" is an argument's) */
     CHECK_INT(openapi_bm25_rank(ix, "remove", 5, out, NULL), 2);
     CHECK_STR(names[out[0]], "chat_delete");
+    /* the thesaurus of actions: "wipe" is a delete, "email" a message */
+    CHECK_INT(openapi_bm25_rank(ix, "wipe", 5, out, NULL), 2);
+    CHECK_STR(names[out[0]], "chat_delete");
+    CHECK_INT(openapi_bm25_rank(ix, "email", 5, out, NULL), 3);
     /* camelCase is split: "post message" meets postMessage; "send" is post's group */
     CHECK_INT(openapi_bm25_rank(ix, "send a message", 1, out, NULL), 1);
     CHECK_STR(names[out[0]], "chat_post");
