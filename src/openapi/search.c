@@ -62,10 +62,11 @@ struct openapi_bm25 {
     size_t nfields;
     double weight[BM25_FIELDS_MAX]; /* of each field's score */
     double avgdl[BM25_FIELDS_MAX];
-    bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
-    json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
-    json_t *groups; /* expand: stem -> [group tokens] */
-    json_t *intent; /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    bool expand;     /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;   /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *groups;  /* expand: stem -> [group tokens] */
+    json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
+    json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
 };
 
 /*
@@ -101,8 +102,9 @@ static const char *const word_groups[] = {
      "launch leave save compose write draft establish provision instantiate"),
     ("+update edit change modify set patch alter adjust fix replace rename rewrite amend correct "
      "tweak configure customize customise"),
-    /* a change of state is often done by an update of the thing (close an issue: its state) */
-    ("+update close archive mark complete finish resolve reopen lock unlock enable disable "
+    /* a change of state is often done by an update of the thing (close an issue: its state);
+       ">": in requests only (an operation named lock is no update of the issue) */
+    ("+>update close archive mark complete finish resolve reopen lock unlock enable disable "
      "activate deactivate assign unassign reassign toggle turn rename"),
     "+delete remove erase destroy discard purge drop trash revoke unshare junk scrap wipe clear",
     "+send post publish deliver dispatch broadcast notify submit forward",
@@ -259,7 +261,7 @@ typedef int (*emit_fn)(void *ctx, const char *term, double weight, size_t word);
 
 /* A word (stemmed) and, when expanding, its groups. */
 static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
-                     emit_fn emit, void *ctx)
+                     bool query, emit_fn emit, void *ctx)
 {
     char t[BM25_TOKEN_MAX + 1];
     snprintf(t, sizeof(t), "%s", word);
@@ -270,6 +272,11 @@ static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, 
     size_t i;
     json_t *g;
     json_array_foreach(json_object_get(ix->groups, t), i, g)
+    {
+        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
+            return err;
+    }
+    json_array_foreach(query ? json_object_get(ix->qgroups, t) : NULL, i, g)
     {
         if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
             return err;
@@ -337,7 +344,7 @@ static int abbreviation(const struct openapi_bm25 *ix, const char *word, double 
     }
     int err = 0;
     for (size_t i = 0; i < nfull && err == 0; i++)
-        err = emit_word(ix, full[i], w, no, emit, ctx);
+        err = emit_word(ix, full[i], w, no, true, emit, ctx);
     return err;
 }
 
@@ -358,7 +365,7 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
             snprintf(word, sizeof(word), "%s", joined);
         else if (ix->expand && is_stop_word(word))
             continue;
-        if ((err = emit_word(ix, word, w, no++, emit, ctx)) != 0 || !ix->expand)
+        if ((err = emit_word(ix, word, w, no++, query, emit, ctx)) != 0 || !ix->expand)
             continue;
         size_t n = strlen(word);
         /* an agent noun also counts as its verb when the document has it (watcher -> watch) */
@@ -369,7 +376,8 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
             char base[BM25_TOKEN_MAX + 1];
             snprintf(base, sizeof(base), "%.*s", (int)(n - er), word);
             if (json_object_get(ix->words, base) &&
-                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit, ctx)) !=
+                    0)
                 break;
         }
         /* and a noun in -ion its verb's stem (reaction -> react, creation -> creat) */
@@ -379,7 +387,8 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
         if (ion) {
             char base[BM25_TOKEN_MAX + 1];
             snprintf(base, sizeof(base), "%.*s", (int)(n - ion), word);
-            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit, ctx)) !=
+                0)
                 break;
         }
         /* in a query, a word the documents do not have that begins a few of their words is
@@ -393,8 +402,10 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
             snprintf(left, sizeof(left), "%.*s", (int)cut, word);
             if (json_object_get(ix->words, left) && json_object_get(ix->words, word + cut) &&
                 !is_stop_word(left) && !is_stop_word(word + cut)) {
-                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) == 0)
-                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx);
+                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit,
+                                     ctx)) == 0)
+                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit,
+                                    ctx);
                 break;
             }
         }
@@ -466,17 +477,22 @@ static int collect_word(void *ctx, const char *word)
 /* The word groups, keyed by stem: stem -> ["_" + first word of each group it is in]. */
 static int build_groups(struct openapi_bm25 *ix)
 {
-    if ((ix->groups = json_object()) == NULL || (ix->intent = json_object()) == NULL)
+    if ((ix->groups = json_object()) == NULL || (ix->qgroups = json_object()) == NULL ||
+        (ix->intent = json_object()) == NULL)
         return ERR_NOMEM;
     for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
         char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
         const char *p = word_groups[g];
         const char *kind = *p == '=' ? "r" : *p == '+' ? "w" : NULL;
+        bool query_only = p[0] && p[1] == '>';
         bool first = true;
         while (next_word(&p, word, false)) {
+            bool naming = first;
             if (first)
                 snprintf(name + 1, sizeof(name) - 1, "%s", word);
             first = false;
+            if (naming && query_only)
+                continue; /* it is in its own group elsewhere */
             stem(word);
             if (kind) { /* a word of both kinds (read, a list or a get) has none */
                 const char *had = json_string_value(json_object_get(ix->intent, word));
@@ -484,9 +500,10 @@ static int build_groups(struct openapi_bm25 *ix)
                                         json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
                     return ERR_NOMEM;
             }
-            json_t *a = json_object_get(ix->groups, word);
+            json_t *groups = query_only ? ix->qgroups : ix->groups;
+            json_t *a = json_object_get(groups, word);
             if (a == NULL &&
-                (json_object_set_new(ix->groups, word, a = json_array()) != 0 || a == NULL))
+                (json_object_set_new(groups, word, a = json_array()) != 0 || a == NULL))
                 return ERR_NOMEM;
             size_t i;
             json_t *v;
@@ -582,6 +599,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     json_decref(ix->vocab);
     json_decref(ix->words);
     json_decref(ix->groups);
+    json_decref(ix->qgroups);
     json_decref(ix->intent);
     free(ix);
 }

@@ -190,6 +190,16 @@ static void test_bm25_fields(void)
         CHECK_STR(sn[out[0]], "get_promotion");
         openapi_bm25_free(ix);
     }
+    /* ... in requests only: an operation named for another change of state is no update */
+    static const char *const ln[] = {"issues_lock", "issues_update"};
+    static const char *const lt[] = {"issues_lock Locks an issue.",
+                                     "issues_update Updates an issue."};
+    CHECK_INT(openapi_bm25_new_fields(ln, lt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "close the issue", 2, out, NULL), 2);
+        CHECK_STR(ln[out[0]], "issues_update");
+        openapi_bm25_free(ix);
+    }
 }
 
 static char *oa_test_doc(const char *title)
