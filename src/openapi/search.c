@@ -34,6 +34,7 @@
 #define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
 #define BM25_ABBREV_MAX 3         /* longer words it may be short for */
 #define BM25_NAME_PRIOR 0.06      /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_UNMATCHED 1.0        /* score / (1 + 0.05 x name words the request does not match) */
 #define BM25_QUERY_WORDS 64       /* words of a query searched for; the rest is ignored */
 #define BM25_INTENT_MISMATCH 0.3  /* a reading operation for a writing verb, or the reverse */
 #define BM25_COVERAGE_EXP 2.0     /* score * (query words matched / query words)^2 */
@@ -859,10 +860,25 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     /* the plainer operation first: a longer name is a more specific operation (check_if_merged
        against merge, a nested resource against the resource) */
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
-        size_t parts = 1;
-        for (const char *c = ix->docs[i].name; *c; c++)
-            parts += *c == '_' || *c == '-';
-        acc[i] /= 1.0 + BM25_NAME_PRIOR * (double)(parts - 1);
+        if (acc[i] <= 0)
+            continue;
+        size_t parts = 0, unmatched = 0;
+        const char *c = ix->docs[i].name;
+        char part[BM25_TOKEN_MAX + 1];
+        while (next_word(&c, part, true)) {
+            parts++;
+            stem(part);
+            bool hit = json_object_get(seen, part) != NULL;
+            size_t k;
+            json_t *g;
+            json_array_foreach(json_object_get(ix->groups, part), k, g)
+            {
+                hit |= json_object_get(seen, json_string_value(g)) != NULL;
+            }
+            unmatched += !hit;
+        }
+        acc[i] /= (1.0 + BM25_NAME_PRIOR * (double)(parts ? parts - 1 : 0)) *
+                  (1.0 + BM25_UNMATCHED * (double)unmatched);
     }
     for (size_t i = 0; i < ix->ndocs; i++)
         nhits += acc[i] > 0;

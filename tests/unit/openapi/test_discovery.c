@@ -190,6 +190,18 @@ static void test_bm25_fields(void)
         CHECK_STR(sn[out[0]], "get_promotion");
         openapi_bm25_free(ix);
     }
+    /* an operation whose name says more than was asked for is a more specific one */
+    static const char *const un[] = {"list_project_types", "list_projects", "get_user", "get_team"};
+    static const char *const ut[] = {
+        "list_project_types Lists the types of projects, for projects.",
+        "list_projects Lists the projects of the site that the caller may see.",
+        "get_user Returns a user.", "get_team Returns a team."};
+    CHECK_INT(openapi_bm25_new_fields(un, ut, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "list projects", 2, out, NULL), 2);
+        CHECK_STR(un[out[0]], "list_projects");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
