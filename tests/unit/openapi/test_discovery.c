@@ -497,6 +497,37 @@ static void test_search(void)
     json_decref(r);
     json_decref(args);
 
+    /* the first two in full, the others by name and description; a name finds its tool first */
+    CHECK_INT(
+        dcall(d, "search_operations", "{\"query\":\"pet\",\"limit\":4}", &r, &tool, &ta, &args), 0);
+    hits = json_loads(text_of(r, &err), 0, NULL);
+    CHECK(json_array_size(hits) == 4);
+    const char *third = json_string_value(json_object_get(json_array_get(hits, 2), "name"));
+    for (size_t i = 0; i < json_array_size(hits); i++)
+        CHECK((json_object_get(json_array_get(hits, i), "inputSchema") != NULL) == (i < 2));
+    CHECK(json_object_size(json_array_get(hits, 3)) == 2); /* name, description */
+    char q[200];
+    snprintf(q, sizeof(q), "{\"query\":\"%s\",\"limit\":4}", third ? third : "");
+    json_decref(r);
+    json_decref(args);
+    CHECK_INT(dcall(d, "search_operations", q, &r, &tool, &ta, &args), 0);
+    json_t *again = json_loads(text_of(r, &err), 0, NULL);
+    want = openapi_tool_to_json(openapi_catalog_find(cat, third ? third : ""));
+    CHECK(json_equal(json_array_get(again, 0), want));
+    for (size_t i = 1; i < json_array_size(again); i++) /* not twice */
+        CHECK_STR(
+            json_string_value(json_object_get(json_array_get(again, i), "name")) == NULL ||
+                    strcmp(json_string_value(json_object_get(json_array_get(again, i), "name")),
+                           third ? third : "") != 0
+                ? "other"
+                : "twice",
+            "other");
+    json_decref(want);
+    json_decref(again);
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
+
     CHECK_INT(dcall(d, "search_operations", "{\"query\":\"zebra\"}", &r, &tool, &ta, &args), 0);
     CHECK_STR(text_of(r, &err), "no operation matches \"zebra\"; try other keywords");
     CHECK(!err);
