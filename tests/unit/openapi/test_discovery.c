@@ -456,6 +456,19 @@ static void test_list_operations_pages(void)
     CHECK(err);
     json_decref(r);
     json_decref(args);
+    /* search: a tool's name finds it first, in full, even when its words find nothing (get07
+       has a digit: a value, not searched for) */
+    openapi_discovery_free(d);
+    d = NULL;
+    CHECK_INT(openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d), 0);
+    CHECK_INT(dcall(d, "search_operations", "{\"query\":\"get07\"}", &r, &tool, &ta, &args), 0);
+    json_t *hits = json_loads(text_of(r, &err), 0, NULL);
+    json_t *want = openapi_tool_to_json(openapi_catalog_find(cat, "get07"));
+    CHECK(json_array_size(hits) == 1 && json_equal(json_array_get(hits, 0), want));
+    json_decref(want);
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
 out:
     free(text);
     openapi_discovery_free(d);
