@@ -12,9 +12,10 @@
  *
  * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
  * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
- * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs) and
- * three factors after the sum: coverage, the name prior and the verb's kind (see openapi.h and
- * docs/openapi.md, "Discovery modes").
+ * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs, and in
+ * queries the values left out, abbreviations, a noun used as a verb) and four factors after the
+ * sum: coverage, the name prior, the name's unmatched words and the verb's kind (see openapi.h
+ * and docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
@@ -75,14 +76,15 @@ struct openapi_bm25 {
  * Only in the expanding analyzer; documents and queries alike.
  */
 static const char *const stop_words[] = {
-    "a",      "about", "am",   "an",    "and",   "any",  "are",   "as",    "at",     "be",
-    "been",   "but",   "by",   "can",   "could", "did",  "do",    "does",  "for",    "from",
-    "has",    "have",  "he",   "her",   "here",  "his",  "how",   "i",     "if",     "in",
-    "into",   "is",    "it",   "its",   "just",  "may",  "me",    "might", "mine",   "must",
-    "my",     "need",  "now",  "of",    "on",    "onto", "or",    "our",   "please", "she",
-    "should", "so",    "some", "than",  "that",  "the",  "their", "them",  "then",   "there",
-    "these",  "they",  "this", "those", "to",    "us",   "via",   "want",  "was",    "we",
-    "were",   "what",  "when", "where", "which", "will", "with",  "would", "you",    "your",
+    "a",     "about", "am",    "an",    "and",    "any",   "are",   "aren",   "as",   "at",
+    "be",    "been",  "but",   "by",    "can",    "could", "did",   "didn",   "do",   "does",
+    "doesn", "don",   "for",   "from",  "has",    "have",  "he",    "her",    "here", "his",
+    "how",   "i",     "if",    "in",    "into",   "is",    "isn",   "it",     "its",  "just",
+    "ll",    "may",   "me",    "might", "mine",   "must",  "my",    "need",   "now",  "of",
+    "on",    "onto",  "or",    "our",   "please", "re",    "she",   "should", "so",   "some",
+    "than",  "that",  "the",   "their", "them",   "then",  "there", "these",  "they", "this",
+    "those", "to",    "us",    "ve",    "via",    "want",  "was",   "we",     "were", "what",
+    "when",  "where", "which", "will",  "with",   "won",   "would", "you",    "your",
 };
 
 /*
@@ -166,6 +168,8 @@ static const char *const word_groups[] = {
 
 static bool is_stop_word(const char *w)
 {
+    if (w[0] && !w[1]) /* a letter alone: the rest of a contraction or a possessive ('s, 'm, 't) */
+        return true;
     size_t lo = 0, hi = sizeof(stop_words) / sizeof(*stop_words);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

@@ -134,6 +134,7 @@ static void test_bm25_fields(void)
     CHECK_STR(names[out[0]], "get_user");
     /* stop words alone match nothing; a value (a word with a digit) is not searched for */
     CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, "don't it's s t", 5, out, NULL), 0); /* contractions */
     CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
     /* nor are names and texts: after "called"/"named" (a word, or a run of capitalised ones),
        quoted, addresses and handles, the text after "saying" */
