@@ -36,6 +36,7 @@
 #define BM25_ABBREV_MAX 3         /* longer words it may be short for */
 #define BM25_NAME_PRIOR 0.06      /* score / (1 + 0.06 x (words in the tool name - 1)) */
 #define BM25_UNMATCHED 1.0        /* score / (1 + 0.05 x name words the request does not match) */
+#define BM25_SCOPE 0.5            /* an unmatched name word after a preposition counts this much */
 #define BM25_QUERY_WORDS 64       /* words of a query searched for; the rest is ignored */
 #define BM25_INTENT_MISMATCH 0.3  /* a reading operation for a writing verb, or the reverse */
 #define BM25_COVERAGE_EXP 2.0     /* score * (query words matched / query words)^2 */
@@ -294,6 +295,17 @@ static bool is_particle(const char *w)
 {
     return strcmp(w, "up") == 0 || strcmp(w, "in") == 0 || strcmp(w, "out") == 0 ||
            strcmp(w, "on") == 0 || strcmp(w, "off") == 0;
+}
+
+/* Prepositions, which in a tool's name introduce its scope (create_for_authenticated_user). */
+static bool is_preposition(const char *w)
+{
+    static const char *const preps[] = {"at", "by", "for", "from",  "in",   "into",
+                                        "of", "on", "to",  "under", "with", "within"};
+    for (size_t i = 0; i < sizeof(preps) / sizeof(*preps); i++)
+        if (strcmp(w, preps[i]) == 0)
+            return true;
+    return false;
 }
 
 /*
@@ -866,11 +878,16 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
         if (acc[i] <= 0)
             continue;
-        size_t parts = 0, unmatched = 0;
+        size_t parts = 0;
+        double unmatched = 0, scope = 1.0;
         const char *c = ix->docs[i].name;
         char part[BM25_TOKEN_MAX + 1];
         while (next_word(&c, part, true)) {
             parts++;
+            if (is_stop_word(part)) { /* for, in, by: what follows is the scope (list_for_repo) */
+                scope = is_preposition(part) ? BM25_SCOPE : scope;
+                continue;
+            }
             stem(part);
             bool hit = json_object_get(seen, part) != NULL;
             size_t k;
@@ -879,7 +896,7 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
             {
                 hit |= json_object_get(seen, json_string_value(g)) != NULL;
             }
-            unmatched += !hit;
+            unmatched += hit ? 0 : scope;
         }
         acc[i] /= (1.0 + BM25_NAME_PRIOR * (double)(parts ? parts - 1 : 0)) *
                   (1.0 + BM25_UNMATCHED * (double)unmatched);

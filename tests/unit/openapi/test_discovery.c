@@ -203,6 +203,19 @@ static void test_bm25_fields(void)
         CHECK_STR(un[out[0]], "list_projects");
         openapi_bm25_free(ix);
     }
+    /* ... but a name's stop words are no words of it, and what follows its preposition is a
+       scope (half a word) */
+    static const char *const pn[] = {"repos_create_for_user", "repos_create_hook", "get_user",
+                                     "get_team"};
+    static const char *const pt[] = {"repos_create_for_user Creates a repository.",
+                                     "repos_create_hook Creates a repository.",
+                                     "get_user Returns a user.", "get_team Returns a team."};
+    CHECK_INT(openapi_bm25_new_fields(pn, pt, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "create a repository", 2, out, NULL), 2);
+        CHECK_STR(pn[out[0]], "repos_create_for_user");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
