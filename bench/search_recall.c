@@ -3,7 +3,8 @@
  * each task, `search_operations {query: task}` is called exactly as a model would call it
  * (openapi_discovery_call, default limit 5) on the catalog the gateway would serve (default
  * heuristics, no overrides), and the answer is checked for one of the task's expected
- * operations ("METHOD /path"). Prints recall@1 and recall@5 per API and overall, the start cost
+ * operations ("METHOD /path"). Prints recall@1 and recall@5 per API and overall (and recall@2:
+ * the answer carries the expected tool's full definition), the start cost
  * of the search mode (its tools/list) and the size of the search answers, in bytes and in
  * estimated tokens (ceil(bytes / 4), the catalog's estimate; bench/openapi_tokens.mjs counts the
  * start cost with a real tokenizer).
@@ -27,7 +28,7 @@
 #include "openapi/openapi.h"
 
 struct totals {
-    size_t tasks, at1, at5, answer_bytes, answers, start_bytes;
+    size_t tasks, at1, at2, at5, answer_bytes, answers, start_bytes;
 };
 
 static double now_ms(void)
@@ -167,6 +168,7 @@ static int run_api(const char *file, json_t *spec, const char *modules, bool ver
         int r = answer ? rank_of(answer, cat, expect) : 0;
         t.tasks++;
         t.at1 += r == 1;
+        t.at2 += r >= 1 && r <= 2; /* answered with its full definition */
         t.at5 += r >= 1 && r <= 5;
         t.answers++;
         t.answer_bytes += text ? strlen(text) : 0;
@@ -193,11 +195,14 @@ static int run_api(const char *file, json_t *spec, const char *modules, bool ver
                r5, (t.start_bytes + 3) / 4, (avg + 3) / 4);
     else
         printf("%-32s %5zu tools %4zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start %4zu B "
-               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)  index %.0f ms, query %.2f ms\n",
+               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)  index %.0f ms, query %.2f ms  "
+               "recall@2 %.1f%%\n",
                api, cat->ntools, t.tasks, r1, r5, t.start_bytes, (t.start_bytes + 3) / 4, avg,
-               (avg + 3) / 4, index_ms, t.tasks ? query_ms / (double)t.tasks : 0);
+               (avg + 3) / 4, index_ms, t.tasks ? query_ms / (double)t.tasks : 0,
+               t.tasks ? 100.0 * (double)t.at2 / (double)t.tasks : 0);
     all->tasks += t.tasks;
     all->at1 += t.at1;
+    all->at2 += t.at2;
     all->at5 += t.at5;
     all->answers += t.answers;
     all->answer_bytes += t.answer_bytes;
@@ -256,8 +261,9 @@ static void print_total(const char *label, const struct totals *t, bool markdown
                (t->start_bytes + 3) / 4, (avg + 3) / 4);
     else
         printf("%-32s %15zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start ≤ %zu B  answer avg "
-               "%zu B (~%zu tokens)\n",
-               label, t->tasks, r1, r5, t->start_bytes, avg, (avg + 3) / 4);
+               "%zu B (~%zu tokens)  recall@2 %.1f%%\n",
+               label, t->tasks, r1, r5, t->start_bytes, avg, (avg + 3) / 4,
+               100.0 * (double)t->at2 / (double)t->tasks);
 }
 
 int main(int argc, char **argv)
