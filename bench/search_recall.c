@@ -3,16 +3,18 @@
  * each task, `search_operations {query: task}` is called exactly as a model would call it
  * (openapi_discovery_call, default limit 5) on the catalog the gateway would serve (default
  * heuristics, no overrides), and the answer is checked for one of the task's expected
- * operations ("METHOD /path"). Prints recall@1 and recall@5 per API and overall, the start cost
+ * operations ("METHOD /path"). Prints recall@1 and recall@5 per API and overall (and recall@2:
+ * the answer carries the expected tool's full definition), the start cost
  * of the search mode (its tools/list) and the size of the search answers, in bytes and in
  * estimated tokens (ceil(bytes / 4), the catalog's estimate; bench/openapi_tokens.mjs counts the
  * start cost with a real tokenizer).
  *
  *   build/search_recall [-v] [-m] [--modules DIR] [--answers FILE] [TASKFILE...]
  *
- * Defaults: every bench/search_tasks/NAME.json, documents under bench/node/node_modules (each task
- * file names its document relative to it). -v prints every task with its rank; -m a Markdown
- * table. --answers writes one JSON object per line, {api, kind:
+ * Defaults: every bench/search_tasks/NAME.json (heldout.json, which holds several APIs, is the
+ * held-out set: never tuned on, reported after the tuning set with its own total), documents under
+ * bench/node/node_modules (each task file names its document relative to it). -v prints every task
+ * with its rank; -m a Markdown table. --answers writes one JSON object per line, {api, kind:
  * "start" | "answer", text}: the tools/list of the search mode and each answer's text, for
  * bench/search_tokens.mjs to count with a real tokenizer. Exit status 1 when a document or a task
  * file cannot be read, or a task expects an operation the catalog does not have.
@@ -26,7 +28,7 @@
 #include "openapi/openapi.h"
 
 struct totals {
-    size_t tasks, at1, at5, answer_bytes, answers, start_bytes;
+    size_t tasks, at1, at2, at5, answer_bytes, answers, start_bytes;
 };
 
 static double now_ms(void)
@@ -103,18 +105,15 @@ static void dump_line(const char *api, const char *kind, const char *text)
     json_decref(j);
 }
 
-static int run_file(const char *file, const char *modules, bool verbose, bool markdown,
-                    struct totals *all)
+/* One API of a task file: {api, spec, tasks}. */
+static int run_api(const char *file, json_t *spec, const char *modules, bool verbose, bool markdown,
+                   struct totals *all)
 {
-    json_error_t je;
-    json_t *spec = json_load_file(file, 0, &je);
     const char *api = json_string_value(json_object_get(spec, "api"));
     const char *rel = json_string_value(json_object_get(spec, "spec"));
     json_t *tasks = json_object_get(spec, "tasks");
-    if (spec == NULL || api == NULL || rel == NULL || !json_is_array(tasks)) {
-        fprintf(stderr, "search_recall: %s: not a task file (%s)\n", file,
-                spec ? "needs api, spec, tasks" : je.text);
-        json_decref(spec);
+    if (api == NULL || rel == NULL || !json_is_array(tasks)) {
+        fprintf(stderr, "search_recall: %s: an API needs api, spec, tasks\n", file);
         return 1;
     }
     char path[4096];
@@ -135,7 +134,6 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
                 path, err_str(rc), ei.msg);
         openapi_catalog_unref(cat);
         openapi_doc_unref(doc);
-        json_decref(spec);
         return 1;
     }
     json_t *start = openapi_discovery_tools(d);
@@ -170,6 +168,7 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
         int r = answer ? rank_of(answer, cat, expect) : 0;
         t.tasks++;
         t.at1 += r == 1;
+        t.at2 += r >= 1 && r <= 2; /* answered with its full definition */
         t.at5 += r >= 1 && r <= 5;
         t.answers++;
         t.answer_bytes += text ? strlen(text) : 0;
@@ -192,15 +191,18 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
            r5 = t.tasks ? 100.0 * (double)t.at5 / (double)t.tasks : 0;
     size_t avg = t.answers ? t.answer_bytes / t.answers : 0;
     if (markdown)
-        printf("| %s | %zu | %zu | %.0f%% | %.0f%% | %zu | %zu |\n", api, cat->ntools, t.tasks, r1,
+        printf("| %s | %zu | %zu | %.1f%% | %.1f%% | %zu | %zu |\n", api, cat->ntools, t.tasks, r1,
                r5, (t.start_bytes + 3) / 4, (avg + 3) / 4);
     else
         printf("%-32s %5zu tools %4zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start %4zu B "
-               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)  index %.0f ms, query %.2f ms\n",
+               "(~%zu tokens)  answer avg %5zu B (~%zu tokens)  index %.0f ms, query %.2f ms  "
+               "recall@2 %.1f%%\n",
                api, cat->ntools, t.tasks, r1, r5, t.start_bytes, (t.start_bytes + 3) / 4, avg,
-               (avg + 3) / 4, index_ms, t.tasks ? query_ms / (double)t.tasks : 0);
+               (avg + 3) / 4, index_ms, t.tasks ? query_ms / (double)t.tasks : 0,
+               t.tasks ? 100.0 * (double)t.at2 / (double)t.tasks : 0);
     all->tasks += t.tasks;
     all->at1 += t.at1;
+    all->at2 += t.at2;
     all->at5 += t.at5;
     all->answers += t.answers;
     all->answer_bytes += t.answer_bytes;
@@ -209,8 +211,59 @@ static int run_file(const char *file, const char *modules, bool verbose, bool ma
     openapi_discovery_free(d);
     openapi_catalog_unref(cat);
     openapi_doc_unref(doc);
+    return failed;
+}
+
+/*
+ * A task file: one API ({api, spec, tasks}) or several ({"heldout": true, apis: [...]}, the
+ * held-out set). Its totals go to sets[1] when it is held out, else to sets[0]; pass 0 runs only
+ * the tuning files, pass 1 only the held-out ones (a file is read twice, cheaply).
+ */
+static int run_file(const char *file, const char *modules, bool verbose, bool markdown,
+                    struct totals *sets, int pass)
+{
+    json_error_t je;
+    json_t *spec = json_load_file(file, 0, &je);
+    if (spec == NULL) {
+        fprintf(stderr, "search_recall: %s: %s\n", file, je.text);
+        return 1;
+    }
+    bool heldout = json_is_true(json_object_get(spec, "heldout"));
+    if (heldout != (pass == 1)) { /* the tuning set first, then the held-out set */
+        json_decref(spec);
+        return 0;
+    }
+    json_t *apis = json_object_get(spec, "apis");
+    int failed = 0;
+    if (json_is_array(apis)) {
+        size_t i;
+        json_t *a;
+        json_array_foreach(apis, i, a)
+        {
+            failed |= run_api(file, a, modules, verbose, markdown, &sets[heldout]);
+        }
+    } else {
+        failed = run_api(file, spec, modules, verbose, markdown, &sets[heldout]);
+    }
     json_decref(spec);
     return failed;
+}
+
+static void print_total(const char *label, const struct totals *t, bool markdown)
+{
+    if (t->tasks == 0)
+        return;
+    double r1 = 100.0 * (double)t->at1 / (double)t->tasks,
+           r5 = 100.0 * (double)t->at5 / (double)t->tasks;
+    size_t avg = t->answers ? t->answer_bytes / t->answers : 0;
+    if (markdown)
+        printf("| %s | | %zu | %.1f%% | %.1f%% | ≤ %zu | %zu |\n", label, t->tasks, r1, r5,
+               (t->start_bytes + 3) / 4, (avg + 3) / 4);
+    else
+        printf("%-32s %15zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start ≤ %zu B  answer avg "
+               "%zu B (~%zu tokens)  recall@2 %.1f%%\n",
+               label, t->tasks, r1, r5, t->start_bytes, avg, (avg + 3) / 4,
+               100.0 * (double)t->at2 / (double)t->tasks);
 }
 
 int main(int argc, char **argv)
@@ -251,20 +304,13 @@ int main(int argc, char **argv)
     if (markdown)
         printf("| API | tools | tasks | recall@1 | recall@5 | start (est. tokens) | answer avg "
                "(est. tokens) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    struct totals all = {0};
+    struct totals sets[2] = {{0}, {0}}; /* the tuning set, the held-out set */
     int failed = 0;
-    for (size_t i = 0; i < nfiles; i++)
-        failed |= run_file(files[i], modules, verbose, markdown, &all);
-    double r1 = all.tasks ? 100.0 * (double)all.at1 / (double)all.tasks : 0,
-           r5 = all.tasks ? 100.0 * (double)all.at5 / (double)all.tasks : 0;
-    size_t avg = all.answers ? all.answer_bytes / all.answers : 0;
-    if (markdown)
-        printf("| all | | %zu | %.0f%% | %.0f%% | ≤ %zu | %zu |\n", all.tasks, r1, r5,
-               (all.start_bytes + 3) / 4, (avg + 3) / 4);
-    else
-        printf("%-32s %15zu tasks  recall@1 %5.1f%%  recall@5 %5.1f%%  start ≤ %zu B  answer avg "
-               "%zu B (~%zu tokens)\n",
-               "all", all.tasks, r1, r5, all.start_bytes, avg, (avg + 3) / 4);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < nfiles; i++)
+            failed |= run_file(files[i], modules, verbose, markdown, sets, pass);
+        print_total(pass ? "all (held-out set)" : "all (tuning set)", &sets[pass], markdown);
+    }
     globfree(&g);
     if (answers_out)
         fclose(answers_out);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Recall of the search discovery mode and what it costs in real tokens (o200k_base of
-// gpt-tokenizer): runs build/search_recall on the fixed task set (bench/search_tasks), which
-// prints recall@1 and recall@5 per API, and counts the start cost of the search mode (its
+// gpt-tokenizer): runs build/search_recall on the fixed task sets (bench/search_tasks: the tuning
+// set and the held-out set, heldout.json), which prints recall@1 and recall@5 per API and per
+// set, and counts the start cost of the search mode (its
 // tools/list, each tool as the compact JSON a client receives, summed, as
 // bench/openapi_tokens.mjs does) and the text of every search_operations answer.
 //
@@ -50,25 +51,34 @@ for (const line of fs.readFileSync(answers, 'utf8').split('\n').filter(Boolean))
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 
-const recallOf = new Map();
-for (const line of recall.split('\n')) {
-  const m = line.match(/^(.*?)\s+(\d+) tools\s+(\d+) tasks\s+recall@1\s+([\d.]+)%\s+recall@5\s+([\d.]+)%/);
-  if (m) recallOf.set(m[1].trim(), { tools: +m[2], tasks: +m[3], r1: m[4], r5: m[5] });
-}
-const all = [...rows.values()].flatMap((r) => r.answers);
 const avg = (a) => (a.length ? Math.round(a.reduce((x, y) => x + y, 0) / a.length) : 0);
 const max = (a) => a.reduce((x, y) => Math.max(x, y), 0);
 if (markdown) {
-  console.log('| API | tools | tasks | recall@1 | recall@5 | search start (o200k) | answer avg / max (o200k) |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| API | tools | tasks | recall@1 | recall@2 | recall@5 | search start (o200k) | answer avg / max (o200k) |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 }
-for (const [api, r] of rows) {
-  const c = recallOf.get(api) ?? {};
-  if (markdown) console.log(`| ${api} | ${c.tools} | ${c.tasks} | ${c.r1}% | ${c.r5}% | ${r.start} | ${avg(r.answers)} / ${max(r.answers)} |`);
-  else console.log(`${api.padEnd(32)} recall@1 ${c.r1}%  recall@5 ${c.r5}%  start ${r.start} tokens  answer avg ${avg(r.answers)} max ${max(r.answers)} tokens`);
+// search_recall prints the tuning set's APIs, its total, then the held-out set's APIs and total
+const sets = [];
+let current = { apis: [] };
+for (const line of recall.split('\n')) {
+  const m = line.match(/^(.*?)\s+(\d+) tools\s+(\d+) tasks\s+recall@1\s+([\d.]+)%\s+recall@5\s+([\d.]+)%/);
+  const t = line.match(/^all \((.*?)\)\s+(\d+) tasks\s+recall@1\s+([\d.]+)%\s+recall@5\s+([\d.]+)%/);
+  const r2 = line.match(/recall@2\s+([\d.]+)%/)?.[1];
+  if (m) current.apis.push({ api: m[1].trim(), tools: +m[2], tasks: +m[3], r1: m[4], r2, r5: m[5] });
+  else if (t) {
+    sets.push({ ...current, label: t[1], tasks: t[2], r1: t[3], r2, r5: t[4] });
+    current = { apis: [] };
+  }
 }
-const total = recall.split('\n').find((l) => l.startsWith('all')) ?? '';
-const t = total.match(/(\d+) tasks\s+recall@1\s+([\d.]+)%\s+recall@5\s+([\d.]+)%/);
-const starts = [...rows.values()].map((r) => r.start);
-if (markdown) console.log(`| all | | ${t?.[1]} | ${t?.[2]}% | ${t?.[3]}% | ≤ ${max(starts)} | ${avg(all)} / ${max(all)} |`);
-else console.log(`${'all'.padEnd(32)} recall@1 ${t?.[2]}%  recall@5 ${t?.[3]}%  start ≤ ${max(starts)} tokens  answer avg ${avg(all)} max ${max(all)} tokens`);
+for (const set of sets) {
+  const answers = set.apis.flatMap((c) => rows.get(c.api)?.answers ?? []);
+  const starts = set.apis.map((c) => rows.get(c.api)?.start ?? 0);
+  for (const c of set.apis) {
+    const r = rows.get(c.api) ?? { start: 0, answers: [] };
+    if (markdown) console.log(`| ${c.api} | ${c.tools} | ${c.tasks} | ${c.r1}% | ${c.r2}% | ${c.r5}% | ${r.start} | ${avg(r.answers)} / ${max(r.answers)} |`);
+    else console.log(`${c.api.padEnd(32)} recall@1 ${c.r1}%  recall@2 ${c.r2}%  recall@5 ${c.r5}%  start ${r.start} tokens  answer avg ${avg(r.answers)} max ${max(r.answers)} tokens`);
+  }
+  const label = `all (${set.label})`;
+  if (markdown) console.log(`| **${label}** | | ${set.tasks} | ${set.r1}% | ${set.r2}% | ${set.r5}% | ≤ ${max(starts)} | ${avg(answers)} / ${max(answers)} |`);
+  else console.log(`${label.padEnd(32)} recall@1 ${set.r1}%  recall@2 ${set.r2}%  recall@5 ${set.r5}%  start ≤ ${max(starts)} tokens  answer avg ${avg(answers)} max ${max(answers)} tokens`);
+}

@@ -22,7 +22,8 @@
 
 #define DISC_SEARCH_DEFAULT 5
 #define DISC_SEARCH_MAX 10
-#define DISC_PAGE 40               /* operations per list_operations answer */
+#define DISC_SEARCH_FULL 2 /* matches answered with their full definition; the rest by name */
+#define DISC_PAGE 40       /* operations per list_operations answer */
 #define DISC_CATEGORY_DESC_MAX 120 /* bytes of a category's one-line description */
 #define DISC_TITLE_MAX 60          /* bytes of the API title quoted in tool descriptions */
 #define DISC_TEXT_MAX (1u << 20)   /* bytes of one search document or one answer */
@@ -344,9 +345,10 @@ static json_t *build_tools(const struct openapi_discovery *d)
         if (json_array_append_new(
                 a,
                 nav_tool("search_operations",
-                         oa_asprintf("Search the %zu operations of the %s by keywords; "
-                                     "returns the full definitions of the best matches.",
-                                     cat->ntools, title),
+                         oa_asprintf("Search the %zu operations of the %s by keywords or "
+                                     "name; returns the best matches, the first %d as full "
+                                     "definitions.",
+                                     cat->ntools, title, DISC_SEARCH_FULL),
                          json_pack("{s:o, s:{s:s, s:i, s:i, s:i}}", "query",
                                    string_prop("keywords"), "limit", "type", "integer", "minimum",
                                    1, "maximum", DISC_SEARCH_MAX, "default", DISC_SEARCH_DEFAULT),
@@ -571,12 +573,18 @@ static json_t *do_search(const struct openapi_discovery *d, const json_t *args, 
     }
     /* with a selection, rank them all and keep the best selected ones */
     size_t max = sel ? d->cat->ntools : (size_t)limit;
-    size_t *hits = calloc(max ? max : 1, sizeof(*hits));
+    size_t *hits = calloc(max + 1, sizeof(*hits));
     if (hits == NULL)
         return NULL;
-    size_t ranked = openapi_bm25_rank(d->ix, query, max, hits, NULL), n = 0;
+    size_t ranked = 0, n = 0;
+    /* a tool's own name (from an earlier answer) finds it first, for its full definition */
+    const struct openapi_tool *named = openapi_catalog_find(d->cat, query);
+    if (named && selected(sel, named->name))
+        hits[ranked++] = (size_t)(named - d->cat->tools);
+    ranked += openapi_bm25_rank(d->ix, query, max, hits + ranked, NULL);
     for (size_t i = 0; i < ranked && n < (size_t)limit; i++)
-        if (selected(sel, d->cat->tools[hits[i]].name))
+        if (selected(sel, d->cat->tools[hits[i]].name) &&
+            (i == 0 || named == NULL || hits[i] != hits[0]))
             hits[n++] = hits[i];
     if (n == 0) {
         free(hits);
@@ -588,9 +596,16 @@ static json_t *do_search(const struct openapi_discovery *d, const json_t *args, 
         return text_result(
             oa_asprintf("no operation matches \"%.100s\"; try other keywords", query), false);
     }
+    /* the best few in full, the others by name and their one-line description: most answers
+       are used for their first match, and a name searched for gives its definition */
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        json_array_append_new(a, openapi_tool_to_json(&d->cat->tools[hits[i]]));
+    for (size_t i = 0; a && i < n; i++) {
+        const struct openapi_tool *t = &d->cat->tools[hits[i]];
+        json_array_append_new(a, i < DISC_SEARCH_FULL
+                                     ? openapi_tool_to_json(t)
+                                     : json_pack("{s:s, s:s}", "name", t->name, "description",
+                                                 t->description ? t->description : ""));
+    }
     free(hits);
     char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);

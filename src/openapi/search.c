@@ -12,14 +12,16 @@
  *
  * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
  * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
- * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs) and
- * three factors after the sum: coverage, the name prior and the verb's kind (see openapi.h and
- * docs/openapi.md, "Discovery modes").
+ * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs, and in
+ * queries the values left out, abbreviations, a noun used as a verb) and four factors after the
+ * sum: coverage, the name prior, the name's unmatched words and the verb's kind (see openapi.h
+ * and docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "openapi/openapi-int.h"
 
@@ -29,10 +31,15 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
-#define BM25_NAME_PRIOR 0.06     /* score / (1 + 0.06 x (words in the tool name - 1)) */
-#define BM25_QUERY_WORDS 64      /* words of a query searched for; the rest is ignored */
-#define BM25_INTENT_MISMATCH 0.3 /* a reading operation for a writing verb, or the reverse */
-#define BM25_COVERAGE_EXP 2.0    /* score * (query words matched / query words)^2 */
+#define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
+#define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
+#define BM25_ABBREV_MAX 3         /* longer words it may be short for */
+#define BM25_NAME_PRIOR 0.06      /* score / (1 + 0.06 x (words in the tool name - 1)) */
+#define BM25_UNMATCHED 1.0        /* score / (1 + 0.05 x name words the request does not match) */
+#define BM25_SCOPE 0.5            /* an unmatched name word after a preposition counts this much */
+#define BM25_QUERY_WORDS 64       /* words of a query searched for; the rest is ignored */
+#define BM25_INTENT_MISMATCH 0.3  /* a reading operation for a writing verb, or the reverse */
+#define BM25_COVERAGE_EXP 2.0     /* score * (query words matched / query words)^2 */
 
 #define BM25_FIELDS_MAX 4
 
@@ -58,10 +65,11 @@ struct openapi_bm25 {
     size_t nfields;
     double weight[BM25_FIELDS_MAX]; /* of each field's score */
     double avgdl[BM25_FIELDS_MAX];
-    bool expand;    /* the API vocabulary analyzer (openapi_bm25_new_fields) */
-    json_t *words;  /* expand: every lower-cased word of the documents (compound parts) */
-    json_t *groups; /* expand: stem -> [group tokens] */
-    json_t *intent; /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    bool expand;     /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;   /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *groups;  /* expand: stem -> [group tokens] */
+    json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
+    json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
 };
 
 /*
@@ -69,14 +77,15 @@ struct openapi_bm25 {
  * Only in the expanding analyzer; documents and queries alike.
  */
 static const char *const stop_words[] = {
-    "a",      "about", "am",   "an",    "and",   "any",  "are",   "as",    "at",     "be",
-    "been",   "but",   "by",   "can",   "could", "did",  "do",    "does",  "for",    "from",
-    "has",    "have",  "he",   "her",   "here",  "his",  "how",   "i",     "if",     "in",
-    "into",   "is",    "it",   "its",   "just",  "may",  "me",    "might", "mine",   "must",
-    "my",     "need",  "now",  "of",    "on",    "onto", "or",    "our",   "please", "she",
-    "should", "so",    "some", "than",  "that",  "the",  "their", "them",  "then",   "there",
-    "these",  "they",  "this", "those", "to",    "us",   "via",   "want",  "was",    "we",
-    "were",   "what",  "when", "where", "which", "will", "with",  "would", "you",    "your",
+    "a",     "about", "am",    "an",    "and",    "any",   "are",   "aren",   "as",   "at",
+    "be",    "been",  "but",   "by",    "can",    "could", "did",   "didn",   "do",   "does",
+    "doesn", "don",   "for",   "from",  "has",    "have",  "he",    "her",    "here", "his",
+    "how",   "i",     "if",    "in",    "into",   "is",    "isn",   "it",     "its",  "just",
+    "ll",    "may",   "me",    "might", "mine",   "must",  "my",    "need",   "now",  "of",
+    "on",    "onto",  "or",    "our",   "please", "re",    "she",   "should", "so",   "some",
+    "than",  "that",  "the",   "their", "them",   "then",  "there", "these",  "they", "this",
+    "those", "to",    "us",    "ve",    "via",    "want",  "was",   "we",     "were", "what",
+    "when",  "where", "which", "will",  "with",   "won",   "would", "you",    "your",
 };
 
 /*
@@ -88,39 +97,48 @@ static const char *const stop_words[] = {
 static const char *const word_groups[] = {
     /* actions that read ("=") */
     ("=get fetch retrieve read show view see display look inspect describe detail info "
-     "information details"),
+     "information details check preview peek"),
     "=list all every enumerate browse show see view display read",
-    "=search find lookup query filter locate",
+    "=search find lookup query filter locate seek discover match",
     "=download export",
     /* actions that write ("+") */
     ("+create add new make insert register build generate setup open initiate start begin "
-     "launch leave save"),
-    "+update edit change modify set patch alter adjust fix replace rename",
-    "+delete remove erase destroy discard purge drop trash revoke unshare",
-    "+send post publish deliver dispatch broadcast notify submit",
+     "launch leave save compose write draft establish provision instantiate"),
+    ("+update edit change modify set patch alter adjust fix replace rename rewrite amend correct "
+     "tweak configure customize customise"),
+    /* a change of state is often done by an update of the thing (close an issue: its state);
+       ">": in requests only (an operation named lock is no update of the issue) */
+    ("+>update close archive mark complete finish resolve reopen lock unlock enable disable "
+     "activate deactivate assign unassign reassign toggle turn rename"),
+    "+delete remove erase destroy discard purge drop trash revoke unshare junk scrap wipe clear",
+    "+send post publish deliver dispatch broadcast notify submit forward",
     "+cancel stop abort terminate end halt void",
-    "+move transition progress advance",
-    "+copy duplicate clone fork",
+    "+move transition progress advance transfer relocate shift reorder migrate",
+    "+copy duplicate clone fork replicate",
     "+upload attach import",
     "+join enter",
     "+leave exit quit depart",
-    "+restore unarchive undelete recover reopen",
+    "+restore unarchive undelete recover reopen untrash revert rollback undo unhide",
     "+close resolve finish complete done",
     "+approve accept",
     "+subscribe watch follow monitor",
     "+unsubscribe unwatch unfollow",
     "+pay charge bill purchase buy",
     "+refund reimburse",
-    "+star favorite favourite bookmark",
+    "+star favorite favourite bookmark like",
     "+schedule later scheduled",
-    "+snooze mute silence pause quiet dnd disturb",
+    "+snooze mute silence pause quiet dnd disturb suspend",
+    "+run start begin launch trigger execute resume play unpause continue",
+    "+assign delegate allocate",
+    "+merge combine",
+    "+archive hide shelve",
     "+vote upvote",
     "+invite",
     /* things, and words that are both */
     "share grant permission permissions access collaborate collaborator",
     "myself current authenticated self login signin whoami",
     "bulk batch many multiple several",
-    "message messages msg chat",
+    "message messages msg chat email mail",
     "channel conversation room",
     "user person people member someone somebody colleague teammate everyone who",
     "issue ticket bug incident",
@@ -143,10 +161,16 @@ static const char *const word_groups[] = {
     "storage quota space usage",
     "picture photo image avatar",
     "owner author creator",
+    "folder directory",
+    "task todo chore",
+    "event meeting appointment calendar",
+    "setting settings preference preferences option options configuration config",
 };
 
 static bool is_stop_word(const char *w)
 {
+    if (w[0] && !w[1]) /* a letter alone: the rest of a contraction or a possessive ('s, 'm, 't) */
+        return true;
     size_t lo = 0, hi = sizeof(stop_words) / sizeof(*stop_words);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -243,7 +267,7 @@ typedef int (*emit_fn)(void *ctx, const char *term, double weight, size_t word);
 
 /* A word (stemmed) and, when expanding, its groups. */
 static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
-                     emit_fn emit, void *ctx)
+                     bool query, emit_fn emit, void *ctx)
 {
     char t[BM25_TOKEN_MAX + 1];
     snprintf(t, sizeof(t), "%s", word);
@@ -258,6 +282,11 @@ static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, 
         if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
             return err;
     }
+    json_array_foreach(query ? json_object_get(ix->qgroups, t) : NULL, i, g)
+    {
+        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
+            return err;
+    }
     return 0;
 }
 
@@ -266,6 +295,17 @@ static bool is_particle(const char *w)
 {
     return strcmp(w, "up") == 0 || strcmp(w, "in") == 0 || strcmp(w, "out") == 0 ||
            strcmp(w, "on") == 0 || strcmp(w, "off") == 0;
+}
+
+/* Prepositions, which in a tool's name introduce its scope (create_for_authenticated_user). */
+static bool is_preposition(const char *w)
+{
+    static const char *const preps[] = {"at", "by", "for", "from",  "in",   "into",
+                                        "of", "on", "to",  "under", "with", "within"};
+    for (size_t i = 0; i < sizeof(preps) / sizeof(*preps); i++)
+        if (strcmp(w, preps[i]) == 0)
+            return true;
+    return false;
 }
 
 /*
@@ -295,13 +335,43 @@ static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char 
     return true;
 }
 
+/* The document words that `word` is short for, when they have at most BM25_ABBREV_MAX stems. */
+static int abbreviation(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                        emit_fn emit, void *ctx)
+{
+    char full[BM25_ABBREV_MAX][BM25_TOKEN_MAX + 1];
+    const char *k;
+    size_t nfull = 0, n = strlen(word);
+    json_t *v;
+    json_object_foreach(ix->words, k, v)
+    {
+        if (strlen(k) < n + 2 || strncmp(k, word, n) != 0)
+            continue;
+        char st[BM25_TOKEN_MAX + 1];
+        snprintf(st, sizeof(st), "%s", k);
+        stem(st);
+        bool have = false;
+        for (size_t i = 0; i < nfull; i++)
+            have |= strcmp(full[i], st) == 0;
+        if (have)
+            continue;
+        if (nfull == BM25_ABBREV_MAX)
+            return 0; /* short for too many things: for none */
+        memcpy(full[nfull++], st, sizeof(st));
+    }
+    int err = 0;
+    for (size_t i = 0; i < nfull && err == 0; i++)
+        err = emit_word(ix, full[i], w, no, true, emit, ctx);
+    return err;
+}
+
 /*
  * The terms of `text` with their weights: each word, and when expanding no stop words, the
  * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
  * is two words of the documents run together (the longest first part wins).
  */
-static int analyze(const struct openapi_bm25 *ix, const char *text, double w, emit_fn emit,
-                   void *ctx)
+static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bool query,
+                   emit_fn emit, void *ctx)
 {
     char word[BM25_TOKEN_MAX + 1], joined[BM25_TOKEN_MAX + 1];
     const char *p = text ? text : "";
@@ -312,7 +382,7 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
             snprintf(word, sizeof(word), "%s", joined);
         else if (ix->expand && is_stop_word(word))
             continue;
-        if ((err = emit_word(ix, word, w, no++, emit, ctx)) != 0 || !ix->expand)
+        if ((err = emit_word(ix, word, w, no++, query, emit, ctx)) != 0 || !ix->expand)
             continue;
         size_t n = strlen(word);
         /* an agent noun also counts as its verb when the document has it (watcher -> watch) */
@@ -323,7 +393,8 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
             char base[BM25_TOKEN_MAX + 1];
             snprintf(base, sizeof(base), "%.*s", (int)(n - er), word);
             if (json_object_get(ix->words, base) &&
-                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+                (err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit, ctx)) !=
+                    0)
                 break;
         }
         /* and a noun in -ion its verb's stem (reaction -> react, creation -> creat) */
@@ -333,17 +404,25 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, em
         if (ion) {
             char base[BM25_TOKEN_MAX + 1];
             snprintf(base, sizeof(base), "%.*s", (int)(n - ion), word);
-            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+            if ((err = emit_word(ix, base, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit, ctx)) !=
+                0)
                 break;
         }
+        /* in a query, a word the documents do not have that begins a few of their words is
+           short for them (promo -> promotion, repo -> repository, config -> configuration) */
+        if (query && n >= BM25_ABBREV_MIN && !json_object_get(ix->words, word) &&
+            (err = abbreviation(ix, word, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) != 0)
+            break;
         for (size_t cut = n - BM25_COMPOUND_PART_MIN;
              n >= 2 * BM25_COMPOUND_PART_MIN && cut >= BM25_COMPOUND_PART_MIN; cut--) {
             char left[BM25_TOKEN_MAX + 1];
             snprintf(left, sizeof(left), "%.*s", (int)cut, word);
             if (json_object_get(ix->words, left) && json_object_get(ix->words, word + cut) &&
                 !is_stop_word(left) && !is_stop_word(word + cut)) {
-                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx)) == 0)
-                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, emit, ctx);
+                if ((err = emit_word(ix, left, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit,
+                                     ctx)) == 0)
+                    err = emit_word(ix, word + cut, w * BM25_COMPOUND_WEIGHT, no - 1, query, emit,
+                                    ctx);
                 break;
             }
         }
@@ -415,17 +494,22 @@ static int collect_word(void *ctx, const char *word)
 /* The word groups, keyed by stem: stem -> ["_" + first word of each group it is in]. */
 static int build_groups(struct openapi_bm25 *ix)
 {
-    if ((ix->groups = json_object()) == NULL || (ix->intent = json_object()) == NULL)
+    if ((ix->groups = json_object()) == NULL || (ix->qgroups = json_object()) == NULL ||
+        (ix->intent = json_object()) == NULL)
         return ERR_NOMEM;
     for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
         char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
         const char *p = word_groups[g];
         const char *kind = *p == '=' ? "r" : *p == '+' ? "w" : NULL;
+        bool query_only = p[0] && p[1] == '>';
         bool first = true;
         while (next_word(&p, word, false)) {
+            bool naming = first;
             if (first)
                 snprintf(name + 1, sizeof(name) - 1, "%s", word);
             first = false;
+            if (naming && query_only)
+                continue; /* it is in its own group elsewhere */
             stem(word);
             if (kind) { /* a word of both kinds (read, a list or a get) has none */
                 const char *had = json_string_value(json_object_get(ix->intent, word));
@@ -433,9 +517,10 @@ static int build_groups(struct openapi_bm25 *ix)
                                         json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
                     return ERR_NOMEM;
             }
-            json_t *a = json_object_get(ix->groups, word);
+            json_t *groups = query_only ? ix->qgroups : ix->groups;
+            json_t *a = json_object_get(groups, word);
             if (a == NULL &&
-                (json_object_set_new(ix->groups, word, a = json_array()) != 0 || a == NULL))
+                (json_object_set_new(groups, word, a = json_array()) != 0 || a == NULL))
                 return ERR_NOMEM;
             size_t i;
             json_t *v;
@@ -488,7 +573,7 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
         ix->docs[i].kind = reads ? (reads[i] ? 'r' : 'w') : 0;
         for (size_t f = 0; f < nfields; f++) {
             struct index_ctx ctx = {ix, &ix->docs[i], f};
-            if ((err = analyze(ix, texts[i * nfields + f], 1.0, index_term, &ctx)) != 0)
+            if ((err = analyze(ix, texts[i * nfields + f], 1.0, false, index_term, &ctx)) != 0)
                 goto out;
             total[f] += ix->docs[i].len[f];
         }
@@ -531,6 +616,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     json_decref(ix->vocab);
     json_decref(ix->words);
     json_decref(ix->groups);
+    json_decref(ix->qgroups);
     json_decref(ix->intent);
     free(ix);
 }
@@ -580,7 +666,8 @@ static int first_term(void *ctx, const char *tok, double w, size_t word)
 /*
  * What the query asks for, from its first word, the verb of a request ("cancel a
  * subscription", "show my notifications") or a question word ("who is in this channel"): 'r' to
- * read, 'w' to write, 0 when it does not say.
+ * read, 'w' to write, 'c' when it starts with a word of the documents that is no action (a noun
+ * used as a verb: "comment on the ticket", "tag the task" add one), 0 when it does not say.
  */
 static char query_intent(const struct openapi_bm25 *ix, const char *query)
 {
@@ -593,9 +680,16 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
             if (strcmp(first, questions[i]) == 0)
                 return 'r';
     first[0] = '\0';
-    if (analyze(ix, query, 1.0, first_term, first) != 0)
+    if (analyze(ix, query, 1.0, true, first_term, first) != 0)
         return 0;
     const char *k = json_string_value(json_object_get(ix->intent, first));
+    char word[BM25_TOKEN_MAX + 1];
+    for (p = query; k == NULL && next_word(&p, word, false);) {
+        if (is_stop_word(word))
+            continue;
+        /* a request that starts with a thing: "comment on the ticket" adds one */
+        return json_object_get(ix->words, word) ? 'c' : 0;
+    }
     return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
 }
 
@@ -620,7 +714,7 @@ static int coverage(const struct openapi_bm25 *ix, const char *query, double *ac
     json_t *words = json_array();
     unsigned *matched = calloc(ix->ndocs, sizeof(*matched));
     unsigned nwords = 0;
-    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, word_term, words) != 0) {
+    if (matched == NULL || words == NULL || analyze(ix, query, 1.0, true, word_term, words) != 0) {
         json_decref(words);
         free(matched);
         return ERR_NOMEM;
@@ -661,21 +755,66 @@ static int query_term(void *ctx, const char *tok, double w, size_t word)
     return json_object_set_new(seen, tok, json_real(w)) == 0 ? 0 : ERR_NOMEM;
 }
 
+/* Words after which a request gives a name or a text, not what to do ("a list called Blocked"). */
+static bool names_next(const char *w, size_t n)
+{
+    static const char *const markers[] = {"called", "named", "titled", "entitled"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(*markers); i++)
+        if (strlen(markers[i]) == n && strncasecmp(w, markers[i], n) == 0)
+            return true;
+    return false;
+}
+
+/* Words after which the rest of a request is the text to send ("... saying the deploy is done"). */
+static bool text_follows(const char *w, size_t n)
+{
+    static const char *const markers[] = {"saying", "says", "reading", "stating"};
+    for (size_t i = 0; i < sizeof(markers) / sizeof(*markers); i++)
+        if (strlen(markers[i]) == n && strncasecmp(w, markers[i], n) == 0)
+            return true;
+    return false;
+}
+
 /*
- * The query without the values it carries: a word with a digit in it (PROJ-123, 9am, v2.0) names
- * a thing to act on, not the operation, and would only match examples in the documents.
+ * The query without the values it carries, which name a thing to act on, not the operation, and
+ * would only match examples in the documents: a word with a digit (PROJ-123, 9am, v2.0), an
+ * address or a handle (ana@example.com, #general, @bob, https://...), quoted text, the name after
+ * "called" or "named" (one word, or a run of capitalised ones: "a playlist called Road Trip"), and
+ * the text after "saying".
  */
 static char *query_words(const char *query)
 {
     char *q = oa_strdup(query);
     size_t words = 0;
+    int name = 0; /* 1: a name comes next, 2: a capitalised name goes on */
     for (char *s = q; s && *s;) {
+        if (*s == '"' || (*s == '\'' && (s == q || isspace((unsigned char)s[-1])))) {
+            char *end = strchr(s + 1, *s); /* quoted text, up to its closing quote */
+            if (end) {
+                memset(s, ' ', (size_t)(end - s + 1));
+                s = end + 1;
+                continue;
+            }
+        }
         size_t n = strcspn(s, " \t\r\n");
-        bool digit = false;
+        bool value = n && (s[0] == '#' || s[0] == '@');
         for (size_t i = 0; i < n; i++)
-            digit |= isdigit((unsigned char)s[i]) != 0;
-        if (digit)
+            value |= isdigit((unsigned char)s[i]) || s[i] == '@' || s[i] == '/';
+        if (name && n) { /* a name is one word, or goes on while it is capitalised */
+            bool cap = isupper((unsigned char)s[0]);
+            value = name == 1 || cap;
+            name = value && cap && s[n - 1] != ',' && s[n - 1] != '.' ? 2 : 0;
+        }
+        if (n && text_follows(s, n)) {
+            *s = '\0';
+            break;
+        }
+        if (n && names_next(s, n)) {
             memset(s, ' ', n);
+            name = 1;
+        } else if (value) {
+            memset(s, ' ', n);
+        }
         if (n && ++words > BM25_QUERY_WORDS) { /* a request is a sentence, not a document */
             *s = '\0';
             break;
@@ -698,8 +837,14 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     if (acc == NULL || seen == NULL || query == NULL)
         goto out;
     /* the query's terms, each once, with its highest weight */
-    if (analyze(ix, query, 1.0, query_term, seen) != 0)
+    if (analyze(ix, query, 1.0, true, query_term, seen) != 0)
         goto out;
+    char intent = ix->expand ? query_intent(ix, query) : 0;
+    if (intent == 'c') { /* a noun used as a verb asks to add one */
+        if (query_term(seen, "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
+            goto out;
+        intent = 'w';
+    }
     double N = (double)ix->ndocs;
     const char *tok;
     json_t *qw;
@@ -725,17 +870,36 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     if (ix->expand && coverage(ix, query, acc) != 0)
         goto out;
     /* an operation of the other kind (a GET for "cancel ...", a POST for "list ...") last */
-    char intent = ix->expand ? query_intent(ix, query) : 0;
     for (size_t i = 0; intent && i < ix->ndocs; i++)
         if (ix->docs[i].kind && ix->docs[i].kind != intent)
             acc[i] *= BM25_INTENT_MISMATCH;
     /* the plainer operation first: a longer name is a more specific operation (check_if_merged
        against merge, a nested resource against the resource) */
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
-        size_t parts = 1;
-        for (const char *c = ix->docs[i].name; *c; c++)
-            parts += *c == '_' || *c == '-';
-        acc[i] /= 1.0 + BM25_NAME_PRIOR * (double)(parts - 1);
+        if (acc[i] <= 0)
+            continue;
+        size_t parts = 0;
+        double unmatched = 0, scope = 1.0;
+        const char *c = ix->docs[i].name;
+        char part[BM25_TOKEN_MAX + 1];
+        while (next_word(&c, part, true)) {
+            parts++;
+            if (is_stop_word(part)) { /* for, in, by: what follows is the scope (list_for_repo) */
+                scope = is_preposition(part) ? BM25_SCOPE : scope;
+                continue;
+            }
+            stem(part);
+            bool hit = json_object_get(seen, part) != NULL;
+            size_t k;
+            json_t *g;
+            json_array_foreach(json_object_get(ix->groups, part), k, g)
+            {
+                hit |= json_object_get(seen, json_string_value(g)) != NULL;
+            }
+            unmatched += hit ? 0 : scope;
+        }
+        acc[i] /= (1.0 + BM25_NAME_PRIOR * (double)(parts ? parts - 1 : 0)) *
+                  (1.0 + BM25_UNMATCHED * (double)unmatched);
     }
     for (size_t i = 0; i < ix->ndocs; i++)
         nhits += acc[i] > 0;

@@ -119,6 +119,10 @@ static void test_bm25_fields(void)
        argument text (set_topic's "delete" is an argument's) */
     CHECK_INT(openapi_bm25_rank(ix, "remove", 5, out, NULL), 2);
     CHECK_STR(names[out[0]], "chat_delete");
+    /* the thesaurus of actions: "wipe" is a delete, "email" a message */
+    CHECK_INT(openapi_bm25_rank(ix, "wipe", 5, out, NULL), 2);
+    CHECK_STR(names[out[0]], "chat_delete");
+    CHECK_INT(openapi_bm25_rank(ix, "email", 5, out, NULL), 3);
     /* camelCase is split: "post message" meets postMessage; "send" is post's group */
     CHECK_INT(openapi_bm25_rank(ix, "send a message", 1, out, NULL), 1);
     CHECK_STR(names[out[0]], "chat_post");
@@ -130,7 +134,18 @@ static void test_bm25_fields(void)
     CHECK_STR(names[out[0]], "get_user");
     /* stop words alone match nothing; a value (a word with a digit) is not searched for */
     CHECK_INT(openapi_bm25_rank(ix, "the of to a", 5, out, NULL), 0);
+    CHECK_INT(openapi_bm25_rank(ix, "don't it's s t", 5, out, NULL), 0); /* contractions */
     CHECK_INT(openapi_bm25_rank(ix, "user-42", 5, out, NULL), 0);
+    /* nor are names and texts: after "called"/"named" (a word, or a run of capitalised ones),
+       quoted, addresses and handles, the text after "saying" */
+    CHECK_INT(openapi_bm25_rank(ix, "a topic called message", 5, out, NULL), 1);
+    CHECK_STR(names[out[0]], "set_topic");
+    CHECK_INT(openapi_bm25_rank(ix, "a topic named Message Log", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "a topic named Log for the user", 5, out, NULL), 2);
+    CHECK_INT(openapi_bm25_rank(ix, "topic 'message log'", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic \"message\"", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic user@example.com #message @log", 5, out, NULL), 1);
+    CHECK_INT(openapi_bm25_rank(ix, "topic saying the message is a log", 5, out, NULL), 1);
     /* a phrasal verb is one word: "look up" is "lookup", in the search group with "find" */
     CHECK_INT(openapi_bm25_rank(ix, "look up", 5, out, NULL), 0);
     /* only the first 64 words of a query are searched for */
@@ -156,6 +171,59 @@ static void test_bm25_fields(void)
         /* a question reads */
         CHECK_INT(openapi_bm25_rank(ix, "which widget things", 2, out, NULL), 2);
         CHECK_STR(kn[out[0]], "list_widgets");
+        openapi_bm25_free(ix);
+    }
+
+    /* a change of state is an update; a noun used as a verb adds one; an abbreviation of a word
+       of the documents counts as it */
+    static const char *const sn[] = {"drop_note", "make_note", "update_promotion", "get_promotion"};
+    static const char *const st[] = {"drop_note Drops a note.", "make_note Makes a note.",
+                                     "update_promotion Updates a promotion.",
+                                     "get_promotion Returns a promotion."};
+    static const bool sr[] = {false, false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(sn, st, 1, weights, sr, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "archive the promotion", 2, out, NULL), 2);
+        CHECK_STR(sn[out[0]], "update_promotion");
+        CHECK_INT(openapi_bm25_rank(ix, "note on the promotion", 4, out, NULL), 4);
+        CHECK_STR(sn[out[0]], "make_note");
+        CHECK_INT(openapi_bm25_rank(ix, "show the promo", 4, out, NULL), 2);
+        CHECK_STR(sn[out[0]], "get_promotion");
+        openapi_bm25_free(ix);
+    }
+    /* an operation whose name says more than was asked for is a more specific one */
+    static const char *const un[] = {"list_project_types", "list_projects", "get_user", "get_team"};
+    static const char *const ut[] = {
+        "list_project_types Lists the types of projects, for projects.",
+        "list_projects Lists the projects of the site that the caller may see.",
+        "get_user Returns a user.", "get_team Returns a team."};
+    CHECK_INT(openapi_bm25_new_fields(un, ut, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "list projects", 2, out, NULL), 2);
+        CHECK_STR(un[out[0]], "list_projects");
+        openapi_bm25_free(ix);
+    }
+    /* ... but a name's stop words are no words of it, and what follows its preposition is a
+       scope (half a word) */
+    static const char *const pn[] = {"repos_create_for_user", "repos_create_hook", "get_user",
+                                     "get_team"};
+    static const char *const pt[] = {"repos_create_for_user Creates a repository.",
+                                     "repos_create_hook Creates a repository.",
+                                     "get_user Returns a user.", "get_team Returns a team."};
+    CHECK_INT(openapi_bm25_new_fields(pn, pt, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "create a repository", 2, out, NULL), 2);
+        CHECK_STR(pn[out[0]], "repos_create_for_user");
+        openapi_bm25_free(ix);
+    }
+    /* ... in requests only: an operation named for another change of state is no update */
+    static const char *const ln[] = {"issues_lock", "issues_update"};
+    static const char *const lt[] = {"issues_lock Locks an issue.",
+                                     "issues_update Updates an issue."};
+    CHECK_INT(openapi_bm25_new_fields(ln, lt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "close the issue", 2, out, NULL), 2);
+        CHECK_STR(ln[out[0]], "issues_update");
         openapi_bm25_free(ix);
     }
 }
@@ -402,6 +470,19 @@ static void test_list_operations_pages(void)
     CHECK(err);
     json_decref(r);
     json_decref(args);
+    /* search: a tool's name finds it first, in full, even when its words find nothing (get07
+       has a digit: a value, not searched for) */
+    openapi_discovery_free(d);
+    d = NULL;
+    CHECK_INT(openapi_discovery_new(cat, OPENAPI_DISCOVERY_SEARCH, &d), 0);
+    CHECK_INT(dcall(d, "search_operations", "{\"query\":\"get07\"}", &r, &tool, &ta, &args), 0);
+    json_t *hits = json_loads(text_of(r, &err), 0, NULL);
+    json_t *want = openapi_tool_to_json(openapi_catalog_find(cat, "get07"));
+    CHECK(json_array_size(hits) == 1 && json_equal(json_array_get(hits, 0), want));
+    json_decref(want);
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
 out:
     free(text);
     openapi_discovery_free(d);
@@ -439,6 +520,37 @@ static void test_search(void)
     hits = json_loads(text_of(r, &err), 0, NULL);
     CHECK(json_array_size(hits) >= 1 && json_array_size(hits) <= 5);
     CHECK_STR(json_string_value(json_object_get(json_array_get(hits, 0), "name")), "delete_pet");
+    json_decref(hits);
+    json_decref(r);
+    json_decref(args);
+
+    /* the first two in full, the others by name and description; a name finds its tool first */
+    CHECK_INT(
+        dcall(d, "search_operations", "{\"query\":\"pet\",\"limit\":4}", &r, &tool, &ta, &args), 0);
+    hits = json_loads(text_of(r, &err), 0, NULL);
+    CHECK(json_array_size(hits) == 4);
+    const char *third = json_string_value(json_object_get(json_array_get(hits, 2), "name"));
+    for (size_t i = 0; i < json_array_size(hits); i++)
+        CHECK((json_object_get(json_array_get(hits, i), "inputSchema") != NULL) == (i < 2));
+    CHECK(json_object_size(json_array_get(hits, 3)) == 2); /* name, description */
+    char q[200];
+    snprintf(q, sizeof(q), "{\"query\":\"%s\",\"limit\":4}", third ? third : "");
+    json_decref(r);
+    json_decref(args);
+    CHECK_INT(dcall(d, "search_operations", q, &r, &tool, &ta, &args), 0);
+    json_t *again = json_loads(text_of(r, &err), 0, NULL);
+    want = openapi_tool_to_json(openapi_catalog_find(cat, third ? third : ""));
+    CHECK(json_equal(json_array_get(again, 0), want));
+    for (size_t i = 1; i < json_array_size(again); i++) /* not twice */
+        CHECK_STR(
+            json_string_value(json_object_get(json_array_get(again, i), "name")) == NULL ||
+                    strcmp(json_string_value(json_object_get(json_array_get(again, i), "name")),
+                           third ? third : "") != 0
+                ? "other"
+                : "twice",
+            "other");
+    json_decref(want);
+    json_decref(again);
     json_decref(hits);
     json_decref(r);
     json_decref(args);
