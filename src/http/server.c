@@ -17,6 +17,7 @@
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
+#include "shared/redis.h"
 #include "upstream/upstream.h"
 
 #define H2O_USE_EPOLL 0
@@ -80,7 +81,8 @@ struct worker {
     uint64_t cfg_gen;
     uint64_t next_req;
     bool draining;
-    struct oauth_ctx *oauth; /* when auth is enabled */
+    struct oauth_ctx *oauth;      /* when auth is enabled */
+    struct shared_worker *shared; /* with Redis */
 };
 
 struct server {
@@ -99,6 +101,7 @@ struct server {
     bool started;
     bool auth;                                 /* auth.enabled at start */
     unsigned char master[AUTH_MASTER_KEY_LEN]; /* wiped in server_free */
+    bool shared;                               /* Redis (shared_init) */
     char issuer[256];                          /* the effective issuer */
 };
 
@@ -1182,6 +1185,106 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     send_body(req, 200, NULL, "", 0);
 }
 
+static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a);
+
+static void mcp_finish(struct worker *w, h2o_req_t *req, uint64_t start, struct access *a)
+{
+    count_http("mcp", a->streamed ? 200 : req->res.status);
+    if (!a->streamed)
+        log_request(w, req, req->res.status, a->mcp_method[0] ? a->mcp_method : NULL, a->server,
+                    a->target, start);
+}
+
+/*
+ * A sealed session id this replica does not hold may have been ended by another replica: with
+ * Redis, it is asked before the session is resumed, and the request waits for the answer (the
+ * worker's loop does not). A request whose session cannot be checked (Redis unreachable) is
+ * refused with 503 rather than served on a session that may have ended: it fails closed.
+ */
+struct resume_wait {
+    struct worker *w;
+    h2o_req_t *req;
+    int view;
+    uint64_t start;
+    struct principal who;
+    char owner[PRINCIPAL_KEY_MAX + 1];
+    struct access a;
+    struct resume_token *tok; /* NULL once the answer came */
+};
+
+/* What Redis's callback holds: the request's state, or NULL once the request is gone. */
+struct resume_token {
+    struct resume_wait *rw;
+};
+
+static void resume_wait_dispose(void *p)
+{
+    struct resume_wait *rw = p;
+    if (rw->tok != NULL)
+        rw->tok->rw = NULL; /* the answer finds nobody waiting */
+}
+
+static void resume_refuse(h2o_req_t *req, const char *why)
+{
+    send_refusal(req, 503, JSONRPC_INTERNAL_ERROR,
+                 "this replica cannot check whether the session was ended on another replica "
+                 "(Redis: %s); retry, or initialize a new session",
+                 why);
+}
+
+static void resume_check_cb(int err, bool ended, const char *err_msg, void *arg)
+{
+    struct resume_token *tok = arg;
+    struct resume_wait *rw = tok->rw;
+    free(tok);
+    if (rw == NULL)
+        return; /* the client went away */
+    rw->tok = NULL;
+    h2o_iovec_t sid = header_value(rw->req, H2O_STRLIT("mcp-session-id"));
+    if (err)
+        resume_refuse(rw->req, err_msg ? err_msg : "no answer");
+    else {
+        if (ended)
+            session_note_ended(sid.base, sid.len);
+        mcp_dispatch(rw->w, rw->req, rw->view, rw->start, &rw->a);
+    }
+    mcp_finish(rw->w, rw->req, rw->start, &rw->a);
+}
+
+/* true when the request was suspended (or answered) here. */
+static bool resume_check(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a)
+{
+    char hash[65];
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    if (sid.base == NULL || !session_needs_check(sid.base, sid.len, hash))
+        return false;
+    struct resume_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof(*rw), resume_wait_dispose);
+    struct resume_token *tok = malloc(sizeof(*tok));
+    if (tok == NULL) {
+        memset(rw, 0, sizeof(*rw));
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "out of memory");
+        mcp_finish(w, req, start, a);
+        return true;
+    }
+    *rw = (struct resume_wait){.w = w, .req = req, .view = view, .start = start, .who = *a->who};
+    snprintf(rw->owner, sizeof(rw->owner), "%s", a->owner);
+    rw->a = *a;
+    rw->a.who = &rw->who;
+    rw->a.owner = rw->owner;
+    tok->rw = rw;
+    rw->tok = tok;
+    int err = shared_session_check(hash, resume_check_cb, tok);
+    if (err) {
+        rw->tok = NULL;
+        free(tok);
+        resume_refuse(req, err == ERR_UNAVAILABLE ? "not connected" : err_str(err));
+        mcp_finish(w, req, start, a);
+    }
+    return true;
+}
+
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
@@ -1216,28 +1319,34 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         principal_key(&who, owner, sizeof(owner));
     }
     who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
+    if (resume_check(w, req, view, start, &a))
+        return 0; /* suspended until Redis answers: resume_check_cb goes on */
+    mcp_dispatch(w, req, view, start, &a);
+out:
+    mcp_finish(w, req, start, &a);
+    return 0;
+}
+
+/* The request by its HTTP method, once its caller is known. */
+static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a)
+{
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        handle_post(w, req, view, start, &a);
+        handle_post(w, req, view, start, a);
         /* A large body leaves the parse's memory in malloc's free lists, where glibc keeps it
            (per-thread arenas are rarely trimmed on their own): hand it back to the system. */
         if (req->entity.len >= TRIM_AFTER_BODY)
             malloc_trim(0);
     } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-        handle_get(w, req, view, start, &a);
+        handle_get(w, req, view, start, a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
-        handle_delete(w, req, view, start, &a);
+        handle_delete(w, req, view, start, a);
     else {
         add_header(req, H2O_TOKEN_ALLOW, "GET, POST, DELETE");
         send_refusal(req, 405, JSONRPC_INVALID_REQUEST,
                      "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
                      (int)req->method.len, req->method.base);
     }
-out:
-    count_http("mcp", a.streamed ? 200 : req->res.status);
-    if (!a.streamed)
-        log_request(w, req, req->res.status, a.mcp_method[0] ? a.mcp_method : NULL, a.server,
-                    a.target, start);
-    return 0;
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -1299,7 +1408,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
-        json_t *st = gateway_status();
+        json_t *st = gateway_status(), *redis = shared_status();
+        if (redis != NULL) /* shown, not counted in "ready": every replica shares it */
+            json_object_set_new(st, "redis", redis);
         send_json(req, json_is_true(json_object_get(st, "ready")) ? 200 : 503, st);
         json_decref(st);
         return 0;
@@ -1560,6 +1671,12 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     } else {
         mcp_seal_init(NULL);
     }
+    if (cfg->redis.url != NULL) {
+        if ((err = shared_init(cfg->redis.url, cfg->redis.prefix, cfg->redis.revocation_poll_ms,
+                               ei)) != 0)
+            goto fail;
+        srv->shared = true;
+    }
     *out = srv;
     return 0;
 fail:
@@ -1614,6 +1731,7 @@ static int h2o_tls_keep_cb(struct dl_phdr_info *info, size_t size, void *arg)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    shared_worker_enter(w->shared);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     dl_iterate_phdr(h2o_tls_keep_cb, NULL);
     return NULL;
@@ -1658,6 +1776,8 @@ int server_start(struct server *srv)
                 return ERR_IO;
             }
         }
+        if (srv->shared && shared_worker_new(&w->loop, w->mcp.mb, j == 0, &w->shared) != 0)
+            return ERR_NOMEM;
         uv_timer_init(&w->loop, &w->keepalive);
         w->keepalive.data = w;
         if (cfg->sse_keepalive_ms)
@@ -1833,6 +1953,8 @@ static void worker_stop_cb(void *arg)
     struct worker *w = arg;
     worker_drain_cb(w);
     oauth_ctx_shutdown(w->oauth);
+    shared_worker_stop(w->shared);
+    w->shared = NULL;
     uv_close((uv_handle_t *)&w->keepalive, NULL);
     uv_close((uv_handle_t *)&w->priming, NULL);
     h2o_context_request_shutdown(&w->ctx);
@@ -1917,5 +2039,7 @@ void server_free(struct server *srv)
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     sodium_memzero(srv->master, sizeof(srv->master));
+    if (srv->shared)
+        shared_release();
     free(srv);
 }

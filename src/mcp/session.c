@@ -10,6 +10,7 @@
 #include "core/mailbox.h"
 #include "core/rand.h"
 #include "mcp/protocol.h"
+#include "shared/redis.h"
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -172,10 +173,15 @@ static void ended_hash(const char *id, size_t len, char hex[65])
     sodium_bin2hex(hex, 65, h, sizeof(h));
 }
 
+static uint64_t wall_s(void);
+
 static void ended_store_put(const char *id, uint64_t until_s)
 {
     char hex[65];
     ended_hash(id, strlen(id), hex);
+    /* Redis first: every replica asks it before resuming an id it does not hold */
+    uint64_t now = wall_s();
+    shared_session_ended(hex, until_s > now ? until_s - now : 1);
     pthread_mutex_lock(&ended_store.lock);
     struct store *st = ended_store_get();
     json_t *v = json_object();
@@ -505,6 +511,35 @@ struct session *session_find(const char *id, size_t len)
     if (s != NULL)
         atomic_store(&s->last_used, now_ms());
     return s;
+}
+
+bool session_needs_check(const char *id, size_t len, char hash[65])
+{
+    if (!shared_enabled() || len == 0 || len > SESSION_ID_MAX ||
+        len <= strlen(SESSION_SEALED_PREFIX) ||
+        memcmp(id, SESSION_SEALED_PREFIX, strlen(SESSION_SEALED_PREFIX)) != 0)
+        return false;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    struct session *s = idmap_get(&table.map, key);
+    bool known = (s != NULL && s->id[len] == '\0' && sodium_memcmp(s->id, id, len) == 0) ||
+                 idmap_get(&table.ended, key) != NULL;
+    pthread_mutex_unlock(&table.lock);
+    if (!known)
+        ended_hash(id, len, hash);
+    return !known;
+}
+
+void session_note_ended(const char *id, size_t len)
+{
+    if (len == 0 || len > SESSION_ID_MAX)
+        return;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    if (table.nended < SESSION_ENDED_MAX && idmap_get(&table.ended, key) == NULL &&
+        idmap_put(&table.ended, key, (void *)(uintptr_t)(wall_s() + SESSION_SEALED_TTL_S)) == 0)
+        table.nended++;
+    pthread_mutex_unlock(&table.lock);
 }
 
 struct session *session_ref(struct session *s)
