@@ -774,6 +774,7 @@ struct access {
     const char *server;
     char target[128];
     bool streamed;
+    bool suspended; /* waiting for Redis: answered and logged later (redis_wait) */
 };
 
 static bool iovec_is(h2o_iovec_t v, const char *s)
@@ -1172,6 +1173,12 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
 
+struct redis_wait;
+static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                      const char hash[65],
+                      void (*next)(struct redis_wait *, int, bool, const char *));
+static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg);
+
 static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start,
                           struct access *a)
 {
@@ -1179,10 +1186,14 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
+    char hash[65];
+    bool shared = shared_enabled() && session_id_hash(s, hash);
     session_close(s);
     session_unref(s);
     metrics_set(M.sessions, NULL, session_table_count());
-    send_body(req, 200, NULL, "", 0);
+    /* answered once Redis has the ended id (its write went first on this connection) */
+    if (!shared || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
+        send_body(req, 200, NULL, "", 0);
 }
 
 static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
@@ -1197,12 +1208,14 @@ static void mcp_finish(struct worker *w, h2o_req_t *req, uint64_t start, struct 
 }
 
 /*
- * A sealed session id this replica does not hold may have been ended by another replica: with
- * Redis, it is asked before the session is resumed, and the request waits for the answer (the
- * worker's loop does not). A request whose session cannot be checked (Redis unreachable) is
- * refused with 503 rather than served on a session that may have ended: it fails closed.
+ * Requests that wait for Redis (the worker's loop does not). A sealed session id this replica
+ * does not hold may have been ended by another replica: Redis is asked before the session is
+ * resumed, and a request whose session cannot be checked (Redis unreachable) is refused with 503
+ * rather than served on a session that may have ended: it fails closed. A DELETE is answered
+ * once Redis has recorded the ended id (a command after it on the same connection has been
+ * answered), so that a client that goes on to another replica finds it ended there.
  */
-struct resume_wait {
+struct redis_wait {
     struct worker *w;
     h2o_req_t *req;
     int view;
@@ -1210,19 +1223,62 @@ struct resume_wait {
     struct principal who;
     char owner[PRINCIPAL_KEY_MAX + 1];
     struct access a;
-    struct resume_token *tok; /* NULL once the answer came */
+    struct redis_token *tok; /* NULL once the answer came */
+    void (*next)(struct redis_wait *rw, int err, bool ended, const char *err_msg);
 };
 
 /* What Redis's callback holds: the request's state, or NULL once the request is gone. */
-struct resume_token {
-    struct resume_wait *rw;
+struct redis_token {
+    struct redis_wait *rw;
 };
 
-static void resume_wait_dispose(void *p)
+static void redis_wait_dispose(void *p)
 {
-    struct resume_wait *rw = p;
+    struct redis_wait *rw = p;
     if (rw->tok != NULL)
         rw->tok->rw = NULL; /* the answer finds nobody waiting */
+}
+
+static void redis_wait_cb(int err, bool ended, const char *err_msg, void *arg)
+{
+    struct redis_token *tok = arg;
+    struct redis_wait *rw = tok->rw;
+    free(tok);
+    if (rw == NULL)
+        return; /* the client went away */
+    rw->tok = NULL;
+    rw->a.suspended = false;
+    rw->next(rw, err, ended, err_msg);
+    if (!rw->a.suspended)
+        mcp_finish(rw->w, rw->req, rw->start, &rw->a);
+}
+
+/* Ask Redis whether the session `hash` ended and go on with next(); a->suspended tells the
+   caller that the request is answered later. Returns 0, or an error (nothing suspended). */
+static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                      const char hash[65],
+                      void (*next)(struct redis_wait *, int, bool, const char *))
+{
+    struct redis_token *tok = malloc(sizeof(*tok));
+    if (tok == NULL)
+        return ERR_NOMEM;
+    struct redis_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof(*rw), redis_wait_dispose);
+    *rw = (struct redis_wait){.w = w, .req = req, .view = view, .start = start, .who = *a->who};
+    snprintf(rw->owner, sizeof(rw->owner), "%s", a->owner);
+    rw->a = *a;
+    rw->a.who = &rw->who;
+    rw->a.owner = rw->owner;
+    rw->next = next;
+    tok->rw = rw;
+    rw->tok = tok;
+    int err = shared_session_check(hash, redis_wait_cb, tok);
+    if (err) {
+        rw->tok = NULL;
+        free(tok);
+        return err;
+    }
+    a->suspended = true;
+    return 0;
 }
 
 static void resume_refuse(h2o_req_t *req, const char *why)
@@ -1233,23 +1289,16 @@ static void resume_refuse(h2o_req_t *req, const char *why)
                  why);
 }
 
-static void resume_check_cb(int err, bool ended, const char *err_msg, void *arg)
+static void resume_checked(struct redis_wait *rw, int err, bool ended, const char *err_msg)
 {
-    struct resume_token *tok = arg;
-    struct resume_wait *rw = tok->rw;
-    free(tok);
-    if (rw == NULL)
-        return; /* the client went away */
-    rw->tok = NULL;
     h2o_iovec_t sid = header_value(rw->req, H2O_STRLIT("mcp-session-id"));
-    if (err)
+    if (err) {
         resume_refuse(rw->req, err_msg ? err_msg : "no answer");
-    else {
-        if (ended)
-            session_note_ended(sid.base, sid.len);
-        mcp_dispatch(rw->w, rw->req, rw->view, rw->start, &rw->a);
+        return;
     }
-    mcp_finish(rw->w, rw->req, rw->start, &rw->a);
+    if (ended)
+        session_note_ended(sid.base, sid.len);
+    mcp_dispatch(rw->w, rw->req, rw->view, rw->start, &rw->a);
 }
 
 /* true when the request was suspended (or answered) here. */
@@ -1260,29 +1309,17 @@ static bool resume_check(struct worker *w, h2o_req_t *req, int view, uint64_t st
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     if (sid.base == NULL || !session_needs_check(sid.base, sid.len, hash))
         return false;
-    struct resume_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof(*rw), resume_wait_dispose);
-    struct resume_token *tok = malloc(sizeof(*tok));
-    if (tok == NULL) {
-        memset(rw, 0, sizeof(*rw));
-        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "out of memory");
-        mcp_finish(w, req, start, a);
+    int err = redis_wait(w, req, view, start, a, hash, resume_checked);
+    if (err == 0)
         return true;
-    }
-    *rw = (struct resume_wait){.w = w, .req = req, .view = view, .start = start, .who = *a->who};
-    snprintf(rw->owner, sizeof(rw->owner), "%s", a->owner);
-    rw->a = *a;
-    rw->a.who = &rw->who;
-    rw->a.owner = rw->owner;
-    tok->rw = rw;
-    rw->tok = tok;
-    int err = shared_session_check(hash, resume_check_cb, tok);
-    if (err) {
-        rw->tok = NULL;
-        free(tok);
-        resume_refuse(req, err == ERR_UNAVAILABLE ? "not connected" : err_str(err));
-        mcp_finish(w, req, start, a);
-    }
+    resume_refuse(req, err == ERR_UNAVAILABLE ? "not connected" : err_str(err));
+    mcp_finish(w, req, start, a);
     return true;
+}
+
+static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg)
+{
+    send_body(rw->req, 200, NULL, "", 0);
 }
 
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
@@ -1320,10 +1357,11 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
     }
     who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
     if (resume_check(w, req, view, start, &a))
-        return 0; /* suspended until Redis answers: resume_check_cb goes on */
+        return 0; /* suspended until Redis answers, or answered */
     mcp_dispatch(w, req, view, start, &a);
 out:
-    mcp_finish(w, req, start, &a);
+    if (!a.suspended)
+        mcp_finish(w, req, start, &a);
     return 0;
 }
 

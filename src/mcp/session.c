@@ -530,6 +530,14 @@ bool session_needs_check(const char *id, size_t len, char hash[65])
     return !known;
 }
 
+bool session_id_hash(const struct session *s, char hash[65])
+{
+    if (s->sealed_until == 0)
+        return false;
+    ended_hash(s->id, strlen(s->id), hash);
+    return true;
+}
+
 void session_note_ended(const char *id, size_t len)
 {
     if (len == 0 || len > SESSION_ID_MAX)
