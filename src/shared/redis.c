@@ -47,6 +47,7 @@ static struct {
     char where[300]; /* host:port/db, for messages */
     uint32_t poll_ms;
     char replica[17]; /* a random name of this process, in its messages */
+    bool blocking;    /* shared_init_cli: events published on a blocking connection */
 } cfg;
 
 /* What /readyz shows. */
@@ -243,7 +244,9 @@ static int check_reply(redisContext *c, redisReply *r, const char *what, struct 
     return err;
 }
 
-static int check_server(struct err_info *ei)
+/* Connect, AUTH, SELECT, PING; then, when `publish`, bump the revocation counter and publish an
+   event. Blocking, 2 s at most per step. */
+static int blocking_session(bool publish, struct err_info *ei)
 {
     struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, 0};
     redisContext *c = redisConnectWithTimeout(cfg.host, cfg.port, tv);
@@ -265,10 +268,47 @@ static int check_server(struct err_info *ei)
     if (cfg.db != 0 &&
         (err = check_reply(c, redisCommand(c, "SELECT %u", cfg.db), "the database (SELECT)", ei)))
         goto out;
-    err = check_reply(c, redisCommand(c, "PING"), "a PING", ei);
+    if ((err = check_reply(c, redisCommand(c, "PING"), "a PING", ei)) || !publish)
+        goto out;
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%srevocation", cfg.prefix);
+    if ((err = check_reply(c, redisCommand(c, "INCR %s", key), "INCR", ei)) == 0)
+        err = check_reply(c, redisCommand(c, "PUBLISH %s %s", key, cfg.replica), "PUBLISH", ei);
 out:
     redisFree(c);
     return err;
+}
+
+static int check_server(struct err_info *ei)
+{
+    return blocking_session(false, ei);
+}
+
+/* The command-line tool's hook: it has no loop, and publishes each event on a connection of its
+   own. A failure does not undo the change (it is stored); it is said. */
+static void revocation_hook_blocking(void)
+{
+    struct err_info ei = {0};
+    if (blocking_session(true, &ei) != 0)
+        log_warn("redis",
+                 "the change is stored, but no revocation event reached the replicas (%s); they "
+                 "see it within redis.revocation_poll",
+                 ei.msg);
+}
+
+int shared_init_cli(const char *url, const char *prefix, struct err_info *ei)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    int err = parse_url(url, ei);
+    if (err) {
+        sodium_memzero(&cfg, sizeof(cfg));
+        return err;
+    }
+    snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix ? prefix : "gatehouse:");
+    rand_token(cfg.replica, sizeof(cfg.replica), 8);
+    cfg.blocking = true;
+    store_revocation_set_hook(revocation_hook_blocking);
+    return 0;
 }
 
 /* ---- connections ---- */
@@ -475,6 +515,11 @@ fail:
 
 void shared_release(void)
 {
+    if (cfg.blocking) {
+        store_revocation_set_hook(NULL);
+        sodium_memzero(&cfg, sizeof(cfg));
+        return;
+    }
     if (!cfg.enabled)
         return;
     store_revocation_set_hook(NULL);

@@ -35,6 +35,11 @@ struct mailbox;
    is (never the password) and the cause. Call once, before shared_worker_new. */
 int shared_init(const char *url, const char *prefix, uint32_t revocation_poll_ms,
                 struct err_info *ei);
+/* For a process without worker loops (the command-line tool): publish a revocation event after
+   every change it makes that moves the store's revocation counter, each on a blocking connection
+   of its own (2 s at most per step; a failure is logged as a warning, the change stays made).
+   Nothing else of this module is used then. ERR_INVAL for a URL that cannot be read. */
+int shared_init_cli(const char *url, const char *prefix, struct err_info *ei);
 /* Forget the settings (the password is wiped); after every worker stopped. */
 void shared_release(void);
 bool shared_enabled(void);

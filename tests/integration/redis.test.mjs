@@ -1,8 +1,9 @@
 // Redis, the state replicas share fast (docs/architecture.md, "Redis"): each test starts its own
 // redis-server (redis_lib.mjs) and gateway processes on ephemeral ports.
 //   - start-up refuses a Redis it cannot use, naming Redis and the cause, never the password;
-//   - a token revoked through replica A is refused by replica B within a second, with
-//     redis.revocation_poll at 60 s: only the revocation event published over Redis explains it;
+//   - a token revoked through replica A is refused by replica B within a second, and a user
+//     disabled with the CLI by both, with redis.revocation_poll at 60 s: only the revocation
+//     event published over Redis explains it;
 //   - a session ended on replica A is never resumed by replica B, on separate stores: only the
 //     ended id recorded in Redis explains it;
 //   - Redis down: /readyz says so, a session B does not hold is refused (503, fails closed), a
@@ -82,7 +83,7 @@ test('start-up refuses a Redis it cannot use, naming Redis and the cause, never 
 
 test('a token revoked through replica A is refused by replica B within 1 s (revocation events over Redis)', async (t) => {
   const redis = await startRedis(t);
-  const { a, b, issue, client } = await authReplicas(t, redis, { poll: '60s' });
+  const { a, b, issue, client, file } = await authReplicas(t, redis, { poll: '60s' });
   await until(async () => (await readyz(b)).body?.redis?.events === true, { what: 'B subscribed' });
   const tok = await issue();
   // B has seen the token (its verdict is cached on whichever worker served it: ask often).
@@ -105,6 +106,13 @@ test('a token revoked through replica A is refused by replica B within 1 s (revo
   assert.equal((await init(b.url, other)).status, 200);
   assert.ok(Number(redis.cli(['-n', '3', 'GET', 'gatehouse:revocation'])) >= 1, 'the shared revocation counter moved');
   console.log(`# B refused the token ${refusedAt} ms after A revoked it`);
+
+  // A user disabled with the command-line tool: it publishes too, so both replicas refuse at once.
+  for (let i = 0; i < 4; i++) assert.equal((await init(a.url, other)).status, 200);
+  cli(file, ['user', 'disable', 'alice']);
+  const t1 = Date.now();
+  for (const gw of [a, b]) await until(async () => (await init(gw.url, other)).status === 401, { timeout: 1000, interval: 20, what: 'the disabled user refused within 1 s' });
+  console.log(`# both replicas refused the disabled user's token within ${Date.now() - t1} ms`);
   await Promise.all([a.stop(), b.stop()]);
 });
 
