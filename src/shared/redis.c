@@ -78,6 +78,7 @@ struct shared_worker {
 };
 
 static _Thread_local struct shared_worker *current;
+static void (*_Atomic ended_cb)(const char *hash);
 /* The worker that other threads post to (the subscriber's); NULL once it stops. Written and
    cleared on its own thread; read by any. */
 static struct shared_worker *_Atomic home;
@@ -399,10 +400,29 @@ static void event_cb(redisAsyncContext *ac, void *reply, void *privdata)
         r->element[0]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = r->element[0]->str;
-    if (strcmp(kind, "subscribe") == 0)
+    if (strcmp(kind, "subscribe") == 0) {
         on_ready(c);
-    else if (strcmp(kind, "message") == 0)
+        return;
+    }
+    if (strcmp(kind, "message") != 0 || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    char ch[KEY_MAX];
+    snprintf(ch, sizeof(ch), "%ssession-ended", cfg.prefix);
+    if (strcmp(r->element[1]->str, ch) != 0) {
         store_revocation_event(); /* every connection reads the counter on its next call */
+        return;
+    }
+    void (*fn)(const char *) = atomic_load(&ended_cb);
+    const char *h = r->element[2]->str;
+    if (fn != NULL && r->element[2]->len == SHARED_HASH_HEX - 1 &&
+        strspn(h, "0123456789abcdef") == SHARED_HASH_HEX - 1)
+        fn(h);
+}
+
+void shared_set_ended_cb(void (*fn)(const char *hash))
+{
+    atomic_store(&ended_cb, fn);
 }
 
 static void setup_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -423,9 +443,10 @@ static void setup_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
         return; /* AUTH's or SELECT's OK */
     if (c->subscriber) {
-        char ch[KEY_MAX];
+        char ch[KEY_MAX], ended[KEY_MAX];
         snprintf(ch, sizeof(ch), "%srevocation", cfg.prefix);
-        redisAsyncCommand(ac, event_cb, c, "SUBSCRIBE %s", ch);
+        snprintf(ended, sizeof(ended), "%ssession-ended", cfg.prefix);
+        redisAsyncCommand(ac, event_cb, c, "SUBSCRIBE %s %s", ch, ended);
     } else {
         on_ready(c);
     }
@@ -654,7 +675,9 @@ static void revocation_hook(void)
 
 struct ended_job {
     char key[KEY_MAX];
+    char hash[SHARED_HASH_HEX];
     uint64_t ttl_s;
+    bool announce;
 };
 
 static void ended_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
@@ -669,8 +692,12 @@ static void ended_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
 static void ended_send(struct conn *c, const struct ended_job *j)
 {
+    char ch[KEY_MAX];
+    snprintf(ch, sizeof(ch), "%ssession-ended", cfg.prefix);
     redisAsyncCommand(c->ac, ended_reply_cb, NULL, "SET %s 1 EX %" PRIu64, j->key,
                       j->ttl_s ? j->ttl_s : 1);
+    if (j->announce) /* replicas that hold the session end it too */
+        redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %s %s", ch, j->hash);
 }
 
 static void ended_home_cb(void *arg)
@@ -684,7 +711,7 @@ static void ended_home_cb(void *arg)
     free(j);
 }
 
-void shared_session_ended(const char hash[SHARED_HASH_HEX], uint64_t ttl_s)
+void shared_session_ended(const char hash[SHARED_HASH_HEX], uint64_t ttl_s, bool announce)
 {
     if (!cfg.enabled)
         return;
@@ -693,7 +720,9 @@ void shared_session_ended(const char hash[SHARED_HASH_HEX], uint64_t ttl_s)
     if (c == NULL && (j = malloc(sizeof(*j))) == NULL)
         return;
     snprintf(j->key, sizeof(j->key), "%ssession-ended:%s", cfg.prefix, hash);
+    snprintf(j->hash, sizeof(j->hash), "%s", hash);
     j->ttl_s = ttl_s;
+    j->announce = announce;
     if (c != NULL) {
         ended_send(c, j);
         return;

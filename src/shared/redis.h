@@ -5,7 +5,8 @@
  * Each worker loop owns one connection (hiredis's asynchronous API on the worker's libuv loop);
  * worker 0 owns a second one, subscribed to the revocation channel. Connections are made again by
  * themselves with back-off. What is kept in Redis:
- *   - ended sessions: {prefix}session-ended:<hex BLAKE2b of the id> until the seal expires;
+ *   - ended sessions: {prefix}session-ended:<hex BLAKE2b of the id> until the seal expires, and
+ *     the hash published on {prefix}session-ended so that a replica holding the session ends it;
  *   - revocation events: {prefix}revocation, a counter bumped and a message published whenever
  *     this process changes something that moves the store's revocation counter; every replica's
  *     subscriber makes its workers read the counter on their next request (store.h,
@@ -62,9 +63,13 @@ json_t *shared_status(void);
 
 /* ---- ended sessions ---- */
 
-/* Record that the session whose id hashes to `hash` ended, until `ttl_s` from now. Any thread;
-   not waited for (a failure is logged). */
-void shared_session_ended(const char hash[SHARED_HASH_HEX], uint64_t ttl_s);
+/* Record that the session whose id hashes to `hash` ended, until `ttl_s` from now, and when
+   `announce`, tell the other replicas (which call their ended callback). Any thread; not waited
+   for (a failure is logged). */
+void shared_session_ended(const char hash[SHARED_HASH_HEX], uint64_t ttl_s, bool announce);
+/* Called (on the subscriber's thread) with the hash of each session another replica ended (or
+   this one: a session already closed is not found). */
+void shared_set_ended_cb(void (*fn)(const char *hash));
 /* Was it ended by any replica? On a worker's thread; cb runs on it with 0 and the answer, or
    ERR_UNAVAILABLE (Redis down; cb's err_msg names the cause) or ERR_CLOSED (shutting down).
    Returns ERR_UNAVAILABLE without calling cb when this worker is not connected. */

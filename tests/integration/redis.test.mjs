@@ -5,7 +5,7 @@
 //     disabled with the CLI by both, with redis.revocation_poll at 60 s: only the revocation
 //     event published over Redis explains it;
 //   - a session ended on replica A is never resumed by replica B, on separate stores: only the
-//     ended id recorded in Redis explains it;
+//     ended id recorded in Redis explains it; and one B holds already is ended on B too;
 //   - Redis down: /readyz says so, a session B does not hold is refused (503, fails closed), a
 //     revocation still takes effect, and all of it recovers once redis-server is back.
 
@@ -116,7 +116,7 @@ test('a token revoked through replica A is refused by replica B within 1 s (revo
   await Promise.all([a.stop(), b.stop()]);
 });
 
-test('a session ended on replica A is not resumed by replica B on a separate store (ended ids in Redis)', async (t) => {
+test('a session ended on replica A is not resumed by replica B on a separate store, and ended there if B holds it (ended ids in Redis)', async (t) => {
   const redis = await startRedis(t);
   const dir = tempDir();
   const keyFile = path.join(dir, 'shared.key');
@@ -143,6 +143,12 @@ test('a session ended on replica A is not resumed by replica B on a separate sto
     const r = await call(b.url, sid, 'tools/list');
     assert.equal(r.status, 404, r.text);
   }
+
+  // A session B holds already (it resumed it above), ended on A: B ends it too, at once.
+  const d2 = await fetch(a.url, { method: 'DELETE', headers: { 'Mcp-Session-Id': live, 'MCP-Protocol-Version': '2025-11-25' } });
+  assert.equal(d2.status, 200);
+  await until(async () => (await call(b.url, live, 'tools/list')).status === 404, { timeout: 1000, interval: 20, what: 'B ends the session A ended' });
+  assert.ok(b.lines.some((l) => l.includes('ended by another replica')), b.tail());
   assert.ok(!b.lines.some((l) => l.includes(sid)), 'the id was logged');
   await Promise.all([a.stop(), b.stop()]);
 });
