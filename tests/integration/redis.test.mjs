@@ -4,6 +4,7 @@
 //   - a token revoked through replica A is refused by replica B within a second, and a user
 //     disabled with the CLI by both, with redis.revocation_poll at 60 s: only the revocation
 //     event published over Redis explains it;
+//   - a user's settings changed through A are what B lists within a second (the same events);
 //   - a session ended on replica A is never resumed by replica B, on separate stores: only the
 //     ended id recorded in Redis explains it; and one B holds already is ended on B too;
 //   - Redis down: /readyz says so, a session B does not hold is refused (503, fails closed), a
@@ -12,8 +13,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { baseConfig, miniServer, post, readyz, runGatehouse, startGateway, tempDir, until, writeConfig } from './lib.mjs';
-import { PASSWORD, cli, createUserClient, testStore, token } from './oauth_lib.mjs';
+import { REPO, baseConfig, miniServer, post, readyz, runGatehouse, startGateway, tempDir, until, writeConfig } from './lib.mjs';
+import { PASSWORD, cli, createUserClient, mcpCall, mcpInit, testStore, token } from './oauth_lib.mjs';
 import { startRedis } from './redis_lib.mjs';
 
 const ISSUER = 'http://127.0.0.1:9';
@@ -38,10 +39,10 @@ async function revoke(gw, tok, [id, secret]) {
 }
 
 /** Two replicas with authentication on one store (SQLite file or PostgreSQL) and one Redis. */
-async function authReplicas(t, redis, { poll = '60s', workers = 2 } = {}) {
+async function authReplicas(t, redis, { poll = '60s', workers = 2, servers = [miniServer('a')] } = {}) {
   const dir = tempDir();
   const store = { ...testStore(dir), key_file: path.join(dir, 'master.key') };
-  const cfg = baseConfig({ workers, servers: [miniServer('a')], store, auth: { enabled: true, issuer: ISSUER }, redis: { url: redis.url(3), revocation_poll: poll } });
+  const cfg = baseConfig({ workers, servers, store, auth: { enabled: true, issuer: ISSUER }, redis: { url: redis.url(3), revocation_poll: poll } });
   const file = writeConfig(cfg, dir);
   cli(file, ['user', 'add', 'alice', '--password-stdin'], { input: `${PASSWORD}\n` });
   const a = await startGateway(cfg, { t, dir: tempDir() });
@@ -113,6 +114,36 @@ test('a token revoked through replica A is refused by replica B within 1 s (revo
   const t1 = Date.now();
   for (const gw of [a, b]) await until(async () => (await init(gw.url, other)).status === 401, { timeout: 1000, interval: 20, what: 'the disabled user refused within 1 s' });
   console.log(`# both replicas refused the disabled user's token within ${Date.now() - t1} ms`);
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test("a user's settings changed through replica A reach replica B's settings cache within 1 s (the same events)", async (t) => {
+  const redis = await startRedis(t);
+  const spec = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
+  const { a, b, issue } = await authReplicas(t, redis, { poll: '60s', servers: [miniServer('a'), { name: 'pets', spec, base_url: 'http://127.0.0.1:9/v1' }] });
+  const tok = await issue();
+  const open = async (gw) => {
+    const sid = (await mcpInit(gw.url, tok)).headers['mcp-session-id'];
+    await mcpCall(gw.url, tok, sid, 'notifications/initialized');
+    return async (method, params) => {
+      const r = await mcpCall(gw.url, tok, sid, method, params);
+      assert.equal(r.status, 200, r.text);
+      return r.json;
+    };
+  };
+  const onA = await open(a);
+  const onB = await open(b);
+  const names = async (c) => (await c('tools/list', {})).result.tools.map((x) => x.name);
+  for (let i = 0; i < 4; i++) assert.ok((await names(onB)).includes('get_pet')); // cached on B's workers
+  const set = await onA('tools/call', { name: 'gatehouse__settings', arguments: { server: 'pets', select: ['list_pets'] } });
+  assert.equal(set.result.isError, false, JSON.stringify(set));
+  const t0 = Date.now();
+  await until(async () => !(await names(onB)).includes('get_pet'), { timeout: 1000, interval: 20, what: "B's tools/list without get_pet" });
+  for (let i = 0; i < 4; i++) {
+    const n = await names(onB);
+    assert.ok(n.includes('list_pets') && !n.includes('get_pet'), n.join());
+  }
+  console.log(`# B listed the new selection ${Date.now() - t0} ms after A stored it`);
   await Promise.all([a.stop(), b.stop()]);
 });
 
