@@ -32,6 +32,8 @@
 #define CONNECT_TIMEOUT_MS 2000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+#define WATCH_MS 1000        /* a ready command connection is PINGed this often... */
+#define WATCH_SILENT_MS 2000 /* ...and dropped when a PING goes unanswered this long */
 #define KEY_MAX 320
 
 /* The settings of shared_init, read-only afterwards. */
@@ -66,7 +68,9 @@ struct conn {
     bool was_up;   /* ready at some point since the last outage was logged */
     bool stopping; /* shared_worker_stop: no reconnection */
     unsigned backoff_ms;
-    uv_timer_t timer; /* connect timeout, then reconnect back-off */
+    uv_timer_t timer; /* connect timeout, reconnect back-off; once ready, the watchdog */
+    bool ping_out;    /* the watchdog's PING is unanswered since ping_sent_ms */
+    uint64_t ping_sent_ms;
 };
 
 struct shared_worker {
@@ -355,12 +359,38 @@ static void conn_lost(struct conn *c, const char *why)
     uv_timer_start(&c->timer, timer_cb, c->backoff_ms, 0);
 }
 
-/* The connect timeout of an attempt, or the end of the back-off after one failed. */
+static void watch_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct conn *c = privdata;
+    if (reply != NULL && c->ac == ac)
+        c->ping_out = false;
+}
+
+/* The connect timeout of an attempt, the end of the back-off after one failed, or (once ready)
+   the watchdog: a connection whose server stopped answering (a network that drops packets,
+   a stalled server) would keep every call on it waiting; it is dropped instead, and its calls
+   fail with ERR_UNAVAILABLE. */
 static void timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (c->stopping)
         return;
+    if (c->ready && c->ac != NULL) {
+        uint64_t now = uv_now(c->w->loop);
+        if (!c->ping_out) {
+            c->ping_out = true;
+            c->ping_sent_ms = now;
+            redisAsyncCommand(c->ac, watch_cb, c, "PING");
+            return;
+        }
+        if (now - c->ping_sent_ms < WATCH_SILENT_MS)
+            return;
+        redisAsyncContext *ac = c->ac;
+        c->ac = NULL;
+        redisAsyncFree(ac);
+        conn_lost(c, "Redis did not answer for 2 s");
+        return;
+    }
     if (c->ac != NULL) { /* still connecting: give up on this attempt */
         redisAsyncContext *ac = c->ac;
         c->ac = NULL;
@@ -375,6 +405,9 @@ static void on_ready(struct conn *c)
 {
     uv_timer_stop(&c->timer);
     c->backoff_ms = 0;
+    c->ping_out = false;
+    if (!c->subscriber) /* the subscriber has TCP keepalives only: PING is no command there */
+        uv_timer_start(&c->timer, timer_cb, WATCH_MS, WATCH_MS);
     if (!c->was_up)
         log_info("redis", "%s connection to Redis at %s is up",
                  c->subscriber ? "subscriber" : "command", cfg.where);
@@ -487,6 +520,7 @@ static void conn_connect(struct conn *c)
         return;
     }
     c->ac = ac;
+    redisEnableKeepAlive(&ac->c);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     if (cfg.has_password) {

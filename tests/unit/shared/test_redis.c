@@ -204,6 +204,29 @@ static void test_reconnects(void)
     json_decref(s);
 }
 
+/* A server that stops answering with its connections open: the watchdog drops the command
+   connection, so a call waiting on it fails instead of hanging, and new calls fail at once. */
+static void test_stall(void)
+{
+    const char *pause = getenv("GH_TEST_REDIS_PAUSE"), *resume = getenv("GH_TEST_REDIS_RESUME");
+    CHECK(pause && resume);
+    if (!pause || !resume)
+        return;
+    CHECK_INT(system(pause), 0);
+    memset(&res, 0, sizeof(res));
+    double t0 = test_now_ms_();
+    CHECK_INT(shared_incr("c4", 1, 1000, count_cb, &res), 0);
+    CHECK(run_until(count_done, 6000));
+    CHECK_INT(res.err, ERR_UNAVAILABLE);
+    CHECK(test_now_ms_() - t0 < 4500); /* a PING a second, dropped after 2 s without answer */
+    CHECK(is_down());
+    int64_t v = 0;
+    CHECK_INT(incr("c4", 1, 1000, &v), ERR_UNAVAILABLE);
+    CHECK_INT(system(resume), 0);
+    CHECK(run_until(is_up, 8000));
+    CHECK_INT(incr("c4", 1, 1000, &v), 0);
+}
+
 static void test_stop(void)
 {
     memset(&res, 0, sizeof(res));
@@ -231,7 +254,7 @@ int main(void)
     mb = mailbox_new(&loop);
     static const struct test_case cases[] = {
         TEST(test_url_errors), TEST(test_start_errors), TEST(test_counters),
-        TEST(test_reconnects), TEST(test_stop),
+        TEST(test_reconnects), TEST(test_stall),        TEST(test_stop),
     };
     return test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
 }

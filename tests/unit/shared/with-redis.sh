@@ -8,6 +8,8 @@
 #   GH_TEST_REDIS_PORT      the port              GH_TEST_REDIS_PASSWORD  its requirepass
 #   GH_TEST_REDIS_STOP, GH_TEST_REDIS_START  shell commands that kill the server (SIGKILL: its
 #                           clients lose their connections) and start it again on the same port
+#   GH_TEST_REDIS_PAUSE, GH_TEST_REDIS_RESUME  SIGSTOP and SIGCONT: a server that stops answering
+#                           while its connections stay open
 # The server is stopped and its directory removed when the command ends, whatever its exit. The
 # system's own Redis service is never touched.
 set -euo pipefail
@@ -52,6 +54,7 @@ if [ "$started" != 1 ]; then
 fi
 
 export GH_TEST_REDIS_PORT=$port GH_TEST_REDIS_PASSWORD=$password
+export GH_TEST_REDIS_PAUSE="kill -STOP \$(cat $dir/pid)" GH_TEST_REDIS_RESUME="kill -CONT \$(cat $dir/pid)"
 export GH_TEST_REDIS_STOP="kill -9 \$(cat $dir/pid); while kill -0 \$(cat $dir/pid) 2>/dev/null; do sleep 0.02; done; rm -f $dir/pid"
 export GH_TEST_REDIS_START="$server --port $port --bind 127.0.0.1 --save '' --appendonly no --dir $dir --requirepass $password --daemonize yes --pidfile $dir/pid --logfile $dir/server.log; for i in \$(seq 1 100); do [ -f $dir/pid ] && redis-cli -p $port -a $password --no-auth-warning ping >/dev/null 2>&1 && break; sleep 0.05; done"
 set +e
