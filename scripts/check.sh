@@ -4,9 +4,11 @@
 #                                              (default: all)
 # unit        ctest: the C unit tests and the replay of every fuzz target's seed corpus
 # integration node --test tests/integration: the real binary on ephemeral ports, bad input, faults
-# postgres    the integration tests that live on the store (OAuth, settings, replicas) once more
-#             with the store on PostgreSQL: a throwaway cluster per file (tests/unit/store/
+# postgres    the integration tests that live on the store (OAuth, settings, replicas, Redis) once
+#             more with the store on PostgreSQL: a throwaway cluster per file (tests/unit/store/
 #             with-postgres.sh; the store's unit tests run on it in the unit phase already)
+# Tests that need Redis (unit/shared, integration/redis.test.mjs) start a throwaway
+# redis-server of their own (tests/unit/shared/with-redis.sh, tests/integration/redis_lib.mjs).
 # interop     node --test tests/interop: real MCP clients, servers, the Inspector and the conformance suite
 # lint        cppcheck over src/ (warnings are failures), and clang-format: the tree is formatted
 # Every test counts: a node test that ran past its time limit (cancelled) or could not run
@@ -108,7 +110,7 @@ for phase in $phases; do
     echo "== integration tests on a PostgreSQL store ($build)"
     p0=$passed f0=$failed
     : >"$log_dir/postgres.log"
-    for name in oauth_flow oauth_tokens oauth_negative oauth_review user_settings replicas; do
+    for name in oauth_flow oauth_tokens oauth_negative oauth_review user_settings replicas redis; do
       flog="$log_dir/postgres-$name.log"
       start_s=$(date +%s)
       (cd tests/integration && GATEHOUSE_TEST_STORE=postgres timeout $((file_limit + 90)) \

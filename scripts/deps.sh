@@ -4,7 +4,8 @@
 #   scripts/deps.sh test     + clang (fuzz, sanitizers), Node packages for the interop tests,
 #                            Python h2 (HTTP/2 abuse frames),
 #                            PostgreSQL's server (the store's tests start a throwaway cluster of
-#                            their own; the system service is never used)
+#                            their own; the system service is never used), Redis's server
+#                            (likewise: the tests start redis-server on a port of their own)
 #   scripts/deps.sh bench    + wrk
 # Only packages that are missing are installed; apt-get update runs only when something is.
 set -euo pipefail
@@ -12,10 +13,11 @@ cd "$(dirname "$0")/.."
 what=${1:-build}
 
 pkgs=(build-essential cmake ninja-build pkg-config libh2o-dev libuv1-dev libcurl4-openssl-dev
-      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev libnghttp2-dev curl ca-certificates)
+      libjansson-dev libfyaml-dev libsodium-dev libssl-dev libsqlite3-dev libpq-dev libnghttp2-dev
+      libhiredis-dev curl ca-certificates)
 case "$what" in
   test|bench) pkgs+=(clang llvm libclang-rt-14-dev clang-format python3 python3-h2 cppcheck chromium
-                    postgresql openssl) ;;&
+                    postgresql openssl redis-server) ;;&
   bench) pkgs+=(wrk linux-perf) ;;
 esac
 # Node runs the example servers (make run) and the test harness. A node already on PATH is used

@@ -331,6 +331,11 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         log_set_level(lvl);
     server_reconfigure(rt->srv, cfg);
     session_table_init(cfg->max_sessions, cfg->session_idle_ms, cfg->replay_events);
+    const struct config_redis *r0 = &rt->cfg->redis, *r1 = &cfg->redis;
+    if ((r0->url == NULL) != (r1->url == NULL) ||
+        (r0->url != NULL && (strcmp(r0->url, r1->url) != 0 || strcmp(r0->prefix, r1->prefix) != 0 ||
+                             r0->revocation_poll_ms != r1->revocation_poll_ms)))
+        log_warn("reload", "the redis section changed in %s; it takes effect on restart", rt->path);
     if (listeners_differ(rt->cfg, cfg))
         log_warn(
             "reload",

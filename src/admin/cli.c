@@ -16,6 +16,7 @@
 #include "core/rand.h"
 #include "core/secret.h"
 #include "mcp/gateway.h"
+#include "shared/redis.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -1086,8 +1087,13 @@ int admin_cli_main(int argc, char **argv)
         rc = refuse("%s", ei.msg[0] ? ei.msg : err_str(err));
         goto out;
     }
+    /* with Redis, the replicas hear of a revocation at once (else within revocation_poll) */
+    if (c.cfg->redis.url != NULL && shared_init_cli(c.cfg->redis.url, c.cfg->redis.prefix, &ei))
+        fprintf(stderr, "gatehouse: %s; replicas see changes within redis.revocation_poll\n",
+                ei.msg);
     rc = cmd->run(&c, &a);
 out:
+    shared_release();
     store_close(c.st);
     config_unref(c.cfg);
     return rc;

@@ -1605,6 +1605,40 @@ static int load_store(struct loader *L, const struct ynode *n)
     return 0;
 }
 
+static int load_redis(struct loader *L, const struct ynode *n)
+{
+    static const char *const keys[] = {"url", "revocation_poll", "prefix", NULL};
+    struct field f[3];
+    struct config_redis *r = &L->c->redis;
+    int err = map_fields(L, n, "redis", keys, f);
+    if (err)
+        return err;
+    if (!f[0].val)
+        return FAILN(L, n, "redis needs url; expected redis://[[user]:password@]host[:port][/db]");
+    /* the value is never quoted in a message: it may hold a password */
+    if ((err = get_nonempty_str(L, f[0].val, "redis.url", &r->url)))
+        return err;
+    if (strncmp(r->url, "rediss://", 9) == 0)
+        return FAILN(L, f[0].val,
+                     "redis.url asks for TLS (rediss://), which this build's Redis client "
+                     "(hiredis 0.14) cannot speak; expected redis:// to a Redis on a trusted "
+                     "network, or a TLS tunnel on localhost");
+    if (strncmp(r->url, "redis://", 8) != 0)
+        return FAILN(L, f[0].val,
+                     "redis.url is not a Redis URL; expected "
+                     "redis://[[user]:password@]host[:port][/db]");
+    if (f[1].val &&
+        (err = get_duration(L, f[1].val, "redis.revocation_poll", false, &r->revocation_poll_ms)))
+        return err;
+    if (f[2].val && (err = get_nonempty_str(L, f[2].val, "redis.prefix", &r->prefix)))
+        return err;
+    if (r->prefix == NULL && (r->prefix = arena_strndup(L->out, "gatehouse:", 10)) == NULL)
+        return fail(L, ERR_NOMEM, 0, 0, "out of memory");
+    if (strlen(r->prefix) > 64)
+        return FAILN(L, f[2].val, "redis.prefix is longer than 64 characters");
+    return 0;
+}
+
 static int load_outbound(struct loader *L, const struct ynode *n)
 {
     static const char *const keys[] = {"ca_file", NULL};
@@ -2117,6 +2151,7 @@ enum {
     TK_STORE,
     TK_AUTH,
     TK_OUTBOUND,
+    TK_REDIS,
     TK_COUNT
 };
 
@@ -2124,7 +2159,7 @@ static int load_root(struct loader *L, const struct ynode *root)
 {
     static const char *const keys[] = {
         "listen", "workers", "http2", "allowed_hosts", "allowed_origins", "limits", "log",
-        "prefix", "servers", "store", "auth",          "outbound",        NULL};
+        "prefix", "servers", "store", "auth",          "outbound",        "redis",  NULL};
     struct config *c = L->c;
     struct field f[TK_COUNT];
     int err = set_defaults(L);
@@ -2170,6 +2205,9 @@ static int load_root(struct loader *L, const struct ynode *root)
     if (f[TK_STORE].val && (err = load_store(L, f[TK_STORE].val)))
         return err;
     if (f[TK_OUTBOUND].val && (err = load_outbound(L, f[TK_OUTBOUND].val)))
+        return err;
+    c->redis.revocation_poll_ms = 1000;
+    if (f[TK_REDIS].val && !is_null(f[TK_REDIS].val) && (err = load_redis(L, f[TK_REDIS].val)))
         return err;
     if (f[TK_AUTH].val && !is_null(f[TK_AUTH].val) && (err = load_auth(L, f[TK_AUTH].val)))
         return err;

@@ -157,6 +157,15 @@ struct config_store {
                           created, only then) */
 };
 
+/* Redis, the state replicas share fast (docs/configuration.md, "redis"). Absent: none. */
+struct config_redis {
+    char *url;                   /* redis://[[user]:password@]host[:port][/db] (may hold a
+                                    password: never print it); NULL = no Redis */
+    uint32_t revocation_poll_ms; /* how often a worker reads the store's revocation counter while
+                                    revocation events arrive over Redis; default 1000 */
+    char *prefix;                /* of every key and channel; default "gatehouse:" */
+};
+
 /* A client registered in the configuration (RFC 6749 §2). */
 struct config_oauth_client {
     char *client_id;
@@ -251,6 +260,7 @@ struct config {
     size_t nservers;
 
     struct config_store store;
+    struct config_redis redis;
     struct config_auth auth;
     struct {
         /* PEM certificates trusted, besides the system's, by the gateway's own HTTPS requests

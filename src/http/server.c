@@ -17,6 +17,7 @@
 #include "mcp/jsonrpc.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
+#include "shared/redis.h"
 #include "upstream/upstream.h"
 
 #define H2O_USE_EPOLL 0
@@ -81,8 +82,9 @@ struct worker {
     uint64_t cfg_gen;
     uint64_t next_req;
     bool draining;
-    struct oauth_ctx *oauth; /* when auth is enabled */
-    struct h2_server *h2;    /* HTTP/2 (nghttp2) when http2 is on, else NULL */
+    struct oauth_ctx *oauth;      /* when auth is enabled */
+    struct h2_server *h2;         /* HTTP/2 (nghttp2) when http2 is on, else NULL */
+    struct shared_worker *shared; /* with Redis */
 };
 
 struct server {
@@ -104,6 +106,7 @@ struct server {
     bool started;
     bool auth;                                 /* auth.enabled at start */
     unsigned char master[AUTH_MASTER_KEY_LEN]; /* wiped in server_free */
+    bool shared;                               /* Redis (shared_init) */
     char issuer[256];                          /* the effective issuer */
 };
 
@@ -778,6 +781,7 @@ struct access {
     const char *server;
     char target[128];
     bool streamed;
+    bool suspended; /* waiting for Redis: answered and logged later (redis_wait) */
 };
 
 static bool iovec_is(h2o_iovec_t v, const char *s)
@@ -1179,6 +1183,12 @@ static void handle_get(struct worker *w, h2o_req_t *req, int view, uint64_t star
     h2o_send(req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
 
+struct redis_wait;
+static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                      const char hash[65],
+                      void (*next)(struct redis_wait *, int, bool, const char *));
+static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg);
+
 static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start,
                           struct access *a)
 {
@@ -1186,10 +1196,140 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
+    char hash[65];
+    bool shared = shared_enabled() && session_id_hash(s, hash);
     session_close(s);
     session_unref(s);
     metrics_set(M.sessions, NULL, session_table_count());
-    send_body(req, 200, NULL, "", 0);
+    /* answered once Redis has the ended id (its write went first on this connection) */
+    if (!shared || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
+        send_body(req, 200, NULL, "", 0);
+}
+
+static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a);
+
+static void mcp_finish(struct worker *w, h2o_req_t *req, uint64_t start, struct access *a)
+{
+    count_http("mcp", a->streamed ? 200 : req->res.status);
+    if (!a->streamed)
+        log_request(w, req, req->res.status, a->mcp_method[0] ? a->mcp_method : NULL, a->server,
+                    a->target, start);
+}
+
+/*
+ * Requests that wait for Redis (the worker's loop does not). A sealed session id this replica
+ * does not hold may have been ended by another replica: Redis is asked before the session is
+ * resumed, and a request whose session cannot be checked (Redis unreachable) is refused with 503
+ * rather than served on a session that may have ended: it fails closed. A DELETE is answered
+ * once Redis has recorded the ended id (a command after it on the same connection has been
+ * answered), so that a client that goes on to another replica finds it ended there.
+ */
+struct redis_wait {
+    struct worker *w;
+    h2o_req_t *req;
+    int view;
+    uint64_t start;
+    struct principal who;
+    char owner[PRINCIPAL_KEY_MAX + 1];
+    struct access a;
+    struct redis_token *tok; /* NULL once the answer came */
+    void (*next)(struct redis_wait *rw, int err, bool ended, const char *err_msg);
+};
+
+/* What Redis's callback holds: the request's state, or NULL once the request is gone. */
+struct redis_token {
+    struct redis_wait *rw;
+};
+
+static void redis_wait_dispose(void *p)
+{
+    struct redis_wait *rw = p;
+    if (rw->tok != NULL)
+        rw->tok->rw = NULL; /* the answer finds nobody waiting */
+}
+
+static void redis_wait_cb(int err, bool ended, const char *err_msg, void *arg)
+{
+    struct redis_token *tok = arg;
+    struct redis_wait *rw = tok->rw;
+    free(tok);
+    if (rw == NULL)
+        return; /* the client went away */
+    rw->tok = NULL;
+    rw->a.suspended = false;
+    rw->next(rw, err, ended, err_msg);
+    if (!rw->a.suspended)
+        mcp_finish(rw->w, rw->req, rw->start, &rw->a);
+}
+
+/* Ask Redis whether the session `hash` ended and go on with next(); a->suspended tells the
+   caller that the request is answered later. Returns 0, or an error (nothing suspended). */
+static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                      const char hash[65],
+                      void (*next)(struct redis_wait *, int, bool, const char *))
+{
+    struct redis_token *tok = malloc(sizeof(*tok));
+    if (tok == NULL)
+        return ERR_NOMEM;
+    struct redis_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof(*rw), redis_wait_dispose);
+    *rw = (struct redis_wait){.w = w, .req = req, .view = view, .start = start, .who = *a->who};
+    snprintf(rw->owner, sizeof(rw->owner), "%s", a->owner);
+    rw->a = *a;
+    rw->a.who = &rw->who;
+    rw->a.owner = rw->owner;
+    rw->next = next;
+    tok->rw = rw;
+    rw->tok = tok;
+    int err = shared_session_check(hash, redis_wait_cb, tok);
+    if (err) {
+        rw->tok = NULL;
+        free(tok);
+        return err;
+    }
+    a->suspended = true;
+    return 0;
+}
+
+static void resume_refuse(h2o_req_t *req, const char *why)
+{
+    send_refusal(req, 503, JSONRPC_INTERNAL_ERROR,
+                 "this replica cannot check whether the session was ended on another replica "
+                 "(Redis: %s); retry, or initialize a new session",
+                 why);
+}
+
+static void resume_checked(struct redis_wait *rw, int err, bool ended, const char *err_msg)
+{
+    h2o_iovec_t sid = header_value(rw->req, H2O_STRLIT("mcp-session-id"));
+    if (err) {
+        resume_refuse(rw->req, err_msg ? err_msg : "no answer");
+        return;
+    }
+    if (ended)
+        session_note_ended(sid.base, sid.len);
+    mcp_dispatch(rw->w, rw->req, rw->view, rw->start, &rw->a);
+}
+
+/* true when the request was suspended (or answered) here. */
+static bool resume_check(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a)
+{
+    char hash[65];
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    if (sid.base == NULL || !session_needs_check(sid.base, sid.len, hash))
+        return false;
+    int err = redis_wait(w, req, view, start, a, hash, resume_checked);
+    if (err == 0)
+        return true;
+    resume_refuse(req, err == ERR_UNAVAILABLE ? "not connected" : err_str(err));
+    mcp_finish(w, req, start, a);
+    return true;
+}
+
+static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg)
+{
+    send_body(rw->req, 200, NULL, "", 0);
 }
 
 /* The caller's credential: the bearer token when the request has an Authorization header (a
@@ -1244,28 +1384,35 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         principal_key(&who, owner, sizeof(owner));
     }
     who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
+    if (resume_check(w, req, view, start, &a))
+        return 0; /* suspended until Redis answers, or answered */
+    mcp_dispatch(w, req, view, start, &a);
+out:
+    if (!a.suspended)
+        mcp_finish(w, req, start, &a);
+    return 0;
+}
+
+/* The request by its HTTP method, once its caller is known. */
+static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                         struct access *a)
+{
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        handle_post(w, req, view, start, &a);
+        handle_post(w, req, view, start, a);
         /* A large body leaves the parse's memory in malloc's free lists, where glibc keeps it
            (per-thread arenas are rarely trimmed on their own): hand it back to the system. */
         if (req->entity.len >= TRIM_AFTER_BODY)
             malloc_trim(0);
     } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-        handle_get(w, req, view, start, &a);
+        handle_get(w, req, view, start, a);
     else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
-        handle_delete(w, req, view, start, &a);
+        handle_delete(w, req, view, start, a);
     else {
         add_header(req, H2O_TOKEN_ALLOW, "GET, POST, DELETE");
         send_refusal(req, 405, JSONRPC_INVALID_REQUEST,
                      "method %.*s is not allowed on the MCP endpoint; use POST, GET or DELETE",
                      (int)req->method.len, req->method.base);
     }
-out:
-    count_http("mcp", a.streamed ? 200 : req->res.status);
-    if (!a.streamed)
-        log_request(w, req, req->res.status, a.mcp_method[0] ? a.mcp_method : NULL, a.server,
-                    a.target, start);
-    return 0;
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -1327,7 +1474,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))) {
-        json_t *st = gateway_status();
+        json_t *st = gateway_status(), *redis = shared_status();
+        if (redis != NULL) /* shown, not counted in "ready": every replica shares it */
+            json_object_set_new(st, "redis", redis);
         send_json(req, json_is_true(json_object_get(st, "ready")) ? 200 : 503, st);
         json_decref(st);
         return 0;
@@ -1629,6 +1778,12 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
     } else {
         mcp_seal_init(NULL);
     }
+    if (cfg->redis.url != NULL) {
+        if ((err = shared_init(cfg->redis.url, cfg->redis.prefix, cfg->redis.revocation_poll_ms,
+                               ei)) != 0)
+            goto fail;
+        srv->shared = true;
+    }
     *out = srv;
     return 0;
 fail:
@@ -1683,6 +1838,7 @@ static int h2o_tls_keep_cb(struct dl_phdr_info *info, size_t size, void *arg)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    shared_worker_enter(w->shared);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     dl_iterate_phdr(h2o_tls_keep_cb, NULL);
     return NULL;
@@ -1743,6 +1899,8 @@ int server_start(struct server *srv)
                 return ERR_IO;
             }
         }
+        if (srv->shared && shared_worker_new(&w->loop, w->mcp.mb, j == 0, &w->shared) != 0)
+            return ERR_NOMEM;
         uv_timer_init(&w->loop, &w->keepalive);
         w->keepalive.data = w;
         if (cfg->sse_keepalive_ms)
@@ -1921,6 +2079,8 @@ static void worker_stop_cb(void *arg)
     struct worker *w = arg;
     worker_drain_cb(w);
     oauth_ctx_shutdown(w->oauth);
+    shared_worker_stop(w->shared);
+    w->shared = NULL;
     uv_close((uv_handle_t *)&w->keepalive, NULL);
     uv_close((uv_handle_t *)&w->priming, NULL);
     h2o_context_request_shutdown(&w->ctx);
@@ -2010,5 +2170,7 @@ void server_free(struct server *srv)
         config_unref(srv->listen_cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     sodium_memzero(srv->master, sizeof(srv->master));
+    if (srv->shared)
+        shared_release();
     free(srv);
 }

@@ -10,6 +10,7 @@
 #include "core/mailbox.h"
 #include "core/rand.h"
 #include "mcp/protocol.h"
+#include "shared/redis.h"
 #include "store/store.h"
 
 #include <inttypes.h>
@@ -72,7 +73,8 @@ struct session {
     pthread_mutex_t lock;
     char id[SESSION_ID_MAX + 1];
     uint64_t key;
-    uint64_t sealed_until; /* a sealed id: its expiry (s since the epoch); 0 for a random id */
+    uint64_t sealed_until;     /* a sealed id: its expiry (s since the epoch); 0 for a random id */
+    unsigned char id_hash[32]; /* a sealed id's BLAKE2b (ended_hash): how Redis names it */
     int view;
     char owner[SESSION_OWNER_MAX + 1]; /* the principal's key; immutable once the id is out */
     bool transient; /* a 2026-07-28 request's session: never in the table, no id */
@@ -129,8 +131,11 @@ static struct {
     bool open_failed; /* logged once; not tried again */
 } ended_store = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+static void ended_elsewhere_cb(const char *hash);
+
 void session_table_set_store(const char *sqlite_path)
 {
+    shared_set_ended_cb(ended_elsewhere_cb); /* with Redis: sessions ended by other replicas */
     pthread_mutex_lock(&ended_store.lock);
     free(ended_store.path);
     ended_store.path = sqlite_path ? strdup(sqlite_path) : NULL;
@@ -172,10 +177,17 @@ static void ended_hash(const char *id, size_t len, char hex[65])
     sodium_bin2hex(hex, 65, h, sizeof(h));
 }
 
-static void ended_store_put(const char *id, uint64_t until_s)
+static uint64_t wall_s(void);
+
+/* announce: tell the replicas that hold the session to end it too (a DELETE; not an idle
+   expiry, since the session may be in use on another replica). */
+static void ended_store_put(const char *id, uint64_t until_s, bool announce)
 {
     char hex[65];
     ended_hash(id, strlen(id), hex);
+    /* Redis first: every replica asks it before resuming an id it does not hold */
+    uint64_t now = wall_s();
+    shared_session_ended(hex, until_s > now ? until_s - now : 1, announce);
     pthread_mutex_lock(&ended_store.lock);
     struct store *st = ended_store_get();
     json_t *v = json_object();
@@ -275,7 +287,18 @@ static void collect_cb(uint64_t key, void *val, void *arg)
     c->v[c->n++] = session_ref(s);
 }
 
-static void close_session(struct session *s, bool ended);
+/* Why a session closes: what is remembered and told. */
+enum close_why {
+    CLOSE_SHUTDOWN,  /* not ended: a restart resumes it */
+    CLOSE_IDLE,      /* ended: remembered here, in the store and in Redis */
+    CLOSE_DELETE,    /* the same, and the replicas holding it end it too */
+    CLOSE_ELSEWHERE, /* another replica ended it (DELETE): remembered here only */
+};
+static void close_session_as(struct session *s, enum close_why why);
+static void close_session(struct session *s, bool ended)
+{
+    close_session_as(s, ended ? CLOSE_IDLE : CLOSE_SHUTDOWN);
+}
 
 static unsigned close_collected(struct collect *c, bool ended)
 {
@@ -507,6 +530,73 @@ struct session *session_find(const char *id, size_t len)
     return s;
 }
 
+bool session_needs_check(const char *id, size_t len, char hash[65])
+{
+    if (!shared_enabled() || len == 0 || len > SESSION_ID_MAX ||
+        len <= strlen(SESSION_SEALED_PREFIX) ||
+        memcmp(id, SESSION_SEALED_PREFIX, strlen(SESSION_SEALED_PREFIX)) != 0)
+        return false;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    struct session *s = idmap_get(&table.map, key);
+    bool known = (s != NULL && s->id[len] == '\0' && sodium_memcmp(s->id, id, len) == 0) ||
+                 idmap_get(&table.ended, key) != NULL;
+    pthread_mutex_unlock(&table.lock);
+    if (!known)
+        ended_hash(id, len, hash);
+    return !known;
+}
+
+bool session_id_hash(const struct session *s, char hash[65])
+{
+    if (s->sealed_until == 0)
+        return false;
+    sodium_bin2hex(hash, 65, s->id_hash, sizeof(s->id_hash));
+    return true;
+}
+
+struct find_hash {
+    unsigned char h[32];
+    struct session *found;
+};
+
+static void find_hash_cb(uint64_t key, void *val, void *arg)
+{
+    struct find_hash *f = arg;
+    struct session *s = val;
+    if (f->found == NULL && s->sealed_until != 0 && sodium_memcmp(s->id_hash, f->h, 32) == 0)
+        f->found = session_ref(s);
+}
+
+/* Redis: another replica ended the session whose id hashes to `hash`. Any thread. */
+static void ended_elsewhere_cb(const char *hash)
+{
+    struct find_hash f = {.found = NULL};
+    size_t n;
+    if (sodium_hex2bin(f.h, sizeof(f.h), hash, strlen(hash), NULL, &n, NULL) != 0 || n != 32)
+        return;
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.map, find_hash_cb, &f);
+    pthread_mutex_unlock(&table.lock);
+    if (f.found == NULL)
+        return;
+    log_info("session", "a session this replica held was ended by another replica");
+    close_session_as(f.found, CLOSE_ELSEWHERE);
+    session_unref(f.found);
+}
+
+void session_note_ended(const char *id, size_t len)
+{
+    if (len == 0 || len > SESSION_ID_MAX)
+        return;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    if (table.nended < SESSION_ENDED_MAX && idmap_get(&table.ended, key) == NULL &&
+        idmap_put(&table.ended, key, (void *)(uintptr_t)(wall_s() + SESSION_SEALED_TTL_S)) == 0)
+        table.nended++;
+    pthread_mutex_unlock(&table.lock);
+}
+
 struct session *session_ref(struct session *s)
 {
     atomic_fetch_add(&s->refcnt, 1);
@@ -541,7 +631,7 @@ static void wake_writer(struct stream *st); /* below */
 
 void session_close(struct session *s)
 {
-    close_session(s, true);
+    close_session_as(s, CLOSE_DELETE);
 }
 
 /* What the session table asks of the engine (session_table_set_engine); NULL before. */
@@ -586,9 +676,11 @@ static void cancel_calls(struct session *s)
     free(cookies);
 }
 
-/* ended: DELETE or expiry (remembered, never resumed); else shutdown. */
-static void close_session(struct session *s, bool ended)
+/* Ended (all but CLOSE_SHUTDOWN): remembered, never resumed, its calls cancelled. */
+static void close_session_as(struct session *s, enum close_why why)
 {
+    bool ended = why != CLOSE_SHUTDOWN;
+    bool record = why == CLOSE_IDLE || why == CLOSE_DELETE; /* ELSEWHERE: that replica did */
     bool cancel = false;
     if (s->transient) {
         pthread_mutex_lock(&table.lock);
@@ -610,8 +702,8 @@ static void close_session(struct session *s, bool ended)
             idmap_put(&table.ended, s->key, (void *)(uintptr_t)s->sealed_until) == 0)
             table.nended++;
         pthread_mutex_unlock(&table.lock);
-        if (ended && s->sealed_until != 0)
-            ended_store_put(s->id, s->sealed_until);
+        if (record && s->sealed_until != 0)
+            ended_store_put(s->id, s->sealed_until, why == CLOSE_DELETE);
         cancel = ended;
         session_unref(s); /* the table's reference */
     } else {
@@ -725,6 +817,8 @@ static void seal_id(struct session *s)
         s->key = key;
         s->sealed_until = now + SESSION_SEALED_TTL_S;
         snprintf(s->id, sizeof(s->id), "%s", id);
+        crypto_generichash(s->id_hash, sizeof(s->id_hash), (const unsigned char *)s->id,
+                           strlen(s->id), NULL, 0);
     }
     pthread_mutex_unlock(&table.lock);
     free(id);
@@ -761,6 +855,7 @@ static struct session *session_resume(const char *id, size_t len)
     s->id[len] = '\0';
     s->key = id_key(s->id, len);
     s->sealed_until = (uint64_t)json_integer_value(x);
+    crypto_generichash(s->id_hash, sizeof(s->id_hash), (const unsigned char *)s->id, len, NULL, 0);
     snprintf(s->owner, sizeof(s->owner), "%s", owner);
     if (json_is_object(json_object_get(doc, "i")))
         s->client_info = json_incref(json_object_get(doc, "i"));

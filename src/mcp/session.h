@@ -85,6 +85,15 @@ void session_set_log_level(struct session *s, int rank);
 int session_log_level(const struct session *s);
 /* Look up by id (constant-time compare); a new reference, or NULL. Touches the idle clock. */
 struct session *session_find(const char *id, size_t len);
+/* With Redis (src/shared): true when `id` is a sealed id this replica neither holds nor knows to
+   be ended, so that Redis must be asked (shared_session_check with `hash`, the hex BLAKE2b of
+   the id) before session_find may resume it. */
+bool session_needs_check(const char *id, size_t len, char hash[65]);
+/* The hex BLAKE2b of a sealed session's id (what Redis and the store keep): false for an id
+   that is not sealed (known to this replica only). */
+bool session_id_hash(const struct session *s, char hash[65]);
+/* Redis says `id` was ended by a replica: never resume it here. */
+void session_note_ended(const char *id, size_t len);
 struct session *session_ref(struct session *s);
 void session_unref(struct session *s);
 /* DELETE or expiry: remove from the table, end its streams and cancel its calls (mcp_cancel_call);

@@ -159,7 +159,7 @@ int store_user_set_disabled(struct store *st, int64_t id, bool disabled)
         return ERR_IO;
     store_bind_int64(s, 1, disabled);
     store_bind_int64(s, 2, id);
-    return store_exec_change(st, s, "set disabled");
+    return store_note_change(st, store_exec_change(st, s, "set disabled"));
 }
 
 int store_user_list(struct store *st, int (*cb)(const struct store_user *u, void *arg), void *arg)
@@ -543,7 +543,7 @@ int store_apikey_revoke(struct store *st, const char *key_id)
         return ERR_IO;
     store_bind_int64(s, 1, store_now());
     store_bind_text(s, 2, key_id);
-    return store_exec_change(st, s, "apikey revoke");
+    return store_note_change(st, store_exec_change(st, s, "apikey revoke"));
 }
 
 /* ---- per-user settings ---- */
@@ -624,7 +624,7 @@ int store_settings_put(struct store *st, int64_t user_id, const char *server,
             store_bind_text(s, 3, NULL);
         store_bind_int64(s, 4, store_now());
         store_bind_int64(s, 5, user_id);
-        err = store_exec_change(st, s, "settings put");
+        err = store_note_change(st, store_exec_change(st, s, "settings put"));
     }
     free(tools);
     return err;

@@ -79,7 +79,7 @@ int store_client_put(struct store *st, const struct store_client *c, const char 
     store_bind_int64(s, 6, c->created_at ? c->created_at : store_now());
     store_bind_int64(s, 7, c->expires_at);
     store_bind_text(s, 8, md);
-    err = store_exec_step(st, s, "client put");
+    err = store_note_change(st, store_exec_step(st, s, "client put"));
 out:
     sodium_memzero(hash, sizeof(hash));
     free(md);
@@ -138,7 +138,7 @@ int store_client_revoke(struct store *st, const char *client_id)
     if (s == NULL)
         return ERR_IO;
     store_bind_text(s, 1, client_id);
-    return store_exec_change(st, s, "client revoke");
+    return store_note_change(st, store_exec_change(st, s, "client revoke"));
 }
 
 int store_client_list(struct store *st, int64_t user_id,
@@ -447,7 +447,7 @@ int store_jti_revoke(struct store *st, const char *jti, int64_t expires_at)
     if (s != NULL) {
         store_bind_text(s, 1, jti);
         store_bind_int64(s, 2, expires_at);
-        err = store_exec_step(st, s, "jti revoke");
+        err = store_note_change(st, store_exec_step(st, s, "jti revoke"));
     }
     if (err) /* in force in this process until it can be written */
         store_unsaved_add(false, jti, expires_at);
@@ -500,6 +500,7 @@ int store_revoke_user(struct store *st, int64_t user_id)
                           : store_exec_step(st, s, "revoke user")) != 0)
             goto out;
     }
+    store_revocation_changed(st); /* said at the COMMIT */
     err = store_commit(st);
 out:
     if (err)
@@ -549,6 +550,7 @@ int store_key_add(struct store *st, const struct store_key *k)
     store_bind_int64(s, 6, k->retired_at);
     if ((err = store_exec_step(st, s, "key add")) != 0)
         goto out;
+    store_revocation_changed(st); /* said at the COMMIT */
     err = store_commit(st);
 out:
     if (err)
@@ -599,7 +601,8 @@ int store_key_delete_retired_before(struct store *st, int64_t t)
     if (s == NULL)
         return ERR_IO;
     store_bind_int64(s, 1, t);
-    return store_exec_step(st, s, "key delete");
+    int err = store_exec_step(st, s, "key delete");
+    return err == 0 && store_changes(st) > 0 ? store_note_change(st, 0) : err;
 }
 
 /* ---- ephemeral state ---- */

@@ -76,7 +76,23 @@ struct store {
     void *conn;  /* the backend's connection */
     char *where; /* for messages: the path, or the connection string without its password */
     struct store_stmt_slot stmts[STORE_STMT_SLOTS];
+    /* store_revocation_seq's last read of the counter, when events are followed */
+    uint64_t seq_read, seq_epoch, seq_next_ms;
+    bool seq_known;
+    bool in_tx, tx_changed; /* inside store_begin; a change moved the counter (said at commit) */
 };
+
+/* After a change that moves the revocation counter (the schema's triggers): this process's
+   connections read it again on their next call, and the hook (store_revocation_set_hook) tells
+   the other replicas. Inside a transaction, at its COMMIT. */
+void store_revocation_changed(struct store *st);
+/* store_revocation_changed when err is 0; returns err. */
+static inline int store_note_change(struct store *st, int err)
+{
+    if (err == 0)
+        store_revocation_changed(st);
+    return err;
+}
 
 /* The prepared statement for `sql` (a string literal), prepared on first use and kept for the
    connection's life. NULL on failure (logged). Statements are keyed by the literal's address,

@@ -10,6 +10,7 @@
 #include "core/rand.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,20 +100,32 @@ void store_col_text(struct store_stmt *s, int col, char *out, size_t size)
 
 int store_begin(struct store *st)
 {
-    return st->be->begin(st);
+    int err = st->be->begin(st);
+    if (err == 0) {
+        st->in_tx = true;
+        st->tx_changed = false;
+    }
+    return err;
 }
 
 int store_commit(struct store *st)
 {
     int err = st->be->commit(st);
-    if (err)
+    if (err) {
         store_rollback(st);
-    return err;
+        return err;
+    }
+    bool changed = st->tx_changed;
+    st->in_tx = st->tx_changed = false;
+    if (changed)
+        store_revocation_changed(st);
+    return 0;
 }
 
 void store_rollback(struct store *st)
 {
     st->be->rollback(st);
+    st->in_tx = st->tx_changed = false;
 }
 
 int store_exec_change(struct store *st, struct store_stmt *s, const char *what)
@@ -128,12 +141,67 @@ int store_exec_sql(struct store *st, const char *sql)
     return st->be->exec(st, sql);
 }
 
+/*
+ * Revocation events. Without them every call reads the counter from the database (on PostgreSQL
+ * a round trip per request). With them (src/shared: Redis pub/sub) a connection reads it again
+ * only when an event arrived since its last read (from this process or a peer), or when
+ * poll_ms passed: the events make a change effective at once, the poll bounds what a lost event
+ * or a change made without one (the CLI) can cost. `live` is true only while the events are
+ * known to arrive (the subscription is up); otherwise every call reads, as without them.
+ */
+static struct {
+    _Atomic uint64_t epoch; /* moves with every event */
+    _Atomic uint32_t poll_ms;
+    atomic_bool live;
+    void (*_Atomic hook)(void);
+} rev = {.poll_ms = 1000};
+
+void store_revocation_set_hook(void (*fn)(void))
+{
+    atomic_store(&rev.hook, fn);
+}
+
+void store_revocation_follow(bool live, uint32_t poll_ms)
+{
+    atomic_store(&rev.poll_ms, poll_ms);
+    /* going live: whatever happened while events were not arriving is read once more */
+    atomic_fetch_add(&rev.epoch, 1);
+    atomic_store(&rev.live, live);
+}
+
+void store_revocation_event(void)
+{
+    atomic_fetch_add(&rev.epoch, 1);
+}
+
+void store_revocation_changed(struct store *st)
+{
+    if (st->in_tx) { /* said at COMMIT: a peer reading earlier would see the old counter */
+        st->tx_changed = true;
+        return;
+    }
+    atomic_fetch_add(&rev.epoch, 1);
+    void (*fn)(void) = atomic_load(&rev.hook);
+    if (fn)
+        fn();
+}
+
 int store_revocation_seq(struct store *st, uint64_t *seq)
 {
-    uint64_t v;
-    int err = st->be->revocation_seq(st, &v);
-    if (err)
-        return err;
+    uint64_t v, epoch = atomic_load(&rev.epoch), now = clock_now_ns() / 1000000u;
+    if (atomic_load(&rev.live) && st->seq_known && epoch == st->seq_epoch &&
+        now < st->seq_next_ms) {
+        v = st->seq_read;
+    } else {
+        /* the epoch is taken before the read: an event during it makes the next call read */
+        int err = st->be->revocation_seq(st, &v);
+        if (err)
+            return err;
+        st->seq_read = v;
+        st->seq_epoch = epoch;
+        st->seq_next_ms = now + atomic_load(&rev.poll_ms);
+        st->seq_known = true;
+    }
     /* a revocation held in memory (not written: the disk is full) moves it too */
     *seq = v + (store_unsaved_generation() << 32);
     return 0;

@@ -82,6 +82,16 @@ void store_pool_free(struct store_pool *p);
    indexed read of one row). */
 int store_revocation_seq(struct store *st, uint64_t *seq);
 
+/* Revocation events between replicas (src/shared publishes and receives them over Redis). Any
+   thread. `hook` runs after every change this process makes that moves the counter (on the
+   thread that made it; it must not block). store_revocation_follow(true, poll_ms): events
+   arrive, so a connection reads the counter only after an event or once poll_ms passed since
+   its last read; (false, …): every call reads it (the default). store_revocation_event: a peer
+   changed something; every connection reads the counter on its next call. */
+void store_revocation_set_hook(void (*hook)(void));
+void store_revocation_follow(bool live, uint32_t poll_ms);
+void store_revocation_event(void);
+
 /* ---- users, teams, service accounts ---- */
 
 enum store_role { STORE_ROLE_MEMBER = 0, STORE_ROLE_ADMIN = 1 };

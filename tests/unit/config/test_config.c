@@ -476,7 +476,8 @@ static void test_unknown_keys(void)
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
-        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth, outbound");
+        "workers, http2, allowed_hosts, allowed_origins, limits, log, prefix, servers, store, auth, "
+        "outbound, redis");
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
@@ -1166,6 +1167,40 @@ static void test_tls_keys(void)
                "once");
 }
 
+static void test_redis(void)
+{
+    struct config *c = load_ok("workers: 1\n");
+    CHECK(c->redis.url == NULL); /* absent: no Redis */
+    config_unref(c);
+    c = load_ok("redis: {url: \"redis://:S3cret-pw@10.0.0.5:6380/2\"}\n");
+    CHECK_STR(c->redis.url, "redis://:S3cret-pw@10.0.0.5:6380/2");
+    CHECK_INT(c->redis.revocation_poll_ms, 1000);
+    CHECK_STR(c->redis.prefix, "gatehouse:");
+    config_unref(c);
+    c = load_ok("redis: {url: \"redis://r\", revocation_poll: 30s, prefix: \"gh-prod:\"}\n");
+    CHECK_INT(c->redis.revocation_poll_ms, 30000);
+    CHECK_STR(c->redis.prefix, "gh-prod:");
+    config_unref(c);
+    static const struct {
+        const char *yaml, *msg;
+    } bad[] = {
+        {"redis: {revocation_poll: 1s}\n", "redis needs url"},
+        {"redis: {url: \"rediss://:S3cret-pw@r:6380\"}\n", "asks for TLS (rediss://)"},
+        {"redis: {url: \"http://:S3cret-pw@r\"}\n", "redis.url is not a Redis URL"},
+        {"redis: {url: \"redis://r\", revocation_poll: 0}\n", "must not be zero"},
+        {"redis: {url: \"redis://:S3cret-pw@r\", pool: 3}\n", "unknown key \"pool\" in redis"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct err_info ei = {0};
+        c = NULL;
+        CHECK_INT(config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &c, &ei),
+                  ERR_INVAL);
+        CHECK(c == NULL);
+        CHECK_CONTAINS(ei.msg, bad[i].msg);
+        CHECK(strstr(ei.msg, "S3cret") == NULL);
+    }
+}
+
 TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
@@ -1173,4 +1208,4 @@ TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_validate_arguments), TEST(test_sessions), TEST(test_listeners),
           TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
           TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths),
-          TEST(test_store_postgres), TEST(test_tls_keys))
+          TEST(test_store_postgres), TEST(test_tls_keys), TEST(test_redis))
