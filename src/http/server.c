@@ -982,16 +982,7 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     if (r.stream) {
         start_answer_stream(w, req, &r, start, a, s, id);
     } else if (r.body) {
-        json_t *result = json_object_get(r.body, "result");
-        if (json_is_object(result)) {
-            if (json_object_get(result, "resultType") == NULL)
-                json_object_set_new(result, "resultType", json_string("complete"));
-            if (strstr(method, "/list") != NULL && json_object_get(result, "ttlMs") == NULL) {
-                /* Never shared between callers: a view may one day depend on who asks. */
-                json_object_set_new(result, "ttlMs", json_integer(0));
-                json_object_set_new(result, "cacheScope", json_string("private"));
-            }
-        }
+        /* resultType, ttlMs and cacheScope are the engine's (mcp_emit_era) */
         json_t *e = json_object_get(r.body, "error");
         int status = json_integer_value(json_object_get(e, "code")) == JSONRPC_METHOD_NOT_FOUND
                          ? 404
