@@ -368,10 +368,10 @@ static void staged_resumed_cb(struct call *c, enum stage_verdict v, void *arg)
     } else if (!sd->next(&sd->d, c)) {
         if (r.body != NULL)
             mcp_emit(c, NULL, sd->d.stream, r.body, EMIT_FINAL);
+        else
+            stream_end(sd->d.stream); /* nothing to answer */
         end_with_reply(c, &r);
     }
-    if (r.body == NULL && r.stream == NULL && v != STAGE_REFUSE)
-        stream_end(sd->d.stream); /* nothing to answer (a client's answer relayed) */
     mcp_reply_release(&r);
     staged_free(sd);
 }

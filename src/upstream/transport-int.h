@@ -33,6 +33,14 @@ struct transport *stdio_transport_new_ex(uv_loop_t *loop, const struct config_se
 struct transport *http_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                      const struct transport_cbs *cbs);
 
+/* Tests of the layers above (tests/unit/mcp/test_pipeline.c): every transport_new_ex makes its
+   transport with fn instead (NULL: the real ones again). Main thread, before the engine starts;
+   not for production code. */
+typedef struct transport *(*transport_factory)(uv_loop_t *loop, const struct config_server *srv,
+                                               const struct transport_cbs *cbs,
+                                               const struct outbound *spawn);
+void transport_set_factory(transport_factory fn);
+
 struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                         const struct transport_cbs *cbs);
 

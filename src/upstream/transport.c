@@ -87,9 +87,18 @@ struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv
     return transport_new_ex(loop, srv, cbs, NULL);
 }
 
+static transport_factory factory; /* tests only */
+
+void transport_set_factory(transport_factory fn)
+{
+    factory = fn;
+}
+
 struct transport *transport_new_ex(uv_loop_t *loop, const struct config_server *srv,
                                    const struct transport_cbs *cbs, const struct outbound *spawn)
 {
+    if (factory != NULL)
+        return factory(loop, srv, cbs, spawn);
     switch (srv->transport) {
     case TRANSPORT_STDIO:
         return stdio_transport_new_ex(loop, srv, cbs, spawn);
