@@ -1294,19 +1294,11 @@ const struct mcp_method *mcp_method_at(size_t i)
     return i < sizeof(methods) / sizeof(methods[0]) ? &methods[i].m : NULL;
 }
 
-void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
-                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+static void dispatch_message(struct dispatch *dp, enum jsonrpc_kind kind)
 {
-    memset(r, 0, sizeof(*r));
-    struct dispatch d = {.w = w,
-                         .view = view,
-                         .who = who,
-                         .s = s,
-                         .msg = msg,
-                         .id = json_object_get(msg, "id"),
-                         .params = json_object_get(msg, "params"),
-                         .method = jsonrpc_method(msg),
-                         .r = r};
+    struct dispatch d = *dp;
+    struct session *s = d.s;
+    struct mcp_reply *r = d.r;
     if (kind != JSONRPC_REQUEST && s == NULL) {
         /* A notification or an answer outside a session: nothing to cancel or relay to. */
         r->status = 202;
@@ -1341,14 +1333,29 @@ void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *
         r->status = 400;
         return;
     }
-    d.cat = gw_worker_catalog(w);
+    d.cat = gw_worker_catalog(d.w);
     row->fn(&d);
-    if (r->body != NULL && s != NULL && session_transient(s)) {
-        /* the era fields of the gateway's own answers, as the emitter adds them to servers' */
-        json_t *b = mcp_emit_era(r->body, d.method, true, false);
-        json_decref(r->body);
-        r->body = b;
-    }
+}
+
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct dispatch d = {.w = w,
+                         .view = view,
+                         .who = who,
+                         .s = s,
+                         .msg = msg,
+                         .id = json_object_get(msg, "id"),
+                         .params = json_object_get(msg, "params"),
+                         .method = jsonrpc_method(msg),
+                         .r = r};
+    dispatch_message(&d, kind);
+    /* The gateway's own answer leaves through the emitter's other half: era fields, then the
+       message stages, as the servers' messages do. */
+    if (r->body != NULL)
+        mcp_emit_reply(gw_worker_pipeline(w), &r->body, d.method,
+                       s != NULL && session_transient(s));
 }
 
 /* Home thread: pass a client's answer (or notification) to the server as it is. */

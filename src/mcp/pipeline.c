@@ -268,6 +268,27 @@ json_t *mcp_emit_era(json_t *msg, const char *method, bool client_modern, bool s
     return copy;
 }
 
+/* The message stages of pl over m (taken; returned, maybe replaced, or NULL out of memory). */
+static json_t *run_message(struct pipeline *pl, struct call *c, json_t *m)
+{
+    if (pl == NULL || pl->message.n == 0)
+        return m;
+    json_t *own = json_deep_copy(m); /* m may be shared (a broadcast, a server's message) */
+    json_decref(m);
+    m = own;
+    for (size_t i = 0; m != NULL && i < pl->message.n; i++)
+        pl->message.v[i].message(c, &m, pl->message.v[i].conf);
+    return m;
+}
+
+void mcp_emit_reply(struct pipeline *pl, json_t **body, const char *method, bool client_modern)
+{
+    json_t *m = mcp_emit_era(*body, method, client_modern, false);
+    json_decref(*body);
+    m = run_message(pl, NULL, m);
+    *body = m != NULL ? m : jsonrpc_error_new(NULL, JSONRPC_INTERNAL_ERROR, "out of memory", NULL);
+}
+
 int mcp_emit(struct call *c, struct pipeline *pl, struct stream *st, json_t *msg, unsigned flags)
 {
     if (c != NULL)
@@ -280,13 +301,7 @@ int mcp_emit(struct call *c, struct pipeline *pl, struct stream *st, json_t *msg
     } else {
         m = json_incref(msg);
     }
-    if (pl != NULL && pl->message.n > 0) {
-        json_t *own = json_deep_copy(m); /* msg may be shared (a broadcast, a server's message) */
-        json_decref(m);
-        m = own;
-        for (size_t i = 0; m != NULL && i < pl->message.n; i++)
-            pl->message.v[i].message(c, &m, pl->message.v[i].conf);
-    }
+    m = run_message(pl, c, m);
     int err = m != NULL ? stream_push(st, m, (flags & EMIT_FINAL) != 0) : ERR_NOMEM;
     if ((flags & EMIT_FINAL) && c != NULL && !c->done) {
         int code = 0;

@@ -159,6 +159,14 @@ int mcp_emit(struct call *c, struct pipeline *pl, struct stream *st, json_t *msg
 int mcp_emit_error(struct call *c, struct stream *st, json_t *id, int code, const char *server,
                    const char *message);
 /*
+ * The other half of the emitter: the gateway's own answer to a request, which goes to the client
+ * as the HTTP response's body rather than on a stream (initialize, ping, the lists, a refusal).
+ * *body (a reference, replaced by a new one) gets the era fields (client_modern: a 2026-07-28
+ * client; method: the request's), then passes the message stages of pl (with no call) on a
+ * private copy. Worker thread.
+ */
+void mcp_emit_reply(struct pipeline *pl, json_t **body, const char *method, bool client_modern);
+/*
  * The era fields of an answer going to a client, in one place (the gateway's own answers and
  * the servers' alike). A 2026-07-28 client's result gets resultType "complete" when it has none,
  * and a list's or a resources/read's gets ttlMs 0 and cacheScope "private" (never shared
