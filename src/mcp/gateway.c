@@ -365,6 +365,12 @@ static void staged_resumed_cb(struct call *c, enum stage_verdict v, void *arg)
     if (v == STAGE_REFUSE) {
         reply_refusal(&sd->d, c);
         call_free(c);
+    } else if (stream_abandoned(sd->d.stream) || session_closed(sd->d.s)) {
+        /* Its client went away (or cancelled, or ended its session) while the stage waited:
+           nobody would read the answer, and a 2026-07-28 client's close is its cancellation. */
+        pipeline_done(c, CALL_CANCELLED, 0);
+        call_free(c);
+        stream_end(sd->d.stream);
     } else if (!sd->next(&sd->d, c)) {
         if (r.body != NULL)
             mcp_emit(c, NULL, sd->d.stream, r.body, EMIT_FINAL);

@@ -590,7 +590,21 @@ static void test_suspend_resume(void)
     CHECK_INT(json_array_size(fakes[0]->calls), 0);
     json_decref(ev);
     stream_unref(st);
+
+    /* suspended, and the session ends meanwhile: never sent, ended as cancelled */
+    trail[0] = '\0';
+    ndone = 0;
+    held = NULL;
+    st = call_tool(s, "echo", &status, &body);
+    CHECK(held != NULL);
     session_close(s);
+    pipeline_resume(held, STAGE_CONTINUE, NULL);
+    CHECK_STR(trail, "ABCD");
+    CHECK_INT(ndone, 1);
+    CHECK_INT(last_outcome, CALL_CANCELLED);
+    spin_until(NULL, NULL, 50);
+    CHECK_INT(json_array_size(fakes[0]->calls), 0);
+    stream_unref(st);
     session_unref(s);
 }
 
