@@ -263,10 +263,12 @@ static bool forward(struct dispatch *d, struct call *c)
     if (p == NULL || f == NULL || st == NULL) {
         free(p);
         free(f);
-        if (d->stream != NULL)
+        if (d->stream != NULL) {
             mcp_emit_error(c, st, id, JSONRPC_INTERNAL_ERROR, NULL, "out of memory");
-        else
+        } else {
             gw_reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+            pipeline_done(c, CALL_ERROR, JSONRPC_INTERNAL_ERROR);
+        }
         stream_unref(st);
         call_free(c);
         return true;
