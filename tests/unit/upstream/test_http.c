@@ -1052,7 +1052,7 @@ static void test_outbound_headers(void)
     /* A value that cannot go on the wire as it is: refused, nothing sent. */
     struct outbound bad;
     outbound_init(&bad);
-    CHECK_INT(outbound_add(&bad, OUTBOUND_HEADER, 0, "X-Injected", "a\r\nX-Evil: 1", 14), 0);
+    CHECK_INT(outbound_add(&bad, OUTBOUND_HEADER, 0, "X-Injected", "a\r\nX-Evil: 1", 12), 0);
     int before = fi.nreq;
     m = request(3, "tools/call");
     CHECK_INT(transport_send_call(r.t, m, (void *)3, &bad), ERR_INVAL);

@@ -201,7 +201,7 @@ static void test_outbound_on_api_requests(void)
     /* A header value with CR LF: a tool error naming it, nothing sent. */
     struct outbound bad;
     outbound_init(&bad);
-    outbound_add(&bad, OUTBOUND_HEADER, 0, "X-Injected", "a\r\nX-Evil: 1", 13);
+    outbound_add(&bad, OUTBOUND_HEADER, 0, "X-Injected", "a\r\nX-Evil: 1", 12);
     json_object_set_new(call, "id", json_integer(2));
     CHECK_INT(transport_send_call(t, call, NULL, &bad), 0);
     want = 2;
