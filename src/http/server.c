@@ -15,6 +15,7 @@
 #include "core/metrics.h"
 #include "core/rand.h"
 #include "mcp/jsonrpc.h"
+#include "mcp/pipeline.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
 #include "upstream/upstream.h"
@@ -866,8 +867,8 @@ static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct acc
                                            json_pack("{s:{s:O}, s:o}", "_meta",
                                                      "io.modelcontextprotocol/subscriptionId", id,
                                                      "notifications", honoured));
-    if (ack != NULL)
-        stream_push(st, ack, false);
+    if (ack != NULL) /* through the engine's one emitter, as every MCP message to a client */
+        mcp_emit(NULL, w->mcp.pipeline, st, ack, 0);
     json_decref(ack);
     struct writer *wr = writer_new(req, w, st, true); /* takes st */
     wr->transient = s;                                /* takes the reference */
