@@ -35,9 +35,10 @@ struct fake {
     const struct config_server *srv;
     uv_timer_t timer;
     bool up;
-    json_t *outbox; /* answers to deliver from the loop */
-    json_t *calls;  /* tools/call requests received: {"msg": …, "out": [[where, name, value]]} */
-    json_t *notes;  /* notifications received */
+    json_t *outbox;  /* answers to deliver from the loop */
+    json_t *calls;   /* tools/call requests received: {"msg": …, "out": [[where, name, value]]} */
+    json_t *notes;   /* notifications received */
+    json_t *answers; /* answers to the server's own requests */
 };
 
 static struct fake *fakes[2];
@@ -69,8 +70,10 @@ static int fake_send(struct transport *base, json_t *msg, void *related, const s
     (void)related;
     const char *method = json_string_value(json_object_get(msg, "method"));
     json_t *id = json_object_get(msg, "id");
-    if (method == NULL)
+    if (method == NULL) {
+        json_array_append(f->answers, msg);
         return 0;
+    }
     if (id == NULL) {
         json_array_append(f->notes, msg);
         return 0;
@@ -99,6 +102,7 @@ static void fake_closed_cb(uv_handle_t *h)
     json_decref(f->outbox);
     json_decref(f->calls);
     json_decref(f->notes);
+    json_decref(f->answers);
     for (int i = 0; i < 2; i++)
         if (fakes[i] == f)
             fakes[i] = NULL;
@@ -162,6 +166,7 @@ static struct transport *fake_new(uv_loop_t *loop, const struct config_server *s
     f->outbox = json_array();
     f->calls = json_array();
     f->notes = json_array();
+    f->answers = json_array();
     uv_timer_init(loop, &f->timer);
     f->timer.data = f;
     uv_timer_start(&f->timer, fake_flush_cb, 0, 0); /* up from the loop, as a child would be */
@@ -379,7 +384,7 @@ static struct session *new_session(void)
     struct mcp_reply r;
     handle(NULL,
            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
-           "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},"
+           "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{\"sampling\":{}},"
            "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}",
            &r);
     struct session *s = r.session ? session_ref(r.session) : NULL;
@@ -722,7 +727,71 @@ static void test_lists_pass_request_stages(void)
     gateway_set_pipeline(NULL);
 }
 
+static bool answers_cond(void *arg)
+{
+    struct fake *f = arg;
+    return json_array_size(f->answers) > 0;
+}
+
+/* A client's answer to a server's request passes the request stages too; a refused one reaches
+   the server as an error naming the refusal, so that the server is not left waiting. */
+static void test_client_answers_pass_request_stages(void)
+{
+    for (int refuse = 0; refuse < 2; refuse++) {
+        install(false);
+        struct session *s = new_session();
+        int status;
+        json_t *body;
+        struct stream *st = call_tool(s, "echo", &status, &body);
+        json_int_t id = last_call_id(fakes[0]);
+        json_t *ask = json_loads("{\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":"
+                                 "\"sampling/createMessage\",\"params\":{}}",
+                                 0, NULL);
+        fakes[0]->cbs.message_cb(fakes[0]->cbs.owner, ask, NULL);
+        json_decref(ask);
+        json_t *ev = events(st);
+        json_t *down = json_object_get(json_array_get(ev, 0), "id");
+        CHECK(json_is_integer(down));
+        char text[200];
+        snprintf(text, sizeof(text),
+                 "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"role\":\"assistant\"}}",
+                 (long long)json_integer_value(down));
+        json_decref(ev);
+        trail[0] = '\0';
+        ndone = 0;
+        b_verdict = refuse ? STAGE_REFUSE : STAGE_CONTINUE;
+        json_array_clear(fakes[0]->answers);
+        struct mcp_reply r;
+        handle(s, text, &r);
+        CHECK_INT(r.status, refuse ? 429 : 202);
+        mcp_reply_release(&r);
+        spin_until(answers_cond, fakes[0], 2000);
+        json_t *a = json_array_get(fakes[0]->answers, 0);
+        CHECK_STR(json_string_value(json_object_get(a, "id")), "srv-1");
+        if (refuse) {
+            CHECK_INT(json_integer_value(json_object_get(json_object_get(a, "error"), "code")),
+                      JSONRPC_GATEWAY_LIMIT);
+            CHECK_STR(trail, "ABD");
+            CHECK_INT(last_outcome, CALL_REFUSED);
+        } else {
+            CHECK(json_object_get(a, "result") != NULL);
+            CHECK_STR(trail, "ABCD");
+            CHECK_INT(last_outcome, CALL_OK);
+            CHECK_STR(last_method, "(answer)");
+        }
+        CHECK_INT(ndone, 1);
+        CHECK_STR(last_server, "fake");
+        b_verdict = STAGE_CONTINUE;
+        answer(fakes[0], id, "\"result\":{\"content\":[]}");
+        stream_unref(st);
+        session_close(s);
+        session_unref(s);
+        json_array_clear(fakes[0]->calls);
+    }
+    gateway_set_pipeline(NULL);
+}
+
 TEST_MAIN(TEST(setup), TEST(test_empty_list), TEST(test_order_outbound_and_done), TEST(test_refuse),
           TEST(test_suspend_resume), TEST(test_message_stages),
           TEST(test_done_once_error_timeout_gone), TEST(test_lists_pass_request_stages),
-          TEST(teardown))
+          TEST(test_client_answers_pass_request_stages), TEST(teardown))
