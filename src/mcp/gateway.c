@@ -1,8 +1,10 @@
 /*
  * The MCP engine's downstream side; see gateway.h for the model. Here: the dispatch of each
- * client message (the method table and its handlers), the calls' way to their server's home
- * thread (forward, the queue of calls waiting for a place), and the per-user views. The upstream
- * side is in upstreams.c, the MRTR bridge in mrtr.c; what they share is in gateway-int.h.
+ * client message (the method table and its handlers), the calls' way through their request
+ * stages (staged_dispatch; the stages themselves are pipeline.c's) to their server's home thread
+ * (forward, the queue of calls waiting for a place), and the per-user views. The upstream side is
+ * in upstreams.c, the MRTR bridge in mrtr.c; what they share is in gateway-int.h. Every message
+ * to a client leaves through pipeline.c's emitter (mcp_emit, mcp_emit_reply).
  *
  * Each upstream lives on its home worker's loop: its transport, its pending-request map and its
  * list fetching are touched only there, so they need no lock. Requests from other workers reach
