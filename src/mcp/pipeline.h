@@ -86,7 +86,9 @@ struct call {
 struct stage {
     const char *name;
     /* Request: return STAGE_CONTINUE, STAGE_REFUSE with *why filled (status 0 means 403), or
-       STAGE_SUSPEND having kept `c` to pipeline_resume later, on this thread. */
+       STAGE_SUSPEND having kept `c` to pipeline_resume later, on this thread, from a later
+       callback (never before returning). c->who, method, server, target and arguments are
+       read-only; request (its params) and out are the stage's to change. */
     enum stage_verdict (*request)(struct call *c, void *conf, struct call_refusal *why);
     /* Message: *msg is the stage's to change in place (a private copy), or to replace (decref
        the old one, store a new reference). c is NULL for a message of no call. */
