@@ -791,7 +791,102 @@ static void test_client_answers_pass_request_stages(void)
     gateway_set_pipeline(NULL);
 }
 
+static bool events_cond(void *arg)
+{
+    json_t *ev = events(arg);
+    bool any = json_array_size(ev) > 0;
+    json_decref(ev);
+    return any;
+}
+
+/* A 2026-07-28 request on a transient session of its own, as the HTTP layer makes one. */
+static struct stream *modern_call(const char *text, int *status, json_t **body)
+{
+    int err = 0;
+    json_t *caps = json_pack("{s:{}}", "sampling");
+    struct session *t = session_new_transient(-1, "2026-07-28", caps, &err);
+    json_decref(caps);
+    struct mcp_reply r;
+    handle(t, text, &r);
+    *status = r.status;
+    *body = json_incref(r.body);
+    struct stream *st = r.stream ? stream_ref(r.stream) : NULL;
+    mcp_reply_release(&r);
+    session_unref(t); /* the stream keeps what it needs */
+    return st;
+}
+
+/* The retry of a 2026-07-28 client carrying the input a parked call waits for passes the
+   request stages as a request of its own: refused, the call stays parked for another retry;
+   let through, it takes the call over and ends with the call's answer. */
+static void test_mrtr_retry_passes_request_stages(void)
+{
+    install(false);
+    json_array_clear(fakes[0]->answers);
+    int status;
+    json_t *body;
+    struct stream *st = modern_call("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+                                    "\"params\":{\"name\":\"echo\",\"arguments\":{}}}",
+                                    &status, &body);
+    CHECK(st != NULL);
+    json_int_t id = last_call_id(fakes[0]);
+    json_t *ask = json_loads("{\"jsonrpc\":\"2.0\",\"id\":\"srv-2\",\"method\":"
+                             "\"sampling/createMessage\",\"params\":{}}",
+                             0, NULL);
+    fakes[0]->cbs.message_cb(fakes[0]->cbs.owner, ask, NULL);
+    json_decref(ask);
+    spin_until(events_cond, st, 2000);
+    json_t *ev = events(st);
+    json_t *res = json_object_get(json_array_get(ev, 0), "result");
+    CHECK_STR(json_string_value(json_object_get(res, "resultType")), "input_required");
+    const char *state = json_string_value(json_object_get(res, "requestState"));
+    CHECK(state != NULL);
+    CHECK_INT(ndone, 1); /* the InputRequiredResult answered the first request */
+    char text[400];
+    snprintf(text, sizeof(text),
+             "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+             "\"echo\",\"arguments\":{},\"requestState\":\"%s\",\"inputResponses\":{"
+             "\"srv-2\":{\"role\":\"assistant\"}}}}",
+             state ? state : "");
+    json_decref(ev);
+    stream_unref(st);
+
+    /* refused: the answer says why, and the call stays parked */
+    b_verdict = STAGE_REFUSE;
+    trail[0] = '\0';
+    st = modern_call(text, &status, &body);
+    CHECK(st == NULL);
+    CHECK_INT(status, 429);
+    CHECK_STR(trail, "ABD");
+    CHECK_INT(ndone, 2);
+    json_decref(body);
+
+    /* let through: the answer reaches the server, and the call ends once, on the retry */
+    b_verdict = STAGE_CONTINUE;
+    trail[0] = '\0';
+    st = modern_call(text, &status, &body);
+    CHECK(st != NULL);
+    CHECK_STR(trail, "ABC");
+    spin_until(answers_cond, fakes[0], 2000);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(fakes[0]->answers, 0), "id")),
+              "srv-2");
+    answer(fakes[0], id, "\"result\":{\"content\":[]}");
+    ev = events(st);
+    CHECK_STR(json_string_value(
+                  json_object_get(json_object_get(json_array_get(ev, 0), "result"), "resultType")),
+              "complete");
+    CHECK_STR(trail, "ABCD");
+    CHECK_INT(ndone, 3);
+    CHECK_INT(last_outcome, CALL_OK);
+    json_decref(ev);
+    stream_unref(st);
+    json_array_clear(fakes[0]->calls);
+    json_array_clear(fakes[0]->answers);
+    gateway_set_pipeline(NULL);
+}
+
 TEST_MAIN(TEST(setup), TEST(test_empty_list), TEST(test_order_outbound_and_done), TEST(test_refuse),
           TEST(test_suspend_resume), TEST(test_message_stages),
           TEST(test_done_once_error_timeout_gone), TEST(test_lists_pass_request_stages),
-          TEST(test_client_answers_pass_request_stages), TEST(teardown))
+          TEST(test_client_answers_pass_request_stages),
+          TEST(test_mrtr_retry_passes_request_stages), TEST(teardown))
