@@ -15,6 +15,7 @@
 #include "core/metrics.h"
 #include "core/rand.h"
 #include "mcp/jsonrpc.h"
+#include "mcp/pipeline.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
 #include "shared/redis.h"
@@ -880,8 +881,8 @@ static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct acc
                                            json_pack("{s:{s:O}, s:o}", "_meta",
                                                      "io.modelcontextprotocol/subscriptionId", id,
                                                      "notifications", honoured));
-    if (ack != NULL)
-        stream_push(st, ack, false);
+    if (ack != NULL) /* through the engine's one emitter, as every MCP message to a client */
+        mcp_emit(NULL, w->mcp.pipeline, st, ack, 0);
     json_decref(ack);
     struct writer *wr = writer_new(req, w, st, true); /* takes st */
     wr->transient = s;                                /* takes the reference */
@@ -996,16 +997,7 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     if (r.stream) {
         start_answer_stream(w, req, &r, start, a, s, id);
     } else if (r.body) {
-        json_t *result = json_object_get(r.body, "result");
-        if (json_is_object(result)) {
-            if (json_object_get(result, "resultType") == NULL)
-                json_object_set_new(result, "resultType", json_string("complete"));
-            if (strstr(method, "/list") != NULL && json_object_get(result, "ttlMs") == NULL) {
-                /* Never shared between callers: a view may one day depend on who asks. */
-                json_object_set_new(result, "ttlMs", json_integer(0));
-                json_object_set_new(result, "cacheScope", json_string("private"));
-            }
-        }
+        /* resultType, ttlMs and cacheScope are the engine's (mcp_emit_era) */
         json_t *e = json_object_get(r.body, "error");
         int status = json_integer_value(json_object_get(e, "code")) == JSONRPC_METHOD_NOT_FOUND
                          ? 404

@@ -14,6 +14,7 @@
 #include "core/principal.h"
 #include "mcp/catalog.h"
 #include "mcp/gateway.h"
+#include "mcp/pipeline.h"
 #include "upstream/transport.h"
 
 #define LIST_PAGE_SIZE 500     /* items per page of the gateway's own lists */
@@ -105,6 +106,7 @@ struct forward {
     struct upstream *up;
     json_t *msg; /* the request as the server must see it */
     struct pending *p;
+    struct call *call; /* a client's answer to a server's request: its call (request stages) */
     struct forward *next;
     /* The principal it is for (principal_key): on a per_user server the home thread sends it
        to that user's instance (gw_pick_instance). "" for the server's own session. */
@@ -138,8 +140,9 @@ struct pending {
     /* calls to a 2026-07-28 server */
     uint32_t timeout_ms; /* internal requests: instead of timeouts.first_byte; UINT32_MAX none */
     json_t *sent;        /* client calls: the request as sent (id aside), to send again */
-    json_t *params;      /* tools/call over HTTP: its Mcp-Param-* headers (Name -> text), sent
-                            with it every time (retry, resend after recovery), or NULL */
+    struct call *call;   /* client calls: the call (pipeline.h): its stages, its outbound additions
+                            (the Mcp-Param-* headers among them), sent with it every time (retry,
+                            resend after recovery); NULL for the gateway's own requests */
     bool held;           /* in up->held, waiting for the session to come back */
     bool paused;         /* HTTP: its exchange is not read while its client is behind */
     bool resent;         /* already sent again once after a lost session */
@@ -163,6 +166,7 @@ struct gateway_state {
     _Atomic size_t nups;
     struct catalog *catalog;
     _Atomic uint64_t generation;
+    struct pipeline *pipeline; /* the stages of gw.cfg (pipeline.h), swapped with it; NULL: none */
 };
 /* The engine's state (defined in upstreams.c). */
 extern struct gateway_state gw;
@@ -174,8 +178,9 @@ extern const char *const up_state_names[];
 struct broadcast {
     int server;
     json_t *msg;
-    const char *owner; /* only this principal's sessions, when set */
-    const char *uri;   /* only sessions subscribed to it, when set */
+    const char *owner;   /* only this principal's sessions, when set */
+    const char *uri;     /* only sessions subscribed to it, when set */
+    struct pipeline *pl; /* whose message stages it passes (NULL: none) */
 };
 
 /* --- what each file offers the others; the contracts are at the definitions --- */
@@ -183,6 +188,15 @@ struct broadcast {
 /* upstreams.c: the catalog, pending requests, upstream life and recovery (home thread unless
    noted) */
 struct catalog *gw_worker_catalog(struct mcp_worker *w);
+/* Worker thread: the stage list of the configuration in force (the worker's reference, taken
+   with its catalog), or NULL. */
+struct pipeline *gw_worker_pipeline(struct mcp_worker *w);
+/* Client call p's message to its client through the one emitter (mcp_emit), with the era of
+   p's server. `final`: p's answer. */
+int gw_emit(struct pending *p, json_t *msg, bool final);
+/* End client call p with a JSON-RPC error naming its server (final, through gw_emit). */
+void gw_emit_error(struct pending *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void gw_broadcast_cb(struct session *s, void *arg);
 void *gw_call_cookie(int server, uint64_t id);
 uint64_t gw_draw_id(void);
@@ -223,7 +237,7 @@ void gw_cancel_on_home_cb(void *arg);
 void gw_mrtr_free(struct mrtr *m);
 void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed);
 void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *target,
-                    struct mcp_reply *r);
+                    struct mcp_reply *r, struct stream *given, struct call *c);
 void gw_bridge_answer(struct upstream *up, json_t *msg);
 bool gw_input_required(struct upstream *up, struct pending *p, json_t *msg);
 

@@ -1,8 +1,10 @@
 /*
  * The MCP engine's downstream side; see gateway.h for the model. Here: the dispatch of each
- * client message (the method table and its handlers), the calls' way to their server's home
- * thread (forward, the queue of calls waiting for a place), and the per-user views. The upstream
- * side is in upstreams.c, the MRTR bridge in mrtr.c; what they share is in gateway-int.h.
+ * client message (the method table and its handlers), the calls' way through their request
+ * stages (staged_dispatch; the stages themselves are pipeline.c's) to their server's home thread
+ * (forward, the queue of calls waiting for a place), and the per-user views. The upstream side is
+ * in upstreams.c, the MRTR bridge in mrtr.c; what they share is in gateway-int.h. Every message
+ * to a client leaves through pipeline.c's emitter (mcp_emit, mcp_emit_reply).
  *
  * Each upstream lives on its home worker's loop: its transport, its pending-request map and its
  * list fetching are touched only there, so they need no lock. Requests from other workers reach
@@ -57,14 +59,12 @@ static void drop_queued(struct upstream *up, struct forward *f, const char *why)
 {
     struct pending *p = f->p;
     log_info("call_dropped", "a call to server %s was not sent: %s", up->srv->name, why);
-    char m[400];
-    snprintf(m, sizeof(m), "the call was not sent to server \"%s\": %s", up->srv->name, why);
-    json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
-                                    json_pack("{s:s}", "server", up->srv->name));
-    stream_push(p->stream, err, true); /* for a client that resumes the stream */
-    json_decref(err);
-    p->answered = true;
     p->up = up;
+    pipeline_done(p->call, CALL_CANCELLED, 0); /* its client left, or cancelled it */
+    /* for a client that resumes the stream */
+    gw_emit_error(p, JSONRPC_GATEWAY_LIMIT, "the call was not sent to server \"%s\": %s",
+                  up->srv->name, why);
+    p->answered = true;
     gw_pending_free(p);
     json_decref(f->msg);
     free(f);
@@ -105,7 +105,7 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
         /* The session's record is already updated: the listen filter follows it. */
         gw_relisten(up);
         json_t *res = jsonrpc_result_new(p->client_id, json_object());
-        stream_push(p->stream, res, true);
+        gw_emit(p, res, true);
         json_decref(res);
         p->answered = true;
         gw_pending_free(p);
@@ -147,10 +147,7 @@ void gw_forward_cb(void *arg)
             up->gave_up = false; /* a new, bounded round, started by demand rather than a loop */
             gw_begin_recovery(up, "a client called it after recovery had given up");
         }
-        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
-                                        json_pack("{s:s}", "server", up->srv->name));
-        stream_push(p->stream, err, true);
-        json_decref(err);
+        gw_emit_error(p, JSONRPC_UPSTREAM_UNAVAILABLE, "%s", m);
         gw_pending_free(p);
         goto out;
     }
@@ -163,10 +160,7 @@ void gw_forward_cb(void *arg)
                 m, sizeof(m),
                 "server \"%s\" has %u requests in flight and %u waiting (max_concurrency %u); try again later",
                 up->srv->name, up->inflight, up->queued, up->srv->max_concurrency);
-            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
-                                            json_pack("{s:s}", "server", up->srv->name));
-            stream_push(p->stream, err, true);
-            json_decref(err);
+            gw_emit_error(p, JSONRPC_GATEWAY_LIMIT, "%s", m);
             p->answered = true;
             gw_pending_free(p);
             goto out;
@@ -194,11 +188,9 @@ void gw_forward_cb(void *arg)
     if (err) {
         char m[300];
         snprintf(m, sizeof(m), "could not send to server \"%s\": %s", up->srv->name, err_str(err));
-        json_t *e = jsonrpc_error_new(
-            p->client_id, err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE,
-            m, NULL);
-        stream_push(p->stream, e, true);
-        json_decref(e);
+        mcp_emit_error(p->call, p->stream, p->client_id,
+                       err == ERR_LIMIT ? JSONRPC_GATEWAY_LIMIT : JSONRPC_UPSTREAM_UNAVAILABLE,
+                       NULL, m);
         gw_pending_free(p);
         goto out;
     }
@@ -209,6 +201,20 @@ out:
     json_decref(f->msg);
     free(f);
 }
+
+/* One downstream message being dispatched: what every method handler gets. */
+struct dispatch {
+    struct mcp_worker *w;
+    int view;
+    const struct principal *who;
+    struct session *s;
+    json_t *msg, *id, *params;
+    const char *method;
+    struct catalog *cat; /* the worker's catalog (requests only) */
+    struct mcp_reply *r;
+    struct stream *stream; /* resumed after a suspended request stage: the answer stream the
+                              client already has (staged_dispatch), else NULL */
+};
 
 void gw_reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
 {
@@ -227,25 +233,51 @@ static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)
     r->body = jsonrpc_result_new(id, result);
 }
 
-/* Send a client's request (a private copy, taken) to `server`; `params` (taken, may be NULL)
-   are its Mcp-Param-* headers. */
-static void forward(struct mcp_worker *w, struct session *s, int server, json_t *msg,
-                    json_t *params, struct mcp_reply *r)
+/* Worker thread: the call of f (its stages passed) goes to its server's home thread. */
+static void post_forward(struct forward *f)
 {
+    struct pending *p = f->p;
+    struct upstream *up = f->up;
+    session_track_call(p->session, p->client_id, gw_call_cookie(up->index, p->id));
+    if (mailbox_post(up->home->mb, gw_forward_cb, f) != 0) {
+        session_untrack_call(p->session, p->client_id, gw_call_cookie(up->index, p->id));
+        json_decref(f->msg);
+        free(f);
+        p->answered = true;
+        mcp_emit_error(p->call, p->stream, p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, NULL,
+                       "the gateway is shutting down");
+        gw_pending_free(p);
+    }
+}
+
+/* Send call c's request (c->request, the gateway's private copy) to server c->server, on the
+   stream d->stream when the client has one already (after a suspension), else a new one given
+   to the client in d->r. Takes c. */
+static bool forward(struct dispatch *d, struct call *c)
+{
+    struct mcp_reply *r = d->r;
+    struct session *s = d->s;
+    int server = c->server;
+    json_t *msg = c->request;
     struct upstream *up = gw.ups[server];
     json_t *id = json_object_get(msg, "id");
     struct pending *p = calloc(1, sizeof(*p));
     struct forward *f = calloc(1, sizeof(*f));
-    struct stream *st = stream_new(s);
+    struct stream *st = d->stream ? stream_ref(d->stream) : stream_new(s);
     if (p == NULL || f == NULL || st == NULL) {
         free(p);
         free(f);
+        if (d->stream != NULL) {
+            mcp_emit_error(c, st, id, JSONRPC_INTERNAL_ERROR, NULL, "out of memory");
+        } else {
+            gw_reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+            pipeline_done(c, CALL_ERROR, JSONRPC_INTERNAL_ERROR);
+        }
         stream_unref(st);
-        json_decref(params);
-        gw_reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
-        return;
+        call_free(c);
+        return true;
     }
-    p->params = params;
+    p->call = c;
     p->session = session_ref(s);
     p->stream = stream_ref(st);
     p->client_id = json_incref(id);
@@ -268,25 +300,182 @@ static void forward(struct mcp_worker *w, struct session *s, int server, json_t 
         p->client_token = json_incref(tok);
         json_object_set_new(meta, "progressToken", json_integer((json_int_t)p->id));
     }
-    session_track_call(s, id, gw_call_cookie(server, p->id));
     f->up = up;
     snprintf(f->owner, sizeof(f->owner), "%s", session_owner(s));
-    f->msg = msg; /* already a private copy */
+    f->msg = json_incref(msg);
     f->p = p;
-    r->server = up->srv->name;
-    r->stream = st;
-    r->status = 200;
-    if (mailbox_post(up->home->mb, gw_forward_cb, f) != 0) {
-        session_untrack_call(s, id, gw_call_cookie(server, p->id));
-        json_decref(f->msg);
-        free(f);
-        p->answered = true;
-        json_t *e = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE,
-                                      "the gateway is shutting down", NULL);
-        stream_push(st, e, true);
-        json_decref(e);
-        gw_pending_free(p);
+    if (d->stream == NULL) {
+        r->server = up->srv->name;
+        r->stream = stream_ref(st);
+        r->status = 200;
     }
+    stream_unref(st);
+    post_forward(f);
+    return true;
+}
+
+/* Worker thread: the answer of a request whose request stages refused it. */
+static void reply_refusal(struct dispatch *d, const struct call *c)
+{
+    json_t *data = c->server_name[0] ? json_pack("{s:s}", "server", c->server_name) : NULL;
+    if (d->stream != NULL) {
+        json_t *e = jsonrpc_error_new(d->id, c->refusal.code, c->refusal.message, data);
+        mcp_emit(NULL, NULL, d->stream, e, EMIT_FINAL);
+        json_decref(e);
+        return;
+    }
+    d->r->status = c->refusal.status;
+    d->r->body = jsonrpc_error_new(d->id, c->refusal.code, c->refusal.message, data);
+    d->r->server = c->server_name[0] ? c->server_name : NULL;
+}
+
+/* The rest of a request's dispatch once its request stages let it pass: true when it took c
+   (and ends it), false when it answered in d->r->body (the call then ends with that answer). */
+typedef bool (*staged_next)(struct dispatch *d, struct call *c);
+
+/* A dispatch waiting for a suspended request stage: its own references to what d points at. */
+struct staged {
+    struct dispatch d;
+    struct principal who;
+    staged_next next;
+};
+
+static void staged_free(struct staged *sd)
+{
+    stream_unref(sd->d.stream);
+    json_decref(sd->d.msg);
+    session_unref(sd->d.s);
+    free(sd);
+}
+
+/* End c with the answer in r (a gateway's own answer: a list, a refusal of the handler), or as
+   cancelled when there is none, and free it. */
+static void end_with_reply(struct call *c, const struct mcp_reply *r)
+{
+    int code = 0;
+    if (r->body != NULL) {
+        enum call_outcome o = call_outcome_of(r->body, &code);
+        pipeline_done(c, o, code);
+    }
+    call_free(c);
+}
+
+/* Worker thread: a suspended stage gave its verdict and the stages after it ran. The client has
+   the answer stream already: what the dispatch answers goes on it. */
+static void staged_resumed_cb(struct call *c, enum stage_verdict v, void *arg)
+{
+    struct staged *sd = arg;
+    struct mcp_reply r;
+    memset(&r, 0, sizeof(r));
+    sd->d.r = &r;
+    sd->d.cat = gw_worker_catalog(sd->d.w);
+    if (v == STAGE_REFUSE) {
+        reply_refusal(&sd->d, c);
+        call_free(c);
+    } else if (stream_abandoned(sd->d.stream) || session_closed(sd->d.s)) {
+        /* Its client went away (or cancelled, or ended its session) while the stage waited:
+           nobody would read the answer, and a 2026-07-28 client's close is its cancellation. */
+        pipeline_done(c, CALL_CANCELLED, 0);
+        call_free(c);
+        stream_end(sd->d.stream);
+    } else if (!sd->next(&sd->d, c)) {
+        if (r.body != NULL)
+            mcp_emit(c, NULL, sd->d.stream, r.body, EMIT_FINAL);
+        else
+            stream_end(sd->d.stream); /* nothing to answer */
+        end_with_reply(c, &r);
+    }
+    mcp_reply_release(&r);
+    staged_free(sd);
+}
+
+static void dropped_resumed_cb(struct call *c, enum stage_verdict v, void *arg)
+{
+    (void)v;
+    (void)arg;
+    call_free(c);
+}
+
+/*
+ * Run the request stages of call c (taken), made for request d, then next(d, c). A refusal is
+ * the answer (its HTTP status and JSON-RPC error); a suspension gives the client an answer
+ * stream now, and next runs when the stage resumes, answering on that stream.
+ */
+static void staged_dispatch(struct dispatch *d, struct call *c, staged_next next)
+{
+    if (c == NULL) {
+        gw_reply_error(d->r, d->id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    enum stage_verdict v = pipeline_request(c, staged_resumed_cb, NULL);
+    if (v == STAGE_REFUSE) {
+        reply_refusal(d, c);
+        call_free(c);
+        return;
+    }
+    if (v == STAGE_CONTINUE) {
+        if (!next(d, c))
+            end_with_reply(c, d->r);
+        return;
+    }
+    /* Suspended: the stage holds c and resumes it on this thread from a later callback. */
+    struct staged *sd = calloc(1, sizeof(*sd));
+    struct stream *st = sd ? stream_new(d->s) : NULL;
+    if (st == NULL) {
+        /* Cannot wait for it: the call is dropped when the stage resumes. */
+        free(sd);
+        c->resume_cb = dropped_resumed_cb;
+        log_warn("pipeline", "out of memory: a suspended %s cannot be answered", d->method);
+        gw_reply_error(d->r, d->id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    sd->d = *d;
+    sd->who = *d->who;
+    sd->d.who = &sd->who;
+    sd->d.s = session_ref(d->s);
+    sd->d.msg = json_incref(d->msg);
+    sd->d.r = NULL;
+    sd->d.cat = NULL;
+    sd->d.stream = st;
+    sd->next = next;
+    c->resume_arg = sd;
+    d->r->stream = stream_ref(st);
+    d->r->status = 200;
+    d->r->server = c->server_name[0] ? c->server_name : NULL;
+}
+
+/* A new call for request d towards `server` (-1: the gateway) on `target`; request taken. */
+static struct call *call_for(struct dispatch *d, int server, const char *target, json_t *request)
+{
+    return call_new(gw_worker_pipeline(d->w), d->who, d->method, server,
+                    server >= 0 ? gw.ups[server]->srv->name : "", target, request);
+}
+
+/* staged_next of a 2026-07-28 retry carrying the client's input for a parked call (mrtr.c). */
+static bool mrtr_next(struct dispatch *d, struct call *c)
+{
+    gw_mrtr_resume(d->s, c->server, c->request, c->target, d->r, d->stream, c);
+    return true;
+}
+
+/* Route request `routed` (taken) of d to `server` through the request stages. `hdrs` (taken,
+   may be NULL) are the call's Mcp-Param-* headers (Name -> text), which go as its outbound
+   headers. */
+static void route(struct dispatch *d, int server, const char *target, json_t *routed, json_t *hdrs)
+{
+    struct call *c = call_for(d, server, target, routed);
+    const char *name;
+    json_t *text;
+    json_object_foreach(c ? hdrs : NULL, name, text)
+    {
+        char h[256];
+        snprintf(h, sizeof(h), "Mcp-Param-%s", name);
+        if (json_is_string(text))
+            outbound_add(&c->out, OUTBOUND_HEADER, OUTBOUND_MODERN_ONLY, h, json_string_value(text),
+                         json_string_length(text));
+    }
+    json_decref(hdrs);
+    staged_dispatch(d, c, forward);
 }
 
 /* A private deep copy of msg with params.<field> set to value (when value is not NULL). */
@@ -364,6 +553,7 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
 
 static void gateway_relay_answer_cb(void *arg);
 static void gateway_set_level_cb(void *arg);
+static void relay_resumed_cb(struct call *c, enum stage_verdict v, void *arg);
 
 static int view_has_server(int view, int server)
 {
@@ -635,7 +825,7 @@ static void handle_settings_call(struct mcp_worker *w, struct session *s, int64_
     if (change) {
         /* this user's sessions (on any endpoint) list again; nobody else's view changed */
         json_t *n = jsonrpc_notification_new("notifications/tools/list_changed", NULL);
-        struct broadcast b = {-1, n, session_owner(s), NULL};
+        struct broadcast b = {-1, n, session_owner(s), NULL, gw_worker_pipeline(w)};
         session_foreach(gw_broadcast_cb, &b);
         json_decref(n);
     }
@@ -650,17 +840,24 @@ json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name)
 
 /* --- the method table --- */
 
-/* One downstream message being dispatched: what every method handler gets. */
-struct dispatch {
-    struct mcp_worker *w;
-    int view;
-    const struct principal *who;
-    struct session *s;
-    json_t *msg, *id, *params;
-    const char *method;
-    struct catalog *cat; /* the worker's catalog (requests only) */
-    struct mcp_reply *r;
-};
+/* Worker thread: the request stages of a client's answer (f->call) are through: the answer goes
+   to the server that asked; a refused one is replaced by an error naming the refusal, so that
+   the server is not left waiting. */
+static void relay_resumed_cb(struct call *c, enum stage_verdict v, void *arg)
+{
+    struct forward *f = arg;
+    if (v == STAGE_REFUSE) {
+        json_t *e = jsonrpc_error_new(json_object_get(f->msg, "id"), c->refusal.code,
+                                      c->refusal.message, NULL);
+        json_decref(f->msg);
+        f->msg = e;
+    }
+    if (f->msg == NULL || mailbox_post(f->up->home->mb, gateway_relay_answer_cb, f) != 0) {
+        json_decref(f->msg);
+        call_free(f->call);
+        free(f);
+    }
+}
 
 /* A client's answer to a request a server sent through us. */
 static void relay_answer(struct dispatch *d)
@@ -678,18 +875,27 @@ static void relay_answer(struct dispatch *d)
     json_t *copy = json_copy(d->msg);
     json_object_set_new(copy, "id", up_id);
     struct forward *f = calloc(1, sizeof(*f));
-    if (f == NULL) {
+    struct call *c = f ? call_new(gw_worker_pipeline(d->w), d->who, "(answer)", up->index,
+                                  up->srv->name, "", json_incref(copy))
+                       : NULL;
+    if (c == NULL) {
+        free(f);
         json_decref(copy);
         return;
     }
     f->up = up;
     f->msg = copy;
     snprintf(f->owner, sizeof(f->owner), "%s", session_owner(d->s));
-    if (mailbox_post(up->home->mb, gateway_relay_answer_cb, f) != 0) {
-        json_decref(copy);
-        free(f);
-    }
+    f->call = c;
     r->server = up->srv->name;
+    enum stage_verdict v = pipeline_request(c, relay_resumed_cb, f);
+    if (v == STAGE_REFUSE) {
+        r->status = c->refusal.status;
+        r->body = jsonrpc_error_new(NULL, c->refusal.code, c->refusal.message,
+                                    json_pack("{s:s}", "server", up->srv->name));
+    }
+    if (v != STAGE_SUSPEND)
+        relay_resumed_cb(c, v, f);
 }
 
 static void on_cancelled(struct dispatch *d)
@@ -744,8 +950,16 @@ static void on_discover(struct dispatch *d)
 }
 
 /* tools/list, prompts/list, resources/list, resources/templates/list: from the catalog. */
+static bool list_next(struct dispatch *d, struct call *c);
+
 static void on_list(struct dispatch *d)
 {
+    staged_dispatch(d, call_for(d, -1, "", NULL), list_next);
+}
+
+static bool list_next(struct dispatch *d, struct call *c)
+{
+    (void)c;
     struct mcp_reply *r = d->r;
     json_t *id = d->id;
     const char *method = d->method;
@@ -756,7 +970,7 @@ static void on_list(struct dispatch *d)
     json_t *cursor = json_object_get(d->params, "cursor");
     if (cursor != NULL && !json_is_string(cursor)) {
         gw_reply_error(r, id, JSONRPC_INVALID_PARAMS, "%s: params.cursor must be a string", method);
-        return;
+        return false;
     }
     json_t *result = NULL;
     int64_t uid = 0;
@@ -781,6 +995,7 @@ static void on_list(struct dispatch *d)
             json_array_insert_new(json_object_get(result, "tools"), 0, settings_tool());
         reply_result(r, id, result);
     }
+    return false;
 }
 
 /*
@@ -881,8 +1096,8 @@ static void on_call(struct dispatch *d)
     user_view_release(&u);
     if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
         !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
-        gw_mrtr_resume(s, server, routed, orig, r); /* a retry with the client's input */
-        json_decref(routed);
+        /* a retry with the client's input */
+        staged_dispatch(d, call_for(d, server, orig, routed), mrtr_next);
         return;
     }
     if (session_transient(s) && unseal_state(s, server, routed, orig, r) != 0) {
@@ -894,13 +1109,12 @@ static void on_call(struct dispatch *d)
     json_t *hdrs = kind_ == CAT_TOOLS && gw.ups[server]->srv->transport == TRANSPORT_HTTP
                        ? mcp_param_headers(catalog_input_schema(cat, view, name), args)
                        : NULL;
-    forward(w, s, server, routed, hdrs, r);
+    route(d, server, orig, routed, hdrs);
 }
 
 /* resources/read, resources/subscribe, resources/unsubscribe: routed by URI. */
 static void on_resource(struct dispatch *d)
 {
-    struct mcp_worker *w = d->w;
     struct session *s = d->s;
     struct mcp_reply *r = d->r;
     struct catalog *cat = d->cat;
@@ -932,7 +1146,8 @@ static void on_resource(struct dispatch *d)
         session_subscribe(s, uri, server, method[10] == 's');
     else if (session_transient(s) && json_object_get(params, "requestState") != NULL &&
              !mcp_era_is_sealed(json_string_value(json_object_get(params, "requestState")))) {
-        gw_mrtr_resume(s, server, msg, uri, r); /* a retry with the client's input */
+        /* a retry with the client's input */
+        staged_dispatch(d, call_for(d, server, uri, json_incref(msg)), mrtr_next);
         return;
     }
     json_t *routed = rewrite(msg, "uri", NULL);
@@ -940,14 +1155,12 @@ static void on_resource(struct dispatch *d)
         json_decref(routed);
         return;
     }
-    forward(w, s, server, routed, NULL, r);
+    route(d, server, uri, routed, NULL);
 }
 
 /* completion/complete: routed by the prompt or resource it completes. */
 static void on_complete(struct dispatch *d)
 {
-    struct mcp_worker *w = d->w;
-    struct session *s = d->s;
     struct mcp_reply *r = d->r;
     struct catalog *cat = d->cat;
     json_t *id = d->id, *msg = d->msg, *params = d->params;
@@ -967,7 +1180,7 @@ static void on_complete(struct dispatch *d)
         json_t *copy = json_deep_copy(msg);
         json_object_set_new(json_object_get(json_object_get(copy, "params"), "ref"), "name",
                             json_string(orig));
-        forward(w, s, server, copy, NULL, r);
+        route(d, server, orig, copy, NULL);
         return;
     }
     if (type && strcmp(type, "ref/resource") == 0) {
@@ -995,7 +1208,7 @@ static void on_complete(struct dispatch *d)
                 return;
             }
         }
-        forward(w, s, server, json_deep_copy(msg), NULL, r);
+        route(d, server, uri, json_deep_copy(msg), NULL);
         return;
     }
     gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
@@ -1097,19 +1310,11 @@ const struct mcp_method *mcp_method_at(size_t i)
     return i < sizeof(methods) / sizeof(methods[0]) ? &methods[i].m : NULL;
 }
 
-void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
-                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+static void dispatch_message(struct dispatch *dp, enum jsonrpc_kind kind)
 {
-    memset(r, 0, sizeof(*r));
-    struct dispatch d = {.w = w,
-                         .view = view,
-                         .who = who,
-                         .s = s,
-                         .msg = msg,
-                         .id = json_object_get(msg, "id"),
-                         .params = json_object_get(msg, "params"),
-                         .method = jsonrpc_method(msg),
-                         .r = r};
+    struct dispatch d = *dp;
+    struct session *s = d.s;
+    struct mcp_reply *r = d.r;
     if (kind != JSONRPC_REQUEST && s == NULL) {
         /* A notification or an answer outside a session: nothing to cancel or relay to. */
         r->status = 202;
@@ -1144,8 +1349,29 @@ void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *
         r->status = 400;
         return;
     }
-    d.cat = gw_worker_catalog(w);
+    d.cat = gw_worker_catalog(d.w);
     row->fn(&d);
+}
+
+void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *who,
+                        struct session *s, json_t *msg, enum jsonrpc_kind kind, struct mcp_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct dispatch d = {.w = w,
+                         .view = view,
+                         .who = who,
+                         .s = s,
+                         .msg = msg,
+                         .id = json_object_get(msg, "id"),
+                         .params = json_object_get(msg, "params"),
+                         .method = jsonrpc_method(msg),
+                         .r = r};
+    dispatch_message(&d, kind);
+    /* The gateway's own answer leaves through the emitter's other half: era fields, then the
+       message stages, as the servers' messages do. */
+    if (r->body != NULL)
+        mcp_emit_reply(gw_worker_pipeline(w), &r->body, d.method,
+                       s != NULL && session_transient(s));
 }
 
 /* Home thread: pass a client's answer (or notification) to the server as it is. */
@@ -1154,11 +1380,16 @@ static void gateway_relay_answer_cb(void *arg)
     struct forward *f = arg;
     /* per_user: the sender's own session of the server (NULL: none open, nobody to tell) */
     struct upstream *up = gw_instance_for(f->up, f->owner);
+    int err = 0;
     if (up != NULL && json_is_object(json_object_get(f->msg, "id")))
         gw_bridge_answer(up, f->msg); /* for an InputRequiredResult of a 2026-07-28 server */
     else if (up != NULL && up->t && up->state == UP_READY &&
              !(atomic_load(&up->modern) && jsonrpc_method(f->msg) != NULL))
-        transport_send(up->t, f->msg, NULL); /* a modern server takes no notifications */
+        err = transport_send_call(up->t, f->msg, NULL, f->call ? &f->call->out : NULL);
+    else
+        err = ERR_UNAVAILABLE; /* nobody to tell; a modern server takes no notifications */
+    pipeline_done(f->call, err ? CALL_ERROR : CALL_OK, err ? JSONRPC_UPSTREAM_UNAVAILABLE : 0);
+    call_free(f->call);
     json_decref(f->msg);
     free(f);
 }
@@ -1243,6 +1474,8 @@ void mcp_worker_release(struct mcp_worker *w)
 {
     catalog_unref(w->catalog);
     w->catalog = NULL;
+    pipeline_unref(w->pipeline);
+    w->pipeline = NULL;
     mcp_settings_cache_free(w->settings);
     w->settings = NULL;
     store_close(w->store);

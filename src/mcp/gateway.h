@@ -140,6 +140,7 @@ struct mcp_worker {
     uint64_t catalog_gen;
     struct store *store; /* this thread's store connection, for per-user settings (auth on) */
     struct mcp_settings_cache *settings; /* the users' settings read through `store` */
+    struct pipeline *pipeline; /* the stages in force, taken with `catalog` (pipeline.h) */
 };
 
 /*
@@ -160,6 +161,11 @@ int gateway_reload(struct config *cfg, struct err_info *ei);
  * caller refuses to start); 0 otherwise (servers still starting are reported by /readyz).
  */
 int gateway_wait_ready(uint32_t timeout_ms, struct err_info *ei);
+/* Main thread: run `pl` (a reference is taken; NULL: no stage) for the calls that start from
+   now on, in place of the stages of the configuration; calls in flight keep theirs. For tests
+   and for the configuration's own stages. */
+struct pipeline;
+void gateway_set_pipeline(struct pipeline *pl);
 /* Main thread: close every upstream (children killed with their process group). */
 void gateway_stop(void);
 /* The worker's loop has stopped: drop what the engine left in it (its catalog reference). */

@@ -193,7 +193,7 @@ static void mrtr_expired_cb(uv_timer_t *t)
 static void mrtr_abandon(struct upstream *up, struct pending *p, json_t *err, const char *reason,
                          json_t *refuse_id, const char *refusal)
 {
-    stream_push(p->stream, err, true);
+    gw_emit(p, err, true);
     json_decref(err);
     p->cancelling = true;
     /* Deferred: this runs inside the transport's delivery of the server's message. */
@@ -234,7 +234,8 @@ static void mrtr_park(struct upstream *up, struct pending *p)
     json_t *res = jsonrpc_result_new(p->client_id,
                                      json_pack("{s:s, s:o, s:s}", "resultType", "input_required",
                                                "inputRequests", inputs, "requestState", token));
-    stream_push(p->stream, res, true);
+    /* This answers the client's request: its call ends here; the retry is a call of its own. */
+    gw_emit(p, res, true);
     json_decref(res);
     /* The POST is answered: its end is no longer a cancellation. */
     session_untrack_call(p->session, p->client_id, gw_call_cookie(up->index, p->id));
@@ -344,6 +345,7 @@ void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, 
 /* A retry on its way to the call's home thread. */
 struct resume {
     struct upstream *up;
+    struct call *call; /* the retry's (its request stages passed) */
     uint64_t call_id;
     struct session *session;
     struct stream *stream;
@@ -354,6 +356,7 @@ struct resume {
 
 static void resume_free(struct resume *rs)
 {
+    call_free(rs->call);
     session_unref(rs->session);
     stream_unref(rs->stream);
     json_decref(rs->client_id);
@@ -372,16 +375,21 @@ static void mrtr_resume_cb(void *arg)
         char m[300];
         snprintf(m, sizeof(m), "the call that waited for this input has ended (server \"%s\")",
                  up->srv->name);
-        json_t *e = jsonrpc_error_new(rs->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
-                                      json_pack("{s:s}", "server", up->srv->name));
-        stream_push(rs->stream, e, true);
-        json_decref(e);
+        mcp_emit_error(rs->call, rs->stream, rs->client_id, JSONRPC_UPSTREAM_UNAVAILABLE,
+                       up->srv->name, m);
         session_untrack_call(rs->session, rs->client_id, gw_call_cookie(up->index, rs->call_id));
         resume_free(rs);
         return;
     }
     struct mrtr *m = p->mrtr;
     m->parked = false;
+    if (rs->call != NULL && rs->call->out.n == 0 && p->call != NULL) {
+        rs->call->out = p->call->out; /* what the call is sent with again after a recovery */
+        outbound_init(&p->call->out);
+    }
+    call_free(p->call); /* ended with the InputRequiredResult it answered */
+    p->call = rs->call;
+    rs->call = NULL;
     session_unref(p->session);
     p->session = rs->session;
     p->stream = rs->stream;
@@ -414,9 +422,24 @@ static void mrtr_resume_cb(void *arg)
     resume_free(rs);
 }
 
-/* Worker thread: a 2026-07-28 retry (params.requestState) of `method` on `target` at `server`. */
+/* Worker thread: answer a retry with an error, in r, or on `given` (the client's stream after a
+   suspended request stage); ends and frees c. */
+static void retry_refuse(struct mcp_reply *r, struct stream *given, struct call *c, json_t *id,
+                         int code, const char *msg)
+{
+    if (given != NULL) {
+        mcp_emit_error(c, given, id, code, NULL, msg);
+    } else {
+        gw_reply_error(r, id, code, "%s", msg);
+        pipeline_done(c, CALL_ERROR, code);
+    }
+    call_free(c);
+}
+
+/* Worker thread: a 2026-07-28 retry (params.requestState) of `method` on `target` at `server`,
+   its request stages passed (call c, taken). */
 void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *target,
-                    struct mcp_reply *r)
+                    struct mcp_reply *r, struct stream *given, struct call *c)
 {
     json_t *id = json_object_get(msg, "id");
     json_t *params = json_object_get(msg, "params");
@@ -426,46 +449,49 @@ void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *targ
     struct upstream *up = gw.ups[server];
     r->server = up->srv->name;
     if (!json_is_string(state)) {
-        gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                       "Invalid params: params.requestState must be the string the gateway issued");
+        retry_refuse(r, given, c, id, JSONRPC_INVALID_PARAMS,
+                     "Invalid params: params.requestState must be the string the gateway issued");
         return;
     }
     if (responses != NULL && !json_is_object(responses)) {
-        gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                       "Invalid params: params.inputResponses must be an object keyed like the "
-                       "inputRequests it answers");
+        retry_refuse(r, given, c, id, JSONRPC_INVALID_PARAMS,
+                     "Invalid params: params.inputResponses must be an object keyed like the "
+                     "inputRequests it answers");
         return;
     }
     bool mismatch = false;
     struct park_entry *e = park_take(json_string_value(state), json_string_length(state), server,
                                      method, target, session_owner(s), &mismatch);
     if (e == NULL) {
+        char m[300];
         if (mismatch)
-            gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                           "Invalid params: params.requestState was issued for another request "
-                           "or another principal; retry the same %s with the same %s, as the "
-                           "caller who made it",
-                           method, method[0] == 'r' ? "uri" : "name");
+            snprintf(m, sizeof(m),
+                     "Invalid params: params.requestState was issued for another request "
+                     "or another principal; retry the same %s with the same %s, as the "
+                     "caller who made it",
+                     method, method[0] == 'r' ? "uri" : "name");
         else
-            gw_reply_error(r, id, JSONRPC_INVALID_PARAMS,
-                           "Invalid params: params.requestState is unknown or expired (the gateway "
-                           "holds a call waiting for input for limits.mrtr_ttl, and each state "
-                           "serves one retry); send the request again without requestState");
+            snprintf(m, sizeof(m),
+                     "Invalid params: params.requestState is unknown or expired (the gateway "
+                     "holds a call waiting for input for limits.mrtr_ttl, and each state "
+                     "serves one retry); send the request again without requestState");
+        retry_refuse(r, given, c, id, JSONRPC_INVALID_PARAMS, m);
         return;
     }
     uint64_t call_id = e->call_id;
     park_entry_free(e);
     struct resume *rs = calloc(1, sizeof(*rs));
-    struct stream *st = stream_new(s);
+    struct stream *st = given ? stream_ref(given) : stream_new(s);
     if (rs == NULL || st == NULL) {
         free(rs);
         stream_unref(st);
         gw_post_cancel(up, call_id, "the gateway is out of memory", NULL, NULL);
-        gw_reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        retry_refuse(r, given, c, id, JSONRPC_INTERNAL_ERROR, "out of memory");
         return;
     }
     json_t *tok = json_object_get(json_object_get(params, "_meta"), "progressToken");
     rs->up = up;
+    rs->call = c;
     rs->call_id = call_id;
     rs->session = session_ref(s);
     rs->stream = stream_ref(st);
@@ -473,16 +499,17 @@ void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *targ
     rs->client_token = json_is_string(tok) || json_is_integer(tok) ? json_incref(tok) : NULL;
     rs->responses = responses ? json_deep_copy(responses) : json_object();
     session_track_call(s, id, gw_call_cookie(server, call_id));
-    r->stream = st;
-    r->status = 200;
+    if (given == NULL) {
+        r->stream = stream_ref(st);
+        r->status = 200;
+    }
     if (mailbox_post(up->home->mb, mrtr_resume_cb, rs) != 0) {
         session_untrack_call(s, id, gw_call_cookie(server, call_id));
-        json_t *err = jsonrpc_error_new(id, JSONRPC_UPSTREAM_UNAVAILABLE,
-                                        "the gateway is shutting down", NULL);
-        stream_push(st, err, true);
-        json_decref(err);
+        mcp_emit_error(rs->call, st, id, JSONRPC_UPSTREAM_UNAVAILABLE, NULL,
+                       "the gateway is shutting down");
         resume_free(rs);
     }
+    stream_unref(st);
 }
 
 /* --- MRTR from a 2026-07-28 server (home thread) --- */
@@ -505,10 +532,7 @@ static void bridge_fail(struct upstream *up, struct pending *p, int code, const 
     if (p->answered)
         return;
     p->answered = true;
-    json_t *err =
-        jsonrpc_error_new(p->client_id, code, msg, json_pack("{s:s}", "server", up->srv->name));
-    stream_push(p->stream, err, true);
-    json_decref(err);
+    gw_emit_error(p, code, "%s", msg);
     gw_call_finished(up);
 }
 
@@ -612,7 +636,7 @@ static void bridge_ask(struct upstream *up, struct pending *p, json_t *result)
             jsonrpc_request_new(jid, json_string_value(json_object_get(q, "method")),
                                 json_is_object(params) ? json_deep_copy(params) : json_object());
         json_decref(jid);
-        stream_push(p->stream, req, false);
+        gw_emit(p, req, false);
         json_decref(req);
         p->waiting++;
     }

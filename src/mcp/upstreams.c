@@ -62,14 +62,54 @@ struct catalog *gw_worker_catalog(struct mcp_worker *w)
     if (w->catalog == NULL || w->catalog_gen != gen) {
         pthread_mutex_lock(&gw.lock);
         struct catalog *c = gw.catalog ? catalog_ref(gw.catalog) : NULL;
+        struct pipeline *pl = pipeline_ref(gw.pipeline);
         pthread_mutex_unlock(&gw.lock);
         if (c != NULL) {
             catalog_unref(w->catalog);
             w->catalog = c;
             w->catalog_gen = catalog_generation(c);
         }
+        pipeline_unref(w->pipeline);
+        w->pipeline = pl;
     }
     return w->catalog;
+}
+
+struct pipeline *gw_worker_pipeline(struct mcp_worker *w)
+{
+    gw_worker_catalog(w); /* the two are taken together */
+    return w->pipeline;
+}
+
+void gateway_set_pipeline(struct pipeline *pl)
+{
+    pipeline_ref(pl);
+    pthread_mutex_lock(&gw.lock);
+    struct pipeline *old = gw.pipeline;
+    gw.pipeline = pl;
+    /* Workers take the stages with the catalog: a new generation makes them look. */
+    struct err_info ei = {0};
+    if (rebuild_locked(0, &ei) != 0)
+        log_error("catalog", "could not rebuild the catalog: %s", ei.msg);
+    pthread_mutex_unlock(&gw.lock);
+    pipeline_unref(old);
+}
+
+int gw_emit(struct pending *p, json_t *msg, bool final)
+{
+    unsigned flags = (final ? EMIT_FINAL : 0) |
+                     (p->up != NULL && atomic_load(&p->up->modern) ? EMIT_FROM_MODERN : 0);
+    return mcp_emit(p->call, NULL, p->stream, msg, flags);
+}
+
+void gw_emit_error(struct pending *p, int code, const char *fmt, ...)
+{
+    char m[800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof(m), fmt, ap);
+    va_end(ap);
+    mcp_emit_error(p->call, p->stream, p->client_id, code, p->up ? p->up->srv->name : NULL, m);
 }
 
 /* Home thread: publish state (and lists, when given) and rebuild the catalog. */
@@ -165,7 +205,7 @@ void gw_broadcast_cb(struct session *s, void *arg)
     }
     struct stream *st = session_standalone_stream(s);
     if (st) {
-        stream_push(st, msg, false);
+        mcp_emit(NULL, b->pl, st, msg, 0);
         stream_unref(st);
     }
     json_decref(tagged);
@@ -175,8 +215,12 @@ void gw_broadcast_cb(struct session *s, void *arg)
    (server -1: every session). */
 static void broadcast(int server, json_t *msg, const char *uri)
 {
-    struct broadcast b = {server, msg, NULL, uri};
+    pthread_mutex_lock(&gw.lock);
+    struct pipeline *pl = pipeline_ref(gw.pipeline);
+    pthread_mutex_unlock(&gw.lock);
+    struct broadcast b = {server, msg, NULL, uri, pl};
     session_foreach(gw_broadcast_cb, &b);
+    pipeline_unref(pl);
 }
 
 /* Whose sessions hear what up sends outside a client's call (a resource update, a log message):
@@ -192,8 +236,12 @@ static const char *audience(const struct upstream *up)
 /* broadcast to the sessions of server `up` that hear it (audience), subscribed to uri if set. */
 static void tell_audience(struct upstream *up, json_t *msg, const char *uri)
 {
-    struct broadcast b = {up->index, msg, audience(up), uri};
+    pthread_mutex_lock(&gw.lock);
+    struct pipeline *pl = pipeline_ref(gw.pipeline);
+    pthread_mutex_unlock(&gw.lock);
+    struct broadcast b = {up->index, msg, audience(up), uri, pl};
     session_foreach(gw_broadcast_cb, &b);
+    pipeline_unref(pl);
 }
 
 /* A user's instance whose session has not been ready yet: its calls wait for it to open. */
@@ -266,7 +314,7 @@ void gw_pending_free(struct pending *p)
     json_decref(p->answers);
     json_decref(p->up_state);
     json_decref(p->sent);
-    json_decref(p->params);
+    call_free(p->call); /* ends it as cancelled unless it has ended */
     free(p);
 }
 
@@ -276,32 +324,13 @@ void gw_pending_maybe_free(struct pending *p)
         gw_pending_free(p);
 }
 
-/* Deliver a client call's final answer (a result or error object with the upstream's id). */
+/* Deliver a client call's final answer (a result or error object with the upstream's id); the
+   era fields are the emitter's (mcp_emit_era). */
 void gw_answer_client(struct pending *p, json_t *msg)
 {
     json_t *copy = json_copy(msg);
     json_object_set(copy, "id", p->client_id);
-    json_t *result = json_object_get(copy, "result");
-    if (p->session && session_transient(p->session) && json_is_object(result)) {
-        /* A 2026-07-28 client: the legacy server's result is complete by construction (it has
-           no MRTR), and a read is cacheable only by this caller, never shared. */
-        result = json_copy(result);
-        json_object_set_new(copy, "result", result);
-        if (json_object_get(result, "resultType") == NULL)
-            json_object_set_new(result, "resultType", json_string("complete"));
-        if (p->cacheable && json_object_get(result, "ttlMs") == NULL) {
-            json_object_set_new(result, "ttlMs", json_integer(0));
-            json_object_set_new(result, "cacheScope", json_string("private"));
-        }
-    } else if (p->session && atomic_load(&p->up->modern) && json_is_object(result)) {
-        /* A legacy client of a 2026-07-28 server: the fields its revision does not have go. */
-        result = json_copy(result);
-        json_object_set_new(copy, "result", result);
-        json_object_del(result, "resultType");
-        json_object_del(result, "ttlMs");
-        json_object_del(result, "cacheScope");
-    }
-    stream_push(p->stream, copy, true);
+    gw_emit(p, copy, true);
     json_decref(copy);
 }
 
@@ -323,10 +352,7 @@ static void fail_pending(struct pending *p, int code, const char *fmt, ...)
               p->arg);
     } else {
         gw_call_finished(p->up);
-        json_t *err = jsonrpc_error_new(p->client_id, code, msg,
-                                        json_pack("{s:s}", "server", p->up->srv->name));
-        stream_push(p->stream, err, true);
-        json_decref(err);
+        gw_emit_error(p, code, "%s", msg);
     }
 }
 
@@ -363,10 +389,7 @@ void gw_call_timeout_cb(uv_timer_t *t)
             log_info("call_dropped",
                      "a call to server %s was not sent: it waited %u ms for a place", up->srv->name,
                      up->srv->timeouts.total_ms);
-            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
-                                            json_pack("{s:s}", "server", up->srv->name));
-            stream_push(p->stream, err, true);
-            json_decref(err);
+            gw_emit_error(p, JSONRPC_UPSTREAM_TIMEOUT, "%s", m);
             p->answered = true;
             gw_pending_free(p);
             json_decref(q->msg);
@@ -389,10 +412,7 @@ void gw_call_timeout_cb(uv_timer_t *t)
                      "server \"%s\" lost its session (%s) and was not re-initialised within %u ms "
                      "(timeouts.total)",
                      p->up->srv->name, p->up->recover_why, p->up->srv->timeouts.total_ms);
-        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_TIMEOUT, m,
-                                        json_pack("{s:s}", "server", p->up->srv->name));
-        stream_push(p->stream, err, true);
-        json_decref(err);
+        gw_emit_error(p, JSONRPC_UPSTREAM_TIMEOUT, "%s", m);
         gw_pending_maybe_free(p);
         return;
     }
@@ -429,7 +449,7 @@ int gw_send_pending(struct upstream *up, struct pending *p, json_t *msg)
         return err;
     if (up->srv->transport == TRANSPORT_HTTP)
         p->exchange_open = true;
-    err = transport_send_call(up->t, msg, p, p->params);
+    err = transport_send_call(up->t, msg, p, p->call ? &p->call->out : NULL);
     if (err) {
         idmap_del(&up->pending, p->id);
         p->exchange_open = false;
@@ -1028,12 +1048,8 @@ static void fail_all_cb(uint64_t key, void *val, void *arg)
         if (p->cb) {
             p->cb(p->up, NULL, ERR_UNAVAILABLE, why, p->arg);
         } else {
-            char msg[400];
-            snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", p->up->srv->name, why);
-            json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg,
-                                            json_pack("{s:s}", "server", p->up->srv->name));
-            stream_push(p->stream, err, true);
-            json_decref(err);
+            gw_emit_error(p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" went away: %s",
+                          p->up->srv->name, why);
         }
     }
     gw_pending_free(p);
@@ -1055,14 +1071,10 @@ static void fail_all(struct upstream *up, const char *why)
     up->queued = 0;
     while (f != NULL) {
         struct forward *next = f->next;
-        char msg[400];
-        snprintf(msg, sizeof(msg), "server \"%s\" went away: %s", up->srv->name, reason);
-        json_t *err = jsonrpc_error_new(f->p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, msg,
-                                        json_pack("{s:s}", "server", up->srv->name));
-        stream_push(f->p->stream, err, true);
-        json_decref(err);
-        f->p->answered = true;
         f->p->up = up;
+        gw_emit_error(f->p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" went away: %s",
+                      up->srv->name, reason);
+        f->p->answered = true;
         gw_pending_free(f->p);
         json_decref(f->msg);
         free(f);
@@ -1152,10 +1164,8 @@ static void release_held(struct upstream *up)
         struct forward *f = calloc(1, sizeof(*f));
         if (f == NULL) {
             p->answered = true;
-            json_t *e =
-                jsonrpc_error_new(p->client_id, JSONRPC_INTERNAL_ERROR, "out of memory", NULL);
-            stream_push(p->stream, e, true);
-            json_decref(e);
+            mcp_emit_error(p->call, p->stream, p->client_id, JSONRPC_INTERNAL_ERROR, NULL,
+                           "out of memory");
             gw_pending_maybe_free(p);
         } else {
             f->up = up;
@@ -1179,10 +1189,7 @@ static void fail_held(struct upstream *up, const char *why)
         else
             snprintf(m, sizeof(m), "server \"%s\" lost its session (%s) and %s", up->srv->name,
                      up->recover_why, why);
-        json_t *e = jsonrpc_error_new(p->client_id, JSONRPC_UPSTREAM_UNAVAILABLE, m,
-                                      json_pack("{s:s}", "server", up->srv->name));
-        stream_push(p->stream, e, true);
-        json_decref(e);
+        gw_emit_error(p, JSONRPC_UPSTREAM_UNAVAILABLE, "%s", m);
         gw_pending_maybe_free(p);
     }
 }
@@ -1395,6 +1402,7 @@ void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason)
     send_cancelled(up, p->id, reason);
     idmap_del(&up->pending, p->id);
     p->answered = true;
+    pipeline_done(p->call, CALL_CANCELLED, 0);
     stream_end(p->stream);
     if (p->exchange_open) {
         transport_cancel(up->t, p);
@@ -1521,7 +1529,7 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
     }
     json_t *copy = json_copy(msg);
     json_object_set_new(copy, "id", json_integer((json_int_t)down_id));
-    stream_push(call->stream, copy, false);
+    gw_emit(call, copy, false);
     json_decref(copy);
     count_server_request(up, method, "relayed");
 }
@@ -1583,7 +1591,7 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
             return;
         json_t *copy = json_deep_copy(msg);
         json_object_set(json_object_get(copy, "params"), "progressToken", p->client_token);
-        stream_push(p->stream, copy, false);
+        gw_emit(p, copy, false);
         json_decref(copy);
         apply_backpressure(up, p, related);
         return;
@@ -1619,9 +1627,9 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
             int min = session_log_level(call->session);
             int level = mcp_log_level_rank(json_string_value(json_object_get(params, "level")));
             if (min >= 0 && level >= min)
-                stream_push(call->stream, msg, false);
+                gw_emit(call, msg, false);
         } else if (call)
-            stream_push(call->stream, msg, false);
+            gw_emit(call, msg, false);
         else
             tell_audience(up, msg, NULL);
         apply_backpressure(up, call, related);
@@ -1888,12 +1896,9 @@ bool gw_pick_instance(struct forward *f)
                     values, 1);
         struct pending *p = f->p;
         log_info("call_dropped", "a call to server %s was not sent: %s", up->srv->name, m);
-        json_t *err = jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, m,
-                                        json_pack("{s:s}", "server", up->srv->name));
-        stream_push(p->stream, err, true);
-        json_decref(err);
-        p->answered = true;
         p->up = up;
+        gw_emit_error(p, JSONRPC_GATEWAY_LIMIT, "%s", m);
+        p->answered = true;
         gw_pending_free(p);
         json_decref(f->msg);
         free(f);
@@ -1996,6 +2001,7 @@ static struct upstream *add_upstream(struct config *cfg, const struct config_ser
 int gateway_start(struct config *cfg, struct mcp_worker **workers, unsigned nworkers)
 {
     gw.cfg = config_ref(cfg);
+    gw.pipeline = pipeline_builtin();
     gw.workers = workers;
     gw.nworkers = nworkers;
     session_table_set_store(cfg->store.sqlite); /* ended sessions outlive a restart */
@@ -2115,12 +2121,16 @@ int gateway_reload(struct config *cfg, struct err_info *ei)
                 (1u << CAT_TOOLS) | (1u << CAT_PROMPTS) | (1u << CAT_RESOURCES);
             added++;
         }
+    struct pipeline *pl = pipeline_builtin(), *old_pl;
     pthread_mutex_lock(&gw.lock);
     struct config *old = gw.cfg;
     gw.cfg = config_ref(cfg);
+    old_pl = gw.pipeline; /* swapped with the configuration; calls in flight keep theirs */
+    gw.pipeline = pl;
     int err = rebuild_locked(0, ei);
     pthread_mutex_unlock(&gw.lock);
     config_unref(old);
+    pipeline_unref(old_pl);
     for (size_t i = 0; i < added; i++)
         mailbox_post(fresh[i]->home->mb, start_upstream_cb, fresh[i]);
     if (retired > 0) { /* what they offered is gone from the catalog already */
@@ -2240,6 +2250,8 @@ void gateway_free(void)
     atomic_store(&gw.nups, 0);
     catalog_unref(gw.catalog);
     gw.catalog = NULL;
+    pipeline_unref(gw.pipeline);
+    gw.pipeline = NULL;
     gw.workers = NULL;
     gw.nworkers = 0;
     config_unref(gw.cfg);

@@ -105,7 +105,7 @@ struct exchange {
     bool long_lived;    /* subscriptions/listen: a stream, not an exchange (no total or idle
                            deadline once it started; TCP keep-alive finds a dead peer) */
     char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
-    struct curl_slist *param_lines; /* and its Mcp-Param-* headers (transport_send_call) */
+    struct curl_slist *param_lines; /* and the call's outbound headers (transport_send_call) */
     bool parked;                    /* the initialize waiting for the HTTP+SSE endpoint */
 
     CURL *easy;
@@ -1396,33 +1396,47 @@ static char *mirror_line(const char *name, const char *v, size_t len)
     return line;
 }
 
-/* One "Mcp-Param-<name>: text" line per member of `param_hdrs` (see transport_send_call). */
-static int param_lines(struct exchange *ex, json_t *param_hdrs)
+/* One header line per OUTBOUND_HEADER entry of `out` (see transport_send_call); the
+   OUTBOUND_MODERN_ONLY ones (Mcp-Param-*) only on a 2026-07-28 request (`modern`), in the
+   "=?base64?…?=" form when not plain. Any other value must go as it is: ERR_INVAL when it
+   cannot. */
+static int outbound_lines(struct exchange *ex, const struct outbound *out, bool modern)
 {
-    const char *name;
-    json_t *text;
-    json_object_foreach(param_hdrs, name, text)
-    {
-        char hdr[256];
-        int n = snprintf(hdr, sizeof(hdr), "Mcp-Param-%s", name);
-        if (n < 0 || (size_t)n >= sizeof(hdr) || !header_safe(hdr, (size_t)n, sizeof(hdr)) ||
-            strchr(hdr, ':') != NULL || !json_is_string(text))
+    for (size_t i = 0; out != NULL && i < out->n; i++) {
+        const struct outbound_entry *e = &out->v[i];
+        if (e->where != OUTBOUND_HEADER || ((e->flags & OUTBOUND_MODERN_ONLY) && !modern))
+            continue;
+        size_t nl = strlen(e->name);
+        if (!header_safe(e->name, nl, 256) || strchr(e->name, ':') != NULL ||
+            strchr(e->name, ' ') != NULL)
             return ERR_INVAL;
-        char *line = mirror_line(hdr, json_string_value(text), json_string_length(text));
-        struct curl_slist *nl = line ? curl_slist_append(ex->param_lines, line) : NULL;
+        char *line = NULL;
+        if (e->flags & OUTBOUND_MODERN_ONLY) {
+            line = mirror_line(e->name, e->value, e->value_len);
+        } else {
+            for (size_t k = 0; k < e->value_len; k++) /* visible ASCII, space and tab */
+                if (((unsigned char)e->value[k] < 0x20 && e->value[k] != '\t') ||
+                    (unsigned char)e->value[k] > 0x7E)
+                    return ERR_INVAL;
+            size_t cap = nl + 2 + e->value_len + 1;
+            if ((line = malloc(cap)) != NULL && e->value_len)
+                snprintf(line, cap, "%s: %s", e->name, e->value);
+            else if (line != NULL) /* libcurl's way to send an empty value */
+                snprintf(line, cap, "%s;", e->name);
+        }
+        struct curl_slist *l = line ? curl_slist_append(ex->param_lines, line) : NULL;
         free(line);
-        if (nl == NULL)
+        if (l == NULL)
             return ERR_NOMEM;
-        ex->param_lines = nl;
+        ex->param_lines = l;
     }
     return 0;
 }
 
 /* A request carrying the 2026-07-28 per-request _meta gets the transport's mirror headers:
    MCP-Protocol-Version, Mcp-Method and, for tools/call, prompts/get and resources/read,
-   Mcp-Name, then the call's Mcp-Param-* headers. Returns 0, ERR_INVAL (a value that cannot go
-   in a header) or ERR_NOMEM. */
-static int mirror_headers(struct exchange *ex, json_t *msg, json_t *param_hdrs)
+   Mcp-Name. Returns 0, ERR_INVAL (a value that cannot go in a header) or ERR_NOMEM. */
+static int mirror_headers(struct exchange *ex, json_t *msg)
 {
     json_t *params = json_object_get(msg, "params");
     json_t *jv = json_object_get(json_object_get(params, "_meta"),
@@ -1445,10 +1459,10 @@ static int mirror_headers(struct exchange *ex, json_t *msg, json_t *param_hdrs)
     if (json_is_string(jname) && (ex->mirror[2] = mirror_line("Mcp-Name", json_string_value(jname),
                                                               json_string_length(jname))) == NULL)
         return ERR_NOMEM;
-    return param_lines(ex, param_hdrs);
+    return 0;
 }
 
-static int http_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
+static int http_send(struct transport *base, json_t *msg, void *related, const struct outbound *out)
 {
     struct http_transport *t = (struct http_transport *)base;
     if (t->closing != CLOSE_NONE)
@@ -1473,7 +1487,8 @@ static int http_send(struct transport *base, json_t *msg, void *related, json_t 
     const char *method = json_string_value(json_object_get(msg, "method"));
     ex->is_initialize = method && strcmp(method, "initialize") == 0;
     ex->long_lived = method && strcmp(method, "subscriptions/listen") == 0;
-    if ((err = mirror_headers(ex, msg, param_hdrs)) != 0)
+    if ((err = mirror_headers(ex, msg)) != 0 ||
+        (err = outbound_lines(ex, out, ex->mirror[0] != NULL)) != 0)
         goto out;
     if (direct) {
         if ((err = ex_start(ex)) != 0)

@@ -710,8 +710,20 @@ static int add_header(struct curl_slist **h, const char *name, const char *value
     return 0;
 }
 
-/* Start the HTTP request of a built call. On error the call is still the caller's to answer. */
-static int call_start(struct oa_call *c, char *why, size_t whysz)
+/* A header or cookie value the request can carry as it is: visible ASCII, space and tab. */
+static bool value_plain(const struct outbound_entry *e)
+{
+    for (size_t k = 0; k < e->value_len; k++)
+        if (((unsigned char)e->value[k] < 0x20 && e->value[k] != '\t') ||
+            (unsigned char)e->value[k] > 0x7E)
+            return false;
+    return true;
+}
+
+/* Start the HTTP request of a built call, with what the gateway adds to it (`out`, may be NULL:
+   query parameters on the URL, headers after the configured ones, cookies joined with the
+   others). On error the call is still the caller's to answer. */
+static int call_start(struct oa_call *c, const struct outbound *out, char *why, size_t whysz)
 {
     struct oa_transport *t = c->t;
     const struct config_server *srv = t->srv;
@@ -774,6 +786,37 @@ static int call_start(struct oa_call *c, char *why, size_t whysz)
         if (cred_header[i] &&
             (err = add_header(&c->headers, t->creds[i].scheme->param_name, t->creds[i].value)))
             goto out;
+    for (size_t i = 0; out != NULL && i < out->n; i++) {
+        const struct outbound_entry *e = &out->v[i];
+        if (e->where == OUTBOUND_ENV || (e->flags & OUTBOUND_MODERN_ONLY))
+            continue; /* a process's matter; a 2026-07-28 MCP server's headers */
+        if (e->where != OUTBOUND_QUERY && !value_plain(e)) {
+            snprintf(why, whysz, "the gateway's %s %s for %s cannot be sent as it is",
+                     e->where == OUTBOUND_HEADER ? "header" : "cookie", e->name, c->host);
+            err = ERR_INVAL;
+            goto out;
+        }
+        if (e->where == OUTBOUND_HEADER) {
+            if ((err = add_header(&c->headers, e->name, e->value)))
+                goto out;
+        } else if (e->where == OUTBOUND_COOKIE) {
+            buf_append_str(&cookie, cookie.len ? "; " : "");
+            buf_append_str(&cookie, e->name);
+            buf_append_str(&cookie, "=");
+            buf_append_str(&cookie, e->value);
+        } else {
+            char *name = query_encode(e->name), *value = query_encode(e->value);
+            char *url = name && value ? fmt("%s%c%s=%s", c->req.url,
+                                            strchr(c->req.url, '?') ? '&' : '?', name, value)
+                                      : NULL;
+            free(name);
+            free(value);
+            if (url == NULL)
+                goto out;
+            free(c->req.url);
+            c->req.url = url;
+        }
+    }
     if (cookie.len && (err = add_header(&c->headers, "Cookie", cookie.data)))
         goto out;
     err = ERR_NOMEM;
@@ -1071,7 +1114,8 @@ static json_t *answer_initialize(struct oa_transport *t, json_t *id, json_t *par
                                     doc->api_version ? doc->api_version : "0"));
 }
 
-static void start_call(struct oa_transport *t, json_t *id, json_t *params)
+static void start_call(struct oa_transport *t, json_t *id, json_t *params,
+                       const struct outbound *out)
 {
     const char *name = json_string_value(json_object_get(params, "name"));
     json_t *args = json_object_get(params, "arguments");
@@ -1156,7 +1200,7 @@ static void start_call(struct oa_transport *t, json_t *id, json_t *params)
         return;
     }
     url_host(c->req.url, c->host, sizeof(c->host));
-    if (call_start(c, why, sizeof(why)) != 0) {
+    if (call_start(c, out, why, sizeof(why)) != 0) {
         log_warn("upstream_openapi", "upstream %s: %s", srv_name(t), why);
         call_answer(c, tool_result(strdup(why), true, NULL));
         return;
@@ -1175,10 +1219,9 @@ static void cancel_call(struct oa_transport *t, json_t *request_id)
     }
 }
 
-static int oa_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
+static int oa_send(struct transport *base, json_t *msg, void *related, const struct outbound *out)
 {
     struct oa_transport *t = (struct oa_transport *)base;
-    (void)param_hdrs; /* the operation's own parameters carry the arguments */
     if (t->closing)
         return ERR_CLOSED;
     const char *method = json_string_value(json_object_get(msg, "method"));
@@ -1203,7 +1246,7 @@ static int oa_send(struct transport *base, json_t *msg, void *related, json_t *p
         unsigned cap = t->srv->max_concurrency ? t->srv->max_concurrency : 64;
         if (t->ncalls >= cap * OA_QUEUE_FACTOR)
             return ERR_LIMIT;
-        start_call(t, id, params);
+        start_call(t, id, params, out);
     } else {
         char m[200];
         snprintf(m, sizeof(m), "method %.80s is not offered by the OpenAPI server %s", method,

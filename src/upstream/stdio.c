@@ -559,14 +559,15 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-static int stdio_send(struct transport *base, json_t *msg, void *related, json_t *param_hdrs)
+static int stdio_send(struct transport *base, json_t *msg, void *related,
+                      const struct outbound *out)
 {
     struct stdio_transport *t = from_base(base);
     struct stdio_write *w = NULL;
     char *text = NULL;
     int err = 0;
     (void)related;
-    (void)param_hdrs; /* Mcp-Param-* headers are an HTTP matter */
+    (void)out; /* a child has no headers; its environment is set at spawn (build_env) */
 
     if (t->closing || !t->gen_active || t->exited || t->stop != STOP_NONE ||
         t->state != TRANSPORT_UP) {
@@ -700,31 +701,58 @@ static bool env_key_eq(const char *entry, const char *key)
     return strncmp(entry, key, k) == 0 && entry[k] == '=';
 }
 
-/* The inherited environment with srv->env added or replacing; NULL on allocation failure. */
-static char **build_env(const struct config_server *srv)
+/* Is `key` set by an OUTBOUND_ENV entry of spawn at index > after (-1: any)? */
+static bool spawn_sets(const struct outbound *spawn, const char *key, long after)
+{
+    for (size_t i = 0; spawn != NULL && i < spawn->n; i++)
+        if ((long)i > after && spawn->v[i].where == OUTBOUND_ENV &&
+            strcmp(spawn->v[i].name, key) == 0)
+            return true;
+    return false;
+}
+
+/* The inherited environment with srv->env, then spawn's OUTBOUND_ENV entries, added or
+   replacing (the last one of a key wins); NULL on allocation failure. */
+static char **build_env(const struct config_server *srv, const struct outbound *spawn)
 {
     size_t n = 0, o = 0;
+    size_t nspawn = outbound_count(spawn, OUTBOUND_ENV);
     while (environ != NULL && environ[n] != NULL)
         n++;
-    char **env = calloc(n + srv->nenv + 1, sizeof(*env));
+    char **env = calloc(n + srv->nenv + nspawn + 1, sizeof(*env));
     if (env == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         bool replaced = false;
         for (size_t j = 0; j < srv->nenv && !replaced; j++)
             replaced = env_key_eq(environ[i], srv->env[j].key);
+        for (size_t j = 0; spawn != NULL && j < spawn->n && !replaced; j++)
+            replaced =
+                spawn->v[j].where == OUTBOUND_ENV && env_key_eq(environ[i], spawn->v[j].name);
         if (replaced)
             continue;
         if ((env[o++] = strdup(environ[i])) == NULL)
             goto fail;
     }
     for (size_t j = 0; j < srv->nenv; j++) {
-        bool later = false; /* a key given twice: the last one wins */
+        bool later = spawn_sets(spawn, srv->env[j].key, -1); /* a key given twice: the last wins */
         for (size_t k = j + 1; k < srv->nenv && !later; k++)
             later = strcmp(srv->env[j].key, srv->env[k].key) == 0;
         if (later)
             continue;
         if (asprintf(&env[o], "%s=%s", srv->env[j].key, srv->env[j].value) < 0) {
+            env[o] = NULL;
+            goto fail;
+        }
+        o++;
+    }
+    for (size_t j = 0; spawn != NULL && j < spawn->n; j++) {
+        const struct outbound_entry *e = &spawn->v[j];
+        if (e->where != OUTBOUND_ENV || spawn_sets(spawn, e->name, (long)j))
+            continue;
+        if (strlen(e->value) != e->value_len) /* a NUL cannot be in an environment value */
+            goto fail;
+        if (asprintf(&env[o], "%s=%s", e->name, e->value) < 0) {
             env[o] = NULL;
             goto fail;
         }
@@ -755,6 +783,13 @@ static void ignore_sigpipe(void)
 struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                       const struct transport_cbs *cbs)
 {
+    return stdio_transport_new_ex(loop, srv, cbs, NULL);
+}
+
+struct transport *stdio_transport_new_ex(uv_loop_t *loop, const struct config_server *srv,
+                                         const struct transport_cbs *cbs,
+                                         const struct outbound *spawn)
+{
     struct stdio_transport *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
@@ -773,7 +808,7 @@ struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_serve
     line_splitter_init(&t->err_lines, 1);
 
     t->argv = calloc(srv->nargs + 2, sizeof(*t->argv));
-    t->envp = build_env(srv);
+    t->envp = build_env(srv, spawn);
     if (t->argv == NULL || t->envp == NULL) {
         free_transport(t);
         return NULL;

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 struct transport_ops {
-    int (*send)(struct transport *t, json_t *msg, void *related, json_t *param_hdrs);
+    int (*send)(struct transport *t, json_t *msg, void *related, const struct outbound *out);
     void (*cancel)(struct transport *t, void *related);
     void (*pause)(struct transport *t, void *related, bool on); /* optional */
     void (*set_protocol_version)(struct transport *t, const char *version);
@@ -26,8 +26,20 @@ struct transport {
 
 struct transport *stdio_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                       const struct transport_cbs *cbs);
+/* With spawn's OUTBOUND_ENV entries in the child's environment (transport_new_ex). */
+struct transport *stdio_transport_new_ex(uv_loop_t *loop, const struct config_server *srv,
+                                         const struct transport_cbs *cbs,
+                                         const struct outbound *spawn);
 struct transport *http_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                      const struct transport_cbs *cbs);
+
+/* Tests of the layers above (tests/unit/mcp/test_pipeline.c): every transport_new_ex makes its
+   transport with fn instead (NULL: the real ones again). Main thread, before the engine starts;
+   not for production code. */
+typedef struct transport *(*transport_factory)(uv_loop_t *loop, const struct config_server *srv,
+                                               const struct transport_cbs *cbs,
+                                               const struct outbound *spawn);
+void transport_set_factory(transport_factory fn);
 
 struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_server *srv,
                                         const struct transport_cbs *cbs);

@@ -57,10 +57,57 @@ struct transport_cbs {
     void (*bad_message_cb)(void *owner, void *related, long long id, const char *why);
 };
 
+/*
+ * What the gateway adds to one outbound request besides the message itself, filled by the call
+ * pipeline's request stages and by the engine (src/mcp/pipeline.h), and honoured by every
+ * transport: HTTP headers (Streamable HTTP: on the call's POST; OpenAPI: on the API request),
+ * query and cookie parameters (OpenAPI), environment entries (stdio, at spawn: see
+ * transport_new_ex). An entry a transport has no place for is ignored by it (a query parameter
+ * to a Streamable HTTP server, a header to a stdio child). Names and values are copied in; a
+ * value may hold any bytes (value_len), but a header or cookie value a transport cannot put on
+ * the wire as it is makes the send fail with ERR_INVAL, never sent altered, unless the entry is
+ * OUTBOUND_MODERN_ONLY.
+ */
+enum outbound_where { OUTBOUND_HEADER = 0, OUTBOUND_QUERY, OUTBOUND_COOKIE, OUTBOUND_ENV };
+enum {
+    /* HTTP: sent only on a 2026-07-28 request (one whose params._meta carries the protocol
+       version), in the "=?base64?…?=" form when the value is not plain visible ASCII: what the
+       Mcp-Param-* headers of a tools/call need. */
+    OUTBOUND_MODERN_ONLY = 1u << 0,
+};
+#define OUTBOUND_MAX 128 /* entries of one request */
+struct outbound_entry {
+    enum outbound_where where;
+    unsigned flags;
+    char *name;
+    char *value; /* NUL-terminated, value_len bytes before the NUL */
+    size_t value_len;
+};
+struct outbound {
+    struct outbound_entry *v;
+    size_t n, cap;
+};
+void outbound_init(struct outbound *o);
+void outbound_release(struct outbound *o);
+/* Append one entry (name and value copied). Returns 0, ERR_INVAL (an empty name, or a name with
+   a NUL, CR, LF or ':' / '=' where those end a name), ERR_LIMIT (OUTBOUND_MAX entries) or
+   ERR_NOMEM. */
+int outbound_add(struct outbound *o, enum outbound_where where, unsigned flags, const char *name,
+                 const char *value, size_t value_len);
+/* How many entries of kind `where` o has (o may be NULL). */
+size_t outbound_count(const struct outbound *o, enum outbound_where where);
+
 /* Create and start (spawn / nothing to do for HTTP until the first send). The server config
    must outlive the transport (hold a config_ref). Returns NULL on allocation failure. */
 struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv,
                                 const struct transport_cbs *cbs);
+/* transport_new with what the instance adds to its requests for its whole life (borrowed, copied
+   as needed; NULL for none): a stdio child is spawned, and respawned, with spawn's
+   OUTBOUND_ENV entries added to (or replacing) its environment after the configured `env`. The
+   other kinds and the other transports take what they need per request (transport_send_call).
+   */
+struct transport *transport_new_ex(uv_loop_t *loop, const struct config_server *srv,
+                                   const struct transport_cbs *cbs, const struct outbound *spawn);
 
 /*
  * Send one message. stdio: queued for the child's stdin as one line (ERR_LIMIT when the bounded
@@ -70,12 +117,15 @@ struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv
  */
 int transport_send(struct transport *t, json_t *msg, void *related);
 /*
- * transport_send for a client's call, with `params` (borrowed; NULL for none): an object of
- * header name suffix -> header text, the call's x-mcp-header arguments. HTTP sends each as
- * "Mcp-Param-<Name>" on a 2026-07-28 request (one whose params._meta carries the protocol
- * version), base64-encoded when not plain ASCII; legacy requests, stdio and OpenAPI ignore them.
+ * transport_send for a client's call, with what the gateway adds to it (`out`, borrowed; NULL
+ * for nothing): HTTP sends its OUTBOUND_HEADER entries as headers of the call's POST (the
+ * OUTBOUND_MODERN_ONLY ones, the call's Mcp-Param-* headers, only on a 2026-07-28 request);
+ * OpenAPI puts its headers, query and cookie parameters on the API request (after the
+ * document's and the configured ones); stdio has no place for them (its environment is set at
+ * spawn). ERR_INVAL when an entry cannot be sent as it is (a header value with CR or LF).
  */
-int transport_send_call(struct transport *t, json_t *msg, void *related, json_t *params);
+int transport_send_call(struct transport *t, json_t *msg, void *related,
+                        const struct outbound *out);
 
 /* HTTP: abort the exchange of `related` (its done_cb is then NOT called). stdio: no-op. */
 void transport_cancel(struct transport *t, void *related);

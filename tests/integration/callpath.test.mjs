@@ -219,3 +219,30 @@ test('notifications/cancelled for a call still waiting for a place takes it out 
   // The hang call never reached the server: only the sleep and the next call did.
   assert.equal(text(await s.callTool('tool', { text: 'after' }, { timeout: 5000 })), 'w:after');
 });
+
+test('gatehouse_calls_total counts every call once by how it ended, also when its client left', async (t) => {
+  const gw = await startGateway(
+    baseConfig({ servers: [faulty('d', { max_concurrency: 1, timeouts: { total: '60s' } }), faulty('e', { timeouts: { total: '300ms' } })] }),
+    { t },
+  );
+  const s = await openSession(gw.url);
+  assert.equal(text(await s.callTool('d__tool', { text: 'ok' })), 'd:ok');
+  const late = await s.callTool('e__hang', {}, { timeout: 5000 });
+  assertRpcError(late, { code: -32004 });
+  // One call in flight and one waiting for a place, both ended by the session's end.
+  const first = droppableCall(gw.url, s.id, 'd__hang', {}, 'first');
+  await until(async () => (await readyz(gw)).body?.servers?.d?.inflight === 1, { what: 'the call in flight' });
+  const second = droppableCall(gw.url, s.id, 'd__hang', {}, 'second');
+  await until(async () => (await readyz(gw)).body?.servers?.d?.queued === 1, { what: 'the call waiting' });
+  assert.equal((await s.close()).status, 200);
+  await Promise.all([first.done, second.done]);
+  const count = async (server, outcome) => {
+    const m = (await request(`${gw.base}/metrics`)).text;
+    const hit = m.match(new RegExp(`^gatehouse_calls_total\\{server="${server}",outcome="${outcome}"\\} (\\d+)$`, 'm'));
+    return hit ? Number(hit[1]) : 0;
+  };
+  await until(async () => (await count('d', 'cancelled')) === 2, { what: 'both calls counted as cancelled' });
+  assert.equal(await count('d', 'ok'), 1);
+  assert.equal(await count('e', 'timeout'), 1);
+  assert.equal(await count('d', 'error'), 0);
+});

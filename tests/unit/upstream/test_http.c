@@ -1011,9 +1011,63 @@ static void init(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* ==== what the gateway adds to a call (transport_send_call) ================================== */
+
+static void h_ok(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
+{
+    (void)rq;
+    char body[100];
+    snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}", ++fi->counter);
+    fi_respond(c, 200, "application/json", NULL, body);
+}
+
+static void test_outbound_headers(void)
+{
+    SETUP(h_ok);
+    START();
+    struct outbound out;
+    outbound_init(&out);
+    CHECK_INT(outbound_add(&out, OUTBOUND_HEADER, 0, "X-Gatehouse-User", "alice smith", 11), 0);
+    CHECK_INT(outbound_add(&out, OUTBOUND_HEADER, OUTBOUND_MODERN_ONLY, "Mcp-Param-Region",
+                           "\xc3\xa9u", 3),
+              0);
+    CHECK_INT(outbound_add(&out, OUTBOUND_QUERY, 0, "tenant", "t1", 2), 0); /* not HTTP's */
+    CHECK_INT(outbound_add(&out, OUTBOUND_HEADER, 0, "Bad:Name", "x", 1), ERR_INVAL);
+    /* A legacy request: the plain header only. */
+    json_t *m = request(1, "tools/call");
+    CHECK_INT(transport_send_call(r.t, m, (void *)1, &out), 0);
+    json_decref(m);
+    CHECK(run_until(&loop, &r.ndone, 1, 5000));
+    CHECK_CONTAINS(fi.log.data, "X-Gatehouse-User: alice smith\r\n");
+    CHECK(strstr(fi.log.data, "Mcp-Param-Region") == NULL);
+    CHECK(strstr(fi.log.data, "tenant") == NULL);
+    /* A 2026-07-28 request: the Mcp-Param-* one too, base64 when not plain ASCII. */
+    m = json_pack("{s:s, s:i, s:s, s:{s:s, s:{s:s}}}", "jsonrpc", "2.0", "id", 2, "method",
+                  "tools/call", "params", "name", "t", "_meta",
+                  "io.modelcontextprotocol/protocolVersion", "2026-07-28");
+    CHECK_INT(transport_send_call(r.t, m, (void *)2, &out), 0);
+    json_decref(m);
+    CHECK(run_until(&loop, &r.ndone, 2, 5000));
+    CHECK_CONTAINS(fi.log.data, "Mcp-Param-Region: =?base64?w6l1?=\r\n");
+    /* A value that cannot go on the wire as it is: refused, nothing sent. */
+    struct outbound bad;
+    outbound_init(&bad);
+    CHECK_INT(outbound_add(&bad, OUTBOUND_HEADER, 0, "X-Injected", "a\r\nX-Evil: 1", 12), 0);
+    int before = fi.nreq;
+    m = request(3, "tools/call");
+    CHECK_INT(transport_send_call(r.t, m, (void *)3, &bad), ERR_INVAL);
+    json_decref(m);
+    run_for(&loop, 100);
+    CHECK_INT(fi.nreq, before);
+    CHECK(strstr(fi.log.data, "X-Evil") == NULL);
+    outbound_release(&bad);
+    outbound_release(&out);
+    finish(&loop, &r, &fi);
+}
+
 TEST_MAIN(TEST(init), TEST(test_json_session_and_expiry), TEST(test_http_errors),
           TEST(test_sse_stream), TEST(test_first_byte_timeout), TEST(test_idle_and_total_timeout),
           TEST(test_oversized), TEST(test_connection_refused), TEST(test_legacy_fallback),
           TEST(test_legacy_other_origin_refused), TEST(test_concurrency_and_queue),
           TEST(test_cancel_and_reentrancy), TEST(test_listen_reconnect_and_405),
-          TEST(test_reference_server))
+          TEST(test_reference_server), TEST(test_outbound_headers))

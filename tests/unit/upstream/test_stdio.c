@@ -613,9 +613,44 @@ static void test_env_and_cwd(void)
     fx_release(&f);
 }
 
+/* What the gateway adds to a child's environment at spawn (transport_new_ex): after the
+   configured env, replacing it and the inherited one; kept for every respawn. */
+static void test_spawn_outbound_env(void)
+{
+    struct fixture f;
+    fx_init(&f, "sh", "-c",
+            "printf '{\"v\":\"%s\",\"only\":\"%s\",\"home\":\"%s\"}\\n' "
+            "\"$GH_TEST_VAR\" \"$GH_SPAWN_ONLY\" \"$HOME\"; exec cat",
+            NULL);
+    f.env[0].key = strdup("GH_TEST_VAR");
+    f.env[0].value = strdup("configured");
+    f.srv.env = f.env;
+    f.srv.nenv = 1;
+    struct outbound spawn;
+    outbound_init(&spawn);
+    CHECK_INT(outbound_add(&spawn, OUTBOUND_ENV, 0, "GH_TEST_VAR", "per user", 8), 0);
+    CHECK_INT(outbound_add(&spawn, OUTBOUND_ENV, 0, "GH_SPAWN_ONLY", "yes", 3), 0);
+    CHECK_INT(outbound_add(&spawn, OUTBOUND_ENV, 0, "HOME", "/home/alice", 11), 0);
+    CHECK_INT(outbound_add(&spawn, OUTBOUND_HEADER, 0, "X-Not-Env", "1", 1), 0); /* ignored */
+    CHECK_INT(outbound_add(&spawn, OUTBOUND_ENV, 0, "A=B", "1", 1), ERR_INVAL);
+    struct transport_cbs cbs = {
+        .owner = &f, .message_cb = on_message, .done_cb = on_done, .state_cb = on_state};
+    f.t = stdio_transport_new_ex(&f.loop, &f.srv, &cbs, &spawn);
+    outbound_release(&spawn); /* copied at creation */
+    CHECK(f.t != NULL);
+    want_msgs = 1;
+    CHECK(wait_for(&f, has_msgs, 3000));
+    CHECK_STR(msg_str(&f, 0, "v"), "per user");
+    CHECK_STR(msg_str(&f, 0, "only"), "yes");
+    CHECK_STR(msg_str(&f, 0, "home"), "/home/alice");
+    CHECK(fx_close_and_drain(&f) >= 0);
+    fx_release(&f);
+}
+
 TEST_MAIN(TEST(test_echo_through_cat), TEST(test_garbage_lines_dropped),
           TEST(test_huge_line_skipped), TEST(test_stderr_forwarded_and_exit_status),
           TEST(test_restart_backoff), TEST(test_no_tight_loop), TEST(test_command_not_found),
           TEST(test_sigterm_ignored_group_killed), TEST(test_stdout_closed_child_stopped),
           TEST(test_queue_limit), TEST(test_close_inside_callback),
-          TEST(test_close_before_spawn_and_while_down), TEST(test_env_and_cwd))
+          TEST(test_close_before_spawn_and_while_down), TEST(test_env_and_cwd),
+          TEST(test_spawn_outbound_env))
