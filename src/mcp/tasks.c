@@ -269,6 +269,16 @@ static json_t *describe_locked(struct task *t, bool legacy, bool detailed)
     return o;
 }
 
+/* The result of a task for tasks/result (2025-11-25): without the fields of 2026-07-28. */
+static json_t *legacy_result(json_t *result)
+{
+    json_t *r = json_deep_copy(result);
+    json_object_del(r, "resultType");
+    json_object_del(r, "ttlMs");
+    json_object_del(r, "cacheScope");
+    return r;
+}
+
 /* With tasks.lock: tell the 2025-11-25 session the task's new status, and answer the
    tasks/result requests waiting for its end. */
 static void status_changed_locked(struct task *t)
@@ -292,7 +302,7 @@ static void status_changed_locked(struct task *t)
         json_t *meta =
             json_pack("{s:{s:s}}", "io.modelcontextprotocol/related-task", "taskId", t->id);
         if (t->status == T_COMPLETED && t->result != NULL) {
-            json_t *res = json_deep_copy(t->result);
+            json_t *res = legacy_result(t->result);
             json_object_set_new(res, "_meta", meta);
             m = jsonrpc_result_new(wt->id, res);
         } else if (t->status == T_FAILED && t->error != NULL) {
@@ -560,10 +570,7 @@ static void final_answer(struct task *t, json_t *msg)
         return;
     }
     if (json_is_object(result)) {
-        json_t *r = json_deep_copy(result);
-        json_object_del(r, "resultType");
-        json_object_del(r, "ttlMs");
-        json_object_del(r, "cacheScope");
+        json_t *r = json_deep_copy(result); /* a complete result: resultType "complete" */
         json_t *meta = json_object_get(r, "_meta");
         json_object_del(meta, "io.modelcontextprotocol/related-task");
         t->result = r;
@@ -893,7 +900,7 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
         }
         json_t *m;
         if (t->status == T_COMPLETED) {
-            json_t *res = json_deep_copy(t->result);
+            json_t *res = legacy_result(t->result);
             json_object_set_new(
                 res, "_meta",
                 json_pack("{s:{s:s}}", "io.modelcontextprotocol/related-task", "taskId", t->id));
