@@ -657,6 +657,8 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     /* A 2025-11-25 client's task hint: acted on for such a client, never for a 2026-07-28 one
        (the server decides there), and never sent on: a server sees an ordinary call. */
     json_object_del(params, "task");
+    if (!modern && !hint)
+        return false; /* an ordinary call (a tool that requires a task too: the server decides) */
     int support = task_support(server, orig);
     if (support == 0)
         return false;
@@ -670,8 +672,6 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
                     orig, TASKS_EXT);
         return true;
     }
-    if (!modern && !hint)
-        return false;
     struct task *t = calloc(1, sizeof(*t));
     int err = 0;
     if (t == NULL)
