@@ -860,6 +860,7 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
     }
     if (strcmp(verb, "cancel") == 0) {
         bool was_terminal = terminal(t->status);
+        const char *was = status_names[t->status]; /* t is not ours once the lock is let go */
         if (!was_terminal) {
             t->status = T_CANCELLED;
             json_decref(t->inputs);
@@ -874,7 +875,7 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
             json_decref(o);
             reply_error(r, id, JSONRPC_INVALID_PARAMS, 200, NULL,
                         "Invalid params: task %.64s is already %s and cannot be cancelled", tid,
-                        status_names[t->status]);
+                        was);
             return;
         }
         r->body = jsonrpc_result_new(id, o);
