@@ -206,6 +206,9 @@ bool gw_tasks_offered(int view);
 bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, struct session *s,
                   json_t *msg, int server, const char *orig, struct mcp_reply *r);
 void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r);
+/* A client's answer msg to a request tracked in s under (target, tag): true when it was one the
+   tasks sent (then taken), false for a server's. */
+bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *msg);
 void gw_tasks_free(void);
 
 #endif

@@ -678,6 +678,10 @@ static void relay_answer(struct dispatch *d)
         log_info("client_protocol", "client answered an id the gateway did not send; ignored");
         return;
     }
+    if (gw_task_relay_answer(d->s, upv, up_id, d->msg)) {
+        json_decref(up_id); /* a task's input, asked on tasks/result (tasks.c) */
+        return;
+    }
     struct upstream *up = upv;
     json_t *copy = json_copy(d->msg);
     json_object_set_new(copy, "id", up_id);

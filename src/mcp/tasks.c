@@ -72,6 +72,7 @@ struct task {
     json_t *queued;         /* answers that came while the call was resuming */
     bool resuming;          /* a retry is on its way: state is spent */
     struct waiter *waiters; /* 2025-11-25 tasks/result requests waiting for the end */
+    json_t *asked;          /* 2025-11-25: the input keys sent to the client on a waiter */
     struct task *next;
     /* home thread */
     struct session *ts; /* the transient session the call runs on */
@@ -203,6 +204,7 @@ static void task_unref(struct task *t)
     json_decref(t->error);
     json_decref(t->inputs);
     json_decref(t->queued);
+    json_decref(t->asked);
     free(t->state);
     json_decref(t->reply_id);
     if (t->reply)
@@ -279,6 +281,92 @@ static json_t *legacy_result(json_t *result)
     return r;
 }
 
+/* What a client's answer to a request the gateway sent for a task is tracked under (the
+   session's "upstream" of session_track_request, never dereferenced): no server is its target. */
+static char task_answers_target;
+
+static void status_changed_locked(struct task *t);
+
+/* With tasks.lock: a 2025-11-25 task waits for input. That revision asks the client on the
+   tasks/result stream: each request not asked yet goes on a waiting tasks/result's stream as an
+   ordinary server-to-client request, whose answer (gw_task_relay_answer) is taken as
+   tasks/update would take it. */
+static void ask_legacy_locked(struct task *t)
+{
+    if (t->bound == NULL || t->status != T_INPUT || t->waiters == NULL)
+        return;
+    const char *key;
+    json_t *q;
+    json_object_foreach(t->inputs, key, q)
+    {
+        if (json_object_get(t->asked, key) != NULL)
+            continue;
+        const char *method = json_string_value(json_object_get(q, "method"));
+        json_t *params = json_object_get(q, "params");
+        uint64_t down = session_next_request_id(t->bound);
+        json_t *tag = json_pack("{s:s, s:s}", "gatehouse/task", t->id, "key", key);
+        if (method == NULL || tag == NULL ||
+            session_track_request(t->bound, down, &task_answers_target, tag) != 0) {
+            json_decref(tag);
+            continue;
+        }
+        json_decref(tag);
+        json_t *p = json_is_object(params) ? json_deep_copy(params) : json_object();
+        json_t *meta = json_object_get(p, "_meta");
+        if (!json_is_object(meta)) {
+            meta = json_object();
+            json_object_set_new(p, "_meta", meta);
+        }
+        json_object_set_new(meta, "io.modelcontextprotocol/related-task",
+                            json_pack("{s:s}", "taskId", t->id));
+        json_t *jid = json_integer((json_int_t)down);
+        json_t *req = jsonrpc_request_new(jid, method, p);
+        json_decref(jid);
+        stream_push(t->waiters->st, req, false);
+        json_decref(req);
+        if (t->asked == NULL)
+            t->asked = json_object();
+        json_object_set_new(t->asked, key, json_true());
+    }
+}
+
+static void post_step(struct task *t, json_t *answers, char *state, bool cancel);
+
+/* With tasks.lock: answers (an object keyed like inputRequests; borrowed) for t. Keys it waits
+   for leave inputRequests at once and resume the call (or wait for a resume on its way); others
+   are ignored (a key answered before, or never asked). */
+static void take_answers_locked(struct task *t, json_t *responses)
+{
+    json_t *answers = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(responses, k, v)
+    {
+        if (t->status == T_INPUT && json_object_get(t->inputs, k) != NULL) {
+            json_object_set(answers, k, v);
+            json_object_del(t->inputs, k);
+            json_object_del(t->asked, k);
+        }
+    }
+    if (json_object_size(answers) > 0 && t->state != NULL && !t->resuming) {
+        char *state = t->state;
+        t->state = NULL;
+        t->resuming = true;
+        if (json_object_size(t->inputs) == 0)
+            t->status = T_WORKING;
+        status_changed_locked(t);
+        post_step(t, answers, state, false);
+        return;
+    }
+    if (json_object_size(answers) > 0) {
+        /* the call is resuming with earlier answers: these go with the requests it asks again */
+        if (t->queued == NULL)
+            t->queued = json_object();
+        json_object_update(t->queued, answers);
+    }
+    json_decref(answers);
+}
+
 /* With tasks.lock: tell the 2025-11-25 session the task's new status, and answer the
    tasks/result requests waiting for its end. */
 static void status_changed_locked(struct task *t)
@@ -296,6 +384,8 @@ static void status_changed_locked(struct task *t)
     json_decref(n);
     if (!terminal(t->status))
         return;
+    json_decref(t->asked);
+    t->asked = NULL;
     for (struct waiter *wt = t->waiters, *nx; wt != NULL; wt = nx) {
         nx = wt->next;
         json_t *m;
@@ -562,6 +652,7 @@ static void final_answer(struct task *t, json_t *msg)
                 t->status = T_WORKING;
         }
         status_changed_locked(t);
+        ask_legacy_locked(t);
         pthread_mutex_unlock(&tasks.lock);
         if (st != NULL)
             resume(t, answers, st);
@@ -895,6 +986,7 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
             wt->id = json_incref(id);
             wt->next = t->waiters;
             t->waiters = wt;
+            ask_legacy_locked(t); /* what it waits for, asked on this stream */
             pthread_mutex_unlock(&tasks.lock);
             r->stream = st;
             return;
@@ -919,36 +1011,41 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
         r->body = m;
         return;
     }
-    /* tasks/update: the answers to keys the task waits for go to the call; others are ignored
-       (a key answered before, or never asked). */
-    json_t *answers = json_object();
-    const char *k;
-    json_t *v;
-    json_object_foreach(responses, k, v)
-    {
-        if (t->status == T_INPUT && json_object_get(t->inputs, k) != NULL) {
-            json_object_set(answers, k, v);
-            json_object_del(t->inputs, k);
-        }
-    }
-    if (json_object_size(answers) > 0 && t->state != NULL && !t->resuming) {
-        char *state = t->state;
-        t->state = NULL;
-        t->resuming = true;
-        if (json_object_size(t->inputs) == 0)
-            t->status = T_WORKING;
+    take_answers_locked(t, responses); /* tasks/update */
+    pthread_mutex_unlock(&tasks.lock);
+    r->body = jsonrpc_result_new(id, json_pack("{s:s}", "resultType", "complete"));
+}
+
+bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *msg)
+{
+    if (target != &task_answers_target)
+        return false;
+    json_t *jtid = json_object_get(tag, "gatehouse/task");
+    const char *key = json_string_value(json_object_get(tag, "key"));
+    pthread_mutex_lock(&tasks.lock);
+    struct task *t =
+        find_locked(json_string_value(jtid), json_string_length(jtid), session_owner(s), s);
+    json_t *result = json_object_get(msg, "result");
+    if (t != NULL && key != NULL && json_is_object(result)) {
+        json_t *responses = json_pack("{s:O}", key, result);
+        take_answers_locked(t, responses);
+        json_decref(responses);
+    } else if (t != NULL && key != NULL && !terminal(t->status) &&
+               json_object_get(t->inputs, key) != NULL) {
+        /* The client could not answer: the task fails with its error, and its call is cancelled. */
+        json_t *e = json_object_get(msg, "error");
+        json_decref(t->error);
+        t->error = json_is_object(e) ? json_deep_copy(e)
+                                     : json_pack("{s:i, s:s}", "code", JSONRPC_INTERNAL_ERROR,
+                                                 "message", "the client's answer was not a result");
+        t->status = T_FAILED;
+        json_decref(t->inputs);
+        t->inputs = NULL;
         status_changed_locked(t);
-        post_step(t, answers, state, false);
-        answers = NULL;
-    } else if (json_object_size(answers) > 0) {
-        /* the call is resuming with earlier answers: these go with the requests it asks again */
-        if (t->queued == NULL)
-            t->queued = json_object();
-        json_object_update(t->queued, answers);
+        post_step(t, NULL, NULL, true);
     }
     pthread_mutex_unlock(&tasks.lock);
-    json_decref(answers);
-    r->body = jsonrpc_result_new(id, json_pack("{s:s}", "resultType", "complete"));
+    return true;
 }
 
 void gw_tasks_free(void)

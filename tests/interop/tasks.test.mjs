@@ -16,6 +16,7 @@ import {
   ListTasksResultSchema,
   CancelTaskResultSchema,
   CallToolResultSchema,
+  ElicitRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome } from '@modelcontextprotocol/ext-tasks/client';
@@ -100,8 +101,8 @@ async function modernClient({ tasks = true, capabilities = {} } = {}) {
 }
 
 /** The SDK v1 client (2025-11-25). */
-async function legacyClient() {
-  const c = await connectClient(gw.url, { name: 'gatehouse-interop-tasks-v1' });
+async function legacyClient(options = {}) {
+  const c = await connectClient(gw.url, { name: 'gatehouse-interop-tasks-v1', ...options });
   closers.push(() => c.close());
   return c.client;
 }
@@ -206,6 +207,34 @@ describe('a 2025-11-25 client (SDK v1, task param)', SKIP, () => {
         client.request({ method: 'tasks/cancel', params: { taskId: long.taskId } }, CancelTaskResultSchema),
         (e) => e.code === -32602,
       );
+    }));
+
+  test('input a task waits for is asked on tasks/result, and the answer resumes it', T, () =>
+    withLogs(async () => {
+      const asked = [];
+      const client = await legacyClient({
+        capabilities: { elicitation: {} },
+        setup: (c) =>
+          c.setRequestHandler(ElicitRequestSchema, async (req) => {
+            asked.push(req.params);
+            return { action: 'accept', content: { confirm: true } };
+          }),
+      });
+      const { task } = await client.request(
+        { method: 'tools/call', params: { name: 'fx__confirm_delete', arguments: { filename: 'b.txt' }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      await poll(
+        () => client.request({ method: 'tasks/get', params: { taskId: task.taskId } }, GetTaskResultSchema),
+        (t) => t.status === 'input_required',
+        'input_required',
+      );
+      const result = await client.request({ method: 'tasks/result', params: { taskId: task.taskId } }, CallToolResultSchema);
+      assert.equal(resultText(result), 'deleted b.txt');
+      assert.equal(asked.length, 1);
+      assert.equal(asked[0]._meta?.['io.modelcontextprotocol/related-task']?.taskId, task.taskId);
+      const done = await client.request({ method: 'tasks/get', params: { taskId: task.taskId } }, GetTaskResultSchema);
+      assert.equal(done.status, 'completed');
     }));
 
   test('a task is its session\'s: another session, and a 2026-07-28 client, get -32602', T, () =>
