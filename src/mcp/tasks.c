@@ -39,10 +39,12 @@
 #include <time.h>
 
 #define TASKS_EXT "io.modelcontextprotocol/tasks"
-#define TASKS_MAX 4096              /* tasks held gateway-wide (running or kept for their ttl) */
-#define TASK_TTL_MS 600000          /* a task is kept this long after it was created (ttlMs) */
-#define TASK_POLL_MS 500            /* pollIntervalMs */
-#define TASK_PROMOTE_MS 100         /* a 2026-07-28 call still running this long becomes a task */
+#define TASKS_MAX 4096      /* tasks held gateway-wide (running or kept for their ttl) */
+#define TASKS_PER_OWNER 256 /* listed tasks of one session (2025-11-25) or one user (2026-07-28)   \
+                             */
+#define TASK_TTL_MS 600000  /* a task is kept this long after it was created (ttlMs) */
+#define TASK_POLL_MS 500    /* pollIntervalMs */
+#define TASK_PROMOTE_MS 100 /* a 2026-07-28 call still running this long becomes a task */
 #define TASK_EVENTS_MAX (64u << 20) /* the largest answer a task takes from its call */
 
 enum task_status { T_WORKING, T_INPUT, T_COMPLETED, T_FAILED, T_CANCELLED };
@@ -472,17 +474,26 @@ static json_t *create_result_locked(struct task *t)
     return task;
 }
 
-/* List t (its id becomes valid) and answer the creating request with it. Returns false when
-   the table is full (the caller answers). */
-static bool promote(struct task *t)
+/* List t (its id becomes valid) and answer the creating request with it. Returns NULL, or why
+   it cannot be listed (a limit: the caller answers). One principal or session cannot take the
+   whole table from the others; anonymous 2026-07-28 clients share the gateway-wide bound. */
+static const char *promote(struct task *t)
 {
     pthread_mutex_lock(&tasks.lock);
-    unsigned listed = 0;
-    for (struct task *x = tasks.head; x != NULL; x = x->next)
+    unsigned listed = 0, own = 0;
+    for (struct task *x = tasks.head; x != NULL; x = x->next) {
         listed += x->listed;
-    if (listed >= TASKS_MAX) {
+        own += x->listed && (t->bound != NULL ? x->bound == t->bound
+                                              : x->bound == NULL && t->owner[0] != '\0' &&
+                                                    strcmp(x->owner, t->owner) == 0);
+    }
+    if (listed >= TASKS_MAX || own >= TASKS_PER_OWNER) {
         pthread_mutex_unlock(&tasks.lock);
-        return false;
+        return listed >= TASKS_MAX ? "the gateway holds 4096 tasks (its limit); try later"
+               : t->bound != NULL  ? "this session has 256 tasks (the limit per session); let some "
+                                     "finish or cancel them"
+                                   : "you have 256 tasks (the limit per user); let some finish or "
+                                     "cancel them";
     }
     t->listed = true;
     t->promoted = true;
@@ -501,7 +512,7 @@ static bool promote(struct task *t)
     }
     if (t->timer_init)
         uv_timer_start(&t->timer, task_timer_cb, TASK_TTL_MS, 0);
-    return true;
+    return NULL;
 }
 
 static void timer_closed_cb(uv_handle_t *h)
@@ -554,14 +565,15 @@ static void task_timer_cb(uv_timer_t *timer)
 {
     struct task *t = timer->data;
     if (!t->promoted && t->st != NULL) {
-        if (!promote(t)) {
-            json_t *m =
-                jsonrpc_error_new(t->reply_id, JSONRPC_GATEWAY_LIMIT,
-                                  "the gateway holds too many tasks (4096); try later", NULL);
-            stream_push(t->reply, m, true);
-            json_decref(m);
+        const char *why = promote(t);
+        if (why != NULL) {
+            char m[300];
+            snprintf(m, sizeof(m), "the call cannot become a task: %s", why);
+            json_t *e = jsonrpc_error_new(t->reply_id, JSONRPC_GATEWAY_LIMIT, m, NULL);
+            stream_push(t->reply, e, true);
+            json_decref(e);
             if (t->cookie)
-                mcp_cancel_call(t->cookie, "the gateway holds too many tasks");
+                mcp_cancel_call(t->cookie, "the call could not become a task (a limit)");
             dispose(t);
         }
         return;
@@ -603,7 +615,7 @@ static void final_answer(struct task *t, json_t *msg)
     const char *rt = json_string_value(json_object_get(result, "resultType"));
     bool input = rt != NULL && strcmp(rt, "input_required") == 0;
     if (!t->promoted) {
-        if (input || !t->required || !promote(t)) {
+        if (input || !t->required || promote(t) != NULL) {
             /* Before it is a task: the answer (or the InputRequiredResult, whose retry may
                become the task) is the creating request's. */
             json_t *copy = json_copy(msg);
@@ -811,12 +823,13 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     r->server = gw.ups[server]->srv->name;
     if (!modern) {
         /* 2025-11-25: a task-augmented request is answered with the task at once. */
-        if (!promote(t)) {
+        const char *why = promote(t);
+        if (why != NULL) {
             if (t->cookie)
-                mcp_cancel_call(t->cookie, "the gateway holds too many tasks");
+                mcp_cancel_call(t->cookie, "the call could not become a task (a limit)");
             dispose(t);
             reply_error(r, id, JSONRPC_GATEWAY_LIMIT, 200, NULL,
-                        "the gateway holds too many tasks (%d); try later", TASKS_MAX);
+                        "the call cannot become a task: %s", why);
             return true;
         }
         pthread_mutex_lock(&tasks.lock);

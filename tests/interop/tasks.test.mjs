@@ -237,6 +237,18 @@ describe('a 2025-11-25 client (SDK v1, task param)', SKIP, () => {
       assert.equal(done.status, 'completed');
     }));
 
+  test('a session holds at most 256 tasks; another session is not held back by it', T, () =>
+    withLogs(async () => {
+      const a = await legacyClient();
+      const create = (c) =>
+        c.request({ method: 'tools/call', params: { name: 'fx__slow_compute', arguments: { seconds: 0 }, task: {} } }, CreateTaskResultSchema);
+      for (let i = 0; i < 256; i += 32) await Promise.all(Array.from({ length: 32 }, () => create(a)));
+      await assert.rejects(create(a), (e) => e.code === -32003 && /256 tasks \(the limit per session\)/.test(e.message));
+      const b = await legacyClient();
+      const { task } = await create(b);
+      assert.match(task.taskId, /^[A-Za-z0-9_-]{32}$/);
+    }));
+
   test('a task is its session\'s: another session, and a 2026-07-28 client, get -32602', T, () =>
     withLogs(async () => {
       const a = await legacyClient();
