@@ -271,6 +271,12 @@ bool mcp_task_id_wellformed(const char *id, size_t len);
    session NULL). Never across the eras. */
 bool mcp_task_visible(const char *task_owner, const void *task_session, const char *owner,
                       const void *session);
+/* subscriptions/listen (2026-07-28) with params.notifications.taskIds: listener s (of principal
+   `owner`, declaring the tasks extension) is sent notifications/tasks for each of those tasks
+   that is the principal's, at each change of its status. Returns the ids honoured (a new
+   array, for the acknowledgement), or NULL when ids is not an array or the extension is not
+   declared (taskIds is then not honoured at all). */
+json_t *mcp_tasks_listen(struct session *s, const char *owner, json_t *ids);
 
 /* The server/discover answer for view (-1 = /mcp). New reference to the result object. */
 json_t *mcp_discover_result(int view);

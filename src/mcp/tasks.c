@@ -39,8 +39,9 @@
 #include <time.h>
 
 #define TASKS_EXT "io.modelcontextprotocol/tasks"
-#define TASKS_MAX 4096      /* tasks held gateway-wide (running or kept for their ttl) */
-#define TASKS_PER_OWNER 256 /* listed tasks of one session (2025-11-25) or one user (2026-07-28)   \
+#define TASKS_MAX 4096 /* tasks held gateway-wide (running or kept for their ttl) */
+#define TASKS_PER_OWNER                                                                            \
+    256                     /* listed tasks of one session (2025-11-25) or one user (2026-07-28)   \
                              */
 #define TASK_TTL_MS 600000  /* a task is kept this long after it was created (ttlMs) */
 #define TASK_POLL_MS 500    /* pollIntervalMs */
@@ -69,12 +70,13 @@ struct task {
     char created[32], updated[32];
     uint64_t expires_ns;
     json_t *result, *error;
-    json_t *inputs;         /* input_required: the requests still unanswered, by key */
-    char *state;            /* and the requestState that resumes the call with their answers */
-    json_t *queued;         /* answers that came while the call was resuming */
-    bool resuming;          /* a retry is on its way: state is spent */
-    struct waiter *waiters; /* 2025-11-25 tasks/result requests waiting for the end */
-    json_t *asked;          /* 2025-11-25: the input keys sent to the client on a waiter */
+    json_t *inputs;             /* input_required: the requests still unanswered, by key */
+    char *state;                /* and the requestState that resumes the call with their answers */
+    json_t *queued;             /* answers that came while the call was resuming */
+    bool resuming;              /* a retry is on its way: state is spent */
+    struct waiter *waiters;     /* 2025-11-25 tasks/result requests waiting for the end */
+    json_t *asked;              /* 2025-11-25: the input keys sent to the client on a waiter */
+    struct listener *listeners; /* 2026-07-28: subscriptions/listen streams that asked for it */
     struct task *next;
     /* home thread */
     struct session *ts; /* the transient session the call runs on */
@@ -88,6 +90,11 @@ struct task {
     bool promoted, disposed;
     uv_timer_t timer; /* promotion, then expiry */
     bool timer_init;
+};
+
+struct listener {
+    struct session *s; /* a listener session (a reference) */
+    struct listener *next;
 };
 
 struct waiter {
@@ -225,6 +232,11 @@ static void task_unref(struct task *t)
         stream_unref(wt->st);
         json_decref(wt->id);
         free(wt);
+    }
+    for (struct listener *l = t->listeners, *n; l != NULL; l = n) {
+        n = l->next;
+        session_unref(l->s);
+        free(l);
     }
     buf_release(&t->buf);
     free(t);
@@ -369,12 +381,43 @@ static void take_answers_locked(struct task *t, json_t *responses)
     json_decref(answers);
 }
 
+#define TASK_LISTENERS_MAX 16 /* listen streams one task is sent to */
+
+/* With tasks.lock: send notifications/tasks (the task as tasks/get shows it) on the listen
+   streams that asked for this task; forget the ones that ended. */
+static void notify_listeners_locked(struct task *t)
+{
+    for (struct listener **pp = &t->listeners; *pp != NULL;) {
+        struct listener *l = *pp;
+        struct stream *st = session_closed(l->s) ? NULL : session_standalone_stream(l->s);
+        if (st == NULL) {
+            *pp = l->next;
+            session_unref(l->s);
+            free(l);
+            continue;
+        }
+        json_t *params = describe_locked(t, false, true);
+        json_object_set_new(
+            params, "_meta",
+            json_pack("{s:O}", "io.modelcontextprotocol/subscriptionId", session_listen_id(l->s)));
+        json_t *n = jsonrpc_notification_new("notifications/tasks", params);
+        stream_push(st, n, false);
+        json_decref(n);
+        stream_unref(st);
+        pp = &l->next;
+    }
+}
+
 /* With tasks.lock: tell the 2025-11-25 session the task's new status, and answer the
    tasks/result requests waiting for its end. */
 static void status_changed_locked(struct task *t)
 {
     iso_now(t->updated, sizeof(t->updated));
-    if (t->bound == NULL || !t->listed)
+    if (t->bound == NULL) {
+        notify_listeners_locked(t);
+        return;
+    }
+    if (!t->listed)
         return;
     json_t *n =
         jsonrpc_notification_new("notifications/tasks/status", describe_locked(t, true, false));
@@ -1059,6 +1102,35 @@ bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *
     }
     pthread_mutex_unlock(&tasks.lock);
     return true;
+}
+
+json_t *mcp_tasks_listen(struct session *s, const char *owner, json_t *ids)
+{
+    if (!json_is_array(ids) || !declared(s))
+        return NULL;
+    json_t *accepted = json_array();
+    size_t i;
+    json_t *jid;
+    pthread_mutex_lock(&tasks.lock);
+    json_array_foreach(ids, i, jid)
+    {
+        const char *id = json_string_value(jid);
+        struct task *t = id ? find_locked(id, json_string_length(jid), owner, s) : NULL;
+        if (t == NULL || t->bound != NULL)
+            continue; /* not one of this principal's 2026-07-28 tasks: not honoured */
+        unsigned n = 0;
+        for (struct listener *l = t->listeners; l != NULL; l = l->next)
+            n++;
+        struct listener *l = n < TASK_LISTENERS_MAX ? calloc(1, sizeof(*l)) : NULL;
+        if (l == NULL)
+            continue;
+        l->s = session_ref(s);
+        l->next = t->listeners;
+        t->listeners = l;
+        json_array_append(accepted, jid);
+    }
+    pthread_mutex_unlock(&tasks.lock);
+    return accepted;
 }
 
 void gw_tasks_free(void)

@@ -97,7 +97,8 @@ async function modernClient({ tasks = true, capabilities = {} } = {}) {
     if (r.error) throw Object.assign(new Error(r.error.message), { code: r.error.code });
     return r.result;
   };
-  return { client, session, raw };
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': info, 'io.modelcontextprotocol/clientCapabilities': caps };
+  return { client, session, raw, framing: meta };
 }
 
 /** The SDK v1 client (2025-11-25). */
@@ -149,6 +150,54 @@ describe('a 2026-07-28 client (SDK v2 + ext-tasks, tasks extension)', SKIP, () =
       assert.deepEqual(ack, { resultType: 'complete' });
       const done = await poll(() => raw('tasks/get', { taskId: c.taskId }), (x) => x.status === 'completed' || x.status === 'failed', 'completed');
       assert.equal(resultText(done.result), 'deleted a.txt');
+    }));
+
+  test('a subscriptions/listen stream that names the task gets notifications/tasks to its end', T, () =>
+    withLogs(async () => {
+      const { raw, framing } = await modernClient();
+      const t = await raw('tools/call', { name: 'fx__slow_compute', arguments: { seconds: 1, label: 'listen' } });
+      const ac = new AbortController();
+      const res = await fetch(gw.url, {
+        method: 'POST',
+        signal: ac.signal,
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'subscriptions/listen' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 'sub-1',
+          method: 'subscriptions/listen',
+          params: { notifications: { taskIds: [t.taskId, 'A'.repeat(32)] }, _meta: framing },
+        }),
+      });
+      const seen = [];
+      const decoder = new TextDecoder();
+      let buf = '';
+      try {
+        await withTimeout(
+          (async () => {
+            for await (const chunk of res.body) {
+              buf += decoder.decode(chunk, { stream: true });
+              let i;
+              while ((i = buf.indexOf('\n\n')) >= 0) {
+                const ev = buf.slice(0, i);
+                buf = buf.slice(i + 2);
+                const data = ev.split('\n').find((l) => l.startsWith('data: ') && l.length > 6);
+                if (data) seen.push(JSON.parse(data.slice(6)));
+              }
+              if (seen.some((m) => m.method === 'notifications/tasks' && m.params.status === 'completed')) return;
+            }
+          })(),
+          10000,
+          'notifications/tasks with the task completed',
+        );
+      } finally {
+        ac.abort();
+      }
+      const ack = seen.find((m) => m.method === 'notifications/subscriptions/acknowledged');
+      assert.deepEqual(ack.params.notifications.taskIds, [t.taskId], 'only the caller\'s own task is honoured');
+      const done = seen.find((m) => m.method === 'notifications/tasks' && m.params.status === 'completed');
+      assert.equal(done.params.taskId, t.taskId);
+      assert.equal(done.params._meta['io.modelcontextprotocol/subscriptionId'], 'sub-1');
+      assert.match(resultText(done.params.result), /computed listen after 1s/);
     }));
 
   test('without the extension: the same tool runs as an ordinary call, tasks/get is -32021', T, () =>
