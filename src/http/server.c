@@ -877,6 +877,9 @@ static void handle_listen(struct worker *w, h2o_req_t *req, int view, struct acc
                      err_str(err ? err : ERR_NOMEM));
         return;
     }
+    json_t *task_ids = mcp_tasks_listen(s, a->owner, json_object_get(filter, "taskIds"));
+    if (task_ids != NULL) /* the tasks extension: status changes of these tasks (tasks.c) */
+        json_object_set_new(honoured, "taskIds", task_ids);
     json_t *ack = jsonrpc_notification_new("notifications/subscriptions/acknowledged",
                                            json_pack("{s:{s:O}, s:o}", "_meta",
                                                      "io.modelcontextprotocol/subscriptionId", id,

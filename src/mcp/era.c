@@ -219,7 +219,10 @@ int mcp_era_validate(const struct mcp_era_headers *hdrs, json_t *msg, struct mcp
     const char *field = strcmp(method, "tools/call") == 0 || strcmp(method, "prompts/get") == 0
                             ? "name"
                         : strcmp(method, "resources/read") == 0 ? "uri"
-                                                                : NULL;
+                        : strcmp(method, "tasks/get") == 0 || strcmp(method, "tasks/update") == 0 ||
+                                strcmp(method, "tasks/cancel") == 0
+                            ? "taskId" /* the tasks extension's routing header */
+                            : NULL;
     if (field == NULL)
         return 0;
     json_t *jbody = json_object_get(params, field);
@@ -516,7 +519,8 @@ const char *mcp_era_method_label(const char *method)
         "prompts/list", "prompts/get", "resources/list", "resources/templates/list",
         "resources/read", "resources/subscribe", "resources/unsubscribe", "logging/setLevel",
         "completion/complete", "notifications/initialized", "notifications/cancelled",
-        "notifications/progress", "notifications/roots/list_changed",
+        "notifications/progress", "notifications/roots/list_changed", "tasks/get", "tasks/update",
+        "tasks/cancel", "tasks/result", "tasks/list",
         /* the gateway's own labels (a client's answer, a GET stream, a DELETE) */
         "(result)", "(error)", "(stream)", "(close session)", NULL};
     for (int i = 0; method != NULL && known[i]; i++)

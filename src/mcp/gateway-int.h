@@ -241,4 +241,14 @@ void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *targ
 void gw_bridge_answer(struct upstream *up, json_t *msg);
 bool gw_input_required(struct upstream *up, struct pending *p, json_t *msg);
 
+/* tasks.c: the tasks extension (2026-07-28) and the 2025-11-25 experimental tasks */
+bool gw_tasks_offered(int view);
+bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, struct session *s,
+                  json_t *msg, int server, const char *orig, struct mcp_reply *r);
+void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r);
+/* A client's answer msg to a request tracked in s under (target, tag): true when it was one the
+   tasks sent (then taken), false for a server's. */
+bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *msg);
+void gw_tasks_free(void);
+
 #endif

@@ -547,6 +547,10 @@ static void handle_initialize(int view, json_t *msg, struct mcp_reply *r)
                   "protocolVersion", version, "capabilities", "tools", "listChanged", 1, "prompts",
                   "listChanged", 1, "resources", "subscribe", 1, "listChanged", 1, "completions",
                   "logging", "serverInfo", "name", name, "version", GATEHOUSE_VERSION);
+    if (gw_tasks_offered(view)) /* 2025-11-25 tasks, run by the gateway (tasks.c) */
+        json_object_set_new(
+            json_object_get(result, "capabilities"), "tasks",
+            json_pack("{s:{}, s:{}, s:{s:{s:{}}}}", "list", "cancel", "requests", "tools", "call"));
     reply_result(r, id, result);
     r->session = s;
 }
@@ -600,6 +604,9 @@ json_t *mcp_discover_result(int view)
                                     k < 3 ? json_pack("{s:b}", "listChanged", 1) : json_object());
     }
     pthread_mutex_unlock(&gw.lock);
+    if (gw_tasks_offered(view)) /* the gateway runs them (tasks.c) */
+        json_object_set_new(caps, "extensions",
+                            json_pack("{s:{}}", "io.modelcontextprotocol/tasks"));
     return json_pack("{s:s, s:o, s:o, s:{s:{s:s, s:s}}, s:i, s:s}", "resultType", "complete",
                      "supportedVersions", mcp_era_supported_versions(), "capabilities", caps,
                      "_meta", "io.modelcontextprotocol/serverInfo", "name", name, "version",
@@ -871,6 +878,10 @@ static void relay_answer(struct dispatch *d)
         log_info("client_protocol", "client answered an id the gateway did not send; ignored");
         return;
     }
+    if (gw_task_relay_answer(d->s, upv, up_id, d->msg)) {
+        json_decref(up_id); /* a task's input, asked on tasks/result (tasks.c) */
+        return;
+    }
     struct upstream *up = upv;
     json_t *copy = json_copy(d->msg);
     json_object_set_new(copy, "id", up_id);
@@ -942,6 +953,13 @@ static void on_initialize(struct dispatch *d)
 static void on_ping(struct dispatch *d)
 {
     reply_result(d->r, d->id, json_object());
+}
+
+/* tasks/get, tasks/update, tasks/cancel (2026-07-28); tasks/get, tasks/result, tasks/list,
+   tasks/cancel (2025-11-25): tasks.c. */
+static void on_tasks(struct dispatch *d)
+{
+    gw_tasks_method(d->s, d->msg, d->r);
 }
 
 static void on_discover(struct dispatch *d)
@@ -1061,6 +1079,8 @@ static void on_call(struct dispatch *d)
                        kind_ == CAT_TOOLS ? "tool" : "prompt", name);
         return;
     }
+    if (kind_ == CAT_TOOLS && gw_task_call(w, view, d->who, s, msg, server, orig, r))
+        return; /* a task (tasks.c), which runs this call again as its own */
     size_t nselected = 0;
     struct user_view u;
     user_view_init(&u, w, user ? uid : 0);
@@ -1258,6 +1278,7 @@ static void on_set_level(struct dispatch *d)
 #define REQ MCP_METHOD_REQUEST
 #define FWD MCP_METHOD_FORWARDED
 #define LEGACY MCP_METHOD_LEGACY
+#define MODERN MCP_METHOD_MODERN
 #define BOTH (MCP_METHOD_LEGACY | MCP_METHOD_MODERN)
 static const struct method_row {
     struct mcp_method m;
@@ -1278,12 +1299,18 @@ static const struct method_row {
     {{"resources/templates/list", REQ | BOTH}, on_list},
     {{"resources/unsubscribe", REQ | FWD | LEGACY}, on_resource},
     {{"server/discover", REQ | BOTH}, on_discover},
+    {{"tasks/cancel", REQ | BOTH}, on_tasks},
+    {{"tasks/get", REQ | BOTH}, on_tasks},
+    {{"tasks/list", REQ | LEGACY}, on_tasks},
+    {{"tasks/result", REQ | LEGACY}, on_tasks},
+    {{"tasks/update", REQ | MODERN}, on_tasks},
     {{"tools/call", REQ | FWD | BOTH}, on_call},
     {{"tools/list", REQ | BOTH}, on_list},
 };
 #undef REQ
 #undef FWD
 #undef LEGACY
+#undef MODERN
 #undef BOTH
 
 static int method_cmp(const void *key, const void *row)

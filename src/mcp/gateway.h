@@ -265,6 +265,25 @@ void mcp_settings_cache_stats(const struct mcp_settings_cache *c, uint64_t *hits
 /* {"server", "discovery", "selected"} for people and the settings tool (new reference). */
 json_t *mcp_settings_describe(const char *server, const struct store_settings *v);
 
+/* --- tasks (tasks.c) --- */
+
+/* A task id the gateway issues: 24 random bytes as unpadded base64url. */
+#define MCP_TASK_ID_BYTES 24
+#define MCP_TASK_ID_LEN 32
+/* Is id[0..len) shaped like an id the gateway issues? (Anything else is refused unlooked-up.) */
+bool mcp_task_id_wellformed(const char *id, size_t len);
+/* May a request see a task? A 2025-11-25 task (task_session not NULL) only from the session that
+   created it; a 2026-07-28 task (no session) only from its owner's requests (principal_key;
+   session NULL). Never across the eras. */
+bool mcp_task_visible(const char *task_owner, const void *task_session, const char *owner,
+                      const void *session);
+/* subscriptions/listen (2026-07-28) with params.notifications.taskIds: listener s (of principal
+   `owner`, declaring the tasks extension) is sent notifications/tasks for each of those tasks
+   that is the principal's, at each change of its status. Returns the ids honoured (a new
+   array, for the acknowledgement), or NULL when ids is not an array or the extension is not
+   declared (taskIds is then not honoured at all). */
+json_t *mcp_tasks_listen(struct session *s, const char *owner, json_t *ids);
+
 /* The server/discover answer for view (-1 = /mcp). New reference to the result object. */
 json_t *mcp_discover_result(int view);
 

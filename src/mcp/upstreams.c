@@ -2232,6 +2232,7 @@ void gateway_stop(void)
 
 void gateway_free(void)
 {
+    gw_tasks_free();
     session_table_close_store();
     size_t n = atomic_load(&gw.nups);
     for (size_t i = 0; i < n; i++) {

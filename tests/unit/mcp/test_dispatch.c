@@ -254,7 +254,7 @@ static void test_table(void)
         CHECK(m->flags & (MCP_METHOD_LEGACY | MCP_METHOD_MODERN));
         CHECK(!(m->flags & MCP_METHOD_FORWARDED) || (m->flags & MCP_METHOD_REQUEST));
     }
-    CHECK_INT(n, 17);
+    CHECK_INT(n, 22);
     CHECK(mcp_method_find("no/such") == NULL);
     CHECK(mcp_method_find(NULL) == NULL);
     CHECK(mcp_method_find("tools/cal") == NULL);
@@ -277,7 +277,10 @@ static void test_table(void)
                                          "resources/list",
                                          "resources/templates/list",
                                          "resources/read",
-                                         "completion/complete"};
+                                         "completion/complete",
+                                         "tasks/get",
+                                         "tasks/update",
+                                         "tasks/cancel"};
     size_t nmodern = 0;
     for (size_t i = 0; i < n; i++)
         nmodern += mcp_era_method_stateless(mcp_method_at(i)->name);
@@ -287,6 +290,8 @@ static void test_table(void)
     CHECK(!mcp_era_method_stateless("ping"));
     CHECK(!mcp_era_method_stateless("initialize"));
     CHECK(!mcp_era_method_stateless("notifications/cancelled"));
+    CHECK(!mcp_era_method_stateless("tasks/result")); /* removed by the tasks extension */
+    CHECK(!mcp_era_method_stateless("tasks/list"));
     CHECK(mcp_method_find("initialize")->flags & MCP_METHOD_NO_SESSION);
     CHECK_INT(mcp_method_find("notifications/cancelled")->flags & MCP_METHOD_REQUEST, 0);
 }
