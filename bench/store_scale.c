@@ -17,7 +17,9 @@
  * with-postgres.sh), when GH_TEST_PG_HOST is set.
  *   build/store_scale [calls]                                      (SQLite only; default 5000)
  *   tests/unit/store/with-postgres.sh build/store_scale [calls]    (both)
- * Bounded: a fixed number of calls per lookup; the large fill takes about a minute on PostgreSQL.
+ * BENCH_SQLITE_PRAGMA="PRAGMA mmap_size = 1073741824" runs the SQLite stores with that pragma
+ * (an experiment: the store itself does not set it). Bounded: a fixed number of calls per lookup;
+ * the large fill takes about a minute on PostgreSQL.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +180,9 @@ static void run(const char *backend, const char *const where[NSCALES], size_t ca
             fprintf(stderr, "store_scale: %s\n", ei.msg);
             die("store_open", rc);
         }
+        const char *pragma = getenv("BENCH_SQLITE_PRAGMA");
+        if (pragma && st[s]->be->dialect == STORE_SQLITE)
+            exec_sql(st[s], pragma);
         uint64_t t0 = clock_now_ns();
         grow(st[s], NULL, &scales[s]);
         fprintf(stderr, "store_scale: %s %s store made in %.1f s\n", backend, scales[s].name,
