@@ -88,6 +88,10 @@ test('a replica with another master key than the store was first used with is re
     assert.match(r.stderr, /the master key in \S*other\.key is not the one this (sqlite|postgres) store was first used with/, what);
     assert.match(r.stderr, /every replica on one store needs the same key file/, what);
     assert.doesNotMatch(r.stderr + r.stdout, /"listening"/, what);
+    // The CLI's key rotation, which seals a new signing key with the key it reads, too.
+    const k = await runGatehouse(['keys', 'rotate', '-c', file], { timeout: 20000 });
+    assert.equal(k.code, 1, `keys rotate: ${k.stderr}`);
+    assert.match(k.stderr, /the master key in \S*other\.key is not the one this (sqlite|postgres) store was first used with/, k.stderr);
     // The same key as A's is welcome, A's first or not.
     const b = await startGateway(cfg, { t, dir: tempDir() });
     await Promise.all([a.stop(), b.stop()]);
