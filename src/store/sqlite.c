@@ -112,8 +112,8 @@ static const char *const migrations[] = {
     /* 4: the key check value of the master key the store was first used with (a MAC of a fixed
        label under that key, never the key), so that a replica started with another key file
        is refused instead of sealing what the others cannot open */
-    "CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL,"
-    "  created_at INTEGER NOT NULL);",
+    ("CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL);"),
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
