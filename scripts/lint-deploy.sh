@@ -6,7 +6,8 @@
 #    (a release tag or a digest, never latest), a final USER that is not root (by name or uid),
 #    no ADD (of URLs or otherwise: COPY only), a HEALTHCHECK, an EXPOSE, the runtime stage on -slim,
 #    and (given GATEHOUSE_BIN, as check.sh gives it) a runtime package for every library the built
-#    binary needs.
+#    binary needs, and `gatehouse check-config` accepts the image's configuration and the
+#    ConfigMap's.
 # 2. deploy/kubernetes/*.yaml: kubeconform -strict against the Kubernetes JSON schemas that
 #    PyPI's kubernetes-validate ships (their "$ref"s to /api/_definitions.json are made relative
 #    in a temporary copy so that kubeconform resolves them on disk, with no network), then
@@ -80,8 +81,21 @@ if [ -n "$bin" ] && [ -x "$bin" ]; then
     [ "$pkg" = libc6 ] && continue
     grep -qw -- "$pkg" <<<"$runtime" || bad "Dockerfile: the runtime stage does not install $pkg ($lib, which $bin needs)"
   done
+  # The configurations the image and the manifests carry pass the binary's own check.
+  tmpcfg=$(mktemp -d)
+  "$tools/venv/bin/python" - deploy/kubernetes/configmap.yaml "$tmpcfg/gatehouse.yaml" <<'PY' ||
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+open(sys.argv[2], 'w').write(doc['data']['gatehouse.yaml'])
+PY
+    bad "cannot read gatehouse.yaml out of deploy/kubernetes/configmap.yaml"
+  out=$("$bin" check-config deploy/container/gatehouse.yaml 2>&1) ||
+    bad "gatehouse check-config refuses deploy/container/gatehouse.yaml: $out"
+  out=$("$bin" check-config "$tmpcfg/gatehouse.yaml" 2>&1) ||
+    bad "gatehouse check-config refuses the gatehouse.yaml of deploy/kubernetes/configmap.yaml: $out"
+  rm -rf "$tmpcfg"
 else
-  echo "  deploy lint: no GATEHOUSE_BIN: the runtime libraries of the image are not checked against a binary"
+  echo "  deploy lint: no GATEHOUSE_BIN: the runtime libraries and the configurations are not checked against a binary"
 fi
 
 # ---- Kubernetes ----
