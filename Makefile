@@ -51,6 +51,8 @@ fuzz:
 bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh build
+	@bench/replicas.sh build
+	@cmake --build build --target store_scale && tests/unit/store/with-postgres.sh build/store_scale
 	@node bench/search_tokens.mjs || echo "search recall skipped (cd bench/node && npm ci)"
 	@node bench/openapi_tokens.mjs || echo "openapi token measurement skipped (cd bench/node && npm ci)"
 

@@ -10,7 +10,9 @@
 # Tests that need Redis (unit/shared, integration/redis.test.mjs) start a throwaway
 # redis-server of their own (tests/unit/shared/with-redis.sh, tests/integration/redis_lib.mjs).
 # interop     node --test tests/interop: real MCP clients, servers, the Inspector and the conformance suite
-# lint        cppcheck over src/ (warnings are failures), and clang-format: the tree is formatted
+# lint        cppcheck over src/ (warnings are failures), clang-format: the tree is formatted, and
+#             the deployment files (scripts/lint-deploy.sh: hadolint and the image's facts on the
+#             Dockerfile, kubeconform and kubernetes-validate on deploy/kubernetes/)
 # Every test counts: a node test that ran past its time limit (cancelled) or could not run
 # (skipped) is a failure, a todo counts by its result; a phase that finds no tests, or whose
 # runner exits non-zero with no failed test, counts one failure. The ten slowest tests are
@@ -168,6 +170,15 @@ for phase in $phases; do
     else
       head -20 "$log_dir/format.log"
       echo "  (run make format)"
+      failed=$((failed + 1))
+      echo "  0 passed, 1 failed"
+    fi
+    echo "== lint (deployment: Dockerfile, Kubernetes manifests)"
+    if scripts/lint-deploy.sh >"$log_dir/deploy-lint.log" 2>&1; then
+      passed=$((passed + 1))
+      echo "  1 passed, 0 failed"
+    else
+      head -30 "$log_dir/deploy-lint.log"
       failed=$((failed + 1))
       echo "  0 passed, 1 failed"
     fi

@@ -765,6 +765,8 @@ static int keys_rotate(struct cli *c, const struct args *a)
     char kid[64];
     int rc = 0, err = auth_master_key_load(c->cfg->store.key_file, true, master, &ei);
     if (err == 0)
+        err = auth_master_key_verify(c->st, master, c->cfg->store.key_file, &ei);
+    if (err == 0)
         err = auth_key_rotate(c->st, master, alg, kid, &ei);
     sodium_memzero(master, sizeof(master));
     if (err)

@@ -34,6 +34,13 @@
    (ERR_DENIED, ei names the mode). */
 int auth_master_key_load(const char *path, bool create, unsigned char key[AUTH_MASTER_KEY_LEN],
                          struct err_info *ei);
+/* Check that the master key is the one the store was first used with: the first start records
+   the key's check value (HMAC-SHA-256 of a fixed label under the key: it tells keys apart and
+   reveals nothing of them) in the store, every later start compares. ERR_DENIED when they differ
+   (ei says that key_file differs from the one the store's other users have, and names the file);
+   ERR_IO when the store cannot be read (ei names the store). key_file is for messages only. */
+int auth_master_key_verify(struct store *st, const unsigned char key[AUTH_MASTER_KEY_LEN],
+                           const char *key_file, struct err_info *ei);
 /* Seal/unseal with the master key; *out is malloc'd (unseal output is wiped on free by the
    caller with sodium_memzero). ERR_DENIED when unsealing fails (wrong key or tampering). */
 int auth_seal(const unsigned char key[AUTH_MASTER_KEY_LEN], const void *in, size_t n,

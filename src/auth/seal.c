@@ -108,6 +108,34 @@ out:
     return rc;
 }
 
+#define KEY_CHECK_LABEL "gatehouse master key check v1"
+#define KEY_CHECK_PREFIX "hmac-sha256:"
+
+int auth_master_key_verify(struct store *st, const unsigned char key[AUTH_MASTER_KEY_LEN],
+                           const char *key_file, struct err_info *ei)
+{
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    char kcv[STORE_KEY_CHECK_MAX], found[STORE_KEY_CHECK_MAX];
+    crypto_auth_hmacsha256(mac, (const unsigned char *)KEY_CHECK_LABEL, sizeof(KEY_CHECK_LABEL) - 1,
+                           key);
+    memcpy(kcv, KEY_CHECK_PREFIX, sizeof(KEY_CHECK_PREFIX) - 1);
+    sodium_bin2hex(kcv + sizeof(KEY_CHECK_PREFIX) - 1, sizeof(kcv) - sizeof(KEY_CHECK_PREFIX) + 1,
+                   mac, sizeof(mac));
+    int err = store_key_check(st, kcv, found);
+    if (err)
+        return err_info_set(ei, err, 0, 0,
+                            "cannot read the master key's check value from the %s store: %s",
+                            store_backend_name(st), err_str(err));
+    if (strcmp(found, kcv) != 0)
+        return err_info_set(ei, ERR_DENIED, 0, 0,
+                            "the master key in %s is not the one this %s store was first used with "
+                            "(their check values differ): every replica on one store needs the "
+                            "same key file; copy it from a replica that runs, or use the store "
+                            "that goes with this key",
+                            key_file ? key_file : "store.key_file", store_backend_name(st));
+    return 0;
+}
+
 int auth_seal(const unsigned char key[AUTH_MASTER_KEY_LEN], const void *in, size_t n,
               unsigned char **out, size_t *out_len)
 {

@@ -1769,6 +1769,14 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
            process only, docs/configuration.md). */
         if ((err = auth_master_key_load(cfg->store.key_file, true, srv->master, ei)) != 0)
             goto fail;
+        struct store *st = NULL;
+        if ((err = store_open(cfg->store.sqlite ? cfg->store.sqlite : "gatehouse.db", &st, ei)) !=
+            0)
+            goto fail;
+        err = auth_master_key_verify(st, srv->master, cfg->store.key_file, ei);
+        store_close(st);
+        if (err)
+            goto fail;
         mcp_seal_init(srv->master);
     } else {
         mcp_seal_init(NULL);

@@ -51,6 +51,10 @@ int oauth_prepare(const struct config *cfg, unsigned char master[AUTH_MASTER_KEY
     struct store *st = NULL;
     if ((err = store_open(db, &st, ei)) != 0)
         return err;
+    if ((err = auth_master_key_verify(st, master, keyfile, ei)) != 0) {
+        store_close(st);
+        return err;
+    }
     bool have = false;
     err = store_key_list(st, first_key_cb, &have);
     if (err >= 0 && !have) {

@@ -184,6 +184,9 @@ static const char *const migrations[] = {
     "CREATE TRIGGER settings_ins_seq AFTER INSERT ON user_settings" SEQ_BUMP
     "CREATE TRIGGER settings_upd_seq AFTER UPDATE ON user_settings" SEQ_BUMP
     "CREATE TRIGGER settings_del_seq AFTER DELETE ON user_settings" SEQ_BUMP,
+    /* 4: the key check value of the master key the store was first used with (see sqlite.c) */
+    ("CREATE TABLE key_check (id bigint PRIMARY KEY CHECK (id = 1), value text NOT NULL,"
+     "  created_at bigint NOT NULL);"),
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -109,6 +109,11 @@ static const char *const migrations[] = {
     "CREATE TRIGGER settings_ins_seq AFTER INSERT ON user_settings BEGIN " SEQ_BUMP
     "CREATE TRIGGER settings_upd_seq AFTER UPDATE ON user_settings BEGIN " SEQ_BUMP
     "CREATE TRIGGER settings_del_seq AFTER DELETE ON user_settings BEGIN " SEQ_BUMP,
+    /* 4: the key check value of the master key the store was first used with (a MAC of a fixed
+       label under that key, never the key), so that a replica started with another key file
+       is refused instead of sealing what the others cannot open */
+    ("CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL,"
+     "  created_at INTEGER NOT NULL);"),
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

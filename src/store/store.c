@@ -293,3 +293,23 @@ int store_sweep(struct store *st, int64_t now)
     }
     return store_commit(st);
 }
+
+int store_key_check(struct store *st, const char *kcv, char found[STORE_KEY_CHECK_MAX])
+{
+    struct store_stmt *s = store_stmt(st, "INSERT INTO key_check (id, value, created_at) "
+                                          "VALUES (1, ?1, ?2) ON CONFLICT (id) DO NOTHING");
+    if (s == NULL)
+        return ERR_IO;
+    store_bind_text(s, 1, kcv);
+    store_bind_int64(s, 2, store_now());
+    int err = store_exec_step(st, s, "key check");
+    if (err)
+        return err;
+    if ((s = store_stmt(st, "SELECT value FROM key_check WHERE id = 1")) == NULL)
+        return ERR_IO;
+    int rc = store_step(st, s);
+    if (rc == STORE_ROW)
+        store_col_text(s, 0, found, STORE_KEY_CHECK_MAX);
+    store_done(s);
+    return rc == STORE_ROW ? 0 : rc == STORE_DONE ? ERR_NOTFOUND : rc;
+}

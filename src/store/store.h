@@ -92,6 +92,15 @@ void store_revocation_set_hook(void (*hook)(void));
 void store_revocation_follow(bool live, uint32_t poll_ms);
 void store_revocation_event(void);
 
+/* ---- the master key's check value ---- */
+
+#define STORE_KEY_CHECK_MAX 128
+/* The check value of the master key the store was first used with (src/auth/seal.c computes it:
+   a MAC of a fixed label, never the key). Records `kcv` when the store has none yet (the first
+   start; atomic, so that of two replicas starting together exactly one records its value), then
+   copies the recorded one into `found` (STORE_KEY_CHECK_MAX bytes). 0 or ERR_*. */
+int store_key_check(struct store *st, const char *kcv, char found[STORE_KEY_CHECK_MAX]);
+
 /* ---- users, teams, service accounts ---- */
 
 enum store_role { STORE_ROLE_MEMBER = 0, STORE_ROLE_ADMIN = 1 };

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { baseConfig, miniServer, post, startGateway, tempDir, until, writeConfig } from './lib.mjs';
+import { baseConfig, miniServer, post, runGatehouse, startGateway, tempDir, until, writeConfig } from './lib.mjs';
 import { PASSWORD, cli, createUserClient, testStore, token } from './oauth_lib.mjs';
 
 const ISSUER = 'http://127.0.0.1:9'; // the public URL both replicas stand behind
@@ -69,4 +69,31 @@ test('a session initialised on replica A is served by replica B; tampered or for
   const onC = await call(c.url, alice, sid, 'tools/call', { name: 'tool', arguments: { text: 'on C' } });
   assert.equal(onC.json?.result?.content?.[0]?.text, 'a:on C', onC.text);
   await Promise.all([a.stop(), b.stop(), c.stop()]);
+});
+
+// Replicas on one store must share the master key: the first start records the key's check value
+// in the store, and a replica started with another key file is refused, with a message that says
+// so, before it listens (on SQLite and, in the postgres phase, on PostgreSQL).
+test('a replica with another master key than the store was first used with is refused', async (t) => {
+  for (const auth of [{ enabled: true, issuer: ISSUER }, undefined]) {
+    const dir = tempDir();
+    const store = { ...testStore(dir), key_file: path.join(dir, 'master.key') };
+    const cfg = baseConfig({ workers: 1, servers: [miniServer('a')], store, ...(auth ? { auth } : {}) });
+    const a = await startGateway(cfg, { t, dir: tempDir() });
+    const other = baseConfig({ workers: 1, servers: [miniServer('a')], store: { ...store, key_file: path.join(dir, 'other.key') }, ...(auth ? { auth } : {}) });
+    const file = writeConfig(other, tempDir());
+    const r = await runGatehouse(['run', '-c', file], { timeout: 20000 });
+    const what = `${auth ? 'with' : 'without'} auth: exit ${r.code}\n${r.stderr}`;
+    assert.equal(r.code, 1, what);
+    assert.match(r.stderr, /the master key in \S*other\.key is not the one this (sqlite|postgres) store was first used with/, what);
+    assert.match(r.stderr, /every replica on one store needs the same key file/, what);
+    assert.doesNotMatch(r.stderr + r.stdout, /"listening"/, what);
+    // The CLI's key rotation, which seals a new signing key with the key it reads, too.
+    const k = await runGatehouse(['keys', 'rotate', '-c', file], { timeout: 20000 });
+    assert.equal(k.code, 1, `keys rotate: ${k.stderr}`);
+    assert.match(k.stderr, /the master key in \S*other\.key is not the one this (sqlite|postgres) store was first used with/, k.stderr);
+    // The same key as A's is welcome, A's first or not.
+    const b = await startGateway(cfg, { t, dir: tempDir() });
+    await Promise.all([a.stop(), b.stop()]);
+  }
 });

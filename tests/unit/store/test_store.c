@@ -8,6 +8,7 @@
  * cluster that tests/unit/store/with-postgres.sh starts (GH_TEST_PG_HOST, GH_TEST_PG_PORT), plus
  * the errors of a wrong connection string or password, which never show the password.
  */
+#include "auth/auth.h"
 #include "core/rand.h"
 #include "core/secret.h"
 #include "store/store-int.h"
@@ -632,6 +633,35 @@ static void test_keys(void)
     store_close(st);
 }
 
+/* The master key's check value: the first key recorded, the same key accepted again (also by a
+   second connection, as a second replica opens it), another key refused with a message that
+   says so; what the store holds is a MAC, not the key. */
+static void test_master_key_check(void)
+{
+    unsigned char k1[AUTH_MASTER_KEY_LEN], k2[AUTH_MASTER_KEY_LEN];
+    memset(k1, 0x11, sizeof(k1));
+    memset(k2, 0x11, sizeof(k2));
+    k2[31] ^= 1; /* one bit apart */
+    struct store *a = open_store(), *b = open_store();
+    struct err_info ei = {0};
+    CHECK_INT(auth_master_key_verify(a, k1, "/etc/gh/one.key", &ei), 0);
+    CHECK_INT(auth_master_key_verify(b, k1, "/etc/gh/one.key", &ei), 0);
+    CHECK_INT(auth_master_key_verify(a, k1, "/etc/gh/one.key", &ei), 0);
+    CHECK_INT(auth_master_key_verify(b, k2, "/etc/gh/other.key", &ei), ERR_DENIED);
+    CHECK_CONTAINS(ei.msg, "the master key in /etc/gh/other.key is not the one this");
+    CHECK_CONTAINS(ei.msg, postgres ? "postgres store" : "sqlite store");
+    CHECK_CONTAINS(ei.msg, "same key file");
+    /* the first key still passes: the refusal recorded nothing */
+    memset(&ei, 0, sizeof(ei));
+    CHECK_INT(auth_master_key_verify(b, k1, NULL, &ei), 0);
+    char found[STORE_KEY_CHECK_MAX];
+    CHECK_INT(store_key_check(a, "hmac-sha256:ignored", found), 0);
+    CHECK(strncmp(found, "hmac-sha256:", 12) == 0 && strlen(found) == 12 + 64);
+    CHECK(strstr(found, "1111111111") == NULL); /* not the key in hex */
+    store_close(a);
+    store_close(b);
+}
+
 static void test_ephemeral_sweep(void)
 {
     struct store *st = open_store();
@@ -1030,7 +1060,7 @@ static void test_settings(void)
 
 TEST_MAIN(TEST(test_open), TEST(test_users), TEST(test_settings), TEST(test_user_list_identities),
           TEST(test_teams), TEST(test_accounts_apikeys), TEST(test_clients), TEST(test_codes),
-          TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_ephemeral_sweep),
-          TEST(test_refresh_race), TEST(test_concurrent_open), TEST(test_failed_migration),
-          TEST(test_kill9), TEST(test_other_process_sees_through), TEST(test_reconnect),
-          TEST(test_server_down))
+          TEST(test_refresh), TEST(test_revocation), TEST(test_keys), TEST(test_master_key_check),
+          TEST(test_ephemeral_sweep), TEST(test_refresh_race), TEST(test_concurrent_open),
+          TEST(test_failed_migration), TEST(test_kill9), TEST(test_other_process_sees_through),
+          TEST(test_reconnect), TEST(test_server_down))
