@@ -950,11 +950,11 @@ static int load_origins(struct loader *L, const struct ynode *n)
 
 static int load_limits(struct loader *L, const struct ynode *n)
 {
-    static const char *const keys[] = {
-        "max_body",      "session_idle_timeout", "max_sessions", "replay_events",
-        "sse_keepalive", "shutdown_grace",       "mrtr_ttl",     NULL};
+    static const char *const keys[] = {"max_body",      "session_idle_timeout", "max_sessions",
+                                       "replay_events", "sse_keepalive",        "shutdown_grace",
+                                       "mrtr_ttl",      "write_timeout",        NULL};
     struct config *c = L->c;
-    struct field f[7];
+    struct field f[8];
     uint64_t v;
     int err = map_fields(L, n, "limits", keys, f);
     if (err)
@@ -981,6 +981,9 @@ static int load_limits(struct loader *L, const struct ynode *n)
         (err = get_duration(L, f[5].val, "limits.shutdown_grace", true, &c->shutdown_grace_ms)))
         return err;
     if (f[6].val && (err = get_duration(L, f[6].val, "limits.mrtr_ttl", false, &c->mrtr_ttl_ms)))
+        return err;
+    if (f[7].val &&
+        (err = get_duration(L, f[7].val, "limits.write_timeout", false, &c->write_timeout_ms)))
         return err;
     return 0;
 }
@@ -2110,6 +2113,7 @@ static int set_defaults(struct loader *L)
     c->max_sessions = 100000;
     c->replay_events = 256;
     c->sse_keepalive_ms = 15000;
+    c->write_timeout_ms = 60000;
     c->shutdown_grace_ms = 10000;
     c->mrtr_ttl_ms = 60000;
     c->prefix_mode = PREFIX_WHEN_NEEDED;

@@ -247,6 +247,7 @@ struct config {
     uint32_t max_sessions;      /* default 100000 */
     uint32_t replay_events;     /* SSE replay buffer per stream, default 256 events */
     uint32_t sse_keepalive_ms;  /* SSE comment keep-alive interval, default 15000 */
+    uint32_t write_timeout_ms;  /* HTTP/2: a connection whose writes stall this long is closed */
     uint32_t shutdown_grace_ms; /* SIGTERM drain deadline, default 10000 */
     uint32_t mrtr_ttl_ms; /* how long a call parked for a 2026-07-28 client's input waits for the
                              retry, default 60000 */

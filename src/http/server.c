@@ -1887,7 +1887,7 @@ int server_start(struct server *srv)
                 .max_header_list = 64u * 1024u,
                 .max_body = srv->globalconf.max_request_entity_size,
                 .idle_timeout_ms = 60000,
-                .write_timeout_ms = 60000,
+                .write_timeout_ms = cfg->write_timeout_ms,
                 .handshake_timeout_ms = 10000,
                 .reset_burst = 1000,
                 .reset_rate = 33,

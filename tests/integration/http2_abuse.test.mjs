@@ -111,6 +111,25 @@ test('more concurrent streams than SETTINGS_MAX_CONCURRENT_STREAMS (100): the ex
   await gw.stop();
 });
 
+test('a client that stops reading: the connection is closed after limits.write_timeout, the answers are not held', async (t) => {
+  const gw = await startGateway(
+    baseConfig({ servers: [{ ...miniServer('a'), args: [...miniServer('a').args, '--big-tool'] }], limits: { write_timeout: '2s', shutdown_grace: '5s' } }),
+    { t },
+  );
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${gw.child.pid}/status`, 'utf8'))[1]);
+  const before = rss();
+  // 32 answers of 1 MiB each, the client's flow-control windows wide open, nothing read
+  const r = await abuse('slow-reader', gw.port, 32);
+  assert.equal(r.sent, 32, JSON.stringify(r));
+  assert.ok(r.closed, `the connection was not closed: ${JSON.stringify(r)}`);
+  assert.ok(r.bytes_after_stall < 32 << 20, `every answer was written: the client did not stall the server: ${JSON.stringify(r)}`);
+  assert.match(gw.tail(2000), /"event":"http2_closed".*read nothing for 2000 ms/);
+  const grew = rss() - before;
+  assert.ok(grew < 24 * 1024, `the gateway grew by ${grew} KiB holding a slow reader's answers`);
+  await stillServing(gw);
+  await gw.stop();
+});
+
 test('a header list over 64 KiB gets 431; a body over the limit gets 413; the connection serves on', async (t) => {
   const gw = await startGateway(gwConfig({ limits: { max_body: 2048, shutdown_grace: '5s' } }), { t });
   const big = {};
