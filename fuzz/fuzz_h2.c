@@ -103,6 +103,7 @@ static void init(void)
         .max_streams = 100,
         .max_header_list = 16 * 1024,
         .max_body = conf.max_request_entity_size,
+        .max_conn_body = 2 * conf.max_request_entity_size,
         .idle_timeout_ms = 60000,
         .write_timeout_ms = 60000,
         .handshake_timeout_ms = 10000,

@@ -72,6 +72,7 @@ struct h2_conn {
     uint64_t last_read;   /* uv_now of the last read */
     uint64_t write_since; /* uv_now when the write in flight started */
     unsigned nstreams;
+    size_t body_bytes;       /* request bodies buffered, all streams */
     h2o_linklist_t streams;  /* every struct h2_stream.link */
     struct h2_stream *ready; /* requests complete, to process (FIFO) */
     struct h2_stream **ready_tail;
@@ -189,6 +190,7 @@ static void stream_free(struct h2_conn *c, struct h2_stream *st)
     ready_remove(c, st);
     proceed_remove(c, st);
     h2o_linklist_unlink(&st->link);
+    c->body_bytes -= st->body_cap;
     /* Stops a generator still running (the client reset the stream, or the connection is
        going away) and frees the request's memory pool. */
     h2o_dispose_request(&st->req);
@@ -465,6 +467,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         /* answered at once; what the client still sends is discarded, and the stream is
            reset (NO_ERROR) after the answer (on_frame_send) */
         st->body_too_large = true;
+        c->body_bytes -= st->body_cap;
         free(st->body);
         st->body = NULL;
         st->body_len = st->body_cap = 0;
@@ -477,9 +480,25 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
             cap *= 2;
         if (cap > c->hs->lim.max_body)
             cap = c->hs->lim.max_body;
+        if (c->body_bytes - st->body_cap + cap > c->hs->lim.max_conn_body) {
+            /* Concurrent uploads on one connection would buffer more than a connection may:
+               this stream is refused (the client may retry it when others are done). */
+            log_info("http2_refused",
+                     "stream %d refused: the connection's request bodies would "
+                     "pass %zu bytes",
+                     (int)id, c->hs->lim.max_conn_body);
+            c->body_bytes -= st->body_cap;
+            free(st->body);
+            st->body = NULL;
+            st->body_len = st->body_cap = 0;
+            st->processed = true; /* never handed to h2o; freed when the stream closes */
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+            return 0;
+        }
         char *nb = realloc(st->body, cap);
         if (nb == NULL)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        c->body_bytes += cap - st->body_cap;
         st->body = nb;
         st->body_cap = cap;
     }

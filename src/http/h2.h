@@ -28,6 +28,8 @@ struct h2_limits {
     uint32_t max_streams;          /* SETTINGS_MAX_CONCURRENT_STREAMS */
     size_t max_header_list;        /* bytes of request header fields (RFC 9113 §6.5.2); 431 over */
     size_t max_body;               /* request body bytes; 413 and the stream reset over */
+    size_t max_conn_body;          /* request body bytes buffered at once on one connection (all its
+                                      streams); the stream that would pass it is reset (REFUSED_STREAM) */
     uint32_t idle_timeout_ms;      /* no open stream and nothing received: GOAWAY and close */
     uint32_t write_timeout_ms;     /* a write that makes no progress this long: close */
     uint32_t handshake_timeout_ms; /* TLS handshake, or the first bytes on cleartext */

@@ -1886,6 +1886,8 @@ int server_start(struct server *srv)
                 .max_streams = 100,
                 .max_header_list = 64u * 1024u,
                 .max_body = srv->globalconf.max_request_entity_size,
+                /* what one HTTP/1.1 connection can make us hold, twice */
+                .max_conn_body = 2 * srv->globalconf.max_request_entity_size,
                 .idle_timeout_ms = 60000,
                 .write_timeout_ms = cfg->write_timeout_ms,
                 .handshake_timeout_ms = 10000,
