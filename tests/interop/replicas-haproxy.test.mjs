@@ -1,6 +1,6 @@
 // Three replicas behind a load balancer, as docs/deployment.md describes them: a throwaway
-// PostgreSQL cluster (tests/unit/store/with-postgres.sh), three gateway processes on it with one
-// key file, and HAProxy (Debian's, in the foreground, its configuration in a temporary folder)
+// PostgreSQL cluster (tests/unit/store/with-postgres.sh) and redis-server (redis_lib.mjs), three
+// gateway processes on them with one key file, and HAProxy (Debian's, in the foreground, its configuration in a temporary folder)
 // balancing round-robin with no stickiness, so that consecutive requests of one session land on
 // different replicas. Through it: the OAuth login of the official SDK v1 client (DCR, PKCE, the
 // login and consent pages, token; each page may be served by another replica), sessions and calls
@@ -8,7 +8,8 @@
 // by DCR. Then one replica is SIGKILLed in the middle of a bounded load loop: every operation
 // succeeds, at most after one retry (a request in flight on the killed replica fails once), the
 // sessions go on on the other replicas, a refresh goes through, and every client whose
-// registration was answered, before or during the kill, is in the store afterwards.
+// registration was answered, before or during the kill, is in the store afterwards. Last, alice is
+// revoked with the command line, and both surviving replicas refuse her token within a second.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as TransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { baseConfig, miniServer, startGateway, tempDir, writeConfig, REPO } from '../integration/lib.mjs';
 import { Browser, PASSWORD, cli } from '../integration/oauth_lib.mjs';
+import { startRedis } from '../integration/redis_lib.mjs';
 import { MemoryProvider, approve, isClientCallback, sdkAuthorize, sdkConnect } from './lib/oauth.mjs';
 import { freePort, sleep, withTimeout } from './lib/gateway.mjs';
 
@@ -119,13 +121,14 @@ const bearerFetch = (tok) => (input, init = {}) => {
 
 const text = (res) => (res.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('');
 
-test('three replicas on PostgreSQL behind HAProxy: SDK v1 and v2 (both eras), OAuth, and a replica SIGKILLed under load', { timeout: 240000 }, async (t) => {
+test('three replicas on PostgreSQL and Redis behind HAProxy: SDK v1 and v2 (both eras), OAuth, a replica SIGKILLed under load, a revocation everywhere within a second', { timeout: 240000 }, async (t) => {
   const pg = await startPostgres(t);
+  const redis = await startRedis(t);
   const lbPort = await freePort('127.0.0.1');
   const issuer = `http://127.0.0.1:${lbPort}`; // the public URL: the load balancer's
   const dir = tempDir();
   const store = { postgres: pg.uri, key_file: path.join(dir, 'master.key') };
-  const cfg = baseConfig({ workers: 1, servers: [miniServer('a')], store, auth: { enabled: true, issuer } });
+  const cfg = baseConfig({ workers: 1, servers: [miniServer('a')], store, auth: { enabled: true, issuer }, redis: { url: redis.url() } });
   const file = writeConfig(cfg, dir);
   cli(file, ['user', 'add', 'alice', '--password-stdin'], { input: `${PASSWORD}\n` });
   const replicas = [];
@@ -240,6 +243,29 @@ test('three replicas on PostgreSQL behind HAProxy: SDK v1 and v2 (both eras), OA
     const missing = registered.filter((id) => !stored.has(id));
     assert.deepEqual(missing, [], `registered clients missing from the store (${registered.length} registered)`);
     assert.equal(registered.length, 12 + ROUNDS);
+    // A revocation through the command line (which publishes it on Redis) is in force on every
+    // surviving replica within a second, asked directly, not through the balancer.
+    const token = tok();
+    const status = async (r) =>
+      (
+        await fetch(`${r.base}/mcp`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': '2025-11-25' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+        })
+      ).status;
+    const alive = [replicas[0], replicas[2]];
+    for (const r of alive) assert.notEqual(await status(r), 401, 'the token works before the revocation');
+    const revokedAt = Date.now();
+    cli(file, ['revoke', '--user', 'alice']);
+    for (const r of alive) {
+      while ((await status(r)) !== 401) {
+        assert.ok(Date.now() - revokedAt < 1000, `replica ${replicas.indexOf(r) + 1} still accepts alice's token 1 s after the revocation`);
+        await sleep(20);
+      }
+    }
+    const refusedWithin = Date.now() - revokedAt;
+    t.diagnostic(`revocation refused by both surviving replicas ${refusedWithin} ms after the CLI`);
     t.diagnostic(`MCP requests per replica before the load: ${before}; ${ROUNDS} rounds x 4 loops, replica 2 SIGKILLed at round ${KILL_AT}: ${retried} operation(s) retried once, 0 failed; ${registered.length} clients registered, all stored`);
 
     for (const c of [...Object.values(clients), again]) await withTimeout(c.close(), 5000, 'client close').catch(() => {});
