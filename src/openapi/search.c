@@ -31,6 +31,7 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_DERIVED_WEIGHT 0.5  /* the verb a noun derives from (subscription -> subscribe) */
 #define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
 #define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
 #define BM25_ABBREV_MAX 3         /* longer words it may be short for */
@@ -67,6 +68,7 @@ struct openapi_bm25 {
     double avgdl[BM25_FIELDS_MAX];
     bool expand;     /* the API vocabulary analyzer (openapi_bm25_new_fields) */
     json_t *words;   /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *stems;   /* expand: the stem of every word of the documents */
     json_t *groups;  /* expand: stem -> [group tokens] */
     json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
     json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
@@ -366,6 +368,61 @@ static int abbreviation(const struct openapi_bm25 *ix, const char *word, double 
 }
 
 /*
+ * The verbs an English noun derives from, by its suffix (subscription -> subscribe, invitation
+ * -> invite, notification -> notify, permission -> permit, resolution -> resolve, addition ->
+ * add, payment -> pay, removal -> remove): into cand (unstemmed), their number. Only candidates
+ * that are a stem of the documents or of the vocabulary count (derived_verbs()), so a wrong
+ * guess (option -> obe) matches nothing.
+ */
+static size_t derive_verbs(const char *w, char cand[][BM25_TOKEN_MAX + 1], size_t max)
+{
+    static const struct {
+        const char *suffix, *repl;
+        size_t min; /* letters of the word */
+    } rules[] = {
+        {"ication", "y", 9}, {"ation", "", 8},   {"ation", "e", 8}, {"ption", "be", 9},
+        {"ssion", "t", 8},   {"ution", "ve", 8}, {"ition", "", 8},  {"ition", "e", 8},
+        {"ment", "", 7},     {"val", "ve", 7},   {"wal", "w", 7},   {"sal", "se", 7},
+    };
+    size_t n = strlen(w), k = 0;
+    for (size_t i = 0; i < sizeof(rules) / sizeof(*rules) && k < max; i++) {
+        size_t ls = strlen(rules[i].suffix);
+        if (n < rules[i].min || strcmp(w + n - ls, rules[i].suffix) != 0)
+            continue;
+        snprintf(cand[k++], BM25_TOKEN_MAX + 1, "%.*s%s", (int)(n - ls), w, rules[i].repl);
+    }
+    return k;
+}
+
+/* The verbs `word` (a noun, unstemmed, singular) derives from that the documents or the
+   vocabulary have, each as its word (stemmed by emit_word) at half weight. */
+static int derived_verbs(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                         bool query, emit_fn emit, void *ctx)
+{
+    char cand[8][BM25_TOKEN_MAX + 1], own[BM25_TOKEN_MAX + 1];
+    snprintf(own, sizeof(own), "%s", word);
+    stem(own);
+    size_t k = derive_verbs(own, cand, 8);
+    int err = 0;
+    for (size_t i = 0; i < k && err == 0; i++) {
+        char st[BM25_TOKEN_MAX + 1];
+        snprintf(st, sizeof(st), "%s", cand[i]);
+        stem(st);
+        bool dup = strcmp(st, own) == 0;
+        for (size_t j = 0; j < i && !dup; j++) {
+            char o[BM25_TOKEN_MAX + 1];
+            snprintf(o, sizeof(o), "%s", cand[j]);
+            stem(o);
+            dup = strcmp(o, st) == 0;
+        }
+        if (!dup && strlen(st) >= 3 &&
+            (json_object_get(ix->stems, st) || json_object_get(ix->groups, st)))
+            err = emit_word(ix, cand[i], w, no, query, emit, ctx);
+    }
+    return err;
+}
+
+/*
  * The terms of `text` with their weights: each word, and when expanding no stop words, the
  * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
  * is two words of the documents run together (the longest first part wins).
@@ -408,6 +465,9 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
                 0)
                 break;
         }
+        /* and a noun its verb by its suffix (subscription -> subscribe, payment -> pay) */
+        if ((err = derived_verbs(ix, word, w * BM25_DERIVED_WEIGHT, no - 1, query, emit, ctx)) != 0)
+            break;
         /* in a query, a word the documents do not have that begins a few of their words is
            short for them (promo -> promotion, repo -> repository, config -> configuration) */
         if (query && n >= BM25_ABBREV_MIN && !json_object_get(ix->words, word) &&
@@ -563,6 +623,18 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
                     goto out;
         }
         err = ERR_NOMEM;
+        if ((ix->stems = json_object()) == NULL)
+            goto out;
+        const char *k;
+        json_t *v;
+        json_object_foreach(ix->words, k, v)
+        {
+            char st[BM25_TOKEN_MAX + 1];
+            snprintf(st, sizeof(st), "%s", k);
+            stem(st);
+            if (collect_word(ix->stems, st) != 0)
+                goto out;
+        }
     }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
@@ -615,6 +687,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     free(ix->df);
     json_decref(ix->vocab);
     json_decref(ix->words);
+    json_decref(ix->stems);
     json_decref(ix->groups);
     json_decref(ix->qgroups);
     json_decref(ix->intent);

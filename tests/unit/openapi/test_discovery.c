@@ -216,6 +216,25 @@ static void test_bm25_fields(void)
         CHECK_STR(pn[out[0]], "repos_create_for_user");
         openapi_bm25_free(ix);
     }
+    /* a noun counts as the verb it derives from when the documents have that verb:
+       subscription -> subscribe, invitation -> invite, payment -> pay */
+    static const char *const dn[] = {"subscriptions_insert", "channels_update", "subscribe_note",
+                                     "invitations_get",      "payments_list",   "pay_note"};
+    static const char *const dt[] = {"subscriptions_insert Adds a subscription.",
+                                     "channels_update Updates a channel.",
+                                     "subscribe_note How to subscribe.",
+                                     "invitations_get Returns an invitation.",
+                                     "payments_list Lists payments.",
+                                     "pay_note How to pay."};
+    CHECK_INT(openapi_bm25_new_fields(dn, dt, 1, weights, NULL, 6, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe", 6, out, NULL), 2);
+        CHECK_STR(dn[out[1]], "subscriptions_insert");
+        CHECK_INT(openapi_bm25_rank(ix, "invite", 6, out, NULL), 1);
+        CHECK_STR(dn[out[0]], "invitations_get");
+        CHECK_INT(openapi_bm25_rank(ix, "pay", 6, out, NULL), 2);
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
