@@ -216,6 +216,10 @@ static void stem(char *w)
     } else if (w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i') {
         w[--n] = '\0';
     }
+    if (n > 4 && strcmp(w + n - 3, "ied") == 0) { /* notified -> notify, copied -> copy */
+        strcpy(w + n - 3, "y");
+        return;
+    }
     size_t cut = 0;
     if (n > 5 && strcmp(w + n - 3, "ing") == 0)
         cut = 3;
@@ -337,6 +341,26 @@ static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char 
     return true;
 }
 
+/*
+ * "stop sharing", "stop following": the verb's undoing (unshare, unfollow) into `undo`, when it
+ * is a word of the documents or of the vocabulary, in the place of "stop" (the verb stays: what
+ * is undone, the sharing, is still what the request is about).
+ */
+static bool stop_doing(const struct openapi_bm25 *ix, const char *word, const char **p, char *undo)
+{
+    char next[BM25_TOKEN_MAX + 1];
+    const char *q = *p;
+    size_t n;
+    if ((strcmp(word, "stop") != 0 && strcmp(word, "quit") != 0 && strcmp(word, "cease") != 0) ||
+        !next_word(&q, next, true) || (n = strlen(next)) < 6 || strcmp(next + n - 3, "ing") != 0)
+        return false;
+    stem(next);
+    if (strlen(next) + 2 > BM25_TOKEN_MAX)
+        return false;
+    snprintf(undo, BM25_TOKEN_MAX + 1, "un%s", next);
+    return json_object_get(ix->stems, undo) || json_object_get(ix->groups, undo);
+}
+
 /* The document words that `word` is short for, when they have at most BM25_ABBREV_MAX stems. */
 static int abbreviation(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
                         emit_fn emit, void *ctx)
@@ -435,7 +459,7 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
     int err = 0;
     size_t no = 0;
     while (err == 0 && next_word(&p, word, ix->expand)) {
-        if (ix->expand && phrasal(ix, word, &p, joined))
+        if (ix->expand && (phrasal(ix, word, &p, joined) || stop_doing(ix, word, &p, joined)))
             snprintf(word, sizeof(word), "%s", joined);
         else if (ix->expand && is_stop_word(word))
             continue;

@@ -235,6 +235,26 @@ static void test_bm25_fields(void)
         CHECK_INT(openapi_bm25_rank(ix, "pay", 6, out, NULL), 2);
         openapi_bm25_free(ix);
     }
+    /* "stop sharing" is an unshare (the delete group) of a sharing (the share group); a past
+       tense in -ied is the verb in -y (notified -> notify, the send group) */
+    static const char *const xn[] = {"channels_stop", "permissions_delete", "permissions_create",
+                                     "files_get"};
+    static const char *const xt[] = {
+        "channels_stop Stops watching resources.", "permissions_delete Deletes a permission.",
+        "permissions_create Creates a permission.", "files_get Gets a file."};
+    CHECK_INT(openapi_bm25_new_fields(xn, xt, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "stop sharing a file", 4, out, NULL), 3);
+        CHECK_STR(xn[out[0]], "permissions_delete");
+        openapi_bm25_free(ix);
+    }
+    static const char *const yn[] = {"notify_user", "get_user"};
+    static const char *const yt[] = {"notify_user Notify a user.", "get_user Returns a user."};
+    CHECK_INT(openapi_bm25_new_fields(yn, yt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "notified", 2, out, NULL), 1);
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
