@@ -31,6 +31,7 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_NAMED_GROUP 0.5     /* a thing's group, for a word the tools are named with */
 #define BM25_DERIVED_WEIGHT 0.5  /* the verb a noun derives from (subscription -> subscribe) */
 #define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
 #define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
@@ -72,6 +73,8 @@ struct openapi_bm25 {
     json_t *groups;  /* expand: stem -> [group tokens] */
     json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
     json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    json_t *things;  /* expand: the groups of things ("_issue", "_file") */
+    json_t *named;   /* expand: the stem of every word of the tools' names */
 };
 
 /*
@@ -283,9 +286,14 @@ static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, 
         return err;
     size_t i;
     json_t *g;
+    /* in a query, a word the tools are named with is the document's own thing: its group (a
+       calendar is an event) counts less */
+    bool named = query && json_object_get(ix->named, t) != NULL;
     json_array_foreach(json_object_get(ix->groups, t), i, g)
     {
-        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
+        double gw = named && json_object_get(ix->things, json_string_value(g)) ? BM25_NAMED_GROUP
+                                                                               : BM25_GROUP_WEIGHT;
+        if ((err = emit(ctx, json_string_value(g), w * gw, no)) != 0)
             return err;
     }
     json_array_foreach(query ? json_object_get(ix->qgroups, t) : NULL, i, g)
@@ -579,7 +587,7 @@ static int collect_word(void *ctx, const char *word)
 static int build_groups(struct openapi_bm25 *ix)
 {
     if ((ix->groups = json_object()) == NULL || (ix->qgroups = json_object()) == NULL ||
-        (ix->intent = json_object()) == NULL)
+        (ix->intent = json_object()) == NULL || (ix->things = json_object()) == NULL)
         return ERR_NOMEM;
     for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
         char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
@@ -601,6 +609,8 @@ static int build_groups(struct openapi_bm25 *ix)
                                         json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
                     return ERR_NOMEM;
             }
+            if (!kind && json_object_set_new(ix->things, name, json_true()) != 0)
+                return ERR_NOMEM;
             json_t *groups = query_only ? ix->qgroups : ix->groups;
             json_t *a = json_object_get(groups, word);
             if (a == NULL &&
@@ -647,8 +657,17 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
                     goto out;
         }
         err = ERR_NOMEM;
-        if ((ix->stems = json_object()) == NULL)
+        if ((ix->stems = json_object()) == NULL || (ix->named = json_object()) == NULL)
             goto out;
+        for (size_t i = 0; i < n; i++) {
+            const char *p = names[i] ? names[i] : "";
+            char word[BM25_TOKEN_MAX + 1];
+            while (next_word(&p, word, true)) {
+                stem(word);
+                if (collect_word(ix->named, word) != 0)
+                    goto out;
+            }
+        }
         const char *k;
         json_t *v;
         json_object_foreach(ix->words, k, v)
@@ -712,6 +731,8 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     json_decref(ix->vocab);
     json_decref(ix->words);
     json_decref(ix->stems);
+    json_decref(ix->things);
+    json_decref(ix->named);
     json_decref(ix->groups);
     json_decref(ix->qgroups);
     json_decref(ix->intent);
