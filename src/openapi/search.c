@@ -67,14 +67,15 @@ struct openapi_bm25 {
     size_t nfields;
     double weight[BM25_FIELDS_MAX]; /* of each field's score */
     double avgdl[BM25_FIELDS_MAX];
-    bool expand;     /* the API vocabulary analyzer (openapi_bm25_new_fields) */
-    json_t *words;   /* expand: every lower-cased word of the documents (compound parts) */
-    json_t *stems;   /* expand: the stem of every word of the documents */
-    json_t *groups;  /* expand: stem -> [group tokens] */
-    json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
-    json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
-    json_t *things;  /* expand: the groups of things ("_issue", "_file") */
-    json_t *named;   /* expand: the stem of every word of the tools' names */
+    bool expand;       /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;     /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *stems;     /* expand: the stem of every word of the documents */
+    json_t *groups;    /* expand: stem -> [group tokens] */
+    json_t *qgroups;   /* expand: stem -> [group tokens] it implies in queries only */
+    json_t *intent;    /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    json_t *things;    /* expand: the groups of things ("_issue", "_file") */
+    json_t *named;     /* expand: the stem of every word of the tools' names */
+    json_t *nounverbs; /* expand: stems of the verbs the nouns of the names derive from */
 };
 
 /*
@@ -678,6 +679,21 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
             if (collect_word(ix->stems, st) != 0)
                 goto out;
         }
+        /* the verbs the names' nouns derive from: subscribing is adding a subscription */
+        if ((ix->nounverbs = json_object()) == NULL)
+            goto out;
+        json_object_foreach(ix->named, k, v)
+        {
+            char cand[8][BM25_TOKEN_MAX + 1];
+            size_t nc = derive_verbs(k, cand, 8);
+            for (size_t c = 0; c < nc; c++) {
+                stem(cand[c]);
+                if (strlen(cand[c]) >= 3 && strcmp(cand[c], k) != 0 &&
+                    (json_object_get(ix->stems, cand[c]) || json_object_get(ix->groups, cand[c])) &&
+                    collect_word(ix->nounverbs, cand[c]) != 0)
+                    goto out;
+            }
+        }
     }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
@@ -733,6 +749,7 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     json_decref(ix->stems);
     json_decref(ix->things);
     json_decref(ix->named);
+    json_decref(ix->nounverbs);
     json_decref(ix->groups);
     json_decref(ix->qgroups);
     json_decref(ix->intent);
@@ -800,6 +817,9 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
     first[0] = '\0';
     if (analyze(ix, query, 1.0, true, first_term, first) != 0)
         return 0;
+    /* a verb whose noun names tools asks to add one: subscribe (subscriptions_insert) */
+    if (json_object_get(ix->nounverbs, first))
+        return 'c';
     const char *k = json_string_value(json_object_get(ix->intent, first));
     char word[BM25_TOKEN_MAX + 1];
     for (p = query; k == NULL && next_word(&p, word, false);) {

@@ -229,7 +229,6 @@ static void test_bm25_fields(void)
     CHECK_INT(openapi_bm25_new_fields(dn, dt, 1, weights, NULL, 6, &ix), 0);
     if (ix) {
         CHECK_INT(openapi_bm25_rank(ix, "subscribe", 6, out, NULL), 2);
-        CHECK_STR(dn[out[1]], "subscriptions_insert");
         CHECK_INT(openapi_bm25_rank(ix, "invite", 6, out, NULL), 1);
         CHECK_STR(dn[out[0]], "invitations_get");
         CHECK_INT(openapi_bm25_rank(ix, "pay", 6, out, NULL), 2);
@@ -267,6 +266,19 @@ static void test_bm25_fields(void)
     if (ix) {
         CHECK_INT(openapi_bm25_rank(ix, "add a calendar", 3, out, NULL), 2);
         CHECK_STR(cn[out[0]], "calendars_insert");
+        openapi_bm25_free(ix);
+    }
+    /* a request whose verb derives a noun the tools are named with asks to add one: subscribing
+       is inserting a subscription */
+    static const char *const vn[] = {"subscriptions_insert", "subscriptions_delete", "help_get"};
+    static const char *const vt[] = {"subscriptions_insert Inserts a resource.",
+                                     "subscriptions_delete Deletes a resource.",
+                                     "help_get How to subscribe."};
+    static const bool vr[] = {false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(vn, vt, 1, weights, vr, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe to a channel", 3, out, NULL), 3);
+        CHECK_STR(vn[out[0]], "subscriptions_insert");
         openapi_bm25_free(ix);
     }
     /* ... in requests only: an operation named for another change of state is no update */
