@@ -1034,6 +1034,13 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
             {
                 hit |= json_object_get(seen, json_string_value(g)) != NULL;
             }
+            /* a noun of the name is matched by the verb it derives from (subscriptions) */
+            char cand[8][BM25_TOKEN_MAX + 1];
+            size_t nc = hit ? 0 : derive_verbs(part, cand, 8);
+            for (size_t v = 0; v < nc && !hit; v++) {
+                stem(cand[v]);
+                hit = json_object_get(seen, cand[v]) != NULL;
+            }
             unmatched += hit ? 0 : scope;
         }
         acc[i] /= (1.0 + BM25_NAME_PRIOR * (double)(parts ? parts - 1 : 0)) *

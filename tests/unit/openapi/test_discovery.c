@@ -281,6 +281,17 @@ static void test_bm25_fields(void)
         CHECK_STR(vn[out[0]], "subscriptions_insert");
         openapi_bm25_free(ix);
     }
+    /* ... and a noun of a tool's name is no unmatched word when the request has its verb */
+    static const char *const wn[] = {"subscriptions_insert", "watch", "other_get"};
+    static const char *const wt[] = {"subscriptions_insert Inserts a resource.",
+                                     "watch Subscribe to widgets and other things of the account.",
+                                     "other_get Returns another thing."};
+    CHECK_INT(openapi_bm25_new_fields(wn, wt, 1, weights, NULL, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe", 3, out, NULL), 2);
+        CHECK_STR(wn[out[0]], "subscriptions_insert");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
