@@ -31,6 +31,7 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_PLURAL_ITEM 0.5     /* an item's GET, for a request to read things (plural) */
 #define BM25_NAMED_GROUP 0.5     /* a thing's group, for a word the tools are named with */
 #define BM25_DERIVED_WEIGHT 0.5  /* the verb a noun derives from (subscription -> subscribe) */
 #define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
@@ -56,6 +57,7 @@ struct bm25_doc {
     size_t nterms, cap;
     double len[BM25_FIELDS_MAX]; /* tokens per field */
     char kind;                   /* 'r' reads (GET), 'w' writes, 0 unknown */
+    bool item;                   /* reads one item (a GET of a path that ends in a parameter) */
 };
 
 struct openapi_bm25 {
@@ -962,6 +964,40 @@ static char *query_words(const char *query)
     return q;
 }
 
+void openapi_bm25_set_items(struct openapi_bm25 *ix, const bool *item)
+{
+    for (size_t i = 0; ix && item && i < ix->ndocs; i++)
+        ix->docs[i].item = item[i];
+}
+
+/*
+ * Does the request name things in the plural ("show my meetings", "read the comments"): a word
+ * after the first, not an action, that the stemmer makes singular and whose singular the
+ * documents have.
+ */
+static bool query_plural(const struct openapi_bm25 *ix, const char *query)
+{
+    char word[BM25_TOKEN_MAX + 1], st[BM25_TOKEN_MAX + 1];
+    const char *p = query;
+    bool first = true;
+    while (next_word(&p, word, false)) {
+        size_t n = strlen(word);
+        if (is_stop_word(word))
+            continue;
+        bool skip = first;
+        first = false;
+        if (skip || n < 4 || word[n - 1] != 's' || word[n - 2] == 's' || word[n - 2] == 'u' ||
+            word[n - 2] == 'i')
+            continue;
+        snprintf(st, sizeof(st), "%s", word);
+        stem(st);
+        if (json_object_get(ix->intent, st) || !json_object_get(ix->stems, st))
+            continue;
+        return true;
+    }
+    return false;
+}
+
 size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t max, size_t *out,
                          double *scores)
 {
@@ -1011,6 +1047,11 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     for (size_t i = 0; intent && i < ix->ndocs; i++)
         if (ix->docs[i].kind && ix->docs[i].kind != intent)
             acc[i] *= BM25_INTENT_MISMATCH;
+    /* a request to read things (plural) asks for a list, not one item */
+    if (intent == 'r' && query_plural(ix, query))
+        for (size_t i = 0; i < ix->ndocs; i++)
+            if (ix->docs[i].item)
+                acc[i] *= BM25_PLURAL_ITEM;
     /* the plainer operation first: a longer name is a more specific operation (check_if_merged
        against merge, a nested resource against the resource) */
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {

@@ -292,6 +292,22 @@ static void test_bm25_fields(void)
         CHECK_STR(wn[out[0]], "subscriptions_insert");
         openapi_bm25_free(ix);
     }
+    /* a request to read things in the plural asks for the list, not one item's GET */
+    static const char *const in[] = {"comments_get", "comments_list"};
+    static const char *const it[] = {"comments_get Returns comments.",
+                                     "comments_list Returns comments."};
+    static const bool ir[] = {true, true}, ii[] = {true, false};
+    CHECK_INT(openapi_bm25_new_fields(in, it, 1, weights, ir, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "read the comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_get"); /* a tie, by name */
+        openapi_bm25_set_items(ix, ii);
+        CHECK_INT(openapi_bm25_rank(ix, "read the comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
+        CHECK_INT(openapi_bm25_rank(ix, "read the comment", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_get");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
