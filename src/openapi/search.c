@@ -206,6 +206,47 @@ static bool is_vowel(char c)
  * with digits are left alone. Applied to documents and queries alike, so it only has to be
  * consistent, not linguistically right.
  */
+/* Replaces the tail of w (length n) from `at` by `by` when it fits; the new length. */
+static size_t respell(char *w, size_t n, size_t at, const char *by)
+{
+    size_t lb = strlen(by);
+    if (at + lb > BM25_TOKEN_MAX)
+        return n;
+    memmove(w + at + lb, w + n, 1);
+    memcpy(w + at, by, lb);
+    return at + lb;
+}
+
+/*
+ * British spellings as American ones, so that a request and a document in either meet: -our
+ * (colour, favourite, behaviour), -ise and -isation (organise, customisation; words of seven
+ * letters or more), -yse (analyse), -tre (centre), -logue (catalogue), each with its endings.
+ */
+static size_t americanize(char *w, size_t n)
+{
+    static const struct {
+        const char *gb, *us;
+        size_t min; /* letters of the word */
+    } tails[] = {
+        {"ourites", "orites", 9},     {"ourite", "orite", 8},
+        {"ouring", "oring", 8},       {"oured", "ored", 7},
+        {"ours", "ors", 6},           {"our", "or", 6},
+        {"isations", "izations", 10}, {"isation", "ization", 9},
+        {"ising", "izing", 9},        {"ised", "ized", 8},
+        {"ises", "izes", 8},          {"ise", "ize", 7},
+        {"ysing", "yzing", 7},        {"ysed", "yzed", 6},
+        {"yses", "yzes", 6},          {"yse", "yze", 6},
+        {"tres", "ters", 6},          {"tre", "ter", 5},
+        {"logues", "logs", 8},        {"logue", "log", 7},
+    };
+    for (size_t i = 0; i < sizeof(tails) / sizeof(*tails); i++) {
+        size_t lg = strlen(tails[i].gb);
+        if (n >= tails[i].min && strcmp(w + n - lg, tails[i].gb) == 0)
+            return respell(w, n, n - lg, tails[i].us);
+    }
+    return n;
+}
+
 static void stem(char *w)
 {
     size_t n = strlen(w);
@@ -214,6 +255,7 @@ static void stem(char *w)
             return;
     if (n < 4)
         return;
+    n = americanize(w, n);
     if (n > 4 && strcmp(w + n - 3, "ies") == 0) {
         strcpy(w + n - 3, "y");
         n -= 2;

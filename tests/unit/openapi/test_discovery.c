@@ -308,6 +308,19 @@ static void test_bm25_fields(void)
         CHECK_STR(in[out[0]], "comments_get");
         openapi_bm25_free(ix);
     }
+    /* British and American spellings meet */
+    static const char *const bn[] = {"colors_get", "organizations_list", "favorites_add"};
+    static const char *const bt[] = {"colors_get Returns the colors.",
+                                     "organizations_list Lists organizations.",
+                                     "favorites_add Adds a favorite."};
+    CHECK_INT(openapi_bm25_new_fields(bn, bt, 1, weights, NULL, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "which colours", 3, out, NULL), 1);
+        CHECK_STR(bn[out[0]], "colors_get");
+        CHECK_INT(openapi_bm25_rank(ix, "organisations", 3, out, NULL), 1);
+        CHECK_INT(openapi_bm25_rank(ix, "my favourites", 3, out, NULL), 1);
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
