@@ -119,6 +119,8 @@ static const char *const word_groups[] = {
     ("+>update close archive mark complete finish resolve reopen lock unlock enable disable "
      "activate deactivate assign unassign reassign toggle turn rename"),
     "+delete remove erase destroy discard purge drop trash revoke unshare junk scrap wipe clear",
+    /* a cancelled thing (a meeting, a subscription) is often deleted, in requests only */
+    "+>delete cancel unsubscribe unfollow unwatch",
     "+send post publish deliver dispatch broadcast notify submit forward",
     "+cancel stop abort terminate end halt void",
     "+move transition progress advance transfer relocate shift reorder migrate",

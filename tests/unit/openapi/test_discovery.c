@@ -321,6 +321,17 @@ static void test_bm25_fields(void)
         CHECK_INT(openapi_bm25_rank(ix, "my favourites", 3, out, NULL), 1);
         openapi_bm25_free(ix);
     }
+    /* to cancel a thing that has no cancel of its own is often to delete it */
+    static const char *const kc[] = {"events_delete", "channels_stop"};
+    static const char *const kx[] = {"events_delete Deletes an event.",
+                                     "channels_stop Stops watching resources."};
+    CHECK_INT(openapi_bm25_new_fields(kc, kx, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "cancel the meeting", 2, out, NULL), 2);
+        CHECK_STR(kc[out[0]], "events_delete");
+        CHECK_INT(openapi_bm25_rank(ix, "cancel", 2, out, NULL), 2);
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
