@@ -872,7 +872,8 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
         if (is_stop_word(word))
             continue;
         /* a request that starts with a thing: "comment on the ticket" adds one */
-        return json_object_get(ix->words, word) ? 'c' : 0;
+        stem(word); /* reply, when the documents say replies */
+        return json_object_get(ix->stems, word) ? 'c' : 0;
     }
     return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
 }

@@ -332,6 +332,19 @@ static void test_bm25_fields(void)
         CHECK_INT(openapi_bm25_rank(ix, "cancel", 2, out, NULL), 2);
         openapi_bm25_free(ix);
     }
+    /* a request that starts with a noun of the documents in another form (reply, where they
+       say replies) adds one too */
+    static const char *const rn[] = {"comments_delete", "comments_insert", "threads_list"};
+    static const char *const rt[] = {"comments_delete Deletes a resource.",
+                                     "comments_insert Inserts a resource.",
+                                     "threads_list Returns threads and their replies."};
+    static const bool rr[] = {false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(rn, rt, 1, weights, rr, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "reply to a comment", 3, out, NULL), 3);
+        CHECK_STR(rn[out[0]], "comments_insert");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
