@@ -873,7 +873,17 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
             continue;
         /* a request that starts with a thing: "comment on the ticket" adds one */
         stem(word); /* reply, when the documents say replies */
-        return json_object_get(ix->stems, word) ? 'c' : 0;
+        if (!json_object_get(ix->stems, word))
+            return 0;
+        /* ... but a message used as a verb sends one: "email the invoice", "message Ana" */
+        size_t i;
+        json_t *g;
+        json_array_foreach(json_object_get(ix->groups, word), i, g)
+        {
+            if (strcmp(json_string_value(g), "_message") == 0)
+                return 'm';
+        }
+        return 'c';
     }
     return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
 }
@@ -1059,8 +1069,8 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     if (analyze(ix, query, 1.0, true, query_term, seen) != 0)
         goto out;
     char intent = ix->expand ? query_intent(ix, query) : 0;
-    if (intent == 'c') { /* a noun used as a verb asks to add one */
-        if (query_term(seen, "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
+    if (intent == 'c' || intent == 'm') { /* a noun used as a verb asks to add one, or send */
+        if (query_term(seen, intent == 'm' ? "_send" : "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
             goto out;
         intent = 'w';
     }

@@ -345,6 +345,16 @@ static void test_bm25_fields(void)
         CHECK_STR(rn[out[0]], "comments_insert");
         openapi_bm25_free(ix);
     }
+    /* ... and one that starts with a message used as a verb sends one */
+    static const char *const mn[] = {"invoices_create", "invoices_send"};
+    static const char *const mt[] = {"invoices_create Makes an invoice for an email address.",
+                                     "invoices_send Sends an invoice for an email address."};
+    CHECK_INT(openapi_bm25_new_fields(mn, mt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "email the invoice", 2, out, NULL), 2);
+        CHECK_STR(mn[out[0]], "invoices_send");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
