@@ -1035,6 +1035,9 @@ static bool query_plural(const struct openapi_bm25 *ix, const char *query)
     char word[BM25_TOKEN_MAX + 1], st[BM25_TOKEN_MAX + 1];
     const char *p = query;
     bool first = true;
+    if (next_word(&p, word, false) && strcmp(word, "who") == 0)
+        return true; /* who: the people, a list */
+    p = query;
     while (next_word(&p, word, false)) {
         size_t n = strlen(word);
         if (is_stop_word(word))

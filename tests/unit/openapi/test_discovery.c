@@ -306,6 +306,11 @@ static void test_bm25_fields(void)
         CHECK_STR(in[out[0]], "comments_list");
         CHECK_INT(openapi_bm25_rank(ix, "read the comment", 2, out, NULL), 2);
         CHECK_STR(in[out[0]], "comments_get");
+        /* "who" asks for people: a list too */
+        CHECK_INT(openapi_bm25_rank(ix, "who left comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
+        CHECK_INT(openapi_bm25_rank(ix, "who commented", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
         openapi_bm25_free(ix);
     }
     /* British and American spellings meet */
