@@ -131,7 +131,7 @@ static const char *const word_groups[] = {
     "+restore unarchive undelete recover reopen untrash revert rollback undo unhide",
     "+close resolve finish complete done",
     "+approve accept",
-    "+subscribe watch follow monitor",
+    "+subscribe watch follow monitor notify",
     "+unsubscribe unwatch unfollow",
     "+pay charge bill purchase buy",
     "+refund reimburse",

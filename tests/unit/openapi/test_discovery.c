@@ -360,6 +360,16 @@ static void test_bm25_fields(void)
         CHECK_STR(mn[out[0]], "invoices_send");
         openapi_bm25_free(ix);
     }
+    /* to be notified of something is to watch it */
+    static const char *const nn[] = {"files_watch", "files_get"};
+    static const char *const nt[] = {"files_watch Watches for changes to a file.",
+                                     "files_get Gets a file."};
+    CHECK_INT(openapi_bm25_new_fields(nn, nt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "be notified of a file", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_watch");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
