@@ -1056,6 +1056,47 @@ static bool query_plural(const struct openapi_bm25 *ix, const char *query)
     return false;
 }
 
+/*
+ * A request's preamble, a verb of wanting or trying before "to" after nothing but stop words ("I'd
+ * like to delete a file", "I'm trying to find ..."), blanked: the verb that follows is the one
+ * asked for, and "like" would read as the star group.
+ */
+static void drop_preamble(char *q)
+{
+    static const char *const verbs[] = {"like",   "love",   "wish",    "hope",    "hoping",
+                                        "try",    "trying", "going",   "plan",    "planning",
+                                        "wanted", "needed", "wanting", "supposed"};
+    char *s = q;
+    while (*s) {
+        while (*s && !isalnum((unsigned char)*s))
+            s++;
+        char *w = s;
+        while (isalnum((unsigned char)*s))
+            s++;
+        size_t n = (size_t)(s - w);
+        if (n == 0 || n > BM25_TOKEN_MAX)
+            return;
+        char word[BM25_TOKEN_MAX + 1];
+        for (size_t i = 0; i < n; i++)
+            word[i] = (char)tolower((unsigned char)w[i]);
+        word[n] = '\0';
+        bool pre = false;
+        for (size_t i = 0; i < sizeof(verbs) / sizeof(*verbs); i++)
+            pre |= strcmp(word, verbs[i]) == 0;
+        if (pre) {
+            char *t = s;
+            while (*t && isspace((unsigned char)*t))
+                t++;
+            if (strncasecmp(t, "to", 2) == 0 && !isalnum((unsigned char)t[2])) {
+                memset(w, ' ', (size_t)(t + 2 - w));
+                return;
+            }
+        }
+        if (!is_stop_word(word))
+            return;
+    }
+}
+
 size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t max, size_t *out,
                          double *scores)
 {
@@ -1068,6 +1109,8 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     struct hit *hits = NULL;
     if (acc == NULL || seen == NULL || query == NULL)
         goto out;
+    if (ix->expand)
+        drop_preamble(query);
     /* the query's terms, each once, with its highest weight */
     if (analyze(ix, query, 1.0, true, query_term, seen) != 0)
         goto out;

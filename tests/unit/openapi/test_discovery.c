@@ -370,6 +370,20 @@ static void test_bm25_fields(void)
         CHECK_STR(nn[out[0]], "files_watch");
         openapi_bm25_free(ix);
     }
+    /* a preamble of wanting before "to" is not the verb asked for ("like" would be a star) */
+    static const char *const an[] = {"files_watch", "files_list", "stars_add"};
+    static const char *const at[] = {"files_watch Watches files for changes.",
+                                     "files_list Lists files.",
+                                     "stars_add Stars a file, like a favorite."};
+    static const bool ar[] = {false, true, false};
+    CHECK_INT(openapi_bm25_new_fields(an, at, 1, weights, ar, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "I'd like to view the files", 3, out, NULL), 3);
+        CHECK_STR(an[out[0]], "files_list");
+        CHECK_INT(openapi_bm25_rank(ix, "like a file", 3, out, NULL), 3);
+        CHECK_STR(an[out[0]], "stars_add");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
