@@ -259,8 +259,8 @@ static void test_bm25_fields(void)
     static const char *const cn[] = {"events_insert", "calendars_insert", "colors_get"};
     static const char *const ct[] = {
         "events_insert Creates an event in a calendar: a meeting or an appointment.",
-        "calendars_insert Creates a secondary calendar, owned by the user, with a name and a "
-        "time zone.",
+        ("calendars_insert Creates a secondary calendar, owned by the user, with a name and a "
+         "time zone."),
         "colors_get Returns the colors."};
     CHECK_INT(openapi_bm25_new_fields(cn, ct, 1, weights, NULL, 3, &ix), 0);
     if (ix) {
