@@ -1083,14 +1083,21 @@ static void drop_preamble(char *q)
         bool pre = false;
         for (size_t i = 0; i < sizeof(verbs) / sizeof(*verbs); i++)
             pre |= strcmp(word, verbs[i]) == 0;
-        if (pre) {
-            char *t = s;
-            while (*t && isspace((unsigned char)*t))
-                t++;
-            if (strncasecmp(t, "to", 2) == 0 && !isalnum((unsigned char)t[2])) {
-                memset(w, ' ', (size_t)(t + 2 - w));
-                return;
-            }
+        char *t = s;
+        while (*t && isspace((unsigned char)*t))
+            t++;
+        if (pre && strncasecmp(t, "to", 2) == 0 && !isalnum((unsigned char)t[2])) {
+            memset(w, ' ', (size_t)(t + 2 - w));
+            return;
+        }
+        /* a passive: "get notified", "be added": the participle is the verb */
+        size_t lp = 0;
+        while (isalpha((unsigned char)t[lp]))
+            lp++;
+        if ((strcmp(word, "get") == 0 || strcmp(word, "be") == 0) && lp >= 5 &&
+            strncasecmp(t + lp - 2, "ed", 2) == 0) {
+            memset(w, ' ', n);
+            return;
         }
         if (!is_stop_word(word))
             return;

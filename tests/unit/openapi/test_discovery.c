@@ -370,6 +370,16 @@ static void test_bm25_fields(void)
         CHECK_STR(nn[out[0]], "files_watch");
         openapi_bm25_free(ix);
     }
+    /* "get" before a participle is a passive, no read: the participle is the verb */
+    static const bool nr[] = {false, true};
+    CHECK_INT(openapi_bm25_new_fields(nn, nt, 1, weights, nr, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "get notified when a file changes", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_watch");
+        CHECK_INT(openapi_bm25_rank(ix, "get a file", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_get");
+        openapi_bm25_free(ix);
+    }
     /* a preamble of wanting before "to" is not the verb asked for ("like" would be a star) */
     static const char *const an[] = {"files_watch", "files_list", "stars_add"};
     static const char *const at[] = {"files_watch Watches files for changes.",
