@@ -13,9 +13,10 @@
  * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
  * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
  * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs, and in
- * queries the values left out, abbreviations, a noun used as a verb) and four factors after the
- * sum: coverage, the name prior, the name's unmatched words and the verb's kind (see openapi.h
- * and docs/openapi.md, "Discovery modes").
+ * queries the values left out, abbreviations, a noun used as a verb, a preamble dropped; nouns
+ * as the verbs they derive from, British spellings as American ones) and five factors after the
+ * sum: coverage, the name prior, the name's unmatched words, the verb's kind and, for a plural
+ * request to read, the GETs of one item (see openapi.h and docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
