@@ -215,9 +215,9 @@ static int run_api(const char *file, json_t *spec, const char *modules, bool ver
 }
 
 /*
- * A task file: one API ({api, spec, tasks}) or several ({"heldout": true, apis: [...]}, the
- * held-out set). Its totals go to sets[1] when it is held out, else to sets[0]; pass 0 runs only
- * the tuning files, pass 1 only the held-out ones (a file is read twice, cheaply).
+ * A task file: one API ({api, spec, tasks}) or several ({apis: [...]}, with "heldout": true in
+ * the held-out set's). Its totals go to sets[1] when it is held out, else to sets[0]; pass 0 runs
+ * only the tuning files, pass 1 only the held-out ones (a file is read twice, cheaply).
  */
 static int run_file(const char *file, const char *modules, bool verbose, bool markdown,
                     struct totals *sets, int pass)

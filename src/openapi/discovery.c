@@ -241,6 +241,12 @@ static int build_index(struct openapi_discovery *d)
     }
     err = openapi_bm25_new_fields(names, (const char *const *)texts, SEARCH_FIELDS, weights, reads,
                                   n, &d->ix);
+    for (size_t i = 0; err == 0 && i < n; i++) { /* a GET of one item, for plural requests */
+        size_t len = strlen(cat->tools[i].op->path);
+        reads[i] = reads[i] && len && cat->tools[i].op->path[len - 1] == '}';
+    }
+    if (err == 0)
+        openapi_bm25_set_items(d->ix, reads);
 out:
     for (size_t i = 0; texts && i < n * SEARCH_FIELDS; i++)
         free(texts[i]);

@@ -453,6 +453,13 @@ int openapi_bm25_new_fields(const char *const *names, const char *const *texts, 
 void openapi_bm25_free(struct openapi_bm25 *ix);
 /* The indexes of the at most `max` best documents with a positive score for `query`, best
    first, in out[] (and their scores in scores[] when not NULL). Returns how many. */
+/*
+ * Marks the documents that read one item (item[i]: a GET of a path that ends in a parameter), so
+ * that a request to read things in the plural ("show my meetings") prefers the lists: their
+ * scores are halved for it. item may be NULL (none).
+ */
+void openapi_bm25_set_items(struct openapi_bm25 *ix, const bool *item);
+
 size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *query, size_t max, size_t *out,
                          double *scores);
 

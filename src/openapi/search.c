@@ -13,9 +13,10 @@
  * (wq: the query term's weight, 1 for a word, less for a compound part). openapi_bm25_new() is
  * that with one field of weight 1 and the plain analyzer; openapi_bm25_new_fields() adds the API
  * vocabulary analyzer (stop words, camelCase, vocabulary groups, compounds, phrasal verbs, and in
- * queries the values left out, abbreviations, a noun used as a verb) and four factors after the
- * sum: coverage, the name prior, the name's unmatched words and the verb's kind (see openapi.h
- * and docs/openapi.md, "Discovery modes").
+ * queries the values left out, abbreviations, a noun used as a verb, a preamble dropped; nouns
+ * as the verbs they derive from, British spellings as American ones) and five factors after the
+ * sum: coverage, the name prior, the name's unmatched words, the verb's kind and, for a plural
+ * request to read, the GETs of one item (see openapi.h and docs/openapi.md, "Discovery modes").
  */
 #include <ctype.h>
 #include <math.h>
@@ -31,6 +32,9 @@
 #define BM25_GROUP_WEIGHT 1.0    /* a group token counts as much as the word (which matches both) */
 #define BM25_COMPOUND_WEIGHT 0.5 /* the parts of a compound word, relative to the word */
 #define BM25_COMPOUND_PART_MIN 3 /* letters of each part of a compound */
+#define BM25_PLURAL_ITEM 0.5     /* an item's GET, for a request to read things (plural) */
+#define BM25_NAMED_GROUP 0.5     /* a thing's group, for a word the tools are named with */
+#define BM25_DERIVED_WEIGHT 0.5  /* the verb a noun derives from (subscription -> subscribe) */
 #define BM25_DENOMINAL_WEIGHT 1.0 /* the create group for a request that starts with a noun */
 #define BM25_ABBREV_MIN 4         /* letters of a word that may be short for a longer one */
 #define BM25_ABBREV_MAX 3         /* longer words it may be short for */
@@ -54,6 +58,7 @@ struct bm25_doc {
     size_t nterms, cap;
     double len[BM25_FIELDS_MAX]; /* tokens per field */
     char kind;                   /* 'r' reads (GET), 'w' writes, 0 unknown */
+    bool item;                   /* reads one item (a GET of a path that ends in a parameter) */
 };
 
 struct openapi_bm25 {
@@ -65,11 +70,15 @@ struct openapi_bm25 {
     size_t nfields;
     double weight[BM25_FIELDS_MAX]; /* of each field's score */
     double avgdl[BM25_FIELDS_MAX];
-    bool expand;     /* the API vocabulary analyzer (openapi_bm25_new_fields) */
-    json_t *words;   /* expand: every lower-cased word of the documents (compound parts) */
-    json_t *groups;  /* expand: stem -> [group tokens] */
-    json_t *qgroups; /* expand: stem -> [group tokens] it implies in queries only */
-    json_t *intent;  /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    bool expand;       /* the API vocabulary analyzer (openapi_bm25_new_fields) */
+    json_t *words;     /* expand: every lower-cased word of the documents (compound parts) */
+    json_t *stems;     /* expand: the stem of every word of the documents */
+    json_t *groups;    /* expand: stem -> [group tokens] */
+    json_t *qgroups;   /* expand: stem -> [group tokens] it implies in queries only */
+    json_t *intent;    /* expand: stem of an action word -> "r" (reads) or "w" (writes) */
+    json_t *things;    /* expand: the groups of things ("_issue", "_file") */
+    json_t *named;     /* expand: the stem of every word of the tools' names */
+    json_t *nounverbs; /* expand: stems of the verbs the nouns of the names derive from */
 };
 
 /*
@@ -111,6 +120,8 @@ static const char *const word_groups[] = {
     ("+>update close archive mark complete finish resolve reopen lock unlock enable disable "
      "activate deactivate assign unassign reassign toggle turn rename"),
     "+delete remove erase destroy discard purge drop trash revoke unshare junk scrap wipe clear",
+    /* a cancelled thing (a meeting, a subscription) is often deleted, in requests only */
+    "+>delete cancel unsubscribe unfollow unwatch",
     "+send post publish deliver dispatch broadcast notify submit forward",
     "+cancel stop abort terminate end halt void",
     "+move transition progress advance transfer relocate shift reorder migrate",
@@ -121,7 +132,7 @@ static const char *const word_groups[] = {
     "+restore unarchive undelete recover reopen untrash revert rollback undo unhide",
     "+close resolve finish complete done",
     "+approve accept",
-    "+subscribe watch follow monitor",
+    "+subscribe watch follow monitor notify",
     "+unsubscribe unwatch unfollow",
     "+pay charge bill purchase buy",
     "+refund reimburse",
@@ -198,6 +209,47 @@ static bool is_vowel(char c)
  * with digits are left alone. Applied to documents and queries alike, so it only has to be
  * consistent, not linguistically right.
  */
+/* Replaces the tail of w (length n) from `at` by `by` when it fits; the new length. */
+static size_t respell(char *w, size_t n, size_t at, const char *by)
+{
+    size_t lb = strlen(by);
+    if (at + lb > BM25_TOKEN_MAX)
+        return n;
+    memmove(w + at + lb, w + n, 1);
+    memcpy(w + at, by, lb);
+    return at + lb;
+}
+
+/*
+ * British spellings as American ones, so that a request and a document in either meet: -our
+ * (colour, favourite, behaviour), -ise and -isation (organise, customisation; words of seven
+ * letters or more), -yse (analyse), -tre (centre), -logue (catalogue), each with its endings.
+ */
+static size_t americanize(char *w, size_t n)
+{
+    static const struct {
+        const char *gb, *us;
+        size_t min; /* letters of the word */
+    } tails[] = {
+        {"ourites", "orites", 9},     {"ourite", "orite", 8},
+        {"ouring", "oring", 8},       {"oured", "ored", 7},
+        {"ours", "ors", 6},           {"our", "or", 6},
+        {"isations", "izations", 10}, {"isation", "ization", 9},
+        {"ising", "izing", 9},        {"ised", "ized", 8},
+        {"ises", "izes", 8},          {"ise", "ize", 7},
+        {"ysing", "yzing", 7},        {"ysed", "yzed", 6},
+        {"yses", "yzes", 6},          {"yse", "yze", 6},
+        {"tres", "ters", 6},          {"tre", "ter", 5},
+        {"logues", "logs", 8},        {"logue", "log", 7},
+    };
+    for (size_t i = 0; i < sizeof(tails) / sizeof(*tails); i++) {
+        size_t lg = strlen(tails[i].gb);
+        if (n >= tails[i].min && strcmp(w + n - lg, tails[i].gb) == 0)
+            return respell(w, n, n - lg, tails[i].us);
+    }
+    return n;
+}
+
 static void stem(char *w)
 {
     size_t n = strlen(w);
@@ -206,6 +258,7 @@ static void stem(char *w)
             return;
     if (n < 4)
         return;
+    n = americanize(w, n);
     if (n > 4 && strcmp(w + n - 3, "ies") == 0) {
         strcpy(w + n - 3, "y");
         n -= 2;
@@ -213,6 +266,10 @@ static void stem(char *w)
         w[n -= 2] = '\0';
     } else if (w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i') {
         w[--n] = '\0';
+    }
+    if (n > 4 && strcmp(w + n - 3, "ied") == 0) { /* notified -> notify, copied -> copy */
+        strcpy(w + n - 3, "y");
+        return;
     }
     size_t cut = 0;
     if (n > 5 && strcmp(w + n - 3, "ing") == 0)
@@ -277,9 +334,14 @@ static int emit_word(const struct openapi_bm25 *ix, const char *word, double w, 
         return err;
     size_t i;
     json_t *g;
+    /* in a query, a word the tools are named with is the document's own thing: its group (a
+       calendar is an event) counts less */
+    bool named = query && json_object_get(ix->named, t) != NULL;
     json_array_foreach(json_object_get(ix->groups, t), i, g)
     {
-        if ((err = emit(ctx, json_string_value(g), w * BM25_GROUP_WEIGHT, no)) != 0)
+        double gw = named && json_object_get(ix->things, json_string_value(g)) ? BM25_NAMED_GROUP
+                                                                               : BM25_GROUP_WEIGHT;
+        if ((err = emit(ctx, json_string_value(g), w * gw, no)) != 0)
             return err;
     }
     json_array_foreach(query ? json_object_get(ix->qgroups, t) : NULL, i, g)
@@ -335,6 +397,26 @@ static bool phrasal(const struct openapi_bm25 *ix, const char *word, const char 
     return true;
 }
 
+/*
+ * "stop sharing", "stop following": the verb's undoing (unshare, unfollow) into `undo`, when it
+ * is a word of the documents or of the vocabulary, in the place of "stop" (the verb stays: what
+ * is undone, the sharing, is still what the request is about).
+ */
+static bool stop_doing(const struct openapi_bm25 *ix, const char *word, const char **p, char *undo)
+{
+    char next[BM25_TOKEN_MAX + 1];
+    const char *q = *p;
+    size_t n;
+    if ((strcmp(word, "stop") != 0 && strcmp(word, "quit") != 0 && strcmp(word, "cease") != 0) ||
+        !next_word(&q, next, true) || (n = strlen(next)) < 6 || strcmp(next + n - 3, "ing") != 0)
+        return false;
+    stem(next);
+    if (strlen(next) + 2 > BM25_TOKEN_MAX)
+        return false;
+    snprintf(undo, BM25_TOKEN_MAX + 1, "un%s", next);
+    return json_object_get(ix->stems, undo) || json_object_get(ix->groups, undo);
+}
+
 /* The document words that `word` is short for, when they have at most BM25_ABBREV_MAX stems. */
 static int abbreviation(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
                         emit_fn emit, void *ctx)
@@ -366,6 +448,61 @@ static int abbreviation(const struct openapi_bm25 *ix, const char *word, double 
 }
 
 /*
+ * The verbs an English noun derives from, by its suffix (subscription -> subscribe, invitation
+ * -> invite, notification -> notify, permission -> permit, resolution -> resolve, addition ->
+ * add, payment -> pay, removal -> remove): into cand (unstemmed), their number. Only candidates
+ * that are a stem of the documents or of the vocabulary count (derived_verbs()), so a wrong
+ * guess (option -> obe) matches nothing.
+ */
+static size_t derive_verbs(const char *w, char cand[][BM25_TOKEN_MAX + 1], size_t max)
+{
+    static const struct {
+        const char *suffix, *repl;
+        size_t min; /* letters of the word */
+    } rules[] = {
+        {"ication", "y", 9}, {"ation", "", 8},   {"ation", "e", 8}, {"ption", "be", 9},
+        {"ssion", "t", 8},   {"ution", "ve", 8}, {"ition", "", 8},  {"ition", "e", 8},
+        {"ment", "", 7},     {"val", "ve", 7},   {"wal", "w", 7},   {"sal", "se", 7},
+    };
+    size_t n = strlen(w), k = 0;
+    for (size_t i = 0; i < sizeof(rules) / sizeof(*rules) && k < max; i++) {
+        size_t ls = strlen(rules[i].suffix);
+        if (n < rules[i].min || strcmp(w + n - ls, rules[i].suffix) != 0)
+            continue;
+        snprintf(cand[k++], BM25_TOKEN_MAX + 1, "%.*s%s", (int)(n - ls), w, rules[i].repl);
+    }
+    return k;
+}
+
+/* The verbs `word` (a noun, unstemmed, singular) derives from that the documents or the
+   vocabulary have, each as its word (stemmed by emit_word) at half weight. */
+static int derived_verbs(const struct openapi_bm25 *ix, const char *word, double w, size_t no,
+                         bool query, emit_fn emit, void *ctx)
+{
+    char cand[8][BM25_TOKEN_MAX + 1], own[BM25_TOKEN_MAX + 1];
+    snprintf(own, sizeof(own), "%s", word);
+    stem(own);
+    size_t k = derive_verbs(own, cand, 8);
+    int err = 0;
+    for (size_t i = 0; i < k && err == 0; i++) {
+        char st[BM25_TOKEN_MAX + 1];
+        snprintf(st, sizeof(st), "%s", cand[i]);
+        stem(st);
+        bool dup = strcmp(st, own) == 0;
+        for (size_t j = 0; j < i && !dup; j++) {
+            char o[BM25_TOKEN_MAX + 1];
+            snprintf(o, sizeof(o), "%s", cand[j]);
+            stem(o);
+            dup = strcmp(o, st) == 0;
+        }
+        if (!dup && strlen(st) >= 3 &&
+            (json_object_get(ix->stems, st) || json_object_get(ix->groups, st)))
+            err = emit_word(ix, cand[i], w, no, query, emit, ctx);
+    }
+    return err;
+}
+
+/*
  * The terms of `text` with their weights: each word, and when expanding no stop words, the
  * groups of each word, a phrasal verb as one word (phrasal()), and the two parts of a word that
  * is two words of the documents run together (the longest first part wins).
@@ -378,7 +515,7 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
     int err = 0;
     size_t no = 0;
     while (err == 0 && next_word(&p, word, ix->expand)) {
-        if (ix->expand && phrasal(ix, word, &p, joined))
+        if (ix->expand && (phrasal(ix, word, &p, joined) || stop_doing(ix, word, &p, joined)))
             snprintf(word, sizeof(word), "%s", joined);
         else if (ix->expand && is_stop_word(word))
             continue;
@@ -408,6 +545,9 @@ static int analyze(const struct openapi_bm25 *ix, const char *text, double w, bo
                 0)
                 break;
         }
+        /* and a noun its verb by its suffix (subscription -> subscribe, payment -> pay) */
+        if ((err = derived_verbs(ix, word, w * BM25_DERIVED_WEIGHT, no - 1, query, emit, ctx)) != 0)
+            break;
         /* in a query, a word the documents do not have that begins a few of their words is
            short for them (promo -> promotion, repo -> repository, config -> configuration) */
         if (query && n >= BM25_ABBREV_MIN && !json_object_get(ix->words, word) &&
@@ -495,7 +635,7 @@ static int collect_word(void *ctx, const char *word)
 static int build_groups(struct openapi_bm25 *ix)
 {
     if ((ix->groups = json_object()) == NULL || (ix->qgroups = json_object()) == NULL ||
-        (ix->intent = json_object()) == NULL)
+        (ix->intent = json_object()) == NULL || (ix->things = json_object()) == NULL)
         return ERR_NOMEM;
     for (size_t g = 0; g < sizeof(word_groups) / sizeof(*word_groups); g++) {
         char name[BM25_TOKEN_MAX + 2] = "_", word[BM25_TOKEN_MAX + 1];
@@ -517,6 +657,8 @@ static int build_groups(struct openapi_bm25 *ix)
                                         json_string(had && strcmp(had, kind) ? "?" : kind)) != 0)
                     return ERR_NOMEM;
             }
+            if (!kind && json_object_set_new(ix->things, name, json_true()) != 0)
+                return ERR_NOMEM;
             json_t *groups = query_only ? ix->qgroups : ix->groups;
             json_t *a = json_object_get(groups, word);
             if (a == NULL &&
@@ -563,6 +705,42 @@ static int build(const char *const *names, const char *const *texts, size_t nfie
                     goto out;
         }
         err = ERR_NOMEM;
+        if ((ix->stems = json_object()) == NULL || (ix->named = json_object()) == NULL)
+            goto out;
+        for (size_t i = 0; i < n; i++) {
+            const char *p = names[i] ? names[i] : "";
+            char word[BM25_TOKEN_MAX + 1];
+            while (next_word(&p, word, true)) {
+                stem(word);
+                if (collect_word(ix->named, word) != 0)
+                    goto out;
+            }
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(ix->words, k, v)
+        {
+            char st[BM25_TOKEN_MAX + 1];
+            snprintf(st, sizeof(st), "%s", k);
+            stem(st);
+            if (collect_word(ix->stems, st) != 0)
+                goto out;
+        }
+        /* the verbs the names' nouns derive from: subscribing is adding a subscription */
+        if ((ix->nounverbs = json_object()) == NULL)
+            goto out;
+        json_object_foreach(ix->named, k, v)
+        {
+            char cand[8][BM25_TOKEN_MAX + 1];
+            size_t nc = derive_verbs(k, cand, 8);
+            for (size_t c = 0; c < nc; c++) {
+                stem(cand[c]);
+                if (strlen(cand[c]) >= 3 && strcmp(cand[c], k) != 0 &&
+                    (json_object_get(ix->stems, cand[c]) || json_object_get(ix->groups, cand[c])) &&
+                    collect_word(ix->nounverbs, cand[c]) != 0)
+                    goto out;
+            }
+        }
     }
     if (n && (ix->docs = calloc(n, sizeof(*ix->docs))) == NULL)
         goto out;
@@ -615,6 +793,10 @@ void openapi_bm25_free(struct openapi_bm25 *ix)
     free(ix->df);
     json_decref(ix->vocab);
     json_decref(ix->words);
+    json_decref(ix->stems);
+    json_decref(ix->things);
+    json_decref(ix->named);
+    json_decref(ix->nounverbs);
     json_decref(ix->groups);
     json_decref(ix->qgroups);
     json_decref(ix->intent);
@@ -682,13 +864,27 @@ static char query_intent(const struct openapi_bm25 *ix, const char *query)
     first[0] = '\0';
     if (analyze(ix, query, 1.0, true, first_term, first) != 0)
         return 0;
+    /* a verb whose noun names tools asks to add one: subscribe (subscriptions_insert) */
+    if (json_object_get(ix->nounverbs, first))
+        return 'c';
     const char *k = json_string_value(json_object_get(ix->intent, first));
     char word[BM25_TOKEN_MAX + 1];
     for (p = query; k == NULL && next_word(&p, word, false);) {
         if (is_stop_word(word))
             continue;
         /* a request that starts with a thing: "comment on the ticket" adds one */
-        return json_object_get(ix->words, word) ? 'c' : 0;
+        stem(word); /* reply, when the documents say replies */
+        if (!json_object_get(ix->stems, word))
+            return 0;
+        /* ... but a message used as a verb sends one: "email the invoice", "message Ana" */
+        size_t i;
+        json_t *g;
+        json_array_foreach(json_object_get(ix->groups, word), i, g)
+        {
+            if (strcmp(json_string_value(g), "_message") == 0)
+                return 'm';
+        }
+        return 'c';
     }
     return k && (k[0] == 'r' || k[0] == 'w') ? k[0] : 0;
 }
@@ -824,6 +1020,91 @@ static char *query_words(const char *query)
     return q;
 }
 
+void openapi_bm25_set_items(struct openapi_bm25 *ix, const bool *item)
+{
+    for (size_t i = 0; ix && item && i < ix->ndocs; i++)
+        ix->docs[i].item = item[i];
+}
+
+/*
+ * Does the request name things in the plural ("show my meetings", "read the comments"): a word
+ * after the first, not an action, that the stemmer makes singular and whose singular the
+ * documents have.
+ */
+static bool query_plural(const struct openapi_bm25 *ix, const char *query)
+{
+    char word[BM25_TOKEN_MAX + 1], st[BM25_TOKEN_MAX + 1];
+    const char *p = query;
+    bool first = true;
+    if (next_word(&p, word, false) && strcmp(word, "who") == 0)
+        return true; /* who: the people, a list */
+    p = query;
+    while (next_word(&p, word, false)) {
+        size_t n = strlen(word);
+        if (is_stop_word(word))
+            continue;
+        bool skip = first;
+        first = false;
+        if (skip || n < 4 || word[n - 1] != 's' || word[n - 2] == 's' || word[n - 2] == 'u' ||
+            word[n - 2] == 'i')
+            continue;
+        snprintf(st, sizeof(st), "%s", word);
+        stem(st);
+        if (json_object_get(ix->intent, st) || !json_object_get(ix->stems, st))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/*
+ * A request's preamble, a verb of wanting or trying before "to" after nothing but stop words ("I'd
+ * like to delete a file", "I'm trying to find ..."), blanked: the verb that follows is the one
+ * asked for, and "like" would read as the star group.
+ */
+static void drop_preamble(char *q)
+{
+    static const char *const verbs[] = {"like",   "love",   "wish",    "hope",    "hoping",
+                                        "try",    "trying", "going",   "plan",    "planning",
+                                        "wanted", "needed", "wanting", "supposed"};
+    char *s = q;
+    while (*s) {
+        while (*s && !isalnum((unsigned char)*s))
+            s++;
+        char *w = s;
+        while (isalnum((unsigned char)*s))
+            s++;
+        size_t n = (size_t)(s - w);
+        if (n == 0 || n > BM25_TOKEN_MAX)
+            return;
+        char word[BM25_TOKEN_MAX + 1];
+        for (size_t i = 0; i < n; i++)
+            word[i] = (char)tolower((unsigned char)w[i]);
+        word[n] = '\0';
+        bool pre = false;
+        for (size_t i = 0; i < sizeof(verbs) / sizeof(*verbs); i++)
+            pre |= strcmp(word, verbs[i]) == 0;
+        char *t = s;
+        while (*t && isspace((unsigned char)*t))
+            t++;
+        if (pre && strncasecmp(t, "to", 2) == 0 && !isalnum((unsigned char)t[2])) {
+            memset(w, ' ', (size_t)(t + 2 - w));
+            return;
+        }
+        /* a passive: "get notified", "be added": the participle is the verb */
+        size_t lp = 0;
+        while (isalpha((unsigned char)t[lp]))
+            lp++;
+        if ((strcmp(word, "get") == 0 || strcmp(word, "be") == 0) && lp >= 5 &&
+            strncasecmp(t + lp - 2, "ed", 2) == 0) {
+            memset(w, ' ', n);
+            return;
+        }
+        if (!is_stop_word(word))
+            return;
+    }
+}
+
 size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t max, size_t *out,
                          double *scores)
 {
@@ -836,12 +1117,14 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     struct hit *hits = NULL;
     if (acc == NULL || seen == NULL || query == NULL)
         goto out;
+    if (ix->expand)
+        drop_preamble(query);
     /* the query's terms, each once, with its highest weight */
     if (analyze(ix, query, 1.0, true, query_term, seen) != 0)
         goto out;
     char intent = ix->expand ? query_intent(ix, query) : 0;
-    if (intent == 'c') { /* a noun used as a verb asks to add one */
-        if (query_term(seen, "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
+    if (intent == 'c' || intent == 'm') { /* a noun used as a verb asks to add one, or send */
+        if (query_term(seen, intent == 'm' ? "_send" : "_create", BM25_DENOMINAL_WEIGHT, 0) != 0)
             goto out;
         intent = 'w';
     }
@@ -873,6 +1156,11 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
     for (size_t i = 0; intent && i < ix->ndocs; i++)
         if (ix->docs[i].kind && ix->docs[i].kind != intent)
             acc[i] *= BM25_INTENT_MISMATCH;
+    /* a request to read things (plural) asks for a list, not one item */
+    if (intent == 'r' && query_plural(ix, query))
+        for (size_t i = 0; i < ix->ndocs; i++)
+            if (ix->docs[i].item)
+                acc[i] *= BM25_PLURAL_ITEM;
     /* the plainer operation first: a longer name is a more specific operation (check_if_merged
        against merge, a nested resource against the resource) */
     for (size_t i = 0; ix->expand && i < ix->ndocs; i++) {
@@ -895,6 +1183,13 @@ size_t openapi_bm25_rank(const struct openapi_bm25 *ix, const char *text, size_t
             json_array_foreach(json_object_get(ix->groups, part), k, g)
             {
                 hit |= json_object_get(seen, json_string_value(g)) != NULL;
+            }
+            /* a noun of the name is matched by the verb it derives from (subscriptions) */
+            char cand[8][BM25_TOKEN_MAX + 1];
+            size_t nc = hit ? 0 : derive_verbs(part, cand, 8);
+            for (size_t v = 0; v < nc && !hit; v++) {
+                stem(cand[v]);
+                hit = json_object_get(seen, cand[v]) != NULL;
             }
             unmatched += hit ? 0 : scope;
         }

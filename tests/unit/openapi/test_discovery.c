@@ -216,6 +216,184 @@ static void test_bm25_fields(void)
         CHECK_STR(pn[out[0]], "repos_create_for_user");
         openapi_bm25_free(ix);
     }
+    /* a noun counts as the verb it derives from when the documents have that verb:
+       subscription -> subscribe, invitation -> invite, payment -> pay */
+    static const char *const dn[] = {"subscriptions_insert", "channels_update", "subscribe_note",
+                                     "invitations_get",      "payments_list",   "pay_note"};
+    static const char *const dt[] = {"subscriptions_insert Adds a subscription.",
+                                     "channels_update Updates a channel.",
+                                     "subscribe_note How to subscribe.",
+                                     "invitations_get Returns an invitation.",
+                                     "payments_list Lists payments.",
+                                     "pay_note How to pay."};
+    CHECK_INT(openapi_bm25_new_fields(dn, dt, 1, weights, NULL, 6, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe", 6, out, NULL), 2);
+        CHECK_INT(openapi_bm25_rank(ix, "invite", 6, out, NULL), 1);
+        CHECK_STR(dn[out[0]], "invitations_get");
+        CHECK_INT(openapi_bm25_rank(ix, "pay", 6, out, NULL), 2);
+        openapi_bm25_free(ix);
+    }
+    /* "stop sharing" is an unshare (the delete group) of a sharing (the share group); a past
+       tense in -ied is the verb in -y (notified -> notify, the send group) */
+    static const char *const xn[] = {"channels_stop", "permissions_delete", "permissions_create",
+                                     "files_get"};
+    static const char *const xt[] = {
+        "channels_stop Stops watching resources.", "permissions_delete Deletes a permission.",
+        "permissions_create Creates a permission.", "files_get Gets a file."};
+    CHECK_INT(openapi_bm25_new_fields(xn, xt, 1, weights, NULL, 4, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "stop sharing a file", 4, out, NULL), 3);
+        CHECK_STR(xn[out[0]], "permissions_delete");
+        openapi_bm25_free(ix);
+    }
+    static const char *const yn[] = {"notify_user", "get_user"};
+    static const char *const yt[] = {"notify_user Notify a user.", "get_user Returns a user."};
+    CHECK_INT(openapi_bm25_new_fields(yn, yt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "notified", 2, out, NULL), 1);
+        openapi_bm25_free(ix);
+    }
+    /* a word the tools are named with is the document's own thing: its group counts less (a
+       calendar is an event, but not in an API of calendars and events) */
+    static const char *const cn[] = {"events_insert", "calendars_insert", "colors_get"};
+    static const char *const ct[] = {
+        "events_insert Creates an event in a calendar: a meeting or an appointment.",
+        ("calendars_insert Creates a secondary calendar, owned by the user, with a name and a "
+         "time zone."),
+        "colors_get Returns the colors."};
+    CHECK_INT(openapi_bm25_new_fields(cn, ct, 1, weights, NULL, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "add a calendar", 3, out, NULL), 2);
+        CHECK_STR(cn[out[0]], "calendars_insert");
+        openapi_bm25_free(ix);
+    }
+    /* a request whose verb derives a noun the tools are named with asks to add one: subscribing
+       is inserting a subscription */
+    static const char *const vn[] = {"subscriptions_insert", "subscriptions_delete", "help_get"};
+    static const char *const vt[] = {"subscriptions_insert Inserts a resource.",
+                                     "subscriptions_delete Deletes a resource.",
+                                     "help_get How to subscribe."};
+    static const bool vr[] = {false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(vn, vt, 1, weights, vr, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe to a channel", 3, out, NULL), 3);
+        CHECK_STR(vn[out[0]], "subscriptions_insert");
+        openapi_bm25_free(ix);
+    }
+    /* ... and a noun of a tool's name is no unmatched word when the request has its verb */
+    static const char *const wn[] = {"subscriptions_insert", "watch", "other_get"};
+    static const char *const wt[] = {"subscriptions_insert Inserts a resource.",
+                                     "watch Subscribe to widgets and other things of the account.",
+                                     "other_get Returns another thing."};
+    CHECK_INT(openapi_bm25_new_fields(wn, wt, 1, weights, NULL, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "subscribe", 3, out, NULL), 2);
+        CHECK_STR(wn[out[0]], "subscriptions_insert");
+        openapi_bm25_free(ix);
+    }
+    /* a request to read things in the plural asks for the list, not one item's GET */
+    static const char *const in[] = {"comments_get", "comments_list"};
+    static const char *const it[] = {"comments_get Returns comments.",
+                                     "comments_list Returns comments."};
+    static const bool ir[] = {true, true}, ii[] = {true, false};
+    CHECK_INT(openapi_bm25_new_fields(in, it, 1, weights, ir, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "read the comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_get"); /* a tie, by name */
+        openapi_bm25_set_items(ix, ii);
+        CHECK_INT(openapi_bm25_rank(ix, "read the comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
+        CHECK_INT(openapi_bm25_rank(ix, "read the comment", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_get");
+        /* "who" asks for people: a list too */
+        CHECK_INT(openapi_bm25_rank(ix, "who left comments", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
+        CHECK_INT(openapi_bm25_rank(ix, "who commented", 2, out, NULL), 2);
+        CHECK_STR(in[out[0]], "comments_list");
+        openapi_bm25_free(ix);
+    }
+    /* British and American spellings meet */
+    static const char *const bn[] = {"colors_get", "organizations_list", "favorites_add"};
+    static const char *const bt[] = {"colors_get Returns the colors.",
+                                     "organizations_list Lists organizations.",
+                                     "favorites_add Adds a favorite."};
+    CHECK_INT(openapi_bm25_new_fields(bn, bt, 1, weights, NULL, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "which colours", 3, out, NULL), 1);
+        CHECK_STR(bn[out[0]], "colors_get");
+        CHECK_INT(openapi_bm25_rank(ix, "organisations", 3, out, NULL), 1);
+        CHECK_INT(openapi_bm25_rank(ix, "my favourites", 3, out, NULL), 1);
+        openapi_bm25_free(ix);
+    }
+    /* to cancel a thing that has no cancel of its own is often to delete it */
+    static const char *const kc[] = {"events_delete", "channels_stop"};
+    static const char *const kx[] = {"events_delete Deletes an event.",
+                                     "channels_stop Stops watching resources."};
+    CHECK_INT(openapi_bm25_new_fields(kc, kx, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "cancel the meeting", 2, out, NULL), 2);
+        CHECK_STR(kc[out[0]], "events_delete");
+        CHECK_INT(openapi_bm25_rank(ix, "cancel", 2, out, NULL), 2);
+        openapi_bm25_free(ix);
+    }
+    /* a request that starts with a noun of the documents in another form (reply, where they
+       say replies) adds one too */
+    static const char *const rn[] = {"comments_delete", "comments_insert", "threads_list"};
+    static const char *const rt[] = {"comments_delete Deletes a resource.",
+                                     "comments_insert Inserts a resource.",
+                                     "threads_list Returns threads and their replies."};
+    static const bool rr[] = {false, false, true};
+    CHECK_INT(openapi_bm25_new_fields(rn, rt, 1, weights, rr, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "reply to a comment", 3, out, NULL), 3);
+        CHECK_STR(rn[out[0]], "comments_insert");
+        openapi_bm25_free(ix);
+    }
+    /* ... and one that starts with a message used as a verb sends one */
+    static const char *const mn[] = {"invoices_create", "invoices_send"};
+    static const char *const mt[] = {"invoices_create Makes an invoice for an email address.",
+                                     "invoices_send Sends an invoice for an email address."};
+    CHECK_INT(openapi_bm25_new_fields(mn, mt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "email the invoice", 2, out, NULL), 2);
+        CHECK_STR(mn[out[0]], "invoices_send");
+        openapi_bm25_free(ix);
+    }
+    /* to be notified of something is to watch it */
+    static const char *const nn[] = {"files_watch", "files_get"};
+    static const char *const nt[] = {"files_watch Watches for changes to a file.",
+                                     "files_get Gets a file."};
+    CHECK_INT(openapi_bm25_new_fields(nn, nt, 1, weights, NULL, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "be notified of a file", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_watch");
+        openapi_bm25_free(ix);
+    }
+    /* "get" before a participle is a passive, no read: the participle is the verb */
+    static const bool nr[] = {false, true};
+    CHECK_INT(openapi_bm25_new_fields(nn, nt, 1, weights, nr, 2, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "get notified when a file changes", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_watch");
+        CHECK_INT(openapi_bm25_rank(ix, "get a file", 2, out, NULL), 2);
+        CHECK_STR(nn[out[0]], "files_get");
+        openapi_bm25_free(ix);
+    }
+    /* a preamble of wanting before "to" is not the verb asked for ("like" would be a star) */
+    static const char *const an[] = {"files_watch", "files_list", "stars_add"};
+    static const char *const at[] = {"files_watch Watches files for changes.",
+                                     "files_list Lists files.",
+                                     "stars_add Stars a file, like a favorite."};
+    static const bool ar[] = {false, true, false};
+    CHECK_INT(openapi_bm25_new_fields(an, at, 1, weights, ar, 3, &ix), 0);
+    if (ix) {
+        CHECK_INT(openapi_bm25_rank(ix, "I'd like to view the files", 3, out, NULL), 3);
+        CHECK_STR(an[out[0]], "files_list");
+        CHECK_INT(openapi_bm25_rank(ix, "like a file", 3, out, NULL), 3);
+        CHECK_STR(an[out[0]], "stars_add");
+        openapi_bm25_free(ix);
+    }
     /* ... in requests only: an operation named for another change of state is no update */
     static const char *const ln[] = {"issues_lock", "issues_update"};
     static const char *const lt[] = {"issues_lock Locks an issue.",
