@@ -133,6 +133,14 @@ static struct {
 
 static void ended_elsewhere_cb(const char *hash);
 
+/* Cross-replica hooks (session_set_remote); NULL without Redis. */
+static const struct session_remote *_Atomic remote;
+
+void session_set_remote(const struct session_remote *r)
+{
+    atomic_store(&remote, r);
+}
+
 void session_table_set_store(const char *sqlite_path)
 {
     shared_set_ended_cb(ended_elsewhere_cb); /* with Redis: sessions ended by other replicas */
@@ -566,6 +574,19 @@ static void find_hash_cb(uint64_t key, void *val, void *arg)
     struct session *s = val;
     if (f->found == NULL && s->sealed_until != 0 && sodium_memcmp(s->id_hash, f->h, 32) == 0)
         f->found = session_ref(s);
+}
+
+struct session *session_find_by_hash(const char *hash)
+{
+    struct find_hash f = {.found = NULL};
+    size_t n;
+    if (hash == NULL || sodium_hex2bin(f.h, sizeof(f.h), hash, strlen(hash), NULL, &n, NULL) != 0 ||
+        n != 32)
+        return NULL;
+    pthread_mutex_lock(&table.lock);
+    idmap_foreach(&table.map, find_hash_cb, &f);
+    pthread_mutex_unlock(&table.lock);
+    return f.found;
 }
 
 /* Redis: another replica ended the session whose id hashes to `hash`. Any thread. */
@@ -1419,7 +1440,31 @@ int stream_on_drain(struct stream *st, struct mailbox *mb, void (*fn)(void *arg)
     return 0;
 }
 
+/* The hex hash of st's session when st is the standalone stream of a sealed session that no
+   writer here holds, and a remote hook may take what is pushed to it: else false. */
+static bool remote_candidate(struct stream *st, const struct session_remote *r, char hash[65])
+{
+    bool yes = false;
+    if (r == NULL || !st->standalone || st->s->transient || st->s->sealed_until == 0)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    yes = st->writer == NULL && !st->finished && !st->s->closed;
+    pthread_mutex_unlock(&st->s->lock);
+    if (yes)
+        sodium_bin2hex(hash, 65, st->s->id_hash, sizeof(st->s->id_hash));
+    return yes;
+}
+
 int stream_push(struct stream *st, json_t *msg, bool final)
+{
+    char hash[65];
+    const struct session_remote *r = atomic_load(&remote);
+    if (st != NULL && !final && remote_candidate(st, r, hash) && r->forward(st, hash, msg))
+        return 0;
+    return stream_push_here(st, msg, final);
+}
+
+int stream_push_here(struct stream *st, json_t *msg, bool final)
 {
     if (st == NULL)
         return ERR_CLOSED;
@@ -1466,18 +1511,33 @@ void stream_end(struct stream *st)
     wake_writer(st);
 }
 
+/* Tell the remote hook that this replica now holds (or no longer holds) a writer of st, when st
+   is the standalone stream of a sealed session. */
+static void remote_watch(struct stream *st, bool on)
+{
+    const struct session_remote *r = atomic_load(&remote);
+    if (r == NULL || !st->standalone || st->s->transient || st->s->sealed_until == 0)
+        return;
+    char hash[65];
+    sodium_bin2hex(hash, sizeof(hash), st->s->id_hash, sizeof(st->s->id_hash));
+    r->watch(hash, on);
+}
+
 int stream_attach(struct stream *st, struct stream_writer *w)
 {
     /* The newest writer wins: a client that reconnects (Last-Event-ID, or a new GET) is more
        likely alive than the connection it replaces, which HTTP cannot tell is dead until a
        write fails. The replaced writer notices through stream_has_writer and ends itself. */
     pthread_mutex_lock(&st->s->lock);
-    if (st->writer == NULL)
+    bool first = st->writer == NULL;
+    if (first)
         atomic_fetch_add(&st->s->writers, 1);
     st->writer = w;
     st->left = false;
     st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
+    if (first)
+        remote_watch(st, true);
     wake_writer(st); /* deliver what is already buffered */
     return 0;
 }
@@ -1495,9 +1555,10 @@ void stream_detach(struct stream *st, struct stream_writer *w)
     struct mailbox *mb;
     void (*fn)(void *);
     void *arg;
-    bool post = false;
+    bool post = false, left = false;
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
+        left = true;
         st->writer = NULL;
         st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
@@ -1511,6 +1572,8 @@ void stream_detach(struct stream *st, struct stream_writer *w)
         post = take_drain(st, &mb, &fn, &arg);
     }
     pthread_mutex_unlock(&st->s->lock);
+    if (left)
+        remote_watch(st, false);
     if (post)
         post_drain(mb, fn, arg);
 }
