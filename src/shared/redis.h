@@ -11,7 +11,10 @@
  *     this process changes something that moves the store's revocation counter; every replica's
  *     subscriber makes its workers read the counter on their next request (store.h,
  *     store_revocation_follow);
- *   - counters: INCRBY with an expiry, for limits shared by every replica.
+ *   - counters: INCRBY with an expiry, for limits shared by every replica;
+ *   - server-to-client traffic across replicas (src/mcp/xreplica.c): {prefix}s2c:<hash>, one
+ *     channel per session whose GET stream a replica holds (it subscribes), and
+ *     {prefix}replica:<name>, one per replica, for clients' answers routed back to it.
  * A session id, a password or a token never reaches Redis or a log line.
  */
 #ifndef GH_SHARED_REDIS_H
