@@ -9,6 +9,8 @@
 //   - an answer whose id was altered is refused (400) and never routed; with Redis down an
 //     answer for B that lands on A is refused with 503 naming Redis; a notification for A's
 //     stream made while Redis is down stays on B (logged);
+//   - a replica leaves a session's channel some seconds after its GET stream closed (not while
+//     a reconnected one is open);
 //   - without Redis, the ids of relayed requests stay integers (nothing changes).
 
 import assert from 'node:assert/strict';
@@ -25,10 +27,11 @@ function mini() {
 }
 
 /** Two replicas on one store and one Redis (db 2), no authentication. */
-async function replicas(t, redis) {
+async function replicas(t, redis, limits = {}) {
   const dir = tempDir();
   const store = { ...testStore(dir), key_file: path.join(dir, 'master.key') };
   const cfg = baseConfig({ workers: 2, servers: [mini()], store, ...(redis ? { redis: { url: redis.url(2) } } : {}) });
+  cfg.limits = { ...cfg.limits, ...limits };
   const a = await startGateway(cfg, { t, dir: tempDir() });
   const b = await startGateway(cfg, { t, dir: tempDir() });
   return { a, b };
@@ -151,6 +154,26 @@ test('across replicas: an answer whose replica is gone is refused with 410', asy
   const r = await answer(a.url, sid, request.id, 'nobody listens');
   assert.equal(r.status, 410, r.text);
   assert.match(r.json?.error?.message ?? '', /replica that relayed the request .* is gone/);
+  await a.stop();
+});
+
+test("across replicas: a replica leaves a session's channel once its GET stream closed, and a reconnect costs none", async (t) => {
+  const redis = await startRedis(t);
+  // A closed GET is noticed at its next keep-alive write: 1 s here.
+  const { a, b } = await replicas(t, redis, { sse_keepalive: '1s' });
+  await b.stop();
+  const sid = await initialize(a.url);
+  const channels = () => redis.cli(['-n', '2', 'PUBSUB', 'CHANNELS', 'gatehouse:s2c:*']);
+  const first = sse(a.url, { sid });
+  await until(() => channels().length > 0, { what: 'subscribed' });
+  // A GET that reconnects at once keeps the subscription (no UNSUBSCRIBE, no SUBSCRIBE).
+  first.close();
+  const again = sse(a.url, { sid });
+  await until(() => again.status === 200, { what: 'the second GET' });
+  await new Promise((r) => setTimeout(r, 11000)); // past a sweep
+  assert.ok(channels().length > 0, 'the channel was left while a GET stream was open');
+  again.close();
+  await until(() => channels() === '', { timeout: 15000, interval: 200, what: 'the channel left after the GET closed' });
   await a.stop();
 });
 
