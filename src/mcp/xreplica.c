@@ -153,7 +153,8 @@ static json_t *principal_json(const struct principal *p)
 
 static void copy_field(char *out, size_t size, json_t *o, const char *key)
 {
-    snprintf(out, size, "%s", json_string_value(json_object_get(o, key)) ?: "");
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(out, size, "%s", v ? v : "");
 }
 
 static void principal_from_json(json_t *o, struct principal *p)
@@ -177,7 +178,8 @@ int mcp_xr_answer_route(struct session *s, json_t *msg, const struct principal *
 {
     json_t *id = json_object_get(msg, "id");
     const char *text = json_string_value(id);
-    if (!atomic_load(&active) || text == NULL || strncmp(text, XR_ID_PREFIX, 5) != 0)
+    if (!atomic_load(&active) || text == NULL ||
+        strncmp(text, XR_ID_PREFIX, strlen(XR_ID_PREFIX)) != 0)
         return 0; /* an integer id (or one the gateway never sent): the usual path */
     char hash[SHARED_HASH_HEX];
     json_t *doc = mcp_unseal(MCP_SEAL_ROUTE, XR_ID_PREFIX, text, strlen(text));
