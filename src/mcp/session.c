@@ -113,6 +113,9 @@ static struct {
        replica. key: id_key; value: the id's expiry (s), after which the seal refuses it anyway. */
     struct idmap ended;
     size_t nended;
+    /* With the remote hook (Redis): the sealed sessions whose GET stream a writer here holds, by
+       the first 64 bits of their id's hash, for the messages other replicas send them. */
+    struct idmap watched;
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
@@ -255,6 +258,7 @@ void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay
     if (table.map.cap == 0) {
         idmap_init(&table.map);
         idmap_init(&table.ended);
+        idmap_init(&table.watched);
         crypto_shorthash_keygen(table.hash_key);
     }
     table.max = max_sessions;
@@ -576,6 +580,14 @@ static void find_hash_cb(uint64_t key, void *val, void *arg)
         f->found = session_ref(s);
 }
 
+/* The key of a sealed id's hash in table.watched (never 0, which idmap reserves). */
+static uint64_t watched_key(const unsigned char h[32])
+{
+    uint64_t k;
+    memcpy(&k, h, sizeof(k));
+    return k ? k : 1;
+}
+
 struct session *session_find_by_hash(const char *hash)
 {
     struct find_hash f = {.found = NULL};
@@ -584,7 +596,11 @@ struct session *session_find_by_hash(const char *hash)
         n != 32)
         return NULL;
     pthread_mutex_lock(&table.lock);
-    idmap_foreach(&table.map, find_hash_cb, &f);
+    struct session *w = table.watched.cap ? idmap_get(&table.watched, watched_key(f.h)) : NULL;
+    if (w != NULL && sodium_memcmp(w->id_hash, f.h, 32) == 0)
+        f.found = session_ref(w); /* a session whose GET stream is held here: no pass */
+    else
+        idmap_foreach(&table.map, find_hash_cb, &f);
     pthread_mutex_unlock(&table.lock);
     return f.found;
 }
@@ -1520,6 +1536,17 @@ static void remote_watch(struct stream *st, bool on)
         return;
     char hash[65];
     sodium_bin2hex(hash, sizeof(hash), st->s->id_hash, sizeof(st->s->id_hash));
+    /* The stream holds its session: it is in the map only while a writer holds the stream. */
+    uint64_t k = watched_key(st->s->id_hash);
+    pthread_mutex_lock(&table.lock);
+    if (table.watched.cap == 0) {
+        /* session_table_init not called (unit tests of streams alone) */
+    } else if (on && idmap_get(&table.watched, k) == NULL) {
+        idmap_put(&table.watched, k, st->s); /* ERR_NOMEM: found by a pass instead */
+    } else if (!on && idmap_get(&table.watched, k) == st->s) {
+        idmap_del(&table.watched, k);
+    }
+    pthread_mutex_unlock(&table.lock);
     r->watch(hash, on);
 }
 

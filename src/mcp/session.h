@@ -207,7 +207,8 @@ struct session_remote {
 };
 void session_set_remote(const struct session_remote *r);
 /* The session this replica holds whose sealed id hashes to `hash` (hex BLAKE2b), a new
-   reference, or NULL. A pass over the table. */
+   reference, or NULL (it may be closed). Found at once when a writer here holds its standalone
+   stream (with the remote hook), else by a pass over the table. */
 struct session *session_find_by_hash(const char *hash);
 
 /*
