@@ -18,6 +18,7 @@
  */
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "mcp/gateway-int.h"
 #include "mcp/gateway.h"
 #include "shared/redis.h"
@@ -35,6 +36,23 @@
 
 static atomic_bool active;
 static _Atomic int64_t last_warned;
+
+/* gatehouse_xreplica_messages_total{kind, outcome}: kind "stream" (a message for a GET stream)
+   or "answer" (a client's answer to a server request); outcome "sent" (another replica received
+   it), "kept" (a stream's message nobody else held the stream for, or Redis unreachable: kept
+   here), "gone" (an answer whose replica is gone), "unavailable" (an answer Redis could not
+   carry), "received" (from another replica, delivered here). */
+static void count(const char *kind, const char *outcome)
+{
+    static const char *const names[] = {"kind", "outcome"};
+    struct metric *m = metrics_counter(
+        "gatehouse_xreplica_messages_total",
+        "Server-to-client traffic across replicas over Redis: messages for GET streams and "
+        "clients' answers, by what became of them",
+        2, names);
+    const char *values[] = {kind, outcome};
+    metrics_inc(m, values, 1);
+}
 
 static int64_t wall_s(void)
 {
@@ -63,6 +81,7 @@ struct forward_job {
 static void forwarded_cb(int err, long long receivers, void *arg)
 {
     struct forward_job *j = arg;
+    count("stream", err || receivers == 0 ? "kept" : "sent");
     if (err || receivers == 0) {
         if (err)
             warn_kept(err == ERR_CLOSED ? "shutting down" : "Redis is not reachable");
@@ -93,6 +112,8 @@ static bool forward_cb(struct stream *st, const char *hash, json_t *msg)
     }
     free(payload);
     if (err)
+        count("stream", "kept");
+    if (err)
         warn_kept(err == ERR_LIMIT         ? "larger than the cross-replica limit of 256 KiB"
                   : err == ERR_UNAVAILABLE ? "Redis is not connected"
                                            : err_str(err));
@@ -112,8 +133,8 @@ static void stream_message(const char *hash, const char *payload, size_t len)
     json_t *msg = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
     struct session *s = json_is_object(msg) ? session_find_by_hash(hash) : NULL;
     struct stream *st = s ? session_standalone_stream(s) : NULL;
-    if (st != NULL)
-        stream_push_here(st, msg, false);
+    if (st != NULL && stream_push_here(st, msg, false) == 0)
+        count("stream", "received");
     stream_unref(st);
     session_unref(s);
     json_decref(msg);
@@ -246,9 +267,31 @@ void mcp_xr_answer_free(struct mcp_xr_answer *a)
     free(a);
 }
 
+struct answer_job {
+    shared_publish_cb cb;
+    void *arg;
+};
+
+static void answer_sent_cb(int err, long long receivers, void *arg)
+{
+    struct answer_job j = *(struct answer_job *)arg;
+    free(arg);
+    count("answer", err ? "unavailable" : receivers > 0 ? "sent" : "gone");
+    j.cb(err, receivers, j.arg);
+}
+
 int mcp_xr_answer_send(struct mcp_xr_answer *a, shared_publish_cb cb, void *arg)
 {
-    int err = shared_publish(SHARED_CH_REPLICA, a->replica, a->payload, a->len, cb, arg);
+    struct answer_job *j = malloc(sizeof(*j));
+    int err = ERR_NOMEM;
+    if (j != NULL) {
+        *j = (struct answer_job){cb, arg};
+        err = shared_publish(SHARED_CH_REPLICA, a->replica, a->payload, a->len, answer_sent_cb, j);
+        if (err)
+            free(j);
+    }
+    if (err)
+        count("answer", "unavailable");
     mcp_xr_answer_free(a);
     return err;
 }
@@ -270,6 +313,7 @@ static void answer_message(const char *payload, size_t len)
     }
     struct principal who;
     principal_from_json(json_object_get(env, "p"), &who);
+    count("answer", "received");
     struct mcp_reply r;
     mcp_handle_message(w, session_view(s), &who, s, msg,
                        json_object_get(msg, "error") ? JSONRPC_ERROR : JSONRPC_RESULT, &r);

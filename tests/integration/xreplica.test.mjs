@@ -9,6 +9,7 @@
 //   - an answer whose id was altered is refused (400) and never routed; with Redis down an
 //     answer for B that lands on A is refused with 503 naming Redis; a notification for A's
 //     stream made while Redis is down stays on B (logged);
+//   - a message for a stream no replica holds stays where it was made, for a GET opened there;
 //   - a replica leaves a session's channel some seconds after its GET stream closed (not while
 //     a reconnected one is open);
 //   - without Redis, the ids of relayed requests stay integers (nothing changes).
@@ -17,7 +18,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { PROTOCOL, baseConfig, miniServer, post, startGateway, tempDir, until } from './lib.mjs';
+import { PROTOCOL, baseConfig, miniServer, post, request, startGateway, tempDir, until } from './lib.mjs';
 import { testStore } from './oauth_lib.mjs';
 import { startRedis } from './redis_lib.mjs';
 
@@ -75,6 +76,13 @@ function sse(url, { method = 'GET', sid, body }) {
   return s;
 }
 
+/** gatehouse_xreplica_messages_total{kind, outcome} of gw (0 when absent). */
+async function xrCount(gw, kind, outcome) {
+  const text = (await request(`${gw.base}/metrics`)).text;
+  const m = text.match(new RegExp(`^gatehouse_xreplica_messages_total\\{kind="${kind}",outcome="${outcome}"\\} (\\d+)`, 'm'));
+  return m ? Number(m[1]) : 0;
+}
+
 const rpc = (url, sid, id, method, params) => post(url, { jsonrpc: '2.0', id, method, params }, { session: sid });
 const answer = (url, sid, id, text) => post(url, { jsonrpc: '2.0', id, result: { role: 'assistant', content: { type: 'text', text }, model: 'test' } }, { session: sid });
 
@@ -121,6 +129,11 @@ test('across replicas: a notification reaches the GET stream held by another rep
   assert.match(result.content[0].text, /answered on A/);
   console.log(`# the call on B completed ${Date.now() - t0} ms after its answer was POSTed to A`);
   call.close();
+  // What crossed, in /metrics on both sides.
+  assert.equal(await xrCount(b, 'stream', 'sent'), 1);
+  assert.equal(await xrCount(a, 'stream', 'received'), 1);
+  assert.equal(await xrCount(a, 'answer', 'sent'), 1);
+  assert.equal(await xrCount(b, 'answer', 'received'), 1);
 
   // The same request answered again: B has nothing waiting any more (202, ignored, as locally).
   assert.equal((await answer(a.url, sid, request.id, 'again')).status, 202);
@@ -155,6 +168,20 @@ test('across replicas: an answer whose replica is gone is refused with 410', asy
   assert.equal(r.status, 410, r.text);
   assert.match(r.json?.error?.message ?? '', /replica that relayed the request .* is gone/);
   await a.stop();
+});
+
+test('across replicas: a message for a stream nobody holds stays on the replica that made it, for a GET there', async (t) => {
+  const redis = await startRedis(t);
+  const { a, b } = await replicas(t, redis);
+  const sid = await initialize(a.url);
+  assert.equal((await rpc(b.url, sid, 1, 'resources/subscribe', { uri: 'mini://hello' })).status, 200);
+  assert.equal((await rpc(b.url, sid, 2, 'tools/call', { name: 'touch', arguments: {} })).json?.result?.content?.[0]?.text, 'touched');
+  await until(async () => (await xrCount(b, 'stream', 'kept')) === 1, { what: 'kept on B' });
+  const stream = sse(b.url, { sid });
+  t.after(() => stream.close());
+  await until(() => stream.messages.some((m) => m.method === 'notifications/resources/updated'), { what: 'the notification on a GET opened on B' });
+  assert.ok(!/kept on this replica/.test(b.tail()), 'a stream nobody holds is no cause for a warning');
+  await Promise.all([a.stop(), b.stop()]);
 });
 
 test("across replicas: a replica leaves a session's channel once its GET stream closed, and a reconnect costs none", async (t) => {
