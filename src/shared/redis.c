@@ -332,7 +332,8 @@ int shared_init_cli(const char *url, const char *prefix, struct err_info *ei)
 static void conn_connect(struct conn *c);
 static void revocation_hook(void);
 static void unsubscribed(struct conn *c, const char *channel);
-static void resubscribe_all(struct conn *c);
+static void watched_reset(struct conn *c);
+static void subscribe_watched(struct conn *c);
 static void timer_cb(uv_timer_t *t);
 
 static void status_count(struct conn *c, bool up)
@@ -447,8 +448,10 @@ static void event_cb(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
-        if (!c->ready)
+        if (!c->ready) {
             on_ready(c);
+            subscribe_watched(c);
+        }
         return;
     }
     if (strcmp(kind, "unsubscribe") == 0) {
@@ -511,7 +514,7 @@ static void setup_cb(redisAsyncContext *ac, void *reply, void *privdata)
         snprintf(ended, sizeof(ended), "%ssession-ended", cfg.prefix);
         snprintf(mine, sizeof(mine), "%sreplica:%s", cfg.prefix, cfg.replica);
         redisAsyncCommand(ac, event_cb, c, "SUBSCRIBE %s %s %s", ch, ended, mine);
-        resubscribe_all(c);
+        watched_reset(c); /* subscribed again once this subscription is confirmed */
     } else {
         on_ready(c);
     }
@@ -935,9 +938,9 @@ static void subscribe_one(struct shared_worker *w, const char *hash, bool on)
     redisAsyncCommand(w->sub.ac, event_cb, &w->sub, on ? "SUBSCRIBE %s" : "UNSUBSCRIBE %s", ch);
 }
 
-/* The subscriber (re)connected: every watched hash is subscribed again; those no writer holds
-   are forgotten (a new connection has nothing to unsubscribe). */
-static void resubscribe_all(struct conn *c)
+/* A new subscriber connection: nothing is subscribed on it yet, and the hashes no writer holds
+   are forgotten (there is nothing to unsubscribe). */
+static void watched_reset(struct conn *c)
 {
     struct shared_worker *w = c->w;
     const char *hash;
@@ -946,12 +949,27 @@ static void resubscribe_all(struct conn *c)
     json_object_foreach_safe(w->watched, tmp, hash, v)
     {
         json_int_t count = json_integer_value(v) / 4;
-        if (count == 0) {
+        if (count == 0)
             json_object_del(w->watched, hash);
-            continue;
+        else
+            json_integer_set(v, count * 4 + WATCH_OFF);
+    }
+}
+
+/* The subscriber is ready: subscribe every watched hash a writer holds (those that came while it
+   was being made too). */
+static void subscribe_watched(struct conn *c)
+{
+    struct shared_worker *w = c->w;
+    const char *hash;
+    json_t *v;
+    json_object_foreach(w->watched, hash, v)
+    {
+        json_int_t e = json_integer_value(v);
+        if (e / 4 > 0 && e % 4 == WATCH_OFF) {
+            json_integer_set(v, e - WATCH_OFF + WATCH_ON);
+            subscribe_one(w, hash, true);
         }
-        json_integer_set(v, count * 4 + WATCH_ON);
-        subscribe_one(w, hash, true);
     }
 }
 

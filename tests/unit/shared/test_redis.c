@@ -184,7 +184,8 @@ static void test_counters(void)
 
 /* ---- channels of server-to-client traffic across replicas ---- */
 
-static const char HASH[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+static const char HASH[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                  HASH2[] = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
 static struct {
     int n;
@@ -232,17 +233,21 @@ static long long publish(enum shared_channel ch, const char *name, const char *p
     return pub.receivers;
 }
 
-/* Publish on the stream channel of HASH until this process's subscriber receives it. */
-static bool stream_delivered(void)
+/* Publish on the stream channel of hash until this process's subscriber receives it. */
+static bool delivered_on(const char *hash)
 {
     memset(&got, 0, sizeof(got));
     double end = test_now_ms_() + 5000;
     while (test_now_ms_() < end) {
-        if (publish(SHARED_CH_STREAM, HASH, "hello") == 1)
+        if (publish(SHARED_CH_STREAM, hash, "hello") == 1)
             return run_until(got_message, 3000);
         usleep(50 * 1000);
     }
     return false;
+}
+static bool stream_delivered(void)
+{
+    return delivered_on(HASH);
 }
 
 static void test_channels(void)
@@ -279,6 +284,7 @@ static void test_reconnects(void)
     CHECK(run_until(is_down, 5000));
     int64_t v = 0;
     CHECK_INT(incr("c2", 1, 1000, &v), ERR_UNAVAILABLE); /* at once, nothing waits */
+    shared_stream_watch(HASH2, true);                    /* a GET stream opened during the outage */
     json_t *s = shared_status();
     CHECK(json_string_value(json_object_get(s, "error")) != NULL);
     CHECK(!json_is_true(json_object_get(s, "events")));
@@ -290,6 +296,8 @@ static void test_reconnects(void)
     /* The stream watched before the outage is subscribed again on the new connection. */
     CHECK(stream_delivered());
     CHECK_STR(got.payload, "hello");
+    CHECK(delivered_on(HASH2));
+    CHECK_STR(got.name, HASH2);
     s = shared_status();
     CHECK(json_is_true(json_object_get(s, "events")));
     json_decref(s);
