@@ -580,11 +580,13 @@ static void find_hash_cb(uint64_t key, void *val, void *arg)
         f->found = session_ref(s);
 }
 
-/* The key of a sealed id's hash in table.watched (never 0, which idmap reserves). */
+/* The key of a sealed id's hash in table.watched: 63 bits of it, never 0 (idmap reserves 0 and
+   its tombstone, all ones). */
 static uint64_t watched_key(const unsigned char h[32])
 {
     uint64_t k;
     memcpy(&k, h, sizeof(k));
+    k >>= 1;
     return k ? k : 1;
 }
 
@@ -596,8 +598,8 @@ struct session *session_find_by_hash(const char *hash)
         n != 32)
         return NULL;
     pthread_mutex_lock(&table.lock);
-    struct session *w = table.watched.cap ? idmap_get(&table.watched, watched_key(f.h)) : NULL;
-    if (w != NULL && sodium_memcmp(w->id_hash, f.h, 32) == 0)
+    struct session *w = idmap_get(&table.watched, watched_key(f.h));
+    if (w != NULL && memcmp(w->id_hash, f.h, 32) == 0) /* a hash, no secret */
         f.found = session_ref(w); /* a session whose GET stream is held here: no pass */
     else
         idmap_foreach(&table.map, find_hash_cb, &f);
@@ -1532,21 +1534,22 @@ void stream_end(struct stream *st)
 static void remote_watch(struct stream *st, bool on)
 {
     const struct session_remote *r = atomic_load(&remote);
-    if (r == NULL || !st->standalone || st->s->transient || st->s->sealed_until == 0)
+    if ((on && r == NULL) || !st->standalone || st->s->transient || st->s->sealed_until == 0)
         return;
-    char hash[65];
-    sodium_bin2hex(hash, sizeof(hash), st->s->id_hash, sizeof(st->s->id_hash));
-    /* The stream holds its session: it is in the map only while a writer holds the stream. */
+    /* The stream holds its session: it is in the map only while a writer holds the stream
+       (taken out even once the hook is gone, so that the map never outlives a session). */
     uint64_t k = watched_key(st->s->id_hash);
     pthread_mutex_lock(&table.lock);
-    if (table.watched.cap == 0) {
-        /* session_table_init not called (unit tests of streams alone) */
-    } else if (on && idmap_get(&table.watched, k) == NULL) {
+    if (on && idmap_get(&table.watched, k) == NULL) {
         idmap_put(&table.watched, k, st->s); /* ERR_NOMEM: found by a pass instead */
     } else if (!on && idmap_get(&table.watched, k) == st->s) {
         idmap_del(&table.watched, k);
     }
     pthread_mutex_unlock(&table.lock);
+    if (r == NULL)
+        return;
+    char hash[65];
+    sodium_bin2hex(hash, sizeof(hash), st->s->id_hash, sizeof(st->s->id_hash));
     r->watch(hash, on);
 }
 

@@ -1361,11 +1361,17 @@ static void test_remote_hook(void)
     CHECK(f == s);
     session_unref(f);
 
+    /* The hook goes (shutdown) while a writer holds the stream: its detach still takes the
+       session out of the map, which never outlives it. */
+    CHECK_INT(stream_attach(g, &tw.w), 0);
     session_set_remote(NULL);
+    stream_detach(g, &tw.w);
+    CHECK_INT(rh.off, 1);
     stream_unref(answer);
     stream_unref(g);
     session_close(s);
     session_unref(s);
+    CHECK(session_find_by_hash(hash) == NULL); /* (ASan: no read of the freed session) */
     run_loop(&loop);
     close_loop(&loop, mb);
 }
