@@ -30,7 +30,9 @@
 #include <time.h>
 
 #define XR_MESSAGE_MAX (256 * 1024) /* a message larger than this is not sent across */
-#define XR_ANSWER_TTL_S 600         /* a relayed request's id routes an answer this long */
+/* A relayed request's id routes an answer from another replica this long (past timeouts.total's
+   default of 5 min by far); on the replica that relayed it, the pending request is the bound. */
+#define XR_ANSWER_TTL_S 3600
 #define XR_ID_PREFIX "ghr1."
 #define XR_LOG_EVERY_S 10 /* "kept here" warnings: at most one per this many seconds */
 
@@ -214,16 +216,17 @@ int mcp_xr_answer_route(struct session *s, json_t *msg, const struct principal *
         snprintf(why, whylen, "the answer's id was not issued by the gateway for this session");
         goto out;
     }
-    if (json_integer_value(json_object_get(doc, "x")) < wall_s()) {
-        *status = 410;
-        snprintf(why, whylen,
-                 "the request this answers was sent more than %d s ago: its call is over",
-                 XR_ANSWER_TTL_S);
-        goto out;
-    }
     if (strcmp(r, shared_replica()) == 0) { /* this replica sent it: the local id */
         json_object_set(msg, "id", n);
         rc = 0;
+        goto out;
+    }
+    if (json_integer_value(json_object_get(doc, "x")) < wall_s()) {
+        *status = 410;
+        snprintf(why, whylen,
+                 "the request this answers was relayed by another replica more than %d s ago: an "
+                 "answer reaches another replica within that time only",
+                 XR_ANSWER_TTL_S);
         goto out;
     }
     json_t *fwd = json_copy(msg);
