@@ -6,6 +6,8 @@
 //     to through B): it reaches the stream on A, through Redis;
 //   - a server request relayed by B on a call's stream (sampling) is answered by a POST to A:
 //     the answer reaches B, and B's call completes with it;
+//   - the same through the MRTR bridge: a 2026-07-28 server's InputRequiredResult, turned by B
+//     into a sampling request to a legacy client, answered through A, retried by B;
 //   - an answer whose id was altered is refused (400) and never routed; with Redis down an
 //     answer for B that lands on A is refused with 503 naming Redis; a notification for A's
 //     stream made while Redis is down stays on B (logged);
@@ -18,7 +20,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { PROTOCOL, baseConfig, miniServer, post, request, startGateway, tempDir, until } from './lib.mjs';
+import { PROTOCOL, baseConfig, miniHttp, miniServer, post, request, startGateway, tempDir, until } from './lib.mjs';
 import { testStore } from './oauth_lib.mjs';
 import { startRedis } from './redis_lib.mjs';
 
@@ -28,10 +30,10 @@ function mini() {
 }
 
 /** Two replicas on one store and one Redis (db 2), no authentication. */
-async function replicas(t, redis, limits = {}) {
+async function replicas(t, redis, limits = {}, servers = [mini()]) {
   const dir = tempDir();
   const store = { ...testStore(dir), key_file: path.join(dir, 'master.key') };
-  const cfg = baseConfig({ workers: 2, servers: [mini()], store, ...(redis ? { redis: { url: redis.url(2) } } : {}) });
+  const cfg = baseConfig({ workers: 2, servers, store, ...(redis ? { redis: { url: redis.url(2) } } : {}) });
   cfg.limits = { ...cfg.limits, ...limits };
   const a = await startGateway(cfg, { t, dir: tempDir() });
   const b = await startGateway(cfg, { t, dir: tempDir() });
@@ -168,6 +170,21 @@ test('across replicas: an answer whose replica is gone is refused with 410', asy
   assert.equal(r.status, 410, r.text);
   assert.match(r.json?.error?.message ?? '', /replica that relayed the request .* is gone/);
   await a.stop();
+});
+
+test("across replicas: a 2026-07-28 server's input request, bridged to a legacy client by B, is answered through A", async (t) => {
+  const up = await miniHttp(['--modern', '--label', 'mm']); // one server both replicas use
+  t.after(() => up.kill());
+  const redis = await startRedis(t);
+  const { a, b } = await replicas(t, redis, {}, [{ name: 'mm', url: up.url }]);
+  const sid = await initialize(a.url);
+  const { call, request: req } = await ask(b.url, sid, 1);
+  assert.match(req.id, /^ghr1\./);
+  assert.equal((await answer(a.url, sid, req.id, 'bridged through A')).status, 202);
+  await until(() => call.messages.some((m) => m.id === 1 && m.result), { what: "B's call completed by the server's retry" });
+  assert.match(call.messages.find((m) => m.id === 1).result.content[0].text, /bridged through A/);
+  call.close();
+  await Promise.all([a.stop(), b.stop()]);
 });
 
 test('across replicas: a message for a stream nobody holds stays on the replica that made it, for a GET there', async (t) => {
