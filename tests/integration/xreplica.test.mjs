@@ -110,9 +110,11 @@ test('across replicas: a notification reaches the GET stream held by another rep
 
   // Subscribed through B, touched through B: B's server notifies, A's stream hears it.
   assert.equal((await rpc(b.url, sid, 1, 'resources/subscribe', { uri: 'mini://hello' })).status, 200);
+  const tn = Date.now();
   const touched = await rpc(b.url, sid, 2, 'tools/call', { name: 'touch', arguments: {} });
   assert.equal(touched.json?.result?.content?.[0]?.text, 'touched', touched.text);
-  await until(() => stream.messages.some((m) => m.method === 'notifications/resources/updated' && m.params?.uri === 'mini://hello'), { what: "the notification on A's stream" });
+  await until(() => stream.messages.some((m) => m.method === 'notifications/resources/updated' && m.params?.uri === 'mini://hello'), { interval: 2, what: "the notification on A's stream" });
+  console.log(`# the notification made on B was on A's stream ${Date.now() - tn} ms after the call was POSTed to B`);
 
   // A server request relayed by B, answered through A.
   const { call, request } = await ask(b.url, sid, 3);
@@ -126,7 +128,7 @@ test('across replicas: a notification reaches the GET stream held by another rep
   const t0 = Date.now();
   const routed = await answer(a.url, sid, request.id, 'answered on A');
   assert.equal(routed.status, 202, routed.text);
-  await until(() => call.messages.some((m) => m.id === 3 && m.result), { what: "B's call completed" });
+  await until(() => call.messages.some((m) => m.id === 3 && m.result), { interval: 2, what: "B's call completed" });
   const result = call.messages.find((m) => m.id === 3).result;
   assert.match(result.content[0].text, /answered on A/);
   console.log(`# the call on B completed ${Date.now() - t0} ms after its answer was POSTed to A`);
