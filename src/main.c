@@ -441,6 +441,7 @@ static int cmd_run(int argc, char **argv)
         rc = 1;
         goto stop;
     }
+    mcp_xr_start(); /* with Redis: server-to-client traffic across replicas */
     if (gateway_wait_ready(STARTUP_WAIT_MS, &ei) != 0) {
         fprintf(stderr, "gatehouse: %s\n", ei.msg);
         rc = 1;
@@ -475,6 +476,7 @@ static int cmd_run(int argc, char **argv)
 stop:
     /* Calls still in flight are answered "shutting down" by the engine; give the writers a
        moment to send that, then end every stream by closing the sessions. */
+    mcp_xr_stop();
     gateway_stop();
     server_wait_idle(rt.srv, 1000);
 out:

@@ -1018,6 +1018,9 @@ static void handle_modern(struct worker *w, h2o_req_t *req, int view, uint64_t s
     session_unref(s);
 }
 
+static bool answer_elsewhere(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                             struct access *a, struct session *s, json_t *msg);
+
 static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t start,
                         struct access *a)
 {
@@ -1089,6 +1092,12 @@ static void handle_post(struct worker *w, h2o_req_t *req, int view, uint64_t sta
             json_decref(msg);
             return;
         }
+    }
+    if ((kind == JSONRPC_RESULT || kind == JSONRPC_ERROR) && s != NULL &&
+        answer_elsewhere(w, req, view, start, a, s, msg)) {
+        session_unref(s);
+        json_decref(msg);
+        return;
     }
     struct mcp_reply r;
     mcp_handle_message(&w->mcp, view, a->who, s, msg, kind, &r);
@@ -1258,15 +1267,15 @@ static void redis_wait_cb(int err, bool ended, const char *err_msg, void *arg)
         mcp_finish(rw->w, rw->req, rw->start, &rw->a);
 }
 
-/* Ask Redis whether the session `hash` ended and go on with next(); a->suspended tells the
-   caller that the request is answered later. Returns 0, or an error (nothing suspended). */
-static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
-                      const char hash[65],
-                      void (*next)(struct redis_wait *, int, bool, const char *))
+/* The state of a request about to wait for Redis, and the token Redis's callback gets; NULL out
+   of memory. redis_wait_abort: the command could not be sent (nothing waits). */
+static struct redis_token *
+redis_wait_prepare(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                   void (*next)(struct redis_wait *, int, bool, const char *))
 {
     struct redis_token *tok = malloc(sizeof(*tok));
     if (tok == NULL)
-        return ERR_NOMEM;
+        return NULL;
     struct redis_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof(*rw), redis_wait_dispose);
     *rw = (struct redis_wait){.w = w, .req = req, .view = view, .start = start, .who = *a->who};
     snprintf(rw->owner, sizeof(rw->owner), "%s", a->owner);
@@ -1276,14 +1285,91 @@ static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start
     rw->next = next;
     tok->rw = rw;
     rw->tok = tok;
+    return tok;
+}
+
+static void redis_wait_abort(struct redis_token *tok)
+{
+    tok->rw->tok = NULL;
+    free(tok);
+}
+
+/* Ask Redis whether the session `hash` ended and go on with next(); a->suspended tells the
+   caller that the request is answered later. Returns 0, or an error (nothing suspended). */
+static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start, struct access *a,
+                      const char hash[65],
+                      void (*next)(struct redis_wait *, int, bool, const char *))
+{
+    struct redis_token *tok = redis_wait_prepare(w, req, view, start, a, next);
+    if (tok == NULL)
+        return ERR_NOMEM;
     int err = shared_session_check(hash, redis_wait_cb, tok);
     if (err) {
-        rw->tok = NULL;
-        free(tok);
+        redis_wait_abort(tok);
         return err;
     }
     a->suspended = true;
     return 0;
+}
+
+/*
+ * A client's answer to a server request that another replica relayed (its id says which:
+ * mcp_xr_answer_route) is sent there through Redis, and the client is answered once Redis says
+ * whether that replica received it: 202, 410 when it is gone, 503 when Redis cannot be reached.
+ */
+static void answer_published_cb(int err, long long receivers, void *arg)
+{
+    redis_wait_cb(err, receivers > 0, NULL, arg);
+}
+
+static void answer_forwarded(struct redis_wait *rw, int err, bool delivered, const char *err_msg)
+{
+    (void)err_msg;
+    if (err)
+        send_refusal(rw->req, 503, JSONRPC_INTERNAL_ERROR,
+                     "this answer is for a request another replica relayed, and the connection "
+                     "to Redis that carries it there was lost (%s); retry",
+                     err_str(err));
+    else if (!delivered)
+        send_refusal(rw->req, 410, JSONRPC_INVALID_REQUEST,
+                     "the replica that relayed the request this answers is gone (it stopped or "
+                     "restarted): the call it belonged to cannot complete");
+    else
+        send_body(rw->req, 202, NULL, "", 0);
+}
+
+/* true when msg was answered (refused, or suspended until Redis answers) here. */
+static bool answer_elsewhere(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                             struct access *a, struct session *s, json_t *msg)
+{
+    struct mcp_xr_answer *xa = NULL;
+    int status = 0;
+    char why[256];
+    int rc = mcp_xr_answer_route(s, msg, a->who, &xa, &status, why, sizeof(why));
+    if (rc == 0)
+        return false;
+    if (rc < 0) {
+        send_refusal(req, status, status >= 500 ? JSONRPC_INTERNAL_ERROR : JSONRPC_INVALID_REQUEST,
+                     "%s", why);
+        return true;
+    }
+    struct redis_token *tok = redis_wait_prepare(w, req, view, start, a, answer_forwarded);
+    if (tok == NULL) {
+        mcp_xr_answer_free(xa);
+        send_refusal(req, 500, JSONRPC_INTERNAL_ERROR, "out of memory");
+        return true;
+    }
+    int err = mcp_xr_answer_send(xa, answer_published_cb, tok);
+    if (err) {
+        redis_wait_abort(tok);
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR,
+                     "this answer is for a request another replica relayed, and Redis, which "
+                     "carries it there, is not connected (%s); retry",
+                     err == ERR_UNAVAILABLE ? "not connected" : err_str(err));
+        return true;
+    }
+    a->suspended = true;
+    return true;
 }
 
 static void resume_refuse(h2o_req_t *req, const char *why)

@@ -233,6 +233,11 @@ void gw_reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 void gw_cancel_on_home_cb(void *arg);
 
+/* xreplica.c: the id a client sees on server request down_id relayed to session s: the integer
+   itself, or with Redis a sealed string that routes the client's answer back to this replica
+   from any other (new reference; the integer when out of memory). */
+json_t *gw_request_id(struct session *s, uint64_t down_id);
+
 /* mrtr.c: the MRTR bridge */
 void gw_mrtr_free(struct mrtr *m);
 void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed);

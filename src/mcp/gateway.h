@@ -225,6 +225,30 @@ void mcp_handle_message(struct mcp_worker *w, int view, const struct principal *
                         struct session *session, json_t *msg, enum jsonrpc_kind kind,
                         struct mcp_reply *reply);
 void mcp_reply_release(struct mcp_reply *reply);
+
+/* --- server-to-client traffic across replicas (xreplica.c; with Redis only) --- */
+
+/* Main thread, after gateway_start: route streams' messages and clients' answers across
+   replicas when Redis is configured and the seal keys are shared; a no-op otherwise. stop:
+   before the workers stop. */
+void mcp_xr_start(void);
+void mcp_xr_stop(void);
+/*
+ * A client's answer msg (a result or an error) POSTed in session s by `who`: 0 when it is for
+ * this replica (an id this replica sealed is replaced in msg by its own integer id; an integer id
+ * is left alone); 1 when another replica relayed the request: *out is what mcp_xr_answer_send
+ * sends there; -1 when it is refused: *status and why name the cause (an id not issued for this
+ * session: 400; expired: 410; too large: 413). Worker thread.
+ */
+struct mcp_xr_answer;
+int mcp_xr_answer_route(struct session *s, json_t *msg, const struct principal *who,
+                        struct mcp_xr_answer **out, int *status, char *why, size_t whylen);
+/* Send a (taken, freed) on this worker's Redis connection; cb gets 0 and the number of replicas
+   that received it (0: the replica that relayed the request is gone), or an error. Returns
+   ERR_UNAVAILABLE (not connected) without calling cb. */
+int mcp_xr_answer_send(struct mcp_xr_answer *a, void (*cb)(int err, long long receivers, void *arg),
+                       void *arg);
+void mcp_xr_answer_free(struct mcp_xr_answer *a);
 /* The inputSchema of the tool `name` exposed in `view`, as the worker's catalog has it (a new
    reference), or NULL: what a tools/call's Mcp-Param-* headers are checked against. */
 json_t *mcp_tool_input_schema(struct mcp_worker *w, int view, const char *name);

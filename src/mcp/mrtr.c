@@ -631,7 +631,7 @@ static void bridge_ask(struct upstream *up, struct pending *p, json_t *result)
             return;
         }
         json_t *params = json_object_get(q, "params");
-        json_t *jid = json_integer((json_int_t)down_id);
+        json_t *jid = gw_request_id(p->session, down_id);
         json_t *req =
             jsonrpc_request_new(jid, json_string_value(json_object_get(q, "method")),
                                 json_is_object(params) ? json_deep_copy(params) : json_object());

@@ -26,7 +26,8 @@ bool mcp_version_supported(const char *v);
  * string) or NULL (ERR_NOMEM, or over 64 KiB); mcp_unseal returns the object (new reference) or
  * NULL when `sealed` is not one of ours for that key (wrong prefix, key, or altered).
  */
-enum { MCP_SEAL_SESSION = 0, MCP_SEAL_STATE = 1, MCP_SEAL_NKEYS = 2 };
+/* MCP_SEAL_ROUTE: the ids of server requests relayed to clients across replicas (xreplica.c). */
+enum { MCP_SEAL_SESSION = 0, MCP_SEAL_STATE = 1, MCP_SEAL_ROUTE = 2, MCP_SEAL_NKEYS = 3 };
 void mcp_seal_init(const unsigned char *master);
 bool mcp_seal_shared(void); /* keys derived from a master key (replicas can open each other's) */
 char *mcp_seal(int key, const char *prefix, json_t *doc);

@@ -113,6 +113,9 @@ static struct {
        replica. key: id_key; value: the id's expiry (s), after which the seal refuses it anyway. */
     struct idmap ended;
     size_t nended;
+    /* With the remote hook (Redis): the sealed sessions whose GET stream a writer here holds, by
+       the first 64 bits of their id's hash, for the messages other replicas send them. */
+    struct idmap watched;
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /*
@@ -132,6 +135,14 @@ static struct {
 } ended_store = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void ended_elsewhere_cb(const char *hash);
+
+/* Cross-replica hooks (session_set_remote); NULL without Redis. */
+static const struct session_remote *_Atomic remote;
+
+void session_set_remote(const struct session_remote *r)
+{
+    atomic_store(&remote, r);
+}
 
 void session_table_set_store(const char *sqlite_path)
 {
@@ -247,6 +258,7 @@ void session_table_init(uint32_t max_sessions, uint32_t idle_ms, uint32_t replay
     if (table.map.cap == 0) {
         idmap_init(&table.map);
         idmap_init(&table.ended);
+        idmap_init(&table.watched);
         crypto_shorthash_keygen(table.hash_key);
     }
     table.max = max_sessions;
@@ -566,6 +578,33 @@ static void find_hash_cb(uint64_t key, void *val, void *arg)
     struct session *s = val;
     if (f->found == NULL && s->sealed_until != 0 && sodium_memcmp(s->id_hash, f->h, 32) == 0)
         f->found = session_ref(s);
+}
+
+/* The key of a sealed id's hash in table.watched: 63 bits of it, never 0 (idmap reserves 0 and
+   its tombstone, all ones). */
+static uint64_t watched_key(const unsigned char h[32])
+{
+    uint64_t k;
+    memcpy(&k, h, sizeof(k));
+    k >>= 1;
+    return k ? k : 1;
+}
+
+struct session *session_find_by_hash(const char *hash)
+{
+    struct find_hash f = {.found = NULL};
+    size_t n;
+    if (hash == NULL || sodium_hex2bin(f.h, sizeof(f.h), hash, strlen(hash), NULL, &n, NULL) != 0 ||
+        n != 32)
+        return NULL;
+    pthread_mutex_lock(&table.lock);
+    struct session *w = idmap_get(&table.watched, watched_key(f.h));
+    if (w != NULL && memcmp(w->id_hash, f.h, 32) == 0) /* a hash, no secret */
+        f.found = session_ref(w); /* a session whose GET stream is held here: no pass */
+    else
+        idmap_foreach(&table.map, find_hash_cb, &f);
+    pthread_mutex_unlock(&table.lock);
+    return f.found;
 }
 
 /* Redis: another replica ended the session whose id hashes to `hash`. Any thread. */
@@ -1419,7 +1458,31 @@ int stream_on_drain(struct stream *st, struct mailbox *mb, void (*fn)(void *arg)
     return 0;
 }
 
+/* The hex hash of st's session when st is the standalone stream of a sealed session that no
+   writer here holds, and a remote hook may take what is pushed to it: else false. */
+static bool remote_candidate(struct stream *st, const struct session_remote *r, char hash[65])
+{
+    bool yes = false;
+    if (r == NULL || !st->standalone || st->s->transient || st->s->sealed_until == 0)
+        return false;
+    pthread_mutex_lock(&st->s->lock);
+    yes = st->writer == NULL && !st->finished && !st->s->closed;
+    pthread_mutex_unlock(&st->s->lock);
+    if (yes)
+        sodium_bin2hex(hash, 65, st->s->id_hash, sizeof(st->s->id_hash));
+    return yes;
+}
+
 int stream_push(struct stream *st, json_t *msg, bool final)
+{
+    char hash[65];
+    const struct session_remote *r = atomic_load(&remote);
+    if (st != NULL && !final && remote_candidate(st, r, hash) && r->forward(st, hash, msg))
+        return 0;
+    return stream_push_here(st, msg, final);
+}
+
+int stream_push_here(struct stream *st, json_t *msg, bool final)
 {
     if (st == NULL)
         return ERR_CLOSED;
@@ -1466,18 +1529,45 @@ void stream_end(struct stream *st)
     wake_writer(st);
 }
 
+/* Tell the remote hook that this replica now holds (or no longer holds) a writer of st, when st
+   is the standalone stream of a sealed session. */
+static void remote_watch(struct stream *st, bool on)
+{
+    const struct session_remote *r = atomic_load(&remote);
+    if ((on && r == NULL) || !st->standalone || st->s->transient || st->s->sealed_until == 0)
+        return;
+    /* The stream holds its session: it is in the map only while a writer holds the stream
+       (taken out even once the hook is gone, so that the map never outlives a session). */
+    uint64_t k = watched_key(st->s->id_hash);
+    pthread_mutex_lock(&table.lock);
+    if (on && idmap_get(&table.watched, k) == NULL) {
+        idmap_put(&table.watched, k, st->s); /* ERR_NOMEM: found by a pass instead */
+    } else if (!on && idmap_get(&table.watched, k) == st->s) {
+        idmap_del(&table.watched, k);
+    }
+    pthread_mutex_unlock(&table.lock);
+    if (r == NULL)
+        return;
+    char hash[65];
+    sodium_bin2hex(hash, sizeof(hash), st->s->id_hash, sizeof(st->s->id_hash));
+    r->watch(hash, on);
+}
+
 int stream_attach(struct stream *st, struct stream_writer *w)
 {
     /* The newest writer wins: a client that reconnects (Last-Event-ID, or a new GET) is more
        likely alive than the connection it replaces, which HTTP cannot tell is dead until a
        write fails. The replaced writer notices through stream_has_writer and ends itself. */
     pthread_mutex_lock(&st->s->lock);
-    if (st->writer == NULL)
+    bool first = st->writer == NULL;
+    if (first)
         atomic_fetch_add(&st->s->writers, 1);
     st->writer = w;
     st->left = false;
     st->wake_pending = false;
     pthread_mutex_unlock(&st->s->lock);
+    if (first)
+        remote_watch(st, true);
     wake_writer(st); /* deliver what is already buffered */
     return 0;
 }
@@ -1495,9 +1585,10 @@ void stream_detach(struct stream *st, struct stream_writer *w)
     struct mailbox *mb;
     void (*fn)(void *);
     void *arg;
-    bool post = false;
+    bool post = false, left = false;
     pthread_mutex_lock(&st->s->lock);
     if (st->writer == w) {
+        left = true;
         st->writer = NULL;
         st->left = true;
         atomic_fetch_sub(&st->s->writers, 1);
@@ -1511,6 +1602,8 @@ void stream_detach(struct stream *st, struct stream_writer *w)
         post = take_drain(st, &mb, &fn, &arg);
     }
     pthread_mutex_unlock(&st->s->lock);
+    if (left)
+        remote_watch(st, false);
     if (post)
         post_drain(mb, fn, arg);
 }

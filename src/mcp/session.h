@@ -186,8 +186,30 @@ uint64_t stream_number(const struct stream *st);
 
 /* Any thread. Appends (a reference to) msg; `final` marks the response that ends an answer
    stream. Returns 0, or ERR_CLOSED if the stream already ended or is NULL (a call parked for a
-   2026-07-28 client's input has no stream until the client retries). */
+   2026-07-28 client's input has no stream until the client retries). A message for the
+   standalone stream of a sealed session that no writer here holds is offered to the remote hook
+   first (session_set_remote), which may deliver it through the replica that holds the stream.
+   stream_push_here: never offered to the hook (what another replica sent). */
 int stream_push(struct stream *st, json_t *msg, bool final);
+int stream_push_here(struct stream *st, json_t *msg, bool final);
+
+/*
+ * Server-to-client traffic across replicas (xreplica.c registers this with Redis; NULL: none).
+ * watch(hash, on): a writer attached to (on) or left (off) the standalone stream of the sealed
+ * session whose id hashes to `hash` (the first writer and the last: counted by the hook).
+ * forward(st, hash, msg): a message for such a stream that no writer here holds; true when the
+ * hook took it (it pushes it here later with stream_push_here if no replica holds the stream),
+ * false to push it here now. Both any thread, called without a session lock held.
+ */
+struct session_remote {
+    void (*watch)(const char *hash, bool on);
+    bool (*forward)(struct stream *st, const char *hash, json_t *msg);
+};
+void session_set_remote(const struct session_remote *r);
+/* The session this replica holds whose sealed id hashes to `hash` (hex BLAKE2b), a new
+   reference, or NULL (it may be closed). Found at once when a writer here holds its standalone
+   stream (with the remote hook), else by a pass over the table. */
+struct session *session_find_by_hash(const char *hash);
 
 /*
  * Back-pressure, any thread. stream_backlogged: a writer is attached and at least half of

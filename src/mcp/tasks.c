@@ -333,7 +333,7 @@ static void ask_legacy_locked(struct task *t)
         }
         json_object_set_new(meta, "io.modelcontextprotocol/related-task",
                             json_pack("{s:s}", "taskId", t->id));
-        json_t *jid = json_integer((json_int_t)down);
+        json_t *jid = gw_request_id(t->bound, down);
         json_t *req = jsonrpc_request_new(jid, method, p);
         json_decref(jid);
         stream_push(t->waiters->st, req, false);

@@ -1528,7 +1528,7 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         return;
     }
     json_t *copy = json_copy(msg);
-    json_object_set_new(copy, "id", json_integer((json_int_t)down_id));
+    json_object_set_new(copy, "id", gw_request_id(call->session, down_id));
     gw_emit(call, copy, false);
     json_decref(copy);
     count_server_request(up, method, "relayed");

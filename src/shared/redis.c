@@ -79,10 +79,21 @@ struct shared_worker {
     struct conn cmd, sub;
     bool has_sub;
     unsigned open_timers;
+    /* The subscriber's worker: the standalone streams this replica holds writers of, by hash
+       (shared_stream_watch): hash -> count * 4 + WATCH_* state. */
+    json_t *watched;
+    uv_timer_t sweep; /* unsubscribes the hashes no writer held for a while */
 };
+
+/* A watched hash's channel: not subscribed, subscribed (or the SUBSCRIBE sent), or UNSUBSCRIBE
+   sent and not yet confirmed (a writer that comes meanwhile subscribes again on the
+   confirmation: hiredis forgets a channel's callback when the unsubscription is confirmed). */
+enum { WATCH_OFF = 0, WATCH_ON = 1, WATCH_LEAVING = 2, WATCH_AGAIN = 3 };
+#define WATCH_SWEEP_MS 10000 /* a hash no writer holds is unsubscribed at the next sweep */
 
 static _Thread_local struct shared_worker *current;
 static void (*_Atomic ended_cb)(const char *hash);
+static _Atomic shared_message_fn message_cb;
 /* The worker that other threads post to (the subscriber's); NULL once it stops. Written and
    cleared on its own thread; read by any. */
 static struct shared_worker *_Atomic home;
@@ -310,7 +321,7 @@ int shared_init_cli(const char *url, const char *prefix, struct err_info *ei)
         return err;
     }
     snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix ? prefix : "gatehouse:");
-    rand_token(cfg.replica, sizeof(cfg.replica), 8);
+    rand_token(cfg.replica, sizeof(cfg.replica), 12); /* 16 characters */
     cfg.blocking = true;
     store_revocation_set_hook(revocation_hook_blocking);
     return 0;
@@ -320,6 +331,9 @@ int shared_init_cli(const char *url, const char *prefix, struct err_info *ei)
 
 static void conn_connect(struct conn *c);
 static void revocation_hook(void);
+static void unsubscribed(struct conn *c, const char *channel);
+static void watched_reset(struct conn *c);
+static void subscribe_watched(struct conn *c);
 static void timer_cb(uv_timer_t *t);
 
 static void status_count(struct conn *c, bool up)
@@ -434,15 +448,34 @@ static void event_cb(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
-        on_ready(c);
+        if (!c->ready) {
+            on_ready(c);
+            subscribe_watched(c);
+        }
+        return;
+    }
+    if (strcmp(kind, "unsubscribe") == 0) {
+        if (r->element[1]->type == REDIS_REPLY_STRING)
+            unsubscribed(c, r->element[1]->str);
         return;
     }
     if (strcmp(kind, "message") != 0 || r->element[1]->type != REDIS_REPLY_STRING ||
         r->element[2]->type != REDIS_REPLY_STRING)
         return;
     char ch[KEY_MAX];
+    const char *name = r->element[1]->str;
+    size_t plen = strlen(cfg.prefix);
+    if (strncmp(name, cfg.prefix, plen) == 0 &&
+        (strncmp(name + plen, "s2c:", 4) == 0 || strncmp(name + plen, "replica:", 8) == 0)) {
+        bool stream = name[plen] == 's';
+        shared_message_fn fn = atomic_load(&message_cb);
+        if (fn != NULL)
+            fn(stream ? SHARED_CH_STREAM : SHARED_CH_REPLICA, name + plen + (stream ? 4 : 8),
+               r->element[2]->str, r->element[2]->len);
+        return;
+    }
     snprintf(ch, sizeof(ch), "%ssession-ended", cfg.prefix);
-    if (strcmp(r->element[1]->str, ch) != 0) {
+    if (strcmp(name, ch) != 0) {
         store_revocation_event(); /* every connection reads the counter on its next call */
         return;
     }
@@ -476,10 +509,12 @@ static void setup_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
         return; /* AUTH's or SELECT's OK */
     if (c->subscriber) {
-        char ch[KEY_MAX], ended[KEY_MAX];
+        char ch[KEY_MAX], ended[KEY_MAX], mine[KEY_MAX];
         snprintf(ch, sizeof(ch), "%srevocation", cfg.prefix);
         snprintf(ended, sizeof(ended), "%ssession-ended", cfg.prefix);
-        redisAsyncCommand(ac, event_cb, c, "SUBSCRIBE %s %s", ch, ended);
+        snprintf(mine, sizeof(mine), "%sreplica:%s", cfg.prefix, cfg.replica);
+        redisAsyncCommand(ac, event_cb, c, "SUBSCRIBE %s %s %s", ch, ended, mine);
+        watched_reset(c); /* subscribed again once this subscription is confirmed */
     } else {
         on_ready(c);
     }
@@ -557,7 +592,7 @@ int shared_init(const char *url, const char *prefix, uint32_t revocation_poll_ms
         goto fail;
     snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix ? prefix : "gatehouse:");
     cfg.poll_ms = revocation_poll_ms;
-    rand_token(cfg.replica, sizeof(cfg.replica), 8);
+    rand_token(cfg.replica, sizeof(cfg.replica), 12); /* 16 characters */
     if ((err = check_server(ei)) != 0)
         goto fail;
     cfg.enabled = true;
@@ -589,6 +624,8 @@ bool shared_enabled(void)
     return cfg.enabled;
 }
 
+static void sweep_cb(uv_timer_t *t);
+
 int shared_worker_new(uv_loop_t *loop, struct mailbox *mb, bool subscriber,
                       struct shared_worker **out)
 {
@@ -600,6 +637,11 @@ int shared_worker_new(uv_loop_t *loop, struct mailbox *mb, bool subscriber,
     conn_init(w, &w->cmd, false);
     if (subscriber) {
         w->has_sub = true;
+        w->watched = json_object();
+        uv_timer_init(loop, &w->sweep);
+        w->sweep.data = &w->sub;
+        w->open_timers++;
+        uv_timer_start(&w->sweep, sweep_cb, WATCH_SWEEP_MS, WATCH_SWEEP_MS);
         conn_init(w, &w->sub, true);
         atomic_store(&home, w);
     }
@@ -641,8 +683,12 @@ void shared_worker_stop(struct shared_worker *w)
     if (current == w)
         current = NULL;
     conn_stop(&w->cmd);
-    if (w->has_sub)
+    if (w->has_sub) {
         conn_stop(&w->sub);
+        json_decref(w->watched);
+        w->watched = NULL;
+        uv_close((uv_handle_t *)&w->sweep, timer_closed_cb);
+    }
 }
 
 json_t *shared_status(void)
@@ -850,6 +896,224 @@ int shared_incr(const char *key, int64_t delta, uint32_t ttl_ms, shared_count_cb
     snprintf(full, sizeof(full), "%scount:%s", cfg.prefix, key);
     if (redisAsyncCommand(c->ac, count_reply_cb, j, "EVAL %s 1 %s %lld %u", INCR_SCRIPT, full,
                           (long long)delta, ttl_ms) != REDIS_OK) {
+        free(j);
+        return ERR_UNAVAILABLE;
+    }
+    return 0;
+}
+
+/* ---- server-to-client traffic across replicas ---- */
+
+const char *shared_replica(void)
+{
+    return cfg.enabled ? cfg.replica : "";
+}
+
+void shared_set_message_cb(shared_message_fn fn)
+{
+    atomic_store(&message_cb, fn);
+}
+
+#define B64URL_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+static bool is_hash(const char *h)
+{
+    return strlen(h) == SHARED_HASH_HEX - 1 && strspn(h, "0123456789abcdef") == SHARED_HASH_HEX - 1;
+}
+
+static void channel_name(char *out, size_t size, enum shared_channel ch, const char *name)
+{
+    snprintf(out, size, "%s%s%s", cfg.prefix, ch == SHARED_CH_STREAM ? "s2c:" : "replica:", name);
+}
+
+static bool sub_ready(struct shared_worker *w)
+{
+    return w->sub.ready && w->sub.ac != NULL;
+}
+
+static void subscribe_one(struct shared_worker *w, const char *hash, bool on)
+{
+    char ch[KEY_MAX];
+    channel_name(ch, sizeof(ch), SHARED_CH_STREAM, hash);
+    redisAsyncCommand(w->sub.ac, event_cb, &w->sub, on ? "SUBSCRIBE %s" : "UNSUBSCRIBE %s", ch);
+}
+
+/* A new subscriber connection: nothing is subscribed on it yet, and the hashes no writer holds
+   are forgotten (there is nothing to unsubscribe). */
+static void watched_reset(struct conn *c)
+{
+    struct shared_worker *w = c->w;
+    const char *hash;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(w->watched, tmp, hash, v)
+    {
+        json_int_t count = json_integer_value(v) / 4;
+        if (count == 0)
+            json_object_del(w->watched, hash);
+        else
+            json_integer_set(v, count * 4 + WATCH_OFF);
+    }
+}
+
+/* The subscriber is ready: subscribe every watched hash a writer holds (those that came while it
+   was being made too). */
+static void subscribe_watched(struct conn *c)
+{
+    struct shared_worker *w = c->w;
+    const char *hash;
+    json_t *v;
+    json_object_foreach(w->watched, hash, v)
+    {
+        json_int_t e = json_integer_value(v);
+        if (e / 4 > 0 && e % 4 == WATCH_OFF) {
+            json_integer_set(v, e - WATCH_OFF + WATCH_ON);
+            subscribe_one(w, hash, true);
+        }
+    }
+}
+
+/* Home thread: Redis confirmed an UNSUBSCRIBE. */
+static void unsubscribed(struct conn *c, const char *channel)
+{
+    char pre[KEY_MAX];
+    channel_name(pre, sizeof(pre), SHARED_CH_STREAM, "");
+    size_t n = strlen(pre);
+    if (c->w->watched == NULL || strncmp(channel, pre, n) != 0)
+        return;
+    const char *hash = channel + n;
+    json_t *v = json_object_get(c->w->watched, hash);
+    if (v == NULL)
+        return;
+    json_int_t e = json_integer_value(v);
+    if (e % 4 == WATCH_AGAIN && c->ready) { /* a writer came meanwhile */
+        json_integer_set(v, (e / 4) * 4 + WATCH_ON);
+        subscribe_one(c->w, hash, true);
+    } else if (e / 4 == 0) {
+        json_object_del(c->w->watched, hash);
+    } else {
+        json_integer_set(v, (e / 4) * 4 + WATCH_OFF);
+    }
+}
+
+/* Home thread: unsubscribe the hashes no writer holds (since the last sweep at least: a client
+   that reconnects its GET at once costs no command). */
+static void sweep_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    struct shared_worker *w = c->w;
+    const char *hash;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(w->watched, tmp, hash, v)
+    {
+        json_int_t e = json_integer_value(v);
+        if (e / 4 != 0 || e % 4 == WATCH_LEAVING)
+            continue;
+        if (e % 4 == WATCH_ON && sub_ready(w)) {
+            json_integer_set(v, WATCH_LEAVING);
+            subscribe_one(w, hash, false);
+        } else if (e % 4 != WATCH_ON) {
+            json_object_del(w->watched, hash);
+        }
+    }
+}
+
+struct watch_job {
+    char hash[SHARED_HASH_HEX];
+    bool on;
+};
+
+static void watch_home(struct shared_worker *w, const char *hash, bool on)
+{
+    if (w->watched == NULL)
+        return;
+    json_t *v = json_object_get(w->watched, hash);
+    json_int_t e = v ? json_integer_value(v) : WATCH_OFF;
+    json_int_t count = e / 4, state = e % 4;
+    if (!on) {
+        if (count > 0)
+            count--;
+        json_object_set_new(w->watched, hash, json_integer(count * 4 + state));
+        return;
+    }
+    count++;
+    if (state == WATCH_OFF && sub_ready(w)) {
+        state = WATCH_ON;
+        subscribe_one(w, hash, true);
+    } else if (state == WATCH_LEAVING) {
+        state = WATCH_AGAIN;
+    }
+    json_object_set_new(w->watched, hash, json_integer(count * 4 + state));
+}
+
+static void watch_home_cb(void *arg)
+{
+    struct watch_job *j = arg;
+    struct shared_worker *w = atomic_load(&home);
+    if (w != NULL)
+        watch_home(w, j->hash, j->on);
+    free(j);
+}
+
+void shared_stream_watch(const char hash[SHARED_HASH_HEX], bool on)
+{
+    if (!cfg.enabled || !is_hash(hash))
+        return;
+    struct shared_worker *w = atomic_load(&home);
+    if (w == NULL)
+        return;
+    if (current == w) {
+        watch_home(w, hash, on);
+        return;
+    }
+    struct watch_job *j = malloc(sizeof(*j));
+    if (j == NULL)
+        return;
+    memcpy(j->hash, hash, SHARED_HASH_HEX);
+    j->on = on;
+    if (mailbox_post(w->mb, watch_home_cb, j) != 0)
+        free(j);
+}
+
+struct publish_job {
+    struct conn *c;
+    shared_publish_cb cb;
+    void *arg;
+};
+
+static void publish_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct publish_job *j = privdata;
+    redisReply *r = reply;
+    if (r == NULL)
+        j->cb(j->c->stopping ? ERR_CLOSED : ERR_UNAVAILABLE, 0, j->arg);
+    else if (r->type != REDIS_REPLY_INTEGER)
+        j->cb(ERR_UNAVAILABLE, 0, j->arg);
+    else
+        j->cb(0, r->integer, j->arg);
+    free(j);
+}
+
+int shared_publish(enum shared_channel ch, const char *name, const char *payload, size_t len,
+                   shared_publish_cb cb, void *arg)
+{
+    if (name == NULL ||
+        (ch == SHARED_CH_STREAM ? !is_hash(name)
+                                : strlen(name) != SHARED_REPLICA_LEN ||
+                                      strspn(name, B64URL_CHARS) != SHARED_REPLICA_LEN))
+        return ERR_INVAL;
+    struct conn *c = ready_conn();
+    if (c == NULL)
+        return ERR_UNAVAILABLE;
+    struct publish_job *j = malloc(sizeof(*j));
+    if (j == NULL)
+        return ERR_NOMEM;
+    *j = (struct publish_job){c, cb, arg};
+    char full[KEY_MAX];
+    channel_name(full, sizeof(full), ch, name);
+    if (redisAsyncCommand(c->ac, publish_reply_cb, j, "PUBLISH %s %b", full, payload, len) !=
+        REDIS_OK) {
         free(j);
         return ERR_UNAVAILABLE;
     }

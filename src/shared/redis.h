@@ -11,7 +11,10 @@
  *     this process changes something that moves the store's revocation counter; every replica's
  *     subscriber makes its workers read the counter on their next request (store.h,
  *     store_revocation_follow);
- *   - counters: INCRBY with an expiry, for limits shared by every replica.
+ *   - counters: INCRBY with an expiry, for limits shared by every replica;
+ *   - server-to-client traffic across replicas (src/mcp/xreplica.c): {prefix}s2c:<hash>, one
+ *     channel per session whose GET stream a replica holds (it subscribes), and
+ *     {prefix}replica:<name>, one per replica, for clients' answers routed back to it.
  * A session id, a password or a token never reaches Redis or a log line.
  */
 #ifndef GH_SHARED_REDIS_H
@@ -75,6 +78,33 @@ void shared_set_ended_cb(void (*fn)(const char *hash));
    Returns ERR_UNAVAILABLE without calling cb when this worker is not connected. */
 typedef void (*shared_check_cb)(int err, bool ended, const char *err_msg, void *arg);
 int shared_session_check(const char hash[SHARED_HASH_HEX], shared_check_cb cb, void *arg);
+
+/* ---- server-to-client traffic across replicas (src/mcp/xreplica.c) ---- */
+
+/* Channels: {prefix}s2c:<hash> carries what another replica has for the standalone stream of
+   the session whose id hashes to <hash> (the replica that holds the stream subscribes);
+   {prefix}replica:<name> carries what other replicas send this one (clients' answers to the
+   server requests it relayed). */
+enum shared_channel { SHARED_CH_STREAM = 0, SHARED_CH_REPLICA = 1 };
+#define SHARED_REPLICA_LEN 16 /* shared_replica(): 16 characters */
+/* This process's name among the replicas (random at start; "" without Redis). */
+const char *shared_replica(void);
+/* Any thread: this replica holds (on) or no longer holds (off) a writer of the standalone stream
+   of session `hash`; the subscriber subscribes to its channel on the first and unsubscribes on the
+   last (counted). Not waited for. */
+void shared_stream_watch(const char hash[SHARED_HASH_HEX], bool on);
+/* Called on the subscriber's thread with each message of a channel above: `name` is the
+   session's hash for SHARED_CH_STREAM, this replica's name for SHARED_CH_REPLICA. */
+typedef void (*shared_message_fn)(enum shared_channel ch, const char *name, const char *payload,
+                                  size_t len);
+void shared_set_message_cb(shared_message_fn fn);
+/* PUBLISH payload on channel (ch, name). On a worker's thread; cb runs on it with 0 and the
+   number of subscribers that received it, or ERR_UNAVAILABLE / ERR_CLOSED. Returns
+   ERR_UNAVAILABLE without calling cb when this thread's connection is not ready, ERR_INVAL for
+   a name that is not a hash or a replica name. */
+typedef void (*shared_publish_cb)(int err, long long receivers, void *arg);
+int shared_publish(enum shared_channel ch, const char *name, const char *payload, size_t len,
+                   shared_publish_cb cb, void *arg);
 
 /* ---- counters ---- */
 

@@ -1266,6 +1266,116 @@ static void test_sealed(void)
     json_decref(state);
 }
 
+/* --- the remote hook (server-to-client traffic across replicas, xreplica.c) --- */
+
+static struct {
+    int on, off, offered;
+    bool take;
+    char hash[65];
+} rh;
+static void rh_watch(const char *hash, bool on)
+{
+    snprintf(rh.hash, sizeof(rh.hash), "%s", hash);
+    if (on)
+        rh.on++;
+    else
+        rh.off++;
+}
+static bool rh_forward(struct stream *st, const char *hash, json_t *msg)
+{
+    (void)st;
+    (void)msg;
+    snprintf(rh.hash, sizeof(rh.hash), "%s", hash);
+    rh.offered++;
+    return rh.take;
+}
+static const struct session_remote rh_ops = {rh_watch, rh_forward};
+
+/* How many events the ring of st holds after the cursor 0 (pulled into a scratch buffer). */
+static int ring_events(struct stream *st)
+{
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    uint64_t cur = 0;
+    bool fin = false;
+    stream_pull(st, &cur, &out, &fin, false, NULL);
+    buf_release(&out);
+    return (int)cur;
+}
+
+static void test_remote_hook(void)
+{
+    static const unsigned char master[32] = {1, 2, 3};
+    mcp_seal_init(master);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct mailbox *mb = mailbox_new(&loop);
+    memset(&rh, 0, sizeof(rh));
+    session_set_remote(&rh_ops);
+    int err = 0;
+    struct session *s = session_new(-1, "2025-11-25", NULL, &err);
+    CHECK(s != NULL);
+    session_set_owner(s, "u:1"); /* a sealed id: Redis knows it by its hash */
+    char hash[65];
+    CHECK(session_id_hash(s, hash));
+    struct stream *g = session_standalone_stream(s), *answer = stream_new(s);
+
+    /* No writer here: offered to the hook, which takes it (another replica holds the stream)... */
+    rh.take = true;
+    CHECK_INT(push_n(g, 1, false), 0);
+    CHECK_INT(rh.offered, 1);
+    CHECK_STR(rh.hash, hash);
+    CHECK_INT(ring_events(g), 0);
+    /* ...or leaves it here (nobody does). */
+    rh.take = false;
+    CHECK_INT(push_n(g, 2, false), 0);
+    CHECK_INT(rh.offered, 2);
+    CHECK_INT(ring_events(g), 1);
+    /* A call's answer stream is never offered; nor is stream_push_here. */
+    CHECK_INT(push_n(answer, 3, false), 0);
+    json_t *m = msg_n(4);
+    CHECK_INT(stream_push_here(g, m, false), 0);
+    json_decref(m);
+    CHECK_INT(rh.offered, 2);
+
+    /* A writer attaches: the hook hears of the first one only, the session is found by its
+       hash at once, and what is pushed goes to the writer here. */
+    struct test_writer tw = {{mb, count_wake_cb}, 0}, tw2 = {{mb, count_wake_cb}, 0};
+    CHECK_INT(stream_attach(g, &tw.w), 0);
+    CHECK_INT(rh.on, 1);
+    CHECK_STR(rh.hash, hash);
+    CHECK_INT(stream_attach(g, &tw2.w), 0); /* a reconnection replaces it */
+    CHECK_INT(rh.on, 1);
+    struct session *f = session_find_by_hash(hash);
+    CHECK(f == s);
+    session_unref(f);
+    CHECK(session_find_by_hash("00") == NULL);
+    CHECK_INT(push_n(g, 5, false), 0);
+    CHECK_INT(rh.offered, 2);
+    stream_detach(g, &tw.w); /* the replaced one: nothing */
+    CHECK_INT(rh.off, 0);
+    stream_detach(g, &tw2.w);
+    CHECK_INT(rh.off, 1);
+    /* Still found once no writer holds it (by a pass over the table). */
+    f = session_find_by_hash(hash);
+    CHECK(f == s);
+    session_unref(f);
+
+    /* The hook goes (shutdown) while a writer holds the stream: its detach still takes the
+       session out of the map, which never outlives it. */
+    CHECK_INT(stream_attach(g, &tw.w), 0);
+    session_set_remote(NULL);
+    stream_detach(g, &tw.w);
+    CHECK_INT(rh.off, 1);
+    stream_unref(answer);
+    stream_unref(g);
+    session_close(s);
+    session_unref(s);
+    CHECK(session_find_by_hash(hash) == NULL); /* (ASan: no read of the freed session) */
+    run_loop(&loop);
+    close_loop(&loop, mb);
+}
+
 int main(void)
 {
     if (core_init() != 0)
@@ -1289,6 +1399,7 @@ int main(void)
         TEST(test_concurrent_push_pull),
         TEST(test_concurrent_sessions),
         TEST(test_sealed),
+        TEST(test_remote_hook),
     };
     int rc = test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
     session_table_close_all();

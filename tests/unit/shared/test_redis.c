@@ -1,8 +1,9 @@
 /*
  * src/shared against a real redis-server (tests/unit/shared/with-redis.sh starts one with a
  * password): the URL and start-up errors (never the password), the counter primitive (INCRBY with
- * an expiry set once per window), and a connection that comes back by itself after the server
- * was killed and started again on the same port.
+ * an expiry set once per window), the channels of server-to-client traffic across replicas
+ * (a watched session's channel, this replica's own, again after a reconnection), and a connection
+ * that comes back by itself after the server was killed and started again on the same port.
  */
 #include "core/mailbox.h"
 #include "shared/redis.h"
@@ -181,6 +182,98 @@ static void test_counters(void)
     CHECK_INT(shared_incr(longkey, 1, 1000, count_cb, &res), ERR_INVAL);
 }
 
+/* ---- channels of server-to-client traffic across replicas ---- */
+
+static const char HASH[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                  HASH2[] = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+static struct {
+    int n;
+    enum shared_channel ch;
+    char name[80];
+    char payload[64];
+} got;
+static void message_cb(enum shared_channel ch, const char *name, const char *payload, size_t len)
+{
+    got.n++;
+    got.ch = ch;
+    snprintf(got.name, sizeof(got.name), "%s", name);
+    snprintf(got.payload, sizeof(got.payload), "%.*s", (int)len, payload);
+}
+static bool got_message(void)
+{
+    return got.n > 0;
+}
+
+struct publish_result {
+    bool done;
+    int err;
+    long long receivers;
+};
+static struct publish_result pub;
+static void publish_cb(int err, long long receivers, void *arg)
+{
+    struct publish_result *r = arg;
+    r->done = true;
+    r->err = err;
+    r->receivers = receivers;
+}
+static bool publish_done(void)
+{
+    return pub.done;
+}
+
+/* PUBLISH and wait for its count; -1 on an error. */
+static long long publish(enum shared_channel ch, const char *name, const char *payload)
+{
+    memset(&pub, 0, sizeof(pub));
+    if (shared_publish(ch, name, payload, strlen(payload), publish_cb, &pub) != 0 ||
+        !run_until(publish_done, 3000) || pub.err)
+        return -1;
+    return pub.receivers;
+}
+
+/* Publish on the stream channel of hash until this process's subscriber receives it. */
+static bool delivered_on(const char *hash)
+{
+    memset(&got, 0, sizeof(got));
+    double end = test_now_ms_() + 5000;
+    while (test_now_ms_() < end) {
+        if (publish(SHARED_CH_STREAM, hash, "hello") == 1)
+            return run_until(got_message, 3000);
+        usleep(50 * 1000);
+    }
+    return false;
+}
+static bool stream_delivered(void)
+{
+    return delivered_on(HASH);
+}
+
+static void test_channels(void)
+{
+    shared_set_message_cb(message_cb);
+    CHECK_INT((int)strlen(shared_replica()), SHARED_REPLICA_LEN);
+    /* Nobody holds the stream: PUBLISH reaches nobody, and says so. */
+    CHECK_INT(publish(SHARED_CH_STREAM, HASH, "nobody"), 0);
+    /* This replica holds a writer of it: the subscriber joins its channel. */
+    shared_stream_watch(HASH, true);
+    CHECK(stream_delivered());
+    CHECK_INT(got.ch, SHARED_CH_STREAM);
+    CHECK_STR(got.name, HASH);
+    CHECK_STR(got.payload, "hello");
+    /* Its own channel, subscribed from the start. */
+    memset(&got, 0, sizeof(got));
+    CHECK_INT(publish(SHARED_CH_REPLICA, shared_replica(), "answer"), 1);
+    CHECK(run_until(got_message, 3000));
+    CHECK_INT(got.ch, SHARED_CH_REPLICA);
+    CHECK_STR(got.name, shared_replica());
+    CHECK_STR(got.payload, "answer");
+    /* Names that are not a hash or a replica's name never make a channel. */
+    CHECK_INT(shared_publish(SHARED_CH_STREAM, "not-a-hash", "x", 1, publish_cb, &pub), ERR_INVAL);
+    CHECK_INT(shared_publish(SHARED_CH_REPLICA, "../x", "x", 1, publish_cb, &pub), ERR_INVAL);
+}
+
 static void test_reconnects(void)
 {
     const char *stop = getenv("GH_TEST_REDIS_STOP"), *start = getenv("GH_TEST_REDIS_START");
@@ -191,6 +284,7 @@ static void test_reconnects(void)
     CHECK(run_until(is_down, 5000));
     int64_t v = 0;
     CHECK_INT(incr("c2", 1, 1000, &v), ERR_UNAVAILABLE); /* at once, nothing waits */
+    shared_stream_watch(HASH2, true);                    /* a GET stream opened during the outage */
     json_t *s = shared_status();
     CHECK(json_string_value(json_object_get(s, "error")) != NULL);
     CHECK(!json_is_true(json_object_get(s, "events")));
@@ -199,6 +293,11 @@ static void test_reconnects(void)
     CHECK(run_until(is_up, 8000));
     CHECK_INT(incr("c2", 4, 1000, &v), 0);
     CHECK_INT(v, 4);
+    /* The stream watched before the outage is subscribed again on the new connection. */
+    CHECK(stream_delivered());
+    CHECK_STR(got.payload, "hello");
+    CHECK(delivered_on(HASH2));
+    CHECK_STR(got.name, HASH2);
     s = shared_status();
     CHECK(json_is_true(json_object_get(s, "events")));
     json_decref(s);
@@ -253,7 +352,7 @@ int main(void)
     uv_loop_init(&loop);
     mb = mailbox_new(&loop);
     static const struct test_case cases[] = {
-        TEST(test_url_errors), TEST(test_start_errors), TEST(test_counters),
+        TEST(test_url_errors), TEST(test_start_errors), TEST(test_counters), TEST(test_channels),
         TEST(test_reconnects), TEST(test_stall),        TEST(test_stop),
     };
     return test_run_all(cases, sizeof(cases) / sizeof(cases[0]));
