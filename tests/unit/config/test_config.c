@@ -481,7 +481,7 @@ static void test_unknown_keys(void)
     EXPECT_ERR("limits:\n  max_bdy: 1\n", ERR_INVAL, 2, 3,
                "t.yaml:2:3: unknown key \"max_bdy\" in limits; expected one of: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
-               "shutdown_grace, mrtr_ttl");
+               "shutdown_grace, mrtr_ttl, write_timeout");
     EXPECT_ERR("listen:\n  - port: 1\n    tls: {cert: a, key: b, ca: c}\n", ERR_INVAL, 3, 28,
                "t.yaml:3:28: unknown key \"ca\" in tls of listener #1; expected one of: cert, "
                "key, min_version, client_ca");
@@ -501,7 +501,7 @@ static void test_wrong_types(void)
     EXPECT_ERR("limits: [1]\n", ERR_INVAL, 1, 9,
                "t.yaml:1:9: limits is a sequence; expected a mapping with keys: max_body, "
                "session_idle_timeout, max_sessions, replay_events, sse_keepalive, "
-               "shutdown_grace, mrtr_ttl");
+               "shutdown_grace, mrtr_ttl, write_timeout");
     EXPECT_ERR("http2: yes\n", ERR_INVAL, 1, 8,
                "t.yaml:1:8: \"yes\" is not a boolean for http2; expected true or false");
     EXPECT_ERR("servers:\n  - name: a\n    command: [x]\n", ERR_INVAL, 3, 14,
