@@ -139,6 +139,12 @@ int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner)
     return 0;
 }
 
+void curl_loop_keep_connections(struct curl_loop *cl, long n)
+{
+    if (cl->multi && n > 0)
+        curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, n);
+}
+
 static void timer_closed(uv_handle_t *h)
 {
     handle_closed(h->data);

@@ -31,6 +31,13 @@ struct curl_loop {
    only used once transfers run). Returns 0 or ERR_NOMEM. */
 int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner);
 /*
+ * Keep up to n idle connections open for reuse (CURLMOPT_MAXCONNECTS). libcurl's default is four
+ * times the transfers in the multi at the moment one ends, which under a bursty load drops to a
+ * few and closes connections that the next burst opens again (a connect and a close per ~10
+ * calls at saturation); owners set it to the most transfers they run at once.
+ */
+void curl_loop_keep_connections(struct curl_loop *cl, long n);
+/*
  * The options every outbound transfer gets, whatever it is for: no signals; no redirects (a
  * server cannot send the gateway, or a credential it injected, elsewhere); http and https only;
  * no proxy taken from the environment; the gateway's user agent. Returns curl's result.

@@ -1663,6 +1663,8 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
         free(t);
         return NULL;
     }
+    /* Every call in flight, the GET stream, a DELETE and a few answers to the server's requests. */
+    curl_loop_keep_connections(&t->cl, (long)srv->max_concurrency + 4);
     t->cl.progress_cb = curl_progress_cb;
     t->cl.enter_cb = curl_enter_cb;
     t->cl.leave_cb = curl_leave_cb;
