@@ -60,7 +60,9 @@ struct fi {
     fi_handler handler;
     struct buf log; /* every request: "METHOD path\nheaders\nbody\n----\n" */
     int nreq, nopen, max_open;
-    int counter; /* for handlers */
+    int naccepted;   /* connections accepted in all */
+    bool keep_alive; /* a connection serves request after request (handlers must not close) */
+    int counter;     /* for handlers */
     struct fi_conn *conns;
     struct fi_conn *held; /* a connection a handler keeps for later writes */
 };
@@ -195,9 +197,10 @@ static void fi_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         fi_conn_close(c);
         return;
     }
-    if (c->handled)
+    if (c->handled && !c->fi->keep_alive)
         return;
     buf_append(&c->in, b->base, (size_t)n);
+next_request:;
     char *end = c->in.data ? strstr(c->in.data, "\r\n\r\n") : NULL;
     if (end == NULL)
         return;
@@ -219,6 +222,12 @@ static void fi_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     buf_printf(&fi->log, "%s\n%s\n----\n", rq.headers, body);
     fi->handler(fi, c, &rq);
     free(body);
+    if (fi->keep_alive && !c->closing) {
+        buf_consume(&c->in, hlen + clen);
+        c->handled = false;
+        if (c->in.len > 0)
+            goto next_request;
+    }
 }
 
 static void fi_accept(uv_stream_t *l, int status)
@@ -234,6 +243,7 @@ static void fi_accept(uv_stream_t *l, int status)
     c->next = fi->conns;
     fi->conns = c;
     fi->nopen++;
+    fi->naccepted++;
     if (fi->nopen > fi->max_open)
         fi->max_open = fi->nopen;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) == 0)
@@ -789,6 +799,39 @@ static void test_concurrency_and_queue(void)
     finish(&loop, &r, &fi);
 }
 
+static void h_keep_alive_ok(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
+{
+    fi_push(c, 20,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            "Content-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+            false);
+}
+
+/* Bursts of calls, each followed by a lull of one call at a time: the connections of a burst
+   stay open for the next one (libcurl's default would keep only four per transfer left in
+   flight and close the rest as the burst drains). */
+static void test_connections_kept(void)
+{
+    SETUP(h_keep_alive_ok);
+    fi.keep_alive = true;
+    srv.max_concurrency = 8;
+    START();
+    int sent = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 8; i++, sent++)
+            CHECK_INT(send_req(r.t, sent, "tools/call", 100 + sent), 0);
+        CHECK(run_until(&loop, &r.ndone, sent, 5000));
+        CHECK_INT(send_req(r.t, sent, "tools/call", 100 + sent), 0);
+        sent++;
+        CHECK(run_until(&loop, &r.ndone, sent, 5000));
+    }
+    for (int i = 0; i < sent; i++)
+        CHECK_INT(r.done_err[i], 0);
+    CHECK_INT(fi.nreq, sent);
+    CHECK(fi.naccepted <= 8);
+    finish(&loop, &r, &fi);
+}
+
 static void h_hold_then_answer(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
     fi_sse_start(c, NULL);
@@ -1069,5 +1112,6 @@ TEST_MAIN(TEST(init), TEST(test_json_session_and_expiry), TEST(test_http_errors)
           TEST(test_sse_stream), TEST(test_first_byte_timeout), TEST(test_idle_and_total_timeout),
           TEST(test_oversized), TEST(test_connection_refused), TEST(test_legacy_fallback),
           TEST(test_legacy_other_origin_refused), TEST(test_concurrency_and_queue),
-          TEST(test_cancel_and_reentrancy), TEST(test_listen_reconnect_and_405),
-          TEST(test_reference_server), TEST(test_outbound_headers))
+          TEST(test_connections_kept), TEST(test_cancel_and_reentrancy),
+          TEST(test_listen_reconnect_and_405), TEST(test_reference_server),
+          TEST(test_outbound_headers))
