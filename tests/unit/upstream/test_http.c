@@ -832,6 +832,49 @@ static void test_connections_kept(void)
     finish(&loop, &r, &fi);
 }
 
+/* initialize answers with session s-<n>; everything else with an empty result. */
+static void h_new_sessions(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
+{
+    if (strstr(rq->body, "\"initialize\"") != NULL) {
+        char hdr[64];
+        snprintf(hdr, sizeof(hdr), "Mcp-Session-Id: s-%d\r\n", ++fi->counter);
+        fi_respond(
+            c, 200, "application/json", hdr,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}");
+    } else {
+        fi_respond(c, 200, "application/json", NULL,
+                   "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}");
+    }
+}
+
+/* Calls carry the session they are sent in, also when it changes between two calls (the header
+   lines of plain calls are built once per session and version, not per call). */
+static void test_headers_follow_session(void)
+{
+    SETUP(h_new_sessions);
+    START();
+    CHECK_INT(send_req(r.t, 1, "initialize", 1), 0);
+    CHECK(run_until(&loop, &r.ndone, 1, 5000));
+    transport_set_protocol_version(r.t, "2025-11-25");
+    CHECK_INT(send_req(r.t, 2, "tools/call", 2), 0);
+    CHECK(run_until(&loop, &r.ndone, 2, 5000));
+    transport_reset_session(r.t);
+    CHECK_INT(send_req(r.t, 3, "initialize", 3), 0);
+    CHECK(run_until(&loop, &r.ndone, 3, 5000));
+    transport_set_protocol_version(r.t, "2025-06-18");
+    size_t mark = fi.log.len;
+    CHECK_INT(send_req(r.t, 4, "tools/call", 4), 0);
+    CHECK(run_until(&loop, &r.ndone, 4, 5000));
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(r.done_err[i], 0);
+    const char *last = fi.log.data + mark;
+    CHECK_CONTAINS(last, "Mcp-Session-Id: s-2\r\n");
+    CHECK_CONTAINS(last, "MCP-Protocol-Version: 2025-06-18\r\n");
+    CHECK(strstr(last, "s-1") == NULL);
+    CHECK(strstr(last, "2025-11-25") == NULL);
+    finish(&loop, &r, &fi);
+}
+
 static void h_hold_then_answer(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
     fi_sse_start(c, NULL);
@@ -1112,6 +1155,6 @@ TEST_MAIN(TEST(init), TEST(test_json_session_and_expiry), TEST(test_http_errors)
           TEST(test_sse_stream), TEST(test_first_byte_timeout), TEST(test_idle_and_total_timeout),
           TEST(test_oversized), TEST(test_connection_refused), TEST(test_legacy_fallback),
           TEST(test_legacy_other_origin_refused), TEST(test_concurrency_and_queue),
-          TEST(test_connections_kept), TEST(test_cancel_and_reentrancy),
-          TEST(test_listen_reconnect_and_405), TEST(test_reference_server),
-          TEST(test_outbound_headers))
+          TEST(test_connections_kept), TEST(test_headers_follow_session),
+          TEST(test_cancel_and_reentrancy), TEST(test_listen_reconnect_and_405),
+          TEST(test_reference_server), TEST(test_outbound_headers))
