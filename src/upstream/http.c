@@ -130,9 +130,12 @@ struct exchange {
     struct sse_parser own_sse;
     struct sse_parser *sse; /* &own_sse, or the transport's stream parser for GETs */
 
-    int fail_err; /* set when we abort the transfer ourselves */
-    char fail_why[512];
+    int fail_err;   /* set when we abort the transfer ourselves */
+    char *fail_why; /* why, FAIL_WHY_MAX bytes allocated by ex_fail: the exchange stays under
+                       1 KiB, which glibc serves from its per-thread cache */
 };
+
+#define FAIL_WHY_MAX 512
 
 #define EASY_POOL_MAX 32 /* idle curl easy handles kept for reuse (curl_easy_init is costly) */
 
@@ -386,7 +389,8 @@ static void ex_reset_transfer(struct exchange *ex)
     ex->status = 0;
     ex->first_byte = false;
     ex->fail_err = 0;
-    ex->fail_why[0] = '\0';
+    free(ex->fail_why);
+    ex->fail_why = NULL;
     ex->errbuf[0] = '\0';
 }
 
@@ -424,13 +428,22 @@ static void ex_detach(struct exchange *ex)
 static void ex_fail(struct exchange *ex, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static const char *ex_fail_why(const struct exchange *ex)
+{
+    return ex->fail_why ? ex->fail_why : "out of memory";
+}
+
 static void ex_fail(struct exchange *ex, int err, const char *fmt, ...)
 {
     if (ex->fail_err)
         return; /* the first cause wins */
+    if (ex->fail_why == NULL && (ex->fail_why = malloc(FAIL_WHY_MAX)) == NULL) {
+        ex->fail_err = err;
+        return; /* reported as "out of memory" (ex_fail_why) */
+    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ex->fail_why, sizeof(ex->fail_why), fmt, ap);
+    vsnprintf(ex->fail_why, FAIL_WHY_MAX, fmt, ap);
     va_end(ap);
     ex->fail_err = err;
 }
@@ -958,7 +971,7 @@ static void post_done(struct exchange *ex, CURLcode cc)
     const char *name = srv_name(t);
 
     if (ex->fail_err) {
-        ex_finish(ex, ex->fail_err, ex->fail_why);
+        ex_finish(ex, ex->fail_err, ex_fail_why(ex));
         return;
     }
     if (cc != CURLE_OK) {
@@ -1051,7 +1064,7 @@ static void stream_done(struct exchange *ex, CURLcode cc)
     bool broken = cc != CURLE_OK || ex->fail_err;
 
     if (ex->fail_err)
-        snprintf(why, sizeof(why), "%s", ex->fail_why);
+        snprintf(why, sizeof(why), "%s", ex_fail_why(ex));
     else if (cc != CURLE_OK)
         snprintf(why, sizeof(why), "the %s stream of upstream %s broke: %s",
                  legacy ? "HTTP+SSE" : "GET", srv_name(t),
