@@ -849,6 +849,8 @@ static int ex_start(struct exchange *ex)
         SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
         if (cc == CURLE_OK)
             cc = curl_loop_easy_defaults(e);
+        if (cc == CURLE_OK)
+            cc = curl_loop_easy_attach(&t->cl, e);
         if (to->connect_ms)
             SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
     }
@@ -1799,6 +1801,7 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
     }
     /* Every call in flight, the GET stream, a DELETE and a few answers to the server's requests. */
     curl_loop_keep_connections(&t->cl, (long)srv->max_concurrency + 4);
+    t->cl.keep_idle = true; /* every easy handle is attached in ex_start */
     t->cl.progress_cb = curl_progress_cb;
     t->cl.enter_cb = curl_enter_cb;
     t->cl.leave_cb = curl_leave_cb;

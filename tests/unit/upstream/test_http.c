@@ -832,6 +832,40 @@ static void test_connections_kept(void)
     finish(&loop, &r, &fi);
 }
 
+static void count_iteration(uv_prepare_t *h)
+{
+    (*(int *)h->data)++;
+}
+
+/* A server closes an idle keep-alive connection: the gateway stops watching that socket (the loop
+   does not spin on its end of file) and the next call goes out on a new connection. */
+static void test_idle_connection_closed(void)
+{
+    SETUP(h_keep_alive_ok);
+    fi.keep_alive = true;
+    START();
+    CHECK_INT(send_req(r.t, 1, "tools/call", 1), 0);
+    CHECK(run_until(&loop, &r.ndone, 1, 5000));
+    CHECK_INT(fi.nopen, 1);
+    while (fi.conns)
+        fi_conn_close(fi.conns);
+    int iterations = 0;
+    uv_prepare_t prep;
+    uv_prepare_init(&loop, &prep);
+    prep.data = &iterations;
+    uv_prepare_start(&prep, count_iteration);
+    run_for(&loop, 200);
+    uv_prepare_stop(&prep);
+    uv_close((uv_handle_t *)&prep, NULL);
+    CHECK(iterations < 50); /* a few wake-ups, not a busy loop */
+    CHECK_INT(send_req(r.t, 2, "tools/call", 2), 0);
+    CHECK(run_until(&loop, &r.ndone, 2, 5000));
+    CHECK_INT(r.done_err[0], 0);
+    CHECK_INT(r.done_err[1], 0);
+    CHECK_INT(fi.naccepted, 2);
+    finish(&loop, &r, &fi);
+}
+
 /* initialize answers with session s-<n>; everything else with an empty result. */
 static void h_new_sessions(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
@@ -1156,5 +1190,6 @@ TEST_MAIN(TEST(init), TEST(test_json_session_and_expiry), TEST(test_http_errors)
           TEST(test_oversized), TEST(test_connection_refused), TEST(test_legacy_fallback),
           TEST(test_legacy_other_origin_refused), TEST(test_concurrency_and_queue),
           TEST(test_connections_kept), TEST(test_headers_follow_session),
-          TEST(test_cancel_and_reentrancy), TEST(test_listen_reconnect_and_405),
-          TEST(test_reference_server), TEST(test_outbound_headers))
+          TEST(test_idle_connection_closed), TEST(test_cancel_and_reentrancy),
+          TEST(test_listen_reconnect_and_405), TEST(test_reference_server),
+          TEST(test_outbound_headers))
