@@ -1,11 +1,15 @@
 /*
  * Mailbox: a mutex-protected singly linked queue drained by a uv_async handle. The lock is held
- * only to link or unlink; callbacks run without it.
+ * only to link or unlink; callbacks run without it. A post from the owning loop's own thread
+ * (an answer stream waking its writer on the same worker, say) starts an idle handle instead of
+ * the async one: the letter runs at the loop's next turn all the same, without the eventfd write,
+ * the wake-up and the read that uv_async_send costs.
  */
 #include "core/mailbox.h"
 #include "core/err.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -17,6 +21,10 @@ struct letter {
 
 struct mailbox {
     uv_async_t async;
+    uv_idle_t idle;  /* posts from the owning thread */
+    pthread_t owner; /* the owning loop's thread, once known (owner_known) */
+    atomic_bool owner_known;
+    int open_handles; /* freed when both have closed */
     pthread_mutex_t lock;
     struct letter *head, *tail;
     bool closing;
@@ -42,6 +50,19 @@ static void drain(struct mailbox *mb)
 
 static void async_cb(uv_async_t *h)
 {
+    struct mailbox *mb = h->data;
+    /* The loop's thread is learnt here, where it runs, not at creation: a worker's mailbox is
+       made before its thread starts. Written once, published by the release store. */
+    if (!atomic_load_explicit(&mb->owner_known, memory_order_relaxed)) {
+        mb->owner = pthread_self();
+        atomic_store_explicit(&mb->owner_known, true, memory_order_release);
+    }
+    drain(mb);
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+    uv_idle_stop(h);
     drain(h->data);
 }
 
@@ -57,6 +78,10 @@ struct mailbox *mailbox_new(uv_loop_t *loop)
         return NULL;
     }
     mb->async.data = mb;
+    uv_idle_init(loop, &mb->idle);
+    mb->idle.data = mb;
+    atomic_init(&mb->owner_known, false);
+    mb->open_handles = 2;
     return mb;
 }
 
@@ -80,13 +105,19 @@ int mailbox_post(struct mailbox *mb, mailbox_cb cb, void *arg)
         mb->head = l;
     mb->tail = l;
     pthread_mutex_unlock(&mb->lock);
-    uv_async_send(&mb->async);
+    if (atomic_load_explicit(&mb->owner_known, memory_order_acquire) &&
+        pthread_equal(pthread_self(), mb->owner))
+        uv_idle_start(&mb->idle, idle_cb); /* no-op when started already */
+    else
+        uv_async_send(&mb->async);
     return 0;
 }
 
 static void close_cb(uv_handle_t *h)
 {
     struct mailbox *mb = h->data;
+    if (--mb->open_handles > 0)
+        return;
     drain(mb);
     pthread_mutex_destroy(&mb->lock);
     free(mb);
@@ -98,5 +129,6 @@ void mailbox_close(struct mailbox *mb)
     pthread_mutex_lock(&mb->lock);
     mb->closing = true;
     pthread_mutex_unlock(&mb->lock);
+    uv_close((uv_handle_t *)&mb->idle, close_cb);
     uv_close((uv_handle_t *)&mb->async, close_cb);
 }

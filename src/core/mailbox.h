@@ -11,7 +11,8 @@
 struct mailbox;
 typedef void (*mailbox_cb)(void *arg);
 
-/* Create on the owning loop's thread. */
+/* Create (any thread; the loop must run on one thread only). Once the loop has drained a first
+   letter, posts from its own thread wake it without a syscall. */
 struct mailbox *mailbox_new(uv_loop_t *loop);
 /* Any thread. Returns 0, ERR_CLOSED once closing began (cb is then not called), ERR_NOMEM. */
 int mailbox_post(struct mailbox *mb, mailbox_cb cb, void *arg);

@@ -16,6 +16,26 @@ void rand_bytes(void *out, size_t n)
     randombytes_buf(out, n);
 }
 
+#define RAND_ID_POOL 256
+
+void rand_id_bytes(void *out, size_t n)
+{
+    static _Thread_local unsigned char pool[RAND_ID_POOL];
+    static _Thread_local size_t left;
+    if (n > RAND_ID_POOL / 4) {
+        randombytes_buf(out, n);
+        return;
+    }
+    if (left < n) {
+        randombytes_buf(pool, sizeof(pool));
+        left = sizeof(pool);
+    }
+    unsigned char *p = pool + sizeof(pool) - left;
+    memcpy(out, p, n);
+    sodium_memzero(p, n);
+    left -= n;
+}
+
 void rand_token(char *out, size_t out_size, size_t nbytes)
 {
     unsigned char raw[64];

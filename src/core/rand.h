@@ -12,6 +12,13 @@
 int core_init(void);
 
 void rand_bytes(void *out, size_t n);
+/*
+ * Random bytes for identifiers that are unguessable but not secrets kept by the gateway (the id
+ * of a request to a server): the same CSPRNG, through a per-thread buffer refilled 256 bytes at
+ * a time, so a call costs a copy instead of a getrandom(2). Bytes handed out are wiped from the
+ * buffer. Not for key material (rand_bytes). Any thread; not across fork() without exec().
+ */
+void rand_id_bytes(void *out, size_t n);
 /* `nbytes` random bytes as unpadded base64url into out (size >= 4*nbytes/3 + 4), NUL-terminated. */
 void rand_token(char *out, size_t out_size, size_t nbytes);
 

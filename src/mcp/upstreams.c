@@ -268,7 +268,7 @@ uint64_t gw_draw_id(void)
 {
     uint64_t id = 0;
     while (id == 0) {
-        rand_bytes(&id, sizeof(id));
+        rand_id_bytes(&id, sizeof(id));
         id &= (UINT64_C(1) << CALL_ID_BITS) - 1;
     }
     return id;

@@ -3,12 +3,16 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 struct curl_loop_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct curl_loop *cl;
+    int events; /* what the poll watches now (UV_READABLE | UV_WRITABLE), 0 when stopped */
+    bool idle;  /* curl stopped watching it (a connection back in its cache); still open */
     struct curl_loop_sock *prev, *next;
 };
 
@@ -57,6 +61,13 @@ static void drive(struct curl_loop *cl, curl_socket_t fd, int flags)
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     struct curl_loop_sock *s = h->data;
+    if (s->idle) {
+        /* An idle connection spoke (the server closed it, most likely): curl finds out when it
+           next uses it; until then the socket is not watched, or it would wake the loop forever. */
+        uv_poll_stop(&s->poll);
+        s->events = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -67,17 +78,38 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     drive(s->cl, s->fd, flags);
 }
 
+static struct curl_loop_sock *sock_find(struct curl_loop *cl, curl_socket_t fd)
+{
+    for (struct curl_loop_sock *s = cl->socks; s; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
 static int socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct curl_loop *cl = userp;
     struct curl_loop_sock *s = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (s) {
-            sock_close(s);
+            if (cl->keep_idle && cl->multi) {
+                /* Kept, and left watching what it watched: if curl takes the connection again
+                   for the next call and wants the same, nothing changes in epoll. It is closed
+                   with the socket (closesocket_cb). */
+                s->idle = true;
+                uv_unref((uv_handle_t *)&s->poll); /* as before: an idle socket holds no loop */
+            } else {
+                sock_close(s);
+            }
             if (cl->multi)
                 curl_multi_assign(cl->multi, fd, NULL);
         }
         return 0;
+    }
+    if (s == NULL && cl->keep_idle && (s = sock_find(cl, fd)) != NULL) {
+        s->idle = false;
+        uv_ref((uv_handle_t *)&s->poll);
+        curl_multi_assign(cl->multi, fd, s);
     }
     if (s == NULL) {
         if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -102,8 +134,30 @@ static int socket_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
         ev |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         ev |= UV_WRITABLE;
-    uv_poll_start(&s->poll, ev, poll_cb);
+    /* uv_poll_start takes the socket out of epoll and puts it back even when nothing changes */
+    if (ev != s->events || !uv_is_active((uv_handle_t *)&s->poll)) {
+        uv_poll_start(&s->poll, ev, poll_cb);
+        s->events = ev;
+    }
     return 0;
+}
+
+/* libcurl closes a socket: stop watching it first, while the descriptor is still its. */
+static int closesocket_cb(void *clientp, curl_socket_t fd)
+{
+    struct curl_loop *cl = clientp;
+    struct curl_loop_sock *s = sock_find(cl, fd);
+    if (s) /* curl forgot it already (Curl_multi_closed): it is idle */
+        sock_close(s);
+    return close(fd);
+}
+
+CURLcode curl_loop_easy_attach(struct curl_loop *cl, CURL *e)
+{
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);
+    return cc;
 }
 
 static void timer_cb(uv_timer_t *h)
@@ -129,6 +183,7 @@ int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner)
     cl->loop = loop;
     cl->owner = owner;
     cl->socks = NULL;
+    cl->keep_idle = false;
     uv_timer_init(loop, &cl->timer);
     cl->timer.data = cl;
     cl->open = 1;
@@ -137,6 +192,12 @@ int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner)
     curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
     curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
     return 0;
+}
+
+void curl_loop_keep_connections(struct curl_loop *cl, long n)
+{
+    if (cl->multi && n > 0)
+        curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, n);
 }
 
 static void timer_closed(uv_handle_t *h)

@@ -7,6 +7,7 @@
 #define GH_UPSTREAM_CURL_LOOP_H
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <uv.h>
 
 struct curl_loop_sock;
@@ -18,6 +19,8 @@ struct curl_loop {
     struct curl_loop_sock *socks;
     int open; /* uv handles not yet closed (sockets and the timer) */
     void *owner;
+    /* Keep watching the sockets of idle connections (see curl_loop_easy_attach). */
+    bool keep_idle;
     /* After curl made progress: the owner reads finished transfers (curl_multi_info_read). */
     void (*progress_cb)(void *owner);
     /* Optional: called around every call into curl, for owners that defer re-entrant work. */
@@ -31,11 +34,27 @@ struct curl_loop {
    only used once transfers run). Returns 0 or ERR_NOMEM. */
 int curl_loop_init(struct curl_loop *cl, uv_loop_t *loop, void *owner);
 /*
+ * Keep up to n idle connections open for reuse (CURLMOPT_MAXCONNECTS). libcurl's default is four
+ * times the transfers in the multi at the moment one ends, which under a bursty load drops to a
+ * few and closes connections that the next burst opens again (a connect and a close per ~10
+ * calls at saturation); owners set it to the most transfers they run at once.
+ */
+void curl_loop_keep_connections(struct curl_loop *cl, long n);
+/*
  * The options every outbound transfer gets, whatever it is for: no signals; no redirects (a
  * server cannot send the gateway, or a credential it injected, elsewhere); http and https only;
  * no proxy taken from the environment; the gateway's user agent. Returns curl's result.
  */
 CURLcode curl_loop_easy_defaults(CURL *e);
+
+/*
+ * Every easy handle of a curl_loop with keep_idle set must be attached (after any
+ * curl_easy_reset): libcurl then closes its sockets through the loop, which stops watching a
+ * socket before it is closed. With keep_idle, the socket of a connection that goes back to
+ * libcurl's cache stays watched instead of leaving epoll and coming back for the next call on it
+ * (six epoll_ctl calls per call, measured). Returns curl's result.
+ */
+CURLcode curl_loop_easy_attach(struct curl_loop *cl, CURL *e);
 
 /* Clean the multi handle up (transfers must have been removed), stop watching, close the
    handles; closed_cb runs once all have closed. */

@@ -109,7 +109,9 @@ struct exchange {
     bool parked;                    /* the initialize waiting for the HTTP+SSE endpoint */
 
     CURL *easy;
-    struct curl_slist *headers;
+    bool primed;                /* easy came from (and may go back to) post_pool */
+    struct curl_slist *headers; /* this exchange's own header lines, or NULL when */
+    struct header_set *hset;    /* it sends the transport's shared ones */
     char errbuf[CURL_ERROR_SIZE];
     bool sent_session;
     bool cancelled;    /* by transport_cancel or close: no done_cb, removed at settle */
@@ -128,11 +130,27 @@ struct exchange {
     struct sse_parser own_sse;
     struct sse_parser *sse; /* &own_sse, or the transport's stream parser for GETs */
 
-    int fail_err; /* set when we abort the transfer ourselves */
-    char fail_why[512];
+    int fail_err;   /* set when we abort the transfer ourselves */
+    char *fail_why; /* why, FAIL_WHY_MAX bytes allocated by ex_fail: the exchange stays under
+                       1 KiB, which glibc serves from its per-thread cache */
 };
 
+#define FAIL_WHY_MAX 512
+
 #define EASY_POOL_MAX 32 /* idle curl easy handles kept for reuse (curl_easy_init is costly) */
+
+/*
+ * The header lines of a plain call POST (no mirror, no outbound lines), built once per session
+ * and protocol version rather than formatted per request. Shared by reference: an exchange in
+ * flight keeps the set it started with when the session changes under it.
+ */
+struct header_set {
+    int refs;
+    bool legacy;
+    char *session_id; /* the key it was built for (NULL: none) */
+    char *protocol_version;
+    struct curl_slist *lines;
+};
 
 struct http_transport {
     struct transport base;
@@ -142,9 +160,14 @@ struct http_transport {
     struct curl_loop cl; /* the multi handle on this loop (counts as one of open_handles) */
     CURL *easy_pool[EASY_POOL_MAX];
     int neasy_pool;
-    uv_timer_t listen_timer; /* GET stream reconnect */
-    uv_timer_t close_timer;  /* DELETE deadline */
-    int open_handles;        /* uv handles not yet closed; freed when 0 after CLOSE_FINAL */
+    /* Easy handles that ran a plain call POST, options kept (see ex_start): the next one sets
+       only what differs per exchange. */
+    CURL *post_pool[EASY_POOL_MAX];
+    int npost_pool;
+    struct header_set *post_headers; /* the current set of plain POSTs, or NULL */
+    uv_timer_t listen_timer;         /* GET stream reconnect */
+    uv_timer_t close_timer;          /* DELETE deadline */
+    int open_handles;                /* uv handles not yet closed; freed when 0 after CLOSE_FINAL */
 
     enum transport_state state;
     char *session_id;
@@ -302,6 +325,34 @@ static struct exchange *ex_new(struct http_transport *t, enum ex_kind kind, void
     return ex;
 }
 
+static void header_set_unref(struct header_set *hs)
+{
+    if (hs == NULL || --hs->refs > 0)
+        return;
+    curl_slist_free_all(hs->lines);
+    free(hs->session_id);
+    free(hs->protocol_version);
+    free(hs);
+}
+
+/* Clear the pointers into the exchange a primed handle holds, so nothing dangles while it waits
+   in the pool. Returns curl's result. */
+static CURLcode easy_unbind(CURL *e)
+{
+    CURLcode cc = curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    if (cc == CURLE_OK)
+        cc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+    return cc;
+}
+
 /* Drop the curl side and the response state (the exchange may be started again: fallback). */
 static void ex_reset_transfer(struct exchange *ex)
 {
@@ -309,7 +360,13 @@ static void ex_reset_transfer(struct exchange *ex)
     if (ex->easy) {
         if (ex->in_multi && t->cl.multi)
             curl_multi_remove_handle(t->cl.multi, ex->easy);
-        if (t->cl.multi && t->closing == CLOSE_NONE && t->neasy_pool < EASY_POOL_MAX) {
+        /* A primed handle goes back primed, unless the transfer was ever paused (curl keeps
+           pause state on the handle) or the transport's mode or URL changed since. */
+        if (ex->primed && !ex->paused && !ex->pause_wanted && t->cl.multi &&
+            t->closing == CLOSE_NONE && t->mode != MODE_LEGACY && t->npost_pool < EASY_POOL_MAX &&
+            easy_unbind(ex->easy) == CURLE_OK) {
+            t->post_pool[t->npost_pool++] = ex->easy;
+        } else if (t->cl.multi && t->closing == CLOSE_NONE && t->neasy_pool < EASY_POOL_MAX) {
             curl_easy_reset(ex->easy); /* every option goes; connections stay in the multi */
             t->easy_pool[t->neasy_pool++] = ex->easy;
         } else {
@@ -317,9 +374,12 @@ static void ex_reset_transfer(struct exchange *ex)
         }
         ex->easy = NULL;
     }
+    ex->primed = false;
     ex->in_multi = false;
     curl_slist_free_all(ex->headers);
     ex->headers = NULL;
+    header_set_unref(ex->hset);
+    ex->hset = NULL;
     uv_timer_stop(&ex->timer);
     buf_release(&ex->body_in);
     if (ex->sse == &ex->own_sse)
@@ -329,7 +389,8 @@ static void ex_reset_transfer(struct exchange *ex)
     ex->status = 0;
     ex->first_byte = false;
     ex->fail_err = 0;
-    ex->fail_why[0] = '\0';
+    free(ex->fail_why);
+    ex->fail_why = NULL;
     ex->errbuf[0] = '\0';
 }
 
@@ -367,13 +428,22 @@ static void ex_detach(struct exchange *ex)
 static void ex_fail(struct exchange *ex, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static const char *ex_fail_why(const struct exchange *ex)
+{
+    return ex->fail_why ? ex->fail_why : "out of memory";
+}
+
 static void ex_fail(struct exchange *ex, int err, const char *fmt, ...)
 {
     if (ex->fail_err)
         return; /* the first cause wins */
+    if (ex->fail_why == NULL && (ex->fail_why = malloc(FAIL_WHY_MAX)) == NULL) {
+        ex->fail_err = err;
+        return; /* reported as "out of memory" (ex_fail_why) */
+    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ex->fail_why, sizeof(ex->fail_why), fmt, ap);
+    vsnprintf(ex->fail_why, FAIL_WHY_MAX, fmt, ap);
     va_end(ap);
     ex->fail_err = err;
 }
@@ -654,38 +724,76 @@ static int add_header(struct curl_slist **h, const char *fmt, ...)
     return append_line(h, line);
 }
 
-static int build_headers(struct exchange *ex, const char *accept, bool json_body)
+/* The header lines of a request of this kind, with these mirror and outbound lines, into *h.
+ *sent_session says whether the session id is among them. */
+static int build_headers(const struct http_transport *t, struct curl_slist **h, enum ex_kind kind,
+                         char *const *mirror, const struct curl_slist *param_lines,
+                         bool *sent_session)
 {
-    struct http_transport *t = ex->t;
     const struct config_server *s = t->srv;
     bool legacy = t->mode != MODE_STREAMABLE;
-    int err = add_header(&ex->headers, "Accept: %s", accept);
-    if (!err && json_body)
-        err = add_header(&ex->headers, "Content-Type: application/json");
+    const char *accept = "application/json, text/event-stream";
+    if (kind == EX_GET || kind == EX_LEGACY_GET)
+        accept = "text/event-stream";
+    int err = add_header(h, "Accept: %s", accept);
+    if (!err && kind == EX_POST)
+        err = add_header(h, "Content-Type: application/json");
     if (!err)
-        err = add_header(&ex->headers, "Expect:"); /* no 100-continue round trip */
-    for (int i = 0; !err && i < 3 && ex->mirror[i]; i++)
-        err = append_line(&ex->headers, ex->mirror[i]);
-    for (struct curl_slist *l = ex->param_lines; !err && l; l = l->next)
-        err = append_line(&ex->headers, l->data);
+        err = add_header(h, "Expect:"); /* no 100-continue round trip */
+    for (int i = 0; !err && i < 3 && mirror[i]; i++)
+        err = append_line(h, mirror[i]);
+    for (const struct curl_slist *l = param_lines; !err && l; l = l->next)
+        err = append_line(h, l->data);
     /* A 2026-07-28 request is stateless: its own version, no session. */
-    if (!err && t->protocol_version && !legacy && ex->mirror[0] == NULL)
-        err = add_header(&ex->headers, "MCP-Protocol-Version: %s", t->protocol_version);
-    if (!err && t->session_id && !legacy && ex->mirror[0] == NULL) {
-        err = add_header(&ex->headers, "Mcp-Session-Id: %s", t->session_id);
-        ex->sent_session = true;
+    if (!err && t->protocol_version && !legacy && mirror[0] == NULL)
+        err = add_header(h, "MCP-Protocol-Version: %s", t->protocol_version);
+    if (!err && t->session_id && !legacy && mirror[0] == NULL) {
+        err = add_header(h, "Mcp-Session-Id: %s", t->session_id);
+        *sent_session = true;
     }
-    if (!err && ex->kind == EX_GET && sse_parser_last_id(&t->stream_sse) &&
+    if (!err && kind == EX_GET && sse_parser_last_id(&t->stream_sse) &&
         header_safe(sse_parser_last_id(&t->stream_sse), strlen(sse_parser_last_id(&t->stream_sse)),
                     1024))
-        err = add_header(&ex->headers, "Last-Event-ID: %s", sse_parser_last_id(&t->stream_sse));
+        err = add_header(h, "Last-Event-ID: %s", sse_parser_last_id(&t->stream_sse));
     for (size_t i = 0; !err && i < s->nheaders; i++) {
         if (s->headers[i].value[0] == '\0')
-            err = add_header(&ex->headers, "%s;", s->headers[i].key); /* curl's empty value */
+            err = add_header(h, "%s;", s->headers[i].key); /* curl's empty value */
         else
-            err = add_header(&ex->headers, "%s: %s", s->headers[i].key, s->headers[i].value);
+            err = add_header(h, "%s: %s", s->headers[i].key, s->headers[i].value);
     }
     return err;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The shared header lines of a plain call POST for the transport's current session and version,
+   with a reference for the caller (built when they changed); NULL when out of memory. */
+static struct header_set *post_header_set(struct http_transport *t)
+{
+    struct header_set *hs = t->post_headers;
+    bool legacy = t->mode != MODE_STREAMABLE;
+    if (hs == NULL || hs->legacy != legacy || !same_str(hs->session_id, t->session_id) ||
+        !same_str(hs->protocol_version, t->protocol_version)) {
+        char *const no_mirror[3] = {NULL, NULL, NULL};
+        bool sent = false;
+        if ((hs = calloc(1, sizeof(*hs))) == NULL)
+            return NULL;
+        hs->refs = 1;
+        hs->legacy = legacy;
+        if ((t->session_id && (hs->session_id = strdup(t->session_id)) == NULL) ||
+            (t->protocol_version && (hs->protocol_version = strdup(t->protocol_version)) == NULL) ||
+            build_headers(t, &hs->lines, EX_POST, no_mirror, NULL, &sent) != 0) {
+            header_set_unref(hs);
+            return NULL;
+        }
+        header_set_unref(t->post_headers);
+        t->post_headers = hs;
+    }
+    hs->refs++;
+    return hs;
 }
 
 static int ex_start(struct exchange *ex)
@@ -693,18 +801,35 @@ static int ex_start(struct exchange *ex)
     struct http_transport *t = ex->t;
     const struct config_timeouts *to = &t->srv->timeouts;
     const char *url = t->srv->url;
-    const char *accept = "application/json, text/event-stream";
     int err = ERR_NOMEM;
 
     if (ex->kind == EX_POST && t->mode == MODE_LEGACY)
         url = t->legacy_endpoint;
-    if (ex->kind == EX_GET || ex->kind == EX_LEGACY_GET)
-        accept = "text/event-stream";
-    ex->easy = t->neasy_pool > 0 ? t->easy_pool[--t->neasy_pool] : curl_easy_init();
+    /* A plain call POST (to the configured URL, not a stream): its easy handle keeps every option
+       that does not depend on the exchange from one call to the next, and its header lines are
+       the transport's shared ones when it has no lines of its own. */
+    bool plain = ex->kind == EX_POST && !ex->long_lived && t->mode != MODE_LEGACY;
+    bool primed = plain && t->npost_pool > 0;
+    if (primed)
+        ex->easy = t->post_pool[--t->npost_pool];
+    else
+        ex->easy = t->neasy_pool > 0 ? t->easy_pool[--t->neasy_pool] : curl_easy_init();
     if (ex->easy == NULL)
         goto out;
-    if ((err = build_headers(ex, accept, ex->kind == EX_POST)) != 0)
-        goto out;
+    ex->primed = plain;
+    struct curl_slist *lines = NULL;
+    if (plain && ex->mirror[0] == NULL && ex->param_lines == NULL) {
+        if ((ex->hset = post_header_set(t)) == NULL)
+            goto out;
+        lines = ex->hset->lines;
+        if (t->session_id && t->mode == MODE_STREAMABLE)
+            ex->sent_session = true;
+    } else {
+        if ((err = build_headers(t, &ex->headers, ex->kind, ex->mirror, ex->param_lines,
+                                 &ex->sent_session)) != 0)
+            goto out;
+        lines = ex->headers;
+    }
 
     CURL *e = ex->easy;
     CURLcode cc = CURLE_OK;
@@ -713,21 +838,26 @@ static int ex_start(struct exchange *ex)
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(e, opt, val);                                                    \
     } while (0)
-    SETOPT(CURLOPT_URL, url);
     SETOPT(CURLOPT_PRIVATE, ex);
     SETOPT(CURLOPT_ERRORBUFFER, ex->errbuf);
-    SETOPT(CURLOPT_HTTPHEADER, ex->headers);
-    SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+    SETOPT(CURLOPT_HTTPHEADER, lines);
     SETOPT(CURLOPT_HEADERDATA, ex);
-    SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, ex);
-    if (cc == CURLE_OK)
-        cc = curl_loop_easy_defaults(e);
-    if (to->connect_ms)
-        SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
+    if (!primed) {
+        SETOPT(CURLOPT_URL, url);
+        SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+        SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+        if (cc == CURLE_OK)
+            cc = curl_loop_easy_defaults(e);
+        if (cc == CURLE_OK)
+            cc = curl_loop_easy_attach(&t->cl, e);
+        if (to->connect_ms)
+            SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)to->connect_ms);
+    }
     switch (ex->kind) {
     case EX_POST:
-        SETOPT(CURLOPT_POST, 1L);
+        if (!primed)
+            SETOPT(CURLOPT_POST, 1L);
         if (ex->long_lived) {
             SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
             SETOPT(CURLOPT_TCP_KEEPIDLE, (long)HTTP_KEEPALIVE_IDLE_S);
@@ -770,8 +900,10 @@ static int ex_start(struct exchange *ex)
     ex->in_multi = true;
     err = 0;
 out:
-    if (err)
+    if (err) {
+        ex->primed = false; /* a handle half set up is reset, not pooled primed */
         ex_reset_transfer(ex);
+    }
     return err;
 }
 
@@ -841,7 +973,7 @@ static void post_done(struct exchange *ex, CURLcode cc)
     const char *name = srv_name(t);
 
     if (ex->fail_err) {
-        ex_finish(ex, ex->fail_err, ex->fail_why);
+        ex_finish(ex, ex->fail_err, ex_fail_why(ex));
         return;
     }
     if (cc != CURLE_OK) {
@@ -934,7 +1066,7 @@ static void stream_done(struct exchange *ex, CURLcode cc)
     bool broken = cc != CURLE_OK || ex->fail_err;
 
     if (ex->fail_err)
-        snprintf(why, sizeof(why), "%s", ex->fail_why);
+        snprintf(why, sizeof(why), "%s", ex_fail_why(ex));
     else if (cc != CURLE_OK)
         snprintf(why, sizeof(why), "the %s stream of upstream %s broke: %s",
                  legacy ? "HTTP+SSE" : "GET", srv_name(t),
@@ -1331,6 +1463,10 @@ static void finish_close(struct http_transport *t)
     curl_loop_close(&t->cl); /* its closed_cb counts as one handle gone */
     while (t->neasy_pool > 0)
         curl_easy_cleanup(t->easy_pool[--t->neasy_pool]);
+    while (t->npost_pool > 0)
+        curl_easy_cleanup(t->post_pool[--t->npost_pool]);
+    header_set_unref(t->post_headers);
+    t->post_headers = NULL;
     uv_close((uv_handle_t *)&t->listen_timer, handle_closed);
     uv_close((uv_handle_t *)&t->close_timer, handle_closed);
 }
@@ -1663,6 +1799,9 @@ struct transport *http_transport_new(uv_loop_t *loop, const struct config_server
         free(t);
         return NULL;
     }
+    /* Every call in flight, the GET stream, a DELETE and a few answers to the server's requests. */
+    curl_loop_keep_connections(&t->cl, (long)srv->max_concurrency + 4);
+    t->cl.keep_idle = true; /* every easy handle is attached in ex_start */
     t->cl.progress_cb = curl_progress_cb;
     t->cl.enter_cb = curl_enter_cb;
     t->cl.leave_cb = curl_leave_cb;

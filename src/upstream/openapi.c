@@ -1372,6 +1372,7 @@ struct transport *openapi_transport_new(uv_loop_t *loop, const struct config_ser
         free(t);
         return NULL;
     }
+    curl_loop_keep_connections(&t->cl, srv->max_concurrency ? (long)srv->max_concurrency : 64);
     t->cl.progress_cb = curl_progress_cb;
     t->cl.closed_cb = curl_closed_cb;
     t->base.ops = &oa_ops;

@@ -60,7 +60,9 @@ struct fi {
     fi_handler handler;
     struct buf log; /* every request: "METHOD path\nheaders\nbody\n----\n" */
     int nreq, nopen, max_open;
-    int counter; /* for handlers */
+    int naccepted;   /* connections accepted in all */
+    bool keep_alive; /* a connection serves request after request (handlers must not close) */
+    int counter;     /* for handlers */
     struct fi_conn *conns;
     struct fi_conn *held; /* a connection a handler keeps for later writes */
 };
@@ -195,9 +197,10 @@ static void fi_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         fi_conn_close(c);
         return;
     }
-    if (c->handled)
+    if (c->handled && !c->fi->keep_alive)
         return;
     buf_append(&c->in, b->base, (size_t)n);
+next_request:;
     char *end = c->in.data ? strstr(c->in.data, "\r\n\r\n") : NULL;
     if (end == NULL)
         return;
@@ -219,6 +222,12 @@ static void fi_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     buf_printf(&fi->log, "%s\n%s\n----\n", rq.headers, body);
     fi->handler(fi, c, &rq);
     free(body);
+    if (fi->keep_alive && !c->closing) {
+        buf_consume(&c->in, hlen + clen);
+        c->handled = false;
+        if (c->in.len > 0)
+            goto next_request;
+    }
 }
 
 static void fi_accept(uv_stream_t *l, int status)
@@ -234,6 +243,7 @@ static void fi_accept(uv_stream_t *l, int status)
     c->next = fi->conns;
     fi->conns = c;
     fi->nopen++;
+    fi->naccepted++;
     if (fi->nopen > fi->max_open)
         fi->max_open = fi->nopen;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) == 0)
@@ -789,6 +799,116 @@ static void test_concurrency_and_queue(void)
     finish(&loop, &r, &fi);
 }
 
+static void h_keep_alive_ok(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
+{
+    fi_push(c, 20,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            "Content-Length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+            false);
+}
+
+/* Bursts of calls, each followed by a lull of one call at a time: the connections of a burst
+   stay open for the next one (libcurl's default would keep only four per transfer left in
+   flight and close the rest as the burst drains). */
+static void test_connections_kept(void)
+{
+    SETUP(h_keep_alive_ok);
+    fi.keep_alive = true;
+    srv.max_concurrency = 8;
+    START();
+    int sent = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 8; i++, sent++)
+            CHECK_INT(send_req(r.t, sent, "tools/call", 100 + sent), 0);
+        CHECK(run_until(&loop, &r.ndone, sent, 5000));
+        CHECK_INT(send_req(r.t, sent, "tools/call", 100 + sent), 0);
+        sent++;
+        CHECK(run_until(&loop, &r.ndone, sent, 5000));
+    }
+    for (int i = 0; i < sent; i++)
+        CHECK_INT(r.done_err[i], 0);
+    CHECK_INT(fi.nreq, sent);
+    CHECK(fi.naccepted <= 8);
+    finish(&loop, &r, &fi);
+}
+
+static void count_iteration(uv_prepare_t *h)
+{
+    (*(int *)h->data)++;
+}
+
+/* A server closes an idle keep-alive connection: the gateway stops watching that socket (the loop
+   does not spin on its end of file) and the next call goes out on a new connection. */
+static void test_idle_connection_closed(void)
+{
+    SETUP(h_keep_alive_ok);
+    fi.keep_alive = true;
+    START();
+    CHECK_INT(send_req(r.t, 1, "tools/call", 1), 0);
+    CHECK(run_until(&loop, &r.ndone, 1, 5000));
+    CHECK_INT(fi.nopen, 1);
+    while (fi.conns)
+        fi_conn_close(fi.conns);
+    int iterations = 0;
+    uv_prepare_t prep;
+    uv_prepare_init(&loop, &prep);
+    prep.data = &iterations;
+    uv_prepare_start(&prep, count_iteration);
+    run_for(&loop, 200);
+    uv_prepare_stop(&prep);
+    uv_close((uv_handle_t *)&prep, NULL);
+    CHECK(iterations < 50); /* a few wake-ups, not a busy loop */
+    CHECK_INT(send_req(r.t, 2, "tools/call", 2), 0);
+    CHECK(run_until(&loop, &r.ndone, 2, 5000));
+    CHECK_INT(r.done_err[0], 0);
+    CHECK_INT(r.done_err[1], 0);
+    CHECK_INT(fi.naccepted, 2);
+    finish(&loop, &r, &fi);
+}
+
+/* initialize answers with session s-<n>; everything else with an empty result. */
+static void h_new_sessions(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
+{
+    if (strstr(rq->body, "\"initialize\"") != NULL) {
+        char hdr[64];
+        snprintf(hdr, sizeof(hdr), "Mcp-Session-Id: s-%d\r\n", ++fi->counter);
+        fi_respond(
+            c, 200, "application/json", hdr,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}");
+    } else {
+        fi_respond(c, 200, "application/json", NULL,
+                   "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}");
+    }
+}
+
+/* Calls carry the session they are sent in, also when it changes between two calls (the header
+   lines of plain calls are built once per session and version, not per call). */
+static void test_headers_follow_session(void)
+{
+    SETUP(h_new_sessions);
+    START();
+    CHECK_INT(send_req(r.t, 1, "initialize", 1), 0);
+    CHECK(run_until(&loop, &r.ndone, 1, 5000));
+    transport_set_protocol_version(r.t, "2025-11-25");
+    CHECK_INT(send_req(r.t, 2, "tools/call", 2), 0);
+    CHECK(run_until(&loop, &r.ndone, 2, 5000));
+    transport_reset_session(r.t);
+    CHECK_INT(send_req(r.t, 3, "initialize", 3), 0);
+    CHECK(run_until(&loop, &r.ndone, 3, 5000));
+    transport_set_protocol_version(r.t, "2025-06-18");
+    size_t mark = fi.log.len;
+    CHECK_INT(send_req(r.t, 4, "tools/call", 4), 0);
+    CHECK(run_until(&loop, &r.ndone, 4, 5000));
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(r.done_err[i], 0);
+    const char *last = fi.log.data + mark;
+    CHECK_CONTAINS(last, "Mcp-Session-Id: s-2\r\n");
+    CHECK_CONTAINS(last, "MCP-Protocol-Version: 2025-06-18\r\n");
+    CHECK(strstr(last, "s-1") == NULL);
+    CHECK(strstr(last, "2025-11-25") == NULL);
+    finish(&loop, &r, &fi);
+}
+
 static void h_hold_then_answer(struct fi *fi, struct fi_conn *c, const struct fi_req *rq)
 {
     fi_sse_start(c, NULL);
@@ -1069,5 +1189,7 @@ TEST_MAIN(TEST(init), TEST(test_json_session_and_expiry), TEST(test_http_errors)
           TEST(test_sse_stream), TEST(test_first_byte_timeout), TEST(test_idle_and_total_timeout),
           TEST(test_oversized), TEST(test_connection_refused), TEST(test_legacy_fallback),
           TEST(test_legacy_other_origin_refused), TEST(test_concurrency_and_queue),
-          TEST(test_cancel_and_reentrancy), TEST(test_listen_reconnect_and_405),
-          TEST(test_reference_server), TEST(test_outbound_headers))
+          TEST(test_connections_kept), TEST(test_headers_follow_session),
+          TEST(test_idle_connection_closed), TEST(test_cancel_and_reentrancy),
+          TEST(test_listen_reconnect_and_405), TEST(test_reference_server),
+          TEST(test_outbound_headers))
