@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define STORE_POOL_QUEUE_MAX 4096
 
@@ -55,6 +56,10 @@ static void complete_cb(void *arg)
 
 static void post_result(struct store_job *j)
 {
+    if (j->reply == NULL) { /* store_pool_post: nobody waits */
+        free(j);
+        return;
+    }
     if (mailbox_post(j->reply, complete_cb, j) != 0) {
         /* the loop is closing: nobody is left to tell */
         log_warn("store", "a store job's result could not be delivered: its loop is closing");
@@ -89,8 +94,8 @@ static void *pool_main(void *arg)
     }
 }
 
-int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
-                      store_done_cb done, void *arg)
+static int submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn, store_done_cb done,
+                  void *arg)
 {
     struct store_job *j = calloc(1, sizeof(*j));
     if (j == NULL)
@@ -115,6 +120,17 @@ int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn 
     if (err)
         free(j);
     return err;
+}
+
+int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
+                      store_done_cb done, void *arg)
+{
+    return submit(p, reply, fn, done, arg);
+}
+
+int store_pool_post(struct store_pool *p, store_job_fn fn, void *arg)
+{
+    return submit(p, NULL, fn, NULL, arg);
 }
 
 void store_pool_free(struct store_pool *p)
@@ -172,5 +188,52 @@ int store_pool_new(const char *where, unsigned nthreads, struct store_pool **out
         return err;
     }
     *out = p;
+    return 0;
+}
+
+bool store_location_remote(const char *where)
+{
+    return where != NULL &&
+           (strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0);
+}
+
+/* ---- the caller: pool or inline ---- */
+
+struct store_caller {
+    struct store_pool *pool; /* NULL: inline on st */
+    struct mailbox *mb;
+    struct store *st;
+};
+
+int store_caller_new(const char *where, struct store_pool *pool, struct mailbox *mb,
+                     struct store_caller **out, struct err_info *ei)
+{
+    struct store_caller *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ERR_NOMEM;
+    c->pool = pool;
+    c->mb = mb;
+    int err = pool == NULL ? store_open(where, &c->st, ei) : 0;
+    if (err) {
+        free(c);
+        return err;
+    }
+    *out = c;
+    return 0;
+}
+
+void store_caller_free(struct store_caller *c)
+{
+    if (c == NULL)
+        return;
+    store_close(c->st);
+    free(c);
+}
+
+int store_call(struct store_caller *c, store_job_fn fn, store_done_cb done, void *arg)
+{
+    if (c->pool != NULL)
+        return submit(c->pool, c->mb, fn, done, arg);
+    done(fn(c->st, arg), arg);
     return 0;
 }

@@ -73,6 +73,25 @@ int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn 
                       store_done_cb done, void *arg);
 /* Let running jobs finish, complete queued ones with ERR_CLOSED, close the connections. */
 void store_pool_free(struct store_pool *p);
+/* Does `where` name a store across the network (PostgreSQL), whose calls belong off the loop? */
+bool store_location_remote(const char *where);
+
+/* A worker's way to the store on its request path, one code path for both backends: through a
+   pool (PostgreSQL: the request waits, the loop does not) or inline on a connection of the
+   caller's own (SQLite: local and fast, bench/store_call), where done runs before store_call
+   returns. store_caller_new opens that connection when pool is NULL; mb is the loop's mailbox
+   the pool posts completions to. One thread: the loop's. */
+struct store_caller;
+int store_caller_new(const char *where, struct store_pool *pool, struct mailbox *mb,
+                     struct store_caller **out, struct err_info *ei);
+void store_caller_free(struct store_caller *c);
+/* Run fn with a connection and then done(rc, arg) on the caller's loop. Returns 0 (done will
+   run, maybe already has), or ERR_LIMIT / ERR_CLOSED / ERR_NOMEM from the pool (done will not
+   run). */
+int store_call(struct store_caller *c, store_job_fn fn, store_done_cb done, void *arg);
+/* Any thread: run fn on a pool thread and forget it (its result is logged by fn if it matters):
+   writes whose answer nobody waits for. Returns 0 or what store_pool_submit returns. */
+int store_pool_post(struct store_pool *p, store_job_fn fn, void *arg);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
