@@ -189,7 +189,8 @@ int store_account_find(struct store *st, const char *name, struct store_account 
 int store_apikey_create(struct store *st, int64_t account_id, const char *label,
                         char key_out[STORE_APIKEY_SIZE], char id_out[32]);
 /* Check a presented key: ERR_DENIED (malformed, unknown, revoked, wrong secret, account
-   disabled; same time for all). On success fills the account. Slow (argon2id): cache it. */
+   disabled; same time for all), or the store's error when it failed. On success fills the
+   account. Slow (argon2id): cache it. */
 int store_apikey_check(struct store *st, const char *key, size_t len, struct store_account *out,
                        char id_out[32]);
 int store_apikey_revoke(struct store *st, const char *key_id); /* ERR_NOTFOUND */
