@@ -1,0 +1,167 @@
+// The request path on a PostgreSQL store: store calls wait off the worker's loop. Run under
+// tests/unit/store/with-postgres.sh with GATEHOUSE_TEST_STORE=postgres (scripts/check.sh's
+// `postgres` phase); on SQLite (local, inline) there is nothing to show and the file skips.
+//
+// - a credential check that waits on the server (its table locked by another session) does not
+//   stall the worker: /healthz and a cached credential on the same (only) worker answer at once;
+// - PostgreSQL stopped under load: what needs the store is refused with 503, Retry-After and a
+//   JSON-RPC error naming the store, cached credentials and held sessions keep working, and once
+//   the server is back the gateway serves again by itself;
+// - a wrong password or an unreachable server stops the start, naming PostgreSQL and the cause,
+//   never the password.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse } from './lib.mjs';
+import { startAuthGateway, mcpInit } from './oauth_lib.mjs';
+
+const onPostgres = process.env.GATEHOUSE_TEST_STORE === 'postgres';
+const skip = onPostgres ? false : 'needs GATEHOUSE_TEST_STORE=postgres (tests/unit/store/with-postgres.sh)';
+
+async function gatewayWithKeys(t, n) {
+  const gw = await startAuthGateway(t, { workers: 1, users: [] });
+  gw.cli(['account', 'add', 'bot']);
+  const keys = [];
+  for (let i = 0; i < n; i++) keys.push(gw.cli(['apikey', 'create', '--account', 'bot', '--label', `k${i}`]));
+  return { gw, keys };
+}
+
+// the store URI the gateway was started with
+function storeOf(gw) {
+  const text = fs.readFileSync(gw.configFile, 'utf8');
+  const m = text.match(/postgres(?:ql)?:\/\/[^"'\s]+/);
+  assert.ok(m, 'the gateway runs on PostgreSQL');
+  return m[0];
+}
+
+/** A psql session holding `sql` in an open transaction until release(). */
+async function holdLock(db, sql) {
+  const { GH_TEST_PG_BINDIR: bin, GH_TEST_PG_HOST: host, GH_TEST_PG_PORT: port } = process.env;
+  const p = spawn(path.join(bin, 'psql'), ['-X', '-q', '-h', host, '-p', port, '-U', 'postgres', '-d', db], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (c) => (out += c));
+  p.stderr.on('data', (c) => (out += c));
+  p.stdin.write(`BEGIN;\n${sql};\nSELECT 'lock' || 'held';\n`);
+  await until(() => out.includes('lockheld'), { timeout: 10000, what: `psql: ${sql}` });
+  return {
+    release: () =>
+      new Promise((resolve) => {
+        p.once('exit', resolve);
+        p.stdin.end('ROLLBACK;\n\\q\n');
+      }),
+  };
+}
+
+async function timed(fn) {
+  const t0 = performance.now();
+  const r = await fn();
+  return { r, ms: performance.now() - t0 };
+}
+
+test('a store call that waits on PostgreSQL does not stall the worker', { skip, timeout: 60000 }, async (t) => {
+  const { gw, keys } = await gatewayWithKeys(t, 2);
+  const db = new URL(storeOf(gw)).pathname.slice(1);
+  const cached = await mcpInit(gw.url, keys[0]);
+  assert.equal(cached.status, 200, cached.text);
+
+  // The table the API-key check reads is locked: a key not cached yet waits for the lock (up to
+  // the store's lock_timeout, 5 s), on a pool thread.
+  const lock = await holdLock(db, 'LOCK TABLE apikeys IN ACCESS EXCLUSIVE MODE');
+  let released = false;
+  t.after(() => !released && lock.release());
+  const t0 = performance.now();
+  const waiting = mcpInit(gw.url, keys[1]);
+  await sleep(300); // the check is at the server, waiting
+  for (let i = 0; i < 5; i++) {
+    const h = await timed(() => request(`${gw.base}/healthz`));
+    assert.equal(h.r.status, 200);
+    assert.ok(h.ms < 500, `/healthz took ${h.ms.toFixed(0)} ms while a store call waited`);
+    const c = await timed(() => mcpInit(gw.url, keys[0]));
+    assert.equal(c.r.status, 200, c.r.text);
+    assert.ok(c.ms < 500, `a cached key took ${c.ms.toFixed(0)} ms while a store call waited`);
+  }
+  const w = await waiting;
+  const waited = performance.now() - t0;
+  // refused by the store's lock_timeout: a temporary error naming the store
+  assert.equal(w.status, 503, w.text);
+  assert.equal(w.headers['retry-after'], '1');
+  assert.match(w.json.error.message, /store \(postgres\)/);
+  assert.ok(waited > 3000, `the locked check came back after ${waited.toFixed(0)} ms: it did not wait on the lock`);
+  released = true;
+  await lock.release();
+  const again = await mcpInit(gw.url, keys[1]);
+  assert.equal(again.status, 200, again.text);
+});
+
+test('PostgreSQL restarted under load: 503 naming the store, cached callers served, back by itself', { skip, timeout: 90000 }, async (t) => {
+  const { gw, keys } = await gatewayWithKeys(t, 3);
+  const init = await mcpInit(gw.url, keys[0]);
+  assert.equal(init.status, 200, init.text);
+  const sid = init.headers['mcp-session-id'];
+  const list = () => post(gw.url, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, { session: sid, headers: { Authorization: `Bearer ${keys[0]}` } });
+  assert.equal((await list()).status, 200);
+
+  // a loop of calls (cached key and a new one) while the server restarts
+  let stop = false;
+  const seen = new Map();
+  const loop = (async () => {
+    while (!stop) {
+      for (const k of [keys[0], keys[2]]) {
+        const r = await mcpInit(gw.url, k);
+        seen.set(r.status, (seen.get(r.status) ?? 0) + 1);
+        if (r.status === 503) assert.match(r.json.error.message, /store \(postgres\)/, r.text);
+        else assert.equal(r.status, 200, r.text);
+      }
+    }
+  })();
+  execSync(process.env.GH_TEST_PG_RESTART, { stdio: 'ignore' });
+  await sleep(500);
+
+  execSync(process.env.GH_TEST_PG_STOP, { stdio: 'ignore' });
+  try {
+    // the store is down: a credential not cached is a temporary error naming the store
+    const r = await mcpInit(gw.url, keys[1]);
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.headers['retry-after'], '1');
+    assert.equal(r.json.jsonrpc, '2.0');
+    assert.match(r.json.error.message, /store \(postgres\)/);
+    // a cached one and a session this replica holds keep working
+    const c = await mcpInit(gw.url, keys[0]);
+    assert.equal(c.status, 200, c.text);
+    const l = await list();
+    assert.equal(l.status, 200, l.text);
+    assert.ok(l.json.result.tools.length > 0);
+  } finally {
+    execSync(process.env.GH_TEST_PG_START, { stdio: 'ignore' });
+  }
+  // back without a restart of the gateway (the pool's connections are made again)
+  await until(async () => (await mcpInit(gw.url, keys[1])).status === 200, { timeout: 15000, interval: 250, what: 'a new key accepted after PostgreSQL came back' });
+  stop = true;
+  await loop;
+  assert.ok((seen.get(200) ?? 0) > 0, JSON.stringify([...seen]));
+  assert.ok(gw.alive);
+});
+
+test('a wrong password or an unreachable server stops the start, naming PostgreSQL and the cause', { skip, timeout: 60000 }, async () => {
+  const { GH_TEST_PG_PORT: port, GH_TEST_PG_PASSWORD_ROLE: role, GH_TEST_PG_PASSWORD: right } = process.env;
+  const wrong = `not-${right}-xyzzy`;
+  const run = async (uri) => {
+    const dir = tempDir();
+    const file = writeConfig(baseConfig({ servers: [miniServer('a')], store: { postgres: uri, key_file: path.join(dir, 'master.key') }, auth: { enabled: true } }), dir);
+    return runGatehouse(['run', '-c', file], { timeout: 30000 });
+  };
+  const bad = await run(`postgresql://${role}:${wrong}@127.0.0.1:${port}/gh_full`);
+  assert.notEqual(bad.code, 0);
+  const all = bad.stdout + bad.stderr;
+  assert.match(all, /postgres/);
+  assert.match(all, /password authentication failed/);
+  assert.ok(!all.includes(wrong), 'the password is printed');
+  const closed = await run(`postgresql://${role}:${wrong}@127.0.0.1:1/gh_full`);
+  assert.notEqual(closed.code, 0);
+  const all2 = closed.stdout + closed.stderr;
+  assert.match(all2, /postgres store .*cannot connect/);
+  assert.match(all2, /refused|could not connect/i);
+  assert.ok(!all2.includes(wrong), 'the password is printed');
+});
