@@ -144,6 +144,10 @@ void auth_lookup_apply(struct auth_validator *v, struct auth_lookup *l);
 /* After auth_lookup_run (any thread): the id of the user the credential stands for, 0 when it is
    not a valid user's. */
 int64_t auth_lookup_user(const struct auth_lookup *l);
+/* true when auth_lookup_run would make no store call: the verdict is cached and the sequence
+   known to stand (revocation events arrive, none came since the last read: store.h,
+   store_revocation_memo). The request may then skip the store job. */
+bool auth_lookup_local(const struct auth_lookup *l);
 /* After auth_lookup_run: the revocation sequence it read (false: the store did not answer). */
 bool auth_lookup_seq(const struct auth_lookup *l, uint64_t *seq);
 void auth_lookup_free(struct auth_lookup *l);

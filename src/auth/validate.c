@@ -55,6 +55,7 @@ struct auth_validator {
     /* Set by auth_lookup_apply for the auth_validate call that follows it: the store's answer
        for that credential, read off the loop; auth_validate then makes no store call. */
     const struct auth_lookup *ready;
+    struct store_seq_memo memo; /* the last sequence a lookup read, and whether it stands */
 };
 
 /* The store's part of validating one credential, made on a store connection of any thread
@@ -73,6 +74,8 @@ struct auth_lookup {
     struct auth_keyring *kr; /* a reference to the validator's at submission */
     int64_t now;
     int64_t cached_user; /* the cached verdict's user id (0: not a user) */
+    bool local;          /* the sequence is known without the store (memo) and the verdict cached */
+    struct store_seq_memo memo;
     /* results */
     int seq_rc;
     uint64_t seq;
@@ -715,14 +718,32 @@ int auth_lookup_new(struct auth_validator *v, const char *authorization, size_t 
     l->seq_before = v->seq;
     l->seq_known = v->seq_known;
     l->kr = v->kr ? auth_keyring_ref(v->kr) : NULL;
+    /* with revocation events arriving (Redis) and none since the last read, the sequence needs
+       no store call: a cached verdict is then decided without the store at all */
+    uint64_t seq;
+    if (l->cached && v->seq_known && v->kr != NULL &&
+        store_revocation_memo_current(&v->memo, &seq) && seq == v->seq) {
+        l->local = true;
+        l->seq = seq;
+        l->memo = v->memo;
+    }
     *out = l;
     return 0;
+}
+
+bool auth_lookup_local(const struct auth_lookup *l)
+{
+    return l->local;
 }
 
 int auth_lookup_run(struct store *st, void *arg)
 {
     struct auth_lookup *l = arg;
+    if (l->local)
+        return 0; /* the sequence and the verdict are known already */
     l->seq_rc = store_revocation_seq(st, &l->seq);
+    if (l->seq_rc == 0)
+        store_revocation_memo(st, &l->memo);
     bool moved = l->seq_rc == 0 && (!l->seq_known || l->seq != l->seq_before || l->kr == NULL);
     if (moved) {
         struct err_info ei = {0};
@@ -775,6 +796,8 @@ void auth_lookup_apply(struct auth_validator *v, struct auth_lookup *l)
         v->seq = l->seq;
         v->seq_known = true;
     }
+    if (l->seq_rc == 0 && l->seq == v->seq)
+        v->memo = l->memo;
     v->ready = l;
 }
 

@@ -1542,6 +1542,20 @@ static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t star
             mcp_settings_cache_seq(c, &k->settings_seq))
             k->settings_have = uid;
     }
+    if (err == 0 && !check_ended && k->auth != NULL && auth_lookup_local(k->auth)) {
+        /* nothing to read (a cached verdict, the sequence known through events, the user's
+           settings cached at it): no store call at all */
+        uint64_t seq;
+        int64_t uid = auth_lookup_user(k->auth);
+        if (uid == 0 ||
+            (uid == k->settings_have && auth_lookup_seq(k->auth, &seq) && seq == k->settings_seq)) {
+            struct store_wait sw = {.w = w, .req = req, .view = view, .start = start};
+            k->w = w;
+            k->sw = &sw;
+            store_work_done_cb(0, k);
+            return true;
+        }
+    }
     if (err == 0) {
         struct store_wait *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), store_wait_dispose);
         *sw = (struct store_wait){.w = w, .req = req, .view = view, .start = start, .work = k};

@@ -107,6 +107,18 @@ int store_revocation_seq(struct store *st, uint64_t *seq);
    arrive, so a connection reads the counter only after an event or once poll_ms passed since
    its last read; (false, …): every call reads it (the default). store_revocation_event: a peer
    changed something; every connection reads the counter on its next call. */
+/* What a connection's last store_revocation_seq read, so that a thread holding no connection
+   (a worker whose store calls run on a pool) can tell whether the same call would answer
+   without reading the database: with events arriving, none since that read and its poll not
+   due. store_revocation_memo: after a successful store_revocation_seq on st (st's thread).
+   store_revocation_memo_current: any thread; true and *seq when that call would not read. */
+struct store_seq_memo {
+    uint64_t read, epoch, until_ms;
+    bool known;
+};
+void store_revocation_memo(const struct store *st, struct store_seq_memo *m);
+bool store_revocation_memo_current(const struct store_seq_memo *m, uint64_t *seq);
+
 void store_revocation_set_hook(void (*hook)(void));
 void store_revocation_follow(bool live, uint32_t poll_ms);
 void store_revocation_event(void);
