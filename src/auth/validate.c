@@ -742,6 +742,10 @@ int auth_lookup_run(struct store *st, void *arg)
     if (l->local)
         return 0; /* the sequence and the verdict are known already */
     l->seq_rc = store_revocation_seq(st, &l->seq);
+    /* a read is safe to repeat: the first statement on a connection the server closed (it
+       restarted) fails, and the connection is made again for the next */
+    if (l->seq_rc != 0)
+        l->seq_rc = store_revocation_seq(st, &l->seq);
     if (l->seq_rc == 0)
         store_revocation_memo(st, &l->memo);
     bool moved = l->seq_rc == 0 && (!l->seq_known || l->seq != l->seq_before || l->kr == NULL);
