@@ -15,7 +15,8 @@ import { spawn, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse } from './lib.mjs';
-import { startAuthGateway, mcpInit } from './oauth_lib.mjs';
+import { REPO } from './lib.mjs';
+import { startAuthGateway, mcpInit, mcpCall, createUserClient, token } from './oauth_lib.mjs';
 
 const onPostgres = process.env.GATEHOUSE_TEST_STORE === 'postgres';
 const skip = onPostgres ? false : 'needs GATEHOUSE_TEST_STORE=postgres (tests/unit/store/with-postgres.sh)';
@@ -142,6 +143,48 @@ test('PostgreSQL restarted under load: 503 naming the store, cached callers serv
   stop = true;
   await loop;
   assert.ok((seen.get(200) ?? 0) > 0, JSON.stringify([...seen]));
+  await gw.stop();
+});
+
+test("a user's token and settings: read off the loop, kept through an outage", { skip, timeout: 90000 }, async (t) => {
+  const spec = path.join(REPO, 'tests/openapi/gateway-pets.yaml');
+  const gw = await startAuthGateway(t, { workers: 1, extra: { servers: [miniServer('a'), { name: 'pets', spec, base_url: 'http://127.0.0.1:9/v1' }] } });
+  const tokenOf = async (user) => {
+    const { id, secret } = createUserClient(gw.configFile, user);
+    const r = await token(gw, { grant_type: 'client_credentials', resource: `${gw.base}/mcp` }, { basic: [id, secret] });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    return r.json.access_token;
+  };
+  const alice = await tokenOf('alice');
+  const bob = await tokenOf('bob'); // issued, never presented before the outage
+  gw.cli(['user', 'settings', 'alice', '--server', 'pets', '--select', 'list_pets,get_pet']);
+  const init = await mcpInit(gw.url, alice);
+  assert.equal(init.status, 200, init.text);
+  const sid = init.headers['mcp-session-id'];
+  const names = async () => {
+    const r = await mcpCall(gw.url, alice, sid, 'tools/list');
+    assert.equal(r.status, 200, r.text);
+    return r.json.result.tools.map((x) => x.name);
+  };
+  const before = await names();
+  assert.ok(before.includes('list_pets') && !before.includes('create_pet'), before.join());
+
+  execSync(process.env.GH_TEST_PG_STOP, { stdio: 'ignore' });
+  try {
+    // her verdict and her settings are cached: served, with her selection still applied
+    assert.deepEqual(await names(), before);
+    const r = await mcpInit(gw.url, bob);
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.headers['retry-after'], '1');
+    assert.match(r.json.error.message, /the token could not be checked: the store \(postgres\) failed/);
+  } finally {
+    execSync(process.env.GH_TEST_PG_START, { stdio: 'ignore' });
+  }
+  await until(async () => (await mcpInit(gw.url, bob)).status === 200, { timeout: 15000, interval: 250, what: "bob's token accepted after PostgreSQL came back" });
+  // a change made while the gateway runs is seen on the next request (the sequence moved)
+  gw.cli(['user', 'settings', 'alice', '--server', 'pets', '--select', 'create_pet']);
+  const after = await names();
+  assert.ok(after.includes('create_pet') && !after.includes('list_pets'), after.join());
   await gw.stop();
 });
 
