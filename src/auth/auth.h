@@ -122,7 +122,8 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
 /* A verified client certificate that auth.client_certificates maps to service account `account`
    (credential_id names the certificate: "cert:<hex>"; not_after is its expiry, 0 unknown): the
    account exists and is not disabled. AUTH_OK fills *p (a service account, as with an API key);
-   otherwise AUTH_INVALID with ei naming the cause. Verdicts are cached like API keys'. */
+   otherwise AUTH_INVALID with ei naming the cause (AUTH_UNAVAILABLE: the store did not answer).
+   Verdicts are cached like API keys'. */
 enum auth_verdict auth_validate_account(struct auth_validator *v, const char *account,
                                         const char *credential_id, int64_t not_after,
                                         struct principal *p, struct err_info *ei);
@@ -144,6 +145,10 @@ void auth_lookup_apply(struct auth_validator *v, struct auth_lookup *l);
 /* After auth_lookup_run (any thread): the id of the user the credential stands for, 0 when it is
    not a valid user's. */
 int64_t auth_lookup_user(const struct auth_lookup *l);
+/* The request presents a client certificate mapped to service account `account` (and no
+   Authorization header): the lookup checks that account (auth_validate_account) instead. On the
+   loop, before auth_lookup_run. */
+int auth_lookup_account(struct auth_lookup *l, const char *account, const char *credential_id);
 /* true when auth_lookup_run would make no store call: the verdict is cached and the sequence
    known to stand (revocation events arrive, none came since the last read: store.h,
    store_revocation_memo). The request may then skip the store job. */

@@ -75,6 +75,9 @@ struct auth_lookup {
     int64_t now;
     int64_t cached_user; /* the cached verdict's user id (0: not a user) */
     bool local;          /* the sequence is known without the store (memo) and the verdict cached */
+    char *account;       /* a client certificate's service account (auth_lookup_account) */
+    int acct_rc;
+    struct store_account acct;
     struct store_seq_memo memo;
     /* results */
     int seq_rc;
@@ -606,7 +609,8 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
         ei = &local;
     /* Cached apart from bearer credentials: the text cannot be a token (it holds a space). */
     int n = snprintf(cred, sizeof(cred), "x509 %s %s", credential_id, account);
-    if (v->ready == NULL)
+    const struct auth_lookup *l = v->ready;
+    if (l == NULL)
         validator_sync(v);
     v->ready = NULL;
     if (n < 0 || (size_t)n >= sizeof(cred) || credential_key(v, cred, (size_t)n, key) != 0) {
@@ -625,12 +629,22 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
     struct store_account a;
     char q[STORE_NAME_MAX + 8];
     auth_quote(account, q, sizeof(q));
-    int rc = store_account_find(v->st, account, &a);
+    bool cache = true;
+    int rc;
+    if (l != NULL && l->checked && l->account != NULL && memcmp(l->key, key, KEY_LEN) == 0 &&
+        strcmp(l->account, account) == 0) {
+        rc = l->acct_rc; /* what the store said off the loop */
+        a = l->acct;
+        cache = l->seq_rc == 0 && v->seq_known && l->seq == v->seq;
+    } else {
+        rc = store_account_find(v->st, account, &a);
+    }
     if (rc != 0 && rc != ERR_NOTFOUND) {
-        err_info_set(ei, ERR_DENIED, 0, 0,
-                     "the client certificate could not be checked: the store failed (%s)",
-                     err_str(rc));
-        return AUTH_INVALID; /* not cached */
+        err_info_set(ei, ERR_UNAVAILABLE, 0, 0,
+                     "the client certificate could not be checked: the store (%s) failed (%s); "
+                     "retry shortly",
+                     store_backend_name(v->st), err_str(rc));
+        return AUTH_UNAVAILABLE; /* not cached */
     }
     struct principal got;
     memset(&got, 0, sizeof(got));
@@ -639,7 +653,8 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
                      "the client certificate maps to service account \"%s\" "
                      "(auth.client_certificates), which %s",
                      q, rc ? "does not exist" : "is disabled");
-        cache_put(v, key, AUTH_INVALID, &got, ei->msg, NULL, now + NEG_TTL_S);
+        if (cache)
+            cache_put(v, key, AUTH_INVALID, &got, ei->msg, NULL, now + NEG_TTL_S);
         return AUTH_INVALID;
     }
     got.kind = PRINCIPAL_SERVICE;
@@ -650,7 +665,8 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
     int64_t until = now + APIKEY_TTL_S;
     if (not_after > 0 && not_after < until)
         until = not_after;
-    cache_put(v, key, AUTH_OK, &got, NULL, NULL, until);
+    if (cache)
+        cache_put(v, key, AUTH_OK, &got, NULL, NULL, until);
     *p = got;
     return AUTH_OK;
 }
@@ -659,6 +675,7 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
 
 static void lookup_release(struct auth_lookup *l)
 {
+    free(l->account);
     free(l->cred);
     free(l->issuer);
     free(l->resource);
@@ -731,6 +748,21 @@ int auth_lookup_new(struct auth_validator *v, const char *authorization, size_t 
     return 0;
 }
 
+int auth_lookup_account(struct auth_lookup *l, const char *account, const char *credential_id)
+{
+    char cred[48 + STORE_NAME_MAX + 8];
+    int n = snprintf(cred, sizeof(cred), "x509 %s %s", credential_id, account);
+    if (n < 0 || (size_t)n >= sizeof(cred) || (l->account = strdup(account)) == NULL ||
+        credential_key(l->v, cred, (size_t)n, l->key) != 0)
+        return ERR_NOMEM;
+    const struct cache_entry *e = *cache_probe(l->v, l->key);
+    l->cached = e != NULL && e->cache_until >= l->now + 2;
+    l->cached_user = 0;
+    if (!l->cached)
+        l->local = false;
+    return 0;
+}
+
 bool auth_lookup_local(const struct auth_lookup *l)
 {
     return l->local;
@@ -757,6 +789,10 @@ int auth_lookup_run(struct store *st, void *arg)
     if (l->cached && !moved)
         return 0; /* the verdict is in the worker's cache and still stands */
     l->checked = true;
+    if (l->account != NULL) {
+        l->acct_rc = store_account_find(st, l->account, &l->acct);
+        return 0;
+    }
     const struct auth_keyring *kr = l->new_kr ? l->new_kr : l->kr;
     l->rc = l->apikey ? check_apikey(st, l->cred, l->cred_len, l->now, &l->p, &l->until, &l->ei)
                       : check_jwt(kr, st, l->issuer, l->cred, l->cred_len, l->resource, l->now,
@@ -774,6 +810,8 @@ bool auth_lookup_seq(const struct auth_lookup *l, uint64_t *seq)
 
 int64_t auth_lookup_user(const struct auth_lookup *l)
 {
+    if (l->account != NULL)
+        return 0;
     if (l->checked)
         return l->rc == 0 && l->p.kind == PRINCIPAL_USER ? l->p.id : 0;
     return l->cached_user;

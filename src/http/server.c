@@ -1536,6 +1536,12 @@ static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t star
     if (err == 0 && auth) {
         const char *server = view < 0 ? NULL : gateway_server_name(view);
         err = oauth_lookup_new(w->oauth, req, server, &k->auth);
+        if (err == 0 && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
+            struct tls_client tc; /* a client certificate instead (authenticate, below) */
+            tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
+            if (tc.state == TLS_CLIENT_MAPPED)
+                err = auth_lookup_account(k->auth, tc.account, tc.credential_id);
+        }
         struct mcp_settings_cache *c = err ? NULL : mcp_worker_settings(&w->mcp);
         int64_t uid = err ? 0 : auth_lookup_user(k->auth); /* the cached verdict's */
         if (c != NULL && uid > 0 && mcp_settings_cache_has_user(c, uid) &&

@@ -706,9 +706,15 @@ bool oauth_authenticate_certificate(struct oauth_ctx *o, h2o_req_t *req, const c
                                     struct principal *p)
 {
     struct err_info ei = {0};
-    if (refusal == NULL &&
-        auth_validate_account(o->v, account, credential_id, not_after, p, &ei) == AUTH_OK)
+    enum auth_verdict v =
+        refusal == NULL ? auth_validate_account(o->v, account, credential_id, not_after, p, &ei)
+                        : AUTH_INVALID;
+    if (v == AUTH_OK)
         return true;
+    if (v == AUTH_UNAVAILABLE) {
+        oauth_send_unavailable(req, ei.msg);
+        return false;
+    }
     char desc[600], hdr[1400];
     quoted(desc, sizeof(desc), refusal ? refusal : ei.msg[0] ? ei.msg : "certificate refused");
     snprintf(hdr, sizeof(hdr),
