@@ -1188,6 +1188,13 @@ static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start
                       void (*next)(struct redis_wait *, int, bool, const char *));
 static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg);
 
+static bool delete_record_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                               struct access *a, const char *hash, const char rec[65],
+                               int64_t until);
+static void delete_answer(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a, const char *hash);
+static void mcp_finish(struct worker *w, h2o_req_t *req, uint64_t start, struct access *a);
+
 static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start,
                           struct access *a)
 {
@@ -1195,14 +1202,107 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
-    char hash[65];
+    char hash[65], rec[65];
+    int64_t until;
     bool shared = shared_enabled() && session_id_hash(s, hash);
+    session_defer_record(w->store != NULL); /* the store's record: delete_record_wait */
     session_close(s);
+    bool record = session_deferred_record(rec, &until);
+    session_defer_record(false);
     session_unref(s);
     metrics_set(M.sessions, NULL, session_table_count());
-    /* answered once Redis has the ended id (its write went first on this connection) */
-    if (!shared || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
+    if (record && delete_record_wait(w, req, view, start, a, shared ? hash : NULL, rec, until))
+        return; /* answered once the store has the record */
+    delete_answer(w, req, view, start, a, shared ? hash : NULL);
+}
+
+/* answered once Redis has the ended id (its write went first on this connection) */
+static void delete_answer(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a, const char *hash)
+{
+    if (hash == NULL || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
         send_body(req, 200, NULL, "", 0);
+}
+
+/* A DELETE waits for the store's record of the ended id (through the worker's store caller: a
+   pool thread on PostgreSQL, inline on SQLite), so that a replica on the same store that is
+   asked next never resumes it; the record failing is logged and the DELETE still succeeds. */
+struct delete_job;
+struct delete_wait { /* the request's (its pool) */
+    struct worker *w;
+    h2o_req_t *req;
+    int view;
+    uint64_t start;
+    struct principal who;
+    char owner[PRINCIPAL_KEY_MAX + 1];
+    struct access a;
+    bool shared;
+    char hash[65];
+    struct delete_job *job; /* NULL once it is back */
+};
+struct delete_job {         /* the job's (malloc) */
+    struct delete_wait *dw; /* NULL once the request is gone */
+    char rec[65];
+    int64_t until;
+};
+
+static void delete_wait_dispose(void *p)
+{
+    struct delete_wait *dw = p;
+    if (dw->job != NULL)
+        dw->job->dw = NULL;
+}
+
+static int delete_record_job(struct store *st, void *arg)
+{
+    struct delete_job *j = arg;
+    return session_store_record_ended(st, j->rec, j->until);
+}
+
+static void delete_record_done_cb(int rc, void *arg)
+{
+    (void)rc; /* a failure is logged by the job */
+    struct delete_job *j = arg;
+    struct delete_wait *dw = j->dw;
+    free(j);
+    if (dw == NULL)
+        return; /* the client went away */
+    dw->job = NULL;
+    dw->a.suspended = false;
+    delete_answer(dw->w, dw->req, dw->view, dw->start, &dw->a, dw->shared ? dw->hash : NULL);
+    if (!dw->a.suspended)
+        mcp_finish(dw->w, dw->req, dw->start, &dw->a);
+}
+
+static bool delete_record_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                               struct access *a, const char *hash, const char rec[65],
+                               int64_t until)
+{
+    struct delete_job *j = malloc(sizeof(*j));
+    if (j == NULL)
+        return false;
+    struct delete_wait *dw = h2o_mem_alloc_shared(&req->pool, sizeof(*dw), delete_wait_dispose);
+    *dw = (struct delete_wait){
+        .w = w, .req = req, .view = view, .start = start, .who = *a->who, .job = j};
+    snprintf(dw->owner, sizeof(dw->owner), "%s", a->owner);
+    dw->a = *a;
+    dw->a.who = &dw->who;
+    dw->a.owner = dw->owner;
+    dw->a.suspended = true;
+    if ((dw->shared = hash != NULL))
+        memcpy(dw->hash, hash, sizeof(dw->hash));
+    *j = (struct delete_job){.dw = dw, .until = until};
+    memcpy(j->rec, rec, sizeof(j->rec));
+    a->suspended = true; /* answered from delete_record_done_cb, maybe already */
+    if (store_call(w->store, delete_record_job, delete_record_done_cb, j) != 0) {
+        a->suspended = false;
+        dw->job = NULL;
+        free(j);
+        log_warn("session_store", "could not record an ended session in the store (the store "
+                                  "cannot take it now)");
+        return false;
+    }
+    return true;
 }
 
 static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,

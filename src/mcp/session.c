@@ -197,15 +197,12 @@ struct ended_record {
     int64_t until_s;
 };
 
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s);
+
 static int ended_record_job(struct store *st, void *arg)
 {
     struct ended_record *r = arg;
-    json_t *v = json_object();
-    int err = v == NULL ? ERR_NOMEM : store_ephemeral_put(st, ENDED_KIND, r->hex, v, r->until_s);
-    if (err)
-        log_warn("session_store", "could not record an ended session in the store (%s)",
-                 err_str(err));
-    json_decref(v);
+    int err = session_store_record_ended(st, r->hex, r->until_s);
     free(r);
     return err;
 }
@@ -220,6 +217,40 @@ int session_store_ended(struct store *st, const char hash[65], bool *ended)
     return err == ERR_NOTFOUND ? 0 : err;
 }
 
+/* session_defer_record: this thread writes the record itself (a DELETE answered once it is). */
+static _Thread_local struct {
+    bool defer, pending;
+    char hex[65];
+    int64_t until_s;
+} deferred;
+
+void session_defer_record(bool on)
+{
+    deferred.defer = on;
+    deferred.pending = false;
+}
+
+bool session_deferred_record(char hash[65], int64_t *until_s)
+{
+    if (!deferred.pending)
+        return false;
+    memcpy(hash, deferred.hex, sizeof(deferred.hex));
+    *until_s = deferred.until_s;
+    deferred.pending = false;
+    return true;
+}
+
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s)
+{
+    json_t *v = json_object();
+    int err = v == NULL ? ERR_NOMEM : store_ephemeral_put(st, ENDED_KIND, hash, v, until_s);
+    json_decref(v);
+    if (err)
+        log_warn("session_store", "could not record an ended session in the store (%s)",
+                 err_str(err));
+    return err;
+}
+
 /* announce: tell the replicas that hold the session to end it too (a DELETE; not an idle
    expiry, since the session may be in use on another replica). */
 static void ended_store_put(const char *id, uint64_t until_s, bool announce)
@@ -230,6 +261,14 @@ static void ended_store_put(const char *id, uint64_t until_s, bool announce)
     uint64_t now = wall_s();
     shared_session_ended(hex, until_s > now ? until_s - now : 1, announce);
     pthread_mutex_lock(&ended_store.lock);
+    if (deferred.defer && ended_store.caller_checks && ended_store.path != NULL &&
+        mcp_seal_shared()) {
+        pthread_mutex_unlock(&ended_store.lock);
+        memcpy(deferred.hex, hex, sizeof(hex));
+        deferred.until_s = (int64_t)until_s;
+        deferred.pending = true;
+        return;
+    }
     struct ended_record *r = NULL;
     if (ended_store.pool != NULL && ended_store.path != NULL && mcp_seal_shared() &&
         (r = malloc(sizeof(*r))) != NULL) {

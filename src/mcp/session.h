@@ -71,6 +71,14 @@ bool session_needs_store_check(const char *id, size_t len, char hash[65]);
 /* Any thread, any store connection: was the id of `hash` ended? 0 (*ended set) or the store's
    error. */
 int session_store_ended(struct store *st, const char hash[65], bool *ended);
+/* A DELETE is answered once its record is written: session_defer_record(true) before
+   session_close makes the record of the session it ends wait on this thread
+   (session_deferred_record: true, hash and expiry, when there is one; then write it with
+   session_store_record_ended on any thread and connection, which logs a failure), and
+   session_defer_record(false) after. */
+void session_defer_record(bool on);
+bool session_deferred_record(char hash[65], int64_t *until_s);
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s);
 /* Expire idle sessions; returns how many were closed. Any thread. */
 unsigned session_table_sweep(void);
 unsigned session_table_count(void);

@@ -141,17 +141,20 @@ void store_pool_free(struct store_pool *p)
     p->stopping = true;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
-    for (unsigned i = 0; i < p->nthreads; i++) {
+    for (unsigned i = 0; i < p->nthreads; i++)
         if (p->threads[i].started)
             pthread_join(p->threads[i].tid, NULL);
-        store_close(p->threads[i].st);
-    }
-    /* what never ran completes with ERR_CLOSED on its loop */
+    /* what never ran completes with ERR_CLOSED on its loop; a posted write runs now, on this
+       thread with the first connection (its threads are gone), so that stopping loses none */
     for (struct store_job *j = p->head, *next; j != NULL; j = next) {
         next = j->next;
+        if (j->reply == NULL && p->threads[0].st != NULL)
+            j->fn(p->threads[0].st, j->arg);
         j->rc = ERR_CLOSED;
         post_result(j);
     }
+    for (unsigned i = 0; i < p->nthreads; i++)
+        store_close(p->threads[i].st);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p->threads);

@@ -90,7 +90,8 @@ void store_caller_free(struct store_caller *c);
    run). */
 int store_call(struct store_caller *c, store_job_fn fn, store_done_cb done, void *arg);
 /* Any thread: run fn on a pool thread and forget it (its result is logged by fn if it matters):
-   writes whose answer nobody waits for. Returns 0 or what store_pool_submit returns. */
+   writes whose answer nobody waits for. store_pool_free runs those still queued before it
+   closes the connections. Returns 0 or what store_pool_submit returns. */
 int store_pool_post(struct store_pool *p, store_job_fn fn, void *arg);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,

@@ -14,9 +14,9 @@ import assert from 'node:assert/strict';
 import { spawn, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse } from './lib.mjs';
+import { request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse, openSession, startGateway, assertRpcError } from './lib.mjs';
 import { REPO } from './lib.mjs';
-import { startAuthGateway, mcpInit, mcpCall, createUserClient, token } from './oauth_lib.mjs';
+import { startAuthGateway, mcpInit, mcpCall, createUserClient, token, testStore } from './oauth_lib.mjs';
 
 const onPostgres = process.env.GATEHOUSE_TEST_STORE === 'postgres';
 const skip = onPostgres ? false : 'needs GATEHOUSE_TEST_STORE=postgres (tests/unit/store/with-postgres.sh)';
@@ -186,6 +186,29 @@ test("a user's token and settings: read off the loop, kept through an outage", {
   const after = await names();
   assert.ok(after.includes('create_pet') && !after.includes('list_pets'), after.join());
   await gw.stop();
+});
+
+test('ended sessions on a shared PostgreSQL store: recorded before the DELETE is answered, checked off the loop by a replica that does not hold them', { skip, timeout: 60000 }, async (t) => {
+  const dir = tempDir();
+  const cfg = baseConfig({ workers: 1, servers: [miniServer('a')], store: testStore(dir) }); // no auth: the key file alone
+  const a = await startGateway(cfg, { t, dir: tempDir() });
+  const b = await startGateway(cfg, { t, dir: tempDir() });
+  const ended = await openSession(a.url);
+  const kept = await openSession(a.url);
+  assert.match(ended.id, /^gs1\./);
+  const del = await ended.close();
+  assert.equal(del.status, 200, del.text);
+  // B never held either: it asks the store (a pool job), right after the DELETE was answered
+  assertRpcError(await post(b.url, { jsonrpc: '2.0', id: 1, method: 'ping' }, { session: ended.id }), { status: 404 });
+  const live = await post(b.url, { jsonrpc: '2.0', id: 2, method: 'ping' }, { session: kept.id });
+  assert.equal(live.status, 200, live.text);
+  // and a restart of A on the same store does not bring it back
+  await a.stop();
+  const a2 = await startGateway(cfg, { t, dir: tempDir() });
+  assertRpcError(await post(a2.url, { jsonrpc: '2.0', id: 3, method: 'ping' }, { session: ended.id }), { status: 404 });
+  assert.equal((await post(a2.url, { jsonrpc: '2.0', id: 4, method: 'ping' }, { session: kept.id })).status, 200);
+  await a2.stop();
+  await b.stop();
 });
 
 test('a wrong password or an unreachable server stops the start, naming PostgreSQL and the cause', { skip, timeout: 60000 }, async () => {
