@@ -1629,6 +1629,13 @@ static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t star
     char hash[65];
     h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
     bool check_ended = sid.base != NULL && session_needs_store_check(sid.base, sid.len, hash);
+    struct tls_client tc = {.state = TLS_CLIENT_NONE};
+    if (auth && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
+        /* a client certificate instead (authenticate, below); with neither, the 401 needs no
+           store */
+        tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
+        auth = tc.state == TLS_CLIENT_MAPPED;
+    }
     if (w->store == NULL || (!auth && !check_ended))
         return false;
     struct store_work *k = calloc(1, sizeof(*k));
@@ -1636,12 +1643,8 @@ static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t star
     if (err == 0 && auth) {
         const char *server = view < 0 ? NULL : gateway_server_name(view);
         err = oauth_lookup_new(w->oauth, req, server, &k->auth);
-        if (err == 0 && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
-            struct tls_client tc; /* a client certificate instead (authenticate, below) */
-            tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
-            if (tc.state == TLS_CLIENT_MAPPED)
-                err = auth_lookup_account(k->auth, tc.account, tc.credential_id);
-        }
+        if (err == 0 && tc.state == TLS_CLIENT_MAPPED)
+            err = auth_lookup_account(k->auth, tc.account, tc.credential_id);
         struct mcp_settings_cache *c = err ? NULL : mcp_worker_settings(&w->mcp);
         int64_t uid = err ? 0 : auth_lookup_user(k->auth); /* the cached verdict's */
         if (c != NULL && uid > 0 && mcp_settings_cache_has_user(c, uid) &&
