@@ -1,6 +1,7 @@
 // The request path on a PostgreSQL store: store calls wait off the worker's loop. Run under
 // tests/unit/store/with-postgres.sh with GATEHOUSE_TEST_STORE=postgres (scripts/check.sh's
-// `postgres` phase); on SQLite (local, inline) there is nothing to show and the file skips.
+// `postgres` phase); it lives apart from the files the integration phase runs on SQLite, where
+// there is nothing to show (its tests skip there).
 //
 // - a credential check that waits on the server (its table locked by another session) does not
 //   stall the worker: /healthz and a cached credential on the same (only) worker answer at once;
@@ -14,9 +15,8 @@ import assert from 'node:assert/strict';
 import { spawn, execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse, openSession, startGateway, assertRpcError } from './lib.mjs';
-import { REPO } from './lib.mjs';
-import { startAuthGateway, mcpInit, mcpCall, createUserClient, token, testStore } from './oauth_lib.mjs';
+import { REPO, request, post, sleep, until, writeConfig, tempDir, baseConfig, miniServer, runGatehouse, openSession, startGateway, assertRpcError } from '../lib.mjs';
+import { startAuthGateway, mcpInit, mcpCall, createUserClient, token, testStore } from '../oauth_lib.mjs';
 
 const onPostgres = process.env.GATEHOUSE_TEST_STORE === 'postgres';
 const skip = onPostgres ? false : 'needs GATEHOUSE_TEST_STORE=postgres (tests/unit/store/with-postgres.sh)';
