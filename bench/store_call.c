@@ -3,7 +3,11 @@
  * revocation counter (every authenticated request), an access token's revocation check, a
  * user's settings of a server (every tools/list), a user by id — and one write (a token
  * revoked); and the settings read once more through a store pool (src/store/pool.c: the call
- * runs on a pool thread, its result is posted back to the calling loop), one call at a time. SQLite
+ * runs on a pool thread, its result is posted back to the calling loop), one call at a time; and
+ * what the request path adds to each request to /mcp (one store_call of its store job: inline on
+ * SQLite, through a pool on PostgreSQL, as the gateway does), for a credential whose verdict is
+ * cached (the revocation sequence) and for one that is not (the sequence, the user, the client,
+ * the jti and the user's settings; the signature check is not the store's). SQLite
  * runs on a file in a temporary directory; PostgreSQL on the server named by GH_TEST_PG_HOST /
  * GH_TEST_PG_PORT (the throwaway cluster of tests/unit/store/with-postgres.sh), over its Unix
  * socket, when those are set. Prints µs per call and the PostgreSQL/SQLite ratio. build/store_call
@@ -20,10 +24,11 @@
 #include "core/rand.h"
 #include "store/store.h"
 
-enum { OP_SEQ, OP_JTI, OP_SETTINGS, OP_USER, OP_REVOKE, OP_POOL, NOPS };
+enum { OP_SEQ, OP_JTI, OP_SETTINGS, OP_USER, OP_REVOKE, OP_POOL, OP_PATH_HIT, OP_PATH_MISS, NOPS };
 static const char *const op_names[NOPS] = {
     "store_revocation_seq", "store_jti_revoked",        "store_settings_get",
     "store_user_get",       "store_jti_revoke (write)", "store_settings_get, pool",
+    "request path, cached", "request path, token miss",
 };
 
 static void die(const char *what, int rc, const char *msg)
@@ -55,6 +60,74 @@ static void settings_done_cb(int rc, void *arg)
     struct pool_call *c = arg;
     c->rc = rc;
     c->done = true;
+}
+
+/* ---- what the request path adds (src/http/server.c, store_wait): one store_call per request,
+   inline on SQLite, through a pool on PostgreSQL, as the gateway chooses ---- */
+
+/* A cached verdict: the job reads the revocation sequence. A token not cached: the sequence,
+   the checks of check_claims (user, client, jti) and the user's settings (mcp_settings_load). */
+static int path_job(struct store *st, void *arg)
+{
+    struct pool_call *c = arg;
+    uint64_t seq;
+    int rc = store_revocation_seq(st, &seq);
+    if (rc != 0 || c->rc == 0) /* c->rc: 0 cached, 1 a miss (set by the caller) */
+        return rc;
+    struct store_user u;
+    struct store_client cl;
+    bool revoked;
+    if ((rc = store_user_get(st, c->user_id, &u)) != 0)
+        return rc;
+    if (store_client_get(st, "bench-client", &cl) == 0)
+        store_client_release(&cl);
+    if ((rc = store_jti_revoked(st, "bench-jti", &revoked)) != 0)
+        return rc;
+    struct store_settings got;
+    rc = store_settings_get(st, c->user_id, "github", &got);
+    if (rc == 0)
+        store_settings_release(&got);
+    return rc;
+}
+
+static void path_done_cb(int rc, void *arg)
+{
+    struct pool_call *c = arg;
+    c->rc = rc;
+    c->done = true;
+}
+
+static double path_us(const char *where, int64_t user_id, size_t calls, bool miss)
+{
+    uv_loop_t loop;
+    struct store_pool *pool = NULL;
+    struct store_caller *caller = NULL;
+    struct err_info ei = {0};
+    int rc;
+    if (uv_loop_init(&loop) != 0)
+        die("uv_loop_init", ERR_NOMEM, NULL);
+    struct mailbox *mb = mailbox_new(&loop);
+    if (mb == NULL ||
+        (store_location_remote(where) && (rc = store_pool_new(where, 4, &pool, &ei)) != 0) ||
+        (rc = store_caller_new(where, pool, mb, &caller, &ei)) != 0)
+        die("store_caller_new", ERR_NOMEM, ei.msg);
+    uint64_t t0 = clock_now_ns();
+    for (size_t i = 0; i < calls; i++) {
+        struct pool_call c = {.user_id = user_id, .rc = miss};
+        if ((rc = store_call(caller, path_job, path_done_cb, &c)) != 0)
+            die("store_call", rc, NULL);
+        while (!c.done)
+            uv_run(&loop, UV_RUN_ONCE);
+        if (c.rc)
+            die("the request path's job", c.rc, NULL);
+    }
+    double us = (double)(clock_now_ns() - t0) / 1e3 / (double)calls;
+    store_caller_free(caller);
+    store_pool_free(pool);
+    mailbox_close(mb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return us;
 }
 
 /* µs per call, one call at a time (the latency a request sees, not the throughput). */
@@ -148,6 +221,8 @@ static void measure(const char *where, size_t calls, double us[NOPS])
     }
     store_close(st);
     us[OP_POOL] = pool_us(where, u.id, calls);
+    us[OP_PATH_HIT] = path_us(where, u.id, calls, false);
+    us[OP_PATH_MISS] = path_us(where, u.id, calls / 4, true);
 }
 
 int main(int argc, char **argv)

@@ -112,8 +112,8 @@ for phase in $phases; do
     echo "== integration tests on a PostgreSQL store ($build)"
     p0=$passed f0=$failed
     : >"$log_dir/postgres.log"
-    for name in oauth_flow oauth_tokens oauth_negative oauth_review user_settings replicas redis xreplica; do
-      flog="$log_dir/postgres-$name.log"
+    for name in oauth_flow oauth_tokens oauth_negative oauth_review user_settings replicas redis xreplica postgres/store_wait; do
+      flog="$log_dir/postgres-${name//\//-}.log"
       start_s=$(date +%s)
       (cd tests/integration && GATEHOUSE_TEST_STORE=postgres timeout $((file_limit + 90)) \
         ../unit/store/with-postgres.sh node --test --test-reporter=tap \

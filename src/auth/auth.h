@@ -117,6 +117,7 @@ enum auth_verdict {
     AUTH_INVALID,            /* malformed, forged, expired, wrong audience/issuer, revoked:
                                 401 error="invalid_token" */
     AUTH_INSUFFICIENT_SCOPE, /* 403 error="insufficient_scope" with scope="<required>" */
+    AUTH_UNAVAILABLE,        /* the store did not answer: a temporary error (503, Retry-After) */
 };
 /* Check the credential in an Authorization header value ("Bearer <JWT>" or "Bearer ghk_..."
    API key) for `resource` (the exact aud expected) and `required_scope` (NULL = none). On
@@ -128,10 +129,41 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
 /* A verified client certificate that auth.client_certificates maps to service account `account`
    (credential_id names the certificate: "cert:<hex>"; not_after is its expiry, 0 unknown): the
    account exists and is not disabled. AUTH_OK fills *p (a service account, as with an API key);
-   otherwise AUTH_INVALID with ei naming the cause. Verdicts are cached like API keys'. */
+   otherwise AUTH_INVALID with ei naming the cause (AUTH_UNAVAILABLE: the store did not answer).
+   Verdicts are cached like API keys'. */
 enum auth_verdict auth_validate_account(struct auth_validator *v, const char *account,
                                         const char *credential_id, int64_t not_after,
                                         struct principal *p, struct err_info *ei);
+/* The store's part of auth_validate, off the event loop (a request waits on PostgreSQL, the
+   loop does not). On the loop, auth_lookup_new copies what the check needs (the credential of
+   the Authorization header, whether the cache holds a verdict for it, the keyring and sequence
+   in force); auth_lookup_run, a store job (store_job_fn) on any thread with any connection,
+   reads the revocation sequence, reloads the keyring when it moved and checks the credential
+   when no verdict for it stands; back on the loop, auth_lookup_apply takes the sequence and
+   keyring, and the auth_validate (or auth_validate_account) call that follows at once decides
+   from memory and caches what the store said. A sequence that could not be read keeps the
+   cached verdicts (a store restart does not refuse every client); a credential the store could
+   not check is AUTH_UNAVAILABLE. Free on the loop, after the validate call. */
+struct auth_lookup;
+int auth_lookup_new(struct auth_validator *v, const char *authorization, size_t len,
+                    const char *resource, struct auth_lookup **out);
+int auth_lookup_run(struct store *st, void *arg);
+void auth_lookup_apply(struct auth_validator *v, struct auth_lookup *l);
+/* After auth_lookup_run (any thread): the id of the user the credential stands for, 0 when it is
+   not a valid user's. */
+int64_t auth_lookup_user(const struct auth_lookup *l);
+/* The request presents a client certificate mapped to service account `account` (and no
+   Authorization header): the lookup checks that account (auth_validate_account) instead. On the
+   loop, before auth_lookup_run. */
+int auth_lookup_account(struct auth_lookup *l, const char *account, const char *credential_id);
+/* true when auth_lookup_run would make no store call: the verdict is cached and the sequence
+   known to stand (revocation events arrive, none came since the last read: store.h,
+   store_revocation_memo). The request may then skip the store job. */
+bool auth_lookup_local(const struct auth_lookup *l);
+/* After auth_lookup_run: the revocation sequence it read (false: the store did not answer). */
+bool auth_lookup_seq(const struct auth_lookup *l, uint64_t *seq);
+void auth_lookup_free(struct auth_lookup *l);
+
 /* RFC 7662 for one of our access tokens: every check auth_validate makes (signature, typ,
    issuer, expiry, the user's state and revocations, the client, the jti) except the audience,
    which introspection reports instead. 0 and *claims (new reference) when active; otherwise

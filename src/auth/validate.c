@@ -52,6 +52,43 @@ struct auth_validator {
     size_t count;
     EVP_MD *sha256; /* fetched once: OpenSSL's (SHA-NI) SHA-256 is 4x libsodium's here */
     EVP_MD_CTX *md;
+    /* Set by auth_lookup_apply for the auth_validate call that follows it: the store's answer
+       for that credential, read off the loop; auth_validate then makes no store call. */
+    const struct auth_lookup *ready;
+    struct store_seq_memo memo; /* the last sequence a lookup read, and whether it stands */
+};
+
+/* The store's part of validating one credential, made on a store connection of any thread
+   (auth_lookup_run): the revocation sequence, the keyring when it moved, and the checks of a
+   credential the cache holds no verdict for. */
+struct auth_lookup {
+    struct auth_validator *v; /* only on the loop */
+    unsigned char key[KEY_LEN];
+    char *cred;
+    size_t cred_len;
+    bool apikey, cached, seq_known;
+    const char *issuer; /* the validator's: it outlives the pool's jobs (stopped first) */
+    char *resource;
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    uint32_t access_ttl_s;
+    uint64_t seq_before;
+    struct auth_keyring *kr; /* a reference to the validator's at submission */
+    int64_t now;
+    int64_t cached_user; /* the cached verdict's user id (0: not a user) */
+    bool local;          /* the sequence is known without the store (memo) and the verdict cached */
+    char *account;       /* a client certificate's service account (auth_lookup_account) */
+    int acct_rc;
+    struct store_account acct;
+    struct store_seq_memo memo;
+    /* results */
+    int seq_rc;
+    uint64_t seq;
+    struct auth_keyring *new_kr; /* loaded when the sequence moved */
+    bool checked;
+    int rc;
+    struct principal p;
+    int64_t until;
+    struct err_info ei;
 };
 
 int auth_issue_access(const struct auth_keyring *kr, const char *issuer, struct principal *p,
@@ -261,8 +298,10 @@ static void iso_time(int64_t t, char *out, size_t n)
         snprintf(out, n, "%lld", (long long)t);
 }
 
-/* Why a check could not be completed (not the token's fault): never cached. */
+/* Why a check could not be completed (not the token's fault): never cached. STORE_FAILED: the
+   store did not answer (a temporary error, AUTH_UNAVAILABLE). */
 #define UNCACHEABLE (-1)
+#define STORE_FAILED (-2)
 
 #define TIME_MAX 253402300799.0 /* 9999-12-31T23:59:59Z: keeps the arithmetic below in range */
 
@@ -290,9 +329,9 @@ static bool aud_has(const json_t *aud, const char *resource)
 
 /* The claims of a verified token (RFC 9068 §4), then the store's word on its user, client and
    jti. Returns 0 (p filled, *until set), ERR_DENIED (refused, cacheable) or UNCACHEABLE. */
-static int check_claims(struct auth_validator *v, const json_t *header, const json_t *claims,
-                        const char *resource, int64_t now, struct principal *p, int64_t *until,
-                        struct err_info *ei)
+static int check_claims(struct store *st, const char *issuer, const json_t *header,
+                        const json_t *claims, const char *resource, int64_t now,
+                        struct principal *p, int64_t *until, struct err_info *ei)
 {
     char q[STORE_RESOURCE_MAX + 8], t[40];
     int64_t exp, nbf, iat;
@@ -303,9 +342,9 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token is not an access token (typ %s)",
                             typ ? "is not at+jwt" : "is missing");
     const char *iss = json_string_value(json_object_get(claims, "iss"));
-    if (!iss || strcmp(iss, v->issuer) != 0) {
+    if (!iss || strcmp(iss, issuer) != 0) {
         auth_quote(iss ? iss : "(none)", q, sizeof(q));
-        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's issuer is %s, not %s", q, v->issuer);
+        return err_info_set(ei, ERR_DENIED, 0, 0, "the token's issuer is %s, not %s", q, issuer);
     }
     const json_t *aud = json_object_get(claims, "aud");
     if (!aud_has(aud, resource)) {
@@ -342,7 +381,7 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
     struct store_user u;
     struct store_client c;
     bool revoked = false;
-    int rc = store_user_get(v->st, (int64_t)uid, &u);
+    int rc = store_user_get(st, (int64_t)uid, &u);
     if (rc == ERR_NOTFOUND)
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token's user no longer exists");
     if (rc)
@@ -355,7 +394,7 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
                             "the token was revoked (every token of user %s issued before %s)",
                             u.name, t);
     }
-    rc = store_client_get(v->st, cid, &c);
+    rc = store_client_get(st, cid, &c);
     if (rc == ERR_NOTFOUND)
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token's client is no longer registered");
     if (rc)
@@ -364,7 +403,7 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
     store_client_release(&c);
     if (revoked)
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token's client was revoked");
-    if ((rc = store_jti_revoked(v->st, jti, &revoked)))
+    if ((rc = store_jti_revoked(st, jti, &revoked)))
         goto store_failed;
     if (revoked)
         return err_info_set(ei, ERR_DENIED, 0, 0, "the token was revoked");
@@ -380,43 +419,46 @@ static int check_claims(struct auth_validator *v, const json_t *header, const js
     *until = exp + AUTH_LEEWAY_S;
     return 0;
 store_failed:
-    err_info_set(ei, ERR_DENIED, 0, 0, "the token could not be checked: the store failed (%s)",
-                 err_str(rc));
-    return UNCACHEABLE;
+    err_info_set(ei, ERR_UNAVAILABLE, 0, 0,
+                 "the token could not be checked: the store (%s) failed (%s); retry shortly",
+                 store_backend_name(st), err_str(rc));
+    return STORE_FAILED;
 }
 
-static int check_jwt(struct auth_validator *v, const char *tok, size_t len, const char *resource,
-                     int64_t now, struct principal *p, int64_t *until, struct err_info *ei)
+static int check_jwt(const struct auth_keyring *kr, struct store *st, const char *issuer,
+                     const char *tok, size_t len, const char *resource, int64_t now,
+                     struct principal *p, int64_t *until, struct err_info *ei)
 {
     json_t *header = NULL, *claims = NULL;
-    if (!v->kr)
+    if (!kr)
         return err_info_set(ei, ERR_DENIED, 0, 0, "no signing keys are available");
-    int rc = auth_jwt_verify_full(v->kr, tok, len, &header, &claims, ei);
+    int rc = auth_jwt_verify_full(kr, tok, len, &header, &claims, ei);
     if (rc == ERR_NOMEM)
         rc = UNCACHEABLE;
     else if (rc)
         rc = ERR_DENIED;
     else
-        rc = check_claims(v, header, claims, resource, now, p, until, ei);
+        rc = check_claims(st, issuer, header, claims, resource, now, p, until, ei);
     json_decref(header);
     json_decref(claims);
     return rc;
 }
 
-static int check_apikey(struct auth_validator *v, const char *key, size_t len, int64_t now,
+static int check_apikey(struct store *st, const char *key, size_t len, int64_t now,
                         struct principal *p, int64_t *until, struct err_info *ei)
 {
     struct store_account a;
     char id[32];
-    int rc = store_apikey_check(v->st, key, len, &a, id);
+    int rc = store_apikey_check(st, key, len, &a, id);
     if (rc == ERR_DENIED)
         return err_info_set(ei, ERR_DENIED, 0, 0,
                             "the API key is not valid (unknown, revoked, or its account is "
                             "disabled)");
     if (rc) {
-        err_info_set(ei, ERR_DENIED, 0, 0,
-                     "the API key could not be checked: the store failed (%s)", err_str(rc));
-        return UNCACHEABLE;
+        err_info_set(ei, ERR_UNAVAILABLE, 0, 0,
+                     "the API key could not be checked: the store (%s) failed (%s); retry shortly",
+                     store_backend_name(st), err_str(rc));
+        return STORE_FAILED;
     }
     memset(p, 0, sizeof(*p));
     p->kind = PRINCIPAL_SERVICE;
@@ -501,23 +543,45 @@ enum auth_verdict auth_validate(struct auth_validator *v, const char *authorizat
         err_info_set(ei, ERR_DENIED, 0, 0, "no credential: send \"Authorization: Bearer <token>\"");
         return AUTH_MISSING;
     }
+    const struct auth_lookup *l = v->ready;
+    v->ready = NULL; /* for this call only */
     if (parse_bearer(authorization, len, &tok, &tlen, ei) != AUTH_OK)
         return AUTH_INVALID;
-    validator_sync(v);
+    if (l == NULL)
+        validator_sync(v);
     bool apikey =
         tlen > strlen(APIKEY_PREFIX) && memcmp(tok, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0;
-    if (credential_key(v, tok, tlen, key) != 0) {
+    if (l != NULL && l->account == NULL && l->cred_len == tlen && memcmp(l->cred, tok, tlen) == 0) {
+        memcpy(key, l->key, KEY_LEN); /* hashed already by auth_lookup_new */
+    } else if (credential_key(v, tok, tlen, key) != 0) {
         err_info_set(ei, ERR_INTERNAL, 0, 0, "the credential could not be hashed");
         return AUTH_INVALID;
     }
     struct cache_entry **slot = cache_probe(v, key), *e = *slot;
     if (!e || e->cache_until < now || (e->resource && strcmp(e->resource, resource) != 0)) {
-        int rc = apikey ? check_apikey(v, tok, tlen, now, &got, &until, ei)
-                        : check_jwt(v, tok, tlen, resource, now, &got, &until, ei);
+        int rc;
+        bool cache = true;
+        if (l != NULL && l->checked && memcmp(l->key, key, KEY_LEN) == 0 &&
+            strcmp(l->resource, resource) == 0) {
+            /* what the store said off the loop; cached only when it was read at the sequence
+               in force (an older read may predate a revocation this worker knows of) */
+            rc = l->rc;
+            got = l->p;
+            until = l->until;
+            *ei = l->ei;
+            cache = l->seq_rc == 0 && v->seq_known && l->seq == v->seq;
+        } else { /* no lookup, or the verdict it saw went meanwhile: ask the store here */
+            rc = apikey ? check_apikey(v->st, tok, tlen, now, &got, &until, ei)
+                        : check_jwt(v->kr, v->st, v->issuer, tok, tlen, resource, now, &got, &until,
+                                    ei);
+        }
+        if (rc == STORE_FAILED)
+            return AUTH_UNAVAILABLE;
         if (rc == UNCACHEABLE)
             return AUTH_INVALID;
-        cache_put(v, key, rc ? AUTH_INVALID : AUTH_OK, &got, ei->msg, apikey ? NULL : resource,
-                  rc ? now + NEG_TTL_S : until);
+        if (cache)
+            cache_put(v, key, rc ? AUTH_INVALID : AUTH_OK, &got, ei->msg, apikey ? NULL : resource,
+                      rc ? now + NEG_TTL_S : until);
         if (rc)
             return AUTH_INVALID;
     } else if (e->verdict != AUTH_OK) {
@@ -548,7 +612,10 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
         ei = &local;
     /* Cached apart from bearer credentials: the text cannot be a token (it holds a space). */
     int n = snprintf(cred, sizeof(cred), "x509 %s %s", credential_id, account);
-    validator_sync(v);
+    const struct auth_lookup *l = v->ready;
+    if (l == NULL)
+        validator_sync(v);
+    v->ready = NULL;
     if (n < 0 || (size_t)n >= sizeof(cred) || credential_key(v, cred, (size_t)n, key) != 0) {
         err_info_set(ei, ERR_INTERNAL, 0, 0, "the client certificate could not be checked");
         return AUTH_INVALID;
@@ -565,12 +632,22 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
     struct store_account a;
     char q[STORE_NAME_MAX + 8];
     auth_quote(account, q, sizeof(q));
-    int rc = store_account_find(v->st, account, &a);
+    bool cache = true;
+    int rc;
+    if (l != NULL && l->checked && l->account != NULL && memcmp(l->key, key, KEY_LEN) == 0 &&
+        strcmp(l->account, account) == 0) {
+        rc = l->acct_rc; /* what the store said off the loop */
+        a = l->acct;
+        cache = l->seq_rc == 0 && v->seq_known && l->seq == v->seq;
+    } else {
+        rc = store_account_find(v->st, account, &a);
+    }
     if (rc != 0 && rc != ERR_NOTFOUND) {
-        err_info_set(ei, ERR_DENIED, 0, 0,
-                     "the client certificate could not be checked: the store failed (%s)",
-                     err_str(rc));
-        return AUTH_INVALID; /* not cached */
+        err_info_set(ei, ERR_UNAVAILABLE, 0, 0,
+                     "the client certificate could not be checked: the store (%s) failed (%s); "
+                     "retry shortly",
+                     store_backend_name(v->st), err_str(rc));
+        return AUTH_UNAVAILABLE; /* not cached */
     }
     struct principal got;
     memset(&got, 0, sizeof(got));
@@ -579,7 +656,8 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
                      "the client certificate maps to service account \"%s\" "
                      "(auth.client_certificates), which %s",
                      q, rc ? "does not exist" : "is disabled");
-        cache_put(v, key, AUTH_INVALID, &got, ei->msg, NULL, now + NEG_TTL_S);
+        if (cache)
+            cache_put(v, key, AUTH_INVALID, &got, ei->msg, NULL, now + NEG_TTL_S);
         return AUTH_INVALID;
     }
     got.kind = PRINCIPAL_SERVICE;
@@ -590,9 +668,181 @@ enum auth_verdict auth_validate_account(struct auth_validator *v, const char *ac
     int64_t until = now + APIKEY_TTL_S;
     if (not_after > 0 && not_after < until)
         until = not_after;
-    cache_put(v, key, AUTH_OK, &got, NULL, NULL, until);
+    if (cache)
+        cache_put(v, key, AUTH_OK, &got, NULL, NULL, until);
     *p = got;
     return AUTH_OK;
+}
+
+/* ---- the store's part off the loop ---- */
+
+static void lookup_release(struct auth_lookup *l)
+{
+    free(l->account);
+    free(l->cred);
+    free(l->resource);
+    auth_keyring_unref(l->kr);
+    auth_keyring_unref(l->new_kr);
+    sodium_memzero(l->master, sizeof(l->master));
+}
+
+void auth_lookup_free(struct auth_lookup *l)
+{
+    if (l == NULL)
+        return;
+    if (l->v != NULL && l->v->ready == l)
+        l->v->ready = NULL;
+    lookup_release(l);
+    free(l);
+}
+
+int auth_lookup_new(struct auth_validator *v, const char *authorization, size_t len,
+                    const char *resource, struct auth_lookup **out)
+{
+    const char *tok = "";
+    size_t tlen = 0;
+    struct err_info ei = {0};
+    struct auth_lookup *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return ERR_NOMEM;
+    l->v = v;
+    l->now = (int64_t)time(NULL);
+    /* a credential auth_validate refuses without the store needs no check: the sequence only */
+    if (authorization != NULL && len > 0 &&
+        parse_bearer(authorization, len, &tok, &tlen, &ei) == AUTH_OK &&
+        credential_key(v, tok, tlen, l->key) == 0) {
+        struct cache_entry *e = *cache_probe(v, l->key);
+        l->cached = e != NULL && e->cache_until >= l->now + 2 && /* still fresh on return */
+                    (e->resource == NULL || strcmp(e->resource, resource) == 0);
+        if (l->cached && e->verdict == AUTH_OK && e->kind == PRINCIPAL_USER)
+            l->cached_user = e->id;
+        l->apikey =
+            tlen > strlen(APIKEY_PREFIX) && memcmp(tok, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0;
+    } else {
+        l->cached = true;
+        tlen = 0;
+    }
+    l->cred = malloc(tlen + 1);
+    l->issuer = v->issuer;
+    l->resource = strdup(resource);
+    if (l->cred == NULL || l->resource == NULL) {
+        auth_lookup_free(l);
+        return ERR_NOMEM;
+    }
+    memcpy(l->cred, tok, tlen);
+    l->cred[tlen] = '\0';
+    l->cred_len = tlen;
+    memcpy(l->master, v->master, sizeof(l->master));
+    l->access_ttl_s = v->access_ttl_s;
+    l->seq_before = v->seq;
+    l->seq_known = v->seq_known;
+    l->kr = v->kr ? auth_keyring_ref(v->kr) : NULL;
+    /* with revocation events arriving (Redis) and none since the last read, the sequence needs
+       no store call: a cached verdict is then decided without the store at all */
+    uint64_t seq;
+    if (l->cached && v->seq_known && v->kr != NULL &&
+        store_revocation_memo_current(&v->memo, &seq) && seq == v->seq) {
+        l->local = true;
+        l->seq = seq;
+        l->memo = v->memo;
+    }
+    *out = l;
+    return 0;
+}
+
+int auth_lookup_account(struct auth_lookup *l, const char *account, const char *credential_id)
+{
+    char cred[48 + STORE_NAME_MAX + 8];
+    int n = snprintf(cred, sizeof(cred), "x509 %s %s", credential_id, account);
+    if (n < 0 || (size_t)n >= sizeof(cred) || (l->account = strdup(account)) == NULL ||
+        credential_key(l->v, cred, (size_t)n, l->key) != 0)
+        return ERR_NOMEM;
+    const struct cache_entry *e = *cache_probe(l->v, l->key);
+    l->cached = e != NULL && e->cache_until >= l->now + 2;
+    l->cached_user = 0;
+    if (!l->cached)
+        l->local = false;
+    return 0;
+}
+
+bool auth_lookup_local(const struct auth_lookup *l)
+{
+    return l->local;
+}
+
+int auth_lookup_run(struct store *st, void *arg)
+{
+    struct auth_lookup *l = arg;
+    if (l->local)
+        return 0; /* the sequence and the verdict are known already */
+    l->seq_rc = store_revocation_seq(st, &l->seq);
+    /* a read is safe to repeat: the first statement on a connection the server closed (it
+       restarted) fails, and the connection is made again for the next */
+    if (l->seq_rc != 0)
+        l->seq_rc = store_revocation_seq(st, &l->seq);
+    if (l->seq_rc == 0)
+        store_revocation_memo(st, &l->memo);
+    bool moved = l->seq_rc == 0 && (!l->seq_known || l->seq != l->seq_before || l->kr == NULL);
+    if (moved) {
+        struct err_info ei = {0};
+        if (auth_keyring_load(st, l->master, l->access_ttl_s + AUTH_LEEWAY_S, &l->new_kr, &ei))
+            log_error("auth.keyring", "cannot reload the signing keys: %s", ei.msg);
+    }
+    if (l->cached && !moved)
+        return 0; /* the verdict is in the worker's cache and still stands */
+    l->checked = true;
+    if (l->account != NULL) {
+        l->acct_rc = store_account_find(st, l->account, &l->acct);
+        return 0;
+    }
+    const struct auth_keyring *kr = l->new_kr ? l->new_kr : l->kr;
+    l->rc = l->apikey ? check_apikey(st, l->cred, l->cred_len, l->now, &l->p, &l->until, &l->ei)
+                      : check_jwt(kr, st, l->issuer, l->cred, l->cred_len, l->resource, l->now,
+                                  &l->p, &l->until, &l->ei);
+    return 0;
+}
+
+bool auth_lookup_seq(const struct auth_lookup *l, uint64_t *seq)
+{
+    if (l->seq_rc != 0)
+        return false;
+    *seq = l->seq;
+    return true;
+}
+
+int64_t auth_lookup_user(const struct auth_lookup *l)
+{
+    if (l->account != NULL)
+        return 0;
+    if (l->checked)
+        return l->rc == 0 && l->p.kind == PRINCIPAL_USER ? l->p.id : 0;
+    return l->cached_user;
+}
+
+void auth_lookup_apply(struct auth_validator *v, struct auth_lookup *l)
+{
+    if (l->seq_rc != 0) {
+        /* the store is down: cached verdicts keep working (nobody can revoke meanwhile on a store
+           nobody reaches); what needs the store fails with a temporary error */
+        static _Thread_local int64_t logged;
+        if (l->now >= logged + 10) {
+            logged = l->now;
+            log_warn("auth.seq", "cannot read the revocation sequence (%s); cached verdicts kept",
+                     err_str(l->seq_rc));
+        }
+    } else if (!v->seq_known || l->seq > v->seq || v->kr == NULL) {
+        cache_flush(v);
+        if (l->new_kr != NULL) {
+            auth_keyring_unref(v->kr);
+            v->kr = l->new_kr;
+            l->new_kr = NULL;
+        }
+        v->seq = l->seq;
+        v->seq_known = true;
+    }
+    if (l->seq_rc == 0 && l->seq == v->seq)
+        v->memo = l->memo;
+    v->ready = l;
 }
 
 int auth_introspect(struct auth_validator *v, const char *tok, size_t len, json_t **claims,
@@ -610,7 +860,8 @@ int auth_introspect(struct auth_validator *v, const char *tok, size_t len, json_
         const json_t *aud = json_object_get(c, "aud");
         const char *res = json_is_string(aud) ? json_string_value(aud)
                                               : json_string_value(json_array_get(aud, 0));
-        rc = res ? check_claims(v, header, c, res, (int64_t)time(NULL), &p, &until, ei)
+        rc = res ? check_claims(v->st, v->issuer, header, c, res, (int64_t)time(NULL), &p, &until,
+                                ei)
                  : err_info_set(ei, ERR_DENIED, 0, 0, "the token has no audience");
     }
     json_decref(header);

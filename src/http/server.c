@@ -19,6 +19,7 @@
 #include "mcp/session.h"
 #include "oauth/oauth.h"
 #include "shared/redis.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 #define H2O_USE_EPOLL 0
@@ -86,6 +87,7 @@ struct worker {
     struct oauth_ctx *oauth;      /* when auth is enabled */
     struct h2_server *h2;         /* HTTP/2 (nghttp2) when http2 is on, else NULL */
     struct shared_worker *shared; /* with Redis */
+    struct store_caller *store;   /* the request path's store calls (store_wait) */
 };
 
 struct server {
@@ -108,6 +110,8 @@ struct server {
     bool auth;                                 /* auth.enabled at start */
     unsigned char master[AUTH_MASTER_KEY_LEN]; /* wiped in server_free */
     bool shared;                               /* Redis (shared_init) */
+    struct store_pool *store_pool;             /* PostgreSQL: the request path's store calls */
+    const char *store_name;                    /* "postgres" or "sqlite" */
     char issuer[256];                          /* the effective issuer */
 };
 
@@ -1193,6 +1197,13 @@ static int redis_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start
                       void (*next)(struct redis_wait *, int, bool, const char *));
 static void delete_recorded(struct redis_wait *rw, int err, bool ended, const char *err_msg);
 
+static bool delete_record_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                               struct access *a, const char *hash, const char rec[65],
+                               int64_t until);
+static void delete_answer(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a, const char *hash);
+static void mcp_finish(struct worker *w, h2o_req_t *req, uint64_t start, struct access *a);
+
 static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t start,
                           struct access *a)
 {
@@ -1200,14 +1211,107 @@ static void handle_delete(struct worker *w, h2o_req_t *req, int view, uint64_t s
     struct session *s = require_session(req, view, a->owner, a->who);
     if (s == NULL)
         return;
-    char hash[65];
+    char hash[65], rec[65];
+    int64_t until;
     bool shared = shared_enabled() && session_id_hash(s, hash);
+    session_defer_record(w->store != NULL); /* the store's record: delete_record_wait */
     session_close(s);
+    bool record = session_deferred_record(rec, &until);
+    session_defer_record(false);
     session_unref(s);
     metrics_set(M.sessions, NULL, session_table_count());
-    /* answered once Redis has the ended id (its write went first on this connection) */
-    if (!shared || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
+    if (record && delete_record_wait(w, req, view, start, a, shared ? hash : NULL, rec, until))
+        return; /* answered once the store has the record */
+    delete_answer(w, req, view, start, a, shared ? hash : NULL);
+}
+
+/* answered once Redis has the ended id (its write went first on this connection) */
+static void delete_answer(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                          struct access *a, const char *hash)
+{
+    if (hash == NULL || redis_wait(w, req, view, start, a, hash, delete_recorded) != 0)
         send_body(req, 200, NULL, "", 0);
+}
+
+/* A DELETE waits for the store's record of the ended id (through the worker's store caller: a
+   pool thread on PostgreSQL, inline on SQLite), so that a replica on the same store that is
+   asked next never resumes it; the record failing is logged and the DELETE still succeeds. */
+struct delete_job;
+struct delete_wait { /* the request's (its pool) */
+    struct worker *w;
+    h2o_req_t *req;
+    int view;
+    uint64_t start;
+    struct principal who;
+    char owner[PRINCIPAL_KEY_MAX + 1];
+    struct access a;
+    bool shared;
+    char hash[65];
+    struct delete_job *job; /* NULL once it is back */
+};
+struct delete_job {         /* the job's (malloc) */
+    struct delete_wait *dw; /* NULL once the request is gone */
+    char rec[65];
+    int64_t until;
+};
+
+static void delete_wait_dispose(void *p)
+{
+    struct delete_wait *dw = p;
+    if (dw->job != NULL)
+        dw->job->dw = NULL;
+}
+
+static int delete_record_job(struct store *st, void *arg)
+{
+    struct delete_job *j = arg;
+    return session_store_record_ended(st, j->rec, j->until);
+}
+
+static void delete_record_done_cb(int rc, void *arg)
+{
+    (void)rc; /* a failure is logged by the job */
+    struct delete_job *j = arg;
+    struct delete_wait *dw = j->dw;
+    free(j);
+    if (dw == NULL)
+        return; /* the client went away */
+    dw->job = NULL;
+    dw->a.suspended = false;
+    delete_answer(dw->w, dw->req, dw->view, dw->start, &dw->a, dw->shared ? dw->hash : NULL);
+    if (!dw->a.suspended)
+        mcp_finish(dw->w, dw->req, dw->start, &dw->a);
+}
+
+static bool delete_record_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                               struct access *a, const char *hash, const char rec[65],
+                               int64_t until)
+{
+    struct delete_job *j = malloc(sizeof(*j));
+    if (j == NULL)
+        return false;
+    struct delete_wait *dw = h2o_mem_alloc_shared(&req->pool, sizeof(*dw), delete_wait_dispose);
+    *dw = (struct delete_wait){
+        .w = w, .req = req, .view = view, .start = start, .who = *a->who, .job = j};
+    snprintf(dw->owner, sizeof(dw->owner), "%s", a->owner);
+    dw->a = *a;
+    dw->a.who = &dw->who;
+    dw->a.owner = dw->owner;
+    dw->a.suspended = true;
+    if ((dw->shared = hash != NULL))
+        memcpy(dw->hash, hash, sizeof(dw->hash));
+    *j = (struct delete_job){.dw = dw, .until = until};
+    memcpy(j->rec, rec, sizeof(j->rec));
+    a->suspended = true; /* answered from delete_record_done_cb, maybe already */
+    if (store_call(w->store, delete_record_job, delete_record_done_cb, j) != 0) {
+        a->suspended = false;
+        dw->job = NULL;
+        free(j);
+        log_warn("session_store", "could not record an ended session in the store (the store "
+                                  "cannot take it now)");
+        return false;
+    }
+    return true;
 }
 
 static void mcp_dispatch(struct worker *w, h2o_req_t *req, int view, uint64_t start,
@@ -1432,6 +1536,10 @@ static bool authenticate(struct worker *w, const struct config *cfg, h2o_req_t *
     return oauth_authenticate(w->oauth, cfg, req, server, who);
 }
 
+static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start);
+static void mcp_go_on(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                      const char *unavailable);
+
 static int on_mcp(struct worker *w, h2o_req_t *req, int view)
 {
     uint64_t start = clock_now_ns();
@@ -1449,6 +1557,23 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
         send_refusal(req, 503, JSONRPC_UPSTREAM_UNAVAILABLE, "the gateway is shutting down");
         goto out;
     }
+    if (store_wait(w, req, view, start))
+        return 0; /* answered once the store has (the loop goes on meanwhile) */
+    mcp_go_on(w, req, view, start, NULL);
+    return 0;
+out:
+    mcp_finish(w, req, start, &a);
+    return 0;
+}
+
+/* The request once the store's part is in memory (store_wait): its caller, then its session
+   and method. unavailable: what the store could not answer, refused after the caller is known
+   (a bad token is still a 401). */
+static void mcp_go_on(struct worker *w, h2o_req_t *req, int view, uint64_t start,
+                      const char *unavailable)
+{
+    struct access a = {0};
+    const struct config *cfg = worker_config(w);
     struct principal who;
     char owner[PRINCIPAL_KEY_MAX + 1] = "";
     principal_init_anonymous(&who);
@@ -1464,14 +1589,190 @@ static int on_mcp(struct worker *w, h2o_req_t *req, int view)
             goto out;
         principal_key(&who, owner, sizeof(owner));
     }
+    if (unavailable != NULL) {
+        add_header_str(req, "retry-after", "1");
+        send_refusal(req, 503, JSONRPC_INTERNAL_ERROR, "%s", unavailable);
+        goto out;
+    }
     who.addr_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&who.addr);
     if (resume_check(w, req, view, start, &a))
-        return 0; /* suspended until Redis answers, or answered */
+        return; /* suspended until Redis answers, or answered */
     mcp_dispatch(w, req, view, start, &a);
 out:
     if (!a.suspended)
         mcp_finish(w, req, start, &a);
+}
+
+/*
+ * Requests that wait for the store (the worker's loop does not). What a request to /mcp may
+ * need from the store is read first, in one store job through the worker's store caller: the
+ * revocation sequence, the checks of a credential no verdict is cached for (auth_lookup), every
+ * setting of its user when the settings cache does not hold them, and whether a sealed session
+ * id this replica does not hold was ended. On PostgreSQL the job runs on a pool thread and the
+ * request is answered once it is back; on SQLite it runs inline. The request then goes on from
+ * memory (mcp_go_on). What the store could not answer is refused with 503 and Retry-After,
+ * naming the store; cached verdicts and settings keep serving meanwhile.
+ */
+struct store_wait;
+struct store_work {        /* the job's (malloc): freed when it is back */
+    struct store_wait *sw; /* NULL once the request is gone */
+    struct worker *w;
+    struct auth_lookup *auth;
+    int64_t settings_have; /* the user the cache holds every setting of, at settings_seq */
+    uint64_t settings_seq;
+    struct mcp_settings_loaded *loaded;
+    int settings_rc;
+    bool check_ended, ended;
+    char hash[65];
+    int ended_rc;
+};
+
+struct store_wait { /* the request's (its pool) */
+    struct worker *w;
+    h2o_req_t *req;
+    int view;
+    uint64_t start;
+    struct store_work *work; /* NULL once it is back */
+};
+
+static void store_work_free(struct store_work *k)
+{
+    auth_lookup_free(k->auth);
+    mcp_settings_loaded_free(k->loaded);
+    free(k);
+}
+
+static void store_wait_dispose(void *p)
+{
+    struct store_wait *sw = p;
+    if (sw->work != NULL)
+        sw->work->sw = NULL; /* the answer finds nobody waiting */
+}
+
+/* On a pool thread (PostgreSQL), or inline (SQLite). */
+static int store_work_job(struct store *st, void *arg)
+{
+    struct store_work *k = arg;
+    uint64_t seq = 0;
+    if (k->auth != NULL) {
+        auth_lookup_run(st, k->auth);
+        bool fresh = auth_lookup_seq(k->auth, &seq);
+        int64_t uid = auth_lookup_user(k->auth);
+        if (uid > 0 && (uid != k->settings_have || (fresh && seq != k->settings_seq))) {
+            k->settings_rc = mcp_settings_load(st, uid, &k->loaded);
+            k->settings_seq = seq;
+        }
+    }
+    if (k->check_ended)
+        k->ended_rc = session_store_ended(st, k->hash, &k->ended);
     return 0;
+}
+
+static void store_work_done_cb(int rc, void *arg)
+{
+    struct store_work *k = arg;
+    struct store_wait *sw = k->sw;
+    struct worker *w = k->w;
+    char why[300];
+    const char *unavailable = NULL;
+    if (sw == NULL) { /* the client went away */
+        store_work_free(k);
+        return;
+    }
+    sw->work = NULL;
+    uint64_t seq;
+    struct mcp_settings_cache *c = k->auth ? mcp_worker_settings(&w->mcp) : NULL;
+    if (k->auth != NULL && w->oauth != NULL)
+        oauth_lookup_apply(w->oauth, k->auth);
+    if (c != NULL && rc == 0 && auth_lookup_seq(k->auth, &seq)) {
+        mcp_settings_cache_follow(c, seq);
+        if (k->loaded != NULL)
+            mcp_settings_cache_fill(c, k->settings_seq, k->loaded);
+    }
+    if (rc == 0 && k->check_ended && k->ended_rc == 0 && k->ended) {
+        h2o_iovec_t sid = header_value(sw->req, H2O_STRLIT("mcp-session-id"));
+        session_note_ended(sid.base, sid.len);
+    }
+    int failed = rc ? rc : k->settings_rc ? k->settings_rc : k->check_ended ? k->ended_rc : 0;
+    if (failed) {
+        snprintf(why, sizeof(why), "the store (%s) did not answer (%s): %s; retry shortly",
+                 w->srv->store_name, err_str(failed),
+                 rc               ? "the request could not be checked"
+                 : k->settings_rc ? "the user's settings could not be read"
+                                  : "whether the session was ended could not be checked");
+        unavailable = why;
+    }
+    mcp_go_on(w, sw->req, sw->view, sw->start, unavailable);
+    store_work_free(k); /* after the validation that used its answer */
+}
+
+/* true when the request went to the store (it is answered from store_work_done_cb, maybe
+   already) or was refused here. */
+static bool store_wait(struct worker *w, h2o_req_t *req, int view, uint64_t start)
+{
+    const struct config *cfg = worker_config(w);
+    bool auth = cfg->auth.enabled && w->oauth != NULL;
+    char hash[65];
+    h2o_iovec_t sid = header_value(req, H2O_STRLIT("mcp-session-id"));
+    bool check_ended = sid.base != NULL && session_needs_store_check(sid.base, sid.len, hash);
+    struct tls_client tc = {.state = TLS_CLIENT_NONE};
+    if (auth && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0) {
+        /* a client certificate instead (authenticate, below); with neither, the 401 needs no
+           store */
+        tls_client_identify(req->conn->callbacks->get_socket(req->conn), cfg, &tc);
+        auth = tc.state == TLS_CLIENT_MAPPED;
+    }
+    if (w->store == NULL || (!auth && !check_ended))
+        return false;
+    struct store_work *k = calloc(1, sizeof(*k));
+    int err = k == NULL ? ERR_NOMEM : 0;
+    if (err == 0 && auth) {
+        const char *server = view < 0 ? NULL : gateway_server_name(view);
+        err = oauth_lookup_new(w->oauth, req, server, &k->auth);
+        if (err == 0 && tc.state == TLS_CLIENT_MAPPED)
+            err = auth_lookup_account(k->auth, tc.account, tc.credential_id);
+        struct mcp_settings_cache *c = err ? NULL : mcp_worker_settings(&w->mcp);
+        int64_t uid = err ? 0 : auth_lookup_user(k->auth); /* the cached verdict's */
+        if (c != NULL && uid > 0 && mcp_settings_cache_has_user(c, uid) &&
+            mcp_settings_cache_seq(c, &k->settings_seq))
+            k->settings_have = uid;
+    }
+    if (err == 0 && !check_ended && k->auth != NULL && auth_lookup_local(k->auth)) {
+        /* nothing to read (a cached verdict, the sequence known through events, the user's
+           settings cached at it): no store call at all */
+        uint64_t seq;
+        int64_t uid = auth_lookup_user(k->auth);
+        if (uid == 0 ||
+            (uid == k->settings_have && auth_lookup_seq(k->auth, &seq) && seq == k->settings_seq)) {
+            struct store_wait sw = {.w = w, .req = req, .view = view, .start = start};
+            k->w = w;
+            k->sw = &sw;
+            store_work_done_cb(0, k);
+            return true;
+        }
+    }
+    if (err == 0) {
+        struct store_wait *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), store_wait_dispose);
+        *sw = (struct store_wait){.w = w, .req = req, .view = view, .start = start, .work = k};
+        k->sw = sw;
+        k->w = w;
+        k->check_ended = check_ended;
+        if (check_ended)
+            memcpy(k->hash, hash, sizeof(k->hash));
+        if ((err = store_call(w->store, store_work_job, store_work_done_cb, k)) != 0)
+            sw->work = NULL;
+    }
+    if (err == 0)
+        return true;
+    if (k != NULL)
+        store_work_free(k);
+    struct access a = {0};
+    add_header_str(req, "retry-after", "1");
+    send_refusal(req, 503, JSONRPC_INTERNAL_ERROR,
+                 "the store (%s) cannot take the request now (%s); retry shortly",
+                 w->srv->store_name, err_str(err));
+    mcp_finish(w, req, start, &a);
+    return true;
 }
 
 /* The request by its HTTP method, once its caller is known. */
@@ -1783,6 +2084,24 @@ const char *server_issuer(struct server *srv)
     return srv->auth ? srv->issuer : NULL;
 }
 
+/* The request path's way to the store (store_wait): a pool of connections off the loops for
+   PostgreSQL (two threads per worker, at least four: a query that waits on a lock holds one), or
+   nothing shared for SQLite, whose calls run inline on each worker's connection. Only when a
+   request can need the store: authentication, or ended session ids kept in it. */
+static int server_store_init(struct server *srv, const struct config *cfg, struct err_info *ei)
+{
+    const char *where = cfg->store.sqlite;
+    if (where == NULL || !(srv->auth || mcp_seal_shared()))
+        return 0;
+    bool remote = store_location_remote(where);
+    srv->store_name = remote ? "postgres" : "sqlite";
+    unsigned n = 2 * (cfg->workers ? cfg->workers : 1);
+    int err = remote ? store_pool_new(where, n < 4 ? 4 : n > 16 ? 16 : n, &srv->store_pool, ei) : 0;
+    if (err == 0)
+        session_table_use_caller(srv->store_pool);
+    return err;
+}
+
 int server_new(struct config *cfg, struct server **out, struct err_info *ei)
 {
     int err = ERR_NOMEM;
@@ -1873,6 +2192,8 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
             goto fail;
         srv->shared = true;
     }
+    if ((err = server_store_init(srv, cfg, ei)) != 0)
+        goto fail;
     *out = srv;
     return 0;
 fail:
@@ -1992,6 +2313,14 @@ int server_start(struct server *srv)
         }
         if (srv->shared && shared_worker_new(&w->loop, w->mcp.mb, j == 0, &w->shared) != 0)
             return ERR_NOMEM;
+        if (srv->store_name != NULL) {
+            struct err_info ei = {0};
+            if (store_caller_new(srv->cfg->store.sqlite, srv->store_pool, w->mcp.mb, &w->store,
+                                 &ei) != 0) {
+                log_error("store", "worker %u: %s", j, ei.msg);
+                return ERR_IO;
+            }
+        }
         uv_timer_init(&w->loop, &w->keepalive);
         w->keepalive.data = w;
         if (cfg->sse_keepalive_ms)
@@ -2199,6 +2528,11 @@ void server_free(struct server *srv)
         for (unsigned j = 0; j < srv->nworkers; j++)
             pthread_join(srv->workers[j].thread, NULL);
     }
+    if (srv->store_pool != NULL) { /* the loops have stopped: nothing submits any more */
+        session_table_use_caller(NULL);
+        store_pool_free(srv->store_pool);
+        srv->store_pool = NULL;
+    }
     for (unsigned j = 0; srv->workers && j < srv->nworkers; j++) {
         struct worker *w = &srv->workers[j];
         if (w->mcp.mb == NULL)
@@ -2228,6 +2562,7 @@ void server_free(struct server *srv)
         w->ctx.queue = NULL;
         mcp_worker_release(&w->mcp);
         oauth_ctx_free(w->oauth);
+        store_caller_free(w->store);
         if (w->cfg)
             config_unref(w->cfg);
         for (size_t i = 0; w->accept && i < w->nlisteners; i++)

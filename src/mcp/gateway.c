@@ -659,18 +659,28 @@ static void user_view_release(struct user_view *u)
     u->server = -1;
 }
 
+struct mcp_settings_cache *mcp_worker_settings(struct mcp_worker *w)
+{
+    if (w->settings == NULL)
+        w->settings = mcp_settings_cache_new(SETTINGS_CACHE_MAX);
+    return w->settings;
+}
+
 static const struct store_settings *user_view_settings(struct user_view *u, int server)
 {
     if (u->uid > 0 && server != u->server) {
         user_view_release(u);
-        struct store *st = worker_store(u->w);
         const char *name = gw.ups[server]->srv->name;
-        if (st != NULL && u->w->settings == NULL)
-            u->w->settings = mcp_settings_cache_new(SETTINGS_CACHE_MAX);
-        int err = st == NULL ? ERR_IO
-                  : u->w->settings == NULL
-                      ? store_settings_get(st, u->uid, name, &u->v)
-                      : mcp_settings_cache_get(u->w->settings, st, u->uid, name, &u->v);
+        /* the request's store job filled the cache (the store is asked here only when it was
+           emptied meanwhile) */
+        struct mcp_settings_cache *c = mcp_worker_settings(u->w);
+        int err = c != NULL ? mcp_settings_cache_peek(c, u->uid, name, &u->v) : ERR_NOTFOUND;
+        if (err != 0) {
+            struct store *st = worker_store(u->w);
+            err = st == NULL  ? ERR_IO
+                  : c == NULL ? store_settings_get(st, u->uid, name, &u->v)
+                              : mcp_settings_cache_get(c, st, u->uid, name, &u->v);
+        }
         if (err != 0)
             memset(&u->v, 0, sizeof(u->v));
         u->server = server;

@@ -284,6 +284,28 @@ struct mcp_settings_cache *mcp_settings_cache_new(size_t max_entries);
 void mcp_settings_cache_free(struct mcp_settings_cache *c);
 int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
                            const char *server, struct store_settings *out);
+/* The same from memory only: 0, or ERR_NOTFOUND when the cache cannot answer. */
+int mcp_settings_cache_peek(struct mcp_settings_cache *c, int64_t user_id, const char *server,
+                            struct store_settings *out);
+/*
+ * Reading them off the event loop (the request path on PostgreSQL): a request waits while a
+ * store job (any thread, any connection) reads every setting of its user at once
+ * (mcp_settings_load), and back on the loop mcp_settings_cache_fill keeps them all with a marker
+ * that the user has no others, so that the lookups of the request answer from memory. The cache
+ * then follows the revocation sequence it is told (mcp_settings_cache_follow, emptied when it
+ * moves) instead of reading it itself; rows read at another sequence are not kept.
+ */
+struct mcp_settings_loaded;
+int mcp_settings_load(struct store *st, int64_t user_id, struct mcp_settings_loaded **out);
+void mcp_settings_loaded_free(struct mcp_settings_loaded *l);
+void mcp_settings_cache_follow(struct mcp_settings_cache *c, uint64_t seq);
+bool mcp_settings_cache_has_user(const struct mcp_settings_cache *c, int64_t user_id);
+/* The sequence the cache holds rows at (false: none yet). */
+bool mcp_settings_cache_seq(const struct mcp_settings_cache *c, uint64_t *seq);
+void mcp_settings_cache_fill(struct mcp_settings_cache *c, uint64_t seq,
+                             struct mcp_settings_loaded *l);
+/* This worker's cache (made on first use; NULL when out of memory). */
+struct mcp_settings_cache *mcp_worker_settings(struct mcp_worker *w);
 /* Lookups answered from the cache and lookups that read the store, since it was made. */
 void mcp_settings_cache_stats(const struct mcp_settings_cache *c, uint64_t *hits, uint64_t *misses);
 /* {"server", "discovery", "selected"} for people and the settings tool (new reference). */

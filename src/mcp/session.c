@@ -132,6 +132,10 @@ static struct {
     char *path;       /* SQLite file; NULL: not kept */
     struct store *st; /* opened on first use */
     bool open_failed; /* logged once; not tried again */
+    /* session_table_use_caller: the request path checks ended ids itself (a store job,
+       session_store_ended) before session_find; records are written through the pool */
+    bool caller_checks;
+    struct store_pool *pool;
 } ended_store = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void ended_elsewhere_cb(const char *hash);
@@ -190,6 +194,74 @@ static void ended_hash(const char *id, size_t len, char hex[65])
 
 static uint64_t wall_s(void);
 
+void session_table_use_caller(struct store_pool *pool)
+{
+    pthread_mutex_lock(&ended_store.lock);
+    ended_store.caller_checks = true;
+    ended_store.pool = pool;
+    pthread_mutex_unlock(&ended_store.lock);
+}
+
+/* An ended id's record, written on a pool thread (nobody waits for it). */
+struct ended_record {
+    char hex[65];
+    int64_t until_s;
+};
+
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s);
+
+static int ended_record_job(struct store *st, void *arg)
+{
+    struct ended_record *r = arg;
+    int err = session_store_record_ended(st, r->hex, r->until_s);
+    free(r);
+    return err;
+}
+
+int session_store_ended(struct store *st, const char hash[65], bool *ended)
+{
+    json_t *v = NULL;
+    int err = store_ephemeral_get(st, ENDED_KIND, hash, &v);
+    json_decref(v);
+    if (err == 0 || err == ERR_NOTFOUND)
+        *ended = err == 0;
+    return err == ERR_NOTFOUND ? 0 : err;
+}
+
+/* session_defer_record: this thread writes the record itself (a DELETE answered once it is). */
+static _Thread_local struct {
+    bool defer, pending;
+    char hex[65];
+    int64_t until_s;
+} deferred;
+
+void session_defer_record(bool on)
+{
+    deferred.defer = on;
+    deferred.pending = false;
+}
+
+bool session_deferred_record(char hash[65], int64_t *until_s)
+{
+    if (!deferred.pending)
+        return false;
+    memcpy(hash, deferred.hex, sizeof(deferred.hex));
+    *until_s = deferred.until_s;
+    deferred.pending = false;
+    return true;
+}
+
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s)
+{
+    json_t *v = json_object();
+    int err = v == NULL ? ERR_NOMEM : store_ephemeral_put(st, ENDED_KIND, hash, v, until_s);
+    json_decref(v);
+    if (err)
+        log_warn("session_store", "could not record an ended session in the store (%s)",
+                 err_str(err));
+    return err;
+}
+
 /* announce: tell the replicas that hold the session to end it too (a DELETE; not an idle
    expiry, since the session may be in use on another replica). */
 static void ended_store_put(const char *id, uint64_t until_s, bool announce)
@@ -200,6 +272,25 @@ static void ended_store_put(const char *id, uint64_t until_s, bool announce)
     uint64_t now = wall_s();
     shared_session_ended(hex, until_s > now ? until_s - now : 1, announce);
     pthread_mutex_lock(&ended_store.lock);
+    if (deferred.defer && ended_store.caller_checks && ended_store.path != NULL &&
+        mcp_seal_shared()) {
+        pthread_mutex_unlock(&ended_store.lock);
+        memcpy(deferred.hex, hex, sizeof(hex));
+        deferred.until_s = (int64_t)until_s;
+        deferred.pending = true;
+        return;
+    }
+    struct ended_record *r = NULL;
+    if (ended_store.pool != NULL && ended_store.path != NULL && mcp_seal_shared() &&
+        (r = malloc(sizeof(*r))) != NULL) {
+        memcpy(r->hex, hex, sizeof(r->hex));
+        r->until_s = (int64_t)until_s;
+        if (store_pool_post(ended_store.pool, ended_record_job, r) == 0) {
+            pthread_mutex_unlock(&ended_store.lock);
+            return; /* written off the loop */
+        }
+        free(r);
+    }
     struct store *st = ended_store_get();
     json_t *v = json_object();
     if (st != NULL && v != NULL && store_ephemeral_put(st, ENDED_KIND, hex, v, (int64_t)until_s))
@@ -559,6 +650,25 @@ bool session_needs_check(const char *id, size_t len, char hash[65])
     return !known;
 }
 
+bool session_needs_store_check(const char *id, size_t len, char hash[65])
+{
+    pthread_mutex_lock(&ended_store.lock);
+    bool kept = ended_store.path != NULL && mcp_seal_shared();
+    pthread_mutex_unlock(&ended_store.lock);
+    if (!kept || len == 0 || len > SESSION_ID_MAX || len <= strlen(SESSION_SEALED_PREFIX) ||
+        memcmp(id, SESSION_SEALED_PREFIX, strlen(SESSION_SEALED_PREFIX)) != 0)
+        return false;
+    uint64_t key = id_key(id, len);
+    pthread_mutex_lock(&table.lock);
+    struct session *s = idmap_get(&table.map, key);
+    bool known = (s != NULL && s->id[len] == '\0' && sodium_memcmp(s->id, id, len) == 0) ||
+                 idmap_get(&table.ended, key) != NULL;
+    pthread_mutex_unlock(&table.lock);
+    if (!known)
+        ended_hash(id, len, hash);
+    return !known;
+}
+
 bool session_id_hash(const struct session *s, char hash[65])
 {
     if (s->sealed_until == 0)
@@ -886,7 +996,9 @@ static struct session *session_resume(const char *id, size_t len)
         !json_is_integer(x) || (uint64_t)json_integer_value(x) < wall_s() || (*view && v < 0) ||
         !mcp_version_supported(proto))
         goto out;
-    if (ended_store_has(id, len)) /* ended before a restart, or by a replica on this store */
+    /* ended before a restart, or by a replica on this store (asked by the request's store job
+       when the caller checks: then session_note_ended told the table) */
+    if (!ended_store.caller_checks && ended_store_has(id, len))
         goto out;
     if ((s = session_alloc(v, proto, json_object_get(doc, "c"), 2)) == NULL)
         goto out;

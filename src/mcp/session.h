@@ -58,6 +58,27 @@ void session_table_close_all(void);
    (after the workers have stopped). */
 void session_table_set_store(const char *sqlite_path);
 void session_table_close_store(void);
+/* From then on the request path asks the store whether a sealed id it does not hold was ended
+   (session_needs_store_check, then session_store_ended in a store job, then session_note_ended
+   when it was), before session_find, instead of session_find asking on the loop; with a pool
+   (PostgreSQL), ended ids are recorded on its threads, not on the thread that ends them. */
+struct store_pool;
+struct store;
+void session_table_use_caller(struct store_pool *pool);
+/* true when `id` is a sealed id this replica neither holds nor knows to be ended and ended ids
+   are kept in the store: hash (hex BLAKE2b of the id) is then what session_store_ended asks. */
+bool session_needs_store_check(const char *id, size_t len, char hash[65]);
+/* Any thread, any store connection: was the id of `hash` ended? 0 (*ended set) or the store's
+   error. */
+int session_store_ended(struct store *st, const char hash[65], bool *ended);
+/* A DELETE is answered once its record is written: session_defer_record(true) before
+   session_close makes the record of the session it ends wait on this thread
+   (session_deferred_record: true, hash and expiry, when there is one; then write it with
+   session_store_record_ended on any thread and connection, which logs a failure), and
+   session_defer_record(false) after. */
+void session_defer_record(bool on);
+bool session_deferred_record(char hash[65], int64_t *until_s);
+int session_store_record_ended(struct store *st, const char hash[65], int64_t until_s);
 /* Expire idle sessions; returns how many were closed. Any thread. */
 unsigned session_table_sweep(void);
 unsigned session_table_count(void);

@@ -32,7 +32,19 @@ struct mcp_settings_cache {
     size_t count, max;
     uint64_t seq;
     bool seq_known;
+    bool followed; /* the sequence is told (mcp_settings_cache_follow), never read here */
     uint64_t hits, misses;
+};
+
+/* Every setting of one user, as read by mcp_settings_load. */
+struct loaded_row {
+    char server[STORE_SERVER_MAX + 1];
+    struct store_settings v;
+};
+struct mcp_settings_loaded {
+    int64_t user_id;
+    size_t n, cap;
+    struct loaded_row *rows;
 };
 
 struct mcp_settings_cache *mcp_settings_cache_new(size_t max_entries)
@@ -84,27 +96,155 @@ static void entry_copy(const struct settings_entry *e, struct store_settings *ou
     out->tools = json_incref(e->v.tools); /* never changed once read: shared, not copied */
 }
 
-int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
-                           const char *server, struct store_settings *out)
+static struct settings_entry *find(const struct mcp_settings_cache *c, int64_t user_id,
+                                   const char *server)
 {
-    uint64_t seq;
-    int err = store_revocation_seq(st, &seq);
-    if (err)
-        return err;
+    for (struct settings_entry *e = c->buckets[bucket_of(user_id, server)]; e != NULL; e = e->next)
+        if (e->user_id == user_id && strcmp(e->server, server) == 0)
+            return e;
+    return NULL;
+}
+
+/* Insert v (taken) for (user, server); "" is the marker "every row of this user is here". */
+static struct settings_entry *insert(struct mcp_settings_cache *c, int64_t user_id,
+                                     const char *server, bool found, struct store_settings v)
+{
+    struct settings_entry *e = NULL;
+    if (strlen(server) > STORE_SERVER_MAX || (e = calloc(1, sizeof(*e))) == NULL)
+        return NULL;
+    size_t b = bucket_of(user_id, server);
+    e->user_id = user_id;
+    e->found = found;
+    e->v = v;
+    memcpy(e->server, server, strlen(server) + 1);
+    e->next = c->buckets[b];
+    c->buckets[b] = e;
+    c->count++;
+    return e;
+}
+
+int mcp_settings_cache_peek(struct mcp_settings_cache *c, int64_t user_id, const char *server,
+                            struct store_settings *out)
+{
+    const struct settings_entry *e = find(c, user_id, server);
+    if (e == NULL && find(c, user_id, "") != NULL) {
+        c->hits++; /* every row of the user is here, and none for this server */
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    if (e == NULL)
+        return ERR_NOTFOUND;
+    c->hits++;
+    entry_copy(e, out);
+    return 0;
+}
+
+void mcp_settings_cache_follow(struct mcp_settings_cache *c, uint64_t seq)
+{
     if (!c->seq_known || seq != c->seq) {
         cache_clear(c);
         c->seq = seq;
         c->seq_known = true;
     }
-    size_t b = bucket_of(user_id, server);
-    for (struct settings_entry *e = c->buckets[b]; e != NULL; e = e->next) {
-        if (e->user_id == user_id && strcmp(e->server, server) == 0) {
-            c->hits++;
-            entry_copy(e, out);
-            return 0;
+    c->followed = true;
+}
+
+bool mcp_settings_cache_seq(const struct mcp_settings_cache *c, uint64_t *seq)
+{
+    *seq = c->seq;
+    return c->seq_known;
+}
+
+bool mcp_settings_cache_has_user(const struct mcp_settings_cache *c, int64_t user_id)
+{
+    return find(c, user_id, "") != NULL;
+}
+
+static int load_row_cb(const char *server, const struct store_settings *s, void *arg)
+{
+    struct mcp_settings_loaded *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        struct loaded_row *r = realloc(l->rows, cap * sizeof(*r));
+        if (r == NULL)
+            return ERR_NOMEM;
+        l->rows = r;
+        l->cap = cap;
+    }
+    struct loaded_row *r = &l->rows[l->n];
+    if (strlen(server) > STORE_SERVER_MAX)
+        return 0; /* not a server the gateway can have */
+    memcpy(r->server, server, strlen(server) + 1);
+    r->v = *s;
+    r->v.tools = json_incref(s->tools);
+    l->n++;
+    return 0;
+}
+
+int mcp_settings_load(struct store *st, int64_t user_id, struct mcp_settings_loaded **out)
+{
+    struct mcp_settings_loaded *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return ERR_NOMEM;
+    l->user_id = user_id;
+    int err = store_settings_list(st, user_id, load_row_cb, l);
+    if (err) {
+        mcp_settings_loaded_free(l);
+        return err;
+    }
+    *out = l;
+    return 0;
+}
+
+void mcp_settings_loaded_free(struct mcp_settings_loaded *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        store_settings_release(&l->rows[i].v);
+    free(l->rows);
+    free(l);
+}
+
+void mcp_settings_cache_fill(struct mcp_settings_cache *c, uint64_t seq,
+                             struct mcp_settings_loaded *l)
+{
+    if (c->seq_known && seq != c->seq)
+        return; /* read at another sequence: the next request reads again */
+    if (c->count + l->n + 1 > c->max)
+        cache_clear(c);
+    for (size_t i = 0; i < l->n; i++) {
+        struct settings_entry *old = find(c, l->user_id, l->rows[i].server);
+        if (old != NULL)
+            continue; /* the same row, read earlier at the same sequence */
+        if (insert(c, l->user_id, l->rows[i].server, true, l->rows[i].v) == NULL)
+            return; /* out of memory: no marker, the gateway reads what it misses */
+        memset(&l->rows[i].v, 0, sizeof(l->rows[i].v)); /* taken */
+    }
+    if (find(c, l->user_id, "") == NULL)
+        insert(c, l->user_id, "", false, (struct store_settings){0});
+}
+
+int mcp_settings_cache_get(struct mcp_settings_cache *c, struct store *st, int64_t user_id,
+                           const char *server, struct store_settings *out)
+{
+    uint64_t seq;
+    int err;
+    if (!c->followed) {
+        if ((err = store_revocation_seq(st, &seq)) != 0)
+            return err;
+        if (!c->seq_known || seq != c->seq) {
+            cache_clear(c);
+            c->seq = seq;
+            c->seq_known = true;
         }
     }
+    if (mcp_settings_cache_peek(c, user_id, server, out) == 0)
+        return 0;
     c->misses++;
+    if (st == NULL)
+        return ERR_IO;
+    size_t b = bucket_of(user_id, server);
     struct store_settings v = {0};
     err = store_settings_get(st, user_id, server, &v);
     if (err && err != ERR_NOTFOUND)

@@ -617,12 +617,42 @@ static bool query_has_token(h2o_req_t *req)
     return false;
 }
 
+/* 503 with Retry-After and a JSON-RPC error (the /mcp endpoint's kind of answer) naming the
+   store that did not answer. */
+static void oauth_send_unavailable(h2o_req_t *req, const char *msg)
+{
+    oauth_add_header(req, "retry-after", "1");
+    json_t *e = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code",
+                          -32603, "message", msg[0] ? msg : "the store is unavailable; retry");
+    req->res.status = 503;
+    oauth_send_json(req, 503, e);
+    json_decref(e);
+}
+
+static void resource_of(const struct oauth_ctx *o, const char *server, char *out, size_t n)
+{
+    snprintf(out, n, "%s/mcp%s%s", o->issuer, server ? "/" : "", server ? server : "");
+}
+
+int oauth_lookup_new(struct oauth_ctx *o, h2o_req_t *req, const char *server,
+                     struct auth_lookup **out)
+{
+    char resource[OAUTH_ISSUER_MAX + CONFIG_NAME_MAX + 8];
+    resource_of(o, server, resource, sizeof(resource));
+    h2o_iovec_t a = oauth_header(req, H2O_STRLIT("authorization"));
+    return auth_lookup_new(o->v, a.base, a.base ? a.len : 0, resource, out);
+}
+
+void oauth_lookup_apply(struct oauth_ctx *o, struct auth_lookup *l)
+{
+    auth_lookup_apply(o->v, l);
+}
+
 bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req,
                         const char *server, struct principal *p)
 {
     char resource[OAUTH_ISSUER_MAX + CONFIG_NAME_MAX + 8];
-    snprintf(resource, sizeof(resource), "%s/mcp%s%s", o->issuer, server ? "/" : "",
-             server ? server : "");
+    resource_of(o, server, resource, sizeof(resource));
     char hdr[1400];
     int n = snprintf(hdr, sizeof(hdr),
                      "Bearer resource_metadata=\"%s/.well-known/"
@@ -643,6 +673,10 @@ bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, h2o_req_t
         auth_validate(o->v, a.base, a.base ? a.len : 0, resource, required, p, &ei);
     if (v == AUTH_OK)
         return true;
+    if (v == AUTH_UNAVAILABLE) {
+        oauth_send_unavailable(req, ei.msg);
+        return false;
+    }
     char desc[600];
     quoted(desc, sizeof(desc), ei.msg[0] ? ei.msg : "authentication required");
     int status = 401;
@@ -676,9 +710,15 @@ bool oauth_authenticate_certificate(struct oauth_ctx *o, h2o_req_t *req, const c
                                     struct principal *p)
 {
     struct err_info ei = {0};
-    if (refusal == NULL &&
-        auth_validate_account(o->v, account, credential_id, not_after, p, &ei) == AUTH_OK)
+    enum auth_verdict v =
+        refusal == NULL ? auth_validate_account(o->v, account, credential_id, not_after, p, &ei)
+                        : AUTH_INVALID;
+    if (v == AUTH_OK)
         return true;
+    if (v == AUTH_UNAVAILABLE) {
+        oauth_send_unavailable(req, ei.msg);
+        return false;
+    }
     char desc[600], hdr[1400];
     quoted(desc, sizeof(desc), refusal ? refusal : ei.msg[0] ? ei.msg : "certificate refused");
     snprintf(hdr, sizeof(hdr),

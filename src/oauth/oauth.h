@@ -117,9 +117,19 @@ bool oauth_owns_path(const char *path, size_t len);
    pending (the request holds a reference to cfg meanwhile). */
 int oauth_handle(struct oauth_ctx *o, struct config *cfg, struct st_h2o_req_t *req);
 
+/* The store's part of the bearer check of a request to /mcp (server NULL) or /mcp/<server>,
+   made off the loop (auth.h, auth_lookup): new and apply on the worker's thread, with
+   auth_lookup_run between them on any store connection; oauth_authenticate (or
+   oauth_authenticate_certificate) follows apply at once. */
+struct auth_lookup;
+int oauth_lookup_new(struct oauth_ctx *o, struct st_h2o_req_t *req, const char *server,
+                     struct auth_lookup **out);
+void oauth_lookup_apply(struct oauth_ctx *o, struct auth_lookup *l);
+
 /* The bearer check in front of /mcp (server NULL) and /mcp/<server>: on success fills *p and
    returns true; otherwise answers the request (401 with WWW-Authenticate and resource_metadata,
-   403 insufficient_scope, 400 for a token in the query string) and returns false. */
+   403 insufficient_scope, 400 for a token in the query string, 503 with Retry-After and a
+   JSON-RPC error naming the store when it could not check the credential) and returns false. */
 bool oauth_authenticate(struct oauth_ctx *o, const struct config *cfg, struct st_h2o_req_t *req,
                         const char *server, struct principal *p);
 /* The same check for a request that carries no Authorization header on a connection with a

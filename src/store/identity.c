@@ -509,18 +509,23 @@ int store_apikey_check(struct store *st, const char *key, size_t len, struct sto
     struct store_account a;
     bool found = false, usable = false;
     struct store_stmt *s;
-    if (apikey_parse(key, len, id, &secret, &slen) &&
-        (s = store_stmt(st, "SELECT k.secret_hash, k.revoked_at IS NULL, a.id, a.name, "
-                            "a.disabled, a.created_at FROM apikeys k "
-                            "JOIN accounts a ON a.id = k.account_id WHERE k.id = ?"))) {
+    if (apikey_parse(key, len, id, &secret, &slen)) {
+        s = store_stmt(st, "SELECT k.secret_hash, k.revoked_at IS NULL, a.id, a.name, "
+                           "a.disabled, a.created_at FROM apikeys k "
+                           "JOIN accounts a ON a.id = k.account_id WHERE k.id = ?");
+        if (s == NULL)
+            return ERR_IO;
         store_bind_text(s, 1, id);
-        if (store_step(st, s) == STORE_ROW) {
+        int rc = store_step(st, s);
+        if (rc == STORE_ROW) {
             store_col_text(s, 0, hash, sizeof(hash));
             account_row(s, 2, &a);
             usable = store_col_int64(s, 1) != 0 && !a.disabled;
             found = true;
         }
         store_done(s);
+        if (rc != STORE_ROW && rc != STORE_DONE)
+            return rc; /* the store failed: not the key's fault */
     }
     /* A malformed key or an unknown id is refused without the dummy argon2id that hides an
        unknown user name elsewhere: the id is no secret (apikey list shows it, the audit names

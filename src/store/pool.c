@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define STORE_POOL_QUEUE_MAX 4096
 
@@ -55,6 +56,10 @@ static void complete_cb(void *arg)
 
 static void post_result(struct store_job *j)
 {
+    if (j->reply == NULL) { /* store_pool_post: nobody waits */
+        free(j);
+        return;
+    }
     if (mailbox_post(j->reply, complete_cb, j) != 0) {
         /* the loop is closing: nobody is left to tell */
         log_warn("store", "a store job's result could not be delivered: its loop is closing");
@@ -89,8 +94,8 @@ static void *pool_main(void *arg)
     }
 }
 
-int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
-                      store_done_cb done, void *arg)
+static int submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn, store_done_cb done,
+                  void *arg)
 {
     struct store_job *j = calloc(1, sizeof(*j));
     if (j == NULL)
@@ -117,6 +122,17 @@ int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn 
     return err;
 }
 
+int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn fn,
+                      store_done_cb done, void *arg)
+{
+    return submit(p, reply, fn, done, arg);
+}
+
+int store_pool_post(struct store_pool *p, store_job_fn fn, void *arg)
+{
+    return submit(p, NULL, fn, NULL, arg);
+}
+
 void store_pool_free(struct store_pool *p)
 {
     if (p == NULL)
@@ -125,17 +141,20 @@ void store_pool_free(struct store_pool *p)
     p->stopping = true;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
-    for (unsigned i = 0; i < p->nthreads; i++) {
+    for (unsigned i = 0; i < p->nthreads; i++)
         if (p->threads[i].started)
             pthread_join(p->threads[i].tid, NULL);
-        store_close(p->threads[i].st);
-    }
-    /* what never ran completes with ERR_CLOSED on its loop */
+    /* what never ran completes with ERR_CLOSED on its loop; a posted write runs now, on this
+       thread with the first connection (its threads are gone), so that stopping loses none */
     for (struct store_job *j = p->head, *next; j != NULL; j = next) {
         next = j->next;
+        if (j->reply == NULL && p->threads[0].st != NULL)
+            j->fn(p->threads[0].st, j->arg);
         j->rc = ERR_CLOSED;
         post_result(j);
     }
+    for (unsigned i = 0; i < p->nthreads; i++)
+        store_close(p->threads[i].st);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p->threads);
@@ -172,5 +191,52 @@ int store_pool_new(const char *where, unsigned nthreads, struct store_pool **out
         return err;
     }
     *out = p;
+    return 0;
+}
+
+bool store_location_remote(const char *where)
+{
+    return where != NULL &&
+           (strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0);
+}
+
+/* ---- the caller: pool or inline ---- */
+
+struct store_caller {
+    struct store_pool *pool; /* NULL: inline on st */
+    struct mailbox *mb;
+    struct store *st;
+};
+
+int store_caller_new(const char *where, struct store_pool *pool, struct mailbox *mb,
+                     struct store_caller **out, struct err_info *ei)
+{
+    struct store_caller *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ERR_NOMEM;
+    c->pool = pool;
+    c->mb = mb;
+    int err = pool == NULL ? store_open(where, &c->st, ei) : 0;
+    if (err) {
+        free(c);
+        return err;
+    }
+    *out = c;
+    return 0;
+}
+
+void store_caller_free(struct store_caller *c)
+{
+    if (c == NULL)
+        return;
+    store_close(c->st);
+    free(c);
+}
+
+int store_call(struct store_caller *c, store_job_fn fn, store_done_cb done, void *arg)
+{
+    if (c->pool != NULL)
+        return submit(c->pool, c->mb, fn, done, arg);
+    done(fn(c->st, arg), arg);
     return 0;
 }

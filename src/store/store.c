@@ -186,6 +186,24 @@ void store_revocation_changed(struct store *st)
         fn();
 }
 
+void store_revocation_memo(const struct store *st, struct store_seq_memo *m)
+{
+    *m = (struct store_seq_memo){.read = st->seq_read,
+                                 .epoch = st->seq_epoch,
+                                 .until_ms = st->seq_next_ms,
+                                 .known = st->seq_known};
+}
+
+bool store_revocation_memo_current(const struct store_seq_memo *m, uint64_t *seq)
+{
+    uint64_t now = clock_now_ns() / 1000000u;
+    if (!atomic_load(&rev.live) || !m->known || m->epoch != atomic_load(&rev.epoch) ||
+        now >= m->until_ms)
+        return false;
+    *seq = m->read + (store_unsaved_generation() << 32);
+    return true;
+}
+
 int store_revocation_seq(struct store *st, uint64_t *seq)
 {
     uint64_t v, epoch = atomic_load(&rev.epoch), now = clock_now_ns() / 1000000u;

@@ -73,6 +73,26 @@ int store_pool_submit(struct store_pool *p, struct mailbox *reply, store_job_fn 
                       store_done_cb done, void *arg);
 /* Let running jobs finish, complete queued ones with ERR_CLOSED, close the connections. */
 void store_pool_free(struct store_pool *p);
+/* Does `where` name a store across the network (PostgreSQL), whose calls belong off the loop? */
+bool store_location_remote(const char *where);
+
+/* A worker's way to the store on its request path, one code path for both backends: through a
+   pool (PostgreSQL: the request waits, the loop does not) or inline on a connection of the
+   caller's own (SQLite: local and fast, bench/store_call), where done runs before store_call
+   returns. store_caller_new opens that connection when pool is NULL; mb is the loop's mailbox
+   the pool posts completions to. One thread: the loop's. */
+struct store_caller;
+int store_caller_new(const char *where, struct store_pool *pool, struct mailbox *mb,
+                     struct store_caller **out, struct err_info *ei);
+void store_caller_free(struct store_caller *c);
+/* Run fn with a connection and then done(rc, arg) on the caller's loop. Returns 0 (done will
+   run, maybe already has), or ERR_LIMIT / ERR_CLOSED / ERR_NOMEM from the pool (done will not
+   run). */
+int store_call(struct store_caller *c, store_job_fn fn, store_done_cb done, void *arg);
+/* Any thread: run fn on a pool thread and forget it (its result is logged by fn if it matters):
+   writes whose answer nobody waits for. store_pool_free runs those still queued before it
+   closes the connections. Returns 0 or what store_pool_submit returns. */
+int store_pool_post(struct store_pool *p, store_job_fn fn, void *arg);
 
 /* A counter that moves whenever something that can invalidate a cached token verdict changes,
    from any process: a user disabled or revoked, a client revoked, an access token revoked, an
@@ -88,6 +108,18 @@ int store_revocation_seq(struct store *st, uint64_t *seq);
    arrive, so a connection reads the counter only after an event or once poll_ms passed since
    its last read; (false, …): every call reads it (the default). store_revocation_event: a peer
    changed something; every connection reads the counter on its next call. */
+/* What a connection's last store_revocation_seq read, so that a thread holding no connection
+   (a worker whose store calls run on a pool) can tell whether the same call would answer
+   without reading the database: with events arriving, none since that read and its poll not
+   due. store_revocation_memo: after a successful store_revocation_seq on st (st's thread).
+   store_revocation_memo_current: any thread; true and *seq when that call would not read. */
+struct store_seq_memo {
+    uint64_t read, epoch, until_ms;
+    bool known;
+};
+void store_revocation_memo(const struct store *st, struct store_seq_memo *m);
+bool store_revocation_memo_current(const struct store_seq_memo *m, uint64_t *seq);
+
 void store_revocation_set_hook(void (*hook)(void));
 void store_revocation_follow(bool live, uint32_t poll_ms);
 void store_revocation_event(void);
@@ -179,7 +211,8 @@ int store_account_find(struct store *st, const char *name, struct store_account 
 int store_apikey_create(struct store *st, int64_t account_id, const char *label,
                         char key_out[STORE_APIKEY_SIZE], char id_out[32]);
 /* Check a presented key: ERR_DENIED (malformed, unknown, revoked, wrong secret, account
-   disabled; same time for all). On success fills the account. Slow (argon2id): cache it. */
+   disabled; same time for all), or the store's error when it failed. On success fills the
+   account. Slow (argon2id): cache it. */
 int store_apikey_check(struct store *st, const char *key, size_t len, struct store_account *out,
                        char id_out[32]);
 int store_apikey_revoke(struct store *st, const char *key_id); /* ERR_NOTFOUND */

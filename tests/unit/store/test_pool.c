@@ -167,4 +167,62 @@ static void test_loop_not_blocked(void)
     CHECK_INT(uv_loop_close(&loop), 0);
 }
 
-TEST_MAIN(TEST(test_setup), TEST(test_results_on_the_loop), TEST(test_loop_not_blocked))
+/* The caller the request path uses: inline (no pool: SQLite) completes before store_call
+   returns, on the calling thread; through a pool it completes later, back on the loop. And a
+   posted job (store_pool_post) runs with nobody waiting for it. */
+static int posted_job(struct store *st, void *arg)
+{
+    struct lookup *l = arg;
+    l->rc = store_user_get(st, l->id, &l->u);
+    __atomic_store_n(&l->done, true, __ATOMIC_RELEASE);
+    return l->rc;
+}
+
+static int inline_job(struct store *st, void *arg)
+{
+    struct lookup *l = arg;
+    CHECK(pthread_equal(pthread_self(), loop_thread));
+    return store_user_get(st, l->id, &l->u);
+}
+
+static void test_caller(void)
+{
+    uv_loop_t loop;
+    CHECK_INT(uv_loop_init(&loop), 0);
+    struct mailbox *mb = mailbox_new(&loop);
+    struct store_pool *pool = NULL;
+    struct store_caller *inl = NULL, *pooled = NULL;
+    struct err_info ei = {0};
+    CHECK_INT(store_pool_new(where, 2, &pool, &ei), 0);
+    CHECK_INT(store_caller_new(where, NULL, mb, &inl, &ei), 0);
+    CHECK_INT(store_caller_new(where, pool, mb, &pooled, &ei), 0);
+    CHECK(store_location_remote("postgresql:///x") && store_location_remote("postgres://h/x"));
+    CHECK(!store_location_remote("/var/lib/gatehouse.db") && !store_location_remote(NULL));
+
+    int ndone = 0;
+    struct lookup a = {.id = user_id, .ndone = &ndone}, b = {.id = user_id, .ndone = &ndone};
+    /* inline: the job and its completion run on this thread, before store_call returns */
+    CHECK_INT(store_call(inl, inline_job, lookup_done_cb, &a), 0);
+    CHECK(a.done && a.rc == 0 && a.u.id == user_id);
+    CHECK_INT(store_call(pooled, lookup_job, lookup_done_cb, &b), 0);
+    CHECK(!b.done); /* later, through the mailbox */
+    while (!b.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(b.rc == 0 && b.u.id == user_id);
+
+    struct lookup c = {.id = user_id};
+    CHECK_INT(store_pool_post(pool, posted_job, &c), 0);
+    for (int i = 0; i < 500 && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE); i++)
+        usleep(10 * 1000);
+    CHECK(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE) && c.rc == 0);
+
+    store_caller_free(inl);
+    store_caller_free(pooled);
+    store_pool_free(pool);
+    mailbox_close(mb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+TEST_MAIN(TEST(test_setup), TEST(test_results_on_the_loop), TEST(test_loop_not_blocked),
+          TEST(test_caller))
