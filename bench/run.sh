@@ -104,6 +104,19 @@ run_logged() {
   "$@" >"$out" 2>&1 || true
 }
 
+# tools_list URL INIT_FILE OUT_FILE [curl args…]: a tools/list in the session loadgen --init-only
+# opened (its output in INIT_FILE), the answer in OUT_FILE.
+tools_list() {
+  local url=$1 init=$2 out=$3 sid ver
+  shift 3
+  sid=$(sed -n 's/^session_id=//p' "$init")
+  ver=$(sed -n 's/^protocol_version=//p' "$init")
+  curl -s --max-time 5 -H 'Content-Type: application/json' "$@" \
+    -H 'Accept: application/json, text/event-stream' ${sid:+-H "Mcp-Session-Id: $sid"} \
+    -H "MCP-Protocol-Version: $ver" \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' "$url" >"$out" || true
+}
+
 tools_call_body() {
   printf '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{"text":"%s"}}}' "$1" "$TEXT"
 }
@@ -183,12 +196,7 @@ EOF
 fi
 if [ "$GW" = 1 ]; then
   # The tool may be exposed as "echo" or namespaced as "fixture__echo".
-  sid=$(sed -n 's/^session_id=//p' "$OUT/gw-init.txt")
-  ver=$(sed -n 's/^protocol_version=//p' "$OUT/gw-init.txt")
-  curl -s --max-time 5 -H 'Content-Type: application/json' ${TOKEN:+-H "Authorization: Bearer $TOKEN"} \
-    -H 'Accept: application/json, text/event-stream' -H "Mcp-Session-Id: $sid" \
-    -H "MCP-Protocol-Version: $ver" \
-    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' "$GW_URL" >"$OUT/gw-tools.txt" || true
+  tools_list "$GW_URL" "$OUT/gw-init.txt" "$OUT/gw-tools.txt" ${TOKEN:+-H "Authorization: Bearer $TOKEN"}
   grep -q '"fixture__echo"' "$OUT/gw-tools.txt" && TOOL=fixture__echo
   echo "   gateway: $GW_URL (pid $GW_PID), tool $TOOL, auth $([ "$AUTH" = 1 ] && echo "on (bearer token, validation cached)" || echo off)"
 else
@@ -224,12 +232,7 @@ else
   done
   if [ "$PEER_OK" = 1 ]; then
     # The script exec()s the binary, so $PEER_PID is the peer itself (its CPU time is read).
-    sid=$(sed -n 's/^session_id=//p' "$OUT/peer-init.txt")
-    ver=$(sed -n 's/^protocol_version=//p' "$OUT/peer-init.txt")
-    curl -s --max-time 5 -H 'Content-Type: application/json' \
-      -H 'Accept: application/json, text/event-stream' ${sid:+-H "Mcp-Session-Id: $sid"} \
-      -H "MCP-Protocol-Version: $ver" \
-      -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' "$PEER_URL" >"$OUT/peer-tools.txt" || true
+    tools_list "$PEER_URL" "$OUT/peer-init.txt" "$OUT/peer-tools.txt"
     PEER_TOOL=$(grep -o '"name":"[A-Za-z0-9_]*echo"' "$OUT/peer-tools.txt" | head -n 1 | cut -d'"' -f4)
     PEER_TOOL=${PEER_TOOL:-echo}
     echo "   peer: agentgateway at $PEER_URL (pid $PEER_PID), tool $PEER_TOOL, no auth"

@@ -596,6 +596,16 @@ static void conn_close(struct h2_conn *c)
 
 static void on_written(h2o_socket_t *sock, const char *err);
 
+/* Ask the generators whose buffers nghttp2 has copied out for more (each at most once). */
+static void run_proceeds(struct h2_conn *c)
+{
+    while (c->proceed && !c->closed) {
+        struct h2_stream *st = c->proceed;
+        proceed_remove(c, st);
+        h2o_proceed_response(&st->req);
+    }
+}
+
 /* Write what nghttp2 has to send; run the proceeds the previous write released. */
 static void conn_flush(struct h2_conn *c)
 {
@@ -638,11 +648,7 @@ static void conn_flush(struct h2_conn *c)
         if (c->proceed == NULL)
             break;
         /* nothing to write, yet generators wait (they gave empty buffers): ask them now */
-        while (c->proceed && !c->closed) {
-            struct h2_stream *st = c->proceed;
-            proceed_remove(c, st);
-            h2o_proceed_response(&st->req);
-        }
+        run_proceeds(c);
     }
     if (c->closed || c->writing)
         return;
@@ -664,11 +670,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
         return;
     }
     /* what the generators gave is on the socket: ask them for more */
-    while (c->proceed && !c->closed) {
-        struct h2_stream *st = c->proceed;
-        proceed_remove(c, st);
-        h2o_proceed_response(&st->req);
-    }
+    run_proceeds(c);
     if (!c->closed)
         conn_flush(c);
 }
