@@ -633,10 +633,11 @@ struct session *session_find(const char *id, size_t len)
     return s;
 }
 
-bool session_needs_check(const char *id, size_t len, char hash[65])
+/* A sealed id this replica neither holds nor knows to be ended: its hash goes in `hash` for a
+   check elsewhere (Redis, the store). */
+static bool unknown_sealed_id(const char *id, size_t len, char hash[65])
 {
-    if (!shared_enabled() || len == 0 || len > SESSION_ID_MAX ||
-        len <= strlen(SESSION_SEALED_PREFIX) ||
+    if (len == 0 || len > SESSION_ID_MAX || len <= strlen(SESSION_SEALED_PREFIX) ||
         memcmp(id, SESSION_SEALED_PREFIX, strlen(SESSION_SEALED_PREFIX)) != 0)
         return false;
     uint64_t key = id_key(id, len);
@@ -650,23 +651,17 @@ bool session_needs_check(const char *id, size_t len, char hash[65])
     return !known;
 }
 
+bool session_needs_check(const char *id, size_t len, char hash[65])
+{
+    return shared_enabled() && unknown_sealed_id(id, len, hash);
+}
+
 bool session_needs_store_check(const char *id, size_t len, char hash[65])
 {
     pthread_mutex_lock(&ended_store.lock);
     bool kept = ended_store.path != NULL && mcp_seal_shared();
     pthread_mutex_unlock(&ended_store.lock);
-    if (!kept || len == 0 || len > SESSION_ID_MAX || len <= strlen(SESSION_SEALED_PREFIX) ||
-        memcmp(id, SESSION_SEALED_PREFIX, strlen(SESSION_SEALED_PREFIX)) != 0)
-        return false;
-    uint64_t key = id_key(id, len);
-    pthread_mutex_lock(&table.lock);
-    struct session *s = idmap_get(&table.map, key);
-    bool known = (s != NULL && s->id[len] == '\0' && sodium_memcmp(s->id, id, len) == 0) ||
-                 idmap_get(&table.ended, key) != NULL;
-    pthread_mutex_unlock(&table.lock);
-    if (!known)
-        ended_hash(id, len, hash);
-    return !known;
+    return kept && unknown_sealed_id(id, len, hash);
 }
 
 bool session_id_hash(const struct session *s, char hash[65])
