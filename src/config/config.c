@@ -1077,7 +1077,7 @@ static bool name_ok(const char *s, size_t len)
     return true;
 }
 
-/* credentials: {<apiKey scheme>: {file: PATH} | {env: VAR}}. Only where the value comes from is
+/* credentials: {<security scheme>: {file: PATH} | {env: VAR}}. Only where the value comes from is
    configured; the value itself is read by the transport when it starts (never into the
    snapshot, so it is in no dump of the configuration). */
 static int get_credentials(struct loader *L, const struct ynode *n, const char *what,
@@ -1087,8 +1087,8 @@ static int get_credentials(struct loader *L, const struct ynode *n, const char *
     char sub[200];
     if (n->type != YN_MAP)
         return FAILN(L, n,
-                     "credentials of %s is %s; expected a mapping of the document's apiKey "
-                     "security scheme names to {file: PATH} or {env: VARIABLE}",
+                     "credentials of %s is %s; expected a mapping of the document's security "
+                     "scheme names to {file: PATH} or {env: VARIABLE}",
                      what, kind(n));
     size_t nc = n->n / 2;
     if (nc > MAX_LIST_ITEMS)

@@ -72,11 +72,14 @@ static const char *const oa_versions[] = {"2025-11-25", "2025-06-18", "2025-03-2
 
 struct oa_transport;
 
-/* A configured apiKey credential, resolved against the loaded document. */
+/* A configured credential, resolved against the loaded document: an apiKey one goes where its
+   scheme says; an http bearer, OAuth 2 or OpenID Connect one (a static access token) and an http
+   basic one ("user:password") go in the Authorization header. */
 struct oa_cred {
     const struct openapi_security_scheme *scheme; /* in cat->doc */
     char *value;                                  /* wiped on free */
     char *query;                                  /* value percent-encoded (query), wiped */
+    char *authorization; /* "Bearer …" or "Basic …" for the non-apiKey schemes, wiped */
 };
 
 struct oa_call {
@@ -210,6 +213,8 @@ static char *scrub(const struct oa_transport *t, char *s, bool *hit)
     for (size_t i = 0; s && i < t->ncreds; i++) {
         s = scrub_one(s, t->creds[i].value, hit);
         s = scrub_one(s, t->creds[i].query, hit);
+        if (t->creds[i].authorization) /* the Basic form is the value in base64 */
+            s = scrub_one(s, strchr(t->creds[i].authorization, ' ') + 1, hit);
     }
     return s;
 }
@@ -221,8 +226,11 @@ static void creds_free(struct oa_cred *creds, size_t n)
             sodium_memzero(creds[i].value, strlen(creds[i].value));
         if (creds[i].query)
             sodium_memzero(creds[i].query, strlen(creds[i].query));
+        if (creds[i].authorization)
+            sodium_memzero(creds[i].authorization, strlen(creds[i].authorization));
         free(creds[i].value);
         free(creds[i].query);
+        free(creds[i].authorization);
     }
     free(creds);
 }
@@ -315,7 +323,59 @@ static int cred_read(const struct config_server *srv, const struct config_creden
     return *out ? 0 : ERR_NOMEM;
 }
 
-/* Resolve srv->credentials against the document: each names one of its apiKey schemes. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static bool header_configured(const struct config_server *srv, const char *name);
+
+/* Which kind of credential a scheme takes from `credentials:`, or NULL when it takes none. */
+static const char *cred_kind(const struct openapi_security_scheme *sc)
+{
+    switch (sc->type) {
+    case OPENAPI_SCHEME_API_KEY:
+        return "apiKey";
+    case OPENAPI_SCHEME_OAUTH2:
+    case OPENAPI_SCHEME_OPENID:
+        return "bearer";
+    case OPENAPI_SCHEME_HTTP:
+        if (sc->http_scheme && strcasecmp(sc->http_scheme, "bearer") == 0)
+            return "bearer";
+        if (sc->http_scheme && strcasecmp(sc->http_scheme, "basic") == 0)
+            return "basic";
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* The Authorization header value of a bearer or basic credential (owned, wiped by the caller). */
+static int cred_authorization(const struct config_server *srv, const struct config_credential *cc,
+                              struct oa_cred *cr, char *why, size_t whysz)
+{
+    const char *kind = cred_kind(cr->scheme);
+    if (strcmp(kind, "bearer") == 0)
+        return (cr->authorization = fmt("Bearer %s", cr->value)) ? 0 : ERR_NOMEM;
+    if (strchr(cr->value, ':') == NULL) {
+        snprintf(why, whysz,
+                 "credential %s of server %s: %s is an http basic scheme; expected the value "
+                 "\"user:password\" (it holds no colon)",
+                 cc->scheme, srv->name, cc->scheme);
+        return ERR_INVAL;
+    }
+    size_t n = strlen(cr->value);
+    size_t cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    char *b64 = malloc(cap);
+    if (b64 == NULL)
+        return ERR_NOMEM;
+    sodium_bin2base64(b64, cap, (const unsigned char *)cr->value, n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    cr->authorization = fmt("Basic %s", b64);
+    sodium_memzero(b64, cap);
+    free(b64);
+    return cr->authorization ? 0 : ERR_NOMEM;
+}
+
+/* Resolve srv->credentials against the document: each names one of its security schemes that
+   takes a credential (cred_kind). A credential that goes in the Authorization header may not
+   meet a configured Authorization header: the API would get two. */
 static int creds_load(const struct config_server *srv, const struct openapi_doc *doc,
                       struct oa_cred **out, size_t *nout, char *why, size_t whysz)
 {
@@ -330,26 +390,39 @@ static int creds_load(const struct config_server *srv, const struct openapi_doc 
         for (size_t k = 0; k < doc->nschemes; k++)
             if (strcmp(doc->schemes[k].name, cc->scheme) == 0)
                 creds[i].scheme = &doc->schemes[k];
-        if (creds[i].scheme == NULL || creds[i].scheme->type != OPENAPI_SCHEME_API_KEY) {
+        if (creds[i].scheme == NULL || cred_kind(creds[i].scheme) == NULL) {
             char list[400] = "";
             size_t o = 0;
             for (size_t k = 0; k < doc->nschemes && o < sizeof(list); k++)
-                if (doc->schemes[k].type == OPENAPI_SCHEME_API_KEY)
+                if (cred_kind(&doc->schemes[k]) != NULL)
                     o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "",
                                           doc->schemes[k].name);
             snprintf(why, whysz,
                      "credential %s of server %s: the document has %s \"%s\"; expected the name "
-                     "of one of its apiKey security schemes (%s)",
+                     "of one of its apiKey, http bearer or basic, OAuth 2 or OpenID Connect "
+                     "security schemes (%s)",
                      cc->scheme, srv->name,
-                     creds[i].scheme ? "a security scheme that is not apiKey:"
+                     creds[i].scheme ? "a security scheme that takes no credential from the "
+                                       "configuration (http digest, mutualTLS, ...):"
                                      : "no security scheme",
                      cc->scheme, list[0] ? list : "it has none");
+            err = ERR_INVAL;
+            break;
+        }
+        bool authz = creds[i].scheme->type != OPENAPI_SCHEME_API_KEY;
+        if (authz && header_configured(srv, "Authorization")) {
+            snprintf(why, whysz,
+                     "credential %s of server %s: it goes in the Authorization header, which "
+                     "the server's headers set already; keep one of the two",
+                     cc->scheme, srv->name);
             err = ERR_INVAL;
             break;
         }
         if ((err = cred_read(srv, cc, &creds[i].value, why, whysz)) == 0 &&
             (creds[i].query = query_encode(creds[i].value)) == NULL)
             err = ERR_NOMEM;
+        if (err == 0 && authz)
+            err = cred_authorization(srv, cc, &creds[i], why, whysz);
     }
     if (err) {
         creds_free(creds, srv->ncredentials);
@@ -360,7 +433,6 @@ static int creds_load(const struct config_server *srv, const struct openapi_doc 
     return 0;
 }
 
-/* Does the operation's security (any alternative) name the scheme? */
 static bool op_uses_scheme(const struct openapi_op *op, const char *scheme)
 {
     size_t i;
@@ -510,7 +582,6 @@ static json_t *tool_result(char *text, bool is_error, json_t *structured) /* fre
     return r;
 }
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)
 {
     char *s = NULL;
@@ -743,11 +814,16 @@ static int call_start(struct oa_call *c, const struct outbound *out, char *why, 
        the URL, header ones as headers, cookie ones joined with the document's cookies. */
     const struct openapi_op *op = c->op_tool->op;
     bool cred_header[64] = {false};
+    int authz_cred = -1;
     for (size_t i = 0; i < t->ncreds; i++) {
         const struct oa_cred *cr = &t->creds[i];
         if (!op_uses_scheme(op, cr->scheme->name))
             continue;
-        if (cr->scheme->in == OPENAPI_IN_QUERY) {
+        if (cr->authorization) {
+            /* one Authorization header: the first configured scheme the operation names */
+            if (authz_cred < 0)
+                authz_cred = (int)i;
+        } else if (cr->scheme->in == OPENAPI_IN_QUERY) {
             char *name = query_encode(cr->scheme->param_name);
             char *url = name ? fmt("%s%c%s=%s", c->req.url, strchr(c->req.url, '?') ? '&' : '?',
                                    name, cr->query)
@@ -786,6 +862,9 @@ static int call_start(struct oa_call *c, const struct outbound *out, char *why, 
         if (cred_header[i] &&
             (err = add_header(&c->headers, t->creds[i].scheme->param_name, t->creds[i].value)))
             goto out;
+    if (authz_cred >= 0 &&
+        (err = add_header(&c->headers, "Authorization", t->creds[authz_cred].authorization)))
+        goto out;
     for (size_t i = 0; out != NULL && i < out->n; i++) {
         const struct outbound_entry *e = &out->v[i];
         if (e->where == OUTBOUND_ENV || (e->flags & OUTBOUND_MODERN_ONLY))

@@ -3,8 +3,12 @@
 // HTTP upstream records what it receives: the key arrives where the scheme says, only on the
 // operations whose security names that scheme; the model's tools/list never shows the key's
 // parameter; and the key appears in no output at all (the gateway's log, every client answer,
-// including an upstream that echoes the key back or quotes it in an error). Refusals at load
-// name the credential and the cause (a file open to others, an unknown scheme).
+// including an upstream that echoes the key back or quotes it in an error). An http bearer, an
+// http basic and an OAuth 2 scheme take their credential in the Authorization header; an OAuth 2
+// operation that declares the token as a parameter (Slack's `token`, in the query or a form) never
+// shows it to the model, and a call without it is not refused. Refusals at load name the
+// credential and the cause (a file open to others, an unknown scheme, a digest scheme, a basic
+// value without a colon, an Authorization header configured as well).
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -18,7 +22,10 @@ const SPEC = path.join(REPO, 'tests/openapi/apikey.yaml');
 const QKEY = 'qk-9f3a+b/c=d&e';
 const HKEY = 'hk-7d21c0ffee5e';
 const CKEY = 'ck-51e55ed0a1b2';
-const ENCODED = [QKEY, encodeURIComponent(QKEY), HKEY, CKEY];
+const BKEY = 'xoxb-bearer-5c0ffee1d2';
+const BASIC = 'svc-user:pw-7e3a9b1c';
+const OKEY = 'xoxb-oauth-3141592653';
+const ENCODED = [QKEY, encodeURIComponent(QKEY), HKEY, CKEY, BKEY, BASIC, Buffer.from(BASIC).toString('base64'), OKEY];
 let api;
 let gw;
 let s;
@@ -32,6 +39,10 @@ before(async () => {
       seen.push({ line: `${req.method} ${req.url}`, headers: req.headers });
       const u = new URL(req.url, 'http://x');
       const echo = JSON.stringify({ url: req.url, headers: req.headers });
+      if (u.pathname.endsWith('/basic')) {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify({ got: req.headers.authorization }));
+      }
       res.writeHead(u.searchParams.get('fail') === 'true' ? 500 : 200, { 'Content-Type': 'application/json' });
       res.end(u.pathname.endsWith('/echo') ? echo : '{"ok":true}');
     });
@@ -40,6 +51,9 @@ before(async () => {
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'query.key'), `${QKEY}\n`, { mode: 0o600 });
   fs.writeFileSync(path.join(dir, 'cookie.key'), CKEY, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'bearer.key'), `${BKEY}\n`, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'basic.key'), `${BASIC}\n`, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'oauth.key'), `${OKEY}\n`, { mode: 0o600 });
   process.env.GH_TEST_HEADER_KEY = HKEY;
   const config = baseConfig({
     servers: [
@@ -48,7 +62,14 @@ before(async () => {
         spec: SPEC,
         base_url: `http://127.0.0.1:${api.address().port}/v1`,
         discovery: 'static',
-        credentials: { query_key: { file: 'query.key' }, header_key: { env: 'GH_TEST_HEADER_KEY' }, cookie_key: { file: path.join(dir, 'cookie.key') } },
+        credentials: {
+          query_key: { file: 'query.key' },
+          header_key: { env: 'GH_TEST_HEADER_KEY' },
+          cookie_key: { file: path.join(dir, 'cookie.key') },
+          bearer: { file: 'bearer.key' },
+          basic: { file: 'basic.key' },
+          slack_oauth: { file: 'oauth.key' },
+        },
       },
     ],
     log: { level: 'debug' },
@@ -80,11 +101,45 @@ test('tools/list never shows the key parameters', async () => {
   const r = await s.rpc('tools/list', {});
   answers.push(r.text);
   const tools = Object.fromEntries(r.json.result.tools.map((t) => [t.name, t]));
-  assert.deepEqual(Object.keys(tools).sort(), ['by_cookie', 'by_header', 'by_query', 'echo_request', 'public_info']);
+  assert.deepEqual(Object.keys(tools).sort(), [
+    'by_basic', 'by_bearer', 'by_cookie', 'by_header', 'by_query', 'channel_history', 'echo_request', 'post_message', 'public_info',
+  ]);
   assert.deepEqual(Object.keys(tools.by_query.inputSchema.properties ?? {}), ['q']);
   assert.deepEqual(Object.keys(tools.by_header.inputSchema.properties ?? {}), []);
   assert.deepEqual(Object.keys(tools.by_cookie.inputSchema.properties ?? {}), ['pref']);
-  assert.ok(!/api_key|X-Api-Key|session_key/i.test(r.text), r.text);
+  assert.deepEqual(Object.keys(tools.channel_history.inputSchema.properties ?? {}), ['channel']);
+  assert.deepEqual(tools.channel_history.inputSchema.required, ['channel']);
+  assert.deepEqual(Object.keys(tools.post_message.inputSchema.properties ?? {}), ['text']);
+  assert.ok(!/api_key|X-Api-Key|session_key|"token"/i.test(r.text), r.text);
+});
+
+test('bearer, basic and OAuth 2 credentials go in the Authorization header; a token parameter is filled there', async () => {
+  const b = await call('by_bearer');
+  assert.notEqual(b.res.isError, true, b.text);
+  assert.equal(b.got[0].headers.authorization, `Bearer ${BKEY}`);
+
+  const basic = await call('by_basic');
+  assert.notEqual(basic.res.isError, true, basic.text);
+  assert.equal(basic.got[0].headers.authorization, `Basic ${Buffer.from(BASIC).toString('base64')}`);
+  // the API quoting the header back: the base64 form is redacted too
+  assert.match(basic.text, /\[redacted\]/);
+
+  // Slack's shape: the token is a required query parameter / form field of an OAuth 2 operation.
+  const h = await call('channel_history', { channel: 'C1' });
+  assert.notEqual(h.res.isError, true, h.text);
+  assert.equal(h.got[0].line, 'GET /v1/chat.history?channel=C1');
+  assert.equal(h.got[0].headers.authorization, `Bearer ${OKEY}`);
+  const p = await call('post_message', { text: 'hi' });
+  assert.notEqual(p.res.isError, true, p.text);
+  assert.equal(p.got[0].headers.authorization, `Bearer ${OKEY}`);
+  // the model cannot supply the token itself
+  const forged = await call('channel_history', { channel: 'C1', token: 'mine' });
+  assert.equal(forged.res.isError, true);
+  assert.equal(forged.got.length, 0);
+
+  // an operation that names none of them gets no Authorization header
+  const q = await call('by_query', { q: 'z' });
+  assert.equal(q.got[0].headers.authorization, undefined);
 });
 
 test('the upstream gets each key where its scheme says, and only where the operation asks', async () => {
@@ -143,14 +198,17 @@ test('refusals at load name the credential and the cause', async (t) => {
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'open.key'), 'sekrit-value\n', { mode: 0o644 });
   fs.chmodSync(path.join(dir, 'open.key'), 0o644);
-  const server = (credentials) => ({ name: 'keyed', spec: SPEC, base_url: 'http://127.0.0.1:9/v1', credentials });
-  for (const [credentials, why] of [
+  fs.writeFileSync(path.join(dir, 'nocolon.key'), 'sekrit-value\n', { mode: 0o600 });
+  const server = (credentials, headers) => ({ name: 'keyed', spec: SPEC, base_url: 'http://127.0.0.1:9/v1', credentials, ...(headers ? { headers } : {}) });
+  for (const [credentials, why, headers] of [
     [{ query_key: { file: 'open.key' } }, /credential query_key of server keyed: .*open\.key is open to others \(mode 0644\); expected a regular file only its owner can read or write \(chmod 600\)/],
-    [{ nope: { env: 'HOME' } }, /credential nope of server keyed: the document has no security scheme \\?"nope\\?"; expected the name of one of its apiKey security schemes \(query_key, header_key, cookie_key\)/],
-    [{ bearer: { env: 'HOME' } }, /credential bearer of server keyed: the document has a security scheme that is not apiKey: \\?"bearer\\?"/],
+    [{ nope: { env: 'HOME' } }, /credential nope of server keyed: the document has no security scheme \\?"nope\\?"; expected the name of one of its apiKey, http bearer or basic, OAuth 2 or OpenID Connect security schemes \(query_key, header_key, cookie_key, bearer, basic, slack_oauth\)/],
+    [{ digest: { env: 'HOME' } }, /credential digest of server keyed: the document has a security scheme that takes no credential from the configuration \(http digest, mutualTLS, \.\.\.\): \\?"digest\\?"/],
+    [{ basic: { file: 'nocolon.key' } }, /credential basic of server keyed: basic is an http basic scheme; expected the value \\?"user:password\\?" \(it holds no colon\)/],
+    [{ bearer: { env: 'HOME' } }, /credential bearer of server keyed: it goes in the Authorization header, which the server's headers set already; keep one of the two/, { Authorization: 'Bearer other' }],
     [{ header_key: { env: 'GH_TEST_UNSET_VARIABLE' } }, /the environment variable GH_TEST_UNSET_VARIABLE is not set/],
   ]) {
-    const g = await startGateway(baseConfig({ servers: [server(credentials)] }), { t, dir });
+    const g = await startGateway(baseConfig({ servers: [server(credentials, headers)] }), { t, dir });
     await until(() => g.lines.some((l) => why.test(l)), { what: `${why}\n${g.lines.slice(-5).join('\n')}` });
     assert.ok(!g.lines.join('\n').includes('sekrit-value'));
     await g.kill();
