@@ -22,18 +22,12 @@ for b in fixture_server loadgen gatehouse; do
 done
 command -v h2load >/dev/null || die "h2load is not installed (apt-get install nghttp2-client, or scripts/deps.sh bench)"
 
-free_port() {
-  local p=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-  echo "$p"
-}
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+. "$(dirname "$0")/lib.sh"
 
 FIX_PORT=$(free_port 19300)
 "$BUILD/fixture_server" --port "$FIX_PORT" --threads 1 >"$OUT/fixture.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do grep -q listening "$OUT/fixture.log" && break; sleep 0.1; done
+wait_log "$OUT/fixture.log" listening "the fixture"
 
 names=(this)
 bins=("$BUILD/gatehouse")

@@ -1436,11 +1436,22 @@ static void parse_args(int argc, char **argv)
         }
 #undef ARG
     }
-    if (!have_url || o.rate <= 0 || o.rate > LG_MAX_RATE || o.duration_s <= 0 ||
-        o.duration_s > LG_MAX_DURATION_S || o.warmup_s < 0 || o.warmup_s >= o.duration_s ||
-        o.connections < 1 || o.connections > LG_MAX_CONNECTIONS || o.timeout_ms < 1 ||
-        o.sessions < 0 || o.sessions > LG_MAX_CONNECTIONS || o.concurrency < 1 || o.hold_s < 0 ||
-        o.hold_s > 3600 || o.open_timeout_s <= 0) {
+    const char *bad =
+        !have_url                                               ? "--url is required"
+        : o.rate <= 0 || o.rate > LG_MAX_RATE                   ? "--rate is out of range"
+        : o.duration_s <= 0 || o.duration_s > LG_MAX_DURATION_S ? "--duration is out of range"
+        : o.warmup_s < 0 || o.warmup_s >= o.duration_s
+            ? "--warmup must be at least 0 and less than --duration (the duration "
+              "includes the warm-up)"
+        : o.connections < 1 || o.connections > LG_MAX_CONNECTIONS ? "--connections is out of range"
+        : o.timeout_ms < 1                                        ? "--timeout is out of range"
+        : o.sessions < 0 || o.sessions > LG_MAX_CONNECTIONS       ? "--sessions is out of range"
+        : o.concurrency < 1                                       ? "--concurrency is out of range"
+        : o.hold_s < 0 || o.hold_s > 3600                         ? "--hold is out of range"
+        : o.open_timeout_s <= 0                                   ? "--open-timeout is out of range"
+                                                                  : NULL;
+    if (bad != NULL) {
+        fprintf(stderr, "loadgen: %s\n", bad);
         usage();
     }
     if (o.body == NULL) {

@@ -36,23 +36,7 @@ for b in gatehouse fixture_server loadgen; do
 done
 [ -x "$HAPROXY" ] || { echo "replicas: haproxy is not installed (scripts/deps.sh test)" >&2; exit 1; }
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-free_port() {
-  local p=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-  echo "$p"
-}
-wait_log() { # file pattern what
-  for _ in $(seq 150); do grep -q "$2" "$1" && return 0; sleep 0.1; done
-  echo "replicas: $3 did not start: $(tail -5 "$1")" >&2
-  exit 1
-}
-result() { awk -v k="$2" '/^RESULT/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' "$1"; }
+. "$(dirname "$0")/lib.sh"
 
 echo "== replicas behind HAProxy: $(date -u +%FT%TZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -21,7 +21,8 @@
 # fixture, without auth (its configuration has none); its row is printed beside ours, or one
 # line says why it was skipped.
 #
-# Knobs (environment): BENCH_DURATION (10 s per fixed-rate run), BENCH_WARMUP (2),
+# Knobs (environment): BENCH_DURATION (10 s measured per fixed-rate run), BENCH_WARMUP (2 s more
+# before it),
 # BENCH_RATES ("1000 5000"), BENCH_SAT_DURATION (10), BENCH_CONNS (16, fixed rate),
 # BENCH_SAT_CONNS (32), BENCH_SESSIONS (10000), BENCH_PIN (0: nothing pinned, the default, see
 # docs/performance.md; 1: load generator on CPU 0, fixture on CPU 1, gateway unpinned, for a
@@ -71,19 +72,7 @@ else
   ON_FIXTURE=""
 fi
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-# A free loopback port at or above $1.
-free_port() {
-  local p=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-  echo "$p"
-}
+. "$(dirname "$0")/lib.sh"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # CPU time (user+system, all threads) of a process, in milliseconds.
@@ -92,8 +81,6 @@ cpu_ms() {
   t=$(awk '{print $14 + $15}' "/proc/$1/stat")
   echo $((t * 1000 / $(getconf CLK_TCK)))
 }
-# The value of key=... in the RESULT line of a loadgen output file.
-result() { awk -v k="$2" '/^RESULT/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' "$1"; }
 
 # Run a logged command: "$ command" goes to the log and to commands.txt, output to $1.
 run_logged() {
@@ -133,8 +120,7 @@ FIX_PORT=$(free_port 18931)
 $ON_FIXTURE "$FIXTURE" --port "$FIX_PORT" --threads 1 >"$OUT/fixture.log" 2>&1 &
 FIX_PID=$!
 pids+=("$FIX_PID")
-for _ in $(seq 50); do grep -q listening "$OUT/fixture.log" && break; sleep 0.1; done
-grep -q listening "$OUT/fixture.log" || die "fixture did not start: $(cat "$OUT/fixture.log")"
+wait_log "$OUT/fixture.log" listening "the fixture"
 FIX_URL=http://127.0.0.1:$FIX_PORT/mcp
 
 # --- the gateway, when it works ---------------------------------------------------------------
@@ -247,7 +233,7 @@ fixed_rate() { # fixed_rate NAME URL TOOL RATE [PID: CPU time measured per call]
   local f="$OUT/rate-$1-$4.txt" h=() c0=0 c1=0
   [ "$1" = gateway ] && h=("${GW_H[@]}")
   [ -n "${5:-}" ] && c0=$(cpu_ms "$5")
-  run_logged "$f" $ON_LOAD "$LOADGEN" --url "$2" "${h[@]}" --mcp-init --rate "$4" --duration "$DURATION" \
+  run_logged "$f" $ON_LOAD "$LOADGEN" --url "$2" "${h[@]}" --mcp-init --rate "$4" --duration $((DURATION + WARMUP)) \
     --warmup "$WARMUP" -c "$CONNS" --body "$(tools_call_body "$3")" --expect "$TEXT"
   R[$1.$4.p50]=$(result "$f" p50_us)
   R[$1.$4.p99]=$(result "$f" p99_us)
@@ -337,7 +323,7 @@ REF_PORT=$(free_port $((GW_PORT + 1)))
 $ON_FIXTURE "$FIXTURE" --port "$REF_PORT" --threads 1 --sse-get >"$OUT/fixture-sse.log" 2>&1 &
 REF_PID=$!
 pids+=("$REF_PID")
-for _ in $(seq 50); do grep -q listening "$OUT/fixture-sse.log" && break; sleep 0.1; done
+wait_log "$OUT/fixture-sse.log" listening "the fixture with --sse-get"
 open_sessions fixture-sse "http://127.0.0.1:$REF_PORT/mcp" "$REF_PID" --sse
 
 # --- the table -------------------------------------------------------------------------------------
