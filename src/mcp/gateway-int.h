@@ -237,6 +237,18 @@ void gw_cancel_on_home_cb(void *arg);
    itself, or with Redis a sealed string that routes the client's answer back to this replica
    from any other (new reference; the integer when out of memory). */
 json_t *gw_request_id(struct session *s, uint64_t down_id);
+/* xreplica.c, 2026-07-28 tasks across replicas (only with Redis and shared seal keys): a new
+   task id (MCP_TASK_ID_LEN characters, random) starts with this replica's name; a tasks/get,
+   tasks/update or tasks/cancel for an id naming another replica is sent to that replica, which
+   answers it (gw_task_remote) back over Redis. gw_task_elsewhere: does `id` name another
+   replica? gw_task_forward: send msg there for `owner` and answer r with a stream that gets the
+   answer (or an error naming the cause: Redis down, the replica gone, no answer in time). */
+void gw_task_id_route(char *id);
+bool gw_task_elsewhere(const char *id, size_t len);
+void gw_task_forward(struct mcp_worker *w, struct session *s, const char *owner, json_t *msg,
+                     struct mcp_reply *r);
+/* After the worker loops closed: free the waits their timers left. */
+void gw_task_waits_free(void);
 
 /* mrtr.c: the MRTR bridge */
 void gw_mrtr_free(struct mrtr *m);
@@ -250,7 +262,10 @@ bool gw_input_required(struct upstream *up, struct pending *p, json_t *msg);
 bool gw_tasks_offered(int view);
 bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, struct session *s,
                   json_t *msg, int server, const char *orig, struct mcp_reply *r);
-void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r);
+void gw_tasks_method(struct mcp_worker *w, struct session *s, json_t *msg, struct mcp_reply *r);
+/* tasks/get, tasks/update or tasks/cancel of a 2026-07-28 task of this replica, for `owner`, sent
+   by another replica (the extension's declaration was checked there). */
+void gw_task_remote(const char *owner, json_t *msg, struct mcp_reply *r);
 /* A client's answer msg to a request tracked in s under (target, tag): true when it was one the
    tasks sent (then taken), false for a server's. */
 bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *msg);

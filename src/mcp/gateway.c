@@ -969,7 +969,7 @@ static void on_ping(struct dispatch *d)
    tasks/cancel (2025-11-25): tasks.c. */
 static void on_tasks(struct dispatch *d)
 {
-    gw_tasks_method(d->s, d->msg, d->r);
+    gw_tasks_method(d->w, d->s, d->msg, d->r);
 }
 
 static void on_discover(struct dispatch *d)

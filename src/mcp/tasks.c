@@ -250,7 +250,8 @@ static struct task *find_locked(const char *id, size_t len, const char *owner, s
     uint64_t now = clock_now_ns();
     for (struct task *t = tasks.head; t != NULL; t = t->next)
         if (t->listed && t->expires_ns > now && sodium_memcmp(t->id, id, MCP_TASK_ID_LEN) == 0)
-            return mcp_task_visible(t->owner, t->bound, owner, session_transient(s) ? NULL : s)
+            return mcp_task_visible(t->owner, t->bound, owner,
+                                    s == NULL || session_transient(s) ? NULL : s)
                        ? t
                        : NULL;
     return NULL;
@@ -824,6 +825,8 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
         return false;
     atomic_init(&t->refs, 1); /* the home's, dropped by dispose */
     rand_token(t->id, sizeof(t->id), MCP_TASK_ID_BYTES);
+    if (modern)
+        gw_task_id_route(t->id); /* with Redis: any replica finds it */
     snprintf(t->owner, sizeof(t->owner), "%s", session_owner(s));
     t->bound = modern ? NULL : session_ref(s);
     t->view = view;
@@ -944,23 +947,17 @@ static void post_step(struct task *t, json_t *answers, char *state, bool cancel)
     }
 }
 
-void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
+/* A tasks method for `owner`: of session s (a 2025-11-25 one, or a 2026-07-28 client's transient
+   one), or with s NULL of a 2026-07-28 client of another replica (remote: its answer goes back
+   there). w is the worker it arrived on (NULL for remote). */
+static void tasks_method(struct mcp_worker *w, struct session *s, const char *owner, bool modern,
+                         json_t *msg, struct mcp_reply *r)
 {
     json_t *id = json_object_get(msg, "id");
     json_t *params = json_object_get(msg, "params");
     const char *method = jsonrpc_method(msg);
-    bool modern = session_transient(s);
     const char *verb = method + 6; /* after "tasks/" */
     r->status = 200;
-    if (modern && !declared(s)) {
-        reply_error(r, id, MCP_ERR_MISSING_CLIENT_CAP, 400,
-                    json_pack("{s:{s:{s:{}}}}", "requiredCapabilities", "extensions", TASKS_EXT),
-                    "Missing required client capability: %s needs the %s extension in _meta "
-                    "io.modelcontextprotocol/clientCapabilities",
-                    method, TASKS_EXT);
-        return;
-    }
-    const char *owner = session_owner(s);
     if (strcmp(verb, "list") == 0) {
         json_t *list = json_array();
         pthread_mutex_lock(&tasks.lock);
@@ -988,8 +985,12 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
                     "like the task's inputRequests");
         return;
     }
+    if (modern && s != NULL && gw_task_elsewhere(tid, json_string_length(jtid))) {
+        gw_task_forward(w, s, owner, msg, r);
+        return;
+    }
     pthread_mutex_lock(&tasks.lock);
-    struct task *t = find_locked(tid, json_string_length(jtid), owner, s);
+    struct task *t = find_locked(tid, json_string_length(jtid), owner, modern ? NULL : s);
     if (t == NULL) {
         pthread_mutex_unlock(&tasks.lock);
         reply_error(r, id, JSONRPC_INVALID_PARAMS, 200, json_pack("{s:O}", "taskId", jtid),
@@ -1070,6 +1071,38 @@ void gw_tasks_method(struct session *s, json_t *msg, struct mcp_reply *r)
     take_answers_locked(t, responses); /* tasks/update */
     pthread_mutex_unlock(&tasks.lock);
     r->body = jsonrpc_result_new(id, json_pack("{s:s}", "resultType", "complete"));
+}
+
+void gw_tasks_method(struct mcp_worker *w, struct session *s, json_t *msg, struct mcp_reply *r)
+{
+    bool modern = session_transient(s);
+    if (modern && !declared(s)) {
+        r->status = 200;
+        reply_error(r, json_object_get(msg, "id"), MCP_ERR_MISSING_CLIENT_CAP, 400,
+                    json_pack("{s:{s:{s:{}}}}", "requiredCapabilities", "extensions", TASKS_EXT),
+                    "Missing required client capability: %s needs the %s extension in _meta "
+                    "io.modelcontextprotocol/clientCapabilities",
+                    jsonrpc_method(msg), TASKS_EXT);
+        return;
+    }
+    tasks_method(w, s, session_owner(s), modern, msg, r);
+}
+
+void gw_task_remote(const char *owner, json_t *msg, struct mcp_reply *r)
+{
+    const char *method = jsonrpc_method(msg);
+    memset(r, 0, sizeof(*r));
+    if (method == NULL ||
+        (strcmp(method, "tasks/get") != 0 && strcmp(method, "tasks/update") != 0 &&
+         strcmp(method, "tasks/cancel") != 0)) {
+        r->status = 200;
+        reply_error(r, json_object_get(msg, "id"), JSONRPC_INVALID_REQUEST, 200, NULL,
+                    "another replica sent %.40s for a task; only tasks/get, tasks/update and "
+                    "tasks/cancel cross replicas",
+                    method ? method : "a message without a method");
+        return;
+    }
+    tasks_method(NULL, NULL, owner, true, msg, r);
 }
 
 bool gw_task_relay_answer(struct session *s, void *target, json_t *tag, json_t *msg)

@@ -2233,6 +2233,7 @@ void gateway_stop(void)
 void gateway_free(void)
 {
     gw_tasks_free();
+    gw_task_waits_free();
     session_table_close_store();
     size_t n = atomic_load(&gw.nups);
     for (size_t i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
 /*
- * Server-to-client traffic across replicas, over Redis (docs/architecture.md, "Redis"). Behind a
+ * Traffic across replicas, over Redis (docs/architecture.md, "Redis"). Behind a
  * load balancer without stickiness, a client's GET stream may be held by replica A while the
  * upstream session that speaks to it lives on replica B, and a client's answer to a server
  * request B relayed may be POSTed to A. Only with Redis and shared seal keys (a master key);
@@ -15,6 +15,12 @@
  *    a replica receiving the answer knows where it goes and a client can neither forge nor move
  *    it. An answer for another replica is PUBLISHed on {prefix}replica:<name> with the caller's
  *    principal; that replica dispatches it as if it had been POSTed there.
+ *  - Tasks: a 2026-07-28 task's id starts with the name of the replica that runs it; tasks/get,
+ *    tasks/update or tasks/cancel for it on another replica is PUBLISHed on the owner's
+ *    {prefix}replica:<name> with the caller's owner key and a sequence number; the owner answers
+ *    it as its own caller would be answered (the owner key checked like a local one) and
+ *    PUBLISHes the answer back on the asking replica's channel, which ends the client's answer
+ *    stream with it (or with an error naming the cause after XR_TASK_WAIT_MS).
  */
 #include "core/err.h"
 #include "core/log.h"
@@ -24,6 +30,8 @@
 #include "shared/redis.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,18 +47,20 @@
 static atomic_bool active;
 static _Atomic int64_t last_warned;
 
-/* gatehouse_xreplica_messages_total{kind, outcome}: kind "stream" (a message for a GET stream)
-   or "answer" (a client's answer to a server request); outcome "sent" (another replica received
-   it), "kept" (a stream's message nobody else held the stream for, or Redis unreachable: kept
-   here), "gone" (an answer whose replica is gone), "unavailable" (an answer Redis could not
-   carry), "received" (from another replica, delivered here). */
+/* gatehouse_xreplica_messages_total{kind, outcome}: kind "stream" (a message for a GET stream),
+   "answer" (a client's answer to a server request) or "task" (a 2026-07-28 client's tasks/get,
+   tasks/update or tasks/cancel for a task another replica holds); outcome "sent" (another
+   replica received it), "kept" (a stream's message nobody else held the stream for, or Redis
+   unreachable: kept here), "gone" (an answer or task request whose replica is gone),
+   "unavailable" (one Redis could not carry), "unanswered" (a task request whose answer did not
+   come in time), "received" (from another replica, delivered here). */
 static void count(const char *kind, const char *outcome)
 {
     static const char *const names[] = {"kind", "outcome"};
     struct metric *m = metrics_counter(
         "gatehouse_xreplica_messages_total",
-        "Server-to-client traffic across replicas over Redis: messages for GET streams and "
-        "clients' answers, by what became of them",
+        "Traffic across replicas over Redis: messages for GET streams, clients' answers and "
+        "tasks requests, by what became of them",
         2, names);
     const char *values[] = {kind, outcome};
     metrics_inc(m, values, 1);
@@ -326,6 +336,253 @@ out:
     json_decref(env);
 }
 
+/* ---- 2026-07-28 tasks ---- */
+
+/* A request sent to the replica that holds the task waits this long for its answer. */
+#define XR_TASK_WAIT_MS 5000
+
+void gw_task_id_route(char *id)
+{
+    if (atomic_load(&active))
+        memcpy(id, shared_replica(), SHARED_REPLICA_LEN);
+}
+
+bool gw_task_elsewhere(const char *id, size_t len)
+{
+    return atomic_load(&active) && len == MCP_TASK_ID_LEN &&
+           memcmp(id, shared_replica(), SHARED_REPLICA_LEN) != 0;
+}
+
+/* A tasks request sent to another replica, waiting for its answer. Answered once, by whichever
+   comes first: the answer (subscriber thread), the refusal of the send, or the timer (the
+   worker's thread, which owns the memory and frees it when the timer closes; at shutdown
+   gw_task_waits_free frees what the closed loops left). */
+struct task_wait {
+    uint64_t seq;
+    struct stream *st;
+    json_t *id;
+    char task[MCP_TASK_ID_LEN + 1];
+    bool pending; /* not answered yet (under waits.lock) */
+    uv_timer_t timer;
+    struct task_wait *prev, *next; /* in waits.head until freed */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct task_wait *head;
+    uint64_t seq;
+} waits = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Take the pending wait `seq`: the caller answers it. NULL when it was answered. */
+static struct task_wait *wait_take(uint64_t seq)
+{
+    pthread_mutex_lock(&waits.lock);
+    struct task_wait *tw = waits.head;
+    while (tw != NULL && !(tw->pending && tw->seq == seq))
+        tw = tw->next;
+    if (tw != NULL)
+        tw->pending = false;
+    pthread_mutex_unlock(&waits.lock);
+    return tw;
+}
+
+static void wait_free(struct task_wait *tw)
+{
+    pthread_mutex_lock(&waits.lock);
+    if (tw->prev)
+        tw->prev->next = tw->next;
+    else
+        waits.head = tw->next;
+    if (tw->next)
+        tw->next->prev = tw->prev;
+    pthread_mutex_unlock(&waits.lock);
+    stream_unref(tw->st);
+    json_decref(tw->id);
+    free(tw);
+}
+
+void gw_task_waits_free(void)
+{
+    while (waits.head != NULL)
+        wait_free(waits.head);
+}
+
+static void wait_answer(struct task_wait *tw, json_t *msg) /* steals msg */
+{
+    stream_push(tw->st, msg, true);
+    json_decref(msg);
+}
+
+static void wait_refuse(struct task_wait *tw, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void wait_refuse(struct task_wait *tw, int code, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    wait_answer(tw, jsonrpc_error_new(tw->id, code, why, json_pack("{s:s}", "taskId", tw->task)));
+}
+
+static void wait_closed_cb(uv_handle_t *h)
+{
+    wait_free(h->data);
+}
+
+static void wait_timer_cb(uv_timer_t *timer)
+{
+    struct task_wait *tw = timer->data;
+    if (wait_take(tw->seq) != NULL) {
+        count("task", "unanswered");
+        wait_refuse(tw, JSONRPC_INTERNAL_ERROR,
+                    "task %.32s is held by another replica, which did not answer within %d ms "
+                    "(through Redis); retry",
+                    tw->task, XR_TASK_WAIT_MS);
+    }
+    uv_close((uv_handle_t *)timer, wait_closed_cb);
+}
+
+static void task_sent_cb(int err, long long receivers, void *arg)
+{
+    uint64_t seq = (uint64_t)(uintptr_t)arg;
+    if (err == 0 && receivers > 0)
+        return; /* the answer, or the timer, comes */
+    struct task_wait *tw = wait_take(seq);
+    if (tw == NULL)
+        return;
+    count("task", err ? "unavailable" : "gone");
+    if (err == ERR_LIMIT)
+        wait_refuse(tw, JSONRPC_INVALID_REQUEST,
+                    "task %.32s is held by another replica, and this request is larger than the "
+                    "cross-replica limit of 256 KiB",
+                    tw->task);
+    else if (err)
+        wait_refuse(tw, JSONRPC_INTERNAL_ERROR,
+                    "task %.32s is held by another replica, which cannot be reached now (%s); "
+                    "retry shortly",
+                    tw->task, err == ERR_CLOSED ? "shutting down" : "Redis is not reachable");
+    else /* nobody listens on that replica's channel: it stopped, and its tasks with it */
+        wait_refuse(tw, JSONRPC_INVALID_PARAMS,
+                    "Invalid params: no task %.32s (the replica that ran it is gone)", tw->task);
+}
+
+void gw_task_forward(struct mcp_worker *w, struct session *s, const char *owner, json_t *msg,
+                     struct mcp_reply *r)
+{
+    json_t *id = json_object_get(msg, "id");
+    const char *task = json_string_value(json_object_get(json_object_get(msg, "params"), "taskId"));
+    char replica[SHARED_REPLICA_LEN + 1];
+    snprintf(replica, sizeof(replica), "%.*s", SHARED_REPLICA_LEN, task);
+    struct task_wait *tw = w != NULL ? calloc(1, sizeof(*tw)) : NULL;
+    struct stream *st = tw ? stream_new(s) : NULL;
+    json_t *env = NULL;
+    char *payload = NULL;
+    if (st == NULL)
+        goto nomem;
+    pthread_mutex_lock(&waits.lock);
+    tw->seq = ++waits.seq;
+    pthread_mutex_unlock(&waits.lock);
+    env = json_pack("{s:s, s:I, s:s, s:s, s:O}", "t", "task", "q", (json_int_t)tw->seq, "r",
+                    shared_replica(), "o", owner, "m", msg);
+    payload = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    if (payload == NULL)
+        goto nomem;
+    tw->st = stream_ref(st);
+    tw->id = json_incref(id);
+    snprintf(tw->task, sizeof(tw->task), "%s", task);
+    uv_timer_init(w->loop, &tw->timer);
+    tw->timer.data = tw;
+    pthread_mutex_lock(&waits.lock);
+    tw->pending = true;
+    tw->next = waits.head;
+    if (waits.head)
+        waits.head->prev = tw;
+    waits.head = tw;
+    pthread_mutex_unlock(&waits.lock);
+    uv_timer_start(&tw->timer, wait_timer_cb, XR_TASK_WAIT_MS, 0);
+    size_t len = strlen(payload);
+    int err = len > XR_MESSAGE_MAX ? ERR_LIMIT
+                                   : shared_publish(SHARED_CH_REPLICA, replica, payload, len,
+                                                    task_sent_cb, (void *)(uintptr_t)tw->seq);
+    free(payload);
+    if (err)
+        task_sent_cb(err, 0, (void *)(uintptr_t)tw->seq);
+    else
+        count("task", "sent");
+    r->status = 200;
+    r->stream = st;
+    return;
+nomem:
+    if (st != NULL)
+        stream_unref(st);
+    free(tw);
+    gw_reply_error(r, id, JSONRPC_INTERNAL_ERROR, "out of memory");
+}
+
+static void task_answer_sent_cb(int err, long long receivers, void *arg)
+{
+    (void)arg;
+    if (err || receivers == 0) /* that replica times its request out */
+        log_warn("xreplica", "the answer to another replica's tasks request reached no one (%s)",
+                 err ? err_str(err) : "the replica is gone");
+}
+
+/* Subscriber thread: a tasks request from another replica for a task of this one; answered
+   back on that replica's channel. */
+static void task_request(json_t *env)
+{
+    const char *from = json_string_value(json_object_get(env, "r"));
+    const char *owner = json_string_value(json_object_get(env, "o"));
+    json_t *q = json_object_get(env, "q");
+    json_t *msg = json_object_get(env, "m");
+    if (from == NULL || owner == NULL || !json_is_integer(q) || !json_is_object(msg) ||
+        strlen(from) != SHARED_REPLICA_LEN)
+        return;
+    struct mcp_reply r;
+    gw_task_remote(owner, msg, &r);
+    json_t *back =
+        r.body ? json_pack("{s:s, s:O, s:O}", "t", "task-answer", "q", q, "m", r.body) : NULL;
+    mcp_reply_release(&r);
+    char *payload = back ? json_dumps(back, JSON_COMPACT) : NULL;
+    json_decref(back);
+    count("task", "received");
+    if (payload != NULL && strlen(payload) <= XR_MESSAGE_MAX)
+        shared_publish(SHARED_CH_REPLICA, from, payload, strlen(payload), task_answer_sent_cb,
+                       NULL);
+    else
+        log_warn("xreplica", "the answer to another replica's tasks request was not sent (%s)",
+                 payload ? "larger than the cross-replica limit of 256 KiB" : "out of memory");
+    free(payload);
+}
+
+/* Subscriber thread: the answer to a tasks request this replica sent. */
+static void task_answer(json_t *env)
+{
+    json_t *msg = json_object_get(env, "m");
+    struct task_wait *tw = json_is_object(msg)
+                               ? wait_take((uint64_t)json_integer_value(json_object_get(env, "q")))
+                               : NULL;
+    if (tw == NULL)
+        return; /* answered already (the timer) */
+    json_object_set(msg, "id", tw->id);
+    wait_answer(tw, json_incref(msg));
+}
+
+static void replica_message(const char *payload, size_t len)
+{
+    json_t *env = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *t = json_string_value(json_object_get(env, "t"));
+    if (t != NULL && strcmp(t, "task") == 0)
+        task_request(env);
+    else if (t != NULL && strcmp(t, "task-answer") == 0)
+        task_answer(env);
+    else
+        answer_message(payload, len);
+    json_decref(env);
+}
+
 static void message_cb(enum shared_channel ch, const char *name, const char *payload, size_t len)
 {
     if (!atomic_load(&active))
@@ -333,7 +590,7 @@ static void message_cb(enum shared_channel ch, const char *name, const char *pay
     if (ch == SHARED_CH_STREAM)
         stream_message(name, payload, len);
     else
-        answer_message(payload, len);
+        replica_message(payload, len);
 }
 
 void mcp_xr_start(void)

@@ -460,3 +460,43 @@ export async function readyz(gw) {
   const r = await request(`${gw.base}/readyz`);
   return { status: r.status, body: r.json, text: r.text };
 }
+
+export const TASKS_EXT = 'io.modelcontextprotocol/tasks';
+
+/**
+ * A 2026-07-28 request to gw's /mcp with the tasks extension declared (and `token` as the bearer
+ * when given): the JSON-RPC answer whose id is `id`, from a JSON or an SSE response.
+ */
+export async function modernTasksRequest(gw, method, params, { token, id = 1 } = {}) {
+  const name = method === 'tools/call' ? params.name : params.taskId;
+  const res = await fetch(`${gw.base}/mcp`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      'mcp-protocol-version': '2026-07-28',
+      'mcp-method': method,
+      ...(name !== undefined ? { 'mcp-name': name } : {}),
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id,
+      method,
+      params: {
+        ...params,
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+          'io.modelcontextprotocol/clientCapabilities': { extensions: { [TASKS_EXT]: {} } },
+        },
+      },
+    }),
+  });
+  const text = await res.text();
+  if (!(res.headers.get('content-type') ?? '').includes('event-stream')) return JSON.parse(text);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('data: ') && l.length > 6)
+    .map((l) => JSON.parse(l.slice(6)))
+    .find((m) => m.id === id);
+}

@@ -6,10 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MINI, until } from './lib.mjs';
+import { MINI, modernTasksRequest, until } from './lib.mjs';
 import { createUserClient, startAuthGateway, token } from './oauth_lib.mjs';
-
-const TASKS = 'io.modelcontextprotocol/tasks';
 
 async function bearer(gw, user) {
   const { id, secret } = createUserClient(gw.configFile, user);
@@ -18,40 +16,7 @@ async function bearer(gw, user) {
   return r.json.access_token;
 }
 
-/** A 2026-07-28 request with the tasks extension declared: the JSON-RPC answer. */
-async function modern(gw, tok, method, params) {
-  const name = method === 'tools/call' ? params.name : params.taskId;
-  const res = await fetch(`${gw.base}/mcp`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-      authorization: `Bearer ${tok}`,
-      'mcp-protocol-version': '2026-07-28',
-      'mcp-method': method,
-      ...(name !== undefined ? { 'mcp-name': name } : {}),
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method,
-      params: {
-        ...params,
-        _meta: {
-          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-          'io.modelcontextprotocol/clientCapabilities': { extensions: { [TASKS]: {} } },
-        },
-      },
-    }),
-  });
-  const text = await res.text();
-  if (!(res.headers.get('content-type') ?? '').includes('event-stream')) return JSON.parse(text);
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('data: ') && l.length > 6)
-    .map((l) => JSON.parse(l.slice(6)))
-    .find((m) => m.id === 1);
-}
+const modern = (gw, token, method, params) => modernTasksRequest(gw, method, params, { token });
 
 test('a 2026-07-28 task is reachable by the user who created it only', async (t) => {
   const gw = await startAuthGateway(t, {
