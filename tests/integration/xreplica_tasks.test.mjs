@@ -6,6 +6,7 @@
 //     reach A through Redis and answer as A would (the status, the cancellation, the refusal of
 //     an unknown id), and B's metrics count them;
 //   - an id naming B that B does not hold is the ordinary -32602, never sent anywhere;
+//   - with Redis down B says so (-32603 naming Redis) and recovers when it is back;
 //   - once A is gone, B answers a task of A's with -32602 naming the cause, at once;
 //   - with authentication, another user holding the id gets from B the same -32602 as for an
 //     unknown id, and the owner's task is unaffected;
@@ -110,6 +111,14 @@ test('across replicas: a task created on A is read, cancelled and updated throug
   await until(async () => (await modern(a, 'tasks/get', { taskId: other })).result?.status === 'completed', { what: "B's task completed, seen from A" });
   const done = await modern(a, 'tasks/get', { taskId: other });
   assert.equal(done.result.result?.content?.[0]?.text ?? done.result.content?.[0]?.text, 'slept 300', JSON.stringify(done));
+
+  // Redis down: B names it, at once, and serves again once Redis is back.
+  await redis.stop();
+  const down = await modern(b, 'tasks/get', { taskId });
+  assert.equal(down.error?.code, -32603, JSON.stringify(down));
+  assert.match(down.error.message, /held by another replica, which cannot be reached now \(Redis is not reachable\); retry shortly/);
+  await redis.start();
+  await until(async () => (await modern(b, 'tasks/get', { taskId })).result?.status === 'cancelled', { timeout: 15000, what: 'B reaches A again once Redis is back' });
 
   // A is gone: B says so at once for A's task (nobody listens on A's channel).
   await a.stop();
