@@ -105,13 +105,11 @@ static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, 
 static void refuse(struct mcp_era_refusal *r, json_t *id, int status, int code, json_t *data,
                    const char *fmt, ...)
 {
-    char msg[700];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     r->status = status;
-    r->error = jsonrpc_error_new(id, code, msg, data);
+    r->error = jsonrpc_error_newv(id, code, data, fmt, ap);
+    va_end(ap);
 }
 
 json_t *mcp_era_supported_versions(void)

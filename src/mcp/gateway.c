@@ -218,13 +218,11 @@ struct dispatch {
 
 void gw_reply_error(struct mcp_reply *r, json_t *id, int code, const char *fmt, ...)
 {
-    char msg[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     r->status = 200;
-    r->body = jsonrpc_error_new(id, code, msg, NULL);
+    r->body = jsonrpc_error_newv(id, code, NULL, fmt, ap);
+    va_end(ap);
 }
 
 static void reply_result(struct mcp_reply *r, json_t *id, json_t *result)

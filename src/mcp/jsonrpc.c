@@ -5,6 +5,7 @@
  */
 #include "mcp/jsonrpc.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +204,22 @@ json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *dat
         json_decref(data);
     return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
                      err);
+}
+
+json_t *jsonrpc_error_newv(json_t *id, int code, json_t *data, const char *fmt, va_list ap)
+{
+    char msg[700];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return jsonrpc_error_new(id, code, msg, data);
+}
+
+json_t *jsonrpc_error_newf(json_t *id, int code, json_t *data, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *e = jsonrpc_error_newv(id, code, data, fmt, ap);
+    va_end(ap);
+    return e;
 }
 
 json_t *jsonrpc_result_new(json_t *id, json_t *result)

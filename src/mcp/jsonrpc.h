@@ -7,6 +7,7 @@
 #define GH_MCP_JSONRPC_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "core/err.h"
@@ -55,6 +56,11 @@ int jsonrpc_classify(json_t *msg, enum jsonrpc_kind *kind, struct err_info *ei);
 
 /* New references. `id` is borrowed (may be NULL → null). `data` is stolen (may be NULL). */
 json_t *jsonrpc_error_new(json_t *id, int code, const char *message, json_t *data);
+/* The same with the message formatted (at most 700 bytes kept). */
+json_t *jsonrpc_error_newf(json_t *id, int code, json_t *data, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+json_t *jsonrpc_error_newv(json_t *id, int code, json_t *data, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 json_t *jsonrpc_result_new(json_t *id, json_t *result /* stolen */);
 json_t *jsonrpc_request_new(json_t *id, const char *method,
                             json_t *params /* stolen, may be NULL */);

@@ -783,13 +783,11 @@ static void reply_error(struct mcp_reply *r, json_t *id, int code, int status, j
 static void reply_error(struct mcp_reply *r, json_t *id, int code, int status, json_t *data,
                         const char *fmt, ...)
 {
-    char m[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(m, sizeof(m), fmt, ap);
-    va_end(ap);
     r->status = status;
-    r->body = jsonrpc_error_new(id, code, m, data);
+    r->body = jsonrpc_error_newv(id, code, data, fmt, ap);
+    va_end(ap);
 }
 
 bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, struct session *s,

@@ -417,12 +417,11 @@ static void wait_refuse(struct task_wait *tw, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void wait_refuse(struct task_wait *tw, int code, const char *fmt, ...)
 {
-    char why[400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
+    wait_answer(tw,
+                jsonrpc_error_newv(tw->id, code, json_pack("{s:s}", "taskId", tw->task), fmt, ap));
     va_end(ap);
-    wait_answer(tw, jsonrpc_error_new(tw->id, code, why, json_pack("{s:s}", "taskId", tw->task)));
 }
 
 static void wait_closed_cb(uv_handle_t *h)
