@@ -2,7 +2,9 @@
  * The Streamable HTTP upstream transport (MCP 2025-11-25 "Streamable HTTP"), with a fallback to
  * the 2024-11-05 HTTP+SSE transport. Each transport_send is one POST ("exchange"); its answer is
  * 202, a JSON body, or an SSE stream whose events are delivered as they arrive. An optional GET
- * stream carries server-initiated messages; DELETE ends the session on close.
+ * stream carries server-initiated messages; DELETE ends the session on close. A POST's SSE stream
+ * that ends before its response, after an event with an id, is resumed by a GET with
+ * Last-Event-ID after the stream's `retry` (resume_later): the same exchange, a new transfer.
  *
  * libcurl's multi interface is driven by the transport's libuv loop: curl tells us which sockets
  * to watch (uv_poll_t each) and when to time out (one uv_timer_t), we call
