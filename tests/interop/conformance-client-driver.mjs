@@ -120,6 +120,23 @@ export const DRIVERS = {
   },
 };
 
+/** Waits (bounded) until the gateway's /readyz says its upstream is ready, so that the action
+    does not race the gateway's own handshake; a server that never gets ready is the scenario's
+    to judge, so this only waits. */
+async function untilReady(mcpUrl, timeoutMs = 10000) {
+  const url = new URL('/readyz', mcpUrl);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.stderr.write(`conformance-client-driver: ${url} not ready after ${timeoutMs} ms; going on\n`);
+}
+
 async function connect(url, era, d) {
   const info = { name: 'gatehouse-conformance-driver', version: '1.0.0' };
   const capabilities = d.capabilities ?? {};
@@ -143,6 +160,7 @@ export async function drive(scenario, spec, upstreamUrl, ctx = {}) {
   const gw = await startGateway({ servers: [server], prefix: { mode: 'never' }, workers: 1, config: d.gateway?.(ctx) ?? {} });
   let client;
   try {
+    await untilReady(gw.url);
     client = await connect(gw.url, era, d);
     await withTimeout(d.run(client, ctx), 25000, `${scenario} driver`);
   } finally {
