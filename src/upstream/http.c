@@ -1005,10 +1005,11 @@ static void resume_timer_cb(uv_timer_t *h)
 }
 
 /*
- * A POST's SSE stream (or the GET resuming it) ended cleanly before the response. When the stream
- * named an event id, the server can continue it (2025-11-25 "Resumability and Redelivery"): wait
- * for its `retry` and GET with Last-Event-ID; the exchange stays in t->active meanwhile. Returns
- * false when the stream cannot be resumed (the exchange then ends unanswered, as before).
+ * A POST's SSE stream (or the GET resuming it) ended, or its connection was lost, before the
+ * response. When the stream named an event id, the server can continue it (2025-11-25
+ * "Resumability and Redelivery"): wait for its `retry` and GET with Last-Event-ID; the exchange
+ * stays in t->active meanwhile. Returns false when the stream cannot be resumed: the exchange
+ * then ends as before (unanswered, or with the broken stream's error).
  */
 static bool resume_later(struct exchange *ex)
 {
@@ -1070,6 +1071,11 @@ static void post_done(struct exchange *ex, CURLcode cc)
     }
     if (cc != CURLE_OK) {
         int err = curl_err_class(cc);
+        /* A connection lost in the middle of an SSE answer is a disconnection the server may let
+           us resume, like a stream it ended. */
+        if (err == ERR_UNAVAILABLE && ex->mode == BODY_SSE && ex->status >= 200 &&
+            ex->status < 300 && resume_later(ex))
+            return;
         if (err == ERR_TIMEOUT)
             snprintf(why, sizeof(why), "could not connect to upstream %s within %u ms", name,
                      (unsigned)t->srv->timeouts.connect_ms);

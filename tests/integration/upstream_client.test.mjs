@@ -1,7 +1,7 @@
 // The gateway as the client of its HTTP upstreams, where the official conformance suite's client
 // scenarios judge it (tests/interop/conformance-client.test.mjs runs the suite itself):
-//  - a POST's SSE stream that ends before the answer, after an event with an id, is resumed with
-//    a GET carrying Last-Event-ID once the server's `retry` has passed (2025-11-25 "Resumability
+//  - a POST's SSE stream that ends (or whose connection is lost) before the answer, after an event
+//    with an id, is resumed with a GET carrying Last-Event-ID once the server's `retry` has passed (2025-11-25 "Resumability
 //    and Redelivery"), and a server that never answers ends the call after a bounded number of
 //    resumptions;
 //  - a modern server that refuses server/discover with -32022 while listing 2026-07-28 among its
@@ -52,7 +52,7 @@ const json = (res, msg, status = 200, headers = {}) => {
  * stream with the answer, unless `neverAnswer`. GETs without Last-Event-ID get 405 (no standing
  * stream). Records the POST stream's close time and each resuming GET.
  */
-async function resumableLegacy({ retry = 300, neverAnswer = false } = {}) {
+async function resumableLegacy({ retry = 300, neverAnswer = false, cut = false } = {}) {
   const seen = { closedAt: 0, gets: [] };
   let pending = null;
   let n = 0;
@@ -79,7 +79,8 @@ async function resumableLegacy({ retry = 300, neverAnswer = false } = {}) {
       res.write(`id: e${++n}\nretry: ${retry}\ndata: \n\n`);
       setTimeout(() => {
         seen.closedAt = performance.now();
-        res.end();
+        if (cut) res.socket.destroy(); // the connection lost mid-answer (no chunked terminator)
+        else res.end();
       }, 30);
       return;
     }
@@ -102,6 +103,17 @@ test('a POST stream closed before its answer is resumed with GET + Last-Event-ID
   assert.equal(up.seen.gets[0].session, 'resume-session', 'the resuming GET belongs to the session');
   const waited = up.seen.gets[0].at - up.seen.closedAt;
   assert.ok(waited >= 280, `the GET came ${waited.toFixed(0)} ms after the close; the server asked for retry: 300`);
+});
+
+test('a POST stream whose connection is lost before its answer is resumed the same way', async (t) => {
+  const up = await resumableLegacy({ retry: 100, cut: true });
+  t.after(() => up.close());
+  const gw = await startGateway(baseConfig({ servers: [{ name: 'r', transport: 'http', url: up.url, protocol: '2025-11-25' }] }), { t });
+  const s = await openSession(gw.url);
+  await until(async () => (await s.rpc('tools/list')).json?.result?.tools?.length === 1, { what: 'the tool is listed' });
+  const r = await s.callTool('slow', {}, { timeout: 10000 });
+  assert.equal(r.json?.result?.content?.[0]?.text, 'resumed after e1', r.text);
+  assert.equal(up.seen.gets.length, 1, JSON.stringify(up.seen.gets));
 });
 
 test('a server that never answers on the resumed stream ends the call after a bounded number of GETs', async (t) => {
