@@ -63,10 +63,18 @@ function sampleArguments(schema) {
 }
 
 /**
- * Per-scenario drivers. Keys: era ('legacy' | 'modern' | undefined = by the revision under test),
- * capabilities (the client's), setup(client) (handlers, before connect), run(client, ctx) (the
- * action), upstream(url, ctx) (the gateway's server entry; default: plain HTTP upstream),
- * gateway(ctx) (extra top-level config keys).
+ * Per-scenario drivers. Keys, all optional but run:
+ *   era           'legacy' | 'modern'; default: by the revision under test (2026-07-28 = modern)
+ *   capabilities  the client's capabilities
+ *   setup(client, era)   request handlers, before connect
+ *   upstream(url, ctx)   the gateway's server entry for the suite's URL (default: a plain HTTP
+ *                        upstream named "upstream"); an auth scenario adds its OAuth client here
+ *   gateway(ctx)         extra top-level gateway configuration keys
+ *   prepare(gw, ctx)     after the gateway listens, before the client connects (e.g. complete an
+ *                        authorization the upstream demands, through the gateway's own pages)
+ *   run(client, ctx)     the scenario's user-level action through the gateway
+ * ctx is the scenario's MCP_CONFORMANCE_CONTEXT (for auth scenarios: the client credentials the
+ * suite hands out).
  */
 export const DRIVERS = {
   // The client connects; the gateway's own handshake with the upstream is what is judged.
@@ -137,6 +145,16 @@ async function untilReady(mcpUrl, timeoutMs = 10000) {
   process.stderr.write(`conformance-client-driver: ${url} not ready after ${timeoutMs} ms; going on\n`);
 }
 
+/** Client scenarios that cannot apply to a gateway, with the reason (docs/conformance.md says
+    more, with the suite's text). The runner names them instead of running them. */
+const HOST_DUTY = 'the skills extension (SEP-2640) puts these duties on the host that loads a skill; a gateway relays resources/read bytes to that host and loads no skill (and Gatehouse does not carry the extension)';
+export const NOT_APPLICABLE = {
+  'sep-2640-client-no-prefetch': HOST_DUTY,
+  'sep-2640-client-verify-digest': HOST_DUTY,
+  'sep-2640-client-verify-size': HOST_DUTY,
+  'sep-2640-client-verify-frontmatter': HOST_DUTY,
+};
+
 async function connect(url, era, d) {
   const info = { name: 'gatehouse-conformance-driver', version: '1.0.0' };
   const capabilities = d.capabilities ?? {};
@@ -160,6 +178,7 @@ export async function drive(scenario, spec, upstreamUrl, ctx = {}) {
   const gw = await startGateway({ servers: [server], prefix: { mode: 'never' }, workers: 1, config: d.gateway?.(ctx) ?? {} });
   let client;
   try {
+    await d.prepare?.(gw, ctx);
     await untilReady(gw.url);
     client = await connect(gw.url, era, d);
     await withTimeout(d.run(client, ctx), 25000, `${scenario} driver`);

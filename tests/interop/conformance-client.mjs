@@ -11,7 +11,8 @@
 // HTTP upstream and drives an MCP client through it (see conformance-client-driver.mjs, whose
 // DRIVERS table says which scenarios can run). Without --scenario, the scenarios are those the
 // revision's requirement set lists for the client leg (scored and not scored) that have a driver;
-// the others are named in a `NOTE not run` line.
+// the others are named in a `NOTE not run` line. Scenarios that cannot apply to a gateway
+// (NOT_APPLICABLE in the driver) are named with the reason instead of run.
 //
 // Output: DIR/<scenario>/checks.json (+ stdout.txt, stderr.txt: the driver's output with the
 // gateway's log), DIR/conformance.log, one line per check (`PASS`, `FAIL`, `XFAIL`, `XPASS`),
@@ -27,7 +28,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { expectedReason, judge, readExpectedFailures, runSuite } from './conformance.mjs';
-import { DRIVERS } from './conformance-client-driver.mjs';
+import { DRIVERS, NOT_APPLICABLE } from './conformance-client-driver.mjs';
 import { INTEROP_DIR, NODE_MODULES, node22Env } from './lib/gateway.mjs';
 
 const DRIVER = path.join(INTEROP_DIR, 'conformance-client-driver.mjs');
@@ -108,8 +109,12 @@ export async function main(argv = process.argv.slice(2)) {
   const expected = readExpectedFailures(o.expectFail);
   const lines = [];
 
-  let wanted = o.scenarios;
-  if (!wanted.length) {
+  let wanted = o.scenarios.filter((s) => {
+    if (!NOT_APPLICABLE[s]) return true;
+    lines.push(`NOTE not applicable to a gateway, not run: ${s}: ${NOT_APPLICABLE[s]}`);
+    return false;
+  });
+  if (!o.scenarios.length) {
     const required = requiredClientScenarios(o.spec);
     wanted = required.filter((s) => DRIVERS[s]);
     const without = required.filter((s) => !DRIVERS[s]);
