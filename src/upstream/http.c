@@ -1089,13 +1089,13 @@ static void post_done(struct exchange *ex, CURLcode cc)
         return;
     }
     long st = ex->status;
-    if (st >= 200 && st < 300 && ex->mode == BODY_SSE && resume_later(ex))
-        return;
     /* A 2026-07-28 probe (server/discover) that fails leaves the question open for the
        initialize that follows it. */
     bool first = !t->probed;
     if (ex->mirror[0] == NULL || (st >= 200 && st < 300))
         t->probed = true;
+    if (st >= 200 && st < 300 && ex->mode == BODY_SSE && resume_later(ex))
+        return;
     if (st >= 200 && st < 300) {
         if (ex->mode == BODY_JSON) {
             json_error_t jerr;
