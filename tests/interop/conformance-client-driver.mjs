@@ -12,6 +12,7 @@
 // auth/* ones) plugs in by adding an entry, which may also shape the upstream's configuration
 // (upstream(url, ctx)) and the gateway's (gateway(ctx)).
 //
+// DIRECT=1 runs the SDK client against the suite's server without the gateway (proves a driver).
 // Environment (set by the suite): MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_PROTOCOL_VERSION,
 // MCP_CONFORMANCE_CONTEXT (JSON, optional). The gateway's log goes to stderr, which the suite keeps
 // in <out>/<scenario>/stderr.txt. Exit status: 0 when the driver's action completed; the outcome
@@ -22,7 +23,7 @@ import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as TransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client';
-import { startGateway, httpUpstream, withTimeout } from './lib/gateway.mjs';
+import { DIRECT, startGateway, httpUpstream, withTimeout } from './lib/gateway.mjs';
 
 export const LEGACY = '2025-11-25';
 export const MODERN = '2026-07-28';
@@ -174,6 +175,16 @@ export async function drive(scenario, spec, upstreamUrl, ctx = {}) {
   const d = DRIVERS[scenario];
   if (!d) throw new Error(`no driver for scenario ${scenario}: add one to DRIVERS in conformance-client-driver.mjs`);
   const era = d.era ?? (spec === MODERN ? 'modern' : 'legacy');
+  if (DIRECT) {
+    // DIRECT=1: the SDK client alone against the suite's server, to prove the drivers.
+    const client = await connect(upstreamUrl, era, d);
+    try {
+      await withTimeout(d.run(client, ctx), 25000, `${scenario} driver (direct)`);
+    } finally {
+      await client.close().catch(() => {});
+    }
+    return;
+  }
   const server = d.upstream ? d.upstream(upstreamUrl, ctx) : httpUpstream('upstream', upstreamUrl);
   const gw = await startGateway({ servers: [server], prefix: { mode: 'never' }, workers: 1, config: d.gateway?.(ctx) ?? {} });
   let client;
