@@ -654,8 +654,16 @@ enum mcp_probe_outcome mcp_era_probe_outcome(json_t *msg, char *why, size_t whyl
         const char *m = json_string_value(json_object_get(error, "message"));
         json_t *sv = json_object_get(json_object_get(error, "data"), "supported");
         if (code == MCP_ERR_UNSUPPORTED_VERSION) {
-            /* A modern server: no falling back, unless it also names a legacy version. */
+            /* A modern server. It names the versions it speaks: a client retries with one it
+               speaks too (2026-07-28 first), and falls back only to a listed legacy one. */
             show_versions(json_is_array(sv) ? sv : NULL, versions, sizeof(versions));
+            if (json_is_array(sv) && lists_version(sv, MCP_VERSION_2026)) {
+                snprintf(why, whylen,
+                         "server/discover: unsupported version (-32022), yet it speaks %s: "
+                         "asking again with %s",
+                         versions, MCP_VERSION_2026);
+                return MCP_PROBE_RETRY;
+            }
             for (int i = 0; json_is_array(sv) && mcp_supported_versions[i]; i++)
                 if (lists_version(sv, mcp_supported_versions[i])) {
                     snprintf(why, whylen, "server/discover: unsupported version; it speaks %s",

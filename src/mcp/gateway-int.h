@@ -45,6 +45,7 @@ struct upstream {
         announce; /* bit per kind: tell clients the list changed once the refresh is published */
     uv_timer_t retry_timer;
     unsigned init_failures;
+    bool probe_retried;     /* this probe already asked again after a -32022 (MCP_PROBE_RETRY) */
     _Atomic bool modern;    /* speaks 2026-07-28 (server/discover answered); else initialized */
     struct pending *listen; /* modern: the subscriptions/listen request in flight, or NULL */
     uv_timer_t listen_timer;

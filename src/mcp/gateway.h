@@ -123,9 +123,10 @@ const char *mcp_log_level_name(int rank);
 int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank);
 /* What a server/discover probe said about a server's era. */
 enum mcp_probe_outcome {
-    MCP_PROBE_MODERN, /* a DiscoverResult that lists 2026-07-28 */
-    MCP_PROBE_LEGACY, /* any other answer, or none: fall back to initialize */
-    MCP_PROBE_REFUSED /* a modern server that speaks no version the gateway speaks */
+    MCP_PROBE_MODERN,  /* a DiscoverResult that lists 2026-07-28 */
+    MCP_PROBE_LEGACY,  /* any other answer, or none: fall back to initialize */
+    MCP_PROBE_REFUSED, /* a modern server that speaks no version the gateway speaks */
+    MCP_PROBE_RETRY    /* -32022 whose data.supported lists 2026-07-28: ask again with it */
 };
 /* Classify the answer to a server/discover probe (msg NULL: no answer, the probe failed). `why`
    gets a human-readable account naming what the server said. Works on untrusted input. */

@@ -958,6 +958,7 @@ void gw_relisten(struct upstream *up)
 }
 
 static void send_initialize(struct upstream *up);
+static void send_discover(struct upstream *up);
 
 /* The answer to the server/discover probe: a modern server is ready for its lists; anything
    else that is not a modern refusal means a legacy server, which gets initialize. */
@@ -979,6 +980,19 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
         snprintf(reason, sizeof(reason),
                  "the server does not speak %s (%s), and protocol: %s allows no fallback",
                  MCP_VERSION_2026, account, MCP_VERSION_2026);
+        init_failed(up, reason);
+        return;
+    }
+    if (o == MCP_PROBE_RETRY && !up->probe_retried) {
+        /* The server refused the version but lists it as supported (SEP-2575: retry with a
+           supported version): once, so that a server that always answers so cannot loop us. */
+        log_info("upstream_era", "server %s: %s", up->srv->name, account);
+        up->probe_retried = true;
+        send_discover(up);
+        return;
+    }
+    if (o == MCP_PROBE_RETRY) {
+        snprintf(reason, sizeof(reason), "%s; it refused the same version again", account);
         init_failed(up, reason);
         return;
     }
@@ -1014,16 +1028,23 @@ static void discover_cb(struct upstream *up, json_t *msg, int err, const char *w
     refresh_lists(up, -1);
 }
 
+/* The era probe: server/discover, answered in discover_cb. */
+static void send_discover(struct upstream *up)
+{
+    uint32_t t = up->srv->timeouts.first_byte_ms;
+    if (up->srv->transport == TRANSPORT_STDIO && (t == 0 || t > PROBE_STDIO_TIMEOUT_MS))
+        t = PROBE_STDIO_TIMEOUT_MS;
+    internal_request_ex(up, "server/discover", json_object(), discover_cb, NULL, true, t);
+}
+
 static void begin_init(struct upstream *up)
 {
     uv_timer_stop(&up->retry_timer);
     set_state(up, UP_INITIALIZING, "");
     atomic_store(&up->modern, false);
+    up->probe_retried = false;
     if (up->srv->transport != TRANSPORT_OPENAPI && up->srv->protocol != PROTOCOL_LEGACY) {
-        uint32_t t = up->srv->timeouts.first_byte_ms;
-        if (up->srv->transport == TRANSPORT_STDIO && (t == 0 || t > PROBE_STDIO_TIMEOUT_MS))
-            t = PROBE_STDIO_TIMEOUT_MS;
-        internal_request_ex(up, "server/discover", json_object(), discover_cb, NULL, true, t);
+        send_discover(up);
         return;
     }
     send_initialize(up);

@@ -2,7 +2,9 @@
  * The Streamable HTTP upstream transport (MCP 2025-11-25 "Streamable HTTP"), with a fallback to
  * the 2024-11-05 HTTP+SSE transport. Each transport_send is one POST ("exchange"); its answer is
  * 202, a JSON body, or an SSE stream whose events are delivered as they arrive. An optional GET
- * stream carries server-initiated messages; DELETE ends the session on close.
+ * stream carries server-initiated messages; DELETE ends the session on close. A POST's SSE stream
+ * that ends before its response, after an event with an id, is resumed by a GET with
+ * Last-Event-ID after the stream's `retry` (resume_later): the same exchange, a new transfer.
  *
  * libcurl's multi interface is driven by the transport's libuv loop: curl tells us which sockets
  * to watch (uv_poll_t each) and when to time out (one uv_timer_t), we call
@@ -69,6 +71,7 @@
 #define HTTP_RECONNECT_MIN_MS 1000 /* GET stream back-off, doubled up to the cap */
 #define HTTP_RECONNECT_MAX_MS 30000
 #define HTTP_RECONNECT_SERVER_MAX_MS 300000 /* a server's `retry` is honoured up to this */
+#define HTTP_RESUME_MAX 8 /* GETs that resume one POST's stream before it fails unanswered */
 
 enum ex_kind {
     EX_POST,       /* transport_send */
@@ -107,6 +110,14 @@ struct exchange {
     char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
     struct curl_slist *param_lines; /* and the call's outbound headers (transport_send_call) */
     bool parked;                    /* the initialize waiting for the HTTP+SSE endpoint */
+    /* Resumption (2025-11-25): a POST's SSE stream that ends before its response, after an event
+       with an id, is continued by a GET with Last-Event-ID once the server's `retry` has passed.
+       The exchange stays the same (same related, same done_cb); only its transfer changes. */
+    bool answered;       /* a JSON-RPC response arrived on this exchange */
+    bool resuming;       /* the current (or next) transfer is the resuming GET */
+    unsigned resumes;    /* resuming GETs started so far */
+    char *resume_id;     /* the last event id of the stream, for Last-Event-ID */
+    long long resume_ms; /* the last `retry` the stream sent, or -1 */
 
     CURL *easy;
     bool primed;                /* easy came from (and may go back to) post_pool */
@@ -400,6 +411,8 @@ static void ex_free(struct exchange *ex)
     ex_reset_transfer(ex);
     free(ex->body);
     ex->body = NULL;
+    free(ex->resume_id);
+    ex->resume_id = NULL;
     for (int i = 0; i < 3; i++) {
         free(ex->mirror[i]);
         ex->mirror[i] = NULL;
@@ -521,6 +534,9 @@ static void deliver(struct exchange *ex, json_t *msg, void *related)
                  srv_name(t));
         return;
     }
+    if (ex->kind == EX_POST && json_object_get(msg, "method") == NULL &&
+        (json_object_get(msg, "result") != NULL || json_object_get(msg, "error") != NULL))
+        ex->answered = true;
     if (t->cbs.message_cb)
         t->cbs.message_cb(t->cbs.owner, msg, related);
 }
@@ -728,13 +744,15 @@ static int add_header(struct curl_slist **h, const char *fmt, ...)
  *sent_session says whether the session id is among them. */
 static int build_headers(const struct http_transport *t, struct curl_slist **h, enum ex_kind kind,
                          char *const *mirror, const struct curl_slist *param_lines,
-                         bool *sent_session)
+                         const char *last_id, bool *sent_session)
 {
     const struct config_server *s = t->srv;
     bool legacy = t->mode != MODE_STREAMABLE;
     const char *accept = "application/json, text/event-stream";
     if (kind == EX_GET || kind == EX_LEGACY_GET)
         accept = "text/event-stream";
+    if (kind == EX_GET && last_id == NULL)
+        last_id = sse_parser_last_id(&t->stream_sse);
     int err = add_header(h, "Accept: %s", accept);
     if (!err && kind == EX_POST)
         err = add_header(h, "Content-Type: application/json");
@@ -751,10 +769,8 @@ static int build_headers(const struct http_transport *t, struct curl_slist **h, 
         err = add_header(h, "Mcp-Session-Id: %s", t->session_id);
         *sent_session = true;
     }
-    if (!err && kind == EX_GET && sse_parser_last_id(&t->stream_sse) &&
-        header_safe(sse_parser_last_id(&t->stream_sse), strlen(sse_parser_last_id(&t->stream_sse)),
-                    1024))
-        err = add_header(h, "Last-Event-ID: %s", sse_parser_last_id(&t->stream_sse));
+    if (!err && kind == EX_GET && last_id && header_safe(last_id, strlen(last_id), 1024))
+        err = add_header(h, "Last-Event-ID: %s", last_id);
     for (size_t i = 0; !err && i < s->nheaders; i++) {
         if (s->headers[i].value[0] == '\0')
             err = add_header(h, "%s;", s->headers[i].key); /* curl's empty value */
@@ -785,7 +801,7 @@ static struct header_set *post_header_set(struct http_transport *t)
         hs->legacy = legacy;
         if ((t->session_id && (hs->session_id = strdup(t->session_id)) == NULL) ||
             (t->protocol_version && (hs->protocol_version = strdup(t->protocol_version)) == NULL) ||
-            build_headers(t, &hs->lines, EX_POST, no_mirror, NULL, &sent) != 0) {
+            build_headers(t, &hs->lines, EX_POST, no_mirror, NULL, NULL, &sent) != 0) {
             header_set_unref(hs);
             return NULL;
         }
@@ -808,7 +824,7 @@ static int ex_start(struct exchange *ex)
     /* A plain call POST (to the configured URL, not a stream): its easy handle keeps every option
        that does not depend on the exchange from one call to the next, and its header lines are
        the transport's shared ones when it has no lines of its own. */
-    bool plain = ex->kind == EX_POST && !ex->long_lived && t->mode != MODE_LEGACY;
+    bool plain = ex->kind == EX_POST && !ex->long_lived && !ex->resuming && t->mode != MODE_LEGACY;
     bool primed = plain && t->npost_pool > 0;
     if (primed)
         ex->easy = t->post_pool[--t->npost_pool];
@@ -825,8 +841,8 @@ static int ex_start(struct exchange *ex)
         if (t->session_id && t->mode == MODE_STREAMABLE)
             ex->sent_session = true;
     } else {
-        if ((err = build_headers(t, &ex->headers, ex->kind, ex->mirror, ex->param_lines,
-                                 &ex->sent_session)) != 0)
+        if ((err = build_headers(t, &ex->headers, ex->resuming ? EX_GET : ex->kind, ex->mirror,
+                                 ex->param_lines, ex->resume_id, &ex->sent_session)) != 0)
             goto out;
         lines = ex->headers;
     }
@@ -856,6 +872,11 @@ static int ex_start(struct exchange *ex)
     }
     switch (ex->kind) {
     case EX_POST:
+        if (ex->resuming) {
+            SETOPT(CURLOPT_HTTPGET, 1L);
+            SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+            break;
+        }
         if (!primed)
             SETOPT(CURLOPT_POST, 1L);
         if (ex->long_lived) {
@@ -888,8 +909,9 @@ static int ex_start(struct exchange *ex)
         ex->sse = &t->stream_sse;
     }
     ex->started = uv_now(t->loop);
-    ex->total_deadline = 0;
-    if (ex->kind == EX_POST && to->total_ms && !ex->long_lived)
+    if (!ex->resuming) /* a resumption keeps the deadline of the whole exchange */
+        ex->total_deadline = 0;
+    if (!ex->resuming && ex->kind == EX_POST && to->total_ms && !ex->long_lived)
         ex->total_deadline = ex->started + to->total_ms;
     if (ex->kind != EX_DELETE)
         ex_arm_timer(ex);
@@ -965,6 +987,77 @@ static int curl_err_class(CURLcode cc)
 
 static void start_fallback(struct http_transport *t, struct exchange *ex, const char *why);
 
+static void resume_timer_cb(uv_timer_t *h)
+{
+    struct exchange *ex = h->data;
+    struct http_transport *t = ex->t;
+    enter(t);
+    if (!ex->cancelled && t->closing == CLOSE_NONE) {
+        int err = ex_start(ex);
+        if (err) {
+            char why[256];
+            snprintf(why, sizeof(why), "cannot resume the SSE stream of upstream %s: %s",
+                     srv_name(t), err_str(err));
+            ex_finish(ex, err, why);
+        }
+    }
+    leave(t);
+}
+
+/*
+ * A POST's SSE stream (or the GET resuming it) ended, or its connection was lost, before the
+ * response. When the stream named an event id, the server can continue it (2025-11-25
+ * "Resumability and Redelivery"): wait for its `retry` and GET with Last-Event-ID; the exchange
+ * stays in t->active meanwhile. Returns false when the stream cannot be resumed: the exchange
+ * then ends as before (unanswered, or with the broken stream's error).
+ */
+static bool resume_later(struct exchange *ex)
+{
+    struct http_transport *t = ex->t;
+    if (ex->answered || ex->cancelled || ex->long_lived || ex->mirror[0] != NULL ||
+        t->mode != MODE_STREAMABLE || t->closing != CLOSE_NONE || ex->sse == NULL)
+        return false;
+    const char *id = sse_parser_last_id(ex->sse);
+    long long retry = sse_parser_retry(ex->sse);
+    if (id != NULL) {
+        char *copy = strdup(id);
+        if (copy == NULL)
+            return false;
+        free(ex->resume_id);
+        ex->resume_id = copy;
+    }
+    if (!ex->resuming)
+        ex->resume_ms = -1;
+    if (retry >= 0)
+        ex->resume_ms = retry;
+    if (ex->resume_id == NULL)
+        return false;
+    if (ex->resumes >= HTTP_RESUME_MAX) {
+        log_warn("upstream_resume",
+                 "upstream %s: the SSE stream of a request ended %u times without its answer; "
+                 "giving up",
+                 srv_name(t), ex->resumes + 1);
+        return false;
+    }
+    uint64_t delay = ex->resume_ms < 0                              ? HTTP_RECONNECT_MIN_MS
+                     : ex->resume_ms > HTTP_RECONNECT_SERVER_MAX_MS ? HTTP_RECONNECT_SERVER_MAX_MS
+                                                                    : (uint64_t)ex->resume_ms;
+    if (ex->total_deadline) {
+        uint64_t now = uv_now(t->loop);
+        if (now + delay >= ex->total_deadline)
+            return false; /* no time left to resume in: ends unanswered */
+    }
+    ex_reset_transfer(ex);
+    ex->resuming = true;
+    ex->resumes++;
+    log_info("upstream_resume",
+             "upstream %s: the SSE stream of a request ended before its answer; resuming it with "
+             "a GET (Last-Event-ID) in %llu ms",
+             srv_name(t), (unsigned long long)delay);
+    uv_timer_start(&ex->timer, resume_timer_cb, delay, 0);
+    return true;
+}
+
 /* A POST's transfer ended with an HTTP answer (cc == OK) or not. */
 static void post_done(struct exchange *ex, CURLcode cc)
 {
@@ -978,6 +1071,11 @@ static void post_done(struct exchange *ex, CURLcode cc)
     }
     if (cc != CURLE_OK) {
         int err = curl_err_class(cc);
+        /* A connection lost in the middle of an SSE answer is a disconnection the server may let
+           us resume, like a stream it ended. */
+        if (err == ERR_UNAVAILABLE && ex->mode == BODY_SSE && ex->status >= 200 &&
+            ex->status < 300 && resume_later(ex))
+            return;
         if (err == ERR_TIMEOUT)
             snprintf(why, sizeof(why), "could not connect to upstream %s within %u ms", name,
                      (unsigned)t->srv->timeouts.connect_ms);
@@ -996,6 +1094,8 @@ static void post_done(struct exchange *ex, CURLcode cc)
     bool first = !t->probed;
     if (ex->mirror[0] == NULL || (st >= 200 && st < 300))
         t->probed = true;
+    if (st >= 200 && st < 300 && ex->mode == BODY_SSE && resume_later(ex))
+        return;
     if (st >= 200 && st < 300) {
         if (ex->mode == BODY_JSON) {
             json_error_t jerr;

@@ -82,7 +82,7 @@ export function readExpectedFailures(file) {
   return map;
 }
 
-function expectedReason(map, scenario, check) {
+export function expectedReason(map, scenario, check) {
   if (map.has(`${scenario}/${check}`)) return { key: `${scenario}/${check}`, reason: map.get(`${scenario}/${check}`) };
   if (map.has(`${scenario}/*`)) return { key: `${scenario}/*`, reason: map.get(`${scenario}/*`) };
   return null;
@@ -216,11 +216,11 @@ function normalise(rawDir, outDir) {
   return found;
 }
 
-function runSuite(args, logFile, timeoutMs) {
+export function runSuite(args, logFile, timeoutMs, env = node22Env()) {
   const log = fs.openSync(logFile, 'a');
   fs.writeSync(log, `$ ${NODE22} ${CONFORMANCE_ENTRY} ${args.join(' ')}\n`);
   const child = spawn(NODE22, [CONFORMANCE_ENTRY, ...args], {
-    env: node22Env(),
+    env,
     stdio: ['ignore', log, log],
     detached: true,
   });
