@@ -18,6 +18,7 @@
 #include "mcp/pipeline.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
+#include "vault/vault.h"
 #include "shared/redis.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -2168,6 +2169,7 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
         srv->auth = true;
         set_issuer(srv, cfg);
         mcp_seal_init(srv->master);
+        vault_init(srv->master); /* users' upstream tokens (servers with auth.oauth) */
     } else if (cfg->store.key_file_set) {
         /* Replicas without authentication share session ids through the same key file; without
            one named, nothing is written to disk (session ids are sealed with a key of this
@@ -2596,6 +2598,7 @@ void server_free(struct server *srv)
         config_unref(srv->listen_cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     sodium_memzero(srv->master, sizeof(srv->master));
+    vault_release();
     if (srv->shared)
         shared_release();
     free(srv);

@@ -46,6 +46,7 @@ struct fetch_response {
     long max_age;             /* Cache-Control max-age in seconds, -1 when absent; 0 for no-store
                                  or no-cache */
     const char *url;          /* the final URL after redirects */
+    const char *www_authenticate; /* the WWW-Authenticate header (the first), or NULL */
 };
 
 /* err: 0 with r set, or ERR_DENIED (a non-public address; why names it), ERR_LIMIT (too large,
