@@ -195,5 +195,8 @@ int oauth_upstream_prm_urls(const char *server_url, char out[][1024]);
    path-inserted, OpenID Connect path-inserted, OpenID Connect path-appended; without a path the
    two root ones): their count. */
 int oauth_upstream_asm_urls(const char *issuer, char out[][1024]);
+/* Does a protected-resource document's `resource` cover the server's URL (the same URL, or a
+   parent of it on the same origin cut at a path segment)? */
+bool oauth_upstream_resource_covers(const char *resource, const char *server_url);
 
 #endif

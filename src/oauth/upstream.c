@@ -71,6 +71,7 @@ struct upflow {
     int nurls, try;
     json_t *prm, *asm_; /* the metadata documents */
     char issuer[UP_URL_MAX];
+    char resource[UP_URL_MAX]; /* the protected-resource document's `resource` */
     /* the client */
     char client_id[STORE_CLIENT_ID_MAX + 1];
     char *client_secret; /* secret_free */
@@ -189,15 +190,22 @@ int oauth_upstream_asm_urls(const char *issuer, char out[][UP_URL_MAX])
     return 3;
 }
 
-/* The same resource: equal, or equal but for one trailing slash. */
-static bool same_resource(const char *a, const char *b)
+/* Does the resource a protected-resource document names cover the server's URL: the same URL
+   (but for trailing slashes), or a parent of it on the same origin, cut at a path segment (RFC
+   9728's document at the origin's root names the origin)? */
+bool oauth_upstream_resource_covers(const char *resource, const char *server_url)
 {
-    size_t al = strlen(a), bl = strlen(b);
-    while (al > 0 && a[al - 1] == '/')
-        al--;
-    while (bl > 0 && b[bl - 1] == '/')
-        bl--;
-    return al == bl && strncmp(a, b, al) == 0;
+    size_t rl = strlen(resource), sl = strlen(server_url);
+    while (rl > 0 && resource[rl - 1] == '/')
+        rl--;
+    while (sl > 0 && server_url[sl - 1] == '/')
+        sl--;
+    if (rl == 0 || rl > sl || strncmp(resource, server_url, rl) != 0 || strchr(resource, '#'))
+        return false;
+    const char *auth = strstr(resource, "://");
+    if (auth == NULL || (size_t)(auth + 3 - resource) >= rl) /* a scheme alone covers nothing */
+        return false;
+    return rl == sl || server_url[rl] == '/';
 }
 
 static bool list_has(const json_t *arr, const char *s)
@@ -428,10 +436,11 @@ static void got_prm(struct upflow *w, json_t *doc)
 {
     const char *res = json_string_value(json_object_get(doc, "resource"));
     json_t *as = json_object_get(doc, "authorization_servers");
-    if (res == NULL || !same_resource(res, w->srv->url)) {
+    if (res == NULL || strlen(res) >= sizeof(w->resource) ||
+        !oauth_upstream_resource_covers(res, w->srv->url)) {
         flow_fail(w, 502,
-                  "the protected-resource metadata names resource \"%.200s\", not this server's "
-                  "URL %s; refusing to send its tokens there",
+                  "the protected-resource metadata names resource \"%.200s\", which is neither "
+                  "this server's URL %s nor a parent of it; refusing to send its tokens there",
                   res ? res : "(none)", w->srv->url);
         json_decref(doc);
         return;
@@ -443,6 +452,7 @@ static void got_prm(struct upflow *w, json_t *doc)
         return;
     }
     w->prm = doc;
+    snprintf(w->resource, sizeof(w->resource), "%s", res); /* sent as published (RFC 8707) */
     snprintf(w->issuer, sizeof(w->issuer), "%s", iss);
     w->nurls = oauth_upstream_asm_urls(w->issuer, w->urls);
     w->try = 0;
@@ -463,6 +473,13 @@ static int url_add(struct buf *b, const char *name, const char *value)
     if (buf_append(b, name, strlen(name)) != 0 || buf_append(b, "=", 1) != 0)
         return ERR_NOMEM;
     return oauth_url_encode(b, value);
+}
+
+/* OpenID Connect registration's application_type (SEP-837): "web" for a gateway at an https
+   URL, "native" for one reached on loopback over http (a developer's machine). */
+static const char *application_type(const struct oauth_ctx *o)
+{
+    return o->secure_cookie ? "web" : "native";
 }
 
 static void got_asm(struct upflow *w, json_t *doc)
@@ -546,10 +563,10 @@ static void got_asm(struct upflow *w, json_t *doc)
     }
     char cb[UP_URL_MAX];
     snprintf(cb, sizeof(cb), "%s/oauth/upstream/callback", w->o->issuer);
-    json_t *reg =
-        json_pack("{s:s, s:[s], s:[s,s], s:[s], s:s}", "client_name", "Gatehouse", "redirect_uris",
-                  cb, "grant_types", "authorization_code", "refresh_token", "response_types",
-                  "code", "token_endpoint_auth_method", "none");
+    json_t *reg = json_pack("{s:s, s:[s], s:[s,s], s:[s], s:s, s:s}", "client_name", "Gatehouse",
+                            "redirect_uris", cb, "grant_types", "authorization_code",
+                            "refresh_token", "response_types", "code", "token_endpoint_auth_method",
+                            "none", "application_type", application_type(w->o));
     char *body = reg ? json_dumps(reg, JSON_COMPACT) : NULL;
     json_decref(reg);
     if (body == NULL) {
@@ -646,7 +663,7 @@ static void send_authorization(struct upflow *w)
         "server", w->srv->name, "verifier", verifier, "issuer", w->issuer, "token_endpoint",
         json_string_value(json_object_get(w->asm_, "token_endpoint")), "client_id", w->client_id,
         "client_secret", w->client_secret ? w->client_secret : "", "auth_method", w->auth_method,
-        "resource", w->srv->url, "iss_supported", iss_adv, "browser", browser_hash, "scope", scope);
+        "resource", w->resource, "iss_supported", iss_adv, "browser", browser_hash, "scope", scope);
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     if (rec) {
         oauth_json_wipe(rec, "verifier");
@@ -690,7 +707,7 @@ static void send_authorization(struct upflow *w)
     e |= url_add(&q, "code_challenge", challenge);
     e |= url_add(&q, "code_challenge_method", "S256");
     e |= url_add(&q, "state", state);
-    e |= url_add(&q, "resource", w->srv->url);
+    e |= url_add(&q, "resource", w->resource);
     if (scope[0])
         e |= url_add(&q, "scope", scope);
     e |= buf_append(&b, q.data, q.len);
@@ -880,13 +897,13 @@ static void step_cb(void *arg, int err, const struct fetch_response *r, const ch
     case UP_PROBE: {
         json_decref(doc);
         char rm[UP_URL_MAX], scope[STORE_SCOPE_MAX + 1], e[64];
-        if (r->status != 401) {
-            flow_fail(w, 502,
-                      "the server answered HTTP %ld without a token, not 401: it does not ask for "
-                      "authorization",
+        if (r->status != 401 && (r->status < 200 || r->status > 299)) {
+            flow_fail(w, 502, "the server answered HTTP %ld to a request without a token, not 401",
                       r->status);
             return;
         }
+        /* 2xx: the server lets this request in without a token (it asks for one on others,
+           perhaps): the well-known URLs tell where to authorize */
         oauth_upstream_challenge(r->www_authenticate, rm, sizeof(rm), scope, sizeof(scope), e,
                                  sizeof(e));
         snprintf(w->wa_scope, sizeof(w->wa_scope), "%s", scope);
@@ -1108,10 +1125,11 @@ int oauth_upstream_client_metadata(struct oauth_ctx *o, h2o_req_t *req)
     char id[UP_URL_MAX], cb[UP_URL_MAX];
     snprintf(id, sizeof(id), "%s/oauth/upstream/client.json", o->issuer);
     snprintf(cb, sizeof(cb), "%s/oauth/upstream/callback", o->issuer);
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:[s], s:[s,s], s:[s], s:s}", "client_id", id,
-                            "client_name", "Gatehouse", "client_uri", o->issuer, "redirect_uris",
-                            cb, "grant_types", "authorization_code", "refresh_token",
-                            "response_types", "code", "token_endpoint_auth_method", "none");
+    json_t *doc =
+        json_pack("{s:s, s:s, s:s, s:[s], s:[s,s], s:[s], s:s, s:s}", "client_id", id,
+                  "client_name", "Gatehouse", "client_uri", o->issuer, "redirect_uris", cb,
+                  "grant_types", "authorization_code", "refresh_token", "response_types", "code",
+                  "token_endpoint_auth_method", "none", "application_type", application_type(o));
     oauth_send_json(req, 200, doc);
     json_decref(doc);
     return 200;

@@ -41,10 +41,13 @@ async function main() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const oauth = { allow_private: true };
-  if (process.env.GATEHOUSE_UPSTREAM_CLIENT_ID) oauth.client_id = process.env.GATEHOUSE_UPSTREAM_CLIENT_ID;
-  if (process.env.GATEHOUSE_UPSTREAM_CLIENT_SECRET) {
+  // A scenario's context (MCP_CONFORMANCE_CONTEXT) may hand the client pre-registered
+  // credentials: configured as an operator would, the secret in a file only its owner reads.
+  const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || '{}');
+  if (context.client_id) oauth.client_id = context.client_id;
+  if (context.client_secret) {
     const f = path.join(dir, 'client.secret');
-    fs.writeFileSync(f, process.env.GATEHOUSE_UPSTREAM_CLIENT_SECRET + '\n', { mode: 0o600 });
+    fs.writeFileSync(f, context.client_secret + '\n', { mode: 0o600 });
     oauth.client_secret_file = f;
   }
   const config = {
@@ -71,7 +74,7 @@ async function main() {
     const browser = new Browser();
     const { page } = await browser.follow(link);
     const ok = page.status === 200 && page.text.includes('Connected');
-    process.stdout.write(`gatehouse: ${page.status} ${page.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 400)}\n`);
+    process.stdout.write(`gatehouse: ${page.status} ${page.text.replace(/<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 400)}\n`);
     process.exitCode = ok ? 0 : 1;
   } finally {
     try {
