@@ -12,11 +12,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Browser } from './lib/browser.mjs';
+import { GATEHOUSE_BIN as BIN } from './lib/gateway.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const BIN = path.resolve(HERE, '..', '..', process.env.GATEHOUSE_BIN ?? 'build/gatehouse');
 const serverUrl = process.argv[process.argv.length - 1];
 
 function freePort() {
