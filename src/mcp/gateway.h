@@ -183,6 +183,19 @@ void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned re
                             void *arg);
 /* Index of the server named `name`, or -1. */
 int gateway_find_server(const char *name);
+/* The configuration of server `index` (lives as long as the engine), or NULL. */
+const struct config_server *gateway_server_config(int index);
+
+/* The vault stage's per-worker needs (vault_stage.c). The link maker writes a user's connect
+   link for a server into out (0, or an error: no link). */
+typedef int (*mcp_vault_link_fn)(int64_t user_id, const char *server, char *out, size_t size);
+struct store_caller;
+/* On a worker's thread, before its first call: the worker's store caller, a fetcher of the
+   stage's own (trusting ca_file too when not NULL) and the link maker. Returns 0 or ERR_*. */
+int mcp_vault_attach(uv_loop_t *loop, struct store_caller *sc, const char *ca_file,
+                     mcp_vault_link_fn link);
+/* On the same thread, at its end: refreshes in flight are dropped. */
+void mcp_vault_detach(void);
 const char *gateway_server_name(int index);
 
 /* What the HTTP layer does with a downstream message. */

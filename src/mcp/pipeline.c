@@ -348,6 +348,10 @@ struct pipeline *pipeline_builtin(void)
     struct pipeline *pl = pipeline_new();
     if (pl == NULL)
         return NULL;
+    if (mcp_vault_stage_add(pl) != 0) {
+        pipeline_unref(pl);
+        return NULL;
+    }
     if (m != NULL) {
         struct stage s = {.name = "call_outcomes", .done = call_outcomes_done, .conf = m};
         if (pipeline_add(pl, &s) != 0) {

@@ -2321,6 +2321,11 @@ int gateway_find_server(const char *name)
     return -1;
 }
 
+const struct config_server *gateway_server_config(int index)
+{
+    return index >= 0 && (size_t)index < atomic_load(&gw.nups) ? gw.ups[index]->srv : NULL;
+}
+
 const char *gateway_server_name(int index)
 {
     return index >= 0 && (size_t)index < atomic_load(&gw.nups) ? gw.ups[index]->srv->name : NULL;
