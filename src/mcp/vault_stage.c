@@ -90,7 +90,7 @@ struct vjob {
     int rc;
     struct vault_entry *e;
     json_t *tokens; /* a refresh answer, until kept */
-    char why[512]; /* err_info.msg */
+    char why[512];  /* err_info.msg */
 };
 
 static void job_free(struct vjob *j)
