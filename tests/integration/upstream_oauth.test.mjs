@@ -11,6 +11,7 @@
 //   - kill -9 after the exchange keeps the connection.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startOauthUpstream } from './fixtures/oauth-upstream.mjs';
@@ -30,6 +31,17 @@ function call(gw, tok, sid) {
 /** Everything a file holds, as text (SQLite's database and WAL are searched byte-wise). */
 function fileText(f) {
   return fs.existsSync(f) ? fs.readFileSync(f).toString('latin1') : '';
+}
+
+/** The store's bytes: SQLite's files, or on PostgreSQL every row of upstream_tokens as text. */
+function storeText(gw) {
+  if (gw.db) return fileText(gw.db) + fileText(`${gw.db}-wal`);
+  const cfg = JSON.parse(fs.readFileSync(gw.configFile, 'utf8'));
+  const db = new URL(cfg.store.postgres).pathname.slice(1);
+  const { GH_TEST_PG_BINDIR: bin, GH_TEST_PG_HOST: host, GH_TEST_PG_PORT: port } = process.env;
+  const r = spawnSync(path.join(bin, 'psql'), ['-X', '-A', '-t', '-h', host, '-p', port, '-U', 'postgres', '-d', db, '-c', 'SELECT * FROM upstream_tokens'], { encoding: 'latin1' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
 }
 
 test('a user connects an upstream account through the -32042 link; tokens stay theirs and sealed', { timeout: 90000 }, async (t) => {
@@ -104,7 +116,7 @@ test('a user connects an upstream account through the -32042 link; tokens stay t
   // 6. no token in clear: the store's bytes, the gateway's output, the CLI's
   const secrets = [...up.log.issued];
   assert.ok(secrets.length >= 6);
-  const haystacks = { store: fileText(gw.db) + fileText(`${gw.db}-wal`), log: gw.lines.join('\n') + gw.stdout, cli: JSON.stringify(list) };
+  const haystacks = { store: storeText(gw), log: gw.lines.join('\n') + gw.stdout, cli: JSON.stringify(list) };
   for (const [where, text] of Object.entries(haystacks)) for (const s of secrets) assert.ok(!text.includes(s), `a token is in the ${where}`);
   assert.ok(haystacks.store.length > 0);
 
@@ -120,4 +132,5 @@ test('a user connects an upstream account through the -32042 link; tokens stay t
   assert.match(cli(gw.configFile, ['user', 'disconnect', 'alice', 'up']), /disconnected/);
   r = await call(gw2, alice2, s2);
   assert.equal(r.json.error?.code, -32042);
+  await gw2.stop(); // a clean exit (under ASan: no leak)
 });
