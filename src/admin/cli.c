@@ -474,7 +474,7 @@ static int user_connect(struct cli *c, const struct args *a)
     if (err)
         return refuse("%s", ei.msg);
     char url[4096];
-    err = oauth_upstream_start_url(master, c->cfg->auth.issuer, u.id, a->pos[1],
+    err = oauth_upstream_start_url(master, c->cfg->auth.issuer, u.id, a->pos[1], NULL,
                                    (int64_t)time(NULL), url, sizeof(url));
     sodium_memzero(master, sizeof(master));
     if (err)

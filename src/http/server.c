@@ -2342,13 +2342,14 @@ int server_start(struct server *srv)
 /* The server whose master key and issuer make users' connect links (one per process). */
 static struct server *link_server;
 
-static int connect_link(int64_t user_id, const char *server, char *out, size_t size)
+static int connect_link(int64_t user_id, const char *server, const char *scope, char *out,
+                        size_t size)
 {
     struct server *srv = link_server;
     if (srv == NULL || !srv->auth)
         return ERR_UNAVAILABLE;
-    return oauth_upstream_start_url(srv->master, srv->issuer, user_id, server, (int64_t)time(NULL),
-                                    out, size);
+    return oauth_upstream_start_url(srv->master, srv->issuer, user_id, server, scope,
+                                    (int64_t)time(NULL), out, size);
 }
 
 static void worker_start_cb(void *arg)

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/rand.h"
 #include "mcp/gateway.h"
 #include "mcp/jsonrpc.h"
 #include "mcp/pipeline.h"
@@ -113,7 +114,7 @@ static void refuse_with_link(struct vjob *j, struct call_refusal *why, const cha
 {
     char url[CALL_REFUSAL_URL_MAX];
     url[0] = '\0';
-    if (vt->link == NULL || vt->link(j->uid, j->server, url, sizeof(url)) != 0)
+    if (vt->link == NULL || vt->link(j->uid, j->server, NULL, url, sizeof(url)) != 0)
         url[0] = '\0';
     why->status = 200; /* a JSON-RPC error the client reads, not an HTTP failure */
     why->code = JSONRPC_URL_ELICITATION_REQUIRED;
@@ -347,4 +348,35 @@ int mcp_vault_stage_add(struct pipeline *pl)
 {
     struct stage s = {.name = "vault", .request = vault_request};
     return pipeline_add(pl, &s);
+}
+
+json_t *mcp_vault_challenge_error(const struct principal *who, const char *server,
+                                  const char *challenge, json_t *id)
+{
+    char rm[1024], scope[STORE_SCOPE_MAX + 1], error[64], url[CALL_REFUSAL_URL_MAX], msg[3200];
+    int64_t uid = principal_user_id(who);
+    if (vt == NULL || vt->link == NULL || uid <= 0)
+        return NULL;
+    fetch_bearer_challenge(challenge, rm, sizeof(rm), scope, sizeof(scope), error, sizeof(error));
+    bool step_up = strcmp(error, "insufficient_scope") == 0 && scope[0];
+    if (vt->link(uid, server, step_up ? scope : NULL, url, sizeof(url)) != 0)
+        return NULL;
+    if (step_up)
+        snprintf(msg, sizeof(msg),
+                 "server \"%s\" needs more access than you granted (scope \"%s\"): open %s in a "
+                 "browser to authorize it, then retry",
+                 server, scope, url);
+    else
+        snprintf(msg, sizeof(msg),
+                 "server \"%s\" did not accept your token (%s): open %s in a browser to connect "
+                 "your account again, then retry",
+                 server, error[0] ? error : "HTTP 401", url);
+    log_info("vault", "user %lld, server \"%s\": %s; the user is sent a new link", (long long)uid,
+             server, step_up ? "step-up asked" : "the token was refused");
+    char eid[40];
+    rand_token(eid, sizeof(eid), 16);
+    return jsonrpc_error_new(id, JSONRPC_URL_ELICITATION_REQUIRED, msg,
+                             json_pack("{s:s, s:[{s:s, s:s, s:s, s:s}]}", "server", server,
+                                       "elicitations", "mode", "url", "elicitationId", eid, "url",
+                                       url, "message", msg));
 }

@@ -185,9 +185,6 @@ int oauth_upstream_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *
 int oauth_upstream_client_metadata(struct oauth_ctx *o, h2o_req_t *req);
 /* At shutdown: the flows still waiting are answered 503. */
 void oauth_upstream_shutdown(struct oauth_ctx *o);
-/* The parameters of a WWW-Authenticate Bearer challenge that steer the flow ("" when absent). */
-void oauth_upstream_challenge(const char *h, char *resource_metadata, size_t rm_size, char *scope,
-                              size_t scope_size, char *error, size_t error_size);
 /* The protected-resource metadata URLs of an MCP server's URL, in the order to try them
    (path-inserted, then root): their count (0: not an http(s) URL). */
 int oauth_upstream_prm_urls(const char *server_url, char out[][1024]);

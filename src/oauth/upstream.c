@@ -67,6 +67,7 @@ struct upflow {
     int64_t user_id;
     /* discovery */
     char wa_scope[STORE_SCOPE_MAX + 1];
+    char step_up[STORE_SCOPE_MAX + 1]; /* the start link's: asked for besides the granted one */
     char urls[3][UP_URL_MAX];
     int nurls, try;
     json_t *prm, *asm_; /* the metadata documents */
@@ -84,62 +85,6 @@ struct upflow {
 };
 
 /* ---- pieces without the network (oauth-int.h) ---- */
-
-/* Copy the value of parameter `name` of a WWW-Authenticate Bearer challenge into out. */
-static bool wa_param(const char *h, const char *name, char *out, size_t size)
-{
-    size_t nl = strlen(name);
-    const char *p = h;
-    if (strncasecmp(p, "Bearer", 6) != 0 || (p[6] != ' ' && p[6] != '\0'))
-        return false;
-    p += 6;
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
-            p++;
-        const char *k = p;
-        while (*p && *p != '=' && *p != ' ' && *p != ',')
-            p++;
-        size_t kl = (size_t)(p - k);
-        if (*p != '=')
-            continue;
-        p++;
-        char v[UP_URL_MAX];
-        size_t vl = 0;
-        if (*p == '"') {
-            for (p++; *p && *p != '"'; p++) {
-                if (*p == '\\' && p[1])
-                    p++;
-                if (vl + 1 < sizeof(v))
-                    v[vl++] = *p;
-            }
-            if (*p == '"')
-                p++;
-        } else {
-            while (*p && *p != ',' && *p != ' ')
-                if (vl + 1 < sizeof(v))
-                    v[vl++] = *p++;
-                else
-                    p++;
-        }
-        v[vl] = '\0';
-        if (kl == nl && strncasecmp(k, name, nl) == 0) {
-            snprintf(out, size, "%s", v);
-            return true;
-        }
-    }
-    return false;
-}
-
-void oauth_upstream_challenge(const char *h, char *resource_metadata, size_t rm_size, char *scope,
-                              size_t scope_size, char *error, size_t error_size)
-{
-    resource_metadata[0] = scope[0] = error[0] = '\0';
-    if (h == NULL)
-        return;
-    wa_param(h, "resource_metadata", resource_metadata, rm_size);
-    wa_param(h, "scope", scope, scope_size);
-    wa_param(h, "error", error, error_size);
-}
 
 /* The origin ("https://host:port") and path of an http(s) URL (no query or fragment kept). */
 static bool split_url(const char *url, char *origin, size_t osize, char *path, size_t psize)
@@ -220,13 +165,17 @@ static bool list_has(const json_t *arr, const char *s)
 /* ---- the start link ---- */
 
 int oauth_upstream_start_url(const unsigned char master[AUTH_MASTER_KEY_LEN], const char *issuer,
-                             int64_t user_id, const char *server, int64_t now, char *out,
-                             size_t size)
+                             int64_t user_id, const char *server, const char *scope, int64_t now,
+                             char *out, size_t size)
 {
     char nonce[32];
     rand_token(nonce, sizeof(nonce), 16);
+    if (scope != NULL && strlen(scope) > STORE_SCOPE_MAX)
+        return ERR_LIMIT;
     json_t *t = json_pack("{s:I, s:s, s:I, s:s}", "u", (json_int_t)user_id, "s", server, "x",
                           (json_int_t)(now + UP_START_TTL_S), "n", nonce);
+    if (t != NULL && scope != NULL && *scope)
+        json_object_set_new(t, "sc", json_string(scope));
     char *text = t ? json_dumps(t, JSON_COMPACT) : NULL;
     json_decref(t);
     if (text == NULL)
@@ -250,10 +199,11 @@ int oauth_upstream_start_url(const unsigned char master[AUTH_MASTER_KEY_LEN], co
     return n < 0 || (size_t)n >= size ? ERR_LIMIT : 0;
 }
 
-/* Open a start token: 0 with *user_id and *nonce, or ERR_DENIED (forged, another server's,
-   expired). */
+/* Open a start token: 0 with *user_id, *nonce and the step-up scope (or ""), or ERR_DENIED
+   (forged, another server's, expired). */
 static int start_token_open(const unsigned char *master, const char *tok, const char *server,
-                            int64_t now, int64_t *user_id, char nonce[32])
+                            int64_t now, int64_t *user_id, char nonce[32],
+                            char scope[STORE_SCOPE_MAX + 1])
 {
     size_t tl = strlen(tok);
     unsigned char *raw = malloc(tl + 1), *plain = NULL;
@@ -270,6 +220,8 @@ static int start_token_open(const unsigned char *master, const char *tok, const 
     if (s != NULL && n != NULL && strcmp(s, server) == 0 && x > now && u > 0 && strlen(n) < 32) {
         *user_id = u;
         snprintf(nonce, 32, "%s", n);
+        const char *sc = json_string_value(json_object_get(t, "sc"));
+        snprintf(scope, STORE_SCOPE_MAX + 1, "%s", sc ? sc : "");
         err = 0;
     }
     json_decref(t);
@@ -629,8 +581,12 @@ static void send_authorization(struct upflow *w)
 {
     const char *ae = json_string_value(json_object_get(w->asm_, "authorization_endpoint"));
     char scope[STORE_SCOPE_MAX + 1] = "";
-    /* the challenge's scope, else every scope the resource lists, else the configured ones */
-    if (w->wa_scope[0]) {
+    /* a step-up's scope (the granted one and the challenged one), else the challenge's, else
+       every scope the resource lists, else the configured ones */
+    if (w->step_up[0]) {
+        snprintf(scope, sizeof(scope), "%s", w->step_up);
+        scope_union(scope, sizeof(scope), w->wa_scope);
+    } else if (w->wa_scope[0]) {
         snprintf(scope, sizeof(scope), "%s", w->wa_scope);
     } else if (json_array_size(json_object_get(w->prm, "scopes_supported")) > 0) {
         size_t i;
@@ -904,8 +860,8 @@ static void step_cb(void *arg, int err, const struct fetch_response *r, const ch
         }
         /* 2xx: the server lets this request in without a token (it asks for one on others,
            perhaps): the well-known URLs tell where to authorize */
-        oauth_upstream_challenge(r->www_authenticate, rm, sizeof(rm), scope, sizeof(scope), e,
-                                 sizeof(e));
+        fetch_bearer_challenge(r->www_authenticate, rm, sizeof(rm), scope, sizeof(scope), e,
+                               sizeof(e));
         snprintf(w->wa_scope, sizeof(w->wa_scope), "%s", scope);
         w->try = 0;
         if (rm[0]) {
@@ -975,10 +931,10 @@ int oauth_upstream_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req
         return req->res.status;
     const char *t = oauth_form_get(&f, "t");
     int64_t uid = 0;
-    char nonce[32], nonce_hash[TOKEN_HASH_SIZE];
+    char nonce[32], nonce_hash[TOKEN_HASH_SIZE], step_up[STORE_SCOPE_MAX + 1] = "";
     int status = 0;
     if (t == NULL || strlen(t) > 2048 ||
-        start_token_open(o->master, t, server, oauth_now(), &uid, nonce) != 0) {
+        start_token_open(o->master, t, server, oauth_now(), &uid, nonce, step_up) != 0) {
         status = oauth_error_page(req, 403,
                                   "this link to connect \"%s\" is not valid, or has expired "
                                   "(links last %d minutes); ask your agent for a new one",
@@ -1013,6 +969,14 @@ int oauth_upstream_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req
     }
     struct upflow *w = flow_new(o, cfg, req, srv);
     w->user_id = uid;
+    if (step_up[0]) {
+        /* a step-up: the scope granted before, and the one the server asked for (SEP-2350) */
+        struct vault_entry *e = NULL;
+        if (vault_open(o->st, uid, srv->name, &e) == 0)
+            scope_union(w->step_up, sizeof(w->step_up), vault_entry_scope(e));
+        vault_entry_free(e);
+        scope_union(w->step_up, sizeof(w->step_up), step_up);
+    }
     w->step = UP_PROBE;
     flow_fetch(w, srv->url, "POST", INIT_BODY, "application/json", NULL);
 out:

@@ -485,3 +485,61 @@ void fetch_cancel(struct fetch *x)
     if (x != NULL && x->cb != NULL)
         fetch_free(x);
 }
+
+/* ---- WWW-Authenticate ---- */
+
+/* Copy the value of parameter `name` of a WWW-Authenticate Bearer challenge into out. */
+static bool wa_param(const char *h, const char *name, char *out, size_t size)
+{
+    size_t nl = strlen(name);
+    const char *p = h;
+    if (strncasecmp(p, "Bearer", 6) != 0 || (p[6] != ' ' && p[6] != '\0'))
+        return false;
+    p += 6;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        const char *k = p;
+        while (*p && *p != '=' && *p != ' ' && *p != ',')
+            p++;
+        size_t kl = (size_t)(p - k);
+        if (*p != '=')
+            continue;
+        p++;
+        char v[1024];
+        size_t vl = 0;
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++) {
+                if (*p == '\\' && p[1])
+                    p++;
+                if (vl + 1 < sizeof(v))
+                    v[vl++] = *p;
+            }
+            if (*p == '"')
+                p++;
+        } else {
+            while (*p && *p != ',' && *p != ' ')
+                if (vl + 1 < sizeof(v))
+                    v[vl++] = *p++;
+                else
+                    p++;
+        }
+        v[vl] = '\0';
+        if (kl == nl && strncasecmp(k, name, nl) == 0) {
+            snprintf(out, size, "%s", v);
+            return true;
+        }
+    }
+    return false;
+}
+
+void fetch_bearer_challenge(const char *h, char *resource_metadata, size_t rm_size, char *scope,
+                            size_t scope_size, char *error, size_t error_size)
+{
+    resource_metadata[0] = scope[0] = error[0] = '\0';
+    if (h == NULL)
+        return;
+    wa_param(h, "resource_metadata", resource_metadata, rm_size);
+    wa_param(h, "scope", scope, scope_size);
+    wa_param(h, "error", error, error_size);
+}

@@ -134,3 +134,38 @@ test('a user connects an upstream account through the -32042 link; tokens stay t
   assert.equal(r.json.error?.code, -32042);
   await gw2.stop(); // a clean exit (under ASan: no leak)
 });
+
+test('a token the server refuses, or a wider scope it asks for, sends the user a new link', { timeout: 60000 }, async (t) => {
+  const up = await startOauthUpstream({ firstTtl: 3600 });
+  t.after(() => up.close());
+  const upstream = { name: 'up', url: up.url, protocol: '2025-11-25', auth: { oauth: { allow_private: true } } };
+  const gw = await startAuthGateway(t, { users: ['alice'], extra: { servers: [upstream] } });
+  const alice = (await fullFlow(gw, { user: 'alice' })).access_token;
+  const sa = await session(gw, alice);
+  const browser = new Browser();
+  await browser.request(`${up.base}/login?who=alice-up`);
+  let r = await call(gw, alice, sa);
+  assert.match((await browser.follow(r.json.error.data.elicitations[0].url)).page.text, /Connected/);
+  assert.deepEqual(up.log.scopes, ['tools'], 'the first authorization asks for the scopes the resource lists');
+
+  // step-up: 403 insufficient_scope → a link asking for the granted scope and the new one
+  r = await mcpCall(gw.url, alice, sa, 'tools/call', { name: 'write_thing', arguments: {} });
+  assert.equal(r.json.error?.code, -32042, JSON.stringify(r.json ?? r.text));
+  assert.match(r.json.error.message, /server "up" needs more access than you granted \(scope "write"\): open http/);
+  assert.match((await browser.follow(r.json.error.data.elicitations[0].url)).page.text, /Connected/);
+  assert.deepEqual(up.log.scopes, ['tools', 'tools write'], 'the union of the granted and the challenged scope');
+  r = await mcpCall(gw.url, alice, sa, 'tools/call', { name: 'write_thing', arguments: {} });
+  assert.equal(r.json.result?.content?.[0]?.text, 'upstream account alice-up wrote', JSON.stringify(r.json ?? r.text));
+
+  // a token the server no longer accepts (401): a link to connect again
+  await fetch(`${up.base}/revoke-all`);
+  r = await call(gw, alice, sa);
+  assert.equal(r.json.error?.code, -32042, JSON.stringify(r.json ?? r.text));
+  assert.match(r.json.error.message, /server "up" did not accept your token/);
+  assert.match((await browser.follow(r.json.error.data.elicitations[0].url)).page.text, /Connected/);
+  r = await call(gw, alice, sa);
+  assert.equal(r.json.result?.content?.[0]?.text, 'upstream account alice-up');
+  const text = gw.lines.join('\n') + gw.stdout;
+  for (const s of up.log.issued) assert.ok(!text.includes(s), 'a token is in the log');
+  await gw.stop();
+});

@@ -8,31 +8,32 @@
 #include "auth/auth.h"
 #include "core/rand.h"
 #include "oauth/oauth-int.h"
+#include "upstream/fetch.h"
 #include "test.h"
 
 static void test_challenge(void)
 {
     char rm[1024], scope[256], err[64];
-    oauth_upstream_challenge(
+    fetch_bearer_challenge(
         "Bearer resource_metadata=\"https://r.example/.well-known/"
         "oauth-protected-resource/mcp\", scope=\"a b\", error=insufficient_scope",
         rm, sizeof(rm), scope, sizeof(scope), err, sizeof(err));
     CHECK_STR(rm, "https://r.example/.well-known/oauth-protected-resource/mcp");
     CHECK_STR(scope, "a b");
     CHECK_STR(err, "insufficient_scope");
-    oauth_upstream_challenge("bearer realm=\"x\",scope=read", rm, sizeof(rm), scope, sizeof(scope),
-                             err, sizeof(err));
+    fetch_bearer_challenge("bearer realm=\"x\",scope=read", rm, sizeof(rm), scope, sizeof(scope),
+                           err, sizeof(err));
     CHECK_STR(rm, "");
     CHECK_STR(scope, "read");
     /* another scheme's parameters are not a Bearer challenge's */
-    oauth_upstream_challenge("Basic realm=\"x\", scope=\"a\"", rm, sizeof(rm), scope, sizeof(scope),
-                             err, sizeof(err));
+    fetch_bearer_challenge("Basic realm=\"x\", scope=\"a\"", rm, sizeof(rm), scope, sizeof(scope),
+                           err, sizeof(err));
     CHECK_STR(scope, "");
-    oauth_upstream_challenge(NULL, rm, sizeof(rm), scope, sizeof(scope), err, sizeof(err));
+    fetch_bearer_challenge(NULL, rm, sizeof(rm), scope, sizeof(scope), err, sizeof(err));
     CHECK_STR(rm, "");
     /* an escaped quote inside a quoted value */
-    oauth_upstream_challenge("Bearer error_description=\"a \\\"b\\\"\", scope=\"s\"", rm,
-                             sizeof(rm), scope, sizeof(scope), err, sizeof(err));
+    fetch_bearer_challenge("Bearer error_description=\"a \\\"b\\\"\", scope=\"s\"", rm, sizeof(rm),
+                           scope, sizeof(scope), err, sizeof(err));
     CHECK_STR(scope, "s");
 }
 
@@ -75,14 +76,14 @@ static void test_start_url(void)
     unsigned char master[AUTH_MASTER_KEY_LEN];
     rand_bytes(master, sizeof(master));
     char url[4096];
-    CHECK_INT(oauth_upstream_start_url(master, "https://gw.example", 42, "linear", 1000, url,
+    CHECK_INT(oauth_upstream_start_url(master, "https://gw.example", 42, "linear", NULL, 1000, url,
                                        sizeof(url)),
               0);
     CHECK(strncmp(url, "https://gw.example/oauth/upstream/linear/start?t=", 49) == 0);
     CHECK(strstr(url, "42") == NULL || strstr(url + 49, "linear") == NULL); /* sealed */
     char small[40];
-    CHECK_INT(oauth_upstream_start_url(master, "https://gw.example", 42, "linear", 1000, small,
-                                       sizeof(small)),
+    CHECK_INT(oauth_upstream_start_url(master, "https://gw.example", 42, "linear", NULL, 1000,
+                                       small, sizeof(small)),
               ERR_LIMIT);
 }
 
