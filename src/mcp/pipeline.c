@@ -162,7 +162,9 @@ static enum stage_verdict run_request(struct call *c)
 {
     while (c->pl != NULL && c->next < c->pl->request.n) {
         const struct stage *s = &c->pl->request.v[c->next++];
-        struct call_refusal why = {0};
+        struct call_refusal why; /* large (it may carry a URL): filled only when used */
+        why.status = why.code = 0;
+        why.message[0] = why.url[0] = '\0';
         enum stage_verdict v = s->request(c, s->conf, &why);
         if (v == STAGE_SUSPEND) {
             c->suspended = true;
