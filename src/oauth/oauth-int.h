@@ -83,6 +83,10 @@ h2o_iovec_t oauth_header(h2o_req_t *req, const char *name, size_t len);
 bool oauth_cookie(h2o_req_t *req, const char *name, char *out, size_t size);
 /* The login cookie's name for this issuer. */
 const char *oauth_login_cookie_name(const struct oauth_ctx *o);
+/* The user of the browser's login session, if any (and still enabled); login_hash receives the
+   session's key. */
+bool oauth_login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u,
+                      char login_hash[TOKEN_HASH_SIZE]);
 /* A POST from a page of ours: its Origin (when sent) must be the issuer; "null" (a hidden
    origin) is refused like a foreign one. Answers 403 naming the Origin if not. */
 bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req);

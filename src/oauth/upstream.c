@@ -956,7 +956,17 @@ int oauth_upstream_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req
         mark ? store_ephemeral_put(o->st, "upstart", nonce_hash, mark, oauth_now() + UP_START_TTL_S)
              : ERR_NOMEM;
     json_decref(mark);
-    struct store_user u;
+    struct store_user u, signed_in;
+    char login_hash[TOKEN_HASH_SIZE];
+    if (oauth_login_user(o, req, &signed_in, login_hash) && signed_in.id != uid) {
+        /* someone else's link in a browser signed in to the gateway: connecting there would
+           put this browser's upstream account in another user's hands */
+        status = oauth_error_page(req, 403,
+                                  "this browser is signed in to Gatehouse as \"%s\", but the link "
+                                  "to connect \"%s\" is another user's; open your own link",
+                                  signed_in.name, server);
+        goto out;
+    }
     if (err == 0 && (err = store_user_get(o->st, uid, &u)) == 0 && u.disabled)
         err = ERR_DENIED;
     if (err) {

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startOauthUpstream } from './fixtures/oauth-upstream.mjs';
-import { Browser, cli, fullFlow, mcpCall, mcpInit, startAuthGateway } from './oauth_lib.mjs';
+import { Browser, authorizeUrl, browse, cli, fullFlow, mcpCall, mcpInit, pkce, register, startAuthGateway } from './oauth_lib.mjs';
 import { miniServer, startGateway } from './lib.mjs';
 
 async function session(gw, tok) {
@@ -98,8 +98,15 @@ test('a user connects an upstream account through the -32042 link; tokens stay t
   assert.equal(r.json.error?.code, -32042, JSON.stringify(r.json ?? r.text));
   assert.notEqual(r.json.error.data.elicitations[0].url, el.url);
   assert.equal(up.log.calls.length, nCalls, "bob's call never reached the server");
-  // bob's link opened in alice's upstream browser session connects alice-up's upstream account
-  // to bob: his own gateway user, never alice's (the link names bob)
+  // bob's link opened in a browser signed in to the gateway as alice is refused (it would put
+  // that browser's upstream account in bob's hands), and the link is spent
+  const { browser: aliceGw } = await browse(authorizeUrl(gw, { client_id: (await register(gw)).client_id, challenge: pkce().challenge }), { user: 'alice' });
+  const wrong = await aliceGw.follow(r.json.error.data.elicitations[0].url);
+  assert.equal(wrong.page.status, 403);
+  assert.match(wrong.page.text, /signed in to Gatehouse as &quot;alice&quot;, but the link to connect &quot;up&quot; is another user/);
+  r = await call(gw, bob, sb);
+  assert.equal(r.json.error?.code, -32042);
+  // bob's own browser connects his upstream account (bob-up) to his gateway user
   const bobBrowser = new Browser();
   await bobBrowser.request(`${up.base}/login?who=bob-up`);
   assert.match((await bobBrowser.follow(r.json.error.data.elicitations[0].url)).page.text, /Connected/);
