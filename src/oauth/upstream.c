@@ -417,6 +417,71 @@ static void got_prm(struct upflow *w, json_t *doc)
 
 static void send_authorization(struct upflow *w);
 
+/* Keep rec (not taken) sealed with the master key in the store's ephemeral rows under
+   (kind, key_hash) until expires_at. Returns 0 or ERR_*. */
+static int put_sealed(struct oauth_ctx *o, const char *kind, const char *key_hash,
+                      const json_t *rec, int64_t user_id, int64_t expires_at)
+{
+    char *text = json_dumps(rec, JSON_COMPACT);
+    unsigned char *sealed = NULL;
+    size_t sl = 0;
+    int err = text ? auth_seal(o->master, text, strlen(text), &sealed, &sl) : ERR_NOMEM;
+    if (text) {
+        sodium_memzero(text, strlen(text));
+        free(text);
+    }
+    char *enc = NULL;
+    if (err == 0 && (enc = malloc(b64url_encoded_len(sl) + 1)) != NULL)
+        b64url_encode(enc, b64url_encoded_len(sl) + 1, sealed, sl);
+    free(sealed);
+    json_t *eph = enc ? json_pack("{s:s}", "sealed", enc) : NULL;
+    if (eph != NULL && user_id > 0)
+        json_object_set_new(eph, "user_id", json_integer(user_id));
+    free(enc);
+    if (err == 0)
+        err = eph ? store_ephemeral_put(o->st, kind, key_hash, eph, expires_at) : ERR_NOMEM;
+    json_decref(eph);
+    return err;
+}
+
+/* The record put_sealed kept (taken when `take`): 0 with *out, ERR_NOTFOUND (absent, expired),
+   ERR_DENIED (it does not open). */
+static int get_sealed(struct oauth_ctx *o, const char *kind, const char *key_hash, bool take,
+                      json_t **out)
+{
+    json_t *eph = NULL, *rec = NULL;
+    int err = take ? store_ephemeral_take(o->st, kind, key_hash, &eph)
+                   : store_ephemeral_get(o->st, kind, key_hash, &eph);
+    if (err)
+        return err;
+    const char *enc = json_string_value(json_object_get(eph, "sealed"));
+    size_t el = enc ? strlen(enc) : 0, pl = 0;
+    unsigned char *raw = enc ? malloc(el + 1) : NULL, *plain = NULL;
+    long rl = raw ? b64url_decode(raw, el + 1, enc, el) : -1;
+    err = ERR_DENIED;
+    if (rl > 0 && auth_unseal(o->master, raw, (size_t)rl, &plain, &pl) == 0 &&
+        (rec = json_loadb((const char *)plain, pl, 0, NULL)) != NULL) {
+        *out = rec;
+        err = 0;
+    }
+    if (plain) {
+        sodium_memzero(plain, pl);
+        free(plain);
+    }
+    free(raw);
+    json_decref(eph);
+    return err;
+}
+
+/* The key of a dynamic registration kept for reuse: (server, authorization server). */
+#define UP_REG_TTL_S (30 * 86400)
+static void registration_key(const struct upflow *w, char out[TOKEN_HASH_SIZE])
+{
+    char k[CONFIG_NAME_MAX + UP_URL_MAX + 2];
+    snprintf(k, sizeof(k), "%s\n%s", w->srv->name, w->issuer);
+    token_hash(k, strlen(k), out);
+}
+
 /* Form-encode into a buffer. */
 static int url_add(struct buf *b, const char *name, const char *value)
 {
@@ -513,6 +578,27 @@ static void got_asm(struct upflow *w, json_t *doc)
                   w->issuer);
         return;
     }
+    /* a client registered before at this authorization server, for this server: reused (every
+       user's connection would otherwise register a client of its own) */
+    char rkey[TOKEN_HASH_SIZE];
+    json_t *kept = NULL;
+    registration_key(w, rkey);
+    if (get_sealed(w->o, "upreg", rkey, false, &kept) == 0) {
+        const char *id = json_string_value(json_object_get(kept, "client_id"));
+        const char *sec = json_string_value(json_object_get(kept, "client_secret"));
+        const char *m = json_string_value(json_object_get(kept, "auth_method"));
+        if (id != NULL && m != NULL && strlen(id) < sizeof(w->client_id)) {
+            snprintf(w->client_id, sizeof(w->client_id), "%s", id);
+            snprintf(w->auth_method, sizeof(w->auth_method), "%s", m);
+            if (sec != NULL && *sec)
+                w->client_secret = strdup(sec);
+            oauth_json_wipe(kept, "client_secret");
+            json_decref(kept);
+            send_authorization(w);
+            return;
+        }
+        json_decref(kept);
+    }
     char cb[UP_URL_MAX];
     snprintf(cb, sizeof(cb), "%s/oauth/upstream/callback", w->o->issuer);
     json_t *reg = json_pack("{s:s, s:[s], s:[s,s], s:[s], s:s, s:s}", "client_name", "Gatehouse",
@@ -547,6 +633,20 @@ static void got_registration(struct upflow *w, json_t *doc)
                                                            : "client_secret_basic");
     } else {
         snprintf(w->auth_method, sizeof(w->auth_method), "none");
+    }
+    char rkey[TOKEN_HASH_SIZE];
+    registration_key(w, rkey);
+    json_t *keep =
+        json_pack("{s:s, s:s, s:s}", "client_id", w->client_id, "client_secret",
+                  w->client_secret ? w->client_secret : "", "auth_method", w->auth_method);
+    if (keep == NULL || put_sealed(w->o, "upreg", rkey, keep, 0, oauth_now() + UP_REG_TTL_S) != 0)
+        log_warn("upstream_oauth",
+                 "server \"%s\": the registration at %s could not be kept for "
+                 "reuse; the next connection registers again",
+                 w->srv->name, w->issuer);
+    if (keep) {
+        oauth_json_wipe(keep, "client_secret");
+        json_decref(keep);
     }
     send_authorization(w);
 out:
@@ -620,30 +720,14 @@ static void send_authorization(struct upflow *w)
         json_string_value(json_object_get(w->asm_, "token_endpoint")), "client_id", w->client_id,
         "client_secret", w->client_secret ? w->client_secret : "", "auth_method", w->auth_method,
         "resource", w->resource, "iss_supported", iss_adv, "browser", browser_hash, "scope", scope);
-    char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    int err =
+        rec ? put_sealed(w->o, "upstream", state_hash, rec, w->user_id, oauth_now() + UP_FLOW_TTL_S)
+            : ERR_NOMEM;
     if (rec) {
         oauth_json_wipe(rec, "verifier");
         oauth_json_wipe(rec, "client_secret");
         json_decref(rec);
     }
-    unsigned char *sealed = NULL;
-    size_t sl = 0;
-    int err = text ? auth_seal(w->o->master, text, strlen(text), &sealed, &sl) : ERR_NOMEM;
-    if (text) {
-        sodium_memzero(text, strlen(text));
-        free(text);
-    }
-    char *enc = NULL;
-    if (err == 0 && (enc = malloc(b64url_encoded_len(sl) + 1)) != NULL)
-        b64url_encode(enc, b64url_encoded_len(sl) + 1, sealed, sl);
-    free(sealed);
-    json_t *eph =
-        enc ? json_pack("{s:s, s:I}", "sealed", enc, "user_id", (json_int_t)w->user_id) : NULL;
-    free(enc);
-    err = eph ? store_ephemeral_put(w->o->st, "upstream", state_hash, eph,
-                                    oauth_now() + UP_FLOW_TTL_S)
-              : ERR_NOMEM;
-    json_decref(eph);
     sodium_memzero(verifier, sizeof(verifier));
     sodium_memzero(vbytes, sizeof(vbytes));
     if (err) {
@@ -902,6 +986,15 @@ static void step_cb(void *arg, int err, const struct fetch_response *r, const ch
             char c[64];
             snprintf(c, sizeof(c), "%s", code ? code : "");
             json_decref(e);
+            if (strcmp(c, "invalid_client") == 0) {
+                /* a registration kept for reuse that the server no longer knows: forgotten, so
+                   that the next connection registers again */
+                char rkey[TOKEN_HASH_SIZE];
+                snprintf(w->issuer, sizeof(w->issuer), "%s",
+                         json_string_value(json_object_get(w->pending, "issuer")));
+                registration_key(w, rkey);
+                store_ephemeral_delete(w->o->st, "upreg", rkey);
+            }
             flow_fail(w, 502, "the token endpoint refused the code (HTTP %ld%s%s)", r->status,
                       c[0] ? ", " : "", c);
             return;
@@ -1002,31 +1095,22 @@ int oauth_upstream_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *
     const char *state = oauth_form_get(&f, "state"), *code = oauth_form_get(&f, "code");
     const char *error = oauth_form_get(&f, "error"), *iss = oauth_form_get(&f, "iss");
     char state_hash[TOKEN_HASH_SIZE], browser[64], browser_hash[TOKEN_HASH_SIZE];
-    json_t *eph = NULL, *rec = NULL;
-    unsigned char *raw = NULL, *plain = NULL;
-    size_t pl = 0;
+    json_t *rec = NULL;
     int status = 0;
     if (state == NULL || strlen(state) > 128) {
         status = oauth_error_page(req, 400, "the authorization server sent no state back");
         goto out;
     }
     token_hash(state, strlen(state), state_hash);
-    if (store_ephemeral_take(o->st, "upstream", state_hash, &eph) != 0) {
-        status = oauth_error_page(req, 400,
-                                  "this authorization answer matches no pending connection "
-                                  "(used already, or older than %d minutes); start again from "
-                                  "your agent",
-                                  UP_FLOW_TTL_S / 60);
-        goto out;
-    }
-    const char *enc = json_string_value(json_object_get(eph, "sealed"));
-    size_t el = enc ? strlen(enc) : 0;
-    long rl = -1;
-    if (enc && (raw = malloc(el + 1)) != NULL)
-        rl = b64url_decode(raw, el + 1, enc, el);
-    if (rl <= 0 || auth_unseal(o->master, raw, (size_t)rl, &plain, &pl) != 0 ||
-        (rec = json_loadb((const char *)plain, pl, 0, NULL)) == NULL) {
-        status = oauth_error_page(req, 400, "the pending connection does not open");
+    int err = get_sealed(o, "upstream", state_hash, true, &rec);
+    if (err) {
+        status = err == ERR_DENIED
+                     ? oauth_error_page(req, 400, "the pending connection does not open")
+                     : oauth_error_page(req, 400,
+                                        "this authorization answer matches no pending connection "
+                                        "(used already, or older than %d minutes); start again "
+                                        "from your agent",
+                                        UP_FLOW_TTL_S / 60);
         goto out;
     }
     const char *server = json_string_value(json_object_get(rec, "server"));
@@ -1083,12 +1167,6 @@ out:
         oauth_json_wipe(rec, "client_secret");
         json_decref(rec);
     }
-    if (plain) {
-        sodium_memzero(plain, pl);
-        free(plain);
-    }
-    free(raw);
-    json_decref(eph);
     sodium_memzero(browser, sizeof(browser));
     oauth_form_release(&f);
     return status;

@@ -115,6 +115,7 @@ test('a user connects an upstream account through the -32042 link; tokens stay t
   r = await call(gw, alice, sa);
   assert.equal(r.json.result?.content?.[0]?.text, 'upstream account alice-up');
   for (const c of up.log.calls) assert.ok(c.who === null || ['alice-up', 'bob-up'].includes(c.who));
+  assert.equal(up.log.registered, 1, 'one dynamic registration, reused for every user of the server');
 
   // 5. the CLI lists connections without tokens, and forgets one
   const list = JSON.parse(gw.cli(['user', 'connections', 'alice', '--json']));
@@ -172,6 +173,7 @@ test('a token the server refuses, or a wider scope it asks for, sends the user a
   assert.match((await browser.follow(r.json.error.data.elicitations[0].url)).page.text, /Connected/);
   r = await call(gw, alice, sa);
   assert.equal(r.json.result?.content?.[0]?.text, 'upstream account alice-up');
+  assert.equal(up.log.registered, 1, 'three connections, one registration');
   const text = gw.lines.join('\n') + gw.stdout;
   for (const s of up.log.issued) assert.ok(!text.includes(s), 'a token is in the log');
   await gw.stop();
