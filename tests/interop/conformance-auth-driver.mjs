@@ -75,12 +75,23 @@ async function main() {
     process.stdout.write(`gatehouse: ${page.status} ${page.text.replace(/<style[\s\S]*?<\/style>/g, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 400)}\n`);
     process.exitCode = ok ? 0 : 1;
   } finally {
+    // a clean stop is part of the verdict (under ASan: no leak, no error)
+    const exited = new Promise((r) => gw.once('exit', (code, signal) => r({ code, signal })));
     try {
       process.kill(-gw.pid, 'SIGTERM');
     } catch {
       /* gone */
     }
-    await new Promise((r) => setTimeout(r, 200));
+    const r = await Promise.race([exited, new Promise((res) => setTimeout(() => res({ code: null, signal: 'timeout' }), 10000))]);
+    if (r.code !== 0) {
+      process.stdout.write(`gatehouse: the gateway stopped with ${JSON.stringify(r)}\n${out.slice(-3000)}\n`);
+      process.exitCode = 1;
+      try {
+        process.kill(-gw.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     if (process.env.GATEHOUSE_KEEP_DIR) process.stdout.write(`gatehouse dir: ${dir}\n`);
     else fs.rmSync(dir, { recursive: true, force: true });
   }
