@@ -16,8 +16,10 @@
 #include "core/rand.h"
 #include "core/secret.h"
 #include "mcp/gateway.h"
+#include "oauth/oauth.h"
 #include "shared/redis.h"
 #include "store/store.h"
+#include "vault/vault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -399,6 +401,101 @@ static int user_settings(struct cli *c, const struct args *a)
     }
     json_decref(d);
     store_settings_release(&v);
+    return 0;
+}
+
+/* ---- upstream connections (servers with auth.oauth; the vault) ---- */
+
+static const struct config_server *oauth_server(struct cli *c, const char *name)
+{
+    for (size_t i = 0; i < c->cfg->nservers; i++)
+        if (strcmp(c->cfg->servers[i].name, name) == 0)
+            return c->cfg->servers[i].oauth.enabled ? &c->cfg->servers[i] : NULL;
+    return NULL;
+}
+
+static int connections_cb(const char *server, int64_t expires_at, const char *scope, void *arg)
+{
+    json_t *list = arg;
+    json_array_append_new(list, json_pack("{s:s, s:I, s:s}", "server", server, "expires_at",
+                                          (json_int_t)expires_at, "scope", scope));
+    return 0;
+}
+
+/* `user connections NAME [--json]`: the servers the user has connected (expiry and scope only:
+   the vault never shows a token). */
+static int user_connections(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    json_t *list = json_array();
+    int err = vault_list(c->st, u.id, connections_cb, list);
+    if (err) {
+        json_decref(list);
+        return store_failed("cannot list the connections", err);
+    }
+    if (a->json) {
+        json_dumpf(list, stdout, JSON_INDENT(2));
+        putchar('\n');
+    } else {
+        printf("%-24s %-20s %s\n", "SERVER", "EXPIRES", "SCOPE");
+        size_t i;
+        json_t *r;
+        json_array_foreach(list, i, r)
+        {
+            char t[32];
+            int64_t x = json_integer_value(json_object_get(r, "expires_at"));
+            printf("%-24s %-20s %s\n", json_string_value(json_object_get(r, "server")),
+                   x ? iso_time(x, t) : "-", json_string_value(json_object_get(r, "scope")));
+        }
+    }
+    json_decref(list);
+    return 0;
+}
+
+/* `user connect NAME SERVER`: a link for the user to open in a browser, which connects their
+   account at the server (15 minutes, once). */
+static int user_connect(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    if (oauth_server(c, a->pos[1]) == NULL)
+        return refuse("no server \"%s\" with auth.oauth in %s", a->pos[1], c->cfg->source);
+    if (c->cfg->auth.issuer == NULL)
+        return refuse("auth.issuer is not set in %s; the link needs the gateway's public base URL",
+                      c->cfg->source);
+    unsigned char master[AUTH_MASTER_KEY_LEN];
+    struct err_info ei = {0};
+    int err = auth_master_key_load(c->cfg->store.key_file, false, master, &ei);
+    if (err)
+        return refuse("%s", ei.msg);
+    char url[4096];
+    err = oauth_upstream_start_url(master, c->cfg->auth.issuer, u.id, a->pos[1], NULL,
+                                   (int64_t)time(NULL), url, sizeof(url));
+    sodium_memzero(master, sizeof(master));
+    if (err)
+        return refuse("cannot make the link: %s", err_str(err));
+    printf("%s\n", url);
+    return 0;
+}
+
+/* `user disconnect NAME SERVER`: forget the user's tokens for the server. */
+static int user_disconnect(struct cli *c, const struct args *a)
+{
+    struct store_user u;
+    int rc = find_user(c, a->pos[0], &u);
+    if (rc)
+        return rc;
+    int err = vault_forget(c->st, u.id, a->pos[1]);
+    if (err == ERR_NOTFOUND || err == ERR_INVAL)
+        return refuse("user \"%s\" has no connection to \"%s\"", u.name, a->pos[1]);
+    if (err)
+        return store_failed("cannot forget the connection", err);
+    printf("user \"%s\" disconnected from \"%s\"\n", u.name, a->pos[1]);
     return 0;
 }
 
@@ -824,6 +921,9 @@ static const struct command commands[] = {
      "user settings NAME --server S [--discovery static|hierarchical|search] "
      "[--select TOOL,... | --select-all] [--json]",
      user_settings},
+    {{"user", "connections"}, 1, O_JSON, "user connections NAME [--json]", user_connections},
+    {{"user", "connect"}, 2, 0, "user connect NAME SERVER", user_connect},
+    {{"user", "disconnect"}, 2, 0, "user disconnect NAME SERVER", user_disconnect},
     {{"team", "add"}, 1, C_CREATES, "team add NAME", team_add},
     {{"team", "list"}, 0, 0, "team list", team_list},
     {{"team", "member", "add"},

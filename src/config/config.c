@@ -1061,6 +1061,7 @@ enum {
     SK_CREDENTIALS,
     SK_SESSIONS,
     SK_USER_SESSIONS,
+    SK_AUTH,
     SK_COUNT
 };
 
@@ -1126,14 +1127,16 @@ static int get_credentials(struct loader *L, const struct ynode *n, const char *
 static int load_server_stdio(struct loader *L, const struct field *f, const char *what,
                              const struct ynode *map, struct config_server *s)
 {
-    static const int refused[] = {SK_URL,      SK_HEADERS,   SK_SPEC,     SK_OVERRIDES,
-                                  SK_BASE_URL, SK_DISCOVERY, SK_OVERLAYS, SK_CREDENTIALS};
-    static const char *const refused_names[] = {"url",      "headers",   "spec",     "overrides",
-                                                "base_url", "discovery", "overlays", "credentials"};
-    static const char *const only[] = {"transport: http",    "transport: http or openapi",
-                                       "transport: openapi", "transport: openapi",
-                                       "transport: openapi", "transport: openapi",
-                                       "transport: openapi", "transport: openapi"};
+    static const int refused[] = {SK_URL,       SK_HEADERS,     SK_SPEC,
+                                  SK_OVERRIDES, SK_BASE_URL,    SK_DISCOVERY,
+                                  SK_OVERLAYS,  SK_CREDENTIALS, SK_AUTH};
+    static const char *const refused_names[] = {"url",       "headers",     "spec",
+                                                "overrides", "base_url",    "discovery",
+                                                "overlays",  "credentials", "auth"};
+    static const char *const only[] = {
+        "transport: http",    "transport: http or openapi", "transport: openapi",
+        "transport: openapi", "transport: openapi",         "transport: openapi",
+        "transport: openapi", "transport: openapi",         "transport: http"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1183,6 +1186,9 @@ static bool http_url_ok(const char *url)
     return ok;
 }
 
+static int load_server_auth(struct loader *L, const struct field *f, const char *what,
+                            struct config_server *s);
+
 static int load_server_http(struct loader *L, const struct field *f, const char *what,
                             const struct ynode *map, struct config_server *s)
 {
@@ -1218,6 +1224,8 @@ static int load_server_http(struct loader *L, const struct field *f, const char 
         if ((err = get_kv(L, f[SK_HEADERS].val, sub, true, &s->headers, &s->nheaders)))
             return err;
     }
+    if (f[SK_AUTH].val && (err = load_server_auth(L, f, what, s)))
+        return err;
     return 0;
 }
 
@@ -1225,9 +1233,9 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
                                const struct ynode *map, struct config_server *s)
 {
     static const int refused[] = {
-        SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL, SK_PROTOCOL, SK_VALIDATE_ARGUMENTS};
+        SK_COMMAND, SK_ARGS, SK_ENV, SK_CWD, SK_URL, SK_PROTOCOL, SK_VALIDATE_ARGUMENTS, SK_AUTH};
     static const char *const refused_names[] = {
-        "command", "args", "env", "cwd", "url", "protocol", "validate_arguments"};
+        "command", "args", "env", "cwd", "url", "protocol", "validate_arguments", "auth"};
     char sub[128];
     int err;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
@@ -1240,6 +1248,8 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
                                     "OpenAPI document in every protocol era itself)"
                          : i == 6 ? "it only with transport: stdio or http (the arguments of an "
                                     "OpenAPI tool are always checked against its schema)"
+                         : i == 7 ? "it only with transport: http (an OpenAPI server's credentials "
+                                    "are its credentials: list)"
                                   : "it only with transport: stdio");
     if (f[SK_SPEC].val == NULL)
         return FAILN(L, map,
@@ -1298,6 +1308,114 @@ static int load_server_openapi(struct loader *L, const struct field *f, const ch
     return 0;
 }
 
+const char *config_upstream_registration_str(enum config_upstream_registration r)
+{
+    switch (r) {
+    case UPSTREAM_REG_AUTO:
+        return "auto";
+    case UPSTREAM_REG_PRE:
+        return "pre";
+    case UPSTREAM_REG_DYNAMIC:
+        return "dynamic";
+    case UPSTREAM_REG_CIMD:
+        return "cimd";
+    }
+    return "auto";
+}
+
+/* auth: {oauth: {client_id, client_secret_file, registration, scopes, allow_private}} of an http
+   server: the gateway is the server's OAuth client with each user's own tokens. */
+static int load_server_auth(struct loader *L, const struct field *f, const char *what,
+                            struct config_server *s)
+{
+    static const char *const akeys[] = {"oauth", NULL};
+    static const char *const okeys[] = {"client_id", "client_secret_file", "registration",
+                                        "scopes",    "allow_private",      NULL};
+    struct field a[1], o[5];
+    char sub[200];
+    int err;
+    struct config_upstream_oauth *u = &s->oauth;
+    snprintf(sub, sizeof(sub), "auth of %s", what);
+    if ((err = map_fields(L, f[SK_AUTH].val, sub, akeys, a)))
+        return err;
+    if (a[0].val == NULL)
+        return FAILN(L, f[SK_AUTH].val,
+                     "%s has no oauth; expected auth: {oauth: {registration: auto}} (the gateway "
+                     "as the server's OAuth client)",
+                     sub);
+    snprintf(sub, sizeof(sub), "auth.oauth of %s", what);
+    if ((err = map_fields(L, a[0].val, sub, okeys, o))) /* oauth: {} is every default */
+        return err;
+    u->enabled = true;
+    snprintf(sub, sizeof(sub), "auth.oauth.client_id of %s", what);
+    if (o[0].val && (err = get_nonempty_str(L, o[0].val, sub, &u->client_id)))
+        return err;
+    snprintf(sub, sizeof(sub), "auth.oauth.client_secret_file of %s", what);
+    if (o[1].val && (err = get_nonempty_str(L, o[1].val, sub, &u->client_secret_file)))
+        return err;
+    u->registration = UPSTREAM_REG_AUTO;
+    if (o[2].val) {
+        const struct ynode *rv = o[2].val;
+        snprintf(sub, sizeof(sub), "auth.oauth.registration of %s", what);
+        if ((err = want_scalar(L, rv, sub)))
+            return err;
+        if (strcmp(rv->text, "auto") == 0)
+            u->registration = UPSTREAM_REG_AUTO;
+        else if (strcmp(rv->text, "pre") == 0)
+            u->registration = UPSTREAM_REG_PRE;
+        else if (strcmp(rv->text, "dynamic") == 0)
+            u->registration = UPSTREAM_REG_DYNAMIC;
+        else if (strcmp(rv->text, "cimd") == 0)
+            u->registration = UPSTREAM_REG_CIMD;
+        else
+            return FAILN(L, rv,
+                         "%s is not a registration for %s; expected auto, pre, dynamic or "
+                         "cimd",
+                         quote(rv).s, sub);
+    }
+    if (u->registration == UPSTREAM_REG_PRE && u->client_id == NULL)
+        return FAILN(L, o[2].val,
+                     "auth.oauth of %s has registration: pre but no client_id; expected the "
+                     "client_id the server's authorization server issued to the gateway",
+                     what);
+    if (u->client_id != NULL &&
+        (u->registration == UPSTREAM_REG_DYNAMIC || u->registration == UPSTREAM_REG_CIMD))
+        return FAILN(L, o[0].key,
+                     "auth.oauth of %s has a client_id with registration: %s; expected "
+                     "client_id only with registration: pre or auto (a dynamic or CIMD client "
+                     "gets its client_id from the registration)",
+                     what, config_upstream_registration_str(u->registration));
+    if (u->client_secret_file != NULL && u->client_id == NULL)
+        return FAILN(L, o[1].key,
+                     "auth.oauth of %s has a client_secret_file but no client_id; expected both "
+                     "for a pre-registered confidential client",
+                     what);
+    if (u->client_id != NULL)
+        u->registration = UPSTREAM_REG_PRE;
+    snprintf(sub, sizeof(sub), "auth.oauth.scopes of %s", what);
+    if (o[3].val) {
+        if ((err = get_str_list(L, o[3].val, sub, true, &u->scopes, &u->nscopes)))
+            return err;
+        for (size_t i = 0; i < u->nscopes; i++)
+            for (const char *p = u->scopes[i]; *p; p++)
+                if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+                    return FAILN(L, o[3].val,
+                                 "scope \"%s\" in %s has a character OAuth does not allow in a "
+                                 "scope (space, quote, backslash or a control character)",
+                                 u->scopes[i], sub);
+    }
+    snprintf(sub, sizeof(sub), "auth.oauth.allow_private of %s", what);
+    if (o[4].val && (err = get_bool(L, o[4].val, sub, &u->allow_private)))
+        return err;
+    for (size_t i = 0; i < s->nheaders; i++)
+        if (strcasecmp(s->headers[i].key, "authorization") == 0)
+            return FAILN(L, f[SK_AUTH].key,
+                         "%s has both auth.oauth and an Authorization header in headers; expected "
+                         "one of them (with auth.oauth each user's own token is sent)",
+                         what);
+    return 0;
+}
+
 /* sessions and user_sessions {idle_timeout, max} of a server (stdio and http). */
 static int load_server_sessions(struct loader *L, const struct field *f, const char *what,
                                 struct config_server *s)
@@ -1309,6 +1427,8 @@ static int load_server_sessions(struct loader *L, const struct field *f, const c
     s->sessions = SESSIONS_SHARED;
     s->user_idle_ms = 10 * 60 * 1000;
     s->user_max = 100;
+    if (s->oauth.enabled)
+        s->sessions = SESSIONS_PER_USER; /* each user's session carries their own token */
     const struct ynode *sv = f[SK_SESSIONS].val;
     if (sv != NULL) {
         snprintf(sub, sizeof(sub), "sessions of %s", what);
@@ -1321,6 +1441,12 @@ static int load_server_sessions(struct loader *L, const struct field *f, const c
         else
             return FAILN(L, sv, "%s is not a sessions mode for %s; expected shared or per_user",
                          quote(sv).s, what);
+        if (s->sessions == SESSIONS_SHARED && s->oauth.enabled)
+            return FAILN(L, sv,
+                         "sessions: shared is not allowed in %s with auth.oauth; expected "
+                         "per_user, or no sessions key (each user's upstream session carries "
+                         "their own token, so one session is never shared between users)",
+                         what);
         if (s->sessions == SESSIONS_PER_USER && s->transport == TRANSPORT_OPENAPI)
             return FAILN(L, sv,
                          "sessions: per_user is not allowed in %s with transport openapi; expected "
@@ -1377,6 +1503,7 @@ static int load_server(struct loader *L, const struct ynode *n, size_t idx, stru
                                        "credentials",
                                        "sessions",
                                        "user_sessions",
+                                       "auth",
                                        NULL};
     static const char *const tkeys[] = {"connect", "first_byte", "idle", "total", NULL};
     static const char *const rkeys[] = {"initial", "max", NULL};
@@ -2081,6 +2208,15 @@ static int finish_store_auth(struct loader *L)
     char tmp[600];
     /* A client certificate authenticates as a service account, which lives in the store that
        authentication opens: without it a verified certificate would have nobody to be. */
+    /* An upstream's OAuth tokens are each user's own: without authentication there is no user
+       to hold them, and no callback endpoint to finish the authorization at. */
+    for (size_t i = 0; i < c->nservers; i++)
+        if (c->servers[i].oauth.enabled && !c->auth.enabled)
+            return fail(L, ERR_INVAL, 0, 0,
+                        "server \"%s\" has auth.oauth but authentication is off; expected an "
+                        "auth section (each user's upstream tokens belong to the user the gateway "
+                        "authenticated)",
+                        c->servers[i].name);
     for (size_t i = 0; i < c->nlisteners; i++)
         if (c->listeners[i].tls_client_ca && !c->auth.enabled)
             return fail(L, ERR_INVAL, 0, 0,

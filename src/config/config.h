@@ -80,6 +80,33 @@ struct config_credential {
     char *env;    /* or this environment variable's value */
 };
 
+/* How the gateway gets its client registration at an upstream's authorization server
+   (docs/configuration.md, "Upstream OAuth"). */
+enum config_upstream_registration {
+    UPSTREAM_REG_AUTO = 0, /* pre when client_id is set, else CIMD when the AS supports it, else
+                              dynamic (RFC 7591) */
+    UPSTREAM_REG_PRE,      /* the configured client_id (and client_secret_file) only */
+    UPSTREAM_REG_DYNAMIC,  /* RFC 7591 dynamic client registration only */
+    UPSTREAM_REG_CIMD,     /* a Client ID Metadata Document the gateway serves, only */
+};
+/* "auto", "pre", "dynamic" or "cimd". */
+const char *config_upstream_registration_str(enum config_upstream_registration r);
+
+/* An http server's `auth: {oauth: …}`: the gateway is an OAuth client of the server, with each
+   user's own tokens (kept in the vault, src/vault). Implies sessions: per_user. */
+struct config_upstream_oauth {
+    bool enabled;             /* an auth.oauth block is present */
+    char *client_id;          /* pre-registered client, or NULL */
+    char *client_secret_file; /* its secret (first line of a file only its owner reads), or NULL:
+                                 a public client */
+    enum config_upstream_registration registration;
+    char **scopes; /* asked for when neither the server's challenge nor its metadata names any;
+                      NULL = none configured */
+    size_t nscopes;
+    bool allow_private; /* metadata, authorization and token endpoints on loopback, private or
+                           link-local addresses are allowed; default false */
+};
+
 struct config_listener {
     char *address;  /* numeric IPv4/IPv6 literal or "localhost"; default 127.0.0.1 */
     uint16_t port;  /* 0 = ephemeral (the chosen port is logged and printed) */
@@ -143,6 +170,7 @@ struct config_server {
                                       default 10 minutes (user_sessions.idle_timeout) */
     uint32_t user_max;             /* per_user: users' sessions open at once, at most; default 100
                                       (user_sessions.max) */
+    struct config_upstream_oauth oauth; /* http: auth.oauth; !enabled = none */
 };
 
 /* The durable store (docs/configuration.md, "store"). */

@@ -18,6 +18,7 @@
 #include "mcp/pipeline.h"
 #include "mcp/session.h"
 #include "oauth/oauth.h"
+#include "vault/vault.h"
 #include "shared/redis.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -2168,6 +2169,7 @@ int server_new(struct config *cfg, struct server **out, struct err_info *ei)
         srv->auth = true;
         set_issuer(srv, cfg);
         mcp_seal_init(srv->master);
+        vault_init(srv->master); /* users' upstream tokens (servers with auth.oauth) */
     } else if (cfg->store.key_file_set) {
         /* Replicas without authentication share session ids through the same key file; without
            one named, nothing is written to disk (session ids are sealed with a key of this
@@ -2337,9 +2339,32 @@ int server_start(struct server *srv)
     return 0;
 }
 
+/* The server whose master key and issuer make users' connect links (one per process). */
+static struct server *link_server;
+
+static int connect_link(int64_t user_id, const char *server, const char *scope, char *out,
+                        size_t size)
+{
+    struct server *srv = link_server;
+    if (srv == NULL || !srv->auth)
+        return ERR_UNAVAILABLE;
+    return oauth_upstream_start_url(srv->master, srv->issuer, user_id, server, scope,
+                                    (int64_t)time(NULL), out, size);
+}
+
 static void worker_start_cb(void *arg)
 {
-    (void)arg; /* the loop is running: nothing else to do until server_listen */
+    struct worker *w = arg;
+    /* the vault stage's needs, on this thread (servers with auth.oauth need auth on, and with
+       it the worker's store caller) */
+    if (w->store != NULL && w->srv->auth) {
+        link_server = w->srv;
+        if (mcp_vault_attach(&w->loop, w->store, w->srv->cfg->outbound.ca_file, connect_link) != 0)
+            log_error("vault",
+                      "worker %d: cannot set up the vault stage; calls to servers with "
+                      "auth.oauth are let through without a token",
+                      w->mcp.index);
+    }
 }
 
 struct mcp_worker **server_workers(struct server *srv, unsigned *n)
@@ -2499,6 +2524,7 @@ static void worker_stop_cb(void *arg)
     struct worker *w = arg;
     worker_drain_cb(w);
     oauth_ctx_shutdown(w->oauth);
+    mcp_vault_detach();
     shared_worker_stop(w->shared);
     w->shared = NULL;
     uv_close((uv_handle_t *)&w->keepalive, NULL);
@@ -2596,6 +2622,7 @@ void server_free(struct server *srv)
         config_unref(srv->listen_cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     sodium_memzero(srv->master, sizeof(srv->master));
+    vault_release();
     if (srv->shared)
         shared_release();
     free(srv);

@@ -316,6 +316,14 @@ static bool forward(struct dispatch *d, struct call *c)
 static void reply_refusal(struct dispatch *d, const struct call *c)
 {
     json_t *data = c->server_name[0] ? json_pack("{s:s}", "server", c->server_name) : NULL;
+    if (data != NULL && c->refusal.code == JSONRPC_URL_ELICITATION_REQUIRED && c->refusal.url[0]) {
+        /* URLElicitationRequiredError (MCP 2025-11-25): the URL-mode elicitation to complete */
+        char id[40];
+        rand_token(id, sizeof(id), 16);
+        json_object_set_new(data, "elicitations",
+                            json_pack("[{s:s, s:s, s:s, s:s}]", "mode", "url", "elicitationId", id,
+                                      "url", c->refusal.url, "message", c->refusal.message));
+    }
     if (d->stream != NULL) {
         json_t *e = jsonrpc_error_new(d->id, c->refusal.code, c->refusal.message, data);
         mcp_emit(NULL, NULL, d->stream, e, EMIT_FINAL);

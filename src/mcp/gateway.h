@@ -184,6 +184,28 @@ void gateway_foreach_server(void (*fn)(const char *name, bool ready, unsigned re
                             void *arg);
 /* Index of the server named `name`, or -1. */
 int gateway_find_server(const char *name);
+/* The configuration of server `index` (lives as long as the engine), or NULL. */
+const struct config_server *gateway_server_config(int index);
+
+/* The vault stage's per-worker needs (vault_stage.c). The link maker writes a user's connect
+   link for a server into out (0, or an error: no link); scope (NULL: none) is a scope the
+   authorization must ask for besides what the flow picks (a step-up). */
+typedef int (*mcp_vault_link_fn)(int64_t user_id, const char *server, const char *scope, char *out,
+                                 size_t size);
+struct store_caller;
+/* On a worker's thread, before its first call: the worker's store caller, a fetcher of the
+   stage's own (trusting ca_file too when not NULL) and the link maker. Returns 0 or ERR_*. */
+int mcp_vault_attach(uv_loop_t *loop, struct store_caller *sc, const char *ca_file,
+                     mcp_vault_link_fn link);
+/* On the same thread, at its end: refreshes in flight are dropped. */
+void mcp_vault_detach(void);
+/* A server with auth.oauth refused a call of `who` with a Bearer challenge (401: the token is
+   not accepted; 403 error="insufficient_scope": a wider scope is needed): the JSON-RPC error
+   (with `id`, borrowed) that sends the user to connect again, -32042 with a URL-mode
+   elicitation; for a step-up, the link asks for the challenge's scope on top of the granted
+   one. A worker thread (the link maker is the thread's). NULL when no link can be made. */
+json_t *mcp_vault_challenge_error(const struct principal *who, const char *server,
+                                  const char *challenge, json_t *id);
 const char *gateway_server_name(int index);
 
 /* What the HTTP layer does with a downstream message. */

@@ -23,6 +23,9 @@ enum {
     JSONRPC_UPSTREAM_TIMEOUT = -32004,     /* the server did not answer in time */
     JSONRPC_RESOURCE_NOT_FOUND = -32002,   /* MCP's code for an unknown resource */
     JSONRPC_GATEWAY_LIMIT = -32003,        /* a gateway limit (queue, concurrency) was reached */
+    /* MCP 2025-11-25: the request needs the user to complete a URL-mode elicitation first
+       (data.elicitations lists them) */
+    JSONRPC_URL_ELICITATION_REQUIRED = -32042,
 };
 
 enum jsonrpc_kind {

@@ -162,7 +162,9 @@ static enum stage_verdict run_request(struct call *c)
 {
     while (c->pl != NULL && c->next < c->pl->request.n) {
         const struct stage *s = &c->pl->request.v[c->next++];
-        struct call_refusal why = {0};
+        struct call_refusal why; /* large (it may carry a URL): filled only when used */
+        why.status = why.code = 0;
+        why.message[0] = why.url[0] = '\0';
         enum stage_verdict v = s->request(c, s->conf, &why);
         if (v == STAGE_SUSPEND) {
             c->suspended = true;
@@ -348,6 +350,10 @@ struct pipeline *pipeline_builtin(void)
     struct pipeline *pl = pipeline_new();
     if (pl == NULL)
         return NULL;
+    if (mcp_vault_stage_add(pl) != 0) {
+        pipeline_unref(pl);
+        return NULL;
+    }
     if (m != NULL) {
         struct stage s = {.name = "call_outcomes", .done = call_outcomes_done, .conf = m};
         if (pipeline_add(pl, &s) != 0) {

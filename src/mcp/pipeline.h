@@ -41,10 +41,13 @@ struct pipeline;
 enum stage_verdict { STAGE_CONTINUE = 0, STAGE_REFUSE, STAGE_SUSPEND };
 
 /* Why a request stage refused a call: what the client gets, and what the audit records. */
+#define CALL_REFUSAL_URL_MAX 2048
 struct call_refusal {
-    int status;        /* HTTP status when the refusal is the request's whole answer (403, 429) */
-    int code;          /* JSON-RPC error code */
-    char message[400]; /* names the stage and the rule: "policy: tool x is not allowed for …" */
+    int status;         /* HTTP status when the refusal is the request's whole answer (403, 429) */
+    int code;           /* JSON-RPC error code */
+    char message[2600]; /* names the stage and the rule: "policy: tool x is not allowed for …" */
+    char url[CALL_REFUSAL_URL_MAX]; /* with code -32042: the URL the user must open (a URL-mode
+                                       elicitation in the error's data); "" for none */
 };
 
 enum call_outcome {
@@ -113,9 +116,14 @@ struct pipeline *pipeline_ref(struct pipeline *pl); /* NULL-safe */
 void pipeline_unref(struct pipeline *pl);           /* NULL-safe */
 size_t pipeline_count(const struct pipeline *pl);   /* stages of every kind */
 
-/* The built-in stages the engine runs (the list for a configuration). Today: call_outcomes, a
-   done stage counting every call in gatehouse_calls_total{server, outcome}. */
+/* The built-in stages the engine runs (the list for a configuration). Today: vault, a request
+   stage injecting each user's upstream token (vault_stage.c), and call_outcomes, a done stage
+   counting every call in gatehouse_calls_total{server, outcome}. */
 struct pipeline *pipeline_builtin(void);
+/* Add the vault stage (vault_stage.c): each user's own token into calls to servers with
+   auth.oauth, refreshed when stale; a call of a user who has not connected is refused with
+   -32042 and their connect link. Returns pipeline_add's result. */
+int mcp_vault_stage_add(struct pipeline *pl);
 
 /* --- one call --- */
 

@@ -1374,6 +1374,21 @@ static void done_cb(void *owner, void *related, int err, const char *why)
         gw_begin_recovery(up, "the server answered HTTP 404 for its session");
         return;
     }
+    if (!p->answered && err == ERR_DENIED && up->srv->oauth.enabled && p->cb == NULL &&
+        p->call != NULL && why != NULL && strstr(why, TRANSPORT_WWW_AUTH) != NULL) {
+        /* The server refused the user's token, or wants a wider scope: the user's link to
+           connect again (vault_stage.c) */
+        json_t *e = mcp_vault_challenge_error(
+            &p->call->who, up->srv->name,
+            strstr(why, TRANSPORT_WWW_AUTH) + sizeof(TRANSPORT_WWW_AUTH) - 1, p->client_id);
+        if (e != NULL) {
+            p->answered = true;
+            idmap_del(&p->up->pending, p->id);
+            gw_call_finished(p->up);
+            mcp_emit(p->call, NULL, p->stream, e, EMIT_FINAL);
+            json_decref(e);
+        }
+    }
     if (!p->answered) {
         if (err == 0)
             fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
@@ -2341,6 +2356,11 @@ int gateway_find_server(const char *name)
         if (!gw.ups[i]->retired && strcmp(gw.ups[i]->srv->name, name) == 0)
             return (int)i;
     return -1;
+}
+
+const struct config_server *gateway_server_config(int index)
+{
+    return index >= 0 && (size_t)index < atomic_load(&gw.nups) ? gw.ups[index]->srv : NULL;
 }
 
 const char *gateway_server_name(int index)

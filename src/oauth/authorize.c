@@ -103,8 +103,8 @@ static int redirect_error(struct oauth_ctx *o, h2o_req_t *req, const char *redir
 
 /* The user of the browser's login session, if any (and still enabled). login_hash receives
    the session's key. */
-static bool login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u,
-                       char login_hash[TOKEN_HASH_SIZE])
+bool oauth_login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u,
+                      char login_hash[TOKEN_HASH_SIZE])
 {
     char cookie[RAND_TOKEN_SIZE];
     if (!oauth_cookie(req, oauth_login_cookie_name(o), cookie, sizeof(cookie)))
@@ -271,7 +271,7 @@ static int next_step(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *r
 {
     struct store_user u;
     char login_hash[TOKEN_HASH_SIZE];
-    if (login_user(o, req, &u, login_hash))
+    if (oauth_login_user(o, req, &u, login_hash))
         return consent_page(o, req, authz_id, authz, &u, login_hash);
     return login_page(o, cfg, req, authz_id, authz, NULL);
 }
@@ -716,7 +716,7 @@ int oauth_consent(struct oauth_ctx *o, const struct config *cfg, h2o_req_t *req)
                                   "already used; start again from the application");
         goto out;
     }
-    if (!login_user(o, req, &u, login_hash)) {
+    if (!oauth_login_user(o, req, &u, login_hash)) {
         status = oauth_error_page(req, 403,
                                   "you are not signed in any more; start again from "
                                   "the application");

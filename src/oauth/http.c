@@ -80,6 +80,7 @@ int oauth_ctx_new(uv_loop_t *loop, const unsigned char master[AUTH_MASTER_KEY_LE
     if (o == NULL)
         return ERR_NOMEM;
     o->loop = loop;
+    memcpy(o->master, master, sizeof(o->master));
     snprintf(o->issuer, sizeof(o->issuer), "%s", issuer);
     o->secure_cookie = strncmp(issuer, "https://", 8) == 0;
     /* The providers (and their secrets) are read once: auth settings change on restart only. */
@@ -109,6 +110,7 @@ void oauth_ctx_shutdown(struct oauth_ctx *o)
     o->closing = true;
     oauth_cimd_shutdown(o);
     oauth_sso_shutdown(o);
+    oauth_upstream_shutdown(o);
 }
 
 void oauth_ctx_free(struct oauth_ctx *o)
@@ -121,6 +123,7 @@ void oauth_ctx_free(struct oauth_ctx *o)
     store_close(o->st);
     if (o->cfg0)
         config_unref(o->cfg0);
+    sodium_memzero(o->master, sizeof(o->master));
     free(o);
 }
 
@@ -509,6 +512,7 @@ static int jwks(struct oauth_ctx *o, h2o_req_t *req)
 
 #define WK_PR "/.well-known/oauth-protected-resource"
 #define SSO_PREFIX "/oauth/sso/"
+#define UP_PREFIX "/oauth/upstream/"
 
 bool oauth_owns_path(const char *path, size_t len)
 {
@@ -578,6 +582,23 @@ int oauth_handle(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req)
                     : oauth_send_error(req, 405, "invalid_request", "introspection takes POST");
     if (path_is(p, "/oauth/jwks"))
         return jwks(o, req);
+    if (p.len > sizeof(UP_PREFIX) - 1 && memcmp(p.base, UP_PREFIX, sizeof(UP_PREFIX) - 1) == 0) {
+        if (!get)
+            return oauth_error_page(req, 405, "use GET on %s", UP_PREFIX "...");
+        if (path_is(p, UP_PREFIX "callback"))
+            return oauth_upstream_callback(o, cfg, req);
+        if (path_is(p, UP_PREFIX "client.json"))
+            return oauth_upstream_client_metadata(o, req);
+        /* <server>/start */
+        size_t n = p.len - (sizeof(UP_PREFIX) - 1);
+        const char *name = p.base + sizeof(UP_PREFIX) - 1;
+        char server[CONFIG_NAME_MAX + 1];
+        if (n <= 6 || n - 6 > CONFIG_NAME_MAX || memcmp(name + n - 6, "/start", 6) != 0)
+            return oauth_error_page(req, 404, "nothing here");
+        memcpy(server, name, n - 6);
+        server[n - 6] = '\0';
+        return oauth_upstream_start(o, cfg, req, server);
+    }
     if (p.len > sizeof(SSO_PREFIX) - 1 && memcmp(p.base, SSO_PREFIX, sizeof(SSO_PREFIX) - 1) == 0) {
         if (!get)
             return oauth_error_page(req, 405, "use GET on %s", SSO_PREFIX "...");

@@ -23,6 +23,7 @@
 struct cimd_fetch;
 struct sso;
 struct sso_wait;
+struct upflow;
 
 struct oauth_ctx {
     uv_loop_t *loop;
@@ -36,6 +37,8 @@ struct oauth_ctx {
     struct cimd_fetch *fetches; /* in flight */
     struct sso *sso;            /* when auth.login.providers is not empty */
     struct sso_wait *sso_waits; /* requests waiting on an identity provider */
+    struct upflow *upflows;     /* upstream authorizations waiting on a server (upstream.c) */
+    unsigned char master[AUTH_MASTER_KEY_LEN]; /* seals start links and pending flows; wiped */
     int64_t next_sweep;
 };
 
@@ -80,6 +83,10 @@ h2o_iovec_t oauth_header(h2o_req_t *req, const char *name, size_t len);
 bool oauth_cookie(h2o_req_t *req, const char *name, char *out, size_t size);
 /* The login cookie's name for this issuer. */
 const char *oauth_login_cookie_name(const struct oauth_ctx *o);
+/* The user of the browser's login session, if any (and still enabled); login_hash receives the
+   session's key. */
+bool oauth_login_user(struct oauth_ctx *o, h2o_req_t *req, struct store_user *u,
+                      char login_hash[TOKEN_HASH_SIZE]);
 /* A POST from a page of ours: its Origin (when sent) must be the issuer; "null" (a hidden
    origin) is refused like a foreign one. Answers 403 naming the Origin if not. */
 bool oauth_same_origin(struct oauth_ctx *o, h2o_req_t *req);
@@ -170,5 +177,27 @@ int oauth_sso_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
 /* At shutdown: cancel what waits on a provider (those requests are answered 503) and free the
    relying party (its curl handles close on the loop). */
 void oauth_sso_shutdown(struct oauth_ctx *o);
+
+/* --- Gatehouse as an upstream server's OAuth client (upstream.c) --- */
+
+/* GET /oauth/upstream/<server>/start?t=..., GET /oauth/upstream/callback and GET
+   /oauth/upstream/client.json. Return the status sent, or 0 while the server or its
+   authorization server is asked. */
+int oauth_upstream_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req,
+                         const char *server);
+int oauth_upstream_callback(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req);
+int oauth_upstream_client_metadata(struct oauth_ctx *o, h2o_req_t *req);
+/* At shutdown: the flows still waiting are answered 503. */
+void oauth_upstream_shutdown(struct oauth_ctx *o);
+/* The protected-resource metadata URLs of an MCP server's URL, in the order to try them
+   (path-inserted, then root): their count (0: not an http(s) URL). */
+int oauth_upstream_prm_urls(const char *server_url, char out[][1024]);
+/* The metadata URLs of an authorization server's issuer, in the specification's order (RFC 8414
+   path-inserted, OpenID Connect path-inserted, OpenID Connect path-appended; without a path the
+   two root ones): their count. */
+int oauth_upstream_asm_urls(const char *issuer, char out[][1024]);
+/* Does a protected-resource document's `resource` cover the server's URL (the same URL, or a
+   parent of it on the same origin cut at a path segment)? */
+bool oauth_upstream_resource_covers(const char *resource, const char *server_url);
 
 #endif

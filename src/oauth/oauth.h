@@ -143,4 +143,14 @@ bool oauth_authenticate_certificate(struct oauth_ctx *o, struct st_h2o_req_t *re
                                     const char *credential_id, int64_t not_after,
                                     struct principal *p);
 
+/* The link a user opens in a browser to connect their account at server `server` (one with
+   auth.oauth): issuer + "/oauth/upstream/<server>/start?t=..." where t is sealed with the master
+   key, names the user and the server, lasts 15 minutes and works once. `scope` (NULL: none)
+   is asked for on top of the scope the user was granted before (a step-up after a 403
+   insufficient_scope). Any thread (the CLI too). Returns 0, ERR_LIMIT (out too small), ERR_NOMEM.
+ */
+int oauth_upstream_start_url(const unsigned char master[AUTH_MASTER_KEY_LEN], const char *issuer,
+                             int64_t user_id, const char *server, const char *scope, int64_t now,
+                             char *out, size_t size);
+
 #endif

@@ -187,6 +187,11 @@ static const char *const migrations[] = {
     /* 4: the key check value of the master key the store was first used with (see sqlite.c) */
     ("CREATE TABLE key_check (id bigint PRIMARY KEY CHECK (id = 1), value text NOT NULL,"
      "  created_at bigint NOT NULL);"),
+    /* 5: each user's tokens at an upstream server (see sqlite.c) */
+    ("CREATE TABLE upstream_tokens ("
+     "  user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+     "  server text COLLATE \"C\" NOT NULL, sealed bytea NOT NULL, expires_at bigint NOT NULL,"
+     "  scope text NOT NULL, updated_at bigint NOT NULL, PRIMARY KEY (user_id, server));"),
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

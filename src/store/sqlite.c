@@ -114,6 +114,13 @@ static const char *const migrations[] = {
        is refused instead of sealing what the others cannot open */
     ("CREATE TABLE key_check (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL,"
      "  created_at INTEGER NOT NULL);"),
+    /* 5: each user's tokens at an upstream server (auth.oauth of an http server), sealed by the
+       vault (src/vault) under a key derived from the master key; expiry and scope in clear for
+       listing, never a token */
+    ("CREATE TABLE upstream_tokens ("
+     "  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+     "  server TEXT NOT NULL, sealed BLOB NOT NULL, expires_at INTEGER NOT NULL,"
+     "  scope TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (user_id, server));"),
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -365,6 +365,35 @@ int store_settings_list(struct store *st, int64_t user_id,
                         int (*cb)(const char *server, const struct store_settings *s, void *arg),
                         void *arg);
 
+/* ---- upstream connections: each user's tokens at an upstream server (the vault's rows) ---- */
+
+#define STORE_SEALED_MAX 16384 /* a sealed token record, at most */
+
+/* One row: `sealed` is the vault's ciphertext (src/vault), opaque here; expires_at is the access
+   token's expiry (0: unknown) and scope its granted scope, both kept in clear for listing. */
+struct store_upstream_token {
+    unsigned char *sealed; /* malloc'd; store_upstream_token_release wipes and frees it */
+    size_t sealed_len;
+    int64_t expires_at, updated_at;
+    char scope[STORE_SCOPE_MAX + 1];
+};
+void store_upstream_token_release(struct store_upstream_token *t);
+/* The row of (user, server). ERR_NOTFOUND when the user has not connected the server. */
+int store_upstream_token_get(struct store *st, int64_t user_id, const char *server,
+                             struct store_upstream_token *out);
+/* Insert or replace the row (updated_at is set to now). ERR_INVAL for a server name or a sealed
+   record out of bounds, ERR_NOTFOUND for an unknown user. */
+int store_upstream_token_put(struct store *st, int64_t user_id, const char *server,
+                             const struct store_upstream_token *t);
+/* Delete it. ERR_NOTFOUND when there was none. */
+int store_upstream_token_delete(struct store *st, int64_t user_id, const char *server);
+/* cb(server, row without `sealed`, arg) for each server the user has connected, in name order;
+   a non-zero return from cb stops the walk and is returned. */
+int store_upstream_token_list(struct store *st, int64_t user_id,
+                              int (*cb)(const char *server, const struct store_upstream_token *t,
+                                        void *arg),
+                              void *arg);
+
 /* ---- short-lived browser and flow state ---- */
 
 /* A small JSON value under (kind, key hash) until expires_at: browser login sessions ("login"),

@@ -48,6 +48,7 @@ struct fetch {
     struct buf resp;
     long max_age;
     char content_type[128];
+    char www_authenticate[1024];
     char denied[256]; /* set by the socket guard: why a connection was refused */
 };
 
@@ -141,7 +142,7 @@ static size_t write_cb(char *p, size_t size, size_t n, void *arg)
     return buf_append(&x->resp, p, size * n) == 0 ? size * n : 0;
 }
 
-/* Header lines of the final response: Content-Type and Cache-Control. */
+/* Header lines of the final response: Content-Type, WWW-Authenticate and Cache-Control. */
 static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 {
     struct fetch *x = arg;
@@ -157,6 +158,18 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
             vl = sizeof(x->content_type) - 1;
         memcpy(x->content_type, v, vl);
         x->content_type[vl] = '\0';
+    } else if (len > 17 && strncasecmp(p, "www-authenticate:", 17) == 0 &&
+               x->www_authenticate[0] == '\0') {
+        const char *v = p + 17;
+        size_t vl = len - 17;
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+            vl--;
+        if (vl >= sizeof(x->www_authenticate))
+            vl = sizeof(x->www_authenticate) - 1;
+        memcpy(x->www_authenticate, v, vl);
+        x->www_authenticate[vl] = '\0';
     } else if (len > 14 && strncasecmp(p, "cache-control:", 14) == 0) {
         char v[256];
         size_t vl = len - 14 < sizeof(v) - 1 ? len - 14 : sizeof(v) - 1;
@@ -210,6 +223,7 @@ static int fetch_launch(struct fetch *x)
     CURL *e = x->easy;
     buf_reset(&x->resp);
     x->content_type[0] = '\0';
+    x->www_authenticate[0] = '\0';
     x->max_age = -1;
     x->denied[0] = '\0';
     if (curl_easy_setopt(e, CURLOPT_URL, x->url) != CURLE_OK ||
@@ -228,6 +242,7 @@ static void finish(struct fetch *x, int err, const char *why)
         r.content_type = x->content_type[0] ? x->content_type : NULL;
         r.max_age = x->max_age;
         r.url = x->url;
+        r.www_authenticate = x->www_authenticate[0] ? x->www_authenticate : NULL;
     }
     fetch_cb cb = x->cb;
     void *arg = x->arg;
@@ -469,4 +484,62 @@ void fetch_cancel(struct fetch *x)
 {
     if (x != NULL && x->cb != NULL)
         fetch_free(x);
+}
+
+/* ---- WWW-Authenticate ---- */
+
+/* Copy the value of parameter `name` of a WWW-Authenticate Bearer challenge into out. */
+static bool wa_param(const char *h, const char *name, char *out, size_t size)
+{
+    size_t nl = strlen(name);
+    const char *p = h;
+    if (strncasecmp(p, "Bearer", 6) != 0 || (p[6] != ' ' && p[6] != '\0'))
+        return false;
+    p += 6;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        const char *k = p;
+        while (*p && *p != '=' && *p != ' ' && *p != ',')
+            p++;
+        size_t kl = (size_t)(p - k);
+        if (*p != '=')
+            continue;
+        p++;
+        char v[1024];
+        size_t vl = 0;
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++) {
+                if (*p == '\\' && p[1])
+                    p++;
+                if (vl + 1 < sizeof(v))
+                    v[vl++] = *p;
+            }
+            if (*p == '"')
+                p++;
+        } else {
+            while (*p && *p != ',' && *p != ' ')
+                if (vl + 1 < sizeof(v))
+                    v[vl++] = *p++;
+                else
+                    p++;
+        }
+        v[vl] = '\0';
+        if (kl == nl && strncasecmp(k, name, nl) == 0) {
+            snprintf(out, size, "%s", v);
+            return true;
+        }
+    }
+    return false;
+}
+
+void fetch_bearer_challenge(const char *h, char *resource_metadata, size_t rm_size, char *scope,
+                            size_t scope_size, char *error, size_t error_size)
+{
+    resource_metadata[0] = scope[0] = error[0] = '\0';
+    if (h == NULL)
+        return;
+    wa_param(h, "resource_metadata", resource_metadata, rm_size);
+    wa_param(h, "scope", scope, scope_size);
+    wa_param(h, "error", error, error_size);
 }

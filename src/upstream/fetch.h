@@ -46,6 +46,7 @@ struct fetch_response {
     long max_age;             /* Cache-Control max-age in seconds, -1 when absent; 0 for no-store
                                  or no-cache */
     const char *url;          /* the final URL after redirects */
+    const char *www_authenticate; /* the WWW-Authenticate header (the first), or NULL */
 };
 
 /* err: 0 with r set, or ERR_DENIED (a non-public address; why names it), ERR_LIMIT (too large,
@@ -73,5 +74,11 @@ void fetch_cancel(struct fetch *x);
    private, CGNAT, link-local, unique-local, multicast, documentation, benchmarking, reserved;
    IPv4-mapped and NAT64 IPv6 forms are judged by their IPv4 address). */
 bool fetch_address_is_public(const struct sockaddr *sa);
+
+/* The parameters of a WWW-Authenticate Bearer challenge that steer an OAuth client
+   (resource_metadata, scope, error; RFC 6750 and RFC 9728): each copied into its buffer, ""
+   when absent, when h is NULL, or when the challenge is not Bearer. */
+void fetch_bearer_challenge(const char *h, char *resource_metadata, size_t rm_size, char *scope,
+                            size_t scope_size, char *error, size_t error_size);
 
 #endif

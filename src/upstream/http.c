@@ -105,6 +105,7 @@ struct exchange {
     char *body; /* compact JSON for POST */
     size_t body_len;
     bool is_initialize; /* a POST of method "initialize": may trigger the fallback */
+    char www_auth[512]; /* the response's WWW-Authenticate (the first), or "" */
     bool long_lived;    /* subscriptions/listen: a stream, not an exchange (no total or idle
                            deadline once it started; TCP keep-alive finds a dead peer) */
     char *mirror[3];    /* 2026-07-28 request: its MCP-Protocol-Version, Mcp-Method, Mcp-Name */
@@ -635,6 +636,20 @@ static size_t header_cb(char *b, size_t size, size_t n, void *ud)
         mark_bytes(ex);
     if (len >= 5 && memcmp(b, "HTTP/", 5) == 0) {
         ex->mode = BODY_NONE; /* a new response (after 100 Continue) */
+        ex->www_auth[0] = '\0';
+        return len;
+    }
+    static const char wa[] = "www-authenticate:";
+    if (len > sizeof(wa) - 1 && strncasecmp(b, wa, sizeof(wa) - 1) == 0 && !ex->www_auth[0]) {
+        const char *v = b + sizeof(wa) - 1, *end = b + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        size_t vl =
+            (size_t)(end - v) < sizeof(ex->www_auth) ? (size_t)(end - v) : sizeof(ex->www_auth) - 1;
+        memcpy(ex->www_auth, v, vl);
+        ex->www_auth[vl] = '\0';
         return len;
     }
     if (len <= 2 && (b[0] == '\r' || b[0] == '\n')) {
@@ -1138,6 +1153,14 @@ static void post_done(struct exchange *ex, CURLcode cc)
     if (first && ex->is_initialize && t->mode == MODE_STREAMABLE &&
         (st == 404 || st == 405 || (st == 400 && !ex->sent_session))) {
         start_fallback(t, ex, why);
+        return;
+    }
+    /* The server refused the credential (or wants a wider one): its Bearer challenge is what
+       the gateway's OAuth client acts on (docs/auth.md, "Upstream OAuth and the vault"). */
+    if ((st == 401 || st == 403) && strncasecmp(ex->www_auth, "Bearer", 6) == 0) {
+        snprintf(why, sizeof(why), "HTTP %ld from upstream %s" TRANSPORT_WWW_AUTH "%s", st, name,
+                 ex->www_auth);
+        ex_finish(ex, ERR_DENIED, why);
         return;
     }
     /* A JSON-RPC error response in the body is the server's answer: pass it on. */

@@ -3,6 +3,7 @@
 #include "upstream/transport-int.h"
 #include "core/err.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ void outbound_release(struct outbound *o)
 {
     for (size_t i = 0; o != NULL && i < o->n; i++) {
         free(o->v[i].name);
+        if (o->v[i].value != NULL) /* a credential the vault injected, maybe */
+            sodium_memzero(o->v[i].value, o->v[i].value_len);
         free(o->v[i].value);
     }
     if (o != NULL) {

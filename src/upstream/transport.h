@@ -97,6 +97,11 @@ int outbound_add(struct outbound *o, enum outbound_where where, unsigned flags, 
 /* How many entries of kind `where` o has (o may be NULL). */
 size_t outbound_count(const struct outbound *o, enum outbound_where where);
 
+/* HTTP: a call the server refused with 401 or 403 and a Bearer challenge ends with ERR_DENIED
+   and a `why` of the form "HTTP <status> from upstream <name>; WWW-Authenticate: <challenge>"
+   (TRANSPORT_WWW_AUTH marks where the challenge starts). */
+#define TRANSPORT_WWW_AUTH "; WWW-Authenticate: "
+
 /* Create and start (spawn / nothing to do for HTTP until the first send). The server config
    must outlive the transport (hold a config_ref). Returns NULL on allocation failure. */
 struct transport *transport_new(uv_loop_t *loop, const struct config_server *srv,

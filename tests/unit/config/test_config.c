@@ -472,7 +472,7 @@ static void test_unknown_keys(void)
         "t.yaml:3:5: unknown key \"comand\" in server \"everything\"; expected one of: "
         "name, transport, command, args, env, cwd, url, headers, timeouts, restart, "
         "max_concurrency, max_queue, max_message, prefix, spec, overrides, base_url, discovery, "
-        "overlays, protocol, validate_arguments, credentials, sessions, user_sessions");
+        "overlays, protocol, validate_arguments, credentials, sessions, user_sessions, auth");
     EXPECT_ERR(
         "workers: 1\nlisen: []\n", ERR_INVAL, 2, 1,
         "t.yaml:2:1: unknown key \"lisen\" in the top level; expected one of: listen, "
@@ -700,6 +700,99 @@ static void test_sessions(void)
                ERR_INVAL, 5, 21,
                "t.yaml:5:21: unknown key \"idle\" in user_sessions of server \"a\"; expected one "
                "of: idle_timeout, max");
+}
+
+/* An http server's auth: {oauth: …}: the gateway as its OAuth client (docs/configuration.md,
+   "Upstream OAuth"). */
+static void test_upstream_oauth(void)
+{
+    struct config *c = NULL;
+    struct err_info ei = {0};
+    const char *y = "auth: {issuer: https://gw.example}\n"
+                    "servers:\n"
+                    "  - {name: a, url: http://127.0.0.1:9/mcp, auth: {oauth: {}}}\n"
+                    "  - name: b\n"
+                    "    url: https://b.example/mcp\n"
+                    "    auth:\n"
+                    "      oauth:\n"
+                    "        client_id: gw-client\n"
+                    "        client_secret_file: /run/secrets/b\n"
+                    "        scopes: [read, write]\n"
+                    "        allow_private: true\n"
+                    "  - {name: c, url: https://c.example/mcp, auth: {oauth: {registration: cimd}},"
+                    " sessions: per_user, user_sessions: {max: 5}}\n"
+                    "  - {name: d, url: https://d.example/mcp}\n";
+    CHECK_INT(config_load_string(y, strlen(y), "t.yaml", &c, &ei), 0);
+    if (c == NULL) {
+        fprintf(stderr, "%s\n", ei.msg);
+        return;
+    }
+    CHECK(c->servers[0].oauth.enabled);
+    CHECK_INT(c->servers[0].oauth.registration, UPSTREAM_REG_AUTO);
+    CHECK(c->servers[0].oauth.client_id == NULL && c->servers[0].oauth.nscopes == 0);
+    CHECK(!c->servers[0].oauth.allow_private);
+    CHECK_INT(c->servers[0].sessions, SESSIONS_PER_USER);          /* implied */
+    CHECK_INT(c->servers[1].oauth.registration, UPSTREAM_REG_PRE); /* implied by client_id */
+    CHECK_STR(c->servers[1].oauth.client_id, "gw-client");
+    CHECK_STR(c->servers[1].oauth.client_secret_file, "/run/secrets/b");
+    CHECK_INT(c->servers[1].oauth.nscopes, 2);
+    CHECK_STR(c->servers[1].oauth.scopes[1], "write");
+    CHECK(c->servers[1].oauth.allow_private);
+    CHECK_INT(c->servers[2].oauth.registration, UPSTREAM_REG_CIMD);
+    CHECK_INT(c->servers[2].user_max, 5);
+    CHECK(!c->servers[3].oauth.enabled);
+    CHECK_INT(c->servers[3].sessions, SESSIONS_SHARED);
+    config_unref(c);
+
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {oauth: {}}, "
+               "sessions: shared}\n",
+               ERR_INVAL, 3, 63,
+               "t.yaml:3:63: sessions: shared is not allowed in server \"a\" with auth.oauth; "
+               "expected per_user, or no sessions key (each user's upstream session carries "
+               "their own token, so one session is never shared between users)");
+    EXPECT_ERR("servers:\n  - {name: a, url: http://h/mcp, auth: {oauth: {}}}\n", ERR_INVAL, 0, 0,
+               "t.yaml: server \"a\" has auth.oauth but authentication is off; expected an auth "
+               "section (each user's upstream tokens belong to the user the gateway "
+               "authenticated)");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, command: x, auth: {oauth: {}}}\n", ERR_INVAL, 3,
+               27,
+               "t.yaml:3:27: auth is not allowed in server \"a\" with transport stdio; expected "
+               "it only with transport: http");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, spec: x.json, auth: {oauth: {}}}\n", ERR_INVAL, 3,
+               29,
+               "t.yaml:3:29: auth is not allowed in server \"a\" with transport openapi; expected "
+               "it only with transport: http (an OpenAPI server's credentials are its "
+               "credentials: list)");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {basic: {}}}\n",
+               ERR_INVAL, 3, 41,
+               "t.yaml:3:41: unknown key \"basic\" in auth of server \"a\"; expected one of: "
+               "oauth");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {oauth: "
+               "{registration: manual}}}\n",
+               ERR_INVAL, 3, 63,
+               "t.yaml:3:63: \"manual\" is not a registration for auth.oauth.registration of "
+               "server \"a\"; expected auto, pre, dynamic or cimd");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {oauth: "
+               "{registration: pre}}}\n",
+               ERR_INVAL, 3, 63,
+               "t.yaml:3:63: auth.oauth of server \"a\" has registration: pre but no client_id; "
+               "expected the client_id the server's authorization server issued to the gateway");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {oauth: "
+               "{registration: dynamic, client_id: x}}}\n",
+               ERR_INVAL, 3, 72,
+               "t.yaml:3:72: auth.oauth of server \"a\" has a client_id with registration: "
+               "dynamic; expected client_id only with registration: pre or auto (a dynamic or "
+               "CIMD client gets its client_id from the registration)");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, auth: {oauth: "
+               "{client_secret_file: /s}}}\n",
+               ERR_INVAL, 3, 49,
+               "t.yaml:3:49: auth.oauth of server \"a\" has a client_secret_file but no "
+               "client_id; expected both for a pre-registered confidential client");
+    EXPECT_ERR("auth: {}\nservers:\n  - {name: a, url: http://h/mcp, headers: {Authorization: "
+               "x}, auth: {oauth: {}}}\n",
+               ERR_INVAL, 3, 63,
+               "t.yaml:3:63: server \"a\" has both auth.oauth and an Authorization header in "
+               "headers; expected one of them (with auth.oauth each user's own token is sent)");
 }
 
 /* transport: openapi (docs/configuration.md, "servers"). */
@@ -1205,7 +1298,8 @@ TEST_MAIN(TEST(test_full_file), TEST(test_defaults), TEST(test_example_file),
           TEST(test_docs_example), TEST(test_quoting), TEST(test_file_errors),
           TEST(test_yaml_syntax), TEST(test_unknown_keys), TEST(test_wrong_types),
           TEST(test_servers), TEST(test_openapi_servers), TEST(test_protocol),
-          TEST(test_validate_arguments), TEST(test_sessions), TEST(test_listeners),
-          TEST(test_durations_sizes_in_file), TEST(test_duration_parse), TEST(test_size_parse),
-          TEST(test_refcount), TEST(test_store_auth), TEST(test_relative_paths),
-          TEST(test_store_postgres), TEST(test_tls_keys), TEST(test_redis))
+          TEST(test_validate_arguments), TEST(test_sessions), TEST(test_upstream_oauth),
+          TEST(test_listeners), TEST(test_durations_sizes_in_file), TEST(test_duration_parse),
+          TEST(test_size_parse), TEST(test_refcount), TEST(test_store_auth),
+          TEST(test_relative_paths), TEST(test_store_postgres), TEST(test_tls_keys),
+          TEST(test_redis))

@@ -816,6 +816,7 @@ static void test_failed_migration(void)
     struct store *st = NULL;
     struct err_info ei = {0};
     CHECK_INT(store_open(broken, &st, &ei), 0); /* made, then emptied by hand */
+    CHECK_INT(store_exec_sql(st, "DROP TABLE upstream_tokens"), 0);
     CHECK_INT(store_exec_sql(st, "DROP TABLE user_settings"), 0);
     CHECK_INT(store_exec_sql(st, "DROP TABLE ephemeral"), 0);
     CHECK_INT(store_exec_sql(st, "DROP TABLE signing_keys"), 0);
