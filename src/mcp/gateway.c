@@ -1167,7 +1167,12 @@ static void on_resource(struct dispatch *d)
         return;
     }
     snprintf(r->target, sizeof(r->target), "%s", uri);
-    if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+    /* A subscription may name a resource its server does not list (yet): with one server behind
+       the endpoint it is that server's to accept or refuse. A read is answered here. */
+    bool routed_uri =
+        cat != NULL && (catalog_route_uri(cat, view, uri, &server) == 0 ||
+                        (method[10] != 'r' && catalog_sole_server(cat, view, &server) == 0));
+    if (!routed_uri) {
         char m[600];
         snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)",
                  uri);
