@@ -240,6 +240,30 @@ export function suiteSkip(scenario, check, skips = SUITE_SKIPS) {
   return { ok: false, reason: `listed in SUITE_SKIPS as skipped by the suite, but ${got}: the suite no longer skips it as listed, remove the entry` };
 }
 
+/** scenario/check -> true when every record of it passed (a scenario may report an id more than
+    once), read from a report of this script (its PASS, FAIL and XFAIL lines). */
+export function checkOutcomes(report) {
+  const m = new Map();
+  for (const l of report.split('\n')) {
+    const r = /^(PASS|FAIL|XFAIL) ([^\s:]+)/.exec(l);
+    if (r) m.set(r[2], (m.get(r[2]) ?? true) && r[1] === 'PASS');
+  }
+  return m;
+}
+
+/** Differential judgement of one target directly and through the gateway (checkOutcomes maps):
+    `unexplained` lists each check that passes directly and not through the gateway ("KEY: fails"
+    or "KEY: not run"), but for those in `exceptions` (Map key -> reason) that did not run through
+    it; `stale` lists the exceptions that are no such check. */
+export function differential(direct, through, exceptions = new Map()) {
+  const lost = [...direct].filter(([k, ok]) => ok && through.get(k) !== true).map(([k]) => k);
+  const unexplained = lost
+    .filter((k) => !exceptions.has(k) || through.has(k))
+    .map((k) => `${k}: ${through.has(k) ? 'fails' : 'not run'} through the gateway`);
+  const stale = [...exceptions.keys()].filter((k) => !lost.includes(k) || through.has(k));
+  return { unexplained, stale };
+}
+
 const DIR_RE = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
 
 /** Moves the suite's `server-<scenario>-<timestamp>` dirs to OUT/<scenario>/. */

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SUITE_SKIPS, suiteSkip, readExpectedFailures } from './conformance.mjs';
+import { SUITE_SKIPS, suiteSkip, readExpectedFailures, checkOutcomes, differential } from './conformance.mjs';
 import {
   INTEROP_DIR,
   startGateway,
@@ -191,16 +191,6 @@ const NOT_RUN_THROUGH_GATEWAY = {
   '2026-07-28': new Map(),
 };
 
-/** scenario/check -> true when every record of it passed, from conformance.mjs's report. */
-export function outcomes(stdout) {
-  const m = new Map();
-  for (const l of stdout.split('\n')) {
-    const r = /^(PASS|FAIL|XFAIL) ([^\s:]+(?:\/[^\s:]+)?)/.exec(l);
-    if (r) m.set(r[2], (m.get(r[2]) ?? true) && r[1] === 'PASS');
-  }
-  return m;
-}
-
 describe('conformance against server-everything, directly and through the gateway', { skip: DIRECT && 'needs the gateway', timeout: 4 * TEST_LIMIT.timeout }, () => {
   let everything;
   let gateway;
@@ -224,13 +214,10 @@ describe('conformance against server-everything, directly and through the gatewa
       assert.equal(through.code, 0, `${problems(through.stdout).split('\n').filter((l) => !l.startsWith('XFAIL ')).join('\n')}\n${log}`);
       assert.equal(gs.failed, readExpected(EXPECTED_EVERYTHING(rev)), `every listed check failed, and only those:\n${problems(through.stdout)}`);
       assert.ok(gs.success >= SUCCESS_EVERYTHING[rev], `expected >= ${SUCCESS_EVERYTHING[rev]} SUCCESS checks, got ${gs.success}`);
-      const d = outcomes(direct.stdout);
-      const g = outcomes(through.stdout);
-      const lost = [...d].filter(([k, ok]) => ok && g.get(k) !== true).map(([k]) => k);
-      const exceptions = NOT_RUN_THROUGH_GATEWAY[rev];
-      const unexplained = lost.filter((k) => !exceptions.has(k) || g.has(k));
-      assert.deepEqual(unexplained, [], `checks that pass directly but not through the gateway (a gateway bug):\n${unexplained.map((k) => `${k}: ${g.has(k) ? 'fails' : 'not run'} through the gateway`).join('\n')}\n${log}`);
-      const stale = [...exceptions.keys()].filter((k) => !lost.includes(k));
+      const d = checkOutcomes(direct.stdout);
+      const g = checkOutcomes(through.stdout);
+      const { unexplained, stale } = differential(d, g, NOT_RUN_THROUGH_GATEWAY[rev]);
+      assert.deepEqual(unexplained, [], `checks that pass directly but not through the gateway (a gateway bug):\n${unexplained.join('\n')}\n${log}`);
       assert.deepEqual(stale, [], 'NOT_RUN_THROUGH_GATEWAY entries that run through the gateway or do not pass directly: remove them');
       // What fails through the gateway fails directly too (missing test tools, not the gateway).
       const passesDirectly = [...readExpectedFailures(EXPECTED_EVERYTHING(rev)).keys()].filter((k) => d.get(k) === true);
@@ -264,6 +251,20 @@ describe('conformance.mjs keeps its list of checks the suite skips exact', () =>
     assert.equal(r.ok, false);
     assert.match(r.reason, /SKIPPED with another message/);
   });
+});
+
+test('the differential judgement: a check passing directly must pass through the gateway, exceptions exact', () => {
+  const report = (lines) => checkOutcomes(lines.join('\n'));
+  const direct = report(['PASS a/one', 'PASS a/two', 'PASS a/two (info)', 'PASS b/sse', 'FAIL c/x: FAILURE', 'PASS d/dup', 'FAIL d/dup: FAILURE']);
+  assert.deepEqual([...direct], [['a/one', true], ['a/two', true], ['b/sse', true], ['c/x', false], ['d/dup', false]]);
+  const through = report(['PASS a/one', 'FAIL a/two: FAILURE', 'XFAIL c/x: FAILURE [expected: missing tool]', 'PASS d/dup']);
+  assert.deepEqual(differential(direct, through), { unexplained: ['a/two: fails through the gateway', 'b/sse: not run through the gateway'], stale: [] });
+  assert.deepEqual(differential(direct, through, new Map([['b/sse', 'no stream'], ['a/one', 'passes']])), {
+    unexplained: ['a/two: fails through the gateway'],
+    stale: ['a/one'],
+  });
+  // An exception covers a check that did not run, never one that fails through the gateway.
+  assert.deepEqual(differential(direct, through, new Map([['a/two', 'fails']])).unexplained, ['a/two: fails through the gateway', 'b/sse: not run through the gateway']);
 });
 
 describe('conformance.mjs keeps an expected-failures list exact', { timeout: TEST_LIMIT.timeout + 30000 }, () => {
