@@ -29,6 +29,7 @@ import {
   startEverythingHttp,
   fixtureStdio,
   everythingStdio,
+  httpUpstream,
   withTimeout,
   DIRECT,
   gatewayBinaryOrThrow,
@@ -167,12 +168,12 @@ describe('conformance 2026-07-28 (server scenarios)', { timeout: TEST_LIMIT.time
 // server-everything (@modelcontextprotocol/server-everything, a reference server that has none
 // of the suite's test_* tools, prompts and test:// resources), judged differentially, check by
 // check: the suite runs directly against its own Streamable HTTP transport and through the gateway
-// in front of it (over stdio, prefix: never). Through the gateway, the checks that fail are
+// in front of it (over stdio and over HTTP, prefix: never). Through the gateway, the checks that fail are
 // exactly those in expected-failures-everything-<revision>.txt, each of which fails directly too;
 // every check that passes directly passes through the gateway (it loses nothing), but for the
 // exact list below. A check's outcome is PASS when every record of it passed (a scenario may
 // report an id more than once). Measured (2-core machine): 2025-11-25 3 s directly and 1 s
-// through the gateway; 2026-07-28 1 s and 7 s.
+// through each gateway; 2026-07-28 1 s and 7 s.
 const EXPECTED_EVERYTHING = (rev) => path.join(INTEROP_DIR, `expected-failures-everything-${rev}.txt`);
 // Floors on the SUCCESS checks through the gateway (measured: 45 and 110).
 const SUCCESS_EVERYTHING = { '2025-11-25': 45, '2026-07-28': 110 };
@@ -193,28 +194,38 @@ const NOT_RUN_THROUGH_GATEWAY = {
 
 describe('conformance against server-everything, directly and through the gateway', { skip: DIRECT && 'needs the gateway', timeout: 4 * TEST_LIMIT.timeout }, () => {
   let everything;
-  let gateway;
+  const gateways = {};
+  const direct = {};
   before(async () => {
     everything = await startEverythingHttp();
-    gateway = await startGateway({ servers: [everythingStdio('everything', { prefix: 'never' })] });
+    gateways.stdio = await startGateway({ servers: [everythingStdio('everything', { prefix: 'never' })] });
+    gateways.http = await startGateway({ servers: [httpUpstream('everything', everything.url, { prefix: 'never' })] });
   });
   after(async () => {
-    await gateway?.stop();
+    await gateways.stdio?.stop();
+    await gateways.http?.stop();
     await everything?.stop();
+    for (const r of Object.values(direct)) fs.rmSync(r.out, { recursive: true, force: true });
   });
-  for (const rev of ['2025-11-25', '2026-07-28']) {
-    test(`${rev}: every check passing directly passes through the gateway; what fails is listed`, TEST_LIMIT, async () => {
-      const direct = await runConformance(everything.url, [], rev);
-      const ds = summary(direct.stdout);
-      assert.ok(ds, `runner printed its summary line:\n${direct.stdout.slice(-2000)}`);
+  for (const [rev, transport] of [
+    ['2025-11-25', 'stdio'],
+    ['2025-11-25', 'http'],
+    ['2026-07-28', 'stdio'],
+    ['2026-07-28', 'http'],
+  ]) {
+    test(`${rev}, the gateway to server-everything over ${transport}: every check passing directly passes through it; what fails is listed`, TEST_LIMIT, async () => {
+      const gateway = gateways[transport];
+      direct[rev] ??= await runConformance(everything.url, [], rev);
+      const ds = summary(direct[rev].stdout);
+      assert.ok(ds, `runner printed its summary line:\n${direct[rev].stdout.slice(-2000)}`);
       const through = await runConformance(gateway.url, ['--expect-fail', EXPECTED_EVERYTHING(rev)], rev);
       const gs = summary(through.stdout);
       assert.ok(gs, `runner printed its summary line:\n${through.stdout.slice(-2000)}`);
-      const log = `(results in ${direct.out} and ${through.out})\n--- gateway log ---\n${gateway.logs().slice(-4000)}`;
+      const log = `(results in ${direct[rev].out} and ${through.out})\n--- gateway log ---\n${gateway.logs().slice(-4000)}`;
       assert.equal(through.code, 0, `${problems(through.stdout).split('\n').filter((l) => !l.startsWith('XFAIL ')).join('\n')}\n${log}`);
       assert.equal(gs.failed, readExpected(EXPECTED_EVERYTHING(rev)), `every listed check failed, and only those:\n${problems(through.stdout)}`);
       assert.ok(gs.success >= SUCCESS_EVERYTHING[rev], `expected >= ${SUCCESS_EVERYTHING[rev]} SUCCESS checks, got ${gs.success}`);
-      const d = checkOutcomes(direct.stdout);
+      const d = checkOutcomes(direct[rev].stdout);
       const g = checkOutcomes(through.stdout);
       const { unexplained, stale } = differential(d, g, NOT_RUN_THROUGH_GATEWAY[rev]);
       assert.deepEqual(unexplained, [], `checks that pass directly but not through the gateway (a gateway bug):\n${unexplained.join('\n')}\n${log}`);
@@ -224,10 +235,9 @@ describe('conformance against server-everything, directly and through the gatewa
       assert.deepEqual(passesDirectly, [], 'listed as failing through the gateway, but passing directly (a gateway bug)');
       const passed = (m) => [...m.values()].filter(Boolean).length;
       process.stdout.write(
-        `# server-everything ${rev}: directly ${ds.passed} passed, ${ds.failed} failed (${passed(d)} of ${d.size} checks pass); ` +
+        `# server-everything ${rev} (gateway over ${transport}): directly ${ds.passed} passed, ${ds.failed} failed (${passed(d)} of ${d.size} checks pass); ` +
           `through the gateway ${gs.passed} passed, ${gs.failed} failed (${passed(g)} of ${g.size})\n`,
       );
-      fs.rmSync(direct.out, { recursive: true, force: true });
       fs.rmSync(through.out, { recursive: true, force: true });
     });
   }
