@@ -493,6 +493,14 @@ int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *s
     return ERR_NOTFOUND;
 }
 
+int catalog_sole_server(const struct catalog *c, int view, int *server)
+{
+    if (c == NULL || get_view(c, view) == NULL || (view < 0 && c->nservers != 1))
+        return ERR_NOTFOUND;
+    *server = view < 0 ? 0 : view;
+    return 0;
+}
+
 bool catalog_offers_choice(const struct catalog *c, int view)
 {
     const struct view *v = c ? get_view(c, view) : NULL;

@@ -79,6 +79,9 @@ bool catalog_offers_choice(const struct catalog *c, int view);
 size_t catalog_count_in_mode(const json_t *tools, enum config_discovery mode);
 /* Route a resource URI (exact, then template match). ERR_NOTFOUND. */
 int catalog_route_uri(const struct catalog *c, int view, const char *uri, int *server);
+/* The one server behind view (a server's own view, or the aggregate of a single server):
+   0 and *server, or ERR_NOTFOUND when the view spans several servers. */
+int catalog_sole_server(const struct catalog *c, int view, int *server);
 
 /* Does the template (RFC 6570 level 1: literals and {var}) match uri? Exposed for tests. */
 int catalog_template_match(const char *tmpl, const char *uri);

@@ -564,20 +564,40 @@ const char *mcp_log_level_name(int rank)
 
 /* --- the upstream side --- */
 
-int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank)
+/* msg's params._meta, made an object when it is not one; NULL when out of memory. */
+static json_t *meta_of(json_t *msg)
 {
     json_t *params = json_object_get(msg, "params");
     if (!json_is_object(params)) {
         params = json_object();
         if (params == NULL || json_object_set_new(msg, "params", params) != 0)
-            return ERR_NOMEM;
+            return NULL;
     }
     json_t *meta = json_object_get(params, "_meta");
     if (!json_is_object(meta)) {
         meta = json_object();
         if (meta == NULL || json_object_set_new(params, "_meta", meta) != 0)
-            return ERR_NOMEM;
+            return NULL;
     }
+    return meta;
+}
+
+int mcp_era_add_caps_meta(json_t *msg, json_t *caps)
+{
+    json_t *meta = meta_of(msg);
+    if (meta == NULL)
+        return ERR_NOMEM;
+    return json_object_set_new(meta, META_CAPS,
+                               json_is_object(caps) ? json_deep_copy(caps) : json_object())
+               ? ERR_NOMEM
+               : 0;
+}
+
+int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank)
+{
+    json_t *meta = meta_of(msg);
+    if (meta == NULL)
+        return ERR_NOMEM;
     int err = json_object_set_new(meta, META_VERSION, json_string(MCP_VERSION_2026));
     err |= json_object_set_new(
         meta, "io.modelcontextprotocol/clientInfo",

@@ -218,8 +218,7 @@ void gw_finish_recovery(struct upstream *up);
 const char *gw_required_capability(const char *method);
 void gw_answer_server(struct upstream *up, json_t *id, int code, const char *message);
 void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason);
-int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refuse_id,
-                   const char *refusal);
+int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refusals);
 struct upstream *gw_instance_for(struct upstream *up, const char *owner);
 struct upstream *gw_instance_with_call(struct upstream *up, uint64_t id);
 bool gw_pick_instance(struct forward *f);

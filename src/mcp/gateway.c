@@ -184,6 +184,13 @@ void gw_forward_cb(void *arg)
     }
     if (atomic_load(&up->modern) && !modern_call(up, p, f->msg))
         goto out;
+    if (!atomic_load(&up->modern) && p->mrtr_ok) {
+        /* A legacy server asks for input as the gateway declared at initialize; the caller's own
+           capabilities go with its call, for a server that reads them (mrtr.c sorts the rest). */
+        json_t *caps = gw_relay_capabilities(p->session);
+        mcp_era_add_caps_meta(f->msg, caps); /* out of memory: the server sees none */
+        json_decref(caps);
+    }
     int err = gw_send_pending(up, p, f->msg);
     if (err) {
         char m[300];
@@ -575,7 +582,7 @@ void mcp_cancel_call(void *cookie, const char *reason)
     uint64_t packed = (uint64_t)(uintptr_t)cookie;
     size_t server = (size_t)(packed >> CALL_ID_BITS);
     if (cookie != NULL && server < atomic_load(&gw.nups))
-        gw_post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1), reason, NULL, NULL);
+        gw_post_cancel(gw.ups[server], packed & ((1ULL << CALL_ID_BITS) - 1), reason, NULL);
 }
 
 void mcp_cancel_request(struct session *s, json_t *client_id)
@@ -1166,7 +1173,12 @@ static void on_resource(struct dispatch *d)
         return;
     }
     snprintf(r->target, sizeof(r->target), "%s", uri);
-    if (cat == NULL || catalog_route_uri(cat, view, uri, &server) != 0) {
+    /* A subscription may name a resource its server does not list (yet): with one server behind
+       the endpoint it is that server's to accept or refuse. A read is answered here. */
+    bool routed_uri =
+        cat != NULL && (catalog_route_uri(cat, view, uri, &server) == 0 ||
+                        (method[10] != 'r' && catalog_sole_server(cat, view, &server) == 0));
+    if (!routed_uri) {
         char m[600];
         snprintf(m, sizeof(m), "Resource not found: %s (no server behind this endpoint offers it)",
                  uri);
@@ -1495,10 +1507,14 @@ void gw_cancel_on_home_cb(void *arg)
             break;
         }
     }
-    json_t *refuse = json_object_get(f->msg, "refuse_id");
-    if (refuse != NULL && up->t != NULL)
-        gw_answer_server(up, refuse, JSONRPC_METHOD_NOT_FOUND,
-                         json_string_value(json_object_get(f->msg, "refusal")));
+    size_t i;
+    json_t *refusal;
+    json_array_foreach(json_object_get(f->msg, "refuse"), i, refusal)
+    {
+        if (up->t != NULL)
+            gw_answer_server(up, json_object_get(refusal, "id"), JSONRPC_METHOD_NOT_FOUND,
+                             json_string_value(json_object_get(refusal, "message")));
+    }
     json_decref(f->msg);
     free(f);
 }

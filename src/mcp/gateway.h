@@ -121,6 +121,13 @@ const char *mcp_log_level_name(int rank);
  * keeping the keys already there (progressToken). Returns 0 or ERR_NOMEM.
  */
 int mcp_era_add_meta(json_t *msg, json_t *caps, int log_rank);
+/*
+ * Give request msg, bound for a legacy server, the 2026-07-28 client's capabilities `caps`
+ * (borrowed, copied) as _meta io.modelcontextprotocol/clientCapabilities: the server learnt the
+ * gateway's at initialize, and may read the caller's here to ask only for what it can answer.
+ * Returns 0 or ERR_NOMEM.
+ */
+int mcp_era_add_caps_meta(json_t *msg, json_t *caps);
 /* What a server/discover probe said about a server's era. */
 enum mcp_probe_outcome {
     MCP_PROBE_MODERN,  /* a DiscoverResult that lists 2026-07-28 */

@@ -39,6 +39,7 @@ struct input_request {
     char key[64];    /* the inputRequests key the client answers under */
     json_t *up_id;   /* the server's id for the request */
     json_t *request; /* {method, params} as the client sees it */
+    const char *cap; /* the client capability it needs (gw_required_capability) */
     bool asked;      /* sent to the client in an InputRequiredResult */
 };
 
@@ -188,17 +189,98 @@ static void mrtr_expired_cb(uv_timer_t *t)
 }
 
 /* Home thread: end client call p with error `err` (stolen) and cancel it upstream; the server's
-   request refuse_id (may be NULL) is refused after the cancellation, so that the server cannot
-   finish the call first. */
+   requests in refusals (stolen, may be NULL: an array of {id, message}) are refused after the
+   cancellation, so that the server cannot finish the call first. */
 static void mrtr_abandon(struct upstream *up, struct pending *p, json_t *err, const char *reason,
-                         json_t *refuse_id, const char *refusal)
+                         json_t *refusals)
 {
     gw_emit(p, err, true);
     json_decref(err);
     p->cancelling = true;
     /* Deferred: this runs inside the transport's delivery of the server's message. */
-    if (gw_post_cancel(up, p->id, reason, refuse_id, refusal) != 0 && refuse_id != NULL)
-        gw_answer_server(up, refuse_id, JSONRPC_METHOD_NOT_FOUND, refusal);
+    if (gw_post_cancel(up, p->id, reason, refusals) != 0) {
+        size_t i;
+        json_t *r;
+        json_array_foreach(refusals, i, r)
+        {
+            gw_answer_server(up, json_object_get(r, "id"), JSONRPC_METHOD_NOT_FOUND,
+                             json_string_value(json_object_get(r, "message")));
+        }
+    }
+    json_decref(refusals);
+}
+
+/* Home thread: sort the round (the requests not asked yet) by the capabilities the client
+   declared (its _meta clientCapabilities). A request for an undeclared one is refused to the
+   server, by the capability's name, when the round holds others the client can answer: the
+   server may go on without it, and the client is asked the rest. A round of undeclared requests
+   only ends the call with -32021 naming every capability missing (requiredCapabilities), and the
+   call is cancelled upstream. Returns false when the call ended. */
+static bool mrtr_sort_round(struct upstream *up, struct pending *p)
+{
+    struct mrtr *m = p->mrtr;
+    unsigned declared = 0, undeclared = 0;
+    for (unsigned i = 0; i < m->n; i++) {
+        if (m->reqs[i].asked)
+            continue;
+        if (session_has_capability(p->session, m->reqs[i].cap))
+            declared++;
+        else
+            undeclared++;
+    }
+    if (undeclared == 0)
+        return true;
+    char refusal[200];
+    if (declared > 0) {
+        unsigned kept = 0;
+        for (unsigned i = 0; i < m->n; i++) {
+            struct input_request q = m->reqs[i];
+            if (!q.asked && !session_has_capability(p->session, q.cap)) {
+                snprintf(refusal, sizeof(refusal),
+                         "the client did not declare the \"%s\" capability (it is asked for the "
+                         "other requests of this round)",
+                         q.cap);
+                gw_answer_server(up, q.up_id, JSONRPC_METHOD_NOT_FOUND, refusal);
+                json_decref(q.up_id);
+                json_decref(q.request);
+                continue;
+            }
+            m->reqs[kept++] = q;
+        }
+        m->n = kept;
+        return true;
+    }
+    json_t *required = json_object();
+    json_t *refusals = json_array();
+    char caps[100] = "", methods[200] = "";
+    for (unsigned i = 0; i < m->n; i++) {
+        struct input_request *q = &m->reqs[i];
+        if (q->asked)
+            continue;
+        const char *method = json_string_value(json_object_get(q->request, "method"));
+        if (json_object_get(required, q->cap) == NULL) {
+            json_object_set_new(required, q->cap, json_object());
+            size_t len = strlen(caps);
+            snprintf(caps + len, sizeof(caps) - len, "%s%s", len ? ", " : "", q->cap);
+            len = strlen(methods);
+            snprintf(methods + len, sizeof(methods) - len, "%s%s", len ? ", " : "", method);
+        }
+        snprintf(refusal, sizeof(refusal), "the client did not declare the \"%s\" capability",
+                 q->cap);
+        json_array_append_new(refusals,
+                              json_pack("{s:O, s:s}", "id", q->up_id, "message", refusal));
+    }
+    char msg[600];
+    snprintf(msg, sizeof(msg),
+             "Missing required client capability: %s (server \"%s\" sent %s during this call; "
+             "declare it in _meta io.modelcontextprotocol/clientCapabilities)",
+             caps, up->srv->name, methods);
+    mrtr_abandon(up, p,
+                 jsonrpc_error_new(p->client_id, MCP_ERR_MISSING_CLIENT_CAP, msg,
+                                   json_pack("{s:o, s:s}", "requiredCapabilities", required,
+                                             "server", up->srv->name)),
+                 "the client lacks a capability the server needs", refusals);
+    return false;
 }
 
 /* Home thread: answer the client's POST with an InputRequiredResult carrying the requests not
@@ -206,6 +288,8 @@ static void mrtr_abandon(struct upstream *up, struct pending *p, json_t *err, co
 static void mrtr_park(struct upstream *up, struct pending *p)
 {
     struct mrtr *m = p->mrtr;
+    if (!mrtr_sort_round(up, p))
+        return;
     char token[MRTR_TOKEN_LEN + 4];
     rand_token(token, sizeof(token), MRTR_TOKEN_BYTES);
     int err = park_insert(token, up->index, p->id, p->call_method, p->call_target,
@@ -220,7 +304,7 @@ static void mrtr_park(struct upstream *up, struct pending *p)
         mrtr_abandon(up, p,
                      jsonrpc_error_new(p->client_id, JSONRPC_GATEWAY_LIMIT, msg,
                                        json_pack("{s:s}", "server", up->srv->name)),
-                     "the gateway cannot hold the call", NULL, NULL);
+                     "the gateway cannot hold the call", NULL);
         sodium_memzero(token, sizeof(token));
         return;
     }
@@ -265,7 +349,9 @@ static void mrtr_gathered_cb(uv_timer_t *t)
    only the most recent call. Roots are the client's, not an input of one call, and servers ask
    for them on their own schedule (server-everything asks 350 ms after it starts, whatever call
    is in flight then): a guessed roots/list the client cannot answer fails the request, not the
-   call. Sampling and elicitation are asked for the call in flight. */
+   call. Sampling and elicitation are asked for the call in flight, with the other requests of
+   their round (MRTR_GATHER_MS); a request for a capability the client did not declare is judged
+   with that round (mrtr_sort_round). */
 void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, bool guessed)
 {
     json_t *id = json_object_get(msg, "id");
@@ -291,20 +377,7 @@ void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, 
         gw_answer_server(up, id, JSONRPC_METHOD_NOT_FOUND, m);
         return;
     }
-    if (!session_has_capability(p->session, cap)) {
-        char refusal[100];
-        snprintf(refusal, sizeof(refusal), "the client did not declare the \"%s\" capability", cap);
-        snprintf(m, sizeof(m),
-                 "Missing required client capability: %s (server \"%s\" sent %s during this "
-                 "call; declare it in _meta io.modelcontextprotocol/clientCapabilities)",
-                 cap, up->srv->name, method);
-        mrtr_abandon(up, p,
-                     jsonrpc_error_new(p->client_id, MCP_ERR_MISSING_CLIENT_CAP, m,
-                                       json_pack("{s:{s:{}}, s:s}", "requiredCapabilities", cap,
-                                                 "server", up->srv->name)),
-                     "the client lacks a capability the server needs", id, refusal);
-        return;
-    }
+    /* Undeclared capabilities are judged with the round (mrtr_sort_round). */
     if (p->mrtr == NULL && (p->mrtr = calloc(1, sizeof(*p->mrtr))) == NULL) {
         gw_answer_server(up, id, JSONRPC_INTERNAL_ERROR, "the gateway is out of memory");
         return;
@@ -332,6 +405,7 @@ void gw_mrtr_input_request(struct upstream *up, struct pending *p, json_t *msg, 
     q->up_id = json_incref(id);
     q->request = json_pack("{s:s, s:o}", "method", method, "params",
                            json_is_object(params) ? json_deep_copy(params) : json_object());
+    q->cap = cap;
     q->asked = false;
     /* While parked, a request waits for the retry, which is answered with it. Else the requests
        the server sends within MRTR_GATHER_MS go out together (the call's timer meanwhile: its
@@ -485,7 +559,7 @@ void gw_mrtr_resume(struct session *s, int server, json_t *msg, const char *targ
     if (rs == NULL || st == NULL) {
         free(rs);
         stream_unref(st);
-        gw_post_cancel(up, call_id, "the gateway is out of memory", NULL, NULL);
+        gw_post_cancel(up, call_id, "the gateway is out of memory", NULL);
         retry_refuse(r, given, c, id, JSONRPC_INTERNAL_ERROR, "out of memory");
         return;
     }

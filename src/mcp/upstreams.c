@@ -1449,9 +1449,9 @@ void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason)
 }
 
 /* Any thread: have call `id` of up cancelled on its home thread (where it may be gone by then).
-   With refuse_id (borrowed), the server's request of that id is then refused with `refusal`. */
-int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refuse_id,
-                   const char *refusal)
+   With refusals (borrowed: an array of {"id": the server's request id, "message": why}), those
+   requests of the server are then refused, each with its message. */
+int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t *refusals)
 {
     struct forward *f = calloc(1, sizeof(*f));
     if (f == NULL)
@@ -1459,10 +1459,8 @@ int gw_post_cancel(struct upstream *up, uint64_t id, const char *reason, json_t 
     f->up = up_server(up); /* an instance may be closed by the time this runs */
     snprintf(f->owner, sizeof(f->owner), "%s", up->base != NULL ? up->owner : "");
     f->msg = json_pack("{s:I, s:s}", "id", (json_int_t)id, "reason", reason);
-    if (f->msg != NULL && refuse_id != NULL) {
-        json_object_set(f->msg, "refuse_id", refuse_id);
-        json_object_set_new(f->msg, "refusal", json_string(refusal));
-    }
+    if (f->msg != NULL && json_array_size(refusals) > 0)
+        json_object_set(f->msg, "refuse", refusals);
     if (f->msg == NULL || mailbox_post(up->home->mb, gw_cancel_on_home_cb, f) != 0) {
         json_decref(f->msg);
         free(f);

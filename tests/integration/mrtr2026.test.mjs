@@ -2,8 +2,10 @@
 // call becomes an InputRequiredResult; the client's retry (inputResponses + requestState) answers
 // the server under its own ids and receives the call's progress and final result. Also: repeated
 // input requests, unknown / mismatched / expired requestState (limits.mrtr_ttl), a missing client
-// capability (-32021, the call cancelled upstream), the retry owning the call (closing its stream
-// cancels upstream), and legacy sessions unaffected.
+// capability (-32021, the call cancelled upstream; in a round that also asks for declared ones,
+// the undeclared request is refused to the server instead), the caller's capabilities in the
+// _meta of its call, the retry owning the call (closing its stream cancels upstream), and legacy
+// sessions unaffected.
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -195,6 +197,51 @@ test('a client without the capability gets -32021 naming it, and the call is can
     id: 'c1',
   });
   assert.deepEqual(e.data.requiredCapabilities, { elicitation: {} });
+  await until(() => gw.lines.slice(mark).find((l) => l.includes('mini-server: got notifications/cancelled') && l.includes('lacks a capability')), {
+    timeout: 5000,
+    what: `notifications/cancelled upstream\n${gw.tail()}`,
+  });
+});
+
+test("a legacy server gets the caller's capabilities in the call's _meta (those the gateway bridges)", async () => {
+  const caps = { sampling: {}, elicitation: { form: {} }, extensions: { 'io.modelcontextprotocol/tasks': {} } };
+  const r = await call('meta', {}, { id: 'm1', caps });
+  assert.equal(r.status, 200, r.text);
+  const seen = JSON.parse(r.json.result.content[0].text);
+  // The server learnt the gateway's capabilities at initialize; the caller's are its own.
+  assert.deepEqual(seen['io.modelcontextprotocol/clientCapabilities'], { sampling: {}, elicitation: { form: {} } });
+  assert.equal(seen['io.modelcontextprotocol/protocolVersion'], undefined);
+  // A legacy client's call carries none (its server knows the session's from initialize).
+  const s = await openSession(gw.url);
+  const l = await s.callTool('meta', {});
+  assert.equal(l.status, 200, l.text);
+  assert.equal(JSON.parse(l.json.result.content[0].text)?.['io.modelcontextprotocol/clientCapabilities'], undefined);
+});
+
+test('one round mixing declared and undeclared capabilities: the undeclared are refused to the server by name, the declared asked', async () => {
+  const caps = { sampling: {} };
+  const first = inputRequired(await call('ask', { kinds: ['sampling', 'elicitation'] }, { id: 'x1', caps }), 'x1');
+  assert.deepEqual(
+    first.inputs.map(([, q]) => q.method),
+    ['sampling/createMessage'],
+  );
+  const answer = { role: 'assistant', content: { type: 'text', text: 'hi' }, model: 'm' };
+  const r = await call('ask', { kinds: ['sampling', 'elicitation'] }, { id: 'x2', caps, more: { inputResponses: { [first.inputs[0][0]]: answer }, requestState: first.state } });
+  assert.equal(r.status, 200, r.text);
+  // The server went on without the elicitation, told why.
+  assert.deepEqual(r.json.result.content, [
+    { type: 'text', text: `${JSON.stringify(answer)} | error -32601: the client did not declare the "elicitation" capability (it is asked for the other requests of this round)` },
+  ]);
+});
+
+test('one round of undeclared capabilities only: -32021 naming all of them, each refused to the server, the call cancelled', async () => {
+  const mark = gw.lines.length;
+  const e = assertRpcError(await call('ask', { kinds: ['sampling', 'elicitation'] }, { id: 'u1', caps: {} }), {
+    code: -32021,
+    message: [/Missing required client capability: sampling, elicitation/],
+    id: 'u1',
+  });
+  assert.deepEqual(e.data.requiredCapabilities, { sampling: {}, elicitation: {} });
   await until(() => gw.lines.slice(mark).find((l) => l.includes('mini-server: got notifications/cancelled') && l.includes('lacks a capability')), {
     timeout: 5000,
     what: `notifications/cancelled upstream\n${gw.tail()}`,

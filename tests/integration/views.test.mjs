@@ -308,3 +308,25 @@ test('access log: a refused POST is logged too, exactly once, with its status', 
     await gw.stop();
   }
 });
+
+test('views: a subscription to a URI no server lists goes to the one server behind a view, and is refused where several are', async (t) => {
+  const gw = await startGateway(config(), { t });
+  try {
+    // b's own view: b decides (the mini server accepts any URI and logs the request).
+    const b = await openSession(`${gw.base}/mcp/b`);
+    const sub = await b.rpc('resources/subscribe', { uri: 'mini://not-listed' });
+    assert.deepEqual(sub.json?.result, {}, sub.text);
+    await until(() => gw.lines.find((l) => l.includes('mini-server: request resources/subscribe') && l.includes('mini://not-listed')), { what: `subscribe upstream\n${gw.tail()}` });
+    const unsub = await b.rpc('resources/unsubscribe', { uri: 'mini://not-listed' });
+    assert.deepEqual(unsub.json?.result, {}, unsub.text);
+    // The aggregate of two servers cannot tell whose it is; a read is answered by the gateway too.
+    const agg = await openSession(gw.url);
+    const e = await agg.rpc('resources/subscribe', { uri: 'mini://not-listed' });
+    assert.equal(e.json?.error?.code, -32002, e.text);
+    assert.match(e.json.error.message, /no server behind this endpoint offers it/);
+    const read = await b.rpc('resources/read', { uri: 'mini://not-listed' });
+    assert.equal(read.json?.error?.code, -32002, read.text);
+  } finally {
+    await gw.stop();
+  }
+});
