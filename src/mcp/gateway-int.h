@@ -152,6 +152,10 @@ struct pending {
     json_t *up_state; /* the server's requestState for the retry, or NULL */
     unsigned waiting; /* input requests the legacy client has not answered yet */
     unsigned rounds;  /* InputRequiredResults met so far */
+    /* a gateway task's call to a legacy server that runs tasks itself (tasks.c) */
+    bool task_aug;  /* sent with the `task` param: the server answers with its own task */
+    bool task_next; /* HTTP: tasks/result goes out once the creating exchange is done */
+    char *up_task;  /* the server's task id (never shown to a client), once it made one */
 };
 
 struct gateway_state {

@@ -290,6 +290,10 @@ static bool forward(struct dispatch *d, struct call *c)
         p->mrtr_ok = p->call_target != NULL;
         snprintf(p->call_method, sizeof(p->call_method), "%s", method);
     }
+    /* A gateway task's call to a server that runs tasks itself (tasks.c adds the `task` param,
+       which a client's own call never keeps): the server's answer is its task, followed. */
+    p->task_aug = session_transient(s) && strcmp(method, "tools/call") == 0 &&
+                  json_is_object(json_object_get(json_object_get(msg, "params"), "task"));
     p->id = gw_draw_id();
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");

@@ -176,6 +176,21 @@ static int task_support(int server, const char *orig)
     return support;
 }
 
+/* Whether server runs tasks of its own for tools/call that the gateway can follow: a legacy
+   server whose initialize declared capabilities.tasks.requests.tools.call. */
+static bool server_runs_tasks(int server)
+{
+    pthread_mutex_lock(&gw.lock);
+    struct upstream *up = gw.ups[server];
+    json_t *call = json_object_get(
+        json_object_get(json_object_get(json_object_get(up->pub_caps, "tasks"), "requests"),
+                        "tools"),
+        "call");
+    bool runs = !atomic_load(&up->modern) && json_is_object(call);
+    pthread_mutex_unlock(&gw.lock);
+    return runs;
+}
+
 bool gw_tasks_offered(int view)
 {
     bool offered = false;
@@ -835,6 +850,9 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     t->call = json_deep_copy(msg);
     json_object_del(json_object_get(t->call, "params"), "inputResponses");
     json_object_del(json_object_get(t->call, "params"), "requestState");
+    if (server_runs_tasks(server)) /* the server's own task, followed by the call upstream */
+        json_object_set_new(json_object_get(t->call, "params"), "task",
+                            json_pack("{s:i}", "ttl", TASK_TTL_MS));
     buf_init(&t->buf, TASK_EVENTS_MAX);
     iso_now(t->created, sizeof(t->created));
     memcpy(t->updated, t->created, sizeof(t->updated));
@@ -857,6 +875,9 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     json_t *body = NULL;
     int status = 200;
     json_t *call = json_deep_copy(msg);
+    json_t *aug = json_object_get(json_object_get(t->call, "params"), "task");
+    if (aug != NULL)
+        json_object_set(json_object_get(call, "params"), "task", aug);
     if (dispatch(t, call, &body, &status) != 0) {
         r->body = body; /* refused before it ran (unknown tool, view, arguments, state, …) */
         r->status = status;

@@ -310,6 +310,7 @@ void gw_pending_free(struct pending *p)
     json_decref(p->client_token);
     gw_mrtr_free(p->mrtr);
     free(p->call_target);
+    free(p->up_task);
     json_decref(p->call_msg);
     json_decref(p->answers);
     json_decref(p->up_state);
@@ -369,6 +370,26 @@ static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
     json_decref(n);
 }
 
+static void task_cancelled_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    (void)arg;
+    json_t *e = json_object_get(msg, "error");
+    if (err != 0 || e != NULL)
+        log_info("upstream_task_cancel", "server %s did not cancel its task: %s", up->srv->name,
+                 err ? (why ? why : err_str(err))
+                     : json_string_value(json_object_get(e, "message")));
+}
+
+/* Tell the server to stop client call p: its own task first (tasks/cancel), when the call follows
+   one (a gateway task's call to a server that runs tasks), then the request itself. */
+static void cancel_upstream(struct upstream *up, struct pending *p, const char *reason)
+{
+    if (p->up_task != NULL && up->t != NULL)
+        gw_internal_request(up, "tasks/cancel", json_pack("{s:s}", "taskId", p->up_task),
+                            task_cancelled_cb, NULL);
+    send_cancelled(up, p->id, reason);
+}
+
 void gw_call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
@@ -417,7 +438,7 @@ void gw_call_timeout_cb(uv_timer_t *t)
         return;
     }
     /* Tell the server to stop, then answer the client. */
-    send_cancelled(p->up, p->id, "gateway timeout");
+    cancel_upstream(p->up, p, "gateway timeout");
     if (p->exchange_open) {
         transport_cancel(p->up->t, p);
         p->exchange_open = false;
@@ -1338,6 +1359,44 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
     }
 }
 
+/* Home thread: client call p (a gateway task's, tasks.c) made the server create a task of its
+   own (p->up_task): ask for its result, which plays the part of the call's answer from now on
+   (the server's requests for input come while it waits, related to it). */
+static void follow_task(struct upstream *up, struct pending *p)
+{
+    json_t *msg =
+        jsonrpc_request_new(json_null(), "tasks/result", json_pack("{s:s}", "taskId", p->up_task));
+    idmap_del(&up->pending, p->id); /* gw_send_pending puts it back */
+    int err = msg ? gw_send_pending(up, p, msg) : ERR_NOMEM;
+    json_decref(msg);
+    if (err) {
+        fail_pending(
+            p, JSONRPC_UPSTREAM_UNAVAILABLE,
+            "server \"%s\" created its task, but the gateway could not ask for its result: "
+            "%s",
+            up->srv->name, err_str(err));
+        gw_pending_maybe_free(p);
+    }
+}
+
+/* Home thread: msg answers p; when p asked the server for a task (p->task_aug) and msg is the
+   task the server created, p follows that task and true is returned. */
+static bool task_made(struct upstream *up, struct pending *p, json_t *msg)
+{
+    if (p->cb != NULL || !p->task_aug || p->up_task != NULL)
+        return false;
+    json_t *task = json_object_get(json_object_get(msg, "result"), "task");
+    const char *id = json_string_value(json_object_get(task, "taskId"));
+    if (id == NULL || (p->up_task = strdup(id)) == NULL)
+        return false; /* an ordinary answer (a server may run a call at once) */
+    p->answered = false;
+    if (p->exchange_open)
+        p->task_next = true; /* HTTP: once this exchange is done (done_cb) */
+    else
+        follow_task(up, p);
+    return true;
+}
+
 static void done_cb(void *owner, void *related, int err, const char *why)
 {
     struct upstream *up = owner;
@@ -1345,6 +1404,13 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     if (p == NULL)
         return;
     p->exchange_open = false;
+    if (p->task_next) {
+        p->task_next = false;
+        if (err == 0 && !p->answered) {
+            follow_task(up, p); /* the creating exchange is over: now its result */
+            return;
+        }
+    }
     bool lost = err == ERR_NOTFOUND && !up->closing &&
                 (up->state == UP_READY || up->state == UP_INITIALIZING);
     if (lost && !p->answered && gw_hold_call(up, p, true)) {
@@ -1399,7 +1465,7 @@ void gw_answer_server(struct upstream *up, json_t *id, int code, const char *mes
 /* Home thread: stop client call p upstream (notifications/cancelled) and forget it. */
 void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason)
 {
-    send_cancelled(up, p->id, reason);
+    cancel_upstream(up, p, reason);
     idmap_del(&up->pending, p->id);
     p->answered = true;
     pipeline_done(p->call, CALL_CANCELLED, 0);
@@ -1482,6 +1548,37 @@ static void answer_server_request(struct upstream *up, json_t *id, const char *m
                        method, outcome);
 }
 
+struct task_find {
+    const char *id;
+    struct pending *p;
+};
+
+static void find_task_cb(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    struct pending *p = val;
+    struct task_find *f = arg;
+    if (p->cb == NULL && !p->answered && p->up_task != NULL && strcmp(p->up_task, f->id) == 0)
+        f->p = p;
+}
+
+/* The client call following the server's task that msg (a server request or notification)
+   names in _meta io.modelcontextprotocol/related-task, or NULL. The server's task id is the
+   gateway's secret: it leaves msg (the call's own task takes its place where one is shown). */
+static struct pending *task_related_call(struct upstream *up, json_t *msg)
+{
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    const char *id = json_string_value(
+        json_object_get(json_object_get(meta, "io.modelcontextprotocol/related-task"), "taskId"));
+    if (id == NULL)
+        return NULL;
+    struct task_find f = {id, NULL};
+    idmap_foreach(&up->pending, find_task_cb, &f);
+    if (f.p != NULL)
+        json_object_del(meta, "io.modelcontextprotocol/related-task");
+    return f.p;
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
@@ -1490,7 +1587,9 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         answer_server_request(up, id, method, 0, NULL, "answered");
         return;
     }
-    struct pending *call = related_call(up, related);
+    struct pending *call = task_related_call(up, msg);
+    if (call == NULL)
+        call = related_call(up, related);
     if (call == NULL && strcmp(method, "roots/list") == 0) {
         /* Outside a client's call (a server asks at start, after initialized), the roots are the
            gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
@@ -1680,6 +1779,8 @@ static void message_cb(void *owner, json_t *msg, void *related)
         return;
     }
     p->answered = true;
+    if (task_made(up, p, msg))
+        return;
     const char *rule = NULL;
     if (json_object_get(msg, "error") != NULL && !atomic_load(&up->modern) &&
         up->state == UP_READY && (rule = dead_session_rule(msg)) != NULL) {
