@@ -158,6 +158,24 @@ describe('a server that runs tasks itself (server-everything, legacy)', SKIP, ()
       assertNoServerTaskId(done);
     }));
 
+  test('the server\'s request goes to the task it names, not to a later call in flight', T, () =>
+    withLogs(async () => {
+      // Over stdio a server request names no call; the newest call in flight is taken for it
+      // unless the request names its task (related-task): here a long call, started after the
+      // task, is the newest when the server asks for the task's clarification (at ~2 s).
+      const { raw } = await modernClient({ capabilities: { elicitation: {} } });
+      const t = await raw('tools/call', { name: TOOL, arguments: { topic: 'python', ambiguous: true } });
+      assert.equal(t.resultType, 'task');
+      const v1 = await legacyClient();
+      const long = v1.callTool({ name: 'ev__trigger-long-running-operation', arguments: { duration: 5, steps: 5 } }, undefined, { timeout: 30000 });
+      const asked = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'input_required', 'input_required');
+      const [key] = Object.keys(asked.inputRequests);
+      await raw('tasks/update', { taskId: t.taskId, inputResponses: { [key]: { action: 'accept', content: { interpretation: 'comedy' } } } });
+      const done = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'completed' || x.status === 'failed', 'completed');
+      assert.match(resultText(done.result), /# Research Report: python \(comedy\)/);
+      assert.match(resultText(await long), /Long running operation completed/);
+    }));
+
   test('2026-07-28 client: tasks/cancel cancels the server\'s task', T, () =>
     withLogs(async () => {
       const { raw } = await modernClient();
