@@ -19,7 +19,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome } from '@modelcontextprotocol/ext-tasks/client';
-import { startGateway, everythingStdio, withTimeout, sleep, DIRECT } from './lib/gateway.mjs';
+import { startGateway, startEverythingHttp, everythingStdio, withTimeout, sleep, DIRECT } from './lib/gateway.mjs';
 import { connectClient, resultText } from './lib/client.mjs';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
@@ -30,16 +30,22 @@ const T = { timeout: 60000 };
 const SKIP = DIRECT ? { skip: 'DIRECT=1: these tests are about the gateway following a server\'s task' } : {};
 
 let gw;
+let evHttp; // the same server over Streamable HTTP, as "eh"
 const closers = [];
 
 before(async () => {
   if (DIRECT) return;
-  gw = await startGateway({ prefix: { mode: 'always' }, servers: [everythingStdio('ev')] });
+  evHttp = await startEverythingHttp();
+  gw = await startGateway({
+    prefix: { mode: 'always' },
+    servers: [everythingStdio('ev'), { name: 'eh', transport: 'http', url: evHttp.url }],
+  });
 });
 
 after(async () => {
   for (const c of closers) await c().catch(() => {});
   if (gw) await gw.stop();
+  if (evHttp) await evHttp.stop();
 });
 
 async function withLogs(fn) {
@@ -108,8 +114,8 @@ async function poll(get, until, what, timeoutMs = 20000) {
 /** The server's own word (its stderr, which the gateway logs) that a task of its was cancelled:
  * its research loop's next status update is refused by its task store ("from terminal status
  * "cancelled" to "working""). Counts such lines. */
-function serverCancellations() {
-  return (gw.logs().match(/from terminal status \\?"cancelled\\?" to \\?"working/g) ?? []).length;
+function serverCancellations(logs = gw.logs()) {
+  return (logs.match(/from terminal status \\?"cancelled\\?" to \\?"working/g) ?? []).length;
 }
 
 /** No id the server drew (32 hex digits, its InMemoryTaskStore's) is shown to the client. */
@@ -247,5 +253,44 @@ describe('a server that runs tasks itself (server-everything, legacy)', SKIP, ()
       const cancelled = await client.request({ method: 'tasks/cancel', params: { taskId: task.taskId } }, CancelTaskResultSchema);
       assert.equal(cancelled.status, 'cancelled');
       await poll(async () => serverCancellations(), (n) => n > before, 'the server\'s task cancelled', 10000);
+    }));
+});
+
+describe('the same server over Streamable HTTP', SKIP, () => {
+  const HTTP_TOOL = 'eh__simulate-research-query';
+
+  test('2026-07-28 client: an ambiguous query is input_required, answered, completed', T, () =>
+    withLogs(async () => {
+      const { raw } = await modernClient({ capabilities: { elicitation: {} } });
+      const t = await raw('tools/call', { name: HTTP_TOOL, arguments: { topic: 'python', ambiguous: true } });
+      assert.equal(t.resultType, 'task');
+      const asked = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'input_required', 'input_required');
+      const [key, req] = Object.entries(asked.inputRequests)[0];
+      assert.equal(req.method, 'elicitation/create');
+      assertNoServerTaskId(asked);
+      await raw('tasks/update', { taskId: t.taskId, inputResponses: { [key]: { action: 'accept', content: { interpretation: 'programming' } } } });
+      const done = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'completed' || x.status === 'failed', 'completed');
+      assert.equal(done.status, 'completed', JSON.stringify(done));
+      assert.match(resultText(done.result), /# Research Report: python \(programming\)/);
+    }));
+
+  test('2025-11-25 client: tasks/result with the report; tasks/cancel reaches the server', T, () =>
+    withLogs(async () => {
+      const client = await legacyClient();
+      const { task } = await client.request(
+        { method: 'tools/call', params: { name: HTTP_TOOL, arguments: { topic: 'http' }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      const result = await client.request({ method: 'tasks/result', params: { taskId: task.taskId } }, CallToolResultSchema, { timeout: 30000 });
+      assert.match(resultText(result), /# Research Report: http/);
+      const before = serverCancellations(evHttp.logs());
+      const { task: long } = await client.request(
+        { method: 'tools/call', params: { name: HTTP_TOOL, arguments: { topic: 'stop' }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      await sleep(200);
+      const cancelled = await client.request({ method: 'tasks/cancel', params: { taskId: long.taskId } }, CancelTaskResultSchema);
+      assert.equal(cancelled.status, 'cancelled');
+      await poll(async () => serverCancellations(evHttp.logs()), (n) => n > before, 'the server\'s task cancelled', 10000);
     }));
 });
