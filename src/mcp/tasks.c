@@ -70,6 +70,7 @@ struct task {
     char created[32], updated[32];
     uint64_t expires_ns;
     json_t *result, *error;
+    char *status_msg;           /* the statusMessage of the server's own task, when it runs one */
     json_t *inputs;             /* input_required: the requests still unanswered, by key */
     char *state;                /* and the requestState that resumes the call with their answers */
     json_t *queued;             /* answers that came while the call was resuming */
@@ -230,6 +231,7 @@ static void task_unref(struct task *t)
     json_decref(t->queued);
     json_decref(t->asked);
     free(t->state);
+    free(t->status_msg);
     json_decref(t->reply_id);
     if (t->reply)
         stream_unref(t->reply);
@@ -289,6 +291,8 @@ static json_t *describe_locked(struct task *t, bool legacy, bool detailed)
         const char *m = json_string_value(json_object_get(t->error, "message"));
         if (m != NULL)
             json_object_set_new(o, "statusMessage", json_string(m));
+    } else if (t->status_msg != NULL && !terminal(t->status)) {
+        json_object_set_new(o, "statusMessage", json_string(t->status_msg));
     }
     if (!detailed || legacy)
         return o;
@@ -748,6 +752,27 @@ static void final_answer(struct task *t, json_t *msg)
 }
 
 /* Home thread: what the call's stream holds now. */
+/* The server's own task changed (its notifications/tasks/status, passed on the call's stream by
+   the engine without the server's id): its status message is shown as the task's while the task
+   runs. Its status is not taken: input the task waits for comes as requests (the MRTR bridge),
+   and its end as the answer. */
+static void server_status(struct task *t, json_t *params)
+{
+    const char *msg = json_string_value(json_object_get(params, "statusMessage"));
+    if (msg == NULL)
+        return;
+    char *copy = strndup(msg, 1024);
+    pthread_mutex_lock(&tasks.lock);
+    if (copy != NULL && !terminal(t->status)) {
+        free(t->status_msg);
+        t->status_msg = copy;
+        copy = NULL;
+        status_changed_locked(t);
+    }
+    pthread_mutex_unlock(&tasks.lock);
+    free(copy);
+}
+
 static void task_wake_cb(struct stream_writer *sw)
 {
     struct task *t = (struct task *)sw;
@@ -771,6 +796,10 @@ static void task_wake_cb(struct stream_writer *sw)
                     (json_object_get(m, "result") || json_object_get(m, "error"))) {
                     json_decref(final);
                     final = m; /* notifications (progress, log) stay with the call */
+                } else if (m != NULL && jsonrpc_method(m) != NULL &&
+                           strcmp(jsonrpc_method(m), "notifications/tasks/status") == 0) {
+                    server_status(t, json_object_get(m, "params"));
+                    json_decref(m);
                 } else {
                     json_decref(m);
                 }

@@ -1715,6 +1715,27 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         tell_audience(up, msg, json_string_value(json_object_get(params, "uri")));
         return;
     }
+    if (strcmp(method, "notifications/tasks/status") == 0) {
+        /* A server's task the gateway follows: its status message goes to the gateway task
+           (tasks.c reads it from the call's stream), without the server's id. */
+        const char *tid = json_string_value(json_object_get(params, "taskId"));
+        struct task_find f = {tid, NULL};
+        if (tid != NULL)
+            idmap_foreach(&up->pending, find_task_cb, &f);
+        if (f.p == NULL)
+            return;
+        json_t *status = json_object_get(params, "status");
+        json_t *message = json_object_get(params, "statusMessage");
+        json_t *n = jsonrpc_notification_new("notifications/tasks/status", json_object());
+        json_t *np = json_object_get(n, "params");
+        if (json_is_string(status))
+            json_object_set(np, "status", status);
+        if (json_is_string(message))
+            json_object_set(np, "statusMessage", message);
+        gw_emit(f.p, n, false);
+        json_decref(n);
+        return;
+    }
     if (strcmp(method, "notifications/subscriptions/acknowledged") == 0) {
         up->listen_failures = 0;
         return;

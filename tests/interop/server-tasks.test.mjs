@@ -202,12 +202,18 @@ describe('a server that runs tasks itself (server-everything, legacy)', SKIP, ()
       );
       assert.equal(task.status, 'working');
       assert.match(task.taskId, /^[A-Za-z0-9_-]{32}$/, 'the gateway\'s own id');
+      const messages = new Set();
       const done = await poll(
         () => client.request({ method: 'tasks/get', params: { taskId: task.taskId } }, GetTaskResultSchema),
-        (t) => t.status !== 'working',
+        (t) => {
+          if (t.statusMessage) messages.add(t.statusMessage);
+          return t.status !== 'working';
+        },
         'task',
       );
       assert.equal(done.status, 'completed');
+      // The server's own status messages (its notifications/tasks/status), one per stage.
+      assert.ok(messages.has('Analyzing content...') && messages.has('Generating report...'), [...messages].join(' | '));
       const result = await client.request({ method: 'tasks/result', params: { taskId: task.taskId } }, CallToolResultSchema);
       assert.match(resultText(result), /# Research Report: relays/);
       assert.equal(result._meta?.[RELATED]?.taskId, task.taskId, 'related-task names the gateway\'s task');
