@@ -374,10 +374,17 @@ static void task_cancelled_cb(struct upstream *up, json_t *msg, int err, const c
 {
     (void)arg;
     json_t *e = json_object_get(msg, "error");
-    if (err != 0 || e != NULL)
+    if (err != 0 || e != NULL) {
         log_info("upstream_task_cancel", "server %s did not cancel its task: %s", up->srv->name,
                  err ? (why ? why : err_str(err))
                      : json_string_value(json_object_get(e, "message")));
+        return;
+    }
+    /* The server's word on its task: the status it answered tasks/cancel with. */
+    const char *status =
+        json_string_value(json_object_get(json_object_get(msg, "result"), "status"));
+    log_info("upstream_task_cancel", "server %s answered tasks/cancel of its task: status %s",
+             up->srv->name, status ? status : "(none)");
 }
 
 /* Tell the server to stop client call p: its own task first (tasks/cancel), when the call follows

@@ -193,6 +193,18 @@ describe('a server that runs tasks itself (server-everything, legacy)', SKIP, ()
       await poll(async () => serverCancellations(), (n) => n > before, 'the server\'s task cancelled', 10000);
     }));
 
+  test('2026-07-28 client: a task cancelled while it waits for input cancels the server\'s task', T, () =>
+    withLogs(async () => {
+      const { raw } = await modernClient({ capabilities: { elicitation: {} } });
+      const t = await raw('tools/call', { name: TOOL, arguments: { topic: 'python', ambiguous: true } });
+      await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'input_required', 'input_required');
+      assert.deepEqual(await raw('tasks/cancel', { taskId: t.taskId }), { resultType: 'complete' });
+      assert.equal((await raw('tasks/get', { taskId: t.taskId })).status, 'cancelled');
+      // The server answers tasks/cancel with its task's status. (Its request for input is not
+      // answered: its research loop waits on it, so its stderr says nothing more here.)
+      await poll(async () => /answered tasks\/cancel of its task: status cancelled/.test(gw.logs()), (x) => x, 'the server\'s task cancelled', 10000);
+    }));
+
   test('2025-11-25 client: task param, tasks/get to the end, tasks/result with the report', T, () =>
     withLogs(async () => {
       const client = await legacyClient();
