@@ -153,9 +153,12 @@ struct pending {
     unsigned waiting; /* input requests the legacy client has not answered yet */
     unsigned rounds;  /* InputRequiredResults met so far */
     /* a gateway task's call to a legacy server that runs tasks itself (tasks.c) */
-    bool task_aug;  /* sent with the `task` param: the server answers with its own task */
-    bool task_next; /* HTTP: tasks/result goes out once the creating exchange is done */
-    char *up_task;  /* the server's task id (never shown to a client), once it made one */
+    bool task_aug;         /* sent with the `task` param: the server answers with its own task */
+    bool task_next;        /* HTTP: tasks/result goes out once the creating exchange is done */
+    char *up_task;         /* the server's task id (never shown to a client), once it made one */
+    uv_timer_t *task_poll; /* 2026-07-28 server: its tasks/get at its pollIntervalMs */
+    uint32_t task_poll_ms; /* that interval, bounded */
+    bool task_polling;     /* a tasks/get is on its way */
 };
 
 struct gateway_state {

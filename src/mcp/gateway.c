@@ -112,6 +112,13 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
         return false;
     }
     json_t *caps = gw_relay_capabilities(p->session);
+    if (p->task_aug) {
+        /* A gateway task's call (tasks.c): the server runs it as a task of its own when the
+           request declares the tasks extension; the 2025-11-25 `task` param is not its. */
+        json_object_del(json_object_get(msg, "params"), "task");
+        json_object_set_new(caps, "extensions",
+                            json_pack("{s:{}}", "io.modelcontextprotocol/tasks"));
+    }
     int rank = session_log_level(p->session); /* a legacy client's: its logging/setLevel */
     int err = mcp_era_add_meta(msg, caps, rank);
     json_decref(caps);

@@ -178,7 +178,8 @@ static int task_support(int server, const char *orig)
 }
 
 /* Whether server runs tasks of its own for tools/call that the gateway can follow: a legacy
-   server whose initialize declared capabilities.tasks.requests.tools.call. */
+   server whose initialize declared capabilities.tasks.requests.tools.call, a 2026-07-28 one whose
+   server/discover advertises the tasks extension. */
 static bool server_runs_tasks(int server)
 {
     pthread_mutex_lock(&gw.lock);
@@ -187,7 +188,10 @@ static bool server_runs_tasks(int server)
         json_object_get(json_object_get(json_object_get(up->pub_caps, "tasks"), "requests"),
                         "tools"),
         "call");
-    bool runs = !atomic_load(&up->modern) && json_is_object(call);
+    bool runs = atomic_load(&up->modern)
+                    ? json_is_object(
+                          json_object_get(json_object_get(up->pub_caps, "extensions"), TASKS_EXT))
+                    : json_is_object(call);
     pthread_mutex_unlock(&gw.lock);
     return runs;
 }

@@ -311,6 +311,10 @@ void gw_pending_free(struct pending *p)
     gw_mrtr_free(p->mrtr);
     free(p->call_target);
     free(p->up_task);
+    if (p->task_poll) {
+        uv_close((uv_handle_t *)p->task_poll, (uv_close_cb)free);
+        p->task_poll = NULL;
+    }
     json_decref(p->call_msg);
     json_decref(p->answers);
     json_decref(p->up_state);
@@ -527,6 +531,9 @@ static struct pending *internal_request_ex(struct upstream *up, const char *meth
     struct pending *p = calloc(1, sizeof(*p));
     json_t *msg = jsonrpc_request_new(json_null(), method, params);
     json_t *caps = modern ? gw_relay_capabilities(NULL) : NULL;
+    if (caps != NULL && strncmp(method, "tasks/", 6) == 0) /* the server's own tasks (tasks.c) */
+        json_object_set_new(caps, "extensions",
+                            json_pack("{s:{}}", "io.modelcontextprotocol/tasks"));
     if (p == NULL || msg == NULL || (modern && mcp_era_add_meta(msg, caps, -1) != 0)) {
         free(p);
         json_decref(msg);
@@ -1386,19 +1393,136 @@ static void follow_task(struct upstream *up, struct pending *p)
     }
 }
 
+static void task_poll_cb(uv_timer_t *t);
+
+/* Home thread: poll the 2026-07-28 server's task that p follows after its poll interval. */
+static void poll_task_later(struct upstream *up, struct pending *p)
+{
+    if (p->task_poll == NULL && (p->task_poll = malloc(sizeof(*p->task_poll))) != NULL) {
+        uv_timer_init(up->home->loop, p->task_poll);
+        p->task_poll->data = p;
+    }
+    if (p->task_poll == NULL) {
+        fail_pending(p, JSONRPC_INTERNAL_ERROR, "out of memory");
+        gw_pending_maybe_free(p);
+        return;
+    }
+    uv_timer_start(p->task_poll, task_poll_cb, p->task_poll_ms, 0);
+}
+
+/* Home thread: p's final answer, from its server's task (msg: a result or error object). */
+static void task_final(struct upstream *up, struct pending *p, json_t *msg)
+{
+    idmap_del(&up->pending, p->id);
+    p->answered = true;
+    gw_answer_client(p, msg);
+    gw_call_finished(up);
+    gw_pending_maybe_free(p);
+}
+
+/* Home thread: the server's tasks/get of the task that call `arg` (its id) follows. The call may
+   have ended meanwhile (cancelled, timed out): then nothing is left to do. */
+static void task_got_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    struct pending *p = idmap_get(&up->pending, (uint64_t)(uintptr_t)arg);
+    if (p == NULL || p->cb != NULL || p->answered || p->up_task == NULL)
+        return;
+    p->task_polling = false;
+    json_t *e = json_object_get(msg, "error");
+    if (err != 0 || e != NULL) {
+        fail_pending(
+            p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE,
+            "server \"%s\" ran the call as a task of its own, but its tasks/get failed: %s",
+            up->srv->name,
+            err ? (why ? why : err_str(err)) : json_string_value(json_object_get(e, "message")));
+        gw_pending_maybe_free(p);
+        return;
+    }
+    json_t *r = json_object_get(msg, "result");
+    const char *status = json_string_value(json_object_get(r, "status"));
+    json_t *answer = NULL;
+    if (status != NULL && strcmp(status, "completed") == 0) {
+        json_t *res = json_object_get(r, "result");
+        answer = jsonrpc_result_new(json_integer((json_int_t)p->id),
+                                    json_is_object(res) ? json_incref(res) : json_object());
+    } else if (status != NULL && strcmp(status, "failed") == 0) {
+        json_t *te = json_object_get(r, "error");
+        te = json_is_object(te) ? json_incref(te)
+                                : json_pack("{s:i, s:s}", "code", JSONRPC_INTERNAL_ERROR, "message",
+                                            "the server's task failed");
+        answer =
+            json_pack("{s:s, s:I, s:o}", "jsonrpc", "2.0", "id", (json_int_t)p->id, "error", te);
+    } else if (status != NULL && strcmp(status, "cancelled") == 0) {
+        fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" cancelled its task",
+                     up->srv->name);
+        gw_pending_maybe_free(p);
+        return;
+    } else if (status != NULL && strcmp(status, "input_required") == 0) {
+        cancel_upstream(up, p, "the gateway does not relay a 2026-07-28 server task's input");
+        fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
+                     "server \"%s\" ran the call as a task of its own, which asks for input "
+                     "(input_required): the gateway does not relay that input for a server's "
+                     "2026-07-28 task, and cancelled it",
+                     up->srv->name);
+        gw_pending_maybe_free(p);
+        return;
+    }
+    if (answer != NULL) {
+        task_final(up, p, answer);
+        json_decref(answer);
+        return;
+    }
+    poll_task_later(up, p); /* working (or a status this revision does not name) */
+}
+
+static void task_poll_cb(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+    if (p->answered || p->task_polling || p->up == NULL || p->up->t == NULL)
+        return;
+    p->task_polling = true;
+    gw_internal_request(p->up, "tasks/get", json_pack("{s:s}", "taskId", p->up_task), task_got_cb,
+                        (void *)(uintptr_t)p->id);
+}
+
+/* Home thread: p made a 2026-07-28 server create its task: poll it (p stays among the calls in
+   flight, where a cancellation finds it). */
+static void task_follow_modern(struct upstream *up, struct pending *p)
+{
+    int err = idmap_put(&up->pending, p->id, p);
+    if (err) {
+        fail_pending(p, JSONRPC_INTERNAL_ERROR, "cannot follow the server's task: %s",
+                     err_str(err));
+        gw_pending_maybe_free(p);
+        return;
+    }
+    poll_task_later(up, p);
+}
+
 /* Home thread: msg answers p; when p asked the server for a task (p->task_aug) and msg is the
    task the server created, p follows that task and true is returned. */
 static bool task_made(struct upstream *up, struct pending *p, json_t *msg)
 {
     if (p->cb != NULL || !p->task_aug || p->up_task != NULL)
         return false;
-    json_t *task = json_object_get(json_object_get(msg, "result"), "task");
+    bool modern = atomic_load(&up->modern);
+    json_t *res = json_object_get(msg, "result");
+    json_t *task = modern ? res : json_object_get(res, "task");
+    const char *rt = json_string_value(json_object_get(res, "resultType"));
     const char *id = json_string_value(json_object_get(task, "taskId"));
-    if (id == NULL || (p->up_task = strdup(id)) == NULL)
+    if (id == NULL || (modern && (rt == NULL || strcmp(rt, "task") != 0)) ||
+        (p->up_task = strdup(id)) == NULL)
         return false; /* an ordinary answer (a server may run a call at once) */
     p->answered = false;
+    if (modern) {
+        json_t *ms = json_object_get(task, "pollIntervalMs");
+        json_int_t v = json_is_integer(ms) ? json_integer_value(ms) : 500;
+        p->task_poll_ms = v < 100 ? 100 : v > 5000 ? 5000 : (uint32_t)v;
+    }
     if (p->exchange_open)
         p->task_next = true; /* HTTP: once this exchange is done (done_cb) */
+    else if (modern)
+        task_follow_modern(up, p);
     else
         follow_task(up, p);
     return true;
@@ -1414,7 +1538,11 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     if (p->task_next) {
         p->task_next = false;
         if (err == 0 && !p->answered) {
-            follow_task(up, p); /* the creating exchange is over: now its result */
+            /* the creating exchange is over: now its result */
+            if (atomic_load(&up->modern))
+                task_follow_modern(up, p);
+            else
+                follow_task(up, p);
             return;
         }
     }

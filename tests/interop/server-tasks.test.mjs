@@ -19,10 +19,12 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome } from '@modelcontextprotocol/ext-tasks/client';
-import { startGateway, startEverythingHttp, everythingStdio, withTimeout, sleep, DIRECT } from './lib/gateway.mjs';
+import path from 'node:path';
+import { startGateway, startEverythingHttp, everythingStdio, withTimeout, sleep, DIRECT, INTEROP_DIR } from './lib/gateway.mjs';
 import { connectClient, resultText } from './lib/client.mjs';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
+const MINI = path.resolve(INTEROP_DIR, '..', 'integration', 'fixtures', 'mini-server.mjs');
 const TOOL = 'ev__simulate-research-query';
 const RELATED = 'io.modelcontextprotocol/related-task';
 // The tool runs 4 stages of 1 s each: a test's limit sits well above that and the connects.
@@ -38,7 +40,12 @@ before(async () => {
   evHttp = await startEverythingHttp();
   gw = await startGateway({
     prefix: { mode: 'always' },
-    servers: [everythingStdio('ev'), { name: 'eh', transport: 'http', url: evHttp.url }],
+    servers: [
+      everythingStdio('ev'),
+      { name: 'eh', transport: 'http', url: evHttp.url },
+      // a 2026-07-28 server that runs tasks itself (the tasks extension): the mini fixture
+      { name: 'mt', command: process.execPath, args: [MINI, '--modern', '--own-tasks', '--label', 'mt'] },
+    ],
   });
 });
 
@@ -310,5 +317,54 @@ describe('the same server over Streamable HTTP', SKIP, () => {
       const cancelled = await client.request({ method: 'tasks/cancel', params: { taskId: long.taskId } }, CancelTaskResultSchema);
       assert.equal(cancelled.status, 'cancelled');
       await poll(async () => serverCancellations(evHttp.logs()), (n) => n > before, 'the server\'s task cancelled', 10000);
+    }));
+});
+
+describe('a 2026-07-28 server that runs tasks itself (the mini fixture, tasks extension)', SKIP, () => {
+  const states = async (client) => JSON.parse(resultText(await client.callTool({ name: 'mt__task-states', arguments: {} })));
+
+  test('2026-07-28 client: the gateway polls the server\'s task to its result', T, () =>
+    withLogs(async () => {
+      const { session } = await modernClient();
+      const execution = await session.callTool('mt__research', { ms: 800 });
+      assert.equal(execution.kind, 'task');
+      assert.match(execution.handle.taskId, /^[A-Za-z0-9_-]{32}$/, 'the gateway\'s own id');
+      assert.doesNotMatch(execution.handle.taskId, /^mt/);
+      const { outcome } = await withTimeout(execution.settle(), 15000, 'task settled');
+      assert.equal(outcome.status, 'completed', JSON.stringify(outcome));
+      assert.equal(resultText(resultFromTaskOutcome(outcome)), 'researched 800 ms');
+    }));
+
+  test('2025-11-25 client: task param, tasks/result; a failed server task fails the gateway\'s', T, () =>
+    withLogs(async () => {
+      const client = await legacyClient();
+      const { task } = await client.request(
+        { method: 'tools/call', params: { name: 'mt__research', arguments: { ms: 300 }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      const result = await client.request({ method: 'tasks/result', params: { taskId: task.taskId } }, CallToolResultSchema);
+      assert.equal(resultText(result), 'researched 300 ms');
+      const { task: bad } = await client.request(
+        { method: 'tools/call', params: { name: 'mt__research', arguments: { ms: 100, fail: true }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      const failed = await poll(
+        () => client.request({ method: 'tasks/get', params: { taskId: bad.taskId } }, GetTaskResultSchema),
+        (t) => t.status !== 'working',
+        'failed',
+      );
+      assert.equal(failed.status, 'failed');
+      assert.equal(failed.statusMessage, 'research failed after 100 ms');
+    }));
+
+  test('tasks/cancel reaches the server: its task is cancelled', T, () =>
+    withLogs(async () => {
+      const { raw } = await modernClient();
+      const t = await raw('tools/call', { name: 'mt__research', arguments: { ms: 60000 } });
+      assert.equal(t.resultType, 'task');
+      assert.deepEqual(await raw('tasks/cancel', { taskId: t.taskId }), { resultType: 'complete' });
+      await poll(async () => /mini-server: task mt[0-9a-f]{30} cancelled/.test(gw.logs()), (x) => x, 'the server\'s task cancelled', 10000);
+      const v1 = await legacyClient();
+      assert.ok((await states(v1)).includes('cancelled'));
     }));
 });
