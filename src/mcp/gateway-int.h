@@ -115,6 +115,10 @@ struct forward {
 
 struct mrtr;
 
+/* The requestState the gateway seals for a gateway task waiting for the input of a 2026-07-28
+   server's own task: this prefix, then the server's task id. */
+#define GW_TASK_STATE "gatehouse-task."
+
 struct pending {
     uint64_t id;
     struct upstream *up;
@@ -159,6 +163,7 @@ struct pending {
     uv_timer_t *task_poll; /* 2026-07-28 server: its tasks/get at its pollIntervalMs */
     uint32_t task_poll_ms; /* that interval, bounded */
     bool task_polling;     /* a tasks/get is on its way */
+    bool task_update;      /* this call is the tasks/update that answers its task's input */
 };
 
 struct gateway_state {

@@ -111,6 +111,25 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
         gw_pending_free(p);
         return false;
     }
+    json_t *params = json_object_get(msg, "params");
+    const char *state = json_string_value(json_object_get(params, "requestState"));
+    if (session_transient(p->session) && state != NULL &&
+        strncmp(state, GW_TASK_STATE, strlen(GW_TASK_STATE)) == 0 && p->up_task == NULL &&
+        (p->up_task = strdup(state + strlen(GW_TASK_STATE))) != NULL) {
+        /* The retry of a gateway task waiting for the input of the server's own task: the state
+           came out of the gateway's seal (upstreams.c, task_got_cb), so it names a task this
+           call's task follows. The answers go to that task (tasks/update), which is then
+           polled again. */
+        json_object_set_new(msg, "method", json_string("tasks/update"));
+        json_t *np = json_pack("{s:s, s:O}", "taskId", p->up_task, "inputResponses",
+                               json_object_get(params, "inputResponses"));
+        json_t *meta = json_object_get(params, "_meta");
+        if (meta != NULL)
+            json_object_set(np, "_meta", meta);
+        json_object_set_new(msg, "params", np);
+        p->task_aug = true;
+        p->task_update = true;
+    }
     json_t *caps = gw_relay_capabilities(p->session);
     if (p->task_aug) {
         /* A gateway task's call (tasks.c): the server runs it as a task of its own when the

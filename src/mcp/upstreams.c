@@ -1457,15 +1457,28 @@ static void task_got_cb(struct upstream *up, json_t *msg, int err, const char *w
                      up->srv->name);
         gw_pending_maybe_free(p);
         return;
-    } else if (status != NULL && strcmp(status, "input_required") == 0) {
-        cancel_upstream(up, p, "the gateway does not relay a 2026-07-28 server task's input");
-        fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE,
-                     "server \"%s\" ran the call as a task of its own, which asks for input "
-                     "(input_required): the gateway does not relay that input for a server's "
-                     "2026-07-28 task, and cancelled it",
-                     up->srv->name);
-        gw_pending_maybe_free(p);
-        return;
+    } else if (status != NULL && strcmp(status, "input_required") == 0 &&
+               json_is_object(json_object_get(r, "inputRequests"))) {
+        /* The call answers as an InputRequiredResult whose state (sealed by the MRTR bridge, bound
+           to this server, tool and principal) names the server's task: the retry with the
+           answers becomes tasks/update (gateway.c, modern_call). */
+        char state[sizeof(GW_TASK_STATE) + 512];
+        if (snprintf(state, sizeof(state), "%s%s", GW_TASK_STATE, p->up_task) <
+            (int)sizeof(state)) {
+            json_t *ir = json_pack("{s:s, s:I, s:{s:s, s:O, s:s}}", "jsonrpc", "2.0", "id",
+                                   (json_int_t)p->id, "result", "resultType", "input_required",
+                                   "inputRequests", json_object_get(r, "inputRequests"),
+                                   "requestState", state);
+            idmap_del(&up->pending, p->id);
+            if (!gw_input_required(up, p, ir)) {
+                p->answered = true;
+                gw_answer_client(p, ir);
+                gw_call_finished(up);
+            }
+            json_decref(ir);
+            gw_pending_maybe_free(p);
+            return;
+        }
     }
     if (answer != NULL) {
         task_final(up, p, answer);
@@ -1503,6 +1516,18 @@ static void task_follow_modern(struct upstream *up, struct pending *p)
    task the server created, p follows that task and true is returned. */
 static bool task_made(struct upstream *up, struct pending *p, json_t *msg)
 {
+    if (p->cb == NULL && p->task_update) {
+        /* the server took the answers of its task's input: poll it again */
+        p->task_update = false;
+        if (json_object_get(msg, "error") != NULL)
+            return false; /* the error is the call's answer */
+        p->answered = false;
+        if (p->exchange_open)
+            p->task_next = true;
+        else
+            task_follow_modern(up, p);
+        return true;
+    }
     if (p->cb != NULL || !p->task_aug || p->up_task != NULL)
         return false;
     bool modern = atomic_load(&up->modern);

@@ -357,6 +357,36 @@ describe('a 2026-07-28 server that runs tasks itself (the mini fixture, tasks ex
       assert.equal(failed.statusMessage, 'research failed after 100 ms');
     }));
 
+  test('2026-07-28 client: the server task\'s input_required is relayed, tasks/update answers it upstream', T, () =>
+    withLogs(async () => {
+      const { raw } = await modernClient({ capabilities: { elicitation: {} } });
+      const t = await raw('tools/call', { name: 'mt__research', arguments: { ms: 200, ask: true } });
+      assert.equal(t.resultType, 'task');
+      const asked = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'input_required', 'input_required');
+      const [key, req] = Object.entries(asked.inputRequests)[0];
+      assert.equal(req.method, 'elicitation/create');
+      assert.doesNotMatch(JSON.stringify(asked), /mt[0-9a-f]{30}|gatehouse-task/, 'no server task id, no state');
+      assert.deepEqual(await raw('tasks/update', { taskId: t.taskId, inputResponses: { [key]: { action: 'accept', content: { name: 'ada' } } } }), { resultType: 'complete' });
+      const done = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'completed' || x.status === 'failed', 'completed');
+      assert.equal(done.status, 'completed', JSON.stringify(done));
+      assert.equal(resultText(done.result), 'researched 200 ms for ada');
+      assert.match(gw.logs(), /mini-server: task mt[0-9a-f]{30} answered/, 'the server took the answer (tasks/update)');
+    }));
+
+  test('2025-11-25 client: the server task\'s input is asked on tasks/result and answered', T, () =>
+    withLogs(async () => {
+      const client = await legacyClient({
+        capabilities: { elicitation: {} },
+        setup: (c) => c.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { name: 'grace' } })),
+      });
+      const { task } = await client.request(
+        { method: 'tools/call', params: { name: 'mt__research', arguments: { ms: 100, ask: true }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      const result = await client.request({ method: 'tasks/result', params: { taskId: task.taskId } }, CallToolResultSchema);
+      assert.equal(resultText(result), 'researched 100 ms for grace');
+    }));
+
   test('tasks/cancel reaches the server: its task is cancelled', T, () =>
     withLogs(async () => {
       const { raw } = await modernClient();
