@@ -1443,8 +1443,9 @@ static void task_got_cb(struct upstream *up, json_t *msg, int err, const char *w
     json_t *answer = NULL;
     if (status != NULL && strcmp(status, "completed") == 0) {
         json_t *res = json_object_get(r, "result");
-        answer = jsonrpc_result_new(json_integer((json_int_t)p->id),
-                                    json_is_object(res) ? json_incref(res) : json_object());
+        json_t *jid = json_integer((json_int_t)p->id);
+        answer = jsonrpc_result_new(jid, json_is_object(res) ? json_incref(res) : json_object());
+        json_decref(jid);
     } else if (status != NULL && strcmp(status, "failed") == 0) {
         json_t *te = json_object_get(r, "error");
         te = json_is_object(te) ? json_incref(te)
