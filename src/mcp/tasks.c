@@ -4,6 +4,12 @@
  * task-supporting (`execution.taskSupport` "optional" or "required" in their tools/list), of a
  * server of either era. See "Tasks" in docs/architecture.md.
  *
+ * A server that runs tasks itself (server_runs_tasks) is asked for its own: the task's call
+ * carries the `task` param, which the engine (upstreams.c) turns into a task request of the
+ * server's revision and follows (tasks/result for a legacy server, tasks/get polled for a
+ * 2026-07-28 one) as the call's answer; the task here does not see the difference, bar the
+ * server's status messages.
+ *
  * A task is a client's tools/call that the gateway runs as an ordinary call on a transient
  * session of its own (so that closing the client's response does not cancel it), watching the
  * call's answer stream as a writer would: the final answer completes (or fails) the task; an

@@ -20,7 +20,7 @@ import {
 import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '@modelcontextprotocol/client';
 import { createTaskSessionFromClient, resultFromTaskOutcome } from '@modelcontextprotocol/ext-tasks/client';
 import path from 'node:path';
-import { startGateway, startEverythingHttp, everythingStdio, withTimeout, sleep, DIRECT, INTEROP_DIR } from './lib/gateway.mjs';
+import { startGateway, startEverythingHttp, everythingStdio, spawnTracked, withTimeout, sleep, DIRECT, INTEROP_DIR } from './lib/gateway.mjs';
 import { connectClient, resultText } from './lib/client.mjs';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
@@ -33,11 +33,26 @@ const SKIP = DIRECT ? { skip: 'DIRECT=1: these tests are about the gateway follo
 
 let gw;
 let evHttp; // the same server over Streamable HTTP, as "eh"
+let mth; // the mini fixture's --own-tasks over Streamable HTTP, as "mh"
 const closers = [];
 
 before(async () => {
   if (DIRECT) return;
   evHttp = await startEverythingHttp();
+  mth = spawnTracked(process.execPath, [MINI, '--modern', '--own-tasks', '--http', '--label', 'mh'], { name: 'mini-own-tasks-http' });
+  const port = await withTimeout(
+    new Promise((resolve) => {
+      const off = mth.onLine((l) => {
+        const m = /^listening (\d+)$/.exec(l);
+        if (m) {
+          off();
+          resolve(Number(m[1]));
+        }
+      });
+    }),
+    10000,
+    'mini fixture (HTTP) port',
+  );
   gw = await startGateway({
     prefix: { mode: 'always' },
     servers: [
@@ -45,6 +60,7 @@ before(async () => {
       { name: 'eh', transport: 'http', url: evHttp.url },
       // a 2026-07-28 server that runs tasks itself (the tasks extension): the mini fixture
       { name: 'mt', command: process.execPath, args: [MINI, '--modern', '--own-tasks', '--label', 'mt'] },
+      { name: 'mh', transport: 'http', url: `http://127.0.0.1:${port}/mcp` },
     ],
   });
 });
@@ -53,6 +69,7 @@ after(async () => {
   for (const c of closers) await c().catch(() => {});
   if (gw) await gw.stop();
   if (evHttp) await evHttp.stop();
+  if (mth) await mth.stop();
 });
 
 async function withLogs(fn) {
@@ -396,5 +413,35 @@ describe('a 2026-07-28 server that runs tasks itself (the mini fixture, tasks ex
       await poll(async () => /mini-server: task mt[0-9a-f]{30} cancelled/.test(gw.logs()), (x) => x, 'the server\'s task cancelled', 10000);
       const v1 = await legacyClient();
       assert.ok((await states(v1)).includes('cancelled'));
+    }));
+});
+
+describe('the same 2026-07-28 server over Streamable HTTP', SKIP, () => {
+  test('2026-07-28 client: polled to its result; its input answered with tasks/update upstream', T, () =>
+    withLogs(async () => {
+      const { session, raw } = await modernClient({ capabilities: { elicitation: {} } });
+      const execution = await session.callTool('mh__research', { ms: 300 });
+      assert.equal(execution.kind, 'task');
+      const { outcome } = await withTimeout(execution.settle(), 15000, 'task settled');
+      assert.equal(resultText(resultFromTaskOutcome(outcome)), 'researched 300 ms');
+      const t = await raw('tools/call', { name: 'mh__research', arguments: { ms: 100, ask: true } });
+      const asked = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'input_required', 'input_required');
+      const [key] = Object.keys(asked.inputRequests);
+      await raw('tasks/update', { taskId: t.taskId, inputResponses: { [key]: { action: 'accept', content: { name: 'lin' } } } });
+      const done = await poll(() => raw('tasks/get', { taskId: t.taskId }), (x) => x.status === 'completed' || x.status === 'failed', 'completed');
+      assert.equal(resultText(done.result), 'researched 100 ms for lin', JSON.stringify(done));
+    }));
+
+  test('2025-11-25 client: tasks/cancel reaches the server over HTTP', T, () =>
+    withLogs(async () => {
+      const client = await legacyClient();
+      const { task } = await client.request(
+        { method: 'tools/call', params: { name: 'mh__research', arguments: { ms: 60000 }, task: {} } },
+        CreateTaskResultSchema,
+      );
+      await sleep(300);
+      const cancelled = await client.request({ method: 'tasks/cancel', params: { taskId: task.taskId } }, CancelTaskResultSchema);
+      assert.equal(cancelled.status, 'cancelled');
+      await poll(async () => /mini-server: task mt[0-9a-f]{30} cancelled/.test(mth.logs()), (x) => x, 'the server\'s task cancelled', 10000);
     }));
 });
