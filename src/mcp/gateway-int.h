@@ -116,6 +116,10 @@ struct forward {
 
 struct mrtr;
 
+/* The requestState the gateway seals for a gateway task waiting for the input of a 2026-07-28
+   server's own task: this prefix, then the server's task id. */
+#define GW_TASK_STATE "gatehouse-task."
+
 struct pending {
     uint64_t id;
     struct upstream *up;
@@ -153,6 +157,14 @@ struct pending {
     json_t *up_state; /* the server's requestState for the retry, or NULL */
     unsigned waiting; /* input requests the legacy client has not answered yet */
     unsigned rounds;  /* InputRequiredResults met so far */
+    /* a gateway task's call to a legacy server that runs tasks itself (tasks.c) */
+    bool task_aug;         /* sent with the `task` param: the server answers with its own task */
+    bool task_next;        /* HTTP: tasks/result goes out once the creating exchange is done */
+    char *up_task;         /* the server's task id (never shown to a client), once it made one */
+    uv_timer_t *task_poll; /* 2026-07-28 server: its tasks/get at its pollIntervalMs */
+    uint32_t task_poll_ms; /* that interval, bounded */
+    bool task_polling;     /* a tasks/get is on its way */
+    bool task_update;      /* this call is the tasks/update that answers its task's input */
 };
 
 struct gateway_state {

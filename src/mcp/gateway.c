@@ -111,7 +111,33 @@ static bool modern_call(struct upstream *up, struct pending *p, json_t *msg)
         gw_pending_free(p);
         return false;
     }
+    json_t *params = json_object_get(msg, "params");
+    const char *state = json_string_value(json_object_get(params, "requestState"));
+    if (session_transient(p->session) && state != NULL &&
+        strncmp(state, GW_TASK_STATE, strlen(GW_TASK_STATE)) == 0 && p->up_task == NULL &&
+        (p->up_task = strdup(state + strlen(GW_TASK_STATE))) != NULL) {
+        /* The retry of a gateway task waiting for the input of the server's own task: the state
+           came out of the gateway's seal (upstreams.c, task_got_cb), so it names a task this
+           call's task follows. The answers go to that task (tasks/update), which is then
+           polled again. */
+        json_object_set_new(msg, "method", json_string("tasks/update"));
+        json_t *np = json_pack("{s:s, s:O}", "taskId", p->up_task, "inputResponses",
+                               json_object_get(params, "inputResponses"));
+        json_t *meta = json_object_get(params, "_meta");
+        if (meta != NULL)
+            json_object_set(np, "_meta", meta);
+        json_object_set_new(msg, "params", np);
+        p->task_aug = true;
+        p->task_update = true;
+    }
     json_t *caps = gw_relay_capabilities(p->session);
+    if (p->task_aug) {
+        /* A gateway task's call (tasks.c): the server runs it as a task of its own when the
+           request declares the tasks extension; the 2025-11-25 `task` param is not its. */
+        json_object_del(json_object_get(msg, "params"), "task");
+        json_object_set_new(caps, "extensions",
+                            json_pack("{s:{}}", "io.modelcontextprotocol/tasks"));
+    }
     int rank = session_log_level(p->session); /* a legacy client's: its logging/setLevel */
     int err = mcp_era_add_meta(msg, caps, rank);
     json_decref(caps);
@@ -297,6 +323,10 @@ static bool forward(struct dispatch *d, struct call *c)
         p->mrtr_ok = p->call_target != NULL;
         snprintf(p->call_method, sizeof(p->call_method), "%s", method);
     }
+    /* A gateway task's call to a server that runs tasks itself (tasks.c adds the `task` param,
+       which a client's own call never keeps): the server's answer is its task, followed. */
+    p->task_aug = session_transient(s) && strcmp(method, "tools/call") == 0 &&
+                  json_is_object(json_object_get(json_object_get(msg, "params"), "task"));
     p->id = gw_draw_id();
     json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
     json_t *tok = json_object_get(meta, "progressToken");

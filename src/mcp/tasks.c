@@ -4,6 +4,12 @@
  * task-supporting (`execution.taskSupport` "optional" or "required" in their tools/list), of a
  * server of either era. See "Tasks" in docs/architecture.md.
  *
+ * A server that runs tasks itself (server_runs_tasks) is asked for its own: the task's call
+ * carries the `task` param, which the engine (upstreams.c) turns into a task request of the
+ * server's revision and follows (tasks/result for a legacy server, tasks/get polled for a
+ * 2026-07-28 one) as the call's answer; the task here does not see the difference, bar the
+ * server's status messages.
+ *
  * A task is a client's tools/call that the gateway runs as an ordinary call on a transient
  * session of its own (so that closing the client's response does not cancel it), watching the
  * call's answer stream as a writer would: the final answer completes (or fails) the task; an
@@ -70,6 +76,7 @@ struct task {
     char created[32], updated[32];
     uint64_t expires_ns;
     json_t *result, *error;
+    char *status_msg;           /* the statusMessage of the server's own task, when it runs one */
     json_t *inputs;             /* input_required: the requests still unanswered, by key */
     char *state;                /* and the requestState that resumes the call with their answers */
     json_t *queued;             /* answers that came while the call was resuming */
@@ -176,6 +183,25 @@ static int task_support(int server, const char *orig)
     return support;
 }
 
+/* Whether server runs tasks of its own for tools/call that the gateway can follow: a legacy
+   server whose initialize declared capabilities.tasks.requests.tools.call, a 2026-07-28 one whose
+   server/discover advertises the tasks extension. */
+static bool server_runs_tasks(int server)
+{
+    pthread_mutex_lock(&gw.lock);
+    struct upstream *up = gw.ups[server];
+    json_t *call = json_object_get(
+        json_object_get(json_object_get(json_object_get(up->pub_caps, "tasks"), "requests"),
+                        "tools"),
+        "call");
+    bool runs = atomic_load(&up->modern)
+                    ? json_is_object(
+                          json_object_get(json_object_get(up->pub_caps, "extensions"), TASKS_EXT))
+                    : json_is_object(call);
+    pthread_mutex_unlock(&gw.lock);
+    return runs;
+}
+
 bool gw_tasks_offered(int view)
 {
     bool offered = false;
@@ -215,6 +241,7 @@ static void task_unref(struct task *t)
     json_decref(t->queued);
     json_decref(t->asked);
     free(t->state);
+    free(t->status_msg);
     json_decref(t->reply_id);
     if (t->reply)
         stream_unref(t->reply);
@@ -274,6 +301,8 @@ static json_t *describe_locked(struct task *t, bool legacy, bool detailed)
         const char *m = json_string_value(json_object_get(t->error, "message"));
         if (m != NULL)
             json_object_set_new(o, "statusMessage", json_string(m));
+    } else if (t->status_msg != NULL && !terminal(t->status)) {
+        json_object_set_new(o, "statusMessage", json_string(t->status_msg));
     }
     if (!detailed || legacy)
         return o;
@@ -733,6 +762,27 @@ static void final_answer(struct task *t, json_t *msg)
 }
 
 /* Home thread: what the call's stream holds now. */
+/* The server's own task changed (its notifications/tasks/status, passed on the call's stream by
+   the engine without the server's id): its status message is shown as the task's while the task
+   runs. Its status is not taken: input the task waits for comes as requests (the MRTR bridge),
+   and its end as the answer. */
+static void server_status(struct task *t, json_t *params)
+{
+    const char *msg = json_string_value(json_object_get(params, "statusMessage"));
+    if (msg == NULL)
+        return;
+    char *copy = strndup(msg, 1024);
+    pthread_mutex_lock(&tasks.lock);
+    if (copy != NULL && !terminal(t->status)) {
+        free(t->status_msg);
+        t->status_msg = copy;
+        copy = NULL;
+        status_changed_locked(t);
+    }
+    pthread_mutex_unlock(&tasks.lock);
+    free(copy);
+}
+
 static void task_wake_cb(struct stream_writer *sw)
 {
     struct task *t = (struct task *)sw;
@@ -756,6 +806,10 @@ static void task_wake_cb(struct stream_writer *sw)
                     (json_object_get(m, "result") || json_object_get(m, "error"))) {
                     json_decref(final);
                     final = m; /* notifications (progress, log) stay with the call */
+                } else if (m != NULL && jsonrpc_method(m) != NULL &&
+                           strcmp(jsonrpc_method(m), "notifications/tasks/status") == 0) {
+                    server_status(t, json_object_get(m, "params"));
+                    json_decref(m);
                 } else {
                     json_decref(m);
                 }
@@ -835,6 +889,9 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     t->call = json_deep_copy(msg);
     json_object_del(json_object_get(t->call, "params"), "inputResponses");
     json_object_del(json_object_get(t->call, "params"), "requestState");
+    if (server_runs_tasks(server)) /* the server's own task, followed by the call upstream */
+        json_object_set_new(json_object_get(t->call, "params"), "task",
+                            json_pack("{s:i}", "ttl", TASK_TTL_MS));
     buf_init(&t->buf, TASK_EVENTS_MAX);
     iso_now(t->created, sizeof(t->created));
     memcpy(t->updated, t->created, sizeof(t->updated));
@@ -857,6 +914,9 @@ bool gw_task_call(struct mcp_worker *w, int view, const struct principal *who, s
     json_t *body = NULL;
     int status = 200;
     json_t *call = json_deep_copy(msg);
+    json_t *aug = json_object_get(json_object_get(t->call, "params"), "task");
+    if (aug != NULL)
+        json_object_set(json_object_get(call, "params"), "task", aug);
     if (dispatch(t, call, &body, &status) != 0) {
         r->body = body; /* refused before it ran (unknown tool, view, arguments, state, …) */
         r->status = status;

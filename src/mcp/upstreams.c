@@ -310,6 +310,11 @@ void gw_pending_free(struct pending *p)
     json_decref(p->client_token);
     gw_mrtr_free(p->mrtr);
     free(p->call_target);
+    free(p->up_task);
+    if (p->task_poll) {
+        uv_close((uv_handle_t *)p->task_poll, (uv_close_cb)free);
+        p->task_poll = NULL;
+    }
     json_decref(p->call_msg);
     json_decref(p->answers);
     json_decref(p->up_state);
@@ -369,6 +374,33 @@ static void send_cancelled(struct upstream *up, uint64_t id, const char *reason)
     json_decref(n);
 }
 
+static void task_cancelled_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    (void)arg;
+    json_t *e = json_object_get(msg, "error");
+    if (err != 0 || e != NULL) {
+        log_info("upstream_task_cancel", "server %s did not cancel its task: %s", up->srv->name,
+                 err ? (why ? why : err_str(err))
+                     : json_string_value(json_object_get(e, "message")));
+        return;
+    }
+    /* The server's word on its task: the status it answered tasks/cancel with. */
+    const char *status =
+        json_string_value(json_object_get(json_object_get(msg, "result"), "status"));
+    log_info("upstream_task_cancel", "server %s answered tasks/cancel of its task: status %s",
+             up->srv->name, status ? status : "(none)");
+}
+
+/* Tell the server to stop client call p: its own task first (tasks/cancel), when the call follows
+   one (a gateway task's call to a server that runs tasks), then the request itself. */
+static void cancel_upstream(struct upstream *up, struct pending *p, const char *reason)
+{
+    if (p->up_task != NULL && up->t != NULL)
+        gw_internal_request(up, "tasks/cancel", json_pack("{s:s}", "taskId", p->up_task),
+                            task_cancelled_cb, NULL);
+    send_cancelled(up, p->id, reason);
+}
+
 void gw_call_timeout_cb(uv_timer_t *t)
 {
     struct pending *p = t->data;
@@ -417,7 +449,7 @@ void gw_call_timeout_cb(uv_timer_t *t)
         return;
     }
     /* Tell the server to stop, then answer the client. */
-    send_cancelled(p->up, p->id, "gateway timeout");
+    cancel_upstream(p->up, p, "gateway timeout");
     if (p->exchange_open) {
         transport_cancel(p->up->t, p);
         p->exchange_open = false;
@@ -499,6 +531,9 @@ static struct pending *internal_request_ex(struct upstream *up, const char *meth
     struct pending *p = calloc(1, sizeof(*p));
     json_t *msg = jsonrpc_request_new(json_null(), method, params);
     json_t *caps = modern ? gw_relay_capabilities(NULL) : NULL;
+    if (caps != NULL && strncmp(method, "tasks/", 6) == 0) /* the server's own tasks (tasks.c) */
+        json_object_set_new(caps, "extensions",
+                            json_pack("{s:{}}", "io.modelcontextprotocol/tasks"));
     if (p == NULL || msg == NULL || (modern && mcp_era_add_meta(msg, caps, -1) != 0)) {
         free(p);
         json_decref(msg);
@@ -1359,6 +1394,187 @@ static void state_cb(void *owner, enum transport_state st, const char *why)
     }
 }
 
+/* Home thread: client call p (a gateway task's, tasks.c) made the server create a task of its
+   own (p->up_task): ask for its result, which plays the part of the call's answer from now on
+   (the server's requests for input come while it waits, related to it). */
+static void follow_task(struct upstream *up, struct pending *p)
+{
+    json_t *msg =
+        jsonrpc_request_new(json_null(), "tasks/result", json_pack("{s:s}", "taskId", p->up_task));
+    idmap_del(&up->pending, p->id); /* gw_send_pending puts it back */
+    int err = msg ? gw_send_pending(up, p, msg) : ERR_NOMEM;
+    json_decref(msg);
+    if (err) {
+        fail_pending(
+            p, JSONRPC_UPSTREAM_UNAVAILABLE,
+            "server \"%s\" created its task, but the gateway could not ask for its result: "
+            "%s",
+            up->srv->name, err_str(err));
+        gw_pending_maybe_free(p);
+    }
+}
+
+static void task_poll_cb(uv_timer_t *t);
+
+/* Home thread: poll the 2026-07-28 server's task that p follows after its poll interval. */
+static void poll_task_later(struct upstream *up, struct pending *p)
+{
+    if (p->task_poll == NULL && (p->task_poll = malloc(sizeof(*p->task_poll))) != NULL) {
+        uv_timer_init(up->home->loop, p->task_poll);
+        p->task_poll->data = p;
+    }
+    if (p->task_poll == NULL) {
+        fail_pending(p, JSONRPC_INTERNAL_ERROR, "out of memory");
+        gw_pending_maybe_free(p);
+        return;
+    }
+    uv_timer_start(p->task_poll, task_poll_cb, p->task_poll_ms, 0);
+}
+
+/* Home thread: p's final answer, from its server's task (msg: a result or error object). */
+static void task_final(struct upstream *up, struct pending *p, json_t *msg)
+{
+    idmap_del(&up->pending, p->id);
+    p->answered = true;
+    gw_answer_client(p, msg);
+    gw_call_finished(up);
+    gw_pending_maybe_free(p);
+}
+
+/* Home thread: the server's tasks/get of the task that call `arg` (its id) follows. The call may
+   have ended meanwhile (cancelled, timed out): then nothing is left to do. */
+static void task_got_cb(struct upstream *up, json_t *msg, int err, const char *why, void *arg)
+{
+    struct pending *p = idmap_get(&up->pending, (uint64_t)(uintptr_t)arg);
+    if (p == NULL || p->cb != NULL || p->answered || p->up_task == NULL)
+        return;
+    p->task_polling = false;
+    json_t *e = json_object_get(msg, "error");
+    if (err != 0 || e != NULL) {
+        fail_pending(
+            p, err == ERR_TIMEOUT ? JSONRPC_UPSTREAM_TIMEOUT : JSONRPC_UPSTREAM_UNAVAILABLE,
+            "server \"%s\" ran the call as a task of its own, but its tasks/get failed: %s",
+            up->srv->name,
+            err ? (why ? why : err_str(err)) : json_string_value(json_object_get(e, "message")));
+        gw_pending_maybe_free(p);
+        return;
+    }
+    json_t *r = json_object_get(msg, "result");
+    const char *status = json_string_value(json_object_get(r, "status"));
+    json_t *answer = NULL;
+    if (status != NULL && strcmp(status, "completed") == 0) {
+        json_t *res = json_object_get(r, "result");
+        json_t *jid = json_integer((json_int_t)p->id);
+        answer = jsonrpc_result_new(jid, json_is_object(res) ? json_incref(res) : json_object());
+        json_decref(jid);
+    } else if (status != NULL && strcmp(status, "failed") == 0) {
+        json_t *te = json_object_get(r, "error");
+        te = json_is_object(te) ? json_incref(te)
+                                : json_pack("{s:i, s:s}", "code", JSONRPC_INTERNAL_ERROR, "message",
+                                            "the server's task failed");
+        answer =
+            json_pack("{s:s, s:I, s:o}", "jsonrpc", "2.0", "id", (json_int_t)p->id, "error", te);
+    } else if (status != NULL && strcmp(status, "cancelled") == 0) {
+        fail_pending(p, JSONRPC_UPSTREAM_UNAVAILABLE, "server \"%s\" cancelled its task",
+                     up->srv->name);
+        gw_pending_maybe_free(p);
+        return;
+    } else if (status != NULL && strcmp(status, "input_required") == 0 &&
+               json_is_object(json_object_get(r, "inputRequests"))) {
+        /* The call answers as an InputRequiredResult whose state (sealed by the MRTR bridge, bound
+           to this server, tool and principal) names the server's task: the retry with the
+           answers becomes tasks/update (gateway.c, modern_call). */
+        char state[sizeof(GW_TASK_STATE) + 512];
+        if (snprintf(state, sizeof(state), "%s%s", GW_TASK_STATE, p->up_task) <
+            (int)sizeof(state)) {
+            json_t *ir = json_pack("{s:s, s:I, s:{s:s, s:O, s:s}}", "jsonrpc", "2.0", "id",
+                                   (json_int_t)p->id, "result", "resultType", "input_required",
+                                   "inputRequests", json_object_get(r, "inputRequests"),
+                                   "requestState", state);
+            idmap_del(&up->pending, p->id);
+            if (!gw_input_required(up, p, ir)) {
+                p->answered = true;
+                gw_answer_client(p, ir);
+                gw_call_finished(up);
+            }
+            json_decref(ir);
+            gw_pending_maybe_free(p);
+            return;
+        }
+    }
+    if (answer != NULL) {
+        task_final(up, p, answer);
+        json_decref(answer);
+        return;
+    }
+    poll_task_later(up, p); /* working (or a status this revision does not name) */
+}
+
+static void task_poll_cb(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+    if (p->answered || p->task_polling || p->up == NULL || p->up->t == NULL)
+        return;
+    p->task_polling = true;
+    gw_internal_request(p->up, "tasks/get", json_pack("{s:s}", "taskId", p->up_task), task_got_cb,
+                        (void *)(uintptr_t)p->id);
+}
+
+/* Home thread: p made a 2026-07-28 server create its task: poll it (p stays among the calls in
+   flight, where a cancellation finds it). */
+static void task_follow_modern(struct upstream *up, struct pending *p)
+{
+    int err = idmap_put(&up->pending, p->id, p);
+    if (err) {
+        fail_pending(p, JSONRPC_INTERNAL_ERROR, "cannot follow the server's task: %s",
+                     err_str(err));
+        gw_pending_maybe_free(p);
+        return;
+    }
+    poll_task_later(up, p);
+}
+
+/* Home thread: msg answers p; when p asked the server for a task (p->task_aug) and msg is the
+   task the server created, p follows that task and true is returned. */
+static bool task_made(struct upstream *up, struct pending *p, json_t *msg)
+{
+    if (p->cb == NULL && p->task_update) {
+        /* the server took the answers of its task's input: poll it again */
+        p->task_update = false;
+        if (json_object_get(msg, "error") != NULL)
+            return false; /* the error is the call's answer */
+        p->answered = false;
+        if (p->exchange_open)
+            p->task_next = true;
+        else
+            task_follow_modern(up, p);
+        return true;
+    }
+    if (p->cb != NULL || !p->task_aug || p->up_task != NULL)
+        return false;
+    bool modern = atomic_load(&up->modern);
+    json_t *res = json_object_get(msg, "result");
+    json_t *task = modern ? res : json_object_get(res, "task");
+    const char *rt = json_string_value(json_object_get(res, "resultType"));
+    const char *id = json_string_value(json_object_get(task, "taskId"));
+    if (id == NULL || (modern && (rt == NULL || strcmp(rt, "task") != 0)) ||
+        (p->up_task = strdup(id)) == NULL)
+        return false; /* an ordinary answer (a server may run a call at once) */
+    p->answered = false;
+    if (modern) {
+        json_t *ms = json_object_get(task, "pollIntervalMs");
+        json_int_t v = json_is_integer(ms) ? json_integer_value(ms) : 500;
+        p->task_poll_ms = v < 100 ? 100 : v > 5000 ? 5000 : (uint32_t)v;
+    }
+    if (p->exchange_open)
+        p->task_next = true; /* HTTP: once this exchange is done (done_cb) */
+    else if (modern)
+        task_follow_modern(up, p);
+    else
+        follow_task(up, p);
+    return true;
+}
+
 static void done_cb(void *owner, void *related, int err, const char *why)
 {
     struct upstream *up = owner;
@@ -1366,6 +1582,17 @@ static void done_cb(void *owner, void *related, int err, const char *why)
     if (p == NULL)
         return;
     p->exchange_open = false;
+    if (p->task_next) {
+        p->task_next = false;
+        if (err == 0 && !p->answered) {
+            /* the creating exchange is over: now its result */
+            if (atomic_load(&up->modern))
+                task_follow_modern(up, p);
+            else
+                follow_task(up, p);
+            return;
+        }
+    }
     bool lost = err == ERR_NOTFOUND && !up->closing &&
                 (up->state == UP_READY || up->state == UP_INITIALIZING);
     if (lost && !p->answered && gw_hold_call(up, p, true)) {
@@ -1435,7 +1662,7 @@ void gw_answer_server(struct upstream *up, json_t *id, int code, const char *mes
 /* Home thread: stop client call p upstream (notifications/cancelled) and forget it. */
 void gw_cancel_call(struct upstream *up, struct pending *p, const char *reason)
 {
-    send_cancelled(up, p->id, reason);
+    cancel_upstream(up, p, reason);
     idmap_del(&up->pending, p->id);
     p->answered = true;
     pipeline_done(p->call, CALL_CANCELLED, 0);
@@ -1516,6 +1743,37 @@ static void answer_server_request(struct upstream *up, json_t *id, const char *m
                        method, outcome);
 }
 
+struct task_find {
+    const char *id;
+    struct pending *p;
+};
+
+static void find_task_cb(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    struct pending *p = val;
+    struct task_find *f = arg;
+    if (p->cb == NULL && !p->answered && p->up_task != NULL && strcmp(p->up_task, f->id) == 0)
+        f->p = p;
+}
+
+/* The client call following the server's task that msg (a server request or notification)
+   names in _meta io.modelcontextprotocol/related-task, or NULL. The server's task id is the
+   gateway's secret: it leaves msg (the call's own task takes its place where one is shown). */
+static struct pending *task_related_call(struct upstream *up, json_t *msg)
+{
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    const char *id = json_string_value(
+        json_object_get(json_object_get(meta, "io.modelcontextprotocol/related-task"), "taskId"));
+    if (id == NULL)
+        return NULL;
+    struct task_find f = {id, NULL};
+    idmap_foreach(&up->pending, find_task_cb, &f);
+    if (f.p != NULL)
+        json_object_del(meta, "io.modelcontextprotocol/related-task");
+    return f.p;
+}
+
 static void server_request(struct upstream *up, json_t *msg, void *related)
 {
     json_t *id = json_object_get(msg, "id");
@@ -1524,7 +1782,9 @@ static void server_request(struct upstream *up, json_t *msg, void *related)
         answer_server_request(up, id, method, 0, NULL, "answered");
         return;
     }
-    struct pending *call = related_call(up, related);
+    struct pending *call = task_related_call(up, msg);
+    if (call == NULL)
+        call = related_call(up, related);
     if (call == NULL && strcmp(method, "roots/list") == 0) {
         /* Outside a client's call (a server asks at start, after initialized), the roots are the
            gateway's own: it has none to offer. Declared roots must be answered (2025-11-25,
@@ -1650,6 +1910,27 @@ static void server_notification(struct upstream *up, json_t *msg, void *related)
         tell_audience(up, msg, json_string_value(json_object_get(params, "uri")));
         return;
     }
+    if (strcmp(method, "notifications/tasks/status") == 0) {
+        /* A server's task the gateway follows: its status message goes to the gateway task
+           (tasks.c reads it from the call's stream), without the server's id. */
+        const char *tid = json_string_value(json_object_get(params, "taskId"));
+        struct task_find f = {tid, NULL};
+        if (tid != NULL)
+            idmap_foreach(&up->pending, find_task_cb, &f);
+        if (f.p == NULL)
+            return;
+        json_t *status = json_object_get(params, "status");
+        json_t *message = json_object_get(params, "statusMessage");
+        json_t *n = jsonrpc_notification_new("notifications/tasks/status", json_object());
+        json_t *np = json_object_get(n, "params");
+        if (json_is_string(status))
+            json_object_set(np, "status", status);
+        if (json_is_string(message))
+            json_object_set(np, "statusMessage", message);
+        gw_emit(f.p, n, false);
+        json_decref(n);
+        return;
+    }
     if (strcmp(method, "notifications/subscriptions/acknowledged") == 0) {
         up->listen_failures = 0;
         return;
@@ -1714,6 +1995,8 @@ static void message_cb(void *owner, json_t *msg, void *related)
         return;
     }
     p->answered = true;
+    if (task_made(up, p, msg))
+        return;
     const char *rule = NULL;
     if (json_object_get(msg, "error") != NULL && !atomic_load(&up->modern) &&
         up->state == UP_READY && (rule = dead_session_rule(msg)) != NULL) {
