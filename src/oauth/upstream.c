@@ -56,6 +56,17 @@
 
 enum up_step { UP_PROBE, UP_PRM, UP_ASM, UP_REGISTER, UP_TOKEN, UP_CHECK };
 
+/* The probe (without a token) and the check (with the new one) speak to the server as the
+   gateway's sessions do: 2026-07-28's server/discover first, with its headers, and the legacy
+   initialize when the server does not take that (as the gateway's own era probe falls back). */
+#define DISCOVER_BODY                                                                              \
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{\"_meta\":{"         \
+    "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/"        \
+    "clientInfo\":{\"name\":\"gatehouse\",\"version\":\"1\"},\"io.modelcontextprotocol/"           \
+    "clientCapabilities\":{}}}}"
+static const char *const discover_headers[] = {"MCP-Protocol-Version: 2026-07-28",
+                                               "Mcp-Method: server/discover", NULL};
+
 struct upflow {
     struct upflow *next;
     struct oauth_ctx *o; /* NULL once detached (shutdown) */
@@ -64,6 +75,7 @@ struct upflow {
     const struct config_server *srv;
     struct fetch *fx;
     enum up_step step;
+    bool legacy; /* the probe or check now sent is the legacy initialize (after server/discover) */
     int64_t user_id;
     /* discovery */
     char wa_scope[STORE_SCOPE_MAX + 1];
@@ -345,6 +357,8 @@ static void flow_fetch(struct upflow *w, const char *url, const char *method, co
         .accept = w->step == UP_PROBE || w->step == UP_CHECK ? "application/json, text/event-stream"
                                                              : "application/json",
         .authorization = authorization,
+        .headers =
+            (w->step == UP_PROBE || w->step == UP_CHECK) && !w->legacy ? discover_headers : NULL,
         .max_size = UP_MAX_SIZE,
         .timeout_ms = UP_TIMEOUT_MS,
         .allow_private = w->srv->oauth.allow_private,
@@ -889,7 +903,8 @@ static void got_tokens(struct upflow *w, json_t *doc)
     w->basic = strdup(out.v[0].value);
     outbound_release(&out);
     w->step = UP_CHECK;
-    flow_fetch(w, w->srv->url, "POST", INIT_BODY, "application/json", w->basic);
+    w->legacy = false;
+    flow_fetch(w, w->srv->url, "POST", DISCOVER_BODY, "application/json", w->basic);
 }
 
 static void connected_page(struct upflow *w, const char *note)
@@ -937,6 +952,11 @@ static void step_cb(void *arg, int err, const struct fetch_response *r, const ch
     case UP_PROBE: {
         json_decref(doc);
         char rm[UP_URL_MAX], scope[STORE_SCOPE_MAX + 1], e[64];
+        if (!w->legacy && r->status != 401 && (r->status < 200 || r->status > 299)) {
+            w->legacy = true; /* not a 2026-07-28 server, perhaps: ask as a legacy client */
+            flow_fetch(w, w->srv->url, "POST", INIT_BODY, "application/json", NULL);
+            return;
+        }
         if (r->status != 401 && (r->status < 200 || r->status > 299)) {
             flow_fail(w, 502, "the server answered HTTP %ld to a request without a token, not 401",
                       r->status);
@@ -1002,6 +1022,14 @@ static void step_cb(void *arg, int err, const struct fetch_response *r, const ch
         got_tokens(w, doc);
         return;
     case UP_CHECK:
+        if (!w->legacy && !(r->status >= 200 && r->status < 300 &&
+                            (json_is_object(json_object_get(doc, "result")) ||
+                             (r->content_type && strstr(r->content_type, "event-stream"))))) {
+            json_decref(doc);
+            w->legacy = true; /* server/discover not taken: the legacy initialize */
+            flow_fetch(w, w->srv->url, "POST", INIT_BODY, "application/json", w->basic);
+            return;
+        }
         json_decref(doc);
         connected_page(w, r->status >= 200 && r->status < 300
                               ? ""
@@ -1081,7 +1109,8 @@ int oauth_upstream_start(struct oauth_ctx *o, struct config *cfg, h2o_req_t *req
         scope_union(w->step_up, sizeof(w->step_up), step_up);
     }
     w->step = UP_PROBE;
-    flow_fetch(w, srv->url, "POST", INIT_BODY, "application/json", NULL);
+    w->legacy = false;
+    flow_fetch(w, srv->url, "POST", DISCOVER_BODY, "application/json", NULL);
 out:
     oauth_form_release(&f);
     return status;

@@ -434,6 +434,12 @@ int fetch_start(struct fetcher *f, const struct fetch_request *req, fetch_cb cb,
             goto fail;
         x->headers = h;
     }
+    for (size_t i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
+        struct curl_slist *h = curl_slist_append(x->headers, req->headers[i]);
+        if (h == NULL)
+            goto fail;
+        x->headers = h;
+    }
     if (req->authorization) {
         size_t n = strlen(req->authorization) + sizeof("Authorization: ");
         char *a = malloc(n);

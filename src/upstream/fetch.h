@@ -29,13 +29,14 @@ struct fetch_request {
     const char *method; /* "GET" (default) or "POST" */
     const char *body;   /* POST body, or NULL */
     size_t body_len;
-    const char *content_type;  /* of the body */
-    const char *accept;        /* Accept header, or NULL */
-    const char *authorization; /* a whole Authorization header value, or NULL; never logged */
-    size_t max_size;           /* larger responses fail with ERR_LIMIT; 0 = 1 MiB */
-    uint32_t timeout_ms;       /* whole exchange including redirects; 0 = 10 s */
-    unsigned max_redirects;    /* followed by hand (GET only), each target re-checked */
-    bool allow_private;        /* allow non-public addresses (tests, internal identity providers) */
+    const char *content_type;   /* of the body */
+    const char *accept;         /* Accept header, or NULL */
+    const char *authorization;  /* a whole Authorization header value, or NULL; never logged */
+    const char *const *headers; /* more header lines ("Name: value"), NULL-terminated, or NULL */
+    size_t max_size;            /* larger responses fail with ERR_LIMIT; 0 = 1 MiB */
+    uint32_t timeout_ms;        /* whole exchange including redirects; 0 = 10 s */
+    unsigned max_redirects;     /* followed by hand (GET only), each target re-checked */
+    bool allow_private; /* allow non-public addresses (tests, internal identity providers) */
 };
 
 struct fetch_response {

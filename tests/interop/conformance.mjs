@@ -447,8 +447,11 @@ export async function main(argv = process.argv.slice(2)) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('conformance.mjs')) {
+  // exitCode, not exit(): exit() may cut stdout short when it is a pipe
   main().then(
-    (code) => process.exit(code),
+    (code) => {
+      process.exitCode = code;
+    },
     (err) => {
       process.stderr.write(`conformance.mjs: ${err?.stack ?? err}\n`);
       process.exit(2);

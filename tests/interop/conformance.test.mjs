@@ -70,7 +70,8 @@ function runConformance(url, extra = [], spec = '2025-11-25') {
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stdout += d));
-  const done = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the runner's output may still be in the pipe when it exits
+  const done = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   return withTimeout(done, RUN_LIMIT_MS, 'conformance.mjs')
     .catch((err) => {
       try {
